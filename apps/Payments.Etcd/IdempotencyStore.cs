@@ -1,0 +1,228 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using Payments.Domain;
+
+namespace Payments.Etcd;
+
+/// <summary>The API's Idempotency-Key records on etcd (Stripe's semantics): the first request with a key runs, later
+/// ones with the same body get its response again, ones with another body are refused.</summary>
+/// <remarks>
+/// Records live at least <see cref="Retention"/>. Rather than one etcd lease per record (a Raft write each), records
+/// created in the same hour share one lease whose TTL is the retention plus that hour, so every record lives between
+/// 24 h and 25 h at the cost of one lease grant per hour.
+/// </remarks>
+public sealed class IdempotencyStore
+{
+    public static readonly TimeSpan Retention = TimeSpan.FromHours(24);
+    public static readonly TimeSpan LeaseBucketWidth = TimeSpan.FromHours(1);
+
+    /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again.</summary>
+    public static readonly TimeSpan InProgressTimeout = TimeSpan.FromSeconds(60);
+    private const int MaxCasAttempts = 8;
+
+    private readonly EtcdConnection etcd;
+    private readonly string prefix;
+    private readonly TimeProvider time;
+    private readonly ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket = new();
+
+    /// <param name="prefix">The key prefix of this store's records, e.g. <c>/daprpayments/idempotency/</c>.</param>
+    public IdempotencyStore(EtcdConnection etcd, string prefix, TimeProvider time)
+    {
+        this.etcd = etcd;
+        this.prefix = prefix.EndsWith('/') ? prefix : prefix + "/";
+        this.time = time;
+    }
+
+    /// <summary>A stable fingerprint of a request (method, path, canonical body…), compared on every reuse of a key.</summary>
+    public static string Fingerprint(params string[] parts) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', parts))));
+
+    /// <summary>Claims the key for this request, or says why not (replay, in progress elsewhere, other body).</summary>
+    /// <param name="scope">Whose key this is (a merchant id): keys of different merchants never collide.</param>
+    public async Task<IdempotencyBegin> BeginAsync(string scope, IdempotencyKey key, string fingerprint, CancellationToken cancellationToken)
+    {
+        var recordKey = RecordKey(scope, key);
+        for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
+        {
+            var now = time.GetUtcNow();
+            var claim = new IdempotencyRecord(fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout);
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
+            request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), await LeaseForNowAsync(cancellationToken)));
+            request.Failure.Add(EtcdBytes.Get(recordKey));
+            var response = await TxnAsync(request, cancellationToken);
+            if (response.Succeeded)
+            {
+                return new IdempotencyBegin.Started(new IdempotencyClaim(recordKey, response.Header.Revision, fingerprint));
+            }
+
+            var existing = response.Responses[0].ResponseRange.Kvs.FirstOrDefault();
+            if (existing is null)
+            {
+                continue; // Expired between our compare and read: try to create it again.
+            }
+
+            var record = Deserialize(existing.Value);
+            if (!string.Equals(record.Fingerprint, fingerprint, StringComparison.Ordinal))
+            {
+                return new IdempotencyBegin.FingerprintMismatch();
+            }
+
+            if (record.State == IdempotencyState.Completed)
+            {
+                return new IdempotencyBegin.Replay(record.StatusCode!.Value, record.Body ?? string.Empty, record.ContentType);
+            }
+
+            if (record.LockedUntil > now)
+            {
+                return new IdempotencyBegin.InProgress(record.LockedUntil.Value - now);
+            }
+
+            // The request that claimed it stopped without finishing: take over, unless someone else just did.
+            var takeover = new TxnRequest();
+            takeover.Compare.Add(EtcdBytes.ModRevisionIs(recordKey, existing.ModRevision));
+            takeover.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim with { CreatedAt = record.CreatedAt }), existing.Lease));
+            var takeoverResponse = await TxnAsync(takeover, cancellationToken);
+            if (takeoverResponse.Succeeded)
+            {
+                return new IdempotencyBegin.Started(new IdempotencyClaim(recordKey, takeoverResponse.Header.Revision, fingerprint));
+            }
+        }
+
+        throw new InvalidOperationException($"Idempotency record {recordKey} kept changing for {MaxCasAttempts} attempts.");
+    }
+
+    /// <summary>Stores the final response. False if the claim was lost (it timed out and another request took over).</summary>
+    public async Task<bool> CompleteAsync(
+        IdempotencyClaim claim, int statusCode, string body, string? contentType, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claim);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
+        request.Failure.Add(EtcdBytes.Get(claim.RecordKey));
+        var current = await etcd.Client.GetAsync(claim.RecordKey, cancellationToken: cancellationToken);
+        var kv = current.Kvs.FirstOrDefault();
+        if (kv is null || kv.ModRevision != claim.ModRevision)
+        {
+            return false;
+        }
+
+        var record = Deserialize(kv.Value) with
+        {
+            State = IdempotencyState.Completed, StatusCode = statusCode, Body = body, ContentType = contentType, LockedUntil = null,
+        };
+        request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(record), kv.Lease));
+        return (await TxnAsync(request, cancellationToken)).Succeeded;
+    }
+
+    /// <summary>Gives the key back so that a retry may run again: only for requests that changed nothing.</summary>
+    public async Task ReleaseAsync(IdempotencyClaim claim, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(claim);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
+        request.Success.Add(EtcdBytes.Delete(claim.RecordKey));
+        await TxnAsync(request, cancellationToken);
+    }
+
+    private string RecordKey(string scope, IdempotencyKey key)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(scope);
+        ArgumentNullException.ThrowIfNull(key);
+        // Hash the client's key: it may hold '/' and other characters that must not shape our key space.
+        var digest = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key.Value)));
+        return $"{prefix}{Convert.ToHexString(Encoding.UTF8.GetBytes(scope))}/{digest}";
+    }
+
+    private async Task<long> LeaseForNowAsync(CancellationToken cancellationToken)
+    {
+        var bucket = time.GetUtcNow().Ticks / LeaseBucketWidth.Ticks;
+        var lease = leasesByBucket.GetOrAdd(bucket, _ => new Lazy<Task<long>>(GrantBucketLeaseAsync));
+        try
+        {
+            return await lease.Value.WaitAsync(cancellationToken);
+        }
+        catch (RpcException)
+        {
+            leasesByBucket.TryRemove(bucket, out _);
+            throw;
+        }
+        finally
+        {
+            foreach (var old in leasesByBucket.Keys.Where(other => other < bucket))
+            {
+                leasesByBucket.TryRemove(old, out _);
+            }
+        }
+    }
+
+    private async Task<long> GrantBucketLeaseAsync()
+    {
+        using var deadline = EtcdConnection.CallDeadline(CancellationToken.None);
+        var ttl = (long)(Retention + LeaseBucketWidth).TotalSeconds;
+        var response = await etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: deadline.Token);
+        return response.ID;
+    }
+
+    private async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken)
+    {
+        using var deadline = EtcdConnection.CallDeadline(cancellationToken);
+        return await etcd.Kv.TxnAsync(request, cancellationToken: deadline.Token);
+    }
+
+    private static ByteString Serialize(IdempotencyRecord record) =>
+        ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(record, IdempotencyJson.Default.IdempotencyRecord));
+
+    private static IdempotencyRecord Deserialize(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, IdempotencyJson.Default.IdempotencyRecord)
+        ?? throw new InvalidDataException("Empty idempotency record.");
+}
+
+public enum IdempotencyState
+{
+    InProgress,
+    Completed,
+}
+
+/// <summary>What etcd holds for one Idempotency-Key.</summary>
+public sealed record IdempotencyRecord(
+    string Fingerprint,
+    IdempotencyState State,
+    int? StatusCode,
+    string? Body,
+    string? ContentType,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? LockedUntil);
+
+/// <summary>Proof that this request owns the key: the revision of the in-progress record it wrote.</summary>
+public sealed record IdempotencyClaim(string RecordKey, long ModRevision, string Fingerprint);
+
+/// <summary>The outcomes of <see cref="IdempotencyStore.BeginAsync"/>.</summary>
+public abstract record IdempotencyBegin
+{
+    private IdempotencyBegin()
+    {
+    }
+
+    /// <summary>This request runs; finish with Complete or Release.</summary>
+    public sealed record Started(IdempotencyClaim Claim) : IdempotencyBegin;
+
+    /// <summary>Already done: send this response again, byte for byte.</summary>
+    public sealed record Replay(int StatusCode, string Body, string? ContentType) : IdempotencyBegin;
+
+    /// <summary>Another request with this key is running; ask the client to retry after a while.</summary>
+    public sealed record InProgress(TimeSpan RetryAfter) : IdempotencyBegin;
+
+    /// <summary>The key was used with another request body: 422 idempotency-key-reuse.</summary>
+    public sealed record FingerprintMismatch : IdempotencyBegin;
+}
+
+[JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(IdempotencyRecord))]
+internal sealed partial class IdempotencyJson : JsonSerializerContext;

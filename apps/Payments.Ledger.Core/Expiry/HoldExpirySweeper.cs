@@ -1,0 +1,92 @@
+using Etcdserverpb;
+using Microsoft.Extensions.Logging;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Ledger.Core.Expiry;
+
+/// <summary>Voids pending transfers whose timeout has passed, a bounded page per pass, under a fenced lock.</summary>
+/// <remarks>The lock keeps several sweepers from doing the same work; correctness does not rest on it: each expiry is
+/// a compare-and-swap on the hold (so it happens once however many sweepers race), and each carries the lock's fence
+/// (so a sweeper that lost its lock while paused cannot write at all).</remarks>
+public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<HoldExpirySweeper> logger)
+{
+    public const int MaxExpiriesPerPass = 256;
+    public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(10);
+    public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
+
+    public string LockKey => ledger.Keys.Prefix + "locks/hold-expiry-sweeper";
+
+    /// <summary>One pass: takes the lock if free, expires what is due (at most <see cref="MaxExpiriesPerPass"/>),
+    /// releases. Returns how many holds this pass expired (0 when another sweeper holds the lock).</summary>
+    public async Task<int> SweepOnceAsync(CancellationToken cancellationToken)
+    {
+        // Lease timing is etcd's real time, whatever clock the ledger uses for business time.
+        await using var held = await EtcdFencedLock.TryAcquireAsync(
+            ledger.Etcd, LockKey, owner, LockLeaseTtl, TimeProvider.System, logger, cancellationToken);
+        return held is null ? 0 : await SweepAsync(held, cancellationToken);
+    }
+
+    /// <summary>Sweeps every <paramref name="interval"/> until cancelled; a failed pass is logged and the next one tries again.</summary>
+    public async Task RunAsync(TimeSpan interval, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await SweepOnceAsync(cancellationToken);
+            }
+            catch (Exception exception) when (exception is LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException)
+            {
+                logger.LogWarning(exception, "Hold expiry pass failed; retrying in {Interval}", interval);
+            }
+
+            try
+            {
+                await Task.Delay(interval, ledger.Time, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    internal async Task<int> SweepAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.LostToken);
+        var keys = ledger.Keys;
+        var request = new RangeRequest
+        {
+            Key = EtcdBytes.Key(keys.ExpiryPrefix),
+            RangeEnd = EtcdBytes.Key(keys.ExpiryDueEnd(ledger.Time.GetUtcNow().ToUnixTimeMilliseconds())),
+            Limit = MaxExpiriesPerPass,
+            KeysOnly = true,
+        };
+        var due = await ledger.RetryingAsync(
+            async token =>
+            {
+                using var deadline = EtcdConnection.CallDeadline(token);
+                return await ledger.Etcd.Kv.RangeAsync(request, cancellationToken: deadline.Token);
+            },
+            linked.Token);
+        var expired = 0;
+        foreach (var kv in due.Kvs)
+        {
+            var pendingId = TransferId.Parse(kv.Key.ToStringUtf8()[(kv.Key.ToStringUtf8().LastIndexOf('/') + 1)..]);
+            var outcome = await ledger.ExpireAsync(pendingId, held, linked.Token);
+            if (outcome is TransferOutcome.Applied { Replayed: false })
+            {
+                expired++;
+                logger.LogInformation("Expired pending transfer {PendingId}", pendingId);
+            }
+            else if (outcome is TransferOutcome.Failed failed)
+            {
+                logger.LogDebug("Pending transfer {PendingId} not expired: {Error}", pendingId, failed.Error);
+            }
+        }
+
+        return expired;
+    }
+}

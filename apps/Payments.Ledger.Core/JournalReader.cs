@@ -1,0 +1,132 @@
+using Etcdserverpb;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Core.Model;
+using Payments.Ledger.Core.Storage;
+
+namespace Payments.Ledger.Core;
+
+/// <summary>Reads the journal in sequence order, a bounded page at a time, and snapshots balances at one revision.</summary>
+public sealed class JournalReader(EtcdLedger ledger)
+{
+    public const int MaxPageSize = 1000;
+    public const int MaxSnapshotAccounts = 1_000_000;
+
+    /// <summary>Entries with a sequence greater than <paramref name="afterSequence"/>, in order, at most <paramref name="limit"/>
+    /// (a page may hold a few fewer: it never ends in the middle of one transaction's entries).</summary>
+    public async Task<IReadOnlyList<JournalEntry>> ReadAsync(long afterSequence, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, EtcdLedger.MaxTxnOps);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, MaxPageSize);
+        var fromRevision = afterSequence / JournalEntry.SequencePerRevision;
+        var prefix = ledger.Keys.TransfersPrefix;
+        var request = new RangeRequest
+        {
+            Key = EtcdBytes.Key(prefix),
+            RangeEnd = EtcdBytes.PrefixEnd(prefix),
+            MinModRevision = fromRevision,
+            SortTarget = RangeRequest.Types.SortTarget.Mod,
+            SortOrder = RangeRequest.Types.SortOrder.Ascend,
+            Limit = limit,
+        };
+        var response = await ledger.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
+        var kvs = response.Kvs.ToList();
+        if (response.More && kvs.Count > 0)
+        {
+            // etcd's sort is not stable among equal revisions: drop the last transaction's entries (the next page
+            // starts with them), unless the page is that one transaction, which then fits in one more call.
+            var lastRevision = kvs[^1].ModRevision;
+            if (kvs[0].ModRevision == lastRevision)
+            {
+                request.Limit = 0;
+                request.MaxModRevision = lastRevision;
+                kvs = (await ledger.RetryingAsync(token => RangeAsync(request, token), cancellationToken)).Kvs.ToList();
+            }
+            else
+            {
+                kvs.RemoveAll(kv => kv.ModRevision == lastRevision);
+            }
+        }
+
+        return kvs
+            .Select(kv => ToEntry(LedgerJson.DecodeTransfer(kv.Value), kv.ModRevision))
+            .Where(entry => entry.Sequence > afterSequence)
+            .OrderBy(entry => entry.Sequence)
+            .ToArray();
+    }
+
+    /// <summary>Every journal entry, in order (bounded by <paramref name="maxEntries"/>).</summary>
+    public async Task<IReadOnlyList<JournalEntry>> ReadAllAsync(int maxEntries, CancellationToken cancellationToken)
+    {
+        var entries = new List<JournalEntry>();
+        var after = 0L;
+        while (entries.Count < maxEntries)
+        {
+            var page = await ReadAsync(after, MaxPageSize, cancellationToken);
+            if (page.Count == 0)
+            {
+                return entries;
+            }
+
+            entries.AddRange(page);
+            after = page[^1].Sequence;
+        }
+
+        throw new InvalidOperationException($"The journal holds more than {maxEntries} entries.");
+    }
+
+    /// <summary>Every account (system accounts summed over their shards) as of one etcd revision.</summary>
+    public async Task<IReadOnlyList<Account>> SnapshotAccountsAsync(CancellationToken cancellationToken)
+    {
+        var records = new List<(AccountRecord Record, long ModRevision)>();
+        var revision = 0L;
+        foreach (var prefix in new[] { ledger.Keys.AccountsPrefix, ledger.Keys.SystemPrefix })
+        {
+            var start = EtcdBytes.Key(prefix);
+            while (records.Count <= MaxSnapshotAccounts)
+            {
+                var request = new RangeRequest { Key = start, RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxPageSize, Revision = revision };
+                var response = await ledger.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
+                revision = revision == 0 ? response.Header.Revision : revision;
+                records.AddRange(response.Kvs.Select(kv => (LedgerJson.DecodeAccount(kv.Value), kv.ModRevision)));
+                if (!response.More)
+                {
+                    break;
+                }
+
+                start = Google.Protobuf.ByteString.CopyFrom([.. response.Kvs[^1].Key.Span, 0]);
+            }
+        }
+
+        return records
+            .GroupBy(item => item.Record.Id, StringComparer.Ordinal)
+            .Select(group => new Account(
+                AccountId.FromStorage(group.Key),
+                Currency.FromCode(group.First().Record.Currency),
+                group.First().Record.OverdraftLimitMinor,
+                group.First().Record.Closed,
+                group.Sum(item => item.Record.BalanceMinor),
+                group.Sum(item => item.Record.PendingDebitMinor),
+                group.Sum(item => item.Record.PendingCreditMinor),
+                group.Max(item => item.ModRevision)))
+            .ToArray();
+    }
+
+    internal static JournalEntry ToEntry(TransferRecord record, long revision) => new(
+        (revision * JournalEntry.SequencePerRevision) + record.BatchIndex,
+        TransferId.Parse(record.Id),
+        record.Kind,
+        AccountId.FromStorage(record.DebitAccountId),
+        AccountId.FromStorage(record.CreditAccountId),
+        new Money(record.AmountMinor, Currency.FromCode(record.Currency)),
+        record.PendingId is null ? null : TransferId.Parse(record.PendingId),
+        record.TimeoutAtUnixMs is { } timeout ? DateTimeOffset.FromUnixTimeMilliseconds(timeout) : null,
+        record.Reference,
+        record.AppliedAt);
+
+    private async Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken)
+    {
+        using var deadline = EtcdConnection.CallDeadline(cancellationToken);
+        return await ledger.Etcd.Kv.RangeAsync(request, cancellationToken: deadline.Token);
+    }
+}

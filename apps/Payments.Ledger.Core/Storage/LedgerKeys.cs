@@ -1,0 +1,60 @@
+using System.Globalization;
+using Payments.Domain;
+
+namespace Payments.Ledger.Core.Storage;
+
+/// <summary>Where the ledger keeps what, under one prefix (so tests and regions can share a cluster without touching).</summary>
+/// <remarks>
+/// <c>acct/{id}</c> customer account · <c>sys/{id}/{shard}</c> one shard of a system account ·
+/// <c>xfer/{id}</c> applied transfer = journal entry · <c>hold/{id}</c> pending transfer state ·
+/// <c>expiry/{timeoutUnixMs:D20}/{id}</c> index of pending transfers by timeout, for the sweep.
+/// System accounts take part in every deposit and every payment; one key would make every transaction conflict
+/// with every other, so each is split into <see cref="SystemAccountShards"/> shards summed on read.
+/// </remarks>
+internal sealed class LedgerKeys(string prefix)
+{
+    public const int SystemAccountShards = 16;
+
+    public string Prefix { get; } = prefix.EndsWith('/') ? prefix : prefix + "/";
+
+    public string AccountsPrefix => Prefix + "acct/";
+
+    public string SystemPrefix => Prefix + "sys/";
+
+    public string TransfersPrefix => Prefix + "xfer/";
+
+    public string HoldsPrefix => Prefix + "hold/";
+
+    public string ExpiryPrefix => Prefix + "expiry/";
+
+    public string Account(AccountId id) => Prefix + "acct/" + id.Value;
+
+    public string SystemShardsPrefix(AccountId id) => $"{Prefix}sys/{id.Value}/";
+
+    /// <summary>The shard a transfer uses: chosen by the pending id for two-phase work, so a post or void meets its hold's shard.</summary>
+    public string SystemShard(AccountId id, TransferId shardBy) =>
+        $"{Prefix}sys/{id.Value}/{Fnv1a(shardBy.Value) % SystemAccountShards:D2}";
+
+    public string Transfer(TransferId id) => Prefix + "xfer/" + id.Value;
+
+    public string Hold(TransferId pendingId) => Prefix + "hold/" + pendingId.Value;
+
+    public string Expiry(long timeoutAtUnixMs, TransferId pendingId) =>
+        $"{Prefix}expiry/{timeoutAtUnixMs.ToString("D20", CultureInfo.InvariantCulture)}/{pendingId.Value}";
+
+    /// <summary>The exclusive upper end of expiry keys due at <paramref name="nowUnixMs"/>.</summary>
+    public string ExpiryDueEnd(long nowUnixMs) =>
+        $"{Prefix}expiry/{(nowUnixMs + 1).ToString("D20", CultureInfo.InvariantCulture)}";
+
+    // string.GetHashCode is randomised per process; shards must be the same in every process, forever.
+    private static uint Fnv1a(string value)
+    {
+        var hash = 2166136261u;
+        foreach (var character in value)
+        {
+            hash = (hash ^ character) * 16777619u;
+        }
+
+        return hash;
+    }
+}

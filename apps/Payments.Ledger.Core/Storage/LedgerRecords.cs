@@ -1,0 +1,68 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Google.Protobuf;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Ledger.Core.Storage;
+
+/// <summary>An account's (or a system account shard's) record in etcd.</summary>
+/// <param name="Unlimited">System accounts may go negative without bound: external funding is the world's money.</param>
+internal sealed record AccountRecord(
+    string Id,
+    string Currency,
+    long OverdraftLimitMinor,
+    bool Unlimited,
+    bool Closed,
+    long BalanceMinor,
+    long PendingDebitMinor,
+    long PendingCreditMinor);
+
+/// <summary>An applied transfer: the journal entry. Written once (create-only), never changed.</summary>
+internal sealed record TransferRecord(
+    string Id,
+    TransferKind Kind,
+    string DebitAccountId,
+    string CreditAccountId,
+    long AmountMinor,
+    string Currency,
+    string? PendingId,
+    long? TimeoutAtUnixMs,
+    string? Reference,
+    DateTimeOffset AppliedAt,
+    int BatchIndex);
+
+internal enum HoldStatus
+{
+    Pending,
+    Posted,
+    Voided,
+    Expired,
+}
+
+/// <summary>The mutable state of a pending transfer.</summary>
+internal sealed record HoldRecord(string PendingId, HoldStatus Status, long? TimeoutAtUnixMs, string? ResolvedBy);
+
+[JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(AccountRecord))]
+[JsonSerializable(typeof(TransferRecord))]
+[JsonSerializable(typeof(HoldRecord))]
+internal sealed partial class LedgerJson : JsonSerializerContext
+{
+    public static ByteString Encode(object record) => record switch
+    {
+        AccountRecord account => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(account, Default.AccountRecord)),
+        TransferRecord transfer => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(transfer, Default.TransferRecord)),
+        HoldRecord hold => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(hold, Default.HoldRecord)),
+        string empty when empty.Length == 0 => ByteString.Empty,
+        _ => throw new ArgumentException($"Not a ledger record: {record.GetType().Name}", nameof(record)),
+    };
+
+    public static AccountRecord DecodeAccount(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.AccountRecord) ?? throw new InvalidDataException("Empty account record.");
+
+    public static TransferRecord DecodeTransfer(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.TransferRecord) ?? throw new InvalidDataException("Empty transfer record.");
+
+    public static HoldRecord DecodeHold(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.HoldRecord) ?? throw new InvalidDataException("Empty hold record.");
+}

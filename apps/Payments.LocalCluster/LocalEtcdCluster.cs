@@ -1,0 +1,253 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using dotnet_etcd;
+using Etcdserverpb;
+using Payments.Etcd;
+
+namespace Payments.LocalCluster;
+
+/// <summary>An N-member etcd cluster of real etcd processes on 127.0.0.1, for development, tests and benchmarks.</summary>
+/// <remarks>Each member gets free ports and its own data directory under one cluster directory. A cluster whose
+/// owning process died (a crashed test run) is found by its owner pid file and cleaned up by the next start, so
+/// no etcd process or directory outlives its owner for long.</remarks>
+public sealed class LocalEtcdCluster : IAsyncDisposable
+{
+    public static readonly TimeSpan LeaderWaitTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan StatusCallTimeout = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan ExitWaitTimeout = TimeSpan.FromSeconds(10);
+    private const int MaxMembers = 7;
+    private const string OwnerFile = "owner.pid";
+
+    private readonly EtcdMember[] members;
+    private readonly Action<string>? progress;
+
+    private LocalEtcdCluster(string directory, EtcdMember[] members, Action<string>? progress)
+    {
+        Directory = directory;
+        this.members = members;
+        this.progress = progress;
+    }
+
+    public static string RootDirectory { get; } = Path.Combine(Path.GetTempPath(), "daprpayments-etcd");
+
+    /// <summary>The cluster's own folder: one data directory and one log file per member.</summary>
+    public string Directory { get; }
+
+    public IReadOnlyList<EtcdMember> Members => members;
+
+    /// <summary>Every member's client URL, comma-separated, as <see cref="EtcdConnection"/> takes them.</summary>
+    public string ClientEndpoints => string.Join(',', members.Select(member => member.ClientUrl));
+
+    /// <summary>Starts <paramref name="memberCount"/> members together (a member reports ready only once a
+    /// majority is up) and waits, bounded, until the cluster has a leader.</summary>
+    public static async Task<LocalEtcdCluster> StartAsync(
+        int memberCount, Action<string>? progress, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(memberCount, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(memberCount, MaxMembers);
+        var etcdPath = await EtcdInstaller.EnsureInstalledAsync(progress, cancellationToken);
+        CleanUpOrphans(progress);
+
+        var clusterName = $"c{Environment.ProcessId}-{Guid.NewGuid():N}"[..24];
+        var directory = Path.Combine(RootDirectory, clusterName);
+        System.IO.Directory.CreateDirectory(directory);
+        await File.WriteAllTextAsync(
+            Path.Combine(directory, OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
+
+        var ports = FreePorts(memberCount * 2);
+        var initialCluster = string.Join(',', Enumerable.Range(0, memberCount)
+            .Select(index => $"m{index}=http://127.0.0.1:{ports[(index * 2) + 1]}"));
+        var members = Enumerable.Range(0, memberCount)
+            .Select(index => new EtcdMember(
+                index, etcdPath, directory, ports[index * 2], ports[(index * 2) + 1], initialCluster, clusterName))
+            .ToArray();
+
+        var cluster = new LocalEtcdCluster(directory, members, progress);
+        try
+        {
+            progress?.Invoke($"Starting a {memberCount}-member etcd cluster in {directory}…");
+            foreach (var member in members)
+            {
+                member.Start();
+            }
+
+            var leader = await cluster.WaitForLeaderAsync(cancellationToken);
+            progress?.Invoke($"etcd cluster ready: {cluster.ClientEndpoints} (leader m{leader})");
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Waits, bounded by <see cref="LeaderWaitTimeout"/>, until the running members agree on a leader
+    /// that is itself running and responsive; returns that member's index.</summary>
+    public async Task<int> WaitForLeaderAsync(CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(LeaderWaitTimeout);
+        string lastProblem = "no member answered yet";
+        while (true)
+        {
+            var leader = await TryFindLeaderAsync(timeout.Token);
+            if (leader.Index is { } index)
+            {
+                return index;
+            }
+
+            lastProblem = leader.Problem ?? lastProblem;
+            try
+            {
+                await Task.Delay(PollInterval, timeout.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException(
+                    $"etcd cluster in {Directory} had no leader within {LeaderWaitTimeout.TotalSeconds} s ({lastProblem}); see the member logs there.");
+            }
+        }
+    }
+
+    /// <summary>The index of the member that currently leads, as the running members report it.</summary>
+    public async Task<int> LeaderIndexAsync(CancellationToken cancellationToken) => await WaitForLeaderAsync(cancellationToken);
+
+    /// <summary>SIGKILLs a member: a crash, with no chance to step down or flush.</summary>
+    public async Task KillAsync(int index) => await members[index].KillAsync(ExitWaitTimeout);
+
+    /// <summary>Starts a killed member again on the same data directory and ports; it rejoins as a follower.</summary>
+    public void Restart(int index) => members[index].Start();
+
+    /// <summary>SIGSTOPs a member: its sockets stay open but it answers nothing, like a frozen VM.</summary>
+    public void Pause(int index) => members[index].Pause();
+
+    public void Resume(int index) => members[index].Resume();
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var member in members)
+        {
+            await member.KillAsync(ExitWaitTimeout);
+        }
+
+        TryDeleteDirectory(Directory);
+        progress?.Invoke($"etcd cluster in {Directory} stopped and removed.");
+    }
+
+    private async Task<(int? Index, string? Problem)> TryFindLeaderAsync(CancellationToken cancellationToken)
+    {
+        var running = members.Where(member => member.IsRunning && !member.IsPaused).ToArray();
+        var statuses = await Task.WhenAll(running.Select(member => member.TryStatusAsync(StatusCallTimeout, cancellationToken)));
+        var answered = running.Zip(statuses).Where(pair => pair.Second is not null).ToArray();
+        if (answered.Length * 2 <= members.Length)
+        {
+            return (null, $"{answered.Length} of {members.Length} members answered");
+        }
+
+        var leaderIds = answered.Select(pair => pair.Second!.Leader).Distinct().ToArray();
+        if (leaderIds.Length != 1 || leaderIds[0] == 0)
+        {
+            return (null, "members do not agree on a leader yet");
+        }
+
+        var leader = answered.FirstOrDefault(pair => pair.Second!.Header.MemberId == leaderIds[0]);
+        return leader.First is null ? (null, "the leader is not among the running members") : (leader.First.Index, null);
+    }
+
+    private static int[] FreePorts(int count)
+    {
+        // Hold every listener until all ports are chosen, so the same port is not handed out twice.
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToArray();
+        try
+        {
+            foreach (var listener in listeners)
+            {
+                listener.Start();
+            }
+
+            return listeners.Select(listener => ((IPEndPoint)listener.LocalEndpoint).Port).ToArray();
+        }
+        finally
+        {
+            foreach (var listener in listeners)
+            {
+                listener.Stop();
+            }
+        }
+    }
+
+    /// <summary>Kills the members of clusters whose owner process is gone and removes their directories.</summary>
+    private static void CleanUpOrphans(Action<string>? progress)
+    {
+        if (!System.IO.Directory.Exists(RootDirectory))
+        {
+            return;
+        }
+
+        foreach (var directory in System.IO.Directory.EnumerateDirectories(RootDirectory))
+        {
+            var ownerPath = Path.Combine(directory, OwnerFile);
+            if (File.Exists(ownerPath)
+                && int.TryParse(File.ReadAllText(ownerPath), CultureInfo.InvariantCulture, out var owner)
+                && IsAlive(owner))
+            {
+                continue;
+            }
+
+            foreach (var pidFile in System.IO.Directory.EnumerateFiles(directory, "*.pid").Where(path => !path.EndsWith(OwnerFile, StringComparison.Ordinal)))
+            {
+                if (int.TryParse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture, out var pid) && IsEtcd(pid))
+                {
+                    TryKill(pid);
+                }
+            }
+
+            progress?.Invoke($"Removed an orphaned etcd cluster left by a process that is gone: {directory}");
+            TryDeleteDirectory(directory);
+        }
+    }
+
+    private static bool IsAlive(int pid) => System.IO.Directory.Exists($"/proc/{pid}");
+
+    private static bool IsEtcd(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/comm").Trim() == "etcd";
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private static void TryKill(int pid)
+    {
+        try
+        {
+            NativeSignals.Send(pid, NativeSignals.SigCont);
+            using var process = Process.GetProcessById(pid);
+            process.Kill();
+        }
+        catch (Exception exception) when (exception is ArgumentException or InvalidOperationException)
+        {
+            // Already gone.
+        }
+    }
+
+    private static void TryDeleteDirectory(string directory)
+    {
+        try
+        {
+            System.IO.Directory.Delete(directory, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // Already removed.
+        }
+    }
+}
