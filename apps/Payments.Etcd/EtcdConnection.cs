@@ -2,33 +2,35 @@ using dotnet_etcd;
 using Etcdserverpb;
 using Grpc.Core;
 using Grpc.Net.Client;
-using Grpc.Net.Client.Balancer;
-using Grpc.Net.Client.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Payments.Etcd;
 
-/// <summary>One gRPC channel to an etcd cluster, balanced round-robin over every member's client URL.</summary>
-/// <remarks>We build the channel ourselves (rather than letting dotnet-etcd parse a connection string) for two
-/// reasons: HTTP/2 keep-alive pings detect a member that is frozen but still holds its sockets open, so the
-/// balancer stops sending it calls; and the raw lease stream is needed for a keep-alive whose loss we observe.</remarks>
+/// <summary>A connection to an etcd cluster that talks to one member at a time and moves to the next when that member
+/// fails a call — the way etcd's own Go client pins an endpoint.</summary>
+/// <remarks>
+/// We do not use gRPC's round-robin balancer: a member frozen by SIGSTOP (or a GC pause, or a half-dead VM) still
+/// accepts TCP connections, so the balancer keeps it "ready" and sends it every other call, each of which then hangs
+/// until its deadline. Here every unary call gets a deadline (<see cref="CallTimeout"/>) unless it has one, and a
+/// call that fails as unavailable, times out or breaks its connection moves the connection to the next member.
+/// </remarks>
 public sealed class EtcdConnection : IDisposable
 {
-    /// <summary>How long one etcd call may take before we give up on it (and, for writes, re-read to learn the outcome).</summary>
-    public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(3);
-    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
+    /// <summary>How long one unary etcd call may take before it fails with DeadlineExceeded (and we try another member).</summary>
+    public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan BackstopMargin = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan PingDelay = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
+    private const int MaxEndpoints = 16;
 
-    private readonly GrpcChannel channel;
-    private readonly ServiceProvider services;
+    private readonly GrpcChannel[] channels;
+    private readonly FailoverCallInvoker invoker;
 
-    private EtcdConnection(GrpcChannel channel, ServiceProvider services, string endpoints)
+    private EtcdConnection(string endpoints, GrpcChannel[] channels)
     {
-        this.channel = channel;
-        this.services = services;
         Endpoints = endpoints;
-        var invoker = channel.CreateCallInvoker();
+        this.channels = channels;
+        invoker = new FailoverCallInvoker(channels.Select(channel => channel.CreateCallInvoker()).ToArray());
         Client = new EtcdClient(invoker);
         Kv = new KV.KVClient(invoker);
         Leases = new Lease.LeaseClient(invoker);
@@ -36,7 +38,7 @@ public sealed class EtcdConnection : IDisposable
 
     public string Endpoints { get; }
 
-    /// <summary>dotnet-etcd's client over this channel, for the convenience calls (status, leases, ranges).</summary>
+    /// <summary>dotnet-etcd's client over this connection, for the convenience calls (status, gets).</summary>
     public EtcdClient Client { get; }
 
     /// <summary>The raw KV service: transactions with compares, the ledger's only way to write.</summary>
@@ -45,47 +47,145 @@ public sealed class EtcdConnection : IDisposable
     /// <summary>The raw lease service: grant, revoke and the keep-alive stream.</summary>
     public Lease.LeaseClient Leases { get; }
 
+    /// <summary>Which member calls go to now (an index into the endpoint list).</summary>
+    public int CurrentEndpoint => invoker.Current;
+
     /// <param name="endpoints">Comma-separated client URLs, e.g. <c>http://127.0.0.1:2379,http://127.0.0.1:22379</c>.</param>
     public static EtcdConnection Create(string endpoints)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(endpoints);
-        var addresses = endpoints
-            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(url => new Uri(url, UriKind.Absolute))
-            .Select(uri => new BalancerAddress(uri.Host, uri.Port))
-            .ToArray();
-        var serviceCollection = new ServiceCollection();
-        serviceCollection.AddSingleton<ResolverFactory>(new StaticResolverFactory(_ => addresses));
-        var services = serviceCollection.BuildServiceProvider();
-        var channel = GrpcChannel.ForAddress("static:///etcd", new GrpcChannelOptions
+        var urls = endpoints.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(urls.Length, MaxEndpoints, nameof(endpoints));
+        var channels = urls.Select(url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
         {
             Credentials = ChannelCredentials.Insecure,
-            ServiceProvider = services,
-            ServiceConfig = new ServiceConfig { LoadBalancingConfigs = { new RoundRobinConfig() } },
+            // Left at false on purpose: with true, an exceeded deadline also surfaces as OperationCanceledException,
+            // and the failover below could no longer tell a frozen member from a caller that gave up.
+            ThrowOperationCanceledOnCancellation = false,
             HttpHandler = new SocketsHttpHandler
             {
                 ConnectTimeout = ConnectTimeout,
+                // Pings find a frozen member under long-lived streams (lease keep-alive) too.
                 KeepAlivePingDelay = PingDelay,
                 KeepAlivePingTimeout = PingTimeout,
                 KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
                 EnableMultipleHttp2Connections = true,
             },
-        });
-        return new EtcdConnection(channel, services, endpoints);
+        })).ToArray();
+        return new EtcdConnection(endpoints, channels);
     }
 
-    /// <summary>A token that fires after <see cref="CallTimeout"/> or when <paramref name="cancellationToken"/> does.</summary>
+    /// <summary>A backstop token for one call: fires a little after the call's own gRPC deadline (which is what moves
+    /// the connection to another member), or when <paramref name="cancellationToken"/> does.</summary>
     public static CancellationTokenSource CallDeadline(CancellationToken cancellationToken)
     {
         var source = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        source.CancelAfter(CallTimeout);
+        source.CancelAfter(CallTimeout + BackstopMargin);
         return source;
     }
+
+    /// <summary>Runs one unary call with a backstop deadline and clear failure semantics: the caller's cancellation
+    /// becomes <see cref="OperationCanceledException"/>; a call that timed out becomes RpcException DeadlineExceeded.</summary>
+    public static async Task<T> CallAsync<T>(Func<CancellationToken, AsyncUnaryCall<T>> call, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        using var deadline = CallDeadline(cancellationToken);
+        try
+        {
+            return await call(deadline.Token);
+        }
+        catch (Exception exception) when (exception is RpcException or OperationCanceledException)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (deadline.IsCancellationRequested)
+            {
+                throw new RpcException(new Status(StatusCode.DeadlineExceeded, "etcd call timed out"));
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Moves calls off <paramref name="failedEndpoint"/> (as read from <see cref="CurrentEndpoint"/> when a
+    /// stream was opened): streams report their own failures, unary calls are observed automatically.</summary>
+    public void MoveOff(int failedEndpoint) => invoker.MoveOn(failedEndpoint);
 
     public void Dispose()
     {
         Client.Dispose();
-        channel.Dispose();
-        services.Dispose();
+        foreach (var channel in channels)
+        {
+            channel.Dispose();
+        }
+    }
+
+    /// <summary>Sends each call to the current member; a call that fails for a reason the member may be to blame for
+    /// moves "current" to the next member, so the caller's retry goes elsewhere.</summary>
+    private sealed class FailoverCallInvoker(CallInvoker[] members) : CallInvoker
+    {
+        private int current;
+
+        public int Current => Volatile.Read(ref current);
+
+        public override TResponse BlockingUnaryCall<TRequest, TResponse>(
+            Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+        {
+            var member = Current;
+            try
+            {
+                return members[member].BlockingUnaryCall(method, host, WithDeadline(options), request);
+            }
+            catch (RpcException exception) when (MemberMayBeAtFault(exception.StatusCode))
+            {
+                MoveOn(member);
+                throw;
+            }
+        }
+
+        public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(
+            Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+        {
+            var member = Current;
+            var call = members[member].AsyncUnaryCall(method, host, WithDeadline(options), request);
+            return new AsyncUnaryCall<TResponse>(
+                ObserveAsync(call.ResponseAsync, member), call.ResponseHeadersAsync, call.GetStatus, call.GetTrailers, call.Dispose);
+        }
+
+        public override AsyncServerStreamingCall<TResponse> AsyncServerStreamingCall<TRequest, TResponse>(
+            Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request) =>
+            members[Current].AsyncServerStreamingCall(method, host, options, request);
+
+        public override AsyncClientStreamingCall<TRequest, TResponse> AsyncClientStreamingCall<TRequest, TResponse>(
+            Method<TRequest, TResponse> method, string? host, CallOptions options) =>
+            members[Current].AsyncClientStreamingCall(method, host, options);
+
+        public override AsyncDuplexStreamingCall<TRequest, TResponse> AsyncDuplexStreamingCall<TRequest, TResponse>(
+            Method<TRequest, TResponse> method, string? host, CallOptions options) =>
+            members[Current].AsyncDuplexStreamingCall(method, host, options);
+
+        /// <summary>Streams (lease keep-alive) report their failures here, so the next stream opens on another member.</summary>
+        public void MoveOn(int failedMember) =>
+            Interlocked.CompareExchange(ref current, (failedMember + 1) % members.Length, failedMember);
+
+        private async Task<TResponse> ObserveAsync<TResponse>(Task<TResponse> response, int member)
+        {
+            try
+            {
+                return await response;
+            }
+            catch (RpcException exception) when (MemberMayBeAtFault(exception.StatusCode))
+            {
+                MoveOn(member);
+                throw;
+            }
+        }
+
+        private static CallOptions WithDeadline(CallOptions options) =>
+            options.Deadline is null ? options.WithDeadline(DateTime.UtcNow + CallTimeout) : options;
+
+        // etcd answers "no leader", "leader changed" and "request timed out" as Unavailable; a frozen member shows as
+        // DeadlineExceeded; a dropped HTTP/2 connection as Internal or Unknown.
+        private static bool MemberMayBeAtFault(StatusCode status) =>
+            status is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown;
     }
 }

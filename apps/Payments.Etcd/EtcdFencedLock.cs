@@ -27,6 +27,7 @@ public sealed class EtcdFencedLock : IAsyncDisposable
     private readonly CancellationTokenSource lost = new();
     private readonly CancellationTokenSource stopKeepAlive = new();
     private Task keepAlive = Task.CompletedTask;
+    private int streamEndpoint;
 
     private EtcdFencedLock(EtcdConnection etcd, string key, long leaseId, long fencingToken, TimeSpan leaseTtl, TimeProvider time, ILogger logger)
     {
@@ -57,19 +58,18 @@ public sealed class EtcdFencedLock : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(leaseTtl, MinLeaseTtl);
         var ttlSeconds = (long)Math.Ceiling(leaseTtl.TotalSeconds);
-        using (var grantDeadline = EtcdConnection.CallDeadline(cancellationToken))
         {
-            var lease = await etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttlSeconds }, cancellationToken: grantDeadline.Token);
+            var lease = await EtcdConnection.CallAsync(
+                token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttlSeconds }, cancellationToken: token), cancellationToken);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
             request.Success.Add(EtcdBytes.Put(key, ByteString.CopyFromUtf8(owner), lease.ID));
-            using var txnDeadline = EtcdConnection.CallDeadline(cancellationToken);
             TxnResponse response;
             try
             {
-                response = await etcd.Kv.TxnAsync(request, cancellationToken: txnDeadline.Token);
+                response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
             }
-            catch (RpcException)
+            catch (Exception exception) when (exception is RpcException or OperationCanceledException)
             {
                 // Outcome unknown: revoking the lease undoes the put if it happened.
                 await TryRevokeAsync(etcd, lease.ID, logger);
@@ -191,7 +191,7 @@ public sealed class EtcdFencedLock : IAsyncDisposable
                 await Task.Delay(interval, time, stop);
             }
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        catch (Exception exception) when (exception is OperationCanceledException or RpcException && stop.IsCancellationRequested)
         {
             // Released or paused.
         }
@@ -206,7 +206,12 @@ public sealed class EtcdFencedLock : IAsyncDisposable
     {
         try
         {
-            stream ??= etcd.Leases.LeaseKeepAlive(cancellationToken: stop);
+            if (stream is null)
+            {
+                streamEndpoint = etcd.CurrentEndpoint;
+                stream = etcd.Leases.LeaseKeepAlive(cancellationToken: stop);
+            }
+
             await stream.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = LeaseId }, stop);
             using var deadline = EtcdConnection.CallDeadline(stop);
             if (!await stream.ResponseStream.MoveNext(deadline.Token))
@@ -220,6 +225,7 @@ public sealed class EtcdFencedLock : IAsyncDisposable
         catch (Exception exception) when (exception is RpcException or OperationCanceledException or InvalidOperationException && !stop.IsCancellationRequested)
         {
             logger.LogDebug(exception, "Keep-alive for lease {LeaseId} failed; retrying on a new stream", LeaseId);
+            etcd.MoveOff(streamEndpoint);
             return (Renewal.StreamBroken, stream);
         }
     }
@@ -228,8 +234,8 @@ public sealed class EtcdFencedLock : IAsyncDisposable
     {
         try
         {
-            using var deadline = EtcdConnection.CallDeadline(CancellationToken.None);
-            await etcd.Leases.LeaseRevokeAsync(new LeaseRevokeRequest { ID = leaseId }, cancellationToken: deadline.Token);
+            await EtcdConnection.CallAsync(
+                token => etcd.Leases.LeaseRevokeAsync(new LeaseRevokeRequest { ID = leaseId }, cancellationToken: token), CancellationToken.None);
         }
         catch (RpcException exception)
         {

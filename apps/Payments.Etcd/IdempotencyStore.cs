@@ -103,10 +103,8 @@ public sealed class IdempotencyStore
         IdempotencyClaim claim, int statusCode, string body, string? contentType, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claim);
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
-        request.Failure.Add(EtcdBytes.Get(claim.RecordKey));
-        var current = await etcd.Client.GetAsync(claim.RecordKey, cancellationToken: cancellationToken);
+        var read = new RangeRequest { Key = EtcdBytes.Key(claim.RecordKey) };
+        var current = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(read, cancellationToken: token), cancellationToken);
         var kv = current.Kvs.FirstOrDefault();
         if (kv is null || kv.ModRevision != claim.ModRevision)
         {
@@ -117,6 +115,8 @@ public sealed class IdempotencyStore
         {
             State = IdempotencyState.Completed, StatusCode = statusCode, Body = body, ContentType = contentType, LockedUntil = null,
         };
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
         request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(record), kv.Lease));
         return (await TxnAsync(request, cancellationToken)).Succeeded;
     }
@@ -164,17 +164,14 @@ public sealed class IdempotencyStore
 
     private async Task<long> GrantBucketLeaseAsync()
     {
-        using var deadline = EtcdConnection.CallDeadline(CancellationToken.None);
         var ttl = (long)(Retention + LeaseBucketWidth).TotalSeconds;
-        var response = await etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: deadline.Token);
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: token), CancellationToken.None);
         return response.ID;
     }
 
-    private async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken)
-    {
-        using var deadline = EtcdConnection.CallDeadline(cancellationToken);
-        return await etcd.Kv.TxnAsync(request, cancellationToken: deadline.Token);
-    }
+    private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
 
     private static ByteString Serialize(IdempotencyRecord record) =>
         ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(record, IdempotencyJson.Default.IdempotencyRecord));

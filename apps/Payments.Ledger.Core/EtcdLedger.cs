@@ -135,12 +135,10 @@ public sealed class EtcdLedger
 
         var prefix = keys.SystemShardsPrefix(id);
         var range = await RetryingAsync(
-            async token =>
-            {
-                using var deadline = EtcdConnection.CallDeadline(token);
-                return await etcd.Kv.RangeAsync(
-                    new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix) }, cancellationToken: deadline.Token);
-            },
+            token => EtcdConnection.CallAsync(
+                callToken => etcd.Kv.RangeAsync(
+                    new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix) }, cancellationToken: callToken),
+                token),
             cancellationToken);
         var shards = range.Kvs.Select(kv => (Record: LedgerJson.DecodeAccount(kv.Value), kv.ModRevision)).ToArray();
         var currency = Currency.FromCode(TransferEvaluator.SystemCurrency(id));
@@ -184,6 +182,7 @@ public sealed class EtcdLedger
         timeout.CancelAfter(OperationTimeout);
         var set = new WorkingSet();
         var started = Stopwatch.StartNew();
+        var lastProblem = "none";
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
             try
@@ -205,11 +204,13 @@ public sealed class EtcdLedger
                     throw new FencedOffException($"Lock {fence.Key} with fencing token {fence.FencingToken} is no longer held; the write was rejected.");
                 }
 
+                lastProblem = "a concurrent write changed a key this transaction read";
                 logger.LogDebug("Ledger transaction conflicted (attempt {Attempt}); re-reading", attempt);
             }
             catch (RpcException exception) when (IsTransient(exception) && !timeout.IsCancellationRequested)
             {
                 // Outcome unknown: the next attempt re-reads, and a transfer that did commit is then found and replayed.
+                lastProblem = $"etcd {exception.StatusCode}: {exception.Status.Detail}";
                 logger.LogInformation("etcd unavailable during a ledger write (attempt {Attempt}): {Status}", attempt, exception.StatusCode);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -223,7 +224,7 @@ public sealed class EtcdLedger
 
         throw new LedgerUnavailableException(
             $"The ledger could not apply {batch.Count} transfer(s) within {MaxAttempts} attempts or {OperationTimeout.TotalSeconds} s "
-            + $"({started.Elapsed.TotalSeconds:F1} s spent). Nothing was applied twice; retry with the same ids.");
+            + $"({started.Elapsed.TotalSeconds:F1} s spent; last: {lastProblem}). Nothing was applied twice; retry with the same ids.");
     }
 
     private static BatchOutcome? Invalid(IReadOnlyList<TransferRequest> batch)
@@ -246,7 +247,7 @@ public sealed class EtcdLedger
             LedgerError.BatchTooLarge => $"A batch holds at most {MaxBatchTransfers} transfers; this one has {batch.Count}.",
             _ => "A batch must not contain the same transfer id twice.",
         });
-        return new BatchOutcome(batch.Select(transfer => (TransferOutcome)new TransferOutcome.Failed(transfer.Id, error)).ToArray());
+        return new BatchOutcome(batch.Select(transfer => (TransferOutcome)new TransferOutcome.Failed(transfer.Id, error)).ToArray(), error);
     }
 
     /// <summary>Reads what the batch needs (in rounds: a post's accounts are known only once its pending transfer is
@@ -278,7 +279,7 @@ public sealed class EtcdLedger
             if (set.Writes.Count > MaxTxnOps)
             {
                 var error = new LedgerError(LedgerError.BatchTooLarge, $"The batch needs {set.Writes.Count} writes; etcd allows {MaxTxnOps}.");
-                return (new BatchOutcome(batch.Select(transfer => (TransferOutcome)new TransferOutcome.Failed(transfer.Id, error)).ToArray()), null);
+                return (new BatchOutcome(batch.Select(transfer => (TransferOutcome)new TransferOutcome.Failed(transfer.Id, error)).ToArray(), error), null);
             }
 
             return (null, evaluations);
@@ -313,7 +314,11 @@ public sealed class EtcdLedger
         var request = new TxnRequest();
         foreach (var (key, record) in set.Writes)
         {
-            request.Compare.Add(EtcdBytes.ModRevisionIs(key, set.ReadRevision(key)));
+            if (set.ReadRevision(key) is { } revision)
+            {
+                request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
+            }
+
             request.Success.Add(record is null ? EtcdBytes.Delete(key) : EtcdBytes.Put(key, LedgerJson.Encode(record)));
         }
 
@@ -342,25 +347,14 @@ public sealed class EtcdLedger
 
     private async Task<StoredValue> GetAsync(string key, bool serializable, CancellationToken cancellationToken)
     {
-        using var deadline = EtcdConnection.CallDeadline(cancellationToken);
-        var response = await etcd.Kv.RangeAsync(
-            new RangeRequest { Key = EtcdBytes.Key(key), Serializable = serializable }, cancellationToken: deadline.Token);
+        var request = new RangeRequest { Key = EtcdBytes.Key(key), Serializable = serializable };
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
         var kv = response.Kvs.FirstOrDefault();
         return kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
     }
 
-    private async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken)
-    {
-        using var deadline = EtcdConnection.CallDeadline(cancellationToken);
-        try
-        {
-            return await etcd.Kv.TxnAsync(request, cancellationToken: deadline.Token);
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            throw new RpcException(new Status(StatusCode.DeadlineExceeded, "etcd call timed out"));
-        }
-    }
+    private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
 
     /// <summary>Retries a call that is safe to repeat (a read, or a compare-guarded write) while etcd is unavailable.</summary>
     internal async Task<T> RetryingAsync<T>(Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken)
@@ -373,8 +367,10 @@ public sealed class EtcdLedger
             {
                 return await call(timeout.Token);
             }
-            catch (RpcException exception) when (IsTransient(exception) && attempt < MaxAttempts && !timeout.IsCancellationRequested)
+            catch (Exception exception) when (attempt < MaxAttempts && !timeout.IsCancellationRequested
+                && (exception is OperationCanceledException || (exception is RpcException rpc && IsTransient(rpc))))
             {
+                // Unavailable, or one call's own deadline passed (a frozen member): ask again, likely another member.
                 await BackoffAsync(attempt, timeout.Token);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -385,7 +381,7 @@ public sealed class EtcdLedger
     }
 
     private static bool IsTransient(RpcException exception) =>
-        exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Unknown;
+        exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown;
 
     private Task BackoffAsync(int attempt, CancellationToken cancellationToken)
     {

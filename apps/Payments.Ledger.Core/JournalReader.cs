@@ -124,9 +124,6 @@ public sealed class JournalReader(EtcdLedger ledger)
         record.Reference,
         record.AppliedAt);
 
-    private async Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken)
-    {
-        using var deadline = EtcdConnection.CallDeadline(cancellationToken);
-        return await ledger.Etcd.Kv.RangeAsync(request, cancellationToken: deadline.Token);
-    }
+    private Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => ledger.Etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
 }

@@ -65,11 +65,7 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             KeysOnly = true,
         };
         var due = await ledger.RetryingAsync(
-            async token =>
-            {
-                using var deadline = EtcdConnection.CallDeadline(token);
-                return await ledger.Etcd.Kv.RangeAsync(request, cancellationToken: deadline.Token);
-            },
+            token => EtcdConnection.CallAsync(callToken => ledger.Etcd.Kv.RangeAsync(request, cancellationToken: callToken), token),
             linked.Token);
         var expired = 0;
         foreach (var kv in due.Kvs)

@@ -36,7 +36,9 @@ public enum TransferKind
 /// <summary>The outcome of one transfer.</summary>
 public abstract record TransferOutcome(TransferId Id)
 {
-    /// <param name="Replayed">True when the transfer had already been applied earlier and this is its original result.</param>
+    /// <param name="Replayed">True when the transfer was already in the ledger when this call read it, so this is its
+    /// original entry. That includes an earlier attempt of this same call whose response was lost: either way, the
+    /// transfer is applied exactly once.</param>
     public sealed record Applied(TransferId Id, JournalEntry Entry, bool Replayed) : TransferOutcome(Id);
 
     public sealed record Failed(TransferId Id, LedgerError Error) : TransferOutcome(Id);
@@ -45,12 +47,14 @@ public abstract record TransferOutcome(TransferId Id)
 }
 
 /// <summary>The outcome of a linked batch: either every transfer applied, or none did.</summary>
-public sealed record BatchOutcome(IReadOnlyList<TransferOutcome> Transfers)
+/// <param name="BatchError">Set when the batch itself was refused (empty, too large, repeated ids).</param>
+public sealed record BatchOutcome(IReadOnlyList<TransferOutcome> Transfers, LedgerError? BatchError = null)
 {
-    public bool Succeeded => Transfers.All(transfer => transfer.IsApplied);
+    public bool Succeeded => BatchError is null && Transfers.All(transfer => transfer.IsApplied);
 
-    /// <summary>The first failure that made the batch fail (others are <c>linked-transfer-failed</c>).</summary>
-    public LedgerError? Error => Transfers.OfType<TransferOutcome.Failed>()
+    /// <summary>Why the batch failed: the batch-level error, else the first transfer's own failure (the others are
+    /// <c>linked-transfer-failed</c>).</summary>
+    public LedgerError? Error => BatchError ?? Transfers.OfType<TransferOutcome.Failed>()
         .Select(failed => failed.Error)
         .FirstOrDefault(error => error.Code != LedgerError.LinkedTransferFailed);
 }

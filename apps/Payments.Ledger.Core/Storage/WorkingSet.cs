@@ -45,7 +45,9 @@ internal sealed class WorkingSet
         missing.Clear();
     }
 
-    public long ReadRevision(string key) => reads.TryGetValue(key, out var value) ? value.ModRevision : 0;
+    /// <summary>The revision this operation saw, or null for a key it writes blind (the expiry index, whose entries
+    /// are unique per pending transfer and guarded by the hold's own compare).</summary>
+    public long? ReadRevision(string key) => reads.TryGetValue(key, out var value) ? value.ModRevision : null;
 
     public long ReadModRevisionOrThrow(string key) =>
         reads.TryGetValue(key, out var value) ? value.ModRevision : throw new InvalidOperationException($"{key} was not read.");

@@ -1,0 +1,73 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Core.Expiry;
+using Payments.Ledger.Core.Model;
+using Payments.Ledger.IntegrationTests.Infrastructure;
+
+namespace Payments.Ledger.IntegrationTests;
+
+[Collection(EtcdCollection.Name)]
+public sealed class HoldExpiryTests(EtcdClusterFixture etcd)
+{
+    private static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(5);
+
+    [Fact]
+    public async Task PendingTransferPastItsTimeout_IsVoidedByTheSweepExactlyOnce_WithTwoSweepersRunning()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ledger = etcd.NewLedger(time);
+        var (debtor, creditor) = await TransferRetryTests.OpenPairAsync(ledger, fundsMinor: 1_000);
+        var pendingId = TransferId.Parse("hold-expiring");
+        var stays = TransferId.Parse("hold-not-due");
+        await ledger.TransferAsync(new TransferRequest.Pending(pendingId, debtor, creditor, new Money(700, Currency.Usd), HoldTimeout), CancellationToken.None);
+        await ledger.TransferAsync(new TransferRequest.Pending(stays, debtor, creditor, new Money(300, Currency.Usd), HoldTimeout * 2), CancellationToken.None);
+        var first = new HoldExpirySweeper(ledger, "sweeper-1", NullLogger<HoldExpirySweeper>.Instance);
+        var second = new HoldExpirySweeper(ledger, "sweeper-2", NullLogger<HoldExpirySweeper>.Instance);
+
+        Assert.Equal(0, await first.SweepOnceAsync(CancellationToken.None)); // nothing due yet
+        time.Advance(HoldTimeout + TimeSpan.FromSeconds(1));
+        var passes = await Task.WhenAll(Enumerable.Range(0, 4).Select(index =>
+            (index % 2 == 0 ? first : second).SweepOnceAsync(CancellationToken.None)));
+
+        Assert.Equal(1, passes.Sum());
+        var account = await ledger.GetAccountAsync(debtor, CancellationToken.None);
+        Assert.Equal(1_000, account!.BalanceMinor);
+        Assert.Equal(300, account.PendingDebitMinor);
+        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        Assert.Single(report.Journal, entry => entry.Kind == TransferKind.ExpirePending && entry.PendingId == pendingId);
+        var post = await ledger.TransferAsync(new TransferRequest.PostPending(TransferId.Parse("late-post"), pendingId), CancellationToken.None);
+        Assert.Equal(LedgerError.PendingTransferExpired, Assert.IsType<TransferOutcome.Failed>(post).Error.Code);
+    }
+
+    [Fact]
+    public async Task PendingTransfer_IsExpiredOnce_EvenWhenTwoSweepersWronglyHoldLocksAtOnce()
+    {
+        // Correctness must not rest on the lock: two holders of different locks race on the same holds.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ledger = etcd.NewLedger(time);
+        var (debtor, creditor) = await TransferRetryTests.OpenPairAsync(ledger, fundsMinor: 1_000);
+        for (var index = 0; index < 10; index++)
+        {
+            await ledger.TransferAsync(
+                new TransferRequest.Pending(TransferId.Parse($"hold-{index}"), debtor, creditor, new Money(100, Currency.Usd), HoldTimeout),
+                CancellationToken.None);
+        }
+
+        time.Advance(HoldTimeout);
+        var sweeper = new HoldExpirySweeper(ledger, "racer", NullLogger<HoldExpirySweeper>.Instance);
+        await using var lockOne = await AcquireAsync(EtcdClusterFixture.NewPrefix() + "one");
+        await using var lockTwo = await AcquireAsync(EtcdClusterFixture.NewPrefix() + "two");
+        var expired = await Task.WhenAll(sweeper.SweepAsync(lockOne, CancellationToken.None), sweeper.SweepAsync(lockTwo, CancellationToken.None));
+
+        Assert.Equal(10, expired.Sum());
+        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        Assert.Equal(10, report.Journal.Count(entry => entry.Kind == TransferKind.ExpirePending));
+        Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+    }
+
+    private async Task<EtcdFencedLock> AcquireAsync(string key) =>
+        await EtcdFencedLock.TryAcquireAsync(etcd.Connection, key, "racer", TimeSpan.FromSeconds(10), TimeProvider.System, NullLogger.Instance, CancellationToken.None)
+        ?? throw new InvalidOperationException($"{key} is taken.");
+}

@@ -1,0 +1,82 @@
+using Etcdserverpb;
+using Microsoft.Extensions.Time.Testing;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.IntegrationTests.Infrastructure;
+
+namespace Payments.Ledger.IntegrationTests;
+
+[Collection(EtcdCollection.Name)]
+public sealed class IdempotencyStoreTests(EtcdClusterFixture etcd)
+{
+    private const string Merchant = "merchant-a";
+    private static readonly IdempotencyKey Key = IdempotencyKey.Parse("order-42/attempt");
+
+    [Fact]
+    public async Task SameKeyAndBody_ReplaysTheFirstResponse_AndOtherBodyIsRefused()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        var fingerprint = IdempotencyStore.Fingerprint("POST", "/v1/payments", "{\"amountMinor\":1250}");
+
+        var started = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None));
+        Assert.True(await store.CompleteAsync(started.Claim, 202, "{\"paymentId\":\"p1\"}", "application/json", CancellationToken.None));
+
+        var replay = Assert.IsType<IdempotencyBegin.Replay>(await store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None));
+        Assert.Equal((202, "{\"paymentId\":\"p1\"}", "application/json"), (replay.StatusCode, replay.Body, replay.ContentType));
+        var other = IdempotencyStore.Fingerprint("POST", "/v1/payments", "{\"amountMinor\":9999}");
+        Assert.IsType<IdempotencyBegin.FingerprintMismatch>(await store.BeginAsync(Merchant, Key, other, CancellationToken.None));
+        // Another merchant's identical key is a different record.
+        Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync("merchant-b", Key, other, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ConcurrentRequestsWithOneKey_StartExactlyOnce()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        var fingerprint = IdempotencyStore.Fingerprint("same body");
+
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => Task.Run(() => store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None))));
+
+        Assert.Single(outcomes.OfType<IdempotencyBegin.Started>());
+        Assert.Equal(19, outcomes.OfType<IdempotencyBegin.InProgress>().Count());
+    }
+
+    [Fact]
+    public async Task InProgressClaim_CanBeTakenOver_OnlyAfterItTimedOut_AndTheStaleOwnerCannotComplete()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), time);
+        var fingerprint = IdempotencyStore.Fingerprint("body");
+        var crashed = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None));
+
+        Assert.IsType<IdempotencyBegin.InProgress>(await store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None));
+        time.Advance(IdempotencyStore.InProgressTimeout + TimeSpan.FromSeconds(1));
+        var takeover = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None));
+
+        Assert.False(await store.CompleteAsync(crashed.Claim, 500, "late", null, CancellationToken.None));
+        Assert.True(await store.CompleteAsync(takeover.Claim, 201, "done", null, CancellationToken.None));
+        Assert.Equal("done", Assert.IsType<IdempotencyBegin.Replay>(await store.BeginAsync(Merchant, Key, fingerprint, CancellationToken.None)).Body);
+    }
+
+    [Fact]
+    public async Task Records_AreKeptAtLeast24Hours_ThroughTheirLease()
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var store = new IdempotencyStore(etcd.Connection, prefix, TimeProvider.System);
+        var started = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
+
+        var stored = await etcd.Connection.Client.GetAsync(started.Claim.RecordKey);
+        var lease = await etcd.Connection.Leases.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = stored.Kvs[0].Lease });
+
+        Assert.True(lease.TTL >= TimeSpan.FromHours(24).TotalSeconds, $"lease TTL {lease.TTL} s");
+    }
+
+    [Fact]
+    public async Task ReleasedClaim_LetsTheNextRequestRun()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        var first = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
+        await store.ReleaseAsync(first.Claim, CancellationToken.None);
+        Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
+    }
+}

@@ -1,0 +1,54 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+using Payments.LocalCluster;
+
+namespace Payments.Ledger.IntegrationTests.Infrastructure;
+
+/// <summary>A real 3-member etcd cluster shared by a test collection; each test isolates itself under its own key prefix.</summary>
+public class EtcdClusterFixture : IAsyncLifetime
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(6);
+
+    public LocalEtcdCluster Cluster { get; private set; } = null!;
+
+    public EtcdConnection Connection { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        using var timeout = new CancellationTokenSource(StartTimeout);
+        Cluster = await LocalEtcdCluster.StartAsync(3, progress: null, timeout.Token);
+        Connection = EtcdConnection.Create(Cluster.ClientEndpoints);
+    }
+
+    public async Task DisposeAsync()
+    {
+        Connection?.Dispose();
+        if (Cluster is not null)
+        {
+            await Cluster.DisposeAsync();
+        }
+    }
+
+    /// <summary>A fresh key prefix: what one test writes, no other test sees.</summary>
+    public static string NewPrefix() => $"/test/{Guid.NewGuid():N}/";
+
+    public EtcdLedger NewLedger(TimeProvider? time = null, string? prefix = null) =>
+        new(Connection, prefix ?? NewPrefix(), time ?? TimeProvider.System, NullLogger<EtcdLedger>.Instance);
+}
+
+/// <summary>Tests that only read and write their own prefix share one cluster.</summary>
+[CollectionDefinition(Name)]
+public sealed class EtcdCollection : ICollectionFixture<EtcdClusterFixture>
+{
+    public const string Name = "etcd";
+}
+
+/// <summary>Tests that kill and pause members get a cluster of their own, so they never disturb the others.</summary>
+public sealed class FaultyEtcdClusterFixture : EtcdClusterFixture;
+
+[CollectionDefinition(Name)]
+public sealed class FaultyEtcdCollection : ICollectionFixture<FaultyEtcdClusterFixture>
+{
+    public const string Name = "etcd-faults";
+}

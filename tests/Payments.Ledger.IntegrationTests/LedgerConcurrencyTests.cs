@@ -1,0 +1,34 @@
+using Payments.Ledger.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Payments.Ledger.IntegrationTests;
+
+[Collection(EtcdCollection.Name)]
+public sealed class LedgerConcurrencyTests(EtcdClusterFixture etcd, ITestOutputHelper output)
+{
+    public const int Workers = 32;
+    public static readonly TimeSpan RunTime = TimeSpan.FromSeconds(8);
+    public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(3);
+
+    [Fact]
+    public async Task RandomTransfers_FromManyWorkers_KeepEveryInvariant()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        var ledger = etcd.NewLedger();
+        var workload = new RandomWorkload(ledger, seed: 20261129);
+        await workload.SetUpAsync(timeout.Token);
+
+        await workload.RunAsync(Workers, RunTime, timeout.Token);
+        await workload.ResolveUnknownAsync(timeout.Token);
+
+        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, timeout.Token);
+        workload.AssertJournalMatches(report);
+        output.WriteLine(workload.Summary());
+        // The run must have exercised the paths it claims to: money moved, holds resolved, funds ran short, retries replayed.
+        Assert.True(workload.Applied.Count > 500, workload.Summary());
+        Assert.True(workload.Replays > 0, workload.Summary());
+        Assert.True(workload.FailuresByCode.ContainsKey("insufficient-funds"), workload.Summary());
+        Assert.Contains(report.Journal, entry => entry.Kind == Core.Model.TransferKind.PostPending);
+        Assert.Contains(report.Journal, entry => entry.Kind == Core.Model.TransferKind.VoidPending);
+    }
+}
