@@ -37,6 +37,7 @@ public sealed class EtcdLedger
     private readonly LedgerKeys keys;
     private readonly TimeProvider time;
     private readonly ILogger logger;
+    private readonly RecordCache accountCache = new();
 
     /// <param name="prefix">The key prefix of this ledger's data, e.g. <c>/daprpayments/ledger/</c>.</param>
     public EtcdLedger(EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger)
@@ -187,17 +188,31 @@ public sealed class EtcdLedger
         {
             try
             {
-                var decision = await EvaluateAsync(batch, set, serializableReads: attempt == 1, timeout.Token);
+                // First attempt: optimistic (cached accounts, new transfer ids assumed absent, nearest-member reads);
+                // after a conflict everything is read again through the leader.
+                var optimistic = attempt == 1;
+                var decision = await EvaluateAsync(batch, set, optimistic, timeout.Token);
+                if (decision.Outcome is not null && optimistic)
+                {
+                    // Hints may only speed up a write that etcd then verifies; a refusal (insufficient funds, a
+                    // retried transfer that already drained the account…) is never reported on hints alone.
+                    set.Reset();
+                    decision = await EvaluateAsync(batch, set, optimistic: false, timeout.Token);
+                }
+
                 if (decision.Outcome is { } decided)
                 {
                     return decided;
                 }
 
-                var response = await WriteAsync(set, fence, timeout.Token);
+                var (request, response) = await WriteAsync(set, fence, timeout.Token);
                 if (response.Succeeded)
                 {
+                    RememberWrites(request, response.Header.Revision);
                     return Committed(decision.Evaluations!, response.Header.Revision);
                 }
+
+                ForgetAccounts(set);
 
                 if (fence is not null && fence.WasFencedOff(response))
                 {
@@ -253,7 +268,7 @@ public sealed class EtcdLedger
     /// <summary>Reads what the batch needs (in rounds: a post's accounts are known only once its pending transfer is
     /// read) and evaluates it. Returns either a final outcome (a rejection, or nothing new to write) or the plan.</summary>
     private async Task<(BatchOutcome? Outcome, Evaluated[]? Evaluations)> EvaluateAsync(
-        IReadOnlyList<TransferRequest> batch, WorkingSet set, bool serializableReads, CancellationToken cancellationToken)
+        IReadOnlyList<TransferRequest> batch, WorkingSet set, bool optimistic, CancellationToken cancellationToken)
     {
         for (var round = 1; round <= MaxReadRounds; round++)
         {
@@ -262,7 +277,12 @@ public sealed class EtcdLedger
             var evaluations = batch.Select((transfer, index) => evaluator.Evaluate(transfer, index)).ToArray();
             if (set.Missing.Count > 0)
             {
-                await ReadIntoAsync(set, set.Missing.ToArray(), serializableReads, cancellationToken);
+                var toRead = optimistic ? FillFromHints(batch, set) : [.. set.Missing];
+                if (toRead.Count > 0)
+                {
+                    await ReadIntoAsync(set, toRead, serializable: optimistic, cancellationToken);
+                }
+
                 continue;
             }
 
@@ -309,7 +329,7 @@ public sealed class EtcdLedger
             _ => throw new UnreachableException($"Cannot commit {evaluation}."),
         }).ToArray());
 
-    private async Task<TxnResponse> WriteAsync(WorkingSet set, EtcdFencedLock? fence, CancellationToken cancellationToken)
+    private async Task<(TxnRequest Request, TxnResponse Response)> WriteAsync(WorkingSet set, EtcdFencedLock? fence, CancellationToken cancellationToken)
     {
         var request = new TxnRequest();
         foreach (var (key, record) in set.Writes)
@@ -323,7 +343,56 @@ public sealed class EtcdLedger
         }
 
         fence?.AddFence(request);
-        return await TxnAsync(request, cancellationToken);
+        return (request, await TxnAsync(request, cancellationToken));
+    }
+
+    /// <summary>Answers what it can from hints: accounts from the cache, and this batch's own transfer ids as absent
+    /// (a transfer submitted is usually new; if it is not, the create-only compare fails and the retry reads it).
+    /// Returns the keys still to read.</summary>
+    private List<string> FillFromHints(IReadOnlyList<TransferRequest> batch, WorkingSet set)
+    {
+        var ownTransferKeys = batch.Select(transfer => keys.Transfer(transfer.Id)).ToHashSet(StringComparer.Ordinal);
+        var toRead = new List<string>();
+        foreach (var key in set.Missing)
+        {
+            if (ownTransferKeys.Contains(key))
+            {
+                set.AddRead(key, StoredValue.Absent);
+            }
+            else if (IsAccountKey(key) && accountCache.TryGet(key, out var cached))
+            {
+                set.AddRead(key, cached);
+            }
+            else
+            {
+                toRead.Add(key);
+            }
+        }
+
+        return toRead;
+    }
+
+    private bool IsAccountKey(string key) =>
+        key.StartsWith(keys.AccountsPrefix, StringComparison.Ordinal) || key.StartsWith(keys.SystemPrefix, StringComparison.Ordinal);
+
+    private void RememberWrites(TxnRequest request, long revision)
+    {
+        foreach (var put in request.Success.Select(op => op.RequestPut).Where(put => put is not null))
+        {
+            var key = put.Key.ToStringUtf8();
+            if (IsAccountKey(key))
+            {
+                accountCache.Remember(key, new StoredValue(put.Value, revision));
+            }
+        }
+    }
+
+    private void ForgetAccounts(WorkingSet set)
+    {
+        foreach (var key in set.Writes.Keys.Where(IsAccountKey))
+        {
+            accountCache.Forget(key);
+        }
     }
 
     private async Task ReadIntoAsync(WorkingSet set, IReadOnlyList<string> wanted, bool serializable, CancellationToken cancellationToken)
@@ -340,7 +409,12 @@ public sealed class EtcdLedger
             for (var index = 0; index < chunk.Length; index++)
             {
                 var kv = response.Responses[index].ResponseRange.Kvs.FirstOrDefault();
-                set.AddRead(chunk[index], kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision));
+                var value = kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
+                set.AddRead(chunk[index], value);
+                if (value.Exists && IsAccountKey(chunk[index]))
+                {
+                    accountCache.Remember(chunk[index], value);
+                }
             }
         }
     }

@@ -1,0 +1,39 @@
+using System.Globalization;
+using Payments.Benchmarks;
+
+// dotnet run -c Release --project bench/Payments.Benchmarks -- ledger --seconds N [--workers N]
+const int MaxSeconds = 3_600;
+const int MaxWorkers = 512;
+if (args.Length == 0 || args[0] != "ledger")
+{
+    Console.Error.WriteLine("Usage: Payments.Benchmarks ledger [--seconds N (default 10)] [--workers N (default 32)]");
+    return 2;
+}
+
+var seconds = 10;
+var workers = 32;
+for (var index = 1; index + 1 < args.Length; index += 2)
+{
+    var value = int.Parse(args[index + 1], CultureInfo.InvariantCulture);
+    switch (args[index])
+    {
+        case "--seconds" when value is > 0 and <= MaxSeconds:
+            seconds = value;
+            break;
+        case "--workers" when value is > 0 and <= MaxWorkers:
+            workers = value;
+            break;
+        default:
+            Console.Error.WriteLine($"Bad option {args[index]} {args[index + 1]} (seconds 1–{MaxSeconds}, workers 1–{MaxWorkers}).");
+            return 2;
+    }
+}
+
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, eventArgs) =>
+{
+    eventArgs.Cancel = true;
+    stop.Cancel();
+};
+await LedgerBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, stop.Token);
+return 0;
