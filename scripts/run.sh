@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job on the embedded local default: starts a throw-away 3-member etcd cluster on 127.0.0.1,
+# runs the payment demo on the ledger, prints the summary and the invariant checks, and cleans up.
+# Extra arguments go to the demo (try --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-etcd.sh
+echo "==> Building (Release)…"
+dotnet build apps/Payments.Local -c Release -nologo -v quiet
+exec dotnet run --no-build -c Release --project apps/Payments.Local -- "$@"

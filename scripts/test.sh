@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests and integration tests against real local etcd clusters.
+# Installs what a fresh machine lacks (etcd), builds, runs every test project, and ends with one
+# line "N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+results=.artifacts/test-results
+rm -rf "$results"
+
+scripts/ensure-etcd.sh
+echo "==> Building (Release)…"
+dotnet build DaprPayments.sln -c Release -nologo -v quiet
+
+echo "==> Testing…"
+mkdir -p "$results"
+set +e
+dotnet test DaprPayments.sln -c Release --no-build -nologo \
+  --logger "console;verbosity=normal" --results-directory "$results" 2>&1 | tee "$results/test.log"
+status=${PIPESTATUS[0]}
+set -e
+
+# Each test project prints "Total tests: T" then "Passed: P", "Failed: F", "Skipped: S" (zero counts omitted):
+# sum them into one closing line.
+read -r passed failed skipped < <(awk '
+  /^Total tests:/ {inside = 1; next}
+  inside && /^ +Passed: / {p += $2}
+  inside && /^ +Failed: / {f += $2}
+  inside && /^ +Skipped: / {s += $2}
+  /^ Total time:/ {inside = 0}
+  END {print p + 0, f + 0, s + 0}' "$results/test.log")
+if [ "$((passed + failed))" -eq 0 ]; then
+  echo "No tests ran." >&2
+  status=1
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$status"
