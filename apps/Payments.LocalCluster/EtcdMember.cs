@@ -6,13 +6,14 @@ using Payments.Etcd;
 namespace Payments.LocalCluster;
 
 /// <summary>One etcd process of a <see cref="LocalEtcdCluster"/>.</summary>
-public sealed class EtcdMember
+public sealed class EtcdMember : IDisposable
 {
     private readonly string etcdPath;
     private readonly string clusterDirectory;
     private readonly string initialCluster;
     private readonly string clusterToken;
     private Process? process;
+    private EtcdConnection? statusConnection;
 
     internal EtcdMember(
         int index, string etcdPath, string clusterDirectory, int clientPort, int peerPort, string initialCluster, string clusterToken)
@@ -101,7 +102,8 @@ public sealed class EtcdMember
     /// <summary>This member's own view of the cluster (its id, the leader it follows), or null if it does not answer in time.</summary>
     public async Task<StatusResponse?> TryStatusAsync(TimeSpan callTimeout, CancellationToken cancellationToken)
     {
-        using var connection = EtcdConnection.Create(ClientUrl);
+        // One connection to this member alone, kept for its life: leader polling asks every 100 ms.
+        var connection = statusConnection ??= EtcdConnection.Create(ClientUrl);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(callTimeout);
         try
@@ -112,6 +114,12 @@ public sealed class EtcdMember
         {
             return null;
         }
+    }
+
+    public void Dispose()
+    {
+        statusConnection?.Dispose();
+        process?.Dispose();
     }
 
     private Process RunningProcess() =>

@@ -132,6 +132,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         foreach (var member in members)
         {
             await member.KillAsync(ExitWaitTimeout);
+            member.Dispose();
         }
 
         TryDeleteDirectory(Directory);
