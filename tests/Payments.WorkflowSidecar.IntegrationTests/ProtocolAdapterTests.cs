@@ -1,0 +1,58 @@
+using Google.Protobuf;
+using Payments.WorkflowSidecar.Protocol;
+using DaprProto = Dapr.DurableTask.Protobuf;
+using EngineProto = Microsoft.DurableTask.Protobuf;
+
+namespace Payments.WorkflowSidecar.IntegrationTests;
+
+public sealed class ProtocolAdapterTests
+{
+    [Fact]
+    public void DaprWorkflowResponse_IsReadByTheEngine_OnlyAfterTheAdapterDropsItsCollidingFields()
+    {
+        var response = new DaprProto.WorkflowResponse
+        {
+            InstanceId = "pay-1",
+            CompletionToken = "token-7",
+            Version = new DaprProto.WorkflowVersion(),
+        };
+        response.Actions.Add(new DaprProto.WorkflowAction
+        {
+            Id = 3,
+            Router = new DaprProto.TaskRouter { SourceAppID = "orchestrator", TargetAppID = "ledger" },
+            ScheduleTask = new DaprProto.ScheduleTaskAction
+            {
+                Name = "HoldFundsActivity",
+                Input = "{\"amountMinor\":1250}",
+                TaskExecutionId = "exec-1",
+                Router = new DaprProto.TaskRouter { SourceAppID = "orchestrator" },
+            },
+        });
+        var bytes = response.ToByteArray();
+
+        Assert.ThrowsAny<InvalidProtocolBufferException>(() => EngineProto.OrchestratorResponse.Parser.ParseFrom(bytes));
+        var adapted = EngineProto.OrchestratorResponse.Parser.ParseFrom(DaprWorkflowProtocolAdapter.WorkflowResponseFilter.Apply(bytes));
+
+        Assert.Equal("pay-1", adapted.InstanceId);
+        Assert.Equal("token-7", adapted.CompletionToken);
+        var action = Assert.Single(adapted.Actions);
+        Assert.Equal(3, action.Id);
+        Assert.Equal("HoldFundsActivity", action.ScheduleTask.Name);
+        Assert.Equal("{\"amountMinor\":1250}", action.ScheduleTask.Input);
+    }
+
+    [Fact]
+    public void Frames_AreRewrittenOneByOne_WithTheirLengthsRecomputed()
+    {
+        var message = new DaprProto.WorkflowResponse { InstanceId = "x", Version = new DaprProto.WorkflowVersion() }.ToByteArray();
+        var frame = new byte[5 + message.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1, 4), (uint)message.Length);
+        message.CopyTo(frame, 5);
+
+        var rewritten = DaprWorkflowProtocolAdapter.RewriteFrames([.. frame, .. frame]);
+
+        var length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(rewritten.AsSpan(1, 4));
+        Assert.Equal(2 * (5 + length), rewritten.Length);
+        Assert.Equal("x", EngineProto.OrchestratorResponse.Parser.ParseFrom(rewritten.AsSpan(5, length)).InstanceId);
+    }
+}

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Payments.WorkflowSidecar.IntegrationTests;
+
+/// <summary>The development workflow sidecar as a separate process, the way daprd runs beside an app.</summary>
+public sealed class SidecarProcess : IAsyncLifetime
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+    private Process? process;
+
+    public const int MaxLogLines = 2_000;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> log = new();
+
+    public int Port { get; private set; }
+
+    /// <summary>The sidecar's recent output, for test failure messages.</summary>
+    public string RecentLog => string.Join('\n', log);
+
+    public string Endpoint => $"http://127.0.0.1:{Port}";
+
+    public async Task InitializeAsync()
+    {
+        Port = FreePort();
+        var start = new ProcessStartInfo("dotnet")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Payments.WorkflowSidecar.dll"));
+        start.ArgumentList.Add("--port");
+        start.ArgumentList.Add(Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        start.Environment["Logging__LogLevel__Default"] = "Information";
+        start.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the workflow sidecar.");
+        // Keep its output (bounded) for failure messages, and drain it so it never blocks on a full pipe.
+        process.OutputDataReceived += (_, line) => Remember(line.Data);
+        process.ErrorDataReceived += (_, line) => Remember(line.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        await WaitForPortAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (process is { HasExited: false })
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+
+        process?.Dispose();
+    }
+
+    private void Remember(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        log.Enqueue(line);
+        while (log.Count > MaxLogLines && log.TryDequeue(out _))
+        {
+        }
+    }
+
+    private async Task WaitForPortAsync()
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, Port);
+                return;
+            }
+            catch (SocketException) when (waited.Elapsed < StartTimeout && !process!.HasExited)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100));
+            }
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

@@ -1,0 +1,28 @@
+using Dapr.Workflow;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Payments.WorkflowSidecar.IntegrationTests;
+
+/// <summary>A Dapr workflow worker and client exactly as an app configures them, pointed at the sidecar by endpoint.</summary>
+public static class WorkerHost
+{
+    public static async Task<IHost> StartAsync(string sidecarEndpoint)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        // What DAPR_GRPC_ENDPOINT says in the local mode; on Kubernetes daprd's own port.
+        builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecarEndpoint;
+        builder.Services.AddDaprWorkflow(options =>
+        {
+            options.RegisterWorkflow<ChainWorkflow>();
+            options.RegisterWorkflow<StuckOnceWorkflow>();
+            options.RegisterActivity<AppendActivity>();
+            options.RegisterActivity<StuckActivity>();
+        });
+        var host = builder.Build();
+        await host.StartAsync();
+        return host;
+    }
+}

@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using Dapr.Workflow;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Payments.WorkflowSidecar.IntegrationTests;
+
+public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture<SidecarProcess>
+{
+    public static readonly TimeSpan WorkflowTimeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task ShouldRunChainedActivitiesTimersAndExternalEvents_ThroughTheRealDaprClient()
+    {
+        using var host = await WorkerHost.StartAsync(sidecar.Endpoint);
+        var client = host.Services.GetRequiredService<DaprWorkflowClient>();
+        using var timeout = new CancellationTokenSource(WorkflowTimeout);
+        var approved = $"wf-{Guid.NewGuid():N}";
+        var rejected = $"wf-{Guid.NewGuid():N}";
+        var unanswered = $"wf-{Guid.NewGuid():N}";
+
+        foreach (var id in new[] { approved, rejected, unanswered })
+        {
+            await client.ScheduleNewWorkflowAsync(nameof(ChainWorkflow), id, "pay");
+        }
+
+        await client.RaiseEventAsync(approved, ChainWorkflow.ApprovalEvent, true, timeout.Token);
+        await client.RaiseEventAsync(rejected, ChainWorkflow.ApprovalEvent, false, timeout.Token);
+
+        Assert.Equal("pay-1!-2!-approved", await OutputAsync(client, approved, timeout.Token));
+        Assert.Equal("pay-1!-2!-rejected", await OutputAsync(client, rejected, timeout.Token));
+        Assert.Equal("pay-1!-deadline", await OutputAsync(client, unanswered, timeout.Token));
+        await host.StopAsync(timeout.Token);
+    }
+
+    [Fact]
+    public async Task InFlightWorkflows_Complete_AfterTheirWorkerDiesMidActivityAndANewOneConnects()
+    {
+        const int workflows = 10;
+        StuckActivity.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Interlocked.Exchange(ref StuckActivity.Started, 0);
+        var first = await WorkerHost.StartAsync(sidecar.Endpoint);
+        var client = first.Services.GetRequiredService<DaprWorkflowClient>();
+        var ids = Enumerable.Range(0, workflows).Select(_ => $"stuck-{Guid.NewGuid():N}").ToArray();
+        foreach (var id in ids)
+        {
+            await client.ScheduleNewWorkflowAsync(nameof(StuckOnceWorkflow), id, id);
+        }
+
+        await PollAsync(() => Volatile.Read(ref StuckActivity.Started) >= workflows, "every activity started on the first worker");
+
+        // The first worker dies with every activity in flight: its stream to the sidecar is cut, its work never returns.
+        using (var stopQuickly = new CancellationTokenSource(TimeSpan.FromMilliseconds(200)))
+        {
+            await first.StopAsync(stopQuickly.Token);
+        }
+
+        StuckActivity.Gate.TrySetResult(); // the new worker's activities run through (the old ones' results are lost)
+        using var second = await WorkerHost.StartAsync(sidecar.Endpoint);
+        var secondClient = second.Services.GetRequiredService<DaprWorkflowClient>();
+        using var timeout = new CancellationTokenSource(WorkflowTimeout);
+        try
+        {
+            foreach (var id in ids)
+            {
+                Assert.Equal(id + "-done", await OutputAsync(secondClient, id, timeout.Token));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Assert.Fail("Workflows did not complete after the worker restarted. Sidecar log:\n" + sidecar.RecentLog);
+        }
+
+        first.Dispose();
+        await second.StopAsync(timeout.Token);
+    }
+
+    private static async Task<string?> OutputAsync(DaprWorkflowClient client, string id, CancellationToken cancellationToken)
+    {
+        var state = await client.WaitForWorkflowCompletionAsync(id, getInputsAndOutputs: true, cancellationToken);
+        Assert.Equal(WorkflowRuntimeStatus.Completed, state.RuntimeStatus);
+        return state.ReadOutputAs<string>();
+    }
+
+    private static async Task PollAsync(Func<bool> condition, string what)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < WorkflowTimeout, $"Timed out waiting until {what}.");
+            await Task.Delay(TimeSpan.FromMilliseconds(50));
+        }
+    }
+}
