@@ -17,7 +17,7 @@ namespace Payments.Ledger.Core;
 /// record is created only if absent, in the same transaction as the balances it changes, so a retry after a timeout,
 /// a crash or a lost response can never apply it twice.
 /// </remarks>
-public sealed class EtcdLedger
+public sealed class EtcdLedger : ILedger
 {
     /// <summary>Most transfers in one linked batch: at most 5 keys each (2 accounts, transfer, hold, expiry index), so a
     /// full batch stays within etcd's 128 operations per transaction.</summary>

@@ -1,0 +1,30 @@
+using Dapr.Workflow;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+using Payments.Orchestrator.Models;
+
+namespace Payments.Orchestrator.Activities;
+
+/// <summary>Holds the amount on the debtor (a pending transfer to the currency's in-transit account). The hold
+/// expires by itself after <see cref="HoldTimeout"/>, a last safety net if the saga could neither settle nor void it.</summary>
+public sealed class HoldFundsActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+{
+    // Long enough for settling with all its retries (about 2 min), short enough that a hold left behind by a
+    // late retry after compensation (at-least-once activities) is released soon by the expiry sweep.
+    public static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(15);
+
+    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var amount = PaymentTransfers.Amount(input);
+        var hold = new TransferRequest.Pending(
+            PaymentTransfers.Hold(input), AccountId.Parse(input.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId);
+        // LedgerUnavailableException propagates: the activity fails and the runtime retries it with the same ids.
+        return await ledger.TransferAsync(hold, CancellationToken.None) switch
+        {
+            TransferOutcome.Failed failed => StepResult.Refused(failed.Error.Code),
+            _ => StepResult.Ok,
+        };
+    }
+}

@@ -1,0 +1,26 @@
+using Dapr.Workflow;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+using Payments.Orchestrator.Models;
+
+namespace Payments.Orchestrator.Activities;
+
+/// <summary>Credits the creditor from in-transit and posts the debtor's hold, as one linked batch: one etcd
+/// transaction, so the money is never credited without the hold being taken, or the other way round.</summary>
+public sealed class SettlePaymentActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+{
+    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var amount = PaymentTransfers.Amount(input);
+        TransferRequest[] batch =
+        [
+            new TransferRequest.Single(
+                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.CreditorAccountId), amount, input.PaymentId),
+            new TransferRequest.PostPending(PaymentTransfers.Post(input), PaymentTransfers.Hold(input)),
+        ];
+        var outcome = await ledger.ApplyBatchAsync(batch, CancellationToken.None);
+        return outcome.Succeeded ? StepResult.Ok : StepResult.Refused(outcome.Error!.Code);
+    }
+}

@@ -1,0 +1,42 @@
+using Dapr.Workflow;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+using Payments.Orchestrator.Models;
+
+namespace Payments.Orchestrator.Activities;
+
+/// <summary>Both accounts exist, are open and hold the payment's currency. The API checked the request's shape;
+/// this checks it against the ledger as it is when the saga starts. Reads only.</summary>
+public sealed class ValidatePaymentActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+{
+    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.DebtorAccountId == input.CreditorAccountId)
+        {
+            return StepResult.Refused(LedgerError.SameAccount);
+        }
+
+        foreach (var id in new[] { input.DebtorAccountId, input.CreditorAccountId })
+        {
+            var account = await ledger.GetAccountAsync(AccountId.Parse(id), CancellationToken.None);
+            if (account is null)
+            {
+                return StepResult.Refused(LedgerError.AccountNotFound);
+            }
+
+            if (account.Closed)
+            {
+                return StepResult.Refused(LedgerError.AccountClosed);
+            }
+
+            if (account.Currency.Code != input.Currency)
+            {
+                return StepResult.Refused(LedgerError.CurrencyMismatch);
+            }
+        }
+
+        return StepResult.Ok;
+    }
+}

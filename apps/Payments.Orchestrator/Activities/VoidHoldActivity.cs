@@ -1,0 +1,26 @@
+using Dapr.Workflow;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+using Payments.Orchestrator.Models;
+
+namespace Payments.Orchestrator.Activities;
+
+/// <summary>Compensation of the hold: releases it. Idempotent, and safe when the hold never happened (its step
+/// may have failed before reaching the ledger) or has already expired.</summary>
+public sealed class VoidHoldActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+{
+    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var outcome = await ledger.TransferAsync(
+            new TransferRequest.VoidPending(PaymentTransfers.Void(input), PaymentTransfers.Hold(input)), CancellationToken.None);
+        return outcome switch
+        {
+            TransferOutcome.Applied => StepResult.Ok,
+            TransferOutcome.Failed { Error.Code: LedgerError.PendingTransferNotFound or LedgerError.PendingTransferAlreadyVoided or LedgerError.PendingTransferExpired } => StepResult.Ok,
+            // Posted means the payment settled: there is nothing left to compensate by voiding.
+            TransferOutcome.Failed failed => StepResult.Refused(failed.Error.Code),
+            _ => throw new InvalidOperationException($"Unexpected outcome {outcome}."),
+        };
+    }
+}

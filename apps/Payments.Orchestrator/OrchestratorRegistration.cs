@@ -1,0 +1,20 @@
+using Dapr.Workflow;
+using Payments.Orchestrator.Activities;
+using Payments.Orchestrator.Workflows;
+
+namespace Payments.Orchestrator;
+
+public static class OrchestratorRegistration
+{
+    /// <summary>Registers the payment saga and its activities with the Dapr workflow runtime.</summary>
+    public static void RegisterPaymentSaga(this WorkflowRuntimeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.RegisterWorkflow<PaymentWorkflow>();
+        options.RegisterActivity<ValidatePaymentActivity>();
+        options.RegisterActivity<CheckRiskActivity>();
+        options.RegisterActivity<HoldFundsActivity>();
+        options.RegisterActivity<SettlePaymentActivity>();
+        options.RegisterActivity<VoidHoldActivity>();
+    }
+}

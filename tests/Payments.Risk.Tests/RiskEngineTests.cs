@@ -1,0 +1,83 @@
+using Microsoft.Extensions.Time.Testing;
+using Payments.Domain;
+using Payments.Risk.Core;
+
+namespace Payments.Risk.Tests;
+
+public sealed class RiskEngineTests
+{
+    private static readonly AccountId Alice = AccountId.Parse("alice");
+    private static readonly AccountId Bob = AccountId.Parse("bob");
+    private static readonly RiskPolicy Policy = RiskPolicy.Default with
+    {
+        ReviewThresholdMinor = 1_000,
+        RejectAboveMinor = 10_000,
+        VelocityMaxCount = 3,
+        VelocityMaxSumMinor = 2_500,
+        VelocityWindow = TimeSpan.FromMinutes(10),
+        BlockedAccounts = new HashSet<string>(["mallory"]),
+    };
+
+    private readonly FakeTimeProvider time = new(DateTimeOffset.Parse("2026-11-29T12:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+
+    [Theory]
+    [InlineData(500, RiskDecision.Approve, null)]
+    [InlineData(1_001, RiskDecision.Review, RiskAssessment.AmountAboveReviewThreshold)]
+    [InlineData(10_001, RiskDecision.Reject, RiskAssessment.AmountAboveLimit)]
+    public async Task Amount_IsApprovedReviewedOrRejectedByItsLimits(long amountMinor, RiskDecision decision, string? reason)
+    {
+        var engine = new RiskEngine(Policy, time);
+        var result = await engine.AssessAsync(Input("p1", Alice, Bob, amountMinor), CancellationToken.None);
+        Assert.Equal(decision, result.Decision);
+        Assert.Equal(reason is null ? [] : [reason], result.Reasons);
+    }
+
+    [Fact]
+    public async Task BlockedAccounts_AreRejected_OnEitherSide()
+    {
+        var engine = new RiskEngine(Policy, time);
+        var mallory = AccountId.Parse("mallory");
+        Assert.Equal([RiskAssessment.DebtorBlocked], (await engine.AssessAsync(Input("p1", mallory, Bob, 1), CancellationToken.None)).Reasons);
+        Assert.Equal([RiskAssessment.CreditorBlocked], (await engine.AssessAsync(Input("p2", Alice, mallory, 1), CancellationToken.None)).Reasons);
+    }
+
+    [Fact]
+    public async Task Velocity_SendsToReview_PastItsCount_AndForgetsOutsideTheWindow()
+    {
+        var engine = new RiskEngine(Policy, time);
+        for (var index = 1; index <= 3; index++)
+        {
+            Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input($"p{index}", Alice, Bob, 100), CancellationToken.None)).Decision);
+        }
+
+        var fourth = await engine.AssessAsync(Input("p4", Alice, Bob, 100), CancellationToken.None);
+        Assert.Equal(RiskDecision.Review, fourth.Decision);
+        Assert.Contains(RiskAssessment.VelocityCountExceeded, fourth.Reasons);
+
+        time.Advance(Policy.VelocityWindow + TimeSpan.FromSeconds(1));
+        Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("p5", Alice, Bob, 100), CancellationToken.None)).Decision);
+    }
+
+    [Fact]
+    public async Task Velocity_CountsTheSumToo()
+    {
+        var engine = new RiskEngine(Policy, time);
+        await engine.AssessAsync(Input("p1", Alice, Bob, 1_000), CancellationToken.None);
+        await engine.AssessAsync(Input("p2", Alice, Bob, 1_000), CancellationToken.None);
+        var third = await engine.AssessAsync(Input("p3", Alice, Bob, 1_000), CancellationToken.None);
+        Assert.Equal([RiskAssessment.VelocitySumExceeded], third.Reasons);
+    }
+
+    [Fact]
+    public async Task SamePaymentAssessedAgain_IsCountedOnce()
+    {
+        var engine = new RiskEngine(Policy, time);
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("retried", Alice, Bob, 100), CancellationToken.None)).Decision);
+        }
+    }
+
+    private static RiskInput Input(string paymentId, AccountId debtor, AccountId creditor, long amountMinor) =>
+        new(paymentId, debtor, creditor, new Money(amountMinor, Currency.Usd));
+}
