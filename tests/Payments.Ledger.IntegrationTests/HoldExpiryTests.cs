@@ -1,3 +1,4 @@
+using Payments.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Payments.Domain;

@@ -1,3 +1,4 @@
+using Payments.Testing;
 using Etcdserverpb;
 using Microsoft.Extensions.Time.Testing;
 using Payments.Domain;

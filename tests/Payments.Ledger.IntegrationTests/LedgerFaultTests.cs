@@ -1,3 +1,4 @@
+using Payments.Testing;
 using System.Diagnostics;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Xunit.Abstractions;

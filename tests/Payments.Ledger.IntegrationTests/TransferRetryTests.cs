@@ -1,3 +1,4 @@
+using Payments.Testing;
 using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;

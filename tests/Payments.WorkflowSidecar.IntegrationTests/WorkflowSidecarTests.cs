@@ -1,3 +1,4 @@
+using Payments.Testing;
 using System.Diagnostics;
 using Dapr.Workflow;
 using Microsoft.Extensions.DependencyInjection;

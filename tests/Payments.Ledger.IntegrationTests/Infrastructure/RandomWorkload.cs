@@ -1,3 +1,4 @@
+using Payments.Testing;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Payments.Domain;

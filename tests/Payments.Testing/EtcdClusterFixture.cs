@@ -1,9 +1,10 @@
+using Xunit;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
 
-namespace Payments.Ledger.IntegrationTests.Infrastructure;
+namespace Payments.Testing;
 
 /// <summary>A real 3-member etcd cluster shared by a test collection; each test isolates itself under its own key prefix.</summary>
 public class EtcdClusterFixture : IAsyncLifetime
@@ -37,18 +38,5 @@ public class EtcdClusterFixture : IAsyncLifetime
         new(Connection, prefix ?? NewPrefix(), time ?? TimeProvider.System, NullLogger<EtcdLedger>.Instance);
 }
 
-/// <summary>Tests that only read and write their own prefix share one cluster.</summary>
-[CollectionDefinition(Name)]
-public sealed class EtcdCollection : ICollectionFixture<EtcdClusterFixture>
-{
-    public const string Name = "etcd";
-}
-
-/// <summary>Tests that kill and pause members get a cluster of their own, so they never disturb the others.</summary>
+/// <summary>A cluster for tests that kill and pause members, so they never disturb the tests that share the other.</summary>
 public sealed class FaultyEtcdClusterFixture : EtcdClusterFixture;
-
-[CollectionDefinition(Name)]
-public sealed class FaultyEtcdCollection : ICollectionFixture<FaultyEtcdClusterFixture>
-{
-    public const string Name = "etcd-faults";
-}

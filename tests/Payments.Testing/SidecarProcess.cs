@@ -1,8 +1,9 @@
+using Xunit;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Payments.WorkflowSidecar.IntegrationTests;
+namespace Payments.Testing;
 
 /// <summary>The development workflow sidecar as a separate process, the way daprd runs beside an app.</summary>
 public sealed class SidecarProcess : IAsyncLifetime

@@ -1,8 +1,9 @@
+using Xunit;
 using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;
 
-namespace Payments.Ledger.IntegrationTests.Infrastructure;
+namespace Payments.Testing;
 
 /// <summary>The ledger's invariants, checked from what etcd holds (ARCHITECTURE §2).</summary>
 public static class LedgerInvariants

@@ -1,0 +1,49 @@
+using System.Collections.Concurrent;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Orchestrator.IntegrationTests;
+
+/// <summary>The real ledger, with a fault injected on demand: the next call for a chosen transfer id fails as if
+/// etcd were unreachable, before reaching it. (Pausing etcd members cannot target one step of one payment; this can,
+/// and everything behind it is the real ledger on the real cluster.)</summary>
+public sealed class FlakyLedger(ILedger inner) : ILedger
+{
+    private readonly ConcurrentDictionary<string, int> failuresLeft = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> attempts = new(StringComparer.Ordinal);
+
+    public void FailNext(TransferId id, int times) => failuresLeft[id.Value] = times;
+
+    public int Attempts(TransferId id) => attempts.GetValueOrDefault(id.Value);
+
+    public Task<OpenAccountOutcome> OpenAccountAsync(AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken) =>
+        inner.OpenAccountAsync(id, currency, overdraftLimitMinor, cancellationToken);
+
+    public Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken) => inner.GetAccountAsync(id, cancellationToken);
+
+    public Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
+    {
+        MaybeFail(request.Id);
+        return inner.TransferAsync(request, cancellationToken);
+    }
+
+    public Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken)
+    {
+        foreach (var request in batch)
+        {
+            MaybeFail(request.Id);
+        }
+
+        return inner.ApplyBatchAsync(batch, cancellationToken);
+    }
+
+    private void MaybeFail(TransferId id)
+    {
+        attempts.AddOrUpdate(id.Value, 1, (_, count) => count + 1);
+        if (failuresLeft.TryGetValue(id.Value, out var left) && left > 0 && failuresLeft.TryUpdate(id.Value, left - 1, left))
+        {
+            throw new LedgerUnavailableException($"Injected fault for {id}.");
+        }
+    }
+}

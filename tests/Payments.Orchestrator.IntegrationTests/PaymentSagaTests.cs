@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using Dapr.Workflow;
+using Payments.Domain;
+using Payments.Ledger.Core.Model;
+using Payments.Orchestrator.Activities;
+using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Workflows;
+using Payments.Testing;
+
+namespace Payments.Orchestrator.IntegrationTests;
+
+public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixture>
+{
+    public static readonly TimeSpan SagaTimeout = TimeSpan.FromSeconds(90);
+    private const long FundsMinor = 1_000_000;
+
+    [Fact]
+    public async Task ShouldSettlePayment_MovingTheMoneyExactlyOnce()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var payment = Payment(debtor, creditor, 1_250);
+
+        var outcome = await RunAsync(payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal(FundsMinor - 1_250, await BalanceAsync(debtor));
+        Assert.Equal(1_250, await BalanceAsync(creditor));
+        await AssertInTransitIsBalancedAsync();
+    }
+
+    [Fact]
+    public async Task InsufficientFunds_FailsWithoutMovingMoney()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 500);
+
+        var outcome = await RunAsync(Payment(debtor, creditor, 501));
+
+        Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), outcome);
+        Assert.Equal(500, await BalanceAsync(debtor));
+        Assert.Equal(0, (await saga.Ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+    }
+
+    [Fact]
+    public async Task CreditorClosedAfterValidation_IsCompensated_AndTheDebtorKeepsItsFunds()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var payment = Payment(debtor, creditor, 700);
+        // The creditor closes between validation and settlement: settlement is refused, the hold must be voided.
+        saga.Flaky.FailNext(PaymentTransfers.Hold(payment), times: 1);
+        var closing = CloseWhenHoldIsAttemptedAsync(payment, creditor);
+
+        var outcome = await RunAsync(payment);
+        await closing;
+
+        Assert.Equal(PaymentOutcome.Compensated(LedgerError.AccountClosed), outcome);
+        var account = (await saga.Ledger.GetAccountAsync(debtor, CancellationToken.None))!;
+        Assert.Equal((FundsMinor, 0L), (account.BalanceMinor, account.PendingDebitMinor));
+        await AssertInTransitIsBalancedAsync();
+    }
+
+    [Fact]
+    public async Task TransientLedgerFailure_IsRetriedByTheRuntime_AndAppliedOnce()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var payment = Payment(debtor, creditor, 300);
+        saga.Flaky.FailNext(PaymentTransfers.Hold(payment), times: 2);
+
+        var outcome = await RunAsync(payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal(3, saga.Flaky.Attempts(PaymentTransfers.Hold(payment)));
+        Assert.Equal(300, await BalanceAsync(creditor));
+        var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Hold(payment));
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task PaymentAboveThreshold_WaitsForApproval_AndFollowsTheDecision(bool approve)
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var payment = Payment(debtor, creditor, SagaFixture.ReviewThresholdMinor + 1);
+        await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), payment.PaymentId, payment);
+
+        await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
+        Assert.Equal(FundsMinor, (await saga.Ledger.GetAccountAsync(debtor, CancellationToken.None))!.AvailableMinor);
+        await saga.Workflows.RaiseEventAsync(payment.PaymentId, PaymentWorkflow.ApprovalEventName, new ApprovalDecision(approve, "reviewer"));
+        var outcome = await WaitAsync(payment);
+
+        Assert.Equal(approve ? PaymentOutcome.Completed() : PaymentOutcome.Failed(PaymentReasons.ReviewRejected), outcome);
+        Assert.Equal(approve ? FundsMinor - payment.AmountMinor : FundsMinor, await BalanceAsync(debtor));
+    }
+
+    [Fact]
+    public async Task ManyConcurrentPayments_AllReachATerminalState_AndConserveMoney()
+    {
+        const int payments = 60;
+        var accounts = new List<AccountId>();
+        for (var index = 0; index < 6; index++)
+        {
+            var (debtor, _) = await OpenAccountsAsync(fundsMinor: 10_000);
+            accounts.Add(debtor);
+        }
+
+        var random = new Random(42);
+        var inputs = Enumerable.Range(0, payments).Select(_ =>
+        {
+            var debtor = accounts[random.Next(accounts.Count)];
+            var creditor = accounts.Where(account => account != debtor).ElementAt(random.Next(accounts.Count - 1));
+            return Payment(debtor, creditor, random.Next(1, 4_000));
+        }).ToArray();
+
+        var outcomes = await Task.WhenAll(inputs.Select(RunAsync));
+
+        Assert.All(outcomes, outcome => Assert.Contains(outcome.Status, new[] { PaymentStatus.Completed, PaymentStatus.Failed }));
+        Assert.Contains(outcomes, outcome => outcome.Status == PaymentStatus.Completed);
+        var balances = await Task.WhenAll(accounts.Select(BalanceAsync));
+        Assert.Equal(accounts.Count * 10_000L, balances.Sum());
+        Assert.All(balances, balance => Assert.True(balance >= 0));
+        await AssertInTransitIsBalancedAsync();
+    }
+
+    private async Task<PaymentOutcome> RunAsync(PaymentInput payment)
+    {
+        await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), payment.PaymentId, payment);
+        return await WaitAsync(payment);
+    }
+
+    private async Task<PaymentOutcome> WaitAsync(PaymentInput payment)
+    {
+        using var timeout = new CancellationTokenSource(SagaTimeout);
+        var state = await saga.Workflows.WaitForWorkflowCompletionAsync(payment.PaymentId, getInputsAndOutputs: true, timeout.Token);
+        Assert.Equal(WorkflowRuntimeStatus.Completed, state.RuntimeStatus);
+        return state.ReadOutputAs<PaymentOutcome>()!;
+    }
+
+    private async Task CloseWhenHoldIsAttemptedAsync(PaymentInput payment, AccountId creditor)
+    {
+        await PollAsync(() => Task.FromResult(saga.Flaky.Attempts(PaymentTransfers.Hold(payment)) >= 1));
+        Assert.IsType<CloseAccountOutcome.Closed>(await saga.Ledger.CloseAccountAsync(creditor, CancellationToken.None));
+    }
+
+    private async Task<(AccountId Debtor, AccountId Creditor)> OpenAccountsAsync(long fundsMinor = FundsMinor)
+    {
+        var debtor = AccountId.Parse($"d-{Guid.NewGuid():N}");
+        var creditor = AccountId.Parse($"c-{Guid.NewGuid():N}");
+        await saga.Ledger.OpenAccountAsync(debtor, Currency.Usd, 0, CancellationToken.None);
+        await saga.Ledger.OpenAccountAsync(creditor, Currency.Usd, 0, CancellationToken.None);
+        var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(fundsMinor, Currency.Usd));
+        Assert.IsType<TransferOutcome.Applied>(await saga.Ledger.TransferAsync(funding, CancellationToken.None));
+        return (debtor, creditor);
+    }
+
+    private async Task<long> BalanceAsync(AccountId id) => (await saga.Ledger.GetAccountAsync(id, CancellationToken.None))!.BalanceMinor;
+
+    /// <summary>Every settled payment put into in-transit what it took out: no payment is left half-done.</summary>
+    private async Task AssertInTransitIsBalancedAsync()
+    {
+        var inTransit = (await saga.Ledger.GetAccountAsync(AccountId.InTransit(Currency.Usd), CancellationToken.None))!;
+        Assert.Equal(0, inTransit.BalanceMinor);
+        await LedgerInvariants.AssertAllHoldAsync(saga.Ledger, CancellationToken.None);
+    }
+
+    private static PaymentInput Payment(AccountId debtor, AccountId creditor, long amountMinor) =>
+        new($"pay-{Guid.NewGuid():N}", "merchant-a", debtor.Value, creditor.Value, amountMinor, "USD", null,
+            ApprovalTimeout: TimeSpan.FromMinutes(5));
+
+    private static async Task PollAsync(Func<Task<bool>> condition)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(waited.Elapsed < SagaTimeout, "Timed out waiting for the saga.");
+            await Task.Delay(TimeSpan.FromMilliseconds(50));
+        }
+    }
+}
