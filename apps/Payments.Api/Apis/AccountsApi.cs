@@ -1,0 +1,163 @@
+using System.Security.Cryptography;
+using System.Text;
+using Payments.Api.Contracts;
+using Payments.Api.Idempotency;
+using Payments.Api.Problems;
+using Payments.Api.Security;
+using Payments.Api.Storage;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Api.Apis;
+
+public static class AccountsApi
+{
+    public static void MapAccountsApiV1(this IEndpointRouteBuilder app)
+    {
+        var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
+        accounts.MapPost("/", OpenAsync).WithName("OpenAccount");
+        accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount");
+        accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit");
+    }
+
+    private static async Task<IResult> OpenAsync(HttpContext context, ApiStore store, ILedger ledger)
+    {
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        var (request, parseProblem) = RequestBody.Parse<OpenAccountRequest>(bytes!);
+        if (parseProblem is not null)
+        {
+            return parseProblem.ToResult();
+        }
+
+        var errors = new Dictionary<string, string>();
+        AccountId.TryParse(request!.AccountId, out var accountId, out var idProblem);
+        if (idProblem is not null)
+        {
+            errors["accountId"] = idProblem;
+        }
+
+        var currency = Validate.Currency(request.Currency, errors);
+        if (request.OverdraftLimitMinor is < 0)
+        {
+            errors["overdraftLimitMinor"] = "overdraftLimitMinor must not be negative.";
+        }
+
+        if (errors.Count > 0)
+        {
+            return Reply.Invalid(errors).ToResult();
+        }
+
+        var owner = await store.ClaimAccountAsync(accountId!.Value, merchant, context.RequestAborted);
+        if (owner != merchant)
+        {
+            return AccountExists(accountId.Value).ToResult();
+        }
+
+        return await ledger.OpenAccountAsync(accountId, currency!, request.OverdraftLimitMinor ?? 0, context.RequestAborted) switch
+        {
+            OpenAccountOutcome.Opened opened => Reply.Json(StatusCodes.Status201Created, ToResponse(opened.Account)).ToResult(),
+            _ => AccountExists(accountId.Value).ToResult(),
+        };
+    }
+
+    private static async Task<IResult> GetAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger)
+    {
+        var account = await OwnedAccountAsync(accountId, context, store, ledger);
+        return account is null ? Reply.AccountNotFound(accountId).ToResult() : Reply.Json(StatusCodes.Status200OK, ToResponse(account)).ToResult();
+    }
+
+    private static async Task<IResult> DepositAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger, IdempotentExecutor idempotency)
+    {
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        var (key, keyProblem) = IdempotentExecutor.KeyOf(context);
+        if (keyProblem is not null)
+        {
+            return keyProblem.ToResult();
+        }
+
+        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async () =>
+        {
+            var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes!);
+            if (parseProblem is not null)
+            {
+                return parseProblem;
+            }
+
+            var errors = new Dictionary<string, string>();
+            var amount = Validate.Amount(request!.AmountMinor, errors);
+            var currency = Validate.Currency(request.Currency, errors);
+            if (errors.Count > 0)
+            {
+                return Reply.Invalid(errors);
+            }
+
+            var account = await OwnedAccountAsync(accountId, context, store, ledger);
+            if (account is null)
+            {
+                return Reply.AccountNotFound(accountId);
+            }
+
+            if (!account.Currency.Equals(currency))
+            {
+                return CurrencyMismatch(accountId, account.Currency, currency!);
+            }
+
+            // The deposit's transfer id derives from the merchant and its Idempotency-Key: even if the idempotency
+            // record were lost, a retry could not fund the account twice.
+            var depositId = "dep_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..32].ToLowerInvariant();
+            var money = new Money(amount!.Value, currency!);
+            var outcome = await ledger.TransferAsync(
+                new TransferRequest.Single(TransferId.Parse(depositId), AccountId.ExternalFunding(currency!), account.Id, money, "deposit"), context.RequestAborted);
+            return outcome switch
+            {
+                TransferOutcome.Applied => Reply.Json(StatusCodes.Status201Created, new DepositResponse(depositId, accountId, money.AmountMinor, currency!.Code)),
+                TransferOutcome.Failed failed => LedgerProblem(failed.Error),
+                _ => throw new InvalidOperationException("Unknown outcome."),
+            };
+        }, context.RequestAborted);
+        return reply.ToResult();
+    }
+
+    /// <summary>The account if this merchant owns it; null (so: 404) for an account that is missing or someone else's.</summary>
+    internal static async Task<Account?> OwnedAccountAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger)
+    {
+        if (!AccountId.TryParse(accountId, out var id, out _))
+        {
+            return null;
+        }
+
+        var owner = await store.AccountOwnerAsync(id.Value, context.RequestAborted);
+        return owner == ApiKeyMiddleware.MerchantOf(context) ? await ledger.GetAccountAsync(id, context.RequestAborted) : null;
+    }
+
+    internal static Reply CurrencyMismatch(string accountId, Currency accountCurrency, Currency requested) =>
+        Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.CurrencyMismatch, "The currency does not match the account.",
+            $"Account '{accountId}' holds {accountCurrency}, not {requested}.");
+
+    internal static Reply LedgerProblem(LedgerError error) => error.Code switch
+    {
+        LedgerError.CurrencyMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.CurrencyMismatch, "The currency does not match the account.", error.Detail),
+        LedgerError.AccountClosed => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AccountClosed, "The account is closed.", error.Detail),
+        _ => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.Base + error.Code, "The ledger refused the operation.", error.Detail),
+    };
+
+    private static Reply AccountExists(string accountId) =>
+        Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "The account id is taken.",
+            $"Account '{accountId}' already exists with other fields.");
+
+    private static AccountResponse ToResponse(Account account) => new(
+        account.Id.Value, account.Currency.Code, account.BalanceMinor, account.PendingDebitMinor, account.AvailableMinor, account.OverdraftLimitMinor, account.Version);
+}

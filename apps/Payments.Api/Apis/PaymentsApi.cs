@@ -1,0 +1,229 @@
+using System.Security.Cryptography;
+using System.Text;
+using Dapr.Workflow;
+using Payments.Api.Contracts;
+using Payments.Api.Idempotency;
+using Payments.Api.Problems;
+using Payments.Api.Security;
+using Payments.Api.Storage;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Workflows;
+
+namespace Payments.Api.Apis;
+
+public static class PaymentsApi
+{
+    public const int MaxReferenceLength = 140;
+    public static readonly TimeSpan WorkflowCallTimeout = TimeSpan.FromSeconds(10);
+
+    public static void MapPaymentsApiV1(this IEndpointRouteBuilder app)
+    {
+        var payments = app.MapGroup("/v1/payments").WithTags("Payments");
+        payments.MapPost("/", CreateAsync).WithName("CreatePayment");
+        payments.MapGet("/{paymentId}", GetAsync).WithName("GetPayment");
+        payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services)).WithName("ApprovePayment");
+        payments.MapPost("/{paymentId}/reject", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, false, context, services)).WithName("RejectPayment");
+    }
+
+    private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency)
+    {
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        var (key, keyProblem) = IdempotentExecutor.KeyOf(context);
+        if (keyProblem is not null)
+        {
+            return keyProblem.ToResult();
+        }
+
+        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        // One Idempotency-Key, one payment id: a retry whose idempotency record was lost still finds the same workflow.
+        var paymentId = "pay_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..24].ToLowerInvariant();
+        var reply = await idempotency.RunAsync(merchant, key, "POST", context.Request.Path, bytes!,
+            () => StartAsync(paymentId, merchant, bytes!, context, services), context.RequestAborted);
+        return reply.ToResult();
+    }
+
+    private static async Task<Reply> StartAsync(string paymentId, string merchant, byte[] bytes, HttpContext context, PaymentServices services)
+    {
+        var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes);
+        if (parseProblem is not null)
+        {
+            return parseProblem;
+        }
+
+        var errors = new Dictionary<string, string>();
+        AccountId.TryParse(request!.DebtorAccountId, out var debtorId, out var debtorProblem);
+        AccountId.TryParse(request.CreditorAccountId, out var creditorId, out var creditorProblem);
+        if (debtorProblem is not null)
+        {
+            errors["debtorAccountId"] = debtorProblem.Replace("An account id", "debtorAccountId", StringComparison.Ordinal);
+        }
+
+        if (creditorProblem is not null)
+        {
+            errors["creditorAccountId"] = creditorProblem.Replace("An account id", "creditorAccountId", StringComparison.Ordinal);
+        }
+
+        if (debtorId is not null && debtorId == creditorId)
+        {
+            errors["creditorAccountId"] = "creditorAccountId must differ from debtorAccountId.";
+        }
+
+        var amount = Validate.Amount(request.AmountMinor, errors);
+        var currency = Validate.Currency(request.Currency, errors);
+        if (request.Reference is { Length: > MaxReferenceLength })
+        {
+            errors["reference"] = $"reference must be at most {MaxReferenceLength} characters.";
+        }
+
+        if (errors.Count > 0)
+        {
+            return Reply.Invalid(errors);
+        }
+
+        foreach (var id in new[] { debtorId!, creditorId! })
+        {
+            var account = await AccountsApi.OwnedAccountAsync(id.Value, context, services.Store, services.Ledger);
+            if (account is null)
+            {
+                return Reply.AccountNotFound(id.Value);
+            }
+
+            if (!account.Currency.Equals(currency))
+            {
+                return AccountsApi.CurrencyMismatch(id.Value, account.Currency, currency!);
+            }
+        }
+
+        var now = services.Time.GetUtcNow();
+        var record = await services.Store.CreatePaymentAsync(
+            new PaymentRecord(paymentId, merchant, debtorId!.Value, creditorId!.Value, amount!.Value, currency!.Code, request.Reference, PaymentStatus.Pending, null, now, now),
+            context.RequestAborted);
+        var input = new PaymentInput(paymentId, merchant, record.DebtorAccountId, record.CreditorAccountId, record.AmountMinor, record.Currency, record.Reference, services.ApprovalTimeout);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+            timeout.CancelAfter(WorkflowCallTimeout); // the Dapr client waits for a sidecar forever otherwise
+            if (await services.Workflows.GetWorkflowStateAsync(paymentId, false, timeout.Token) is not { Exists: true })
+            {
+                await services.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), paymentId, input, null, timeout.Token);
+            }
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException && !context.RequestAborted.IsCancellationRequested)
+        {
+            return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
+        }
+
+        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
+    }
+
+    private static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services)
+    {
+        var current = await services.CurrentAsync(paymentId, ApiKeyMiddleware.MerchantOf(context), context.RequestAborted);
+        return current is null
+            ? Reply.PaymentNotFound(paymentId).ToResult()
+            : Reply.Json(StatusCodes.Status200OK, ToResponse(current)).ToResult();
+    }
+
+    private static async Task<IResult> DecideAsync(string paymentId, bool approve, HttpContext context, PaymentServices services)
+    {
+        var current = await services.CurrentAsync(paymentId, ApiKeyMiddleware.MerchantOf(context), context.RequestAborted);
+        if (current is null)
+        {
+            return Reply.PaymentNotFound(paymentId).ToResult();
+        }
+
+        if (current.Status != PaymentStatus.AwaitingApproval)
+        {
+            return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment is not awaiting approval.",
+                $"Payment '{paymentId}' is {current.Status}.").ToResult();
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        timeout.CancelAfter(WorkflowCallTimeout);
+        await services.Workflows.RaiseEventAsync(paymentId, PaymentWorkflow.ApprovalEventName, new ApprovalDecision(approve, current.MerchantId), timeout.Token);
+        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
+    }
+
+    private static PaymentLinks Links(string paymentId, string status) =>
+        new($"/v1/payments/{paymentId}",
+            status == PaymentStatus.AwaitingApproval ? $"/v1/payments/{paymentId}/approve" : null,
+            status == PaymentStatus.AwaitingApproval ? $"/v1/payments/{paymentId}/reject" : null);
+
+    private static PaymentResponse ToResponse(PaymentRecord record) => new(
+        record.PaymentId, record.Status, record.AmountMinor, record.Currency, record.DebtorAccountId, record.CreditorAccountId,
+        record.Reference, record.Reason, record.CreatedAt, record.UpdatedAt);
+}
+
+/// <summary>What the payment endpoints need, and the status refresh they share.</summary>
+public sealed class PaymentServices(ApiStore store, ILedger ledger, DaprWorkflowClient workflows, TimeProvider time, ApiOptions options)
+{
+    public ApiStore Store => store;
+
+    public ILedger Ledger => ledger;
+
+    public DaprWorkflowClient Workflows => workflows;
+
+    public TimeProvider Time => time;
+
+    public TimeSpan ApprovalTimeout => options.ApprovalTimeout;
+
+    /// <summary>The merchant's payment with its current status: terminal statuses are final in the record; others are
+    /// read from the workflow (and a terminal one is written back, so it outlives the workflow's retention).</summary>
+    public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken)
+    {
+        var stored = await store.GetPaymentAsync(paymentId, cancellationToken);
+        if (stored is not { Record: var record, Revision: var revision } || record.MerchantId != merchantId)
+        {
+            return null;
+        }
+
+        if (record.Status is PaymentStatus.Completed or PaymentStatus.Failed or PaymentStatus.Compensated)
+        {
+            return record;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(PaymentsApi.WorkflowCallTimeout);
+        var state = await workflows.GetWorkflowStateAsync(paymentId, getInputsAndOutputs: true, timeout.Token);
+        var (status, reason) = state switch
+        {
+            null or { Exists: false } => (PaymentStatus.Pending, (string?)null),
+            { RuntimeStatus: WorkflowRuntimeStatus.Completed } => state.ReadOutputAs<PaymentOutcome>() is { } outcome ? (outcome.Status, outcome.Reason) : (PaymentStatus.Failed, "workflow-output-missing"),
+            { RuntimeStatus: WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated } => (PaymentStatus.Failed, "workflow-failed"),
+            _ when state.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval => (PaymentStatus.AwaitingApproval, null),
+            _ => (PaymentStatus.Pending, null),
+        };
+        if (status == record.Status)
+        {
+            return record;
+        }
+
+        var updated = record with { Status = status, Reason = reason, UpdatedAt = time.GetUtcNow() };
+        if (status is PaymentStatus.Completed or PaymentStatus.Failed or PaymentStatus.Compensated)
+        {
+            await store.UpdatePaymentAsync(updated, revision, cancellationToken); // lost race: someone else wrote the same outcome
+        }
+
+        return updated;
+    }
+}
+
+/// <summary>Settings of the API (configuration section <c>Payments</c>).</summary>
+public sealed class ApiOptions
+{
+    public TimeSpan ApprovalTimeout { get; set; } = TimeSpan.FromHours(24);
+
+    public string EtcdEndpoints { get; set; } = "http://127.0.0.1:2379";
+
+    public string KeyPrefix { get; set; } = "/daprpayments/";
+
+    /// <summary>Requests per second per API key (token bucket; bursts up to twice this).</summary>
+    public int RequestsPerSecondPerKey { get; set; } = 500;
+}

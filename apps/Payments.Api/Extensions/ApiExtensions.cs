@@ -1,0 +1,114 @@
+using System.Threading.RateLimiting;
+using Dapr.Workflow;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Api.Apis;
+using Payments.Api.Idempotency;
+using Payments.Api.Problems;
+using Payments.Api.Security;
+using Payments.Api.Storage;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+
+namespace Payments.Api.Extensions;
+
+public static class ApiExtensions
+{
+    /// <summary>Composition of the API: etcd-backed stores, the ledger (in process in the local mode), the Dapr
+    /// workflow client, rate limits, OpenAPI.</summary>
+    public static void AddPaymentsApi(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Configuration.GetSection("Payments").Get<ApiOptions>() ?? new ApiOptions();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = RequestBody.MaxBytes * 4L; // RequestBody enforces the exact limit with a problem reply
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints));
+        services.AddSingleton<ILedger>(provider => new EtcdLedger(
+            provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+            provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
+        services.AddSingleton(provider => new ApiStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "api/"));
+        services.AddSingleton(provider => new IdempotencyStore(
+            provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "idempotency/", provider.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IdempotentExecutor>();
+        services.AddSingleton<PaymentServices>();
+        AddWorkflowClientOnly(services);
+        services.AddOpenApi();
+        services.AddProblemDetails();
+        services.AddRateLimiter(limiter =>
+        {
+            limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+                context.Items[ApiKeyMiddleware.MerchantItem] is string merchant
+                    ? RateLimitPartition.GetTokenBucketLimiter(merchant, _ => new TokenBucketRateLimiterOptions
+                    {
+                        TokenLimit = options.RequestsPerSecondPerKey * 2,
+                        TokensPerPeriod = options.RequestsPerSecondPerKey,
+                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                        QueueLimit = 0,
+                        AutoReplenishment = true,
+                    })
+                    : RateLimitPartition.GetNoLimiter(string.Empty));
+            limiter.OnRejected = async (rejected, cancellationToken) =>
+            {
+                rejected.HttpContext.Response.Headers.RetryAfter = "1";
+                await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many requests for this API key.",
+                    "Slow down and retry after the time in Retry-After.").ToResult().ExecuteAsync(rejected.HttpContext);
+            };
+        });
+    }
+
+    public static void UsePaymentsApi(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
+        app.UseStatusCodePages();
+        app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseRateLimiter();
+        app.MapOpenApi();
+        app.MapHealthEndpoints();
+        app.MapAccountsApiV1();
+        app.MapPaymentsApiV1();
+    }
+
+    /// <summary>The API schedules and queries workflows; it hosts none. Dapr's registration also adds a worker that
+    /// would take work items from the sidecar (with daprd each app has its own, but the local sidecar is shared), so
+    /// the worker's hosted service is removed here.</summary>
+    private static void AddWorkflowClientOnly(IServiceCollection services)
+    {
+        services.AddDaprWorkflow(_ => { });
+        var workers = services.Where(descriptor => descriptor.ServiceType == typeof(IHostedService)
+            && (descriptor.ImplementationType ?? descriptor.ImplementationInstance?.GetType())?.Assembly == typeof(DaprWorkflowClient).Assembly).ToArray();
+        foreach (var worker in workers)
+        {
+            services.Remove(worker);
+        }
+    }
+
+    /// <summary>Faults become problem+json without internals: 503 (retry) for an unavailable ledger, 413 for an
+    /// oversized body, 500 otherwise.</summary>
+    private static async Task WriteUnhandledAsync(HttpContext context)
+    {
+        var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        var reply = error switch
+        {
+            LedgerUnavailableException or Grpc.Core.RpcException => Reply.Unavailable("The ledger is temporarily unavailable; retry with the same Idempotency-Key."),
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(
+                StatusCodes.Status413PayloadTooLarge, ProblemTypes.PayloadTooLarge, "The request body is too large."),
+            BadHttpRequestException bad => Reply.Problem(bad.StatusCode, ProblemTypes.MalformedRequest, "The request is malformed."),
+            _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "Something went wrong on our side.",
+                $"Quote trace id {context.TraceIdentifier} when you contact support."),
+        };
+        if (reply.StatusCode == StatusCodes.Status503ServiceUnavailable)
+        {
+            context.Response.Headers.RetryAfter = "1";
+        }
+
+        await reply.ToResult().ExecuteAsync(context);
+    }
+}

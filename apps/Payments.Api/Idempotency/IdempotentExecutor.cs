@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using Payments.Api.Problems;
+using Payments.Domain;
+using Payments.Etcd;
+
+namespace Payments.Api.Idempotency;
+
+/// <summary>Stripe's Idempotency-Key semantics around a handler: the first request with a key runs; the same key
+/// with the same body gets the first response again (same status, same body); with another body, 422. A request
+/// arriving while the first still runs waits for it (bounded), then replays it.</summary>
+public sealed class IdempotentExecutor(IdempotencyStore store)
+{
+    public const string Header = "Idempotency-Key";
+    public static readonly TimeSpan MaxWaitForInFlight = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan WaitPollInterval = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Parses the header; a problem reply when it is missing or malformed.</summary>
+    public static (IdempotencyKey? Key, Reply? Problem) KeyOf(HttpContext context)
+    {
+        var values = context.Request.Headers[Header];
+        if (values.Count == 0)
+        {
+            return (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyMissing,
+                "This operation needs an Idempotency-Key header.", "Send a unique Idempotency-Key (1–255 characters) with each new request, and the same one when you retry it."));
+        }
+
+        return IdempotencyKey.TryParse(values.Count == 1 ? values[0] : null, out var key, out var problem)
+            ? (key, null)
+            : (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyInvalid, "The Idempotency-Key header is invalid.", problem));
+    }
+
+    public async Task<Reply> RunAsync(
+        string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<Task<Reply>> handler, CancellationToken cancellationToken)
+    {
+        var fingerprint = IdempotencyStore.Fingerprint(method, path, Convert.ToBase64String(body));
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            switch (await store.BeginAsync(merchantId, key, fingerprint, cancellationToken))
+            {
+                case IdempotencyBegin.Started started:
+                    return await ExecuteAsync(started.Claim, handler, cancellationToken);
+                case IdempotencyBegin.Replay replay:
+                    return new Reply(replay.StatusCode, replay.Body, replay.ContentType ?? Reply.JsonContentType);
+                case IdempotencyBegin.FingerprintMismatch:
+                    return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
+                        "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request.");
+                case IdempotencyBegin.InProgress inProgress when waited.Elapsed >= MaxWaitForInFlight:
+                    return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
+                        "A request with this Idempotency-Key is still being processed.", "Retry after a moment with the same key.",
+                        new Dictionary<string, object?> { ["retryAfterSeconds"] = (int)Math.Ceiling(inProgress.RetryAfter.TotalSeconds) });
+                default:
+                    await Task.Delay(WaitPollInterval, cancellationToken);
+                    break;
+            }
+        }
+    }
+
+    private async Task<Reply> ExecuteAsync(IdempotencyClaim claim, Func<Task<Reply>> handler, CancellationToken cancellationToken)
+    {
+        Reply reply;
+        try
+        {
+            reply = await handler();
+        }
+        catch
+        {
+            // Nothing recorded: the client's retry with the same key runs again (handlers are idempotent by id).
+            await store.ReleaseAsync(claim, CancellationToken.None);
+            throw;
+        }
+
+        if (reply.IsServerError)
+        {
+            await store.ReleaseAsync(claim, CancellationToken.None);
+        }
+        else
+        {
+            await store.CompleteAsync(claim, reply.StatusCode, reply.Body, reply.ContentType, cancellationToken);
+        }
+
+        return reply;
+    }
+}

@@ -1,0 +1,23 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Payments.Api.Problems;
+
+/// <summary>JSON settings: strict on the way in (a typo or a quoted number is the caller's mistake, reported, never
+/// guessed at), plain camelCase on the way out.</summary>
+public static class ApiJson
+{
+    public static JsonSerializerOptions Strict { get; } = new(JsonSerializerDefaults.Web)
+    {
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        NumberHandling = JsonNumberHandling.Strict,
+        AllowTrailingCommas = false,
+        AllowDuplicateProperties = false,
+        ReadCommentHandling = JsonCommentHandling.Disallow,
+    };
+
+    public static JsonSerializerOptions Output { get; } = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}

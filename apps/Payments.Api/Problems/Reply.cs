@@ -1,0 +1,57 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Payments.Api.Problems;
+
+/// <summary>A response as bytes-to-be: status, body, content type. Handlers produce these so that an idempotent
+/// replay can send exactly the first response again (same status, same body).</summary>
+public sealed record Reply(int StatusCode, string Body, string ContentType)
+{
+    public const string JsonContentType = "application/json";
+    public const string ProblemContentType = "application/problem+json";
+
+    public static Reply Json(int statusCode, object body) =>
+        new(statusCode, JsonSerializer.Serialize(body, ApiJson.Output), JsonContentType);
+
+    public static Reply Problem(int statusCode, string type, string title, string? detail = null, IDictionary<string, object?>? extensions = null)
+    {
+        var problem = new Dictionary<string, object?>
+        {
+            ["type"] = type,
+            ["title"] = title,
+            ["status"] = statusCode,
+        };
+        if (detail is not null)
+        {
+            problem["detail"] = detail;
+        }
+
+        foreach (var (key, value) in extensions ?? new Dictionary<string, object?>())
+        {
+            problem[key] = value;
+        }
+
+        return new Reply(statusCode, JsonSerializer.Serialize(problem, ApiJson.Output), ProblemContentType);
+    }
+
+    public static Reply Malformed(string detail) =>
+        Problem(StatusCodes.Status400BadRequest, ProblemTypes.MalformedRequest, "The request body is not valid JSON for this operation.", detail);
+
+    public static Reply Invalid(IReadOnlyDictionary<string, string> errors) =>
+        Problem(StatusCodes.Status400BadRequest, ProblemTypes.ValidationFailed, "One or more fields are invalid.",
+            string.Join(" ", errors.Values),
+            new Dictionary<string, object?> { ["errors"] = errors });
+
+    public static Reply AccountNotFound(string accountId) =>
+        Problem(StatusCodes.Status404NotFound, ProblemTypes.AccountNotFound, "Account not found.", $"No account '{accountId}' for this merchant.");
+
+    public static Reply PaymentNotFound(string paymentId) =>
+        Problem(StatusCodes.Status404NotFound, ProblemTypes.PaymentNotFound, "Payment not found.", $"No payment '{paymentId}' for this merchant.");
+
+    public static Reply Unavailable(string detail) =>
+        Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ServiceUnavailable, "The service is temporarily unavailable.", detail);
+
+    public bool IsServerError => StatusCode >= 500;
+
+    public IResult ToResult() => Results.Text(Body, ContentType, Encoding.UTF8, StatusCode);
+}

@@ -1,0 +1,111 @@
+using System.Net.Http.Headers;
+using Dapr.Workflow;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Payments.Api.Storage;
+using Payments.Ledger.Core;
+using Payments.Orchestrator;
+using Payments.Risk.Core;
+using Payments.Testing;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>The local system for HTTP tests: a real 3-member etcd cluster, the workflow sidecar process, the
+/// orchestrator's workflow worker, and the API on Kestrel (real HTTP on 127.0.0.1).</summary>
+public sealed class ApiSystemFixture : IAsyncLifetime
+{
+    public const long ReviewThresholdMinor = 100_000;
+    public const string KeyPrefix = "/functional/";
+
+    private readonly EtcdClusterFixture etcd = new();
+    private readonly SidecarProcess sidecar = new();
+    private IHost? orchestrator;
+    private WebApplicationFactory<Program>? api;
+
+    public EtcdLedger Ledger { get; private set; } = null!;
+
+    public ApiStore Store { get; private set; } = null!;
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        try
+        {
+            await etcd.InitializeAsync();
+            await sidecar.InitializeAsync();
+            Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
+            orchestrator = await StartOrchestratorAsync();
+            api = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+            {
+                web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
+                web.UseSetting("Payments:KeyPrefix", KeyPrefix);
+                web.UseSetting("DAPR_GRPC_ENDPOINT", sidecar.Endpoint);
+                web.UseSetting("Logging:LogLevel:Default", "Warning");
+            });
+            api.UseKestrel(0);
+            api.StartServer();
+            BaseAddress = api.ClientOptions.BaseAddress;
+            Store = api.Services.GetRequiredService<ApiStore>();
+        }
+        catch
+        {
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>A client for a new merchant (a fresh API key each call).</summary>
+    public async Task<HttpClient> NewMerchantClientAsync()
+    {
+        var merchant = $"merchant-{Guid.NewGuid():N}"[..20];
+        var key = await Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var client = AnonymousClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    public HttpClient AnonymousClient() => api!.CreateClient();
+
+    public async Task DisposeAsync()
+    {
+        if (api is not null)
+        {
+            await api.DisposeAsync();
+        }
+
+        if (orchestrator is not null)
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await orchestrator.StopAsync(stop.Token);
+            orchestrator.Dispose();
+        }
+
+        await sidecar.DisposeAsync();
+        await etcd.DisposeAsync();
+    }
+
+    private async Task<IHost> StartOrchestratorAsync()
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecar.Endpoint;
+        builder.Services.AddSingleton<ILedger>(Ledger);
+        builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
+            RiskPolicy.Default with { ReviewThresholdMinor = ReviewThresholdMinor, VelocityMaxCount = 100_000, VelocityMaxSumMinor = long.MaxValue / 2 },
+            TimeProvider.System));
+        builder.Services.AddDaprWorkflow(options => options.RegisterPaymentSaga());
+        var host = builder.Build();
+        await host.StartAsync();
+        return host;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ApiSystemCollection : ICollectionFixture<ApiSystemFixture>
+{
+    public const string Name = "api-system";
+}

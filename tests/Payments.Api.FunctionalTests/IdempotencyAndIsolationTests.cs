@@ -1,0 +1,108 @@
+using System.Net;
+
+namespace Payments.Api.FunctionalTests;
+
+[Collection(ApiSystemCollection.Name)]
+public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
+{
+    [Fact]
+    public async Task SameKeyAndBody_ReturnsTheFirstResponseAgain_AndOtherBodyIs422()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await AccountsAsync(client);
+        var key = Guid.NewGuid().ToString();
+
+        var first = await client.PayAsync(debtor, creditor, 100, key);
+        var again = await client.PayAsync(debtor, creditor, 100, key);
+        var other = await client.PayAsync(debtor, creditor, 101, key);
+
+        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        Assert.Equal(first.StatusCode, again.StatusCode);
+        Assert.Equal(await first.Content.ReadAsStringAsync(), await again.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+        Assert.EndsWith("/idempotency-key-reuse", (await other.JsonAsync()).GetProperty("type").GetString());
+        var paymentId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("completed", (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+        Assert.Equal(100, await client.BalanceAsync(creditor));
+    }
+
+    [Fact]
+    public async Task TwentyConcurrentRequestsWithOneKey_CreateExactlyOnePayment()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await AccountsAsync(client);
+        var key = Guid.NewGuid().ToString();
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => client.PayAsync(debtor, creditor, 250, key)));
+
+        var bodies = await Task.WhenAll(responses.Select(response => response.Content.ReadAsStringAsync()));
+        Assert.All(responses, response => Assert.Equal(HttpStatusCode.Accepted, response.StatusCode));
+        Assert.Single(bodies.Distinct());
+        var paymentId = (await responses[0].JsonAsync()).GetProperty("paymentId").GetString()!;
+        await client.WaitForStatusAsync(paymentId);
+        Assert.Equal(250, await client.BalanceAsync(creditor));
+    }
+
+    [Fact]
+    public async Task AnotherMerchant_Gets404_ForAccountsAndPaymentsItDoesNotOwn()
+    {
+        var alice = await system.NewMerchantClientAsync();
+        var mallory = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await AccountsAsync(alice);
+        var paymentId = (await (await alice.PayAsync(debtor, creditor, 10)).JsonAsync()).GetProperty("paymentId").GetString()!;
+
+        Assert.Equal(HttpStatusCode.NotFound, (await mallory.GetAsync("/v1/accounts/" + debtor)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await mallory.GetAsync("/v1/payments/" + paymentId)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await mallory.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await mallory.PayAsync(debtor, creditor, 10)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await mallory.SendJsonAsync($"/v1/accounts/{debtor}/deposits", "{\"amountMinor\":5,\"currency\":\"USD\"}", "k1")).StatusCode);
+    }
+
+    [Fact]
+    public async Task MissingOrWrongApiKey_Is401_WithAProblem()
+    {
+        var anonymous = system.AnonymousClient();
+        var noKey = await anonymous.GetAsync("/v1/accounts/anything");
+        anonymous.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "dp_wrong");
+        var wrongKey = await anonymous.GetAsync("/v1/accounts/anything");
+
+        foreach (var response in new[] { noKey, wrongKey })
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.EndsWith("/unauthorized", (await response.JsonAsync()).GetProperty("type").GetString());
+        }
+    }
+
+    [Theory]
+    [InlineData(true, "completed")]
+    [InlineData(false, "failed")]
+    public async Task PaymentAboveThreshold_AwaitsApproval_AndFollowsTheDecision(bool approve, string finalStatus)
+    {
+        var client = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await AccountsAsync(client, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        var amount = ApiSystemFixture.ReviewThresholdMinor + 1;
+        var paymentId = (await (await client.PayAsync(debtor, creditor, amount)).JsonAsync()).GetProperty("paymentId").GetString()!;
+
+        await client.WaitForStatusAsync(paymentId, "awaiting_approval");
+        var decision = await client.SendJsonAsync($"/v1/payments/{paymentId}/{(approve ? "approve" : "reject")}", "{}", null);
+        var final = await client.WaitForStatusAsync(paymentId);
+        var again = await client.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+
+        Assert.Equal(HttpStatusCode.Accepted, decision.StatusCode);
+        Assert.Equal(finalStatus, final.GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal(approve ? amount : 0, await client.BalanceAsync(creditor));
+        var debtorAccount = await (await client.GetAsync("/v1/accounts/" + debtor)).JsonAsync();
+        Assert.Equal(0, debtorAccount.GetProperty("pendingDebitMinor").GetInt64());
+    }
+
+    internal static async Task<(string Debtor, string Creditor)> AccountsAsync(HttpClient client, long fundsMinor = 100_000)
+    {
+        var debtor = $"d-{Guid.NewGuid():N}";
+        var creditor = $"c-{Guid.NewGuid():N}";
+        await client.OpenAccountAsync(debtor, fundsMinor: fundsMinor);
+        await client.OpenAccountAsync(creditor);
+        return (debtor, creditor);
+    }
+}
