@@ -10,6 +10,7 @@ namespace Payments.Api.FunctionalTests;
 public static class ApiClient
 {
     public static readonly TimeSpan TerminalTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
     private static readonly string[] TerminalStatuses = ["completed", "failed", "compensated"];
 
     public static async Task OpenAccountAsync(this HttpClient client, string accountId, string currency = "USD", long fundsMinor = 0)
@@ -51,7 +52,17 @@ public static class ApiClient
         var waited = Stopwatch.StartNew();
         while (true)
         {
-            var payment = await (await client.GetAsync("/v1/payments/" + paymentId)).JsonAsync();
+            var response = await client.GetAsync("/v1/payments/" + paymentId);
+            if (response.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable)
+            {
+                // What a well-behaved client does: back off as told, then ask again (still bounded by the timeout).
+                Assert.True(waited.Elapsed < TerminalTimeout, $"Payment {paymentId}: still {response.StatusCode} after {TerminalTimeout}.");
+                await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1));
+                continue;
+            }
+
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"GET payment {paymentId}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            var payment = await response.JsonAsync();
             var current = payment.GetProperty("status").GetString()!;
             if (status is null ? TerminalStatuses.Contains(current) : current == status)
             {
@@ -59,7 +70,7 @@ public static class ApiClient
             }
 
             Assert.True(waited.Elapsed < TerminalTimeout, $"Payment {paymentId} still {current} after {TerminalTimeout}.");
-            await Task.Delay(TimeSpan.FromMilliseconds(50));
+            await Task.Delay(PollInterval);
         }
     }
 }

@@ -1,0 +1,117 @@
+using System.Net;
+using System.Text;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Every caller mistake gets its documented 4xx problem+json with a stable type, never a 500 or a stack
+/// trace, and leaves the ledger exactly as it was.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class BadInputTests(ApiSystemFixture system)
+{
+    private const string Debtor = "{debtor}";
+    private const string Creditor = "{creditor}";
+    private const string Euro = "{euro}";
+    private const string Stranger = "{stranger}";
+
+    public static TheoryData<string, string, string?, string, int, string> Cases => new()
+    {
+        // name, path, idempotency key (null: none), body, expected status, expected type suffix
+        { "malformed json", "/v1/payments", "k", "{\"debtorAccountId\":", 400, "malformed-request" },
+        { "not an object", "/v1/payments", "k", "[1,2]", 400, "malformed-request" },
+        { "amount as string", "/v1/payments", "k", Pay("\"1250\""), 400, "malformed-request" },
+        { "amount as decimal", "/v1/payments", "k", Pay("12.50"), 400, "malformed-request" },
+        { "amount overflows long", "/v1/payments", "k", Pay("99999999999999999999999"), 400, "malformed-request" },
+        { "unknown field", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\",\"amount\":5}", 400, "malformed-request" },
+        { "duplicate field", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "malformed-request" },
+        { "trailing comma", "/v1/payments", "k", Pay("5").Replace("}", ",}", StringComparison.Ordinal), 400, "malformed-request" },
+        { "zero amount", "/v1/payments", "k", Pay("0"), 400, "validation-failed" },
+        { "negative amount", "/v1/payments", "k", Pay("-5"), 400, "validation-failed" },
+        { "amount above the maximum", "/v1/payments", "k", Pay("2000000000000000000"), 400, "validation-failed" },
+        { "missing amount", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"currency\":\"USD\"}", 400, "validation-failed" },
+        { "lower-case currency", "/v1/payments", "k", Pay("5", "usd"), 400, "validation-failed" },
+        { "unknown currency", "/v1/payments", "k", Pay("5", "XYZ"), 400, "validation-failed" },
+        { "missing currency", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5}", 400, "validation-failed" },
+        { "same debtor and creditor", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Debtor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "validation-failed" },
+        { "account id with slash", "/v1/payments", "k", "{\"debtorAccountId\":\"a/b\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "validation-failed" },
+        { "overlong reference", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\",\"reference\":\"" + new string('r', 141) + "\"}", 400, "validation-failed" },
+        { "non-existent debtor", "/v1/payments", "k", "{\"debtorAccountId\":\"ghost\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 404, "account-not-found" },
+        { "non-existent creditor", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"ghost\",\"amountMinor\":5,\"currency\":\"USD\"}", 404, "account-not-found" },
+        { "another merchant's creditor", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Stranger + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 404, "account-not-found" },
+        { "currency mismatch with the accounts", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Euro + "\",\"amountMinor\":5,\"currency\":\"EUR\"}", 422, "currency-mismatch" },
+        { "missing idempotency key", "/v1/payments", null, Pay("5"), 400, "idempotency-key-missing" },
+        { "empty idempotency key", "/v1/payments", "", Pay("5"), 400, "idempotency-key-invalid" },
+        { "overlong idempotency key", "/v1/payments", new string('k', 256), Pay("5"), 400, "idempotency-key-invalid" },
+        { "oversized body", "/v1/payments", "k", "{\"reference\":\"" + new string('x', 20_000) + "\"}", 413, "payload-too-large" },
+        { "deposit: zero amount", "/v1/accounts/" + Debtor + "/deposits", "k", "{\"amountMinor\":0,\"currency\":\"USD\"}", 400, "validation-failed" },
+        { "deposit: currency mismatch", "/v1/accounts/" + Debtor + "/deposits", "k", "{\"amountMinor\":5,\"currency\":\"EUR\"}", 422, "currency-mismatch" },
+        { "deposit: missing key", "/v1/accounts/" + Debtor + "/deposits", null, "{\"amountMinor\":5,\"currency\":\"USD\"}", 400, "idempotency-key-missing" },
+        { "deposit: unknown account", "/v1/accounts/ghost/deposits", "k", "{\"amountMinor\":5,\"currency\":\"USD\"}", 404, "account-not-found" },
+        { "open: lower-case currency", "/v1/accounts", null, "{\"accountId\":\"new-1\",\"currency\":\"eur\"}", 400, "validation-failed" },
+        { "open: negative overdraft", "/v1/accounts", null, "{\"accountId\":\"new-2\",\"currency\":\"EUR\",\"overdraftLimitMinor\":-1}", 400, "validation-failed" },
+        { "open: bad account id", "/v1/accounts", null, "{\"accountId\":\"@external-funding.USD\",\"currency\":\"USD\"}", 400, "validation-failed" },
+        { "open: existing id, other currency", "/v1/accounts", null, "{\"accountId\":\"" + Debtor + "\",\"currency\":\"EUR\"}", 409, "account-exists" },
+        { "open: another merchant's id", "/v1/accounts", null, "{\"accountId\":\"" + Stranger + "\",\"currency\":\"USD\"}", 409, "account-exists" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task BadInput_GetsItsProblem_AndChangesNothing(string name, string path, string? key, string body, int status, string type)
+    {
+        var client = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
+        var euro = $"e-{Guid.NewGuid():N}";
+        await client.OpenAccountAsync(euro, "EUR");
+        var stranger = $"s-{Guid.NewGuid():N}";
+        await (await system.NewMerchantClientAsync()).OpenAccountAsync(stranger);
+        var before = await StateAsync(client, debtor, creditor);
+
+        string Fill(string text) => text.Replace(Debtor, debtor, StringComparison.Ordinal).Replace(Creditor, creditor, StringComparison.Ordinal)
+            .Replace(Euro, euro, StringComparison.Ordinal).Replace(Stranger, stranger, StringComparison.Ordinal);
+        using var request = new HttpRequestMessage(HttpMethod.Post, Fill(path)) { Content = new StringContent(Fill(body), Encoding.UTF8, "application/json") };
+        if (key is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Idempotency-Key", key == "k" ? Guid.NewGuid().ToString() : key);
+        }
+
+        var response = await client.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.True(status == (int)response.StatusCode, $"{name}: expected {status}, got {(int)response.StatusCode}: {text}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.JsonAsync();
+        Assert.EndsWith("/" + type, problem.GetProperty("type").GetString());
+        Assert.False(string.IsNullOrEmpty(problem.GetProperty("title").GetString()));
+        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal); // no stack trace
+        Assert.Equal(before, await StateAsync(client, debtor, creditor));
+    }
+
+    [Fact]
+    public async Task WrongContentType_Is415()
+    {
+        var client = await system.NewMerchantClientAsync();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = new StringContent("accountId=x", Encoding.UTF8, "text/plain") };
+        var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        Assert.EndsWith("/unsupported-media-type", (await response.JsonAsync()).GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task OpenApiDocument_IsServed()
+    {
+        var response = await system.AnonymousClient().GetAsync("/openapi/v1.json");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var document = await response.JsonAsync();
+        Assert.True(document.GetProperty("paths").TryGetProperty("/v1/payments", out _));
+    }
+
+    private static string Pay(string amount, string currency = "USD") =>
+        "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":" + amount + ",\"currency\":\"" + currency + "\"}";
+
+    private static async Task<(long, long, long, long)> StateAsync(HttpClient client, string debtor, string creditor)
+    {
+        var d = await (await client.GetAsync("/v1/accounts/" + debtor)).JsonAsync();
+        var c = await (await client.GetAsync("/v1/accounts/" + creditor)).JsonAsync();
+        return (d.GetProperty("balanceMinor").GetInt64(), d.GetProperty("pendingDebitMinor").GetInt64(),
+            c.GetProperty("balanceMinor").GetInt64(), c.GetProperty("version").GetInt64());
+    }
+}
