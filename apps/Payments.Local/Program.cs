@@ -1,12 +1,12 @@
 using Payments.Local;
 using Spectre.Console;
 
-// Development and tests only: this runs everything on one machine with a throw-away etcd cluster.
+// Development and tests only: everything on one machine, with a throw-away etcd cluster and an in-memory workflow engine.
 AnsiConsole.MarkupLine("[yellow]DaprPayments local mode — for development only, not for production.[/]");
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, eventArgs) =>
 {
-    eventArgs.Cancel = true; // stop cleanly: the cluster's processes and directories are removed on the way out
+    eventArgs.Cancel = true; // stop cleanly: every child process and the cluster's data are removed on the way out
     stop.Cancel();
 };
 using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
@@ -25,10 +25,18 @@ if (options is null)
 
 try
 {
-    return await LedgerDemo.RunAsync(options, stop.Token) ? 0 : 1;
+    await using var system = await LocalSystem.StartAsync(
+        options.ApiPort, message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]"), stop.Token);
+    if (options.Serve)
+    {
+        await ServeMode.RunAsync(system, stop.Token);
+        return 0;
+    }
+
+    return await ApiDemo.RunAsync(system, options, stop.Token) ? 0 : 1;
 }
 catch (OperationCanceledException) when (stop.IsCancellationRequested)
 {
-    AnsiConsole.MarkupLine("[yellow]Stopped.[/]");
+    AnsiConsole.MarkupLine("[yellow]Stopped; all processes and data removed.[/]");
     return 130;
 }

@@ -1,0 +1,133 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+using Payments.LocalCluster;
+
+namespace Payments.Local;
+
+/// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the
+/// orchestrator and the API, each app its own process. Development only.</summary>
+public sealed class LocalSystem : IAsyncDisposable
+{
+    public const string KeyPrefix = "/daprpayments/";
+    public const long ReviewThresholdMinor = 100_000;
+    private readonly List<ChildProcess> children = [];
+
+    private LocalSystem(LocalEtcdCluster cluster, string logDirectory)
+    {
+        Cluster = cluster;
+        LogDirectory = logDirectory;
+        Etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        Ledger = new EtcdLedger(Etcd, KeyPrefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance);
+    }
+
+    public LocalEtcdCluster Cluster { get; }
+
+    public EtcdConnection Etcd { get; }
+
+    public EtcdLedger Ledger { get; }
+
+    public string LogDirectory { get; }
+
+    public Uri ApiBaseAddress { get; private set; } = null!;
+
+    public string SidecarEndpoint { get; private set; } = null!;
+
+    public ChildProcess Orchestrator { get; private set; } = null!;
+
+    public static async Task<LocalSystem> StartAsync(int apiPort, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken);
+        var logDirectory = Path.Combine(cluster.Directory, "logs");
+        Directory.CreateDirectory(logDirectory);
+        var system = new LocalSystem(cluster, logDirectory);
+        try
+        {
+            await system.StartAppsAsync(apiPort, progress, cancellationToken);
+            return system;
+        }
+        catch
+        {
+            await system.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Starts a new orchestrator process (after a crash of the old one, in the fault tests).</summary>
+    public async Task<ChildProcess> StartOrchestratorAsync(CancellationToken cancellationToken)
+    {
+        var port = FreePort();
+        var orchestrator = ChildProcess.Start("orchestrator", "Payments.Orchestrator.Host.dll", [], AppEnvironment(port), LogDirectory);
+        children.Add(orchestrator);
+        await orchestrator.WaitReadyAsync(new Uri($"http://127.0.0.1:{port}/readyz"), tcpOnly: false, cancellationToken);
+        Orchestrator = orchestrator;
+        return orchestrator;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Apps first (they hold connections to the sidecar and etcd), then the sidecar, then etcd.
+        foreach (var child in Enumerable.Reverse(children))
+        {
+            await child.DisposeAsync();
+        }
+
+        Etcd.Dispose();
+        await Cluster.DisposeAsync();
+    }
+
+    private async Task StartAppsAsync(int apiPort, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var sidecarPort = FreePort();
+        SidecarEndpoint = $"http://127.0.0.1:{sidecarPort}";
+        var sidecar = ChildProcess.Start("workflow-sidecar", "Payments.WorkflowSidecar.dll",
+            ["--port", sidecarPort.ToString(CultureInfo.InvariantCulture)], new Dictionary<string, string>(), LogDirectory);
+        children.Add(sidecar);
+        await sidecar.WaitReadyAsync(new Uri(SidecarEndpoint), tcpOnly: true, cancellationToken);
+        progress($"Development workflow sidecar ready on {SidecarEndpoint} (in-memory; development only)");
+
+        await StartOrchestratorAsync(cancellationToken);
+        progress("Orchestrator ready (PaymentWorkflow and its activities)");
+
+        var port = apiPort == 0 || !IsFree(apiPort) ? FreePort() : apiPort;
+        ApiBaseAddress = new Uri($"http://127.0.0.1:{port}");
+        var api = ChildProcess.Start("api", "Payments.Api.dll", [], AppEnvironment(port), LogDirectory);
+        children.Add(api);
+        await api.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
+        progress($"API ready on {ApiBaseAddress} (logs in {LogDirectory})");
+    }
+
+    private Dictionary<string, string> AppEnvironment(int port) => new()
+    {
+        ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+        ["DAPR_GRPC_ENDPOINT"] = SidecarEndpoint,
+        ["Payments__EtcdEndpoints"] = Cluster.ClientEndpoints,
+        ["Payments__KeyPrefix"] = KeyPrefix,
+        ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
+        ["Logging__LogLevel__Default"] = "Warning",
+    };
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+}

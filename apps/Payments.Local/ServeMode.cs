@@ -1,0 +1,34 @@
+extern alias ApiApp;
+
+using Spectre.Console;
+
+using ApiStore = ApiApp::Payments.Api.Storage.ApiStore;
+
+namespace Payments.Local;
+
+/// <summary><c>--serve</c>: the API stays up for people to try, with two demo merchants (to try isolation).</summary>
+public static class ServeMode
+{
+    public static async Task RunAsync(LocalSystem system, CancellationToken cancellationToken)
+    {
+        var store = new ApiStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
+        var keyA = await store.IssueApiKeyAsync("demo-merchant-a", cancellationToken);
+        var keyB = await store.IssueApiKeyAsync("demo-merchant-b", cancellationToken);
+        var baseUrl = system.ApiBaseAddress.ToString().TrimEnd('/');
+        AnsiConsole.MarkupLineInterpolated($$"""
+
+            [green]DaprPayments API on {{baseUrl}}[/]  (OpenAPI: {{baseUrl}}/openapi/v1.json)
+              merchant A key: {{keyA}}
+              merchant B key: {{keyB}}
+
+            Try:
+              curl -s -X POST {{baseUrl}}/v1/accounts -H 'Authorization: Bearer {{keyA}}' -H 'Content-Type: application/json' -d '{"accountId":"alice","currency":"EUR"}'
+              curl -s -X POST {{baseUrl}}/v1/accounts/alice/deposits -H 'Authorization: Bearer {{keyA}}' -H 'Idempotency-Key: d1' -H 'Content-Type: application/json' -d '{"amountMinor":10000,"currency":"EUR"}'
+              curl -s {{baseUrl}}/v1/accounts/alice -H 'Authorization: Bearer {{keyA}}'
+              curl -s {{baseUrl}}/v1/accounts/alice -H 'Authorization: Bearer {{keyB}}'    # 404: another merchant's account
+
+            Ctrl-C stops everything and removes its data.
+            """);
+        await Task.Delay(Timeout.Infinite, cancellationToken);
+    }
+}

@@ -1,0 +1,12 @@
+namespace Payments.Orchestrator.Host;
+
+/// <summary>Settings (configuration section <c>Payments</c>).</summary>
+public sealed class OrchestratorOptions
+{
+    public string EtcdEndpoints { get; set; } = "http://127.0.0.1:2379";
+
+    public string KeyPrefix { get; set; } = "/daprpayments/";
+
+    /// <summary>Payments above this many minor units wait for a person's approval.</summary>
+    public long ReviewThresholdMinor { get; set; } = 100_000;
+}

@@ -1,0 +1,42 @@
+using Dapr.Workflow;
+using Etcdserverpb;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Expiry;
+using Payments.Orchestrator;
+using Payments.Orchestrator.Host;
+using Payments.Risk.Core;
+
+// Hosts the payment saga. In the local mode the ledger and the risk rules run in this process behind the same
+// interfaces (ILedger, IRiskAssessor) that Dapr service invocation serves on Kubernetes.
+var builder = WebApplication.CreateSlimBuilder(args);
+var options = builder.Configuration.GetSection("Payments").Get<OrchestratorOptions>() ?? new OrchestratorOptions();
+builder.Services.AddSingleton(options);
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints));
+builder.Services.AddSingleton(provider => new EtcdLedger(
+    provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+    provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
+builder.Services.AddSingleton<ILedger>(provider => provider.GetRequiredService<EtcdLedger>());
+builder.Services.AddSingleton<IRiskAssessor>(provider => new RiskEngine(
+    RiskPolicy.Default with { ReviewThresholdMinor = options.ReviewThresholdMinor }, provider.GetRequiredService<TimeProvider>()));
+builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
+builder.Services.AddHostedService<HoldExpiryService>();
+
+var app = builder.Build();
+app.MapGet("/healthz", () => Results.Text("ok"));
+app.MapGet("/readyz", async (EtcdConnection etcd, CancellationToken cancellationToken) =>
+{
+    try
+    {
+        await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(options.KeyPrefix + "readyz"), Limit = 1 }, cancellationToken: token),
+            cancellationToken);
+        return Results.Text("ready");
+    }
+    catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+    {
+        return Results.Text("etcd unreachable", statusCode: StatusCodes.Status503ServiceUnavailable);
+    }
+});
+await app.RunAsync();
