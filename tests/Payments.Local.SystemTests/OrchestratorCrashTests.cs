@@ -1,0 +1,111 @@
+extern alias LocalApp;
+
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Testing;
+using Xunit.Abstractions;
+using ApiStore = Payments.Api.Storage.ApiStore;
+using LocalSystem = LocalApp::Payments.Local.LocalSystem;
+
+namespace Payments.Local.SystemTests;
+
+/// <summary>The local system with every app as its own process; the orchestrator is SIGKILLed mid-batch.</summary>
+public sealed class OrchestratorCrashTests(ITestOutputHelper output)
+{
+    public const int Payments = 60;
+    public const int Accounts = 8;
+    public const long FundsMinor = 100_000;
+    public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(4);
+
+    [Fact]
+    public async Task KilledOrchestrator_MidBatch_EveryPaymentStillEndsTerminal_AndNothingAppliesTwice()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var system = await LocalSystem.StartAsync(0, output.WriteLine, timeout.Token);
+        var store = new ApiStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
+        using var http = new HttpClient { BaseAddress = system.ApiBaseAddress };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync("crash-merchant", timeout.Token));
+        var accounts = await OpenAccountsAsync(http);
+
+        var random = new Random(11);
+        var accepted = 0;
+        var submissions = Enumerable.Range(0, Payments).Select(async index =>
+        {
+            var debtor = accounts[random.Next(Accounts)];
+            var creditor = accounts.First(account => account != debtor);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+            {
+                Content = JsonContent.Create(new { debtorAccountId = debtor, creditorAccountId = creditor, amountMinor = 100 + index, currency = "USD" }),
+            };
+            request.Headers.Add("Idempotency-Key", $"crash-{index}");
+            var response = await http.SendAsync(request, timeout.Token);
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            Interlocked.Increment(ref accepted);
+            return (await response.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("paymentId").GetString()!;
+        }).ToArray();
+
+        // Kill the orchestrator while the batch is being worked on (a sixth of it accepted), then start a fresh one.
+        var waited = Stopwatch.StartNew();
+        while (Volatile.Read(ref accepted) < Payments / 6)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), "The API accepted too few payments.");
+            await Task.Delay(TimeSpan.FromMilliseconds(10), timeout.Token);
+        }
+
+        output.WriteLine($"Killing orchestrator pid {system.Orchestrator.ProcessId}");
+        await system.Orchestrator.KillAsync();
+        var paymentIds = await Task.WhenAll(submissions);
+        await system.StartOrchestratorAsync(timeout.Token);
+        output.WriteLine("Started a new orchestrator");
+
+        var statuses = await Task.WhenAll(paymentIds.Select(id => TerminalStatusAsync(http, id, timeout.Token)));
+
+        Assert.All(statuses, status => Assert.Contains(status, new[] { "completed", "failed", "compensated" }));
+        output.WriteLine(File.ReadLines(Path.Combine(system.LogDirectory, "workflow-sidecar.log")).FirstOrDefault(line => line.Contains("in-flight", StringComparison.Ordinal)) ?? "no disconnect logged");
+        output.WriteLine(string.Join(", ", statuses.GroupBy(status => status).Select(group => $"{group.Key} {group.Count()}")));
+        var report = await LedgerInvariants.AssertAllHoldAsync(system.Ledger, timeout.Token); // includes: no transfer id twice
+        Assert.Equal(0, report.Accounts.Where(account => account.Id == AccountId.InTransit(Currency.Usd)).Sum(account => account.BalanceMinor));
+        Assert.All(report.Accounts.Where(account => !account.IsSystem), account => Assert.Equal(0, account.PendingDebitMinor));
+    }
+
+    private static async Task<List<string>> OpenAccountsAsync(HttpClient http)
+    {
+        var accounts = new List<string>();
+        for (var index = 0; index < Accounts; index++)
+        {
+            var id = $"crash-{index}";
+            (await http.PostAsJsonAsync("/v1/accounts", new { accountId = id, currency = "USD" })).EnsureSuccessStatusCode();
+            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits") { Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "USD" }) };
+            deposit.Headers.Add("Idempotency-Key", "fund-" + id);
+            (await http.SendAsync(deposit)).EnsureSuccessStatusCode();
+            accounts.Add(id);
+        }
+
+        return accounts;
+    }
+
+    private static async Task<string> TerminalStatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            var response = await http.GetAsync($"/v1/payments/{paymentId}", cancellationToken);
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                var status = (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString()!;
+                if (status is "completed" or "failed" or "compensated")
+                {
+                    return status;
+                }
+            }
+
+            Assert.True(waited.Elapsed < TimeSpan.FromMinutes(2), $"Payment {paymentId} did not reach a terminal state.");
+            await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(200), cancellationToken);
+        }
+    }
+}
