@@ -1,12 +1,12 @@
 using System.Globalization;
 using Payments.Benchmarks;
 
-// dotnet run -c Release --project bench/Payments.Benchmarks -- ledger --seconds N [--workers N]
+// dotnet run -c Release --project bench/Payments.Benchmarks -- ledger|saga --seconds N [--workers N]
 const int MaxSeconds = 3_600;
 const int MaxWorkers = 512;
-if (args.Length == 0 || args[0] != "ledger")
+if (args.Length == 0 || args[0] is not ("ledger" or "saga"))
 {
-    Console.Error.WriteLine("Usage: Payments.Benchmarks ledger [--seconds N (default 10)] [--workers N (default 32)]");
+    Console.Error.WriteLine("Usage: Payments.Benchmarks ledger|saga [--seconds N (default 10)] [--workers N (default 32)]");
     return 2;
 }
 
@@ -35,5 +35,12 @@ Console.CancelKeyPress += (_, eventArgs) =>
     eventArgs.Cancel = true;
     stop.Cancel();
 };
-await LedgerBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, stop.Token);
+if (args[0] == "saga")
+{
+    await SagaBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, stop.Token);
+}
+else
+{
+    await LedgerBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, stop.Token);
+}
 return 0;
