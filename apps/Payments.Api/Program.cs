@@ -1,6 +1,8 @@
 using Payments.Api.Extensions;
+using Payments.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults("payments-api");
 builder.AddPaymentsApi();
 
 var app = builder.Build();

@@ -3,6 +3,7 @@ using Etcdserverpb;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Payments.Domain;
+using Payments.Domain.Diagnostics;
 using Payments.Etcd;
 using Payments.Ledger.Core.Model;
 using Payments.Ledger.Core.Storage;
@@ -179,10 +180,36 @@ public sealed class EtcdLedger : ILedger
             return invalid;
         }
 
+        using var span = PaymentsDiagnostics.Source.StartActivity("ledger.apply");
+        span?.SetTag("ledger.transfers", batch.Count);
+        span?.SetTag("ledger.first_transfer_id", batch[0].Id.Value);
+        var started = Stopwatch.StartNew();
+        try
+        {
+            var outcome = await ApplyWithRetriesAsync(batch, fence, started, cancellationToken);
+            Record(span, started, outcome.Succeeded ? (outcome.Transfers.All(t => t is TransferOutcome.Applied { Replayed: true }) ? "replayed" : "applied") : outcome.Error!.Code);
+            return outcome;
+        }
+        catch (LedgerUnavailableException)
+        {
+            Record(span, started, "unavailable");
+            throw;
+        }
+    }
+
+    private static void Record(Activity? span, Stopwatch started, string outcome)
+    {
+        span?.SetTag("ledger.outcome", outcome);
+        PaymentsDiagnostics.LedgerOperations.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+        PaymentsDiagnostics.LedgerDuration.Record(started.Elapsed.TotalMilliseconds, new KeyValuePair<string, object?>("outcome", outcome));
+    }
+
+    private async Task<BatchOutcome> ApplyWithRetriesAsync(
+        IReadOnlyList<TransferRequest> batch, EtcdFencedLock? fence, Stopwatch started, CancellationToken cancellationToken)
+    {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(OperationTimeout);
         var set = new WorkingSet();
-        var started = Stopwatch.StartNew();
         var lastProblem = "none";
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
@@ -213,6 +240,7 @@ public sealed class EtcdLedger : ILedger
                 }
 
                 ForgetAccounts(set);
+                PaymentsDiagnostics.LedgerConflicts.Add(1);
 
                 if (fence is not null && fence.WasFencedOff(response))
                 {

@@ -6,10 +6,12 @@ using Payments.Ledger.Core.Expiry;
 using Payments.Orchestrator;
 using Payments.Orchestrator.Host;
 using Payments.Risk.Core;
+using Payments.ServiceDefaults;
 
 // Hosts the payment saga. In the local mode the ledger and the risk rules run in this process behind the same
 // interfaces (ILedger, IRiskAssessor) that Dapr service invocation serves on Kubernetes.
 var builder = WebApplication.CreateSlimBuilder(args);
+builder.AddServiceDefaults("payments-orchestrator");
 var options = builder.Configuration.GetSection("Payments").Get<OrchestratorOptions>() ?? new OrchestratorOptions();
 builder.Services.AddSingleton(options);
 builder.Services.AddSingleton(TimeProvider.System);

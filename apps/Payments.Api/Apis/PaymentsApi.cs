@@ -7,6 +7,7 @@ using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Api.Storage;
 using Payments.Domain;
+using Payments.Domain.Diagnostics;
 using Payments.Ledger.Core;
 using Payments.Orchestrator.Models;
 using Payments.Orchestrator.Workflows;
@@ -120,6 +121,7 @@ public static class PaymentsApi
             return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
         }
 
+        PaymentsDiagnostics.PaymentsAccepted.Add(1);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
     }
 
@@ -208,7 +210,11 @@ public sealed class PaymentServices(ApiStore store, ILedger ledger, DaprWorkflow
         var updated = record with { Status = status, Reason = reason, UpdatedAt = time.GetUtcNow() };
         if (status is PaymentStatus.Completed or PaymentStatus.Failed or PaymentStatus.Compensated)
         {
-            await store.UpdatePaymentAsync(updated, revision, cancellationToken); // lost race: someone else wrote the same outcome
+            if (await store.UpdatePaymentAsync(updated, revision, cancellationToken))
+            {
+                // Counted once per payment: only the request that records the terminal status counts it.
+                PaymentsDiagnostics.PaymentsTerminal.Add(1, new KeyValuePair<string, object?>("status", status));
+            }
         }
 
         return updated;

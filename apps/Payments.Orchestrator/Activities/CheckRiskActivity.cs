@@ -10,6 +10,12 @@ public sealed class CheckRiskActivity(IRiskAssessor risk) : WorkflowActivity<Pay
     public override Task<RiskAssessment> RunAsync(WorkflowActivityContext context, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        return SagaStep.TraceAsync(nameof(CheckRiskActivity), input, () => ExecuteAsync(input));
+    }
+
+    private Task<RiskAssessment> ExecuteAsync(PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
         return risk.AssessAsync(
             new RiskInput(input.PaymentId, AccountId.Parse(input.DebtorAccountId), AccountId.Parse(input.CreditorAccountId), PaymentTransfers.Amount(input)),
             CancellationToken.None);

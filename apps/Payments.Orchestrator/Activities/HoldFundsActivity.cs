@@ -14,7 +14,13 @@ public sealed class HoldFundsActivity(ILedger ledger) : WorkflowActivity<Payment
     // late retry after compensation (at-least-once activities) is released soon by the expiry sweep.
     public static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(15);
 
-    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return SagaStep.TraceAsync(nameof(HoldFundsActivity), input, () => ExecuteAsync(input));
+    }
+
+    private async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);

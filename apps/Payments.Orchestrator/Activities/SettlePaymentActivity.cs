@@ -10,7 +10,13 @@ namespace Payments.Orchestrator.Activities;
 /// transaction, so the money is never credited without the hold being taken, or the other way round.</summary>
 public sealed class SettlePaymentActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
 {
-    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return SagaStep.TraceAsync(nameof(SettlePaymentActivity), input, () => ExecuteAsync(input));
+    }
+
+    private async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);

@@ -10,7 +10,13 @@ namespace Payments.Orchestrator.Activities;
 /// this checks it against the ledger as it is when the saga starts. Reads only.</summary>
 public sealed class ValidatePaymentActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
 {
-    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return SagaStep.TraceAsync(nameof(ValidatePaymentActivity), input, () => ExecuteAsync(input));
+    }
+
+    private async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         if (input.DebtorAccountId == input.CreditorAccountId)

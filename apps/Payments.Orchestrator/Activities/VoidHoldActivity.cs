@@ -9,7 +9,13 @@ namespace Payments.Orchestrator.Activities;
 /// may have failed before reaching the ledger) or has already expired.</summary>
 public sealed class VoidHoldActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
 {
-    public override async Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return SagaStep.TraceAsync(nameof(VoidHoldActivity), input, () => ExecuteAsync(input));
+    }
+
+    private async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var outcome = await ledger.TransferAsync(

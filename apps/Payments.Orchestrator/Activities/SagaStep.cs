@@ -1,0 +1,38 @@
+using System.Diagnostics;
+using Payments.Domain.Diagnostics;
+using Payments.Orchestrator.Models;
+
+namespace Payments.Orchestrator.Activities;
+
+/// <summary>A span and a duration metric around one run of a saga activity, tagged with the payment id and result.</summary>
+internal static class SagaStep
+{
+    public static async Task<T> TraceAsync<T>(string step, PaymentInput input, Func<Task<T>> body)
+    {
+        using var span = PaymentsDiagnostics.Source.StartActivity("saga." + step);
+        span?.SetTag("payment.id", input.PaymentId);
+        var clock = Stopwatch.StartNew();
+        var result = "ok";
+        try
+        {
+            var value = await body();
+            if (value is StepResult { Succeeded: false } refused)
+            {
+                result = refused.ErrorCode ?? "refused";
+            }
+
+            return value;
+        }
+        catch
+        {
+            result = "fault";
+            throw;
+        }
+        finally
+        {
+            span?.SetTag("saga.result", result);
+            PaymentsDiagnostics.SagaStepDuration.Record(
+                clock.Elapsed.TotalMilliseconds, new KeyValuePair<string, object?>("step", step), new KeyValuePair<string, object?>("result", result));
+        }
+    }
+}

@@ -1,0 +1,49 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Payments.Domain.Diagnostics;
+
+namespace Payments.ServiceDefaults;
+
+public static class ServiceDefaultsExtensions
+{
+    /// <summary>Traces (ASP.NET Core, HttpClient, the platform's own spans: API → workflow activities → ledger),
+    /// metrics (the same, plus runtime), and structured logs. Exporter: OTLP when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>
+    /// is set; otherwise <c>Telemetry:Exporter</c> = <c>console</c> (the default) or <c>none</c>.</summary>
+    public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Logging.AddSimpleConsole(console => console.SingleLine = true);
+        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        var console = !otlp && !string.Equals(builder.Configuration["Telemetry:Exporter"], "none", StringComparison.OrdinalIgnoreCase);
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(serviceName))
+            .WithTracing(tracing =>
+            {
+                tracing.AddSource(PaymentsDiagnostics.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation();
+                if (console)
+                {
+                    tracing.AddConsoleExporter();
+                }
+            })
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter(PaymentsDiagnostics.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation();
+                if (console)
+                {
+                    metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = 60_000);
+                }
+            });
+        if (otlp)
+        {
+            telemetry.UseOtlpExporter();
+        }
+
+        return builder;
+    }
+}

@@ -1,0 +1,30 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace Payments.Api.FunctionalTests;
+
+[Collection(ApiSystemCollection.Name)]
+public sealed class TracingTests(ApiSystemFixture system)
+{
+    [Fact]
+    public async Task Deposit_IsTracedFromTheHttpRequestIntoTheLedgerTransaction()
+    {
+        var spans = new ConcurrentBag<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name is "Payments" or "Microsoft.AspNetCore",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Add,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var client = await system.NewMerchantClientAsync();
+        var account = $"t-{Guid.NewGuid():N}";
+
+        await client.OpenAccountAsync(account, fundsMinor: 500);
+
+        var ledger = spans.Where(span => span.OperationName == "ledger.apply" && (string?)span.GetTagItem("ledger.first_transfer_id") is { } id && id.StartsWith("dep_", StringComparison.Ordinal)).ToArray();
+        var deposit = Assert.Single(ledger, span => (string?)span.GetTagItem("ledger.outcome") == "applied");
+        var request = Assert.Single(spans, span => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId);
+        Assert.Contains("/deposits", request.DisplayName + request.GetTagItem("url.path"), StringComparison.Ordinal);
+    }
+}
