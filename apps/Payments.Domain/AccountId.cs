@@ -32,9 +32,30 @@ public sealed record AccountId
     /// <summary>The per-currency suspense account that holds money between a debtor's hold and the creditor's credit.</summary>
     public static AccountId InTransit(Currency currency) => new($"{SystemPrefix}in-transit.{currency.Code}");
 
+    /// <summary>A customer id, or one of the system ids (<see cref="ExternalFunding"/>, <see cref="InTransit"/> of an
+    /// active currency) exactly as this type spells them — for ids that cross a service boundary or come back from
+    /// storage. Nothing else with the '@' prefix is accepted.</summary>
+    /// <exception cref="ArgumentException">Neither a valid customer id nor a known system id.</exception>
+    public static AccountId ParseAny(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (!value.StartsWith(SystemPrefix, StringComparison.Ordinal))
+        {
+            return Parse(value);
+        }
+
+        var dot = value.LastIndexOf('.');
+        if (dot > 0 && Currency.TryFromCode(value[(dot + 1)..], out var currency)
+            && (ExternalFunding(currency).Value == value || InTransit(currency).Value == value))
+        {
+            return new AccountId(value);
+        }
+
+        throw new ArgumentException($"'{value}' is not a known system account.", nameof(value));
+    }
+
     /// <summary>Rebuilds an id read back from the ledger's own storage (system ids included).</summary>
-    internal static AccountId FromStorage(string value) =>
-        value.StartsWith(SystemPrefix, StringComparison.Ordinal) ? new AccountId(value) : Parse(value);
+    internal static AccountId FromStorage(string value) => ParseAny(value);
 
     public override string ToString() => Value;
 }

@@ -8,8 +8,8 @@ using Payments.LocalCluster;
 
 namespace Payments.Local;
 
-/// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the
-/// orchestrator and the API, each app its own process. Development only.</summary>
+/// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the ledger
+/// service, the orchestrator and the API, each app its own process. Development only.</summary>
 public sealed class LocalSystem : IAsyncDisposable
 {
     public const string KeyPrefix = "/daprpayments/";
@@ -35,6 +35,9 @@ public sealed class LocalSystem : IAsyncDisposable
     public Uri ApiBaseAddress { get; private set; } = null!;
 
     public string SidecarEndpoint { get; private set; } = null!;
+
+    /// <summary>The ledger service; empty until it started (it starts before the apps that call it).</summary>
+    public string LedgerUrl { get; private set; } = string.Empty;
 
     public ChildProcess Orchestrator { get; private set; } = null!;
 
@@ -89,6 +92,13 @@ public sealed class LocalSystem : IAsyncDisposable
         await sidecar.WaitReadyAsync(new Uri(SidecarEndpoint), tcpOnly: true, cancellationToken);
         progress($"Development workflow sidecar ready on {SidecarEndpoint} (in-memory; development only)");
 
+        var ledgerPort = FreePort();
+        LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
+        var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort), LogDirectory);
+        children.Add(ledger);
+        await ledger.WaitReadyAsync(new Uri(LedgerUrl + "readyz"), tcpOnly: false, cancellationToken);
+        progress($"Ledger service ready on {LedgerUrl}");
+
         await StartOrchestratorAsync(cancellationToken);
         progress("Orchestrator ready (PaymentWorkflow and its activities)");
 
@@ -106,9 +116,12 @@ public sealed class LocalSystem : IAsyncDisposable
         ["DAPR_GRPC_ENDPOINT"] = SidecarEndpoint,
         ["Payments__EtcdEndpoints"] = Cluster.ClientEndpoints,
         ["Payments__KeyPrefix"] = KeyPrefix,
+        ["Payments__LedgerUrl"] = port == LedgerPortOf(LedgerUrl) ? string.Empty : LedgerUrl,
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
     };
+
+    private static int LedgerPortOf(string url) => url.Length == 0 ? -1 : new Uri(url).Port;
 
     private static int FreePort()
     {

@@ -9,4 +9,9 @@ public sealed class OrchestratorOptions
 
     /// <summary>Payments above this many minor units wait for a person's approval.</summary>
     public long ReviewThresholdMinor { get; set; } = 100_000;
+
+    /// <summary>The ledger service's base URL; empty: the ledger runs in this process (local mode without services).</summary>
+    public string? LedgerUrl { get; set; }
+
+    public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
 }

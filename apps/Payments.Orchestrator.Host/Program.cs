@@ -1,6 +1,7 @@
 using Dapr.Workflow;
 using Etcdserverpb;
 using Payments.Etcd;
+using Payments.Ledger.Client;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
 using Payments.Orchestrator;
@@ -19,11 +20,25 @@ builder.Services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints))
 builder.Services.AddSingleton(provider => new EtcdLedger(
     provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
     provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
-builder.Services.AddSingleton<ILedger>(provider => provider.GetRequiredService<EtcdLedger>());
+if (options.LedgerUrl is { Length: > 0 } ledgerUrl)
+{
+    // The ledger service: Dapr service invocation on Kubernetes (http://localhost:3500/v1.0/invoke/ledger/method/),
+    // its own process locally. Each call is bounded; a timeout is a fault the workflow runtime retries.
+    builder.Services.AddHttpClient<ILedger, HttpLedger>(http =>
+    {
+        http.BaseAddress = new Uri(ledgerUrl.EndsWith('/') ? ledgerUrl : ledgerUrl + "/");
+        http.Timeout = OrchestratorOptions.LedgerCallTimeout;
+    });
+}
+else
+{
+    builder.Services.AddSingleton<ILedger>(provider => provider.GetRequiredService<EtcdLedger>());
+    builder.Services.AddHostedService<HoldExpiryService>(); // no ledger service: its sweep runs here
+}
+
 builder.Services.AddSingleton<IRiskAssessor>(provider => new RiskEngine(
     RiskPolicy.Default with { ReviewThresholdMinor = options.ReviewThresholdMinor }, provider.GetRequiredService<TimeProvider>()));
 builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
-builder.Services.AddHostedService<HoldExpiryService>();
 
 var app = builder.Build();
 app.MapGet("/healthz", () => Results.Text("ok"));

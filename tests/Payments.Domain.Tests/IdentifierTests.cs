@@ -65,3 +65,17 @@ public sealed class IdentifierTests
         Assert.False(IdempotencyKey.TryParse(new string('k', 256), out _, out _));
     }
 }
+
+public sealed class SystemAccountIdTests
+{
+    [Fact]
+    public void ParseAny_AcceptsOnlyTheKnownSystemIds()
+    {
+        Assert.Equal(AccountId.InTransit(Currency.Eur), AccountId.ParseAny("@in-transit.EUR"));
+        Assert.Equal(AccountId.ExternalFunding(Currency.Usd), AccountId.ParseAny("@external-funding.USD"));
+        Assert.Equal(AccountId.Parse("alice"), AccountId.ParseAny("alice"));
+        Assert.Throws<ArgumentException>(() => AccountId.ParseAny("@in-transit.XYZ"));
+        Assert.Throws<ArgumentException>(() => AccountId.ParseAny("@treasury.USD"));
+        Assert.Throws<ArgumentException>(() => AccountId.ParseAny("@in-transit.usd"));
+    }
+}

@@ -230,6 +230,11 @@ public sealed class ApiOptions
 
     public string KeyPrefix { get; set; } = "/daprpayments/";
 
+    /// <summary>The ledger service's base URL; empty: the ledger runs in this process.</summary>
+    public string? LedgerUrl { get; set; }
+
+    public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
+
     /// <summary>Requests per second per API key (token bucket; bursts up to twice this).</summary>
     public int RequestsPerSecondPerKey { get; set; } = 500;
 }

@@ -8,6 +8,7 @@ using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Api.Storage;
 using Payments.Etcd;
+using Payments.Ledger.Client;
 using Payments.Ledger.Core;
 
 namespace Payments.Api.Extensions;
@@ -30,9 +31,22 @@ public static class ApiExtensions
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints));
-        services.AddSingleton<ILedger>(provider => new EtcdLedger(
-            provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
-            provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
+        if (options.LedgerUrl is { Length: > 0 } ledgerUrl)
+        {
+            // The ledger service (Dapr service invocation on Kubernetes, its own process locally); calls are bounded.
+            services.AddHttpClient<ILedger, HttpLedger>(http =>
+            {
+                http.BaseAddress = new Uri(ledgerUrl.EndsWith('/') ? ledgerUrl : ledgerUrl + "/");
+                http.Timeout = ApiOptions.LedgerCallTimeout;
+            });
+        }
+        else
+        {
+            services.AddSingleton<ILedger>(provider => new EtcdLedger(
+                provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+                provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
+        }
+
         services.AddSingleton(provider => new ApiStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "api/"));
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "idempotency/", provider.GetRequiredService<TimeProvider>()));

@@ -1,0 +1,78 @@
+using System.Net;
+using System.Net.Http.Json;
+using Payments.Domain;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Ledger.Client;
+
+/// <summary><see cref="ILedger"/> over HTTP: on Kubernetes through the Dapr sidecar's service invocation
+/// (base address <c>http://localhost:3500/v1.0/invoke/ledger/method/</c>), locally straight to the ledger process.
+/// A fault (no answer in time, 5xx, connection refused) surfaces as <see cref="LedgerUnavailableException"/>, which
+/// the saga's activities let the workflow runtime retry: every request carries its own transfer id, so a retry of a
+/// request whose answer was lost never applies anything twice.</summary>
+public sealed class HttpLedger(HttpClient http) : ILedger
+{
+    public const string RoutePrefix = "ledger/v1/";
+
+    public async Task<OpenAccountOutcome> OpenAccountAsync(AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(currency);
+        var wire = await SendAsync<OpenAccountOutcomeWire>(
+            HttpMethod.Post, RoutePrefix + "accounts", new OpenAccountWire(id.Value, currency.Code, overdraftLimitMinor), cancellationToken);
+        return LedgerWire.FromWire(wire!);
+    }
+
+    public async Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var wire = await SendAsync<AccountWire>(HttpMethod.Get, RoutePrefix + "accounts/" + Uri.EscapeDataString(id.Value), null, cancellationToken);
+        return wire is null ? null : LedgerWire.FromWire(wire);
+    }
+
+    public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
+    {
+        var wire = await SendAsync<OutcomeWire>(HttpMethod.Post, RoutePrefix + "transfers", LedgerWire.ToWire(request), cancellationToken);
+        return LedgerWire.FromWire(wire!);
+    }
+
+    public async Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var wire = await SendAsync<BatchOutcomeWire>(HttpMethod.Post, RoutePrefix + "batches", new BatchWire(batch.Select(LedgerWire.ToWire).ToArray()), cancellationToken);
+        return LedgerWire.FromWire(wire!);
+    }
+
+    private async Task<T?> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+        where T : class
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.SendAsync(request, cancellationToken);
+        }
+        catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new LedgerUnavailableException($"The ledger service did not answer: {exception.Message}");
+        }
+
+        using (response)
+        {
+            if (response.StatusCode == HttpStatusCode.NotFound && method == HttpMethod.Get)
+            {
+                return null;
+            }
+
+            if ((int)response.StatusCode >= 500)
+            {
+                throw new LedgerUnavailableException($"The ledger service answered {(int)response.StatusCode}.");
+            }
+
+            // A 4xx here is a bug on our side (the wire format), not a business outcome: those come back as 200 bodies.
+            response.EnsureSuccessStatusCode();
+            return await response.Content.ReadFromJsonAsync<T>(cancellationToken);
+        }
+    }
+}

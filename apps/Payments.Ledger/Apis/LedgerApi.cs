@@ -1,0 +1,64 @@
+using Payments.Domain;
+using Payments.Ledger.Client;
+using Payments.Ledger.Core;
+
+namespace Payments.Ledger.Apis;
+
+/// <summary>The ledger's internal API (not public: on Kubernetes only the orchestrator and the API may invoke it,
+/// by Dapr access control). Business outcomes are 200 bodies with their codes; 503 means "retry with the same ids".</summary>
+public static class LedgerApi
+{
+    public static void MapLedgerApi(this IEndpointRouteBuilder app)
+    {
+        var ledger = app.MapGroup("/" + HttpLedger.RoutePrefix.TrimEnd('/'));
+        ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+            AccountId.TryParse(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
+                ? Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken)))
+                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest));
+        ledger.MapGet("/accounts/{id}", async (string id, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+        {
+            AccountId accountId;
+            try
+            {
+                accountId = AccountId.ParseAny(id);
+            }
+            catch (ArgumentException exception)
+            {
+                return Results.Problem(exception.Message, statusCode: StatusCodes.Status400BadRequest);
+            }
+
+            return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
+        });
+        ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+            LedgerWire.FromWire(body, out var problem) is { } request
+                ? await Unavailable503(async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.TransferAsync(request, cancellationToken))))
+                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
+        ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+        {
+            var requests = new List<Core.Model.TransferRequest>();
+            foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
+            {
+                if (LedgerWire.FromWire(wire, out var problem) is not { } request)
+                {
+                    return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest);
+                }
+
+                requests.Add(request);
+            }
+
+            return await Unavailable503(async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.ApplyBatchAsync(requests, cancellationToken))));
+        });
+    }
+
+    private static async Task<IResult> Unavailable503(Func<Task<IResult>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (LedgerUnavailableException exception)
+        {
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+    }
+}
