@@ -8,8 +8,8 @@ using Payments.LocalCluster;
 
 namespace Payments.Local;
 
-/// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the ledger
-/// service, the orchestrator and the API, each app its own process. Development only.</summary>
+/// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the ledger and
+/// risk services, the orchestrator and the API, each app its own process. Development only.</summary>
 public sealed class LocalSystem : IAsyncDisposable
 {
     public const string KeyPrefix = "/daprpayments/";
@@ -38,6 +38,8 @@ public sealed class LocalSystem : IAsyncDisposable
 
     /// <summary>The ledger service; empty until it started (it starts before the apps that call it).</summary>
     public string LedgerUrl { get; private set; } = string.Empty;
+
+    public string RiskUrl { get; private set; } = string.Empty;
 
     public ChildProcess Orchestrator { get; private set; } = null!;
 
@@ -99,6 +101,13 @@ public sealed class LocalSystem : IAsyncDisposable
         await ledger.WaitReadyAsync(new Uri(LedgerUrl + "readyz"), tcpOnly: false, cancellationToken);
         progress($"Ledger service ready on {LedgerUrl}");
 
+        var riskPort = FreePort();
+        var risk = ChildProcess.Start("risk", "Payments.Risk.dll", [], AppEnvironment(riskPort), LogDirectory);
+        children.Add(risk);
+        await risk.WaitReadyAsync(new Uri($"http://127.0.0.1:{riskPort}/readyz"), tcpOnly: false, cancellationToken);
+        RiskUrl = $"http://127.0.0.1:{riskPort}/";
+        progress($"Risk service ready on {RiskUrl}");
+
         await StartOrchestratorAsync(cancellationToken);
         progress("Orchestrator ready (PaymentWorkflow and its activities)");
 
@@ -117,6 +126,7 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__EtcdEndpoints"] = Cluster.ClientEndpoints,
         ["Payments__KeyPrefix"] = KeyPrefix,
         ["Payments__LedgerUrl"] = port == LedgerPortOf(LedgerUrl) ? string.Empty : LedgerUrl,
+        ["Payments__RiskUrl"] = RiskUrl,
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
     };

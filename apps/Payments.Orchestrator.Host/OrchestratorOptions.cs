@@ -14,4 +14,9 @@ public sealed class OrchestratorOptions
     public string? LedgerUrl { get; set; }
 
     public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>The risk service's base URL; empty: the rules run in this process.</summary>
+    public string? RiskUrl { get; set; }
+
+    public static readonly TimeSpan RiskCallTimeout = TimeSpan.FromSeconds(10);
 }

@@ -36,8 +36,19 @@ else
     builder.Services.AddHostedService<HoldExpiryService>(); // no ledger service: its sweep runs here
 }
 
-builder.Services.AddSingleton<IRiskAssessor>(provider => new RiskEngine(
-    RiskPolicy.Default with { ReviewThresholdMinor = options.ReviewThresholdMinor }, provider.GetRequiredService<TimeProvider>()));
+if (options.RiskUrl is { Length: > 0 } riskUrl)
+{
+    builder.Services.AddHttpClient<IRiskAssessor, HttpRiskAssessor>(http =>
+    {
+        http.BaseAddress = new Uri(riskUrl.EndsWith('/') ? riskUrl : riskUrl + "/");
+        http.Timeout = OrchestratorOptions.RiskCallTimeout;
+    });
+}
+else
+{
+    builder.Services.AddSingleton<IRiskAssessor>(provider => new RiskEngine(
+        RiskPolicy.Default with { ReviewThresholdMinor = options.ReviewThresholdMinor }, provider.GetRequiredService<TimeProvider>()));
+}
 builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
 
 var app = builder.Build();
