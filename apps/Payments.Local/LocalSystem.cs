@@ -129,6 +129,7 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__RiskUrl"] = RiskUrl,
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
+        ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
     };
 
     private static int LedgerPortOf(string url) => url.Length == 0 ? -1 : new Uri(url).Port;
