@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/ensure-etcd.sh
 echo "==> Building (Release)…"
 dotnet build apps/Payments.Local -c Release -nologo -v quiet
-exec dotnet run --no-build -c Release --project apps/Payments.Local -- "$@"
+# exec the program itself (not `dotnet run`), so Ctrl-C and SIGTERM reach it and it can stop every child process.
+exec dotnet apps/Payments.Local/bin/Release/net10.0/Payments.Local.dll "$@"

@@ -19,5 +19,7 @@ public static class ApiJson
     public static JsonSerializerOptions Output { get; } = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        // Bodies are application/json, never embedded in HTML: no need to escape quotes and apostrophes as \u0027.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 }
