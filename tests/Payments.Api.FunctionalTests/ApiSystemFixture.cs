@@ -1,14 +1,10 @@
 using System.Net.Http.Headers;
-using Dapr.Workflow;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Payments.Api.Storage;
 using Payments.Ledger.Core;
-using Payments.Orchestrator;
-using Payments.Risk.Core;
 using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
@@ -38,7 +34,7 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             await etcd.InitializeAsync();
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
-            orchestrator = await StartOrchestratorAsync();
+            orchestrator = await SagaWorker.StartAsync(sidecar.Endpoint, Ledger, ReviewThresholdMinor);
             api = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
             {
                 web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
@@ -77,30 +73,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             await api.DisposeAsync();
         }
 
-        if (orchestrator is not null)
-        {
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await orchestrator.StopAsync(stop.Token);
-            orchestrator.Dispose();
-        }
-
+        await SagaWorker.StopAsync(orchestrator);
         await sidecar.DisposeAsync();
         await etcd.DisposeAsync();
-    }
-
-    private async Task<IHost> StartOrchestratorAsync()
-    {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecar.Endpoint;
-        builder.Services.AddSingleton<ILedger>(Ledger);
-        builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
-            RiskPolicy.Default with { ReviewThresholdMinor = ReviewThresholdMinor, VelocityMaxCount = 100_000, VelocityMaxSumMinor = long.MaxValue / 2 },
-            TimeProvider.System));
-        builder.Services.AddDaprWorkflow(options => options.RegisterPaymentSaga());
-        var host = builder.Build();
-        await host.StartAsync();
-        return host;
     }
 }
 

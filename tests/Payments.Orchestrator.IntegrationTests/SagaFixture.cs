@@ -1,10 +1,7 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Ledger.Core;
-using Payments.Risk.Core;
 using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
@@ -34,16 +31,7 @@ public sealed class SagaFixture : IAsyncLifetime
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger();
             Flaky = new FlakyLedger(Ledger);
-            var builder = Host.CreateApplicationBuilder();
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
-            builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecar.Endpoint;
-            builder.Services.AddSingleton<ILedger>(Flaky);
-            builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
-                RiskPolicy.Default with { ReviewThresholdMinor = ReviewThresholdMinor, VelocityMaxCount = 10_000, VelocityMaxSumMinor = long.MaxValue / 2 },
-                TimeProvider.System));
-            builder.Services.AddDaprWorkflow(options => options.RegisterPaymentSaga());
-            worker = builder.Build();
-            await worker.StartAsync();
+            worker = await SagaWorker.StartAsync(sidecar.Endpoint, Flaky, ReviewThresholdMinor);
             Workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();
         }
         catch
@@ -56,13 +44,7 @@ public sealed class SagaFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (worker is not null)
-        {
-            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await worker.StopAsync(stop.Token);
-            worker.Dispose();
-        }
-
+        await SagaWorker.StopAsync(worker);
         await sidecar.DisposeAsync();
         await etcd.DisposeAsync();
     }

@@ -76,13 +76,7 @@ public static class AccountsApi
     private static async Task<IResult> DepositAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger, IdempotentExecutor idempotency)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
-        var (key, keyProblem) = IdempotentExecutor.KeyOf(context);
-        if (keyProblem is not null)
-        {
-            return keyProblem.ToResult();
-        }
-
-        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
         if (problem is not null)
         {
             return problem.ToResult();

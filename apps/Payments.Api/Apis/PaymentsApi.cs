@@ -31,13 +31,7 @@ public static class PaymentsApi
     private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
-        var (key, keyProblem) = IdempotentExecutor.KeyOf(context);
-        if (keyProblem is not null)
-        {
-            return keyProblem.ToResult();
-        }
-
-        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
         if (problem is not null)
         {
             return problem.ToResult();

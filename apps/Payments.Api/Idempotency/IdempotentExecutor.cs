@@ -29,6 +29,19 @@ public sealed class IdempotentExecutor(IdempotencyStore store)
             : (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyInvalid, "The Idempotency-Key header is invalid.", problem));
     }
 
+    /// <summary>The Idempotency-Key and the raw body of an idempotent request, or the problem with either.</summary>
+    public static async Task<(IdempotencyKey? Key, byte[]? Body, Reply? Problem)> ReadRequestAsync(HttpContext context)
+    {
+        var (key, keyProblem) = KeyOf(context);
+        if (keyProblem is not null)
+        {
+            return (null, null, keyProblem);
+        }
+
+        var (body, bodyProblem) = await Apis.RequestBody.ReadAsync(context);
+        return (key, body, bodyProblem);
+    }
+
     public async Task<Reply> RunAsync(
         string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<Task<Reply>> handler, CancellationToken cancellationToken)
     {

@@ -1,4 +1,3 @@
-using Dapr.Workflow;
 using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;
@@ -8,19 +7,13 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary>Holds the amount on the debtor (a pending transfer to the currency's in-transit account). The hold
 /// expires by itself after <see cref="HoldTimeout"/>, a last safety net if the saga could neither settle nor void it.</summary>
-public sealed class HoldFundsActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
     // Long enough for settling with all its retries (about 2 min), short enough that a hold left behind by a
     // late retry after compensation (at-least-once activities) is released soon by the expiry sweep.
     public static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(15);
 
-    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        return SagaStep.TraceAsync(nameof(HoldFundsActivity), input, () => ExecuteAsync(input));
-    }
-
-    private async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);

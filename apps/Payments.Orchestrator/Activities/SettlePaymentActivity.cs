@@ -1,4 +1,3 @@
-using Dapr.Workflow;
 using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;
@@ -8,15 +7,9 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary>Credits the creditor from in-transit and posts the debtor's hold, as one linked batch: one etcd
 /// transaction, so the money is never credited without the hold being taken, or the other way round.</summary>
-public sealed class SettlePaymentActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
-    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        return SagaStep.TraceAsync(nameof(SettlePaymentActivity), input, () => ExecuteAsync(input));
-    }
-
-    private async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);

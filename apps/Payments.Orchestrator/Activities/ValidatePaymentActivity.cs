@@ -1,4 +1,3 @@
-using Dapr.Workflow;
 using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;
@@ -8,15 +7,9 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary>Both accounts exist, are open and hold the payment's currency. The API checked the request's shape;
 /// this checks it against the ledger as it is when the saga starts. Reads only.</summary>
-public sealed class ValidatePaymentActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
-    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        return SagaStep.TraceAsync(nameof(ValidatePaymentActivity), input, () => ExecuteAsync(input));
-    }
-
-    private async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         if (input.DebtorAccountId == input.CreditorAccountId)

@@ -1,4 +1,3 @@
-using Dapr.Workflow;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;
 using Payments.Orchestrator.Models;
@@ -7,15 +6,9 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary>Compensation of the hold: releases it. Idempotent, and safe when the hold never happened (its step
 /// may have failed before reaching the ledger) or has already expired.</summary>
-public sealed class VoidHoldActivity(ILedger ledger) : WorkflowActivity<PaymentInput, StepResult>
+public sealed class VoidHoldActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
-    public override Task<StepResult> RunAsync(WorkflowActivityContext context, PaymentInput input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        return SagaStep.TraceAsync(nameof(VoidHoldActivity), input, () => ExecuteAsync(input));
-    }
-
-    private async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var outcome = await ledger.TransferAsync(
