@@ -100,7 +100,9 @@ public static class PaymentsApi
         var record = await services.Store.CreatePaymentAsync(
             new PaymentRecord(paymentId, merchant, debtorId!.Value, creditorId!.Value, amount!.Value, currency!.Code, request.Reference, PaymentStatus.Pending, null, now, now),
             context.RequestAborted);
-        var input = new PaymentInput(paymentId, merchant, record.DebtorAccountId, record.CreditorAccountId, record.AmountMinor, record.Currency, record.Reference, services.ApprovalTimeout);
+        var input = new PaymentInput(
+            paymentId, merchant, record.DebtorAccountId, record.CreditorAccountId, record.AmountMinor, record.Currency, record.Reference,
+            services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);

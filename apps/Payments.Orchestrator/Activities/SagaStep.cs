@@ -9,7 +9,9 @@ internal static class SagaStep
 {
     public static async Task<T> TraceAsync<T>(string step, PaymentInput input, Func<Task<T>> body)
     {
-        using var span = PaymentsDiagnostics.Source.StartActivity("saga." + step);
+        using var span = ActivityContext.TryParse(input.TraceParent, null, out var parent)
+            ? PaymentsDiagnostics.Source.StartActivity("saga." + step, ActivityKind.Internal, parent)
+            : PaymentsDiagnostics.Source.StartActivity("saga." + step);
         span?.SetTag("payment.id", input.PaymentId);
         var clock = Stopwatch.StartNew();
         var result = "ok";
