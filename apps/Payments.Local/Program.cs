@@ -2,6 +2,11 @@ using Payments.Local;
 using Spectre.Console;
 
 // Development and tests only: everything on one machine, with a throw-away etcd cluster and an in-memory workflow engine.
+if (Console.IsOutputRedirected)
+{
+    AnsiConsole.Profile.Width = 120; // logs and CI: wide enough that the summary tables do not wrap
+}
+
 AnsiConsole.MarkupLine("[yellow]DaprPayments local mode — for development only, not for production.[/]");
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, eventArgs) =>
