@@ -15,6 +15,7 @@ public sealed class LocalSystem : IAsyncDisposable
     public const string KeyPrefix = "/daprpayments/";
     public const long ReviewThresholdMinor = 100_000;
     private readonly List<ChildProcess> children = [];
+    private int? orchestratorPort;
 
     private LocalSystem(LocalEtcdCluster cluster, string logDirectory)
     {
@@ -64,7 +65,8 @@ public sealed class LocalSystem : IAsyncDisposable
     /// <summary>Starts a new orchestrator process (after a crash of the old one, in the fault tests).</summary>
     public async Task<ChildProcess> StartOrchestratorAsync(CancellationToken cancellationToken)
     {
-        var port = FreePort();
+        // The same port on every start: the API keeps calling it across an orchestrator restart.
+        var port = orchestratorPort ??= FreePort();
         var orchestrator = ChildProcess.Start("orchestrator", "Payments.Orchestrator.Host.dll", [], AppEnvironment(port), LogDirectory);
         children.Add(orchestrator);
         await orchestrator.WaitReadyAsync(new Uri($"http://127.0.0.1:{port}/readyz"), tcpOnly: false, cancellationToken);
@@ -127,6 +129,7 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__KeyPrefix"] = KeyPrefix,
         ["Payments__LedgerUrl"] = port == LedgerPortOf(LedgerUrl) ? string.Empty : LedgerUrl,
         ["Payments__RiskUrl"] = RiskUrl,
+        ["Payments__OrchestratorUrl"] = orchestratorPort is { } orchestrator && orchestrator != port ? $"http://127.0.0.1:{orchestrator}/" : string.Empty,
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",

@@ -5,6 +5,7 @@ using Payments.Ledger.Client;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
 using Payments.Orchestrator;
+using Payments.Orchestrator.Gateway;
 using Payments.Orchestrator.Host;
 using Payments.Risk.Core;
 using Payments.ServiceDefaults;
@@ -50,8 +51,10 @@ else
         RiskPolicy.Default with { ReviewThresholdMinor = options.ReviewThresholdMinor }, provider.GetRequiredService<TimeProvider>()));
 }
 builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
+builder.Services.AddSingleton<IPaymentWorkflows, DaprPaymentWorkflows>();
 
 var app = builder.Build();
+app.MapPaymentWorkflowsApi();
 app.MapGet("/healthz", () => Results.Text("ok"));
 app.MapGet("/readyz", async (EtcdConnection etcd, CancellationToken cancellationToken) =>
 {

@@ -20,6 +20,7 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
     public const int Payments = 60;
     public const int Accounts = 8;
     public const long FundsMinor = 100_000;
+    public const int MaxSubmitAttempts = 60;
     public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(4);
 
     [Fact]
@@ -38,12 +39,24 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         {
             var debtor = accounts[random.Next(Accounts)];
             var creditor = accounts.First(account => account != debtor);
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+            // A well-behaved client: on 503 (the orchestrator is down) it retries with the same Idempotency-Key.
+            HttpResponseMessage response;
+            var attempts = 0;
+            do
             {
-                Content = JsonContent.Create(new { debtorAccountId = debtor, creditorAccountId = creditor, amountMinor = 100 + index, currency = "USD" }),
-            };
-            request.Headers.Add("Idempotency-Key", $"crash-{index}");
-            var response = await http.SendAsync(request, timeout.Token);
+                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+                {
+                    Content = JsonContent.Create(new { debtorAccountId = debtor, creditorAccountId = creditor, amountMinor = 100 + index, currency = "USD" }),
+                };
+                request.Headers.Add("Idempotency-Key", $"crash-{index}");
+                response = await http.SendAsync(request, timeout.Token);
+                if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
+                {
+                    await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(500), timeout.Token);
+                }
+            }
+            while (response.StatusCode == HttpStatusCode.ServiceUnavailable && ++attempts < MaxSubmitAttempts);
+
             Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
             Interlocked.Increment(ref accepted);
             return (await response.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("paymentId").GetString()!;

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using Dapr.Workflow;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
@@ -9,6 +8,7 @@ using Payments.Api.Storage;
 using Payments.Domain;
 using Payments.Domain.Diagnostics;
 using Payments.Ledger.Core;
+using Payments.Orchestrator.Gateway;
 using Payments.Orchestrator.Models;
 using Payments.Orchestrator.Workflows;
 
@@ -17,7 +17,6 @@ namespace Payments.Api.Apis;
 public static class PaymentsApi
 {
     public const int MaxReferenceLength = 140;
-    public static readonly TimeSpan WorkflowCallTimeout = TimeSpan.FromSeconds(10);
 
     public static void MapPaymentsApiV1(this IEndpointRouteBuilder app)
     {
@@ -105,14 +104,10 @@ public static class PaymentsApi
             services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id);
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-            timeout.CancelAfter(WorkflowCallTimeout); // the Dapr client waits for a sidecar forever otherwise
-            if (await services.Workflows.GetWorkflowStateAsync(paymentId, false, timeout.Token) is not { Exists: true })
-            {
-                await services.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), paymentId, input, null, timeout.Token);
-            }
+            await services.Workflows.StartAsync(input, context.RequestAborted);
         }
-        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException && !context.RequestAborted.IsCancellationRequested)
+        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException or HttpRequestException
+            && !context.RequestAborted.IsCancellationRequested)
         {
             return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
         }
@@ -143,9 +138,7 @@ public static class PaymentsApi
                 $"Payment '{paymentId}' is {current.Status}.").ToResult();
         }
 
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        timeout.CancelAfter(WorkflowCallTimeout);
-        await services.Workflows.RaiseEventAsync(paymentId, PaymentWorkflow.ApprovalEventName, new ApprovalDecision(approve, current.MerchantId), timeout.Token);
+        await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, current.MerchantId), context.RequestAborted);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
     }
 
@@ -160,13 +153,13 @@ public static class PaymentsApi
 }
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
-public sealed class PaymentServices(ApiStore store, ILedger ledger, DaprWorkflowClient workflows, TimeProvider time, ApiOptions options)
+public sealed class PaymentServices(ApiStore store, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options)
 {
     public ApiStore Store => store;
 
     public ILedger Ledger => ledger;
 
-    public DaprWorkflowClient Workflows => workflows;
+    public IPaymentWorkflows Workflows => workflows;
 
     public TimeProvider Time => time;
 
@@ -187,15 +180,12 @@ public sealed class PaymentServices(ApiStore store, ILedger ledger, DaprWorkflow
             return record;
         }
 
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(PaymentsApi.WorkflowCallTimeout);
-        var state = await workflows.GetWorkflowStateAsync(paymentId, getInputsAndOutputs: true, timeout.Token);
+        var state = await workflows.GetAsync(paymentId, cancellationToken);
         var (status, reason) = state switch
         {
-            null or { Exists: false } => (PaymentStatus.Pending, (string?)null),
-            { RuntimeStatus: WorkflowRuntimeStatus.Completed } => state.ReadOutputAs<PaymentOutcome>() is { } outcome ? (outcome.Status, outcome.Reason) : (PaymentStatus.Failed, "workflow-output-missing"),
-            { RuntimeStatus: WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated } => (PaymentStatus.Failed, "workflow-failed"),
-            _ when state.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval => (PaymentStatus.AwaitingApproval, null),
+            null => (PaymentStatus.Pending, (string?)null),
+            { Ended: true, Outcome: { } outcome } => (outcome.Status, outcome.Reason),
+            { Step: PaymentStep.AwaitingApproval } => (PaymentStatus.AwaitingApproval, null),
             _ => (PaymentStatus.Pending, null),
         };
         if (status == record.Status)
@@ -225,6 +215,12 @@ public sealed class ApiOptions
     public string EtcdEndpoints { get; set; } = "http://127.0.0.1:2379";
 
     public string KeyPrefix { get; set; } = "/daprpayments/";
+
+    /// <summary>The orchestrator's base URL (its internal payment endpoints); empty: drive the workflows through this
+    /// app's own Dapr workflow client (only where that reaches the orchestrator's workflows: the local sidecar).</summary>
+    public string? OrchestratorUrl { get; set; }
+
+    public static readonly TimeSpan OrchestratorCallTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>The ledger service's base URL; empty: the ledger runs in this process.</summary>
     public string? LedgerUrl { get; set; }

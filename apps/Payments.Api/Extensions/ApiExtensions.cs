@@ -10,6 +10,7 @@ using Payments.Api.Storage;
 using Payments.Etcd;
 using Payments.Ledger.Client;
 using Payments.Ledger.Core;
+using Payments.Orchestrator.Gateway;
 
 namespace Payments.Api.Extensions;
 
@@ -52,7 +53,20 @@ public static class ApiExtensions
             provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "idempotency/", provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IdempotentExecutor>();
         services.AddSingleton<PaymentServices>();
-        AddWorkflowClientOnly(services);
+        if (options.OrchestratorUrl is { Length: > 0 } orchestratorUrl)
+        {
+            services.AddHttpClient<IPaymentWorkflows, HttpPaymentWorkflows>(http =>
+            {
+                http.BaseAddress = new Uri(orchestratorUrl.EndsWith('/') ? orchestratorUrl : orchestratorUrl + "/");
+                http.Timeout = ApiOptions.OrchestratorCallTimeout;
+            });
+        }
+        else
+        {
+            AddWorkflowClientOnly(services);
+            services.AddSingleton<IPaymentWorkflows, DaprPaymentWorkflows>();
+        }
+
         services.AddOpenApi();
         services.AddProblemDetails();
         services.AddRateLimiter(limiter =>
@@ -90,9 +104,9 @@ public static class ApiExtensions
         app.MapPaymentsApiV1();
     }
 
-    /// <summary>The API schedules and queries workflows; it hosts none. Dapr's registration also adds a worker that
-    /// would take work items from the sidecar (with daprd each app has its own, but the local sidecar is shared), so
-    /// the worker's hosted service is removed here.</summary>
+    /// <summary>Only without an orchestrator URL (tests that share one local sidecar): the API then schedules and
+    /// queries the workflows itself but hosts none. Dapr's registration also adds a worker that would take work items
+    /// from the shared sidecar, so the worker's hosted service is removed here.</summary>
     private static void AddWorkflowClientOnly(IServiceCollection services)
     {
         services.AddDaprWorkflow(_ => { });
@@ -104,14 +118,15 @@ public static class ApiExtensions
         }
     }
 
-    /// <summary>Faults become problem+json without internals: 503 (retry) for an unavailable ledger, 413 for an
+    /// <summary>Faults become problem+json without internals: 503 (retry) for an unavailable dependency, 413 for an
     /// oversized body, 500 otherwise.</summary>
     private static async Task WriteUnhandledAsync(HttpContext context)
     {
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var reply = error switch
         {
-            LedgerUnavailableException or Grpc.Core.RpcException => Reply.Unavailable("The ledger is temporarily unavailable; retry with the same Idempotency-Key."),
+            LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
+                "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(
                 StatusCodes.Status413PayloadTooLarge, ProblemTypes.PayloadTooLarge, "The request body is too large."),
             BadHttpRequestException bad => Reply.Problem(bad.StatusCode, ProblemTypes.MalformedRequest, "The request is malformed."),
