@@ -58,36 +58,34 @@ public sealed class EtcdFencedLock : IAsyncDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(leaseTtl, MinLeaseTtl);
         var ttlSeconds = (long)Math.Ceiling(leaseTtl.TotalSeconds);
+        var lease = await EtcdConnection.CallAsync(
+            token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttlSeconds }, cancellationToken: token), cancellationToken);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
+        request.Success.Add(EtcdBytes.Put(key, ByteString.CopyFromUtf8(owner), lease.ID));
+        TxnResponse response;
+        try
         {
-            var lease = await EtcdConnection.CallAsync(
-                token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttlSeconds }, cancellationToken: token), cancellationToken);
-            var request = new TxnRequest();
-            request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
-            request.Success.Add(EtcdBytes.Put(key, ByteString.CopyFromUtf8(owner), lease.ID));
-            TxnResponse response;
-            try
-            {
-                response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-            }
-            catch (Exception exception) when (exception is RpcException or OperationCanceledException)
-            {
-                // Outcome unknown: revoking the lease undoes the put if it happened.
-                await TryRevokeAsync(etcd, lease.ID, logger);
-                throw;
-            }
-
-            if (!response.Succeeded)
-            {
-                await TryRevokeAsync(etcd, lease.ID, logger);
-                return null;
-            }
-
-            // The put created the key in this transaction, so its create revision is the transaction's revision.
-            var held = new EtcdFencedLock(etcd, key, lease.ID, response.Header.Revision, TimeSpan.FromSeconds(ttlSeconds), time, logger);
-            held.keepAlive = Task.Run(held.KeepAliveLoopAsync, CancellationToken.None);
-            logger.LogInformation("Acquired lock {LockKey} with fencing token {FencingToken}", key, held.FencingToken);
-            return held;
+            response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         }
+        catch (Exception exception) when (exception is RpcException or OperationCanceledException)
+        {
+            // Outcome unknown: revoking the lease undoes the put if it happened.
+            await TryRevokeAsync(etcd, lease.ID, logger);
+            throw;
+        }
+
+        if (!response.Succeeded)
+        {
+            await TryRevokeAsync(etcd, lease.ID, logger);
+            return null;
+        }
+
+        // The put created the key in this transaction, so its create revision is the transaction's revision.
+        var held = new EtcdFencedLock(etcd, key, lease.ID, response.Header.Revision, TimeSpan.FromSeconds(ttlSeconds), time, logger);
+        held.keepAlive = Task.Run(held.KeepAliveLoopAsync, CancellationToken.None);
+        logger.LogInformation("Acquired lock {LockKey} with fencing token {FencingToken}", key, held.FencingToken);
+        return held;
     }
 
     /// <summary>Waits (polling, bounded by <paramref name="maxWait"/>) until the lock is free and takes it.</summary>

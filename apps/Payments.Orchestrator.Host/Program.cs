@@ -6,6 +6,7 @@ using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
 using Payments.Orchestrator;
 using Payments.Orchestrator.Gateway;
+using Payments.Orchestrator.Records;
 using Payments.Orchestrator.Host;
 using Payments.Risk.Core;
 using Payments.ServiceDefaults;
@@ -52,6 +53,7 @@ else
 }
 builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
 builder.Services.AddSingleton<IPaymentWorkflows, DaprPaymentWorkflows>();
+builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "payments/"));
 
 var app = builder.Build();
 app.MapPaymentWorkflowsApi();

@@ -16,5 +16,6 @@ public static class OrchestratorRegistration
         options.RegisterActivity<HoldFundsActivity>();
         options.RegisterActivity<SettlePaymentActivity>();
         options.RegisterActivity<VoidHoldActivity>();
+        options.RegisterActivity<RecordOutcomeActivity>();
     }
 }

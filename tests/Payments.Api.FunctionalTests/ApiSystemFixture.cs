@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Payments.Api.Storage;
 using Payments.Ledger.Core;
+using Payments.Orchestrator.Records;
 using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
@@ -34,7 +35,8 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             await etcd.InitializeAsync();
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
-            orchestrator = await SagaWorker.StartAsync(sidecar.Endpoint, Ledger, ReviewThresholdMinor);
+            orchestrator = await SagaWorker.StartAsync(
+                sidecar.Endpoint, Ledger, new PaymentRecordStore(etcd.Connection, KeyPrefix + "payments/"), ReviewThresholdMinor);
             api = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
             {
                 web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);

@@ -29,6 +29,22 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
     }
 
     [Fact]
+    public async Task SagasLastStep_RecordsTheOutcome_InThePaymentRecord()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 500);
+        var payment = Payment(debtor, creditor, 501);
+        var now = DateTimeOffset.UtcNow;
+        await saga.Records.CreateAsync(new Records.PaymentRecord(
+            payment.PaymentId, payment.MerchantId, payment.DebtorAccountId, payment.CreditorAccountId, payment.AmountMinor, payment.Currency,
+            null, PaymentStatus.Pending, null, now, now), CancellationToken.None);
+
+        await RunAsync(payment);
+
+        var stored = (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record;
+        Assert.Equal((PaymentStatus.Failed, LedgerError.InsufficientFunds), (stored.Status, stored.Reason));
+    }
+
+    [Fact]
     public async Task InsufficientFunds_FailsWithoutMovingMoney()
     {
         var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 500);

@@ -2,6 +2,7 @@ using Dapr.Workflow;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Payments.Ledger.Core;
+using Payments.Orchestrator.Records;
 using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
@@ -21,6 +22,8 @@ public sealed class SagaFixture : IAsyncLifetime
 
     public FlakyLedger Flaky { get; private set; } = null!;
 
+    public PaymentRecordStore Records { get; private set; } = null!;
+
     public DaprWorkflowClient Workflows { get; private set; } = null!;
 
     public async Task InitializeAsync()
@@ -31,7 +34,8 @@ public sealed class SagaFixture : IAsyncLifetime
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger();
             Flaky = new FlakyLedger(Ledger);
-            worker = await SagaWorker.StartAsync(sidecar.Endpoint, Flaky, ReviewThresholdMinor);
+            Records = new PaymentRecordStore(etcd.Connection, EtcdClusterFixture.NewPrefix() + "payments/");
+            worker = await SagaWorker.StartAsync(sidecar.Endpoint, Flaky, Records, ReviewThresholdMinor);
             Workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();
         }
         catch

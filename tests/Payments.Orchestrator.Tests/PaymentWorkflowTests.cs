@@ -21,6 +21,8 @@ public sealed class PaymentWorkflowTests
     private readonly Mock<WorkflowContext> context = new(MockBehavior.Strict);
     private readonly List<string> calls = [];
     private readonly List<string> statuses = [];
+    private readonly List<PaymentOutcome> recorded = [];
+    private bool recordingFails;
 
     public PaymentWorkflowTests()
     {
@@ -32,6 +34,12 @@ public sealed class PaymentWorkflowTests
         context.SetupGet(c => c.CurrentUtcDateTime).Returns(new DateTime(2026, 11, 29, 12, 0, 0, DateTimeKind.Utc));
         context.SetupGet(c => c.InstanceId).Returns(Payment.PaymentId);
         context.Setup(c => c.CreateTimer(It.IsAny<TimeSpan>(), It.IsAny<CancellationToken>())).Returns(Task.CompletedTask);
+        context.Setup(c => c.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), It.IsAny<RecordOutcomeInput>(), It.IsAny<WorkflowTaskOptions>()))
+            .Returns<string, object, WorkflowTaskOptions>((_, input, _) =>
+            {
+                recorded.Add(((RecordOutcomeInput)input).Outcome);
+                return recordingFails ? Task.FromException<StepResult>(Failure("etcd unavailable")) : Task.FromResult(StepResult.Ok);
+            });
     }
 
     [Fact]
@@ -43,7 +51,7 @@ public sealed class PaymentWorkflowTests
 
         Assert.Equal(PaymentOutcome.Completed(), outcome);
         Assert.Equal([nameof(ValidatePaymentActivity), nameof(CheckRiskActivity), nameof(HoldFundsActivity), nameof(SettlePaymentActivity)], calls);
-        Assert.Equal([PaymentStep.Validating, PaymentStep.RiskCheck, PaymentStep.Holding, PaymentStep.Settling, PaymentStep.Done], statuses);
+        Assert.Equal([PaymentStep.Validating, PaymentStep.RiskCheck, PaymentStep.Holding, PaymentStep.Settling, PaymentStep.Recording, PaymentStep.Done], statuses);
     }
 
     [Fact]
@@ -176,7 +184,25 @@ public sealed class PaymentWorkflowTests
         Assert.Equal(PaymentWorkflow.MaxCompensationRounds, calls.Count(call => call == nameof(VoidHoldActivity)));
     }
 
-    private Task<PaymentOutcome> RunAsync() => new PaymentWorkflow().RunAsync(context.Object, Payment);
+    [Fact]
+    public async Task OutcomeThatCannotBeRecorded_IsStillTheWorkflowsResult()
+    {
+        Arrange(risk: Approve);
+        recordingFails = true;
+
+        var outcome = await RunAsync();
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal(PaymentStep.Done, statuses[^1]);
+    }
+
+    /// <summary>Runs the saga; whatever it decides, its last step must have recorded exactly that outcome.</summary>
+    private async Task<PaymentOutcome> RunAsync()
+    {
+        var outcome = await new PaymentWorkflow().RunAsync(context.Object, Payment);
+        Assert.Equal([outcome], recorded);
+        return outcome;
+    }
 
     private void Arrange(
         RiskAssessment risk,

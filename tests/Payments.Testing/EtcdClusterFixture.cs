@@ -1,8 +1,8 @@
-using Xunit;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
+using Xunit;
 
 namespace Payments.Testing;
 

@@ -1,7 +1,7 @@
-using Xunit;
 using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Model;
+using Xunit;
 
 namespace Payments.Testing;
 

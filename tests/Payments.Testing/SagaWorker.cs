@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Payments.Ledger.Core;
 using Payments.Orchestrator;
+using Payments.Orchestrator.Records;
 using Payments.Risk.Core;
 
 namespace Payments.Testing;
@@ -12,12 +13,14 @@ namespace Payments.Testing;
 /// with the ledger given (the real one, possibly behind a fault injector) and the risk rules in process.</summary>
 public static class SagaWorker
 {
-    public static async Task<IHost> StartAsync(string sidecarEndpoint, ILedger ledger, long reviewThresholdMinor)
+    public static async Task<IHost> StartAsync(string sidecarEndpoint, ILedger ledger, PaymentRecordStore records, long reviewThresholdMinor)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecarEndpoint;
         builder.Services.AddSingleton(ledger);
+        builder.Services.AddSingleton(records);
+        builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
             RiskPolicy.Default with { ReviewThresholdMinor = reviewThresholdMinor, VelocityMaxCount = 100_000, VelocityMaxSumMinor = long.MaxValue / 2 },
             TimeProvider.System));

@@ -10,6 +10,7 @@ using Payments.Domain.Diagnostics;
 using Payments.Ledger.Core;
 using Payments.Orchestrator.Gateway;
 using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Records;
 using Payments.Orchestrator.Workflows;
 
 namespace Payments.Api.Apis;
@@ -96,7 +97,7 @@ public static class PaymentsApi
         }
 
         var now = services.Time.GetUtcNow();
-        var record = await services.Store.CreatePaymentAsync(
+        var record = await services.Records.CreateAsync(
             new PaymentRecord(paymentId, merchant, debtorId!.Value, creditorId!.Value, amount!.Value, currency!.Code, request.Reference, PaymentStatus.Pending, null, now, now),
             context.RequestAborted);
         var input = new PaymentInput(
@@ -153,9 +154,11 @@ public static class PaymentsApi
 }
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
-public sealed class PaymentServices(ApiStore store, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options)
+public sealed class PaymentServices(ApiStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options)
 {
     public ApiStore Store => store;
+
+    public PaymentRecordStore Records => records;
 
     public ILedger Ledger => ledger;
 
@@ -169,15 +172,15 @@ public sealed class PaymentServices(ApiStore store, ILedger ledger, IPaymentWork
     /// read from the workflow (and a terminal one is written back, so it outlives the workflow's retention).</summary>
     public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken)
     {
-        var stored = await store.GetPaymentAsync(paymentId, cancellationToken);
+        var stored = await records.GetAsync(paymentId, cancellationToken);
         if (stored is not { Record: var record, Revision: var revision } || record.MerchantId != merchantId)
         {
             return null;
         }
 
-        if (record.Status is PaymentStatus.Completed or PaymentStatus.Failed or PaymentStatus.Compensated)
+        if (record.IsTerminal)
         {
-            return record;
+            return record; // recorded by the saga's last step (or by an earlier read)
         }
 
         var state = await workflows.GetAsync(paymentId, cancellationToken);
@@ -196,7 +199,7 @@ public sealed class PaymentServices(ApiStore store, ILedger ledger, IPaymentWork
         var updated = record with { Status = status, Reason = reason, UpdatedAt = time.GetUtcNow() };
         if (status is PaymentStatus.Completed or PaymentStatus.Failed or PaymentStatus.Compensated)
         {
-            if (await store.UpdatePaymentAsync(updated, revision, cancellationToken))
+            if (await records.UpdateAsync(updated, revision, cancellationToken))
             {
                 // Counted once per payment: only the request that records the terminal status counts it.
                 PaymentsDiagnostics.PaymentsTerminal.Add(1, new KeyValuePair<string, object?>("status", status));

@@ -1,7 +1,6 @@
 using System.Threading.RateLimiting;
 using Dapr.Workflow;
 using Microsoft.AspNetCore.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Api.Apis;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
@@ -11,6 +10,7 @@ using Payments.Etcd;
 using Payments.Ledger.Client;
 using Payments.Ledger.Core;
 using Payments.Orchestrator.Gateway;
+using Payments.Orchestrator.Records;
 
 namespace Payments.Api.Extensions;
 
@@ -49,6 +49,7 @@ public static class ApiExtensions
         }
 
         services.AddSingleton(provider => new ApiStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "api/"));
+        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "payments/"));
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "idempotency/", provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IdempotentExecutor>();

@@ -1,15 +1,14 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using Etcdserverpb;
 using Google.Protobuf;
 using Payments.Etcd;
 
 namespace Payments.Api.Storage;
 
-/// <summary>The API's own records on etcd: merchants' API keys (hashed), which merchant owns which account, and
-/// payment records. Every write is create-only or compare-and-swap, like the ledger's.</summary>
+/// <summary>The API's own records on etcd: merchants' API keys (hashed) and which merchant owns which account.
+/// Every write is create-only. (Payment records are the saga's: <c>PaymentRecordStore</c>.)</summary>
 public sealed class ApiStore(EtcdConnection etcd, string prefix)
 {
     /// <summary>Looked-up keys kept in memory; past it the cache starts over.</summary>
@@ -56,34 +55,6 @@ public sealed class ApiStore(EtcdConnection etcd, string prefix)
     public Task<string?> AccountOwnerAsync(string accountId, CancellationToken cancellationToken) =>
         GetStringAsync(root + "account-owners/" + accountId, cancellationToken);
 
-    /// <summary>Creates the payment record, or returns the one already there with that id.</summary>
-    public async Task<PaymentRecord> CreatePaymentAsync(PaymentRecord record, CancellationToken cancellationToken)
-    {
-        var stored = await PutIfAbsentAsync(PaymentKey(record.PaymentId), JsonSerializer.Serialize(record, PaymentRecord.Json), cancellationToken);
-        return JsonSerializer.Deserialize<PaymentRecord>(stored, PaymentRecord.Json)!;
-    }
-
-    public async Task<(PaymentRecord Record, long Revision)?> GetPaymentAsync(string paymentId, CancellationToken cancellationToken)
-    {
-        var response = await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(PaymentKey(paymentId)) }, cancellationToken: token), cancellationToken);
-        var kv = response.Kvs.FirstOrDefault();
-        return kv is null ? null : (JsonSerializer.Deserialize<PaymentRecord>(kv.Value.Span, PaymentRecord.Json)!, kv.ModRevision);
-    }
-
-    /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.</summary>
-    public async Task<bool> UpdatePaymentAsync(PaymentRecord record, long revision, CancellationToken cancellationToken)
-    {
-        var key = PaymentKey(record.PaymentId);
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
-        request.Success.Add(EtcdBytes.Put(key, ByteString.CopyFromUtf8(JsonSerializer.Serialize(record, PaymentRecord.Json))));
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        return response.Succeeded;
-    }
-
-    private string PaymentKey(string paymentId) => root + "payments/" + paymentId;
-
     private async Task<string> PutIfAbsentAsync(string key, string value, CancellationToken cancellationToken)
     {
         var request = new TxnRequest();
@@ -102,21 +73,4 @@ public sealed class ApiStore(EtcdConnection etcd, string prefix)
     }
 
     private static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
-}
-
-/// <summary>A payment as the API tracks it; <see cref="Status"/> is refreshed from the workflow until terminal.</summary>
-public sealed record PaymentRecord(
-    string PaymentId,
-    string MerchantId,
-    string DebtorAccountId,
-    string CreditorAccountId,
-    long AmountMinor,
-    string Currency,
-    string? Reference,
-    string Status,
-    string? Reason,
-    DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt)
-{
-    internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 }

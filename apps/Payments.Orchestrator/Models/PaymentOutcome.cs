@@ -19,6 +19,7 @@ public static class PaymentStep
     public const string Holding = "holding-funds";
     public const string Settling = "settling";
     public const string Compensating = "compensating";
+    public const string Recording = "recording-outcome";
     public const string Done = "done";
 }
 

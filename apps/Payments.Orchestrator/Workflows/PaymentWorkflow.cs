@@ -42,26 +42,31 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         ArgumentNullException.ThrowIfNull(input);
         var log = context.CreateReplaySafeLogger<PaymentWorkflow>();
 
+        return await FinishAsync(context, input, await DecideAsync(context, input, log));
+    }
+
+    private static async Task<PaymentOutcome> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    {
         context.SetCustomStatus(PaymentStep.Validating);
         var validation = await context.CallActivityAsync<StepResult>(nameof(ValidatePaymentActivity), input, LedgerRetry);
         if (!validation.Succeeded)
         {
-            return Finish(context, PaymentOutcome.Failed(validation.ErrorCode!));
+            return PaymentOutcome.Failed(validation.ErrorCode!);
         }
 
         context.SetCustomStatus(PaymentStep.RiskCheck);
         var risk = await context.CallActivityAsync<RiskAssessment>(nameof(CheckRiskActivity), input, RiskRetry);
         if (risk.Decision == RiskDecision.Reject)
         {
-            return Finish(context, PaymentOutcome.Failed(PaymentReasons.RiskRejected, risk.Reasons));
+            return PaymentOutcome.Failed(PaymentReasons.RiskRejected, risk.Reasons);
         }
 
         if (risk.Decision == RiskDecision.Review && await AwaitApprovalAsync(context, input) is { } refused)
         {
-            return Finish(context, refused);
+            return refused;
         }
 
-        return Finish(context, await MoveMoneyAsync(context, input, log));
+        return await MoveMoneyAsync(context, input, log);
     }
 
     /// <summary>Waits for the reviewer; null when approved, else the failed outcome.</summary>
@@ -154,8 +159,21 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         return false;
     }
 
-    private static PaymentOutcome Finish(WorkflowContext context, PaymentOutcome outcome)
+    /// <summary>Records the outcome in the payment record (retried like a compensation: the status must not be lost),
+    /// then ends. If recording never succeeds the workflow's own output still holds the outcome.</summary>
+    private static async Task<PaymentOutcome> FinishAsync(WorkflowContext context, PaymentInput input, PaymentOutcome outcome)
     {
+        context.SetCustomStatus(PaymentStep.Recording);
+        try
+        {
+            await context.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), new RecordOutcomeInput(input, outcome), CompensationRetry);
+        }
+        catch (WorkflowTaskFailedException exception)
+        {
+            context.CreateReplaySafeLogger<PaymentWorkflow>().LogError(
+                "Payment {PaymentId}: outcome {Status} not recorded ({Error}); the API reads it from the workflow", input.PaymentId, outcome.Status, exception.FailureDetails.ErrorMessage);
+        }
+
         context.SetCustomStatus(PaymentStep.Done);
         return outcome;
     }
