@@ -43,6 +43,8 @@ public sealed class ApiSystemFixture : IAsyncLifetime
                 web.UseSetting("Payments:KeyPrefix", KeyPrefix);
                 web.UseSetting("DAPR_GRPC_ENDPOINT", sidecar.Endpoint);
                 web.UseSetting("Logging:LogLevel:Default", "Warning");
+                // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
+                web.UseSetting("Telemetry:Exporter", "none");
             });
             api.UseKestrel(0);
             api.StartServer();
