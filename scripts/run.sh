@@ -4,7 +4,7 @@
 # Extra arguments go to the demo (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-etcd.sh
+scripts/ensure-tools.sh
 echo "==> Building (Release)…"
 dotnet build apps/Payments.Local -c Release -nologo -v quiet
 # exec the program itself (not `dotnet run`), so Ctrl-C and SIGTERM reach it and it can stop every child process.

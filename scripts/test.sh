@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 results=.artifacts/test-results
 rm -rf "$results"
 
-scripts/ensure-etcd.sh
+scripts/ensure-tools.sh
 echo "==> Building (Release)…"
 dotnet build DaprPayments.sln -c Release -nologo -v quiet
 

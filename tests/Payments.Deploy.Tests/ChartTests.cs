@@ -1,0 +1,181 @@
+using k8s;
+using k8s.Models;
+
+namespace Payments.Deploy.Tests;
+
+/// <summary>The Helm chart, checked as far as a machine without a cluster allows: helm's strict lint, rendering for
+/// both regions and every CI scenario, a strict parse of every rendered document into typed models, and the
+/// policies every workload must meet.</summary>
+public sealed class ChartTests
+{
+    public const string KubeVersion = "1.31.0";
+
+    public static TheoryData<string> ValuesFiles => new()
+    {
+        "values-region-a.yaml",
+        "values-region-b.yaml",
+        "ci/external-etcd-values.yaml",
+        "ci/minimal-values.yaml",
+    };
+
+    private static readonly Dictionary<string, Type> DaprKinds = new()
+    {
+        ["dapr.io/v1alpha1/Component"] = typeof(DaprComponent),
+        ["dapr.io/v1alpha1/Resiliency"] = typeof(DaprResiliency),
+        ["dapr.io/v1alpha1/Configuration"] = typeof(DaprConfiguration),
+    };
+
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public async Task Lint_Strict_Passes(string valuesFile)
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("lint", "--strict", ".", "-f", valuesFile);
+        Assert.True(exitCode == 0, output);
+    }
+
+    [Fact]
+    public async Task Values_OutsideTheSchema_AreRefused()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", "apps.api.replicaz=3", "--kube-version", KubeVersion);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("replicaz", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public async Task Rendered_Documents_ParseStrictly_AndMeetThePolicies(string valuesFile)
+    {
+        var objects = await RenderAsync(valuesFile);
+
+        var workloads = objects.OfType<V1Deployment>().Select(deployment => (deployment.Metadata.Name, deployment.Spec.Template, deployment.Spec.Selector))
+            .Concat(objects.OfType<V1StatefulSet>().Select(set => (set.Metadata.Name, set.Spec.Template, set.Spec.Selector)))
+            .ToArray();
+        Assert.NotEmpty(workloads);
+        foreach (var (name, template, selector) in workloads)
+        {
+            AssertSecure(name, template.Spec.SecurityContext, template.Spec.Containers);
+            Assert.All(template.Spec.Containers, container =>
+            {
+                Assert.True(container.ReadinessProbe is not null && container.LivenessProbe is not null, $"{name}/{container.Name}: probes");
+                Assert.True(container.Resources?.Requests?.Count > 0 && container.Resources?.Limits?.Count > 0, $"{name}/{container.Name}: resources");
+            });
+            Assert.DoesNotContain(selector.MatchLabels.Keys, key => key is "helm.sh/chart" or "app.kubernetes.io/version");
+        }
+
+        var pods = objects.OfType<V1Pod>().ToArray(); // the helm test pod
+        Assert.All(pods, pod => AssertSecure(pod.Metadata.Name, pod.Spec.SecurityContext, pod.Spec.Containers));
+
+        var deployments = objects.OfType<V1Deployment>().ToArray();
+        var appIds = deployments.Select(deployment => deployment.Spec.Template.Metadata.Annotations["dapr.io/app-id"]).ToArray();
+        Assert.Equal(appIds.Length, appIds.Distinct().Count());
+        Assert.All(deployments, deployment =>
+        {
+            var annotations = deployment.Spec.Template.Metadata.Annotations;
+            Assert.Equal("true", annotations["dapr.io/enabled"]);
+            Assert.True(annotations.ContainsKey("dapr.io/app-port") && annotations.ContainsKey("dapr.io/config"), deployment.Metadata.Name);
+            Assert.Contains(objects.OfType<V1PodDisruptionBudget>(), pdb => pdb.Metadata.Name == deployment.Metadata.Name);
+            Assert.Contains(objects.OfType<DaprConfiguration>(), config => config.Metadata.Name == annotations["dapr.io/config"]);
+        });
+
+        var store = Assert.Single(objects.OfType<DaprComponent>());
+        Assert.Equal(("state.etcd", "v2"), (store.Spec.Type, store.Spec.Version));
+        Assert.Contains(store.Spec.Metadata, item => item.Name == "actorStateStore" && item.Value == "true");
+        Assert.Contains(store.Spec.Metadata, item => item.Name == "maxTxnOps" && item.Value == "128");
+        Assert.Single(objects.OfType<DaprResiliency>());
+    }
+
+    [Fact]
+    public async Task NetworkPolicies_DenyByDefault_AndAllowOnlyWhatIsNeeded()
+    {
+        var objects = await RenderAsync("values-region-a.yaml");
+        var policies = objects.OfType<V1NetworkPolicy>().ToArray();
+
+        var deny = Assert.Single(policies, policy => policy.Metadata.Name.EndsWith("-default-deny", StringComparison.Ordinal));
+        Assert.Equal(["Ingress", "Egress"], deny.Spec.PolicyTypes);
+        Assert.True(deny.Spec.Ingress is null or { Count: 0 });
+        Assert.True(deny.Spec.Egress is null or { Count: 0 });
+        var apiIngress = Assert.Single(policies, policy => policy.Metadata.Name.EndsWith("-api-ingress", StringComparison.Ordinal));
+        Assert.Equal("api", apiIngress.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"]);
+        Assert.All(policies.Where(policy => policy != deny), policy => Assert.True(
+            (policy.Spec.Ingress?.Count ?? 0) + (policy.Spec.Egress?.Count ?? 0) > 0, $"{policy.Metadata.Name} allows nothing"));
+    }
+
+    [Fact]
+    public async Task AccessControl_OnlyTheOrchestratorAndApiInvokeTheLedger_AndOnlyTheApiTheOrchestrator()
+    {
+        var configs = (await RenderAsync("values-region-a.yaml")).OfType<DaprConfiguration>().ToDictionary(config => config.Metadata.Name);
+
+        string[] Callers(string component) => configs.Single(pair => pair.Key.EndsWith("-" + component, StringComparison.Ordinal)).Value
+            .Spec.AccessControl.Policies?.Select(policy => policy.AppId[(policy.AppId.LastIndexOf('-') + 1)..]).Order().ToArray() ?? [];
+
+        Assert.All(configs.Values, config => Assert.Equal("deny", config.Spec.AccessControl.DefaultAction));
+        Assert.Equal(["api", "orchestrator"], Callers("ledger"));
+        Assert.Equal(["orchestrator"], Callers("risk"));
+        Assert.Equal(["api"], Callers("orchestrator"));
+        Assert.Empty(Callers("api"));
+    }
+
+    [Fact]
+    public async Task RegionValues_CarryRegionRoleAndCosmosPreferences()
+    {
+        foreach (var (file, region, role) in new[] { ("values-region-a.yaml", "region-a", "active"), ("values-region-b.yaml", "region-b", "standby") })
+        {
+            var api = (await RenderAsync(file)).OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-api", StringComparison.Ordinal));
+            var env = api.Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name, variable => variable.Value);
+            Assert.Equal((region, role), (env["Region__Name"], env["Region__Role"]));
+            Assert.False(string.IsNullOrEmpty(env["Cosmos__PreferredRegions"]));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public async Task ValuesAndRenderedManifests_PassYamllint(string valuesFile)
+    {
+        var (exitCode, rendered) = await HelmTool.HelmAsync("template", "dp", ".", "-f", valuesFile, "--kube-version", KubeVersion);
+        Assert.Equal(0, exitCode);
+        var renderedPath = Path.Combine(Path.GetTempPath(), $"daprpayments-rendered-{Guid.NewGuid():N}.yaml");
+        await File.WriteAllTextAsync(renderedPath, rendered);
+        try
+        {
+            var config = Path.Combine(HelmTool.RepositoryRoot, ".yamllint");
+            var lint = await HelmTool.RunAsync("yamllint", ["-c", config, "values.yaml", valuesFile, "Chart.yaml", renderedPath], HelmTool.ChartDirectory);
+            Assert.True(lint.ExitCode == 0, lint.Output);
+        }
+        finally
+        {
+            File.Delete(renderedPath);
+        }
+    }
+
+    [Fact]
+    public async Task ComponentsFolder_IsTheChartsDaprResources_RenderedWithDefaults()
+    {
+        var (exitCode, rendered) = await HelmTool.HelmAsync(
+            "template", "daprpayments", ".", "--namespace", "default", "--kube-version", KubeVersion, "--show-only", "templates/dapr.yaml");
+        Assert.Equal(0, exitCode);
+        static string Body(string text) => string.Join('\n', text.Split('\n').Where(line => !line.StartsWith('#')).Select(line => line.TrimEnd())).Trim();
+        var committed = await File.ReadAllTextAsync(Path.Combine(HelmTool.RepositoryRoot, "components", "dapr.yaml"));
+        Assert.True(Body(rendered) == Body(committed),
+            "components/dapr.yaml is out of date: regenerate it with the helm template command named in its header.");
+    }
+
+    internal static async Task<List<object>> RenderAsync(string valuesFile)
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", valuesFile, "--kube-version", KubeVersion, "--namespace", "payments");
+        Assert.True(exitCode == 0, output);
+        return KubernetesYaml.LoadAllFromString(output, DaprKinds, strict: true);
+    }
+
+    private static void AssertSecure(string name, V1PodSecurityContext? pod, IList<V1Container> containers)
+    {
+        Assert.True(pod?.RunAsNonRoot == true, $"{name}: pod runAsNonRoot");
+        Assert.All(containers, container =>
+        {
+            var security = container.SecurityContext;
+            Assert.True(security?.RunAsNonRoot == true, $"{name}/{container.Name}: runAsNonRoot");
+            Assert.True(security?.ReadOnlyRootFilesystem == true, $"{name}/{container.Name}: readOnlyRootFilesystem");
+            Assert.True(security?.AllowPrivilegeEscalation == false, $"{name}/{container.Name}: allowPrivilegeEscalation");
+            Assert.Contains("ALL", security?.Capabilities?.Drop ?? []);
+        });
+    }
+}
