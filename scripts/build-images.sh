@@ -50,12 +50,16 @@ seed_base_images() {
     context=$(mktemp -d)
     if [ "$kind" = sdk ]; then cp -a /usr/share/dotnet "$context/dotnet"; else
       mkdir -p "$context/dotnet" && cp -a /usr/share/dotnet/dotnet /usr/share/dotnet/host /usr/share/dotnet/shared "$context/dotnet/"; fi
+    # Trust what this machine trusts: behind a corporate TLS proxy, NuGet restore inside the build needs its CA.
+    mkdir -p "$context/ca" && cp -a /usr/local/share/ca-certificates/. "$context/ca/" 2>/dev/null || true
     cat > "$context/Dockerfile" <<'DOCKERFILE'
 FROM daprpayments/base:bookworm
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends libicu72 libssl3 ca-certificates && rm -rf /var/lib/apt/lists/*
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
 COPY dotnet /usr/share/dotnet
 RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
-ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 NUGET_CERT_REVOCATION_MODE=offline
 DOCKERFILE
     docker build -q -t "$PREFIX/dotnet-$kind:10.0" "$context" >/dev/null
     rm -rf "$context"
