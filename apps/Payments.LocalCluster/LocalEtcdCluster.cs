@@ -19,6 +19,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan ExitWaitTimeout = TimeSpan.FromSeconds(10);
     private const int MaxMembers = 7;
+    private const int MaxStartAttempts = 3;
     private const string OwnerFile = "owner.pid";
 
     private readonly EtcdMember[] members;
@@ -50,6 +51,23 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(memberCount, MaxMembers);
         var etcdPath = await EtcdInstaller.EnsureInstalledAsync(progress, cancellationToken);
         CleanUpOrphans(progress);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await StartOnceAsync(memberCount, etcdPath, progress, cancellationToken);
+            }
+            catch (MemberExitedException exception) when (attempt < MaxStartAttempts)
+            {
+                // Free ports are chosen, released, then bound by etcd: another process can take one in between.
+                progress?.Invoke($"{exception.Message}; starting again on other ports (attempt {attempt + 1} of {MaxStartAttempts})");
+            }
+        }
+    }
+
+    private static async Task<LocalEtcdCluster> StartOnceAsync(
+        int memberCount, string etcdPath, Action<string>? progress, CancellationToken cancellationToken)
+    {
 
         var clusterName = $"c{Environment.ProcessId}-{Guid.NewGuid():N}"[..24];
         var directory = Path.Combine(RootDirectory, clusterName);
@@ -74,7 +92,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
                 member.Start();
             }
 
-            var leader = await cluster.WaitForLeaderAsync(cancellationToken);
+            var leader = await cluster.WaitForLeaderAsync(cancellationToken, failIfAMemberExits: true);
             progress?.Invoke($"etcd cluster ready: {cluster.ClientEndpoints} (leader m{leader})");
             return cluster;
         }
@@ -87,13 +105,20 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
     /// <summary>Waits, bounded by <see cref="LeaderWaitTimeout"/>, until the running members agree on a leader
     /// that is itself running and responsive; returns that member's index.</summary>
-    public async Task<int> WaitForLeaderAsync(CancellationToken cancellationToken)
+    public Task<int> WaitForLeaderAsync(CancellationToken cancellationToken) => WaitForLeaderAsync(cancellationToken, failIfAMemberExits: false);
+
+    private async Task<int> WaitForLeaderAsync(CancellationToken cancellationToken, bool failIfAMemberExits)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(LeaderWaitTimeout);
         string lastProblem = "no member answered yet";
         while (true)
         {
+            if (failIfAMemberExits && members.FirstOrDefault(member => !member.IsRunning) is { } exited)
+            {
+                throw new MemberExitedException($"etcd member {exited.Name} exited at start (see {exited.LogPath})");
+            }
+
             var leader = await TryFindLeaderAsync(timeout.Token);
             if (leader.Index is { } index)
             {
@@ -191,10 +216,9 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
         foreach (var directory in System.IO.Directory.EnumerateDirectories(RootDirectory))
         {
-            var ownerPath = Path.Combine(directory, OwnerFile);
-            if (File.Exists(ownerPath)
-                && int.TryParse(File.ReadAllText(ownerPath), CultureInfo.InvariantCulture, out var owner)
-                && IsAlive(owner))
+            // The owner's pid is part of the directory's name (c{pid}-…), so a cluster another process is creating
+            // right now is never mistaken for an orphan before its owner file exists.
+            if (OwnerOf(directory) is { } owner && IsAlive(owner))
             {
                 continue;
             }
@@ -213,6 +237,19 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     }
 
     private static bool IsAlive(int pid) => System.IO.Directory.Exists($"/proc/{pid}");
+
+    private static int? OwnerOf(string directory)
+    {
+        var name = Path.GetFileName(directory);
+        var dash = name.IndexOf('-', StringComparison.Ordinal);
+        if (name.StartsWith('c') && dash > 1 && int.TryParse(name.AsSpan(1, dash - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var fromName))
+        {
+            return fromName;
+        }
+
+        var ownerPath = Path.Combine(directory, OwnerFile);
+        return File.Exists(ownerPath) && int.TryParse(File.ReadAllText(ownerPath), CultureInfo.InvariantCulture, out var fromFile) ? fromFile : null;
+    }
 
     private static bool IsEtcd(int pid)
     {
@@ -252,3 +289,6 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         }
     }
 }
+
+/// <summary>A member died while the cluster was starting (typically a port taken in the meantime).</summary>
+internal sealed class MemberExitedException(string message) : Exception(message);
