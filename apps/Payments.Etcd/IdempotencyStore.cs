@@ -56,7 +56,18 @@ public sealed class IdempotencyStore
             request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
             request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), await LeaseForNowAsync(cancellationToken)));
             request.Failure.Add(EtcdBytes.Get(recordKey));
-            var response = await TxnAsync(request, cancellationToken);
+            TxnResponse response;
+            try
+            {
+                response = await TxnAsync(request, cancellationToken);
+            }
+            catch (RpcException exception) when (exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase))
+            {
+                // The hour's shared lease is gone (revoked, or etcd restored from a backup): grant a new one and retry.
+                leasesByBucket.Clear();
+                continue;
+            }
+
             if (response.Succeeded)
             {
                 return new IdempotencyBegin.Started(new IdempotencyClaim(recordKey, response.Header.Revision, fingerprint));

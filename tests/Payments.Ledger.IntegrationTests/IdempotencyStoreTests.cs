@@ -73,6 +73,21 @@ public sealed class IdempotencyStoreTests(EtcdClusterFixture etcd)
     }
 
     [Fact]
+    public async Task LostSharedLease_IsReplaced_AndRequestsKeepWorking()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        var first = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, IdempotencyKey.Parse("k1"), "f", CancellationToken.None));
+        var lease = (await etcd.Connection.Client.GetAsync(first.Claim.RecordKey)).Kvs[0].Lease;
+        await etcd.Connection.Leases.LeaseRevokeAsync(new LeaseRevokeRequest { ID = lease });
+
+        var second = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, IdempotencyKey.Parse("k2"), "f", CancellationToken.None));
+
+        var newLease = (await etcd.Connection.Client.GetAsync(second.Claim.RecordKey)).Kvs[0].Lease;
+        Assert.NotEqual(lease, newLease);
+        Assert.True((await etcd.Connection.Leases.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = newLease })).TTL >= TimeSpan.FromHours(24).TotalSeconds);
+    }
+
+    [Fact]
     public async Task ReleasedClaim_LetsTheNextRequestRun()
     {
         var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
