@@ -8,6 +8,9 @@ public static class EtcdBytes
 {
     public static ByteString Key(string key) => ByteString.CopyFromUtf8(key);
 
+    /// <summary>A key prefix ending in '/', so that "a/b" never also matches "a/bc…".</summary>
+    public static string AsPrefix(string prefix) => prefix.EndsWith('/') ? prefix : prefix + "/";
+
     /// <summary>The end of a prefix range: the prefix with its last byte incremented.</summary>
     public static ByteString PrefixEnd(string prefix)
     {

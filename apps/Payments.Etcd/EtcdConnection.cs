@@ -106,6 +106,20 @@ public sealed class EtcdConnection : IDisposable
         }
     }
 
+    /// <summary>Readiness: true when the cluster answers a linearizable read (which needs a quorum) in time.</summary>
+    public async Task<bool> IsReachableAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await CallAsync(token => Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key("/readyz"), Limit = 1 }, cancellationToken: token), cancellationToken);
+            return true;
+        }
+        catch (Exception exception) when (exception is RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Moves calls off <paramref name="failedEndpoint"/> (as read from <see cref="CurrentEndpoint"/> when a
     /// stream was opened): streams report their own failures, unary calls are observed automatically.</summary>
     public void MoveOff(int failedEndpoint) => invoker.MoveOn(failedEndpoint);

@@ -35,7 +35,7 @@ public sealed class IdempotencyStore
     public IdempotencyStore(EtcdConnection etcd, string prefix, TimeProvider time)
     {
         this.etcd = etcd;
-        this.prefix = prefix.EndsWith('/') ? prefix : prefix + "/";
+        this.prefix = EtcdBytes.AsPrefix(prefix);
         this.time = time;
     }
 

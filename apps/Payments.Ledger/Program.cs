@@ -1,8 +1,7 @@
-using Etcdserverpb;
 using Payments.Etcd;
-using Payments.Ledger;
 using Payments.Ledger.Apis;
 using Payments.Ledger.Core;
+using Payments.Ledger.Core.Expiry;
 using Payments.ServiceDefaults;
 
 var builder = WebApplication.CreateSlimBuilder(args);
@@ -18,18 +17,5 @@ builder.Services.AddHostedService<HoldExpiryService>();
 
 var app = builder.Build();
 app.MapLedgerApi();
-app.MapGet("/healthz", () => Results.Text("ok"));
-app.MapGet("/readyz", async (EtcdConnection etcd, CancellationToken cancellationToken) =>
-{
-    try
-    {
-        await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(keyPrefix + "readyz"), Limit = 1 }, cancellationToken: token), cancellationToken);
-        return Results.Text("ready");
-    }
-    catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-    {
-        return Results.Text("etcd unreachable", statusCode: StatusCodes.Status503ServiceUnavailable);
-    }
-});
+app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
 await app.RunAsync();

@@ -90,33 +90,14 @@ public static class ApiDemo
         }
 
         var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
-        var decided = false;
-        while (clock.Elapsed < TerminalTimeout)
+        var (status, reason) = await PaymentPolling.WaitForTerminalAsync(http, paymentId, TerminalTimeout, PollInterval, async () =>
         {
-            var response = await http.GetAsync($"/v1/payments/{paymentId}", cancellationToken);
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                var body = await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
-                var status = body.GetProperty("status").GetString()!;
-                if (status is "completed" or "failed" or "compensated")
-                {
-                    return new DemoResult(payment, status, body.TryGetProperty("reason", out var reason) ? reason.GetString() : null, clock.Elapsed);
-                }
-
-                if (status == "awaiting_approval" && !decided)
-                {
-                    // The reviewer's answer: the plan says which.
-                    var decision = payment.Kind == DemoKind.ReviewApproved ? "approve" : "reject";
-                    using var content = JsonContent.Create(new { });
-                    await http.PostAsync($"/v1/payments/{paymentId}/{decision}", content, cancellationToken);
-                    decided = true;
-                }
-            }
-
-            await Task.Delay(response.Headers.RetryAfter?.Delta ?? PollInterval, cancellationToken);
-        }
-
-        return new DemoResult(payment, "timed-out", null, clock.Elapsed);
+            // The reviewer's answer: the plan says which.
+            using var content = JsonContent.Create(new { });
+            var decision = payment.Kind == DemoKind.ReviewApproved ? "approve" : "reject";
+            await http.PostAsync($"/v1/payments/{paymentId}/{decision}", content, cancellationToken);
+        }, cancellationToken);
+        return new DemoResult(payment, status, reason, clock.Elapsed);
     }
 
     private static void Summarise(ConcurrentBag<DemoResult> results)

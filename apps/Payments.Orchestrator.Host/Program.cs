@@ -1,5 +1,4 @@
 using Dapr.Workflow;
-using Etcdserverpb;
 using Payments.Etcd;
 using Payments.Ledger.Client;
 using Payments.Ledger.Core;
@@ -26,11 +25,7 @@ if (options.LedgerUrl is { Length: > 0 } ledgerUrl)
 {
     // The ledger service: Dapr service invocation on Kubernetes (http://localhost:3500/v1.0/invoke/ledger/method/),
     // its own process locally. Each call is bounded; a timeout is a fault the workflow runtime retries.
-    builder.Services.AddHttpClient<ILedger, HttpLedger>(http =>
-    {
-        http.BaseAddress = new Uri(ledgerUrl.EndsWith('/') ? ledgerUrl : ledgerUrl + "/");
-        http.Timeout = OrchestratorOptions.LedgerCallTimeout;
-    });
+    builder.Services.AddInvocationClient<ILedger, HttpLedger>(ledgerUrl, OrchestratorOptions.LedgerCallTimeout);
 }
 else
 {
@@ -40,11 +35,7 @@ else
 
 if (options.RiskUrl is { Length: > 0 } riskUrl)
 {
-    builder.Services.AddHttpClient<IRiskAssessor, HttpRiskAssessor>(http =>
-    {
-        http.BaseAddress = new Uri(riskUrl.EndsWith('/') ? riskUrl : riskUrl + "/");
-        http.Timeout = OrchestratorOptions.RiskCallTimeout;
-    });
+    builder.Services.AddInvocationClient<IRiskAssessor, HttpRiskAssessor>(riskUrl, OrchestratorOptions.RiskCallTimeout);
 }
 else
 {
@@ -57,19 +48,5 @@ builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetReq
 
 var app = builder.Build();
 app.MapPaymentWorkflowsApi();
-app.MapGet("/healthz", () => Results.Text("ok"));
-app.MapGet("/readyz", async (EtcdConnection etcd, CancellationToken cancellationToken) =>
-{
-    try
-    {
-        await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(options.KeyPrefix + "readyz"), Limit = 1 }, cancellationToken: token),
-            cancellationToken);
-        return Results.Text("ready");
-    }
-    catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-    {
-        return Results.Text("etcd unreachable", statusCode: StatusCodes.Status503ServiceUnavailable);
-    }
-});
+app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
 await app.RunAsync();

@@ -15,6 +15,5 @@ app.MapPost("/" + HttpRiskAssessor.AssessRoute, async (RiskRequestWire body, IRi
     body.ToInput(out var problem) is { } input
         ? Results.Ok(await risk.AssessAsync(input, cancellationToken))
         : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
-app.MapGet("/healthz", () => Results.Text("ok"));
-app.MapGet("/readyz", () => Results.Text("ready")); // no dependency: the rules and the velocity window are in memory
+app.MapHealthEndpoints(); // no dependency to check: the rules and the velocity window are in memory
 await app.RunAsync();

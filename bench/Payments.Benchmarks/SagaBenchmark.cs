@@ -9,6 +9,7 @@ using System.Text.Json;
 using HdrHistogram;
 using ApiStore = Payments.Api.Storage.ApiStore;
 using LocalSystem = LocalApp::Payments.Local.LocalSystem;
+using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
 
 namespace Payments.Benchmarks;
 
@@ -118,22 +119,7 @@ public static class SagaBenchmark
         }
 
         var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
-        var waited = Stopwatch.StartNew();
-        while (waited.Elapsed < TerminalTimeout)
-        {
-            var response = await http.GetAsync($"/v1/payments/{paymentId}", cancellationToken);
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                var status = (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString()!;
-                if (status is "completed" or "failed" or "compensated")
-                {
-                    return status;
-                }
-            }
-
-            await Task.Delay(response.Headers.RetryAfter?.Delta ?? PollInterval, cancellationToken);
-        }
-
-        return "timed-out";
+        var (status, _) = await PaymentPolling.WaitForTerminalAsync(http, paymentId, TerminalTimeout, PollInterval, null, cancellationToken);
+        return status;
     }
 }

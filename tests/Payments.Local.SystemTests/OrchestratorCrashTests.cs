@@ -11,6 +11,7 @@ using Payments.Testing;
 using Xunit.Abstractions;
 using ApiStore = Payments.Api.Storage.ApiStore;
 using LocalSystem = LocalApp::Payments.Local.LocalSystem;
+using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
 
 namespace Payments.Local.SystemTests;
 
@@ -104,21 +105,9 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
 
     private static async Task<string> TerminalStatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
     {
-        var waited = Stopwatch.StartNew();
-        while (true)
-        {
-            var response = await http.GetAsync($"/v1/payments/{paymentId}", cancellationToken);
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                var status = (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString()!;
-                if (status is "completed" or "failed" or "compensated")
-                {
-                    return status;
-                }
-            }
-
-            Assert.True(waited.Elapsed < TimeSpan.FromMinutes(2), $"Payment {paymentId} did not reach a terminal state.");
-            await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(200), cancellationToken);
-        }
+        var (status, _) = await PaymentPolling.WaitForTerminalAsync(
+            http, paymentId, TimeSpan.FromMinutes(2), TimeSpan.FromMilliseconds(200), null, cancellationToken);
+        Assert.True(status != "timed-out", $"Payment {paymentId} did not reach a terminal state.");
+        return status;
     }
 }

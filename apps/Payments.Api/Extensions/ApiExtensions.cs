@@ -9,6 +9,7 @@ using Payments.Api.Storage;
 using Payments.Etcd;
 using Payments.Ledger.Client;
 using Payments.Ledger.Core;
+using Payments.ServiceDefaults;
 using Payments.Orchestrator.Gateway;
 using Payments.Orchestrator.Records;
 
@@ -35,11 +36,7 @@ public static class ApiExtensions
         if (options.LedgerUrl is { Length: > 0 } ledgerUrl)
         {
             // The ledger service (Dapr service invocation on Kubernetes, its own process locally); calls are bounded.
-            services.AddHttpClient<ILedger, HttpLedger>(http =>
-            {
-                http.BaseAddress = new Uri(ledgerUrl.EndsWith('/') ? ledgerUrl : ledgerUrl + "/");
-                http.Timeout = ApiOptions.LedgerCallTimeout;
-            });
+            services.AddInvocationClient<ILedger, HttpLedger>(ledgerUrl, ApiOptions.LedgerCallTimeout);
         }
         else
         {
@@ -56,11 +53,7 @@ public static class ApiExtensions
         services.AddSingleton<PaymentServices>();
         if (options.OrchestratorUrl is { Length: > 0 } orchestratorUrl)
         {
-            services.AddHttpClient<IPaymentWorkflows, HttpPaymentWorkflows>(http =>
-            {
-                http.BaseAddress = new Uri(orchestratorUrl.EndsWith('/') ? orchestratorUrl : orchestratorUrl + "/");
-                http.Timeout = ApiOptions.OrchestratorCallTimeout;
-            });
+            services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(orchestratorUrl, ApiOptions.OrchestratorCallTimeout);
         }
         else
         {
@@ -100,7 +93,7 @@ public static class ApiExtensions
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseRateLimiter();
         app.MapOpenApi();
-        app.MapHealthEndpoints();
+        app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();
     }

@@ -14,7 +14,7 @@ public sealed class ApiStore(EtcdConnection etcd, string prefix)
     /// <summary>Looked-up keys kept in memory; past it the cache starts over.</summary>
     public const int MaxCachedKeys = 10_000;
 
-    private readonly string root = prefix.EndsWith('/') ? prefix : prefix + "/";
+    private readonly string root = EtcdBytes.AsPrefix(prefix);
     private readonly ConcurrentDictionary<string, string> merchantsByKeyHash = new(StringComparer.Ordinal);
 
     /// <summary>Issues a new API key for a merchant. Only its SHA-256 is stored: API keys are 256-bit random values,

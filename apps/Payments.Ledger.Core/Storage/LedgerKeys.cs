@@ -15,7 +15,7 @@ internal sealed class LedgerKeys(string prefix)
 {
     public const int SystemAccountShards = 16;
 
-    public string Prefix { get; } = prefix.EndsWith('/') ? prefix : prefix + "/";
+    public string Prefix { get; } = Etcd.EtcdBytes.AsPrefix(prefix);
 
     public string AccountsPrefix => Prefix + "acct/";
 

@@ -30,7 +30,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     /// <summary>Compare-and-swap rounds before a terminal write gives up (it then fails its activity, which is retried).</summary>
     public const int MaxCasAttempts = 8;
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
-    private readonly string root = prefix.EndsWith('/') ? prefix : prefix + "/";
+    private readonly string root = EtcdBytes.AsPrefix(prefix);
 
     /// <summary>Creates the record, or returns the one already there with that id.</summary>
     public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)

@@ -1,0 +1,38 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Payments.ServiceDefaults;
+
+public static class HealthAndInvocationExtensions
+{
+    /// <summary><c>/healthz</c>: the process serves requests (never depends on anything a restart would not fix).
+    /// <c>/readyz</c>: <paramref name="isReady"/> says yes (no check: always ready).</summary>
+    public static void MapHealthEndpoints(
+        this IEndpointRouteBuilder app, Func<IServiceProvider, CancellationToken, Task<bool>>? isReady = null)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription();
+        app.MapGet("/readyz", async (HttpContext context) =>
+            isReady is null || await isReady(context.RequestServices, context.RequestAborted)
+                ? Results.Text("ready")
+                : Results.Text("not ready: a dependency is unreachable", statusCode: StatusCodes.Status503ServiceUnavailable))
+            .ExcludeFromDescription();
+    }
+
+    /// <summary>A typed HTTP client for another DaprPayments service: on Kubernetes <paramref name="baseUrl"/> is the
+    /// Dapr sidecar's invocation URL (<c>http://localhost:3500/v1.0/invoke/&lt;app-id&gt;/method/</c>), locally the
+    /// service's own address. Every call is bounded by <paramref name="timeout"/>.</summary>
+    public static void AddInvocationClient<TService, TImplementation>(this IServiceCollection services, string baseUrl, TimeSpan timeout)
+        where TService : class
+        where TImplementation : class, TService
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(baseUrl);
+        services.AddHttpClient<TService, TImplementation>(http =>
+        {
+            http.BaseAddress = new Uri(baseUrl.EndsWith('/') ? baseUrl : baseUrl + "/"); // relative routes append to it
+            http.Timeout = timeout;
+        });
+    }
+}
