@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds every DaprPayments image: the four apps (one Dockerfile, APP as a build argument) and etcd.
+# Builds every DaprPayments image: the apps (one Dockerfile, APP as a build argument: API, orchestrator, ledger, risk,
+# the development workflow sidecar and the edge load balancer) and etcd.
 # Online, the Dockerfiles' defaults (Microsoft's .NET images, debian:bookworm-slim) are pulled as usual.
 # Offline (air-gapped build machines, common at banks; also this project's CI), base images are seeded without any
 # registry: a Debian root filesystem from debootstrap (Debian's mirror only), plus this machine's .NET for the SDK
@@ -8,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG="${TAG:-0.1.0}"
 PREFIX=daprpayments
-APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk)
+APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk
+      Payments.WorkflowSidecar:workflow-sidecar Payments.Edge:edge)
 OFFLINE="${1:-}"
 export DOCKER_API_VERSION="${DOCKER_API_VERSION:-1.41}"
 

@@ -9,7 +9,7 @@ using Payments.WorkflowSidecar.Protocol;
 // the apps' unchanged Dapr.Workflow code runs where daprd cannot. State lives in memory: development and tests only.
 var options = SidecarOptions.Parse(args);
 var builder = WebApplication.CreateSlimBuilder(args);
-builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenLocalhost(options.Port, listen => listen.Protocols = HttpProtocols.Http2));
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(options.Host, options.Port, listen => listen.Protocols = HttpProtocols.Http2));
 builder.Services.AddGrpc();
 builder.Services.AddSingleton(options);
 builder.Services.AddSingleton(TimeProvider.System);
@@ -23,8 +23,8 @@ builder.Services.AddHostedService<FinishedWorkflowPurger>();
 
 var app = builder.Build();
 app.Logger.LogWarning(
-    "Development workflow sidecar on 127.0.0.1:{Port}: in-memory, for development and tests only — production runs daprd.",
-    options.Port);
+    "Development workflow sidecar on {Host}:{Port}: in-memory, for development and tests only — production runs daprd.",
+    options.Host, options.Port);
 app.Use(DaprWorkflowProtocolAdapter.RewriteAsync);
 app.MapGrpcService<ReconnectingTaskHubServer>();
 await app.RunAsync();

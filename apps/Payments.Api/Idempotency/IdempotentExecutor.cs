@@ -79,19 +79,42 @@ public sealed class IdempotentExecutor(IdempotencyStore store)
         catch
         {
             // Nothing recorded: the client's retry with the same key runs again (handlers are idempotent by id).
-            await store.ReleaseAsync(claim, CancellationToken.None);
+            await ReleaseAfterFailureAsync(claim);
             throw;
         }
 
         if (reply.IsServerError)
         {
             await store.ReleaseAsync(claim, CancellationToken.None);
+            return reply;
         }
-        else
+
+        try
         {
             await store.CompleteAsync(claim, reply.StatusCode, reply.Body, reply.ContentType, cancellationToken);
         }
+        catch
+        {
+            // The outcome could not be recorded (etcd failed): release the claim so the client's retry re-runs the
+            // idempotent handler at once and gets the same answer, instead of 409s until the claim times out.
+            await ReleaseAfterFailureAsync(claim);
+            throw;
+        }
 
         return reply;
+    }
+
+    /// <summary>Best effort, already retried: if even that fails the claim expires after
+    /// <see cref="IdempotencyStore.InProgressTimeout"/>; the original failure is what the caller reports.</summary>
+    private async Task ReleaseAfterFailureAsync(IdempotencyClaim claim)
+    {
+        try
+        {
+            await store.ReleaseAsync(claim, CancellationToken.None);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException)
+        {
+            // Deliberately swallowed (see above).
+        }
     }
 }

@@ -1,0 +1,390 @@
+extern alias ApiApp;
+
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using DotNet.Testcontainers.Builders;
+using DotNet.Testcontainers.Configurations;
+using DotNet.Testcontainers.Containers;
+using DotNet.Testcontainers.Images;
+using DotNet.Testcontainers.Networks;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+using Payments.Orchestrator.Records;
+
+using ApiStore = ApiApp::Payments.Api.Storage.ApiStore;
+
+namespace Payments.Containers.Tests;
+
+/// <summary>The whole system as containers on one user-defined Docker network, as on a cluster: a 3-member etcd
+/// cluster, the workflow sidecar, the ledger, risk and orchestrator services, two API replicas and the edge load
+/// balancer in front of them. The images are the ones <c>scripts/build-images.sh</c> builds (the test command builds
+/// them first). Every app runs as on Kubernetes: non-root, read-only root file system, <c>/tmp</c> as tmpfs.
+/// <para>The workflow sidecar is the development one (in-memory durable-task engine speaking Dapr's workflow protocol,
+/// ADR 0002), because no daprd image can be pulled on the machines this suite runs on. See docs/deploy.md
+/// ("Container tests with real daprd") for running the apps' unchanged code against daprd instead.</para></summary>
+public sealed class ContainerSystem : IAsyncLifetime
+{
+    public const string KeyPrefix = "/daprpayments/";
+    public const string ImageTag = "0.1.0";
+    public const string EtcdImage = "daprpayments/etcd:3.4.23";
+    public const long ReviewThresholdMinor = 100_000;
+    public const int EtcdMembers = 3;
+    public const int ApiReplicas = 2;
+    public const int AppPort = 8080;
+    public const int SidecarPort = 50001;
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
+    private const string OwnerLabel = "daprpayments.tests.owner-pid";
+    private const string RunLabel = "daprpayments.tests.run";
+
+    private readonly string run = Guid.NewGuid().ToString("N")[..8];
+    private readonly int[] etcdHostPorts = new int[EtcdMembers];
+    private readonly IContainer[] apis = new IContainer[ApiReplicas];
+    private int generation;
+    private INetwork? network;
+
+    static ContainerSystem()
+    {
+        // Debian's Docker engine speaks API 1.41 at most, and the resource reaper's image cannot be pulled offline:
+        // this fixture removes what it created itself (also when its start fails, and orphans of killed runs).
+        Environment.SetEnvironmentVariable("DOCKER_API_VERSION", Environment.GetEnvironmentVariable("DOCKER_API_VERSION") ?? "1.41");
+        Environment.SetEnvironmentVariable("TESTCONTAINERS_RYUK_DISABLED", "true");
+    }
+
+    public string NetworkName => network?.Name ?? throw new InvalidOperationException("Not started.");
+
+    public IContainer[] EtcdContainers { get; } = new IContainer[EtcdMembers];
+
+    public IContainer Orchestrator { get; private set; } = null!;
+
+    public IContainer Ledger { get; private set; } = null!;
+
+    public IReadOnlyList<IContainer> Apis => apis;
+
+    public IContainer Edge { get; private set; } = null!;
+
+    /// <summary>A direct connection to the etcd cluster (through the members' published ports), for reads that do
+    /// not trust the API.</summary>
+    public EtcdConnection Etcd { get; private set; } = null!;
+
+    public EtcdLedger LedgerStore { get; private set; } = null!;
+
+    public PaymentRecordStore Records { get; private set; } = null!;
+
+    /// <summary>The public API through the edge load balancer, with a merchant's API key.</summary>
+    public HttpClient Client { get; private set; } = null!;
+
+    public string MerchantId => "merchant-containers";
+
+    public TimeSpan StartTime { get; private set; }
+
+    public async Task InitializeAsync()
+    {
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            await RemoveOrphansAsync();
+            await StartAsync();
+        }
+        catch
+        {
+            // xunit does not call DisposeAsync when InitializeAsync throws: remove what was created here.
+            await DisposeAsync();
+            throw;
+        }
+
+        StartTime = clock.Elapsed;
+    }
+
+    public async Task DisposeAsync()
+    {
+        Client?.Dispose();
+        Etcd?.Dispose();
+        // Every container of this run, whatever state it is in (killed, paused, replaced), then the network.
+        var ids = await DockerCli.RunAsync("container", "ls", "--all", "--quiet", "--filter", $"label={RunLabel}={run}");
+        if (ids.Length > 0)
+        {
+            await DockerCli.RunAsync(["rm", "--force", "--volumes", .. ids.Split('\n', StringSplitOptions.RemoveEmptyEntries)]);
+        }
+
+        if (network is not null)
+        {
+            await DockerCli.RunAsync("network", "rm", network.Name);
+        }
+    }
+
+    /// <summary>Replaces a killed orchestrator with a fresh container under the same network alias.</summary>
+    public async Task StartFreshOrchestratorAsync()
+    {
+        Orchestrator = await StartAppAsync("orchestrator", "orchestrator", AppEnvironment());
+    }
+
+    public async Task StartFreshApiAsync(int replica)
+    {
+        apis[replica] = await StartAppAsync("api", $"api-{replica}", AppEnvironment());
+    }
+
+    /// <summary>Index of the etcd member that leads, as a majority of the running members reports it (bounded poll).</summary>
+    public async Task<int> WaitForEtcdLeaderAsync()
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            var statuses = await Task.WhenAll(etcdHostPorts.Select(TryStatusAsync));
+            var answered = statuses.Where(status => status is not null).Select(status => status!).ToArray();
+            var leaders = answered.Select(status => status.Leader).Where(leader => leader != 0).Distinct().ToArray();
+            if (answered.Length * 2 > EtcdMembers && leaders.Length == 1 && answered.FirstOrDefault(status => status.Header.MemberId == leaders[0]) is { } leader)
+            {
+                return Array.IndexOf(statuses, leader);
+            }
+
+            if (waited.Elapsed > ReadyTimeout)
+            {
+                throw new TimeoutException($"The etcd containers agreed on no leader within {ReadyTimeout.TotalSeconds} s ({answered.Length} answered).");
+            }
+
+            await Task.Delay(PollInterval);
+        }
+    }
+
+    /// <summary>Polls (bounded) until every app answers <c>/readyz</c> and the edge reaches an API replica.</summary>
+    public async Task WaitUntilReadyAsync()
+    {
+        await WaitForEtcdLeaderAsync();
+        foreach (var container in new[] { Ledger, Orchestrator, Edge }.Concat(apis))
+        {
+            await WaitForHttpAsync(container, "/readyz");
+        }
+    }
+
+    private async Task StartAsync()
+    {
+        var builder = new NetworkBuilder().WithName($"daprpayments-{run}").WithLabel(OwnerLabel, OwnerPid).Build();
+        await builder.CreateAsync();
+        network = builder; // from here on, DisposeAsync removes it
+        foreach (var image in new[] { "api", "orchestrator", "ledger", "risk", "workflow-sidecar", "edge" }.Select(Image).Append(EtcdImage))
+        {
+            if (!await DockerCli.ImageExistsAsync(image))
+            {
+                throw new InvalidOperationException($"Image {image} is missing: run scripts/build-images.sh (the test command does).");
+            }
+        }
+
+        await StartEtcdAsync();
+        Etcd = EtcdConnection.Create(string.Join(',', etcdHostPorts.Select(port => $"http://127.0.0.1:{port}")));
+        LedgerStore = new EtcdLedger(Etcd, KeyPrefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance);
+        Records = new PaymentRecordStore(Etcd, KeyPrefix + "payments/");
+
+        var environment = AppEnvironment();
+        var sidecar = Container("workflow-sidecar", "workflow-sidecar", environment: new Dictionary<string, string>())
+            .WithCommand("--host", "0.0.0.0", "--port", SidecarPort.ToString(CultureInfo.InvariantCulture))
+            .WithPortBinding(SidecarPort, assignRandomHostPort: true)
+            .Build();
+        await StartTrackedAsync(sidecar);
+        await WaitForTcpAsync(sidecar, SidecarPort);
+        // Independent of one another: started together.
+        var started = await Task.WhenAll(
+            StartAppAsync("ledger", "ledger", environment),
+            StartAppAsync("risk", "risk", environment),
+            StartAppAsync("orchestrator", "orchestrator", environment),
+            StartAppAsync("api", "api-0", environment),
+            StartAppAsync("api", "api-1", environment));
+        (Ledger, Orchestrator, apis[0], apis[1]) = (started[0], started[2], started[3], started[4]);
+        var edgeEnvironment = new Dictionary<string, string>(environment)
+        {
+            ["Edge__Backends"] = string.Join(',', Enumerable.Range(0, ApiReplicas).Select(replica => $"http://api-{replica}:{AppPort}")),
+        };
+        Edge = await StartAppAsync("edge", "edge", edgeEnvironment);
+
+        var key = await new ApiStore(Etcd, KeyPrefix + "api/").IssueApiKeyAsync(MerchantId, CancellationToken.None);
+        Client = new HttpClient { BaseAddress = BaseAddress(Edge), Timeout = TimeSpan.FromSeconds(15) };
+        Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+    }
+
+    private async Task StartEtcdAsync()
+    {
+        var peers = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"etcd-{index}=http://etcd-{index}:2380"));
+        for (var index = 0; index < EtcdMembers; index++)
+        {
+            // A fixed host port: a member killed and started again keeps it, so the test's own connection finds it.
+            etcdHostPorts[index] = FreePort();
+            EtcdContainers[index] = Container("etcd", $"etcd-{index}", EtcdImage, new Dictionary<string, string>())
+                .WithPortBinding(etcdHostPorts[index], 2379)
+                .WithCommand(
+                    "--name", $"etcd-{index}",
+                    // On the container's own layer, not a tmpfs: a member killed and started again rejoins with its
+                    // log, as a pod with its volume does.
+                    "--data-dir", "/var/lib/etcd/data",
+                    "--listen-client-urls", "http://0.0.0.0:2379",
+                    "--advertise-client-urls", $"http://etcd-{index}:2379",
+                    "--listen-peer-urls", "http://0.0.0.0:2380",
+                    "--initial-advertise-peer-urls", $"http://etcd-{index}:2380",
+                    "--initial-cluster", peers,
+                    "--initial-cluster-token", $"daprpayments-{run}",
+                    "--initial-cluster-state", "new")
+                .Build();
+        }
+
+        await Task.WhenAll(EtcdContainers.Select(StartTrackedAsync));
+        await WaitForEtcdLeaderAsync();
+    }
+
+    private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
+    {
+        var builder = Container(image, alias, Image(image), environment);
+        // Only the edge is reached from the host (the clients); the apps talk over the network, as on a cluster.
+        var container = (image == "edge" ? builder.WithPortBinding(AppPort, assignRandomHostPort: true) : builder).Build();
+        await StartTrackedAsync(container);
+        await WaitForHttpAsync(container, "/readyz");
+        return container;
+    }
+
+    private ContainerBuilder Container(string name, string alias, string image, IReadOnlyDictionary<string, string> environment) =>
+        new ContainerBuilder(image)
+            .WithImagePullPolicy(PullPolicy.Never)
+            .WithName($"daprpayments-{run}-{alias}-{Interlocked.Increment(ref generation)}")
+            .WithLabel(OwnerLabel, OwnerPid)
+            .WithLabel(RunLabel, run)
+            .WithNetwork(network!)
+            .WithNetworkAliases(alias)
+            .WithEnvironment(environment)
+            .WithCreateParameterModifier(parameters =>
+            {
+                // As in the chart: nothing may write outside /tmp.
+                parameters.HostConfig ??= new Docker.DotNet.Models.HostConfig();
+                parameters.HostConfig.ReadonlyRootfs = name != "etcd";
+                parameters.HostConfig.Tmpfs = new Dictionary<string, string> { ["/tmp"] = "rw,size=64m" };
+            });
+
+    private ContainerBuilder Container(string image, string alias, IReadOnlyDictionary<string, string> environment) =>
+        Container(image, alias, Image(image), environment);
+
+    private static async Task StartTrackedAsync(IContainer container)
+    {
+        using var timeout = new CancellationTokenSource(ReadyTimeout);
+        await container.StartAsync(timeout.Token);
+    }
+
+    private Dictionary<string, string> AppEnvironment() => new()
+    {
+        ["DAPR_GRPC_ENDPOINT"] = $"http://workflow-sidecar:{SidecarPort}",
+        ["Payments__EtcdEndpoints"] = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"http://etcd-{index}:2379")),
+        ["Payments__KeyPrefix"] = KeyPrefix,
+        ["Payments__LedgerUrl"] = $"http://ledger:{AppPort}/",
+        ["Payments__RiskUrl"] = $"http://risk:{AppPort}/",
+        ["Payments__OrchestratorUrl"] = $"http://orchestrator:{AppPort}/",
+        ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
+        ["Logging__LogLevel__Default"] = "Warning",
+        ["Telemetry__Exporter"] = "none",
+    };
+
+    private static string Image(string name) => $"daprpayments/{name}:{ImageTag}";
+
+    private static Uri BaseAddress(IContainer container) => new($"http://127.0.0.1:{container.GetMappedPublicPort(AppPort)}");
+
+    private static string OwnerPid => Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Polls (bounded) the app's own <paramref name="path"/> from inside its container, so the answer does
+    /// not depend on the host's port mapping (a network disconnect and reconnect drops a container's published ports).</summary>
+    private static async Task WaitForHttpAsync(IContainer container, string path)
+    {
+        string[] probe = ["/bin/bash", "-c", $"exec 3<>/dev/tcp/127.0.0.1/{AppPort} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3"];
+        var waited = Stopwatch.StartNew();
+        var last = "no answer yet";
+        while (waited.Elapsed < ReadyTimeout)
+        {
+            using var timeout = new CancellationTokenSource(ProbeTimeout * 5);
+            var result = await container.ExecAsync(probe, timeout.Token);
+            if (result.ExitCode == 0 && result.Stdout.Contains(" 200 ", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            last = $"{result.Stdout.Trim()} {result.Stderr.Trim()}";
+            await Task.Delay(PollInterval);
+        }
+
+        var (stdout, stderr) = await container.GetLogsAsync();
+        throw new TimeoutException($"{container.Name} not ready at {path} within {ReadyTimeout.TotalSeconds} s ({last}). Logs:\n{stdout}\n{stderr}");
+    }
+
+    private static async Task WaitForTcpAsync(IContainer container, int port)
+    {
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < ReadyTimeout)
+        {
+            try
+            {
+                using var tcp = new TcpClient();
+                await tcp.ConnectAsync("127.0.0.1", container.GetMappedPublicPort(port));
+                return;
+            }
+            catch (SocketException)
+            {
+                await Task.Delay(PollInterval);
+            }
+        }
+
+        throw new TimeoutException($"{container.Name} did not accept connections on {port} within {ReadyTimeout.TotalSeconds} s.");
+    }
+
+    private static async Task<Etcdserverpb.StatusResponse?> TryStatusAsync(int hostPort)
+    {
+        try
+        {
+            using var client = new dotnet_etcd.EtcdClient($"http://127.0.0.1:{hostPort}");
+            using var deadline = new CancellationTokenSource(ProbeTimeout);
+            return await client.StatusAsync(new Etcdserverpb.StatusRequest(), cancellationToken: deadline.Token);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException or HttpRequestException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Containers and networks left by a test process that no longer runs (killed before it cleaned up).</summary>
+    private static async Task RemoveOrphansAsync()
+    {
+        foreach (var kind in new[] { "container", "network" })
+        {
+            string[] list = kind == "container" ? ["container", "ls", "--all"] : ["network", "ls"];
+            var listed = await DockerCli.RunAsync([.. list, "--filter", $"label={OwnerLabel}", "--format", $"{{{{.ID}}}} {{{{.Label \"{OwnerLabel}\"}}}}"]);
+            foreach (var line in listed.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var parts = line.Split(' ');
+                if (parts.Length == 2 && int.TryParse(parts[1], CultureInfo.InvariantCulture, out var pid) && !IsAlive(pid))
+                {
+                    await DockerCli.RunAsync(kind == "container" ? ["rm", "--force", parts[0]] : ["network", "rm", parts[0]]);
+                }
+            }
+        }
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+[CollectionDefinition("containers")]
+public sealed class ContainerCollection : ICollectionFixture<ContainerSystem>;
