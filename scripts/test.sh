@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests and integration tests against real local etcd clusters.
-# Installs what a fresh machine lacks (etcd), builds, runs every test project, and ends with one
-# line "N passed, N failed, N skipped".
+# The whole test suite: unit tests, integration tests against real local etcd clusters, and the container suite.
+# Installs what a fresh machine lacks (etcd; the Docker engine and the seeded base images, through
+# build-images.sh), builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=.artifacts/test-results
@@ -10,6 +10,11 @@ rm -rf "$results"
 scripts/ensure-tools.sh
 echo "==> Building (Release)…"
 dotnet build DaprPayments.sln -c Release -nologo -v quiet
+
+# The container suite runs the images of this very checkout: rebuilt every time (Docker's layer cache makes an
+# unchanged tree a matter of seconds; a fresh machine installs Docker and seeds the base images first).
+scripts/build-images.sh
+export DOCKER_API_VERSION="${DOCKER_API_VERSION:-1.41}" TESTCONTAINERS_RYUK_DISABLED=true
 
 echo "==> Testing…"
 mkdir -p "$results"

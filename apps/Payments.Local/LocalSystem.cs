@@ -9,11 +9,13 @@ using Payments.LocalCluster;
 namespace Payments.Local;
 
 /// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the ledger and
-/// risk services, the orchestrator and the API, each app its own process. Development only.</summary>
+/// risk services, the orchestrator, two API replicas and the edge load balancer in front of them (the same one the
+/// container tests use), each app its own process. Development only.</summary>
 public sealed class LocalSystem : IAsyncDisposable
 {
     public const string KeyPrefix = "/daprpayments/";
     public const long ReviewThresholdMinor = 100_000;
+    public const int ApiReplicas = 2;
     private readonly List<ChildProcess> children = [];
     private int? orchestratorPort;
 
@@ -113,12 +115,25 @@ public sealed class LocalSystem : IAsyncDisposable
         await StartOrchestratorAsync(cancellationToken);
         progress("Orchestrator ready (PaymentWorkflow and its activities)");
 
+        var replicas = new List<string>();
+        for (var replica = 0; replica < ApiReplicas; replica++)
+        {
+            var replicaUrl = $"http://127.0.0.1:{FreePort()}";
+            var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port), LogDirectory);
+            children.Add(api);
+            await api.WaitReadyAsync(new Uri(replicaUrl + "/readyz"), tcpOnly: false, cancellationToken);
+            replicas.Add(replicaUrl);
+        }
+
+        // Clients see one address: the edge load balancer, which spreads requests over the replicas and stops
+        // sending to one that fails (a replica can be killed; clients retry with their Idempotency-Keys).
         var port = apiPort == 0 || !IsFree(apiPort) ? FreePort() : apiPort;
         ApiBaseAddress = new Uri($"http://127.0.0.1:{port}");
-        var api = ChildProcess.Start("api", "Payments.Api.dll", [], AppEnvironment(port), LogDirectory);
-        children.Add(api);
-        await api.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
-        progress($"API ready on {ApiBaseAddress} (logs in {LogDirectory})");
+        var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(port)) { ["Edge__Backends"] = string.Join(',', replicas) };
+        var edge = ChildProcess.Start("edge", "Payments.Edge.dll", [], edgeEnvironment, LogDirectory);
+        children.Add(edge);
+        await edge.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
+        progress($"API ready on {ApiBaseAddress}: the edge load balancer over {ApiReplicas} replicas (logs in {LogDirectory})");
     }
 
     private Dictionary<string, string> AppEnvironment(int port) => new()

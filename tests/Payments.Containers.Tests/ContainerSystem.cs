@@ -24,8 +24,11 @@ namespace Payments.Containers.Tests;
 /// balancer in front of them. The images are the ones <c>scripts/build-images.sh</c> builds (the test command builds
 /// them first). Every app runs as on Kubernetes: non-root, read-only root file system, <c>/tmp</c> as tmpfs.
 /// <para>The workflow sidecar is the development one (in-memory durable-task engine speaking Dapr's workflow protocol,
-/// ADR 0002), because no daprd image can be pulled on the machines this suite runs on. See docs/deploy.md
-/// ("Container tests with real daprd") for running the apps' unchanged code against daprd instead.</para></summary>
+/// ADR 0002) by default, because no daprd image can be pulled on the machines this suite runs on. With
+/// <c>DAPRPAYMENTS_TEST_SIDECAR=daprd</c> (where Dapr's images can be pulled) each Dapr-enabled app gets a real daprd
+/// in its network namespace instead, with Dapr's placement and scheduler services and the etcd state store: the apps
+/// then call <c>localhost:3500</c> and <c>localhost:50001</c> exactly as in a pod (docs/deploy.md, "Container tests with
+/// real daprd").</para></summary>
 public sealed class ContainerSystem : IAsyncLifetime
 {
     public const string KeyPrefix = "/daprpayments/";
@@ -39,6 +42,11 @@ public sealed class ContainerSystem : IAsyncLifetime
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
+    /// <summary><c>development</c> (default) or <c>daprd</c>.</summary>
+    public static readonly string SidecarMode = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_SIDECAR") ?? "development";
+    /// <summary>The Dapr runtime for <c>daprd</c> mode (the chart's docs install the same version).</summary>
+    public static readonly string DaprVersion = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_DAPR_VERSION") ?? "1.16.0";
+    private const string DaprComponentsPath = "/components/statestore.yaml";
     private const string OwnerLabel = "daprpayments.tests.owner-pid";
     private const string RunLabel = "daprpayments.tests.run";
 
@@ -164,10 +172,15 @@ public sealed class ContainerSystem : IAsyncLifetime
 
     private async Task StartAsync()
     {
+        if (SidecarMode is not ("development" or "daprd"))
+        {
+            throw new InvalidOperationException($"DAPRPAYMENTS_TEST_SIDECAR is '{SidecarMode}'; use 'development' (default) or 'daprd'.");
+        }
+
         var builder = new NetworkBuilder().WithName($"daprpayments-{run}").WithLabel(OwnerLabel, OwnerPid).Build();
         await builder.CreateAsync();
         network = builder; // from here on, DisposeAsync removes it
-        foreach (var image in new[] { "api", "orchestrator", "ledger", "risk", "workflow-sidecar", "edge" }.Select(Image).Append(EtcdImage))
+        foreach (var image in new[] { "api", "orchestrator", "ledger", "risk", UsesDaprd ? "edge" : "workflow-sidecar", "edge" }.Select(Image).Append(EtcdImage))
         {
             if (!await DockerCli.ImageExistsAsync(image))
             {
@@ -181,12 +194,20 @@ public sealed class ContainerSystem : IAsyncLifetime
         Records = new PaymentRecordStore(Etcd, KeyPrefix + "payments/");
 
         var environment = AppEnvironment();
-        var sidecar = Container("workflow-sidecar", "workflow-sidecar", environment: new Dictionary<string, string>())
-            .WithCommand("--host", "0.0.0.0", "--port", SidecarPort.ToString(CultureInfo.InvariantCulture))
-            .WithPortBinding(SidecarPort, assignRandomHostPort: true)
-            .Build();
-        await StartTrackedAsync(sidecar);
-        await WaitForTcpAsync(sidecar, SidecarPort);
+        if (UsesDaprd)
+        {
+            await StartDaprControlPlaneAsync();
+        }
+        else
+        {
+            var sidecar = Container("workflow-sidecar", "workflow-sidecar", environment: new Dictionary<string, string>())
+                .WithCommand("--host", "0.0.0.0", "--port", SidecarPort.ToString(CultureInfo.InvariantCulture))
+                .WithPortBinding(SidecarPort, assignRandomHostPort: true)
+                .Build();
+            await StartTrackedAsync(sidecar);
+            await WaitForTcpAsync(sidecar, SidecarPort);
+        }
+
         // Independent of one another: started together.
         var started = await Task.WhenAll(
             StartAppAsync("ledger", "ledger", environment),
@@ -195,7 +216,7 @@ public sealed class ContainerSystem : IAsyncLifetime
             StartAppAsync("api", "api-0", environment),
             StartAppAsync("api", "api-1", environment));
         (Ledger, Orchestrator, apis[0], apis[1]) = (started[0], started[2], started[3], started[4]);
-        var edgeEnvironment = new Dictionary<string, string>(environment)
+        var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(daprEnabled: false))
         {
             ["Edge__Backends"] = string.Join(',', Enumerable.Range(0, ApiReplicas).Select(replica => $"http://api-{replica}:{AppPort}")),
         };
@@ -236,10 +257,15 @@ public sealed class ContainerSystem : IAsyncLifetime
 
     private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
     {
-        var builder = Container(image, alias, Image(image), environment);
+        var builder = Container(image, alias, Image(image), image == "edge" ? AppEnvironment(daprEnabled: false) : environment);
         // Only the edge is reached from the host (the clients); the apps talk over the network, as on a cluster.
         var container = (image == "edge" ? builder.WithPortBinding(AppPort, assignRandomHostPort: true) : builder).Build();
         await StartTrackedAsync(container);
+        if (UsesDaprd && image != "edge")
+        {
+            await StartTrackedAsync(Daprd(container.Name.TrimStart('/'), image));
+        }
+
         await WaitForHttpAsync(container, "/readyz");
         return container;
     }
@@ -270,7 +296,20 @@ public sealed class ContainerSystem : IAsyncLifetime
         await container.StartAsync(timeout.Token);
     }
 
-    private Dictionary<string, string> AppEnvironment() => new()
+    private static bool UsesDaprd => SidecarMode == "daprd";
+
+    private Dictionary<string, string> AppEnvironment(bool daprEnabled = true) => UsesDaprd && daprEnabled
+        ? new Dictionary<string, string>(DevelopmentEnvironment())
+        {
+            // As in a pod (see the chart): the app's own daprd on localhost, service invocation through it.
+            ["DAPR_GRPC_ENDPOINT"] = $"http://localhost:{SidecarPort}",
+            ["Payments__LedgerUrl"] = "http://localhost:3500/v1.0/invoke/daprpayments-ledger/method/",
+            ["Payments__RiskUrl"] = "http://localhost:3500/v1.0/invoke/daprpayments-risk/method/",
+            ["Payments__OrchestratorUrl"] = "http://localhost:3500/v1.0/invoke/daprpayments-orchestrator/method/",
+        }
+        : DevelopmentEnvironment();
+
+    private Dictionary<string, string> DevelopmentEnvironment() => new()
     {
         ["DAPR_GRPC_ENDPOINT"] = $"http://workflow-sidecar:{SidecarPort}",
         ["Payments__EtcdEndpoints"] = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"http://etcd-{index}:2379")),
@@ -282,6 +321,72 @@ public sealed class ContainerSystem : IAsyncLifetime
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = "none",
     };
+
+    /// <summary>daprd mode: Dapr's placement (actors) and scheduler (workflow reminders) services on the network.</summary>
+    private async Task StartDaprControlPlaneAsync()
+    {
+        var placement = DaprContainer("placement", "placement").WithCommand("./placement", "--port", "50005").Build();
+        var scheduler = DaprContainer("scheduler", "scheduler")
+            .WithCommand("./scheduler", "--port", "50006", "--etcd-data-dir", "/tmp/scheduler")
+            .Build();
+        await Task.WhenAll(StartTrackedAsync(placement), StartTrackedAsync(scheduler));
+    }
+
+    /// <summary>daprd mode: a real daprd in <paramref name="appContainer"/>'s network namespace (as in a pod), with the
+    /// etcd state store as the workflow and actor store, named as the chart names the app.</summary>
+    private IContainer Daprd(string appContainer, string component)
+    {
+        var statestore = $"""
+            apiVersion: dapr.io/v1alpha1
+            kind: Component
+            metadata:
+              name: daprpayments-statestore
+            spec:
+              type: state.etcd
+              version: v2
+              metadata:
+                - name: endpoints
+                  value: "{string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"etcd-{index}:2379"))}"
+                - name: keyPrefixPath
+                  value: "{KeyPrefix}dapr"
+                - name: tlsEnable
+                  value: "false"
+                - name: maxTxnOps
+                  value: "128"
+                - name: actorStateStore
+                  value: "true"
+            """;
+        return new ContainerBuilder($"daprio/daprd:{DaprVersion}")
+            .WithName($"{appContainer}-daprd")
+            .WithLabel(OwnerLabel, OwnerPid)
+            .WithLabel(RunLabel, run)
+            .WithResourceMapping(System.Text.Encoding.UTF8.GetBytes(statestore), DaprComponentsPath)
+            .WithCommand(
+                "./daprd",
+                "--app-id", $"daprpayments-{component}",
+                "--app-port", AppPort.ToString(CultureInfo.InvariantCulture),
+                "--app-protocol", "http",
+                "--dapr-grpc-port", SidecarPort.ToString(CultureInfo.InvariantCulture),
+                "--dapr-http-port", "3500",
+                "--placement-host-address", "placement:50005",
+                "--scheduler-host-address", "scheduler:50006",
+                "--resources-path", "/components",
+                "--enable-app-health-check", "--app-health-check-path", "/healthz")
+            .WithCreateParameterModifier(parameters =>
+            {
+                parameters.HostConfig ??= new Docker.DotNet.Models.HostConfig();
+                parameters.HostConfig.NetworkMode = $"container:{appContainer}";
+            })
+            .Build();
+    }
+
+    private ContainerBuilder DaprContainer(string service, string alias) =>
+        new ContainerBuilder($"daprio/{service}:{DaprVersion}")
+            .WithName($"daprpayments-{run}-{alias}-{Interlocked.Increment(ref generation)}")
+            .WithLabel(OwnerLabel, OwnerPid)
+            .WithLabel(RunLabel, run)
+            .WithNetwork(network!)
+            .WithNetworkAliases(alias);
 
     private static string Image(string name) => $"daprpayments/{name}:{ImageTag}";
 
