@@ -257,7 +257,7 @@ public sealed class ContainerSystem : IAsyncLifetime
 
     private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
     {
-        var builder = Container(image, alias, Image(image), image == "edge" ? AppEnvironment(daprEnabled: false) : environment);
+        var builder = Container(image, alias, Image(image), environment);
         // Only the edge is reached from the host (the clients); the apps talk over the network, as on a cluster.
         var container = (image == "edge" ? builder.WithPortBinding(AppPort, assignRandomHostPort: true) : builder).Build();
         await StartTrackedAsync(container);
@@ -404,7 +404,18 @@ public sealed class ContainerSystem : IAsyncLifetime
         while (waited.Elapsed < ReadyTimeout)
         {
             using var timeout = new CancellationTokenSource(ProbeTimeout * 5);
-            var result = await container.ExecAsync(probe, timeout.Token);
+            ExecResult result;
+            try
+            {
+                result = await container.ExecAsync(probe, timeout.Token);
+            }
+            catch (Docker.DotNet.DockerApiException exception) when (exception.StatusCode == HttpStatusCode.Conflict)
+            {
+                // The container is not running: it exited at start. Its output says why.
+                var (exitedStdout, exitedStderr) = await container.GetLogsAsync();
+                throw new InvalidOperationException($"{container.Name} exited before it was ready. Logs:\n{exitedStdout}\n{exitedStderr}", exception);
+            }
+
             if (result.ExitCode == 0 && result.Stdout.Contains(" 200 ", StringComparison.Ordinal))
             {
                 return;
