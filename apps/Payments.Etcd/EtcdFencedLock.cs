@@ -14,7 +14,7 @@ namespace Payments.Etcd;
 /// revision, so a stale holder's write fails in the store, however late it arrives. <see cref="LostToken"/> is only
 /// an early warning for holders that are alive to see it.
 /// </remarks>
-public sealed class EtcdFencedLock : IAsyncDisposable
+public sealed class EtcdFencedLock : IWriteFence, IAsyncDisposable
 {
     public static readonly TimeSpan MinLeaseTtl = TimeSpan.FromSeconds(2);
     public static readonly TimeSpan MaxAcquireWait = TimeSpan.FromMinutes(5);
@@ -110,6 +110,8 @@ public sealed class EtcdFencedLock : IAsyncDisposable
             await Task.Delay(AcquirePollInterval, time, cancellationToken);
         }
     }
+
+    public string Description => $"lock {Key} with fencing token {FencingToken}";
 
     /// <summary>Adds this holder's fence to a transaction: it succeeds only while the lock key still has this token.</summary>
     public void AddFence(TxnRequest request)

@@ -39,14 +39,19 @@ public sealed class EtcdLedger : ILedger
     private readonly TimeProvider time;
     private readonly ILogger logger;
     private readonly RecordCache accountCache = new();
+    private readonly IWriteFence? regionFence;
 
     /// <param name="prefix">The key prefix of this ledger's data, e.g. <c>/daprpayments/ledger/</c>.</param>
-    public EtcdLedger(EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger)
+    /// <param name="regionFence">When set (a region of a two-region deployment), every mutation carries it into its
+    /// own transaction: the region's epoch mirror must still hold its epoch, or nothing is written
+    /// (<see cref="RegionNotWritableException"/>). Reads are not fenced.</param>
+    public EtcdLedger(EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger, IWriteFence? regionFence = null)
     {
         this.etcd = etcd;
         keys = new LedgerKeys(prefix);
         this.time = time;
         this.logger = logger;
+        this.regionFence = regionFence;
     }
 
     internal LedgerKeys Keys => keys;
@@ -72,11 +77,14 @@ public sealed class EtcdLedger : ILedger
         request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
         request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record)));
         request.Failure.Add(EtcdBytes.Get(key));
+        regionFence?.AddFence(request);
         var response = await RetryingAsync(token => TxnAsync(request, token), cancellationToken);
         if (response.Succeeded)
         {
             return new OpenAccountOutcome.Opened(ToAccount(record, response.Header.Revision), Created: true);
         }
+
+        ThrowIfRegionFencedOff(response);
 
         var kv = response.Responses[0].ResponseRange.Kvs[0];
         var existing = LedgerJson.DecodeAccount(kv.Value);
@@ -115,11 +123,14 @@ public sealed class EtcdLedger : ILedger
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(closed)));
+            regionFence?.AddFence(request);
             var response = await RetryingAsync(token => TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
                 return new CloseAccountOutcome.Closed(ToAccount(closed, response.Header.Revision));
             }
+
+            ThrowIfRegionFencedOff(response);
         }
 
         throw new LedgerUnavailableException($"Closing {id} conflicted {MaxAttempts} times.");
@@ -242,6 +253,7 @@ public sealed class EtcdLedger : ILedger
                 ForgetAccounts(set);
                 PaymentsDiagnostics.LedgerConflicts.Add(1);
 
+                ThrowIfRegionFencedOff(response);
                 if (fence is not null && fence.WasFencedOff(response))
                 {
                     throw new FencedOffException($"Lock {fence.Key} with fencing token {fence.FencingToken} is no longer held; the write was rejected.");
@@ -371,6 +383,7 @@ public sealed class EtcdLedger : ILedger
         }
 
         fence?.AddFence(request);
+        regionFence?.AddFence(request);
         return (request, await TxnAsync(request, cancellationToken));
     }
 
@@ -455,6 +468,14 @@ public sealed class EtcdLedger : ILedger
         return kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
     }
 
+    private void ThrowIfRegionFencedOff(TxnResponse response)
+    {
+        if (regionFence is not null && regionFence.WasFencedOff(response))
+        {
+            throw new RegionNotWritableException($"This region does not hold {regionFence.Description} (demoted, or another region was promoted); nothing was written.");
+        }
+    }
+
     private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
         EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
 
@@ -504,3 +525,8 @@ public sealed class LedgerUnavailableException(string message) : Exception(messa
 
 /// <summary>A guarded write was rejected because its lock had passed to another holder.</summary>
 public sealed class FencedOffException(string message) : Exception(message);
+
+/// <summary>A write was rejected because this region is not the active one (its epoch mirror is gone or newer).
+/// Nothing was written; the caller should answer 503 with Retry-After, and clients retry (with the same ids) against
+/// the active region.</summary>
+public sealed class RegionNotWritableException(string message) : Exception(message);

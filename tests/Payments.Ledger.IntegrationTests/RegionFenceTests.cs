@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
+
+namespace Payments.Ledger.IntegrationTests;
+
+/// <summary>ARCHITECTURE §2 invariants 5 and 6 in the store: a region's ledger writes only while its etcd mirrors the
+/// epoch the region holds; every refused write leaves the ledger exactly as it was.</summary>
+[Collection(EtcdCollection.Name)]
+public sealed class RegionFenceTests(EtcdClusterFixture etcd)
+{
+    private static readonly TimeSpan Hold = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan ExpiryBound = TimeSpan.FromSeconds(20);
+
+    [Fact]
+    public async Task RegionHoldingItsEpoch_Writes()
+    {
+        var (ledger, mirror, _) = await RegionAsync(epoch: 3, mirrored: 3);
+        var (debtor, creditor) = await OpenFundedAsync(ledger);
+
+        var outcome = await ledger.TransferAsync(Transfer(debtor, creditor, 250), CancellationToken.None);
+
+        Assert.IsType<TransferOutcome.Applied>(outcome);
+        Assert.Equal(3, await mirror.ReadAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task RegionNeverPromoted_CannotOpenAnAccount_AndNothingIsWritten()
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var ledger = FencedLedger(prefix, epoch: 1);
+
+        await Assert.ThrowsAsync<RegionNotWritableException>(() =>
+            ledger.OpenAccountAsync(AccountId.Parse("never"), Currency.Eur, 0, CancellationToken.None));
+
+        Assert.Null(await etcd.NewLedger(prefix: prefix + "ledger/").GetAccountAsync(AccountId.Parse("never"), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task DemotedRegion_CannotTransfer_AndBalancesAreUnchanged()
+    {
+        var (ledger, mirror, prefix) = await RegionAsync(epoch: 5, mirrored: 5);
+        var (debtor, creditor) = await OpenFundedAsync(ledger);
+
+        await mirror.ReleaseAsync(CancellationToken.None); // demotion
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => ledger.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => ledger.CloseAccountAsync(creditor, CancellationToken.None));
+
+        var unfenced = etcd.NewLedger(prefix: prefix + "ledger/");
+        Assert.Equal(1_000, (await unfenced.GetAccountAsync(debtor, CancellationToken.None))!.BalanceMinor);
+        Assert.Equal(0, (await unfenced.GetAccountAsync(creditor, CancellationToken.None))!.BalanceMinor);
+    }
+
+    [Fact]
+    public async Task WriterWithAStaleEpoch_IsRejected_AfterTheMirrorMovedOn()
+    {
+        var (stale, mirror, prefix) = await RegionAsync(epoch: 7, mirrored: 7);
+        var (debtor, creditor) = await OpenFundedAsync(stale);
+
+        // Fail-back: the region won the record again with a higher epoch. A writer still on epoch 7 (a process that
+        // slept through it) must not commit, whatever it believes.
+        Assert.True(await mirror.HoldAsync(8, Hold, CancellationToken.None));
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => stale.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
+        var current = FencedLedger(prefix, epoch: 8);
+        Assert.IsType<TransferOutcome.Applied>(await current.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
+        Assert.False(await mirror.HoldAsync(7, Hold, CancellationToken.None)); // an epoch never goes backwards
+        Assert.Equal(8, await mirror.ReadAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task MirrorWhoseFailoverServiceStoppedRenewing_ExpiresByItself_AndWritesStop()
+    {
+        var (ledger, mirror, _) = await RegionAsync(epoch: 2, mirrored: 2);
+        var (debtor, creditor) = await OpenFundedAsync(ledger);
+        Assert.True(await mirror.HoldAsync(2, RegionEpochMirror.MinHold + TimeSpan.FromSeconds(1), CancellationToken.None));
+
+        // Nobody renews: the etcd lease ends, the key goes, and the store refuses the region's writes.
+        var waited = Stopwatch.StartNew();
+        while (await mirror.ReadAsync(CancellationToken.None) is not null)
+        {
+            Assert.True(waited.Elapsed < ExpiryBound, $"The mirror outlived its lease by more than {ExpiryBound}.");
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+        }
+
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => ledger.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
+    }
+
+    private async Task<(EtcdLedger Ledger, RegionEpochMirror Mirror, string Prefix)> RegionAsync(long epoch, long mirrored)
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var mirror = new RegionEpochMirror(etcd.Connection, prefix);
+        Assert.True(await mirror.HoldAsync(mirrored, Hold, CancellationToken.None));
+        return (FencedLedger(prefix, epoch), mirror, prefix);
+    }
+
+    private EtcdLedger FencedLedger(string prefix, long epoch) =>
+        new(etcd.Connection, prefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, new RegionEpochFence(prefix, epoch));
+
+    private static async Task<(AccountId Debtor, AccountId Creditor)> OpenFundedAsync(EtcdLedger ledger)
+    {
+        var debtor = AccountId.Parse($"d-{Guid.NewGuid():N}");
+        var creditor = AccountId.Parse($"c-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Eur, 0, CancellationToken.None));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Eur, 0, CancellationToken.None));
+        var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Eur), debtor, new Money(1_000, Currency.Eur));
+        Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(funding, CancellationToken.None));
+        return (debtor, creditor);
+    }
+
+    private static TransferRequest.Single Transfer(AccountId debtor, AccountId creditor, long amountMinor) =>
+        new(TransferId.Parse($"t-{Guid.NewGuid():N}"), debtor, creditor, new Money(amountMinor, Currency.Eur));
+}
