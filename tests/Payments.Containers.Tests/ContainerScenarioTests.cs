@@ -80,7 +80,7 @@ public sealed class ContainerScenarioTests(ContainerSystem system, ITestOutputHe
             output.WriteLine($"killed etcd-{leader} (the leader)");
             await system.WaitForEtcdLeaderAsync(); // the other two elect a leader and serve on
             await DockerCli.StartAsync(system.EtcdContainers[leader].Name);
-        });
+        }, payments: 2 * Payments, clients: 3 * Clients); // more writes in flight when the leader dies
     }
 
     [Fact]
@@ -114,13 +114,13 @@ public sealed class ContainerScenarioTests(ContainerSystem system, ITestOutputHe
         await system.StartFreshApiAsync(0); // for the scenarios after this one
     }
 
-    private async Task RunWithFaultAsync(string scenario, Func<Task> fault)
+    private async Task RunWithFaultAsync(string scenario, Func<Task> fault, int payments = Payments, int clients = Clients)
     {
         var clock = Stopwatch.StartNew();
         await system.WaitUntilReadyAsync();
         var batch = new PaymentBatch(system.Client, scenario, AccountsPerScenario, FundsMinor);
         await batch.OpenAccountsAsync();
-        var running = batch.RunAsync(batch.Plan(Payments, seed: scenario.Length), Clients);
+        var running = batch.RunAsync(batch.Plan(payments, seed: scenario.Length), clients);
         var underWay = Stopwatch.StartNew();
         while (batch.Accepted < InjectAfterAccepted && !running.IsCompleted)
         {
@@ -132,7 +132,7 @@ public sealed class ContainerScenarioTests(ContainerSystem system, ITestOutputHe
         var injectedAt = batch.Accepted;
         await fault();
         var results = await running;
-        output.WriteLine($"{scenario}: fault injected after {injectedAt} of {Payments} payments were accepted");
+        output.WriteLine($"{scenario}: fault injected after {injectedAt} of {payments} payments were accepted");
         foreach (var retry in batch.Retries)
         {
             output.WriteLine(retry);
