@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
 # Installs what the run and test commands need from Debian's packages when missing: etcd (server + client),
 # yamllint (chart checks) and python3 (the Tiltfile's syntax check). Idempotent, and serialised with a lock so parallel callers never run apt-get at once.
+# Also the local Cosmos-DB-compatible server (npm @zeit/cosmosdb-server; no Cosmos emulator image can be pulled here)
+# into .artifacts/tools, for the failover tests and the DR drill.
 # (helm comes from npm, fetched by the chart tests themselves: Debian has no helm.)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COSMOS_SERVER_PACKAGE=@zeit/cosmosdb-server@0.13.4
+cosmos_dir=.artifacts/tools/cosmosdb-server
+ensure_cosmos_server() {
+  if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
+  command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js (Debian: nodejs npm)." >&2; exit 1; }
+  exec 8>/tmp/daprpayments-cosmos-install.lock
+  flock --timeout 300 8 # parallel callers: one installs, the others wait and find it
+  if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
+  echo "==> Installing the local Cosmos DB-compatible server ($COSMOS_SERVER_PACKAGE) into $cosmos_dir…"
+  mkdir -p "$cosmos_dir"
+  npm install --silent --no-audit --no-fund --omit=dev --prefix "$cosmos_dir" "$COSMOS_SERVER_PACKAGE" >/dev/null
+}
 
 have_all() { [ -x /usr/bin/etcd ] && command -v yamllint >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; }
+ensure_cosmos_server
 if have_all; then
   exit 0
 fi

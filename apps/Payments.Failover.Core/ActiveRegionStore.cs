@@ -1,0 +1,58 @@
+using System.Net;
+using System.Text.Json.Serialization;
+using Microsoft.Azure.Cosmos;
+
+namespace Payments.Failover.Core;
+
+/// <summary>The one global fact that decides which region accepts payment writes.</summary>
+public sealed record ActiveRegionRecord(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("activeRegion")] string ActiveRegion,
+    [property: JsonPropertyName("epoch")] long Epoch,
+    [property: JsonPropertyName("leaseUntilUnixMs")] long LeaseUntilUnixMs)
+{
+    public const string DocumentId = "active-region";
+
+    [JsonIgnore]
+    public DateTimeOffset LeaseUntil => DateTimeOffset.FromUnixTimeMilliseconds(LeaseUntilUnixMs);
+}
+
+/// <summary>The active-region record in Cosmos DB, changed only by compare-and-swap on its ETag: of two regions that
+/// read the same version and both try to take it, exactly one succeeds (the other gets 412). Point operations only.</summary>
+public sealed class ActiveRegionStore(Container container)
+{
+    /// <summary>Creates the record for the first active region, if there is none yet (a second bootstrap is a no-op).</summary>
+    public async Task BootstrapAsync(string region, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        var record = new ActiveRegionRecord(ActiveRegionRecord.DocumentId, region, 1, leaseUntil.ToUnixTimeMilliseconds());
+        try
+        {
+            await container.CreateItemAsync(record, new PartitionKey(record.Id), cancellationToken: cancellationToken);
+        }
+        catch (CosmosException exception) when (exception.StatusCode == HttpStatusCode.Conflict)
+        {
+            // Already there: whoever created it first decided the first active region.
+        }
+    }
+
+    public async Task<(ActiveRegionRecord Record, string ETag)> ReadAsync(CancellationToken cancellationToken)
+    {
+        var response = await container.ReadItemAsync<ActiveRegionRecord>(ActiveRegionRecord.DocumentId, new PartitionKey(ActiveRegionRecord.DocumentId), cancellationToken: cancellationToken);
+        return (response.Resource, response.ETag);
+    }
+
+    /// <summary>Replaces the record if it is still at <paramref name="etag"/>; the new ETag, or null when it changed.</summary>
+    public async Task<string?> TryReplaceAsync(ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        try
+        {
+            var response = await container.ReplaceItemAsync(record, record.Id, new PartitionKey(record.Id), new ItemRequestOptions { IfMatchEtag = etag }, cancellationToken);
+            return response.ETag;
+        }
+        catch (CosmosException exception) when (exception.StatusCode == HttpStatusCode.PreconditionFailed)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+using Microsoft.Azure.Cosmos;
+using Microsoft.Extensions.Logging;
+using Payments.Etcd;
+
+namespace Payments.Failover.Core;
+
+public enum RegionRole
+{
+    Standby,
+    Active,
+}
+
+/// <summary>One region's side of the active-region lease. Each <see cref="TickAsync"/> (every
+/// <see cref="RegionLeaseOptions.RenewInterval"/>) reads the record: the active region renews it and re-mirrors its
+/// epoch into its etcd; a standby promotes itself (epoch + 1) once the lease has expired plus the promotion margin; an
+/// active region that cannot renew — Cosmos unreachable, or the record moved on — stops writing at its own deadline,
+/// before any standby may promote. Every change of the record is an ETag compare-and-swap.</summary>
+public sealed class RegionLeaseManager(
+    RegionLeaseOptions options, ActiveRegionStore store, RegionEpochMirror mirror, TimeProvider time, ILogger logger)
+{
+    public string Region => options.Name;
+
+    public RegionRole Role { get; private set; } = RegionRole.Standby;
+
+    /// <summary>The epoch this region holds (while active) or last held.</summary>
+    public long Epoch { get; private set; }
+
+    /// <summary>While active: the instant (this region's clock) after which it must not write.</summary>
+    public DateTimeOffset WritableUntil { get; private set; } = DateTimeOffset.MinValue;
+
+    /// <summary>The record as last read (null before the first successful read).</summary>
+    public ActiveRegionRecord? LastSeen { get; private set; }
+
+    public DateTimeOffset? LastSeenAt { get; private set; }
+
+    /// <summary>Raised after this region promoted itself (the epoch it won): reconciliation starts here.</summary>
+    public event Func<long, Task>? Promoted;
+
+    public bool IsWritable => Role == RegionRole.Active && time.GetUtcNow() < WritableUntil;
+
+    public async Task TickAsync(CancellationToken cancellationToken)
+    {
+        ActiveRegionRecord record;
+        string etag;
+        try
+        {
+            if (options.Role == "active")
+            {
+                await store.BootstrapAsync(options.Name, time.GetUtcNow() + options.LeaseDuration, cancellationToken);
+            }
+
+            (record, etag) = await store.ReadAsync(cancellationToken);
+        }
+        catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+        {
+            logger.LogWarning("Region {Region}: the active-region record is unreachable ({Error})", options.Name, exception.Message);
+            await DemoteIfDueAsync(cancellationToken);
+            return;
+        }
+
+        LastSeen = record;
+        LastSeenAt = time.GetUtcNow();
+        if (record.ActiveRegion == options.Name)
+        {
+            await RenewAsync(record, etag, cancellationToken);
+        }
+        else if (Role == RegionRole.Active)
+        {
+            logger.LogWarning("Region {Region}: {Other} holds epoch {Epoch}; demoting", options.Name, record.ActiveRegion, record.Epoch);
+            await DemoteAsync(cancellationToken);
+        }
+        else if (time.GetUtcNow() > record.LeaseUntil + options.PromotionMargin)
+        {
+            await TryPromoteAsync(record, etag, cancellationToken);
+        }
+    }
+
+    /// <summary>Stops writing now (planned switchover, or shutdown of the active region's failover service).</summary>
+    public async Task DemoteAsync(CancellationToken cancellationToken)
+    {
+        Role = RegionRole.Standby;
+        WritableUntil = DateTimeOffset.MinValue;
+        try
+        {
+            await mirror.ReleaseAsync(cancellationToken);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            // The mirror's lease ends by itself no later than the deadline this region already stopped at.
+            logger.LogWarning("Region {Region}: could not delete the epoch mirror ({Error}); its lease ends it", options.Name, exception.Message);
+        }
+    }
+
+    private async Task RenewAsync(ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
+    {
+        var sentAt = time.GetUtcNow();
+        var renewed = record with { LeaseUntilUnixMs = (sentAt + options.LeaseDuration).ToUnixTimeMilliseconds() };
+        string? newEtag;
+        try
+        {
+            newEtag = await store.TryReplaceAsync(renewed, etag, cancellationToken);
+        }
+        catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+        {
+            logger.LogWarning("Region {Region}: lease renewal failed ({Error})", options.Name, exception.Message);
+            await DemoteIfDueAsync(cancellationToken);
+            return;
+        }
+
+        if (newEtag is null)
+        {
+            await DemoteIfDueAsync(cancellationToken); // changed under us: the next tick reads who holds it
+            return;
+        }
+
+        LastSeen = renewed;
+        await HoldAsync(record.Epoch, sentAt, cancellationToken);
+    }
+
+    private async Task TryPromoteAsync(ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
+    {
+        var sentAt = time.GetUtcNow();
+        var promoted = new ActiveRegionRecord(record.Id, options.Name, record.Epoch + 1, (sentAt + options.LeaseDuration).ToUnixTimeMilliseconds());
+        string? newEtag;
+        try
+        {
+            newEtag = await store.TryReplaceAsync(promoted, etag, cancellationToken);
+        }
+        catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+        {
+            logger.LogWarning("Region {Region}: promotion failed ({Error})", options.Name, exception.Message);
+            return;
+        }
+
+        if (newEtag is null)
+        {
+            return; // another region changed the record first
+        }
+
+        logger.LogWarning("Region {Region}: promoted with epoch {Epoch} ({Previous}'s lease ended at {LeaseUntil:O})",
+            options.Name, promoted.Epoch, record.ActiveRegion, record.LeaseUntil);
+        LastSeen = promoted;
+        if (await HoldAsync(promoted.Epoch, sentAt, cancellationToken) && Promoted is { } promotedHandler)
+        {
+            await promotedHandler(promoted.Epoch);
+        }
+    }
+
+    /// <summary>After the record says this region holds <paramref name="epoch"/> from <paramref name="sentAt"/>:
+    /// mirror it into etcd until this region's deadline, and only then count as active.</summary>
+    private async Task<bool> HoldAsync(long epoch, DateTimeOffset sentAt, CancellationToken cancellationToken)
+    {
+        var writableUntil = sentAt + options.LeaseDuration - options.DemoteMargin;
+        var hold = writableUntil - time.GetUtcNow();
+        if (hold < RegionEpochMirror.MinHold)
+        {
+            logger.LogWarning("Region {Region}: the renewal took too long to leave a writable interval; not writing", options.Name);
+            await DemoteIfDueAsync(cancellationToken);
+            return false;
+        }
+
+        bool held;
+        try
+        {
+            held = await mirror.HoldAsync(epoch, hold, cancellationToken);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("Region {Region}: its etcd did not take the epoch mirror ({Error})", options.Name, exception.Message);
+            await DemoteIfDueAsync(cancellationToken);
+            return false;
+        }
+
+        if (!held)
+        {
+            await DemoteAsync(cancellationToken);
+            return false;
+        }
+
+        Role = RegionRole.Active;
+        Epoch = epoch;
+        WritableUntil = writableUntil;
+        return true;
+    }
+
+    private async Task DemoteIfDueAsync(CancellationToken cancellationToken)
+    {
+        if (Role == RegionRole.Active && time.GetUtcNow() >= WritableUntil)
+        {
+            logger.LogWarning("Region {Region}: lease not renewed by its deadline {Deadline:O}; demoting", options.Name, WritableUntil);
+            await DemoteAsync(cancellationToken);
+        }
+    }
+
+    private static bool IsUnreachable(Exception exception, CancellationToken cancellationToken) =>
+        exception is CosmosException or HttpRequestException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested);
+}

@@ -1,0 +1,197 @@
+using Microsoft.Azure.Cosmos;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Payments.Etcd;
+using Payments.Failover.Core;
+using Payments.LocalCluster;
+using Payments.Testing;
+
+namespace Payments.Failover.IntegrationTests;
+
+/// <summary>A real etcd cluster (one key prefix per region's "etcd") and the local Cosmos-compatible server.</summary>
+public sealed class FailoverFixture : EtcdClusterFixture, IAsyncLifetime
+{
+    public LocalCosmosServer Cosmos { get; private set; } = null!;
+
+    async Task IAsyncLifetime.InitializeAsync()
+    {
+        await InitializeAsync();
+        Cosmos = await LocalCosmosServer.StartAsync(CancellationToken.None);
+    }
+
+    async Task IAsyncLifetime.DisposeAsync()
+    {
+        if (Cosmos is not null)
+        {
+            await Cosmos.DisposeAsync();
+        }
+
+        await DisposeAsync();
+    }
+
+    public CosmosSettings Settings(int? port = null) => new()
+    {
+        Endpoint = new Uri($"https://127.0.0.1:{port ?? Cosmos.Port}/"),
+        Key = LocalCosmosServer.Key,
+        LimitToEndpoint = true,
+        AcceptAnyServerCertificate = true, // the local server's self-signed certificate; tests only
+        Database = "daprpayments-tests",
+    };
+}
+
+[CollectionDefinition(Name)]
+public sealed class FailoverCollection : ICollectionFixture<FailoverFixture>
+{
+    public const string Name = "failover";
+}
+
+/// <summary>ARCHITECTURE §2 invariant 6 (one active region) on real parts: the lease record in the Cosmos-compatible
+/// server, each region's epoch mirror in etcd, each region's decisions on its own clock (fake, so the timeline is
+/// exact and nothing sleeps).</summary>
+[Collection(FailoverCollection.Name)]
+public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
+{
+    private static readonly RegionLeaseOptions Defaults = new();
+    private readonly List<IDisposable> disposables = [];
+    private Container container = null!;
+
+    public async Task InitializeAsync()
+    {
+        var client = fixture.Settings().CreateClient();
+        disposables.Add(client);
+        container = await CosmosSettings.EnsureContainerAsync(client, "daprpayments-tests", $"control-{Guid.NewGuid():N}", CancellationToken.None);
+    }
+
+    public Task DisposeAsync()
+    {
+        disposables.ForEach(disposable => disposable.Dispose());
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task FirstActiveRegion_TakesEpochOne_AndTheStandbyStaysStandby()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", "active", clock);
+        var b = Region("region-b", "standby", clock);
+
+        await a.Manager.TickAsync(CancellationToken.None);
+        await b.Manager.TickAsync(CancellationToken.None);
+
+        Assert.Equal((RegionRole.Active, 1L), (a.Manager.Role, a.Manager.Epoch));
+        Assert.True(a.Manager.IsWritable);
+        Assert.Equal(1, await a.Mirror.ReadAsync(CancellationToken.None));
+        Assert.Equal(RegionRole.Standby, b.Manager.Role);
+        Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task StandbyPromotes_OnlyAfterTheLeasePlusItsMargin_AndTheOldRegionDemotesWhenItReturns()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", "active", clock);
+        var b = Region("region-b", "standby", clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        var leaseUntil = a.Manager.LastSeen!.LeaseUntil;
+
+        // Region A goes silent. Just before its lease plus the promotion margin, B must still wait.
+        clock.SetUtcNow(leaseUntil + Defaults.PromotionMargin);
+        await b.Manager.TickAsync(CancellationToken.None);
+        Assert.Equal(RegionRole.Standby, b.Manager.Role);
+        Assert.False(a.Manager.IsWritable); // A's own deadline passed long before
+
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        await b.Manager.TickAsync(CancellationToken.None);
+        Assert.Equal((RegionRole.Active, 2L), (b.Manager.Role, b.Manager.Epoch));
+        Assert.Equal(2, await b.Mirror.ReadAsync(CancellationToken.None));
+
+        // A comes back: it sees B's higher epoch and stays passive; its etcd no longer mirrors any epoch.
+        await a.Manager.TickAsync(CancellationToken.None);
+        Assert.Equal(RegionRole.Standby, a.Manager.Role);
+        Assert.Null(await a.Mirror.ReadAsync(CancellationToken.None));
+        Assert.Equal(("region-b", 2L), (a.Manager.LastSeen!.ActiveRegion, a.Manager.LastSeen.Epoch));
+    }
+
+    [Fact]
+    public async Task TwoStandbysTakingTheSameExpiredRecord_ExactlyOneWins()
+    {
+        var store = new ActiveRegionStore(container);
+        await store.BootstrapAsync("region-a", DateTimeOffset.Parse("2026-11-29T12:00:00Z"), CancellationToken.None);
+        var (record, etag) = await store.ReadAsync(CancellationToken.None);
+
+        var attempts = await Task.WhenAll(
+            store.TryReplaceAsync(record with { ActiveRegion = "region-b", Epoch = 2 }, etag, CancellationToken.None),
+            store.TryReplaceAsync(record with { ActiveRegion = "region-c", Epoch = 2 }, etag, CancellationToken.None));
+
+        Assert.Single(attempts, attempt => attempt is not null);
+        var (winner, _) = await store.ReadAsync(CancellationToken.None);
+        Assert.Equal(2, winner.Epoch);
+    }
+
+    [Fact]
+    public async Task ActiveRegionCutOffFromCosmos_StopsWriting_BeforeTheStandbyMayPromote_EvenWithClockSkew()
+    {
+        await using var proxy = new TcpProxy(fixture.Cosmos.Port);
+        var clockA = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        // B's clock runs ahead by the documented bound: the worst case for an early promotion.
+        var clockB = new FakeTimeProvider(clockA.GetUtcNow() + Defaults.MaxClockSkew);
+        var a = Region("region-a", "active", clockA, proxy.Port);
+        var b = Region("region-b", "standby", clockB);
+        await a.Manager.TickAsync(CancellationToken.None);
+        Assert.True(a.Manager.IsWritable);
+
+        proxy.Cut(); // A is alive but cannot reach Cosmos
+        DateTimeOffset? aStoppedAt = null;
+        DateTimeOffset? bPromotedAt = null;
+        for (var tick = 0; tick < 20 && bPromotedAt is null; tick++)
+        {
+            clockA.Advance(Defaults.RenewInterval);
+            clockB.Advance(Defaults.RenewInterval);
+            await a.Manager.TickAsync(CancellationToken.None);
+            if (!a.Manager.IsWritable)
+            {
+                aStoppedAt ??= clockA.GetUtcNow();
+            }
+
+            await b.Manager.TickAsync(CancellationToken.None);
+            if (b.Manager.Role == RegionRole.Active)
+            {
+                bPromotedAt = clockA.GetUtcNow(); // on A's clock: one timeline
+                Assert.False(a.Manager.IsWritable, "Two writable regions: B promoted while A still accepted writes.");
+            }
+        }
+
+        Assert.NotNull(aStoppedAt);
+        Assert.NotNull(bPromotedAt);
+        Assert.True(aStoppedAt < bPromotedAt);
+        Assert.Equal(RegionRole.Standby, a.Manager.Role);
+        Assert.Null(await a.Mirror.ReadAsync(CancellationToken.None)); // A's ledger now refuses every write
+        Assert.Equal(2, await b.Mirror.ReadAsync(CancellationToken.None));
+    }
+
+    [Theory]
+    [InlineData(1, 1, 2)] // margins no larger than twice the skew: two regions could both write
+    [InlineData(6, 1, 1)] // renewals too sparse to renew twice before the deadline
+    public void UnsafeTimings_AreRefusedAtStart(int renewSeconds, int demoteSeconds, int promotionSeconds)
+    {
+        var options = new RegionLeaseOptions
+        {
+            Name = "region-a",
+            RenewInterval = TimeSpan.FromSeconds(renewSeconds),
+            DemoteMargin = TimeSpan.FromSeconds(demoteSeconds),
+            PromotionMargin = TimeSpan.FromSeconds(promotionSeconds),
+        };
+
+        Assert.Throws<InvalidOperationException>(() => options.Validate());
+    }
+
+    private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(string name, string role, TimeProvider clock, int? cosmosPort = null)
+    {
+        var client = fixture.Settings(cosmosPort).CreateClient();
+        disposables.Add(client);
+        var regionContainer = client.GetContainer(container.Database.Id, container.Id);
+        var mirror = new RegionEpochMirror(fixture.Connection, $"/test/{container.Id}/{name}/");
+        var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
+        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance), mirror);
+    }
+}
