@@ -39,13 +39,20 @@ public sealed class EtcdLedger : ILedger
     private readonly TimeProvider time;
     private readonly ILogger logger;
     private readonly RecordCache accountCache = new();
-    private readonly IWriteFence? regionFence;
+    private readonly Func<IWriteFence?>? regionFence;
 
     /// <param name="prefix">The key prefix of this ledger's data, e.g. <c>/daprpayments/ledger/</c>.</param>
     /// <param name="regionFence">When set (a region of a two-region deployment), every mutation carries it into its
     /// own transaction: the region's epoch mirror must still hold its epoch, or nothing is written
     /// (<see cref="RegionNotWritableException"/>). Reads are not fenced.</param>
     public EtcdLedger(EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger, IWriteFence? regionFence = null)
+        : this(etcd, prefix, time, logger, regionFence is null ? null : () => regionFence)
+    {
+    }
+
+    /// <param name="regionFence">Asked once per write attempt for the region's current fence (it follows the epoch
+    /// the region holds; see <see cref="RegionEpochWatcher"/>).</param>
+    public EtcdLedger(EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger, Func<IWriteFence?>? regionFence)
     {
         this.etcd = etcd;
         keys = new LedgerKeys(prefix);
@@ -77,14 +84,15 @@ public sealed class EtcdLedger : ILedger
         request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
         request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record)));
         request.Failure.Add(EtcdBytes.Get(key));
-        regionFence?.AddFence(request);
+        var region = regionFence?.Invoke();
+        region?.AddFence(request);
         var response = await RetryingAsync(token => TxnAsync(request, token), cancellationToken);
         if (response.Succeeded)
         {
             return new OpenAccountOutcome.Opened(ToAccount(record, response.Header.Revision), Created: true);
         }
 
-        ThrowIfRegionFencedOff(response);
+        ThrowIfRegionFencedOff(region, response);
 
         var kv = response.Responses[0].ResponseRange.Kvs[0];
         var existing = LedgerJson.DecodeAccount(kv.Value);
@@ -123,14 +131,15 @@ public sealed class EtcdLedger : ILedger
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(closed)));
-            regionFence?.AddFence(request);
+            var region = regionFence?.Invoke();
+            region?.AddFence(request);
             var response = await RetryingAsync(token => TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
                 return new CloseAccountOutcome.Closed(ToAccount(closed, response.Header.Revision));
             }
 
-            ThrowIfRegionFencedOff(response);
+            ThrowIfRegionFencedOff(region, response);
         }
 
         throw new LedgerUnavailableException($"Closing {id} conflicted {MaxAttempts} times.");
@@ -243,7 +252,8 @@ public sealed class EtcdLedger : ILedger
                     return decided;
                 }
 
-                var (request, response) = await WriteAsync(set, fence, timeout.Token);
+                var region = regionFence?.Invoke();
+                var (request, response) = await WriteAsync(set, fence, region, timeout.Token);
                 if (response.Succeeded)
                 {
                     RememberWrites(request, response.Header.Revision);
@@ -253,7 +263,7 @@ public sealed class EtcdLedger : ILedger
                 ForgetAccounts(set);
                 PaymentsDiagnostics.LedgerConflicts.Add(1);
 
-                ThrowIfRegionFencedOff(response);
+                ThrowIfRegionFencedOff(region, response);
                 if (fence is not null && fence.WasFencedOff(response))
                 {
                     throw new FencedOffException($"Lock {fence.Key} with fencing token {fence.FencingToken} is no longer held; the write was rejected.");
@@ -369,7 +379,8 @@ public sealed class EtcdLedger : ILedger
             _ => throw new UnreachableException($"Cannot commit {evaluation}."),
         }).ToArray());
 
-    private async Task<(TxnRequest Request, TxnResponse Response)> WriteAsync(WorkingSet set, EtcdFencedLock? fence, CancellationToken cancellationToken)
+    private async Task<(TxnRequest Request, TxnResponse Response)> WriteAsync(
+        WorkingSet set, EtcdFencedLock? fence, IWriteFence? region, CancellationToken cancellationToken)
     {
         var request = new TxnRequest();
         foreach (var (key, record) in set.Writes)
@@ -383,7 +394,7 @@ public sealed class EtcdLedger : ILedger
         }
 
         fence?.AddFence(request);
-        regionFence?.AddFence(request);
+        region?.AddFence(request);
         return (request, await TxnAsync(request, cancellationToken));
     }
 
@@ -468,11 +479,11 @@ public sealed class EtcdLedger : ILedger
         return kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
     }
 
-    private void ThrowIfRegionFencedOff(TxnResponse response)
+    private static void ThrowIfRegionFencedOff(IWriteFence? region, TxnResponse response)
     {
-        if (regionFence is not null && regionFence.WasFencedOff(response))
+        if (region is not null && region.WasFencedOff(response))
         {
-            throw new RegionNotWritableException($"This region does not hold {regionFence.Description} (demoted, or another region was promoted); nothing was written.");
+            throw new RegionNotWritableException($"This region does not hold {region.Description} (demoted, or another region was promoted); nothing was written.");
         }
     }
 

@@ -1,3 +1,4 @@
+using Payments.Etcd;
 using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
@@ -27,6 +28,24 @@ public sealed class ApiSystemFixture : IAsyncLifetime
     public ApiStore Store { get; private set; } = null!;
 
     public Uri BaseAddress { get; private set; } = null!;
+
+    public EtcdConnection Etcd => etcd.Connection;
+
+    /// <summary>Another API, as in one region of a two-region deployment (<c>Region:Name</c> set) with its data under
+    /// <paramref name="keyPrefix"/>: it writes only while its region's epoch mirror is held.</summary>
+    public WebApplicationFactory<Program> CreateRegionalApi(string keyPrefix)
+    {
+        var regional = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+        {
+            web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
+            web.UseSetting("Payments:KeyPrefix", keyPrefix);
+            web.UseSetting("DAPR_GRPC_ENDPOINT", sidecar.Endpoint);
+            web.UseSetting("Region:Name", "region-a");
+            web.UseSetting("Logging:LogLevel:Default", "Warning");
+            web.UseSetting("Telemetry:Exporter", "none");
+        });
+        return regional;
+    }
 
     public async Task InitializeAsync()
     {

@@ -33,6 +33,15 @@ public static class ApiExtensions
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints));
+        // A region of a two-region deployment (Region:Name set) accepts writes only while it is the active region.
+        var region = new RegionGate(!string.IsNullOrWhiteSpace(builder.Configuration["Region:Name"]));
+        services.AddSingleton(region);
+        services.AddSingleton(provider => new RegionEpochWatcher(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix, provider.GetRequiredService<TimeProvider>()));
+        if (region.Enabled)
+        {
+            services.AddHostedService<RegionEpochWatcherService>();
+        }
+
         if (options.LedgerUrl is { Length: > 0 } ledgerUrl)
         {
             // The ledger service (Dapr service invocation on Kubernetes, its own process locally); calls are bounded.
@@ -42,7 +51,8 @@ public static class ApiExtensions
         {
             services.AddSingleton<ILedger>(provider => new EtcdLedger(
                 provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
-                provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
+                provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>(),
+                region.Enabled ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null));
         }
 
         services.AddSingleton(provider => new ApiStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "api/"));
@@ -91,9 +101,14 @@ public static class ApiExtensions
         app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
         app.UseStatusCodePages();
         app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
         app.MapOpenApi();
-        app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
+        // Readiness: etcd reachable and, in a region, the region active — the global load balancer routes clients to
+        // the region that is ready.
+        app.MapHealthEndpoints(async (services, cancellationToken) =>
+            await services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken)
+            && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();
     }
@@ -119,6 +134,8 @@ public static class ApiExtensions
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var reply = error switch
         {
+            RegionNotWritableException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
+                "This region does not accept writes now.", "Retry with the same Idempotency-Key against the active region."),
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
                 "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(

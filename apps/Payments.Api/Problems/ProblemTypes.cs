@@ -23,5 +23,6 @@ public static class ProblemTypes
     public const string PaymentNotAwaitingApproval = Base + "payment-not-awaiting-approval";
     public const string RateLimited = Base + "rate-limited";
     public const string ServiceUnavailable = Base + "service-unavailable";
+    public const string RegionNotWritable = Base + "region-not-writable";
     public const string InternalError = Base + "internal-error";
 }

@@ -11,9 +11,9 @@ public static class LedgerApi
     public static void MapLedgerApi(this IEndpointRouteBuilder app)
     {
         var ledger = app.MapGroup("/" + HttpLedger.RoutePrefix.TrimEnd('/'));
-        ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+        ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
             AccountId.TryParse(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
-                ? Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken)))
+                ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
                 : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest));
         ledger.MapGet("/accounts/{id}", async (string id, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
         {
@@ -29,11 +29,11 @@ public static class LedgerApi
 
             return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
         });
-        ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+        ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
             LedgerWire.FromWire(body, out var problem) is { } request
-                ? await Unavailable503(async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.TransferAsync(request, cancellationToken))))
+                ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.TransferAsync(request, cancellationToken))))
                 : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
-        ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+        ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
         {
             var requests = new List<Core.Model.TransferRequest>();
             foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
@@ -46,11 +46,14 @@ public static class LedgerApi
                 requests.Add(request);
             }
 
-            return await Unavailable503(async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.ApplyBatchAsync(requests, cancellationToken))));
+            return await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.ApplyBatchAsync(requests, cancellationToken))));
         });
     }
 
-    private static async Task<IResult> Unavailable503(Func<Task<IResult>> call)
+    /// <summary>Stable problem type of a write refused because this region is not the active one.</summary>
+    public const string RegionNotWritableType = "https://daprpayments.dev/problems/region-not-writable";
+
+    private static async Task<IResult> Unavailable503(HttpContext context, Func<Task<IResult>> call)
     {
         try
         {
@@ -59,6 +62,14 @@ public static class LedgerApi
         catch (LedgerUnavailableException exception)
         {
             return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+        catch (RegionNotWritableException exception)
+        {
+            // Nothing was written. The caller retries with the same ids: here once this region is active again, or in
+            // the region that now is (its clients are routed there by the global load balancer).
+            context.Response.Headers.RetryAfter = "1";
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: RegionNotWritableType,
+                title: "This region does not accept writes now.");
         }
     }
 }

@@ -1,0 +1,56 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using Payments.Api.Storage;
+using Payments.Etcd;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>A region that is not the active one: not ready, writes refused with a clear problem and nothing written;
+/// it takes writes once its epoch is mirrored, and stops again on demotion (ARCHITECTURE §2 invariant 6).</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class RegionWriteGateTests(ApiSystemFixture system)
+{
+    private static readonly TimeSpan ViewBound = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task StandbyRegion_RefusesWrites_UntilItsEpochIsMirrored_AndAgainAfterDemotion()
+    {
+        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
+        await using var api = system.CreateRegionalApi(prefix);
+        var client = api.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
+            "Bearer", await new ApiStore(system.Etcd, prefix + "api/").IssueApiKeyAsync("regional-merchant", CancellationToken.None));
+        var mirror = new RegionEpochMirror(system.Etcd, prefix);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/readyz")).StatusCode);
+        var refused = await client.PostAsync("/v1/accounts", Json("""{"accountId":"standby-1","currency":"EUR"}"""));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("https://daprpayments.dev/problems/region-not-writable", (await refused.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/accounts/standby-1")).StatusCode); // nothing written
+
+        Assert.True(await mirror.HoldAsync(1, TimeSpan.FromSeconds(30), CancellationToken.None)); // promoted
+        await WaitForReadyzAsync(client, HttpStatusCode.OK);
+        Assert.Equal(HttpStatusCode.Created, (await client.PostAsync("/v1/accounts", Json("""{"accountId":"active-1","currency":"EUR"}"""))).StatusCode);
+
+        await mirror.ReleaseAsync(CancellationToken.None); // demoted
+        await WaitForReadyzAsync(client, HttpStatusCode.ServiceUnavailable);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.PostAsync("/v1/accounts", Json("""{"accountId":"demoted-1","currency":"EUR"}"""))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/accounts/active-1")).StatusCode); // reads still served
+    }
+
+    private static StringContent Json(string json) => new(json, System.Text.Encoding.UTF8, "application/json");
+
+    /// <summary>The API's view of the mirror is polled (every 500 ms): wait for it, bounded.</summary>
+    private static async Task WaitForReadyzAsync(HttpClient client, HttpStatusCode expected)
+    {
+        var waited = Stopwatch.StartNew();
+        while ((await client.GetAsync("/readyz")).StatusCode != expected)
+        {
+            Assert.True(waited.Elapsed < ViewBound, $"/readyz did not become {expected} within {ViewBound}.");
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+        }
+    }
+}
