@@ -38,9 +38,10 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix)
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (!response.Succeeded)
         {
-            // Someone else wrote it meanwhile (only the failover service writes it: a second instance). Not ours.
+            // Another instance of this region's failover service wrote it meanwhile: fine if it holds the same epoch
+            // (its lease keeps the key), refused if it holds a higher one.
             await RevokeQuietlyAsync(lease.ID);
-            return false;
+            return (await ReadWithRevisionAsync(cancellationToken)).Epoch == epoch;
         }
 
         if (current.LeaseId != 0 && current.LeaseId != lease.ID)

@@ -38,7 +38,58 @@ public sealed class RegionLeaseManager(
 
     public bool IsWritable => Role == RegionRole.Active && time.GetUtcNow() < WritableUntil;
 
+    /// <summary>Serialises ticks and hand-overs (the loop and an operator's request may overlap).</summary>
+    private readonly SemaphoreSlim turn = new(1, 1);
+
     public async Task TickAsync(CancellationToken cancellationToken)
+    {
+        await turn.WaitAsync(cancellationToken);
+        try
+        {
+            await TickCoreAsync(cancellationToken);
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    /// <summary>Planned switchover from this active region to <paramref name="target"/>: this region stops writing
+    /// first (its mirror is deleted, so its ledger refuses every write from here on), then the record is handed over
+    /// with the next epoch by compare-and-swap; the target takes it on its next tick. False when this region does not
+    /// hold the record (nothing changed). The caller drains and waits for replication before calling this.</summary>
+    public async Task<bool> HandOverAsync(string target, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(target);
+        if (target == options.Name)
+        {
+            throw new ArgumentException("A region cannot hand over to itself.", nameof(target));
+        }
+
+        await turn.WaitAsync(cancellationToken);
+        try
+        {
+            var (record, etag) = await store.ReadAsync(cancellationToken);
+            if (record.ActiveRegion != options.Name)
+            {
+                return false;
+            }
+
+            await DemoteAsync(cancellationToken);
+            var handed = new ActiveRegionRecord(record.Id, target, record.Epoch + 1, (time.GetUtcNow() + options.LeaseDuration).ToUnixTimeMilliseconds());
+            var handedOver = await store.TryReplaceAsync(handed, etag, cancellationToken) is not null;
+            LastSeen = handedOver ? handed : LastSeen;
+            logger.LogWarning("Region {Region}: planned switchover to {Target} with epoch {Epoch}: {Result}",
+                options.Name, target, handed.Epoch, handedOver ? "handed over" : "the record changed meanwhile; nothing handed over");
+            return handedOver;
+        }
+        finally
+        {
+            turn.Release();
+        }
+    }
+
+    private async Task TickCoreAsync(CancellationToken cancellationToken)
     {
         ActiveRegionRecord record;
         string etag;

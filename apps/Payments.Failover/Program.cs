@@ -1,0 +1,41 @@
+using Payments.Etcd;
+using Payments.Failover;
+using Payments.Failover.Core;
+using Payments.ServiceDefaults;
+
+var builder = WebApplication.CreateSlimBuilder(args);
+builder.AddServiceDefaults("payments-failover");
+var region = (builder.Configuration.GetSection("Region").Get<RegionLeaseOptions>() ?? new RegionLeaseOptions()).Validate();
+var cosmos = builder.Configuration.GetSection("Cosmos").Get<CosmosSettings>() ?? new CosmosSettings();
+var etcdEndpoints = builder.Configuration["Payments:EtcdEndpoints"] ?? "http://127.0.0.1:2379";
+var keyPrefix = builder.Configuration["Payments:KeyPrefix"] ?? "/daprpayments/";
+using var cosmosClient = cosmos.CreateClient();
+using (var setup = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+{
+    // The control container exists before any region decides anything (idempotent; bounded).
+    await CosmosSettings.EnsureContainerAsync(cosmosClient, cosmos.Database, cosmos.ControlContainer, setup.Token);
+}
+
+builder.Services.AddSingleton(region);
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddSingleton(_ => EtcdConnection.Create(etcdEndpoints));
+builder.Services.AddSingleton(new ActiveRegionStore(cosmosClient.GetContainer(cosmos.Database, cosmos.ControlContainer)));
+builder.Services.AddSingleton(provider => new RegionEpochMirror(provider.GetRequiredService<EtcdConnection>(), keyPrefix));
+builder.Services.AddSingleton(provider => new RegionLeaseManager(
+    region, provider.GetRequiredService<ActiveRegionStore>(), provider.GetRequiredService<RegionEpochMirror>(),
+    provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>()));
+builder.Services.AddSingleton<RegionLeaseService>();
+builder.Services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
+
+var app = builder.Build();
+app.MapAdminApi();
+// Ready while the lease loop completes ticks (Cosmos and etcd answer); the region's role is in /admin/v1/region.
+app.MapHealthEndpoints((services, _) =>
+{
+    var lastTick = services.GetRequiredService<RegionLeaseService>().LastTickCompletedAt;
+    return Task.FromResult(lastTick is { } at && TimeProvider.System.GetUtcNow() - at < region.RenewInterval * 3);
+});
+await app.RunAsync();
+
+/// <summary>Visible to the tests (WebApplicationFactory).</summary>
+public partial class Program;

@@ -1,0 +1,43 @@
+using Payments.Failover.Core;
+
+namespace Payments.Failover;
+
+/// <summary>Ticks the lease manager every <see cref="RegionLeaseOptions.RenewInterval"/>; each tick is bounded by
+/// the interval, so a hung Cosmos or etcd call cannot hold up the next decision (the demotion deadline is enforced by
+/// time and by the mirror's own lease regardless).</summary>
+internal sealed class RegionLeaseService(RegionLeaseManager manager, RegionLeaseOptions options, TimeProvider time, ILogger<RegionLeaseService> logger)
+    : BackgroundService
+{
+    public DateTimeOffset? LastTickCompletedAt { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.RenewInterval, time);
+        do
+        {
+            using var tickTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            tickTimeout.CancelAfter(options.RenewInterval);
+            try
+            {
+                await manager.TickAsync(tickTimeout.Token);
+                LastTickCompletedAt = time.GetUtcNow();
+            }
+            catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogWarning("Region {Region}: a lease tick took longer than {Interval}; abandoned", options.Name, options.RenewInterval);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        if (manager.Role == RegionRole.Active)
+        {
+            // A clean stop of the active region's failover service: stop writing now rather than at the deadline.
+            // The lease itself is left to expire (or to be taken over by a planned switchover).
+            await manager.DemoteAsync(cancellationToken);
+        }
+    }
+}
