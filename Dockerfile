@@ -12,7 +12,7 @@ COPY Directory.Build.props Directory.Packages.props global.json .editorconfig ./
 COPY apps/ apps/
 # Every app in one stage, before APP is declared: the images share this one build (restore and compile the shared
 # libraries once) instead of repeating it per app.
-RUN set -e; for app in Payments.Api Payments.Orchestrator.Host Payments.Ledger Payments.Risk Payments.WorkflowSidecar Payments.Edge; do \
+RUN set -e; for app in Payments.Api Payments.Orchestrator.Host Payments.Ledger Payments.Risk Payments.Failover Payments.WorkflowSidecar Payments.Edge; do \
       dotnet publish "apps/$app/$app.csproj" -c Release -o "/out/$app" --nologo -p:UseAppHost=false; \
     done
 ARG APP

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds every DaprPayments image: the apps (one Dockerfile, APP as a build argument: API, orchestrator, ledger, risk,
+# Builds every DaprPayments image: the apps (one Dockerfile, APP as a build argument: API, orchestrator, ledger, risk, failover,
 # the development workflow sidecar and the edge load balancer) and etcd.
 # Online, the Dockerfiles' defaults (Microsoft's .NET images, debian:bookworm-slim) are pulled as usual.
 # Offline (air-gapped build machines, common at banks; also this project's CI), base images are seeded without any
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG="${TAG:-0.1.0}"
 PREFIX=daprpayments
-APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk
+APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk Payments.Failover:failover
       Payments.WorkflowSidecar:workflow-sidecar Payments.Edge:edge)
 OFFLINE="${1:-}"
 export DOCKER_API_VERSION="${DOCKER_API_VERSION:-1.41}"

@@ -113,18 +113,46 @@ public sealed class ChartTests
         Assert.Equal(["orchestrator"], Callers("risk"));
         Assert.Equal(["api"], Callers("orchestrator"));
         Assert.Empty(Callers("api"));
+        Assert.Empty(Callers("failover")); // invoked by nobody
     }
 
     [Fact]
-    public async Task RegionValues_CarryRegionRoleAndCosmosPreferences()
+    public async Task RegionValues_DeployTheFailoverService_WithTheRegionsDrSettings()
     {
-        foreach (var (file, region, role) in new[] { ("values-region-a.yaml", "region-a", "active"), ("values-region-b.yaml", "region-b", "standby") })
+        foreach (var (file, region, role, preferred) in new[]
+                 {
+                     ("values-region-a.yaml", "region-a", "active", "West Europe"),
+                     ("values-region-b.yaml", "region-b", "standby", "North Europe"),
+                 })
         {
-            var api = (await RenderAsync(file)).OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-api", StringComparison.Ordinal));
-            var env = api.Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name, variable => variable.Value);
-            Assert.Equal((region, role), (env["Region__Name"], env["Region__Role"]));
-            Assert.False(string.IsNullOrEmpty(env["Cosmos__PreferredRegions"]));
+            var deployments = (await RenderAsync(file)).OfType<V1Deployment>().ToArray();
+            var failover = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-failover", StringComparison.Ordinal));
+            var env = failover.Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
+            Assert.Equal((region, role), (env["Region__Name"].Value, env["Region__Role"].Value));
+            Assert.Equal(("00:00:10", "00:00:02", "00:00:03", "00:00:04", "00:00:02"), (env["Region__LeaseDuration"].Value,
+                env["Region__RenewInterval"].Value, env["Region__DemoteMargin"].Value, env["Region__PromotionMargin"].Value, env["Region__MaxClockSkew"].Value));
+            Assert.Equal(preferred, env["Cosmos__PreferredRegions__0"].Value);
+            Assert.StartsWith("https://", env["Cosmos__Endpoint"].Value, StringComparison.Ordinal);
+            Assert.Equal("key", env["Cosmos__Key"].ValueFrom.SecretKeyRef.Key);
+
+            // The apps that write fence by the region's epoch: they know their region.
+            foreach (var component in new[] { "-api", "-ledger" })
+            {
+                var app = deployments.Single(deployment => deployment.Metadata.Name.EndsWith(component, StringComparison.Ordinal));
+                Assert.Contains(app.Spec.Template.Spec.Containers[0].Env, variable => variable.Name == "Region__Name" && variable.Value == region);
+            }
         }
+    }
+
+    [Fact]
+    public async Task WithoutCosmos_TheInstallIsSingleRegion_NoFailoverServiceAndNoFencing()
+    {
+        var documents = await RenderAsync(null);
+        var deployments = documents.OfType<V1Deployment>().ToArray();
+
+        Assert.DoesNotContain(deployments, deployment => deployment.Metadata.Name.EndsWith("-failover", StringComparison.Ordinal));
+        Assert.All(deployments.Where(deployment => !deployment.Metadata.Name.Contains("etcd", StringComparison.Ordinal)),
+            deployment => Assert.DoesNotContain(deployment.Spec.Template.Spec.Containers[0].Env ?? [], variable => variable.Name == "Region__Name"));
     }
 
     [Theory]
@@ -159,9 +187,11 @@ public sealed class ChartTests
             "components/dapr.yaml is out of date: regenerate it with the helm template command named in its header.");
     }
 
-    internal static async Task<List<object>> RenderAsync(string valuesFile)
+    /// <summary>Renders the chart with <paramref name="valuesFile"/> over the defaults (null: the defaults alone).</summary>
+    internal static async Task<List<object>> RenderAsync(string? valuesFile)
     {
-        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", valuesFile, "--kube-version", KubeVersion, "--namespace", "payments");
+        string[] values = valuesFile is null ? [] : ["-f", valuesFile];
+        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. values, "--kube-version", KubeVersion, "--namespace", "payments"]);
         Assert.True(exitCode == 0, output);
         return KubernetesYaml.LoadAllFromString(output, DaprKinds, strict: true);
     }

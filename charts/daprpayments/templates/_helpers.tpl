@@ -67,3 +67,9 @@ fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{- /* Seconds as a .NET TimeSpan ("hh:mm:ss"), for configuration binding. */}}
+{{- define "daprpayments.timespan" -}}
+{{- $s := int . -}}
+{{- printf "%02d:%02d:%02d" (div $s 3600) (div (mod $s 3600) 60) (mod $s 60) -}}
+{{- end -}}
