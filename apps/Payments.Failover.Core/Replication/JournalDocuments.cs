@@ -1,0 +1,59 @@
+using System.Text.Json.Serialization;
+using Payments.Domain;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Failover.Core.Replication;
+
+/// <summary>One journal entry as replicated: every field the standby needs to copy it exactly.</summary>
+public sealed record JournalEntryDocument(
+    [property: JsonPropertyName("sequence")] long Sequence,
+    [property: JsonPropertyName("transferId")] string TransferId,
+    [property: JsonPropertyName("kind")] string Kind,
+    [property: JsonPropertyName("debit")] string DebitAccountId,
+    [property: JsonPropertyName("credit")] string CreditAccountId,
+    [property: JsonPropertyName("amountMinor")] long AmountMinor,
+    [property: JsonPropertyName("currency")] string Currency,
+    [property: JsonPropertyName("pendingId")] string? PendingId,
+    [property: JsonPropertyName("timeoutAtUnixMs")] long? TimeoutAtUnixMs,
+    [property: JsonPropertyName("reference")] string? Reference,
+    [property: JsonPropertyName("appliedAtUnixMs")] long AppliedAtUnixMs)
+{
+    public static JournalEntryDocument From(JournalEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        return new(entry.Sequence, entry.TransferId.Value, entry.Kind.ToString(), entry.DebitAccountId.Value, entry.CreditAccountId.Value,
+            entry.Amount.AmountMinor, entry.Amount.Currency.Code, entry.PendingId?.Value, entry.TimeoutAt?.ToUnixTimeMilliseconds(),
+            entry.Reference, entry.AppliedAt.ToUnixTimeMilliseconds());
+    }
+
+    public JournalEntry ToEntry() => new(
+        Sequence, Domain.TransferId.Parse(TransferId), Enum.Parse<TransferKind>(Kind), AccountId.ParseAny(DebitAccountId),
+        AccountId.ParseAny(CreditAccountId), new Money(AmountMinor, Domain.Currency.FromCode(Currency)),
+        PendingId is null ? null : Domain.TransferId.Parse(PendingId),
+        TimeoutAtUnixMs is { } timeout ? DateTimeOffset.FromUnixTimeMilliseconds(timeout) : null, Reference,
+        DateTimeOffset.FromUnixTimeMilliseconds(AppliedAtUnixMs));
+}
+
+/// <summary>Page <c>n</c> of a region's replicated journal (id <c>{region}-page-{n:D12}</c>). A page is visible to
+/// readers only once the region's head counts it, so a page rewritten after a crash (before the head moved) was never
+/// read in its earlier form.</summary>
+public sealed record JournalPage(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("region")] string Region,
+    [property: JsonPropertyName("number")] long Number,
+    [property: JsonPropertyName("entries")] IReadOnlyList<JournalEntryDocument> Entries)
+{
+    public static string IdFor(string region, long number) => $"{region}-page-{number:D12}";
+}
+
+/// <summary>A region's replication checkpoint (id <c>{region}-head</c>): how many pages it has shipped and the last
+/// sequence in them. Changed only by ETag compare-and-swap.</summary>
+public sealed record JournalHead(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("region")] string Region,
+    [property: JsonPropertyName("pages")] long Pages,
+    [property: JsonPropertyName("lastSequence")] long LastSequence,
+    [property: JsonPropertyName("lastAppliedAtUnixMs")] long LastAppliedAtUnixMs)
+{
+    public static string IdFor(string region) => $"{region}-head";
+}

@@ -1,0 +1,106 @@
+using System.Globalization;
+using System.Net;
+using Etcdserverpb;
+using Microsoft.Azure.Cosmos;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+
+namespace Payments.Failover.Core.Replication;
+
+/// <summary>The warm standby's side: reads the active region's replicated journal page by page (point reads) and
+/// applies it to this region's ledger (<see cref="JournalApplier"/>), recording in this region's etcd how many pages
+/// of each source it has applied. In order, idempotent, restartable.</summary>
+public sealed class JournalReplicator(Container journal, EtcdLedger ledger, EtcdConnection etcd, string prefix)
+{
+    public const int MaxPagesPerRound = 16;
+    private readonly JournalApplier applier = new(ledger);
+
+    /// <summary>Pages of <paramref name="source"/> shipped but not yet applied here, as of the last round.</summary>
+    public long PagesBehind { get; private set; }
+
+    /// <summary>The last sequence of <paramref name="source"/> applied here.</summary>
+    public long AppliedSequence { get; private set; }
+
+    /// <summary>Applies up to <see cref="MaxPagesPerRound"/> pages of <paramref name="source"/>; returns the pages applied.</summary>
+    public async Task<int> ReplicateOnceAsync(string source, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        var head = await TryReadAsync<JournalHead>(JournalHead.IdFor(source), cancellationToken);
+        var (applied, revision) = await ReadCheckpointAsync(source, cancellationToken);
+        if (head is null)
+        {
+            PagesBehind = 0;
+            return 0; // the source has shipped nothing yet
+        }
+
+        var rounds = 0;
+        for (var number = applied + 1; number <= head.Pages && rounds < MaxPagesPerRound; number++, rounds++)
+        {
+            var page = await TryReadAsync<JournalPage>(JournalPage.IdFor(source, number), cancellationToken)
+                       ?? throw new InvalidDataException($"Page {number} of {source} is counted by its head but missing.");
+            await applier.ApplyAsync(page.Entries.Select(entry => entry.ToEntry()).ToArray(), cancellationToken);
+            revision = await WriteCheckpointAsync(source, number, revision, cancellationToken);
+            applied = number;
+            AppliedSequence = page.Entries.Count > 0 ? page.Entries[^1].Sequence : AppliedSequence;
+        }
+
+        PagesBehind = head.Pages - applied;
+        return rounds;
+    }
+
+    /// <summary>Applies every page <paramref name="source"/> has shipped (bounded by <paramref name="maxRounds"/>):
+    /// at promotion, before this region takes writes.</summary>
+    public async Task DrainAsync(string source, int maxRounds, CancellationToken cancellationToken)
+    {
+        for (var round = 0; round < maxRounds; round++)
+        {
+            if (await ReplicateOnceAsync(source, cancellationToken) == 0 && PagesBehind == 0)
+            {
+                return;
+            }
+        }
+
+        throw new TimeoutException($"{source}'s journal was not drained within {maxRounds} rounds ({PagesBehind} pages behind).");
+    }
+
+    private string CheckpointKey(string source) => EtcdBytes.AsPrefix(prefix) + "replication/" + source + "/pages";
+
+    private async Task<(long Pages, long ModRevision)> ReadCheckpointAsync(string source, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(CheckpointKey(source)) }, cancellationToken: token), cancellationToken);
+        var kv = response.Kvs.FirstOrDefault();
+        return kv is null ? (0, 0) : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision);
+    }
+
+    /// <summary>Compare-and-swap: two replicators of one region never move the checkpoint backwards.</summary>
+    private async Task<long> WriteCheckpointAsync(string source, long pages, long expectedRevision, CancellationToken cancellationToken)
+    {
+        var key = CheckpointKey(source);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(key, expectedRevision));
+        request.Success.Add(EtcdBytes.Put(key, Google.Protobuf.ByteString.CopyFromUtf8(pages.ToString(CultureInfo.InvariantCulture))));
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        if (!response.Succeeded)
+        {
+            throw new InvalidOperationException($"Another replicator moved the checkpoint of {source}; this round stops (the pages it applied are idempotent).");
+        }
+
+        return response.Header.Revision;
+    }
+
+    /// <summary>A point read; null when the document does not exist (the local Cosmos-compatible server answers 500
+    /// where the service answers 404, so both mean "not there yet" here; a real fault just delays one round).</summary>
+    private async Task<T?> TryReadAsync<T>(string id, CancellationToken cancellationToken)
+        where T : class
+    {
+        try
+        {
+            return (await journal.ReadItemAsync<T>(id, new PartitionKey(id), cancellationToken: cancellationToken)).Resource;
+        }
+        catch (CosmosException exception) when (exception.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.InternalServerError)
+        {
+            return null;
+        }
+    }
+}

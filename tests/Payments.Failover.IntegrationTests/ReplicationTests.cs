@@ -1,0 +1,140 @@
+using Microsoft.Azure.Cosmos;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Domain;
+using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
+using Payments.Testing;
+
+namespace Payments.Failover.IntegrationTests;
+
+/// <summary>The replicated journal through the local Cosmos-compatible server: region A's ledger shipped page by
+/// page, applied by region B's replicator into its own ledger (two key prefixes of one real etcd cluster).</summary>
+[Collection(FailoverCollection.Name)]
+public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
+{
+    private static readonly TimeSpan ShipBound = TimeSpan.FromSeconds(20);
+    private CosmosClient client = null!;
+    private Container journal = null!;
+
+    public async Task InitializeAsync()
+    {
+        client = fixture.Settings().CreateClient();
+        journal = await CosmosSettings.EnsureContainerAsync(client, "daprpayments-tests", $"journal-{Guid.NewGuid():N}", CancellationToken.None);
+    }
+
+    public Task DisposeAsync()
+    {
+        client.Dispose();
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task StandbyAppliesTheShippedJournal_AndHoldsWhatTheSourceHolds()
+    {
+        var (a, b) = (fixture.NewLedger(), fixture.NewLedger());
+        await WorkloadAsync(a, transfers: 300); // more than one page
+        var shipper = Shipper(a);
+        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
+        {
+        }
+
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, EtcdClusterFixture.NewPrefix());
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+
+        Assert.Equal(0, replicator.PagesBehind);
+        Assert.Equal(shipper.ShippedSequence, replicator.AppliedSequence);
+        Assert.Equal(0, await replicator.ReplicateOnceAsync("region-a", CancellationToken.None)); // nothing new
+        await AssertSameLedgerAsync(a, b);
+    }
+
+    [Fact]
+    public async Task SyncWrite_IsAcknowledgedOnlyOnceItsEntryIsInCosmos()
+    {
+        var a = fixture.NewLedger();
+        var shipper = Shipper(a);
+        using var stop = new CancellationTokenSource();
+        var shipping = shipper.RunAsync(stop.Token);
+        try
+        {
+            var (debtor, creditor) = await OpenFundedAsync(a);
+            var outcome = Assert.IsType<TransferOutcome.Applied>(await a.TransferAsync(
+                new TransferRequest.Single(TransferId.Parse($"t-{Guid.NewGuid():N}"), debtor, creditor, new Money(42, Currency.Eur)), CancellationToken.None));
+
+            await shipper.WaitShippedAsync(outcome.Entry.Sequence, ShipBound, CancellationToken.None);
+
+            var head = (await journal.ReadItemAsync<JournalHead>(JournalHead.IdFor("region-a"), new PartitionKey(JournalHead.IdFor("region-a")))).Resource;
+            Assert.True(head.LastSequence >= outcome.Entry.Sequence, "acknowledged before its entry was durable in Cosmos");
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await shipping;
+        }
+    }
+
+    [Fact]
+    public async Task PageWrittenBeforeACrash_ButNeverCounted_IsReplaced_AndNeverApplied()
+    {
+        var (a, b) = (fixture.NewLedger(), fixture.NewLedger());
+        await WorkloadAsync(a, transfers: 20);
+        // A shipper died after writing page 1 and before moving the head: that page holds something else entirely.
+        var stale = new JournalPage(JournalPage.IdFor("region-a", 1), "region-a", 1,
+            [new JournalEntryDocument(1, "ghost", "Single", "ghost-debit", "ghost-credit", 1_000_000, "EUR", null, null, null, 0)]);
+        await journal.UpsertItemAsync(stale, new PartitionKey(stale.Id));
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, EtcdClusterFixture.NewPrefix());
+        Assert.Equal(0, await replicator.ReplicateOnceAsync("region-a", CancellationToken.None)); // not counted: not read
+
+        var shipper = Shipper(a);
+        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
+        {
+        }
+
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+        await AssertSameLedgerAsync(a, b);
+        Assert.Null(await b.GetAccountAsync(AccountId.Parse("ghost-credit"), CancellationToken.None));
+    }
+
+    private JournalShipper Shipper(EtcdLedger ledger) => new("region-a", journal, ledger, TimeProvider.System, NullLogger.Instance);
+
+    private static async Task AssertSameLedgerAsync(EtcdLedger source, EtcdLedger replica)
+    {
+        await LedgerInvariants.AssertAllHoldAsync(replica, CancellationToken.None);
+        static IEnumerable<(string, long, long, long)> Balances(IReadOnlyList<Account> accounts) =>
+            accounts.Select(account => (account.Id.Value, account.BalanceMinor, account.PendingDebitMinor, account.PendingCreditMinor)).OrderBy(row => row.Item1);
+        Assert.Equal(Balances(await new JournalReader(source).SnapshotAccountsAsync(CancellationToken.None)),
+            Balances(await new JournalReader(replica).SnapshotAccountsAsync(CancellationToken.None)));
+        var sourceIds = (await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None)).Select(entry => entry.TransferId.Value);
+        var replicaIds = (await new JournalReader(replica).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None)).Select(entry => entry.TransferId.Value);
+        Assert.Equal(sourceIds, replicaIds);
+    }
+
+    private static async Task WorkloadAsync(EtcdLedger ledger, int transfers)
+    {
+        var (debtor, creditor) = await OpenFundedAsync(ledger);
+        for (var index = 0; index < transfers; index++)
+        {
+            var id = TransferId.Parse($"t-{Guid.NewGuid():N}");
+            TransferRequest request = (index % 3) switch
+            {
+                0 => new TransferRequest.Single(id, debtor, creditor, new Money(3, Currency.Eur)),
+                1 => new TransferRequest.Pending(id, creditor, AccountId.InTransit(Currency.Eur), new Money(2, Currency.Eur), TimeSpan.FromMinutes(15)),
+                _ => new TransferRequest.Single(id, creditor, debtor, new Money(1, Currency.Eur)),
+            };
+            Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(request, CancellationToken.None));
+        }
+    }
+
+    private static async Task<(AccountId Debtor, AccountId Creditor)> OpenFundedAsync(EtcdLedger ledger)
+    {
+        var debtor = AccountId.Parse($"d-{Guid.NewGuid():N}");
+        var creditor = AccountId.Parse($"c-{Guid.NewGuid():N}");
+        await ledger.OpenAccountAsync(debtor, Currency.Eur, 0, CancellationToken.None);
+        await ledger.OpenAccountAsync(creditor, Currency.Eur, 0, CancellationToken.None);
+        Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(
+            new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Eur), debtor, new Money(100_000, Currency.Eur)),
+            CancellationToken.None));
+        return (debtor, creditor);
+    }
+}
