@@ -14,6 +14,9 @@ public sealed class CosmosSettings
 
     public string ControlContainer { get; set; } = "control";
 
+    /// <summary>Container of the replicated journal (pages and one head per region; partition key /id).</summary>
+    public string JournalContainer { get; set; } = "journal";
+
     /// <summary>This region's Cosmos preferred regions, nearest first (ignored with <see cref="LimitToEndpoint"/>).</summary>
     public IList<string> PreferredRegions { get; set; } = [];
 

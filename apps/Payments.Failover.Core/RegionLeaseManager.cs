@@ -36,6 +36,17 @@ public sealed class RegionLeaseManager(
     /// <summary>Raised after this region promoted itself (the epoch it won): reconciliation starts here.</summary>
     public event Func<long, Task>? Promoted;
 
+    /// <summary>Run after this region won the record and before it takes any write: applies what the previous active
+    /// region shipped (its argument). Until it succeeds the region keeps renewing its lease but does not write.</summary>
+    public Func<string, CancellationToken, Task>? CatchUp { get; set; }
+
+    /// <summary>Run by a planned switchover after this region stopped writing and before the record moves: waits until
+    /// everything this region wrote is shipped. If it throws, nothing is handed over and the next tick resumes writing.</summary>
+    public Func<CancellationToken, Task>? BeforeHandOver { get; set; }
+
+    /// <summary>The previous active region, while the catch-up after a promotion has not yet succeeded.</summary>
+    public string? CatchingUpFrom { get; private set; }
+
     public bool IsWritable => Role == RegionRole.Active && time.GetUtcNow() < WritableUntil;
 
     /// <summary>Serialises ticks and hand-overs (the loop and an operator's request may overlap).</summary>
@@ -76,6 +87,20 @@ public sealed class RegionLeaseManager(
             }
 
             await DemoteAsync(cancellationToken);
+            if (BeforeHandOver is { } drain)
+            {
+                try
+                {
+                    await drain(cancellationToken);
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    logger.LogWarning("Region {Region}: switchover to {Target} abandoned, replication did not catch up ({Error}); this region resumes",
+                        options.Name, target, exception.Message);
+                    return false;
+                }
+            }
+
             var handed = new ActiveRegionRecord(record.Id, target, record.Epoch + 1, (time.GetUtcNow() + options.LeaseDuration).ToUnixTimeMilliseconds());
             var handedOver = await store.TryReplaceAsync(handed, etag, cancellationToken) is not null;
             LastSeen = handedOver ? handed : LastSeen;
@@ -109,10 +134,16 @@ public sealed class RegionLeaseManager(
             return;
         }
 
+        var previous = LastSeen?.ActiveRegion;
         LastSeen = record;
         LastSeenAt = time.GetUtcNow();
         if (record.ActiveRegion == options.Name)
         {
+            if (Role != RegionRole.Active && previous is { } handedBy && handedBy != options.Name)
+            {
+                CatchingUpFrom ??= handedBy; // handed over by a planned switchover: apply its journal before writing
+            }
+
             await RenewAsync(record, etag, cancellationToken);
         }
         else if (Role == RegionRole.Active)
@@ -191,6 +222,7 @@ public sealed class RegionLeaseManager(
         logger.LogWarning("Region {Region}: promoted with epoch {Epoch} ({Previous}'s lease ended at {LeaseUntil:O})",
             options.Name, promoted.Epoch, record.ActiveRegion, record.LeaseUntil);
         LastSeen = promoted;
+        CatchingUpFrom = record.ActiveRegion;
         if (await HoldAsync(promoted.Epoch, sentAt, cancellationToken) && Promoted is { } promotedHandler)
         {
             await promotedHandler(promoted.Epoch);
@@ -201,6 +233,20 @@ public sealed class RegionLeaseManager(
     /// mirror it into etcd until this region's deadline, and only then count as active.</summary>
     private async Task<bool> HoldAsync(long epoch, DateTimeOffset sentAt, CancellationToken cancellationToken)
     {
+        if (CatchingUpFrom is { } previous && CatchUp is { } catchUp)
+        {
+            try
+            {
+                await catchUp(previous, cancellationToken);
+                CatchingUpFrom = null;
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("Region {Region}: catching up with {Previous}'s journal failed ({Error}); not writing yet", options.Name, previous, exception.Message);
+                return false;
+            }
+        }
+
         var writableUntil = sentAt + options.LeaseDuration - options.DemoteMargin;
         var hold = writableUntil - time.GetUtcNow();
         if (hold < RegionEpochMirror.MinHold)

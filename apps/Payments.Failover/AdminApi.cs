@@ -1,4 +1,5 @@
 using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
 
 namespace Payments.Failover;
 
@@ -10,7 +11,7 @@ internal static class AdminApi
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
         var admin = app.MapGroup("/admin/v1");
-        admin.MapGet("/region", (RegionLeaseManager manager, RegionLeaseOptions options, TimeProvider time) =>
+        admin.MapGet("/region", (RegionLeaseManager manager, JournalReplicator replicator, RegionLeaseOptions options, TimeProvider time) =>
         {
             var now = time.GetUtcNow();
             var record = manager.LastSeen;
@@ -25,7 +26,10 @@ internal static class AdminApi
                 record?.LeaseUntil,
                 // Lease age: time since the holder last renewed it (renewal sets leaseUntil = now + LeaseDuration).
                 record is null ? null : Math.Round((now - (record.LeaseUntil - options.LeaseDuration)).TotalSeconds, 1),
-                manager.LastSeenAt));
+                manager.LastSeenAt,
+                manager.Role == RegionRole.Standby ? record?.ActiveRegion : manager.CatchingUpFrom,
+                replicator.PagesBehind,
+                replicator.AppliedSequence));
         });
         admin.MapPost("/switchover", async (SwitchoverRequest? body, RegionLeaseManager manager, CancellationToken cancellationToken) =>
         {
@@ -55,4 +59,7 @@ internal sealed record RegionStatus(
     long? ActiveEpoch,
     DateTimeOffset? LeaseUntil,
     double? LeaseAgeSeconds,
-    DateTimeOffset? LastSeenAt);
+    DateTimeOffset? LastSeenAt,
+    string? ReplicatingFrom,
+    long ReplicationPagesBehind,
+    long ReplicationAppliedSequence);

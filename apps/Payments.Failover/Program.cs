@@ -1,6 +1,8 @@
 using Payments.Etcd;
 using Payments.Failover;
 using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Core;
 using Payments.ServiceDefaults;
 
 var builder = WebApplication.CreateSlimBuilder(args);
@@ -14,6 +16,7 @@ using (var setup = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
 {
     // The control container exists before any region decides anything (idempotent; bounded).
     await CosmosSettings.EnsureContainerAsync(cosmosClient, cosmos.Database, cosmos.ControlContainer, setup.Token);
+    await CosmosSettings.EnsureContainerAsync(cosmosClient, cosmos.Database, cosmos.JournalContainer, setup.Token);
 }
 
 builder.Services.AddSingleton(region);
@@ -21,9 +24,29 @@ builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton(_ => EtcdConnection.Create(etcdEndpoints));
 builder.Services.AddSingleton(new ActiveRegionStore(cosmosClient.GetContainer(cosmos.Database, cosmos.ControlContainer)));
 builder.Services.AddSingleton(provider => new RegionEpochMirror(provider.GetRequiredService<EtcdConnection>(), keyPrefix));
-builder.Services.AddSingleton(provider => new RegionLeaseManager(
-    region, provider.GetRequiredService<ActiveRegionStore>(), provider.GetRequiredService<RegionEpochMirror>(),
-    provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>()));
+// The warm standby: this region's ledger (written only by the applier while standby), fed from the active region's
+// replicated journal; after a promotion the region writes only once it has applied everything shipped.
+builder.Services.AddSingleton(provider => new JournalReplicator(
+    cosmosClient.GetContainer(cosmos.Database, cosmos.JournalContainer),
+    new EtcdLedger(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+        provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()),
+    provider.GetRequiredService<EtcdConnection>(), keyPrefix));
+builder.Services.AddSingleton(provider =>
+{
+    var replicator = provider.GetRequiredService<JournalReplicator>();
+    return new RegionLeaseManager(
+        region, provider.GetRequiredService<ActiveRegionStore>(), provider.GetRequiredService<RegionEpochMirror>(),
+        provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>())
+    {
+        CatchUp = (previous, cancellationToken) => replicator.DrainAsync(previous, MaxCatchUpRounds, cancellationToken),
+        BeforeHandOver = cancellationToken => provider.GetRequiredService<ShippingProgress>().WaitCaughtUpAsync(region.Name, SwitchoverDrainTimeout, cancellationToken),
+    };
+});
+builder.Services.AddSingleton(provider => new ShippingProgress(
+    cosmosClient.GetContainer(cosmos.Database, cosmos.JournalContainer),
+    new EtcdLedger(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+        provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()),
+    provider.GetRequiredService<TimeProvider>()));
 builder.Services.AddSingleton<RegionLeaseService>();
 builder.Services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
 
@@ -38,4 +61,11 @@ app.MapHealthEndpoints((services, _) =>
 await app.RunAsync();
 
 /// <summary>Visible to the tests (WebApplicationFactory).</summary>
-public partial class Program;
+public partial class Program
+{
+    /// <summary>Rounds of 16 pages per catch-up attempt; a tick's timeout bounds it too, and the next tick resumes.</summary>
+    private const int MaxCatchUpRounds = 1_000;
+
+    /// <summary>How long a planned switchover waits for this region's journal to be shipped before it gives up.</summary>
+    private static readonly TimeSpan SwitchoverDrainTimeout = TimeSpan.FromSeconds(30);
+}

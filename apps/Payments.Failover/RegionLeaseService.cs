@@ -1,11 +1,13 @@
 using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
 
 namespace Payments.Failover;
 
 /// <summary>Ticks the lease manager every <see cref="RegionLeaseOptions.RenewInterval"/>; each tick is bounded by
 /// the interval, so a hung Cosmos or etcd call cannot hold up the next decision (the demotion deadline is enforced by
 /// time and by the mirror's own lease regardless).</summary>
-internal sealed class RegionLeaseService(RegionLeaseManager manager, RegionLeaseOptions options, TimeProvider time, ILogger<RegionLeaseService> logger)
+internal sealed class RegionLeaseService(
+    RegionLeaseManager manager, JournalReplicator replicator, RegionLeaseOptions options, TimeProvider time, ILogger<RegionLeaseService> logger)
     : BackgroundService
 {
     public DateTimeOffset? LastTickCompletedAt { get; private set; }
@@ -21,6 +23,10 @@ internal sealed class RegionLeaseService(RegionLeaseManager manager, RegionLease
             {
                 await manager.TickAsync(tickTimeout.Token);
                 LastTickCompletedAt = time.GetUtcNow();
+                if (manager.Role == RegionRole.Standby && manager.LastSeen?.ActiveRegion is { } source && source != options.Name)
+                {
+                    await ReplicateAsync(source, tickTimeout.Token);
+                }
             }
             catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
             {
@@ -28,6 +34,20 @@ internal sealed class RegionLeaseService(RegionLeaseManager manager, RegionLease
             }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>The warm standby's round: apply what the active region shipped (faults only delay it to the next tick).</summary>
+    private async Task ReplicateAsync(string source, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await replicator.ReplicateOnceAsync(source, cancellationToken);
+        }
+        catch (Exception exception) when (exception is Microsoft.Azure.Cosmos.CosmosException or HttpRequestException or Grpc.Core.RpcException
+                                          or Payments.Ledger.Core.LedgerUnavailableException or InvalidOperationException or InvalidDataException)
+        {
+            logger.LogWarning("Region {Region}: replicating {Source}'s journal failed ({Error}); next tick retries", options.Name, source, exception.Message);
+        }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)

@@ -4,7 +4,13 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Domain;
 using Payments.Etcd;
+using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Model;
 using Payments.LocalCluster;
 
 namespace Payments.Failover.IntegrationTests;
@@ -26,17 +32,30 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         var clientB = b.CreateClient();
         var mirrorA = new RegionEpochMirror(fixture.Connection, Prefix(control, "region-a"));
         var mirrorB = new RegionEpochMirror(fixture.Connection, Prefix(control, "region-b"));
+        var ledgerA = fixture.NewLedger(prefix: Prefix(control, "region-a") + "ledger/");
+        var ledgerB = fixture.NewLedger(prefix: Prefix(control, "region-b") + "ledger/");
+        // Each region's ledger service ships its journal (here in the test process, as the service would).
+        using var cosmos = fixture.Settings().CreateClient();
+        var journal = await CosmosSettings.EnsureContainerAsync(cosmos, "daprpayments-tests", "journal-" + control, CancellationToken.None);
+        using var stopShipping = new CancellationTokenSource();
+        var shipping = Task.WhenAll(
+            new JournalShipper("region-a", journal, ledgerA, TimeProvider.System, NullLogger.Instance).RunAsync(stopShipping.Token),
+            new JournalShipper("region-b", journal, ledgerB, TimeProvider.System, NullLogger.Instance).RunAsync(stopShipping.Token));
 
         var statusA = await WaitForAsync(clientA, status => status.GetProperty("role").GetString() == "active");
         Assert.Equal(1, statusA.GetProperty("epoch").GetInt64());
         var statusB = await WaitForAsync(clientB, status => status.GetProperty("activeRegion").GetString() == "region-a");
         Assert.Equal("standby", statusB.GetProperty("role").GetString());
 
+        var paid = await PayAsync(ledgerA, count: 40); // written in A while it is active
+
         var handOver = await clientA.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" });
         Assert.Equal(HttpStatusCode.OK, handOver.StatusCode);
         Assert.Null(await mirrorA.ReadAsync(CancellationToken.None)); // A stopped writing before the record moved
         await WaitForAsync(clientB, status => status.GetProperty("role").GetString() == "active" && status.GetProperty("epoch").GetInt64() == 2);
         Assert.Equal(2, await mirrorB.ReadAsync(CancellationToken.None));
+        // Zero loss: B took writes only after applying all A had written.
+        Assert.Equal(paid, await BalanceAsync(ledgerB));
         Assert.Equal(HttpStatusCode.Conflict, (await clientA.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" })).StatusCode);
 
         // Fail back.
@@ -44,7 +63,28 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         await WaitForAsync(clientA, status => status.GetProperty("role").GetString() == "active" && status.GetProperty("epoch").GetInt64() == 3);
         Assert.Null(await mirrorB.ReadAsync(CancellationToken.None));
         Assert.Equal(3, await mirrorA.ReadAsync(CancellationToken.None));
+        Assert.Equal(paid, await BalanceAsync(ledgerA));
+        await stopShipping.CancelAsync();
+        await shipping;
     }
+
+    private static readonly AccountId Creditor = AccountId.Parse("switchover-creditor");
+
+    /// <summary>Deposits to one account, straight on the region's ledger; returns its balance.</summary>
+    private static async Task<long> PayAsync(EtcdLedger ledger, int count)
+    {
+        await ledger.OpenAccountAsync(Creditor, Currency.Eur, 0, CancellationToken.None);
+        for (var index = 0; index < count; index++)
+        {
+            var transfer = new TransferRequest.Single(TransferId.Parse($"t-{Guid.NewGuid():N}"), AccountId.ExternalFunding(Currency.Eur), Creditor, new Money(index + 1, Currency.Eur));
+            Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(transfer, CancellationToken.None));
+        }
+
+        return await BalanceAsync(ledger);
+    }
+
+    private static async Task<long> BalanceAsync(EtcdLedger ledger) =>
+        (await ledger.GetAccountAsync(Creditor, CancellationToken.None))?.BalanceMinor ?? -1;
 
     [Fact]
     public async Task SwitchoverWithoutATarget_IsRefusedWithAProblem()
@@ -67,6 +107,7 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
             web.UseSetting("Cosmos:AcceptAnyServerCertificate", "true"); // the local server's self-signed certificate
             web.UseSetting("Cosmos:Database", "daprpayments-tests");
             web.UseSetting("Cosmos:ControlContainer", control);
+            web.UseSetting("Cosmos:JournalContainer", "journal-" + control);
             web.UseSetting("Payments:EtcdEndpoints", fixture.Cluster.ClientEndpoints);
             web.UseSetting("Payments:KeyPrefix", Prefix(control, name));
             web.UseSetting("Logging:LogLevel:Default", "Warning");

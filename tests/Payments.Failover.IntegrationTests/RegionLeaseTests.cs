@@ -113,6 +113,34 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PromotedRegion_WritesOnlyAfterCatchingUpWithThePreviousRegionsJournal()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", "active", clock);
+        var b = Region("region-b", "standby", clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        var catchUps = new List<string>();
+        b.Manager.CatchUp = (previous, _) =>
+        {
+            catchUps.Add(previous);
+            return catchUps.Count == 1 ? Task.FromException(new TimeoutException("Cosmos slow")) : Task.CompletedTask;
+        };
+
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await b.Manager.TickAsync(CancellationToken.None); // wins the record, but the catch-up fails
+        Assert.Equal(("region-b", 2L), (b.Manager.LastSeen!.ActiveRegion, b.Manager.LastSeen.Epoch));
+        Assert.False(b.Manager.IsWritable);
+        Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
+
+        clock.Advance(Defaults.RenewInterval);
+        await b.Manager.TickAsync(CancellationToken.None); // renews its lease and catches up: now it writes
+        Assert.True(b.Manager.IsWritable);
+        Assert.Equal(2, await b.Mirror.ReadAsync(CancellationToken.None));
+        Assert.Equal(["region-a", "region-a"], catchUps);
+        Assert.Null(b.Manager.CatchingUpFrom);
+    }
+
+    [Fact]
     public async Task TwoStandbysTakingTheSameExpiredRecord_ExactlyOneWins()
     {
         var store = new ActiveRegionStore(container);
