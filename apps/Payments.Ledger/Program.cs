@@ -1,4 +1,5 @@
 using Payments.Etcd;
+using Payments.Ledger;
 using Payments.Ledger.Apis;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
@@ -22,6 +23,8 @@ builder.Services.AddSingleton(provider =>
         provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>(), regional ? watcher.CurrentFence : null);
 });
 builder.Services.AddHostedService<HoldExpiryService>();
+var replication = (builder.Configuration.GetSection("Replication").Get<ReplicationOptions>() ?? new ReplicationOptions()).Validate();
+await builder.AddJournalReplicationAsync(replication, keyPrefix);
 if (regional)
 {
     builder.Services.AddHostedService<RegionEpochWatcherService>();

@@ -135,6 +135,11 @@ public sealed class ChartTests
             Assert.StartsWith("https://", env["Cosmos__Endpoint"].Value, StringComparison.Ordinal);
             Assert.Equal("key", env["Cosmos__Key"].ValueFrom.SecretKeyRef.Key);
 
+            Assert.Equal("sync", env["Replication__Mode"].Value);
+            var ledgerEnv = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-ledger", StringComparison.Ordinal))
+                .Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
+            Assert.Equal(("sync", "00:00:05", "journal"), (ledgerEnv["Replication__Mode"].Value, ledgerEnv["Replication__SyncTimeout"].Value, ledgerEnv["Cosmos__JournalContainer"].Value));
+
             // The apps that write fence by the region's epoch: they know their region.
             foreach (var component in new[] { "-api", "-ledger" })
             {

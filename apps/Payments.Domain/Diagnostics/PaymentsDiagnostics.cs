@@ -21,6 +21,10 @@ public static class PaymentsDiagnostics
     public static readonly Histogram<double> LedgerDuration = Meter.CreateHistogram<double>("payments.ledger.duration", unit: "ms", description: "time to apply a transfer or batch");
 
     /// <summary>Saga steps (workflow activities) by step and result.</summary>
+    /// <summary>Observes how far journal shipping to Cosmos DB lags (age of the oldest unshipped entry, ms).</summary>
+    public static void ObserveReplicationLag(Func<long> lagMilliseconds) =>
+        Meter.CreateObservableGauge("payments.replication.lag", lagMilliseconds, unit: "ms", description: "age of the oldest journal entry not yet shipped to Cosmos DB");
+
     public static readonly Histogram<double> SagaStepDuration = Meter.CreateHistogram<double>("payments.saga.step.duration", unit: "ms", description: "payment saga activity duration");
 
     /// <summary>Payments that reached a terminal status, by status (counted once, when the API records it).</summary>

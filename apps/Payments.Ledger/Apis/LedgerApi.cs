@@ -29,11 +29,16 @@ public static class LedgerApi
 
             return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
         });
-        ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
+        ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
             LedgerWire.FromWire(body, out var problem) is { } request
-                ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.TransferAsync(request, cancellationToken))))
+                ? await Unavailable503(context, async () =>
+                {
+                    var outcome = await etcdLedger.TransferAsync(request, cancellationToken);
+                    await replication.WaitAsync(outcome, cancellationToken);
+                    return Results.Ok(LedgerWire.ToWire(outcome));
+                })
                 : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
-        ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
+        ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
         {
             var requests = new List<Core.Model.TransferRequest>();
             foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
@@ -46,12 +51,20 @@ public static class LedgerApi
                 requests.Add(request);
             }
 
-            return await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.ApplyBatchAsync(requests, cancellationToken))));
+            return await Unavailable503(context, async () =>
+            {
+                var outcome = await etcdLedger.ApplyBatchAsync(requests, cancellationToken);
+                await replication.WaitAsync(outcome, cancellationToken);
+                return Results.Ok(LedgerWire.ToWire(outcome));
+            });
         });
     }
 
     /// <summary>Stable problem type of a write refused because this region is not the active one.</summary>
     public const string RegionNotWritableType = "https://daprpayments.dev/problems/region-not-writable";
+
+    /// <summary>Stable problem type of a sync-mode write committed but not yet durable in Cosmos DB.</summary>
+    public const string ReplicationPendingType = "https://daprpayments.dev/problems/replication-pending";
 
     private static async Task<IResult> Unavailable503(HttpContext context, Func<Task<IResult>> call)
     {
@@ -62,6 +75,14 @@ public static class LedgerApi
         catch (LedgerUnavailableException exception)
         {
             return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+        catch (TimeoutException exception)
+        {
+            // Sync replication: committed here, not yet durable in Cosmos, so not acknowledged. The retry (same ids)
+            // replays the write and waits for its shipping again.
+            context.Response.Headers.RetryAfter = "1";
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ReplicationPendingType,
+                title: "The write is not yet replicated.");
         }
         catch (RegionNotWritableException exception)
         {

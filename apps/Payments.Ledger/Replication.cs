@@ -1,0 +1,92 @@
+using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Core.Model;
+
+namespace Payments.Ledger;
+
+/// <summary>Configuration section <c>Replication</c>: <c>Mode</c> = <c>off</c> (single region), <c>sync</c> (a ledger
+/// write is acknowledged only once its journal entries are in Cosmos DB: RPO 0 for every acknowledged payment) or
+/// <c>async</c> (shipped in the background; the lag is the metric <c>payments.replication.lag</c>).</summary>
+public sealed class ReplicationOptions
+{
+    public string Mode { get; set; } = "off";
+
+    /// <summary>How long a sync write waits for its entries to be shipped before it answers 503 (committed, not yet
+    /// acknowledged: the caller's retry with the same ids replays it and waits again).</summary>
+    public TimeSpan SyncTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    public bool Enabled => Mode != "off";
+
+    public ReplicationOptions Validate()
+    {
+        return Mode is "off" or "sync" or "async"
+            ? this
+            : throw new InvalidOperationException($"Replication:Mode is '{Mode}'; use off, sync or async.");
+    }
+}
+
+/// <summary>What a ledger write waits for before it is acknowledged (nothing unless the mode is sync).</summary>
+public sealed class ReplicationAcknowledger(ReplicationOptions options, JournalShipper? shipper)
+{
+    public Task WaitAsync(TransferOutcome outcome, CancellationToken cancellationToken) =>
+        outcome is TransferOutcome.Applied applied ? WaitAsync(applied.Entry.Sequence, cancellationToken) : Task.CompletedTask;
+
+    public Task WaitAsync(BatchOutcome outcome, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outcome);
+        var last = outcome.Transfers.OfType<TransferOutcome.Applied>().Select(applied => applied.Entry.Sequence).DefaultIfEmpty(-1).Max();
+        return last < 0 ? Task.CompletedTask : WaitAsync(last, cancellationToken);
+    }
+
+    private Task WaitAsync(long sequence, CancellationToken cancellationToken) =>
+        options.Mode == "sync" && shipper is not null ? shipper.WaitShippedAsync(sequence, options.SyncTimeout, cancellationToken) : Task.CompletedTask;
+}
+
+/// <summary>Runs the region's journal shipper for the life of the ledger service.</summary>
+internal sealed class JournalShippingService(JournalShipper shipper) : BackgroundService
+{
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => shipper.RunAsync(stoppingToken);
+}
+
+internal static class ReplicationRegistration
+{
+    /// <summary>With <c>Replication:Mode</c> sync or async: the Cosmos client, the journal container (created if
+    /// missing, bounded), the shipper and its lag gauge.</summary>
+    public static async Task AddJournalReplicationAsync(this WebApplicationBuilder builder, ReplicationOptions options, string keyPrefix)
+    {
+        builder.Services.AddSingleton(options);
+        if (!options.Enabled)
+        {
+            builder.Services.AddSingleton(new ReplicationAcknowledger(options, null));
+            return;
+        }
+
+        var region = builder.Configuration["Region:Name"];
+        if (string.IsNullOrWhiteSpace(region))
+        {
+            throw new InvalidOperationException("Replication:Mode needs Region:Name (replication is between the regions of a two-region deployment).");
+        }
+
+        var cosmos = builder.Configuration.GetSection("Cosmos").Get<CosmosSettings>() ?? new CosmosSettings();
+        var client = cosmos.CreateClient();
+        using (var setup = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            await CosmosSettings.EnsureContainerAsync(client, cosmos.Database, cosmos.JournalContainer, setup.Token);
+        }
+
+        builder.Services.AddSingleton(client);
+        builder.Services.AddSingleton(provider =>
+        {
+            var shipper = new JournalShipper(
+                region, client.GetContainer(cosmos.Database, cosmos.JournalContainer),
+                // Reads only: the shipper never writes the ledger, so it needs no region fence.
+                new Core.EtcdLedger(provider.GetRequiredService<Payments.Etcd.EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+                    provider.GetRequiredService<ILoggerFactory>().CreateLogger<Core.EtcdLedger>()),
+                provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<JournalShipper>());
+            Payments.Domain.Diagnostics.PaymentsDiagnostics.ObserveReplicationLag(() => shipper.LagMilliseconds);
+            return shipper;
+        });
+        builder.Services.AddSingleton(provider => new ReplicationAcknowledger(options, provider.GetRequiredService<JournalShipper>()));
+        builder.Services.AddHostedService<JournalShippingService>();
+    }
+}
