@@ -82,7 +82,16 @@ internal static class ReplicationRegistration
                 // Reads only: the shipper never writes the ledger, so it needs no region fence.
                 new Core.EtcdLedger(provider.GetRequiredService<Payments.Etcd.EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
                     provider.GetRequiredService<ILoggerFactory>().CreateLogger<Core.EtcdLedger>()),
-                provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<JournalShipper>());
+                provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<JournalShipper>())
+            {
+                // Beside the journal: the API's merchant key hashes and account owners, and the payment records, so
+                // the other region knows the merchants, their accounts and their payments after a failover.
+                // (Idempotency records are not shipped: a payment's id derives from its key, so a retry in the other
+                // region still finds the same payment.)
+                RecordPrefixes = ["api/", "payments/"],
+                RecordRoot = keyPrefix,
+                Etcd = provider.GetRequiredService<Payments.Etcd.EtcdConnection>(),
+            };
             Payments.Domain.Diagnostics.PaymentsDiagnostics.ObserveReplicationLag(() => shipper.LagMilliseconds);
             return shipper;
         });

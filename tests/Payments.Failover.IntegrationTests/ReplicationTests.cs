@@ -96,6 +96,49 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(await b.GetAccountAsync(AccountId.Parse("ghost-credit"), CancellationToken.None));
     }
 
+    [Fact]
+    public async Task ApiRecords_TravelWithTheJournal_TheirLatestVersionWins_AndIdempotencyRecordsStayHome()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var a = fixture.NewLedger(prefix: prefixA + "ledger/");
+        var b = fixture.NewLedger(prefix: prefixB + "ledger/");
+        await PutAsync(prefixA + "api/merchant-keys/hash-1", "merchant-1");
+        await PutAsync(prefixA + "api/account-owners/acct-1", "merchant-1");
+        await PutAsync(prefixA + "payments/pay_1", "pending");
+        await PutAsync(prefixA + "payments/pay_1", "completed"); // a later version of the same record
+        await PutAsync(prefixA + "idempotency/key-1", "in-progress");
+        for (var index = 0; index < 300; index++)
+        {
+            await PutAsync(prefixA + $"payments/pay_bulk_{index:D3}", "completed"); // more than one page of records
+        }
+
+        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = ["api/", "payments/"],
+            RecordRoot = prefixA,
+            Etcd = fixture.Connection,
+        };
+        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
+        {
+        }
+
+        await new JournalReplicator(journal, b, fixture.Connection, prefixB).DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+
+        Assert.Equal("merchant-1", await GetAsync(prefixB + "api/merchant-keys/hash-1"));
+        Assert.Equal("merchant-1", await GetAsync(prefixB + "api/account-owners/acct-1"));
+        Assert.Equal("completed", await GetAsync(prefixB + "payments/pay_1"));
+        Assert.Equal("completed", await GetAsync(prefixB + "payments/pay_bulk_299"));
+        Assert.Null(await GetAsync(prefixB + "idempotency/key-1"));
+    }
+
+    private Task PutAsync(string key, string value) => fixture.Connection.Client.PutAsync(key, value);
+
+    private async Task<string?> GetAsync(string key)
+    {
+        var value = await fixture.Connection.Client.GetValAsync(key);
+        return string.IsNullOrEmpty(value) ? null : value;
+    }
+
     private JournalShipper Shipper(EtcdLedger ledger) => new("region-a", journal, ledger, TimeProvider.System, NullLogger.Instance);
 
     private static async Task AssertSameLedgerAsync(EtcdLedger source, EtcdLedger replica)

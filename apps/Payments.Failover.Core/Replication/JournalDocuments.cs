@@ -41,10 +41,18 @@ public sealed record JournalPage(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("region")] string Region,
     [property: JsonPropertyName("number")] long Number,
-    [property: JsonPropertyName("entries")] IReadOnlyList<JournalEntryDocument> Entries)
+    [property: JsonPropertyName("entries")] IReadOnlyList<JournalEntryDocument> Entries,
+    [property: JsonPropertyName("records")] IReadOnlyList<RecordDocument>? Records = null)
 {
     public static string IdFor(string region, long number) => $"{region}-page-{number:D12}";
 }
+
+/// <summary>A record the API keeps beside the ledger (merchant key hashes, account owners, payment records), by its
+/// key relative to the region's key prefix, as of the source's etcd revision.</summary>
+public sealed record RecordDocument(
+    [property: JsonPropertyName("key")] string Key,
+    [property: JsonPropertyName("value")] string ValueBase64,
+    [property: JsonPropertyName("revision")] long Revision);
 
 /// <summary>A region's replication checkpoint (id <c>{region}-head</c>): how many pages it has shipped and the last
 /// sequence in them. Changed only by ETag compare-and-swap.</summary>
@@ -53,7 +61,8 @@ public sealed record JournalHead(
     [property: JsonPropertyName("region")] string Region,
     [property: JsonPropertyName("pages")] long Pages,
     [property: JsonPropertyName("lastSequence")] long LastSequence,
-    [property: JsonPropertyName("lastAppliedAtUnixMs")] long LastAppliedAtUnixMs)
+    [property: JsonPropertyName("lastAppliedAtUnixMs")] long LastAppliedAtUnixMs,
+    [property: JsonPropertyName("lastRecordRevision")] long LastRecordRevision = 0)
 {
     public static string IdFor(string region) => $"{region}-head";
 }

@@ -39,6 +39,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             var page = await TryReadAsync<JournalPage>(JournalPage.IdFor(source, number), cancellationToken)
                        ?? throw new InvalidDataException($"Page {number} of {source} is counted by its head but missing.");
             await applier.ApplyAsync(page.Entries.Select(entry => entry.ToEntry()).ToArray(), cancellationToken);
+            await ApplyRecordsAsync(page.Records ?? [], cancellationToken);
             revision = await WriteCheckpointAsync(source, number, revision, cancellationToken);
             applied = number;
             AppliedSequence = page.Entries.Count > 0 ? page.Entries[^1].Sequence : AppliedSequence;
@@ -61,6 +62,25 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         }
 
         throw new TimeoutException($"{source}'s journal was not drained within {maxRounds} rounds ({PagesBehind} pages behind).");
+    }
+
+    /// <summary>The API's records, under this region's prefix, in the source's revision order (last writer wins, as
+    /// at the source). Idempotent: applying a page again writes the same values.</summary>
+    private async Task ApplyRecordsAsync(IReadOnlyList<RecordDocument> records, CancellationToken cancellationToken)
+    {
+        var root = EtcdBytes.AsPrefix(prefix);
+        // The newest version of each key in the page (etcd refuses two writes of one key in a transaction).
+        var latest = records.GroupBy(record => record.Key, StringComparer.Ordinal).Select(versions => versions.MaxBy(record => record.Revision)!);
+        foreach (var chunk in latest.OrderBy(record => record.Revision).Chunk(EtcdLedger.MaxTxnOps))
+        {
+            var request = new TxnRequest();
+            foreach (var record in chunk)
+            {
+                request.Success.Add(EtcdBytes.Put(root + record.Key, Google.Protobuf.ByteString.FromBase64(record.ValueBase64)));
+            }
+
+            await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        }
     }
 
     private string CheckpointKey(string source) => EtcdBytes.AsPrefix(prefix) + "replication/" + source + "/pages";

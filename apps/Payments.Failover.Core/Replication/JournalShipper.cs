@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging;
+using Payments.Etcd;
 using Payments.Ledger.Core;
 
 namespace Payments.Failover.Core.Replication;
@@ -12,6 +13,16 @@ namespace Payments.Failover.Core.Replication;
 /// in <c>async</c> mode nothing waits and <see cref="LagMilliseconds"/> says how far behind shipping is.</summary>
 public sealed class JournalShipper(string region, Container journal, EtcdLedger ledger, TimeProvider time, ILogger logger)
 {
+    /// <summary>What else ships beside the journal: records under these prefixes (relative to
+    /// <see cref="RecordRoot"/>), e.g. <c>api/</c> and <c>payments/</c>. Empty: the journal only.</summary>
+    public IReadOnlyList<string> RecordPrefixes { get; init; } = [];
+
+    /// <summary>The region's key prefix (e.g. <c>/daprpayments/</c>), which record keys are shipped relative to.</summary>
+    public string RecordRoot { get; init; } = "/daprpayments/";
+
+    /// <summary>The region's etcd, read for <see cref="RecordPrefixes"/>.</summary>
+    public EtcdConnection? Etcd { get; init; }
+
     public const int MaxEntriesPerPage = 256;
     public const int MaxWaiters = 10_000;
     public static readonly TimeSpan IdleInterval = TimeSpan.FromMilliseconds(50);
@@ -35,16 +46,23 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
         var (head, etag) = await ReadHeadAsync(cancellationToken);
         Publish(head.LastSequence);
         var entries = await new JournalReader(ledger).ReadAsync(head.LastSequence, MaxEntriesPerPage, cancellationToken);
-        if (entries.Count == 0)
+        var records = await ReadRecordsAsync(head.LastRecordRevision, cancellationToken);
+        if (entries.Count == 0 && records.Count == 0)
         {
             Interlocked.Exchange(ref lagMilliseconds, 0);
             return 0;
         }
 
-        Interlocked.Exchange(ref lagMilliseconds, (long)Math.Max(0, (time.GetUtcNow() - entries[0].AppliedAt).TotalMilliseconds));
-        var page = new JournalPage(JournalPage.IdFor(region, head.Pages + 1), region, head.Pages + 1, entries.Select(JournalEntryDocument.From).ToArray());
+        Interlocked.Exchange(ref lagMilliseconds, entries.Count == 0 ? 0 : (long)Math.Max(0, (time.GetUtcNow() - entries[0].AppliedAt).TotalMilliseconds));
+        var page = new JournalPage(JournalPage.IdFor(region, head.Pages + 1), region, head.Pages + 1, entries.Select(JournalEntryDocument.From).ToArray(), records);
         await journal.UpsertItemAsync(page, new PartitionKey(page.Id), cancellationToken: cancellationToken);
-        var next = head with { Pages = page.Number, LastSequence = entries[^1].Sequence, LastAppliedAtUnixMs = entries[^1].AppliedAt.ToUnixTimeMilliseconds() };
+        var next = head with
+        {
+            Pages = page.Number,
+            LastSequence = entries.Count == 0 ? head.LastSequence : entries[^1].Sequence,
+            LastAppliedAtUnixMs = entries.Count == 0 ? head.LastAppliedAtUnixMs : entries[^1].AppliedAt.ToUnixTimeMilliseconds(),
+            LastRecordRevision = records.Count == 0 ? head.LastRecordRevision : records.Max(record => record.Revision),
+        };
         try
         {
             await journal.ReplaceItemAsync(next, next.Id, new PartitionKey(next.Id), new ItemRequestOptions { IfMatchEtag = etag }, cancellationToken);
@@ -55,7 +73,45 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
         }
 
         Publish(next.LastSequence);
-        return entries.Count;
+        return entries.Count + records.Count;
+    }
+
+    /// <summary>Records changed after <paramref name="afterRevision"/>, oldest first, at most a page's worth; never
+    /// ending in the middle of one etcd revision (the next page starts at the revision after the last one here).</summary>
+    private async Task<IReadOnlyList<RecordDocument>> ReadRecordsAsync(long afterRevision, CancellationToken cancellationToken)
+    {
+        if (RecordPrefixes.Count == 0 || Etcd is null)
+        {
+            return [];
+        }
+
+        var root = EtcdBytes.AsPrefix(RecordRoot);
+        var found = new List<(string Key, Google.Protobuf.ByteString Value, long Revision)>();
+        var horizon = long.MaxValue;
+        foreach (var relative in RecordPrefixes)
+        {
+            var prefix = root + relative;
+            var request = new Etcdserverpb.RangeRequest
+            {
+                Key = EtcdBytes.Key(prefix),
+                RangeEnd = EtcdBytes.PrefixEnd(prefix),
+                MinModRevision = afterRevision + 1,
+                SortTarget = Etcdserverpb.RangeRequest.Types.SortTarget.Mod,
+                SortOrder = Etcdserverpb.RangeRequest.Types.SortOrder.Ascend,
+                Limit = MaxEntriesPerPage,
+            };
+            var response = await EtcdConnection.CallAsync(token => Etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+            found.AddRange(response.Kvs.Select(kv => (kv.Key.ToStringUtf8()[root.Length..], kv.Value, kv.ModRevision)));
+            if (response.More && response.Kvs.Count > 0)
+            {
+                // This prefix has more at its last revision and after: nothing from that revision on is complete.
+                horizon = Math.Min(horizon, response.Kvs[^1].ModRevision);
+            }
+        }
+
+        // One etcd transaction holds at most 128 operations, so a cut revision always leaves earlier ones to ship.
+        var ordered = found.Where(record => record.Revision < horizon).OrderBy(record => record.Revision).ToList();
+        return ordered.Select(record => new RecordDocument(record.Key, Convert.ToBase64String(record.Value.Span), record.Revision)).ToArray();
     }
 
     /// <summary>Ships until <paramref name="cancellationToken"/> ends; faults are logged and retried after a pause.</summary>
