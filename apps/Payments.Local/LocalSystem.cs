@@ -13,14 +13,19 @@ namespace Payments.Local;
 /// container tests use), each app its own process. Development only.</summary>
 public sealed class LocalSystem : IAsyncDisposable
 {
+    /// <summary>One region of a two-region deployment on this machine: its failover service and fenced, replicating
+    /// apps, against a Cosmos DB endpoint both regions share (the local Cosmos-compatible server).</summary>
+    public sealed record RegionSettings(string Name, string Role, Uri CosmosEndpoint, string CosmosKey, string ReplicationMode = "sync");
+
     public const string KeyPrefix = "/daprpayments/";
     public const long ReviewThresholdMinor = 100_000;
     public const int ApiReplicas = 2;
     private readonly List<ChildProcess> children = [];
     private int? orchestratorPort;
 
-    private LocalSystem(LocalEtcdCluster cluster, string logDirectory)
+    private LocalSystem(LocalEtcdCluster cluster, string logDirectory, RegionSettings? region)
     {
+        Region = region;
         Cluster = cluster;
         LogDirectory = logDirectory;
         Etcd = EtcdConnection.Create(cluster.ClientEndpoints);
@@ -28,6 +33,15 @@ public sealed class LocalSystem : IAsyncDisposable
     }
 
     public LocalEtcdCluster Cluster { get; }
+
+    /// <summary>Null for the single-region system (the run command's default).</summary>
+    public RegionSettings? Region { get; }
+
+    /// <summary>The failover service's address (region mode only).</summary>
+    public Uri? FailoverBaseAddress { get; private set; }
+
+    /// <summary>Every process of this system, for fault injection (a region lost entirely).</summary>
+    public IReadOnlyList<ChildProcess> Children => children;
 
     public EtcdConnection Etcd { get; }
 
@@ -46,12 +60,13 @@ public sealed class LocalSystem : IAsyncDisposable
 
     public ChildProcess Orchestrator { get; private set; } = null!;
 
-    public static async Task<LocalSystem> StartAsync(int apiPort, Action<string> progress, CancellationToken cancellationToken)
+    public static async Task<LocalSystem> StartAsync(
+        int apiPort, Action<string> progress, CancellationToken cancellationToken, RegionSettings? region = null)
     {
         var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken);
         var logDirectory = Path.Combine(cluster.Directory, "logs");
         Directory.CreateDirectory(logDirectory);
-        var system = new LocalSystem(cluster, logDirectory);
+        var system = new LocalSystem(cluster, logDirectory, region);
         try
         {
             await system.StartAppsAsync(apiPort, progress, cancellationToken);
@@ -90,6 +105,18 @@ public sealed class LocalSystem : IAsyncDisposable
 
     private async Task StartAppsAsync(int apiPort, Action<string> progress, CancellationToken cancellationToken)
     {
+        if (Region is { } region)
+        {
+            // First: it decides whether this region may write, and the apps' readiness depends on it.
+            var failoverPort = FreePort();
+            FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
+            var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role };
+            var failover = ChildProcess.Start("failover", "Payments.Failover.dll", [], failoverEnvironment, LogDirectory);
+            children.Add(failover);
+            await failover.WaitReadyAsync(new Uri(FailoverBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
+            progress($"Failover service of {region.Name} ({region.Role} at start) on {FailoverBaseAddress}");
+        }
+
         var sidecarPort = FreePort();
         SidecarEndpoint = $"http://127.0.0.1:{sidecarPort}";
         var sidecar = ChildProcess.Start("workflow-sidecar", "Payments.WorkflowSidecar.dll",
@@ -102,7 +129,7 @@ public sealed class LocalSystem : IAsyncDisposable
         LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
         var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort), LogDirectory);
         children.Add(ledger);
-        await ledger.WaitReadyAsync(new Uri(LedgerUrl + "readyz"), tcpOnly: false, cancellationToken);
+        await ledger.WaitReadyAsync(new Uri(LedgerUrl + WritableProbe), tcpOnly: false, cancellationToken);
         progress($"Ledger service ready on {LedgerUrl}");
 
         var riskPort = FreePort();
@@ -121,7 +148,7 @@ public sealed class LocalSystem : IAsyncDisposable
             var replicaUrl = $"http://127.0.0.1:{FreePort()}";
             var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port), LogDirectory);
             children.Add(api);
-            await api.WaitReadyAsync(new Uri(replicaUrl + "/readyz"), tcpOnly: false, cancellationToken);
+            await api.WaitReadyAsync(new Uri(replicaUrl + "/" + WritableProbe), tcpOnly: false, cancellationToken);
             replicas.Add(replicaUrl);
         }
 
@@ -136,7 +163,7 @@ public sealed class LocalSystem : IAsyncDisposable
         progress($"API ready on {ApiBaseAddress}: the edge load balancer over {ApiReplicas} replicas (logs in {LogDirectory})");
     }
 
-    private Dictionary<string, string> AppEnvironment(int port) => new()
+    private Dictionary<string, string> AppEnvironment(int port) => new Dictionary<string, string>
     {
         ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
         ["DAPR_GRPC_ENDPOINT"] = SidecarEndpoint,
@@ -148,7 +175,26 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
-    };
+    }.Concat(RegionEnvironment()).ToDictionary();
+
+    /// <summary>Region mode: the apps fence their writes by the region's epoch, the ledger ships its journal, and the
+    /// failover service and the ledger reach the shared Cosmos endpoint (the local server's self-signed certificate is
+    /// accepted: development only).</summary>
+    private IEnumerable<KeyValuePair<string, string>> RegionEnvironment() => Region is not { } region
+        ? []
+        : new Dictionary<string, string>
+        {
+            ["Region__Name"] = region.Name,
+            ["Replication__Mode"] = region.ReplicationMode,
+            ["Cosmos__Endpoint"] = region.CosmosEndpoint.ToString(),
+            ["Cosmos__Key"] = region.CosmosKey,
+            ["Cosmos__LimitToEndpoint"] = "true",
+            ["Cosmos__AcceptAnyServerCertificate"] = "true",
+        };
+
+    /// <summary>What "started" means for the apps whose readiness follows the region's role: in a standby region they
+    /// are alive but (rightly) not ready, so the start waits for liveness there.</summary>
+    private string WritableProbe => Region is null ? "readyz" : "healthz";
 
     private static int LedgerPortOf(string url) => url.Length == 0 ? -1 : new Uri(url).Port;
 

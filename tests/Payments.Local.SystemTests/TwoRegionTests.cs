@@ -1,0 +1,101 @@
+extern alias LocalApp;
+
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Payments.Domain;
+using Payments.LocalCluster;
+using Xunit.Abstractions;
+using ApiStore = Payments.Api.Storage.ApiStore;
+using LocalSystem = LocalApp::Payments.Local.LocalSystem;
+using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
+
+namespace Payments.Local.SystemTests;
+
+/// <summary>Two regions on this machine — each its own etcd cluster and every app as a process, plus its failover
+/// service — sharing the local Cosmos-compatible server: region A takes payments, region B refuses writes and holds,
+/// through the replicated journal, what A did (sync replication).</summary>
+public sealed class TwoRegionTests(ITestOutputHelper output)
+{
+    public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(4);
+    private static readonly TimeSpan ReplicationBound = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task ActiveRegionTakesPayments_StandbyRefusesWrites_AndHoldsThemThroughReplication()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var cosmos = await LocalCosmosServer.StartAsync(timeout.Token);
+        await using var a = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), timeout.Token,
+            new LocalSystem.RegionSettings("region-a", "active", cosmos.Endpoint, LocalCosmosServer.Key));
+        await using var b = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), timeout.Token,
+            new LocalSystem.RegionSettings("region-b", "standby", cosmos.Endpoint, LocalCosmosServer.Key));
+        await WaitForAsync(() => StatusAsync(a, "writable", timeout.Token), "true", timeout.Token);
+
+        // The merchant's key is issued in A (as an operator would) and reaches B with the replicated records.
+        var key = await new ApiStore(a.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", timeout.Token);
+        using var httpA = Client(a.ApiBaseAddress, key);
+        using var httpB = Client(b.ApiBaseAddress, key);
+        foreach (var (account, funds) in new[] { ("tr-debtor", 10_000L), ("tr-creditor", 0L) })
+        {
+            Assert.Equal(HttpStatusCode.Created, (await httpA.PostAsJsonAsync("/v1/accounts", new { accountId = account, currency = "EUR" }, timeout.Token)).StatusCode);
+            if (funds > 0)
+            {
+                using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{account}/deposits") { Content = JsonContent.Create(new { amountMinor = funds, currency = "EUR" }) };
+                deposit.Headers.Add("Idempotency-Key", "tr-deposit");
+                Assert.Equal(HttpStatusCode.Created, (await httpA.SendAsync(deposit, timeout.Token)).StatusCode);
+            }
+        }
+
+        using var pay = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+        {
+            Content = JsonContent.Create(new { debtorAccountId = "tr-debtor", creditorAccountId = "tr-creditor", amountMinor = 1_234, currency = "EUR" }),
+        };
+        pay.Headers.Add("Idempotency-Key", "tr-payment");
+        var accepted = await httpA.SendAsync(pay, timeout.Token);
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("paymentId").GetString()!;
+        var (status, _) = await PaymentPolling.WaitForTerminalAsync(httpA, paymentId, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token);
+        Assert.Equal("completed", status);
+
+        // B: not writable, says so; and (reads are served) it holds the payment and the balances A acknowledged.
+        var refused = await httpB.PostAsJsonAsync("/v1/accounts", new { accountId = "tr-in-b", currency = "EUR" }, timeout.Token);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("https://daprpayments.dev/problems/region-not-writable", (await refused.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("type").GetString());
+        await WaitForAsync(async () => (await b.Ledger.GetAccountAsync(AccountId.Parse("tr-creditor"), timeout.Token))?.BalanceMinor.ToString() ?? "none", "1234", timeout.Token);
+        Assert.Equal(10_000 - 1_234, (await b.Ledger.GetAccountAsync(AccountId.Parse("tr-debtor"), timeout.Token))!.BalanceMinor);
+        var inB = await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{paymentId}", timeout.Token);
+        Assert.Equal("completed", inB.GetProperty("status").GetString());
+        await LedgerInvariantsAsync(b);
+    }
+
+    private static async Task LedgerInvariantsAsync(LocalSystem region) =>
+        await Payments.Testing.LedgerInvariants.AssertAllHoldAsync(region.Ledger, CancellationToken.None);
+
+    private static HttpClient Client(Uri baseAddress, string key)
+    {
+        var http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return http;
+    }
+
+    private static async Task<string> StatusAsync(LocalSystem region, string field, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = region.FailoverBaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+        var status = await http.GetFromJsonAsync<JsonElement>("/admin/v1/region", cancellationToken);
+        return status.GetProperty(field).ToString().ToLowerInvariant();
+    }
+
+    /// <summary>Polls (bounded) until <paramref name="read"/> gives <paramref name="expected"/>.</summary>
+    private static async Task WaitForAsync(Func<Task<string>> read, string expected, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        string last;
+        while ((last = await read()) != expected)
+        {
+            Assert.True(waited.Elapsed < ReplicationBound, $"Still '{last}', expected '{expected}', after {ReplicationBound}.");
+            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+        }
+    }
+}
