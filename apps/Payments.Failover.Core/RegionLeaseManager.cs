@@ -33,8 +33,9 @@ public sealed class RegionLeaseManager(
 
     public DateTimeOffset? LastSeenAt { get; private set; }
 
-    /// <summary>Raised after this region promoted itself (the epoch it won): reconciliation starts here.</summary>
-    public event Func<long, Task>? Promoted;
+    /// <summary>Raised when this region starts writing with an epoch (promotion, hand-over, or its failover service
+    /// starting while it holds the record), after any catch-up: reconciliation starts here.</summary>
+    public Func<long, Task>? Promoted { get; set; }
 
     /// <summary>Run after this region won the record and before it takes any write: applies what the previous active
     /// region shipped (its argument). Until it succeeds the region keeps renewing its lease but does not write.</summary>
@@ -223,10 +224,7 @@ public sealed class RegionLeaseManager(
             options.Name, promoted.Epoch, record.ActiveRegion, record.LeaseUntil);
         LastSeen = promoted;
         CatchingUpFrom = record.ActiveRegion;
-        if (await HoldAsync(promoted.Epoch, sentAt, cancellationToken) && Promoted is { } promotedHandler)
-        {
-            await promotedHandler(promoted.Epoch);
-        }
+        await HoldAsync(promoted.Epoch, sentAt, cancellationToken);
     }
 
     /// <summary>After the record says this region holds <paramref name="epoch"/> from <paramref name="sentAt"/>:
@@ -274,9 +272,15 @@ public sealed class RegionLeaseManager(
             return false;
         }
 
+        var tookOver = Role != RegionRole.Active;
         Role = RegionRole.Active;
         Epoch = epoch;
         WritableUntil = writableUntil;
+        if (tookOver && Promoted is { } promotedHandler)
+        {
+            await promotedHandler(epoch); // reconciliation starts (the handler must not block the tick)
+        }
+
         return true;
     }
 

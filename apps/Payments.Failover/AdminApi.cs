@@ -11,7 +11,7 @@ internal static class AdminApi
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
         var admin = app.MapGroup("/admin/v1");
-        admin.MapGet("/region", (RegionLeaseManager manager, JournalReplicator replicator, RegionLeaseOptions options, TimeProvider time) =>
+        admin.MapGet("/region", (RegionLeaseManager manager, JournalReplicator replicator, PromotionReconciler reconciler, RegionLeaseOptions options, TimeProvider time) =>
         {
             var now = time.GetUtcNow();
             var record = manager.LastSeen;
@@ -29,7 +29,8 @@ internal static class AdminApi
                 manager.LastSeenAt,
                 manager.Role == RegionRole.Standby ? record?.ActiveRegion : manager.CatchingUpFrom,
                 replicator.PagesBehind,
-                replicator.AppliedSequence));
+                replicator.AppliedSequence,
+                reconciler.Last));
         });
         admin.MapPost("/switchover", async (SwitchoverRequest? body, RegionLeaseManager manager, CancellationToken cancellationToken) =>
         {
@@ -62,4 +63,5 @@ internal sealed record RegionStatus(
     DateTimeOffset? LastSeenAt,
     string? ReplicatingFrom,
     long ReplicationPagesBehind,
-    long ReplicationAppliedSequence);
+    long ReplicationAppliedSequence,
+    ReconciliationReport? LastReconciliation);

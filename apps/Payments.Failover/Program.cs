@@ -3,6 +3,8 @@ using Payments.Failover;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Ledger.Core;
+using Payments.Orchestrator.Gateway;
+using Payments.Orchestrator.Records;
 using Payments.ServiceDefaults;
 
 var builder = WebApplication.CreateSlimBuilder(args);
@@ -39,6 +41,8 @@ builder.Services.AddSingleton(provider =>
         provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>())
     {
         CatchUp = (previous, cancellationToken) => replicator.DrainAsync(previous, MaxCatchUpRounds, cancellationToken),
+        // Resolves what the previous active region left unfinished (PromotionReconciler says by which rule).
+        Promoted = provider.GetRequiredService<PromotionReconciler>().OnPromotedAsync,
         BeforeHandOver = cancellationToken => provider.GetRequiredService<ShippingProgress>().WaitCaughtUpAsync(region.Name, SwitchoverDrainTimeout, cancellationToken),
     };
 });
@@ -47,6 +51,17 @@ builder.Services.AddSingleton(provider => new ShippingProgress(
     new EtcdLedger(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
         provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()),
     provider.GetRequiredService<TimeProvider>()));
+builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "payments/"));
+var orchestratorUrl = builder.Configuration["Payments:OrchestratorUrl"];
+if (!string.IsNullOrWhiteSpace(orchestratorUrl))
+{
+    // The orchestrator's internal endpoints (its Dapr sidecar's invocation URL on Kubernetes), bounded per call.
+    builder.Services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(orchestratorUrl, TimeSpan.FromSeconds(10));
+}
+
+builder.Services.AddSingleton(provider => new PromotionReconciler(
+    provider.GetRequiredService<PaymentRecordStore>(), provider.GetService<IPaymentWorkflows>(), provider.GetRequiredService<TimeProvider>(),
+    provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>()));
 builder.Services.AddSingleton<RegionLeaseService>();
 builder.Services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
 

@@ -91,6 +91,28 @@ public sealed class LocalSystem : IAsyncDisposable
         return orchestrator;
     }
 
+    /// <summary>The whole region lost at once (the drill): every process SIGKILLed, every etcd member killed.</summary>
+    public async Task KillAllAsync()
+    {
+        foreach (var child in children.Where(child => !child.HasExited))
+        {
+            try
+            {
+                using var process = System.Diagnostics.Process.GetProcessById(child.ProcessId);
+                process.Kill(entireProcessTree: true);
+            }
+            catch (ArgumentException)
+            {
+                // already gone
+            }
+        }
+
+        for (var member = 0; member < Cluster.Members.Count; member++)
+        {
+            await Cluster.KillAsync(member);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         // Apps first (they hold connections to the sidecar and etcd), then the sidecar, then etcd.
@@ -108,6 +130,8 @@ public sealed class LocalSystem : IAsyncDisposable
         if (Region is { } region)
         {
             // First: it decides whether this region may write, and the apps' readiness depends on it.
+            // Reserved now: the failover service resumes unfinished payments through the orchestrator after a takeover.
+            orchestratorPort ??= FreePort();
             var failoverPort = FreePort();
             FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
             var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role };

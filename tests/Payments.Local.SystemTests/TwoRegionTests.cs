@@ -70,6 +70,91 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         await LedgerInvariantsAsync(b);
     }
 
+    [Fact]
+    public async Task ActiveRegionLost_StandbyPromotes_ResumesTheUnfinishedPayment_AndTakesNewOnes()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var cosmos = await LocalCosmosServer.StartAsync(timeout.Token);
+        await using var a = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), timeout.Token,
+            new LocalSystem.RegionSettings("region-a", "active", cosmos.Endpoint, LocalCosmosServer.Key));
+        await using var b = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), timeout.Token,
+            new LocalSystem.RegionSettings("region-b", "standby", cosmos.Endpoint, LocalCosmosServer.Key));
+        await WaitForAsync(() => StatusAsync(a, "writable", timeout.Token), "true", timeout.Token);
+        var key = await new ApiStore(a.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("lost-region-merchant", timeout.Token);
+        using var httpA = Client(a.ApiBaseAddress, key);
+        using var httpB = Client(b.ApiBaseAddress, key);
+        await OpenAsync(httpA, "lr-debtor", 1_000_000, timeout.Token);
+        await OpenAsync(httpA, "lr-creditor", 0, timeout.Token);
+
+        var completed = await PayAsync(httpA, "lr-completed", 1_000, timeout.Token);
+        Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpA, completed, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
+        // Above the review threshold: it waits for a reviewer in A when A is lost.
+        var waiting = await PayAsync(httpA, "lr-waiting", LocalSystem.ReviewThresholdMinor + 1, timeout.Token);
+        await WaitForAsync(async () => (await httpA.GetFromJsonAsync<JsonElement>($"/v1/payments/{waiting}", timeout.Token)).GetProperty("status").GetString()!, "awaiting_approval", timeout.Token);
+        var recordsB = new Payments.Orchestrator.Records.PaymentRecordStore(b.Etcd, LocalSystem.KeyPrefix + "payments/");
+        await WaitForAsync(async () => (await recordsB.GetAsync(waiting, timeout.Token)) is null ? "absent" : "present", "present", timeout.Token);
+
+        var lost = Stopwatch.StartNew();
+        await a.KillAllAsync();
+        output.WriteLine("region A killed");
+        var accepted = await PayAsync(httpB, "lr-after", 2_000, timeout.Token); // retried until B takes writes
+        var rto = lost.Elapsed;
+        output.WriteLine($"RTO (region A lost → region B accepted a payment): {rto.TotalSeconds:F1} s");
+
+        Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpB, accepted, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
+        // The unfinished payment was resumed in B by reconciliation: it waits for its reviewer there, and completes.
+        await WaitForAsync(async () => (await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{waiting}", timeout.Token)).GetProperty("status").GetString()!, "awaiting_approval", timeout.Token);
+        Assert.Equal(HttpStatusCode.Accepted, (await httpB.PostAsJsonAsync($"/v1/payments/{waiting}/approve", new { }, timeout.Token)).StatusCode);
+        Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpB, waiting, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
+
+        // Exactly once, and nothing acknowledged in A is missing: 1,000 + (threshold + 1) + 2,000 moved, once each.
+        Assert.Equal(1_000 + LocalSystem.ReviewThresholdMinor + 1 + 2_000, (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-creditor"), timeout.Token))!.BalanceMinor);
+        await LedgerInvariantsAsync(b);
+        Assert.Equal("region-b", await StatusAsync(b, "activeRegion", timeout.Token));
+    }
+
+    private static async Task OpenAsync(HttpClient http, string account, long funds, CancellationToken cancellationToken)
+    {
+        Assert.Equal(HttpStatusCode.Created, (await http.PostAsJsonAsync("/v1/accounts", new { accountId = account, currency = "EUR" }, cancellationToken)).StatusCode);
+        if (funds > 0)
+        {
+            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{account}/deposits") { Content = JsonContent.Create(new { amountMinor = funds, currency = "EUR" }) };
+            deposit.Headers.Add("Idempotency-Key", $"deposit-{account}");
+            Assert.Equal(HttpStatusCode.Created, (await http.SendAsync(deposit, cancellationToken)).StatusCode);
+        }
+    }
+
+    /// <summary>A client that retries (bounded) with the same Idempotency-Key while the region answers 503 or not at all.</summary>
+    private static async Task<string> PayAsync(HttpClient http, string key, long amountMinor, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+            {
+                Content = JsonContent.Create(new { debtorAccountId = "lr-debtor", creditorAccountId = "lr-creditor", amountMinor, currency = "EUR" }),
+            };
+            request.Headers.Add("Idempotency-Key", key);
+            try
+            {
+                using var response = await http.SendAsync(request, cancellationToken);
+                if (response.StatusCode == HttpStatusCode.Accepted)
+                {
+                    return (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
+                }
+
+                Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{key}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
+            }
+            catch (HttpRequestException)
+            {
+                // the region is not answering; retry
+            }
+
+            Assert.True(waited.Elapsed < ReplicationBound, $"{key}: not accepted within {ReplicationBound}.");
+            await Task.Delay(TimeSpan.FromMilliseconds(250), cancellationToken);
+        }
+    }
+
     private static async Task LedgerInvariantsAsync(LocalSystem region) =>
         await Payments.Testing.LedgerInvariants.AssertAllHoldAsync(region.Ledger, CancellationToken.None);
 

@@ -29,6 +29,9 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 {
     /// <summary>Compare-and-swap rounds before a terminal write gives up (it then fails its activity, which is retried).</summary>
     public const int MaxCasAttempts = 8;
+
+    /// <summary>Largest page <see cref="ListAsync"/> returns.</summary>
+    public const int MaxListPage = 500;
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(prefix);
 
@@ -51,6 +54,23 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
             token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(Key(paymentId)) }, cancellationToken: token), cancellationToken);
         var kv = response.Kvs.FirstOrDefault();
         return kv is null ? null : (Decode(kv.Value), kv.ModRevision);
+    }
+
+    /// <summary>A page of records in payment-id order after <paramref name="afterPaymentId"/> (null: from the first),
+    /// at most <paramref name="limit"/>: for reconciliation after a region takes over.</summary>
+    public async Task<IReadOnlyList<PaymentRecord>> ListAsync(string? afterPaymentId, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, MaxListPage);
+        var request = new RangeRequest
+        {
+            // Strictly after the last id: its key with a zero byte appended is the next possible key.
+            Key = afterPaymentId is null ? EtcdBytes.Key(root) : EtcdBytes.Key(Key(afterPaymentId) + "\0"),
+            RangeEnd = EtcdBytes.PrefixEnd(root),
+            Limit = limit,
+        };
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+        return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
     }
 
     /// <summary>Writes the terminal outcome once: a record already terminal is left as it is (the first outcome
