@@ -20,6 +20,20 @@ public sealed record LedgerReport(IReadOnlyList<Account> Accounts, IReadOnlyList
     /// <summary>Prints every check; true when all hold.</summary>
     public bool Print()
     {
+        var checks = Checks();
+        var table = new Table().Title("Ledger invariants").AddColumns("check", "result", "detail");
+        foreach (var (check, holds, detail) in checks)
+        {
+            table.AddRow(check, holds ? "[green]holds[/]" : "[red]BROKEN[/]", Markup.Escape(detail));
+        }
+
+        AnsiConsole.Write(table);
+        return checks.All(check => check.Holds);
+    }
+
+    /// <summary>Conservation per currency, no overdraft, exactly once, and the journal replaying to the balances.</summary>
+    public IReadOnlyList<(string Check, bool Holds, string Detail)> Checks()
+    {
         var checks = new List<(string Check, bool Holds, string Detail)>();
         foreach (var currency in Accounts.GroupBy(account => account.Currency))
         {
@@ -36,14 +50,6 @@ public sealed record LedgerReport(IReadOnlyList<Account> Accounts, IReadOnlyList
             replayed.GetValueOrDefault(account.Id, new JournalReplay.Balance(0, 0, 0))
             != new JournalReplay.Balance(account.BalanceMinor, account.PendingDebitMinor, account.PendingCreditMinor));
         checks.Add(("journal replays to balances", mismatches == 0, $"{mismatches} of {Accounts.Count} accounts differ"));
-
-        var table = new Table().Title("Ledger invariants").AddColumns("check", "result", "detail");
-        foreach (var (check, holds, detail) in checks)
-        {
-            table.AddRow(check, holds ? "[green]holds[/]" : "[red]BROKEN[/]", Markup.Escape(detail));
-        }
-
-        AnsiConsole.Write(table);
-        return checks.All(check => check.Holds);
+        return checks;
     }
 }

@@ -2,12 +2,19 @@ using System.Globalization;
 using Payments.Benchmarks;
 
 // dotnet run -c Release --project bench/Payments.Benchmarks -- ledger|saga --seconds N [--workers N]
+// dotnet run -c Release --project bench/Payments.Benchmarks -- dr-drill [--payments N] [--workers N]
 const int MaxSeconds = 3_600;
 const int MaxWorkers = 512;
-if (args.Length == 0 || args[0] is not ("ledger" or "saga"))
+if (args.Length == 0 || args[0] is not ("ledger" or "saga" or "dr-drill"))
 {
     Console.Error.WriteLine("Usage: Payments.Benchmarks ledger|saga [--seconds N (default 10)] [--workers N (default 32)]");
+    Console.Error.WriteLine("       Payments.Benchmarks dr-drill [--payments N (default 150)] [--workers N (default 12)]");
     return 2;
+}
+
+if (args[0] == "dr-drill")
+{
+    return await DrDrillCommand.RunAsync(args[1..]);
 }
 
 var seconds = 10;

@@ -38,6 +38,11 @@ public static class LedgerApi
                     return Results.Ok(LedgerWire.ToWire(outcome));
                 })
                 : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
+        // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
+        ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
+            services.GetService<Payments.Failover.Core.Replication.JournalShipper>() is { } shipper
+                ? Results.Ok(new ReplicationProgress(options.Mode, shipper.ShippedSequence, shipper.LagMilliseconds))
+                : Results.Ok(new ReplicationProgress(options.Mode, -1, 0)));
         ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
         {
             var requests = new List<Core.Model.TransferRequest>();
@@ -94,3 +99,6 @@ public static class LedgerApi
         }
     }
 }
+
+/// <summary>How far this region's journal shipping is: the last sequence in Cosmos DB and the lag.</summary>
+public sealed record ReplicationProgress(string Mode, long ShippedSequence, long LagMilliseconds);
