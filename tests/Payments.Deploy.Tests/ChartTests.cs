@@ -111,7 +111,7 @@ public sealed class ChartTests
         Assert.All(configs.Values, config => Assert.Equal("deny", config.Spec.AccessControl.DefaultAction));
         Assert.Equal(["api", "orchestrator"], Callers("ledger"));
         Assert.Equal(["orchestrator"], Callers("risk"));
-        Assert.Equal(["api"], Callers("orchestrator"));
+        Assert.Equal(["api", "failover"], Callers("orchestrator")); // failover: reconciliation after a takeover
         Assert.Empty(Callers("api"));
         Assert.Empty(Callers("failover")); // invoked by nobody
     }
@@ -136,6 +136,7 @@ public sealed class ChartTests
             Assert.Equal("key", env["Cosmos__Key"].ValueFrom.SecretKeyRef.Key);
 
             Assert.Equal("sync", env["Replication__Mode"].Value);
+            Assert.EndsWith("-orchestrator/method/", env["Payments__OrchestratorUrl"].Value, StringComparison.Ordinal);
             var ledgerEnv = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-ledger", StringComparison.Ordinal))
                 .Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
             Assert.Equal(("sync", "00:00:05", "journal"), (ledgerEnv["Replication__Mode"].Value, ledgerEnv["Replication__SyncTimeout"].Value, ledgerEnv["Cosmos__JournalContainer"].Value));
