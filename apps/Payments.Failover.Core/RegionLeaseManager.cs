@@ -152,6 +152,15 @@ public sealed class RegionLeaseManager(
             logger.LogWarning("Region {Region}: {Other} holds epoch {Epoch}; demoting", options.Name, record.ActiveRegion, record.Epoch);
             await DemoteAsync(cancellationToken);
         }
+        else if (await MirrorOutlivedItsRegionAsync(cancellationToken))
+        {
+            // A mirror this process never held: left by an earlier instance, and kept alive past its deadline because
+            // etcd restarts a lease's TTL when it restarts or changes leader (found by the DR drill: region A's etcd
+            // came back with A's epoch still mirrored). Another region holds the record, so it goes now.
+            logger.LogWarning("Region {Region}: {Other} holds epoch {Epoch} but this region's etcd still mirrored an epoch; removing it",
+                options.Name, record.ActiveRegion, record.Epoch);
+            await DemoteAsync(cancellationToken);
+        }
         else if (time.GetUtcNow() > record.LeaseUntil + options.PromotionMargin)
         {
             await TryPromoteAsync(record, etag, cancellationToken);
@@ -282,6 +291,19 @@ public sealed class RegionLeaseManager(
         }
 
         return true;
+    }
+
+    private async Task<bool> MirrorOutlivedItsRegionAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await mirror.ReadAsync(cancellationToken) is not null;
+        }
+        catch (Grpc.Core.RpcException exception)
+        {
+            logger.LogWarning("Region {Region}: could not read its epoch mirror ({Error})", options.Name, exception.Message);
+            return false;
+        }
     }
 
     private async Task DemoteIfDueAsync(CancellationToken cancellationToken)

@@ -195,7 +195,45 @@ public static class DrDrill
             problems.Add("region B never accepted a payment");
         }
 
+        await CheckReturnedRegionStaysPassiveAsync(a, b, progress, problems, cancellationToken);
+
         return (firstAcceptedInB ?? TimeSpan.MaxValue, rpo, outcomes.Count, outcomes.Values.Count(outcome => outcome.AcknowledgedInA));
+    }
+
+    /// <summary>Region A comes back (its etcd and its failover service): it must see region B's higher epoch and stay
+    /// passive — no epoch mirrored in its etcd, so its ledger refuses every write — and its journal must hold no entry
+    /// of its own from after B's promotion (entries it copies from B carry B's transfer ids).</summary>
+    private static async Task CheckReturnedRegionStaysPassiveAsync(
+        LocalSystem a, LocalSystem b, Action<string> progress, List<string> problems, CancellationToken cancellationToken)
+    {
+        await a.RestartEtcdAndFailoverAsync(line => progress("[a] " + line), cancellationToken);
+        using var failover = new HttpClient { BaseAddress = a.FailoverBaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+        JsonElement status = default;
+        await WaitAsync(async () =>
+        {
+            status = await failover.GetFromJsonAsync<JsonElement>("/admin/v1/region", cancellationToken);
+            return status.GetProperty("activeRegion").ValueKind == JsonValueKind.String;
+        }, cancellationToken);
+        if (status.GetProperty("role").GetString() != "standby" || status.GetProperty("activeRegion").GetString() != b.Region!.Name)
+        {
+            problems.Add($"returned region A: {status}");
+        }
+
+        // Its first tick removes an epoch its etcd still mirrors (etcd restarted that lease's TTL when it restarted).
+        var mirror = new Payments.Etcd.RegionEpochMirror(a.Etcd, LocalSystem.KeyPrefix);
+        try
+        {
+            await WaitAsync(async () => await mirror.ReadAsync(cancellationToken) is null, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            problems.Add($"returned region A still mirrors epoch {await mirror.ReadAsync(cancellationToken)}: it could write");
+        }
+
+        var promotedEpoch = status.GetProperty("activeEpoch").GetInt64();
+        var inB = (await new JournalReader(b.Ledger).ReadAllAsync(2_000_000, cancellationToken)).Select(entry => entry.TransferId.Value).ToHashSet();
+        var own = (await new JournalReader(a.Ledger).ReadAllAsync(2_000_000, cancellationToken)).Count(entry => !inB.Contains(entry.TransferId.Value));
+        progress($"Region A back: standby under {b.Region!.Name}'s epoch {promotedEpoch}; {own} journal entries of its own that B does not hold (unacknowledged writes A made before it was lost).");
     }
 
     /// <summary>Async mode, no failure: the shipping lag (age of the oldest unshipped entry) sampled under load.</summary>

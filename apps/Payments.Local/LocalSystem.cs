@@ -91,6 +91,33 @@ public sealed class LocalSystem : IAsyncDisposable
         return orchestrator;
     }
 
+    /// <summary>A lost region coming back (the drill): its etcd members restart on their data, and its failover
+    /// service starts again — to find another region holding the record, and stay passive.</summary>
+    public async Task RestartEtcdAndFailoverAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        for (var member = 0; member < Cluster.Members.Count; member++)
+        {
+            Cluster.Restart(member);
+        }
+
+        await Cluster.WaitForLeaderAsync(cancellationToken);
+        await StartFailoverAsync(progress, cancellationToken);
+    }
+
+    private async Task StartFailoverAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        var region = Region ?? throw new InvalidOperationException("Not a region of a two-region system.");
+        // Reserved now: the failover service resumes unfinished payments through the orchestrator after a takeover.
+        orchestratorPort ??= FreePort();
+        var failoverPort = FreePort();
+        FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
+        var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role };
+        var failover = ChildProcess.Start("failover", "Payments.Failover.dll", [], failoverEnvironment, LogDirectory);
+        children.Add(failover);
+        await failover.WaitReadyAsync(new Uri(FailoverBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
+        progress($"Failover service of {region.Name} ({region.Role} at start) on {FailoverBaseAddress}");
+    }
+
     /// <summary>The whole region lost at once (the drill): every process SIGKILLed, every etcd member killed.</summary>
     public async Task KillAllAsync()
     {
@@ -127,18 +154,10 @@ public sealed class LocalSystem : IAsyncDisposable
 
     private async Task StartAppsAsync(int apiPort, Action<string> progress, CancellationToken cancellationToken)
     {
-        if (Region is { } region)
+        if (Region is not null)
         {
             // First: it decides whether this region may write, and the apps' readiness depends on it.
-            // Reserved now: the failover service resumes unfinished payments through the orchestrator after a takeover.
-            orchestratorPort ??= FreePort();
-            var failoverPort = FreePort();
-            FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
-            var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role };
-            var failover = ChildProcess.Start("failover", "Payments.Failover.dll", [], failoverEnvironment, LogDirectory);
-            children.Add(failover);
-            await failover.WaitReadyAsync(new Uri(FailoverBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
-            progress($"Failover service of {region.Name} ({region.Role} at start) on {FailoverBaseAddress}");
+            await StartFailoverAsync(progress, cancellationToken);
         }
 
         var sidecarPort = FreePort();

@@ -141,6 +141,27 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task StandbyFindingAnEpochStillMirroredInItsEtcd_RemovesIt()
+    {
+        // Region A was active, lost its lease while its etcd was down, and its etcd came back with the mirror's lease
+        // restarted (etcd restarts lease TTLs on restart): the returning failover service must not leave it there.
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", "active", clock);
+        var b = Region("region-b", "standby", clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await b.Manager.TickAsync(CancellationToken.None);
+        Assert.True(b.Manager.IsWritable);
+        Assert.True(await a.Mirror.HoldAsync(1, TimeSpan.FromSeconds(30), CancellationToken.None)); // the stale mirror
+        var returned = Region("region-a", "active", clock); // a new process of region A's failover service
+
+        await returned.Manager.TickAsync(CancellationToken.None);
+
+        Assert.Equal(RegionRole.Standby, returned.Manager.Role);
+        Assert.Null(await a.Mirror.ReadAsync(CancellationToken.None));
+    }
+
+    [Fact]
     public async Task TwoStandbysTakingTheSameExpiredRecord_ExactlyOneWins()
     {
         var store = new ActiveRegionStore(container);
