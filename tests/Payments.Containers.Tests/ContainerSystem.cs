@@ -160,6 +160,43 @@ public sealed class ContainerSystem : IAsyncLifetime
         }
     }
 
+    /// <summary>Moves etcd's leadership to <paramref name="member"/> (etcd's MoveLeader, sent to the current leader)
+    /// and waits (bounded) until it leads.</summary>
+    public async Task MakeEtcdLeaderAsync(int member)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            var leader = await WaitForEtcdLeaderAsync();
+            if (leader == member)
+            {
+                return;
+            }
+
+            var target = await TryStatusAsync(etcdHostPorts[member]);
+            if (target is not null)
+            {
+                try
+                {
+                    using var client = new dotnet_etcd.EtcdClient($"http://127.0.0.1:{etcdHostPorts[leader]}");
+                    using var deadline = new CancellationTokenSource(ProbeTimeout * 3);
+                    await client.MoveLeaderAsync(new Etcdserverpb.MoveLeaderRequest { TargetID = target.Header.MemberId }, cancellationToken: deadline.Token);
+                }
+                catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException)
+                {
+                    // leadership changed meanwhile: look again
+                }
+            }
+
+            if (waited.Elapsed > ReadyTimeout)
+            {
+                throw new TimeoutException($"etcd-{member} did not become the leader within {ReadyTimeout.TotalSeconds} s.");
+            }
+
+            await Task.Delay(PollInterval);
+        }
+    }
+
     /// <summary>Polls (bounded) until every app answers <c>/readyz</c> and the edge reaches an API replica.</summary>
     public async Task WaitUntilReadyAsync()
     {

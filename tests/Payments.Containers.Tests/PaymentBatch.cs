@@ -94,7 +94,7 @@ public sealed class PaymentBatch(HttpClient client, string scenario, int account
             Assert.True(expectedStatus(result) == result.Status, $"{result.Plan.IdempotencyKey}: {result.Status} ({result.Reason}), expected {expectedStatus(result)}");
             var (again, _) = await CreateAsync(result.Plan);
             Assert.Equal(result.PaymentId, again);
-            var record = await system.Records.GetAsync(result.PaymentId, CancellationToken.None);
+            var record = await ReadRetryingAsync(() => system.Records.GetAsync(result.PaymentId, CancellationToken.None));
             Assert.True(record is { Record.IsTerminal: true }, $"{result.PaymentId}: etcd record {record?.Record.Status ?? "missing"}");
             Assert.Equal(result.Status, record!.Value.Record.Status);
         }
@@ -112,6 +112,25 @@ public sealed class PaymentBatch(HttpClient client, string scenario, int account
             Assert.True(stored.PendingDebitMinor == 0, $"{account}: {stored.PendingDebitMinor} still held after every payment ended");
         }
     }
+
+    /// <summary>A direct etcd read, retried (bounded) while the member the test's connection is pinned to is down:
+    /// the connection moves to another member after the first failure.</summary>
+    private static async Task<T> ReadRetryingAsync<T>(Func<Task<T>> read)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await read();
+            }
+            catch (Grpc.Core.RpcException) when (attempt < MaxReadAttempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt));
+            }
+        }
+    }
+
+    private const int MaxReadAttempts = 5;
 
     public async Task<(string Status, string? Reason)> WaitForTerminalAsync(string paymentId, string? until = null)
     {
