@@ -25,7 +25,8 @@ public static class DrDrill
 {
     public const long FundsMinor = 10_000_000;
     public const int Accounts = 8;
-    public static readonly TimeSpan PaymentDeadline = TimeSpan.FromMinutes(2);
+    /// <summary>Per payment, from its first submission (in A) through the loss and the failover to its end in B.</summary>
+    public static readonly TimeSpan PaymentDeadline = TimeSpan.FromMinutes(3);
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan LagSampleInterval = TimeSpan.FromMilliseconds(50);
 

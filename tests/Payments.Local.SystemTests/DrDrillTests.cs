@@ -9,6 +9,7 @@ namespace Payments.Local.SystemTests;
 /// clients retry in region B. Figures are printed, not asserted (RTO is a measurement: `-- dr-drill` reports it); what
 /// is asserted is what must always hold: nothing acknowledged is lost in sync mode, every payment ends terminal in B,
 /// each amount moved once, the ledger's invariants hold in B.</summary>
+[Collection(LocalSystemCollection.Name)]
 public sealed class DrDrillTests(ITestOutputHelper output)
 {
     public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(8);

@@ -16,6 +16,7 @@ using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
 namespace Payments.Local.SystemTests;
 
 /// <summary>The local system with every app as its own process; the orchestrator is SIGKILLed mid-batch.</summary>
+[Collection(LocalSystemCollection.Name)]
 public sealed class OrchestratorCrashTests(ITestOutputHelper output)
 {
     public const int Payments = 60;

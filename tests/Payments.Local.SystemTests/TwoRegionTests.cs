@@ -17,6 +17,7 @@ namespace Payments.Local.SystemTests;
 /// <summary>Two regions on this machine — each its own etcd cluster and every app as a process, plus its failover
 /// service — sharing the local Cosmos-compatible server: region A takes payments, region B refuses writes and holds,
 /// through the replicated journal, what A did (sync replication).</summary>
+[Collection(LocalSystemCollection.Name)]
 public sealed class TwoRegionTests(ITestOutputHelper output)
 {
     public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(4);
@@ -26,36 +27,12 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
     public async Task ActiveRegionTakesPayments_StandbyRefusesWrites_AndHoldsThemThroughReplication()
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
-        await using var cosmos = await LocalCosmosServer.StartAsync(timeout.Token);
-        await using var a = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), timeout.Token,
-            new LocalSystem.RegionSettings("region-a", "active", cosmos.Endpoint, LocalCosmosServer.Key));
-        await using var b = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), timeout.Token,
-            new LocalSystem.RegionSettings("region-b", "standby", cosmos.Endpoint, LocalCosmosServer.Key));
-        await WaitForAsync(() => StatusAsync(a, "writable", timeout.Token), "true", timeout.Token);
+        await using var regions = await TwoRegions.StartAsync(output, timeout.Token);
+        var (a, b, httpA, httpB) = (regions.A, regions.B, regions.HttpA, regions.HttpB);
+        await OpenAsync(httpA, "lr-debtor", 10_000, timeout.Token);
+        await OpenAsync(httpA, "lr-creditor", 0, timeout.Token);
 
-        // The merchant's key is issued in A (as an operator would) and reaches B with the replicated records.
-        var key = await new ApiStore(a.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", timeout.Token);
-        using var httpA = Client(a.ApiBaseAddress, key);
-        using var httpB = Client(b.ApiBaseAddress, key);
-        foreach (var (account, funds) in new[] { ("tr-debtor", 10_000L), ("tr-creditor", 0L) })
-        {
-            Assert.Equal(HttpStatusCode.Created, (await httpA.PostAsJsonAsync("/v1/accounts", new { accountId = account, currency = "EUR" }, timeout.Token)).StatusCode);
-            if (funds > 0)
-            {
-                using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{account}/deposits") { Content = JsonContent.Create(new { amountMinor = funds, currency = "EUR" }) };
-                deposit.Headers.Add("Idempotency-Key", "tr-deposit");
-                Assert.Equal(HttpStatusCode.Created, (await httpA.SendAsync(deposit, timeout.Token)).StatusCode);
-            }
-        }
-
-        using var pay = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
-        {
-            Content = JsonContent.Create(new { debtorAccountId = "tr-debtor", creditorAccountId = "tr-creditor", amountMinor = 1_234, currency = "EUR" }),
-        };
-        pay.Headers.Add("Idempotency-Key", "tr-payment");
-        var accepted = await httpA.SendAsync(pay, timeout.Token);
-        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
-        var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("paymentId").GetString()!;
+        var paymentId = await PayAsync(httpA, "tr-payment", 1_234, timeout.Token);
         var (status, _) = await PaymentPolling.WaitForTerminalAsync(httpA, paymentId, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token);
         Assert.Equal("completed", status);
 
@@ -63,8 +40,8 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         var refused = await httpB.PostAsJsonAsync("/v1/accounts", new { accountId = "tr-in-b", currency = "EUR" }, timeout.Token);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Equal("https://daprpayments.dev/problems/region-not-writable", (await refused.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("type").GetString());
-        await WaitForAsync(async () => (await b.Ledger.GetAccountAsync(AccountId.Parse("tr-creditor"), timeout.Token))?.BalanceMinor.ToString() ?? "none", "1234", timeout.Token);
-        Assert.Equal(10_000 - 1_234, (await b.Ledger.GetAccountAsync(AccountId.Parse("tr-debtor"), timeout.Token))!.BalanceMinor);
+        await WaitForAsync(async () => (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-creditor"), timeout.Token))?.BalanceMinor.ToString() ?? "none", "1234", timeout.Token);
+        Assert.Equal(10_000 - 1_234, (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-debtor"), timeout.Token))!.BalanceMinor);
         var inB = await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{paymentId}", timeout.Token);
         Assert.Equal("completed", inB.GetProperty("status").GetString());
         await LedgerInvariantsAsync(b);
@@ -74,15 +51,8 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
     public async Task ActiveRegionLost_StandbyPromotes_ResumesTheUnfinishedPayment_AndTakesNewOnes()
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
-        await using var cosmos = await LocalCosmosServer.StartAsync(timeout.Token);
-        await using var a = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), timeout.Token,
-            new LocalSystem.RegionSettings("region-a", "active", cosmos.Endpoint, LocalCosmosServer.Key));
-        await using var b = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), timeout.Token,
-            new LocalSystem.RegionSettings("region-b", "standby", cosmos.Endpoint, LocalCosmosServer.Key));
-        await WaitForAsync(() => StatusAsync(a, "writable", timeout.Token), "true", timeout.Token);
-        var key = await new ApiStore(a.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("lost-region-merchant", timeout.Token);
-        using var httpA = Client(a.ApiBaseAddress, key);
-        using var httpB = Client(b.ApiBaseAddress, key);
+        await using var regions = await TwoRegions.StartAsync(output, timeout.Token);
+        var (a, b, httpA, httpB) = (regions.A, regions.B, regions.HttpA, regions.HttpB);
         await OpenAsync(httpA, "lr-debtor", 1_000_000, timeout.Token);
         await OpenAsync(httpA, "lr-creditor", 0, timeout.Token);
 
@@ -152,6 +122,61 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
 
             Assert.True(waited.Elapsed < ReplicationBound, $"{key}: not accepted within {ReplicationBound}.");
             await Task.Delay(TimeSpan.FromMilliseconds(250), cancellationToken);
+        }
+    }
+
+    /// <summary>Region A (active) and region B (standby) sharing a fresh local Cosmos-compatible server, and a
+    /// merchant's key issued in A (as an operator would; it reaches B with the replicated records).</summary>
+    private sealed class TwoRegions : IAsyncDisposable
+    {
+        private LocalCosmosServer cosmos = null!;
+
+        public LocalSystem A { get; private set; } = null!;
+
+        public LocalSystem B { get; private set; } = null!;
+
+        public HttpClient HttpA { get; private set; } = null!;
+
+        public HttpClient HttpB { get; private set; } = null!;
+
+        public static async Task<TwoRegions> StartAsync(ITestOutputHelper output, CancellationToken cancellationToken)
+        {
+            var regions = new TwoRegions();
+            try
+            {
+                regions.cosmos = await LocalCosmosServer.StartAsync(cancellationToken);
+                regions.A = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), cancellationToken,
+                    new LocalSystem.RegionSettings("region-a", "active", regions.cosmos.Endpoint, LocalCosmosServer.Key));
+                regions.B = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), cancellationToken,
+                    new LocalSystem.RegionSettings("region-b", "standby", regions.cosmos.Endpoint, LocalCosmosServer.Key));
+                await WaitForAsync(() => StatusAsync(regions.A, "writable", cancellationToken), "true", cancellationToken);
+                var key = await new ApiStore(regions.A.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", cancellationToken);
+                (regions.HttpA, regions.HttpB) = (Client(regions.A.ApiBaseAddress, key), Client(regions.B.ApiBaseAddress, key));
+                return regions;
+            }
+            catch
+            {
+                await regions.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            HttpA?.Dispose();
+            HttpB?.Dispose();
+            foreach (var region in new[] { B, A })
+            {
+                if (region is not null)
+                {
+                    await region.DisposeAsync();
+                }
+            }
+
+            if (cosmos is not null)
+            {
+                await cosmos.DisposeAsync();
+            }
         }
     }
 
