@@ -42,8 +42,9 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         Assert.Equal("https://daprpayments.dev/problems/region-not-writable", (await refused.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("type").GetString());
         await WaitForAsync(async () => (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-creditor"), timeout.Token))?.BalanceMinor.ToString() ?? "none", "1234", timeout.Token);
         Assert.Equal(10_000 - 1_234, (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-debtor"), timeout.Token))!.BalanceMinor);
-        var inB = await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{paymentId}", timeout.Token);
-        Assert.Equal("completed", inB.GetProperty("status").GetString());
+        // The payment record travels with the record stream, which is shipped right after (not with) the ledger write.
+        await WaitForAsync(async () => (await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{paymentId}", timeout.Token)).GetProperty("status").GetString()!,
+            "completed", timeout.Token);
         await LedgerInvariantsAsync(b);
     }
 
