@@ -83,7 +83,7 @@ public sealed class LocalSystem : IAsyncDisposable
     public async Task<ChildProcess> StartOrchestratorAsync(CancellationToken cancellationToken)
     {
         // The same port on every start: the API keeps calling it across an orchestrator restart.
-        var port = orchestratorPort ??= FreePort();
+        var port = orchestratorPort ??= LocalPorts.Free();
         var orchestrator = ChildProcess.Start("orchestrator", "Payments.Orchestrator.Host.dll", [], AppEnvironment(port), LogDirectory);
         children.Add(orchestrator);
         await orchestrator.WaitReadyAsync(new Uri($"http://127.0.0.1:{port}/readyz"), tcpOnly: false, cancellationToken);
@@ -108,8 +108,8 @@ public sealed class LocalSystem : IAsyncDisposable
     {
         var region = Region ?? throw new InvalidOperationException("Not a region of a two-region system.");
         // Reserved now: the failover service resumes unfinished payments through the orchestrator after a takeover.
-        orchestratorPort ??= FreePort();
-        var failoverPort = FreePort();
+        orchestratorPort ??= LocalPorts.Free();
+        var failoverPort = LocalPorts.Free();
         FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
         var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role };
         var failover = ChildProcess.Start("failover", "Payments.Failover.dll", [], failoverEnvironment, LogDirectory);
@@ -160,7 +160,7 @@ public sealed class LocalSystem : IAsyncDisposable
             await StartFailoverAsync(progress, cancellationToken);
         }
 
-        var sidecarPort = FreePort();
+        var sidecarPort = LocalPorts.Free();
         SidecarEndpoint = $"http://127.0.0.1:{sidecarPort}";
         var sidecar = ChildProcess.Start("workflow-sidecar", "Payments.WorkflowSidecar.dll",
             ["--port", sidecarPort.ToString(CultureInfo.InvariantCulture)], new Dictionary<string, string>(), LogDirectory);
@@ -168,14 +168,14 @@ public sealed class LocalSystem : IAsyncDisposable
         await sidecar.WaitReadyAsync(new Uri(SidecarEndpoint), tcpOnly: true, cancellationToken);
         progress($"Development workflow sidecar ready on {SidecarEndpoint} (in-memory; development only)");
 
-        var ledgerPort = FreePort();
+        var ledgerPort = LocalPorts.Free();
         LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
         var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort), LogDirectory);
         children.Add(ledger);
         await ledger.WaitReadyAsync(new Uri(LedgerUrl + WritableProbe), tcpOnly: false, cancellationToken);
         progress($"Ledger service ready on {LedgerUrl}");
 
-        var riskPort = FreePort();
+        var riskPort = LocalPorts.Free();
         var risk = ChildProcess.Start("risk", "Payments.Risk.dll", [], AppEnvironment(riskPort), LogDirectory);
         children.Add(risk);
         await risk.WaitReadyAsync(new Uri($"http://127.0.0.1:{riskPort}/readyz"), tcpOnly: false, cancellationToken);
@@ -188,7 +188,7 @@ public sealed class LocalSystem : IAsyncDisposable
         var replicas = new List<string>();
         for (var replica = 0; replica < ApiReplicas; replica++)
         {
-            var replicaUrl = $"http://127.0.0.1:{FreePort()}";
+            var replicaUrl = $"http://127.0.0.1:{LocalPorts.Free()}";
             var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port), LogDirectory);
             children.Add(api);
             await api.WaitReadyAsync(new Uri(replicaUrl + "/" + WritableProbe), tcpOnly: false, cancellationToken);
@@ -197,7 +197,7 @@ public sealed class LocalSystem : IAsyncDisposable
 
         // Clients see one address: the edge load balancer, which spreads requests over the replicas and stops
         // sending to one that fails (a replica can be killed; clients retry with their Idempotency-Keys).
-        var port = apiPort == 0 || !IsFree(apiPort) ? FreePort() : apiPort;
+        var port = apiPort == 0 || !IsFree(apiPort) ? LocalPorts.Free() : apiPort;
         ApiBaseAddress = new Uri($"http://127.0.0.1:{port}");
         var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(port)) { ["Edge__Backends"] = string.Join(',', replicas) };
         var edge = ChildProcess.Start("edge", "Payments.Edge.dll", [], edgeEnvironment, LogDirectory);
@@ -240,13 +240,6 @@ public sealed class LocalSystem : IAsyncDisposable
     private string WritableProbe => Region is null ? "readyz" : "healthz";
 
     private static int LedgerPortOf(string url) => url.Length == 0 ? -1 : new Uri(url).Port;
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private static bool IsFree(int port)
     {

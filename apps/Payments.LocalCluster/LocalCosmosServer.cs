@@ -28,7 +28,7 @@ public sealed class LocalCosmosServer : IAsyncDisposable
     public static async Task<LocalCosmosServer> StartAsync(CancellationToken cancellationToken)
     {
         var script = FindServerScript();
-        var port = FreePort();
+        var port = LocalPorts.Free();
         var start = new ProcessStartInfo("node") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in new[] { script, "--host", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture) })
         {
@@ -85,10 +85,4 @@ public sealed class LocalCosmosServer : IAsyncDisposable
         throw new FileNotFoundException("The local Cosmos DB-compatible server is not installed: run scripts/ensure-tools.sh (the run and test commands do).");
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

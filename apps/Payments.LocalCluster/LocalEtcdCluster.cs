@@ -75,7 +75,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         await File.WriteAllTextAsync(
             Path.Combine(directory, OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
 
-        var ports = FreePorts(memberCount * 2);
+        var ports = LocalPorts.Free(memberCount * 2);
         var initialCluster = string.Join(',', Enumerable.Range(0, memberCount)
             .Select(index => $"m{index}=http://127.0.0.1:{ports[(index * 2) + 1]}"));
         var members = Enumerable.Range(0, memberCount)
@@ -182,28 +182,6 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
         var leader = answered.FirstOrDefault(pair => pair.Second!.Header.MemberId == leaderIds[0]);
         return leader.First is null ? (null, "the leader is not among the running members") : (leader.First.Index, null);
-    }
-
-    private static int[] FreePorts(int count)
-    {
-        // Hold every listener until all ports are chosen, so the same port is not handed out twice.
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToArray();
-        try
-        {
-            foreach (var listener in listeners)
-            {
-                listener.Start();
-            }
-
-            return listeners.Select(listener => ((IPEndPoint)listener.LocalEndpoint).Port).ToArray();
-        }
-        finally
-        {
-            foreach (var listener in listeners)
-            {
-                listener.Stop();
-            }
-        }
     }
 
     /// <summary>Kills the members of clusters whose owner process is gone and removes their directories.</summary>

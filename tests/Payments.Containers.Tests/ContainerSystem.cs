@@ -13,6 +13,7 @@ using DotNet.Testcontainers.Networks;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Ledger.Core;
+using Payments.LocalCluster;
 using Payments.Orchestrator.Records;
 
 using ApiStore = ApiApp::Payments.Api.Storage.ApiStore;
@@ -270,7 +271,7 @@ public sealed class ContainerSystem : IAsyncLifetime
         for (var index = 0; index < EtcdMembers; index++)
         {
             // A fixed host port: a member killed and started again keeps it, so the test's own connection finds it.
-            etcdHostPorts[index] = FreePort();
+            etcdHostPorts[index] = LocalPorts.Free();
             EtcdContainers[index] = Container("etcd", $"etcd-{index}", EtcdImage, new Dictionary<string, string>())
                 .WithPortBinding(etcdHostPorts[index], 2379)
                 .WithCommand(
@@ -531,12 +532,6 @@ public sealed class ContainerSystem : IAsyncLifetime
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 [CollectionDefinition("containers")]

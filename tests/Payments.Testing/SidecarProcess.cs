@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Xunit;
+using Payments.LocalCluster;
 
 namespace Payments.Testing;
 
@@ -23,7 +24,7 @@ public sealed class SidecarProcess : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Port = FreePort();
+        Port = LocalPorts.Free();
         var start = new ProcessStartInfo("dotnet")
         {
             UseShellExecute = false,
@@ -86,10 +87,4 @@ public sealed class SidecarProcess : IAsyncLifetime
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
