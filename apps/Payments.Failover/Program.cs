@@ -28,10 +28,11 @@ builder.Services.AddSingleton(new ActiveRegionStore(cosmosClient.GetContainer(co
 builder.Services.AddSingleton(provider => new RegionEpochMirror(provider.GetRequiredService<EtcdConnection>(), keyPrefix));
 // The warm standby: this region's ledger (written only by the applier while standby), fed from the active region's
 // replicated journal; after a promotion the region writes only once it has applied everything shipped.
+builder.Services.AddSingleton(provider => new EtcdLedger(
+    provider.GetRequiredService<EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
+    provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()));
 builder.Services.AddSingleton(provider => new JournalReplicator(
-    cosmosClient.GetContainer(cosmos.Database, cosmos.JournalContainer),
-    new EtcdLedger(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
-        provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()),
+    cosmosClient.GetContainer(cosmos.Database, cosmos.JournalContainer), provider.GetRequiredService<EtcdLedger>(),
     provider.GetRequiredService<EtcdConnection>(), keyPrefix));
 builder.Services.AddSingleton(provider =>
 {
@@ -47,9 +48,7 @@ builder.Services.AddSingleton(provider =>
     };
 });
 builder.Services.AddSingleton(provider => new ShippingProgress(
-    cosmosClient.GetContainer(cosmos.Database, cosmos.JournalContainer),
-    new EtcdLedger(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
-        provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>()),
+    cosmosClient.GetContainer(cosmos.Database, cosmos.JournalContainer), provider.GetRequiredService<EtcdLedger>(),
     provider.GetRequiredService<TimeProvider>()));
 builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), keyPrefix + "payments/"));
 var orchestratorUrl = builder.Configuration["Payments:OrchestratorUrl"];

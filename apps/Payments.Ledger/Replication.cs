@@ -79,9 +79,8 @@ internal static class ReplicationRegistration
         {
             var shipper = new JournalShipper(
                 region, client.GetContainer(cosmos.Database, cosmos.JournalContainer),
-                // Reads only: the shipper never writes the ledger, so it needs no region fence.
-                new Core.EtcdLedger(provider.GetRequiredService<Payments.Etcd.EtcdConnection>(), keyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
-                    provider.GetRequiredService<ILoggerFactory>().CreateLogger<Core.EtcdLedger>()),
+                // The service's own ledger: the shipper only reads its journal (the region fence guards writes only).
+                provider.GetRequiredService<Core.EtcdLedger>(),
                 provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<JournalShipper>())
             {
                 // Beside the journal: the API's merchant key hashes and account owners, and the payment records, so

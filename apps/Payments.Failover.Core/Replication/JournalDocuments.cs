@@ -1,4 +1,6 @@
+using System.Net;
 using System.Text.Json.Serialization;
+using Microsoft.Azure.Cosmos;
 using Payments.Domain;
 using Payments.Ledger.Core.Model;
 
@@ -65,4 +67,24 @@ public sealed record JournalHead(
     [property: JsonPropertyName("lastRecordRevision")] long LastRecordRevision = 0)
 {
     public static string IdFor(string region) => $"{region}-head";
+}
+
+/// <summary>Reads of the journal container shared by the replicator and the switchover's progress check.</summary>
+public static class JournalStore
+{
+    /// <summary>A point read; null when the document does not exist (the local Cosmos-compatible server answers 500
+    /// where the service answers 404, so both mean "not there yet" here; a real fault just delays one round).</summary>
+    public static async Task<T?> TryReadAsync<T>(Container journal, string id, CancellationToken cancellationToken)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(journal);
+        try
+        {
+            return (await journal.ReadItemAsync<T>(id, new PartitionKey(id), cancellationToken: cancellationToken)).Resource;
+        }
+        catch (CosmosException exception) when (exception.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.InternalServerError)
+        {
+            return null;
+        }
+    }
 }

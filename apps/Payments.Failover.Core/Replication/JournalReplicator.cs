@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using Etcdserverpb;
 using Microsoft.Azure.Cosmos;
 using Payments.Etcd;
@@ -25,7 +24,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
     public async Task<int> ReplicateOnceAsync(string source, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
-        var head = await TryReadAsync<JournalHead>(JournalHead.IdFor(source), cancellationToken);
+        var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(source), cancellationToken);
         var (applied, revision) = await ReadCheckpointAsync(source, cancellationToken);
         if (head is null)
         {
@@ -36,7 +35,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         var rounds = 0;
         for (var number = applied + 1; number <= head.Pages && rounds < MaxPagesPerRound; number++, rounds++)
         {
-            var page = await TryReadAsync<JournalPage>(JournalPage.IdFor(source, number), cancellationToken)
+            var page = await JournalStore.TryReadAsync<JournalPage>(journal, JournalPage.IdFor(source, number), cancellationToken)
                        ?? throw new InvalidDataException($"Page {number} of {source} is counted by its head but missing.");
             await applier.ApplyAsync(page.Entries.Select(entry => entry.ToEntry()).ToArray(), cancellationToken);
             await ApplyRecordsAsync(page.Records ?? [], cancellationToken);
@@ -107,20 +106,5 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         }
 
         return response.Header.Revision;
-    }
-
-    /// <summary>A point read; null when the document does not exist (the local Cosmos-compatible server answers 500
-    /// where the service answers 404, so both mean "not there yet" here; a real fault just delays one round).</summary>
-    private async Task<T?> TryReadAsync<T>(string id, CancellationToken cancellationToken)
-        where T : class
-    {
-        try
-        {
-            return (await journal.ReadItemAsync<T>(id, new PartitionKey(id), cancellationToken: cancellationToken)).Resource;
-        }
-        catch (CosmosException exception) when (exception.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.InternalServerError)
-        {
-            return null;
-        }
     }
 }

@@ -11,17 +11,7 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
 
     public async Task<bool> IsCaughtUpAsync(string region, CancellationToken cancellationToken)
     {
-        var id = JournalHead.IdFor(region);
-        long shipped;
-        try
-        {
-            shipped = (await journal.ReadItemAsync<JournalHead>(id, new PartitionKey(id), cancellationToken: cancellationToken)).Resource.LastSequence;
-        }
-        catch (CosmosException exception) when (exception.StatusCode is System.Net.HttpStatusCode.NotFound or System.Net.HttpStatusCode.InternalServerError)
-        {
-            shipped = 0; // nothing shipped yet (the local server answers 500 for a missing item)
-        }
-
+        var shipped = (await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(region), cancellationToken))?.LastSequence ?? 0;
         return (await new JournalReader(ledger).ReadAsync(shipped, EtcdLedger.MaxTxnOps, cancellationToken)).Count == 0;
     }
 
