@@ -6,6 +6,11 @@ namespace Payments.Failover.Core;
 /// <summary>Configuration section <c>Cosmos</c>: the global database both regions share.</summary>
 public sealed class CosmosSettings
 {
+    public const string Section = "Cosmos";
+
+    /// <summary>How long start-up may spend creating the database and containers.</summary>
+    public static readonly TimeSpan SetupTimeout = TimeSpan.FromSeconds(60);
+
     public Uri? Endpoint { get; set; }
 
     public string Key { get; set; } = string.Empty;
@@ -59,6 +64,21 @@ public sealed class CosmosSettings
             (Endpoint ?? throw new InvalidOperationException("Cosmos:Endpoint is not set.")).ToString(),
             Key.Length > 0 ? Key : throw new InvalidOperationException("Cosmos:Key is not set."),
             options);
+    }
+
+    /// <summary>Creates the database and each named container when missing (idempotent, within <see cref="SetupTimeout"/>)
+    /// and returns the containers in the order named: the one start-up step of every app that talks to Cosmos DB.</summary>
+    public async Task<IReadOnlyList<Container>> EnsureContainersAsync(CosmosClient client, IReadOnlyList<string> containers)
+    {
+        ArgumentNullException.ThrowIfNull(containers);
+        using var setup = new CancellationTokenSource(SetupTimeout);
+        var ensured = new List<Container>();
+        foreach (var container in containers)
+        {
+            ensured.Add(await EnsureContainerAsync(client, Database, container, setup.Token));
+        }
+
+        return ensured;
     }
 
     /// <summary>Creates the database and a container partitioned by <c>/id</c> when missing (idempotent).</summary>

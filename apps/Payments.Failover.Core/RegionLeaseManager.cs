@@ -1,6 +1,7 @@
 using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 
 namespace Payments.Failover.Core;
 
@@ -121,7 +122,7 @@ public sealed class RegionLeaseManager(
         string etag;
         try
         {
-            if (options.Role == "active")
+            if (options.Role == RegionRole.Active)
             {
                 await store.BootstrapAsync(options.Name, time.GetUtcNow() + options.LeaseDuration, cancellationToken);
             }

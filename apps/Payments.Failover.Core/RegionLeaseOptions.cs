@@ -14,7 +14,7 @@ public sealed class RegionLeaseOptions
     public string Name { get; set; } = string.Empty;
 
     /// <summary><c>active</c> bootstraps the record if there is none; <c>standby</c> never does.</summary>
-    public string Role { get; set; } = "standby";
+    public RegionRole Role { get; set; } = RegionRole.Standby;
 
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -33,7 +33,7 @@ public sealed class RegionLeaseOptions
             throw new InvalidOperationException("Region:Name is required (e.g. region-a).");
         }
 
-        if (Role is not ("active" or "standby"))
+        if (!Enum.IsDefined(Role))
         {
             throw new InvalidOperationException($"Region:Role is '{Role}'; use 'active' or 'standby'.");
         }

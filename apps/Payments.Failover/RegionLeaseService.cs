@@ -44,7 +44,7 @@ internal sealed class RegionLeaseService(
             await replicator.ReplicateOnceAsync(source, cancellationToken);
         }
         catch (Exception exception) when (exception is Microsoft.Azure.Cosmos.CosmosException or HttpRequestException or Grpc.Core.RpcException
-                                          or Payments.Ledger.Core.LedgerUnavailableException or InvalidOperationException or InvalidDataException)
+                                          or Payments.Ledger.Contracts.LedgerUnavailableException or InvalidOperationException or InvalidDataException)
         {
             logger.LogWarning("Region {Region}: replicating {Source}'s journal failed ({Error}); next tick retries", options.Name, source, exception.Message);
         }

@@ -1,8 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using Payments.Domain;
-using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 
 namespace Payments.Ledger.Client;
 
@@ -13,34 +12,32 @@ namespace Payments.Ledger.Client;
 /// request whose answer was lost never applies anything twice.</summary>
 public sealed class HttpLedger(HttpClient http) : ILedger
 {
-    public const string RoutePrefix = "ledger/v1/";
-
     public async Task<OpenAccountOutcome> OpenAccountAsync(AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(id);
         ArgumentNullException.ThrowIfNull(currency);
         var wire = await SendAsync<OpenAccountOutcomeWire>(
-            HttpMethod.Post, RoutePrefix + "accounts", new OpenAccountWire(id.Value, currency.Code, overdraftLimitMinor), cancellationToken);
+            HttpMethod.Post, LedgerRoutes.Prefix + "accounts", new OpenAccountWire(id.Value, currency.Code, overdraftLimitMinor), cancellationToken);
         return LedgerWire.FromWire(wire!);
     }
 
     public async Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(id);
-        var wire = await SendAsync<AccountWire>(HttpMethod.Get, RoutePrefix + "accounts/" + Uri.EscapeDataString(id.Value), null, cancellationToken);
+        var wire = await SendAsync<AccountWire>(HttpMethod.Get, LedgerRoutes.Prefix + "accounts/" + Uri.EscapeDataString(id.Value), null, cancellationToken);
         return wire is null ? null : LedgerWire.FromWire(wire);
     }
 
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
-        var wire = await SendAsync<OutcomeWire>(HttpMethod.Post, RoutePrefix + "transfers", LedgerWire.ToWire(request), cancellationToken);
+        var wire = await SendAsync<OutcomeWire>(HttpMethod.Post, LedgerRoutes.Prefix + "transfers", LedgerWire.ToWire(request), cancellationToken);
         return LedgerWire.FromWire(wire!);
     }
 
     public async Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var wire = await SendAsync<BatchOutcomeWire>(HttpMethod.Post, RoutePrefix + "batches", new BatchWire(batch.Select(LedgerWire.ToWire).ToArray()), cancellationToken);
+        var wire = await SendAsync<BatchOutcomeWire>(HttpMethod.Post, LedgerRoutes.Prefix + "batches", new BatchWire(batch.Select(LedgerWire.ToWire).ToArray()), cancellationToken);
         return LedgerWire.FromWire(wire!);
     }
 

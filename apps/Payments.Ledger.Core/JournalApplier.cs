@@ -2,7 +2,8 @@ using Etcdserverpb;
 using Google.Protobuf;
 using Payments.Domain;
 using Payments.Etcd;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Rules;
 using Payments.Ledger.Core.Storage;
 
 namespace Payments.Ledger.Core;
@@ -39,7 +40,7 @@ public sealed class JournalApplier(EtcdLedger ledger)
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
             var keys = entries.SelectMany(KeysOf).Distinct(StringComparer.Ordinal).ToArray();
-            var read = await ReadAsync(keys, cancellationToken);
+            var read = await ledger.Store.RetryingAsync(token => ledger.Store.ReadManyAsync(keys, serializable: false, token), cancellationToken);
             var writes = new Dictionary<string, ByteString?>(StringComparer.Ordinal); // null: delete
             var accounts = new Dictionary<string, AccountRecord>(StringComparer.Ordinal);
             var holds = new Dictionary<string, HoldRecord>(StringComparer.Ordinal);
@@ -83,8 +84,7 @@ public sealed class JournalApplier(EtcdLedger ledger)
                 request.Success.Add(value is null ? EtcdBytes.Delete(key) : EtcdBytes.Put(key, value));
             }
 
-            var response = await ledger.RetryingAsync(
-                token => EtcdConnection.CallAsync(call => ledger.Etcd.Kv.TxnAsync(request, cancellationToken: call), token), cancellationToken);
+            var response = await ledger.Store.RetryingAsync(token => ledger.Store.TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
                 return applied;
@@ -95,66 +95,39 @@ public sealed class JournalApplier(EtcdLedger ledger)
     }
 
     private void Apply(
-        JournalEntry entry, IReadOnlyDictionary<string, (ByteString? Value, long ModRevision)> read,
+        JournalEntry entry, IReadOnlyDictionary<string, StoredValue> read,
         Dictionary<string, AccountRecord> accounts, Dictionary<string, HoldRecord> holds, Dictionary<string, ByteString?> writes)
     {
-        var amount = entry.Amount.AmountMinor;
         var shardBy = ShardBy(entry);
         var debitKey = AccountKey(entry.DebitAccountId, shardBy);
         var creditKey = AccountKey(entry.CreditAccountId, shardBy);
         var debit = Account(debitKey, entry.DebitAccountId, entry.Amount.Currency, read, accounts);
         var credit = Account(creditKey, entry.CreditAccountId, entry.Amount.Currency, read, accounts);
-        switch (entry.Kind)
+        var (debitDelta, creditDelta) = Postings.Of(entry.Kind, entry.Amount.AmountMinor);
+        accounts[debitKey] = debit.Plus(debitDelta);
+        accounts[creditKey] = credit.Plus(creditDelta);
+        if (entry.Kind == TransferKind.Pending)
         {
-            case TransferKind.Single:
-                debit = debit with { BalanceMinor = checked(debit.BalanceMinor - amount) };
-                credit = credit with { BalanceMinor = checked(credit.BalanceMinor + amount) };
-                break;
-            case TransferKind.Pending:
-                debit = debit with { PendingDebitMinor = checked(debit.PendingDebitMinor + amount) };
-                credit = credit with { PendingCreditMinor = checked(credit.PendingCreditMinor + amount) };
-                var timeoutAt = entry.TimeoutAt?.ToUnixTimeMilliseconds();
-                holds[Keys.Hold(entry.TransferId)] = new HoldRecord(entry.TransferId.Value, HoldStatus.Pending, timeoutAt, null);
-                if (timeoutAt is { } due)
-                {
-                    writes[Keys.Expiry(due, entry.TransferId)] = ByteString.Empty;
-                }
-
-                break;
-            default:
-                // Post, void, expiry: the entry repeats the pending transfer's accounts and amount.
-                var pendingId = entry.PendingId ?? throw new InvalidDataException($"Entry {entry.TransferId} ({entry.Kind}) names no pending transfer.");
-                var posted = entry.Kind == TransferKind.PostPending;
-                debit = debit with
-                {
-                    PendingDebitMinor = checked(debit.PendingDebitMinor - amount),
-                    BalanceMinor = posted ? checked(debit.BalanceMinor - amount) : debit.BalanceMinor,
-                };
-                credit = credit with
-                {
-                    PendingCreditMinor = checked(credit.PendingCreditMinor - amount),
-                    BalanceMinor = posted ? checked(credit.BalanceMinor + amount) : credit.BalanceMinor,
-                };
-                var holdKey = Keys.Hold(pendingId);
-                var hold = holds.GetValueOrDefault(holdKey) ?? (read[holdKey].Value is { } stored ? LedgerJson.DecodeHold(stored) : null)
-                    ?? throw new InvalidDataException($"Entry {entry.TransferId} resolves {pendingId}, which is not here: entries out of order.");
-                var status = entry.Kind switch
-                {
-                    TransferKind.PostPending => HoldStatus.Posted,
-                    TransferKind.VoidPending => HoldStatus.Voided,
-                    _ => HoldStatus.Expired,
-                };
-                holds[holdKey] = hold with { Status = status, ResolvedBy = entry.TransferId.Value };
-                if (hold.TimeoutAtUnixMs is { } holdDue)
-                {
-                    writes[Keys.Expiry(holdDue, pendingId)] = null;
-                }
-
-                break;
+            var timeoutAt = entry.TimeoutAt?.ToUnixTimeMilliseconds();
+            holds[Keys.Hold(entry.TransferId)] = new HoldRecord(entry.TransferId.Value, HoldStatus.Pending, timeoutAt, null);
+            if (timeoutAt is { } due)
+            {
+                writes[Keys.Expiry(due, entry.TransferId)] = ByteString.Empty;
+            }
         }
-
-        accounts[debitKey] = debit;
-        accounts[creditKey] = credit;
+        else if (entry.Kind != TransferKind.Single)
+        {
+            // Post, void, expiry: the entry repeats the pending transfer's accounts and amount; the hold is resolved.
+            var pendingId = entry.PendingId ?? throw new InvalidDataException($"Entry {entry.TransferId} ({entry.Kind}) names no pending transfer.");
+            var holdKey = Keys.Hold(pendingId);
+            var hold = holds.GetValueOrDefault(holdKey) ?? (read[holdKey].Value is { } stored ? LedgerJson.DecodeHold(stored) : null)
+                ?? throw new InvalidDataException($"Entry {entry.TransferId} resolves {pendingId}, which is not here: entries out of order.");
+            holds[holdKey] = hold.Resolved(entry.Kind, entry.TransferId.Value);
+            if (hold.TimeoutAtUnixMs is { } holdDue)
+            {
+                writes[Keys.Expiry(holdDue, pendingId)] = null;
+            }
+        }
     }
 
     /// <summary>Every key one entry reads: its transfer, both accounts (a system account's shard), its hold.</summary>
@@ -181,7 +154,7 @@ public sealed class JournalApplier(EtcdLedger ledger)
     private string AccountKey(AccountId id, TransferId shardBy) => id.IsSystem ? Keys.SystemShard(id, shardBy) : Keys.Account(id);
 
     private static AccountRecord Account(
-        string key, AccountId id, Currency currency, IReadOnlyDictionary<string, (ByteString? Value, long ModRevision)> read,
+        string key, AccountId id, Currency currency, IReadOnlyDictionary<string, StoredValue> read,
         Dictionary<string, AccountRecord> accounts) =>
         accounts.GetValueOrDefault(key)
         ?? (read[key].Value is { } stored ? LedgerJson.DecodeAccount(stored) : null)
@@ -191,27 +164,4 @@ public sealed class JournalApplier(EtcdLedger ledger)
         entry.TransferId.Value, entry.Kind, entry.DebitAccountId.Value, entry.CreditAccountId.Value, entry.Amount.AmountMinor,
         entry.Amount.Currency.Code, entry.PendingId?.Value, entry.TimeoutAt?.ToUnixTimeMilliseconds(), entry.Reference, entry.AppliedAt,
         (int)(entry.Sequence % JournalEntry.SequencePerRevision));
-
-    private async Task<Dictionary<string, (ByteString? Value, long ModRevision)>> ReadAsync(IReadOnlyList<string> keys, CancellationToken cancellationToken)
-    {
-        var result = new Dictionary<string, (ByteString?, long)>(StringComparer.Ordinal);
-        foreach (var chunk in keys.Chunk(EtcdLedger.MaxTxnOps))
-        {
-            var request = new TxnRequest();
-            foreach (var key in chunk)
-            {
-                request.Success.Add(EtcdBytes.Get(key));
-            }
-
-            var response = await ledger.RetryingAsync(
-                token => EtcdConnection.CallAsync(call => ledger.Etcd.Kv.TxnAsync(request, cancellationToken: call), token), cancellationToken);
-            for (var index = 0; index < chunk.Length; index++)
-            {
-                var kv = response.Responses[index].ResponseRange.Kvs.FirstOrDefault();
-                result[chunk[index]] = kv is null ? (null, 0) : (kv.Value, kv.ModRevision);
-            }
-        }
-
-        return result;
-    }
 }

@@ -1,7 +1,7 @@
 using Etcdserverpb;
 using Payments.Domain;
 using Payments.Etcd;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.Core.Storage;
 
 namespace Payments.Ledger.Core;
@@ -29,7 +29,7 @@ public sealed class JournalReader(EtcdLedger ledger)
             SortOrder = RangeRequest.Types.SortOrder.Ascend,
             Limit = limit,
         };
-        var response = await ledger.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
+        var response = await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
         var kvs = response.Kvs.ToList();
         if (response.More && kvs.Count > 0)
         {
@@ -40,7 +40,7 @@ public sealed class JournalReader(EtcdLedger ledger)
             {
                 request.Limit = 0;
                 request.MaxModRevision = lastRevision;
-                kvs = (await ledger.RetryingAsync(token => RangeAsync(request, token), cancellationToken)).Kvs.ToList();
+                kvs = (await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken)).Kvs.ToList();
             }
             else
             {
@@ -86,7 +86,7 @@ public sealed class JournalReader(EtcdLedger ledger)
             while (records.Count <= MaxSnapshotAccounts)
             {
                 var request = new RangeRequest { Key = start, RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxPageSize, Revision = revision };
-                var response = await ledger.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
+                var response = await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
                 revision = revision == 0 ? response.Header.Revision : revision;
                 records.AddRange(response.Kvs.Select(kv => (LedgerJson.DecodeAccount(kv.Value), kv.ModRevision)));
                 if (!response.More)
@@ -125,5 +125,5 @@ public sealed class JournalReader(EtcdLedger ledger)
         record.AppliedAt);
 
     private Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken) =>
-        EtcdConnection.CallAsync(token => ledger.Etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+        ledger.Store.RangeAsync(request, cancellationToken);
 }

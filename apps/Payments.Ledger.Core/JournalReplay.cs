@@ -1,18 +1,16 @@
 using Payments.Domain;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Rules;
 
 namespace Payments.Ledger.Core;
 
-/// <summary>Balances rebuilt from journal entries alone: the check that the journal is complete, and (for the
-/// standby region) the way a replica is built.</summary>
+/// <summary>Balances rebuilt from journal entries alone: the check that the journal is complete.</summary>
 public static class JournalReplay
 {
-    public sealed record Balance(long BalanceMinor, long PendingDebitMinor, long PendingCreditMinor);
-
-    public static IReadOnlyDictionary<AccountId, Balance> Replay(IEnumerable<JournalEntry> entries)
+    public static IReadOnlyDictionary<AccountId, Balances> Replay(IEnumerable<JournalEntry> entries)
     {
         ArgumentNullException.ThrowIfNull(entries);
-        var balances = new Dictionary<AccountId, Balance>();
+        var balances = new Dictionary<AccountId, Balances>();
         var previous = long.MinValue;
         foreach (var entry in entries)
         {
@@ -22,27 +20,11 @@ public static class JournalReplay
             }
 
             previous = entry.Sequence;
-            var amount = entry.Amount.AmountMinor;
-            var (debitBalance, debitPending, creditBalance, creditPending) = entry.Kind switch
-            {
-                TransferKind.Single => (-amount, 0L, amount, 0L),
-                TransferKind.Pending => (0L, amount, 0L, amount),
-                TransferKind.PostPending => (-amount, -amount, amount, -amount),
-                _ => (0L, -amount, 0L, -amount), // void or expiry: the hold is released, nothing moves
-            };
-            Apply(balances, entry.DebitAccountId, debitBalance, debitPending, 0);
-            Apply(balances, entry.CreditAccountId, creditBalance, 0, creditPending);
+            var (debit, credit) = Postings.Of(entry.Kind, entry.Amount.AmountMinor);
+            balances[entry.DebitAccountId] = balances.GetValueOrDefault(entry.DebitAccountId).Plus(debit);
+            balances[entry.CreditAccountId] = balances.GetValueOrDefault(entry.CreditAccountId).Plus(credit);
         }
 
         return balances;
-    }
-
-    private static void Apply(Dictionary<AccountId, Balance> balances, AccountId id, long balance, long pendingDebit, long pendingCredit)
-    {
-        var current = balances.GetValueOrDefault(id, new Balance(0, 0, 0));
-        balances[id] = new Balance(
-            checked(current.BalanceMinor + balance),
-            checked(current.PendingDebitMinor + pendingDebit),
-            checked(current.PendingCreditMinor + pendingCredit));
     }
 }

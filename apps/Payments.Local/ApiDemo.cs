@@ -1,4 +1,3 @@
-extern alias ApiApp;
 
 using System.Collections.Concurrent;
 using System.Diagnostics;
@@ -6,10 +5,11 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Payments.Merchants;
 using Payments.Domain;
+using Payments.Local.Hosting;
 using Spectre.Console;
 
-using ApiStore = ApiApp::Payments.Api.Storage.ApiStore;
 
 namespace Payments.Local;
 
@@ -26,7 +26,7 @@ public static class ApiDemo
 
     public static async Task<bool> RunAsync(LocalSystem system, DemoOptions options, CancellationToken cancellationToken)
     {
-        var store = new ApiStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
+        var store = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
         using var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(30) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync("demo-merchant", cancellationToken));
         var accounts = await OpenAccountsAsync(http, options.AccountsPerCurrency, cancellationToken);
@@ -46,8 +46,8 @@ public static class ApiDemo
             });
 
         Summarise(results);
-        var report = await LedgerReport.BuildAsync(system.Ledger, cancellationToken);
-        return report.Print() && results.All(result => result.FinalStatus is "completed" or "failed" or "compensated");
+        var invariantsHold = await LedgerReport.PrintAsync(system.Ledger, cancellationToken);
+        return invariantsHold && results.All(result => PaymentStatus.IsTerminal(result.FinalStatus));
     }
 
     private static async Task<IReadOnlyList<(string Id, Currency Currency, bool Low)>> OpenAccountsAsync(HttpClient http, int perCurrency, CancellationToken cancellationToken)
@@ -113,7 +113,7 @@ public static class ApiDemo
         table.AddRow("[bold]all[/]", "", "", all.Length.ToString("N0"), Percentile(all, 0.5), Percentile(all, 0.99));
         AnsiConsole.Write(table);
         var money = new Table().Title("Money moved (completed payments)").AddColumns("currency", "payments", "amount");
-        foreach (var group in results.Where(result => result.FinalStatus == "completed").GroupBy(result => result.Payment.Currency))
+        foreach (var group in results.Where(result => result.FinalStatus == PaymentStatus.Completed).GroupBy(result => result.Payment.Currency))
         {
             money.AddRow(group.Key.Code, group.Count().ToString("N0"), group.Key.Format(group.Sum(result => result.Payment.AmountMinor)));
         }

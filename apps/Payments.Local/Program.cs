@@ -1,4 +1,5 @@
 using Payments.Local;
+using Payments.Local.Hosting;
 using Spectre.Console;
 
 // Development and tests only: everything on one machine, with a throw-away etcd cluster and an in-memory workflow engine.

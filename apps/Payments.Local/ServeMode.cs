@@ -1,8 +1,8 @@
-extern alias ApiApp;
+using Payments.Merchants;
 
+using Payments.Local.Hosting;
 using Spectre.Console;
 
-using ApiStore = ApiApp::Payments.Api.Storage.ApiStore;
 
 namespace Payments.Local;
 
@@ -11,7 +11,7 @@ public static class ServeMode
 {
     public static async Task RunAsync(LocalSystem system, CancellationToken cancellationToken)
     {
-        var store = new ApiStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
+        var store = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
         var keyA = await store.IssueApiKeyAsync("demo-merchant-a", cancellationToken);
         var keyB = await store.IssueApiKeyAsync("demo-merchant-b", cancellationToken);
         var baseUrl = system.ApiBaseAddress.ToString().TrimEnd('/');

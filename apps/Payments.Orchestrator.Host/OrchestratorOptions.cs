@@ -1,22 +1,27 @@
 namespace Payments.Orchestrator.Host;
 
-/// <summary>Settings (configuration section <c>Payments</c>).</summary>
+/// <summary>Settings (configuration section <c>Payments</c>; etcd's are <see cref="Payments.Etcd.EtcdOptions"/>).</summary>
 public sealed class OrchestratorOptions
 {
-    public string EtcdEndpoints { get; set; } = "http://127.0.0.1:2379";
-
-    public string KeyPrefix { get; set; } = "/daprpayments/";
-
-    /// <summary>Payments above this many minor units wait for a person's approval.</summary>
-    public long ReviewThresholdMinor { get; set; } = 100_000;
-
-    /// <summary>The ledger service's base URL; empty: the ledger runs in this process (local mode without services).</summary>
+    /// <summary>The ledger service's base URL: its Dapr sidecar's invocation URL on Kubernetes
+    /// (<c>http://localhost:3500/v1.0/invoke/&lt;ledger app id&gt;/method/</c>), its own address locally.</summary>
     public string? LedgerUrl { get; set; }
 
     public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>The risk service's base URL; empty: the rules run in this process.</summary>
+    /// <summary>The risk service's base URL, likewise.</summary>
     public string? RiskUrl { get; set; }
 
     public static readonly TimeSpan RiskCallTimeout = TimeSpan.FromSeconds(10);
+
+    public OrchestratorOptions Validate()
+    {
+        if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(RiskUrl))
+        {
+            throw new InvalidOperationException(
+                "Payments:LedgerUrl and Payments:RiskUrl are required: the saga reaches the ledger and risk services through them.");
+        }
+
+        return this;
+    }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Payments.Domain;
+using Payments.Risk.Contracts;
 
 namespace Payments.Risk.Core;
 

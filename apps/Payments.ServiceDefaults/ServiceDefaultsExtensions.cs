@@ -6,7 +6,7 @@ using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
-using Payments.Domain.Diagnostics;
+using Payments.Telemetry;
 
 namespace Payments.ServiceDefaults;
 
@@ -25,7 +25,7 @@ public static class ServiceDefaultsExtensions
             .ConfigureResource(resource => resource.AddService(serviceName))
             .WithTracing(tracing =>
             {
-                tracing.AddSource(PaymentsDiagnostics.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation();
+                tracing.AddSource(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation();
                 if (console)
                 {
                     tracing.AddConsoleExporter();
@@ -33,7 +33,7 @@ public static class ServiceDefaultsExtensions
             })
             .WithMetrics(metrics =>
             {
-                metrics.AddMeter(PaymentsDiagnostics.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation();
+                metrics.AddMeter(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation();
                 if (console)
                 {
                     metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = 60_000);

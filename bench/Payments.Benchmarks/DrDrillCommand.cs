@@ -1,8 +1,6 @@
-extern alias LocalApp;
-
 using System.Globalization;
 using System.Text.Json;
-using DrDrill = LocalApp::Payments.Local.DrDrill;
+using Payments.Local.Hosting;
 
 namespace Payments.Benchmarks;
 

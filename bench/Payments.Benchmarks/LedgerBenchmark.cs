@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.LocalCluster;
 
 namespace Payments.Benchmarks;

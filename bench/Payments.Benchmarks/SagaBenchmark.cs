@@ -1,5 +1,3 @@
-extern alias LocalApp;
-
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -7,9 +5,8 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using HdrHistogram;
-using ApiStore = Payments.Api.Storage.ApiStore;
-using LocalSystem = LocalApp::Payments.Local.LocalSystem;
-using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
+using Payments.Merchants;
+using Payments.Local.Hosting;
 
 namespace Payments.Benchmarks;
 
@@ -26,7 +23,7 @@ public static class SagaBenchmark
     public static async Task RunAsync(TimeSpan duration, int clients, CancellationToken cancellationToken)
     {
         await using var system = await LocalSystem.StartAsync(0, Console.WriteLine, cancellationToken);
-        var store = new ApiStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
+        var store = new MerchantStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
         Console.WriteLine($"Opening {clients * AccountsPerClient} accounts for {clients} merchants (one API key per client)…");
         var http = await Task.WhenAll(Enumerable.Range(0, clients).Select(client => ClientAsync(system, store, client, cancellationToken)));
 
@@ -87,7 +84,7 @@ public static class SagaBenchmark
         }
     }
 
-    private static async Task<HttpClient> ClientAsync(LocalSystem system, ApiStore store, int client, CancellationToken cancellationToken)
+    private static async Task<HttpClient> ClientAsync(LocalSystem system, MerchantStore store, int client, CancellationToken cancellationToken)
     {
         var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(30) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync($"bench-{client}", cancellationToken));

@@ -3,10 +3,9 @@ using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Payments.Api.Storage;
+using Microsoft.AspNetCore.Builder;
+using Payments.Merchants;
 using Payments.Ledger.Core;
-using Payments.Orchestrator.Records;
 using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
@@ -20,12 +19,13 @@ public sealed class ApiSystemFixture : IAsyncLifetime
 
     private readonly EtcdClusterFixture etcd = new();
     private readonly SidecarProcess sidecar = new();
-    private IHost? orchestrator;
+    private WebApplication? orchestrator;
+    private WebApplication? ledgerService;
     private WebApplicationFactory<Program>? api;
 
     public EtcdLedger Ledger { get; private set; } = null!;
 
-    public ApiStore Store { get; private set; } = null!;
+    public MerchantStore Store { get; private set; } = null!;
 
     public Uri BaseAddress { get; private set; } = null!;
 
@@ -35,16 +35,23 @@ public sealed class ApiSystemFixture : IAsyncLifetime
     /// <paramref name="keyPrefix"/>: it writes only while its region's epoch mirror is held.</summary>
     public WebApplicationFactory<Program> CreateRegionalApi(string keyPrefix)
     {
-        var regional = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+        return new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, keyPrefix, regional: true));
+    }
+
+    /// <summary>The API as the run command configures it: the ledger service and the orchestrator over HTTP.</summary>
+    private void Configure(IWebHostBuilder web, string keyPrefix, bool regional)
+    {
+        web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
+        web.UseSetting("Payments:KeyPrefix", keyPrefix);
+        web.UseSetting("Payments:LedgerUrl", InProcessApp.BaseUrl(ledgerService!));
+        web.UseSetting("Payments:OrchestratorUrl", InProcessApp.BaseUrl(orchestrator!));
+        web.UseSetting("Logging:LogLevel:Default", "Warning");
+        // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
+        web.UseSetting("Telemetry:Exporter", "none");
+        if (regional)
         {
-            web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
-            web.UseSetting("Payments:KeyPrefix", keyPrefix);
-            web.UseSetting("DAPR_GRPC_ENDPOINT", sidecar.Endpoint);
             web.UseSetting("Region:Name", "region-a");
-            web.UseSetting("Logging:LogLevel:Default", "Warning");
-            web.UseSetting("Telemetry:Exporter", "none");
-        });
-        return regional;
+        }
     }
 
     public async Task InitializeAsync()
@@ -54,21 +61,14 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             await etcd.InitializeAsync();
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
+            ledgerService = await InProcessApp.StartLedgerServiceAsync(etcd.Cluster.ClientEndpoints, KeyPrefix);
             orchestrator = await SagaWorker.StartAsync(
-                sidecar.Endpoint, Ledger, new PaymentRecordStore(etcd.Connection, KeyPrefix + "payments/"), ReviewThresholdMinor);
-            api = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
-            {
-                web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
-                web.UseSetting("Payments:KeyPrefix", KeyPrefix);
-                web.UseSetting("DAPR_GRPC_ENDPOINT", sidecar.Endpoint);
-                web.UseSetting("Logging:LogLevel:Default", "Warning");
-                // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
-                web.UseSetting("Telemetry:Exporter", "none");
-            });
+                sidecar.Endpoint, etcd.Cluster.ClientEndpoints, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor);
+            api = new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, KeyPrefix, regional: false));
             api.UseKestrel(0);
             api.StartServer();
             BaseAddress = api.ClientOptions.BaseAddress;
-            Store = api.Services.GetRequiredService<ApiStore>();
+            Store = api.Services.GetRequiredService<MerchantStore>();
         }
         catch
         {
@@ -97,6 +97,7 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         }
 
         await SagaWorker.StopAsync(orchestrator);
+        await InProcessApp.StopAsync(ledgerService);
         await sidecar.DisposeAsync();
         await etcd.DisposeAsync();
     }

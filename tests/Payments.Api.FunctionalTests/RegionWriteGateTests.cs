@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using Payments.Api.Storage;
+using Payments.Merchants;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 
 namespace Payments.Api.FunctionalTests;
 
@@ -20,7 +21,7 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         await using var api = system.CreateRegionalApi(prefix);
         var client = api.CreateClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
-            "Bearer", await new ApiStore(system.Etcd, prefix + "api/").IssueApiKeyAsync("regional-merchant", CancellationToken.None));
+            "Bearer", await new MerchantStore(system.Etcd, prefix + "api/").IssueApiKeyAsync("regional-merchant", CancellationToken.None));
         var mirror = new RegionEpochMirror(system.Etcd, prefix);
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/readyz")).StatusCode);

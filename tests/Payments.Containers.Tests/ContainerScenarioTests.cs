@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using Payments.Domain;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Xunit.Abstractions;
 
 namespace Payments.Containers.Tests;

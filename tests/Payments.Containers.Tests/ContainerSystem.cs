@@ -1,4 +1,3 @@
-extern alias ApiApp;
 
 using System.Diagnostics;
 using System.Globalization;
@@ -11,12 +10,12 @@ using DotNet.Testcontainers.Containers;
 using DotNet.Testcontainers.Images;
 using DotNet.Testcontainers.Networks;
 using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Merchants;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
-using Payments.Orchestrator.Records;
+using Payments.Orchestrator.Client.Records;
 
-using ApiStore = ApiApp::Payments.Api.Storage.ApiStore;
 
 namespace Payments.Containers.Tests;
 
@@ -260,7 +259,7 @@ public sealed class ContainerSystem : IAsyncLifetime
         };
         Edge = await StartAppAsync("edge", "edge", edgeEnvironment);
 
-        var key = await new ApiStore(Etcd, KeyPrefix + "api/").IssueApiKeyAsync(MerchantId, CancellationToken.None);
+        var key = await new MerchantStore(Etcd, KeyPrefix + "api/").IssueApiKeyAsync(MerchantId, CancellationToken.None);
         Client = new HttpClient { BaseAddress = BaseAddress(Edge), Timeout = TimeSpan.FromSeconds(15) };
         Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
     }

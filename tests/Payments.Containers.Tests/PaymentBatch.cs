@@ -99,7 +99,7 @@ public sealed class PaymentBatch(HttpClient client, string scenario, int account
             Assert.Equal(result.Status, record!.Value.Record.Status);
         }
 
-        await LedgerInvariants.AssertAllHoldAsync(system.LedgerStore, CancellationToken.None);
+        await LedgerAssert.InvariantsHoldAsync(system.LedgerStore, CancellationToken.None);
         var completed = results.Where(result => result.Status == "completed").ToArray();
         foreach (var account in AccountIds)
         {

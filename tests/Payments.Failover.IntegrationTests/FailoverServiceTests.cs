@@ -7,10 +7,11 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.LocalCluster;
 
 namespace Payments.Failover.IntegrationTests;

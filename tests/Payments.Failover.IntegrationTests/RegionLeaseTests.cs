@@ -2,6 +2,7 @@ using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Failover.Core;
 using Payments.LocalCluster;
 using Payments.Testing;
@@ -72,8 +73,8 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     public async Task FirstActiveRegion_TakesEpochOne_AndTheStandbyStaysStandby()
     {
         var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var a = Region("region-a", "active", clock);
-        var b = Region("region-b", "standby", clock);
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
 
         await a.Manager.TickAsync(CancellationToken.None);
         await b.Manager.TickAsync(CancellationToken.None);
@@ -89,8 +90,8 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     public async Task StandbyPromotes_OnlyAfterTheLeasePlusItsMargin_AndTheOldRegionDemotesWhenItReturns()
     {
         var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var a = Region("region-a", "active", clock);
-        var b = Region("region-b", "standby", clock);
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
         await a.Manager.TickAsync(CancellationToken.None);
         var leaseUntil = a.Manager.LastSeen!.LeaseUntil;
 
@@ -116,8 +117,8 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     public async Task PromotedRegion_WritesOnlyAfterCatchingUpWithThePreviousRegionsJournal()
     {
         var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var a = Region("region-a", "active", clock);
-        var b = Region("region-b", "standby", clock);
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
         await a.Manager.TickAsync(CancellationToken.None);
         var catchUps = new List<string>();
         b.Manager.CatchUp = (previous, _) =>
@@ -146,14 +147,14 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         // Region A was active, lost its lease while its etcd was down, and its etcd came back with the mirror's lease
         // restarted (etcd restarts lease TTLs on restart): the returning failover service must not leave it there.
         var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var a = Region("region-a", "active", clock);
-        var b = Region("region-b", "standby", clock);
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
         await a.Manager.TickAsync(CancellationToken.None);
         clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
         await b.Manager.TickAsync(CancellationToken.None);
         Assert.True(b.Manager.IsWritable);
         Assert.True(await a.Mirror.HoldAsync(1, TimeSpan.FromSeconds(30), CancellationToken.None)); // the stale mirror
-        var returned = Region("region-a", "active", clock); // a new process of region A's failover service
+        var returned = Region("region-a", RegionRole.Active, clock); // a new process of region A's failover service
 
         await returned.Manager.TickAsync(CancellationToken.None);
 
@@ -184,8 +185,8 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         var clockA = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
         // B's clock runs ahead by the documented bound: the worst case for an early promotion.
         var clockB = new FakeTimeProvider(clockA.GetUtcNow() + Defaults.MaxClockSkew);
-        var a = Region("region-a", "active", clockA, proxy.Port);
-        var b = Region("region-b", "standby", clockB);
+        var a = Region("region-a", RegionRole.Active, clockA, proxy.Port);
+        var b = Region("region-b", RegionRole.Standby, clockB);
         await a.Manager.TickAsync(CancellationToken.None);
         Assert.True(a.Manager.IsWritable);
 
@@ -234,7 +235,7 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Throws<InvalidOperationException>(() => options.Validate());
     }
 
-    private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(string name, string role, TimeProvider clock, int? cosmosPort = null)
+    private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(string name, RegionRole role, TimeProvider clock, int? cosmosPort = null)
     {
         var client = fixture.Settings(cosmosPort).CreateClient();
         disposables.Add(client);

@@ -4,7 +4,8 @@ using Payments.Domain;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Core.Invariants;
+using Payments.Ledger.Contracts;
 using Payments.Testing;
 
 namespace Payments.Failover.IntegrationTests;
@@ -143,7 +144,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
 
     private static async Task AssertSameLedgerAsync(EtcdLedger source, EtcdLedger replica)
     {
-        await LedgerInvariants.AssertAllHoldAsync(replica, CancellationToken.None);
+        await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
         static IEnumerable<(string, long, long, long)> Balances(IReadOnlyList<Account> accounts) =>
             accounts.Select(account => (account.Id.Value, account.BalanceMinor, account.PendingDebitMinor, account.PendingCreditMinor)).OrderBy(row => row.Item1);
         Assert.Equal(Balances(await new JournalReader(source).SnapshotAccountsAsync(CancellationToken.None)),

@@ -7,7 +7,7 @@ using Payments.Domain;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 
 namespace Payments.Ledger.IntegrationTests;

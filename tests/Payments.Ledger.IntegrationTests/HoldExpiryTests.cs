@@ -4,7 +4,7 @@ using Microsoft.Extensions.Time.Testing;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Ledger.Core.Expiry;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 
 namespace Payments.Ledger.IntegrationTests;
@@ -36,7 +36,7 @@ public sealed class HoldExpiryTests(EtcdClusterFixture etcd)
         var account = await ledger.GetAccountAsync(debtor, CancellationToken.None);
         Assert.Equal(1_000, account!.BalanceMinor);
         Assert.Equal(300, account.PendingDebitMinor);
-        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        var report = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
         Assert.Single(report.Journal, entry => entry.Kind == TransferKind.ExpirePending && entry.PendingId == pendingId);
         var post = await ledger.TransferAsync(new TransferRequest.PostPending(TransferId.Parse("late-post"), pendingId), CancellationToken.None);
         Assert.Equal(LedgerError.PendingTransferExpired, Assert.IsType<TransferOutcome.Failed>(post).Error.Code);
@@ -63,7 +63,7 @@ public sealed class HoldExpiryTests(EtcdClusterFixture etcd)
         var expired = await Task.WhenAll(sweeper.SweepAsync(lockOne, CancellationToken.None), sweeper.SweepAsync(lockTwo, CancellationToken.None));
 
         Assert.Equal(10, expired.Sum());
-        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        var report = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
         Assert.Equal(10, report.Journal.Count(entry => entry.Kind == TransferKind.ExpirePending));
         Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
     }

@@ -1,6 +1,7 @@
 using Payments.Domain;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Core.Invariants;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Payments.Testing;
 
@@ -34,7 +35,7 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
         }
 
         Assert.Equal(journal.Count, applied); // each entry once, however often it was offered
-        await LedgerInvariants.AssertAllHoldAsync(replica, CancellationToken.None);
+        await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
         var sourceAccounts = await new JournalReader(source).SnapshotAccountsAsync(CancellationToken.None);
         var replicaAccounts = await new JournalReader(replica).SnapshotAccountsAsync(CancellationToken.None);
         Assert.Equal(

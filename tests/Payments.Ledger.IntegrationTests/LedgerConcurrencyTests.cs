@@ -22,14 +22,14 @@ public sealed class LedgerConcurrencyTests(EtcdClusterFixture etcd, ITestOutputH
         await workload.RunAsync(Workers, RunTime, timeout.Token);
         await workload.ResolveUnknownAsync(timeout.Token);
 
-        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, timeout.Token);
+        var report = await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
         workload.AssertJournalMatches(report);
         output.WriteLine(workload.Summary());
         // The run must have exercised the paths it claims to: money moved, holds resolved, funds ran short, retries replayed.
         Assert.True(workload.Applied.Count > 500, workload.Summary());
         Assert.True(workload.Replays > 0, workload.Summary());
         Assert.True(workload.FailuresByCode.ContainsKey("insufficient-funds"), workload.Summary());
-        Assert.Contains(report.Journal, entry => entry.Kind == Core.Model.TransferKind.PostPending);
-        Assert.Contains(report.Journal, entry => entry.Kind == Core.Model.TransferKind.VoidPending);
+        Assert.Contains(report.Journal, entry => entry.Kind == Payments.Ledger.Contracts.TransferKind.PostPending);
+        Assert.Contains(report.Journal, entry => entry.Kind == Payments.Ledger.Contracts.TransferKind.VoidPending);
     }
 }

@@ -1,7 +1,7 @@
 using Payments.Testing;
 using Payments.Domain;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 
 namespace Payments.Ledger.IntegrationTests;
@@ -50,7 +50,7 @@ public sealed class LedgerFailureTests(EtcdClusterFixture etcd)
     {
         var ledger = etcd.NewLedger();
         await ArrangeAsync(ledger);
-        var before = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        var before = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
 
         var batch = Requests(scenario);
         var outcome = await ledger.ApplyBatchAsync(batch, CancellationToken.None);
@@ -58,7 +58,7 @@ public sealed class LedgerFailureTests(EtcdClusterFixture etcd)
         Assert.False(outcome.Succeeded);
         var codes = outcome.Transfers.OfType<TransferOutcome.Failed>().Select(failed => failed.Error.Code).Append(outcome.Error!.Code);
         Assert.Contains(expectedCode, codes);
-        var after = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        var after = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
         Assert.Equal(before.Journal.Count, after.Journal.Count);
         Assert.Equal(
             before.Accounts.OrderBy(account => account.Id.Value).Select(account => (account.Id, account.BalanceMinor, account.PendingDebitMinor)),
@@ -102,8 +102,8 @@ public sealed class LedgerFailureTests(EtcdClusterFixture etcd)
         var sequences = outcome.Transfers.Cast<TransferOutcome.Applied>().Select(applied => applied.Entry.Sequence).ToArray();
         Assert.Equal(sequences.Order(), sequences);
         Assert.Equal(EtcdLedger.MaxBatchTransfers, sequences.Distinct().Count());
-        Assert.Equal(3 + 250, await LedgerInvariants.BalanceAsync(ledger, Bob)); // bob held 3 after the arrangement
-        await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        Assert.Equal(3 + 250, await LedgerAssert.BalanceAsync(ledger, Bob)); // bob held 3 after the arrangement
+        await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
     }
 
     private static async Task ArrangeAsync(EtcdLedger ledger)

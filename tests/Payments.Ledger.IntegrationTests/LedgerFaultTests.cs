@@ -56,7 +56,7 @@ public sealed class LedgerFaultTests(FaultyEtcdClusterFixture etcd, ITestOutputH
         await cluster.WaitForLeaderAsync(timeout.Token);
         await workload.ResolveUnknownAsync(timeout.Token);
 
-        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, timeout.Token);
+        var report = await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
         workload.AssertJournalMatches(report);
         output.WriteLine(workload.Summary());
         Assert.True(appliedAfterReelection > appliedBeforeFaults, "no transfer was applied after the leader was killed");

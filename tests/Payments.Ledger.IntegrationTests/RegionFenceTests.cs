@@ -2,8 +2,9 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Payments.Testing;
 
@@ -99,7 +100,7 @@ public sealed class RegionFenceTests(EtcdClusterFixture etcd)
     }
 
     private EtcdLedger FencedLedger(string prefix, long epoch) =>
-        new(etcd.Connection, prefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, new RegionEpochFence(prefix, epoch));
+        new(etcd.Connection, prefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, () => new RegionEpochFence(prefix, epoch));
 
     private static async Task<(AccountId Debtor, AccountId Creditor)> OpenFundedAsync(EtcdLedger ledger)
     {

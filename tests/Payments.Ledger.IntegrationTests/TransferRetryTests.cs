@@ -1,7 +1,7 @@
 using Payments.Testing;
 using Payments.Domain;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 
 namespace Payments.Ledger.IntegrationTests;
@@ -45,9 +45,9 @@ public sealed class TransferRetryTests(FaultyEtcdClusterFixture etcd)
 
         Assert.True(timedOut > 0, "no first attempt timed out, so nothing was retried after a timeout");
         Assert.All(outcomes, outcome => Assert.IsType<TransferOutcome.Applied>(outcome));
-        Assert.Equal(Transfers * AmountMinor, await LedgerInvariants.BalanceAsync(ledger, creditor));
-        Assert.Equal(0, await LedgerInvariants.BalanceAsync(ledger, debtor));
-        var report = await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        Assert.Equal(Transfers * AmountMinor, await LedgerAssert.BalanceAsync(ledger, creditor));
+        Assert.Equal(0, await LedgerAssert.BalanceAsync(ledger, debtor));
+        var report = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
         Assert.Equal(Transfers + 1, report.Journal.Count); // the funding deposit and each transfer once
     }
 
@@ -82,8 +82,8 @@ public sealed class TransferRetryTests(FaultyEtcdClusterFixture etcd)
         await cluster.WaitForLeaderAsync(CancellationToken.None);
         Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(request, CancellationToken.None));
         Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(request, CancellationToken.None));
-        Assert.Equal(AmountMinor, await LedgerInvariants.BalanceAsync(ledger, creditor));
-        await LedgerInvariants.AssertAllHoldAsync(ledger, CancellationToken.None);
+        Assert.Equal(AmountMinor, await LedgerAssert.BalanceAsync(ledger, creditor));
+        await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
     }
 
     internal static async Task<(AccountId Debtor, AccountId Creditor)> OpenPairAsync(EtcdLedger ledger, long fundsMinor)

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Payments.Domain;
-using Payments.Ledger.Client;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 
 namespace Payments.Ledger.Tests;
 

@@ -1,7 +1,5 @@
-extern alias LocalApp;
-
 using Xunit.Abstractions;
-using DrDrill = LocalApp::Payments.Local.DrDrill;
+using Payments.Local.Hosting;
 
 namespace Payments.Local.SystemTests;
 

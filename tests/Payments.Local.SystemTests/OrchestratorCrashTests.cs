@@ -1,5 +1,3 @@
-extern alias LocalApp;
-
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -9,9 +7,8 @@ using Payments.Domain;
 using Payments.Ledger.Core;
 using Payments.Testing;
 using Xunit.Abstractions;
-using ApiStore = Payments.Api.Storage.ApiStore;
-using LocalSystem = LocalApp::Payments.Local.LocalSystem;
-using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
+using Payments.Merchants;
+using Payments.Local.Hosting;
 
 namespace Payments.Local.SystemTests;
 
@@ -31,7 +28,7 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
         await using var system = await LocalSystem.StartAsync(0, output.WriteLine, timeout.Token);
-        var store = new ApiStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
+        var store = new MerchantStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
         using var http = new HttpClient { BaseAddress = system.ApiBaseAddress };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync("crash-merchant", timeout.Token));
         var accounts = await OpenAccountsAsync(http);
@@ -86,7 +83,7 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         Assert.All(statuses, status => Assert.Contains(status, new[] { "completed", "failed", "compensated" }));
         output.WriteLine(File.ReadLines(Path.Combine(system.LogDirectory, "workflow-sidecar.log")).FirstOrDefault(line => line.Contains("in-flight", StringComparison.Ordinal)) ?? "no disconnect logged");
         output.WriteLine(string.Join(", ", statuses.GroupBy(status => status).Select(group => $"{group.Key} {group.Count()}")));
-        var report = await LedgerInvariants.AssertAllHoldAsync(system.Ledger, timeout.Token); // includes: no transfer id twice
+        var report = await LedgerAssert.InvariantsHoldAsync(system.Ledger, timeout.Token); // includes: no transfer id twice
         Assert.Equal(0, report.Accounts.Where(account => account.Id == AccountId.InTransit(Currency.Usd)).Sum(account => account.BalanceMinor));
         Assert.All(report.Accounts.Where(account => !account.IsSystem), account => Assert.Equal(0, account.PendingDebitMinor));
     }

@@ -1,16 +1,14 @@
-extern alias LocalApp;
-
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Payments.Domain;
+using Payments.Failover.Core;
 using Payments.LocalCluster;
 using Xunit.Abstractions;
-using ApiStore = Payments.Api.Storage.ApiStore;
-using LocalSystem = LocalApp::Payments.Local.LocalSystem;
-using PaymentPolling = LocalApp::Payments.Local.PaymentPolling;
+using Payments.Merchants;
+using Payments.Local.Hosting;
 
 namespace Payments.Local.SystemTests;
 
@@ -62,7 +60,7 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         // Above the review threshold: it waits for a reviewer in A when A is lost.
         var waiting = await PayAsync(httpA, "lr-waiting", LocalSystem.ReviewThresholdMinor + 1, timeout.Token);
         await WaitForAsync(async () => (await httpA.GetFromJsonAsync<JsonElement>($"/v1/payments/{waiting}", timeout.Token)).GetProperty("status").GetString()!, "awaiting_approval", timeout.Token);
-        var recordsB = new Payments.Orchestrator.Records.PaymentRecordStore(b.Etcd, LocalSystem.KeyPrefix + "payments/");
+        var recordsB = new Payments.Orchestrator.Client.Records.PaymentRecordStore(b.Etcd, LocalSystem.Layout.PaymentsPrefix);
         await WaitForAsync(async () => (await recordsB.GetAsync(waiting, timeout.Token)) is null ? "absent" : "present", "present", timeout.Token);
 
         var lost = Stopwatch.StartNew();
@@ -147,11 +145,11 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
             {
                 regions.cosmos = await LocalCosmosServer.StartAsync(cancellationToken);
                 regions.A = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), cancellationToken,
-                    new LocalSystem.RegionSettings("region-a", "active", regions.cosmos.Endpoint, LocalCosmosServer.Key));
+                    new LocalSystem.RegionSettings("region-a", RegionRole.Active, regions.cosmos.Endpoint, LocalCosmosServer.Key));
                 regions.B = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), cancellationToken,
-                    new LocalSystem.RegionSettings("region-b", "standby", regions.cosmos.Endpoint, LocalCosmosServer.Key));
+                    new LocalSystem.RegionSettings("region-b", RegionRole.Standby, regions.cosmos.Endpoint, LocalCosmosServer.Key));
                 await WaitForAsync(() => StatusAsync(regions.A, "writable", cancellationToken), "true", cancellationToken);
-                var key = await new ApiStore(regions.A.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", cancellationToken);
+                var key = await new MerchantStore(regions.A.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", cancellationToken);
                 (regions.HttpA, regions.HttpB) = (Client(regions.A.ApiBaseAddress, key), Client(regions.B.ApiBaseAddress, key));
                 return regions;
             }
@@ -182,7 +180,7 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
     }
 
     private static async Task LedgerInvariantsAsync(LocalSystem region) =>
-        await Payments.Testing.LedgerInvariants.AssertAllHoldAsync(region.Ledger, CancellationToken.None);
+        await Payments.Testing.LedgerAssert.InvariantsHoldAsync(region.Ledger, CancellationToken.None);
 
     private static HttpClient Client(Uri baseAddress, string key)
     {

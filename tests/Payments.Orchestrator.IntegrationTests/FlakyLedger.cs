@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Payments.Domain;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 
 namespace Payments.Orchestrator.IntegrationTests;
 

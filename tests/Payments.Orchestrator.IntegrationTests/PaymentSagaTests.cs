@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using Dapr.Workflow;
 using Payments.Domain;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Activities;
-using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
 using Payments.Orchestrator.Workflows;
 using Payments.Testing;
 
@@ -34,9 +35,7 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
         var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 500);
         var payment = Payment(debtor, creditor, 501);
         var now = DateTimeOffset.UtcNow;
-        await saga.Records.CreateAsync(new Records.PaymentRecord(
-            payment.PaymentId, payment.MerchantId, payment.DebtorAccountId, payment.CreditorAccountId, payment.AmountMinor, payment.Currency,
-            null, PaymentStatus.Pending, null, now, now), CancellationToken.None);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, now), CancellationToken.None);
 
         await RunAsync(payment);
 
@@ -86,7 +85,7 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
         Assert.Equal(PaymentOutcome.Completed(), outcome);
         Assert.Equal(3, saga.Flaky.Attempts(PaymentTransfers.Hold(payment)));
         Assert.Equal(300, await BalanceAsync(creditor));
-        var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(Ledger.Core.Invariants.LedgerInvariants.MaxJournalEntries, CancellationToken.None);
         Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Hold(payment));
     }
 
@@ -105,7 +104,7 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
         var outcome = await WaitAsync(payment);
 
         Assert.Equal(approve ? PaymentOutcome.Completed() : PaymentOutcome.Failed(PaymentReasons.ReviewRejected), outcome);
-        Assert.Equal(approve ? FundsMinor - payment.AmountMinor : FundsMinor, await BalanceAsync(debtor));
+        Assert.Equal(approve ? FundsMinor - payment.Order.AmountMinor : FundsMinor, await BalanceAsync(debtor));
     }
 
     [Fact]
@@ -175,11 +174,11 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
     {
         var inTransit = (await saga.Ledger.GetAccountAsync(AccountId.InTransit(Currency.Usd), CancellationToken.None))!;
         Assert.Equal(0, inTransit.BalanceMinor);
-        await LedgerInvariants.AssertAllHoldAsync(saga.Ledger, CancellationToken.None);
+        await LedgerAssert.InvariantsHoldAsync(saga.Ledger, CancellationToken.None);
     }
 
     private static PaymentInput Payment(AccountId debtor, AccountId creditor, long amountMinor) =>
-        new($"pay-{Guid.NewGuid():N}", "merchant-a", debtor.Value, creditor.Value, amountMinor, "USD", null,
+        new(new PaymentOrder($"pay-{Guid.NewGuid():N}", "merchant-a", debtor.Value, creditor.Value, amountMinor, "USD", null),
             ApprovalTimeout: TimeSpan.FromMinutes(5));
 
     private static async Task PollAsync(Func<Task<bool>> condition)

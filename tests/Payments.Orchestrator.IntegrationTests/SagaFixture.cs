@@ -1,8 +1,8 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
+using Microsoft.AspNetCore.Builder;
 using Payments.Ledger.Core;
-using Payments.Orchestrator.Records;
+using Payments.Orchestrator.Client.Records;
 using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
@@ -16,7 +16,7 @@ public sealed class SagaFixture : IAsyncLifetime
 
     private readonly EtcdClusterFixture etcd = new();
     private readonly SidecarProcess sidecar = new();
-    private IHost? worker;
+    private WebApplication? worker;
 
     public EtcdLedger Ledger { get; private set; } = null!;
 
@@ -34,8 +34,9 @@ public sealed class SagaFixture : IAsyncLifetime
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger();
             Flaky = new FlakyLedger(Ledger);
-            Records = new PaymentRecordStore(etcd.Connection, EtcdClusterFixture.NewPrefix() + "payments/");
-            worker = await SagaWorker.StartAsync(sidecar.Endpoint, Flaky, Records, ReviewThresholdMinor);
+            var prefix = EtcdClusterFixture.NewPrefix();
+            Records = new PaymentRecordStore(etcd.Connection, prefix + "payments/");
+            worker = await SagaWorker.StartAsync(sidecar.Endpoint, etcd.Cluster.ClientEndpoints, prefix, Flaky, ReviewThresholdMinor);
             Workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();
         }
         catch

@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Payments.Domain;
-using Payments.Domain.Diagnostics;
-using Payments.Ledger.Core.Model;
-using Payments.Orchestrator.Models;
+using Payments.Telemetry;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Workflows;
 
 namespace Payments.Orchestrator.IntegrationTests;
@@ -16,7 +16,7 @@ public sealed class SagaTracingTests(SagaFixture saga) : IClassFixture<SagaFixtu
         var spans = new ConcurrentBag<Activity>();
         using var listener = new ActivityListener
         {
-            ShouldListenTo = source => source.Name is PaymentsDiagnostics.Name or "test",
+            ShouldListenTo = source => source.Name is PaymentsTelemetry.Name or "test",
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
             ActivityStopped = spans.Add,
         };
@@ -33,7 +33,7 @@ public sealed class SagaTracingTests(SagaFixture saga) : IClassFixture<SagaFixtu
         {
             // As the API does: the request's traceparent goes into the saga's input.
             traceId = request!.TraceId;
-            payment = new PaymentInput($"pay-{Guid.NewGuid():N}", "m", debtor.Value, creditor.Value, 100, "USD", null, TimeSpan.FromMinutes(1), request.Id);
+            payment = new PaymentInput(new PaymentOrder($"pay-{Guid.NewGuid():N}", "m", debtor.Value, creditor.Value, 100, "USD", null), TimeSpan.FromMinutes(1), request.Id);
             await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), payment.PaymentId, payment);
         }
 

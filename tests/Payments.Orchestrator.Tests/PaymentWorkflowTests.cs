@@ -1,11 +1,12 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging.Abstractions;
 using Moq;
-using Payments.Ledger.Core.Model;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Activities;
-using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Workflows;
-using Payments.Risk.Core;
+using Payments.Risk.Contracts;
 
 namespace Payments.Orchestrator.Tests;
 
@@ -14,7 +15,7 @@ namespace Payments.Orchestrator.Tests;
 /// sidecar integration tests run them for real.)</summary>
 public sealed class PaymentWorkflowTests
 {
-    private static readonly PaymentInput Payment = new("pay-1", "merchant-a", "alice", "bob", 1_250, "USD", "order 7", TimeSpan.FromMinutes(10));
+    private static readonly PaymentInput Payment = new(new PaymentOrder("pay-1", "merchant-a", "alice", "bob", 1_250, "USD", "order 7"), TimeSpan.FromMinutes(10));
     private static readonly RiskAssessment Approve = new(RiskDecision.Approve, []);
     private static readonly RiskAssessment Review = new(RiskDecision.Review, [RiskAssessment.AmountAboveReviewThreshold]);
 

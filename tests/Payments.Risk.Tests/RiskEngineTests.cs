@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using Payments.Domain;
+using Payments.Risk.Contracts;
 using Payments.Risk.Core;
 
 namespace Payments.Risk.Tests;

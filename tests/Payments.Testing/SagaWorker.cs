@@ -1,45 +1,56 @@
-using Dapr.Workflow;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Payments.Ledger.Core;
-using Payments.Orchestrator;
-using Payments.Orchestrator.Records;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Host.Extensions;
+using Payments.Risk.Contracts;
 using Payments.Risk.Core;
 
 namespace Payments.Testing;
 
-/// <summary>The orchestrator's workflow worker in the test process, configured as the orchestrator app configures it,
-/// with the ledger given (the real one, possibly behind a fault injector) and the risk rules in process.</summary>
+/// <summary>The orchestrator in the test process, composed by the orchestrator's own <c>AddPaymentsOrchestrator</c> and
+/// <c>UsePaymentsOrchestrator</c> and served on a free port (its internal endpoints are what the API calls). The risk
+/// rules run in process (the real engine, with limits that let the tests' volumes through), and the ledger is either
+/// the ledger service at a URL or a given one (the real ledger behind a fault injector, for the fault tests).</summary>
 public static class SagaWorker
 {
-    public static async Task<IHost> StartAsync(string sidecarEndpoint, ILedger ledger, PaymentRecordStore records, long reviewThresholdMinor)
+    /// <summary>Placeholder service URLs: the composition requires them; the parts behind them are replaced here.</summary>
+    private const string ReplacedUrl = "http://127.0.0.1:9/";
+
+    public static Task<WebApplication> StartAsync(
+        string sidecarEndpoint, string etcdEndpoints, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
+        StartAsync(sidecarEndpoint, etcdEndpoints, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
+
+    public static Task<WebApplication> StartAsync(
+        string sidecarEndpoint, string etcdEndpoints, string keyPrefix, string ledgerUrl, long reviewThresholdMinor) =>
+        StartAsync(sidecarEndpoint, etcdEndpoints, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor);
+
+    private static async Task<WebApplication> StartAsync(
+        string sidecarEndpoint, string etcdEndpoints, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
     {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        var builder = InProcessApp.CreateBuilder(etcdEndpoints, keyPrefix);
         builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecarEndpoint;
-        builder.Services.AddSingleton(ledger);
-        builder.Services.AddSingleton(records);
-        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Configuration["Payments:LedgerUrl"] = ledgerUrl ?? ReplacedUrl;
+        builder.Configuration["Payments:RiskUrl"] = ReplacedUrl;
+        builder.AddPaymentsOrchestrator();
+        if (ledger is not null)
+        {
+            builder.Services.RemoveAll<ILedger>();
+            builder.Services.AddSingleton(ledger);
+        }
+
+        builder.Services.RemoveAll<IRiskAssessor>();
         builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
             RiskPolicy.Default with { ReviewThresholdMinor = reviewThresholdMinor, VelocityMaxCount = 100_000, VelocityMaxSumMinor = long.MaxValue / 2 },
             TimeProvider.System));
-        builder.Services.AddDaprWorkflow(options => options.RegisterPaymentSaga());
-        var host = builder.Build();
-        await host.StartAsync();
-        return host;
+        var app = builder.Build();
+        app.UsePaymentsOrchestrator();
+        await app.StartAsync();
+        return app;
     }
 
     /// <summary>Stops the worker within a bound (its stream to the sidecar closes) and disposes it.</summary>
-    public static async Task StopAsync(IHost? worker)
-    {
-        if (worker is null)
-        {
-            return;
-        }
-
-        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-        await worker.StopAsync(stop.Token);
-        worker.Dispose();
-    }
+    public static async Task StopAsync(IHost? worker) => await InProcessApp.StopAsync(worker);
 }

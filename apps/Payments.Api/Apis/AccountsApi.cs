@@ -4,10 +4,11 @@ using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
 using Payments.Api.Security;
-using Payments.Api.Storage;
+using Payments.Merchants;
 using Payments.Domain;
-using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
+
+using Payments.ServiceDefaults;
 
 namespace Payments.Api.Apis;
 
@@ -21,7 +22,7 @@ public static class AccountsApi
         accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit");
     }
 
-    private static async Task<IResult> OpenAsync(HttpContext context, ApiStore store, ILedger ledger)
+    private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (bytes, problem) = await RequestBody.ReadAsync(context);
@@ -67,13 +68,13 @@ public static class AccountsApi
         };
     }
 
-    private static async Task<IResult> GetAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger)
+    private static async Task<IResult> GetAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)
     {
         var account = await OwnedAccountAsync(accountId, context, store, ledger);
         return account is null ? Reply.AccountNotFound(accountId).ToResult() : Reply.Json(StatusCodes.Status200OK, ToResponse(account)).ToResult();
     }
 
-    private static async Task<IResult> DepositAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger, IdempotentExecutor idempotency)
+    private static async Task<IResult> DepositAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
@@ -126,7 +127,7 @@ public static class AccountsApi
     }
 
     /// <summary>The account if this merchant owns it; null (so: 404) for an account that is missing or someone else's.</summary>
-    internal static async Task<Account?> OwnedAccountAsync(string accountId, HttpContext context, ApiStore store, ILedger ledger)
+    internal static async Task<Account?> OwnedAccountAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)
     {
         if (!AccountId.TryParse(accountId, out var id, out _))
         {

@@ -4,14 +4,13 @@ using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
 using Payments.Api.Security;
-using Payments.Api.Storage;
+using Payments.Merchants;
 using Payments.Domain;
-using Payments.Domain.Diagnostics;
-using Payments.Ledger.Core;
-using Payments.Orchestrator.Gateway;
-using Payments.Orchestrator.Models;
-using Payments.Orchestrator.Records;
-using Payments.Orchestrator.Workflows;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
+using Payments.ServiceDefaults;
 
 namespace Payments.Api.Apis;
 
@@ -52,8 +51,54 @@ public static class PaymentsApi
             return parseProblem;
         }
 
+        if (Validated(paymentId, merchant, request!) is not { } order)
+        {
+            return Reply.Invalid(Errors(request!));
+        }
+
+        foreach (var id in new[] { order.DebtorAccountId, order.CreditorAccountId })
+        {
+            var account = await AccountsApi.OwnedAccountAsync(id, context, services.Store, services.Ledger);
+            if (account is null)
+            {
+                return Reply.AccountNotFound(id);
+            }
+
+            if (account.Currency.Code != order.Currency)
+            {
+                return AccountsApi.CurrencyMismatch(id, account.Currency, Currency.FromCode(order.Currency));
+            }
+        }
+
+        var record = await services.Records.CreateAsync(PaymentRecord.Accepted(order, services.Time.GetUtcNow()), context.RequestAborted);
+        try
+        {
+            await services.Workflows.StartAsync(
+                new PaymentInput(record.Order, services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id), context.RequestAborted);
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException or HttpRequestException
+            && !context.RequestAborted.IsCancellationRequested)
+        {
+            return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
+        }
+
+        ApiMetrics.PaymentsAccepted.Add(1);
+        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
+    }
+
+    /// <summary>The payment the request asks for, or null when any field is invalid (<see cref="Errors"/> says which).</summary>
+    private static PaymentOrder? Validated(string paymentId, string merchant, CreatePaymentRequest request) =>
+        Errors(request).Count == 0
+            ? new PaymentOrder(
+                paymentId, merchant, request.DebtorAccountId!, request.CreditorAccountId!, request.AmountMinor!.Value,
+                request.Currency!, request.Reference)
+            : null;
+
+    /// <summary>Every invalid field of a payment request, by name.</summary>
+    private static Dictionary<string, string> Errors(CreatePaymentRequest request)
+    {
         var errors = new Dictionary<string, string>();
-        AccountId.TryParse(request!.DebtorAccountId, out var debtorId, out var debtorProblem);
+        AccountId.TryParse(request.DebtorAccountId, out var debtorId, out var debtorProblem);
         AccountId.TryParse(request.CreditorAccountId, out var creditorId, out var creditorProblem);
         if (debtorProblem is not null)
         {
@@ -70,51 +115,14 @@ public static class PaymentsApi
             errors["creditorAccountId"] = "creditorAccountId must differ from debtorAccountId.";
         }
 
-        var amount = Validate.Amount(request.AmountMinor, errors);
-        var currency = Validate.Currency(request.Currency, errors);
+        Validate.Amount(request.AmountMinor, errors);
+        Validate.Currency(request.Currency, errors);
         if (request.Reference is { Length: > MaxReferenceLength })
         {
             errors["reference"] = $"reference must be at most {MaxReferenceLength} characters.";
         }
 
-        if (errors.Count > 0)
-        {
-            return Reply.Invalid(errors);
-        }
-
-        foreach (var id in new[] { debtorId!, creditorId! })
-        {
-            var account = await AccountsApi.OwnedAccountAsync(id.Value, context, services.Store, services.Ledger);
-            if (account is null)
-            {
-                return Reply.AccountNotFound(id.Value);
-            }
-
-            if (!account.Currency.Equals(currency))
-            {
-                return AccountsApi.CurrencyMismatch(id.Value, account.Currency, currency!);
-            }
-        }
-
-        var now = services.Time.GetUtcNow();
-        var record = await services.Records.CreateAsync(
-            new PaymentRecord(paymentId, merchant, debtorId!.Value, creditorId!.Value, amount!.Value, currency!.Code, request.Reference, PaymentStatus.Pending, null, now, now),
-            context.RequestAborted);
-        var input = new PaymentInput(
-            paymentId, merchant, record.DebtorAccountId, record.CreditorAccountId, record.AmountMinor, record.Currency, record.Reference,
-            services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id);
-        try
-        {
-            await services.Workflows.StartAsync(input, context.RequestAborted);
-        }
-        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException or HttpRequestException
-            && !context.RequestAborted.IsCancellationRequested)
-        {
-            return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
-        }
-
-        PaymentsDiagnostics.PaymentsAccepted.Add(1);
-        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
+        return errors;
     }
 
     private static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services)
@@ -139,7 +147,7 @@ public static class PaymentsApi
                 $"Payment '{paymentId}' is {current.Status}.").ToResult();
         }
 
-        await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, current.MerchantId), context.RequestAborted);
+        await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, current.Order.MerchantId), context.RequestAborted);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
     }
 
@@ -149,14 +157,14 @@ public static class PaymentsApi
             status == PaymentStatus.AwaitingApproval ? $"/v1/payments/{paymentId}/reject" : null);
 
     private static PaymentResponse ToResponse(PaymentRecord record) => new(
-        record.PaymentId, record.Status, record.AmountMinor, record.Currency, record.DebtorAccountId, record.CreditorAccountId,
-        record.Reference, record.Reason, record.CreatedAt, record.UpdatedAt);
+        record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, record.Order.DebtorAccountId,
+        record.Order.CreditorAccountId, record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt);
 }
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
-public sealed class PaymentServices(ApiStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options)
+public sealed class PaymentServices(MerchantStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options)
 {
-    public ApiStore Store => store;
+    public MerchantStore Store => store;
 
     public PaymentRecordStore Records => records;
 
@@ -173,7 +181,7 @@ public sealed class PaymentServices(ApiStore store, PaymentRecordStore records, 
     public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken)
     {
         var stored = await records.GetAsync(paymentId, cancellationToken);
-        if (stored is not { Record: var record, Revision: var revision } || record.MerchantId != merchantId)
+        if (stored is not { Record: var record, Revision: var revision } || record.Order.MerchantId != merchantId)
         {
             return null;
         }
@@ -197,12 +205,12 @@ public sealed class PaymentServices(ApiStore store, PaymentRecordStore records, 
         }
 
         var updated = record with { Status = status, Reason = reason, UpdatedAt = time.GetUtcNow() };
-        if (status is PaymentStatus.Completed or PaymentStatus.Failed or PaymentStatus.Compensated)
+        if (PaymentStatus.IsTerminal(status))
         {
             if (await records.UpdateAsync(updated, revision, cancellationToken))
             {
                 // Counted once per payment: only the request that records the terminal status counts it.
-                PaymentsDiagnostics.PaymentsTerminal.Add(1, new KeyValuePair<string, object?>("status", status));
+                ApiMetrics.PaymentsTerminal.Add(1, new KeyValuePair<string, object?>("status", status));
             }
         }
 
@@ -210,26 +218,33 @@ public sealed class PaymentServices(ApiStore store, PaymentRecordStore records, 
     }
 }
 
-/// <summary>Settings of the API (configuration section <c>Payments</c>).</summary>
+/// <summary>Settings of the API (configuration section <c>Payments</c>; etcd's are <see cref="Payments.Etcd.EtcdOptions"/>).</summary>
 public sealed class ApiOptions
 {
     public TimeSpan ApprovalTimeout { get; set; } = TimeSpan.FromHours(24);
 
-    public string EtcdEndpoints { get; set; } = "http://127.0.0.1:2379";
-
-    public string KeyPrefix { get; set; } = "/daprpayments/";
-
-    /// <summary>The orchestrator's base URL (its internal payment endpoints); empty: drive the workflows through this
-    /// app's own Dapr workflow client (only where that reaches the orchestrator's workflows: the local sidecar).</summary>
+    /// <summary>The orchestrator's base URL (its internal payment endpoints): its Dapr sidecar's invocation URL on
+    /// Kubernetes, its own address locally.</summary>
     public string? OrchestratorUrl { get; set; }
 
     public static readonly TimeSpan OrchestratorCallTimeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>The ledger service's base URL; empty: the ledger runs in this process.</summary>
+    /// <summary>The ledger service's base URL, likewise.</summary>
     public string? LedgerUrl { get; set; }
 
     public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>Requests per second per API key (token bucket; bursts up to twice this).</summary>
     public int RequestsPerSecondPerKey { get; set; } = 500;
+
+    public ApiOptions Validate()
+    {
+        if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(OrchestratorUrl))
+        {
+            throw new InvalidOperationException(
+                "Payments:LedgerUrl and Payments:OrchestratorUrl are required: the API reaches the ledger and the saga through them.");
+        }
+
+        return this;
+    }
 }

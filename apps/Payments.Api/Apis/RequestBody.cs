@@ -1,6 +1,8 @@
 using System.Text.Json;
 using Payments.Api.Problems;
 
+using Payments.ServiceDefaults;
+
 namespace Payments.Api.Apis;
 
 /// <summary>Reads a JSON request body within a size bound and parses it strictly, turning every way it can be wrong

@@ -1,28 +1,31 @@
 using System.Threading.RateLimiting;
-using Dapr.Workflow;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.Diagnostics;
 using Payments.Api.Apis;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
+using Payments.Api.Regions;
 using Payments.Api.Security;
-using Payments.Api.Storage;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Ledger.Client;
-using Payments.Ledger.Core;
+using Payments.Ledger.Contracts;
+using Payments.Merchants;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Orchestrator.Client.Records;
 using Payments.ServiceDefaults;
-using Payments.Orchestrator.Gateway;
-using Payments.Orchestrator.Records;
 
 namespace Payments.Api.Extensions;
 
 public static class ApiExtensions
 {
-    /// <summary>Composition of the API: etcd-backed stores, the ledger (in process in the local mode), the Dapr
-    /// workflow client, rate limits, OpenAPI.</summary>
+    /// <summary>Composition of the API: etcd-backed stores, the ledger and the orchestrator through bounded
+    /// invocation clients, rate limits, OpenAPI.</summary>
     public static void AddPaymentsApi(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var options = builder.Configuration.GetSection("Payments").Get<ApiOptions>() ?? new ApiOptions();
+        var options = (builder.Configuration.GetSection(EtcdOptions.Section).Get<ApiOptions>() ?? new ApiOptions()).Validate();
+        var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -31,68 +34,18 @@ public static class ApiExtensions
 
         var services = builder.Services;
         services.AddSingleton(options);
-        services.AddSingleton(TimeProvider.System);
-        services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints));
-        // A region of a two-region deployment (Region:Name set) accepts writes only while it is the active region.
-        var region = new RegionGate(!string.IsNullOrWhiteSpace(builder.Configuration["Region:Name"]));
+        // A region of a two-region deployment accepts writes only while it is the active region.
+        var region = new RegionGate(builder.Configuration.IsRegional());
         services.AddSingleton(region);
-        services.AddSingleton(provider => new RegionEpochWatcher(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix, provider.GetRequiredService<TimeProvider>()));
-        if (region.Enabled)
-        {
-            services.AddHostedService<RegionEpochWatcherService>();
-        }
-
-        if (options.LedgerUrl is { Length: > 0 } ledgerUrl)
-        {
-            // The ledger service (Dapr service invocation on Kubernetes, its own process locally); calls are bounded.
-            services.AddInvocationClient<ILedger, HttpLedger>(ledgerUrl, ApiOptions.LedgerCallTimeout);
-        }
-        else
-        {
-            services.AddSingleton<ILedger>(provider => new EtcdLedger(
-                provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "ledger/", provider.GetRequiredService<TimeProvider>(),
-                provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdLedger>(),
-                region.Enabled ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null));
-        }
-
-        services.AddSingleton(provider => new ApiStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "api/"));
-        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "payments/"));
-        services.AddSingleton(provider => new IdempotencyStore(
-            provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix + "idempotency/", provider.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<IdempotentExecutor>();
+        services.AddEtcd(etcd, region.Enabled);
+        AddStores(services, etcd);
+        // The ledger and the orchestrator: Dapr service invocation on Kubernetes, their own processes locally.
+        services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, ApiOptions.LedgerCallTimeout);
+        services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(options.OrchestratorUrl!, ApiOptions.OrchestratorCallTimeout);
         services.AddSingleton<PaymentServices>();
-        if (options.OrchestratorUrl is { Length: > 0 } orchestratorUrl)
-        {
-            services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(orchestratorUrl, ApiOptions.OrchestratorCallTimeout);
-        }
-        else
-        {
-            AddWorkflowClientOnly(services);
-            services.AddSingleton<IPaymentWorkflows, DaprPaymentWorkflows>();
-        }
-
         services.AddOpenApi();
         services.AddProblemDetails();
-        services.AddRateLimiter(limiter =>
-        {
-            limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
-                context.Items[ApiKeyMiddleware.MerchantItem] is string merchant
-                    ? RateLimitPartition.GetTokenBucketLimiter(merchant, _ => new TokenBucketRateLimiterOptions
-                    {
-                        TokenLimit = options.RequestsPerSecondPerKey * 2,
-                        TokensPerPeriod = options.RequestsPerSecondPerKey,
-                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-                        QueueLimit = 0,
-                        AutoReplenishment = true,
-                    })
-                    : RateLimitPartition.GetNoLimiter(string.Empty));
-            limiter.OnRejected = async (rejected, cancellationToken) =>
-            {
-                rejected.HttpContext.Response.Headers.RetryAfter = "1";
-                await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many requests for this API key.",
-                    "Slow down and retry after the time in Retry-After.").ToResult().ExecuteAsync(rejected.HttpContext);
-            };
-        });
+        services.AddRateLimiter(limiter => ConfigureRateLimits(limiter, options));
     }
 
     public static void UsePaymentsApi(this WebApplication app)
@@ -113,18 +66,35 @@ public static class ApiExtensions
         app.MapPaymentsApiV1();
     }
 
-    /// <summary>Only without an orchestrator URL (tests that share one local sidecar): the API then schedules and
-    /// queries the workflows itself but hosts none. Dapr's registration also adds a worker that would take work items
-    /// from the shared sidecar, so the worker's hosted service is removed here.</summary>
-    private static void AddWorkflowClientOnly(IServiceCollection services)
+    private static void AddStores(IServiceCollection services, EtcdOptions etcd)
     {
-        services.AddDaprWorkflow(_ => { });
-        var workers = services.Where(descriptor => descriptor.ServiceType == typeof(IHostedService)
-            && (descriptor.ImplementationType ?? descriptor.ImplementationInstance?.GetType())?.Assembly == typeof(DaprWorkflowClient).Assembly).ToArray();
-        foreach (var worker in workers)
+        services.AddSingleton(provider => new MerchantStore(provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix));
+        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
+        services.AddSingleton(provider => new IdempotencyStore(
+            provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<IdempotentExecutor>();
+    }
+
+    /// <summary>A token bucket per merchant; requests without a merchant (refused by authentication) are not counted.</summary>
+    private static void ConfigureRateLimits(RateLimiterOptions limiter, ApiOptions options)
+    {
+        limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+            context.Items[ApiKeyMiddleware.MerchantItem] is string merchant
+                ? RateLimitPartition.GetTokenBucketLimiter(merchant, _ => new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = options.RequestsPerSecondPerKey * 2,
+                    TokensPerPeriod = options.RequestsPerSecondPerKey,
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = 0,
+                    AutoReplenishment = true,
+                })
+                : RateLimitPartition.GetNoLimiter(string.Empty));
+        limiter.OnRejected = async (rejected, cancellationToken) =>
         {
-            services.Remove(worker);
-        }
+            rejected.HttpContext.Response.Headers.RetryAfter = "1";
+            await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many requests for this API key.",
+                "Slow down and retry after the time in Retry-After.").ToResult().ExecuteAsync(rejected.HttpContext);
+        };
     }
 
     /// <summary>Faults become problem+json without internals: 503 (retry) for an unavailable dependency, 413 for an
@@ -134,8 +104,6 @@ public static class ApiExtensions
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var reply = error switch
         {
-            RegionNotWritableException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
-                "This region does not accept writes now.", "Retry with the same Idempotency-Key against the active region."),
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
                 "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(

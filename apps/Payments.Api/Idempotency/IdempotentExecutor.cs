@@ -3,6 +3,8 @@ using Payments.Api.Problems;
 using Payments.Domain;
 using Payments.Etcd;
 
+using Payments.ServiceDefaults;
+
 namespace Payments.Api.Idempotency;
 
 /// <summary>Stripe's Idempotency-Key semantics around a handler: the first request with a key runs; the same key

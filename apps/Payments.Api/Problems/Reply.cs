@@ -1,6 +1,8 @@
 using System.Text;
 using System.Text.Json;
 
+using Payments.ServiceDefaults;
+
 namespace Payments.Api.Problems;
 
 /// <summary>A response as bytes-to-be: status, body, content type. Handlers produce these so that an idempotent

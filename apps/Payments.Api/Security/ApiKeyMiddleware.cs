@@ -1,5 +1,7 @@
 using Payments.Api.Problems;
-using Payments.Api.Storage;
+using Payments.Merchants;
+
+using Payments.ServiceDefaults;
 
 namespace Payments.Api.Security;
 
@@ -10,7 +12,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next)
     public const string MerchantItem = "merchant-id";
     private const string Scheme = "Bearer ";
 
-    public async Task InvokeAsync(HttpContext context, ApiStore store)
+    public async Task InvokeAsync(HttpContext context, MerchantStore store)
     {
         if (!context.Request.Path.StartsWithSegments("/v1"))
         {

@@ -4,6 +4,8 @@ using Microsoft.Extensions.Logging;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 
+using Payments.Ledger.Contracts;
+
 namespace Payments.Failover.Core.Replication;
 
 /// <summary>Ships the active region's ledger journal to Cosmos DB: the next entries after the region's head become

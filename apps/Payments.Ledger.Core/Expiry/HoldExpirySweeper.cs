@@ -2,7 +2,7 @@ using Etcdserverpb;
 using Microsoft.Extensions.Logging;
 using Payments.Domain;
 using Payments.Etcd;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 
 namespace Payments.Ledger.Core.Expiry;
 
@@ -24,7 +24,7 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
     {
         // Lease timing is etcd's real time, whatever clock the ledger uses for business time.
         await using var held = await EtcdFencedLock.TryAcquireAsync(
-            ledger.Etcd, LockKey, owner, LockLeaseTtl, TimeProvider.System, logger, cancellationToken);
+            ledger.Store.Etcd, LockKey, owner, LockLeaseTtl, TimeProvider.System, logger, cancellationToken);
         return held is null ? 0 : await SweepAsync(held, cancellationToken);
     }
 
@@ -64,8 +64,8 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             Limit = MaxExpiriesPerPass,
             KeysOnly = true,
         };
-        var due = await ledger.RetryingAsync(
-            token => EtcdConnection.CallAsync(callToken => ledger.Etcd.Kv.RangeAsync(request, cancellationToken: callToken), token),
+        var due = await ledger.Store.RetryingAsync(
+            token => ledger.Store.RangeAsync(request, token),
             linked.Token);
         var expired = 0;
         foreach (var kv in due.Kvs)

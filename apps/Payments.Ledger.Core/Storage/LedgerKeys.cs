@@ -27,6 +27,10 @@ internal sealed class LedgerKeys(string prefix)
 
     public string ExpiryPrefix => Prefix + "expiry/";
 
+    /// <summary>A customer account or a system account shard: the records the account cache may hold.</summary>
+    public bool IsAccountKey(string key) =>
+        key.StartsWith(AccountsPrefix, StringComparison.Ordinal) || key.StartsWith(SystemPrefix, StringComparison.Ordinal);
+
     public string Account(AccountId id) => Prefix + "acct/" + id.Value;
 
     public string SystemShardsPrefix(AccountId id) => $"{Prefix}sys/{id.Value}/";

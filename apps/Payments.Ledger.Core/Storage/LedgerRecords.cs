@@ -1,7 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Google.Protobuf;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Rules;
 
 namespace Payments.Ledger.Core.Storage;
 
@@ -15,7 +16,21 @@ internal sealed record AccountRecord(
     bool Closed,
     long BalanceMinor,
     long PendingDebitMinor,
-    long PendingCreditMinor);
+    long PendingCreditMinor)
+{
+    public Balances Balances => new(BalanceMinor, PendingDebitMinor, PendingCreditMinor);
+
+    /// <summary>The record after a posting's effect (<see cref="Postings"/>).</summary>
+    /// <exception cref="OverflowException">A balance would not fit in 64 bits.</exception>
+    public AccountRecord Plus(Balances delta)
+    {
+        var after = Balances.Plus(delta);
+        return this with { BalanceMinor = after.BalanceMinor, PendingDebitMinor = after.PendingDebitMinor, PendingCreditMinor = after.PendingCreditMinor };
+    }
+
+    /// <summary>Whether the holder could not cover its pending debits within its overdraft limit.</summary>
+    public bool IsOverdrawn => !Unlimited && checked(BalanceMinor - PendingDebitMinor) < -OverdraftLimitMinor;
+}
 
 /// <summary>An applied transfer: the journal entry. Written once (create-only), never changed.</summary>
 internal sealed record TransferRecord(
@@ -40,7 +55,21 @@ internal enum HoldStatus
 }
 
 /// <summary>The mutable state of a pending transfer.</summary>
-internal sealed record HoldRecord(string PendingId, HoldStatus Status, long? TimeoutAtUnixMs, string? ResolvedBy);
+internal sealed record HoldRecord(string PendingId, HoldStatus Status, long? TimeoutAtUnixMs, string? ResolvedBy)
+{
+    /// <summary>The hold as a post, void or expiry (<paramref name="resolution"/>, applied as <paramref name="resolvedBy"/>) leaves it.</summary>
+    public HoldRecord Resolved(TransferKind resolution, string resolvedBy) => this with
+    {
+        Status = resolution switch
+        {
+            TransferKind.PostPending => HoldStatus.Posted,
+            TransferKind.VoidPending => HoldStatus.Voided,
+            TransferKind.ExpirePending => HoldStatus.Expired,
+            _ => throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "Not a resolution of a hold."),
+        },
+        ResolvedBy = resolvedBy,
+    };
+}
 
 [JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(AccountRecord))]

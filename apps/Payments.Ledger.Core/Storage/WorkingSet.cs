@@ -49,6 +49,9 @@ internal sealed class WorkingSet
     /// are unique per pending transfer and guarded by the hold's own compare).</summary>
     public long? ReadRevision(string key) => reads.TryGetValue(key, out var value) ? value.ModRevision : null;
 
+    /// <summary>What this operation read at <paramref name="key"/>, or null when it did not read it.</summary>
+    public StoredValue? Read(string key) => reads.TryGetValue(key, out var value) ? value : null;
+
     public long ReadModRevisionOrThrow(string key) =>
         reads.TryGetValue(key, out var value) ? value.ModRevision : throw new InvalidOperationException($"{key} was not read.");
 

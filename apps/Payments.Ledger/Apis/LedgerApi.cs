@@ -1,6 +1,9 @@
 using Payments.Domain;
-using Payments.Ledger.Client;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
+using Payments.Ledger.Replication;
+using Payments.ServiceDefaults;
 
 namespace Payments.Ledger.Apis;
 
@@ -10,7 +13,7 @@ public static class LedgerApi
 {
     public static void MapLedgerApi(this IEndpointRouteBuilder app)
     {
-        var ledger = app.MapGroup("/" + HttpLedger.RoutePrefix.TrimEnd('/'));
+        var ledger = app.MapGroup("/" + LedgerRoutes.Prefix.TrimEnd('/'));
         ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
             AccountId.TryParse(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
@@ -40,12 +43,12 @@ public static class LedgerApi
                 : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
         ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
-            services.GetService<Payments.Failover.Core.Replication.JournalShipper>() is { } shipper
-                ? Results.Ok(new ReplicationProgress(options.Mode, shipper.ShippedSequence, shipper.LagMilliseconds))
-                : Results.Ok(new ReplicationProgress(options.Mode, -1, 0)));
+            services.GetService<JournalShipper>() is { } shipper
+                ? Results.Ok(new ReplicationProgress(ModeName(options.Mode), shipper.ShippedSequence, shipper.LagMilliseconds))
+                : Results.Ok(new ReplicationProgress(ModeName(options.Mode), -1, 0)));
         ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
         {
-            var requests = new List<Core.Model.TransferRequest>();
+            var requests = new List<TransferRequest>();
             foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
             {
                 if (LedgerWire.FromWire(wire, out var problem) is not { } request)
@@ -65,11 +68,8 @@ public static class LedgerApi
         });
     }
 
-    /// <summary>Stable problem type of a write refused because this region is not the active one.</summary>
-    public const string RegionNotWritableType = "https://daprpayments.dev/problems/region-not-writable";
-
-    /// <summary>Stable problem type of a sync-mode write committed but not yet durable in Cosmos DB.</summary>
-    public const string ReplicationPendingType = "https://daprpayments.dev/problems/replication-pending";
+    /// <summary>The mode as the replication endpoint has always spelled it (lower case).</summary>
+    private static string ModeName(ReplicationMode mode) => mode.ToString().ToLowerInvariant();
 
     private static async Task<IResult> Unavailable503(HttpContext context, Func<Task<IResult>> call)
     {
@@ -86,7 +86,7 @@ public static class LedgerApi
             // Sync replication: committed here, not yet durable in Cosmos, so not acknowledged. The retry (same ids)
             // replays the write and waits for its shipping again.
             context.Response.Headers.RetryAfter = "1";
-            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ReplicationPendingType,
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ReplicationPending,
                 title: "The write is not yet replicated.");
         }
         catch (RegionNotWritableException exception)
@@ -94,7 +94,7 @@ public static class LedgerApi
             // Nothing was written. The caller retries with the same ids: here once this region is active again, or in
             // the region that now is (its clients are routed there by the global load balancer).
             context.Response.Headers.RetryAfter = "1";
-            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: RegionNotWritableType,
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.RegionNotWritable,
                 title: "This region does not accept writes now.");
         }
     }

@@ -1,6 +1,6 @@
 using Payments.Domain;
-using Payments.Orchestrator.Models;
-using Payments.Risk.Core;
+using Payments.Orchestrator.Client.Models;
+using Payments.Risk.Contracts;
 
 namespace Payments.Orchestrator.Activities;
 
@@ -10,7 +10,7 @@ public sealed class CheckRiskActivity(IRiskAssessor risk) : PaymentActivity<Risk
     {
         ArgumentNullException.ThrowIfNull(input);
         return risk.AssessAsync(
-            new RiskInput(input.PaymentId, AccountId.Parse(input.DebtorAccountId), AccountId.Parse(input.CreditorAccountId), PaymentTransfers.Amount(input)),
+            new RiskInput(input.PaymentId, AccountId.Parse(input.Order.DebtorAccountId), AccountId.Parse(input.Order.CreditorAccountId), PaymentTransfers.Amount(input)),
             CancellationToken.None);
     }
 }

@@ -1,7 +1,6 @@
 using Payments.Domain;
-using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
-using Payments.Orchestrator.Models;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 
@@ -18,7 +17,7 @@ public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResu
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);
         var hold = new TransferRequest.Pending(
-            PaymentTransfers.Hold(input), AccountId.Parse(input.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId);
+            PaymentTransfers.Hold(input), AccountId.Parse(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId);
         // LedgerUnavailableException propagates: the activity fails and the runtime retries it with the same ids.
         return await ledger.TransferAsync(hold, CancellationToken.None) switch
         {

@@ -1,5 +1,5 @@
 using Dapr.Workflow;
-using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 

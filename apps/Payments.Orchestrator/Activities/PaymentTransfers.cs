@@ -1,5 +1,5 @@
 using Payments.Domain;
-using Payments.Orchestrator.Models;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 
@@ -15,7 +15,7 @@ public static class PaymentTransfers
 
     public static TransferId Void(PaymentInput payment) => Root(payment).Derive("void");
 
-    public static Money Amount(PaymentInput payment) => new(payment.AmountMinor, Currency.FromCode(payment.Currency));
+    public static Money Amount(PaymentInput payment) => new(payment.Order.AmountMinor, Currency.FromCode(payment.Order.Currency));
 
     private static TransferId Root(PaymentInput payment) => TransferId.Parse(payment.PaymentId);
 }

@@ -1,6 +1,6 @@
 using Dapr.Workflow;
-using Payments.Orchestrator.Models;
-using Payments.Orchestrator.Records;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
 
 namespace Payments.Orchestrator.Activities;
 

@@ -1,17 +1,21 @@
 using System.Diagnostics;
-using Payments.Domain.Diagnostics;
-using Payments.Orchestrator.Models;
+using System.Diagnostics.Metrics;
+using Payments.Telemetry;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 
 /// <summary>A span and a duration metric around one run of a saga activity, tagged with the payment id and result.</summary>
 internal static class SagaStep
 {
+    private static readonly Histogram<double> StepDuration = PaymentsTelemetry.Meter.CreateHistogram<double>(
+        "payments.saga.step.duration", unit: "ms", description: "payment saga activity duration");
+
     public static async Task<T> TraceAsync<T>(string step, PaymentInput input, Func<Task<T>> body)
     {
         using var span = ActivityContext.TryParse(input.TraceParent, null, out var parent)
-            ? PaymentsDiagnostics.Source.StartActivity("saga." + step, ActivityKind.Internal, parent)
-            : PaymentsDiagnostics.Source.StartActivity("saga." + step);
+            ? PaymentsTelemetry.Source.StartActivity("saga." + step, ActivityKind.Internal, parent)
+            : PaymentsTelemetry.Source.StartActivity("saga." + step);
         span?.SetTag("payment.id", input.PaymentId);
         var clock = Stopwatch.StartNew();
         var result = "ok";
@@ -33,7 +37,7 @@ internal static class SagaStep
         finally
         {
             span?.SetTag("saga.result", result);
-            PaymentsDiagnostics.SagaStepDuration.Record(
+            StepDuration.Record(
                 clock.Elapsed.TotalMilliseconds, new KeyValuePair<string, object?>("step", step), new KeyValuePair<string, object?>("result", result));
         }
     }

@@ -1,7 +1,6 @@
 using Payments.Domain;
-using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
-using Payments.Orchestrator.Models;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 
@@ -16,7 +15,7 @@ public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<Step
         TransferRequest[] batch =
         [
             new TransferRequest.Single(
-                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.CreditorAccountId), amount, input.PaymentId),
+                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.Order.CreditorAccountId), amount, input.PaymentId),
             new TransferRequest.PostPending(PaymentTransfers.Post(input), PaymentTransfers.Hold(input)),
         ];
         var outcome = await ledger.ApplyBatchAsync(batch, CancellationToken.None);

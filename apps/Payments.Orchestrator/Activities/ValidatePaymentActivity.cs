@@ -1,7 +1,6 @@
 using Payments.Domain;
-using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
-using Payments.Orchestrator.Models;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 
@@ -12,12 +11,12 @@ public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<St
     protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        if (input.DebtorAccountId == input.CreditorAccountId)
+        if (input.Order.DebtorAccountId == input.Order.CreditorAccountId)
         {
             return StepResult.Refused(LedgerError.SameAccount);
         }
 
-        foreach (var id in new[] { input.DebtorAccountId, input.CreditorAccountId })
+        foreach (var id in new[] { input.Order.DebtorAccountId, input.Order.CreditorAccountId })
         {
             var account = await ledger.GetAccountAsync(AccountId.Parse(id), CancellationToken.None);
             if (account is null)
@@ -30,7 +29,7 @@ public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<St
                 return StepResult.Refused(LedgerError.AccountClosed);
             }
 
-            if (account.Currency.Code != input.Currency)
+            if (account.Currency.Code != input.Order.Currency)
             {
                 return StepResult.Refused(LedgerError.CurrencyMismatch);
             }

@@ -1,6 +1,5 @@
-using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
-using Payments.Orchestrator.Models;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 

@@ -1,8 +1,8 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging;
 using Payments.Orchestrator.Activities;
-using Payments.Orchestrator.Models;
-using Payments.Risk.Core;
+using Payments.Orchestrator.Client.Models;
+using Payments.Risk.Contracts;
 
 namespace Payments.Orchestrator.Workflows;
 

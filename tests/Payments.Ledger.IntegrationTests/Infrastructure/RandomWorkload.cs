@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Payments.Domain;
 using Payments.Ledger.Core;
-using Payments.Ledger.Core.Model;
+using Payments.Ledger.Contracts;
 
 namespace Payments.Ledger.IntegrationTests.Infrastructure;
 
@@ -173,7 +173,7 @@ public sealed class RandomWorkload(EtcdLedger ledger, int seed)
     };
 
     /// <summary>Every transfer reported applied is in the journal, and the journal holds nothing else.</summary>
-    public void AssertJournalMatches(LedgerInvariants.Report report)
+    public void AssertJournalMatches(Payments.Ledger.Core.Invariants.LedgerSnapshot report)
     {
         Assert.Empty(Unknown);
         var journalIds = report.Journal.Select(entry => entry.TransferId).ToHashSet();

@@ -1,0 +1,33 @@
+using Payments.Api.Problems;
+using Payments.Etcd.Regions;
+using Payments.ServiceDefaults;
+
+namespace Payments.Api.Regions;
+
+/// <summary>Whether this API runs in a region of a two-region deployment (configuration <c>Region:Name</c>).</summary>
+public sealed record RegionGate(bool Enabled);
+
+/// <summary>In a region that is not the active one, every write (<c>/v1</c>, not GET/HEAD) is answered 503
+/// <c>region-not-writable</c> with Retry-After before anything is claimed or written; reads are served. The ledger's
+/// epoch fence is what guarantees it (a write racing a demotion fails in etcd); this answers early and clearly.</summary>
+public sealed class RegionWriteGate(RequestDelegate next, RegionGate gate, RegionEpochWatcher watcher)
+{
+    public const int RetryAfterSeconds = 1;
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (gate.Enabled && !watcher.IsWritable && context.Request.Path.StartsWithSegments("/v1")
+            && !HttpMethods.IsGet(context.Request.Method) && !HttpMethods.IsHead(context.Request.Method))
+        {
+            context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
+                    "This region does not accept writes now.",
+                    "Another region is active, or this one is taking over. Retry with the same Idempotency-Key; your client or load balancer should reach the active region.")
+                .ToResult().ExecuteAsync(context);
+            return;
+        }
+
+        await next(context);
+    }
+}

@@ -1,0 +1,99 @@
+using Microsoft.Azure.Cosmos;
+using Payments.Etcd;
+using Payments.Etcd.Regions;
+using Payments.Failover.Apis;
+using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Failover.Reconciliation;
+using Payments.Ledger.Core.Extensions;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Orchestrator.Client.Records;
+using Payments.ServiceDefaults;
+
+namespace Payments.Failover.Extensions;
+
+public static class FailoverExtensions
+{
+    /// <summary>Rounds of 16 pages per catch-up attempt; a tick's timeout bounds it too, and the next tick resumes.</summary>
+    private const int MaxCatchUpRounds = 1_000;
+
+    /// <summary>How long a planned switchover waits for this region's journal to be shipped before it gives up.</summary>
+    private static readonly TimeSpan SwitchoverDrainTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>The failover service of one region: the lease loop on the active-region record in Cosmos DB, the epoch
+    /// mirror in this region's etcd, the warm standby (this region's ledger, written only by the journal applier while
+    /// standby), reconciliation after a takeover, and the admin surface.</summary>
+    public static async Task AddFailoverServiceAsync(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var region = (builder.Configuration.GetSection("Region").Get<RegionLeaseOptions>() ?? new RegionLeaseOptions()).Validate();
+        var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
+        var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
+        var client = cosmos.CreateClient();
+        // The control container exists before any region decides anything (idempotent; bounded).
+        var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer]);
+        var (control, journal) = (containers[0], containers[1]);
+
+        var services = builder.Services;
+        services.AddSingleton(region);
+        services.AddSingleton(_ => client); // created by a factory: disposed with the container
+        services.AddEtcd(etcd, regional: false); // the failover service writes the mirror itself; it reads no fence
+        services.AddEtcdLedger(fenced: false); // the standby's applier: runs only while nothing else writes
+        services.AddSingleton(new ActiveRegionStore(control));
+        services.AddSingleton(provider => new RegionEpochMirror(provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix));
+        services.AddSingleton(provider => new JournalReplicator(
+            journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix));
+        services.AddSingleton(provider => new ShippingProgress(
+            journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(provider => CreateLeaseManager(provider, region));
+        AddReconciliation(builder, etcd);
+        services.AddSingleton<RegionLeaseService>();
+        services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
+    }
+
+    public static void UseFailoverService(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var region = app.Services.GetRequiredService<RegionLeaseOptions>();
+        app.MapAdminApi();
+        // Ready while the lease loop completes ticks (Cosmos and etcd answer); the region's role is in /admin/v1/region.
+        app.MapHealthEndpoints((services, _) =>
+        {
+            var lastTick = services.GetRequiredService<RegionLeaseService>().LastTickCompletedAt;
+            var now = services.GetRequiredService<TimeProvider>().GetUtcNow();
+            return Task.FromResult(lastTick is { } at && now - at < region.RenewInterval * 3);
+        });
+    }
+
+    private static RegionLeaseManager CreateLeaseManager(IServiceProvider provider, RegionLeaseOptions region)
+    {
+        var replicator = provider.GetRequiredService<JournalReplicator>();
+        return new RegionLeaseManager(
+            region, provider.GetRequiredService<ActiveRegionStore>(), provider.GetRequiredService<RegionEpochMirror>(),
+            provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>())
+        {
+            // A region that takes over applies everything the previous one shipped before it writes.
+            CatchUp = (previous, cancellationToken) => replicator.DrainAsync(previous, MaxCatchUpRounds, cancellationToken),
+            // Resolves what the previous active region left unfinished (PromotionReconciler says by which rule).
+            Promoted = provider.GetRequiredService<PromotionReconciler>().OnPromotedAsync,
+            BeforeHandOver = cancellationToken => provider.GetRequiredService<ShippingProgress>().WaitCaughtUpAsync(region.Name, SwitchoverDrainTimeout, cancellationToken),
+        };
+    }
+
+    /// <summary>The payment records, and the orchestrator's endpoints through which unfinished payments are resumed.</summary>
+    private static void AddReconciliation(WebApplicationBuilder builder, EtcdOptions etcd)
+    {
+        var services = builder.Services;
+        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
+        var orchestratorUrl = builder.Configuration["Payments:OrchestratorUrl"];
+        if (!string.IsNullOrWhiteSpace(orchestratorUrl))
+        {
+            // The orchestrator's internal endpoints (its Dapr sidecar's invocation URL on Kubernetes), bounded per call.
+            services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(orchestratorUrl, TimeSpan.FromSeconds(10));
+        }
+
+        services.AddSingleton(provider => new PromotionReconciler(
+            provider.GetRequiredService<PaymentRecordStore>(), provider.GetService<IPaymentWorkflows>(), provider.GetRequiredService<TimeProvider>(),
+            provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>()));
+    }
+}

@@ -1,0 +1,10 @@
+namespace Payments.Ledger.Contracts;
+
+/// <summary>The ledger stayed unreachable or contended past its bounds. An infrastructure fault, so an exception;
+/// nothing was applied twice, and retrying with the same transfer ids is safe.</summary>
+public sealed class LedgerUnavailableException(string message) : Exception(message);
+
+/// <summary>A write was rejected because this region is not the active one (its epoch mirror is gone or newer).
+/// Nothing was written; the caller should answer 503 with Retry-After, and clients retry (with the same ids) against
+/// the active region.</summary>
+public sealed class RegionNotWritableException(string message) : Exception(message);

@@ -1,0 +1,48 @@
+using Payments.Domain;
+
+namespace Payments.Ledger.Contracts;
+
+/// <summary>An account as the ledger holds it. Balances follow the credit-normal convention of a platform's
+/// customer liabilities: a credit raises <see cref="BalanceMinor"/>, a debit lowers it, and the sum over every
+/// account of a currency (system accounts included) is always zero.</summary>
+/// <param name="Version">The etcd mod revision of the account's record (for system accounts, the highest of its shards).</param>
+public sealed record Account(
+    AccountId Id,
+    Currency Currency,
+    long OverdraftLimitMinor,
+    bool Closed,
+    long BalanceMinor,
+    long PendingDebitMinor,
+    long PendingCreditMinor,
+    long Version)
+{
+    /// <summary>What the holder can still spend: posted balance less pending debits (incoming holds do not count).</summary>
+    public long AvailableMinor => BalanceMinor - PendingDebitMinor;
+
+    public bool IsSystem => Id.IsSystem;
+}
+
+/// <summary>The outcome of opening an account.</summary>
+public abstract record OpenAccountOutcome
+{
+    private OpenAccountOutcome()
+    {
+    }
+
+    /// <param name="Created">False when the same account was already open with the same fields (idempotent retry).</param>
+    public sealed record Opened(Account Account, bool Created) : OpenAccountOutcome;
+
+    public sealed record Failed(LedgerError Error) : OpenAccountOutcome;
+}
+
+/// <summary>The outcome of closing an account.</summary>
+public abstract record CloseAccountOutcome
+{
+    private CloseAccountOutcome()
+    {
+    }
+
+    public sealed record Closed(Account Account) : CloseAccountOutcome;
+
+    public sealed record Failed(LedgerError Error) : CloseAccountOutcome;
+}

@@ -1,0 +1,29 @@
+namespace Payments.Ledger.Contracts;
+
+/// <summary>An expected failure of a ledger operation: a value, never an exception. <see cref="Code"/> is stable
+/// (callers branch on it and the API maps it to a problem+json type); <see cref="Detail"/> is for people.</summary>
+public sealed record LedgerError(string Code, string Detail)
+{
+    public const string InsufficientFunds = "insufficient-funds";
+    public const string CurrencyMismatch = "currency-mismatch";
+    public const string AccountNotFound = "account-not-found";
+    public const string AccountClosed = "account-closed";
+    public const string AccountExists = "account-exists";
+    public const string AccountNotEmpty = "account-not-empty";
+    public const string SameAccount = "same-account";
+    public const string InvalidAmount = "invalid-amount";
+    public const string InvalidTimeout = "invalid-timeout";
+    public const string TransferIdReuse = "transfer-id-reuse";
+    public const string PendingTransferNotFound = "pending-transfer-not-found";
+    public const string PendingTransferAlreadyPosted = "pending-transfer-already-posted";
+    public const string PendingTransferAlreadyVoided = "pending-transfer-already-voided";
+    public const string PendingTransferExpired = "pending-transfer-expired";
+    public const string BalanceOverflow = "balance-overflow";
+    public const string BatchEmpty = "batch-empty";
+    public const string BatchTooLarge = "batch-too-large";
+    public const string BatchDuplicateId = "batch-duplicate-transfer-id";
+    public const string LinkedTransferFailed = "linked-transfer-failed";
+    public const string SystemAccountReserved = "system-account-reserved";
+
+    public override string ToString() => $"{Code}: {Detail}";
+}

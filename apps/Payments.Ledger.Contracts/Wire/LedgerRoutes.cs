@@ -1,0 +1,8 @@
+namespace Payments.Ledger.Contracts;
+
+/// <summary>The ledger service's internal routes, shared by the service and its client.</summary>
+public static class LedgerRoutes
+{
+    /// <summary>Every route of the ledger service's API sits under this prefix (relative to the invocation base URL).</summary>
+    public const string Prefix = "ledger/v1/";
+}

@@ -1,0 +1,122 @@
+using Payments.Domain;
+
+namespace Payments.Ledger.Contracts;
+
+// The ledger service's JSON bodies: plain fields, so any language (and Dapr's invocation) can carry them.
+
+public sealed record TransferWire(
+    string Kind, string Id, string? DebitAccountId, string? CreditAccountId, long? AmountMinor, string? Currency, string? PendingId, long? TimeoutMs, string? Reference);
+
+public sealed record JournalEntryWire(
+    long Sequence, string TransferId, string Kind, string DebitAccountId, string CreditAccountId, long AmountMinor, string Currency,
+    string? PendingId, DateTimeOffset? TimeoutAt, string? Reference, DateTimeOffset AppliedAt);
+
+public sealed record OutcomeWire(string Id, bool Applied, bool Replayed, JournalEntryWire? Entry, string? ErrorCode, string? ErrorDetail);
+
+public sealed record BatchWire(IReadOnlyList<TransferWire> Transfers);
+
+public sealed record BatchOutcomeWire(IReadOnlyList<OutcomeWire> Transfers, string? BatchErrorCode, string? BatchErrorDetail);
+
+public sealed record AccountWire(
+    string Id, string Currency, long OverdraftLimitMinor, bool Closed, long BalanceMinor, long PendingDebitMinor, long PendingCreditMinor, long Version);
+
+public sealed record OpenAccountWire(string Id, string Currency, long OverdraftLimitMinor);
+
+public sealed record OpenAccountOutcomeWire(AccountWire? Account, bool Created, string? ErrorCode, string? ErrorDetail);
+
+/// <summary>Conversions between the ledger's types and the wire records, both directions.</summary>
+public static class LedgerWire
+{
+    public static TransferWire ToWire(TransferRequest request) => request switch
+    {
+        TransferRequest.Single single => new("single", single.Id.Value, single.DebitAccountId.Value, single.CreditAccountId.Value,
+            single.Amount.AmountMinor, single.Amount.Currency.Code, null, null, single.Reference),
+        TransferRequest.Pending pending => new("pending", pending.Id.Value, pending.DebitAccountId.Value, pending.CreditAccountId.Value,
+            pending.Amount.AmountMinor, pending.Amount.Currency.Code, null, (long?)pending.Timeout?.TotalMilliseconds, pending.Reference),
+        TransferRequest.PostPending post => new("post", post.Id.Value, null, null, null, null, post.PendingId.Value, null, null),
+        TransferRequest.VoidPending cancel => new("void", cancel.Id.Value, null, null, null, null, cancel.PendingId.Value, null, null),
+        _ => throw new ArgumentOutOfRangeException(nameof(request), request.GetType().Name, "Not a public transfer request."),
+    };
+
+    /// <summary>Null, with a reason, for a malformed wire transfer (the service answers 400).</summary>
+    public static TransferRequest? FromWire(TransferWire wire, out string? problem)
+    {
+        ArgumentNullException.ThrowIfNull(wire);
+        problem = null;
+        try
+        {
+            var id = TransferId.Parse(wire.Id);
+            return wire.Kind switch
+            {
+                "single" => new TransferRequest.Single(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire), wire.Reference),
+                "pending" => new TransferRequest.Pending(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire),
+                    wire.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null, wire.Reference),
+                "post" => new TransferRequest.PostPending(id, TransferId.Parse(wire.PendingId ?? string.Empty)),
+                "void" => new TransferRequest.VoidPending(id, TransferId.Parse(wire.PendingId ?? string.Empty)),
+                _ => throw new ArgumentException($"Unknown transfer kind '{wire.Kind}'."),
+            };
+        }
+        catch (ArgumentException exception)
+        {
+            problem = exception.Message;
+            return null;
+        }
+    }
+
+    public static OutcomeWire ToWire(TransferOutcome outcome) => outcome switch
+    {
+        TransferOutcome.Applied applied => new(applied.Id.Value, true, applied.Replayed, ToWire(applied.Entry), null, null),
+        TransferOutcome.Failed failed => new(failed.Id.Value, false, false, null, failed.Error.Code, failed.Error.Detail),
+        _ => throw new ArgumentOutOfRangeException(nameof(outcome)),
+    };
+
+    public static TransferOutcome FromWire(OutcomeWire wire)
+    {
+        ArgumentNullException.ThrowIfNull(wire);
+        var id = TransferId.Parse(wire.Id);
+        return wire.Applied
+            ? new TransferOutcome.Applied(id, FromWire(wire.Entry ?? throw new InvalidDataException("An applied outcome without its entry.")), wire.Replayed)
+            : new TransferOutcome.Failed(id, new LedgerError(wire.ErrorCode ?? "unknown", wire.ErrorDetail ?? string.Empty));
+    }
+
+    public static BatchOutcomeWire ToWire(BatchOutcome outcome) =>
+        new(outcome.Transfers.Select(ToWire).ToArray(), outcome.BatchError?.Code, outcome.BatchError?.Detail);
+
+    public static BatchOutcome FromWire(BatchOutcomeWire wire) =>
+        new(wire.Transfers.Select(FromWire).ToArray(), wire.BatchErrorCode is null ? null : new LedgerError(wire.BatchErrorCode, wire.BatchErrorDetail ?? string.Empty));
+
+    public static AccountWire ToWire(Account account) => new(
+        account.Id.Value, account.Currency.Code, account.OverdraftLimitMinor, account.Closed, account.BalanceMinor,
+        account.PendingDebitMinor, account.PendingCreditMinor, account.Version);
+
+    public static Account FromWire(AccountWire wire) => new(
+        AccountId.ParseAny(wire.Id),
+        Currency.FromCode(wire.Currency), wire.OverdraftLimitMinor, wire.Closed, wire.BalanceMinor, wire.PendingDebitMinor, wire.PendingCreditMinor, wire.Version);
+
+    public static OpenAccountOutcomeWire ToWire(OpenAccountOutcome outcome) => outcome switch
+    {
+        OpenAccountOutcome.Opened opened => new(ToWire(opened.Account), opened.Created, null, null),
+        OpenAccountOutcome.Failed failed => new(null, false, failed.Error.Code, failed.Error.Detail),
+        _ => throw new ArgumentOutOfRangeException(nameof(outcome)),
+    };
+
+    public static OpenAccountOutcome FromWire(OpenAccountOutcomeWire wire) =>
+        wire.Account is { } account
+            ? new OpenAccountOutcome.Opened(FromWire(account), wire.Created)
+            : new OpenAccountOutcome.Failed(new LedgerError(wire.ErrorCode ?? "unknown", wire.ErrorDetail ?? string.Empty));
+
+    private static JournalEntryWire ToWire(JournalEntry entry) => new(
+        entry.Sequence, entry.TransferId.Value, entry.Kind.ToString(), entry.DebitAccountId.Value, entry.CreditAccountId.Value,
+        entry.Amount.AmountMinor, entry.Amount.Currency.Code, entry.PendingId?.Value, entry.TimeoutAt, entry.Reference, entry.AppliedAt);
+
+    private static JournalEntry FromWire(JournalEntryWire wire) => new(
+        wire.Sequence, TransferId.Parse(wire.TransferId), Enum.Parse<TransferKind>(wire.Kind),
+        AccountId.ParseAny(wire.DebitAccountId), AccountId.ParseAny(wire.CreditAccountId),
+        new Money(wire.AmountMinor, Currency.FromCode(wire.Currency)), wire.PendingId is null ? null : TransferId.Parse(wire.PendingId),
+        wire.TimeoutAt, wire.Reference, wire.AppliedAt);
+
+    private static AccountId Account(string? id) => AccountId.ParseAny(id ?? string.Empty);
+
+    private static Money Amount(TransferWire wire) =>
+        new(wire.AmountMinor ?? throw new ArgumentException("amountMinor is required."), Currency.FromCode(wire.Currency ?? string.Empty));
+}

@@ -1,0 +1,84 @@
+using Payments.Domain;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Rules;
+
+namespace Payments.Ledger.Core.Invariants;
+
+/// <summary>Every account (system accounts summed over their shards) and the whole journal, read from etcd.</summary>
+public sealed record LedgerSnapshot(IReadOnlyList<Account> Accounts, IReadOnlyList<JournalEntry> Journal)
+{
+    public static async Task<LedgerSnapshot> ReadAsync(EtcdLedger ledger, int maxJournalEntries, CancellationToken cancellationToken)
+    {
+        var reader = new JournalReader(ledger);
+        var journal = await reader.ReadAllAsync(maxJournalEntries, cancellationToken);
+        var accounts = await reader.SnapshotAccountsAsync(cancellationToken);
+        return new LedgerSnapshot(accounts, journal);
+    }
+}
+
+/// <summary>One invariant over a snapshot: its name, whether it holds, and what was found.</summary>
+public sealed record InvariantCheck(string Name, bool Holds, string Detail);
+
+/// <summary>The ledger's invariants (ARCHITECTURE §2), written once and used by the tests, the run command's report,
+/// the DR drill and the benchmarks: conservation per currency, no overdraft, exactly once, and the journal replaying
+/// to every stored balance.</summary>
+public static class LedgerInvariants
+{
+    /// <summary>Most journal entries a check reads.</summary>
+    public const int MaxJournalEntries = 5_000_000;
+
+    /// <summary>Ids named in a check's detail at most.</summary>
+    private const int MaxNamed = 5;
+
+    public static async Task<(LedgerSnapshot Snapshot, IReadOnlyList<InvariantCheck> Checks)> CheckAsync(
+        EtcdLedger ledger, CancellationToken cancellationToken)
+    {
+        var snapshot = await LedgerSnapshot.ReadAsync(ledger, MaxJournalEntries, cancellationToken);
+        return (snapshot, Check(snapshot));
+    }
+
+    public static IReadOnlyList<InvariantCheck> Check(LedgerSnapshot snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        var checks = new List<InvariantCheck>();
+        foreach (var currency in snapshot.Accounts.GroupBy(account => account.Currency))
+        {
+            // Double entry: every currency sums to zero, system accounts included; every hold placed on one account
+            // is announced to another.
+            var sum = currency.Sum(account => account.BalanceMinor);
+            var pendingDebits = currency.Sum(account => account.PendingDebitMinor);
+            var pendingCredits = currency.Sum(account => account.PendingCreditMinor);
+            checks.Add(new($"conservation {currency.Key.Code}", sum == 0 && pendingDebits == pendingCredits,
+                $"sum of {currency.Count()} balances = {sum}; pending debits {pendingDebits}, pending credits {pendingCredits}"));
+        }
+
+        var customers = snapshot.Accounts.Where(account => !account.IsSystem).ToArray();
+        checks.Add(Named("no overdraft", customers.Where(account => account.AvailableMinor < -account.OverdraftLimitMinor).Select(account => account.Id.Value),
+            "accounts below their limit"));
+        checks.Add(Named("no negative holds", customers.Where(account => account.PendingDebitMinor < 0 || account.PendingCreditMinor < 0).Select(account => account.Id.Value),
+            "accounts with negative pending amounts"));
+        checks.Add(Named("exactly once", snapshot.Journal.GroupBy(entry => entry.TransferId).Where(group => group.Count() > 1).Select(group => group.Key.Value),
+            $"repeated transfer ids in {snapshot.Journal.Count:N0} journal entries"));
+        checks.Add(ReplayCheck(snapshot));
+        return checks;
+    }
+
+    /// <summary>The journal is complete: replaying it gives every stored balance, and names no account that is not stored.</summary>
+    private static InvariantCheck ReplayCheck(LedgerSnapshot snapshot)
+    {
+        var replayed = JournalReplay.Replay(snapshot.Journal);
+        var stored = snapshot.Accounts.ToDictionary(account => account.Id);
+        var differing = snapshot.Accounts
+            .Where(account => replayed.GetValueOrDefault(account.Id) != new Balances(account.BalanceMinor, account.PendingDebitMinor, account.PendingCreditMinor))
+            .Select(account => account.Id.Value)
+            .Concat(replayed.Keys.Where(id => !stored.ContainsKey(id)).Select(id => id.Value + " (not stored)"));
+        return Named("journal replays to balances", differing, $"of {snapshot.Accounts.Count} accounts differ from the replayed journal");
+    }
+
+    private static InvariantCheck Named(string name, IEnumerable<string> offenders, string what)
+    {
+        var all = offenders.ToArray();
+        var named = all.Length == 0 ? string.Empty : $": {string.Join(", ", all.Take(MaxNamed))}{(all.Length > MaxNamed ? ", …" : string.Empty)}";
+        return new InvariantCheck(name, all.Length == 0, $"{all.Length} {what}{named}");
+    }
+}

@@ -1,0 +1,19 @@
+using System.Diagnostics.Metrics;
+using Payments.Telemetry;
+
+namespace Payments.Ledger.Core;
+
+/// <summary>The ledger's instruments (exported by every host that runs a ledger).</summary>
+internal static class LedgerMetrics
+{
+    /// <summary>Ledger transactions that failed their compare because another writer changed a key first (then retried).</summary>
+    public static readonly Counter<long> Conflicts = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.ledger.conflicts", description: "etcd transactions retried after a failed compare");
+
+    /// <summary>Ledger operations by outcome (applied, replayed, refused with its code, unavailable).</summary>
+    public static readonly Counter<long> Operations = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.ledger.operations", description: "ledger operations by outcome");
+
+    public static readonly Histogram<double> Duration = PaymentsTelemetry.Meter.CreateHistogram<double>(
+        "payments.ledger.duration", unit: "ms", description: "time to apply a transfer or batch");
+}

@@ -1,0 +1,236 @@
+using Payments.Domain;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Storage;
+
+namespace Payments.Ledger.Core.Rules;
+
+/// <summary>Applies transfer requests to a <see cref="WorkingSet"/> in memory: every business rule of the ledger lives
+/// here, with no I/O, so the rules are the same for single transfers and batches and easy to read in one place.</summary>
+internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOffset now)
+{
+    /// <summary>The longest hold a pending transfer may place.</summary>
+    public static readonly TimeSpan MaxHoldTimeout = TimeSpan.FromDays(30);
+
+    public Evaluated Evaluate(TransferRequest request, int batchIndex)
+    {
+        var transferKey = keys.Transfer(request.Id);
+        var existing = set.Get(transferKey, LedgerJson.DecodeTransfer);
+        if (existing.State == LookupState.Unknown)
+        {
+            return new Evaluated.NeedsKeys();
+        }
+
+        if (existing.State == LookupState.Found)
+        {
+            return Replay(request, existing.Value!, transferKey);
+        }
+
+        var outcome = request switch
+        {
+            TransferRequest.Single single => Move(single.Id, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex),
+            TransferRequest.Pending pending => Hold(pending, batchIndex),
+            TransferRequest.PostPending post => Resolve(post.Id, post.PendingId, TransferKind.PostPending, batchIndex),
+            TransferRequest.VoidPending cancel => Resolve(cancel.Id, cancel.PendingId, TransferKind.VoidPending, batchIndex),
+            ExpirePendingRequest expire => Resolve(expire.Id, expire.PendingId, TransferKind.ExpirePending, batchIndex),
+            _ => throw new ArgumentOutOfRangeException(nameof(request), request.GetType().Name, "Unknown transfer request."),
+        };
+        if (outcome is Evaluated.New created)
+        {
+            set.Put(transferKey, created.Record);
+        }
+
+        return outcome;
+    }
+
+    private Evaluated Replay(TransferRequest request, TransferRecord existing, string transferKey)
+    {
+        var replay = new Evaluated.Replay(existing, set.ReadModRevisionOrThrow(transferKey));
+        var same = request switch
+        {
+            TransferRequest.Single single => existing.Kind == TransferKind.Single && SameMove(existing, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference),
+            TransferRequest.Pending pending => existing.Kind == TransferKind.Pending && SameMove(existing, pending.DebitAccountId, pending.CreditAccountId, pending.Amount, pending.Reference),
+            TransferRequest.PostPending post => existing.Kind == TransferKind.PostPending && existing.PendingId == post.PendingId.Value,
+            TransferRequest.VoidPending cancel => existing.Kind == TransferKind.VoidPending && existing.PendingId == cancel.PendingId.Value,
+            ExpirePendingRequest expire => existing.Kind == TransferKind.ExpirePending && existing.PendingId == expire.PendingId.Value,
+            _ => false,
+        };
+        return same
+            ? replay
+            : new Evaluated.Rejected(new LedgerError(
+                LedgerError.TransferIdReuse, $"Transfer {request.Id} was already applied with other fields ({existing.Kind} of {existing.AmountMinor} {existing.Currency})."));
+    }
+
+    private static bool SameMove(TransferRecord existing, AccountId debit, AccountId credit, Money amount, string? reference) =>
+        existing.DebitAccountId == debit.Value && existing.CreditAccountId == credit.Value
+        && existing.AmountMinor == amount.AmountMinor && existing.Currency == amount.Currency.Code
+        && string.Equals(existing.Reference, reference, StringComparison.Ordinal);
+
+    private Evaluated Hold(TransferRequest.Pending pending, int batchIndex)
+    {
+        var timeout = pending.Timeout ?? MaxHoldTimeout;
+        if (timeout <= TimeSpan.Zero || timeout > MaxHoldTimeout)
+        {
+            return Reject(LedgerError.InvalidTimeout, $"A hold's timeout must be more than 0 and at most {MaxHoldTimeout.TotalDays} days.");
+        }
+
+        var timeoutAt = (now + timeout).ToUnixTimeMilliseconds();
+        var outcome = Move(pending.Id, TransferKind.Pending, pending.DebitAccountId, pending.CreditAccountId, pending.Amount, pending.Reference, timeoutAt, batchIndex);
+        if (outcome is Evaluated.New)
+        {
+            set.Put(keys.Hold(pending.Id), new HoldRecord(pending.Id.Value, HoldStatus.Pending, timeoutAt, null));
+            set.Put(keys.Expiry(timeoutAt, pending.Id), string.Empty);
+        }
+
+        return outcome;
+    }
+
+    /// <summary>A single transfer (money moves) or the first phase of a pending one (money is reserved).</summary>
+    private Evaluated Move(
+        TransferId id, TransferKind kind, AccountId debitId, AccountId creditId, Money amount, string? reference, long? timeoutAt, int batchIndex)
+    {
+        if (amount.AmountMinor <= 0)
+        {
+            return Reject(LedgerError.InvalidAmount, "The amount must be a positive number of minor units.");
+        }
+
+        if (debitId == creditId)
+        {
+            return Reject(LedgerError.SameAccount, "Debit and credit account must differ.");
+        }
+
+        var debit = LoadAccount(debitId, id);
+        var credit = LoadAccount(creditId, id);
+        if (debit.Outcome is not null || credit.Outcome is not null)
+        {
+            return debit.Outcome ?? credit.Outcome!;
+        }
+
+        if ((Unusable(debit.Record!, amount) ?? Unusable(credit.Record!, amount)) is { } problem)
+        {
+            return problem;
+        }
+
+        try
+        {
+            var (debitDelta, creditDelta) = Postings.Of(kind, amount.AmountMinor);
+            var newDebit = debit.Record!.Plus(debitDelta);
+            if (newDebit.IsOverdrawn)
+            {
+                var available = debit.Record.BalanceMinor - debit.Record.PendingDebitMinor;
+                return Reject(LedgerError.InsufficientFunds,
+                    $"Account {debitId} has {available} {amount.Currency} available (overdraft limit {newDebit.OverdraftLimitMinor}); {amount.AmountMinor} requested.");
+            }
+
+            set.Put(debit.Key, newDebit);
+            set.Put(credit.Key, credit.Record!.Plus(creditDelta));
+        }
+        catch (OverflowException)
+        {
+            return Reject(LedgerError.BalanceOverflow, "The transfer would overflow a balance.");
+        }
+
+        return new Evaluated.New(new TransferRecord(
+            id.Value, kind, debitId.Value, creditId.Value, amount.AmountMinor, amount.Currency.Code, null, timeoutAt, reference, now, batchIndex));
+    }
+
+    /// <summary>The second phase: post moves the held amount, void and expiry release it.</summary>
+    private Evaluated Resolve(TransferId id, TransferId pendingId, TransferKind kind, int batchIndex)
+    {
+        var pendingLookup = set.Get(keys.Transfer(pendingId), LedgerJson.DecodeTransfer);
+        var holdLookup = set.Get(keys.Hold(pendingId), LedgerJson.DecodeHold);
+        if (pendingLookup.State == LookupState.Unknown || holdLookup.State == LookupState.Unknown)
+        {
+            return new Evaluated.NeedsKeys();
+        }
+
+        if (pendingLookup.Value is not { Kind: TransferKind.Pending } pending || holdLookup.Value is not { } hold)
+        {
+            return Reject(LedgerError.PendingTransferNotFound, $"No pending transfer {pendingId}.");
+        }
+
+        if (Unresolvable(hold, pendingId, kind) is { } refused)
+        {
+            return refused;
+        }
+
+        var debit = LoadAccount(AccountId.FromStorage(pending.DebitAccountId), pendingId, requireOpen: false);
+        var credit = LoadAccount(AccountId.FromStorage(pending.CreditAccountId), pendingId, requireOpen: false);
+        if (debit.Outcome is not null || credit.Outcome is not null)
+        {
+            return debit.Outcome ?? credit.Outcome!;
+        }
+
+        // Releasing or posting what a hold placed cannot overflow: the hold added the same amounts.
+        var (debitDelta, creditDelta) = Postings.Of(kind, pending.AmountMinor);
+        set.Put(debit.Key, debit.Record!.Plus(debitDelta));
+        set.Put(credit.Key, credit.Record!.Plus(creditDelta));
+        set.Put(keys.Hold(pendingId), hold.Resolved(kind, id.Value));
+        if (hold.TimeoutAtUnixMs is { } indexed)
+        {
+            set.Delete(keys.Expiry(indexed, pendingId));
+        }
+
+        return new Evaluated.New(new TransferRecord(
+            id.Value, kind, pending.DebitAccountId, pending.CreditAccountId, pending.AmountMinor, pending.Currency, pendingId.Value,
+            pending.TimeoutAtUnixMs, pending.Reference, now, batchIndex));
+    }
+
+    /// <summary>Why the hold cannot be resolved this way now (already resolved, past its timeout for a post, not yet
+    /// due for an expiry), or null when it can.</summary>
+    private Evaluated? Unresolvable(HoldRecord hold, TransferId pendingId, TransferKind kind)
+    {
+        switch (hold.Status)
+        {
+            case HoldStatus.Posted:
+                return Reject(LedgerError.PendingTransferAlreadyPosted, $"Pending transfer {pendingId} was already posted by {hold.ResolvedBy}.");
+            case HoldStatus.Voided:
+                return Reject(LedgerError.PendingTransferAlreadyVoided, $"Pending transfer {pendingId} was already voided by {hold.ResolvedBy}.");
+            case HoldStatus.Expired:
+                return Reject(LedgerError.PendingTransferExpired, $"Pending transfer {pendingId} expired.");
+        }
+
+        var due = hold.TimeoutAtUnixMs is { } timeoutAt && now.ToUnixTimeMilliseconds() >= timeoutAt;
+        return kind switch
+        {
+            TransferKind.PostPending when due => Reject(
+                LedgerError.PendingTransferExpired, $"Pending transfer {pendingId} passed its timeout and can no longer be posted."),
+            TransferKind.ExpirePending when !due => Reject(LedgerError.InvalidTimeout, $"Pending transfer {pendingId} is not due to expire yet."),
+            _ => null,
+        };
+    }
+
+    private (string Key, AccountRecord? Record, Evaluated? Outcome) LoadAccount(AccountId id, TransferId shardBy, bool requireOpen = true)
+    {
+        if (id.IsSystem)
+        {
+            var shardKey = keys.SystemShard(id, shardBy);
+            var shard = set.Get(shardKey, LedgerJson.DecodeAccount);
+            return shard.State switch
+            {
+                LookupState.Unknown => (shardKey, null, new Evaluated.NeedsKeys()),
+                LookupState.Found => (shardKey, shard.Value, null),
+                // System accounts exist implicitly, one set per currency, each shard created on first use.
+                _ => (shardKey, new AccountRecord(id.Value, SystemCurrency(id), 0, Unlimited: true, Closed: false, 0, 0, 0), null),
+            };
+        }
+
+        var key = keys.Account(id);
+        var account = set.Get(key, LedgerJson.DecodeAccount);
+        return account.State switch
+        {
+            LookupState.Unknown => (key, null, new Evaluated.NeedsKeys()),
+            LookupState.Absent => (key, null, Reject(LedgerError.AccountNotFound, $"No account {id}.")),
+            _ when requireOpen && account.Value!.Closed => (key, null, Reject(LedgerError.AccountClosed, $"Account {id} is closed.")),
+            _ => (key, account.Value, null),
+        };
+    }
+
+    private static Evaluated? Unusable(AccountRecord account, Money amount) =>
+        account.Currency == amount.Currency.Code
+            ? null
+            : Reject(LedgerError.CurrencyMismatch, $"Account {account.Id} holds {account.Currency}, not {amount.Currency}.");
+
+    internal static string SystemCurrency(AccountId id) => id.Value[(id.Value.LastIndexOf('.') + 1)..];
+
+    private static Evaluated.Rejected Reject(string code, string detail) => new(new LedgerError(code, detail));
+}

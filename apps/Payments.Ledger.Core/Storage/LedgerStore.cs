@@ -1,0 +1,97 @@
+using Etcdserverpb;
+using Grpc.Core;
+using Payments.Etcd;
+using Payments.Ledger.Contracts;
+
+namespace Payments.Ledger.Core.Storage;
+
+/// <summary>The ledger's calls to etcd, with the one retry loop every ledger component shares: a call that is safe
+/// to repeat (a read, or a compare-guarded write) is retried with jittered backoff while etcd is unavailable, within
+/// <see cref="OperationTimeout"/> and <see cref="MaxAttempts"/>.</summary>
+internal sealed class LedgerStore(EtcdConnection etcd, LedgerKeys keys)
+{
+    /// <summary>Conflicts or unavailable members before an operation gives up (it is safe to retry it later with the same ids).</summary>
+    public const int MaxAttempts = 32;
+
+    /// <summary>etcd's default <c>--max-txn-ops</c>; our clusters are started with it explicitly.</summary>
+    public const int MaxTxnOps = 128;
+
+    public static readonly TimeSpan OperationTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromMilliseconds(200);
+
+    public EtcdConnection Etcd => etcd;
+
+    public LedgerKeys Keys => keys;
+
+    public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+
+    public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+
+    public async Task<StoredValue> GetAsync(string key, bool serializable, CancellationToken cancellationToken)
+    {
+        var response = await RangeAsync(new RangeRequest { Key = EtcdBytes.Key(key), Serializable = serializable }, cancellationToken);
+        var kv = response.Kvs.FirstOrDefault();
+        return kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
+    }
+
+    /// <summary>Reads many keys, <see cref="MaxTxnOps"/> per transaction (one revision per chunk).</summary>
+    public async Task<IReadOnlyDictionary<string, StoredValue>> ReadManyAsync(
+        IReadOnlyList<string> wanted, bool serializable, CancellationToken cancellationToken)
+    {
+        var values = new Dictionary<string, StoredValue>(StringComparer.Ordinal);
+        foreach (var chunk in wanted.Chunk(MaxTxnOps))
+        {
+            var request = new TxnRequest();
+            foreach (var key in chunk)
+            {
+                request.Success.Add(new RequestOp { RequestRange = new RangeRequest { Key = EtcdBytes.Key(key), Serializable = serializable } });
+            }
+
+            var response = await TxnAsync(request, cancellationToken);
+            for (var index = 0; index < chunk.Length; index++)
+            {
+                var kv = response.Responses[index].ResponseRange.Kvs.FirstOrDefault();
+                values[chunk[index]] = kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
+            }
+        }
+
+        return values;
+    }
+
+    /// <summary>Retries a call that is safe to repeat while etcd is unavailable.</summary>
+    public async Task<T> RetryingAsync<T>(Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(OperationTimeout);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await call(timeout.Token);
+            }
+            catch (Exception exception) when (attempt < MaxAttempts && !timeout.IsCancellationRequested
+                && (exception is OperationCanceledException || (exception is RpcException rpc && IsTransient(rpc))))
+            {
+                // Unavailable, or one call's own deadline passed (a frozen member): ask again, likely another member.
+                await BackoffAsync(attempt, timeout.Token);
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw new LedgerUnavailableException($"etcd did not answer within {OperationTimeout.TotalSeconds} s.");
+            }
+        }
+    }
+
+    public static bool IsTransient(RpcException exception) =>
+        exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown;
+
+    public static Task BackoffAsync(int attempt, CancellationToken cancellationToken)
+    {
+        // Full jitter: spreads conflicting writers apart; capped so a long outage is polled, not slept through.
+        var ceiling = Math.Min(MaxBackoff.TotalMilliseconds, Math.Pow(2, Math.Min(attempt, 10)));
+        // Real time on purpose: this paces calls to a real cluster, not business time (which tests may fake).
+        return Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling), cancellationToken);
+    }
+}

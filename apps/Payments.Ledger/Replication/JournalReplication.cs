@@ -1,0 +1,108 @@
+using Payments.Etcd;
+using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
+
+namespace Payments.Ledger.Replication;
+
+/// <summary>How a region's ledger writes reach the other region.</summary>
+public enum ReplicationMode
+{
+    /// <summary>Single region: nothing ships.</summary>
+    Off,
+
+    /// <summary>A write is acknowledged only once its journal entries are in Cosmos DB: RPO 0 for every acknowledged payment.</summary>
+    Sync,
+
+    /// <summary>Shipped in the background; the lag is the metric <c>payments.replication.lag</c>.</summary>
+    Async,
+}
+
+/// <summary>Configuration section <c>Replication</c> (<c>Mode</c>: off, sync or async).</summary>
+public sealed class ReplicationOptions
+{
+    public ReplicationMode Mode { get; set; } = ReplicationMode.Off;
+
+    /// <summary>How long a sync write waits for its entries to be shipped before it answers 503 (committed, not yet
+    /// acknowledged: the caller's retry with the same ids replays it and waits again).</summary>
+    public TimeSpan SyncTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    public bool Enabled => Mode != ReplicationMode.Off;
+
+    public ReplicationOptions Validate() => Enum.IsDefined(Mode)
+        ? this
+        : throw new InvalidOperationException($"Replication:Mode is '{Mode}'; use off, sync or async.");
+}
+
+/// <summary>What a ledger write waits for before it is acknowledged (nothing unless the mode is sync).</summary>
+public sealed class ReplicationAcknowledger(ReplicationOptions options, JournalShipper? shipper)
+{
+    public Task WaitAsync(TransferOutcome outcome, CancellationToken cancellationToken) =>
+        outcome is TransferOutcome.Applied applied ? WaitAsync(applied.Entry.Sequence, cancellationToken) : Task.CompletedTask;
+
+    public Task WaitAsync(BatchOutcome outcome, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outcome);
+        var last = outcome.Transfers.OfType<TransferOutcome.Applied>().Select(applied => applied.Entry.Sequence).DefaultIfEmpty(-1).Max();
+        return last < 0 ? Task.CompletedTask : WaitAsync(last, cancellationToken);
+    }
+
+    private Task WaitAsync(long sequence, CancellationToken cancellationToken) =>
+        options.Mode == ReplicationMode.Sync && shipper is not null
+            ? shipper.WaitShippedAsync(sequence, options.SyncTimeout, cancellationToken)
+            : Task.CompletedTask;
+}
+
+/// <summary>Runs the region's journal shipper for the life of the ledger service.</summary>
+internal sealed class JournalShippingService(JournalShipper shipper) : BackgroundService
+{
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => shipper.RunAsync(stoppingToken);
+}
+
+internal static class ReplicationRegistration
+{
+    /// <summary>With <c>Replication:Mode</c> sync or async: the Cosmos client, the journal container (created if
+    /// missing, bounded), the shipper and its lag gauge.</summary>
+    public static async Task AddJournalReplicationAsync(this WebApplicationBuilder builder, ReplicationOptions options, EtcdOptions etcd)
+    {
+        builder.Services.AddSingleton(options);
+        if (!options.Enabled)
+        {
+            builder.Services.AddSingleton(new ReplicationAcknowledger(options, null));
+            return;
+        }
+
+        var region = builder.Configuration["Region:Name"];
+        if (string.IsNullOrWhiteSpace(region))
+        {
+            throw new InvalidOperationException("Replication:Mode needs Region:Name (replication is between the regions of a two-region deployment).");
+        }
+
+        var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
+        var client = cosmos.CreateClient();
+        var journal = await cosmos.EnsureContainersAsync(client, [cosmos.JournalContainer]);
+        builder.Services.AddSingleton(client);
+        builder.Services.AddSingleton(provider =>
+        {
+            var shipper = new JournalShipper(
+                region, journal[0],
+                // The service's own ledger: the shipper only reads its journal (the region fence guards writes only).
+                provider.GetRequiredService<EtcdLedger>(),
+                provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<JournalShipper>())
+            {
+                // Beside the journal: the API's merchant key hashes and account owners, and the payment records, so
+                // the other region knows the merchants, their accounts and their payments after a failover.
+                // (Idempotency records are not shipped: a payment's id derives from its key, so a retry in the other
+                // region still finds the same payment.)
+                RecordPrefixes = EtcdOptions.ReplicatedRecordFamilies,
+                RecordRoot = etcd.KeyPrefix,
+                Etcd = provider.GetRequiredService<EtcdConnection>(),
+            };
+            ReplicationMetrics.ObserveLag(() => shipper.LagMilliseconds);
+            return shipper;
+        });
+        builder.Services.AddSingleton(provider => new ReplicationAcknowledger(options, provider.GetRequiredService<JournalShipper>()));
+        builder.Services.AddHostedService<JournalShippingService>();
+    }
+}

@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace Payments.Local.Hosting;
+
+/// <summary>One app of the local system as its own process (<c>dotnet App.dll</c>), its output in a log file,
+/// stopped with its whole process tree.</summary>
+public sealed class ChildProcess : IAsyncDisposable
+{
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
+    private readonly Process process;
+
+    private ChildProcess(string name, Process process, string logPath)
+    {
+        Name = name;
+        this.process = process;
+        LogPath = logPath;
+    }
+
+    public string Name { get; }
+
+    public string LogPath { get; }
+
+    public int ProcessId => process.Id;
+
+    public bool HasExited => process.HasExited;
+
+    public static ChildProcess Start(string name, string assembly, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string logDirectory)
+    {
+        var logPath = Path.Combine(logDirectory, name + ".log");
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, assembly));
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (key, value) in environment)
+        {
+            start.Environment[key] = value;
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {name}.");
+        var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
+        process.OutputDataReceived += (_, line) => Write(log, line.Data);
+        process.ErrorDataReceived += (_, line) => Write(log, line.Data);
+        process.Exited += (_, _) => log.Dispose();
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return new ChildProcess(name, process, logPath);
+    }
+
+    /// <summary>Polls (bounded) until the app answers 200 on <paramref name="readyUrl"/>, or its TCP port accepts.</summary>
+    public async Task WaitReadyAsync(Uri readyUrl, bool tcpOnly, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"{Name} exited with code {process.ExitCode}; see {LogPath}.");
+            }
+
+            try
+            {
+                if (tcpOnly)
+                {
+                    using var tcp = new TcpClient();
+                    await tcp.ConnectAsync(readyUrl.Host, readyUrl.Port, cancellationToken);
+                    return;
+                }
+
+                if ((await http.GetAsync(readyUrl, cancellationToken)).IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (Exception exception) when (exception is HttpRequestException or SocketException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                // Not listening yet.
+            }
+
+            if (waited.Elapsed > ReadyTimeout)
+            {
+                throw new TimeoutException($"{Name} was not ready within {ReadyTimeout.TotalSeconds} s; see {LogPath}.");
+            }
+
+            await Task.Delay(PollInterval, cancellationToken);
+        }
+    }
+
+    /// <summary>SIGKILL: a crash, for the fault tests.</summary>
+    public async Task KillAsync()
+    {
+        if (!process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        process.Dispose();
+    }
+
+    private static void Write(StreamWriter log, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (log)
+        {
+            try
+            {
+                log.WriteLine(line);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The process exited while its last lines were in flight.
+            }
+        }
+    }
+}

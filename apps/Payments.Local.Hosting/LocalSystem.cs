@@ -1,0 +1,259 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Etcd;
+using Payments.Ledger.Core;
+using Payments.Failover.Core;
+using Payments.LocalCluster;
+
+namespace Payments.Local.Hosting;
+
+/// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the ledger and
+/// risk services, the orchestrator, two API replicas and the edge load balancer in front of them (the same one the
+/// container tests use), each app its own process. Development only.</summary>
+public sealed class LocalSystem : IAsyncDisposable
+{
+    /// <summary>One region of a two-region deployment on this machine: its failover service and fenced, replicating
+    /// apps, against a Cosmos DB endpoint both regions share (the local Cosmos-compatible server).</summary>
+    public sealed record RegionSettings(string Name, RegionRole Role, Uri CosmosEndpoint, string CosmosKey, string ReplicationMode = "sync");
+
+    public const string KeyPrefix = "/daprpayments/";
+
+    /// <summary>The key layout every app of this system uses (the apps' own default prefix).</summary>
+    public static EtcdOptions Layout { get; } = new() { KeyPrefix = KeyPrefix };
+    public const long ReviewThresholdMinor = 100_000;
+    public const int ApiReplicas = 2;
+    private readonly List<ChildProcess> children = [];
+    private int? orchestratorPort;
+
+    private LocalSystem(LocalEtcdCluster cluster, string logDirectory, RegionSettings? region)
+    {
+        Region = region;
+        Cluster = cluster;
+        LogDirectory = logDirectory;
+        Etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        Ledger = new EtcdLedger(Etcd, Layout.LedgerPrefix, TimeProvider.System, NullLogger<EtcdLedger>.Instance);
+    }
+
+    public LocalEtcdCluster Cluster { get; }
+
+    /// <summary>Null for the single-region system (the run command's default).</summary>
+    public RegionSettings? Region { get; }
+
+    /// <summary>The failover service's address (region mode only).</summary>
+    public Uri? FailoverBaseAddress { get; private set; }
+
+    /// <summary>Every process of this system, for fault injection (a region lost entirely).</summary>
+    public IReadOnlyList<ChildProcess> Children => children;
+
+    public EtcdConnection Etcd { get; }
+
+    public EtcdLedger Ledger { get; }
+
+    public string LogDirectory { get; }
+
+    public Uri ApiBaseAddress { get; private set; } = null!;
+
+    public string SidecarEndpoint { get; private set; } = null!;
+
+    /// <summary>The ledger service; empty until it started (it starts before the apps that call it).</summary>
+    public string LedgerUrl { get; private set; } = string.Empty;
+
+    public string RiskUrl { get; private set; } = string.Empty;
+
+    public ChildProcess Orchestrator { get; private set; } = null!;
+
+    public static async Task<LocalSystem> StartAsync(
+        int apiPort, Action<string> progress, CancellationToken cancellationToken, RegionSettings? region = null)
+    {
+        var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken);
+        var logDirectory = Path.Combine(cluster.Directory, "logs");
+        Directory.CreateDirectory(logDirectory);
+        var system = new LocalSystem(cluster, logDirectory, region);
+        try
+        {
+            await system.StartAppsAsync(apiPort, progress, cancellationToken);
+            return system;
+        }
+        catch
+        {
+            await system.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Starts a new orchestrator process (after a crash of the old one, in the fault tests).</summary>
+    public async Task<ChildProcess> StartOrchestratorAsync(CancellationToken cancellationToken)
+    {
+        // The same port on every start: the API keeps calling it across an orchestrator restart.
+        var port = orchestratorPort ??= LocalPorts.Free();
+        var orchestrator = ChildProcess.Start("orchestrator", "Payments.Orchestrator.Host.dll", [], AppEnvironment(port), LogDirectory);
+        children.Add(orchestrator);
+        await orchestrator.WaitReadyAsync(new Uri($"http://127.0.0.1:{port}/readyz"), tcpOnly: false, cancellationToken);
+        Orchestrator = orchestrator;
+        return orchestrator;
+    }
+
+    /// <summary>A lost region coming back (the drill): its etcd members restart on their data, and its failover
+    /// service starts again — to find another region holding the record, and stay passive.</summary>
+    public async Task RestartEtcdAndFailoverAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        for (var member = 0; member < Cluster.Members.Count; member++)
+        {
+            Cluster.Restart(member);
+        }
+
+        await Cluster.WaitForLeaderAsync(cancellationToken);
+        await StartFailoverAsync(progress, cancellationToken);
+    }
+
+    private async Task StartFailoverAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        var region = Region ?? throw new InvalidOperationException("Not a region of a two-region system.");
+        // Reserved now: the failover service resumes unfinished payments through the orchestrator after a takeover.
+        orchestratorPort ??= LocalPorts.Free();
+        var failoverPort = LocalPorts.Free();
+        FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
+        var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role.ToString() };
+        var failover = ChildProcess.Start("failover", "Payments.Failover.dll", [], failoverEnvironment, LogDirectory);
+        children.Add(failover);
+        await failover.WaitReadyAsync(new Uri(FailoverBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
+        progress($"Failover service of {region.Name} ({region.Role} at start) on {FailoverBaseAddress}");
+    }
+
+    /// <summary>The whole region lost at once (the drill): every process SIGKILLed, every etcd member killed.</summary>
+    public async Task KillAllAsync()
+    {
+        foreach (var child in children.Where(child => !child.HasExited))
+        {
+            try
+            {
+                using var process = System.Diagnostics.Process.GetProcessById(child.ProcessId);
+                process.Kill(entireProcessTree: true);
+            }
+            catch (ArgumentException)
+            {
+                // already gone
+            }
+        }
+
+        for (var member = 0; member < Cluster.Members.Count; member++)
+        {
+            await Cluster.KillAsync(member);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Apps first (they hold connections to the sidecar and etcd), then the sidecar, then etcd.
+        foreach (var child in Enumerable.Reverse(children))
+        {
+            await child.DisposeAsync();
+        }
+
+        Etcd.Dispose();
+        await Cluster.DisposeAsync();
+    }
+
+    private async Task StartAppsAsync(int apiPort, Action<string> progress, CancellationToken cancellationToken)
+    {
+        if (Region is not null)
+        {
+            // First: it decides whether this region may write, and the apps' readiness depends on it.
+            await StartFailoverAsync(progress, cancellationToken);
+        }
+
+        var sidecarPort = LocalPorts.Free();
+        SidecarEndpoint = $"http://127.0.0.1:{sidecarPort}";
+        var sidecar = ChildProcess.Start("workflow-sidecar", "Payments.WorkflowSidecar.dll",
+            ["--port", sidecarPort.ToString(CultureInfo.InvariantCulture)], new Dictionary<string, string>(), LogDirectory);
+        children.Add(sidecar);
+        await sidecar.WaitReadyAsync(new Uri(SidecarEndpoint), tcpOnly: true, cancellationToken);
+        progress($"Development workflow sidecar ready on {SidecarEndpoint} (in-memory; development only)");
+
+        var ledgerPort = LocalPorts.Free();
+        LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
+        var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort), LogDirectory);
+        children.Add(ledger);
+        await ledger.WaitReadyAsync(new Uri(LedgerUrl + WritableProbe), tcpOnly: false, cancellationToken);
+        progress($"Ledger service ready on {LedgerUrl}");
+
+        var riskPort = LocalPorts.Free();
+        var risk = ChildProcess.Start("risk", "Payments.Risk.dll", [], AppEnvironment(riskPort), LogDirectory);
+        children.Add(risk);
+        await risk.WaitReadyAsync(new Uri($"http://127.0.0.1:{riskPort}/readyz"), tcpOnly: false, cancellationToken);
+        RiskUrl = $"http://127.0.0.1:{riskPort}/";
+        progress($"Risk service ready on {RiskUrl}");
+
+        await StartOrchestratorAsync(cancellationToken);
+        progress("Orchestrator ready (PaymentWorkflow and its activities)");
+
+        var replicas = new List<string>();
+        for (var replica = 0; replica < ApiReplicas; replica++)
+        {
+            var replicaUrl = $"http://127.0.0.1:{LocalPorts.Free()}";
+            var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port), LogDirectory);
+            children.Add(api);
+            await api.WaitReadyAsync(new Uri(replicaUrl + "/" + WritableProbe), tcpOnly: false, cancellationToken);
+            replicas.Add(replicaUrl);
+        }
+
+        // Clients see one address: the edge load balancer, which spreads requests over the replicas and stops
+        // sending to one that fails (a replica can be killed; clients retry with their Idempotency-Keys).
+        var port = apiPort == 0 || !IsFree(apiPort) ? LocalPorts.Free() : apiPort;
+        ApiBaseAddress = new Uri($"http://127.0.0.1:{port}");
+        var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(port)) { ["Edge__Backends"] = string.Join(',', replicas) };
+        var edge = ChildProcess.Start("edge", "Payments.Edge.dll", [], edgeEnvironment, LogDirectory);
+        children.Add(edge);
+        await edge.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
+        progress($"API ready on {ApiBaseAddress}: the edge load balancer over {ApiReplicas} replicas (logs in {LogDirectory})");
+    }
+
+    private Dictionary<string, string> AppEnvironment(int port) => new Dictionary<string, string>
+    {
+        ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+        ["DAPR_GRPC_ENDPOINT"] = SidecarEndpoint,
+        ["Payments__EtcdEndpoints"] = Cluster.ClientEndpoints,
+        ["Payments__KeyPrefix"] = KeyPrefix,
+        ["Payments__LedgerUrl"] = LedgerUrl,
+        ["Payments__RiskUrl"] = RiskUrl,
+        ["Payments__OrchestratorUrl"] = orchestratorPort is { } orchestrator && orchestrator != port ? $"http://127.0.0.1:{orchestrator}/" : string.Empty,
+        ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
+        ["Logging__LogLevel__Default"] = "Warning",
+        ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
+    }.Concat(RegionEnvironment()).ToDictionary();
+
+    /// <summary>Region mode: the apps fence their writes by the region's epoch, the ledger ships its journal, and the
+    /// failover service and the ledger reach the shared Cosmos endpoint (the local server's self-signed certificate is
+    /// accepted: development only).</summary>
+    private IEnumerable<KeyValuePair<string, string>> RegionEnvironment() => Region is not { } region
+        ? []
+        : new Dictionary<string, string>
+        {
+            ["Region__Name"] = region.Name,
+            ["Replication__Mode"] = region.ReplicationMode,
+            ["Cosmos__Endpoint"] = region.CosmosEndpoint.ToString(),
+            ["Cosmos__Key"] = region.CosmosKey,
+            ["Cosmos__LimitToEndpoint"] = "true",
+            ["Cosmos__AcceptAnyServerCertificate"] = "true",
+        };
+
+    /// <summary>What "started" means for the apps whose readiness follows the region's role: in a standby region they
+    /// are alive but (rightly) not ready, so the start waits for liveness there.</summary>
+    private string WritableProbe => Region is null ? "readyz" : "healthz";
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,112 @@
+using System.Text.Json.Serialization;
+using System.Text.Json;
+using Etcdserverpb;
+using Google.Protobuf;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Orchestrator.Client.Models;
+
+namespace Payments.Orchestrator.Client.Records;
+
+/// <summary>A payment as the platform reports it: created by the API when it accepts the payment, its terminal
+/// status written by the saga's last step. Durable in etcd, so the status outlives the workflow engine's retention.</summary>
+public sealed record PaymentRecord(PaymentOrder Order, string Status, string? Reason, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt)
+{
+    [JsonIgnore]
+    public string PaymentId => Order.PaymentId;
+
+    [JsonIgnore]
+    public bool IsTerminal => PaymentStatus.IsTerminal(Status);
+
+    /// <summary>The record of a payment the API has just accepted.</summary>
+    public static PaymentRecord Accepted(PaymentOrder order, DateTimeOffset now) => new(order, PaymentStatus.Pending, null, now, now);
+}
+
+/// <summary>Payment records on etcd; every write is create-only or compare-and-swap.</summary>
+public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
+{
+    /// <summary>Compare-and-swap rounds before a terminal write gives up (it then fails its activity, which is retried).</summary>
+    public const int MaxCasAttempts = 8;
+
+    /// <summary>Largest page <see cref="ListAsync"/> returns.</summary>
+    public const int MaxListPage = 500;
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly string root = EtcdBytes.AsPrefix(prefix);
+
+    /// <summary>Creates the record, or returns the one already there with that id.</summary>
+    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var key = Key(record.PaymentId);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
+        request.Success.Add(EtcdBytes.Put(key, Encode(record)));
+        request.Failure.Add(EtcdBytes.Get(key));
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return response.Succeeded ? record : Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
+    }
+
+    public async Task<(PaymentRecord Record, long Revision)?> GetAsync(string paymentId, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(Key(paymentId)) }, cancellationToken: token), cancellationToken);
+        var kv = response.Kvs.FirstOrDefault();
+        return kv is null ? null : (Decode(kv.Value), kv.ModRevision);
+    }
+
+    /// <summary>A page of records in payment-id order after <paramref name="afterPaymentId"/> (null: from the first),
+    /// at most <paramref name="limit"/>: for reconciliation after a region takes over.</summary>
+    public async Task<IReadOnlyList<PaymentRecord>> ListAsync(string? afterPaymentId, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, MaxListPage);
+        var request = new RangeRequest
+        {
+            // Strictly after the last id: its key with a zero byte appended is the next possible key.
+            Key = afterPaymentId is null ? EtcdBytes.Key(root) : EtcdBytes.Key(Key(afterPaymentId) + "\0"),
+            RangeEnd = EtcdBytes.PrefixEnd(root),
+            Limit = limit,
+        };
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+        return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
+    }
+
+    /// <summary>Writes the terminal outcome once: a record already terminal is left as it is (the first outcome
+    /// stands); a missing record (a saga started without the API) is nothing to update.</summary>
+    public async Task RecordOutcomeAsync(string paymentId, PaymentOutcome outcome, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outcome);
+        for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
+        {
+            if (await GetAsync(paymentId, cancellationToken) is not { Record: var record, Revision: var revision } || record.IsTerminal)
+            {
+                return;
+            }
+
+            if (await UpdateAsync(record with { Status = outcome.Status, Reason = outcome.Reason, UpdatedAt = now }, revision, cancellationToken))
+            {
+                return;
+            }
+        }
+
+        throw new InvalidOperationException($"Payment record {paymentId} kept changing for {MaxCasAttempts} attempts.");
+    }
+
+    /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.</summary>
+    public async Task<bool> UpdateAsync(PaymentRecord record, long revision, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var key = Key(record.PaymentId);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
+        request.Success.Add(EtcdBytes.Put(key, Encode(record)));
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return response.Succeeded;
+    }
+
+    private string Key(string paymentId) => root + paymentId;
+
+    private static ByteString Encode(PaymentRecord record) => ByteString.CopyFromUtf8(JsonSerializer.Serialize(record, Json));
+
+    private static PaymentRecord Decode(ByteString value) => JsonSerializer.Deserialize<PaymentRecord>(value.Span, Json)!;
+}

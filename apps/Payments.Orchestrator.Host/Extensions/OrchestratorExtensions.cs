@@ -1,0 +1,41 @@
+using Dapr.Workflow;
+using Payments.Etcd;
+using Payments.Ledger.Client;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Orchestrator.Client.Records;
+using Payments.Orchestrator.Host.Apis;
+using Payments.Orchestrator.Workflows;
+using Payments.Risk.Client;
+using Payments.Risk.Contracts;
+using Payments.ServiceDefaults;
+
+namespace Payments.Orchestrator.Host.Extensions;
+
+public static class OrchestratorExtensions
+{
+    /// <summary>The orchestrator: PaymentWorkflow and its activities on the Dapr workflow runtime (the sidecar at
+    /// <c>DAPR_GRPC_ENDPOINT</c>), the ledger and risk services through bounded invocation clients, the payment
+    /// records, and the gateway its internal endpoints serve.</summary>
+    public static void AddPaymentsOrchestrator(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = (builder.Configuration.GetSection(EtcdOptions.Section).Get<OrchestratorOptions>() ?? new OrchestratorOptions()).Validate();
+        var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
+        builder.Services.AddSingleton(options);
+        builder.Services.AddEtcd(etcd, regional: false);
+        // Each call is bounded; a timeout is a fault the workflow runtime retries (transfer ids make retries safe).
+        builder.Services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, OrchestratorOptions.LedgerCallTimeout);
+        builder.Services.AddInvocationClient<IRiskAssessor, HttpRiskAssessor>(options.RiskUrl!, OrchestratorOptions.RiskCallTimeout);
+        builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
+        builder.Services.AddSingleton<IPaymentWorkflows, DaprPaymentWorkflows>();
+        builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
+    }
+
+    public static void UsePaymentsOrchestrator(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapPaymentWorkflowsApi();
+        app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
+    }
+}

@@ -1,0 +1,9 @@
+namespace Payments.Orchestrator.Activities;
+
+/// <summary>What a ledger step reports: done, or refused with a stable ledger error code (never retried).</summary>
+public sealed record StepResult(bool Succeeded, string? ErrorCode)
+{
+    public static StepResult Ok { get; } = new(true, null);
+
+    public static StepResult Refused(string code) => new(false, code);
+}

@@ -1,0 +1,47 @@
+using Payments.Domain;
+
+namespace Payments.Risk.Contracts;
+
+public enum RiskDecision
+{
+    Approve,
+    Review,
+    Reject,
+}
+
+/// <summary>A risk verdict with its stable reason codes (empty when approved without remark).</summary>
+public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string> Reasons)
+{
+    public const string AmountAboveLimit = "amount-above-limit";
+    public const string AmountAboveReviewThreshold = "amount-above-review-threshold";
+    public const string VelocityCountExceeded = "velocity-count-exceeded";
+    public const string VelocitySumExceeded = "velocity-sum-exceeded";
+    public const string DebtorBlocked = "debtor-blocked";
+    public const string CreditorBlocked = "creditor-blocked";
+}
+
+/// <summary>What the risk check looks at.</summary>
+public sealed record RiskInput(string PaymentId, AccountId Debtor, AccountId Creditor, Money Amount);
+
+/// <summary>Limits per currency in minor units; velocity over <see cref="VelocityWindow"/> per debtor account.</summary>
+public sealed record RiskPolicy(
+    long ReviewThresholdMinor,
+    long RejectAboveMinor,
+    int VelocityMaxCount,
+    long VelocityMaxSumMinor,
+    TimeSpan VelocityWindow,
+    IReadOnlySet<string> BlockedAccounts)
+{
+    public static RiskPolicy Default { get; } = new(
+        ReviewThresholdMinor: 100_000, // 1,000.00 in a two-decimal currency
+        RejectAboveMinor: 10_000_000,
+        VelocityMaxCount: 50,
+        VelocityMaxSumMinor: 5_000_000,
+        VelocityWindow: TimeSpan.FromMinutes(10),
+        BlockedAccounts: new HashSet<string>(StringComparer.Ordinal));
+}
+
+public interface IRiskAssessor
+{
+    Task<RiskAssessment> AssessAsync(RiskInput input, CancellationToken cancellationToken);
+}

@@ -1,0 +1,34 @@
+namespace Payments.ServiceDefaults;
+
+/// <summary>The stable problem <c>type</c> URIs (RFC 9457) of every DaprPayments service: the public API v1 and the
+/// internal ledger and failover APIs. Clients branch on these, never on titles; once published, a type never changes meaning.</summary>
+public static class ProblemTypes
+{
+    public const string Base = "https://daprpayments.dev/problems/";
+
+    public const string MalformedRequest = Base + "malformed-request";
+    public const string ValidationFailed = Base + "validation-failed";
+    public const string PayloadTooLarge = Base + "payload-too-large";
+    public const string UnsupportedMediaType = Base + "unsupported-media-type";
+    public const string Unauthorized = Base + "unauthorized";
+    public const string AccountNotFound = Base + "account-not-found";
+    public const string PaymentNotFound = Base + "payment-not-found";
+    public const string AccountExists = Base + "account-exists";
+    public const string CurrencyMismatch = Base + "currency-mismatch";
+    public const string AccountClosed = Base + "account-closed";
+    public const string IdempotencyKeyMissing = Base + "idempotency-key-missing";
+    public const string IdempotencyKeyInvalid = Base + "idempotency-key-invalid";
+    public const string IdempotencyKeyReuse = Base + "idempotency-key-reuse";
+    public const string IdempotencyKeyInUse = Base + "idempotency-key-in-use";
+    public const string PaymentNotAwaitingApproval = Base + "payment-not-awaiting-approval";
+    public const string RateLimited = Base + "rate-limited";
+    public const string ServiceUnavailable = Base + "service-unavailable";
+    public const string RegionNotWritable = Base + "region-not-writable";
+    public const string InternalError = Base + "internal-error";
+
+    /// <summary>Ledger service: a sync-mode write committed but not yet durable in Cosmos DB (retry with the same ids).</summary>
+    public const string ReplicationPending = Base + "replication-pending";
+
+    /// <summary>Failover admin: a switchover asked of a region that does not hold the active-region record.</summary>
+    public const string NotTheActiveRegion = Base + "not-the-active-region";
+}

@@ -1,0 +1,39 @@
+using DurableTask.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.DurableTask.Testing.Sidecar.Grpc;
+using Payments.WorkflowSidecar.Engine;
+using Payments.WorkflowSidecar.Protocol;
+
+namespace Payments.WorkflowSidecar.Extensions;
+
+internal static class SidecarExtensions
+{
+    public static void AddWorkflowSidecar(this WebApplicationBuilder builder, SidecarOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(options);
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(options.Host, options.Port, listen => listen.Protocols = HttpProtocols.Http2));
+        var services = builder.Services;
+        services.AddGrpc();
+        services.AddSingleton(options);
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<UnthrottledInMemoryOrchestrationService>();
+        services.AddSingleton<IOrchestrationService>(provider => provider.GetRequiredService<UnthrottledInMemoryOrchestrationService>());
+        services.AddSingleton<IOrchestrationServiceClient>(provider => provider.GetRequiredService<UnthrottledInMemoryOrchestrationService>());
+        services.Configure<TaskHubGrpcServerOptions>(server => server.Mode = TaskHubGrpcServerMode.ApiServerAndDispatcher);
+        // One server instance for the process: it holds the worker connection and the in-flight work.
+        services.AddSingleton<ReconnectingTaskHubServer>();
+        services.AddHostedService<FinishedWorkflowPurger>();
+    }
+
+    public static void UseWorkflowSidecar(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var options = app.Services.GetRequiredService<SidecarOptions>();
+        app.Logger.LogWarning(
+            "Development workflow sidecar on {Host}:{Port}: in-memory, for development and tests only — production runs daprd.",
+            options.Host, options.Port);
+        app.Use(DaprWorkflowProtocolAdapter.RewriteAsync);
+        app.MapGrpcService<ReconnectingTaskHubServer>();
+    }
+}

@@ -1,0 +1,61 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Payments.Ledger.Extensions;
+
+namespace Payments.Testing;
+
+/// <summary>An app host composed in the test process the way its Program.cs composes it, on real HTTP (127.0.0.1, a
+/// free port), so tests exercise the same wiring and wire formats as the processes.</summary>
+public static class InProcessApp
+{
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
+
+    public static WebApplicationBuilder CreateBuilder(string etcdEndpoints, string keyPrefix)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration["Payments:EtcdEndpoints"] = etcdEndpoints;
+        builder.Configuration["Payments:KeyPrefix"] = keyPrefix;
+        return builder;
+    }
+
+    /// <summary>The ledger service (<c>AddLedgerServiceAsync</c>/<c>UseLedgerService</c>), single-region.</summary>
+    public static async Task<WebApplication> StartLedgerServiceAsync(string etcdEndpoints, string keyPrefix)
+    {
+        var builder = CreateBuilder(etcdEndpoints, keyPrefix);
+        await builder.AddLedgerServiceAsync();
+        var app = builder.Build();
+        app.UseLedgerService();
+        await app.StartAsync();
+        return app;
+    }
+
+    /// <summary>The app's base URL, with a trailing slash (what the invocation clients take).</summary>
+    public static string BaseUrl(WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return app.Urls.First().TrimEnd('/') + "/";
+    }
+
+    public static async Task StopAsync(IHost? app)
+    {
+        if (app is null)
+        {
+            return;
+        }
+
+        using var stop = new CancellationTokenSource(StopTimeout);
+        await app.StopAsync(stop.Token);
+        if (app is IAsyncDisposable disposable)
+        {
+            await disposable.DisposeAsync();
+        }
+        else
+        {
+            app.Dispose();
+        }
+    }
+}
