@@ -2,9 +2,9 @@ using Payments.Domain;
 
 namespace Payments.Ledger.Contracts;
 
-/// <summary>What the rest of the platform asks of the ledger. The ledger itself is <c>EtcdLedger</c> (Payments.Ledger.Core); the
-/// payment activities reach it through this interface — in process in the local mode, over Dapr service invocation
-/// on Kubernetes — so their code is the same in both.</summary>
+/// <summary>What the rest of the platform asks of the ledger. The ledger itself is <c>EtcdLedger</c>
+/// (Payments.Ledger.Core), served by the ledger service; the saga and the API reach it through this interface over
+/// Dapr service invocation (<c>HttpLedger</c>), so they never depend on etcd.</summary>
 public interface ILedger
 {
     Task<OpenAccountOutcome> OpenAccountAsync(AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken);

@@ -1,17 +1,16 @@
-
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Payments.Merchants;
 using Payments.Domain;
 using Payments.Etcd.Regions;
 using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
-
+using Payments.Merchants;
 
 namespace Payments.Local.Hosting;
 
@@ -98,7 +97,7 @@ public static class DrDrill
     private static async Task<double> AsyncLagAsync(LocalCosmosServer cosmos, int payments, int clients, Action<string> progress, CancellationToken cancellationToken)
     {
         await using var a = await LocalSystem.StartAsync(0, line => progress("[async a] " + line), cancellationToken,
-            new LocalSystem.RegionSettings("async-a", RegionRole.Active, cosmos.Endpoint, LocalCosmosServer.Key, ReplicationMode: "async"));
+            new LocalSystem.RegionSettings("async-a", RegionRole.Active, cosmos.Endpoint, LocalCosmosServer.Key, ReplicationMode.Async));
         var key = await PrepareAsync(a, standby: null, progress, cancellationToken);
         using var http = Client(a.ApiBaseAddress, key);
         using var ledger = new HttpClient { BaseAddress = new Uri(a.LedgerUrl), Timeout = TimeSpan.FromSeconds(5) };

@@ -3,8 +3,9 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
-using Payments.Ledger.Core;
 using Payments.Failover.Core;
+using Payments.Failover.Core.Replication;
+using Payments.Ledger.Core;
 using Payments.LocalCluster;
 
 namespace Payments.Local.Hosting;
@@ -16,7 +17,7 @@ public sealed class LocalSystem : IAsyncDisposable
 {
     /// <summary>One region of a two-region deployment on this machine: its failover service and fenced, replicating
     /// apps, against a Cosmos DB endpoint both regions share (the local Cosmos-compatible server).</summary>
-    public sealed record RegionSettings(string Name, RegionRole Role, Uri CosmosEndpoint, string CosmosKey, string ReplicationMode = "sync");
+    public sealed record RegionSettings(string Name, RegionRole Role, Uri CosmosEndpoint, string CosmosKey, ReplicationMode Replication = ReplicationMode.Sync);
 
     public const string KeyPrefix = "/daprpayments/";
 
@@ -232,7 +233,7 @@ public sealed class LocalSystem : IAsyncDisposable
         : new Dictionary<string, string>
         {
             ["Region__Name"] = region.Name,
-            ["Replication__Mode"] = region.ReplicationMode,
+            ["Replication__Mode"] = region.Replication.ToString(),
             ["Cosmos__Endpoint"] = region.CosmosEndpoint.ToString(),
             ["Cosmos__Key"] = region.CosmosKey,
             ["Cosmos__LimitToEndpoint"] = "true",

@@ -1,15 +1,13 @@
-
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Payments.Merchants;
 using Payments.Domain;
 using Payments.Local.Hosting;
+using Payments.Merchants;
 using Spectre.Console;
-
 
 namespace Payments.Local;
 

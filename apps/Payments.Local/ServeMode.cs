@@ -1,8 +1,6 @@
-using Payments.Merchants;
-
 using Payments.Local.Hosting;
+using Payments.Merchants;
 using Spectre.Console;
-
 
 namespace Payments.Local;
 

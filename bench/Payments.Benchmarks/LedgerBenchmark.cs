@@ -7,8 +7,8 @@ using HdrHistogram;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
-using Payments.Ledger.Core;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 using Payments.LocalCluster;
 
 namespace Payments.Benchmarks;

@@ -5,8 +5,8 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using HdrHistogram;
-using Payments.Merchants;
 using Payments.Local.Hosting;
+using Payments.Merchants;
 
 namespace Payments.Benchmarks;
 

@@ -1,11 +1,11 @@
-using Payments.Etcd;
 using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.AspNetCore.Builder;
-using Payments.Merchants;
+using Payments.Etcd;
 using Payments.Ledger.Core;
+using Payments.Merchants;
 using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using Payments.Merchants;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
+using Payments.Merchants;
 
 namespace Payments.Api.FunctionalTests;
 

@@ -24,14 +24,20 @@ public sealed class TracingTests(ApiSystemFixture system)
 
         var ledger = spans.Where(span => span.OperationName == "ledger.apply" && (string?)span.GetTagItem("ledger.first_transfer_id") is { } id && id.StartsWith("dep_", StringComparison.Ordinal)).ToArray();
         var deposit = Assert.Single(ledger, span => (string?)span.GetTagItem("ledger.outcome") == "applied");
-        // The server's request span stops just after the response is sent: wait for it (bounded) instead of racing it.
+        // The API's request span stops just after the response is sent: wait for it (bounded) instead of racing it.
+        bool IsApiDeposit(Activity span) => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId
+            && (span.DisplayName + span.GetTagItem("url.path")).Contains("/deposits", StringComparison.Ordinal);
         var waited = Stopwatch.StartNew();
-        while (!spans.Any(span => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId) && waited.Elapsed < TimeSpan.FromSeconds(10))
+        while (!spans.Any(IsApiDeposit) && waited.Elapsed < TimeSpan.FromSeconds(10))
         {
             await Task.Delay(TimeSpan.FromMilliseconds(20));
         }
 
-        var request = Assert.Single(spans, span => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId);
-        Assert.Contains("/deposits", request.DisplayName + request.GetTagItem("url.path"), StringComparison.Ordinal);
+        // One trace from the client's request through the API, over HTTP into the ledger service, into the etcd transaction.
+        var request = Assert.Single(spans, IsApiDeposit);
+        var ledgerRequest = Assert.Single(spans, span => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId
+            && span.DisplayName.Contains("/ledger/v1/transfers", StringComparison.Ordinal));
+        Assert.Equal(ledgerRequest.SpanId, deposit.ParentSpanId);
+        Assert.NotEqual(request.SpanId, ledgerRequest.SpanId);
     }
 }

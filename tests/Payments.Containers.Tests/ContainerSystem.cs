@@ -1,4 +1,3 @@
-
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -10,12 +9,11 @@ using DotNet.Testcontainers.Containers;
 using DotNet.Testcontainers.Images;
 using DotNet.Testcontainers.Networks;
 using Microsoft.Extensions.Logging.Abstractions;
-using Payments.Merchants;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
+using Payments.Merchants;
 using Payments.Orchestrator.Client.Records;
-
 
 namespace Payments.Containers.Tests;
 

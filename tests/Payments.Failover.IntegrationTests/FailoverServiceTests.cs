@@ -10,8 +10,8 @@ using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
-using Payments.Ledger.Core;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 using Payments.LocalCluster;
 
 namespace Payments.Failover.IntegrationTests;

@@ -3,9 +3,9 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Invariants;
-using Payments.Ledger.Contracts;
 using Payments.Testing;
 
 namespace Payments.Failover.IntegrationTests;

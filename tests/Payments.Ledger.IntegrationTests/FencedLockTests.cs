@@ -1,14 +1,14 @@
-using Payments.Testing;
 using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
-using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
 
 namespace Payments.Ledger.IntegrationTests;
 

@@ -1,11 +1,11 @@
-using Payments.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Payments.Domain;
 using Payments.Etcd;
-using Payments.Ledger.Core.Expiry;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Expiry;
 using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
 
 namespace Payments.Ledger.IntegrationTests;
 

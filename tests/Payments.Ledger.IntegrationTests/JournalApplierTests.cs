@@ -1,7 +1,7 @@
 using Payments.Domain;
+using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Invariants;
-using Payments.Ledger.Contracts;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Payments.Testing;
 

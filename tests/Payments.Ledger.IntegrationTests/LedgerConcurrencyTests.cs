@@ -1,5 +1,5 @@
-using Payments.Testing;
 using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
 using Xunit.Abstractions;
 
 namespace Payments.Ledger.IntegrationTests;

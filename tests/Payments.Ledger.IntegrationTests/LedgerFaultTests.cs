@@ -1,6 +1,6 @@
-using Payments.Testing;
 using System.Diagnostics;
 using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
 using Xunit.Abstractions;
 
 namespace Payments.Ledger.IntegrationTests;

@@ -3,8 +3,8 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
-using Payments.Ledger.Core;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Payments.Testing;
 

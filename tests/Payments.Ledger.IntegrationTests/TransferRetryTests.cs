@@ -1,8 +1,8 @@
-using Payments.Testing;
 using Payments.Domain;
-using Payments.Ledger.Core;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
 
 namespace Payments.Ledger.IntegrationTests;
 

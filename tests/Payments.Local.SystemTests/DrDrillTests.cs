@@ -1,5 +1,5 @@
-using Xunit.Abstractions;
 using Payments.Local.Hosting;
+using Xunit.Abstractions;
 
 namespace Payments.Local.SystemTests;
 

@@ -5,10 +5,10 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Payments.Domain;
 using Payments.Ledger.Core;
+using Payments.Local.Hosting;
+using Payments.Merchants;
 using Payments.Testing;
 using Xunit.Abstractions;
-using Payments.Merchants;
-using Payments.Local.Hosting;
 
 namespace Payments.Local.SystemTests;
 

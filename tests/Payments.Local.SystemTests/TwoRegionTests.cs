@@ -5,10 +5,10 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Payments.Domain;
 using Payments.Failover.Core;
-using Payments.LocalCluster;
-using Xunit.Abstractions;
-using Payments.Merchants;
 using Payments.Local.Hosting;
+using Payments.LocalCluster;
+using Payments.Merchants;
+using Xunit.Abstractions;
 
 namespace Payments.Local.SystemTests;
 

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Payments.Domain;
-using Payments.Ledger.Core;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 
 namespace Payments.Orchestrator.IntegrationTests;
 

@@ -1,6 +1,6 @@
 using Dapr.Workflow;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Payments.Ledger.Core;
 using Payments.Orchestrator.Client.Records;
 using Payments.Testing;

@@ -1,10 +1,10 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Payments.Domain;
-using Payments.Telemetry;
 using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Workflows;
+using Payments.Telemetry;
 
 namespace Payments.Orchestrator.IntegrationTests;
 

@@ -4,10 +4,9 @@ using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
 using Payments.Api.Security;
-using Payments.Merchants;
 using Payments.Domain;
 using Payments.Ledger.Contracts;
-
+using Payments.Merchants;
 using Payments.ServiceDefaults;
 
 namespace Payments.Api.Apis;

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Payments.Api.Problems;
-
 using Payments.ServiceDefaults;
 
 namespace Payments.Api.Apis;

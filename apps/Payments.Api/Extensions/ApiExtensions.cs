@@ -1,6 +1,6 @@
 using System.Threading.RateLimiting;
-using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.RateLimiting;
 using Payments.Api.Apis;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;

@@ -1,6 +1,5 @@
 using Payments.Api.Problems;
 using Payments.Merchants;
-
 using Payments.ServiceDefaults;
 
 namespace Payments.Api.Security;

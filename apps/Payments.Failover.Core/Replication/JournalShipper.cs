@@ -2,9 +2,8 @@ using System.Net;
 using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging;
 using Payments.Etcd;
-using Payments.Ledger.Core;
-
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 
 namespace Payments.Failover.Core.Replication;
 

@@ -6,19 +6,6 @@ using Payments.Ledger.Core;
 
 namespace Payments.Ledger.Replication;
 
-/// <summary>How a region's ledger writes reach the other region.</summary>
-public enum ReplicationMode
-{
-    /// <summary>Single region: nothing ships.</summary>
-    Off,
-
-    /// <summary>A write is acknowledged only once its journal entries are in Cosmos DB: RPO 0 for every acknowledged payment.</summary>
-    Sync,
-
-    /// <summary>Shipped in the background; the lag is the metric <c>payments.replication.lag</c>.</summary>
-    Async,
-}
-
 /// <summary>Configuration section <c>Replication</c> (<c>Mode</c>: off, sync or async).</summary>
 public sealed class ReplicationOptions
 {

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+
 namespace Payments.Orchestrator.Client.Models;
 
 /// <summary>What a payment is: who pays whom how much, for which merchant. Written once — into the payment record

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using Payments.Telemetry;
 using Payments.Orchestrator.Client.Models;
+using Payments.Telemetry;
 
 namespace Payments.Orchestrator.Activities;
 

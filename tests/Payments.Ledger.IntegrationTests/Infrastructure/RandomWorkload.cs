@@ -1,9 +1,9 @@
-using Payments.Testing;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Payments.Domain;
-using Payments.Ledger.Core;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
+using Payments.Testing;
 
 namespace Payments.Ledger.IntegrationTests.Infrastructure;
 
