@@ -64,7 +64,7 @@ public sealed class HttpLedger(HttpClient http) : ILedger
 
             if ((int)response.StatusCode >= 500)
             {
-                throw new LedgerUnavailableException($"The ledger service answered {(int)response.StatusCode}.");
+                throw await FaultAsync(response, cancellationToken);
             }
 
             // A 4xx here is a bug on our side (the wire format), not a business outcome: those come back as 200 bodies.
@@ -72,4 +72,33 @@ public sealed class HttpLedger(HttpClient http) : ILedger
             return await response.Content.ReadFromJsonAsync<T>(cancellationToken);
         }
     }
+
+    /// <summary>A 5xx as the fault it reports: the ledger's problem type tells a write that is committed but not yet
+    /// replicated, or refused because this region is passive, from a ledger that is simply unavailable.</summary>
+    private static async Task<Exception> FaultAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        var status = (int)response.StatusCode;
+        string? type = null;
+        if (response.Content.Headers.ContentType?.MediaType == "application/problem+json")
+        {
+            try
+            {
+                var problem = await response.Content.ReadFromJsonAsync<ProblemWire>(cancellationToken);
+                type = problem?.Type;
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // Not a problem document after all: an unavailable ledger.
+            }
+        }
+
+        return type switch
+        {
+            ProblemTypes.ReplicationPending => new LedgerReplicationPendingException($"The ledger service answered {status}: committed, not yet replicated."),
+            ProblemTypes.RegionNotWritable => new RegionNotWritableException($"The ledger service answered {status}: this region does not accept writes now."),
+            _ => new LedgerUnavailableException($"The ledger service answered {status}."),
+        };
+    }
+
+    private sealed record ProblemWire(string? Type);
 }

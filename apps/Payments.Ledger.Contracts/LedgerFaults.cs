@@ -4,6 +4,11 @@ namespace Payments.Ledger.Contracts;
 /// nothing was applied twice, and retrying with the same transfer ids is safe.</summary>
 public sealed class LedgerUnavailableException(string message) : Exception(message);
 
+/// <summary>The write committed in this region's ledger but is not yet durable in the other region (sync replication,
+/// Cosmos DB slow or unreachable), so it is not acknowledged. Not a failure: the same request again (same transfer
+/// ids) replays the committed write and waits for its shipping anew. Callers past a saga's pivot wait it out.</summary>
+public sealed class LedgerReplicationPendingException(string message) : Exception(message);
+
 /// <summary>A write was rejected because this region is not the active one (its epoch mirror is gone or newer).
 /// Nothing was written; the caller should answer 503 with Retry-After, and clients retry (with the same ids) against
 /// the active region.</summary>

@@ -5,15 +5,19 @@ using Payments.Ledger.Core;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
-/// <summary>The real ledger, with a fault injected on demand: the next call for a chosen transfer id fails as if
-/// etcd were unreachable, before reaching it. (Pausing etcd members cannot target one step of one payment; this can,
-/// and everything behind it is the real ledger on the real cluster.)</summary>
+/// <summary>The real ledger, with a fault injected on demand: the next calls for a chosen transfer id fail as if etcd
+/// were unreachable, before reaching it (<see cref="FailNext"/>), or after the ledger applied them, as when the write
+/// committed but is not yet replicated to the other region (<see cref="FailAfterApplying"/>). (Pausing etcd members
+/// cannot target one step of one payment; this can, and everything behind it is the real ledger on the real cluster.)</summary>
 public sealed class FlakyLedger(ILedger inner) : ILedger
 {
     private readonly ConcurrentDictionary<string, int> failuresLeft = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> attempts = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> committedFailuresLeft = new(StringComparer.Ordinal);
 
     public void FailNext(TransferId id, int times) => failuresLeft[id.Value] = times;
+
+    public void FailAfterApplying(TransferId id, int times) => committedFailuresLeft[id.Value] = times;
 
     public int Attempts(TransferId id) => attempts.GetValueOrDefault(id.Value);
 
@@ -22,20 +26,36 @@ public sealed class FlakyLedger(ILedger inner) : ILedger
 
     public Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken) => inner.GetAccountAsync(id, cancellationToken);
 
-    public Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
+    public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
         MaybeFail(request.Id);
-        return inner.TransferAsync(request, cancellationToken);
+        var outcome = await inner.TransferAsync(request, cancellationToken);
+        MaybeFailCommitted(request.Id);
+        return outcome;
     }
 
-    public Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken)
+    public async Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken)
     {
         foreach (var request in batch)
         {
             MaybeFail(request.Id);
         }
 
-        return inner.ApplyBatchAsync(batch, cancellationToken);
+        var outcome = await inner.ApplyBatchAsync(batch, cancellationToken);
+        foreach (var request in batch)
+        {
+            MaybeFailCommitted(request.Id);
+        }
+
+        return outcome;
+    }
+
+    private void MaybeFailCommitted(TransferId id)
+    {
+        if (committedFailuresLeft.TryGetValue(id.Value, out var left) && left > 0 && committedFailuresLeft.TryUpdate(id.Value, left - 1, left))
+        {
+            throw new LedgerReplicationPendingException($"Injected: {id} committed, not yet replicated.");
+        }
     }
 
     private void MaybeFail(TransferId id)

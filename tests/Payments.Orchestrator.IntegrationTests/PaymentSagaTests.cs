@@ -74,7 +74,7 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
     }
 
     [Fact]
-    public async Task TransientLedgerFailure_IsRetriedByTheRuntime_AndAppliedOnce()
+    public async Task TransientLedgerFailure_IsRetriedByTheSaga_AndAppliedOnce()
     {
         var (debtor, creditor) = await OpenAccountsAsync();
         var payment = Payment(debtor, creditor, 300);
@@ -87,6 +87,33 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
         Assert.Equal(300, await BalanceAsync(creditor));
         var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(Ledger.Core.Invariants.LedgerInvariants.MaxJournalEntries, CancellationToken.None);
         Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Hold(payment));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SettlementWithoutAnAnswer_IsWaitedOut_NeverCompensated_AndSettlesOnce(bool committedButNotReplicated)
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var payment = Payment(debtor, creditor, 400);
+        if (committedButNotReplicated)
+        {
+            saga.Flaky.FailAfterApplying(PaymentTransfers.Credit(payment), times: 3); // the pivot committed, the answer says "not yet"
+        }
+        else
+        {
+            saga.Flaky.FailNext(PaymentTransfers.Credit(payment), times: 3); // the ledger unreachable at the pivot
+        }
+
+        var outcome = await RunAsync(payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal(4, saga.Flaky.Attempts(PaymentTransfers.Credit(payment)));
+        Assert.Equal(400, await BalanceAsync(creditor));
+        var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(Ledger.Core.Invariants.LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Credit(payment));
+        Assert.DoesNotContain(journal, entry => entry.TransferId == PaymentTransfers.Void(payment)); // never compensated
+        await AssertInTransitIsBalancedAsync();
     }
 
     [Theory]

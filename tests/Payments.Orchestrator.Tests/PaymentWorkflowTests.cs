@@ -11,8 +11,8 @@ using Payments.Risk.Contracts;
 namespace Payments.Orchestrator.Tests;
 
 /// <summary>Every branch of the saga with a mocked <see cref="WorkflowContext"/>: what the workflow decides and which
-/// activities it calls, in which order, with which retry policy. (Retries themselves are the runtime's; the
-/// sidecar integration tests run them for real.)</summary>
+/// activities it calls, in which order, and how it rides out faults. The mocked clock moves by each timer the saga
+/// sets, so its budgets are measured as the runtime would measure them (the sidecar integration tests run it for real).</summary>
 public sealed class PaymentWorkflowTests
 {
     private static readonly PaymentInput Payment = new(new PaymentOrder("pay-1", "merchant-a", "alice", "bob", 1_250, "USD", "order 7"), TimeSpan.FromMinutes(10));
@@ -24,6 +24,8 @@ public sealed class PaymentWorkflowTests
     private readonly List<string> statuses = [];
     private readonly List<PaymentOutcome> recorded = [];
     private bool recordingFails;
+    private DateTime now = new(2026, 11, 29, 12, 0, 0, DateTimeKind.Utc);
+    private readonly List<TimeSpan> timers = [];
 
     public PaymentWorkflowTests()
     {
@@ -32,9 +34,15 @@ public sealed class PaymentWorkflowTests
         context.Setup(c => c.CreateReplaySafeLogger<PaymentWorkflow>()).Returns(NullLogger<PaymentWorkflow>.Instance);
 
         context.Setup(c => c.SetCustomStatus(It.IsAny<object>())).Callback<object>(status => statuses.Add((string)status));
-        context.SetupGet(c => c.CurrentUtcDateTime).Returns(new DateTime(2026, 11, 29, 12, 0, 0, DateTimeKind.Utc));
+        context.SetupGet(c => c.CurrentUtcDateTime).Returns(() => now);
         context.SetupGet(c => c.InstanceId).Returns(Payment.PaymentId);
-        context.Setup(c => c.CreateTimer(It.IsAny<TimeSpan>(), It.IsAny<CancellationToken>())).Returns(Task.CompletedTask);
+        context.Setup(c => c.CreateTimer(It.IsAny<TimeSpan>(), It.IsAny<CancellationToken>()))
+            .Callback<TimeSpan, CancellationToken>((delay, _) =>
+            {
+                timers.Add(delay);
+                now += delay;
+            })
+            .Returns(Task.CompletedTask);
         context.Setup(c => c.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), It.IsAny<RecordOutcomeInput>(), It.IsAny<WorkflowTaskOptions>()))
             .Returns<string, object, WorkflowTaskOptions>((_, input, _) =>
             {
@@ -56,15 +64,78 @@ public sealed class PaymentWorkflowTests
     }
 
     [Fact]
-    public async Task LedgerSteps_CarryABoundedRetryPolicy()
+    public async Task RiskServiceDownForTwoMinutes_IsRiddenOut_AndThePaymentCompletes()
     {
-        Arrange(risk: Approve);
-        await RunAsync();
-        foreach (var activity in new[] { nameof(HoldFundsActivity), nameof(SettlePaymentActivity) })
-        {
-            context.Verify(c => c.CallActivityAsync<StepResult>(activity, Payment, It.Is<WorkflowTaskOptions>(options =>
-                options.RetryPolicy!.MaxNumberOfAttempts > 1 && options.RetryPolicy.RetryTimeout <= TimeSpan.FromMinutes(1))));
-        }
+        Arrange(risk: Approve, riskFaultsFor: TimeSpan.FromMinutes(2));
+
+        var outcome = await RunAsync();
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.True(calls.Count(call => call == nameof(CheckRiskActivity)) > 3);
+        Assert.All(timers, delay => Assert.True(delay <= PaymentWorkflow.BeforePivot.MaxDelay));
+        Assert.Equal(PaymentStep.RiskCheck, statuses[1]); // pending at the risk check all along, never failed
+        Assert.Equal(PaymentStep.Holding, statuses[2]);
+    }
+
+    [Fact]
+    public async Task RiskServiceDownPastTheBudget_FailsWithRiskUnavailable_WithoutHolding()
+    {
+        Arrange(risk: Approve, riskFaultsFor: TimeSpan.FromHours(1));
+
+        var outcome = await RunAsync();
+
+        Assert.Equal(PaymentOutcome.Failed(PaymentReasons.RiskUnavailable), outcome);
+        Assert.DoesNotContain(nameof(HoldFundsActivity), calls);
+        Assert.True(timers.Aggregate(TimeSpan.Zero, (sum, delay) => sum + delay) <= PaymentWorkflow.BeforePivot.Budget);
+        Assert.True(timers.Aggregate(TimeSpan.Zero, (sum, delay) => sum + delay) >= PaymentWorkflow.BeforePivot.Budget - PaymentWorkflow.BeforePivot.MaxDelay);
+    }
+
+    [Fact]
+    public async Task LedgerDownDuringValidation_PastTheBudget_FailsWithLedgerUnavailable()
+    {
+        Arrange(risk: Approve, validationThrows: true);
+
+        var outcome = await RunAsync();
+
+        Assert.Equal(PaymentOutcome.Failed(PaymentReasons.LedgerUnavailable), outcome);
+        Assert.DoesNotContain(nameof(CheckRiskActivity), calls);
+    }
+
+    [Fact]
+    public async Task SettleFaults_AreNeverCompensated_TheSagaAsksAgainUntilTheLedgerAnswers()
+    {
+        Arrange(risk: Approve, settleFaultsFirst: 5, settleFault: nameof(LedgerReplicationPendingException));
+
+        var outcome = await RunAsync();
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal(6, calls.Count(call => call == nameof(SettlePaymentActivity)));
+        Assert.DoesNotContain(nameof(VoidHoldActivity), calls);
+        Assert.DoesNotContain(PaymentStep.Compensating, statuses);
+    }
+
+    [Fact]
+    public async Task SettleNeverAnswering_LeavesThePaymentPending_NeverFailedOrCompensated()
+    {
+        Arrange(risk: Approve, settleFaultsFirst: int.MaxValue);
+
+        var outcome = await new PaymentWorkflow().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined), outcome);
+        Assert.Equal(PaymentStatus.Pending, outcome.Status);
+        Assert.DoesNotContain(nameof(VoidHoldActivity), calls);
+        Assert.Empty(recorded); // nothing terminal to record: the sweeper resumes it
+        Assert.True(timers.Aggregate(TimeSpan.Zero, (sum, delay) => sum + delay) > HoldFundsActivity.HoldTimeout); // asked past the hold's timeout
+    }
+
+    [Fact]
+    public async Task VoidRefusedBecauseTheHoldWasPosted_MeansTheSettlementCommitted_AndThePaymentCompleted()
+    {
+        Arrange(risk: Approve, settle: [StepResult.Refused(LedgerError.AccountClosed)], voidResult: StepResult.Refused(LedgerError.PendingTransferAlreadyPosted));
+
+        var outcome = await RunAsync();
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
     }
 
     [Fact]
@@ -159,6 +230,7 @@ public sealed class PaymentWorkflowTests
 
         Assert.Equal(PaymentOutcome.Compensated(PaymentReasons.LedgerUnavailable), outcome);
         Assert.Equal(nameof(VoidHoldActivity), calls[^1]);
+        Assert.True(calls.Count(call => call == nameof(HoldFundsActivity)) > 3); // retried within its budget first
     }
 
     [Fact]
@@ -170,11 +242,11 @@ public sealed class PaymentWorkflowTests
 
         Assert.Equal(PaymentOutcome.Compensated(LedgerError.AccountClosed), outcome);
         Assert.Equal(2, calls.Count(call => call == nameof(VoidHoldActivity)));
-        context.Verify(c => c.CreateTimer(PaymentWorkflow.CompensationRoundDelay, It.IsAny<CancellationToken>()), Times.Once);
+        Assert.Single(timers); // one pause between the two attempts
     }
 
     [Fact]
-    public async Task CompensationNeverSucceeding_EndsFailed_AfterBoundedRounds()
+    public async Task CompensationNeverSucceeding_EndsFailed_WithinItsBudget()
     {
         Arrange(risk: Approve, settle: [StepResult.Refused(LedgerError.AccountClosed)], voidFailuresFirst: int.MaxValue);
 
@@ -182,7 +254,8 @@ public sealed class PaymentWorkflowTests
 
         Assert.Equal(PaymentStatus.Failed, outcome.Status);
         Assert.Equal(PaymentReasons.CompensationFailed, outcome.Reason);
-        Assert.Equal(PaymentWorkflow.MaxCompensationRounds, calls.Count(call => call == nameof(VoidHoldActivity)));
+        Assert.InRange(calls.Count(call => call == nameof(VoidHoldActivity)), 2, PaymentWorkflow.Forward.MaxAttempts);
+        Assert.True(timers.Aggregate(TimeSpan.Zero, (sum, delay) => sum + delay) <= PaymentWorkflow.Forward.Budget);
     }
 
     [Fact]
@@ -201,7 +274,8 @@ public sealed class PaymentWorkflowTests
     private async Task<PaymentOutcome> RunAsync()
     {
         var outcome = await new PaymentWorkflow().RunAsync(context.Object, Payment);
-        Assert.Equal([outcome], recorded);
+        Assert.NotEmpty(recorded);
+        Assert.All(recorded, attempt => Assert.Equal(outcome, attempt)); // retried, always the same outcome
         return outcome;
     }
 
@@ -213,12 +287,30 @@ public sealed class PaymentWorkflowTests
         ApprovalDecision? approval = null,
         bool approvalTimesOut = false,
         bool holdThrows = false,
-        int voidFailuresFirst = 0)
+        int voidFailuresFirst = 0,
+        TimeSpan? riskFaultsFor = null,
+        bool validationThrows = false,
+        int settleFaultsFirst = 0,
+        string settleFault = nameof(LedgerUnavailableException),
+        StepResult? voidResult = null)
     {
-        SetupStep(nameof(ValidatePaymentActivity), [validation ?? StepResult.Ok]);
+        var started = now;
+        if (validationThrows)
+        {
+            context.Setup(c => c.CallActivityAsync<StepResult>(nameof(ValidatePaymentActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+                .Callback(() => calls.Add(nameof(ValidatePaymentActivity)))
+                .ThrowsAsync(Failure("etcd unavailable"));
+        }
+        else
+        {
+            SetupStep(nameof(ValidatePaymentActivity), [validation ?? StepResult.Ok]);
+        }
+
         context.Setup(c => c.CallActivityAsync<RiskAssessment>(nameof(CheckRiskActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
             .Callback(() => calls.Add(nameof(CheckRiskActivity)))
-            .ReturnsAsync(risk);
+            .Returns(() => now - started < (riskFaultsFor ?? TimeSpan.Zero)
+                ? Task.FromException<RiskAssessment>(Failure("risk service unavailable", "HttpRequestException"))
+                : Task.FromResult(risk));
         if (holdThrows)
         {
             context.Setup(c => c.CallActivityAsync<StepResult>(nameof(HoldFundsActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
@@ -230,11 +322,19 @@ public sealed class PaymentWorkflowTests
             SetupStep(nameof(HoldFundsActivity), hold ?? [StepResult.Ok]);
         }
 
-        SetupStep(nameof(SettlePaymentActivity), settle ?? [StepResult.Ok]);
+        var settleResults = settle ?? [StepResult.Ok];
+        var settleCalls = 0;
+        context.Setup(c => c.CallActivityAsync<StepResult>(nameof(SettlePaymentActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(SettlePaymentActivity)))
+            .Returns(() => ++settleCalls <= settleFaultsFirst
+                ? Task.FromException<StepResult>(Failure("settle fault", settleFault))
+                : Task.FromResult(settleResults[Math.Min(settleCalls - settleFaultsFirst - 1, settleResults.Length - 1)]));
         var voidCalls = 0;
         context.Setup(c => c.CallActivityAsync<StepResult>(nameof(VoidHoldActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
             .Callback(() => calls.Add(nameof(VoidHoldActivity)))
-            .Returns(() => ++voidCalls <= voidFailuresFirst ? Task.FromException<StepResult>(Failure("void failed")) : Task.FromResult(StepResult.Ok));
+            .Returns(() => ++voidCalls <= voidFailuresFirst
+                ? Task.FromException<StepResult>(Failure("void failed"))
+                : Task.FromResult(voidResult ?? StepResult.Ok));
         var wait = context.Setup(c => c.WaitForExternalEventAsync<ApprovalDecision>(PaymentWorkflow.ApprovalEventName, Payment.ApprovalTimeout));
         if (approvalTimesOut)
         {
@@ -254,6 +354,6 @@ public sealed class PaymentWorkflowTests
             .Returns(() => Task.FromResult(results[Math.Min(index++, results.Length - 1)]));
     }
 
-    private static WorkflowTaskFailedException Failure(string message) =>
-        new(message, new WorkflowTaskFailureDetails("LedgerUnavailableException", message, null!));
+    private static WorkflowTaskFailedException Failure(string message, string errorType = nameof(LedgerUnavailableException)) =>
+        new(message, new WorkflowTaskFailureDetails(errorType, message, null!));
 }

@@ -7,7 +7,6 @@ using Payments.Api.Security;
 using Payments.Domain;
 using Payments.Ledger.Contracts;
 using Payments.Merchants;
-using Payments.ServiceDefaults;
 
 namespace Payments.Api.Apis;
 

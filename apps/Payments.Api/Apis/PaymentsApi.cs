@@ -10,7 +10,6 @@ using Payments.Merchants;
 using Payments.Orchestrator.Client.Gateway;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Client.Records;
-using Payments.ServiceDefaults;
 
 namespace Payments.Api.Apis;
 

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Payments.Api.Problems;
-using Payments.ServiceDefaults;
+using Payments.Domain;
 
 namespace Payments.Api.Apis;
 

@@ -6,6 +6,7 @@ using Payments.Api.Idempotency;
 using Payments.Api.Problems;
 using Payments.Api.Regions;
 using Payments.Api.Security;
+using Payments.Domain;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Ledger.Client;
@@ -104,6 +105,10 @@ public static class ApiExtensions
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var reply = error switch
         {
+            RegionNotWritableException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
+                "This region does not accept writes now.", "Retry with the same Idempotency-Key against the active region."),
+            LedgerReplicationPendingException => Reply.Unavailable(
+                "The write is committed but not yet replicated to the other region; retry with the same Idempotency-Key."),
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
                 "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using Payments.Api.Problems;
 using Payments.Domain;
 using Payments.Etcd;
-using Payments.ServiceDefaults;
 
 namespace Payments.Api.Idempotency;
 

@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using Payments.ServiceDefaults;
+using Payments.Domain;
 
 namespace Payments.Api.Problems;
 

@@ -1,6 +1,6 @@
 using Payments.Api.Problems;
+using Payments.Domain;
 using Payments.Etcd.Regions;
-using Payments.ServiceDefaults;
 
 namespace Payments.Api.Regions;
 

@@ -1,6 +1,6 @@
 using Payments.Api.Problems;
+using Payments.Domain;
 using Payments.Merchants;
-using Payments.ServiceDefaults;
 
 namespace Payments.Api.Security;
 

@@ -1,3 +1,4 @@
+using Payments.Domain;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Failover.Reconciliation;

@@ -1,5 +1,7 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
 using Payments.Risk.Contracts;
@@ -7,63 +9,64 @@ using Payments.Risk.Contracts;
 namespace Payments.Orchestrator.Workflows;
 
 /// <summary>The payment saga: validate → risk check → (review: wait for a decision, with a deadline) → hold the
-/// debtor's funds → settle (credit the creditor and post the hold, atomically) → completed.</summary>
+/// debtor's funds → settle (credit the creditor and post the hold, atomically) → record the outcome.</summary>
 /// <remarks>
-/// Business refusals come back from activities as values and end the saga at once (never retried); only faults
-/// (etcd unavailable, a crashed worker) throw, and those are retried with bounded backoff by the runtime. The hold's
-/// compensation is registered before the hold runs, because a hold whose activity failed may still have been
-/// applied; compensations run in reverse order, each retried and each idempotent. Every ledger transfer id derives
-/// from the payment id (the workflow instance id), so replays and retries never apply anything twice.
+/// The steps, after Garcia-Molina and Salem (ADR 0002): validate and risk are retriable and have no effect; the hold
+/// is compensatable (its void is registered before it runs, because a hold whose call faulted may still have been
+/// applied); settle is the pivot — once it committed the saga only goes forward, and it is never compensated for a
+/// fault, only for a refusal (which applied nothing); recording the outcome is retriable forward.
+/// Business refusals come back from activities as values and decide at once. Faults (a dependency down, an answer
+/// lost, a crashed worker) are retried by the saga itself within a <see cref="StepBudget"/> — the payment stays
+/// pending meanwhile — and no fault ever fails the workflow. Every ledger transfer id derives from the payment id,
+/// so retries and replays never apply anything twice.
 /// </remarks>
 public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
 {
     public const string ApprovalEventName = "approval";
 
-    /// <summary>Rounds of a compensation before the saga gives up on it (each round already retries per <see cref="CompensationRetry"/>).</summary>
-    public const int MaxCompensationRounds = 3;
+    /// <summary>Steps before the pivot ride out an outage of their dependency this long (a pod restart, a failover).</summary>
+    public static readonly StepBudget BeforePivot = new(TimeSpan.FromMinutes(3), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
 
-    public static readonly WorkflowTaskOptions LedgerRetry = new(new WorkflowRetryPolicy(
-        maxNumberOfAttempts: 6, firstRetryInterval: TimeSpan.FromMilliseconds(200), backoffCoefficient: 2,
-        maxRetryInterval: TimeSpan.FromSeconds(10), retryTimeout: TimeSpan.FromMinutes(1)));
+    /// <summary>The pivot keeps asking until the ledger answers for sure: past the hold's timeout its answer is
+    /// definite either way (settled, or the hold expired and nothing moved). Beyond it the outcome stays open and the
+    /// stuck-payment sweeper resumes the payment.</summary>
+    public static readonly StepBudget Pivot = new(HoldFundsActivity.HoldTimeout + TimeSpan.FromMinutes(5), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
 
-    public static readonly WorkflowTaskOptions RiskRetry = new(new WorkflowRetryPolicy(
-        maxNumberOfAttempts: 4, firstRetryInterval: TimeSpan.FromMilliseconds(200), backoffCoefficient: 2,
-        maxRetryInterval: TimeSpan.FromSeconds(5), retryTimeout: TimeSpan.FromSeconds(30)));
-
-    public static readonly WorkflowTaskOptions CompensationRetry = new(new WorkflowRetryPolicy(
-        maxNumberOfAttempts: 8, firstRetryInterval: TimeSpan.FromMilliseconds(500), backoffCoefficient: 2,
-        maxRetryInterval: TimeSpan.FromSeconds(30), retryTimeout: TimeSpan.FromMinutes(5)));
-
-    public static readonly TimeSpan CompensationRoundDelay = TimeSpan.FromSeconds(5);
+    /// <summary>A compensation, and recording the outcome: both must happen, so they are given longer.</summary>
+    public static readonly StepBudget Forward = new(TimeSpan.FromMinutes(10), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
 
     public override async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         var log = context.CreateReplaySafeLogger<PaymentWorkflow>();
-
-        return await FinishAsync(context, input, await DecideAsync(context, input, log));
+        return await FinishAsync(context, input, await DecideAsync(context, input, log), log);
     }
 
     private static async Task<PaymentOutcome> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)
     {
         context.SetCustomStatus(PaymentStep.Validating);
-        var validation = await context.CallActivityAsync<StepResult>(nameof(ValidatePaymentActivity), input, LedgerRetry);
-        if (!validation.Succeeded)
+        var validation = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(ValidatePaymentActivity), input, BeforePivot, input.PaymentId, log);
+        if (validation.Value is not { } valid)
         {
-            return PaymentOutcome.Failed(validation.ErrorCode!);
+            return PaymentOutcome.Failed(PaymentReasons.LedgerUnavailable);
+        }
+
+        if (!valid.Succeeded)
+        {
+            return PaymentOutcome.Failed(valid.ErrorCode!);
         }
 
         context.SetCustomStatus(PaymentStep.RiskCheck);
-        var risk = await context.CallActivityAsync<RiskAssessment>(nameof(CheckRiskActivity), input, RiskRetry);
-        if (risk.Decision == RiskDecision.Reject)
+        var risk = await SagaCalls.UntilAnsweredAsync<RiskAssessment>(context, nameof(CheckRiskActivity), input, BeforePivot, input.PaymentId, log);
+        switch (risk.Value)
         {
-            return PaymentOutcome.Failed(PaymentReasons.RiskRejected, risk.Reasons);
-        }
-
-        if (risk.Decision == RiskDecision.Review && await AwaitApprovalAsync(context, input) is { } refused)
-        {
-            return refused;
+            case null:
+                return PaymentOutcome.Failed(PaymentReasons.RiskUnavailable);
+            case { Decision: RiskDecision.Reject } rejected:
+                return PaymentOutcome.Failed(PaymentReasons.RiskRejected, rejected.Reasons);
+            case { Decision: RiskDecision.Review } when await AwaitApprovalAsync(context, input) is { } refused:
+                return refused;
         }
 
         return await MoveMoneyAsync(context, input, log);
@@ -84,40 +87,54 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         }
     }
 
+    /// <summary>Hold (compensatable), then settle (the pivot).</summary>
     private static async Task<PaymentOutcome> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
     {
+        context.SetCustomStatus(PaymentStep.Holding);
         var compensations = new Stack<string>();
-        try
+        compensations.Push(nameof(VoidHoldActivity)); // before the step: a faulted hold call may still have held
+        var hold = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(HoldFundsActivity), input, BeforePivot, input.PaymentId, log);
+        if (hold.Value is not { } held)
         {
-            context.SetCustomStatus(PaymentStep.Holding);
-            compensations.Push(nameof(VoidHoldActivity)); // before the step: a failed hold call may still have held
-            var hold = await context.CallActivityAsync<StepResult>(nameof(HoldFundsActivity), input, LedgerRetry);
-            if (!hold.Succeeded)
-            {
-                // A refused hold applied nothing (the ledger refuses atomically): nothing to compensate.
-                return PaymentOutcome.Failed(hold.ErrorCode!);
-            }
-
-            context.SetCustomStatus(PaymentStep.Settling);
-            var settle = await context.CallActivityAsync<StepResult>(nameof(SettlePaymentActivity), input, LedgerRetry);
-            if (settle.Succeeded)
-            {
-                return PaymentOutcome.Completed();
-            }
-
-            log.LogWarning("Payment {PaymentId} could not settle ({Reason}); compensating", input.PaymentId, settle.ErrorCode);
-            return await CompensateAsync(context, input, compensations, settle.ErrorCode!, log);
-        }
-        catch (WorkflowTaskFailedException exception)
-        {
-            log.LogError("Payment {PaymentId}: a ledger step failed after its retries ({Error}); compensating", input.PaymentId, exception.FailureDetails.ErrorMessage);
+            log.LogError("Payment {PaymentId}: the ledger did not answer the hold within {Budget} ({Fault}); compensating",
+                input.PaymentId, BeforePivot.Budget, hold.LastFault);
             return await CompensateAsync(context, input, compensations, PaymentReasons.LedgerUnavailable, log);
+        }
+
+        if (!held.Succeeded)
+        {
+            // A refused hold applied nothing (the ledger refuses atomically): nothing to compensate.
+            return PaymentOutcome.Failed(held.ErrorCode!);
+        }
+
+        return await SettleAsync(context, input, compensations, log);
+    }
+
+    /// <summary>The pivot. Settled: completed. Refused (nothing applied): compensate. No answer — the ledger down, or
+    /// the settlement committed but not yet replicated — is never a failure: ask again with the same transfer ids
+    /// (a committed settlement replays), and past the budget leave the outcome open for the sweeper.</summary>
+    private static async Task<PaymentOutcome> SettleAsync(WorkflowContext context, PaymentInput input, Stack<string> compensations, ILogger log)
+    {
+        context.SetCustomStatus(PaymentStep.Settling);
+        var settle = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(SettlePaymentActivity), input, Pivot, input.PaymentId, log);
+        switch (settle.Value)
+        {
+            case { Succeeded: true }:
+                return PaymentOutcome.Completed();
+            case { } refused:
+                log.LogWarning("Payment {PaymentId} could not settle ({Reason}); compensating", input.PaymentId, refused.ErrorCode);
+                return await CompensateAsync(context, input, compensations, refused.ErrorCode!, log);
+            default:
+                log.LogError("Payment {PaymentId}: settlement undetermined after {Budget} ({Fault}); left for the sweeper",
+                    input.PaymentId, Pivot.Budget, settle.LastFault);
+                return PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined);
         }
     }
 
-    /// <summary>Runs the registered compensations in reverse order. Each is retried in bounded rounds and a failure
-    /// is logged and does not stop the others; if one never succeeds the payment fails with compensation-failed (the
-    /// hold's own timeout then releases the funds).</summary>
+    /// <summary>Runs the registered compensations in reverse order, each until it answers (bounded by
+    /// <see cref="Forward"/>); one that never succeeds does not stop the others, and the payment then fails with
+    /// compensation-failed (the hold's own timeout releases the funds). A void refused because the hold was posted
+    /// means the pivot did commit: the payment completed.</summary>
     private static async Task<PaymentOutcome> CompensateAsync(
         WorkflowContext context, PaymentInput input, Stack<string> compensations, string reason, ILogger log)
     {
@@ -125,53 +142,38 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         var allSucceeded = true;
         while (compensations.TryPop(out var compensation))
         {
-            allSucceeded &= await RunCompensationAsync(context, input, compensation, log);
+            var answer = await SagaCalls.UntilAnsweredAsync<StepResult>(context, compensation, input, Forward, input.PaymentId, log);
+            if (answer.Value is { Succeeded: false, ErrorCode: LedgerError.PendingTransferAlreadyPosted })
+            {
+                log.LogWarning("Payment {PaymentId}: its hold was already posted, so the settlement committed; completed", input.PaymentId);
+                return PaymentOutcome.Completed();
+            }
+
+            if (answer.Value is not { Succeeded: true })
+            {
+                log.LogError("Compensation {Compensation} of {PaymentId} did not succeed: {Error}",
+                    compensation, input.PaymentId, answer.Value?.ErrorCode ?? answer.LastFault);
+                allSucceeded = false;
+            }
         }
 
         return allSucceeded ? PaymentOutcome.Compensated(reason) : PaymentOutcome.Failed(PaymentReasons.CompensationFailed, [reason]);
     }
 
-    private static async Task<bool> RunCompensationAsync(WorkflowContext context, PaymentInput input, string compensation, ILogger log)
+    /// <summary>Records a terminal outcome in the payment record (retried forward: the status must not be lost). If
+    /// recording never succeeds the workflow's own output still holds the outcome, and the sweeper records it.</summary>
+    private static async Task<PaymentOutcome> FinishAsync(WorkflowContext context, PaymentInput input, PaymentOutcome outcome, ILogger log)
     {
-        for (var round = 1; round <= MaxCompensationRounds; round++)
+        if (PaymentStatus.IsTerminal(outcome.Status))
         {
-            try
+            context.SetCustomStatus(PaymentStep.Recording);
+            var recorded = await SagaCalls.UntilAnsweredAsync<StepResult>(
+                context, nameof(RecordOutcomeActivity), new RecordOutcomeInput(input, outcome), Forward, input.PaymentId, log);
+            if (!recorded.Answered)
             {
-                var result = await context.CallActivityAsync<StepResult>(compensation, input, CompensationRetry);
-                if (result.Succeeded)
-                {
-                    return true;
-                }
-
-                log.LogError("Compensation {Compensation} of {PaymentId} was refused: {Error}", compensation, input.PaymentId, result.ErrorCode);
-                return false;
+                log.LogError("Payment {PaymentId}: outcome {Status} not recorded ({Error}); the API reads it from the workflow",
+                    input.PaymentId, outcome.Status, recorded.LastFault);
             }
-            catch (WorkflowTaskFailedException exception)
-            {
-                log.LogWarning("Compensation {Compensation} of {PaymentId} failed (round {Round}): {Error}", compensation, input.PaymentId, round, exception.FailureDetails.ErrorMessage);
-                if (round < MaxCompensationRounds)
-                {
-                    await context.CreateTimer(CompensationRoundDelay);
-                }
-            }
-        }
-
-        return false;
-    }
-
-    /// <summary>Records the outcome in the payment record (retried like a compensation: the status must not be lost),
-    /// then ends. If recording never succeeds the workflow's own output still holds the outcome.</summary>
-    private static async Task<PaymentOutcome> FinishAsync(WorkflowContext context, PaymentInput input, PaymentOutcome outcome)
-    {
-        context.SetCustomStatus(PaymentStep.Recording);
-        try
-        {
-            await context.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), new RecordOutcomeInput(input, outcome), CompensationRetry);
-        }
-        catch (WorkflowTaskFailedException exception)
-        {
-            context.CreateReplaySafeLogger<PaymentWorkflow>().LogError(
-                "Payment {PaymentId}: outcome {Status} not recorded ({Error}); the API reads it from the workflow", input.PaymentId, outcome.Status, exception.FailureDetails.ErrorMessage);
         }
 
         context.SetCustomStatus(PaymentStep.Done);

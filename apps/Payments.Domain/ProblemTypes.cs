@@ -1,4 +1,4 @@
-namespace Payments.ServiceDefaults;
+namespace Payments.Domain;
 
 /// <summary>The stable problem <c>type</c> URIs (RFC 9457) of every DaprPayments service: the public API v1 and the
 /// internal ledger and failover APIs. Clients branch on these, never on titles; once published, a type never changes meaning.</summary>
