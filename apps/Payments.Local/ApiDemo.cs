@@ -44,7 +44,7 @@ public static class ApiDemo
             });
 
         Summarise(results);
-        var invariantsHold = await LedgerReport.PrintAsync(system.Ledger, cancellationToken);
+        var invariantsHold = await LedgerReport.PrintAsync(system, cancellationToken);
         return invariantsHold && results.All(result => PaymentStatus.IsTerminal(result.FinalStatus));
     }
 

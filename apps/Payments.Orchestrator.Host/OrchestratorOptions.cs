@@ -14,6 +14,9 @@ public sealed class OrchestratorOptions
 
     public static readonly TimeSpan RiskCallTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>The reviewer's deadline for a payment the sweeper resumes (the API's own setting, the same value).</summary>
+    public TimeSpan ApprovalTimeout { get; set; } = TimeSpan.FromHours(24);
+
     public OrchestratorOptions Validate()
     {
         if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(RiskUrl))

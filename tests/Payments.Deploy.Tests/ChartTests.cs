@@ -111,7 +111,7 @@ public sealed class ChartTests
         Assert.All(configs.Values, config => Assert.Equal("deny", config.Spec.AccessControl.DefaultAction));
         Assert.Equal(["api", "orchestrator"], Callers("ledger"));
         Assert.Equal(["orchestrator"], Callers("risk"));
-        Assert.Equal(["api", "failover"], Callers("orchestrator")); // failover: reconciliation after a takeover
+        Assert.Equal(["api"], Callers("orchestrator")); // the failover service asks for a takeover sweep through etcd, not by invocation
         Assert.Empty(Callers("api"));
         Assert.Empty(Callers("failover")); // invoked by nobody
     }
@@ -136,13 +136,14 @@ public sealed class ChartTests
             Assert.Equal("key", env["Cosmos__Key"].ValueFrom.SecretKeyRef.Key);
 
             Assert.Equal("sync", env["Replication__Mode"].Value);
-            Assert.EndsWith("-orchestrator/method/", env["Payments__OrchestratorUrl"].Value, StringComparison.Ordinal);
+            Assert.DoesNotContain("Payments__OrchestratorUrl", env.Keys); // it invokes nobody
             var ledgerEnv = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-ledger", StringComparison.Ordinal))
                 .Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
             Assert.Equal(("sync", "00:00:05", "journal"), (ledgerEnv["Replication__Mode"].Value, ledgerEnv["Replication__SyncTimeout"].Value, ledgerEnv["Cosmos__JournalContainer"].Value));
 
-            // The apps that write fence by the region's epoch: they know their region.
-            foreach (var component in new[] { "-api", "-ledger" })
+            // The apps that write fence by the region's epoch, and the orchestrator (its sweeper runs only while the
+            // region is active): they know their region.
+            foreach (var component in new[] { "-api", "-ledger", "-orchestrator" })
             {
                 var app = deployments.Single(deployment => deployment.Metadata.Name.EndsWith(component, StringComparison.Ordinal));
                 Assert.Contains(app.Spec.Template.Spec.Containers[0].Env, variable => variable.Name == "Region__Name" && variable.Value == region);

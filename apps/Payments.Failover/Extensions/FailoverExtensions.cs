@@ -6,8 +6,6 @@ using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Failover.Reconciliation;
 using Payments.Ledger.Core.Extensions;
-using Payments.Orchestrator.Client.Gateway;
-using Payments.Orchestrator.Client.Records;
 using Payments.ServiceDefaults;
 
 namespace Payments.Failover.Extensions;
@@ -46,7 +44,9 @@ public static class FailoverExtensions
         services.AddSingleton(provider => new ShippingProgress(
             journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton(provider => CreateLeaseManager(provider, region));
-        AddReconciliation(builder, etcd);
+        services.AddSingleton(provider => new PromotionReconciler(
+            provider.GetRequiredService<EtcdConnection>(), etcd, provider.GetRequiredService<TimeProvider>(),
+            provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>()));
         services.AddSingleton<RegionLeaseService>();
         services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
     }
@@ -78,22 +78,5 @@ public static class FailoverExtensions
             Promoted = provider.GetRequiredService<PromotionReconciler>().OnPromotedAsync,
             BeforeHandOver = cancellationToken => provider.GetRequiredService<ShippingProgress>().WaitCaughtUpAsync(region.Name, SwitchoverDrainTimeout, cancellationToken),
         };
-    }
-
-    /// <summary>The payment records, and the orchestrator's endpoints through which unfinished payments are resumed.</summary>
-    private static void AddReconciliation(WebApplicationBuilder builder, EtcdOptions etcd)
-    {
-        var services = builder.Services;
-        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
-        var orchestratorUrl = builder.Configuration["Payments:OrchestratorUrl"];
-        if (!string.IsNullOrWhiteSpace(orchestratorUrl))
-        {
-            // The orchestrator's internal endpoints (its Dapr sidecar's invocation URL on Kubernetes), bounded per call.
-            services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(orchestratorUrl, TimeSpan.FromSeconds(10));
-        }
-
-        services.AddSingleton(provider => new PromotionReconciler(
-            provider.GetRequiredService<PaymentRecordStore>(), provider.GetService<IPaymentWorkflows>(), provider.GetRequiredService<TimeProvider>(),
-            provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>()));
     }
 }

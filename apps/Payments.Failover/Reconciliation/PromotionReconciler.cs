@@ -1,5 +1,4 @@
-using Payments.Orchestrator.Client.Gateway;
-using Payments.Orchestrator.Client.Models;
+using Payments.Etcd;
 using Payments.Orchestrator.Client.Records;
 
 namespace Payments.Failover.Reconciliation;
@@ -10,79 +9,51 @@ namespace Payments.Failover.Reconciliation;
 /// applying twice, and what it had not reaches the end here: a hold either settles or is voided by the saga's own
 /// compensation, and a hold nobody resumes is released by the ledger's expiry. A payment the lost region accepted
 /// but never shipped a record of is resumed by its client's retry with the same Idempotency-Key.</summary>
-internal sealed class PromotionReconciler(
-    PaymentRecordStore records, IPaymentWorkflows? workflows, TimeProvider time, ILogger<PromotionReconciler> logger, IHostApplicationLifetime lifetime)
+/// <remarks>The work itself is the stuck-payment sweeper's (in the orchestrator): paged, resumable from its cursor in
+/// etcd after a restart, and retrying each payment it could not resume on its next cycle. This only asks for it — a flag
+/// in this region's etcd, set with bounded retries until it is set — so nothing is logged and forgotten.</remarks>
+internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layout, TimeProvider time, ILogger<PromotionReconciler> logger, IHostApplicationLifetime lifetime)
 {
-    public const int PageSize = 200;
-    public const int MaxPayments = 1_000_000;
-    public static readonly TimeSpan MaxDuration = TimeSpan.FromMinutes(10);
-    public static readonly TimeSpan ApprovalTimeout = TimeSpan.FromHours(24);
+    /// <summary>Attempts to set the flag before giving up (10 to 20 minutes of an unreachable etcd; the sweeper's own cycles still find every stuck payment).</summary>
+    public const int MaxAttempts = 120;
+
+    private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan MaxPause = TimeSpan.FromSeconds(5);
 
     public ReconciliationReport? Last { get; private set; }
 
-    /// <summary>Starts reconciliation in the background (the lease loop must not wait for it).</summary>
+    /// <summary>Asks for the takeover sweep in the background (the lease loop must not wait for it).</summary>
     public Task OnPromotedAsync(long epoch)
     {
-        _ = Task.Run(() => RunAsync(epoch, lifetime.ApplicationStopping));
+        _ = Task.Run(() => RequestAsync(epoch, lifetime.ApplicationStopping));
         return Task.CompletedTask;
     }
 
-    public async Task<ReconciliationReport> RunAsync(long epoch, CancellationToken stopping)
+    public async Task<ReconciliationReport> RequestAsync(long epoch, CancellationToken stopping)
     {
         var report = new ReconciliationReport(epoch, time.GetUtcNow());
-        if (workflows is null)
+        for (var attempt = 1; attempt <= MaxAttempts && !stopping.IsCancellationRequested; attempt++)
         {
-            logger.LogWarning("Epoch {Epoch}: no orchestrator configured (Payments:OrchestratorUrl); unfinished payments are resumed only by their clients' retries", epoch);
-            return Last = report with { FinishedAt = time.GetUtcNow() };
-        }
-
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        timeout.CancelAfter(MaxDuration);
-        string? after = null;
-        try
-        {
-            while (report.Scanned < MaxPayments)
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            timeout.CancelAfter(AttemptTimeout);
+            try
             {
-                var page = await records.ListAsync(after, PageSize, timeout.Token);
-                if (page.Count == 0)
-                {
-                    break;
-                }
-
-                foreach (var record in page)
-                {
-                    report = report with { Scanned = report.Scanned + 1 };
-                    if (record.IsTerminal)
-                    {
-                        continue;
-                    }
-
-                    try
-                    {
-                        await workflows.StartAsync(new PaymentInput(record.Order, ApprovalTimeout, TraceParent: null), timeout.Token);
-                        report = report with { Resumed = report.Resumed + 1 };
-                    }
-                    catch (Exception exception) when (exception is HttpRequestException or Grpc.Core.RpcException
-                                                      || (exception is OperationCanceledException && !timeout.IsCancellationRequested))
-                    {
-                        report = report with { Failed = report.Failed + 1 };
-                        logger.LogWarning("Epoch {Epoch}: could not resume payment {PaymentId} ({Error})", epoch, record.PaymentId, exception.Message);
-                    }
-                }
-
-                after = page[^1].PaymentId;
+                await SweepRequests.RequestTakeoverSweepAsync(etcd, layout, epoch, timeout.Token);
+                logger.LogWarning("Epoch {Epoch}: asked the stuck-payment sweeper to resume every unfinished payment", epoch);
+                return Last = report with { Attempts = attempt, RequestedAt = time.GetUtcNow() };
+            }
+            catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !stopping.IsCancellationRequested))
+            {
+                logger.LogWarning("Epoch {Epoch}: could not ask for the takeover sweep (attempt {Attempt}: {Error}); retrying", epoch, attempt, exception.Message);
+                Last = report with { Attempts = attempt };
+                await Task.Delay(attempt < 5 ? TimeSpan.FromMilliseconds(200 * attempt) : MaxPause, time, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
-        {
-            logger.LogWarning("Epoch {Epoch}: reconciliation stopped after {Duration} ({Scanned} records scanned)", epoch, MaxDuration, report.Scanned);
-        }
 
-        report = report with { FinishedAt = time.GetUtcNow() };
-        logger.LogWarning("Epoch {Epoch}: reconciliation scanned {Scanned} payments, resumed {Resumed}, failed to resume {Failed}",
-            epoch, report.Scanned, report.Resumed, report.Failed);
-        return Last = report;
+        logger.LogError("Epoch {Epoch}: the takeover sweep was never requested after {Attempts} attempts; the sweeper's own cycles still find every stuck payment", epoch, MaxAttempts);
+        return Last = report with { Attempts = MaxAttempts };
     }
 }
 
-internal sealed record ReconciliationReport(long Epoch, DateTimeOffset StartedAt, long Scanned = 0, long Resumed = 0, long Failed = 0, DateTimeOffset? FinishedAt = null);
+/// <summary>The last takeover's request for a full sweep: when, and after how many attempts (null RequestedAt: not yet).</summary>
+internal sealed record ReconciliationReport(long Epoch, DateTimeOffset StartedAt, int Attempts = 0, DateTimeOffset? RequestedAt = null);

@@ -71,6 +71,26 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
     }
 
+    /// <summary>Every record, page by page (bounded by <paramref name="maxRecords"/>): for the checkers.</summary>
+    public async Task<IReadOnlyList<PaymentRecord>> ReadAllAsync(int maxRecords, CancellationToken cancellationToken)
+    {
+        var all = new List<PaymentRecord>();
+        string? after = null;
+        while (all.Count < maxRecords)
+        {
+            var page = await ListAsync(after, MaxListPage, cancellationToken);
+            if (page.Count == 0)
+            {
+                return all;
+            }
+
+            all.AddRange(page);
+            after = page[^1].PaymentId;
+        }
+
+        throw new InvalidOperationException($"More than {maxRecords} payment records.");
+    }
+
     /// <summary>Writes the terminal outcome once: a record already terminal is left as it is (the first outcome
     /// stands); a missing record (a saga started without the API) is nothing to update.</summary>
     public async Task RecordOutcomeAsync(string paymentId, PaymentOutcome outcome, DateTimeOffset now, CancellationToken cancellationToken)

@@ -1,10 +1,13 @@
 using Dapr.Workflow;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Ledger.Client;
 using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Client.Gateway;
 using Payments.Orchestrator.Client.Records;
 using Payments.Orchestrator.Host.Apis;
+using Payments.Orchestrator.Host.Sweeping;
+using Payments.Orchestrator.Sweeping;
 using Payments.Orchestrator.Workflows;
 using Payments.Risk.Client;
 using Payments.Risk.Contracts;
@@ -23,13 +26,28 @@ public static class OrchestratorExtensions
         var options = (builder.Configuration.GetSection(EtcdOptions.Section).Get<OrchestratorOptions>() ?? new OrchestratorOptions()).Validate();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         builder.Services.AddSingleton(options);
-        builder.Services.AddEtcd(etcd, regional: false);
+        builder.Services.AddEtcd(etcd, builder.Configuration.IsRegional());
         // Each call is bounded; a timeout is a fault the workflow runtime retries (transfer ids make retries safe).
         builder.Services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, OrchestratorOptions.LedgerCallTimeout);
         builder.Services.AddInvocationClient<IRiskAssessor, HttpRiskAssessor>(options.RiskUrl!, OrchestratorOptions.RiskCallTimeout);
         builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
-        builder.Services.AddSingleton<IPaymentWorkflows, DaprPaymentWorkflows>();
+        builder.Services.AddSingleton<DaprPaymentWorkflows>();
+        builder.Services.AddSingleton<IPaymentWorkflows>(provider => provider.GetRequiredService<DaprPaymentWorkflows>());
         builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
+        AddSweeper(builder.Services, options, etcd);
+    }
+
+    /// <summary>Nothing stays stuck: the sweeper resumes payments whose saga is missing, ended without an outcome or
+    /// stopped progressing (and, after a takeover, every unfinished one).</summary>
+    private static void AddSweeper(IServiceCollection services, OrchestratorOptions options, EtcdOptions etcd)
+    {
+        var policy = SweepPolicy.For(options.ApprovalTimeout);
+        services.AddSingleton(policy);
+        services.AddSingleton(provider => new StuckPaymentSweeper(
+            provider.GetRequiredService<PaymentRecordStore>(), provider.GetRequiredService<DaprPaymentWorkflows>(),
+            provider.GetRequiredService<EtcdConnection>(), etcd, policy, options.ApprovalTimeout, provider.GetRequiredService<TimeProvider>(),
+            provider.GetRequiredService<ILogger<StuckPaymentSweeper>>()));
+        services.AddHostedService<StuckPaymentSweeperService>();
     }
 
     public static void UsePaymentsOrchestrator(this WebApplication app)

@@ -29,14 +29,35 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
             return null;
         }
 
-        var ended = state.RuntimeStatus is WorkflowRuntimeStatus.Completed or WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated;
-        var outcome = state.RuntimeStatus switch
+        // A workflow that failed or was terminated has no outcome: whether its money moved is the ledger's to say, so
+        // the payment stays pending (never reported failed) until the sweeper resumes it.
+        return state.RuntimeStatus switch
         {
-            WorkflowRuntimeStatus.Completed => state.ReadOutputAs<PaymentOutcome>() ?? PaymentOutcome.Failed(PaymentReasons.WorkflowOutputMissing),
-            WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => PaymentOutcome.Failed(PaymentReasons.WorkflowFailed),
-            _ => null,
+            WorkflowRuntimeStatus.Completed => new PaymentWorkflowState(true, state.ReadCustomStatusAs<string>(), state.ReadOutputAs<PaymentOutcome>()),
+            WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null),
+            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null),
         };
-        return new PaymentWorkflowState(ended, state.ReadCustomStatusAs<string>(), outcome);
+    }
+
+    /// <summary>Runs the payment's saga again from the start, with the same instance id: a finished run's state is
+    /// purged first (a running one is terminated). Its transfers replay, so whatever the earlier run applied counts once.</summary>
+    public async Task RestartAsync(PaymentInput input, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using var timeout = Bounded(cancellationToken);
+        var state = await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token);
+        if (state is { Exists: true, IsWorkflowRunning: true })
+        {
+            await workflows.TerminateWorkflowAsync(input.PaymentId, null, timeout.Token);
+            await workflows.WaitForWorkflowCompletionAsync(input.PaymentId, false, timeout.Token);
+        }
+
+        if (state is { Exists: true })
+        {
+            await workflows.PurgeInstanceAsync(input.PaymentId, timeout.Token);
+        }
+
+        await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), input.PaymentId, input, null, timeout.Token);
     }
 
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)

@@ -1,0 +1,47 @@
+using Payments.Etcd.Regions;
+using Payments.Orchestrator.Sweeping;
+
+namespace Payments.Orchestrator.Host.Sweeping;
+
+/// <summary>Runs the stuck-payment sweeper for the life of the orchestrator: a pass every
+/// <see cref="SweepPolicy.Interval"/>, passes back to back while a takeover sweep is under way. In a region of a
+/// two-region deployment it sweeps only while the region is active: a standby must not resume the active region's
+/// payments (its ledger would refuse every write anyway).</summary>
+internal sealed partial class StuckPaymentSweeperService(
+    StuckPaymentSweeper sweeper, SweepPolicy policy, RegionEpochWatcher region, IConfiguration configuration, TimeProvider time,
+    ILogger<StuckPaymentSweeperService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var regional = configuration.IsRegional();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var report = SweepReport.Idle;
+            try
+            {
+                if (!regional || region.IsWritable)
+                {
+                    report = await sweeper.SweepOnceAsync(stoppingToken);
+                }
+
+                if (report.Actions > 0 || report.Failed > 0)
+                {
+                    LogPass(logger, report.Scanned, report.Resumed, report.Restarted, report.Recorded, report.Failed);
+                }
+            }
+            catch (Exception exception) when (exception is Grpc.Core.RpcException or InvalidOperationException
+                                              || (exception is OperationCanceledException && !stoppingToken.IsCancellationRequested))
+            {
+                logger.LogWarning("Sweeper pass failed ({Error}); the next pass retries", exception.Message);
+            }
+
+            if (!(report.Takeover && !report.CycleCompleted))
+            {
+                await Task.Delay(policy.Interval, time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeper pass: {Scanned} records, {Resumed} resumed, {Restarted} restarted, {Recorded} outcomes recorded, {Failed} failed")]
+    private static partial void LogPass(ILogger logger, int scanned, int resumed, int restarted, int recorded, int failed);
+}

@@ -1,0 +1,154 @@
+using System.Text.Json;
+using Etcdserverpb;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
+using Payments.Orchestrator.Workflows;
+
+namespace Payments.Orchestrator.Sweeping;
+
+/// <summary>Nothing stays stuck: walks the payment records a bounded page at a time, with its cursor in etcd, and
+/// resumes every payment that is not terminal and whose saga is missing (the engine lost it, or the API crashed before
+/// starting it), ended without an outcome (failed, or settlement undetermined), ended with an outcome its record missed,
+/// or stopped progressing. Resuming runs the saga again with the same payment id, so every transfer replays: whatever
+/// an earlier run applied counts once.</summary>
+/// <remarks>
+/// One sweeper works at a time, under a fenced lock; the cursor and the takeover flag are written with the lock's fence.
+/// After a region takes over, its failover service sets the takeover flag (<see cref="RequestTakeoverSweepAsync"/>):
+/// the sweeper then resumes every unfinished payment without waiting for grace periods, pass after pass, until a full
+/// cycle has gone by — and a restarted orchestrator goes on from the cursor.
+/// </remarks>
+public sealed class StuckPaymentSweeper(
+    PaymentRecordStore records, DaprPaymentWorkflows workflows, EtcdConnection etcd, EtcdOptions layout, SweepPolicy policy,
+    TimeSpan approvalTimeout, TimeProvider time, ILogger<StuckPaymentSweeper> logger)
+{
+    private readonly string lockKey = SweepRequests.LockKey(layout);
+    private readonly string cursorKey = SweepRequests.CursorKey(layout);
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly string takeoverKey = SweepRequests.TakeoverKey(layout);
+
+    /// <summary>Where the walk is, and which takeover (epoch) the current cycle serves, if any.</summary>
+    private sealed record SweeperState(string? Cursor, string? Serving);
+
+    /// <summary>One pass, if this process gets the lock (else <see cref="SweepReport.Idle"/>).</summary>
+    public async Task<SweepReport> SweepOnceAsync(CancellationToken cancellationToken)
+    {
+        await using var held = await EtcdFencedLock.TryAcquireAsync(
+            etcd, lockKey, Environment.MachineName + "/" + Environment.ProcessId, SweepPolicy.LockLeaseTtl, TimeProvider.System, logger, cancellationToken);
+        if (held is null)
+        {
+            return SweepReport.Idle;
+        }
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.LostToken);
+        var (state, takeover) = await ReadStateAsync(linked.Token);
+        // A takeover not yet served starts its cycle from the first record.
+        var cursor = takeover is not null && state.Serving != takeover ? null : state.Cursor;
+        var report = new SweepReport(0, 0, 0, 0, 0, false, takeover is not null);
+        for (var page = 0; page < SweepPolicy.MaxPagesPerPass && report.Actions < SweepPolicy.MaxActionsPerPass; page++)
+        {
+            var batch = await records.ListAsync(cursor, SweepPolicy.PageSize, linked.Token);
+            if (batch.Count == 0)
+            {
+                cursor = null;
+                report = report with { CycleCompleted = true };
+                break;
+            }
+
+            foreach (var record in batch)
+            {
+                report = await ExamineAsync(record, report, linked.Token);
+            }
+
+            cursor = batch[^1].PaymentId;
+        }
+
+        var served = takeover is not null && report.CycleCompleted ? takeover : null;
+        await WriteStateAsync(held, new SweeperState(cursor, served is null ? takeover : null), served, linked.Token);
+        return report;
+    }
+
+    private async Task<SweepReport> ExamineAsync(PaymentRecord record, SweepReport report, CancellationToken cancellationToken)
+    {
+        report = report with { Scanned = report.Scanned + 1 };
+        if (record.IsTerminal || report.Actions >= SweepPolicy.MaxActionsPerPass)
+        {
+            return report;
+        }
+
+        try
+        {
+            return await ResumeIfStuckAsync(record, report, cancellationToken);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or InvalidOperationException
+                                          || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            // Left as it is: the next cycle finds it again.
+            logger.LogWarning("Sweeper: could not resume payment {PaymentId} ({Error}); the next cycle retries", record.PaymentId, exception.Message);
+            return report with { Failed = report.Failed + 1 };
+        }
+    }
+
+    private async Task<SweepReport> ResumeIfStuckAsync(PaymentRecord record, SweepReport report, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var input = new PaymentInput(record.Order, approvalTimeout);
+        var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
+        switch (state)
+        {
+            case null when report.Takeover || now - record.UpdatedAt > policy.MissingGrace:
+                logger.LogWarning("Sweeper: payment {PaymentId} has no saga; starting it", record.PaymentId);
+                await workflows.StartAsync(input, cancellationToken);
+                return report with { Resumed = report.Resumed + 1 };
+            case { Ended: true, Outcome: { } outcome } when PaymentStatus.IsTerminal(outcome.Status):
+                await records.RecordOutcomeAsync(record.PaymentId, outcome, now, cancellationToken);
+                return report with { Recorded = report.Recorded + 1 };
+            case { Ended: true }:
+            case { Ended: false } when now - record.CreatedAt > policy.MaxRunning:
+                logger.LogWarning("Sweeper: payment {PaymentId}'s saga ended without an outcome or stopped progressing ({Step}); running it again",
+                    record.PaymentId, state.Step);
+                await workflows.RestartAsync(input, cancellationToken);
+                return report with { Restarted = report.Restarted + 1 };
+            default:
+                return report;
+        }
+    }
+
+    private async Task<(SweeperState State, string? Takeover)> ReadStateAsync(CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        request.Success.Add(EtcdBytes.Get(cursorKey));
+        request.Success.Add(EtcdBytes.Get(takeoverKey));
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        var stored = response.Responses[0].ResponseRange.Kvs.FirstOrDefault()?.Value;
+        var state = stored is null || stored.IsEmpty ? new SweeperState(null, null) : JsonSerializer.Deserialize<SweeperState>(stored.Span, Json)!;
+        return (state, response.Responses[1].ResponseRange.Kvs.FirstOrDefault()?.Value.ToStringUtf8());
+    }
+
+    /// <summary>Moves the cursor and, after a full cycle in takeover mode, clears the flag (only if it still holds the
+    /// epoch this cycle served: a newer takeover starts a cycle of its own). Fenced: a sweeper that lost its lock
+    /// writes nothing.</summary>
+    private async Task WriteStateAsync(EtcdFencedLock held, SweeperState state, string? clearTakeover, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        held.AddFence(request);
+        request.Success.Add(EtcdBytes.Put(cursorKey, ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(state, Json))));
+        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        if (clearTakeover is not null)
+        {
+            var clear = new TxnRequest();
+            clear.Compare.Add(new Compare
+            {
+                Key = EtcdBytes.Key(takeoverKey), Target = Compare.Types.CompareTarget.Value, Result = Compare.Types.CompareResult.Equal,
+                Value = ByteString.CopyFromUtf8(clearTakeover),
+            });
+            held.AddFence(clear);
+            clear.Success.Add(EtcdBytes.Delete(takeoverKey));
+            await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(clear, cancellationToken: token), cancellationToken);
+            logger.LogWarning("Sweeper: takeover sweep for epoch {Epoch} completed a full cycle", clearTakeover);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+namespace Payments.Orchestrator.Sweeping;
+
+/// <summary>When a payment counts as stuck, and how much one pass of the sweeper does.</summary>
+/// <param name="Interval">Between passes (a takeover's full sweep runs its passes back to back).</param>
+/// <param name="MissingGrace">A payment record without a workflow is left alone this long after its last change: the
+/// API creates the record just before it starts the saga.</param>
+/// <param name="MaxRunning">A saga still running this long after its payment was accepted is not progressing (it may
+/// legitimately wait for a reviewer up to the approval deadline, plus every step's budget).</param>
+public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeSpan MaxRunning)
+{
+    /// <summary>Records read per page.</summary>
+    public const int PageSize = 200;
+
+    /// <summary>Pages per pass: a pass reads at most this many records (then the next pass goes on from the cursor).</summary>
+    public const int MaxPagesPerPass = 25;
+
+    /// <summary>Payments resumed, restarted or recorded per pass at most (each costs calls to the workflow engine).</summary>
+    public const int MaxActionsPerPass = 200;
+
+    public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(15);
+
+    public static SweepPolicy For(TimeSpan approvalTimeout) =>
+        new(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), approvalTimeout + TimeSpan.FromHours(1));
+}
