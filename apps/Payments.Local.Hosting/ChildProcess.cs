@@ -10,13 +10,19 @@ public sealed class ChildProcess : IAsyncDisposable
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
     private readonly Process process;
+    private readonly StartSpec spec;
+    private (Uri Url, bool TcpOnly)? readyProbe;
 
-    private ChildProcess(string name, Process process, string logPath)
+    private ChildProcess(string name, Process process, string logPath, StartSpec spec)
     {
         Name = name;
         this.process = process;
         LogPath = logPath;
+        this.spec = spec;
     }
+
+    /// <summary>What the process was started with: a restart uses the same command line, as Kubernetes restarts a pod.</summary>
+    private sealed record StartSpec(string Assembly, IReadOnlyList<string> Arguments, IReadOnlyDictionary<string, string> Environment, string LogDirectory);
 
     public string Name { get; }
 
@@ -49,12 +55,27 @@ public sealed class ChildProcess : IAsyncDisposable
         process.EnableRaisingEvents = true;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        return new ChildProcess(name, process, logPath);
+        return new ChildProcess(name, process, logPath, new StartSpec(assembly, arguments, environment, logDirectory));
+    }
+
+    /// <summary>SIGKILLs this process (if it still runs) and starts it again with the same command line, waiting for
+    /// the same readiness as its first start. The new process replaces this one.</summary>
+    public async Task<ChildProcess> RestartAsync(CancellationToken cancellationToken)
+    {
+        await KillAsync();
+        var restarted = Start(Name, spec.Assembly, spec.Arguments, spec.Environment, spec.LogDirectory);
+        if (readyProbe is { } probe)
+        {
+            await restarted.WaitReadyAsync(probe.Url, probe.TcpOnly, cancellationToken);
+        }
+
+        return restarted;
     }
 
     /// <summary>Polls (bounded) until the app answers 200 on <paramref name="readyUrl"/>, or its TCP port accepts.</summary>
     public async Task WaitReadyAsync(Uri readyUrl, bool tcpOnly, CancellationToken cancellationToken)
     {
+        readyProbe = (readyUrl, tcpOnly);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var waited = Stopwatch.StartNew();
         while (true)

@@ -96,6 +96,25 @@ public sealed class LocalSystem : IAsyncDisposable
         return orchestrator;
     }
 
+    /// <summary>SIGKILLs the app named <paramref name="name"/> (e.g. <c>risk</c>, <c>workflow-sidecar</c>) and starts it
+    /// again with the same command line, as Kubernetes restarts a crashed pod.</summary>
+    public async Task<ChildProcess> RestartAsync(string name, CancellationToken cancellationToken)
+    {
+        var index = children.FindLastIndex(child => child.Name == name);
+        if (index < 0)
+        {
+            throw new ArgumentException($"No app named {name} in this system.", nameof(name));
+        }
+
+        var restarted = await children[index].RestartAsync(cancellationToken);
+        children[index] = restarted;
+        Orchestrator = name == Orchestrator.Name ? restarted : Orchestrator;
+        return restarted;
+    }
+
+    /// <summary>The app named <paramref name="name"/>, for fault injection.</summary>
+    public ChildProcess App(string name) => children.Last(child => child.Name == name);
+
     /// <summary>A lost region coming back (the drill): its etcd members restart on their data, and its failover
     /// service starts again — to find another region holding the record, and stay passive.</summary>
     public async Task RestartEtcdAndFailoverAsync(Action<string> progress, CancellationToken cancellationToken)

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Payments.Domain;
+using Payments.Local.Hosting;
+using Payments.Merchants;
+using Xunit.Abstractions;
+
+namespace Payments.Local.SystemTests;
+
+/// <summary>Payments in flight ride out a dependency that is down for a while, and a workflow engine that lost every
+/// workflow: each ends terminal, its status true to the ledger (issue 10's findings, each failing before).</summary>
+[Collection(LocalSystemCollection.Name)]
+public sealed class FaultRecoveryTests(ITestOutputHelper output)
+{
+    public const long FundsMinor = 1_000_000;
+    public const int Accounts = 6;
+    public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(6);
+
+    /// <summary>How long the risk service stays down: longer than any retry policy of a request, shorter than the saga's budget.</summary>
+    public static readonly TimeSpan RiskOutage = TimeSpan.FromSeconds(60);
+
+    /// <summary>A payment must end within this after its fault is over (the sweeper's grace and pace included).</summary>
+    public static readonly TimeSpan TerminalBound = TimeSpan.FromMinutes(3);
+
+    [Fact]
+    public async Task RiskServiceDownForAMinute_ThePaymentsInFlight_CompleteAfterItReturns()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var system = await LocalSystem.StartAsync(0, output.WriteLine, timeout.Token);
+        using var http = await MerchantClientAsync(system, "risk-outage", timeout.Token);
+        var accounts = await OpenAccountsAsync(http, "risk", timeout.Token);
+
+        await system.App("risk").KillAsync();
+        var paymentIds = await SubmitAsync(http, accounts, "risk", count: 20, timeout.Token);
+        // The fault's duration is the test's input, not a wait for state: the payments wait at their risk check meanwhile.
+        await Task.Delay(RiskOutage, timeout.Token);
+        Assert.All(await Task.WhenAll(paymentIds.Select(id => StatusAsync(http, id, timeout.Token))), status => Assert.Equal(PaymentStatus.Pending, status));
+        await system.RestartAsync("risk", timeout.Token);
+
+        var statuses = await Task.WhenAll(paymentIds.Select(id => TerminalStatusAsync(http, id, timeout.Token)));
+
+        Assert.All(statuses, status => Assert.Equal(PaymentStatus.Completed, status));
+        await AssertChecksHoldAsync(system, timeout.Token);
+    }
+
+    [Fact]
+    public async Task WorkflowSidecarRestarted_With50PaymentsInFlight_EveryPaymentEndsTerminal_AndTrue()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var system = await LocalSystem.StartAsync(0, output.WriteLine, timeout.Token);
+        using var http = await MerchantClientAsync(system, "sidecar-restart", timeout.Token);
+        var accounts = await OpenAccountsAsync(http, "wf", timeout.Token);
+
+        var paymentIds = await SubmitAsync(http, accounts, "wf", count: 50, timeout.Token);
+        // The in-memory engine loses every workflow: the sweeper must find the payments and run their sagas again.
+        await system.RestartAsync("workflow-sidecar", timeout.Token);
+        output.WriteLine("Workflow sidecar restarted with every workflow lost");
+
+        var statuses = await Task.WhenAll(paymentIds.Select(id => TerminalStatusAsync(http, id, timeout.Token)));
+
+        Assert.All(statuses, status => Assert.True(PaymentStatus.IsTerminal(status), status));
+        output.WriteLine(string.Join(", ", statuses.GroupBy(status => status).Select(group => $"{group.Key} {group.Count()}")));
+        await AssertChecksHoldAsync(system, timeout.Token);
+    }
+
+    private static async Task AssertChecksHoldAsync(LocalSystem system, CancellationToken cancellationToken)
+    {
+        var checks = await SystemChecks.RunAsync(system, cancellationToken);
+        Assert.All(checks, check => Assert.True(check.Holds, $"{check.Name}: {check.Detail}"));
+        Assert.Contains(checks, check => check.Name == "status tells the truth");
+    }
+
+    private static async Task<HttpClient> MerchantClientAsync(LocalSystem system, string merchant, CancellationToken cancellationToken)
+    {
+        var store = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
+        var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync(merchant, cancellationToken));
+        return http;
+    }
+
+    private static async Task<List<string>> OpenAccountsAsync(HttpClient http, string prefix, CancellationToken cancellationToken)
+    {
+        var accounts = new List<string>();
+        for (var index = 0; index < Accounts; index++)
+        {
+            var id = $"{prefix}-{index}";
+            (await http.PostAsJsonAsync("/v1/accounts", new { accountId = id, currency = "EUR" }, cancellationToken)).EnsureSuccessStatusCode();
+            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits") { Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "EUR" }) };
+            deposit.Headers.Add("Idempotency-Key", "fund-" + id);
+            (await http.SendAsync(deposit, cancellationToken)).EnsureSuccessStatusCode();
+            accounts.Add(id);
+        }
+
+        return accounts;
+    }
+
+    /// <summary>Submits payments (small amounts among funded accounts: each can only complete) and returns their ids.</summary>
+    private static async Task<string[]> SubmitAsync(HttpClient http, List<string> accounts, string prefix, int count, CancellationToken cancellationToken) =>
+        await Task.WhenAll(Enumerable.Range(0, count).Select(async index =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+            {
+                Content = JsonContent.Create(new
+                {
+                    debtorAccountId = accounts[index % Accounts], creditorAccountId = accounts[(index + 1) % Accounts], amountMinor = 100 + index, currency = "EUR",
+                }),
+            };
+            request.Headers.Add("Idempotency-Key", $"{prefix}-pay-{index}");
+            using var response = await http.SendAsync(request, cancellationToken);
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            return (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
+        }));
+
+    private static async Task<string> StatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken) =>
+        (await http.GetFromJsonAsync<JsonElement>($"/v1/payments/{paymentId}", cancellationToken)).GetProperty("status").GetString()!;
+
+    private static async Task<string> TerminalStatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        var (status, reason) = await PaymentPolling.WaitForTerminalAsync(http, paymentId, TerminalBound, TimeSpan.FromMilliseconds(250), null, cancellationToken);
+        Assert.True(PaymentStatus.IsTerminal(status), $"Payment {paymentId} not terminal after {waited.Elapsed}: {status}");
+        return reason is null ? status : $"{status}:{reason}" is var described && status == PaymentStatus.Completed ? status : described;
+    }
+}
