@@ -10,3 +10,6 @@ builder.AddWorkflowSidecar(options);
 var app = builder.Build();
 app.UseWorkflowSidecar();
 await app.RunAsync();
+
+/// <summary>Internal: tests start this sidecar as a process (SidecarProcess), never through its Program.</summary>
+internal partial class Program;

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Payments.Ledger.Extensions;
@@ -22,12 +23,25 @@ public static class InProcessApp
         return builder;
     }
 
-    /// <summary>The ledger service (<c>AddLedgerServiceAsync</c>/<c>UseLedgerService</c>), single-region.</summary>
-    public static async Task<WebApplication> StartLedgerServiceAsync(string etcdEndpoints, string keyPrefix)
+    /// <summary>The ledger service (<c>AddLedgerServiceAsync</c>/<c>UseLedgerService</c>), single-region unless
+    /// <paramref name="settings"/> make it a region's. <paramref name="observe"/>, when given, sees every request first
+    /// (a fault-injection point; the service's own pipeline is unchanged behind it).</summary>
+    public static async Task<WebApplication> StartLedgerServiceAsync(
+        string etcdEndpoints, string keyPrefix, IReadOnlyDictionary<string, string>? settings = null, Func<HttpContext, Func<Task>, Task>? observe = null)
     {
         var builder = CreateBuilder(etcdEndpoints, keyPrefix);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            builder.Configuration[key] = value;
+        }
+
         await builder.AddLedgerServiceAsync();
         var app = builder.Build();
+        if (observe is not null)
+        {
+            app.Use(observe);
+        }
+
         app.UseLedgerService();
         await app.StartAsync();
         return app;
