@@ -50,6 +50,13 @@ public sealed class EtcdConnection : IDisposable
     /// <summary>Which member calls go to now (an index into the endpoint list).</summary>
     public int CurrentEndpoint => invoker.Current;
 
+    /// <summary>How many members the connection knows (the endpoints it was created with).</summary>
+    public int MemberCount => channels.Length;
+
+    /// <summary>The maintenance service of one member, not of "the current one": status, defragmentation and alarms
+    /// act on the member that receives them (etcd's Maintenance API), so maintenance must pick its member itself.</summary>
+    public Etcdserverpb.Maintenance.MaintenanceClient MemberMaintenance(int member) => new(channels[member]);
+
     /// <param name="endpoints">Comma-separated client URLs, e.g. <c>http://127.0.0.1:2379,http://127.0.0.1:22379</c>.</param>
     public static EtcdConnection Create(string endpoints)
     {

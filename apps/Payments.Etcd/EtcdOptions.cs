@@ -11,6 +11,13 @@ public sealed class EtcdOptions
 
     public string KeyPrefix { get; set; } = "/daprpayments/";
 
+    /// <summary>The members' <c>--quota-backend-bytes</c> (0: etcd's default, 2 GiB), for the storage metrics and the
+    /// NOSPACE recovery (<see cref="Maintenance.EtcdDefragmenter"/>).</summary>
+    public long QuotaBackendBytes { get; set; }
+
+    /// <summary>Where the etcd maintenance lock lives.</summary>
+    public string MaintenanceLockKey => KeyPrefix + "locks/etcd-maintenance";
+
     /// <summary>The ledger: accounts, transfers (the journal), holds, the expiry index.</summary>
     public string LedgerPrefix => KeyPrefix + "ledger/";
 

@@ -1,5 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Payments.Etcd.Maintenance;
 using Payments.Etcd.Regions;
 
 namespace Payments.Etcd;
@@ -23,5 +26,30 @@ public static class EtcdServiceCollectionExtensions
         }
 
         return services;
+    }
+
+    /// <summary>Defragments the members one at a time when compaction has left their files mostly free, disarms a
+    /// NOSPACE alarm once there is room again, and exports the database sizes (one app per region runs it: the ledger
+    /// service, which writes most).</summary>
+    public static IServiceCollection AddEtcdMaintenance(this IServiceCollection services, EtcdOptions options, DefragPolicy? policy = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var effective = (policy ?? DefragPolicy.Default) with { QuotaBytes = options.QuotaBackendBytes };
+        services.AddSingleton(provider =>
+        {
+            var defragmenter = new EtcdDefragmenter(
+                provider.GetRequiredService<EtcdConnection>(), options.MaintenanceLockKey, effective,
+                provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdDefragmenter>());
+            defragmenter.ExportMetrics();
+            return defragmenter;
+        });
+        services.AddHostedService<EtcdMaintenanceService>();
+        return services;
+    }
+
+    /// <summary>Runs the defragmenter for the life of the app.</summary>
+    private sealed class EtcdMaintenanceService(EtcdDefragmenter defragmenter, TimeProvider time) : BackgroundService
+    {
+        protected override Task ExecuteAsync(CancellationToken stoppingToken) => defragmenter.RunAsync(time, stoppingToken);
     }
 }

@@ -12,12 +12,14 @@ public sealed class EtcdMember : IDisposable
     private readonly string clusterDirectory;
     private readonly string initialCluster;
     private readonly string clusterToken;
+    private readonly EtcdStorage storage;
     private Process? process;
     private EtcdConnection? statusConnection;
 
     internal EtcdMember(
-        int index, string etcdPath, string clusterDirectory, int clientPort, int peerPort, string initialCluster, string clusterToken)
+        int index, string etcdPath, string clusterDirectory, int clientPort, int peerPort, string initialCluster, string clusterToken, EtcdStorage storage)
     {
+        this.storage = storage;
         Index = index;
         this.etcdPath = etcdPath;
         this.clusterDirectory = clusterDirectory;
@@ -60,8 +62,7 @@ public sealed class EtcdMember : IDisposable
             $"--initial-cluster {initialCluster} --initial-cluster-token {clusterToken} --initial-cluster-state new",
             // Production-like timing (etcd's defaults) so failover figures mean something.
             "--heartbeat-interval 100 --election-timeout 1000",
-            // The ledger sizes its batches against this limit (etcd's default, stated so nobody lowers it unseen).
-            "--max-txn-ops 128");
+            string.Join(' ', storage.Flags));
         var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add($"exec {etcdPath} {arguments} >>{LogPath} 2>&1");

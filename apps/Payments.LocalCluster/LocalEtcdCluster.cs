@@ -44,8 +44,9 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
     /// <summary>Starts <paramref name="memberCount"/> members together (a member reports ready only once a
     /// majority is up) and waits, bounded, until the cluster has a leader.</summary>
+    /// <param name="storage">The members' quota and compaction (null: <see cref="EtcdStorage.Default"/>).</param>
     public static async Task<LocalEtcdCluster> StartAsync(
-        int memberCount, Action<string>? progress, CancellationToken cancellationToken)
+        int memberCount, Action<string>? progress, CancellationToken cancellationToken, EtcdStorage? storage = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(memberCount, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(memberCount, MaxMembers);
@@ -55,7 +56,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         {
             try
             {
-                return await StartOnceAsync(memberCount, etcdPath, progress, cancellationToken);
+                return await StartOnceAsync(memberCount, etcdPath, storage ?? EtcdStorage.Default, progress, cancellationToken);
             }
             catch (MemberExitedException exception) when (attempt < MaxStartAttempts)
             {
@@ -66,9 +67,8 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     }
 
     private static async Task<LocalEtcdCluster> StartOnceAsync(
-        int memberCount, string etcdPath, Action<string>? progress, CancellationToken cancellationToken)
+        int memberCount, string etcdPath, EtcdStorage storage, Action<string>? progress, CancellationToken cancellationToken)
     {
-
         var clusterName = $"c{Environment.ProcessId}-{Guid.NewGuid():N}"[..24];
         var directory = Path.Combine(RootDirectory, clusterName);
         System.IO.Directory.CreateDirectory(directory);
@@ -80,7 +80,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
             .Select(index => $"m{index}=http://127.0.0.1:{ports[(index * 2) + 1]}"));
         var members = Enumerable.Range(0, memberCount)
             .Select(index => new EtcdMember(
-                index, etcdPath, directory, ports[index * 2], ports[(index * 2) + 1], initialCluster, clusterName))
+                index, etcdPath, directory, ports[index * 2], ports[(index * 2) + 1], initialCluster, clusterName, storage))
             .ToArray();
 
         var cluster = new LocalEtcdCluster(directory, members, progress);

@@ -43,7 +43,7 @@ public sealed class ContainerSystem : IAsyncLifetime
     /// <summary><c>development</c> (default) or <c>daprd</c>.</summary>
     public static readonly string SidecarMode = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_SIDECAR") ?? "development";
     /// <summary>The Dapr runtime for <c>daprd</c> mode (the chart's docs install the same version).</summary>
-    public static readonly string DaprVersion = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_DAPR_VERSION") ?? "1.16.0";
+    public static readonly string DaprVersion = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_DAPR_VERSION") ?? "1.17.2";
     private const string DaprComponentsPath = "/components/statestore.yaml";
     private const string OwnerLabel = "daprpayments.tests.owner-pid";
     private const string RunLabel = "daprpayments.tests.run";
@@ -271,7 +271,7 @@ public sealed class ContainerSystem : IAsyncLifetime
             etcdHostPorts[index] = LocalPorts.Free();
             EtcdContainers[index] = Container("etcd", $"etcd-{index}", EtcdImage, new Dictionary<string, string>())
                 .WithPortBinding(etcdHostPorts[index], 2379)
-                .WithCommand(
+                .WithCommand([
                     "--name", $"etcd-{index}",
                     // On the container's own layer, not a tmpfs: a member killed and started again rejoins with its
                     // log, as a pod with its volume does.
@@ -282,7 +282,8 @@ public sealed class ContainerSystem : IAsyncLifetime
                     "--initial-advertise-peer-urls", $"http://etcd-{index}:2380",
                     "--initial-cluster", peers,
                     "--initial-cluster-token", $"daprpayments-{run}",
-                    "--initial-cluster-state", "new")
+                    "--initial-cluster-state", "new",
+                    .. EtcdServerFlags.Storage()])
                 .Build();
         }
 

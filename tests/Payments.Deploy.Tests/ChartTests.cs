@@ -162,6 +162,35 @@ public sealed class ChartTests
             deployment => Assert.DoesNotContain(deployment.Spec.Template.Spec.Containers[0].Env ?? [], variable => variable.Name == "Region__Name"));
     }
 
+    [Fact]
+    public async Task FinishedWorkflows_ArePurgedByDapr_OnlyInTheOrchestratorsConfiguration()
+    {
+        var configs = (await RenderAsync(null)).OfType<DaprConfiguration>().ToArray();
+
+        var orchestrator = Assert.Single(configs, config => config.Metadata.Name.EndsWith("-orchestrator", StringComparison.Ordinal));
+        Assert.Equal("1h", orchestrator.Spec.Workflow?.StateRetentionPolicy.AnyTerminal);
+        Assert.All(configs.Where(config => config != orchestrator), config => Assert.Null(config.Spec.Workflow));
+    }
+
+    [Fact]
+    public async Task Etcd_CompactsPeriodically_UnderASizedQuota_ThatTheAppsKnow()
+    {
+        var documents = await RenderAsync(null);
+        var etcd = documents.OfType<V1StatefulSet>().Single(set => set.Metadata.Name.EndsWith("-etcd", StringComparison.Ordinal));
+        var args = etcd.Spec.Template.Spec.Containers[0].Args ?? etcd.Spec.Template.Spec.Containers[0].Command;
+
+        // The same bounded-storage flags the local cluster and the container suite use (Payments.LocalCluster.EtcdServerFlags).
+        Assert.Contains("--auto-compaction-mode=periodic", args);
+        Assert.Contains("--auto-compaction-retention=10m", args);
+        var quota = Assert.Single(args, arg => arg.StartsWith("--quota-backend-bytes=", StringComparison.Ordinal));
+        var quotaBytes = long.Parse(quota.Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(quotaBytes, 128L << 20, 8L << 30); // etcd's suggested maximum is 8 GiB
+        var ledger = documents.OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-ledger", StringComparison.Ordinal));
+        Assert.Contains(ledger.Spec.Template.Spec.Containers[0].Env, variable => variable.Name == "Payments__QuotaBackendBytes" && variable.Value == quotaBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var volume = etcd.Spec.VolumeClaimTemplates.Single().Spec.Resources.Requests["storage"].ToInt64();
+        Assert.True(quotaBytes < volume, $"quota {quotaBytes} must leave room on the {volume}-byte volume");
+    }
+
     [Theory]
     [MemberData(nameof(ValuesFiles))]
     public async Task ValuesAndRenderedManifests_PassYamllint(string valuesFile)

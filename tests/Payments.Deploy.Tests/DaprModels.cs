@@ -136,6 +136,32 @@ public sealed class DaprConfiguration : DaprResource<DaprConfiguration.Configura
 
         [JsonPropertyName("accessControl")]
         public AccessControlSpec AccessControl { get; set; } = null!;
+
+        [JsonPropertyName("workflow")]
+        public WorkflowSpec? Workflow { get; set; }
+    }
+
+    /// <summary>Dapr ≥ 1.17.2 (dapr/dapr pkg/config, the Configuration CRD's workflow.stateRetentionPolicy: durations
+    /// as strings; 1.17.0–1.17.1 typed them as integers on Kubernetes).</summary>
+    public sealed class WorkflowSpec
+    {
+        [JsonPropertyName("stateRetentionPolicy")]
+        public RetentionSpec StateRetentionPolicy { get; set; } = null!;
+    }
+
+    public sealed class RetentionSpec
+    {
+        [JsonPropertyName("anyTerminal")]
+        public string? AnyTerminal { get; set; }
+
+        [JsonPropertyName("completed")]
+        public string? Completed { get; set; }
+
+        [JsonPropertyName("failed")]
+        public string? Failed { get; set; }
+
+        [JsonPropertyName("terminated")]
+        public string? Terminated { get; set; }
     }
 
     public sealed class TracingSpec

@@ -20,6 +20,7 @@ public static class LedgerServiceExtensions
         builder.Services.AddEtcd(etcd, regional);
         builder.Services.AddEtcdLedger(fenced: regional);
         builder.Services.AddHostedService<HoldExpiryService>();
+        builder.Services.AddEtcdMaintenance(etcd);
         var replication = (builder.Configuration.GetSection("Replication").Get<ReplicationOptions>() ?? new ReplicationOptions()).Validate();
         await builder.AddJournalReplicationAsync(replication, etcd);
     }

@@ -1,0 +1,38 @@
+using System.Globalization;
+
+namespace Payments.LocalCluster;
+
+/// <summary>How a local cluster's members keep storage bounded: the backend quota (0: etcd's default, 2 GiB) and the
+/// compaction retention (null: <see cref="EtcdServerFlags.CompactionRetention"/>).</summary>
+public sealed record EtcdStorage(long QuotaBackendBytes = 0, string? CompactionRetention = null)
+{
+    public static EtcdStorage Default { get; } = new();
+
+    public IReadOnlyList<string> Flags => EtcdServerFlags.Storage(QuotaBackendBytes, CompactionRetention);
+}
+
+/// <summary>The etcd server flags that keep storage bounded, the same for the local cluster and the container suite
+/// (the chart renders the same from its values; a deployment test checks they agree).</summary>
+public static class EtcdServerFlags
+{
+    /// <summary>History kept before compaction: long enough for any read of a past revision and for a watch to catch up,
+    /// short enough that a busy ledger's old versions do not pile up.</summary>
+    public const string CompactionRetention = "10m";
+
+    /// <summary>Compaction (periodic, keeping <see cref="CompactionRetention"/>), the backend quota (0: etcd's default
+    /// of 2 GiB) and the transaction size the ledger's batches are sized against (etcd's default, stated so nobody
+    /// lowers it unseen).</summary>
+    /// <param name="compactionRetention">Overrides <see cref="CompactionRetention"/> (a Go duration): soak tests shorten it.</param>
+    public static IReadOnlyList<string> Storage(long quotaBackendBytes = 0, string? compactionRetention = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(quotaBackendBytes);
+        List<string> flags =
+            ["--auto-compaction-mode=periodic", $"--auto-compaction-retention={compactionRetention ?? CompactionRetention}", "--max-txn-ops=128"];
+        if (quotaBackendBytes > 0)
+        {
+            flags.Add($"--quota-backend-bytes={quotaBackendBytes.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        return flags;
+    }
+}

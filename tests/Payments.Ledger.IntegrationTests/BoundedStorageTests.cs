@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Etcd.Maintenance;
+using Payments.Ledger.Contracts;
+using Payments.LocalCluster;
+using Payments.Testing;
+using Xunit.Abstractions;
+
+namespace Payments.Ledger.IntegrationTests;
+
+/// <summary>Storage stays bounded: a cluster with a small quota takes several times its quota in writes — the churn
+/// of workflow state and ledger records — without ever refusing one, because periodic compaction frees old revisions
+/// and the defragmenter gives the pages back, one member at a time (before: nothing compacted, and etcd stopped every
+/// write at its quota with NOSPACE).</summary>
+public sealed class BoundedStorageTests(ITestOutputHelper output)
+{
+    private const long QuotaBytes = 64L * 1024 * 1024;
+    private const long WrittenTargetBytes = QuotaBytes * 5 / 2;
+    private const int ValueBytes = 8 * 1024;
+    private const int ChurnedKeys = 500;
+    private const int Writers = 8;
+
+    /// <summary>Paced below what two cores sustain, so the run measures compaction, not etcd falling behind.</summary>
+    private const long BytesPerSecond = 3L * 1024 * 1024;
+
+    private static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(5);
+    private static readonly DefragPolicy Policy = new(TimeSpan.FromSeconds(2), 16L * 1024 * 1024, 0.5, QuotaBytes);
+
+    [Fact]
+    public async Task SeveralQuotasOfWrites_AreNeverRefused_AndTheDatabaseStaysUnderItsQuota()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var cluster = await LocalEtcdCluster.StartAsync(3, output.WriteLine, timeout.Token, new EtcdStorage(QuotaBytes, CompactionRetention: "5s"));
+        using var etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        var defragmenter = new EtcdDefragmenter(etcd, "/soak/locks/etcd-maintenance", Policy, NullLogger<EtcdDefragmenter>.Instance);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        var maintenance = defragmenter.RunAsync(TimeProvider.System, stop.Token);
+        var largest = 0L;
+        var sampler = SampleLargestAsync(etcd, size => largest = Math.Max(largest, size), stop.Token);
+
+        var written = await ChurnAsync(etcd, timeout.Token);
+        var ledger = new Ledger.Core.EtcdLedger(etcd, "/soak/ledger/", TimeProvider.System, NullLogger<Ledger.Core.EtcdLedger>.Instance);
+        await LedgerWorkAsync(ledger, timeout.Token); // the ledger still writes after the churn
+        var last = await defragmenter.RunOnceAsync(timeout.Token);
+        await stop.CancelAsync();
+        await Task.WhenAll(maintenance, sampler);
+
+        output.WriteLine($"written {written / (1 << 20)} MiB, largest member file {largest / (1 << 20)} MiB, quota {QuotaBytes / (1 << 20)} MiB, last pass {last}");
+        Assert.True(written >= WrittenTargetBytes, $"only {written} bytes written");
+        Assert.InRange(largest, 1, QuotaBytes - 1);
+        Assert.NotNull(last);
+        Assert.InRange(last.LargestDbSizeBytes, 1, (long)(QuotaBytes * DefragPolicy.DisarmBelowQuotaFraction));
+        await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
+
+    /// <summary>Rewrites a fixed set of keys (as the workflow engine rewrites its state) at a paced rate until
+    /// <see cref="WrittenTargetBytes"/> went in; every put must succeed (a NOSPACE would throw ResourceExhausted).</summary>
+    private static async Task<long> ChurnAsync(EtcdConnection etcd, CancellationToken cancellationToken)
+    {
+        var value = ByteString.CopyFrom(new byte[ValueBytes]);
+        var written = 0L;
+        var clock = Stopwatch.StartNew();
+        await Parallel.ForEachAsync(Enumerable.Range(0, Writers), cancellationToken, async (writer, token) =>
+        {
+            for (var put = 0L; Interlocked.Read(ref written) < WrittenTargetBytes; put++)
+            {
+                var request = new PutRequest { Key = EtcdBytes.Key($"/soak/churn/{((put * Writers) + writer) % ChurnedKeys:D4}"), Value = value };
+                await EtcdConnection.CallAsync(call => etcd.Kv.PutAsync(request, cancellationToken: call), token);
+                var total = Interlocked.Add(ref written, ValueBytes);
+                var due = TimeSpan.FromSeconds(total / (double)BytesPerSecond) - clock.Elapsed;
+                if (due > TimeSpan.Zero)
+                {
+                    await Task.Delay(due, token); // pacing the load, not waiting for state
+                }
+            }
+        });
+        return written;
+    }
+
+    private static async Task LedgerWorkAsync(Ledger.Core.EtcdLedger ledger, CancellationToken cancellationToken)
+    {
+        var (alice, bob) = (AccountId.Parse("soak-alice"), AccountId.Parse("soak-bob"));
+        await ledger.OpenAccountAsync(alice, Currency.Eur, 0, cancellationToken);
+        await ledger.OpenAccountAsync(bob, Currency.Eur, 0, cancellationToken);
+        var funding = new TransferRequest.Single(TransferId.Parse("soak-fund"), AccountId.ExternalFunding(Currency.Eur), alice, new Money(1_000_000, Currency.Eur));
+        Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(funding, cancellationToken));
+        for (var index = 0; index < 200; index++)
+        {
+            var (from, to) = index % 2 == 0 ? (alice, bob) : (bob, alice);
+            var transfer = new TransferRequest.Single(TransferId.Parse($"soak-{index}"), from, to, new Money(10, Currency.Eur));
+            Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(transfer, cancellationToken));
+        }
+    }
+
+    /// <summary>Every member's file size, sampled each second (a member that is defragmenting may not answer: skipped).</summary>
+    private static async Task SampleLargestAsync(EtcdConnection etcd, Action<long> observe, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            for (var member = 0; member < etcd.MemberCount; member++)
+            {
+                try
+                {
+                    var status = await etcd.MemberMaintenance(member).StatusAsync(
+                        new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: cancellationToken);
+                    observe(status.DbSize);
+                }
+                catch (RpcException)
+                {
+                    // busy defragmenting; the next sample sees it
+                }
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    }
+}
