@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
+using Payments.LocalCluster;
 
 namespace Payments.Local.Hosting;
 
@@ -111,6 +112,23 @@ public sealed class ChildProcess : IAsyncDisposable
 
             await Task.Delay(PollInterval, cancellationToken);
         }
+    }
+
+    /// <summary>True between <see cref="Pause"/> and <see cref="Resume"/>.</summary>
+    public bool IsPaused { get; private set; }
+
+    /// <summary>SIGSTOP: a frozen process (GC pause, stalled VM) whose connections stay open but silent.</summary>
+    public void Pause()
+    {
+        NativeSignals.Send(process.Id, NativeSignals.SigStop);
+        IsPaused = true;
+    }
+
+    /// <summary>SIGCONT: the frozen process goes on where it stopped.</summary>
+    public void Resume()
+    {
+        NativeSignals.Send(process.Id, NativeSignals.SigCont);
+        IsPaused = false;
     }
 
     /// <summary>SIGKILL: a crash, for the fault tests.</summary>

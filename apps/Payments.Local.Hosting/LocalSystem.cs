@@ -65,8 +65,10 @@ public sealed class LocalSystem : IAsyncDisposable
 
     public ChildProcess Orchestrator { get; private set; } = null!;
 
+    /// <param name="supervise">Restart crashed apps and etcd members, as Kubernetes would (the run command and the fault
+    /// campaign); fault tests that keep a process down on purpose leave it off.</param>
     public static async Task<LocalSystem> StartAsync(
-        int apiPort, Action<string> progress, CancellationToken cancellationToken, RegionSettings? region = null)
+        int apiPort, Action<string> progress, CancellationToken cancellationToken, RegionSettings? region = null, bool supervise = false)
     {
         var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken);
         var logDirectory = Path.Combine(cluster.Directory, "logs");
@@ -75,6 +77,7 @@ public sealed class LocalSystem : IAsyncDisposable
         try
         {
             await system.StartAppsAsync(apiPort, progress, cancellationToken);
+            system.Supervisor = supervise ? new ProcessSupervisor(system, progress) : null;
             return system;
         }
         catch
@@ -111,6 +114,13 @@ public sealed class LocalSystem : IAsyncDisposable
         Orchestrator = name == Orchestrator.Name ? restarted : Orchestrator;
         return restarted;
     }
+
+    /// <summary>Restarts crashed processes (null unless started with supervision).</summary>
+    public ProcessSupervisor? Supervisor { get; private set; }
+
+    /// <summary>The apps whose current process has exited (a crash, or a kill).</summary>
+    public IReadOnlyList<string> ExitedApps() =>
+        [.. children.GroupBy(child => child.Name).Select(group => group.Last()).Where(child => child.HasExited).Select(child => child.Name)];
 
     /// <summary>The app named <paramref name="name"/>, for fault injection.</summary>
     public ChildProcess App(string name) => children.Last(child => child.Name == name);
@@ -166,6 +176,11 @@ public sealed class LocalSystem : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Supervisor is not null)
+        {
+            await Supervisor.DisposeAsync(); // first: it must not restart what is being stopped
+        }
+
         // Apps first (they hold connections to the sidecar and etcd), then the sidecar, then etcd.
         foreach (var child in Enumerable.Reverse(children))
         {

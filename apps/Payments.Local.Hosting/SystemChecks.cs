@@ -13,14 +13,17 @@ public static class SystemChecks
     /// <summary>Payment records read at most.</summary>
     public const int MaxPayments = 1_000_000;
 
-    public static async Task<IReadOnlyList<InvariantCheck>> RunAsync(LocalSystem system, CancellationToken cancellationToken)
+    public const string StatusCheckName = "status tells the truth";
+
+    /// <summary>The ledger's invariants and the status check, as checks; and the number of status mismatches.</summary>
+    public static async Task<(IReadOnlyList<InvariantCheck> Checks, int StatusMismatches)> RunAsync(LocalSystem system, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(system);
         var (snapshot, checks) = await LedgerInvariants.CheckAsync(system.Ledger, cancellationToken);
         var records = await new PaymentRecordStore(system.Etcd, LocalSystem.Layout.PaymentsPrefix).ReadAllAsync(MaxPayments, cancellationToken);
         var (checkedCount, mismatches, listed) = PaymentStatusCheck.Check(records, snapshot.Journal);
         var named = string.Join(", ", listed.Take(5).Select(mismatch => $"{mismatch.PaymentId} {mismatch.Status}: {mismatch.Problem}"));
-        return [.. checks, new InvariantCheck("status tells the truth", mismatches == 0,
-            $"{mismatches} of {checkedCount} terminal payments disagree with the journal{(named.Length > 0 ? ": " + named : string.Empty)}")];
+        return ([.. checks, new InvariantCheck(StatusCheckName, mismatches == 0,
+            $"{mismatches} of {checkedCount} terminal payments disagree with the journal{(named.Length > 0 ? ": " + named : string.Empty)}")], mismatches);
     }
 }

@@ -10,7 +10,7 @@ public static class LedgerReport
     /// <summary>Checks and prints every invariant; true when all hold.</summary>
     public static async Task<bool> PrintAsync(LocalSystem system, CancellationToken cancellationToken)
     {
-        var checks = await SystemChecks.RunAsync(system, cancellationToken);
+        var (checks, _) = await SystemChecks.RunAsync(system, cancellationToken);
         var table = new Table().Title("Invariants").AddColumns("check", "result", "detail");
         foreach (var check in checks)
         {

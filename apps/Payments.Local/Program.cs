@@ -32,7 +32,7 @@ if (options is null)
 try
 {
     await using var system = await LocalSystem.StartAsync(
-        options.ApiPort, message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]"), stop.Token);
+        options.ApiPort, message => AnsiConsole.MarkupLineInterpolated($"[grey]{message}[/]"), stop.Token, supervise: true);
     if (options.Serve)
     {
         await ServeMode.RunAsync(system, stop.Token);

@@ -4,7 +4,7 @@ namespace Payments.LocalCluster;
 
 /// <summary>kill(2) for the signals .NET's Process API does not send: pausing a member is how we simulate a
 /// stalled node (GC pause, frozen VM) whose TCP connections stay open but silent.</summary>
-internal static partial class NativeSignals
+public static partial class NativeSignals
 {
     // Linux x86-64 and arm64 numbers.
     public const int SigCont = 18;

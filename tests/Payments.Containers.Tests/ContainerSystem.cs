@@ -321,6 +321,9 @@ public sealed class ContainerSystem : IAsyncLifetime
                 parameters.HostConfig ??= new Docker.DotNet.Models.HostConfig();
                 parameters.HostConfig.ReadonlyRootfs = name != "etcd";
                 parameters.HostConfig.Tmpfs = new Dictionary<string, string> { ["/tmp"] = "rw,size=64m" };
+                // As a pod's restartPolicy: a process that crashes is started again by Docker. A deliberate
+                // `docker kill` (the fault scenarios) disables the policy until the next start (docker-kill(1)).
+                parameters.HostConfig.RestartPolicy = new Docker.DotNet.Models.RestartPolicy { Name = Docker.DotNet.Models.RestartPolicyKind.UnlessStopped };
             });
 
     private ContainerBuilder Container(string image, string alias, IReadOnlyDictionary<string, string> environment) =>

@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using Etcdserverpb;
+using Payments.Domain;
+using Payments.Merchants;
+
+namespace Payments.Local.Hosting.Chaos;
+
+/// <summary>What a campaign found.</summary>
+/// <param name="PaymentSuccess">completed ÷ (completed + failed by platform faults); business refusals do not count.</param>
+/// <param name="AnsweredWithinBudget">Client requests answered without a 5xx or timeout within the 30 s retry budget.</param>
+public sealed record CampaignResult(
+    int Payments, int Faults, double PaymentSuccess, double AnsweredWithinBudget, int Stuck, int StatusMismatches,
+    int BalanceMismatches, int IdempotencyViolations, int InvariantViolations, double EtcdDbSizeMb, int Restarts, IReadOnlyList<string> Problems)
+{
+    public bool Clean => Stuck == 0 && StatusMismatches == 0 && BalanceMismatches == 0 && IdempotencyViolations == 0 && InvariantViolations == 0;
+}
+
+/// <summary>The fault campaign (issue 10): the local system, supervised as Kubernetes would, under steady payments from
+/// several clients with Idempotency-Keys, while a fault hits a random process every few seconds (<see cref="FaultInjector"/>).
+/// Afterwards every payment must be terminal, every status true to the ledger, every balance what the completed payments
+/// imply, every key resubmitted name the same payment, and the ledger's invariants hold.</summary>
+public static class FaultCampaign
+{
+    public const long FundsMinor = 1_000_000_000;
+    public const int AccountsPerClient = 8;
+
+    /// <summary>After the faults stop: how long the payments still open may take to end (the sweeper's cycles included).</summary>
+    public static readonly TimeSpan SettleBound = TimeSpan.FromMinutes(6);
+
+    /// <summary>Reasons that are the platform's fault, not the payment's (they count against <see cref="CampaignResult.PaymentSuccess"/>).</summary>
+    private static readonly HashSet<string> PlatformReasons = ["ledger-unavailable", "risk-unavailable", "compensation-failed", "workflow-failed"];
+
+    public static async Task<CampaignResult> RunAsync(
+        TimeSpan duration, int clients, TimeSpan faultInterval, int seed, Action<string> progress, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(progress);
+        var random = new Random(seed);
+        await using var system = await LocalSystem.StartAsync(0, progress, cancellationToken, supervise: true);
+        var merchants = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
+        var actors = new List<(CampaignClient Client, HttpClient Http)>();
+        for (var client = 0; client < clients; client++)
+        {
+            var http = await MerchantHttpAsync(system, merchants, client, cancellationToken);
+            var accounts = await OpenAccountsAsync(http, client, cancellationToken);
+            actors.Add((new CampaignClient(http, client, accounts, new Random(random.Next())), http));
+        }
+
+        var injector = new FaultInjector(system, new Random(random.Next()), progress);
+        await DriveAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, duration, faultInterval, progress, cancellationToken);
+        var result = await CheckAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, progress, cancellationToken);
+        foreach (var (_, http) in actors)
+        {
+            http.Dispose();
+        }
+
+        return result;
+    }
+
+    private static async Task DriveAsync(
+        LocalSystem system, CampaignClient[] clients, FaultInjector injector, TimeSpan duration, TimeSpan faultInterval, Action<string> progress,
+        CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var load = Task.WhenAll(clients.Select(client => Task.Run(() => client.RunAsync(clock, duration, cancellationToken), cancellationToken)));
+        var nextFault = faultInterval;
+        while (!load.IsCompleted)
+        {
+            await Task.WhenAny(load, Task.Delay(TimeSpan.FromSeconds(1), cancellationToken));
+            if (clock.Elapsed >= nextFault && clock.Elapsed < duration)
+            {
+                await injector.InjectAsync(cancellationToken);
+                nextFault += faultInterval;
+            }
+
+            var payments = clients.Sum(client => client.Payments.Count);
+            progress($"chaos: {clock.Elapsed.TotalSeconds,5:F0} s  {payments,6} payments  {injector.Injected.Count,4} faults  {system.Supervisor?.Restarts ?? 0,4} restarts");
+        }
+
+        await load;
+        await injector.SettleAsync(cancellationToken);
+    }
+
+    private static async Task<CampaignResult> CheckAsync(
+        LocalSystem system, CampaignClient[] clients, FaultInjector injector, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var problems = new List<string>();
+        var payments = clients.SelectMany(client => client.Payments.Select(payment => (client, payment))).ToArray();
+        progress($"chaos: faults over; {payments.Count(pair => !PaymentStatus.IsTerminal(pair.payment.Status))} of {payments.Length} payments still open, asking again");
+        await AskAgainAsync(payments, cancellationToken);
+        var stuck = payments.Where(pair => !PaymentStatus.IsTerminal(pair.payment.Status)).Select(pair => pair.payment).ToArray();
+        problems.AddRange(stuck.Take(10).Select(payment => $"stuck: {payment.Key} {payment.PaymentId} {payment.Status}"));
+        var idempotency = await IdempotencyViolationsAsync(payments, problems, cancellationToken);
+        var balances = await BalanceMismatchesAsync(system, payments.Select(pair => pair.payment).ToArray(), problems, cancellationToken);
+        var (checks, statusMismatches) = await SystemChecks.RunAsync(system, cancellationToken);
+        problems.AddRange(checks.Where(check => !check.Holds).Select(check => $"{check.Name}: {check.Detail}"));
+        var completed = payments.Count(pair => pair.payment.Status == PaymentStatus.Completed);
+        var platformFailed = payments.Count(pair => pair.payment.Reason is { } reason && PlatformReasons.Contains(reason));
+        var requests = clients.Sum(client => client.Requests);
+        return new CampaignResult(
+            payments.Length, injector.Injected.Count, Ratio(completed, completed + platformFailed),
+            Ratio(clients.Sum(client => client.Answered), requests), stuck.Length,
+            statusMismatches, balances, idempotency, checks.Count(check => !check.Holds && check.Name != SystemChecks.StatusCheckName),
+            Math.Round(await LargestDbSizeAsync(system, cancellationToken) / (1024.0 * 1024.0), 1), system.Supervisor?.Restarts ?? 0, problems);
+    }
+
+    /// <summary>Every payment not yet terminal is followed again (in parallel, bounded by <see cref="SettleBound"/>).</summary>
+    private static async Task AskAgainAsync((CampaignClient Client, CampaignPayment Payment)[] payments, CancellationToken cancellationToken)
+    {
+        var open = payments.Where(pair => !PaymentStatus.IsTerminal(pair.Payment.Status)).ToArray();
+        await Parallel.ForEachAsync(open, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (pair, token) =>
+        {
+            pair.Payment.PaymentId ??= await pair.Client.SubmitAsync(pair.Payment, token); // never answered: ask with the same key
+            if (pair.Payment.PaymentId is not null)
+            {
+                await pair.Client.FollowAsync(pair.Payment, SettleBound, token);
+            }
+        });
+    }
+
+    /// <summary>Each key submitted again with the same body must name the same payment.</summary>
+    private static async Task<int> IdempotencyViolationsAsync(
+        (CampaignClient Client, CampaignPayment Payment)[] payments, List<string> problems, CancellationToken cancellationToken)
+    {
+        var violations = 0;
+        await Parallel.ForEachAsync(payments, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (pair, token) =>
+        {
+            var again = await pair.Client.SubmitAsync(pair.Payment, token);
+            if (again is null || again != pair.Payment.PaymentId)
+            {
+                Interlocked.Increment(ref violations);
+                lock (problems)
+                {
+                    problems.Add($"idempotency: {pair.Payment.Key} named {pair.Payment.PaymentId}, now {again ?? "no answer"}");
+                }
+            }
+        });
+        return violations;
+    }
+
+    /// <summary>Every account's balance equals its funding plus the completed payments into it, less those out of it.</summary>
+    private static async Task<int> BalanceMismatchesAsync(LocalSystem system, CampaignPayment[] payments, List<string> problems, CancellationToken cancellationToken)
+    {
+        var completed = payments.Where(payment => payment.Status == PaymentStatus.Completed).ToArray();
+        var mismatches = 0;
+        foreach (var account in payments.SelectMany(payment => new[] { payment.Debtor, payment.Creditor }).Distinct(StringComparer.Ordinal))
+        {
+            var expected = FundsMinor + completed.Where(payment => payment.Creditor == account).Sum(payment => payment.AmountMinor)
+                - completed.Where(payment => payment.Debtor == account).Sum(payment => payment.AmountMinor);
+            var actual = (await system.Ledger.GetAccountAsync(AccountId.Parse(account), cancellationToken))?.BalanceMinor;
+            if (actual != expected)
+            {
+                mismatches++;
+                problems.Add($"balance: {account} holds {actual}, the completed payments imply {expected}");
+            }
+        }
+
+        return mismatches;
+    }
+
+    private static async Task<long> LargestDbSizeAsync(LocalSystem system, CancellationToken cancellationToken)
+    {
+        var largest = 0L;
+        for (var member = 0; member < system.Etcd.MemberCount; member++)
+        {
+            var status = await system.Etcd.MemberMaintenance(member).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+            largest = Math.Max(largest, status.DbSize);
+        }
+
+        return largest;
+    }
+
+    private static async Task<HttpClient> MerchantHttpAsync(LocalSystem system, MerchantStore merchants, int client, CancellationToken cancellationToken)
+    {
+        var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(10) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await merchants.IssueApiKeyAsync($"chaos-merchant-{client}", cancellationToken));
+        return http;
+    }
+
+    private static async Task<List<string>> OpenAccountsAsync(HttpClient http, int client, CancellationToken cancellationToken)
+    {
+        var accounts = new List<string>();
+        for (var index = 0; index < AccountsPerClient; index++)
+        {
+            var id = $"chaos-{client}-{index}";
+            (await http.PostAsJsonAsync("/v1/accounts", new { accountId = id, currency = "EUR" }, cancellationToken)).EnsureSuccessStatusCode();
+            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits") { Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "EUR" }) };
+            deposit.Headers.Add("Idempotency-Key", "fund-" + id);
+            (await http.SendAsync(deposit, cancellationToken)).EnsureSuccessStatusCode();
+            accounts.Add(id);
+        }
+
+        return accounts;
+    }
+
+    private static double Ratio(long part, long whole) => whole == 0 ? 1 : Math.Round(part / (double)whole, 4);
+}
