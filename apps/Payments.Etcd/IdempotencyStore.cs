@@ -22,8 +22,11 @@ public sealed class IdempotencyStore
     public static readonly TimeSpan Retention = TimeSpan.FromHours(24);
     public static readonly TimeSpan LeaseBucketWidth = TimeSpan.FromHours(1);
 
-    /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again.</summary>
-    public static readonly TimeSpan InProgressTimeout = TimeSpan.FromSeconds(60);
+    /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again. Short on
+    /// purpose: a claim left by an API replica that died holds every retry of that key at 409 until it lapses (the
+    /// fault campaign saw clients wait out 60 s), and a takeover of a request that was only slow is harmless — the
+    /// work behind a key is idempotent (payment and deposit ids derive from the key), only repeated.</summary>
+    public static readonly TimeSpan InProgressTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>Attempts to release a claim (spanning an etcd leader election, ~1–3 s) before it is left to expire.</summary>
     public const int MaxReleaseAttempts = 6;

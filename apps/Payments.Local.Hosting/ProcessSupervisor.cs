@@ -73,8 +73,9 @@ public sealed class ProcessSupervisor : IAsyncDisposable
             {
                 return;
             }
-            catch (Exception exception) when (exception is InvalidOperationException or TimeoutException or IOException)
+            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
+                // A restart that failed (a port taken, a start that timed out) must not end supervision: try again.
                 report($"supervisor: a restart failed ({exception.Message}); trying again");
             }
         }

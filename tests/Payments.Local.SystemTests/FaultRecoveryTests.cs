@@ -1,11 +1,9 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Payments.Domain;
 using Payments.Local.Hosting;
-using Payments.Merchants;
 using Xunit.Abstractions;
 
 namespace Payments.Local.SystemTests;
@@ -30,7 +28,7 @@ public sealed class FaultRecoveryTests(ITestOutputHelper output)
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
         await using var system = await LocalSystem.StartAsync(0, output.WriteLine, timeout.Token);
-        using var http = await MerchantClientAsync(system, "risk-outage", timeout.Token);
+        using var http = await MerchantClients.CreateAsync(system, "risk-outage", TimeSpan.FromSeconds(30), timeout.Token);
         var accounts = await OpenAccountsAsync(http, "risk", timeout.Token);
 
         await system.App("risk").KillAsync();
@@ -51,7 +49,7 @@ public sealed class FaultRecoveryTests(ITestOutputHelper output)
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
         await using var system = await LocalSystem.StartAsync(0, output.WriteLine, timeout.Token);
-        using var http = await MerchantClientAsync(system, "sidecar-restart", timeout.Token);
+        using var http = await MerchantClients.CreateAsync(system, "sidecar-restart", TimeSpan.FromSeconds(30), timeout.Token);
         var accounts = await OpenAccountsAsync(http, "wf", timeout.Token);
 
         var paymentIds = await SubmitAsync(http, accounts, "wf", count: 50, timeout.Token);
@@ -73,29 +71,8 @@ public sealed class FaultRecoveryTests(ITestOutputHelper output)
         Assert.Contains(checks, check => check.Name == SystemChecks.StatusCheckName);
     }
 
-    private static async Task<HttpClient> MerchantClientAsync(LocalSystem system, string merchant, CancellationToken cancellationToken)
-    {
-        var store = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
-        var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(30) };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync(merchant, cancellationToken));
-        return http;
-    }
-
-    private static async Task<List<string>> OpenAccountsAsync(HttpClient http, string prefix, CancellationToken cancellationToken)
-    {
-        var accounts = new List<string>();
-        for (var index = 0; index < Accounts; index++)
-        {
-            var id = $"{prefix}-{index}";
-            (await http.PostAsJsonAsync("/v1/accounts", new { accountId = id, currency = "EUR" }, cancellationToken)).EnsureSuccessStatusCode();
-            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits") { Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "EUR" }) };
-            deposit.Headers.Add("Idempotency-Key", "fund-" + id);
-            (await http.SendAsync(deposit, cancellationToken)).EnsureSuccessStatusCode();
-            accounts.Add(id);
-        }
-
-        return accounts;
-    }
+    private static Task<List<string>> OpenAccountsAsync(HttpClient http, string prefix, CancellationToken cancellationToken) =>
+        MerchantClients.OpenFundedAccountsAsync(http, Enumerable.Range(0, Accounts).Select(index => $"{prefix}-{index}"), "EUR", FundsMinor, cancellationToken);
 
     /// <summary>Submits payments (small amounts among funded accounts: each can only complete) and returns their ids.</summary>
     private static async Task<string[]> SubmitAsync(HttpClient http, List<string> accounts, string prefix, int count, CancellationToken cancellationToken) =>

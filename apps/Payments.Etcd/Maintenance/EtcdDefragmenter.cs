@@ -81,9 +81,10 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             {
                 await RunOnceAsync(cancellationToken);
             }
-            catch (Exception exception) when (exception is RpcException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                logger.LogWarning("etcd maintenance pass failed ({Error}); the next pass retries", exception.Message);
+                // Maintenance must never take its host down: the next pass retries.
+                logger.LogError(exception, "etcd maintenance pass failed; the next pass retries");
             }
 
             await Task.Delay(policy.Interval, time, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);

@@ -27,7 +27,7 @@ public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<st
     public static readonly TimeSpan RetryBudget = TimeSpan.FromSeconds(30);
 
     /// <summary>How long the client follows a payment before it moves on (it asks again at the end).</summary>
-    public static readonly TimeSpan FollowBound = TimeSpan.FromMinutes(2);
+    public static readonly TimeSpan FollowBound = TimeSpan.FromSeconds(45);
 
     /// <summary>Most payments per client in one campaign.</summary>
     public const int MaxPayments = 100_000;
@@ -103,7 +103,13 @@ public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<st
         }
     }
 
-    /// <summary>One request, retried on 5xx, 429, timeouts and refused connections within <see cref="RetryBudget"/>.
+    /// <summary>409 <c>idempotency-key-in-use</c>: the same key is still being processed (or its claim outlives an API
+    /// replica that died with it): "retry later", as Stripe's clients do.</summary>
+    private static async Task<bool> IsKeyInUseAsync(HttpResponseMessage response, CancellationToken cancellationToken) =>
+        response.StatusCode == HttpStatusCode.Conflict
+        && (await response.Content.ReadAsStringAsync(cancellationToken)).Contains(ProblemTypes.IdempotencyKeyInUse, StringComparison.Ordinal);
+
+    /// <summary>One request, retried on 5xx, 429, 409 key-in-use, timeouts and refused connections within <see cref="RetryBudget"/>.
     /// Returns the body of a 2xx, or null (a 4xx other than 429 — e.g. a 409 for an approval that raced the
     /// saga — or the budget spent: counted unanswered).</summary>
     private async Task<JsonElement?> WithinBudgetAsync(Func<HttpRequestMessage> create, CancellationToken cancellationToken)
@@ -122,7 +128,7 @@ public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<st
                     return response.Content.Headers.ContentLength == 0 ? default(JsonElement) : await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
                 }
 
-                if ((int)response.StatusCode < 500 && response.StatusCode != HttpStatusCode.TooManyRequests)
+                if ((int)response.StatusCode < 500 && response.StatusCode != HttpStatusCode.TooManyRequests && !await IsKeyInUseAsync(response, cancellationToken))
                 {
                     Interlocked.Increment(ref answered);
                     return null;

@@ -1,9 +1,6 @@
 using System.Diagnostics;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using Etcdserverpb;
 using Payments.Domain;
-using Payments.Merchants;
 
 namespace Payments.Local.Hosting.Chaos;
 
@@ -38,12 +35,12 @@ public static class FaultCampaign
         ArgumentNullException.ThrowIfNull(progress);
         var random = new Random(seed);
         await using var system = await LocalSystem.StartAsync(0, progress, cancellationToken, supervise: true);
-        var merchants = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
         var actors = new List<(CampaignClient Client, HttpClient Http)>();
         for (var client = 0; client < clients; client++)
         {
-            var http = await MerchantHttpAsync(system, merchants, client, cancellationToken);
-            var accounts = await OpenAccountsAsync(http, client, cancellationToken);
+            var http = await MerchantClients.CreateAsync(system, $"chaos-merchant-{client}", TimeSpan.FromSeconds(10), cancellationToken);
+            var accounts = await MerchantClients.OpenFundedAccountsAsync(
+                http, Enumerable.Range(0, AccountsPerClient).Select(index => $"chaos-{client}-{index}"), "EUR", FundsMinor, cancellationToken);
             actors.Add((new CampaignClient(http, client, accounts, new Random(random.Next())), http));
         }
 
@@ -71,7 +68,7 @@ public static class FaultCampaign
             if (clock.Elapsed >= nextFault && clock.Elapsed < duration)
             {
                 await injector.InjectAsync(cancellationToken);
-                nextFault += faultInterval;
+                nextFault = clock.Elapsed + faultInterval; // from now: a late tick must not fire a burst of faults
             }
 
             var payments = clients.Sum(client => client.Payments.Count);
@@ -111,7 +108,12 @@ public static class FaultCampaign
         var open = payments.Where(pair => !PaymentStatus.IsTerminal(pair.Payment.Status)).ToArray();
         await Parallel.ForEachAsync(open, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (pair, token) =>
         {
-            pair.Payment.PaymentId ??= await pair.Client.SubmitAsync(pair.Payment, token); // never answered: ask with the same key
+            var asking = Stopwatch.StartNew();
+            while (pair.Payment.PaymentId is null && asking.Elapsed < SettleBound)
+            {
+                pair.Payment.PaymentId = await pair.Client.SubmitAsync(pair.Payment, token); // never answered: ask with the same key
+            }
+
             if (pair.Payment.PaymentId is not null)
             {
                 await pair.Client.FollowAsync(pair.Payment, SettleBound, token);
@@ -169,29 +171,6 @@ public static class FaultCampaign
         }
 
         return largest;
-    }
-
-    private static async Task<HttpClient> MerchantHttpAsync(LocalSystem system, MerchantStore merchants, int client, CancellationToken cancellationToken)
-    {
-        var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(10) };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await merchants.IssueApiKeyAsync($"chaos-merchant-{client}", cancellationToken));
-        return http;
-    }
-
-    private static async Task<List<string>> OpenAccountsAsync(HttpClient http, int client, CancellationToken cancellationToken)
-    {
-        var accounts = new List<string>();
-        for (var index = 0; index < AccountsPerClient; index++)
-        {
-            var id = $"chaos-{client}-{index}";
-            (await http.PostAsJsonAsync("/v1/accounts", new { accountId = id, currency = "EUR" }, cancellationToken)).EnsureSuccessStatusCode();
-            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits") { Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "EUR" }) };
-            deposit.Headers.Add("Idempotency-Key", "fund-" + id);
-            (await http.SendAsync(deposit, cancellationToken)).EnsureSuccessStatusCode();
-            accounts.Add(id);
-        }
-
-        return accounts;
     }
 
     private static double Ratio(long part, long whole) => whole == 0 ? 1 : Math.Round(part / (double)whole, 4);

@@ -29,10 +29,10 @@ internal sealed partial class StuckPaymentSweeperService(
                     LogPass(logger, report.Scanned, report.Resumed, report.Restarted, report.Recorded, report.Failed);
                 }
             }
-            catch (Exception exception) when (exception is Grpc.Core.RpcException or InvalidOperationException
-                                              || (exception is OperationCanceledException && !stoppingToken.IsCancellationRequested))
+            catch (Exception exception) when (exception is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
-                logger.LogWarning("Sweeper pass failed ({Error}); the next pass retries", exception.Message);
+                // Whatever went wrong, the sweeper must not take the orchestrator down with it: the next pass retries.
+                logger.LogError(exception, "Sweeper pass failed; the next pass retries");
             }
 
             if (!(report.Takeover && !report.CycleCompleted))

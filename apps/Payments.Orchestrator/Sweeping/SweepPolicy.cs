@@ -20,5 +20,5 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
     public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(15);
 
     public static SweepPolicy For(TimeSpan approvalTimeout) =>
-        new(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), approvalTimeout + TimeSpan.FromHours(1));
+        new(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), approvalTimeout + TimeSpan.FromHours(1));
 }
