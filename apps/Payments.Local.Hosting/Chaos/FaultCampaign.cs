@@ -161,13 +161,22 @@ public static class FaultCampaign
         return mismatches;
     }
 
+    /// <summary>The largest member database file among the members that answer (one may still be restarting).</summary>
     private static async Task<long> LargestDbSizeAsync(LocalSystem system, CancellationToken cancellationToken)
     {
         var largest = 0L;
         for (var member = 0; member < system.Etcd.MemberCount; member++)
         {
-            var status = await system.Etcd.MemberMaintenance(member).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
-            largest = Math.Max(largest, status.DbSize);
+            try
+            {
+                var status = await system.Etcd.MemberMaintenance(member).StatusAsync(
+                    new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+                largest = Math.Max(largest, status.DbSize);
+            }
+            catch (Grpc.Core.RpcException)
+            {
+                // down or restarting: the others tell the size (they hold the same data)
+            }
         }
 
         return largest;
