@@ -81,7 +81,11 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             {
                 await RunOnceAsync(cancellationToken);
             }
-            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return; // stopping, mid-pass: a clean end, not a failure
+            }
+            catch (Exception exception)
             {
                 // Maintenance must never take its host down: the next pass retries.
                 logger.LogError(exception, "etcd maintenance pass failed; the next pass retries");
