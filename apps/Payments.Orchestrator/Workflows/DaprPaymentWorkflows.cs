@@ -10,15 +10,34 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     /// <summary>The Dapr client waits for a sidecar without a deadline; every call here has one.</summary>
     public static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>Starts of one payment are serialised in this process: the API's start (a client's retry) and the
+    /// sweeper's can race, and "does it exist? then schedule" is not atomic — the local in-memory engine would replace a
+    /// running instance scheduled twice (daprd refuses the second). Striped: a bounded set of locks.</summary>
+    private const int StartLockStripes = 64;
+
+    private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
+
     public async Task StartAsync(PaymentInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
         using var timeout = Bounded(cancellationToken);
-        if (await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token) is not { Exists: true })
+        var gate = StartLock(input.PaymentId);
+        await gate.WaitAsync(timeout.Token);
+        try
         {
-            await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), input.PaymentId, input, null, timeout.Token);
+            if (await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token) is not { Exists: true })
+            {
+                await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), input.PaymentId, input, null, timeout.Token);
+            }
+        }
+        finally
+        {
+            gate.Release();
         }
     }
+
+    private SemaphoreSlim StartLock(string paymentId) =>
+        startLocks[(int)((uint)StringComparer.Ordinal.GetHashCode(paymentId) % StartLockStripes)];
 
     public async Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken)
     {
@@ -44,6 +63,21 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     public async Task RestartAsync(PaymentInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
+        using var timeout = Bounded(cancellationToken);
+        var gate = StartLock(input.PaymentId);
+        await gate.WaitAsync(timeout.Token);
+        try
+        {
+            await RestartLockedAsync(input, timeout.Token);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    private async Task RestartLockedAsync(PaymentInput input, CancellationToken cancellationToken)
+    {
         using var timeout = Bounded(cancellationToken);
         var state = await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token);
         if (state is { Exists: true, IsWorkflowRunning: true })
