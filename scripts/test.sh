@@ -37,5 +37,10 @@ if [ "$((passed + failed))" -eq 0 ]; then
   echo "No tests ran." >&2
   status=1
 fi
+# CI keeps only the tail of the output: name each failed test (and the first lines of its message) last.
+if [ "$failed" -gt 0 ]; then
+  echo "==> Failed tests:"
+  grep -E -A 6 '^ +Failed [A-Za-z_.]+' "$results/test.log" | head -n 80 || true
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"
