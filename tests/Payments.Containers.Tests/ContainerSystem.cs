@@ -454,6 +454,12 @@ public sealed class ContainerSystem : IAsyncLifetime
                 var (exitedStdout, exitedStderr) = await container.GetLogsAsync();
                 throw new InvalidOperationException($"{container.Name} exited before it was ready. Logs:\n{exitedStdout}\n{exitedStderr}", exception);
             }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                // The probe got no answer in time (an app still starting on a busy machine): ask again, within ReadyTimeout.
+                last = $"no answer within {(ProbeTimeout * 5).TotalSeconds} s";
+                continue;
+            }
 
             if (result.ExitCode == 0 && result.Stdout.Contains(" 200 ", StringComparison.Ordinal))
             {
