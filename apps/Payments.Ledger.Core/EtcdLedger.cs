@@ -4,6 +4,7 @@ using Payments.Domain;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Retention;
 using Payments.Ledger.Core.Rules;
 using Payments.Ledger.Core.Storage;
 using Payments.Ledger.Core.Transfers;
@@ -41,13 +42,17 @@ public sealed class EtcdLedger : ILedger
     /// own transaction: the region's epoch mirror must still hold its epoch, or nothing is written
     /// (<see cref="RegionNotWritableException"/>). Reads are not fenced. Asked once per write attempt: it follows the
     /// epoch the region holds (see <see cref="RegionEpochWatcher"/>).</param>
-    public EtcdLedger(EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger, Func<IWriteFence?>? regionFence = null)
+    /// <param name="retention">The replay window and archival settings (defaults: <see cref="JournalRetentionOptions"/>).</param>
+    public EtcdLedger(
+        EtcdConnection etcd, string prefix, TimeProvider time, ILogger<EtcdLedger> logger, Func<IWriteFence?>? regionFence = null,
+        JournalRetentionOptions? retention = null)
     {
         ArgumentNullException.ThrowIfNull(etcd);
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(logger);
+        Retention = (retention ?? new JournalRetentionOptions()).Validate();
         store = new LedgerStore(etcd, new LedgerKeys(prefix));
-        transfers = new TransferApplier(store, time, logger, regionFence);
+        transfers = new TransferApplier(store, time, Retention, logger, regionFence);
         this.regionFence = regionFence;
         Time = time;
     }
@@ -57,6 +62,8 @@ public sealed class EtcdLedger : ILedger
     internal LedgerKeys Keys => store.Keys;
 
     internal TimeProvider Time { get; }
+
+    public JournalRetentionOptions Retention { get; }
 
     public async Task<OpenAccountOutcome> OpenAccountAsync(
         AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken)

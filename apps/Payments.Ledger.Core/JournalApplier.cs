@@ -39,29 +39,35 @@ public sealed class JournalApplier(EtcdLedger ledger)
     {
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
-            var keys = entries.SelectMany(KeysOf).Distinct(StringComparer.Ordinal).ToArray();
+            var keys = entries.SelectMany(KeysOf).Append(Keys.ArchiveHorizon).Distinct(StringComparer.Ordinal).ToArray();
             var read = await ledger.Store.RetryingAsync(token => ledger.Store.ReadManyAsync(keys, serializable: false, token), cancellationToken);
             var writes = new Dictionary<string, ByteString?>(StringComparer.Ordinal); // null: delete
             var accounts = new Dictionary<string, AccountRecord>(StringComparer.Ordinal);
             var holds = new Dictionary<string, HoldRecord>(StringComparer.Ordinal);
-            var applied = 0;
+            var archivedBefore = read[Keys.ArchiveHorizon].Value is { } horizon ? LedgerJson.DecodeHorizon(horizon).ArchivedBefore : DateTimeOffset.MinValue;
+            var applied = new List<string>();
             foreach (var entry in entries)
             {
                 var transferKey = Keys.Transfer(entry.TransferId);
-                if (read[transferKey].Value is not null || writes.ContainsKey(transferKey))
+                if (read[transferKey].Value is not null || writes.ContainsKey(transferKey) || entry.AppliedAt <= archivedBefore)
                 {
-                    continue; // already here: replays change nothing
+                    // Already here: replays change nothing. Or older than what this region archived: it was here
+                    // (a region that was away for longer than the retention is re-seeded, docs/runbooks).
+                    continue;
                 }
 
                 Apply(entry, read, accounts, holds, writes);
                 writes[transferKey] = LedgerJson.Encode(ToRecord(entry));
-                applied++;
+                applied.Add(entry.TransferId.Value);
             }
 
-            if (applied == 0)
+            if (applied.Count == 0)
             {
                 return 0;
             }
+
+            // The copy is archived like the source's journal: indexed by the source's applied time.
+            writes[Keys.Age(entries[0].AppliedAt, applied[0])] = LedgerJson.Encode(new AgeIndexRecord(applied));
 
             foreach (var (key, account) in accounts)
             {
@@ -87,7 +93,7 @@ public sealed class JournalApplier(EtcdLedger ledger)
             var response = await ledger.Store.RetryingAsync(token => ledger.Store.TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
-                return applied;
+                return applied.Count;
             }
         }
 

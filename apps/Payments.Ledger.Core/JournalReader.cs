@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Rules;
 using Payments.Ledger.Core.Storage;
 
 namespace Payments.Ledger.Core;
@@ -110,6 +111,32 @@ public sealed class JournalReader(EtcdLedger ledger)
                 group.Sum(item => item.Record.PendingCreditMinor),
                 group.Max(item => item.ModRevision)))
             .ToArray();
+    }
+
+    /// <summary>What the archived entries of each account added up to (empty while nothing was archived).</summary>
+    public async Task<IReadOnlyDictionary<AccountId, Balances>> ArchivedSumsAsync(CancellationToken cancellationToken)
+    {
+        var sums = new Dictionary<AccountId, Balances>();
+        var prefix = ledger.Keys.ArchivedPrefix;
+        var start = EtcdBytes.Key(prefix);
+        while (sums.Count <= MaxSnapshotAccounts)
+        {
+            var request = new RangeRequest { Key = start, RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxPageSize };
+            var response = await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
+            foreach (var record in response.Kvs.Select(kv => LedgerJson.DecodeArchived(kv.Value)))
+            {
+                sums[AccountId.FromStorage(record.AccountId)] = record.Balances;
+            }
+
+            if (!response.More)
+            {
+                break;
+            }
+
+            start = Google.Protobuf.ByteString.CopyFrom([.. response.Kvs[^1].Key.Span, 0]);
+        }
+
+        return sums;
     }
 
     internal static JournalEntry ToEntry(TransferRecord record, long revision) => new(

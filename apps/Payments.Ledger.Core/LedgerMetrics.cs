@@ -16,4 +16,8 @@ internal static class LedgerMetrics
 
     public static readonly Histogram<double> Duration = PaymentsTelemetry.Meter.CreateHistogram<double>(
         "payments.ledger.duration", unit: "ms", description: "time to apply a transfer or batch");
+
+    /// <summary>Journal entries moved out of etcd after their retention (ADR 0004).</summary>
+    public static readonly Counter<long> Archived = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.ledger.archived_entries", description: "journal entries archived out of etcd");
 }

@@ -4,14 +4,21 @@ using Payments.Benchmarks;
 // dotnet run -c Release --project bench/Payments.Benchmarks -- ledger|saga --seconds N [--workers N]
 // dotnet run -c Release --project bench/Payments.Benchmarks -- dr-drill [--payments N] [--workers N]
 // dotnet run -c Release --project bench/Payments.Benchmarks -- chaos --seconds N [--seed S] [--clients N] [--fault-every S]
+// dotnet run -c Release --project bench/Payments.Benchmarks -- retention-soak [--payments N] [--workers N] [--no-baseline]
 const int MaxSeconds = 3_600;
 const int MaxWorkers = 512;
-if (args.Length == 0 || args[0] is not ("ledger" or "saga" or "dr-drill" or "chaos"))
+if (args.Length == 0 || args[0] is not ("ledger" or "saga" or "dr-drill" or "chaos" or "retention-soak"))
 {
     Console.Error.WriteLine("Usage: Payments.Benchmarks ledger|saga [--seconds N (default 10)] [--workers N (default 32)]");
     Console.Error.WriteLine("       Payments.Benchmarks dr-drill [--payments N (default 150)] [--workers N (default 12)]");
     Console.Error.WriteLine("       Payments.Benchmarks chaos [--seconds N (default 120)] [--seed S] [--clients N (default 8)] [--fault-every S (default 6)]");
+    Console.Error.WriteLine("       Payments.Benchmarks retention-soak [--payments N (default 50000)] [--workers N (default 16)] [--no-baseline]");
     return 2;
+}
+
+if (args[0] == "retention-soak")
+{
+    return await RetentionSoak.RunAsync(args[1..]);
 }
 
 if (args[0] is "dr-drill" or "chaos")

@@ -77,7 +77,10 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         await ledger.OpenAccountAsync(Creditor, Currency.Eur, 0, CancellationToken.None);
         for (var index = 0; index < count; index++)
         {
-            var transfer = new TransferRequest.Single(TransferId.Parse($"t-{Guid.NewGuid():N}"), AccountId.ExternalFunding(Currency.Eur), Creditor, new Money(index + 1, Currency.Eur));
+            var transfer = new TransferRequest.Single(TransferId.Parse($"t-{Guid.NewGuid():N}"), AccountId.ExternalFunding(Currency.Eur), Creditor, new Money(index + 1, Currency.Eur))
+            {
+                IssuedAt = DateTimeOffset.UtcNow,
+            };
             Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(transfer, CancellationToken.None));
         }
 

@@ -98,7 +98,10 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
         var (debtor, creditor) = (AccountId.Parse($"d-{Guid.NewGuid():N}"), AccountId.Parse($"c-{Guid.NewGuid():N}"));
         await ledger.OpenAccountAsync(debtor, Currency.Eur, 0, cancellationToken);
         await ledger.OpenAccountAsync(creditor, Currency.Eur, 0, cancellationToken);
-        var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Eur), debtor, new Money(10_000, Currency.Eur));
+        var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Eur), debtor, new Money(10_000, Currency.Eur))
+        {
+            IssuedAt = DateTimeOffset.UtcNow,
+        };
         Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(funding, cancellationToken));
         return new PaymentInput(new PaymentOrder($"pay-{Guid.NewGuid():N}", "merchant-a", debtor.Value, creditor.Value, 2_500, "EUR", null), TimeSpan.FromMinutes(5));
     }

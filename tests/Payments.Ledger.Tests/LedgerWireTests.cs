@@ -9,14 +9,15 @@ public sealed class LedgerWireTests
 {
     private static readonly AccountId Alice = AccountId.Parse("alice");
     private static readonly AccountId InTransit = AccountId.InTransit(Currency.Eur);
+    private static readonly DateTimeOffset Issued = DateTimeOffset.FromUnixTimeMilliseconds(1_796_000_000_123);
 
     public static TheoryData<TransferRequest> Requests => new()
     {
-        new TransferRequest.Single(TransferId.Parse("t1"), Alice, InTransit, new Money(1250, Currency.Eur), "ref"),
-        new TransferRequest.Pending(TransferId.Parse("t2"), Alice, InTransit, new Money(5, Currency.Eur), TimeSpan.FromMinutes(15), null),
-        new TransferRequest.Pending(TransferId.Parse("t3"), Alice, InTransit, new Money(5, Currency.Eur), null, null),
-        new TransferRequest.PostPending(TransferId.Parse("t4"), TransferId.Parse("t2")),
-        new TransferRequest.VoidPending(TransferId.Parse("t5"), TransferId.Parse("t2")),
+        new TransferRequest.Single(TransferId.Parse("t1"), Alice, InTransit, new Money(1250, Currency.Eur), "ref") { IssuedAt = Issued },
+        new TransferRequest.Pending(TransferId.Parse("t2"), Alice, InTransit, new Money(5, Currency.Eur), TimeSpan.FromMinutes(15), null) { IssuedAt = Issued },
+        new TransferRequest.Pending(TransferId.Parse("t3"), Alice, InTransit, new Money(5, Currency.Eur), null, null) { IssuedAt = Issued },
+        new TransferRequest.PostPending(TransferId.Parse("t4"), TransferId.Parse("t2")) { IssuedAt = Issued },
+        new TransferRequest.VoidPending(TransferId.Parse("t5"), TransferId.Parse("t2")) { IssuedAt = Issued },
     };
 
     [Theory]
@@ -49,8 +50,19 @@ public sealed class LedgerWireTests
     [InlineData("")]
     public void MalformedAccountIds_AreRefused_NotTrusted(string account)
     {
-        var wire = new TransferWire("single", "t1", account, "alice", 5, "EUR", null, null, null);
+        var wire = new TransferWire("single", "t1", account, "alice", 5, "EUR", null, null, null, Issued.ToUnixTimeMilliseconds());
         Assert.Null(LedgerWire.FromWire(wire, out var problem));
         Assert.False(string.IsNullOrEmpty(problem));
+    }
+
+    [Fact]
+    public void ATransferWithoutItsIssueTime_IsRefusedOnBothSides()
+    {
+        // Without it a retry after the ledger archived the transfer could be applied again (ADR 0004).
+        var request = new TransferRequest.Single(TransferId.Parse("t1"), Alice, InTransit, new Money(5, Currency.Eur));
+        Assert.Throws<ArgumentException>(() => LedgerWire.ToWire(request));
+        var wire = new TransferWire("single", "t1", "alice", InTransit.Value, 5, "EUR", null, null, null);
+        Assert.Null(LedgerWire.FromWire(wire, out var problem));
+        Assert.Contains("issuedAtUnixMs is required", problem, StringComparison.Ordinal);
     }
 }

@@ -189,7 +189,10 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
         var creditor = AccountId.Parse($"c-{Guid.NewGuid():N}");
         await saga.Ledger.OpenAccountAsync(debtor, Currency.Usd, 0, CancellationToken.None);
         await saga.Ledger.OpenAccountAsync(creditor, Currency.Usd, 0, CancellationToken.None);
-        var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(fundsMinor, Currency.Usd));
+        var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(fundsMinor, Currency.Usd))
+        {
+            IssuedAt = DateTimeOffset.UtcNow,
+        };
         Assert.IsType<TransferOutcome.Applied>(await saga.Ledger.TransferAsync(funding, CancellationToken.None));
         return (debtor, creditor);
     }

@@ -26,7 +26,11 @@ public sealed class SagaTracingTests(SagaFixture saga) : IClassFixture<SagaFixtu
         var creditor = AccountId.Parse($"c-{Guid.NewGuid():N}");
         await saga.Ledger.OpenAccountAsync(debtor, Currency.Usd, 0, CancellationToken.None);
         await saga.Ledger.OpenAccountAsync(creditor, Currency.Usd, 0, CancellationToken.None);
-        await saga.Ledger.TransferAsync(new TransferRequest.Single(TransferId.Parse($"f-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(500, Currency.Usd)), CancellationToken.None);
+        await saga.Ledger.TransferAsync(new TransferRequest.Single(TransferId.Parse($"f-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(500, Currency.Usd))
+        {
+            IssuedAt = DateTimeOffset.UtcNow,
+        },
+        CancellationToken.None);
         PaymentInput payment;
         ActivityTraceId traceId;
         using (var request = testSource.StartActivity("POST /v1/payments"))

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Ledger.Core;
+using Payments.Ledger.Core.Retention;
 using Payments.LocalCluster;
 using Xunit;
 
@@ -34,8 +35,8 @@ public class EtcdClusterFixture : IAsyncLifetime
     /// <summary>A fresh key prefix: what one test writes, no other test sees.</summary>
     public static string NewPrefix() => $"/test/{Guid.NewGuid():N}/";
 
-    public EtcdLedger NewLedger(TimeProvider? time = null, string? prefix = null) =>
-        new(Connection, prefix ?? NewPrefix(), time ?? TimeProvider.System, NullLogger<EtcdLedger>.Instance);
+    public EtcdLedger NewLedger(TimeProvider? time = null, string? prefix = null, JournalRetentionOptions? retention = null) =>
+        new(Connection, prefix ?? NewPrefix(), time ?? TimeProvider.System, NullLogger<EtcdLedger>.Instance, retention: retention);
 }
 
 /// <summary>A cluster for tests that kill and pause members, so they never disturb the tests that share the other.</summary>

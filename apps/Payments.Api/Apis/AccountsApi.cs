@@ -72,7 +72,8 @@ public static class AccountsApi
         return account is null ? Reply.AccountNotFound(accountId).ToResult() : Reply.Json(StatusCodes.Status200OK, ToResponse(account)).ToResult();
     }
 
-    private static async Task<IResult> DepositAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency)
+    private static async Task<IResult> DepositAsync(
+        string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency, TimeProvider time)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
@@ -109,11 +110,18 @@ public static class AccountsApi
             }
 
             // The deposit's transfer id derives from the merchant and its Idempotency-Key: even if the idempotency
-            // record were lost, a retry could not fund the account twice.
+            // record were lost, a retry within the ledger's retention could not fund the account twice.
             var depositId = "dep_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..32].ToLowerInvariant();
             var money = new Money(amount!.Value, currency!);
             var outcome = await ledger.TransferAsync(
-                new TransferRequest.Single(TransferId.Parse(depositId), AccountId.ExternalFunding(currency!), account.Id, money, "deposit"), context.RequestAborted);
+                // Issued now on every attempt: a retry within the Idempotency-Key's day finds the deposit (the ledger
+                // keeps it for days longer); a key reused after the ledger archived it is a new deposit, as it is
+                // for the API once the key expired.
+                new TransferRequest.Single(TransferId.Parse(depositId), AccountId.ExternalFunding(currency!), account.Id, money, "deposit")
+                {
+                    IssuedAt = time.GetUtcNow(),
+                },
+                context.RequestAborted);
             return outcome switch
             {
                 TransferOutcome.Applied => Reply.Json(StatusCodes.Status201Created, new DepositResponse(depositId, accountId, money.AmountMinor, currency!.Code)),

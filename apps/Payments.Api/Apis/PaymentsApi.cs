@@ -73,7 +73,7 @@ public static class PaymentsApi
         try
         {
             await services.Workflows.StartAsync(
-                new PaymentInput(record.Order, services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id), context.RequestAborted);
+                new PaymentInput(record.Order, services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id, record.CreatedAt), context.RequestAborted);
         }
         catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException or HttpRequestException
             && !context.RequestAborted.IsCancellationRequested)

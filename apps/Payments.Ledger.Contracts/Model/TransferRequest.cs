@@ -6,6 +6,13 @@ namespace Payments.Ledger.Contracts;
 /// with the same fields is answered with the original outcome and never applied twice.</summary>
 public abstract record TransferRequest(TransferId Id)
 {
+    /// <summary>When the caller first issued this transfer — the same instant on every retry of the same id (the saga
+    /// uses its payment's creation time). The ledger remembers transfer ids only for its replay window (ADR 0004): it
+    /// refuses a transfer issued before that window (<c>transfer-too-old</c>), so a retry can never re-apply a transfer
+    /// whose record was archived. Null only for in-process callers that issue and apply at once (the hold-expiry
+    /// sweep, tests); the ledger service requires it.</summary>
+    public DateTimeOffset? IssuedAt { get; init; }
+
     /// <summary>Moves money now: debit one account, credit the other.</summary>
     public sealed record Single(TransferId Id, AccountId DebitAccountId, AccountId CreditAccountId, Money Amount, string? Reference = null)
         : TransferRequest(Id);

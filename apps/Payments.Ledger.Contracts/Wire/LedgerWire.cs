@@ -4,8 +4,10 @@ namespace Payments.Ledger.Contracts;
 
 // The ledger service's JSON bodies: plain fields, so any language (and Dapr's invocation) can carry them.
 
+/// <param name="IssuedAtUnixMs">Required: when the caller first issued this transfer (see <c>TransferRequest.IssuedAt</c>).</param>
 public sealed record TransferWire(
-    string Kind, string Id, string? DebitAccountId, string? CreditAccountId, long? AmountMinor, string? Currency, string? PendingId, long? TimeoutMs, string? Reference);
+    string Kind, string Id, string? DebitAccountId, string? CreditAccountId, long? AmountMinor, string? Currency, string? PendingId, long? TimeoutMs,
+    string? Reference, long? IssuedAtUnixMs = null);
 
 public sealed record JournalEntryWire(
     long Sequence, string TransferId, string Kind, string DebitAccountId, string CreditAccountId, long AmountMinor, string Currency,
@@ -27,16 +29,24 @@ public sealed record OpenAccountOutcomeWire(AccountWire? Account, bool Created, 
 /// <summary>Conversions between the ledger's types and the wire records, both directions.</summary>
 public static class LedgerWire
 {
-    public static TransferWire ToWire(TransferRequest request) => request switch
+    /// <exception cref="ArgumentException">The request names no <see cref="TransferRequest.IssuedAt"/>: the ledger service
+    /// would refuse it, and a caller that does not fix the instant per id could re-apply an archived transfer.</exception>
+    public static TransferWire ToWire(TransferRequest request)
     {
-        TransferRequest.Single single => new("single", single.Id.Value, single.DebitAccountId.Value, single.CreditAccountId.Value,
-            single.Amount.AmountMinor, single.Amount.Currency.Code, null, null, single.Reference),
-        TransferRequest.Pending pending => new("pending", pending.Id.Value, pending.DebitAccountId.Value, pending.CreditAccountId.Value,
-            pending.Amount.AmountMinor, pending.Amount.Currency.Code, null, (long?)pending.Timeout?.TotalMilliseconds, pending.Reference),
-        TransferRequest.PostPending post => new("post", post.Id.Value, null, null, null, null, post.PendingId.Value, null, null),
-        TransferRequest.VoidPending cancel => new("void", cancel.Id.Value, null, null, null, null, cancel.PendingId.Value, null, null),
-        _ => throw new ArgumentOutOfRangeException(nameof(request), request.GetType().Name, "Not a public transfer request."),
-    };
+        ArgumentNullException.ThrowIfNull(request);
+        var issuedAt = request.IssuedAt?.ToUnixTimeMilliseconds()
+            ?? throw new ArgumentException($"Transfer {request.Id} has no IssuedAt; every transfer sent to the ledger service names when it was first issued.", nameof(request));
+        return request switch
+        {
+            TransferRequest.Single single => new("single", single.Id.Value, single.DebitAccountId.Value, single.CreditAccountId.Value,
+                single.Amount.AmountMinor, single.Amount.Currency.Code, null, null, single.Reference, issuedAt),
+            TransferRequest.Pending pending => new("pending", pending.Id.Value, pending.DebitAccountId.Value, pending.CreditAccountId.Value,
+                pending.Amount.AmountMinor, pending.Amount.Currency.Code, null, (long?)pending.Timeout?.TotalMilliseconds, pending.Reference, issuedAt),
+            TransferRequest.PostPending post => new("post", post.Id.Value, null, null, null, null, post.PendingId.Value, null, null, issuedAt),
+            TransferRequest.VoidPending cancel => new("void", cancel.Id.Value, null, null, null, null, cancel.PendingId.Value, null, null, issuedAt),
+            _ => throw new ArgumentOutOfRangeException(nameof(request), request.GetType().Name, "Not a public transfer request."),
+        };
+    }
 
     /// <summary>Null, with a reason, for a malformed wire transfer (the service answers 400).</summary>
     public static TransferRequest? FromWire(TransferWire wire, out string? problem)
@@ -46,15 +56,19 @@ public static class LedgerWire
         try
         {
             var id = TransferId.Parse(wire.Id);
-            return wire.Kind switch
+            var issuedAt = wire.IssuedAtUnixMs is { } ms
+                ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
+                : throw new ArgumentException("issuedAtUnixMs is required: the ledger remembers transfer ids only for its replay window, so every transfer names when it was first issued.");
+            TransferRequest request = wire.Kind switch
             {
                 "single" => new TransferRequest.Single(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire), wire.Reference),
                 "pending" => new TransferRequest.Pending(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire),
-                    wire.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null, wire.Reference),
+                    wire.TimeoutMs is { } timeoutMs ? TimeSpan.FromMilliseconds(timeoutMs) : null, wire.Reference),
                 "post" => new TransferRequest.PostPending(id, TransferId.Parse(wire.PendingId ?? string.Empty)),
                 "void" => new TransferRequest.VoidPending(id, TransferId.Parse(wire.PendingId ?? string.Empty)),
                 _ => throw new ArgumentException($"Unknown transfer kind '{wire.Kind}'."),
             };
+            return request with { IssuedAt = issuedAt };
         }
         catch (ArgumentException exception)
         {

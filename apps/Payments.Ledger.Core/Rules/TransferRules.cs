@@ -1,12 +1,13 @@
 using Payments.Domain;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Retention;
 using Payments.Ledger.Core.Storage;
 
 namespace Payments.Ledger.Core.Rules;
 
 /// <summary>Applies transfer requests to a <see cref="WorkingSet"/> in memory: every business rule of the ledger lives
 /// here, with no I/O, so the rules are the same for single transfers and batches and easy to read in one place.</summary>
-internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOffset now)
+internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOffset now, JournalRetentionOptions retention)
 {
     /// <summary>The longest hold a pending transfer may place.</summary>
     public static readonly TimeSpan MaxHoldTimeout = TimeSpan.FromDays(30);
@@ -23,6 +24,11 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         if (existing.State == LookupState.Found)
         {
             return Replay(request, existing.Value!, transferKey);
+        }
+
+        if (OutsideReplayWindow(request) is { } stale)
+        {
+            return stale;
         }
 
         var outcome = request switch
@@ -60,6 +66,27 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
                 LedgerError.TransferIdReuse, $"Transfer {request.Id} was already applied with other fields ({existing.Kind} of {existing.AmountMinor} {existing.Currency})."));
     }
 
+    /// <summary>A new transfer issued before the replay window (its id may have been archived: applying it could be a
+    /// second application) or implausibly far in the future (it would stay inside the window too long).</summary>
+    private Evaluated? OutsideReplayWindow(TransferRequest request)
+    {
+        if (request.IssuedAt is not { } issued)
+        {
+            return null;
+        }
+
+        if (issued < now - retention.ReplayWindow)
+        {
+            return Reject(LedgerError.TransferTooOld,
+                $"Transfer {request.Id} was issued at {issued:O}, before the ledger's replay window of {retention.ReplayWindow}; "
+                + "its id may have been archived, so it cannot be applied again. Nothing was applied.");
+        }
+
+        return issued > now + retention.MaxIssuedAhead
+            ? Reject(LedgerError.IssuedInFuture, $"Transfer {request.Id} claims to be issued at {issued:O}, more than {retention.MaxIssuedAhead} ahead of the ledger's clock.")
+            : null;
+    }
+
     private static bool SameMove(TransferRecord existing, AccountId debit, AccountId credit, Money amount, string? reference) =>
         existing.DebitAccountId == debit.Value && existing.CreditAccountId == credit.Value
         && existing.AmountMinor == amount.AmountMinor && existing.Currency == amount.Currency.Code
@@ -67,10 +94,11 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
 
     private Evaluated Hold(TransferRequest.Pending pending, int batchIndex)
     {
-        var timeout = pending.Timeout ?? MaxHoldTimeout;
-        if (timeout <= TimeSpan.Zero || timeout > MaxHoldTimeout)
+        var longest = retention.MaxHoldTimeout(MaxHoldTimeout);
+        var timeout = pending.Timeout ?? longest;
+        if (timeout <= TimeSpan.Zero || timeout > longest)
         {
-            return Reject(LedgerError.InvalidTimeout, $"A hold's timeout must be more than 0 and at most {MaxHoldTimeout.TotalDays} days.");
+            return Reject(LedgerError.InvalidTimeout, $"A hold's timeout must be more than 0 and at most {longest}.");
         }
 
         var timeoutAt = (now + timeout).ToUnixTimeMilliseconds();

@@ -7,7 +7,9 @@ namespace Payments.Ledger.Core.Storage;
 /// <remarks>
 /// <c>acct/{id}</c> customer account · <c>sys/{id}/{shard}</c> one shard of a system account ·
 /// <c>xfer/{id}</c> applied transfer = journal entry · <c>hold/{id}</c> pending transfer state ·
-/// <c>expiry/{timeoutUnixMs:D20}/{id}</c> index of pending transfers by timeout, for the sweep.
+/// <c>expiry/{timeoutUnixMs:D20}/{id}</c> index of pending transfers by timeout, for the sweep ·
+/// <c>age/{appliedUnixMs:D20}/{firstId}</c> index of applied transactions by time, for the archiver ·
+/// <c>archived/{id}</c> sums of an account's archived entries · <c>archive-horizon</c>.
 /// System accounts take part in every deposit and every payment; one key would make every transaction conflict
 /// with every other, so each is split into <see cref="SystemAccountShards"/> shards summed on read.
 /// </remarks>
@@ -27,6 +29,14 @@ internal sealed class LedgerKeys(string prefix)
 
     public string ExpiryPrefix => Prefix + "expiry/";
 
+    public string AgePrefix => Prefix + "age/";
+
+    public string ArchivedPrefix => Prefix + "archived/";
+
+    /// <summary>Where the archiver records the newest applied time it archived (the standby's applier skips older
+    /// entries it no longer holds: they were here and were archived).</summary>
+    public string ArchiveHorizon => Prefix + "archive-horizon";
+
     /// <summary>A customer account or a system account shard: the records the account cache may hold.</summary>
     public bool IsAccountKey(string key) =>
         key.StartsWith(AccountsPrefix, StringComparison.Ordinal) || key.StartsWith(SystemPrefix, StringComparison.Ordinal);
@@ -45,6 +55,18 @@ internal sealed class LedgerKeys(string prefix)
 
     public string Expiry(long timeoutAtUnixMs, TransferId pendingId) =>
         $"{Prefix}expiry/{timeoutAtUnixMs.ToString("D20", CultureInfo.InvariantCulture)}/{pendingId.Value}";
+
+    /// <summary>The age index: one key per etcd transaction that applied transfers, ordered by the time it applied
+    /// them, naming them (the archiver's work list; etcd cannot range by revision without reading the whole prefix).</summary>
+    public string Age(DateTimeOffset appliedAt, string firstTransferId) =>
+        $"{Prefix}age/{appliedAt.ToUnixTimeMilliseconds().ToString("D20", CultureInfo.InvariantCulture)}/{firstTransferId}";
+
+    /// <summary>The exclusive upper end of age keys applied before <paramref name="before"/>.</summary>
+    public string AgeEnd(DateTimeOffset before) =>
+        $"{Prefix}age/{before.ToUnixTimeMilliseconds().ToString("D20", CultureInfo.InvariantCulture)}";
+
+    /// <summary>What the archived entries of one account (all shards of a system account) add up to.</summary>
+    public string Archived(string accountId) => Prefix + "archived/" + accountId;
 
     /// <summary>The exclusive upper end of expiry keys due at <paramref name="nowUnixMs"/>.</summary>
     public string ExpiryDueEnd(long nowUnixMs) =>

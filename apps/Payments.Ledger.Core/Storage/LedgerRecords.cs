@@ -71,10 +71,31 @@ internal sealed record HoldRecord(string PendingId, HoldStatus Status, long? Tim
     };
 }
 
+/// <summary>One age-index entry: the transfers one etcd transaction applied.</summary>
+internal sealed record AgeIndexRecord(IReadOnlyList<string> TransferIds);
+
+/// <summary>What an account's archived entries add up to (the opening balance of its retained journal).</summary>
+internal sealed record ArchivedSumsRecord(string AccountId, long BalanceMinor, long PendingDebitMinor, long PendingCreditMinor, long Entries)
+{
+    public Balances Balances => new(BalanceMinor, PendingDebitMinor, PendingCreditMinor);
+
+    public ArchivedSumsRecord Plus(Balances delta)
+    {
+        var after = Balances.Plus(delta);
+        return this with { BalanceMinor = after.BalanceMinor, PendingDebitMinor = after.PendingDebitMinor, PendingCreditMinor = after.PendingCreditMinor, Entries = Entries + 1 };
+    }
+}
+
+/// <summary>The newest applied time the archiver has removed from etcd.</summary>
+internal sealed record ArchiveHorizonRecord(DateTimeOffset ArchivedBefore);
+
 [JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(AccountRecord))]
 [JsonSerializable(typeof(TransferRecord))]
 [JsonSerializable(typeof(HoldRecord))]
+[JsonSerializable(typeof(AgeIndexRecord))]
+[JsonSerializable(typeof(ArchivedSumsRecord))]
+[JsonSerializable(typeof(ArchiveHorizonRecord))]
 internal sealed partial class LedgerJson : JsonSerializerContext
 {
     public static ByteString Encode(object record) => record switch
@@ -82,6 +103,9 @@ internal sealed partial class LedgerJson : JsonSerializerContext
         AccountRecord account => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(account, Default.AccountRecord)),
         TransferRecord transfer => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(transfer, Default.TransferRecord)),
         HoldRecord hold => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(hold, Default.HoldRecord)),
+        AgeIndexRecord age => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(age, Default.AgeIndexRecord)),
+        ArchivedSumsRecord sums => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(sums, Default.ArchivedSumsRecord)),
+        ArchiveHorizonRecord horizon => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(horizon, Default.ArchiveHorizonRecord)),
         string empty when empty.Length == 0 => ByteString.Empty,
         _ => throw new ArgumentException($"Not a ledger record: {record.GetType().Name}", nameof(record)),
     };
@@ -94,4 +118,13 @@ internal sealed partial class LedgerJson : JsonSerializerContext
 
     public static HoldRecord DecodeHold(ByteString value) =>
         JsonSerializer.Deserialize(value.Span, Default.HoldRecord) ?? throw new InvalidDataException("Empty hold record.");
+
+    public static AgeIndexRecord DecodeAge(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.AgeIndexRecord) ?? throw new InvalidDataException("Empty age index record.");
+
+    public static ArchivedSumsRecord DecodeArchived(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.ArchivedSumsRecord) ?? throw new InvalidDataException("Empty archived sums record.");
+
+    public static ArchiveHorizonRecord DecodeHorizon(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.ArchiveHorizonRecord) ?? throw new InvalidDataException("Empty archive horizon record.");
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Retention;
 using Payments.Ledger.Core.Rules;
 using Payments.Ledger.Core.Storage;
 using Payments.Telemetry;
@@ -14,10 +15,11 @@ namespace Payments.Ledger.Core.Transfers;
 /// <summary>Applies a batch of transfers as one etcd transaction: read what the rules need, evaluate them in memory
 /// (<see cref="TransferRules"/>), then write every changed key with a compare on the revision it was read at.
 /// Conflicts and unavailable members are retried within <see cref="LedgerStore"/>'s bounds.</summary>
-internal sealed partial class TransferApplier(LedgerStore store, TimeProvider time, ILogger logger, Func<IWriteFence?>? regionFence)
+internal sealed partial class TransferApplier(
+    LedgerStore store, TimeProvider time, JournalRetentionOptions retention, ILogger logger, Func<IWriteFence?>? regionFence)
 {
-    /// <summary>Most transfers in one linked batch: at most 5 keys each (2 accounts, transfer, hold, expiry index), so a
-    /// full batch stays within etcd's 128 operations per transaction.</summary>
+    /// <summary>Most transfers in one linked batch: at most 5 keys each (2 accounts, transfer, hold, expiry index) and
+    /// one age-index key per transaction, so a full batch stays within etcd's 128 operations per transaction.</summary>
     public const int MaxBatchTransfers = 25;
 
     private const int MaxReadRounds = 4;
@@ -175,8 +177,16 @@ internal sealed partial class TransferApplier(LedgerStore store, TimeProvider ti
         for (var round = 1; round <= MaxReadRounds; round++)
         {
             set.StartEvaluation();
-            var rules = new TransferRules(Keys, set, time.GetUtcNow());
+            var now = time.GetUtcNow();
+            var rules = new TransferRules(Keys, set, now, retention);
             var evaluations = batch.Select((transfer, index) => rules.Evaluate(transfer, index)).ToArray();
+            var created = evaluations.OfType<Evaluated.New>().Select(evaluation => evaluation.Record.Id).ToArray();
+            if (created.Length > 0 && set.Missing.Count == 0)
+            {
+                // Written blind: unique per transaction (its time and its first new transfer, which exists only once).
+                set.Put(Keys.Age(now, created[0]), new AgeIndexRecord(created));
+            }
+
             if (set.Missing.Count > 0)
             {
                 var toRead = optimistic ? FillFromHints(batch, set) : [.. set.Missing];

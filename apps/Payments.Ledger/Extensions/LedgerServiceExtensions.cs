@@ -1,8 +1,11 @@
 using Payments.Etcd;
 using Payments.Etcd.Regions;
+using Payments.Failover.Core.Replication;
 using Payments.Ledger.Apis;
+using Payments.Ledger.Core;
 using Payments.Ledger.Core.Expiry;
 using Payments.Ledger.Core.Extensions;
+using Payments.Ledger.Core.Retention;
 using Payments.Ledger.Replication;
 using Payments.ServiceDefaults;
 
@@ -11,18 +14,29 @@ namespace Payments.Ledger.Extensions;
 public static class LedgerServiceExtensions
 {
     /// <summary>The ledger service: the etcd ledger (fenced by the region's epoch in a two-region deployment), its
-    /// hold-expiry sweep, and journal shipping to Cosmos DB when <c>Replication:Mode</c> is sync or async.</summary>
+    /// hold-expiry sweep, and journal shipping to Cosmos DB when <c>Replication:Mode</c> is sync or async — then also
+    /// the archiving of settled entries past <c>Ledger:Retention:KeepFor</c> (ADR 0004).</summary>
     public static async Task AddLedgerServiceAsync(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         var regional = builder.Configuration.IsRegional();
         builder.Services.AddEtcd(etcd, regional);
+        var retention = (builder.Configuration.GetSection(JournalRetentionOptions.Section).Get<JournalRetentionOptions>() ?? new JournalRetentionOptions()).Validate();
+        builder.Services.AddSingleton(retention);
         builder.Services.AddEtcdLedger(fenced: regional);
         builder.Services.AddHostedService<HoldExpiryService>();
         builder.Services.AddEtcdMaintenance(etcd);
         var replication = (builder.Configuration.GetSection("Replication").Get<ReplicationOptions>() ?? new ReplicationOptions()).Validate();
         await builder.AddJournalReplicationAsync(replication, etcd);
+        if (replication.Enabled && retention.Enabled)
+        {
+            // Settled entries leave etcd only once the shipper has them in Cosmos DB; without replication the journal
+            // has no other copy and stays (size the quota: docs/storage.md).
+            builder.Services.AddHostedService(provider => new JournalArchiveService(
+                provider.GetRequiredService<EtcdLedger>(), () => provider.GetRequiredService<JournalShipper>().ShippedSequence,
+                provider.GetRequiredService<ILoggerFactory>()));
+        }
     }
 
     public static void UseLedgerService(this WebApplication app)

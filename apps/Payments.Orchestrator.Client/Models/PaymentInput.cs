@@ -19,7 +19,11 @@ public sealed record PaymentOrder(
 /// <param name="TraceParent">The W3C traceparent of the request that started the payment. Dapr.Workflow 1.19 does not
 /// carry trace context into activities, so the saga carries it in its input: every step's span (and the ledger calls
 /// under it) joins the request's trace. Fixed at scheduling, so replays see the same value.</param>
-public sealed record PaymentInput(PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null)
+/// <param name="CreatedAt">When the payment was accepted (its record's creation time): every ledger transfer of the
+/// payment is issued at this instant, however often a step is retried or the saga resumed, so the ledger's replay
+/// window (ADR 0004) can refuse a very late retry instead of applying it again. The workflow fills it from its own
+/// start time when a caller did not.</param>
+public sealed record PaymentInput(PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null)
 {
     [JsonIgnore]
     public string PaymentId => Order.PaymentId;

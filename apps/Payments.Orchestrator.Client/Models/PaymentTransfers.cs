@@ -23,6 +23,13 @@ public static class PaymentTransfers
 
     public static TransferId Void(PaymentInput payment) => Void(Id(payment));
 
+    /// <summary>When every transfer of the payment counts as issued (<see cref="PaymentInput.CreatedAt"/>).</summary>
+    public static DateTimeOffset IssuedAt(PaymentInput payment)
+    {
+        ArgumentNullException.ThrowIfNull(payment);
+        return payment.CreatedAt ?? throw new InvalidOperationException($"Payment {payment.PaymentId} has no creation time; the workflow sets it before any step.");
+    }
+
     public static Money Amount(PaymentInput payment)
     {
         ArgumentNullException.ThrowIfNull(payment);

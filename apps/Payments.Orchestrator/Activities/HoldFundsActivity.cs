@@ -17,7 +17,10 @@ public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResu
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);
         var hold = new TransferRequest.Pending(
-            PaymentTransfers.Hold(input), AccountId.Parse(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId);
+            PaymentTransfers.Hold(input), AccountId.Parse(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId)
+        {
+            IssuedAt = PaymentTransfers.IssuedAt(input),
+        };
         // LedgerUnavailableException propagates: the activity fails and the runtime retries it with the same ids.
         return await ledger.TransferAsync(hold, CancellationToken.None) switch
         {

@@ -12,11 +12,15 @@ public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<Step
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);
+        var issuedAt = PaymentTransfers.IssuedAt(input);
         TransferRequest[] batch =
         [
             new TransferRequest.Single(
-                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.Order.CreditorAccountId), amount, input.PaymentId),
-            new TransferRequest.PostPending(PaymentTransfers.Post(input), PaymentTransfers.Hold(input)),
+                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.Order.CreditorAccountId), amount, input.PaymentId)
+            {
+                IssuedAt = issuedAt,
+            },
+            new TransferRequest.PostPending(PaymentTransfers.Post(input), PaymentTransfers.Hold(input)) { IssuedAt = issuedAt },
         ];
         var outcome = await ledger.ApplyBatchAsync(batch, CancellationToken.None);
         return outcome.Succeeded ? StepResult.Ok : StepResult.Refused(outcome.Error!.Code);

@@ -11,7 +11,8 @@ public sealed class VoidHoldActivity(ILedger ledger) : PaymentActivity<StepResul
     {
         ArgumentNullException.ThrowIfNull(input);
         var outcome = await ledger.TransferAsync(
-            new TransferRequest.VoidPending(PaymentTransfers.Void(input), PaymentTransfers.Hold(input)), CancellationToken.None);
+            new TransferRequest.VoidPending(PaymentTransfers.Void(input), PaymentTransfers.Hold(input)) { IssuedAt = PaymentTransfers.IssuedAt(input) },
+            CancellationToken.None);
         return outcome switch
         {
             TransferOutcome.Applied => StepResult.Ok,

@@ -95,7 +95,7 @@ public sealed class StuckPaymentSweeper(
     private async Task<SweepReport> ResumeIfStuckAsync(PaymentRecord record, SweepReport report, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var input = new PaymentInput(record.Order, approvalTimeout);
+        var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt);
         var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
         switch (state)
         {

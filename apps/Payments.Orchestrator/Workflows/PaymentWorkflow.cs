@@ -39,6 +39,8 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
+        // Deterministic on replay: the runtime records the start time in the history.
+        input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<PaymentWorkflow>();
         return await FinishAsync(context, input, await DecideAsync(context, input, log), log);
     }

@@ -1,0 +1,180 @@
+using Etcdserverpb;
+using Microsoft.Extensions.Logging;
+using Payments.Etcd;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Rules;
+using Payments.Ledger.Core.Storage;
+
+namespace Payments.Ledger.Core.Retention;
+
+/// <summary>Moves settled journal entries out of etcd once they are older than <see cref="JournalRetentionOptions.KeepFor"/>
+/// and their copy is durable elsewhere (ADR 0004): walks the age index oldest first, a bounded page per transaction,
+/// deleting each entry, the hold record of a resolved pending transfer, and the index key, while adding the entries'
+/// postings to their accounts' archived sums — so "the journal replays to every balance" stays checkable as
+/// archived sums + retained journal.</summary>
+/// <remarks>One archiver at a time holds a fenced lock; every archival transaction carries the fence and compares
+/// every record it read, so a paused archiver that lost its lock writes nothing. It stops at the first entry that is
+/// not yet replicated (<paramref name="replicatedThrough"/>, a journal sequence) or that holds an open hold: the
+/// index is in time order, so nothing newer is looked at before it.</remarks>
+/// <param name="replicatedThrough">The journal sequence known durable outside etcd (the shipper's), read per page.</param>
+public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThrough, string owner, ILogger<JournalArchiver> logger)
+{
+    public const int MaxIndexEntriesPerPage = 32;
+    public const int MaxPagesPerPass = 64;
+    public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(15);
+
+    // The lock's fence and the horizon take one compare each; everything else must fit beside them.
+    private const int MaxOps = LedgerStore.MaxTxnOps - 2;
+
+    private LedgerKeys Keys => ledger.Keys;
+
+    public string LockKey => Keys.Prefix + "locks/journal-archiver";
+
+    /// <summary>What stopped the last page short of the cut-off (null: it reached it, or archived a full page).</summary>
+    public string? LastStop { get; private set; }
+
+    /// <summary>One pass: at most <see cref="MaxPagesPerPass"/> pages under the lock. Returns the entries archived
+    /// (0 when another archiver holds the lock).</summary>
+    public async Task<int> ArchiveOnceAsync(CancellationToken cancellationToken)
+    {
+        await using var held = await EtcdFencedLock.TryAcquireAsync(
+            ledger.Store.Etcd, LockKey, owner, LockLeaseTtl, TimeProvider.System, logger, cancellationToken);
+        if (held is null)
+        {
+            return 0;
+        }
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.LostToken);
+        var archived = 0;
+        for (var page = 0; page < MaxPagesPerPass; page++)
+        {
+            var (entries, more) = await ArchivePageAsync(held, linked.Token);
+            archived += entries;
+            if (!more)
+            {
+                break;
+            }
+        }
+
+        if (archived > 0)
+        {
+            LedgerMetrics.Archived.Add(archived);
+            logger.LogInformation("Archived {Entries} journal entries applied before {Cutoff:O}", archived, Cutoff);
+        }
+
+        return archived;
+    }
+
+    /// <summary>Archives until cancelled, a pass per interval; a failed pass is logged and the next one tries again.</summary>
+    public async Task RunAsync(TimeSpan interval, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await ArchiveOnceAsync(cancellationToken);
+            }
+            catch (Exception exception) when (exception is LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException
+                                              || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                logger.LogWarning("Journal archival pass failed ({Error}); retrying in {Interval}", exception.Message, interval);
+            }
+
+            try
+            {
+                await Task.Delay(interval, ledger.Time, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private DateTimeOffset Cutoff => ledger.Time.GetUtcNow() - ledger.Retention.KeepFor;
+
+    /// <summary>One transaction's worth: returns the entries archived and whether a further page may have work.</summary>
+    private async Task<(int Entries, bool More)> ArchivePageAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var index = await ReadIndexAsync(cancellationToken);
+        if (index.Count == 0)
+        {
+            LastStop = null;
+            return (0, false);
+        }
+
+        var transferKeys = index.SelectMany(item => item.Record.TransferIds).Select(id => Keys.Transfer(Domain.TransferId.Parse(id))).ToArray();
+        var transfers = await ReadAsync(transferKeys, cancellationToken);
+        var related = transfers.Values.Where(value => value.Exists).Select(value => LedgerJson.DecodeTransfer(value.Value!))
+            .SelectMany(record => RelatedKeys(record)).Append(Keys.ArchiveHorizon).Distinct(StringComparer.Ordinal).ToArray();
+        var reads = await ReadAsync(related, cancellationToken);
+        foreach (var (key, value) in transfers)
+        {
+            reads[key] = value;
+        }
+
+        var plan = new ArchivePlan(Keys, reads, replicatedThrough() / JournalEntry.SequencePerRevision);
+        var planned = 0;
+        var full = false;
+        LastStop = null;
+        foreach (var item in index)
+        {
+            var refusal = plan.TryAdd(item.Key, item.Record, MaxOps);
+            full = refusal == ArchivePlan.PageFull;
+            if (refusal is not null)
+            {
+                LastStop = full ? null : refusal;
+                break;
+            }
+
+            planned++;
+        }
+
+        if (planned == 0)
+        {
+            logger.LogDebug("Journal archival waits: {Reason}", LastStop);
+            return (0, false);
+        }
+
+        var request = plan.ToTransaction();
+        held.AddFence(request);
+        var response = await ledger.Store.RetryingAsync(token => ledger.Store.TxnAsync(request, token), cancellationToken);
+        if (!response.Succeeded)
+        {
+            if (held.WasFencedOff(response))
+            {
+                throw new FencedOffException($"Lock {held.Key} with fencing token {held.FencingToken} is no longer held; nothing was archived.");
+            }
+
+            LastStop = "a record changed while the page was read; the next pass reads it again";
+            return (0, false);
+        }
+
+        return (plan.Entries, full || (planned == index.Count && index.Count == MaxIndexEntriesPerPage));
+    }
+
+    private IEnumerable<string> RelatedKeys(TransferRecord record)
+    {
+        yield return Keys.Archived(record.DebitAccountId);
+        yield return Keys.Archived(record.CreditAccountId);
+        if (record.Kind == TransferKind.Pending)
+        {
+            yield return Keys.Hold(Domain.TransferId.Parse(record.Id));
+        }
+    }
+
+    private async Task<IReadOnlyList<(string Key, AgeIndexRecord Record)>> ReadIndexAsync(CancellationToken cancellationToken)
+    {
+        var request = new RangeRequest
+        {
+            Key = EtcdBytes.Key(Keys.AgePrefix),
+            RangeEnd = EtcdBytes.Key(Keys.AgeEnd(Cutoff)),
+            Limit = MaxIndexEntriesPerPage,
+        };
+        var response = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(request, token), cancellationToken);
+        return response.Kvs.Select(kv => (kv.Key.ToStringUtf8(), LedgerJson.DecodeAge(kv.Value))).ToArray();
+    }
+
+    private async Task<Dictionary<string, StoredValue>> ReadAsync(IReadOnlyList<string> keys, CancellationToken cancellationToken) =>
+        new(await ledger.Store.RetryingAsync(token => ledger.Store.ReadManyAsync(keys, serializable: false, token), cancellationToken), StringComparer.Ordinal);
+}

@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Etcdserverpb;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
+using Payments.Ledger.Core.Invariants;
+using Payments.Ledger.Core.Retention;
+using Payments.LocalCluster;
+
+namespace Payments.Benchmarks;
+
+/// <summary>Storage soak (ADR 0004): payments as the saga makes them (a hold, then credit + post in one batch) on a
+/// fresh 3-member cluster, with the journal archiver running on a short retention; at every fifth of the run etcd is
+/// compacted and defragmented (what the periodic compaction and <c>EtcdDefragmenter</c> do in production, forced so
+/// the figures do not depend on when their timers fire) and the database size is read. The baseline runs the same
+/// load without archiving, on its own cluster, in the same command.</summary>
+/// <remarks>The archiver is told everything is replicated: replication gating is tested
+/// (<c>JournalRetentionTests</c>); this measures what stays in etcd.</remarks>
+public static class RetentionSoak
+{
+    public const int MaxPayments = 1_000_000;
+    public const int MaxWorkers = 64;
+    public const int Checkpoints = 5;
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan MaintenanceTimeout = TimeSpan.FromMinutes(2);
+
+    private static readonly JournalRetentionOptions Retention = new()
+    {
+        ReplayWindow = TimeSpan.FromSeconds(20),
+        MaxIssuedAhead = TimeSpan.FromSeconds(1),
+        KeepFor = TimeSpan.FromSeconds(30),
+        Interval = TimeSpan.FromSeconds(1),
+    };
+
+    public sealed record Checkpoint(long Payments, double DbSizeMb, double DbInUseMb, long Keys);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var payments = 50_000;
+        var workers = 16;
+        var baseline = true;
+        for (var index = 0; index < args.Length; index++)
+        {
+            switch (args[index])
+            {
+                case "--payments" when index + 1 < args.Length && int.TryParse(args[index + 1], CultureInfo.InvariantCulture, out var n) && n is >= Checkpoints and <= MaxPayments:
+                    payments = n;
+                    index++;
+                    break;
+                case "--workers" when index + 1 < args.Length && int.TryParse(args[index + 1], CultureInfo.InvariantCulture, out var w) && w is > 0 and <= MaxWorkers:
+                    workers = w;
+                    index++;
+                    break;
+                case "--no-baseline":
+                    baseline = false;
+                    break;
+                default:
+                    Console.Error.WriteLine($"Usage: retention-soak [--payments N ({Checkpoints}–{MaxPayments}, default 50000)] [--workers N (1–{MaxWorkers}, default 16)] [--no-baseline]");
+                    return 2;
+            }
+        }
+
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, eventArgs) =>
+        {
+            eventArgs.Cancel = true;
+            stop.Cancel();
+        };
+        var archived = await SoakAsync("with archiving", payments, workers, archive: true, stop.Token);
+        var kept = baseline ? await SoakAsync("baseline, no archiving", payments, workers, archive: false, stop.Token) : null;
+        var growth = Growth(archived);
+        Console.WriteLine(JsonSerializer.Serialize(new { archived, kept }));
+        Console.WriteLine("RESULT " + JsonSerializer.Serialize(new
+        {
+            payments,
+            firstCheckpoint = archived[0].Payments,
+            dbInUseMbFirst = archived[0].DbInUseMb,
+            dbInUseMbLast = archived[^1].DbInUseMb,
+            growth = Math.Round(growth, 3),
+            baselineGrowth = kept is null ? (double?)null : Math.Round(Growth(kept), 3),
+            withinTwentyPercent = Math.Abs(growth) <= 0.2,
+        }));
+        return Math.Abs(growth) <= 0.2 ? 0 : 1;
+    }
+
+    private static double Growth(IReadOnlyList<Checkpoint> checkpoints) => (checkpoints[^1].DbInUseMb / checkpoints[0].DbInUseMb) - 1;
+
+    private static async Task<IReadOnlyList<Checkpoint>> SoakAsync(string name, int payments, int workers, bool archive, CancellationToken cancellationToken)
+    {
+        Console.WriteLine($"== {name}: {payments:N0} payments, {workers} workers, retention {Retention.KeepFor.TotalSeconds} s");
+        await using var cluster = await LocalEtcdCluster.StartAsync(3, Console.WriteLine, cancellationToken);
+        using var etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        var ledger = new EtcdLedger(etcd, "/soak/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, retention: Retention);
+        var pairs = await OpenAsync(ledger, workers, cancellationToken);
+        using var stopArchiver = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var archiver = archive
+            ? new JournalArchiver(ledger, () => long.MaxValue, "soak", NullLogger<JournalArchiver>.Instance).RunAsync(Retention.Interval, stopArchiver.Token)
+            : Task.CompletedTask;
+
+        var done = 0L;
+        var next = 0L;
+        var clock = Stopwatch.StartNew();
+        var load = Task.WhenAll(Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
+        {
+            for (var payment = Interlocked.Increment(ref next); payment <= payments; payment = Interlocked.Increment(ref next))
+            {
+                await PayAsync(ledger, pairs[worker], payment, cancellationToken);
+                Interlocked.Increment(ref done);
+            }
+        }, cancellationToken)));
+
+        var checkpoints = new List<Checkpoint>();
+        var lastProgress = TimeSpan.Zero;
+        while (checkpoints.Count < Checkpoints)
+        {
+            var due = (long)payments * (checkpoints.Count + 1) / Checkpoints;
+            if (Interlocked.Read(ref done) >= due)
+            {
+                checkpoints.Add(await MeasureAsync(etcd, cluster.Members.Count, due, cancellationToken));
+                Console.WriteLine($"  checkpoint {checkpoints[^1]}");
+                continue;
+            }
+
+            if (load.IsFaulted)
+            {
+                await load; // surfaces the failure
+            }
+
+            await Task.WhenAny(load, Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken));
+            if (clock.Elapsed - lastProgress >= ProgressInterval)
+            {
+                lastProgress = clock.Elapsed;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  {clock.Elapsed.TotalSeconds,6:F0} s  {Interlocked.Read(ref done),8:N0} payments  {Interlocked.Read(ref done) / clock.Elapsed.TotalSeconds,6:F0}/s"));
+            }
+        }
+
+        await load;
+        await stopArchiver.CancelAsync();
+        await archiver;
+        var (_, checks) = await LedgerInvariants.CheckAsync(ledger, cancellationToken);
+        var broken = checks.Where(check => !check.Holds).ToArray();
+        var creditors = await Task.WhenAll(pairs.Select(pair => ledger.GetAccountAsync(pair.Creditor, cancellationToken)));
+        if (broken.Length > 0 || creditors.Sum(account => account!.BalanceMinor) != payments)
+        {
+            throw new InvalidOperationException($"{name}: the ledger is wrong after the soak: {string.Join("; ", broken.Select(check => check.Name + ": " + check.Detail))}");
+        }
+
+        Console.WriteLine($"  invariants hold; creditors received {payments:N0} minor units as expected");
+        return checkpoints;
+    }
+
+    private static async Task<(AccountId Debtor, AccountId Creditor)[]> OpenAsync(EtcdLedger ledger, int workers, CancellationToken cancellationToken)
+    {
+        var pairs = Enumerable.Range(0, workers).Select(worker => (AccountId.Parse($"soak-d-{worker}"), AccountId.Parse($"soak-c-{worker}"))).ToArray();
+        foreach (var (debtor, creditor) in pairs)
+        {
+            await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, cancellationToken);
+            await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, cancellationToken);
+            var funding = new TransferRequest.Single(TransferId.Parse($"fund-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(MaxPayments, Currency.Usd))
+            {
+                IssuedAt = DateTimeOffset.UtcNow,
+            };
+            Require(await ledger.TransferAsync(funding, cancellationToken));
+        }
+
+        return pairs;
+    }
+
+    /// <summary>One payment of 1 minor unit, as the saga moves it: hold to in-transit, then credit and post together.</summary>
+    private static async Task PayAsync(EtcdLedger ledger, (AccountId Debtor, AccountId Creditor) pair, long payment, CancellationToken cancellationToken)
+    {
+        var issued = DateTimeOffset.UtcNow;
+        var one = new Money(1, Currency.Usd);
+        var hold = TransferId.Parse($"pay-{payment}-hold");
+        Require(await ledger.TransferAsync(
+            new TransferRequest.Pending(hold, pair.Debtor, AccountId.InTransit(Currency.Usd), one, TimeSpan.FromSeconds(15)) { IssuedAt = issued }, cancellationToken));
+        var settle = await ledger.ApplyBatchAsync(
+            [
+                new TransferRequest.Single(TransferId.Parse($"pay-{payment}-credit"), AccountId.InTransit(Currency.Usd), pair.Creditor, one) { IssuedAt = issued },
+                new TransferRequest.PostPending(TransferId.Parse($"pay-{payment}-post"), hold) { IssuedAt = issued },
+            ],
+            cancellationToken);
+        if (!settle.Succeeded)
+        {
+            throw new InvalidOperationException($"Payment {payment} did not settle: {settle.Error}");
+        }
+    }
+
+    private static void Require(TransferOutcome outcome)
+    {
+        if (outcome is TransferOutcome.Failed failed)
+        {
+            throw new InvalidOperationException($"Transfer {failed.Id} failed: {failed.Error}");
+        }
+    }
+
+    /// <summary>Compacts at the current revision, defragments each member, and reads the sizes (largest member).</summary>
+    private static async Task<Checkpoint> MeasureAsync(EtcdConnection etcd, int members, long payments, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(MaintenanceTimeout);
+        var count = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key("/soak/"), RangeEnd = EtcdBytes.PrefixEnd("/soak/"), CountOnly = true }, cancellationToken: token),
+            timeout.Token);
+        await EtcdConnection.CallAsync(
+            token => etcd.Kv.CompactAsync(new CompactionRequest { Revision = count.Header.Revision, Physical = true }, cancellationToken: token), timeout.Token);
+        var size = 0L;
+        var inUse = 0L;
+        for (var member = 0; member < members; member++)
+        {
+            var maintenance = etcd.MemberMaintenance(member);
+            await maintenance.DefragmentAsync(new DefragmentRequest(), cancellationToken: timeout.Token);
+            var status = await maintenance.StatusAsync(new StatusRequest(), cancellationToken: timeout.Token);
+            size = Math.Max(size, status.DbSize);
+            inUse = Math.Max(inUse, status.DbSizeInUse);
+        }
+
+        return new Checkpoint(payments, Math.Round(size / 1048576.0, 2), Math.Round(inUse / 1048576.0, 2), count.Count);
+    }
+}
