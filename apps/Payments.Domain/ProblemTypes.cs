@@ -31,4 +31,7 @@ public static class ProblemTypes
 
     /// <summary>Failover admin: a switchover asked of a region that does not hold the active-region record.</summary>
     public const string NotTheActiveRegion = Base + "not-the-active-region";
+
+    /// <summary>Failover admin: a switchover is running, or the last one completed within the cool-down.</summary>
+    public const string SwitchoverNotNow = Base + "switchover-not-now";
 }

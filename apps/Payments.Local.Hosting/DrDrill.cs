@@ -64,7 +64,7 @@ public static class DrDrill
         LocalSystem a, LocalSystem b, Action<string> progress, List<string> problems, CancellationToken cancellationToken)
     {
         await a.RestartEtcdAndFailoverAsync(line => progress("[a] " + line), cancellationToken);
-        using var failover = new HttpClient { BaseAddress = a.FailoverBaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+        using var failover = a.FailoverClient(TimeSpan.FromSeconds(5));
         JsonElement status = default;
         await WaitAsync(async () =>
         {
@@ -97,7 +97,7 @@ public static class DrDrill
     private static async Task<double> AsyncLagAsync(LocalCosmosServer cosmos, int payments, int clients, Action<string> progress, CancellationToken cancellationToken)
     {
         await using var a = await LocalSystem.StartAsync(0, line => progress("[async a] " + line), cancellationToken,
-            new LocalSystem.RegionSettings("async-a", RegionRole.Active, cosmos.Endpoint, LocalCosmosServer.Key, ReplicationMode.Async));
+            new LocalSystem.RegionSettings("async-a", "async-b", RegionRole.Active, cosmos.Endpoint, LocalCosmosServer.Key, ReplicationMode.Async));
         var key = await PrepareAsync(a, standby: null, progress, cancellationToken);
         using var http = Client(a.ApiBaseAddress, key);
         using var ledger = new HttpClient { BaseAddress = new Uri(a.LedgerUrl), Timeout = TimeSpan.FromSeconds(5) };
@@ -144,7 +144,7 @@ public static class DrDrill
     /// standby knows them too (the records travel with the replicated journal).</summary>
     internal static async Task<string> PrepareAsync(LocalSystem active, LocalSystem? standby, Action<string> progress, CancellationToken cancellationToken)
     {
-        using var failover = new HttpClient { BaseAddress = active.FailoverBaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+        using var failover = active.FailoverClient(TimeSpan.FromSeconds(5));
         await WaitAsync(async () => (await failover.GetFromJsonAsync<JsonElement>("/admin/v1/region", cancellationToken)).GetProperty("writable").GetBoolean(), cancellationToken);
         var key = await new MerchantStore(active.Etcd, LocalSystem.Layout.ApiPrefix).IssueApiKeyAsync("drill-merchant", cancellationToken);
         using var http = Client(active.ApiBaseAddress, key);

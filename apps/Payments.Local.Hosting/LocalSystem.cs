@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Failover.Core;
@@ -17,7 +18,9 @@ public sealed class LocalSystem : IAsyncDisposable
 {
     /// <summary>One region of a two-region deployment on this machine: its failover service and fenced, replicating
     /// apps, against a Cosmos DB endpoint both regions share (the local Cosmos-compatible server).</summary>
-    public sealed record RegionSettings(string Name, RegionRole Role, Uri CosmosEndpoint, string CosmosKey, ReplicationMode Replication = ReplicationMode.Sync);
+    /// <param name="Peer">The other region: the only one a planned switchover may hand over to.</param>
+    public sealed record RegionSettings(
+        string Name, string Peer, RegionRole Role, Uri CosmosEndpoint, string CosmosKey, ReplicationMode Replication = ReplicationMode.Sync);
 
     public const string KeyPrefix = "/daprpayments/";
 
@@ -44,6 +47,18 @@ public sealed class LocalSystem : IAsyncDisposable
 
     /// <summary>The failover service's address (region mode only).</summary>
     public Uri? FailoverBaseAddress { get; private set; }
+
+    /// <summary>The operator's token for the failover service's admin API, generated for this run (region mode; only
+    /// the failover service is given it).</summary>
+    public string AdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+
+    /// <summary>A client of the failover service's admin API, carrying the operator's token.</summary>
+    public HttpClient FailoverClient(TimeSpan timeout)
+    {
+        var client = new HttpClient { BaseAddress = FailoverBaseAddress ?? throw new InvalidOperationException("Not a region: no failover service."), Timeout = timeout };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+        return client;
+    }
 
     /// <summary>Every process of this system, for fault injection (a region lost entirely).</summary>
     public IReadOnlyList<ChildProcess> Children => children;
@@ -145,7 +160,12 @@ public sealed class LocalSystem : IAsyncDisposable
         orchestratorPort ??= LocalPorts.Free();
         var failoverPort = LocalPorts.Free();
         FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
-        var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort)) { ["Region__Role"] = region.Role.ToString() };
+        var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort))
+        {
+            ["Region__Role"] = region.Role.ToString(),
+            ["Admin__Token"] = AdminToken,
+            ["Admin__PeerRegion"] = region.Peer,
+        };
         var failover = ChildProcess.Start("failover", "Payments.Failover.dll", [], failoverEnvironment, LogDirectory);
         children.Add(failover);
         await failover.WaitReadyAsync(new Uri(FailoverBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);

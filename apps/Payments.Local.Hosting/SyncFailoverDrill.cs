@@ -32,9 +32,9 @@ internal sealed class SyncFailoverDrill(LocalCosmosServer cosmos, int payments, 
     public async Task<(TimeSpan Rto, int Rpo, int Checked, int Acknowledged)> RunAsync(CancellationToken cancellationToken)
     {
         await using var a = await LocalSystem.StartAsync(0, line => progress("[a] " + line), cancellationToken,
-            new LocalSystem.RegionSettings("drill-a", RegionRole.Active, cosmos.Endpoint, LocalCosmosServer.Key));
+            new LocalSystem.RegionSettings("drill-a", "drill-b", RegionRole.Active, cosmos.Endpoint, LocalCosmosServer.Key));
         await using var b = await LocalSystem.StartAsync(0, line => progress("[b] " + line), cancellationToken,
-            new LocalSystem.RegionSettings("drill-b", RegionRole.Standby, cosmos.Endpoint, LocalCosmosServer.Key));
+            new LocalSystem.RegionSettings("drill-b", "drill-a", RegionRole.Standby, cosmos.Endpoint, LocalCosmosServer.Key));
         var key = await DrDrill.PrepareAsync(a, b, progress, cancellationToken);
         using var httpA = DrDrill.Client(a.ApiBaseAddress, key);
         using var httpB = DrDrill.Client(b.ApiBaseAddress, key);

@@ -119,10 +119,10 @@ public sealed class ChartTests
     [Fact]
     public async Task RegionValues_DeployTheFailoverService_WithTheRegionsDrSettings()
     {
-        foreach (var (file, region, role, preferred) in new[]
+        foreach (var (file, region, role, preferred, peer) in new[]
                  {
-                     ("values-region-a.yaml", "region-a", "active", "West Europe"),
-                     ("values-region-b.yaml", "region-b", "standby", "North Europe"),
+                     ("values-region-a.yaml", "region-a", "active", "West Europe", "region-b"),
+                     ("values-region-b.yaml", "region-b", "standby", "North Europe", "region-a"),
                  })
         {
             var deployments = (await RenderAsync(file)).OfType<V1Deployment>().ToArray();
@@ -134,6 +134,15 @@ public sealed class ChartTests
             Assert.Equal(preferred, env["Cosmos__PreferredRegions__0"].Value);
             Assert.StartsWith("https://", env["Cosmos__Endpoint"].Value, StringComparison.Ordinal);
             Assert.Equal("key", env["Cosmos__Key"].ValueFrom.SecretKeyRef.Key);
+
+            // The admin API: the operator's token only from a Secret (never a value), switchovers only to the peer.
+            Assert.Equal(peer, env["Admin__PeerRegion"].Value);
+            Assert.Equal("00:05:00", env["Admin__SwitchoverCooldown"].Value);
+            Assert.Null(env["Admin__Token"].Value);
+            Assert.Equal(("daprpayments-admin", "token"), (env["Admin__Token"].ValueFrom.SecretKeyRef.Name, env["Admin__Token"].ValueFrom.SecretKeyRef.Key));
+            Assert.True(env["Admin__NextToken"].ValueFrom.SecretKeyRef.Optional);
+            Assert.All(deployments.Where(deployment => deployment != failover), deployment =>
+                Assert.DoesNotContain(deployment.Spec.Template.Spec.Containers[0].Env, variable => variable.Name.StartsWith("Admin__", StringComparison.Ordinal)));
 
             Assert.Equal("sync", env["Replication__Mode"].Value);
             Assert.DoesNotContain("Payments__OrchestratorUrl", env.Keys); // it invokes nobody

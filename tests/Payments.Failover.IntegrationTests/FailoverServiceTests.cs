@@ -23,14 +23,17 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(20);
 
+    /// <summary>The operator's token these tests give the services (as the chart gives it from a Secret).</summary>
+    private static readonly string OperatorToken = "test-operator-" + Guid.NewGuid().ToString("N");
+
     [Fact]
     public async Task PlannedSwitchover_MovesTheActiveRegion_AndBack_WithTheOldRegionStoppedFirst()
     {
         var control = $"control-{Guid.NewGuid():N}";
         await using var a = Region("region-a", "active", control);
         await using var b = Region("region-b", "standby", control);
-        var clientA = a.CreateClient();
-        var clientB = b.CreateClient();
+        var clientA = OperatorClient(a);
+        var clientB = OperatorClient(b);
         var mirrorA = new RegionEpochMirror(fixture.Connection, Prefix(control, "region-a"));
         var mirrorB = new RegionEpochMirror(fixture.Connection, Prefix(control, "region-b"));
         var ledgerA = fixture.NewLedger(prefix: Prefix(control, "region-a") + "ledger/");
@@ -57,7 +60,9 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         Assert.Equal(2, await mirrorB.ReadAsync(CancellationToken.None));
         // Zero loss: B took writes only after applying all A had written.
         Assert.Equal(paid, await BalanceAsync(ledgerB));
-        Assert.Equal(HttpStatusCode.Conflict, (await clientA.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" })).StatusCode);
+        var again = await clientA.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" });
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal(ProblemTypes.NotTheActiveRegion, (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
 
         // Fail back.
         Assert.Equal(HttpStatusCode.OK, (await clientB.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-a" })).StatusCode);
@@ -90,20 +95,87 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
     private static async Task<long> BalanceAsync(EtcdLedger ledger) =>
         (await ledger.GetAccountAsync(Creditor, CancellationToken.None))?.BalanceMinor ?? -1;
 
-    [Fact]
-    public async Task SwitchoverWithoutATarget_IsRefusedWithAProblem()
+    [Theory]
+    [InlineData("region-a")] // itself
+    [InlineData("region-x")] // not the peer: an attacker's "region" would stop writes for nothing
+    [InlineData("")]
+    public async Task SwitchoverToAnythingButThePeerRegion_IsRefusedWithAProblem(string target)
     {
         await using var a = Region("region-a", "active", $"control-{Guid.NewGuid():N}");
-        var response = await a.CreateClient().PostAsJsonAsync("/admin/v1/switchover", new { to = "region-a" });
+        var response = await OperatorClient(a).PostAsJsonAsync("/admin/v1/switchover", new { to = target });
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("region-b", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
-    private WebApplicationFactory<Program> Region(string name, string role, string control) =>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("Bearer not-the-operator-token-but-long-enough-to-look-right")]
+    [InlineData("Basic b3BlcmF0b3I6cGFzc3dvcmQ=")]
+    public async Task EveryAdminRoute_RefusesACallerWithoutTheOperatorToken(string? authorization)
+    {
+        await using var a = Region("region-a", "active", $"control-{Guid.NewGuid():N}");
+        var client = a.CreateClient();
+        if (authorization is not null)
+        {
+            client.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", authorization);
+        }
+
+        foreach (var response in new[] { await client.GetAsync("/admin/v1/region"), await client.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" }) })
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(ProblemTypes.Unauthorized, (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
+        }
+
+        // Refused before anything ran: region A is still the active region.
+        await WaitForAsync(OperatorClient(a), status => status.GetProperty("role").GetString() == "active");
+    }
+
+    [Fact]
+    public async Task DuringRotation_BothTokensWork_AndASecondSwitchoverWithinTheCooldown_IsRefused()
+    {
+        var control = $"control-{Guid.NewGuid():N}";
+        var nextToken = "next-operator-" + Guid.NewGuid().ToString("N");
+        await using var a = Region("region-a", "active", control, cooldown: TimeSpan.FromHours(1), nextToken: nextToken);
+        await using var b = Region("region-b", "standby", control);
+        using var cosmos = fixture.Settings().CreateClient();
+        var journal = await CosmosSettings.EnsureContainerAsync(cosmos, "daprpayments-tests", "journal-" + control, CancellationToken.None);
+        using var stopShipping = new CancellationTokenSource();
+        var shipping = new JournalShipper("region-a", journal, fixture.NewLedger(prefix: Prefix(control, "region-a") + "ledger/"), TimeProvider.System, NullLogger.Instance)
+            .RunAsync(stopShipping.Token); // the hand-over waits until region A's journal is shipped
+        await WaitForAsync(OperatorClient(a), status => status.GetProperty("role").GetString() == "active");
+        await WaitForAsync(OperatorClient(b), status => status.GetProperty("activeRegion").GetString() == "region-a");
+        var withNext = a.CreateClient();
+        withNext.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", nextToken);
+
+        var handOver = await withNext.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" });
+        await stopShipping.CancelAsync();
+        await shipping;
+        Assert.Equal(HttpStatusCode.OK, handOver.StatusCode);
+        var again = await OperatorClient(a).PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" });
+
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal(ProblemTypes.SwitchoverNotNow, (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
+        Assert.InRange(again.Headers.RetryAfter?.Delta ?? TimeSpan.Zero, TimeSpan.FromMinutes(59), TimeSpan.FromHours(1));
+    }
+
+    private static HttpClient OperatorClient(WebApplicationFactory<Program> service)
+    {
+        var client = service.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", OperatorToken);
+        return client;
+    }
+
+    private WebApplicationFactory<Program> Region(string name, string role, string control, TimeSpan? cooldown = null, string? nextToken = null) =>
         new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {
             web.UseSetting("Region:Name", name);
+            web.UseSetting("Admin:Token", OperatorToken);
+            web.UseSetting("Admin:NextToken", nextToken ?? string.Empty);
+            web.UseSetting("Admin:PeerRegion", name == "region-a" ? "region-b" : "region-a");
+            web.UseSetting("Admin:SwitchoverCooldown", (cooldown ?? TimeSpan.Zero).ToString("c", System.Globalization.CultureInfo.InvariantCulture));
             web.UseSetting("Region:Role", role);
             web.UseSetting("Cosmos:Endpoint", fixture.Cosmos.Endpoint.ToString());
             web.UseSetting("Cosmos:Key", LocalCosmosServer.Key);

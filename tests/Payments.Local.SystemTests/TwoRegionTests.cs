@@ -145,9 +145,9 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
             {
                 regions.cosmos = await LocalCosmosServer.StartAsync(cancellationToken);
                 regions.A = await LocalSystem.StartAsync(0, line => output.WriteLine("[a] " + line), cancellationToken,
-                    new LocalSystem.RegionSettings("region-a", RegionRole.Active, regions.cosmos.Endpoint, LocalCosmosServer.Key));
+                    new LocalSystem.RegionSettings("region-a", "region-b", RegionRole.Active, regions.cosmos.Endpoint, LocalCosmosServer.Key));
                 regions.B = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), cancellationToken,
-                    new LocalSystem.RegionSettings("region-b", RegionRole.Standby, regions.cosmos.Endpoint, LocalCosmosServer.Key));
+                    new LocalSystem.RegionSettings("region-b", "region-a", RegionRole.Standby, regions.cosmos.Endpoint, LocalCosmosServer.Key));
                 await WaitForAsync(() => StatusAsync(regions.A, "writable", cancellationToken), "true", cancellationToken);
                 var key = await new MerchantStore(regions.A.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", cancellationToken);
                 (regions.HttpA, regions.HttpB) = (Client(regions.A.ApiBaseAddress, key), Client(regions.B.ApiBaseAddress, key));
@@ -191,7 +191,7 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
 
     private static async Task<string> StatusAsync(LocalSystem region, string field, CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = region.FailoverBaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+        using var http = region.FailoverClient(TimeSpan.FromSeconds(5));
         var status = await http.GetFromJsonAsync<JsonElement>("/admin/v1/region", cancellationToken);
         return status.GetProperty(field).ToString().ToLowerInvariant();
     }

@@ -2,18 +2,22 @@ using Payments.Domain;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Failover.Reconciliation;
+using Payments.Failover.Security;
 using Payments.ServiceDefaults;
 
 namespace Payments.Failover.Apis;
 
-/// <summary>The operator's surface (internal: on Kubernetes reachable only inside the release's network policy).
+/// <summary>The operator's surface, every route behind the operator's bearer token (<see cref="AdminAuthentication"/>).
 /// <c>GET /admin/v1/region</c>: this region's role, epoch, deadline and what the global record says;
-/// <c>POST /admin/v1/switchover</c> <c>{"to":"region-b"}</c>: planned switchover from this (active) region.</summary>
+/// <c>POST /admin/v1/switchover</c> <c>{"to":"region-b"}</c>: planned switchover from this (active) region to the
+/// configured peer region only, one at a time, none within the cool-down after one (<see cref="SwitchoverGate"/>);
+/// each request and its outcome are logged with the caller.</summary>
 internal static class AdminApi
 {
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
-        var admin = app.MapGroup("/admin/v1");
+        // Every admin route needs the operator's token (AdminAuthentication); the audit log names the caller.
+        var admin = app.MapGroup("/admin/v1").AddEndpointFilter<AdminAuthentication>();
         admin.MapGet("/region", (RegionLeaseManager manager, JournalReplicator replicator, PromotionReconciler reconciler, RegionLeaseOptions options, TimeProvider time) =>
         {
             var now = time.GetUtcNow();
@@ -35,19 +39,48 @@ internal static class AdminApi
                 replicator.AppliedSequence,
                 reconciler.Last));
         });
-        admin.MapPost("/switchover", async (SwitchoverRequest? body, RegionLeaseManager manager, CancellationToken cancellationToken) =>
+        admin.MapPost("/switchover", SwitchoverAsync);
+    }
+
+    private static async Task<IResult> SwitchoverAsync(
+        SwitchoverRequest? body, RegionLeaseManager manager, AdminOptions options, SwitchoverGate gate, HttpContext context,
+        ILogger<SwitchoverGate> audit, CancellationToken cancellationToken)
+    {
+        var caller = context.Items[AdminAuthentication.CallerItem] as string ?? "unknown";
+        if (body?.To is not { Length: > 0 } target || !string.Equals(target, options.PeerRegion, StringComparison.Ordinal))
         {
-            if (body?.To is not { Length: > 0 } target || target == manager.Region)
+            audit.LogWarning("Admin switchover by {Caller} refused: target {Target} is not the peer region {Peer}", caller, body?.To, options.PeerRegion);
+            return Results.Problem($"A switchover hands over to the peer region only: {{\"to\":\"{options.PeerRegion}\"}}.",
+                statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+        }
+
+        if (gate.TryEnter() is { } refusal)
+        {
+            audit.LogWarning("Admin switchover to {Target} by {Caller} refused: {Reason}", target, caller, refusal.Reason);
+            if (refusal.RetryAfter > TimeSpan.Zero)
             {
-                return Results.Problem("Name the region to switch over to, other than this one: {\"to\":\"region-b\"}.",
-                    statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                context.Response.Headers.RetryAfter = ((int)Math.Ceiling(refusal.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
             }
 
-            return await manager.HandOverAsync(target, cancellationToken)
-                ? Results.Ok(new { handedOverTo = target, manager.LastSeen?.Epoch })
-                : Results.Problem($"Region {manager.Region} does not hold the active-region record; nothing was changed.",
-                    statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.NotTheActiveRegion);
-        });
+            return Results.Problem(refusal.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow);
+        }
+
+        var handedOver = false;
+        try
+        {
+            audit.LogWarning("Admin switchover to {Target} requested by {Caller}", target, caller);
+            handedOver = await manager.HandOverAsync(target, cancellationToken);
+        }
+        finally
+        {
+            gate.Exit(handedOver);
+        }
+
+        audit.LogWarning("Admin switchover to {Target} by {Caller}: {Outcome}", target, caller, handedOver ? "handed over" : "refused, not the active region");
+        return handedOver
+            ? Results.Ok(new { handedOverTo = target, manager.LastSeen?.Epoch })
+            : Results.Problem($"Region {manager.Region} does not hold the active-region record; nothing was changed.",
+                statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.NotTheActiveRegion);
     }
 }
 

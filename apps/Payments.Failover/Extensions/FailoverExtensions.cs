@@ -5,6 +5,7 @@ using Payments.Failover.Apis;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Failover.Reconciliation;
+using Payments.Failover.Security;
 using Payments.Ledger.Core.Extensions;
 using Payments.ServiceDefaults;
 
@@ -25,6 +26,7 @@ public static class FailoverExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         var region = (builder.Configuration.GetSection("Region").Get<RegionLeaseOptions>() ?? new RegionLeaseOptions()).Validate();
+        var admin = (builder.Configuration.GetSection(AdminOptions.Section).Get<AdminOptions>() ?? new AdminOptions()).Validate(region.Name);
         var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         var client = cosmos.CreateClient();
@@ -34,6 +36,9 @@ public static class FailoverExtensions
 
         var services = builder.Services;
         services.AddSingleton(region);
+        services.AddSingleton(admin);
+        services.AddSingleton<AdminAuthentication>();
+        services.AddSingleton<SwitchoverGate>();
         services.AddSingleton(_ => client); // created by a factory: disposed with the container
         services.AddEtcd(etcd, regional: false); // the failover service writes the mirror itself; it reads no fence
         services.AddEtcdLedger(fenced: false); // the standby's applier: runs only while nothing else writes
