@@ -79,15 +79,16 @@ public static class RetentionSoak
             payments,
             firstCheckpoint = archived[0].Payments,
             dbInUseMbFirst = archived[0].DbInUseMb,
-            dbInUseMbLast = archived[^1].DbInUseMb,
+            dbInUseMbMax = archived.Max(point => point.DbInUseMb),
             growth = Math.Round(growth, 3),
             baselineGrowth = kept is null ? (double?)null : Math.Round(Growth(kept), 3),
-            withinTwentyPercent = Math.Abs(growth) <= 0.2,
+            withinTwentyPercent = growth <= 0.2,
         }));
-        return Math.Abs(growth) <= 0.2 ? 0 : 1;
+        return growth <= 0.2 ? 0 : 1;
     }
 
-    private static double Growth(IReadOnlyList<Checkpoint> checkpoints) => (checkpoints[^1].DbInUseMb / checkpoints[0].DbInUseMb) - 1;
+    /// <summary>How far the database grew above its size at the first checkpoint, at its largest after it.</summary>
+    private static double Growth(IReadOnlyList<Checkpoint> checkpoints) => (checkpoints.Max(point => point.DbInUseMb) / checkpoints[0].DbInUseMb) - 1;
 
     private static async Task<IReadOnlyList<Checkpoint>> SoakAsync(string name, int payments, int workers, bool archive, CancellationToken cancellationToken)
     {
@@ -97,9 +98,8 @@ public static class RetentionSoak
         var ledger = new EtcdLedger(etcd, "/soak/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, retention: Retention);
         var pairs = await OpenAsync(ledger, workers, cancellationToken);
         using var stopArchiver = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var archiver = archive
-            ? new JournalArchiver(ledger, () => long.MaxValue, "soak", NullLogger<JournalArchiver>.Instance).RunAsync(Retention.Interval, stopArchiver.Token)
-            : Task.CompletedTask;
+        var archiving = new ArchiveLoop(new JournalArchiver(ledger, () => long.MaxValue, "soak", NullLogger<JournalArchiver>.Instance));
+        var archiver = archive ? archiving.RunAsync(stopArchiver.Token) : Task.CompletedTask;
 
         var done = 0L;
         var next = 0L;
@@ -135,7 +135,7 @@ public static class RetentionSoak
             {
                 lastProgress = clock.Elapsed;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  {clock.Elapsed.TotalSeconds,6:F0} s  {Interlocked.Read(ref done),8:N0} payments  {Interlocked.Read(ref done) / clock.Elapsed.TotalSeconds,6:F0}/s"));
+                    $"  {clock.Elapsed.TotalSeconds,6:F0} s  {Interlocked.Read(ref done),8:N0} payments  {Interlocked.Read(ref done) / clock.Elapsed.TotalSeconds,6:F0}/s  {archiving}"));
             }
         }
 
@@ -171,10 +171,30 @@ public static class RetentionSoak
         return pairs;
     }
 
-    /// <summary>One payment of 1 minor unit, as the saga moves it: hold to in-transit, then credit and post together.</summary>
+    /// <summary>One payment, retried with the same ids when the ledger gave up (as the saga's steps are): the load the
+    /// checkpoints' defragmentation stalls must not end the soak.</summary>
     private static async Task PayAsync(EtcdLedger ledger, (AccountId Debtor, AccountId Creditor) pair, long payment, CancellationToken cancellationToken)
     {
+        const int MaxAttempts = 5;
         var issued = DateTimeOffset.UtcNow;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await PayOnceAsync(ledger, pair, payment, issued, cancellationToken);
+                return;
+            }
+            catch (LedgerUnavailableException) when (attempt < MaxAttempts)
+            {
+                // same ids: whatever the failed attempt applied is replayed, never applied twice
+            }
+        }
+    }
+
+    /// <summary>One payment of 1 minor unit, as the saga moves it: hold to in-transit, then credit and post together.</summary>
+    private static async Task PayOnceAsync(
+        EtcdLedger ledger, (AccountId Debtor, AccountId Creditor) pair, long payment, DateTimeOffset issued, CancellationToken cancellationToken)
+    {
         var one = new Money(1, Currency.Usd);
         var hold = TransferId.Parse($"pay-{payment}-hold");
         Require(await ledger.TransferAsync(
@@ -199,6 +219,20 @@ public static class RetentionSoak
         }
     }
 
+    /// <summary>Defragmenting a large file can outlast the HTTP/2 connection (the member answers a long call's keepalive
+    /// pings with GOAWAY): both calls are idempotent, so one more try on a fresh connection.</summary>
+    private static async Task<T> AgainOnceAsync<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (Grpc.Core.RpcException exception) when (exception.StatusCode is Grpc.Core.StatusCode.ResourceExhausted or Grpc.Core.StatusCode.Unavailable)
+        {
+            return await call();
+        }
+    }
+
     /// <summary>Compacts at the current revision, defragments each member, and reads the sizes (largest member).</summary>
     private static async Task<Checkpoint> MeasureAsync(EtcdConnection etcd, int members, long payments, CancellationToken cancellationToken)
     {
@@ -207,19 +241,58 @@ public static class RetentionSoak
         var count = await EtcdConnection.CallAsync(
             token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key("/soak/"), RangeEnd = EtcdBytes.PrefixEnd("/soak/"), CountOnly = true }, cancellationToken: token),
             timeout.Token);
-        await EtcdConnection.CallAsync(
-            token => etcd.Kv.CompactAsync(new CompactionRequest { Revision = count.Header.Revision, Physical = true }, cancellationToken: token), timeout.Token);
+        // Compaction and defragmentation outlast the connection's default 2 s call deadline: they carry their own.
+        var deadline = DateTime.UtcNow + MaintenanceTimeout;
+        await etcd.Kv.CompactAsync(new CompactionRequest { Revision = count.Header.Revision, Physical = true }, deadline: deadline, cancellationToken: timeout.Token);
         var size = 0L;
         var inUse = 0L;
         for (var member = 0; member < members; member++)
         {
             var maintenance = etcd.MemberMaintenance(member);
-            await maintenance.DefragmentAsync(new DefragmentRequest(), cancellationToken: timeout.Token);
-            var status = await maintenance.StatusAsync(new StatusRequest(), cancellationToken: timeout.Token);
+            await AgainOnceAsync(() => maintenance.DefragmentAsync(new DefragmentRequest(), deadline: deadline, cancellationToken: timeout.Token).ResponseAsync);
+            var status = await AgainOnceAsync(() => maintenance.StatusAsync(new StatusRequest(), deadline: deadline, cancellationToken: timeout.Token).ResponseAsync);
             size = Math.Max(size, status.DbSize);
             inUse = Math.Max(inUse, status.DbSizeInUse);
         }
 
         return new Checkpoint(payments, Math.Round(size / 1048576.0, 2), Math.Round(inUse / 1048576.0, 2), count.Count);
+    }
+
+    /// <summary>The archiver's passes, with what it did and what last stopped or failed it, for the progress lines.</summary>
+    private sealed class ArchiveLoop(JournalArchiver archiver)
+    {
+        private long archived;
+        private string? lastError;
+
+        public async Task RunAsync(CancellationToken cancellationToken)
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                try
+                {
+                    Interlocked.Add(ref archived, await archiver.ArchiveOnceAsync(cancellationToken));
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception exception) when (exception is LedgerUnavailableException or Grpc.Core.RpcException or OperationCanceledException or FencedOffException)
+                {
+                    lastError = $"{exception.GetType().Name}: {exception.Message}";
+                }
+
+                try
+                {
+                    await Task.Delay(Retention.Interval, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+
+        public override string ToString() =>
+            $"archived {Interlocked.Read(ref archived):N0}{(archiver.LastStop is { } stop ? $"; waits: {stop}" : string.Empty)}{(lastError is { } error ? $"; last error: {error}" : string.Empty)}";
     }
 }

@@ -31,6 +31,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
 
     public EtcdConnection Etcd => etcd.Connection;
 
+    /// <summary>The ledger service the API calls (its internal API, reached directly by the ledger-service tests).</summary>
+    public Uri LedgerServiceAddress => new(InProcessApp.BaseUrl(ledgerService!));
+
     /// <summary>Another API, as in one region of a two-region deployment (<c>Region:Name</c> set) with its data under
     /// <paramref name="keyPrefix"/>: it writes only while its region's epoch mirror is held.</summary>
     public WebApplicationFactory<Program> CreateRegionalApi(string keyPrefix)

@@ -15,7 +15,11 @@ namespace Payments.Orchestrator.Tests;
 /// sets, so its budgets are measured as the runtime would measure them (the sidecar integration tests run it for real).</summary>
 public sealed class PaymentWorkflowTests
 {
-    private static readonly PaymentInput Payment = new(new PaymentOrder("pay-1", "merchant-a", "alice", "bob", 1_250, "USD", "order 7"), TimeSpan.FromMinutes(10));
+    private static readonly DateTime Start = new(2026, 11, 29, 12, 0, 0, DateTimeKind.Utc);
+
+    // As the API starts it: with its creation time, which every ledger transfer of the payment is issued at.
+    private static readonly PaymentInput Payment = new(
+        new PaymentOrder("pay-1", "merchant-a", "alice", "bob", 1_250, "USD", "order 7"), TimeSpan.FromMinutes(10), CreatedAt: Start);
     private static readonly RiskAssessment Approve = new(RiskDecision.Approve, []);
     private static readonly RiskAssessment Review = new(RiskDecision.Review, [RiskAssessment.AmountAboveReviewThreshold]);
 
@@ -24,7 +28,7 @@ public sealed class PaymentWorkflowTests
     private readonly List<string> statuses = [];
     private readonly List<PaymentOutcome> recorded = [];
     private bool recordingFails;
-    private DateTime now = new(2026, 11, 29, 12, 0, 0, DateTimeKind.Utc);
+    private DateTime now = Start;
     private readonly List<TimeSpan> timers = [];
 
     public PaymentWorkflowTests()
@@ -61,6 +65,19 @@ public sealed class PaymentWorkflowTests
         Assert.Equal(PaymentOutcome.Completed(), outcome);
         Assert.Equal([nameof(ValidatePaymentActivity), nameof(CheckRiskActivity), nameof(HoldFundsActivity), nameof(SettlePaymentActivity)], calls);
         Assert.Equal([PaymentStep.Validating, PaymentStep.RiskCheck, PaymentStep.Holding, PaymentStep.Settling, PaymentStep.Recording, PaymentStep.Done], statuses);
+    }
+
+    [Fact]
+    public async Task StartedWithoutACreationTime_EveryStepGetsTheWorkflowsStartTime()
+    {
+        // The activities are set up for Payment (created at Start, the clock's time when the workflow runs): only an
+        // input carrying that time matches, so the saga's transfers are issued at one fixed instant on every replay.
+        Arrange(risk: Approve);
+
+        var outcome = await RunAsync(Payment with { CreatedAt = null });
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal(4, calls.Count);
     }
 
     [Fact]
@@ -271,9 +288,9 @@ public sealed class PaymentWorkflowTests
     }
 
     /// <summary>Runs the saga; whatever it decides, its last step must have recorded exactly that outcome.</summary>
-    private async Task<PaymentOutcome> RunAsync()
+    private async Task<PaymentOutcome> RunAsync(PaymentInput? input = null)
     {
-        var outcome = await new PaymentWorkflow().RunAsync(context.Object, Payment);
+        var outcome = await new PaymentWorkflow().RunAsync(context.Object, input ?? Payment);
         Assert.NotEmpty(recorded);
         Assert.All(recorded, attempt => Assert.Equal(outcome, attempt)); // retried, always the same outcome
         return outcome;

@@ -40,7 +40,7 @@ public static class LedgerApi
                     await replication.WaitAsync(outcome, cancellationToken);
                     return Results.Ok(LedgerWire.ToWire(outcome));
                 })
-                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
+                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed));
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
         ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
             services.GetService<JournalShipper>() is { } shipper
@@ -53,7 +53,7 @@ public static class LedgerApi
             {
                 if (LedgerWire.FromWire(wire, out var problem) is not { } request)
                 {
-                    return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest);
+                    return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
                 }
 
                 requests.Add(request);

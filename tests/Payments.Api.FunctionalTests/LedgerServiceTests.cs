@@ -1,0 +1,40 @@
+using System.Net;
+using System.Text;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>The ledger service's internal API over real HTTP: a transfer must name when it was issued (the ledger
+/// forgets transfer ids after its replay window, ADR 0004), and one issued before the window is refused, not applied.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class LedgerServiceTests(ApiSystemFixture system)
+{
+    [Fact]
+    public async Task ATransferWithoutItsIssueTime_Is400ProblemJson_AndAStaleOne_IsRefused_WithNothingWritten()
+    {
+        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        var account = AccountId.Parse($"ls-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var funding = AccountId.ExternalFunding(Currency.Eur).Value;
+
+        var missing = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(
+            $$"""{"kind":"single","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{funding}}","creditAccountId":"{{account.Value}}","amountMinor":5,"currency":"EUR"}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.Equal("application/problem+json", missing.Content.Headers.ContentType?.MediaType);
+        var problem = await missing.JsonAsync();
+        Assert.Equal(ProblemTypes.ValidationFailed, problem.GetProperty("type").GetString());
+        Assert.Contains("issuedAtUnixMs is required", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+
+        var eightDaysAgo = DateTimeOffset.UtcNow.AddDays(-8).ToUnixTimeMilliseconds();
+        var stale = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(
+            $$"""{"kind":"single","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{funding}}","creditAccountId":"{{account.Value}}","amountMinor":5,"currency":"EUR","issuedAtUnixMs":{{eightDaysAgo}}}"""));
+        Assert.Equal(HttpStatusCode.OK, stale.StatusCode);
+        var outcome = await stale.JsonAsync();
+        Assert.False(outcome.GetProperty("applied").GetBoolean());
+        Assert.Equal(LedgerError.TransferTooOld, outcome.GetProperty("errorCode").GetString());
+        Assert.Equal(0, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.BalanceMinor);
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+}
