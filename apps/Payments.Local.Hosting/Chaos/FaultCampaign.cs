@@ -21,7 +21,9 @@ public sealed record CampaignResult(
 public static class FaultCampaign
 {
     public const long FundsMinor = 1_000_000_000;
-    public const int AccountsPerClient = 8;
+    /// <summary>Debtors per client: enough that the risk engine's velocity rule (50 payments per debtor in 10 minutes)
+    /// does not turn a long campaign into a review queue; reviews still come from the payments above the threshold.</summary>
+    public const int AccountsPerClient = 32;
 
     /// <summary>After the faults stop: how long the payments still open may take to end (the sweeper's cycles included).</summary>
     public static readonly TimeSpan SettleBound = TimeSpan.FromMinutes(6);

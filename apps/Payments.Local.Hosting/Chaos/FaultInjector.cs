@@ -1,7 +1,7 @@
 namespace Payments.Local.Hosting.Chaos;
 
 /// <summary>One fault at a time on a random process of a supervised <see cref="LocalSystem"/>: a SIGKILL (the
-/// supervisor starts the process again after its back-off, as Kubernetes restarts a pod) or a SIGSTOP for
+/// supervisor replaces the process after its first back-off, as a Deployment replaces a killed pod) or a SIGSTOP for
 /// <see cref="PauseDuration"/> then SIGCONT (a frozen process whose connections stay open). Targets: every etcd member
 /// (the leader included), the ledger, risk, the orchestrator, an API replica, the edge and the workflow sidecar. A
 /// target is chosen only while it is up, and an etcd member only while the others are (the campaign tests riding out
@@ -70,6 +70,7 @@ public sealed class FaultInjector(LocalSystem system, Random random, Action<stri
             }
             else
             {
+                system.Supervisor?.ExpectKill(target);
                 await system.App(target).KillAsync();
             }
         }
@@ -96,6 +97,7 @@ public sealed class FaultInjector(LocalSystem system, Random random, Action<stri
         }
         else
         {
+            system.Supervisor?.ExpectKill($"etcd m{member}");
             await system.Cluster.KillAsync(member);
         }
     }
