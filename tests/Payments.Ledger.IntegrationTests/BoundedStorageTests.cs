@@ -75,7 +75,7 @@ public sealed class BoundedStorageTests(ITestOutputHelper output)
             for (var put = 0L; Interlocked.Read(ref written) < WrittenTargetBytes; put++)
             {
                 var request = new PutRequest { Key = EtcdBytes.Key($"/soak/churn/{((put * Writers) + writer) % ChurnedKeys:D4}"), Value = value };
-                await EtcdConnection.CallAsync(call => etcd.Kv.PutAsync(request, cancellationToken: call), token);
+                await PutAsync(etcd, request, token);
                 var total = Interlocked.Add(ref written, ValueBytes);
                 var due = TimeSpan.FromSeconds(total / (double)BytesPerSecond) - clock.Elapsed;
                 if (due > TimeSpan.Zero)
@@ -85,6 +85,25 @@ public sealed class BoundedStorageTests(ITestOutputHelper output)
             }
         });
         return written;
+    }
+
+    /// <summary>A put as a client makes it: retried (bounded) when etcd timed out or lost its leader on CI's busy
+    /// cores (a put is idempotent here), never when etcd refused it for space — that is what this test is about.</summary>
+    private static async Task PutAsync(EtcdConnection etcd, PutRequest request, CancellationToken cancellationToken)
+    {
+        const int MaxAttempts = 10;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await EtcdConnection.CallAsync(call => etcd.Kv.PutAsync(request, cancellationToken: call), cancellationToken);
+                return;
+            }
+            catch (RpcException exception) when (exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded && attempt < MaxAttempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt), cancellationToken); // back-off between attempts
+            }
+        }
     }
 
     private static async Task LedgerWorkAsync(Ledger.Core.EtcdLedger ledger, CancellationToken cancellationToken)
