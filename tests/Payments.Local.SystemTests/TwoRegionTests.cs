@@ -84,12 +84,35 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
 
     private static async Task OpenAsync(HttpClient http, string account, long funds, CancellationToken cancellationToken)
     {
-        Assert.Equal(HttpStatusCode.Created, (await http.PostAsJsonAsync("/v1/accounts", new { accountId = account, currency = "EUR" }, cancellationToken)).StatusCode);
+        // The failover service said "writable" first; each API replica sees the epoch on its next read of the mirror
+        // (every 500 ms), so a client retries the 503 it may get meanwhile (nothing was written: the gate refused it).
+        Assert.Equal(HttpStatusCode.Created, await SendUntilAnsweredAsync(
+            http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = JsonContent.Create(new { accountId = account, currency = "EUR" }) }, cancellationToken));
         if (funds > 0)
         {
-            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{account}/deposits") { Content = JsonContent.Create(new { amountMinor = funds, currency = "EUR" }) };
-            deposit.Headers.Add("Idempotency-Key", $"deposit-{account}");
-            Assert.Equal(HttpStatusCode.Created, (await http.SendAsync(deposit, cancellationToken)).StatusCode);
+            Assert.Equal(HttpStatusCode.Created, await SendUntilAnsweredAsync(http, () =>
+            {
+                var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{account}/deposits") { Content = JsonContent.Create(new { amountMinor = funds, currency = "EUR" }) };
+                deposit.Headers.Add("Idempotency-Key", $"deposit-{account}");
+                return deposit;
+            }, cancellationToken));
+        }
+    }
+
+    /// <summary>Sends until the answer is not 503 (bounded by <see cref="ReplicationBound"/>); returns its status.</summary>
+    private static async Task<HttpStatusCode> SendUntilAnsweredAsync(HttpClient http, Func<HttpRequestMessage> request, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            using var message = request();
+            using var response = await http.SendAsync(message, cancellationToken);
+            if (response.StatusCode != HttpStatusCode.ServiceUnavailable || waited.Elapsed > ReplicationBound)
+            {
+                return response.StatusCode;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken); // polling for the region's gate, bounded above
         }
     }
 
