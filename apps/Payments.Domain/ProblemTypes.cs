@@ -11,6 +11,9 @@ public static class ProblemTypes
     public const string PayloadTooLarge = Base + "payload-too-large";
     public const string UnsupportedMediaType = Base + "unsupported-media-type";
     public const string Unauthorized = Base + "unauthorized";
+
+    /// <summary>Internal services: the caller is authenticated, but its role may not perform this operation.</summary>
+    public const string Forbidden = Base + "forbidden";
     public const string AccountNotFound = Base + "account-not-found";
     public const string PaymentNotFound = Base + "payment-not-found";
     public const string AccountExists = Base + "account-exists";

@@ -12,6 +12,8 @@ using Payments.Ledger.Core;
 using Payments.LocalCluster;
 using Payments.Merchants;
 
+using Payments.ServiceDefaults.Security;
+
 namespace Payments.Local.Hosting;
 
 /// <summary>The disaster-recovery drill on this machine (ADR 0003): two regions — each its own 3-member etcd cluster
@@ -101,6 +103,7 @@ public static class DrDrill
         var key = await PrepareAsync(a, standby: null, progress, cancellationToken);
         using var http = Client(a.ApiBaseAddress, key);
         using var ledger = new HttpClient { BaseAddress = new Uri(a.LedgerUrl), Timeout = TimeSpan.FromSeconds(5) };
+        a.Identity.Present(ledger, ServiceRoles.Failover, ServiceRoles.Ledger);
         var samples = new ConcurrentBag<long>();
         using var stopSampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var sampler = Task.Run(async () =>

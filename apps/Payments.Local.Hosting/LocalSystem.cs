@@ -8,6 +8,7 @@ using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Local.Hosting;
 
@@ -51,6 +52,9 @@ public sealed class LocalSystem : IAsyncDisposable
     /// <summary>The operator's token for the failover service's admin API, generated for this run (region mode; only
     /// the failover service is given it).</summary>
     public string AdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+
+    /// <summary>The apps' service identity for this run: a fresh token per internal service.</summary>
+    public LocalServiceIdentity Identity { get; } = new();
 
     /// <summary>A client of the failover service's admin API, carrying the operator's token.</summary>
     public HttpClient FailoverClient(TimeSpan timeout)
@@ -107,7 +111,7 @@ public sealed class LocalSystem : IAsyncDisposable
     {
         // The same port on every start: the API keeps calling it across an orchestrator restart.
         var port = orchestratorPort ??= LocalPorts.Free();
-        var orchestrator = ChildProcess.Start("orchestrator", "Payments.Orchestrator.Host.dll", [], AppEnvironment(port), LogDirectory);
+        var orchestrator = ChildProcess.Start("orchestrator", "Payments.Orchestrator.Host.dll", [], AppEnvironment(port, ServiceRoles.Orchestrator), LogDirectory);
         children.Add(orchestrator);
         await orchestrator.WaitReadyAsync(new Uri($"http://127.0.0.1:{port}/readyz"), tcpOnly: false, cancellationToken);
         Orchestrator = orchestrator;
@@ -160,7 +164,7 @@ public sealed class LocalSystem : IAsyncDisposable
         orchestratorPort ??= LocalPorts.Free();
         var failoverPort = LocalPorts.Free();
         FailoverBaseAddress = new Uri($"http://127.0.0.1:{failoverPort}");
-        var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort))
+        var failoverEnvironment = new Dictionary<string, string>(AppEnvironment(failoverPort, ServiceRoles.Failover))
         {
             ["Region__Role"] = region.Role.ToString(),
             ["Admin__Token"] = AdminToken,
@@ -229,13 +233,13 @@ public sealed class LocalSystem : IAsyncDisposable
 
         var ledgerPort = LocalPorts.Free();
         LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
-        var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort), LogDirectory);
+        var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort, ServiceRoles.Ledger), LogDirectory);
         children.Add(ledger);
         await ledger.WaitReadyAsync(new Uri(LedgerUrl + WritableProbe), tcpOnly: false, cancellationToken);
         progress($"Ledger service ready on {LedgerUrl}");
 
         var riskPort = LocalPorts.Free();
-        var risk = ChildProcess.Start("risk", "Payments.Risk.dll", [], AppEnvironment(riskPort), LogDirectory);
+        var risk = ChildProcess.Start("risk", "Payments.Risk.dll", [], AppEnvironment(riskPort, ServiceRoles.Risk), LogDirectory);
         children.Add(risk);
         await risk.WaitReadyAsync(new Uri($"http://127.0.0.1:{riskPort}/readyz"), tcpOnly: false, cancellationToken);
         RiskUrl = $"http://127.0.0.1:{riskPort}/";
@@ -248,7 +252,7 @@ public sealed class LocalSystem : IAsyncDisposable
         for (var replica = 0; replica < ApiReplicas; replica++)
         {
             var replicaUrl = $"http://127.0.0.1:{LocalPorts.Free()}";
-            var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port), LogDirectory);
+            var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port, ServiceRoles.Api), LogDirectory);
             children.Add(api);
             await api.WaitReadyAsync(new Uri(replicaUrl + "/" + WritableProbe), tcpOnly: false, cancellationToken);
             replicas.Add(replicaUrl);
@@ -258,14 +262,15 @@ public sealed class LocalSystem : IAsyncDisposable
         // sending to one that fails (a replica can be killed; clients retry with their Idempotency-Keys).
         var port = apiPort == 0 || !IsFree(apiPort) ? LocalPorts.Free() : apiPort;
         ApiBaseAddress = new Uri($"http://127.0.0.1:{port}");
-        var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(port)) { ["Edge__Backends"] = string.Join(',', replicas) };
+        var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(port, "edge")) { ["Edge__Backends"] = string.Join(',', replicas) };
         var edge = ChildProcess.Start("edge", "Payments.Edge.dll", [], edgeEnvironment, LogDirectory);
         children.Add(edge);
         await edge.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
         progress($"API ready on {ApiBaseAddress}: the edge load balancer over {ApiReplicas} replicas (logs in {LogDirectory})");
     }
 
-    private Dictionary<string, string> AppEnvironment(int port) => new Dictionary<string, string>
+    /// <summary>The environment of the app in <paramref name="role"/> on <paramref name="port"/>, with its identity.</summary>
+    private Dictionary<string, string> AppEnvironment(int port, string role) => new Dictionary<string, string>
     {
         ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
         ["DAPR_GRPC_ENDPOINT"] = SidecarEndpoint,
@@ -277,7 +282,7 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
-    }.Concat(RegionEnvironment()).ToDictionary();
+    }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).ToDictionary();
 
     /// <summary>Region mode: the apps fence their writes by the region's epoch, the ledger ships its journal, and the
     /// failover service and the ledger reach the shared Cosmos endpoint (the local server's self-signed certificate is

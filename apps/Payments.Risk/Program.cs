@@ -8,3 +8,6 @@ builder.AddRiskService();
 var app = builder.Build();
 app.UseRiskService();
 await app.RunAsync();
+
+/// <summary>Internal: test projects reference several app hosts, and each would otherwise export a public Program.</summary>
+internal partial class Program;

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.ServiceDefaults;
 
@@ -13,26 +14,31 @@ public static class HealthAndInvocationExtensions
         this IEndpointRouteBuilder app, Func<IServiceProvider, CancellationToken, Task<bool>>? isReady = null)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription();
+        // Open: the kubelet probes without credentials, and the answers reveal nothing.
+        app.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription().AllowWithoutIdentity();
         app.MapGet("/readyz", async (HttpContext context) =>
             isReady is null || await isReady(context.RequestServices, context.RequestAborted)
                 ? Results.Text("ready")
                 : Results.Text("not ready: a dependency is unreachable", statusCode: StatusCodes.Status503ServiceUnavailable))
-            .ExcludeFromDescription();
+            .ExcludeFromDescription()
+            .AllowWithoutIdentity();
     }
 
     /// <summary>A typed HTTP client for another DaprPayments service: on Kubernetes <paramref name="baseUrl"/> is the
     /// Dapr sidecar's invocation URL (<c>http://localhost:3500/v1.0/invoke/&lt;app-id&gt;/method/</c>), locally the
-    /// service's own address. Every call is bounded by <paramref name="timeout"/>.</summary>
-    public static void AddInvocationClient<TService, TImplementation>(this IServiceCollection services, string baseUrl, TimeSpan timeout)
+    /// service's own address. Every call is bounded by <paramref name="timeout"/> and carries this app's identity for
+    /// the <paramref name="targetRole"/> service (<see cref="ServiceTokenHandler"/>).</summary>
+    public static void AddInvocationClient<TService, TImplementation>(
+        this IServiceCollection services, string baseUrl, TimeSpan timeout, ServiceIdentityOptions identity, string targetRole)
         where TService : class
         where TImplementation : class, TService
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(baseUrl);
+        var headers = ServiceTokenHandler.HeadersFor(identity, targetRole);
         services.AddHttpClient<TService, TImplementation>(http =>
         {
             http.BaseAddress = new Uri(baseUrl.EndsWith('/') ? baseUrl : baseUrl + "/"); // relative routes append to it
             http.Timeout = timeout;
-        });
+        }).AddHttpMessageHandler(() => new ServiceTokenHandler(headers));
     }
 }

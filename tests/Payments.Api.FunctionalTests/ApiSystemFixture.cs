@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.Merchants;
+using Payments.ServiceDefaults.Security;
 using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
@@ -34,6 +35,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
     /// <summary>The ledger service the API calls (its internal API, reached directly by the ledger-service tests).</summary>
     public Uri LedgerServiceAddress => new(InProcessApp.BaseUrl(ledgerService!));
 
+    /// <summary>The orchestrator's internal endpoints (the saga worker's address).</summary>
+    public Uri OrchestratorAddress => new(InProcessApp.BaseUrl(orchestrator!));
+
     /// <summary>Another API, as in one region of a two-region deployment (<c>Region:Name</c> set) with its data under
     /// <paramref name="keyPrefix"/>: it writes only while its region's epoch mirror is held.</summary>
     public WebApplicationFactory<Program> CreateRegionalApi(string keyPrefix)
@@ -48,6 +52,11 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         web.UseSetting("Payments:KeyPrefix", keyPrefix);
         web.UseSetting("Payments:LedgerUrl", InProcessApp.BaseUrl(ledgerService!));
         web.UseSetting("Payments:OrchestratorUrl", InProcessApp.BaseUrl(orchestrator!));
+        foreach (var (key, value) in InProcessApp.Identity.Settings(ServiceRoles.Api))
+        {
+            web.UseSetting(key, value);
+        }
+
         web.UseSetting("Logging:LogLevel:Default", "Warning");
         // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
         web.UseSetting("Telemetry:Exporter", "none");

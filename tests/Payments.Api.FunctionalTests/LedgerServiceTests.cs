@@ -2,6 +2,8 @@ using System.Net;
 using System.Text;
 using Payments.Domain;
 using Payments.Ledger.Contracts;
+using Payments.ServiceDefaults.Security;
+using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
 
@@ -14,6 +16,7 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     public async Task ATransferWithoutItsIssueTime_Is400ProblemJson_AndAStaleOne_IsRefused_WithNothingWritten()
     {
         using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
         var account = AccountId.Parse($"ls-{Guid.NewGuid():N}");
         Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
         var funding = AccountId.ExternalFunding(Currency.Eur).Value;

@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Payments.Ledger.Extensions;
+using Payments.Risk.Extensions;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Testing;
 
@@ -13,13 +15,22 @@ public static class InProcessApp
 {
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
 
-    public static WebApplicationBuilder CreateBuilder(string etcdEndpoints, string keyPrefix)
+    /// <summary>The service identity of this test process's apps: the checks run in every test, as in production.</summary>
+    public static LocalServiceIdentity Identity { get; } = new();
+
+    /// <summary>A host for the app in <paramref name="role"/> (<see cref="ServiceRoles"/>), with that role's identity.</summary>
+    public static WebApplicationBuilder CreateBuilder(string etcdEndpoints, string keyPrefix, string role)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Configuration["Payments:EtcdEndpoints"] = etcdEndpoints;
         builder.Configuration["Payments:KeyPrefix"] = keyPrefix;
+        foreach (var (key, value) in Identity.Settings(role))
+        {
+            builder.Configuration[key] = value;
+        }
+
         return builder;
     }
 
@@ -29,7 +40,7 @@ public static class InProcessApp
     public static async Task<WebApplication> StartLedgerServiceAsync(
         string etcdEndpoints, string keyPrefix, IReadOnlyDictionary<string, string>? settings = null, Func<HttpContext, Func<Task>, Task>? observe = null)
     {
-        var builder = CreateBuilder(etcdEndpoints, keyPrefix);
+        var builder = CreateBuilder(etcdEndpoints, keyPrefix, ServiceRoles.Ledger);
         foreach (var (key, value) in settings ?? new Dictionary<string, string>())
         {
             builder.Configuration[key] = value;
@@ -43,6 +54,17 @@ public static class InProcessApp
         }
 
         app.UseLedgerService();
+        await app.StartAsync();
+        return app;
+    }
+
+    /// <summary>The risk service (<c>AddRiskService</c>/<c>UseRiskService</c>); it keeps its state in memory.</summary>
+    public static async Task<WebApplication> StartRiskServiceAsync()
+    {
+        var builder = CreateBuilder("http://127.0.0.1:9", "/unused/", ServiceRoles.Risk);
+        builder.AddRiskService();
+        var app = builder.Build();
+        app.UseRiskService();
         await app.StartAsync();
         return app;
     }

@@ -7,6 +7,7 @@ using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Host.Extensions;
 using Payments.Risk.Contracts;
 using Payments.Risk.Core;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Testing;
 
@@ -30,7 +31,7 @@ public static class SagaWorker
     private static async Task<WebApplication> StartAsync(
         string sidecarEndpoint, string etcdEndpoints, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
     {
-        var builder = InProcessApp.CreateBuilder(etcdEndpoints, keyPrefix);
+        var builder = InProcessApp.CreateBuilder(etcdEndpoints, keyPrefix, ServiceRoles.Orchestrator);
         builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecarEndpoint;
         builder.Configuration["Payments:LedgerUrl"] = ledgerUrl ?? ReplacedUrl;
         builder.Configuration["Payments:RiskUrl"] = ReplacedUrl;

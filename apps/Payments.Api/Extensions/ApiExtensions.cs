@@ -15,6 +15,7 @@ using Payments.Merchants;
 using Payments.Orchestrator.Client.Gateway;
 using Payments.Orchestrator.Client.Records;
 using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Api.Extensions;
 
@@ -40,9 +41,11 @@ public static class ApiExtensions
         services.AddSingleton(region);
         services.AddEtcd(etcd, region.Enabled);
         AddStores(services, etcd);
-        // The ledger and the orchestrator: Dapr service invocation on Kubernetes, their own processes locally.
-        services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, ApiOptions.LedgerCallTimeout);
-        services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(options.OrchestratorUrl!, ApiOptions.OrchestratorCallTimeout);
+        // The ledger and the orchestrator: Dapr service invocation on Kubernetes, their own processes locally; either
+        // way each call carries the API's service identity (the public API itself authenticates merchants instead).
+        var identity = ServiceIdentityOptions.From(builder.Configuration);
+        services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, ApiOptions.LedgerCallTimeout, identity, ServiceRoles.Ledger);
+        services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(options.OrchestratorUrl!, ApiOptions.OrchestratorCallTimeout, identity, ServiceRoles.Orchestrator);
         services.AddSingleton<PaymentServices>();
         services.AddOpenApi();
         services.AddProblemDetails();

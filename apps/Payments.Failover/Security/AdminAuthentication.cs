@@ -1,6 +1,5 @@
-using System.Security.Cryptography;
-using System.Text;
 using Payments.Domain;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Failover.Security;
 
@@ -12,8 +11,8 @@ internal sealed class AdminAuthentication(AdminOptions options, ILogger<AdminAut
     /// <summary>The <see cref="HttpContext.Items"/> key under which the caller's name is left for the audit log.</summary>
     public const string CallerItem = "admin.caller";
 
-    private readonly byte[] current = Digest(options.Token);
-    private readonly byte[]? next = options.NextToken.Length > 0 ? Digest(options.NextToken) : null;
+    private readonly SecretDigest current = new(options.Token);
+    private readonly SecretDigest? next = options.NextToken.Length > 0 ? new SecretDigest(options.NextToken) : null;
 
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -43,12 +42,10 @@ internal sealed class AdminAuthentication(AdminOptions options, ILogger<AdminAut
             return null;
         }
 
-        var presented = Digest(header[Scheme.Length..].Trim());
+        var presented = header[Scheme.Length..].Trim();
         // Both comparisons always run: which token matched must not show in the timing either.
-        var isCurrent = CryptographicOperations.FixedTimeEquals(presented, current);
-        var isNext = this.next is not null && CryptographicOperations.FixedTimeEquals(presented, this.next);
+        var isCurrent = current.Matches(presented);
+        var isNext = next is not null && next.Matches(presented);
         return isCurrent ? "operator" : isNext ? "operator (next token)" : null;
     }
-
-    private static byte[] Digest(string token) => SHA256.HashData(Encoding.UTF8.GetBytes(token));
 }

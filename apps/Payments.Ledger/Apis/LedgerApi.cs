@@ -3,12 +3,15 @@ using Payments.Failover.Core.Replication;
 using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.Ledger.Replication;
+using Payments.Ledger.Security;
 using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Ledger.Apis;
 
-/// <summary>The ledger's internal API (not public: on Kubernetes only the orchestrator and the API may invoke it,
-/// by Dapr access control). Business outcomes are 200 bodies with their codes; 503 means "retry with the same ids".</summary>
+/// <summary>The ledger's internal API. Every route names the roles it serves (the service identity check refuses
+/// everyone else, and on Kubernetes Dapr access control too), and every transfer passes <see cref="LedgerCallerPolicy"/>
+/// for its caller. Business outcomes are 200 bodies with their codes; 503 means "retry with the same ids".</summary>
 public static class LedgerApi
 {
     public static void MapLedgerApi(this IEndpointRouteBuilder app)
@@ -17,8 +20,9 @@ public static class LedgerApi
         ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
             AccountId.TryParse(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
-                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest));
-        ledger.MapGet("/accounts/{id}", async (string id, EtcdLedger etcdLedger, CancellationToken cancellationToken) =>
+                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest))
+            .RequireCallers(ServiceRoles.Api);
+        ledger.MapGet("/accounts/{id}", async (string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
         {
             AccountId accountId;
             try
@@ -30,22 +34,38 @@ public static class LedgerApi
                 return Results.Problem(exception.Message, statusCode: StatusCodes.Status400BadRequest);
             }
 
+            if (LedgerCallerPolicy.ReadRefusal(accountId) is { } refusal)
+            {
+                return Refused(context, refusal);
+            }
+
             return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
-        });
+        }).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
-            LedgerWire.FromWire(body, out var problem) is { } request
-                ? await Unavailable503(context, async () =>
-                {
-                    var outcome = await etcdLedger.TransferAsync(request, cancellationToken);
-                    await replication.WaitAsync(outcome, cancellationToken);
-                    return Results.Ok(LedgerWire.ToWire(outcome));
-                })
-                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed));
+        {
+            if (LedgerWire.FromWire(body, out var problem) is not { } request)
+            {
+                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            }
+
+            if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
+            {
+                return Refused(context, refusal);
+            }
+
+            return await Unavailable503(context, async () =>
+            {
+                var outcome = await etcdLedger.TransferAsync(request, cancellationToken);
+                await replication.WaitAsync(outcome, cancellationToken);
+                return Results.Ok(LedgerWire.ToWire(outcome));
+            });
+        }).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
         ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
             services.GetService<JournalShipper>() is { } shipper
                 ? Results.Ok(new ReplicationProgress(ModeName(options.Mode), shipper.ShippedSequence, shipper.LagMilliseconds))
-                : Results.Ok(new ReplicationProgress(ModeName(options.Mode), -1, 0)));
+                : Results.Ok(new ReplicationProgress(ModeName(options.Mode), -1, 0)))
+            .RequireCallers(ServiceRoles.Failover);
         ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
         {
             var requests = new List<TransferRequest>();
@@ -54,6 +74,11 @@ public static class LedgerApi
                 if (LedgerWire.FromWire(wire, out var problem) is not { } request)
                 {
                     return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                }
+
+                if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
+                {
+                    return Refused(context, refusal); // the whole batch: nothing of it is written
                 }
 
                 requests.Add(request);
@@ -65,7 +90,16 @@ public static class LedgerApi
                 await replication.WaitAsync(outcome, cancellationToken);
                 return Results.Ok(LedgerWire.ToWire(outcome));
             });
-        });
+        }).RequireCallers(ServiceRoles.Orchestrator);
+    }
+
+    /// <summary>403 problem+json, logged with the caller: an authenticated app asked for what its role may not do.</summary>
+    private static IResult Refused(HttpContext context, string reason)
+    {
+        context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.CallerPolicy").LogWarning(
+            "Ledger refused {Method} {Path} for caller role {Role} (app '{Caller}'): {Reason}", context.Request.Method, context.Request.Path.Value,
+            context.CallerRole(), context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString(), reason);
+        return Results.Problem(reason, statusCode: StatusCodes.Status403Forbidden, type: ProblemTypes.Forbidden, title: "Not allowed for this caller.");
     }
 
     /// <summary>The mode as the replication endpoint has always spelled it (lower case).</summary>

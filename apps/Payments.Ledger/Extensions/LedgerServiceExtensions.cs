@@ -8,6 +8,7 @@ using Payments.Ledger.Core.Extensions;
 using Payments.Ledger.Core.Retention;
 using Payments.Ledger.Replication;
 using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Ledger.Extensions;
 
@@ -19,6 +20,7 @@ public static class LedgerServiceExtensions
     public static async Task AddLedgerServiceAsync(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        builder.AddServiceIdentity();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         var regional = builder.Configuration.IsRegional();
         builder.Services.AddEtcd(etcd, regional);
@@ -43,6 +45,7 @@ public static class LedgerServiceExtensions
     {
         ArgumentNullException.ThrowIfNull(app);
         var regional = app.Configuration.IsRegional();
+        app.UseServiceIdentity();
         app.MapLedgerApi();
         // Readiness: etcd reachable and, in a region, the region active (a standby's ledger takes no traffic).
         app.MapHealthEndpoints(async (services, cancellationToken) =>

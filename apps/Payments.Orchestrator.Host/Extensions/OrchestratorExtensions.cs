@@ -12,6 +12,7 @@ using Payments.Orchestrator.Workflows;
 using Payments.Risk.Client;
 using Payments.Risk.Contracts;
 using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Orchestrator.Host.Extensions;
 
@@ -26,10 +27,11 @@ public static class OrchestratorExtensions
         var options = (builder.Configuration.GetSection(EtcdOptions.Section).Get<OrchestratorOptions>() ?? new OrchestratorOptions()).Validate();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         builder.Services.AddSingleton(options);
+        var identity = builder.AddServiceIdentity();
         builder.Services.AddEtcd(etcd, builder.Configuration.IsRegional());
         // Each call is bounded; a timeout is a fault the workflow runtime retries (transfer ids make retries safe).
-        builder.Services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, OrchestratorOptions.LedgerCallTimeout);
-        builder.Services.AddInvocationClient<IRiskAssessor, HttpRiskAssessor>(options.RiskUrl!, OrchestratorOptions.RiskCallTimeout);
+        builder.Services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, OrchestratorOptions.LedgerCallTimeout, identity, ServiceRoles.Ledger);
+        builder.Services.AddInvocationClient<IRiskAssessor, HttpRiskAssessor>(options.RiskUrl!, OrchestratorOptions.RiskCallTimeout, identity, ServiceRoles.Risk);
         builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
         builder.Services.AddSingleton<DaprPaymentWorkflows>();
         builder.Services.AddSingleton<IPaymentWorkflows>(provider => provider.GetRequiredService<DaprPaymentWorkflows>());
@@ -53,6 +55,7 @@ public static class OrchestratorExtensions
     public static void UsePaymentsOrchestrator(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        app.UseServiceIdentity();
         app.MapPaymentWorkflowsApi();
         app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
     }

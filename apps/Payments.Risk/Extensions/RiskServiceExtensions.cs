@@ -1,6 +1,7 @@
 using Payments.Risk.Contracts;
 using Payments.Risk.Core;
 using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Risk.Extensions;
 
@@ -11,6 +12,7 @@ public static class RiskServiceExtensions
     public static void AddRiskService(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        builder.AddServiceIdentity();
         var reviewThreshold = builder.Configuration.GetValue("Payments:ReviewThresholdMinor", RiskPolicy.Default.ReviewThresholdMinor);
         var blocked = builder.Configuration.GetSection("Payments:BlockedAccounts").Get<string[]>() ?? [];
         builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
@@ -21,11 +23,14 @@ public static class RiskServiceExtensions
     public static void UseRiskService(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        // Internal: on Kubernetes only the orchestrator may invoke it (Dapr access control).
+        app.UseServiceIdentity();
+        // Internal: only the saga may assess (each assessment counts towards the account's velocity); on Kubernetes
+        // Dapr access control says the same.
         app.MapPost("/" + RiskRoutes.Assess, async (RiskRequestWire body, IRiskAssessor risk, CancellationToken cancellationToken) =>
             body.ToInput(out var problem) is { } input
                 ? Results.Ok(await risk.AssessAsync(input, cancellationToken))
-                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest));
+                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest))
+            .RequireCallers(ServiceRoles.Orchestrator);
         app.MapHealthEndpoints(); // no dependency to check: the rules and the velocity window are in memory
     }
 }

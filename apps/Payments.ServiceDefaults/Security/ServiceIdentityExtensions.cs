@@ -1,0 +1,124 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Payments.Domain;
+
+namespace Payments.ServiceDefaults.Security;
+
+/// <summary>Inbound service identity for the internal apps (ledger, risk, orchestrator): deny by default. Every
+/// request needs the app token; an endpoint then serves only the roles it names (<see cref="RequireCallers{T}"/>);
+/// an endpoint that names none serves nobody. Only endpoints marked open (the health probes, which the kubelet calls
+/// without any credential) skip the check.</summary>
+public static class ServiceIdentityExtensions
+{
+    public const string TokenHeader = "dapr-api-token";
+    public const string CallerHeader = "dapr-caller-app-id";
+
+    private const string RoleItem = "service.caller.role";
+
+    /// <summary>Registers this app's identity, which must carry an app token (checked here, at start).</summary>
+    public static ServiceIdentityOptions AddServiceIdentity(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = ServiceIdentityOptions.From(builder.Configuration).ValidateForServing();
+        builder.Services.AddSingleton(options);
+        return options;
+    }
+
+    /// <summary>The check itself, for every endpoint of the app (call before mapping them; routing has run).</summary>
+    public static void UseServiceIdentity(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var options = app.Services.GetRequiredService<ServiceIdentityOptions>();
+        var token = new SecretDigest(options.AppToken);
+        var roles = options.Callers.Count == 0 ? null : options.Callers.ToDictionary(pair => pair.Value, pair => pair.Key, StringComparer.Ordinal);
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.ServiceIdentity");
+        app.Use(async (context, next) =>
+        {
+            var endpoint = context.GetEndpoint();
+            if (endpoint?.Metadata.GetMetadata<OpenEndpoint>() is not null)
+            {
+                await next(context);
+                return;
+            }
+
+            var callerId = context.Request.Headers[CallerHeader].ToString();
+            if (!token.Matches(context.Request.Headers[TokenHeader].ToString()))
+            {
+                Log.Refused(logger, "no valid app token", context.Request.Method, context.Request.Path.Value, callerId, context.Connection.RemoteIpAddress?.ToString());
+                await Results.Problem("This internal endpoint needs the app token that its Dapr sidecar presents (dapr-api-token).",
+                    statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized).ExecuteAsync(context);
+                return;
+            }
+
+            if (endpoint is null)
+            {
+                await next(context); // authenticated, no such route: 404
+                return;
+            }
+
+            var role = roles is null ? callerId : roles.GetValueOrDefault(callerId);
+            var allowed = endpoint.Metadata.GetMetadata<ServiceCallers>();
+            if (role is null || allowed is null || !allowed.Roles.Contains(role, StringComparer.Ordinal))
+            {
+                Log.Refused(logger, "caller not allowed here", context.Request.Method, context.Request.Path.Value, callerId, context.Connection.RemoteIpAddress?.ToString());
+                await Forbidden(context, $"App '{callerId}' may not call {context.Request.Method} {context.Request.Path}.");
+                return;
+            }
+
+            context.Items[RoleItem] = role;
+            await next(context);
+        });
+    }
+
+    /// <summary>The endpoint (or group) serves only callers in these roles.</summary>
+    public static T RequireCallers<T>(this T builder, params string[] roles)
+        where T : IEndpointConventionBuilder
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.WithMetadata(new ServiceCallers(roles));
+    }
+
+    /// <summary>Open to anyone: only health probes, which carry no credential and reveal nothing.</summary>
+    public static T AllowWithoutIdentity<T>(this T builder)
+        where T : IEndpointConventionBuilder
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.WithMetadata(OpenEndpoint.Instance);
+    }
+
+    /// <summary>The role of the authenticated caller of this request (set by <see cref="UseServiceIdentity"/>).</summary>
+    public static string CallerRole(this HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.Items[RoleItem] as string ?? throw new InvalidOperationException("The request passed no service identity check.");
+    }
+
+    /// <summary>403 problem+json: the caller is known but the operation is not one its role may perform.</summary>
+    public static Task Forbidden(HttpContext context, string detail)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return Results.Problem(detail, statusCode: StatusCodes.Status403Forbidden, type: ProblemTypes.Forbidden, title: "Not allowed for this caller.")
+            .ExecuteAsync(context);
+    }
+
+    /// <summary>Endpoint metadata: the roles an endpoint serves.</summary>
+    public sealed record ServiceCallers(IReadOnlyList<string> Roles);
+
+    /// <summary>Endpoint metadata: no identity needed.</summary>
+    public sealed class OpenEndpoint
+    {
+        public static readonly OpenEndpoint Instance = new();
+
+        private OpenEndpoint()
+        {
+        }
+    }
+
+    private static class Log
+    {
+        public static void Refused(ILogger logger, string reason, string method, string? path, string caller, string? remote) =>
+            logger.LogWarning("Internal request refused ({Reason}): {Method} {Path} by app '{Caller}' from {Remote}", reason, method, path, caller, remote);
+    }
+}

@@ -1,0 +1,165 @@
+using System.Net;
+using System.Text;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Risk.Contracts;
+using Payments.ServiceDefaults.Security;
+using Payments.Testing;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 11, as an attacker with a foothold next to the services would probe them over real HTTP: no internal
+/// endpoint answers without the app token, each serves only the roles it names, and the ledger lets each caller move
+/// money only the way its role needs — with nothing written when it refuses.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class ServiceIdentityTests(ApiSystemFixture system)
+{
+    /// <summary>No other test moves Swiss francs, so the system accounts' balances are this test's alone to compare.</summary>
+    private static readonly Currency Chf = Currency.FromCode("CHF");
+    private static readonly string Funding = AccountId.ExternalFunding(Chf).Value;
+    private static readonly string InTransit = AccountId.InTransit(Chf).Value;
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("not-the-token-but-long-enough-to-look-like-one")]
+    public async Task WithoutTheAppToken_EveryInternalEndpoint_Is401ProblemJson(string? token)
+    {
+        using var ledger = Client(system.LedgerServiceAddress, token, ServiceRoles.Orchestrator);
+        using var orchestrator = Client(system.OrchestratorAddress, token, ServiceRoles.Api);
+        await using var riskApp = await InProcessApp.StartRiskServiceAsync();
+        using var risk = Client(new Uri(InProcessApp.BaseUrl(riskApp)), token, ServiceRoles.Orchestrator);
+
+        HttpResponseMessage[] answers =
+        [
+            await ledger.PostAsync(LedgerRoutes.Prefix + "accounts", Json("""{"id":"x1","currency":"CHF","overdraftLimitMinor":0}""")),
+            await ledger.GetAsync(LedgerRoutes.Prefix + "accounts/x1"),
+            await ledger.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit("acct-x", 5))),
+            await ledger.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")),
+            await ledger.GetAsync(LedgerRoutes.Prefix + "replication"),
+            await ledger.GetAsync("no/such/route"),
+            await orchestrator.GetAsync(HttpPaymentWorkflows.Route + "/p-1"),
+            await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")),
+            await risk.PostAsync(RiskRoutes.Assess, Json(RiskRequest())),
+        ];
+
+        foreach (var answer in answers)
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, answer.StatusCode);
+            Assert.Equal("application/problem+json", answer.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(ProblemTypes.Unauthorized, (await answer.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        // The probes stay open: the kubelet calls them without credentials.
+        Assert.Equal(HttpStatusCode.OK, (await ledger.GetAsync("healthz")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await risk.GetAsync("healthz")).StatusCode);
+    }
+
+    [Fact]
+    public async Task WithTheToken_ACallerOutsideAnEndpointsRoles_Is403()
+    {
+        await using var riskApp = await InProcessApp.StartRiskServiceAsync();
+        using var riskAsApi = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Api);
+        using var riskAsSaga = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Orchestrator);
+        using var riskAsStranger = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), "somebody-else");
+        using var orchestratorAsSaga = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
+        using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Api);
+
+        // Only the saga assesses (an assessment counts towards the account's velocity).
+        await AssertForbiddenAsync(await riskAsApi.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
+        await AssertForbiddenAsync(await riskAsStranger.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
+        Assert.Equal(HttpStatusCode.OK, (await riskAsSaga.PostAsync(RiskRoutes.Assess, Json(RiskRequest()))).StatusCode);
+        // Only the API starts, reads and decides payments.
+        await AssertForbiddenAsync(await orchestratorAsSaga.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")));
+        // Batches are the saga's; replication progress is the failover service's.
+        await AssertForbiddenAsync(await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")));
+        await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "replication"));
+    }
+
+    [Fact]
+    public async Task TheApi_MayOnlyDeposit_AndTheSaga_OnlyMoveMoneyThroughInTransit_WithNothingWrittenWhenRefused()
+    {
+        var alice = await OpenAsync();
+        var bob = await OpenAsync();
+        using var asApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Api);
+        using var asSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Orchestrator);
+        var fundingBefore = await BalanceAsync(AccountId.ExternalFunding(Chf));
+        var inTransitBefore = await BalanceAsync(AccountId.InTransit(Chf));
+
+        // The API's one movement: a deposit from external funding.
+        Assert.Equal(HttpStatusCode.OK, (await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(alice, 1_000)))).StatusCode);
+        Assert.Equal(1_000, await BalanceAsync(AccountId.Parse(alice)));
+
+        // Anything else the API asks is refused: customer to customer, out of in-transit, a hold, external funding as creditor.
+        await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(alice, bob, 400))));
+        await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(InTransit, bob, 400))));
+        await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 400))));
+        await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(alice, Funding, 400))));
+        // System accounts are not readable over the internal API.
+        await AssertForbiddenAsync(await asApi.GetAsync(LedgerRoutes.Prefix + "accounts/" + Uri.EscapeDataString(Funding)));
+
+        // The saga cannot mint money from external funding, pay a customer straight, or hold into a customer account.
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(bob, 500))));
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(alice, bob, 400))));
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, bob, 400))));
+        // A batch with one forbidden transfer is refused whole.
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Hold(alice, InTransit, 100)}},{{Deposit(bob, 100)}}]}""")));
+        // The saga's own shape passes: a hold into in-transit.
+        Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100)))).StatusCode);
+
+        // Nothing a refusal touched moved: only the deposit and the one hold happened.
+        var aliceAccount = await system.Ledger.GetAccountAsync(AccountId.Parse(alice), CancellationToken.None);
+        Assert.Equal(1_000, aliceAccount!.BalanceMinor);
+        Assert.Equal(100, aliceAccount.PendingDebitMinor);
+        Assert.Equal(0, await BalanceAsync(AccountId.Parse(bob)));
+        Assert.Equal(fundingBefore - 1_000, await BalanceAsync(AccountId.ExternalFunding(Chf)));
+        Assert.Equal(inTransitBefore, await BalanceAsync(AccountId.InTransit(Chf)));
+    }
+
+    private string Token(string target) =>
+        InProcessApp.Identity.Settings(target)[ServiceIdentityOptions.Section + ":AppToken"];
+
+    private static HttpClient Client(Uri baseAddress, string? token, string caller)
+    {
+        var client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        if (token is not null)
+        {
+            client.DefaultRequestHeaders.Add(ServiceIdentityExtensions.TokenHeader, token);
+        }
+
+        client.DefaultRequestHeaders.Add(ServiceIdentityExtensions.CallerHeader, caller);
+        return client;
+    }
+
+    private static async Task AssertForbiddenAsync(HttpResponseMessage answer)
+    {
+        Assert.Equal(HttpStatusCode.Forbidden, answer.StatusCode);
+        Assert.Equal(ProblemTypes.Forbidden, (await answer.JsonAsync()).GetProperty("type").GetString());
+    }
+
+    private async Task<string> OpenAsync()
+    {
+        var id = AccountId.Parse($"si-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(id, Chf, 0, CancellationToken.None));
+        return id.Value;
+    }
+
+    private async Task<long> BalanceAsync(AccountId account) =>
+        (await system.Ledger.GetAccountAsync(account, CancellationToken.None))?.BalanceMinor ?? 0;
+
+    private static string Deposit(string account, long amount) => Single(Funding, account, amount);
+
+    private static string Single(string debit, string credit, long amount) =>
+        $$"""{"kind":"single","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","issuedAtUnixMs":{{Now}}}""";
+
+    private static string Hold(string debit, string credit, long amount) =>
+        $$"""{"kind":"pending","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","timeoutMs":60000,"issuedAtUnixMs":{{Now}}}""";
+
+    private static string RiskRequest() =>
+        """{"paymentId":"p-1","debtorAccountId":"a1","creditorAccountId":"b1","amountMinor":100,"currency":"CHF"}""";
+
+    private static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+}
