@@ -14,6 +14,7 @@ using Payments.Ledger.Core;
 using Payments.LocalCluster;
 using Payments.Merchants;
 using Payments.Orchestrator.Client.Records;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Containers.Tests;
 
@@ -69,6 +70,8 @@ public sealed class ContainerSystem : IAsyncLifetime
     public IContainer Orchestrator { get; private set; } = null!;
 
     public IContainer Ledger { get; private set; } = null!;
+
+    public IContainer Risk { get; private set; } = null!;
 
     public IReadOnlyList<IContainer> Apis => apis;
 
@@ -250,7 +253,7 @@ public sealed class ContainerSystem : IAsyncLifetime
             StartAppAsync("orchestrator", "orchestrator", environment),
             StartAppAsync("api", "api-0", environment),
             StartAppAsync("api", "api-1", environment));
-        (Ledger, Orchestrator, apis[0], apis[1]) = (started[0], started[2], started[3], started[4]);
+        (Ledger, Risk, Orchestrator, apis[0], apis[1]) = (started[0], started[1], started[2], started[3], started[4]);
         var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(daprEnabled: false))
         {
             ["Edge__Backends"] = string.Join(',', Enumerable.Range(0, ApiReplicas).Select(replica => $"http://api-{replica}:{AppPort}")),
@@ -293,7 +296,8 @@ public sealed class ContainerSystem : IAsyncLifetime
 
     private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
     {
-        var builder = Container(image, alias, Image(image), environment);
+        // Each app with its own identity (the image name is its role): the service identity checks run in every scenario.
+        var builder = Container(image, alias, Image(image), environment.Concat(IdentityEnvironment(image)).ToDictionary());
         // Only the edge is reached from the host (the clients); the apps talk over the network, as on a cluster.
         var container = (image == "edge" ? builder.WithPortBinding(AppPort, assignRandomHostPort: true) : builder).Build();
         await StartTrackedAsync(container);
@@ -336,6 +340,35 @@ public sealed class ContainerSystem : IAsyncLifetime
     }
 
     private static bool UsesDaprd => SidecarMode == "daprd";
+
+    /// <summary>The service identity of this run: a fresh token per internal app (the attacker scenarios read it).</summary>
+    public LocalServiceIdentity Identity { get; } = new();
+
+    /// <summary>The app token of the app in <paramref name="role"/>, or null for an app that serves no internal endpoint.</summary>
+    public string? AppToken(string role) => Identity.Settings(role).GetValueOrDefault(ServiceIdentityOptions.Section + ":AppToken");
+
+    /// <summary>Without daprd a caller presents the target's token itself; with daprd, as in a pod, the app knows only
+    /// its own token (daprd presents it, <c>APP_API_TOKEN</c>) and its callers by their Dapr app ids.</summary>
+    private IReadOnlyDictionary<string, string> IdentityEnvironment(string role)
+    {
+        if (!UsesDaprd || role == "edge")
+        {
+            return Identity.Environment(role);
+        }
+
+        var environment = new Dictionary<string, string> { ["ServiceIdentity__AppId"] = $"daprpayments-{role}" };
+        foreach (var caller in new[] { ServiceRoles.Api, ServiceRoles.Orchestrator, ServiceRoles.Failover })
+        {
+            environment[$"ServiceIdentity__Callers__{caller}"] = $"daprpayments-{caller}";
+        }
+
+        if (AppToken(role) is { } token)
+        {
+            environment["ServiceIdentity__AppToken"] = token;
+        }
+
+        return environment;
+    }
 
     private Dictionary<string, string> AppEnvironment(bool daprEnabled = true) => UsesDaprd && daprEnabled
         ? new Dictionary<string, string>(DevelopmentEnvironment())
@@ -400,6 +433,7 @@ public sealed class ContainerSystem : IAsyncLifetime
             .WithLabel(OwnerLabel, OwnerPid)
             .WithLabel(RunLabel, run)
             .WithResourceMapping(System.Text.Encoding.UTF8.GetBytes(statestore), DaprComponentsPath)
+            .WithEnvironment(AppToken(component) is { } token ? new Dictionary<string, string> { ["APP_API_TOKEN"] = token } : [])
             .WithCommand(
                 "./daprd",
                 "--app-id", $"daprpayments-{component}",
@@ -432,6 +466,24 @@ public sealed class ContainerSystem : IAsyncLifetime
     private static Uri BaseAddress(IContainer container) => new($"http://127.0.0.1:{container.GetMappedPublicPort(AppPort)}");
 
     private static string OwnerPid => Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>One HTTP request sent from inside <paramref name="from"/> (as any process in that pod could) to
+    /// <paramref name="host"/>:<paramref name="port"/>; the answer's status code, or 0 when none came within a bound.</summary>
+    public static async Task<int> HttpFromAsync(
+        IContainer from, string host, int port, string method, string path, IReadOnlyDictionary<string, string> headers, string body = "")
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(headers);
+        // Positional arguments, never spliced into the script: the values cannot change what the shell runs.
+        const string Script = "exec 3<>/dev/tcp/$1/$2 && printf '%s %s HTTP/1.0\\r\\nHost: %s\\r\\nContent-Type: application/json\\r\\n" +
+            "Content-Length: %s\\r\\n%s\\r\\n%s' \"$3\" \"$4\" \"$1\" \"${#6}\" \"$5\" \"$6\" >&3 && head -1 <&3";
+        var headerBlock = string.Concat(headers.Select(header => $"{header.Key}: {header.Value}\r\n"));
+        string[] command = ["/bin/bash", "-c", Script, "http", host, port.ToString(CultureInfo.InvariantCulture), method, "/" + path.TrimStart('/'), headerBlock, body];
+        using var timeout = new CancellationTokenSource(ProbeTimeout * 5);
+        var result = await from.ExecAsync(command, timeout.Token);
+        var parts = result.Stdout.Split(' ', 3);
+        return parts.Length >= 2 && int.TryParse(parts[1], CultureInfo.InvariantCulture, out var status) ? status : 0;
+    }
 
     /// <summary>Polls (bounded) the app's own <paramref name="path"/> from inside its container, so the answer does
     /// not depend on the host's port mapping (a network disconnect and reconnect drops a container's published ports).</summary>

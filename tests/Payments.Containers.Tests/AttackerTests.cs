@@ -1,0 +1,99 @@
+using Payments.Domain;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Risk.Contracts;
+using Payments.ServiceDefaults.Security;
+
+namespace Payments.Containers.Tests;
+
+/// <summary>Issue 11's attacker, with a foothold in the network: requests sent from inside other containers of the
+/// running system, straight to the internal services' ports. Without the app token nothing answers; with the API's
+/// identity (what a compromised API pod holds) the ledger moves money only as a deposit.</summary>
+[Collection("containers")]
+public sealed class AttackerTests(ContainerSystem system)
+{
+    private const int AppPort = 8080;
+
+    [Fact]
+    public async Task AContainerWithoutAToken_Gets401_FromLedgerRiskAndOrchestrator()
+    {
+        await system.WaitUntilReadyAsync();
+        var funding = AccountId.ExternalFunding(Currency.Eur).Value;
+        var mint = Transfer(funding, "attacker-account", 1_000_000);
+        (string Host, string Method, string Path, string Body)[] probes =
+        [
+            ("ledger", "POST", LedgerRoutes.Prefix + "transfers", mint),
+            ("ledger", "POST", LedgerRoutes.Prefix + "accounts", """{"id":"attacker-account","currency":"EUR","overdraftLimitMinor":0}"""),
+            ("ledger", "GET", LedgerRoutes.Prefix + "accounts/attacker-account", ""),
+            ("risk", "POST", RiskRoutes.Assess, """{"paymentId":"p-x","debtorAccountId":"a","creditorAccountId":"b","amountMinor":1,"currency":"EUR"}"""),
+            ("orchestrator", "POST", HttpPaymentWorkflows.Route + "/p-x/approval", """{"approved":true,"reviewer":"attacker"}"""),
+        ];
+        // From the edge (a pod that holds no app token): no token, a trusted caller's name alone, or a forged token.
+        Dictionary<string, string>[] credentials =
+        [
+            new(),
+            new() { [ServiceIdentityExtensions.CallerHeader] = "api" },
+            new() { [ServiceIdentityExtensions.TokenHeader] = "forged-token-forged-token-forged", [ServiceIdentityExtensions.CallerHeader] = "orchestrator" },
+        ];
+
+        foreach (var headers in credentials)
+        {
+            foreach (var (host, method, path, body) in probes)
+            {
+                Assert.Equal(401, await ContainerSystem.HttpFromAsync(system.Edge, host, AppPort, method, path, headers, body));
+            }
+        }
+
+        // Nothing was minted: the attacker's account was never opened.
+        Assert.Null(await system.LedgerStore.GetAccountAsync(AccountId.Parse("attacker-account"), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task WithTheApisIdentity_TheLedgerMovesMoneyOnlyAsADeposit()
+    {
+        await system.WaitUntilReadyAsync();
+        var victim = AccountId.Parse($"victim-{Guid.NewGuid():N}");
+        var thief = AccountId.Parse($"thief-{Guid.NewGuid():N}");
+        foreach (var account in new[] { victim, thief })
+        {
+            Assert.IsType<OpenAccountOutcome.Opened>(await system.LedgerStore.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        }
+
+        var funding = AccountId.ExternalFunding(Currency.Eur).Value;
+        var inTransit = AccountId.InTransit(Currency.Eur).Value;
+        var api = system.Apis[0];
+        // The API's own movement works (so the identity is the API's, and valid)…
+        Assert.Equal(200, await AsApiAsync(api, "POST", LedgerRoutes.Prefix + "transfers", Transfer(funding, victim.Value, 500)));
+        // …and nothing else: from the victim, out of in-transit, a hold on external funding, funding to in-transit.
+        Assert.Equal(403, await AsApiAsync(api, "POST", LedgerRoutes.Prefix + "transfers", Transfer(victim.Value, thief.Value, 500)));
+        Assert.Equal(403, await AsApiAsync(api, "POST", LedgerRoutes.Prefix + "transfers", Transfer(inTransit, thief.Value, 500)));
+        Assert.Equal(403, await AsApiAsync(api, "POST", LedgerRoutes.Prefix + "transfers", Transfer(funding, thief.Value, 500, kind: "pending")));
+        Assert.Equal(403, await AsApiAsync(api, "POST", LedgerRoutes.Prefix + "transfers", Transfer(funding, inTransit, 500)));
+        Assert.Equal(403, await AsApiAsync(api, "POST", LedgerRoutes.Prefix + "batches", $$"""{"transfers":[{{Transfer(victim.Value, thief.Value, 500)}}]}"""));
+
+        Assert.Equal(500, (await system.LedgerStore.GetAccountAsync(victim, CancellationToken.None))!.BalanceMinor);
+        var thiefAccount = (await system.LedgerStore.GetAccountAsync(thief, CancellationToken.None))!;
+        Assert.Equal((0L, 0L), (thiefAccount.BalanceMinor, thiefAccount.PendingCreditMinor));
+    }
+
+    /// <summary>From inside the API container with the API's credentials: straight to the ledger's port with the
+    /// ledger token the API holds (no daprd), or through the API's own sidecar (daprd mode, as in a pod).</summary>
+    private Task<int> AsApiAsync(DotNet.Testcontainers.Containers.IContainer api, string method, string path, string body)
+    {
+        if (ContainerSystem.SidecarMode == "daprd")
+        {
+            return ContainerSystem.HttpFromAsync(api, "127.0.0.1", 3500, method, "v1.0/invoke/daprpayments-ledger/method/" + path, new Dictionary<string, string>(), body);
+        }
+
+        var settings = system.Identity.Settings(ServiceRoles.Api);
+        var headers = new Dictionary<string, string>
+        {
+            [ServiceIdentityExtensions.TokenHeader] = settings[$"{ServiceIdentityOptions.Section}:TargetTokens:{ServiceRoles.Ledger}"],
+            [ServiceIdentityExtensions.CallerHeader] = settings[$"{ServiceIdentityOptions.Section}:AppId"],
+        };
+        return ContainerSystem.HttpFromAsync(api, "ledger", AppPort, method, path, headers, body);
+    }
+
+    private static string Transfer(string debit, string credit, long amount, string kind = "single") =>
+        $$"""{"kind":"{{kind}}","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"EUR",{{(kind == "pending" ? "\"timeoutMs\":60000," : "")}}"issuedAtUnixMs":{{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}}}""";
+}
