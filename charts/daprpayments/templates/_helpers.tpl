@@ -73,3 +73,11 @@ seccompProfile:
 {{- $s := int . -}}
 {{- printf "%02d:%02d:%02d" (div $s 3600) (div (mod $s 3600) 60) (mod $s 60) -}}
 {{- end -}}
+
+{{/* A podSelector body matching the release's app pods (not etcd, not the test pod). */}}
+{{- define "daprpayments.appPods" -}}
+matchLabels:
+  app.kubernetes.io/instance: {{ .Release.Name }}
+matchExpressions:
+  - {key: app.kubernetes.io/component, operator: In, values: [api, orchestrator, ledger, risk, failover]}
+{{- end -}}
