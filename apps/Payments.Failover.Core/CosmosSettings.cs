@@ -1,7 +1,21 @@
 using System.Text.Json;
+using Azure.Core;
+using Azure.Identity;
 using Microsoft.Azure.Cosmos;
 
 namespace Payments.Failover.Core;
+
+/// <summary>How an app proves itself to Cosmos DB.</summary>
+public enum CosmosAuth
+{
+    /// <summary>Microsoft Entra ID through Azure workload identity (the chart's default): no secret in the cluster,
+    /// data-plane RBAC limits each app to its containers (docs/security.md). Such an identity cannot create databases
+    /// or containers: they are provisioned beforehand (docs/deploy.md).</summary>
+    EntraId,
+
+    /// <summary>The account key: the local Cosmos-compatible server, or an account that still allows keys.</summary>
+    Key,
+}
 
 /// <summary>Configuration section <c>Cosmos</c>: the global database both regions share.</summary>
 public sealed class CosmosSettings
@@ -13,7 +27,12 @@ public sealed class CosmosSettings
 
     public Uri? Endpoint { get; set; }
 
+    /// <summary>Entra ID unless a key is configured (the local server and the tests set one).</summary>
+    public CosmosAuth? Auth { get; set; }
+
     public string Key { get; set; } = string.Empty;
+
+    public CosmosAuth EffectiveAuth => Auth ?? (Key.Length > 0 ? CosmosAuth.Key : CosmosAuth.EntraId);
 
     public string Database { get; set; } = "daprpayments";
 
@@ -60,22 +79,48 @@ public sealed class CosmosSettings
             });
         }
 
-        return new CosmosClient(
-            (Endpoint ?? throw new InvalidOperationException("Cosmos:Endpoint is not set.")).ToString(),
-            Key.Length > 0 ? Key : throw new InvalidOperationException("Cosmos:Key is not set."),
-            options);
+        var endpoint = (Endpoint ?? throw new InvalidOperationException("Cosmos:Endpoint is not set.")).ToString();
+        return EffectiveAuth == CosmosAuth.Key
+            ? new CosmosClient(endpoint, Key.Length > 0 ? Key : throw new InvalidOperationException("Cosmos:Auth is Key but Cosmos:Key is not set."), options)
+            : new CosmosClient(endpoint, Credential(), options);
     }
 
-    /// <summary>Creates the database and each named container when missing (idempotent, within <see cref="SetupTimeout"/>)
-    /// and returns the containers in the order named: the one start-up step of every app that talks to Cosmos DB.</summary>
+    /// <summary>Workload identity: the pod's federated Kubernetes token exchanged for an Entra ID token
+    /// (<c>AZURE_CLIENT_ID</c>, <c>AZURE_TENANT_ID</c>, <c>AZURE_FEDERATED_TOKEN_FILE</c>, which Azure's workload identity
+    /// webhook sets on pods labelled <c>azure.workload.identity/use</c>). Only this credential, never a chain that
+    /// could fall back to another identity.</summary>
+    private static TokenCredential Credential() => new WorkloadIdentityCredential();
+
+    /// <summary>Returns the named containers in the order named — the one start-up step of every app that talks to
+    /// Cosmos DB, within <see cref="SetupTimeout"/>. With a key it creates what is missing (idempotent); with Entra ID
+    /// it only checks that each exists (a data-plane identity may not create them) and says how to provision it.</summary>
     public async Task<IReadOnlyList<Container>> EnsureContainersAsync(CosmosClient client, IReadOnlyList<string> containers)
     {
+        ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(containers);
         using var setup = new CancellationTokenSource(SetupTimeout);
         var ensured = new List<Container>();
-        foreach (var container in containers)
+        foreach (var name in containers)
         {
-            ensured.Add(await EnsureContainerAsync(client, Database, container, setup.Token));
+            if (EffectiveAuth == CosmosAuth.Key)
+            {
+                ensured.Add(await EnsureContainerAsync(client, Database, name, setup.Token));
+                continue;
+            }
+
+            var container = client.GetContainer(Database, name);
+            try
+            {
+                await container.ReadContainerAsync(cancellationToken: setup.Token);
+            }
+            catch (CosmosException exception) when (exception.StatusCode == System.Net.HttpStatusCode.NotFound)
+            {
+                throw new InvalidOperationException(
+                    $"Cosmos DB container {Database}/{name} does not exist. With Entra ID the apps may not create it: provision the " +
+                    "database and its containers (partition key /id) first, as docs/deploy.md shows.", exception);
+            }
+
+            ensured.Add(container);
         }
 
         return ensured;

@@ -133,7 +133,8 @@ public sealed class ChartTests
                 env["Region__RenewInterval"].Value, env["Region__DemoteMargin"].Value, env["Region__PromotionMargin"].Value, env["Region__MaxClockSkew"].Value));
             Assert.Equal(preferred, env["Cosmos__PreferredRegions__0"].Value);
             Assert.StartsWith("https://", env["Cosmos__Endpoint"].Value, StringComparison.Ordinal);
-            Assert.Equal("key", env["Cosmos__Key"].ValueFrom.SecretKeyRef.Key);
+            // Entra ID by default (SecurityPolicyTests checks the identities); the key only with cosmos.auth=key.
+            Assert.Equal("EntraId", env["Cosmos__Auth"].Value);
 
             // The admin API: the operator's token only from a Secret (never a value), switchovers only to the peer.
             Assert.Equal(peer, env["Admin__PeerRegion"].Value);

@@ -115,6 +115,40 @@ public sealed partial class SecurityPolicyTests
     }
 
     [Fact]
+    public async Task Cosmos_IsReachedThroughEntraId_ByDefault_EachAppAsItsOwnIdentity_WithNoKeyInTheCluster()
+    {
+        var objects = await ChartTests.RenderAsync("values-region-a.yaml");
+        var accounts = objects.OfType<V1ServiceAccount>().ToDictionary(account => account.Metadata.Name);
+        var identities = new Dictionary<string, string>();
+        foreach (var deployment in objects.OfType<V1Deployment>())
+        {
+            var component = deployment.Spec.Template.Metadata.Labels["app.kubernetes.io/component"];
+            var env = deployment.Spec.Template.Spec.Containers.Single().Env.ToDictionary(variable => variable.Name);
+            Assert.False(env.ContainsKey("Cosmos__Key"), $"{component} gets the Cosmos key");
+            var annotations = accounts[deployment.Spec.Template.Spec.ServiceAccountName].Metadata.Annotations ?? new Dictionary<string, string>();
+            if (component is "ledger" or "failover")
+            {
+                // Azure workload identity: the pod label asks its webhook for a token, the ServiceAccount names the identity.
+                Assert.Equal("true", deployment.Spec.Template.Metadata.Labels["azure.workload.identity/use"]);
+                identities[component] = annotations["azure.workload.identity/client-id"];
+                Assert.Equal("EntraId", env["Cosmos__Auth"].Value);
+            }
+            else
+            {
+                Assert.False(deployment.Spec.Template.Metadata.Labels.ContainsKey("azure.workload.identity/use"), $"{component} asks for an Azure identity");
+                Assert.False(annotations.ContainsKey("azure.workload.identity/client-id"), $"{component} has an Azure identity");
+            }
+        }
+
+        Assert.Equal(2, identities.Values.Distinct().Count()); // the ledger and the failover service: two identities
+
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "cosmos.auth=key", "--kube-version", ChartTests.KubeVersion);
+        Assert.True(exitCode == 0, output);
+        Assert.Contains("name: Cosmos__Key", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("azure.workload.identity", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void NoValuesFile_HoldsASecretValue()
     {
         var files = Directory.GetFiles(HelmTool.ChartDirectory, "values*.yaml")
@@ -139,7 +173,8 @@ public sealed partial class SecurityPolicyTests
                     Assert.True(value is "" or "[]" or "{}" or "true" or "false", $"{where}: '{key}' holds a value");
                 }
 
-                Assert.False(LooksRandom().IsMatch(value), $"{where}: '{key}' holds what looks like a credential");
+                // A GUID is an identifier (a managed identity's client id), not a credential.
+                Assert.False(LooksRandom().IsMatch(value) && !Guid.TryParse(value, out _), $"{where}: '{key}' holds what looks like a credential");
             }
         }
     }
