@@ -64,6 +64,28 @@ public sealed class LocalSystem : IAsyncDisposable
         return client;
     }
 
+    /// <summary>Writes this run's tokens — each internal service's app token and, in a region, the operator's admin
+    /// token — to a file only this user can read (never to the console or a log), and returns its path.</summary>
+    private string WriteCredentials()
+    {
+        var path = Path.Combine(LogDirectory, "credentials.env");
+        var lines = Identity.Tokens.Select(pair => $"{pair.Key.ToUpperInvariant()}_APP_TOKEN={pair.Value}")
+            .Concat(Region is null ? [] : [$"ADMIN_TOKEN={AdminToken}"]);
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite; // created private, never readable by others
+        }
+
+        using (var file = new FileStream(path, options))
+        using (var writer = new StreamWriter(file))
+        {
+            writer.Write(string.Join('\n', lines) + "\n");
+        }
+
+        return path;
+    }
+
     /// <summary>Every process of this system, for fault injection (a region lost entirely).</summary>
     public IReadOnlyList<ChildProcess> Children => children;
 
@@ -96,6 +118,7 @@ public sealed class LocalSystem : IAsyncDisposable
         try
         {
             await system.StartAppsAsync(apiPort, progress, cancellationToken);
+            progress($"Credentials of this run (the internal services refuse calls without their tokens): {system.WriteCredentials()}");
             system.Supervisor = supervise ? new ProcessSupervisor(system, progress) : null;
             return system;
         }

@@ -25,6 +25,10 @@ public static class ServeMode
               curl -s {{baseUrl}}/v1/accounts/alice -H 'Authorization: Bearer {{keyA}}'
               curl -s {{baseUrl}}/v1/accounts/alice -H 'Authorization: Bearer {{keyB}}'    # 404: another merchant's account
 
+            The internal services (ledger {{system.LedgerUrl}}, risk {{system.RiskUrl}}) answer 401 without their app token:
+              this run's tokens are in {{Path.Combine(system.LogDirectory, "credentials.env")}} (readable only by you), e.g.
+              curl -s {{system.LedgerUrl}}ledger/v1/accounts/alice -H "dapr-api-token: $LEDGER_APP_TOKEN" -H 'dapr-caller-app-id: api'
+
             Ctrl-C stops everything and removes its data.
             """);
         await Task.Delay(Timeout.Infinite, cancellationToken);

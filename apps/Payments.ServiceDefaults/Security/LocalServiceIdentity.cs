@@ -21,6 +21,9 @@ public sealed class LocalServiceIdentity
     private readonly Dictionary<string, string> tokens = new[] { ServiceRoles.Ledger, ServiceRoles.Risk, ServiceRoles.Orchestrator }
         .ToDictionary(role => role, _ => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)), StringComparer.Ordinal);
 
+    /// <summary>Each internal service's app token, by role (written for the developer to a private file, never printed).</summary>
+    public IReadOnlyDictionary<string, string> Tokens => tokens;
+
     /// <summary>The configuration of the app in <paramref name="role"/>, as keys with ':' (or '__' for the
     /// environment when <paramref name="separator"/> says so).</summary>
     public IReadOnlyDictionary<string, string> Settings(string role, string separator = ":")
