@@ -1,0 +1,77 @@
+using k8s.Models;
+
+namespace Payments.Deploy.Tests;
+
+/// <summary>What Dapr's sidecar injector really reads and needs, checked on every rendered Deployment. The rules come
+/// from Dapr's source, not from memory: a misspelt annotation is silently ignored by the injector, and a pod whose
+/// daprd cannot start never becomes ready (issue 13, findings 1 and 2).</summary>
+public sealed class DaprInjectorRulesTests
+{
+    /// <summary>Every annotation the injector reads: dapr/dapr v1.18, pkg/injector/patcher/sidecar.go, the
+    /// <c>annotation:"…"</c> tags of <c>SidecarConfig</c>. Each one the chart uses is also in v1.17.2's file (the Dapr
+    /// version docs/deploy.md installs).</summary>
+    private static readonly HashSet<string> InjectorAnnotations =
+    [
+        "dapr.io/enabled", "dapr.io/app-port", "dapr.io/config", "dapr.io/app-protocol", "dapr.io/app-ssl", "dapr.io/app-id",
+        "dapr.io/enable-profiling", "dapr.io/log-level", "dapr.io/api-token-secret", "dapr.io/app-token-secret", "dapr.io/log-as-json",
+        "dapr.io/app-max-concurrency", "dapr.io/enable-metrics", "dapr.io/metrics-port", "dapr.io/enable-debug", "dapr.io/debug-port",
+        "dapr.io/env", "dapr.io/env-from-secret", "dapr.io/grpc-port", "dapr.io/internal-grpc-port", "dapr.io/sidecar-cpu-request",
+        "dapr.io/sidecar-cpu-limit", "dapr.io/sidecar-memory-request", "dapr.io/sidecar-memory-limit", "dapr.io/sidecar-listen-addresses",
+        "dapr.io/sidecar-liveness-probe-delay-seconds", "dapr.io/sidecar-liveness-probe-timeout-seconds",
+        "dapr.io/sidecar-liveness-probe-period-seconds", "dapr.io/sidecar-liveness-probe-threshold",
+        "dapr.io/sidecar-readiness-probe-delay-seconds", "dapr.io/sidecar-readiness-probe-timeout-seconds",
+        "dapr.io/sidecar-readiness-probe-period-seconds", "dapr.io/sidecar-readiness-probe-threshold", "dapr.io/sidecar-image",
+        "dapr.io/sidecar-seccomp-profile-type", "dapr.io/http-max-request-size", "dapr.io/max-body-size", "dapr.io/http-read-buffer-size",
+        "dapr.io/read-buffer-size", "dapr.io/graceful-shutdown-seconds", "dapr.io/block-shutdown-duration", "dapr.io/enable-api-logging",
+        "dapr.io/unix-domain-socket-path", "dapr.io/volume-mounts", "dapr.io/volume-mounts-rw", "dapr.io/disable-builtin-k8s-secret-store",
+        "dapr.io/enable-app-health-check", "dapr.io/app-health-check-path", "dapr.io/app-health-probe-interval",
+        "dapr.io/app-health-probe-timeout", "dapr.io/app-health-threshold", "dapr.io/app-binding-options-timeout",
+        "dapr.io/placement-host-address", "dapr.io/actors-disseminate-timeout", "dapr.io/scheduler-host-address",
+        "dapr.io/pluggable-components", "dapr.io/pluggable-components-sockets-folder", "dapr.io/component-container",
+        "dapr.io/inject-pluggable-components", "dapr.io/app-channel-address", "dapr.io/sentry-request-jwt-audiences",
+        "dapr.io/sidecar-svc-annotations", "dapr.io/disable-init-endpoints", "dapr.io/enable-native-sidecar",
+    ];
+
+    [Theory]
+    [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
+    public async Task EveryDaprAnnotation_IsOneTheInjectorReads(string valuesFile)
+    {
+        foreach (var deployment in (await ChartTests.RenderAsync(valuesFile)).OfType<V1Deployment>())
+        {
+            var unknown = deployment.Spec.Template.Metadata.Annotations.Keys
+                .Where(key => key.StartsWith("dapr.io/", StringComparison.Ordinal) && !InjectorAnnotations.Contains(key))
+                .ToArray();
+            Assert.True(unknown.Length == 0, $"{deployment.Metadata.Name}: the injector ignores {string.Join(", ", unknown)}");
+        }
+    }
+
+    [Fact]
+    public async Task TheStateStore_IsScopedToTheOnlyAppThatKeepsWorkflowState()
+    {
+        var store = Assert.Single((await ChartTests.RenderAsync("values-region-a.yaml")).OfType<DaprComponent>());
+        // Dapr loads a component only into the sidecars its scopes name (docs.dapr.io, "Scope components to one or more
+        // applications"); the workflow worker (the orchestrator) is the one that uses the store.
+        Assert.Equal(["dp-daprpayments-orchestrator"], store.Scopes);
+    }
+
+    [Theory]
+    [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
+    public async Task APodWithoutTheKubernetesApiToken_HasDaprsBuiltInSecretStoreOff(string valuesFile)
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var accounts = objects.OfType<V1ServiceAccount>().ToDictionary(account => account.Metadata.Name);
+        foreach (var deployment in objects.OfType<V1Deployment>())
+        {
+            var pod = deployment.Spec.Template.Spec;
+            // The pod's setting wins over the ServiceAccount's (Kubernetes: "Configure Service Accounts for Pods").
+            var mounted = pod.AutomountServiceAccountToken ?? accounts[pod.ServiceAccountName].AutomountServiceAccountToken ?? true;
+            if (!mounted)
+            {
+                // daprd starts the built-in Kubernetes secret store unless told not to (sidecar_container.go passes
+                // --disable-builtin-k8s-secret-store only for this annotation); without the API token it cannot.
+                deployment.Spec.Template.Metadata.Annotations.TryGetValue("dapr.io/disable-builtin-k8s-secret-store", out var disabled);
+                Assert.True(disabled == "true", $"{deployment.Metadata.Name}: no API token, yet daprd would start its Kubernetes secret store");
+            }
+        }
+    }
+}
