@@ -47,6 +47,9 @@ public sealed class EtcdConnection : IDisposable
     /// <summary>The raw lease service: grant, revoke and the keep-alive stream.</summary>
     public Lease.LeaseClient Leases { get; }
 
+    /// <summary>The auth service (users, roles, enabling auth): set-up only (<see cref="EtcdRbac"/>).</summary>
+    public Auth.AuthClient Auth => new(invoker);
+
     /// <summary>Which member calls go to now (an index into the endpoint list).</summary>
     public int CurrentEndpoint => invoker.Current;
 
@@ -57,15 +60,17 @@ public sealed class EtcdConnection : IDisposable
     /// act on the member that receives them (etcd's Maintenance API), so maintenance must pick its member itself.</summary>
     public Etcdserverpb.Maintenance.MaintenanceClient MemberMaintenance(int member) => new(channels[member]);
 
-    /// <param name="endpoints">Comma-separated client URLs, e.g. <c>http://127.0.0.1:2379,http://127.0.0.1:22379</c>.</param>
-    public static EtcdConnection Create(string endpoints)
+    /// <param name="endpoints">Comma-separated client URLs, e.g. <c>http://127.0.0.1:2379,http://127.0.0.1:22379</c>
+    /// (<c>https://</c> with <paramref name="tls"/>).</param>
+    /// <param name="tls">The CA and this client's certificate; null: plaintext (an etcd that trusts its network).</param>
+    public static EtcdConnection Create(string endpoints, EtcdTls? tls = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(endpoints);
         var urls = endpoints.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(urls.Length, MaxEndpoints, nameof(endpoints));
         var channels = urls.Select(url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
         {
-            Credentials = ChannelCredentials.Insecure,
+            Credentials = tls is null ? ChannelCredentials.Insecure : ChannelCredentials.SecureSsl,
             // Left at false on purpose: with true, an exceeded deadline also surfaces as OperationCanceledException,
             // and the failover below could no longer tell a frozen member from a caller that gave up.
             ThrowOperationCanceledOnCancellation = false,
@@ -77,6 +82,7 @@ public sealed class EtcdConnection : IDisposable
                 KeepAlivePingTimeout = PingTimeout,
                 KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
                 EnableMultipleHttp2Connections = true,
+                SslOptions = tls?.ClientOptions() ?? new System.Net.Security.SslClientAuthenticationOptions(),
             },
         })).ToArray();
         return new EtcdConnection(endpoints, channels);

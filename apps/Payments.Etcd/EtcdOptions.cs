@@ -11,6 +11,20 @@ public sealed class EtcdOptions
 
     public string KeyPrefix { get; set; } = "/daprpayments/";
 
+    /// <summary>PEM files for TLS with a client certificate (all three, or none: plaintext).</summary>
+    public string EtcdCaFile { get; set; } = string.Empty;
+
+    public string EtcdCertFile { get; set; } = string.Empty;
+
+    public string EtcdKeyFile { get; set; } = string.Empty;
+
+    public EtcdTls? Tls => (EtcdCaFile.Length, EtcdCertFile.Length, EtcdKeyFile.Length) switch
+    {
+        (0, 0, 0) => null,
+        ( > 0, > 0, > 0) => new EtcdTls(EtcdCaFile, EtcdCertFile, EtcdKeyFile),
+        _ => throw new InvalidOperationException("Payments:EtcdCaFile, EtcdCertFile and EtcdKeyFile go together: set all three for TLS, or none."),
+    };
+
     /// <summary>The members' <c>--quota-backend-bytes</c> (0: etcd's default, 2 GiB), for the storage metrics and the
     /// NOSPACE recovery (<see cref="Maintenance.EtcdDefragmenter"/>).</summary>
     public long QuotaBackendBytes { get; set; }

@@ -17,7 +17,7 @@ public static class EtcdServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(options);
         services.AddSingleton(options);
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints));
+        services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints, options.Tls));
         services.AddSingleton(provider => new RegionEpochWatcher(
             provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix, provider.GetRequiredService<TimeProvider>()));
         if (regional)

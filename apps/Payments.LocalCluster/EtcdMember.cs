@@ -13,13 +13,18 @@ public sealed class EtcdMember : IDisposable
     private readonly string initialCluster;
     private readonly string clusterToken;
     private readonly EtcdStorage storage;
+    private readonly EtcdCertificates? pki;
+    private readonly EtcdTls? statusTls;
     private Process? process;
     private EtcdConnection? statusConnection;
 
     internal EtcdMember(
-        int index, string etcdPath, string clusterDirectory, int clientPort, int peerPort, string initialCluster, string clusterToken, EtcdStorage storage)
+        int index, string etcdPath, string clusterDirectory, int clientPort, int peerPort, string initialCluster, string clusterToken, EtcdStorage storage,
+        EtcdCertificates? pki = null, EtcdTls? statusTls = null)
     {
         this.storage = storage;
+        this.pki = pki;
+        this.statusTls = statusTls;
         Index = index;
         this.etcdPath = etcdPath;
         this.clusterDirectory = clusterDirectory;
@@ -37,7 +42,9 @@ public sealed class EtcdMember : IDisposable
 
     public int PeerPort { get; }
 
-    public string ClientUrl => $"http://127.0.0.1:{ClientPort}";
+    public string ClientUrl => $"{Scheme}://127.0.0.1:{ClientPort}";
+
+    private string Scheme => pki is null ? "http" : "https";
 
     public string LogPath => Path.Combine(clusterDirectory, $"{Name}.log");
 
@@ -58,7 +65,8 @@ public sealed class EtcdMember : IDisposable
             $"--name {Name}",
             $"--data-dir {Path.Combine(clusterDirectory, Name)}",
             $"--listen-client-urls {ClientUrl} --advertise-client-urls {ClientUrl}",
-            $"--listen-peer-urls http://127.0.0.1:{PeerPort} --initial-advertise-peer-urls http://127.0.0.1:{PeerPort}",
+            $"--listen-peer-urls {Scheme}://127.0.0.1:{PeerPort} --initial-advertise-peer-urls {Scheme}://127.0.0.1:{PeerPort}",
+            TlsFlags(),
             $"--initial-cluster {initialCluster} --initial-cluster-token {clusterToken} --initial-cluster-state new",
             // Production-like timing (etcd's defaults) so failover figures mean something.
             "--heartbeat-interval 100 --election-timeout 1000",
@@ -70,6 +78,13 @@ public sealed class EtcdMember : IDisposable
         IsPaused = false;
         File.WriteAllText(Path.Combine(clusterDirectory, $"{Name}.pid"), process.Id.ToString(CultureInfo.InvariantCulture));
     }
+
+    /// <summary>Client and peer TLS, each side proving itself with a certificate from the cluster's CA.</summary>
+    private string TlsFlags() => pki is null
+        ? string.Empty
+        : string.Join(' ',
+            $"--cert-file {pki.MemberCertFile} --key-file {pki.MemberKeyFile} --client-cert-auth --trusted-ca-file {pki.CaFile}",
+            $"--peer-cert-file {pki.MemberCertFile} --peer-key-file {pki.MemberKeyFile} --peer-client-cert-auth --peer-trusted-ca-file {pki.CaFile}");
 
     internal async Task KillAsync(TimeSpan exitWaitTimeout)
     {
@@ -104,7 +119,7 @@ public sealed class EtcdMember : IDisposable
     public async Task<StatusResponse?> TryStatusAsync(TimeSpan callTimeout, CancellationToken cancellationToken)
     {
         // One connection to this member alone, kept for its life: leader polling asks every 100 ms.
-        var connection = statusConnection ??= EtcdConnection.Create(ClientUrl);
+        var connection = statusConnection ??= EtcdConnection.Create(ClientUrl, statusTls);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(callTimeout);
         try

@@ -25,9 +25,11 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     private readonly EtcdMember[] members;
     private readonly Action<string>? progress;
 
-    private LocalEtcdCluster(string directory, EtcdMember[] members, Action<string>? progress)
+    private LocalEtcdCluster(string directory, EtcdMember[] members, Action<string>? progress, EtcdCertificates? certificates, EtcdTls? rootTls)
     {
         Directory = directory;
+        Certificates = certificates;
+        RootTls = rootTls;
         this.members = members;
         this.progress = progress;
     }
@@ -39,14 +41,24 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
     public IReadOnlyList<EtcdMember> Members => members;
 
+    /// <summary>The cluster's CA and certificates when it runs with TLS (<c>secure</c> at start), else null.</summary>
+    public EtcdCertificates? Certificates { get; }
+
+    /// <summary>TLS as etcd's root user (every right: set-up, maintenance, checks), or null without TLS.</summary>
+    public EtcdTls? RootTls { get; }
+
+    /// <summary>A connection with every right: root's certificate on a secure cluster, plaintext otherwise.</summary>
+    public EtcdConnection ConnectAsRoot() => EtcdConnection.Create(ClientEndpoints, RootTls);
+
     /// <summary>Every member's client URL, comma-separated, as <see cref="EtcdConnection"/> takes them.</summary>
     public string ClientEndpoints => string.Join(',', members.Select(member => member.ClientUrl));
 
     /// <summary>Starts <paramref name="memberCount"/> members together (a member reports ready only once a
     /// majority is up) and waits, bounded, until the cluster has a leader.</summary>
     /// <param name="storage">The members' quota and compaction (null: <see cref="EtcdStorage.Default"/>).</param>
+    /// <param name="secure">Client and peer TLS with client-certificate authentication (certificates made at start).</param>
     public static async Task<LocalEtcdCluster> StartAsync(
-        int memberCount, Action<string>? progress, CancellationToken cancellationToken, EtcdStorage? storage = null)
+        int memberCount, Action<string>? progress, CancellationToken cancellationToken, EtcdStorage? storage = null, bool secure = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(memberCount, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(memberCount, MaxMembers);
@@ -56,7 +68,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         {
             try
             {
-                return await StartOnceAsync(memberCount, etcdPath, storage ?? EtcdStorage.Default, progress, cancellationToken);
+                return await StartOnceAsync(memberCount, etcdPath, storage ?? EtcdStorage.Default, secure, progress, cancellationToken);
             }
             catch (MemberExitedException exception) when (attempt < MaxStartAttempts)
             {
@@ -67,7 +79,7 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     }
 
     private static async Task<LocalEtcdCluster> StartOnceAsync(
-        int memberCount, string etcdPath, EtcdStorage storage, Action<string>? progress, CancellationToken cancellationToken)
+        int memberCount, string etcdPath, EtcdStorage storage, bool secure, Action<string>? progress, CancellationToken cancellationToken)
     {
         var clusterName = $"c{Environment.ProcessId}-{Guid.NewGuid():N}"[..24];
         var directory = Path.Combine(RootDirectory, clusterName);
@@ -75,15 +87,17 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         await File.WriteAllTextAsync(
             Path.Combine(directory, OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture), cancellationToken);
 
+        var certificates = secure ? EtcdCertificates.Create(directory) : null;
+        var rootTls = certificates?.Client(EtcdRbac.Root);
         var ports = LocalPorts.Free(memberCount * 2);
         var initialCluster = string.Join(',', Enumerable.Range(0, memberCount)
-            .Select(index => $"m{index}=http://127.0.0.1:{ports[(index * 2) + 1]}"));
+            .Select(index => $"m{index}={(secure ? "https" : "http")}://127.0.0.1:{ports[(index * 2) + 1]}"));
         var members = Enumerable.Range(0, memberCount)
             .Select(index => new EtcdMember(
-                index, etcdPath, directory, ports[index * 2], ports[(index * 2) + 1], initialCluster, clusterName, storage))
+                index, etcdPath, directory, ports[index * 2], ports[(index * 2) + 1], initialCluster, clusterName, storage, certificates, rootTls))
             .ToArray();
 
-        var cluster = new LocalEtcdCluster(directory, members, progress);
+        var cluster = new LocalEtcdCluster(directory, members, progress, certificates, rootTls);
         try
         {
             progress?.Invoke($"Starting a {memberCount}-member etcd cluster in {directory}…");

@@ -22,75 +22,83 @@ public static class LedgerApi
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
                 : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest))
             .RequireCallers(ServiceRoles.Api);
-        ledger.MapGet("/accounts/{id}", async (string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
-        {
-            AccountId accountId;
-            try
-            {
-                accountId = AccountId.ParseAny(id);
-            }
-            catch (ArgumentException exception)
-            {
-                return Results.Problem(exception.Message, statusCode: StatusCodes.Status400BadRequest);
-            }
-
-            if (LedgerCallerPolicy.ReadRefusal(accountId) is { } refusal)
-            {
-                return Refused(context, refusal);
-            }
-
-            return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
-        }).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
-        ledger.MapPost("/transfers", async (TransferWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
-        {
-            if (LedgerWire.FromWire(body, out var problem) is not { } request)
-            {
-                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
-            }
-
-            if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
-            {
-                return Refused(context, refusal);
-            }
-
-            return await Unavailable503(context, async () =>
-            {
-                var outcome = await etcdLedger.TransferAsync(request, cancellationToken);
-                await replication.WaitAsync(outcome, cancellationToken);
-                return Results.Ok(LedgerWire.ToWire(outcome));
-            });
-        }).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
+        ledger.MapGet("/accounts/{id}", GetAccountAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
+        ledger.MapPost("/transfers", TransferAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
         ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
             services.GetService<JournalShipper>() is { } shipper
                 ? Results.Ok(new ReplicationProgress(ModeName(options.Mode), shipper.ShippedSequence, shipper.LagMilliseconds))
                 : Results.Ok(new ReplicationProgress(ModeName(options.Mode), -1, 0)))
             .RequireCallers(ServiceRoles.Failover);
-        ledger.MapPost("/batches", async (BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken) =>
+        ledger.MapPost("/batches", BatchAsync).RequireCallers(ServiceRoles.Orchestrator);
+    }
+
+    private static async Task<IResult> GetAccountAsync(string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
+    {
+        AccountId accountId;
+        try
         {
-            var requests = new List<TransferRequest>();
-            foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
+            accountId = AccountId.ParseAny(id);
+        }
+        catch (ArgumentException exception)
+        {
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status400BadRequest);
+        }
+
+        if (LedgerCallerPolicy.ReadRefusal(accountId) is { } refusal)
+        {
+            return Refused(context, refusal);
+        }
+
+        return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
+    }
+
+    private static async Task<IResult> TransferAsync(
+        TransferWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken)
+    {
+        if (LedgerWire.FromWire(body, out var problem) is not { } request)
+        {
+            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+        }
+
+        if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
+        {
+            return Refused(context, refusal);
+        }
+
+        return await Unavailable503(context, async () =>
+        {
+            var outcome = await etcdLedger.TransferAsync(request, cancellationToken);
+            await replication.WaitAsync(outcome, cancellationToken);
+            return Results.Ok(LedgerWire.ToWire(outcome));
+        });
+    }
+
+    private static async Task<IResult> BatchAsync(
+        BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken)
+    {
+        var requests = new List<TransferRequest>();
+        foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
+        {
+            if (LedgerWire.FromWire(wire, out var problem) is not { } request)
             {
-                if (LedgerWire.FromWire(wire, out var problem) is not { } request)
-                {
-                    return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
-                }
-
-                if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
-                {
-                    return Refused(context, refusal); // the whole batch: nothing of it is written
-                }
-
-                requests.Add(request);
+                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
-            return await Unavailable503(context, async () =>
+            if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
             {
-                var outcome = await etcdLedger.ApplyBatchAsync(requests, cancellationToken);
-                await replication.WaitAsync(outcome, cancellationToken);
-                return Results.Ok(LedgerWire.ToWire(outcome));
-            });
-        }).RequireCallers(ServiceRoles.Orchestrator);
+                return Refused(context, refusal); // the whole batch: nothing of it is written
+            }
+
+            requests.Add(request);
+        }
+
+        return await Unavailable503(context, async () =>
+        {
+            var outcome = await etcdLedger.ApplyBatchAsync(requests, cancellationToken);
+            await replication.WaitAsync(outcome, cancellationToken);
+            return Results.Ok(LedgerWire.ToWire(outcome));
+        });
     }
 
     /// <summary>403 problem+json, logged with the caller: an authenticated app asked for what its role may not do.</summary>
