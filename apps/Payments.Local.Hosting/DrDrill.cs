@@ -11,7 +11,6 @@ using Payments.Failover.Core.Replication;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
 using Payments.Merchants;
-
 using Payments.ServiceDefaults.Security;
 
 namespace Payments.Local.Hosting;

@@ -3,10 +3,10 @@ using System.Security.Cryptography;
 namespace Payments.ServiceDefaults.Security;
 
 /// <summary>Development and tests only: the service identity of a local system (the run command, the container suite, a
-/// test's in-process apps): one fresh app token per serving app,
-/// and for each app only the tokens of the apps it calls — as on Kubernetes, where each app token reaches only its own
-/// pod. No daprd runs here, so a caller presents the target's token and its own app id itself, which is what the
-/// target's sidecar would present; the targets run the same check either way (docs/security.md).</summary>
+/// test's in-process apps): one fresh app token per serving app, and for each app only the tokens of the apps it
+/// calls — as on Kubernetes, where each app token reaches only its own pod. No daprd runs here, so a caller presents
+/// the target's token and its own app id itself, which is what the target's sidecar would present; the targets run the
+/// same check either way (docs/security.md).</summary>
 public sealed class LocalServiceIdentity
 {
     /// <summary>Who calls whom (the chart's access-control policies say the same).</summary>
@@ -14,8 +14,6 @@ public sealed class LocalServiceIdentity
     {
         [ServiceRoles.Api] = [ServiceRoles.Ledger, ServiceRoles.Orchestrator],
         [ServiceRoles.Orchestrator] = [ServiceRoles.Ledger, ServiceRoles.Risk],
-        // The replication progress the DR drill samples is the ledger's, served to the failover role.
-        [ServiceRoles.Failover] = [ServiceRoles.Ledger],
     };
 
     private readonly Dictionary<string, string> tokens = new[] { ServiceRoles.Ledger, ServiceRoles.Risk, ServiceRoles.Orchestrator }
