@@ -107,7 +107,7 @@ public static class LedgerApi
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.CallerPolicy").LogWarning(
             "Ledger refused {Method} {Path} for caller role {Role} (app '{Caller}'): {Reason}", context.Request.Method, context.Request.Path.Value,
             context.CallerRole(), context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString(), reason);
-        return Results.Problem(reason, statusCode: StatusCodes.Status403Forbidden, type: ProblemTypes.Forbidden, title: "Not allowed for this caller.");
+        return ServiceIdentityExtensions.Forbidden(reason);
     }
 
     /// <summary>The mode as the replication endpoint has always spelled it (lower case).</summary>

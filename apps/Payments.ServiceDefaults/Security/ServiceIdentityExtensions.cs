@@ -63,7 +63,7 @@ public static class ServiceIdentityExtensions
             if (role is null || allowed is null || !allowed.Roles.Contains(role, StringComparer.Ordinal))
             {
                 Log.Refused(logger, "caller not allowed here", context.Request.Method, context.Request.Path.Value, callerId, context.Connection.RemoteIpAddress?.ToString());
-                await Forbidden(context, $"App '{callerId}' may not call {context.Request.Method} {context.Request.Path}.");
+                await Forbidden($"App '{callerId}' may not call {context.Request.Method} {context.Request.Path}.").ExecuteAsync(context);
                 return;
             }
 
@@ -96,12 +96,8 @@ public static class ServiceIdentityExtensions
     }
 
     /// <summary>403 problem+json: the caller is known but the operation is not one its role may perform.</summary>
-    public static Task Forbidden(HttpContext context, string detail)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return Results.Problem(detail, statusCode: StatusCodes.Status403Forbidden, type: ProblemTypes.Forbidden, title: "Not allowed for this caller.")
-            .ExecuteAsync(context);
-    }
+    public static IResult Forbidden(string detail) =>
+        Results.Problem(detail, statusCode: StatusCodes.Status403Forbidden, type: ProblemTypes.Forbidden, title: "Not allowed for this caller.");
 
     /// <summary>Endpoint metadata: the roles an endpoint serves.</summary>
     public sealed record ServiceCallers(IReadOnlyList<string> Roles);
