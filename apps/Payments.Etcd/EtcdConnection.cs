@@ -120,11 +120,14 @@ public sealed class EtcdConnection : IDisposable
     }
 
     /// <summary>Readiness: true when the cluster answers a linearizable read (which needs a quorum) in time.</summary>
-    public async Task<bool> IsReachableAsync(CancellationToken cancellationToken)
+    /// <param name="probeKey">A key this client may read (with etcd auth on, a read outside the client's prefixes is
+    /// refused, so the probe reads one of its own: every app reads its region's epoch).</param>
+    public async Task<bool> IsReachableAsync(string probeKey, CancellationToken cancellationToken)
     {
         try
         {
-            await CallAsync(token => Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key("/readyz"), Limit = 1 }, cancellationToken: token), cancellationToken);
+            // A linearizable read: it succeeds only where a majority answers (a member cut off is not "reachable").
+            await CallAsync(token => Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(probeKey), Limit = 1 }, cancellationToken: token), cancellationToken);
             return true;
         }
         catch (Exception exception) when (exception is RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)

@@ -29,6 +29,21 @@ public sealed class EtcdOptions
     /// NOSPACE recovery (<see cref="Maintenance.EtcdDefragmenter"/>).</summary>
     public long QuotaBackendBytes { get; set; }
 
+    /// <summary>The certificate and key of etcd's maintenance user (root role: etcd has no narrower right to defragment
+    /// or disarm an alarm), given to the one app that keeps storage bounded (the ledger service). Empty: maintenance runs
+    /// over the app's own connection (plaintext etcd, or an etcd without auth).</summary>
+    public string EtcdMaintenanceCertFile { get; set; } = string.Empty;
+
+    public string EtcdMaintenanceKeyFile { get; set; } = string.Empty;
+
+    /// <summary>TLS as the maintenance user, or null to use <see cref="Tls"/>.</summary>
+    public EtcdTls? MaintenanceTls => (Tls, EtcdMaintenanceCertFile.Length, EtcdMaintenanceKeyFile.Length) switch
+    {
+        (_, 0, 0) => null,
+        ({ } tls, > 0, > 0) => tls with { CertFile = EtcdMaintenanceCertFile, KeyFile = EtcdMaintenanceKeyFile },
+        _ => throw new InvalidOperationException("Payments:EtcdMaintenanceCertFile and EtcdMaintenanceKeyFile go together, and with the CA, certificate and key of the app."),
+    };
+
     /// <summary>Where the etcd maintenance lock lives.</summary>
     public string MaintenanceLockKey => KeyPrefix + "locks/etcd-maintenance";
 
@@ -43,6 +58,9 @@ public sealed class EtcdOptions
 
     /// <summary>Idempotency records of the public API.</summary>
     public string IdempotencyPrefix => KeyPrefix + "idempotency/";
+
+    /// <summary>The region's epoch mirror (written by the failover service, read by every app's fence).</summary>
+    public string RegionPrefix => KeyPrefix + "region/";
 
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
     public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = ["api/", "payments/"];

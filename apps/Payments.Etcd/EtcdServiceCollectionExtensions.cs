@@ -28,6 +28,11 @@ public static class EtcdServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>Readiness of an app's etcd: a linearizable read of the region epoch (every app's etcd role may read it).</summary>
+    public static Task<bool> IsEtcdReachableAsync(this IServiceProvider services, CancellationToken cancellationToken) =>
+        services.GetRequiredService<EtcdConnection>().IsReachableAsync(
+            RegionEpochFence.KeyFor(services.GetRequiredService<EtcdOptions>().KeyPrefix), cancellationToken);
+
     /// <summary>Defragments the members one at a time when compaction has left their files mostly free, disarms a
     /// NOSPACE alarm once there is room again, and exports the database sizes (one app per region runs it: the ledger
     /// service, which writes most).</summary>
@@ -35,16 +40,33 @@ public static class EtcdServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(options);
         var effective = (policy ?? DefragPolicy.Default) with { QuotaBytes = options.QuotaBackendBytes };
+        // With etcd auth on, maintenance runs as its own user (root role) over its own connection, so the app's
+        // everyday connection keeps only its prefixes.
+        services.AddSingleton(provider => options.MaintenanceTls is { } maintenance
+            ? new MaintenanceConnection(EtcdConnection.Create(options.EtcdEndpoints, maintenance))
+            : new MaintenanceConnection(provider.GetRequiredService<EtcdConnection>(), Owned: false));
         services.AddSingleton(provider =>
         {
             var defragmenter = new EtcdDefragmenter(
-                provider.GetRequiredService<EtcdConnection>(), options.MaintenanceLockKey, effective,
+                provider.GetRequiredService<MaintenanceConnection>().Etcd, options.MaintenanceLockKey, effective,
                 provider.GetRequiredService<ILoggerFactory>().CreateLogger<EtcdDefragmenter>());
             defragmenter.ExportMetrics();
             return defragmenter;
         });
         services.AddHostedService<EtcdMaintenanceService>();
         return services;
+    }
+
+    /// <summary>The maintenance user's connection, disposed with the container when it is its own.</summary>
+    private sealed record MaintenanceConnection(EtcdConnection Etcd, bool Owned = true) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Owned)
+            {
+                Etcd.Dispose();
+            }
+        }
     }
 
     /// <summary>Runs the defragmenter for the life of the app.</summary>

@@ -37,7 +37,7 @@ public sealed class LocalSystem : IAsyncDisposable
         Region = region;
         Cluster = cluster;
         LogDirectory = logDirectory;
-        Etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        Etcd = cluster.ConnectAsRoot(); // the host's own checks and set-up (merchants, reports) see every family
         Ledger = new EtcdLedger(Etcd, Layout.LedgerPrefix, TimeProvider.System, NullLogger<EtcdLedger>.Instance);
     }
 
@@ -111,7 +111,19 @@ public sealed class LocalSystem : IAsyncDisposable
     public static async Task<LocalSystem> StartAsync(
         int apiPort, Action<string> progress, CancellationToken cancellationToken, RegionSettings? region = null, bool supervise = false)
     {
-        var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken);
+        // As in the chart: client and peer TLS, and each app its own etcd user limited to its key families.
+        var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken, secure: true);
+        try
+        {
+            await cluster.EnableAuthAsync(EtcdRoles.For(KeyPrefix), cancellationToken);
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+
+        progress("etcd: TLS with client certificates, authentication on, one role per app");
         var logDirectory = Path.Combine(cluster.Directory, "logs");
         Directory.CreateDirectory(logDirectory);
         var system = new LocalSystem(cluster, logDirectory, region);
@@ -297,7 +309,6 @@ public sealed class LocalSystem : IAsyncDisposable
     {
         ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
         ["DAPR_GRPC_ENDPOINT"] = SidecarEndpoint,
-        ["Payments__EtcdEndpoints"] = Cluster.ClientEndpoints,
         ["Payments__KeyPrefix"] = KeyPrefix,
         ["Payments__LedgerUrl"] = LedgerUrl,
         ["Payments__RiskUrl"] = RiskUrl,
@@ -305,7 +316,15 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
-    }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).ToDictionary();
+    }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).Concat(EtcdEnvironment(role)).ToDictionary();
+
+    /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>); risk and the edge get no certificate: they
+    /// keep nothing in etcd. The ledger service also runs the storage maintenance, as the maintenance user.</summary>
+    private IEnumerable<KeyValuePair<string, string>> EtcdEnvironment(string role) =>
+        Cluster.ClientSettings(
+                role is EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover ? role : null,
+                maintenance: role == EtcdRoles.Ledger)
+            .Select(pair => KeyValuePair.Create(pair.Key.Replace(":", "__", StringComparison.Ordinal), pair.Value));
 
     /// <summary>Region mode: the apps fence their writes by the region's epoch, the ledger ships its journal, and the
     /// failover service and the ledger reach the shared Cosmos endpoint (the local server's self-signed certificate is

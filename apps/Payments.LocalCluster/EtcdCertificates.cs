@@ -12,6 +12,7 @@ public sealed class EtcdCertificates
 {
     private static readonly TimeSpan Validity = TimeSpan.FromDays(2);
     private readonly X509Certificate2 ca;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, EtcdTls> clients = new(StringComparer.Ordinal);
     private readonly string directory;
 
     private EtcdCertificates(string directory, X509Certificate2 ca)
@@ -45,11 +46,15 @@ public sealed class EtcdCertificates
     }
 
     /// <summary>A client certificate for etcd user <paramref name="user"/> (its common name), as TLS settings.</summary>
+    /// <remarks>Issued once per user and kept: apps started later (a restart) find the same files.</remarks>
     public EtcdTls Client(string user)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(user);
-        var (cert, key) = WritePair($"client-{user}", Issue(user, serverAuth: false));
-        return new EtcdTls(CaFile, cert, key);
+        return clients.GetOrAdd(user, name =>
+        {
+            var (cert, key) = WritePair($"client-{name}", Issue(name, serverAuth: false));
+            return new EtcdTls(CaFile, cert, key);
+        });
     }
 
     private X509Certificate2 Issue(string commonName, bool serverAuth)

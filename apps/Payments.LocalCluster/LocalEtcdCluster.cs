@@ -50,6 +50,43 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     /// <summary>A connection with every right: root's certificate on a secure cluster, plaintext otherwise.</summary>
     public EtcdConnection ConnectAsRoot() => EtcdConnection.Create(ClientEndpoints, RootTls);
 
+    /// <summary>Turns on etcd's authentication with <paramref name="roles"/> (and grants more on a cluster where it is
+    /// on already): from then on each client is the user its certificate names, limited to that user's prefixes.</summary>
+    public async Task EnableAuthAsync(IReadOnlyList<EtcdRole> roles, CancellationToken cancellationToken)
+    {
+        if (Certificates is null)
+        {
+            throw new InvalidOperationException("Authentication needs a secure cluster (client certificates name the users): start it with secure: true.");
+        }
+
+        using var root = ConnectAsRoot();
+        await EtcdRbac.EnableAsync(root, roles, cancellationToken);
+    }
+
+    /// <summary>The <c>Payments</c> settings (<see cref="EtcdOptions"/>) of a client that is etcd user
+    /// <paramref name="user"/>: the endpoints, and on a secure cluster the CA and that user's certificate; with
+    /// <paramref name="maintenance"/> also the maintenance user's certificate. Null user on a secure cluster: no
+    /// certificate at all (an app that must not reach etcd).</summary>
+    public IReadOnlyDictionary<string, string> ClientSettings(string? user, bool maintenance = false)
+    {
+        var settings = new Dictionary<string, string> { [$"{EtcdOptions.Section}:EtcdEndpoints"] = ClientEndpoints };
+        if (Certificates is { } certificates && user is not null)
+        {
+            var tls = certificates.Client(user);
+            settings[$"{EtcdOptions.Section}:EtcdCaFile"] = tls.CaFile;
+            settings[$"{EtcdOptions.Section}:EtcdCertFile"] = tls.CertFile;
+            settings[$"{EtcdOptions.Section}:EtcdKeyFile"] = tls.KeyFile;
+            if (maintenance)
+            {
+                var admin = certificates.Client(EtcdRbac.Maintenance);
+                settings[$"{EtcdOptions.Section}:EtcdMaintenanceCertFile"] = admin.CertFile;
+                settings[$"{EtcdOptions.Section}:EtcdMaintenanceKeyFile"] = admin.KeyFile;
+            }
+        }
+
+        return settings;
+    }
+
     /// <summary>Every member's client URL, comma-separated, as <see cref="EtcdConnection"/> takes them.</summary>
     public string ClientEndpoints => string.Join(',', members.Select(member => member.ClientUrl));
 

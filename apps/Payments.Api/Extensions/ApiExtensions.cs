@@ -64,7 +64,7 @@ public static class ApiExtensions
         // Readiness: etcd reachable and, in a region, the region active — the global load balancer routes clients to
         // the region that is ready.
         app.MapHealthEndpoints(async (services, cancellationToken) =>
-            await services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken)
+            await services.IsEtcdReachableAsync(cancellationToken)
             && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();

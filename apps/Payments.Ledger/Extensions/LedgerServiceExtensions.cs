@@ -49,7 +49,7 @@ public static class LedgerServiceExtensions
         app.MapLedgerApi();
         // Readiness: etcd reachable and, in a region, the region active (a standby's ledger takes no traffic).
         app.MapHealthEndpoints(async (services, cancellationToken) =>
-            await services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken)
+            await services.IsEtcdReachableAsync(cancellationToken)
             && (!regional || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
     }
 }

@@ -57,6 +57,6 @@ public static class OrchestratorExtensions
         ArgumentNullException.ThrowIfNull(app);
         app.UseServiceIdentity();
         app.MapPaymentWorkflowsApi();
-        app.MapHealthEndpoints((services, cancellationToken) => services.GetRequiredService<EtcdConnection>().IsReachableAsync(cancellationToken));
+        app.MapHealthEndpoints((services, cancellationToken) => services.IsEtcdReachableAsync(cancellationToken));
     }
 }
