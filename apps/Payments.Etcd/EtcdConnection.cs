@@ -208,6 +208,32 @@ public sealed class EtcdConnection : IDisposable
                 MoveOn(member);
                 throw;
             }
+            catch (RpcException exception) when (IsConnectTimeout(exception))
+            {
+                // A frozen member behind a proxy that accepts TCP (Docker's published ports, a load balancer) hangs
+                // in the TLS handshake; gRPC reports the handler's connect timeout as Cancelled. It is the member's
+                // fault, and to callers it is what it means: unavailable, try again (elsewhere).
+                MoveOn(member);
+                throw new RpcException(new Status(StatusCode.Unavailable, "could not connect to the etcd member in time", exception));
+            }
+        }
+
+        private static bool IsConnectTimeout(RpcException exception)
+        {
+            if (exception.StatusCode != StatusCode.Cancelled)
+            {
+                return false;
+            }
+
+            for (var inner = exception.Status.DebugException; inner is not null; inner = inner.InnerException)
+            {
+                if (inner is TimeoutException)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         private static CallOptions WithDeadline(CallOptions options) =>

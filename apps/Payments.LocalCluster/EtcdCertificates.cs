@@ -14,11 +14,13 @@ public sealed class EtcdCertificates
     private readonly X509Certificate2 ca;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, EtcdTls> clients = new(StringComparer.Ordinal);
     private readonly string directory;
+    private readonly IReadOnlyList<string> memberNames;
 
-    private EtcdCertificates(string directory, X509Certificate2 ca)
+    private EtcdCertificates(string directory, X509Certificate2 ca, IReadOnlyList<string> memberNames)
     {
         this.directory = directory;
         this.ca = ca;
+        this.memberNames = memberNames;
         CaFile = Write("ca.crt", ca.ExportCertificatePem());
         var member = Issue("etcd-member", serverAuth: true);
         (MemberCertFile, MemberKeyFile) = WritePair("member", member);
@@ -26,12 +28,15 @@ public sealed class EtcdCertificates
 
     public string CaFile { get; }
 
-    /// <summary>Every member's certificate (server and peer alike): 127.0.0.1 and localhost, server and client auth.</summary>
+    /// <summary>Every member's certificate (server and peer alike): 127.0.0.1, localhost and the member names given at
+    /// creation, server and client auth.</summary>
     public string MemberCertFile { get; }
 
     public string MemberKeyFile { get; }
 
-    public static EtcdCertificates Create(string clusterDirectory)
+    /// <param name="memberNames">Host names the members are reached by besides 127.0.0.1 and localhost (containers'
+    /// network aliases).</param>
+    public static EtcdCertificates Create(string clusterDirectory, IReadOnlyList<string>? memberNames = null)
     {
         var directory = Path.Combine(clusterDirectory, "pki");
         Directory.CreateDirectory(directory);
@@ -42,7 +47,7 @@ public sealed class EtcdCertificates
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
         var now = DateTimeOffset.UtcNow;
         var ca = request.CreateSelfSigned(now.AddMinutes(-5), now.Add(Validity));
-        return new EtcdCertificates(directory, ca);
+        return new EtcdCertificates(directory, ca, memberNames ?? []);
     }
 
     /// <summary>A client certificate for etcd user <paramref name="user"/> (its common name), as TLS settings.</summary>
@@ -70,6 +75,11 @@ public sealed class EtcdCertificates
             var names = new SubjectAlternativeNameBuilder();
             names.AddIpAddress(IPAddress.Loopback);
             names.AddDnsName("localhost");
+            foreach (var name in memberNames)
+            {
+                names.AddDnsName(name);
+            }
+
             request.CertificateExtensions.Add(names.Build());
         }
 

@@ -1,5 +1,9 @@
+using Etcdserverpb;
+using Grpc.Core;
 using Payments.Domain;
+using Payments.Etcd;
 using Payments.Ledger.Contracts;
+using Payments.LocalCluster;
 using Payments.Orchestrator.Client.Gateway;
 using Payments.Risk.Contracts;
 using Payments.ServiceDefaults.Security;
@@ -75,6 +79,52 @@ public sealed class AttackerTests(ContainerSystem system)
         var thiefAccount = (await system.LedgerStore.GetAccountAsync(thief, CancellationToken.None))!;
         Assert.Equal((0L, 0L), (thiefAccount.BalanceMinor, thiefAccount.PendingCreditMinor));
     }
+
+    /// <summary>etcd, as a client on the network would reach it (here through the members' published ports: the
+    /// members' checks are the same): without a certificate of the release's CA nothing is served, and with the API's
+    /// own certificate (what a compromised API pod holds) the ledger's keys can be neither written nor read.</summary>
+    [Fact]
+    public async Task Etcd_RefusesClientsWithoutTheCasCertificate_AndTheApisCertificateCannotTouchTheLedger()
+    {
+        await system.WaitUntilReadyAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        var cancellationToken = timeout.Token;
+        var ledgerKey = ContainerSystem.KeyPrefix + "ledger/acct/attacker-account";
+        using (var plaintext = EtcdConnection.Create(system.EtcdHostEndpoints.Replace("https://", "http://", StringComparison.Ordinal)))
+        {
+            await Assert.ThrowsAsync<RpcException>(() => PutAsync(plaintext, ledgerKey, cancellationToken));
+        }
+
+        var elsewhere = Path.Combine(Path.GetTempPath(), $"daprpayments-stranger-{Guid.NewGuid():N}");
+        try
+        {
+            var stranger = EtcdCertificates.Create(elsewhere).Client(EtcdRbac.Root); // even one that claims to be root
+            using var impostor = EtcdConnection.Create(system.EtcdHostEndpoints, stranger with { CaFile = system.Certificates.CaFile });
+            await Assert.ThrowsAsync<RpcException>(() => PutAsync(impostor, ledgerKey, cancellationToken));
+        }
+        finally
+        {
+            Directory.Delete(elsewhere, recursive: true);
+        }
+
+        using var api = EtcdConnection.Create(system.EtcdHostEndpoints, system.Certificates.Client(EtcdRoles.Api));
+        await RangeAsync(api, ContainerSystem.KeyPrefix + "api/", cancellationToken); // the API's identity is valid…
+        AssertDenied(await Assert.ThrowsAsync<RpcException>(() => PutAsync(api, ledgerKey, cancellationToken)));
+        AssertDenied(await Assert.ThrowsAsync<RpcException>(() => RangeAsync(api, ContainerSystem.KeyPrefix + "ledger/", cancellationToken)));
+        AssertDenied(await Assert.ThrowsAsync<RpcException>(() => PutAsync(api, ContainerSystem.KeyPrefix + "region/active-epoch", cancellationToken)));
+        Assert.Equal(0L, await RangeAsync(system.Etcd, ledgerKey, cancellationToken)); // …and wrote nothing there
+    }
+
+    private static void AssertDenied(RpcException exception) =>
+        Assert.True(exception.Status.StatusCode == StatusCode.PermissionDenied, $"expected PermissionDenied, got {exception.Status}");
+
+    private static Task<PutResponse> PutAsync(EtcdConnection connection, string key, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => connection.Kv.PutAsync(
+            new PutRequest { Key = EtcdBytes.Key(key), Value = EtcdBytes.Key("minted") }, cancellationToken: token), cancellationToken);
+
+    private static async Task<long> RangeAsync(EtcdConnection connection, string prefix, CancellationToken cancellationToken) =>
+        (await EtcdConnection.CallAsync(token => connection.Kv.RangeAsync(
+            new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), CountOnly = true }, cancellationToken: token), cancellationToken)).Count;
 
     /// <summary>From inside the API container with the API's credentials: straight to the ledger's port with the
     /// ledger token the API holds (no daprd), or through the API's own sidecar (daprd mode, as in a pod).</summary>

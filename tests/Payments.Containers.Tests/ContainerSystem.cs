@@ -46,6 +46,8 @@ public sealed class ContainerSystem : IAsyncLifetime
     /// <summary>The Dapr runtime for <c>daprd</c> mode (the chart's docs install the same version).</summary>
     public static readonly string DaprVersion = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_DAPR_VERSION") ?? "1.17.2";
     private const string DaprComponentsPath = "/components/statestore.yaml";
+    /// <summary>Where a container finds its etcd certificates (the chart mounts its Secrets at the same path).</summary>
+    public const string EtcdTlsPath = "/etc/daprpayments/etcd-tls";
     private const string OwnerLabel = "daprpayments.tests.owner-pid";
     private const string RunLabel = "daprpayments.tests.run";
 
@@ -54,6 +56,8 @@ public sealed class ContainerSystem : IAsyncLifetime
     private readonly IContainer[] apis = new IContainer[ApiReplicas];
     private int generation;
     private INetwork? network;
+    private string? pkiRoot;
+    private EtcdCertificates? certificates;
 
     static ContainerSystem()
     {
@@ -80,6 +84,12 @@ public sealed class ContainerSystem : IAsyncLifetime
     /// <summary>A direct connection to the etcd cluster (through the members' published ports), for reads that do
     /// not trust the API.</summary>
     public EtcdConnection Etcd { get; private set; } = null!;
+
+    /// <summary>The run's etcd CA and client certificates (etcd runs with TLS, client certificates and auth).</summary>
+    public EtcdCertificates Certificates => certificates ?? throw new InvalidOperationException("Not started.");
+
+    /// <summary>Every member's client URL as reached from the host (the published ports).</summary>
+    public string EtcdHostEndpoints => string.Join(',', etcdHostPorts.Select(port => $"https://127.0.0.1:{port}"));
 
     public EtcdLedger LedgerStore { get; private set; } = null!;
 
@@ -124,6 +134,11 @@ public sealed class ContainerSystem : IAsyncLifetime
         if (network is not null)
         {
             await DockerCli.RunAsync("network", "rm", network.Name);
+        }
+
+        if (pkiRoot is not null && Directory.Exists(pkiRoot))
+        {
+            Directory.Delete(pkiRoot, recursive: true);
         }
     }
 
@@ -179,9 +194,10 @@ public sealed class ContainerSystem : IAsyncLifetime
             {
                 try
                 {
-                    using var client = new dotnet_etcd.EtcdClient($"http://127.0.0.1:{etcdHostPorts[leader]}");
+                    using var client = EtcdConnection.Create($"https://127.0.0.1:{etcdHostPorts[leader]}", Certificates.Client(EtcdRbac.Root));
                     using var deadline = new CancellationTokenSource(ProbeTimeout * 3);
-                    await client.MoveLeaderAsync(new Etcdserverpb.MoveLeaderRequest { TargetID = target.Header.MemberId }, cancellationToken: deadline.Token);
+                    await client.MemberMaintenance(0).MoveLeaderAsync(
+                        new Etcdserverpb.MoveLeaderRequest { TargetID = target.Header.MemberId }, cancellationToken: deadline.Token);
                 }
                 catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException)
                 {
@@ -227,7 +243,13 @@ public sealed class ContainerSystem : IAsyncLifetime
         }
 
         await StartEtcdAsync();
-        Etcd = EtcdConnection.Create(string.Join(',', etcdHostPorts.Select(port => $"http://127.0.0.1:{port}")));
+        // As root (this fixture sets up and checks everything); the apps connect as their own users.
+        Etcd = EtcdConnection.Create(EtcdHostEndpoints, Certificates.Client(EtcdRbac.Root));
+        using (var timeout = new CancellationTokenSource(ReadyTimeout))
+        {
+            await EtcdRbac.EnableAsync(Etcd, EtcdRoles.For(KeyPrefix), timeout.Token);
+        }
+
         LedgerStore = new EtcdLedger(Etcd, KeyPrefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance);
         Records = new PaymentRecordStore(Etcd, KeyPrefix + "payments/");
 
@@ -267,22 +289,32 @@ public sealed class ContainerSystem : IAsyncLifetime
 
     private async Task StartEtcdAsync()
     {
-        var peers = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"etcd-{index}=http://etcd-{index}:2380"));
+        // As in the chart: client and peer TLS with certificates from the release's CA, clients proving themselves.
+        pkiRoot = Path.Combine(Path.GetTempPath(), $"daprpayments-containers-{run}");
+        certificates = EtcdCertificates.Create(pkiRoot, [.. Enumerable.Range(0, EtcdMembers).Select(index => $"etcd-{index}")]);
+        var peers = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"etcd-{index}=https://etcd-{index}:2380"));
         for (var index = 0; index < EtcdMembers; index++)
         {
             // A fixed host port: a member killed and started again keeps it, so the test's own connection finds it.
             etcdHostPorts[index] = LocalPorts.Free();
             EtcdContainers[index] = Container("etcd", $"etcd-{index}", EtcdImage, new Dictionary<string, string>())
                 .WithPortBinding(etcdHostPorts[index], 2379)
+                .WithBindMount(Shared(Certificates.CaFile), $"{EtcdTlsPath}/ca.crt", AccessMode.ReadOnly)
+                .WithBindMount(Shared(Certificates.MemberCertFile), $"{EtcdTlsPath}/member.crt", AccessMode.ReadOnly)
+                .WithBindMount(Shared(Certificates.MemberKeyFile), $"{EtcdTlsPath}/member.key", AccessMode.ReadOnly)
                 .WithCommand([
                     "--name", $"etcd-{index}",
                     // On the container's own layer, not a tmpfs: a member killed and started again rejoins with its
                     // log, as a pod with its volume does.
                     "--data-dir", "/var/lib/etcd/data",
-                    "--listen-client-urls", "http://0.0.0.0:2379",
-                    "--advertise-client-urls", $"http://etcd-{index}:2379",
-                    "--listen-peer-urls", "http://0.0.0.0:2380",
-                    "--initial-advertise-peer-urls", $"http://etcd-{index}:2380",
+                    "--listen-client-urls", "https://0.0.0.0:2379",
+                    "--advertise-client-urls", $"https://etcd-{index}:2379",
+                    "--listen-peer-urls", "https://0.0.0.0:2380",
+                    "--initial-advertise-peer-urls", $"https://etcd-{index}:2380",
+                    "--cert-file", $"{EtcdTlsPath}/member.crt", "--key-file", $"{EtcdTlsPath}/member.key",
+                    "--client-cert-auth", "--trusted-ca-file", $"{EtcdTlsPath}/ca.crt",
+                    "--peer-cert-file", $"{EtcdTlsPath}/member.crt", "--peer-key-file", $"{EtcdTlsPath}/member.key",
+                    "--peer-client-cert-auth", "--peer-trusted-ca-file", $"{EtcdTlsPath}/ca.crt",
                     "--initial-cluster", peers,
                     "--initial-cluster-token", $"daprpayments-{run}",
                     "--initial-cluster-state", "new",
@@ -294,10 +326,60 @@ public sealed class ContainerSystem : IAsyncLifetime
         await WaitForEtcdLeaderAsync();
     }
 
+    /// <summary>A copy of a PKI file the containers' users can read (they are not this process's user; the bind mount
+    /// keeps the host's owner and mode). Test-only: a throw-away CA of this run, removed with it.</summary>
+    private string Shared(string file)
+    {
+        var directory = Path.Combine(pkiRoot!, "shared");
+        Directory.CreateDirectory(directory);
+        var copy = Path.Combine(directory, Path.GetFileName(file));
+        File.Copy(file, copy, overwrite: true);
+        if (OperatingSystem.IsWindows())
+        {
+            return copy; // no Unix owners to bridge (and no Linux containers' users either)
+        }
+
+        File.SetUnixFileMode(copy, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        return copy;
+    }
+
+    /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>): its certificate mounted read-only, and the
+    /// ledger also the maintenance user's (storage maintenance). Risk and the edge keep nothing in etcd: no certificate.</summary>
+    private ContainerBuilder WithEtcdIdentity(ContainerBuilder builder, string role)
+    {
+        if (role is not (EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator))
+        {
+            return builder;
+        }
+
+        var own = Certificates.Client(role);
+        var environment = new Dictionary<string, string>
+        {
+            ["Payments__EtcdCaFile"] = $"{EtcdTlsPath}/ca.crt",
+            ["Payments__EtcdCertFile"] = $"{EtcdTlsPath}/client.crt",
+            ["Payments__EtcdKeyFile"] = $"{EtcdTlsPath}/client.key",
+        };
+        builder = builder
+            .WithBindMount(Shared(own.CaFile), $"{EtcdTlsPath}/ca.crt", AccessMode.ReadOnly)
+            .WithBindMount(Shared(own.CertFile), $"{EtcdTlsPath}/client.crt", AccessMode.ReadOnly)
+            .WithBindMount(Shared(own.KeyFile), $"{EtcdTlsPath}/client.key", AccessMode.ReadOnly);
+        if (role == EtcdRoles.Ledger)
+        {
+            var maintenance = Certificates.Client(EtcdRbac.Maintenance);
+            environment["Payments__EtcdMaintenanceCertFile"] = $"{EtcdTlsPath}/maintenance.crt";
+            environment["Payments__EtcdMaintenanceKeyFile"] = $"{EtcdTlsPath}/maintenance.key";
+            builder = builder
+                .WithBindMount(Shared(maintenance.CertFile), $"{EtcdTlsPath}/maintenance.crt", AccessMode.ReadOnly)
+                .WithBindMount(Shared(maintenance.KeyFile), $"{EtcdTlsPath}/maintenance.key", AccessMode.ReadOnly);
+        }
+
+        return builder.WithEnvironment(environment);
+    }
+
     private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
     {
         // Each app with its own identity (the image name is its role): the service identity checks run in every scenario.
-        var builder = Container(image, alias, Image(image), environment.Concat(IdentityEnvironment(image)).ToDictionary());
+        var builder = WithEtcdIdentity(Container(image, alias, Image(image), environment.Concat(IdentityEnvironment(image)).ToDictionary()), image);
         // Only the edge is reached from the host (the clients); the apps talk over the network, as on a cluster.
         var container = (image == "edge" ? builder.WithPortBinding(AppPort, assignRandomHostPort: true) : builder).Build();
         await StartTrackedAsync(container);
@@ -384,7 +466,7 @@ public sealed class ContainerSystem : IAsyncLifetime
     private Dictionary<string, string> DevelopmentEnvironment() => new()
     {
         ["DAPR_GRPC_ENDPOINT"] = $"http://workflow-sidecar:{SidecarPort}",
-        ["Payments__EtcdEndpoints"] = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"http://etcd-{index}:2379")),
+        ["Payments__EtcdEndpoints"] = string.Join(',', Enumerable.Range(0, EtcdMembers).Select(index => $"https://etcd-{index}:2379")),
         ["Payments__KeyPrefix"] = KeyPrefix,
         ["Payments__LedgerUrl"] = $"http://ledger:{AppPort}/",
         ["Payments__RiskUrl"] = $"http://risk:{AppPort}/",
@@ -408,6 +490,9 @@ public sealed class ContainerSystem : IAsyncLifetime
     /// etcd state store as the workflow and actor store, named as the chart names the app.</summary>
     private IContainer Daprd(string appContainer, string component)
     {
+        // The state store's own etcd user (the chart passes the same PEM values from its Secret).
+        var tls = Certificates.Client(EtcdRoles.StateStore);
+        string Pem(string file) => string.Join("\n", File.ReadAllLines(file).Select(line => "          " + line));
         var statestore = $"""
             apiVersion: dapr.io/v1alpha1
             kind: Component
@@ -422,7 +507,16 @@ public sealed class ContainerSystem : IAsyncLifetime
                 - name: keyPrefixPath
                   value: "{KeyPrefix}dapr"
                 - name: tlsEnable
-                  value: "false"
+                  value: "true"
+                - name: ca
+                  value: |
+            {Pem(tls.CaFile)}
+                - name: cert
+                  value: |
+            {Pem(tls.CertFile)}
+                - name: key
+                  value: |
+            {Pem(tls.KeyFile)}
                 - name: maxTxnOps
                   value: "128"
                 - name: actorStateStore
@@ -546,13 +640,13 @@ public sealed class ContainerSystem : IAsyncLifetime
         throw new TimeoutException($"{container.Name} did not accept connections on {port} within {ReadyTimeout.TotalSeconds} s.");
     }
 
-    private static async Task<Etcdserverpb.StatusResponse?> TryStatusAsync(int hostPort)
+    private async Task<Etcdserverpb.StatusResponse?> TryStatusAsync(int hostPort)
     {
         try
         {
-            using var client = new dotnet_etcd.EtcdClient($"http://127.0.0.1:{hostPort}");
+            using var connection = EtcdConnection.Create($"https://127.0.0.1:{hostPort}", Certificates.Client(EtcdRbac.Root));
             using var deadline = new CancellationTokenSource(ProbeTimeout);
-            return await client.StatusAsync(new Etcdserverpb.StatusRequest(), cancellationToken: deadline.Token);
+            return await connection.Client.StatusAsync(new Etcdserverpb.StatusRequest(), cancellationToken: deadline.Token);
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException or HttpRequestException)
         {
