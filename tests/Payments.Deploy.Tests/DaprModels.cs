@@ -45,7 +45,20 @@ public sealed class DaprComponent : DaprResource<DaprComponent.ComponentSpec>
         public string Name { get; set; } = null!;
 
         [JsonPropertyName("value")]
-        public string Value { get; set; } = null!;
+        public string? Value { get; set; }
+
+        /// <summary>A value from a Kubernetes Secret (the Dapr operator resolves it).</summary>
+        [JsonPropertyName("secretKeyRef")]
+        public SecretKeyRef? SecretKeyRef { get; set; }
+    }
+
+    public sealed class SecretKeyRef
+    {
+        [JsonPropertyName("name")]
+        public string Name { get; set; } = null!;
+
+        [JsonPropertyName("key")]
+        public string Key { get; set; } = null!;
     }
 }
 

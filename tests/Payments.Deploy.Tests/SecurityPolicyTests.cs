@@ -50,7 +50,7 @@ public sealed partial class SecurityPolicyTests
     public async Task WithCreateSecretsOff_TheChartRendersNoSecret_AndStillReferencesThem()
     {
         var (exitCode, output) = await HelmTool.HelmAsync(
-            "template", "dp", ".", "-f", "values-region-a.yaml", "--set", "serviceIdentity.createSecrets=false", "--kube-version", ChartTests.KubeVersion);
+            "template", "dp", ".", "-f", "values-region-a.yaml", "--set", "serviceIdentity.createSecrets=false", "--set", "etcd.tls.createSecrets=false", "--kube-version", ChartTests.KubeVersion);
         Assert.True(exitCode == 0, output);
         Assert.DoesNotContain("kind: Secret", output, StringComparison.Ordinal);
         Assert.Contains("dapr.io/app-token-secret: dp-daprpayments-ledger-app-token", output, StringComparison.Ordinal);

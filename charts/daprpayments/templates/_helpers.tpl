@@ -39,8 +39,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.etcd.enabled -}}
 {{- $full := include "daprpayments.fullname" . -}}
 {{- $urls := list -}}
+{{- $scheme := ternary "https" "http" .Values.etcd.tls.enabled -}}
 {{- range $i := until (int .Values.etcd.replicas) -}}
-{{- $urls = append $urls (printf "http://%s-etcd-%d.%s-etcd-headless:2379" $full $i $full) -}}
+{{- $urls = append $urls (printf "%s://%s-etcd-%d.%s-etcd-headless:2379" $scheme $full $i $full) -}}
 {{- end -}}
 {{- join "," $urls -}}
 {{- else -}}
@@ -80,4 +81,26 @@ matchLabels:
   app.kubernetes.io/instance: {{ .Release.Name }}
 matchExpressions:
   - {key: app.kubernetes.io/component, operator: In, values: [api, orchestrator, ledger, risk, failover]}
+{{- end -}}
+
+{{/* The etcd users with a client certificate (its common name), space-separated: root (the bootstrap Job), the
+     maintenance user (root role: storage maintenance in the ledger), one per app, and the orchestrator's Dapr state
+     store. Payments.Etcd.EtcdRoles holds the same table; a deployment test compares them. */}}
+{{- define "daprpayments.etcdUsers" -}}
+root maintenance ledger api orchestrator failover statestore
+{{- end -}}
+
+{{/* The key families each app's etcd role may read and write ("rw") or only read ("read"), relative to
+     payments.keyPrefix: the same table as Payments.Etcd.EtcdRoles.For (a deployment test compares them). */}}
+{{- define "daprpayments.etcdRoles" -}}
+ledger: {rw: [ledger/], read: [region/, api/, payments/]}
+api: {rw: [api/, payments/, idempotency/], read: [region/]}
+orchestrator: {rw: [payments/, locks/payment-sweeper, sweeper/], read: [region/]}
+failover: {rw: [region/, ledger/, api/, payments/, replication/, sweeper/], read: []}
+statestore: {rw: [dapr], read: []}
+{{- end -}}
+
+{{/* The Secret with the client certificate of etcd user .user (keys ca.crt, tls.crt, tls.key). */}}
+{{- define "daprpayments.etcdClientSecret" -}}
+{{- printf "%s-etcd-client-%s" (include "daprpayments.fullname" .root) .user -}}
 {{- end -}}

@@ -1,0 +1,214 @@
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Etcdserverpb;
+using Grpc.Core;
+using k8s.Models;
+using Payments.Etcd;
+
+namespace Payments.Deploy.Tests;
+
+/// <summary>The chart's etcd (issue 11, item 3): client and peer TLS with client-certificate authentication,
+/// certificates generated once by the chart or issued by cert-manager, and a bootstrap Job that gives each app an etcd
+/// role limited to its key families — the same table the apps, the local system and the container suite use.</summary>
+public sealed partial class EtcdChartTests
+{
+    private const string KeyPrefix = "/daprpayments/";
+
+    [Fact]
+    public async Task TheBootstrapJob_GrantsEachAppExactlyTheFamiliesOfTheAppsOwnTable()
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile: null);
+        var script = Assert.Single(objects.OfType<V1Job>(), job => job.Metadata.Name.EndsWith("-etcd-auth", StringComparison.Ordinal))
+            .Spec.Template.Spec.Containers.Single().Args.Single();
+
+        var granted = Grant().Matches(script).Select(match => (match.Groups["role"].Value, match.Groups["type"].Value, match.Groups["key"].Value)).ToHashSet();
+        var expected = EtcdRoles.For(KeyPrefix)
+            .SelectMany(role => role.Prefixes.Select(prefix => (role.Name, "readwrite", prefix))
+                .Concat(role.ReadPrefixes.Select(prefix => (role.Name, "read", prefix))))
+            .ToHashSet();
+        Assert.Equal(expected.OrderBy(grant => grant.ToString()), granted.OrderBy(grant => grant.ToString()));
+        Assert.Contains("user maintenance root", script, StringComparison.Ordinal); // defragmentation needs etcd's root role
+        Assert.EndsWith("ctl auth enable", script.TrimEnd().Split('\n')[^2].Trim(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
+    public async Task Etcd_RunsWithClientAndPeerTls_AndEveryClientPresentsItsOwnCertificate(string valuesFile)
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var etcd = objects.OfType<V1StatefulSet>().SingleOrDefault(set => set.Metadata.Name.EndsWith("-etcd", StringComparison.Ordinal));
+        if (etcd is not null)
+        {
+            var args = etcd.Spec.Template.Spec.Containers.Single().Args;
+            foreach (var flag in new[] { "--client-cert-auth=true", "--peer-client-cert-auth=true", "--trusted-ca-file=", "--peer-trusted-ca-file=", "--cert-file=", "--peer-cert-file=" })
+            {
+                Assert.Contains(args, arg => arg.StartsWith(flag, StringComparison.Ordinal));
+            }
+
+            Assert.All(args.Where(arg => arg.Contains("-urls=", StringComparison.Ordinal) && !arg.StartsWith("--listen-metrics-urls", StringComparison.Ordinal)),
+                arg => Assert.Contains("=https://", arg, StringComparison.Ordinal));
+        }
+
+        foreach (var deployment in objects.OfType<V1Deployment>())
+        {
+            var component = deployment.Spec.Template.Metadata.Labels["app.kubernetes.io/component"];
+            var env = deployment.Spec.Template.Spec.Containers.Single().Env.ToDictionary(variable => variable.Name, variable => variable.Value);
+            var mounted = deployment.Spec.Template.Spec.Volumes.Where(volume => volume.Secret is not null).Select(volume => volume.Secret.SecretName).ToArray();
+            if (component == "risk")
+            {
+                Assert.False(env.ContainsKey("Payments__EtcdCertFile"), "risk keeps nothing in etcd: no certificate");
+                continue;
+            }
+
+            Assert.StartsWith("https://", env["Payments__EtcdEndpoints"], StringComparison.Ordinal);
+            string[] files = ["Payments__EtcdCaFile", "Payments__EtcdCertFile", "Payments__EtcdKeyFile"];
+            Assert.All(files, key => Assert.StartsWith("/etc/daprpayments/etcd-tls/", env[key], StringComparison.Ordinal));
+            Assert.Contains($"dp-daprpayments-etcd-client-{component}", mounted);
+            Assert.Equal(component == "ledger", mounted.Contains("dp-daprpayments-etcd-client-maintenance"));
+            Assert.DoesNotContain("dp-daprpayments-etcd-client-root", mounted);
+        }
+
+        var store = Assert.Single(objects.OfType<DaprComponent>(), component => component.Spec.Type == "state.etcd");
+        var metadata = store.Spec.Metadata.ToDictionary(item => item.Name);
+        Assert.Equal("true", metadata["tlsEnable"].Value);
+        Assert.All(new[] { "ca", "cert", "key" }, name => Assert.Equal("dp-daprpayments-etcd-client-statestore", metadata[name].SecretKeyRef?.Name));
+    }
+
+    [Fact]
+    public async Task WithCertManager_EveryCertificateIsIssuedByIt_AndTheChartGeneratesNone()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync(
+            "template", "dp", ".", "--set", "etcd.tls.certManager.enabled=true", "--set", "serviceIdentity.createSecrets=false", "--kube-version", ChartTests.KubeVersion);
+        Assert.True(exitCode == 0, output);
+        Assert.DoesNotContain("kind: Secret", output, StringComparison.Ordinal);
+        var certificates = CertificateName().Matches(output).Select(match => match.Groups[1].Value).ToHashSet();
+        string[] users = ["root", "maintenance", "ledger", "api", "orchestrator", "failover", "statestore"];
+        Assert.Equal(users.Select(user => $"dp-daprpayments-etcd-client-{user}").Append("dp-daprpayments-etcd-member").Append("dp-daprpayments-etcd-ca").Order(), certificates.Order());
+    }
+
+    /// <summary>The rendered chart run for real, as far as this machine allows (no Kubernetes here): its etcd image
+    /// with the StatefulSet's own arguments and the Secrets the chart generated, three members on a Docker network
+    /// under the pods' DNS names, then the bootstrap Job's own script in its own image. After it: a client without a
+    /// certificate of the release's CA is refused, the ledger's certificate writes the ledger, the API's cannot.</summary>
+    [Fact]
+    public async Task TheRenderedEtcdAndBootstrapJob_RunForReal_AndLimitEachAppToItsKeys()
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile: null);
+        var secrets = objects.OfType<V1Secret>().ToDictionary(secret => secret.Metadata.Name);
+        var etcd = Assert.Single(objects.OfType<V1StatefulSet>(), set => set.Metadata.Name.EndsWith("-etcd", StringComparison.Ordinal));
+        var job = Assert.Single(objects.OfType<V1Job>(), item => item.Metadata.Name.EndsWith("-etcd-auth", StringComparison.Ordinal));
+        var member = etcd.Spec.Template.Spec.Containers.Single();
+        var jobContainer = job.Spec.Template.Spec.Containers.Single();
+
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var work = Path.Combine(Path.GetTempPath(), $"daprpayments-chart-etcd-{run}");
+        var network = $"daprpayments-chart-{run}";
+        try
+        {
+            string SecretDirectory(string name)
+            {
+                // Readable by the containers' user (the bind mount keeps the host's owner): a throw-away CA of this test.
+                var directory = Path.Combine(work, name);
+                Directory.CreateDirectory(directory);
+                foreach (var (key, value) in secrets[name].StringData)
+                {
+                    var file = Path.Combine(directory, key);
+                    File.WriteAllText(file, value);
+                    if (!OperatingSystem.IsWindows())
+                    {
+                        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+                    }
+                }
+
+                return directory;
+            }
+
+            await DockerAsync("network", "create", "--label", "daprpayments.tests.chart=" + run, network);
+            var memberTls = SecretDirectory("dp-daprpayments-etcd-member");
+            var hostPort = 0;
+            for (var index = 0; index < etcd.Spec.Replicas; index++)
+            {
+                var pod = $"dp-daprpayments-etcd-{index}";
+                string[] ports = index == 0 ? ["--publish", "127.0.0.1::2379"] : [];
+                await DockerAsync([
+                    "run", "--detach", "--name", $"{network}-{pod}", "--network", network, "--network-alias", $"{pod}.dp-daprpayments-etcd-headless",
+                    // The headless Service's own name resolves to every member, as in a cluster: etcd checks a peer's
+                    // certificate by resolving its DNS names to the peer's address (wildcards cannot be resolved).
+                    "--network-alias", "dp-daprpayments-etcd-headless",
+                    "--label", "daprpayments.tests.chart=" + run, "--env", $"POD_NAME={pod}", "--volume", $"{memberTls}:/etc/etcd/tls:ro", .. ports,
+                    "--entrypoint", member.Command.Single(), member.Image, .. member.Args.Select(arg => arg.Replace("$(POD_NAME)", pod, StringComparison.Ordinal))]);
+            }
+
+            var published = await DockerAsync("port", $"{network}-dp-daprpayments-etcd-0", "2379/tcp");
+            hostPort = int.Parse(published.Trim().Split('\n')[0].Split(':')[^1], CultureInfo.InvariantCulture);
+
+            // The Job, bounded by its own wait for a quorum (60 tries of 5 s) and this test's command timeout.
+            var rootTls = SecretDirectory("dp-daprpayments-etcd-client-root");
+            var jobOutput = await DockerAsync([
+                "run", "--rm", "--network", network, "--label", "daprpayments.tests.chart=" + run, "--user", "10001:10001",
+                .. jobContainer.Env.SelectMany(variable => new[] { "--env", $"{variable.Name}={variable.Value}" }),
+                "--volume", $"{rootTls}:/tls:ro", "--entrypoint", jobContainer.Command[0], jobContainer.Image, .. jobContainer.Command.Skip(1), .. jobContainer.Args]);
+            Assert.Contains("etcd authentication on", jobOutput, StringComparison.Ordinal);
+
+            // The apps' own client (Payments.Etcd) with the chart's certificates, through member 0's published port.
+            var endpoint = $"https://127.0.0.1:{hostPort}";
+            EtcdTls Client(string user)
+            {
+                var directory = SecretDirectory($"dp-daprpayments-etcd-client-{user}");
+                return new EtcdTls(Path.Combine(directory, "ca.crt"), Path.Combine(directory, "tls.crt"), Path.Combine(directory, "tls.key"));
+            }
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            var ledgerKey = KeyPrefix + "ledger/acct/chart-test";
+            using (var plaintext = EtcdConnection.Create($"http://127.0.0.1:{hostPort}"))
+            {
+                await Assert.ThrowsAsync<RpcException>(() => PutAsync(plaintext, ledgerKey, timeout.Token));
+            }
+
+            using (var ledger = EtcdConnection.Create(endpoint, Client("ledger")))
+            {
+                await PutAsync(ledger, ledgerKey, timeout.Token);
+            }
+
+            using var api = EtcdConnection.Create(endpoint, Client("api"));
+            await PutAsync(api, KeyPrefix + "idempotency/chart-test", timeout.Token);
+            var denied = await Assert.ThrowsAsync<RpcException>(() => PutAsync(api, ledgerKey, timeout.Token));
+            Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
+        }
+        finally
+        {
+            var containers = await DockerAsync("container", "ls", "--all", "--quiet", "--filter", "label=daprpayments.tests.chart=" + run);
+            if (containers.Length > 0)
+            {
+                await DockerAsync(["rm", "--force", .. containers.Split('\n', StringSplitOptions.RemoveEmptyEntries)]);
+            }
+
+            await HelmTool.RunAsync("docker", ["network", "rm", network], Path.GetTempPath());
+            if (Directory.Exists(work))
+            {
+                Directory.Delete(work, recursive: true);
+            }
+        }
+    }
+
+    private static async Task<string> DockerAsync(params string[] arguments)
+    {
+        var (exitCode, output) = await HelmTool.RunAsync("docker", arguments, Path.GetTempPath(), new Dictionary<string, string>
+        {
+            ["DOCKER_API_VERSION"] = Environment.GetEnvironmentVariable("DOCKER_API_VERSION") ?? "1.41",
+        });
+        Assert.True(exitCode == 0, $"docker {string.Join(' ', arguments.Take(3))}… failed: {output}");
+        return output.Trim();
+    }
+
+    private static Task<PutResponse> PutAsync(EtcdConnection connection, string key, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => connection.Kv.PutAsync(
+            new PutRequest { Key = EtcdBytes.Key(key), Value = EtcdBytes.Key("v") }, cancellationToken: token), cancellationToken);
+
+    [GeneratedRegex(@"^\s*grant (?<role>[a-z]+) (?<type>readwrite|read) '(?<key>[^']+)'\s*$", RegexOptions.Multiline)]
+    private static partial Regex Grant();
+
+    [GeneratedRegex(@"kind: Certificate\s*\nmetadata:\s*\n\s*name: (\S+)")]
+    private static partial Regex CertificateName();
+}
