@@ -112,7 +112,7 @@ public sealed class LocalSystem : IAsyncDisposable
         int apiPort, Action<string> progress, CancellationToken cancellationToken, RegionSettings? region = null, bool supervise = false)
     {
         // As in the chart: client and peer TLS, and each app its own etcd user limited to its key families.
-        var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken, secure: true);
+        var cluster = await LocalEtcdCluster.StartAsync(3, progress, cancellationToken);
         try
         {
             await cluster.EnableAuthAsync(EtcdRoles.For(KeyPrefix), cancellationToken);

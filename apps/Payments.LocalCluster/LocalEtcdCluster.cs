@@ -93,9 +93,10 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     /// <summary>Starts <paramref name="memberCount"/> members together (a member reports ready only once a
     /// majority is up) and waits, bounded, until the cluster has a leader.</summary>
     /// <param name="storage">The members' quota and compaction (null: <see cref="EtcdStorage.Default"/>).</param>
-    /// <param name="secure">Client and peer TLS with client-certificate authentication (certificates made at start).</param>
+    /// <param name="secure">Client and peer TLS with client-certificate authentication (certificates made at start):
+    /// the default, as every deployment runs; false only for a test about plaintext itself.</param>
     public static async Task<LocalEtcdCluster> StartAsync(
-        int memberCount, Action<string>? progress, CancellationToken cancellationToken, EtcdStorage? storage = null, bool secure = false)
+        int memberCount, Action<string>? progress, CancellationToken cancellationToken, EtcdStorage? storage = null, bool secure = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(memberCount, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(memberCount, MaxMembers);

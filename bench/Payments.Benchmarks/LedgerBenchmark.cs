@@ -26,7 +26,7 @@ public static class LedgerBenchmark
     public static async Task RunAsync(TimeSpan phaseDuration, int workers, CancellationToken cancellationToken)
     {
         await using var cluster = await LocalEtcdCluster.StartAsync(3, Console.WriteLine, cancellationToken);
-        using var etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        using var etcd = cluster.ConnectAsRoot();
         var ledger = new EtcdLedger(etcd, "/bench/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance);
         var accounts = await OpenAccountsAsync(ledger, workers, cancellationToken);
         var value = ByteString.CopyFrom(new byte[200]); // about the size of a transfer record

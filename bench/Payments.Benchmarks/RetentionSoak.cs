@@ -94,7 +94,7 @@ public static class RetentionSoak
     {
         Console.WriteLine($"== {name}: {payments:N0} payments, {workers} workers, retention {Retention.KeepFor.TotalSeconds} s");
         await using var cluster = await LocalEtcdCluster.StartAsync(3, Console.WriteLine, cancellationToken);
-        using var etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        using var etcd = cluster.ConnectAsRoot();
         var ledger = new EtcdLedger(etcd, "/soak/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, retention: Retention);
         var pairs = await OpenAsync(ledger, workers, cancellationToken);
         using var stopArchiver = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -40,15 +40,20 @@ public sealed class ApiSystemFixture : IAsyncLifetime
 
     /// <summary>Another API, as in one region of a two-region deployment (<c>Region:Name</c> set) with its data under
     /// <paramref name="keyPrefix"/>: it writes only while its region's epoch mirror is held.</summary>
-    public WebApplicationFactory<Program> CreateRegionalApi(string keyPrefix)
+    public async Task<WebApplicationFactory<Program>> CreateRegionalApiAsync(string keyPrefix)
     {
+        await InProcessApp.GrantAsync(etcd.Cluster, keyPrefix);
         return new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, keyPrefix, regional: true));
     }
 
     /// <summary>The API as the run command configures it: the ledger service and the orchestrator over HTTP.</summary>
     private void Configure(IWebHostBuilder web, string keyPrefix, bool regional)
     {
-        web.UseSetting("Payments:EtcdEndpoints", etcd.Cluster.ClientEndpoints);
+        foreach (var (key, value) in InProcessApp.EtcdSettings(etcd.Cluster, ServiceRoles.Api))
+        {
+            web.UseSetting(key, value);
+        }
+
         web.UseSetting("Payments:KeyPrefix", keyPrefix);
         web.UseSetting("Payments:LedgerUrl", InProcessApp.BaseUrl(ledgerService!));
         web.UseSetting("Payments:OrchestratorUrl", InProcessApp.BaseUrl(orchestrator!));
@@ -73,9 +78,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             await etcd.InitializeAsync();
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
-            ledgerService = await InProcessApp.StartLedgerServiceAsync(etcd.Cluster.ClientEndpoints, KeyPrefix);
+            ledgerService = await InProcessApp.StartLedgerServiceAsync(etcd.Cluster, KeyPrefix);
             orchestrator = await SagaWorker.StartAsync(
-                sidecar.Endpoint, etcd.Cluster.ClientEndpoints, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor);
+                sidecar.Endpoint, etcd.Cluster, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor);
             api = new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, KeyPrefix, regional: false));
             api.UseKestrel(0);
             api.StartServer();

@@ -18,7 +18,7 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
     public async Task StandbyRegion_RefusesWrites_UntilItsEpochIsMirrored_AndAgainAfterDemotion()
     {
         var prefix = $"/functional-region-{Guid.NewGuid():N}/";
-        await using var api = system.CreateRegionalApi(prefix);
+        await using var api = await system.CreateRegionalApiAsync(prefix);
         var client = api.CreateClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
             "Bearer", await new MerchantStore(system.Etcd, prefix + "api/").IssueApiKeyAsync("regional-merchant", CancellationToken.None));

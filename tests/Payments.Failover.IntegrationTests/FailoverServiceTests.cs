@@ -13,6 +13,8 @@ using Payments.Failover.Core.Replication;
 using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.LocalCluster;
+using Payments.ServiceDefaults.Security;
+using Payments.Testing;
 
 namespace Payments.Failover.IntegrationTests;
 
@@ -30,8 +32,8 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
     public async Task PlannedSwitchover_MovesTheActiveRegion_AndBack_WithTheOldRegionStoppedFirst()
     {
         var control = $"control-{Guid.NewGuid():N}";
-        await using var a = Region("region-a", "active", control);
-        await using var b = Region("region-b", "standby", control);
+        await using var a = await RegionAsync("region-a", "active", control);
+        await using var b = await RegionAsync("region-b", "standby", control);
         var clientA = OperatorClient(a);
         var clientB = OperatorClient(b);
         var mirrorA = new RegionEpochMirror(fixture.Connection, Prefix(control, "region-a"));
@@ -101,7 +103,7 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
     [InlineData("")]
     public async Task SwitchoverToAnythingButThePeerRegion_IsRefusedWithAProblem(string target)
     {
-        await using var a = Region("region-a", "active", $"control-{Guid.NewGuid():N}");
+        await using var a = await RegionAsync("region-a", "active", $"control-{Guid.NewGuid():N}");
         var response = await OperatorClient(a).PostAsJsonAsync("/admin/v1/switchover", new { to = target });
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
@@ -115,7 +117,7 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
     [InlineData("Basic b3BlcmF0b3I6cGFzc3dvcmQ=")]
     public async Task EveryAdminRoute_RefusesACallerWithoutTheOperatorToken(string? authorization)
     {
-        await using var a = Region("region-a", "active", $"control-{Guid.NewGuid():N}");
+        await using var a = await RegionAsync("region-a", "active", $"control-{Guid.NewGuid():N}");
         var client = a.CreateClient();
         if (authorization is not null)
         {
@@ -138,8 +140,8 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
     {
         var control = $"control-{Guid.NewGuid():N}";
         var nextToken = "next-operator-" + Guid.NewGuid().ToString("N");
-        await using var a = Region("region-a", "active", control, cooldown: TimeSpan.FromHours(1), nextToken: nextToken);
-        await using var b = Region("region-b", "standby", control);
+        await using var a = await RegionAsync("region-a", "active", control, cooldown: TimeSpan.FromHours(1), nextToken: nextToken);
+        await using var b = await RegionAsync("region-b", "standby", control);
         using var cosmos = fixture.Settings().CreateClient();
         var journal = await CosmosSettings.EnsureContainerAsync(cosmos, "daprpayments-tests", "journal-" + control, CancellationToken.None);
         using var stopShipping = new CancellationTokenSource();
@@ -168,8 +170,10 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         return client;
     }
 
-    private WebApplicationFactory<Program> Region(string name, string role, string control, TimeSpan? cooldown = null, string? nextToken = null) =>
-        new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+    private async Task<WebApplicationFactory<Program>> RegionAsync(string name, string role, string control, TimeSpan? cooldown = null, string? nextToken = null)
+    {
+        await InProcessApp.GrantAsync(fixture.Cluster, Prefix(control, name));
+        return new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {
             web.UseSetting("Region:Name", name);
             web.UseSetting("Admin:Token", OperatorToken);
@@ -184,11 +188,16 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
             web.UseSetting("Cosmos:Database", "daprpayments-tests");
             web.UseSetting("Cosmos:ControlContainer", control);
             web.UseSetting("Cosmos:JournalContainer", "journal-" + control);
-            web.UseSetting("Payments:EtcdEndpoints", fixture.Cluster.ClientEndpoints);
+            foreach (var (key, value) in InProcessApp.EtcdSettings(fixture.Cluster, ServiceRoles.Failover))
+            {
+                web.UseSetting(key, value);
+            }
+
             web.UseSetting("Payments:KeyPrefix", Prefix(control, name));
             web.UseSetting("Logging:LogLevel:Default", "Warning");
             web.UseSetting("Telemetry:Exporter", "none");
         });
+    }
 
     private static string Prefix(string control, string region) => $"/test/{control}/{region}/";
 

@@ -33,7 +33,7 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
         await using var proxy = new TcpProxy(fixture.Cosmos.Port);
         var settlementsRefused = 0;
         Task? restore = null;
-        await using var ledgerService = await InProcessApp.StartLedgerServiceAsync(fixture.Cluster.ClientEndpoints, prefix, RegionSettings(proxy), async (context, next) =>
+        await using var ledgerService = await InProcessApp.StartLedgerServiceAsync(fixture.Cluster, prefix, RegionSettings(proxy), async (context, next) =>
         {
             if (context.Request.Path.Value!.EndsWith("/batches", StringComparison.Ordinal) && restore is null)
             {
@@ -53,7 +53,7 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
         {
             await sidecar.InitializeAsync();
             await using var worker = await SagaWorker.StartAsync(
-                sidecar.Endpoint, fixture.Cluster.ClientEndpoints, prefix, InProcessApp.BaseUrl(ledgerService), reviewThresholdMinor: 1_000_000);
+                sidecar.Endpoint, fixture.Cluster, prefix, InProcessApp.BaseUrl(ledgerService), reviewThresholdMinor: 1_000_000);
             await PayThroughTheOutageAsync(worker, prefix, () => settlementsRefused, timeout);
             await restore!;
         }

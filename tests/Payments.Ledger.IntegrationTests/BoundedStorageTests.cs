@@ -44,7 +44,7 @@ public sealed class BoundedStorageTests(ITestOutputHelper output)
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
         await using var cluster = await LocalEtcdCluster.StartAsync(3, output.WriteLine, timeout.Token, new EtcdStorage(QuotaBytes, CompactionRetention: "5s"));
-        using var etcd = EtcdConnection.Create(cluster.ClientEndpoints);
+        using var etcd = cluster.ConnectAsRoot();
         var defragmenter = new EtcdDefragmenter(etcd, "/soak/locks/etcd-maintenance", Policy, NullLogger<EtcdDefragmenter>.Instance);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
         var maintenance = defragmenter.RunAsync(TimeProvider.System, stop.Token);

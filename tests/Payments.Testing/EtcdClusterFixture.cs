@@ -7,7 +7,8 @@ using Xunit;
 
 namespace Payments.Testing;
 
-/// <summary>A real 3-member etcd cluster shared by a test collection; each test isolates itself under its own key prefix.</summary>
+/// <summary>A real 3-member etcd cluster (TLS, client certificates, authentication on) shared by a test collection;
+/// each test isolates itself under its own key prefix.</summary>
 public class EtcdClusterFixture : IAsyncLifetime
 {
     public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(6);
@@ -20,7 +21,11 @@ public class EtcdClusterFixture : IAsyncLifetime
     {
         using var timeout = new CancellationTokenSource(StartTimeout);
         Cluster = await LocalEtcdCluster.StartAsync(3, progress: null, timeout.Token);
-        Connection = EtcdConnection.Create(Cluster.ClientEndpoints);
+        // TLS and authentication on, as in every deployment: this connection is root (the tests' own reads and
+        // set-up); apps started on the cluster connect as their own users, limited to their test's prefix
+        // (InProcessApp.GrantAsync).
+        await Cluster.EnableAuthAsync([], timeout.Token);
+        Connection = Cluster.ConnectAsRoot();
     }
 
     public async Task DisposeAsync()

@@ -3,7 +3,9 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Payments.Etcd;
 using Payments.Ledger.Extensions;
+using Payments.LocalCluster;
 using Payments.Risk.Extensions;
 using Payments.ServiceDefaults.Security;
 
@@ -18,15 +20,15 @@ public static class InProcessApp
     /// <summary>The service identity of this test process's apps: the checks run in every test, as in production.</summary>
     public static LocalServiceIdentity Identity { get; } = new();
 
-    /// <summary>A host for the app in <paramref name="role"/> (<see cref="ServiceRoles"/>), with that role's identity.</summary>
-    public static WebApplicationBuilder CreateBuilder(string etcdEndpoints, string keyPrefix, string role)
+    /// <summary>A host for the app in <paramref name="role"/> (<see cref="ServiceRoles"/>), with that role's identity
+    /// and its etcd user's certificate (call <see cref="GrantAsync"/> for the prefix first).</summary>
+    public static WebApplicationBuilder CreateBuilder(LocalEtcdCluster? etcd, string keyPrefix, string role)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration["Payments:EtcdEndpoints"] = etcdEndpoints;
         builder.Configuration["Payments:KeyPrefix"] = keyPrefix;
-        foreach (var (key, value) in Identity.Settings(role))
+        foreach (var (key, value) in Identity.Settings(role).Concat(EtcdSettings(etcd, role)))
         {
             builder.Configuration[key] = value;
         }
@@ -34,13 +36,30 @@ public static class InProcessApp
         return builder;
     }
 
+    /// <summary>The <c>Payments</c> etcd settings of the app in <paramref name="role"/>: its own etcd user (the ledger
+    /// also the maintenance user), or no certificate for an app that keeps nothing in etcd.</summary>
+    public static IReadOnlyDictionary<string, string> EtcdSettings(LocalEtcdCluster? etcd, string role) => etcd is null
+        ? new Dictionary<string, string>()
+        : etcd.ClientSettings(
+            role is EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover ? role : null,
+            maintenance: role == EtcdRoles.Ledger);
+
+    /// <summary>Grants each app's etcd role its families under <paramref name="keyPrefix"/> (a test's own prefix), as the
+    /// chart's bootstrap Job does for the release's prefix. Idempotent.</summary>
+    public static Task GrantAsync(LocalEtcdCluster etcd, string keyPrefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(etcd);
+        return etcd.EnableAuthAsync(EtcdRoles.For(keyPrefix), cancellationToken);
+    }
+
     /// <summary>The ledger service (<c>AddLedgerServiceAsync</c>/<c>UseLedgerService</c>), single-region unless
     /// <paramref name="settings"/> make it a region's. <paramref name="observe"/>, when given, sees every request first
     /// (a fault-injection point; the service's own pipeline is unchanged behind it).</summary>
     public static async Task<WebApplication> StartLedgerServiceAsync(
-        string etcdEndpoints, string keyPrefix, IReadOnlyDictionary<string, string>? settings = null, Func<HttpContext, Func<Task>, Task>? observe = null)
+        LocalEtcdCluster etcd, string keyPrefix, IReadOnlyDictionary<string, string>? settings = null, Func<HttpContext, Func<Task>, Task>? observe = null)
     {
-        var builder = CreateBuilder(etcdEndpoints, keyPrefix, ServiceRoles.Ledger);
+        await GrantAsync(etcd, keyPrefix);
+        var builder = CreateBuilder(etcd, keyPrefix, ServiceRoles.Ledger);
         foreach (var (key, value) in settings ?? new Dictionary<string, string>())
         {
             builder.Configuration[key] = value;
@@ -61,7 +80,7 @@ public static class InProcessApp
     /// <summary>The risk service (<c>AddRiskService</c>/<c>UseRiskService</c>); it keeps its state in memory.</summary>
     public static async Task<WebApplication> StartRiskServiceAsync()
     {
-        var builder = CreateBuilder("http://127.0.0.1:9", "/unused/", ServiceRoles.Risk);
+        var builder = CreateBuilder(etcd: null, "/unused/", ServiceRoles.Risk);
         builder.AddRiskService();
         var app = builder.Build();
         app.UseRiskService();

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Payments.Ledger.Contracts;
+using Payments.LocalCluster;
 using Payments.Orchestrator.Host.Extensions;
 using Payments.Risk.Contracts;
 using Payments.Risk.Core;
@@ -21,17 +22,18 @@ public static class SagaWorker
     private const string ReplacedUrl = "http://127.0.0.1:9/";
 
     public static Task<WebApplication> StartAsync(
-        string sidecarEndpoint, string etcdEndpoints, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
-        StartAsync(sidecarEndpoint, etcdEndpoints, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
+        string sidecarEndpoint, LocalEtcdCluster etcd, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
+        StartAsync(sidecarEndpoint, etcd, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
 
     public static Task<WebApplication> StartAsync(
-        string sidecarEndpoint, string etcdEndpoints, string keyPrefix, string ledgerUrl, long reviewThresholdMinor) =>
-        StartAsync(sidecarEndpoint, etcdEndpoints, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor);
+        string sidecarEndpoint, LocalEtcdCluster etcd, string keyPrefix, string ledgerUrl, long reviewThresholdMinor) =>
+        StartAsync(sidecarEndpoint, etcd, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor);
 
     private static async Task<WebApplication> StartAsync(
-        string sidecarEndpoint, string etcdEndpoints, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
+        string sidecarEndpoint, LocalEtcdCluster etcd, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
     {
-        var builder = InProcessApp.CreateBuilder(etcdEndpoints, keyPrefix, ServiceRoles.Orchestrator);
+        await InProcessApp.GrantAsync(etcd, keyPrefix);
+        var builder = InProcessApp.CreateBuilder(etcd, keyPrefix, ServiceRoles.Orchestrator);
         builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecarEndpoint;
         builder.Configuration["Payments:LedgerUrl"] = ledgerUrl ?? ReplacedUrl;
         builder.Configuration["Payments:RiskUrl"] = ReplacedUrl;
