@@ -15,6 +15,11 @@ public sealed class EdgeOptions
     /// <summary>A replica whose connections fail (passive health check) gets no traffic for this long.</summary>
     public TimeSpan ReactivationPeriod { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Largest request body the edge forwards: the public API's own limit (16 KiB, its <c>RequestBody.MaxBytes</c>;
+    /// a functional test checks they agree). Enforced here too, so a larger body gets 413 problem+json from the edge
+    /// instead of a connection the API closes mid-upload (which a proxy can only report as 502).</summary>
+    public int MaxRequestBodyBytes { get; set; } = 16 * 1024;
+
     /// <summary>Per proxied request, bounded: the API itself answers within its own timeouts.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

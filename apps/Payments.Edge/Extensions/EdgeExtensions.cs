@@ -1,4 +1,6 @@
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.Timeouts;
+using Payments.Domain;
 using Payments.ServiceDefaults;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
@@ -34,9 +36,86 @@ public static class EdgeExtensions
         var backends = app.Services.GetRequiredService<EdgeOptions>().ParseBackends();
         app.UseRequestTimeouts();
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
-        app.MapReverseProxy();
+        app.MapReverseProxy(proxy => proxy.Use(LimitBodyAsync));
         app.Logger.LogInformation("Edge load balancer in front of {Count} API replicas: {Backends}", backends.Count, string.Join(", ", backends));
     }
+
+    /// <summary>How much of an oversized body without a declared length is read (and dropped) before the 413 goes out,
+    /// so that its client, still sending, gets the answer instead of a broken pipe. Beyond it Kestrel cuts the
+    /// connection.</summary>
+    private const int MaxDrainBytes = 4 * 1024 * 1024;
+
+    /// <summary>The body limit, before anything is forwarded: a declared length over it is refused at once; a body of
+    /// undeclared length (chunked) is read here, bounded, and forwarded with its length if it fits — never streamed
+    /// into an API that would refuse it mid-upload and leave the proxy nothing but a 502.</summary>
+    private static async Task LimitBodyAsync(HttpContext context, Func<Task> next)
+    {
+        var limit = context.RequestServices.GetRequiredService<EdgeOptions>().MaxRequestBodyBytes;
+        var request = context.Request;
+        if (request.ContentLength > limit)
+        {
+            await TooLarge(limit).ExecuteAsync(context);
+            return;
+        }
+
+        if (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0)
+        {
+            if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+            {
+                size.MaxRequestBodySize = MaxDrainBytes;
+            }
+
+            var body = await ReadWithinAsync(request.Body, limit, context.RequestAborted);
+            if (body is null)
+            {
+                await TooLarge(limit).ExecuteAsync(context);
+                return;
+            }
+
+            request.Headers.TransferEncoding = default;
+            request.ContentLength = body.Length;
+            request.Body = new MemoryStream(body, writable: false);
+        }
+
+        await next();
+    }
+
+    /// <summary>The whole body if it has at most <paramref name="limit"/> bytes; otherwise null, after reading the rest
+    /// (dropped) up to <see cref="MaxDrainBytes"/>.</summary>
+    private static async Task<byte[]?> ReadWithinAsync(Stream body, int limit, CancellationToken cancellationToken)
+    {
+        using var kept = new MemoryStream();
+        var chunk = new byte[8192];
+        long total = 0;
+        int read;
+        while ((read = await ReadAsync(body, chunk, cancellationToken)) > 0)
+        {
+            total += read;
+            if (total <= limit)
+            {
+                kept.Write(chunk, 0, read);
+            }
+        }
+
+        return total <= limit ? kept.ToArray() : null;
+    }
+
+    /// <summary>A read that treats Kestrel's own cut-off (past <see cref="MaxDrainBytes"/>) as the end of the body.</summary>
+    private static async Task<int> ReadAsync(Stream body, byte[] chunk, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await body.ReadAsync(chunk, cancellationToken);
+        }
+        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return 0;
+        }
+    }
+
+    private static IResult TooLarge(int limit) => Results.Problem(
+        $"Request bodies are limited to {limit} bytes.", statusCode: StatusCodes.Status413PayloadTooLarge,
+        type: ProblemTypes.PayloadTooLarge, title: "The request body is too large.");
 
     private static ClusterConfig Cluster(EdgeOptions options, IReadOnlyList<Uri> backends) => new()
     {
