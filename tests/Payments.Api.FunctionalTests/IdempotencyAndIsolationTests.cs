@@ -97,6 +97,23 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
         Assert.Equal(0, debtorAccount.GetProperty("pendingDebitMinor").GetInt64());
     }
 
+    /// <summary>Issue 12: a payment its debtor cannot fund fails as insufficient-funds at once, without waiting for a
+    /// reviewer (nobody approves here: a payment parked for review would not end within the wait).</summary>
+    [Fact]
+    public async Task PaymentAboveThreshold_ThatTheDebtorCannotFund_FailsBeforeReview()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await AccountsAsync(client, fundsMinor: 10);
+        var paymentId = (await (await client.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
+            .GetProperty("paymentId").GetString()!;
+
+        var final = await client.WaitForStatusAsync(paymentId);
+
+        Assert.Equal(("failed", "insufficient-funds"), (final.GetProperty("status").GetString(), final.GetProperty("reason").GetString()));
+        Assert.Equal(10, await client.BalanceAsync(debtor));
+        Assert.Equal(0, await client.BalanceAsync(creditor));
+    }
+
     internal static async Task<(string Debtor, string Creditor)> AccountsAsync(HttpClient client, long fundsMinor = 100_000)
     {
         var debtor = $"d-{Guid.NewGuid():N}";

@@ -19,6 +19,11 @@ public sealed record Account(
     /// <summary>What the holder can still spend: posted balance less pending debits (incoming holds do not count).</summary>
     public long AvailableMinor => BalanceMinor - PendingDebitMinor;
 
+    /// <summary>Whether a debit of <paramref name="amountMinor"/> would keep this account within its overdraft limit
+    /// as it is now. Advisory only (a read, already old when it returns): the ledger's hold, one atomic transaction,
+    /// decides.</summary>
+    public bool CouldCover(long amountMinor) => AvailableMinor - amountMinor >= -OverdraftLimitMinor;
+
     public bool IsSystem => Id.IsSystem;
 }
 

@@ -4,8 +4,10 @@ using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Activities;
 
-/// <summary>Both accounts exist, are open and hold the payment's currency. The API checked the request's shape;
-/// this checks it against the ledger as it is when the saga starts. Reads only.</summary>
+/// <summary>Both accounts exist, are open and hold the payment's currency, and the debtor could cover the amount
+/// now. The API checked the request's shape; this checks it against the ledger as it is when the saga starts. Reads
+/// only. The funds check is advisory — the hold decides — and is here so that a payment its debtor cannot fund fails
+/// at once instead of first waiting for a reviewer who could only approve it into a refused hold.</summary>
 public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
     protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
@@ -32,6 +34,11 @@ public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<St
             if (account.Currency.Code != input.Order.Currency)
             {
                 return StepResult.Refused(LedgerError.CurrencyMismatch);
+            }
+
+            if (id == input.Order.DebtorAccountId && !account.CouldCover(input.Order.AmountMinor))
+            {
+                return StepResult.Refused(LedgerError.InsufficientFunds);
             }
         }
 
