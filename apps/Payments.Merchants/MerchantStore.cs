@@ -9,13 +9,23 @@ namespace Payments.Merchants;
 
 /// <summary>The API's own records on etcd: merchants' API keys (hashed) and which merchant owns which account.
 /// Every write is create-only. (Payment records are the saga's: <c>PaymentRecordStore</c>.)</summary>
-public sealed class MerchantStore(EtcdConnection etcd, string prefix)
+public sealed class MerchantStore(EtcdConnection etcd, string prefix, TimeProvider? time = null)
 {
     /// <summary>Looked-up keys kept in memory; past it the cache starts over.</summary>
     public const int MaxCachedKeys = 10_000;
 
+    /// <summary>Unknown keys remembered (by hash) at most; past it that cache starts over.</summary>
+    public const int MaxUnknownKeys = 10_000;
+
+    /// <summary>How long a key found unknown is answered as unknown without asking etcd again: a client hammering with
+    /// a wrong or stale key costs one linearizable read per window, not one per request (issue 12). A key is random
+    /// and 256 bits long, so none is looked up before it is issued; the window only delays a record restored by hand.</summary>
+    public static readonly TimeSpan UnknownKeyWindow = TimeSpan.FromSeconds(30);
+
     private readonly string root = EtcdBytes.AsPrefix(prefix);
+    private readonly TimeProvider clock = time ?? TimeProvider.System;
     private readonly ConcurrentDictionary<string, string> merchantsByKeyHash = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DateTimeOffset> unknownUntil = new(StringComparer.Ordinal);
 
     /// <summary>Issues a new API key for a merchant. Only its SHA-256 is stored: API keys are 256-bit random values,
     /// so a fast hash is enough (a slow password hash protects guessable secrets, which these are not).</summary>
@@ -34,17 +44,21 @@ public sealed class MerchantStore(EtcdConnection etcd, string prefix)
             return cached;
         }
 
-        var merchant = await GetStringAsync(root + "merchant-keys/" + hash, cancellationToken);
-        if (merchant is not null)
+        var now = clock.GetUtcNow();
+        if (unknownUntil.TryGetValue(hash, out var until) && now < until)
         {
-            if (merchantsByKeyHash.Count >= MaxCachedKeys)
-            {
-                merchantsByKeyHash.Clear();
-            }
-
-            merchantsByKeyHash[hash] = merchant;
+            return null;
         }
 
+        var merchant = await GetStringAsync(root + "merchant-keys/" + hash, cancellationToken);
+        if (merchant is null)
+        {
+            Remember(unknownUntil, MaxUnknownKeys, hash, now + UnknownKeyWindow);
+            return null;
+        }
+
+        unknownUntil.TryRemove(hash, out _);
+        Remember(merchantsByKeyHash, MaxCachedKeys, hash, merchant);
         return merchant;
     }
 
@@ -72,5 +86,17 @@ public sealed class MerchantStore(EtcdConnection etcd, string prefix)
         return response.Kvs.FirstOrDefault()?.Value.ToStringUtf8();
     }
 
-    private static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
+    /// <summary>Bounded: a full cache starts over rather than grow (a flood of distinct keys cannot exhaust memory).</summary>
+    private static void Remember<T>(ConcurrentDictionary<string, T> cache, int bound, string hash, T value)
+    {
+        if (cache.Count >= bound)
+        {
+            cache.Clear();
+        }
+
+        cache[hash] = value;
+    }
+
+    /// <summary>The stored form of an API key (its SHA-256, hex).</summary>
+    public static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
 }

@@ -72,7 +72,8 @@ public static class ApiExtensions
 
     private static void AddStores(IServiceCollection services, EtcdOptions etcd)
     {
-        services.AddSingleton(provider => new MerchantStore(provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix));
+        services.AddSingleton(provider => new MerchantStore(
+            provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
