@@ -159,7 +159,7 @@ public sealed partial class EtcdChartTests
                 return new EtcdTls(Path.Combine(directory, "ca.crt"), Path.Combine(directory, "tls.crt"), Path.Combine(directory, "tls.key"));
             }
 
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
             var ledgerKey = KeyPrefix + "ledger/acct/chart-test";
             using (var plaintext = EtcdConnection.Create($"http://127.0.0.1:{hostPort}"))
             {
@@ -202,9 +202,25 @@ public sealed partial class EtcdChartTests
         return output.Trim();
     }
 
-    private static Task<PutResponse> PutAsync(EtcdConnection connection, string key, CancellationToken cancellationToken) =>
-        EtcdConnection.CallAsync(token => connection.Kv.PutAsync(
-            new PutRequest { Key = EtcdBytes.Key(key), Value = EtcdBytes.Key("v") }, cancellationToken: token), cancellationToken);
+    /// <summary>A put, retried (bounded) while the member does not answer in time: on a busy machine a TLS handshake
+    /// through Docker's port proxy can outlast one call's connect timeout. Refusals (PermissionDenied) are not retried.</summary>
+    private static async Task<PutResponse> PutAsync(EtcdConnection connection, string key, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await EtcdConnection.CallAsync(token => connection.Kv.PutAsync(
+                    new PutRequest { Key = EtcdBytes.Key(key), Value = EtcdBytes.Key("v") }, cancellationToken: token), cancellationToken);
+            }
+            catch (RpcException exception) when (exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded && attempt < MaxPutAttempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500 * attempt), cancellationToken);
+            }
+        }
+    }
+
+    private const int MaxPutAttempts = 6;
 
     [GeneratedRegex(@"^\s*grant (?<role>[a-z]+) (?<type>readwrite|read) '(?<key>[^']+)'\s*$", RegexOptions.Multiline)]
     private static partial Regex Grant();

@@ -39,9 +39,11 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         {
             var debtor = accounts[random.Next(Accounts)];
             var creditor = accounts.First(account => account != debtor);
-            // A well-behaved client: on 503 (the orchestrator is down) it retries with the same Idempotency-Key.
+            // A well-behaved client: on 503 (the orchestrator is down) and on 409 idempotency-key-in-use (its earlier
+            // attempt is still being worked on, or its claim outlives that attempt) it retries with the same key.
             HttpResponseMessage response;
             var attempts = 0;
+            bool retry;
             do
             {
                 using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
@@ -50,12 +52,15 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
                 };
                 request.Headers.Add("Idempotency-Key", $"crash-{index}");
                 response = await http.SendAsync(request, timeout.Token);
-                if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
+                retry = response.StatusCode == HttpStatusCode.ServiceUnavailable
+                    || (response.StatusCode == HttpStatusCode.Conflict
+                        && (await response.Content.ReadAsStringAsync(timeout.Token)).Contains(ProblemTypes.IdempotencyKeyInUse, StringComparison.Ordinal));
+                if (retry)
                 {
                     await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(500), timeout.Token);
                 }
             }
-            while (response.StatusCode == HttpStatusCode.ServiceUnavailable && ++attempts < MaxSubmitAttempts);
+            while (retry && ++attempts < MaxSubmitAttempts);
 
             Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
             Interlocked.Increment(ref accepted);
