@@ -59,9 +59,6 @@ public sealed class EtcdOptions
     /// <summary>Idempotency records of the public API.</summary>
     public string IdempotencyPrefix => KeyPrefix + "idempotency/";
 
-    /// <summary>The region's epoch mirror (written by the failover service, read by every app's fence).</summary>
-    public string RegionPrefix => KeyPrefix + "region/";
-
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
     public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = ["api/", "payments/"];
 }
