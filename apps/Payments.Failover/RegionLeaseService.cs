@@ -57,7 +57,16 @@ internal sealed class RegionLeaseService(
         {
             // A clean stop of the active region's failover service: stop writing now rather than at the deadline.
             // The lease itself is left to expire (or to be taken over by a planned switchover).
-            await manager.DemoteAsync(cancellationToken);
+            try
+            {
+                await manager.DemoteAsync(cancellationToken);
+            }
+            catch (ObjectDisposedException exception)
+            {
+                // The host disposed its services under this stop (the etcd connection is gone): best effort only —
+                // the region already stopped writing, and the mirror's lease ends the epoch by its deadline.
+                logger.LogWarning("Region {Region}: could not release the epoch mirror at stop ({Error}); its lease ends it", options.Name, exception.Message);
+            }
         }
     }
 }
