@@ -14,6 +14,31 @@ public static class ProblemTypes
 
     /// <summary>Internal services: the caller is authenticated, but its role may not perform this operation.</summary>
     public const string Forbidden = Base + "forbidden";
+
+    /// <summary>Public API: the API key is valid but lacks the scope this operation needs.</summary>
+    public const string InsufficientScope = Base + "insufficient-scope";
+
+    /// <summary>Public API: approving or rejecting a payment with the key that created it (four eyes).</summary>
+    public const string SameKeyReview = Base + "same-key-review";
+
+    /// <summary>Public API: another decision on this payment was recorded first.</summary>
+    public const string PaymentAlreadyDecided = Base + "payment-already-decided";
+
+    /// <summary>Public API: the merchant has as many payments in flight as it may; retry after Retry-After.</summary>
+    public const string TooManyPaymentsInFlight = Base + "too-many-payments-in-flight";
+
+    /// <summary>Admin API: no such merchant, or no such key of that merchant.</summary>
+    public const string MerchantNotFound = Base + "merchant-not-found";
+    public const string ApiKeyNotFound = Base + "api-key-not-found";
+
+    /// <summary>Admin API: the merchant holds <c>MerchantStore.MaxKeysPerMerchant</c> keys; revoke one first.</summary>
+    public const string ApiKeyLimitReached = Base + "api-key-limit-reached";
+
+    /// <summary>No such route (e.g. the admin API asked of the public edge).</summary>
+    public const string NotFound = Base + "not-found";
+
+    /// <summary>Admin API: the service has no operator credential configured, so its admin API is off.</summary>
+    public const string AdminNotConfigured = Base + "admin-not-configured";
     public const string AccountNotFound = Base + "account-not-found";
     public const string PaymentNotFound = Base + "payment-not-found";
     public const string AccountExists = Base + "account-exists";

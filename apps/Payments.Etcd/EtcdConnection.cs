@@ -47,6 +47,9 @@ public sealed class EtcdConnection : IDisposable
     /// <summary>The raw lease service: grant, revoke and the keep-alive stream.</summary>
     public Lease.LeaseClient Leases { get; }
 
+    /// <summary>The watch service: long-lived streams (<see cref="EtcdPrefixWatch"/>).</summary>
+    public Watch.WatchClient Watches => new(invoker);
+
     /// <summary>The auth service (users, roles, enabling auth): set-up only (<see cref="EtcdRbac"/>).</summary>
     public Auth.AuthClient Auth => new(invoker);
 

@@ -53,6 +53,21 @@ public sealed class LocalSystem : IAsyncDisposable
     /// the failover service is given it).</summary>
     public string AdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
 
+    /// <summary>The operator's token for the API's admin API (merchants and keys), generated for this run: another
+    /// credential than the failover service's, as on Kubernetes (issuing keys and switching regions are separate powers).</summary>
+    public string ApiAdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+
+    /// <summary>The API replicas' own addresses (the admin API is not routed by the edge).</summary>
+    public IReadOnlyList<Uri> ApiReplicaAddresses { get; private set; } = [];
+
+    /// <summary>A client of the API's admin API (on the first replica), carrying the operator's token.</summary>
+    public HttpClient ApiAdminClient(TimeSpan timeout)
+    {
+        var client = new HttpClient { BaseAddress = ApiReplicaAddresses.FirstOrDefault() ?? throw new InvalidOperationException("The API is not started."), Timeout = timeout };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiAdminToken);
+        return client;
+    }
+
     /// <summary>The apps' service identity for this run: a fresh token per internal service.</summary>
     public LocalServiceIdentity Identity { get; } = new();
 
@@ -70,6 +85,7 @@ public sealed class LocalSystem : IAsyncDisposable
     {
         var path = Path.Combine(LogDirectory, "credentials.env");
         var lines = Identity.Tokens.Select(pair => $"{pair.Key.ToUpperInvariant()}_APP_TOKEN={pair.Value}")
+            .Concat([$"API_ADMIN_TOKEN={ApiAdminToken}"])
             .Concat(Region is null ? [] : [$"ADMIN_TOKEN={AdminToken}"]);
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
@@ -287,12 +303,18 @@ public sealed class LocalSystem : IAsyncDisposable
         for (var replica = 0; replica < ApiReplicas; replica++)
         {
             var replicaUrl = $"http://127.0.0.1:{LocalPorts.Free()}";
-            var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], AppEnvironment(new Uri(replicaUrl).Port, ServiceRoles.Api), LogDirectory);
+            var apiEnvironment = new Dictionary<string, string>(AppEnvironment(new Uri(replicaUrl).Port, ServiceRoles.Api))
+            {
+                ["Admin__Token"] = ApiAdminToken,
+                ["Payments__Replicas"] = ApiReplicas.ToString(CultureInfo.InvariantCulture),
+            };
+            var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], apiEnvironment, LogDirectory);
             children.Add(api);
             await api.WaitReadyAsync(new Uri(replicaUrl + "/" + WritableProbe), tcpOnly: false, cancellationToken);
             replicas.Add(replicaUrl);
         }
 
+        ApiReplicaAddresses = [.. replicas.Select(replica => new Uri(replica))];
         // Clients see one address: the edge load balancer, which spreads requests over the replicas and stops
         // sending to one that fails (a replica can be killed; clients retry with their Idempotency-Keys).
         var port = apiPort == 0 || !IsFree(apiPort) ? LocalPorts.Free() : apiPort;

@@ -24,9 +24,11 @@ public static class ApiDemo
 
     public static async Task<bool> RunAsync(LocalSystem system, DemoOptions options, CancellationToken cancellationToken)
     {
-        var store = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
-        using var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(30) };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync("demo-merchant", cancellationToken));
+        // The merchant's integration key, and a reviewer's key: a payment held for review is decided by another key
+        // than the one that created it (four eyes).
+        using var http = await MerchantClients.CreateAsync(system, "demo-merchant", TimeSpan.FromSeconds(30), cancellationToken);
+        using var reviewer = await MerchantClients.CreateAsync(
+            system, "demo-merchant", TimeSpan.FromSeconds(30), cancellationToken, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
         var accounts = await OpenAccountsAsync(http, options.AccountsPerCurrency, cancellationToken);
         var plan = DemoPayment.Plan(options.Payments, accounts, seed: 2026);
         var results = new ConcurrentBag<DemoResult>();
@@ -38,7 +40,7 @@ public static class ApiDemo
                 await Parallel.ForEachAsync(plan, new ParallelOptions { MaxDegreeOfParallelism = options.Workers, CancellationToken = cancellationToken },
                     async (payment, token) =>
                     {
-                        results.Add(await ExecuteAsync(http, payment, token));
+                        results.Add(await ExecuteAsync(http, reviewer, payment, token));
                         progress.Increment(1);
                     });
             });
@@ -73,7 +75,7 @@ public static class ApiDemo
         return accounts;
     }
 
-    private static async Task<DemoResult> ExecuteAsync(HttpClient http, DemoPayment payment, CancellationToken cancellationToken)
+    private static async Task<DemoResult> ExecuteAsync(HttpClient http, HttpClient reviewer, DemoPayment payment, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
@@ -93,7 +95,7 @@ public static class ApiDemo
             // The reviewer's answer: the plan says which.
             using var content = JsonContent.Create(new { });
             var decision = payment.Kind == DemoKind.ReviewApproved ? "approve" : "reject";
-            await http.PostAsync($"/v1/payments/{paymentId}/{decision}", content, cancellationToken);
+            await reviewer.PostAsync($"/v1/payments/{paymentId}/{decision}", content, cancellationToken);
         }, cancellationToken);
         return new DemoResult(payment, status, reason, clock.Elapsed);
     }

@@ -9,14 +9,17 @@ public static class ServeMode
 {
     public static async Task RunAsync(LocalSystem system, CancellationToken cancellationToken)
     {
-        var store = new MerchantStore(system.Etcd, LocalSystem.Layout.ApiPrefix);
-        var keyA = await store.IssueApiKeyAsync("demo-merchant-a", cancellationToken);
-        var keyB = await store.IssueApiKeyAsync("demo-merchant-b", cancellationToken);
+        // Made through the admin API, as an operator would (README shows the calls).
+        var keyA = await MerchantClients.IssueKeyAsync(system, "demo-merchant-a", cancellationToken);
+        var reviewerA = await MerchantClients.IssueKeyAsync(system, "demo-merchant-a", cancellationToken, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
+        var keyB = await MerchantClients.IssueKeyAsync(system, "demo-merchant-b", cancellationToken);
+        var adminUrl = system.ApiReplicaAddresses[0].ToString().TrimEnd('/');
         var baseUrl = system.ApiBaseAddress.ToString().TrimEnd('/');
         AnsiConsole.MarkupLineInterpolated($$"""
 
             [green]DaprPayments API on {{baseUrl}}[/]  (OpenAPI: {{baseUrl}}/openapi/v1.json)
               merchant A key: {{keyA}}
+              merchant A reviewer key (approves A's payments held for review): {{reviewerA}}
               merchant B key: {{keyB}}
 
             Try:
@@ -24,6 +27,9 @@ public static class ServeMode
               curl -s -X POST {{baseUrl}}/v1/accounts/alice/deposits -H 'Authorization: Bearer {{keyA}}' -H 'Idempotency-Key: d1' -H 'Content-Type: application/json' -d '{"amountMinor":10000,"currency":"EUR"}'
               curl -s {{baseUrl}}/v1/accounts/alice -H 'Authorization: Bearer {{keyA}}'
               curl -s {{baseUrl}}/v1/accounts/alice -H 'Authorization: Bearer {{keyB}}'    # 404: another merchant's account
+
+            The admin API (merchants and keys) is on the API replica {{adminUrl}}, with the operator token API_ADMIN_TOKEN:
+              curl -s {{adminUrl}}/admin/v1/merchants/demo-merchant-a/keys -H "Authorization: Bearer $API_ADMIN_TOKEN"
 
             The internal services (ledger {{system.LedgerUrl}}, risk {{system.RiskUrl}}) answer 401 without their app token:
               this run's tokens are in {{Path.Combine(system.LogDirectory, "credentials.env")}} (readable only by you), e.g.

@@ -1,102 +1,282 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using Etcdserverpb;
 using Google.Protobuf;
 using Payments.Etcd;
 
 namespace Payments.Merchants;
 
-/// <summary>The API's own records on etcd: merchants' API keys (hashed) and which merchant owns which account.
-/// Every write is create-only. (Payment records are the saga's: <c>PaymentRecordStore</c>.)</summary>
-public sealed class MerchantStore(EtcdConnection etcd, string prefix, TimeProvider? time = null)
+/// <summary>The API's own records on etcd: merchants, their API keys (hashed) and which merchant owns which account.
+/// (Payment records are the saga's: <c>PaymentRecordStore</c>.) Key lookups are cached in memory and kept true by an
+/// etcd watch (<see cref="RunInvalidationAsync"/>): a revoked or rotated key stops working on every replica as soon
+/// as the watch delivers the change.</summary>
+/// <remarks>Layout under the API prefix: <c>merchants/{merchant}</c> the merchant · <c>merchant-keys/{sha256}</c> a
+/// key's record · <c>keys/{merchant}/{keyId}</c> the merchant's index of its keys (value: the hash) ·
+/// <c>key-used/{sha256}</c> when the key was last used · <c>account-owners/{account}</c>.</remarks>
+public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, TimeProvider? time = null, string mode = ApiKeyModes.Test)
 {
-    /// <summary>Looked-up keys kept in memory; past it the cache starts over.</summary>
-    public const int MaxCachedKeys = 10_000;
+    /// <summary>Keys a merchant holds at most (rotated ones count until their overlap ends): a list is one page, and a
+    /// leaked admin credential cannot fill etcd with keys.</summary>
+    public const int MaxKeysPerMerchant = 20;
 
-    /// <summary>Unknown keys remembered (by hash) at most; past it that cache starts over.</summary>
-    public const int MaxUnknownKeys = 10_000;
+    /// <summary>Longest overlap a rotation may grant the old key.</summary>
+    public static readonly TimeSpan MaxRotationOverlap = TimeSpan.FromDays(7);
 
-    /// <summary>How long a key found unknown is answered as unknown without asking etcd again: a client hammering with
-    /// a wrong or stale key costs one linearizable read per window, not one per request (issue 12). A key is random
-    /// and 256 bits long, so none is looked up before it is issued; the window only delays a record restored by hand.</summary>
-    public static readonly TimeSpan UnknownKeyWindow = TimeSpan.FromSeconds(30);
-
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(prefix);
     private readonly TimeProvider clock = time ?? TimeProvider.System;
-    private readonly ConcurrentDictionary<string, string> merchantsByKeyHash = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, DateTimeOffset> unknownUntil = new(StringComparer.Ordinal);
 
-    /// <summary>Issues a new API key for a merchant. Only its SHA-256 is stored: API keys are 256-bit random values,
-    /// so a fast hash is enough (a slow password hash protects guessable secrets, which these are not).</summary>
-    public async Task<string> IssueApiKeyAsync(string merchantId, CancellationToken cancellationToken)
+    /// <summary>Which kind of keys this store issues and accepts (<see cref="ApiKeyModes"/>).</summary>
+    public string Mode { get; } = ApiKeyModes.IsKnown(mode) ? mode : throw new ArgumentException($"Unknown key mode '{mode}'.", nameof(mode));
+
+    /// <summary>Creates the merchant unless it exists; returns the record that is there.</summary>
+    public async Task<(MerchantRecord Merchant, bool Created)> CreateMerchantAsync(string merchantId, string? name, CancellationToken cancellationToken)
     {
-        var key = "dp_" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-        await PutIfAbsentAsync(root + "merchant-keys/" + Hash(key), merchantId, cancellationToken);
-        return key;
+        if (!MerchantRecord.IsValidId(merchantId))
+        {
+            throw new ArgumentException("A merchant id is 1–64 letters, digits, '-' or '_', starting with a letter or digit.", nameof(merchantId));
+        }
+
+        var record = new MerchantRecord(merchantId, name, clock.GetUtcNow());
+        var stored = await PutIfAbsentAsync(MerchantKey(merchantId), Encode(record), cancellationToken);
+        return stored is null ? (record, true) : (Decode<MerchantRecord>(stored), false);
     }
 
-    public async Task<string?> MerchantForKeyAsync(string apiKey, CancellationToken cancellationToken)
+    public async Task<MerchantRecord?> GetMerchantAsync(string merchantId, CancellationToken cancellationToken) =>
+        MerchantRecord.IsValidId(merchantId) && await GetAsync(MerchantKey(merchantId), cancellationToken) is { } value
+            ? Decode<MerchantRecord>(value.Value)
+            : null;
+
+    /// <summary>For the local tools and tests: the merchant (created if new) and a key with <paramref name="scopes"/>
+    /// (default <see cref="ApiScopes.Default"/>).</summary>
+    public async Task<string> IssueApiKeyAsync(string merchantId, CancellationToken cancellationToken, params string[] scopes)
     {
-        var hash = Hash(apiKey);
-        if (merchantsByKeyHash.TryGetValue(hash, out var cached))
+        await CreateMerchantAsync(merchantId, null, cancellationToken);
+        var (result, issued) = await IssueKeyAsync(merchantId, scopes.Length == 0 ? ApiScopes.Default : scopes, cancellationToken);
+        return result == KeyAdminResult.Done ? issued!.Key : throw new InvalidOperationException($"Could not issue a key for {merchantId}: {result}.");
+    }
+
+    /// <summary>Issues a new key. Only its SHA-256 is stored: keys are 256-bit random values, so a fast hash is enough
+    /// (a slow password hash protects guessable secrets, which these are not).</summary>
+    public async Task<(KeyAdminResult Result, IssuedApiKey? Issued)> IssueKeyAsync(
+        string merchantId, IReadOnlyList<string> scopes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(scopes);
+        if (scopes.Count == 0 || scopes.Any(scope => !ApiScopes.IsKnown(scope)))
         {
-            return cached;
+            throw new ArgumentException("Scopes must be a non-empty subset of " + string.Join(", ", ApiScopes.All) + ".", nameof(scopes));
+        }
+
+        if (await GetMerchantAsync(merchantId, cancellationToken) is null)
+        {
+            return (KeyAdminResult.MerchantNotFound, null);
+        }
+
+        if (await CountKeysAsync(merchantId, cancellationToken) >= MaxKeysPerMerchant)
+        {
+            return (KeyAdminResult.KeyLimitReached, null);
+        }
+
+        var (key, record) = NewKey(merchantId, scopes.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray());
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(KeyRecordKey(Hash(key)), 0));
+        request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
+        request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
+        var response = await TxnAsync(request, cancellationToken);
+        return response.Succeeded
+            ? (KeyAdminResult.Done, new IssuedApiKey(key, record))
+            : throw new InvalidOperationException("A freshly generated key collided with a stored one."); // 2^-256: a broken RNG
+    }
+
+    /// <summary>The merchant's keys (at most <see cref="MaxKeysPerMerchant"/>), oldest first; keys whose rotation
+    /// overlap has ended are removed on the way.</summary>
+    public async Task<IReadOnlyList<ApiKeyListing>?> ListKeysAsync(string merchantId, CancellationToken cancellationToken)
+    {
+        if (await GetMerchantAsync(merchantId, cancellationToken) is null)
+        {
+            return null;
+        }
+
+        var index = await RangeAsync(KeyIndexPrefix(merchantId), MaxKeysPerMerchant * 2, cancellationToken);
+        if (index.Count == 0)
+        {
+            return [];
+        }
+
+        var request = new TxnRequest();
+        foreach (var hash in index.Select(kv => kv.Value.ToStringUtf8()))
+        {
+            request.Success.Add(EtcdBytes.Get(KeyRecordKey(hash)));
+            request.Success.Add(EtcdBytes.Get(UsageKey(hash)));
+        }
+
+        var response = await TxnAsync(request, cancellationToken);
+        var now = clock.GetUtcNow();
+        var listed = new List<ApiKeyListing>();
+        for (var item = 0; item < index.Count; item++)
+        {
+            var hash = index[item].Value.ToStringUtf8();
+            var stored = response.Responses[item * 2].ResponseRange.Kvs.FirstOrDefault();
+            var used = response.Responses[(item * 2) + 1].ResponseRange.Kvs.FirstOrDefault();
+            var record = stored is null ? null : DecodeKey(stored.Value);
+            if (record is null || record.IsExpired(now))
+            {
+                await DeleteKeyAsync(merchantId, index[item].Key.ToStringUtf8()[KeyIndexPrefix(merchantId).Length..], hash, cancellationToken);
+                continue;
+            }
+
+            listed.Add(new ApiKeyListing(record, used is null ? null : DateTimeOffset.Parse(used.Value.ToStringUtf8(), System.Globalization.CultureInfo.InvariantCulture)));
+        }
+
+        return [.. listed.OrderBy(listing => listing.Record.CreatedAt)];
+    }
+
+    /// <summary>Issues a successor with the same scopes and lets the old key work for <paramref name="overlap"/> more
+    /// (at most <see cref="MaxRotationOverlap"/>; zero ends it now), in one transaction.</summary>
+    public async Task<(KeyAdminResult Result, IssuedApiKey? Issued)> RotateKeyAsync(
+        string merchantId, string keyId, TimeSpan overlap, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(overlap, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxRotationOverlap);
+        if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } old)
+        {
+            return (KeyAdminResult.KeyNotFound, null);
+        }
+
+        if (await CountKeysAsync(merchantId, cancellationToken) >= MaxKeysPerMerchant)
+        {
+            return (KeyAdminResult.KeyLimitReached, null);
         }
 
         var now = clock.GetUtcNow();
-        if (unknownUntil.TryGetValue(hash, out var until) && now < until)
+        var endsAt = now + overlap;
+        var retired = old.Record with { ExpiresAt = old.Record.ExpiresAt is { } earlier && earlier < endsAt ? earlier : endsAt };
+        var (key, record) = NewKey(merchantId, old.Record.Scopes);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(old.Hash), old.Revision));
+        request.Success.Add(EtcdBytes.Put(KeyRecordKey(old.Hash), Encode(retired)));
+        request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
+        request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
+        var response = await TxnAsync(request, cancellationToken);
+        // Changed meanwhile (revoked, or rotated by a concurrent call): the caller sees the key as it is now.
+        return response.Succeeded ? (KeyAdminResult.Done, new IssuedApiKey(key, record)) : (KeyAdminResult.KeyNotFound, null);
+    }
+
+    /// <summary>Deletes the key; every replica stops accepting it when its watch delivers the deletion.</summary>
+    public async Task<KeyAdminResult> RevokeKeyAsync(string merchantId, string keyId, CancellationToken cancellationToken)
+    {
+        if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } found)
         {
-            return null;
+            return KeyAdminResult.KeyNotFound;
         }
 
-        var merchant = await GetStringAsync(root + "merchant-keys/" + hash, cancellationToken);
-        if (merchant is null)
-        {
-            Remember(unknownUntil, MaxUnknownKeys, hash, now + UnknownKeyWindow);
-            return null;
-        }
-
-        unknownUntil.TryRemove(hash, out _);
-        Remember(merchantsByKeyHash, MaxCachedKeys, hash, merchant);
-        return merchant;
+        await DeleteKeyAsync(merchantId, keyId, found.Hash, cancellationToken);
+        return KeyAdminResult.Done;
     }
 
     /// <summary>Records that <paramref name="merchantId"/> owns the account, unless someone already does; returns the owner.</summary>
     public async Task<string> ClaimAccountAsync(string accountId, string merchantId, CancellationToken cancellationToken) =>
-        await PutIfAbsentAsync(root + "account-owners/" + accountId, merchantId, cancellationToken);
+        (await PutIfAbsentAsync(root + "account-owners/" + accountId, ByteString.CopyFromUtf8(merchantId), cancellationToken))?.ToStringUtf8()
+        ?? merchantId;
 
-    public Task<string?> AccountOwnerAsync(string accountId, CancellationToken cancellationToken) =>
-        GetStringAsync(root + "account-owners/" + accountId, cancellationToken);
-
-    private async Task<string> PutIfAbsentAsync(string key, string value, CancellationToken cancellationToken)
-    {
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
-        request.Success.Add(EtcdBytes.Put(key, ByteString.CopyFromUtf8(value)));
-        request.Failure.Add(EtcdBytes.Get(key));
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        return response.Succeeded ? value : response.Responses[0].ResponseRange.Kvs[0].Value.ToStringUtf8();
-    }
-
-    private async Task<string?> GetStringAsync(string key, CancellationToken cancellationToken)
-    {
-        var response = await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(key) }, cancellationToken: token), cancellationToken);
-        return response.Kvs.FirstOrDefault()?.Value.ToStringUtf8();
-    }
-
-    /// <summary>Bounded: a full cache starts over rather than grow (a flood of distinct keys cannot exhaust memory).</summary>
-    private static void Remember<T>(ConcurrentDictionary<string, T> cache, int bound, string hash, T value)
-    {
-        if (cache.Count >= bound)
-        {
-            cache.Clear();
-        }
-
-        cache[hash] = value;
-    }
+    public async Task<string?> AccountOwnerAsync(string accountId, CancellationToken cancellationToken) =>
+        (await GetAsync(root + "account-owners/" + accountId, cancellationToken))?.Value.ToStringUtf8();
 
     /// <summary>The stored form of an API key (its SHA-256, hex).</summary>
     public static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
+
+    private (string Key, ApiKeyRecord Record) NewKey(string merchantId, IReadOnlyList<string> scopes)
+    {
+        var key = ApiKeyModes.Prefix(Mode) + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        var keyId = "key_" + Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
+        return (key, new ApiKeyRecord(keyId, merchantId, Mode, key[^4..], scopes, clock.GetUtcNow(), null));
+    }
+
+    private async Task<(ApiKeyRecord Record, string Hash, long Revision)?> FindKeyAsync(string merchantId, string keyId, CancellationToken cancellationToken)
+    {
+        if (!MerchantRecord.IsValidId(merchantId) || !MerchantRecord.IsValidId(keyId)
+            || await GetAsync(KeyIndexKey(merchantId, keyId), cancellationToken) is not { } index)
+        {
+            return null;
+        }
+
+        var hash = index.Value.ToStringUtf8();
+        return await GetAsync(KeyRecordKey(hash), cancellationToken) is { } stored && DecodeKey(stored.Value) is { } record
+            && record.MerchantId == merchantId && !record.IsExpired(clock.GetUtcNow())
+            ? (record, hash, stored.ModRevision)
+            : null;
+    }
+
+    private async Task DeleteKeyAsync(string merchantId, string keyId, string hash, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        request.Success.Add(EtcdBytes.Delete(KeyRecordKey(hash)));
+        request.Success.Add(EtcdBytes.Delete(KeyIndexKey(merchantId, keyId)));
+        request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
+        await TxnAsync(request, cancellationToken);
+    }
+
+    private async Task<long> CountKeysAsync(string merchantId, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+        {
+            Key = EtcdBytes.Key(KeyIndexPrefix(merchantId)), RangeEnd = EtcdBytes.PrefixEnd(KeyIndexPrefix(merchantId)), CountOnly = true,
+        }, cancellationToken: token), cancellationToken);
+        return response.Count;
+    }
+
+    /// <summary>Writes the value unless the key exists; null when written, else the stored value.</summary>
+    private async Task<ByteString?> PutIfAbsentAsync(string key, ByteString value, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
+        request.Success.Add(EtcdBytes.Put(key, value));
+        request.Failure.Add(EtcdBytes.Get(key));
+        var response = await TxnAsync(request, cancellationToken);
+        return response.Succeeded ? null : response.Responses[0].ResponseRange.Kvs[0].Value;
+    }
+
+    private async Task<Mvccpb.KeyValue?> GetAsync(string key, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(key) }, cancellationToken: token), cancellationToken);
+        return response.Kvs.FirstOrDefault();
+    }
+
+    private async Task<IReadOnlyList<Mvccpb.KeyValue>> RangeAsync(string keyPrefix, int limit, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+        {
+            Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = limit,
+        }, cancellationToken: token), cancellationToken);
+        return response.Kvs;
+    }
+
+    private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+
+    private string MerchantKey(string merchantId) => root + "merchants/" + merchantId;
+
+    private string KeyRecordKey(string hash) => root + "merchant-keys/" + hash;
+
+    private string KeyIndexPrefix(string merchantId) => root + "keys/" + merchantId + "/";
+
+    private string KeyIndexKey(string merchantId, string keyId) => KeyIndexPrefix(merchantId) + keyId;
+
+    private string UsageKey(string hash) => root + "key-used/" + hash;
+
+    private static ByteString Encode<T>(T value) => ByteString.CopyFromUtf8(JsonSerializer.Serialize(value, Json));
+
+    private static T Decode<T>(ByteString value) => JsonSerializer.Deserialize<T>(value.Span, Json)!;
+
+    /// <summary>A key record; one stored before keys had records (the merchant id alone) reads as a key with the
+    /// default scopes, so keys issued by earlier versions keep working.</summary>
+    private static ApiKeyRecord? DecodeKey(ByteString value)
+    {
+        var text = value.ToStringUtf8();
+        return text.StartsWith('{')
+            ? JsonSerializer.Deserialize<ApiKeyRecord>(text, Json)
+            : new ApiKeyRecord("key_legacy", text, ApiKeyModes.Test, "????", ApiScopes.Default, DateTimeOffset.UnixEpoch, null);
+    }
 }

@@ -9,15 +9,18 @@ namespace Payments.ServiceDefaults;
 public static class HealthAndInvocationExtensions
 {
     /// <summary><c>/healthz</c>: the process serves requests (never depends on anything a restart would not fix).
-    /// <c>/readyz</c>: <paramref name="isReady"/> says yes (no check: always ready).</summary>
+    /// <c>/readyz</c>: the last answer of <paramref name="isReady"/>, which a background loop asks every
+    /// <see cref="ReadinessProbe.Interval"/> (no check: always ready). A flood of <c>/readyz</c> requests costs no
+    /// dependency a single call.</summary>
     public static void MapHealthEndpoints(
         this IEndpointRouteBuilder app, Func<IServiceProvider, CancellationToken, Task<bool>>? isReady = null)
     {
         ArgumentNullException.ThrowIfNull(app);
+        var probe = isReady is null ? null : ReadinessProbe.Start(app.ServiceProvider, isReady);
         // Open: the kubelet probes without credentials, and the answers reveal nothing.
         app.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription().AllowWithoutIdentity();
-        app.MapGet("/readyz", async (HttpContext context) =>
-            isReady is null || await isReady(context.RequestServices, context.RequestAborted)
+        app.MapGet("/readyz", () =>
+            probe is null || probe.IsReady
                 ? Results.Text("ready")
                 : Results.Text("not ready: a dependency is unreachable", statusCode: StatusCodes.Status503ServiceUnavailable))
             .ExcludeFromDescription()

@@ -18,6 +18,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
     public const long ReviewThresholdMinor = 100_000;
     public const string KeyPrefix = "/functional/";
 
+    /// <summary>The operator's token for the API's admin API in these tests.</summary>
+    public const string AdminToken = "functional-tests-operator-token-0123456789abcdef";
+
     private readonly EtcdClusterFixture etcd = new();
     private readonly SidecarProcess sidecar = new();
     private WebApplication? orchestrator;
@@ -46,6 +49,23 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         return new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, keyPrefix, regional: true));
     }
 
+    /// <summary>Another replica of the API over the same data, on its own port, with <paramref name="configure"/>
+    /// applied after the usual settings (a test's own limits, its own clock).</summary>
+    public WebApplicationFactory<Program> StartReplica(Action<IWebHostBuilder>? configure = null)
+    {
+        var port = Payments.LocalCluster.LocalPorts.Free();
+        var replica = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+        {
+            Configure(web, KeyPrefix, regional: false);
+            // Its own port (a second factory's UseKestrel(0) lands on Kestrel's default, the first replica's).
+            web.UseSetting(WebHostDefaults.ServerUrlsKey, $"http://127.0.0.1:{port}");
+            configure?.Invoke(web);
+        });
+        replica.UseKestrel();
+        replica.StartServer();
+        return replica;
+    }
+
     /// <summary>The API as the run command configures it: the ledger service and the orchestrator over HTTP.</summary>
     private void Configure(IWebHostBuilder web, string keyPrefix, bool regional)
     {
@@ -55,6 +75,7 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         }
 
         web.UseSetting("Payments:KeyPrefix", keyPrefix);
+        web.UseSetting("Admin:Token", AdminToken);
         web.UseSetting("Payments:LedgerUrl", InProcessApp.BaseUrl(ledgerService!));
         web.UseSetting("Payments:OrchestratorUrl", InProcessApp.BaseUrl(orchestrator!));
         foreach (var (key, value) in InProcessApp.Identity.Settings(ServiceRoles.Api))
@@ -94,11 +115,15 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         }
     }
 
-    /// <summary>A client for a new merchant (a fresh API key each call).</summary>
-    public async Task<HttpClient> NewMerchantClientAsync()
+    /// <summary>A client for a new merchant (a fresh API key each call; <paramref name="scopes"/> default to a
+    /// merchant integration's: everything but approving).</summary>
+    public async Task<HttpClient> NewMerchantClientAsync(params string[] scopes) =>
+        await ClientForAsync($"merchant-{Guid.NewGuid():N}"[..20], scopes);
+
+    /// <summary>A client with a new key of <paramref name="merchant"/> (created if new).</summary>
+    public async Task<HttpClient> ClientForAsync(string merchant, params string[] scopes)
     {
-        var merchant = $"merchant-{Guid.NewGuid():N}"[..20];
-        var key = await Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var key = await Store.IssueApiKeyAsync(merchant, CancellationToken.None, scopes);
         var client = AnonymousClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return client;

@@ -1,4 +1,5 @@
 using System.Net;
+using Payments.Merchants;
 
 namespace Payments.Api.FunctionalTests;
 
@@ -47,7 +48,7 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
     public async Task AnotherMerchant_Gets404_ForAccountsAndPaymentsItDoesNotOwn()
     {
         var alice = await system.NewMerchantClientAsync();
-        var mallory = await system.NewMerchantClientAsync();
+        var mallory = await system.NewMerchantClientAsync([.. ApiScopes.All]);
         var (debtor, creditor) = await AccountsAsync(alice);
         var paymentId = (await (await alice.PayAsync(debtor, creditor, 10)).JsonAsync()).GetProperty("paymentId").GetString()!;
 
@@ -79,15 +80,17 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
     [InlineData(false, "failed")]
     public async Task PaymentAboveThreshold_AwaitsApproval_AndFollowsTheDecision(bool approve, string finalStatus)
     {
-        var client = await system.NewMerchantClientAsync();
+        var merchant = $"review-{Guid.NewGuid():N}"[..20];
+        var client = await system.ClientForAsync(merchant);
+        var reviewer = await system.ClientForAsync(merchant, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
         var (debtor, creditor) = await AccountsAsync(client, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
         var amount = ApiSystemFixture.ReviewThresholdMinor + 1;
         var paymentId = (await (await client.PayAsync(debtor, creditor, amount)).JsonAsync()).GetProperty("paymentId").GetString()!;
 
         await client.WaitForStatusAsync(paymentId, "awaiting_approval");
-        var decision = await client.SendJsonAsync($"/v1/payments/{paymentId}/{(approve ? "approve" : "reject")}", "{}", null);
+        var decision = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/{(approve ? "approve" : "reject")}", "{}", null);
         var final = await client.WaitForStatusAsync(paymentId);
-        var again = await client.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+        var again = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
 
         Assert.Equal(HttpStatusCode.Accepted, decision.StatusCode);
         Assert.Equal(finalStatus, final.GetProperty("status").GetString());

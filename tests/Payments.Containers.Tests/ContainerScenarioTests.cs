@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Json;
 using Payments.Domain;
 using Payments.Ledger.Contracts;
 using Xunit.Abstractions;
@@ -48,7 +49,7 @@ public sealed class ContainerScenarioTests(ContainerSystem system, ITestOutputHe
         var (paymentId, _) = await compensation.CreateAsync(payment);
         await compensation.WaitForTerminalAsync(paymentId, until: "awaiting_approval");
         Assert.IsType<CloseAccountOutcome.Closed>(await system.LedgerStore.CloseAccountAsync(AccountId.Parse(creditor), CancellationToken.None));
-        using (var approve = await compensation.SendAsync(HttpMethod.Post, $"/v1/payments/{paymentId}/approve", new { }, idempotencyKey: null))
+        using (var approve = await system.ReviewerClient.PostAsJsonAsync($"/v1/payments/{paymentId}/approve", new { }))
         {
             Assert.Equal(HttpStatusCode.Accepted, approve.StatusCode);
         }

@@ -98,6 +98,9 @@ public sealed class ContainerSystem : IAsyncLifetime
     /// <summary>The public API through the edge load balancer, with a merchant's API key.</summary>
     public HttpClient Client { get; private set; } = null!;
 
+    /// <summary>The merchant's reviewer: a key that may approve or reject (and read) payments, through the edge.</summary>
+    public HttpClient ReviewerClient { get; private set; } = null!;
+
     public string MerchantId => "merchant-containers";
 
     public TimeSpan StartTime { get; private set; }
@@ -123,6 +126,7 @@ public sealed class ContainerSystem : IAsyncLifetime
     public async Task DisposeAsync()
     {
         Client?.Dispose();
+        ReviewerClient?.Dispose();
         Etcd?.Dispose();
         // Every container of this run, whatever state it is in (killed, paused, replaced), then the network.
         var ids = await DockerCli.RunAsync("container", "ls", "--all", "--quiet", "--filter", $"label={RunLabel}={run}");
@@ -282,9 +286,14 @@ public sealed class ContainerSystem : IAsyncLifetime
         };
         Edge = await StartAppAsync("edge", "edge", edgeEnvironment);
 
-        var key = await new MerchantStore(Etcd, KeyPrefix + "api/").IssueApiKeyAsync(MerchantId, CancellationToken.None);
+        var merchants = new MerchantStore(Etcd, KeyPrefix + "api/");
+        var key = await merchants.IssueApiKeyAsync(MerchantId, CancellationToken.None);
         Client = new HttpClient { BaseAddress = BaseAddress(Edge), Timeout = TimeSpan.FromSeconds(15) };
         Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        // Payments held for review are decided by another key than the one that created them (four eyes).
+        var reviewerKey = await merchants.IssueApiKeyAsync(MerchantId, CancellationToken.None, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
+        ReviewerClient = new HttpClient { BaseAddress = BaseAddress(Edge), Timeout = TimeSpan.FromSeconds(15) };
+        ReviewerClient.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", reviewerKey);
     }
 
     private async Task StartEtcdAsync()

@@ -73,7 +73,7 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpB, accepted, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
         // The unfinished payment was resumed in B by reconciliation: it waits for its reviewer there, and completes.
         await WaitForAsync(async () => (await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{waiting}", timeout.Token)).GetProperty("status").GetString()!, "awaiting_approval", timeout.Token);
-        Assert.Equal(HttpStatusCode.Accepted, (await httpB.PostAsJsonAsync($"/v1/payments/{waiting}/approve", new { }, timeout.Token)).StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, (await regions.ReviewerB.PostAsJsonAsync($"/v1/payments/{waiting}/approve", new { }, timeout.Token)).StatusCode);
         Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpB, waiting, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
 
         // Exactly once, and nothing acknowledged in A is missing: 1,000 + (threshold + 1) + 2,000 moved, once each.
@@ -161,6 +161,8 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
 
         public HttpClient HttpB { get; private set; } = null!;
 
+        public HttpClient ReviewerB { get; private set; } = null!;
+
         public static async Task<TwoRegions> StartAsync(ITestOutputHelper output, CancellationToken cancellationToken)
         {
             var regions = new TwoRegions();
@@ -172,8 +174,12 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
                 regions.B = await LocalSystem.StartAsync(0, line => output.WriteLine("[b] " + line), cancellationToken,
                     new LocalSystem.RegionSettings("region-b", "region-a", RegionRole.Standby, regions.cosmos.Endpoint, LocalCosmosServer.Key));
                 await WaitForAsync(() => StatusAsync(regions.A, "writable", cancellationToken), "true", cancellationToken);
-                var key = await new MerchantStore(regions.A.Etcd, LocalSystem.KeyPrefix + "api/").IssueApiKeyAsync("two-region-merchant", cancellationToken);
+                var merchants = new MerchantStore(regions.A.Etcd, LocalSystem.KeyPrefix + "api/");
+                var key = await merchants.IssueApiKeyAsync("two-region-merchant", cancellationToken);
                 (regions.HttpA, regions.HttpB) = (Client(regions.A.ApiBaseAddress, key), Client(regions.B.ApiBaseAddress, key));
+                // The reviewer's key (four eyes), replicated to B like every API record.
+                var reviewerKey = await merchants.IssueApiKeyAsync("two-region-merchant", cancellationToken, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
+                regions.ReviewerB = Client(regions.B.ApiBaseAddress, reviewerKey);
                 return regions;
             }
             catch
@@ -187,6 +193,7 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         {
             HttpA?.Dispose();
             HttpB?.Dispose();
+            ReviewerB?.Dispose();
             foreach (var region in new[] { B, A })
             {
                 if (region is not null)

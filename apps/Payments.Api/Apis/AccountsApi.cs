@@ -15,9 +15,9 @@ public static class AccountsApi
     public static void MapAccountsApiV1(this IEndpointRouteBuilder app)
     {
         var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
-        accounts.MapPost("/", OpenAsync).WithName("OpenAccount");
-        accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount");
-        accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit");
+        accounts.MapPost("/", OpenAsync).WithName("OpenAccount").RequireScope(ApiScopes.AccountsWrite);
+        accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount").RequireScope(ApiScopes.AccountsRead);
+        accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite);
     }
 
     private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger)

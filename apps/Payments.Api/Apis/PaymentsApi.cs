@@ -20,10 +20,12 @@ public static class PaymentsApi
     public static void MapPaymentsApiV1(this IEndpointRouteBuilder app)
     {
         var payments = app.MapGroup("/v1/payments").WithTags("Payments");
-        payments.MapPost("/", CreateAsync).WithName("CreatePayment");
-        payments.MapGet("/{paymentId}", GetAsync).WithName("GetPayment");
-        payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services)).WithName("ApprovePayment");
-        payments.MapPost("/{paymentId}/reject", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, false, context, services)).WithName("RejectPayment");
+        payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite);
+        payments.MapGet("/{paymentId}", GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead);
+        payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services))
+            .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove);
+        payments.MapPost("/{paymentId}/reject", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, false, context, services))
+            .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove);
     }
 
     private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency)
@@ -69,7 +71,13 @@ public static class PaymentsApi
             }
         }
 
-        var record = await services.Records.CreateAsync(PaymentRecord.Accepted(order, services.Time.GetUtcNow()), context.RequestAborted);
+        if (await InFlightCapProblemAsync(paymentId, merchant, context, services) is { } capped)
+        {
+            return capped;
+        }
+
+        var record = await services.Records.CreateAsync(
+            PaymentRecord.Accepted(order, services.Time.GetUtcNow(), ApiKeyMiddleware.PrincipalOf(context).KeyId), context.RequestAborted);
         try
         {
             await services.Workflows.StartAsync(
@@ -84,6 +92,27 @@ public static class PaymentsApi
         ApiMetrics.PaymentsAccepted.Add(1);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
     }
+
+    /// <summary>429 when the merchant already has <see cref="ApiOptions.MaxPaymentsInFlightPerMerchant"/> payments
+    /// unfinished — unless this request's payment is one of them (a retry after its record was written). The count and
+    /// the create are two steps, so concurrent requests can pass the cap by as many as run at once: a bound on abuse,
+    /// not an exact quota.</summary>
+    private static async Task<Reply?> InFlightCapProblemAsync(string paymentId, string merchant, HttpContext context, PaymentServices services)
+    {
+        var cap = services.MaxInFlight;
+        if (await services.Records.CountInFlightAsync(merchant, context.RequestAborted) < cap
+            || await services.Records.GetAsync(paymentId, context.RequestAborted) is not null)
+        {
+            return null;
+        }
+
+        context.Response.Headers.RetryAfter = InFlightRetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.TooManyPaymentsInFlight, "Too many payments in flight.",
+            $"This merchant has {cap} payments not yet finished (including those awaiting review); retry with the same Idempotency-Key after the time in Retry-After.",
+            new Dictionary<string, object?> { ["maxPaymentsInFlight"] = cap });
+    }
+
+    private const int InFlightRetryAfterSeconds = 2;
 
     /// <summary>The payment the request asks for, or null when any field is invalid (<see cref="Errors"/> says which).</summary>
     private static PaymentOrder? Validated(string paymentId, string merchant, CreatePaymentRequest request) =>
@@ -132,23 +161,75 @@ public static class PaymentsApi
             : Reply.Json(StatusCodes.Status200OK, ToResponse(current)).ToResult();
     }
 
+    /// <summary>Four eyes: the decision needs <see cref="ApiScopes.PaymentsApprove"/> and a key other than the one
+    /// that created the payment. It is recorded on the payment (who, when, what) before it goes to the saga, once: a
+    /// second, different decision is refused, and the same decision from the same key again (a client's retry) is sent
+    /// again, which the saga takes at most once.</summary>
     private static async Task<IResult> DecideAsync(string paymentId, bool approve, HttpContext context, PaymentServices services)
     {
-        var current = await services.CurrentAsync(paymentId, ApiKeyMiddleware.MerchantOf(context), context.RequestAborted);
+        var principal = ApiKeyMiddleware.PrincipalOf(context);
+        var current = await services.CurrentAsync(paymentId, principal.MerchantId, context.RequestAborted);
         if (current is null)
         {
             return Reply.PaymentNotFound(paymentId).ToResult();
         }
 
-        if (current.Status != PaymentStatus.AwaitingApproval)
+        if (current.CreatedByKeyId == principal.KeyId)
+        {
+            return Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.SameKeyReview, "A payment is reviewed by another key than the one that created it.",
+                $"Payment '{paymentId}' was created with this API key ({principal.KeyId}); approve or reject it with a reviewer's key.").ToResult();
+        }
+
+        var decision = approve ? PaymentReview.Approved : PaymentReview.Rejected;
+        if (current.Review is { } earlier
+            && (earlier.DecidedBy != principal.KeyId || earlier.Decision != decision || current.Status != PaymentStatus.AwaitingApproval))
+        {
+            return AlreadyDecided(paymentId, earlier).ToResult();
+        }
+
+        if (current.Review is null && current.Status != PaymentStatus.AwaitingApproval)
         {
             return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment is not awaiting approval.",
                 $"Payment '{paymentId}' is {current.Status}.").ToResult();
         }
 
-        await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, current.Order.MerchantId), context.RequestAborted);
+        if (current.Review is null && await RecordReviewAsync(paymentId, new PaymentReview(decision, principal.KeyId, services.Time.GetUtcNow()), services, context.RequestAborted) is { } problem)
+        {
+            return problem.ToResult();
+        }
+
+        await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, principal.KeyId), context.RequestAborted);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
     }
+
+    /// <summary>Writes the review into the record by compare-and-swap (bounded rounds); a problem when another
+    /// decision got there first.</summary>
+    private static async Task<Reply?> RecordReviewAsync(string paymentId, PaymentReview review, PaymentServices services, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; attempt <= PaymentRecordStore.MaxCasAttempts; attempt++)
+        {
+            if (await services.Records.GetAsync(paymentId, cancellationToken) is not { Record: var record, Revision: var revision })
+            {
+                return Reply.PaymentNotFound(paymentId);
+            }
+
+            if (record.Review is { } earlier)
+            {
+                return earlier.DecidedBy == review.DecidedBy && earlier.Decision == review.Decision ? null : AlreadyDecided(paymentId, earlier);
+            }
+
+            if (await services.Records.UpdateAsync(record with { Review = review, UpdatedAt = review.DecidedAt }, revision, cancellationToken))
+            {
+                return null;
+            }
+        }
+
+        return Reply.Unavailable("The payment kept changing while the decision was recorded; retry.");
+    }
+
+    private static Reply AlreadyDecided(string paymentId, PaymentReview earlier) =>
+        Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentAlreadyDecided, "The payment has already been reviewed.",
+            $"Payment '{paymentId}' was {earlier.Decision} by {earlier.DecidedBy} at {earlier.DecidedAt:O}.");
 
     private static PaymentLinks Links(string paymentId, string status) =>
         new($"/v1/payments/{paymentId}",
@@ -157,7 +238,8 @@ public static class PaymentsApi
 
     private static PaymentResponse ToResponse(PaymentRecord record) => new(
         record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, record.Order.DebtorAccountId,
-        record.Order.CreditorAccountId, record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt);
+        record.Order.CreditorAccountId, record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt,
+        record.Review is { } review ? new PaymentReviewResponse(review.Decision, review.DecidedBy, review.DecidedAt) : null);
 }
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
@@ -174,6 +256,8 @@ public sealed class PaymentServices(MerchantStore store, PaymentRecordStore reco
     public TimeProvider Time => time;
 
     public TimeSpan ApprovalTimeout => options.ApprovalTimeout;
+
+    public int MaxInFlight => options.MaxPaymentsInFlightPerMerchant;
 
     /// <summary>The merchant's payment with its current status: terminal statuses are final in the record; others are
     /// read from the workflow (and a terminal one is written back, so it outlives the workflow's retention).</summary>
@@ -233,11 +317,50 @@ public sealed class ApiOptions
 
     public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
 
-    /// <summary>Requests per second per API key (token bucket; bursts up to twice this).</summary>
+    /// <summary>Requests per second per API key across all replicas (token bucket; bursts up to twice this).</summary>
     public int RequestsPerSecondPerKey { get; set; } = 500;
+
+    /// <summary>How many API replicas share <see cref="RequestsPerSecondPerKey"/> (the chart sets its replica count).</summary>
+    public int Replicas { get; set; } = 1;
+
+    /// <summary>This replica's share of a key's quota (at least 1 request per second).</summary>
+    public int RequestsPerSecondPerKeyPerReplica => Math.Max(1, (int)Math.Ceiling(RequestsPerSecondPerKey / (double)Replicas));
+
+    /// <summary>Requests per second from one client address that present no key this replica already knows: they
+    /// are limited before the key is looked up in etcd (bursts up to twice this).</summary>
+    public int UnauthenticatedRequestsPerSecondPerAddress { get; set; } = 20;
+
+    /// <summary>Networks whose X-Forwarded-For is believed (the edge, the ingress controller); loopback always is.</summary>
+    public IList<string> TrustedProxyNetworks { get; } = [];
+
+    /// <summary>Payments of one merchant not yet finished (including those awaiting review) at most; past it a new
+    /// payment gets 429 with Retry-After.</summary>
+    public int MaxPaymentsInFlightPerMerchant { get; set; } = 1_000;
+
+    /// <summary>Which keys this deployment issues and accepts: <c>live</c> or <c>test</c> (<see cref="ApiKeyModes"/>).</summary>
+    public string KeyMode { get; set; } = ApiKeyModes.Test;
 
     public ApiOptions Validate()
     {
+        if (Replicas < 1 || RequestsPerSecondPerKey < 1 || UnauthenticatedRequestsPerSecondPerAddress < 1 || MaxPaymentsInFlightPerMerchant < 1)
+        {
+            throw new InvalidOperationException(
+                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress and MaxPaymentsInFlightPerMerchant must be at least 1.");
+        }
+
+        if (!ApiKeyModes.IsKnown(KeyMode))
+        {
+            throw new InvalidOperationException($"Payments:KeyMode must be '{ApiKeyModes.Live}' or '{ApiKeyModes.Test}', not '{KeyMode}'.");
+        }
+
+        foreach (var network in TrustedProxyNetworks)
+        {
+            if (!System.Net.IPNetwork.TryParse(network, out _))
+            {
+                throw new InvalidOperationException($"Payments:TrustedProxyNetworks: '{network}' is not a network in CIDR notation (e.g. 10.0.0.0/8).");
+            }
+        }
+
         if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(OrchestratorUrl))
         {
             throw new InvalidOperationException(

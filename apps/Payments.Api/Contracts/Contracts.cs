@@ -28,4 +28,27 @@ public sealed record PaymentResponse(
     string? Reference,
     string? Reason,
     DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt,
+    PaymentReviewResponse? Review);
+
+/// <summary>Who approved or rejected a payment held for review (the reviewer's API key id), and when.</summary>
+public sealed record PaymentReviewResponse(string Decision, string DecidedBy, DateTimeOffset DecidedAt);
+
+// Admin API v1 (operator credential; docs/api.md, "Merchants and keys").
+
+public sealed record CreateMerchantRequest(string? MerchantId, string? Name);
+
+public sealed record MerchantResponse(string MerchantId, string? Name, DateTimeOffset CreatedAt);
+
+public sealed record IssueKeyRequest(IReadOnlyList<string>? Scopes);
+
+public sealed record RotateKeyRequest(long? OverlapSeconds);
+
+/// <summary>A key as listed: never the key itself, only what tells it apart.</summary>
+public sealed record ApiKeyResponse(
+    string KeyId, string Prefix, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt);
+
+/// <summary>A key just issued: <see cref="Key"/> is shown in this response only.</summary>
+public sealed record IssuedKeyResponse(string Key, ApiKeyResponse Details);
+
+public sealed record ApiKeyList(IReadOnlyList<ApiKeyResponse> Keys);

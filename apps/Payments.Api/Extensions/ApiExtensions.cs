@@ -47,6 +47,21 @@ public static class ApiExtensions
         services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, ApiOptions.LedgerCallTimeout, identity, ServiceRoles.Ledger);
         services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(options.OrchestratorUrl!, ApiOptions.OrchestratorCallTimeout, identity, ServiceRoles.Orchestrator);
         services.AddSingleton<PaymentServices>();
+        // The operator's credential for /admin/v1 (merchants and keys); without one the admin API is off.
+        services.AddSingleton(provider => OperatorCredential.From(builder.Configuration)!);
+        services.AddSingleton<OperatorAuthentication>();
+        services.AddHostedService<ApiKeyUpkeep>();
+        // Client addresses for the per-address limit: X-Forwarded-For only from proxies we trust (the edge, the
+        // ingress controller), else anyone could pick the address their requests are counted under.
+        services.Configure<Microsoft.AspNetCore.Builder.ForwardedHeadersOptions>(forwarded =>
+        {
+            forwarded.ForwardedHeaders = Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedFor;
+            forwarded.ForwardLimit = 1;
+            foreach (var network in options.TrustedProxyNetworks)
+            {
+                forwarded.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(network));
+            }
+        });
         services.AddOpenApi();
         services.AddProblemDetails();
         services.AddRateLimiter(limiter => ConfigureRateLimits(limiter, options));
@@ -57,6 +72,7 @@ public static class ApiExtensions
         ArgumentNullException.ThrowIfNull(app);
         app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
         app.UseStatusCodePages();
+        app.UseForwardedHeaders();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
@@ -68,27 +84,33 @@ public static class ApiExtensions
             && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();
+        app.MapAdminApiV1();
     }
 
     private static void AddStores(IServiceCollection services, EtcdOptions etcd)
     {
         services.AddSingleton(provider => new MerchantStore(
-            provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>()));
+            provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>(),
+            provider.GetRequiredService<ApiOptions>().KeyMode));
         services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IdempotentExecutor>();
     }
 
-    /// <summary>A token bucket per merchant; requests without a merchant (refused by authentication) are not counted.</summary>
+    /// <summary>A token bucket per API key, each replica holding its share of the key's cluster-wide quota (the quota
+    /// divided by <see cref="ApiOptions.Replicas"/>, which the chart sets): no shared counter, so a request costs no
+    /// extra round trip, and the cluster-wide limit holds as long as the load balancer spreads a key's requests over
+    /// the replicas. Requests without a key are limited per address before authentication (<see cref="ApiKeyMiddleware"/>).</summary>
     private static void ConfigureRateLimits(RateLimiterOptions limiter, ApiOptions options)
     {
+        var perReplica = options.RequestsPerSecondPerKeyPerReplica;
         limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
-            context.Items[ApiKeyMiddleware.MerchantItem] is string merchant
-                ? RateLimitPartition.GetTokenBucketLimiter(merchant, _ => new TokenBucketRateLimiterOptions
+            context.Items[ApiKeyMiddleware.PrincipalItem] is ApiPrincipal principal
+                ? RateLimitPartition.GetTokenBucketLimiter(principal.MerchantId + "/" + principal.KeyId, _ => new TokenBucketRateLimiterOptions
                 {
-                    TokenLimit = options.RequestsPerSecondPerKey * 2,
-                    TokensPerPeriod = options.RequestsPerSecondPerKey,
+                    TokenLimit = perReplica * 2,
+                    TokensPerPeriod = perReplica,
                     ReplenishmentPeriod = TimeSpan.FromSeconds(1),
                     QueueLimit = 0,
                     AutoReplenishment = true,

@@ -83,8 +83,9 @@ public sealed class IdempotentExecutor(IdempotencyStore store)
             throw;
         }
 
-        if (reply.IsServerError)
+        if (reply.IsServerError || reply.StatusCode == StatusCodes.Status429TooManyRequests)
         {
+            // Not an answer to keep: "retry later" must not be replayed to the retry.
             await store.ReleaseAsync(claim, CancellationToken.None);
             return reply;
         }

@@ -1,3 +1,5 @@
+using System.Threading.RateLimiting;
+using Payments.Api.Apis;
 using Payments.Api.Problems;
 using Payments.Domain;
 using Payments.Merchants;
@@ -5,11 +7,26 @@ using Payments.Merchants;
 namespace Payments.Api.Security;
 
 /// <summary>Authenticates every <c>/v1</c> request by its <c>Authorization: Bearer &lt;api-key&gt;</c> and records
-/// the merchant it belongs to; everything a merchant reads or writes is scoped to that merchant.</summary>
-public sealed class ApiKeyMiddleware(RequestDelegate next)
+/// who sent it (merchant, key, scopes); everything a merchant reads or writes is scoped to that merchant, and each
+/// route checks its scope (<see cref="ScopeRequirement"/>).</summary>
+/// <remarks>A key not already known to this replica costs an etcd read, so before that read the request spends a
+/// token of its client address's bucket (<see cref="ApiOptions.UnauthenticatedRequestsPerSecondPerAddress"/>): a
+/// flood of missing, wrong or random keys is refused with 429 before it reaches etcd, which the ledger needs.</remarks>
+public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) : IDisposable
 {
-    public const string MerchantItem = "merchant-id";
+    public const string PrincipalItem = "api.principal";
     private const string Scheme = "Bearer ";
+    private const int MaxKeyLength = 200;
+
+    private readonly PartitionedRateLimiter<string> perAddress = PartitionedRateLimiter.Create<string, string>(address =>
+        RateLimitPartition.GetTokenBucketLimiter(address, _ => new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = options.UnauthenticatedRequestsPerSecondPerAddress * 2,
+            TokensPerPeriod = options.UnauthenticatedRequestsPerSecondPerAddress,
+            ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            QueueLimit = 0,
+            AutoReplenishment = true,
+        }));
 
     public async Task InvokeAsync(HttpContext context, MerchantStore store)
     {
@@ -21,19 +38,77 @@ public sealed class ApiKeyMiddleware(RequestDelegate next)
 
         var header = context.Request.Headers.Authorization.ToString();
         var key = header.StartsWith(Scheme, StringComparison.Ordinal) ? header[Scheme.Length..].Trim() : null;
-        var merchant = string.IsNullOrEmpty(key) || key.Length > 200 ? null : await store.MerchantForKeyAsync(key, context.RequestAborted);
-        if (merchant is null)
+        var principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength || !store.IsCached(key)
+            ? await AuthenticateLimitedAsync(context, store, key)
+            : await store.AuthenticateAsync(key, context.RequestAborted);
+        if (principal is null)
         {
-            context.Response.Headers.WWWAuthenticate = "Bearer";
-            await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
-                "Send Authorization: Bearer <api-key>.").ToResult().ExecuteAsync(context);
+            if (!context.Response.HasStarted && context.Response.StatusCode != StatusCodes.Status429TooManyRequests)
+            {
+                context.Response.Headers.WWWAuthenticate = "Bearer";
+                await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
+                    KeyProblem(key, store.Mode)).ToResult().ExecuteAsync(context);
+            }
+
             return;
         }
 
-        context.Items[MerchantItem] = merchant;
+        context.Items[PrincipalItem] = principal;
         await next(context);
     }
 
-    public static string MerchantOf(HttpContext context) =>
-        context.Items[MerchantItem] as string ?? throw new InvalidOperationException("The request was not authenticated.");
+    public void Dispose() => perAddress.Dispose();
+
+    public static ApiPrincipal PrincipalOf(HttpContext context) =>
+        context.Items[PrincipalItem] as ApiPrincipal ?? throw new InvalidOperationException("The request was not authenticated.");
+
+    public static string MerchantOf(HttpContext context) => PrincipalOf(context).MerchantId;
+
+    /// <summary>A key this replica does not know yet: first a token of the client address's bucket, then the lookup.
+    /// Null with a 429 already written when the address is over its limit.</summary>
+    private async Task<ApiPrincipal?> AuthenticateLimitedAsync(HttpContext context, MerchantStore store, string? key)
+    {
+        var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        using var lease = perAddress.AttemptAcquire(address);
+        if (!lease.IsAcquired)
+        {
+            context.Response.Headers.RetryAfter = "1";
+            await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited,
+                "Too many requests without a valid API key from this address.",
+                "Send a valid API key (Authorization: Bearer <api-key>); retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
+            return null;
+        }
+
+        return string.IsNullOrEmpty(key) || key.Length > MaxKeyLength ? null : await store.AuthenticateAsync(key, context.RequestAborted);
+    }
+
+    private static string KeyProblem(string? key, string mode) =>
+        string.IsNullOrEmpty(key) ? "Send Authorization: Bearer <api-key>."
+        : ApiKeyModes.Of(key) is { } keyMode && keyMode != mode
+            ? $"This is a {keyMode} key; this deployment takes {ApiKeyModes.Prefix(mode)} keys."
+            : "The API key is unknown, revoked or expired.";
+}
+
+/// <summary>A route's scope: requests whose key lacks it get 403 <c>insufficient-scope</c>.</summary>
+public sealed class ScopeRequirement(string scope) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        if (!ApiKeyMiddleware.PrincipalOf(context.HttpContext).Has(scope))
+        {
+            return Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.InsufficientScope, "This API key may not do this.",
+                $"This operation needs the scope '{scope}'; ask your administrator for a key that has it.",
+                new Dictionary<string, object?> { ["requiredScope"] = scope }).ToResult();
+        }
+
+        return await next(context);
+    }
+}
+
+public static class ScopeExtensions
+{
+    public static TBuilder RequireScope<TBuilder>(this TBuilder builder, string scope)
+        where TBuilder : IEndpointConventionBuilder => builder.AddEndpointFilter(new ScopeRequirement(scope));
 }

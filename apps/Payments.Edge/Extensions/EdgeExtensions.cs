@@ -36,6 +36,9 @@ public static class EdgeExtensions
         var backends = app.Services.GetRequiredService<EdgeOptions>().ParseBackends();
         app.UseRequestTimeouts();
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
+        // The operator's admin API is reached inside the cluster, never from the internet: the public edge does not
+        // route it (defence in depth: it needs the operator's token anyway).
+        app.Map("/admin/{**rest}", () => Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
         app.MapReverseProxy(proxy => proxy.Use(LimitBodyAsync));
         app.Logger.LogInformation("Edge load balancer in front of {Count} API replicas: {Backends}", backends.Count, string.Join(", ", backends));
     }

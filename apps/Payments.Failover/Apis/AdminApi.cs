@@ -4,10 +4,11 @@ using Payments.Failover.Core.Replication;
 using Payments.Failover.Reconciliation;
 using Payments.Failover.Security;
 using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Failover.Apis;
 
-/// <summary>The operator's surface, every route behind the operator's bearer token (<see cref="AdminAuthentication"/>).
+/// <summary>The operator's surface, every route behind the operator's bearer token (<see cref="OperatorAuthentication"/>).
 /// <c>GET /admin/v1/region</c>: this region's role, epoch, deadline and what the global record says;
 /// <c>POST /admin/v1/switchover</c> <c>{"to":"region-b"}</c>: planned switchover from this (active) region to the
 /// configured peer region only, one at a time, none within the cool-down after one (<see cref="SwitchoverGate"/>);
@@ -16,8 +17,8 @@ internal static class AdminApi
 {
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
-        // Every admin route needs the operator's token (AdminAuthentication); the audit log names the caller.
-        var admin = app.MapGroup("/admin/v1").AddEndpointFilter<AdminAuthentication>();
+        // Every admin route needs the operator's token (OperatorAuthentication); the audit log names the caller.
+        var admin = app.MapGroup("/admin/v1").AddEndpointFilter<OperatorAuthentication>();
         admin.MapGet("/region", (RegionLeaseManager manager, JournalReplicator replicator, PromotionReconciler reconciler, RegionLeaseOptions options, TimeProvider time) =>
         {
             var now = time.GetUtcNow();
@@ -46,7 +47,7 @@ internal static class AdminApi
         SwitchoverRequest? body, RegionLeaseManager manager, AdminOptions options, SwitchoverGate gate, HttpContext context,
         ILogger<SwitchoverGate> audit, CancellationToken cancellationToken)
     {
-        var caller = context.Items[AdminAuthentication.CallerItem] as string ?? "unknown";
+        var caller = context.Items[OperatorAuthentication.CallerItem] as string ?? "unknown";
         if (body?.To is not { Length: > 0 } target || !string.Equals(target, options.PeerRegion, StringComparison.Ordinal))
         {
             audit.LogWarning("Admin switchover by {Caller} refused: target {Target} is not the peer region {Peer}", caller, body?.To, options.PeerRegion);

@@ -9,6 +9,8 @@ using Payments.Failover.Security;
 using Payments.Ledger.Core.Extensions;
 using Payments.ServiceDefaults;
 
+using Payments.ServiceDefaults.Security;
+
 namespace Payments.Failover.Extensions;
 
 public static class FailoverExtensions
@@ -37,7 +39,8 @@ public static class FailoverExtensions
         var services = builder.Services;
         services.AddSingleton(region);
         services.AddSingleton(admin);
-        services.AddSingleton<AdminAuthentication>();
+        services.AddSingleton(admin.Credential!);
+        services.AddSingleton<OperatorAuthentication>();
         services.AddSingleton<SwitchoverGate>();
         services.AddSingleton(_ => client); // created by a factory: disposed with the container
         services.AddEtcd(etcd, regional: false); // the failover service writes the mirror itself; it reads no fence

@@ -8,9 +8,6 @@ public sealed class AdminOptions
 {
     public const string Section = "Admin";
 
-    /// <summary>Shortest token accepted: 32 characters (a generated token carries at least 190 bits).</summary>
-    public const int MinTokenLength = 32;
-
     /// <summary>The operator's bearer token (on Kubernetes from a Secret; locally generated per run).</summary>
     public string Token { get; set; } = string.Empty;
 
@@ -24,13 +21,12 @@ public sealed class AdminOptions
     /// (about 14 s each) again and again.</summary>
     public TimeSpan SwitchoverCooldown { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>The token pair as the admin API checks it (set by <see cref="Validate"/>).</summary>
+    public Payments.ServiceDefaults.Security.OperatorCredential? Credential { get; private set; }
+
     public AdminOptions Validate(string region)
     {
-        if (Token.Length < MinTokenLength || (NextToken.Length > 0 && NextToken.Length < MinTokenLength))
-        {
-            throw new InvalidOperationException(
-                $"{Section}:Token (and {Section}:NextToken when set) must be at least {MinTokenLength} characters: the failover service's admin API takes no request without it.");
-        }
+        Credential = new Payments.ServiceDefaults.Security.OperatorCredential(Token, NextToken);
 
         if (string.IsNullOrWhiteSpace(PeerRegion) || string.Equals(PeerRegion, region, StringComparison.Ordinal))
         {

@@ -10,7 +10,17 @@ namespace Payments.Orchestrator.Client.Records;
 
 /// <summary>A payment as the platform reports it: created by the API when it accepts the payment, its terminal
 /// status written by the saga's last step. Durable in etcd, so the status outlives the workflow engine's retention.</summary>
-public sealed record PaymentRecord(PaymentOrder Order, string Status, string? Reason, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt)
+/// <param name="CreatedByKeyId">The API key that created the payment (null for records older than keys with ids):
+/// that key may not approve or reject it (four eyes).</param>
+/// <param name="Review">The reviewer's decision, recorded before it is sent to the saga; at most one.</param>
+public sealed record PaymentRecord(
+    PaymentOrder Order,
+    string Status,
+    string? Reason,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    string? CreatedByKeyId = null,
+    PaymentReview? Review = null)
 {
     [JsonIgnore]
     public string PaymentId => Order.PaymentId;
@@ -19,10 +29,24 @@ public sealed record PaymentRecord(PaymentOrder Order, string Status, string? Re
     public bool IsTerminal => PaymentStatus.IsTerminal(Status);
 
     /// <summary>The record of a payment the API has just accepted.</summary>
-    public static PaymentRecord Accepted(PaymentOrder order, DateTimeOffset now) => new(order, PaymentStatus.Pending, null, now, now);
+    public static PaymentRecord Accepted(PaymentOrder order, DateTimeOffset now, string? createdByKeyId = null) =>
+        new(order, PaymentStatus.Pending, null, now, now, createdByKeyId);
+}
+
+/// <summary>Who approved or rejected a payment held for review, and when.</summary>
+/// <param name="Decision"><c>approved</c> or <c>rejected</c>.</param>
+/// <param name="DecidedBy">The reviewer's API key id.</param>
+public sealed record PaymentReview(string Decision, string DecidedBy, DateTimeOffset DecidedAt)
+{
+    public const string Approved = "approved";
+    public const string Rejected = "rejected";
 }
 
 /// <summary>Payment records on etcd; every write is create-only or compare-and-swap.</summary>
+/// <remarks>Layout under the prefix: <c>pay_…</c> the records · <c>~in-flight/{merchant}/{payment}</c> one marker per
+/// unfinished payment, created with the record and deleted in the same transaction that makes it terminal, so a
+/// merchant's payments in flight are counted by one range count (the API's per-merchant cap). '~' sorts after every
+/// payment id, so listing the records stops before the markers.</remarks>
 public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 {
     /// <summary>Compare-and-swap rounds before a terminal write gives up (it then fails its activity, which is retried).</summary>
@@ -33,7 +57,8 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(prefix);
 
-    /// <summary>Creates the record, or returns the one already there with that id.</summary>
+    /// <summary>Creates the record (with its in-flight marker unless it is terminal), or returns the one already there
+    /// with that id.</summary>
     public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(record);
@@ -41,6 +66,11 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
         request.Success.Add(EtcdBytes.Put(key, Encode(record)));
+        if (!record.IsTerminal)
+        {
+            request.Success.Add(EtcdBytes.Put(InFlightKey(record), ByteString.Empty));
+        }
+
         request.Failure.Add(EtcdBytes.Get(key));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         return response.Succeeded ? record : Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
@@ -64,7 +94,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         {
             // Strictly after the last id: its key with a zero byte appended is the next possible key.
             Key = afterPaymentId is null ? EtcdBytes.Key(root) : EtcdBytes.Key(Key(afterPaymentId) + "\0"),
-            RangeEnd = EtcdBytes.PrefixEnd(root),
+            RangeEnd = EtcdBytes.Key(InFlightRoot),
             Limit = limit,
         };
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
@@ -112,7 +142,20 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         throw new InvalidOperationException($"Payment record {paymentId} kept changing for {MaxCasAttempts} attempts.");
     }
 
-    /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.</summary>
+    /// <summary>How many of the merchant's payments are not finished (a serializable read: a limit, not a ledger
+    /// figure, so it need not cost a quorum round).</summary>
+    public async Task<long> CountInFlightAsync(string merchantId, CancellationToken cancellationToken)
+    {
+        var markers = InFlightRoot + merchantId + "/";
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+        {
+            Key = EtcdBytes.Key(markers), RangeEnd = EtcdBytes.PrefixEnd(markers), CountOnly = true, Serializable = true,
+        }, cancellationToken: token), cancellationToken);
+        return response.Count;
+    }
+
+    /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.
+    /// A terminal record drops its in-flight marker in the same transaction.</summary>
     public async Task<bool> UpdateAsync(PaymentRecord record, long revision, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(record);
@@ -120,11 +163,20 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
         request.Success.Add(EtcdBytes.Put(key, Encode(record)));
+        if (record.IsTerminal)
+        {
+            request.Success.Add(EtcdBytes.Delete(InFlightKey(record)));
+        }
+
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         return response.Succeeded;
     }
 
     private string Key(string paymentId) => root + paymentId;
+
+    private string InFlightRoot => root + "~in-flight/";
+
+    private string InFlightKey(PaymentRecord record) => InFlightRoot + record.Order.MerchantId + "/" + record.PaymentId;
 
     private static ByteString Encode(PaymentRecord record) => ByteString.CopyFromUtf8(JsonSerializer.Serialize(record, Json));
 

@@ -1,0 +1,167 @@
+using Payments.Api.Contracts;
+using Payments.Api.Problems;
+using Payments.Domain;
+using Payments.Merchants;
+using Payments.ServiceDefaults.Security;
+
+namespace Payments.Api.Apis;
+
+/// <summary>The operator's API for merchants and their keys (<c>/admin/v1</c>): every route needs the operator's
+/// token (<see cref="OperatorAuthentication"/>), never a merchant key, and every change is written to the audit log
+/// with the operator. It is not routed by the public edge; on Kubernetes it is reached inside the cluster.</summary>
+public static class AdminApi
+{
+    /// <summary>Rotation overlap when the request names none: a day to roll the new key out.</summary>
+    public static readonly TimeSpan DefaultRotationOverlap = TimeSpan.FromHours(24);
+
+    public static void MapAdminApiV1(this IEndpointRouteBuilder app)
+    {
+        var admin = app.MapGroup("/admin/v1").WithTags("Admin").AddEndpointFilter<OperatorAuthentication>();
+        admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant");
+        admin.MapGet("/merchants/{merchantId}", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
+            await store.GetMerchantAsync(merchantId, cancellationToken) is { } merchant
+                ? Reply.Json(StatusCodes.Status200OK, ToResponse(merchant)).ToResult()
+                : MerchantNotFound(merchantId).ToResult()).WithName("GetMerchant");
+        admin.MapPost("/merchants/{merchantId}/keys", IssueKeyAsync).WithName("IssueApiKey");
+        admin.MapGet("/merchants/{merchantId}/keys", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
+            await store.ListKeysAsync(merchantId, cancellationToken) is { } keys
+                ? Reply.Json(StatusCodes.Status200OK, new ApiKeyList([.. keys.Select(key => ToResponse(key.Record, key.LastUsedAt))])).ToResult()
+                : MerchantNotFound(merchantId).ToResult()).WithName("ListApiKeys");
+        admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey");
+        admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey");
+    }
+
+    private static async Task<IResult> CreateMerchantAsync(HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
+    {
+        var (request, problem) = await ReadAsync(context, new CreateMerchantRequest(null, null));
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        var errors = new Dictionary<string, string>();
+        if (!MerchantRecord.IsValidId(request!.MerchantId))
+        {
+            errors["merchantId"] = "merchantId is 1–64 letters, digits, '-' or '_', starting with a letter or digit.";
+        }
+
+        if (request.Name is { Length: > MerchantRecord.MaxNameLength })
+        {
+            errors["name"] = $"name must be at most {MerchantRecord.MaxNameLength} characters.";
+        }
+
+        if (errors.Count > 0)
+        {
+            return Reply.Invalid(errors).ToResult();
+        }
+
+        var (merchant, created) = await store.CreateMerchantAsync(request.MerchantId!, request.Name, context.RequestAborted);
+        if (created)
+        {
+            audit.LogInformation("Admin: merchant {MerchantId} created by {Operator}", merchant.MerchantId, OperatorAuthentication.CallerOf(context));
+        }
+
+        return Reply.Json(created ? StatusCodes.Status201Created : StatusCodes.Status200OK, ToResponse(merchant)).ToResult();
+    }
+
+    private static async Task<IResult> IssueKeyAsync(string merchantId, HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
+    {
+        var (request, problem) = await ReadAsync(context, new IssueKeyRequest(null));
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        var scopes = request!.Scopes ?? ApiScopes.Default;
+        if (scopes.Count == 0 || scopes.Any(scope => scope is null || !ApiScopes.IsKnown(scope)))
+        {
+            return Reply.Invalid(new Dictionary<string, string>
+            {
+                ["scopes"] = "scopes must be a non-empty list of: " + string.Join(", ", ApiScopes.All) + ".",
+            }).ToResult();
+        }
+
+        var (result, issued) = await store.IssueKeyAsync(merchantId, scopes, context.RequestAborted);
+        if (issued is not null)
+        {
+            audit.LogInformation("Admin: key {KeyId} issued to merchant {MerchantId} with scopes {Scopes} by {Operator}",
+                issued.Record.KeyId, merchantId, string.Join(' ', issued.Record.Scopes), OperatorAuthentication.CallerOf(context));
+        }
+
+        return Issued(merchantId, null, result, issued).ToResult();
+    }
+
+    private static async Task<IResult> RotateKeyAsync(string merchantId, string keyId, HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
+    {
+        var (request, problem) = await ReadAsync(context, new RotateKeyRequest(null));
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        var maxSeconds = (long)MerchantStore.MaxRotationOverlap.TotalSeconds;
+        if (request!.OverlapSeconds is < 0 || request.OverlapSeconds > maxSeconds)
+        {
+            return Reply.Invalid(new Dictionary<string, string>
+            {
+                ["overlapSeconds"] = $"overlapSeconds must be between 0 and {maxSeconds} (7 days).",
+            }).ToResult();
+        }
+
+        var overlap = request.OverlapSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : DefaultRotationOverlap;
+        var (result, issued) = await store.RotateKeyAsync(merchantId, keyId, overlap, context.RequestAborted);
+        if (issued is not null)
+        {
+            audit.LogInformation("Admin: key {KeyId} of merchant {MerchantId} rotated to {NewKeyId} (old key valid {Overlap} more) by {Operator}",
+                keyId, merchantId, issued.Record.KeyId, overlap, OperatorAuthentication.CallerOf(context));
+        }
+
+        return Issued(merchantId, keyId, result, issued).ToResult();
+    }
+
+    private static async Task<IResult> RevokeKeyAsync(string merchantId, string keyId, HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
+    {
+        var result = await store.RevokeKeyAsync(merchantId, keyId, context.RequestAborted);
+        if (result != KeyAdminResult.Done)
+        {
+            return KeyNotFound(merchantId, keyId).ToResult();
+        }
+
+        audit.LogInformation("Admin: key {KeyId} of merchant {MerchantId} revoked by {Operator}", keyId, merchantId, OperatorAuthentication.CallerOf(context));
+        return Results.NoContent();
+    }
+
+    /// <summary>An admin body is optional (an empty POST takes the defaults) but, when sent, strict JSON.</summary>
+    private static async Task<(T? Value, Reply? Problem)> ReadAsync<T>(HttpContext context, T empty)
+        where T : class
+    {
+        if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.ContentType is null))
+        {
+            return (empty, null);
+        }
+
+        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        return problem is not null ? (null, problem) : RequestBody.Parse<T>(bytes!);
+    }
+
+    private static Reply Issued(string merchantId, string? keyId, KeyAdminResult result, IssuedApiKey? issued) => result switch
+    {
+        KeyAdminResult.Done => Reply.Json(StatusCodes.Status201Created, new IssuedKeyResponse(issued!.Key, ToResponse(issued.Record, null))),
+        KeyAdminResult.MerchantNotFound => MerchantNotFound(merchantId),
+        KeyAdminResult.KeyLimitReached => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.ApiKeyLimitReached, "The merchant holds as many keys as it may.",
+            $"A merchant holds at most {MerchantStore.MaxKeysPerMerchant} keys (rotated keys count until their overlap ends); revoke one first."),
+        _ => KeyNotFound(merchantId, keyId ?? string.Empty),
+    };
+
+    private static Reply MerchantNotFound(string merchantId) =>
+        Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.MerchantNotFound, "Merchant not found.", $"No merchant '{merchantId}'.");
+
+    private static Reply KeyNotFound(string merchantId, string keyId) =>
+        Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.ApiKeyNotFound, "API key not found.",
+            $"Merchant '{merchantId}' has no key '{keyId}' (or it was revoked or has expired).");
+
+    private static MerchantResponse ToResponse(MerchantRecord merchant) => new(merchant.MerchantId, merchant.Name, merchant.CreatedAt);
+
+    private static ApiKeyResponse ToResponse(ApiKeyRecord record, DateTimeOffset? lastUsedAt) =>
+        new(record.KeyId, record.Prefix, record.Last4, record.Scopes, record.CreatedAt, record.ExpiresAt, lastUsedAt);
+}

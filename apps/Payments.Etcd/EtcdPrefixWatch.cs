@@ -1,0 +1,106 @@
+using Etcdserverpb;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Mvccpb;
+
+namespace Payments.Etcd;
+
+/// <summary>One etcd watch on a key prefix, kept open for the life of an app and reopened (on the next member, with
+/// capped backoff) whenever it breaks. Whoever caches what lives under the prefix subscribes: each change is passed
+/// on, and every (re)start is announced first, because events between the old stream's end and the new one's start
+/// are not replayed — a subscriber drops its cache then, so a missed event costs a re-read, never a stale answer.</summary>
+/// <remarks>The stream carries etcd's "require leader" metadata (etcd <c>api/v3rpc/rpctypes/md.go</c>,
+/// <c>MetadataRequireLeaderKey</c>): a member cut off from the quorum cancels it instead of silently going quiet, and
+/// HTTP/2 keep-alive pings (<see cref="EtcdConnection"/>) find a frozen member.</remarks>
+public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger logger, TimeProvider? time = null)
+{
+    /// <summary>Longest wait between attempts to reopen a broken watch.</summary>
+    public static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long opening a watch may take before it counts as broken.</summary>
+    public static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(5);
+
+    private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
+    private static readonly Metadata RequireLeader = new() { { "hasleader", "true" } };
+    private readonly TimeProvider clock = time ?? TimeProvider.System;
+    private int healthy;
+
+    /// <summary>True while a watch stream is open and confirmed by etcd; subscribers that cannot trust their cache
+    /// without it (it is what evicts revoked entries) check this.</summary>
+    public bool IsWatching => Volatile.Read(ref healthy) == 1;
+
+    /// <summary>Watches until <paramref name="cancellationToken"/> ends.</summary>
+    /// <param name="onStart">Called when a stream is confirmed, before its first event: drop whatever was cached.</param>
+    /// <param name="onChange">Called for each change with the key (without <paramref name="prefix"/>) and whether it
+    /// was deleted.</param>
+    public async Task RunAsync(Action onStart, Action<string, bool> onChange, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(onStart);
+        ArgumentNullException.ThrowIfNull(onChange);
+        var backoff = MinBackoff;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var member = etcd.CurrentEndpoint;
+            try
+            {
+                await WatchOnceAsync(onStart, onChange, () => backoff = MinBackoff, cancellationToken);
+            }
+            catch (Exception exception) when (exception is RpcException or OperationCanceledException or InvalidOperationException
+                && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogDebug(exception, "Watch on {Prefix} broke; reopening", prefix);
+            }
+            finally
+            {
+                Volatile.Write(ref healthy, 0);
+            }
+
+            etcd.MoveOff(member);
+            try
+            {
+                await Task.Delay(backoff, clock, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+        }
+    }
+
+    private async Task WatchOnceAsync(Action onStart, Action<string, bool> onChange, Action opened, CancellationToken cancellationToken)
+    {
+        using var stream = etcd.Watches.Watch(RequireLeader, cancellationToken: cancellationToken);
+        await stream.RequestStream.WriteAsync(new WatchRequest
+        {
+            CreateRequest = new WatchCreateRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix) },
+        }, cancellationToken);
+        using (var openDeadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            openDeadline.CancelAfter(OpenTimeout);
+            if (!await stream.ResponseStream.MoveNext(openDeadline.Token) || !stream.ResponseStream.Current.Created
+                || stream.ResponseStream.Current.Canceled)
+            {
+                throw new InvalidOperationException($"etcd did not open the watch on {prefix}: {stream.ResponseStream.Current?.CancelReason}");
+            }
+        }
+
+        Volatile.Write(ref healthy, 1);
+        opened();
+        onStart();
+        while (await stream.ResponseStream.MoveNext(cancellationToken))
+        {
+            var response = stream.ResponseStream.Current;
+            if (response.Canceled)
+            {
+                throw new InvalidOperationException($"etcd cancelled the watch on {prefix}: {response.CancelReason}");
+            }
+
+            foreach (var change in response.Events)
+            {
+                onChange(change.Kv.Key.ToStringUtf8()[prefix.Length..], change.Type == Event.Types.EventType.Delete);
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using System.Text.RegularExpressions;
+
+namespace Payments.Merchants;
+
+/// <summary>What an API key may do. A key carries a subset; each public route names the scope it needs
+/// (docs/api.md, "Keys and scopes").</summary>
+public static class ApiScopes
+{
+    public const string AccountsRead = "accounts:read";
+    public const string AccountsWrite = "accounts:write";
+    public const string PaymentsRead = "payments:read";
+    public const string PaymentsWrite = "payments:write";
+
+    /// <summary>Approve or reject a payment held for review — and never one the same key created (four eyes).</summary>
+    public const string PaymentsApprove = "payments:approve";
+
+    public static readonly IReadOnlyList<string> All = [AccountsRead, AccountsWrite, PaymentsRead, PaymentsWrite, PaymentsApprove];
+
+    /// <summary>A key issued without a scope list: everything a merchant's integration needs, except approving,
+    /// which goes to a reviewer's key on purpose.</summary>
+    public static readonly IReadOnlyList<string> Default = [AccountsRead, AccountsWrite, PaymentsRead, PaymentsWrite];
+
+    public static bool IsKnown(string scope) => All.Contains(scope, StringComparer.Ordinal);
+}
+
+/// <summary>Which kind of deployment a key belongs to: its prefix says so (<c>dp_live_</c>, <c>dp_test_</c>), so secret
+/// scanners recognise a leaked key and a test key pasted into a live deployment is refused before any lookup.</summary>
+public static class ApiKeyModes
+{
+    public const string Live = "live";
+    public const string Test = "test";
+
+    public static bool IsKnown(string mode) => mode is Live or Test;
+
+    public static string Prefix(string mode) => $"dp_{mode}_";
+
+    /// <summary>The mode named by a key's prefix, or null for a key without one (issued before modes existed).</summary>
+    public static string? Of(string key) =>
+        key.StartsWith(Prefix(Live), StringComparison.Ordinal) ? Live
+        : key.StartsWith(Prefix(Test), StringComparison.Ordinal) ? Test
+        : null;
+}
+
+/// <summary>A merchant: the tenant every key, account and payment belongs to.</summary>
+public sealed record MerchantRecord(string MerchantId, string? Name, DateTimeOffset CreatedAt)
+{
+    public const int MaxNameLength = 200;
+    private static readonly Regex IdPattern = new("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+
+    public static bool IsValidId(string? merchantId) => merchantId is not null && IdPattern.IsMatch(merchantId);
+}
+
+/// <summary>An API key as stored (under its hash: the key itself is never stored) and as listed.</summary>
+/// <param name="Last4">The key's last four characters, so a person can tell keys apart in a list.</param>
+/// <param name="ExpiresAt">Set when the key was rotated: it keeps working until then (the overlap window).</param>
+public sealed record ApiKeyRecord(
+    string KeyId, string MerchantId, string Mode, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt)
+{
+    public string Prefix => ApiKeyModes.Prefix(Mode);
+
+    public bool IsExpired(DateTimeOffset now) => ExpiresAt is { } expires && expires <= now;
+}
+
+/// <summary>A key just issued: <see cref="Key"/> is shown this once and never again.</summary>
+public sealed record IssuedApiKey(string Key, ApiKeyRecord Record);
+
+/// <summary>A key in a merchant's list, with when it was last used (recorded at most once a minute per replica).</summary>
+public sealed record ApiKeyListing(ApiKeyRecord Record, DateTimeOffset? LastUsedAt);
+
+/// <summary>Who a request comes from: the merchant, which of its keys, and what that key may do.</summary>
+public sealed record ApiPrincipal(string MerchantId, string KeyId, IReadOnlyList<string> Scopes)
+{
+    public bool Has(string scope) => Scopes.Contains(scope, StringComparer.Ordinal);
+}
+
+/// <summary>Outcomes of key administration that are the caller's to handle.</summary>
+public enum KeyAdminResult
+{
+    Done,
+    MerchantNotFound,
+    KeyNotFound,
+    KeyLimitReached,
+}

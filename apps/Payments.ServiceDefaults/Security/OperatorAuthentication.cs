@@ -1,0 +1,96 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using Payments.Domain;
+
+namespace Payments.ServiceDefaults.Security;
+
+/// <summary>The operator's credential for an admin API: a bearer token, and a second one accepted while the first is
+/// rotated out (<c>Admin:Token</c>, <c>Admin:NextToken</c>; on Kubernetes from a Secret, locally generated per run).</summary>
+/// <remarks>Rotation without downtime: put the new token in NextToken (both are accepted), move the operators and
+/// tools to it, then make it Token and clear NextToken (docs/security.md).</remarks>
+public sealed class OperatorCredential
+{
+    public const string Section = "Admin";
+
+    /// <summary>Shortest token accepted: 32 characters (a generated token carries at least 190 bits).</summary>
+    public const int MinTokenLength = 32;
+
+    public OperatorCredential(string token, string? nextToken)
+    {
+        if (token.Length < MinTokenLength || (!string.IsNullOrEmpty(nextToken) && nextToken.Length < MinTokenLength))
+        {
+            throw new InvalidOperationException(
+                $"{Section}:Token (and {Section}:NextToken when set) must be at least {MinTokenLength} characters: the admin API takes no request without it.");
+        }
+
+        Current = new SecretDigest(token);
+        Next = string.IsNullOrEmpty(nextToken) ? null : new SecretDigest(nextToken);
+    }
+
+    internal SecretDigest Current { get; }
+
+    internal SecretDigest? Next { get; }
+
+    /// <summary>The credential configured in <c>Admin:Token</c>/<c>Admin:NextToken</c>, or null when none is.</summary>
+    public static OperatorCredential? From(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var token = configuration[$"{Section}:Token"];
+        return string.IsNullOrEmpty(token) ? null : new OperatorCredential(token, configuration[$"{Section}:NextToken"]);
+    }
+
+    /// <summary>"operator" or "operator (next token)", or null when the header holds neither token.</summary>
+    public string? Authenticate(string authorizationHeader)
+    {
+        const string Scheme = "Bearer ";
+        if (authorizationHeader is null || !authorizationHeader.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        var presented = authorizationHeader[Scheme.Length..].Trim();
+        // Both comparisons always run: which token matched must not show in the timing either.
+        var isCurrent = Current.Matches(presented);
+        var isNext = Next is not null && Next.Matches(presented);
+        return isCurrent ? "operator" : isNext ? "operator (next token)" : null;
+    }
+}
+
+/// <summary>Every admin request carries the operator's bearer token; it is compared in constant time (on SHA-256
+/// digests, so neither the length nor a prefix of the token leaks through timing). A refused request is answered 401
+/// problem+json and logged with where it came from; an accepted one names its caller for the audit log. Without a
+/// configured credential every admin request is refused (404 <c>admin-not-configured</c>).</summary>
+public sealed class OperatorAuthentication(OperatorCredential? credential, ILogger<OperatorAuthentication> logger) : IEndpointFilter
+{
+    /// <summary>The <see cref="HttpContext.Items"/> key under which the caller's name is left for the audit log.</summary>
+    public const string CallerItem = "admin.caller";
+
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        var http = context.HttpContext;
+        if (credential is null)
+        {
+            return Results.Problem("This service's admin API is off: no operator token is configured (Admin:Token).",
+                statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AdminNotConfigured);
+        }
+
+        var caller = credential.Authenticate(http.Request.Headers.Authorization.ToString());
+        if (caller is null)
+        {
+            logger.LogWarning("Admin request refused: {Method} {Path} from {Remote} without a valid operator token",
+                http.Request.Method, http.Request.Path.Value, http.Connection.RemoteIpAddress);
+            http.Response.Headers.WWWAuthenticate = "Bearer";
+            return Results.Problem("The admin API needs the operator's token: Authorization: Bearer <token>.",
+                statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized);
+        }
+
+        http.Items[CallerItem] = $"{caller} from {http.Connection.RemoteIpAddress}";
+        return await next(context);
+    }
+
+    /// <summary>The authenticated operator of this request, for the audit log.</summary>
+    public static string CallerOf(HttpContext context) => context?.Items[CallerItem] as string ?? "unknown";
+}

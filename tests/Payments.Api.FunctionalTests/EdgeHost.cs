@@ -1,0 +1,38 @@
+extern alias Edge;
+
+using Edge::Payments.Edge.Extensions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>The real YARP edge, in process on real HTTP, in front of API replicas: what a merchant reaches.</summary>
+public static class EdgeHost
+{
+    public static async Task<WebApplication> StartAsync(params Uri[] backends)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration["Edge:Backends"] = string.Join(',', backends.Select(backend => backend.ToString()));
+        builder.AddEdge();
+        var edge = builder.Build();
+        edge.UseEdge();
+        await edge.StartAsync();
+        return edge;
+    }
+
+    public static Uri Address(WebApplication edge) => new(Payments.Testing.InProcessApp.BaseUrl(edge));
+
+    public static HttpClient Client(WebApplication edge, string? apiKey)
+    {
+        var client = new HttpClient { BaseAddress = Address(edge), Timeout = TimeSpan.FromSeconds(30) };
+        if (apiKey is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", apiKey);
+        }
+
+        return client;
+    }
+}

@@ -1,0 +1,141 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Payments.Merchants;
+using Payments.Testing;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 12, four-eyes review and abuse limits, through the public edge. Each fails on the code before it:
+/// any key of a merchant approved its payments and no approver was recorded; keyless floods, payments in flight and
+/// a key's rate across replicas had no bound.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifetime
+{
+    private WebApplication? edge;
+
+    public async Task InitializeAsync() => edge = await EdgeHost.StartAsync(system.BaseAddress);
+
+    public Task DisposeAsync() => InProcessApp.StopAsync(edge);
+
+    [Fact]
+    public async Task TheKeyThatCreatedAPayment_CannotApproveIt_AReviewersKeyCan_AndTheDecisionIsRecorded()
+    {
+        using var admin = MerchantKeysTests.Admin(system.BaseAddress);
+        var merchant = MerchantKeysTests.NewMerchantId();
+        await MerchantKeysTests.CreateMerchantAsync(admin, merchant);
+        var (creatorKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, [.. ApiScopes.All]);
+        var (reviewerKey, reviewerId) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
+        var (secondReviewerKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsApprove);
+        using var creator = EdgeHost.Client(edge!, creatorKey);
+        using var reviewer = EdgeHost.Client(edge!, reviewerKey);
+        using var secondReviewer = EdgeHost.Client(edge!, secondReviewerKey);
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await creator.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await creator.OpenAccountAsync(creditor);
+        var paymentId = (await (await creator.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync()).GetProperty("paymentId").GetString()!;
+        await creator.WaitForStatusAsync(paymentId, "awaiting_approval");
+
+        using var selfApproval = await creator.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+        Assert.Equal(HttpStatusCode.Forbidden, selfApproval.StatusCode);
+        Assert.EndsWith("/same-key-review", (await selfApproval.JsonAsync()).GetProperty("type").GetString());
+
+        using var approval = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+        Assert.Equal(HttpStatusCode.Accepted, approval.StatusCode);
+        using var overruled = await secondReviewer.SendJsonAsync($"/v1/payments/{paymentId}/reject", "{}", null);
+        Assert.Equal(HttpStatusCode.Conflict, overruled.StatusCode);
+        Assert.EndsWith("/payment-already-decided", (await overruled.JsonAsync()).GetProperty("type").GetString());
+
+        var final = await creator.WaitForStatusAsync(paymentId);
+        Assert.Equal("completed", final.GetProperty("status").GetString());
+        var review = final.GetProperty("review");
+        Assert.Equal(("approved", reviewerId), (review.GetProperty("decision").GetString(), review.GetProperty("decidedBy").GetString()));
+        Assert.True(review.GetProperty("decidedAt").GetDateTimeOffset() <= DateTimeOffset.UtcNow);
+    }
+
+    [Fact]
+    public async Task RequestsWithoutAValidKey_AreLimitedPerAddress_Before_AnyLookup()
+    {
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:UnauthenticatedRequestsPerSecondPerAddress", "2"));
+        var replicaEdge = await EdgeHost.StartAsync(replica.ClientOptions.BaseAddress);
+        try
+        {
+            using var anonymous = EdgeHost.Client(replicaEdge, $"dp_test_{Guid.NewGuid():N}");
+            var statuses = new List<HttpStatusCode>();
+            HttpResponseMessage? limited = null;
+            for (var request = 0; request < 30 && limited is null; request++)
+            {
+                var response = await anonymous.GetAsync("/v1/accounts/any");
+                statuses.Add(response.StatusCode);
+                limited = response.StatusCode == HttpStatusCode.TooManyRequests ? response : null;
+            }
+
+            // A burst of twice the rate is answered 401; past it, 429 with when to come back.
+            Assert.NotNull(limited);
+            Assert.All(statuses.SkipLast(1), status => Assert.Equal(HttpStatusCode.Unauthorized, status));
+            Assert.EndsWith("/rate-limited", (await limited.JsonAsync()).GetProperty("type").GetString());
+            Assert.NotNull(limited.Headers.RetryAfter);
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(replicaEdge);
+        }
+    }
+
+    [Fact]
+    public async Task AMerchantsPaymentsInFlight_AreCapped_With429AndRetryAfter_AndTheRetryGoesThroughLater()
+    {
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:MaxPaymentsInFlightPerMerchant", "2"));
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var reviewerKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsApprove);
+        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        using var reviewer = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        reviewer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", reviewerKey);
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await client.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 4);
+        await client.OpenAccountAsync(creditor);
+        // Two payments held for review stay in flight.
+        var held = new List<string>();
+        for (var index = 0; index < 2; index++)
+        {
+            held.Add((await (await client.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync()).GetProperty("paymentId").GetString()!);
+        }
+
+        using var capped = await client.PayAsync(debtor, creditor, 10, key: "third");
+        Assert.Equal(HttpStatusCode.TooManyRequests, capped.StatusCode);
+        Assert.EndsWith("/too-many-payments-in-flight", (await capped.JsonAsync()).GetProperty("type").GetString());
+        Assert.NotNull(capped.Headers.RetryAfter);
+
+        // One of them ends; the same request, retried with its Idempotency-Key, is accepted (the 429 was not kept).
+        Assert.Equal(HttpStatusCode.Accepted, (await reviewer.SendJsonAsync($"/v1/payments/{held[0]}/reject", "{}", null)).StatusCode);
+        await client.WaitForStatusAsync(held[0]);
+        using var retried = await client.PayAsync(debtor, creditor, 10, key: "third");
+        Assert.Equal(HttpStatusCode.Accepted, retried.StatusCode);
+    }
+
+    [Fact]
+    public async Task AKeysQuota_IsSharedAcrossReplicas_EachTakingItsShare()
+    {
+        // 10 requests/s for the key across 5 replicas: this replica's bucket holds 2/s (bursts of 4), not 10 (20).
+        await using var replica = system.StartReplica(web =>
+        {
+            web.UseSetting("Payments:RequestsPerSecondPerKey", "10");
+            web.UseSetting("Payments:Replicas", "5");
+        });
+        var key = await system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
+        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+
+        var statuses = new List<HttpStatusCode>();
+        for (var request = 0; request < 20; request++)
+        {
+            statuses.Add((await client.GetAsync("/v1/accounts/none")).StatusCode);
+        }
+
+        // Every request of the unshared burst (20) would pass; with the share, at most a few seconds' worth do.
+        Assert.True(statuses.Count(status => status == HttpStatusCode.TooManyRequests) >= 10, string.Join(",", statuses));
+    }
+}
