@@ -50,6 +50,22 @@ public static class ProblemTypes
     public const string IdempotencyKeyInUse = Base + "idempotency-key-in-use";
     public const string PaymentNotAwaitingApproval = Base + "payment-not-awaiting-approval";
     public const string RateLimited = Base + "rate-limited";
+
+    /// <summary>422: a deposit or payment above its currency's configured maximum (Payments:MoneyLimits).</summary>
+    public const string AmountLimitExceeded = Base + "amount-limit-exceeded";
+
+    /// <summary>403: a merchant asked for an overdraft; only the operator sets one.</summary>
+    public const string OverdraftSetByOperator = Base + "overdraft-set-by-operator";
+
+    /// <summary>422: an overdraft limit above its currency's configured maximum.</summary>
+    public const string OverdraftLimitExceeded = Base + "overdraft-limit-exceeded";
+
+    /// <summary>422: an overdraft limit below what the account already uses (the ledger's <c>overdraft-in-use</c>).</summary>
+    public const string OverdraftInUse = Base + "overdraft-in-use";
+
+    /// <summary>422: the ledger refused a transfer that would take a system account beyond its bound (the ledger's
+    /// <c>balance-limit-exceeded</c>); nothing was applied.</summary>
+    public const string BalanceLimitExceeded = Base + "balance-limit-exceeded";
     public const string ServiceUnavailable = Base + "service-unavailable";
     public const string RegionNotWritable = Base + "region-not-writable";
     public const string InternalError = Base + "internal-error";

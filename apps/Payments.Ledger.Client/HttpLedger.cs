@@ -21,6 +21,14 @@ public sealed class HttpLedger(HttpClient http) : ILedger
         return LedgerWire.FromWire(wire!);
     }
 
+    public async Task<SetOverdraftOutcome> SetOverdraftLimitAsync(AccountId id, long overdraftLimitMinor, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var wire = await SendAsync<SetOverdraftOutcomeWire>(
+            HttpMethod.Post, LedgerRoutes.Overdraft(id.Value), new SetOverdraftWire(overdraftLimitMinor), cancellationToken);
+        return LedgerWire.FromWire(wire!);
+    }
+
     public async Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(id);

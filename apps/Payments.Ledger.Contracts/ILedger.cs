@@ -9,6 +9,11 @@ public interface ILedger
 {
     Task<OpenAccountOutcome> OpenAccountAsync(AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken);
 
+    /// <summary>Sets an existing customer account's overdraft limit, atomically (one compare-and-swap). Setting the
+    /// value it already has is a success that changes nothing. The ledger bounds it by nothing but its sign and the
+    /// account's current use of it; the configured maximum is the API's (operator-only: merchants cannot set it).</summary>
+    Task<SetOverdraftOutcome> SetOverdraftLimitAsync(AccountId id, long overdraftLimitMinor, CancellationToken cancellationToken);
+
     Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken);
 
     Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken);

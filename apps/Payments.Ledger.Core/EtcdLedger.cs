@@ -142,6 +142,71 @@ public sealed class EtcdLedger : ILedger
         throw new LedgerUnavailableException($"Closing {id} conflicted {MaxAttempts} times.");
     }
 
+    /// <summary>Sets a customer account's overdraft limit: one compare-and-swap on the account's record, retried
+    /// (bounded) when a transfer changed the record meanwhile. The same limit again is a success without a write.
+    /// Refused, with nothing changed, below what the account already uses (available + limit would be negative):
+    /// the no-overdraft invariant (ARCHITECTURE §2.3) holds for every limit the ledger has ever stored.</summary>
+    public async Task<SetOverdraftOutcome> SetOverdraftLimitAsync(AccountId id, long overdraftLimitMinor, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        if (overdraftLimitMinor < 0)
+        {
+            return new SetOverdraftOutcome.Failed(new LedgerError(LedgerError.InvalidAmount, "The overdraft limit must not be negative."));
+        }
+
+        for (var attempt = 1; attempt <= MaxAttempts; attempt++)
+        {
+            var key = Keys.Account(id);
+            var current = await store.RetryingAsync(token => store.GetAsync(key, serializable: false, token), cancellationToken);
+            if (!current.Exists || id.IsSystem)
+            {
+                return new SetOverdraftOutcome.Failed(new LedgerError(LedgerError.AccountNotFound, $"No account {id}."));
+            }
+
+            var record = LedgerJson.DecodeAccount(current.Value!);
+            if (OverdraftRefusal(record, overdraftLimitMinor) is { } refusal)
+            {
+                return refusal;
+            }
+
+            if (record.OverdraftLimitMinor == overdraftLimitMinor)
+            {
+                return new SetOverdraftOutcome.Set(ToAccount(record, current.ModRevision), Changed: false);
+            }
+
+            var changed = record with { OverdraftLimitMinor = overdraftLimitMinor };
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
+            request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(changed)));
+            var region = regionFence?.Invoke();
+            region?.AddFence(request);
+            var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+            if (response.Succeeded)
+            {
+                return new SetOverdraftOutcome.Set(ToAccount(changed, response.Header.Revision), Changed: true);
+            }
+
+            RegionFences.ThrowIfFencedOff(region, response);
+        }
+
+        throw new LedgerUnavailableException($"Setting the overdraft limit of {id} conflicted {MaxAttempts} times.");
+    }
+
+    private static SetOverdraftOutcome.Failed? OverdraftRefusal(AccountRecord record, long overdraftLimitMinor)
+    {
+        if (record.Closed)
+        {
+            return new(new LedgerError(LedgerError.AccountClosed, $"Account {record.Id} is closed."));
+        }
+
+        // Int128: a customer's balance and pending debits are each within 64 bits, their difference need not be.
+        var available = (Int128)record.BalanceMinor - record.PendingDebitMinor;
+        return available + overdraftLimitMinor < 0
+            ? new(new LedgerError(LedgerError.OverdraftInUse,
+                $"Account {record.Id} has {available} {record.Currency} available; an overdraft limit of {overdraftLimitMinor} would leave it overdrawn beyond its limit."))
+            : null;
+    }
+
     /// <summary>The account, or null if there is none. System accounts sum their shards.</summary>
     public async Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken)
     {
@@ -159,9 +224,10 @@ public sealed class EtcdLedger : ILedger
         var shards = range.Kvs.Select(kv => (Record: LedgerJson.DecodeAccount(kv.Value), kv.ModRevision)).ToArray();
         return new Account(
             id, Currency.FromCode(TransferRules.SystemCurrency(id)), 0, false,
-            shards.Sum(shard => shard.Record.BalanceMinor),
-            shards.Sum(shard => shard.Record.PendingDebitMinor),
-            shards.Sum(shard => shard.Record.PendingCreditMinor),
+            // Summed in 128 bits: LedgerLimits keeps every shard small enough for the total to fit in 64.
+            LedgerLimits.ToInt64(LedgerLimits.Sum(shards, shard => shard.Record.BalanceMinor), $"The balance of {id}"),
+            LedgerLimits.ToInt64(LedgerLimits.Sum(shards, shard => shard.Record.PendingDebitMinor), $"The pending debits of {id}"),
+            LedgerLimits.ToInt64(LedgerLimits.Sum(shards, shard => shard.Record.PendingCreditMinor), $"The pending credits of {id}"),
             shards.Length == 0 ? 0 : shards.Max(shard => shard.ModRevision));
     }
 

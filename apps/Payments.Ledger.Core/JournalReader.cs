@@ -106,9 +106,10 @@ public sealed class JournalReader(EtcdLedger ledger)
                 Currency.FromCode(group.First().Record.Currency),
                 group.First().Record.OverdraftLimitMinor,
                 group.First().Record.Closed,
-                group.Sum(item => item.Record.BalanceMinor),
-                group.Sum(item => item.Record.PendingDebitMinor),
-                group.Sum(item => item.Record.PendingCreditMinor),
+                // Summed in 128 bits: LedgerLimits keeps every shard small enough for the total to fit in 64.
+                LedgerLimits.ToInt64(LedgerLimits.Sum(group, item => item.Record.BalanceMinor), $"The balance of {group.Key}"),
+                LedgerLimits.ToInt64(LedgerLimits.Sum(group, item => item.Record.PendingDebitMinor), $"The pending debits of {group.Key}"),
+                LedgerLimits.ToInt64(LedgerLimits.Sum(group, item => item.Record.PendingCreditMinor), $"The pending credits of {group.Key}"),
                 group.Max(item => item.ModRevision)))
             .ToArray();
     }

@@ -131,6 +131,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
 
     public HttpClient AnonymousClient() => api!.CreateClient();
 
+    /// <summary>The API's own services (its ILedger client, its configured limits), as the admin surface reaches them.</summary>
+    public IServiceProvider ApiServices => api!.Services;
+
     public async Task DisposeAsync()
     {
         if (api is not null)

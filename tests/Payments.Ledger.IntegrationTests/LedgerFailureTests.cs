@@ -1,6 +1,7 @@
 using Payments.Domain;
 using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
+using Payments.Ledger.Core.Rules;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Payments.Testing;
 
@@ -38,6 +39,7 @@ public sealed class LedgerFailureTests(EtcdClusterFixture etcd)
         { LedgerError.PendingTransferAlreadyPosted, "post twice" },
         { LedgerError.PendingTransferAlreadyVoided, "post after void" },
         { LedgerError.BalanceOverflow, "credit overflows" },
+        { LedgerError.BalanceLimitExceeded, "deposit past a system shard's bound" },
         { LedgerError.BatchEmpty, "empty batch" },
         { LedgerError.BatchTooLarge, "batch of 26" },
         { LedgerError.BatchDuplicateId, "batch with a repeated id" },
@@ -147,6 +149,8 @@ public sealed class LedgerFailureTests(EtcdClusterFixture etcd)
             "post a single transfer" => [new TransferRequest.PostPending(Id("t"), Id("existing"))],
             "post twice" => [new TransferRequest.PostPending(Id("t"), Id("held"))],
             "post after void" => [new TransferRequest.PostPending(Id("t"), Id("voided"))],
+            "deposit past a system shard's bound" => [new TransferRequest.Single(
+                Id("t"), AccountId.ExternalFunding(usd), Alice, new Money(LedgerLimits.SystemShardMaxMagnitudeMinor + 1, usd))],
             "credit overflows" => [new TransferRequest.Single(Id("t"), AccountId.ExternalFunding(usd), Bob, new Money(long.MaxValue, usd))],
             "empty batch" => [],
             "batch of 26" => Enumerable.Range(0, EtcdLedger.MaxBatchTransfers + 1)

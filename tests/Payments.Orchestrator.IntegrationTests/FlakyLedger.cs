@@ -24,6 +24,9 @@ public sealed class FlakyLedger(ILedger inner) : ILedger
     public Task<OpenAccountOutcome> OpenAccountAsync(AccountId id, Currency currency, long overdraftLimitMinor, CancellationToken cancellationToken) =>
         inner.OpenAccountAsync(id, currency, overdraftLimitMinor, cancellationToken);
 
+    public Task<SetOverdraftOutcome> SetOverdraftLimitAsync(AccountId id, long overdraftLimitMinor, CancellationToken cancellationToken) =>
+        inner.SetOverdraftLimitAsync(id, overdraftLimitMinor, cancellationToken);
+
     public Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken) => inner.GetAccountAsync(id, cancellationToken);
 
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
+using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Domain;
@@ -53,13 +54,20 @@ public static class AccountsApi
             return Reply.Invalid(errors).ToResult();
         }
 
+        if (request.OverdraftLimitMinor is > 0)
+        {
+            // Credit is the operator's decision (Overdrafts.SetAsync, from the admin surface), never the merchant's:
+            // refused before anything is written. 0 or absent still opens the account without one.
+            return OverdraftByOperatorOnly().ToResult();
+        }
+
         var owner = await store.ClaimAccountAsync(accountId!.Value, merchant, context.RequestAborted);
         if (owner != merchant)
         {
             return AccountExists(accountId.Value).ToResult();
         }
 
-        return await ledger.OpenAccountAsync(accountId, currency!, request.OverdraftLimitMinor ?? 0, context.RequestAborted) switch
+        return await ledger.OpenAccountAsync(accountId, currency!, overdraftLimitMinor: 0, context.RequestAborted) switch
         {
             OpenAccountOutcome.Opened opened => Reply.Json(StatusCodes.Status201Created, ToResponse(opened.Account)).ToResult(),
             _ => AccountExists(accountId.Value).ToResult(),
@@ -73,7 +81,7 @@ public static class AccountsApi
     }
 
     private static async Task<IResult> DepositAsync(
-        string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency, TimeProvider time)
+        string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency, TimeProvider time, MoneyLimits limits)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
@@ -96,6 +104,11 @@ public static class AccountsApi
             if (errors.Count > 0)
             {
                 return Reply.Invalid(errors);
+            }
+
+            if (AboveLimit("deposit", amount!.Value, limits.For(currency!).MaxDepositMinor, currency!) is { } tooMuch)
+            {
+                return tooMuch;
             }
 
             var account = await OwnedAccountAsync(accountId, context, store, ledger);
@@ -152,13 +165,27 @@ public static class AccountsApi
     {
         LedgerError.CurrencyMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.CurrencyMismatch, "The currency does not match the account.", error.Detail),
         LedgerError.AccountClosed => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AccountClosed, "The account is closed.", error.Detail),
+        LedgerError.BalanceLimitExceeded => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.BalanceLimitExceeded,
+            "The ledger's limit for this currency is reached.", error.Detail),
         _ => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.Base + error.Code, "The ledger refused the operation.", error.Detail),
     };
+
+    /// <summary>422 amount-limit-exceeded when <paramref name="amountMinor"/> is above its currency's maximum, else null.</summary>
+    internal static Reply? AboveLimit(string what, long amountMinor, long maxMinor, Currency currency) =>
+        amountMinor <= maxMinor
+            ? null
+            : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AmountLimitExceeded, $"The {what} is above the maximum for its currency.",
+                $"A {what} in {currency.Code} may be at most {maxMinor} minor units; {amountMinor} was asked.",
+                new Dictionary<string, object?> { ["maxAmountMinor"] = maxMinor });
+
+    private static Reply OverdraftByOperatorOnly() =>
+        Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.OverdraftSetByOperator, "An overdraft is set by the operator.",
+            "Open the account with overdraftLimitMinor 0 or absent; the operator grants an overdraft limit.");
 
     private static Reply AccountExists(string accountId) =>
         Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "The account id is taken.",
             $"Account '{accountId}' already exists with other fields.");
 
-    private static AccountResponse ToResponse(Account account) => new(
+    internal static AccountResponse ToResponse(Account account) => new(
         account.Id.Value, account.Currency.Code, account.BalanceMinor, account.PendingDebitMinor, account.AvailableMinor, account.OverdraftLimitMinor, account.Version);
 }

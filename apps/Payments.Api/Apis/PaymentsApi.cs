@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
+using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Domain;
@@ -28,7 +29,7 @@ public static class PaymentsApi
             .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency)
+    private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency, MoneyLimits limits)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
@@ -40,11 +41,12 @@ public static class PaymentsApi
         // One Idempotency-Key, one payment id: a retry whose idempotency record was lost still finds the same workflow.
         var paymentId = "pay_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..24].ToLowerInvariant();
         var reply = await idempotency.RunAsync(merchant, key, "POST", context.Request.Path, bytes!,
-            () => StartAsync(paymentId, merchant, bytes!, context, services), context.RequestAborted);
+            () => StartAsync(paymentId, merchant, bytes!, context, services, limits), context.RequestAborted);
         return reply.ToResult();
     }
 
-    private static async Task<Reply> StartAsync(string paymentId, string merchant, byte[] bytes, HttpContext context, PaymentServices services)
+    private static async Task<Reply> StartAsync(
+        string paymentId, string merchant, byte[] bytes, HttpContext context, PaymentServices services, MoneyLimits limits)
     {
         var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes);
         if (parseProblem is not null)
@@ -55,6 +57,12 @@ public static class PaymentsApi
         if (Validated(paymentId, merchant, request!) is not { } order)
         {
             return Reply.Invalid(Errors(request!));
+        }
+
+        var currency = Currency.FromCode(order.Currency);
+        if (AccountsApi.AboveLimit("payment", order.AmountMinor, limits.For(currency).MaxPaymentMinor, currency) is { } tooMuch)
+        {
+            return tooMuch;
         }
 
         foreach (var id in new[] { order.DebtorAccountId, order.CreditorAccountId })

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.RateLimiting;
 using Payments.Api.Apis;
 using Payments.Api.Idempotency;
+using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Api.Regions;
 using Payments.Api.Security;
@@ -36,6 +37,7 @@ public static class ApiExtensions
 
         var services = builder.Services;
         services.AddSingleton(options);
+        services.AddSingleton((builder.Configuration.GetSection(MoneyLimits.Section).Get<MoneyLimits>() ?? new MoneyLimits()).Validate());
         // A region of a two-region deployment accepts writes only while it is the active region.
         var region = new RegionGate(builder.Configuration.IsRegional());
         services.AddSingleton(region);

@@ -40,6 +40,20 @@ public abstract record OpenAccountOutcome
     public sealed record Failed(LedgerError Error) : OpenAccountOutcome;
 }
 
+/// <summary>The outcome of setting an account's overdraft limit.</summary>
+public abstract record SetOverdraftOutcome
+{
+    private SetOverdraftOutcome()
+    {
+    }
+
+    /// <param name="Changed">False when the account already had this limit (an idempotent repeat: nothing written).</param>
+    public sealed record Set(Account Account, bool Changed) : SetOverdraftOutcome;
+
+    /// <param name="Error">account-not-found, account-closed, invalid-amount (negative) or overdraft-in-use.</param>
+    public sealed record Failed(LedgerError Error) : SetOverdraftOutcome;
+}
+
 /// <summary>The outcome of closing an account.</summary>
 public abstract record CloseAccountOutcome
 {

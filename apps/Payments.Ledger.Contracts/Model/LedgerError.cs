@@ -19,6 +19,14 @@ public sealed record LedgerError(string Code, string Detail)
     public const string PendingTransferAlreadyVoided = "pending-transfer-already-voided";
     public const string PendingTransferExpired = "pending-transfer-expired";
     public const string BalanceOverflow = "balance-overflow";
+
+    /// <summary>The transfer would take a system account shard beyond the ledger's bound (<c>LedgerLimits</c>), which
+    /// keeps every system account's total within 64 bits. Nothing was applied.</summary>
+    public const string BalanceLimitExceeded = "balance-limit-exceeded";
+
+    /// <summary>A new overdraft limit below what the account already uses: lowering it would leave the account
+    /// overdrawn beyond its limit. Nothing was changed.</summary>
+    public const string OverdraftInUse = "overdraft-in-use";
     public const string BatchEmpty = "batch-empty";
     public const string BatchTooLarge = "batch-too-large";
     public const string BatchDuplicateId = "batch-duplicate-transfer-id";

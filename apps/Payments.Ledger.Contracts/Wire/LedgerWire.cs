@@ -26,6 +26,10 @@ public sealed record OpenAccountWire(string Id, string Currency, long OverdraftL
 
 public sealed record OpenAccountOutcomeWire(AccountWire? Account, bool Created, string? ErrorCode, string? ErrorDetail);
 
+public sealed record SetOverdraftWire(long OverdraftLimitMinor);
+
+public sealed record SetOverdraftOutcomeWire(AccountWire? Account, bool Changed, string? ErrorCode, string? ErrorDetail);
+
 /// <summary>Conversions between the ledger's types and the wire records, both directions.</summary>
 public static class LedgerWire
 {
@@ -118,6 +122,18 @@ public static class LedgerWire
         wire.Account is { } account
             ? new OpenAccountOutcome.Opened(FromWire(account), wire.Created)
             : new OpenAccountOutcome.Failed(new LedgerError(wire.ErrorCode ?? "unknown", wire.ErrorDetail ?? string.Empty));
+
+    public static SetOverdraftOutcomeWire ToWire(SetOverdraftOutcome outcome) => outcome switch
+    {
+        SetOverdraftOutcome.Set set => new(ToWire(set.Account), set.Changed, null, null),
+        SetOverdraftOutcome.Failed failed => new(null, false, failed.Error.Code, failed.Error.Detail),
+        _ => throw new ArgumentOutOfRangeException(nameof(outcome)),
+    };
+
+    public static SetOverdraftOutcome FromWire(SetOverdraftOutcomeWire wire) =>
+        wire.Account is { } account
+            ? new SetOverdraftOutcome.Set(FromWire(account), wire.Changed)
+            : new SetOverdraftOutcome.Failed(new LedgerError(wire.ErrorCode ?? "unknown", wire.ErrorDetail ?? string.Empty));
 
     private static JournalEntryWire ToWire(JournalEntry entry) => new(
         entry.Sequence, entry.TransferId.Value, entry.Kind.ToString(), entry.DebitAccountId.Value, entry.CreditAccountId.Value,

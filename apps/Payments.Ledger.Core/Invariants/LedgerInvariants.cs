@@ -48,10 +48,10 @@ public static class LedgerInvariants
         foreach (var currency in snapshot.Accounts.GroupBy(account => account.Currency))
         {
             // Double entry: every currency sums to zero, system accounts included; every hold placed on one account
-            // is announced to another.
-            var sum = currency.Sum(account => account.BalanceMinor);
-            var pendingDebits = currency.Sum(account => account.PendingDebitMinor);
-            var pendingCredits = currency.Sum(account => account.PendingCreditMinor);
+            // is announced to another. Summed in 128 bits: many customer balances near 64 bits need not fit in 64.
+            var sum = LedgerLimits.Sum(currency, account => account.BalanceMinor);
+            var pendingDebits = LedgerLimits.Sum(currency, account => account.PendingDebitMinor);
+            var pendingCredits = LedgerLimits.Sum(currency, account => account.PendingCreditMinor);
             checks.Add(new($"conservation {currency.Key.Code}", sum == 0 && pendingDebits == pendingCredits,
                 $"sum of {currency.Count()} balances = {sum}; pending debits {pendingDebits}, pending credits {pendingCredits}"));
         }

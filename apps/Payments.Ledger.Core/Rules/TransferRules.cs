@@ -138,27 +138,47 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
             return problem;
         }
 
+        var (debitDelta, creditDelta) = Postings.Of(kind, amount.AmountMinor);
+        if (PutPosting(debit.Key, debit.Record!, debitDelta, credit.Key, credit.Record!, creditDelta, amount.AmountMinor, checkOverdraft: true) is { } refused)
+        {
+            return refused;
+        }
+
+        return new Evaluated.New(new TransferRecord(
+            id.Value, kind, debitId.Value, creditId.Value, amount.AmountMinor, amount.Currency.Code, null, timeoutAt, reference, now, batchIndex));
+    }
+
+    /// <summary>Puts both accounts as the posting leaves them, or returns why it may not: the debtor would be
+    /// overdrawn (new debits only), or a record would leave its bounds (<see cref="LedgerLimits"/>, or 64 bits). On a
+    /// refusal nothing is put.</summary>
+    private Evaluated.Rejected? PutPosting(
+        string debitKey, AccountRecord debit, Balances debitDelta, string creditKey, AccountRecord credit, Balances creditDelta, long amountMinor, bool checkOverdraft)
+    {
+        AccountRecord newDebit, newCredit;
         try
         {
-            var (debitDelta, creditDelta) = Postings.Of(kind, amount.AmountMinor);
-            var newDebit = debit.Record!.Plus(debitDelta);
-            if (newDebit.IsOverdrawn)
+            newDebit = debit.Plus(debitDelta);
+            newCredit = credit.Plus(creditDelta);
+            if (checkOverdraft && newDebit.IsOverdrawn)
             {
-                var available = debit.Record.BalanceMinor - debit.Record.PendingDebitMinor;
+                var available = debit.BalanceMinor - debit.PendingDebitMinor;
                 return Reject(LedgerError.InsufficientFunds,
-                    $"Account {debitId} has {available} {amount.Currency} available (overdraft limit {newDebit.OverdraftLimitMinor}); {amount.AmountMinor} requested.");
+                    $"Account {debit.Id} has {available} {debit.Currency} available (overdraft limit {newDebit.OverdraftLimitMinor}); {amountMinor} requested.");
             }
-
-            set.Put(debit.Key, newDebit);
-            set.Put(credit.Key, credit.Record!.Plus(creditDelta));
         }
         catch (OverflowException)
         {
             return Reject(LedgerError.BalanceOverflow, "The transfer would overflow a balance.");
         }
 
-        return new Evaluated.New(new TransferRecord(
-            id.Value, kind, debitId.Value, creditId.Value, amount.AmountMinor, amount.Currency.Code, null, timeoutAt, reference, now, batchIndex));
+        if ((LedgerLimits.Exceeded(newDebit) ?? LedgerLimits.Exceeded(newCredit)) is { } exceeded)
+        {
+            return new Evaluated.Rejected(exceeded);
+        }
+
+        set.Put(debitKey, newDebit);
+        set.Put(creditKey, newCredit);
+        return null;
     }
 
     /// <summary>The second phase: post moves the held amount, void and expiry release it.</summary>
@@ -188,10 +208,15 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
             return debit.Outcome ?? credit.Outcome!;
         }
 
-        // Releasing or posting what a hold placed cannot overflow: the hold added the same amounts.
+        // Releasing a hold only lowers the pending amounts the hold raised, so a void or an expiry is never refused
+        // here. A post also moves the balance, which can meet a limit (a system shard's, or 64 bits): refused before
+        // the pivot, the saga then voids the hold.
         var (debitDelta, creditDelta) = Postings.Of(kind, pending.AmountMinor);
-        set.Put(debit.Key, debit.Record!.Plus(debitDelta));
-        set.Put(credit.Key, credit.Record!.Plus(creditDelta));
+        if (PutPosting(debit.Key, debit.Record!, debitDelta, credit.Key, credit.Record!, creditDelta, pending.AmountMinor, checkOverdraft: false) is { } limited)
+        {
+            return limited;
+        }
+
         set.Put(keys.Hold(pendingId), hold.Resolved(kind, id.Value));
         if (hold.TimeoutAtUnixMs is { } indexed)
         {

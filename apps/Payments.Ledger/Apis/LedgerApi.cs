@@ -22,6 +22,8 @@ public static class LedgerApi
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
                 : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest))
             .RequireCallers(ServiceRoles.Api);
+        // Operator-only in the public API (its admin surface calls this through ILedger); the API alone may ask.
+        ledger.MapPost("/accounts/{id}/overdraft", SetOverdraftAsync).RequireCallers(ServiceRoles.Api);
         ledger.MapGet("/accounts/{id}", GetAccountAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         ledger.MapPost("/transfers", TransferAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
@@ -51,6 +53,18 @@ public static class LedgerApi
         }
 
         return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
+    }
+
+    private static async Task<IResult> SetOverdraftAsync(
+        string id, SetOverdraftWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
+    {
+        if (!AccountId.TryParse(id, out var accountId, out var problem))
+        {
+            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+        }
+
+        return await Unavailable503(context, async () =>
+            Results.Ok(LedgerWire.ToWire(await etcdLedger.SetOverdraftLimitAsync(accountId, body.OverdraftLimitMinor, cancellationToken))));
     }
 
     private static async Task<IResult> TransferAsync(

@@ -1,0 +1,98 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Payments.Api.Apis;
+using Payments.Api.Limits;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 12, money limits, over real HTTP: per-currency maximums for deposits and payments (422, nothing
+/// written), overdrafts set by the operator only (403 for a merchant), and the operator's helper.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class MoneyLimitsTests(ApiSystemFixture system)
+{
+    private MoneyLimit Usd => system.ApiServices.GetRequiredService<MoneyLimits>().For(Currency.Usd);
+
+    [Fact]
+    public async Task DepositAboveItsCurrencysMaximum_Is422AmountLimitExceeded_AndMovesNothing()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        await client.OpenAccountAsync("big-1", fundsMinor: 100);
+
+        var response = await client.SendJsonAsync("/v1/accounts/big-1/deposits", $"{{\"amountMinor\":{Usd.MaxDepositMinor + 1},\"currency\":\"USD\"}}", Guid.NewGuid().ToString());
+        var atMaximum = await client.SendJsonAsync("/v1/accounts/big-1/deposits", $"{{\"amountMinor\":{Usd.MaxDepositMinor},\"currency\":\"USD\"}}", Guid.NewGuid().ToString());
+
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.JsonAsync();
+        Assert.Equal(ProblemTypes.AmountLimitExceeded, problem.GetProperty("type").GetString());
+        Assert.Equal(Usd.MaxDepositMinor, problem.GetProperty("maxAmountMinor").GetInt64());
+        Assert.Equal(HttpStatusCode.Created, atMaximum.StatusCode);
+        Assert.Equal(100 + Usd.MaxDepositMinor, await client.BalanceAsync("big-1"));
+    }
+
+    [Fact]
+    public async Task PaymentAboveItsCurrencysMaximum_Is422AmountLimitExceeded_AndStartsNothing()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        await client.OpenAccountAsync("big-2", fundsMinor: 100);
+        await client.OpenAccountAsync("big-3");
+        var key = Guid.NewGuid().ToString();
+
+        var response = await client.PayAsync("big-2", "big-3", Usd.MaxPaymentMinor + 1, key);
+
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, response.StatusCode);
+        Assert.Equal(ProblemTypes.AmountLimitExceeded, (await response.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(100, await client.BalanceAsync("big-2"));
+        // The same key and body is the same answer (the refusal is the request's result, not a fault).
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, (await client.PayAsync("big-2", "big-3", Usd.MaxPaymentMinor + 1, key)).StatusCode);
+    }
+
+    [Fact]
+    public async Task MerchantAskingForAnOverdraft_Gets403OverdraftSetByOperator_AndNoAccount()
+    {
+        using var client = await system.NewMerchantClientAsync();
+
+        var asked = await client.PostAsJsonAsync("/v1/accounts", new { accountId = "od-1", currency = "USD", overdraftLimitMinor = 1_000_000 });
+        var zero = await client.PostAsJsonAsync("/v1/accounts", new { accountId = "od-2", currency = "USD", overdraftLimitMinor = 0 });
+
+        Assert.Equal(HttpStatusCode.Forbidden, asked.StatusCode);
+        Assert.Equal("application/problem+json", asked.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(ProblemTypes.OverdraftSetByOperator, (await asked.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/accounts/od-1")).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, zero.StatusCode);
+        Assert.Equal(0, (await zero.JsonAsync()).GetProperty("overdraftLimitMinor").GetInt64());
+    }
+
+    [Fact]
+    public async Task OperatorsOverdraft_IsBoundedByItsCurrencysMaximum_Idempotent_AndSpendable()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        await client.OpenAccountAsync("od-3");
+        await client.OpenAccountAsync("od-4");
+        var ledger = system.ApiServices.GetRequiredService<ILedger>();
+        var limits = system.ApiServices.GetRequiredService<MoneyLimits>();
+        var account = AccountId.Parse("od-3");
+
+        var tooMuch = await Overdrafts.SetAsync(ledger, limits, account, Usd.MaxOverdraftMinor + 1, CancellationToken.None);
+        var set = await Overdrafts.SetAsync(ledger, limits, account, 500, CancellationToken.None);
+        var again = await Overdrafts.SetAsync(ledger, limits, account, 500, CancellationToken.None);
+        var missing = await Overdrafts.SetAsync(ledger, limits, AccountId.Parse("od-nobody"), 500, CancellationToken.None);
+
+        Assert.Equal((422, ProblemTypes.OverdraftLimitExceeded), (tooMuch.StatusCode, Type(tooMuch)));
+        Assert.Equal(200, set.StatusCode);
+        Assert.Equal(set.Body, again.Body); // nothing written the second time: same version
+        Assert.Equal(404, missing.StatusCode);
+        var payment = await client.PayAsync("od-3", "od-4", 400);
+        var paymentId = (await payment.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("completed", (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+        Assert.Equal(-400, await client.BalanceAsync("od-3"));
+        var below = await Overdrafts.SetAsync(ledger, limits, account, 399, CancellationToken.None);
+        Assert.Equal((422, ProblemTypes.OverdraftInUse), (below.StatusCode, Type(below)));
+    }
+
+    private static string? Type(Problems.Reply reply) =>
+        System.Text.Json.JsonDocument.Parse(reply.Body).RootElement.GetProperty("type").GetString();
+}
