@@ -67,32 +67,34 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
     }
 
     [Fact]
-    public async Task OperatorsOverdraft_IsBoundedByItsCurrencysMaximum_Idempotent_AndSpendable()
+    public async Task OperatorsOverdraft_ThroughTheAdminApi_IsBoundedByItsCurrencysMaximum_Idempotent_AndSpendable()
     {
         using var client = await system.NewMerchantClientAsync();
         await client.OpenAccountAsync("od-3");
         await client.OpenAccountAsync("od-4");
-        var ledger = system.ApiServices.GetRequiredService<ILedger>();
-        var limits = system.ApiServices.GetRequiredService<MoneyLimits>();
-        var account = AccountId.Parse("od-3");
+        using var admin = MerchantKeysTests.Admin(system.BaseAddress);
+        using var merchantKeyAsOperator = new HttpClient { BaseAddress = system.BaseAddress };
+        merchantKeyAsOperator.DefaultRequestHeaders.Authorization = client.DefaultRequestHeaders.Authorization;
 
-        var tooMuch = await Overdrafts.SetAsync(ledger, limits, account, Usd.MaxOverdraftMinor + 1, CancellationToken.None);
-        var set = await Overdrafts.SetAsync(ledger, limits, account, 500, CancellationToken.None);
-        var again = await Overdrafts.SetAsync(ledger, limits, account, 500, CancellationToken.None);
-        var missing = await Overdrafts.SetAsync(ledger, limits, AccountId.Parse("od-nobody"), 500, CancellationToken.None);
+        using var byMerchant = await merchantKeyAsOperator.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = 500 });
+        using var tooMuch = await admin.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = Usd.MaxOverdraftMinor + 1 });
+        using var set = await admin.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = 500 });
+        using var again = await admin.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = 500 });
+        using var missing = await admin.PutAsJsonAsync("/admin/v1/accounts/od-nobody/overdraft", new { overdraftLimitMinor = 500 });
 
-        Assert.Equal((422, ProblemTypes.OverdraftLimitExceeded), (tooMuch.StatusCode, Type(tooMuch)));
-        Assert.Equal(200, set.StatusCode);
-        Assert.Equal(set.Body, again.Body); // nothing written the second time: same version
-        Assert.Equal(404, missing.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, byMerchant.StatusCode);
+        Assert.Equal((HttpStatusCode.UnprocessableEntity, ProblemTypes.OverdraftLimitExceeded), (tooMuch.StatusCode, await TypeAsync(tooMuch)));
+        Assert.Equal(HttpStatusCode.OK, set.StatusCode);
+        Assert.Equal(await set.Content.ReadAsStringAsync(), await again.Content.ReadAsStringAsync()); // nothing written the second time: same version
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
         var payment = await client.PayAsync("od-3", "od-4", 400);
         var paymentId = (await payment.JsonAsync()).GetProperty("paymentId").GetString()!;
         Assert.Equal("completed", (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
         Assert.Equal(-400, await client.BalanceAsync("od-3"));
-        var below = await Overdrafts.SetAsync(ledger, limits, account, 399, CancellationToken.None);
-        Assert.Equal((422, ProblemTypes.OverdraftInUse), (below.StatusCode, Type(below)));
+        using var below = await admin.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = 399 });
+        Assert.Equal((HttpStatusCode.UnprocessableEntity, ProblemTypes.OverdraftInUse), (below.StatusCode, await TypeAsync(below)));
     }
 
-    private static string? Type(Problems.Reply reply) =>
-        System.Text.Json.JsonDocument.Parse(reply.Body).RootElement.GetProperty("type").GetString();
+    private static async Task<string?> TypeAsync(HttpResponseMessage response) =>
+        (await response.JsonAsync()).GetProperty("type").GetString();
 }

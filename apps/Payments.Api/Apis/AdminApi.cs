@@ -1,6 +1,8 @@
 using Payments.Api.Contracts;
+using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Domain;
+using Payments.Ledger.Contracts;
 using Payments.Merchants;
 using Payments.ServiceDefaults.Security;
 
@@ -29,6 +31,38 @@ public static class AdminApi
                 : MerchantNotFound(merchantId).ToResult()).WithName("ListApiKeys");
         admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey");
         admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey");
+        admin.MapPut("/accounts/{accountId}/overdraft", SetOverdraftAsync).WithName("SetOverdraftLimit");
+    }
+
+    /// <summary>The operator's overdraft decision (merchants cannot give themselves one), within the currency's
+    /// configured maximum, as one atomic ledger write; audit-logged.</summary>
+    private static async Task<IResult> SetOverdraftAsync(
+        string accountId, HttpContext context, ILedger ledger, MoneyLimits limits, ILogger<MerchantStore> audit)
+    {
+        var (request, problem) = await ReadAsync(context, new SetOverdraftRequest(null));
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        if (request!.OverdraftLimitMinor is not { } limit)
+        {
+            return Reply.Invalid(new Dictionary<string, string> { ["overdraftLimitMinor"] = "overdraftLimitMinor is required." }).ToResult();
+        }
+
+        if (!AccountId.TryParse(accountId, out var id, out _))
+        {
+            return Reply.AccountNotFound(accountId).ToResult();
+        }
+
+        var reply = await Overdrafts.SetAsync(ledger, limits, id, limit, context.RequestAborted);
+        if (reply.StatusCode == StatusCodes.Status200OK)
+        {
+            audit.LogInformation("Admin: overdraft limit of account {AccountId} set to {OverdraftLimitMinor} by {Operator}",
+                accountId, limit, OperatorAuthentication.CallerOf(context));
+        }
+
+        return reply.ToResult();
     }
 
     private static async Task<IResult> CreateMerchantAsync(HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)

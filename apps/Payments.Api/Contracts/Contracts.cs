@@ -52,3 +52,5 @@ public sealed record ApiKeyResponse(
 public sealed record IssuedKeyResponse(string Key, ApiKeyResponse Details);
 
 public sealed record ApiKeyList(IReadOnlyList<ApiKeyResponse> Keys);
+
+public sealed record SetOverdraftRequest(long? OverdraftLimitMinor);
