@@ -142,7 +142,14 @@ public sealed class ChartTests
             Assert.Null(env["Admin__Token"].Value);
             Assert.Equal(("daprpayments-admin", "token"), (env["Admin__Token"].ValueFrom.SecretKeyRef.Name, env["Admin__Token"].ValueFrom.SecretKeyRef.Key));
             Assert.True(env["Admin__NextToken"].ValueFrom.SecretKeyRef.Optional);
-            Assert.All(deployments.Where(deployment => deployment != failover), deployment =>
+            // The API's admin API (merchants, keys, overdrafts) has its own operator credential, another Secret: issuing
+            // keys and switching regions are separate powers. No other app gets an admin token.
+            var api = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-api", StringComparison.Ordinal));
+            var apiEnv = api.Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
+            Assert.Null(apiEnv["Admin__Token"].Value);
+            Assert.Equal(("daprpayments-api-admin", "token"), (apiEnv["Admin__Token"].ValueFrom.SecretKeyRef.Name, apiEnv["Admin__Token"].ValueFrom.SecretKeyRef.Key));
+            Assert.Equal(("live", "2"), (apiEnv["Payments__KeyMode"].Value, apiEnv["Payments__Replicas"].Value));
+            Assert.All(deployments.Where(deployment => deployment != failover && deployment != api), deployment =>
                 Assert.DoesNotContain(deployment.Spec.Template.Spec.Containers[0].Env, variable => variable.Name.StartsWith("Admin__", StringComparison.Ordinal)));
 
             Assert.Equal("sync", env["Replication__Mode"].Value);
