@@ -16,9 +16,12 @@ public static class AccountsApi
     public static void MapAccountsApiV1(this IEndpointRouteBuilder app)
     {
         var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
-        accounts.MapPost("/", OpenAsync).WithName("OpenAccount").RequireScope(ApiScopes.AccountsWrite);
-        accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount").RequireScope(ApiScopes.AccountsRead);
-        accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite);
+        accounts.MapPost("/", OpenAsync).WithName("OpenAccount").RequireScope(ApiScopes.AccountsWrite)
+            .WithDescription("Scope accounts:write. Opens an account in one currency; overdraftLimitMinor must be 0 or absent (403 overdraft-set-by-operator: only the operator sets an overdraft).");
+        accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount").RequireScope(ApiScopes.AccountsRead)
+            .WithDescription("Scope accounts:read. The merchant's own account (404 for any other).");
+        accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite)
+            .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
 
     private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger)

@@ -18,7 +18,8 @@ public static class AdminApi
 
     public static void MapAdminApiV1(this IEndpointRouteBuilder app)
     {
-        var admin = app.MapGroup("/admin/v1").WithTags("Admin").AddEndpointFilter<OperatorAuthentication>();
+        var admin = app.MapGroup("/admin/v1").WithTags("Admin").AddEndpointFilter<OperatorAuthentication>()
+            .WithDescription("The operator's API (Authorization: Bearer <operator token>; merchant keys are refused). Not routed by the public edge.");
         admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant");
         admin.MapGet("/merchants/{merchantId}", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
             await store.GetMerchantAsync(merchantId, cancellationToken) is { } merchant

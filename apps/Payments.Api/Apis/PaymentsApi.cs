@@ -18,15 +18,22 @@ public static class PaymentsApi
 {
     public const int MaxReferenceLength = 140;
 
+    private const string FourEyes = "Scope payments:approve, and a key other than the one that created the payment (403 same-key-review). "
+        + "One decision per payment: a different second one is 409 payment-already-decided; the decision is recorded and returned by GET.";
+
     public static void MapPaymentsApiV1(this IEndpointRouteBuilder app)
     {
         var payments = app.MapGroup("/v1/payments").WithTags("Payments");
-        payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite);
-        payments.MapGet("/{paymentId}", GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead);
+        payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite)
+            .WithDescription("Scope payments:write. Needs an Idempotency-Key (kept 24 h; reused after that it is a new request). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
+        payments.MapGet("/{paymentId}", GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead)
+            .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}.");
         payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services))
-            .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove);
+            .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove)
+            .WithDescription(FourEyes);
         payments.MapPost("/{paymentId}/reject", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, false, context, services))
-            .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove);
+            .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove)
+            .WithDescription(FourEyes);
     }
 
     private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency, MoneyLimits limits)
