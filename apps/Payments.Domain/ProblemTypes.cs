@@ -34,6 +34,9 @@ public static class ProblemTypes
     /// <summary>Admin API: the merchant holds <c>MerchantStore.MaxKeysPerMerchant</c> keys; revoke one first.</summary>
     public const string ApiKeyLimitReached = Base + "api-key-limit-reached";
 
+    /// <summary>Public API: the merchant's deposits in the currency today would pass their daily maximum.</summary>
+    public const string DepositVolumeExceeded = Base + "deposit-volume-exceeded";
+
     /// <summary>No such route (e.g. the admin API asked of the public edge).</summary>
     public const string NotFound = Base + "not-found";
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Payments.Api.Apis;
 using Payments.Api.Limits;
@@ -93,6 +94,31 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         Assert.Equal(-400, await client.BalanceAsync("od-3"));
         using var below = await admin.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = 399 });
         Assert.Equal((HttpStatusCode.UnprocessableEntity, ProblemTypes.OverdraftInUse), (below.StatusCode, await TypeAsync(below)));
+    }
+
+    /// <summary>The finding: one merchant's deposits could exhaust a currency's external funding bound for every
+    /// merchant within days. A daily volume per merchant and currency makes that take merchant-years.</summary>
+    [Fact]
+    public async Task AMerchantsDepositsPerDay_AreBounded_AndARetryOfACountedDepositIsNotCountedAgain()
+    {
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:MoneyLimits:Default:MaxDepositVolumePerDayMinor", "1000"));
+        var key = await system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
+        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        var account = $"vol-{Guid.NewGuid():N}"[..16];
+        await client.OpenAccountAsync(account);
+        var deposit = (long amount, string idempotencyKey) =>
+            client.SendJsonAsync($"/v1/accounts/{account}/deposits", $"{{\"amountMinor\":{amount},\"currency\":\"USD\"}}", idempotencyKey);
+
+        using var first = await deposit(600, "vol-1");
+        using var firstAgain = await deposit(600, "vol-1");
+        using var over = await deposit(600, "vol-2");
+        using var rest = await deposit(400, "vol-3");
+
+        Assert.Equal((HttpStatusCode.Created, HttpStatusCode.Created), (first.StatusCode, firstAgain.StatusCode));
+        Assert.Equal((HttpStatusCode.UnprocessableEntity, ProblemTypes.DepositVolumeExceeded), (over.StatusCode, await TypeAsync(over)));
+        Assert.Equal(HttpStatusCode.Created, rest.StatusCode);
+        Assert.Equal(1000, await client.BalanceAsync(account));
     }
 
     private static async Task<string?> TypeAsync(HttpResponseMessage response) =>

@@ -84,7 +84,8 @@ public static class AccountsApi
     }
 
     private static async Task<IResult> DepositAsync(
-        string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency, TimeProvider time, MoneyLimits limits)
+        string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency, TimeProvider time, MoneyLimits limits,
+        DepositVolume volume)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
@@ -129,6 +130,15 @@ public static class AccountsApi
             // record were lost, a retry within the ledger's retention could not fund the account twice.
             var depositId = "dep_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..32].ToLowerInvariant();
             var money = new Money(amount!.Value, currency!);
+            var maxPerDay = limits.For(currency!).MaxDepositVolumePerDayMinor;
+            if (!await volume.TryReserveAsync(merchant, depositId, money, maxPerDay, context.RequestAborted))
+            {
+                return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.DepositVolumeExceeded,
+                    "The merchant's deposits for today would pass their daily maximum.",
+                    $"Deposits in {currency!.Code} are limited to {maxPerDay} minor units per merchant per UTC day; this one would pass it.",
+                    new Dictionary<string, object?> { ["maxDepositVolumePerDayMinor"] = maxPerDay });
+            }
+
             var outcome = await ledger.TransferAsync(
                 // Issued now on every attempt: a retry within the Idempotency-Key's day finds the deposit (the ledger
                 // keeps it for days longer); a key reused after the ledger archived it is a new deposit, as it is

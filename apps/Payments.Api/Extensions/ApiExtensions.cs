@@ -98,6 +98,8 @@ public static class ApiExtensions
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IdempotentExecutor>();
+        services.AddSingleton(provider => new DepositVolume(
+            provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>()));
     }
 
     /// <summary>A token bucket per API key, each replica holding its share of the key's cluster-wide quota (the quota

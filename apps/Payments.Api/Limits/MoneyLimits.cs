@@ -13,10 +13,13 @@ public sealed class CurrencyLimits
 
     /// <summary>The largest overdraft limit the operator may give an account (merchants may give none).</summary>
     public long? MaxOverdraftMinor { get; set; }
+
+    /// <summary>The most one merchant may deposit in a UTC day (<see cref="DepositVolume"/>).</summary>
+    public long? MaxDepositVolumePerDayMinor { get; set; }
 }
 
 /// <summary>The resolved limits of one currency.</summary>
-public sealed record MoneyLimit(Currency Currency, long MaxDepositMinor, long MaxPaymentMinor, long MaxOverdraftMinor);
+public sealed record MoneyLimit(Currency Currency, long MaxDepositMinor, long MaxPaymentMinor, long MaxOverdraftMinor, long MaxDepositVolumePerDayMinor);
 
 /// <summary>Per-currency maximums for a deposit, a payment and an overdraft limit (configuration section
 /// <c>Payments:MoneyLimits</c>: <c>Default</c>, and <c>Currencies:{CODE}</c> overrides), checked once at start-up.</summary>
@@ -41,6 +44,14 @@ public sealed class MoneyLimits
     public const long DefaultMaxPaymentMinor = 10_000_000_000;
     public const long DefaultMaxOverdraftMinor = 1_000_000_000;
 
+    /// <summary>A hundred maximal deposits a day per merchant and currency: at that pace a currency's external funding
+    /// bound (≈ 4.6·10^18) takes 4.6 million merchant-days — over 12 years of 1,000 merchants each depositing the most
+    /// it may every day.</summary>
+    public const long DefaultMaxDepositVolumePerDayMinor = 1_000_000_000_000;
+
+    /// <summary>Largest daily deposit volume that may be configured.</summary>
+    public const long VolumeCeilingMinor = 1_000_000_000_000_000_000;
+
     public CurrencyLimits Default { get; set; } = new();
 
     /// <summary>Overrides by ISO 4217 code (upper case).</summary>
@@ -55,7 +66,8 @@ public sealed class MoneyLimits
             currency,
             own?.MaxDepositMinor ?? Default.MaxDepositMinor ?? DefaultMaxDepositMinor,
             own?.MaxPaymentMinor ?? Default.MaxPaymentMinor ?? DefaultMaxPaymentMinor,
-            own?.MaxOverdraftMinor ?? Default.MaxOverdraftMinor ?? DefaultMaxOverdraftMinor);
+            own?.MaxOverdraftMinor ?? Default.MaxOverdraftMinor ?? DefaultMaxOverdraftMinor,
+            own?.MaxDepositVolumePerDayMinor ?? Default.MaxDepositVolumePerDayMinor ?? DefaultMaxDepositVolumePerDayMinor);
     }
 
     /// <summary>This, or every mistake at once with the setting's full name.</summary>
@@ -85,13 +97,14 @@ public sealed class MoneyLimits
         Range(limits.MaxDepositMinor, 1, name + ":MaxDepositMinor", problems);
         Range(limits.MaxPaymentMinor, 1, name + ":MaxPaymentMinor", problems);
         Range(limits.MaxOverdraftMinor, 0, name + ":MaxOverdraftMinor", problems);
+        Range(limits.MaxDepositVolumePerDayMinor, 1, name + ":MaxDepositVolumePerDayMinor", problems, VolumeCeilingMinor);
     }
 
-    private static void Range(long? value, long least, string name, List<string> problems)
+    private static void Range(long? value, long least, string name, List<string> problems, long most = CeilingMinor)
     {
-        if (value is { } set && (set < least || set > CeilingMinor))
+        if (value is { } set && (set < least || set > most))
         {
-            problems.Add($"{name} is {set}; it must be from {least} to {CeilingMinor} minor units.");
+            problems.Add($"{name} is {set}; it must be from {least} to {most} minor units.");
         }
     }
 }

@@ -1,0 +1,74 @@
+using System.Globalization;
+using Etcdserverpb;
+using Google.Protobuf;
+using Payments.Domain;
+using Payments.Etcd;
+
+namespace Payments.Api.Limits;
+
+/// <summary>How much each merchant has deposited per currency per UTC day, against
+/// <see cref="MoneyLimit.MaxDepositVolumePerDayMinor"/>. Why: deposits are the only way money enters a currency, and
+/// its external funding account can take about 4.6·10^18 minor units over its whole life (docs/api.md, "Money
+/// limits"); a per-deposit maximum alone lets one merchant's keys exhaust that for every merchant in days. With a daily
+/// volume per merchant the bound is merchant-days, and merchants are made by the operator.</summary>
+/// <remarks>Layout under the API prefix: <c>deposit-volume/{merchant}/{CUR}/{yyyyMMdd}</c> the day's total, and
+/// <c>…/{yyyyMMdd}/{depositId}</c> a marker per counted deposit, so a retry of the same deposit (its id derives from the
+/// Idempotency-Key) is counted once. Both share one lease of <see cref="Retention"/>, granted with the day's first
+/// deposit: storage is bounded by two days of deposits. Each reservation is one compare-and-swap.</remarks>
+public sealed class DepositVolume(EtcdConnection etcd, string apiPrefix, TimeProvider time)
+{
+    /// <summary>How long a day's counter and markers are kept (the day, and a day's margin for clock skew).</summary>
+    public static readonly TimeSpan Retention = TimeSpan.FromHours(49);
+
+    private const int MaxCasAttempts = 8;
+    private readonly string root = EtcdBytes.AsPrefix(apiPrefix) + "deposit-volume/";
+
+    /// <summary>Counts the deposit toward today's volume unless that would pass <paramref name="maxPerDayMinor"/>;
+    /// true when counted (or counted before, by a retry of the same deposit), false when over the limit.</summary>
+    public async Task<bool> TryReserveAsync(
+        string merchantId, string depositId, Money amount, long maxPerDayMinor, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(amount);
+        var day = time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture);
+        var counterKey = $"{root}{merchantId}/{amount.Currency.Code}/{day}";
+        var markerKey = $"{counterKey}/{depositId}";
+        for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
+        {
+            var read = new TxnRequest();
+            read.Success.Add(EtcdBytes.Get(counterKey));
+            read.Success.Add(EtcdBytes.Get(markerKey));
+            var current = await TxnAsync(read, cancellationToken);
+            if (current.Responses[1].ResponseRange.Kvs.Count > 0)
+            {
+                return true; // this deposit was counted already
+            }
+
+            var counter = current.Responses[0].ResponseRange.Kvs.FirstOrDefault();
+            var total = counter is null ? 0 : long.Parse(counter.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
+            if (total > maxPerDayMinor - amount.AmountMinor)
+            {
+                return false;
+            }
+
+            var lease = counter?.Lease is > 0 ? counter.Lease : await GrantAsync(cancellationToken);
+            var write = new TxnRequest();
+            write.Compare.Add(EtcdBytes.ModRevisionIs(counterKey, counter?.ModRevision ?? 0));
+            write.Compare.Add(EtcdBytes.CreateRevisionIs(markerKey, 0));
+            write.Success.Add(EtcdBytes.Put(counterKey, ByteString.CopyFromUtf8((total + amount.AmountMinor).ToString(CultureInfo.InvariantCulture)), lease));
+            write.Success.Add(EtcdBytes.Put(markerKey, ByteString.Empty, lease));
+            if ((await TxnAsync(write, cancellationToken)).Succeeded)
+            {
+                return true;
+            }
+        }
+
+        throw new InvalidOperationException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
+    }
+
+    private async Task<long> GrantAsync(CancellationToken cancellationToken) =>
+        (await EtcdConnection.CallAsync(token => etcd.Leases.LeaseGrantAsync(
+            new LeaseGrantRequest { TTL = (long)Retention.TotalSeconds }, cancellationToken: token), cancellationToken)).ID;
+
+    private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+}
