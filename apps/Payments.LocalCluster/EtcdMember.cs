@@ -42,6 +42,12 @@ public sealed class EtcdMember : IDisposable
 
     public int PeerPort { get; }
 
+    /// <summary>Plain-HTTP /metrics and /health on loopback (as the chart's probes use <c>--listen-metrics-urls</c>):
+    /// tests and benchmarks count etcd's requests there without a client certificate.</summary>
+    public int? MetricsPort { get; init; }
+
+    public Uri? MetricsUrl => MetricsPort is { } port ? new Uri($"http://127.0.0.1:{port}/metrics") : null;
+
     public string ClientUrl => $"{Scheme}://127.0.0.1:{ClientPort}";
 
     private string Scheme => pki is null ? "http" : "https";
@@ -67,6 +73,7 @@ public sealed class EtcdMember : IDisposable
             $"--listen-client-urls {ClientUrl} --advertise-client-urls {ClientUrl}",
             $"--listen-peer-urls {Scheme}://127.0.0.1:{PeerPort} --initial-advertise-peer-urls {Scheme}://127.0.0.1:{PeerPort}",
             TlsFlags(),
+            MetricsPort is { } metrics ? $"--listen-metrics-urls http://127.0.0.1:{metrics}" : string.Empty,
             $"--initial-cluster {initialCluster} --initial-cluster-token {clusterToken} --initial-cluster-state new",
             // Production-like timing (etcd's defaults) so failover figures mean something.
             "--heartbeat-interval 100 --election-timeout 1000",

@@ -41,6 +41,29 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
     public IReadOnlyList<EtcdMember> Members => members;
 
+    /// <summary>The sum over the running members of a counter from their /metrics (Prometheus text), over the series
+    /// whose labels contain every one of <paramref name="labels"/> (e.g. <c>grpc_method="Range"</c>): what etcd did,
+    /// counted by etcd.</summary>
+    public async Task<double> SumMetricAsync(string metric, IReadOnlyCollection<string> labels, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        double sum = 0;
+        foreach (var member in members.Where(member => member.IsRunning && !member.IsPaused && member.MetricsUrl is not null))
+        {
+            var text = await http.GetStringAsync(member.MetricsUrl, cancellationToken);
+            foreach (var line in text.Split('\n'))
+            {
+                if (line.StartsWith(metric + "{", StringComparison.Ordinal) && labels.All(label => line.Contains(label, StringComparison.Ordinal)))
+                {
+                    sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+                }
+            }
+        }
+
+        return sum;
+    }
+
     /// <summary>The cluster's CA and certificates when it runs with TLS (<c>secure</c> at start), else null.</summary>
     public EtcdCertificates? Certificates { get; }
 
@@ -127,12 +150,15 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
 
         var certificates = secure ? EtcdCertificates.Create(directory) : null;
         var rootTls = certificates?.Client(EtcdRbac.Root);
-        var ports = LocalPorts.Free(memberCount * 2);
+        var ports = LocalPorts.Free(memberCount * 3);
         var initialCluster = string.Join(',', Enumerable.Range(0, memberCount)
-            .Select(index => $"m{index}={(secure ? "https" : "http")}://127.0.0.1:{ports[(index * 2) + 1]}"));
+            .Select(index => $"m{index}={(secure ? "https" : "http")}://127.0.0.1:{ports[(index * 3) + 1]}"));
         var members = Enumerable.Range(0, memberCount)
             .Select(index => new EtcdMember(
-                index, etcdPath, directory, ports[index * 2], ports[(index * 2) + 1], initialCluster, clusterName, storage, certificates, rootTls))
+                index, etcdPath, directory, ports[index * 3], ports[(index * 3) + 1], initialCluster, clusterName, storage, certificates, rootTls)
+            {
+                MetricsPort = ports[(index * 3) + 2],
+            })
             .ToArray();
 
         var cluster = new LocalEtcdCluster(directory, members, progress, certificates, rootTls);

@@ -35,6 +35,8 @@ public sealed class ApiSystemFixture : IAsyncLifetime
 
     public EtcdConnection Etcd => etcd.Connection;
 
+    public Payments.LocalCluster.LocalEtcdCluster Cluster => etcd.Cluster;
+
     /// <summary>The ledger service the API calls (its internal API, reached directly by the ledger-service tests).</summary>
     public Uri LedgerServiceAddress => new(InProcessApp.BaseUrl(ledgerService!));
 

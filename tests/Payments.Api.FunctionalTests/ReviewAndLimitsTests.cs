@@ -117,6 +117,27 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
     }
 
     [Fact]
+    public async Task ReadinessProbes_AreAnsweredFromTheBackgroundProbe_CostingEtcdNoReadEach()
+    {
+        const int Probes = 300;
+        string[] range = ["grpc_method=\"Range\"", "grpc_service=\"etcdserverpb.KV\""];
+        using var probe = new HttpClient { BaseAddress = system.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await probe.GetAsync("/readyz")).StatusCode);
+
+        var before = await system.Cluster.SumMetricAsync("grpc_server_handled_total", range, CancellationToken.None);
+        Assert.True(before > 0, "etcd reports the range requests it handled");
+        for (var request = 0; request < Probes; request++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await probe.GetAsync("/readyz")).StatusCode);
+        }
+
+        var reads = await system.Cluster.SumMetricAsync("grpc_server_handled_total", range, CancellationToken.None) - before;
+
+        // A read per probe would be 300 or more; what remains is the system's own background work meanwhile.
+        Assert.True(reads < Probes / 2, $"{reads} etcd range requests during {Probes} readiness probes");
+    }
+
+    [Fact]
     public async Task AKeysQuota_IsSharedAcrossReplicas_EachTakingItsShare()
     {
         // 10 requests/s for the key across 5 replicas: this replica's bucket holds 2/s (bursts of 4), not 10 (20).
