@@ -16,6 +16,10 @@ namespace Payments.Etcd;
 /// Records live at least <see cref="Retention"/>. Rather than one etcd lease per record (a Raft write each), records
 /// created in the same hour share one lease whose TTL is the retention plus that hour, so every record lives between
 /// 24 h and 25 h at the cost of one lease grant per hour.
+/// <para>A record's lifetime has an id (<see cref="IdempotencyRecord.LifetimeId"/>), drawn when the record is created
+/// and kept by every takeover and release; operation ids (payment, deposit) derive from it (<see cref="OperationId"/>).
+/// So within the window every retry of a key reaches the same operation, and once the record expired the key starts a
+/// new one, as Stripe's does.</para>
 /// </remarks>
 public sealed class IdempotencyStore
 {
@@ -25,7 +29,7 @@ public sealed class IdempotencyStore
     /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again. Short on
     /// purpose: a claim left by an API replica that died holds every retry of that key at 409 until it lapses (the
     /// fault campaign saw clients wait out 60 s), and a takeover of a request that was only slow is harmless — the
-    /// work behind a key is idempotent (payment and deposit ids derive from the key), only repeated.</summary>
+    /// work behind a key is idempotent (payment and deposit ids derive from the key's lifetime), only repeated.</summary>
     public static readonly TimeSpan InProgressTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>Attempts to release a claim (spanning an etcd leader election, ~1–3 s) before it is left to expire.</summary>
@@ -33,6 +37,10 @@ public sealed class IdempotencyStore
     public static readonly TimeSpan ReleaseRetryDelay = TimeSpan.FromMilliseconds(250);
     public static readonly TimeSpan MaxReleaseRetryDelay = TimeSpan.FromSeconds(1);
     private const int MaxCasAttempts = 8;
+
+    /// <summary>What a released claim holds as its lock's end: long past on every clock, so a released key is free at
+    /// once for every replica (and for a replica of the previous version, which reads it as a lapsed claim).</summary>
+    private static readonly DateTimeOffset ReleasedLockEnd = DateTimeOffset.UnixEpoch;
 
     private readonly EtcdConnection etcd;
     private readonly string prefix;
@@ -47,9 +55,25 @@ public sealed class IdempotencyStore
         this.time = time;
     }
 
+    /// <summary>The key prefix of this store's records (the one a watch on them covers).</summary>
+    public string Prefix => prefix;
+
     /// <summary>A stable fingerprint of a request (method, path, canonical body…), compared on every reuse of a key.</summary>
     public static string Fingerprint(params string[] parts) =>
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', parts))));
+
+    /// <summary>The id of the operation (payment, deposit…) behind a key in one lifetime of its record: a hash of the
+    /// scope, the key and <paramref name="lifetimeId"/>. A record written before lifetimes existed has none and keeps
+    /// the id it always had (scope and key only), so a retry across the upgrade reaches the same operation.</summary>
+    /// <param name="idPrefix">The id's prefix, e.g. <c>pay_</c>.</param>
+    /// <param name="hexChars">How many hex characters of the hash follow it.</param>
+    public static string OperationId(string idPrefix, int hexChars, string scope, IdempotencyKey key, string? lifetimeId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(scope);
+        ArgumentNullException.ThrowIfNull(key);
+        var seed = lifetimeId is null ? $"{scope}\n{key.Value}" : $"{scope}\n{key.Value}\n{lifetimeId}";
+        return idPrefix + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(seed)))[..hexChars].ToLowerInvariant();
+    }
 
     /// <summary>Claims the key for this request, or says why not (replay, in progress elsewhere, other body).</summary>
     /// <param name="scope">Whose key this is (a merchant id): keys of different merchants never collide.</param>
@@ -59,17 +83,20 @@ public sealed class IdempotencyStore
         for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
             var now = time.GetUtcNow();
-            var claim = new IdempotencyRecord(fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout);
+            // A new record starts a new lifetime: nothing was written under this key within the window (or it expired).
+            var claim = new IdempotencyRecord(
+                fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout, NewLifetimeId());
+            var lease = await LeaseForNowAsync(cancellationToken);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
-            request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), await LeaseForNowAsync(cancellationToken)));
+            request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
             request.Failure.Add(EtcdBytes.Get(recordKey));
             TxnResponse response;
             try
             {
                 response = await TxnAsync(request, cancellationToken);
             }
-            catch (RpcException exception) when (exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase))
+            catch (RpcException exception) when (IsLeaseNotFound(exception))
             {
                 // The hour's shared lease is gone (revoked, or etcd restored from a backup): grant a new one and retry.
                 leasesByBucket.Clear();
@@ -78,7 +105,7 @@ public sealed class IdempotencyStore
 
             if (response.Succeeded)
             {
-                return new IdempotencyBegin.Started(new IdempotencyClaim(recordKey, response.Header.Revision, fingerprint));
+                return new IdempotencyBegin.Started(ClaimOf(recordKey, response.Header.Revision, claim, lease));
             }
 
             var existing = response.Responses[0].ResponseRange.Kvs.FirstOrDefault();
@@ -88,33 +115,54 @@ public sealed class IdempotencyStore
             }
 
             var record = Deserialize(existing.Value);
-            if (!string.Equals(record.Fingerprint, fingerprint, StringComparison.Ordinal))
+            if (Judge(recordKey, record, fingerprint, now) is { } answer)
             {
-                return new IdempotencyBegin.FingerprintMismatch();
+                return answer;
             }
 
-            if (record.State == IdempotencyState.Completed)
-            {
-                return new IdempotencyBegin.Replay(record.StatusCode!.Value, record.Body ?? string.Empty, record.ContentType);
-            }
-
-            if (record.LockedUntil > now)
-            {
-                return new IdempotencyBegin.InProgress(record.LockedUntil.Value - now);
-            }
-
-            // The request that claimed it stopped without finishing: take over, unless someone else just did.
+            // The request that claimed it stopped without finishing (or released it): take over, unless someone else
+            // just did. Same lifetime, same creation, same lease: the operation id and the expiry do not move.
+            var takeoverRecord = claim with { CreatedAt = record.CreatedAt, LifetimeId = record.LifetimeId };
             var takeover = new TxnRequest();
             takeover.Compare.Add(EtcdBytes.ModRevisionIs(recordKey, existing.ModRevision));
-            takeover.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim with { CreatedAt = record.CreatedAt }), existing.Lease));
+            takeover.Success.Add(EtcdBytes.Put(recordKey, Serialize(takeoverRecord), existing.Lease));
             var takeoverResponse = await TxnAsync(takeover, cancellationToken);
             if (takeoverResponse.Succeeded)
             {
-                return new IdempotencyBegin.Started(new IdempotencyClaim(recordKey, takeoverResponse.Header.Revision, fingerprint));
+                return new IdempotencyBegin.Started(ClaimOf(recordKey, takeoverResponse.Header.Revision, takeoverRecord, existing.Lease));
             }
         }
 
         throw new InvalidOperationException($"Idempotency record {recordKey} kept changing for {MaxCasAttempts} attempts.");
+    }
+
+    /// <summary>What <see cref="BeginAsync"/> would answer, read without writing (no Raft proposal): null when the key
+    /// is free to claim (no record, or a claim that lapsed or was released) — then call <see cref="BeginAsync"/>.
+    /// For requests waiting on another one with the same key.</summary>
+    public async Task<IdempotencyBegin?> PeekAsync(string scope, IdempotencyKey key, string fingerprint, CancellationToken cancellationToken)
+    {
+        var recordKey = RecordKey(scope, key);
+        var read = new RangeRequest { Key = EtcdBytes.Key(recordKey) };
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(read, cancellationToken: token), cancellationToken);
+        var existing = response.Kvs.FirstOrDefault();
+        return existing is null ? null : Judge(recordKey, Deserialize(existing.Value), fingerprint, time.GetUtcNow());
+    }
+
+    /// <summary>The answer an existing record gives to a request, or null when the request may claim it.</summary>
+    private static IdempotencyBegin? Judge(string recordKey, IdempotencyRecord record, string fingerprint, DateTimeOffset now)
+    {
+        if (!string.Equals(record.Fingerprint, fingerprint, StringComparison.Ordinal))
+        {
+            // Also for a released claim: its lifetime's operation id may already name an operation with that body.
+            return new IdempotencyBegin.FingerprintMismatch();
+        }
+
+        if (record.State == IdempotencyState.Completed)
+        {
+            return new IdempotencyBegin.Replay(record.StatusCode!.Value, record.Body ?? string.Empty, record.ContentType);
+        }
+
+        return record.LockedUntil > now ? new IdempotencyBegin.InProgress(record.LockedUntil.Value - now, recordKey) : null;
     }
 
     /// <summary>Stores the final response. False if the claim was lost (it timed out and another request took over).</summary>
@@ -140,13 +188,18 @@ public sealed class IdempotencyStore
         return (await TxnAsync(request, cancellationToken)).Succeeded;
     }
 
-    /// <summary>Gives the key back so that a retry may run again: only for requests that changed nothing.</summary>
+    /// <summary>Gives the key back so that a retry may run again: only for requests that changed nothing, or whose
+    /// retry repeats the same operation. The record stays (with its lifetime, body fingerprint and lease), marked
+    /// free: a retry within the window reaches the same operation id, and a different body is still refused — deleting
+    /// it would let the retry start a second operation.</summary>
     public async Task ReleaseAsync(IdempotencyClaim claim, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claim);
+        var released = new IdempotencyRecord(
+            claim.Fingerprint, IdempotencyState.InProgress, null, null, null, claim.CreatedAt, ReleasedLockEnd, claim.LifetimeId);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
-        request.Success.Add(EtcdBytes.Delete(claim.RecordKey));
+        request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(released), claim.Lease));
         // A release usually runs because etcd just failed the request: retried (bounded) through a leader election,
         // because a claim left behind answers the client's retries with 409 until InProgressTimeout (measured: 60 s
         // of 409s after an etcd leader kill without this). The compare makes a repeated release harmless.
@@ -158,6 +211,10 @@ public sealed class IdempotencyStore
                 await TxnAsync(request, cancellationToken);
                 return;
             }
+            catch (RpcException exception) when (IsLeaseNotFound(exception))
+            {
+                return; // The record's lease was revoked, and the record with it: nothing is left to release.
+            }
             catch (Exception exception) when (exception is RpcException or OperationCanceledException
                                               && attempt < MaxReleaseAttempts && !cancellationToken.IsCancellationRequested)
             {
@@ -167,7 +224,8 @@ public sealed class IdempotencyStore
         }
     }
 
-    private string RecordKey(string scope, IdempotencyKey key)
+    /// <summary>The etcd key of a scope's Idempotency-Key record.</summary>
+    public string RecordKey(string scope, IdempotencyKey key)
     {
         ArgumentException.ThrowIfNullOrEmpty(scope);
         ArgumentNullException.ThrowIfNull(key);
@@ -175,6 +233,15 @@ public sealed class IdempotencyStore
         var digest = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key.Value)));
         return $"{prefix}{Convert.ToHexString(Encoding.UTF8.GetBytes(scope))}/{digest}";
     }
+
+    private static IdempotencyClaim ClaimOf(string recordKey, long modRevision, IdempotencyRecord record, long lease) =>
+        new(recordKey, modRevision, record.Fingerprint, record.LifetimeId, record.CreatedAt, lease);
+
+    /// <summary>128 random bits: unique per lifetime of any key.</summary>
+    private static string NewLifetimeId() => Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
+
+    private static bool IsLeaseNotFound(RpcException exception) =>
+        exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
 
     private async Task<long> LeaseForNowAsync(CancellationToken cancellationToken)
     {
@@ -223,7 +290,10 @@ public enum IdempotencyState
     Completed,
 }
 
-/// <summary>What etcd holds for one Idempotency-Key.</summary>
+/// <summary>What etcd holds for one Idempotency-Key. A claim that was released is <see cref="IdempotencyState.InProgress"/>
+/// with its lock long ended (so a replica of the previous version reads it as a lapsed claim it may take over).</summary>
+/// <param name="LifetimeId">Random, drawn when the record was created and kept until it expires; operation ids derive
+/// from it (<see cref="IdempotencyStore.OperationId"/>). Null in records written before it existed.</param>
 public sealed record IdempotencyRecord(
     string Fingerprint,
     IdempotencyState State,
@@ -231,10 +301,13 @@ public sealed record IdempotencyRecord(
     string? Body,
     string? ContentType,
     DateTimeOffset CreatedAt,
-    DateTimeOffset? LockedUntil);
+    DateTimeOffset? LockedUntil,
+    string? LifetimeId = null);
 
-/// <summary>Proof that this request owns the key: the revision of the in-progress record it wrote.</summary>
-public sealed record IdempotencyClaim(string RecordKey, long ModRevision, string Fingerprint);
+/// <summary>Proof that this request owns the key: the revision of the in-progress record it wrote, and what a release
+/// keeps of it (its lifetime, creation and lease).</summary>
+public sealed record IdempotencyClaim(
+    string RecordKey, long ModRevision, string Fingerprint, string? LifetimeId, DateTimeOffset CreatedAt, long Lease);
 
 /// <summary>The outcomes of <see cref="IdempotencyStore.BeginAsync"/>.</summary>
 public abstract record IdempotencyBegin
@@ -249,8 +322,9 @@ public abstract record IdempotencyBegin
     /// <summary>Already done: send this response again, byte for byte.</summary>
     public sealed record Replay(int StatusCode, string Body, string? ContentType) : IdempotencyBegin;
 
-    /// <summary>Another request with this key is running; ask the client to retry after a while.</summary>
-    public sealed record InProgress(TimeSpan RetryAfter) : IdempotencyBegin;
+    /// <summary>Another request with this key is running (its record at <paramref name="RecordKey"/>): wait for the
+    /// record to change, or ask the client to retry after a while.</summary>
+    public sealed record InProgress(TimeSpan RetryAfter, string RecordKey) : IdempotencyBegin;
 
     /// <summary>The key was used with another request body: 422 idempotency-key-reuse.</summary>
     public sealed record FingerprintMismatch : IdempotencyBegin;

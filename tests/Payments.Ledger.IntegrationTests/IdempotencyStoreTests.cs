@@ -95,4 +95,79 @@ public sealed class IdempotencyStoreTests(EtcdClusterFixture etcd)
         await store.ReleaseAsync(first.Claim, CancellationToken.None);
         Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
     }
+
+    /// <summary>Issue 12 item 5: operation ids derive from the record's lifetime, which nothing within the window may
+    /// change (else a retry after a failure could start a second payment) and which an expiry must change.</summary>
+    [Fact]
+    public async Task LifetimeId_IsKeptByReleaseAndTakeover_AndIsNewOnceTheRecordExpired()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), time);
+        var first = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
+        await store.ReleaseAsync(first, CancellationToken.None);
+        var afterRelease = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
+        time.Advance(IdempotencyStore.InProgressTimeout + TimeSpan.FromSeconds(1));
+        var afterTakeover = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
+
+        // Expiry as etcd does it: the lease ends and the record is deleted.
+        await etcd.Connection.Client.DeleteAsync(first.RecordKey);
+        var afterExpiry = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
+
+        Assert.NotNull(first.LifetimeId);
+        Assert.Equal(first.LifetimeId, afterRelease.LifetimeId);
+        Assert.Equal(first.LifetimeId, afterTakeover.LifetimeId);
+        Assert.Equal(first.Lease, afterTakeover.Lease);
+        Assert.NotEqual(first.LifetimeId, afterExpiry.LifetimeId);
+        Assert.NotEqual(
+            IdempotencyStore.OperationId("pay_", 24, Merchant, Key, first.LifetimeId),
+            IdempotencyStore.OperationId("pay_", 24, Merchant, Key, afterExpiry.LifetimeId));
+    }
+
+    /// <summary>A released key keeps its body's fingerprint: its lifetime's operation id may already name an operation
+    /// made from that body (a payment record written before the failure), so another body is refused, not run on it.</summary>
+    [Fact]
+    public async Task ReleasedClaim_StillRefusesAnotherBody()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        var first = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
+        await store.ReleaseAsync(first.Claim, CancellationToken.None);
+
+        Assert.IsType<IdempotencyBegin.FingerprintMismatch>(await store.BeginAsync(Merchant, Key, "other", CancellationToken.None));
+    }
+
+    /// <summary>During an upgrade a record written by the previous version (no lifetime) keeps producing the id it
+    /// always did, a hash of merchant and key: a retry across the upgrade reaches the same payment.</summary>
+    [Fact]
+    public async Task RecordOfThePreviousVersion_KeepsItsOperationId()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        var recordKey = store.RecordKey(Merchant, Key);
+        var lapsed = DateTimeOffset.UtcNow.AddMinutes(-1);
+        await etcd.Connection.Client.PutAsync(recordKey,
+            $"{{\"fingerprint\":\"f\",\"state\":\"InProgress\",\"createdAt\":\"{lapsed:O}\",\"lockedUntil\":\"{lapsed:O}\"}}");
+
+        var takeover = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
+
+        Assert.Null(takeover.LifetimeId);
+        var legacy = "pay_" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Encoding.UTF8.GetBytes($"{Merchant}\n{Key.Value}")))[..24].ToLowerInvariant();
+        Assert.Equal(legacy, IdempotencyStore.OperationId("pay_", 24, Merchant, Key, takeover.LifetimeId));
+    }
+
+    [Fact]
+    public async Task Peek_AnswersLikeBegin_WithoutWriting()
+    {
+        var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
+        Assert.Null(await store.PeekAsync(Merchant, Key, "f", CancellationToken.None));
+        var started = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
+        var revision = (await etcd.Connection.Client.GetAsync(started.Claim.RecordKey)).Header.Revision;
+
+        var inProgress = Assert.IsType<IdempotencyBegin.InProgress>(await store.PeekAsync(Merchant, Key, "f", CancellationToken.None));
+        Assert.IsType<IdempotencyBegin.FingerprintMismatch>(await store.PeekAsync(Merchant, Key, "other", CancellationToken.None));
+
+        Assert.Equal(started.Claim.RecordKey, inProgress.RecordKey);
+        Assert.Equal(revision, (await etcd.Connection.Client.GetAsync(started.Claim.RecordKey)).Header.Revision);
+        await store.ReleaseAsync(started.Claim, CancellationToken.None);
+        Assert.Null(await store.PeekAsync(Merchant, Key, "f", CancellationToken.None));
+    }
 }

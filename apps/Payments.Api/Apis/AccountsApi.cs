@@ -1,11 +1,10 @@
-using System.Security.Cryptography;
-using System.Text;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Domain;
+using Payments.Etcd;
 using Payments.Ledger.Contracts;
 using Payments.Merchants;
 
@@ -13,6 +12,8 @@ namespace Payments.Api.Apis;
 
 public static class AccountsApi
 {
+    private const int DepositIdHexChars = 32;
+
     public static void MapAccountsApiV1(this IEndpointRouteBuilder app)
     {
         var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
@@ -94,7 +95,7 @@ public static class AccountsApi
             return problem.ToResult();
         }
 
-        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async () =>
+        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>
         {
             var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes!);
             if (parseProblem is not null)
@@ -126,9 +127,10 @@ public static class AccountsApi
                 return CurrencyMismatch(accountId, account.Currency, currency!);
             }
 
-            // The deposit's transfer id derives from the merchant and its Idempotency-Key: even if the idempotency
-            // record were lost, a retry within the ledger's retention could not fund the account twice.
-            var depositId = "dep_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..32].ToLowerInvariant();
+            // The deposit's transfer id derives from the merchant, its Idempotency-Key and the key's lifetime: every
+            // retry within the key's window (after a failure, a release, a takeover) reaches the same transfer, which
+            // the ledger applies once; a key reused after it expired is a new deposit.
+            var depositId = IdempotencyStore.OperationId("dep_", DepositIdHexChars, merchant, key!, claim.LifetimeId);
             var money = new Money(amount!.Value, currency!);
             var maxPerDay = limits.For(currency!).MaxDepositVolumePerDayMinor;
             if (!await volume.TryReserveAsync(merchant, depositId, money, maxPerDay, context.RequestAborted))
@@ -141,8 +143,7 @@ public static class AccountsApi
 
             var outcome = await ledger.TransferAsync(
                 // Issued now on every attempt: a retry within the Idempotency-Key's day finds the deposit (the ledger
-                // keeps it for days longer); a key reused after the ledger archived it is a new deposit, as it is
-                // for the API once the key expired.
+                // keeps it for days longer).
                 new TransferRequest.Single(TransferId.Parse(depositId), AccountId.ExternalFunding(currency!), account.Id, money, "deposit")
                 {
                     IssuedAt = time.GetUtcNow(),

@@ -1,11 +1,10 @@
-using System.Security.Cryptography;
-using System.Text;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Domain;
+using Payments.Etcd;
 using Payments.Ledger.Contracts;
 using Payments.Merchants;
 using Payments.Orchestrator.Client.Gateway;
@@ -17,6 +16,7 @@ namespace Payments.Api.Apis;
 public static class PaymentsApi
 {
     public const int MaxReferenceLength = 140;
+    private const int PaymentIdHexChars = 24;
 
     private const string FourEyes = "Scope payments:approve, and a key other than the one that created the payment (403 same-key-review). "
         + "One decision per payment: a different second one is 409 payment-already-decided; the decision is recorded and returned by GET.";
@@ -45,10 +45,11 @@ public static class PaymentsApi
             return problem.ToResult();
         }
 
-        // One Idempotency-Key, one payment id: a retry whose idempotency record was lost still finds the same workflow.
-        var paymentId = "pay_" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{merchant}\n{key!.Value}")))[..24].ToLowerInvariant();
-        var reply = await idempotency.RunAsync(merchant, key, "POST", context.Request.Path, bytes!,
-            () => StartAsync(paymentId, merchant, bytes!, context, services, limits), context.RequestAborted);
+        // One Idempotency-Key lifetime, one payment id: every retry within the key's window (after a failure, a release,
+        // a takeover of a crashed request) finds the same workflow; once the key expired it starts a new payment.
+        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
+            claim => StartAsync(IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key!, claim.LifetimeId), merchant, bytes!, context, services, limits),
+            context.RequestAborted);
         return reply.ToResult();
     }
 

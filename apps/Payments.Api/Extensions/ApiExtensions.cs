@@ -100,6 +100,9 @@ public static class ApiExtensions
         services.AddSingleton<IdempotentExecutor>();
         services.AddSingleton(provider => new DepositVolume(
             provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>()));
+        // Requests waiting on a duplicate's Idempotency-Key are woken by one watch per replica, not by polling etcd.
+        services.AddSingleton<InFlightWaits>();
+        services.AddHostedService(provider => provider.GetRequiredService<InFlightWaits>());
     }
 
     /// <summary>A token bucket per API key, each replica holding its share of the key's cluster-wide quota (the quota

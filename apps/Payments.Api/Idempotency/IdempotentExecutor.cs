@@ -7,12 +7,17 @@ namespace Payments.Api.Idempotency;
 
 /// <summary>Stripe's Idempotency-Key semantics around a handler: the first request with a key runs; the same key
 /// with the same body gets the first response again (same status, same body); with another body, 422. A request
-/// arriving while the first still runs waits for it (bounded), then replays it.</summary>
-public sealed class IdempotentExecutor(IdempotencyStore store)
+/// arriving while the first still runs waits for it (bounded, woken by <see cref="InFlightWaits"/>), then replays it.
+/// Once the key's record expired (<see cref="IdempotencyStore.Retention"/>) the key starts a new operation.</summary>
+public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits waits)
 {
     public const string Header = "Idempotency-Key";
+
+    /// <summary>How long a duplicate waits for the request holding its key (real time: it is a live request's wait).</summary>
     public static readonly TimeSpan MaxWaitForInFlight = TimeSpan.FromSeconds(10);
-    private static readonly TimeSpan WaitPollInterval = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Reads of the record per wait at most: a record taken over again and again still ends the wait.</summary>
+    private const int MaxWaitRounds = 100;
 
     /// <summary>Parses the header; a problem reply when it is missing or malformed.</summary>
     public static (IdempotencyKey? Key, Reply? Problem) KeyOf(HttpContext context)
@@ -42,43 +47,85 @@ public sealed class IdempotentExecutor(IdempotencyStore store)
         return (key, body, bodyProblem);
     }
 
+    /// <summary>Runs <paramref name="handler"/> once per key and body, or answers for the run that did. The handler
+    /// gets the claim: the ids of what it creates derive from its lifetime (<see cref="IdempotencyStore.OperationId"/>).</summary>
     public async Task<Reply> RunAsync(
-        string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<Task<Reply>> handler, CancellationToken cancellationToken)
+        string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<IdempotencyClaim, Task<Reply>> handler,
+        CancellationToken cancellationToken)
     {
         var fingerprint = IdempotencyStore.Fingerprint(method, path, Convert.ToBase64String(body));
-        var waited = Stopwatch.StartNew();
-        while (true)
+        var begin = await store.BeginAsync(merchantId, key, fingerprint, cancellationToken);
+        if (begin is IdempotencyBegin.InProgress inProgress)
         {
-            switch (await store.BeginAsync(merchantId, key, fingerprint, cancellationToken))
-            {
-                case IdempotencyBegin.Started started:
-                    return await ExecuteAsync(started.Claim, handler, cancellationToken);
-                case IdempotencyBegin.Replay replay:
-                    return new Reply(replay.StatusCode, replay.Body, replay.ContentType ?? Reply.JsonContentType);
-                case IdempotencyBegin.FingerprintMismatch:
-                    return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
-                        "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request.");
-                case IdempotencyBegin.InProgress inProgress when waited.Elapsed >= MaxWaitForInFlight:
-                    return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
-                        "A request with this Idempotency-Key is still being processed.", "Retry after a moment with the same key.",
-                        new Dictionary<string, object?> { ["retryAfterSeconds"] = (int)Math.Ceiling(inProgress.RetryAfter.TotalSeconds) });
-                default:
-                    await Task.Delay(WaitPollInterval, cancellationToken);
-                    break;
-            }
+            begin = await WaitForInFlightAsync(merchantId, key, fingerprint, inProgress, cancellationToken);
         }
+
+        return begin switch
+        {
+            IdempotencyBegin.Started started => await ExecuteAsync(started.Claim, handler, cancellationToken),
+            IdempotencyBegin.Replay replay => new Reply(replay.StatusCode, replay.Body, replay.ContentType ?? Reply.JsonContentType),
+            IdempotencyBegin.FingerprintMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
+                "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
+            IdempotencyBegin.InProgress stillRunning => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
+                "A request with this Idempotency-Key is still being processed.", "Retry after a moment with the same key.",
+                new Dictionary<string, object?> { ["retryAfterSeconds"] = Math.Max(1, (int)Math.Ceiling(stillRunning.RetryAfter.TotalSeconds)) }),
+            _ => throw new InvalidOperationException($"Unknown idempotency outcome {begin}."),
+        };
     }
 
-    private async Task<Reply> ExecuteAsync(IdempotencyClaim claim, Func<Task<Reply>> handler, CancellationToken cancellationToken)
+    /// <summary>Waits (bounded) until the request holding the key finishes or lets it go, reading the record (no
+    /// write) when it changes or every <see cref="InFlightWaits.RecheckInterval"/>; claims it only when it is free.
+    /// Answers as <see cref="IdempotencyStore.BeginAsync"/> does; still InProgress when the wait ran out or when too
+    /// many requests wait on this replica already.</summary>
+    private async Task<IdempotencyBegin> WaitForInFlightAsync(
+        string merchantId, IdempotencyKey key, string fingerprint, IdempotencyBegin.InProgress inProgress, CancellationToken cancellationToken)
+    {
+        using var place = waits.TryEnter();
+        if (place is null)
+        {
+            return inProgress;
+        }
+
+        var waited = Stopwatch.StartNew();
+        IdempotencyBegin current = inProgress;
+        for (var round = 1; round <= MaxWaitRounds && current is IdempotencyBegin.InProgress; round++)
+        {
+            var remaining = MaxWaitForInFlight - waited.Elapsed;
+            if (remaining <= TimeSpan.Zero)
+            {
+                break;
+            }
+
+            var change = waits.NextChangeAsync(inProgress.RecordKey); // before the read: a change after it wakes us
+            current = await store.PeekAsync(merchantId, key, fingerprint, cancellationToken)
+                      ?? await store.BeginAsync(merchantId, key, fingerprint, cancellationToken);
+            if (current is IdempotencyBegin.InProgress)
+            {
+                try
+                {
+                    await change.WaitAsync(remaining < InFlightWaits.RecheckInterval ? remaining : InFlightWaits.RecheckInterval, cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    // No event within the interval: read again anyway.
+                }
+            }
+        }
+
+        return current;
+    }
+
+    private async Task<Reply> ExecuteAsync(IdempotencyClaim claim, Func<IdempotencyClaim, Task<Reply>> handler, CancellationToken cancellationToken)
     {
         Reply reply;
         try
         {
-            reply = await handler();
+            reply = await handler(claim);
         }
         catch
         {
-            // Nothing recorded: the client's retry with the same key runs again (handlers are idempotent by id).
+            // Nothing recorded: the client's retry with the same key runs again, on the same operation id (handlers
+            // are idempotent by id, and a release keeps the key's lifetime).
             await ReleaseAfterFailureAsync(claim);
             throw;
         }

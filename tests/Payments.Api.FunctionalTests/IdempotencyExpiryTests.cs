@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Etcdserverpb;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Orchestrator.Client.Models;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 12 item 5, idempotency as Stripe does it: a key lives 24–25 h and, reused after that, starts a new
+/// payment, while every retry within its window reaches the first one; duplicates waiting on a request in flight wait
+/// on an etcd watch, not by writing to etcd every 50 ms.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
+{
+    private static readonly TimeSpan WaitBound = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long the Raft proposals of waiting duplicates are counted. Polling every 50 ms, 50 waiters would
+    /// make ~2,000 proposals in it.</summary>
+    private static readonly TimeSpan MeasuredWait = TimeSpan.FromSeconds(2);
+
+    private const int Duplicates = 50;
+
+    [Fact]
+    public async Task AKeyReusedAfterItsRecordExpired_StartsANewPayment()
+    {
+        var merchant = NewMerchantId();
+        var client = await system.ClientForAsync(merchant);
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
+        var key = Guid.NewGuid().ToString();
+        using var first = await client.PayAsync(debtor, creditor, 100, key);
+        var firstId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("completed", (await client.WaitForStatusAsync(firstId)).GetProperty("status").GetString());
+
+        await ExpireIdempotencyRecordsAsync(merchant);
+        using var reused = await client.PayAsync(debtor, creditor, 100, key);
+
+        Assert.Equal(HttpStatusCode.Accepted, reused.StatusCode);
+        var secondId = (await reused.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.NotEqual(firstId, secondId);
+        Assert.Equal("completed", (await client.WaitForStatusAsync(secondId)).GetProperty("status").GetString());
+        Assert.Equal(200, await client.BalanceAsync(creditor));
+    }
+
+    [Fact]
+    public async Task AKeyRetriedAfterAFailure_WithinItsWindow_ReachesTheSamePayment_Once()
+    {
+        var workflows = new WorkflowsControl { FailuresLeft = 1 };
+        await using var replica = StartReplicaWith(workflows);
+        using var client = await ReplicaClientAsync(replica, NewMerchantId());
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
+        var key = Guid.NewGuid().ToString();
+
+        using var failed = await client.PayAsync(debtor, creditor, 100, key);
+        using var retried = await client.PayAsync(debtor, creditor, 100, key);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, retried.StatusCode);
+        var paymentId = (await retried.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal([paymentId, paymentId], workflows.Started);
+        Assert.Equal("completed", (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+        Assert.Equal(100, await client.BalanceAsync(creditor));
+    }
+
+    [Fact]
+    public async Task DuplicatesOfASlowPayment_WaitWithoutWritingToEtcd_AndAllGetItsResponse()
+    {
+        var workflows = new WorkflowsControl { Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
+        await using var slowReplica = StartReplicaWith(workflows);
+        var merchant = NewMerchantId();
+        using var onSlowReplica = await ReplicaClientAsync(slowReplica, merchant);
+        var client = await system.ClientForAsync(merchant);
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
+        var key = Guid.NewGuid().ToString();
+
+        var first = onSlowReplica.PayAsync(debtor, creditor, 100, key);
+        await workflows.Entered.Task.WaitAsync(WaitBound);
+        var beforeDuplicates = await RaftIndexAsync();
+        var duplicates = Task.WhenAll(Enumerable.Range(0, Duplicates).Select(_ => client.PayAsync(debtor, creditor, 100, key)));
+        // Each duplicate's first claim attempt is one proposal: once they are all in, they all wait.
+        var waitingSince = Stopwatch.StartNew();
+        while (await RaftIndexAsync() < beforeDuplicates + Duplicates)
+        {
+            Assert.True(waitingSince.Elapsed < WaitBound, $"The duplicates did not reach etcd within {WaitBound}.");
+            await Task.Delay(20);
+        }
+
+        var waitStart = await RaftIndexAsync();
+        await Task.Delay(MeasuredWait); // a measurement window, not a wait for a state
+        var proposalsWhileWaiting = await RaftIndexAsync() - waitStart;
+        workflows.Gate.SetResult();
+        using var firstResponse = await first.WaitAsync(WaitBound);
+        var responses = await duplicates.WaitAsync(WaitBound);
+
+        Assert.True(proposalsWhileWaiting < 100,
+            $"{Duplicates} waiting duplicates made {proposalsWhileWaiting} Raft proposals in {MeasuredWait.TotalSeconds} s (polling makes ~2,000).");
+        Assert.Equal(HttpStatusCode.Accepted, firstResponse.StatusCode);
+        var firstBody = await firstResponse.Content.ReadAsStringAsync();
+        foreach (var response in responses)
+        {
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            Assert.Equal(firstBody, await response.Content.ReadAsStringAsync());
+            response.Dispose();
+        }
+
+        var paymentId = (await firstResponse.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("completed", (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+        Assert.Equal(100, await client.BalanceAsync(creditor));
+    }
+
+    /// <summary>What etcd does when a record's lease ends: the merchant's idempotency records are deleted.</summary>
+    private async Task ExpireIdempotencyRecordsAsync(string merchant)
+    {
+        var records = $"{ApiSystemFixture.KeyPrefix}idempotency/{Convert.ToHexString(Encoding.UTF8.GetBytes(merchant))}/";
+        var deleted = await system.Etcd.Client.DeleteRangeAsync(records);
+        Assert.True(deleted.Deleted > 0, $"No idempotency record under {records}.");
+    }
+
+    /// <summary>The cluster's Raft index: one more for every proposal committed.</summary>
+    private async Task<ulong> RaftIndexAsync() =>
+        (await system.Etcd.MemberMaintenance(0).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5))).RaftIndex;
+
+    private WebApplicationFactory<Program> StartReplicaWith(WorkflowsControl control) =>
+        system.StartReplica(web => web.ConfigureTestServices(services =>
+        {
+            var real = services.Last(service => service.ServiceType == typeof(IPaymentWorkflows));
+            services.AddTransient<IPaymentWorkflows>(provider =>
+                new ControlledWorkflows((IPaymentWorkflows)real.ImplementationFactory!(provider), control));
+        }));
+
+    private async Task<HttpClient> ReplicaClientAsync(WebApplicationFactory<Program> replica, string merchant)
+    {
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    private static string NewMerchantId() => $"idem-{Guid.NewGuid():N}"[..20];
+
+    /// <summary>What a test makes of the orchestrator: starts to fail, a gate the first start waits at.</summary>
+    private sealed class WorkflowsControl
+    {
+        public int FailuresLeft;
+
+        public TaskCompletionSource? Gate { get; init; }
+
+        public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ConcurrentQueue<string> Started { get; } = new();
+    }
+
+    private sealed class ControlledWorkflows(IPaymentWorkflows real, WorkflowsControl control) : IPaymentWorkflows
+    {
+        public async Task StartAsync(PaymentInput input, CancellationToken cancellationToken)
+        {
+            control.Started.Enqueue(input.PaymentId);
+            control.Entered.TrySetResult();
+            if (control.Gate is { } gate)
+            {
+                await gate.Task.WaitAsync(WaitBound, cancellationToken);
+            }
+
+            if (Interlocked.Decrement(ref control.FailuresLeft) >= 0)
+            {
+                throw new HttpRequestException("The orchestrator is unreachable (injected by the test).");
+            }
+
+            await real.StartAsync(input, cancellationToken);
+        }
+
+        public Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken) => real.GetAsync(paymentId, cancellationToken);
+
+        public Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken) =>
+            real.RaiseApprovalAsync(paymentId, decision, cancellationToken);
+    }
+}
