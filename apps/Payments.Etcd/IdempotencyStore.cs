@@ -26,6 +26,12 @@ public sealed class IdempotencyStore
     public static readonly TimeSpan Retention = TimeSpan.FromHours(24);
     public static readonly TimeSpan LeaseBucketWidth = TimeSpan.FromHours(1);
 
+    /// <summary>How long a key's lifetime anchor outlives the start of that lifetime: twice the retention, so a record
+    /// lost within its window (a revoked lease, keys deleted by hand) is recreated with the same lifetime — the same
+    /// payment or deposit id — and not one that would start a second operation. One anchor per key, leased like the
+    /// records (one lease per hour).</summary>
+    public static readonly TimeSpan AnchorRetention = TimeSpan.FromHours(48);
+
     /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again. Short on
     /// purpose: a claim left by an API replica that died holds every retry of that key at 409 until it lapses (the
     /// fault campaign saw clients wait out 60 s), and a takeover of a request that was only slow is harmless — the
@@ -46,6 +52,7 @@ public sealed class IdempotencyStore
     private readonly string prefix;
     private readonly TimeProvider time;
     private readonly ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket = new();
+    private readonly ConcurrentDictionary<long, Lazy<Task<long>>> anchorLeasesByBucket = new();
 
     /// <param name="prefix">The key prefix of this store's records, e.g. <c>/daprpayments/idempotency/</c>.</param>
     public IdempotencyStore(EtcdConnection etcd, string prefix, TimeProvider time)
@@ -83,23 +90,58 @@ public sealed class IdempotencyStore
         for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
             var now = time.GetUtcNow();
-            // A new record starts a new lifetime: nothing was written under this key within the window (or it expired).
+            // A new record with no anchor starts a new lifetime: nothing was written under this key within the window.
             var claim = new IdempotencyRecord(
                 fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout, NewLifetimeId());
-            var lease = await LeaseForNowAsync(cancellationToken);
-            var request = new TxnRequest();
-            request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
-            request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
-            request.Failure.Add(EtcdBytes.Get(recordKey));
+            var anchorKey = AnchorKey(recordKey);
             TxnResponse response;
+            long lease;
             try
             {
+                lease = await LeaseForNowAsync(leasesByBucket, Retention, cancellationToken);
+                var anchorLease = await LeaseForNowAsync(anchorLeasesByBucket, AnchorRetention, cancellationToken);
+                var request = new TxnRequest();
+                request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
+                request.Compare.Add(EtcdBytes.CreateRevisionIs(anchorKey, 0));
+                request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
+                request.Success.Add(EtcdBytes.Put(anchorKey, Anchor(claim.LifetimeId!, now), anchorLease));
+                request.Failure.Add(EtcdBytes.Get(recordKey));
+                request.Failure.Add(EtcdBytes.Get(anchorKey));
                 response = await TxnAsync(request, cancellationToken);
+                if (!response.Succeeded && response.Responses[0].ResponseRange.Kvs.Count == 0)
+                {
+                    // No record, but an anchor: the record was lost (or expired). Within the window the lifetime goes on,
+                    // so a retry reaches the same operation; after it, a new lifetime begins.
+                    var anchor = response.Responses[1].ResponseRange.Kvs.FirstOrDefault();
+                    if (anchor is null)
+                    {
+                        continue; // both gone between our compare and read: try again
+                    }
+
+                    var (anchoredLifetime, anchoredAt) = ParseAnchor(anchor.Value);
+                    var lost = now - anchoredAt < Retention;
+                    claim = claim with { LifetimeId = lost ? anchoredLifetime : claim.LifetimeId };
+                    var recreate = new TxnRequest();
+                    recreate.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
+                    recreate.Compare.Add(EtcdBytes.ModRevisionIs(anchorKey, anchor.ModRevision));
+                    recreate.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
+                    if (!lost)
+                    {
+                        recreate.Success.Add(EtcdBytes.Put(anchorKey, Anchor(claim.LifetimeId!, now), anchorLease));
+                    }
+
+                    response = await TxnAsync(recreate, cancellationToken);
+                    if (!response.Succeeded)
+                    {
+                        continue;
+                    }
+                }
             }
             catch (RpcException exception) when (IsLeaseNotFound(exception))
             {
-                // The hour's shared lease is gone (revoked, or etcd restored from a backup): grant a new one and retry.
+                // An hour's shared lease is gone (revoked, or etcd restored from a backup): grant new ones and retry.
                 leasesByBucket.Clear();
+                anchorLeasesByBucket.Clear();
                 continue;
             }
 
@@ -243,10 +285,22 @@ public sealed class IdempotencyStore
     private static bool IsLeaseNotFound(RpcException exception) =>
         exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
 
-    private async Task<long> LeaseForNowAsync(CancellationToken cancellationToken)
+    /// <summary>Where a key's lifetime is anchored: beside its record, outliving it (<see cref="AnchorRetention"/>).</summary>
+    private string AnchorKey(string recordKey) => prefix + "~anchor/" + recordKey[prefix.Length..];
+
+    private static ByteString Anchor(string lifetimeId, DateTimeOffset createdAt) =>
+        ByteString.CopyFromUtf8($"{lifetimeId} {createdAt.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+
+    private static (string LifetimeId, DateTimeOffset CreatedAt) ParseAnchor(ByteString value)
+    {
+        var parts = value.ToStringUtf8().Split(' ');
+        return (parts[0], new DateTimeOffset(long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), TimeSpan.Zero));
+    }
+
+    private async Task<long> LeaseForNowAsync(ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket, TimeSpan retention, CancellationToken cancellationToken)
     {
         var bucket = time.GetUtcNow().Ticks / LeaseBucketWidth.Ticks;
-        var lease = leasesByBucket.GetOrAdd(bucket, _ => new Lazy<Task<long>>(GrantBucketLeaseAsync));
+        var lease = leasesByBucket.GetOrAdd(bucket, _ => new Lazy<Task<long>>(() => GrantBucketLeaseAsync(retention)));
         try
         {
             return await lease.Value.WaitAsync(cancellationToken);
@@ -265,9 +319,9 @@ public sealed class IdempotencyStore
         }
     }
 
-    private async Task<long> GrantBucketLeaseAsync()
+    private async Task<long> GrantBucketLeaseAsync(TimeSpan retention)
     {
-        var ttl = (long)(Retention + LeaseBucketWidth).TotalSeconds;
+        var ttl = (long)(retention + LeaseBucketWidth).TotalSeconds;
         var response = await EtcdConnection.CallAsync(
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: token), CancellationToken.None);
         return response.ID;
