@@ -9,9 +9,10 @@ namespace Payments.Api.Security;
 /// <summary>Authenticates every <c>/v1</c> request by its <c>Authorization: Bearer &lt;api-key&gt;</c> and records
 /// who sent it (merchant, key, scopes); everything a merchant reads or writes is scoped to that merchant, and each
 /// route checks its scope (<see cref="ScopeRequirement"/>).</summary>
-/// <remarks>A key not already known to this replica costs an etcd read, so before that read the request spends a
-/// token of its client address's bucket (<see cref="ApiOptions.UnauthenticatedRequestsPerSecondPerAddress"/>): a
-/// flood of missing, wrong or random keys is refused with 429 before it reaches etcd, which the ledger needs.</remarks>
+/// <remarks>A key not already known to this replica costs an etcd read. Requests without a valid key spend tokens of
+/// their client address's bucket (<see cref="ApiOptions.UnauthenticatedRequestsPerSecondPerAddress"/>), and an address
+/// whose bucket is empty is refused with 429 before any lookup: a flood of missing, wrong or random keys stops short of
+/// etcd, which the ledger needs.</remarks>
 public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) : IDisposable
 {
     public const string PrincipalItem = "api.principal";
@@ -64,22 +65,38 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
 
     public static string MerchantOf(HttpContext context) => PrincipalOf(context).MerchantId;
 
-    /// <summary>A key this replica does not know yet: first a token of the client address's bucket, then the lookup.
-    /// Null with a 429 already written when the address is over its limit.</summary>
+    /// <summary>A key this replica does not know yet. An address that has spent its budget of requests without a valid
+    /// key is refused before the lookup (no store access); otherwise the key is looked up, and a request that turns out
+    /// to have no valid key spends a token. Valid keys spend nothing: a replica that restarts and meets every merchant's
+    /// key anew — all from the ingress controller's address when no proxy is trusted — does not throttle them.</summary>
     private async Task<ApiPrincipal?> AuthenticateLimitedAsync(HttpContext context, MerchantStore store, string? key)
     {
         var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        using var lease = perAddress.AttemptAcquire(address);
-        if (!lease.IsAcquired)
+        if (perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 })
         {
-            context.Response.Headers.RetryAfter = "1";
-            await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited,
-                "Too many requests without a valid API key from this address.",
-                "Send a valid API key (Authorization: Bearer <api-key>); retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
+            await TooManyAsync(context);
             return null;
         }
 
-        return string.IsNullOrEmpty(key) || key.Length > MaxKeyLength ? null : await store.AuthenticateAsync(key, context.RequestAborted);
+        var principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength ? null : await store.AuthenticateAsync(key, context.RequestAborted);
+        if (principal is null)
+        {
+            using var lease = perAddress.AttemptAcquire(address);
+            if (!lease.IsAcquired)
+            {
+                await TooManyAsync(context);
+            }
+        }
+
+        return principal;
+    }
+
+    private static Task TooManyAsync(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = "1";
+        return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited,
+            "Too many requests without a valid API key from this address.",
+            "Send a valid API key (Authorization: Bearer <api-key>); retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
     }
 
     private static string KeyProblem(string? key, string mode) =>
