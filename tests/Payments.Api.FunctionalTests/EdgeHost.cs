@@ -23,6 +23,10 @@ public static class EdgeHost
         return edge;
     }
 
+    /// <summary>A merchant's client through its own edge in front of <paramref name="backend"/> (a test's replica).</summary>
+    public static async Task<EdgeClient> ClientThroughAsync(Uri backend, string apiKey) =>
+        new(await StartAsync(backend), apiKey);
+
     public static Uri Address(WebApplication edge) => new(Payments.Testing.InProcessApp.BaseUrl(edge));
 
     public static HttpClient Client(WebApplication edge, string? apiKey)
@@ -34,5 +38,17 @@ public static class EdgeHost
         }
 
         return client;
+    }
+}
+
+/// <summary>A client through an edge that lives as long as the client.</summary>
+public sealed class EdgeClient(WebApplication edge, string apiKey) : IAsyncDisposable
+{
+    public HttpClient Http { get; } = EdgeHost.Client(edge, apiKey);
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await Payments.Testing.InProcessApp.StopAsync(edge);
     }
 }

@@ -39,7 +39,8 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
         await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
         var merchant = NewMerchantId();
-        using var client = await ReplicaClientAsync(replica, merchant);
+        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
+        var client = throughEdge.Http;
         var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(await system.ClientForAsync(merchant));
         var key = Guid.NewGuid().ToString();
         using var first = await client.PayAsync(debtor, creditor, 100, key);
@@ -66,7 +67,8 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
     {
         var workflows = new WorkflowsControl { FailuresLeft = 1 };
         await using var replica = StartReplicaWith(workflows);
-        using var client = await ReplicaClientAsync(replica, NewMerchantId());
+        await using var throughEdge = await ReplicaClientAsync(replica, NewMerchantId());
+        var client = throughEdge.Http;
         var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
         var key = Guid.NewGuid().ToString();
 
@@ -87,7 +89,8 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         var workflows = new WorkflowsControl { Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously) };
         await using var slowReplica = StartReplicaWith(workflows);
         var merchant = NewMerchantId();
-        using var onSlowReplica = await ReplicaClientAsync(slowReplica, merchant);
+        await using var slowThroughEdge = await ReplicaClientAsync(slowReplica, merchant);
+        var onSlowReplica = slowThroughEdge.Http;
         var client = await system.ClientForAsync(merchant);
         var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
         var key = Guid.NewGuid().ToString();
@@ -148,13 +151,9 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
                 new ControlledWorkflows((IPaymentWorkflows)real.ImplementationFactory!(provider), control));
         }));
 
-    private async Task<HttpClient> ReplicaClientAsync(WebApplicationFactory<Program> replica, string merchant)
-    {
-        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
-        var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
-        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
-        return client;
-    }
+    /// <summary>A merchant's client reaching the replica as merchants do: through the edge.</summary>
+    private async Task<EdgeClient> ReplicaClientAsync(WebApplicationFactory<Program> replica, string merchant) =>
+        await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None));
 
     private static string NewMerchantId() => $"idem-{Guid.NewGuid():N}"[..20];
 

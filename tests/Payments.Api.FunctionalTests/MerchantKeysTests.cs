@@ -146,10 +146,9 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
     {
         await using var live = system.StartReplica(web => web.UseSetting("Payments:KeyMode", ApiKeyModes.Live));
         var testKey = await system.Store.IssueApiKeyAsync(NewMerchantId(), CancellationToken.None);
-        using var client = new HttpClient { BaseAddress = live.ClientOptions.BaseAddress };
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", testKey);
+        await using var throughEdge = await EdgeHost.ClientThroughAsync(live.ClientOptions.BaseAddress, testKey);
 
-        using var refused = await client.GetAsync("/v1/accounts/any");
+        using var refused = await throughEdge.Http.GetAsync("/v1/accounts/any");
 
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
         Assert.Contains("dp_live_", (await refused.JsonAsync()).GetProperty("detail").GetString(), StringComparison.Ordinal);

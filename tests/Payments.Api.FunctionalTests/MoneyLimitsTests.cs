@@ -103,8 +103,8 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
     {
         await using var replica = system.StartReplica(web => web.UseSetting("Payments:MoneyLimits:Default:MaxDepositVolumePerDayMinor", "1000"));
         var key = await system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
-        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
-        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
+        var client = throughEdge.Http;
         var account = $"vol-{Guid.NewGuid():N}"[..16];
         await client.OpenAccountAsync(account);
         var deposit = (long amount, string idempotencyKey) =>

@@ -97,10 +97,9 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         var merchant = MerchantKeysTests.NewMerchantId();
         var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
         var reviewerKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsApprove);
-        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        using var reviewer = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
-        reviewer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", reviewerKey);
+        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
+        await using var reviewerThroughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey);
+        var (client, reviewer) = (throughEdge.Http, reviewerThroughEdge.Http);
         var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
         await client.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 4);
         await client.OpenAccountAsync(creditor);
@@ -154,8 +153,8 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
             web.UseSetting("Payments:Replicas", "5");
         });
         var key = await system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
-        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
+        var client = throughEdge.Http;
 
         var statuses = new List<HttpStatusCode>();
         for (var request = 0; request < 20; request++)
