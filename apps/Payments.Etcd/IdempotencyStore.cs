@@ -93,49 +93,11 @@ public sealed class IdempotencyStore
             // A new record with no anchor starts a new lifetime: nothing was written under this key within the window.
             var claim = new IdempotencyRecord(
                 fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout, NewLifetimeId());
-            var anchorKey = AnchorKey(recordKey);
-            TxnResponse response;
+            TxnResponse? response;
             long lease;
             try
             {
-                lease = await LeaseForNowAsync(leasesByBucket, Retention, cancellationToken);
-                var anchorLease = await LeaseForNowAsync(anchorLeasesByBucket, AnchorRetention, cancellationToken);
-                var request = new TxnRequest();
-                request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
-                request.Compare.Add(EtcdBytes.CreateRevisionIs(anchorKey, 0));
-                request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
-                request.Success.Add(EtcdBytes.Put(anchorKey, Anchor(claim.LifetimeId!, now), anchorLease));
-                request.Failure.Add(EtcdBytes.Get(recordKey));
-                request.Failure.Add(EtcdBytes.Get(anchorKey));
-                response = await TxnAsync(request, cancellationToken);
-                if (!response.Succeeded && response.Responses[0].ResponseRange.Kvs.Count == 0)
-                {
-                    // No record, but an anchor: the record was lost (or expired). Within the window the lifetime goes on,
-                    // so a retry reaches the same operation; after it, a new lifetime begins.
-                    var anchor = response.Responses[1].ResponseRange.Kvs.FirstOrDefault();
-                    if (anchor is null)
-                    {
-                        continue; // both gone between our compare and read: try again
-                    }
-
-                    var (anchoredLifetime, anchoredAt) = ParseAnchor(anchor.Value);
-                    var lost = now - anchoredAt < Retention;
-                    claim = claim with { LifetimeId = lost ? anchoredLifetime : claim.LifetimeId };
-                    var recreate = new TxnRequest();
-                    recreate.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
-                    recreate.Compare.Add(EtcdBytes.ModRevisionIs(anchorKey, anchor.ModRevision));
-                    recreate.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
-                    if (!lost)
-                    {
-                        recreate.Success.Add(EtcdBytes.Put(anchorKey, Anchor(claim.LifetimeId!, now), anchorLease));
-                    }
-
-                    response = await TxnAsync(recreate, cancellationToken);
-                    if (!response.Succeeded)
-                    {
-                        continue;
-                    }
-                }
+                (response, claim, lease) = await CreateAsync(recordKey, claim, now, cancellationToken);
             }
             catch (RpcException exception) when (IsLeaseNotFound(exception))
             {
@@ -143,6 +105,11 @@ public sealed class IdempotencyStore
                 leasesByBucket.Clear();
                 anchorLeasesByBucket.Clear();
                 continue;
+            }
+
+            if (response is null)
+            {
+                continue; // raced with another creation or an expiry: look again
             }
 
             if (response.Succeeded)
@@ -285,17 +252,53 @@ public sealed class IdempotencyStore
     private static bool IsLeaseNotFound(RpcException exception) =>
         exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>Creates the record with its anchor, or — no record, but an anchor: the record was lost (or expired) —
+    /// recreates it, within the window with the anchored lifetime (a retry reaches the same operation), after it with a
+    /// new one. Null response when the keys changed meanwhile; otherwise the create's response (a failed one carries
+    /// the existing record).</summary>
+    private async Task<(TxnResponse? Response, IdempotencyRecord Claim, long Lease)> CreateAsync(
+        string recordKey, IdempotencyRecord claim, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var anchorKey = AnchorKey(recordKey);
+        var lease = await LeaseForNowAsync(leasesByBucket, Retention, cancellationToken);
+        var anchorLease = await LeaseForNowAsync(anchorLeasesByBucket, AnchorRetention, cancellationToken);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(anchorKey, 0));
+        request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
+        request.Success.Add(EtcdBytes.Put(anchorKey, IdempotencyAnchor.Encode(claim.LifetimeId!, now), anchorLease));
+        request.Failure.Add(EtcdBytes.Get(recordKey));
+        request.Failure.Add(EtcdBytes.Get(anchorKey));
+        var response = await TxnAsync(request, cancellationToken);
+        if (response.Succeeded || response.Responses[0].ResponseRange.Kvs.Count > 0)
+        {
+            return (response, claim, lease);
+        }
+
+        var anchor = response.Responses[1].ResponseRange.Kvs.FirstOrDefault();
+        if (anchor is null)
+        {
+            return (null, claim, lease); // both gone between our compare and read
+        }
+
+        var (anchoredLifetime, anchoredAt) = IdempotencyAnchor.Decode(anchor.Value);
+        var lost = now - anchoredAt < Retention;
+        claim = claim with { LifetimeId = lost ? anchoredLifetime : claim.LifetimeId };
+        var recreate = new TxnRequest();
+        recreate.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
+        recreate.Compare.Add(EtcdBytes.ModRevisionIs(anchorKey, anchor.ModRevision));
+        recreate.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
+        if (!lost)
+        {
+            recreate.Success.Add(EtcdBytes.Put(anchorKey, IdempotencyAnchor.Encode(claim.LifetimeId!, now), anchorLease));
+        }
+
+        var recreated = await TxnAsync(recreate, cancellationToken);
+        return (recreated.Succeeded ? recreated : null, claim, lease);
+    }
+
     /// <summary>Where a key's lifetime is anchored: beside its record, outliving it (<see cref="AnchorRetention"/>).</summary>
     private string AnchorKey(string recordKey) => prefix + "~anchor/" + recordKey[prefix.Length..];
-
-    private static ByteString Anchor(string lifetimeId, DateTimeOffset createdAt) =>
-        ByteString.CopyFromUtf8($"{lifetimeId} {createdAt.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
-
-    private static (string LifetimeId, DateTimeOffset CreatedAt) ParseAnchor(ByteString value)
-    {
-        var parts = value.ToStringUtf8().Split(' ');
-        return (parts[0], new DateTimeOffset(long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture), TimeSpan.Zero));
-    }
 
     private async Task<long> LeaseForNowAsync(ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket, TimeSpan retention, CancellationToken cancellationToken)
     {

@@ -132,13 +132,9 @@ public static class AccountsApi
             // the ledger applies once; a key reused after it expired is a new deposit.
             var depositId = IdempotencyStore.OperationId("dep_", DepositIdHexChars, merchant, key!, claim.LifetimeId);
             var money = new Money(amount!.Value, currency!);
-            var maxPerDay = limits.For(currency!).MaxDepositVolumePerDayMinor;
-            if (!await volume.TryReserveAsync(merchant, depositId, money, maxPerDay, context.RequestAborted))
+            if (await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
             {
-                return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.DepositVolumeExceeded,
-                    "The merchant's deposits for today would pass their daily maximum.",
-                    $"Deposits in {currency!.Code} are limited to {maxPerDay} minor units per merchant per UTC day; this one would pass it.",
-                    new Dictionary<string, object?> { ["maxDepositVolumePerDayMinor"] = maxPerDay });
+                return overVolume;
             }
 
             var outcome = await ledger.TransferAsync(
@@ -157,6 +153,20 @@ public static class AccountsApi
             };
         }, context.RequestAborted);
         return reply.ToResult();
+    }
+
+    /// <summary>Counts the deposit toward the merchant's volume of the day; a 422 problem when it would pass the
+    /// currency's daily maximum (<see cref="DepositVolume"/>).</summary>
+    private static async Task<Reply?> OverDailyVolumeAsync(
+        DepositVolume volume, MoneyLimits limits, string merchant, string depositId, Money money, CancellationToken cancellationToken)
+    {
+        var maxPerDay = limits.For(money.Currency).MaxDepositVolumePerDayMinor;
+        return await volume.TryReserveAsync(merchant, depositId, money, maxPerDay, cancellationToken)
+            ? null
+            : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.DepositVolumeExceeded,
+                "The merchant's deposits for today would pass their daily maximum.",
+                $"Deposits in {money.Currency.Code} are limited to {maxPerDay} minor units per merchant per UTC day; this one would pass it.",
+                new Dictionary<string, object?> { ["maxDepositVolumePerDayMinor"] = maxPerDay });
     }
 
     /// <summary>The account if this merchant owns it; null (so: 404) for an account that is missing or someone else's.</summary>
