@@ -17,20 +17,15 @@ namespace Payments.Etcd;
 /// created in the same hour share one lease whose TTL is the retention plus that hour, so every record lives between
 /// 24 h and 25 h at the cost of one lease grant per hour.
 /// <para>A record's lifetime has an id (<see cref="IdempotencyRecord.LifetimeId"/>), drawn when the record is created
-/// and kept by every takeover and release; operation ids (payment, deposit) derive from it (<see cref="OperationId"/>).
-/// So within the window every retry of a key reaches the same operation, and once the record expired the key starts a
-/// new one, as Stripe's does.</para>
+/// and kept by every takeover and release. The API does not derive its payment and deposit ids from it: these records
+/// stay in their region (they are not shipped), so an id must be found again from what is shipped — the payment
+/// record's generation, the ledger's journal — for a retry in the other region after a failover
+/// (<see cref="OperationId"/> with a generation, or none).</para>
 /// </remarks>
 public sealed class IdempotencyStore
 {
     public static readonly TimeSpan Retention = TimeSpan.FromHours(24);
     public static readonly TimeSpan LeaseBucketWidth = TimeSpan.FromHours(1);
-
-    /// <summary>How long a key's lifetime anchor outlives the start of that lifetime: twice the retention, so a record
-    /// lost within its window (a revoked lease, keys deleted by hand) is recreated with the same lifetime — the same
-    /// payment or deposit id — and not one that would start a second operation. One anchor per key, leased like the
-    /// records (one lease per hour).</summary>
-    public static readonly TimeSpan AnchorRetention = TimeSpan.FromHours(48);
 
     /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again. Short on
     /// purpose: a claim left by an API replica that died holds every retry of that key at 409 until it lapses (the
@@ -52,7 +47,6 @@ public sealed class IdempotencyStore
     private readonly string prefix;
     private readonly TimeProvider time;
     private readonly ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket = new();
-    private readonly ConcurrentDictionary<long, Lazy<Task<long>>> anchorLeasesByBucket = new();
 
     /// <param name="prefix">The key prefix of this store's records, e.g. <c>/daprpayments/idempotency/</c>.</param>
     public IdempotencyStore(EtcdConnection etcd, string prefix, TimeProvider time)
@@ -69,9 +63,9 @@ public sealed class IdempotencyStore
     public static string Fingerprint(params string[] parts) =>
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', parts))));
 
-    /// <summary>The id of the operation (payment, deposit…) behind a key in one lifetime of its record: a hash of the
-    /// scope, the key and <paramref name="lifetimeId"/>. A record written before lifetimes existed has none and keeps
-    /// the id it always had (scope and key only), so a retry across the upgrade reaches the same operation.</summary>
+    /// <summary>The id of an operation (payment, deposit…) behind a key: a hash of the scope, the key and, when given,
+    /// <paramref name="lifetimeId"/> (a lifetime, or a generation of the key's reuse). Without one it is the id
+    /// operations always had (scope and key only).</summary>
     /// <param name="idPrefix">The id's prefix, e.g. <c>pay_</c>.</param>
     /// <param name="hexChars">How many hex characters of the hash follow it.</param>
     public static string OperationId(string idPrefix, int hexChars, string scope, IdempotencyKey key, string? lifetimeId)
@@ -90,20 +84,19 @@ public sealed class IdempotencyStore
         for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
             var now = time.GetUtcNow();
-            // A new record with no anchor starts a new lifetime: nothing was written under this key within the window.
+            // A new record starts a new lifetime: nothing was written under this key within the window (or it expired).
             var claim = new IdempotencyRecord(
                 fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout, NewLifetimeId());
             TxnResponse? response;
             long lease;
             try
             {
-                (response, claim, lease) = await CreateAsync(recordKey, claim, now, cancellationToken);
+                (response, claim, lease) = await CreateAsync(recordKey, claim, cancellationToken);
             }
             catch (RpcException exception) when (IsLeaseNotFound(exception))
             {
-                // An hour's shared lease is gone (revoked, or etcd restored from a backup): grant new ones and retry.
+                // The hour's shared lease is gone (revoked, or etcd restored from a backup): grant a new one and retry.
                 leasesByBucket.Clear();
-                anchorLeasesByBucket.Clear();
                 continue;
             }
 
@@ -252,58 +245,22 @@ public sealed class IdempotencyStore
     private static bool IsLeaseNotFound(RpcException exception) =>
         exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Creates the record with its anchor, or — no record, but an anchor: the record was lost (or expired) —
-    /// recreates it, within the window with the anchored lifetime (a retry reaches the same operation), after it with a
-    /// new one. Null response when the keys changed meanwhile; otherwise the create's response (a failed one carries
-    /// the existing record).</summary>
+    /// <summary>Creates the record unless one exists: the create's response (a failed one carries the existing record).</summary>
     private async Task<(TxnResponse? Response, IdempotencyRecord Claim, long Lease)> CreateAsync(
-        string recordKey, IdempotencyRecord claim, DateTimeOffset now, CancellationToken cancellationToken)
+        string recordKey, IdempotencyRecord claim, CancellationToken cancellationToken)
     {
-        var anchorKey = AnchorKey(recordKey);
-        var lease = await LeaseForNowAsync(leasesByBucket, Retention, cancellationToken);
-        var anchorLease = await LeaseForNowAsync(anchorLeasesByBucket, AnchorRetention, cancellationToken);
+        var lease = await LeaseForNowAsync(cancellationToken);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
-        request.Compare.Add(EtcdBytes.CreateRevisionIs(anchorKey, 0));
         request.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
-        request.Success.Add(EtcdBytes.Put(anchorKey, IdempotencyAnchor.Encode(claim.LifetimeId!, now), anchorLease));
         request.Failure.Add(EtcdBytes.Get(recordKey));
-        request.Failure.Add(EtcdBytes.Get(anchorKey));
-        var response = await TxnAsync(request, cancellationToken);
-        if (response.Succeeded || response.Responses[0].ResponseRange.Kvs.Count > 0)
-        {
-            return (response, claim, lease);
-        }
-
-        var anchor = response.Responses[1].ResponseRange.Kvs.FirstOrDefault();
-        if (anchor is null)
-        {
-            return (null, claim, lease); // both gone between our compare and read
-        }
-
-        var (anchoredLifetime, anchoredAt) = IdempotencyAnchor.Decode(anchor.Value);
-        var lost = now - anchoredAt < Retention;
-        claim = claim with { LifetimeId = lost ? anchoredLifetime : claim.LifetimeId };
-        var recreate = new TxnRequest();
-        recreate.Compare.Add(EtcdBytes.CreateRevisionIs(recordKey, 0));
-        recreate.Compare.Add(EtcdBytes.ModRevisionIs(anchorKey, anchor.ModRevision));
-        recreate.Success.Add(EtcdBytes.Put(recordKey, Serialize(claim), lease));
-        if (!lost)
-        {
-            recreate.Success.Add(EtcdBytes.Put(anchorKey, IdempotencyAnchor.Encode(claim.LifetimeId!, now), anchorLease));
-        }
-
-        var recreated = await TxnAsync(recreate, cancellationToken);
-        return (recreated.Succeeded ? recreated : null, claim, lease);
+        return (await TxnAsync(request, cancellationToken), claim, lease);
     }
 
-    /// <summary>Where a key's lifetime is anchored: beside its record, outliving it (<see cref="AnchorRetention"/>).</summary>
-    private string AnchorKey(string recordKey) => prefix + "~anchor/" + recordKey[prefix.Length..];
-
-    private async Task<long> LeaseForNowAsync(ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket, TimeSpan retention, CancellationToken cancellationToken)
+    private async Task<long> LeaseForNowAsync(CancellationToken cancellationToken)
     {
         var bucket = time.GetUtcNow().Ticks / LeaseBucketWidth.Ticks;
-        var lease = leasesByBucket.GetOrAdd(bucket, _ => new Lazy<Task<long>>(() => GrantBucketLeaseAsync(retention)));
+        var lease = leasesByBucket.GetOrAdd(bucket, _ => new Lazy<Task<long>>(GrantBucketLeaseAsync));
         try
         {
             return await lease.Value.WaitAsync(cancellationToken);
@@ -322,9 +279,9 @@ public sealed class IdempotencyStore
         }
     }
 
-    private async Task<long> GrantBucketLeaseAsync(TimeSpan retention)
+    private async Task<long> GrantBucketLeaseAsync()
     {
-        var ttl = (long)(retention + LeaseBucketWidth).TotalSeconds;
+        var ttl = (long)(Retention + LeaseBucketWidth).TotalSeconds;
         var response = await EtcdConnection.CallAsync(
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: token), CancellationToken.None);
         return response.ID;

@@ -48,10 +48,41 @@ public static class PaymentsApi
         // One Idempotency-Key lifetime, one payment id: every retry within the key's window (after a failure, a release,
         // a takeover of a crashed request) finds the same workflow; once the key expired it starts a new payment.
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
-            claim => StartAsync(IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key!, claim.LifetimeId), merchant, bytes!, context, services, limits),
+            async _ => await PaymentIdAsync(merchant, key!, services, context.RequestAborted) is { } paymentId
+                ? await StartAsync(paymentId, merchant, bytes!, context, services, limits)
+                : KeyExhausted(),
             context.RequestAborted);
         return reply.ToResult();
     }
+
+    /// <summary>Generations of one Idempotency-Key at most: a key reused after expiry this many times is refused.</summary>
+    public const int MaxKeyGenerations = 64;
+
+    /// <summary>The payment id of this key now. Generation 0 is the id payments always had (merchant and key); each
+    /// reuse of the key after its window moves to the next generation. What decides is the payment record — durable
+    /// and shipped to the other region, unlike the idempotency record: an id whose payment is younger than the key's
+    /// window is this key's payment (a retry, also one whose idempotency record was lost, or one in the other region
+    /// after a failover); an older one belongs to an earlier use, so the key starts a new payment. Null when
+    /// <see cref="MaxKeyGenerations"/> are used up.</summary>
+    private static async Task<string?> PaymentIdAsync(string merchant, IdempotencyKey key, PaymentServices services, CancellationToken cancellationToken)
+    {
+        var now = services.Time.GetUtcNow();
+        for (var generation = 0; generation < MaxKeyGenerations; generation++)
+        {
+            var paymentId = IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, generation == 0 ? null : $"g{generation}");
+            if (await services.Records.GetAsync(paymentId, cancellationToken) is not { Record: var record }
+                || now - record.CreatedAt < IdempotencyStore.Retention)
+            {
+                return paymentId;
+            }
+        }
+
+        return null;
+    }
+
+    private static Reply KeyExhausted() =>
+        Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key has been used too often.",
+            $"An Idempotency-Key may start at most {MaxKeyGenerations} payments over its days of reuse; use a new key.");
 
     private static async Task<Reply> StartAsync(
         string paymentId, string merchant, byte[] bytes, HttpContext context, PaymentServices services, MoneyLimits limits)

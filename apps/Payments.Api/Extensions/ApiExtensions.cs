@@ -98,8 +98,9 @@ public static class ApiExtensions
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IdempotentExecutor>();
+        // Under the idempotency family: leased, and not shipped to the other region (the API records are, without leases).
         services.AddSingleton(provider => new DepositVolume(
-            provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>()));
+            provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix + "~", provider.GetRequiredService<TimeProvider>()));
         // Requests waiting on a duplicate's Idempotency-Key are woken by one watch per replica, not by polling etcd.
         services.AddSingleton<InFlightWaits>();
         services.AddHostedService(provider => provider.GetRequiredService<InFlightWaits>());

@@ -11,17 +11,18 @@ namespace Payments.Api.Limits;
 /// its external funding account can take about 4.6·10^18 minor units over its whole life (docs/api.md, "Money
 /// limits"); a per-deposit maximum alone lets one merchant's keys exhaust that for every merchant in days. With a daily
 /// volume per merchant the bound is merchant-days, and merchants are made by the operator.</summary>
-/// <remarks>Layout under the API prefix: <c>deposit-volume/{merchant}/{CUR}/{yyyyMMdd}</c> the day's total, and
+/// <remarks>Layout under the idempotency family (leased, and not shipped to the other region: after a failover the day
+/// starts over there): <c>~deposit-volume/{merchant}/{CUR}/{yyyyMMdd}</c> the day's total, and
 /// <c>…/{yyyyMMdd}/{depositId}</c> a marker per counted deposit, so a retry of the same deposit (its id derives from the
 /// Idempotency-Key) is counted once. Both share one lease of <see cref="Retention"/>, granted with the day's first
 /// deposit: storage is bounded by two days of deposits. Each reservation is one compare-and-swap.</remarks>
-public sealed class DepositVolume(EtcdConnection etcd, string apiPrefix, TimeProvider time)
+public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, TimeProvider time)
 {
     /// <summary>How long a day's counter and markers are kept (the day, and a day's margin for clock skew).</summary>
     public static readonly TimeSpan Retention = TimeSpan.FromHours(49);
 
     private const int MaxCasAttempts = 8;
-    private readonly string root = EtcdBytes.AsPrefix(apiPrefix) + "deposit-volume/";
+    private readonly string root = familyPrefix + "deposit-volume/";
 
     /// <summary>Counts the deposit toward today's volume unless that would pass <paramref name="maxPerDayMinor"/>;
     /// true when counted (or counted before, by a retry of the same deposit), false when over the limit.</summary>

@@ -18,10 +18,10 @@ public sealed record CampaignPayment(string Key, string Debtor, string Creditor,
 }
 
 /// <summary>A well-behaved merchant client under faults: every payment has an Idempotency-Key; a 5xx, 429 or timeout is
-/// retried with the same key within <see cref="RetryBudget"/>; a payment sent to review is approved (the campaign's
-/// reviewer); a payment it stopped following is asked about again at the end. Counts how many of its requests got an
+/// retried with the same key within <see cref="RetryBudget"/>; a payment sent to review is approved by the merchant's
+/// reviewer, with another key than the one that created it (four eyes); a payment it stopped following is asked about again at the end. Counts how many of its requests got an
 /// answer without a 5xx or timeout within the budget.</summary>
-public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<string> accounts, Random random)
+public sealed class CampaignClient(HttpClient http, HttpClient reviewer, int client, IReadOnlyList<string> accounts, Random random)
 {
     /// <summary>How long one request is retried before the client counts it unanswered.</summary>
     public static readonly TimeSpan RetryBudget = TimeSpan.FromSeconds(30);
@@ -95,7 +95,7 @@ public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<st
 
                 if (payment.Status == PaymentStatus.AwaitingApproval)
                 {
-                    await WithinBudgetAsync(() => new HttpRequestMessage(HttpMethod.Post, $"/v1/payments/{payment.PaymentId}/approve"), cancellationToken);
+                    await WithinBudgetAsync(() => new HttpRequestMessage(HttpMethod.Post, $"/v1/payments/{payment.PaymentId}/approve"), cancellationToken, reviewer);
                 }
             }
 
@@ -112,7 +112,7 @@ public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<st
     /// <summary>One request, retried on 5xx, 429, 409 key-in-use, timeouts and refused connections within <see cref="RetryBudget"/>.
     /// Returns the body of a 2xx, or null (a 4xx other than 429 — e.g. a 409 for an approval that raced the
     /// saga — or the budget spent: counted unanswered).</summary>
-    private async Task<JsonElement?> WithinBudgetAsync(Func<HttpRequestMessage> create, CancellationToken cancellationToken)
+    private async Task<JsonElement?> WithinBudgetAsync(Func<HttpRequestMessage> create, CancellationToken cancellationToken, HttpClient? via = null)
     {
         Interlocked.Increment(ref requests);
         var waited = Stopwatch.StartNew();
@@ -121,7 +121,7 @@ public sealed class CampaignClient(HttpClient http, int client, IReadOnlyList<st
             try
             {
                 using var request = create();
-                using var response = await http.SendAsync(request, cancellationToken);
+                using var response = await (via ?? http).SendAsync(request, cancellationToken);
                 if (response.IsSuccessStatusCode)
                 {
                     Interlocked.Increment(ref answered);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Etcdserverpb;
 using Payments.Domain;
+using Payments.Merchants;
 
 namespace Payments.Local.Hosting.Chaos;
 
@@ -37,21 +38,24 @@ public static class FaultCampaign
         ArgumentNullException.ThrowIfNull(progress);
         var random = new Random(seed);
         await using var system = await LocalSystem.StartAsync(0, progress, cancellationToken, supervise: true);
-        var actors = new List<(CampaignClient Client, HttpClient Http)>();
+        var actors = new List<(CampaignClient Client, HttpClient Http, HttpClient Reviewer)>();
         for (var client = 0; client < clients; client++)
         {
             var http = await MerchantClients.CreateAsync(system, $"chaos-merchant-{client}", TimeSpan.FromSeconds(10), cancellationToken);
+            var reviewer = await MerchantClients.CreateAsync(
+                system, $"chaos-merchant-{client}", TimeSpan.FromSeconds(10), cancellationToken, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
             var accounts = await MerchantClients.OpenFundedAccountsAsync(
                 http, Enumerable.Range(0, AccountsPerClient).Select(index => $"chaos-{client}-{index}"), "EUR", FundsMinor, cancellationToken);
-            actors.Add((new CampaignClient(http, client, accounts, new Random(random.Next())), http));
+            actors.Add((new CampaignClient(http, reviewer, client, accounts, new Random(random.Next())), http, reviewer));
         }
 
         var injector = new FaultInjector(system, new Random(random.Next()), progress);
         await DriveAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, duration, faultInterval, progress, cancellationToken);
         var result = await CheckAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, progress, cancellationToken);
-        foreach (var (_, http) in actors)
+        foreach (var (_, http, reviewer) in actors)
         {
             http.Dispose();
+            reviewer.Dispose();
         }
 
         return result;
