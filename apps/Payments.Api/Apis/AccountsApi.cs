@@ -127,10 +127,8 @@ public static class AccountsApi
                 return CurrencyMismatch(accountId, account.Currency, currency!);
             }
 
-            // The deposit's transfer id derives from the merchant and its Idempotency-Key alone: idempotency records are
-            // not shipped to the other region, the journal is, so a retry there after a failover finds this deposit
-            // and the ledger replays it instead of funding the account twice. (So a key reused after it expired
-            // replays the deposit while the ledger keeps it: deposits want a new key, docs/api.md.)
+            // From merchant and key alone: the journal is shipped to the other region (idempotency records are not), so a
+            // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md).
             var depositId = IdempotencyStore.OperationId("dep_", DepositIdHexChars, merchant, key!, lifetimeId: null);
             var money = new Money(amount!.Value, currency!);
             if (await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)

@@ -1,0 +1,73 @@
+using Payments.Merchants;
+
+namespace Payments.Api.Apis;
+
+/// <summary>Settings of the API (configuration section <c>Payments</c>; etcd's are <see cref="Payments.Etcd.EtcdOptions"/>).</summary>
+public sealed class ApiOptions
+{
+    public TimeSpan ApprovalTimeout { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>The orchestrator's base URL (its internal payment endpoints): its Dapr sidecar's invocation URL on
+    /// Kubernetes, its own address locally.</summary>
+    public string? OrchestratorUrl { get; set; }
+
+    public static readonly TimeSpan OrchestratorCallTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The ledger service's base URL, likewise.</summary>
+    public string? LedgerUrl { get; set; }
+
+    public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Requests per second per API key across all replicas (token bucket; bursts up to twice this).</summary>
+    public int RequestsPerSecondPerKey { get; set; } = 500;
+
+    /// <summary>How many API replicas share <see cref="RequestsPerSecondPerKey"/> (the chart sets its replica count).</summary>
+    public int Replicas { get; set; } = 1;
+
+    /// <summary>This replica's share of a key's quota (at least 1 request per second).</summary>
+    public int RequestsPerSecondPerKeyPerReplica => Math.Max(1, (int)Math.Ceiling(RequestsPerSecondPerKey / (double)Replicas));
+
+    /// <summary>Requests per second from one client address that present no key this replica already knows: they
+    /// are limited before the key is looked up in etcd (bursts up to twice this).</summary>
+    public int UnauthenticatedRequestsPerSecondPerAddress { get; set; } = 20;
+
+    /// <summary>Networks whose X-Forwarded-For is believed (the edge, the ingress controller); loopback always is.</summary>
+    public IList<string> TrustedProxyNetworks { get; } = [];
+
+    /// <summary>Payments of one merchant not yet finished (including those awaiting review) at most; past it a new
+    /// payment gets 429 with Retry-After.</summary>
+    public int MaxPaymentsInFlightPerMerchant { get; set; } = 1_000;
+
+    /// <summary>Which keys this deployment issues and accepts: <c>live</c> or <c>test</c> (<see cref="ApiKeyModes"/>).</summary>
+    public string KeyMode { get; set; } = ApiKeyModes.Test;
+
+    public ApiOptions Validate()
+    {
+        if (Replicas < 1 || RequestsPerSecondPerKey < 1 || UnauthenticatedRequestsPerSecondPerAddress < 1 || MaxPaymentsInFlightPerMerchant < 1)
+        {
+            throw new InvalidOperationException(
+                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress and MaxPaymentsInFlightPerMerchant must be at least 1.");
+        }
+
+        if (!ApiKeyModes.IsKnown(KeyMode))
+        {
+            throw new InvalidOperationException($"Payments:KeyMode must be '{ApiKeyModes.Live}' or '{ApiKeyModes.Test}', not '{KeyMode}'.");
+        }
+
+        foreach (var network in TrustedProxyNetworks)
+        {
+            if (!System.Net.IPNetwork.TryParse(network, out _))
+            {
+                throw new InvalidOperationException($"Payments:TrustedProxyNetworks: '{network}' is not a network in CIDR notation (e.g. 10.0.0.0/8).");
+            }
+        }
+
+        if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(OrchestratorUrl))
+        {
+            throw new InvalidOperationException(
+                "Payments:LedgerUrl and Payments:OrchestratorUrl are required: the API reaches the ledger and the saga through them.");
+        }
+
+        return this;
+    }
+}
