@@ -15,22 +15,28 @@ public sealed class LocalCosmosServer : IAsyncDisposable
     public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
     private readonly Process process;
 
-    private LocalCosmosServer(Process process, int port)
+    private LocalCosmosServer(Process process, string host, int port)
     {
         this.process = process;
+        Host = host;
         Port = port;
     }
 
+    /// <summary>The address it listens on: loopback, or a Docker network's gateway for containers on that network.</summary>
+    public string Host { get; }
+
     public int Port { get; }
 
-    public Uri Endpoint => new($"https://127.0.0.1:{Port}/");
+    public Uri Endpoint => new($"https://{Host}:{Port}/");
 
-    public static async Task<LocalCosmosServer> StartAsync(CancellationToken cancellationToken)
+    public static Task<LocalCosmosServer> StartAsync(CancellationToken cancellationToken) => StartAsync("127.0.0.1", cancellationToken);
+
+    public static async Task<LocalCosmosServer> StartAsync(string host, CancellationToken cancellationToken)
     {
         var script = FindServerScript();
         var port = LocalPorts.Free();
         var start = new ProcessStartInfo("node") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[] { script, "--host", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        foreach (var argument in new[] { script, "--host", host, "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture) })
         {
             start.ArgumentList.Add(argument);
         }
@@ -47,7 +53,7 @@ public sealed class LocalCosmosServer : IAsyncDisposable
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new LocalCosmosServer(process, port);
+        var server = new LocalCosmosServer(process, host, port);
         try
         {
             await ready.Task.WaitAsync(ReadyTimeout, cancellationToken);

@@ -53,6 +53,40 @@ public sealed class AttackerTests(ContainerSystem system)
     }
 
     [Fact]
+    public async Task AContainerWithoutTheOperatorsToken_Gets401_FromTheFailoverAdminApi()
+    {
+        await system.WaitUntilReadyAsync();
+        await system.FailoverAsync();
+        var switchover = $$"""{"to":"{{ContainerSystem.FailoverPeerRegion}}"}""";
+        (string Method, string Path, string Body)[] probes = [("POST", "/admin/v1/switchover", switchover), ("GET", "/admin/v1/region", "")];
+        // No credential; a forged bearer token; another app's token (what a compromised pod holds) as a bearer token
+        // and as the service-identity header with the failover service's name: none is the operator's.
+        var orchestratorToken = system.AppToken(ServiceRoles.Orchestrator)!;
+        Dictionary<string, string>[] credentials =
+        [
+            new(),
+            new() { ["Authorization"] = "Bearer forged-token-forged-token-forged-token-0000" },
+            new() { ["Authorization"] = "Bearer " + orchestratorToken },
+            new() { [ServiceIdentityExtensions.TokenHeader] = orchestratorToken, [ServiceIdentityExtensions.CallerHeader] = ServiceRoles.Failover },
+        ];
+
+        foreach (var headers in credentials)
+        {
+            foreach (var (method, path, body) in probes)
+            {
+                Assert.Equal(401, await ContainerSystem.HttpFromAsync(system.Edge, "failover", AppPort, method, path, headers, body));
+            }
+        }
+
+        // The same routes with the operator's token: the 401s above are the check, not an absent service. A target
+        // other than the configured peer is refused even then.
+        var operatorToken = new Dictionary<string, string> { ["Authorization"] = "Bearer " + system.FailoverAdminToken };
+        Assert.Equal(200, await ContainerSystem.HttpFromAsync(system.Edge, "failover", AppPort, "GET", "/admin/v1/region", operatorToken));
+        Assert.Equal(400, await ContainerSystem.HttpFromAsync(
+            system.Edge, "failover", AppPort, "POST", "/admin/v1/switchover", operatorToken, """{"to":"region-attacker"}"""));
+    }
+
+    [Fact]
     public async Task WithTheApisIdentity_TheLedgerMovesMoneyOnlyAsADeposit()
     {
         await system.WaitUntilReadyAsync();

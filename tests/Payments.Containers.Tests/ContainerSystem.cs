@@ -28,7 +28,7 @@ namespace Payments.Containers.Tests;
 /// in its network namespace instead, with Dapr's placement and scheduler services and the etcd state store: the apps
 /// then call <c>localhost:3500</c> and <c>localhost:50001</c> exactly as in a pod (docs/deploy.md, "Container tests with
 /// real daprd").</para></summary>
-public sealed class ContainerSystem : IAsyncLifetime
+public sealed partial class ContainerSystem : IAsyncLifetime
 {
     public const string KeyPrefix = "/daprpayments/";
     public const string ImageTag = "0.1.0";
@@ -128,6 +128,11 @@ public sealed class ContainerSystem : IAsyncLifetime
         Client?.Dispose();
         ReviewerClient?.Dispose();
         Etcd?.Dispose();
+        if (cosmos is not null)
+        {
+            await cosmos.DisposeAsync();
+        }
+
         // Every container of this run, whatever state it is in (killed, paused, replaced), then the network.
         var ids = await DockerCli.RunAsync("container", "ls", "--all", "--quiet", "--filter", $"label={RunLabel}={run}");
         if (ids.Length > 0)
@@ -356,7 +361,7 @@ public sealed class ContainerSystem : IAsyncLifetime
     /// ledger also the maintenance user's (storage maintenance). Risk and the edge keep nothing in etcd: no certificate.</summary>
     private ContainerBuilder WithEtcdIdentity(ContainerBuilder builder, string role)
     {
-        if (role is not (EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator))
+        if (role is not (EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover))
         {
             return builder;
         }
