@@ -16,21 +16,20 @@ namespace Payments.Etcd;
 /// Records live at least <see cref="Retention"/>. Rather than one etcd lease per record (a Raft write each), records
 /// created in the same hour share one lease whose TTL is the retention plus that hour, so every record lives between
 /// 24 h and 25 h at the cost of one lease grant per hour.
-/// <para>A record's lifetime has an id (<see cref="IdempotencyRecord.LifetimeId"/>), drawn when the record is created
-/// and kept by every takeover and release. The API does not derive its payment and deposit ids from it: these records
-/// stay in their region (they are not shipped), so an id must be found again from what is shipped — the payment
-/// record's generation, the ledger's journal — for a retry in the other region after a failover
-/// (<see cref="OperationId"/> with a generation, or none).</para>
+/// <para>The API derives no operation id from a record: these records stay in their region (they are not shipped), so
+/// an id must be found again from what is shipped — the payment records, the ledger's journal — for a retry in the
+/// other region after a failover (<see cref="OperationId"/>).</para>
 /// </remarks>
 public sealed class IdempotencyStore
 {
+    /// <summary>The idempotency window: a key's record lives at least this long.</summary>
     public static readonly TimeSpan Retention = TimeSpan.FromHours(24);
     public static readonly TimeSpan LeaseBucketWidth = TimeSpan.FromHours(1);
 
     /// <summary>How long a claim is exclusive; after it a crashed request's key can be claimed again. Short on
     /// purpose: a claim left by an API replica that died holds every retry of that key at 409 until it lapses (the
     /// fault campaign saw clients wait out 60 s), and a takeover of a request that was only slow is harmless — the
-    /// work behind a key is idempotent (payment and deposit ids derive from the key's lifetime), only repeated.</summary>
+    /// work behind a key is idempotent (payment and deposit ids derive from the key), only repeated.</summary>
     public static readonly TimeSpan InProgressTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>Attempts to release a claim (spanning an etcd leader election, ~1–3 s) before it is left to expire.</summary>
@@ -47,13 +46,18 @@ public sealed class IdempotencyStore
     private readonly string prefix;
     private readonly TimeProvider time;
     private readonly ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket = new();
+    private readonly TimeSpan retention;
 
     /// <param name="prefix">The key prefix of this store's records, e.g. <c>/daprpayments/idempotency/</c>.</param>
-    public IdempotencyStore(EtcdConnection etcd, string prefix, TimeProvider time)
+    /// <param name="retention">How long records live at least (default <see cref="Retention"/>); shorter only where
+    /// a soak compresses days into minutes.</param>
+    public IdempotencyStore(EtcdConnection etcd, string prefix, TimeProvider time, TimeSpan? retention = null)
     {
         this.etcd = etcd;
         this.prefix = EtcdBytes.AsPrefix(prefix);
         this.time = time;
+        this.retention = retention ?? Retention;
+        ArgumentOutOfRangeException.ThrowIfLessThan(this.retention, TimeSpan.FromSeconds(10), nameof(retention));
     }
 
     /// <summary>The key prefix of this store's records (the one a watch on them covers).</summary>
@@ -64,15 +68,15 @@ public sealed class IdempotencyStore
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', parts))));
 
     /// <summary>The id of an operation (payment, deposit…) behind a key: a hash of the scope, the key and, when given,
-    /// <paramref name="lifetimeId"/> (a lifetime, or a generation of the key's reuse). Without one it is the id
-    /// operations always had (scope and key only).</summary>
+    /// <paramref name="variant"/> (e.g. the day a payment of the key was started). Without one it is the id operations
+    /// always had (scope and key only).</summary>
     /// <param name="idPrefix">The id's prefix, e.g. <c>pay_</c>.</param>
     /// <param name="hexChars">How many hex characters of the hash follow it.</param>
-    public static string OperationId(string idPrefix, int hexChars, string scope, IdempotencyKey key, string? lifetimeId)
+    public static string OperationId(string idPrefix, int hexChars, string scope, IdempotencyKey key, string? variant)
     {
         ArgumentException.ThrowIfNullOrEmpty(scope);
         ArgumentNullException.ThrowIfNull(key);
-        var seed = lifetimeId is null ? $"{scope}\n{key.Value}" : $"{scope}\n{key.Value}\n{lifetimeId}";
+        var seed = variant is null ? $"{scope}\n{key.Value}" : $"{scope}\n{key.Value}\n{variant}";
         return idPrefix + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(seed)))[..hexChars].ToLowerInvariant();
     }
 
@@ -84,9 +88,7 @@ public sealed class IdempotencyStore
         for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
             var now = time.GetUtcNow();
-            // A new record starts a new lifetime: nothing was written under this key within the window (or it expired).
-            var claim = new IdempotencyRecord(
-                fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout, NewLifetimeId());
+            var claim = new IdempotencyRecord(fingerprint, IdempotencyState.InProgress, null, null, null, now, now + InProgressTimeout);
             TxnResponse? response;
             long lease;
             try
@@ -123,8 +125,8 @@ public sealed class IdempotencyStore
             }
 
             // The request that claimed it stopped without finishing (or released it): take over, unless someone else
-            // just did. Same lifetime, same creation, same lease: the operation id and the expiry do not move.
-            var takeoverRecord = claim with { CreatedAt = record.CreatedAt, LifetimeId = record.LifetimeId };
+            // just did. Same creation, same lease: the expiry does not move.
+            var takeoverRecord = claim with { CreatedAt = record.CreatedAt };
             var takeover = new TxnRequest();
             takeover.Compare.Add(EtcdBytes.ModRevisionIs(recordKey, existing.ModRevision));
             takeover.Success.Add(EtcdBytes.Put(recordKey, Serialize(takeoverRecord), existing.Lease));
@@ -155,7 +157,7 @@ public sealed class IdempotencyStore
     {
         if (!string.Equals(record.Fingerprint, fingerprint, StringComparison.Ordinal))
         {
-            // Also for a released claim: its lifetime's operation id may already name an operation with that body.
+            // Also for a released claim: the key's operation id may already name an operation made from that body.
             return new IdempotencyBegin.FingerprintMismatch();
         }
 
@@ -191,14 +193,13 @@ public sealed class IdempotencyStore
     }
 
     /// <summary>Gives the key back so that a retry may run again: only for requests that changed nothing, or whose
-    /// retry repeats the same operation. The record stays (with its lifetime, body fingerprint and lease), marked
+    /// retry repeats the same operation. The record stays (with its creation, body fingerprint and lease), marked
     /// free: a retry within the window reaches the same operation id, and a different body is still refused — deleting
     /// it would let the retry start a second operation.</summary>
     public async Task ReleaseAsync(IdempotencyClaim claim, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claim);
-        var released = new IdempotencyRecord(
-            claim.Fingerprint, IdempotencyState.InProgress, null, null, null, claim.CreatedAt, ReleasedLockEnd, claim.LifetimeId);
+        var released = new IdempotencyRecord(claim.Fingerprint, IdempotencyState.InProgress, null, null, null, claim.CreatedAt, ReleasedLockEnd);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
         request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(released), claim.Lease));
@@ -237,10 +238,7 @@ public sealed class IdempotencyStore
     }
 
     private static IdempotencyClaim ClaimOf(string recordKey, long modRevision, IdempotencyRecord record, long lease) =>
-        new(recordKey, modRevision, record.Fingerprint, record.LifetimeId, record.CreatedAt, lease);
-
-    /// <summary>128 random bits: unique per lifetime of any key.</summary>
-    private static string NewLifetimeId() => Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
+        new(recordKey, modRevision, record.Fingerprint, record.CreatedAt, lease);
 
     private static bool IsLeaseNotFound(RpcException exception) =>
         exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
@@ -281,7 +279,7 @@ public sealed class IdempotencyStore
 
     private async Task<long> GrantBucketLeaseAsync()
     {
-        var ttl = (long)(Retention + LeaseBucketWidth).TotalSeconds;
+        var ttl = (long)Math.Ceiling((retention + LeaseBucketWidth).TotalSeconds);
         var response = await EtcdConnection.CallAsync(
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: token), CancellationToken.None);
         return response.ID;
@@ -306,8 +304,6 @@ public enum IdempotencyState
 
 /// <summary>What etcd holds for one Idempotency-Key. A claim that was released is <see cref="IdempotencyState.InProgress"/>
 /// with its lock long ended (so a replica of the previous version reads it as a lapsed claim it may take over).</summary>
-/// <param name="LifetimeId">Random, drawn when the record was created and kept until it expires; operation ids derive
-/// from it (<see cref="IdempotencyStore.OperationId"/>). Null in records written before it existed.</param>
 public sealed record IdempotencyRecord(
     string Fingerprint,
     IdempotencyState State,
@@ -315,13 +311,11 @@ public sealed record IdempotencyRecord(
     string? Body,
     string? ContentType,
     DateTimeOffset CreatedAt,
-    DateTimeOffset? LockedUntil,
-    string? LifetimeId = null);
+    DateTimeOffset? LockedUntil);
 
 /// <summary>Proof that this request owns the key: the revision of the in-progress record it wrote, and what a release
-/// keeps of it (its lifetime, creation and lease).</summary>
-public sealed record IdempotencyClaim(
-    string RecordKey, long ModRevision, string Fingerprint, string? LifetimeId, DateTimeOffset CreatedAt, long Lease);
+/// keeps of it (its creation and lease).</summary>
+public sealed record IdempotencyClaim(string RecordKey, long ModRevision, string Fingerprint, DateTimeOffset CreatedAt, long Lease);
 
 /// <summary>The outcomes of <see cref="IdempotencyStore.BeginAsync"/>.</summary>
 public abstract record IdempotencyBegin

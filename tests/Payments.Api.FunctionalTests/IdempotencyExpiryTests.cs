@@ -132,7 +132,10 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
 
     /// <summary>What etcd does when a record's lease ends (or what losing the records looks like): the merchant's
     /// idempotency records are deleted; their lifetime anchors stay.</summary>
-    private async Task ExpireIdempotencyRecordsAsync(string merchant)
+    private Task ExpireIdempotencyRecordsAsync(string merchant) => ExpireIdempotencyRecordsAsync(system, merchant);
+
+    /// <summary>The merchant's Idempotency-Key records gone, as etcd ends them when their lease runs out.</summary>
+    internal static async Task ExpireIdempotencyRecordsAsync(ApiSystemFixture system, string merchant)
     {
         var records = $"{ApiSystemFixture.KeyPrefix}idempotency/{Convert.ToHexString(Encoding.UTF8.GetBytes(merchant))}/";
         var deleted = await system.Etcd.Client.DeleteRangeAsync(records);

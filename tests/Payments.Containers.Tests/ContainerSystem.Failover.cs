@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using DotNet.Testcontainers.Containers;
+using Payments.Cosmos;
 using Payments.Failover.Core;
 using Payments.LocalCluster;
 

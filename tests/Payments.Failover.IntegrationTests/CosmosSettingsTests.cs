@@ -1,4 +1,4 @@
-using Payments.Failover.Core;
+using Payments.Cosmos;
 
 namespace Payments.Failover.IntegrationTests;
 

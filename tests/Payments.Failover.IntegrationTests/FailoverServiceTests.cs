@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Cosmos;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Etcd.Regions;

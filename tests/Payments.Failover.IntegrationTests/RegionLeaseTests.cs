@@ -1,6 +1,7 @@
 using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
+using Payments.Cosmos;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Failover.Core;

@@ -1,5 +1,6 @@
 using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Cosmos;
 using Payments.Domain;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;

@@ -96,31 +96,25 @@ public sealed class IdempotencyStoreTests(EtcdClusterFixture etcd)
         Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None));
     }
 
-    /// <summary>Issue 12 item 5: operation ids derive from the record's lifetime, which nothing within the window may
-    /// change (else a retry after a failure could start a second payment) and which an expiry must change.</summary>
+    /// <summary>A release or a takeover keeps the record's creation and lease: nothing within the window moves its
+    /// expiry (else a key could outlive the window, or expire under a retry).</summary>
     [Fact]
-    public async Task LifetimeId_IsKeptByReleaseAndTakeover_AndIsNewOnceTheRecordExpired()
+    public async Task CreationAndLease_AreKeptByReleaseAndTakeover()
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), time);
         var first = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
         await store.ReleaseAsync(first, CancellationToken.None);
+        time.Advance(TimeSpan.FromSeconds(1));
         var afterRelease = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
         time.Advance(IdempotencyStore.InProgressTimeout + TimeSpan.FromSeconds(1));
         var afterTakeover = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
 
-        // Expiry as etcd does it: the lease ends and the record is deleted.
-        await etcd.Connection.Client.DeleteAsync(first.RecordKey);
-        var afterExpiry = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
-
-        Assert.NotNull(first.LifetimeId);
-        Assert.Equal(first.LifetimeId, afterRelease.LifetimeId);
-        Assert.Equal(first.LifetimeId, afterTakeover.LifetimeId);
+        Assert.Equal(first.CreatedAt, afterRelease.CreatedAt);
+        Assert.Equal(first.CreatedAt, afterTakeover.CreatedAt);
+        Assert.Equal(first.Lease, afterRelease.Lease);
         Assert.Equal(first.Lease, afterTakeover.Lease);
-        Assert.NotEqual(first.LifetimeId, afterExpiry.LifetimeId);
-        Assert.NotEqual(
-            IdempotencyStore.OperationId("pay_", 24, Merchant, Key, first.LifetimeId),
-            IdempotencyStore.OperationId("pay_", 24, Merchant, Key, afterExpiry.LifetimeId));
+        Assert.NotEqual(first.ModRevision, afterTakeover.ModRevision);
     }
 
     /// <summary>A released key keeps its body's fingerprint: its lifetime's operation id may already name an operation
@@ -135,23 +129,23 @@ public sealed class IdempotencyStoreTests(EtcdClusterFixture etcd)
         Assert.IsType<IdempotencyBegin.FingerprintMismatch>(await store.BeginAsync(Merchant, Key, "other", CancellationToken.None));
     }
 
-    /// <summary>During an upgrade a record written by the previous version (no lifetime) keeps producing the id it
-    /// always did, a hash of merchant and key: a retry across the upgrade reaches the same payment.</summary>
+    /// <summary>During an upgrade a record written by the previous version (with a lifetime id, since dropped) is
+    /// still read and taken over, and the key's operation id without a variant is the one it always was.</summary>
     [Fact]
-    public async Task RecordOfThePreviousVersion_KeepsItsOperationId()
+    public async Task RecordOfThePreviousVersion_IsTakenOver_AndTheOperationIdIsUnchanged()
     {
         var store = new IdempotencyStore(etcd.Connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System);
         var recordKey = store.RecordKey(Merchant, Key);
         var lapsed = DateTimeOffset.UtcNow.AddMinutes(-1);
         await etcd.Connection.Client.PutAsync(recordKey,
-            $"{{\"fingerprint\":\"f\",\"state\":\"InProgress\",\"createdAt\":\"{lapsed:O}\",\"lockedUntil\":\"{lapsed:O}\"}}");
+            $"{{\"fingerprint\":\"f\",\"state\":\"InProgress\",\"createdAt\":\"{lapsed:O}\",\"lockedUntil\":\"{lapsed:O}\",\"lifetimeId\":\"0a1b\"}}");
 
         var takeover = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(Merchant, Key, "f", CancellationToken.None)).Claim;
 
-        Assert.Null(takeover.LifetimeId);
+        Assert.Equal(lapsed, takeover.CreatedAt);
         var legacy = "pay_" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
             System.Text.Encoding.UTF8.GetBytes($"{Merchant}\n{Key.Value}")))[..24].ToLowerInvariant();
-        Assert.Equal(legacy, IdempotencyStore.OperationId("pay_", 24, Merchant, Key, takeover.LifetimeId));
+        Assert.Equal(legacy, IdempotencyStore.OperationId("pay_", 24, Merchant, Key, variant: null));
     }
 
     [Fact]

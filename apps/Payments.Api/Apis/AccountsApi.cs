@@ -129,7 +129,7 @@ public static class AccountsApi
 
             // From merchant and key alone: the journal is shipped to the other region (idempotency records are not), so a
             // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md).
-            var depositId = IdempotencyStore.OperationId("dep_", DepositIdHexChars, merchant, key!, lifetimeId: null);
+            var depositId = IdempotencyStore.OperationId("dep_", DepositIdHexChars, merchant, key!, variant: null);
             var money = new Money(amount!.Value, currency!);
             if (await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
             {

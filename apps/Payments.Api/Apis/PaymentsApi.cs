@@ -45,8 +45,8 @@ public static class PaymentsApi
             return problem.ToResult();
         }
 
-        // One Idempotency-Key lifetime, one payment id: every retry within the key's window (after a failure, a release,
-        // a takeover of a crashed request) finds the same workflow; once the key expired it starts a new payment.
+        // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover
+        // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
             async _ => await PaymentIdAsync(merchant, key!, services, context.RequestAborted) is { } paymentId
                 ? await StartAsync(paymentId, merchant, bytes!, context, services, limits)
@@ -55,34 +55,34 @@ public static class PaymentsApi
         return reply.ToResult();
     }
 
-    /// <summary>Generations of one Idempotency-Key at most: a key reused after expiry this many times is refused.</summary>
-    public const int MaxKeyGenerations = 64;
-
-    /// <summary>The payment id of this key now. Generation 0 is the id payments always had (merchant and key); each
-    /// reuse of the key after its window moves to the next generation. What decides is the payment record — durable
-    /// and shipped to the other region, unlike the idempotency record: an id whose payment is younger than the key's
-    /// window is this key's payment (a retry, also one whose idempotency record was lost, or one in the other region
-    /// after a failover); an older one belongs to an earlier use, so the key starts a new payment. Null when
-    /// <see cref="MaxKeyGenerations"/> are used up.</summary>
+    /// <summary>The payment id of this key now: a hash of merchant, key and the UTC day the key's payment starts.
+    /// What decides is the payment record — durable and shipped to the other region, unlike the idempotency record. A
+    /// record of this key younger than the idempotency window is this key's payment (a retry, also one whose
+    /// idempotency record was lost, or one in the other region after a failover); otherwise the key starts a new
+    /// payment under today's id. A record younger than the window always carries yesterday's or today's day (the day
+    /// after too, allowing for another replica's clock a little ahead), so three reads in one transaction decide, and
+    /// nothing else about the key is kept: an archived record (older than the window by days) can never be named
+    /// again. The id payments had before (merchant and key only) is read too, never created: a retry across the
+    /// upgrade finds its payment. Null only when today's id is taken by a payment older than the window, which clocks a day apart would
+    /// take.</summary>
     private static async Task<string?> PaymentIdAsync(string merchant, IdempotencyKey key, PaymentServices services, CancellationToken cancellationToken)
     {
         var now = services.Time.GetUtcNow();
-        for (var generation = 0; generation < MaxKeyGenerations; generation++)
+        var today = now.ToUnixTimeMilliseconds() / (long)TimeSpan.FromDays(1).TotalMilliseconds;
+        string IdOf(long day) => IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, $"d{day}");
+        var previousVersion = IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, variant: null);
+        var records = await services.Records.GetManyAsync([IdOf(today - 1), IdOf(today), IdOf(today + 1), previousVersion], cancellationToken);
+        if (records.Where(record => now - record.CreatedAt < IdempotencyStore.Retention).MinBy(record => record.CreatedAt) is { } current)
         {
-            var paymentId = IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, generation == 0 ? null : $"g{generation}");
-            if (await services.Records.GetAsync(paymentId, cancellationToken) is not { Record: var record }
-                || now - record.CreatedAt < IdempotencyStore.Retention)
-            {
-                return paymentId;
-            }
+            return current.PaymentId;
         }
 
-        return null;
+        return records.Any(record => record.PaymentId == IdOf(today)) ? null : IdOf(today);
     }
 
     private static Reply KeyExhausted() =>
-        Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key has been used too often.",
-            $"An Idempotency-Key may start at most {MaxKeyGenerations} payments over its days of reuse; use a new key.");
+        Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key cannot start a payment now.",
+            "Today's payment of this Idempotency-Key is older than the idempotency window by this server's clock; use a new key.");
 
     private static async Task<Reply> StartAsync(
         string paymentId, string merchant, byte[] bytes, HttpContext context, PaymentServices services, MoneyLimits limits)
@@ -202,7 +202,18 @@ public static class PaymentsApi
 
     private static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services)
     {
-        var current = await services.CurrentAsync(paymentId, ApiKeyMiddleware.MerchantOf(context), context.RequestAborted);
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        var current = await services.CurrentAsync(paymentId, merchant, context.RequestAborted);
+        try
+        {
+            // Finished payments older than the archive's retention live in Cosmos DB, no longer in etcd.
+            current ??= await services.Archive.GetAsync(paymentId, merchant, context.RequestAborted);
+        }
+        catch (ArchiveUnavailableException)
+        {
+            return Reply.Unavailable("The archive of finished payments did not answer; retry later.").ToResult();
+        }
+
         return current is null
             ? Reply.PaymentNotFound(paymentId).ToResult()
             : Reply.Json(StatusCodes.Status200OK, ToResponse(current)).ToResult();
@@ -290,8 +301,11 @@ public static class PaymentsApi
 }
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
-public sealed class PaymentServices(MerchantStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options)
+public sealed class PaymentServices(
+    MerchantStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options, ArchivedPayments archive)
 {
+    public ArchivedPayments Archive => archive;
+
     public MerchantStore Store => store;
 
     public PaymentRecordStore Records => records;

@@ -8,6 +8,7 @@ using Payments.Api.Problems;
 using Payments.Api.Regions;
 using Payments.Api.Security;
 using Payments.Domain;
+using Payments.Cosmos;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Ledger.Client;
@@ -43,6 +44,7 @@ public static class ApiExtensions
         services.AddSingleton(region);
         services.AddEtcd(etcd, region.Enabled);
         AddStores(services, etcd);
+        AddArchive(services, builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings());
         // The ledger and the orchestrator: Dapr service invocation on Kubernetes, their own processes locally; either
         // way each call carries the API's service identity (the public API itself authenticates merchants instead).
         var identity = ServiceIdentityOptions.From(builder.Configuration);
@@ -87,6 +89,22 @@ public static class ApiExtensions
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();
         app.MapAdminApiV1();
+    }
+
+    /// <summary>The archive of finished payment records (Cosmos DB, regions only): read when etcd has no record. No
+    /// call at start-up — the API starts and takes payments while Cosmos DB is away; only reads of archived payments
+    /// wait for it. Without Cosmos DB nothing is archived, and nothing is read.</summary>
+    private static void AddArchive(IServiceCollection services, CosmosSettings cosmos)
+    {
+        if (!cosmos.IsConfigured)
+        {
+            services.AddSingleton(new ArchivedPayments(null));
+            return;
+        }
+
+        services.AddSingleton(_ => cosmos.CreateClient()); // created by a factory: disposed with the container
+        services.AddSingleton(provider => new ArchivedPayments(
+            new RecordArchive(provider.GetRequiredService<Microsoft.Azure.Cosmos.CosmosClient>().GetContainer(cosmos.Database, cosmos.ArchiveContainer), cosmos.ServerErrorMeansMissing)));
     }
 
     private static void AddStores(IServiceCollection services, EtcdOptions etcd)

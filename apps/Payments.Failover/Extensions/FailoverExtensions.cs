@@ -1,12 +1,16 @@
 using Microsoft.Azure.Cosmos;
+using Payments.Cosmos;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Failover.Apis;
+using Payments.Failover.Archiving;
+using Payments.Failover.Core.Archiving;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Failover.Reconciliation;
 using Payments.Failover.Security;
 using Payments.Ledger.Core.Extensions;
+using Payments.Orchestrator.Client.Records;
 using Payments.ServiceDefaults;
 
 using Payments.ServiceDefaults.Security;
@@ -31,10 +35,11 @@ public static class FailoverExtensions
         var admin = (builder.Configuration.GetSection(AdminOptions.Section).Get<AdminOptions>() ?? new AdminOptions()).Validate(region.Name);
         var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
+        var archiving = (builder.Configuration.GetSection(ArchiveOptions.Section).Get<ArchiveOptions>() ?? new ArchiveOptions()).Validate();
         var client = cosmos.CreateClient();
         // The control container exists before any region decides anything (idempotent; bounded).
-        var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer]);
-        var (control, journal) = (containers[0], containers[1]);
+        var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer, cosmos.ArchiveContainer]);
+        var (control, journal, archive) = (containers[0], containers[1], containers[2]);
 
         var services = builder.Services;
         services.AddSingleton(region);
@@ -55,6 +60,11 @@ public static class FailoverExtensions
         services.AddSingleton(provider => new PromotionReconciler(
             provider.GetRequiredService<EtcdConnection>(), etcd, provider.GetRequiredService<TimeProvider>(),
             provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>()));
+        services.AddSingleton(archiving);
+        services.AddSingleton(provider => new PaymentArchiver(
+            new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix), new RecordArchive(archive, cosmos.ServerErrorMeansMissing),
+            provider.GetRequiredService<TimeProvider>(), archiving.PaymentRecordsKeepFor, provider.GetRequiredService<ILogger<PaymentArchiver>>()));
+        services.AddHostedService<ArchivingService>();
         services.AddSingleton<RegionLeaseService>();
         services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
     }

@@ -1,3 +1,4 @@
+using Payments.Cosmos;
 using Payments.Etcd;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;

@@ -84,9 +84,31 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         return kv is null ? null : (Decode(kv.Value), kv.ModRevision);
     }
 
+    /// <summary>The records of several ids, read together in one transaction (one round trip, one revision); the
+    /// ids without a record are left out.</summary>
+    public async Task<IReadOnlyList<PaymentRecord>> GetManyAsync(IReadOnlyList<string> paymentIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(paymentIds);
+        var request = new TxnRequest();
+        foreach (var paymentId in paymentIds)
+        {
+            request.Success.Add(EtcdBytes.Get(Key(paymentId)));
+        }
+
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return response.Responses.SelectMany(answer => answer.ResponseRange.Kvs).Select(kv => Decode(kv.Value)).ToArray();
+    }
+
     /// <summary>A page of records in payment-id order after <paramref name="afterPaymentId"/> (null: from the first),
     /// at most <paramref name="limit"/>: for reconciliation after a region takes over.</summary>
     public async Task<IReadOnlyList<PaymentRecord>> ListAsync(string? afterPaymentId, int limit, CancellationToken cancellationToken)
+    {
+        return (await ListWithRevisionsAsync(afterPaymentId, limit, cancellationToken)).Select(entry => entry.Record).ToArray();
+    }
+
+    /// <summary>Like <see cref="ListAsync"/>, with each record's revision (for a compare-and-swap or a delete).</summary>
+    public async Task<IReadOnlyList<(PaymentRecord Record, long Revision)>> ListWithRevisionsAsync(
+        string? afterPaymentId, int limit, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, MaxListPage);
@@ -98,7 +120,48 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
             Limit = limit,
         };
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-        return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
+        return response.Kvs.Select(kv => (Decode(kv.Value), kv.ModRevision)).ToArray();
+    }
+
+    /// <summary>Deletes finished records that are still at their revision (archived elsewhere first): up to
+    /// <see cref="MaxDeletesPerTxn"/> in one transaction; when one of them changed meanwhile, each alone, so the
+    /// changed one stays. Returns how many were deleted.</summary>
+    public async Task<int> DeleteFinishedAsync(IReadOnlyList<(string PaymentId, long Revision)> records, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        var deleted = 0;
+        foreach (var chunk in records.Chunk(MaxDeletesPerTxn))
+        {
+            if (await DeleteAllAsync(chunk, cancellationToken))
+            {
+                deleted += chunk.Length;
+                continue;
+            }
+
+            foreach (var one in chunk)
+            {
+                deleted += await DeleteAllAsync([one], cancellationToken) ? 1 : 0;
+            }
+        }
+
+        return deleted;
+    }
+
+    /// <summary>Deletes per transaction at most: twice this in operations stays within etcd's default
+    /// <c>--max-txn-ops</c> of 128 (a compare and a delete each).</summary>
+    public const int MaxDeletesPerTxn = 64;
+
+    private async Task<bool> DeleteAllAsync(IReadOnlyList<(string PaymentId, long Revision)> records, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        foreach (var (paymentId, revision) in records)
+        {
+            request.Compare.Add(EtcdBytes.ModRevisionIs(Key(paymentId), revision));
+            request.Success.Add(EtcdBytes.Delete(Key(paymentId)));
+        }
+
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return response.Succeeded;
     }
 
     /// <summary>Every record, page by page (bounded by <paramref name="maxRecords"/>): for the checkers.</summary>
@@ -178,7 +241,14 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 
     private string InFlightKey(PaymentRecord record) => InFlightRoot + record.Order.MerchantId + "/" + record.PaymentId;
 
-    private static ByteString Encode(PaymentRecord record) => ByteString.CopyFromUtf8(JsonSerializer.Serialize(record, Json));
+    /// <summary>A record as etcd holds it (JSON), e.g. for the archive.</summary>
+    public static string ToJson(PaymentRecord record) => JsonSerializer.Serialize(record, Json);
+
+    /// <summary>A record from its JSON (<see cref="ToJson"/>).</summary>
+    public static PaymentRecord FromJson(string json) =>
+        JsonSerializer.Deserialize<PaymentRecord>(json, Json) ?? throw new InvalidDataException("Empty payment record.");
+
+    private static ByteString Encode(PaymentRecord record) => ByteString.CopyFromUtf8(ToJson(record));
 
     private static PaymentRecord Decode(ByteString value) => JsonSerializer.Deserialize<PaymentRecord>(value.Span, Json)!;
 }

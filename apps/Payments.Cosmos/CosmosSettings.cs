@@ -3,7 +3,7 @@ using Azure.Core;
 using Azure.Identity;
 using Microsoft.Azure.Cosmos;
 
-namespace Payments.Failover.Core;
+namespace Payments.Cosmos;
 
 /// <summary>How an app proves itself to Cosmos DB.</summary>
 public enum CosmosAuth
@@ -41,6 +41,12 @@ public sealed class CosmosSettings
     /// <summary>Container of the replicated journal (pages and one head per region; partition key /id).</summary>
     public string JournalContainer { get; set; } = "journal";
 
+    /// <summary>Container of finished payment records moved out of etcd after their retention (partition key /id).</summary>
+    public string ArchiveContainer { get; set; } = "payments-archive";
+
+    /// <summary>Whether Cosmos DB is configured at all (a single-region deployment has none).</summary>
+    public bool IsConfigured => Endpoint is not null;
+
     /// <summary>This region's Cosmos preferred regions, nearest first (ignored with <see cref="LimitToEndpoint"/>).</summary>
     public IList<string> PreferredRegions { get; set; } = [];
 
@@ -49,6 +55,11 @@ public sealed class CosmosSettings
 
     /// <summary>Local Cosmos-compatible server only (self-signed certificate). Never in production.</summary>
     public bool AcceptAnyServerCertificate { get; set; }
+
+    /// <summary>The local Cosmos-compatible server answers a point read of a missing document with 500 where Cosmos
+    /// DB answers 404: with it (and only with it: <see cref="AcceptAnyServerCertificate"/>), such a 500 means "not
+    /// there". Against Cosmos DB a 500 stays a fault.</summary>
+    public bool ServerErrorMeansMissing => AcceptAnyServerCertificate;
 
     /// <summary>Per request; well inside the lease timings so a slow Cosmos cannot outlast a renewal.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
