@@ -149,6 +149,11 @@ public sealed class ChartTests
             Assert.Null(apiEnv["Admin__Token"].Value);
             Assert.Equal(("daprpayments-api-admin", "token"), (apiEnv["Admin__Token"].ValueFrom.SecretKeyRef.Name, apiEnv["Admin__Token"].ValueFrom.SecretKeyRef.Key));
             Assert.Equal(("live", "2"), (apiEnv["Payments__KeyMode"].Value, apiEnv["Payments__Replicas"].Value));
+            // Finished payments leave etcd for the archive after 8 days (the failover service moves them); the API
+            // reads the archive and nothing else of Cosmos DB, and ships or replicates nothing.
+            Assert.Equal(("payments-archive", "8.00:00:00"), (env["Cosmos__ArchiveContainer"].Value, env["Archive__PaymentRecordsKeepFor"].Value));
+            Assert.Equal(("payments-archive", "EntraId"), (apiEnv["Cosmos__ArchiveContainer"].Value, apiEnv["Cosmos__Auth"].Value));
+            Assert.DoesNotContain("Replication__Mode", apiEnv.Keys);
             Assert.All(deployments.Where(deployment => deployment != failover && deployment != api), deployment =>
                 Assert.DoesNotContain(deployment.Spec.Template.Spec.Containers[0].Env, variable => variable.Name.StartsWith("Admin__", StringComparison.Ordinal)));
 

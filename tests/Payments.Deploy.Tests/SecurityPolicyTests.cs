@@ -126,7 +126,7 @@ public sealed partial class SecurityPolicyTests
             var env = deployment.Spec.Template.Spec.Containers.Single().Env.ToDictionary(variable => variable.Name);
             Assert.False(env.ContainsKey("Cosmos__Key"), $"{component} gets the Cosmos key");
             var annotations = accounts[deployment.Spec.Template.Spec.ServiceAccountName].Metadata.Annotations ?? new Dictionary<string, string>();
-            if (component is "ledger" or "failover")
+            if (component is "ledger" or "failover" or "api")
             {
                 // Azure workload identity: the pod label asks its webhook for a token, the ServiceAccount names the identity.
                 Assert.Equal("true", deployment.Spec.Template.Metadata.Labels["azure.workload.identity/use"]);
@@ -140,7 +140,7 @@ public sealed partial class SecurityPolicyTests
             }
         }
 
-        Assert.Equal(2, identities.Values.Distinct().Count()); // the ledger and the failover service: two identities
+        Assert.Equal(3, identities.Values.Distinct().Count()); // the ledger, the failover service and the API: three identities
 
         var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "cosmos.auth=key", "--kube-version", ChartTests.KubeVersion);
         Assert.True(exitCode == 0, output);
