@@ -47,6 +47,7 @@ public sealed class IdempotencyStore
     private readonly TimeProvider time;
     private readonly ConcurrentDictionary<long, Lazy<Task<long>>> leasesByBucket = new();
     private readonly TimeSpan retention;
+    private readonly TimeSpan bucketWidth;
 
     /// <param name="prefix">The key prefix of this store's records, e.g. <c>/daprpayments/idempotency/</c>.</param>
     /// <param name="retention">How long records live at least (default <see cref="Retention"/>); shorter only where
@@ -58,6 +59,8 @@ public sealed class IdempotencyStore
         this.time = time;
         this.retention = retention ?? Retention;
         ArgumentOutOfRangeException.ThrowIfLessThan(this.retention, TimeSpan.FromSeconds(10), nameof(retention));
+        // A 24th of the retention: the default's hour, and records of a shortened retention still end close to it.
+        bucketWidth = this.retention / (Retention / LeaseBucketWidth);
     }
 
     /// <summary>The key prefix of this store's records (the one a watch on them covers).</summary>
@@ -257,7 +260,7 @@ public sealed class IdempotencyStore
 
     private async Task<long> LeaseForNowAsync(CancellationToken cancellationToken)
     {
-        var bucket = time.GetUtcNow().Ticks / LeaseBucketWidth.Ticks;
+        var bucket = time.GetUtcNow().Ticks / bucketWidth.Ticks;
         var lease = leasesByBucket.GetOrAdd(bucket, _ => new Lazy<Task<long>>(GrantBucketLeaseAsync));
         try
         {
@@ -279,7 +282,7 @@ public sealed class IdempotencyStore
 
     private async Task<long> GrantBucketLeaseAsync()
     {
-        var ttl = (long)Math.Ceiling((retention + LeaseBucketWidth).TotalSeconds);
+        var ttl = (long)Math.Ceiling((retention + bucketWidth).TotalSeconds);
         var response = await EtcdConnection.CallAsync(
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = ttl }, cancellationToken: token), CancellationToken.None);
         return response.ID;

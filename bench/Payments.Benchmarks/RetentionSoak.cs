@@ -9,12 +9,18 @@ using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Invariants;
 using Payments.Ledger.Core.Retention;
+using Payments.Cosmos;
+using Payments.Failover.Core.Archiving;
 using Payments.LocalCluster;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
 
 namespace Payments.Benchmarks;
 
-/// <summary>Storage soak (ADR 0004): payments as the saga makes them (a hold, then credit + post in one batch) on a
-/// fresh 3-member cluster, with the journal archiver running on a short retention; at every fifth of the run etcd is
+/// <summary>Storage soak (ADR 0004): payments as the API and the saga make them — an Idempotency-Key record, a payment
+/// record, a hold, then credit + post in one batch, the record made terminal and the key's response stored — on a
+/// fresh 3-member cluster, with the journal archiver and the payment-record archiver (into the local Cosmos-compatible
+/// server) running on short retentions, and idempotency records on a short lease; at every fifth of the run etcd is
 /// compacted and defragmented (what the periodic compaction and <c>EtcdDefragmenter</c> do in production, forced so
 /// the figures do not depend on when their timers fire) and the database size is read. The baseline runs the same
 /// load without archiving, on its own cluster, in the same command.</summary>
@@ -27,6 +33,14 @@ public static class RetentionSoak
     public const int Checkpoints = 5;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan MaintenanceTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>The soak's retentions, days compressed into seconds: finished payment records (8 days in production)
+    /// and Idempotency-Key records (24 h).</summary>
+    private static readonly TimeSpan PaymentRecordsKeepFor = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan IdempotencyRetention = TimeSpan.FromSeconds(15);
+    private const string Merchant = "soak-merchant";
+
+    private sealed record Stores(EtcdLedger Ledger, PaymentRecordStore Records, IdempotencyStore Idempotency);
 
     private static readonly JournalRetentionOptions Retention = new()
     {
@@ -96,10 +110,16 @@ public static class RetentionSoak
         await using var cluster = await LocalEtcdCluster.StartAsync(3, Console.WriteLine, cancellationToken);
         using var etcd = cluster.ConnectAsRoot();
         var ledger = new EtcdLedger(etcd, "/soak/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, retention: Retention);
+        var stores = new Stores(ledger, new PaymentRecordStore(etcd, "/soak/payments/"),
+            new IdempotencyStore(etcd, "/soak/idempotency/", TimeProvider.System, archive ? IdempotencyRetention : null));
         var pairs = await OpenAsync(ledger, workers, cancellationToken);
         using var stopArchiver = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var archiving = new ArchiveLoop(new JournalArchiver(ledger, () => long.MaxValue, "soak", NullLogger<JournalArchiver>.Instance));
-        var archiver = archive ? archiving.RunAsync(stopArchiver.Token) : Task.CompletedTask;
+        await using var cosmos = archive ? await LocalCosmosServer.StartAsync(cancellationToken) : null;
+        using var cosmosClient = cosmos is null ? null : CosmosSettingsFor(cosmos).CreateClient();
+        var archiver = archive
+            ? Task.WhenAll(archiving.RunAsync(stopArchiver.Token), ArchiveRecordsAsync(stores.Records, cosmos!, cosmosClient!, stopArchiver.Token))
+            : Task.CompletedTask;
 
         var done = 0L;
         var next = 0L;
@@ -108,7 +128,7 @@ public static class RetentionSoak
         {
             for (var payment = Interlocked.Increment(ref next); payment <= payments; payment = Interlocked.Increment(ref next))
             {
-                await PayAsync(ledger, pairs[worker], payment, cancellationToken);
+                await PayAsync(stores, pairs[worker], payment, cancellationToken);
                 Interlocked.Increment(ref done);
             }
         }, cancellationToken)));
@@ -171,9 +191,42 @@ public static class RetentionSoak
         return pairs;
     }
 
-    /// <summary>One payment, retried with the same ids when the ledger gave up (as the saga's steps are): the load the
-    /// checkpoints' defragmentation stalls must not end the soak.</summary>
-    private static async Task PayAsync(EtcdLedger ledger, (AccountId Debtor, AccountId Creditor) pair, long payment, CancellationToken cancellationToken)
+    /// <summary>The payment-record archiver's passes, as the failover service runs them, into the local server.</summary>
+    private static async Task ArchiveRecordsAsync(PaymentRecordStore records, LocalCosmosServer cosmos, Microsoft.Azure.Cosmos.CosmosClient client, CancellationToken stop)
+    {
+        var settings = CosmosSettingsFor(cosmos);
+        var container = await CosmosSettings.EnsureContainerAsync(client, settings.Database, settings.ArchiveContainer, stop);
+        var archiver = new PaymentArchiver(records, new RecordArchive(container, settings.ServerErrorMeansMissing), TimeProvider.System,
+            PaymentRecordsKeepFor, NullLogger.Instance);
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await archiver.PassAsync(stop);
+                await Task.Delay(TimeSpan.FromSeconds(1), stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Grpc.Core.RpcException)
+            {
+                // a checkpoint's defragmentation stalled etcd: the next pass goes on from its cursor
+            }
+        }
+    }
+
+    private static CosmosSettings CosmosSettingsFor(LocalCosmosServer cosmos) => new()
+    {
+        Endpoint = cosmos.Endpoint,
+        Key = LocalCosmosServer.Key,
+        LimitToEndpoint = true,
+        AcceptAnyServerCertificate = true, // the local server's self-signed certificate: a benchmark on this machine
+    };
+
+    /// <summary>One payment, retried with the same ids when a store gave up (as the API's clients and the saga's steps
+    /// are): the load the checkpoints' defragmentation stalls must not end the soak.</summary>
+    private static async Task PayAsync(Stores stores, (AccountId Debtor, AccountId Creditor) pair, long payment, CancellationToken cancellationToken)
     {
         const int MaxAttempts = 5;
         var issued = DateTimeOffset.UtcNow;
@@ -181,20 +234,28 @@ public static class RetentionSoak
         {
             try
             {
-                await PayOnceAsync(ledger, pair, payment, issued, cancellationToken);
+                await PayOnceAsync(stores, pair, payment, issued, cancellationToken);
                 return;
             }
-            catch (LedgerUnavailableException) when (attempt < MaxAttempts)
+            catch (Exception exception) when (exception is LedgerUnavailableException or Grpc.Core.RpcException && attempt < MaxAttempts)
             {
                 // same ids: whatever the failed attempt applied is replayed, never applied twice
             }
         }
     }
 
-    /// <summary>One payment of 1 minor unit, as the saga moves it: hold to in-transit, then credit and post together.</summary>
+    /// <summary>One payment of 1 minor unit, as the API and the saga make it: the key claimed and the record written,
+    /// hold to in-transit, credit and post together, the record made terminal, the key's response stored.</summary>
     private static async Task PayOnceAsync(
-        EtcdLedger ledger, (AccountId Debtor, AccountId Creditor) pair, long payment, DateTimeOffset issued, CancellationToken cancellationToken)
+        Stores stores, (AccountId Debtor, AccountId Creditor) pair, long payment, DateTimeOffset issued, CancellationToken cancellationToken)
     {
+        var ledger = stores.Ledger;
+        var paymentId = $"pay_{payment:x24}";
+        // A retry finds its own claim in progress: the soak is the only client of its keys.
+        var claim = (await stores.Idempotency.BeginAsync(Merchant, IdempotencyKey.Parse($"soak-{payment}"), "soak", cancellationToken)
+            as IdempotencyBegin.Started)?.Claim;
+        var order = new PaymentOrder(paymentId, Merchant, pair.Debtor.Value, pair.Creditor.Value, 1, Currency.Usd.Code, null);
+        await stores.Records.CreateAsync(PaymentRecord.Accepted(order, issued), cancellationToken);
         var one = new Money(1, Currency.Usd);
         var hold = TransferId.Parse($"pay-{payment}-hold");
         Require(await ledger.TransferAsync(
@@ -208,6 +269,12 @@ public static class RetentionSoak
         if (!settle.Succeeded)
         {
             throw new InvalidOperationException($"Payment {payment} did not settle: {settle.Error}");
+        }
+
+        await stores.Records.RecordOutcomeAsync(paymentId, PaymentOutcome.Completed(), DateTimeOffset.UtcNow, cancellationToken);
+        if (claim is not null)
+        {
+            await stores.Idempotency.CompleteAsync(claim, 202, $"{{\"paymentId\":\"{paymentId}\",\"status\":\"pending\"}}", "application/json", cancellationToken);
         }
     }
 
