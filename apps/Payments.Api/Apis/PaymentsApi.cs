@@ -63,8 +63,8 @@ public static class PaymentsApi
     /// after too, allowing for another replica's clock a little ahead), so three reads in one transaction decide, and
     /// nothing else about the key is kept: an archived record (older than the window by days) can never be named
     /// again. The id payments had before (merchant and key only) is read too, never created: a retry across the
-    /// upgrade finds its payment. Null only when today's id is taken by a payment older than the window, which clocks a day apart would
-    /// take.</summary>
+    /// upgrade finds its payment. Null only when today's id is taken by a payment older than the window, which only
+    /// clocks a day apart could make.</summary>
     private static async Task<string?> PaymentIdAsync(string merchant, IdempotencyKey key, PaymentServices services, CancellationToken cancellationToken)
     {
         var now = services.Time.GetUtcNow();
