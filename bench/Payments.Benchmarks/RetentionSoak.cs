@@ -31,6 +31,7 @@ public static class RetentionSoak
     public const int MaxPayments = 1_000_000;
     public const int MaxWorkers = 64;
     public const int Checkpoints = 5;
+    public const int MaxRate = 10_000;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan MaintenanceTimeout = TimeSpan.FromMinutes(2);
 
@@ -57,6 +58,7 @@ public static class RetentionSoak
         var payments = 50_000;
         var workers = 16;
         var baseline = true;
+        var rate = 0;
         for (var index = 0; index < args.Length; index++)
         {
             switch (args[index])
@@ -69,11 +71,15 @@ public static class RetentionSoak
                     workers = w;
                     index++;
                     break;
+                case "--rate" when index + 1 < args.Length && int.TryParse(args[index + 1], CultureInfo.InvariantCulture, out var r) && r is > 0 and <= MaxRate:
+                    rate = r;
+                    index++;
+                    break;
                 case "--no-baseline":
                     baseline = false;
                     break;
                 default:
-                    Console.Error.WriteLine($"Usage: retention-soak [--payments N ({Checkpoints}–{MaxPayments}, default 50000)] [--workers N (1–{MaxWorkers}, default 16)] [--no-baseline]");
+                    Console.Error.WriteLine($"Usage: retention-soak [--payments N ({Checkpoints}–{MaxPayments}, default 50000)] [--workers N (1–{MaxWorkers}, default 16)] [--rate N (payments/s, 1–{MaxRate}; default: as fast as etcd takes them)] [--no-baseline]");
                     return 2;
             }
         }
@@ -84,13 +90,14 @@ public static class RetentionSoak
             eventArgs.Cancel = true;
             stop.Cancel();
         };
-        var archived = await SoakAsync("with archiving", payments, workers, archive: true, stop.Token);
-        var kept = baseline ? await SoakAsync("baseline, no archiving", payments, workers, archive: false, stop.Token) : null;
+        var archived = await SoakAsync("with archiving", payments, workers, rate, archive: true, stop.Token);
+        var kept = baseline ? await SoakAsync("baseline, no archiving", payments, workers, rate, archive: false, stop.Token) : null;
         var growth = Growth(archived);
         Console.WriteLine(JsonSerializer.Serialize(new { archived, kept }));
         Console.WriteLine("RESULT " + JsonSerializer.Serialize(new
         {
             payments,
+            rate = rate == 0 ? (int?)null : rate,
             firstCheckpoint = archived[0].Payments,
             dbInUseMbFirst = archived[0].DbInUseMb,
             dbInUseMbMax = archived.Max(point => point.DbInUseMb),
@@ -104,9 +111,13 @@ public static class RetentionSoak
     /// <summary>How far the database grew above its size at the first checkpoint, at its largest after it.</summary>
     private static double Growth(IReadOnlyList<Checkpoint> checkpoints) => (checkpoints.Max(point => point.DbInUseMb) / checkpoints[0].DbInUseMb) - 1;
 
-    private static async Task<IReadOnlyList<Checkpoint>> SoakAsync(string name, int payments, int workers, bool archive, CancellationToken cancellationToken)
+    /// <param name="rate">Payments started per second (0: as fast as the cluster takes them). What etcd holds is the
+    /// last retention window's payments, so a fixed rate makes every checkpoint hold as many, and what is left to
+    /// compare is growth with the count.</param>
+    private static async Task<IReadOnlyList<Checkpoint>> SoakAsync(
+        string name, int payments, int workers, int rate, bool archive, CancellationToken cancellationToken)
     {
-        Console.WriteLine($"== {name}: {payments:N0} payments, {workers} workers, retention {Retention.KeepFor.TotalSeconds} s");
+        Console.WriteLine($"== {name}: {payments:N0} payments, {workers} workers, {(rate == 0 ? "unpaced" : $"{rate}/s")}, retention {Retention.KeepFor.TotalSeconds} s");
         await using var cluster = await LocalEtcdCluster.StartAsync(3, Console.WriteLine, cancellationToken);
         using var etcd = cluster.ConnectAsRoot();
         var ledger = new EtcdLedger(etcd, "/soak/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, retention: Retention);
@@ -128,6 +139,13 @@ public static class RetentionSoak
         {
             for (var payment = Interlocked.Increment(ref next); payment <= payments; payment = Interlocked.Increment(ref next))
             {
+                // Paced: payment n starts n / rate seconds in (never earlier; later when the cluster falls behind).
+                var wait = rate == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds((payment - 1) / (double)rate) - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, cancellationToken);
+                }
+
                 await PayAsync(stores, pairs[worker], payment, cancellationToken);
                 Interlocked.Increment(ref done);
             }

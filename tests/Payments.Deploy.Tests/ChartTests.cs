@@ -16,7 +16,17 @@ public sealed class ChartTests
         "values-region-b.yaml",
         "ci/external-etcd-values.yaml",
         "ci/minimal-values.yaml",
+        // What the Tiltfile renders on kind: a region's values with the development overrides ('+' joins -f files).
+        "values-region-a.yaml+" + TiltDevValues,
+        "values-region-b.yaml+" + TiltDevValues,
     };
+
+    /// <summary>The Tiltfile's development overrides, relative to the chart directory helm runs in.</summary>
+    private const string TiltDevValues = "../../tilt/values-dev.yaml";
+
+    /// <summary>Helm's <c>-f</c> arguments for a scenario of <see cref="ValuesFiles"/>.</summary>
+    internal static string[] ValuesArguments(string? valuesFile) =>
+        valuesFile is null ? [] : [.. valuesFile.Split('+').SelectMany(file => new[] { "-f", file })];
 
     private static readonly Dictionary<string, Type> DaprKinds = new()
     {
@@ -29,8 +39,49 @@ public sealed class ChartTests
     [MemberData(nameof(ValuesFiles))]
     public async Task Lint_Strict_Passes(string valuesFile)
     {
-        var (exitCode, output) = await HelmTool.HelmAsync("lint", "--strict", ".", "-f", valuesFile);
+        var (exitCode, output) = await HelmTool.HelmAsync(["lint", "--strict", ".", .. ValuesArguments(valuesFile)]);
         Assert.True(exitCode == 0, output);
+    }
+
+    /// <summary>Issue 13 finding 5: a budget with minAvailable 0 allows every eviction, and one that keeps every pod
+    /// blocks every node drain. Every workload of more than one pod has a budget that keeps at least one and lets one
+    /// go; a single pod has none.</summary>
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public async Task EveryDisruptionBudget_KeepsAPod_AndLetsADrainProceed(string valuesFile)
+    {
+        var objects = await RenderAsync(valuesFile);
+        var budgets = objects.OfType<V1PodDisruptionBudget>().ToArray();
+        var autoscalers = objects.OfType<V2HorizontalPodAutoscaler>().ToDictionary(autoscaler => autoscaler.Spec.ScaleTargetRef.Name);
+        var workloads = objects.OfType<V1Deployment>().Select(deployment => (deployment.Metadata.Name, deployment.Spec.Template.Metadata.Labels, deployment.Spec.Replicas))
+            .Concat(objects.OfType<V1StatefulSet>().Select(set => (set.Metadata.Name, set.Spec.Template.Metadata.Labels, set.Spec.Replicas)));
+        foreach (var (name, labels, replicas) in workloads)
+        {
+            var pods = autoscalers.TryGetValue(name, out var autoscaler) ? autoscaler.Spec.MinReplicas ?? 1 : replicas ?? 1;
+            var budget = budgets.SingleOrDefault(candidate => candidate.Spec.Selector.MatchLabels.All(label => labels.TryGetValue(label.Key, out var value) && value == label.Value));
+            if (pods <= 1)
+            {
+                Assert.True(budget is null, $"{valuesFile}: {name} has one pod and a budget");
+                continue;
+            }
+
+            Assert.True(budget is not null, $"{valuesFile}: {name} has {pods} pods and no budget");
+            var (minAvailable, maxUnavailable) = (budget.Spec.MinAvailable?.Value, budget.Spec.MaxUnavailable?.Value);
+            Assert.True(minAvailable is null ^ maxUnavailable is null, $"{valuesFile}: {budget.Metadata.Name} sets both or neither");
+            if (minAvailable is not null)
+            {
+                Assert.InRange(int.Parse(minAvailable, System.Globalization.CultureInfo.InvariantCulture), 1, pods - 1);
+            }
+            else
+            {
+                Assert.InRange(int.Parse(maxUnavailable!, System.Globalization.CultureInfo.InvariantCulture), 1, pods - 1);
+            }
+        }
+
+        // A budget that would keep every pod is refused at install.
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", "apps.risk.replicas=2", "--set", "apps.risk.pdbMinAvailable=2", "--kube-version", KubeVersion);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("apps.risk.pdbMinAvailable", output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -73,7 +124,7 @@ public sealed class ChartTests
             var annotations = deployment.Spec.Template.Metadata.Annotations;
             Assert.Equal("true", annotations["dapr.io/enabled"]);
             Assert.True(annotations.ContainsKey("dapr.io/app-port") && annotations.ContainsKey("dapr.io/config"), deployment.Metadata.Name);
-            Assert.Contains(objects.OfType<V1PodDisruptionBudget>(), pdb => pdb.Metadata.Name == deployment.Metadata.Name);
+            // Disruption budgets: EveryDisruptionBudget_KeepsAPod_AndLetsADrainProceed.
             Assert.Contains(objects.OfType<DaprConfiguration>(), config => config.Metadata.Name == annotations["dapr.io/config"]);
         });
 
@@ -135,6 +186,8 @@ public sealed class ChartTests
             Assert.StartsWith("https://", env["Cosmos__Endpoint"].Value, StringComparison.Ordinal);
             // Entra ID by default (SecurityPolicyTests checks the identities); the key only with cosmos.auth=key.
             Assert.Equal("EntraId", env["Cosmos__Auth"].Value);
+            // Certificates are checked: accepting any is for the local server on kind only (cosmos.localServer).
+            Assert.DoesNotContain("Cosmos__AcceptAnyServerCertificate", env.Keys);
 
             // The admin API: the operator's token only from a Secret (never a value), switchovers only to the peer.
             Assert.Equal(peer, env["Admin__PeerRegion"].Value);
@@ -217,14 +270,14 @@ public sealed class ChartTests
     [MemberData(nameof(ValuesFiles))]
     public async Task ValuesAndRenderedManifests_PassYamllint(string valuesFile)
     {
-        var (exitCode, rendered) = await HelmTool.HelmAsync("template", "dp", ".", "-f", valuesFile, "--kube-version", KubeVersion);
+        var (exitCode, rendered) = await HelmTool.HelmAsync(["template", "dp", ".", .. ValuesArguments(valuesFile), "--kube-version", KubeVersion]);
         Assert.Equal(0, exitCode);
         var renderedPath = Path.Combine(Path.GetTempPath(), $"daprpayments-rendered-{Guid.NewGuid():N}.yaml");
         await File.WriteAllTextAsync(renderedPath, rendered);
         try
         {
             var config = Path.Combine(HelmTool.RepositoryRoot, ".yamllint");
-            var lint = await HelmTool.RunAsync("yamllint", ["-c", config, "values.yaml", valuesFile, "Chart.yaml", renderedPath], HelmTool.ChartDirectory);
+            var lint = await HelmTool.RunAsync("yamllint", ["-c", config, "values.yaml", .. valuesFile.Split('+'), "Chart.yaml", renderedPath], HelmTool.ChartDirectory);
             Assert.True(lint.ExitCode == 0, lint.Output);
         }
         finally
@@ -248,8 +301,7 @@ public sealed class ChartTests
     /// <summary>Renders the chart with <paramref name="valuesFile"/> over the defaults (null: the defaults alone).</summary>
     internal static async Task<List<object>> RenderAsync(string? valuesFile)
     {
-        string[] values = valuesFile is null ? [] : ["-f", valuesFile];
-        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. values, "--kube-version", KubeVersion, "--namespace", "payments"]);
+        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. ValuesArguments(valuesFile), "--kube-version", KubeVersion, "--namespace", "payments"]);
         Assert.True(exitCode == 0, output);
         return KubernetesYaml.LoadAllFromString(output, DaprKinds, strict: true);
     }

@@ -22,7 +22,11 @@ public sealed partial class TiltTests
         var tiltfile = File.ReadAllText(Path.Combine(Root, "Tiltfile"));
         var apps = AppEntry().Matches(tiltfile).ToDictionary(match => match.Groups[1].Value, match => match.Groups[2].Value);
 
-        Assert.Equal(["api", "ledger", "orchestrator", "risk"], apps.Keys.Order());
+        // Every app the region values deploy (the failover service too), and the etcd image (issue 13 finding 4).
+        Assert.Equal(["api", "failover", "ledger", "orchestrator", "risk"], apps.Keys.Order());
+        Assert.Contains("docker_build('daprpayments/etcd', '.', dockerfile='Dockerfile.etcd'", tiltfile, StringComparison.Ordinal);
+        Assert.Contains("['etcd.image']", tiltfile, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(Root, "Dockerfile.etcd")));
         Assert.All(apps.Values, project => Assert.True(File.Exists(Path.Combine(Root, "apps", project, project + ".csproj")), project));
         foreach (var path in new[] { "charts/daprpayments", "tilt/Dockerfile.dev", "tilt/values-dev.yaml", "charts/daprpayments/values-region-a.yaml", "charts/daprpayments/values-region-b.yaml" })
         {
@@ -32,6 +36,32 @@ public sealed partial class TiltTests
 
         var values = File.ReadAllText(Path.Combine(Root, "charts", "daprpayments", "values.yaml"));
         Assert.All(apps.Keys, app => Assert.Matches($"(?m)^  {app}:$", values)); // image_keys apps.<name>.image exist in the chart
+    }
+
+    /// <summary>Issue 13 finding 4: every Secret the pods of Tilt's render read by name is one the chart renders or
+    /// the Tiltfile creates, and the Cosmos endpoint is the local server the Tiltfile runs.</summary>
+    [Fact]
+    public async Task EverySecretTiltsRenderReads_IsRenderedOrCreatedByTheTiltfile()
+    {
+        var tiltfile = File.ReadAllText(Path.Combine(Root, "Tiltfile"));
+        var objects = await ChartTests.RenderAsync("values-region-a.yaml+../../tilt/values-dev.yaml");
+        var rendered = objects.OfType<k8s.Models.V1Secret>().Select(secret => secret.Metadata.Name).ToHashSet();
+        var read = objects.OfType<k8s.Models.V1Deployment>().SelectMany(deployment => deployment.Spec.Template.Spec.Containers)
+            .SelectMany(container => container.Env ?? [])
+            .Where(variable => variable.ValueFrom?.SecretKeyRef is { Optional: not true })
+            .Select(variable => variable.ValueFrom.SecretKeyRef.Name)
+            .ToHashSet();
+        Assert.Contains("daprpayments-cosmos", read);
+        foreach (var secret in read.Where(name => !rendered.Contains(name)))
+        {
+            Assert.Matches($"create secret generic {Regex.Escape(secret)} ", tiltfile);
+        }
+
+        Assert.Contains("'--set', 'cosmos.endpoint=https://{h}:{p}/'", tiltfile, StringComparison.Ordinal);
+        Assert.Contains("@zeit/cosmosdb-server/lib/cli.js", tiltfile, StringComparison.Ordinal);
+        var failover = objects.OfType<k8s.Models.V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-failover", StringComparison.Ordinal));
+        var env = failover.Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
+        Assert.Equal(("Key", "true", "true"), (env["Cosmos__Auth"].Value, env["Cosmos__LimitToEndpoint"].Value, env["Cosmos__AcceptAnyServerCertificate"].Value));
     }
 
     [Fact]

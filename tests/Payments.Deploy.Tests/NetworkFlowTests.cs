@@ -1,0 +1,113 @@
+using k8s.Models;
+
+namespace Payments.Deploy.Tests;
+
+/// <summary>Issue 13 finding 3: the flows the system needs are open under the chart's NetworkPolicies, evaluated as
+/// Kubernetes evaluates them (a pod selected by an Egress policy may send only what one of them allows; one selected
+/// by none may send anything).</summary>
+public sealed class NetworkFlowTests
+{
+    private const int EtcdClientPort = 2379;
+
+    /// <summary>Every etcd client — the apps with an etcd user (the orchestrator's pod also holds the daprd whose state
+    /// store is etcd) and the bootstrap Job — reaches etcd's client port: the release's members, or an etcd outside the
+    /// release at addresses the chart cannot know (so no peer restriction, only the port).</summary>
+    [Theory]
+    [InlineData("values-region-a.yaml", true)]
+    [InlineData("ci/external-etcd-values.yaml", false)]
+    public async Task EveryEtcdClient_ReachesEtcd_InsideOrOutsideTheRelease(string valuesFile, bool etcdInRelease)
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var policies = objects.OfType<V1NetworkPolicy>().Where(policy => policy.Spec.PolicyTypes?.Contains("Egress") == true).ToArray();
+        Assert.NotEmpty(policies);
+        var etcdPods = objects.OfType<V1StatefulSet>().Select(set => set.Spec.Template.Metadata.Labels).ToArray();
+        Assert.Equal(etcdInRelease, etcdPods.Length > 0);
+        var clients = objects.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Metadata.Labels)
+            .Concat(objects.OfType<V1Job>().Select(job => job.Spec.Template.Metadata.Labels))
+            .Where(labels => labels["app.kubernetes.io/component"] is "api" or "orchestrator" or "ledger" or "failover" or "etcd-auth")
+            .ToArray();
+        Assert.Contains(clients, labels => labels["app.kubernetes.io/component"] == "etcd-auth");
+
+        foreach (var client in clients)
+        {
+            var selecting = policies.Where(policy => Selects(policy.Spec.PodSelector, client)).ToArray();
+            Assert.True(selecting.Length > 0, $"{valuesFile}: no egress policy selects {client["app.kubernetes.io/component"]} (the chart denies by default)");
+            var reaches = selecting.SelectMany(policy => policy.Spec.Egress ?? []).Any(rule => AllowsPort(rule, EtcdClientPort)
+                && (etcdInRelease
+                    ? rule.To?.Any(peer => peer.PodSelector is { } selector && peer.NamespaceSelector is null && etcdPods.Any(pod => Selects(selector, pod))) == true
+                    : rule.To is null || rule.To.Count == 0));
+            Assert.True(reaches, $"{valuesFile}: {client["app.kubernetes.io/component"]} cannot reach etcd on {EtcdClientPort}");
+        }
+    }
+
+    /// <summary>Issue 13 finding 5: sidecar to sidecar (daprd's 50002) only along the calls the system makes — the
+    /// access control's callers (dapr.yaml) and the orchestrator's sidecars among themselves (workflow actors) — so
+    /// risk cannot reach the ledger at all, whatever Dapr's access control would answer.</summary>
+    [Theory]
+    [InlineData("values-region-a.yaml")]
+    [InlineData("values-region-b.yaml+../../tilt/values-dev.yaml")]
+    public async Task SidecarsReachEachOther_OnlyAlongTheCallsTheSystemMakes(string valuesFile)
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var pods = objects.OfType<V1Deployment>().ToDictionary(
+            deployment => deployment.Spec.Template.Metadata.Labels["app.kubernetes.io/component"], deployment => deployment.Spec.Template.Metadata.Labels);
+        var appIds = objects.OfType<V1Deployment>().ToDictionary(
+            deployment => deployment.Spec.Template.Metadata.Annotations["dapr.io/app-id"], deployment => deployment.Spec.Template.Metadata.Labels["app.kubernetes.io/component"]);
+        var granted = objects.OfType<DaprConfiguration>()
+            .SelectMany(config => (config.Spec.AccessControl?.Policies ?? []).Select(policy => (Caller: appIds[policy.AppId], Callee: appIds.Single(id => config.Metadata.Name == id.Key).Value)))
+            .Append(("orchestrator", "orchestrator"))
+            .ToHashSet();
+        Assert.Contains(("api", "ledger"), granted);
+
+        foreach (var (caller, callerLabels) in pods)
+        {
+            foreach (var (callee, calleeLabels) in pods)
+            {
+                var open = Allows(objects, callerLabels, calleeLabels, DaprInternalPort);
+                Assert.True(open == granted.Contains((caller, callee)), $"{valuesFile}: {caller} → {callee} on {DaprInternalPort} is {(open ? "open" : "closed")}");
+            }
+        }
+    }
+
+    private const int DaprInternalPort = 50002;
+
+    /// <summary>Whether <paramref name="from"/>'s pods may open a connection to <paramref name="to"/>'s on
+    /// <paramref name="port"/>: the sender's egress and the receiver's ingress must both allow it.</summary>
+    internal static bool Allows(IEnumerable<object> objects, IDictionary<string, string> from, IDictionary<string, string> to, int port)
+    {
+        var policies = objects.OfType<V1NetworkPolicy>().ToArray();
+        bool Peer(IList<V1NetworkPolicyPeer>? peers, IDictionary<string, string> other) =>
+            peers is null || peers.Count == 0 || peers.Any(peer => peer.IpBlock is null && peer.NamespaceSelector is null && peer.PodSelector is { } selector && Selects(selector, other));
+        var egress = policies.Where(policy => policy.Spec.PolicyTypes?.Contains("Egress") == true && Selects(policy.Spec.PodSelector, from)).ToArray();
+        var ingress = policies.Where(policy => policy.Spec.PolicyTypes?.Contains("Ingress") == true && Selects(policy.Spec.PodSelector, to)).ToArray();
+        var sends = egress.Length == 0 || egress.SelectMany(policy => policy.Spec.Egress ?? []).Any(rule => AllowsPort(rule.Ports, port) && Peer(rule.To, to));
+        var accepts = ingress.Length == 0 || ingress.SelectMany(policy => policy.Spec.Ingress ?? []).Any(rule => AllowsPort(rule.Ports, port) && Peer(rule.FromProperty, from));
+        return sends && accepts;
+    }
+
+    private static bool AllowsPort(IList<V1NetworkPolicyPort>? ports, int port) =>
+        ports is null || ports.Count == 0 || ports.Any(allowed => allowed.Port?.Value == port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    private static bool AllowsPort(V1NetworkPolicyEgressRule rule, int port) =>
+        rule.Ports is null || rule.Ports.Count == 0 || rule.Ports.Any(allowed => allowed.Port?.Value == port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>A label selector as Kubernetes applies it (matchLabels and the In, NotIn, Exists, DoesNotExist expressions).</summary>
+    internal static bool Selects(V1LabelSelector? selector, IDictionary<string, string> labels)
+    {
+        if (selector is null)
+        {
+            return true;
+        }
+
+        var matchLabels = selector.MatchLabels ?? new Dictionary<string, string>();
+        return matchLabels.All(label => labels.TryGetValue(label.Key, out var value) && value == label.Value)
+            && (selector.MatchExpressions ?? []).All(expression => expression.OperatorProperty switch
+            {
+                "In" => labels.TryGetValue(expression.Key, out var value) && expression.Values.Contains(value),
+                "NotIn" => !labels.TryGetValue(expression.Key, out var value) || !expression.Values.Contains(value),
+                "Exists" => labels.ContainsKey(expression.Key),
+                "DoesNotExist" => !labels.ContainsKey(expression.Key),
+                _ => throw new InvalidOperationException($"Unknown selector operator {expression.OperatorProperty}"),
+            });
+    }
+}
