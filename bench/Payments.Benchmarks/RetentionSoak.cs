@@ -132,31 +132,16 @@ public static class RetentionSoak
             ? Task.WhenAll(archiving.RunAsync(stopArchiver.Token), ArchiveRecordsAsync(stores.Records, cosmos!, cosmosClient!, stopArchiver.Token))
             : Task.CompletedTask;
 
-        var done = 0L;
-        var next = 0L;
-        var clock = Stopwatch.StartNew();
-        var load = Task.WhenAll(Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
-        {
-            for (var payment = Interlocked.Increment(ref next); payment <= payments; payment = Interlocked.Increment(ref next))
-            {
-                // Paced: payment n starts n / rate seconds in (never earlier; later when the cluster falls behind).
-                var wait = rate == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds((payment - 1) / (double)rate) - clock.Elapsed;
-                if (wait > TimeSpan.Zero)
-                {
-                    await Task.Delay(wait, cancellationToken);
-                }
-
-                await PayAsync(stores, pairs[worker], payment, cancellationToken);
-                Interlocked.Increment(ref done);
-            }
-        }, cancellationToken)));
+        var paying = new PacedLoad(payments, rate);
+        var clock = paying.Clock;
+        var load = paying.RunAsync(workers, (worker, payment) => PayAsync(stores, pairs[worker], payment, cancellationToken), cancellationToken);
 
         var checkpoints = new List<Checkpoint>();
         var lastProgress = TimeSpan.Zero;
         while (checkpoints.Count < Checkpoints)
         {
             var due = (long)payments * (checkpoints.Count + 1) / Checkpoints;
-            if (Interlocked.Read(ref done) >= due)
+            if (paying.Done >= due)
             {
                 checkpoints.Add(await MeasureAsync(etcd, cluster.Members.Count, due, cancellationToken));
                 Console.WriteLine($"  checkpoint {checkpoints[^1]}");
@@ -173,7 +158,7 @@ public static class RetentionSoak
             {
                 lastProgress = clock.Elapsed;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  {clock.Elapsed.TotalSeconds,6:F0} s  {Interlocked.Read(ref done),8:N0} payments  {Interlocked.Read(ref done) / clock.Elapsed.TotalSeconds,6:F0}/s  {archiving}"));
+                    $"  {clock.Elapsed.TotalSeconds,6:F0} s  {paying.Done,8:N0} payments  {paying.Done / clock.Elapsed.TotalSeconds,6:F0}/s  {archiving}"));
             }
         }
 
@@ -207,6 +192,34 @@ public static class RetentionSoak
         }
 
         return pairs;
+    }
+
+    /// <summary>Payments 1..n from a number of workers, paced to <c>rate</c> per second when it is not 0: payment k
+    /// starts k / rate seconds in (never earlier; later when the cluster falls behind).</summary>
+    private sealed class PacedLoad(int payments, int rate)
+    {
+        private long done;
+        private long next;
+
+        public Stopwatch Clock { get; } = Stopwatch.StartNew();
+
+        public long Done => Interlocked.Read(ref done);
+
+        public Task RunAsync(int workers, Func<int, long, Task> pay, CancellationToken cancellationToken) =>
+            Task.WhenAll(Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
+            {
+                for (var payment = Interlocked.Increment(ref next); payment <= payments; payment = Interlocked.Increment(ref next))
+                {
+                    var wait = rate == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds((payment - 1) / (double)rate) - Clock.Elapsed;
+                    if (wait > TimeSpan.Zero)
+                    {
+                        await Task.Delay(wait, cancellationToken);
+                    }
+
+                    await pay(worker, payment);
+                    Interlocked.Increment(ref done);
+                }
+            }, cancellationToken)));
     }
 
     /// <summary>The payment-record archiver's passes, as the failover service runs them, into the local server.</summary>

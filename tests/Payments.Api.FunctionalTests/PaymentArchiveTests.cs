@@ -70,7 +70,7 @@ public sealed class PaymentArchiveTests(ApiSystemFixture system) : IAsyncLifetim
             // Archived as the failover service's archiver does it: into the archive first, then out of etcd.
             var (record, revision) = (await records.GetAsync(paymentId, CancellationToken.None))!.Value;
             await archive.PutAsync(new ArchivedRecord(paymentId, merchant, PaymentRecordStore.ToJson(record), clock.GetUtcNow()), CancellationToken.None);
-            Assert.Equal(1, await records.DeleteFinishedAsync([(paymentId, revision)], CancellationToken.None));
+            Assert.Equal(1, await records.DeleteFinishedAsync([(record, revision)], CancellationToken.None));
 
             clock.Advance(window);
             await IdempotencyExpiryTests.ExpireIdempotencyRecordsAsync(system, merchant);

@@ -30,7 +30,7 @@ public sealed class PaymentArchiverTests(FailoverFixture fixture) : IDisposable
         time.Advance(TimeSpan.FromHours(1));
 
         var archiver = new PaymentArchiver(records, archive, time, KeepFor, NullLogger.Instance);
-        Assert.Equal(1, await archiver.PassAsync(CancellationToken.None));
+        Assert.Equal(1, (await archiver.PassAsync(CancellationToken.None)).Moved);
 
         Assert.Null(await records.GetAsync(old.PaymentId, CancellationToken.None));
         var archived = await archive.GetAsync(old.PaymentId, CancellationToken.None);
@@ -43,9 +43,9 @@ public sealed class PaymentArchiverTests(FailoverFixture fixture) : IDisposable
         Assert.Null(await archive.GetAsync(young.PaymentId, CancellationToken.None));
 
         // The next pass finds nothing more to do, until the young one is due too (the cursor went back to the start).
-        Assert.Equal(0, await archiver.PassAsync(CancellationToken.None));
+        Assert.Equal(0, (await archiver.PassAsync(CancellationToken.None)).Moved);
         time.Advance(KeepFor);
-        Assert.Equal(1, await archiver.PassAsync(CancellationToken.None));
+        Assert.Equal(1, (await archiver.PassAsync(CancellationToken.None)).Moved);
         Assert.Null(await records.GetAsync(young.PaymentId, CancellationToken.None));
         Assert.NotNull(await records.GetAsync(oldPending.PaymentId, CancellationToken.None));
     }
@@ -67,8 +67,9 @@ public sealed class PaymentArchiverTests(FailoverFixture fixture) : IDisposable
         var second = new PaymentArchiver(records, archive, time, KeepFor, NullLogger.Instance);
         var moved = await Task.WhenAll(first.PassAsync(CancellationToken.None), second.PassAsync(CancellationToken.None));
 
-        Assert.Equal(ids.Count, moved.Sum());
+        Assert.Equal(ids.Count, moved.Sum(pass => pass.Moved));
         Assert.Empty(await records.ListAsync(null, 10, CancellationToken.None));
+        Assert.Empty(await records.ListFinishedBeforeAsync(time.GetUtcNow(), 10, CancellationToken.None)); // no index key left
         foreach (var id in ids.Where((_, index) => index % 50 == 0))
         {
             Assert.NotNull(await archive.GetAsync(id, CancellationToken.None));
@@ -77,8 +78,33 @@ public sealed class PaymentArchiverTests(FailoverFixture fixture) : IDisposable
         var changed = await CreateAsync(records, time, "pay_changed", PaymentStatus.Completed);
         var read = await records.GetAsync(changed.PaymentId, CancellationToken.None);
         Assert.True(await records.UpdateAsync(changed with { Reason = "touched" }, read!.Value.Revision, CancellationToken.None));
-        Assert.Equal(0, await records.DeleteFinishedAsync([(changed.PaymentId, read.Value.Revision)], CancellationToken.None));
+        Assert.Equal(0, await records.DeleteFinishedAsync([(changed, read.Value.Revision)], CancellationToken.None));
         Assert.NotNull(await records.GetAsync(changed.PaymentId, CancellationToken.None));
+    }
+
+    /// <summary>Records finished before the index existed (no index key) are found by the slow scan; an index key
+    /// whose record is gone is dropped.</summary>
+    [Fact]
+    public async Task RecordsWithoutAnIndexKey_AreFoundByTheScan_AndStaleIndexKeysAreDropped()
+    {
+        var (records, archive, time) = await NewAsync();
+        var prefix = EtcdClusterFixtureNewPrefix() + "payments/";
+        records = new PaymentRecordStore(fixture.Connection, prefix);
+        var legacy = PaymentRecord.Accepted(new PaymentOrder("pay_legacy", "merchant-archive", "debtor", "creditor", 5, "EUR", null), time.GetUtcNow())
+            with { Status = PaymentStatus.Completed };
+        await fixture.Connection.Client.PutAsync(prefix + "pay_legacy", PaymentRecordStore.ToJson(legacy)); // as the previous version wrote it
+        var gone = await CreateAsync(records, time, "pay_gone", PaymentStatus.Completed);
+        await fixture.Connection.Client.DeleteAsync(prefix + "pay_gone"); // archived elsewhere, its index key left behind
+        time.Advance(KeepFor);
+
+        var archiver = new PaymentArchiver(records, archive, time, KeepFor, NullLogger.Instance);
+        var pass = await archiver.PassAsync(CancellationToken.None);
+
+        Assert.Equal((1, false), pass);
+        Assert.NotNull(await archive.GetAsync("pay_legacy", CancellationToken.None));
+        Assert.Null(await records.GetAsync("pay_legacy", CancellationToken.None));
+        Assert.Empty(await records.ListFinishedBeforeAsync(time.GetUtcNow(), 10, CancellationToken.None));
+        Assert.Null(await archive.GetAsync(gone.PaymentId, CancellationToken.None));
     }
 
     private async Task<(PaymentRecordStore Records, RecordArchive Archive, FakeTimeProvider Time)> NewAsync()

@@ -48,8 +48,8 @@ internal sealed class ArchivingService(PaymentArchiver archiver, ArchiveOptions 
             pass.CancelAfter(options.PassTimeout);
             try
             {
-                // A full pass (pages left) goes on at once; a pass that reached the end waits for the interval.
-                if (await archiver.PassAsync(pass.Token) < PaymentArchiver.PageSize * PaymentArchiver.MaxPagesPerPass / 2)
+                // A pass that ran out of pages goes on at once; one that archived all that was due waits.
+                if (!(await archiver.PassAsync(pass.Token)).More)
                 {
                     await Task.Delay(options.Interval, time, stoppingToken);
                 }

@@ -45,8 +45,10 @@ public sealed record PaymentReview(string Decision, string DecidedBy, DateTimeOf
 /// <summary>Payment records on etcd; every write is create-only or compare-and-swap.</summary>
 /// <remarks>Layout under the prefix: <c>pay_…</c> the records · <c>~in-flight/{merchant}/{payment}</c> one marker per
 /// unfinished payment, created with the record and deleted in the same transaction that makes it terminal, so a
-/// merchant's payments in flight are counted by one range count (the API's per-merchant cap). '~' sorts after every
-/// payment id, so listing the records stops before the markers.</remarks>
+/// merchant's payments in flight are counted by one range count (the API's per-merchant cap) · <c>~done/{unix ms,
+/// 13 digits}/{payment}</c> one key per finished payment, written in the transaction that makes it terminal: the
+/// archiver reads what is due in time order instead of scanning every record (payment ids are hashes, in no time
+/// order). '~' sorts after every payment id, so listing the records stops before both.</remarks>
 public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 {
     /// <summary>Compare-and-swap rounds before a terminal write gives up (it then fails its activity, which is retried).</summary>
@@ -66,11 +68,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
         request.Success.Add(EtcdBytes.Put(key, Encode(record)));
-        if (!record.IsTerminal)
-        {
-            request.Success.Add(EtcdBytes.Put(InFlightKey(record), ByteString.Empty));
-        }
-
+        request.Success.Add(record.IsTerminal ? EtcdBytes.Put(DoneKey(record), ByteString.Empty) : EtcdBytes.Put(InFlightKey(record), ByteString.Empty));
         request.Failure.Add(EtcdBytes.Get(key));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         return response.Succeeded ? record : Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
@@ -116,17 +114,17 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         {
             // Strictly after the last id: its key with a zero byte appended is the next possible key.
             Key = afterPaymentId is null ? EtcdBytes.Key(root) : EtcdBytes.Key(Key(afterPaymentId) + "\0"),
-            RangeEnd = EtcdBytes.Key(InFlightRoot),
+            RangeEnd = EtcdBytes.Key(root + "~"),
             Limit = limit,
         };
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
         return response.Kvs.Select(kv => (Decode(kv.Value), kv.ModRevision)).ToArray();
     }
 
-    /// <summary>Deletes finished records that are still at their revision (archived elsewhere first): up to
-    /// <see cref="MaxDeletesPerTxn"/> in one transaction; when one of them changed meanwhile, each alone, so the
-    /// changed one stays. Returns how many were deleted.</summary>
-    public async Task<int> DeleteFinishedAsync(IReadOnlyList<(string PaymentId, long Revision)> records, CancellationToken cancellationToken)
+    /// <summary>Deletes finished records that are still at their revision (archived elsewhere first), each with its
+    /// index key: up to <see cref="MaxDeletesPerTxn"/> in one transaction; when one of them changed meanwhile, each
+    /// alone, so the changed one stays. Returns how many were deleted.</summary>
+    public async Task<int> DeleteFinishedAsync(IReadOnlyList<(PaymentRecord Record, long Revision)> records, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(records);
         var deleted = 0;
@@ -147,17 +145,18 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         return deleted;
     }
 
-    /// <summary>Deletes per transaction at most: twice this in operations stays within etcd's default
-    /// <c>--max-txn-ops</c> of 128 (a compare and a delete each).</summary>
-    public const int MaxDeletesPerTxn = 64;
+    /// <summary>Records per transaction at most: a compare and two deletes each stay within etcd's default
+    /// <c>--max-txn-ops</c> of 128.</summary>
+    public const int MaxDeletesPerTxn = 40;
 
-    private async Task<bool> DeleteAllAsync(IReadOnlyList<(string PaymentId, long Revision)> records, CancellationToken cancellationToken)
+    private async Task<bool> DeleteAllAsync(IReadOnlyList<(PaymentRecord Record, long Revision)> records, CancellationToken cancellationToken)
     {
         var request = new TxnRequest();
-        foreach (var (paymentId, revision) in records)
+        foreach (var (record, revision) in records)
         {
-            request.Compare.Add(EtcdBytes.ModRevisionIs(Key(paymentId), revision));
-            request.Success.Add(EtcdBytes.Delete(Key(paymentId)));
+            request.Compare.Add(EtcdBytes.ModRevisionIs(Key(record.PaymentId), revision));
+            request.Success.Add(EtcdBytes.Delete(Key(record.PaymentId)));
+            request.Success.Add(EtcdBytes.Delete(DoneKey(record)));
         }
 
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
@@ -229,15 +228,89 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         if (record.IsTerminal)
         {
             request.Success.Add(EtcdBytes.Delete(InFlightKey(record)));
+            request.Success.Add(EtcdBytes.Put(DoneKey(record), ByteString.Empty));
         }
 
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         return response.Succeeded;
     }
 
+    /// <summary>Finished payments last changed at or before <paramref name="before"/>, oldest first, at most
+    /// <paramref name="limit"/>: their index keys and payment ids (the record may have changed since, or be gone).</summary>
+    public async Task<IReadOnlyList<(string IndexKey, string PaymentId)>> ListFinishedBeforeAsync(
+        DateTimeOffset before, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, MaxListPage);
+        var request = new RangeRequest
+        {
+            // The range's end is exclusive: the next millisecond's keys start there.
+            Key = EtcdBytes.Key(DoneRoot), RangeEnd = EtcdBytes.Key(DoneRoot + Millis(before.AddMilliseconds(1))), Limit = limit, KeysOnly = true,
+        };
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+        return response.Kvs.Select(kv => kv.Key.ToStringUtf8()).Select(key => (key, key[(key.LastIndexOf('/') + 1)..])).ToArray();
+    }
+
+    /// <summary>The records of these ids with their revisions, read in transactions of at most
+    /// <see cref="MaxReadsPerTxn"/> (etcd's default <c>--max-txn-ops</c> is 128); missing ones left out.</summary>
+    public async Task<IReadOnlyDictionary<string, (PaymentRecord Record, long Revision)>> GetManyWithRevisionsAsync(
+        IReadOnlyList<string> paymentIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(paymentIds);
+        var found = new Dictionary<string, (PaymentRecord Record, long Revision)>();
+        foreach (var chunk in paymentIds.Distinct().Chunk(MaxReadsPerTxn))
+        {
+            var request = new TxnRequest();
+            foreach (var paymentId in chunk)
+            {
+                request.Success.Add(EtcdBytes.Get(Key(paymentId)));
+            }
+
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+            foreach (var kv in response.Responses.SelectMany(answer => answer.ResponseRange.Kvs))
+            {
+                var record = Decode(kv.Value);
+                found[record.PaymentId] = (record, kv.ModRevision);
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>Reads per transaction at most (within etcd's default <c>--max-txn-ops</c> of 128).</summary>
+    public const int MaxReadsPerTxn = 100;
+
+    /// <summary>Removes index keys of finished payments (after their records were archived, or when they were stale:
+    /// the record gone or changed since). Idempotent.</summary>
+    public async Task DeleteIndexKeysAsync(IReadOnlyList<string> indexKeys, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(indexKeys);
+        foreach (var chunk in indexKeys.Chunk(MaxDeletesPerTxn))
+        {
+            var request = new TxnRequest();
+            foreach (var key in chunk)
+            {
+                request.Success.Add(EtcdBytes.Delete(key));
+            }
+
+            await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        }
+    }
+
     private string Key(string paymentId) => root + paymentId;
 
     private string InFlightRoot => root + "~in-flight/";
+
+    private string DoneRoot => root + "~done/";
+
+    /// <summary>The index key a finished record has now (older ones may linger until the archiver drops them).</summary>
+    public string IndexKeyOf(PaymentRecord record) => DoneKey(record);
+
+    private string DoneKey(PaymentRecord record) => DoneRoot + Millis(record.UpdatedAt) + "/" + record.PaymentId;
+
+    /// <summary>Fixed width, so that the keys sort by time (13 digits last until the year 2286).</summary>
+    private static string Millis(DateTimeOffset at) =>
+        Math.Max(0, at.ToUnixTimeMilliseconds()).ToString("D13", System.Globalization.CultureInfo.InvariantCulture);
 
     private string InFlightKey(PaymentRecord record) => InFlightRoot + record.Order.MerchantId + "/" + record.PaymentId;
 
