@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Grpc.Core;
 using Payments.Domain;
 using Payments.Etcd.Regions;
 using Payments.Failover.Core;
@@ -148,7 +149,8 @@ public static class DrDrill
     {
         using var failover = active.FailoverClient(TimeSpan.FromSeconds(5));
         await WaitAsync(async () => (await failover.GetFromJsonAsync<JsonElement>("/admin/v1/region", cancellationToken)).GetProperty("writable").GetBoolean(), cancellationToken);
-        var key = await new MerchantStore(active.Etcd, LocalSystem.Layout.ApiPrefix).IssueApiKeyAsync("drill-merchant", cancellationToken);
+        var merchants = new MerchantStore(active.Etcd, LocalSystem.Layout.ApiPrefix);
+        var key = await EtcdAsync(() => merchants.IssueApiKeyAsync("drill-merchant", cancellationToken), cancellationToken);
         using var http = Client(active.ApiBaseAddress, key);
         for (var index = 0; index < Accounts; index++)
         {
@@ -167,8 +169,8 @@ public static class DrDrill
         if (standby is not null)
         {
             var owners = new MerchantStore(standby.Etcd, LocalSystem.Layout.ApiPrefix);
-            await WaitAsync(async () => await owners.AccountOwnerAsync($"drill-{Accounts - 1}", cancellationToken) is not null
-                                        && await owners.MerchantForKeyAsync(key, cancellationToken) is not null, cancellationToken);
+            await WaitAsync(async () => await EtcdAsync(() => owners.AccountOwnerAsync($"drill-{Accounts - 1}", cancellationToken), cancellationToken) is not null
+                                        && await EtcdAsync(() => owners.MerchantForKeyAsync(key, cancellationToken), cancellationToken) is not null, cancellationToken);
         }
 
         progress($"Merchant and {Accounts} funded accounts ready{(standby is null ? "" : ", known in both regions")}.");
@@ -213,6 +215,27 @@ public static class DrDrill
         var http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(10) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return http;
+    }
+
+    private const int MaxEtcdAttempts = 10;
+
+    /// <summary>An etcd call of the drill's own set-up, asked again (bounded) when a member did not answer in time: on
+    /// two shared cores a member busy with two regions starting can take longer than the client's 1 s connect timeout
+    /// (a clean-clone run failed here once), and the platform's own clients retry such an answer the same way. A key
+    /// issued twice by a retry is harmless: the drill uses the one it gets.</summary>
+    private static async Task<T> EtcdAsync<T>(Func<Task<T>> call, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (RpcException exception) when (attempt < MaxEtcdAttempts && exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken);
+            }
+        }
     }
 
     private static async Task WaitAsync(Func<Task<bool>> condition, CancellationToken cancellationToken)
