@@ -44,7 +44,7 @@ public sealed partial class ContainerSystem : IAsyncLifetime
     /// <summary><c>development</c> (default) or <c>daprd</c>.</summary>
     public static readonly string SidecarMode = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_SIDECAR") ?? "development";
     /// <summary>The Dapr runtime for <c>daprd</c> mode (the chart's docs install the same version).</summary>
-    public static readonly string DaprVersion = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_DAPR_VERSION") ?? "1.17.2";
+    public static readonly string DaprVersion = Environment.GetEnvironmentVariable("DAPRPAYMENTS_TEST_DAPR_VERSION") ?? "1.18.3"; // Chart.yaml's daprpayments.dev/dapr-version (a deploy test checks they agree)
     private const string DaprComponentsPath = "/components/statestore.yaml";
     /// <summary>Where a container finds its etcd certificates (the chart mounts its Secrets at the same path).</summary>
     public const string EtcdTlsPath = "/etc/daprpayments/etcd-tls";

@@ -7,10 +7,10 @@ namespace Payments.Deploy.Tests;
 /// daprd cannot start never becomes ready (issue 13, findings 1 and 2).</summary>
 public sealed class DaprInjectorRulesTests
 {
-    /// <summary>Every annotation the injector reads: dapr/dapr v1.18, pkg/injector/patcher/sidecar.go, the
-    /// <c>annotation:"…"</c> tags of <c>SidecarConfig</c>. Each one the chart uses is also in v1.17.2's file (the Dapr
-    /// version docs/deploy.md installs).</summary>
-    private static readonly HashSet<string> InjectorAnnotations =
+    /// <summary>Every annotation the injector of Dapr 1.17 reads: dapr/dapr v1.17.13 (c09a7f93),
+    /// pkg/injector/annotations/annotations.go (the same keys as the <c>annotation:"…"</c> tags of <c>SidecarConfig</c>
+    /// in pkg/injector/patcher/sidecar.go).</summary>
+    private static readonly string[] Injector117 =
     [
         "dapr.io/enabled", "dapr.io/app-port", "dapr.io/config", "dapr.io/app-protocol", "dapr.io/app-ssl", "dapr.io/app-id",
         "dapr.io/enable-profiling", "dapr.io/log-level", "dapr.io/api-token-secret", "dapr.io/app-token-secret", "dapr.io/log-as-json",
@@ -26,11 +26,18 @@ public sealed class DaprInjectorRulesTests
         "dapr.io/unix-domain-socket-path", "dapr.io/volume-mounts", "dapr.io/volume-mounts-rw", "dapr.io/disable-builtin-k8s-secret-store",
         "dapr.io/enable-app-health-check", "dapr.io/app-health-check-path", "dapr.io/app-health-probe-interval",
         "dapr.io/app-health-probe-timeout", "dapr.io/app-health-threshold", "dapr.io/app-binding-options-timeout",
-        "dapr.io/placement-host-address", "dapr.io/actors-disseminate-timeout", "dapr.io/scheduler-host-address",
+        "dapr.io/placement-host-address", "dapr.io/scheduler-host-address",
         "dapr.io/pluggable-components", "dapr.io/pluggable-components-sockets-folder", "dapr.io/component-container",
         "dapr.io/inject-pluggable-components", "dapr.io/app-channel-address", "dapr.io/sentry-request-jwt-audiences",
-        "dapr.io/sidecar-svc-annotations", "dapr.io/disable-init-endpoints", "dapr.io/enable-native-sidecar",
+        "dapr.io/sidecar-svc-annotations", "dapr.io/disable-init-endpoints",
     ];
+
+    /// <summary>Dapr 1.18's: the same file at v1.18.3 (2dcf2e35) adds two.</summary>
+    private static readonly string[] Injector118 = [.. Injector117, "dapr.io/actors-disseminate-timeout", "dapr.io/enable-native-sidecar"];
+
+    /// <summary>The chart may use an annotation only if every supported Dapr version reads it (Chart.yaml's
+    /// daprpayments.dev/dapr-supported: 1.17 and 1.18); one only 1.18 reads would be ignored on 1.17.</summary>
+    private static readonly HashSet<string> InjectorAnnotations = [.. Injector117.Intersect(Injector118)];
 
     [Theory]
     [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
@@ -52,6 +59,36 @@ public sealed class DaprInjectorRulesTests
         // Dapr loads a component only into the sidecars its scopes name (docs.dapr.io, "Scope components to one or more
         // applications"); the workflow worker (the orchestrator) is the one that uses the store.
         Assert.Equal(["dp-daprpayments-orchestrator"], store.Scopes);
+    }
+
+    /// <summary>The etcd state store's metadata as Dapr reads it: dapr/components-contrib v1.18.3 (23d03cb7) and
+    /// v1.17.0 (5dc486e5), state/etcd/etcd.go, <c>etcdConfig</c>: endpoints (host:port, split on commas), keyPrefixPath,
+    /// tlsEnable, ca, cert, key, maxTxnOps; actorStateStore is daprd's own (dapr/dapr v1.18.3 pkg/actors/state/state.go:
+    /// workflows need it). A name outside these is silently ignored; with tlsEnable truthy, ca, cert and key must all be
+    /// set ("tls authentication information is incomplete", <c>ParseClientFromConfig</c>); and against an etcd that
+    /// speaks TLS — what the apps dial, https:// — tlsEnable must be on (issue 13 finding 3).</summary>
+    [Theory]
+    [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
+    public async Task TheEtcdStateStore_UsesOnlyFieldsDaprReads_AndTlsWheneverEtcdSpeaksIt(string valuesFile)
+    {
+        string[] known = ["endpoints", "keyPrefixPath", "tlsEnable", "ca", "cert", "key", "maxTxnOps", "actorStateStore"];
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var store = Assert.Single(objects.OfType<DaprComponent>(), component => component.Spec.Type == "state.etcd");
+        var metadata = store.Spec.Metadata.ToDictionary(item => item.Name);
+        Assert.Empty(metadata.Keys.Except(known));
+        Assert.Equal("true", metadata["actorStateStore"].Value);
+        Assert.All(metadata["endpoints"].Value!.Split(','), endpoint => Assert.DoesNotContain("://", endpoint, StringComparison.Ordinal));
+        Assert.InRange(int.Parse(metadata["maxTxnOps"].Value!, System.Globalization.CultureInfo.InvariantCulture), 1, 128); // etcd's --max-txn-ops
+
+        var orchestrator = objects.OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-orchestrator", StringComparison.Ordinal));
+        var etcdSpeaksTls = orchestrator.Spec.Template.Spec.Containers[0].Env.Single(variable => variable.Name == "Payments__EtcdEndpoints").Value
+            .StartsWith("https://", StringComparison.Ordinal);
+        Assert.Equal(etcdSpeaksTls ? "true" : "false", metadata["tlsEnable"].Value);
+        if (etcdSpeaksTls)
+        {
+            Assert.All(new[] { "ca", "cert", "key" }, name =>
+                Assert.True(metadata.TryGetValue(name, out var item) && (item.SecretKeyRef is not null || !string.IsNullOrEmpty(item.Value)), $"{valuesFile}: {name} missing"));
+        }
     }
 
     [Theory]
