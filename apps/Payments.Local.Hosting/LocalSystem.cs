@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Failover.Core;
@@ -15,7 +14,7 @@ namespace Payments.Local.Hosting;
 /// <summary>The whole system on this machine: a 3-member etcd cluster, the development workflow sidecar, the ledger and
 /// risk services, the orchestrator, two API replicas and the edge load balancer in front of them (the same one the
 /// container tests use), each app its own process. Development only.</summary>
-public sealed class LocalSystem : IAsyncDisposable
+public sealed partial class LocalSystem : IAsyncDisposable
 {
     /// <summary>One region of a two-region deployment on this machine: its failover service and fenced, replicating
     /// apps, against a Cosmos DB endpoint both regions share (the local Cosmos-compatible server).</summary>
@@ -48,59 +47,6 @@ public sealed class LocalSystem : IAsyncDisposable
 
     /// <summary>The failover service's address (region mode only).</summary>
     public Uri? FailoverBaseAddress { get; private set; }
-
-    /// <summary>The operator's token for the failover service's admin API, generated for this run (region mode; only
-    /// the failover service is given it).</summary>
-    public string AdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
-
-    /// <summary>The operator's token for the API's admin API (merchants and keys), generated for this run: another
-    /// credential than the failover service's, as on Kubernetes (issuing keys and switching regions are separate powers).</summary>
-    public string ApiAdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
-
-    /// <summary>The API replicas' own addresses (the admin API is not routed by the edge).</summary>
-    public IReadOnlyList<Uri> ApiReplicaAddresses { get; private set; } = [];
-
-    /// <summary>A client of the API's admin API (on the first replica), carrying the operator's token.</summary>
-    public HttpClient ApiAdminClient(TimeSpan timeout)
-    {
-        var client = new HttpClient { BaseAddress = ApiReplicaAddresses.FirstOrDefault() ?? throw new InvalidOperationException("The API is not started."), Timeout = timeout };
-        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiAdminToken);
-        return client;
-    }
-
-    /// <summary>The apps' service identity for this run: a fresh token per internal service.</summary>
-    public LocalServiceIdentity Identity { get; } = new();
-
-    /// <summary>A client of the failover service's admin API, carrying the operator's token.</summary>
-    public HttpClient FailoverClient(TimeSpan timeout)
-    {
-        var client = new HttpClient { BaseAddress = FailoverBaseAddress ?? throw new InvalidOperationException("Not a region: no failover service."), Timeout = timeout };
-        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
-        return client;
-    }
-
-    /// <summary>Writes this run's tokens — each internal service's app token and, in a region, the operator's admin
-    /// token — to a file only this user can read (never to the console or a log), and returns its path.</summary>
-    private string WriteCredentials()
-    {
-        var path = Path.Combine(LogDirectory, "credentials.env");
-        var lines = Identity.Tokens.Select(pair => $"{pair.Key.ToUpperInvariant()}_APP_TOKEN={pair.Value}")
-            .Concat([$"API_ADMIN_TOKEN={ApiAdminToken}"])
-            .Concat(Region is null ? [] : [$"ADMIN_TOKEN={AdminToken}"]);
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite; // created private, never readable by others
-        }
-
-        using (var file = new FileStream(path, options))
-        using (var writer = new StreamWriter(file))
-        {
-            writer.Write(string.Join('\n', lines) + "\n");
-        }
-
-        return path;
-    }
 
     /// <summary>Every process of this system, for fault injection (a region lost entirely).</summary>
     public IReadOnlyList<ChildProcess> Children => children;
@@ -338,6 +284,7 @@ public sealed class LocalSystem : IAsyncDisposable
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
+        ["Metrics__Token"] = MetricsToken,
     }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).Concat(EtcdEnvironment(role)).ToDictionary();
 
     /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>); risk and the edge get no certificate: they

@@ -14,7 +14,8 @@ public static class ServiceDefaultsExtensions
 {
     /// <summary>Traces (ASP.NET Core, HttpClient, the platform's own spans: API → workflow activities → ledger),
     /// metrics (the same, plus runtime), and structured logs. Exporter: OTLP when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>
-    /// is set; otherwise <c>Telemetry:Exporter</c> = <c>console</c> (the default) or <c>none</c>.</summary>
+    /// is set; otherwise <c>Telemetry:Exporter</c> = <c>console</c> (the default) or <c>none</c>. Metrics are also
+    /// served to Prometheus on <c>/metrics</c> (<see cref="MetricsEndpoint"/>).</summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
     {
         ArgumentNullException.ThrowIfNull(builder);
@@ -33,7 +34,8 @@ public static class ServiceDefaultsExtensions
             })
             .WithMetrics(metrics =>
             {
-                metrics.AddMeter(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation();
+                metrics.AddMeter(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation()
+                    .AddPrometheusExporter();
                 if (console)
                 {
                     metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = 60_000);
@@ -44,6 +46,7 @@ public static class ServiceDefaultsExtensions
             telemetry.UseOtlpExporter();
         }
 
+        builder.Services.AddMetricsGuard(builder.Configuration);
         return builder;
     }
 }

@@ -16,6 +16,8 @@ public sealed class ChartTests
         "values-region-b.yaml",
         "ci/external-etcd-values.yaml",
         "ci/minimal-values.yaml",
+        "ci/public-entrance-values.yaml",
+        "ci/monitoring-values.yaml",
         // What the Tiltfile renders on kind: a region's values with the development overrides ('+' joins -f files).
         "values-region-a.yaml+" + TiltDevValues,
         "values-region-b.yaml+" + TiltDevValues,
@@ -33,6 +35,10 @@ public sealed class ChartTests
         ["dapr.io/v1alpha1/Component"] = typeof(DaprComponent),
         ["dapr.io/v1alpha1/Resiliency"] = typeof(DaprResiliency),
         ["dapr.io/v1alpha1/Configuration"] = typeof(DaprConfiguration),
+        ["gateway.networking.k8s.io/v1/HTTPRoute"] = typeof(GatewayHttpRoute),
+        ["monitoring.coreos.com/v1/ServiceMonitor"] = typeof(ServiceMonitor),
+        ["monitoring.coreos.com/v1/PodMonitor"] = typeof(PodMonitor),
+        ["monitoring.coreos.com/v1/PrometheusRule"] = typeof(PrometheusRule),
     };
 
     [Theory]

@@ -1,21 +1,169 @@
+using System.Text.Json;
+using k8s.Models;
 using YamlDotNet.RepresentationModel;
 
 namespace Payments.Deploy.Tests;
 
-/// <summary>The chart's alerts: off unless asked for (the PrometheusRule kind exists only with the Prometheus
-/// Operator), and then on the metrics the apps really export, with a runbook that exists.</summary>
+/// <summary>Issue 13 item 3: monitoring as Helm users expect it — off unless asked for (its kinds exist only with the
+/// Prometheus Operator); then scrapers that present the token the apps check, on the metrics port only; alerts that
+/// promtool accepts and whose unit tests pass, each with a runbook that exists; and a dashboard for Grafana's sidecar.
+/// That every metric the alerts and the dashboard name is really exported is checked by scraping the running apps
+/// (Payments.Local.SystemTests, MetricsScrape).</summary>
 public sealed class MonitoringTests
 {
+    private const string Scenario = "ci/monitoring-values.yaml";
+
+    private static readonly string[] RequiredAlerts =
+    [
+        "DaprPaymentsCompensationFailed", "DaprPaymentsFailedByPlatformFaults", "DaprPaymentsStuck", "DaprPaymentsRegionNotWritable",
+        "DaprPaymentsNoWritableRegion", "DaprPaymentsReplicationLagHigh", "DaprPaymentsEtcdNearQuota",
+        "DaprPaymentsApiErrorBudgetBurnFast", "DaprPaymentsApiErrorBudgetBurnSlow",
+    ];
+
     [Fact]
-    public async Task PrometheusRule_IsOffByDefault()
+    public async Task Monitoring_IsOffByDefault()
     {
-        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", "--kube-version", ChartTests.KubeVersion, "--namespace", "payments"]);
-        Assert.True(exitCode == 0, output);
-        Assert.DoesNotContain("kind: PrometheusRule", output, StringComparison.Ordinal);
+        var objects = await ChartTests.RenderAsync(null);
+        Assert.Empty(objects.OfType<PrometheusRule>());
+        Assert.Empty(objects.OfType<ServiceMonitor>());
+        Assert.Empty(objects.OfType<PodMonitor>());
+        Assert.DoesNotContain(objects.OfType<V1ConfigMap>(), map => map.Metadata.Name.EndsWith("-dashboard", StringComparison.Ordinal));
     }
 
     [Fact]
-    public async Task EtcdNearQuota_AlertsAtTheConfiguredRatio_OnTheExportedGauges_ForTenMinutes()
+    public async Task EveryRequiredAlert_IsThere_WithASeverity_AndARunbookThatExists()
+    {
+        var rule = Assert.Single((await ChartTests.RenderAsync(Scenario + "+../../tests/Payments.Deploy.Tests/PromRules/no-runbook-url.yaml")).OfType<PrometheusRule>());
+        var alerts = rule.Spec.Groups.SelectMany(group => group.Rules).Where(candidate => candidate.Alert is not null).ToArray();
+        Assert.Empty(RequiredAlerts.Except(alerts.Select(alert => alert.Alert!)));
+        foreach (var alert in alerts)
+        {
+            Assert.Contains(alert.Labels?["severity"], new[] { "warning", "critical" });
+            var runbook = alert.Annotations?["runbook"] ?? string.Empty;
+            var file = runbook.Split(' ')[0];
+            Assert.StartsWith("docs/runbooks/", file, StringComparison.Ordinal);
+            Assert.True(File.Exists(Path.Combine(HelmTool.RepositoryRoot, file)), $"{alert.Alert}: {file} does not exist");
+        }
+    }
+
+    /// <summary><c>promtool check rules</c> and <c>promtool test rules</c> (PromRules/alerts-test.yaml: each alert
+    /// fires on what it is for and stays quiet on its look-alike), on the rules as the chart renders them.</summary>
+    [Fact]
+    public async Task TheAlertRules_PassPromtoolsCheck_AndTheirUnitTests()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync([
+            "template", "dp", ".", "--kube-version", ChartTests.KubeVersion, "--namespace", "payments",
+            "--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.runbookBaseUrl=https://runbooks.example/dp",
+            "--show-only", "templates/prometheusrule.yaml"]);
+        Assert.True(exitCode == 0, output);
+        var yaml = new YamlStream();
+        yaml.Load(new StringReader(output));
+        var spec = ((YamlMappingNode)yaml.Documents.Single().RootNode)["spec"];
+
+        var work = Directory.CreateTempSubdirectory("daprpayments-rules-");
+        try
+        {
+            using (var writer = new StreamWriter(Path.Combine(work.FullName, "rules.yaml")))
+            {
+                new YamlStream(new YamlDocument(spec)).Save(writer, assignAnchors: false);
+            }
+
+            File.Copy(Path.Combine(HelmTool.RepositoryRoot, "tests", "Payments.Deploy.Tests", "PromRules", "alerts-test.yaml"), Path.Combine(work.FullName, "alerts-test.yaml"));
+            var promtool = Path.Combine(HelmTool.RepositoryRoot, ".artifacts", "tools", "promtool", "promtool");
+            Assert.True(File.Exists(promtool), "promtool is missing: run scripts/ensure-tools.sh (the test command does)");
+            var check = await HelmTool.RunAsync(promtool, ["check", "rules", "rules.yaml"], work.FullName);
+            Assert.True(check.ExitCode == 0, check.Output);
+            var test = await HelmTool.RunAsync(promtool, ["test", "rules", "alerts-test.yaml"], work.FullName);
+            Assert.True(test.ExitCode == 0, test.Output);
+            Assert.Contains("SUCCESS", test.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            work.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>The scraper presents the token from the Secret every app reads, on the port named metrics, of every
+    /// app and nothing else; a ServiceMonitor or a PodMonitor, never both.</summary>
+    [Theory]
+    [InlineData("ServiceMonitor")]
+    [InlineData("PodMonitor")]
+    public async Task TheScraper_PresentsTheTokenTheAppsCheck_OnEveryAppsMetricsPort(string kind)
+    {
+        var overrides = kind == "PodMonitor" ? "+../../tests/Payments.Deploy.Tests/PromRules/pod-monitor.yaml" : string.Empty;
+        var objects = await ChartTests.RenderAsync(Scenario + overrides);
+        var (selector, endpoint) = kind == "ServiceMonitor"
+            ? objects.OfType<ServiceMonitor>().Select(monitor => (monitor.Spec.Selector, Assert.Single(monitor.Spec.Endpoints))).Single()
+            : objects.OfType<PodMonitor>().Select(monitor => (monitor.Spec.Selector, Assert.Single(monitor.Spec.PodMetricsEndpoints))).Single();
+        Assert.Equal(("metrics", "/metrics", "Bearer"), (endpoint.Port, endpoint.Path, endpoint.Authorization.Type));
+        Assert.Contains(objects.OfType<V1Secret>(), secret => secret.Metadata.Name == endpoint.Authorization.Credentials.Name);
+
+        var deployments = objects.OfType<V1Deployment>().ToArray();
+        Assert.True(deployments.Length >= 4, $"{deployments.Length} apps");
+        foreach (var deployment in deployments)
+        {
+            var container = deployment.Spec.Template.Spec.Containers[0];
+            var token = Assert.Single(container.Env, variable => variable.Name == "Metrics__Token").ValueFrom.SecretKeyRef;
+            Assert.Equal((endpoint.Authorization.Credentials.Name, endpoint.Authorization.Credentials.Key), (token.Name, token.Key));
+            Assert.Contains(container.Ports, port => port.Name == "metrics");
+            var labels = kind == "ServiceMonitor"
+                ? objects.OfType<V1Service>().Single(service => service.Metadata.Name == deployment.Metadata.Name && service.Spec.Ports.Any(port => port.Name == "metrics")).Metadata.Labels
+                : deployment.Spec.Template.Metadata.Labels;
+            Assert.True(NetworkFlowTests.Selects(selector, labels), $"{deployment.Metadata.Name} is not scraped");
+        }
+
+        Assert.DoesNotContain(objects.OfType<V1Service>().Where(service => !deployments.Any(deployment => deployment.Metadata.Name == service.Metadata.Name)),
+            service => NetworkFlowTests.Selects(selector, service.Metadata.Labels));
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", Scenario, "--set", "monitoring.podMonitor.enabled=true", "--kube-version", ChartTests.KubeVersion);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("not both", output, StringComparison.Ordinal);
+    }
+
+    /// <summary>Prometheus's namespace reaches the metrics port of every app, and nothing else of them.</summary>
+    [Fact]
+    public async Task OnlyTheScrapersNamespace_ReachesTheMetricsPort_AndOnlyThatPort()
+    {
+        var objects = await ChartTests.RenderAsync(Scenario);
+        foreach (var deployment in objects.OfType<V1Deployment>())
+        {
+            var labels = deployment.Spec.Template.Metadata.Labels;
+            var ports = deployment.Spec.Template.Spec.Containers[0].Ports.ToDictionary(port => port.Name, port => port.ContainerPort);
+            Assert.True(NetworkFlowTests.AdmitsFromNamespace(objects, labels, "monitoring", ports["metrics"]), $"{deployment.Metadata.Name}: not scrapable");
+            Assert.False(NetworkFlowTests.AdmitsFromNamespace(objects, labels, "default", ports["metrics"]), $"{deployment.Metadata.Name}: metrics open to any namespace");
+            if (labels["app.kubernetes.io/component"] != "api")
+            {
+                Assert.False(NetworkFlowTests.AdmitsFromNamespace(objects, labels, "monitoring", ports["http"]), $"{deployment.Metadata.Name}: its app port is open to the scraper");
+            }
+        }
+    }
+
+    /// <summary>The dashboard reaches Grafana's sidecar as a labelled ConfigMap, parses, and every panel queries the
+    /// data source and namespace the user picks.</summary>
+    [Fact]
+    public async Task TheDashboard_IsAConfigMapForGrafanasSidecar_WithAQueryInEveryPanel()
+    {
+        var objects = await ChartTests.RenderAsync(Scenario);
+        var map = Assert.Single(objects.OfType<V1ConfigMap>(), candidate => candidate.Metadata.Name.EndsWith("-dashboard", StringComparison.Ordinal));
+        Assert.Equal("1", map.Metadata.Labels["grafana_dashboard"]);
+        using var dashboard = JsonDocument.Parse(map.Data["daprpayments.json"]);
+        Assert.Equal("daprpayments", dashboard.RootElement.GetProperty("uid").GetString());
+        var panels = dashboard.RootElement.GetProperty("panels").EnumerateArray().ToArray();
+        Assert.True(panels.Length >= 10, $"{panels.Length} panels");
+        foreach (var panel in panels)
+        {
+            var targets = panel.GetProperty("targets").EnumerateArray().ToArray();
+            Assert.NotEmpty(targets);
+            Assert.All(targets, target =>
+            {
+                var expr = target.GetProperty("expr").GetString()!;
+                Assert.Contains("namespace=\"$namespace\"", expr, StringComparison.Ordinal);
+                Assert.Equal("${datasource}", target.GetProperty("datasource").GetProperty("uid").GetString());
+            });
+        }
+    }
+
+    [Fact]
+    public async Task EtcdNearQuota_AlertsAtTheConfiguredRatio_ForTenMinutes()
     {
         var (exitCode, output) = await HelmTool.HelmAsync([
             "template", "dp", ".", "--kube-version", ChartTests.KubeVersion, "--namespace", "payments",
@@ -26,22 +174,15 @@ public sealed class MonitoringTests
         yaml.Load(new StringReader(output));
         var root = (YamlMappingNode)yaml.Documents.Single().RootNode;
         Assert.Equal("monitoring.coreos.com/v1", Scalar(root, "apiVersion"));
-        var rules = (YamlSequenceNode)((YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)root["spec"])["groups"]).Children[0])["rules"];
-        var alert = rules.Children.Cast<YamlMappingNode>().Single(rule => Scalar(rule, "alert") == "DaprPaymentsEtcdNearQuota");
+        var alert = ((YamlSequenceNode)((YamlMappingNode)root["spec"])["groups"]).Children.Cast<YamlMappingNode>()
+            .SelectMany(group => ((YamlSequenceNode)group["rules"]).Children.Cast<YamlMappingNode>())
+            .Single(rule => rule.Children.ContainsKey(new YamlScalarNode("alert")) && Scalar(rule, "alert") == "DaprPaymentsEtcdNearQuota");
 
         var expression = Scalar(alert, "expr");
         Assert.Contains("payments_etcd_db_size_bytes{namespace=\"payments\"}", expression, StringComparison.Ordinal);
         Assert.Contains("/ max by (namespace) (payments_etcd_quota_bytes{namespace=\"payments\"})", expression, StringComparison.Ordinal);
         Assert.EndsWith("> 0.75", expression.Trim(), StringComparison.Ordinal);
         Assert.Equal("10m", Scalar(alert, "for"));
-        Assert.Contains("etcd-nospace.md", Scalar((YamlMappingNode)alert["annotations"], "runbook"), StringComparison.Ordinal);
-        Assert.True(File.Exists(Path.Combine(HelmTool.RepositoryRoot, "docs", "runbooks", "etcd-nospace.md")));
-
-        // The gauges the expression names are the ledger service's instruments (OpenTelemetry's Prometheus naming:
-        // dots to underscores, unit "By" as "_bytes").
-        var defragmenter = await File.ReadAllTextAsync(Path.Combine(HelmTool.RepositoryRoot, "apps", "Payments.Etcd", "Maintenance", "EtcdDefragmenter.cs"));
-        Assert.Matches("\"payments\\.etcd\\.db_size\", [^;]*unit: \"By\"", defragmenter);
-        Assert.Matches("\"payments\\.etcd\\.quota\", [^;]*unit: \"By\"", defragmenter);
     }
 
     private static string Scalar(YamlMappingNode node, string key) => ((YamlScalarNode)node[key]).Value ?? string.Empty;

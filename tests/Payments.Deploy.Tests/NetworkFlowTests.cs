@@ -69,6 +69,60 @@ public sealed class NetworkFlowTests
         }
     }
 
+    /// <summary>Issue 13 item 1: what every daprd needs to start and run, open from every Dapr-enabled pod — DNS, and the
+    /// control plane's pod ports in the Dapr namespace. daprd dials sentry (Service 443 → pod 50001, certificates for
+    /// mTLS; it exits without them), the operator (443 → 6500, components and configuration), placement (50005,
+    /// actors) and the scheduler (443 → 50006, workflow reminders): dapr/dapr v1.18.3 (2dcf2e35) and v1.17.13
+    /// (c09a7f93), pkg/injector/patcher/services.go and charts/dapr/charts/*/templates/*_service.yaml. NetworkPolicy
+    /// sees the pod's port behind a Service (Kubernetes docs, "Network Policies"). And, with Cosmos DB, the apps that
+    /// use it reach the endpoint's port — and no other app does.</summary>
+    [Theory]
+    [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
+    public async Task EverySidecar_ReachesDnsAndTheControlPlane_AndCosmosUsersReachCosmos(string valuesFile)
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var policies = objects.OfType<V1NetworkPolicy>().Where(policy => policy.Spec.PolicyTypes?.Contains("Egress") == true).ToArray();
+        if (policies.Length == 0)
+        {
+            return; // network policies off (ci/minimal-values.yaml): nothing is restricted
+        }
+
+        var daprNamespace = new Dictionary<string, string> { ["kubernetes.io/metadata.name"] = "dapr-system" };
+        var kubeDns = new Dictionary<string, string> { ["k8s-app"] = "kube-dns" };
+        var cosmosUsers = new[] { "api", "ledger", "failover" };
+        var cosmosOn = objects.OfType<V1Deployment>().Any(deployment => deployment.Metadata.Name.EndsWith("-failover", StringComparison.Ordinal));
+        foreach (var deployment in objects.OfType<V1Deployment>())
+        {
+            var labels = deployment.Spec.Template.Metadata.Labels;
+            var component = labels["app.kubernetes.io/component"];
+            var rules = policies.Where(policy => Selects(policy.Spec.PodSelector, labels)).SelectMany(policy => policy.Spec.Egress ?? []).ToArray();
+            Assert.True(rules.Any(rule => AllowsPort(rule, 53, "UDP") && ToPodsIn(rule, anyNamespace: true, kubeDns)), $"{valuesFile}: {component} has no DNS");
+            if (deployment.Spec.Template.Metadata.Annotations.TryGetValue("dapr.io/enabled", out var dapr) && dapr == "true")
+            {
+                foreach (var (service, port) in new[] { ("sentry", 50001), ("operator", 6500), ("placement", 50005), ("scheduler", 50006) })
+                {
+                    Assert.True(rules.Any(rule => AllowsPort(rule, port, "TCP") && rule.To?.Any(peer => peer.NamespaceSelector is { } selector && Selects(selector, daprNamespace)) == true),
+                        $"{valuesFile}: {component}'s daprd cannot reach the {service} on {port}");
+                }
+            }
+
+            var reachesCosmos = rules.Any(rule => AllowsPort(rule, CosmosPort, "TCP") && (rule.To is null || rule.To.Count == 0));
+            Assert.True(reachesCosmos == (cosmosOn && cosmosUsers.Contains(component)), $"{valuesFile}: {component} {(reachesCosmos ? "reaches" : "cannot reach")} Cosmos DB");
+        }
+    }
+
+    /// <summary>The Cosmos endpoint's port in the region values (Cosmos DB's 443) and in Tilt's (the local server's).</summary>
+    private const int CosmosPort = 443;
+
+    private static bool AllowsPort(V1NetworkPolicyEgressRule rule, int port, string protocol) =>
+        rule.Ports is null || rule.Ports.Count == 0
+        || rule.Ports.Any(allowed => allowed.Port?.Value == port.ToString(System.Globalization.CultureInfo.InvariantCulture) && (allowed.Protocol ?? "TCP") == protocol);
+
+    private static bool ToPodsIn(V1NetworkPolicyEgressRule rule, bool anyNamespace, Dictionary<string, string> podLabels) =>
+        rule.To is null || rule.To.Count == 0 || rule.To.Any(peer =>
+            (anyNamespace ? peer.NamespaceSelector is not null && (peer.NamespaceSelector.MatchLabels?.Count ?? 0) == 0 : peer.NamespaceSelector is null)
+            && Selects(peer.PodSelector, podLabels));
+
     private const int DaprInternalPort = 50002;
 
     /// <summary>Whether <paramref name="from"/>'s pods may open a connection to <paramref name="to"/>'s on
@@ -90,6 +144,21 @@ public sealed class NetworkFlowTests
 
     private static bool AllowsPort(V1NetworkPolicyEgressRule rule, int port) =>
         rule.Ports is null || rule.Ports.Count == 0 || rule.Ports.Any(allowed => allowed.Port?.Value == port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>Whether a pod in <paramref name="namespace"/> (any labels) may reach the pod labelled
+    /// <paramref name="to"/> on <paramref name="port"/> under the receiver's Ingress policies.</summary>
+    internal static bool AdmitsFromNamespace(IEnumerable<object> objects, IDictionary<string, string> to, string @namespace, int port)
+    {
+        var namespaceLabels = new Dictionary<string, string> { ["kubernetes.io/metadata.name"] = @namespace };
+        var rules = objects.OfType<V1NetworkPolicy>()
+            .Where(policy => policy.Spec.PolicyTypes?.Contains("Ingress") == true && NetworkFlowTests.Selects(policy.Spec.PodSelector, to))
+            .SelectMany(policy => policy.Spec.Ingress ?? [])
+            .ToArray();
+        return rules.Any(rule =>
+            (rule.Ports is null || rule.Ports.Count == 0 || rule.Ports.Any(allowed => allowed.Port?.Value == port.ToString(System.Globalization.CultureInfo.InvariantCulture)))
+            && (rule.FromProperty is null || rule.FromProperty.Count == 0 || rule.FromProperty.Any(peer =>
+                peer.NamespaceSelector is { } selector && NetworkFlowTests.Selects(selector, namespaceLabels) && peer.PodSelector is null)));
+    }
 
     /// <summary>A label selector as Kubernetes applies it (matchLabels and the In, NotIn, Exists, DoesNotExist expressions).</summary>
     internal static bool Selects(V1LabelSelector? selector, IDictionary<string, string> labels)

@@ -62,7 +62,9 @@ public sealed partial class SecurityPolicyTests
     {
         var objects = await ChartTests.RenderAsync(valuesFile);
         var appPorts = objects.OfType<V1Deployment>()
-            .SelectMany(deployment => deployment.Spec.Template.Spec.Containers.SelectMany(container => container.Ports).Select(port => port.ContainerPort))
+            .SelectMany(deployment => deployment.Spec.Template.Spec.Containers.SelectMany(container => container.Ports))
+            .Where(port => port.Name != "metrics") // serves /metrics alone, to the scraper's namespace (MonitoringTests)
+            .Select(port => port.ContainerPort)
             .ToHashSet();
         Assert.NotEmpty(appPorts);
         foreach (var policy in objects.OfType<V1NetworkPolicy>())
@@ -193,7 +195,7 @@ public sealed partial class SecurityPolicyTests
     [GeneratedRegex("token|password|secret|key|cert", RegexOptions.IgnoreCase)]
     private static partial Regex SecretKey();
 
-    [GeneratedRegex("(SecretName|Prefix|createSecrets)$")]
+    [GeneratedRegex("([Ss]ecretName|Prefix|createSecrets)$")]
     private static partial Regex NamesOrSwitches();
 
     [GeneratedRegex("^[A-Za-z0-9+/=_-]{32,}$")]

@@ -351,11 +351,7 @@ public sealed class PaymentServices(
         var updated = record with { Status = status, Reason = reason, UpdatedAt = time.GetUtcNow() };
         if (PaymentStatus.IsTerminal(status))
         {
-            if (await records.UpdateAsync(updated, revision, cancellationToken))
-            {
-                // Counted once per payment: only the request that records the terminal status counts it.
-                ApiMetrics.PaymentsTerminal.Add(1, new KeyValuePair<string, object?>("status", status));
-            }
+            await records.UpdateAsync(updated, revision, cancellationToken); // counted by the store (payments.terminal)
         }
 
         return updated;

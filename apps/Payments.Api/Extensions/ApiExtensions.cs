@@ -86,6 +86,7 @@ public static class ApiExtensions
         app.MapHealthEndpoints(async (services, cancellationToken) =>
             await services.IsEtcdReachableAsync(cancellationToken)
             && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
+        app.MapMetricsEndpoint();
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();
         app.MapAdminApiV1();

@@ -81,12 +81,13 @@ public static class FailoverExtensions
             var now = services.GetRequiredService<TimeProvider>().GetUtcNow();
             return Task.FromResult(lastTick is { } at && now - at < region.RenewInterval * 3);
         });
+        app.MapMetricsEndpoint();
     }
 
     private static RegionLeaseManager CreateLeaseManager(IServiceProvider provider, RegionLeaseOptions region)
     {
         var replicator = provider.GetRequiredService<JournalReplicator>();
-        return new RegionLeaseManager(
+        var manager = new RegionLeaseManager(
             region, provider.GetRequiredService<ActiveRegionStore>(), provider.GetRequiredService<RegionEpochMirror>(),
             provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>())
         {
@@ -96,5 +97,7 @@ public static class FailoverExtensions
             Promoted = provider.GetRequiredService<PromotionReconciler>().OnPromotedAsync,
             BeforeHandOver = cancellationToken => provider.GetRequiredService<ShippingProgress>().WaitCaughtUpAsync(region.Name, SwitchoverDrainTimeout, cancellationToken),
         };
+        RegionMetrics.Observe(manager, provider.GetRequiredService<TimeProvider>());
+        return manager;
     }
 }

@@ -51,5 +51,6 @@ public static class LedgerServiceExtensions
         app.MapHealthEndpoints(async (services, cancellationToken) =>
             await services.IsEtcdReachableAsync(cancellationToken)
             && (!regional || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
+        app.MapMetricsEndpoint();
     }
 }

@@ -71,7 +71,17 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         request.Success.Add(record.IsTerminal ? EtcdBytes.Put(DoneKey(record), ByteString.Empty) : EtcdBytes.Put(InFlightKey(record), ByteString.Empty));
         request.Failure.Add(EtcdBytes.Get(key));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        return response.Succeeded ? record : Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
+        if (!response.Succeeded)
+        {
+            return Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
+        }
+
+        if (record.IsTerminal)
+        {
+            PaymentRecordMetrics.CountTerminal(record);
+        }
+
+        return record;
     }
 
     public async Task<(PaymentRecord Record, long Revision)?> GetAsync(string paymentId, CancellationToken cancellationToken)
@@ -232,6 +242,11 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         }
 
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        if (response.Succeeded && record.IsTerminal)
+        {
+            PaymentRecordMetrics.CountTerminal(record); // every caller updates a record that was not terminal yet
+        }
+
         return response.Succeeded;
     }
 

@@ -58,5 +58,6 @@ public static class OrchestratorExtensions
         app.UseServiceIdentity();
         app.MapPaymentWorkflowsApi();
         app.MapHealthEndpoints((services, cancellationToken) => services.IsEtcdReachableAsync(cancellationToken));
+        app.MapMetricsEndpoint();
     }
 }

@@ -24,6 +24,7 @@ internal sealed partial class StuckPaymentSweeperService(
                     report = await sweeper.SweepOnceAsync(stoppingToken);
                 }
 
+                SweeperMetrics.Count(report);
                 if (report.Actions > 0 || report.Failed > 0)
                 {
                     LogPass(logger, report.Scanned, report.Resumed, report.Restarted, report.Recorded, report.Failed);

@@ -32,5 +32,6 @@ public static class RiskServiceExtensions
                 : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest))
             .RequireCallers(ServiceRoles.Orchestrator);
         app.MapHealthEndpoints(); // no dependency to check: the rules and the velocity window are in memory
+        app.MapMetricsEndpoint();
     }
 }

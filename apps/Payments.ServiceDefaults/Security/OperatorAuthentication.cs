@@ -6,7 +6,8 @@ using Payments.Domain;
 namespace Payments.ServiceDefaults.Security;
 
 /// <summary>The operator's credential for an admin API: a bearer token, and a second one accepted while the first is
-/// rotated out (<c>Admin:Token</c>, <c>Admin:NextToken</c>; on Kubernetes from a Secret, locally generated per run).</summary>
+/// rotated out (<c>Admin:Token</c>, <c>Admin:NextToken</c>; on Kubernetes from a Secret, locally generated per run).
+/// The metrics scraper's credential has the same shape under <c>Metrics</c>.</summary>
 /// <remarks>Rotation without downtime: put the new token in NextToken (both are accepted), move the operators and
 /// tools to it, then make it Token and clear NextToken (docs/security.md).</remarks>
 public sealed class OperatorCredential
@@ -16,12 +17,13 @@ public sealed class OperatorCredential
     /// <summary>Shortest token accepted: 32 characters (a generated token carries at least 190 bits).</summary>
     public const int MinTokenLength = 32;
 
-    public OperatorCredential(string token, string? nextToken)
+    public OperatorCredential(string token, string? nextToken, string section = Section)
     {
+        ArgumentNullException.ThrowIfNull(token);
         if (token.Length < MinTokenLength || (!string.IsNullOrEmpty(nextToken) && nextToken.Length < MinTokenLength))
         {
             throw new InvalidOperationException(
-                $"{Section}:Token (and {Section}:NextToken when set) must be at least {MinTokenLength} characters: the admin API takes no request without it.");
+                $"{section}:Token (and {section}:NextToken when set) must be at least {MinTokenLength} characters: its endpoints take no request without it.");
         }
 
         Current = new SecretDigest(token);
@@ -32,12 +34,12 @@ public sealed class OperatorCredential
 
     internal SecretDigest? Next { get; }
 
-    /// <summary>The credential configured in <c>Admin:Token</c>/<c>Admin:NextToken</c>, or null when none is.</summary>
-    public static OperatorCredential? From(IConfiguration configuration)
+    /// <summary>The credential configured in <c>{section}:Token</c>/<c>{section}:NextToken</c>, or null when none is.</summary>
+    public static OperatorCredential? From(IConfiguration configuration, string section = Section)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        var token = configuration[$"{Section}:Token"];
-        return string.IsNullOrEmpty(token) ? null : new OperatorCredential(token, configuration[$"{Section}:NextToken"]);
+        var token = configuration[$"{section}:Token"];
+        return string.IsNullOrEmpty(token) ? null : new OperatorCredential(token, configuration[$"{section}:NextToken"], section);
     }
 
     /// <summary>"operator" or "operator (next token)", or null when the header holds neither token.</summary>

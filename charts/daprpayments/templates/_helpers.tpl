@@ -104,3 +104,18 @@ statestore: {rw: [dapr], read: []}
 {{- define "daprpayments.etcdClientSecret" -}}
 {{- printf "%s-etcd-client-%s" (include "daprpayments.fullname" .root) .user -}}
 {{- end -}}
+
+{{/* The Secret with the metrics scraper's token (key "token", optional "nextToken"): the apps check it, the
+     ServiceMonitor/PodMonitor present it. */}}
+{{- define "daprpayments.metricsTokenSecret" -}}
+{{- .Values.monitoring.metrics.tokenSecretName | default (printf "%s-metrics-token" (include "daprpayments.fullname" .)) -}}
+{{- end -}}
+
+{{/* An alert's runbook annotation: a link under monitoring.runbookBaseUrl, or the file's name in the source. */}}
+{{- define "daprpayments.runbook" -}}
+{{- if .base -}}
+runbook_url: "{{ .base }}/{{ .file }}"
+{{- else -}}
+runbook: "docs/runbooks/{{ .file }} in the DaprPayments source"
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Payments.Domain;
+using Payments.LocalCluster;
+using Payments.Risk.Extensions;
+using Payments.ServiceDefaults;
+using Payments.ServiceDefaults.Security;
+using Payments.Testing;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 13 item 3: every app serves Prometheus's /metrics (OpenTelemetry's exporter) to the scraper only —
+/// its bearer token, or the next one during a rotation — and, given a metrics port, there alone, with nothing else
+/// on that port: the NetworkPolicy opens that port to the monitoring namespace and nothing of the app with it. Shown on
+/// the risk service (the same ServiceDefaults code serves every app), over real HTTP.</summary>
+public sealed class MetricsEndpointTests
+{
+    private const string Token = "scrape-token-0123456789abcdef0123456789";
+    private const string NextToken = "scrape-token-next-0123456789abcdef01234";
+
+    [Fact]
+    public async Task WithoutAConfiguredToken_MetricsAreNotServed()
+    {
+        await using var app = await StartAsync(token: null, metricsPort: null);
+        using var client = new HttpClient { BaseAddress = new Uri(InProcessApp.BaseUrl(app)) };
+        using var answer = await client.SendAsync(Scrape(Token));
+        Assert.Equal(HttpStatusCode.NotFound, answer.StatusCode);
+    }
+
+    [Fact]
+    public async Task TheScrapersToken_OrTheNextOne_GetsTheMetrics_AnythingElseIs401()
+    {
+        await using var app = await StartAsync(Token, metricsPort: null);
+        using var client = new HttpClient { BaseAddress = new Uri(InProcessApp.BaseUrl(app)) };
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode); // a request the metrics count
+
+        foreach (var wrong in new[] { null, "not-the-token-but-long-enough-to-look-like-one", InProcessApp.Identity.Tokens[ServiceRoles.Risk] })
+        {
+            using var refused = await client.SendAsync(Scrape(wrong));
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            Assert.Equal(ProblemTypes.Unauthorized, (await refused.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        foreach (var token in new[] { Token, NextToken })
+        {
+            using var answer = await client.SendAsync(Scrape(token));
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            var text = await answer.Content.ReadAsStringAsync();
+            Assert.Contains("# TYPE http_server_request_duration_seconds histogram", text, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task OnItsOwnPort_MetricsAreServedThereAlone_AndNothingElseIs()
+    {
+        var ports = LocalPorts.Free(2);
+        var (appPort, metricsPort) = (ports[0], ports[1]);
+        await using var app = await StartAsync(Token, metricsPort, $"http://127.0.0.1:{appPort};http://127.0.0.1:{metricsPort}");
+        using var appClient = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{appPort}") };
+        using var metricsClient = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{metricsPort}") };
+
+        Assert.Equal(HttpStatusCode.OK, (await metricsClient.SendAsync(Scrape(Token))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await appClient.SendAsync(Scrape(Token))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await metricsClient.GetAsync("/healthz")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await metricsClient.PostAsync("/v1/assessments", new StringContent("{}"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await appClient.GetAsync("/healthz")).StatusCode);
+    }
+
+    private static HttpRequestMessage Scrape(string? token)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        if (token is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        return request;
+    }
+
+    private static async Task<WebApplication> StartAsync(string? token, int? metricsPort, string? urls = null)
+    {
+        var builder = InProcessApp.CreateBuilder(etcd: null, "/unused/", ServiceRoles.Risk);
+        if (urls is not null)
+        {
+            builder.WebHost.UseUrls(urls);
+        }
+
+        if (token is not null)
+        {
+            builder.Configuration["Metrics:Token"] = token;
+            builder.Configuration["Metrics:NextToken"] = NextToken;
+        }
+
+        if (metricsPort is not null)
+        {
+            builder.Configuration["Metrics:Port"] = metricsPort.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        builder.Configuration["Telemetry:Exporter"] = "none";
+        builder.AddServiceDefaults("payments-risk"); // as the risk service's Program.cs
+        builder.AddRiskService();
+        var app = builder.Build();
+        app.UseRiskService();
+        await app.StartAsync();
+        return app;
+    }
+}

@@ -1,0 +1,41 @@
+using k8s.Models;
+
+namespace Payments.Deploy.Tests;
+
+/// <summary>Issue 13 item 5: `helm test` makes a real payment through the public API — the chart's own script
+/// (files/test-payment.sh; Payments.Local.SystemTests runs the same file against a running system), pointed at the
+/// API Service with the operator's token, allowed through the NetworkPolicies — in the region installed active
+/// only: a standby takes no writes.</summary>
+public sealed class HelmTestPodTests
+{
+    [Theory]
+    [InlineData("values-region-a.yaml")]
+    [InlineData("ci/public-entrance-values.yaml")]
+    public async Task TheActiveRegionsPaymentTest_RunsTheChartsScript_AgainstTheApi_ThroughThePolicies(string valuesFile)
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile);
+        var pod = Assert.Single(objects.OfType<V1Pod>(), candidate => candidate.Metadata.Name.EndsWith("-test-payment", StringComparison.Ordinal));
+        Assert.Equal("test", pod.Metadata.Annotations["helm.sh/hook"]);
+        Assert.True(pod.Spec.ActiveDeadlineSeconds is > 0, "the test pod has no deadline");
+        var container = Assert.Single(pod.Spec.Containers);
+        var script = await File.ReadAllTextAsync(Path.Combine(HelmTool.ChartDirectory, "files", "test-payment.sh"));
+        Assert.Equal(script, Assert.Single(container.Args));
+
+        var env = container.Env.ToDictionary(variable => variable.Name);
+        var service = objects.OfType<V1Service>().Single(candidate => candidate.Metadata.Name.EndsWith("-api", StringComparison.Ordinal));
+        var port = service.Spec.Ports.Single(candidate => candidate.Name == "http").Port;
+        Assert.Equal(service.Metadata.Name, env["API_HOST"].Value);
+        Assert.Equal(port.ToString(System.Globalization.CultureInfo.InvariantCulture), env["API_PORT"].Value);
+        Assert.Equal(("daprpayments-api-admin", "token"), (env["ADMIN_TOKEN"].ValueFrom.SecretKeyRef.Name, env["ADMIN_TOKEN"].ValueFrom.SecretKeyRef.Key));
+
+        var api = objects.OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name == service.Metadata.Name).Spec.Template.Metadata.Labels;
+        Assert.True(NetworkFlowTests.Allows(objects, pod.Metadata.Labels, api, port), $"{valuesFile}: the test pod cannot reach the API");
+    }
+
+    [Fact]
+    public async Task TheStandbyRegion_HasNoPaymentTest()
+    {
+        var objects = await ChartTests.RenderAsync("values-region-b.yaml");
+        Assert.DoesNotContain(objects.OfType<V1Pod>(), candidate => candidate.Metadata.Name.EndsWith("-test-payment", StringComparison.Ordinal));
+    }
+}
