@@ -51,14 +51,7 @@ public sealed class MonitoringTests
     [Fact]
     public async Task TheAlertRules_PassPromtoolsCheck_AndTheirUnitTests()
     {
-        var (exitCode, output) = await HelmTool.HelmAsync([
-            "template", "dp", ".", "--kube-version", ChartTests.KubeVersion, "--namespace", "payments",
-            "--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.runbookBaseUrl=https://runbooks.example/dp",
-            "--show-only", "templates/prometheusrule.yaml"]);
-        Assert.True(exitCode == 0, output);
-        var yaml = new YamlStream();
-        yaml.Load(new StringReader(output));
-        var spec = ((YamlMappingNode)yaml.Documents.Single().RootNode)["spec"];
+        var spec = (await RenderRuleAsync("--set", "monitoring.runbookBaseUrl=https://runbooks.example/dp"))["spec"];
 
         var work = Directory.CreateTempSubdirectory("daprpayments-rules-");
         try
@@ -165,14 +158,7 @@ public sealed class MonitoringTests
     [Fact]
     public async Task EtcdNearQuota_AlertsAtTheConfiguredRatio_ForTenMinutes()
     {
-        var (exitCode, output) = await HelmTool.HelmAsync([
-            "template", "dp", ".", "--kube-version", ChartTests.KubeVersion, "--namespace", "payments",
-            "--set", "monitoring.prometheusRule.enabled=true", "--set-json", "monitoring.etcdQuotaAlertRatio=0.75",
-            "--show-only", "templates/prometheusrule.yaml"]);
-        Assert.True(exitCode == 0, output);
-        var yaml = new YamlStream();
-        yaml.Load(new StringReader(output));
-        var root = (YamlMappingNode)yaml.Documents.Single().RootNode;
+        var root = await RenderRuleAsync("--set-json", "monitoring.etcdQuotaAlertRatio=0.75");
         Assert.Equal("monitoring.coreos.com/v1", Scalar(root, "apiVersion"));
         var alert = ((YamlSequenceNode)((YamlMappingNode)root["spec"])["groups"]).Children.Cast<YamlMappingNode>()
             .SelectMany(group => ((YamlSequenceNode)group["rules"]).Children.Cast<YamlMappingNode>())
@@ -183,6 +169,18 @@ public sealed class MonitoringTests
         Assert.Contains("/ max by (namespace) (payments_etcd_quota_bytes{namespace=\"payments\"})", expression, StringComparison.Ordinal);
         Assert.EndsWith("> 0.75", expression.Trim(), StringComparison.Ordinal);
         Assert.Equal("10m", Scalar(alert, "for"));
+    }
+
+    /// <summary>The PrometheusRule as the chart renders it in namespace "payments", with <paramref name="settings"/>.</summary>
+    private static async Task<YamlMappingNode> RenderRuleAsync(params string[] settings)
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync([
+            "template", "dp", ".", "--kube-version", ChartTests.KubeVersion, "--namespace", "payments",
+            "--set", "monitoring.prometheusRule.enabled=true", .. settings, "--show-only", "templates/prometheusrule.yaml"]);
+        Assert.True(exitCode == 0, output);
+        var yaml = new YamlStream();
+        yaml.Load(new StringReader(output));
+        return (YamlMappingNode)yaml.Documents.Single().RootNode;
     }
 
     private static string Scalar(YamlMappingNode node, string key) => ((YamlScalarNode)node[key]).Value ?? string.Empty;
