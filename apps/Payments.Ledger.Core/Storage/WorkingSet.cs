@@ -24,6 +24,9 @@ internal sealed class WorkingSet
 
     public IReadOnlyDictionary<string, object?> Writes => writes;
 
+    /// <summary>Every key read, with the value and mod revision it was read at (0: absent).</summary>
+    public IReadOnlyDictionary<string, StoredValue> Reads => reads;
+
     public void AddRead(string key, StoredValue value)
     {
         reads[key] = value;

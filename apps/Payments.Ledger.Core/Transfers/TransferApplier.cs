@@ -120,7 +120,12 @@ internal sealed partial class TransferApplier(
 
         if (decision.Outcome is { } decided)
         {
-            return decided;
+            // A refusal rests on reads made in rounds (a transfer's record first, then the accounts it names), so at
+            // different revisions: a retry racing its first attempt once read its record absent and then the account
+            // its first attempt had just drained, and was refused although it had been applied. It is reported only
+            // once etcd confirms every key read is unchanged (a read-only transaction: no Raft round), i.e. the reads
+            // were one snapshot; else everything is read again.
+            return decided.Succeeded || decided.BatchError is not null || await ReadsStillCurrentAsync(set, cancellationToken) ? decided : null;
         }
 
         var region = regionFence?.Invoke();
@@ -141,6 +146,24 @@ internal sealed partial class TransferApplier(
         }
 
         return null;
+    }
+
+    /// <summary>Whether every key the evaluation read is still at the revision it was read at (more keys than etcd
+    /// compares in one transaction — only the largest batches — are taken as they are).</summary>
+    private async Task<bool> ReadsStillCurrentAsync(WorkingSet set, CancellationToken cancellationToken)
+    {
+        if (set.Reads.Count > LedgerStore.MaxTxnOps)
+        {
+            return true;
+        }
+
+        var request = new TxnRequest();
+        foreach (var (key, value) in set.Reads)
+        {
+            request.Compare.Add(EtcdBytes.ModRevisionIs(key, value.ModRevision));
+        }
+
+        return (await store.TxnAsync(request, cancellationToken)).Succeeded;
     }
 
     private static BatchOutcome? Invalid(IReadOnlyList<TransferRequest> batch)
