@@ -35,6 +35,7 @@ public sealed class EtcdLedger : ILedger
 
     private readonly LedgerStore store;
     private readonly TransferApplier transfers;
+    private readonly GroupCommit groups;
     private readonly Func<IWriteFence?>? regionFence;
 
     /// <param name="prefix">The key prefix of this ledger's data, e.g. <c>/daprpayments/ledger/</c>.</param>
@@ -54,6 +55,7 @@ public sealed class EtcdLedger : ILedger
         Retention = (retention ?? new JournalRetentionOptions()).Validate();
         store = new LedgerStore(etcd, new LedgerKeys(prefix));
         transfers = new TransferApplier(store, time, Retention, logger, regionFence);
+        groups = new GroupCommit(transfers);
         this.regionFence = regionFence;
         Time = time;
     }
@@ -232,11 +234,12 @@ public sealed class EtcdLedger : ILedger
             shards.Length == 0 ? 0 : shards.Max(shard => shard.ModRevision));
     }
 
+    /// <summary>Applies one transfer — with group commit (<see cref="GroupCommit"/>): written in one etcd transaction
+    /// with the transfers that arrive meanwhile, keeping its own outcome.</summary>
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var outcome = await transfers.ApplyAsync([request], fence: null, cancellationToken);
-        return outcome.Transfers[0];
+        return await groups.TransferAsync(request, cancellationToken);
     }
 
     /// <summary>Applies up to <see cref="MaxBatchTransfers"/> transfers all-or-nothing, in order, in one transaction.

@@ -17,6 +17,10 @@ internal static class LedgerMetrics
     public static readonly Histogram<double> Duration = PaymentsTelemetry.Meter.CreateHistogram<double>(
         "payments.ledger.duration", unit: "ms", description: "time to apply a transfer or batch");
 
+    /// <summary>Transfers per group commit (one etcd transaction): 1 under light load, more as it grows.</summary>
+    public static readonly Histogram<long> GroupSize = PaymentsTelemetry.Meter.CreateHistogram<long>(
+        "payments.ledger.group_size", description: "single transfers written in one etcd transaction (group commit)");
+
     /// <summary>Journal entries moved out of etcd after their retention (ADR 0004).</summary>
     public static readonly Counter<long> Archived = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.ledger.archived_entries", description: "journal entries archived out of etcd");
