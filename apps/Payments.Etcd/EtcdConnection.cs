@@ -23,6 +23,11 @@ public sealed class EtcdConnection : IDisposable
     private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
     private const int MaxEndpoints = 16;
 
+    /// <summary>Sends of one call whose connection could not be opened (see <see cref="CallAsync{T}"/>), at most.</summary>
+    public const int MaxConnectAttempts = 3;
+
+    private const string ConnectTimeoutDetail = "could not connect to the etcd member in time";
+
     private readonly GrpcChannel[] channels;
     private readonly FailoverCallInvoker invoker;
 
@@ -102,13 +107,28 @@ public sealed class EtcdConnection : IDisposable
 
     /// <summary>Runs one unary call with a backstop deadline and clear failure semantics: the caller's cancellation
     /// becomes <see cref="OperationCanceledException"/>; a call that timed out becomes RpcException DeadlineExceeded.</summary>
+    /// <remarks>A call whose connection could not be opened in time never reached etcd, so it is sent again — to the
+    /// next member, where the failed connect moved the connection — up to <see cref="MaxConnectAttempts"/> times
+    /// within the same deadline: safe for any call, writes included, and it keeps one member slow to accept
+    /// connections (two shared cores under load) from failing the caller.</remarks>
     public static async Task<T> CallAsync<T>(Func<CancellationToken, AsyncUnaryCall<T>> call, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(call);
         using var deadline = CallDeadline(cancellationToken);
         try
         {
-            return await call(deadline.Token);
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    return await call(deadline.Token);
+                }
+                catch (RpcException exception) when (exception.StatusCode == StatusCode.Unavailable && exception.Status.Detail == ConnectTimeoutDetail
+                                                     && attempt < MaxConnectAttempts && !deadline.IsCancellationRequested)
+                {
+                    // Not sent: try the next member.
+                }
+            }
         }
         catch (Exception exception) when (exception is RpcException or OperationCanceledException)
         {
@@ -217,7 +237,7 @@ public sealed class EtcdConnection : IDisposable
                 // in the TLS handshake; gRPC reports the handler's connect timeout as Cancelled. It is the member's
                 // fault, and to callers it is what it means: unavailable, try again (elsewhere).
                 MoveOn(member);
-                throw new RpcException(new Status(StatusCode.Unavailable, "could not connect to the etcd member in time", exception));
+                throw new RpcException(new Status(StatusCode.Unavailable, ConnectTimeoutDetail, exception));
             }
         }
 
