@@ -23,6 +23,11 @@ public sealed class EdgeOptions
     /// <summary>Per proxied request, bounded: the API itself answers within its own timeouts.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The longest status wait a client may ask the API for (<c>GET /v1/payments/{id}?wait=</c>, the API's
+    /// <c>PaymentStatusWaits.MaxWaitSeconds</c>; a functional test checks they agree): such a request gets it on top
+    /// of <see cref="RequestTimeout"/>.</summary>
+    public static readonly TimeSpan MaxStatusWait = TimeSpan.FromSeconds(30);
+
     public IReadOnlyList<Uri> ParseBackends()
     {
         var backends = Backends.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

@@ -18,6 +18,9 @@ public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string>
     public const string VelocitySumExceeded = "velocity-sum-exceeded";
     public const string DebtorBlocked = "debtor-blocked";
     public const string CreditorBlocked = "creditor-blocked";
+
+    /// <summary>The payment was sent to review by an earlier assessment (an activity retried): it stays there.</summary>
+    public const string ReviewAlreadyRequested = "review-already-requested";
 }
 
 /// <summary>What the risk check looks at.</summary>

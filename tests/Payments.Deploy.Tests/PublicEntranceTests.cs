@@ -41,8 +41,9 @@ public sealed partial class PublicEntranceTests
 
         var annotations = ingress.Metadata.Annotations;
         Assert.Equal(await ApiBodyLimitAsync(), NginxSize(annotations[Nginx + "proxy-body-size"]));
-        Assert.Equal("30", annotations[Nginx + "proxy-read-timeout"]);
-        Assert.Equal("30", annotations[Nginx + "proxy-send-timeout"]);
+        // A status wait (GET ?wait=) is answered at its end at the latest: the controller waits longer than that.
+        Assert.InRange(int.Parse(annotations[Nginx + "proxy-read-timeout"], CultureInfo.InvariantCulture), await ApiMaxStatusWaitAsync() + 10, 120);
+        Assert.Equal(annotations[Nginx + "proxy-read-timeout"], annotations[Nginx + "proxy-send-timeout"]);
         Assert.DoesNotContain("non_idempotent", annotations[Nginx + "proxy-next-upstream"], StringComparison.Ordinal);
         Assert.Equal("true", annotations[Nginx + "force-ssl-redirect"]);
         Assert.Equal("letsencrypt", annotations["cert-manager.io/cluster-issuer"]);
@@ -58,7 +59,7 @@ public sealed partial class PublicEntranceTests
         Assert.Equal(("public", "gateway-system", "https"), (parent.Name, parent.Namespace, parent.SectionName));
         Assert.Equal(["payments.region-a.example.com"], route.Spec.Hostnames);
         Assert.Equal([("PathPrefix", "/v1"), ("Exact", "/readyz")], route.Spec.Rules.SelectMany(rule => rule.Matches).Select(match => (match.Path.Type, match.Path.Value)));
-        Assert.Equal("30s", route.Spec.Rules[0].Timeouts?.Request);
+        Assert.Equal($"{await ApiMaxStatusWaitAsync() + 30}s", route.Spec.Rules[0].Timeouts?.Request);
         Assert.All(route.Spec.Rules.SelectMany(rule => rule.BackendRefs), backend =>
         {
             Assert.Equal(service.Metadata.Name, backend.Name);
@@ -98,6 +99,15 @@ public sealed partial class PublicEntranceTests
         objects.OfType<V1Service>().Single(service => service.Metadata.Name.EndsWith("-api", StringComparison.Ordinal));
 
     /// <summary>The API's own body limit, from its source (RequestBody.MaxBytes).</summary>
+    /// <summary>The API's longest status wait (PaymentStatusWaits.MaxWaitSeconds), read from its source.</summary>
+    private static async Task<int> ApiMaxStatusWaitAsync()
+    {
+        var source = await File.ReadAllTextAsync(Path.Combine(HelmTool.RepositoryRoot, "apps", "Payments.Api", "Apis", "PaymentStatusWaits.cs"));
+        var match = MaxWaitSeconds().Match(source);
+        Assert.True(match.Success, "PaymentStatusWaits.MaxWaitSeconds not found");
+        return int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
     private static async Task<long> ApiBodyLimitAsync()
     {
         var source = await File.ReadAllTextAsync(Path.Combine(HelmTool.RepositoryRoot, "apps", "Payments.Api", "Apis", "RequestBody.cs"));
@@ -117,4 +127,7 @@ public sealed partial class PublicEntranceTests
 
     [GeneratedRegex(@"MaxBytes = (\d+) \* 1024;")]
     private static partial Regex MaxBytes();
+
+    [GeneratedRegex(@"const int MaxWaitSeconds = (\d+);")]
+    private static partial Regex MaxWaitSeconds();
 }

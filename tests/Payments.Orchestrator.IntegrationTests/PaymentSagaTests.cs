@@ -134,6 +134,30 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
         Assert.Equal(approve ? FundsMinor - payment.Order.AmountMinor : FundsMinor, await BalanceAsync(debtor));
     }
 
+    /// <summary>Issue 14: the saga writes awaiting_approval into the record itself (the API no longer asks the
+    /// workflow), and a payment once sent to review stays there when the risk step runs again and would approve.</summary>
+    [Fact]
+    public async Task TheSagaRecordsAwaitingApproval_AndAPaymentOnceSentToReview_StaysThere()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var reviewed = Payment(debtor, creditor, SagaFixture.ReviewThresholdMinor + 1);
+        var resent = Payment(debtor, creditor, 100); // the risk check approves this amount
+        var now = DateTimeOffset.UtcNow;
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(reviewed.Order, now), CancellationToken.None);
+        // As an earlier run of the risk step left it when its answer was lost.
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(resent.Order, now) with { Status = PaymentStatus.AwaitingApproval }, CancellationToken.None);
+
+        foreach (var payment in new[] { reviewed, resent })
+        {
+            await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), payment.PaymentId, payment);
+            await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
+            Assert.Equal(PaymentStatus.AwaitingApproval, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
+            await saga.Workflows.RaiseEventAsync(payment.PaymentId, PaymentWorkflow.ApprovalEventName, new ApprovalDecision(true, "reviewer"));
+            Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(payment));
+            Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
+        }
+    }
+
     [Fact]
     public async Task ManyConcurrentPayments_AllReachATerminalState_AndConserveMoney()
     {

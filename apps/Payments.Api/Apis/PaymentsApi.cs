@@ -26,8 +26,9 @@ public static class PaymentsApi
         var payments = app.MapGroup("/v1/payments").WithTags("Payments");
         payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite)
             .WithDescription("Scope payments:write. Needs an Idempotency-Key (kept 24 h; reused after that it is a new request). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
-        payments.MapGet("/{paymentId}", GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead)
-            .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}.");
+        payments.MapGet("/{paymentId}", PaymentReads.GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead)
+            .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}. "
+                + "?wait=<seconds, 1-30> answers as soon as the status differs from ?status= (default: the status when the request arrived) or is final, or when the wait ends.");
         payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services))
             .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove)
             .WithDescription(FourEyes);
@@ -200,25 +201,6 @@ public static class PaymentsApi
         return errors;
     }
 
-    private static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services)
-    {
-        var merchant = ApiKeyMiddleware.MerchantOf(context);
-        var current = await services.CurrentAsync(paymentId, merchant, context.RequestAborted);
-        try
-        {
-            // Finished payments older than the archive's retention live in Cosmos DB, no longer in etcd.
-            current ??= await services.Archive.GetAsync(paymentId, merchant, context.RequestAborted);
-        }
-        catch (ArchiveUnavailableException)
-        {
-            return Reply.Unavailable("The archive of finished payments did not answer; retry later.").ToResult();
-        }
-
-        return current is null
-            ? Reply.PaymentNotFound(paymentId).ToResult()
-            : Reply.Json(StatusCodes.Status200OK, ToResponse(current)).ToResult();
-    }
-
     /// <summary>Four eyes: the decision needs <see cref="ApiScopes.PaymentsApprove"/> and a key other than the one
     /// that created the payment. It is recorded on the payment (who, when, what) before it goes to the saga, once: a
     /// second, different decision is refused, and the same decision from the same key again (a client's retry) is sent
@@ -230,6 +212,11 @@ public static class PaymentsApi
         if (current is null)
         {
             return Reply.PaymentNotFound(paymentId).ToResult();
+        }
+
+        if (await services.AwaitsApprovalUnrecordedAsync(current, context.RequestAborted))
+        {
+            current = current with { Status = PaymentStatus.AwaitingApproval };
         }
 
         if (current.CreatedByKeyId == principal.KeyId)
@@ -257,6 +244,10 @@ public static class PaymentsApi
         }
 
         await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, principal.KeyId), context.RequestAborted);
+        // The saga has the decision: the payment no longer waits for a reviewer (it moves money, or fails as rejected).
+        await services.Records.ChangeAsync(paymentId, record => record.Status == PaymentStatus.AwaitingApproval
+            ? record with { Status = PaymentStatus.Pending, UpdatedAt = services.Time.GetUtcNow() }
+            : null, context.RequestAborted);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
     }
 
@@ -289,15 +280,10 @@ public static class PaymentsApi
         Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentAlreadyDecided, "The payment has already been reviewed.",
             $"Payment '{paymentId}' was {earlier.Decision} by {earlier.DecidedBy} at {earlier.DecidedAt:O}.");
 
-    private static PaymentLinks Links(string paymentId, string status) =>
+    internal static PaymentLinks Links(string paymentId, string status) =>
         new($"/v1/payments/{paymentId}",
             status == PaymentStatus.AwaitingApproval ? $"/v1/payments/{paymentId}/approve" : null,
             status == PaymentStatus.AwaitingApproval ? $"/v1/payments/{paymentId}/reject" : null);
-
-    private static PaymentResponse ToResponse(PaymentRecord record) => new(
-        record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, record.Order.DebtorAccountId,
-        record.Order.CreditorAccountId, record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt,
-        record.Review is { } review ? new PaymentReviewResponse(review.Decision, review.DecidedBy, review.DecidedAt) : null);
 }
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
@@ -320,40 +306,15 @@ public sealed class PaymentServices(
 
     public int MaxInFlight => options.MaxPaymentsInFlightPerMerchant;
 
-    /// <summary>The merchant's payment with its current status: terminal statuses are final in the record; others are
-    /// read from the workflow (and a terminal one is written back, so it outlives the workflow's retention).</summary>
-    public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken)
-    {
-        var stored = await records.GetAsync(paymentId, cancellationToken);
-        if (stored is not { Record: var record, Revision: var revision } || record.Order.MerchantId != merchantId)
-        {
-            return null;
-        }
+    /// <summary>The merchant's payment as its record says (null: none, or another merchant's). The saga writes every
+    /// status a client sees into the record (awaiting_approval, the outcome), so no read asks the workflow.</summary>
+    public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken) =>
+        await records.GetAsync(paymentId, cancellationToken) is { Record: var record } && record.Order.MerchantId == merchantId ? record : null;
 
-        if (record.IsTerminal)
-        {
-            return record; // recorded by the saga's last step (or by an earlier read)
-        }
-
-        var state = await workflows.GetAsync(paymentId, cancellationToken);
-        var (status, reason) = state switch
-        {
-            null => (PaymentStatus.Pending, (string?)null),
-            { Ended: true, Outcome: { } outcome } => (outcome.Status, outcome.Reason),
-            { Step: PaymentStep.AwaitingApproval } => (PaymentStatus.AwaitingApproval, null),
-            _ => (PaymentStatus.Pending, null),
-        };
-        if (status == record.Status)
-        {
-            return record;
-        }
-
-        var updated = record with { Status = status, Reason = reason, UpdatedAt = time.GetUtcNow() };
-        if (PaymentStatus.IsTerminal(status))
-        {
-            await records.UpdateAsync(updated, revision, cancellationToken); // counted by the store (payments.terminal)
-        }
-
-        return updated;
-    }
+    /// <summary>Whether the saga waits for a reviewer although the record says pending: only payments that were
+    /// waiting when the platform was upgraded to sagas that record it themselves. Asked when a reviewer decides, never
+    /// on reads.</summary>
+    public async Task<bool> AwaitsApprovalUnrecordedAsync(PaymentRecord record, CancellationToken cancellationToken) =>
+        record is { Status: PaymentStatus.Pending, Review: null }
+        && await workflows.GetAsync(record.PaymentId, cancellationToken) is { Ended: false, Step: PaymentStep.AwaitingApproval };
 }

@@ -123,6 +123,9 @@ public static class ApiExtensions
         // Requests waiting on a duplicate's Idempotency-Key are woken by one watch per replica, not by polling etcd.
         services.AddSingleton<InFlightWaits>();
         services.AddHostedService(provider => provider.GetRequiredService<InFlightWaits>());
+        // Clients waiting on a payment's status (GET ?wait=) likewise: one watch on the payment records per replica.
+        services.AddSingleton<PaymentStatusWaits>();
+        services.AddHostedService(provider => provider.GetRequiredService<PaymentStatusWaits>());
     }
 
     /// <summary>A token bucket per API key, each replica holding its share of the key's cluster-wide quota (the quota

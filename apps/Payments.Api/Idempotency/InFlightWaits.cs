@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Payments.Etcd;
 
 namespace Payments.Api.Idempotency;
@@ -16,68 +15,17 @@ public sealed class InFlightWaits(IdempotencyStore store, EtcdConnection etcd, I
     /// <summary>How often a waiter re-reads the record without an event (a read: no Raft proposal).</summary>
     public static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(1);
 
-    private readonly ConcurrentDictionary<string, TaskCompletionSource> changes = new(StringComparer.Ordinal);
-    private int waiters;
+    private readonly EtcdKeyChanges changes = new(etcd, store.Prefix, logger, MaxWaiters);
 
     /// <summary>Requests waiting now.</summary>
-    public int Waiting => Volatile.Read(ref waiters);
+    public int Waiting => changes.Waiting;
 
     /// <summary>A place among the waiters, or null when <see cref="MaxWaiters"/> wait already; dispose it to leave.</summary>
-    public IDisposable? TryEnter()
-    {
-        if (Interlocked.Increment(ref waiters) <= MaxWaiters)
-        {
-            return new Place(this);
-        }
-
-        Interlocked.Decrement(ref waiters);
-        return null;
-    }
+    public IDisposable? TryEnter() => changes.TryEnter();
 
     /// <summary>Completes at the next change of <paramref name="recordKey"/> (or when the watch restarts, when changes
     /// may have been missed). Take it before reading the record, so a change right after the read is not missed.</summary>
-    public Task NextChangeAsync(string recordKey)
-    {
-        if (changes.Count >= MaxWaiters)
-        {
-            // Signals left by waiters that gave up on records that never changed since: wake everyone (they re-read)
-            // rather than keep them without bound.
-            WakeAll();
-        }
+    public Task NextChangeAsync(string recordKey) => changes.NextChangeAsync(recordKey);
 
-        return changes.GetOrAdd(recordKey, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-    }
-
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        new EtcdPrefixWatch(etcd, store.Prefix, logger).RunAsync(
-            WakeAll, (key, _) => Wake(store.Prefix + key), stoppingToken);
-
-    private void Wake(string recordKey)
-    {
-        if (changes.TryRemove(recordKey, out var change))
-        {
-            change.TrySetResult();
-        }
-    }
-
-    private void WakeAll()
-    {
-        foreach (var recordKey in changes.Keys)
-        {
-            Wake(recordKey);
-        }
-    }
-
-    private sealed class Place(InFlightWaits waits) : IDisposable
-    {
-        private int left;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref left, 1) == 0)
-            {
-                Interlocked.Decrement(ref waits.waiters);
-            }
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => changes.RunAsync(stoppingToken);
 }

@@ -15,6 +15,7 @@ namespace Payments.Edge.Extensions;
 public static class EdgeExtensions
 {
     private const string ProxyTimeoutPolicy = "proxy";
+    private const string StatusWaitTimeoutPolicy = "status-wait";
 
     public static void AddEdge(this WebApplicationBuilder builder)
     {
@@ -26,8 +27,23 @@ public static class EdgeExtensions
         {
             RouteId = "api", ClusterId = "api", Match = new RouteMatch { Path = "{**path}" }, TimeoutPolicy = ProxyTimeoutPolicy,
         };
-        builder.Services.AddRequestTimeouts(timeouts => timeouts.AddPolicy(ProxyTimeoutPolicy, options.RequestTimeout));
-        builder.Services.AddReverseProxy().LoadFromMemory([route], [Cluster(options, backends)]);
+        // A client waiting on a payment's status (GET ?wait=, up to 30 s) is given that much longer; every other
+        // request keeps the short bound, so a frozen replica costs a client one short timeout.
+        var statusWait = new RouteConfig
+        {
+            RouteId = "api-status-wait", ClusterId = "api", Order = -1, TimeoutPolicy = StatusWaitTimeoutPolicy,
+            Match = new RouteMatch
+            {
+                Path = "/v1/payments/{paymentId}", Methods = ["GET"],
+                QueryParameters = [new RouteQueryParameter { Name = "wait", Mode = QueryParameterMatchMode.Exists }],
+            },
+        };
+        builder.Services.AddRequestTimeouts(timeouts =>
+        {
+            timeouts.AddPolicy(ProxyTimeoutPolicy, options.RequestTimeout);
+            timeouts.AddPolicy(StatusWaitTimeoutPolicy, options.RequestTimeout + EdgeOptions.MaxStatusWait);
+        });
+        builder.Services.AddReverseProxy().LoadFromMemory([route, statusWait], [Cluster(options, backends)]);
     }
 
     public static void UseEdge(this WebApplication app)

@@ -198,16 +198,31 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     public async Task RecordOutcomeAsync(string paymentId, PaymentOutcome outcome, DateTimeOffset now, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(outcome);
+        await ChangeAsync(paymentId, record => record.IsTerminal ? null : record with { Status = outcome.Status, Reason = outcome.Reason, UpdatedAt = now },
+            cancellationToken);
+    }
+
+    /// <summary>Applies <paramref name="change"/> by compare-and-swap (at most <see cref="MaxCasAttempts"/> rounds):
+    /// it gets the record as it is now and returns the new one, or null to leave it. Returns the record as it is after
+    /// (null when there is none).</summary>
+    public async Task<PaymentRecord?> ChangeAsync(string paymentId, Func<PaymentRecord, PaymentRecord?> change, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(change);
         for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
-            if (await GetAsync(paymentId, cancellationToken) is not { Record: var record, Revision: var revision } || record.IsTerminal)
+            if (await GetAsync(paymentId, cancellationToken) is not { Record: var record, Revision: var revision })
             {
-                return;
+                return null;
             }
 
-            if (await UpdateAsync(record with { Status = outcome.Status, Reason = outcome.Reason, UpdatedAt = now }, revision, cancellationToken))
+            if (change(record) is not { } changed)
             {
-                return;
+                return record;
+            }
+
+            if (await UpdateAsync(changed, revision, cancellationToken))
+            {
+                return changed;
             }
         }
 
@@ -313,6 +328,12 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     }
 
     private string Key(string paymentId) => root + paymentId;
+
+    /// <summary>The prefix every key of the store lives under (records and their index keys), for a watch.</summary>
+    public string Prefix => root;
+
+    /// <summary>The etcd key of a payment's record.</summary>
+    public string KeyOf(string paymentId) => Key(paymentId);
 
     private string InFlightRoot => root + "~in-flight/";
 

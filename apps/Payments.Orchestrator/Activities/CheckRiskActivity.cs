@@ -1,16 +1,37 @@
 using Payments.Domain;
 using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
 using Payments.Risk.Contracts;
 
 namespace Payments.Orchestrator.Activities;
 
-public sealed class CheckRiskActivity(IRiskAssessor risk) : PaymentActivity<RiskAssessment>
+/// <summary>Asks the risk service, and writes a payment sent to review into its record as <c>awaiting_approval</c>
+/// before the saga waits for the reviewer: the record is what the API reports (reads never ask the workflow), so the
+/// status a client or a reviewer sees is the saga's own.</summary>
+/// <remarks>Once sent to review a payment stays there: if this activity runs again (its answer was lost) and the risk
+/// service now approves — velocity is counted per replica and in memory — the recorded review stands, so a payment the
+/// record shows awaiting a reviewer never moves money unreviewed. A record that is missing (a saga started without the
+/// API) or already terminal is left alone.</remarks>
+public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore records, TimeProvider time) : PaymentActivity<RiskAssessment>
 {
-    protected override Task<RiskAssessment> ExecuteAsync(PaymentInput input)
+    protected override async Task<RiskAssessment> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return risk.AssessAsync(
+        var assessment = await risk.AssessAsync(
             new RiskInput(input.PaymentId, AccountId.Parse(input.Order.DebtorAccountId), AccountId.Parse(input.Order.CreditorAccountId), PaymentTransfers.Amount(input)),
             CancellationToken.None);
+        switch (assessment.Decision)
+        {
+            case RiskDecision.Review:
+                var now = time.GetUtcNow();
+                await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending
+                    ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
+                    : null, CancellationToken.None);
+                return assessment;
+            case RiskDecision.Approve when (await records.GetAsync(input.PaymentId, CancellationToken.None))?.Record.Status == PaymentStatus.AwaitingApproval:
+                return new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]);
+            default:
+                return assessment;
+        }
     }
 }

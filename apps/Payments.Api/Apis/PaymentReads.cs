@@ -1,0 +1,74 @@
+using System.Globalization;
+using Payments.Api.Contracts;
+using Payments.Api.Problems;
+using Payments.Api.Security;
+using Payments.Domain;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Api.Apis;
+
+/// <summary><c>GET /v1/payments/{id}</c>: the payment as its record says — the saga writes every status a client sees
+/// into the record, so a read is one etcd read and never a call to the orchestrator. With <c>?wait=</c> the request
+/// waits (bounded) for the status to change instead of the client polling.</summary>
+public static class PaymentReads
+{
+    public static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services, PaymentStatusWaits waits)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(waits);
+        if (WaitOf(context.Request.Query) is not { } wait)
+        {
+            return Reply.Invalid(WaitErrors(context.Request.Query)).ToResult();
+        }
+
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration,
+            cancellationToken => services.CurrentAsync(paymentId, merchant, cancellationToken), context.RequestAborted);
+        try
+        {
+            // Finished payments older than the archive's retention live in Cosmos DB, no longer in etcd.
+            current ??= await services.Archive.GetAsync(paymentId, merchant, context.RequestAborted);
+        }
+        catch (ArchiveUnavailableException)
+        {
+            return Reply.Unavailable("The archive of finished payments did not answer; retry later.").ToResult();
+        }
+
+        return current is null
+            ? Reply.PaymentNotFound(paymentId).ToResult()
+            : Reply.Json(StatusCodes.Status200OK, ToResponse(current)).ToResult();
+    }
+
+    /// <summary>How long to wait and for a change from which status; null when a parameter is invalid.</summary>
+    private static (TimeSpan Duration, string? From)? WaitOf(IQueryCollection query) =>
+        WaitErrors(query).Count > 0
+            ? null
+            : (TimeSpan.FromSeconds(query.TryGetValue("wait", out var wait) ? int.Parse(wait.ToString(), NumberStyles.None, CultureInfo.InvariantCulture) : 0),
+                query.TryGetValue("status", out var status) ? status.ToString() : null);
+
+    private static Dictionary<string, string> WaitErrors(IQueryCollection query)
+    {
+        var errors = new Dictionary<string, string>();
+        if (query.TryGetValue("wait", out var wait)
+            && (wait.Count != 1 || !int.TryParse(wait.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+                || seconds > PaymentStatusWaits.MaxWaitSeconds))
+        {
+            errors["wait"] = $"wait must be a whole number of seconds from 0 to {PaymentStatusWaits.MaxWaitSeconds}.";
+        }
+
+        if (query.TryGetValue("status", out var status) && (status.Count != 1 || !IsStatus(status.ToString())))
+        {
+            errors["status"] = "status must be one of pending, awaiting_approval, completed, failed, compensated.";
+        }
+
+        return errors;
+    }
+
+    private static bool IsStatus(string status) => status is PaymentStatus.Pending or PaymentStatus.AwaitingApproval || PaymentStatus.IsTerminal(status);
+
+    private static PaymentResponse ToResponse(PaymentRecord record) => new(
+        record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, record.Order.DebtorAccountId,
+        record.Order.CreditorAccountId, record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt,
+        record.Review is { } review ? new PaymentReviewResponse(review.Decision, review.DecidedBy, review.DecidedAt) : null);
+}

@@ -1,0 +1,67 @@
+using Payments.Etcd;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Api.Apis;
+
+/// <summary>Where <c>GET /v1/payments/{id}?wait=</c> waits: one etcd watch per replica on the payment records wakes
+/// the requests waiting on a payment when its record changes — the saga writes every status a client sees into it —
+/// so a client learns of the change as it happens, and a waiting request costs no read until then.</summary>
+public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnection etcd, TimeProvider time, ILogger<PaymentStatusWaits> logger)
+    : BackgroundService
+{
+    /// <summary>The longest wait a client may ask for: under the edge's and the ingress's 60 s read timeouts, and
+    /// under the common 100 s of HTTP clients.</summary>
+    public const int MaxWaitSeconds = 30;
+
+    /// <summary>Requests of this replica waiting at once, at most; past it a request is answered at once with the
+    /// current status (as if it had not asked to wait). Each holds a connection and a little memory.</summary>
+    public const int MaxWaiters = 10_000;
+
+    /// <summary>How often a waiter re-reads without an event: only a safety net, since every restart of the watch
+    /// wakes every waiter.</summary>
+    public static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>Reads per request at most (each change of the record, or a recheck, costs one).</summary>
+    public const int MaxReadsPerWait = 64;
+
+    private readonly EtcdKeyChanges changes = new(etcd, records.Prefix, logger, MaxWaiters);
+
+    /// <summary>Requests waiting now.</summary>
+    public int Waiting => changes.Waiting;
+
+    /// <summary>The payment as <paramref name="read"/> finds it once its status is other than
+    /// <paramref name="from"/> (null: the status at the first read), or once it is terminal, or when
+    /// <paramref name="wait"/> has passed; null when there is no such payment.</summary>
+    public async Task<PaymentRecord?> WaitAsync(
+        string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        var deadline = time.GetUtcNow() + wait;
+        using var place = wait > TimeSpan.Zero ? changes.TryEnter() : null;
+        PaymentRecord? current = null;
+        for (var reads = 1; reads <= MaxReadsPerWait; reads++)
+        {
+            var change = place is null ? null : changes.NextChangeAsync(records.KeyOf(paymentId)); // before the read
+            current = await read(cancellationToken);
+            from ??= current?.Status;
+            var remaining = deadline - time.GetUtcNow();
+            if (change is null || current is null || current.IsTerminal || current.Status != from || remaining <= TimeSpan.Zero)
+            {
+                return current;
+            }
+
+            try
+            {
+                await change.WaitAsync(remaining < RecheckInterval ? remaining : RecheckInterval, time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                // No event in time: read again (the recheck), or answer if the wait is over.
+            }
+        }
+
+        return current;
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => changes.RunAsync(stoppingToken);
+}

@@ -1,0 +1,84 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace Payments.Etcd;
+
+/// <summary>Where the requests of one replica wait for a key under a prefix to change: one etcd watch on the prefix
+/// wakes the waiters of a key when it changes, instead of each waiter asking etcd again and again. Every (re)start of
+/// the watch wakes everyone (events between two streams are not replayed), and a waiter re-reads on its own at an
+/// interval of its choosing besides, so a lost event delays a waiter, never hangs it.</summary>
+/// <remarks>Used for duplicates of an Idempotency-Key waiting for the first request, and for clients waiting for a
+/// payment's status to change (<c>GET /v1/payments/{id}?wait=</c>).</remarks>
+public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters)
+{
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> changes = new(StringComparer.Ordinal);
+    private int waiters;
+
+    /// <summary>The prefix watched; keys passed to <see cref="NextChangeAsync"/> are full keys under it.</summary>
+    public string Prefix => prefix;
+
+    /// <summary>Requests that may wait at once; past it <see cref="TryEnter"/> refuses.</summary>
+    public int MaxWaiters => maxWaiters;
+
+    /// <summary>Requests waiting now.</summary>
+    public int Waiting => Volatile.Read(ref waiters);
+
+    /// <summary>A place among the waiters, or null when <see cref="MaxWaiters"/> wait already; dispose it to leave.</summary>
+    public IDisposable? TryEnter()
+    {
+        if (Interlocked.Increment(ref waiters) <= maxWaiters)
+        {
+            return new Place(this);
+        }
+
+        Interlocked.Decrement(ref waiters);
+        return null;
+    }
+
+    /// <summary>Completes at the next change of <paramref name="key"/> (or when the watch restarts, when changes may
+    /// have been missed). Take it before reading the key, so a change right after the read is not missed.</summary>
+    public Task NextChangeAsync(string key)
+    {
+        if (changes.Count >= maxWaiters)
+        {
+            // Signals left by waiters that gave up on keys that never changed since: wake everyone (they re-read)
+            // rather than keep them without bound.
+            WakeAll();
+        }
+
+        return changes.GetOrAdd(key, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+    }
+
+    /// <summary>Watches the prefix until <paramref name="cancellationToken"/> ends (reopening a broken watch).</summary>
+    public Task RunAsync(CancellationToken cancellationToken) =>
+        new EtcdPrefixWatch(etcd, prefix, logger).RunAsync(WakeAll, (key, _) => Wake(prefix + key), cancellationToken);
+
+    private void Wake(string key)
+    {
+        if (changes.TryRemove(key, out var change))
+        {
+            change.TrySetResult();
+        }
+    }
+
+    private void WakeAll()
+    {
+        foreach (var key in changes.Keys)
+        {
+            Wake(key);
+        }
+    }
+
+    private sealed class Place(EtcdKeyChanges owner) : IDisposable
+    {
+        private int left;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref left, 1) == 0)
+            {
+                Interlocked.Decrement(ref owner.waiters);
+            }
+        }
+    }
+}

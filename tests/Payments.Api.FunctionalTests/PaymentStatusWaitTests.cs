@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Payments.Api.Apis;
+using Payments.Merchants;
+using Payments.Orchestrator.Client.Gateway;
+using Payments.Orchestrator.Client.Models;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 14 item 1, status without polling: a client waits on the payment with one request and hears of the
+/// change as it happens; the saga writes every status a client sees into the payment record, so reads never ask the
+/// orchestrator. Fails on the code before it: <c>?wait=</c> was ignored (the request answered at once), and a read of
+/// a payment not yet finished asked the orchestrator every time.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
+{
+    private static readonly TimeSpan WaitBound = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task OneWaitingRequest_AnswersWhenTheReviewerDecides_AndNoReadAsksTheOrchestrator()
+    {
+        var asked = new WorkflowReads();
+        await using var replica = StartReplicaCounting(asked);
+        using var admin = MerchantKeysTests.Admin(system.BaseAddress);
+        var merchant = MerchantKeysTests.NewMerchantId();
+        await MerchantKeysTests.CreateMerchantAsync(admin, merchant);
+        var (creatorKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, [.. ApiScopes.All]);
+        var (reviewerKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsApprove);
+        await using var creator = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, creatorKey);
+        await using var reviewer = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey);
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await creator.Http.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await creator.Http.OpenAccountAsync(creditor);
+        var paymentId = (await (await creator.Http.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
+            .GetProperty("paymentId").GetString()!;
+        await creator.Http.WaitForStatusAsync(paymentId, "awaiting_approval"); // the saga's own record says so
+
+        // One request, waiting while the payment awaits its reviewer; it can only answer otherwise once the reviewer
+        // decided, because the decision is sent only after the replica counts the request among its waiters.
+        var waits = replica.Services.GetRequiredService<PaymentStatusWaits>();
+        var waiting = creator.Http.GetAsync($"/v1/payments/{paymentId}?wait=20&status=awaiting_approval");
+        await PollUntilAsync(() => waits.Waiting >= 1 || waiting.IsCompleted);
+        Assert.False(waiting.IsCompleted, "The request answered before any change: it did not wait.");
+        using var approval = await reviewer.Http.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+        Assert.Equal(HttpStatusCode.Accepted, approval.StatusCode);
+        using var answer = await waiting;
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.NotEqual("awaiting_approval", (await answer.JsonAsync()).GetProperty("status").GetString());
+
+        // Waiting again from the status just seen ends at the outcome; naming a status the payment left answers at once.
+        var final = await WaitUntilTerminalAsync(creator.Http, paymentId);
+        Assert.Equal("completed", final);
+        using var left = await creator.Http.GetAsync($"/v1/payments/{paymentId}?wait=20&status=pending");
+        Assert.Equal("completed", (await left.JsonAsync()).GetProperty("status").GetString());
+        Assert.Equal(0, asked.Count);
+    }
+
+    [Theory]
+    [InlineData("wait=31", "wait")]
+    [InlineData("wait=-1", "wait")]
+    [InlineData("wait=soon", "wait")]
+    [InlineData("wait=1&wait=2", "wait")]
+    [InlineData("wait=1&status=done", "status")]
+    public async Task AnInvalidWait_IsRefusedWithTheFieldNamed(string query, string field)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync($"/v1/payments/pay_000000000000000000000000?{query}");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.JsonAsync();
+        Assert.EndsWith("/validation-failed", problem.GetProperty("type").GetString());
+        Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"No error for {field}: {problem}");
+    }
+
+    /// <summary>Asks with <c>?wait=</c> from each status seen until the payment is final: a few requests, not a poll.</summary>
+    private static async Task<string> WaitUntilTerminalAsync(HttpClient client, string paymentId)
+    {
+        const int MaxRequests = 8; // pending, then final; more only if the machine is very slow (each waits 20 s)
+        string? status = null;
+        for (var request = 0; request < MaxRequests; request++)
+        {
+            using var response = await client.GetAsync($"/v1/payments/{paymentId}?wait=20" + (status is null ? string.Empty : "&status=" + status));
+            status = (await response.JsonAsync()).GetProperty("status").GetString()!;
+            if (status is "completed" or "failed" or "compensated")
+            {
+                return status;
+            }
+        }
+
+        return $"still {status} after {MaxRequests} waits";
+    }
+
+    private static async Task PollUntilAsync(Func<bool> condition)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < WaitBound, "The waiting request was never counted.");
+            await Task.Delay(10);
+        }
+    }
+
+    private WebApplicationFactory<Program> StartReplicaCounting(WorkflowReads asked) =>
+        system.StartReplica(web => web.ConfigureTestServices(services =>
+        {
+            var real = services.Last(service => service.ServiceType == typeof(IPaymentWorkflows));
+            services.AddTransient<IPaymentWorkflows>(provider => new CountingWorkflows((IPaymentWorkflows)real.ImplementationFactory!(provider), asked));
+        }));
+
+    private sealed class WorkflowReads
+    {
+        public int Count;
+    }
+
+    /// <summary>The real orchestrator client, counting the reads of workflow state.</summary>
+    private sealed class CountingWorkflows(IPaymentWorkflows real, WorkflowReads asked) : IPaymentWorkflows
+    {
+        public Task StartAsync(PaymentInput input, CancellationToken cancellationToken) => real.StartAsync(input, cancellationToken);
+
+        public Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref asked.Count);
+            return real.GetAsync(paymentId, cancellationToken);
+        }
+
+        public Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken) =>
+            real.RaiseApprovalAsync(paymentId, decision, cancellationToken);
+    }
+}
