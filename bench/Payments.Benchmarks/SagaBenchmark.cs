@@ -10,23 +10,88 @@ using Payments.Merchants;
 
 namespace Payments.Benchmarks;
 
+/// <summary>How the benchmark's clients follow a payment to its end.</summary>
+public enum StatusMode
+{
+    /// <summary><c>GET ?wait=</c> from the status seen last: one request per change.</summary>
+    LongPoll,
+
+    /// <summary>A plain GET every second, as a client without the wait would do it politely.</summary>
+    Poll1s,
+
+    /// <summary>A plain GET every 20 ms: what this benchmark did before the wait existed (the issue 14 baseline).</summary>
+    Poll20ms,
+}
+
 /// <summary>Drives the public API of the local system at a fixed concurrency: each client submits a payment and
-/// polls it to a terminal state, then submits the next. Reports payments/s and submit-to-terminal latency.</summary>
+/// follows it to a terminal state, then submits the next. Reports, in one run: raw etcd transactions/s (a short
+/// baseline first, on the same cluster), payments/s, submit-to-terminal latency, the CPU every process of the system
+/// spent per payment (from /proc), the etcd write transactions per payment (Raft entries), and payments per raw txn.</summary>
 public static class SagaBenchmark
 {
     public const int AccountsPerClient = 4;
     public const long FundsMinor = 1_000_000_000;
     public const long MaxPaymentsPerClient = 1_000_000;
-    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(20);
     private static readonly TimeSpan TerminalTimeout = TimeSpan.FromMinutes(2);
+    private static readonly TimeSpan BaselineDuration = TimeSpan.FromSeconds(5);
 
-    public static async Task RunAsync(TimeSpan duration, int clients, CancellationToken cancellationToken)
+    public static async Task RunAsync(TimeSpan duration, int clients, StatusMode mode, CancellationToken cancellationToken)
     {
         await using var system = await LocalSystem.StartAsync(0, Console.WriteLine, cancellationToken);
         var store = new MerchantStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
         Console.WriteLine($"Opening {clients * AccountsPerClient} accounts for {clients} merchants (one API key per client)…");
         var http = await Task.WhenAll(Enumerable.Range(0, clients).Select(client => ClientAsync(system, store, client, cancellationToken)));
+        Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
+        var raw = await LedgerBenchmark.RawTxnAsync(system.Etcd, clients, BaselineDuration, cancellationToken);
 
+        var cpuBefore = SystemCpu.DescendantSecondsByProgram();
+        var raftBefore = await RaftIndexAsync(system, cancellationToken);
+        var (payments, notCompleted, elapsed, merged) = await DriveAsync(http, duration, mode, cancellationToken);
+        var cpuByProgram = SystemCpu.DescendantSecondsByProgram()
+            .Select(entry => (Program: entry.Key, Seconds: entry.Value - cpuBefore.GetValueOrDefault(entry.Key)))
+            .OrderByDescending(entry => entry.Seconds).ToArray();
+        var cpuSeconds = cpuByProgram.Sum(entry => entry.Seconds);
+        var raftEntries = await RaftIndexAsync(system, cancellationToken) - raftBefore;
+
+        var perSecond = payments / elapsed.TotalSeconds;
+        var p50 = merged.GetValueAtPercentile(50) * 1000.0 / Stopwatch.Frequency;
+        var p99 = merged.GetValueAtPercentile(99) * 1000.0 / Stopwatch.Frequency;
+        var cpuMs = payments == 0 ? 0 : cpuSeconds * 1000 / payments;
+        var txnsPerPayment = payments == 0 ? 0 : (double)raftEntries / payments;
+        Console.WriteLine();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{payments:N0} payments in {elapsed.TotalSeconds:F1} s at concurrency {clients}, status by {mode}: {perSecond:F1} payments/s, submit-to-terminal p50 {p50:F1} ms, p99 {p99:F1} ms, not completed {notCompleted}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"raw etcd {raw.ItemsPerSecond:F0} txn/s; {cpuSeconds:F1} CPU-s by the system's processes = {cpuMs:F1} ms per payment; {txnsPerPayment:F1} etcd write txns per payment; {perSecond / raw.ItemsPerSecond:F4} payments per raw txn"));
+        Console.WriteLine("CPU by program: " + string.Join(", ", cpuByProgram.Select(entry => string.Create(CultureInfo.InvariantCulture,
+            $"{entry.Program} {(payments == 0 ? 0 : entry.Seconds * 1000 / payments):F1} ms ({entry.Seconds / Math.Max(cpuSeconds, 1e-9):P0})"))));
+        var result = new Dictionary<string, object>
+        {
+            ["status"] = mode.ToString().ToLowerInvariant(),
+            ["rawTxnPerSec"] = Math.Round(raw.ItemsPerSecond, 0),
+            ["paymentsPerSec"] = Math.Round(perSecond, 1),
+            ["terminalP50Ms"] = Math.Round(p50, 1),
+            ["terminalP99Ms"] = Math.Round(p99, 1),
+            ["cpuMsPerPayment"] = Math.Round(cpuMs, 1),
+            ["etcdTxnsPerPayment"] = Math.Round(txnsPerPayment, 2),
+            ["paymentsPerRawTxn"] = Math.Round(perSecond / raw.ItemsPerSecond, 4),
+            ["payments"] = payments,
+            ["notCompleted"] = notCompleted,
+            ["clients"] = clients,
+        };
+        Console.WriteLine("RESULT " + JsonSerializer.Serialize(result));
+        foreach (var client in http)
+        {
+            client.Dispose();
+        }
+    }
+
+    /// <summary>The clients' loop, with progress every second: payments terminal, those not completed, the time
+    /// taken, and every payment's submit-to-terminal latency.</summary>
+    private static async Task<(long Payments, long NotCompleted, TimeSpan Elapsed, LongHistogram Latency)> DriveAsync(
+        HttpClient[] http, TimeSpan duration, StatusMode mode, CancellationToken cancellationToken)
+    {
+        var clients = http.Length;
         var histograms = Enumerable.Range(0, clients).Select(_ => new LongHistogram(TimeStamp.Minutes(5), 3)).ToArray();
         var completed = new long[clients];
         var notCompleted = 0L;
@@ -36,7 +101,7 @@ public static class SagaBenchmark
             for (long sequence = 0; sequence < MaxPaymentsPerClient && clock.Elapsed < duration; sequence++)
             {
                 var start = Stopwatch.GetTimestamp();
-                if (await PayAsync(http[client], client, sequence, cancellationToken) != "completed")
+                if (await PayAsync(http[client], client, sequence, mode, cancellationToken) != "completed")
                 {
                     Interlocked.Increment(ref notCompleted);
                 }
@@ -61,32 +126,27 @@ public static class SagaBenchmark
             merged.Add(histogram);
         }
 
-        var payments = completed.Sum();
-        var perSecond = payments / elapsed.TotalSeconds;
-        var p50 = merged.GetValueAtPercentile(50) * 1000.0 / Stopwatch.Frequency;
-        var p99 = merged.GetValueAtPercentile(99) * 1000.0 / Stopwatch.Frequency;
-        Console.WriteLine();
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{payments:N0} payments in {elapsed.TotalSeconds:F1} s at concurrency {clients}: {perSecond:F1} payments/s, submit-to-terminal p50 {p50:F1} ms, p99 {p99:F1} ms, not completed {notCompleted}"));
-        var result = new Dictionary<string, object>
+        return (completed.Sum(), notCompleted, elapsed, merged);
+    }
+
+    /// <summary>The cluster's Raft index (the highest of the members'): one entry per write transaction committed
+    /// (and per lease grant, revoke or compaction); reads are served without one.</summary>
+    private static async Task<long> RaftIndexAsync(LocalSystem system, CancellationToken cancellationToken)
+    {
+        var highest = 0L;
+        for (var member = 0; member < system.Cluster.Members.Count; member++)
         {
-            ["paymentsPerSec"] = Math.Round(perSecond, 1),
-            ["terminalP50Ms"] = Math.Round(p50, 1),
-            ["terminalP99Ms"] = Math.Round(p99, 1),
-            ["payments"] = payments,
-            ["notCompleted"] = notCompleted,
-            ["clients"] = clients,
-        };
-        Console.WriteLine("RESULT " + JsonSerializer.Serialize(result));
-        foreach (var client in http)
-        {
-            client.Dispose();
+            var status = await system.Etcd.MemberMaintenance(member).StatusAsync(
+                new Etcdserverpb.StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+            highest = Math.Max(highest, (long)status.RaftIndex);
         }
+
+        return highest;
     }
 
     private static async Task<HttpClient> ClientAsync(LocalSystem system, MerchantStore store, int client, CancellationToken cancellationToken)
     {
-        var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        var http = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = TimeSpan.FromSeconds(60) }; // above the 20 s status wait
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync($"bench-{client}", cancellationToken));
         for (var index = 0; index < AccountsPerClient; index++)
         {
@@ -100,7 +160,7 @@ public static class SagaBenchmark
         return http;
     }
 
-    private static async Task<string> PayAsync(HttpClient http, int client, long sequence, CancellationToken cancellationToken)
+    private static async Task<string> PayAsync(HttpClient http, int client, long sequence, StatusMode mode, CancellationToken cancellationToken)
     {
         var debtor = $"bench-{client}-{sequence % AccountsPerClient}";
         var creditor = $"bench-{client}-{(sequence + 1) % AccountsPerClient}";
@@ -116,7 +176,12 @@ public static class SagaBenchmark
         }
 
         var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
-        var (status, _) = await PaymentPolling.WaitForTerminalAsync(http, paymentId, TerminalTimeout, PollInterval, null, cancellationToken);
+        var (status, _) = mode switch
+        {
+            StatusMode.LongPoll => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20), null, cancellationToken),
+            StatusMode.Poll1s => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromSeconds(1), TimeSpan.Zero, null, cancellationToken),
+            _ => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromMilliseconds(20), TimeSpan.Zero, null, cancellationToken),
+        };
         return status;
     }
 }
