@@ -245,9 +245,11 @@ public static class PaymentsApi
 
         await services.Workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approve, principal.KeyId), context.RequestAborted);
         // The saga has the decision: the payment no longer waits for a reviewer (it moves money, or fails as rejected).
+        // Written even if the reviewer's request is gone by now (bounded by the store's CAS rounds and call timeouts),
+        // else the record would show a payment awaiting review while it moves money.
         await services.Records.ChangeAsync(paymentId, record => record.Status == PaymentStatus.AwaitingApproval
             ? record with { Status = PaymentStatus.Pending, UpdatedAt = services.Time.GetUtcNow() }
-            : null, context.RequestAborted);
+            : null, CancellationToken.None);
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
     }
 
