@@ -14,9 +14,6 @@ public static class SystemCpu
     /// runs on (proc(5): "clock ticks (divide by sysconf(_SC_CLK_TCK))", which returns USER_HZ).</summary>
     private const double ClockTicksPerSecond = 100;
 
-    /// <summary>Seconds of CPU used so far by every descendant of this process.</summary>
-    public static double DescendantSeconds() => DescendantSecondsByProgram().Values.Sum();
-
     /// <summary>Seconds of CPU used so far by the descendants of this process, by program (the app's assembly for a
     /// .NET process, else the command's name: etcd).</summary>
     public static IReadOnlyDictionary<string, double> DescendantSecondsByProgram()

@@ -37,6 +37,11 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
     [Fact]
     public void TheEdgesBodyLimit_IsTheApisOwn() => Assert.Equal(RequestBody.MaxBytes, new EdgeOptions().MaxRequestBodyBytes);
 
+    /// <summary>A status wait (GET ?wait=) gets exactly the API's longest wait on top of the edge's request timeout.</summary>
+    [Fact]
+    public void TheEdgesStatusWaitAllowance_IsTheApisLongestWait() =>
+        Assert.Equal(TimeSpan.FromSeconds(PaymentStatusWaits.MaxWaitSeconds), EdgeOptions.MaxStatusWait);
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

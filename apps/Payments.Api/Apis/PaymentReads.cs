@@ -17,10 +17,12 @@ public static class PaymentReads
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(waits);
-        if (WaitOf(context.Request.Query) is not { } wait)
+        if (WaitErrors(context.Request.Query) is { Count: > 0 } errors)
         {
-            return Reply.Invalid(WaitErrors(context.Request.Query)).ToResult();
+            return Reply.Invalid(errors).ToResult();
         }
+
+        var wait = WaitOf(context.Request.Query);
 
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration,
@@ -40,12 +42,10 @@ public static class PaymentReads
             : Reply.Json(StatusCodes.Status200OK, ToResponse(current)).ToResult();
     }
 
-    /// <summary>How long to wait and for a change from which status; null when a parameter is invalid.</summary>
-    private static (TimeSpan Duration, string? From)? WaitOf(IQueryCollection query) =>
-        WaitErrors(query).Count > 0
-            ? null
-            : (TimeSpan.FromSeconds(query.TryGetValue("wait", out var wait) ? int.Parse(wait.ToString(), NumberStyles.None, CultureInfo.InvariantCulture) : 0),
-                query.TryGetValue("status", out var status) ? status.ToString() : null);
+    /// <summary>How long to wait and for a change from which status (the parameters checked by <see cref="WaitErrors"/>).</summary>
+    private static (TimeSpan Duration, string? From) WaitOf(IQueryCollection query) =>
+        (TimeSpan.FromSeconds(query.TryGetValue("wait", out var wait) ? int.Parse(wait.ToString(), NumberStyles.None, CultureInfo.InvariantCulture) : 0),
+            query.TryGetValue("status", out var status) ? status.ToString() : null);
 
     private static Dictionary<string, string> WaitErrors(IQueryCollection query)
     {
