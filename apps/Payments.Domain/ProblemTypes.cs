@@ -43,6 +43,12 @@ public static class ProblemTypes
     /// <summary>Admin API: the service has no operator credential configured, so its admin API is off.</summary>
     public const string AdminNotConfigured = Base + "admin-not-configured";
     public const string AccountNotFound = Base + "account-not-found";
+
+    /// <summary>No webhook endpoint with that id for this merchant.</summary>
+    public const string WebhookEndpointNotFound = Base + "webhook-endpoint-not-found";
+
+    /// <summary>The merchant has the most webhook endpoints allowed; delete one first.</summary>
+    public const string WebhookEndpointLimitReached = Base + "webhook-endpoint-limit-reached";
     public const string PaymentNotFound = Base + "payment-not-found";
     public const string AccountExists = Base + "account-exists";
     public const string CurrencyMismatch = Base + "currency-mismatch";

@@ -59,6 +59,16 @@ public sealed class EtcdOptions
     /// <summary>Idempotency records of the public API.</summary>
     public string IdempotencyPrefix => KeyPrefix + "idempotency/";
 
+    /// <summary>Webhook endpoints, the outbox of payment events not yet fanned out, and deliveries due.</summary>
+    public string WebhooksPrefix => KeyPrefix + "webhooks/";
+
+    /// <summary>Markers of payment events the webhook dispatcher has not taken yet; written by whoever changes a
+    /// payment record (<c>PaymentEvents</c>).</summary>
+    public string WebhookOutboxPrefix => WebhooksPrefix + "outbox/";
+
+    /// <summary>Where the webhook dispatcher's lock lives (one API replica delivers at a time).</summary>
+    public string WebhookLockKey => KeyPrefix + "locks/webhook-dispatcher";
+
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
     public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = ["api/", "payments/"];
 }

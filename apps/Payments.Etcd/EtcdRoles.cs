@@ -21,8 +21,9 @@ public static class EtcdRoles
     /// <summary>The roles for the layout under <paramref name="keyPrefix"/>. Why each family:
     /// the ledger writes its own keys (journal, accounts, holds, its sweeper and archiver locks), reads the region
     /// epoch (its writes compare it) and reads the records it ships beside the journal;
-    /// the API writes merchants, payment records and idempotency records;
-    /// the orchestrator finishes payment records and runs the payment sweeper (lock, cursor, takeover requests);
+    /// the API writes merchants, payment records and idempotency records, and delivers webhooks (endpoints, outbox,
+    /// deliveries due, its lock);
+    /// the orchestrator finishes payment records (and leaves each event's marker in the webhook outbox) and runs the payment sweeper (lock, cursor, takeover requests);
     /// the failover service writes the region epoch and, as the standby's applier, the ledger, the shipped records,
     /// its replication checkpoints and the takeover sweep request.</summary>
     public static IReadOnlyList<EtcdRole> For(string keyPrefix)
@@ -33,8 +34,8 @@ public static class EtcdRoles
         return
         [
             new EtcdRole(Ledger, Families("ledger/"), Families("region/", "api/", "payments/")),
-            new EtcdRole(Api, Families("api/", "payments/", "idempotency/"), region),
-            new EtcdRole(Orchestrator, Families("payments/", "locks/payment-sweeper", "sweeper/"), region),
+            new EtcdRole(Api, Families("api/", "payments/", "idempotency/", "webhooks/", "locks/webhook-dispatcher"), region),
+            new EtcdRole(Orchestrator, Families("payments/", "webhooks/outbox/", "locks/payment-sweeper", "sweeper/"), region),
             new EtcdRole(Failover, Families("region/", "ledger/", "api/", "payments/", "replication/", "sweeper/"), []),
             new EtcdRole(StateStore, Families(StateStoreFamily), []),
         ];

@@ -14,11 +14,14 @@ public static class ApiScopes
     /// <summary>Approve or reject a payment held for review — and never one the same key created (four eyes).</summary>
     public const string PaymentsApprove = "payments:approve";
 
-    public static readonly IReadOnlyList<string> All = [AccountsRead, AccountsWrite, PaymentsRead, PaymentsWrite, PaymentsApprove];
+    /// <summary>Register, rotate and delete webhook endpoints (the events themselves are read with payments:read).</summary>
+    public const string WebhooksManage = "webhooks:manage";
+
+    public static readonly IReadOnlyList<string> All = [AccountsRead, AccountsWrite, PaymentsRead, PaymentsWrite, PaymentsApprove, WebhooksManage];
 
     /// <summary>A key issued without a scope list: everything a merchant's integration needs, except approving,
     /// which goes to a reviewer's key on purpose.</summary>
-    public static readonly IReadOnlyList<string> Default = [AccountsRead, AccountsWrite, PaymentsRead, PaymentsWrite];
+    public static readonly IReadOnlyList<string> Default = [AccountsRead, AccountsWrite, PaymentsRead, PaymentsWrite, WebhooksManage];
 
     public static bool IsKnown(string scope) => All.Contains(scope, StringComparer.Ordinal);
 }

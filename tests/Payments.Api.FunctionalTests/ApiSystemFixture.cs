@@ -85,6 +85,10 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             web.UseSetting(key, value);
         }
 
+        // The tests' webhook receivers listen on 127.0.0.1, and retry within a second rather than 5 s.
+        web.UseSetting("Webhooks:AllowPrivateTargets", "true");
+        web.UseSetting("Webhooks:FirstBackoff", "00:00:00.200");
+        web.UseSetting("Webhooks:MaxBackoff", "00:00:01");
         web.UseSetting("Logging:LogLevel:Default", "Warning");
         // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
         web.UseSetting("Telemetry:Exporter", "none");

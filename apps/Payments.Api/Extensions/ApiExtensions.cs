@@ -7,6 +7,7 @@ using Payments.Api.Limits;
 using Payments.Api.Problems;
 using Payments.Api.Regions;
 using Payments.Api.Security;
+using Payments.Api.Webhooks;
 using Payments.Domain;
 using Payments.Cosmos;
 using Payments.Etcd;
@@ -44,6 +45,7 @@ public static class ApiExtensions
         services.AddSingleton(region);
         services.AddEtcd(etcd, region.Enabled);
         AddStores(services, etcd);
+        AddWebhooks(services, builder.Configuration, etcd);
         AddArchive(services, builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings());
         // The ledger and the orchestrator: Dapr service invocation on Kubernetes, their own processes locally; either
         // way each call carries the API's service identity (the public API itself authenticates merchants instead).
@@ -90,6 +92,7 @@ public static class ApiExtensions
         app.MapAccountsApiV1();
         app.MapPaymentsApiV1();
         app.MapAdminApiV1();
+        app.MapWebhooksApiV1();
     }
 
     /// <summary>The archive of finished payment records (Cosmos DB, regions only): read when etcd has no record. No
@@ -113,7 +116,10 @@ public static class ApiExtensions
         services.AddSingleton(provider => new MerchantStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>(),
             provider.GetRequiredService<ApiOptions>().KeyMode));
-        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
+        services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix)
+        {
+            OutboxPrefix = etcd.WebhookOutboxPrefix,
+        });
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IdempotentExecutor>();
@@ -126,6 +132,20 @@ public static class ApiExtensions
         // Clients waiting on a payment's status (GET ?wait=) likewise: one watch on the payment records per replica.
         services.AddSingleton<PaymentStatusWaits>();
         services.AddHostedService(provider => provider.GetRequiredService<PaymentStatusWaits>());
+    }
+
+    /// <summary>Webhooks: merchants' endpoints, and the dispatcher that delivers payment events to them (one replica
+    /// at a time, under a lock).</summary>
+    private static void AddWebhooks(IServiceCollection services, IConfiguration configuration, EtcdOptions etcd)
+    {
+        var options = (configuration.GetSection(WebhookOptions.Section).Get<WebhookOptions>() ?? new WebhookOptions()).Validate();
+        services.AddSingleton(options);
+        services.AddSingleton(provider => new WebhookEndpointStore(
+            provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, provider.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(provider => new WebhookDeliveries(provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, etcd.WebhookOutboxPrefix));
+        services.AddSingleton<WebhookSender>();
+        services.AddSingleton<WebhookDispatcher>();
+        services.AddHostedService(provider => provider.GetRequiredService<WebhookDispatcher>());
     }
 
     /// <summary>A token bucket per API key, each replica holding its share of the key's cluster-wide quota (the quota

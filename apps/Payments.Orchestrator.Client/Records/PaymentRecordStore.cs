@@ -59,6 +59,13 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(prefix);
 
+    /// <summary>Where a status change that raises a payment event leaves the marker the webhook dispatcher takes
+    /// (<see cref="PaymentEvents"/>); null: events are logged, and nothing delivers them (tools, checkers).</summary>
+    public string? OutboxPrefix { get; init; }
+
+    /// <summary>The payment event log (<see cref="PaymentEvents"/>), under this store's prefix.</summary>
+    public string EventsRoot => root + "~events/";
+
     /// <summary>Creates the record (with its in-flight marker unless it is terminal), or returns the one already there
     /// with that id.</summary>
     public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)
@@ -220,7 +227,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
                 return record;
             }
 
-            if (await UpdateAsync(changed, revision, cancellationToken))
+            if (await UpdateAsync(changed, revision, cancellationToken, previousStatus: record.Status))
             {
                 return changed;
             }
@@ -242,8 +249,9 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     }
 
     /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.
-    /// A terminal record drops its in-flight marker in the same transaction.</summary>
-    public async Task<bool> UpdateAsync(PaymentRecord record, long revision, CancellationToken cancellationToken)
+    /// A terminal record drops its in-flight marker in the same transaction; a change from
+    /// <paramref name="previousStatus"/> that raises a payment event writes the event in it too.</summary>
+    public async Task<bool> UpdateAsync(PaymentRecord record, long revision, CancellationToken cancellationToken, string? previousStatus = null)
     {
         ArgumentNullException.ThrowIfNull(record);
         var key = Key(record.PaymentId);
@@ -256,6 +264,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
             request.Success.Add(EtcdBytes.Put(DoneKey(record), ByteString.Empty));
         }
 
+        PaymentEvents.AddTo(request, record, previousStatus, EventsRoot, OutboxPrefix is null ? null : EtcdBytes.AsPrefix(OutboxPrefix));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (response.Succeeded && record.IsTerminal)
         {

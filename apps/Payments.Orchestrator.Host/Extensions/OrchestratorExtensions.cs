@@ -35,7 +35,11 @@ public static class OrchestratorExtensions
         builder.Services.AddDaprWorkflow(workflows => workflows.RegisterPaymentSaga());
         builder.Services.AddSingleton<DaprPaymentWorkflows>();
         builder.Services.AddSingleton<IPaymentWorkflows>(provider => provider.GetRequiredService<DaprPaymentWorkflows>());
-        builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix));
+        // A status change that raises a payment event leaves its marker in the webhook outbox, in the same transaction.
+        builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix)
+        {
+            OutboxPrefix = etcd.WebhookOutboxPrefix,
+        });
         AddSweeper(builder.Services, options, etcd);
     }
 

@@ -94,8 +94,8 @@ root maintenance ledger api orchestrator failover statestore
      payments.keyPrefix: the same table as Payments.Etcd.EtcdRoles.For (a deployment test compares them). */}}
 {{- define "daprpayments.etcdRoles" -}}
 ledger: {rw: [ledger/], read: [region/, api/, payments/]}
-api: {rw: [api/, payments/, idempotency/], read: [region/]}
-orchestrator: {rw: [payments/, locks/payment-sweeper, sweeper/], read: [region/]}
+api: {rw: [api/, payments/, idempotency/, webhooks/, locks/webhook-dispatcher], read: [region/]}
+orchestrator: {rw: [payments/, webhooks/outbox/, locks/payment-sweeper, sweeper/], read: [region/]}
 failover: {rw: [region/, ledger/, api/, payments/, replication/, sweeper/], read: []}
 statestore: {rw: [dapr], read: []}
 {{- end -}}

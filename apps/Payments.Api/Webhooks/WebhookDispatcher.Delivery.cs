@@ -1,0 +1,118 @@
+using Etcdserverpb;
+using Payments.Etcd;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Api.Webhooks;
+
+public sealed partial class WebhookDispatcher
+{
+    /// <summary>The first retry's pause; each next one doubles it, up to <see cref="WebhookOptions.MaxBackoff"/>.</summary>
+    public static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(5);
+
+    /// <summary>Merchants whose old events one trim pass looks at, at most.</summary>
+    public const int MaxMerchantsPerTrim = 1_000;
+
+    /// <summary>The pause before attempt <paramref name="attempt"/> + 1: <see cref="FirstBackoff"/> doubled per attempt,
+    /// capped at <paramref name="maxBackoff"/>, then up to a fifth shorter at random, so that the deliveries of an endpoint
+    /// that was down do not all come back in the same second.</summary>
+    public static TimeSpan Backoff(int attempt, TimeSpan firstBackoff, TimeSpan maxBackoff, double random)
+    {
+        var exponential = firstBackoff.Ticks * Math.Pow(2, Math.Clamp(attempt - 1, 0, 30));
+        var capped = Math.Min(exponential, maxBackoff.Ticks);
+        return TimeSpan.FromTicks((long)(capped * (1 - (0.2 * Math.Clamp(random, 0, 1)))));
+    }
+
+    /// <summary>One attempt of one delivery, then its bookkeeping: ended when delivered (or moot: endpoint deleted, event
+    /// trimmed), given up after <see cref="WebhookOptions.RetryFor"/>, else put back with its backoff.</summary>
+    private async Task DeliverAsync(EtcdFencedLock held, DueDelivery due, CancellationToken cancellationToken)
+    {
+        var delivery = due.Delivery;
+        try
+        {
+            var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
+            if (endpointValue is null || eventValue is null)
+            {
+                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "dropped"));
+                await deliveries.EndAsync(held, due, cancellationToken);
+                return;
+            }
+
+            var endpoint = WebhookEndpointStore.Decode(endpointValue);
+            var (outcome, detail) = await sender.SendAsync(endpoint.Url, delivery.EventId, eventValue.ToByteArray(), endpoint.SigningSecrets(time.GetUtcNow()), cancellationToken);
+            var now = time.GetUtcNow();
+            if (outcome == WebhookAttempt.Delivered)
+            {
+                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "delivered"));
+                await deliveries.EndAsync(held, due, cancellationToken);
+            }
+            else if (now - delivery.FirstAt >= options.RetryFor)
+            {
+                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "given_up"));
+                LogGivenUp(delivery.EventId, delivery.EndpointId, delivery.Attempt + 1, detail);
+                await deliveries.EndAsync(held, due, cancellationToken);
+            }
+            else
+            {
+                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
+                var pause = Backoff(delivery.Attempt + 1, options.FirstBackoff ?? FirstBackoff, options.MaxBackoff, Random.Shared.NextDouble());
+                LogRetry(delivery.EventId, delivery.EndpointId, delivery.Attempt + 1, detail, pause.TotalSeconds);
+                await deliveries.RetryAsync(held, due, now + pause, cancellationToken);
+            }
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException or InvalidOperationException)
+        {
+            // etcd away or the lock lost: the delivery stays as it is in etcd and comes up again.
+            LogFault(exception.Message);
+        }
+        finally
+        {
+            inFlight.TryRemove(due.Key, out _);
+            perEndpoint.AddOrUpdate(delivery.EndpointId, 0, (_, count) => Math.Max(0, count - 1));
+            Wake();
+        }
+    }
+
+    /// <summary>Deletes events older than <see cref="WebhookOptions.EventRetention"/>, one range delete per merchant,
+    /// merchant after merchant (at most <see cref="MaxMerchantsPerTrim"/> per pass, going on where the last pass ended).</summary>
+    private async Task TrimIfDueAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        if (now < nextTrim)
+        {
+            return;
+        }
+
+        var eventsRoot = records.EventsRoot;
+        var cutoff = PaymentEvents.Millis(now - options.EventRetention);
+        var from = trimCursor ?? eventsRoot;
+        for (var merchants = 0; merchants < MaxMerchantsPerTrim; merchants++)
+        {
+            var first = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+            {
+                Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(eventsRoot), Limit = 1, KeysOnly = true,
+            }, cancellationToken: token), cancellationToken);
+            if (first.Kvs.Count == 0)
+            {
+                trimCursor = null;
+                nextTrim = now + TrimInterval;
+                return;
+            }
+
+            var key = first.Kvs[0].Key.ToStringUtf8();
+            var merchantRoot = key[..(key.IndexOf('/', eventsRoot.Length) + 1)];
+            await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
+            {
+                Key = EtcdBytes.Key(merchantRoot), RangeEnd = EtcdBytes.Key(merchantRoot + cutoff),
+            }, cancellationToken: token), cancellationToken);
+            from = EtcdBytes.PrefixEnd(merchantRoot).ToStringUtf8();
+        }
+
+        trimCursor = from; // more merchants than one pass takes: the next round goes on from here
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Webhook {EventId} to endpoint {EndpointId}: attempt {Attempt} failed ({Detail}); next in {Seconds:F0} s")]
+    private partial void LogRetry(string eventId, string endpointId, int attempt, string detail, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook {EventId} to endpoint {EndpointId}: given up after {Attempt} attempts ({Detail}); the event stays in GET /v1/events")]
+    private partial void LogGivenUp(string eventId, string endpointId, int attempt, string detail);
+}

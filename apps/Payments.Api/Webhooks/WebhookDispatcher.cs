@@ -1,0 +1,212 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Payments.Etcd;
+using Payments.Api.Regions;
+using Payments.Etcd.Regions;
+using Payments.Orchestrator.Client.Records;
+using Payments.Telemetry;
+
+namespace Payments.Api.Webhooks;
+
+/// <summary>Delivers payment events to merchants' endpoints: takes the outbox markers that record changes leave
+/// (fanning each event out to the merchant's endpoints that want it), sends what is due, retries failures with
+/// exponential backoff for <see cref="WebhookOptions.RetryFor"/>, and trims events older than their retention.</summary>
+/// <remarks>Every API replica runs one; the one holding the dispatcher lock works, the others wait to take over (the
+/// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment only
+/// the active region's dispatcher works. Bounded: <see cref="WebhookOptions.MaxInFlight"/> deliveries at once,
+/// <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per endpoint, <see cref="MaxDuePerScan"/> read per scan.</remarks>
+public sealed partial class WebhookDispatcher(
+    WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
+    EtcdOptions layout, RegionGate region, RegionEpochWatcher regionEpoch, PaymentRecordStore records, TimeProvider time, ILogger<WebhookDispatcher> logger) : BackgroundService
+{
+    /// <summary>Deliveries read per scan of what is due.</summary>
+    public const int MaxDuePerScan = 256;
+
+    /// <summary>Longest pause between two scans when nothing wakes the dispatcher (a retry coming due is found then).</summary>
+    public static readonly TimeSpan IdlePoll = TimeSpan.FromSeconds(1);
+
+    /// <summary>The lock's lease: how long a dead dispatcher holds up deliveries at most.</summary>
+    public static readonly TimeSpan LockLease = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often old events are trimmed.</summary>
+    public static readonly TimeSpan TrimInterval = TimeSpan.FromMinutes(10);
+
+    /// <summary>Pause after a fault (etcd away) before the next round.</summary>
+    public static readonly TimeSpan FaultPause = TimeSpan.FromSeconds(1);
+
+    private static readonly Counter<long> Attempts = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.webhooks.attempts", description: "webhook delivery attempts, by outcome (delivered, failed, given_up, dropped)");
+
+    private readonly ConcurrentDictionary<string, byte> inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> perEndpoint = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim wake = new(0, 1);
+    private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
+    private string? trimCursor;
+
+    /// <summary>Asks the dispatcher to look for work now (an outbox marker appeared, a delivery ended).</summary>
+    public void Wake()
+    {
+        try
+        {
+            if (wake.CurrentCount == 0)
+            {
+                wake.Release();
+            }
+        }
+        catch (SemaphoreFullException)
+        {
+            // already awake
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.Deliver)
+        {
+            return;
+        }
+
+        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger).RunAsync(Wake, (_, deleted) => { if (!deleted) { Wake(); } }, stoppingToken);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (region.Enabled && !regionEpoch.IsWritable)
+                {
+                    await PauseAsync(FaultPause, stoppingToken);
+                    continue;
+                }
+
+                await using var held = await EtcdFencedLock.TryAcquireAsync(
+                    etcd, layout.WebhookLockKey, Environment.MachineName + "/" + Environment.ProcessId, LockLease, TimeProvider.System, logger, stoppingToken);
+                if (held is null)
+                {
+                    await PauseAsync(LockLease / 4, stoppingToken);
+                    continue;
+                }
+
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held.LostToken);
+                await LeadAsync(held, linked.Token);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException or InvalidOperationException)
+            {
+                LogFault(exception.Message);
+                await PauseAsync(FaultPause, stoppingToken);
+            }
+        }
+
+        await watch;
+    }
+
+    /// <summary>Works while this replica holds the lock (until <paramref name="cancellationToken"/> ends).</summary>
+    private async Task LeadAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var running = new List<Task>();
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                while (await RelayAsync(held, cancellationToken) == WebhookDeliveries.MaxMarkersPerRound)
+                {
+                    // a full round: more markers wait
+                }
+
+                running.RemoveAll(task => task.IsCompleted);
+                running.AddRange(await StartDueAsync(held, cancellationToken));
+                await TrimIfDueAsync(cancellationToken);
+                await PauseAsync(IdlePoll, cancellationToken);
+            }
+        }
+        finally
+        {
+            // Deliveries under way end within their timeout; their last writes fail the fence if the lock is gone.
+            await Task.WhenAll(running);
+        }
+    }
+
+    /// <summary>Takes one round of outbox markers: each event becomes a delivery per endpoint of its merchant that wants
+    /// it, in transactions that delete the markers they cover. Returns how many markers were taken.</summary>
+    private async Task<int> RelayAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var markers = await deliveries.MarkersAsync(cancellationToken);
+        var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
+        var now = time.GetUtcNow();
+        var keys = new List<string>();
+        var batch = new List<WebhookDelivery>();
+        foreach (var marker in markers)
+        {
+            if (!endpointsOf.TryGetValue(marker.MerchantId, out var merchantEndpoints))
+            {
+                endpointsOf[marker.MerchantId] = merchantEndpoints = await endpoints.ListAsync(marker.MerchantId, cancellationToken);
+            }
+
+            var owed = merchantEndpoints.Where(endpoint => endpoint.Wants(marker.Type))
+                .Select(endpoint => new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now)).ToArray();
+            if (keys.Count + batch.Count + 1 + owed.Length > WebhookDeliveries.MaxOpsPerTxn)
+            {
+                await deliveries.FanOutAsync(held, keys, batch, now, cancellationToken);
+                keys.Clear();
+                batch.Clear();
+            }
+
+            keys.Add(marker.Key);
+            batch.AddRange(owed);
+        }
+
+        if (keys.Count > 0)
+        {
+            await deliveries.FanOutAsync(held, keys, batch, now, cancellationToken);
+        }
+
+        return markers.Count;
+    }
+
+    /// <summary>Starts the deliveries due now, within the bounds; returns their tasks.</summary>
+    private async Task<IReadOnlyList<Task>> StartDueAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var started = new List<Task>();
+        if (inFlight.Count >= options.MaxInFlight)
+        {
+            return started;
+        }
+
+        foreach (var due in await deliveries.DueAsync(time.GetUtcNow(), MaxDuePerScan, cancellationToken))
+        {
+            if (inFlight.Count >= options.MaxInFlight)
+            {
+                break;
+            }
+
+            var endpointId = due.Delivery.EndpointId;
+            if (inFlight.ContainsKey(due.Key) || perEndpoint.GetValueOrDefault(endpointId) >= options.MaxConcurrencyPerEndpoint)
+            {
+                continue;
+            }
+
+            inFlight[due.Key] = 0;
+            perEndpoint.AddOrUpdate(endpointId, 1, (_, count) => count + 1);
+            started.Add(Task.Run(() => DeliverAsync(held, due, cancellationToken), CancellationToken.None));
+        }
+
+        return started;
+    }
+
+    private async Task PauseAsync(TimeSpan pause, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await wake.WaitAsync(pause, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // leaving
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook dispatcher: {Error}; retrying")]
+    private partial void LogFault(string error);
+}

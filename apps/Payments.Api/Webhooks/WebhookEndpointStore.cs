@@ -1,0 +1,129 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Etcdserverpb;
+using Google.Protobuf;
+using Payments.Etcd;
+using Payments.Webhooks;
+
+namespace Payments.Api.Webhooks;
+
+/// <summary>A signing secret of an endpoint; <paramref name="ExpiresAt"/> set on the secret a rotation replaced,
+/// which still signs deliveries until then so receivers can switch without dropping any.</summary>
+public sealed record WebhookSecret(string Secret, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt);
+
+/// <summary>Where a merchant wants its payment events sent.</summary>
+/// <param name="Events">The event types sent there; empty: all of them.</param>
+public sealed record WebhookEndpoint(
+    string Id, string MerchantId, string Url, IReadOnlyList<string> Events, string? Description, DateTimeOffset CreatedAt,
+    IReadOnlyList<WebhookSecret> Secrets)
+{
+    public bool Wants(string eventType) => Events.Count == 0 || Events.Contains(eventType, StringComparer.Ordinal);
+
+    /// <summary>The secrets that sign a delivery at <paramref name="now"/>: the current one and any not yet expired.</summary>
+    public IReadOnlyList<string> SigningSecrets(DateTimeOffset now) =>
+        Secrets.Where(secret => secret.ExpiresAt is null || secret.ExpiresAt > now).Select(secret => secret.Secret).ToArray();
+}
+
+/// <summary>Webhook endpoints on etcd, <c>{webhooks}endpoints/{merchant}/{endpoint id}</c>; every change is
+/// create-only or compare-and-swap. The signing secrets are stored as they are (the dispatcher must sign with them);
+/// only the API's etcd role reads this family.</summary>
+public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPrefix, TimeProvider time)
+{
+    /// <summary>Endpoints one merchant may have (Stripe allows 16).</summary>
+    public const int MaxEndpointsPerMerchant = 16;
+
+    /// <summary>How long a replaced secret may keep signing, at most (and by default).</summary>
+    public static readonly TimeSpan MaxSecretOverlap = TimeSpan.FromHours(24);
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly string root = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints/";
+
+    /// <summary>Creates an endpoint with a new secret; null when the merchant has <see cref="MaxEndpointsPerMerchant"/>
+    /// already. The count and the create are two steps: concurrent creates may pass the bound by as many as run at once.</summary>
+    public async Task<WebhookEndpoint?> CreateAsync(string merchantId, string url, IReadOnlyList<string> events, string? description, CancellationToken cancellationToken)
+    {
+        if ((await ListAsync(merchantId, cancellationToken)).Count >= MaxEndpointsPerMerchant)
+        {
+            return null;
+        }
+
+        var now = time.GetUtcNow();
+        var endpoint = new WebhookEndpoint("we_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)), merchantId, url, events, description, now,
+            [new WebhookSecret(WebhookSignature.NewSecret(), now, null)]);
+        var key = Key(merchantId, endpoint.Id);
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
+        request.Success.Add(EtcdBytes.Put(key, Encode(endpoint)));
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return response.Succeeded ? endpoint : throw new InvalidOperationException("A random endpoint id collided.");
+    }
+
+    public async Task<IReadOnlyList<WebhookEndpoint>> ListAsync(string merchantId, CancellationToken cancellationToken)
+    {
+        var prefix = root + merchantId + "/";
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+        {
+            Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxEndpointsPerMerchant * 4,
+        }, cancellationToken: token), cancellationToken);
+        return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
+    }
+
+    public async Task<WebhookEndpoint?> GetAsync(string merchantId, string endpointId, CancellationToken cancellationToken) =>
+        (await GetWithRevisionAsync(merchantId, endpointId, cancellationToken))?.Endpoint;
+
+    /// <summary>Deletes the endpoint; false if there was none. Deliveries still due for it are dropped when they come up.</summary>
+    public async Task<bool> DeleteAsync(string merchantId, string endpointId, CancellationToken cancellationToken)
+    {
+        var key = Key(merchantId, endpointId);
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(key) }, cancellationToken: token), cancellationToken);
+        return response.Deleted > 0;
+    }
+
+    /// <summary>Gives the endpoint a new secret; the one it replaces keeps signing for <paramref name="overlap"/> (0:
+    /// not at all — for a leaked secret). Secrets already expired are dropped. Null if there is no such endpoint.</summary>
+    public async Task<WebhookEndpoint?> RotateSecretAsync(string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxSecretOverlap);
+        for (var attempt = 0; attempt < 8; attempt++)
+        {
+            if (await GetWithRevisionAsync(merchantId, endpointId, cancellationToken) is not { Endpoint: var endpoint, Revision: var revision })
+            {
+                return null;
+            }
+
+            var now = time.GetUtcNow();
+            var kept = endpoint.Secrets
+                .Select(secret => secret.ExpiresAt is null ? secret with { ExpiresAt = now + overlap } : secret)
+                .Where(secret => secret.ExpiresAt > now);
+            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept] };
+            var key = Key(merchantId, endpointId);
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
+            request.Success.Add(EtcdBytes.Put(key, Encode(rotated)));
+            if ((await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded)
+            {
+                return rotated;
+            }
+        }
+
+        throw new InvalidOperationException($"Webhook endpoint {endpointId} kept changing during the rotation.");
+    }
+
+    private async Task<(WebhookEndpoint Endpoint, long Revision)?> GetWithRevisionAsync(string merchantId, string endpointId, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(Key(merchantId, endpointId)) }, cancellationToken: token), cancellationToken);
+        return response.Kvs.FirstOrDefault() is { } kv ? (Decode(kv.Value), kv.ModRevision) : null;
+    }
+
+    private string Key(string merchantId, string endpointId) => root + merchantId + "/" + endpointId;
+
+    /// <summary>The etcd key of an endpoint (the dispatcher reads it with the event, in one transaction).</summary>
+    public string KeyOf(string merchantId, string endpointId) => Key(merchantId, endpointId);
+
+    private static ByteString Encode(WebhookEndpoint endpoint) => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(endpoint, Json));
+
+    public static WebhookEndpoint Decode(ByteString value) =>
+        JsonSerializer.Deserialize<WebhookEndpoint>(value.Span, Json) ?? throw new InvalidDataException("Empty webhook endpoint.");
+}

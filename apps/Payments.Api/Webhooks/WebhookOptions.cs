@@ -1,0 +1,60 @@
+namespace Payments.Api.Webhooks;
+
+/// <summary>Configuration section <c>Webhooks</c>: how payment events reach merchants' endpoints.</summary>
+public sealed class WebhookOptions
+{
+    public const string Section = "Webhooks";
+
+    /// <summary>Deliver webhooks from this replica (one replica delivers at a time, under a lock). Endpoints and
+    /// <c>GET /v1/events</c> work either way.</summary>
+    public bool Deliver { get; set; } = true;
+
+    /// <summary>Allow endpoints on loopback, private, link-local and other non-public addresses, and plain http.
+    /// Development only (the local system and tests receive on 127.0.0.1): in a cluster it would let a merchant aim
+    /// the API at internal services (server-side request forgery).</summary>
+    public bool AllowPrivateTargets { get; set; }
+
+    /// <summary>How long a receiver has to answer one delivery.</summary>
+    public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a delivery is retried (exponential backoff, capped at <see cref="MaxBackoff"/>) before it is
+    /// given up; at least 24 h (shorter only with <see cref="AllowPrivateTargets"/>, i.e. in development and tests). The event stays readable in <c>GET /v1/events</c> for <see cref="EventRetention"/>.</summary>
+    public TimeSpan RetryFor { get; set; } = TimeSpan.FromHours(72);
+
+    /// <summary>The first retry's pause (null: <see cref="WebhookDispatcher.FirstBackoff"/>); shorter only in development.</summary>
+    public TimeSpan? FirstBackoff { get; set; }
+
+    /// <summary>Longest pause between two attempts of one delivery.</summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How long events stay in etcd for <c>GET /v1/events</c>; at least <see cref="RetryFor"/>, so a
+    /// delivery never outlives its event.</summary>
+    public TimeSpan EventRetention { get; set; } = TimeSpan.FromDays(4);
+
+    /// <summary>Deliveries to one endpoint in flight at once: a slow receiver is not flooded, and does not hold up others.</summary>
+    public int MaxConcurrencyPerEndpoint { get; set; } = 4;
+
+    /// <summary>Deliveries in flight at once, over all endpoints.</summary>
+    public int MaxInFlight { get; set; } = 64;
+
+    public WebhookOptions Validate()
+    {
+        if (RetryFor < TimeSpan.FromHours(24) && !AllowPrivateTargets)
+        {
+            throw new InvalidOperationException("Webhooks:RetryFor must be at least 24 hours (merchants expect a day's outage to lose nothing).");
+        }
+
+        if (EventRetention < RetryFor)
+        {
+            throw new InvalidOperationException("Webhooks:EventRetention must be at least Webhooks:RetryFor: a delivery must not outlive its event.");
+        }
+
+        if (DeliveryTimeout <= TimeSpan.Zero || DeliveryTimeout > TimeSpan.FromSeconds(30) || MaxBackoff <= TimeSpan.Zero
+            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024)
+        {
+            throw new InvalidOperationException("Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024.");
+        }
+
+        return this;
+    }
+}

@@ -1,0 +1,100 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Payments.Api.Webhooks;
+
+/// <summary>Which URLs may receive webhooks: https on a public address. Checked when an endpoint is registered (the
+/// URL's form) and again at every connection (the addresses its host resolves to then), because DNS can change after
+/// registration — a merchant must not be able to aim the API at the cluster's own services or the cloud's metadata
+/// endpoint (server-side request forgery).</summary>
+public static class WebhookTargets
+{
+    public const int MaxUrlLength = 2048;
+
+    /// <summary>Why <paramref name="url"/> cannot be an endpoint, or null if it can.</summary>
+    public static string? Problem(string? url, bool allowPrivate)
+    {
+        if (string.IsNullOrWhiteSpace(url) || url.Length > MaxUrlLength || !Uri.TryCreate(url, UriKind.Absolute, out var uri))
+        {
+            return $"url must be an absolute https URL of at most {MaxUrlLength} characters.";
+        }
+
+        if (uri.Scheme != Uri.UriSchemeHttps && !(allowPrivate && uri.Scheme == Uri.UriSchemeHttp))
+        {
+            return "url must use https.";
+        }
+
+        if (!string.IsNullOrEmpty(uri.UserInfo) || !string.IsNullOrEmpty(uri.Fragment))
+        {
+            return "url must not carry credentials or a fragment; authenticate deliveries by their signature.";
+        }
+
+        if (!allowPrivate && (uri.IsLoopback || (IPAddress.TryParse(uri.IdnHost, out var address) && !IsPublic(address))
+                              || uri.IdnHost.EndsWith(".local", StringComparison.OrdinalIgnoreCase) || !uri.IdnHost.Contains('.', StringComparison.Ordinal)))
+        {
+            return "url must name a public host (not loopback, private, link-local or a cluster-internal name).";
+        }
+
+        return null;
+    }
+
+    /// <summary>A connection to the first public address the host resolves to (any address when
+    /// <paramref name="allowPrivate"/>); refuses the connection when there is none.</summary>
+    public static async ValueTask<Stream> ConnectAsync(DnsEndPoint endpoint, bool allowPrivate, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var addresses = await Dns.GetHostAddressesAsync(endpoint.Host, cancellationToken);
+        var allowed = addresses.Where(address => allowPrivate || IsPublic(address)).ToArray();
+        if (allowed.Length == 0)
+        {
+            throw new HttpRequestException($"Refused: {endpoint.Host} resolves to no public address.");
+        }
+
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(allowed, endpoint.Port, cancellationToken);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>False for loopback, private (RFC 1918, RFC 4193), link-local, shared (RFC 6598), benchmarking,
+    /// documentation, multicast, reserved and unspecified addresses, IPv4-mapped ones judged as IPv4.</summary>
+    public static bool IsPublic(IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) || address.Equals(IPAddress.IPv6None))
+        {
+            return false;
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            return !(address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast || address.IsIPv6UniqueLocal
+                     || NonPublicV6.Any(network => network.Contains(address)));
+        }
+
+        return !NonPublicV4.Any(network => network.Contains(address));
+    }
+
+    /// <summary>Documentation, and NAT64 (which reaches IPv4 addresses through a translator, private ones included).</summary>
+    private static readonly IPNetwork[] NonPublicV6 = [IPNetwork.Parse("2001:db8::/32"), IPNetwork.Parse("64:ff9b::/96"), IPNetwork.Parse("64:ff9b:1::/48")];
+
+    private static readonly IPNetwork[] NonPublicV4 =
+    [
+        IPNetwork.Parse("0.0.0.0/8"), IPNetwork.Parse("10.0.0.0/8"), IPNetwork.Parse("100.64.0.0/10"), IPNetwork.Parse("127.0.0.0/8"),
+        IPNetwork.Parse("169.254.0.0/16"), IPNetwork.Parse("172.16.0.0/12"), IPNetwork.Parse("192.0.0.0/24"), IPNetwork.Parse("192.0.2.0/24"),
+        IPNetwork.Parse("192.168.0.0/16"), IPNetwork.Parse("198.18.0.0/15"), IPNetwork.Parse("198.51.100.0/24"), IPNetwork.Parse("203.0.113.0/24"),
+        IPNetwork.Parse("224.0.0.0/4"), IPNetwork.Parse("240.0.0.0/4"),
+    ];
+}

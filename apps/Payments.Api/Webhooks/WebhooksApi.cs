@@ -1,0 +1,142 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Etcdserverpb;
+using Payments.Api.Apis;
+using Payments.Api.Problems;
+using Payments.Api.Security;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Merchants;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Api.Webhooks;
+
+public sealed record CreateWebhookEndpointRequest(string? Url, IReadOnlyList<string>? Events, string? Description);
+
+public sealed record RotateWebhookSecretRequest(long? OverlapSeconds);
+
+/// <summary>An endpoint as the API shows it; <paramref name="Secret"/> only in the answer that created it or rotated
+/// its secret (the only times the merchant sees it).</summary>
+public sealed record WebhookEndpointResponse(
+    string Id, string Url, IReadOnlyList<string> Events, string? Description, DateTimeOffset CreatedAt, DateTimeOffset SecretCreatedAt, string? Secret = null);
+
+public sealed record WebhookEndpointList(IReadOnlyList<WebhookEndpointResponse> Data);
+
+/// <summary>A page of events; <paramref name="NextCursor"/> goes into <c>?after=</c> for the next page.</summary>
+public sealed record EventPage(IReadOnlyList<System.Text.Json.JsonElement> Data, bool HasMore, string? NextCursor);
+
+/// <summary><c>/v1/webhook-endpoints</c> (scope webhooks:manage) and <c>GET /v1/events</c> (scope payments:read).</summary>
+public static partial class WebhooksApi
+{
+    public const int MaxDescriptionLength = 200;
+    public const int MaxEventsPage = 100;
+
+    public static void MapWebhooksApiV1(this IEndpointRouteBuilder app)
+    {
+        var endpoints = app.MapGroup("/v1/webhook-endpoints").WithTags("Webhooks");
+        endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
+            .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once.");
+        endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage);
+        endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage);
+        endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage);
+        endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage)
+            .WithDescription("Scope webhooks:manage. {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long.");
+        app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
+            .WithDescription("Scope payments:read. The merchant's payment events, oldest first: ?after=<nextCursor> or ?since=<RFC 3339 time>, ?type=, ?limit=1-100 (default 50).");
+    }
+
+    private static async Task<IResult> CreateAsync(HttpContext context, WebhookEndpointStore store, WebhookOptions options)
+    {
+        var (bytes, problem) = await RequestBody.ReadAsync(context);
+        var (request, parseProblem) = problem is null ? RequestBody.Parse<CreateWebhookEndpointRequest>(bytes!) : (null, problem);
+        if (parseProblem is not null)
+        {
+            return parseProblem.ToResult();
+        }
+
+        var errors = new Dictionary<string, string>();
+        if (WebhookTargets.Problem(request!.Url, options.AllowPrivateTargets) is { } urlProblem)
+        {
+            errors["url"] = urlProblem;
+        }
+
+        var events = request.Events ?? [];
+        if (events.Count > PaymentEvents.Types.Count || events.Any(type => !PaymentEvents.Types.Contains(type, StringComparer.Ordinal)))
+        {
+            errors["events"] = "events must be a list of: " + string.Join(", ", PaymentEvents.Types) + " (empty or absent: all).";
+        }
+
+        if (request.Description is { Length: > MaxDescriptionLength })
+        {
+            errors["description"] = $"description must be at most {MaxDescriptionLength} characters.";
+        }
+
+        if (errors.Count > 0)
+        {
+            return Reply.Invalid(errors).ToResult();
+        }
+
+        var created = await store.CreateAsync(ApiKeyMiddleware.MerchantOf(context), request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description, context.RequestAborted);
+        return created is null
+            ? Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.WebhookEndpointLimitReached, "Too many webhook endpoints.",
+                $"A merchant may have {WebhookEndpointStore.MaxEndpointsPerMerchant} endpoints; delete one first.").ToResult()
+            : Reply.Json(StatusCodes.Status201Created, ToResponse(created, withSecret: true)).ToResult();
+    }
+
+    private static async Task<IResult> ListAsync(HttpContext context, WebhookEndpointStore store) =>
+        Reply.Json(StatusCodes.Status200OK, new WebhookEndpointList(
+            (await store.ListAsync(ApiKeyMiddleware.MerchantOf(context), context.RequestAborted)).Select(endpoint => ToResponse(endpoint, withSecret: false)).ToArray())).ToResult();
+
+    private static async Task<IResult> GetAsync(string endpointId, HttpContext context, WebhookEndpointStore store) =>
+        IsEndpointId(endpointId) && await store.GetAsync(ApiKeyMiddleware.MerchantOf(context), endpointId, context.RequestAborted) is { } endpoint
+            ? Reply.Json(StatusCodes.Status200OK, ToResponse(endpoint, withSecret: false)).ToResult()
+            : NotFound(endpointId).ToResult();
+
+    private static async Task<IResult> DeleteAsync(string endpointId, HttpContext context, WebhookEndpointStore store) =>
+        IsEndpointId(endpointId) && await store.DeleteAsync(ApiKeyMiddleware.MerchantOf(context), endpointId, context.RequestAborted)
+            ? Results.NoContent()
+            : NotFound(endpointId).ToResult();
+
+    private static async Task<IResult> RotateAsync(string endpointId, HttpContext context, WebhookEndpointStore store)
+    {
+        var overlap = WebhookEndpointStore.MaxSecretOverlap;
+        if (context.Request.ContentLength is > 0 || context.Request.ContentType is not null)
+        {
+            var (bytes, problem) = await RequestBody.ReadAsync(context);
+            var (request, parseProblem) = problem is null ? RequestBody.Parse<RotateWebhookSecretRequest>(bytes!) : (null, problem);
+            if (parseProblem is not null)
+            {
+                return parseProblem.ToResult();
+            }
+
+            if (request!.OverlapSeconds is { } seconds)
+            {
+                if (seconds < 0 || seconds > (long)WebhookEndpointStore.MaxSecretOverlap.TotalSeconds)
+                {
+                    return Reply.Invalid(new Dictionary<string, string>
+                    {
+                        ["overlapSeconds"] = $"overlapSeconds must be from 0 to {(long)WebhookEndpointStore.MaxSecretOverlap.TotalSeconds}.",
+                    }).ToResult();
+                }
+
+                overlap = TimeSpan.FromSeconds(seconds);
+            }
+        }
+
+        return IsEndpointId(endpointId) && await store.RotateSecretAsync(ApiKeyMiddleware.MerchantOf(context), endpointId, overlap, context.RequestAborted) is { } rotated
+            ? Reply.Json(StatusCodes.Status200OK, ToResponse(rotated, withSecret: true)).ToResult()
+            : NotFound(endpointId).ToResult();
+    }
+
+    private static WebhookEndpointResponse ToResponse(WebhookEndpoint endpoint, bool withSecret) =>
+        new(endpoint.Id, endpoint.Url, endpoint.Events, endpoint.Description, endpoint.CreatedAt, endpoint.Secrets[0].CreatedAt,
+            withSecret ? endpoint.Secrets[0].Secret : null);
+
+    private static Reply NotFound(string endpointId) => Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.WebhookEndpointNotFound,
+        "Webhook endpoint not found.", $"No webhook endpoint '{(endpointId.Length > 64 ? endpointId[..64] : endpointId)}' for this merchant.");
+
+    private static bool IsEndpointId(string id) => EndpointIdPattern().IsMatch(id);
+
+    [GeneratedRegex("^we_[0-9a-f]{24}$")]
+    private static partial Regex EndpointIdPattern();
+}
