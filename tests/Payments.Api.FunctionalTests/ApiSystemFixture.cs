@@ -89,6 +89,7 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         web.UseSetting("Webhooks:AllowPrivateTargets", "true");
         web.UseSetting("Webhooks:FirstBackoff", "00:00:00.200");
         web.UseSetting("Webhooks:MaxBackoff", "00:00:01");
+        web.UseSetting("Webhooks:DeliveryTimeout", "00:00:02");
         web.UseSetting("Logging:LogLevel:Default", "Warning");
         // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
         web.UseSetting("Telemetry:Exporter", "none");

@@ -80,8 +80,8 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         return response.Deleted > 0;
     }
 
-    /// <summary>Gives the endpoint a new secret; the one it replaces keeps signing for <paramref name="overlap"/> (0:
-    /// not at all — for a leaked secret). Secrets already expired are dropped. Null if there is no such endpoint.</summary>
+    /// <summary>Gives the endpoint a new secret; the ones it replaces keep signing for <paramref name="overlap"/> at most
+    /// (0: not at all — every older secret ends now, for a leak). Secrets already expired are dropped. Null if there is no such endpoint.</summary>
     public async Task<WebhookEndpoint?> RotateSecretAsync(string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxSecretOverlap);
@@ -94,7 +94,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
             var now = time.GetUtcNow();
             var kept = endpoint.Secrets
-                .Select(secret => secret.ExpiresAt is null ? secret with { ExpiresAt = now + overlap } : secret)
+                .Select(secret => secret with { ExpiresAt = secret.ExpiresAt is { } expires && expires < now + overlap ? expires : now + overlap })
                 .Where(secret => secret.ExpiresAt > now);
             var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept] };
             var key = Key(merchantId, endpointId);

@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Payments.Api.Webhooks;
+using Payments.Merchants;
+using Payments.Webhooks;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Issue 14 item 2: payment events reach a merchant's endpoint signed, at least once, whatever the receiver
+/// does — fail, time out, answer out of order — and the same events can be read again with <c>GET /v1/events</c>.
+/// Real payments through the saga, a real HTTP receiver, the API's own dispatcher.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class WebhookDeliveryTests(ApiSystemFixture system)
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(90);
+
+    [Fact]
+    public async Task EveryEvent_ArrivesSigned_ThoughTheReceiverFails_TimesOut_AndAnswersOutOfOrder()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var gate = new ReleaseInReverse(3);
+        // Per event: the first attempt fails with 500, or times out (the fixture's dispatcher waits 2 s), or is held
+        // until two more arrive and then answered in reverse order; later attempts succeed.
+        receiver.Behave = async (eventId, attempt) => attempt > 1 ? (200, TimeSpan.Zero) : (Math.Abs(eventId.GetHashCode(StringComparison.Ordinal)) % 3) switch
+        {
+            0 => (500, TimeSpan.Zero),
+            1 => (200, TimeSpan.FromSeconds(5)),
+            _ => (await gate.WaitTurnAsync(), TimeSpan.Zero),
+        };
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var (endpointId, secret) = await RegisterAsync(client, receiver.Url);
+
+        var paymentIds = await MakePaymentsAsync(client, merchant, count: 6);
+        var finals = new Dictionary<string, string>();
+        foreach (var paymentId in paymentIds)
+        {
+            finals[paymentId] = (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString()!;
+        }
+
+        gate.Open(); // whatever waits for company is answered now
+        var expected = finals.Select(final => PaymentEventId(final.Key, "payment." + final.Value)).ToHashSet();
+        await PollUntilAsync(() => { lock (receiver.Acknowledged) { return expected.IsSubsetOf(receiver.Acknowledged); } },
+            () => $"acknowledged {receiver.Acknowledged.Count} of {expected.Count}");
+
+        foreach (var delivery in receiver.Received)
+        {
+            Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [secret], DateTimeOffset.UtcNow));
+            var body = JsonDocument.Parse(delivery.Body).RootElement;
+            Assert.Equal(delivery.EventId, body.GetProperty("id").GetString());
+            var paymentId = body.GetProperty("data").GetProperty("paymentId").GetString()!;
+            Assert.Contains(paymentId, paymentIds);
+            Assert.Equal("payment." + body.GetProperty("data").GetProperty("status").GetString(), body.GetProperty("type").GetString());
+        }
+
+        Assert.True(receiver.Received.Any(delivery => delivery.Attempt > 1), "No delivery was retried: the receiver's failures were not exercised.");
+        // The log holds the same events, readable again in time order, page by page.
+        var listed = await ListEventsAsync(client, pageSize: 2);
+        Assert.Equal(expected.Order(), listed.Where(id => expected.Contains(id)).Order());
+        Assert.Equal(listed.Count, listed.Distinct().Count());
+        await DeleteAsync(client, endpointId);
+    }
+
+    [Fact]
+    public async Task OneEndpoint_NeverHasMoreDeliveriesInFlight_ThanItsBound()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        receiver.Behave = (_, _) => Task.FromResult((200, TimeSpan.FromMilliseconds(400)));
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var (endpointId, _) = await RegisterAsync(client, receiver.Url);
+        var paymentIds = await MakePaymentsAsync(client, merchant, count: 12);
+        await PollUntilAsync(() => { lock (receiver.Acknowledged) { return receiver.Acknowledged.Count >= paymentIds.Count; } },
+            () => $"acknowledged {receiver.Acknowledged.Count} of {paymentIds.Count}");
+        var bound = system.ApiServices.GetRequiredService<WebhookOptions>().MaxConcurrencyPerEndpoint;
+        Assert.InRange(receiver.MaxInProgress, 1, bound);
+        await DeleteAsync(client, endpointId);
+    }
+
+    [Fact]
+    public async Task ARotatedSecret_KeepsSigningThroughItsOverlap_AndAZeroOverlapDropsItAtOnce()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var (endpointId, oldSecret) = await RegisterAsync(client, receiver.Url);
+        using var rotated = await client.SendJsonAsync($"/v1/webhook-endpoints/{endpointId}/rotate-secret", "{\"overlapSeconds\":3600}", null);
+        Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        var newSecret = (await rotated.JsonAsync()).GetProperty("secret").GetString()!;
+        Assert.NotEqual(oldSecret, newSecret);
+
+        var first = (await MakePaymentsAsync(client, merchant, count: 1))[0];
+        var delivery = await FirstDeliveryOfAsync(receiver, first);
+        Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [oldSecret], DateTimeOffset.UtcNow));
+        Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [newSecret], DateTimeOffset.UtcNow));
+
+        using var leaked = await client.SendJsonAsync($"/v1/webhook-endpoints/{endpointId}/rotate-secret", "{\"overlapSeconds\":0}", null);
+        var latest = (await leaked.JsonAsync()).GetProperty("secret").GetString()!;
+        var second = (await MakePaymentsAsync(client, merchant, count: 1))[0];
+        delivery = await FirstDeliveryOfAsync(receiver, second);
+        Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [latest], DateTimeOffset.UtcNow));
+        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(delivery.Signature, delivery.Body, [newSecret, oldSecret], DateTimeOffset.UtcNow));
+        await DeleteAsync(client, endpointId);
+    }
+
+    internal async Task<(HttpClient Client, string Merchant)> NewMerchantAsync()
+    {
+        var merchant = MerchantKeysTests.NewMerchantId();
+        return (await system.ClientForAsync(merchant, [.. ApiScopes.Default]), merchant);
+    }
+
+    internal static async Task<(string Id, string Secret)> RegisterAsync(HttpClient client, string url)
+    {
+        using var response = await client.SendJsonAsync("/v1/webhook-endpoints", JsonSerializer.Serialize(new { url }), null);
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var body = await response.JsonAsync();
+        return (body.GetProperty("id").GetString()!, body.GetProperty("secret").GetString()!);
+    }
+
+    private static async Task DeleteAsync(HttpClient client, string endpointId)
+    {
+        using var response = await client.DeleteAsync($"/v1/webhook-endpoints/{endpointId}");
+        Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+    }
+
+    /// <summary>Payments that end each way a payment can: completed, and failed for want of funds.</summary>
+    private static async Task<List<string>> MakePaymentsAsync(HttpClient client, string merchant, int count)
+    {
+        var (debtor, creditor, poor) = ($"{merchant}-d", $"{merchant}-c", $"{merchant}-p");
+        await client.OpenAccountAsync(debtor, fundsMinor: 1_000_000);
+        await client.OpenAccountAsync(creditor);
+        await client.OpenAccountAsync(poor);
+        var ids = new List<string>();
+        for (var index = 0; index < count; index++)
+        {
+            using var response = await client.PayAsync(index % 3 == 2 ? poor : debtor, creditor, 100 + index);
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            ids.Add((await response.JsonAsync()).GetProperty("paymentId").GetString()!);
+        }
+
+        return ids;
+    }
+
+    private static async Task<List<string>> ListEventsAsync(HttpClient client, int pageSize)
+    {
+        const int MaxPages = 100;
+        var ids = new List<string>();
+        string? cursor = null;
+        for (var page = 0; page < MaxPages; page++)
+        {
+            using var response = await client.GetAsync($"/v1/events?limit={pageSize}" + (cursor is null ? "" : "&after=" + Uri.EscapeDataString(cursor)));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var body = await response.JsonAsync();
+            ids.AddRange(body.GetProperty("data").EnumerateArray().Select(item => item.GetProperty("id").GetString()!));
+            if (!body.GetProperty("hasMore").GetBoolean())
+            {
+                return ids;
+            }
+
+            cursor = body.GetProperty("nextCursor").GetString();
+        }
+
+        throw new InvalidOperationException($"More than {MaxPages} pages of events.");
+    }
+
+    private static async Task<ReceivedWebhook> FirstDeliveryOfAsync(WebhookReceiver receiver, string paymentId)
+    {
+        ReceivedWebhook? found = null;
+        await PollUntilAsync(() => (found = receiver.Received.FirstOrDefault(delivery =>
+            JsonDocument.Parse(delivery.Body).RootElement.GetProperty("data").GetProperty("paymentId").GetString() == paymentId)) is not null,
+            () => $"no delivery for {paymentId}");
+        return found!;
+    }
+
+    private static string PaymentEventId(string paymentId, string type) => Orchestrator.Client.Records.PaymentEvents.IdFor(paymentId, type);
+
+    internal static async Task PollUntilAsync(Func<bool> condition, Func<string> state)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < Bound, $"Not within {Bound.TotalSeconds} s: {state()}");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Holds requests until <paramref name="group"/> of them wait, then answers them newest first: answers
+    /// out of the order the requests came in.</summary>
+    private sealed class ReleaseInReverse(int group)
+    {
+        private readonly Lock gate = new();
+        private readonly Stack<TaskCompletionSource> waiting = new();
+        private bool open;
+
+        public async Task<int> WaitTurnAsync()
+        {
+            var turn = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (gate)
+            {
+                if (open)
+                {
+                    return 200;
+                }
+
+                waiting.Push(turn);
+                if (waiting.Count >= group)
+                {
+                    ReleaseAll();
+                }
+            }
+
+            await turn.Task;
+            return 200;
+        }
+
+        public void Open()
+        {
+            lock (gate)
+            {
+                open = true;
+                ReleaseAll();
+            }
+        }
+
+        private void ReleaseAll()
+        {
+            while (waiting.TryPop(out var next))
+            {
+                next.SetResult();
+            }
+        }
+    }
+}

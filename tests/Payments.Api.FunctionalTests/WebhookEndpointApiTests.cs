@@ -1,0 +1,157 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Payments.Api.Webhooks;
+using Payments.Merchants;
+using Payments.Webhooks;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Managing webhook endpoints as merchants and attackers would: scopes, isolation between merchants, the
+/// bound on endpoints, the secret shown once, and clear refusals of bad input.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
+{
+    [Fact]
+    public async Task AnEndpoint_IsTheOwnersAlone_ItsSecretShownOnce_AndTheCountBounded()
+    {
+        using var owner = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        using var other = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        var (id, secret) = await WebhookDeliveryTests.RegisterAsync(owner, "https://hooks.example.com/payments");
+        Assert.StartsWith(WebhookSignature.SecretPrefix, secret);
+
+        using var listed = await owner.GetAsync("/v1/webhook-endpoints");
+        var list = await listed.JsonAsync();
+        Assert.Equal(id, list.GetProperty("data")[0].GetProperty("id").GetString());
+        Assert.DoesNotContain(secret, list.ToString());
+        Assert.DoesNotContain(secret, (await (await owner.GetAsync($"/v1/webhook-endpoints/{id}")).JsonAsync()).ToString());
+
+        foreach (var response in new[]
+                 {
+                     await other.GetAsync($"/v1/webhook-endpoints/{id}"),
+                     await other.DeleteAsync($"/v1/webhook-endpoints/{id}"),
+                     await other.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", "{}", null),
+                 })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+            Assert.EndsWith("/webhook-endpoint-not-found", (await response.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        for (var more = 1; more < WebhookEndpointStore.MaxEndpointsPerMerchant; more++)
+        {
+            await WebhookDeliveryTests.RegisterAsync(owner, $"https://hooks.example.com/{more}");
+        }
+
+        using var refused = await owner.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/one-too-many\"}", null);
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.EndsWith("/webhook-endpoint-limit-reached", (await refused.JsonAsync()).GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task AKeyWithoutTheScope_CannotManageEndpoints_AndOneWithoutPaymentsRead_CannotListEvents()
+    {
+        using var payer = await system.NewMerchantClientAsync(ApiScopes.PaymentsWrite, ApiScopes.PaymentsRead);
+        using var refused = await payer.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/x\"}", null);
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.EndsWith("/insufficient-scope", (await refused.JsonAsync()).GetProperty("type").GetString());
+        using var hooksOnly = await system.NewMerchantClientAsync(ApiScopes.WebhooksManage);
+        using var events = await hooksOnly.GetAsync("/v1/events");
+        Assert.Equal(HttpStatusCode.Forbidden, events.StatusCode);
+        using var anonymous = system.AnonymousClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/webhook-endpoints")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("{\"url\":\"ftp://hooks.example.com/x\"}", "url")]
+    [InlineData("{\"url\":\"not a url\"}", "url")]
+    [InlineData("{\"url\":\"https://user:pass@hooks.example.com/x\"}", "url")]
+    [InlineData("{}", "url")]
+    [InlineData("{\"url\":\"https://hooks.example.com/x\",\"events\":[\"payment.refunded\"]}", "events")]
+    public async Task BadEndpointInput_IsRefusedWithTheFieldNamed_AndCreatesNothing(string body, string field)
+    {
+        using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        using var response = await client.SendJsonAsync("/v1/webhook-endpoints", body, null);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.True((await response.JsonAsync()).GetProperty("errors").TryGetProperty(field, out _));
+        Assert.Equal(0, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+    }
+
+    [Theory]
+    [InlineData("limit=0", "limit")]
+    [InlineData("limit=101", "limit")]
+    [InlineData("after=../../ledger", "after")]
+    [InlineData("since=yesterday", "since")]
+    [InlineData("type=payment.refunded", "type")]
+    [InlineData("after=0000000000001/evt_000000000000000000000000&since=2026-01-01T00:00:00Z", "after")]
+    public async Task BadEventQueries_AreRefusedWithTheFieldNamed(string query, string field)
+    {
+        using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        using var response = await client.GetAsync("/v1/events?" + query);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.True((await response.JsonAsync()).GetProperty("errors").TryGetProperty(field, out _));
+    }
+
+    [Theory]
+    [InlineData("https://hooks.example.com/p", false, true)]
+    [InlineData("http://hooks.example.com/p", false, false)]
+    [InlineData("https://127.0.0.1/p", false, false)]
+    [InlineData("https://10.1.2.3/p", false, false)]
+    [InlineData("https://169.254.169.254/latest/meta-data", false, false)]
+    [InlineData("https://[::1]/p", false, false)]
+    [InlineData("https://[fd00::1]/p", false, false)]
+    [InlineData("https://localhost/p", false, false)]
+    [InlineData("https://payments-api.payments.svc/p", false, true)]
+    [InlineData("https://payments-api/p", false, false)]
+    [InlineData("http://127.0.0.1:5000/p", true, true)]
+    public void Targets_ArePublicHttpsHosts_UnlessDevelopmentAllowsPrivateOnes(string url, bool allowPrivate, bool accepted)
+    {
+        Assert.Equal(accepted, WebhookTargets.Problem(url, allowPrivate) is null);
+    }
+
+    [Fact]
+    public async Task AConnection_ToAHostThatResolvesOnlyToPrivateAddresses_IsRefusedAtConnectTime()
+    {
+        // A public-looking name that resolves to loopback (as a rebinding attacker's DNS would): refused by the address.
+        var error = await Assert.ThrowsAsync<HttpRequestException>(async () =>
+            await WebhookTargets.ConnectAsync(new System.Net.DnsEndPoint("localhost", 9), allowPrivate: false, CancellationToken.None));
+        Assert.Contains("no public address", error.Message);
+        Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("::ffff:10.0.0.1")));
+        Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("100.64.0.1")));
+        Assert.True(WebhookTargets.IsPublic(IPAddress.Parse("93.184.216.34")));
+    }
+
+    [Fact]
+    public void ASignature_VerifiesOnlyTheSameBody_WithTheSecret_WithinTheTolerance()
+    {
+        var body = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { id = "evt_1", type = "payment.completed" }));
+        var (secret, other) = (WebhookSignature.NewSecret(), WebhookSignature.NewSecret());
+        var at = DateTimeOffset.Parse("2026-12-03T10:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+        var header = WebhookSignature.Sign([secret], at, body);
+        Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(header, body, [secret], at.AddMinutes(4)));
+        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(header, body, [other], at));
+        var tampered = (byte[])body.Clone();
+        tampered[^2] ^= 1;
+        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(header, tampered, [secret], at));
+        Assert.Equal(WebhookVerification.OutsideTolerance, WebhookSignature.Verify(header, body, [secret], at.AddMinutes(6)));
+        Assert.Equal(WebhookVerification.Malformed, WebhookSignature.Verify("v1=abc", body, [secret], at));
+        Assert.Equal(WebhookVerification.Malformed, WebhookSignature.Verify(null, body, [secret], at));
+        // Re-signed with a changed timestamp but the old signature: the timestamp is part of what is signed.
+        var replayed = "t=" + at.AddMinutes(10).ToUnixTimeSeconds() + header[header.IndexOf(',', StringComparison.Ordinal)..];
+        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(replayed, body, [secret], at.AddMinutes(10)));
+    }
+
+    [Fact]
+    public void Retries_BackOffExponentially_UpToTheCap_AndAFailingDeliveryIsTriedForMoreThanADay()
+    {
+        var first = WebhookDispatcher.FirstBackoff;
+        var cap = new WebhookOptions().MaxBackoff;
+        Assert.Equal(first, WebhookDispatcher.Backoff(1, first, cap, random: 0));
+        Assert.Equal(first * 8, WebhookDispatcher.Backoff(4, first, cap, random: 0));
+        Assert.Equal(cap, WebhookDispatcher.Backoff(40, first, cap, random: 0));
+        Assert.Equal(cap * 0.8, WebhookDispatcher.Backoff(40, first, cap, random: 1));
+        Assert.True(new WebhookOptions().RetryFor >= TimeSpan.FromHours(24));
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(23) }.Validate());
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { EventRetention = TimeSpan.FromHours(24) }.Validate());
+    }
+}
