@@ -1,7 +1,7 @@
 using System.Globalization;
 using Payments.Benchmarks;
 
-// dotnet run -c Release --project bench/Payments.Benchmarks -- ledger|saga --seconds N [--workers N] [--status longpoll|poll1s|poll20ms (saga)]
+// dotnet run -c Release --project bench/Payments.Benchmarks -- ledger|saga --seconds N [--workers N] [--status longpoll|poll1s|poll20ms|webhook (saga)]
 // dotnet run -c Release --project bench/Payments.Benchmarks -- dr-drill [--payments N] [--workers N]
 // dotnet run -c Release --project bench/Payments.Benchmarks -- chaos --seconds N [--seed S] [--clients N] [--fault-every S]
 // dotnet run -c Release --project bench/Payments.Benchmarks -- retention-soak [--payments N] [--workers N] [--no-baseline]
@@ -9,7 +9,7 @@ const int MaxSeconds = 3_600;
 const int MaxWorkers = 512;
 if (args.Length == 0 || args[0] is not ("ledger" or "saga" or "dr-drill" or "chaos" or "retention-soak"))
 {
-    Console.Error.WriteLine("Usage: Payments.Benchmarks ledger|saga [--seconds N (default 10)] [--workers N (default 32)] [--status longpoll|poll1s|poll20ms (saga; default longpoll)]");
+    Console.Error.WriteLine("Usage: Payments.Benchmarks ledger|saga [--seconds N (default 10)] [--workers N (default 32)] [--status longpoll|poll1s|poll20ms|webhook (saga; default longpoll)]");
     Console.Error.WriteLine("       Payments.Benchmarks dr-drill [--payments N (default 150)] [--workers N (default 12)]");
     Console.Error.WriteLine("       Payments.Benchmarks chaos [--seconds N (default 120)] [--seed S] [--clients N (default 8)] [--fault-every S (default 6)]");
     Console.Error.WriteLine("       Payments.Benchmarks retention-soak [--payments N (default 50000)] [--workers N (default 16)] [--no-baseline]");
@@ -35,7 +35,7 @@ for (var index = 1; index + 1 < args.Length; index += 2)
     {
         if (!Enum.TryParse(args[index + 1], ignoreCase: true, out statusMode) || int.TryParse(args[index + 1], CultureInfo.InvariantCulture, out _))
         {
-            Console.Error.WriteLine($"Bad option --status {args[index + 1]} (longpoll, poll1s or poll20ms).");
+            Console.Error.WriteLine($"Bad option --status {args[index + 1]} (longpoll, poll1s, poll20ms or webhook).");
             return 2;
         }
 

@@ -21,6 +21,10 @@ public enum StatusMode
 
     /// <summary>A plain GET every 20 ms: what this benchmark did before the wait existed (the issue 14 baseline).</summary>
     Poll20ms,
+
+    /// <summary>No status request at all: each merchant registers a webhook endpoint, and a client learns of the end of
+    /// its payment from the signed <c>payment.completed</c> (or failed, compensated) delivery.</summary>
+    Webhook,
 }
 
 /// <summary>Drives the public API of the local system at a fixed concurrency: each client submits a payment and
@@ -41,12 +45,19 @@ public static class SagaBenchmark
         var store = new MerchantStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
         Console.WriteLine($"Opening {clients * AccountsPerClient} accounts for {clients} merchants (one API key per client)…");
         var http = await Task.WhenAll(Enumerable.Range(0, clients).Select(client => ClientAsync(system, store, client, cancellationToken)));
+        await using var sink = mode == StatusMode.Webhook ? await WebhookSink.StartAsync() : null;
+        if (sink is not null)
+        {
+            Console.WriteLine($"Registering a webhook endpoint per merchant ({sink.Url}…)");
+            await Task.WhenAll(http.Select((client, index) => RegisterAsync(client, sink, $"bench-{index}", cancellationToken)));
+        }
+
         Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
         var raw = await LedgerBenchmark.RawTxnAsync(system.Etcd, clients, BaselineDuration, cancellationToken);
 
         var cpuBefore = SystemCpu.DescendantSecondsByProgram();
         var raftBefore = await RaftIndexAsync(system, cancellationToken);
-        var (payments, notCompleted, elapsed, merged) = await DriveAsync(http, duration, mode, cancellationToken);
+        var (payments, notCompleted, elapsed, merged) = await DriveAsync(http, duration, mode, sink, cancellationToken);
         var cpuByProgram = SystemCpu.DescendantSecondsByProgram()
             .Select(entry => (Program: entry.Key, Seconds: entry.Value - cpuBefore.GetValueOrDefault(entry.Key)))
             .OrderByDescending(entry => entry.Seconds).ToArray();
@@ -78,6 +89,7 @@ public static class SagaBenchmark
             ["payments"] = payments,
             ["notCompleted"] = notCompleted,
             ["clients"] = clients,
+            ["webhooksRefused"] = sink?.Refused ?? 0,
         };
         Console.WriteLine("RESULT " + JsonSerializer.Serialize(result));
         foreach (var client in http)
@@ -89,7 +101,7 @@ public static class SagaBenchmark
     /// <summary>The clients' loop, with progress every second: payments terminal, those not completed, the time
     /// taken, and every payment's submit-to-terminal latency.</summary>
     private static async Task<(long Payments, long NotCompleted, TimeSpan Elapsed, LongHistogram Latency)> DriveAsync(
-        HttpClient[] http, TimeSpan duration, StatusMode mode, CancellationToken cancellationToken)
+        HttpClient[] http, TimeSpan duration, StatusMode mode, WebhookSink? sink, CancellationToken cancellationToken)
     {
         var clients = http.Length;
         var histograms = Enumerable.Range(0, clients).Select(_ => new LongHistogram(TimeStamp.Minutes(5), 3)).ToArray();
@@ -101,7 +113,7 @@ public static class SagaBenchmark
             for (long sequence = 0; sequence < MaxPaymentsPerClient && clock.Elapsed < duration; sequence++)
             {
                 var start = Stopwatch.GetTimestamp();
-                if (await PayAsync(http[client], client, sequence, mode, cancellationToken) != "completed")
+                if (await PayAsync(http[client], client, sequence, mode, sink, cancellationToken) != "completed")
                 {
                     Interlocked.Increment(ref notCompleted);
                 }
@@ -160,7 +172,16 @@ public static class SagaBenchmark
         return http;
     }
 
-    private static async Task<string> PayAsync(HttpClient http, int client, long sequence, StatusMode mode, CancellationToken cancellationToken)
+    /// <summary>The merchant's endpoint on the sink, for final events only; the sink trusts its secret.</summary>
+    private static async Task RegisterAsync(HttpClient http, WebhookSink sink, string merchant, CancellationToken cancellationToken)
+    {
+        using var response = await http.PostAsJsonAsync("/v1/webhook-endpoints",
+            new { url = sink.Url + merchant, events = new[] { "payment.completed", "payment.failed", "payment.compensated" } }, cancellationToken);
+        response.EnsureSuccessStatusCode();
+        sink.Trust(merchant, (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("secret").GetString()!);
+    }
+
+    private static async Task<string> PayAsync(HttpClient http, int client, long sequence, StatusMode mode, WebhookSink? sink, CancellationToken cancellationToken)
     {
         var debtor = $"bench-{client}-{sequence % AccountsPerClient}";
         var creditor = $"bench-{client}-{(sequence + 1) % AccountsPerClient}";
@@ -176,6 +197,22 @@ public static class SagaBenchmark
         }
 
         var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
+        if (sink is not null)
+        {
+            try
+            {
+                return await sink.FinalStatusAsync(paymentId).WaitAsync(TerminalTimeout, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                return "no-webhook";
+            }
+            finally
+            {
+                sink.Forget(paymentId);
+            }
+        }
+
         var (status, _) = mode switch
         {
             StatusMode.LongPoll => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20), null, cancellationToken),
