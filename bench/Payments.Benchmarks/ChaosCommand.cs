@@ -59,6 +59,7 @@ public static class ChaosCommand
             ["balanceMismatches"] = result.BalanceMismatches,
             ["idempotencyViolations"] = result.IdempotencyViolations,
             ["invariantViolations"] = result.InvariantViolations,
+            ["webhooksMissing"] = result.WebhooksMissing,
             ["etcdDbSizeMb"] = result.EtcdDbSizeMb,
             ["restarts"] = result.Restarts,
             ["seed"] = seed,

@@ -5,7 +5,8 @@ namespace Payments.Local.SystemTests;
 
 /// <summary>The fault campaign in the test command (the benchmark program runs it longer: <c>-- chaos</c>): 90 s of
 /// steady payments from 8 clients with a fault every 5 s among every process of the system — and afterwards nothing is
-/// stuck, no status lies, no balance is off, no key names a second payment, the ledger's invariants hold.</summary>
+/// stuck, no status lies, no balance is off, no key names a second payment, the ledger's invariants hold, and every
+/// finished payment's final event reached its merchant's webhook endpoint.</summary>
 [Collection(LocalSystemCollection.Name)]
 public sealed class FaultCampaignTests(ITestOutputHelper output)
 {
@@ -29,5 +30,6 @@ public sealed class FaultCampaignTests(ITestOutputHelper output)
         Assert.Equal(0, result.BalanceMismatches);
         Assert.Equal(0, result.IdempotencyViolations);
         Assert.Equal(0, result.InvariantViolations);
+        Assert.Equal(0, result.WebhooksMissing);
     }
 }

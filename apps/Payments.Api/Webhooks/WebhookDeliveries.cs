@@ -67,15 +67,52 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         return (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded;
     }
 
-    /// <summary>Deliveries due at <paramref name="now"/>, oldest first, at most <paramref name="limit"/>.</summary>
-    public async Task<IReadOnlyList<DueDelivery>> DueAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken)
+    /// <summary>Deliveries due at <paramref name="now"/>, oldest first, at most <paramref name="limit"/>, after the
+    /// key <paramref name="afterKey"/> (null: from the oldest); and whether more are due.</summary>
+    public async Task<(IReadOnlyList<DueDelivery> Due, bool More)> DueAsync(DateTimeOffset now, string? afterKey, int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
-            Key = EtcdBytes.Key(dueRoot), RangeEnd = EtcdBytes.Key(dueRoot + PaymentEvents.Millis(now.AddMilliseconds(1))), Limit = limit,
+            Key = EtcdBytes.Key(afterKey is null ? dueRoot : afterKey + "\0"),
+            RangeEnd = EtcdBytes.Key(dueRoot + PaymentEvents.Millis(now.AddMilliseconds(1))),
+            Limit = limit,
         }, cancellationToken: token), cancellationToken);
-        return response.Kvs.Select(kv => new DueDelivery(kv.Key.ToStringUtf8(), kv.ModRevision,
-            JsonSerializer.Deserialize<WebhookDelivery>(kv.Value.Span, Json)!)).ToArray();
+        return (response.Kvs.Select(kv => new DueDelivery(kv.Key.ToStringUtf8(), kv.ModRevision,
+            JsonSerializer.Deserialize<WebhookDelivery>(kv.Value.Span, Json)!)).ToArray(), response.More);
+    }
+
+    /// <summary>Ends delivered deliveries together, each if still as read: one transaction for up to
+    /// <see cref="MaxOpsPerTxn"/>; when one of them changed meanwhile, each alone. Returns false if the fence failed.</summary>
+    public async Task<bool> EndAllAsync(IWriteFence fence, IReadOnlyList<DueDelivery> done, CancellationToken cancellationToken)
+    {
+        foreach (var chunk in done.Chunk(MaxOpsPerTxn))
+        {
+            var request = new TxnRequest();
+            fence.AddFence(request);
+            foreach (var due in chunk)
+            {
+                request.Compare.Add(EtcdBytes.ModRevisionIs(due.Key, due.Revision));
+                request.Success.Add(EtcdBytes.Delete(due.Key));
+            }
+
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+            if (response.Succeeded)
+            {
+                continue;
+            }
+
+            if (fence.WasFencedOff(response))
+            {
+                return false;
+            }
+
+            foreach (var due in chunk)
+            {
+                await EndAsync(fence, due, cancellationToken);
+            }
+        }
+
+        return true;
     }
 
     /// <summary>All deliveries waiting, due or not (bounded count; for tests and the status of a backlog).</summary>

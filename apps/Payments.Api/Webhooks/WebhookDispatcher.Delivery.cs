@@ -27,6 +27,7 @@ public sealed partial class WebhookDispatcher
     private async Task DeliverAsync(EtcdFencedLock held, DueDelivery due, CancellationToken cancellationToken)
     {
         var delivery = due.Delivery;
+        var keep = false;
         try
         {
             var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
@@ -42,8 +43,10 @@ public sealed partial class WebhookDispatcher
             var now = time.GetUtcNow();
             if (outcome == WebhookAttempt.Delivered)
             {
+                // Ended in etcd by the next round, together with the others delivered meanwhile; in flight till then.
                 Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "delivered"));
-                await deliveries.EndAsync(held, due, cancellationToken);
+                delivered.Enqueue(due);
+                keep = true;
             }
             else if (now - delivery.FirstAt >= options.RetryFor)
             {
@@ -66,7 +69,11 @@ public sealed partial class WebhookDispatcher
         }
         finally
         {
-            inFlight.TryRemove(due.Key, out _);
+            if (!keep)
+            {
+                inFlight.TryRemove(due.Key, out _);
+            }
+
             perEndpoint.AddOrUpdate(delivery.EndpointId, 0, (_, count) => Math.Max(0, count - 1));
             Wake();
         }

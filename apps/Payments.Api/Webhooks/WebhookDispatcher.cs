@@ -19,8 +19,17 @@ public sealed partial class WebhookDispatcher(
     WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
     EtcdOptions layout, RegionGate region, RegionEpochWatcher regionEpoch, PaymentRecordStore records, TimeProvider time, ILogger<WebhookDispatcher> logger) : BackgroundService
 {
-    /// <summary>Deliveries read per scan of what is due.</summary>
+    /// <summary>Deliveries read per page of a scan of what is due.</summary>
     public const int MaxDuePerScan = 256;
+
+    /// <summary>Pages one scan reads at most.</summary>
+    public const int MaxScanPages = 8;
+
+    /// <summary>Rounds of outbox markers taken before the dispatcher turns to deliveries again.</summary>
+    public const int MaxRelayRoundsPerPass = 32;
+
+    /// <summary>Delivered deliveries ended in etcd per round, at most (the rest in the next rounds).</summary>
+    public const int MaxEndsPerRound = 4 * WebhookDeliveries.MaxOpsPerTxn;
 
     /// <summary>Longest pause between two scans when nothing wakes the dispatcher (a retry coming due is found then).</summary>
     public static readonly TimeSpan IdlePoll = TimeSpan.FromSeconds(1);
@@ -39,6 +48,7 @@ public sealed partial class WebhookDispatcher(
 
     private readonly ConcurrentDictionary<string, byte> inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> perEndpoint = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<DueDelivery> delivered = new();
     private readonly SemaphoreSlim wake = new(0, 1);
     private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
     private string? trimCursor;
@@ -110,11 +120,12 @@ public sealed partial class WebhookDispatcher(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                while (await RelayAsync(held, cancellationToken) == WebhookDeliveries.MaxMarkersPerRound)
+                for (var round = 1; round < MaxRelayRoundsPerPass && await RelayAsync(held, cancellationToken) == WebhookDeliveries.MaxMarkersPerRound; round++)
                 {
                     // a full round: more markers wait
                 }
 
+                await FlushDeliveredAsync(held, cancellationToken);
                 running.RemoveAll(task => task.IsCompleted);
                 running.AddRange(await StartDueAsync(held, cancellationToken));
                 await TrimIfDueAsync(cancellationToken);
@@ -125,6 +136,38 @@ public sealed partial class WebhookDispatcher(
         {
             // Deliveries under way end within their timeout; their last writes fail the fence if the lock is gone.
             await Task.WhenAll(running);
+            // Delivered but not yet ended in etcd: a later leader sends them again (at least once) — this one too, so
+            // they must not stay marked as in flight here.
+            while (delivered.TryDequeue(out var due))
+            {
+                inFlight.TryRemove(due.Key, out _);
+            }
+        }
+    }
+
+    /// <summary>Ends in etcd, together, the deliveries that succeeded since the last round (then they may be
+    /// scanned again: they are gone).</summary>
+    private async Task FlushDeliveredAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var done = new List<DueDelivery>();
+        while (done.Count < MaxEndsPerRound && delivered.TryDequeue(out var due))
+        {
+            done.Add(due);
+        }
+
+        try
+        {
+            if (done.Count > 0 && !await deliveries.EndAllAsync(held, done, cancellationToken))
+            {
+                throw new InvalidOperationException($"Fenced off: {held.Description} is no longer held.");
+            }
+        }
+        finally
+        {
+            foreach (var due in done)
+            {
+                inFlight.TryRemove(due.Key, out _);
+            }
         }
     }
 
@@ -148,7 +191,7 @@ public sealed partial class WebhookDispatcher(
                 .Select(endpoint => new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now)).ToArray();
             if (keys.Count + batch.Count + 1 + owed.Length > WebhookDeliveries.MaxOpsPerTxn)
             {
-                await deliveries.FanOutAsync(held, keys, batch, now, cancellationToken);
+                await FanOutAsync(held, keys, batch, now, cancellationToken);
                 keys.Clear();
                 batch.Clear();
             }
@@ -159,37 +202,54 @@ public sealed partial class WebhookDispatcher(
 
         if (keys.Count > 0)
         {
-            await deliveries.FanOutAsync(held, keys, batch, now, cancellationToken);
+            await FanOutAsync(held, keys, batch, now, cancellationToken);
         }
 
         return markers.Count;
     }
 
-    /// <summary>Starts the deliveries due now, within the bounds; returns their tasks.</summary>
+    private async Task FanOutAsync(EtcdFencedLock held, List<string> keys, List<WebhookDelivery> batch, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (!await deliveries.FanOutAsync(held, keys, batch, now, cancellationToken))
+        {
+            throw new InvalidOperationException($"Fenced off: {held.Description} is no longer held.");
+        }
+    }
+
+    /// <summary>Starts the deliveries due now, within the bounds; returns their tasks. Reads on past the deliveries it
+    /// cannot start (their endpoint busy), up to <see cref="MaxScanPages"/> pages: one slow endpoint's backlog does not
+    /// hold up the others' deliveries unless it exceeds that many.</summary>
     private async Task<IReadOnlyList<Task>> StartDueAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var started = new List<Task>();
-        if (inFlight.Count >= options.MaxInFlight)
+        string? after = null;
+        for (var page = 0; page < MaxScanPages && inFlight.Count < options.MaxInFlight; page++)
         {
-            return started;
-        }
+            var (due, more) = await deliveries.DueAsync(time.GetUtcNow(), after, MaxDuePerScan, cancellationToken);
+            foreach (var delivery in due)
+            {
+                if (inFlight.Count >= options.MaxInFlight)
+                {
+                    break;
+                }
 
-        foreach (var due in await deliveries.DueAsync(time.GetUtcNow(), MaxDuePerScan, cancellationToken))
-        {
-            if (inFlight.Count >= options.MaxInFlight)
+                var endpointId = delivery.Delivery.EndpointId;
+                if (inFlight.ContainsKey(delivery.Key) || perEndpoint.GetValueOrDefault(endpointId) >= options.MaxConcurrencyPerEndpoint)
+                {
+                    continue;
+                }
+
+                inFlight[delivery.Key] = 0;
+                perEndpoint.AddOrUpdate(endpointId, 1, (_, count) => count + 1);
+                started.Add(Task.Run(() => DeliverAsync(held, delivery, cancellationToken), CancellationToken.None));
+            }
+
+            if (!more || due.Count == 0)
             {
                 break;
             }
 
-            var endpointId = due.Delivery.EndpointId;
-            if (inFlight.ContainsKey(due.Key) || perEndpoint.GetValueOrDefault(endpointId) >= options.MaxConcurrencyPerEndpoint)
-            {
-                continue;
-            }
-
-            inFlight[due.Key] = 0;
-            perEndpoint.AddOrUpdate(endpointId, 1, (_, count) => count + 1);
-            started.Add(Task.Run(() => DeliverAsync(held, due, cancellationToken), CancellationToken.None));
+            after = due[^1].Key;
         }
 
         return started;

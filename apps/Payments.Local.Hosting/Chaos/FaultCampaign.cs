@@ -10,9 +10,11 @@ namespace Payments.Local.Hosting.Chaos;
 /// <param name="AnsweredWithinBudget">Client requests answered without a 5xx or timeout within the 30 s retry budget.</param>
 public sealed record CampaignResult(
     int Payments, int Faults, double PaymentSuccess, double AnsweredWithinBudget, int Stuck, int StatusMismatches,
-    int BalanceMismatches, int IdempotencyViolations, int InvariantViolations, double EtcdDbSizeMb, int Restarts, IReadOnlyList<string> Problems)
+    int BalanceMismatches, int IdempotencyViolations, int InvariantViolations, double EtcdDbSizeMb, int Restarts, IReadOnlyList<string> Problems,
+    int WebhooksMissing = 0)
 {
-    public bool Clean => Stuck == 0 && StatusMismatches == 0 && BalanceMismatches == 0 && IdempotencyViolations == 0 && InvariantViolations == 0;
+    public bool Clean => Stuck == 0 && StatusMismatches == 0 && BalanceMismatches == 0 && IdempotencyViolations == 0 && InvariantViolations == 0
+                         && WebhooksMissing == 0;
 }
 
 /// <summary>The fault campaign (issue 10): the local system, supervised as Kubernetes would, under steady payments from
@@ -38,10 +40,12 @@ public static class FaultCampaign
         ArgumentNullException.ThrowIfNull(progress);
         var random = new Random(seed);
         await using var system = await LocalSystem.StartAsync(0, progress, cancellationToken, supervise: true);
+        await using var witness = await WebhookWitness.StartAsync();
         var actors = new List<(CampaignClient Client, HttpClient Http, HttpClient Reviewer)>();
         for (var client = 0; client < clients; client++)
         {
             var http = await MerchantClients.CreateAsync(system, $"chaos-merchant-{client}", TimeSpan.FromSeconds(10), cancellationToken);
+            await witness.RegisterAsync(http, $"chaos-merchant-{client}", cancellationToken);
             var reviewer = await MerchantClients.CreateAsync(
                 system, $"chaos-merchant-{client}", TimeSpan.FromSeconds(10), cancellationToken, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
             var accounts = await MerchantClients.OpenFundedAccountsAsync(
@@ -51,7 +55,7 @@ public static class FaultCampaign
 
         var injector = new FaultInjector(system, new Random(random.Next()), progress);
         await DriveAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, duration, faultInterval, progress, cancellationToken);
-        var result = await CheckAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, progress, cancellationToken);
+        var result = await CheckAsync(system, actors.Select(actor => actor.Client).ToArray(), injector, witness, progress, cancellationToken);
         foreach (var (_, http, reviewer) in actors)
         {
             http.Dispose();
@@ -86,7 +90,7 @@ public static class FaultCampaign
     }
 
     private static async Task<CampaignResult> CheckAsync(
-        LocalSystem system, CampaignClient[] clients, FaultInjector injector, Action<string> progress, CancellationToken cancellationToken)
+        LocalSystem system, CampaignClient[] clients, FaultInjector injector, WebhookWitness witness, Action<string> progress, CancellationToken cancellationToken)
     {
         var problems = new List<string>();
         var payments = clients.SelectMany(client => client.Payments.Select(payment => (client, payment))).ToArray();
@@ -101,11 +105,22 @@ public static class FaultCampaign
         var completed = payments.Count(pair => pair.payment.Status == PaymentStatus.Completed);
         var platformFailed = payments.Count(pair => pair.payment.Reason is { } reason && PlatformReasons.Contains(reason));
         var requests = clients.Sum(client => client.Requests);
+        var finished = payments.Where(pair => pair.payment.PaymentId is not null && PaymentStatus.IsTerminal(pair.payment.Status))
+            .Select(pair => (pair.payment.PaymentId!, pair.payment.Status)).ToArray();
+        progress($"chaos: waiting for the final events of {finished.Length} payments at the merchants' webhook endpoints");
+        var missing = await witness.MissingAsync(finished, cancellationToken);
+        problems.AddRange(missing.Take(10).Select(id => $"webhook: event {id} never accepted"));
+        if (witness.BadSignatures > 0)
+        {
+            problems.Add($"webhook: {witness.BadSignatures} deliveries with a bad signature");
+        }
+
         return new CampaignResult(
             payments.Length, injector.Injected.Count, Ratio(completed, completed + platformFailed),
             Ratio(clients.Sum(client => client.Answered), requests), stuck.Length,
             statusMismatches, balances, idempotency, checks.Count(check => !check.Holds && check.Name != SystemChecks.StatusCheckName),
-            Math.Round(await LargestDbSizeAsync(system, cancellationToken) / (1024.0 * 1024.0), 1), system.Supervisor?.Restarts ?? 0, problems);
+            Math.Round(await LargestDbSizeAsync(system, cancellationToken) / (1024.0 * 1024.0), 1), system.Supervisor?.Restarts ?? 0, problems,
+            missing.Count + (int)witness.BadSignatures);
     }
 
     /// <summary>Every payment not yet terminal is followed again (in parallel, bounded by <see cref="SettleBound"/>).</summary>

@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Payments.Orchestrator.Client.Records;
+using Payments.Webhooks;
+
+namespace Payments.Local.Hosting.Chaos;
+
+/// <summary>The campaign's merchants' webhook receiver (Kestrel on 127.0.0.1): verifies every delivery's signature,
+/// refuses one in <see cref="RefuseOneIn"/> at random with 500 (so retries happen under the faults too), and remembers
+/// the event ids it accepted. Afterwards every finished payment's final event must have been accepted.</summary>
+public sealed class WebhookWitness : IAsyncDisposable
+{
+    public const int RefuseOneIn = 10;
+
+    /// <summary>How long after the payments settled their events may still take to arrive (the dispatcher's lock
+    /// changing hands, retries backing off).</summary>
+    public static readonly TimeSpan DeliveryBound = TimeSpan.FromMinutes(3);
+
+    private readonly WebApplication app;
+    private readonly ConcurrentDictionary<string, string> secrets = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> accepted = new(StringComparer.Ordinal);
+    private long badSignatures;
+
+    private WebhookWitness(WebApplication app) => this.app = app;
+
+    public long BadSignatures => Interlocked.Read(ref badSignatures);
+
+    public static async Task<WebhookWitness> StartAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        var witness = new WebhookWitness(app);
+        app.MapPost("/hooks/{merchant}", (Delegate)witness.ReceiveAsync);
+        await app.StartAsync();
+        return witness;
+    }
+
+    /// <summary>Registers the merchant's endpoint (through the public API, with <paramref name="http"/>'s key) and
+    /// trusts its secret.</summary>
+    public async Task RegisterAsync(HttpClient http, string merchant, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        using var response = await http.PostAsJsonAsync("/v1/webhook-endpoints", new { url = app.Urls.First() + "/hooks/" + merchant }, cancellationToken);
+        response.EnsureSuccessStatusCode();
+        secrets[merchant] = (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("secret").GetString()!;
+    }
+
+    /// <summary>The final events of <paramref name="payments"/> (id and final status) not accepted within
+    /// <see cref="DeliveryBound"/>, waiting for them (polling, bounded).</summary>
+    public async Task<IReadOnlyList<string>> MissingAsync(IReadOnlyList<(string PaymentId, string Status)> payments, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(payments);
+        var expected = payments.Select(payment => PaymentEvents.IdFor(payment.PaymentId, "payment." + payment.Status)).ToArray();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var missing = expected.Where(id => !accepted.ContainsKey(id)).ToArray();
+            if (missing.Length == 0 || waited.Elapsed >= DeliveryBound)
+            {
+                return missing;
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+        }
+    }
+
+    private async Task<IResult> ReceiveAsync(string merchant, HttpContext context)
+    {
+        using var buffer = new MemoryStream();
+        await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+        var body = buffer.ToArray();
+        if (!secrets.TryGetValue(merchant, out var secret)
+            || WebhookSignature.Verify(context.Request.Headers[WebhookSignature.Header], body, [secret], DateTimeOffset.UtcNow) != WebhookVerification.Valid)
+        {
+            Interlocked.Increment(ref badSignatures);
+            return Results.StatusCode(StatusCodes.Status400BadRequest);
+        }
+
+        if (Random.Shared.Next(RefuseOneIn) == 0)
+        {
+            return Results.StatusCode(StatusCodes.Status500InternalServerError);
+        }
+
+        accepted[JsonDocument.Parse(body).RootElement.GetProperty("id").GetString()!] = 0;
+        return Results.Ok();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+}
