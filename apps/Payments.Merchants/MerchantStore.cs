@@ -183,6 +183,29 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     public async Task<string?> AccountOwnerAsync(string accountId, CancellationToken cancellationToken) =>
         (await GetAsync(root + "account-owners/" + accountId, cancellationToken))?.Value.ToStringUtf8();
 
+    /// <summary>Records the currency the ledger opened the account in — written once the ledger has the account, so
+    /// its presence means "exists, in this currency" (an account's currency never changes). Lets a payment's checks
+    /// read owner and currency in one etcd read instead of asking the ledger service for each account.</summary>
+    public async Task RecordAccountCurrencyAsync(string accountId, string currency, CancellationToken cancellationToken) =>
+        await PutIfAbsentAsync(root + "account-currencies/" + accountId, ByteString.CopyFromUtf8(currency), cancellationToken);
+
+    /// <summary>Owner and recorded currency of each account, read together (one round trip); either null when
+    /// absent (accounts opened before currencies were recorded have none: ask the ledger, then record it).</summary>
+    public async Task<IReadOnlyList<(string? Owner, string? Currency)>> AccountFactsAsync(IReadOnlyList<string> accountIds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(accountIds);
+        var request = new TxnRequest();
+        foreach (var accountId in accountIds)
+        {
+            request.Success.Add(EtcdBytes.Get(root + "account-owners/" + accountId));
+            request.Success.Add(EtcdBytes.Get(root + "account-currencies/" + accountId));
+        }
+
+        var response = await TxnAsync(request, cancellationToken);
+        string? ValueAt(int index) => response.Responses[index].ResponseRange.Kvs.FirstOrDefault()?.Value.ToStringUtf8();
+        return accountIds.Select((_, index) => (ValueAt(2 * index), ValueAt((2 * index) + 1))).ToArray();
+    }
+
     /// <summary>The stored form of an API key (its SHA-256, hex).</summary>
     public static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
 

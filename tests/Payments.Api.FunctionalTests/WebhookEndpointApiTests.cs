@@ -48,6 +48,22 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     }
 
     [Fact]
+    public async Task ARetriedRegistration_WithAnIdempotencyKey_GetsTheSameEndpoint_NotASecondOne()
+    {
+        using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        const string Body = "{\"url\":\"https://hooks.example.com/retried\"}";
+        var key = Guid.NewGuid().ToString();
+        using var first = await client.SendJsonAsync("/v1/webhook-endpoints", Body, key);
+        using var again = await client.SendJsonAsync("/v1/webhook-endpoints", Body, key);
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, again.StatusCode);
+        Assert.Equal(await first.Content.ReadAsStringAsync(), await again.Content.ReadAsStringAsync());
+        Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+        using var other = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/other\"}", key);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+    }
+
+    [Fact]
     public async Task AKeyWithoutTheScope_CannotManageEndpoints_AndOneWithoutPaymentsRead_CannotListEvents()
     {
         using var payer = await system.NewMerchantClientAsync(ApiScopes.PaymentsWrite, ApiScopes.PaymentsRead);

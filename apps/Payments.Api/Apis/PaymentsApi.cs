@@ -105,17 +105,18 @@ public static class PaymentsApi
             return tooMuch;
         }
 
-        foreach (var id in new[] { order.DebtorAccountId, order.CreditorAccountId })
+        string[] accounts = [order.DebtorAccountId, order.CreditorAccountId];
+        var currencies = await AccountsApi.OwnedCurrenciesAsync(accounts, context, services.Store, services.Ledger);
+        for (var index = 0; index < accounts.Length; index++)
         {
-            var account = await AccountsApi.OwnedAccountAsync(id, context, services.Store, services.Ledger);
-            if (account is null)
+            if (currencies[index] is not { } accountCurrency)
             {
-                return Reply.AccountNotFound(id);
+                return Reply.AccountNotFound(accounts[index]);
             }
 
-            if (account.Currency.Code != order.Currency)
+            if (accountCurrency.Code != order.Currency)
             {
-                return AccountsApi.CurrencyMismatch(id, account.Currency, Currency.FromCode(order.Currency));
+                return AccountsApi.CurrencyMismatch(accounts[index], accountCurrency, currency);
             }
         }
 

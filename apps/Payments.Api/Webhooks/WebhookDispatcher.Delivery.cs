@@ -31,14 +31,14 @@ public sealed partial class WebhookDispatcher
         try
         {
             var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
-            if (endpointValue is null || eventValue is null)
+            if (endpointValue is null || eventValue is null || TryDecode(endpointValue) is not { } endpoint)
             {
+                // The endpoint was deleted, the event trimmed, or the endpoint's record unreadable: nothing to send.
                 Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "dropped"));
                 await deliveries.EndAsync(held, due, cancellationToken);
                 return;
             }
 
-            var endpoint = WebhookEndpointStore.Decode(endpointValue);
             var (outcome, detail) = await sender.SendAsync(endpoint.Url, delivery.EventId, eventValue.ToByteArray(), endpoint.SigningSecrets(time.GetUtcNow()), cancellationToken);
             var now = time.GetUtcNow();
             if (outcome == WebhookAttempt.Delivered)
@@ -62,10 +62,12 @@ public sealed partial class WebhookDispatcher
                 await deliveries.RetryAsync(held, due, now + pause, cancellationToken);
             }
         }
-        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException or InvalidOperationException)
+        catch (Exception exception)
         {
-            // etcd away or the lock lost: the delivery stays as it is in etcd and comes up again.
+            // etcd away or the lock lost: the delivery stays as it is in etcd and comes up at the next scan (not at
+            // once: no wake, so a fault does not turn into a busy loop).
             LogFault(exception.Message);
+            return;
         }
         finally
         {
@@ -75,7 +77,22 @@ public sealed partial class WebhookDispatcher
             }
 
             perEndpoint.AddOrUpdate(delivery.EndpointId, 0, (_, count) => Math.Max(0, count - 1));
-            Wake();
+        }
+
+        Wake(); // the endpoint has a free slot: start what waits for it
+    }
+
+    /// <summary>The endpoint, or null (logged) if its record cannot be read — never a delivery retried forever.</summary>
+    private WebhookEndpoint? TryDecode(Google.Protobuf.ByteString value)
+    {
+        try
+        {
+            return WebhookEndpointStore.Decode(value);
+        }
+        catch (System.Text.Json.JsonException exception)
+        {
+            LogFault("unreadable webhook endpoint record: " + exception.Message);
+            return null;
         }
     }
 

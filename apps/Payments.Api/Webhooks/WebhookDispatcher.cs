@@ -13,7 +13,7 @@ namespace Payments.Api.Webhooks;
 /// exponential backoff for <see cref="WebhookOptions.RetryFor"/>, and trims events older than their retention.</summary>
 /// <remarks>Every API replica runs one; the one holding the dispatcher lock works, the others wait to take over (the
 /// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment only
-/// the active region's dispatcher works. Bounded: <see cref="WebhookOptions.MaxInFlight"/> deliveries at once,
+/// the active region's dispatcher delivers; the passive one only trims old events. Bounded: <see cref="WebhookOptions.MaxInFlight"/> deliveries at once,
 /// <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per endpoint, <see cref="MaxDuePerScan"/> read per scan.</remarks>
 public sealed partial class WebhookDispatcher(
     WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
@@ -81,12 +81,6 @@ public sealed partial class WebhookDispatcher(
         {
             try
             {
-                if (region.Enabled && !regionEpoch.IsWritable)
-                {
-                    await PauseAsync(FaultPause, stoppingToken);
-                    continue;
-                }
-
                 await using var held = await EtcdFencedLock.TryAcquireAsync(
                     etcd, layout.WebhookLockKey, Environment.MachineName + "/" + Environment.ProcessId, LockLease, TimeProvider.System, logger, stoppingToken);
                 if (held is null)
@@ -98,12 +92,13 @@ public sealed partial class WebhookDispatcher(
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, held.LostToken);
                 await LeadAsync(held, linked.Token);
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            catch (Exception) when (stoppingToken.IsCancellationRequested)
             {
                 break;
             }
-            catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException or InvalidOperationException)
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
             {
+                // etcd away, the lock lost, or anything unforeseen: the API keeps serving; the dispatcher tries again.
                 LogFault(exception.Message);
                 await PauseAsync(FaultPause, stoppingToken);
             }
@@ -120,14 +115,20 @@ public sealed partial class WebhookDispatcher(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                for (var round = 1; round < MaxRelayRoundsPerPass && await RelayAsync(held, cancellationToken) == WebhookDeliveries.MaxMarkersPerRound; round++)
+                // A passive region delivers nothing (the active one does), but trims: the events shipped to it with
+                // the payment records would otherwise pile up until it takes over.
+                if (!region.Enabled || regionEpoch.IsWritable)
                 {
-                    // a full round: more markers wait
+                    for (var round = 1; round < MaxRelayRoundsPerPass && await RelayAsync(held, cancellationToken) == WebhookDeliveries.MaxMarkersPerRound; round++)
+                    {
+                        // a full round: more markers wait
+                    }
+
+                    running.RemoveAll(task => task.IsCompleted);
+                    running.AddRange(await StartDueAsync(held, cancellationToken));
                 }
 
                 await FlushDeliveredAsync(held, cancellationToken);
-                running.RemoveAll(task => task.IsCompleted);
-                running.AddRange(await StartDueAsync(held, cancellationToken));
                 await TrimIfDueAsync(cancellationToken);
                 await PauseAsync(IdlePoll, cancellationToken);
             }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Etcdserverpb;
 using Payments.Api.Apis;
+using Payments.Api.Idempotency;
 using Payments.Api.Problems;
 using Payments.Api.Security;
 using Payments.Domain;
@@ -35,7 +36,7 @@ public static partial class WebhooksApi
     {
         var endpoints = app.MapGroup("/v1/webhook-endpoints").WithTags("Webhooks");
         endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
-            .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once.");
+            .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, a retry gets the same endpoint.");
         endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage);
         endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage);
         endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage);
@@ -45,13 +46,30 @@ public static partial class WebhooksApi
             .WithDescription("Scope payments:read. The merchant's payment events, oldest first: ?after=<nextCursor> or ?since=<RFC 3339 time>, ?type=, ?limit=1-100 (default 50).");
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, WebhookEndpointStore store, WebhookOptions options)
+    /// <summary>An Idempotency-Key is optional here (an endpoint moves no money); with one, a retry gets the first answer
+    /// again — the same endpoint and secret — instead of a second endpoint that would receive every event twice.</summary>
+    private static async Task<IResult> CreateAsync(HttpContext context, WebhookEndpointStore store, WebhookOptions options, IdempotentExecutor idempotency)
     {
-        var (bytes, problem) = await RequestBody.ReadAsync(context);
-        var (request, parseProblem) = problem is null ? RequestBody.Parse<CreateWebhookEndpointRequest>(bytes!) : (null, problem);
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        if (!context.Request.Headers.ContainsKey(IdempotentExecutor.Header))
+        {
+            var (bytes, problem) = await RequestBody.ReadAsync(context);
+            return (problem ?? await CreateEndpointAsync(merchant, bytes!, store, options, context.RequestAborted)).ToResult();
+        }
+
+        var (key, body, keyProblem) = await IdempotentExecutor.ReadRequestAsync(context);
+        return keyProblem is not null
+            ? keyProblem.ToResult()
+            : (await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, body!,
+                _ => CreateEndpointAsync(merchant, body!, store, options, context.RequestAborted), context.RequestAborted)).ToResult();
+    }
+
+    private static async Task<Reply> CreateEndpointAsync(string merchant, byte[] bytes, WebhookEndpointStore store, WebhookOptions options, CancellationToken cancellationToken)
+    {
+        var (request, parseProblem) = RequestBody.Parse<CreateWebhookEndpointRequest>(bytes);
         if (parseProblem is not null)
         {
-            return parseProblem.ToResult();
+            return parseProblem;
         }
 
         var errors = new Dictionary<string, string>();
@@ -73,14 +91,14 @@ public static partial class WebhooksApi
 
         if (errors.Count > 0)
         {
-            return Reply.Invalid(errors).ToResult();
+            return Reply.Invalid(errors);
         }
 
-        var created = await store.CreateAsync(ApiKeyMiddleware.MerchantOf(context), request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description, context.RequestAborted);
+        var created = await store.CreateAsync(merchant, request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description, cancellationToken);
         return created is null
             ? Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.WebhookEndpointLimitReached, "Too many webhook endpoints.",
-                $"A merchant may have {WebhookEndpointStore.MaxEndpointsPerMerchant} endpoints; delete one first.").ToResult()
-            : Reply.Json(StatusCodes.Status201Created, ToResponse(created, withSecret: true)).ToResult();
+                $"A merchant may have {WebhookEndpointStore.MaxEndpointsPerMerchant} endpoints; delete one first.")
+            : Reply.Json(StatusCodes.Status201Created, ToResponse(created, withSecret: true));
     }
 
     private static async Task<IResult> ListAsync(HttpContext context, WebhookEndpointStore store) =>
