@@ -56,6 +56,10 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         }
 
         Assert.True(receiver.Received.Any(delivery => delivery.Attempt > 1), "No delivery was retried: the receiver's failures were not exercised.");
+        // Nothing stays owed once everything arrived: etcd keeps no delivery (nor outbox marker) behind.
+        var owed = system.ApiServices.GetRequiredService<WebhookDeliveries>();
+        long left = -1;
+        await PollUntilAsync(() => (left = owed.BacklogAsync(CancellationToken.None).GetAwaiter().GetResult()) == 0, () => $"{left} deliveries or markers still owed");
         // The log holds the same events, readable again in time order, page by page.
         var listed = await ListEventsAsync(client, pageSize: 2);
         Assert.Equal(expected.Order(), listed.Where(id => expected.Contains(id)).Order());

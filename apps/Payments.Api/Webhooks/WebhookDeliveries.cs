@@ -11,6 +11,12 @@ namespace Payments.Api.Webhooks;
 /// <param name="FirstAt">When the event was fanned out: retries end <see cref="WebhookOptions.RetryFor"/> after it.</param>
 public sealed record WebhookDelivery(string MerchantId, string EndpointId, string EventId, string EventKey, int Attempt, DateTimeOffset FirstAt);
 
+/// <summary>An outbox marker: an event not yet settled by the dispatcher.</summary>
+public sealed record OutboxMarker(string Key, string Type, string LogKey, string MerchantId, string EventId);
+
+/// <summary>A marker the dispatcher is done with: what is still owed for its event, and when each is due.</summary>
+public sealed record SettledMarker(string Key, IReadOnlyList<(WebhookDelivery Delivery, DateTimeOffset Due)> Owed);
+
 /// <summary>A delivery as it is stored: its key (which carries its due time) and revision.</summary>
 public sealed record DueDelivery(string Key, long Revision, WebhookDelivery Delivery);
 
@@ -20,7 +26,7 @@ public sealed record DueDelivery(string Key, long Revision, WebhookDelivery Deli
 /// nothing; a delivery it sent meanwhile may be sent again — delivery is at least once, receivers de-duplicate on the id.</summary>
 public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix, string outboxPrefix)
 {
-    /// <summary>Outbox markers taken per round.</summary>
+    /// <summary>Outbox markers taken per round (beyond those already being worked on).</summary>
     public const int MaxMarkersPerRound = 32;
 
     /// <summary>Operations per transaction, within etcd's default <c>--max-txn-ops</c> of 128 (with the fence's compare).</summary>
@@ -32,39 +38,68 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
     public string OutboxRoot => outboxRoot;
 
-    /// <summary>The oldest outbox markers: key, event type, log key, merchant, event id.</summary>
-    public async Task<IReadOnlyList<(string Key, string Type, string LogKey, string MerchantId, string EventId)>> MarkersAsync(CancellationToken cancellationToken)
+    /// <summary>The oldest outbox markers, at most <paramref name="limit"/>: key, event type, log key, merchant, event id.</summary>
+    public async Task<IReadOnlyList<OutboxMarker>> MarkersAsync(int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
-            Key = EtcdBytes.Key(outboxRoot), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = MaxMarkersPerRound,
+            Key = EtcdBytes.Key(outboxRoot), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
         }, cancellationToken: token), cancellationToken);
         return response.Kvs.Select(kv =>
         {
             var key = kv.Key.ToStringUtf8();
             var parts = key[outboxRoot.Length..].Split('/'); // {ms}/{merchant}/{event id}
             var (type, logKey) = PaymentEvents.ParseOutboxValue(kv.Value.ToStringUtf8());
-            return (key, type, logKey, parts[1], parts[2]);
+            return new OutboxMarker(key, type, logKey, parts[1], parts[2]);
         }).ToArray();
     }
 
-    /// <summary>Deletes the markers and creates the deliveries in one fenced transaction (the caller keeps it within
-    /// <see cref="MaxOpsPerTxn"/>): a marker is gone exactly when its deliveries exist.</summary>
-    public async Task<bool> FanOutAsync(IWriteFence fence, IReadOnlyList<string> markerKeys, IReadOnlyList<WebhookDelivery> deliveries, DateTimeOffset due, CancellationToken cancellationToken)
+    /// <summary>An event's body as stored (null when it is gone: trimmed).</summary>
+    public async Task<byte[]?> EventAsync(string logKey, CancellationToken cancellationToken)
+    {
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(logKey) }, cancellationToken: token), cancellationToken);
+        return response.Kvs.FirstOrDefault()?.Value.ToByteArray();
+    }
+
+    /// <summary>Settles taken markers in fenced transactions of at most <see cref="MaxOpsPerTxn"/> operations: each
+    /// marker is deleted together with the deliveries still owed for its event (those whose first attempt failed, or
+    /// was not made), so a marker is gone exactly when nothing about its event is left only in memory. Returns false
+    /// if the fence failed.</summary>
+    public async Task<bool> SettleMarkersAsync(IWriteFence fence, IReadOnlyList<SettledMarker> settled, CancellationToken cancellationToken)
+    {
+        var request = NewFenced(fence);
+        foreach (var marker in settled)
+        {
+            // A marker and its deliveries always go in one transaction (an event has at most 64 endpoints' worth).
+            if (request.Success.Count > 0 && request.Success.Count + 1 + marker.Owed.Count > MaxOpsPerTxn)
+            {
+                if (!await CommitAsync(request))
+                {
+                    return false;
+                }
+
+                request = NewFenced(fence);
+            }
+
+            request.Success.Add(EtcdBytes.Delete(marker.Key));
+            foreach (var (delivery, due) in marker.Owed)
+            {
+                request.Success.Add(EtcdBytes.Put(KeyOf(delivery, due), Encode(delivery)));
+            }
+        }
+
+        return request.Success.Count == 0 || await CommitAsync(request);
+
+        async Task<bool> CommitAsync(TxnRequest txn) =>
+            (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(txn, cancellationToken: token), cancellationToken)).Succeeded;
+    }
+
+    private static TxnRequest NewFenced(IWriteFence fence)
     {
         var request = new TxnRequest();
         fence.AddFence(request);
-        foreach (var key in markerKeys)
-        {
-            request.Success.Add(EtcdBytes.Delete(key));
-        }
-
-        foreach (var delivery in deliveries)
-        {
-            request.Success.Add(EtcdBytes.Put(KeyOf(delivery, due), Encode(delivery)));
-        }
-
-        return (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded;
+        return request;
     }
 
     /// <summary>Deliveries due at <paramref name="now"/>, oldest first, at most <paramref name="limit"/>, after the
@@ -115,14 +150,20 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         return true;
     }
 
-    /// <summary>All deliveries waiting, due or not (bounded count; for tests and the status of a backlog).</summary>
-    public async Task<long> CountAsync(CancellationToken cancellationToken)
+    /// <summary>Deliveries owed (due or not) and outbox markers not yet settled, counted: the dispatcher's backlog.</summary>
+    public async Task<long> BacklogAsync(CancellationToken cancellationToken)
     {
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+        var total = 0L;
+        foreach (var prefix in new[] { dueRoot, outboxRoot })
         {
-            Key = EtcdBytes.Key(dueRoot), RangeEnd = EtcdBytes.PrefixEnd(dueRoot), CountOnly = true,
-        }, cancellationToken: token), cancellationToken);
-        return response.Count;
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+            {
+                Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), CountOnly = true,
+            }, cancellationToken: token), cancellationToken);
+            total += response.Count;
+        }
+
+        return total;
     }
 
     /// <summary>The endpoint and the event of a delivery, in one read.</summary>

@@ -22,12 +22,46 @@ public sealed partial class WebhookDispatcher
         return TimeSpan.FromTicks((long)(capped * (1 - (0.2 * Math.Clamp(random, 0, 1)))));
     }
 
-    /// <summary>One attempt of one delivery, then its bookkeeping: ended when delivered (or moot: endpoint deleted, event
-    /// trimmed), given up after <see cref="WebhookOptions.RetryFor"/>, else put back with its backoff.</summary>
-    private async Task DeliverAsync(EtcdFencedLock held, DueDelivery due, CancellationToken cancellationToken)
+    /// <summary>Starts the owed deliveries that are due, within the bounds; returns their tasks. Reads on past the
+    /// deliveries it cannot start (their endpoint busy), up to <see cref="MaxScanPages"/> pages: one slow endpoint's
+    /// backlog does not hold up the others' deliveries unless it exceeds that many.</summary>
+    private async Task<IReadOnlyList<Task>> StartDueAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var started = new List<Task>();
+        string? after = null;
+        for (var page = 0; page < MaxScanPages && Volatile.Read(ref attempting) < options.MaxInFlight; page++)
+        {
+            var (due, more) = await deliveries.DueAsync(time.GetUtcNow(), after, MaxDuePerScan, cancellationToken);
+            foreach (var delivery in due.Where(delivery => !inFlight.ContainsKey(delivery.Key)))
+            {
+                if (!TryTakeSlot(delivery.Delivery.EndpointId))
+                {
+                    continue;
+                }
+
+                inFlight[delivery.Key] = 0;
+                started.Add(Task.Run(() => RetryOwedAsync(held, delivery, cancellationToken), CancellationToken.None));
+            }
+
+            if (!more || due.Count == 0)
+            {
+                return started;
+            }
+
+            after = due[^1].Key;
+        }
+
+        return started;
+    }
+
+    /// <summary>Another attempt of an owed delivery (its slot taken), then its bookkeeping: ended when delivered (or
+    /// moot: endpoint deleted, event trimmed), given up after <see cref="WebhookOptions.RetryFor"/>, else owed again
+    /// after its backoff.</summary>
+    private async Task RetryOwedAsync(EtcdFencedLock held, DueDelivery due, CancellationToken cancellationToken)
     {
         var delivery = due.Delivery;
         var keep = false;
+        var slotHeld = true;
         try
         {
             var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
@@ -39,16 +73,14 @@ public sealed partial class WebhookDispatcher
                 return;
             }
 
-            var (outcome, detail) = await sender.SendAsync(endpoint.Url, delivery.EventId, eventValue.ToByteArray(), endpoint.SigningSecrets(time.GetUtcNow()), cancellationToken);
-            var now = time.GetUtcNow();
+            slotHeld = false; // AttemptAsync releases it
+            var (_, outcome, detail) = await AttemptAsync(endpoint, delivery, eventValue.ToByteArray(), cancellationToken);
             if (outcome == WebhookAttempt.Delivered)
             {
-                // Ended in etcd by the next round, together with the others delivered meanwhile; in flight till then.
-                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "delivered"));
-                delivered.Enqueue(due);
+                delivered.Enqueue(due); // ended in etcd by the next round, with the others; in flight till then
                 keep = true;
             }
-            else if (now - delivery.FirstAt >= options.RetryFor)
+            else if (time.GetUtcNow() - delivery.FirstAt >= options.RetryFor)
             {
                 Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "given_up"));
                 LogGivenUp(delivery.EventId, delivery.EndpointId, delivery.Attempt + 1, detail);
@@ -56,27 +88,29 @@ public sealed partial class WebhookDispatcher
             }
             else
             {
-                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
-                var pause = Backoff(delivery.Attempt + 1, options.FirstBackoff ?? FirstBackoff, options.MaxBackoff, Random.Shared.NextDouble());
+                var pause = NextPause(delivery.Attempt + 1);
                 LogRetry(delivery.EventId, delivery.EndpointId, delivery.Attempt + 1, detail, pause.TotalSeconds);
-                await deliveries.RetryAsync(held, due, now + pause, cancellationToken);
+                await deliveries.RetryAsync(held, due, time.GetUtcNow() + pause, cancellationToken);
             }
         }
         catch (Exception exception)
         {
-            // etcd away or the lock lost: the delivery stays as it is in etcd and comes up at the next scan (not at
-            // once: no wake, so a fault does not turn into a busy loop).
+            // etcd away or the lock lost: the delivery stays as it is in etcd and comes up at the next scan (no wake,
+            // so a fault does not turn into a busy loop).
             LogFault(exception.Message);
             return;
         }
         finally
         {
+            if (slotHeld)
+            {
+                ReleaseSlot(delivery.EndpointId);
+            }
+
             if (!keep)
             {
                 inFlight.TryRemove(due.Key, out _);
             }
-
-            perEndpoint.AddOrUpdate(delivery.EndpointId, 0, (_, count) => Math.Max(0, count - 1));
         }
 
         Wake(); // the endpoint has a free slot: start what waits for it

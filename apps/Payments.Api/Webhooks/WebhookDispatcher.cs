@@ -25,11 +25,8 @@ public sealed partial class WebhookDispatcher(
     /// <summary>Pages one scan reads at most.</summary>
     public const int MaxScanPages = 8;
 
-    /// <summary>Rounds of outbox markers taken before the dispatcher turns to deliveries again.</summary>
-    public const int MaxRelayRoundsPerPass = 32;
-
-    /// <summary>Delivered deliveries ended in etcd per round, at most (the rest in the next rounds).</summary>
-    public const int MaxEndsPerRound = 4 * WebhookDeliveries.MaxOpsPerTxn;
+    /// <summary>Settled deliveries and markers recorded in etcd per round, each at most (the rest in the next rounds).</summary>
+    public const int MaxSettledPerRound = 4 * WebhookDeliveries.MaxOpsPerTxn;
 
     /// <summary>Longest pause between two scans when nothing wakes the dispatcher (a retry coming due is found then).</summary>
     public static readonly TimeSpan IdlePoll = TimeSpan.FromSeconds(1);
@@ -47,8 +44,12 @@ public sealed partial class WebhookDispatcher(
         "payments.webhooks.attempts", description: "webhook delivery attempts, by outcome (delivered, failed, given_up, dropped)");
 
     private readonly ConcurrentDictionary<string, byte> inFlight = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, int> perEndpoint = new(StringComparer.Ordinal);
+    private readonly Lock slots = new();
+    private readonly Dictionary<string, int> perEndpoint = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<DueDelivery> delivered = new();
+    private readonly ConcurrentDictionary<string, byte> markersTaken = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<SettledMarker> settledMarkers = new();
+    private int attempting;
     private readonly SemaphoreSlim wake = new(0, 1);
     private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
     private string? trimCursor;
@@ -119,46 +120,43 @@ public sealed partial class WebhookDispatcher(
                 // the payment records would otherwise pile up until it takes over.
                 if (!region.Enabled || regionEpoch.IsWritable)
                 {
-                    for (var round = 1; round < MaxRelayRoundsPerPass && await RelayAsync(held, cancellationToken) == WebhookDeliveries.MaxMarkersPerRound; round++)
-                    {
-                        // a full round: more markers wait
-                    }
-
                     running.RemoveAll(task => task.IsCompleted);
+                    running.AddRange(await TakeMarkersAsync(cancellationToken));
                     running.AddRange(await StartDueAsync(held, cancellationToken));
                 }
 
-                await FlushDeliveredAsync(held, cancellationToken);
+                await FlushAsync(held, cancellationToken);
                 await TrimIfDueAsync(cancellationToken);
                 await PauseAsync(IdlePoll, cancellationToken);
             }
         }
         finally
         {
-            // Deliveries under way end within their timeout; their last writes fail the fence if the lock is gone.
+            // Attempts under way end within their timeout; their writes fail the fence if the lock is gone.
             await Task.WhenAll(running);
-            // Delivered but not yet ended in etcd: a later leader sends them again (at least once) — this one too, so
-            // they must not stay marked as in flight here.
+            // What was attempted but not yet recorded in etcd is sent again by a later leader (at least once) — by this
+            // one too, so it must not stay marked as taken here.
             while (delivered.TryDequeue(out var due))
             {
                 inFlight.TryRemove(due.Key, out _);
             }
+
+            settledMarkers.Clear();
+            markersTaken.Clear();
         }
     }
 
-    /// <summary>Ends in etcd, together, the deliveries that succeeded since the last round (then they may be
-    /// scanned again: they are gone).</summary>
-    private async Task FlushDeliveredAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    /// <summary>Records in etcd, together, what the attempts since the last round settled: deliveries that succeeded
+    /// (deleted) and markers whose first attempts are over (deleted, with what is still owed). Then they are no
+    /// longer held in memory: they are gone from etcd, or owed there.</summary>
+    private async Task FlushAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
-        var done = new List<DueDelivery>();
-        while (done.Count < MaxEndsPerRound && delivered.TryDequeue(out var due))
-        {
-            done.Add(due);
-        }
-
+        var done = Drain(delivered);
+        var settled = Drain(settledMarkers);
         try
         {
-            if (done.Count > 0 && !await deliveries.EndAllAsync(held, done, cancellationToken))
+            if ((done.Count > 0 && !await deliveries.EndAllAsync(held, done, cancellationToken))
+                || (settled.Count > 0 && !await deliveries.SettleMarkersAsync(held, settled, cancellationToken)))
             {
                 throw new InvalidOperationException($"Fenced off: {held.Description} is no longer held.");
             }
@@ -169,91 +167,56 @@ public sealed partial class WebhookDispatcher(
             {
                 inFlight.TryRemove(due.Key, out _);
             }
+
+            foreach (var marker in settled)
+            {
+                markersTaken.TryRemove(marker.Key, out _);
+            }
         }
     }
 
-    /// <summary>Takes one round of outbox markers: each event becomes a delivery per endpoint of its merchant that wants
-    /// it, in transactions that delete the markers they cover. Returns how many markers were taken.</summary>
-    private async Task<int> RelayAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    private static List<T> Drain<T>(ConcurrentQueue<T> queue)
     {
-        var markers = await deliveries.MarkersAsync(cancellationToken);
-        var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
-        var now = time.GetUtcNow();
-        var keys = new List<string>();
-        var batch = new List<WebhookDelivery>();
-        foreach (var marker in markers)
+        var drained = new List<T>();
+        while (drained.Count < MaxSettledPerRound && queue.TryDequeue(out var item))
         {
-            if (!endpointsOf.TryGetValue(marker.MerchantId, out var merchantEndpoints))
-            {
-                endpointsOf[marker.MerchantId] = merchantEndpoints = await endpoints.ListAsync(marker.MerchantId, cancellationToken);
-            }
-
-            var owed = merchantEndpoints.Where(endpoint => endpoint.Wants(marker.Type))
-                .Select(endpoint => new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now)).ToArray();
-            if (keys.Count + batch.Count + 1 + owed.Length > WebhookDeliveries.MaxOpsPerTxn)
-            {
-                await FanOutAsync(held, keys, batch, now, cancellationToken);
-                keys.Clear();
-                batch.Clear();
-            }
-
-            keys.Add(marker.Key);
-            batch.AddRange(owed);
+            drained.Add(item);
         }
 
-        if (keys.Count > 0)
-        {
-            await FanOutAsync(held, keys, batch, now, cancellationToken);
-        }
-
-        return markers.Count;
+        return drained;
     }
 
-    private async Task FanOutAsync(EtcdFencedLock held, List<string> keys, List<WebhookDelivery> batch, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <summary>A place for one attempt to <paramref name="endpointId"/>, within both bounds; false when there is none.</summary>
+    private bool TryTakeSlot(string endpointId)
     {
-        if (!await deliveries.FanOutAsync(held, keys, batch, now, cancellationToken))
+        lock (slots)
         {
-            throw new InvalidOperationException($"Fenced off: {held.Description} is no longer held.");
+            var atEndpoint = perEndpoint.GetValueOrDefault(endpointId);
+            if (attempting >= options.MaxInFlight || atEndpoint >= options.MaxConcurrencyPerEndpoint)
+            {
+                return false;
+            }
+
+            attempting++;
+            perEndpoint[endpointId] = atEndpoint + 1;
+            return true;
         }
     }
 
-    /// <summary>Starts the deliveries due now, within the bounds; returns their tasks. Reads on past the deliveries it
-    /// cannot start (their endpoint busy), up to <see cref="MaxScanPages"/> pages: one slow endpoint's backlog does not
-    /// hold up the others' deliveries unless it exceeds that many.</summary>
-    private async Task<IReadOnlyList<Task>> StartDueAsync(EtcdFencedLock held, CancellationToken cancellationToken)
+    private void ReleaseSlot(string endpointId)
     {
-        var started = new List<Task>();
-        string? after = null;
-        for (var page = 0; page < MaxScanPages && inFlight.Count < options.MaxInFlight; page++)
+        lock (slots)
         {
-            var (due, more) = await deliveries.DueAsync(time.GetUtcNow(), after, MaxDuePerScan, cancellationToken);
-            foreach (var delivery in due)
+            attempting--;
+            if (perEndpoint.GetValueOrDefault(endpointId) <= 1)
             {
-                if (inFlight.Count >= options.MaxInFlight)
-                {
-                    break;
-                }
-
-                var endpointId = delivery.Delivery.EndpointId;
-                if (inFlight.ContainsKey(delivery.Key) || perEndpoint.GetValueOrDefault(endpointId) >= options.MaxConcurrencyPerEndpoint)
-                {
-                    continue;
-                }
-
-                inFlight[delivery.Key] = 0;
-                perEndpoint.AddOrUpdate(endpointId, 1, (_, count) => count + 1);
-                started.Add(Task.Run(() => DeliverAsync(held, delivery, cancellationToken), CancellationToken.None));
+                perEndpoint.Remove(endpointId); // endpoints come and go: keep only those with attempts under way
             }
-
-            if (!more || due.Count == 0)
+            else
             {
-                break;
+                perEndpoint[endpointId]--;
             }
-
-            after = due[^1].Key;
         }
-
-        return started;
     }
 
     private async Task PauseAsync(TimeSpan pause, CancellationToken cancellationToken)

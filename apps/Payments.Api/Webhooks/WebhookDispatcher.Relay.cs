@@ -1,0 +1,96 @@
+namespace Payments.Api.Webhooks;
+
+public sealed partial class WebhookDispatcher
+{
+    /// <summary>Takes the outbox markers not yet taken (a round's worth) and starts, for each, the first attempts to
+    /// the merchant's endpoints that want its event — straight from memory, with nothing written first. An endpoint
+    /// without a free slot gets its delivery owed instead. When a marker's attempts are over it is settled
+    /// (<see cref="FlushAsync"/>): deleted in etcd with the deliveries still owed, so the common case — delivered at
+    /// the first attempt — costs a share of one transaction. If this replica dies first, the marker is still there and
+    /// the next leader sends the event again (receivers de-duplicate on the id).</summary>
+    private async Task<IReadOnlyList<Task>> TakeMarkersAsync(CancellationToken cancellationToken)
+    {
+        var markers = await deliveries.MarkersAsync(WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
+        var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
+        var started = new List<Task>();
+        foreach (var marker in markers.Where(marker => !markersTaken.ContainsKey(marker.Key)))
+        {
+            if (!endpointsOf.TryGetValue(marker.MerchantId, out var merchantEndpoints))
+            {
+                endpointsOf[marker.MerchantId] = merchantEndpoints = await endpoints.ListAsync(marker.MerchantId, cancellationToken);
+            }
+
+            markersTaken[marker.Key] = 0;
+            var wanting = merchantEndpoints.Where(endpoint => endpoint.Wants(marker.Type)).ToArray();
+            if (wanting.Length == 0)
+            {
+                settledMarkers.Enqueue(new SettledMarker(marker.Key, [])); // nobody listens: the event stays in the log only
+                continue;
+            }
+
+            started.Add(Task.Run(() => FirstAttemptsAsync(marker, wanting, cancellationToken), CancellationToken.None));
+        }
+
+        return started;
+    }
+
+    private async Task FirstAttemptsAsync(OutboxMarker marker, IReadOnlyList<WebhookEndpoint> wanting, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var body = await deliveries.EventAsync(marker.LogKey, cancellationToken);
+            var now = time.GetUtcNow();
+            var owed = new List<(WebhookDelivery Delivery, DateTimeOffset Due)>();
+            var attempts = new List<Task<(WebhookDelivery Delivery, WebhookAttempt Outcome, string Detail)>>();
+            foreach (var endpoint in body is null ? [] : wanting)
+            {
+                var delivery = new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now);
+                if (TryTakeSlot(endpoint.Id))
+                {
+                    attempts.Add(AttemptAsync(endpoint, delivery, body!, cancellationToken));
+                }
+                else
+                {
+                    owed.Add((delivery, now)); // the endpoint is busy: owed, due now
+                }
+            }
+
+            foreach (var (delivery, outcome, detail) in await Task.WhenAll(attempts))
+            {
+                if (outcome != WebhookAttempt.Delivered)
+                {
+                    var pause = NextPause(1);
+                    LogRetry(delivery.EventId, delivery.EndpointId, 1, detail, pause.TotalSeconds);
+                    owed.Add((delivery with { Attempt = 1 }, time.GetUtcNow() + pause));
+                }
+            }
+
+            settledMarkers.Enqueue(new SettledMarker(marker.Key, owed));
+            Wake();
+        }
+        catch (Exception exception)
+        {
+            // etcd away or stopping: the marker stays in etcd and is taken again at a later round.
+            markersTaken.TryRemove(marker.Key, out _);
+            LogFault(exception.Message);
+        }
+    }
+
+    /// <summary>One attempt (the slot already taken; released here), counted.</summary>
+    private async Task<(WebhookDelivery Delivery, WebhookAttempt Outcome, string Detail)> AttemptAsync(
+        WebhookEndpoint endpoint, WebhookDelivery delivery, byte[] body, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var (outcome, detail) = await sender.SendAsync(endpoint.Url, delivery.EventId, body, endpoint.SigningSecrets(time.GetUtcNow()), cancellationToken);
+            Attempts.Add(1, new KeyValuePair<string, object?>("outcome", outcome == WebhookAttempt.Delivered ? "delivered" : "failed"));
+            return (delivery, outcome, detail);
+        }
+        finally
+        {
+            ReleaseSlot(endpoint.Id);
+        }
+    }
+
+    private TimeSpan NextPause(int attempt) => Backoff(attempt, options.FirstBackoff ?? FirstBackoff, options.MaxBackoff, Random.Shared.NextDouble());
+}
