@@ -14,8 +14,9 @@ public sealed record WebhookDelivery(string MerchantId, string EndpointId, strin
 /// <summary>An outbox marker: an event not yet settled by the dispatcher.</summary>
 public sealed record OutboxMarker(string Key, string Type, string LogKey, string MerchantId, string EventId);
 
-/// <summary>A marker the dispatcher is done with: what is still owed for its event, and when each is due.</summary>
-public sealed record SettledMarker(string Key, IReadOnlyList<(WebhookDelivery Delivery, DateTimeOffset Due)> Owed);
+/// <summary>A marker the dispatcher is done with: what is still owed for its event, and when each is due;
+/// <paramref name="SettledAt"/> a <see cref="TimeProvider"/> timestamp.</summary>
+public sealed record SettledMarker(string Key, IReadOnlyList<(WebhookDelivery Delivery, DateTimeOffset Due)> Owed, long SettledAt);
 
 /// <summary>A delivery as it is stored: its key (which carries its due time) and revision.</summary>
 public sealed record DueDelivery(string Key, long Revision, WebhookDelivery Delivery);
@@ -38,12 +39,12 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
     public string OutboxRoot => outboxRoot;
 
-    /// <summary>The oldest outbox markers, at most <paramref name="limit"/>: key, event type, log key, merchant, event id.</summary>
-    public async Task<IReadOnlyList<OutboxMarker>> MarkersAsync(int limit, CancellationToken cancellationToken)
+    /// <summary>The oldest outbox markers after <paramref name="afterKey"/> (null: from the first), at most <paramref name="limit"/>.</summary>
+    public async Task<IReadOnlyList<OutboxMarker>> MarkersAsync(string? afterKey, int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
-            Key = EtcdBytes.Key(outboxRoot), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
+            Key = EtcdBytes.Key(afterKey is null ? outboxRoot : afterKey + "\0"), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
         }, cancellationToken: token), cancellationToken);
         return response.Kvs.Select(kv =>
         {

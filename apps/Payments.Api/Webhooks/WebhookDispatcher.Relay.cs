@@ -2,6 +2,17 @@ namespace Payments.Api.Webhooks;
 
 public sealed partial class WebhookDispatcher
 {
+    private string? lastTakenKey;
+    private long lastFullTake;
+
+    /// <summary>Markers taken and not yet settled in etcd, at most.</summary>
+    public const int MaxMarkersTaken = 1_024;
+
+    /// <summary>How long settled markers may wait to be recorded together (unless a round's worth is ready): at low
+    /// rates this turns a transaction per event into one per second; a dispatcher that dies sends at most this
+    /// much of its last events again.</summary>
+    public static readonly TimeSpan SettleDelay = TimeSpan.FromSeconds(1);
+
     /// <summary>Takes the outbox markers not yet taken (a round's worth) and starts, for each, the first attempts to
     /// the merchant's endpoints that want its event — straight from memory, with nothing written first. An endpoint
     /// without a free slot gets its delivery owed instead. When a marker's attempts are over it is settled
@@ -10,7 +21,21 @@ public sealed partial class WebhookDispatcher
     /// the next leader sends the event again (receivers de-duplicate on the id).</summary>
     private async Task<IReadOnlyList<Task>> TakeMarkersAsync(CancellationToken cancellationToken)
     {
-        var markers = await deliveries.MarkersAsync(WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
+        if (markersTaken.Count >= MaxMarkersTaken)
+        {
+            return []; // enough under way: settle those first
+        }
+
+        // Usually only the markers after the newest taken (new events); once per IdlePoll from the first, for markers
+        // written with a clock behind ours and for those let go after a fault.
+        var fromFirst = lastTakenKey is null || time.GetElapsedTime(lastFullTake) >= IdlePoll;
+        var markers = await deliveries.MarkersAsync(
+            fromFirst ? null : lastTakenKey, WebhookDeliveries.MaxMarkersPerRound + (fromFirst ? markersTaken.Count : 0), cancellationToken);
+        if (fromFirst)
+        {
+            lastFullTake = time.GetTimestamp();
+        }
+
         var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
         var started = new List<Task>();
         foreach (var marker in markers.Where(marker => !markersTaken.ContainsKey(marker.Key)))
@@ -21,10 +46,11 @@ public sealed partial class WebhookDispatcher
             }
 
             markersTaken[marker.Key] = 0;
+            lastTakenKey = string.CompareOrdinal(marker.Key, lastTakenKey) > 0 ? marker.Key : lastTakenKey;
             var wanting = merchantEndpoints.Where(endpoint => endpoint.Wants(marker.Type)).ToArray();
             if (wanting.Length == 0)
             {
-                settledMarkers.Enqueue(new SettledMarker(marker.Key, [])); // nobody listens: the event stays in the log only
+                settledMarkers.Enqueue(new SettledMarker(marker.Key, [], time.GetTimestamp())); // nobody listens: the event stays in the log only
                 continue;
             }
 
@@ -65,7 +91,7 @@ public sealed partial class WebhookDispatcher
                 }
             }
 
-            settledMarkers.Enqueue(new SettledMarker(marker.Key, owed));
+            settledMarkers.Enqueue(new SettledMarker(marker.Key, owed, time.GetTimestamp()));
             Wake();
         }
         catch (Exception exception)

@@ -143,6 +143,7 @@ public sealed partial class WebhookDispatcher(
 
             settledMarkers.Clear();
             markersTaken.Clear();
+            lastTakenKey = null;
         }
     }
 
@@ -152,7 +153,10 @@ public sealed partial class WebhookDispatcher(
     private async Task FlushAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var done = Drain(delivered);
-        var settled = Drain(settledMarkers);
+        var settled = settledMarkers.Count >= WebhookDeliveries.MaxMarkersPerRound
+                      || (settledMarkers.TryPeek(out var oldest) && time.GetElapsedTime(oldest.SettledAt) >= SettleDelay)
+            ? Drain(settledMarkers)
+            : [];
         try
         {
             if ((done.Count > 0 && !await deliveries.EndAllAsync(held, done, cancellationToken))
