@@ -86,7 +86,9 @@ public sealed partial class WebhookDispatcher(
                     etcd, layout.WebhookLockKey, Environment.MachineName + "/" + Environment.ProcessId, LockLease, TimeProvider.System, logger, stoppingToken);
                 if (held is null)
                 {
-                    await PauseAsync(LockLease / 4, stoppingToken);
+                    // Not woken by new events: a replica that does not hold the lock retries on its own schedule (each
+                    // try costs etcd a lease and a transaction).
+                    await SleepAsync(LockLease / 4, stoppingToken);
                     continue;
                 }
 
@@ -101,7 +103,7 @@ public sealed partial class WebhookDispatcher(
             {
                 // etcd away, the lock lost, or anything unforeseen: the API keeps serving; the dispatcher tries again.
                 LogFault(exception.Message);
-                await PauseAsync(FaultPause, stoppingToken);
+                await SleepAsync(FaultPause, stoppingToken);
             }
         }
 
@@ -223,6 +225,20 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
+    /// <summary>Waits <paramref name="pause"/> whatever happens meanwhile (but stopping).</summary>
+    private async Task SleepAsync(TimeSpan pause, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(pause, time, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // leaving
+        }
+    }
+
+    /// <summary>Waits <paramref name="pause"/>, or less when <see cref="Wake"/> is called.</summary>
     private async Task PauseAsync(TimeSpan pause, CancellationToken cancellationToken)
     {
         try
