@@ -8,13 +8,15 @@ using Payments.Telemetry;
 
 namespace Payments.Api.Webhooks;
 
-/// <summary>Delivers payment events to merchants' endpoints: takes the outbox markers that record changes leave
-/// (fanning each event out to the merchant's endpoints that want it), sends what is due, retries failures with
-/// exponential backoff for <see cref="WebhookOptions.RetryFor"/>, and trims events older than their retention.</summary>
+/// <summary>Delivers payment events to merchants' endpoints: takes the outbox markers that record changes leave and
+/// sends each event to the merchant's endpoints that want it, records what is still owed, retries it with exponential
+/// backoff for <see cref="WebhookOptions.RetryFor"/>, and trims events older than their retention.</summary>
 /// <remarks>Every API replica runs one; the one holding the dispatcher lock works, the others wait to take over (the
 /// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment only
-/// the active region's dispatcher delivers; the passive one only trims old events. Bounded: <see cref="WebhookOptions.MaxInFlight"/> deliveries at once,
-/// <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per endpoint, <see cref="MaxDuePerScan"/> read per scan.</remarks>
+/// the active region's dispatcher delivers; the passive one only trims old events. Bounded:
+/// <see cref="WebhookOptions.MaxInFlight"/> attempts at once, <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per
+/// endpoint, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
+/// deliveries read per scan.</remarks>
 public sealed partial class WebhookDispatcher(
     WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
     EtcdOptions layout, RegionGate region, RegionEpochWatcher regionEpoch, PaymentRecordStore records, TimeProvider time, ILogger<WebhookDispatcher> logger) : BackgroundService
