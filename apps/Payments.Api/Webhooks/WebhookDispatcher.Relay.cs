@@ -2,9 +2,6 @@ namespace Payments.Api.Webhooks;
 
 public sealed partial class WebhookDispatcher
 {
-    private string? lastTakenKey;
-    private long lastFullTake;
-
     /// <summary>Markers taken and not yet settled in etcd, at most.</summary>
     public const int MaxMarkersTaken = 1_024;
 
@@ -26,16 +23,9 @@ public sealed partial class WebhookDispatcher
             return []; // enough under way: settle those first
         }
 
-        // Usually only the markers after the newest taken (new events); once per IdlePoll from the first, for markers
-        // written with a clock behind ours and for those let go after a fault.
-        var fromFirst = lastTakenKey is null || time.GetElapsedTime(lastFullTake) >= IdlePoll;
-        var markers = await deliveries.MarkersAsync(
-            fromFirst ? null : lastTakenKey, WebhookDeliveries.MaxMarkersPerRound + (fromFirst ? markersTaken.Count : 0), cancellationToken);
-        if (fromFirst)
-        {
-            lastFullTake = time.GetTimestamp();
-        }
-
+        // From the first marker, every time: markers are keyed by their writer's clock, and transactions commit in
+        // another order than their timestamps, so reading on from the newest taken would leave some waiting.
+        var markers = await deliveries.MarkersAsync(null, WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
         var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
         var started = new List<Task>();
         foreach (var marker in markers.Where(marker => !markersTaken.ContainsKey(marker.Key)))
@@ -46,7 +36,6 @@ public sealed partial class WebhookDispatcher
             }
 
             markersTaken[marker.Key] = 0;
-            lastTakenKey = string.CompareOrdinal(marker.Key, lastTakenKey) > 0 ? marker.Key : lastTakenKey;
             var wanting = merchantEndpoints.Where(endpoint => endpoint.Wants(marker.Type)).ToArray();
             if (wanting.Length == 0)
             {

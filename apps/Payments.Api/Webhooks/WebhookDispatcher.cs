@@ -147,7 +147,6 @@ public sealed partial class WebhookDispatcher(
 
             settledMarkers.Clear();
             markersTaken.Clear();
-            lastTakenKey = null;
         }
     }
 
