@@ -48,8 +48,8 @@ public static class SagaBenchmark
         await using var sink = mode == StatusMode.Webhook ? await WebhookSink.StartAsync() : null;
         if (sink is not null)
         {
-            Console.WriteLine($"Registering a webhook endpoint per merchant ({sink.Url}…)");
-            await Task.WhenAll(http.Select((client, index) => RegisterAsync(client, sink, $"bench-{index}", cancellationToken)));
+            Console.WriteLine("Registering a webhook endpoint per merchant…");
+            await Task.WhenAll(http.Select((client, index) => sink.RegisterAsync(client, $"bench-{index}", cancellationToken)));
         }
 
         Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
@@ -170,15 +170,6 @@ public static class SagaBenchmark
         }
 
         return http;
-    }
-
-    /// <summary>The merchant's endpoint on the sink, for final events only; the sink trusts its secret.</summary>
-    private static async Task RegisterAsync(HttpClient http, WebhookSink sink, string merchant, CancellationToken cancellationToken)
-    {
-        using var response = await http.PostAsJsonAsync("/v1/webhook-endpoints",
-            new { url = sink.Url + merchant, events = new[] { "payment.completed", "payment.failed", "payment.compensated" } }, cancellationToken);
-        response.EnsureSuccessStatusCode();
-        sink.Trust(merchant, (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("secret").GetString()!);
     }
 
     private static async Task<string> PayAsync(HttpClient http, int client, long sequence, StatusMode mode, WebhookSink? sink, CancellationToken cancellationToken)

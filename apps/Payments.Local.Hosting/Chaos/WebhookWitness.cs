@@ -10,11 +10,16 @@ using Payments.Webhooks;
 
 namespace Payments.Local.Hosting.Chaos;
 
-/// <summary>The campaign's merchants' webhook receiver (Kestrel on 127.0.0.1): verifies every delivery's signature,
-/// refuses one in <see cref="RefuseOneIn"/> at random with 500 (so retries happen under the faults too), and remembers
-/// the event ids it accepted. Afterwards every finished payment's final event must have been accepted.</summary>
+/// <summary>Merchants' webhook receiver for the local system's campaigns and benchmarks (Kestrel on 127.0.0.1):
+/// verifies every delivery's signature as a merchant would, refuses one in <c>refuseOneIn</c> at random with 500 (the
+/// fault campaign: so that retries happen under the faults too), remembers the event ids it accepted, and tells
+/// <c>onAccepted</c> of each accepted event.</summary>
 public sealed class WebhookWitness : IAsyncDisposable
 {
+    /// <summary>Event ids remembered at most (a campaign has a few thousand).</summary>
+    public const int MaxRemembered = 1_000_000;
+
+    /// <summary>The fault campaign refuses one delivery in this many.</summary>
     public const int RefuseOneIn = 10;
 
     /// <summary>How long after the payments settled their events may still take to arrive (the dispatcher's lock
@@ -22,21 +27,26 @@ public sealed class WebhookWitness : IAsyncDisposable
     public static readonly TimeSpan DeliveryBound = TimeSpan.FromMinutes(3);
 
     private readonly WebApplication app;
+    private readonly int refuseOneIn;
+    private readonly Action<JsonElement>? onAccepted;
     private readonly ConcurrentDictionary<string, string> secrets = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> accepted = new(StringComparer.Ordinal);
     private long badSignatures;
 
-    private WebhookWitness(WebApplication app) => this.app = app;
+    private WebhookWitness(WebApplication app, int refuseOneIn, Action<JsonElement>? onAccepted) =>
+        (this.app, this.refuseOneIn, this.onAccepted) = (app, refuseOneIn, onAccepted);
 
     public long BadSignatures => Interlocked.Read(ref badSignatures);
 
-    public static async Task<WebhookWitness> StartAsync()
+    /// <param name="refuseOneIn">Refuse one delivery in this many at random (0: never).</param>
+    /// <param name="onAccepted">Told of each event accepted (its body), on the request's thread.</param>
+    public static async Task<WebhookWitness> StartAsync(int refuseOneIn = RefuseOneIn, Action<JsonElement>? onAccepted = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
         var app = builder.Build();
-        var witness = new WebhookWitness(app);
+        var witness = new WebhookWitness(app, refuseOneIn, onAccepted);
         app.MapPost("/hooks/{merchant}", (Delegate)witness.ReceiveAsync);
         await app.StartAsync();
         return witness;
@@ -44,10 +54,11 @@ public sealed class WebhookWitness : IAsyncDisposable
 
     /// <summary>Registers the merchant's endpoint (through the public API, with <paramref name="http"/>'s key) and
     /// trusts its secret.</summary>
-    public async Task RegisterAsync(HttpClient http, string merchant, CancellationToken cancellationToken)
+    /// <param name="events">The event types the endpoint wants (null: all).</param>
+    public async Task RegisterAsync(HttpClient http, string merchant, CancellationToken cancellationToken, IReadOnlyList<string>? events = null)
     {
         ArgumentNullException.ThrowIfNull(http);
-        using var response = await http.PostAsJsonAsync("/v1/webhook-endpoints", new { url = app.Urls.First() + "/hooks/" + merchant }, cancellationToken);
+        using var response = await http.PostAsJsonAsync("/v1/webhook-endpoints", new { url = app.Urls.First() + "/hooks/" + merchant, events }, cancellationToken);
         response.EnsureSuccessStatusCode();
         secrets[merchant] = (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("secret").GetString()!;
     }
@@ -83,12 +94,18 @@ public sealed class WebhookWitness : IAsyncDisposable
             return Results.StatusCode(StatusCodes.Status400BadRequest);
         }
 
-        if (Random.Shared.Next(RefuseOneIn) == 0)
+        if (refuseOneIn > 0 && Random.Shared.Next(refuseOneIn) == 0)
         {
             return Results.StatusCode(StatusCodes.Status500InternalServerError);
         }
 
-        accepted[JsonDocument.Parse(body).RootElement.GetProperty("id").GetString()!] = 0;
+        var paymentEvent = JsonDocument.Parse(body).RootElement;
+        if (accepted.Count < MaxRemembered)
+        {
+            accepted[paymentEvent.GetProperty("id").GetString()!] = 0; // past the bound, MissingAsync reports them missing
+        }
+
+        onAccepted?.Invoke(paymentEvent);
         return Results.Ok();
     }
 
