@@ -8,6 +8,11 @@ public static class EtcdBytes
 {
     public static ByteString Key(string key) => ByteString.CopyFromUtf8(key);
 
+    /// <summary>An instant as a key segment that sorts by time: Unix milliseconds, 13 digits (enough until the year
+    /// 2286); instants before 1970 as 0. For index keys read in time order (finished payments, events, deliveries due).</summary>
+    public static string TimeKey(DateTimeOffset at) =>
+        Math.Max(0, at.ToUnixTimeMilliseconds()).ToString("D13", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>A key prefix ending in '/', so that "a/b" never also matches "a/bc…".</summary>
     public static string AsPrefix(string prefix) => prefix.EndsWith('/') ? prefix : prefix + "/";
 

@@ -39,12 +39,12 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
     public string OutboxRoot => outboxRoot;
 
-    /// <summary>The oldest outbox markers after <paramref name="afterKey"/> (null: from the first), at most <paramref name="limit"/>.</summary>
-    public async Task<IReadOnlyList<OutboxMarker>> MarkersAsync(string? afterKey, int limit, CancellationToken cancellationToken)
+    /// <summary>The oldest outbox markers, at most <paramref name="limit"/>.</summary>
+    public async Task<IReadOnlyList<OutboxMarker>> MarkersAsync(int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
-            Key = EtcdBytes.Key(afterKey is null ? outboxRoot : afterKey + "\0"), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
+            Key = EtcdBytes.Key(outboxRoot), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
         }, cancellationToken: token), cancellationToken);
         return response.Kvs.Select(kv =>
         {
@@ -110,7 +110,7 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
             Key = EtcdBytes.Key(afterKey is null ? dueRoot : afterKey + "\0"),
-            RangeEnd = EtcdBytes.Key(dueRoot + PaymentEvents.Millis(now.AddMilliseconds(1))),
+            RangeEnd = EtcdBytes.Key(dueRoot + EtcdBytes.TimeKey(now.AddMilliseconds(1))),
             Limit = limit,
         }, cancellationToken: token), cancellationToken);
         return (response.Kvs.Select(kv => new DueDelivery(kv.Key.ToStringUtf8(), kv.ModRevision,
@@ -199,7 +199,7 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
     }
 
     private string KeyOf(WebhookDelivery delivery, DateTimeOffset due) =>
-        dueRoot + PaymentEvents.Millis(due) + "/" + delivery.EndpointId + "/" + delivery.EventId;
+        dueRoot + EtcdBytes.TimeKey(due) + "/" + delivery.EndpointId + "/" + delivery.EventId;
 
     private static ByteString Encode(WebhookDelivery delivery) => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(delivery, Json));
 }

@@ -141,7 +141,7 @@ public sealed partial class WebhookDispatcher
         }
 
         var eventsRoot = records.EventsRoot;
-        var cutoff = PaymentEvents.Millis(now - options.EventRetention);
+        var cutoff = EtcdBytes.TimeKey(now - options.EventRetention);
         var from = trimCursor ?? eventsRoot;
         for (var merchants = 0; merchants < MaxMerchantsPerTrim; merchants++)
         {

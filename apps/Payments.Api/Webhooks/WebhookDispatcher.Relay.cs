@@ -25,7 +25,7 @@ public sealed partial class WebhookDispatcher
 
         // From the first marker, every time: markers are keyed by their writer's clock, and transactions commit in
         // another order than their timestamps, so reading on from the newest taken would leave some waiting.
-        var markers = await deliveries.MarkersAsync(null, WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
+        var markers = await deliveries.MarkersAsync(WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
         var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
         var started = new List<Task>();
         foreach (var marker in markers.Where(marker => !markersTaken.ContainsKey(marker.Key)))

@@ -64,7 +64,7 @@ public static partial class WebhooksApi
         }
 
         var root = PaymentEvents.MerchantRoot(records.EventsRoot, ApiKeyMiddleware.MerchantOf(context));
-        var from = after is not null ? root + after + "\0" : since is { } time ? root + PaymentEvents.Millis(time) : root;
+        var from = after is not null ? root + after + "\0" : since is { } time ? root + EtcdBytes.TimeKey(time) : root;
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
             Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(root), Limit = limit,

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -81,7 +80,7 @@ public static class PaymentEvents
         request.Success.Add(EtcdBytes.Put(logKey, ByteString.CopyFrom(Serialize(paymentEvent))));
         if (outboxRoot is not null)
         {
-            request.Success.Add(EtcdBytes.Put(outboxRoot + Millis(record.UpdatedAt) + "/" + record.Order.MerchantId + "/" + paymentEvent.Id,
+            request.Success.Add(EtcdBytes.Put(outboxRoot + EtcdBytes.TimeKey(record.UpdatedAt) + "/" + record.Order.MerchantId + "/" + paymentEvent.Id,
                 ByteString.CopyFromUtf8(OutboxValue(type, logKey))));
         }
     }
@@ -99,12 +98,9 @@ public static class PaymentEvents
 
     /// <summary>Where an event lives in the log.</summary>
     public static string LogKey(string eventsRoot, string merchantId, DateTimeOffset at, string eventId) =>
-        MerchantRoot(eventsRoot, merchantId) + Millis(at) + "/" + eventId;
+        MerchantRoot(eventsRoot, merchantId) + EtcdBytes.TimeKey(at) + "/" + eventId;
 
     /// <summary>Every event of one merchant lives under this.</summary>
     public static string MerchantRoot(string eventsRoot, string merchantId) => eventsRoot + merchantId + "/";
 
-    /// <summary>Fixed width, so keys sort by time (13 digits last until the year 2286).</summary>
-    public static string Millis(DateTimeOffset at) =>
-        Math.Max(0, at.ToUnixTimeMilliseconds()).ToString("D13", CultureInfo.InvariantCulture);
 }

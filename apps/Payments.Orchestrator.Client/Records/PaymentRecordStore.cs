@@ -284,7 +284,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         var request = new RangeRequest
         {
             // The range's end is exclusive: the next millisecond's keys start there.
-            Key = EtcdBytes.Key(DoneRoot), RangeEnd = EtcdBytes.Key(DoneRoot + Millis(before.AddMilliseconds(1))), Limit = limit, KeysOnly = true,
+            Key = EtcdBytes.Key(DoneRoot), RangeEnd = EtcdBytes.Key(DoneRoot + EtcdBytes.TimeKey(before.AddMilliseconds(1))), Limit = limit, KeysOnly = true,
         };
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
         return response.Kvs.Select(kv => kv.Key.ToStringUtf8()).Select(key => (key, key[(key.LastIndexOf('/') + 1)..])).ToArray();
@@ -351,11 +351,8 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     /// <summary>The index key a finished record has now (older ones may linger until the archiver drops them).</summary>
     public string IndexKeyOf(PaymentRecord record) => DoneKey(record);
 
-    private string DoneKey(PaymentRecord record) => DoneRoot + Millis(record.UpdatedAt) + "/" + record.PaymentId;
+    private string DoneKey(PaymentRecord record) => DoneRoot + EtcdBytes.TimeKey(record.UpdatedAt) + "/" + record.PaymentId;
 
-    /// <summary>Fixed width, so that the keys sort by time (13 digits last until the year 2286).</summary>
-    private static string Millis(DateTimeOffset at) =>
-        Math.Max(0, at.ToUnixTimeMilliseconds()).ToString("D13", System.Globalization.CultureInfo.InvariantCulture);
 
     private string InFlightKey(PaymentRecord record) => InFlightRoot + record.Order.MerchantId + "/" + record.PaymentId;
 
