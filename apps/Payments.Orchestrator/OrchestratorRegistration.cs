@@ -6,11 +6,14 @@ namespace Payments.Orchestrator;
 
 public static class OrchestratorRegistration
 {
-    /// <summary>Registers the payment saga and its activities with the Dapr workflow runtime.</summary>
+    /// <summary>Registers the payment saga and its activities with the Dapr workflow runtime: new payments start
+    /// <see cref="PaymentWorkflowV2"/>; <see cref="PaymentWorkflow"/> stays for instances started before it.</summary>
     public static void RegisterPaymentSaga(this WorkflowRuntimeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.RegisterWorkflow<PaymentWorkflowV2>();
         options.RegisterWorkflow<PaymentWorkflow>();
+        options.RegisterActivity<MoveMoneyActivity>();
         options.RegisterActivity<ValidatePaymentActivity>();
         options.RegisterActivity<CheckRiskActivity>();
         options.RegisterActivity<HoldFundsActivity>();

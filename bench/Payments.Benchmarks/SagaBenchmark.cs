@@ -57,12 +57,16 @@ public static class SagaBenchmark
 
         var cpuBefore = SystemCpu.DescendantSecondsByProgram();
         var raftBefore = await RaftIndexAsync(system, cancellationToken);
+        var requestsBefore = await EtcdRequestsAsync(system, cancellationToken);
         var (payments, notCompleted, elapsed, merged) = await DriveAsync(http, duration, mode, sink, cancellationToken);
         var cpuByProgram = SystemCpu.DescendantSecondsByProgram()
             .Select(entry => (Program: entry.Key, Seconds: entry.Value - cpuBefore.GetValueOrDefault(entry.Key)))
             .OrderByDescending(entry => entry.Seconds).ToArray();
         var cpuSeconds = cpuByProgram.Sum(entry => entry.Seconds);
         var raftEntries = await RaftIndexAsync(system, cancellationToken) - raftBefore;
+        var requests = (await EtcdRequestsAsync(system, cancellationToken))
+            .Select(entry => (Method: entry.Key, Count: entry.Value - requestsBefore.GetValueOrDefault(entry.Key)))
+            .Where(entry => entry.Count > 0).OrderByDescending(entry => entry.Count).ToArray();
 
         var perSecond = payments / elapsed.TotalSeconds;
         var p50 = merged.GetValueAtPercentile(50) * 1000.0 / Stopwatch.Frequency;
@@ -76,6 +80,8 @@ public static class SagaBenchmark
             $"raw etcd {raw.ItemsPerSecond:F0} txn/s; {cpuSeconds:F1} CPU-s by the system's processes = {cpuMs:F1} ms per payment; {txnsPerPayment:F1} etcd write txns per payment; {perSecond / raw.ItemsPerSecond:F4} payments per raw txn"));
         Console.WriteLine("CPU by program: " + string.Join(", ", cpuByProgram.Select(entry => string.Create(CultureInfo.InvariantCulture,
             $"{entry.Program} {(payments == 0 ? 0 : entry.Seconds * 1000 / payments):F1} ms ({entry.Seconds / Math.Max(cpuSeconds, 1e-9):P0})"))));
+        Console.WriteLine("etcd requests per payment (counted by etcd): " + string.Join(", ", requests.Select(entry => string.Create(CultureInfo.InvariantCulture,
+            $"{entry.Method} {(payments == 0 ? 0 : entry.Count / payments):F2}"))));
         var result = new Dictionary<string, object>
         {
             ["status"] = mode.ToString().ToLowerInvariant(),
@@ -155,6 +161,21 @@ public static class SagaBenchmark
 
         return highest;
     }
+
+    /// <summary>The requests the members received, by gRPC method (<c>grpc_server_msg_received_total</c>: a stream counts each message; summed over
+    /// the members; a client's request is answered by one member): what a payment asks of etcd, reads included.</summary>
+    private static async Task<Dictionary<string, double>> EtcdRequestsAsync(LocalSystem system, CancellationToken cancellationToken)
+    {
+        var counts = new Dictionary<string, double>();
+        foreach (var method in EtcdMethods)
+        {
+            counts[method] = await system.Cluster.SumMetricAsync("grpc_server_msg_received_total", [$"grpc_method=\"{method}\""], cancellationToken);
+        }
+
+        return counts;
+    }
+
+    private static readonly string[] EtcdMethods = ["Range", "Txn", "Put", "DeleteRange", "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "Watch"];
 
     private static async Task<HttpClient> ClientAsync(LocalSystem system, MerchantStore store, int client, CancellationToken cancellationToken)
     {

@@ -8,6 +8,7 @@ public static class PaymentStep
     public const string Validating = "validating";
     public const string RiskCheck = "risk-check";
     public const string AwaitingApproval = "awaiting-approval";
+    public const string MovingMoney = "moving-money";
     public const string Holding = "holding-funds";
     public const string Settling = "settling";
     public const string Compensating = "compensating";

@@ -12,7 +12,10 @@ public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResu
     // late retry after compensation (at-least-once activities) is released soon by the expiry sweep.
     public static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(15);
 
-    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override Task<StepResult> ExecuteAsync(PaymentInput input) => HoldAsync(ledger, input);
+
+    /// <summary>The hold itself, shared with <see cref="MoveMoneyActivity"/>: the same transfer id either way.</summary>
+    internal static async Task<StepResult> HoldAsync(ILedger ledger, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);

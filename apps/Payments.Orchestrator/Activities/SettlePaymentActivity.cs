@@ -8,7 +8,10 @@ namespace Payments.Orchestrator.Activities;
 /// transaction, so the money is never credited without the hold being taken, or the other way round.</summary>
 public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
-    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override Task<StepResult> ExecuteAsync(PaymentInput input) => SettleAsync(ledger, input);
+
+    /// <summary>The settlement itself, shared with <see cref="MoveMoneyActivity"/>: the same transfer ids either way.</summary>
+    internal static async Task<StepResult> SettleAsync(ILedger ledger, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var amount = PaymentTransfers.Amount(input);

@@ -27,7 +27,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         {
             if (await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token) is not { Exists: true })
             {
-                await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), input.PaymentId, input, null, timeout.Token);
+                await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), input.PaymentId, input, null, timeout.Token);
             }
         }
         finally
@@ -91,7 +91,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
             await workflows.PurgeInstanceAsync(input.PaymentId, timeout.Token);
         }
 
-        await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflow), input.PaymentId, input, null, timeout.Token);
+        await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), input.PaymentId, input, null, timeout.Token);
     }
 
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)

@@ -8,8 +8,12 @@ using Payments.Risk.Contracts;
 
 namespace Payments.Orchestrator.Workflows;
 
-/// <summary>The payment saga: validate → risk check → (review: wait for a decision, with a deadline) → hold the
-/// debtor's funds → settle (credit the creditor and post the hold, atomically) → record the outcome.</summary>
+/// <summary>The payment saga as payments started before <see cref="PaymentWorkflowV2"/> run it: validate → risk check →
+/// (review: wait for a decision, with a deadline) → hold the debtor's funds → settle (credit the creditor and post the
+/// hold, atomically) → record the outcome, each step its own activity. New payments start
+/// <see cref="PaymentWorkflowV2"/>; this one stays registered, unchanged, so that instances started before an upgrade
+/// replay their history against the code that wrote it (a workflow must not change under a running instance). Its
+/// steps are shared with V2, which takes them one by one when its single money activity faulted.</summary>
 /// <remarks>
 /// The steps, after Garcia-Molina and Salem (ADR 0002): validate and risk are retriable and have no effect; the hold
 /// is compensatable (its void is registered before it runs, because a hold whose call faulted may still have been
@@ -75,7 +79,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     }
 
     /// <summary>Waits for the reviewer; null when approved, else the failed outcome.</summary>
-    private static async Task<PaymentOutcome?> AwaitApprovalAsync(WorkflowContext context, PaymentInput input)
+    internal static async Task<PaymentOutcome?> AwaitApprovalAsync(WorkflowContext context, PaymentInput input)
     {
         context.SetCustomStatus(PaymentStep.AwaitingApproval);
         try
@@ -90,7 +94,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     }
 
     /// <summary>Hold (compensatable), then settle (the pivot).</summary>
-    private static async Task<PaymentOutcome> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    internal static async Task<PaymentOutcome> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
     {
         context.SetCustomStatus(PaymentStep.Holding);
         var compensations = new Stack<string>();
@@ -137,7 +141,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     /// <see cref="Forward"/>); one that never succeeds does not stop the others, and the payment then fails with
     /// compensation-failed (the hold's own timeout releases the funds). A void refused because the hold was posted
     /// means the pivot did commit: the payment completed.</summary>
-    private static async Task<PaymentOutcome> CompensateAsync(
+    internal static async Task<PaymentOutcome> CompensateAsync(
         WorkflowContext context, PaymentInput input, Stack<string> compensations, string reason, ILogger log)
     {
         context.SetCustomStatus(PaymentStep.Compensating);
@@ -164,7 +168,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
 
     /// <summary>Records a terminal outcome in the payment record (retried forward: the status must not be lost). If
     /// recording never succeeds the workflow's own output still holds the outcome, and the sweeper records it.</summary>
-    private static async Task<PaymentOutcome> FinishAsync(WorkflowContext context, PaymentInput input, PaymentOutcome outcome, ILogger log)
+    internal static async Task<PaymentOutcome> FinishAsync(WorkflowContext context, PaymentInput input, PaymentOutcome outcome, ILogger log)
     {
         if (PaymentStatus.IsTerminal(outcome.Status))
         {

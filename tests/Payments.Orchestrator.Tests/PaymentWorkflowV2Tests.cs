@@ -1,0 +1,186 @@
+using Dapr.Workflow;
+using Microsoft.Extensions.Logging.Abstractions;
+using Moq;
+using Payments.Ledger.Contracts;
+using Payments.Orchestrator.Activities;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Workflows;
+using Payments.Risk.Contracts;
+
+namespace Payments.Orchestrator.Tests;
+
+/// <summary>The saga new payments run (<see cref="PaymentWorkflowV2"/>) with a mocked <see cref="WorkflowContext"/>:
+/// two activities when nothing goes wrong, the steps one by one when the money activity faults, and every refusal
+/// and compensation as before. The sidecar integration tests run it for real.</summary>
+public sealed class PaymentWorkflowV2Tests
+{
+    private static readonly DateTime Start = new(2026, 12, 3, 12, 0, 0, DateTimeKind.Utc);
+    private static readonly PaymentInput Payment = new(
+        new PaymentOrder("pay-2", "merchant-a", "alice", "bob", 1_250, "USD", null), TimeSpan.FromMinutes(10), CreatedAt: Start);
+    private static readonly RiskAssessment Approve = new(RiskDecision.Approve, []);
+    private static readonly RiskAssessment Review = new(RiskDecision.Review, [RiskAssessment.AmountAboveReviewThreshold]);
+
+    private readonly Mock<WorkflowContext> context = new(MockBehavior.Strict);
+    private readonly List<string> calls = [];
+    private readonly List<string> statuses = [];
+    private readonly List<PaymentOutcome> recorded = [];
+    private DateTime now = Start;
+
+    public PaymentWorkflowV2Tests()
+    {
+        context.Setup(c => c.CreateReplaySafeLogger<PaymentWorkflowV2>()).Returns(NullLogger<PaymentWorkflowV2>.Instance);
+        context.Setup(c => c.SetCustomStatus(It.IsAny<object>())).Callback<object>(status => statuses.Add((string)status));
+        context.SetupGet(c => c.CurrentUtcDateTime).Returns(() => now);
+        context.Setup(c => c.CreateTimer(It.IsAny<TimeSpan>(), It.IsAny<CancellationToken>()))
+            .Callback<TimeSpan, CancellationToken>((delay, _) => now += delay)
+            .Returns(Task.CompletedTask);
+        context.Setup(c => c.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), It.IsAny<RecordOutcomeInput>(), It.IsAny<WorkflowTaskOptions>()))
+            .Callback<string, object, WorkflowTaskOptions>((_, input, _) => recorded.Add(((RecordOutcomeInput)input).Outcome))
+            .ReturnsAsync(StepResult.Ok);
+        SetupStep(nameof(ValidatePaymentActivity), StepResult.Ok);
+        SetupStep(nameof(HoldFundsActivity), StepResult.Ok);
+        SetupStep(nameof(SettlePaymentActivity), StepResult.Ok);
+        SetupStep(nameof(VoidHoldActivity), StepResult.Ok);
+    }
+
+    [Fact]
+    public async Task Approved_TwoActivities_TheMoneyActivityRecordsTheOutcome()
+    {
+        Arrange(Approve, MoveMoneyResult.Completed(recorded: true));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal([nameof(CheckRiskActivity), nameof(MoveMoneyActivity)], calls);
+        Assert.Empty(recorded); // recorded inside the money activity: no third round trip
+        Assert.Equal([PaymentStep.RiskCheck, PaymentStep.MovingMoney, PaymentStep.Done], statuses);
+    }
+
+    [Fact]
+    public async Task SettledButNotRecorded_TheLastStepRecordsIt()
+    {
+        Arrange(Approve, MoveMoneyResult.Completed(recorded: false));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal([PaymentOutcome.Completed()], recorded);
+    }
+
+    [Fact]
+    public async Task HoldRefused_FailsWithTheLedgersCode_NothingToCompensate()
+    {
+        Arrange(Approve, MoveMoneyResult.HoldRefused(LedgerError.InsufficientFunds));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), outcome);
+        Assert.DoesNotContain(nameof(VoidHoldActivity), calls);
+        Assert.Equal([outcome], recorded);
+    }
+
+    [Fact]
+    public async Task SettleRefused_VoidsTheHold_AndEndsCompensated()
+    {
+        Arrange(Approve, MoveMoneyResult.SettleRefused(LedgerError.AccountClosed));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Compensated(LedgerError.AccountClosed), outcome);
+        Assert.Equal([nameof(CheckRiskActivity), nameof(MoveMoneyActivity), nameof(VoidHoldActivity)], calls);
+        Assert.Equal([outcome], recorded);
+    }
+
+    [Fact]
+    public async Task MoneyActivityFaulted_TakesTheStepsOneByOne_WithTheSameIds_AndCompletes()
+    {
+        // The fault may have come after the hold or even after the settlement: the steps replay as applied.
+        Arrange(Approve, moveMoney: null);
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal([nameof(CheckRiskActivity), nameof(MoveMoneyActivity), nameof(HoldFundsActivity), nameof(SettlePaymentActivity)], calls);
+        Assert.Single(calls, nameof(MoveMoneyActivity)); // never retried as a whole
+        Assert.Equal([PaymentOutcome.Completed()], recorded);
+    }
+
+    [Fact]
+    public async Task Review_ValidatesBeforeTheReviewerWaits_ThenMovesTheMoney()
+    {
+        Arrange(Review, MoveMoneyResult.Completed(recorded: true), approval: new ApprovalDecision(true, "reviewer-1"));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal([nameof(CheckRiskActivity), nameof(ValidatePaymentActivity), nameof(MoveMoneyActivity)], calls);
+        Assert.True(statuses.IndexOf(PaymentStep.AwaitingApproval) < statuses.IndexOf(PaymentStep.MovingMoney));
+    }
+
+    [Fact]
+    public async Task Review_OfAPaymentTheLedgerWouldRefuse_FailsAtOnce_WithoutAskingTheReviewer()
+    {
+        Arrange(Review, MoveMoneyResult.Completed(recorded: true));
+        SetupStep(nameof(ValidatePaymentActivity), StepResult.Refused(LedgerError.InsufficientFunds));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), outcome);
+        Assert.DoesNotContain(PaymentStep.AwaitingApproval, statuses);
+        Assert.DoesNotContain(nameof(MoveMoneyActivity), calls);
+    }
+
+    [Fact]
+    public async Task ReviewRejected_Fails_WithoutMovingMoney()
+    {
+        Arrange(Review, MoveMoneyResult.Completed(recorded: true), approval: new ApprovalDecision(false, "reviewer-1"));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Failed(PaymentReasons.ReviewRejected), outcome);
+        Assert.DoesNotContain(nameof(MoveMoneyActivity), calls);
+        Assert.Equal([outcome], recorded);
+    }
+
+    [Fact]
+    public async Task RiskReject_Fails_WithoutMovingMoney()
+    {
+        Arrange(new RiskAssessment(RiskDecision.Reject, [RiskAssessment.DebtorBlocked]), MoveMoneyResult.Completed(recorded: true));
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Failed(PaymentReasons.RiskRejected, [RiskAssessment.DebtorBlocked]).Status, outcome.Status);
+        Assert.Equal([nameof(CheckRiskActivity)], calls);
+    }
+
+    /// <summary>Risk answers <paramref name="risk"/>; the money activity answers <paramref name="moveMoney"/>, or faults
+    /// when it is null.</summary>
+    private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null)
+    {
+        context.Setup(c => c.CallActivityAsync<RiskAssessment>(nameof(CheckRiskActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(CheckRiskActivity)))
+            .ReturnsAsync(risk);
+        var money = context.Setup(c => c.CallActivityAsync<MoveMoneyResult>(nameof(MoveMoneyActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(MoveMoneyActivity)));
+        if (moveMoney is null)
+        {
+            money.ThrowsAsync(new WorkflowTaskFailedException("settle answer lost",
+                new WorkflowTaskFailureDetails(nameof(LedgerUnavailableException), "settle answer lost", null!)));
+        }
+        else
+        {
+            money.ReturnsAsync(moveMoney);
+        }
+
+        if (approval is not null)
+        {
+            context.Setup(c => c.WaitForExternalEventAsync<ApprovalDecision>(PaymentWorkflow.ApprovalEventName, Payment.ApprovalTimeout))
+                .ReturnsAsync(approval);
+        }
+    }
+
+    private void SetupStep(string activity, StepResult result) =>
+        context.Setup(c => c.CallActivityAsync<StepResult>(activity, Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(activity))
+            .ReturnsAsync(result);
+}
