@@ -177,22 +177,20 @@ public sealed class IdempotencyStore
         IdempotencyClaim claim, int statusCode, string body, string? contentType, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(claim);
-        var read = new RangeRequest { Key = EtcdBytes.Key(claim.RecordKey) };
-        var current = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(read, cancellationToken: token), cancellationToken);
-        var kv = current.Kvs.FirstOrDefault();
-        if (kv is null || kv.ModRevision != claim.ModRevision)
-        {
-            return false;
-        }
-
-        var record = Deserialize(kv.Value) with
-        {
-            State = IdempotencyState.Completed, StatusCode = statusCode, Body = body, ContentType = contentType, LockedUntil = null,
-        };
+        // Written from the claim, without reading the record first: the compare proves it is still this claim, so its
+        // creation and lease are the claim's (one etcd read fewer per request).
+        var record = new IdempotencyRecord(claim.Fingerprint, IdempotencyState.Completed, statusCode, body, contentType, claim.CreatedAt, null);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
-        request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(record), kv.Lease));
-        return (await TxnAsync(request, cancellationToken)).Succeeded;
+        request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(record), claim.Lease));
+        try
+        {
+            return (await TxnAsync(request, cancellationToken)).Succeeded;
+        }
+        catch (RpcException exception) when (IsLeaseNotFound(exception))
+        {
+            return false; // The record's lease ended, and the record with it: the claim is lost.
+        }
     }
 
     /// <summary>Gives the key back so that a retry may run again: only for requests that changed nothing, or whose

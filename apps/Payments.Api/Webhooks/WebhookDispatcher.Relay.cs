@@ -26,17 +26,18 @@ public sealed partial class WebhookDispatcher
         // From the first marker, every time: markers are keyed by their writer's clock, and transactions commit in
         // another order than their timestamps, so reading on from the newest taken would leave some waiting.
         var markers = await deliveries.MarkersAsync(WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
-        var endpointsOf = new Dictionary<string, IReadOnlyList<WebhookEndpoint>>(StringComparer.Ordinal);
-        var started = new List<Task>();
-        foreach (var marker in markers.Where(marker => !markersTaken.ContainsKey(marker.Key)))
+        var fresh = markers.Where(marker => !markersTaken.ContainsKey(marker.Key)).ToArray();
+        if (fresh.Length == 0)
         {
-            if (!endpointsOf.TryGetValue(marker.MerchantId, out var merchantEndpoints))
-            {
-                endpointsOf[marker.MerchantId] = merchantEndpoints = await endpoints.ListAsync(marker.MerchantId, cancellationToken);
-            }
+            return [];
+        }
 
+        var endpointsOf = await endpoints.ListManyAsync([.. fresh.Select(marker => marker.MerchantId)], cancellationToken);
+        var started = new List<Task>();
+        foreach (var marker in fresh)
+        {
             markersTaken[marker.Key] = 0;
-            var wanting = merchantEndpoints.Where(endpoint => endpoint.Wants(marker.Type)).ToArray();
+            var wanting = endpointsOf[marker.MerchantId].Where(endpoint => endpoint.Wants(marker.Type)).ToArray();
             if (wanting.Length == 0)
             {
                 settledMarkers.Enqueue(new SettledMarker(marker.Key, [], time.GetTimestamp())); // nobody listens: the event stays in the log only
