@@ -13,6 +13,7 @@ public static class OrchestratorRegistration
         ArgumentNullException.ThrowIfNull(options);
         options.RegisterWorkflow<PaymentWorkflowV2>();
         options.RegisterWorkflow<PaymentWorkflow>();
+        options.RegisterActivity<AssessPaymentActivity>();
         options.RegisterActivity<MoveMoneyActivity>();
         options.RegisterActivity<ValidatePaymentActivity>();
         options.RegisterActivity<CheckRiskActivity>();

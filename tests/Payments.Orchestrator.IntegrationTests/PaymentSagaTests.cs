@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Dapr.Workflow;
+using Etcdserverpb;
 using Payments.Domain;
+using Payments.Etcd;
 using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
@@ -163,6 +165,25 @@ public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixtu
             Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(payment));
             Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
         }
+    }
+
+    /// <summary>A payment sent to review is validated before it is recorded (and announced) as awaiting approval:
+    /// one its debtor cannot fund fails at once, and its merchant only ever hears that it failed.</summary>
+    [Fact]
+    public async Task PaymentSentToReview_ThatItsDebtorCannotFund_FailsAtOnce_NeverAnnouncedAsAwaitingApproval()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: SagaFixture.ReviewThresholdMinor);
+        var payment = Payment(debtor, creditor, SagaFixture.ReviewThresholdMinor + 1);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, DateTimeOffset.UtcNow), CancellationToken.None);
+
+        var outcome = await RunAsync(payment);
+
+        Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), outcome);
+        var root = PaymentEvents.MerchantRoot(saga.Records.EventsRoot, payment.Order.MerchantId);
+        var events = await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(root), RangeEnd = EtcdBytes.PrefixEnd(root) });
+        var types = events.Kvs.Select(kv => PaymentEvents.Deserialize(kv.Value.Span))
+            .Where(paymentEvent => paymentEvent.Data.PaymentId == payment.PaymentId).Select(paymentEvent => paymentEvent.Type);
+        Assert.Equal([PaymentEvents.Failed], types);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using Dapr.Workflow;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Payments.Etcd;
 using Payments.Ledger.Core;
 using Payments.Orchestrator.Client.Records;
 using Payments.Testing;
@@ -23,6 +24,9 @@ public sealed class SagaFixture : IAsyncLifetime
     public FlakyLedger Flaky { get; private set; } = null!;
 
     public PaymentRecordStore Records { get; private set; } = null!;
+
+    /// <summary>Root access to the fixture's etcd, for reading what the saga wrote.</summary>
+    public EtcdConnection Etcd => etcd.Connection;
 
     public DaprWorkflowClient Workflows { get; private set; } = null!;
 

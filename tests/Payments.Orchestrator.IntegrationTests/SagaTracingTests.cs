@@ -44,7 +44,7 @@ public sealed class SagaTracingTests(SagaFixture saga) : IClassFixture<SagaFixtu
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await saga.Workflows.WaitForWorkflowCompletionAsync(payment.PaymentId, true, timeout.Token);
 
-        foreach (var step in new[] { "saga.CheckRiskActivity", "saga.MoveMoneyActivity" })
+        foreach (var step in new[] { "saga.AssessPaymentActivity", "saga.MoveMoneyActivity" })
         {
             var span = Assert.Single(spans, span => span.OperationName == step && (string?)span.GetTagItem("payment.id") == payment.PaymentId);
             Assert.Equal(traceId, span.TraceId);

@@ -7,6 +7,7 @@ using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Workflows;
 using Payments.Risk.Contracts;
+using static Payments.Orchestrator.Tests.SagaTestData;
 
 namespace Payments.Orchestrator.Tests;
 
@@ -15,14 +16,6 @@ namespace Payments.Orchestrator.Tests;
 /// sets, so its budgets are measured as the runtime would measure them (the sidecar integration tests run it for real).</summary>
 public sealed class PaymentWorkflowTests
 {
-    private static readonly DateTime Start = new(2026, 11, 29, 12, 0, 0, DateTimeKind.Utc);
-
-    // As the API starts it: with its creation time, which every ledger transfer of the payment is issued at.
-    private static readonly PaymentInput Payment = new(
-        new PaymentOrder("pay-1", "merchant-a", "alice", "bob", 1_250, "USD", "order 7"), TimeSpan.FromMinutes(10), CreatedAt: Start);
-    private static readonly RiskAssessment Approve = new(RiskDecision.Approve, []);
-    private static readonly RiskAssessment Review = new(RiskDecision.Review, [RiskAssessment.AmountAboveReviewThreshold]);
-
     private readonly Mock<WorkflowContext> context = new(MockBehavior.Strict);
     private readonly List<string> calls = [];
     private readonly List<string> statuses = [];
@@ -370,7 +363,4 @@ public sealed class PaymentWorkflowTests
             .Callback(() => calls.Add(activity))
             .Returns(() => Task.FromResult(results[Math.Min(index++, results.Length - 1)]));
     }
-
-    private static WorkflowTaskFailedException Failure(string message, string errorType = nameof(LedgerUnavailableException)) =>
-        new(message, new WorkflowTaskFailureDetails(errorType, message, null!));
 }

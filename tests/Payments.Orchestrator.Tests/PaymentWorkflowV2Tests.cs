@@ -6,6 +6,7 @@ using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Workflows;
 using Payments.Risk.Contracts;
+using static Payments.Orchestrator.Tests.SagaTestData;
 
 namespace Payments.Orchestrator.Tests;
 
@@ -14,12 +15,6 @@ namespace Payments.Orchestrator.Tests;
 /// and compensation as before. The sidecar integration tests run it for real.</summary>
 public sealed class PaymentWorkflowV2Tests
 {
-    private static readonly DateTime Start = new(2026, 12, 3, 12, 0, 0, DateTimeKind.Utc);
-    private static readonly PaymentInput Payment = new(
-        new PaymentOrder("pay-2", "merchant-a", "alice", "bob", 1_250, "USD", null), TimeSpan.FromMinutes(10), CreatedAt: Start);
-    private static readonly RiskAssessment Approve = new(RiskDecision.Approve, []);
-    private static readonly RiskAssessment Review = new(RiskDecision.Review, [RiskAssessment.AmountAboveReviewThreshold]);
-
     private readonly Mock<WorkflowContext> context = new(MockBehavior.Strict);
     private readonly List<string> calls = [];
     private readonly List<string> statuses = [];
@@ -37,7 +32,6 @@ public sealed class PaymentWorkflowV2Tests
         context.Setup(c => c.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), It.IsAny<RecordOutcomeInput>(), It.IsAny<WorkflowTaskOptions>()))
             .Callback<string, object, WorkflowTaskOptions>((_, input, _) => recorded.Add(((RecordOutcomeInput)input).Outcome))
             .ReturnsAsync(StepResult.Ok);
-        SetupStep(nameof(ValidatePaymentActivity), StepResult.Ok);
         SetupStep(nameof(HoldFundsActivity), StepResult.Ok);
         SetupStep(nameof(SettlePaymentActivity), StepResult.Ok);
         SetupStep(nameof(VoidHoldActivity), StepResult.Ok);
@@ -51,7 +45,7 @@ public sealed class PaymentWorkflowV2Tests
         var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
         Assert.Equal(PaymentOutcome.Completed(), outcome);
-        Assert.Equal([nameof(CheckRiskActivity), nameof(MoveMoneyActivity)], calls);
+        Assert.Equal([nameof(AssessPaymentActivity), nameof(MoveMoneyActivity)], calls);
         Assert.Empty(recorded); // recorded inside the money activity: no third round trip
         Assert.Equal([PaymentStep.RiskCheck, PaymentStep.MovingMoney, PaymentStep.Done], statuses);
     }
@@ -87,7 +81,7 @@ public sealed class PaymentWorkflowV2Tests
         var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
         Assert.Equal(PaymentOutcome.Compensated(LedgerError.AccountClosed), outcome);
-        Assert.Equal([nameof(CheckRiskActivity), nameof(MoveMoneyActivity), nameof(VoidHoldActivity)], calls);
+        Assert.Equal([nameof(AssessPaymentActivity), nameof(MoveMoneyActivity), nameof(VoidHoldActivity)], calls);
         Assert.Equal([outcome], recorded);
     }
 
@@ -100,34 +94,34 @@ public sealed class PaymentWorkflowV2Tests
         var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
         Assert.Equal(PaymentOutcome.Completed(), outcome);
-        Assert.Equal([nameof(CheckRiskActivity), nameof(MoveMoneyActivity), nameof(HoldFundsActivity), nameof(SettlePaymentActivity)], calls);
+        Assert.Equal([nameof(AssessPaymentActivity), nameof(MoveMoneyActivity), nameof(HoldFundsActivity), nameof(SettlePaymentActivity)], calls);
         Assert.Single(calls, nameof(MoveMoneyActivity)); // never retried as a whole
         Assert.Equal([PaymentOutcome.Completed()], recorded);
     }
 
     [Fact]
-    public async Task Review_ValidatesBeforeTheReviewerWaits_ThenMovesTheMoney()
+    public async Task Review_WaitsForTheReviewer_ThenMovesTheMoney()
     {
         Arrange(Review, MoveMoneyResult.Completed(recorded: true), approval: new ApprovalDecision(true, "reviewer-1"));
 
         var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
         Assert.Equal(PaymentOutcome.Completed(), outcome);
-        Assert.Equal([nameof(CheckRiskActivity), nameof(ValidatePaymentActivity), nameof(MoveMoneyActivity)], calls);
+        Assert.Equal([nameof(AssessPaymentActivity), nameof(MoveMoneyActivity)], calls);
         Assert.True(statuses.IndexOf(PaymentStep.AwaitingApproval) < statuses.IndexOf(PaymentStep.MovingMoney));
     }
 
     [Fact]
     public async Task Review_OfAPaymentTheLedgerWouldRefuse_FailsAtOnce_WithoutAskingTheReviewer()
     {
-        Arrange(Review, MoveMoneyResult.Completed(recorded: true));
-        SetupStep(nameof(ValidatePaymentActivity), StepResult.Refused(LedgerError.InsufficientFunds));
+        Arrange(Review, MoveMoneyResult.Completed(recorded: true), refusal: LedgerError.InsufficientFunds);
 
         var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
         Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), outcome);
         Assert.DoesNotContain(PaymentStep.AwaitingApproval, statuses);
         Assert.DoesNotContain(nameof(MoveMoneyActivity), calls);
+        Assert.Equal([outcome], recorded);
     }
 
     [Fact]
@@ -150,22 +144,21 @@ public sealed class PaymentWorkflowV2Tests
         var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
         Assert.Equal(PaymentOutcome.Failed(PaymentReasons.RiskRejected, [RiskAssessment.DebtorBlocked]).Status, outcome.Status);
-        Assert.Equal([nameof(CheckRiskActivity)], calls);
+        Assert.Equal([nameof(AssessPaymentActivity)], calls);
     }
 
-    /// <summary>Risk answers <paramref name="risk"/>; the money activity answers <paramref name="moveMoney"/>, or faults
+    /// <summary>The first step answers <paramref name="risk"/> (and <paramref name="refusal"/>, the ledger's for a payment sent to review); the money activity answers <paramref name="moveMoney"/>, or faults
     /// when it is null.</summary>
-    private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null)
+    private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null, string? refusal = null)
     {
-        context.Setup(c => c.CallActivityAsync<RiskAssessment>(nameof(CheckRiskActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
-            .Callback(() => calls.Add(nameof(CheckRiskActivity)))
-            .ReturnsAsync(risk);
+        context.Setup(c => c.CallActivityAsync<PaymentAssessment>(nameof(AssessPaymentActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(AssessPaymentActivity)))
+            .ReturnsAsync(new PaymentAssessment(risk, refusal));
         var money = context.Setup(c => c.CallActivityAsync<MoveMoneyResult>(nameof(MoveMoneyActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
             .Callback(() => calls.Add(nameof(MoveMoneyActivity)));
         if (moveMoney is null)
         {
-            money.ThrowsAsync(new WorkflowTaskFailedException("settle answer lost",
-                new WorkflowTaskFailureDetails(nameof(LedgerUnavailableException), "settle answer lost", null!)));
+            money.ThrowsAsync(Failure("settle answer lost"));
         }
         else
         {

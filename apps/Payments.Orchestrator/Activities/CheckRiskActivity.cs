@@ -14,7 +14,14 @@ namespace Payments.Orchestrator.Activities;
 /// API) or already terminal is left alone.</remarks>
 public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore records, TimeProvider time) : PaymentActivity<RiskAssessment>
 {
-    protected override async Task<RiskAssessment> ExecuteAsync(PaymentInput input)
+    protected override async Task<RiskAssessment> ExecuteAsync(PaymentInput input) =>
+        (await AssessAsync(risk, records, time, input, beforeReview: null)).Risk;
+
+    /// <summary>The risk check; for a payment sent to review, <paramref name="beforeReview"/> (when given) runs first
+    /// and a refusal from it ends the check before anything is written: the payment is never shown awaiting a
+    /// reviewer, nor announced to the merchant as such, when it could not be made anyway.</summary>
+    internal static async Task<(RiskAssessment Risk, string? Refusal)> AssessAsync(
+        IRiskAssessor risk, PaymentRecordStore records, TimeProvider time, PaymentInput input, Func<Task<StepResult>>? beforeReview)
     {
         ArgumentNullException.ThrowIfNull(input);
         var assessment = await risk.AssessAsync(
@@ -23,15 +30,20 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
         switch (assessment.Decision)
         {
             case RiskDecision.Review:
+                if (beforeReview is not null && await beforeReview() is { Succeeded: false } refused)
+                {
+                    return (assessment, refused.ErrorCode);
+                }
+
                 var now = time.GetUtcNow();
                 await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending
                     ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
                     : null, CancellationToken.None);
-                return assessment;
+                return (assessment, null);
             case RiskDecision.Approve when (await records.GetAsync(input.PaymentId, CancellationToken.None))?.Record.Status == PaymentStatus.AwaitingApproval:
-                return new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]);
+                return (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null);
             default:
-                return assessment;
+                return (assessment, null);
         }
     }
 }

@@ -23,7 +23,7 @@ public sealed record MoveMoneyResult(bool Settled, bool Recorded, string? HoldRe
 /// this again, or those steps after it, never applies anything twice. A refusal comes back as a value. A fault (the
 /// ledger down, an answer lost) fails the activity: the workflow then cannot know how far it got and takes the steps
 /// one by one, each with its own budget (<see cref="Workflows.PaymentWorkflowV2"/>). An outcome that could not be
-/// recorded (etcd unavailable) is reported as such; the workflow's last step records it.</remarks>
+/// recorded (etcd unavailable, the record changing under every attempt) is reported as such; the workflow's last step records it.</remarks>
 public sealed class MoveMoneyActivity(ILedger ledger, PaymentRecordStore records, TimeProvider time) : PaymentActivity<MoveMoneyResult>
 {
     protected override async Task<MoveMoneyResult> ExecuteAsync(PaymentInput input)
@@ -46,8 +46,10 @@ public sealed class MoveMoneyActivity(ILedger ledger, PaymentRecordStore records
             await records.RecordOutcomeAsync(input.PaymentId, PaymentOutcome.Completed(), time.GetUtcNow(), CancellationToken.None);
             return MoveMoneyResult.Completed(recorded: true);
         }
-        catch (RpcException)
+        catch (Exception exception) when (exception is RpcException or InvalidOperationException or System.Text.Json.JsonException)
         {
+            // etcd unavailable, or the record kept changing: the money moved, so this is not a fault of the activity
+            // (which would send the saga through hold and settle again); the workflow's last step records it.
             return MoveMoneyResult.Completed(recorded: false);
         }
     }

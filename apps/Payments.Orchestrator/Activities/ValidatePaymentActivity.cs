@@ -10,7 +10,10 @@ namespace Payments.Orchestrator.Activities;
 /// at once instead of first waiting for a reviewer who could only approve it into a refused hold.</summary>
 public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
-    protected override async Task<StepResult> ExecuteAsync(PaymentInput input)
+    protected override Task<StepResult> ExecuteAsync(PaymentInput input) => ValidateAsync(ledger, input);
+
+    /// <summary>The checks themselves, shared with <see cref="AssessPaymentActivity"/>.</summary>
+    internal static async Task<StepResult> ValidateAsync(ILedger ledger, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
         if (input.Order.DebtorAccountId == input.Order.CreditorAccountId)

@@ -15,6 +15,10 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     /// running instance scheduled twice (daprd refuses the second). Striped: a bounded set of locks.</summary>
     private const int StartLockStripes = 64;
 
+    /// <summary>The saga new payments (and restarted ones) run; older versions stay registered for instances started
+    /// before (ADR 0006).</summary>
+    public const string CurrentWorkflow = nameof(PaymentWorkflowV2);
+
     private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
 
     public async Task StartAsync(PaymentInput input, CancellationToken cancellationToken)
@@ -27,7 +31,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         {
             if (await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token) is not { Exists: true })
             {
-                await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), input.PaymentId, input, null, timeout.Token);
+                await workflows.ScheduleNewWorkflowAsync(CurrentWorkflow, input.PaymentId, input, null, timeout.Token);
             }
         }
         finally
@@ -91,7 +95,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
             await workflows.PurgeInstanceAsync(input.PaymentId, timeout.Token);
         }
 
-        await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), input.PaymentId, input, null, timeout.Token);
+        await workflows.ScheduleNewWorkflowAsync(CurrentWorkflow, input.PaymentId, input, null, timeout.Token);
     }
 
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)

@@ -128,13 +128,20 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
             case { Succeeded: true }:
                 return PaymentOutcome.Completed();
             case { } refused:
-                log.LogWarning("Payment {PaymentId} could not settle ({Reason}); compensating", input.PaymentId, refused.ErrorCode);
-                return await CompensateAsync(context, input, compensations, refused.ErrorCode!, log);
+                return await SettlementRefusedAsync(context, input, compensations, refused.ErrorCode!, log);
             default:
                 log.LogError("Payment {PaymentId}: settlement undetermined after {Budget} ({Fault}); left for the sweeper",
                     input.PaymentId, Pivot.Budget, settle.LastFault);
                 return PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined);
         }
+    }
+
+    /// <summary>A refused settlement applied nothing: the hold is voided (with whatever else is registered).</summary>
+    internal static Task<PaymentOutcome> SettlementRefusedAsync(
+        WorkflowContext context, PaymentInput input, Stack<string> compensations, string reason, ILogger log)
+    {
+        log.LogWarning("Payment {PaymentId} could not settle ({Reason}); compensating", input.PaymentId, reason);
+        return CompensateAsync(context, input, compensations, reason, log);
     }
 
     /// <summary>Runs the registered compensations in reverse order, each until it answers (bounded by
