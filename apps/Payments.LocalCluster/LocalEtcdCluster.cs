@@ -44,20 +44,35 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     /// <summary>The sum over the running members of a counter from their /metrics (Prometheus text), over the series
     /// whose labels contain every one of <paramref name="labels"/> (e.g. <c>grpc_method="Range"</c>): what etcd did,
     /// counted by etcd.</summary>
-    public async Task<double> SumMetricAsync(string metric, IReadOnlyCollection<string> labels, CancellationToken cancellationToken)
+    public async Task<double> SumMetricAsync(string metric, IReadOnlyCollection<string> labels, CancellationToken cancellationToken) =>
+        SumMetric(await MetricsAsync(cancellationToken), metric, labels);
+
+    /// <summary>Every running member's /metrics page (Prometheus text), fetched once: for summing several series of
+    /// one moment with <see cref="SumMetric"/>.</summary>
+    public async Task<IReadOnlyList<string>> MetricsAsync(CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(labels);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        double sum = 0;
+        var pages = new List<string>();
         foreach (var member in members.Where(member => member.IsRunning && !member.IsPaused && member.MetricsUrl is not null))
         {
-            var text = await http.GetStringAsync(member.MetricsUrl, cancellationToken);
-            foreach (var line in text.Split('\n'))
+            pages.Add(await http.GetStringAsync(member.MetricsUrl, cancellationToken));
+        }
+
+        return pages;
+    }
+
+    /// <summary>The sum of a counter over <paramref name="pages"/> (from <see cref="MetricsAsync"/>), over the series
+    /// whose labels contain every one of <paramref name="labels"/>.</summary>
+    public static double SumMetric(IReadOnlyList<string> pages, string metric, IReadOnlyCollection<string> labels)
+    {
+        ArgumentNullException.ThrowIfNull(pages);
+        ArgumentNullException.ThrowIfNull(labels);
+        double sum = 0;
+        foreach (var line in pages.SelectMany(page => page.Split('\n')))
+        {
+            if (line.StartsWith(metric + "{", StringComparison.Ordinal) && labels.All(label => line.Contains(label, StringComparison.Ordinal)))
             {
-                if (line.StartsWith(metric + "{", StringComparison.Ordinal) && labels.All(label => line.Contains(label, StringComparison.Ordinal)))
-                {
-                    sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
-                }
+                sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
             }
         }
 

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Payments.Local.Hosting.Chaos;
+using Payments.Orchestrator.Client.Records;
 
 namespace Payments.Benchmarks;
 
@@ -26,7 +27,7 @@ public sealed class WebhookSink : IAsyncDisposable
 
     /// <summary>Registers the merchant's endpoint for final events only.</summary>
     public Task RegisterAsync(HttpClient http, string merchant, CancellationToken cancellationToken) =>
-        witness.RegisterAsync(http, merchant, cancellationToken, ["payment.completed", "payment.failed", "payment.compensated"]);
+        witness.RegisterAsync(http, merchant, cancellationToken, [PaymentEvents.Completed, PaymentEvents.Failed, PaymentEvents.Compensated]);
 
     /// <summary>Completes with the payment's final status when its final event arrives (or arrived already).</summary>
     public Task<string> FinalStatusAsync(string paymentId) => Waiter(paymentId).Task;

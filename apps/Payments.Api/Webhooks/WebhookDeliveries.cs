@@ -55,12 +55,24 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         }).ToArray();
     }
 
-    /// <summary>An event's body as stored (null when it is gone: trimmed).</summary>
-    public async Task<byte[]?> EventAsync(string logKey, CancellationToken cancellationToken)
+    /// <summary>The bodies of the events at <paramref name="logKeys"/> as stored, read in one transaction per
+    /// <see cref="MaxOpsPerTxn"/> keys; an event that is gone (trimmed) is left out.</summary>
+    public async Task<IReadOnlyDictionary<string, byte[]>> EventsAsync(IReadOnlyCollection<string> logKeys, CancellationToken cancellationToken)
     {
-        var response = await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(logKey) }, cancellationToken: token), cancellationToken);
-        return response.Kvs.FirstOrDefault()?.Value.ToByteArray();
+        ArgumentNullException.ThrowIfNull(logKeys);
+        var bodies = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var chunk in logKeys.Distinct(StringComparer.Ordinal).Chunk(MaxOpsPerTxn))
+        {
+            var request = new TxnRequest();
+            request.Success.AddRange(chunk.Select(EtcdBytes.Get));
+            var response = await TxnAsync(request, cancellationToken);
+            foreach (var kv in response.Responses.SelectMany(answer => answer.ResponseRange.Kvs))
+            {
+                bodies[kv.Key.ToStringUtf8()] = kv.Value.ToByteArray();
+            }
+        }
+
+        return bodies;
     }
 
     /// <summary>Settles taken markers in fenced transactions of at most <see cref="MaxOpsPerTxn"/> operations: each
@@ -92,9 +104,11 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
         return request.Success.Count == 0 || await CommitAsync(request);
 
-        async Task<bool> CommitAsync(TxnRequest txn) =>
-            (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(txn, cancellationToken: token), cancellationToken)).Succeeded;
+        async Task<bool> CommitAsync(TxnRequest txn) => (await TxnAsync(txn, cancellationToken)).Succeeded;
     }
+
+    private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
+        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
 
     private static TxnRequest NewFenced(IWriteFence fence)
     {
@@ -123,15 +137,14 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
     {
         foreach (var chunk in done.Chunk(MaxOpsPerTxn))
         {
-            var request = new TxnRequest();
-            fence.AddFence(request);
+            var request = NewFenced(fence);
             foreach (var due in chunk)
             {
                 request.Compare.Add(EtcdBytes.ModRevisionIs(due.Key, due.Revision));
                 request.Success.Add(EtcdBytes.Delete(due.Key));
             }
 
-            var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+            var response = await TxnAsync(request, cancellationToken);
             if (response.Succeeded)
             {
                 continue;
@@ -173,7 +186,7 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         var request = new TxnRequest();
         request.Success.Add(EtcdBytes.Get(endpointKey));
         request.Success.Add(EtcdBytes.Get(eventKey));
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        var response = await TxnAsync(request, cancellationToken);
         return (response.Responses[0].ResponseRange.Kvs.FirstOrDefault()?.Value, response.Responses[1].ResponseRange.Kvs.FirstOrDefault()?.Value);
     }
 
@@ -186,8 +199,7 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
     private async Task<bool> MoveAsync(IWriteFence fence, DueDelivery due, WebhookDelivery? again, DateTimeOffset next, CancellationToken cancellationToken)
     {
-        var request = new TxnRequest();
-        fence.AddFence(request);
+        var request = NewFenced(fence);
         request.Compare.Add(EtcdBytes.ModRevisionIs(due.Key, due.Revision));
         request.Success.Add(EtcdBytes.Delete(due.Key));
         if (again is not null)
@@ -195,7 +207,7 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
             request.Success.Add(EtcdBytes.Put(KeyOf(again, next), Encode(again)));
         }
 
-        return (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded;
+        return (await TxnAsync(request, cancellationToken)).Succeeded;
     }
 
     private string KeyOf(WebhookDelivery delivery, DateTimeOffset due) =>

@@ -9,8 +9,9 @@ public sealed partial class WebhookDispatcher
     /// <summary>The first retry's pause; each next one doubles it, up to <see cref="WebhookOptions.MaxBackoff"/>.</summary>
     public static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(5);
 
-    /// <summary>Merchants whose old events one trim pass looks at, at most.</summary>
-    public const int MaxMerchantsPerTrim = 1_000;
+    /// <summary>Merchants whose old events one round's trim looks at, at most (two etcd calls each): the trim runs in
+    /// the delivery loop, so a pass over many merchants is spread over rounds instead of holding deliveries up.</summary>
+    public const int MaxMerchantsPerTrim = 32;
 
     /// <summary>The pause before attempt <paramref name="attempt"/> + 1: <see cref="FirstBackoff"/> doubled per attempt,
     /// capped at <paramref name="maxBackoff"/>, then up to a fifth shorter at random, so that the deliveries of an endpoint

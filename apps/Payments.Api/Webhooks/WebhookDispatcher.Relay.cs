@@ -32,38 +32,41 @@ public sealed partial class WebhookDispatcher
             return [];
         }
 
+        // The round's endpoints and event bodies in a transaction or two each, not a read per merchant and per event.
         var endpointsOf = await endpoints.ListManyAsync([.. fresh.Select(marker => marker.MerchantId)], cancellationToken);
+        var wantingOf = fresh.ToDictionary(marker => marker.Key, marker => endpointsOf[marker.MerchantId].Where(endpoint => endpoint.Wants(marker.Type)).ToArray());
+        var bodies = await deliveries.EventsAsync([.. fresh.Where(marker => wantingOf[marker.Key].Length > 0).Select(marker => marker.LogKey)], cancellationToken);
         var started = new List<Task>();
         foreach (var marker in fresh)
         {
             markersTaken[marker.Key] = 0;
-            var wanting = endpointsOf[marker.MerchantId].Where(endpoint => endpoint.Wants(marker.Type)).ToArray();
-            if (wanting.Length == 0)
+            var wanting = wantingOf[marker.Key];
+            if (wanting.Length == 0 || !bodies.TryGetValue(marker.LogKey, out var body))
             {
-                settledMarkers.Enqueue(new SettledMarker(marker.Key, [], time.GetTimestamp())); // nobody listens: the event stays in the log only
+                // Nobody listens (the event stays in the log only), or the event was trimmed: nothing to deliver.
+                settledMarkers.Enqueue(new SettledMarker(marker.Key, [], time.GetTimestamp()));
                 continue;
             }
 
-            started.Add(Task.Run(() => FirstAttemptsAsync(marker, wanting, cancellationToken), CancellationToken.None));
+            started.Add(Task.Run(() => FirstAttemptsAsync(marker, wanting, body, cancellationToken), CancellationToken.None));
         }
 
         return started;
     }
 
-    private async Task FirstAttemptsAsync(OutboxMarker marker, IReadOnlyList<WebhookEndpoint> wanting, CancellationToken cancellationToken)
+    private async Task FirstAttemptsAsync(OutboxMarker marker, IReadOnlyList<WebhookEndpoint> wanting, byte[] body, CancellationToken cancellationToken)
     {
         try
         {
-            var body = await deliveries.EventAsync(marker.LogKey, cancellationToken);
             var now = time.GetUtcNow();
             var owed = new List<(WebhookDelivery Delivery, DateTimeOffset Due)>();
             var attempts = new List<Task<(WebhookDelivery Delivery, WebhookAttempt Outcome, string Detail)>>();
-            foreach (var endpoint in body is null ? [] : wanting)
+            foreach (var endpoint in wanting)
             {
                 var delivery = new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now);
                 if (TryTakeSlot(endpoint.Id))
                 {
-                    attempts.Add(AttemptAsync(endpoint, delivery, body!, cancellationToken));
+                    attempts.Add(AttemptAsync(endpoint, delivery, body, cancellationToken));
                 }
                 else
                 {

@@ -79,7 +79,6 @@ public sealed partial class WebhookDispatcher(
             return;
         }
 
-        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger).RunAsync(Wake, (_, deleted) => { if (!deleted) { Wake(); } }, stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -108,14 +107,16 @@ public sealed partial class WebhookDispatcher(
                 await SleepAsync(FaultPause, stoppingToken);
             }
         }
-
-        await watch;
     }
 
     /// <summary>Works while this replica holds the lock (until <paramref name="cancellationToken"/> ends).</summary>
     private async Task LeadAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var running = new List<Task>();
+        // New markers wake the leader; only the leader watches (a replica waiting for the lock would be sent every
+        // marker for nothing). The watch's start wakes it too, so nothing committed before it is left waiting.
+        using var watching = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger).RunAsync(Wake, (_, deleted) => { if (!deleted) { Wake(); } }, watching.Token);
         try
         {
             while (!cancellationToken.IsCancellationRequested)
@@ -136,6 +137,16 @@ public sealed partial class WebhookDispatcher(
         }
         finally
         {
+            await watching.CancelAsync();
+            try
+            {
+                await watch;
+            }
+            catch (Exception) when (watching.IsCancellationRequested)
+            {
+                // the watch ends by its cancellation
+            }
+
             // Attempts under way end within their timeout; their writes fail the fence if the lock is gone.
             await Task.WhenAll(running);
             // What was attempted but not yet recorded in etcd is sent again by a later leader (at least once) — by this

@@ -42,7 +42,9 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     /// already. The count and the create are two steps: concurrent creates may pass the bound by as many as run at once.</summary>
     public async Task<WebhookEndpoint?> CreateAsync(string merchantId, string url, IReadOnlyList<string> events, string? description, CancellationToken cancellationToken)
     {
-        if ((await ListAsync(merchantId, cancellationToken)).Count >= MaxEndpointsPerMerchant)
+        var count = RangeOf(merchantId);
+        count.CountOnly = true;
+        if ((await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(count, cancellationToken: token), cancellationToken)).Count >= MaxEndpointsPerMerchant)
         {
             return null;
         }
@@ -60,12 +62,15 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
     public async Task<IReadOnlyList<WebhookEndpoint>> ListAsync(string merchantId, CancellationToken cancellationToken)
     {
-        var prefix = root + merchantId + "/";
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
-        {
-            Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxEndpointsPerMerchant * 4,
-        }, cancellationToken: token), cancellationToken);
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(RangeOf(merchantId), cancellationToken: token), cancellationToken);
         return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
+    }
+
+    /// <summary>The read of one merchant's endpoints (bounded: the limit is far above what a merchant may have).</summary>
+    private RangeRequest RangeOf(string merchantId)
+    {
+        var prefix = root + merchantId + "/";
+        return new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxEndpointsPerMerchant * 4 };
     }
 
     /// <summary>The endpoints of each of <paramref name="merchantIds"/>, read in one transaction per
@@ -79,14 +84,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         foreach (var chunk in merchantIds.Distinct(StringComparer.Ordinal).Chunk(MaxMerchantsPerRead))
         {
             var request = new TxnRequest();
-            foreach (var merchantId in chunk)
-            {
-                var prefix = root + merchantId + "/";
-                request.Success.Add(new RequestOp
-                {
-                    RequestRange = new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxEndpointsPerMerchant * 4 },
-                });
-            }
+            request.Success.AddRange(chunk.Select(merchantId => new RequestOp { RequestRange = RangeOf(merchantId) }));
 
             var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
             for (var index = 0; index < chunk.Length; index++)

@@ -68,7 +68,7 @@ public sealed class WebhookWitness : IAsyncDisposable
     public async Task<IReadOnlyList<string>> MissingAsync(IReadOnlyList<(string PaymentId, string Status)> payments, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(payments);
-        var expected = payments.Select(payment => PaymentEvents.IdFor(payment.PaymentId, "payment." + payment.Status)).ToArray();
+        var expected = payments.Select(payment => PaymentEvents.IdFor(payment.PaymentId, PaymentEvents.TypeFor(payment.Status)!)).ToArray();
         var waited = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {

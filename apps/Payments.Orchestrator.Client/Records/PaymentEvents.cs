@@ -86,7 +86,7 @@ public static class PaymentEvents
     }
 
     /// <summary>An outbox marker's value: the event's type and its log key.</summary>
-    public static string OutboxValue(string type, string logKey) => type + " " + logKey;
+    private static string OutboxValue(string type, string logKey) => type + " " + logKey;
 
     /// <summary>The type and log key an outbox marker names (<see cref="OutboxValue"/>).</summary>
     public static (string Type, string LogKey) ParseOutboxValue(string value)

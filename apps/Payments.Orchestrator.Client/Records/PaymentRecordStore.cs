@@ -61,7 +61,13 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 
     /// <summary>Where a status change that raises a payment event leaves the marker the webhook dispatcher takes
     /// (<see cref="PaymentEvents"/>); null: events are logged, and nothing delivers them (tools, checkers).</summary>
-    public string? OutboxPrefix { get; init; }
+    public string? OutboxPrefix
+    {
+        get => outboxPrefix;
+        init => outboxPrefix = value is null ? null : EtcdBytes.AsPrefix(value); // once, not per status change
+    }
+
+    private readonly string? outboxPrefix;
 
     /// <summary>The payment event log (<see cref="PaymentEvents"/>), under this store's prefix.</summary>
     public string EventsRoot => root + "~events/";
@@ -264,7 +270,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
             request.Success.Add(EtcdBytes.Put(DoneKey(record), ByteString.Empty));
         }
 
-        PaymentEvents.AddTo(request, record, previousStatus, EventsRoot, OutboxPrefix is null ? null : EtcdBytes.AsPrefix(OutboxPrefix));
+        PaymentEvents.AddTo(request, record, previousStatus, EventsRoot, outboxPrefix);
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (response.Succeeded && record.IsTerminal)
         {
