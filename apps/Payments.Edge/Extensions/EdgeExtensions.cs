@@ -55,7 +55,16 @@ public static class EdgeExtensions
         // The operator's admin API is reached inside the cluster, never from the internet: the public edge does not
         // route it (defence in depth: it needs the operator's token anyway).
         app.Map("/admin/{**rest}", () => Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
-        app.MapReverseProxy(proxy => proxy.Use(LimitBodyAsync));
+        // A custom proxy pipeline replaces YARP's default one, so its steps are named here: without UseLoadBalancing
+        // every request went to a random replica (ignoring the round robin), and without UsePassiveHealthChecks a
+        // replica whose connections fail was not taken out until the next active probe.
+        app.MapReverseProxy(proxy =>
+        {
+            proxy.Use(LimitBodyAsync);
+            proxy.UseSessionAffinity();
+            proxy.UseLoadBalancing();
+            proxy.UsePassiveHealthChecks();
+        });
         app.Logger.LogInformation("Edge load balancer in front of {Count} API replicas: {Backends}", backends.Count, string.Join(", ", backends));
     }
 

@@ -1,0 +1,58 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Payments.Testing;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>The edge's own proxy pipeline balances: the real YARP edge in front of two real HTTP backends that say
+/// who answered.</summary>
+public sealed class EdgeLoadBalancingTests : IAsyncLifetime
+{
+    private const int Requests = 20;
+    private readonly List<WebApplication> backends = [];
+    private WebApplication? edge;
+
+    public async Task InitializeAsync()
+    {
+        foreach (var name in new[] { "a", "b" })
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            var backend = builder.Build();
+            backend.MapGet("/readyz", () => Results.Ok()); // the edge's active probe
+            backend.MapGet("/who", () => Results.Text(name));
+            await backend.StartAsync();
+            backends.Add(backend);
+        }
+
+        edge = await EdgeHost.StartAsync([.. backends.Select(backend => new Uri(InProcessApp.BaseUrl(backend)))]);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await InProcessApp.StopAsync(edge);
+        foreach (var backend in backends)
+        {
+            await InProcessApp.StopAsync(backend);
+        }
+    }
+
+    /// <summary>Round robin, as configured: consecutive requests alternate between the replicas. (A pipeline without
+    /// YARP's load-balancing step picks at random: 20 alternating answers by chance is a 1-in-500,000 event.)</summary>
+    [Fact]
+    public async Task ConsecutiveRequests_AlternateBetweenTheReplicas()
+    {
+        using var client = EdgeHost.Client(edge!, apiKey: null);
+        var answers = new List<string>();
+        for (var request = 0; request < Requests; request++)
+        {
+            answers.Add(await client.GetStringAsync("/who"));
+        }
+
+        Assert.All(answers.Zip(answers.Skip(1)), pair => Assert.NotEqual(pair.First, pair.Second));
+        Assert.Equal(Requests / 2, answers.Count(answer => answer == "a"));
+    }
+}
