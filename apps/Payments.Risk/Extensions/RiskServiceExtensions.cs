@@ -7,18 +7,37 @@ namespace Payments.Risk.Extensions;
 
 public static class RiskServiceExtensions
 {
-    /// <summary>The rules with the configured review threshold (<c>Payments:ReviewThresholdMinor</c>) and blocklist
-    /// (<c>Payments:BlockedAccounts</c>).</summary>
+    /// <summary>The rules (<see cref="PolicyFrom"/>), with the service's identity.</summary>
     public static void AddRiskService(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddServiceIdentity();
-        var reviewThreshold = builder.Configuration.GetValue("Payments:ReviewThresholdMinor", RiskPolicy.Default.ReviewThresholdMinor);
-        var blocked = builder.Configuration.GetSection("Payments:BlockedAccounts").Get<string[]>() ?? [];
-        builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(
-            RiskPolicy.Default with { ReviewThresholdMinor = reviewThreshold, BlockedAccounts = new HashSet<string>(blocked, StringComparer.Ordinal) },
-            TimeProvider.System));
+        builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(PolicyFrom(builder.Configuration), TimeProvider.System));
     }
+
+    /// <summary>The rules with the configured review threshold (<c>Payments:ReviewThresholdMinor</c>), velocity limits
+    /// per debtor account (<c>Payments:VelocityMaxCount</c>, <c>Payments:VelocityMaxSumMinor</c> over
+    /// <c>Payments:VelocityWindow</c>) and blocklist (<c>Payments:BlockedAccounts</c>); unset ones are
+    /// <see cref="RiskPolicy.Default"/>'s. A velocity setting that is not positive stops the start: a limit of zero
+    /// would send every payment to a person.</summary>
+    public static RiskPolicy PolicyFrom(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var defaults = RiskPolicy.Default;
+        var blocked = configuration.GetSection("Payments:BlockedAccounts").Get<string[]>() ?? [];
+        return defaults with
+        {
+            ReviewThresholdMinor = configuration.GetValue("Payments:ReviewThresholdMinor", defaults.ReviewThresholdMinor),
+            VelocityMaxCount = Positive(configuration.GetValue("Payments:VelocityMaxCount", defaults.VelocityMaxCount), "Payments:VelocityMaxCount"),
+            VelocityMaxSumMinor = Positive(configuration.GetValue("Payments:VelocityMaxSumMinor", defaults.VelocityMaxSumMinor), "Payments:VelocityMaxSumMinor"),
+            VelocityWindow = Positive(configuration.GetValue("Payments:VelocityWindow", defaults.VelocityWindow), "Payments:VelocityWindow"),
+            BlockedAccounts = new HashSet<string>(blocked, StringComparer.Ordinal),
+        };
+    }
+
+    private static T Positive<T>(T value, string setting)
+        where T : IComparable<T> =>
+        value.CompareTo(default) > 0 ? value : throw new InvalidOperationException($"{setting} must be positive; it is {value}.");
 
     public static void UseRiskService(this WebApplication app)
     {

@@ -1,0 +1,48 @@
+using Microsoft.Extensions.Configuration;
+using Payments.Risk.Contracts;
+using Payments.Risk.Extensions;
+
+namespace Payments.Risk.Tests;
+
+/// <summary>The risk service's settings (environment variables on a cluster: the Helm chart's payments.velocity).</summary>
+public sealed class RiskPolicySettingsTests
+{
+    private static IConfiguration Settings(params (string Key, string Value)[] values) =>
+        new ConfigurationBuilder().AddInMemoryCollection(values.Select(pair => KeyValuePair.Create(pair.Key, (string?)pair.Value))).Build();
+
+    [Fact]
+    public void Unset_TheDefaultsApply()
+    {
+        var policy = RiskServiceExtensions.PolicyFrom(Settings());
+
+        Assert.Equal(RiskPolicy.Default.VelocityMaxCount, policy.VelocityMaxCount);
+        Assert.Equal(RiskPolicy.Default.VelocityMaxSumMinor, policy.VelocityMaxSumMinor);
+        Assert.Equal(RiskPolicy.Default.VelocityWindow, policy.VelocityWindow);
+        Assert.Equal(RiskPolicy.Default.ReviewThresholdMinor, policy.ReviewThresholdMinor);
+    }
+
+    [Fact]
+    public void VelocityLimits_AreConfigurable()
+    {
+        var policy = RiskServiceExtensions.PolicyFrom(Settings(
+            ("Payments:VelocityMaxCount", "5000"), ("Payments:VelocityMaxSumMinor", "900000000"), ("Payments:VelocityWindow", "00:01:00"),
+            ("Payments:ReviewThresholdMinor", "250"), ("Payments:BlockedAccounts:0", "mule-1")));
+
+        Assert.Equal(5000, policy.VelocityMaxCount);
+        Assert.Equal(900_000_000, policy.VelocityMaxSumMinor);
+        Assert.Equal(TimeSpan.FromMinutes(1), policy.VelocityWindow);
+        Assert.Equal(250, policy.ReviewThresholdMinor);
+        Assert.Contains("mule-1", policy.BlockedAccounts);
+    }
+
+    [Theory]
+    [InlineData("Payments:VelocityMaxCount", "0")]
+    [InlineData("Payments:VelocityMaxSumMinor", "-1")]
+    [InlineData("Payments:VelocityWindow", "00:00:00")]
+    public void AVelocitySettingThatIsNotPositive_StopsTheStart_NamingIt(string setting, string value)
+    {
+        var refused = Assert.Throws<InvalidOperationException>(() => RiskServiceExtensions.PolicyFrom(Settings((setting, value))));
+
+        Assert.Contains(setting, refused.Message, StringComparison.Ordinal);
+    }
+}
