@@ -12,7 +12,7 @@ using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
-public sealed class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixture>
+public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixture>
 {
     public static readonly TimeSpan SagaTimeout = TimeSpan.FromSeconds(90);
     private const long FundsMinor = 1_000_000;

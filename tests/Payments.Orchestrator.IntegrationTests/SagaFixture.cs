@@ -25,6 +25,9 @@ public sealed class SagaFixture : IAsyncLifetime
 
     public PaymentRecordStore Records { get; private set; } = null!;
 
+    /// <summary>The etcd key prefix of the saga's data (records under <c>payments/</c>).</summary>
+    public string Prefix { get; private set; } = null!;
+
     /// <summary>Root access to the fixture's etcd, for reading what the saga wrote.</summary>
     public EtcdConnection Etcd => etcd.Connection;
 
@@ -38,7 +41,7 @@ public sealed class SagaFixture : IAsyncLifetime
             await sidecar.InitializeAsync();
             Ledger = etcd.NewLedger();
             Flaky = new FlakyLedger(Ledger);
-            var prefix = EtcdClusterFixture.NewPrefix();
+            var prefix = Prefix = EtcdClusterFixture.NewPrefix();
             Records = new PaymentRecordStore(etcd.Connection, prefix + "payments/");
             worker = await SagaWorker.StartAsync(sidecar.Endpoint, etcd.Cluster, prefix, Flaky, ReviewThresholdMinor);
             Workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();

@@ -254,6 +254,22 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         return response.Count;
     }
 
+    /// <summary>Unfinished payments, a page of their in-flight markers (<c>{merchant}/{payment}</c>, in that order) after
+    /// <paramref name="afterMarker"/> (null: from the first), at most <paramref name="limit"/>: keys only, so walking
+    /// them costs what is in flight, not every record ever kept.</summary>
+    public async Task<IReadOnlyList<(string Marker, string PaymentId)>> ListInFlightAsync(string? afterMarker, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, MaxListPage);
+        var request = new RangeRequest
+        {
+            Key = EtcdBytes.Key(afterMarker is null ? InFlightRoot : InFlightRoot + afterMarker + "\0"),
+            RangeEnd = EtcdBytes.PrefixEnd(InFlightRoot), Limit = limit, KeysOnly = true,
+        };
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+        return response.Kvs.Select(kv => kv.Key.ToStringUtf8()[InFlightRoot.Length..]).Select(marker => (marker, marker[(marker.LastIndexOf('/') + 1)..])).ToArray();
+    }
+
     /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.
     /// A terminal record drops its in-flight marker in the same transaction; a change from
     /// <paramref name="previousStatus"/> that raises a payment event writes the event in it too.</summary>

@@ -4,7 +4,7 @@ namespace Payments.Orchestrator.Sweeping;
 /// <param name="Resumed">Records without a workflow, whose saga was started.</param>
 /// <param name="Restarted">Sagas that ended without an outcome (failed, undetermined) or stopped progressing, run again.</param>
 /// <param name="Recorded">Sagas that ended with an outcome their record missed, now recorded.</param>
-/// <param name="CycleCompleted">The cursor wrapped: every record was looked at since the last wrap.</param>
+/// <param name="CycleCompleted">The walk over the unfinished payments wrapped: every one was looked at since the last wrap.</param>
 public sealed record SweepReport(int Scanned, int Resumed, int Restarted, int Recorded, int Failed, bool CycleCompleted, bool Takeover)
 {
     public static SweepReport Idle { get; } = new(0, 0, 0, 0, 0, false, false);

@@ -1,0 +1,67 @@
+using Etcdserverpb;
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
+using Payments.Orchestrator.Sweeping;
+using Payments.Orchestrator.Workflows;
+
+namespace Payments.Orchestrator.IntegrationTests;
+
+/// <summary>The stuck-payment sweeper on the same real parts: it finds unfinished payments by their in-flight markers.</summary>
+public sealed partial class PaymentSagaTests
+{
+    /// <summary>Finished payments kept beside the stuck one: more than a pass's backstop page (<see cref="SweepPolicy.PageSize"/>).</summary>
+    private const int FinishedRecords = 450;
+
+    /// <summary>Passes a sweep may take to reach a record through the backstop (one page of records per pass).</summary>
+    private const int MaxBackstopPasses = 40;
+
+    private StuckPaymentSweeper Sweeper() => new(
+        saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
+        new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
+        TimeSpan.FromMinutes(5), TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
+
+    /// <summary>A pass reads the unfinished payments, not every finished record kept (it used to read them all, up to
+    /// 5,000 per pass), and resumes the one whose saga never started.</summary>
+    [Fact]
+    public async Task Sweeper_ReadsWhatIsInFlight_NotEveryFinishedRecord_AndResumesAPaymentWhoseSagaNeverStarted()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1); // past the sweeper's grace for a record without a saga
+        await Task.WhenAll(Enumerable.Range(0, FinishedRecords).Select(_ => saga.Records.CreateAsync(
+            PaymentRecord.Accepted(Payment(debtor, creditor, 1).Order, longAgo) with { Status = PaymentStatus.Completed }, CancellationToken.None)));
+        var stuck = Payment(debtor, creditor, 300);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(stuck.Order, longAgo), CancellationToken.None);
+
+        var report = await Sweeper().SweepOnceAsync(CancellationToken.None);
+
+        Assert.True(report.Resumed >= 1, $"Nothing resumed: {report}");
+        Assert.True(report.Scanned < FinishedRecords, $"The pass read {report.Scanned} records: the finished ones too.");
+        Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(stuck));
+        Assert.Equal(300, await BalanceAsync(creditor));
+    }
+
+    /// <summary>An unfinished record without its marker (written before markers existed) is still found: the records are
+    /// walked one page per pass behind the markers.</summary>
+    [Fact]
+    public async Task Sweeper_FindsAnUnfinishedRecordWithoutItsMarker_ThroughTheBackstop()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var stuck = Payment(debtor, creditor, 400);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(stuck.Order, DateTimeOffset.UtcNow.AddMinutes(-1)), CancellationToken.None);
+        var marker = EtcdBytes.AsPrefix(saga.Prefix + "payments/") + $"~in-flight/{stuck.Order.MerchantId}/{stuck.PaymentId}";
+        Assert.Equal(1, (await saga.Etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(marker) })).Deleted);
+
+        var sweeper = Sweeper();
+        var passes = 0;
+        while (!(await saga.Workflows.GetWorkflowStateAsync(stuck.PaymentId, getInputsAndOutputs: false))!.Exists)
+        {
+            Assert.True(++passes <= MaxBackstopPasses, $"Not found in {MaxBackstopPasses} passes.");
+            await sweeper.SweepOnceAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(stuck));
+    }
+}
