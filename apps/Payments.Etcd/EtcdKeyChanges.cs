@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 
 namespace Payments.Etcd;
@@ -11,7 +12,7 @@ namespace Payments.Etcd;
 /// payment's status to change (<c>GET /v1/payments/{id}?wait=</c>).</remarks>
 public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters)
 {
-    private readonly ConcurrentDictionary<string, TaskCompletionSource> changes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<ByteString?>> changes = new(StringComparer.Ordinal);
     private int waiters;
 
     /// <summary>The prefix watched; keys passed to <see cref="NextChangeAsync"/> are full keys under it.</summary>
@@ -35,9 +36,10 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
         return null;
     }
 
-    /// <summary>Completes at the next change of <paramref name="key"/> (or when the watch restarts, when changes may
-    /// have been missed). Take it before reading the key, so a change right after the read is not missed.</summary>
-    public Task NextChangeAsync(string key)
+    /// <summary>Completes at the next change of <paramref name="key"/> with its new value (null: deleted, or the watch
+    /// restarted and changes may have been missed — read again). Take it before reading the key, so a change right
+    /// after the read is not missed.</summary>
+    public Task<ByteString?> NextChangeAsync(string key)
     {
         if (changes.Count >= maxWaiters)
         {
@@ -46,18 +48,18 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
             WakeAll();
         }
 
-        return changes.GetOrAdd(key, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        return changes.GetOrAdd(key, _ => new TaskCompletionSource<ByteString?>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
     }
 
     /// <summary>Watches the prefix until <paramref name="cancellationToken"/> ends (reopening a broken watch).</summary>
     public Task RunAsync(CancellationToken cancellationToken) =>
-        new EtcdPrefixWatch(etcd, prefix, logger).RunAsync(WakeAll, (key, _) => Wake(prefix + key), cancellationToken);
+        new EtcdPrefixWatch(etcd, prefix, logger).RunWithValuesAsync(WakeAll, (key, value) => Wake(prefix + key, value), cancellationToken);
 
-    private void Wake(string key)
+    private void Wake(string key, ByteString? value)
     {
         if (changes.TryRemove(key, out var change))
         {
-            change.TrySetResult();
+            change.TrySetResult(value);
         }
     }
 
@@ -65,7 +67,7 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
     {
         foreach (var key in changes.Keys)
         {
-            Wake(key);
+            Wake(key, null);
         }
     }
 

@@ -1,4 +1,5 @@
 using Etcdserverpb;
+using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Mvccpb;
@@ -33,7 +34,15 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
     /// <param name="onStart">Called when a stream is confirmed, before its first event: drop whatever was cached.</param>
     /// <param name="onChange">Called for each change with the key (without <paramref name="prefix"/>) and whether it
     /// was deleted.</param>
-    public async Task RunAsync(Action onStart, Action<string, bool> onChange, CancellationToken cancellationToken)
+    public Task RunAsync(Action onStart, Action<string, bool> onChange, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(onChange);
+        return RunWithValuesAsync(onStart, (key, value) => onChange(key, value is null), cancellationToken);
+    }
+
+    /// <summary>Like <see cref="RunAsync"/>, passing each change's new value (null: the key was deleted) — what the stream carries
+    /// anyway, so a subscriber that needs the value need not read it again.</summary>
+    public async Task RunWithValuesAsync(Action onStart, Action<string, ByteString?> onChange, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(onStart);
         ArgumentNullException.ThrowIfNull(onChange);
@@ -69,7 +78,7 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
         }
     }
 
-    private async Task WatchOnceAsync(Action onStart, Action<string, bool> onChange, Action opened, CancellationToken cancellationToken)
+    private async Task WatchOnceAsync(Action onStart, Action<string, ByteString?> onChange, Action opened, CancellationToken cancellationToken)
     {
         using var stream = etcd.Watches.Watch(RequireLeader, cancellationToken: cancellationToken);
         await stream.RequestStream.WriteAsync(new WatchRequest
@@ -99,7 +108,7 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
 
             foreach (var change in response.Events)
             {
-                onChange(change.Kv.Key.ToStringUtf8()[prefix.Length..], change.Type == Event.Types.EventType.Delete);
+                onChange(change.Kv.Key.ToStringUtf8()[prefix.Length..], change.Type == Event.Types.EventType.Delete ? null : change.Kv.Value);
             }
         }
     }

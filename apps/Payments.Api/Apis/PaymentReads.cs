@@ -26,7 +26,8 @@ public static class PaymentReads
 
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration,
-            cancellationToken => services.CurrentAsync(paymentId, merchant, cancellationToken), context.RequestAborted);
+            cancellationToken => services.CurrentAsync(paymentId, merchant, cancellationToken),
+            record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted);
         try
         {
             // Finished payments older than the archive's retention live in Cosmos DB, no longer in etcd.

@@ -31,11 +31,15 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
 
     /// <summary>The payment as <paramref name="read"/> finds it once its status is other than
     /// <paramref name="from"/> (null: the status at the first read), or once it is terminal, or when
-    /// <paramref name="wait"/> has passed; null when there is no such payment.</summary>
+    /// <paramref name="wait"/> has passed; null when there is no such payment. A change that ends the wait is answered
+    /// from the watch's event (the new record, as <paramref name="visible"/> lets the caller see it) without reading it
+    /// again; any other wake-up reads.</summary>
     public async Task<PaymentRecord?> WaitAsync(
-        string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read, CancellationToken cancellationToken)
+        string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
+        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(read);
+        ArgumentNullException.ThrowIfNull(visible);
         var deadline = time.GetUtcNow() + wait;
         using var place = wait > TimeSpan.Zero ? changes.TryEnter() : null;
         PaymentRecord? current = null;
@@ -52,7 +56,11 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
 
             try
             {
-                await change.WaitAsync(remaining < RecheckInterval ? remaining : RecheckInterval, time, cancellationToken);
+                var changed = await change.WaitAsync(remaining < RecheckInterval ? remaining : RecheckInterval, time, cancellationToken);
+                if (changed is { IsEmpty: false } && visible(PaymentRecordStore.FromUtf8(changed.Span)) is { } after && (after.IsTerminal || after.Status != from))
+                {
+                    return after;
+                }
             }
             catch (TimeoutException)
             {

@@ -312,7 +312,10 @@ public sealed class PaymentServices(
     /// <summary>The merchant's payment as its record says (null: none, or another merchant's). The saga writes every
     /// status a client sees into the record (awaiting_approval, the outcome), so no read asks the workflow.</summary>
     public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken) =>
-        await records.GetAsync(paymentId, cancellationToken) is { Record: var record } && record.Order.MerchantId == merchantId ? record : null;
+        await records.GetAsync(paymentId, cancellationToken) is { Record: var record } ? VisibleTo(record, merchantId) : null;
+
+    /// <summary>The record if it is <paramref name="merchantId"/>'s payment; null (as if there were none) otherwise.</summary>
+    public static PaymentRecord? VisibleTo(PaymentRecord record, string merchantId) => record.Order.MerchantId == merchantId ? record : null;
 
     /// <summary>Whether the saga waits for a reviewer although the record says pending: only payments that were
     /// waiting when the platform was upgraded to sagas that record it themselves. Asked when a reviewer decides, never

@@ -387,5 +387,9 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 
     private static ByteString Encode(PaymentRecord record) => ByteString.CopyFromUtf8(ToJson(record));
 
-    private static PaymentRecord Decode(ByteString value) => JsonSerializer.Deserialize<PaymentRecord>(value.Span, Json)!;
+    /// <summary>A record as etcd stores it (UTF-8 JSON), e.g. from a watch event.</summary>
+    public static PaymentRecord FromUtf8(ReadOnlySpan<byte> utf8) =>
+        JsonSerializer.Deserialize<PaymentRecord>(utf8, Json) ?? throw new InvalidDataException("Empty payment record.");
+
+    private static PaymentRecord Decode(ByteString value) => FromUtf8(value.Span);
 }

@@ -1,0 +1,67 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Payments.Api.Apis;
+using Payments.Domain;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>A status wait on real etcd: the change that ends it is answered from the watch's event, not read again.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class PaymentStatusWaitReadsTests(ApiSystemFixture system)
+{
+    /// <summary>Wait-and-change rounds at most: the first may come before the replica's watch is open (the waiter then
+    /// finds the change at its recheck, with a second read).</summary>
+    private const int MaxRounds = 10;
+
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task AWaitEndedByTheOutcome_IsAnsweredFromTheWatch_AfterOneRead()
+    {
+        var records = new PaymentRecordStore(system.Etcd, $"/functional-waits/{Guid.NewGuid():N}/");
+        using var waits = new PaymentStatusWaits(records, system.Etcd, TimeProvider.System, NullLogger<PaymentStatusWaits>.Instance);
+        await waits.StartAsync(CancellationToken.None);
+        try
+        {
+            var readsPerRound = new List<int>();
+            while (!readsPerRound.Contains(1))
+            {
+                Assert.True(readsPerRound.Count < MaxRounds, $"Every wait read more than once: {string.Join(", ", readsPerRound)}");
+                readsPerRound.Add(await WaitForTheOutcomeAsync(records, waits));
+            }
+        }
+        finally
+        {
+            await waits.StopAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>Waits on a pending payment, records its outcome, and returns how many reads the wait made.</summary>
+    private static async Task<int> WaitForTheOutcomeAsync(PaymentRecordStore records, PaymentStatusWaits waits)
+    {
+        var order = new PaymentOrder($"pay_{Guid.NewGuid():N}", "merchant-w", "acct-d", "acct-c", 100, "USD", null);
+        await records.CreateAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+        var reads = 0;
+        var waiting = waits.WaitAsync(order.PaymentId, from: null, Bound,
+            async cancellationToken =>
+            {
+                Interlocked.Increment(ref reads);
+                return (await records.GetAsync(order.PaymentId, cancellationToken))?.Record;
+            },
+            record => PaymentServices.VisibleTo(record, "merchant-w"), CancellationToken.None);
+        using (var first = new CancellationTokenSource(Bound))
+        {
+            while (Volatile.Read(ref reads) == 0)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(10), first.Token); // the waiter has read; the change comes after
+            }
+        }
+
+        await records.RecordOutcomeAsync(order.PaymentId, PaymentOutcome.Completed(), DateTimeOffset.UtcNow, CancellationToken.None);
+        var answer = await waiting.WaitAsync(Bound);
+
+        Assert.Equal(PaymentStatus.Completed, answer?.Status);
+        return reads;
+    }
+}
