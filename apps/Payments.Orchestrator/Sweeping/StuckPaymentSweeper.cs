@@ -20,8 +20,6 @@ namespace Payments.Orchestrator.Sweeping;
 /// (up to 5,000 per pass, every 5 s — and a full cycle over months of records took hours, so a stuck payment waited
 /// as long). The records themselves are still walked, one page per pass, as a backstop for an unfinished record
 /// without a marker (one written before markers existed).
-/// </remarks>
-/// <remarks>
 /// One sweeper works at a time, under a fenced lock; the cursor and the takeover flag are written with the lock's fence.
 /// After a region takes over, its failover service sets the takeover flag (<see cref="RequestTakeoverSweepAsync"/>):
 /// the sweeper then resumes every unfinished payment without waiting for grace periods, pass after pass, until a full
