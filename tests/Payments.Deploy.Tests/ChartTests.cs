@@ -49,6 +49,29 @@ public sealed class ChartTests
         Assert.True(exitCode == 0, output);
     }
 
+    /// <summary>Helm renders a YAML number of seven digits or more as a float ("5e+06"), which no app parses as an
+    /// integer (the risk service would not start): every number the chart passes in an environment variable goes
+    /// through <c>int64</c>. Every container's variables, in every values file.</summary>
+    [Theory]
+    [MemberData(nameof(ValuesFiles))]
+    public async Task NoEnvironmentVariable_CarriesANumberInScientificNotation(string valuesFile)
+    {
+        var objects = await RenderAsync(valuesFile);
+        var pods = objects.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Spec)
+            .Concat(objects.OfType<V1StatefulSet>().Select(set => set.Spec.Template.Spec))
+            .Concat(objects.OfType<V1Job>().Select(job => job.Spec.Template.Spec));
+        var variables = pods.SelectMany(pod => pod.Containers.Concat(pod.InitContainers ?? []))
+            .SelectMany(container => (container.Env ?? []).Select(variable => (container.Name, variable.Name, variable.Value)))
+            .ToArray();
+        Assert.NotEmpty(variables);
+        Assert.Contains(variables, variable => variable.Item2 == "Payments__VelocityMaxSumMinor" && variable.Value == "5000000");
+        foreach (var (container, name, value) in variables)
+        {
+            Assert.False(value is not null && System.Text.RegularExpressions.Regex.IsMatch(value, "^-?[0-9.]+e[+-]?[0-9]+$"),
+                $"{valuesFile}: {container} {name}={value}");
+        }
+    }
+
     /// <summary>Issue 13 finding 5: a budget with minAvailable 0 allows every eviction, and one that keeps every pod
     /// blocks every node drain. Every workload of more than one pod has a budget that keeps at least one and lets one
     /// go; a single pod has none.</summary>
