@@ -61,10 +61,10 @@ public sealed class ChartTests
             .Concat(objects.OfType<V1StatefulSet>().Select(set => set.Spec.Template.Spec))
             .Concat(objects.OfType<V1Job>().Select(job => job.Spec.Template.Spec));
         var variables = pods.SelectMany(pod => pod.Containers.Concat(pod.InitContainers ?? []))
-            .SelectMany(container => (container.Env ?? []).Select(variable => (container.Name, variable.Name, variable.Value)))
+            .SelectMany(container => (container.Env ?? []).Select(variable => (Container: container.Name, Name: variable.Name, variable.Value)))
             .ToArray();
         Assert.NotEmpty(variables);
-        Assert.Contains(variables, variable => variable.Item2 == "Payments__VelocityMaxSumMinor" && variable.Value == "5000000");
+        Assert.Contains(variables, variable => variable.Name == "Payments__VelocityMaxSumMinor" && variable.Value == "5000000");
         foreach (var (container, name, value) in variables)
         {
             Assert.False(value is not null && System.Text.RegularExpressions.Regex.IsMatch(value, "^-?[0-9.]+e[+-]?[0-9]+$"),
