@@ -29,15 +29,15 @@ public static class LedgerBenchmark
         using var etcd = cluster.ConnectAsRoot();
         var ledger = new EtcdLedger(etcd, "/bench/ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance);
         var accounts = await OpenAccountsAsync(ledger, workers, cancellationToken);
-        var baseline = await RawTxnAsync(etcd, workers, phaseDuration, cancellationToken);
+        var baseline = await RawTxnAsync(cluster, etcd, workers, phaseDuration, cancellationToken);
 
-        var single = await MeasureAsync("b) ledger transfer", workers, phaseDuration, 1, async (worker, sequence, token) =>
+        var single = await MeasureAsync(cluster, "b) ledger transfer", workers, phaseDuration, 1, async (worker, sequence, token) =>
         {
             var outcome = await ledger.TransferAsync(Transfer(accounts[worker], worker, sequence, "s"), token);
             return outcome.IsApplied;
         }, cancellationToken);
 
-        var batched = await MeasureAsync($"c) linked batch of {TransfersPerBatch}", workers, phaseDuration, TransfersPerBatch, async (worker, sequence, token) =>
+        var batched = await MeasureAsync(cluster, $"c) linked batch of {TransfersPerBatch}", workers, phaseDuration, TransfersPerBatch, async (worker, sequence, token) =>
         {
             var batch = Enumerable.Range(0, TransfersPerBatch)
                 .Select(index => Transfer(accounts[worker], worker, (sequence * TransfersPerBatch) + index, "b"))
@@ -52,10 +52,10 @@ public static class LedgerBenchmark
     /// <summary>Raw single-key etcd transactions (a create-if-absent of a 200-byte value, about a transfer record) from
     /// <paramref name="workers"/> workers: the baseline every other figure is a ratio of, measured in the same run.
     /// Its keys are deleted afterwards.</summary>
-    internal static async Task<PhaseResult> RawTxnAsync(EtcdConnection etcd, int workers, TimeSpan duration, CancellationToken cancellationToken)
+    internal static async Task<PhaseResult> RawTxnAsync(LocalEtcdCluster cluster, EtcdConnection etcd, int workers, TimeSpan duration, CancellationToken cancellationToken)
     {
         var value = ByteString.CopyFrom(new byte[200]);
-        var result = await MeasureAsync("a) raw single-key txn", workers, duration, 1, async (worker, sequence, token) =>
+        var result = await MeasureAsync(cluster, "a) raw single-key txn", workers, duration, 1, async (worker, sequence, token) =>
         {
             var key = $"/bench/raw/{worker}/{sequence}";
             var request = new TxnRequest();
@@ -90,12 +90,16 @@ public static class LedgerBenchmark
     }
 
     private static async Task<PhaseResult> MeasureAsync(
-        string name, int workers, TimeSpan duration, int transfersPerOperation,
+        LocalEtcdCluster cluster, string name, int workers, TimeSpan duration, int transfersPerOperation,
         Func<int, long, CancellationToken, Task<bool>> operation, CancellationToken cancellationToken)
     {
         var histograms = Enumerable.Range(0, workers).Select(_ => new LongHistogram(TimeStamp.Minutes(1), 3)).ToArray();
         var completed = new long[workers];
         var failed = 0L;
+        using var counters = new LedgerCounters();
+        var requestsBefore = await RequestsAsync(cluster, cancellationToken);
+        var etcdCpuBefore = SystemCpu.DescendantSecondsByProgram().Values.Sum();
+        var ownCpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var tasks = Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
         {
@@ -123,6 +127,9 @@ public static class LedgerBenchmark
 
         await all;
         var elapsed = clock.Elapsed;
+        var etcdCpu = SystemCpu.DescendantSecondsByProgram().Values.Sum() - etcdCpuBefore;
+        var ownCpu = (Process.GetCurrentProcess().TotalProcessorTime - ownCpuBefore).TotalSeconds;
+        var requests = await RequestsAsync(cluster, cancellationToken);
         var merged = new LongHistogram(TimeStamp.Minutes(1), 3);
         foreach (var histogram in histograms)
         {
@@ -135,9 +142,22 @@ public static class LedgerBenchmark
         }
 
         var operations = completed.Sum();
+        var items = operations * transfersPerOperation;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  {name}: CPU per item {etcdCpu * 1e6 / items:F0} µs in the processes this run started (etcd…) + {ownCpu * 1e6 / items:F0} µs in this process; "
+            + $"{(requests.Txn - requestsBefore.Txn) / items:F2} Txn and {(requests.Range - requestsBefore.Range) / items:F2} Range requests; "
+            + $"{counters.Groups:N0} groups of {counters.MeanGroupSize:F1} on average; {counters.Conflicts:N0} conflicts"));
         return new PhaseResult(
-            name, operations, operations * transfersPerOperation / elapsed.TotalSeconds,
+            name, operations, items / elapsed.TotalSeconds,
             ToMilliseconds(merged.GetValueAtPercentile(50)), ToMilliseconds(merged.GetValueAtPercentile(99)));
+    }
+
+    /// <summary>Txn and Range requests the members received so far (summed over the members).</summary>
+    private static async Task<(double Txn, double Range)> RequestsAsync(LocalEtcdCluster cluster, CancellationToken cancellationToken)
+    {
+        var pages = await cluster.MetricsAsync(cancellationToken);
+        return (LocalEtcdCluster.SumMetric(pages, "grpc_server_msg_received_total", ["grpc_method=\"Txn\""]),
+            LocalEtcdCluster.SumMetric(pages, "grpc_server_msg_received_total", ["grpc_method=\"Range\""]));
     }
 
     private static double ToMilliseconds(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;

@@ -74,7 +74,7 @@ public static class SagaBenchmark
 
         await DriveAsync(http, WarmUpDuration, mode, sink, "warm-up", cancellationToken);
         Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
-        var raw = await LedgerBenchmark.RawTxnAsync(system.Etcd, clients, BaselineDuration, cancellationToken);
+        var raw = await LedgerBenchmark.RawTxnAsync(system.Cluster, system.Etcd, clients, BaselineDuration, cancellationToken);
 
         var requestsBefore = await EtcdRequestsAsync(system, cancellationToken); // before the CPU count: serving /metrics costs etcd CPU
         var cpuBefore = SystemCpu.DescendantSecondsByProgram();
