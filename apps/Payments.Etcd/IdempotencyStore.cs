@@ -176,13 +176,8 @@ public sealed class IdempotencyStore
     public async Task<bool> CompleteAsync(
         IdempotencyClaim claim, int statusCode, string body, string? contentType, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(claim);
-        // Written from the claim, without reading the record first: the compare proves it is still this claim, so its
-        // creation and lease are the claim's (one etcd read fewer per request).
-        var record = new IdempotencyRecord(claim.Fingerprint, IdempotencyState.Completed, statusCode, body, contentType, claim.CreatedAt, null);
         var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
-        request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(record), claim.Lease));
+        AddCompletion(request, claim, statusCode, body, contentType);
         try
         {
             return (await TxnAsync(request, cancellationToken)).Succeeded;
@@ -191,6 +186,21 @@ public sealed class IdempotencyStore
         {
             return false; // The record's lease ended, and the record with it: the claim is lost.
         }
+    }
+
+    /// <summary>Adds to <paramref name="request"/> what <see cref="CompleteAsync"/> writes (a compare that the claim is
+    /// still held, and the final response), so that an operation's own transaction can store its answer: one Raft
+    /// entry instead of two. The transaction then fails when the claim was lost, and a lost lease fails it with an
+    /// error <see cref="IsLeaseNotFound"/> recognises.</summary>
+    public static void AddCompletion(TxnRequest request, IdempotencyClaim claim, int statusCode, string body, string? contentType)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(claim);
+        // Written from the claim, without reading the record first: the compare proves it is still this claim, so its
+        // creation and lease are the claim's (one etcd read fewer per request).
+        var record = new IdempotencyRecord(claim.Fingerprint, IdempotencyState.Completed, statusCode, body, contentType, claim.CreatedAt, null);
+        request.Compare.Add(EtcdBytes.ModRevisionIs(claim.RecordKey, claim.ModRevision));
+        request.Success.Add(EtcdBytes.Put(claim.RecordKey, Serialize(record), claim.Lease));
     }
 
     /// <summary>Gives the key back so that a retry may run again: only for requests that changed nothing, or whose
@@ -241,7 +251,8 @@ public sealed class IdempotencyStore
     private static IdempotencyClaim ClaimOf(string recordKey, long modRevision, IdempotencyRecord record, long lease) =>
         new(recordKey, modRevision, record.Fingerprint, record.CreatedAt, lease);
 
-    private static bool IsLeaseNotFound(RpcException exception) =>
+    /// <summary>Whether etcd refused a write because its lease no longer exists (a claim's record is gone with it).</summary>
+    public static bool IsLeaseNotFound(RpcException exception) =>
         exception.Status.Detail.Contains("lease not found", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Creates the record unless one exists: the create's response (a failed one carries the existing record).</summary>

@@ -1,3 +1,4 @@
+using Etcdserverpb;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Limits;
@@ -49,8 +50,8 @@ public static class PaymentsApi
         // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover
         // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
-            async _ => await PaymentIdAsync(merchant, key!, services, context.RequestAborted) is { } paymentId
-                ? await StartAsync(paymentId, merchant, bytes!, context, services, limits)
+            async claim => await PaymentIdAsync(merchant, key!, services, context.RequestAborted) is { } paymentId
+                ? await StartAsync(paymentId, merchant, bytes!, claim, context, services, limits)
                 : KeyExhausted(),
             context.RequestAborted);
         return reply.ToResult();
@@ -86,7 +87,7 @@ public static class PaymentsApi
             "Today's payment of this Idempotency-Key is older than the idempotency window by this server's clock; use a new key.");
 
     private static async Task<Reply> StartAsync(
-        string paymentId, string merchant, byte[] bytes, HttpContext context, PaymentServices services, MoneyLimits limits)
+        string paymentId, string merchant, byte[] bytes, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
     {
         var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes);
         if (parseProblem is not null)
@@ -125,8 +126,13 @@ public static class PaymentsApi
             return capped;
         }
 
-        var record = await services.Records.CreateAsync(
-            PaymentRecord.Accepted(order, services.Time.GetUtcNow(), ApiKeyMiddleware.PrincipalOf(context).KeyId), context.RequestAborted);
+        // The answer is stored with the record, in its transaction (one Raft entry, not two): from then on the payment
+        // is accepted whatever happens to this request, and a retry replays the 202.
+        var accepted = Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
+        var answer = new TxnRequest();
+        IdempotencyStore.AddCompletion(answer, claim, accepted.StatusCode, accepted.Body, accepted.ContentType);
+        var (record, recorded) = await services.Records.CreateAsync(
+            PaymentRecord.Accepted(order, services.Time.GetUtcNow(), ApiKeyMiddleware.PrincipalOf(context).KeyId), answer, context.RequestAborted);
         try
         {
             await services.Workflows.StartAsync(
@@ -135,11 +141,18 @@ public static class PaymentsApi
         catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException or HttpRequestException
             && !context.RequestAborted.IsCancellationRequested)
         {
-            return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
+            if (!recorded)
+            {
+                return Reply.Unavailable("The payment could not be started; retry with the same Idempotency-Key.");
+            }
+
+            // Accepted already (the 202 is stored): the stuck-payment sweeper starts a saga-less record after its grace.
+            services.Logger.LogWarning("Payment {PaymentId} is accepted but its saga could not be started ({Error}); the sweeper will start it",
+                paymentId, exception.Message);
         }
 
         ApiMetrics.PaymentsAccepted.Add(1);
-        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
+        return accepted with { Recorded = recorded };
     }
 
     /// <summary>429 when the merchant already has <see cref="ApiOptions.MaxPaymentsInFlightPerMerchant"/> payments
@@ -291,8 +304,11 @@ public static class PaymentsApi
 
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
 public sealed class PaymentServices(
-    MerchantStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options, ArchivedPayments archive)
+    MerchantStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options, ArchivedPayments archive,
+    ILogger<PaymentServices> logger)
 {
+    public ILogger Logger => logger;
+
     public ArchivedPayments Archive => archive;
 
     public MerchantStore Store => store;

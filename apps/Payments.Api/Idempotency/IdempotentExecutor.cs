@@ -130,6 +130,11 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
             throw;
         }
 
+        if (reply.Recorded)
+        {
+            return reply;
+        }
+
         if (reply.IsServerError || reply.StatusCode == StatusCodes.Status429TooManyRequests)
         {
             // Not an answer to keep: "retry later" must not be replayed to the retry.

@@ -9,6 +9,10 @@ namespace Payments.Api.Problems;
 public sealed record Reply(int StatusCode, string Body, string ContentType)
 {
     public const string JsonContentType = "application/json";
+
+    /// <summary>The handler already stored this answer as the Idempotency-Key's response, in the transaction of the
+    /// write it answers for (<see cref="Payments.Etcd.IdempotencyStore.AddCompletion"/>); nothing is left to record.</summary>
+    public bool Recorded { get; init; }
     public const string ProblemContentType = "application/problem+json";
 
     public static Reply Json(int statusCode, object body) =>

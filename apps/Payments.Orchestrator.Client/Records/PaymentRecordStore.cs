@@ -2,45 +2,12 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Etcdserverpb;
 using Google.Protobuf;
+using Grpc.Core;
 using Payments.Domain;
 using Payments.Etcd;
 using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Client.Records;
-
-/// <summary>A payment as the platform reports it: created by the API when it accepts the payment, its terminal
-/// status written by the saga's last step. Durable in etcd, so the status outlives the workflow engine's retention.</summary>
-/// <param name="CreatedByKeyId">The API key that created the payment (null for records older than keys with ids):
-/// that key may not approve or reject it (four eyes).</param>
-/// <param name="Review">The reviewer's decision, recorded before it is sent to the saga; at most one.</param>
-public sealed record PaymentRecord(
-    PaymentOrder Order,
-    string Status,
-    string? Reason,
-    DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt,
-    string? CreatedByKeyId = null,
-    PaymentReview? Review = null)
-{
-    [JsonIgnore]
-    public string PaymentId => Order.PaymentId;
-
-    [JsonIgnore]
-    public bool IsTerminal => PaymentStatus.IsTerminal(Status);
-
-    /// <summary>The record of a payment the API has just accepted.</summary>
-    public static PaymentRecord Accepted(PaymentOrder order, DateTimeOffset now, string? createdByKeyId = null) =>
-        new(order, PaymentStatus.Pending, null, now, now, createdByKeyId);
-}
-
-/// <summary>Who approved or rejected a payment held for review, and when.</summary>
-/// <param name="Decision"><c>approved</c> or <c>rejected</c>.</param>
-/// <param name="DecidedBy">The reviewer's API key id.</param>
-public sealed record PaymentReview(string Decision, string DecidedBy, DateTimeOffset DecidedAt)
-{
-    public const string Approved = "approved";
-    public const string Rejected = "rejected";
-}
 
 /// <summary>Payment records on etcd; every write is create-only or compare-and-swap.</summary>
 /// <remarks>Layout under the prefix: <c>pay_…</c> the records · <c>~in-flight/{merchant}/{payment}</c> one marker per
@@ -74,7 +41,14 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 
     /// <summary>Creates the record (with its in-flight marker unless it is terminal), or returns the one already there
     /// with that id.</summary>
-    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)
+    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken) =>
+        (await CreateAsync(record, alongside: null, cancellationToken)).Record;
+
+    /// <summary>Creates the record unless one exists (then that one is returned), in one transaction with
+    /// <paramref name="alongside"/>'s compares and writes when they hold (e.g. the request's idempotent answer). When they
+    /// do not (or a lease they write under is gone), the record is created alone: <c>AlongsideWritten</c> says which.</summary>
+    public async Task<(PaymentRecord Record, bool AlongsideWritten)> CreateAsync(
+        PaymentRecord record, TxnRequest? alongside, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(record);
         var key = Key(record.PaymentId);
@@ -83,10 +57,26 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
         request.Success.Add(EtcdBytes.Put(key, Encode(record)));
         request.Success.Add(record.IsTerminal ? EtcdBytes.Put(DoneKey(record), ByteString.Empty) : EtcdBytes.Put(InFlightKey(record), ByteString.Empty));
         request.Failure.Add(EtcdBytes.Get(key));
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        if (alongside is not null)
+        {
+            request.Compare.Add(alongside.Compare);
+            request.Success.Add(alongside.Success);
+        }
+
+        TxnResponse response;
+        try
+        {
+            response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        }
+        catch (RpcException exception) when (alongside is not null && IdempotencyStore.IsLeaseNotFound(exception))
+        {
+            return (await CreateAsync(record, cancellationToken), false);
+        }
+
         if (!response.Succeeded)
         {
-            return Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
+            var existing = response.Responses[0].ResponseRange.Kvs;
+            return existing.Count > 0 ? (Decode(existing[0].Value), false) : (await CreateAsync(record, cancellationToken), false);
         }
 
         if (record.IsTerminal)
@@ -94,7 +84,7 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
             PaymentRecordMetrics.CountTerminal(record);
         }
 
-        return record;
+        return (record, alongside is not null);
     }
 
     public async Task<(PaymentRecord Record, long Revision)?> GetAsync(string paymentId, CancellationToken cancellationToken)
