@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
@@ -65,6 +66,40 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         Assert.Equal(expected.Order(), listed.Where(id => expected.Contains(id)).Order());
         Assert.Equal(listed.Count, listed.Distinct().Count());
         await DeleteAsync(client, endpointId);
+    }
+
+    /// <summary>Issue 14 item 3: a new event owes nothing until an attempt fails, so it does not make the dispatcher
+    /// scan the owed deliveries (an etcd read): that happens once per <see cref="WebhookDispatcher.IdlePoll"/> and after an
+    /// attempt ends. Before, every event did — one read per payment with no endpoint registered anywhere.</summary>
+    [Fact]
+    public async Task EventsOfAMerchantWithoutEndpoints_DoNotEachMakeTheDispatcherScanWhatIsOwed()
+    {
+        const int Payments = 30;
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        long scans = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meters) =>
+        {
+            if (instrument.Name == "payments.webhooks.due_scans")
+            {
+                meters.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref scans, value));
+        listener.Start();
+        var watched = Stopwatch.StartNew();
+
+        var paymentIds = await MakePaymentsAsync(client, merchant, count: Payments);
+        foreach (var paymentId in paymentIds)
+        {
+            await client.WaitForStatusAsync(paymentId);
+        }
+
+        var idlePolls = watched.Elapsed / WebhookDispatcher.IdlePoll;
+        // A scan per idle poll, and a few for attempts of other tests' endpoints ending meanwhile.
+        Assert.True(Interlocked.Read(ref scans) <= idlePolls + 4,
+            $"{scans} scans of owed deliveries for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({idlePolls:F1} idle polls)");
     }
 
     [Fact]

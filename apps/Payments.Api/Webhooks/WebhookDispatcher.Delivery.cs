@@ -114,6 +114,7 @@ public sealed partial class WebhookDispatcher
             }
         }
 
+        WantDueScan();
         Wake(); // the endpoint has a free slot: start what waits for it
     }
 

@@ -85,6 +85,11 @@ public sealed partial class WebhookDispatcher
             }
 
             settledMarkers.Enqueue(new SettledMarker(marker.Key, owed, time.GetTimestamp()));
+            if (attempts.Count > 0)
+            {
+                WantDueScan(); // their slots are free again
+            }
+
             Wake();
         }
         catch (Exception exception)
