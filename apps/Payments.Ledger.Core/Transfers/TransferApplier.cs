@@ -24,6 +24,7 @@ internal sealed partial class TransferApplier(
 
     private const int MaxReadRounds = 4;
     private readonly RecordCache accountCache = new();
+    private readonly KeyTurns turns = new();
 
     private LedgerKeys Keys => store.Keys;
 
@@ -109,32 +110,62 @@ internal sealed partial class TransferApplier(
     private async Task<BatchOutcome?> TryOnceAsync(
         IReadOnlyList<TransferRequest> batch, WorkingSet set, EtcdFencedLock? fence, bool optimistic, CancellationToken cancellationToken)
     {
-        var decision = await EvaluateAsync(batch, set, optimistic, cancellationToken);
-        if (decision.Outcome is not null && optimistic)
+        KeyTurns.Turn? turn = null;
+        try
         {
-            // Hints may only speed up a write that etcd then verifies; a refusal (insufficient funds, a retried
-            // transfer that already drained the account…) is never reported on hints alone.
-            set.Reset();
-            decision = await EvaluateAsync(batch, set, optimistic: false, cancellationToken);
-        }
+            for (var round = 1; ; round++)
+            {
+                var decision = await EvaluateAsync(batch, set, optimistic, cancellationToken);
+                if (decision.Outcome is not null && optimistic)
+                {
+                    // Hints may only speed up a write that etcd then verifies; a refusal (insufficient funds, a retried
+                    // transfer that already drained the account…) is never reported on hints alone.
+                    set.Reset();
+                    decision = await EvaluateAsync(batch, set, optimistic: false, cancellationToken);
+                }
 
-        if (decision.Outcome is { } decided)
+                if (decision.Outcome is { } decided)
+                {
+                    // A refusal rests on reads made in rounds (a transfer's record first, then the accounts it names),
+                    // so at different revisions: a retry racing its first attempt once read its record absent and then
+                    // the account its first attempt had just drained, and was refused although it had been applied. It
+                    // is reported only once etcd confirms every key read is unchanged (a read-only transaction: no Raft
+                    // round), i.e. the reads were one snapshot; else everything is read again.
+                    return decided.Succeeded || decided.BatchError is not null || await ReadsStillCurrentAsync(set, cancellationToken) ? decided : null;
+                }
+
+                var accounts = set.Writes.Keys.Where(Keys.IsAccountKey).ToArray();
+                if (turn is null || !turn.Covers(accounts))
+                {
+                    turn?.Dispose();
+                    turn = round <= KeyTurns.MaxTurns ? turns.Take(accounts) : null;
+                    if (turn is { Ready.IsCompleted: false })
+                    {
+                        await turn.Ready.WaitAsync(cancellationToken); // the writes ahead end within etcd's deadline
+                        set.Reset();
+                        continue; // evaluated again on what they wrote
+                    }
+                }
+
+                return await WriteOnceAsync(set, decision.Evaluations!, fence, cancellationToken);
+            }
+        }
+        finally
         {
-            // A refusal rests on reads made in rounds (a transfer's record first, then the accounts it names), so at
-            // different revisions: a retry racing its first attempt once read its record absent and then the account
-            // its first attempt had just drained, and was refused although it had been applied. It is reported only
-            // once etcd confirms every key read is unchanged (a read-only transaction: no Raft round), i.e. the reads
-            // were one snapshot; else everything is read again.
-            return decided.Succeeded || decided.BatchError is not null || await ReadsStillCurrentAsync(set, cancellationToken) ? decided : null;
+            turn?.Dispose();
         }
+    }
 
+    /// <summary>The write of an evaluated batch: its outcome, or null when it lost a compare.</summary>
+    private async Task<BatchOutcome?> WriteOnceAsync(WorkingSet set, Evaluated[] evaluations, EtcdFencedLock? fence, CancellationToken cancellationToken)
+    {
         var region = regionFence?.Invoke();
         var (request, response) = await WriteAsync(set, fence, region, cancellationToken);
         if (response.Succeeded)
         {
             CommitCheck.AssertHolds(set);
             RememberWrites(request, response.Header.Revision);
-            return Committed(decision.Evaluations!, response.Header.Revision);
+            return Committed(evaluations, response.Header.Revision);
         }
 
         ForgetAccounts(set);
