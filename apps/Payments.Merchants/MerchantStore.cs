@@ -193,17 +193,29 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     /// absent (accounts opened before currencies were recorded have none: ask the ledger, then record it).</summary>
     public async Task<IReadOnlyList<(string? Owner, string? Currency)>> AccountFactsAsync(IReadOnlyList<string> accountIds, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(accountIds);
         var request = new TxnRequest();
-        foreach (var accountId in accountIds)
-        {
-            request.Success.Add(EtcdBytes.Get(root + "account-owners/" + accountId));
-            request.Success.Add(EtcdBytes.Get(root + "account-currencies/" + accountId));
-        }
+        request.Success.Add(AccountFactsReads(accountIds));
+        return AccountFactsFrom((await TxnAsync(request, cancellationToken)).Responses);
+    }
 
-        var response = await TxnAsync(request, cancellationToken);
-        string? ValueAt(int index) => response.Responses[index].ResponseRange.Kvs.FirstOrDefault()?.Value.ToStringUtf8();
-        return accountIds.Select((_, index) => (ValueAt(2 * index), ValueAt((2 * index) + 1))).ToArray();
+    /// <summary>The reads of <see cref="AccountFactsAsync"/> (two per account, in order), for a caller that reads more
+    /// in the same transaction; <see cref="AccountFactsFrom"/> makes the facts of their answers.</summary>
+    public IEnumerable<RequestOp> AccountFactsReads(IReadOnlyList<string> accountIds)
+    {
+        ArgumentNullException.ThrowIfNull(accountIds);
+        return accountIds.SelectMany(accountId => new[]
+        {
+            EtcdBytes.Get(root + "account-owners/" + accountId),
+            EtcdBytes.Get(root + "account-currencies/" + accountId),
+        }).ToArray();
+    }
+
+    /// <summary>The facts of the answers to <see cref="AccountFactsReads"/>, in the same order.</summary>
+    public static IReadOnlyList<(string? Owner, string? Currency)> AccountFactsFrom(IReadOnlyList<ResponseOp> answers)
+    {
+        ArgumentNullException.ThrowIfNull(answers);
+        string? ValueAt(int index) => answers[index].ResponseRange.Kvs.FirstOrDefault()?.Value.ToStringUtf8();
+        return Enumerable.Range(0, answers.Count / 2).Select(index => (ValueAt(2 * index), ValueAt((2 * index) + 1))).ToArray();
     }
 
     /// <summary>The stored form of an API key (its SHA-256, hex).</summary>

@@ -183,13 +183,14 @@ public static class AccountsApi
     }
 
     /// <summary>The currency of an account the merchant owns, or null if it owns none by that id: from the API's own
-    /// records in one etcd read for both accounts of a payment; the ledger is asked only about an account opened before
-    /// currencies were recorded (and its currency recorded then, so it is asked once).</summary>
-    internal static async Task<IReadOnlyList<Currency?>> OwnedCurrenciesAsync(IReadOnlyList<string> accountIds, HttpContext context, MerchantStore store, ILedger ledger)
+    /// records (<paramref name="facts"/>: owner and recorded currency per account, read by the caller with the rest of
+    /// what it needs); the ledger is asked only about an account opened before currencies were recorded (and its
+    /// currency recorded then, so it is asked once).</summary>
+    internal static async Task<IReadOnlyList<Currency?>> OwnedCurrenciesAsync(
+        IReadOnlyList<string> accountIds, IReadOnlyList<(string? Owner, string? Currency)> facts, HttpContext context, MerchantStore store, ILedger ledger)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var valid = accountIds.Select(id => AccountId.TryParse(id, out var parsed, out _) ? parsed : null).ToArray();
-        var facts = await store.AccountFactsAsync(valid.Select(id => id?.Value ?? "~").ToArray(), context.RequestAborted);
         var currencies = new Currency?[accountIds.Count];
         for (var index = 0; index < accountIds.Count; index++)
         {

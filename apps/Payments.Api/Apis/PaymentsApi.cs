@@ -17,7 +17,6 @@ namespace Payments.Api.Apis;
 public static class PaymentsApi
 {
     public const int MaxReferenceLength = 140;
-    private const int PaymentIdHexChars = 24;
 
     private const string FourEyes = "Scope payments:approve, and a key other than the one that created the payment (403 same-key-review). "
         + "One decision per payment: a different second one is 409 payment-already-decided; the decision is recorded and returned by GET.";
@@ -50,36 +49,9 @@ public static class PaymentsApi
         // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover
         // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
-            async claim => await PaymentIdAsync(merchant, key!, services, context.RequestAborted) is { } paymentId
-                ? await StartAsync(paymentId, merchant, bytes!, claim, context, services, limits)
-                : KeyExhausted(),
+            async claim => await StartAsync(merchant, key!, bytes!, claim, context, services, limits),
             context.RequestAborted);
         return reply.ToResult();
-    }
-
-    /// <summary>The payment id of this key now: a hash of merchant, key and the UTC day the key's payment starts.
-    /// What decides is the payment record — durable and shipped to the other region, unlike the idempotency record. A
-    /// record of this key younger than the idempotency window is this key's payment (a retry, also one whose
-    /// idempotency record was lost, or one in the other region after a failover); otherwise the key starts a new
-    /// payment under today's id. A record younger than the window always carries yesterday's or today's day (the day
-    /// after too, allowing for another replica's clock a little ahead), so three reads in one transaction decide, and
-    /// nothing else about the key is kept: an archived record (older than the window by days) can never be named
-    /// again. The id payments had before (merchant and key only) is read too, never created: a retry across the
-    /// upgrade finds its payment. Null only when today's id is taken by a payment older than the window, which only
-    /// clocks a day apart could make.</summary>
-    private static async Task<string?> PaymentIdAsync(string merchant, IdempotencyKey key, PaymentServices services, CancellationToken cancellationToken)
-    {
-        var now = services.Time.GetUtcNow();
-        var today = now.ToUnixTimeMilliseconds() / (long)TimeSpan.FromDays(1).TotalMilliseconds;
-        string IdOf(long day) => IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, $"d{day}");
-        var previousVersion = IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, variant: null);
-        var records = await services.Records.GetManyAsync([IdOf(today - 1), IdOf(today), IdOf(today + 1), previousVersion], cancellationToken);
-        if (records.Where(record => now - record.CreatedAt < IdempotencyStore.Retention).MinBy(record => record.CreatedAt) is { } current)
-        {
-            return current.PaymentId;
-        }
-
-        return records.Any(record => record.PaymentId == IdOf(today)) ? null : IdOf(today);
     }
 
     private static Reply KeyExhausted() =>
@@ -87,7 +59,7 @@ public static class PaymentsApi
             "Today's payment of this Idempotency-Key is older than the idempotency window by this server's clock; use a new key.");
 
     private static async Task<Reply> StartAsync(
-        string paymentId, string merchant, byte[] bytes, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
+        string merchant, IdempotencyKey key, byte[] bytes, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
     {
         var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes);
         if (parseProblem is not null)
@@ -95,37 +67,36 @@ public static class PaymentsApi
             return parseProblem;
         }
 
-        if (Validated(paymentId, merchant, request!) is not { } order)
+        if (Errors(request!) is { Count: > 0 } errors)
         {
-            return Reply.Invalid(Errors(request!));
+            return Reply.Invalid(errors);
         }
 
-        var currency = Currency.FromCode(order.Currency);
-        if (AccountsApi.AboveLimit("payment", order.AmountMinor, limits.For(currency).MaxPaymentMinor, currency) is { } tooMuch)
+        var currency = Currency.FromCode(request!.Currency!);
+        if (AccountsApi.AboveLimit("payment", request.AmountMinor!.Value, limits.For(currency).MaxPaymentMinor, currency) is { } tooMuch)
         {
             return tooMuch;
         }
 
-        string[] accounts = [order.DebtorAccountId, order.CreditorAccountId];
-        var currencies = await AccountsApi.OwnedCurrenciesAsync(accounts, context, services.Store, services.Ledger);
-        for (var index = 0; index < accounts.Length; index++)
+        string[] accounts = [request.DebtorAccountId!, request.CreditorAccountId!];
+        var admission = await PaymentAdmission.ReadAsync(merchant, key, accounts, services, context.RequestAborted);
+        if (admission.PaymentIdOf(merchant, key, services.Time.GetUtcNow()) is not { } paymentId)
         {
-            if (currencies[index] is not { } accountCurrency)
-            {
-                return Reply.AccountNotFound(accounts[index]);
-            }
-
-            if (accountCurrency.Code != order.Currency)
-            {
-                return AccountsApi.CurrencyMismatch(accounts[index], accountCurrency, currency);
-            }
+            return KeyExhausted();
         }
 
-        if (await InFlightCapProblemAsync(paymentId, merchant, context, services) is { } capped)
+        if (await AccountsProblemAsync(accounts, admission, currency, context, services) is { } accountsProblem)
         {
-            return capped;
+            return accountsProblem;
         }
 
+        if (admission.InFlight >= services.MaxInFlight && !admission.HasRecord(paymentId))
+        {
+            return TooManyInFlight(context, services.MaxInFlight);
+        }
+
+        var order = new PaymentOrder(
+            paymentId, merchant, request.DebtorAccountId!, request.CreditorAccountId!, request.AmountMinor.Value, request.Currency!, request.Reference);
         // The answer is stored with the record, in its transaction (one Raft entry, not two): from then on the payment
         // is accepted whatever happens to this request, and a retry replays the 202.
         var accepted = Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
@@ -155,19 +126,33 @@ public static class PaymentsApi
         return accepted with { Recorded = recorded };
     }
 
-    /// <summary>429 when the merchant already has <see cref="ApiOptions.MaxPaymentsInFlightPerMerchant"/> payments
-    /// unfinished — unless this request's payment is one of them (a retry after its record was written). The count and
-    /// the create are two steps, so concurrent requests can pass the cap by as many as run at once: a bound on abuse,
-    /// not an exact quota.</summary>
-    private static async Task<Reply?> InFlightCapProblemAsync(string paymentId, string merchant, HttpContext context, PaymentServices services)
+    /// <summary>404 for an account the merchant does not own, 422 for one in another currency; else null.</summary>
+    private static async Task<Reply?> AccountsProblemAsync(
+        string[] accounts, PaymentAdmission admission, Currency currency, HttpContext context, PaymentServices services)
     {
-        var cap = services.MaxInFlight;
-        if (await services.Records.CountInFlightAsync(merchant, context.RequestAborted) < cap
-            || await services.Records.GetAsync(paymentId, context.RequestAborted) is not null)
+        var currencies = await AccountsApi.OwnedCurrenciesAsync(accounts, admission.Accounts, context, services.Store, services.Ledger);
+        for (var index = 0; index < accounts.Length; index++)
         {
-            return null;
+            if (currencies[index] is not { } accountCurrency)
+            {
+                return Reply.AccountNotFound(accounts[index]);
+            }
+
+            if (accountCurrency.Code != currency.Code)
+            {
+                return AccountsApi.CurrencyMismatch(accounts[index], accountCurrency, currency);
+            }
         }
 
+        return null;
+    }
+
+    /// <summary>429: the merchant already has <see cref="ApiOptions.MaxPaymentsInFlightPerMerchant"/> payments
+    /// unfinished, and this request's payment is not one of them (a retry after its record was written passes). The
+    /// count and the create are two steps, so concurrent requests can pass the cap by as many as run at once: a bound
+    /// on abuse, not an exact quota.</summary>
+    private static Reply TooManyInFlight(HttpContext context, int cap)
+    {
         context.Response.Headers.RetryAfter = InFlightRetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.TooManyPaymentsInFlight, "Too many payments in flight.",
             $"This merchant has {cap} payments not yet finished (including those awaiting review); retry with the same Idempotency-Key after the time in Retry-After.",
@@ -175,14 +160,6 @@ public static class PaymentsApi
     }
 
     private const int InFlightRetryAfterSeconds = 2;
-
-    /// <summary>The payment the request asks for, or null when any field is invalid (<see cref="Errors"/> says which).</summary>
-    private static PaymentOrder? Validated(string paymentId, string merchant, CreatePaymentRequest request) =>
-        Errors(request).Count == 0
-            ? new PaymentOrder(
-                paymentId, merchant, request.DebtorAccountId!, request.CreditorAccountId!, request.AmountMinor!.Value,
-                request.Currency!, request.Reference)
-            : null;
 
     /// <summary>Every invalid field of a payment request, by name.</summary>
     private static Dictionary<string, string> Errors(CreatePaymentRequest request)
@@ -305,9 +282,11 @@ public static class PaymentsApi
 /// <summary>What the payment endpoints need, and the status refresh they share.</summary>
 public sealed class PaymentServices(
     MerchantStore store, PaymentRecordStore records, ILedger ledger, IPaymentWorkflows workflows, TimeProvider time, ApiOptions options, ArchivedPayments archive,
-    ILogger<PaymentServices> logger)
+    EtcdConnection etcd, ILogger<PaymentServices> logger)
 {
     public ILogger Logger => logger;
+
+    public EtcdConnection Etcd => etcd;
 
     public ArchivedPayments Archive => archive;
 

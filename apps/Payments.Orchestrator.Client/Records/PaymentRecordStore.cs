@@ -99,19 +99,24 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     /// ids without a record are left out.</summary>
     public async Task<IReadOnlyList<PaymentRecord>> GetManyAsync(IReadOnlyList<string> paymentIds, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(paymentIds);
         var request = new TxnRequest();
-        foreach (var paymentId in paymentIds)
-        {
-            request.Success.Add(EtcdBytes.Get(Key(paymentId)));
-        }
-
+        request.Success.Add(GetReads(paymentIds));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        return response.Responses.SelectMany(answer => answer.ResponseRange.Kvs).Select(kv => Decode(kv.Value)).ToArray();
+        return RecordsFrom(response.Responses);
     }
 
-    /// <summary>A page of records in payment-id order after <paramref name="afterPaymentId"/> (null: from the first),
-    /// at most <paramref name="limit"/>: for reconciliation after a region takes over.</summary>
+    /// <summary>The reads of <see cref="GetManyAsync"/> (one per id, in order), for a caller that reads more in the
+    /// same transaction; <see cref="RecordsFrom"/> makes the records of their answers.</summary>
+    public IEnumerable<RequestOp> GetReads(IReadOnlyList<string> paymentIds)
+    {
+        ArgumentNullException.ThrowIfNull(paymentIds);
+        return paymentIds.Select(paymentId => EtcdBytes.Get(Key(paymentId))).ToArray();
+    }
+
+    /// <summary>The records in the answers to <see cref="GetReads"/> (the ids without one left out).</summary>
+    public static IReadOnlyList<PaymentRecord> RecordsFrom(IEnumerable<ResponseOp> answers) =>
+        answers.SelectMany(answer => answer.ResponseRange.Kvs).Select(kv => Decode(kv.Value)).ToArray();
+
     public async Task<IReadOnlyList<PaymentRecord>> ListAsync(string? afterPaymentId, int limit, CancellationToken cancellationToken)
     {
         return (await ListWithRevisionsAsync(afterPaymentId, limit, cancellationToken)).Select(entry => entry.Record).ToArray();
@@ -236,12 +241,19 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     /// figure, so it need not cost a quorum round).</summary>
     public async Task<long> CountInFlightAsync(string merchantId, CancellationToken cancellationToken)
     {
-        var markers = InFlightRoot + merchantId + "/";
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
-        {
-            Key = EtcdBytes.Key(markers), RangeEnd = EtcdBytes.PrefixEnd(markers), CountOnly = true, Serializable = true,
-        }, cancellationToken: token), cancellationToken);
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(CountInFlightRead(merchantId).RequestRange, cancellationToken: token), cancellationToken);
         return response.Count;
+    }
+
+    /// <summary>The read of <see cref="CountInFlightAsync"/> (its answer's <c>Count</c>), for a caller's own
+    /// transaction (which makes it linearizable, like the transaction's other reads).</summary>
+    public RequestOp CountInFlightRead(string merchantId)
+    {
+        var markers = InFlightRoot + merchantId + "/";
+        return new RequestOp
+        {
+            RequestRange = new RangeRequest { Key = EtcdBytes.Key(markers), RangeEnd = EtcdBytes.PrefixEnd(markers), CountOnly = true, Serializable = true },
+        };
     }
 
     /// <summary>Unfinished payments, a page of their in-flight markers (<c>{merchant}/{payment}</c>, in that order) after
