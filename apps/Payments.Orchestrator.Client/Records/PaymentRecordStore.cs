@@ -16,14 +16,13 @@ namespace Payments.Orchestrator.Client.Records;
 /// 13 digits}/{payment}</c> one key per finished payment, written in the transaction that makes it terminal: the
 /// archiver reads what is due in time order instead of scanning every record (payment ids are hashes, in no time
 /// order). '~' sorts after every payment id, so listing the records stops before both.</remarks>
-public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
+public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefix)
 {
     /// <summary>Compare-and-swap rounds before a terminal write gives up (it then fails its activity, which is retried).</summary>
     public const int MaxCasAttempts = 8;
 
     /// <summary>Largest page <see cref="ListAsync"/> returns.</summary>
     public const int MaxListPage = 500;
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(prefix);
 
     /// <summary>Where a status change that raises a payment event leaves the marker the webhook dispatcher takes
@@ -216,9 +215,11 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
     public async Task<PaymentRecord?> ChangeAsync(string paymentId, Func<PaymentRecord, PaymentRecord?> change, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(change);
+        var hint = TakeKept(paymentId, change);
         for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
-            if (await GetAsync(paymentId, cancellationToken) is not { Record: var record, Revision: var revision })
+            var current = attempt == 1 && hint is not null ? hint : await GetAsync(paymentId, cancellationToken);
+            if (current is not { Record: var record, Revision: var revision })
             {
                 return null;
             }
@@ -377,21 +378,5 @@ public sealed class PaymentRecordStore(EtcdConnection etcd, string prefix)
 
     private string DoneKey(PaymentRecord record) => DoneRoot + EtcdBytes.TimeKey(record.UpdatedAt) + "/" + record.PaymentId;
 
-
     private string InFlightKey(PaymentRecord record) => InFlightRoot + record.Order.MerchantId + "/" + record.PaymentId;
-
-    /// <summary>A record as etcd holds it (JSON), e.g. for the archive.</summary>
-    public static string ToJson(PaymentRecord record) => JsonSerializer.Serialize(record, Json);
-
-    /// <summary>A record from its JSON (<see cref="ToJson"/>).</summary>
-    public static PaymentRecord FromJson(string json) =>
-        JsonSerializer.Deserialize<PaymentRecord>(json, Json) ?? throw new InvalidDataException("Empty payment record.");
-
-    private static ByteString Encode(PaymentRecord record) => ByteString.CopyFromUtf8(ToJson(record));
-
-    /// <summary>A record as etcd stores it (UTF-8 JSON), e.g. from a watch event.</summary>
-    public static PaymentRecord FromUtf8(ReadOnlySpan<byte> utf8) =>
-        JsonSerializer.Deserialize<PaymentRecord>(utf8, Json) ?? throw new InvalidDataException("Empty payment record.");
-
-    private static PaymentRecord Decode(ByteString value) => FromUtf8(value.Span);
 }

@@ -40,7 +40,8 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                     ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
                     : null, CancellationToken.None);
                 return (assessment, null);
-            case RiskDecision.Approve when (await records.GetAsync(input.PaymentId, CancellationToken.None))?.Record.Status == PaymentStatus.AwaitingApproval:
+            // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
+            case RiskDecision.Approve when (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record.Status == PaymentStatus.AwaitingApproval:
                 return (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null);
             default:
                 return (assessment, null);
