@@ -21,7 +21,7 @@ namespace Payments.Orchestrator.Sweeping;
 /// as long). The records themselves are still walked, one page per pass, as a backstop for an unfinished record
 /// without a marker (one written before markers existed).
 /// One sweeper works at a time, under a fenced lock; the cursor and the takeover flag are written with the lock's fence.
-/// After a region takes over, its failover service sets the takeover flag (<see cref="RequestTakeoverSweepAsync"/>):
+/// After a region takes over, its failover service sets the takeover flag (<see cref="SweepRequests.RequestTakeoverSweepAsync"/>):
 /// the sweeper then resumes every unfinished payment without waiting for grace periods, pass after pass, until a full
 /// cycle has gone by — and a restarted orchestrator goes on from the cursor.
 /// </remarks>
