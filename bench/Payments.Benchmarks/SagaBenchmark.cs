@@ -55,7 +55,10 @@ public static class SagaBenchmark
         ["Payments__VelocityMaxSumMinor"] = "1000000000000",
     };
 
-    public static async Task RunAsync(TimeSpan duration, int clients, StatusMode mode, CancellationToken cancellationToken)
+    /// <param name="etcdLeader">The etcd member to make the leader before the measured window (the apps pin the first
+    /// member they are given, 0, until it fails): compares runs where they talk to the leader with runs where they
+    /// talk to a follower. Null: whichever won the election.</param>
+    public static async Task RunAsync(TimeSpan duration, int clients, StatusMode mode, CancellationToken cancellationToken, int? etcdLeader = null)
     {
         foreach (var (name, value) in RiskLimits)
         {
@@ -73,10 +76,16 @@ public static class SagaBenchmark
         }
 
         await DriveAsync(http, WarmUpDuration, mode, sink, "warm-up", cancellationToken);
+        if (etcdLeader is { } member)
+        {
+            await MakeLeaderAsync(system, member, cancellationToken);
+        }
+
         Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
         var raw = await LedgerBenchmark.RawTxnAsync(system.Cluster, system.Etcd, clients, BaselineDuration, cancellationToken);
 
         var requestsBefore = await EtcdRequestsAsync(system, cancellationToken); // before the CPU count: serving /metrics costs etcd CPU
+        var byMemberBefore = await RequestsByMemberAsync(system, cancellationToken);
         var cpuBefore = SystemCpu.DescendantSecondsByProgram();
         var raftBefore = await RaftIndexAsync(system, cancellationToken);
         var (payments, notCompleted, elapsed, merged) = await DriveAsync(http, duration, mode, sink, "saga", cancellationToken);
@@ -88,6 +97,8 @@ public static class SagaBenchmark
         var requests = (await EtcdRequestsAsync(system, cancellationToken)) // after the CPU count, for the same reason
             .Select(entry => (Method: entry.Key, Count: entry.Value - requestsBefore.GetValueOrDefault(entry.Key)))
             .Where(entry => entry.Count > 0).OrderByDescending(entry => entry.Count).ToArray();
+        var byMember = await RequestsByMemberAsync(system, cancellationToken);
+        var leaderShare = LeaderShare(byMemberBefore, byMember);
 
         var perSecond = payments / elapsed.TotalSeconds;
         var p50 = merged.GetValueAtPercentile(50) * 1000.0 / Stopwatch.Frequency;
@@ -103,6 +114,8 @@ public static class SagaBenchmark
             $"{entry.Program} {(payments == 0 ? 0 : entry.Seconds * 1000 / payments):F1} ms ({entry.Seconds / Math.Max(cpuSeconds, 1e-9):P0})"))));
         Console.WriteLine("etcd requests per payment (counted by etcd): " + string.Join(", ", requests.Select(entry => string.Create(CultureInfo.InvariantCulture,
             $"{entry.Method} {(payments == 0 ? 0 : entry.Count / payments):F2}"))));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Txn and Range requests received by the leader: {leaderShare:P0} (the apps pin one member each; a follower forwards writes and asks the leader for each linearizable read)"));
         var result = new Dictionary<string, object>
         {
             ["status"] = mode.ToString().ToLowerInvariant(),
@@ -117,6 +130,7 @@ public static class SagaBenchmark
             ["notCompleted"] = notCompleted,
             ["clients"] = clients,
             ["webhooksRefused"] = sink?.Refused ?? 0,
+            ["leaderRequestShare"] = Math.Round(leaderShare, 2),
         };
         Console.WriteLine("RESULT " + JsonSerializer.Serialize(result));
         foreach (var client in http)
@@ -191,6 +205,52 @@ public static class SagaBenchmark
         var pages = await system.Cluster.MetricsAsync(cancellationToken);
         return EtcdMethods.ToDictionary(method => method,
             method => LocalEtcdCluster.SumMetric(pages, "grpc_server_msg_received_total", [$"grpc_method=\"{method}\""]));
+    }
+
+    /// <summary>Moves etcd's leadership to <paramref name="member"/> (MoveLeader, sent to the current leader), at most
+    /// <see cref="MaxLeaderMoves"/> tries.</summary>
+    private static async Task MakeLeaderAsync(LocalSystem system, int member, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; attempt <= MaxLeaderMoves; attempt++)
+        {
+            var leader = await system.Cluster.LeaderIndexAsync(cancellationToken);
+            if (leader == member)
+            {
+                Console.WriteLine($"etcd member {member} leads.");
+                return;
+            }
+
+            var target = await system.Etcd.MemberMaintenance(member).StatusAsync(
+                new Etcdserverpb.StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+            await system.Etcd.MemberMaintenance(leader).MoveLeaderAsync(
+                new Etcdserverpb.MoveLeaderRequest { TargetID = target.Header.MemberId }, deadline: DateTime.UtcNow.AddSeconds(10), cancellationToken: cancellationToken);
+        }
+
+        throw new InvalidOperationException($"etcd member {member} did not become the leader in {MaxLeaderMoves} moves.");
+    }
+
+    private const int MaxLeaderMoves = 5;
+
+    /// <summary>Txn and Range requests each member received so far, and which member leads (-1: none known).</summary>
+    private static async Task<(double[] PerMember, int Leader)> RequestsByMemberAsync(LocalSystem system, CancellationToken cancellationToken)
+    {
+        var pages = await system.Cluster.MetricsAsync(cancellationToken);
+        var perMember = pages.Select(page => LocalEtcdCluster.SumMetric([page], "grpc_server_msg_received_total", ["grpc_method=\"Txn\""])
+                                             + LocalEtcdCluster.SumMetric([page], "grpc_server_msg_received_total", ["grpc_method=\"Range\""])).ToArray();
+        return (perMember, pages.ToList().FindIndex(page => page.Contains("\netcd_server_is_leader 1", StringComparison.Ordinal)));
+    }
+
+    /// <summary>The share of the requests between two counts that the leader (at the end) received; NaN when the
+    /// members or the leader cannot be matched.</summary>
+    private static double LeaderShare((double[] PerMember, int Leader) before, (double[] PerMember, int Leader) after)
+    {
+        if (after.Leader < 0 || before.PerMember.Length != after.PerMember.Length)
+        {
+            return double.NaN;
+        }
+
+        var deltas = after.PerMember.Select((count, member) => count - before.PerMember[member]).ToArray();
+        return deltas.Sum() <= 0 ? double.NaN : deltas[after.Leader] / deltas.Sum();
     }
 
     private static readonly string[] EtcdMethods = ["Range", "Txn", "Put", "DeleteRange", "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "Watch"];
