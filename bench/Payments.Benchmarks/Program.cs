@@ -67,12 +67,7 @@ Console.CancelKeyPress += (_, eventArgs) =>
     eventArgs.Cancel = true;
     stop.Cancel();
 };
-if (args[0] == "saga")
-{
-    await SagaBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, statusMode, stop.Token, etcdLeader);
-}
-else
-{
-    await LedgerBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, stop.Token);
-}
+await (args[0] == "saga"
+    ? SagaBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, statusMode, stop.Token, etcdLeader)
+    : LedgerBenchmark.RunAsync(TimeSpan.FromSeconds(seconds), workers, stop.Token));
 return 0;

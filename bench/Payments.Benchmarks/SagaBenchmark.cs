@@ -76,11 +76,7 @@ public static class SagaBenchmark
         }
 
         await DriveAsync(http, WarmUpDuration, mode, sink, "warm-up", cancellationToken);
-        if (etcdLeader is { } member)
-        {
-            await MakeLeaderAsync(system, member, cancellationToken);
-        }
-
+        await MakeLeaderAsync(system, etcdLeader, cancellationToken);
         Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
         var raw = await LedgerBenchmark.RawTxnAsync(system.Cluster, system.Etcd, clients, BaselineDuration, cancellationToken);
 
@@ -110,12 +106,7 @@ public static class SagaBenchmark
             $"{payments:N0} payments in {elapsed.TotalSeconds:F1} s at concurrency {clients}, status by {mode}: {perSecond:F1} payments/s, submit-to-terminal p50 {p50:F1} ms, p99 {p99:F1} ms, not completed {notCompleted}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"raw etcd {raw.ItemsPerSecond:F0} txn/s; {cpuSeconds:F1} CPU-s by the system's processes = {cpuMs:F1} ms per payment; {txnsPerPayment:F1} etcd write txns per payment; {perSecond / raw.ItemsPerSecond:F4} payments per raw txn"));
-        Console.WriteLine("CPU by program: " + string.Join(", ", cpuByProgram.Select(entry => string.Create(CultureInfo.InvariantCulture,
-            $"{entry.Program} {(payments == 0 ? 0 : entry.Seconds * 1000 / payments):F1} ms ({entry.Seconds / Math.Max(cpuSeconds, 1e-9):P0})"))));
-        Console.WriteLine("etcd requests per payment (counted by etcd): " + string.Join(", ", requests.Select(entry => string.Create(CultureInfo.InvariantCulture,
-            $"{entry.Method} {(payments == 0 ? 0 : entry.Count / payments):F2}"))));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"Txn and Range requests received by the leader: {leaderShare:P0} (the apps pin one member each; a follower forwards writes and asks the leader for each linearizable read)"));
+        PrintBreakdown(payments, cpuByProgram, cpuSeconds, requests, leaderShare);
         var result = new Dictionary<string, object>
         {
             ["status"] = mode.ToString().ToLowerInvariant(),
@@ -133,10 +124,19 @@ public static class SagaBenchmark
             ["leaderRequestShare"] = Math.Round(leaderShare, 2),
         };
         Console.WriteLine("RESULT " + JsonSerializer.Serialize(result));
-        foreach (var client in http)
-        {
-            client.Dispose();
-        }
+        Array.ForEach(http, client => client.Dispose());
+    }
+
+    /// <summary>Where a payment's cost went: CPU by program, etcd requests by method, and the leader's share of them.</summary>
+    private static void PrintBreakdown(
+        long payments, (string Program, double Seconds)[] cpuByProgram, double cpuSeconds, (string Method, double Count)[] requests, double leaderShare)
+    {
+        Console.WriteLine("CPU by program: " + string.Join(", ", cpuByProgram.Select(entry => string.Create(CultureInfo.InvariantCulture,
+            $"{entry.Program} {(payments == 0 ? 0 : entry.Seconds * 1000 / payments):F1} ms ({entry.Seconds / Math.Max(cpuSeconds, 1e-9):P0})"))));
+        Console.WriteLine("etcd requests per payment (counted by etcd): " + string.Join(", ", requests.Select(entry => string.Create(CultureInfo.InvariantCulture,
+            $"{entry.Method} {(payments == 0 ? 0 : entry.Count / payments):F2}"))));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Txn and Range requests received by the leader: {leaderShare:P0} (the apps pin one member each; a follower forwards writes and asks the leader for each linearizable read)"));
     }
 
     /// <summary>The clients' loop, with progress every second: payments terminal, those not completed, the time
@@ -209,8 +209,13 @@ public static class SagaBenchmark
 
     /// <summary>Moves etcd's leadership to <paramref name="member"/> (MoveLeader, sent to the current leader), at most
     /// <see cref="MaxLeaderMoves"/> tries.</summary>
-    private static async Task MakeLeaderAsync(LocalSystem system, int member, CancellationToken cancellationToken)
+    private static async Task MakeLeaderAsync(LocalSystem system, int? wanted, CancellationToken cancellationToken)
     {
+        if (wanted is not { } member)
+        {
+            return; // whichever won the election
+        }
+
         for (var attempt = 1; attempt <= MaxLeaderMoves; attempt++)
         {
             var leader = await system.Cluster.LeaderIndexAsync(cancellationToken);
