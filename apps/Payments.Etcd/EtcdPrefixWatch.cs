@@ -42,7 +42,15 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
 
     /// <summary>Like <see cref="RunAsync"/>, passing each change's new value (null: the key was deleted) — what the stream carries
     /// anyway, so a subscriber that needs the value need not read it again.</summary>
-    public async Task RunWithValuesAsync(Action onStart, Action<string, ByteString?> onChange, CancellationToken cancellationToken)
+    public Task RunWithValuesAsync(Action onStart, Action<string, ByteString?> onChange, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(onChange);
+        return RunWithRevisionsAsync(onStart, (key, value, _) => onChange(key, value), cancellationToken);
+    }
+
+    /// <summary>Like <see cref="RunWithValuesAsync"/>, passing each change's revision too: a subscriber that also reads
+    /// the prefix can tell the changes its read already saw (at or below the read's revision) from those after it.</summary>
+    public async Task RunWithRevisionsAsync(Action onStart, Action<string, ByteString?, long> onChange, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(onStart);
         ArgumentNullException.ThrowIfNull(onChange);
@@ -78,7 +86,7 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
         }
     }
 
-    private async Task WatchOnceAsync(Action onStart, Action<string, ByteString?> onChange, Action opened, CancellationToken cancellationToken)
+    private async Task WatchOnceAsync(Action onStart, Action<string, ByteString?, long> onChange, Action opened, CancellationToken cancellationToken)
     {
         using var stream = etcd.Watches.Watch(RequireLeader, cancellationToken: cancellationToken);
         await stream.RequestStream.WriteAsync(new WatchRequest
@@ -108,7 +116,7 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
 
             foreach (var change in response.Events)
             {
-                onChange(change.Kv.Key.ToStringUtf8()[prefix.Length..], change.Type == Event.Types.EventType.Delete ? null : change.Kv.Value);
+                onChange(change.Kv.Key.ToStringUtf8()[prefix.Length..], change.Type == Event.Types.EventType.Delete ? null : change.Kv.Value, change.Kv.ModRevision);
             }
         }
     }

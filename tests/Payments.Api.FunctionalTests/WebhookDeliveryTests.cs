@@ -102,6 +102,46 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
             $"{scans} scans of owed deliveries for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({idlePolls:F1} idle polls)");
     }
 
+    /// <summary>Issue 14: new outbox markers reach the dispatcher through its watch, which carries them; it reads the
+    /// outbox itself about once per <see cref="WebhookDispatcher.FullReadInterval"/>. Before, every marker made it read
+    /// the outbox from its first key, which costs etcd every marker deleted since the last compaction.</summary>
+    [Fact]
+    public async Task NewEvents_ReachTheDispatcherThroughItsWatch_NotAReadOfTheOutboxEach()
+    {
+        const int Payments = 30;
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var (endpointId, _) = await RegisterAsync(client, receiver.Url);
+        long reads = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, meters) =>
+        {
+            if (instrument.Name == "payments.webhooks.outbox_reads")
+            {
+                meters.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref reads, value));
+        listener.Start();
+        var watched = Stopwatch.StartNew();
+
+        var expected = new HashSet<string>();
+        foreach (var paymentId in await MakePaymentsAsync(client, merchant, count: Payments))
+        {
+            expected.Add(PaymentEventId(paymentId, "payment." + (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString()));
+        }
+
+        await PollUntilAsync(() => { lock (receiver.Acknowledged) { return expected.IsSubsetOf(receiver.Acknowledged); } },
+            () => $"acknowledged {receiver.Acknowledged.Count} of {expected.Count}");
+
+        // A full read per interval, and a couple for a watch reopened meanwhile; every event still arrived.
+        var intervals = watched.Elapsed / WebhookDispatcher.FullReadInterval;
+        Assert.True(Interlocked.Read(ref reads) <= intervals + 3,
+            $"{reads} reads of the outbox for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({intervals:F1} intervals)");
+        await DeleteAsync(client, endpointId);
+    }
+
     [Fact]
     public async Task OneEndpoint_NeverHasMoreDeliveriesInFlight_ThanItsBound()
     {

@@ -39,20 +39,33 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
     public string OutboxRoot => outboxRoot;
 
-    /// <summary>The oldest outbox markers, at most <paramref name="limit"/>.</summary>
-    public async Task<IReadOnlyList<OutboxMarker>> MarkersAsync(int limit, CancellationToken cancellationToken)
+    /// <summary>The oldest outbox markers, at most <paramref name="limit"/>; the revision they were read at, and
+    /// whether more are there.</summary>
+    /// <remarks>A read from the outbox's first key costs etcd every key deleted under it since the last compaction
+    /// (etcd 3.4 visits them all, limit or not: etcd-io/etcd#11057), so the dispatcher reads it rarely and takes new
+    /// markers from its watch (<see cref="WebhookDispatcher"/>).</remarks>
+    public async Task<(IReadOnlyList<OutboxMarker> Markers, long Revision, bool More)> MarkersAsync(int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
             Key = EtcdBytes.Key(outboxRoot), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
         }, cancellationToken: token), cancellationToken);
-        return response.Kvs.Select(kv =>
+        return (response.Kvs.Select(kv => Marker(kv.Key.ToStringUtf8(), kv.Value)).ToArray(), response.Header.Revision, response.More);
+    }
+
+    /// <summary>The marker stored at <paramref name="key"/> (the full key, <c>{outbox}{ms}/{merchant}/{event id}</c>).</summary>
+    public OutboxMarker Marker(string key, ByteString value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(value);
+        var parts = key.StartsWith(outboxRoot, StringComparison.Ordinal) ? key[outboxRoot.Length..].Split('/') : [];
+        if (parts.Length != 3)
         {
-            var key = kv.Key.ToStringUtf8();
-            var parts = key[outboxRoot.Length..].Split('/'); // {ms}/{merchant}/{event id}
-            var (type, logKey) = PaymentEvents.ParseOutboxValue(kv.Value.ToStringUtf8());
-            return new OutboxMarker(key, type, logKey, parts[1], parts[2]);
-        }).ToArray();
+            throw new InvalidDataException($"Not an outbox marker's key: '{key}'.");
+        }
+
+        var (type, logKey) = PaymentEvents.ParseOutboxValue(value.ToStringUtf8());
+        return new OutboxMarker(key, type, logKey, parts[1], parts[2]);
     }
 
     /// <summary>The bodies of the events at <paramref name="logKeys"/> as stored, read in one transaction per

@@ -23,9 +23,9 @@ public sealed partial class WebhookDispatcher
             return []; // enough under way: settle those first
         }
 
-        // From the first marker, every time: markers are keyed by their writer's clock, and transactions commit in
-        // another order than their timestamps, so reading on from the newest taken would leave some waiting.
-        var markers = await deliveries.MarkersAsync(WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
+        // A full read starts from the first marker: markers are keyed by their writer's clock, and transactions
+        // commit in another order than their timestamps, so reading on from the newest taken would leave some waiting.
+        var markers = await NextMarkersAsync(WebhookDeliveries.MaxMarkersPerRound + markersTaken.Count, cancellationToken);
         var fresh = markers.Where(marker => !markersTaken.ContainsKey(marker.Key)).ToArray();
         if (fresh.Length == 0)
         {

@@ -119,10 +119,12 @@ public sealed partial class WebhookDispatcher(
     private async Task LeadAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var running = new List<Task>();
-        // New markers wake the leader; only the leader watches (a replica waiting for the lock would be sent every
-        // marker for nothing). The watch's start wakes it too, so nothing committed before it is left waiting.
+        // New markers come to the leader through its watch (WebhookDispatcher.Outbox.cs); only the leader watches (a
+        // replica waiting for the lock would be sent every marker for nothing). The watch's start asks for a full read
+        // of the outbox, so nothing committed before it is left waiting.
+        ResetOutboxFeed();
         using var watching = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger).RunAsync(Wake, (_, deleted) => { if (!deleted) { Wake(); } }, watching.Token);
+        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger).RunWithRevisionsAsync(OnOutboxWatchStart, OnOutboxChange, watching.Token);
         try
         {
             while (!cancellationToken.IsCancellationRequested)
@@ -167,6 +169,7 @@ public sealed partial class WebhookDispatcher(
 
             settledMarkers.Clear();
             markersTaken.Clear();
+            ResetOutboxFeed();
         }
     }
 
