@@ -40,10 +40,12 @@ public static class SagaBenchmark
     private static readonly TimeSpan TerminalTimeout = TimeSpan.FromMinutes(2);
     private static readonly TimeSpan BaselineDuration = TimeSpan.FromSeconds(5);
 
-    /// <summary>Payments run before the measured window and not counted: the first seconds of a fresh system are spent
-    /// compiling (tiered JIT in seven processes) and filling caches and connection pools, which a 30 s window would
-    /// otherwise charge to the payments.</summary>
-    private static readonly TimeSpan WarmUpDuration = TimeSpan.FromSeconds(10);
+    /// <summary>Payments run before the measured window and not counted, by default: a fresh system spends its first
+    /// minute compiling. Seven processes JIT ~10,000 methods each, up to three times (tier 0, instrumented, tier 1),
+    /// on two cores already busy with payments. Profiled with <c>perf</c> 20 s after a 10 s warm-up, the JIT took 37 %
+    /// of all CPU, and the figure counted it as the payments' cost (the API's 14.6 CPU-ms per payment was 5.3 after
+    /// 120 s). docs/benchmarks.md has the runs.</summary>
+    public static readonly TimeSpan DefaultWarmUp = TimeSpan.FromSeconds(60);
 
     /// <summary>The risk service's velocity limits for this run (inherited by the apps it starts): each debtor here pays
     /// a payment every few hundred milliseconds, like a settlement account, and the benchmark measures the approved
@@ -55,11 +57,9 @@ public static class SagaBenchmark
         ["Payments__VelocityMaxSumMinor"] = "1000000000000",
     };
 
-    /// <param name="etcdLeader">The etcd member to make the leader before the measured window (the apps pin the first
-    /// member they are given, 0, until it fails): compares runs where they talk to the leader with runs where they
-    /// talk to a follower. Null: whichever won the election.</param>
-    public static async Task RunAsync(TimeSpan duration, int clients, StatusMode mode, CancellationToken cancellationToken, int? etcdLeader = null)
+    public static async Task RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
+        var (duration, clients, mode, etcdLeader) = (TimeSpan.FromSeconds(options.Seconds), options.Workers, options.Status, options.EtcdLeader);
         foreach (var (name, value) in RiskLimits)
         {
             Environment.SetEnvironmentVariable(name, Environment.GetEnvironmentVariable(name) ?? value); // a value set by hand wins
@@ -75,7 +75,7 @@ public static class SagaBenchmark
             await Task.WhenAll(http.Select((client, index) => sink.RegisterAsync(client, $"bench-{index}", cancellationToken)));
         }
 
-        await DriveAsync(http, WarmUpDuration, mode, sink, "warm-up", cancellationToken);
+        await DriveAsync(http, TimeSpan.FromSeconds(options.WarmUpSeconds), mode, sink, "warm-up", cancellationToken);
         await MakeLeaderAsync(system, etcdLeader, cancellationToken);
         Console.WriteLine($"Baseline: raw etcd transactions for {BaselineDuration.TotalSeconds:F0} s at {clients} workers…");
         var raw = await LedgerBenchmark.RawTxnAsync(system.Cluster, system.Etcd, clients, BaselineDuration, cancellationToken);
@@ -120,6 +120,7 @@ public static class SagaBenchmark
             ["payments"] = payments,
             ["notCompleted"] = notCompleted,
             ["clients"] = clients,
+            ["warmUpSeconds"] = options.WarmUpSeconds,
             ["webhooksRefused"] = sink?.Refused ?? 0,
             ["leaderRequestShare"] = Math.Round(leaderShare, 2),
         };
