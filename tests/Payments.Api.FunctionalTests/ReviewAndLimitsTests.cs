@@ -116,6 +116,8 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         Assert.NotNull(capped.Headers.RetryAfter);
 
         // One of them ends; the same request, retried with its Idempotency-Key, is accepted (the 429 was not kept).
+        // A reviewer can decide once the saga waits for one (409 before): wait for that, bounded, first.
+        await client.WaitForStatusAsync(held[0], "awaiting_approval");
         Assert.Equal(HttpStatusCode.Accepted, (await reviewer.SendJsonAsync($"/v1/payments/{held[0]}/reject", "{}", null)).StatusCode);
         await client.WaitForStatusAsync(held[0]);
         using var retried = await client.PayAsync(debtor, creditor, 10, key: "third");
