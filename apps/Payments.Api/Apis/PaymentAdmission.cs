@@ -7,8 +7,9 @@ using Payments.Orchestrator.Client.Records;
 namespace Payments.Api.Apis;
 
 /// <summary>What accepting a payment needs to know, read in one etcd transaction: this key's payment records (which
-/// decide the payment id), owner and currency of both accounts, and how many of the merchant's payments are in flight.
-/// One linearizable read per payment instead of three requests.</summary>
+/// decide the payment id), owner and currency of both accounts, and how many of the merchant's payments are in flight
+/// (counted, or estimated by <see cref="Limits.InFlightEstimates"/>). One linearizable read per payment instead of
+/// three requests.</summary>
 /// <param name="Records">The records under the key's candidate ids (see <see cref="PaymentIdOf"/>).</param>
 /// <param name="Accounts">Owner and recorded currency per account, in the order asked.</param>
 internal sealed record PaymentAdmission(IReadOnlyList<PaymentRecord> Records, IReadOnlyList<(string? Owner, string? Currency)> Accounts, long InFlight)
@@ -23,12 +24,23 @@ internal sealed record PaymentAdmission(IReadOnlyList<PaymentRecord> Records, IR
         var request = new TxnRequest();
         request.Success.Add(services.Records.GetReads(candidates));
         request.Success.Add(services.Store.AccountFactsReads(accountIds));
-        request.Success.Add(services.Records.CountInFlightRead(merchant));
+        var estimate = services.InFlight.TryEstimate(merchant, services.MaxInFlight);
+        if (estimate is null)
+        {
+            request.Success.Add(services.Records.CountInFlightRead(merchant)); // costs etcd every marker deleted lately
+        }
+
         var answers = (await EtcdConnection.CallAsync(token => services.Etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Responses;
+        if (estimate is null)
+        {
+            estimate = answers[^1].ResponseRange.Count;
+            services.InFlight.Counted(merchant, estimate.Value, services.MaxInFlight);
+        }
+
         return new PaymentAdmission(
             PaymentRecordStore.RecordsFrom(answers.Take(candidates.Count)),
             MerchantStore.AccountFactsFrom(answers.Skip(candidates.Count).Take(2 * accountIds.Count).ToArray()),
-            answers[^1].ResponseRange.Count);
+            estimate.Value);
     }
 
     /// <summary>The payment id of this key now: a hash of merchant, key and the UTC day the key's payment starts.

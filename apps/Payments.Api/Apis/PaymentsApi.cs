@@ -304,6 +304,9 @@ public sealed class PaymentServices(
 
     public int MaxInFlight => options.MaxPaymentsInFlightPerMerchant;
 
+    /// <summary>This replica's estimates of each merchant's payments in flight (a count spared, not a cap loosened).</summary>
+    public Limits.InFlightEstimates InFlight { get; } = new(time, options.Replicas);
+
     /// <summary>The merchant's payment as its record says (null: none, or another merchant's). The saga writes every
     /// status a client sees into the record (awaiting_approval, the outcome), so no read asks the workflow.</summary>
     public async Task<PaymentRecord?> CurrentAsync(string paymentId, string merchantId, CancellationToken cancellationToken) =>
