@@ -87,7 +87,7 @@ public sealed partial class WebhookDispatcher
                     Volatile.Write(ref fullReadWanted, 1); // the rest at the next round, from the oldest again
                 }
 
-                return markers;
+                return markers; // what the watch passed on meanwhile woke the next round itself
             }
             catch (Exception)
             {
@@ -107,7 +107,18 @@ public sealed partial class WebhookDispatcher
             }
         }
 
+        WakeIfWatchedWait();
         return taken;
+    }
+
+    /// <summary>A burst: what the watch passed on and this round did not take goes at the next round, not after an
+    /// idle pause.</summary>
+    private void WakeIfWatchedWait()
+    {
+        if (!watchedMarkers.IsEmpty)
+        {
+            Wake();
+        }
     }
 
     /// <summary>Forgets what the watch passed on: a new leadership starts with a full read.</summary>
