@@ -1,10 +1,10 @@
 using System.Diagnostics;
-using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Payments.Api.Webhooks;
 using Payments.Merchants;
+using Payments.Testing;
 using Payments.Webhooks;
 
 namespace Payments.Api.FunctionalTests;
@@ -77,17 +77,7 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         const int Payments = 30;
         var (client, merchant) = await NewMerchantAsync();
         using var _ = client;
-        long scans = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (instrument, meters) =>
-        {
-            if (instrument.Name == "payments.webhooks.due_scans")
-            {
-                meters.EnableMeasurementEvents(instrument);
-            }
-        };
-        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref scans, value));
-        listener.Start();
+        using var scans = new CounterTotal("payments.webhooks.due_scans");
         var watched = Stopwatch.StartNew();
 
         var paymentIds = await MakePaymentsAsync(client, merchant, count: Payments);
@@ -98,8 +88,8 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
 
         var idlePolls = watched.Elapsed / WebhookDispatcher.IdlePoll;
         // A scan per idle poll, and a few for attempts of other tests' endpoints ending meanwhile.
-        Assert.True(Interlocked.Read(ref scans) <= idlePolls + 4,
-            $"{scans} scans of owed deliveries for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({idlePolls:F1} idle polls)");
+        Assert.True(scans.Total <= idlePolls + 4,
+            $"{scans.Total} scans of owed deliveries for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({idlePolls:F1} idle polls)");
     }
 
     /// <summary>Issue 14: new outbox markers reach the dispatcher through its watch, which carries them; it reads the
@@ -113,17 +103,7 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         var (client, merchant) = await NewMerchantAsync();
         using var _ = client;
         var (endpointId, _) = await RegisterAsync(client, receiver.Url);
-        long reads = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (instrument, meters) =>
-        {
-            if (instrument.Name == "payments.webhooks.outbox_reads")
-            {
-                meters.EnableMeasurementEvents(instrument);
-            }
-        };
-        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref reads, value));
-        listener.Start();
+        using var reads = new CounterTotal("payments.webhooks.outbox_reads");
         var watched = Stopwatch.StartNew();
 
         var expected = new HashSet<string>();
@@ -137,8 +117,8 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
 
         // A full read per interval, and a couple for a watch reopened meanwhile; every event still arrived.
         var intervals = watched.Elapsed / WebhookDispatcher.FullReadInterval;
-        Assert.True(Interlocked.Read(ref reads) <= intervals + 3,
-            $"{reads} reads of the outbox for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({intervals:F1} intervals)");
+        Assert.True(reads.Total <= intervals + 3,
+            $"{reads.Total} reads of the outbox for {Payments} events in {watched.Elapsed.TotalSeconds:F1} s ({intervals:F1} intervals)");
         await DeleteAsync(client, endpointId);
     }
 
