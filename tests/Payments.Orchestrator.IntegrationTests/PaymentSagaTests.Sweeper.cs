@@ -35,7 +35,16 @@ public sealed partial class PaymentSagaTests
         var stuck = Payment(debtor, creditor, 300);
         await saga.Records.CreateAsync(PaymentRecord.Accepted(stuck.Order, longAgo), CancellationToken.None);
 
-        var report = await Sweeper().SweepOnceAsync(CancellationToken.None);
+        // The sweep lock may still be held by the previous test's pass (its lease outlives a release that failed under
+        // CI load): a pass that did not get it is idle, so try again, bounded by twice the lease.
+        var sweeper = Sweeper();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var report = await sweeper.SweepOnceAsync(CancellationToken.None);
+        while (report == SweepReport.Idle && waited.Elapsed < 2 * SweepPolicy.LockLeaseTtl)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250));
+            report = await sweeper.SweepOnceAsync(CancellationToken.None);
+        }
 
         Assert.True(report.Resumed >= 1, $"Nothing resumed: {report}");
         Assert.True(report.Scanned < FinishedRecords, $"The pass read {report.Scanned} records: the finished ones too.");
