@@ -36,6 +36,12 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
         Assert.Equal(1_250, await BalanceAsync(creditor));
         Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
         await AssertInTransitIsBalancedAsync();
+        // The current saga holds and settles in one etcd transaction (its entries share a revision); the old one in two.
+        var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(Ledger.Core.Invariants.LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        TransferId[] moves = [PaymentTransfers.Hold(payment), PaymentTransfers.Credit(payment), PaymentTransfers.Post(payment)];
+        var entries = journal.Where(entry => moves.Contains(entry.TransferId)).ToArray();
+        Assert.Equal(3, entries.Length);
+        Assert.Equal(workflow == nameof(PaymentWorkflowV2) ? 1 : 2, entries.Select(entry => entry.Sequence / JournalEntry.SequencePerRevision).Distinct().Count());
     }
 
     [Fact]
@@ -76,7 +82,13 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
         var outcome = await RunAsync(payment);
 
         Assert.Equal(PaymentOutcome.Compensated(LedgerError.AccountClosed), outcome);
-        Assert.Equal(1, saga.Flaky.Attempts(PaymentTransfers.Hold(payment)));
+        // Sent twice: in the linked batch with the settlement (refused whole, nothing applied), then alone, so that
+        // the saga's steps leave what they always left: one hold, placed and voided.
+        Assert.Equal(2, saga.Flaky.Attempts(PaymentTransfers.Hold(payment)));
+        var journal = await new Ledger.Core.JournalReader(saga.Ledger).ReadAllAsync(Ledger.Core.Invariants.LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Hold(payment));
+        Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Void(payment));
+        Assert.DoesNotContain(journal, entry => entry.TransferId == PaymentTransfers.Credit(payment));
         var account = (await saga.Ledger.GetAccountAsync(debtor, CancellationToken.None))!;
         Assert.Equal((FundsMinor, 0L), (account.BalanceMinor, account.PendingDebitMinor));
         await AssertInTransitIsBalancedAsync();

@@ -18,17 +18,22 @@ public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResu
     internal static async Task<StepResult> HoldAsync(ILedger ledger, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var amount = PaymentTransfers.Amount(input);
-        var hold = new TransferRequest.Pending(
-            PaymentTransfers.Hold(input), AccountId.Parse(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId)
-        {
-            IssuedAt = PaymentTransfers.IssuedAt(input),
-        };
         // LedgerUnavailableException propagates: the activity fails and the runtime retries it with the same ids.
-        return await ledger.TransferAsync(hold, CancellationToken.None) switch
+        return await ledger.TransferAsync(Request(input), CancellationToken.None) switch
         {
             TransferOutcome.Failed failed => StepResult.Refused(failed.Error.Code),
             _ => StepResult.Ok,
+        };
+    }
+
+    /// <summary>The hold's transfer: the same id and fields wherever it is sent from, so that every send is a replay of the first.</summary>
+    internal static TransferRequest.Pending Request(PaymentInput input)
+    {
+        var amount = PaymentTransfers.Amount(input);
+        return new TransferRequest.Pending(
+            PaymentTransfers.Hold(input), AccountId.Parse(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId)
+        {
+            IssuedAt = PaymentTransfers.IssuedAt(input),
         };
     }
 }

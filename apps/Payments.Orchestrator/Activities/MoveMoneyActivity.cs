@@ -17,28 +17,23 @@ public sealed record MoveMoneyResult(bool Settled, bool Recorded, string? HoldRe
 }
 
 /// <summary>The saga's money steps in one activity when nothing goes wrong: hold, settle (the pivot), and the
-/// completed outcome into the payment record — one round trip through the workflow engine instead of three.</summary>
-/// <remarks>Each step is the same idempotent call as its own activity (<see cref="HoldFundsActivity"/>,
+/// completed outcome into the payment record — one round trip through the workflow engine instead of three, and the
+/// hold and the settlement in one linked batch: one ledger call and one etcd transaction instead of two each.</summary>
+/// <remarks>Each step is the same idempotent transfer as its own activity's (<see cref="HoldFundsActivity"/>,
 /// <see cref="SettlePaymentActivity"/>, <see cref="RecordOutcomeActivity"/>), with the same transfer ids, so running
-/// this again, or those steps after it, never applies anything twice. A refusal comes back as a value. A fault (the
-/// ledger down, an answer lost) fails the activity: the workflow then cannot know how far it got and takes the steps
-/// one by one, each with its own budget (<see cref="Workflows.PaymentWorkflowV2"/>). An outcome that could not be
-/// recorded (etcd unavailable, the record changing under every attempt) is reported as such; the workflow's last step records it.</remarks>
+/// this again, or those steps after it, never applies anything twice: a transfer already applied answers as a replay,
+/// in a batch too. A refusal comes back as a value. A fault (the ledger down, an answer lost) fails the activity: the
+/// workflow then cannot know how far it got and takes the steps one by one, each with its own budget
+/// (<see cref="Workflows.PaymentWorkflowV2"/>). An outcome that could not be recorded (etcd unavailable, the record
+/// changing under every attempt) is reported as such; the workflow's last step records it.</remarks>
 public sealed class MoveMoneyActivity(ILedger ledger, PaymentRecordStore records, TimeProvider time) : PaymentActivity<MoveMoneyResult>
 {
     protected override async Task<MoveMoneyResult> ExecuteAsync(PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var hold = await HoldFundsActivity.HoldAsync(ledger, input);
-        if (!hold.Succeeded)
+        if (await HoldAndSettleAsync(ledger, input) is { } refused)
         {
-            return MoveMoneyResult.HoldRefused(hold.ErrorCode!);
-        }
-
-        var settle = await SettlePaymentActivity.SettleAsync(ledger, input);
-        if (!settle.Succeeded)
-        {
-            return MoveMoneyResult.SettleRefused(settle.ErrorCode!);
+            return refused;
         }
 
         try
@@ -52,5 +47,36 @@ public sealed class MoveMoneyActivity(ILedger ledger, PaymentRecordStore records
             // (which would send the saga through hold and settle again); the workflow's last step records it.
             return MoveMoneyResult.Completed(recorded: false);
         }
+    }
+
+    /// <summary>Hold, credit and post as one linked batch (all or nothing): null when the money moved, else the refusal.</summary>
+    /// <remarks>A refusal of the hold is the hold's own: nothing was applied, nothing to compensate. A refusal after
+    /// the hold (the creditor cannot be credited: closed, a limit) applied nothing either, but the saga's contract
+    /// for it is a hold placed and then voided — the payment ends compensated, as it always did, and a retry of an
+    /// earlier attempt that did place the hold is covered the same way. So then the steps run one by one, as before
+    /// the batch: the hold alone, then the settlement, whose refusal the workflow compensates. A settlement that
+    /// succeeds then (the creditor changed in between) is a settlement like any other.</remarks>
+    private static async Task<MoveMoneyResult?> HoldAndSettleAsync(ILedger ledger, PaymentInput input)
+    {
+        TransferRequest[] batch = [HoldFundsActivity.Request(input), .. SettlePaymentActivity.Requests(input)];
+        var outcome = await ledger.ApplyBatchAsync(batch, CancellationToken.None);
+        if (outcome.Succeeded)
+        {
+            return null;
+        }
+
+        if (outcome.BatchError is null && outcome.Transfers[0] is TransferOutcome.Failed { Error.Code: not LedgerError.LinkedTransferFailed } held)
+        {
+            return MoveMoneyResult.HoldRefused(held.Error.Code);
+        }
+
+        var hold = await HoldFundsActivity.HoldAsync(ledger, input);
+        if (!hold.Succeeded)
+        {
+            return MoveMoneyResult.HoldRefused(hold.ErrorCode!);
+        }
+
+        var settle = await SettlePaymentActivity.SettleAsync(ledger, input);
+        return settle.Succeeded ? null : MoveMoneyResult.SettleRefused(settle.ErrorCode!);
     }
 }

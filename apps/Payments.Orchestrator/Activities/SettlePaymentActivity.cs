@@ -14,9 +14,16 @@ public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<Step
     internal static async Task<StepResult> SettleAsync(ILedger ledger, PaymentInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        var outcome = await ledger.ApplyBatchAsync(Requests(input), CancellationToken.None);
+        return outcome.Succeeded ? StepResult.Ok : StepResult.Refused(outcome.Error!.Code);
+    }
+
+    /// <summary>The settlement's linked transfers: credit the creditor from in-transit, post the debtor's hold.</summary>
+    internal static TransferRequest[] Requests(PaymentInput input)
+    {
         var amount = PaymentTransfers.Amount(input);
         var issuedAt = PaymentTransfers.IssuedAt(input);
-        TransferRequest[] batch =
+        return
         [
             new TransferRequest.Single(
                 PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.Order.CreditorAccountId), amount, input.PaymentId)
@@ -25,7 +32,5 @@ public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<Step
             },
             new TransferRequest.PostPending(PaymentTransfers.Post(input), PaymentTransfers.Hold(input)) { IssuedAt = issuedAt },
         ];
-        var outcome = await ledger.ApplyBatchAsync(batch, CancellationToken.None);
-        return outcome.Succeeded ? StepResult.Ok : StepResult.Refused(outcome.Error!.Code);
     }
 }
