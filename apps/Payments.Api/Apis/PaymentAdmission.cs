@@ -12,18 +12,26 @@ namespace Payments.Api.Apis;
 /// three requests.</summary>
 /// <param name="Records">The records under the key's candidate ids (see <see cref="PaymentIdOf"/>).</param>
 /// <param name="Accounts">Owner and recorded currency per account, in the order asked.</param>
-internal sealed record PaymentAdmission(IReadOnlyList<PaymentRecord> Records, IReadOnlyList<(string? Owner, string? Currency)> Accounts, long InFlight)
+/// <param name="KeyUsed">The Idempotency-Key has a record (read only for an unclaimed first attempt, see
+/// <see cref="IdempotencyStore.UnclaimedAsync"/>; false otherwise).</param>
+internal sealed record PaymentAdmission(
+    IReadOnlyList<PaymentRecord> Records, IReadOnlyList<(string? Owner, string? Currency)> Accounts, long InFlight, bool KeyUsed)
 {
     /// <summary>Hex characters of a payment id's hash.</summary>
     public const int PaymentIdHexChars = 24;
 
     public static async Task<PaymentAdmission> ReadAsync(
-        string merchant, IdempotencyKey key, IReadOnlyList<string> accountIds, PaymentServices services, CancellationToken cancellationToken)
+        string merchant, IdempotencyClaim claim, IdempotencyKey key, IReadOnlyList<string> accountIds, PaymentServices services, CancellationToken cancellationToken)
     {
         var candidates = Candidates(merchant, key, services.Time.GetUtcNow());
         var request = new TxnRequest();
         request.Success.Add(services.Records.GetReads(candidates));
         request.Success.Add(services.Store.AccountFactsReads(accountIds));
+        if (claim.IsUnclaimed)
+        {
+            request.Success.Add(IdempotencyStore.RecordRead(claim)); // in the same snapshot: no second round trip
+        }
+
         var estimate = services.InFlight.TryEstimate(merchant, services.MaxInFlight);
         if (estimate is null)
         {
@@ -37,10 +45,12 @@ internal sealed record PaymentAdmission(IReadOnlyList<PaymentRecord> Records, IR
             services.InFlight.Counted(merchant, estimate.Value, services.MaxInFlight);
         }
 
+        var facts = candidates.Count + (2 * accountIds.Count);
         return new PaymentAdmission(
             PaymentRecordStore.RecordsFrom(answers.Take(candidates.Count)),
             MerchantStore.AccountFactsFrom(answers.Skip(candidates.Count).Take(2 * accountIds.Count).ToArray()),
-            estimate.Value);
+            estimate.Value,
+            KeyUsed: claim.IsUnclaimed && answers[facts].ResponseRange.Kvs.Count > 0);
     }
 
     /// <summary>The payment id of this key now: a hash of merchant, key and the UTC day the key's payment starts.

@@ -48,7 +48,7 @@ public static class PaymentsApi
 
         // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover
         // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
-        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
+        var reply = await idempotency.RunUnclaimedFirstAsync(merchant, key!, "POST", context.Request.Path, bytes!,
             async claim => await StartAsync(merchant, key!, bytes!, claim, context, services, limits),
             context.RequestAborted);
         return reply.ToResult();
@@ -58,7 +58,9 @@ public static class PaymentsApi
         Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key cannot start a payment now.",
             "Today's payment of this Idempotency-Key is older than the idempotency window by this server's clock; use a new key.");
 
-    private static async Task<Reply> StartAsync(
+    /// <summary>Accepts the payment: its answer, or null (only with an unclaimed <paramref name="claim"/>) when the key
+    /// is used already or was taken meanwhile, and nothing was written: then the request goes the claimed way.</summary>
+    private static async Task<Reply?> StartAsync(
         string merchant, IdempotencyKey key, byte[] bytes, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
     {
         var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes);
@@ -79,7 +81,12 @@ public static class PaymentsApi
         }
 
         string[] accounts = [request.DebtorAccountId!, request.CreditorAccountId!];
-        var admission = await PaymentAdmission.ReadAsync(merchant, key, accounts, services, context.RequestAborted);
+        var admission = await PaymentAdmission.ReadAsync(merchant, claim, key, accounts, services, context.RequestAborted);
+        if (admission.KeyUsed)
+        {
+            return null; // a retry, a duplicate, another body: the claimed way answers each as it always did
+        }
+
         if (admission.PaymentIdOf(merchant, key, services.Time.GetUtcNow()) is not { } paymentId)
         {
             return KeyExhausted();
@@ -97,13 +104,28 @@ public static class PaymentsApi
 
         var order = new PaymentOrder(
             paymentId, merchant, request.DebtorAccountId!, request.CreditorAccountId!, request.AmountMinor.Value, request.Currency!, request.Reference);
+        return await AcceptAsync(order, claim, context, services);
+    }
+
+    /// <summary>Records the payment with the key's answer and starts its saga: the 202, or null when an unclaimed
+    /// attempt could not write both (see <see cref="StartAsync"/>).</summary>
+    private static async Task<Reply?> AcceptAsync(PaymentOrder order, IdempotencyClaim claim, HttpContext context, PaymentServices services)
+    {
+        var paymentId = order.PaymentId;
         // The answer is stored with the record, in its transaction (one Raft entry, not two): from then on the payment
         // is accepted whatever happens to this request, and a retry replays the 202.
         var accepted = Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
         var answer = new TxnRequest();
         IdempotencyStore.AddCompletion(answer, claim, accepted.StatusCode, accepted.Body, accepted.ContentType);
-        var (record, recorded) = await services.Records.CreateAsync(
-            PaymentRecord.Accepted(order, services.Time.GetUtcNow(), ApiKeyMiddleware.PrincipalOf(context).KeyId), answer, context.RequestAborted);
+        var accepting = PaymentRecord.Accepted(order, services.Time.GetUtcNow(), ApiKeyMiddleware.PrincipalOf(context).KeyId);
+        if (claim.IsUnclaimed && !await services.Records.TryCreateWithAsync(accepting, answer, context.RequestAborted))
+        {
+            // Never the record alone: without the key's record beside it, a request with the same key and another
+            // body could claim the key and be answered with this body's payment.
+            return null;
+        }
+
+        var (record, recorded) = claim.IsUnclaimed ? (accepting, true) : await services.Records.CreateAsync(accepting, answer, context.RequestAborted);
         try
         {
             await services.Workflows.StartAsync(

@@ -73,6 +73,37 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
         };
     }
 
+    /// <summary>As <see cref="RunAsync"/>, with a first attempt that claims nothing (<see cref="IdempotencyStore.UnclaimedAsync"/>):
+    /// the handler reads the key's record with its own reads, and its own transaction creates the record with the
+    /// answer only if the key still has none. It answers null when the key has a record or was taken meanwhile —
+    /// having written nothing — and the request then goes the claimed way, which answers a retry, a duplicate in
+    /// flight and another body as always. A new key costs one Raft entry fewer (no claim); a retry one read more.</summary>
+    public async Task<Reply> RunUnclaimedFirstAsync(
+        string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<IdempotencyClaim, Task<Reply?>> handler,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        var fingerprint = IdempotencyStore.Fingerprint(method, path, Convert.ToBase64String(body));
+        var unclaimed = await store.UnclaimedAsync(merchantId, key, fingerprint, cancellationToken);
+        // A fault propagates: there is no claim to release, and a record the handler's transaction did write holds
+        // the answer for the client's retry.
+        if (await handler(unclaimed) is { } reply && await KeptAsync(unclaimed, reply, cancellationToken))
+        {
+            return reply;
+        }
+
+        return await RunAsync(merchantId, key, method, path, body,
+            async claim => await handler(claim) ?? throw new InvalidOperationException("A claimed request must be answered."), cancellationToken);
+    }
+
+    /// <summary>Whether an unclaimed attempt's answer stands: stored by its own transaction, not one to keep (a server
+    /// error, a 429: nothing was written), or stored now as the key's first record.</summary>
+    private async Task<bool> KeptAsync(IdempotencyClaim unclaimed, Reply reply, CancellationToken cancellationToken) =>
+        reply.Recorded
+        || reply.IsServerError
+        || reply.StatusCode == StatusCodes.Status429TooManyRequests
+        || await store.CompleteAsync(unclaimed, reply.StatusCode, reply.Body, reply.ContentType, cancellationToken);
+
     /// <summary>Waits (bounded) until the request holding the key finishes or lets it go, reading the record (no
     /// write) when it changes or every <see cref="InFlightWaits.RecheckInterval"/>; claims it only when it is free.
     /// Answers as <see cref="IdempotencyStore.BeginAsync"/> does; still InProgress when the wait ran out or when too

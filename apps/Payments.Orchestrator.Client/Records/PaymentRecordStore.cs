@@ -38,54 +38,6 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
     /// <summary>The payment event log (<see cref="PaymentEvents"/>), under this store's prefix.</summary>
     public string EventsRoot => root + "~events/";
 
-    /// <summary>Creates the record (with its in-flight marker unless it is terminal), or returns the one already there
-    /// with that id.</summary>
-    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken) =>
-        (await CreateAsync(record, alongside: null, cancellationToken)).Record;
-
-    /// <summary>Creates the record unless one exists (then that one is returned), in one transaction with
-    /// <paramref name="alongside"/>'s compares and writes when they hold (e.g. the request's idempotent answer). When they
-    /// do not (or a lease they write under is gone), the record is created alone: <c>AlongsideWritten</c> says which.</summary>
-    public async Task<(PaymentRecord Record, bool AlongsideWritten)> CreateAsync(
-        PaymentRecord record, TxnRequest? alongside, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(record);
-        var key = Key(record.PaymentId);
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
-        request.Success.Add(EtcdBytes.Put(key, Encode(record)));
-        request.Success.Add(record.IsTerminal ? EtcdBytes.Put(DoneKey(record), ByteString.Empty) : EtcdBytes.Put(InFlightKey(record), ByteString.Empty));
-        request.Failure.Add(EtcdBytes.Get(key));
-        if (alongside is not null)
-        {
-            request.Compare.Add(alongside.Compare);
-            request.Success.Add(alongside.Success);
-        }
-
-        TxnResponse response;
-        try
-        {
-            response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        }
-        catch (RpcException exception) when (alongside is not null && IdempotencyStore.IsLeaseNotFound(exception))
-        {
-            return (await CreateAsync(record, cancellationToken), false);
-        }
-
-        if (!response.Succeeded)
-        {
-            var existing = response.Responses[0].ResponseRange.Kvs;
-            return existing.Count > 0 ? (Decode(existing[0].Value), false) : (await CreateAsync(record, cancellationToken), false);
-        }
-
-        if (record.IsTerminal)
-        {
-            PaymentRecordMetrics.CountTerminal(record);
-        }
-
-        return (record, alongside is not null);
-    }
-
     public async Task<(PaymentRecord Record, long Revision)?> GetAsync(string paymentId, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(
