@@ -304,11 +304,15 @@ internal sealed partial class TransferApplier(
     }
 
     /// <summary>Answers what it can from hints: accounts from the cache, and this batch's own transfer ids as absent
-    /// (a transfer submitted is usually new; if it is not, the create-only compare fails and the retry reads it).
+    /// (a transfer submitted is usually new; if it is not, the create-only compare fails and the retry reads it), and
+    /// so the hold record of a pending transfer in the batch (created with its transfer; a post later in the same batch
+    /// asks for it while the hold still waits for its accounts, and the compare on it catches one that exists).
     /// Returns the keys still to read.</summary>
     private List<string> FillFromHints(IReadOnlyList<TransferRequest> batch, WorkingSet set)
     {
-        var ownTransferKeys = batch.Select(transfer => Keys.Transfer(transfer.Id)).ToHashSet(StringComparer.Ordinal);
+        var ownTransferKeys = batch.Select(transfer => Keys.Transfer(transfer.Id))
+            .Concat(batch.OfType<TransferRequest.Pending>().Select(pending => Keys.Hold(pending.Id)))
+            .ToHashSet(StringComparer.Ordinal);
         var toRead = new List<string>();
         foreach (var key in set.Missing)
         {
