@@ -10,9 +10,12 @@ namespace Payments.Etcd;
 /// interval of its choosing besides, so a lost event delays a waiter, never hangs it.</summary>
 /// <remarks>Used for duplicates of an Idempotency-Key waiting for the first request, and for clients waiting for a
 /// payment's status to change (<c>GET /v1/payments/{id}?wait=</c>).</remarks>
-public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters)
+/// <param name="remember">Which keys' last value (as the watch delivered it) to keep for <see cref="Latest"/>, at most
+/// <paramref name="maxWaiters"/> of them; null: none.</param>
+public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters, Func<string, bool>? remember = null)
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource<ByteString?>> changes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ByteString> latest = new(StringComparer.Ordinal);
     private int waiters;
 
     /// <summary>The prefix watched; keys passed to <see cref="NextChangeAsync"/> are full keys under it.</summary>
@@ -51,9 +54,43 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
         return changes.GetOrAdd(key, _ => new TaskCompletionSource<ByteString?>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
     }
 
+    /// <summary>The value of <paramref name="key"/> as the watch last delivered it, if remembered: it may lag behind
+    /// etcd, never run ahead of it. Take <see cref="NextChangeAsync"/> first: a change the value here misses then wakes
+    /// the waiter (the value is stored before waiters are woken).</summary>
+    public ByteString? Latest(string key) => latest.TryGetValue(key, out var value) ? value : null;
+
     /// <summary>Watches the prefix until <paramref name="cancellationToken"/> ends (reopening a broken watch).</summary>
     public Task RunAsync(CancellationToken cancellationToken) =>
-        new EtcdPrefixWatch(etcd, prefix, logger).RunWithValuesAsync(WakeAll, (key, value) => Wake(prefix + key, value), cancellationToken);
+        new EtcdPrefixWatch(etcd, prefix, logger).RunWithValuesAsync(Restarted, (key, value) => Changed(prefix + key, value), cancellationToken);
+
+    /// <summary>A (re)started watch: changes in between are not replayed, so what was remembered may be stale.</summary>
+    private void Restarted()
+    {
+        latest.Clear();
+        WakeAll();
+    }
+
+    private void Changed(string key, ByteString? value)
+    {
+        if (remember?.Invoke(key) == true)
+        {
+            if (value is null || value.IsEmpty)
+            {
+                latest.TryRemove(key, out _);
+            }
+            else
+            {
+                if (latest.Count >= maxWaiters)
+                {
+                    latest.Clear(); // a hint: starting over is cheaper than bookkeeping which to drop
+                }
+
+                latest[key] = value;
+            }
+        }
+
+        Wake(key, value); // after the store above: a waiter that registers later finds the new value there
+    }
 
     private void Wake(string key, ByteString? value)
     {

@@ -37,6 +37,58 @@ public sealed class PaymentStatusWaitReadsTests(ApiSystemFixture system)
         }
     }
 
+    [Fact]
+    public async Task AWaitFromTheStatusTheWatchShowed_ReadsNothing_AndEndsWithTheChange()
+    {
+        var records = new PaymentRecordStore(system.Etcd, $"/functional-waits/{Guid.NewGuid():N}/");
+        using var waits = new PaymentStatusWaits(records, system.Etcd, TimeProvider.System, NullLogger<PaymentStatusWaits>.Instance);
+        await waits.StartAsync(CancellationToken.None);
+        try
+        {
+            var order = new PaymentOrder($"pay_{Guid.NewGuid():N}", "merchant-w", "acct-d", "acct-c", 100, "USD", null);
+            await records.CreateAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+            using var bound = new CancellationTokenSource(Bound);
+            while (!waits.HasSeen(order.PaymentId))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(10), bound.Token); // the replica's watch delivers the new record
+            }
+
+            // Another merchant's wait from the same status reads (and finds nothing of its own): what the watch showed is not its.
+            var otherReads = 0;
+            Assert.Null(await waits.WaitAsync(order.PaymentId, PaymentStatus.Pending, Bound,
+                _ =>
+                {
+                    Interlocked.Increment(ref otherReads);
+                    return Task.FromResult<PaymentRecord?>(null);
+                },
+                record => PaymentServices.VisibleTo(record, "merchant-other"), CancellationToken.None));
+            Assert.Equal(1, otherReads);
+
+            var reads = 0;
+            var waiting = waits.WaitAsync(order.PaymentId, PaymentStatus.Pending, Bound,
+                async cancellationToken =>
+                {
+                    Interlocked.Increment(ref reads);
+                    return (await records.GetAsync(order.PaymentId, cancellationToken))?.Record;
+                },
+                record => PaymentServices.VisibleTo(record, "merchant-w"), CancellationToken.None);
+            while (waits.Waiting == 0)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(10), bound.Token);
+            }
+
+            await records.RecordOutcomeAsync(order.PaymentId, PaymentOutcome.Completed(), DateTimeOffset.UtcNow, CancellationToken.None);
+            var answer = await waiting.WaitAsync(Bound);
+
+            Assert.Equal(PaymentStatus.Completed, answer?.Status);
+            Assert.Equal(0, reads);
+        }
+        finally
+        {
+            await waits.StopAsync(CancellationToken.None);
+        }
+    }
+
     /// <summary>Waits on a pending payment, records its outcome, and returns how many reads the wait made.</summary>
     private static async Task<int> WaitForTheOutcomeAsync(PaymentRecordStore records, PaymentStatusWaits waits)
     {

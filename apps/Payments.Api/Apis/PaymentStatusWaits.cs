@@ -24,7 +24,10 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
     /// <summary>Reads per request at most (each change of the record, or a recheck, costs one).</summary>
     public const int MaxReadsPerWait = 64;
 
-    private readonly EtcdKeyChanges changes = new(etcd, records.Prefix, logger, MaxWaiters);
+    // Remembers the records (not the markers under '~'): a wait that starts from the status the watch last showed needs
+    // no read to begin.
+    private readonly EtcdKeyChanges changes = new(etcd, records.Prefix, logger, MaxWaiters,
+        remember: key => !key.AsSpan(records.Prefix.Length).StartsWith("~", StringComparison.Ordinal));
 
     /// <summary>Requests waiting now.</summary>
     public int Waiting => changes.Waiting;
@@ -33,7 +36,9 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
     /// <paramref name="from"/> (null: the status at the first read), or once it is terminal, or when
     /// <paramref name="wait"/> has passed; null when there is no such payment. A change that ends the wait is answered
     /// from the watch's event (the new record, as <paramref name="visible"/> lets the caller see it) without reading it
-    /// again; any other wake-up reads.</summary>
+    /// again; any other wake-up reads. The first read is skipped when the watch last showed the payment (visible to
+    /// the caller) in <paramref name="from"/>, unfinished: the client knows that status already, and what ends the
+    /// wait is a change the watch delivers, or a read (a recheck, the end of the wait) — never the remembered value.</summary>
     public async Task<PaymentRecord?> WaitAsync(
         string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
         Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken)
@@ -46,7 +51,7 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
         for (var reads = 1; reads <= MaxReadsPerWait; reads++)
         {
             var change = place is null ? null : changes.NextChangeAsync(records.KeyOf(paymentId)); // before the read
-            current = await read(cancellationToken);
+            current = reads == 1 && change is not null && Seen(paymentId, from, visible) is { } seen ? seen : await read(cancellationToken);
             from ??= current?.Status;
             var remaining = deadline - time.GetUtcNow();
             if (change is null || current is null || current.IsTerminal || current.Status != from || remaining <= TimeSpan.Zero)
@@ -70,6 +75,16 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
 
         return current;
     }
+
+    /// <summary>The record as the watch last showed it, when that is still <paramref name="from"/> and unfinished.</summary>
+    private PaymentRecord? Seen(string paymentId, string? from, Func<PaymentRecord, PaymentRecord?> visible) =>
+        from is not null && changes.Latest(records.KeyOf(paymentId)) is { } value
+                         && visible(PaymentRecordStore.FromUtf8(value.Span)) is { IsTerminal: false } seen && seen.Status == from
+            ? seen
+            : null;
+
+    /// <summary>Whether the watch has shown this payment's record (and it is remembered): for tests.</summary>
+    internal bool HasSeen(string paymentId) => changes.Latest(records.KeyOf(paymentId)) is not null;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => changes.RunAsync(stoppingToken);
 }
