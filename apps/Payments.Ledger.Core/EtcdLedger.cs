@@ -242,10 +242,15 @@ public sealed class EtcdLedger : ILedger
         return await groups.TransferAsync(request, cancellationToken);
     }
 
-    /// <summary>Applies up to <see cref="MaxBatchTransfers"/> transfers all-or-nothing, in order, in one transaction.
-    /// A transfer already applied earlier with the same fields counts as applied (its original entry is returned).</summary>
-    public Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken) =>
-        transfers.ApplyAsync(batch, fence: null, cancellationToken);
+    /// <summary>Applies up to <see cref="MaxBatchTransfers"/> transfers all-or-nothing, in order, in one transaction —
+    /// with group commit, like single transfers (<see cref="GroupCommit"/>): the transaction may carry other transfers
+    /// and batches too, each keeping its own outcome. A transfer already applied earlier with the same fields counts as
+    /// applied (its original entry is returned).</summary>
+    public async Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return await groups.ApplyAsync(batch, cancellationToken);
+    }
 
     /// <summary>Voids a pending transfer whose timeout has passed; only the sweep calls this, under its fenced lock.</summary>
     internal async Task<TransferOutcome> ExpireAsync(TransferId pendingId, EtcdFencedLock fence, CancellationToken cancellationToken)

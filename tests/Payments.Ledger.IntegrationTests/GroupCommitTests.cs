@@ -1,5 +1,6 @@
 using Payments.Domain;
 using Payments.Ledger.Contracts;
+using Payments.Ledger.Core;
 using Payments.Ledger.IntegrationTests.Infrastructure;
 using Payments.Testing;
 
@@ -57,5 +58,74 @@ public sealed class GroupCommitTests(EtcdClusterFixture etcd)
         var paid = Enumerable.Range(0, Debtors).Count(index => index % 3 != 0);
         Assert.Equal(paid * FundsMinor, await LedgerAssert.BalanceAsync(ledger, creditor));
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
+
+    /// <summary>The saga's linked batches (hold, credit, post) share transactions too, each all or nothing. A batch
+    /// refused at its hold, and one refused at its credit (whose hold was evaluated before the refusal), fail no
+    /// other: the batches behind them are evaluated again without them.</summary>
+    [Fact]
+    public async Task ConcurrentLinkedBatches_ShareTransactions_EachAllOrNothing_AndARefusedOneFailsNoOther()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        var ledger = etcd.NewLedger();
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var (creditor, closed) = (AccountId.Parse($"gl-{run}-creditor"), AccountId.Parse($"gl-{run}-closed"));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, timeout.Token));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(closed, Currency.Usd, 0, timeout.Token));
+        Assert.IsType<CloseAccountOutcome.Closed>(await ledger.CloseAccountAsync(closed, timeout.Token));
+        var debtors = Enumerable.Range(0, Debtors / 2).Select(index => AccountId.Parse($"gl-{run}-d{index}")).ToArray();
+        foreach (var debtor in debtors)
+        {
+            Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, timeout.Token));
+            Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
+                TransferId.Parse($"gl-{run}-fund-{debtor.Value}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(FundsMinor, Currency.Usd)), timeout.Token)).IsApplied);
+        }
+
+        // Every fourth debtor asks for one more than it has (refused at the hold), every fourth but one pays a closed
+        // account (refused at the credit, after its hold was evaluated). Last, one debtor with funds for one payment
+        // sends two: to the closed account, then to the creditor — the second must not be refused for the first's hold.
+        var shared = AccountId.Parse($"gl-{run}-shared");
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(shared, Currency.Usd, 0, timeout.Token));
+        Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
+            TransferId.Parse($"gl-{run}-fund-shared"), AccountId.ExternalFunding(Currency.Usd), shared, new Money(FundsMinor, Currency.Usd)), timeout.Token)).IsApplied);
+        var batches = debtors.Select((debtor, index) => Payment(run, index, debtor, index % 4 == 1 ? closed : creditor,
+            index % 4 == 0 ? FundsMinor + 1 : FundsMinor)).ToArray();
+        TransferRequest[][] sharedBatches = [Payment(run, 100, shared, closed, FundsMinor), Payment(run, 101, shared, creditor, FundsMinor)];
+        var all = await Task.WhenAll(batches.Concat(sharedBatches).Select(batch => ledger.ApplyBatchAsync(batch, timeout.Token)));
+        var outcomes = all[..batches.Length];
+        Assert.Equal((LedgerError.AccountClosed, true), (all[^2].Error?.Code, all[^1].Succeeded));
+        Assert.Equal(0, await LedgerAssert.BalanceAsync(ledger, shared));
+
+        for (var index = 0; index < debtors.Length; index++)
+        {
+            var expected = (index % 4) switch { 0 => LedgerError.InsufficientFunds, 1 => LedgerError.AccountClosed, _ => (string?)null };
+            Assert.Equal(expected, outcomes[index].Error?.Code);
+            var ids = batches[index].Select(transfer => transfer.Id.Value).ToArray();
+            Assert.All(outcomes[index].Transfers.OfType<TransferOutcome.Failed>().Where(failed => failed.Error.Code == LedgerError.LinkedTransferFailed),
+                failed => Assert.Contains(ids, id => failed.Error.Detail.Contains(id, StringComparison.Ordinal))); // never another caller's transfer
+            var account = (await ledger.GetAccountAsync(debtors[index], timeout.Token))!;
+            Assert.Equal((expected is null ? 0 : FundsMinor, 0L), (account.BalanceMinor, account.PendingDebitMinor));
+        }
+
+        var paid = Enumerable.Range(0, debtors.Length).Count(index => index % 4 > 1) + 1;
+        Assert.Equal(paid * FundsMinor, await LedgerAssert.BalanceAsync(ledger, creditor));
+        var journal = await new JournalReader(ledger).ReadAllAsync(Payments.Ledger.Core.Invariants.LedgerInvariants.MaxJournalEntries, timeout.Token);
+        var batchesPerRevision = journal.Where(entry => entry.TransferId.Value.StartsWith($"gl-{run}-p", StringComparison.Ordinal))
+            .GroupBy(entry => entry.Sequence / JournalEntry.SequencePerRevision)
+            .Select(revision => revision.Select(entry => entry.TransferId.Value.Split('-')[2]).Distinct().Count());
+        Assert.Contains(batchesPerRevision, count => count > 1); // sent together, written together
+        await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
+
+    private static TransferRequest[] Payment(string run, int index, AccountId debtor, AccountId creditor, long amountMinor)
+    {
+        var hold = TransferId.Parse($"gl-{run}-p{index}-hold");
+        var amount = new Money(amountMinor, Currency.Usd);
+        return
+        [
+            new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Usd), amount, TimeSpan.FromMinutes(15), null),
+            new TransferRequest.Single(TransferId.Parse($"gl-{run}-p{index}-credit"), AccountId.InTransit(Currency.Usd), creditor, amount),
+            new TransferRequest.PostPending(TransferId.Parse($"gl-{run}-p{index}-post"), hold),
+        ];
     }
 }

@@ -2,22 +2,26 @@ using Payments.Ledger.Contracts;
 
 namespace Payments.Ledger.Core.Transfers;
 
-/// <summary>Group commit: single transfers that arrive while earlier ones are being written are coalesced into one etcd
-/// transaction, so a busy ledger pays one Raft round for many transfers instead of one each. Each transfer keeps its
-/// own outcome: one refused (insufficient funds, a reused id) is answered alone and the rest go again without it;
-/// anything else that fails a group (a batch-level error, etcd unavailable) sends each transfer on its own, so no
-/// transfer is failed by another's problem.</summary>
-/// <remarks>No timer and no background loop: a transfer that finds fewer than <see cref="MaxGroupsInFlight"/> groups
-/// being written starts a writer, which takes what is queued (up to <see cref="MaxGroup"/>) and goes on while the queue
-/// holds anything. Under light load a transfer is written at once, alone; under load the queue fills while the writers
-/// wait on etcd, and the window a transfer waits for company is the time of one etcd transaction. Atomicity is
-/// unchanged: a group is one transaction that compares the revision of every key it writes, like any batch
-/// (<see cref="TransferApplier"/>); a group's rules are evaluated in order, as if its transfers had come one by one.</remarks>
+/// <summary>Group commit: transfers — single ones, and small linked batches such as the saga's hold-and-settle — that
+/// arrive while earlier ones are being written are coalesced into one etcd transaction, so a busy ledger pays one Raft
+/// round for many instead of one each. Each keeps its own outcome (a linked batch stays all or nothing): one refused
+/// (insufficient funds, a reused id) is answered alone and the rest go again without it; anything else that fails a
+/// group (a batch-level error, etcd unavailable) sends each on its own, so none is failed by another's problem.</summary>
+/// <remarks>No timer and no background loop: a unit that finds fewer than <see cref="MaxGroupsInFlight"/> groups
+/// being written starts a writer, which takes what is queued (up to <see cref="MaxGroup"/> units and
+/// <see cref="MaxGroupTransfers"/> transfers) and goes on while the queue holds anything. Under light load a unit is
+/// written at once, alone; under load the queue fills while the writers wait on etcd, and the window a unit waits for
+/// company is the time of one etcd transaction. Atomicity is unchanged: a group is one transaction that compares the
+/// revision of every key it writes, like any batch (<see cref="TransferApplier"/>); its rules are evaluated in order,
+/// as if its units had come one by one.</remarks>
 internal sealed class GroupCommit(TransferApplier applier)
 {
-    /// <summary>Transfers in one transaction at most: each writes at most 5 keys, so a full group stays well within
-    /// etcd's 128 operations per transaction (and under <see cref="TransferApplier.MaxBatchTransfers"/>).</summary>
+    /// <summary>Units in one transaction at most.</summary>
     public const int MaxGroup = 16;
+
+    /// <summary>Transfers in one transaction at most: each writes at most 5 keys, so a full group stays within etcd's
+    /// 128 operations per transaction; a linked batch longer than this is written alone.</summary>
+    public const int MaxGroupTransfers = TransferApplier.MaxBatchTransfers;
 
     /// <summary>Groups being written at once: the ledger's concurrency towards etcd. Two, not more: etcd's cost of a
     /// transaction is mostly per key, and what grouping saves is the per-transaction part, so the fewer and fuller the
@@ -26,7 +30,7 @@ internal sealed class GroupCommit(TransferApplier applier)
     /// transaction rate; 2 make groups of 10 and 1.14–1.38×.</summary>
     public const int MaxGroupsInFlight = 2;
 
-    /// <summary>Transfers queued at most; past it a transfer is written alone, outside any group.</summary>
+    /// <summary>Units queued at most; past it a unit is written alone, outside any group.</summary>
     public const int MaxQueued = 4_096;
 
     private readonly Queue<Pending> queue = new();
@@ -34,13 +38,18 @@ internal sealed class GroupCommit(TransferApplier applier)
     private int writers;
 
     /// <summary>Applies one transfer, in a group with whatever else is queued; its own outcome.</summary>
-    public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
+    public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken) =>
+        (await ApplyAsync([request], cancellationToken)).Transfers[0];
+
+    /// <summary>Applies a linked batch (all or nothing, in order), in a group with whatever else is queued; its own
+    /// outcome, as <see cref="TransferApplier.ApplyAsync"/> would give it alone.</summary>
+    public async Task<BatchOutcome> ApplyAsync(IReadOnlyList<TransferRequest> unit, CancellationToken cancellationToken)
     {
-        Pending? pending = new(request, new TaskCompletionSource<TransferOutcome>(TaskCreationOptions.RunContinuationsAsynchronously));
+        Pending? pending = new(unit, new TaskCompletionSource<BatchOutcome>(TaskCreationOptions.RunContinuationsAsynchronously));
         var startWriter = false;
         lock (gate)
         {
-            if (queue.Count >= MaxQueued)
+            if (queue.Count >= MaxQueued || unit.Count is 0 or > MaxGroupTransfers)
             {
                 pending = null;
             }
@@ -54,7 +63,7 @@ internal sealed class GroupCommit(TransferApplier applier)
 
         if (pending is null)
         {
-            return (await applier.ApplyAsync([request], fence: null, cancellationToken)).Transfers[0];
+            return await applier.ApplyAsync(unit, fence: null, cancellationToken);
         }
 
         if (startWriter)
@@ -62,8 +71,8 @@ internal sealed class GroupCommit(TransferApplier applier)
             _ = Task.Run(WriteWhileQueuedAsync, CancellationToken.None);
         }
 
-        // The writer finishes the transfer whatever becomes of this request: a caller that gives up (its HTTP request
-        // ended) retries with the same id, which replays.
+        // The writer finishes the unit whatever becomes of this request: a caller that gives up (its HTTP request
+        // ended) retries with the same ids, which replay.
         return await pending.Outcome.Task.WaitAsync(cancellationToken);
     }
 
@@ -71,7 +80,7 @@ internal sealed class GroupCommit(TransferApplier applier)
     {
         while (true)
         {
-            List<Pending> group;
+            var group = new List<Pending>();
             lock (gate)
             {
                 if (queue.Count == 0)
@@ -80,10 +89,11 @@ internal sealed class GroupCommit(TransferApplier applier)
                     return;
                 }
 
-                group = new List<Pending>(Math.Min(queue.Count, MaxGroup));
-                while (group.Count < MaxGroup && queue.TryDequeue(out var next))
+                var transfers = 0;
+                while (group.Count < MaxGroup && queue.TryPeek(out var next) && transfers + next.Unit.Count <= MaxGroupTransfers)
                 {
-                    group.Add(next);
+                    group.Add(queue.Dequeue());
+                    transfers += next.Unit.Count;
                 }
             }
 
@@ -93,7 +103,7 @@ internal sealed class GroupCommit(TransferApplier applier)
     }
 
     /// <summary>Writes a group; the refused leave it with their own answer and the rest go again (at most
-    /// <see cref="MaxGroup"/> rounds: each round answers at least one).</summary>
+    /// <see cref="MaxGroup"/> rounds: each round answers at least one unit).</summary>
     private async Task WriteAsync(List<Pending> group)
     {
         for (var round = 0; round < MaxGroup && group.Count > 0; round++)
@@ -101,7 +111,7 @@ internal sealed class GroupCommit(TransferApplier applier)
             BatchOutcome outcome;
             try
             {
-                outcome = await applier.ApplyAsync(group.Select(pending => pending.Request).ToArray(), fence: null, CancellationToken.None);
+                outcome = await applier.ApplyAsync(group.SelectMany(pending => pending.Unit).ToArray(), fence: null, CancellationToken.None);
             }
             catch (Exception exception) when (group.Count == 1)
             {
@@ -114,29 +124,60 @@ internal sealed class GroupCommit(TransferApplier applier)
                 return;
             }
 
-            if (outcome.BatchError is not null || outcome.Transfers.Count != group.Count)
+            if (outcome.BatchError is not null || outcome.Transfers.Count != group.Sum(pending => pending.Unit.Count))
             {
                 await EachAloneAsync(group); // e.g. the same transfer id twice in the group (a retry racing its first try)
                 return;
             }
 
-            var again = new List<Pending>();
-            for (var index = 0; index < group.Count; index++)
-            {
-                if (outcome.Transfers[index] is TransferOutcome.Failed { Error.Code: LedgerError.LinkedTransferFailed })
-                {
-                    again.Add(group[index]);
-                }
-                else
-                {
-                    group[index].Outcome.TrySetResult(outcome.Transfers[index]);
-                }
-            }
-
-            group = again;
+            group = Answer(group, outcome);
         }
 
         await EachAloneAsync(group);
+    }
+
+    /// <summary>Answers the units the group's outcome decides, and returns those to write again.</summary>
+    /// <remarks>Applied: every unit. Refused: a unit with a refusal of its own, unless a linked batch before it was
+    /// refused too. A refused single transfer changed nothing the later ones were evaluated on (the rules refuse before
+    /// they put anything); a refused linked batch may have (refused at its credit, its hold had been evaluated), and
+    /// that will not be written, so the refusals after it may be wrong: those units go again.</remarks>
+    private static List<Pending> Answer(List<Pending> group, BatchOutcome outcome)
+    {
+        var again = new List<Pending>();
+        var offset = 0;
+        var polluted = false;
+        foreach (var pending in group)
+        {
+            var slice = outcome.Transfers.Skip(offset).Take(pending.Unit.Count).ToArray();
+            offset += pending.Unit.Count;
+            var ownRefusal = slice.Any(transfer => transfer is TransferOutcome.Failed { Error.Code: not LedgerError.LinkedTransferFailed });
+            if (slice.All(transfer => transfer.IsApplied) || (ownRefusal && !polluted))
+            {
+                pending.Outcome.TrySetResult(Own(slice));
+                polluted |= ownRefusal && pending.Unit.Count > 1;
+            }
+            else
+            {
+                again.Add(pending);
+            }
+        }
+
+        return again;
+    }
+
+    /// <summary>A unit's outcome as if alone: its linked transfers name its own refused transfer, never another
+    /// caller's that shared the group.</summary>
+    private static BatchOutcome Own(TransferOutcome[] slice)
+    {
+        if (slice.OfType<TransferOutcome.Failed>().FirstOrDefault(failed => failed.Error.Code != LedgerError.LinkedTransferFailed) is not { } first)
+        {
+            return new BatchOutcome(slice);
+        }
+
+        var linked = new LedgerError(LedgerError.LinkedTransferFailed, $"Not applied: transfer {first.Id} in the same batch failed ({first.Error.Code}).");
+        return new BatchOutcome(slice.Select(transfer => transfer is TransferOutcome.Failed { Error.Code: LedgerError.LinkedTransferFailed }
+            ? new TransferOutcome.Failed(transfer.Id, linked)
+            : transfer).ToArray());
     }
 
     private async Task EachAloneAsync(List<Pending> group) =>
@@ -144,7 +185,7 @@ internal sealed class GroupCommit(TransferApplier applier)
         {
             try
             {
-                pending.Outcome.TrySetResult((await applier.ApplyAsync([pending.Request], fence: null, CancellationToken.None)).Transfers[0]);
+                pending.Outcome.TrySetResult(await applier.ApplyAsync(pending.Unit, fence: null, CancellationToken.None));
             }
             catch (Exception exception)
             {
@@ -152,5 +193,5 @@ internal sealed class GroupCommit(TransferApplier applier)
             }
         }));
 
-    private sealed record Pending(TransferRequest Request, TaskCompletionSource<TransferOutcome> Outcome);
+    private sealed record Pending(IReadOnlyList<TransferRequest> Unit, TaskCompletionSource<BatchOutcome> Outcome);
 }
