@@ -127,6 +127,14 @@ public sealed class StuckPaymentSweeper(
     private async Task<SweepReport> ResumeIfStuckAsync(PaymentRecord record, SweepReport report, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
+        if (!report.Takeover && now - record.UpdatedAt <= policy.MissingGrace)
+        {
+            // Changed within the grace: its saga is at work (every rule below waits for the grace anyway, or concerns a
+            // saga that ended and records its own outcome). Not asking the workflow engine about each payment in flight
+            // at every pass spares it a call per young record (hundreds per pass under load).
+            return report;
+        }
+
         var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt);
         var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
         switch (state)
