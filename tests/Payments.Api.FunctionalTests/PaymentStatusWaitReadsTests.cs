@@ -46,11 +46,22 @@ public sealed class PaymentStatusWaitReadsTests(ApiSystemFixture system)
         try
         {
             var order = new PaymentOrder($"pay_{Guid.NewGuid():N}", "merchant-w", "acct-d", "acct-c", 100, "USD", null);
-            await records.CreateAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+            var accepted = PaymentRecord.Accepted(order, DateTimeOffset.UtcNow);
+            await records.CreateAsync(accepted, CancellationToken.None);
             using var bound = new CancellationTokenSource(Bound);
-            while (!waits.HasSeen(order.PaymentId))
+            for (var round = 1; !waits.HasSeen(order.PaymentId); round++)
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(10), bound.Token); // the replica's watch delivers the new record
+                // The replica's watch may open after the record was written (it starts from "now", busy CI): write the
+                // same record again until the watch has delivered it.
+                await Task.Delay(TimeSpan.FromMilliseconds(20), bound.Token);
+                if (round % 10 == 0)
+                {
+                    await system.Etcd.Kv.PutAsync(new Etcdserverpb.PutRequest
+                    {
+                        Key = Payments.Etcd.EtcdBytes.Key(records.KeyOf(order.PaymentId)),
+                        Value = Google.Protobuf.ByteString.CopyFromUtf8(PaymentRecordStore.ToJson(accepted)),
+                    }, cancellationToken: bound.Token);
+                }
             }
 
             // Another merchant's wait from the same status reads (and finds nothing of its own): what the watch showed is not its.

@@ -43,7 +43,10 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
             }
 
             await next();
-            if (context.Request.Path.Value!.EndsWith("/batches", StringComparison.Ordinal) && context.Response.StatusCode == StatusCodes.Status503ServiceUnavailable)
+            // The saga sends hold and settlement as one batch; when its answer is "not yet replicated" it takes the steps
+            // one by one (the hold's replay first), so the outage is met by either kind of request.
+            if (restore is not null && context.Response.StatusCode == StatusCodes.Status503ServiceUnavailable
+                && (context.Request.Path.Value!.EndsWith("/batches", StringComparison.Ordinal) || context.Request.Path.Value!.EndsWith("/transfers", StringComparison.Ordinal)))
             {
                 Interlocked.Increment(ref settlementsRefused);
             }
@@ -73,7 +76,7 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
         var state = await workflows.WaitForWorkflowCompletionAsync(payment.PaymentId, getInputsAndOutputs: true, timeout);
 
         Assert.Equal(PaymentOutcome.Completed(), state.ReadOutputAs<PaymentOutcome>());
-        Assert.True(settlementsRefused() >= 3, $"the outage hit the settlement only {settlementsRefused()} times");
+        Assert.True(settlementsRefused() >= 3, $"the outage hit the settled payment's requests only {settlementsRefused()} times");
         var journal = await new JournalReader(ledger).ReadAllAsync(10_000, timeout);
         Assert.Single(journal, entry => entry.TransferId == PaymentTransfers.Credit(payment));
         Assert.DoesNotContain(journal, entry => entry.TransferId == PaymentTransfers.Void(payment));
