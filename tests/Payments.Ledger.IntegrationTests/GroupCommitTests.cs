@@ -88,9 +88,9 @@ public sealed class GroupCommitTests(EtcdClusterFixture etcd)
         Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(shared, Currency.Usd, 0, timeout.Token));
         Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
             TransferId.Parse($"gl-{run}-fund-shared"), AccountId.ExternalFunding(Currency.Usd), shared, new Money(FundsMinor, Currency.Usd)), timeout.Token)).IsApplied);
-        var batches = debtors.Select((debtor, index) => Payment(run, index, debtor, index % 4 == 1 ? closed : creditor,
+        var batches = debtors.Select((debtor, index) => HoldAndSettle.Batch($"gl-{run}-p{index}", debtor, index % 4 == 1 ? closed : creditor,
             index % 4 == 0 ? FundsMinor + 1 : FundsMinor)).ToArray();
-        TransferRequest[][] sharedBatches = [Payment(run, 100, shared, closed, FundsMinor), Payment(run, 101, shared, creditor, FundsMinor)];
+        TransferRequest[][] sharedBatches = [HoldAndSettle.Batch($"gl-{run}-p100", shared, closed, FundsMinor), HoldAndSettle.Batch($"gl-{run}-p101", shared, creditor, FundsMinor)];
         var all = await Task.WhenAll(batches.Concat(sharedBatches).Select(batch => ledger.ApplyBatchAsync(batch, timeout.Token)));
         var outcomes = all[..batches.Length];
         Assert.Equal((LedgerError.AccountClosed, true), (all[^2].Error?.Code, all[^1].Succeeded));
@@ -115,17 +115,5 @@ public sealed class GroupCommitTests(EtcdClusterFixture etcd)
             .Select(revision => revision.Select(entry => entry.TransferId.Value.Split('-')[2]).Distinct().Count());
         Assert.Contains(batchesPerRevision, count => count > 1); // sent together, written together
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
-    }
-
-    private static TransferRequest[] Payment(string run, int index, AccountId debtor, AccountId creditor, long amountMinor)
-    {
-        var hold = TransferId.Parse($"gl-{run}-p{index}-hold");
-        var amount = new Money(amountMinor, Currency.Usd);
-        return
-        [
-            new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Usd), amount, TimeSpan.FromMinutes(15), null),
-            new TransferRequest.Single(TransferId.Parse($"gl-{run}-p{index}-credit"), AccountId.InTransit(Currency.Usd), creditor, amount),
-            new TransferRequest.PostPending(TransferId.Parse($"gl-{run}-p{index}-post"), hold),
-        ];
     }
 }

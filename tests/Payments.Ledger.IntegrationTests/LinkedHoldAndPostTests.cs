@@ -33,13 +33,13 @@ public sealed class LinkedHoldAndPostTests(EtcdClusterFixture etcd)
         // Warm-up: the accounts and most in-transit shards (16, chosen by transfer id) get into the ledger's cache.
         for (var index = 0; index < WarmUpBatches; index++)
         {
-            Assert.True((await ledger.ApplyBatchAsync(Payment(run, index, debtor, creditor), timeout.Token)).Succeeded);
+            Assert.True((await ledger.ApplyBatchAsync(HoldAndSettle.Batch($"lh-{run}-{index}", debtor, creditor, AmountMinor), timeout.Token)).Succeeded);
         }
 
         var before = await etcd.Cluster.SumMetricAsync("grpc_server_handled_total", Txns, timeout.Token);
         for (var index = WarmUpBatches; index < WarmUpBatches + MeasuredBatches; index++)
         {
-            Assert.True((await ledger.ApplyBatchAsync(Payment(run, index, debtor, creditor), timeout.Token)).Succeeded);
+            Assert.True((await ledger.ApplyBatchAsync(HoldAndSettle.Batch($"lh-{run}-{index}", debtor, creditor, AmountMinor), timeout.Token)).Succeeded);
         }
 
         var txns = await etcd.Cluster.SumMetricAsync("grpc_server_handled_total", Txns, timeout.Token) - before;
@@ -49,17 +49,5 @@ public sealed class LinkedHoldAndPostTests(EtcdClusterFixture etcd)
         Assert.Equal((0L, funds), (await LedgerAssert.BalanceAsync(ledger, debtor), await LedgerAssert.BalanceAsync(ledger, creditor)));
         Assert.Equal(0, (await ledger.GetAccountAsync(debtor, timeout.Token))!.PendingDebitMinor);
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
-    }
-
-    private static TransferRequest[] Payment(string run, int index, AccountId debtor, AccountId creditor)
-    {
-        var hold = TransferId.Parse($"lh-{run}-{index}-hold");
-        var amount = new Money(AmountMinor, Currency.Usd);
-        return
-        [
-            new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Usd), amount, TimeSpan.FromMinutes(15), null),
-            new TransferRequest.Single(TransferId.Parse($"lh-{run}-{index}-credit"), AccountId.InTransit(Currency.Usd), creditor, amount),
-            new TransferRequest.PostPending(TransferId.Parse($"lh-{run}-{index}-post"), hold),
-        ];
     }
 }

@@ -31,7 +31,7 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         var store = new MerchantStore(system.Etcd, LocalSystem.KeyPrefix + "api/");
         using var http = new HttpClient { BaseAddress = system.ApiBaseAddress };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await store.IssueApiKeyAsync("crash-merchant", timeout.Token));
-        var accounts = await OpenAccountsAsync(http);
+        var accounts = await OpenAccountsAsync(http, timeout.Token);
 
         var random = new Random(11);
         var accepted = 0;
@@ -39,28 +39,11 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         {
             var debtor = accounts[random.Next(Accounts)];
             var creditor = accounts.First(account => account != debtor);
-            // A well-behaved client: on 503 (the orchestrator is down) and on 409 idempotency-key-in-use (its earlier
-            // attempt is still being worked on, or its claim outlives that attempt) it retries with the same key.
-            HttpResponseMessage response;
-            var attempts = 0;
-            bool retry;
-            do
+            using var response = await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
             {
-                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
-                {
-                    Content = JsonContent.Create(new { debtorAccountId = debtor, creditorAccountId = creditor, amountMinor = 100 + index, currency = "USD" }),
-                };
-                request.Headers.Add("Idempotency-Key", $"crash-{index}");
-                response = await http.SendAsync(request, timeout.Token);
-                retry = response.StatusCode == HttpStatusCode.ServiceUnavailable
-                    || (response.StatusCode == HttpStatusCode.Conflict
-                        && (await response.Content.ReadAsStringAsync(timeout.Token)).Contains(ProblemTypes.IdempotencyKeyInUse, StringComparison.Ordinal));
-                if (retry)
-                {
-                    await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(500), timeout.Token);
-                }
-            }
-            while (retry && ++attempts < MaxSubmitAttempts);
+                Content = JsonContent.Create(new { debtorAccountId = debtor, creditorAccountId = creditor, amountMinor = 100 + index, currency = "USD" }),
+                Headers = { { "Idempotency-Key", $"crash-{index}" } },
+            }, timeout.Token);
 
             Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
             Interlocked.Increment(ref accepted);
@@ -93,20 +76,45 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         Assert.All(report.Accounts.Where(account => !account.IsSystem), account => Assert.Equal(0, account.PendingDebitMinor));
     }
 
-    private static async Task<List<string>> OpenAccountsAsync(HttpClient http)
+    private static async Task<List<string>> OpenAccountsAsync(HttpClient http, CancellationToken cancellationToken)
     {
         var accounts = new List<string>();
         for (var index = 0; index < Accounts; index++)
         {
             var id = $"crash-{index}";
-            (await http.PostAsJsonAsync("/v1/accounts", new { accountId = id, currency = "USD" })).EnsureSuccessStatusCode();
-            using var deposit = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits") { Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "USD" }) };
-            deposit.Headers.Add("Idempotency-Key", "fund-" + id);
-            (await http.SendAsync(deposit)).EnsureSuccessStatusCode();
+            (await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = JsonContent.Create(new { accountId = id, currency = "USD" }) },
+                cancellationToken)).EnsureSuccessStatusCode();
+            (await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits")
+            {
+                Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "USD" }),
+                Headers = { { "Idempotency-Key", "fund-" + id } },
+            }, cancellationToken)).EnsureSuccessStatusCode();
             accounts.Add(id);
         }
 
         return accounts;
+    }
+
+    /// <summary>As a well-behaved client sends: on 503 (a dependency down or slow, the orchestrator killed) and on 409
+    /// idempotency-key-in-use (its earlier attempt is still being worked on, or its claim outlives that attempt) it
+    /// retries the same request, same key, after Retry-After or half a second — at most <see cref="MaxSubmitAttempts"/> times.</summary>
+    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, Func<HttpRequestMessage> request, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            using var message = request();
+            var response = await http.SendAsync(message, cancellationToken);
+            var retry = response.StatusCode == HttpStatusCode.ServiceUnavailable
+                || (response.StatusCode == HttpStatusCode.Conflict
+                    && (await response.Content.ReadAsStringAsync(cancellationToken)).Contains(ProblemTypes.IdempotencyKeyInUse, StringComparison.Ordinal));
+            if (!retry || attempt >= MaxSubmitAttempts)
+            {
+                return response;
+            }
+
+            await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(500), cancellationToken);
+            response.Dispose();
+        }
     }
 
     private static async Task<string> TerminalStatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
