@@ -7,6 +7,7 @@
 # and runtime images. Use --offline to force seeding; otherwise it is chosen when the official images cannot be pulled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/retry.sh
 TAG="${TAG:-0.1.0}"
 PREFIX=daprpayments
 APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk Payments.Failover:failover
@@ -33,13 +34,19 @@ ensure_docker() {
   echo "dockerd did not start; see /var/log/dockerd.log" >&2; exit 1
 }
 
+# One debootstrap into an emptied folder: a mirror that drops a connection leaves a half-made root behind.
+debootstrap_once() {
+  find "$1" -mindepth 1 -delete
+  debootstrap --variant=minbase bookworm "$1" "$2" >/dev/null
+}
+
 seed_base_images() {
   if ! docker image inspect "$PREFIX/base:bookworm" >/dev/null 2>&1; then
     echo "==> Seeding $PREFIX/base:bookworm with debootstrap (about 90 s)…"
     command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
     root=$(mktemp -d)
     mirror=$(grep -hoE '^deb [^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -1 | cut -d' ' -f2 || true)
-    debootstrap --variant=minbase bookworm "$root" "${mirror:-http://deb.debian.org/debian}" >/dev/null
+    retry 3 debootstrap debootstrap_once "$root" "${mirror:-http://deb.debian.org/debian}"
     cp /etc/apt/sources.list "$root/etc/apt/sources.list" 2>/dev/null || true
     cp -r /etc/apt/sources.list.d/. "$root/etc/apt/sources.list.d/" 2>/dev/null || true
     rm -rf "$root"/usr/share/doc/* "$root"/usr/share/locale/* "$root"/var/lib/apt/lists/*
@@ -63,7 +70,7 @@ COPY dotnet /usr/share/dotnet
 RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
 ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 NUGET_CERT_REVOCATION_MODE=offline
 DOCKERFILE
-    docker build -q -t "$PREFIX/dotnet-$kind:10.0" "$context" >/dev/null
+    retry 3 "docker build $PREFIX/dotnet-$kind:10.0" docker build -q -t "$PREFIX/dotnet-$kind:10.0" "$context" >/dev/null
     rm -rf "$context"
   done
 }

@@ -6,9 +6,18 @@
 # (helm comes from npm, fetched by the chart tests themselves: Debian has no helm.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/retry.sh
 
 COSMOS_SERVER_PACKAGE=@zeit/cosmosdb-server@0.13.4
 cosmos_dir=.artifacts/tools/cosmosdb-server
+NPM_ATTEMPTS=4            # whole-install attempts (scripts/retry.sh: 10 s, 20 s, 30 s apart)
+NPM_TIMEOUT_SECONDS=300   # per attempt: npm never waits forever on a stalled registry
+install_cosmos_server_once() {
+  rm -rf "$staging" && mkdir -p "$staging"
+  timeout "$NPM_TIMEOUT_SECONDS" npm install --no-audit --no-fund --omit=dev --prefix "$staging" \
+    --fetch-retries=4 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=20000 --fetch-timeout=60000 \
+    "$COSMOS_SERVER_PACKAGE" >"$npm_log" 2>&1 && [ -x "$staging/node_modules/.bin/cosmosdb-server" ]
+}
 ensure_cosmos_server() {
   if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
   command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js (Debian: nodejs npm)." >&2; exit 1; }
@@ -16,8 +25,19 @@ ensure_cosmos_server() {
   flock --timeout 300 8 # parallel callers: one installs, the others wait and find it
   if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
   echo "==> Installing the local Cosmos DB-compatible server ($COSMOS_SERVER_PACKAGE) into $cosmos_dir…"
-  mkdir -p "$cosmos_dir"
-  npm install --silent --no-audit --no-fund --omit=dev --prefix "$cosmos_dir" "$COSMOS_SERVER_PACKAGE" >/dev/null
+  # The registry can drop a connection mid-install (a CI run once failed here after 10 s with nothing said): npm retries
+  # each fetch itself, the whole install is tried up to NPM_ATTEMPTS times, and the last attempt's log is printed if
+  # all fail. It installs into a scratch folder that is renamed only when complete, so a broken install is never
+  # mistaken for a finished one.
+  staging="$cosmos_dir.partial"
+  npm_log=$(mktemp)
+  if ! retry "$NPM_ATTEMPTS" "npm install $COSMOS_SERVER_PACKAGE" install_cosmos_server_once; then
+    echo "npm's last output:" >&2
+    tail -n 40 "$npm_log" >&2
+    rm -rf "$staging" "$npm_log"
+    exit 1
+  fi
+  rm -rf "$cosmos_dir" && mv "$staging" "$cosmos_dir" && rm -f "$npm_log"
 }
 
 # promtool, from Debian's prometheus package (the chart's alert rules are checked with `promtool check rules` and

