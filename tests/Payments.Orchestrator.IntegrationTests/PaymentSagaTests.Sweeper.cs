@@ -24,7 +24,7 @@ public sealed partial class PaymentSagaTests
         TimeSpan.FromMinutes(5), TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
 
     /// <summary>A pass reads the unfinished payments, not every finished record kept (it used to read them all, up to
-    /// 5,000 per pass), and resumes the one whose saga never started.</summary>
+    /// 5,000 per pass), and the one whose saga never started is resumed.</summary>
     [Fact]
     public async Task Sweeper_ReadsWhatIsInFlight_NotEveryFinishedRecord_AndResumesAPaymentWhoseSagaNeverStarted()
     {
@@ -46,7 +46,10 @@ public sealed partial class PaymentSagaTests
             report = await sweeper.SweepOnceAsync(CancellationToken.None);
         }
 
-        Assert.True(report.Resumed >= 1, $"Nothing resumed: {report}");
+        // The fixture's orchestrator runs the sweeper service too (same lock, a pass every 5 s), so its pass may come
+        // first and resume the payment (a CI run saw exactly that): after this pass, one of the two has started it.
+        Assert.True(report.Resumed >= 1 || (await saga.Workflows.GetWorkflowStateAsync(stuck.PaymentId, getInputsAndOutputs: false))!.Exists,
+            $"Nothing resumed: {report}");
         Assert.True(report.Scanned < FinishedRecords, $"The pass read {report.Scanned} records: the finished ones too.");
         Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(stuck));
         Assert.Equal(300, await BalanceAsync(creditor));
