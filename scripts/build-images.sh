@@ -89,6 +89,6 @@ for entry in "${APPS[@]}"; do
   echo "==> Building $PREFIX/$image:$TAG ($project)…"
   docker build -q "${build_args[@]}" --build-arg "APP=$project" -t "$PREFIX/$image:$TAG" -f Dockerfile . >/dev/null
 done
-echo "==> Building $PREFIX/etcd:3.4.23…"
-docker build -q "${etcd_args[@]}" -t "$PREFIX/etcd:3.4.23" -f Dockerfile.etcd . >/dev/null
+echo "==> Building $PREFIX/etcd:3.5.16…"
+docker build -q "${etcd_args[@]}" -t "$PREFIX/etcd:3.5.16" -f Dockerfile.etcd . >/dev/null
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep "^$PREFIX/"

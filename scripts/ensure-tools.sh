@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the run and test commands need from Debian's packages when missing: etcd (server + client),
-# yamllint (chart checks) and python3 (the Tiltfile's syntax check). Idempotent, and serialised with a lock so parallel callers never run apt-get at once.
+# Installs what the run and test commands need when missing: etcd 3.5 (scripts/install-etcd.sh: Debian's packages, unpacked
+# into .artifacts/tools/etcd), and from Debian's packages yamllint (chart checks) and python3 (the Tiltfile's syntax
+# check). Idempotent, and serialised with a lock so parallel callers never run apt-get at once.
 # Also promtool (unpacked from Debian's prometheus package) and the local Cosmos-DB-compatible server (npm @zeit/cosmosdb-server; no Cosmos emulator image can be pulled here)
 # into .artifacts/tools, for the failover tests and the DR drill.
 # (helm comes from npm, fetched by the chart tests themselves: Debian has no helm.)
@@ -57,7 +58,8 @@ ensure_promtool() {
   rm -rf "$work"
 }
 
-have_all() { [ -x /usr/bin/etcd ] && command -v yamllint >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; }
+have_all() { command -v yamllint >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; }
+scripts/install-etcd.sh
 ensure_cosmos_server
 ensure_promtool
 if have_all; then
@@ -65,23 +67,22 @@ if have_all; then
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "etcd or yamllint is missing; run as root, or install etcd 3.4+ (set ETCD_BIN) and yamllint yourself." >&2
+  echo "yamllint or python3 is missing; run as root, or install them yourself." >&2
   exit 1
 fi
 
-exec 9>/tmp/daprpayments-etcd-install.lock
+exec 9>/tmp/daprpayments-apt-install.lock
 flock --timeout 300 9
 if have_all; then
   exit 0
 fi
 
-echo "==> Installing from Debian's packages: etcd-server, etcd-client, yamllint…"
+echo "==> Installing from Debian's packages: yamllint…"
 export DEBIAN_FRONTEND=noninteractive
-packages=(etcd-server etcd-client yamllint)
+packages=(yamllint)
 command -v python3 >/dev/null 2>&1 || packages+=(python3-minimal)  # the Tiltfile's syntax check
 if ! apt-get install -y -q --no-install-recommends "${packages[@]}"; then
   echo "==> apt-get install failed; refreshing the package lists once and retrying…"
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${packages[@]}"
 fi
-etcd --version | head -1

@@ -32,7 +32,7 @@ public sealed partial class ContainerSystem : IAsyncLifetime
 {
     public const string KeyPrefix = "/daprpayments/";
     public const string ImageTag = "0.1.0";
-    public const string EtcdImage = "daprpayments/etcd:3.4.23";
+    public const string EtcdImage = "daprpayments/etcd:3.5.16";
     public const long ReviewThresholdMinor = 100_000;
     public const int EtcdMembers = 3;
     public const int ApiReplicas = 2;

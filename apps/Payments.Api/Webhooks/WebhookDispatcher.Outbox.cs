@@ -8,8 +8,9 @@ namespace Payments.Api.Webhooks;
 /// <summary>Where the leader's new outbox markers come from: the watch that wakes it carries each marker, so the
 /// leader takes them from there and reads the outbox itself only when the watch (re)starts, when a read was cut short,
 /// when the watch announced more than <see cref="MaxWatchedMarkers"/>, and every <see cref="FullReadInterval"/>.</summary>
-/// <remarks>Why not read the outbox at every wake-up, as before: markers are deleted once settled, and etcd 3.4 visits
-/// every key deleted under a range since the last compaction (10 min) before it applies the limit
+/// <remarks>Why not read the outbox at every wake-up, as before: markers are deleted once settled, and etcd visits
+/// the keys deleted under a range since the last compaction (10 min) before it applies the limit (3.4: all of them; 3.5:
+/// those before the first live key)
 /// (etcd-io/etcd#11057). At 40 payments/s that is up to 24,000 keys per read, one read per payment. A marker the watch
 /// passes on at a revision at or below the last full read's was seen by that read (or was gone by then), so it is
 /// dropped; one above it was not, so it is taken. Nothing is lost to the order of the two: the watch's start asks for a
