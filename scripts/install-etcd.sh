@@ -3,8 +3,8 @@
 # etcd-server and etcd-client packages of trixie, fetched with apt-get (signatures checked against the machine's Debian
 # archive keyring) and only unpacked, so the machine's packages are left as they are.
 # Why not Debian 12's own etcd (3.4.23): 3.4 is out of support, and it copies its whole write buffer for every read
-# and for every write transaction's compares, which made it most of a payment's CPU (docs/benchmarks.md, issue 14);
-# 3.5 shares that copy between reads. The container image (Dockerfile.etcd) installs the same packages.
+# and for every write transaction's compares: with the garbage collection it causes, ~45 % of the busiest member's CPU
+# in the saga benchmark (docs/benchmarks.md, issue 14). 3.5 shares that copy between reads and skips it for writes. The container image (Dockerfile.etcd) installs the same packages.
 # Idempotent, serialised with a lock (test processes may call it at once), bounded retries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
