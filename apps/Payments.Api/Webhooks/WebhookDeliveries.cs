@@ -42,8 +42,8 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
     /// <summary>The oldest outbox markers, at most <paramref name="limit"/>; the revision they were read at, and
     /// whether more are there.</summary>
     /// <remarks>A read from the outbox's first key costs etcd every key deleted under it since the last compaction
-    /// (etcd 3.4 visits them all, limit or not, and 3.5 those before the first live key: etcd-io/etcd#11057), so the dispatcher reads it rarely and takes new
-    /// markers from its watch (<see cref="WebhookDispatcher"/>).</remarks>
+    /// (etcd 3.4 visits them all, limit or not, and 3.5 those before the first live key: etcd-io/etcd#11057), so the
+    /// dispatcher reads it rarely and takes new markers from its watch (<see cref="WebhookDispatcher"/>).</remarks>
     public async Task<(IReadOnlyList<OutboxMarker> Markers, long Revision, bool More)> MarkersAsync(int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
