@@ -87,8 +87,8 @@ fi
 for entry in "${APPS[@]}"; do
   project="${entry%%:*}"; image="${entry##*:}"
   echo "==> Building $PREFIX/$image:$TAG ($project)…"
-  docker build -q "${build_args[@]}" --build-arg "APP=$project" -t "$PREFIX/$image:$TAG" -f Dockerfile . >/dev/null
+  retry 3 "docker build $PREFIX/$image:$TAG" docker build -q "${build_args[@]}" --build-arg "APP=$project" -t "$PREFIX/$image:$TAG" -f Dockerfile . >/dev/null
 done
 echo "==> Building $PREFIX/etcd:3.5.16…"
-docker build -q "${etcd_args[@]}" -t "$PREFIX/etcd:3.5.16" -f Dockerfile.etcd . >/dev/null
+retry 3 "docker build $PREFIX/etcd:3.5.16" docker build -q "${etcd_args[@]}" -t "$PREFIX/etcd:3.5.16" -f Dockerfile.etcd . >/dev/null
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep "^$PREFIX/"
