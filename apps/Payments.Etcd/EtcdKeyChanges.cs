@@ -12,7 +12,9 @@ namespace Payments.Etcd;
 /// payment's status to change (<c>GET /v1/payments/{id}?wait=</c>).</remarks>
 /// <param name="remember">Which keys' last value (as the watch delivered it) to keep for <see cref="Latest"/>, at most
 /// <paramref name="maxWaiters"/> of them; null: none.</param>
-public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters, Func<string, bool>? remember = null)
+/// <param name="end">Where the watched keys end (exclusive, under the prefix), or null for the whole prefix: keys from
+/// it on are not watched, and their waiters are woken only by restarts (see <see cref="EtcdPrefixWatch.End"/>).</param>
+public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters, Func<string, bool>? remember = null, string? end = null)
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource<ByteString?>> changes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ByteString> latest = new(StringComparer.Ordinal);
@@ -61,7 +63,7 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
 
     /// <summary>Watches the prefix until <paramref name="cancellationToken"/> ends (reopening a broken watch).</summary>
     public Task RunAsync(CancellationToken cancellationToken) =>
-        new EtcdPrefixWatch(etcd, prefix, logger).RunWithValuesAsync(Restarted, (key, value) => Changed(prefix + key, value), cancellationToken);
+        new EtcdPrefixWatch(etcd, prefix, logger) { End = end }.RunWithValuesAsync(Restarted, (key, value) => Changed(prefix + key, value), cancellationToken);
 
     /// <summary>A (re)started watch: changes in between are not replayed, so what was remembered may be stale.</summary>
     private void Restarted()

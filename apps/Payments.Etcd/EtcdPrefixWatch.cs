@@ -24,7 +24,22 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly Metadata RequireLeader = new() { { "hasleader", "true" } };
     private readonly TimeProvider clock = time ?? TimeProvider.System;
+    private readonly string? end;
     private int healthy;
+
+    /// <summary>Where the watched range ends (exclusive; a key under the prefix), or null for the whole prefix: a
+    /// subscriber whose keys share the prefix with busier ones it does not need (markers sorted after its keys) is not
+    /// sent their events.</summary>
+    public string? End
+    {
+        get => end;
+        init => end = value is null || (value.StartsWith(prefix, StringComparison.Ordinal) && value.Length > prefix.Length)
+            ? value
+            : throw new ArgumentException($"A watch on {prefix} must end at a key under it, not at {value}.", nameof(End));
+    }
+
+    /// <summary>True: deletions are not sent (etcd's <c>NODELETE</c> filter), for a subscriber that ignores them.</summary>
+    public bool PutsOnly { get; init; }
 
     /// <summary>True while a watch stream is open and confirmed by etcd; subscribers that cannot trust their cache
     /// without it (it is what evicts revoked entries) check this.</summary>
@@ -86,12 +101,23 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
         }
     }
 
+    private WatchCreateRequest CreateRequest()
+    {
+        var create = new WatchCreateRequest { Key = EtcdBytes.Key(prefix), RangeEnd = End is null ? EtcdBytes.PrefixEnd(prefix) : EtcdBytes.Key(End) };
+        if (PutsOnly)
+        {
+            create.Filters.Add(WatchCreateRequest.Types.FilterType.Nodelete);
+        }
+
+        return create;
+    }
+
     private async Task WatchOnceAsync(Action onStart, Action<string, ByteString?, long> onChange, Action opened, CancellationToken cancellationToken)
     {
         using var stream = etcd.Watches.Watch(RequireLeader, cancellationToken: cancellationToken);
         await stream.RequestStream.WriteAsync(new WatchRequest
         {
-            CreateRequest = new WatchCreateRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix) },
+            CreateRequest = CreateRequest(),
         }, cancellationToken);
         using (var openDeadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {

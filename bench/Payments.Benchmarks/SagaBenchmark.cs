@@ -204,8 +204,14 @@ public static class SagaBenchmark
     private static async Task<Dictionary<string, double>> EtcdRequestsAsync(LocalSystem system, CancellationToken cancellationToken)
     {
         var pages = await system.Cluster.MetricsAsync(cancellationToken);
-        return EtcdMethods.ToDictionary(method => method,
+        var received = EtcdMethods.ToDictionary(method => method,
             method => LocalEtcdCluster.SumMetric(pages, "grpc_server_msg_received_total", [$"grpc_method=\"{method}\""]));
+        // A watch's cost is in what it sends: one message per watched revision and stream (events of one revision share it).
+        received["Watch responses sent"] = LocalEtcdCluster.SumMetric(pages, "grpc_server_msg_sent_total", ["grpc_method=\"Watch\""]);
+        received["watch events"] = pages.SelectMany(page => page.Split('\n'))
+            .Where(line => line.StartsWith("etcd_debugging_mvcc_events_total ", StringComparison.Ordinal)) // a counter without labels
+            .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
+        return received;
     }
 
     /// <summary>Moves etcd's leadership to <paramref name="member"/> (MoveLeader, sent to the current leader), at most

@@ -24,10 +24,10 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
     /// <summary>Reads per request at most (each change of the record, or a recheck, costs one).</summary>
     public const int MaxReadsPerWait = 64;
 
-    // Remembers the records (not the markers under '~'): a wait that starts from the status the watch last showed needs
-    // no read to begin.
-    private readonly EtcdKeyChanges changes = new(etcd, records.Prefix, logger, MaxWaiters,
-        remember: key => !key.AsSpan(records.Prefix.Length).StartsWith("~", StringComparison.Ordinal));
+    // Watches and remembers the records only: the markers under '~' (in flight, done, events — four changes per
+    // payment) sort after every payment id, and a watch on the whole prefix was sent them all, on every replica. A wait
+    // that starts from the status the watch last showed needs no read to begin.
+    private readonly EtcdKeyChanges changes = new(etcd, records.Prefix, logger, MaxWaiters, remember: _ => true, end: records.Prefix + "~");
 
     /// <summary>Requests waiting now.</summary>
     public int Waiting => changes.Waiting;

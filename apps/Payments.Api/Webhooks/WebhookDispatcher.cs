@@ -124,7 +124,8 @@ public sealed partial class WebhookDispatcher(
         // of the outbox, so nothing committed before it is left waiting.
         ResetOutboxFeed();
         using var watching = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger).RunWithRevisionsAsync(OnOutboxWatchStart, OnOutboxChange, watching.Token);
+        // Puts only: settling a marker deletes it, and the leader has nothing to do with a deletion.
+        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger) { PutsOnly = true }.RunWithRevisionsAsync(OnOutboxWatchStart, OnOutboxChange, watching.Token);
         try
         {
             while (!cancellationToken.IsCancellationRequested)
