@@ -14,11 +14,29 @@ namespace Payments.Etcd;
 /// <paramref name="maxWaiters"/> of them; null: none.</param>
 /// <param name="end">Where the watched keys end (exclusive, under the prefix), or null for the whole prefix: keys from
 /// it on are not watched, and their waiters are woken only by restarts (see <see cref="EtcdPrefixWatch.End"/>).</param>
-public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters, Func<string, bool>? remember = null, string? end = null)
+/// <param name="idleWatch">Null: the watch runs all the time. Otherwise it runs only while requests wait, and stops
+/// once none has waited for this long — for prefixes written on every payment whose waiters are rare (duplicates of
+/// a request still in flight): etcd then sends each replica nothing. A waiter that comes while it is stopped starts it,
+/// and the start wakes every waiter to read again, so a change between its read and the start is not missed.</param>
+/// <param name="time">The clock of the idle stop (the system's when null).</param>
+public sealed class EtcdKeyChanges(
+    EtcdConnection etcd, string prefix, ILogger logger, int maxWaiters, Func<string, bool>? remember = null, string? end = null,
+    TimeSpan? idleWatch = null, TimeProvider? time = null)
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource<ByteString?>> changes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ByteString> latest = new(StringComparer.Ordinal);
+    private TaskCompletionSource wanted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int waiters;
+    private long entries;
+    private int watching;
+
+    /// <summary>Starts of the watch so far (each a stream, and a wake-up of every waiter).</summary>
+    public long WatchStarts => Interlocked.Read(ref watchStarts);
+
+    /// <summary>True while the watch runs (always, without an idle stop, once <see cref="RunAsync"/> began).</summary>
+    public bool IsWatching => Volatile.Read(ref watching) == 1;
+
+    private long watchStarts;
 
     /// <summary>The prefix watched; keys passed to <see cref="NextChangeAsync"/> are full keys under it.</summary>
     public string Prefix => prefix;
@@ -34,6 +52,8 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
     {
         if (Interlocked.Increment(ref waiters) <= maxWaiters)
         {
+            Interlocked.Increment(ref entries);
+            Volatile.Read(ref wanted).TrySetResult(); // starts a stopped watch
             return new Place(this);
         }
 
@@ -61,13 +81,87 @@ public sealed class EtcdKeyChanges(EtcdConnection etcd, string prefix, ILogger l
     /// the waiter (the value is stored before waiters are woken).</summary>
     public ByteString? Latest(string key) => latest.TryGetValue(key, out var value) ? value : null;
 
-    /// <summary>Watches the prefix until <paramref name="cancellationToken"/> ends (reopening a broken watch).</summary>
-    public Task RunAsync(CancellationToken cancellationToken) =>
-        new EtcdPrefixWatch(etcd, prefix, logger) { End = end }.RunWithValuesAsync(Restarted, (key, value) => Changed(prefix + key, value), cancellationToken);
+    /// <summary>Watches the prefix until <paramref name="cancellationToken"/> ends (reopening a broken watch), or, with
+    /// an idle stop, whenever requests wait.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        if (idleWatch is not { } idle)
+        {
+            await WatchAsync(cancellationToken);
+            return;
+        }
+
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Volatile.Read(ref wanted).Task.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            // Taken before the watch starts: a waiter that comes from now on asks for the next start, so a stop that
+            // crosses its arrival is followed by another start.
+            Volatile.Write(ref wanted, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var watch = WatchAsync(session.Token);
+            try
+            {
+                for (var seen = -1L; Waiting > 0 || Interlocked.Read(ref entries) != seen;)
+                {
+                    seen = Interlocked.Read(ref entries);
+                    await Task.WhenAny(watch, Task.Delay(idle, time ?? TimeProvider.System, cancellationToken));
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (watch.IsCompleted)
+                    {
+                        break; // it ends only by failing: passed on below, as without an idle stop
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // stopping
+            }
+            finally
+            {
+                await session.CancelAsync();
+                await EndedAsync(watch);
+            }
+        }
+    }
+
+    private async Task WatchAsync(CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref watching, 1);
+        try
+        {
+            await new EtcdPrefixWatch(etcd, prefix, logger) { End = end }.RunWithValuesAsync(Restarted, (key, value) => Changed(prefix + key, value), cancellationToken);
+        }
+        finally
+        {
+            Volatile.Write(ref watching, 0);
+        }
+    }
+
+    /// <summary>Waits for a watch that was told to stop: its stream ends with the cancellation.</summary>
+    private static async Task EndedAsync(Task watch)
+    {
+        try
+        {
+            await watch;
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Cancelled })
+        {
+            // stopped as asked
+        }
+    }
 
     /// <summary>A (re)started watch: changes in between are not replayed, so what was remembered may be stale.</summary>
     private void Restarted()
     {
+        Interlocked.Increment(ref watchStarts);
         latest.Clear();
         WakeAll();
     }

@@ -89,3 +89,61 @@ public sealed class EtcdPrefixWatchTests(EtcdClusterFixture etcd)
         return seen;
     }
 }
+
+/// <summary>A watch that runs only while requests wait (the Idempotency-Key waiters'): a waiter starts it, the start
+/// wakes the waiter to read again, changes reach it while it runs, and it stops once nobody has waited for the idle
+/// time — then a new waiter starts it again.</summary>
+[Collection(EtcdCollection.Name)]
+public sealed class EtcdKeyChangesTests(EtcdClusterFixture etcd)
+{
+    private static readonly TimeSpan Idle = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task AnIdleStoppedWatch_RunsWhileRequestsWait_AndStopsWhenNoneDid()
+    {
+        using var timeout = new CancellationTokenSource(Bound);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var changes = new EtcdKeyChanges(etcd.Connection, prefix, NullLogger.Instance, maxWaiters: 4, idleWatch: Idle, time: time);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        var running = changes.RunAsync(stop.Token);
+        Assert.False(changes.IsWatching);
+        Assert.Equal(0, changes.WatchStarts);
+
+        var place = changes.TryEnter();
+        Assert.NotNull(place);
+        Assert.Null(await changes.NextChangeAsync(prefix + "k").WaitAsync(timeout.Token)); // woken by the start: read again
+        Assert.Equal(1, changes.WatchStarts);
+        var change = changes.NextChangeAsync(prefix + "k");
+        await etcd.Connection.Client.PutAsync(prefix + "k", "v1");
+        Assert.Equal("v1", (await change.WaitAsync(timeout.Token))?.ToStringUtf8());
+
+        time.Advance(Idle * 3); // a waiter still waits: the watch goes on
+        Assert.Equal("v2", (await PutAndSeeAsync(changes, prefix + "k", "v2", timeout.Token))?.ToStringUtf8());
+
+        place.Dispose();
+        while (changes.IsWatching)
+        {
+            time.Advance(Idle);
+            await Task.Delay(TimeSpan.FromMilliseconds(10), timeout.Token); // polls, bounded by the test's timeout
+        }
+
+        using (var again = changes.TryEnter())
+        {
+            Assert.Null(await changes.NextChangeAsync(prefix + "k").WaitAsync(timeout.Token));
+            Assert.Equal(2, changes.WatchStarts);
+            Assert.Equal("v3", (await PutAndSeeAsync(changes, prefix + "k", "v3", timeout.Token))?.ToStringUtf8());
+        }
+
+        await stop.CancelAsync();
+        await running;
+    }
+
+    private async Task<ByteString?> PutAndSeeAsync(EtcdKeyChanges changes, string key, string value, CancellationToken cancellationToken)
+    {
+        var change = changes.NextChangeAsync(key);
+        await etcd.Connection.Client.PutAsync(key, value);
+        return await change.WaitAsync(cancellationToken);
+    }
+}

@@ -3,8 +3,8 @@ using Payments.Etcd;
 namespace Payments.Api.Idempotency;
 
 /// <summary>Where requests wait for another request with the same Idempotency-Key to finish: one etcd watch per
-/// replica on the idempotency records wakes the waiters of a record when it changes (completed, released, taken over,
-/// expired), instead of each waiter asking etcd every few milliseconds. A waiter also re-reads on its own every
+/// replica on the idempotency records, running while requests wait, wakes the waiters of a record when it changes
+/// (completed, released, taken over, expired), instead of each waiter asking etcd every few milliseconds. A waiter also re-reads on its own every
 /// <see cref="RecheckInterval"/>, so an event lost between two watch streams delays it, never hangs it.</summary>
 public sealed class InFlightWaits(IdempotencyStore store, EtcdConnection etcd, ILogger<InFlightWaits> logger) : BackgroundService
 {
@@ -15,7 +15,12 @@ public sealed class InFlightWaits(IdempotencyStore store, EtcdConnection etcd, I
     /// <summary>How often a waiter re-reads the record without an event (a read: no Raft proposal).</summary>
     public static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(1);
 
-    private readonly EtcdKeyChanges changes = new(etcd, store.Prefix, logger, MaxWaiters);
+    /// <summary>How long the watch runs on after the last waiter came. Only duplicates of a request still in flight
+    /// wait, and they are rare, while every payment writes a record here: a watch that always ran was sent each of
+    /// them, on every replica (two of the seven watch messages etcd sent per payment).</summary>
+    public static readonly TimeSpan WatchIdleStop = TimeSpan.FromSeconds(30);
+
+    private readonly EtcdKeyChanges changes = new(etcd, store.Prefix, logger, MaxWaiters, idleWatch: WatchIdleStop);
 
     /// <summary>Requests waiting now.</summary>
     public int Waiting => changes.Waiting;
