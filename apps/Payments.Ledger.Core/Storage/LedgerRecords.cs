@@ -18,6 +18,7 @@ internal sealed record AccountRecord(
     long PendingDebitMinor,
     long PendingCreditMinor)
 {
+    [JsonIgnore] // derived: stored, it repeated the three balances in every account write
     public Balances Balances => new(BalanceMinor, PendingDebitMinor, PendingCreditMinor);
 
     /// <summary>The record after a posting's effect (<see cref="Postings"/>).</summary>
@@ -29,6 +30,7 @@ internal sealed record AccountRecord(
     }
 
     /// <summary>Whether the holder could not cover its pending debits within its overdraft limit.</summary>
+    [JsonIgnore] // derived
     public bool IsOverdrawn => !Unlimited && checked(BalanceMinor - PendingDebitMinor) < -OverdraftLimitMinor;
 }
 
@@ -77,6 +79,7 @@ internal sealed record AgeIndexRecord(IReadOnlyList<string> TransferIds);
 /// <summary>What an account's archived entries add up to (the opening balance of its retained journal).</summary>
 internal sealed record ArchivedSumsRecord(string AccountId, long BalanceMinor, long PendingDebitMinor, long PendingCreditMinor, long Entries)
 {
+    [JsonIgnore] // derived: stored, it repeated the three balances in every account write
     public Balances Balances => new(BalanceMinor, PendingDebitMinor, PendingCreditMinor);
 
     public ArchivedSumsRecord Plus(Balances delta)
@@ -89,7 +92,11 @@ internal sealed record ArchivedSumsRecord(string AccountId, long BalanceMinor, l
 /// <summary>The newest applied time the archiver has removed from etcd.</summary>
 internal sealed record ArchiveHorizonRecord(DateTimeOffset ArchivedBefore);
 
-[JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+// Nulls are left out (a missing property reads as null): a transfer without a hold, timeout or reference is ~60 bytes
+// shorter, and every byte is written to each member's log and database and sent to every watcher. Records written
+// before, with the nulls and the derived account fields, still read: unknown properties are skipped.
+[JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(AccountRecord))]
 [JsonSerializable(typeof(TransferRecord))]
 [JsonSerializable(typeof(HoldRecord))]
