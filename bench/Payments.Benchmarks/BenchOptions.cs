@@ -6,8 +6,9 @@ namespace Payments.Benchmarks;
 /// <param name="EtcdLeader">The etcd member to make the leader before the saga's measured window (the apps pin the
 /// first member they are given, 0, until it fails): compares runs where they talk to the leader with runs where they
 /// talk to a follower. Null: whichever won the election.</param>
-/// <param name="WarmUpSeconds">Payments run before the saga's measured window and not counted (see
-/// <see cref="SagaBenchmark.DefaultWarmUp"/>).</param>
+/// <param name="WarmUpSeconds">Work run before the measured window and not counted: the saga's payments (see
+/// <see cref="SagaBenchmark.DefaultWarmUp"/>), or each ledger phase's own operations (see
+/// <see cref="LedgerBenchmark.DefaultWarmUp"/>).</param>
 public sealed record BenchOptions(int Seconds, int Workers, StatusMode Status, int? EtcdLeader, int WarmUpSeconds)
 {
     public const int MaxSeconds = 3_600;
@@ -17,8 +18,8 @@ public sealed record BenchOptions(int Seconds, int Workers, StatusMode Status, i
     /// <summary>The options after the benchmark's name, or null (the problem written to stderr).</summary>
     public static BenchOptions? Parse(string[] args)
     {
-        var options = new BenchOptions(10, 32, StatusMode.LongPoll, null, (int)SagaBenchmark.DefaultWarmUp.TotalSeconds);
         var saga = args[0] == "saga";
+        var options = new BenchOptions(10, 32, StatusMode.LongPoll, null, (int)(saga ? SagaBenchmark.DefaultWarmUp : LedgerBenchmark.DefaultWarmUp).TotalSeconds);
         for (var index = 1; index + 1 < args.Length; index += 2)
         {
             if (args[index] == "--status")
@@ -38,7 +39,7 @@ public sealed record BenchOptions(int Seconds, int Workers, StatusMode Status, i
                 "--seconds" when value is > 0 and <= MaxSeconds => options with { Seconds = value },
                 "--workers" when value is > 0 and <= MaxWorkers => options with { Workers = value },
                 "--etcd-leader" when value is >= 0 and <= 2 && saga => options with { EtcdLeader = value },
-                "--warmup" when value is >= 0 and <= MaxWarmUpSeconds && saga => options with { WarmUpSeconds = value },
+                "--warmup" when value is >= 0 and <= MaxWarmUpSeconds => options with { WarmUpSeconds = value },
                 _ => null,
             } : null;
             if (options is null)
