@@ -25,6 +25,10 @@ public sealed class EtcdKeyChanges(
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource<ByteString?>> changes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ByteString> latest = new(StringComparer.Ordinal);
+    private readonly TimeSpan? idleWatch = idleWatch is null || idleWatch > TimeSpan.Zero
+        ? idleWatch
+        : throw new ArgumentOutOfRangeException(nameof(idleWatch), idleWatch, "An idle stop must be longer than zero.");
+
     private TaskCompletionSource wanted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int waiters;
     private long entries;
@@ -102,34 +106,54 @@ public sealed class EtcdKeyChanges(
                 return;
             }
 
-            // Taken before the watch starts: a waiter that comes from now on asks for the next start, so a stop that
-            // crosses its arrival is followed by another start.
-            Volatile.Write(ref wanted, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-            using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var watch = WatchAsync(session.Token);
-            try
+            await WatchWhileWaitedAsync(idle, cancellationToken);
+        }
+    }
+
+    /// <summary>One session of an idle-stopped watch: runs it until nobody has waited for <paramref name="idle"/>.</summary>
+    private async Task WatchWhileWaitedAsync(TimeSpan idle, CancellationToken cancellationToken)
+    {
+        using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var watch = WatchAsync(session.Token);
+        var failedOnItsOwn = false;
+        try
+        {
+            var seen = Interlocked.Read(ref entries) - 1; // at least one idle period
+            while (!Idle(seen))
             {
-                for (var seen = -1L; Waiting > 0 || Interlocked.Read(ref entries) != seen;)
+                seen = Interlocked.Read(ref entries);
+                await Task.WhenAny(watch, Task.Delay(idle, time ?? TimeProvider.System, cancellationToken));
+                cancellationToken.ThrowIfCancellationRequested();
+                if (watch.IsCompleted)
                 {
-                    seen = Interlocked.Read(ref entries);
-                    await Task.WhenAny(watch, Task.Delay(idle, time ?? TimeProvider.System, cancellationToken));
-                    cancellationToken.ThrowIfCancellationRequested();
-                    if (watch.IsCompleted)
-                    {
-                        break; // it ends only by failing: passed on below, as without an idle stop
-                    }
+                    failedOnItsOwn = true; // it ends only by failing: passed on below, as without an idle stop
+                    break;
                 }
             }
-            catch (OperationCanceledException)
-            {
-                // stopping
-            }
-            finally
-            {
-                await session.CancelAsync();
-                await EndedAsync(watch);
-            }
         }
+        catch (OperationCanceledException)
+        {
+            // the app stops
+        }
+        finally
+        {
+            await session.CancelAsync();
+            await EndedAsync(watch, failedOnItsOwn);
+        }
+    }
+
+    /// <summary>Whether nobody waits and nobody came since <paramref name="seen"/> entries. A waiter that comes from
+    /// the moment it is decided finds a fresh signal to complete, and the next start follows the stop; one that came
+    /// just before is seen by the second look, and keeps this session going.</summary>
+    private bool Idle(long seen)
+    {
+        if (Waiting > 0 || Interlocked.Read(ref entries) != seen)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref wanted, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        return Waiting == 0 && Interlocked.Read(ref entries) == seen;
     }
 
     private async Task WatchAsync(CancellationToken cancellationToken)
@@ -145,16 +169,18 @@ public sealed class EtcdKeyChanges(
         }
     }
 
-    /// <summary>Waits for a watch that was told to stop: its stream ends with the cancellation.</summary>
-    private static async Task EndedAsync(Task watch)
+    /// <summary>Waits for a watch that was told to stop. Its stream ends with the cancellation, or with whatever broke
+    /// it at that moment (a member restarting, no leader): nothing to pass on, since the next start reads afresh. Only a
+    /// watch that had failed before it was told to stop passes its failure on.</summary>
+    private async Task EndedAsync(Task watch, bool failedOnItsOwn)
     {
         try
         {
             await watch;
         }
-        catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Cancelled })
+        catch (Exception exception) when (!failedOnItsOwn)
         {
-            // stopped as asked
+            logger.LogDebug(exception, "Watch on {Prefix} ended as it was stopped", prefix);
         }
     }
 

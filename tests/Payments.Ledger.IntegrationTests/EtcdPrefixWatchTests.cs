@@ -79,7 +79,7 @@ public sealed class EtcdPrefixWatchTests(EtcdClusterFixture etcd)
         await stop.CancelAsync();
         try
         {
-            await running;
+            await running.WaitAsync(Bound);
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException)
         {
@@ -119,10 +119,12 @@ public sealed class EtcdKeyChangesTests(EtcdClusterFixture etcd)
         await etcd.Connection.Client.PutAsync(prefix + "k", "v1");
         Assert.Equal("v1", (await change.WaitAsync(timeout.Token))?.ToStringUtf8());
 
-        time.Advance(Idle * 3); // a waiter still waits: the watch goes on
+        var second = changes.TryEnter(); // a second waiter mid-session
+        time.Advance(Idle * 3); // waiters still wait: the watch goes on
         Assert.Equal("v2", (await PutAndSeeAsync(changes, prefix + "k", "v2", timeout.Token))?.ToStringUtf8());
 
         place.Dispose();
+        second?.Dispose();
         while (changes.IsWatching)
         {
             time.Advance(Idle);
@@ -137,8 +139,12 @@ public sealed class EtcdKeyChangesTests(EtcdClusterFixture etcd)
         }
 
         await stop.CancelAsync();
-        await running;
+        await running.WaitAsync(Bound);
     }
+
+    [Fact]
+    public void AnIdleStopOfZero_IsRefused_WhenMade() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => new EtcdKeyChanges(etcd.Connection, "/a/", NullLogger.Instance, maxWaiters: 1, idleWatch: TimeSpan.Zero));
 
     private async Task<ByteString?> PutAndSeeAsync(EtcdKeyChanges changes, string key, string value, CancellationToken cancellationToken)
     {
