@@ -14,33 +14,39 @@ public static class ServiceDefaultsExtensions
 {
     /// <summary>Traces (ASP.NET Core, HttpClient, the platform's own spans: API → workflow activities → ledger),
     /// metrics (the same, plus runtime), and structured logs. Exporter: OTLP when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>
-    /// is set; otherwise <c>Telemetry:Exporter</c> = <c>console</c> (the default) or <c>none</c>. Metrics are also
-    /// served to Prometheus on <c>/metrics</c> (<see cref="MetricsEndpoint"/>).</summary>
+    /// is set (sampled as <c>OTEL_TRACES_SAMPLER</c> says; the chart sets a parent-based ratio); otherwise
+    /// <c>Telemetry:Exporter</c> = <c>console</c> (the default, for a developer's terminal) or <c>none</c>. With
+    /// <c>none</c> no trace is recorded at all: every request and call would otherwise build spans nobody reads (what
+    /// the chart sets without a collector). Metrics are served to Prometheus on <c>/metrics</c> either way
+    /// (<see cref="MetricsEndpoint"/>).</summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Logging.AddSimpleConsole(console => console.SingleLine = true);
         var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         var console = !otlp && !string.Equals(builder.Configuration["Telemetry:Exporter"], "none", StringComparison.OrdinalIgnoreCase);
-        var telemetry = builder.Services.AddOpenTelemetry()
-            .ConfigureResource(resource => resource.AddService(serviceName))
-            .WithTracing(tracing =>
+        var telemetry = builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService(serviceName));
+        if (otlp || console)
+        {
+            telemetry.WithTracing(tracing =>
             {
                 tracing.AddSource(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation();
                 if (console)
                 {
                     tracing.AddConsoleExporter();
                 }
-            })
-            .WithMetrics(metrics =>
-            {
-                metrics.AddMeter(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation()
-                    .AddPrometheusExporter();
-                if (console)
-                {
-                    metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = 60_000);
-                }
             });
+        }
+
+        telemetry.WithMetrics(metrics =>
+        {
+            metrics.AddMeter(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation()
+                .AddPrometheusExporter();
+            if (console)
+            {
+                metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = 60_000);
+            }
+        });
         if (otlp)
         {
             telemetry.UseOtlpExporter();

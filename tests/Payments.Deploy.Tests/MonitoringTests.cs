@@ -112,6 +112,36 @@ public sealed class MonitoringTests
         Assert.Contains("not both", output, StringComparison.Ordinal);
     }
 
+    /// <summary>Traces: without a collector the apps record none (before, the apps fell back to the console exporter
+    /// and printed every span in production); with one, every app exports to it over OTLP, sampled at the root, and may
+    /// reach the collector's port in its namespace, nothing more.</summary>
+    [Fact]
+    public async Task Traces_GoToTheCollector_WhenThereIsOne_AndAreNotRecordedWithout()
+    {
+        var without = await ChartTests.RenderAsync("values-region-a.yaml");
+        var apps = without.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Spec.Containers[0]).ToArray();
+        Assert.True(apps.Length >= 4, $"{apps.Length} apps");
+        Assert.All(apps, container =>
+        {
+            Assert.Equal("none", Assert.Single(container.Env, variable => variable.Name == "Telemetry__Exporter").Value);
+            Assert.DoesNotContain(container.Env, variable => variable.Name.StartsWith("OTEL_", StringComparison.Ordinal));
+        });
+        Assert.DoesNotContain(without.OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-tracing", StringComparison.Ordinal));
+
+        var with = await ChartTests.RenderAsync("values-region-a.yaml+../../tests/Payments.Deploy.Tests/PromRules/otlp-tracing.yaml");
+        Assert.All(with.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Spec.Containers[0]), container =>
+        {
+            string? Env(string name) => container.Env.SingleOrDefault(variable => variable.Name == name)?.Value;
+            Assert.Equal("http://otel-collector.observability:4317", Env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+            Assert.Equal(("parentbased_traceidratio", "0.25"), (Env("OTEL_TRACES_SAMPLER"), Env("OTEL_TRACES_SAMPLER_ARG")));
+            Assert.Null(Env("Telemetry__Exporter"));
+        });
+        var egress = Assert.Single(Assert.Single(with.OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-tracing", StringComparison.Ordinal)).Spec.Egress);
+        Assert.Equal("observability", Assert.Single(egress.To).NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]);
+        Assert.Null(Assert.Single(egress.To).IpBlock);
+        Assert.Equal("4317", Assert.Single(egress.Ports).Port.Value);
+    }
+
     /// <summary>Prometheus's namespace reaches the metrics port of every app, and nothing else of them.</summary>
     [Fact]
     public async Task OnlyTheScrapersNamespace_ReachesTheMetricsPort_AndOnlyThatPort()
