@@ -15,29 +15,26 @@ public static class ServiceDefaultsExtensions
     /// <summary>Traces (ASP.NET Core, HttpClient, the platform's own spans: API → workflow activities → ledger),
     /// metrics (the same, plus runtime), and structured logs. Exporter: OTLP when <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>
     /// is set (sampled as <c>OTEL_TRACES_SAMPLER</c> says; the chart sets a parent-based ratio); otherwise
-    /// <c>Telemetry:Exporter</c> = <c>console</c> (the default, for a developer's terminal) or <c>none</c>. With
-    /// <c>none</c> no trace is recorded at all: every request and call would otherwise build spans nobody reads (what
-    /// the chart sets without a collector). Metrics are served to Prometheus on <c>/metrics</c> either way
-    /// (<see cref="MetricsEndpoint"/>).</summary>
+    /// <c>Telemetry:Exporter</c> = <c>console</c> (the default, for a developer's terminal) or <c>none</c> (what the
+    /// chart sets without a collector: spans are still built, not printed). Metrics are served to Prometheus on
+    /// <c>/metrics</c> either way (<see cref="MetricsEndpoint"/>).</summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.Logging.AddSimpleConsole(console => console.SingleLine = true);
         var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         var console = !otlp && !string.Equals(builder.Configuration["Telemetry:Exporter"], "none", StringComparison.OrdinalIgnoreCase);
+        // Tracing stays registered with no exporter: its listener is what carries a request's trace context across the
+        // apps' own calls (a test checks the trace from the API into the ledger's transaction).
         var telemetry = builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService(serviceName));
-        if (otlp || console)
+        telemetry.WithTracing(tracing =>
         {
-            telemetry.WithTracing(tracing =>
+            tracing.AddSource(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation();
+            if (console)
             {
-                tracing.AddSource(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation();
-                if (console)
-                {
-                    tracing.AddConsoleExporter();
-                }
-            });
-        }
-
+                tracing.AddConsoleExporter();
+            }
+        });
         telemetry.WithMetrics(metrics =>
         {
             metrics.AddMeter(PaymentsTelemetry.Name).AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddRuntimeInstrumentation()

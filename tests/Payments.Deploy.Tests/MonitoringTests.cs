@@ -112,11 +112,11 @@ public sealed class MonitoringTests
         Assert.Contains("not both", output, StringComparison.Ordinal);
     }
 
-    /// <summary>Traces: without a collector the apps record none (before, the apps fell back to the console exporter
+    /// <summary>Traces: without a collector the apps export none (before, the apps fell back to the console exporter
     /// and printed every span in production); with one, every app exports to it over OTLP, sampled at the root, and may
     /// reach the collector's port in its namespace, nothing more.</summary>
     [Fact]
-    public async Task Traces_GoToTheCollector_WhenThereIsOne_AndAreNotRecordedWithout()
+    public async Task Traces_GoToTheCollector_WhenThereIsOne_AndNowhereWithout()
     {
         var without = await ChartTests.RenderAsync("values-region-a.yaml");
         var apps = without.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Spec.Containers[0]).ToArray();
