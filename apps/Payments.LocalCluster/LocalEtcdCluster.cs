@@ -62,7 +62,8 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     }
 
     /// <summary>The sum of a counter over <paramref name="pages"/> (from <see cref="MetricsAsync"/>), over the series
-    /// whose labels contain every one of <paramref name="labels"/>.</summary>
+    /// whose labels contain every one of <paramref name="labels"/> (with none: every series, a counter without labels
+    /// too).</summary>
     public static double SumMetric(IReadOnlyList<string> pages, string metric, IReadOnlyCollection<string> labels)
     {
         ArgumentNullException.ThrowIfNull(pages);
@@ -70,7 +71,8 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
         double sum = 0;
         foreach (var line in pages.SelectMany(page => page.Split('\n')))
         {
-            if (line.StartsWith(metric + "{", StringComparison.Ordinal) && labels.All(label => line.Contains(label, StringComparison.Ordinal)))
+            var series = line.StartsWith(metric + "{", StringComparison.Ordinal) || (labels.Count == 0 && line.StartsWith(metric + " ", StringComparison.Ordinal));
+            if (series && labels.All(label => line.Contains(label, StringComparison.Ordinal)))
             {
                 sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
             }

@@ -4,8 +4,9 @@ namespace Payments.Api.Idempotency;
 
 /// <summary>Where requests wait for another request with the same Idempotency-Key to finish: one etcd watch per
 /// replica on the idempotency records, running while requests wait, wakes the waiters of a record when it changes
-/// (completed, released, taken over, expired), instead of each waiter asking etcd every few milliseconds. A waiter also re-reads on its own every
-/// <see cref="RecheckInterval"/>, so an event lost between two watch streams delays it, never hangs it.</summary>
+/// (completed, released, taken over, expired), instead of each waiter asking etcd every few milliseconds. A waiter
+/// also re-reads on its own every <see cref="RecheckInterval"/>, so an event lost between two watch streams delays it,
+/// never hangs it.</summary>
 public sealed class InFlightWaits(IdempotencyStore store, EtcdConnection etcd, ILogger<InFlightWaits> logger) : BackgroundService
 {
     /// <summary>Requests of this replica waiting at once, at most; past it a duplicate is answered 409 at once. Each

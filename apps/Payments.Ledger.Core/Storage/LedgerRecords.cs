@@ -79,7 +79,7 @@ internal sealed record AgeIndexRecord(IReadOnlyList<string> TransferIds);
 /// <summary>What an account's archived entries add up to (the opening balance of its retained journal).</summary>
 internal sealed record ArchivedSumsRecord(string AccountId, long BalanceMinor, long PendingDebitMinor, long PendingCreditMinor, long Entries)
 {
-    [JsonIgnore] // derived: stored, it repeated the three balances in every account write
+    [JsonIgnore] // derived: stored, it repeated the three sums
     public Balances Balances => new(BalanceMinor, PendingDebitMinor, PendingCreditMinor);
 
     public ArchivedSumsRecord Plus(Balances delta)
