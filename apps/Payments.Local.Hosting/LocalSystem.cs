@@ -256,7 +256,7 @@ public sealed partial class LocalSystem : IAsyncDisposable
                 ["Admin__Token"] = ApiAdminToken,
                 ["Payments__Replicas"] = ApiReplicas.ToString(CultureInfo.InvariantCulture),
                 // Development: merchants' webhook receivers run on this machine (127.0.0.1), which a cluster refuses.
-                ["Webhooks__AllowPrivateTargets"] = "true",
+                ["Webhooks__AllowLoopbackTargets"] = "true",
             };
             var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], apiEnvironment, LogDirectory);
             children.Add(api);

@@ -86,7 +86,7 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         }
 
         // The tests' webhook receivers listen on 127.0.0.1, and retry within a second rather than 5 s.
-        web.UseSetting("Webhooks:AllowPrivateTargets", "true");
+        web.UseSetting("Webhooks:AllowLoopbackTargets", "true");
         web.UseSetting("Webhooks:FirstBackoff", "00:00:00.200");
         web.UseSetting("Webhooks:MaxBackoff", "00:00:01");
         web.UseSetting("Webhooks:DeliveryTimeout", "00:00:02");

@@ -117,12 +117,26 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("https://[::1]/p", false, false)]
     [InlineData("https://[fd00::1]/p", false, false)]
     [InlineData("https://localhost/p", false, false)]
-    [InlineData("https://payments-api.payments.svc/p", false, true)]
+    [InlineData("https://payments-api.payments.svc/p", false, false)]
+    [InlineData("https://payments-api.payments.svc.cluster.local./p", false, false)]
+    [InlineData("https://metadata.google.internal/computeMetadata/v1", false, false)]
     [InlineData("https://payments-api/p", false, false)]
+    [InlineData("https://0x7f000001/p", false, false)] // 127.0.0.1 in hex: Uri normalises it
+    [InlineData("https://2130706433/p", false, false)] // and in decimal
+    [InlineData("https://[::ffff:127.0.0.1]/p", false, false)]
+    // Development (the local system, tests) admits this machine's loopback only, http too.
     [InlineData("http://127.0.0.1:5000/p", true, true)]
-    public void Targets_ArePublicHttpsHosts_UnlessDevelopmentAllowsPrivateOnes(string url, bool allowPrivate, bool accepted)
+    [InlineData("http://localhost:5000/p", true, true)]
+    [InlineData("https://[::1]:5000/p", true, true)]
+    [InlineData("http://hooks.example.com/p", true, false)]
+    [InlineData("https://169.254.169.254/latest/meta-data", true, false)]
+    [InlineData("http://169.254.169.254/latest/meta-data", true, false)]
+    [InlineData("https://10.1.2.3/p", true, false)]
+    [InlineData("http://192.168.1.1/p", true, false)]
+    [InlineData("https://metadata.google.internal/computeMetadata/v1", true, false)]
+    public void Targets_ArePublicHttpsHosts_UnlessDevelopmentAllowsLoopback(string url, bool allowLoopback, bool accepted)
     {
-        Assert.Equal(accepted, WebhookTargets.Problem(url, allowPrivate) is null);
+        Assert.Equal(accepted, WebhookTargets.Problem(url, allowLoopback) is null);
     }
 
     [Fact]
@@ -130,11 +144,13 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     {
         // A public-looking name that resolves to loopback (as a rebinding attacker's DNS would): refused by the address.
         var error = await Assert.ThrowsAsync<HttpRequestException>(async () =>
-            await WebhookTargets.ConnectAsync(new System.Net.DnsEndPoint("localhost", 9), allowPrivate: false, CancellationToken.None));
+            await WebhookTargets.ConnectAsync(new System.Net.DnsEndPoint("localhost", 9), allowLoopback: false, CancellationToken.None));
         Assert.Contains("no public address", error.Message);
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("::ffff:10.0.0.1")));
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("100.64.0.1")));
         Assert.True(WebhookTargets.IsPublic(IPAddress.Parse("93.184.216.34")));
+        Assert.True(WebhookTargets.IsLoopback(IPAddress.Parse("::ffff:127.0.0.1")));
+        Assert.False(WebhookTargets.IsLoopback(IPAddress.Parse("169.254.169.254")));
     }
 
     [Fact]

@@ -9,16 +9,17 @@ public sealed class WebhookOptions
     /// <c>GET /v1/events</c> work either way.</summary>
     public bool Deliver { get; set; } = true;
 
-    /// <summary>Allow endpoints on loopback, private, link-local and other non-public addresses, and plain http.
-    /// Development only (the local system and tests receive on 127.0.0.1): in a cluster it would let a merchant aim
-    /// the API at internal services (server-side request forgery).</summary>
-    public bool AllowPrivateTargets { get; set; }
+    /// <summary>Allow endpoints on this machine's loopback (localhost, 127.0.0.0/8, ::1), over plain http too.
+    /// Development only (the local system and tests receive on 127.0.0.1); private, link-local (the cloud's metadata
+    /// service) and other non-public addresses stay refused even then. Never in a cluster: there it would let a
+    /// merchant aim the API at its own pod (server-side request forgery).</summary>
+    public bool AllowLoopbackTargets { get; set; }
 
     /// <summary>How long a receiver has to answer one delivery.</summary>
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long a delivery is retried (exponential backoff, capped at <see cref="MaxBackoff"/>) before it is
-    /// given up; at least 24 h (shorter only with <see cref="AllowPrivateTargets"/>, i.e. in development and tests). The event stays readable in <c>GET /v1/events</c> for <see cref="EventRetention"/>.</summary>
+    /// given up; at least 24 h (shorter only with <see cref="AllowLoopbackTargets"/>, i.e. in development and tests). The event stays readable in <c>GET /v1/events</c> for <see cref="EventRetention"/>.</summary>
     public TimeSpan RetryFor { get; set; } = TimeSpan.FromHours(72);
 
     /// <summary>The first retry's pause (null: <see cref="WebhookDispatcher.FirstBackoff"/>); shorter only in development.</summary>
@@ -39,7 +40,7 @@ public sealed class WebhookOptions
 
     public WebhookOptions Validate()
     {
-        if (RetryFor < TimeSpan.FromHours(24) && !AllowPrivateTargets)
+        if (RetryFor < TimeSpan.FromHours(24) && !AllowLoopbackTargets)
         {
             throw new InvalidOperationException("Webhooks:RetryFor must be at least 24 hours (merchants expect a day's outage to lose nothing).");
         }

@@ -26,7 +26,7 @@ public sealed class WebhookSender : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         this.time = time;
-        var allowPrivate = options.AllowPrivateTargets;
+        var allowLoopback = options.AllowLoopbackTargets;
         var handler = new SocketsHttpHandler
         {
             AllowAutoRedirect = false, // a redirect could lead to an internal address after the check
@@ -36,7 +36,7 @@ public sealed class WebhookSender : IDisposable
             PooledConnectionLifetime = TimeSpan.FromMinutes(5), // DNS changes are seen, and re-checked
             MaxConnectionsPerServer = options.MaxConcurrencyPerEndpoint,
             MaxResponseHeadersLength = 64, // KiB
-            ConnectCallback = (context, cancellationToken) => WebhookTargets.ConnectAsync(context.DnsEndPoint, allowPrivate, cancellationToken),
+            ConnectCallback = (context, cancellationToken) => WebhookTargets.ConnectAsync(context.DnsEndPoint, allowLoopback, cancellationToken),
         };
         client = new HttpClient(handler) { Timeout = options.DeliveryTimeout };
         client.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("DaprPayments-Webhooks", "1"));

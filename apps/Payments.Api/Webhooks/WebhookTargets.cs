@@ -11,15 +11,21 @@ public static class WebhookTargets
 {
     public const int MaxUrlLength = 2048;
 
-    /// <summary>Why <paramref name="url"/> cannot be an endpoint, or null if it can.</summary>
-    public static string? Problem(string? url, bool allowPrivate)
+    /// <summary>Host names that only a cluster's or a cloud's own resolver answers: never a merchant's public host.</summary>
+    private static readonly string[] InternalSuffixes = [".local", ".localhost", ".internal", ".svc", ".cluster.local", ".home.arpa"];
+
+    /// <summary>Why <paramref name="url"/> cannot be an endpoint, or null if it can. <paramref name="allowLoopback"/>
+    /// (development and tests, <see cref="WebhookOptions.AllowLoopbackTargets"/>) admits this machine's loopback
+    /// (localhost, 127.0.0.0/8, ::1), over http too; every other non-public address stays refused.</summary>
+    public static string? Problem(string? url, bool allowLoopback)
     {
         if (string.IsNullOrWhiteSpace(url) || url.Length > MaxUrlLength || !Uri.TryCreate(url, UriKind.Absolute, out var uri))
         {
             return $"url must be an absolute https URL of at most {MaxUrlLength} characters.";
         }
 
-        if (uri.Scheme != Uri.UriSchemeHttps && !(allowPrivate && uri.Scheme == Uri.UriSchemeHttp))
+        var loopback = allowLoopback && uri.IsLoopback;
+        if (uri.Scheme != Uri.UriSchemeHttps && !(loopback && uri.Scheme == Uri.UriSchemeHttp))
         {
             return "url must use https.";
         }
@@ -29,8 +35,10 @@ public static class WebhookTargets
             return "url must not carry credentials or a fragment; authenticate deliveries by their signature.";
         }
 
-        if (!allowPrivate && (uri.IsLoopback || (IPAddress.TryParse(uri.IdnHost, out var address) && !IsPublic(address))
-                              || uri.IdnHost.EndsWith(".local", StringComparison.OrdinalIgnoreCase) || !uri.IdnHost.Contains('.', StringComparison.Ordinal)))
+        var host = uri.IdnHost.TrimEnd('.');
+        if (!loopback && (uri.IsLoopback || (IPAddress.TryParse(host, out var address) && !IsPublic(address))
+                          || !host.Contains('.', StringComparison.Ordinal)
+                          || InternalSuffixes.Any(suffix => host.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))))
         {
             return "url must name a public host (not loopback, private, link-local or a cluster-internal name).";
         }
@@ -38,13 +46,13 @@ public static class WebhookTargets
         return null;
     }
 
-    /// <summary>A connection to the first public address the host resolves to (any address when
-    /// <paramref name="allowPrivate"/>); refuses the connection when there is none.</summary>
-    public static async ValueTask<Stream> ConnectAsync(DnsEndPoint endpoint, bool allowPrivate, CancellationToken cancellationToken)
+    /// <summary>A connection to the first public address the host resolves to (or loopback one, when
+    /// <paramref name="allowLoopback"/>); refuses the connection when there is none.</summary>
+    public static async ValueTask<Stream> ConnectAsync(DnsEndPoint endpoint, bool allowLoopback, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         var addresses = await Dns.GetHostAddressesAsync(endpoint.Host, cancellationToken);
-        var allowed = addresses.Where(address => allowPrivate || IsPublic(address)).ToArray();
+        var allowed = addresses.Where(address => IsPublic(address) || (allowLoopback && IsLoopback(address))).ToArray();
         if (allowed.Length == 0)
         {
             throw new HttpRequestException($"Refused: {endpoint.Host} resolves to no public address.");
@@ -85,6 +93,13 @@ public static class WebhookTargets
         }
 
         return !NonPublicV4.Any(network => network.Contains(address));
+    }
+
+    /// <summary>127.0.0.0/8 or ::1, also when written as an IPv4-mapped IPv6 address.</summary>
+    public static bool IsLoopback(IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        return IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
     }
 
     /// <summary>Documentation, and NAT64 (which reaches IPv4 addresses through a translator, private ones included).</summary>

@@ -73,7 +73,7 @@ public static partial class WebhooksApi
         }
 
         var errors = new Dictionary<string, string>();
-        if (WebhookTargets.Problem(request!.Url, options.AllowPrivateTargets) is { } urlProblem)
+        if (WebhookTargets.Problem(request!.Url, options.AllowLoopbackTargets) is { } urlProblem)
         {
             errors["url"] = urlProblem;
         }
