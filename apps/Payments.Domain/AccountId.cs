@@ -4,10 +4,20 @@ namespace Payments.Domain;
 
 /// <summary>A ledger account's id. Customer ids are 1–64 key-safe characters starting with a letter or digit;
 /// system accounts (external funding, in-transit) carry the reserved '@' prefix that no caller can spell.</summary>
+/// <remarks>Merchants name their accounts, and two merchants may pick the same name: the first to open an id keeps it
+/// as its ledger id (as every account opened before namespaces did), any other's lives at <c>{merchant}~{id}</c>
+/// (<see cref="OfMerchant"/>), so no merchant can take or probe another's names. '~' is in neither alphabet, so the
+/// form cannot be spelled through the API, and <see cref="PublicId"/> recovers the merchant's name.</remarks>
 public sealed record AccountId
 {
     public const int MaxLength = 64;
     private const string SystemPrefix = "@";
+
+    /// <summary>Between the merchant's id and its own account id in a namespaced ledger id.</summary>
+    public const char MerchantSeparator = '~';
+
+    private static readonly System.Text.RegularExpressions.Regex MerchantPattern =
+        new("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
 
     private AccountId(string value) => Value = value;
 
@@ -26,22 +36,85 @@ public sealed record AccountId
     public static AccountId Parse(string value) =>
         TryParse(value, out var id, out var problem) ? id : throw new ArgumentException(problem, nameof(value));
 
+    /// <summary>The ledger id of <paramref name="merchantId"/>'s account <paramref name="accountId"/> when another
+    /// merchant holds the plain id (see the remarks above).</summary>
+    /// <exception cref="ArgumentException">Not a merchant id, or not a customer id.</exception>
+    public static AccountId OfMerchant(string merchantId, AccountId accountId)
+    {
+        ArgumentNullException.ThrowIfNull(accountId);
+        if (merchantId is null || !MerchantPattern.IsMatch(merchantId))
+        {
+            throw new ArgumentException("Not a merchant id.", nameof(merchantId));
+        }
+
+        if (accountId.IsSystem || accountId.IsNamespaced)
+        {
+            throw new ArgumentException("Only a customer id has a merchant's namespace.", nameof(accountId));
+        }
+
+        return new AccountId(merchantId + MerchantSeparator + accountId.Value);
+    }
+
+    /// <summary>True for a <c>{merchant}~{id}</c> ledger id (<see cref="OfMerchant"/>).</summary>
+    public bool IsNamespaced => Value.Contains(MerchantSeparator, StringComparison.Ordinal);
+
+    /// <summary>The id the merchant knows the account by (the id without its namespace).</summary>
+    public string PublicId => PublicIdOf(Value);
+
+    /// <summary>The id a merchant knows a ledger id by: the part after '~' of a namespaced id, else the id itself.</summary>
+    public static string PublicIdOf(string ledgerId)
+    {
+        ArgumentNullException.ThrowIfNull(ledgerId);
+        var separator = ledgerId.IndexOf(MerchantSeparator, StringComparison.Ordinal);
+        return separator < 0 ? ledgerId : ledgerId[(separator + 1)..];
+    }
+
+    /// <summary>A customer id or a merchant's namespaced one (never a system id): for the ids services pass each
+    /// other, which the API resolved from a merchant's own.</summary>
+    public static bool TryParseLedger(string? value, [NotNullWhen(true)] out AccountId? id, out string? problem)
+    {
+        var separator = value?.IndexOf(MerchantSeparator, StringComparison.Ordinal) ?? -1;
+        if (separator < 0)
+        {
+            return TryParse(value, out id, out problem);
+        }
+
+        id = null;
+        if (!MerchantPattern.IsMatch(value![..separator]))
+        {
+            problem = "An account id's namespace must be a merchant id.";
+            return false;
+        }
+
+        if (!TryParse(value[(separator + 1)..], out _, out problem))
+        {
+            return false;
+        }
+
+        id = new AccountId(value);
+        return true;
+    }
+
+    /// <exception cref="ArgumentException">Not a customer or namespaced id; see <see cref="TryParseLedger"/>.</exception>
+    public static AccountId ParseLedger(string value) =>
+        TryParseLedger(value, out var id, out var problem) ? id : throw new ArgumentException(problem, nameof(value));
+
     /// <summary>The per-currency account that deposits are funded from (money entering the platform).</summary>
     public static AccountId ExternalFunding(Currency currency) => new($"{SystemPrefix}external-funding.{currency.Code}");
 
     /// <summary>The per-currency suspense account that holds money between a debtor's hold and the creditor's credit.</summary>
     public static AccountId InTransit(Currency currency) => new($"{SystemPrefix}in-transit.{currency.Code}");
 
-    /// <summary>A customer id, or one of the system ids (<see cref="ExternalFunding"/>, <see cref="InTransit"/> of an
-    /// active currency) exactly as this type spells them — for ids that cross a service boundary or come back from
-    /// storage. Nothing else with the '@' prefix is accepted.</summary>
+    /// <summary>A customer id (plain or namespaced), or one of the system ids (<see cref="ExternalFunding"/>,
+    /// <see cref="InTransit"/> of an active currency) exactly as this type spells them — for ids that cross a service
+    /// boundary or come back from storage. Nothing else with the '@' prefix is accepted.</summary>
     /// <exception cref="ArgumentException">Neither a valid customer id nor a known system id.</exception>
     public static AccountId ParseAny(string value)
     {
         ArgumentNullException.ThrowIfNull(value);
         if (!value.StartsWith(SystemPrefix, StringComparison.Ordinal))
         {
-            return Parse(value);
+            return ParseLedger(value);
         }
 
         var dot = value.LastIndexOf('.');

@@ -13,7 +13,8 @@ namespace Payments.Merchants;
 /// as the watch delivers the change.</summary>
 /// <remarks>Layout under the API prefix: <c>merchants/{merchant}</c> the merchant · <c>merchant-keys/{sha256}</c> a
 /// key's record · <c>keys/{merchant}/{keyId}</c> the merchant's index of its keys (value: the hash) ·
-/// <c>key-used/{sha256}</c> when the key was last used · <c>account-owners/{account}</c>.</remarks>
+/// <c>key-used/{sha256}</c> when the key was last used · <c>account-owners/{ledger account id}</c> the merchant that holds
+/// it (a merchant's account id, or its namespaced form when another merchant opened that id first).</remarks>
 public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, TimeProvider? time = null, string mode = ApiKeyModes.Test)
 {
     /// <summary>Keys a merchant holds at most (rotated ones count until their overlap ends): a list is one page, and a
@@ -179,6 +180,22 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     public async Task<string> ClaimAccountAsync(string accountId, string merchantId, CancellationToken cancellationToken) =>
         (await PutIfAbsentAsync(root + "account-owners/" + accountId, ByteString.CopyFromUtf8(merchantId), cancellationToken))?.ToStringUtf8()
         ?? merchantId;
+
+    /// <summary>Claims the merchant's account: <paramref name="accountId"/> itself if no merchant holds it (or this one
+    /// does), else <paramref name="namespacedId"/>, the merchant's own name for it (<c>AccountId.OfMerchant</c>), which
+    /// no other merchant can claim. Returns the ledger id the merchant holds now, so one merchant can neither take an
+    /// id from another nor learn that the other uses it.</summary>
+    public async Task<string> ClaimAccountAsync(string accountId, string merchantId, string namespacedId, CancellationToken cancellationToken)
+    {
+        if (await ClaimAccountAsync(accountId, merchantId, cancellationToken) == merchantId)
+        {
+            return accountId;
+        }
+
+        return await ClaimAccountAsync(namespacedId, merchantId, cancellationToken) == merchantId
+            ? namespacedId
+            : throw new InvalidOperationException($"Account '{namespacedId}' is held by another merchant than the one it names.");
+    }
 
     public async Task<string?> AccountOwnerAsync(string accountId, CancellationToken cancellationToken) =>
         (await GetAsync(root + "account-owners/" + accountId, cancellationToken))?.Value.ToStringUtf8();

@@ -15,7 +15,7 @@ public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, s
     public RiskInput? ToInput(out string? problem)
     {
         problem = null;
-        if (!AccountId.TryParse(DebtorAccountId, out var debtor, out problem) || !AccountId.TryParse(CreditorAccountId, out var creditor, out problem))
+        if (!AccountId.TryParseLedger(DebtorAccountId, out var debtor, out problem) || !AccountId.TryParseLedger(CreditorAccountId, out var creditor, out problem))
         {
             return null;
         }

@@ -50,7 +50,8 @@ public sealed class BadInputTests(ApiSystemFixture system)
         { "open: negative overdraft", "/v1/accounts", null, "{\"accountId\":\"new-2\",\"currency\":\"EUR\",\"overdraftLimitMinor\":-1}", 400, "validation-failed" },
         { "open: bad account id", "/v1/accounts", null, "{\"accountId\":\"@external-funding.USD\",\"currency\":\"USD\"}", 400, "validation-failed" },
         { "open: existing id, other currency", "/v1/accounts", null, "{\"accountId\":\"" + Debtor + "\",\"currency\":\"EUR\"}", 409, "account-exists" },
-        { "open: another merchant's id", "/v1/accounts", null, "{\"accountId\":\"" + Stranger + "\",\"currency\":\"USD\"}", 409, "account-exists" },
+        { "open: a namespaced ledger id", "/v1/accounts", null, "{\"accountId\":\"m~" + Stranger + "\",\"currency\":\"USD\"}", 400, "validation-failed" },
+        { "pay: a namespaced ledger id", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"m~" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "validation-failed" },
     };
 
     [Theory]

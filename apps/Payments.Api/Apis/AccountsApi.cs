@@ -65,18 +65,16 @@ public static class AccountsApi
             return OverdraftByOperatorOnly().ToResult();
         }
 
-        var owner = await store.ClaimAccountAsync(accountId!.Value, merchant, context.RequestAborted);
-        if (owner != merchant)
+        // Another merchant's use of the same id neither blocks this one nor shows: the account then lives under this
+        // merchant's namespace (AccountId's remarks). Only the merchant's own account with other fields is a 409.
+        var ledgerId = AccountId.ParseLedger(
+            await store.ClaimAccountAsync(accountId!.Value, merchant, AccountId.OfMerchant(merchant, accountId).Value, context.RequestAborted));
+        if (await ledger.OpenAccountAsync(ledgerId, currency!, overdraftLimitMinor: 0, context.RequestAborted) is not OpenAccountOutcome.Opened opened)
         {
             return AccountExists(accountId.Value).ToResult();
         }
 
-        if (await ledger.OpenAccountAsync(accountId, currency!, overdraftLimitMinor: 0, context.RequestAborted) is not OpenAccountOutcome.Opened opened)
-        {
-            return AccountExists(accountId.Value).ToResult();
-        }
-
-        await store.RecordAccountCurrencyAsync(accountId.Value, opened.Account.Currency.Code, context.RequestAborted);
+        await store.RecordAccountCurrencyAsync(ledgerId.Value, opened.Account.Currency.Code, context.RequestAborted);
         return Reply.Json(StatusCodes.Status201Created, ToResponse(opened.Account)).ToResult();
     }
 
@@ -173,44 +171,66 @@ public static class AccountsApi
     /// <summary>The account if this merchant owns it; null (so: 404) for an account that is missing or someone else's.</summary>
     internal static async Task<Account?> OwnedAccountAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)
     {
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
         if (!AccountId.TryParse(accountId, out var id, out _))
         {
             return null;
         }
 
-        var owner = await store.AccountOwnerAsync(id.Value, context.RequestAborted);
-        return owner == ApiKeyMiddleware.MerchantOf(context) ? await ledger.GetAccountAsync(id, context.RequestAborted) : null;
+        var facts = await store.AccountFactsAsync(LedgerCandidates(merchant, [accountId]), context.RequestAborted);
+        return Owned(merchant, [accountId], facts)[0] is { } owned ? await ledger.GetAccountAsync(owned, context.RequestAborted) : null;
     }
 
-    /// <summary>The currency of an account the merchant owns, or null if it owns none by that id: from the API's own
-    /// records (<paramref name="facts"/>: owner and recorded currency per account, read by the caller with the rest of
-    /// what it needs); the ledger is asked only about an account opened before currencies were recorded (and its
-    /// currency recorded then, so it is asked once).</summary>
-    internal static async Task<IReadOnlyList<Currency?>> OwnedCurrenciesAsync(
+    /// <summary>The ledger ids each of a merchant's account ids may live at, two per account in order: the id itself
+    /// (the first merchant to open it holds it) and the merchant's namespaced form (AccountId's remarks). An invalid id
+    /// asks for two ids no one holds.</summary>
+    internal static string[] LedgerCandidates(string merchant, IReadOnlyList<string> accountIds) =>
+        accountIds.SelectMany(accountId => AccountId.TryParse(accountId, out var id, out _)
+            ? new[] { id.Value, AccountId.OfMerchant(merchant, id).Value }
+            : ["@invalid", "@invalid"]).ToArray();
+
+    /// <summary>Of the facts read for <see cref="LedgerCandidates"/>: per account, the ledger id this merchant holds, or
+    /// null when it holds none by that id.</summary>
+    internal static AccountId?[] Owned(string merchant, IReadOnlyList<string> accountIds, IReadOnlyList<(string? Owner, string? Currency)> facts) =>
+        Enumerable.Range(0, accountIds.Count).Select(index =>
+        {
+            var candidates = LedgerCandidates(merchant, [accountIds[index]]);
+            return facts[2 * index].Owner == merchant ? AccountId.ParseLedger(candidates[0])
+                : facts[(2 * index) + 1].Owner == merchant ? AccountId.ParseLedger(candidates[1])
+                : null;
+        }).ToArray();
+
+    /// <summary>Ledger id and currency of each account the merchant owns, null where it owns none by that id: from
+    /// the API's own records (<paramref name="facts"/>: owner and recorded currency of each of
+    /// <see cref="LedgerCandidates"/>, read by the caller with the rest of what it needs); the ledger is asked only
+    /// about an account opened before currencies were recorded (and its currency recorded then, so it is asked
+    /// once).</summary>
+    internal static async Task<IReadOnlyList<(AccountId LedgerId, Currency Currency)?>> OwnedCurrenciesAsync(
         IReadOnlyList<string> accountIds, IReadOnlyList<(string? Owner, string? Currency)> facts, HttpContext context, MerchantStore store, ILedger ledger)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
-        var valid = accountIds.Select(id => AccountId.TryParse(id, out var parsed, out _) ? parsed : null).ToArray();
-        var currencies = new Currency?[accountIds.Count];
+        var owned = Owned(merchant, accountIds, facts);
+        var found = new (AccountId LedgerId, Currency Currency)?[accountIds.Count];
         for (var index = 0; index < accountIds.Count; index++)
         {
-            if (valid[index] is not { } id || facts[index].Owner != merchant)
+            if (owned[index] is not { } id)
             {
                 continue;
             }
 
-            if (facts[index].Currency is { } code)
+            var code = facts[2 * index].Owner == merchant ? facts[2 * index].Currency : facts[(2 * index) + 1].Currency;
+            if (code is not null)
             {
-                currencies[index] = Currency.FromCode(code);
+                found[index] = (id, Currency.FromCode(code));
             }
             else if (await ledger.GetAccountAsync(id, context.RequestAborted) is { } account)
             {
-                currencies[index] = account.Currency;
+                found[index] = (id, account.Currency);
                 await store.RecordAccountCurrencyAsync(id.Value, account.Currency.Code, context.RequestAborted);
             }
         }
 
-        return currencies;
+        return found;
     }
 
     internal static Reply CurrencyMismatch(string accountId, Currency accountCurrency, Currency requested) =>
@@ -243,5 +263,5 @@ public static class AccountsApi
             $"Account '{accountId}' already exists with other fields.");
 
     internal static AccountResponse ToResponse(Account account) => new(
-        account.Id.Value, account.Currency.Code, account.BalanceMinor, account.PendingDebitMinor, account.AvailableMinor, account.OverdraftLimitMinor, account.Version);
+        account.Id.PublicId, account.Currency.Code, account.BalanceMinor, account.PendingDebitMinor, account.AvailableMinor, account.OverdraftLimitMinor, account.Version);
 }

@@ -32,11 +32,30 @@ public static class AdminApi
                 : MerchantNotFound(merchantId).ToResult()).WithName("ListApiKeys");
         admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey");
         admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey");
+        // By the merchant's own account id (two merchants may use the same one), or by the ledger id.
+        admin.MapPut("/merchants/{merchantId}/accounts/{accountId}/overdraft", SetMerchantOverdraftAsync).WithName("SetMerchantOverdraftLimit");
         admin.MapPut("/accounts/{accountId}/overdraft", SetOverdraftAsync).WithName("SetOverdraftLimit");
     }
 
+    /// <summary><see cref="SetOverdraftAsync"/> for the account <paramref name="merchantId"/> knows as
+    /// <paramref name="accountId"/>, wherever the ledger keeps it (AccountId's remarks).</summary>
+    private static async Task<IResult> SetMerchantOverdraftAsync(
+        string merchantId, string accountId, HttpContext context, MerchantStore store, ILedger ledger, MoneyLimits limits, ILogger<MerchantStore> audit)
+    {
+        if (!MerchantRecord.IsValidId(merchantId) || !AccountId.TryParse(accountId, out _, out _))
+        {
+            return Reply.AccountNotFound(accountId).ToResult();
+        }
+
+        var facts = await store.AccountFactsAsync(AccountsApi.LedgerCandidates(merchantId, [accountId]), context.RequestAborted);
+        return AccountsApi.Owned(merchantId, [accountId], facts)[0] is { } ledgerId
+            ? await SetOverdraftAsync(ledgerId.Value, context, ledger, limits, audit)
+            : Reply.AccountNotFound(accountId).ToResult();
+    }
+
     /// <summary>The operator's overdraft decision (merchants cannot give themselves one), within the currency's
-    /// configured maximum, as one atomic ledger write; audit-logged.</summary>
+    /// configured maximum, as one atomic ledger write; audit-logged. <paramref name="accountId"/> is the ledger id:
+    /// the merchant's account id, or <c>{merchant}~{id}</c> for one whose id another merchant opened first.</summary>
     private static async Task<IResult> SetOverdraftAsync(
         string accountId, HttpContext context, ILedger ledger, MoneyLimits limits, ILogger<MerchantStore> audit)
     {
@@ -51,7 +70,7 @@ public static class AdminApi
             return Reply.Invalid(new Dictionary<string, string> { ["overdraftLimitMinor"] = "overdraftLimitMinor is required." }).ToResult();
         }
 
-        if (!AccountId.TryParse(accountId, out var id, out _))
+        if (!AccountId.TryParseLedger(accountId, out var id, out _))
         {
             return Reply.AccountNotFound(accountId).ToResult();
         }

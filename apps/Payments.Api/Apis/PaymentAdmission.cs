@@ -11,7 +11,7 @@ namespace Payments.Api.Apis;
 /// (counted, or estimated by <see cref="Limits.InFlightEstimates"/>). One linearizable read per payment instead of
 /// three requests.</summary>
 /// <param name="Records">The records under the key's candidate ids (see <see cref="PaymentIdOf"/>).</param>
-/// <param name="Accounts">Owner and recorded currency per account, in the order asked.</param>
+/// <param name="Accounts">Owner and recorded currency per ledger id asked (<see cref="AccountsApi.LedgerCandidates"/>), in order.</param>
 /// <param name="KeyUsed">The Idempotency-Key has a record (read only for an unclaimed first attempt, see
 /// <see cref="IdempotencyStore.UnclaimedAsync"/>; false otherwise).</param>
 internal sealed record PaymentAdmission(
@@ -21,12 +21,12 @@ internal sealed record PaymentAdmission(
     public const int PaymentIdHexChars = 24;
 
     public static async Task<PaymentAdmission> ReadAsync(
-        string merchant, IdempotencyClaim claim, IdempotencyKey key, IReadOnlyList<string> accountIds, PaymentServices services, CancellationToken cancellationToken)
+        string merchant, IdempotencyClaim claim, IdempotencyKey key, IReadOnlyList<string> ledgerIds, PaymentServices services, CancellationToken cancellationToken)
     {
         var candidates = Candidates(merchant, key, services.Time.GetUtcNow());
         var request = new TxnRequest();
         request.Success.Add(services.Records.GetReads(candidates));
-        request.Success.Add(services.Store.AccountFactsReads(accountIds));
+        request.Success.Add(services.Store.AccountFactsReads(ledgerIds));
         if (claim.IsUnclaimed)
         {
             request.Success.Add(IdempotencyStore.RecordRead(claim)); // in the same snapshot: no second round trip
@@ -45,10 +45,10 @@ internal sealed record PaymentAdmission(
             services.InFlight.Counted(merchant, estimate.Value, services.MaxInFlight);
         }
 
-        var facts = candidates.Count + (2 * accountIds.Count);
+        var facts = candidates.Count + (2 * ledgerIds.Count);
         return new PaymentAdmission(
             PaymentRecordStore.RecordsFrom(answers.Take(candidates.Count)),
-            MerchantStore.AccountFactsFrom(answers.Skip(candidates.Count).Take(2 * accountIds.Count).ToArray()),
+            MerchantStore.AccountFactsFrom(answers.Skip(candidates.Count).Take(2 * ledgerIds.Count).ToArray()),
             estimate.Value,
             KeyUsed: claim.IsUnclaimed && answers[facts].ResponseRange.Kvs.Count > 0);
     }

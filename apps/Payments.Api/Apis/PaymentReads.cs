@@ -69,7 +69,7 @@ public static class PaymentReads
     private static bool IsStatus(string status) => status is PaymentStatus.Pending or PaymentStatus.AwaitingApproval || PaymentStatus.IsTerminal(status);
 
     private static PaymentResponse ToResponse(PaymentRecord record) => new(
-        record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, record.Order.DebtorAccountId,
-        record.Order.CreditorAccountId, record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt,
+        record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, AccountId.PublicIdOf(record.Order.DebtorAccountId),
+        AccountId.PublicIdOf(record.Order.CreditorAccountId), record.Order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt,
         record.Review is { } review ? new PaymentReviewResponse(review.Decision, review.DecidedBy, review.DecidedAt) : null);
 }

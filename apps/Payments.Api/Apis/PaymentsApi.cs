@@ -81,7 +81,8 @@ public static class PaymentsApi
         }
 
         string[] accounts = [request.DebtorAccountId!, request.CreditorAccountId!];
-        var admission = await PaymentAdmission.ReadAsync(merchant, claim, key, accounts, services, context.RequestAborted);
+        var admission = await PaymentAdmission.ReadAsync(
+            merchant, claim, key, AccountsApi.LedgerCandidates(merchant, accounts), services, context.RequestAborted);
         if (admission.KeyUsed)
         {
             return null; // a retry, a duplicate, another body: the claimed way answers each as it always did
@@ -92,7 +93,8 @@ public static class PaymentsApi
             return KeyExhausted();
         }
 
-        if (await AccountsProblemAsync(accounts, admission, currency, context, services) is { } accountsProblem)
+        var (ledgerIds, accountsProblem) = await AccountsAsync(accounts, admission, currency, context, services);
+        if (accountsProblem is not null)
         {
             return accountsProblem;
         }
@@ -102,8 +104,10 @@ public static class PaymentsApi
             return TooManyInFlight(context, services.MaxInFlight);
         }
 
+        // The ledger ids (the merchant's own ids, or their namespaced forms): the saga and the ledger work with these,
+        // and what the merchant reads shows its own (AccountId.PublicId).
         var order = new PaymentOrder(
-            paymentId, merchant, request.DebtorAccountId!, request.CreditorAccountId!, request.AmountMinor.Value, request.Currency!, request.Reference);
+            paymentId, merchant, ledgerIds![0].Value, ledgerIds[1].Value, request.AmountMinor.Value, request.Currency!, request.Reference);
         return await AcceptAsync(order, claim, context, services);
     }
 
@@ -148,25 +152,29 @@ public static class PaymentsApi
         return accepted with { Recorded = recorded };
     }
 
-    /// <summary>404 for an account the merchant does not own, 422 for one in another currency; else null.</summary>
-    private static async Task<Reply?> AccountsProblemAsync(
+    /// <summary>The ledger ids of both accounts; or 404 for an account the merchant does not own, 422 for one in
+    /// another currency.</summary>
+    private static async Task<(AccountId[]? LedgerIds, Reply? Problem)> AccountsAsync(
         string[] accounts, PaymentAdmission admission, Currency currency, HttpContext context, PaymentServices services)
     {
-        var currencies = await AccountsApi.OwnedCurrenciesAsync(accounts, admission.Accounts, context, services.Store, services.Ledger);
+        var owned = await AccountsApi.OwnedCurrenciesAsync(accounts, admission.Accounts, context, services.Store, services.Ledger);
+        var ledgerIds = new AccountId[accounts.Length];
         for (var index = 0; index < accounts.Length; index++)
         {
-            if (currencies[index] is not { } accountCurrency)
+            if (owned[index] is not { } account)
             {
-                return Reply.AccountNotFound(accounts[index]);
+                return (null, Reply.AccountNotFound(accounts[index]));
             }
 
-            if (accountCurrency.Code != currency.Code)
+            if (account.Currency.Code != currency.Code)
             {
-                return AccountsApi.CurrencyMismatch(accounts[index], accountCurrency, currency);
+                return (null, AccountsApi.CurrencyMismatch(accounts[index], account.Currency, currency));
             }
+
+            ledgerIds[index] = account.LedgerId;
         }
 
-        return null;
+        return (ledgerIds, null);
     }
 
     /// <summary>429: the merchant already has <see cref="ApiOptions.MaxPaymentsInFlightPerMerchant"/> payments

@@ -18,7 +18,7 @@ public static class LedgerApi
     {
         var ledger = app.MapGroup("/" + LedgerRoutes.Prefix.TrimEnd('/'));
         ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
-            AccountId.TryParse(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
+            AccountId.TryParseLedger(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
                 : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest))
             .RequireCallers(ServiceRoles.Api);
@@ -58,7 +58,7 @@ public static class LedgerApi
     private static async Task<IResult> SetOverdraftAsync(
         string id, SetOverdraftWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
     {
-        if (!AccountId.TryParse(id, out var accountId, out var problem))
+        if (!AccountId.TryParseLedger(id, out var accountId, out var problem))
         {
             return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }

@@ -57,7 +57,8 @@ public static class PaymentEvents
         ArgumentNullException.ThrowIfNull(record);
         var order = record.Order;
         return new PaymentEvent(IdFor(record.PaymentId, type), type, record.UpdatedAt, new PaymentEventData(
-            order.PaymentId, record.Status, order.AmountMinor, order.Currency, order.DebtorAccountId, order.CreditorAccountId,
+            order.PaymentId, record.Status, order.AmountMinor, order.Currency,
+            AccountId.PublicIdOf(order.DebtorAccountId), AccountId.PublicIdOf(order.CreditorAccountId), // the merchant's own ids
             order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt));
     }
 

@@ -25,7 +25,7 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
     {
         ArgumentNullException.ThrowIfNull(input);
         var assessment = await risk.AssessAsync(
-            new RiskInput(input.PaymentId, AccountId.Parse(input.Order.DebtorAccountId), AccountId.Parse(input.Order.CreditorAccountId), PaymentTransfers.Amount(input)),
+            new RiskInput(input.PaymentId, AccountId.ParseLedger(input.Order.DebtorAccountId), AccountId.ParseLedger(input.Order.CreditorAccountId), PaymentTransfers.Amount(input)),
             CancellationToken.None);
         switch (assessment.Decision)
         {

@@ -31,7 +31,7 @@ public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResu
     {
         var amount = PaymentTransfers.Amount(input);
         return new TransferRequest.Pending(
-            PaymentTransfers.Hold(input), AccountId.Parse(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId)
+            PaymentTransfers.Hold(input), AccountId.ParseLedger(input.Order.DebtorAccountId), AccountId.InTransit(amount.Currency), amount, HoldTimeout, input.PaymentId)
         {
             IssuedAt = PaymentTransfers.IssuedAt(input),
         };

@@ -26,7 +26,7 @@ public sealed class SettlePaymentActivity(ILedger ledger) : PaymentActivity<Step
         return
         [
             new TransferRequest.Single(
-                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.Parse(input.Order.CreditorAccountId), amount, input.PaymentId)
+                PaymentTransfers.Credit(input), AccountId.InTransit(amount.Currency), AccountId.ParseLedger(input.Order.CreditorAccountId), amount, input.PaymentId)
             {
                 IssuedAt = issuedAt,
             },

@@ -23,7 +23,7 @@ public sealed class ValidatePaymentActivity(ILedger ledger) : PaymentActivity<St
 
         foreach (var id in new[] { input.Order.DebtorAccountId, input.Order.CreditorAccountId })
         {
-            var account = await ledger.GetAccountAsync(AccountId.Parse(id), CancellationToken.None);
+            var account = await ledger.GetAccountAsync(AccountId.ParseLedger(id), CancellationToken.None);
             if (account is null)
             {
                 return StepResult.Refused(LedgerError.AccountNotFound);

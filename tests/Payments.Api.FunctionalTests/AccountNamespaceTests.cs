@@ -1,0 +1,91 @@
+using System.Net;
+using System.Net.Http.Json;
+using Payments.Domain;
+using Payments.Merchants;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>The finding: account ids were one namespace for all merchants, first come first served. A merchant could
+/// take the ids another would use (its opening then failed with 409) and learn from that 409 which ids others used.
+/// Now each merchant's ids are its own: the first to open an id keeps it as its ledger id (as before), any other's
+/// lives at <c>{merchant}~{id}</c>, and every answer shows the merchant's own id.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class AccountNamespaceTests(ApiSystemFixture system)
+{
+    [Fact]
+    public async Task TwoMerchants_UseTheSameAccountIds_EachSeesOnlyItsOwn_AndTheirMoneyNeverMixes()
+    {
+        var firstMerchant = MerchantKeysTests.NewMerchantId();
+        var secondMerchant = MerchantKeysTests.NewMerchantId();
+        var first = await system.ClientForAsync(firstMerchant, [.. ApiScopes.Default]);
+        var second = await system.ClientForAsync(secondMerchant, [.. ApiScopes.Default]);
+        var debtor = $"shared-{Guid.NewGuid():N}"[..24];
+        var creditor = debtor + "-c";
+
+        await first.OpenAccountAsync(debtor, "USD", fundsMinor: 1_000);
+        await first.OpenAccountAsync(creditor, "USD");
+        // The same ids, taken already: opened all the same, in another currency too, so nothing shows they were taken.
+        var opened = await second.PostAsJsonAsync("/v1/accounts", new { accountId = debtor, currency = "EUR" });
+        Assert.Equal(HttpStatusCode.Created, opened.StatusCode);
+        Assert.Equal(debtor, (await opened.JsonAsync()).GetProperty("accountId").GetString());
+        await second.SendJsonAsync("/v1/accounts/" + debtor + "/deposits", "{\"amountMinor\":700,\"currency\":\"EUR\"}", "fund-1");
+        await second.OpenAccountAsync(creditor, "EUR");
+
+        // Its own account again with the same fields is the same account; with other fields a 409, as before.
+        Assert.Equal(HttpStatusCode.Created, (await second.PostAsJsonAsync("/v1/accounts", new { accountId = debtor, currency = "EUR" })).StatusCode);
+        var conflict = await second.PostAsJsonAsync("/v1/accounts", new { accountId = debtor, currency = "USD" });
+        Assert.Equal(HttpStatusCode.Conflict, conflict.StatusCode);
+        Assert.EndsWith("/account-exists", (await conflict.JsonAsync()).GetProperty("type").GetString());
+
+        var firstPayment = (await (await first.PayAsync(debtor, creditor, 300)).JsonAsync()).GetProperty("paymentId").GetString()!;
+        var secondPayment = (await (await second.PayAsync(debtor, creditor, 200, currency: "EUR")).JsonAsync()).GetProperty("paymentId").GetString()!;
+        var firstDone = await first.WaitForStatusAsync(firstPayment);
+        var secondDone = await second.WaitForStatusAsync(secondPayment);
+
+        Assert.Equal("completed", firstDone.GetProperty("status").GetString());
+        Assert.Equal("completed", secondDone.GetProperty("status").GetString());
+        Assert.Equal((debtor, creditor), (secondDone.GetProperty("debtorAccountId").GetString(), secondDone.GetProperty("creditorAccountId").GetString()));
+        var firstDebtor = await (await first.GetAsync("/v1/accounts/" + debtor)).JsonAsync();
+        var secondDebtor = await (await second.GetAsync("/v1/accounts/" + debtor)).JsonAsync();
+        Assert.Equal(("USD", 700L, debtor), (firstDebtor.GetProperty("currency").GetString(), firstDebtor.GetProperty("balanceMinor").GetInt64(), firstDebtor.GetProperty("accountId").GetString()));
+        Assert.Equal(("EUR", 500L, debtor), (secondDebtor.GetProperty("currency").GetString(), secondDebtor.GetProperty("balanceMinor").GetInt64(), secondDebtor.GetProperty("accountId").GetString()));
+        Assert.Equal(300, await first.BalanceAsync(creditor));
+        Assert.Equal(200, await second.BalanceAsync(creditor));
+
+        // In the ledger: the first merchant holds the plain ids, the second its namespaced ones.
+        Assert.Equal(700, (await system.Ledger.GetAccountAsync(AccountId.Parse(debtor), CancellationToken.None))!.BalanceMinor);
+        var namespaced = AccountId.OfMerchant(secondMerchant, AccountId.Parse(debtor));
+        Assert.Equal(500, (await system.Ledger.GetAccountAsync(namespaced, CancellationToken.None))!.BalanceMinor);
+
+        // The webhook event shows the merchant's own ids too.
+        var events = await (await second.GetAsync("/v1/events?limit=100")).JsonAsync();
+        var completed = events.GetProperty("data").EnumerateArray().Single(e => e.GetProperty("data").GetProperty("paymentId").GetString() == secondPayment);
+        Assert.Equal(debtor, completed.GetProperty("data").GetProperty("debtorAccountId").GetString());
+    }
+
+    [Fact]
+    public async Task TheOperator_SetsAnOverdraft_ByMerchantAndItsOwnAccountId()
+    {
+        var firstMerchant = MerchantKeysTests.NewMerchantId();
+        var secondMerchant = MerchantKeysTests.NewMerchantId();
+        var first = await system.ClientForAsync(firstMerchant, [.. ApiScopes.Default]);
+        var second = await system.ClientForAsync(secondMerchant, [.. ApiScopes.Default]);
+        var id = $"od-{Guid.NewGuid():N}"[..24];
+        await first.OpenAccountAsync(id);
+        await second.OpenAccountAsync(id);
+        using var admin = MerchantKeysTests.Admin(system.BaseAddress);
+
+        using var set = await admin.PutAsJsonAsync($"/admin/v1/merchants/{secondMerchant}/accounts/{id}/overdraft", new { overdraftLimitMinor = 250 });
+        using var missing = await admin.PutAsJsonAsync($"/admin/v1/merchants/{secondMerchant}/accounts/{id}-x/overdraft", new { overdraftLimitMinor = 250 });
+
+        Assert.Equal(HttpStatusCode.OK, set.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Equal(0, (await system.Ledger.GetAccountAsync(AccountId.Parse(id), CancellationToken.None))!.OverdraftLimitMinor);
+        var namespaced = AccountId.OfMerchant(secondMerchant, AccountId.Parse(id));
+        Assert.Equal(250, (await system.Ledger.GetAccountAsync(namespaced, CancellationToken.None))!.OverdraftLimitMinor);
+        // The ledger id works on the operator's other route.
+        using var byLedgerId = await admin.PutAsJsonAsync($"/admin/v1/accounts/{namespaced.Value}/overdraft", new { overdraftLimitMinor = 300 });
+        Assert.Equal(HttpStatusCode.OK, byLedgerId.StatusCode);
+        Assert.Equal(300, (await system.Ledger.GetAccountAsync(namespaced, CancellationToken.None))!.OverdraftLimitMinor);
+    }
+}
