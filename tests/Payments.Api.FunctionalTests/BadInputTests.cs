@@ -102,8 +102,24 @@ public sealed class BadInputTests(ApiSystemFixture system)
         var response = await system.AnonymousClient().GetAsync("/openapi/v1.json");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var document = await response.JsonAsync();
-        Assert.True(document.GetProperty("paths").TryGetProperty("/v1/payments", out _));
+        // What a generated client needs: the body it sends, the answers it gets (202, not 200), how it authenticates.
+        var create = document.GetProperty("paths").GetProperty("/v1/payments").GetProperty("post");
+        var body = create.GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("schema");
+        Assert.Contains("debtorAccountId", Schema(document, body).GetProperty("properties").EnumerateObject().Select(property => property.Name));
+        var responses = create.GetProperty("responses").EnumerateObject().Select(answer => answer.Name).ToArray();
+        Assert.Contains("202", responses);
+        Assert.DoesNotContain("200", responses);
+        Assert.Contains("422", responses);
+        Assert.True(create.GetProperty("responses").GetProperty("400").GetProperty("content").TryGetProperty("application/problem+json", out _));
+        Assert.Equal("bearer", document.GetProperty("components").GetProperty("securitySchemes").GetProperty("merchantApiKey").GetProperty("scheme").GetString());
+        Assert.True(document.GetProperty("paths").GetProperty("/v1/webhook-endpoints/{endpointId}").GetProperty("delete").GetProperty("responses").TryGetProperty("204", out _));
     }
+
+    /// <summary>The schema itself, following a $ref into components.</summary>
+    private static System.Text.Json.JsonElement Schema(System.Text.Json.JsonElement document, System.Text.Json.JsonElement schema) =>
+        schema.TryGetProperty("$ref", out var reference)
+            ? document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1])
+            : schema;
 
     private static string Pay(string amount, string currency = "USD") =>
         "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":" + amount + ",\"currency\":\"" + currency + "\"}";

@@ -7,6 +7,7 @@ using Payments.Domain;
 using Payments.Etcd;
 using Payments.Ledger.Contracts;
 using Payments.Merchants;
+using Payments.Api.OpenApi;
 
 namespace Payments.Api.Apis;
 
@@ -18,10 +19,13 @@ public static class AccountsApi
     {
         var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
         accounts.MapPost("/", OpenAsync).WithName("OpenAccount").RequireScope(ApiScopes.AccountsWrite)
+            .JsonBody<OpenAccountRequest>().Produces<AccountResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415)
             .WithDescription("Scope accounts:write. Opens an account in one currency; overdraftLimitMinor must be 0 or absent (403 overdraft-set-by-operator: only the operator sets an overdraft).");
         accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount").RequireScope(ApiScopes.AccountsRead)
+            .Produces<AccountResponse>().Problems(404)
             .WithDescription("Scope accounts:read. The merchant's own account (404 for any other).");
         accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite)
+            .JsonBody<DepositRequest>().Produces<DepositResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
 

@@ -5,6 +5,7 @@ using Payments.Domain;
 using Payments.Ledger.Contracts;
 using Payments.Merchants;
 using Payments.ServiceDefaults.Security;
+using Payments.Api.OpenApi;
 
 namespace Payments.Api.Apis;
 
@@ -20,21 +21,26 @@ public static class AdminApi
     {
         var admin = app.MapGroup("/admin/v1").WithTags("Admin").AddEndpointFilter<OperatorAuthentication>()
             .WithDescription("The operator's API (Authorization: Bearer <operator token>; merchant keys are refused). Not routed by the public edge.");
-        admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant");
+        admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant")
+            .JsonBody<CreateMerchantRequest>().Produces<MerchantResponse>(StatusCodes.Status201Created).Produces<MerchantResponse>().Problems(400, 413, 415);
         admin.MapGet("/merchants/{merchantId}", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
             await store.GetMerchantAsync(merchantId, cancellationToken) is { } merchant
                 ? Reply.Json(StatusCodes.Status200OK, ToResponse(merchant)).ToResult()
-                : MerchantNotFound(merchantId).ToResult()).WithName("GetMerchant");
-        admin.MapPost("/merchants/{merchantId}/keys", IssueKeyAsync).WithName("IssueApiKey");
+                : MerchantNotFound(merchantId).ToResult()).WithName("GetMerchant").Produces<MerchantResponse>().Problems(404);
+        admin.MapPost("/merchants/{merchantId}/keys", IssueKeyAsync).WithName("IssueApiKey")
+            .JsonBody<IssueKeyRequest>(required: false).Produces<IssuedKeyResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415);
         admin.MapGet("/merchants/{merchantId}/keys", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
             await store.ListKeysAsync(merchantId, cancellationToken) is { } keys
                 ? Reply.Json(StatusCodes.Status200OK, new ApiKeyList([.. keys.Select(key => ToResponse(key.Record, key.LastUsedAt))])).ToResult()
-                : MerchantNotFound(merchantId).ToResult()).WithName("ListApiKeys");
-        admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey");
-        admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey");
+                : MerchantNotFound(merchantId).ToResult()).WithName("ListApiKeys").Produces<ApiKeyList>().Problems(404);
+        admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey")
+            .JsonBody<RotateKeyRequest>(required: false).Produces<IssuedKeyResponse>(StatusCodes.Status201Created).Problems(400, 404, 413, 415);
+        admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey").Produces(StatusCodes.Status204NoContent).Problems(404);
         // By the merchant's own account id (two merchants may use the same one), or by the ledger id.
-        admin.MapPut("/merchants/{merchantId}/accounts/{accountId}/overdraft", SetMerchantOverdraftAsync).WithName("SetMerchantOverdraftLimit");
-        admin.MapPut("/accounts/{accountId}/overdraft", SetOverdraftAsync).WithName("SetOverdraftLimit");
+        admin.MapPut("/merchants/{merchantId}/accounts/{accountId}/overdraft", SetMerchantOverdraftAsync).WithName("SetMerchantOverdraftLimit")
+            .JsonBody<SetOverdraftRequest>().Produces<AccountResponse>().Problems(400, 404, 413, 415, 422);
+        admin.MapPut("/accounts/{accountId}/overdraft", SetOverdraftAsync).WithName("SetOverdraftLimit")
+            .JsonBody<SetOverdraftRequest>().Produces<AccountResponse>().Problems(400, 404, 413, 415, 422);
     }
 
     /// <summary><see cref="SetOverdraftAsync"/> for the account <paramref name="merchantId"/> knows as

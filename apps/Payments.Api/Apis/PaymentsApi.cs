@@ -11,6 +11,7 @@ using Payments.Merchants;
 using Payments.Orchestrator.Client.Gateway;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Client.Records;
+using Payments.Api.OpenApi;
 
 namespace Payments.Api.Apis;
 
@@ -25,15 +26,19 @@ public static class PaymentsApi
     {
         var payments = app.MapGroup("/v1/payments").WithTags("Payments");
         payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite)
+            .JsonBody<CreatePaymentRequest>().Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scope payments:write. Needs an Idempotency-Key (kept 24 h; reused after that it is a new request). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
         payments.MapGet("/{paymentId}", PaymentReads.GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead)
+            .Produces<PaymentResponse>().Problems(400, 404)
             .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}. "
                 + "?wait=<seconds, 1-30> answers as soon as the status differs from ?status= (default: the status when the request arrived) or is final, or when the wait ends.");
         payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services))
             .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove)
+            .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(404, 409)
             .WithDescription(FourEyes);
         payments.MapPost("/{paymentId}/reject", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, false, context, services))
             .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove)
+            .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(404, 409)
             .WithDescription(FourEyes);
     }
 

@@ -68,7 +68,7 @@ public static class ApiExtensions
                 forwarded.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(network));
             }
         });
-        services.AddOpenApi();
+        services.AddOpenApi(Payments.Api.OpenApi.ApiDocumentation.Configure);
         services.AddProblemDetails();
         services.AddRateLimiter(limiter => ConfigureRateLimits(limiter, options));
     }

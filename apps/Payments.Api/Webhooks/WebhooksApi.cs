@@ -9,6 +9,7 @@ using Payments.Domain;
 using Payments.Etcd;
 using Payments.Merchants;
 using Payments.Orchestrator.Client.Records;
+using Payments.Api.OpenApi;
 
 namespace Payments.Api.Webhooks;
 
@@ -36,13 +37,19 @@ public static partial class WebhooksApi
     {
         var endpoints = app.MapGroup("/v1/webhook-endpoints").WithTags("Webhooks");
         endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
+            .JsonBody<CreateWebhookEndpointRequest>().Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
             .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, a retry gets the same endpoint.");
-        endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage);
-        endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage);
-        endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage);
+        endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage)
+            .Produces<WebhookEndpointList>().Problems();
+        endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
+            .Produces<WebhookEndpointResponse>().Problems(404);
+        endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
+            .Produces(StatusCodes.Status204NoContent).Problems(404);
         endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage)
+            .JsonBody<RotateWebhookSecretRequest>(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415)
             .WithDescription("Scope webhooks:manage. {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long.");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
+            .Produces<EventPage>().Problems(400)
             .WithDescription("Scope payments:read. The merchant's payment events, oldest first: ?after=<nextCursor> or ?since=<RFC 3339 time>, ?type=, ?limit=1-100 (default 50).");
     }
 
