@@ -1,4 +1,6 @@
 using System.Net;
+using Payments.Domain;
+using Payments.Etcd;
 using Payments.Merchants;
 
 namespace Payments.Api.FunctionalTests;
@@ -25,6 +27,40 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
         var paymentId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
         Assert.Equal("completed", (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
         Assert.Equal(100, await client.BalanceAsync(creditor));
+    }
+
+    /// <summary>The finding: a body refused for its form was stored as the key's answer (under a 25 h lease), with
+    /// the caller's input echoed in it, so one key could fill etcd with refusals, and the client's fixed retry got 422
+    /// idempotency-key-reuse for a day. Now such a request is answered before its key is touched.</summary>
+    [Fact]
+    public async Task ABodyRefusedForItsForm_StoresNothing_AndTheFixedBodyRunsUnderTheSameKey()
+    {
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var client = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
+        var (debtor, creditor) = await AccountsAsync(client);
+        var paymentKey = Guid.NewGuid().ToString();
+        var depositKey = Guid.NewGuid().ToString();
+        var longCurrency = new string('A', 12_000);
+
+        var badPayment = await client.PayAsync(debtor, creditor, 100, paymentKey, currency: longCurrency);
+        var badDeposit = await client.SendJsonAsync($"/v1/accounts/{debtor}/deposits", "{\"amountMinor\":1,\"currency\":\"" + longCurrency + "\"}", depositKey);
+        var malformed = await client.SendJsonAsync($"/v1/accounts/{debtor}/deposits", "{\"amountMinor\":", depositKey);
+
+        Assert.Equal(HttpStatusCode.BadRequest, badPayment.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, badDeposit.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);
+        Assert.True((await badPayment.Content.ReadAsStringAsync()).Length < 1_000, "the answer echoed the whole input");
+        var idempotency = new IdempotencyStore(system.Etcd, ApiSystemFixture.KeyPrefix + "idempotency/", TimeProvider.System);
+        foreach (var key in new[] { paymentKey, depositKey })
+        {
+            var stored = await system.Etcd.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = EtcdBytes.Key(idempotency.RecordKey(merchant, IdempotencyKey.Parse(key))) });
+            Assert.Empty(stored.Kvs);
+        }
+
+        var payment = await client.PayAsync(debtor, creditor, 100, paymentKey);
+        var deposit = await client.SendJsonAsync($"/v1/accounts/{debtor}/deposits", "{\"amountMinor\":5,\"currency\":\"USD\"}", depositKey);
+        Assert.Equal(HttpStatusCode.Accepted, payment.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, deposit.StatusCode);
     }
 
     [Fact]

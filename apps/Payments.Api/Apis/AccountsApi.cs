@@ -99,22 +99,24 @@ public static class AccountsApi
             return problem.ToResult();
         }
 
+        // Checked before the key is touched (as for payments): a body that cannot be valid is not stored as the key's
+        // answer, costs etcd nothing, and may be fixed and sent again with the same key.
+        var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes!);
+        if (parseProblem is not null)
+        {
+            return parseProblem.ToResult();
+        }
+
+        var errors = new Dictionary<string, string>();
+        var amount = Validate.Amount(request!.AmountMinor, errors);
+        var currency = Validate.Currency(request.Currency, errors);
+        if (errors.Count > 0)
+        {
+            return Reply.Invalid(errors).ToResult();
+        }
+
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>
         {
-            var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes!);
-            if (parseProblem is not null)
-            {
-                return parseProblem;
-            }
-
-            var errors = new Dictionary<string, string>();
-            var amount = Validate.Amount(request!.AmountMinor, errors);
-            var currency = Validate.Currency(request.Currency, errors);
-            if (errors.Count > 0)
-            {
-                return Reply.Invalid(errors);
-            }
-
             if (AboveLimit("deposit", amount!.Value, limits.For(currency!).MaxDepositMinor, currency!) is { } tooMuch)
             {
                 return tooMuch;

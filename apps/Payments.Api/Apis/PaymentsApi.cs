@@ -51,10 +51,24 @@ public static class PaymentsApi
             return problem.ToResult();
         }
 
+        // A request that cannot be valid is answered before its key is touched, as Stripe does (only a request that
+        // began to run has a result to replay): nothing is written for it, so a flood of bad bodies costs etcd nothing,
+        // and the client may fix the body and send it again with the same key.
+        var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes!);
+        if (parseProblem is not null)
+        {
+            return parseProblem.ToResult();
+        }
+
+        if (Errors(request!) is { Count: > 0 } errors)
+        {
+            return Reply.Invalid(errors).ToResult();
+        }
+
         // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover
         // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
         var reply = await idempotency.RunUnclaimedFirstAsync(merchant, key!, "POST", context.Request.Path, bytes!,
-            async claim => await StartAsync(merchant, key!, bytes!, claim, context, services, limits),
+            async claim => await StartAsync(merchant, key!, request!, claim, context, services, limits),
             context.RequestAborted);
         return reply.ToResult();
     }
@@ -66,20 +80,9 @@ public static class PaymentsApi
     /// <summary>Accepts the payment: its answer, or null (only with an unclaimed <paramref name="claim"/>) when the key
     /// is used already or was taken meanwhile, and nothing was written: then the request goes the claimed way.</summary>
     private static async Task<Reply?> StartAsync(
-        string merchant, IdempotencyKey key, byte[] bytes, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
+        string merchant, IdempotencyKey key, CreatePaymentRequest request, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
     {
-        var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes);
-        if (parseProblem is not null)
-        {
-            return parseProblem;
-        }
-
-        if (Errors(request!) is { Count: > 0 } errors)
-        {
-            return Reply.Invalid(errors);
-        }
-
-        var currency = Currency.FromCode(request!.Currency!);
+        var currency = Currency.FromCode(request.Currency!); // checked by CreateAsync
         if (AccountsApi.AboveLimit("payment", request.AmountMinor!.Value, limits.For(currency).MaxPaymentMinor, currency) is { } tooMuch)
         {
             return tooMuch;

@@ -16,7 +16,9 @@ internal static class Validate
 
         if (!Domain.Currency.TryFromCode(code, out var currency))
         {
-            errors["currency"] = $"currency must be an active ISO 4217 code in upper case (e.g. USD); '{code}' is not.";
+            // At most a few characters of the caller's value come back: an answer never grows with the input.
+            var shown = code.Length <= 8 ? code : code[..8] + "…";
+            errors["currency"] = $"currency must be an active ISO 4217 code in upper case (e.g. USD); '{shown}' is not.";
         }
 
         return currency;
