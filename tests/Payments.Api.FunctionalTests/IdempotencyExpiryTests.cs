@@ -62,6 +62,31 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(windowOver ? 200 : 100, await client.BalanceAsync(creditor));
     }
 
+    /// <summary>The finding: with the key's record lost (or left in the other region by a failover), the same key
+    /// with another body was answered 202 with the first payment, so a payment the client believed accepted never
+    /// ran. The payment record decides then, and its order must be the request's.</summary>
+    [Fact]
+    public async Task AKeysRecordLost_ThenAnotherBody_Is422_AndTheFirstPaymentStaysTheOnlyOne()
+    {
+        var merchant = NewMerchantId();
+        var client = await system.ClientForAsync(merchant);
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client);
+        var key = Guid.NewGuid().ToString();
+        using var first = await client.PayAsync(debtor, creditor, 100, key);
+        var firstId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("completed", (await client.WaitForStatusAsync(firstId)).GetProperty("status").GetString());
+
+        await ExpireIdempotencyRecordsAsync(merchant);
+        using var other = await client.PayAsync(debtor, creditor, 250, key);
+        using var same = await client.PayAsync(debtor, creditor, 100, key);
+
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+        Assert.EndsWith("/idempotency-key-reuse", (await other.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(100, await client.BalanceAsync(creditor));
+        // The first body under the key is refused now too: the key's answer is the 422 stored for the other body.
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, same.StatusCode);
+    }
+
     /// <summary>The 202 is stored with the payment record, in its transaction: once the record is written the payment
     /// is accepted, whether or not the saga could be started at once. A retry replays that answer, and the
     /// stuck-payment sweeper starts the saga (before, the first answer was a 503 and the retry started it).</summary>

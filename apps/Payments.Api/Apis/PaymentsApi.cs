@@ -138,6 +138,15 @@ public static class PaymentsApi
         }
 
         var (record, recorded) = claim.IsUnclaimed ? (accepting, true) : await services.Records.CreateAsync(accepting, answer, context.RequestAborted);
+        if (!recorded && record.Order != order)
+        {
+            // The key's payment exists with another body: its idempotency record was lost or stayed in the other
+            // region, so only the payment record can tell. Answering with that payment would accept a body that never
+            // runs; refuse as the key's record would have.
+            return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
+                "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request.");
+        }
+
         try
         {
             await services.Workflows.StartAsync(
