@@ -47,7 +47,9 @@ public static class MetricsEndpoint
             app.Use(async (context, nextMiddleware) =>
             {
                 var onMetricsPort = port is not null && context.Connection.LocalPort == port;
-                var isMetrics = context.Request.Path.Equals(Path, StringComparison.Ordinal);
+                // As routing matches it: in any case, with a trailing slash or more segments. An exact comparison let
+                // /Metrics and /metrics/ through to the endpoint unguarded.
+                var isMetrics = context.Request.Path.StartsWithSegments(Path, StringComparison.OrdinalIgnoreCase);
                 if (onMetricsPort != isMetrics && port is not null)
                 {
                     await NotFound().ExecuteAsync(context); // the metrics port serves only /metrics, and /metrics only there

@@ -43,6 +43,13 @@ public sealed class MetricsEndpointTests
             Assert.Equal(ProblemTypes.Unauthorized, (await refused.JsonAsync()).GetProperty("type").GetString());
         }
 
+        // Spellings routing also sends to the endpoint: guarded the same (they were served without a token).
+        foreach (var path in new[] { "/Metrics", "/METRICS", "/metrics/", "/Metrics/" })
+        {
+            using var refused = await client.SendAsync(Scrape(null, path));
+            Assert.True(refused.StatusCode == HttpStatusCode.Unauthorized, $"{path}: {(int)refused.StatusCode}");
+        }
+
         foreach (var token in new[] { Token, NextToken })
         {
             using var answer = await client.SendAsync(Scrape(token));
@@ -63,14 +70,15 @@ public sealed class MetricsEndpointTests
 
         Assert.Equal(HttpStatusCode.OK, (await metricsClient.SendAsync(Scrape(Token))).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await appClient.SendAsync(Scrape(Token))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await appClient.SendAsync(Scrape(null, "/Metrics/"))).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await metricsClient.GetAsync("/healthz")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await metricsClient.PostAsync("/v1/assessments", new StringContent("{}"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await appClient.GetAsync("/healthz")).StatusCode);
     }
 
-    private static HttpRequestMessage Scrape(string? token)
+    private static HttpRequestMessage Scrape(string? token, string path = "/metrics")
     {
-        var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        var request = new HttpRequestMessage(HttpMethod.Get, path);
         if (token is not null)
         {
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
