@@ -106,7 +106,11 @@ public sealed class NetworkFlowTests
                 }
             }
 
-            var reachesCosmos = rules.Any(rule => AllowsPort(rule, CosmosPort, "TCP") && (rule.To is null || rule.To.Count == 0));
+            // Cosmos DB's public endpoint: a public address (its own policy; the webhook policy is the API's alone).
+            var cosmosRules = policies.Where(policy => policy.Metadata.Name.EndsWith("-egress-cosmos", StringComparison.Ordinal) && Selects(policy.Spec.PodSelector, labels))
+                .SelectMany(policy => policy.Spec.Egress ?? []);
+            var reachesCosmos = cosmosRules.Any(rule => AllowsPort(rule, CosmosPort, "TCP")
+                && (rule.To is null || rule.To.Count == 0 || rule.To.Any(peer => peer.IpBlock?.Cidr == "0.0.0.0/0")));
             Assert.True(reachesCosmos == (cosmosOn && cosmosUsers.Contains(component)), $"{valuesFile}: {component} {(reachesCosmos ? "reaches" : "cannot reach")} Cosmos DB");
         }
     }

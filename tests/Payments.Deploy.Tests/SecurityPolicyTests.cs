@@ -93,6 +93,32 @@ public sealed partial class SecurityPolicyTests
         // Dapr's own path stays open along the calls the system makes: NetworkFlowTests.SidecarsReachEachOther_….
     }
 
+    /// <summary>The finding: the Cosmos DB egress rule listed a port and no destination, and policies add up, so with
+    /// Cosmos configured the API, ledger and failover pods could reach every private, cluster and link-local address
+    /// on 443 (the Kubernetes API's ClusterIP included), which undid the webhook policy's backstop. Now public
+    /// addresses only, or the private endpoint's subnets when named.</summary>
+    [Theory]
+    [InlineData("values-region-a.yaml", null)]
+    [InlineData("values-region-a.yaml+../../tests/Payments.Deploy.Tests/Values/cosmos-private-endpoint.yaml", "10.20.0.0/24")]
+    public async Task CosmosEgress_ReachesPublicAddresses_OrTheNamedPrivateEndpoint_AndNothingElse(string values, string? privateEndpoint)
+    {
+        var policy = Assert.Single((await ChartTests.RenderAsync(values)).OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-cosmos", StringComparison.Ordinal));
+        var rule = Assert.Single(policy.Spec.Egress);
+        var peer = Assert.Single(rule.To ?? []);
+        Assert.NotNull(peer.IpBlock);
+        if (privateEndpoint is null)
+        {
+            Assert.Equal("0.0.0.0/0", peer.IpBlock.Cidr);
+            Assert.Superset(new HashSet<string> { "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "127.0.0.0/8" }, peer.IpBlock.Except.ToHashSet());
+        }
+        else
+        {
+            Assert.Equal(privateEndpoint, peer.IpBlock.Cidr);
+        }
+
+        Assert.Equal("443", Assert.Single(rule.Ports).Port.Value);
+    }
+
     [Fact]
     public async Task AccessControl_GrantsEachCaller_OnlyTheOperationsItsRoleNeeds()
     {
