@@ -140,7 +140,7 @@ public sealed class IdempotencyStore
             }
         }
 
-        throw new InvalidOperationException($"Idempotency record {recordKey} kept changing for {MaxCasAttempts} attempts.");
+        throw new EtcdContentionException($"Idempotency record {recordKey} kept changing for {MaxCasAttempts} attempts.");
     }
 
     /// <summary>A first attempt without a claim (no write): for a handler whose own transaction can create the key's

@@ -111,6 +111,21 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
         }
     }
 
+    [Fact]
+    public async Task TheBearerScheme_IsMatchedInAnyCase_AsRfc9110Says()
+    {
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var client = system.AnonymousClient();
+        foreach (var scheme in new[] { "bearer", "BEARER", "Bearer" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/events");
+            request.Headers.TryAddWithoutValidation("Authorization", $"{scheme} {key}");
+            using var answer = await client.SendAsync(request);
+            Assert.True(answer.StatusCode == HttpStatusCode.OK, $"{scheme}: {(int)answer.StatusCode}");
+        }
+    }
+
     [Theory]
     [InlineData(true, "completed")]
     [InlineData(false, "failed")]

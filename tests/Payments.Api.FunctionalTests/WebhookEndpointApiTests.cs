@@ -26,6 +26,13 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.DoesNotContain(secret, list.ToString());
         Assert.DoesNotContain(secret, (await (await owner.GetAsync($"/v1/webhook-endpoints/{id}")).JsonAsync()).ToString());
 
+        // The body is optional: an empty one (Content-Type sent, nothing in it) rotates with the default overlap.
+        using (var empty = new HttpRequestMessage(HttpMethod.Post, $"/v1/webhook-endpoints/{id}/rotate-secret") { Content = new StringContent("", System.Text.Encoding.UTF8, "application/json") })
+        {
+            using var rotated = await owner.SendAsync(empty);
+            Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        }
+
         foreach (var response in new[]
                  {
                      await other.GetAsync($"/v1/webhook-endpoints/{id}"),

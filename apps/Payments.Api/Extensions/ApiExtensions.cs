@@ -187,6 +187,11 @@ public static class ApiExtensions
                 "The write is committed but not yet replicated to the other region; retry with the same Idempotency-Key."),
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
                 "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
+            Payments.Etcd.EtcdContentionException => Reply.Unavailable(
+                "Too many requests changed the same record at once; retry (with the same Idempotency-Key for writes)."),
+            // A call to another service timed out (HttpClient's timeout), not the caller leaving.
+            OperationCanceledException when !context.RequestAborted.IsCancellationRequested => Reply.Unavailable(
+                "A service the API depends on did not answer in time; retry (with the same Idempotency-Key for writes)."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(
                 StatusCodes.Status413PayloadTooLarge, ProblemTypes.PayloadTooLarge, "The request body is too large."),
             BadHttpRequestException bad => Reply.Problem(bad.StatusCode, ProblemTypes.MalformedRequest, "The request is malformed."),

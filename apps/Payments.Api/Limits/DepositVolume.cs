@@ -61,9 +61,13 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
             {
                 return true;
             }
+
+            // Concurrent deposits of the merchant meet on one counter: spread the next round (bounded, jittered) so
+            // a burst settles instead of colliding again at once. Real time: a live request's pause, not the day's clock.
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 5 * attempt)), TimeProvider.System, cancellationToken);
         }
 
-        throw new InvalidOperationException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
+        throw new EtcdContentionException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
     }
 
     private async Task<long> GrantAsync(CancellationToken cancellationToken) =>

@@ -38,7 +38,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         }
 
         var header = context.Request.Headers.Authorization.ToString();
-        var key = header.StartsWith(Scheme, StringComparison.Ordinal) ? header[Scheme.Length..].Trim() : null;
+        var key = header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase) ? header[Scheme.Length..].Trim() : null; // RFC 9110 §11.1: the scheme is case-insensitive
         var principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength || !store.IsCached(key)
             ? await AuthenticateLimitedAsync(context, store, key)
             : await store.AuthenticateAsync(key, context.RequestAborted);

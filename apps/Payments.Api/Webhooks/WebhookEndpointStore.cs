@@ -138,7 +138,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             }
         }
 
-        throw new InvalidOperationException($"Webhook endpoint {endpointId} kept changing during the rotation.");
+        throw new EtcdContentionException($"Webhook endpoint {endpointId} kept changing during the rotation.");
     }
 
     private async Task<(WebhookEndpoint Endpoint, long Revision)?> GetWithRevisionAsync(string merchantId, string endpointId, CancellationToken cancellationToken)

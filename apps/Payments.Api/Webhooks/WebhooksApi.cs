@@ -125,7 +125,7 @@ public static partial class WebhooksApi
     private static async Task<IResult> RotateAsync(string endpointId, HttpContext context, WebhookEndpointStore store)
     {
         var overlap = WebhookEndpointStore.MaxSecretOverlap;
-        if (context.Request.ContentLength is > 0 || context.Request.ContentType is not null)
+        if (context.Request.ContentLength is > 0 || (context.Request.ContentLength is null && context.Request.ContentType is not null)) // an empty body is no body, as on the admin API
         {
             var (bytes, problem) = await RequestBody.ReadAsync(context);
             var (request, parseProblem) = problem is null ? RequestBody.Parse<RotateWebhookSecretRequest>(bytes!) : (null, problem);

@@ -187,7 +187,7 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
             }
         }
 
-        throw new InvalidOperationException($"Payment record {paymentId} kept changing for {MaxCasAttempts} attempts.");
+        throw new EtcdContentionException($"Payment record {paymentId} kept changing for {MaxCasAttempts} attempts.");
     }
 
     /// <summary>How many of the merchant's payments are not finished (a serializable read: a limit, not a ledger
