@@ -83,6 +83,8 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.EndsWith("/" + type, problem.GetProperty("type").GetString());
         Assert.False(string.IsNullOrEmpty(problem.GetProperty("title").GetString()));
         Assert.DoesNotContain("   at ", text, StringComparison.Ordinal); // no stack trace
+        Assert.DoesNotContain("System.", text, StringComparison.Ordinal); // nor our types' names
+        Assert.DoesNotContain("Payments.", text, StringComparison.Ordinal);
         Assert.Equal(before, await StateAsync(client, debtor, creditor));
     }
 

@@ -9,12 +9,21 @@ namespace Payments.Api.Apis;
 /// the same record, for its merchant only. Null <paramref name="archive"/>: no Cosmos DB (one region), nothing archived.</summary>
 public sealed class ArchivedPayments(RecordArchive? archive)
 {
+    /// <summary>"pay_" and 1–60 letters or digits: the shape of every payment id this API issues.</summary>
+    public static bool IsPaymentIdShape(string paymentId) =>
+        paymentId is { Length: > 4 and <= 64 } && paymentId.StartsWith("pay_", StringComparison.Ordinal)
+        && paymentId.AsSpan(4).IndexOfAnyExcept(IdCharacters) < 0;
+
+    private static readonly System.Buffers.SearchValues<char> IdCharacters =
+        System.Buffers.SearchValues.Create("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+
     /// <summary>The merchant's archived payment, or null (not archived, another merchant's, or not a payment id).</summary>
     /// <exception cref="ArchiveUnavailableException">Cosmos DB did not answer: the caller says 503, not 404.</exception>
     public async Task<PaymentRecord?> GetAsync(string paymentId, string merchantId, CancellationToken cancellationToken)
     {
-        // Only what could be a payment id costs a read (ids are "pay_" and hex).
-        if (archive is null || !paymentId.StartsWith("pay_", StringComparison.Ordinal) || paymentId.Length > 64)
+        // Only what could be a payment id costs a read (ids are "pay_" and hex): anything else — '#', '?', '\\' and
+        // other characters Cosmos DB refuses in an id — is simply not an archived payment, never a 503.
+        if (archive is null || !IsPaymentIdShape(paymentId))
         {
             return null;
         }

@@ -6,7 +6,7 @@ namespace Payments.Api.Apis;
 
 /// <summary>Reads a JSON request body within a size bound and parses it strictly, turning every way it can be wrong
 /// into a problem reply (never an exception that reaches the caller).</summary>
-public static class RequestBody
+public static partial class RequestBody
 {
     /// <summary>Largest body a v1 request may have: every request is a handful of short fields.</summary>
     public const int MaxBytes = 16 * 1024;
@@ -49,10 +49,39 @@ public static class RequestBody
         }
         catch (JsonException exception)
         {
-            // JsonException's message names the path and position, never internals: safe and useful to return.
-            return (null, Reply.Malformed(exception.Message));
+            return (null, Reply.Malformed(Describe(exception)));
         }
     }
+
+    /// <summary>What was wrong with the JSON, without our internals: the reader's own messages (position and path)
+    /// are returned as they are, but the serializer's name .NET types ("System.Nullable`1[System.Int64]", our
+    /// contract classes), so those are said in the API's terms.</summary>
+    internal static string Describe(JsonException exception)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        var message = exception.Message;
+        if (!message.Contains("System.", StringComparison.Ordinal) && !message.Contains("Payments.", StringComparison.Ordinal)
+            && !message.Contains(".NET", StringComparison.Ordinal))
+        {
+            return message;
+        }
+
+        var path = exception.Path ?? "$";
+        if (UnknownProperty().Match(message) is { Success: true } unknown)
+        {
+            return $"The property '{unknown.Groups["name"].Value}' is not part of this request.";
+        }
+
+        if (message.Contains("Duplicate", StringComparison.OrdinalIgnoreCase))
+        {
+            return $"A property appears twice at {path}.";
+        }
+
+        return $"The value at {path} is not of the field's type (amounts are whole numbers of minor units; ids, codes and texts are strings).";
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("The JSON property '(?<name>[^']{0,64})[^']*' could not be mapped")]
+    private static partial System.Text.RegularExpressions.Regex UnknownProperty();
 
     private static Reply TooLarge() =>
         Reply.Problem(StatusCodes.Status413PayloadTooLarge, ProblemTypes.PayloadTooLarge, "The request body is too large.",
