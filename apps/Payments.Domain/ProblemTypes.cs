@@ -39,6 +39,7 @@ public static class ProblemTypes
 
     /// <summary>No such route (e.g. the admin API asked of the public edge).</summary>
     public const string NotFound = Base + "not-found";
+    public const string MethodNotAllowed = Base + "method-not-allowed";
 
     /// <summary>Admin API: the service has no operator credential configured, so its admin API is off.</summary>
     public const string AdminNotConfigured = Base + "admin-not-configured";

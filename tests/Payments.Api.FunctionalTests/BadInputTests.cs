@@ -89,6 +89,27 @@ public sealed class BadInputTests(ApiSystemFixture system)
     }
 
     [Fact]
+    public async Task NoSuchRouteOrMethod_IsOurProblem_WhateverTheClientAccepts()
+    {
+        var client = await system.NewMerchantClientAsync();
+        using var delete = new HttpRequestMessage(HttpMethod.Delete, "/v1/accounts/x");
+        delete.Headers.TryAddWithoutValidation("Accept", "text/html");
+        using var noMethod = await client.SendAsync(delete);
+        using var nowhere = new HttpRequestMessage(HttpMethod.Get, "/v1/nowhere");
+        nowhere.Headers.TryAddWithoutValidation("Accept", "text/html");
+        using var noRoute = await client.SendAsync(nowhere);
+
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, noMethod.StatusCode);
+        Assert.Contains("GET", noMethod.Content.Headers.Allow);
+        Assert.Equal(HttpStatusCode.NotFound, noRoute.StatusCode);
+        foreach (var (answer, type) in new[] { (noMethod, "/method-not-allowed"), (noRoute, "/not-found") })
+        {
+            Assert.Equal("application/problem+json", answer.Content.Headers.ContentType?.MediaType);
+            Assert.EndsWith(type, (await answer.JsonAsync()).GetProperty("type").GetString());
+        }
+    }
+
+    [Fact]
     public async Task WrongContentType_Is415()
     {
         var client = await system.NewMerchantClientAsync();

@@ -77,7 +77,20 @@ public static class ApiExtensions
     {
         ArgumentNullException.ThrowIfNull(app);
         app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
-        app.UseStatusCodePages();
+        // A status with no body (no route: 404; a route without this method: 405, its Allow header kept) is
+        // problem+json with a stable type of ours whatever the client accepts, like every other refusal.
+        app.UseStatusCodePages(async pages =>
+        {
+            var status = pages.HttpContext.Response.StatusCode;
+            var (type, title) = status switch
+            {
+                StatusCodes.Status404NotFound => (ProblemTypes.NotFound, "Not found."),
+                StatusCodes.Status405MethodNotAllowed => (ProblemTypes.MethodNotAllowed, "This method is not allowed here; the Allow header lists those that are."),
+                _ => (ProblemTypes.Base + "http-" + status.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status)),
+            };
+            await Reply.Problem(status, type, title).ToResult().ExecuteAsync(pages.HttpContext);
+        });
         app.UseForwardedHeaders();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<RegionWriteGate>();
