@@ -10,14 +10,18 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
 {
     /// <summary>The client side of the handshake: present the certificate, trust only the configured CA (not the
     /// machine's roots: anyone with a public certificate for the name could otherwise pose as etcd).</summary>
+    /// <remarks>The files are read again at a handshake after they changed: cert-manager renews the certificate (and
+    /// the CA) in the mounted Secret while the pod runs, and a process holding the first one would fail every
+    /// reconnect once it expired — a payment outage months after the deploy. Connections already open keep theirs
+    /// (etcd checks a client certificate at the handshake only).</remarks>
     public SslClientAuthenticationOptions ClientOptions()
     {
-        var ca = X509Certificate2.CreateFromPem(File.ReadAllText(CaFile));
-        var client = X509Certificate2.CreateFromPemFile(CertFile, KeyFile);
+        var files = new Files(this);
+        files.Current(); // unreadable files fail the start, not the first call
         return new SslClientAuthenticationOptions
         {
-            ClientCertificates = [client],
-            RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(ca, certificate, errors),
+            LocalCertificateSelectionCallback = (_, _, _, _, _) => files.Current().Client,
+            RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(files.Current().Ca, certificate, errors),
         };
     }
 
@@ -36,5 +40,39 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck; // a private CA without a revocation list
         using var certificate = new X509Certificate2(presented);
         return chain.Build(certificate);
+    }
+
+    /// <summary>The three files as last read, and their write times then. A Secret volume swaps its files at once
+    /// (a symlink to a new directory), so a change of any time means a new set; a half-written set that does not
+    /// parse keeps the last good one until the next handshake.</summary>
+    internal sealed class Files(EtcdTls tls)
+    {
+        private readonly Lock gate = new();
+        private (DateTime Ca, DateTime Cert, DateTime Key) stamp;
+        private (X509Certificate2 Ca, X509Certificate2 Client)? loaded;
+
+        public (X509Certificate2 Ca, X509Certificate2 Client) Current()
+        {
+            var now = (File.GetLastWriteTimeUtc(tls.CaFile), File.GetLastWriteTimeUtc(tls.CertFile), File.GetLastWriteTimeUtc(tls.KeyFile));
+            lock (gate)
+            {
+                if (loaded is { } current && now == stamp)
+                {
+                    return current;
+                }
+
+                try
+                {
+                    loaded = (X509Certificate2.CreateFromPem(File.ReadAllText(tls.CaFile)), X509Certificate2.CreateFromPemFile(tls.CertFile, tls.KeyFile));
+                    stamp = now;
+                }
+                catch (Exception exception) when (loaded is not null && exception is IOException or System.Security.Cryptography.CryptographicException)
+                {
+                    // Mid-swap: keep the last good set; the next handshake reads again.
+                }
+
+                return loaded!.Value;
+            }
+        }
     }
 }

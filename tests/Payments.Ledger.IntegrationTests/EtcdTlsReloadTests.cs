@@ -1,0 +1,51 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Payments.Etcd;
+
+namespace Payments.Ledger.IntegrationTests;
+
+/// <summary>The finding: the etcd client certificate was read once at start, and cert-manager renews it in the mounted
+/// Secret while pods run, so every reconnect after the first certificate expired (about 90 days) would have failed.
+/// The files are read again at a handshake once they changed. (Every test against the local cluster handshakes through
+/// the same callbacks; this one shows the reload.)</summary>
+public sealed class EtcdTlsReloadTests : IDisposable
+{
+    private readonly string directory = Directory.CreateTempSubdirectory("etcd-tls-").FullName;
+
+    [Fact]
+    public void ARenewedCertificate_IsPresentedAtTheNextHandshake_AndAHalfWrittenOneKeepsTheLastGood()
+    {
+        var tls = new EtcdTls(Path.Combine(directory, "ca.crt"), Path.Combine(directory, "tls.crt"), Path.Combine(directory, "tls.key"));
+        var first = Write(tls, "etcd-client-first", DateTime.UtcNow.AddMinutes(-10));
+        var files = new EtcdTls.Files(tls);
+        Assert.Equal(first, files.Current().Client.Thumbprint);
+        Assert.Equal(first, files.Current().Client.Thumbprint); // unchanged files: not read again
+
+        var renewed = Write(tls, "etcd-client-renewed", DateTime.UtcNow.AddMinutes(-5));
+        Assert.Equal(renewed, files.Current().Client.Thumbprint);
+
+        File.WriteAllText(tls.CertFile, "-----BEGIN CERTIFICATE-----\nnot yet");
+        File.SetLastWriteTimeUtc(tls.CertFile, DateTime.UtcNow);
+        Assert.Equal(renewed, files.Current().Client.Thumbprint);
+    }
+
+    public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    /// <summary>A self-signed certificate as CA and client (what matters here is which one is read), with the files'
+    /// time set as a Secret volume's swap would change it.</summary>
+    private static string Write(EtcdTls tls, string name, DateTime time)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+        File.WriteAllText(tls.CaFile, certificate.ExportCertificatePem());
+        File.WriteAllText(tls.CertFile, certificate.ExportCertificatePem());
+        File.WriteAllText(tls.KeyFile, key.ExportPkcs8PrivateKeyPem());
+        foreach (var file in new[] { tls.CaFile, tls.CertFile, tls.KeyFile })
+        {
+            File.SetLastWriteTimeUtc(file, time);
+        }
+
+        return certificate.Thumbprint;
+    }
+}
