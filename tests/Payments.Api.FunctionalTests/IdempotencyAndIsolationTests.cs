@@ -111,6 +111,16 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
         }
     }
 
+    [Theory]
+    [InlineData("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64")]
+    [InlineData("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64")]
+    [InlineData("203.0.113.7", "203.0.113.7")]
+    [InlineData("::ffff:203.0.113.7", "203.0.113.7")]
+    public void RequestsWithoutAValidKey_SpendTheBudgetOfTheirIpv4Address_OrIpv6Slash64(string address, string budget)
+    {
+        Assert.Equal(budget, Payments.Api.Security.ApiKeyMiddleware.BudgetKey(System.Net.IPAddress.Parse(address)));
+    }
+
     [Fact]
     public async Task TheBearerScheme_IsMatchedInAnyCase_AsRfc9110Says()
     {

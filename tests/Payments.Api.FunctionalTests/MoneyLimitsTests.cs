@@ -94,6 +94,13 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         Assert.Equal(-400, await client.BalanceAsync("od-3"));
         using var below = await admin.PutAsJsonAsync("/admin/v1/accounts/od-3/overdraft", new { overdraftLimitMinor = 399 });
         Assert.Equal((HttpStatusCode.UnprocessableEntity, ProblemTypes.OverdraftInUse), (below.StatusCode, await TypeAsync(below)));
+
+        // The merchant's same open again is still the same account (it was a 409 once the operator set the overdraft).
+        using var reopened = await client.PostAsJsonAsync("/v1/accounts", new { accountId = "od-3", currency = "USD" });
+        using var otherCurrency = await client.PostAsJsonAsync("/v1/accounts", new { accountId = "od-3", currency = "EUR" });
+        Assert.Equal(HttpStatusCode.Created, reopened.StatusCode);
+        Assert.Equal(500, (await reopened.JsonAsync()).GetProperty("overdraftLimitMinor").GetInt64());
+        Assert.Equal(HttpStatusCode.Conflict, otherCurrency.StatusCode);
     }
 
     /// <summary>The finding: one merchant's deposits could exhaust a currency's external funding bound for every

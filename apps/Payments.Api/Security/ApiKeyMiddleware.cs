@@ -71,7 +71,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     /// key anew — all from the ingress controller's address when no proxy is trusted — does not throttle them.</summary>
     private async Task<ApiPrincipal?> AuthenticateLimitedAsync(HttpContext context, MerchantStore store, string? key)
     {
-        var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var address = BudgetKey(context.Connection.RemoteIpAddress);
         if (perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 })
         {
             await TooManyAsync(context);
@@ -89,6 +89,31 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         }
 
         return principal;
+    }
+
+    /// <summary>Whose budget a request spends: an IPv4 address, or an IPv6 address's /64 — one client is usually given
+    /// a whole /64, so per full address it would have a practically unlimited budget (and each made-up key costs a
+    /// store lookup).</summary>
+    internal static string BudgetKey(System.Net.IPAddress? address)
+    {
+        if (address is null)
+        {
+            return "unknown";
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            return address.ToString();
+        }
+
+        var bytes = address.GetAddressBytes();
+        Array.Clear(bytes, 8, 8);
+        return new System.Net.IPAddress(bytes).ToString() + "/64";
     }
 
     private static Task TooManyAsync(HttpContext context)
