@@ -105,6 +105,16 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         // A batch with one forbidden transfer is refused whole.
         await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Hold(alice, InTransit, 100)}},{{Deposit(bob, 100)}}]}""")));
+        // Nor pay a customer out of in-transit: not alone, and in a batch only with the post of its own payment's hold
+        // (a compromised orchestrator could otherwise credit anyone from in-transit, which has no limit).
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(InTransit, bob, 400))));
+        var payment = $"pay_{Guid.NewGuid():N}"[..28];
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}}]}""")));
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}},{{Post(payment + ":post", "pay_other:hold")}}]}""")));
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Credit(payment + ":refund", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}""")));
         // The saga's own shape passes: a hold into in-transit.
         Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100)))).StatusCode);
 
@@ -152,6 +162,12 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
 
     private static string Single(string debit, string credit, long amount) =>
         $$"""{"kind":"single","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","issuedAtUnixMs":{{Now}}}""";
+
+    private static string Credit(string id, string credit, long amount) =>
+        $$"""{"kind":"single","id":"{{id}}","debitAccountId":"{{InTransit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","issuedAtUnixMs":{{Now}}}""";
+
+    private static string Post(string id, string hold) =>
+        $$"""{"kind":"post","id":"{{id}}","pendingId":"{{hold}}","issuedAtUnixMs":{{Now}}}""";
 
     private static string Hold(string debit, string credit, long amount) =>
         $$"""{"kind":"pending","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","timeoutMs":60000,"issuedAtUnixMs":{{Now}}}""";

@@ -106,18 +106,10 @@ public static class AccountsApi
 
         // Checked before the key is touched (as for payments): a body that cannot be valid is not stored as the key's
         // answer, costs etcd nothing, and may be fixed and sent again with the same key.
-        var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes!);
-        if (parseProblem is not null)
+        var (amount, currency, invalid) = ParseDeposit(bytes!);
+        if (invalid is not null)
         {
-            return parseProblem.ToResult();
-        }
-
-        var errors = new Dictionary<string, string>();
-        var amount = Validate.Amount(request!.AmountMinor, errors);
-        var currency = Validate.Currency(request.Currency, errors);
-        if (errors.Count > 0)
-        {
-            return Reply.Invalid(errors).ToResult();
+            return invalid.ToResult();
         }
 
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>
@@ -163,6 +155,21 @@ public static class AccountsApi
             };
         }, context.RequestAborted);
         return reply.ToResult();
+    }
+
+    /// <summary>A deposit's amount and currency, or the problem with its body (malformed, or a field invalid).</summary>
+    private static (long? Amount, Currency? Currency, Reply? Problem) ParseDeposit(byte[] bytes)
+    {
+        var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes);
+        if (parseProblem is not null)
+        {
+            return (null, null, parseProblem);
+        }
+
+        var errors = new Dictionary<string, string>();
+        var amount = Validate.Amount(request!.AmountMinor, errors);
+        var currency = Validate.Currency(request.Currency, errors);
+        return errors.Count > 0 ? (null, null, Reply.Invalid(errors)) : (amount, currency, null);
     }
 
     /// <summary>Counts the deposit toward the merchant's volume of the day; a 422 problem when it would pass the

@@ -75,7 +75,7 @@ public static class LedgerApi
             return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
-        if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
+        if (LedgerCallerPolicy.SingleRefusal(context.CallerRole(), request) is { } refusal)
         {
             return Refused(context, refusal);
         }
@@ -105,6 +105,11 @@ public static class LedgerApi
             }
 
             requests.Add(request);
+        }
+
+        if (LedgerCallerPolicy.BatchRefusal(context.CallerRole(), requests) is { } batchRefusal)
+        {
+            return Refused(context, batchRefusal);
         }
 
         return await Unavailable503(context, async () =>

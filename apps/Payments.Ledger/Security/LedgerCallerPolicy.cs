@@ -26,6 +26,50 @@ internal static class LedgerCallerPolicy
         _ => $"Callers in role '{role}' may not transfer.",
     };
 
+    /// <summary><see cref="Refusal"/> for a transfer asked alone (<c>/transfers</c>): the saga's credit out of
+    /// in-transit never comes alone (see <see cref="BatchRefusal"/>), so alone it is refused — it would let a
+    /// compromised orchestrator pay any customer out of in-transit, which has no limit.</summary>
+    public static string? SingleRefusal(string role, TransferRequest request) =>
+        Refusal(role, request)
+        ?? (role == ServiceRoles.Orchestrator && request is TransferRequest.Single credit && credit.DebitAccountId == AccountId.InTransit(credit.Amount.Currency)
+            ? "A credit out of in-transit goes only in a batch with the post of its payment's hold."
+            : null);
+
+    /// <summary>A batch (all or nothing): every transfer passes <see cref="Refusal"/>, and the saga's credit out of
+    /// in-transit (<c>{payment}:credit</c>) comes with the post of its own payment's hold (<c>{payment}:hold</c>) —
+    /// as <c>SettlePaymentActivity</c> always sends them — so it is applied only if that hold exists and is pending.
+    /// (Its amount is not yet compared with the hold's: that needs the hold's record, inside the ledger's
+    /// transaction.)</summary>
+    public static string? BatchRefusal(string role, IReadOnlyList<TransferRequest> batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        if (batch.Select(request => Refusal(role, request)).FirstOrDefault(refusal => refusal is not null) is { } refusal)
+        {
+            return refusal;
+        }
+
+        if (role != ServiceRoles.Orchestrator)
+        {
+            return null;
+        }
+
+        var postedHolds = batch.OfType<TransferRequest.PostPending>().Select(post => post.PendingId.Value).ToHashSet(StringComparer.Ordinal);
+        foreach (var credit in batch.OfType<TransferRequest.Single>().Where(single => single.DebitAccountId == AccountId.InTransit(single.Amount.Currency)))
+        {
+            var id = credit.Id.Value;
+            if (!id.EndsWith(CreditStep, StringComparison.Ordinal) || !postedHolds.Contains(id[..^CreditStep.Length] + HoldStep))
+            {
+                return $"The credit {id} out of in-transit needs the post of its payment's hold in the same batch.";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The saga's step names in its transfer ids (<c>PaymentTransfers</c>: <c>{payment}:{step}</c>).</summary>
+    private const string CreditStep = ":credit";
+    private const string HoldStep = ":hold";
+
     /// <summary>Accounts readable over the internal API: customer accounts only (system accounts are the ledger's own).</summary>
     public static string? ReadRefusal(AccountId account) =>
         account.IsSystem ? "System accounts are not readable over the internal API." : null;
