@@ -63,6 +63,32 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
         Assert.Equal(debtor, completed.GetProperty("data").GetProperty("debtorAccountId").GetString());
     }
 
+    /// <summary>Keys issued before merchant ids were checked name their merchant as written then (say with a '.'),
+    /// which cannot name a namespace: such a merchant keeps first come, first served (409 for an id another holds),
+    /// and everything else works as for any merchant.</summary>
+    [Fact]
+    public async Task AMerchantIdFromBeforeIdsWereChecked_KeepsFirstComeFirstServed()
+    {
+        var legacyMerchant = $"legacy.{Guid.NewGuid():N}";
+        var key = $"dp_{Guid.NewGuid():N}{Guid.NewGuid():N}";
+        await system.Etcd.Client.PutAsync(ApiSystemFixture.KeyPrefix + "api/merchant-keys/" + MerchantStore.Hash(key), legacyMerchant);
+        using var legacy = system.AnonymousClient();
+        legacy.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        var other = await system.NewMerchantClientAsync();
+        var debtor = $"l-{Guid.NewGuid():N}"[..24];
+        var taken = $"t-{Guid.NewGuid():N}"[..24];
+        await other.OpenAccountAsync(taken);
+
+        await legacy.OpenAccountAsync(debtor, fundsMinor: 500);
+        await legacy.OpenAccountAsync(debtor + "-c");
+        using var refused = await legacy.PostAsJsonAsync("/v1/accounts", new { accountId = taken, currency = "USD" });
+        var paymentId = (await (await legacy.PayAsync(debtor, debtor + "-c", 200)).JsonAsync()).GetProperty("paymentId").GetString()!;
+
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal("completed", (await legacy.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+        Assert.Equal(200, await legacy.BalanceAsync(debtor + "-c"));
+    }
+
     [Fact]
     public async Task TheOperator_SetsAnOverdraft_ByMerchantAndItsOwnAccountId()
     {

@@ -71,8 +71,18 @@ public static class AccountsApi
 
         // Another merchant's use of the same id neither blocks this one nor shows: the account then lives under this
         // merchant's namespace (AccountId's remarks). Only the merchant's own account with other fields is a 409.
-        var ledgerId = AccountId.ParseLedger(
-            await store.ClaimAccountAsync(accountId!.Value, merchant, AccountId.OfMerchant(merchant, accountId).Value, context.RequestAborted));
+        var plainId = accountId!.Value;
+        var namespaced = Namespaced(merchant, accountId);
+        var claimed = namespaced is null
+            // A merchant id from before ids were checked cannot name a namespace: first come, first served, as before.
+            ? (await store.ClaimAccountAsync(plainId, merchant, context.RequestAborted) == merchant ? plainId : null)
+            : await store.ClaimAccountAsync(plainId, merchant, namespaced, context.RequestAborted);
+        if (claimed is null)
+        {
+            return AccountExists(plainId).ToResult();
+        }
+
+        var ledgerId = AccountId.ParseLedger(claimed);
         var account = await ledger.OpenAccountAsync(ledgerId, currency!, overdraftLimitMinor: 0, context.RequestAborted) is OpenAccountOutcome.Opened opened
             ? opened.Account
             // The same open again after the operator gave the account an overdraft: a merchant's open never names one,
@@ -80,7 +90,7 @@ public static class AccountsApi
             : await ledger.GetAccountAsync(ledgerId, context.RequestAborted) is { } existing && existing.Currency.Equals(currency) ? existing : null;
         if (account is null)
         {
-            return AccountExists(accountId.Value).ToResult();
+            return AccountExists(plainId).ToResult();
         }
 
         await store.RecordAccountCurrencyAsync(ledgerId.Value, account.Currency.Code, context.RequestAborted);
@@ -204,8 +214,16 @@ public static class AccountsApi
     /// asks for two ids no one holds.</summary>
     internal static string[] LedgerCandidates(string merchant, IReadOnlyList<string> accountIds) =>
         accountIds.SelectMany(accountId => AccountId.TryParse(accountId, out var id, out _)
-            ? new[] { id.Value, AccountId.OfMerchant(merchant, id).Value }
-            : ["@invalid", "@invalid"]).ToArray();
+            ? new[] { id.Value, Namespaced(merchant, id) ?? NoAccount }
+            : [NoAccount, NoAccount]).ToArray();
+
+    /// <summary>The merchant's namespaced ledger id for <paramref name="id"/>; null for a merchant id from before
+    /// merchant ids were checked (keys issued then keep working), which cannot name a namespace.</summary>
+    private static string? Namespaced(string merchant, AccountId id) =>
+        MerchantRecord.IsValidId(merchant) ? AccountId.OfMerchant(merchant, id).Value : null;
+
+    /// <summary>A ledger id no one can hold (the reserved prefix, and not a system account): read, never found.</summary>
+    private const string NoAccount = "@invalid";
 
     /// <summary>Of the facts read for <see cref="LedgerCandidates"/>: per account, the ledger id this merchant holds, or
     /// null when it holds none by that id.</summary>
