@@ -227,14 +227,18 @@ public static class AccountsApi
 
     /// <summary>Of the facts read for <see cref="LedgerCandidates"/>: per account, the ledger id this merchant holds, or
     /// null when it holds none by that id.</summary>
-    internal static AccountId?[] Owned(string merchant, IReadOnlyList<string> accountIds, IReadOnlyList<(string? Owner, string? Currency)> facts) =>
-        Enumerable.Range(0, accountIds.Count).Select(index =>
+    internal static AccountId?[] Owned(string merchant, IReadOnlyList<string> accountIds, IReadOnlyList<(string? Owner, string? Currency)> facts)
+    {
+        var candidates = LedgerCandidates(merchant, accountIds); // once, not once per account
+        var owned = new AccountId?[accountIds.Count];
+        for (var index = 0; index < owned.Length; index++)
         {
-            var candidates = LedgerCandidates(merchant, [accountIds[index]]);
-            return facts[2 * index].Owner == merchant ? AccountId.ParseLedger(candidates[0])
-                : facts[(2 * index) + 1].Owner == merchant ? AccountId.ParseLedger(candidates[1])
-                : null;
-        }).ToArray();
+            var held = facts[2 * index].Owner == merchant ? 2 * index : facts[(2 * index) + 1].Owner == merchant ? (2 * index) + 1 : -1;
+            owned[index] = held < 0 ? null : AccountId.ParseLedger(candidates[held]);
+        }
+
+        return owned;
+    }
 
     /// <summary>Ledger id and currency of each account the merchant owns, null where it owns none by that id: from
     /// the API's own records (<paramref name="facts"/>: owner and recorded currency of each of

@@ -99,17 +99,12 @@ public static class LedgerApi
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
-            if (LedgerCallerPolicy.Refusal(context.CallerRole(), request) is { } refusal)
-            {
-                return Refused(context, refusal); // the whole batch: nothing of it is written
-            }
-
             requests.Add(request);
         }
 
-        if (LedgerCallerPolicy.BatchRefusal(context.CallerRole(), requests) is { } batchRefusal)
+        if (LedgerCallerPolicy.BatchRefusal(context.CallerRole(), requests) is { } refusal)
         {
-            return Refused(context, batchRefusal);
+            return Refused(context, refusal); // the whole batch: nothing of it is written
         }
 
         return await Unavailable503(context, async () =>
