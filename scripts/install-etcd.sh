@@ -47,6 +47,7 @@ fi
 for deb in "$work"/etcd-*.deb; do dpkg-deb -x "$deb" "$work/root"; done
 rm -rf "$dir.partial" && mkdir -p "$dir.partial"
 cp "$work/root/usr/bin/etcd" "$work/root/usr/bin/etcdctl" "$work/root/usr/bin/etcdutl" "$dir.partial/"
-"$dir.partial/etcd" --version | head -1
+# sed reads to the end: `| head -1` closed the pipe early, and under pipefail etcd's SIGPIPE (141) failed the install.
+"$dir.partial/etcd" --version | sed -n 1p
 echo "$ETCD_DEB_VERSION" > "$dir.partial/VERSION"  # what was asked for: a fallback is not asked for again at every run
 rm -rf "$dir" && mv "$dir.partial" "$dir"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 regions=(a)
 [ "${1:-}" = "--both" ] && regions=(a b)
 for region in "${regions[@]}"; do
-  if kind get clusters | grep -qx "daprpayments-$region"; then
+  if kind get clusters | grep -x "daprpayments-$region" >/dev/null; then   # not grep -q: its early exit is a SIGPIPE under pipefail
     echo "kind cluster daprpayments-$region exists"
   else
     kind create cluster --config "tilt/kind-region-$region.yaml"

@@ -20,7 +20,8 @@ request() {
   } >&3
   answer=$(timeout 30 cat <&3)
   exec 3>&-
-  status=$(printf '%s' "$answer" | head -1 | cut -d' ' -f2)
+  status_line=${answer%%$'\r\n'*}   # no pipe into head: under pipefail an early close is a SIGPIPE failure
+  status=$(printf '%s' "$status_line" | cut -d' ' -f2)
   body=${answer#*$'\r\n\r\n'}
 }
 
