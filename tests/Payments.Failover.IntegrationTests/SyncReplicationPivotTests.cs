@@ -72,7 +72,7 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
         var payment = await FundedPaymentAsync(ledger, timeout);
 
         var workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();
-        await workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        await workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
         var state = await workflows.WaitForWorkflowCompletionAsync(payment.PaymentId, getInputsAndOutputs: true, timeout);
 
         Assert.Equal(PaymentOutcome.Completed(), state.ReadOutputAs<PaymentOutcome>());

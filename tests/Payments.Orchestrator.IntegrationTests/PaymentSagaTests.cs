@@ -28,7 +28,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
         var now = DateTimeOffset.UtcNow;
         await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, now), CancellationToken.None);
 
-        await saga.Workflows.ScheduleNewWorkflowAsync(workflow, payment.PaymentId, payment);
+        await saga.Workflows.ScheduleBoundedAsync(workflow, payment.PaymentId, payment);
         var outcome = await WaitAsync(payment);
 
         Assert.Equal(PaymentOutcome.Completed(), outcome);
@@ -144,7 +144,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
     {
         var (debtor, creditor) = await OpenAccountsAsync();
         var payment = Payment(debtor, creditor, SagaFixture.ReviewThresholdMinor + 1);
-        await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
 
         await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
         Assert.Equal(FundsMinor, (await saga.Ledger.GetAccountAsync(debtor, CancellationToken.None))!.AvailableMinor);
@@ -170,7 +170,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
 
         foreach (var payment in new[] { reviewed, resent })
         {
-            await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+            await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
             await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
             Assert.Equal(PaymentStatus.AwaitingApproval, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
             await saga.Workflows.RaiseEventAsync(payment.PaymentId, PaymentWorkflow.ApprovalEventName, new ApprovalDecision(true, "reviewer"));
@@ -229,7 +229,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
 
     private async Task<PaymentOutcome> RunAsync(PaymentInput payment)
     {
-        await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
         return await WaitAsync(payment);
     }
 

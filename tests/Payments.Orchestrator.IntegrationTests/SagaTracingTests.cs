@@ -5,6 +5,7 @@ using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Workflows;
 using Payments.Telemetry;
+using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
@@ -38,7 +39,7 @@ public sealed class SagaTracingTests(SagaFixture saga) : IClassFixture<SagaFixtu
             // As the API does: the request's traceparent goes into the saga's input.
             traceId = request!.TraceId;
             payment = new PaymentInput(new PaymentOrder($"pay-{Guid.NewGuid():N}", "m", debtor.Value, creditor.Value, 100, "USD", null), TimeSpan.FromMinutes(1), request.Id);
-            await saga.Workflows.ScheduleNewWorkflowAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+            await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
         }
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));

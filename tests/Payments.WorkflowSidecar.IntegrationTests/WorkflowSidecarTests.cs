@@ -22,7 +22,7 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
 
         foreach (var id in new[] { approved, rejected, unanswered })
         {
-            await client.ScheduleNewWorkflowAsync(nameof(ChainWorkflow), id, "pay");
+            await client.ScheduleBoundedAsync(nameof(ChainWorkflow), id, "pay");
         }
 
         await client.RaiseEventAsync(approved, ChainWorkflow.ApprovalEvent, true, timeout.Token);
@@ -45,7 +45,7 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         var ids = Enumerable.Range(0, workflows).Select(_ => $"stuck-{Guid.NewGuid():N}").ToArray();
         foreach (var id in ids)
         {
-            await client.ScheduleNewWorkflowAsync(nameof(StuckOnceWorkflow), id, id);
+            await client.ScheduleBoundedAsync(nameof(StuckOnceWorkflow), id, id);
         }
 
         await PollAsync(() => Volatile.Read(ref StuckActivity.Started) >= workflows, "every activity started on the first worker");
