@@ -116,13 +116,23 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Credit(payment + ":refund", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}""")));
         // The saga's own shape passes: a hold into in-transit.
-        Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100)))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100, payment + ":hold")))).StatusCode);
+        // Its credit pays out exactly what its hold brought in: 400 out of a hold of 100 is refused with the batch.
+        var overpaid = await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}"""));
+        Assert.Equal(HttpStatusCode.OK, overpaid.StatusCode);
+        Assert.Equal(LedgerError.UnfundedPayout, (await overpaid.JsonAsync()).GetProperty("transfers")[0].GetProperty("errorCode").GetString());
 
         // Nothing a refusal touched moved: only the deposit and the one hold happened.
         var aliceAccount = await system.Ledger.GetAccountAsync(AccountId.Parse(alice), CancellationToken.None);
         Assert.Equal(1_000, aliceAccount!.BalanceMinor);
         Assert.Equal(100, aliceAccount.PendingDebitMinor);
         Assert.Equal(0, await BalanceAsync(AccountId.Parse(bob)));
+
+        // The saga's settle with the hold's own amount goes through.
+        Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Credit(payment + ":credit", bob, 100)}},{{Post(payment + ":post", payment + ":hold")}}]}"""))).StatusCode);
+        Assert.Equal(100, await BalanceAsync(AccountId.Parse(bob)));
         Assert.Equal(fundingBefore - 1_000, await BalanceAsync(AccountId.ExternalFunding(Chf)));
         Assert.Equal(inTransitBefore, await BalanceAsync(AccountId.InTransit(Chf)));
     }
@@ -169,8 +179,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
     private static string Post(string id, string hold) =>
         $$"""{"kind":"post","id":"{{id}}","pendingId":"{{hold}}","issuedAtUnixMs":{{Now}}}""";
 
-    private static string Hold(string debit, string credit, long amount) =>
-        $$"""{"kind":"pending","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","timeoutMs":60000,"issuedAtUnixMs":{{Now}}}""";
+    private static string Hold(string debit, string credit, long amount, string? id = null) =>
+        $$"""{"kind":"pending","id":"{{id ?? $"t-{Guid.NewGuid():N}"}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","timeoutMs":60000,"issuedAtUnixMs":{{Now}}}""";
 
     private static string RiskRequest() =>
         """{"paymentId":"p-1","debtorAccountId":"a1","creditorAccountId":"b1","amountMinor":100,"currency":"CHF"}""";

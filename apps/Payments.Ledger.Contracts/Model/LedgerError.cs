@@ -14,6 +14,9 @@ public sealed record LedgerError(string Code, string Detail)
     public const string InvalidAmount = "invalid-amount";
     public const string InvalidTimeout = "invalid-timeout";
     public const string TransferIdReuse = "transfer-id-reuse";
+    /// <summary>A payout that names its funding hold (<see cref="TransferRequest.Single.FundedByHold"/>) does not match
+    /// it: no such hold, another amount, currency or account, or the hold was voided or expired.</summary>
+    public const string UnfundedPayout = "unfunded-payout";
     public const string PendingTransferNotFound = "pending-transfer-not-found";
     public const string PendingTransferAlreadyPosted = "pending-transfer-already-posted";
     public const string PendingTransferAlreadyVoided = "pending-transfer-already-voided";

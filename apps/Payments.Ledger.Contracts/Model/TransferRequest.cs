@@ -15,7 +15,14 @@ public abstract record TransferRequest(TransferId Id)
 
     /// <summary>Moves money now: debit one account, credit the other.</summary>
     public sealed record Single(TransferId Id, AccountId DebitAccountId, AccountId CreditAccountId, Money Amount, string? Reference = null)
-        : TransferRequest(Id);
+        : TransferRequest(Id)
+    {
+        /// <summary>The pending transfer this one pays out: the ledger then applies it only if that hold moved this
+        /// same amount, in this currency, into the account this one debits, and is pending or posted (not voided, not
+        /// expired) — so a payout out of in-transit never exceeds what its own hold brought in. The ledger service sets
+        /// it for the saga's credit out of in-transit; it is not part of the wire format.</summary>
+        public TransferId? FundedByHold { get; init; }
+    }
 
     /// <summary>Phase one of a two-phase transfer: holds the amount on the debtor (pending debit) and announces it to
     /// the creditor (pending credit). Expires after <paramref name="Timeout"/> unless posted or voided.</summary>

@@ -33,7 +33,7 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
 
         var outcome = request switch
         {
-            TransferRequest.Single single => Move(single.Id, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex),
+            TransferRequest.Single single => Payout(single, batchIndex),
             TransferRequest.Pending pending => Hold(pending, batchIndex),
             TransferRequest.PostPending post => Resolve(post.Id, post.PendingId, TransferKind.PostPending, batchIndex),
             TransferRequest.VoidPending cancel => Resolve(cancel.Id, cancel.PendingId, TransferKind.VoidPending, batchIndex),
@@ -91,6 +91,45 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         existing.DebitAccountId == debit.Value && existing.CreditAccountId == credit.Value
         && existing.AmountMinor == amount.AmountMinor && existing.Currency == amount.Currency.Code
         && string.Equals(existing.Reference, reference, StringComparison.Ordinal);
+
+    /// <summary>A single transfer; one that names its funding hold is checked against it (<see cref="Unfunded"/>).</summary>
+    private Evaluated Payout(TransferRequest.Single single, int batchIndex)
+    {
+        var moved = Move(single.Id, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex);
+        return single.FundedByHold is { } holdId && moved is Evaluated.New ? Unfunded(single, holdId) ?? moved : moved;
+    }
+
+    /// <summary>Why <paramref name="payout"/> does not match the hold that funds it, or null when it does. The hold's
+    /// transfer record never changes once written; its hold record is compared at commit when this batch posts it
+    /// (the caller's policy puts the post in the same batch), so the check holds in the transaction that applies it.
+    /// Pending (the post follows in this batch) and posted (it preceded) both fund it; a voided or expired hold
+    /// brought nothing into in-transit to pay out.</summary>
+    private Evaluated? Unfunded(TransferRequest.Single payout, TransferId holdId)
+    {
+        var pendingLookup = set.Get(keys.Transfer(holdId), LedgerJson.DecodeTransfer);
+        var holdLookup = set.Get(keys.Hold(holdId), LedgerJson.DecodeHold);
+        if (pendingLookup.State == LookupState.Unknown || holdLookup.State == LookupState.Unknown)
+        {
+            return new Evaluated.NeedsKeys();
+        }
+
+        if (pendingLookup.Value is not { Kind: TransferKind.Pending } pending || holdLookup.Value is not { } hold)
+        {
+            return Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, and there is no such hold.");
+        }
+
+        if (pending.AmountMinor != payout.Amount.AmountMinor || pending.Currency != payout.Amount.Currency.Code
+            || pending.CreditAccountId != payout.DebitAccountId.Value)
+        {
+            return Reject(LedgerError.UnfundedPayout,
+                $"Transfer {payout.Id} pays {payout.Amount.AmountMinor} {payout.Amount.Currency} out of {payout.DebitAccountId}; "
+                + $"its hold {holdId} moved {pending.AmountMinor} {pending.Currency} into {pending.CreditAccountId}.");
+        }
+
+        return hold.Status is HoldStatus.Pending or HoldStatus.Posted
+            ? null
+            : Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which was {hold.Status.ToString().ToLowerInvariant()}.");
+    }
 
     private Evaluated Hold(TransferRequest.Pending pending, int batchIndex)
     {

@@ -109,7 +109,7 @@ public static class LedgerApi
 
         return await Unavailable503(context, async () =>
         {
-            var outcome = await etcdLedger.ApplyBatchAsync(requests, cancellationToken);
+            var outcome = await etcdLedger.ApplyBatchAsync(LedgerCallerPolicy.Funded(context.CallerRole(), requests), cancellationToken);
             await replication.WaitAsync(outcome, cancellationToken);
             return Results.Ok(LedgerWire.ToWire(outcome));
         });

@@ -37,9 +37,8 @@ internal static class LedgerCallerPolicy
 
     /// <summary>A batch (all or nothing): every transfer passes <see cref="Refusal"/>, and the saga's credit out of
     /// in-transit (<c>{payment}:credit</c>) comes with the post of its own payment's hold (<c>{payment}:hold</c>) —
-    /// as <c>SettlePaymentActivity</c> always sends them — so it is applied only if that hold exists and is pending.
-    /// (Its amount is not yet compared with the hold's: that needs the hold's record, inside the ledger's
-    /// transaction.)</summary>
+    /// as <c>SettlePaymentActivity</c> always sends them — so it is applied only if that hold exists and is posted by
+    /// it. <see cref="Funded"/> then makes the ledger compare its amount with the hold's, in the same transaction.</summary>
     public static string? BatchRefusal(string role, IReadOnlyList<TransferRequest> batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -65,6 +64,17 @@ internal static class LedgerCallerPolicy
 
         return null;
     }
+
+    /// <summary>The batch as the ledger applies it, once <see cref="BatchRefusal"/> passed it: the saga's credit out of
+    /// in-transit names its payment's hold (<see cref="TransferRequest.Single.FundedByHold"/>), so the ledger applies
+    /// it only for that hold's amount, currency and account — a compromised orchestrator cannot pay out more than its
+    /// hold brought in (code <c>unfunded-payout</c> otherwise).</summary>
+    public static IReadOnlyList<TransferRequest> Funded(string role, IReadOnlyList<TransferRequest> batch) =>
+        role != ServiceRoles.Orchestrator
+            ? batch
+            : batch.Select(request => request is TransferRequest.Single single && single.DebitAccountId == AccountId.InTransit(single.Amount.Currency)
+                ? single with { FundedByHold = TransferId.Parse(single.Id.Value[..^CreditStep.Length] + HoldStep) }
+                : request).ToArray();
 
     /// <summary>The saga's step names in its transfer ids (<c>PaymentTransfers</c>: <c>{payment}:{step}</c>).</summary>
     private const string CreditStep = ":credit";
