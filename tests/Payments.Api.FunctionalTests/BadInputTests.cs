@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using Payments.Domain;
 
 namespace Payments.Api.FunctionalTests;
 
@@ -136,6 +137,29 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.True(create.GetProperty("responses").GetProperty("400").GetProperty("content").TryGetProperty("application/problem+json", out _));
         Assert.Equal("bearer", document.GetProperty("components").GetProperty("securitySchemes").GetProperty("merchantApiKey").GetProperty("scheme").GetString());
         Assert.True(document.GetProperty("paths").GetProperty("/v1/webhook-endpoints/{endpointId}").GetProperty("delete").GetProperty("responses").TryGetProperty("204", out _));
+        // A client generated for merchants holds no operator routes: those are in the operator's document, behind the token.
+        Assert.DoesNotContain(document.GetProperty("paths").EnumerateObject(), path => path.Name.StartsWith("/admin", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Theory]
+    [InlineData("/openapi/admin.json")]
+    [InlineData("/OpenAPI/Admin.json")]
+    public async Task TheOperatorsOpenApiDocument_NeedsTheOperatorsToken(string path)
+    {
+        using var anonymous = await system.AnonymousClient().GetAsync(path);
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        Assert.Equal(ProblemTypes.Unauthorized, (await anonymous.JsonAsync()).GetProperty("type").GetString());
+        using var merchant = await system.NewMerchantClientAsync();
+        using var asMerchant = await merchant.GetAsync(path);
+        Assert.Equal(HttpStatusCode.Unauthorized, asMerchant.StatusCode);
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiSystemFixture.AdminToken);
+        using var asOperator = await system.AnonymousClient().SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, asOperator.StatusCode);
+        var paths = (await asOperator.JsonAsync()).GetProperty("paths").EnumerateObject().Select(entry => entry.Name).ToArray();
+        Assert.Contains("/admin/v1/merchants", paths);
+        Assert.DoesNotContain("/v1/payments", paths);
     }
 
     /// <summary>The schema itself, following a $ref into components.</summary>

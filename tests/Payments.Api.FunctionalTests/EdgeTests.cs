@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Logging;
 using Payments.Api.Apis;
+using Payments.Domain;
 using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
@@ -95,6 +96,22 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("https://daprpayments.dev/problems/malformed-request", problem.RootElement.GetProperty("type").GetString());
         Assert.Contains("amountMinor", problem.RootElement.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>The operator's surface is reached inside the cluster only: through the edge, even with the operator's
+    /// token, its routes and its OpenAPI document are not found; the merchants' document is served.</summary>
+    [Theory]
+    [InlineData("/admin/v1/merchants/acme")]
+    [InlineData("/openapi/admin.json")]
+    [InlineData("/OpenAPI/admin.json")]
+    public async Task TheOperatorsSurface_IsNotRoutedByTheEdge(string path)
+    {
+        using var client = new HttpClient { BaseAddress = new Uri(InProcessApp.BaseUrl(edge!)), Timeout = TimeSpan.FromSeconds(30) };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiSystemFixture.AdminToken);
+        using var response = await client.GetAsync(path);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Equal(ProblemTypes.NotFound, (await response.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/openapi/v1.json")).StatusCode);
     }
 
     private async Task<HttpClient> MerchantClientAsync()

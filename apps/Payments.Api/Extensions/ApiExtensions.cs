@@ -68,7 +68,10 @@ public static class ApiExtensions
                 forwarded.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(network));
             }
         });
+        // Two documents: v1 (/openapi/v1.json) for merchants, admin (/openapi/admin.json, operator token) for operators,
+        // so a client generated for merchants holds no admin operations (ApiDocumentation).
         services.AddOpenApi(Payments.Api.OpenApi.ApiDocumentation.Configure);
+        services.AddOpenApi(Payments.Api.OpenApi.ApiDocumentation.AdminDocument, Payments.Api.OpenApi.ApiDocumentation.Configure);
         services.AddProblemDetails();
         services.AddRateLimiter(limiter => ConfigureRateLimits(limiter, options));
     }
@@ -95,7 +98,7 @@ public static class ApiExtensions
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
-        app.MapOpenApi();
+        app.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
         // Readiness: etcd reachable and, in a region, the region active — the global load balancer routes clients to
         // the region that is ready.
         app.MapHealthEndpoints(async (services, cancellationToken) =>

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
+using Payments.ServiceDefaults.Security;
 
 namespace Payments.Api.OpenApi;
 
@@ -15,6 +16,24 @@ public sealed record JsonBody(Type Type, bool Required = true);
 public static class ApiDocumentation
 {
     public const string MerchantKeyScheme = "merchantApiKey";
+
+    public const string OperatorTokenScheme = "operatorToken";
+
+    /// <summary>The operator's document (<c>/openapi/admin.json</c>): the admin routes (their group name), which the
+    /// merchants' document <c>v1</c> leaves out. It takes the operator's token, like the routes it describes, and the
+    /// public edge does not route it.</summary>
+    public const string AdminDocument = "admin";
+
+    /// <summary>The filter on the OpenAPI endpoint: <see cref="AdminDocument"/> only with the operator's token
+    /// (<see cref="OperatorAuthentication"/>); the merchants' document stays open, as a client generator needs it.</summary>
+    public static async ValueTask<object?> AdminDocumentNeedsOperatorAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        return string.Equals(context.HttpContext.GetRouteValue("documentName") as string, AdminDocument, StringComparison.OrdinalIgnoreCase)
+            ? await context.HttpContext.RequestServices.GetRequiredService<OperatorAuthentication>().InvokeAsync(context, next)
+            : await next(context);
+    }
 
     /// <summary>Documents the JSON request body <typeparamref name="TRequest"/> (see <see cref="JsonBody"/>).</summary>
     public static RouteHandlerBuilder JsonBody<TRequest>(this RouteHandlerBuilder builder, bool required = true) =>
@@ -36,19 +55,29 @@ public static class ApiDocumentation
     public static void Configure(OpenApiOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.AddDocumentTransformer((document, _, _) =>
+        if (options.DocumentName == AdminDocument)
         {
-            document.Info.Title = "DaprPayments API";
+            // By default a document holds every route without a group name too: the operator's holds only its own.
+            options.ShouldInclude = description => description.GroupName == AdminDocument;
+        }
+
+        options.AddDocumentTransformer((document, context, _) =>
+        {
+            var admin = context.DocumentName == AdminDocument;
+            document.Info.Title = admin ? "DaprPayments API (admin)" : "DaprPayments API";
+            var scheme = admin ? OperatorTokenScheme : MerchantKeyScheme;
             document.Components ??= new OpenApiComponents();
             document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
-            document.Components.SecuritySchemes[MerchantKeyScheme] = new OpenApiSecurityScheme
+            document.Components.SecuritySchemes[scheme] = new OpenApiSecurityScheme
             {
                 Type = SecuritySchemeType.Http,
                 Scheme = "bearer",
-                Description = "A merchant's API key (dp_live_… or dp_test_…): Authorization: Bearer <key>. The admin API takes the operator's token the same way.",
+                Description = admin
+                    ? "The operator's token: Authorization: Bearer <token>. Merchant keys are refused."
+                    : "A merchant's API key (dp_live_… or dp_test_…): Authorization: Bearer <key>.",
             };
             document.Security ??= [];
-            document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(MerchantKeyScheme, document)] = [] });
+            document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(scheme, document)] = [] });
             return Task.CompletedTask;
         });
         options.AddOperationTransformer(async (operation, context, cancellationToken) =>
