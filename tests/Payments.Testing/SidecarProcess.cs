@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Xunit;
 using Payments.LocalCluster;
 
@@ -14,6 +12,7 @@ public sealed class SidecarProcess : IAsyncLifetime
 
     public const int MaxLogLines = 2_000;
     private readonly System.Collections.Concurrent.ConcurrentQueue<string> log = new();
+    private readonly TaskCompletionSource listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public int Port { get; private set; }
 
@@ -63,27 +62,31 @@ public sealed class SidecarProcess : IAsyncLifetime
             return;
         }
 
+        if (line.Contains($"Now listening on: http://127.0.0.1:{Port}", StringComparison.Ordinal))
+        {
+            listening.TrySetResult();
+        }
+
         log.Enqueue(line);
         while (log.Count > MaxLogLines && log.TryDequeue(out _))
         {
         }
     }
 
+    /// <summary>Until the sidecar says it listens on its port (ASP.NET's own line, after the bind): a connection alone
+    /// could reach another process that holds the port, when the sidecar's bind failed.</summary>
     private async Task WaitForPortAsync()
     {
         var waited = Stopwatch.StartNew();
-        while (true)
+        while (!listening.Task.IsCompleted)
         {
-            try
+            if (process!.HasExited || waited.Elapsed > StartTimeout)
             {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, Port);
-                return;
+                throw new InvalidOperationException(
+                    $"The workflow sidecar did not listen on port {Port} within {StartTimeout} (exited: {process.HasExited}). Its log:\n{RecentLog}");
             }
-            catch (SocketException) when (waited.Elapsed < StartTimeout && !process!.HasExited)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(100));
-            }
+
+            await Task.WhenAny(listening.Task, Task.Delay(TimeSpan.FromMilliseconds(100)));
         }
     }
 
