@@ -110,6 +110,30 @@ public sealed class BadInputTests(ApiSystemFixture system)
         }
     }
 
+    /// <summary>HEAD is GET without the body (RFC 9110 §9.3.2) — monitors and link checkers send it — through the same
+    /// key and scope checks; a route without GET still answers 405.</summary>
+    [Fact]
+    public async Task Head_AnswersLikeGet_WithoutABody()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var account = $"head-{Guid.NewGuid():N}"[..20];
+        Assert.Equal(HttpStatusCode.Created, (await client.PostAsync("/v1/accounts", new StringContent(
+            $$"""{"accountId":"{{account}}","currency":"EUR"}""", Encoding.UTF8, "application/json"))).StatusCode);
+
+        using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, $"/v1/accounts/{account}"));
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        Assert.Equal("application/json", head.Content.Headers.ContentType?.MediaType);
+        Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+        using var missing = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/v1/accounts/no-such-account"));
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        using var anonymous = await system.AnonymousClient().SendAsync(new HttpRequestMessage(HttpMethod.Head, $"/v1/accounts/{account}"));
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        using var health = await system.AnonymousClient().SendAsync(new HttpRequestMessage(HttpMethod.Head, "/healthz"));
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        using var postOnly = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/v1/payments"));
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, postOnly.StatusCode);
+    }
+
     [Fact]
     public async Task WrongContentType_Is415()
     {
@@ -139,6 +163,8 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.True(document.GetProperty("paths").GetProperty("/v1/webhook-endpoints/{endpointId}").GetProperty("delete").GetProperty("responses").TryGetProperty("204", out _));
         // A client generated for merchants holds no operator routes: those are in the operator's document, behind the token.
         Assert.DoesNotContain(document.GetProperty("paths").EnumerateObject(), path => path.Name.StartsWith("/admin", StringComparison.OrdinalIgnoreCase));
+        // HEAD is answered on every GET route, but not listed: it would repeat each GET's operation.
+        Assert.DoesNotContain(document.GetProperty("paths").EnumerateObject(), path => path.Value.TryGetProperty("head", out _));
     }
 
     [Theory]

@@ -98,17 +98,18 @@ public static class ApiExtensions
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
-        app.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
+        var routes = app.MapGroup(string.Empty).AnswerHeadLikeGet();
+        routes.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
         // Readiness: etcd reachable and, in a region, the region active — the global load balancer routes clients to
         // the region that is ready.
-        app.MapHealthEndpoints(async (services, cancellationToken) =>
+        routes.MapHealthEndpoints(async (services, cancellationToken) =>
             await services.IsEtcdReachableAsync(cancellationToken)
             && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
         app.MapMetricsEndpoint();
-        app.MapAccountsApiV1();
-        app.MapPaymentsApiV1();
-        app.MapAdminApiV1();
-        app.MapWebhooksApiV1();
+        routes.MapAccountsApiV1();
+        routes.MapPaymentsApiV1();
+        routes.MapAdminApiV1();
+        routes.MapWebhooksApiV1();
     }
 
     /// <summary>The archive of finished payment records (Cosmos DB, regions only): read when etcd has no record. No

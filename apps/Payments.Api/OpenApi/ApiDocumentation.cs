@@ -55,15 +55,14 @@ public static class ApiDocumentation
     public static void Configure(OpenApiOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (options.DocumentName == AdminDocument)
-        {
-            // By default a document holds every route without a group name too: the operator's holds only its own.
-            options.ShouldInclude = description => description.GroupName == AdminDocument;
-        }
+        // By default a document holds every route without a group name too: the operator's holds only its own. HEAD
+        // (every GET route answers it: HeadRequests) is left out, as it would repeat each GET's operation id.
+        var admin = options.DocumentName == AdminDocument;
+        options.ShouldInclude = description => !HttpMethods.IsHead(description.HttpMethod ?? string.Empty)
+            && (admin ? description.GroupName == AdminDocument : description.GroupName is null || description.GroupName == options.DocumentName);
 
-        options.AddDocumentTransformer((document, context, _) =>
+        options.AddDocumentTransformer((document, _, _) =>
         {
-            var admin = context.DocumentName == AdminDocument;
             document.Info.Title = admin ? "DaprPayments API (admin)" : "DaprPayments API";
             var scheme = admin ? OperatorTokenScheme : MerchantKeyScheme;
             document.Components ??= new OpenApiComponents();
