@@ -134,6 +134,38 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.MethodNotAllowed, postOnly.StatusCode);
     }
 
+    /// <summary>A UTF-8 byte order mark (which RFC 8259 lets a parser ignore, and some Windows tools write) is the same
+    /// request without it, for its Idempotency-Key too; a UTF-16 body is refused saying it must be UTF-8.</summary>
+    [Fact]
+    public async Task AUtf8ByteOrderMark_IsIgnored_AndUtf16_IsRefusedSayingSo()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var account = $"bom-{Guid.NewGuid():N}"[..20];
+        Assert.Equal(HttpStatusCode.Created, (await client.PostAsync("/v1/accounts", new StringContent(
+            $$"""{"accountId":"{{account}}","currency":"EUR"}""", Encoding.UTF8, "application/json"))).StatusCode);
+        const string Deposit = """{"amountMinor":250,"currency":"EUR"}""";
+        var key = Guid.NewGuid().ToString("N");
+
+        using var withMark = await DepositAsync([.. Encoding.UTF8.GetPreamble(), .. Encoding.UTF8.GetBytes(Deposit)]);
+        using var without = await DepositAsync(Encoding.UTF8.GetBytes(Deposit));
+        using var utf16 = await DepositAsync([.. Encoding.Unicode.GetPreamble(), .. Encoding.Unicode.GetBytes(Deposit)]);
+
+        Assert.Equal(HttpStatusCode.Created, withMark.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, without.StatusCode);
+        Assert.Equal((await withMark.JsonAsync()).GetProperty("depositId").GetString(), (await without.JsonAsync()).GetProperty("depositId").GetString());
+        Assert.Equal(HttpStatusCode.BadRequest, utf16.StatusCode);
+        Assert.Contains("UTF-8", (await utf16.JsonAsync()).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(250, (await (await client.GetAsync($"/v1/accounts/{account}")).JsonAsync()).GetProperty("balanceMinor").GetInt64());
+
+        async Task<HttpResponseMessage> DepositAsync(byte[] body)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{account}/deposits") { Content = new ByteArrayContent(body) };
+            request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            request.Headers.Add("Idempotency-Key", key);
+            return await client.SendAsync(request);
+        }
+    }
+
     [Fact]
     public async Task WrongContentType_Is415()
     {

@@ -36,8 +36,19 @@ public static partial class RequestBody
             }
         }
 
-        return (buffer.ToArray(), null);
+        return Utf8(buffer.ToArray());
     }
+
+    /// <summary>JSON on the wire is UTF-8 (RFC 8259 §8.1). A leading UTF-8 byte order mark, which that section lets a
+    /// parser ignore and some Windows tools write, is dropped — so the same request with or without it is the same
+    /// request, for its idempotency fingerprint too. A UTF-16 or UTF-32 body is refused saying so, instead of with the
+    /// parser's "invalid start of a value".</summary>
+    private static (byte[]? Bytes, Reply? Problem) Utf8(byte[] bytes) => bytes switch
+    {
+        [0xEF, 0xBB, 0xBF, ..] => (bytes[3..], null),
+        [0xFF, 0xFE, ..] or [0xFE, 0xFF, ..] or [0, 0, 0xFE, 0xFF, ..] => (null, Reply.Malformed("The body must be JSON in UTF-8; this one is UTF-16 or UTF-32.")),
+        _ => (bytes, null),
+    };
 
     public static (T? Value, Reply? Problem) Parse<T>(byte[] bytes)
         where T : class
