@@ -27,6 +27,8 @@ public sealed class FundedPayoutTests(EtcdClusterFixture etcd)
         await AssertUnfundedAsync(ledger, [Payout($"{run}-a", creditor, 101, hold), Post($"{run}-a", hold)], timeout.Token);
         await AssertUnfundedAsync(ledger, [Payout($"{run}-a", creditor, 100, TransferId.Parse($"{run}-nohold"))], timeout.Token);
         await AssertUnfundedAsync(ledger, [Payout($"{run}-a", creditor, 100, hold) with { Amount = new Money(99, Currency.Usd) }], timeout.Token);
+        // Its own amount, but without the post: the hold could still be voided, so in-transit would pay what it never got.
+        await AssertUnfundedAsync(ledger, [Payout($"{run}-a", creditor, 100, hold)], timeout.Token);
         Assert.Equal((1_000L, 100L, 0L), await StateAsync(ledger, debtor, creditor, timeout.Token));
 
         // Its own amount, credit before the post (the saga's order): applied, and the payout is the hold's.

@@ -92,18 +92,28 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         && existing.AmountMinor == amount.AmountMinor && existing.Currency == amount.Currency.Code
         && string.Equals(existing.Reference, reference, StringComparison.Ordinal);
 
-    /// <summary>A single transfer; one that names its funding hold is checked against it (<see cref="Unfunded"/>).</summary>
+    /// <summary>A single transfer; one that names its funding hold is checked against it first (<see cref="Unfunded"/>),
+    /// so a refusal puts nothing that later transfers of a group commit would be evaluated on.</summary>
     private Evaluated Payout(TransferRequest.Single single, int batchIndex)
     {
-        var moved = Move(single.Id, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex);
-        return single.FundedByHold is { } holdId && moved is Evaluated.New ? Unfunded(single, holdId) ?? moved : moved;
+        switch (single.FundedByHold is { } holdId ? Unfunded(single, holdId) : null)
+        {
+            case Evaluated.NeedsKeys needs:
+                // Ask for the accounts in the same read round as the hold (nothing is put for an unknown key).
+                _ = (LoadAccount(single.DebitAccountId, single.Id), LoadAccount(single.CreditAccountId, single.Id));
+                return needs;
+            case { } refused:
+                return refused;
+            default:
+                return Move(single.Id, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex);
+        }
     }
 
     /// <summary>Why <paramref name="payout"/> does not match the hold that funds it, or null when it does. The hold's
     /// transfer record never changes once written; its hold record is compared at commit when this batch posts it
     /// (the caller's policy puts the post in the same batch), so the check holds in the transaction that applies it.
-    /// Pending (the post follows in this batch) and posted (it preceded) both fund it; a voided or expired hold
-    /// brought nothing into in-transit to pay out.</summary>
+    /// Pending (the post follows in this batch: <see cref="RequirePostedFunding"/>) and posted (it preceded) both fund
+    /// it; a voided or expired hold brought nothing into in-transit to pay out.</summary>
     private Evaluated? Unfunded(TransferRequest.Single payout, TransferId holdId)
     {
         var pendingLookup = set.Get(keys.Transfer(holdId), LedgerJson.DecodeTransfer);
@@ -129,6 +139,22 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         return hold.Status is HoldStatus.Pending or HoldStatus.Posted
             ? null
             : Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which was {hold.Status.ToString().ToLowerInvariant()}.");
+    }
+
+    /// <summary>Once the whole batch is evaluated (every key read): a new payout that names its hold needs that hold
+    /// posted when this transaction commits — by the batch, before or after the payout, or earlier. A hold still
+    /// pending could yet be voided, and in-transit would have paid out what it never received. The ledger service's
+    /// policy always sends the post along; this holds without relying on it. Rejects such payouts in place.</summary>
+    public void RequirePostedFunding(IReadOnlyList<TransferRequest> batch, Evaluated[] evaluations)
+    {
+        for (var index = 0; index < batch.Count; index++)
+        {
+            if (batch[index] is TransferRequest.Single { FundedByHold: { } holdId } payout && evaluations[index] is Evaluated.New
+                && set.Get(keys.Hold(holdId), LedgerJson.DecodeHold).Value is not { Status: HoldStatus.Posted })
+            {
+                evaluations[index] = Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which is not posted with it.");
+            }
+        }
     }
 
     private Evaluated Hold(TransferRequest.Pending pending, int batchIndex)

@@ -139,8 +139,9 @@ internal sealed class GroupCommit(TransferApplier applier)
     /// <summary>Answers the units the group's outcome decides, and returns those to write again.</summary>
     /// <remarks>Applied: every unit. Refused: a unit with a refusal of its own, unless a linked batch before it was
     /// refused too. A refused single transfer changed nothing the later ones were evaluated on (the rules refuse before
-    /// they put anything); a refused linked batch may have (refused at its credit, its hold had been evaluated), and
-    /// that will not be written, so the refusals after it may be wrong: those units go again.</remarks>
+    /// they put anything); a refused linked batch may have (refused at its credit, its hold had been evaluated), and so
+    /// may a payout refused once the whole group was evaluated (its hold not posted: RequirePostedFunding). That will
+    /// not be written, so the refusals after it may be wrong: those units go again.</remarks>
     private static List<Pending> Answer(List<Pending> group, BatchOutcome outcome)
     {
         var again = new List<Pending>();
@@ -154,7 +155,7 @@ internal sealed class GroupCommit(TransferApplier applier)
             if (slice.All(transfer => transfer.IsApplied) || (ownRefusal && !polluted))
             {
                 pending.Outcome.TrySetResult(Own(slice));
-                polluted |= ownRefusal && pending.Unit.Count > 1;
+                polluted |= ownRefusal && (pending.Unit.Count > 1 || pending.Unit.Any(transfer => transfer is TransferRequest.Single { FundedByHold: not null }));
             }
             else
             {

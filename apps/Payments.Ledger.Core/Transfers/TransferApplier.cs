@@ -234,6 +234,11 @@ internal sealed partial class TransferApplier(
             var now = time.GetUtcNow();
             var rules = new TransferRules(Keys, set, now, retention);
             var evaluations = batch.Select((transfer, index) => rules.Evaluate(transfer, index)).ToArray();
+            if (set.Missing.Count == 0)
+            {
+                rules.RequirePostedFunding(batch, evaluations);
+            }
+
             var created = evaluations.OfType<Evaluated.New>().Select(evaluation => evaluation.Record.Id).ToArray();
             if (created.Length > 0 && set.Missing.Count == 0)
             {
