@@ -51,9 +51,31 @@ public sealed class FundedPayoutTests(EtcdClusterFixture etcd)
         var hold = await HoldAsync(ledger, $"{run}-v", debtor, 100, timeout.Token);
         Assert.True((await ledger.TransferAsync(new TransferRequest.VoidPending(TransferId.Parse($"{run}-v-void"), hold), timeout.Token)).IsApplied);
 
-        // Alone (the ledger service never lets it come alone, but the core does not rely on that): still refused.
-        await AssertUnfundedAsync(ledger, [Payout($"{run}-v", creditor, 100, hold)], timeout.Token);
+        // Alone (the ledger service never lets it come alone, but the core does not rely on that): refused with the
+        // code its post gets, so the saga records the real reason.
+        var outcome = await ledger.ApplyBatchAsync([Payout($"{run}-v", creditor, 100, hold)], timeout.Token);
+        Assert.Equal(LedgerError.PendingTransferAlreadyVoided, outcome.Error!.Code);
         Assert.Equal((1_000L, 0L, 0L), await StateAsync(ledger, debtor, creditor, timeout.Token));
+        await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
+
+    [Fact]
+    public async Task AHoldPostedEarlier_FundsNoSecondPayout_EvenAlongsideItsPostsReplay()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        var ledger = etcd.NewLedger();
+        var (debtor, creditor, run) = await OpenFundedPairAsync(ledger, timeout.Token);
+        var hold = await HoldAsync(ledger, $"{run}-p", debtor, 100, timeout.Token);
+        Assert.True((await ledger.ApplyBatchAsync([Payout($"{run}-p", creditor, 100, hold), Post($"{run}-p", hold)], timeout.Token)).Succeeded);
+
+        // A payout under another id, with the post replayed (same id and fields: answered as applied): not posted by this batch.
+        var second = new TransferRequest.Single(TransferId.Parse($"{run}-p-again"), InTransit, creditor, new Money(100, Currency.Usd)) { FundedByHold = hold };
+        await AssertUnfundedAsync(ledger, [second, Post($"{run}-p", hold)], timeout.Token);
+        // The first batch again, as a retry: every transfer replays, nothing moves twice.
+        var retry = await ledger.ApplyBatchAsync([Payout($"{run}-p", creditor, 100, hold), Post($"{run}-p", hold)], timeout.Token);
+        Assert.True(retry.Succeeded);
+        Assert.All(retry.Transfers, transfer => Assert.True(Assert.IsType<TransferOutcome.Applied>(transfer).Replayed));
+        Assert.Equal((900L, 0L, 100L), await StateAsync(ledger, debtor, creditor, timeout.Token));
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
     }
 

@@ -15,7 +15,8 @@ public sealed record LedgerError(string Code, string Detail)
     public const string InvalidTimeout = "invalid-timeout";
     public const string TransferIdReuse = "transfer-id-reuse";
     /// <summary>A payout that names its funding hold (<see cref="TransferRequest.Single.FundedByHold"/>) does not match
-    /// it: no such hold, another amount, currency or account, or the hold was voided or expired.</summary>
+    /// it: no such hold, another amount, currency or account, or a batch that does not post the hold. (A voided or
+    /// expired hold gets the codes its post would: <see cref="PendingTransferAlreadyVoided"/>, <see cref="PendingTransferExpired"/>.)</summary>
     public const string UnfundedPayout = "unfunded-payout";
     public const string PendingTransferNotFound = "pending-transfer-not-found";
     public const string PendingTransferAlreadyPosted = "pending-transfer-already-posted";

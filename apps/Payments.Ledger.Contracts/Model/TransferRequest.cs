@@ -18,8 +18,8 @@ public abstract record TransferRequest(TransferId Id)
         : TransferRequest(Id)
     {
         /// <summary>The pending transfer this one pays out: the ledger then applies it only if that hold moved this
-        /// same amount, in this currency, into the account this one debits, and is pending or posted (not voided, not
-        /// expired) — so a payout out of in-transit never exceeds what its own hold brought in. The ledger service sets
+        /// same amount, in this currency, into the account this one debits, and the same batch posts it — so a payout
+        /// out of in-transit never exceeds what its own hold brought in, and is paid once. The ledger service sets
         /// it for the saga's credit out of in-transit; it is not part of the wire format.</summary>
         public TransferId? FundedByHold { get; init; }
     }

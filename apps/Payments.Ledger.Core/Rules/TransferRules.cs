@@ -112,8 +112,9 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
     /// <summary>Why <paramref name="payout"/> does not match the hold that funds it, or null when it does. The hold's
     /// transfer record never changes once written; its hold record is compared at commit when this batch posts it
     /// (the caller's policy puts the post in the same batch), so the check holds in the transaction that applies it.
-    /// Pending (the post follows in this batch: <see cref="RequirePostedFunding"/>) and posted (it preceded) both fund
-    /// it; a voided or expired hold brought nothing into in-transit to pay out.</summary>
+    /// Pending (the post follows in this batch) and posted (it preceded in the batch) both pass here;
+    /// <see cref="RequirePostedFunding"/> then checks this batch posts it. A voided or expired hold brought nothing
+    /// into in-transit to pay out.</summary>
     private Evaluated? Unfunded(TransferRequest.Single payout, TransferId holdId)
     {
         var pendingLookup = set.Get(keys.Transfer(holdId), LedgerJson.DecodeTransfer);
@@ -136,23 +137,35 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
                 + $"its hold {holdId} moved {pending.AmountMinor} {pending.Currency} into {pending.CreditAccountId}.");
         }
 
-        return hold.Status is HoldStatus.Pending or HoldStatus.Posted
-            ? null
-            : Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which was {hold.Status.ToString().ToLowerInvariant()}.");
+        // A voided or expired hold is refused with the code its post gets, so the saga records the real reason.
+        return hold.Status switch
+        {
+            HoldStatus.Voided => Reject(LedgerError.PendingTransferAlreadyVoided, $"Transfer {payout.Id} pays out of hold {holdId}, which was voided by {hold.ResolvedBy}."),
+            HoldStatus.Expired => Reject(LedgerError.PendingTransferExpired, $"Transfer {payout.Id} pays out of hold {holdId}, which expired."),
+            _ => null,
+        };
     }
 
-    /// <summary>Once the whole batch is evaluated (every key read): a new payout that names its hold needs that hold
-    /// posted when this transaction commits — by the batch, before or after the payout, or earlier. A hold still
-    /// pending could yet be voided, and in-transit would have paid out what it never received. The ledger service's
-    /// policy always sends the post along; this holds without relying on it. Rejects such payouts in place.</summary>
+    /// <summary>Once the whole batch is evaluated (every key read): a new payout that names its hold needs this very
+    /// transaction to post that hold — before or after the payout in the batch. A hold still pending could yet be
+    /// voided, and in-transit would have paid out what it never received; one posted earlier has paid out already
+    /// (the saga posts and pays in one batch), so a second payout from it would be paid twice. The ledger service's
+    /// policy always sends the post along; this holds without relying on it. When another transfer of the batch is
+    /// refused, that refusal is the batch's reason (say the post's <c>pending-transfer-expired</c>), and the payout is
+    /// left as it is. Rejects such payouts in place.</summary>
     public void RequirePostedFunding(IReadOnlyList<TransferRequest> batch, Evaluated[] evaluations)
     {
+        if (evaluations.Any(evaluation => evaluation is Evaluated.Rejected))
+        {
+            return;
+        }
+
         for (var index = 0; index < batch.Count; index++)
         {
             if (batch[index] is TransferRequest.Single { FundedByHold: { } holdId } payout && evaluations[index] is Evaluated.New
-                && set.Get(keys.Hold(holdId), LedgerJson.DecodeHold).Value is not { Status: HoldStatus.Posted })
+                && !(set.Writes.TryGetValue(keys.Hold(holdId), out var written) && written is HoldRecord { Status: HoldStatus.Posted }))
             {
-                evaluations[index] = Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which is not posted with it.");
+                evaluations[index] = Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which this batch does not post.");
             }
         }
     }
