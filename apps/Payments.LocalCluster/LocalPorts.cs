@@ -24,7 +24,8 @@ public static class LocalPorts
     /// <summary>How long a call waits for another process's turn at the counter.</summary>
     public static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(10);
 
-    private static readonly string CounterFile = Path.Combine(Path.GetTempPath(), "daprpayments-local-ports.next");
+    /// <summary>Per user: another user's file would not be writable (a shared /tmp), and each user's processes share theirs.</summary>
+    private static readonly string CounterFile = Path.Combine(Path.GetTempPath(), $"daprpayments-local-ports-{Environment.UserName}.next");
 
     public static int Free() => Free(1)[0];
 
@@ -80,7 +81,7 @@ public static class LocalPorts
             {
                 return new FileStream(CounterFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
             }
-            catch (IOException) when (waited.Elapsed < LockTimeout)
+            catch (IOException exception) when (exception is not (DirectoryNotFoundException or PathTooLongException) && waited.Elapsed < LockTimeout)
             {
                 Thread.Sleep(TimeSpan.FromMilliseconds(5));
             }

@@ -80,10 +80,11 @@ public sealed class SidecarProcess : IAsyncLifetime
         var waited = Stopwatch.StartNew();
         while (!listening.Task.IsCompleted)
         {
-            if (process!.HasExited || waited.Elapsed > StartTimeout)
+            if (process!.HasExited is var exited && (exited || waited.Elapsed > StartTimeout))
             {
+                await DisposeAsync(); // a sidecar that never listened is not left running
                 throw new InvalidOperationException(
-                    $"The workflow sidecar did not listen on port {Port} within {StartTimeout} (exited: {process.HasExited}). Its log:\n{RecentLog}");
+                    $"The workflow sidecar did not listen on port {Port} within {StartTimeout} (exited: {exited}). Its log:\n{RecentLog}");
             }
 
             await Task.WhenAny(listening.Task, Task.Delay(TimeSpan.FromMilliseconds(100)));

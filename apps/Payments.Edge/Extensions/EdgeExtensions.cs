@@ -34,7 +34,7 @@ public static class EdgeExtensions
             RouteId = "api-status-wait", ClusterId = "api", Order = -1, TimeoutPolicy = StatusWaitTimeoutPolicy,
             Match = new RouteMatch
             {
-                Path = "/v1/payments/{paymentId}", Methods = ["GET"],
+                Path = "/v1/payments/{paymentId}", Methods = ["GET", "HEAD"], // HEAD waits like GET (the API answers it)
                 QueryParameters = [new RouteQueryParameter { Name = "wait", Mode = QueryParameterMatchMode.Exists }],
             },
         };
