@@ -104,8 +104,14 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
         using var set = await admin.PutAsJsonAsync($"/admin/v1/merchants/{secondMerchant}/accounts/{id}/overdraft", new { overdraftLimitMinor = 250 });
         using var missing = await admin.PutAsJsonAsync($"/admin/v1/merchants/{secondMerchant}/accounts/{id}-x/overdraft", new { overdraftLimitMinor = 250 });
 
+        // A bad body is 400 whichever account it names, on both routes: the body is checked before the account.
+        using var negativeOnMissing = await admin.PutAsJsonAsync($"/admin/v1/merchants/{secondMerchant}/accounts/{id}-x/overdraft", new { overdraftLimitMinor = -1 });
+        using var absentOnMissing = await admin.PutAsJsonAsync("/admin/v1/accounts/no-such-account/overdraft", new { });
+
         Assert.Equal(HttpStatusCode.OK, set.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, negativeOnMissing.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, absentOnMissing.StatusCode);
         Assert.Equal(0, (await system.Ledger.GetAccountAsync(AccountId.Parse(id), CancellationToken.None))!.OverdraftLimitMinor);
         var namespaced = AccountId.OfMerchant(secondMerchant, AccountId.Parse(id));
         Assert.Equal(250, (await system.Ledger.GetAccountAsync(namespaced, CancellationToken.None))!.OverdraftLimitMinor);

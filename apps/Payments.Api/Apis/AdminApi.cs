@@ -48,6 +48,13 @@ public static class AdminApi
     private static async Task<IResult> SetMerchantOverdraftAsync(
         string merchantId, string accountId, HttpContext context, MerchantStore store, ILedger ledger, MoneyLimits limits, ILogger<MerchantStore> audit)
     {
+        // The body first: a bad one is 400 whichever account it names (and nothing is looked up for it).
+        var (limit, invalid) = await ReadLimitAsync(context);
+        if (invalid is not null)
+        {
+            return invalid.ToResult();
+        }
+
         if (!MerchantRecord.IsValidId(merchantId) || !AccountId.TryParse(accountId, out _, out _))
         {
             return Reply.AccountNotFound(accountId).ToResult();
@@ -55,7 +62,7 @@ public static class AdminApi
 
         var facts = await store.AccountFactsAsync(AccountsApi.LedgerCandidates(merchantId, [accountId]), context.RequestAborted);
         return AccountsApi.Owned(merchantId, [accountId], facts)[0] is { } ledgerId
-            ? await SetOverdraftAsync(ledgerId.Value, context, ledger, limits, audit)
+            ? await ApplyOverdraftAsync(ledgerId.Value, limit, context, ledger, limits, audit)
             : Reply.AccountNotFound(accountId).ToResult();
     }
 
@@ -65,17 +72,23 @@ public static class AdminApi
     private static async Task<IResult> SetOverdraftAsync(
         string accountId, HttpContext context, ILedger ledger, MoneyLimits limits, ILogger<MerchantStore> audit)
     {
+        var (limit, invalid) = await ReadLimitAsync(context);
+        return invalid is not null ? invalid.ToResult() : await ApplyOverdraftAsync(accountId, limit, context, ledger, limits, audit);
+    }
+
+    /// <summary>The limit the body asks for: present and not negative, or the problem with it.</summary>
+    private static async Task<(long Limit, Reply? Problem)> ReadLimitAsync(HttpContext context)
+    {
         var (request, problem) = await ReadAsync(context, new SetOverdraftRequest(null));
-        if (problem is not null)
-        {
-            return problem.ToResult();
-        }
+        return problem is not null ? (0, problem)
+            : request!.OverdraftLimitMinor is not { } limit ? (0, Reply.Invalid(new Dictionary<string, string> { ["overdraftLimitMinor"] = "overdraftLimitMinor is required." }))
+            : limit < 0 ? (0, Reply.Invalid(new Dictionary<string, string> { ["overdraftLimitMinor"] = "overdraftLimitMinor must not be negative." }))
+            : (limit, null);
+    }
 
-        if (request!.OverdraftLimitMinor is not { } limit)
-        {
-            return Reply.Invalid(new Dictionary<string, string> { ["overdraftLimitMinor"] = "overdraftLimitMinor is required." }).ToResult();
-        }
-
+    private static async Task<IResult> ApplyOverdraftAsync(
+        string accountId, long limit, HttpContext context, ILedger ledger, MoneyLimits limits, ILogger<MerchantStore> audit)
+    {
         if (!AccountId.TryParseLedger(accountId, out var id, out _))
         {
             return Reply.AccountNotFound(accountId).ToResult();
