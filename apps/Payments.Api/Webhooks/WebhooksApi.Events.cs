@@ -77,6 +77,6 @@ public static partial class WebhooksApi
         return Reply.Json(StatusCodes.Status200OK, new EventPage(data, response.More, next)).ToResult();
     }
 
-    [GeneratedRegex("^[0-9]{13}/evt_[0-9a-f]{24}$")]
+    [GeneratedRegex(@"^[0-9]{13}/evt_[0-9a-f]{24}\z")] // \z: '$' would admit a trailing newline
     private static partial Regex CursorPattern();
 }

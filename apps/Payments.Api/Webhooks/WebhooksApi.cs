@@ -162,6 +162,6 @@ public static partial class WebhooksApi
 
     private static bool IsEndpointId(string id) => EndpointIdPattern().IsMatch(id);
 
-    [GeneratedRegex("^we_[0-9a-f]{24}$")]
+    [GeneratedRegex(@"^we_[0-9a-f]{24}\z")] // \z: '$' would admit a trailing newline
     private static partial Regex EndpointIdPattern();
 }
