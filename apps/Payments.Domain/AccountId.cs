@@ -16,8 +16,15 @@ public sealed record AccountId
     /// <summary>Between the merchant's id and its own account id in a namespaced ledger id.</summary>
     public const char MerchantSeparator = '~';
 
-    private static readonly System.Text.RegularExpressions.Regex MerchantPattern =
-        new("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+    private static readonly System.Buffers.SearchValues<char> MerchantIdCharacters =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+
+    /// <summary>A merchant id: 1–64 ASCII letters, digits, '-' or '_', starting with a letter or digit. A plain
+    /// character check, not a regex: the regex it replaces had a 100 ms match timeout, which a starved CPU passed (a
+    /// 500 for a valid payment, seen in CI), and its '$' also admitted a trailing newline.</summary>
+    public static bool IsMerchantId([NotNullWhen(true)] string? merchantId) =>
+        merchantId is { Length: > 0 and <= MaxLength } && char.IsAsciiLetterOrDigit(merchantId[0])
+        && !merchantId.AsSpan(1).ContainsAnyExcept(MerchantIdCharacters);
 
     private AccountId(string value) => Value = value;
 
@@ -42,7 +49,7 @@ public sealed record AccountId
     public static AccountId OfMerchant(string merchantId, AccountId accountId)
     {
         ArgumentNullException.ThrowIfNull(accountId);
-        if (merchantId is null || !MerchantPattern.IsMatch(merchantId))
+        if (!IsMerchantId(merchantId))
         {
             throw new ArgumentException("Not a merchant id.", nameof(merchantId));
         }
@@ -80,7 +87,7 @@ public sealed record AccountId
         }
 
         id = null;
-        if (!MerchantPattern.IsMatch(value![..separator]))
+        if (!IsMerchantId(value![..separator]))
         {
             problem = "An account id's namespace must be a merchant id.";
             return false;
