@@ -117,14 +117,12 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
     /// into in-transit to pay out.</summary>
     private Evaluated? Unfunded(TransferRequest.Single payout, TransferId holdId)
     {
-        var pendingLookup = set.Get(keys.Transfer(holdId), LedgerJson.DecodeTransfer);
-        var holdLookup = set.Get(keys.Hold(holdId), LedgerJson.DecodeHold);
-        if (pendingLookup.State == LookupState.Unknown || holdLookup.State == LookupState.Unknown)
+        if (LookupHold(holdId) is not { } found)
         {
             return new Evaluated.NeedsKeys();
         }
 
-        if (pendingLookup.Value is not { Kind: TransferKind.Pending } pending || holdLookup.Value is not { } hold)
+        if (found is not ({ } pending, { } hold))
         {
             return Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, and there is no such hold.");
         }
@@ -262,14 +260,12 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
     /// <summary>The second phase: post moves the held amount, void and expiry release it.</summary>
     private Evaluated Resolve(TransferId id, TransferId pendingId, TransferKind kind, int batchIndex)
     {
-        var pendingLookup = set.Get(keys.Transfer(pendingId), LedgerJson.DecodeTransfer);
-        var holdLookup = set.Get(keys.Hold(pendingId), LedgerJson.DecodeHold);
-        if (pendingLookup.State == LookupState.Unknown || holdLookup.State == LookupState.Unknown)
+        if (LookupHold(pendingId) is not { } found)
         {
             return new Evaluated.NeedsKeys();
         }
 
-        if (pendingLookup.Value is not { Kind: TransferKind.Pending } pending || holdLookup.Value is not { } hold)
+        if (found is not ({ } pending, { } hold))
         {
             return Reject(LedgerError.PendingTransferNotFound, $"No pending transfer {pendingId}.");
         }
@@ -304,6 +300,20 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         return new Evaluated.New(new TransferRecord(
             id.Value, kind, pending.DebitAccountId, pending.CreditAccountId, pending.AmountMinor, pending.Currency, pendingId.Value,
             pending.TimeoutAtUnixMs, pending.Reference, now, batchIndex));
+    }
+
+    /// <summary>A hold's pending transfer and hold record, read in one round: null while either key is still to be
+    /// read; a pending transfer that is not a hold, or a missing record, comes back null inside.</summary>
+    private (TransferRecord? Pending, HoldRecord? Hold)? LookupHold(TransferId holdId)
+    {
+        var pendingLookup = set.Get(keys.Transfer(holdId), LedgerJson.DecodeTransfer);
+        var holdLookup = set.Get(keys.Hold(holdId), LedgerJson.DecodeHold);
+        if (pendingLookup.State == LookupState.Unknown || holdLookup.State == LookupState.Unknown)
+        {
+            return null;
+        }
+
+        return (pendingLookup.Value is { Kind: TransferKind.Pending } pending ? pending : null, holdLookup.Value);
     }
 
     /// <summary>Why the hold cannot be resolved this way now (already resolved, past its timeout for a post, not yet

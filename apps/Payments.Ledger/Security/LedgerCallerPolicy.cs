@@ -56,7 +56,7 @@ internal static class LedgerCallerPolicy
         foreach (var credit in batch.OfType<TransferRequest.Single>().Where(single => single.DebitAccountId == AccountId.InTransit(single.Amount.Currency)))
         {
             var id = credit.Id.Value;
-            if (!id.EndsWith(CreditStep, StringComparison.Ordinal) || !postedHolds.Contains(id[..^CreditStep.Length] + HoldStep))
+            if (HoldOf(id) is not { } hold || !postedHolds.Contains(hold))
             {
                 return $"The credit {id} out of in-transit needs the post of its payment's hold in the same batch.";
             }
@@ -73,12 +73,18 @@ internal static class LedgerCallerPolicy
         role != ServiceRoles.Orchestrator
             ? batch
             : batch.Select(request => request is TransferRequest.Single single && single.DebitAccountId == AccountId.InTransit(single.Amount.Currency)
-                ? single with { FundedByHold = TransferId.Parse(single.Id.Value[..^CreditStep.Length] + HoldStep) }
+                ? single with { FundedByHold = TransferId.Parse(HoldOf(single.Id.Value)
+                    ?? throw new InvalidOperationException($"{single.Id} is not a credit step; BatchRefusal passes only those.")) }
                 : request).ToArray();
 
     /// <summary>The saga's step names in its transfer ids (<c>PaymentTransfers</c>: <c>{payment}:{step}</c>).</summary>
     private const string CreditStep = ":credit";
     private const string HoldStep = ":hold";
+
+    /// <summary>The id of the hold that funds the saga's credit <paramref name="creditId"/>, or null when the id is
+    /// not a credit step.</summary>
+    private static string? HoldOf(string creditId) =>
+        creditId.EndsWith(CreditStep, StringComparison.Ordinal) ? creditId[..^CreditStep.Length] + HoldStep : null;
 
     /// <summary>Accounts readable over the internal API: customer accounts only (system accounts are the ledger's own).</summary>
     public static string? ReadRefusal(AccountId account) =>
