@@ -29,9 +29,16 @@ public sealed class EtcdOptions
     /// NOSPACE recovery (<see cref="Maintenance.EtcdDefragmenter"/>).</summary>
     public long QuotaBackendBytes { get; set; }
 
+    /// <summary>Where the storage maintenance runs (<see cref="EtcdMaintenanceMode"/>): with the ledger service
+    /// (<c>On</c>, the default: one process, as the run command starts it), not there (<c>Off</c>), or as the process's
+    /// only job (<c>Only</c>: the chart's <c>etcd-maintenance</c> Deployment, the one pod that holds the root-role
+    /// certificate, so a compromised ledger pod cannot rewrite every key).</summary>
+    public EtcdMaintenanceMode EtcdMaintenance { get; set; } = EtcdMaintenanceMode.On;
+
     /// <summary>The certificate and key of etcd's maintenance user (root role: etcd has no narrower right to defragment
-    /// or disarm an alarm), given to the one app that keeps storage bounded (the ledger service). Empty: maintenance runs
-    /// over the app's own connection (plaintext etcd, or an etcd without auth).</summary>
+    /// or disarm an alarm), for a ledger service that runs the maintenance beside its own work (<c>On</c>). Empty:
+    /// maintenance runs over the app's own connection (plaintext etcd, an etcd without auth, or <c>Only</c>, whose
+    /// own certificate is the maintenance user's).</summary>
     public string EtcdMaintenanceCertFile { get; set; } = string.Empty;
 
     public string EtcdMaintenanceKeyFile { get; set; } = string.Empty;
@@ -71,4 +78,17 @@ public sealed class EtcdOptions
 
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
     public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = ["api/", "payments/"];
+}
+
+/// <summary>Where etcd's storage maintenance (defragmentation, NOSPACE recovery, the size metrics) runs.</summary>
+public enum EtcdMaintenanceMode
+{
+    /// <summary>In the ledger service, beside the ledger.</summary>
+    On,
+
+    /// <summary>Not in this process: another one runs it (the chart's <c>etcd-maintenance</c> Deployment).</summary>
+    Off,
+
+    /// <summary>As this process's only job: no ledger, no API; health, readiness and metrics only.</summary>
+    Only,
 }

@@ -21,6 +21,7 @@ public sealed partial class LocalSystem
     public IEnumerable<(string App, Uri BaseAddress)> AppAddresses()
     {
         yield return ("ledger", new Uri(LedgerUrl));
+        yield return (EtcdMaintenanceApp, new Uri(MaintenanceUrl));
         yield return ("risk", new Uri(RiskUrl));
         if (orchestratorPort is { } orchestrator)
         {

@@ -64,6 +64,9 @@ public sealed partial class LocalSystem : IAsyncDisposable
     /// <summary>The ledger service; empty until it started (it starts before the apps that call it).</summary>
     public string LedgerUrl { get; private set; } = string.Empty;
 
+    /// <summary>The storage maintenance process's own address (health, readiness, metrics only).</summary>
+    public string MaintenanceUrl { get; private set; } = string.Empty;
+
     public string RiskUrl { get; private set; } = string.Empty;
 
     public ChildProcess Orchestrator { get; private set; } = null!;
@@ -234,8 +237,16 @@ public sealed partial class LocalSystem : IAsyncDisposable
         LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
         var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort, ServiceRoles.Ledger), LogDirectory);
         children.Add(ledger);
+        // etcd's storage maintenance: the ledger's image in a process of its own, as the chart's etcd-maintenance
+        // Deployment runs it, so the root-role certificate is in no app that serves requests. Started alongside.
+        var maintenancePort = LocalPorts.Free();
+        MaintenanceUrl = $"http://127.0.0.1:{maintenancePort}/";
+        var maintenance = ChildProcess.Start(EtcdMaintenanceApp, "Payments.Ledger.dll", [], AppEnvironment(maintenancePort, EtcdMaintenanceApp), LogDirectory);
+        children.Add(maintenance);
         await ledger.WaitReadyAsync(new Uri(LedgerUrl + WritableProbe), tcpOnly: false, cancellationToken);
         progress($"Ledger service ready on {LedgerUrl}");
+        await maintenance.WaitReadyAsync(new Uri(MaintenanceUrl + "readyz"), tcpOnly: false, cancellationToken);
+        progress($"etcd storage maintenance ready on {MaintenanceUrl}");
 
         var riskPort = LocalPorts.Free();
         var risk = ChildProcess.Start("risk", "Payments.Risk.dll", [], AppEnvironment(riskPort, ServiceRoles.Risk), LogDirectory);
@@ -292,12 +303,24 @@ public sealed partial class LocalSystem : IAsyncDisposable
     }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).Concat(EtcdEnvironment(role)).ToDictionary();
 
     /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>); risk and the edge get no certificate: they
-    /// keep nothing in etcd. The ledger service also runs the storage maintenance, as the maintenance user.</summary>
-    private IEnumerable<KeyValuePair<string, string>> EtcdEnvironment(string role) =>
-        Cluster.ClientSettings(
-                role is EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover ? role : null,
-                maintenance: role == EtcdRoles.Ledger)
-            .Select(pair => KeyValuePair.Create(pair.Key.Replace(":", "__", StringComparison.Ordinal), pair.Value));
+    /// keep nothing in etcd. The storage maintenance runs in its own process as the maintenance user, not in the
+    /// ledger.</summary>
+    private IEnumerable<KeyValuePair<string, string>> EtcdEnvironment(string role)
+    {
+        var settings = role == EtcdMaintenanceApp
+            ? Cluster.ClientSettings(EtcdRbac.Maintenance)
+            : Cluster.ClientSettings(role is EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover ? role : null);
+        var mode = role switch
+        {
+            EtcdMaintenanceApp => [KeyValuePair.Create($"{EtcdOptions.Section}:{nameof(EtcdOptions.EtcdMaintenance)}", nameof(EtcdMaintenanceMode.Only))],
+            EtcdRoles.Ledger => [KeyValuePair.Create($"{EtcdOptions.Section}:{nameof(EtcdOptions.EtcdMaintenance)}", nameof(EtcdMaintenanceMode.Off))],
+            _ => Array.Empty<KeyValuePair<string, string>>(),
+        };
+        return settings.Concat(mode).Select(pair => KeyValuePair.Create(pair.Key.Replace(":", "__", StringComparison.Ordinal), pair.Value));
+    }
+
+    /// <summary>The name of the storage maintenance process (the chart's component has the same name).</summary>
+    public const string EtcdMaintenanceApp = "etcd-maintenance";
 
     /// <summary>Region mode: the apps fence their writes by the region's epoch, the ledger ships its journal, and the
     /// failover service and the ledger reach the shared Cosmos endpoint (the local server's self-signed certificate is

@@ -40,6 +40,7 @@ internal static partial class MetricsScrape
         }
 
         Assert.Contains("failover", scraped);
+        Assert.Contains(LocalSystem.EtcdMaintenanceApp, scraped); // the storage metrics come from it alone
         var referenced = ReferencedMetrics();
         Assert.Contains("payments_terminal_total", referenced); // the extraction itself works
         var missing = referenced.Where(name => !exported.Contains(name)).Order(StringComparer.Ordinal).ToArray();

@@ -28,7 +28,11 @@ public static class LedgerServiceExtensions
         builder.Services.AddSingleton(retention);
         builder.Services.AddEtcdLedger(fenced: regional);
         builder.Services.AddHostedService<HoldExpiryService>();
-        builder.Services.AddEtcdMaintenance(etcd);
+        if (etcd.EtcdMaintenance == EtcdMaintenanceMode.On)
+        {
+            builder.Services.AddEtcdMaintenance(etcd);
+        }
+
         var replication = (builder.Configuration.GetSection("Replication").Get<ReplicationOptions>() ?? new ReplicationOptions()).Validate();
         await builder.AddJournalReplicationAsync(replication, etcd);
         if (replication.Enabled && retention.Enabled)
@@ -39,6 +43,37 @@ public static class LedgerServiceExtensions
                 provider.GetRequiredService<EtcdLedger>(), () => provider.GetRequiredService<JournalShipper>().ShippedSequence,
                 provider.GetRequiredService<ILoggerFactory>()));
         }
+    }
+
+    /// <summary>True when this process is only etcd's storage maintenance (<c>Payments:EtcdMaintenance=Only</c>: the
+    /// chart's <c>etcd-maintenance</c> Deployment runs the ledger image so).</summary>
+    public static bool IsEtcdMaintenanceOnly(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>()?.EtcdMaintenance == EtcdMaintenanceMode.Only;
+    }
+
+    /// <summary>etcd's storage maintenance alone, as the maintenance user (its own certificate is that user's): no
+    /// ledger, no API, no Dapr sidecar; health and readiness (etcd reachable) and the storage metrics. It takes no
+    /// request but the probes' and the scraper's, so it has no service identity to check.</summary>
+    public static void AddEtcdMaintenanceOnly(this WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
+        if (etcd.EtcdMaintenanceCertFile.Length > 0)
+        {
+            throw new InvalidOperationException("Payments:EtcdMaintenance=Only connects as the maintenance user through Payments:EtcdCertFile; leave EtcdMaintenanceCertFile empty.");
+        }
+
+        builder.Services.AddEtcd(etcd, regional: false);
+        builder.Services.AddEtcdMaintenance(etcd);
+    }
+
+    public static void UseEtcdMaintenanceOnly(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapHealthEndpoints(async (services, cancellationToken) => await services.IsEtcdReachableAsync(cancellationToken));
+        app.MapMetricsEndpoint();
     }
 
     public static void UseLedgerService(this WebApplication app)

@@ -3,7 +3,8 @@ namespace Payments.Local.Hosting.Chaos;
 /// <summary>One fault at a time on a random process of a supervised <see cref="LocalSystem"/>: a SIGKILL (the
 /// supervisor replaces the process after its first back-off, as a Deployment replaces a killed pod) or a SIGSTOP for
 /// <see cref="PauseDuration"/> then SIGCONT (a frozen process whose connections stay open). Targets: every etcd member
-/// (the leader included), the ledger, risk, the orchestrator, an API replica, the edge and the workflow sidecar. A
+/// (the leader included), the ledger, etcd's storage maintenance, risk, the orchestrator, an API replica, the edge and
+/// the workflow sidecar. A
 /// target is chosen only while it is up, and an etcd member only while the others are (the campaign tests riding out
 /// faults, not losing the quorum for good).</summary>
 public sealed class FaultInjector(LocalSystem system, Random random, Action<string> report)
@@ -12,7 +13,10 @@ public sealed class FaultInjector(LocalSystem system, Random random, Action<stri
     private static readonly TimeSpan LeaderLookupTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>The apps the campaign faults (the second API replica stays up: the edge must have somewhere to go).</summary>
-    public static readonly IReadOnlyList<string> Apps = ["ledger", "risk", "orchestrator", "api-0", "edge", "workflow-sidecar"];
+    public static readonly IReadOnlyList<string> Apps = ["ledger", LocalSystem.EtcdMaintenanceApp, "risk", "orchestrator", "api-0", "edge", "workflow-sidecar"];
+
+    /// <summary>How an etcd member's target name starts ("etcd m0"; the maintenance app's name starts with "etcd" too).</summary>
+    private const string MemberPrefix = "etcd m";
 
     private readonly HashSet<string> busy = new(StringComparer.Ordinal);
 
@@ -30,7 +34,7 @@ public sealed class FaultInjector(LocalSystem system, Random random, Action<stri
 
         var target = targets[random.Next(targets.Length)];
         var pause = random.Next(2) == 0;
-        var leader = target.StartsWith("etcd", StringComparison.Ordinal) && await IsLeaderAsync(target, cancellationToken);
+        var leader = target.StartsWith(MemberPrefix, StringComparison.Ordinal) && await IsLeaderAsync(target, cancellationToken);
         var description = $"{(pause ? "SIGSTOP" : "SIGKILL")} {target}{(leader ? " (leader)" : string.Empty)}";
         lock (busy)
         {
@@ -57,9 +61,9 @@ public sealed class FaultInjector(LocalSystem system, Random random, Action<stri
     {
         try
         {
-            if (target.StartsWith("etcd m", StringComparison.Ordinal))
+            if (target.StartsWith(MemberPrefix, StringComparison.Ordinal))
             {
-                await ApplyToEtcdAsync(int.Parse(target["etcd m".Length..], System.Globalization.CultureInfo.InvariantCulture), pause);
+                await ApplyToEtcdAsync(int.Parse(target[MemberPrefix.Length..], System.Globalization.CultureInfo.InvariantCulture), pause);
             }
             else if (pause)
             {
@@ -145,7 +149,7 @@ public sealed class FaultInjector(LocalSystem system, Random random, Action<stri
     {
         lock (busy)
         {
-            return busy.Any(target => target.StartsWith("etcd", StringComparison.Ordinal));
+            return busy.Any(target => target.StartsWith(MemberPrefix, StringComparison.Ordinal));
         }
     }
 }
