@@ -64,9 +64,16 @@ public sealed partial class EtcdChartTests
             Assert.StartsWith("https://", env["Payments__EtcdEndpoints"], StringComparison.Ordinal);
             string[] files = ["Payments__EtcdCaFile", "Payments__EtcdCertFile", "Payments__EtcdKeyFile"];
             Assert.All(files, key => Assert.StartsWith("/etc/daprpayments/etcd-tls/", env[key], StringComparison.Ordinal));
-            Assert.Contains($"dp-daprpayments-etcd-client-{component}", mounted);
-            Assert.Equal(component == "ledger", mounted.Contains("dp-daprpayments-etcd-client-maintenance"));
-            Assert.DoesNotContain("dp-daprpayments-etcd-client-root", mounted);
+            // Each pod mounts its own user's certificate alone; the maintenance user's (etcd's root role) only the
+            // storage maintenance's pod, which serves no request and runs no sidecar.
+            var user = component == "etcd-maintenance" ? "maintenance" : component;
+            Assert.Equal([$"dp-daprpayments-etcd-client-{user}"], mounted);
+            Assert.False(env.ContainsKey("Payments__EtcdMaintenanceCertFile"), $"{component}: a second etcd identity");
+            Assert.Equal(component switch { "etcd-maintenance" => "Only", "ledger" => "Off", _ => null }, env.GetValueOrDefault("Payments__EtcdMaintenance"));
+            if (component == "etcd-maintenance")
+            {
+                Assert.Null(deployment.Spec.Template.Metadata.Annotations); // no Dapr sidecar
+            }
         }
 
         var store = Assert.Single(objects.OfType<DaprComponent>(), component => component.Spec.Type == "state.etcd");

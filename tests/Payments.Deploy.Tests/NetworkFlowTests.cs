@@ -24,9 +24,10 @@ public sealed class NetworkFlowTests
         Assert.Equal(etcdInRelease, etcdPods.Length > 0);
         var clients = objects.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Metadata.Labels)
             .Concat(objects.OfType<V1Job>().Select(job => job.Spec.Template.Metadata.Labels))
-            .Where(labels => labels["app.kubernetes.io/component"] is "api" or "orchestrator" or "ledger" or "failover" or "etcd-auth")
+            .Where(labels => labels["app.kubernetes.io/component"] is "api" or "orchestrator" or "ledger" or "failover" or "etcd-maintenance" or "etcd-auth")
             .ToArray();
         Assert.Contains(clients, labels => labels["app.kubernetes.io/component"] == "etcd-auth");
+        Assert.Contains(clients, labels => labels["app.kubernetes.io/component"] == "etcd-maintenance");
 
         foreach (var client in clients)
         {
@@ -51,7 +52,8 @@ public sealed class NetworkFlowTests
         var objects = await ChartTests.RenderAsync(valuesFile);
         var pods = objects.OfType<V1Deployment>().ToDictionary(
             deployment => deployment.Spec.Template.Metadata.Labels["app.kubernetes.io/component"], deployment => deployment.Spec.Template.Metadata.Labels);
-        var appIds = objects.OfType<V1Deployment>().ToDictionary(
+        Assert.Contains("etcd-maintenance", pods.Keys); // no sidecar: reaches none, and none reaches it
+        var appIds = objects.OfType<V1Deployment>().Where(deployment => deployment.Spec.Template.Metadata.Annotations?.ContainsKey("dapr.io/app-id") == true).ToDictionary(
             deployment => deployment.Spec.Template.Metadata.Annotations["dapr.io/app-id"], deployment => deployment.Spec.Template.Metadata.Labels["app.kubernetes.io/component"]);
         var granted = objects.OfType<DaprConfiguration>()
             .SelectMany(config => (config.Spec.AccessControl?.Policies ?? []).Select(policy => (Caller: appIds[policy.AppId], Callee: appIds.Single(id => config.Metadata.Name == id.Key).Value)))
@@ -97,13 +99,12 @@ public sealed class NetworkFlowTests
             var component = labels["app.kubernetes.io/component"];
             var rules = policies.Where(policy => Selects(policy.Spec.PodSelector, labels)).SelectMany(policy => policy.Spec.Egress ?? []).ToArray();
             Assert.True(rules.Any(rule => AllowsPort(rule, 53, "UDP") && ToPodsIn(rule, anyNamespace: true, kubeDns)), $"{valuesFile}: {component} has no DNS");
-            if (deployment.Spec.Template.Metadata.Annotations.TryGetValue("dapr.io/enabled", out var dapr) && dapr == "true")
+            var hasSidecar = deployment.Spec.Template.Metadata.Annotations?.TryGetValue("dapr.io/enabled", out var dapr) == true && dapr == "true";
+            foreach (var (service, port) in new[] { ("sentry", 50001), ("operator", 6500), ("placement", 50005), ("scheduler", 50006) })
             {
-                foreach (var (service, port) in new[] { ("sentry", 50001), ("operator", 6500), ("placement", 50005), ("scheduler", 50006) })
-                {
-                    Assert.True(rules.Any(rule => AllowsPort(rule, port, "TCP") && rule.To?.Any(peer => peer.NamespaceSelector is { } selector && Selects(selector, daprNamespace)) == true),
-                        $"{valuesFile}: {component}'s daprd cannot reach the {service} on {port}");
-                }
+                // A pod without a sidecar (etcd's storage maintenance) has no business with Dapr's control plane.
+                var reaches = rules.Any(rule => AllowsPort(rule, port, "TCP") && rule.To?.Any(peer => peer.NamespaceSelector is { } selector && Selects(selector, daprNamespace)) == true);
+                Assert.True(reaches == hasSidecar, $"{valuesFile}: {component} {(reaches ? "reaches" : "cannot reach")} Dapr's {service} on {port}");
             }
 
             // Cosmos DB's public endpoint: a public address (its own policy; the webhook policy is the API's alone).
