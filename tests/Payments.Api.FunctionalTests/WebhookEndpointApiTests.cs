@@ -117,6 +117,11 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
 
     [Theory]
     [InlineData("https://hooks.example.com/p", false, true)]
+    [InlineData("https://hooks.example.com:443/p", false, true)]
+    // Deliveries leave the cluster on 443 alone (the chart's NetworkPolicy); no other service of a public host.
+    [InlineData("https://hooks.example.com:8443/p", false, false)]
+    [InlineData("https://hooks.example.com:25/p", false, false)]
+    [InlineData("https://93.184.216.34:22/p", false, false)]
     [InlineData("http://hooks.example.com/p", false, false)]
     [InlineData("https://127.0.0.1/p", false, false)]
     [InlineData("https://10.1.2.3/p", false, false)]
@@ -153,6 +158,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         var error = await Assert.ThrowsAsync<HttpRequestException>(async () =>
             await WebhookTargets.ConnectAsync(new System.Net.DnsEndPoint("localhost", 9), allowLoopback: false, CancellationToken.None));
         Assert.Contains("no public address", error.Message);
+        // A public address on another port than 443 (an endpoint registered before the port rule): refused before connecting.
+        var port = await Assert.ThrowsAsync<HttpRequestException>(async () =>
+            await WebhookTargets.ConnectAsync(new System.Net.DnsEndPoint("93.184.216.34", 8443), allowLoopback: true, CancellationToken.None));
+        Assert.Contains("port 8443", port.Message);
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("::ffff:10.0.0.1")));
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("100.64.0.1")));
         Assert.True(WebhookTargets.IsPublic(IPAddress.Parse("93.184.216.34")));

@@ -3,13 +3,17 @@ using System.Net.Sockets;
 
 namespace Payments.Api.Webhooks;
 
-/// <summary>Which URLs may receive webhooks: https on a public address. Checked when an endpoint is registered (the
+/// <summary>Which URLs may receive webhooks: https on port 443 of a public address. Checked when an endpoint is registered (the
 /// URL's form) and again at every connection (the addresses its host resolves to then), because DNS can change after
 /// registration — a merchant must not be able to aim the API at the cluster's own services or the cloud's metadata
 /// endpoint (server-side request forgery).</summary>
 public static class WebhookTargets
 {
     public const int MaxUrlLength = 2048;
+
+    /// <summary>The one port a public endpoint may use: the chart's NetworkPolicy lets deliveries out on it alone (an
+    /// endpoint on another port would never receive one), and no other service of a public host can be aimed at.</summary>
+    public const int HttpsPort = 443;
 
     /// <summary>Host names that only a cluster's or a cloud's own resolver answers: never a merchant's public host.</summary>
     private static readonly string[] InternalSuffixes = [".local", ".localhost", ".internal", ".svc", ".cluster.local", ".home.arpa"];
@@ -35,6 +39,11 @@ public static class WebhookTargets
             return "url must not carry credentials or a fragment; authenticate deliveries by their signature.";
         }
 
+        if (!loopback && uri.Port != HttpsPort)
+        {
+            return $"url must use https's own port {HttpsPort}: deliveries leave the cluster on it alone (docs/api.md, \"Webhooks\").";
+        }
+
         var host = uri.IdnHost.TrimEnd('.');
         if (!loopback && (uri.IsLoopback || (IPAddress.TryParse(host, out var address) && !IsPublic(address))
                           || !host.Contains('.', StringComparison.Ordinal)
@@ -56,6 +65,13 @@ public static class WebhookTargets
         if (allowed.Length == 0)
         {
             throw new HttpRequestException($"Refused: {endpoint.Host} resolves to no public address.");
+        }
+
+        // An endpoint registered before the port rule is refused at delivery too (a public address on another port).
+        allowed = [.. allowed.Where(address => endpoint.Port == HttpsPort || IsLoopback(address))];
+        if (allowed.Length == 0)
+        {
+            throw new HttpRequestException($"Refused: port {endpoint.Port}; deliveries go to port {HttpsPort} only.");
         }
 
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
