@@ -164,14 +164,42 @@ public sealed class BadInputTests(ApiSystemFixture system)
         }
     }
 
-    [Fact]
-    public async Task WrongContentType_Is415()
+    /// <summary>Exactly application/json, in UTF-8: another media type that merely starts the same, or another
+    /// charset (whose bytes read as UTF-8 would store other text than the client sent), is 415 and opens nothing.</summary>
+    [Theory]
+    [InlineData("text/plain", false, null)]
+    [InlineData("application/jsonp", false, null)]
+    [InlineData("application/json-seq", false, null)]
+    [InlineData("application/json; charset=iso-8859-1", false, "charset=iso-8859-1")]
+    [InlineData("application/json; charset=utf-16", false, "charset=utf-16")]
+    [InlineData("application/json; charset=UTF-8", true, null)]
+    [InlineData("application/json;charset=\"utf-8\"", true, null)]
+    [InlineData("Application/JSON", true, null)]
+    public async Task ContentType_MustBeJsonInUtf8(string contentType, bool accepted, string? detail)
     {
         var client = await system.NewMerchantClientAsync();
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = new StringContent("accountId=x", Encoding.UTF8, "text/plain") };
-        var response = await client.SendAsync(request);
+        var account = $"ct-{Guid.NewGuid():N}"[..20];
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/accounts")
+        {
+            Content = new ByteArrayContent(Encoding.UTF8.GetBytes($$"""{"accountId":"{{account}}","currency":"EUR"}""")),
+        };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+        using var response = await client.SendAsync(request);
+        if (accepted)
+        {
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+            return;
+        }
+
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
-        Assert.EndsWith("/unsupported-media-type", (await response.JsonAsync()).GetProperty("type").GetString());
+        var problem = await response.JsonAsync();
+        Assert.EndsWith("/unsupported-media-type", problem.GetProperty("type").GetString());
+        if (detail is not null)
+        {
+            Assert.Contains(detail, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/v1/accounts/{account}")).StatusCode);
     }
 
     [Fact]

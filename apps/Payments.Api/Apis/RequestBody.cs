@@ -13,10 +13,9 @@ public static partial class RequestBody
 
     public static async Task<(byte[]? Bytes, Reply? Problem)> ReadAsync(HttpContext context)
     {
-        if (context.Request.ContentType is not { } contentType || !contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+        if (ContentTypeProblem(context.Request.ContentType) is { } wrongType)
         {
-            return (null, Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must be application/json."));
+            return (null, wrongType);
         }
 
         if (context.Request.ContentLength > MaxBytes)
@@ -37,6 +36,25 @@ public static partial class RequestBody
         }
 
         return Utf8(buffer.ToArray());
+    }
+
+    /// <summary>Exactly <c>application/json</c> (not <c>application/jsonp</c> or <c>application/json-seq</c>, which a
+    /// prefix check let through), in UTF-8: without a charset or with <c>utf-8</c>. Another charset is refused rather
+    /// than its bytes read as UTF-8, which would store other text than the client sent.</summary>
+    private static Reply? ContentTypeProblem(string? contentType)
+    {
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var parsed)
+            || !parsed.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase))
+        {
+            return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
+                "The request body must be application/json.");
+        }
+
+        var charset = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(parsed.Charset);
+        return charset.Length == 0 || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)
+            ? null
+            : Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
+                "The request body must be application/json.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={charset} is not accepted.");
     }
 
     /// <summary>JSON on the wire is UTF-8 (RFC 8259 §8.1). A leading UTF-8 byte order mark, which that section lets a
