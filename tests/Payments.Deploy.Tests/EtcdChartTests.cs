@@ -152,11 +152,13 @@ public sealed partial class EtcdChartTests
 
             // The Job, bounded by its own wait for a quorum (60 tries of 5 s) and this test's command timeout.
             var rootTls = SecretDirectory("dp-daprpayments-etcd-client-root");
-            var jobOutput = await DockerAsync([
+            Task<string> RunJobAsync() => DockerAsync([
                 "run", "--rm", "--network", network, "--label", "daprpayments.tests.chart=" + run, "--user", "10001:10001",
                 .. jobContainer.Env.SelectMany(variable => new[] { "--env", $"{variable.Name}={variable.Value}" }),
                 "--volume", $"{rootTls}:/tls:ro", "--entrypoint", jobContainer.Command[0], jobContainer.Image, .. jobContainer.Command.Skip(1), .. jobContainer.Args]);
+            var jobOutput = await RunJobAsync();
             Assert.Contains("etcd authentication on", jobOutput, StringComparison.Ordinal);
+            Assert.DoesNotContain("revoking", jobOutput, StringComparison.Ordinal);
 
             // The apps' own client (Payments.Etcd) with the chart's certificates, through member 0's published port.
             var endpoint = $"https://127.0.0.1:{hostPort}";
@@ -182,6 +184,19 @@ public sealed partial class EtcdChartTests
             await PutAsync(api, KeyPrefix + "idempotency/chart-test", timeout.Token);
             var denied = await Assert.ThrowsAsync<RpcException>(() => PutAsync(api, ledgerKey, timeout.Token));
             Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
+
+            // An upgrade narrows a role: a grant an earlier version made (here the ledger's family for the API) is
+            // revoked by the Job of the next one, and the role's own families stay.
+            using (var root = EtcdConnection.Create(endpoint, Client("root")))
+            {
+                await EtcdRbac.EnableAsync(root, [new EtcdRole("api", [KeyPrefix + "ledger/"], [])], timeout.Token);
+            }
+
+            await PutAsync(api, ledgerKey, timeout.Token); // the stale grant is live
+            Assert.Contains($"revoking api's grant on {KeyPrefix}ledger/", await RunJobAsync(), StringComparison.Ordinal);
+            var revoked = await Assert.ThrowsAsync<RpcException>(() => PutAsync(api, ledgerKey, timeout.Token));
+            Assert.Equal(StatusCode.PermissionDenied, revoked.StatusCode);
+            await PutAsync(api, KeyPrefix + "idempotency/chart-test", timeout.Token);
         }
         finally
         {
