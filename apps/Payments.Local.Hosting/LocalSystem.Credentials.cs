@@ -14,6 +14,10 @@ public sealed partial class LocalSystem
     /// credential than the failover service's, as on Kubernetes (issuing keys and switching regions are separate powers).</summary>
     public string ApiAdminToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
 
+    /// <summary>The development workflow sidecar's API token (daprd's <c>DAPR_API_TOKEN</c>), generated for this run:
+    /// only the orchestrator is given it, so no other local process can start or end a payment's workflow.</summary>
+    public string WorkflowSidecarToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
+
     /// <summary>The scraper's token for every app's <c>/metrics</c>, generated for this run.</summary>
     public string MetricsToken { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)).ToLowerInvariant();
 
@@ -61,13 +65,13 @@ public sealed partial class LocalSystem
         return client;
     }
 
-    /// <summary>Writes this run's tokens — each internal service's app token and, in a region, the operator's admin
-    /// token — to a file only this user can read (never to the console or a log), and returns its path.</summary>
+    /// <summary>Writes this run's tokens — each internal service's app token, the workflow sidecar's API token and, in a
+    /// region, the operator's admin token — to a file only this user can read (never to the console or a log), and returns its path.</summary>
     private string WriteCredentials()
     {
         var path = Path.Combine(LogDirectory, "credentials.env");
         var lines = Identity.Tokens.Select(pair => $"{pair.Key.ToUpperInvariant()}_APP_TOKEN={pair.Value}")
-            .Concat([$"API_ADMIN_TOKEN={ApiAdminToken}"])
+            .Concat([$"API_ADMIN_TOKEN={ApiAdminToken}", $"WORKFLOW_SIDECAR_API_TOKEN={WorkflowSidecarToken}"])
             .Concat(Region is null ? [] : [$"ADMIN_TOKEN={AdminToken}"]);
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())

@@ -228,7 +228,7 @@ public sealed partial class LocalSystem : IAsyncDisposable
         var sidecar = ChildProcess.Start("workflow-sidecar", "Payments.WorkflowSidecar.dll",
             ["--port", sidecarPort.ToString(CultureInfo.InvariantCulture)],
             // Warnings only, like the apps: at Information it wrote four lines per gRPC call (~10 % of its CPU under load).
-            new Dictionary<string, string> { ["Logging__LogLevel__Default"] = "Warning" }, LogDirectory);
+            new Dictionary<string, string> { ["Logging__LogLevel__Default"] = "Warning", ["DAPR_API_TOKEN"] = WorkflowSidecarToken }, LogDirectory);
         children.Add(sidecar);
         await sidecar.WaitReadyAsync(new Uri(SidecarEndpoint), tcpOnly: true, cancellationToken);
         progress($"Development workflow sidecar ready on {SidecarEndpoint} (in-memory; development only)");
@@ -300,7 +300,12 @@ public sealed partial class LocalSystem : IAsyncDisposable
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
         ["Metrics__Token"] = MetricsToken,
-    }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).Concat(EtcdEnvironment(role)).ToDictionary();
+    }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).Concat(EtcdEnvironment(role)).Concat(SidecarTokenEnvironment(role)).ToDictionary();
+
+    /// <summary>The orchestrator alone drives workflows: it presents the sidecar's API token (the Dapr SDK reads
+    /// <c>DAPR_API_TOKEN</c>, as from <c>dapr.io/api-token-secret</c> in a pod).</summary>
+    private IEnumerable<KeyValuePair<string, string>> SidecarTokenEnvironment(string role) =>
+        role == ServiceRoles.Orchestrator ? [KeyValuePair.Create("DAPR_API_TOKEN", WorkflowSidecarToken)] : [];
 
     /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>); risk and the edge get no certificate: they
     /// keep nothing in etcd. The storage maintenance runs in its own process as the maintenance user, not in the

@@ -108,7 +108,7 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
             ledgerService = await InProcessApp.StartLedgerServiceAsync(etcd.Cluster, KeyPrefix);
             orchestrator = await SagaWorker.StartAsync(
-                sidecar.Endpoint, etcd.Cluster, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor);
+                sidecar, etcd.Cluster, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor);
             api = new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, KeyPrefix, regional: false));
             api.UseKestrel(0);
             api.StartServer();

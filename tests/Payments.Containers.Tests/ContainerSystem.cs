@@ -269,7 +269,8 @@ public sealed partial class ContainerSystem : IAsyncLifetime
         }
         else
         {
-            var sidecar = Container("workflow-sidecar", "workflow-sidecar", environment: new Dictionary<string, string>())
+            // With its API token, as daprd runs in a pod: only the orchestrator, which presents it, drives workflows.
+            var sidecar = Container("workflow-sidecar", "workflow-sidecar", environment: new Dictionary<string, string> { ["DAPR_API_TOKEN"] = SidecarApiToken })
                 .WithCommand("--host", "0.0.0.0", "--port", SidecarPort.ToString(CultureInfo.InvariantCulture))
                 .WithPortBinding(SidecarPort, assignRandomHostPort: true)
                 .Build();
@@ -393,7 +394,9 @@ public sealed partial class ContainerSystem : IAsyncLifetime
     private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
     {
         // Each app with its own identity (the image name is its role): the service identity checks run in every scenario.
-        var builder = WithEtcdIdentity(Container(image, alias, Image(image), environment.Concat(IdentityEnvironment(image)).ToDictionary()), image);
+        // The orchestrator also presents the development sidecar's API token (the Dapr SDK reads DAPR_API_TOKEN).
+        var sidecarToken = image == "orchestrator" && !UsesDaprd ? [KeyValuePair.Create("DAPR_API_TOKEN", SidecarApiToken)] : Array.Empty<KeyValuePair<string, string>>();
+        var builder = WithEtcdIdentity(Container(image, alias, Image(image), environment.Concat(IdentityEnvironment(image)).Concat(sidecarToken).ToDictionary()), image);
         // Only the edge is reached from the host (the clients); the apps talk over the network, as on a cluster.
         var container = (image == "edge" ? builder.WithPortBinding(AppPort, assignRandomHostPort: true) : builder).Build();
         await StartTrackedAsync(container);
@@ -436,6 +439,9 @@ public sealed partial class ContainerSystem : IAsyncLifetime
     }
 
     private static bool UsesDaprd => SidecarMode == "daprd";
+
+    /// <summary>The development workflow sidecar's API token for this run (daprd's <c>DAPR_API_TOKEN</c>).</summary>
+    private string SidecarApiToken { get; } = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
 
     /// <summary>The service identity of this run: a fresh token per internal app (the attacker scenarios read it).</summary>
     public LocalServiceIdentity Identity { get; } = new();

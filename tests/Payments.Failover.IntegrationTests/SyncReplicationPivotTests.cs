@@ -56,7 +56,7 @@ public sealed class SyncReplicationPivotTests(FailoverFixture fixture)
         {
             await sidecar.InitializeAsync();
             await using var worker = await SagaWorker.StartAsync(
-                sidecar.Endpoint, fixture.Cluster, prefix, InProcessApp.BaseUrl(ledgerService), reviewThresholdMinor: 1_000_000);
+                sidecar, fixture.Cluster, prefix, InProcessApp.BaseUrl(ledgerService), reviewThresholdMinor: 1_000_000);
             await PayThroughTheOutageAsync(worker, prefix, () => settlementsRefused, timeout);
             await restore!;
         }

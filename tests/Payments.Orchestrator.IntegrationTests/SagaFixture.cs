@@ -43,7 +43,7 @@ public sealed class SagaFixture : IAsyncLifetime
             Flaky = new FlakyLedger(Ledger);
             var prefix = Prefix = EtcdClusterFixture.NewPrefix();
             Records = new PaymentRecordStore(etcd.Connection, prefix + "payments/");
-            worker = await SagaWorker.StartAsync(sidecar.Endpoint, etcd.Cluster, prefix, Flaky, ReviewThresholdMinor);
+            worker = await SagaWorker.StartAsync(sidecar, etcd.Cluster, prefix, Flaky, ReviewThresholdMinor);
             Workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();
         }
         catch

@@ -22,19 +22,20 @@ public static class SagaWorker
     private const string ReplacedUrl = "http://127.0.0.1:9/";
 
     public static Task<WebApplication> StartAsync(
-        string sidecarEndpoint, LocalEtcdCluster etcd, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
-        StartAsync(sidecarEndpoint, etcd, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
+        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
+        StartAsync(sidecar, etcd, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
 
     public static Task<WebApplication> StartAsync(
-        string sidecarEndpoint, LocalEtcdCluster etcd, string keyPrefix, string ledgerUrl, long reviewThresholdMinor) =>
-        StartAsync(sidecarEndpoint, etcd, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor);
+        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, string ledgerUrl, long reviewThresholdMinor) =>
+        StartAsync(sidecar, etcd, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor);
 
     private static async Task<WebApplication> StartAsync(
-        string sidecarEndpoint, LocalEtcdCluster etcd, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
+        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
     {
         await InProcessApp.GrantAsync(etcd, keyPrefix);
         var builder = InProcessApp.CreateBuilder(etcd, keyPrefix, ServiceRoles.Orchestrator);
-        builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecarEndpoint;
+        builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecar.Endpoint;
+        builder.Configuration["DAPR_API_TOKEN"] = sidecar.ApiToken; // what the Dapr SDK presents to the sidecar
         builder.Configuration["Payments:LedgerUrl"] = ledgerUrl ?? ReplacedUrl;
         builder.Configuration["Payments:RiskUrl"] = ReplacedUrl;
         builder.AddPaymentsOrchestrator();

@@ -21,6 +21,10 @@ public sealed class SidecarProcess : IAsyncLifetime
 
     public string Endpoint => $"http://127.0.0.1:{Port}";
 
+    /// <summary>The sidecar's API token (daprd's <c>DAPR_API_TOKEN</c>): its clients present it, as apps present
+    /// theirs to daprd.</summary>
+    public string ApiToken { get; } = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+
     public async Task InitializeAsync()
     {
         Port = LocalPorts.Free();
@@ -35,6 +39,7 @@ public sealed class SidecarProcess : IAsyncLifetime
         start.ArgumentList.Add(Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
         start.Environment["Logging__LogLevel__Default"] = "Information";
         start.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        start.Environment["DAPR_API_TOKEN"] = ApiToken;
         process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the workflow sidecar.");
         // Keep its output (bounded) for failure messages, and drain it so it never blocks on a full pipe.
         process.OutputDataReceived += (_, line) => Remember(line.Data);

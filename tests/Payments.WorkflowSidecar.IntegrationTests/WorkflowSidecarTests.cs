@@ -13,7 +13,7 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
     [Fact]
     public async Task ShouldRunChainedActivitiesTimersAndExternalEvents_ThroughTheRealDaprClient()
     {
-        using var host = await WorkerHost.StartAsync(sidecar.Endpoint);
+        using var host = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
         var client = host.Services.GetRequiredService<DaprWorkflowClient>();
         using var timeout = new CancellationTokenSource(WorkflowTimeout);
         var approved = $"wf-{Guid.NewGuid():N}";
@@ -34,13 +34,35 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         await host.StopAsync(timeout.Token);
     }
 
+    /// <summary>As daprd with <c>DAPR_API_TOKEN</c>: a client without the token, or with another, is refused
+    /// (UNAUTHENTICATED) and starts nothing; the SDK with the right one goes through.</summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("not-the-token")]
+    public async Task ACallWithoutTheSidecarsApiToken_IsRefused_AndStartsNothing(string? presented)
+    {
+        using var stranger = await WorkerHost.StartAsync(sidecar.Endpoint, presented);
+        var intruder = $"intruder-{Guid.NewGuid():N}";
+        var refused = await Assert.ThrowsAnyAsync<Grpc.Core.RpcException>(() =>
+            stranger.Services.GetRequiredService<DaprWorkflowClient>().ScheduleBoundedAsync(nameof(ChainWorkflow), intruder, "x"));
+        Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, refused.StatusCode);
+
+        using var owner = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
+        var client = owner.Services.GetRequiredService<DaprWorkflowClient>();
+        var id = $"owner-{Guid.NewGuid():N}";
+        await client.ScheduleBoundedAsync(nameof(ChainWorkflow), id, "pay");
+        Assert.True((await client.GetWorkflowStateAsync(id, getInputsAndOutputs: false))?.Exists, "the token's owner started its workflow");
+        Assert.NotEqual(true, (await client.GetWorkflowStateAsync(intruder, getInputsAndOutputs: false))?.Exists);
+        await client.TerminateWorkflowAsync(id);
+    }
+
     [Fact]
     public async Task InFlightWorkflows_Complete_AfterTheirWorkerDiesMidActivityAndANewOneConnects()
     {
         const int workflows = 10;
         StuckActivity.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Interlocked.Exchange(ref StuckActivity.Started, 0);
-        var first = await WorkerHost.StartAsync(sidecar.Endpoint);
+        var first = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
         var client = first.Services.GetRequiredService<DaprWorkflowClient>();
         var ids = Enumerable.Range(0, workflows).Select(_ => $"stuck-{Guid.NewGuid():N}").ToArray();
         foreach (var id in ids)
@@ -57,7 +79,7 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         }
 
         StuckActivity.Gate.TrySetResult(); // the new worker's activities run through (the old ones' results are lost)
-        using var second = await WorkerHost.StartAsync(sidecar.Endpoint);
+        using var second = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
         var secondClient = second.Services.GetRequiredService<DaprWorkflowClient>();
         using var timeout = new CancellationTokenSource(WorkflowTimeout);
         try

@@ -33,6 +33,17 @@ internal static class SidecarExtensions
         app.Logger.LogWarning(
             "Development workflow sidecar on {Host}:{Port}: in-memory, for development and tests only — production runs daprd.",
             options.Host, options.Port);
+        // daprd's API token, from the same variable daprd reads: without one (a test's own throw-away sidecar) every
+        // local process may call, and it says so.
+        if (app.Configuration["DAPR_API_TOKEN"] is { Length: > 0 } token)
+        {
+            app.Use(DaprApiTokenCheck.For(token));
+        }
+        else
+        {
+            app.Logger.LogWarning("No DAPR_API_TOKEN: any process that reaches {Host}:{Port} may drive workflows.", options.Host, options.Port);
+        }
+
         app.Use(DaprWorkflowProtocolAdapter.RewriteAsync);
         app.MapGrpcService<ReconnectingTaskHubServer>();
     }
