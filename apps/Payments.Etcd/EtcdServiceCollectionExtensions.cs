@@ -34,8 +34,8 @@ public static class EtcdServiceCollectionExtensions
             RegionEpochFence.KeyFor(services.GetRequiredService<EtcdOptions>().KeyPrefix), cancellationToken);
 
     /// <summary>Defragments the members one at a time when compaction has left their files mostly free, disarms a
-    /// NOSPACE alarm once there is room again, and exports the database sizes (one app per region runs it: the ledger
-    /// service, which writes most).</summary>
+    /// NOSPACE alarm once there is room again, and exports the database sizes (one process per region runs it: on
+    /// Kubernetes the etcd-maintenance Deployment, <c>Payments:EtcdMaintenance=Only</c>; the ledger with <c>On</c>).</summary>
     public static IServiceCollection AddEtcdMaintenance(this IServiceCollection services, EtcdOptions options, DefragPolicy? policy = null)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -43,7 +43,7 @@ public sealed class DaprInjectorRulesTests
     [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]
     public async Task EveryDaprAnnotation_IsOneTheInjectorReads(string valuesFile)
     {
-        foreach (var deployment in (await ChartTests.RenderAsync(valuesFile)).OfType<V1Deployment>())
+        foreach (var deployment in ChartTests.WithSidecar(await ChartTests.RenderAsync(valuesFile)))
         {
             var unknown = deployment.Spec.Template.Metadata.Annotations.Keys
                 .Where(key => key.StartsWith("dapr.io/", StringComparison.Ordinal) && !InjectorAnnotations.Contains(key))
@@ -97,7 +97,7 @@ public sealed class DaprInjectorRulesTests
     {
         var objects = await ChartTests.RenderAsync(valuesFile);
         var accounts = objects.OfType<V1ServiceAccount>().ToDictionary(account => account.Metadata.Name);
-        foreach (var deployment in objects.OfType<V1Deployment>())
+        foreach (var deployment in ChartTests.WithSidecar(objects))
         {
             var pod = deployment.Spec.Template.Spec;
             // The pod's setting wins over the ServiceAccount's (Kubernetes: "Configure Service Accounts for Pods").

@@ -17,7 +17,7 @@ public sealed partial class SecurityPolicyTests
     {
         var objects = await ChartTests.RenderAsync(valuesFile);
         var secrets = objects.OfType<V1Secret>().ToDictionary(secret => secret.Metadata.Name);
-        var deployments = objects.OfType<V1Deployment>().ToArray();
+        var deployments = ChartTests.WithSidecar(objects);
         Assert.NotEmpty(deployments);
         foreach (var deployment in deployments)
         {

@@ -84,7 +84,7 @@ matchExpressions:
 {{- end -}}
 
 {{/* The etcd users with a client certificate (its common name), space-separated: root (the bootstrap Job), the
-     maintenance user (root role: storage maintenance in the ledger), one per app, and the orchestrator's Dapr state
+     maintenance user (root role: the etcd-maintenance Deployment), one per app, and the orchestrator's Dapr state
      store. Payments.Etcd.EtcdRoles holds the same table; a deployment test compares them. */}}
 {{- define "daprpayments.etcdUsers" -}}
 root maintenance ledger api orchestrator failover statestore
