@@ -186,17 +186,22 @@ public sealed partial class EtcdChartTests
             Assert.Equal(StatusCode.PermissionDenied, denied.StatusCode);
 
             // An upgrade narrows a role: a grant an earlier version made (here the ledger's family for the API) is
-            // revoked by the Job of the next one, and the role's own families stay.
+            // revoked by the Job of the next one, and the role's own families stay. A grant under another key prefix
+            // (another release on a shared etcd, with the same role names) is not this Job's to revoke.
+            const string OtherRelease = "/other-release/api/";
             using (var root = EtcdConnection.Create(endpoint, Client("root")))
             {
-                await EtcdRbac.EnableAsync(root, [new EtcdRole("api", [KeyPrefix + "ledger/"], [])], timeout.Token);
+                await EtcdRbac.EnableAsync(root, [new EtcdRole("api", [KeyPrefix + "ledger/", OtherRelease], [])], timeout.Token);
             }
 
             await PutAsync(api, ledgerKey, timeout.Token); // the stale grant is live
-            Assert.Contains($"revoking api's grant on {KeyPrefix}ledger/", await RunJobAsync(), StringComparison.Ordinal);
+            var upgrade = await RunJobAsync();
+            Assert.Contains($"revoking api's grant on {KeyPrefix}ledger/", upgrade, StringComparison.Ordinal);
+            Assert.DoesNotContain(OtherRelease, upgrade, StringComparison.Ordinal);
             var revoked = await Assert.ThrowsAsync<RpcException>(() => PutAsync(api, ledgerKey, timeout.Token));
             Assert.Equal(StatusCode.PermissionDenied, revoked.StatusCode);
             await PutAsync(api, KeyPrefix + "idempotency/chart-test", timeout.Token);
+            await PutAsync(api, OtherRelease + "merchant", timeout.Token);
         }
         finally
         {
