@@ -32,6 +32,11 @@ public static class LedgerServiceExtensions
         {
             builder.Services.AddEtcdMaintenance(etcd);
         }
+        else if (etcd.EtcdMaintenanceCertFile.Length > 0)
+        {
+            // Off exists to keep the root-role certificate out of this pod: one still mounted is a deployment mistake.
+            throw new InvalidOperationException("Payments:EtcdMaintenance=Off, yet Payments:EtcdMaintenanceCertFile is set: the ledger does not run the maintenance, so it must not hold the maintenance user's certificate.");
+        }
 
         var replication = (builder.Configuration.GetSection("Replication").Get<ReplicationOptions>() ?? new ReplicationOptions()).Validate();
         await builder.AddJournalReplicationAsync(replication, etcd);
