@@ -54,8 +54,14 @@ public static partial class RequestBody
         return charset.Length == 0 || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)
             ? null
             : Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must be application/json.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={charset} is not accepted.");
+                "The request body must be application/json.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={Shortened(charset.Value)} is not accepted.");
     }
+
+    /// <summary>A caller's text repeated in a problem, at most <see cref="MaxEchoed"/> characters.</summary>
+    private static string Shortened(string? text) =>
+        text is null ? string.Empty : text.Length <= MaxEchoed ? text : text[..MaxEchoed] + "…";
+
+    private const int MaxEchoed = 40;
 
     /// <summary>JSON on the wire is UTF-8 (RFC 8259 §8.1). A leading UTF-8 byte order mark, which that section lets a
     /// parser ignore and some Windows tools write, is dropped — so the same request with or without it is the same
