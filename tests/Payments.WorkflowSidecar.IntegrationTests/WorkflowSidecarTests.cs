@@ -46,6 +46,7 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         var refused = await Assert.ThrowsAnyAsync<Grpc.Core.RpcException>(() =>
             stranger.Services.GetRequiredService<DaprWorkflowClient>().ScheduleBoundedAsync(nameof(ChainWorkflow), intruder, "x"));
         Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, refused.StatusCode);
+        await stranger.StopAsync(); // its worker would go on knocking, refused, beside the next tests on this sidecar
 
         using var owner = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
         var client = owner.Services.GetRequiredService<DaprWorkflowClient>();
