@@ -237,12 +237,7 @@ public sealed partial class LocalSystem : IAsyncDisposable
         LedgerUrl = $"http://127.0.0.1:{ledgerPort}/";
         var ledger = ChildProcess.Start("ledger", "Payments.Ledger.dll", [], AppEnvironment(ledgerPort, ServiceRoles.Ledger), LogDirectory);
         children.Add(ledger);
-        // etcd's storage maintenance: the ledger's image in a process of its own, as the chart's etcd-maintenance
-        // Deployment runs it, so the root-role certificate is in no app that serves requests. Started alongside.
-        var maintenancePort = LocalPorts.Free();
-        MaintenanceUrl = $"http://127.0.0.1:{maintenancePort}/";
-        var maintenance = ChildProcess.Start(EtcdMaintenanceApp, "Payments.Ledger.dll", [], AppEnvironment(maintenancePort, EtcdMaintenanceApp), LogDirectory);
-        children.Add(maintenance);
+        var maintenance = StartMaintenance();
         await ledger.WaitReadyAsync(new Uri(LedgerUrl + WritableProbe), tcpOnly: false, cancellationToken);
         progress($"Ledger service ready on {LedgerUrl}");
         await maintenance.WaitReadyAsync(new Uri(MaintenanceUrl + "readyz"), tcpOnly: false, cancellationToken);
@@ -285,6 +280,17 @@ public sealed partial class LocalSystem : IAsyncDisposable
         children.Add(edge);
         await edge.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);
         progress($"API ready on {ApiBaseAddress}: the edge load balancer over {ApiReplicas} replicas (logs in {LogDirectory})");
+    }
+
+    /// <summary>etcd's storage maintenance: the ledger's image in a process of its own, as the chart's etcd-maintenance
+    /// Deployment runs it, so the root-role certificate is in no app that serves requests (started beside the ledger).</summary>
+    private ChildProcess StartMaintenance()
+    {
+        var port = LocalPorts.Free();
+        MaintenanceUrl = $"http://127.0.0.1:{port}/";
+        var maintenance = ChildProcess.Start(EtcdMaintenanceApp, "Payments.Ledger.dll", [], AppEnvironment(port, EtcdMaintenanceApp), LogDirectory);
+        children.Add(maintenance);
+        return maintenance;
     }
 
     /// <summary>The environment of the app in <paramref name="role"/> on <paramref name="port"/>, with its identity.</summary>

@@ -50,11 +50,13 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
 
         using var owner = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
         var client = owner.Services.GetRequiredService<DaprWorkflowClient>();
+        using var timeout = new CancellationTokenSource(WorkflowTimeout);
         var id = $"owner-{Guid.NewGuid():N}";
         await client.ScheduleBoundedAsync(nameof(ChainWorkflow), id, "pay");
-        Assert.True((await client.GetWorkflowStateAsync(id, getInputsAndOutputs: false))?.Exists, "the token's owner started its workflow");
-        Assert.NotEqual(true, (await client.GetWorkflowStateAsync(intruder, getInputsAndOutputs: false))?.Exists);
-        await client.TerminateWorkflowAsync(id);
+        await client.RaiseEventAsync(id, ChainWorkflow.ApprovalEvent, true, timeout.Token);
+        Assert.Equal("pay-1!-2!-approved", await OutputAsync(client, id, timeout.Token)); // the token's owner runs its workflow
+        Assert.NotEqual(true, (await client.GetWorkflowStateAsync(intruder, getInputsAndOutputs: false, timeout.Token))?.Exists);
+        await owner.StopAsync(timeout.Token);
     }
 
     [Fact]
