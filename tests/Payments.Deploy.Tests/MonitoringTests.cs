@@ -136,7 +136,12 @@ public sealed class MonitoringTests
             Assert.Equal(("parentbased_traceidratio", "0.25"), (Env("OTEL_TRACES_SAMPLER"), Env("OTEL_TRACES_SAMPLER_ARG")));
             Assert.Null(Env("Telemetry__Exporter"));
         });
-        var egress = Assert.Single(Assert.Single(with.OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-tracing", StringComparison.Ordinal)).Spec.Egress);
+        var tracing = Assert.Single(with.OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-tracing", StringComparison.Ordinal));
+        // Every pod that exports spans may reach the collector; etcd and the bootstrap Job, which export none, may not.
+        Assert.All(with.OfType<V1Deployment>(), deployment => Assert.True(NetworkFlowTests.Selects(tracing.Spec.PodSelector, deployment.Spec.Template.Metadata.Labels), deployment.Metadata.Name));
+        Assert.All(with.OfType<V1StatefulSet>().Select(set => set.Spec.Template.Metadata.Labels).Concat(with.OfType<V1Job>().Select(job => job.Spec.Template.Metadata.Labels)),
+            labels => Assert.False(NetworkFlowTests.Selects(tracing.Spec.PodSelector, labels), labels["app.kubernetes.io/component"]));
+        var egress = Assert.Single(tracing.Spec.Egress);
         Assert.Equal("observability", Assert.Single(egress.To).NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]);
         Assert.Null(Assert.Single(egress.To).IpBlock);
         Assert.Equal("4317", Assert.Single(egress.Ports).Port.Value);
