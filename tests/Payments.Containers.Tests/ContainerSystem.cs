@@ -284,7 +284,8 @@ public sealed partial class ContainerSystem : IAsyncLifetime
             StartAppAsync("risk", "risk", environment),
             StartAppAsync("orchestrator", "orchestrator", environment),
             StartAppAsync("api", "api-0", environment),
-            StartAppAsync("api", "api-1", environment));
+            StartAppAsync("api", "api-1", environment),
+            StartMaintenanceAsync(AppEnvironment(daprEnabled: false)));
         (Ledger, Risk, Orchestrator, apis[0], apis[1]) = (started[0], started[1], started[2], started[3], started[4]);
         var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(daprEnabled: false))
         {
@@ -358,37 +359,44 @@ public sealed partial class ContainerSystem : IAsyncLifetime
         return copy;
     }
 
-    /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>): its certificate mounted read-only, and the
-    /// ledger also the maintenance user's (storage maintenance). Risk and the edge keep nothing in etcd: no certificate.</summary>
+    /// <summary>The app's etcd user is its role (<see cref="EtcdRoles"/>): its certificate mounted read-only. The storage
+    /// maintenance is the maintenance user, in a container of its own (as the chart's etcd-maintenance Deployment); the
+    /// ledger runs without it. Risk and the edge keep nothing in etcd: no certificate.</summary>
     private ContainerBuilder WithEtcdIdentity(ContainerBuilder builder, string role)
     {
-        if (role is not (EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover))
+        if (role is not (EtcdRoles.Ledger or EtcdRoles.Api or EtcdRoles.Orchestrator or EtcdRoles.Failover or MaintenanceAlias))
         {
             return builder;
         }
 
-        var own = Certificates.Client(role);
+        var own = Certificates.Client(role == MaintenanceAlias ? EtcdRbac.Maintenance : role);
         var environment = new Dictionary<string, string>
         {
             ["Payments__EtcdCaFile"] = $"{EtcdTlsPath}/ca.crt",
             ["Payments__EtcdCertFile"] = $"{EtcdTlsPath}/client.crt",
             ["Payments__EtcdKeyFile"] = $"{EtcdTlsPath}/client.key",
         };
-        builder = builder
-            .WithBindMount(Shared(own.CaFile), $"{EtcdTlsPath}/ca.crt", AccessMode.ReadOnly)
-            .WithBindMount(Shared(own.CertFile), $"{EtcdTlsPath}/client.crt", AccessMode.ReadOnly)
-            .WithBindMount(Shared(own.KeyFile), $"{EtcdTlsPath}/client.key", AccessMode.ReadOnly);
-        if (role == EtcdRoles.Ledger)
+        if (role is EtcdRoles.Ledger or MaintenanceAlias)
         {
-            var maintenance = Certificates.Client(EtcdRbac.Maintenance);
-            environment["Payments__EtcdMaintenanceCertFile"] = $"{EtcdTlsPath}/maintenance.crt";
-            environment["Payments__EtcdMaintenanceKeyFile"] = $"{EtcdTlsPath}/maintenance.key";
-            builder = builder
-                .WithBindMount(Shared(maintenance.CertFile), $"{EtcdTlsPath}/maintenance.crt", AccessMode.ReadOnly)
-                .WithBindMount(Shared(maintenance.KeyFile), $"{EtcdTlsPath}/maintenance.key", AccessMode.ReadOnly);
+            environment["Payments__EtcdMaintenance"] = role == MaintenanceAlias ? "Only" : "Off";
         }
 
-        return builder.WithEnvironment(environment);
+        return builder
+            .WithBindMount(Shared(own.CaFile), $"{EtcdTlsPath}/ca.crt", AccessMode.ReadOnly)
+            .WithBindMount(Shared(own.CertFile), $"{EtcdTlsPath}/client.crt", AccessMode.ReadOnly)
+            .WithBindMount(Shared(own.KeyFile), $"{EtcdTlsPath}/client.key", AccessMode.ReadOnly)
+            .WithEnvironment(environment);
+    }
+
+    /// <summary>The storage maintenance's container (the ledger image, no sidecar in either mode).</summary>
+    private const string MaintenanceAlias = "etcd-maintenance";
+
+    private async Task<IContainer> StartMaintenanceAsync(IReadOnlyDictionary<string, string> environment)
+    {
+        var container = WithEtcdIdentity(Container("ledger", MaintenanceAlias, Image("ledger"), environment), MaintenanceAlias).Build();
+        await StartTrackedAsync(container);
+        await WaitForHttpAsync(container, "/readyz");
+        return container;
     }
 
     private async Task<IContainer> StartAppAsync(string image, string alias, IReadOnlyDictionary<string, string> environment)
