@@ -39,7 +39,7 @@ public static partial class RequestBody
     }
 
     /// <summary>Exactly <c>application/json</c> (not <c>application/jsonp</c> or <c>application/json-seq</c>, which a
-    /// prefix check let through), in UTF-8: without a charset or with <c>utf-8</c>. Another charset is refused rather
+    /// prefix check let through), in UTF-8: without a charset or with <c>utf-8</c> (or <c>utf8</c>). Another charset is refused rather
     /// than its bytes read as UTF-8, which would store other text than the client sent.</summary>
     private static Reply? ContentTypeProblem(string? contentType)
     {
