@@ -1,3 +1,5 @@
+using Payments.Orchestrator.Client.Models;
+
 namespace Payments.Orchestrator.Host;
 
 /// <summary>Settings (configuration section <c>Payments</c>; etcd's are <see cref="Payments.Etcd.EtcdOptions"/>).</summary>
@@ -24,6 +26,8 @@ public sealed class OrchestratorOptions
             throw new InvalidOperationException(
                 "Payments:LedgerUrl and Payments:RiskUrl are required: the saga reaches the ledger and risk services through them.");
         }
+
+        PaymentInput.CheckApprovalTimeout(ApprovalTimeout);
 
         return this;
     }

@@ -113,6 +113,34 @@ public sealed class ChartTests
         Assert.Contains("apps.risk.pdbMinAvailable", output, StringComparison.Ordinal);
     }
 
+    /// <summary>.NET reads "hh:mm:ss" with hours 0–23 only: "24:00:00" is 24 days (a day's approval deadline once
+    /// rendered as that made payments wait for a reviewer 24 days). Durations are read here as the apps bind them.</summary>
+    [Fact]
+    public async Task Durations_AreReadByDotNetAsMeant_AndAnHourCountOfADayIsRefused()
+    {
+        static TimeSpan Read(V1Deployment deployment, string name) => TimeSpan.Parse(
+            deployment.Spec.Template.Spec.Containers[0].Env.Single(variable => variable.Name == name).Value, System.Globalization.CultureInfo.InvariantCulture);
+        static V1Deployment App(IEnumerable<object> objects, string suffix) =>
+            objects.OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith(suffix, StringComparison.Ordinal));
+
+        var defaults = await RenderAsync(null);
+        Assert.Equal(TimeSpan.FromDays(1), Read(App(defaults, "-api"), "Payments__ApprovalTimeout"));
+        Assert.Equal(TimeSpan.FromDays(1), Read(App(defaults, "-orchestrator"), "Payments__ApprovalTimeout"));
+
+        // Seconds are rendered with their days apart: the schema's largest cool-down, a day, is a day.
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "region.switchoverCooldownSeconds=86400",
+            "--kube-version", KubeVersion, "--namespace", "payments");
+        Assert.True(exitCode == 0, output);
+        Assert.Equal(TimeSpan.FromDays(1), Read(App(KubernetesYaml.LoadAllFromString(output, DaprKinds, strict: true), "-failover"), "Admin__SwitchoverCooldown"));
+
+        foreach (var hours in new[] { "payments.approvalTimeout=24:00:00", "payments.velocity.window=36:00:00" })
+        {
+            (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", hours, "--kube-version", KubeVersion);
+            Assert.NotEqual(0, exitCode);
+            Assert.Contains(hours.Split('=')[0].Split('.')[^1], output, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task Values_OutsideTheSchema_AreRefused()
     {
@@ -218,7 +246,7 @@ public sealed class ChartTests
             var failover = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-failover", StringComparison.Ordinal));
             var env = failover.Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
             Assert.Equal((region, role), (env["Region__Name"].Value, env["Region__Role"].Value));
-            Assert.Equal(("00:00:10", "00:00:02", "00:00:03", "00:00:04", "00:00:02"), (env["Region__LeaseDuration"].Value,
+            Assert.Equal(("0.00:00:10", "0.00:00:02", "0.00:00:03", "0.00:00:04", "0.00:00:02"), (env["Region__LeaseDuration"].Value,
                 env["Region__RenewInterval"].Value, env["Region__DemoteMargin"].Value, env["Region__PromotionMargin"].Value, env["Region__MaxClockSkew"].Value));
             Assert.Equal(preferred, env["Cosmos__PreferredRegions__0"].Value);
             Assert.StartsWith("https://", env["Cosmos__Endpoint"].Value, StringComparison.Ordinal);
@@ -229,7 +257,7 @@ public sealed class ChartTests
 
             // The admin API: the operator's token only from a Secret (never a value), switchovers only to the peer.
             Assert.Equal(peer, env["Admin__PeerRegion"].Value);
-            Assert.Equal("00:05:00", env["Admin__SwitchoverCooldown"].Value);
+            Assert.Equal("0.00:05:00", env["Admin__SwitchoverCooldown"].Value);
             Assert.Null(env["Admin__Token"].Value);
             Assert.Equal(("daprpayments-admin", "token"), (env["Admin__Token"].ValueFrom.SecretKeyRef.Name, env["Admin__Token"].ValueFrom.SecretKeyRef.Key));
             Assert.True(env["Admin__NextToken"].ValueFrom.SecretKeyRef.Optional);
@@ -252,7 +280,7 @@ public sealed class ChartTests
             Assert.DoesNotContain("Payments__OrchestratorUrl", env.Keys); // it invokes nobody
             var ledgerEnv = deployments.Single(deployment => deployment.Metadata.Name.EndsWith("-ledger", StringComparison.Ordinal))
                 .Spec.Template.Spec.Containers[0].Env.ToDictionary(variable => variable.Name);
-            Assert.Equal(("sync", "00:00:05", "journal"), (ledgerEnv["Replication__Mode"].Value, ledgerEnv["Replication__SyncTimeout"].Value, ledgerEnv["Cosmos__JournalContainer"].Value));
+            Assert.Equal(("sync", "0.00:00:05", "journal"), (ledgerEnv["Replication__Mode"].Value, ledgerEnv["Replication__SyncTimeout"].Value, ledgerEnv["Cosmos__JournalContainer"].Value));
 
             // The apps that write fence by the region's epoch, and the orchestrator (its sweeper runs only while the
             // region is active): they know their region.

@@ -1,4 +1,5 @@
 using Payments.Merchants;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Api.Apis;
 
@@ -62,6 +63,7 @@ public sealed class ApiOptions
             }
         }
 
+        PaymentInput.CheckApprovalTimeout(ApprovalTimeout);
         if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(OrchestratorUrl))
         {
             throw new InvalidOperationException(

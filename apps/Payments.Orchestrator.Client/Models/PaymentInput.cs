@@ -25,6 +25,19 @@ public sealed record PaymentOrder(
 /// start time when a caller did not.</param>
 public sealed record PaymentInput(PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null)
 {
+    /// <summary>The longest approval deadline the API and the orchestrator accept. A payment's hold is issued at the
+    /// payment's creation and the ledger refuses a transfer issued longer ago than its replay window (7 days by
+    /// default, ADR 0004): 5 days leave two for the pivot's budget and a resumed saga.</summary>
+    public static readonly TimeSpan MaxApprovalTimeout = TimeSpan.FromDays(5);
+
     [JsonIgnore]
     public string PaymentId => Order.PaymentId;
+
+    /// <summary>Refuses a configured approval deadline outside (0, <see cref="MaxApprovalTimeout"/>] at start-up,
+    /// naming the usual cause: .NET reads "24:00:00" as 24 days (hours are 0–23; one day is "1.00:00:00").</summary>
+    public static TimeSpan CheckApprovalTimeout(TimeSpan configured) =>
+        configured > TimeSpan.Zero && configured <= MaxApprovalTimeout ? configured
+        : throw new InvalidOperationException(
+            $"Payments:ApprovalTimeout is {configured:c}; it must be positive and at most {MaxApprovalTimeout:c} (the ledger's replay window "
+            + "must outlast it). Write it as d.hh:mm:ss with hours 0-23: \"24:00:00\" means 24 days, one day is \"1.00:00:00\".");
 }

@@ -69,10 +69,11 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{- /* Seconds as a .NET TimeSpan ("hh:mm:ss"), for configuration binding. */}}
+{{- /* Seconds as a .NET TimeSpan ("d.hh:mm:ss"), for configuration binding: with the days apart, 86400 s is one day
+     ("24:00:00" would be read as 24 days). */}}
 {{- define "daprpayments.timespan" -}}
 {{- $s := int . -}}
-{{- printf "%02d:%02d:%02d" (div $s 3600) (div (mod $s 3600) 60) (mod $s 60) -}}
+{{- printf "%d.%02d:%02d:%02d" (div $s 86400) (div (mod $s 86400) 3600) (div (mod $s 3600) 60) (mod $s 60) -}}
 {{- end -}}
 
 {{/* A podSelector body matching the release's app pods (not etcd, not the test pod). */}}
