@@ -36,6 +36,13 @@ public sealed class HttpLedger(HttpClient http) : ILedger
         return wire is null ? null : LedgerWire.FromWire(wire);
     }
 
+    public async Task<JournalEntry?> GetTransferAsync(TransferId id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var wire = await SendAsync<JournalEntryWire>(HttpMethod.Get, LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(id.Value), null, cancellationToken);
+        return wire is null ? null : LedgerWire.FromWire(wire);
+    }
+
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
         var wire = await SendAsync<OutcomeWire>(HttpMethod.Post, LedgerRoutes.Prefix + "transfers", LedgerWire.ToWire(request), cancellationToken);

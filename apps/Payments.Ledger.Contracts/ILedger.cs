@@ -16,6 +16,10 @@ public interface ILedger
 
     Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken);
 
+    /// <summary>A transfer as the journal holds it, or null if the ledger has none by that id (never applied, or
+    /// archived past the replay window). A resumed saga asks whether its hold exists before it decides anything again.</summary>
+    Task<JournalEntry?> GetTransferAsync(TransferId id, CancellationToken cancellationToken);
+
     Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken);
 
     Task<BatchOutcome> ApplyBatchAsync(IReadOnlyList<TransferRequest> batch, CancellationToken cancellationToken);

@@ -234,6 +234,14 @@ public sealed class EtcdLedger : ILedger
             shards.Length == 0 ? 0 : shards.Max(shard => shard.ModRevision));
     }
 
+    /// <summary>A transfer as the journal holds it, or null (never applied, or archived past the replay window).</summary>
+    public async Task<JournalEntry?> GetTransferAsync(TransferId id, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var stored = await store.RetryingAsync(token => store.GetAsync(Keys.Transfer(id), serializable: false, token), cancellationToken);
+        return stored.Exists ? JournalReader.ToEntry(LedgerJson.DecodeTransfer(stored.Value!), stored.ModRevision) : null;
+    }
+
     /// <summary>Applies one transfer — with group commit (<see cref="GroupCommit"/>): written in one etcd transaction
     /// with the transfers that arrive meanwhile, keeping its own outcome.</summary>
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)

@@ -14,6 +14,7 @@ public static class OrchestratorRegistration
         options.RegisterWorkflow<PaymentWorkflowV2>();
         options.RegisterWorkflow<PaymentWorkflow>();
         options.RegisterActivity<AssessPaymentActivity>();
+        options.RegisterActivity<FindHoldActivity>();
         options.RegisterActivity<MoveMoneyActivity>();
         options.RegisterActivity<ValidatePaymentActivity>();
         options.RegisterActivity<CheckRiskActivity>();

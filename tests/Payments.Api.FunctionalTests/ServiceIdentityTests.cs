@@ -37,6 +37,7 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             await ledger.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit("acct-x", 5))),
             await ledger.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")),
             await ledger.GetAsync(LedgerRoutes.Prefix + "replication"),
+            await ledger.GetAsync(LedgerRoutes.Prefix + "transfers/t-1"),
             await ledger.GetAsync("no/such/route"),
             await orchestrator.GetAsync(HttpPaymentWorkflows.Route + "/p-1"),
             await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")),
@@ -74,6 +75,19 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         // Batches are the saga's; replication progress is the failover service's.
         await AssertForbiddenAsync(await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")));
         await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "replication"));
+        // A transfer is read one by one only by a resumed saga; for it, an id the ledger never applied is a 404 and a
+        // malformed one a 400 problem.
+        await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "transfers/t-1"));
+        using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Orchestrator);
+        var deposit = Deposit(await OpenAsync(), 7);
+        Assert.Equal(HttpStatusCode.OK, (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(deposit))).StatusCode);
+        var depositId = System.Text.Json.JsonDocument.Parse(deposit).RootElement.GetProperty("id").GetString()!;
+        var entry = await (await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/" + depositId)).JsonAsync();
+        Assert.Equal((depositId, 7L), (entry.GetProperty("transferId").GetString(), entry.GetProperty("amountMinor").GetInt64()));
+        Assert.Equal(HttpStatusCode.NotFound, (await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/never-applied-" + Guid.NewGuid().ToString("N"))).StatusCode);
+        var malformed = await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString("not valid!"));
+        Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);
+        Assert.Equal(ProblemTypes.ValidationFailed, (await malformed.JsonAsync()).GetProperty("type").GetString());
     }
 
     [Fact]

@@ -129,7 +129,7 @@ public sealed partial class SecurityPolicyTests
             .SelectMany(operation => operation.HttpVerb.Select(verb => $"{verb} {operation.Name} {operation.Action}")).Order().ToArray();
 
         Assert.Equal(["GET /ledger/v1/accounts allow", "POST /ledger/v1/accounts allow", "POST /ledger/v1/transfers allow"], Grants("ledger", "api"));
-        Assert.Equal(["GET /ledger/v1/accounts allow", "POST /ledger/v1/batches allow", "POST /ledger/v1/transfers allow"], Grants("ledger", "orchestrator"));
+        Assert.Equal(["GET /ledger/v1/accounts allow", "GET /ledger/v1/transfers allow", "POST /ledger/v1/batches allow", "POST /ledger/v1/transfers allow"], Grants("ledger", "orchestrator"));
         Assert.Equal(["POST /risk/v1/assessments allow"], Grants("risk", "orchestrator"));
         Assert.Equal(["GET /orchestrator/v1/payments allow", "POST /orchestrator/v1/payments allow"], Grants("orchestrator", "api"));
         Assert.All(configs.Values.SelectMany(config => config.Spec.AccessControl.Policies ?? []), policy => Assert.Equal("deny", policy.DefaultAction));

@@ -29,6 +29,8 @@ public sealed class FlakyLedger(ILedger inner) : ILedger
 
     public Task<Account?> GetAccountAsync(AccountId id, CancellationToken cancellationToken) => inner.GetAccountAsync(id, cancellationToken);
 
+    public Task<JournalEntry?> GetTransferAsync(TransferId id, CancellationToken cancellationToken) => inner.GetTransferAsync(id, cancellationToken);
+
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
         MaybeFail(request.Id);

@@ -6,6 +6,7 @@ using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Client.Records;
 using Payments.Orchestrator.Sweeping;
 using Payments.Orchestrator.Workflows;
+using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
@@ -75,6 +76,54 @@ public sealed partial class PaymentSagaTests
         }
 
         Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(stuck));
+    }
+
+    /// <summary>A resumed saga decides nothing decided before. One payment's settlement committed but its record missed
+    /// it and its saga is gone (as after a takeover, or its history purged): run again, it would have been sent to
+    /// review again, whose funds check finds the balance its own settlement took — failed, with the money moved. Another
+    /// was approved by a reviewer (recorded) before its saga was lost: it went back to waiting for a reviewer. Both
+    /// complete, the money moving once.</summary>
+    [Fact]
+    public async Task Sweeper_ResumesAPaymentPastItsDecision_WithoutDecidingAgain()
+    {
+        var amount = SagaFixture.ReviewThresholdMinor + 1;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 2 * amount);
+        var (settled, approved) = (Payment(debtor, creditor, amount), Payment(debtor, creditor, amount));
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1); // past the sweeper's grace for a record without a saga
+        var settledRecord = PaymentRecord.Accepted(settled.Order, longAgo);
+        await saga.Records.CreateAsync(settledRecord, CancellationToken.None);
+        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), settled.PaymentId, settled);
+        await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(settled.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
+        await saga.Workflows.RaiseEventAsync(settled.PaymentId, PaymentWorkflow.ApprovalEventName, new ApprovalDecision(true, "reviewer"));
+        Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(settled));
+        await saga.Workflows.PurgeInstanceAsync(settled.PaymentId);
+        var root = EtcdBytes.AsPrefix(saga.Prefix + "payments/");
+        await saga.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(saga.Records.KeyOf(settled.PaymentId)), Value = Google.Protobuf.ByteString.CopyFromUtf8(PaymentRecordStore.ToJson(settledRecord)) });
+        await saga.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key($"{root}~in-flight/{settled.Order.MerchantId}/{settled.PaymentId}") });
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(approved.Order, longAgo) with
+        {
+            Review = new PaymentReview(PaymentReview.Approved, "reviewer-key", longAgo),
+        }, CancellationToken.None);
+
+        var sweeper = Sweeper();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!(await Task.WhenAll(new[] { settled, approved }.Select(async payment =>
+                   (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal))).All(terminal => terminal))
+        {
+            Assert.True(waited.Elapsed < SagaTimeout, "The resumed payments did not finish.");
+            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250));
+            }
+        }
+
+        foreach (var payment in new[] { settled, approved })
+        {
+            Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
+        }
+
+        Assert.Equal((0L, 2 * amount), (await BalanceAsync(debtor), await BalanceAsync(creditor)));
+        await AssertInTransitIsBalancedAsync();
     }
 
     /// <summary>A record changed within the grace is its saga's business: a pass does not ask the workflow engine about

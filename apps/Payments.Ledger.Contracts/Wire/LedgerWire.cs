@@ -135,11 +135,11 @@ public static class LedgerWire
             ? new SetOverdraftOutcome.Set(FromWire(account), wire.Changed)
             : new SetOverdraftOutcome.Failed(new LedgerError(wire.ErrorCode ?? "unknown", wire.ErrorDetail ?? string.Empty));
 
-    private static JournalEntryWire ToWire(JournalEntry entry) => new(
+    public static JournalEntryWire ToWire(JournalEntry entry) => new(
         entry.Sequence, entry.TransferId.Value, entry.Kind.ToString(), entry.DebitAccountId.Value, entry.CreditAccountId.Value,
         entry.Amount.AmountMinor, entry.Amount.Currency.Code, entry.PendingId?.Value, entry.TimeoutAt, entry.Reference, entry.AppliedAt);
 
-    private static JournalEntry FromWire(JournalEntryWire wire) => new(
+    public static JournalEntry FromWire(JournalEntryWire wire) => new(
         wire.Sequence, TransferId.Parse(wire.TransferId), Enum.Parse<TransferKind>(wire.Kind),
         AccountId.ParseAny(wire.DebitAccountId), AccountId.ParseAny(wire.CreditAccountId),
         new Money(wire.AmountMinor, Currency.FromCode(wire.Currency)), wire.PendingId is null ? null : TransferId.Parse(wire.PendingId),

@@ -26,6 +26,8 @@ public static class LedgerApi
         ledger.MapPost("/accounts/{id}/overdraft", SetOverdraftAsync).RequireCallers(ServiceRoles.Api);
         ledger.MapGet("/accounts/{id}", GetAccountAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         ledger.MapPost("/transfers", TransferAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
+        // A resumed saga asks whether its hold exists; nobody else reads transfers one by one.
+        ledger.MapGet("/transfers/{id}", GetTransferAsync).RequireCallers(ServiceRoles.Orchestrator);
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
         ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
             services.GetService<JournalShipper>() is { } shipper
@@ -53,6 +55,18 @@ public static class LedgerApi
         }
 
         return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
+    }
+
+    private static async Task<IResult> GetTransferAsync(string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
+    {
+        if (!TransferId.TryParse(id, out var transferId, out var problem))
+        {
+            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+        }
+
+        return await Unavailable503(context, async () => await etcdLedger.GetTransferAsync(transferId, cancellationToken) is { } entry
+            ? Results.Ok(LedgerWire.ToWire(entry))
+            : Results.NotFound());
     }
 
     private static async Task<IResult> SetOverdraftAsync(

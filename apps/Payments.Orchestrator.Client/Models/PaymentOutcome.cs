@@ -7,6 +7,7 @@ public static class PaymentStep
 {
     public const string Validating = "validating";
     public const string RiskCheck = "risk-check";
+    public const string Resuming = "resuming";
     public const string AwaitingApproval = "awaiting-approval";
     public const string MovingMoney = "moving-money";
     public const string Holding = "holding-funds";

@@ -135,7 +135,8 @@ public sealed class StuckPaymentSweeper(
             return report;
         }
 
-        var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt);
+        // Resumed: the saga asks the ledger (and this record's review) what was decided before deciding anything.
+        var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt, Resume: new PaymentResume(record.Review?.Decision));
         var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
         switch (state)
         {
