@@ -56,10 +56,16 @@ public sealed record MerchantRecord(string MerchantId, string? Name, DateTimeOff
 /// <summary>An API key as stored (under its hash: the key itself is never stored) and as listed.</summary>
 /// <param name="Last4">The key's last four characters, so a person can tell keys apart in a list.</param>
 /// <param name="ExpiresAt">Set when the key was rotated: it keeps working until then (the overlap window).</param>
+/// <param name="HolderId">The id of the first key of this key's rotation chain (null: this key is the first). A rotated
+/// key is the same credential in the same hands, so four eyes compares holders, not key ids.</param>
 public sealed record ApiKeyRecord(
-    string KeyId, string MerchantId, string Mode, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt)
+    string KeyId, string MerchantId, string Mode, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt,
+    string? HolderId = null)
 {
     public string Prefix => ApiKeyModes.Prefix(Mode);
+
+    /// <summary>Who holds this key: the first key id of its rotation chain.</summary>
+    public string Holder => HolderId ?? KeyId;
 
     public bool IsExpired(DateTimeOffset now) => ExpiresAt is { } expires && expires <= now;
 }
@@ -70,9 +76,12 @@ public sealed record IssuedApiKey(string Key, ApiKeyRecord Record);
 /// <summary>A key in a merchant's list, with when it was last used (recorded at most once a minute per replica).</summary>
 public sealed record ApiKeyListing(ApiKeyRecord Record, DateTimeOffset? LastUsedAt);
 
-/// <summary>Who a request comes from: the merchant, which of its keys, and what that key may do.</summary>
-public sealed record ApiPrincipal(string MerchantId, string KeyId, IReadOnlyList<string> Scopes)
+/// <summary>Who a request comes from: the merchant, which of its keys (and that key's holder: the first key of its
+/// rotation chain, <see cref="ApiKeyRecord.Holder"/>), and what that key may do.</summary>
+public sealed record ApiPrincipal(string MerchantId, string KeyId, IReadOnlyList<string> Scopes, string? HolderId = null)
 {
+    public string Holder => HolderId ?? KeyId;
+
     public bool Has(string scope) => Scopes.Contains(scope, StringComparer.Ordinal);
 }
 

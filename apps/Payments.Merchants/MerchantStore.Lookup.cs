@@ -137,7 +137,7 @@ public sealed partial class MerchantStore
             unflushedUse[hash] = now;
         }
 
-        return new ApiPrincipal(record.MerchantId, record.KeyId, record.Scopes);
+        return new ApiPrincipal(record.MerchantId, record.KeyId, record.Scopes, record.Holder);
     }
 
     /// <summary>Bounded: a full cache starts over rather than grow (a flood of distinct keys cannot exhaust memory).</summary>

@@ -153,7 +153,8 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         var now = clock.GetUtcNow();
         var endsAt = now + overlap;
         var retired = old.Record with { ExpiresAt = old.Record.ExpiresAt is { } earlier && earlier < endsAt ? earlier : endsAt };
-        var (key, record) = NewKey(merchantId, old.Record.Scopes);
+        // The successor inherits its holder: four eyes must not see a new person in a rotated key.
+        var (key, record) = NewKey(merchantId, old.Record.Scopes, old.Record.Holder);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(old.Hash), old.Revision));
         request.Success.Add(EtcdBytes.Put(KeyRecordKey(old.Hash), Encode(retired)));
@@ -238,11 +239,11 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     /// <summary>The stored form of an API key (its SHA-256, hex).</summary>
     public static string Hash(string value) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
 
-    private (string Key, ApiKeyRecord Record) NewKey(string merchantId, IReadOnlyList<string> scopes)
+    private (string Key, ApiKeyRecord Record) NewKey(string merchantId, IReadOnlyList<string> scopes, string? holderId = null)
     {
         var key = ApiKeyModes.Prefix(Mode) + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
         var keyId = "key_" + Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
-        return (key, new ApiKeyRecord(keyId, merchantId, Mode, key[^4..], scopes, clock.GetUtcNow(), null));
+        return (key, new ApiKeyRecord(keyId, merchantId, Mode, key[^4..], scopes, clock.GetUtcNow(), null, holderId));
     }
 
     private async Task<(ApiKeyRecord Record, string Hash, long Revision)?> FindKeyAsync(string merchantId, string keyId, CancellationToken cancellationToken)

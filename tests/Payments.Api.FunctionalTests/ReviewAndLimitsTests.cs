@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Payments.Merchants;
@@ -25,7 +26,7 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         using var admin = MerchantKeysTests.Admin(system.BaseAddress);
         var merchant = MerchantKeysTests.NewMerchantId();
         await MerchantKeysTests.CreateMerchantAsync(admin, merchant);
-        var (creatorKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, [.. ApiScopes.All]);
+        var (creatorKey, creatorKeyId) = await MerchantKeysTests.IssueAsync(admin, merchant, [.. ApiScopes.All]);
         var (reviewerKey, reviewerId) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsRead, ApiScopes.PaymentsApprove);
         var (secondReviewerKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsApprove);
         using var creator = EdgeHost.Client(edge!, creatorKey);
@@ -40,6 +41,13 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         using var selfApproval = await creator.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
         Assert.Equal(HttpStatusCode.Forbidden, selfApproval.StatusCode);
         Assert.EndsWith("/same-key-review", (await selfApproval.JsonAsync()).GetProperty("type").GetString());
+        // A rotation of the creator's key is the same credential in the same hands: four eyes still refuses it.
+        using var rotated = await admin.PostAsJsonAsync($"/admin/v1/merchants/{merchant}/keys/{creatorKeyId}/rotate", new { overlapSeconds = 0 });
+        Assert.Equal(HttpStatusCode.Created, rotated.StatusCode);
+        using var rotatedCreator = EdgeHost.Client(edge!, (await rotated.JsonAsync()).GetProperty("key").GetString()!);
+        using var rotatedApproval = await rotatedCreator.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+        Assert.Equal(HttpStatusCode.Forbidden, rotatedApproval.StatusCode);
+        Assert.EndsWith("/same-key-review", (await rotatedApproval.JsonAsync()).GetProperty("type").GetString());
 
         using var approval = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
         Assert.Equal(HttpStatusCode.Accepted, approval.StatusCode);
@@ -47,7 +55,7 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         Assert.Equal(HttpStatusCode.Conflict, overruled.StatusCode);
         Assert.EndsWith("/payment-already-decided", (await overruled.JsonAsync()).GetProperty("type").GetString());
 
-        var final = await creator.WaitForStatusAsync(paymentId);
+        var final = await rotatedCreator.WaitForStatusAsync(paymentId); // the first key ended with its rotation
         Assert.Equal("completed", final.GetProperty("status").GetString());
         var review = final.GetProperty("review");
         Assert.Equal(("approved", reviewerId), (review.GetProperty("decision").GetString(), review.GetProperty("decidedBy").GetString()));

@@ -129,7 +129,8 @@ public static class PaymentsApi
         var accepted = Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending)));
         var answer = new TxnRequest();
         IdempotencyStore.AddCompletion(answer, claim, accepted.StatusCode, accepted.Body, accepted.ContentType);
-        var accepting = PaymentRecord.Accepted(order, services.Time.GetUtcNow(), ApiKeyMiddleware.PrincipalOf(context).KeyId);
+        var creator = ApiKeyMiddleware.PrincipalOf(context);
+        var accepting = PaymentRecord.Accepted(order, services.Time.GetUtcNow(), creator.KeyId, creator.Holder);
         if (claim.IsUnclaimed && !await services.Records.TryCreateWithAsync(accepting, answer, context.RequestAborted))
         {
             // Never the record alone: without the key's record beside it, a request with the same key and another
@@ -257,10 +258,11 @@ public static class PaymentsApi
             current = current with { Status = PaymentStatus.AwaitingApproval };
         }
 
-        if (current.CreatedByKeyId == principal.KeyId)
+        if (current.CreatedBy(principal.KeyId, principal.Holder))
         {
             return Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.SameKeyReview, "A payment is reviewed by another key than the one that created it.",
-                $"Payment '{paymentId}' was created with this API key ({principal.KeyId}); approve or reject it with a reviewer's key.").ToResult();
+                $"Payment '{paymentId}' was created with this API key ({principal.KeyId}) or one it was rotated from or to (holder {principal.Holder}); "
+                + "approve or reject it with a reviewer's key.").ToResult();
         }
 
         var decision = approve ? PaymentReview.Approved : PaymentReview.Rejected;

@@ -9,6 +9,8 @@ namespace Payments.Orchestrator.Client.Records;
 /// <param name="CreatedByKeyId">The API key that created the payment (null for records older than keys with ids):
 /// that key may not approve or reject it (four eyes).</param>
 /// <param name="Review">The reviewer's decision, recorded before it is sent to the saga; at most one.</param>
+/// <param name="CreatedByHolderId">The holder of that key (the first key of its rotation chain): no key of that chain
+/// may approve or reject it either. Null for records written before holders, which compare key ids only.</param>
 public sealed record PaymentRecord(
     PaymentOrder Order,
     string Status,
@@ -16,7 +18,8 @@ public sealed record PaymentRecord(
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
     string? CreatedByKeyId = null,
-    PaymentReview? Review = null)
+    PaymentReview? Review = null,
+    string? CreatedByHolderId = null)
 {
     [JsonIgnore]
     public string PaymentId => Order.PaymentId;
@@ -25,8 +28,11 @@ public sealed record PaymentRecord(
     public bool IsTerminal => PaymentStatus.IsTerminal(Status);
 
     /// <summary>The record of a payment the API has just accepted.</summary>
-    public static PaymentRecord Accepted(PaymentOrder order, DateTimeOffset now, string? createdByKeyId = null) =>
-        new(order, PaymentStatus.Pending, null, now, now, createdByKeyId);
+    public static PaymentRecord Accepted(PaymentOrder order, DateTimeOffset now, string? createdByKeyId = null, string? createdByHolderId = null) =>
+        new(order, PaymentStatus.Pending, null, now, now, createdByKeyId, CreatedByHolderId: createdByHolderId);
+
+    /// <summary>Whether a key is the one that created this payment, or a rotation of it (four eyes).</summary>
+    public bool CreatedBy(string keyId, string holderId) => CreatedByKeyId == keyId || (CreatedByHolderId is { } holder && holder == holderId);
 }
 
 /// <summary>Who approved or rejected a payment held for review, and when.</summary>
