@@ -64,6 +64,9 @@ public static class ApiDocumentation
         options.AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = admin ? "DaprPayments API (admin)" : "DaprPayments API";
+            // No servers: by default the document names the replica that served it (its internal address, a different
+            // one per request behind the edge). Without, clients resolve paths against where they fetched it.
+            document.Servers?.Clear();
             var scheme = admin ? OperatorTokenScheme : MerchantKeyScheme;
             document.Components ??= new OpenApiComponents();
             document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
