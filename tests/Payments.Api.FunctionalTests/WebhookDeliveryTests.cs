@@ -155,12 +155,22 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [oldSecret], DateTimeOffset.UtcNow));
         Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [newSecret], DateTimeOffset.UtcNow));
 
+        // A second rotation within the overlap: the newest two sign, the first ends (rotations used to pile up signatures).
+        using var again = await client.SendJsonAsync($"/v1/webhook-endpoints/{endpointId}/rotate-secret", "{\"overlapSeconds\":3600}", null);
+        var third = (await again.JsonAsync()).GetProperty("secret").GetString()!;
+        var next = (await MakePaymentsAsync(client, merchant, count: 1))[0];
+        delivery = await FirstDeliveryOfAsync(receiver, next);
+        Assert.Equal(WebhookEndpointStore.MaxSecrets, delivery.Signature!.Split("v1=").Length - 1);
+        Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [third], DateTimeOffset.UtcNow));
+        Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [newSecret], DateTimeOffset.UtcNow));
+        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(delivery.Signature, delivery.Body, [oldSecret], DateTimeOffset.UtcNow));
+
         using var leaked = await client.SendJsonAsync($"/v1/webhook-endpoints/{endpointId}/rotate-secret", "{\"overlapSeconds\":0}", null);
         var latest = (await leaked.JsonAsync()).GetProperty("secret").GetString()!;
         var second = (await MakePaymentsAsync(client, merchant, count: 1))[0];
         delivery = await FirstDeliveryOfAsync(receiver, second);
         Assert.Equal(WebhookVerification.Valid, WebhookSignature.Verify(delivery.Signature, delivery.Body, [latest], DateTimeOffset.UtcNow));
-        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(delivery.Signature, delivery.Body, [newSecret, oldSecret], DateTimeOffset.UtcNow));
+        Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(delivery.Signature, delivery.Body, [third, newSecret, oldSecret], DateTimeOffset.UtcNow));
         await DeleteAsync(client, endpointId);
     }
 

@@ -111,8 +111,13 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         return response.Deleted > 0;
     }
 
-    /// <summary>Gives the endpoint a new secret; the ones it replaces keep signing for <paramref name="overlap"/> at most
-    /// (0: not at all — every older secret ends now, for a leak). Secrets already expired are dropped. Null if there is no such endpoint.</summary>
+    /// <summary>Secrets an endpoint signs with at once: the newest, and during a rotation's overlap the one it replaced.
+    /// Without a bound every rotation within the overlap added a signature to each delivery's header.</summary>
+    public const int MaxSecrets = 2;
+
+    /// <summary>Gives the endpoint a new secret; the one it replaces keeps signing for <paramref name="overlap"/> at most
+    /// (0: not at all — every older secret ends now, for a leak), and any older one ends now (<see cref="MaxSecrets"/>).
+    /// Secrets already expired are dropped. Null if there is no such endpoint.</summary>
     public async Task<WebhookEndpoint?> RotateSecretAsync(string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxSecretOverlap);
@@ -126,7 +131,9 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             var now = time.GetUtcNow();
             var kept = endpoint.Secrets
                 .Select(secret => secret with { ExpiresAt = secret.ExpiresAt is { } expires && expires < now + overlap ? expires : now + overlap })
-                .Where(secret => secret.ExpiresAt > now);
+                .Where(secret => secret.ExpiresAt > now)
+                .OrderByDescending(secret => secret.CreatedAt)
+                .Take(MaxSecrets - 1);
             var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept] };
             var key = Key(merchantId, endpointId);
             var request = new TxnRequest();
