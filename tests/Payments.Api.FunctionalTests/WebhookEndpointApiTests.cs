@@ -101,10 +101,26 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     }
 
     [Theory]
+    [InlineData("2026-12-04T10:00:00Z")]
+    [InlineData("2026-12-04t12:00:00.123+02:00")]
+    [InlineData("1999-01-01T00:00:00-05:00")]
+    public async Task EventQueries_TakeRfc3339TimesWithTheirOffset(string since)
+    {
+        using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        using var response = await client.GetAsync("/v1/events?since=" + Uri.EscapeDataString(since));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(System.Text.Json.JsonValueKind.Array, (await response.JsonAsync()).GetProperty("data").ValueKind);
+    }
+
+    [Theory]
     [InlineData("limit=0", "limit")]
     [InlineData("limit=101", "limit")]
     [InlineData("after=../../ledger", "after")]
     [InlineData("since=yesterday", "since")]
+    [InlineData("since=12/04/2026", "since")]
+    [InlineData("since=2026-12-04T10:00:00", "since")] // no offset: whose 10 o'clock?
+    [InlineData("since=2286-11-20T17:46:40Z", "since")] // past 13-digit time keys: it listed from the first event
+    [InlineData("since=2026-12-04T10:00:00Z&since=2026-12-05T10:00:00Z", "since")]
     [InlineData("type=payment.refunded", "type")]
     [InlineData("after=0000000000001/evt_000000000000000000000000&since=2026-01-01T00:00:00Z", "after")]
     public async Task BadEventQueries_AreRefusedWithTheFieldNamed(string query, string field)

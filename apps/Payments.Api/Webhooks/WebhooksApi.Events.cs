@@ -37,13 +37,16 @@ public static partial class WebhooksApi
         DateTimeOffset? since = null;
         if (query.TryGetValue("since", out var sinceText))
         {
-            if (DateTimeOffset.TryParse(sinceText.ToString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed) && sinceText.Count == 1)
+            var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            if (sinceText.Count == 1 && Rfc3339Pattern().IsMatch(sinceText.ToString())
+                && DateTimeOffset.TryParse(sinceText.ToString(), CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed)
+                && parsed <= now + MaxSinceAhead)
             {
                 since = parsed;
             }
             else
             {
-                errors["since"] = "since must be an RFC 3339 time, e.g. 2026-12-03T10:00:00Z.";
+                errors["since"] = $"since must be an RFC 3339 time with its offset, e.g. 2026-12-03T10:00:00Z, at most {MaxSinceAhead.TotalHours:0} h ahead of now.";
             }
         }
 
@@ -79,4 +82,13 @@ public static partial class WebhooksApi
 
     [GeneratedRegex(@"^[0-9]{13}/evt_[0-9a-f]{24}\z")] // \z: '$' would admit a trailing newline
     private static partial Regex CursorPattern();
+
+    /// <summary>RFC 3339's date-time: a time zone offset is required (a local time would be read in the server's zone,
+    /// or as UTC, silently) and nothing else .NET would parse ("12/04/2026", "Dec 4 2026").</summary>
+    [GeneratedRegex(@"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?([Zz]|[+-][0-9]{2}:[0-9]{2})\z")]
+    private static partial Regex Rfc3339Pattern();
+
+    /// <summary>How far ahead of the server's clock <c>since</c> may be: a little for clock skew. Event keys are times in
+    /// 13 digits, so a time past 2286 sorted before every event and the page started from the first.</summary>
+    private static readonly TimeSpan MaxSinceAhead = TimeSpan.FromDays(1);
 }
