@@ -152,6 +152,18 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("https://0x7f000001/p", false, false)] // 127.0.0.1 in hex: Uri normalises it
     [InlineData("https://2130706433/p", false, false)] // and in decimal
     [InlineData("https://[::ffff:127.0.0.1]/p", false, false)]
+    // IPv6 forms that embed an IPv4 address (compatible, translated, 6to4, Teredo), and digits IDNA maps to ASCII.
+    [InlineData("https://[::ffff:0:a9fe:a9fe]/p", false, false)]
+    [InlineData("https://[::a9fe:a9fe]/p", false, false)]
+    [InlineData("https://[::10.0.0.1]/p", false, false)]
+    [InlineData("https://[2002:a9fe:a9fe::1]/p", false, false)]
+    [InlineData("https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/p", false, false)]
+    [InlineData("https://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/p", false, false)]
+    [InlineData("https://[2606:4700::6810:84e5]/p", false, false)] // public, but deliveries leave over IPv4
+    [InlineData("https://hooks.example.com/p\r\nX-Injected: 1", false, false)]
+    [InlineData("https://hooks.example.com/a b", false, false)]
+    [InlineData("https://hooks.exa\u00admple.com/p", false, false)] // a soft hyphen, dropped by IDNA
+    [InlineData("https://hooks.example.com/p\u200b", false, false)]
     // Development (the local system, tests) admits this machine's loopback only, http too.
     [InlineData("http://127.0.0.1:5000/p", true, true)]
     [InlineData("http://localhost:5000/p", true, true)]
@@ -181,6 +193,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("::ffff:10.0.0.1")));
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("100.64.0.1")));
         Assert.True(WebhookTargets.IsPublic(IPAddress.Parse("93.184.216.34")));
+        // At connect time too (a DNS name's AAAA record): IPv6 forms that embed an IPv4 address are not public.
+        Assert.All(new[] { "::a9fe:a9fe", "::ffff:0:a9fe:a9fe", "2002:a9fe:a9fe::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2" },
+            address => Assert.False(WebhookTargets.IsPublic(IPAddress.Parse(address)), address));
+        Assert.True(WebhookTargets.IsPublic(IPAddress.Parse("2606:4700::6810:84e5")));
         Assert.True(WebhookTargets.IsLoopback(IPAddress.Parse("::ffff:127.0.0.1")));
         Assert.False(WebhookTargets.IsLoopback(IPAddress.Parse("169.254.169.254")));
     }

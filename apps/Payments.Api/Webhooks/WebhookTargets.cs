@@ -28,6 +28,13 @@ public static class WebhookTargets
             return $"url must be an absolute https URL of at most {MaxUrlLength} characters.";
         }
 
+        // Stored as given and shown back to the merchant: nothing a reader cannot see (CR/LF, NUL, spaces, soft hyphens,
+        // zero-width characters, which IDNA also drops from a host).
+        if (url.Any(c => char.IsControl(c) || char.IsWhiteSpace(c) || char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format))
+        {
+            return "url must not contain control characters, spaces or invisible characters.";
+        }
+
         var loopback = allowLoopback && uri.IsLoopback;
         if (uri.Scheme != Uri.UriSchemeHttps && !(loopback && uri.Scheme == Uri.UriSchemeHttp))
         {
@@ -42,6 +49,20 @@ public static class WebhookTargets
         if (!loopback && uri.Port != HttpsPort)
         {
             return $"url must use https's own port {HttpsPort}: deliveries leave the cluster on it alone (docs/api.md, \"Webhooks\").";
+        }
+
+        // IDNA maps fullwidth forms, other scripts' digits and ideographic full stops to ASCII, so such a host may name
+        // an address the checks below never see as one (in invariant globalization mode Uri does not map them at all).
+        if (uri.Host.Any(c => c > '\x7f' && (char.IsDigit(c) || c is >= '\uff00' and <= '\uffef' or '\u3002')))
+        {
+            return "url's host must be written without fullwidth or non-ASCII digits and dots.";
+        }
+
+        // Deliveries leave the cluster over IPv4 (the chart's NetworkPolicy); an IPv6 literal also hides IPv4
+        // addresses in several forms (compatible, translated, 6to4, Teredo).
+        if (!loopback && uri.HostNameType == UriHostNameType.IPv6)
+        {
+            return "url must name its host by DNS name or IPv4 address, not an IPv6 literal.";
         }
 
         var host = uri.IdnHost.TrimEnd('.');
@@ -118,8 +139,14 @@ public static class WebhookTargets
         return IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
     }
 
-    /// <summary>Documentation, and NAT64 (which reaches IPv4 addresses through a translator, private ones included).</summary>
-    private static readonly IPNetwork[] NonPublicV6 = [IPNetwork.Parse("2001:db8::/32"), IPNetwork.Parse("64:ff9b::/96"), IPNetwork.Parse("64:ff9b:1::/48")];
+    /// <summary>Documentation; NAT64 (which reaches IPv4 addresses through a translator, private ones included); and the
+    /// forms that embed an IPv4 address: IPv4-compatible (::/96, deprecated), IPv4-translated (::ffff:0:0:0/96), 6to4
+    /// (2002::/16) and Teredo (2001::/32); none is how a public receiver is reached.</summary>
+    private static readonly IPNetwork[] NonPublicV6 =
+    [
+        IPNetwork.Parse("2001:db8::/32"), IPNetwork.Parse("64:ff9b::/96"), IPNetwork.Parse("64:ff9b:1::/48"),
+        IPNetwork.Parse("::/96"), IPNetwork.Parse("::ffff:0:0:0/96"), IPNetwork.Parse("2002::/16"), IPNetwork.Parse("2001::/32"),
+    ];
 
     private static readonly IPNetwork[] NonPublicV4 =
     [
