@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Payments.Domain;
 using Payments.Risk.Contracts;
 
@@ -7,16 +6,28 @@ namespace Payments.Risk.Core;
 /// <summary>The rules, evaluated in order of severity: blocklist and hard limits reject; velocity and the review
 /// threshold send a payment to a person. Velocity is counted per debtor over a sliding window, in memory.</summary>
 /// <remarks>Velocity here is per process: with several risk replicas each sees its share, so the limits are a floor
-/// of protection, not an exact count. Assessing the same payment id twice counts it once (activities may retry).</remarks>
-public sealed class RiskEngine(RiskPolicy policy, TimeProvider time) : IRiskAssessor
+/// of protection, not an exact count. Assessing the same payment id twice counts it once (activities may retry).
+/// Memory is bounded by accounts and by payments remembered in all; past either bound the accounts with the fewest
+/// payments in their window (furthest from any limit), the idlest among equals, are forgotten first — never all at
+/// once, as before, which let anyone who could pay from enough accounts reset every other account's window.</remarks>
+public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrackedAccounts = RiskEngine.MaxTrackedAccounts, int maxTrackedEntries = RiskEngine.MaxTrackedEntries)
+    : IRiskAssessor
 {
     /// <summary>Payments remembered per account (older ones fall out of the window anyway); bounds memory per account.</summary>
     public const int MaxRememberedPerAccount = 10_000;
 
-    /// <summary>Accounts tracked; past it the least useful (oldest) state is dropped wholesale.</summary>
+    /// <summary>Accounts tracked at most.</summary>
     public const int MaxTrackedAccounts = 100_000;
 
-    private readonly ConcurrentDictionary<AccountId, AccountVelocity> velocity = new();
+    /// <summary>Payments remembered across all accounts at most (about 120 bytes each: some 60 MB).</summary>
+    public const int MaxTrackedEntries = 500_000;
+
+    /// <summary>An eviction frees this share of each bound, so it runs once per that many new entries, not per call.</summary>
+    private const double EvictDownTo = 0.9;
+
+    private readonly Dictionary<AccountId, AccountVelocity> velocity = [];
+    private readonly Lock gate = new();
+    private int entries;
 
     public Task<RiskAssessment> AssessAsync(RiskInput input, CancellationToken cancellationToken)
     {
@@ -61,32 +72,82 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time) : IRiskAsse
         return Task.FromResult(new RiskAssessment(reasons.Count > 0 ? RiskDecision.Review : RiskDecision.Approve, reasons));
     }
 
-    /// <summary>Adds the payment to its debtor's window (once per payment id) and returns the window's count and sum.</summary>
+    /// <summary>Adds the payment to its debtor's window (once per payment id) and returns the window's count and sum.
+    /// One lock for all accounts: an assessment is one call per payment, and the bounds need a consistent count.</summary>
     private (int Count, long Sum) Record(RiskInput input)
     {
-        if (velocity.Count >= MaxTrackedAccounts)
-        {
-            velocity.Clear();
-        }
-
-        var window = velocity.GetOrAdd(input.Debtor, _ => new AccountVelocity());
         var now = time.GetUtcNow();
-        lock (window)
+        lock (gate)
         {
-            while (window.Entries.Count > 0 && (now - window.Entries.Peek().At > policy.VelocityWindow || window.Entries.Count >= MaxRememberedPerAccount))
+            if (!velocity.TryGetValue(input.Debtor, out var window))
             {
-                var expired = window.Entries.Dequeue();
-                window.PaymentIds.Remove(expired.PaymentId);
-                window.SumMinor -= expired.AmountMinor;
+                if (velocity.Count >= maxTrackedAccounts || entries >= maxTrackedEntries)
+                {
+                    Evict(now, keep: null);
+                }
+
+                window = new AccountVelocity();
+                velocity[input.Debtor] = window;
+            }
+            else if (entries >= maxTrackedEntries)
+            {
+                Evict(now, keep: input.Debtor); // in use now: not forgotten, whatever its last payment
             }
 
+            Expire(window, now);
             if (window.PaymentIds.Add(input.PaymentId))
             {
                 window.Entries.Enqueue((now, input.PaymentId, input.Amount.AmountMinor));
                 window.SumMinor = checked(window.SumMinor + input.Amount.AmountMinor);
+                entries++;
             }
 
+            window.LastSeen = now;
             return (window.Entries.Count, window.SumMinor);
+        }
+    }
+
+    private void Expire(AccountVelocity window, DateTimeOffset now)
+    {
+        while (window.Entries.Count > 0 && (now - window.Entries.Peek().At > policy.VelocityWindow || window.Entries.Count >= MaxRememberedPerAccount))
+        {
+            var expired = window.Entries.Dequeue();
+            window.PaymentIds.Remove(expired.PaymentId);
+            window.SumMinor -= expired.AmountMinor;
+            entries--;
+        }
+    }
+
+    /// <summary>Forgets accounts whose window is empty by now, then, while either bound is above its mark, those with the
+    /// fewest payments in their window, the idlest first among equals: an account near its limits is the last to go, so a
+    /// flood of accounts with a payment each cannot reset it.</summary>
+    private void Evict(DateTimeOffset now, AccountId? keep)
+    {
+        foreach (var (account, window) in velocity.ToArray())
+        {
+            Expire(window, now);
+            if (window.Entries.Count == 0 && account != keep)
+            {
+                velocity.Remove(account);
+            }
+        }
+
+        var accountMark = (int)(maxTrackedAccounts * EvictDownTo);
+        var entryMark = (int)(maxTrackedEntries * EvictDownTo);
+        if (velocity.Count <= accountMark && entries <= entryMark)
+        {
+            return;
+        }
+
+        foreach (var (account, window) in velocity.Where(pair => pair.Key != keep).OrderBy(pair => pair.Value.Entries.Count).ThenBy(pair => pair.Value.LastSeen).ToArray())
+        {
+            if (velocity.Count <= accountMark && entries <= entryMark)
+            {
+                break;
+            }
+
+            velocity.Remove(account);
+            entries -= window.Entries.Count;
         }
     }
 
@@ -97,5 +158,7 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time) : IRiskAsse
         public HashSet<string> PaymentIds { get; } = new(StringComparer.Ordinal);
 
         public long SumMinor { get; set; }
+
+        public DateTimeOffset LastSeen { get; set; }
     }
 }

@@ -59,6 +59,30 @@ public sealed class RiskEngineTests
         Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("p5", Alice, Bob, 100), CancellationToken.None)).Decision);
     }
 
+    /// <summary>Memory is bounded, but a flood of new accounts does not reset the window of an account near its limit:
+    /// the tracked accounts used to be cleared all at once when full.</summary>
+    [Fact]
+    public async Task Velocity_OfAnAccountPastItsCount_SurvivesAFloodOfNewAccounts()
+    {
+        var engine = new RiskEngine(Policy, time, maxTrackedAccounts: 100, maxTrackedEntries: 1_000);
+        for (var index = 1; index <= Policy.VelocityMaxCount; index++)
+        {
+            Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input($"a{index}", Alice, Bob, 10), CancellationToken.None)).Decision);
+        }
+
+        Assert.Equal(RiskDecision.Review, (await engine.AssessAsync(Input("a-over", Alice, Bob, 10), CancellationToken.None)).Decision);
+        for (var index = 0; index < 350; index++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            var flood = await engine.AssessAsync(Input($"f{index}", AccountId.Parse($"flood-{index}"), Bob, 10), CancellationToken.None);
+            Assert.Equal(RiskDecision.Approve, flood.Decision);
+        }
+
+        var again = await engine.AssessAsync(Input("a-again", Alice, Bob, 10), CancellationToken.None);
+        Assert.Equal(RiskDecision.Review, again.Decision);
+        Assert.Contains(RiskAssessment.VelocityCountExceeded, again.Reasons);
+    }
+
     [Fact]
     public async Task Velocity_CountsTheSumToo()
     {
