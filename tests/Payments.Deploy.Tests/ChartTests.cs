@@ -30,7 +30,7 @@ public sealed class ChartTests
     internal static string[] ValuesArguments(string? valuesFile) =>
         valuesFile is null ? [] : [.. valuesFile.Split('+').SelectMany(file => new[] { "-f", file })];
 
-    private static readonly Dictionary<string, Type> DaprKinds = new()
+    internal static readonly Dictionary<string, Type> Kinds = new()
     {
         ["dapr.io/v1alpha1/Component"] = typeof(DaprComponent),
         ["dapr.io/v1alpha1/Resiliency"] = typeof(DaprResiliency),
@@ -131,7 +131,7 @@ public sealed class ChartTests
         var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "region.switchoverCooldownSeconds=86400",
             "--kube-version", KubeVersion, "--namespace", "payments");
         Assert.True(exitCode == 0, output);
-        Assert.Equal(TimeSpan.FromDays(1), Read(App(KubernetesYaml.LoadAllFromString(output, DaprKinds, strict: true), "-failover"), "Admin__SwitchoverCooldown"));
+        Assert.Equal(TimeSpan.FromDays(1), Read(App(KubernetesYaml.LoadAllFromString(output, Kinds, strict: true), "-failover"), "Admin__SwitchoverCooldown"));
 
         foreach (var hours in new[] { "payments.approvalTimeout=24:00:00", "payments.velocity.window=36:00:00" })
         {
@@ -370,7 +370,7 @@ public sealed class ChartTests
     {
         var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. ValuesArguments(valuesFile), "--kube-version", KubeVersion, "--namespace", "payments"]);
         Assert.True(exitCode == 0, output);
-        return KubernetesYaml.LoadAllFromString(output, DaprKinds, strict: true);
+        return KubernetesYaml.LoadAllFromString(output, Kinds, strict: true);
     }
 
     private static void AssertSecure(string name, V1PodSecurityContext? pod, IList<V1Container> containers)

@@ -11,7 +11,7 @@ public sealed class NetworkFlowTests
 
     /// <summary>Every etcd client — the apps with an etcd user (the orchestrator's pod also holds the daprd whose state
     /// store is etcd) and the bootstrap Job — reaches etcd's client port: the release's members, or an etcd outside the
-    /// release at addresses the chart cannot know (so no peer restriction, only the port).</summary>
+    /// release on the networks etcd.externalCidrs names (and nowhere else). Risk, which has no etcd user, does not.</summary>
     [Theory]
     [InlineData("values-region-a.yaml", true)]
     [InlineData("ci/external-etcd-values.yaml", false)]
@@ -36,9 +36,36 @@ public sealed class NetworkFlowTests
             var reaches = selecting.SelectMany(policy => policy.Spec.Egress ?? []).Any(rule => AllowsPort(rule, EtcdClientPort)
                 && (etcdInRelease
                     ? rule.To?.Any(peer => peer.PodSelector is { } selector && peer.NamespaceSelector is null && etcdPods.Any(pod => Selects(selector, pod))) == true
-                    : rule.To is null || rule.To.Count == 0));
+                    : rule.To?.Count > 0 && rule.To.All(peer => peer.IpBlock?.Cidr == "10.20.0.0/24")));
             Assert.True(reaches, $"{valuesFile}: {client["app.kubernetes.io/component"]} cannot reach etcd on {EtcdClientPort}");
         }
+
+        var risk = objects.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Metadata.Labels)
+            .Single(labels => labels["app.kubernetes.io/component"] == "risk");
+        Assert.True(etcdInRelease
+            ? etcdPods.All(pod => !Allows(objects, risk, pod, EtcdClientPort))
+            : policies.Where(policy => Selects(policy.Spec.PodSelector, risk)).SelectMany(policy => policy.Spec.Egress ?? []).All(rule => !AllowsPort(rule, EtcdClientPort)),
+            $"{valuesFile}: risk reaches etcd");
+    }
+
+    /// <summary>An external etcd's ports come from each URL's host: "https://10.1.2.3" has none (2379) — its last
+    /// digits ("3") used to be taken for one — and without the networks of its members the chart refuses to render.</summary>
+    [Fact]
+    public async Task AnExternalEtcdsPorts_AreItsUrlsPorts_AndItsNetworksAreRequired()
+    {
+        string[] external = ["--set", "etcd.enabled=false", "--set", "etcd.tls.createSecrets=false",
+            "--set", "etcd.externalEndpoints[0]=https://10.1.2.3", "--set", "etcd.externalEndpoints[1]=https://etcd-1.example.internal:12379/"];
+        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. external, "--set", "etcd.externalCidrs[0]=10.1.2.0/24", "--kube-version", ChartTests.KubeVersion]);
+        Assert.True(exitCode == 0, output);
+        var policy = k8s.KubernetesYaml.LoadAllFromString(output, ChartTests.Kinds, strict: true).OfType<V1NetworkPolicy>()
+            .Single(candidate => candidate.Metadata.Name == "dp-daprpayments-etcd-clients");
+        var rule = Assert.Single(policy.Spec.Egress);
+        Assert.Equal(["12379", "2379"], rule.Ports.Select(port => port.Port.Value).Order(StringComparer.Ordinal));
+        Assert.Equal("10.1.2.0/24", Assert.Single(rule.To).IpBlock.Cidr);
+
+        (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. external, "--kube-version", ChartTests.KubeVersion]);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("etcd.externalCidrs", output, StringComparison.Ordinal);
     }
 
     /// <summary>Issue 13 finding 5: sidecar to sidecar (daprd's 50002) only along the calls the system makes — the

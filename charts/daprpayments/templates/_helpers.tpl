@@ -84,6 +84,14 @@ matchExpressions:
   - {key: app.kubernetes.io/component, operator: In, values: [api, orchestrator, ledger, risk, failover]}
 {{- end -}}
 
+{{/* A podSelector body matching the apps that use etcd: every app but risk (in-memory velocity, no etcd user). */}}
+{{- define "daprpayments.etcdClientApps" -}}
+matchLabels:
+  app.kubernetes.io/instance: {{ .Release.Name }}
+matchExpressions:
+  - {key: app.kubernetes.io/component, operator: In, values: [api, orchestrator, ledger, failover]}
+{{- end -}}
+
 {{/* The etcd users with a client certificate (its common name), space-separated: root (the bootstrap Job), the
      maintenance user (root role: the etcd-maintenance Deployment), one per app, and the orchestrator's Dapr state
      store. Payments.Etcd.EtcdRoles holds the same table; a deployment test compares them. */}}
