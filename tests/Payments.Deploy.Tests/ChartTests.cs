@@ -141,6 +141,18 @@ public sealed class ChartTests
         }
     }
 
+    /// <summary>A front door the chart deploys without the namespace of its pods used to leave the API's port open to
+    /// every pod and address: refused at render, naming the value.</summary>
+    [Theory]
+    [InlineData("httpRoute.enabled=true", "httpRoute.gatewayNamespace")]
+    [InlineData("ingress.enabled=true,ingress.controllerNamespace=", "ingress.controllerNamespace")]
+    public async Task AFrontDoorWithoutItsNamespace_IsRefused(string values, string named)
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", values, "--kube-version", KubeVersion);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains(named, output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Values_OutsideTheSchema_AreRefused()
     {

@@ -181,6 +181,22 @@ public sealed class DaprConfiguration : DaprResource<DaprConfiguration.Configura
     {
         [JsonPropertyName("samplingRate")]
         public string SamplingRate { get; set; } = null!;
+
+        [JsonPropertyName("otel")]
+        public OtelSpec? Otel { get; set; }
+    }
+
+    /// <summary>dapr/dapr pkg/config: OtelSpec (endpointAddress, isSecure, protocol).</summary>
+    public sealed class OtelSpec
+    {
+        [JsonPropertyName("endpointAddress")]
+        public string EndpointAddress { get; set; } = null!;
+
+        [JsonPropertyName("isSecure")]
+        public bool IsSecure { get; set; }
+
+        [JsonPropertyName("protocol")]
+        public string Protocol { get; set; } = null!;
     }
 
     public sealed class AccessControlSpec

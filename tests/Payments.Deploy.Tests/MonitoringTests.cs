@@ -127,6 +127,8 @@ public sealed class MonitoringTests
             Assert.DoesNotContain(container.Env, variable => variable.Name.StartsWith("OTEL_", StringComparison.Ordinal));
         });
         Assert.DoesNotContain(without.OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-tracing", StringComparison.Ordinal));
+        // The sidecars sample at the apps' ratio (they sampled every request, so the apps traced the saga at 100 %).
+        Assert.All(without.OfType<DaprConfiguration>(), config => Assert.Equal(("0.1", null), (config.Spec.Tracing.SamplingRate, config.Spec.Tracing.Otel)));
 
         var with = await ChartTests.RenderAsync("values-region-a.yaml+../../tests/Payments.Deploy.Tests/PromRules/otlp-tracing.yaml");
         Assert.All(with.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Spec.Containers[0]), container =>
@@ -135,6 +137,11 @@ public sealed class MonitoringTests
             Assert.Equal("http://otel-collector.observability:4317", Env("OTEL_EXPORTER_OTLP_ENDPOINT"));
             Assert.Equal(("parentbased_traceidratio", "0.25"), (Env("OTEL_TRACES_SAMPLER"), Env("OTEL_TRACES_SAMPLER_ARG")));
             Assert.Null(Env("Telemetry__Exporter"));
+        });
+        Assert.All(with.OfType<DaprConfiguration>(), config =>
+        {
+            Assert.Equal("0.25", config.Spec.Tracing.SamplingRate);
+            Assert.Equal(("otel-collector.observability:4317", false, "grpc"), (config.Spec.Tracing.Otel!.EndpointAddress, config.Spec.Tracing.Otel.IsSecure, config.Spec.Tracing.Otel.Protocol));
         });
         var tracing = Assert.Single(with.OfType<V1NetworkPolicy>(), policy => policy.Metadata.Name.EndsWith("-egress-tracing", StringComparison.Ordinal));
         // Every pod that exports spans may reach the collector; etcd and the bootstrap Job, which export none, may not.
