@@ -128,6 +128,33 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         Assert.Equal(1000, await client.BalanceAsync(account));
     }
 
+    /// <summary>A merchant's concurrent deposits in one currency all change one daily counter: raced freely, a burst
+    /// lost its compare-and-swap rounds and answered 503. Counted in turn, every deposit lands, and exactly once.</summary>
+    [Fact]
+    public async Task ConcurrentDepositsOfOneMerchant_AllLand_AndAreEachCountedOnce()
+    {
+        const int deposits = 40;
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:MoneyLimits:Default:MaxDepositVolumePerDayMinor", $"{deposits * 10}"));
+        var key = await system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
+        using var client = replica.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        var account = $"burst-{Guid.NewGuid():N}"[..16];
+        await client.OpenAccountAsync(account);
+
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<HttpStatusCode>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, deposits), new ParallelOptions { MaxDegreeOfParallelism = 20 }, async (index, _) =>
+        {
+            using var response = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", "{\"amountMinor\":10,\"currency\":\"USD\"}", $"burst-{index}");
+            statuses.Add(response.StatusCode);
+        });
+
+        Assert.All(statuses, status => Assert.Equal(HttpStatusCode.Created, status));
+        Assert.Equal(deposits * 10, await client.BalanceAsync(account));
+        // The day's volume is exactly full: one more minor unit is over it.
+        using var over = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", "{\"amountMinor\":1,\"currency\":\"USD\"}", "burst-over");
+        Assert.Equal(ProblemTypes.DepositVolumeExceeded, await TypeAsync(over));
+    }
+
     private static async Task<string?> TypeAsync(HttpResponseMessage response) =>
         (await response.JsonAsync()).GetProperty("type").GetString();
 }
