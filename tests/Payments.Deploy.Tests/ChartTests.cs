@@ -141,12 +141,16 @@ public sealed class ChartTests
         }
     }
 
-    /// <summary>A front door the chart deploys without the namespace of its pods used to leave the API's port open to
-    /// every pod and address: refused at render, naming the value.</summary>
+    /// <summary>Values the schema admits but the release could not run with are refused at render, naming the value: a
+    /// front door without the namespace of its pods (it left the API's port open to every pod and address), an etcd
+    /// quota at or above its volume (the disk fills before NOSPACE), an autoscaler whose minimum is above its maximum.</summary>
     [Theory]
     [InlineData("httpRoute.enabled=true", "httpRoute.gatewayNamespace")]
     [InlineData("ingress.enabled=true,ingress.controllerNamespace=", "ingress.controllerNamespace")]
-    public async Task AFrontDoorWithoutItsNamespace_IsRefused(string values, string named)
+    [InlineData("etcd.storageSize=4Gi", "etcd.quotaBackendBytes")]
+    [InlineData("etcd.storageSize=6Gi", "etcd.quotaBackendBytes")] // equal: no room for the rest of the data dir
+    [InlineData("apps.api.autoscaling.minReplicas=5,apps.api.autoscaling.maxReplicas=3", "apps.api.autoscaling")]
+    public async Task InconsistentValues_AreRefused_NamingTheValue(string values, string named)
     {
         var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", values, "--kube-version", KubeVersion);
         Assert.NotEqual(0, exitCode);

@@ -32,6 +32,24 @@ public sealed class HelmTestPodTests
         Assert.True(NetworkFlowTests.Allows(objects, pod.Metadata.Labels, api, port), $"{valuesFile}: the test pod cannot reach the API");
     }
 
+    /// <summary>Both test pods run the API's own image, an override (Tilt's) included — they used to ignore
+    /// apps.api.image and fail to pull under Tilt — and both have a deadline.</summary>
+    [Fact]
+    public async Task TheTestPods_RunTheApisImage_AndEndWithinADeadline()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "apps.api.image=registry.example/api:dev",
+            "--kube-version", ChartTests.KubeVersion, "--namespace", "payments");
+        Assert.True(exitCode == 0, output);
+        var objects = k8s.KubernetesYaml.LoadAllFromString(output, ChartTests.Kinds, strict: true);
+        var pods = objects.OfType<V1Pod>().ToArray();
+        Assert.Equal(2, pods.Length);
+        Assert.All(pods, pod =>
+        {
+            Assert.Equal("registry.example/api:dev", Assert.Single(pod.Spec.Containers).Image);
+            Assert.True(pod.Spec.ActiveDeadlineSeconds is > 0, $"{pod.Metadata.Name} has no deadline");
+        });
+    }
+
     [Fact]
     public async Task TheStandbyRegion_HasNoPaymentTest()
     {
