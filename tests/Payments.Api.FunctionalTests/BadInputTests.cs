@@ -89,6 +89,21 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.Equal(before, await StateAsync(client, debtor, creditor));
     }
 
+    /// <summary>A 404 names the id it did not find, cut to a length that identifies any valid id: a path of thousands
+    /// of characters came back whole in the detail.</summary>
+    [Theory]
+    [InlineData("/v1/payments/")]
+    [InlineData("/v1/accounts/")]
+    public async Task ANotFoundDetail_EchoesAtMostAShortPrefixOfTheId(string route)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync(route + new string('x', 3_000));
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var detail = (await response.JsonAsync()).GetProperty("detail").GetString()!;
+        Assert.InRange(detail.Length, 1, 160);
+        Assert.Contains(new string('x', 64) + "…", detail, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task NoSuchRouteOrMethod_IsOurProblem_WhateverTheClientAccepts()
     {

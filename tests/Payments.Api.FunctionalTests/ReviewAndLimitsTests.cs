@@ -51,6 +51,7 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
 
         using var approval = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
         Assert.Equal(HttpStatusCode.Accepted, approval.StatusCode);
+        Assert.Equal("pending", (await approval.JsonAsync()).GetProperty("status").GetString()); // no longer awaiting a reviewer
         using var overruled = await secondReviewer.SendJsonAsync($"/v1/payments/{paymentId}/reject", "{}", null);
         Assert.Equal(HttpStatusCode.Conflict, overruled.StatusCode);
         Assert.EndsWith("/payment-already-decided", (await overruled.JsonAsync()).GetProperty("type").GetString());

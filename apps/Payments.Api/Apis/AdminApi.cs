@@ -227,11 +227,11 @@ public static class AdminApi
     };
 
     private static Reply MerchantNotFound(string merchantId) =>
-        Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.MerchantNotFound, "Merchant not found.", $"No merchant '{merchantId}'.");
+        Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.MerchantNotFound, "Merchant not found.", $"No merchant '{Reply.Echo(merchantId)}'.");
 
     private static Reply KeyNotFound(string merchantId, string keyId) =>
         Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.ApiKeyNotFound, "API key not found.",
-            $"Merchant '{merchantId}' has no key '{keyId}' (or it was revoked or has expired).");
+            $"Merchant '{Reply.Echo(merchantId)}' has no key '{Reply.Echo(keyId)}' (or it was revoked or has expired).");
 
     private static MerchantResponse ToResponse(MerchantRecord merchant) => new(merchant.MerchantId, merchant.Name, merchant.CreatedAt);
 

@@ -290,7 +290,8 @@ public static class PaymentsApi
         await services.Records.ChangeAsync(paymentId, record => record.Status == PaymentStatus.AwaitingApproval
             ? record with { Status = PaymentStatus.Pending, UpdatedAt = services.Time.GetUtcNow() }
             : null, CancellationToken.None);
-        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, PaymentStatus.Pending))).ToResult();
+        // The status the decision leaves (the record now says so), not the one it found: awaiting_approval was stale.
+        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending))).ToResult();
     }
 
     /// <summary>Writes the review into the record by compare-and-swap (bounded rounds); a problem when another

@@ -48,10 +48,17 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
             new Dictionary<string, object?> { ["errors"] = errors });
 
     public static Reply AccountNotFound(string accountId) =>
-        Problem(StatusCodes.Status404NotFound, ProblemTypes.AccountNotFound, "Account not found.", $"No account '{accountId}' for this merchant.");
+        Problem(StatusCodes.Status404NotFound, ProblemTypes.AccountNotFound, "Account not found.", $"No account '{Echo(accountId)}' for this merchant.");
 
     public static Reply PaymentNotFound(string paymentId) =>
-        Problem(StatusCodes.Status404NotFound, ProblemTypes.PaymentNotFound, "Payment not found.", $"No payment '{paymentId}' for this merchant.");
+        Problem(StatusCodes.Status404NotFound, ProblemTypes.PaymentNotFound, "Payment not found.", $"No payment '{Echo(paymentId)}' for this merchant.");
+
+    /// <summary>Most characters of a caller's value a problem's detail repeats: enough to recognise any valid id, while
+    /// a path of thousands of characters is not sent back whole.</summary>
+    public const int MaxEcho = 64;
+
+    /// <summary>A caller's value as a detail repeats it: at most <see cref="MaxEcho"/> characters, marked when cut.</summary>
+    public static string Echo(string value) => value.Length > MaxEcho ? value[..MaxEcho] + "…" : value;
 
     public static Reply Unavailable(string detail) =>
         Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ServiceUnavailable, "The service is temporarily unavailable.", detail);

@@ -158,7 +158,7 @@ public static partial class WebhooksApi
             withSecret ? endpoint.Secrets[0].Secret : null);
 
     private static Reply NotFound(string endpointId) => Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.WebhookEndpointNotFound,
-        "Webhook endpoint not found.", $"No webhook endpoint '{(endpointId.Length > 64 ? endpointId[..64] : endpointId)}' for this merchant.");
+        "Webhook endpoint not found.", $"No webhook endpoint '{Reply.Echo(endpointId)}' for this merchant.");
 
     private static bool IsEndpointId(string id) => EndpointIdPattern().IsMatch(id);
 
