@@ -150,6 +150,8 @@ public sealed class ChartTests
     [InlineData("etcd.storageSize=4Gi", "etcd.quotaBackendBytes")]
     [InlineData("etcd.storageSize=6Gi", "etcd.quotaBackendBytes")] // equal: no room for the rest of the data dir
     [InlineData("apps.api.autoscaling.minReplicas=5,apps.api.autoscaling.maxReplicas=3", "apps.api.autoscaling")]
+    [InlineData("apps.ledger.port=9464", "apps.ledger.port")] // the metrics port: the app could not bind
+    [InlineData("apps.risk.port=3500", "apps.risk.port")] // daprd's HTTP port
     public async Task InconsistentValues_AreRefused_NamingTheValue(string values, string named)
     {
         var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", values, "--kube-version", KubeVersion);
