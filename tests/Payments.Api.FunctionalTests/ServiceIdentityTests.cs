@@ -109,6 +109,10 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(InTransit, bob, 400))));
         await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 400))));
         await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Single(alice, Funding, 400))));
+        // Nor open an account with an overdraft: that is the operator's, set afterwards within the money limits.
+        var overdrawn = $"od-{Guid.NewGuid():N}"[..20];
+        await AssertForbiddenAsync(await asApi.PostAsync(LedgerRoutes.Prefix + "accounts", Json($$"""{"id":"{{overdrawn}}","currency":"CHF","overdraftLimitMinor":500}""")));
+        Assert.Equal(HttpStatusCode.NotFound, (await asApi.GetAsync(LedgerRoutes.Prefix + "accounts/" + overdrawn)).StatusCode);
         // System accounts are not readable over the internal API.
         await AssertForbiddenAsync(await asApi.GetAsync(LedgerRoutes.Prefix + "accounts/" + Uri.EscapeDataString(Funding)));
 

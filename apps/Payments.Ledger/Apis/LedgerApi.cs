@@ -18,8 +18,12 @@ public static class LedgerApi
     {
         var ledger = app.MapGroup("/" + LedgerRoutes.Prefix.TrimEnd('/'));
         ledger.MapPost("/accounts", async (OpenAccountWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken) =>
-            AccountId.TryParseLedger(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
-                ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, body.OverdraftLimitMinor, cancellationToken))))
+            body.OverdraftLimitMinor != 0
+                // The API opens every account without one; an overdraft is the operator's, set afterwards (and bounded by
+                // the API's limits). Refused here so a compromised API cannot open accounts with any overdraft it likes.
+                ? Refused(context, "An account is opened without an overdraft; the operator sets one through /accounts/{id}/overdraft.")
+                : AccountId.TryParseLedger(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
+                ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, 0, cancellationToken))))
                 : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest))
             .RequireCallers(ServiceRoles.Api);
         // Operator-only in the public API (its admin surface calls this through ILedger); the API alone may ask.
