@@ -23,6 +23,7 @@ public sealed class BadInputTests(ApiSystemFixture system)
         { "amount as decimal", "/v1/payments", "k", Pay("12.50"), 400, "malformed-request" },
         { "amount overflows long", "/v1/payments", "k", Pay("99999999999999999999999"), 400, "malformed-request" },
         { "unknown field", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\",\"amount\":5}", 400, "malformed-request" },
+        { "field name in another case", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"AmountMinor\":5,\"currency\":\"USD\"}", 400, "malformed-request" },
         { "duplicate field", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "malformed-request" },
         { "trailing comma", "/v1/payments", "k", Pay("5").Replace("}", ",}", StringComparison.Ordinal), 400, "malformed-request" },
         { "zero amount", "/v1/payments", "k", Pay("0"), 400, "validation-failed" },
@@ -214,6 +215,38 @@ public sealed class BadInputTests(ApiSystemFixture system)
             Assert.Contains(detail, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
         }
 
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/v1/accounts/{account}")).StatusCode);
+    }
+
+    /// <summary>A coded body is refused with 415 (RFC 9110), not read as JSON: a plain body claiming br was taken, and a
+    /// gzip body was read as its compressed bytes (400). Nothing is opened either way.</summary>
+    [Theory]
+    [InlineData("br", false)]
+    [InlineData("gzip", true)]
+    [InlineData("identity, gzip", true)]
+    public async Task ACompressedBody_Is415_AndOpensNothing(string coding, bool compress)
+    {
+        var client = await system.NewMerchantClientAsync();
+        var account = $"ce-{Guid.NewGuid():N}"[..20];
+        var json = Encoding.UTF8.GetBytes($$"""{"accountId":"{{account}}","currency":"EUR"}""");
+        if (compress)
+        {
+            using var packed = new MemoryStream();
+            await using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest))
+            {
+                await gzip.WriteAsync(json);
+            }
+
+            json = packed.ToArray();
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = new ByteArrayContent(json) };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/json");
+        request.Content.Headers.TryAddWithoutValidation("Content-Encoding", coding);
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        Assert.Contains("Content-Encoding", (await response.JsonAsync()).GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/v1/accounts/{account}")).StatusCode);
     }
 

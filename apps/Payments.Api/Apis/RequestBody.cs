@@ -18,6 +18,15 @@ public static partial class RequestBody
             return (null, wrongType);
         }
 
+        // A coded body (gzip, br…) is not decoded here: ignoring the header read compressed bytes as JSON (400), or took
+        // a plain body that claimed a coding. RFC 9110 §15.5.16: 415 for a content coding the server does not accept.
+        var coding = context.Request.Headers.ContentEncoding;
+        if (coding.Count > 0 && !(coding.Count == 1 && string.Equals(coding[0], "identity", StringComparison.OrdinalIgnoreCase)))
+        {
+            return (null, Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
+                "The request body must not be compressed.", $"Content-Encoding {Shortened(coding.ToString())} is not accepted; send the JSON as it is."));
+        }
+
         if (context.Request.ContentLength > MaxBytes)
         {
             return (null, TooLarge());
@@ -58,8 +67,7 @@ public static partial class RequestBody
     }
 
     /// <summary>A caller's text repeated in a problem, at most <see cref="MaxEchoed"/> characters.</summary>
-    private static string Shortened(string? text) =>
-        text is null ? string.Empty : text.Length <= MaxEchoed ? text : text[..MaxEchoed] + "…";
+    private static string Shortened(string? text) => Reply.Echo(text ?? string.Empty, MaxEchoed);
 
     private const int MaxEchoed = 40;
 

@@ -10,6 +10,9 @@ public static class ApiJson
     public static JsonSerializerOptions Strict { get; } = new(JsonSerializerDefaults.Web)
     {
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        // "AmountMinor" is not "amountMinor": the web defaults matched names in any case, which the docs' strictness
+        // did not promise; now such a field is unknown, and refused.
+        PropertyNameCaseInsensitive = false,
         NumberHandling = JsonNumberHandling.Strict,
         AllowTrailingCommas = false,
         AllowDuplicateProperties = false,

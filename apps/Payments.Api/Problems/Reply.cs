@@ -57,8 +57,8 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
     /// a path of thousands of characters is not sent back whole.</summary>
     public const int MaxEcho = 64;
 
-    /// <summary>A caller's value as a detail repeats it: at most <see cref="MaxEcho"/> characters, marked when cut.</summary>
-    public static string Echo(string value) => value.Length > MaxEcho ? value[..MaxEcho] + "…" : value;
+    /// <summary>A caller's value as a detail repeats it: at most <paramref name="max"/> characters, marked when cut.</summary>
+    public static string Echo(string value, int max = MaxEcho) => value.Length > max ? value[..max] + "…" : value;
 
     public static Reply Unavailable(string detail) =>
         Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ServiceUnavailable, "The service is temporarily unavailable.", detail);
