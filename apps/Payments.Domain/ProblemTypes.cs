@@ -83,6 +83,10 @@ public static class ProblemTypes
     /// <summary>Ledger service: a sync-mode write committed but not yet durable in Cosmos DB (retry with the same ids).</summary>
     public const string ReplicationPending = Base + "replication-pending";
 
+    /// <summary>The ledger's internal API: no transfer by that id. Named, so a caller can tell it from a route an older
+    /// ledger does not have (a bare 404), which must not be read as "no transfer".</summary>
+    public const string TransferNotFound = Base + "transfer-not-found";
+
     /// <summary>Failover admin: a switchover asked of a region that does not hold the active-region record.</summary>
     public const string NotTheActiveRegion = Base + "not-the-active-region";
 

@@ -39,8 +39,23 @@ public sealed class HttpLedger(HttpClient http) : ILedger
     public async Task<JournalEntry?> GetTransferAsync(TransferId id, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(id);
-        var wire = await SendAsync<JournalEntryWire>(HttpMethod.Get, LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(id.Value), null, cancellationToken);
-        return wire is null ? null : LedgerWire.FromWire(wire);
+        // Only the ledger's own "no such transfer" is an answer: a bare 404 is a ledger without this route (an older one
+        // during an upgrade), and a resumed saga must not take it for "no hold" and decide the payment again.
+        using var response = await RequestAsync(HttpMethod.Get, LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(id.Value), cancellationToken);
+        if (response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return await ProblemTypeAsync(response, cancellationToken) == ProblemTypes.TransferNotFound
+                ? null
+                : throw new LedgerUnavailableException("The ledger service does not answer GET transfers/{id} (an older version?).");
+        }
+
+        if ((int)response.StatusCode >= 500)
+        {
+            throw await FaultAsync(response, cancellationToken);
+        }
+
+        response.EnsureSuccessStatusCode();
+        return LedgerWire.FromWire((await response.Content.ReadFromJsonAsync<JournalEntryWire>(cancellationToken))!);
     }
 
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
@@ -59,18 +74,7 @@ public sealed class HttpLedger(HttpClient http) : ILedger
     private async Task<T?> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
         where T : class
     {
-        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
-        HttpResponseMessage response;
-        try
-        {
-            response = await http.SendAsync(request, cancellationToken);
-        }
-        catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            throw new LedgerUnavailableException($"The ledger service did not answer: {exception.Message}");
-        }
-
-        using (response)
+        using (var response = await RequestAsync(method, path, cancellationToken, body))
         {
             if (response.StatusCode == HttpStatusCode.NotFound && method == HttpMethod.Get)
             {
@@ -88,25 +92,44 @@ public sealed class HttpLedger(HttpClient http) : ILedger
         }
     }
 
+    /// <summary>The response (the caller disposes it); a ledger that did not answer is <see cref="LedgerUnavailableException"/>.</summary>
+    private async Task<HttpResponseMessage> RequestAsync(HttpMethod method, string path, CancellationToken cancellationToken, object? body = null)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = body is null ? null : JsonContent.Create(body) };
+        try
+        {
+            return await http.SendAsync(request, cancellationToken);
+        }
+        catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new LedgerUnavailableException($"The ledger service did not answer: {exception.Message}");
+        }
+    }
+
+    /// <summary>The response's problem type, or null when it is not a problem document.</summary>
+    private static async Task<string?> ProblemTypeAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.Content.Headers.ContentType?.MediaType != "application/problem+json")
+        {
+            return null;
+        }
+
+        try
+        {
+            return (await response.Content.ReadFromJsonAsync<ProblemWire>(cancellationToken))?.Type;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null; // not a problem document after all
+        }
+    }
+
     /// <summary>A 5xx as the fault it reports: the ledger's problem type tells a write that is committed but not yet
     /// replicated, or refused because this region is passive, from a ledger that is simply unavailable.</summary>
     private static async Task<Exception> FaultAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
         var status = (int)response.StatusCode;
-        string? type = null;
-        if (response.Content.Headers.ContentType?.MediaType == "application/problem+json")
-        {
-            try
-            {
-                var problem = await response.Content.ReadFromJsonAsync<ProblemWire>(cancellationToken);
-                type = problem?.Type;
-            }
-            catch (System.Text.Json.JsonException)
-            {
-                // Not a problem document after all: an unavailable ledger.
-            }
-        }
-
+        var type = await ProblemTypeAsync(response, cancellationToken);
         return type switch
         {
             ProblemTypes.ReplicationPending => new LedgerReplicationPendingException($"The ledger service answered {status}: committed, not yet replicated."),

@@ -12,6 +12,7 @@ public static class OrchestratorRegistration
     {
         ArgumentNullException.ThrowIfNull(options);
         options.RegisterWorkflow<PaymentWorkflowV2>();
+        options.RegisterWorkflow<ResumedPaymentWorkflow>();
         options.RegisterWorkflow<PaymentWorkflow>();
         options.RegisterActivity<AssessPaymentActivity>();
         options.RegisterActivity<FindHoldActivity>();

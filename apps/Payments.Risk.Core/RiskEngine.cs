@@ -7,8 +7,8 @@ namespace Payments.Risk.Core;
 /// threshold send a payment to a person. Velocity is counted per debtor over a sliding window, in memory.</summary>
 /// <remarks>Velocity here is per process: with several risk replicas each sees its share, so the limits are a floor
 /// of protection, not an exact count. Assessing the same payment id twice counts it once (activities may retry).
-/// Memory is bounded by accounts and by payments remembered in all; past either bound the accounts with the fewest
-/// payments in their window (furthest from any limit), the idlest among equals, are forgotten first — never all at
+/// Memory is bounded by accounts and by payments remembered in all; past either bound the accounts furthest from both
+/// velocity limits (count and sum), the idlest among equals, are forgotten first — never all at
 /// once, as before, which let anyone who could pay from enough accounts reset every other account's window.</remarks>
 public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrackedAccounts = RiskEngine.MaxTrackedAccounts, int maxTrackedEntries = RiskEngine.MaxTrackedEntries)
     : IRiskAssessor
@@ -118,9 +118,9 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
         }
     }
 
-    /// <summary>Forgets accounts whose window is empty by now, then, while either bound is above its mark, those with the
-    /// fewest payments in their window, the idlest first among equals: an account near its limits is the last to go, so a
-    /// flood of accounts with a payment each cannot reset it.</summary>
+    /// <summary>Forgets accounts whose window is empty by now, then, while either bound is above its mark, those furthest
+    /// from both limits, the idlest first among equals: an account near a limit is the last to go, so a flood of accounts
+    /// with a small payment each cannot reset it.</summary>
     private void Evict(DateTimeOffset now, AccountId? keep)
     {
         foreach (var (account, window) in velocity.ToArray())
@@ -139,7 +139,7 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             return;
         }
 
-        foreach (var (account, window) in velocity.Where(pair => pair.Key != keep).OrderBy(pair => pair.Value.Entries.Count).ThenBy(pair => pair.Value.LastSeen).ToArray())
+        foreach (var (account, window) in velocity.Where(pair => pair.Key != keep).OrderBy(pair => NearnessToLimits(pair.Value)).ThenBy(pair => pair.Value.LastSeen).ToArray())
         {
             if (velocity.Count <= accountMark && entries <= entryMark)
             {
@@ -150,6 +150,12 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             entries -= window.Entries.Count;
         }
     }
+
+    /// <summary>How close a window is to either velocity limit (1: at it): one large payment near the sum limit
+    /// counts as much as many small ones near the count limit.</summary>
+    private double NearnessToLimits(AccountVelocity window) => Math.Max(
+        window.Entries.Count / (double)Math.Max(1, policy.VelocityMaxCount),
+        window.SumMinor / (double)Math.Max(1, policy.VelocityMaxSumMinor));
 
     private sealed class AccountVelocity
     {

@@ -84,7 +84,10 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         var depositId = System.Text.Json.JsonDocument.Parse(deposit).RootElement.GetProperty("id").GetString()!;
         var entry = await (await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/" + depositId)).JsonAsync();
         Assert.Equal((depositId, 7L), (entry.GetProperty("transferId").GetString(), entry.GetProperty("amountMinor").GetInt64()));
-        Assert.Equal(HttpStatusCode.NotFound, (await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/never-applied-" + Guid.NewGuid().ToString("N"))).StatusCode);
+        // A named 404: a bare one (a ledger without this route) is not taken for "no transfer" (HttpLedger).
+        using var absent = await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/never-applied-" + Guid.NewGuid().ToString("N"));
+        Assert.Equal(HttpStatusCode.NotFound, absent.StatusCode);
+        Assert.Equal(ProblemTypes.TransferNotFound, (await absent.JsonAsync()).GetProperty("type").GetString());
         var malformed = await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString("not valid!"));
         Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);
         Assert.Equal(ProblemTypes.ValidationFailed, (await malformed.JsonAsync()).GetProperty("type").GetString());

@@ -151,6 +151,9 @@ public sealed class ChartTests
     [InlineData("etcd.storageSize=6Gi", "etcd.quotaBackendBytes")] // equal: no room for the rest of the data dir
     [InlineData("apps.api.autoscaling.minReplicas=5,apps.api.autoscaling.maxReplicas=3", "apps.api.autoscaling")]
     [InlineData("apps.ledger.port=9464", "apps.ledger.port")] // the metrics port: the app could not bind
+    [InlineData("payments.approvalTimeout=6.00:00:00", "payments.approvalTimeout")] // the apps would refuse to start
+    [InlineData("payments.approvalTimeout=5.00:00:01", "payments.approvalTimeout")]
+    [InlineData("etcd.storageSize=06Gi", "etcd.quotaBackendBytes")] // a leading zero still counts as 6 Gi
     [InlineData("apps.risk.port=3500", "apps.risk.port")] // daprd's HTTP port
     public async Task InconsistentValues_AreRefused_NamingTheValue(string values, string named)
     {

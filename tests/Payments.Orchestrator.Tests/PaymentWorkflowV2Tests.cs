@@ -1,11 +1,9 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging.Abstractions;
 using Moq;
-using Payments.Domain;
 using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
-using Payments.Orchestrator.Client.Records;
 using Payments.Orchestrator.Workflows;
 using Payments.Risk.Contracts;
 using static Payments.Orchestrator.Tests.SagaTestData;
@@ -151,70 +149,6 @@ public sealed class PaymentWorkflowV2Tests
 
     /// <summary>The first step answers <paramref name="risk"/> (and <paramref name="refusal"/>, the ledger's for a payment sent to review); the money activity answers <paramref name="moveMoney"/>, or faults
     /// when it is null.</summary>
-    /// <summary>A resumed saga (the sweeper's) asks the ledger first: a hold that exists means the payment was approved,
-    /// so the money moves without deciding again (a second risk check or funds check could fail a payment whose
-    /// settlement already committed); without one, the record's review binds; else it decides as on a first run.</summary>
-    [Theory]
-    [InlineData(true, null, new[] { nameof(FindHoldActivity), nameof(MoveMoneyActivity) }, PaymentStatus.Completed, null)]
-    [InlineData(true, PaymentReview.Rejected, new[] { nameof(FindHoldActivity), nameof(MoveMoneyActivity) }, PaymentStatus.Completed, null)]
-    [InlineData(false, PaymentReview.Approved, new[] { nameof(FindHoldActivity), nameof(MoveMoneyActivity) }, PaymentStatus.Completed, null)]
-    [InlineData(false, PaymentReview.Rejected, new[] { nameof(FindHoldActivity), nameof(RecordOutcomeActivity) }, PaymentStatus.Failed, PaymentReasons.ReviewRejected)]
-    [InlineData(false, null, new[] { nameof(FindHoldActivity), nameof(AssessPaymentActivity), nameof(MoveMoneyActivity) }, PaymentStatus.Completed, null)]
-    public async Task Resumed_AsksTheLedgerFirst_AndDecidesNothingDecidedBefore(bool holdExists, string? review, string[] expectedCalls, string status, string? reason)
-    {
-        var resumed = Payment with { Resume = new PaymentResume(review) };
-        ArrangeResumed(resumed, new LedgerFacts(holdExists));
-
-        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, resumed);
-
-        Assert.Equal(new PaymentOutcome(status, reason), outcome);
-        Assert.Equal(expectedCalls, calls);
-        Assert.Equal(PaymentStep.Resuming, statuses[0]);
-    }
-
-    [Fact]
-    public async Task Resumed_WhileTheLedgerDoesNotAnswer_StaysPendingForTheSweeper_DecidingNothing()
-    {
-        var resumed = Payment with { Resume = new PaymentResume(null) };
-        ArrangeResumed(resumed, facts: null);
-
-        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, resumed);
-
-        Assert.Equal(PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable), outcome);
-        Assert.All(calls, call => Assert.Equal(nameof(FindHoldActivity), call));
-        Assert.True(calls.Count > 1, "asked once only");
-        Assert.Empty(recorded);
-        Assert.InRange(now - Start, TimeSpan.Zero, PaymentWorkflow.BeforePivot.Budget);
-    }
-
-    private void ArrangeResumed(PaymentInput input, LedgerFacts? facts)
-    {
-        var find = context.Setup(c => c.CallActivityAsync<LedgerFacts>(nameof(FindHoldActivity), input, It.IsAny<WorkflowTaskOptions>()))
-            .Callback(() => calls.Add(nameof(FindHoldActivity)));
-        if (facts is null)
-        {
-            find.ThrowsAsync(Failure("ledger unreachable"));
-        }
-        else
-        {
-            find.ReturnsAsync(facts);
-        }
-
-        context.Setup(c => c.CallActivityAsync<PaymentAssessment>(nameof(AssessPaymentActivity), input, It.IsAny<WorkflowTaskOptions>()))
-            .Callback(() => calls.Add(nameof(AssessPaymentActivity)))
-            .ReturnsAsync(new PaymentAssessment(Approve, null));
-        context.Setup(c => c.CallActivityAsync<MoveMoneyResult>(nameof(MoveMoneyActivity), input, It.IsAny<WorkflowTaskOptions>()))
-            .Callback(() => calls.Add(nameof(MoveMoneyActivity)))
-            .ReturnsAsync(MoveMoneyResult.Completed(recorded: true));
-        context.Setup(c => c.CallActivityAsync<StepResult>(nameof(RecordOutcomeActivity), It.IsAny<RecordOutcomeInput>(), It.IsAny<WorkflowTaskOptions>()))
-            .Callback<string, object, WorkflowTaskOptions>((_, recordInput, _) =>
-            {
-                calls.Add(nameof(RecordOutcomeActivity));
-                recorded.Add(((RecordOutcomeInput)recordInput).Outcome);
-            })
-            .ReturnsAsync(StepResult.Ok);
-    }
-
     private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null, string? refusal = null)
     {
         context.Setup(c => c.CallActivityAsync<PaymentAssessment>(nameof(AssessPaymentActivity), Payment, It.IsAny<WorkflowTaskOptions>()))

@@ -83,6 +83,24 @@ public sealed class RiskEngineTests
         Assert.Contains(RiskAssessment.VelocityCountExceeded, again.Reasons);
     }
 
+    /// <summary>Likewise for the sum: one large payment near the sum limit is not forgotten before a flood's small ones.</summary>
+    [Fact]
+    public async Task Velocity_OfAnAccountNearItsSum_SurvivesAFloodOfNewAccounts()
+    {
+        // One payment, as many as each flooding account made: only its nearness to the sum limit sets it apart.
+        var engine = new RiskEngine(Policy with { VelocityMaxSumMinor = 1_500 }, time, maxTrackedAccounts: 100, maxTrackedEntries: 1_000);
+        Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("big", Alice, Bob, 1_000), CancellationToken.None)).Decision);
+        for (var index = 0; index < 350; index++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await engine.AssessAsync(Input($"f{index}", AccountId.Parse($"flood-{index}"), Bob, 10), CancellationToken.None);
+        }
+
+        var over = await engine.AssessAsync(Input("big-2", Alice, Bob, 1_000), CancellationToken.None);
+        Assert.Equal(RiskDecision.Review, over.Decision);
+        Assert.Contains(RiskAssessment.VelocitySumExceeded, over.Reasons);
+    }
+
     [Fact]
     public async Task Velocity_CountsTheSumToo()
     {

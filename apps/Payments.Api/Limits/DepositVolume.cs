@@ -103,6 +103,13 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
 
             throw new EtcdContentionException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
         }
+        catch (Exception) when (granted is not null)
+        {
+            // A write whose outcome is unknown (a timeout, a cancelled request) may have committed with this lease:
+            // revoking it would delete the day's counter. It expires by itself after Retention.
+            granted = null;
+            throw;
+        }
         finally
         {
             if (granted is { } unused)

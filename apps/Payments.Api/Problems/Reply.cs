@@ -58,7 +58,8 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
     public const int MaxEcho = 64;
 
     /// <summary>A caller's value as a detail repeats it: at most <paramref name="max"/> characters, marked when cut.</summary>
-    public static string Echo(string value, int max = MaxEcho) => value.Length > max ? value[..max] + "…" : value;
+    public static string Echo(string value, int max = MaxEcho) =>
+        value.Length <= max ? value : value[..(char.IsHighSurrogate(value[max - 1]) ? max - 1 : max)] + "…"; // never half a pair
 
     public static Reply Unavailable(string detail) =>
         Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ServiceUnavailable, "The service is temporarily unavailable.", detail);

@@ -70,7 +70,8 @@ public static class LedgerApi
 
         return await Unavailable503(context, async () => await etcdLedger.GetTransferAsync(transferId, cancellationToken) is { } entry
             ? Results.Ok(LedgerWire.ToWire(entry))
-            : Results.NotFound());
+            : Results.Problem($"The ledger has no transfer '{transferId.Value}' (never applied, or archived past the replay window).",
+                statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.TransferNotFound));
     }
 
     private static async Task<IResult> SetOverdraftAsync(

@@ -23,12 +23,7 @@ public sealed record PaymentOrder(
 /// payment is issued at this instant, however often a step is retried or the saga resumed, so the ledger's replay
 /// window (ADR 0004) can refuse a very late retry instead of applying it again. The workflow fills it from its own
 /// start time when a caller did not.</param>
-/// <param name="Resume">Set when the stuck-payment sweeper starts the saga again (or at all, after a takeover): an
-/// earlier run may have got past the decision, so the saga asks the ledger and the record what was decided before it
-/// decides anything (<see cref="PaymentResume"/>). Null on a payment's first run, and in the histories of instances
-/// started before it existed, which therefore replay unchanged.</param>
-public sealed record PaymentInput(
-    PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null, PaymentResume? Resume = null)
+public sealed record PaymentInput(PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null)
 {
     /// <summary>The longest approval deadline the API and the orchestrator accept. A payment's hold is issued at the
     /// payment's creation and the ledger refuses a transfer issued longer ago than its replay window (7 days by
@@ -47,9 +42,3 @@ public sealed record PaymentInput(
             + "must outlast it). Write it as d.hh:mm:ss with hours 0-23: \"24:00:00\" means 24 days, one day is \"1.00:00:00\".");
 }
 
-/// <summary>What the sweeper knew when it resumed a payment.</summary>
-/// <param name="ReviewDecision">The reviewer's decision the payment record holds (<c>approved</c>, <c>rejected</c>), or
-/// null: the API records a decision before it hands it to the saga, so it binds a resumed saga too — without it, a
-/// payment approved before its saga was lost went back to a reviewer, and only the same reviewer's key could decide
-/// again.</param>
-public sealed record PaymentResume(string? ReviewDecision);

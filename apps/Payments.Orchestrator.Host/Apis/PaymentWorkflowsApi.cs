@@ -20,13 +20,6 @@ internal static class PaymentWorkflowsApi
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
-            // Only the orchestrator's own sweeper resumes a payment: a resumed saga takes the record's review as decided.
-            if (input.Resume is not null)
-            {
-                return Results.Problem("A payment is started here, not resumed: resume is not accepted.",
-                    statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
-            }
-
             // The wait for a reviewer is the orchestrator's to bound: its sweeper's deadlines follow from it.
             if (input.ApprovalTimeout <= TimeSpan.Zero || input.ApprovalTimeout > options.ApprovalTimeout)
             {

@@ -1,17 +1,30 @@
 using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
 
 namespace Payments.Orchestrator.Activities;
 
-/// <summary>Whether the ledger has the payment's hold, in any state: <see cref="Workflows.PaymentWorkflowV2"/>'s first
-/// step when it is resumed. A hold is placed only after risk (or a reviewer) approved the payment, so one that exists
-/// means the decision was taken: a resumed saga then settles instead of deciding again on a balance its own
-/// settlement may already have taken.</summary>
-public sealed class FindHoldActivity(ILedger ledger) : PaymentActivity<LedgerFacts>
+/// <summary><see cref="Workflows.ResumedPaymentWorkflow"/>'s first step: what an earlier run decided. Whether the ledger
+/// holds the payment's hold (in any state) — a hold is placed only after risk or a reviewer approved the payment, so one
+/// that exists means the decision was taken — and the reviewer's decision the payment record holds now (read here, in
+/// the activity, so that a decision recorded just before the resume counts, and a replay sees the same answer).</summary>
+public sealed class FindHoldActivity(ILedger ledger, PaymentRecordStore records) : PaymentActivity<LedgerFacts>
 {
-    protected override async Task<LedgerFacts> ExecuteAsync(PaymentInput input) =>
-        new(await ledger.GetTransferAsync(PaymentTransfers.Hold(input), CancellationToken.None) is not null);
+    protected override async Task<LedgerFacts> ExecuteAsync(PaymentInput input)
+    {
+        var hold = await ledger.GetTransferAsync(PaymentTransfers.Hold(input), CancellationToken.None);
+        var review = (await records.GetAsync(input.PaymentId, CancellationToken.None))?.Record.Review?.Decision;
+        return new LedgerFacts(IsThisPaymentsHold(hold, input), review);
+    }
+
+    /// <summary>Only the payment's own hold proves the decision: a pending transfer of its amount from its debtor. Any
+    /// other entry under that id (none is ever written) is not taken as an approval.</summary>
+    private static bool IsThisPaymentsHold(JournalEntry? entry, PaymentInput input) =>
+        entry is { Kind: TransferKind.Pending } hold
+        && hold.DebitAccountId == Payments.Domain.AccountId.ParseLedger(input.Order.DebtorAccountId)
+        && hold.Amount == PaymentTransfers.Amount(input);
 }
 
-/// <summary>What the ledger holds of a payment (<see cref="FindHoldActivity"/>).</summary>
-public sealed record LedgerFacts(bool HoldExists);
+/// <summary>What an earlier run of a payment's saga decided (<see cref="FindHoldActivity"/>).</summary>
+/// <param name="ReviewDecision">The record's review: <c>approved</c>, <c>rejected</c>, or null.</param>
+public sealed record LedgerFacts(bool HoldExists, string? ReviewDecision = null);

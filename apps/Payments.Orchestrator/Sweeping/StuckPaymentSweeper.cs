@@ -135,14 +135,14 @@ public sealed class StuckPaymentSweeper(
             return report;
         }
 
-        // Resumed: the saga asks the ledger (and this record's review) what was decided before deciding anything.
-        var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt, Resume: new PaymentResume(record.Review?.Decision));
+        var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt);
         var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
         switch (state)
         {
             case null when report.Takeover || now - record.UpdatedAt > policy.MissingGrace:
                 logger.LogWarning("Sweeper: payment {PaymentId} has no saga; starting it", record.PaymentId);
-                await workflows.StartAsync(input, cancellationToken);
+                // Resumed, not started: an earlier run may have got past the decision (ResumedPaymentWorkflow).
+                await workflows.ResumeAsync(input, cancellationToken);
                 return report with { Resumed = report.Resumed + 1 };
             case { Ended: true, Outcome: { } outcome } when PaymentStatus.IsTerminal(outcome.Status):
                 await records.RecordOutcomeAsync(record.PaymentId, outcome, now, cancellationToken);

@@ -19,9 +19,17 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     /// before (ADR 0006).</summary>
     public const string CurrentWorkflow = nameof(PaymentWorkflowV2);
 
+    /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome.</summary>
+    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflow);
+
     private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
 
-    public async Task StartAsync(PaymentInput input, CancellationToken cancellationToken)
+    public Task StartAsync(PaymentInput input, CancellationToken cancellationToken) => StartAsync(CurrentWorkflow, input, cancellationToken);
+
+    /// <summary>Starts <see cref="ResumedWorkflow"/> for a payment that has no saga (unless it has one by now).</summary>
+    public Task ResumeAsync(PaymentInput input, CancellationToken cancellationToken) => StartAsync(ResumedWorkflow, input, cancellationToken);
+
+    private async Task StartAsync(string workflow, PaymentInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
         using var timeout = Bounded(cancellationToken);
@@ -31,7 +39,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         {
             if (await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token) is not { Exists: true })
             {
-                await workflows.ScheduleNewWorkflowAsync(CurrentWorkflow, input.PaymentId, input, null, timeout.Token);
+                await workflows.ScheduleNewWorkflowAsync(workflow, input.PaymentId, input, null, timeout.Token);
             }
         }
         finally
@@ -62,8 +70,9 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         };
     }
 
-    /// <summary>Runs the payment's saga again from the start, with the same instance id: a finished run's state is
-    /// purged first (a running one is terminated). Its transfers replay, so whatever the earlier run applied counts once.</summary>
+    /// <summary>Runs the payment's saga again, as <see cref="ResumedWorkflow"/>, with the same instance id: a finished
+    /// run's state is purged first (a running one is terminated). It decides nothing decided before, and its transfers
+    /// replay, so whatever the earlier run applied counts once.</summary>
     public async Task RestartAsync(PaymentInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -95,7 +104,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
             await workflows.PurgeInstanceAsync(input.PaymentId, timeout.Token);
         }
 
-        await workflows.ScheduleNewWorkflowAsync(CurrentWorkflow, input.PaymentId, input, null, timeout.Token);
+        await workflows.ScheduleNewWorkflowAsync(ResumedWorkflow, input.PaymentId, input, null, timeout.Token);
     }
 
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)

@@ -2,7 +2,6 @@ using Dapr.Workflow;
 using Microsoft.Extensions.Logging;
 using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
-using Payments.Orchestrator.Client.Records;
 using Payments.Risk.Contracts;
 
 namespace Payments.Orchestrator.Workflows;
@@ -36,7 +35,7 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         // Deterministic on replay: the runtime records the start time in the history.
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<PaymentWorkflowV2>();
-        var (outcome, recorded) = input.Resume is { } resume ? await ResumeAsync(context, input, resume, log) : await DecideAsync(context, input, log);
+        var (outcome, recorded) = await DecideAsync(context, input, log);
         if (recorded)
         {
             context.SetCustomStatus(PaymentStep.Done);
@@ -46,7 +45,7 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         return await PaymentWorkflow.FinishAsync(context, input, outcome, log);
     }
 
-    private static async Task<(PaymentOutcome Outcome, bool Recorded)> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    internal static async Task<(PaymentOutcome Outcome, bool Recorded)> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)
     {
         context.SetCustomStatus(PaymentStep.RiskCheck);
         var assessed = await SagaCalls.UntilAnsweredAsync<PaymentAssessment>(
@@ -66,37 +65,8 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         return await MoveMoneyAsync(context, input, log);
     }
 
-    /// <summary>A resumed saga decides nothing an earlier run decided. A hold that exists was placed after approval, so
-    /// the money moves (the hold replays; a settlement that committed replays too): deciding again would check risk
-    /// and the debtor's funds against a balance the settlement may already have taken, and record a payment whose money
-    /// moved as failed. Without a hold, a reviewer's decision the record holds binds; else the payment is decided as on
-    /// its first run. Unanswered by the ledger, the payment stays pending and the sweeper comes back.</summary>
-    private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, PaymentResume resume, ILogger log)
-    {
-        context.SetCustomStatus(PaymentStep.Resuming);
-        var facts = await SagaCalls.UntilAnsweredAsync<LedgerFacts>(
-            context, nameof(FindHoldActivity), input, PaymentWorkflow.BeforePivot, input.PaymentId, log);
-        switch (facts.Value)
-        {
-            case null:
-                log.LogError("Payment {PaymentId}: resumed, but the ledger did not say whether it holds the payment's funds ({Fault}); left for the sweeper",
-                    input.PaymentId, facts.LastFault);
-                return (PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable), false);
-            case { HoldExists: true }:
-                log.LogWarning("Payment {PaymentId}: resumed with its hold in the ledger, so it was approved; moving the money", input.PaymentId);
-                return await MoveMoneyAsync(context, input, log);
-        }
-
-        return resume.ReviewDecision switch
-        {
-            PaymentReview.Approved => await MoveMoneyAsync(context, input, log),
-            PaymentReview.Rejected => (PaymentOutcome.Failed(PaymentReasons.ReviewRejected), false),
-            _ => await DecideAsync(context, input, log),
-        };
-    }
-
     /// <summary>One attempt of the money activity; on a fault, the steps one by one (see the remarks).</summary>
-    private static async Task<(PaymentOutcome Outcome, bool Recorded)> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    internal static async Task<(PaymentOutcome Outcome, bool Recorded)> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
     {
         context.SetCustomStatus(PaymentStep.MovingMoney);
         MoveMoneyResult? result = null;

@@ -1,0 +1,60 @@
+using Dapr.Workflow;
+using Microsoft.Extensions.Logging;
+using Payments.Orchestrator.Activities;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Orchestrator.Workflows;
+
+/// <summary>The saga the stuck-payment sweeper runs for a payment an earlier run left without an outcome (settlement
+/// undetermined past the pivot's budget, a failed or terminated run, no saga after a takeover or a purge). It decides
+/// nothing an earlier run decided: it asks first (<see cref="FindHoldActivity"/>). A hold that exists was placed after
+/// approval, so the money moves — hold and settlement replay if applied — where deciding again would check risk and the
+/// debtor's funds against a balance the settlement may already have taken, and record a payment whose money moved as
+/// failed. Without a hold, a reviewer's decision the record holds binds; otherwise the payment is decided as
+/// <see cref="PaymentWorkflowV2"/> decides it. Unanswered, the payment stays pending and the sweeper comes back.</summary>
+/// <remarks>A workflow of its own name, not a branch of <see cref="PaymentWorkflowV2"/> (ADR 0006: a changed sequence of
+/// steps gets a new name): during a rolling upgrade an orchestrator that does not know it cannot run it as a first run
+/// — its instance waits for, or fails over to, one that does — and instances of V2 replay unchanged.</remarks>
+public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(input);
+        input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
+        var log = context.CreateReplaySafeLogger<ResumedPaymentWorkflow>();
+        var (outcome, recorded) = await ResumeAsync(context, input, log);
+        if (recorded)
+        {
+            context.SetCustomStatus(PaymentStep.Done);
+            return outcome;
+        }
+
+        return await PaymentWorkflow.FinishAsync(context, input, outcome, log);
+    }
+
+    private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    {
+        context.SetCustomStatus(PaymentStep.Resuming);
+        var facts = await SagaCalls.UntilAnsweredAsync<LedgerFacts>(
+            context, nameof(FindHoldActivity), input, PaymentWorkflow.BeforePivot, input.PaymentId, log);
+        switch (facts.Value)
+        {
+            case null:
+                log.LogError("Payment {PaymentId}: resumed, but the ledger did not say whether it holds the payment's funds ({Fault}); left for the sweeper",
+                    input.PaymentId, facts.LastFault);
+                return (PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable), false);
+            case { HoldExists: true }:
+                log.LogWarning("Payment {PaymentId}: resumed with its hold in the ledger, so it was approved; moving the money", input.PaymentId);
+                return await PaymentWorkflowV2.MoveMoneyAsync(context, input, log);
+        }
+
+        return facts.Value.ReviewDecision switch
+        {
+            PaymentReview.Approved => await PaymentWorkflowV2.MoveMoneyAsync(context, input, log),
+            PaymentReview.Rejected => (PaymentOutcome.Failed(PaymentReasons.ReviewRejected), false),
+            _ => await PaymentWorkflowV2.DecideAsync(context, input, log),
+        };
+    }
+}
