@@ -39,7 +39,7 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         {
             var debtor = accounts[random.Next(Accounts)];
             var creditor = accounts.First(account => account != debtor);
-            using var response = await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+            using var response = await WellBehavedClient.SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
             {
                 Content = JsonContent.Create(new { debtorAccountId = debtor, creditorAccountId = creditor, amountMinor = 100 + index, currency = "USD" }),
                 Headers = { { "Idempotency-Key", $"crash-{index}" } },
@@ -82,9 +82,9 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         for (var index = 0; index < Accounts; index++)
         {
             var id = $"crash-{index}";
-            (await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = JsonContent.Create(new { accountId = id, currency = "USD" }) },
+            (await WellBehavedClient.SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, "/v1/accounts") { Content = JsonContent.Create(new { accountId = id, currency = "USD" }) },
                 cancellationToken)).EnsureSuccessStatusCode();
-            (await SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits")
+            (await WellBehavedClient.SendAsync(http, () => new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{id}/deposits")
             {
                 Content = JsonContent.Create(new { amountMinor = FundsMinor, currency = "USD" }),
                 Headers = { { "Idempotency-Key", "fund-" + id } },
@@ -93,28 +93,6 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         }
 
         return accounts;
-    }
-
-    /// <summary>As a well-behaved client sends: on 503 (a dependency down or slow, the orchestrator killed) and on 409
-    /// idempotency-key-in-use (its earlier attempt is still being worked on, or its claim outlives that attempt) it
-    /// retries the same request, same key, after Retry-After or half a second — at most <see cref="MaxSubmitAttempts"/> times.</summary>
-    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, Func<HttpRequestMessage> request, CancellationToken cancellationToken)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            using var message = request();
-            var response = await http.SendAsync(message, cancellationToken);
-            var retry = response.StatusCode == HttpStatusCode.ServiceUnavailable
-                || (response.StatusCode == HttpStatusCode.Conflict
-                    && (await response.Content.ReadAsStringAsync(cancellationToken)).Contains(ProblemTypes.IdempotencyKeyInUse, StringComparison.Ordinal));
-            if (!retry || attempt >= MaxSubmitAttempts)
-            {
-                return response;
-            }
-
-            await Task.Delay(response.Headers.RetryAfter?.Delta ?? TimeSpan.FromMilliseconds(500), cancellationToken);
-            response.Dispose();
-        }
     }
 
     private static async Task<string> TerminalStatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
