@@ -142,12 +142,45 @@ public sealed partial class ContainerSystem : IAsyncLifetime
 
         if (network is not null)
         {
-            await DockerCli.RunAsync("network", "rm", network.Name);
+            await RemoveNetworkAsync(network.Name);
         }
 
         if (pkiRoot is not null && Directory.Exists(pkiRoot))
         {
             Directory.Delete(pkiRoot, recursive: true);
+        }
+    }
+
+    /// <summary>Attempts at removing the run's network: Docker may still hold a removed container's endpoint for a moment
+    /// ("has active endpoints"; a CI run failed its cleanup so), so whatever is still attached is removed and the removal
+    /// tried again, a bounded number of times.</summary>
+    private const int MaxNetworkRemovals = 10;
+
+    private static async Task RemoveNetworkAsync(string name)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await DockerCli.RunAsync("network", "rm", name);
+                return;
+            }
+            catch (InvalidOperationException removal) when (attempt < MaxNetworkRemovals)
+            {
+                if (removal.Message.Contains("not found", StringComparison.OrdinalIgnoreCase))
+                {
+                    return; // gone already
+                }
+
+                var attached = await DockerCli.RunAsync("network", "inspect", "--format", "{{range $id, $c := .Containers}}{{$id}} {{end}}", name);
+                var ids = attached.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                if (ids.Length > 0)
+                {
+                    await DockerCli.RunAsync(["rm", "--force", "--volumes", .. ids]);
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(300 * attempt)); // Docker releases endpoints asynchronously
+            }
         }
     }
 
