@@ -727,7 +727,15 @@ public sealed partial class ContainerSystem : IAsyncLifetime
                 var parts = line.Split(' ');
                 if (parts.Length == 2 && int.TryParse(parts[1], CultureInfo.InvariantCulture, out var pid) && !IsAlive(pid))
                 {
-                    await DockerCli.RunAsync(kind == "container" ? ["rm", "--force", parts[0]] : ["network", "rm", parts[0]]);
+                    try
+                    {
+                        await (kind == "container" ? DockerCli.RunAsync("rm", "--force", parts[0]) : RemoveNetworkAsync(parts[0]));
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        // An orphan Docker will not let go of (a phantom endpoint) does not stop this run: its network
+                        // has a name of its own. A CI run failed all its container tests on one.
+                    }
                 }
             }
         }
