@@ -35,14 +35,19 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         // Deterministic on replay: the runtime records the start time in the history.
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<PaymentWorkflowV2>();
-        var (outcome, recorded) = await DecideAsync(context, input, log);
-        if (recorded)
+        return await EndAsync(context, input, await DecideAsync(context, input, log), log);
+    }
+
+    /// <summary>The saga's end: an outcome the money activity recorded is done; any other is recorded now.</summary>
+    internal static async Task<PaymentOutcome> EndAsync(WorkflowContext context, PaymentInput input, (PaymentOutcome Outcome, bool Recorded) decided, ILogger log)
+    {
+        if (decided.Recorded)
         {
             context.SetCustomStatus(PaymentStep.Done);
-            return outcome;
+            return decided.Outcome;
         }
 
-        return await PaymentWorkflow.FinishAsync(context, input, outcome, log);
+        return await PaymentWorkflow.FinishAsync(context, input, decided.Outcome, log);
     }
 
     internal static async Task<(PaymentOutcome Outcome, bool Recorded)> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)

@@ -24,14 +24,7 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
         ArgumentNullException.ThrowIfNull(input);
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<ResumedPaymentWorkflow>();
-        var (outcome, recorded) = await ResumeAsync(context, input, log);
-        if (recorded)
-        {
-            context.SetCustomStatus(PaymentStep.Done);
-            return outcome;
-        }
-
-        return await PaymentWorkflow.FinishAsync(context, input, outcome, log);
+        return await PaymentWorkflowV2.EndAsync(context, input, await ResumeAsync(context, input, log), log);
     }
 
     private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log)
