@@ -126,6 +126,36 @@ public sealed partial class PaymentSagaTests
         await AssertInTransitIsBalancedAsync();
     }
 
+    /// <summary>A payment sent to review long ago, whose saga is gone, is run again with what is left of its approval
+    /// deadline — here nothing, so it fails as past its deadline. With the whole deadline again it outlived the sweeper's
+    /// <see cref="SweepPolicy.MaxRunning"/> (counted from its creation) and was restarted at every pass, never ending.</summary>
+    [Fact]
+    public async Task Sweeper_GivesAResumedPaymentOnlyWhatIsLeftOfItsApprovalDeadline()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var payment = Payment(debtor, creditor, SagaFixture.ReviewThresholdMinor + 1);
+        var createdAt = DateTimeOffset.UtcNow.AddHours(-2); // past the test sweeper's MaxRunning (1 h) and its 5 min deadline
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, createdAt) with { Status = PaymentStatus.AwaitingApproval }, CancellationToken.None);
+
+        var sweeper = Sweeper();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!(await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal)
+        {
+            Assert.True(waited.Elapsed < SagaTimeout, "The resumed payment did not end.");
+            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250));
+            }
+        }
+
+        var record = (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record;
+        Assert.Equal((PaymentStatus.Failed, PaymentReasons.ApprovalDeadlinePassed), (record.Status, record.Reason));
+        Assert.Equal(0, await BalanceAsync(creditor));
+        Assert.Equal(TimeSpan.FromMinutes(5), sweeper.RemainingApprovalTime(record with { CreatedAt = DateTimeOffset.UtcNow.AddMinutes(1) }, DateTimeOffset.UtcNow));
+        Assert.Equal(TimeSpan.FromMinutes(2), sweeper.RemainingApprovalTime(record with { CreatedAt = createdAt }, createdAt.AddMinutes(3)));
+        Assert.Equal(StuckPaymentSweeper.MinApprovalWait, sweeper.RemainingApprovalTime(record with { CreatedAt = createdAt }, createdAt.AddMinutes(6)));
+    }
+
     /// <summary>A record changed within the grace is its saga's business: a pass does not ask the workflow engine about
     /// it (under load that was a call per payment in flight at every pass). Past the grace, a saga that ended without
     /// its outcome in the record gets it recorded.</summary>

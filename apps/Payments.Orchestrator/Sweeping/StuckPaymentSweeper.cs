@@ -135,7 +135,7 @@ public sealed class StuckPaymentSweeper(
             return report;
         }
 
-        var input = new PaymentInput(record.Order, approvalTimeout, CreatedAt: record.CreatedAt);
+        var input = new PaymentInput(record.Order, RemainingApprovalTime(record, now), CreatedAt: record.CreatedAt);
         var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
         switch (state)
         {
@@ -157,6 +157,19 @@ public sealed class StuckPaymentSweeper(
                 return report;
         }
     }
+
+    /// <summary>How long a saga run again may still wait for a reviewer: the payment's deadline runs from its
+    /// creation, not from the new run. With the whole deadline again, a payment resumed after it had waited a while
+    /// outlived <see cref="SweepPolicy.MaxRunning"/> and was restarted at every pass, never ending; past the deadline the
+    /// run waits <see cref="MinApprovalWait"/> and fails as <c>approval-deadline-passed</c>.</summary>
+    public TimeSpan RemainingApprovalTime(PaymentRecord record, DateTimeOffset now)
+    {
+        var remaining = record.CreatedAt + approvalTimeout - now;
+        return remaining < MinApprovalWait ? MinApprovalWait : remaining > approvalTimeout ? approvalTimeout : remaining;
+    }
+
+    /// <summary>The shortest wait a run again is given (a zero timeout is not a timer every workflow runtime starts).</summary>
+    public static readonly TimeSpan MinApprovalWait = TimeSpan.FromSeconds(1);
 
     private async Task<(SweeperState State, string? Takeover)> ReadStateAsync(CancellationToken cancellationToken)
     {
