@@ -58,10 +58,16 @@ public sealed class EtcdOptions
     public string LedgerPrefix => KeyPrefix + "ledger/";
 
     /// <summary>The API's records: merchants' key hashes and account owners.</summary>
-    public string ApiPrefix => KeyPrefix + "api/";
+    public string ApiPrefix => KeyPrefix + ApiFamily;
+
+    /// <summary>The API's family, relative to <see cref="KeyPrefix"/>.</summary>
+    public const string ApiFamily = "api/";
 
     /// <summary>Payment records: created by the API, finished by the saga.</summary>
-    public string PaymentsPrefix => KeyPrefix + "payments/";
+    public string PaymentsPrefix => KeyPrefix + PaymentsFamily;
+
+    /// <summary>The payment records' family, relative to <see cref="KeyPrefix"/>.</summary>
+    public const string PaymentsFamily = "payments/";
 
     /// <summary>Idempotency records of the public API.</summary>
     public string IdempotencyPrefix => KeyPrefix + "idempotency/";
@@ -77,7 +83,7 @@ public sealed class EtcdOptions
     public string WebhookLockKey => KeyPrefix + "locks/webhook-dispatcher";
 
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
-    public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = ["api/", "payments/"];
+    public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = [ApiFamily, PaymentsFamily];
 }
 
 /// <summary>Where etcd's storage maintenance (defragmentation, NOSPACE recovery, the size metrics) runs.</summary>

@@ -58,16 +58,19 @@ public sealed record MerchantRecord(string MerchantId, string? Name, DateTimeOff
 /// <param name="ExpiresAt">Set when the key was rotated: it keeps working until then (the overlap window).</param>
 /// <param name="HolderId">The id of the first key of this key's rotation chain (null: this key is the first). A rotated
 /// key is the same credential in the same hands, so four eyes compares holders, not key ids.</param>
+/// <param name="RevokedAt">Set when the key was revoked: it works nowhere from then on, whatever a reader's clock
+/// says (a revoked key is also given <paramref name="ExpiresAt"/>, for readers that predate this field).</param>
 public sealed record ApiKeyRecord(
     string KeyId, string MerchantId, string Mode, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt,
-    string? HolderId = null)
+    string? HolderId = null, DateTimeOffset? RevokedAt = null)
 {
     public string Prefix => ApiKeyModes.Prefix(Mode);
 
     /// <summary>Who holds this key: the first key id of its rotation chain.</summary>
     public string Holder => HolderId ?? KeyId;
 
-    public bool IsExpired(DateTimeOffset now) => ExpiresAt is { } expires && expires <= now;
+    /// <summary>Whether the key has ended: revoked, or past its rotation overlap.</summary>
+    public bool IsExpired(DateTimeOffset now) => RevokedAt is not null || (ExpiresAt is { } expires && expires <= now);
 }
 
 /// <summary>A key just issued: <see cref="Key"/> is shown this once and never again.</summary>

@@ -74,7 +74,7 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             return (KeyAdminResult.MerchantNotFound, null);
         }
 
-        if (await CountKeysAsync(merchantId, cancellationToken) >= MaxKeysPerMerchant)
+        if (!await HasRoomForAKeyAsync(merchantId, cancellationToken))
         {
             return (KeyAdminResult.KeyLimitReached, null);
         }
@@ -145,7 +145,7 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             return (KeyAdminResult.KeyNotFound, null);
         }
 
-        if (await CountKeysAsync(merchantId, cancellationToken) >= MaxKeysPerMerchant)
+        if (!await HasRoomForAKeyAsync(merchantId, cancellationToken))
         {
             return (KeyAdminResult.KeyLimitReached, null);
         }
@@ -165,17 +165,35 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         return response.Succeeded ? (KeyAdminResult.Done, new IssuedApiKey(key, record)) : (KeyAdminResult.KeyNotFound, null);
     }
 
-    /// <summary>Deletes the key; every replica stops accepting it when its watch delivers the deletion.</summary>
+    /// <summary>Ends the key now: every replica stops accepting it when its watch delivers the change.</summary>
+    /// <remarks>Marked revoked in place — a write — rather than deleted: a region's records reach its standby as they
+    /// are stored, and a deletion is not shipped, so a deleted key's record stayed there and the key worked again
+    /// after a failover. The revoked record is refused in both regions, whatever their clocks say, and removed (in
+    /// each) the next time the merchant's keys are listed, as a rotated key's is (and before a new key is refused for
+    /// <see cref="MaxKeysPerMerchant"/>).</remarks>
     public async Task<KeyAdminResult> RevokeKeyAsync(string merchantId, string keyId, CancellationToken cancellationToken)
     {
-        if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } found)
+        for (var attempt = 0; attempt < MaxRevokeAttempts; attempt++)
         {
-            return KeyAdminResult.KeyNotFound;
+            if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } found)
+            {
+                return attempt == 0 ? KeyAdminResult.KeyNotFound : KeyAdminResult.Done; // gone meanwhile: ended either way
+            }
+
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(found.Hash), found.Revision));
+            request.Success.Add(EtcdBytes.Put(KeyRecordKey(found.Hash), Encode(found.Record with { ExpiresAt = clock.GetUtcNow(), RevokedAt = clock.GetUtcNow() })));
+            if ((await TxnAsync(request, cancellationToken)).Succeeded)
+            {
+                return KeyAdminResult.Done;
+            }
         }
 
-        await DeleteKeyAsync(merchantId, keyId, found.Hash, cancellationToken);
-        return KeyAdminResult.Done;
+        throw new InvalidOperationException($"Key {keyId} kept changing while it was revoked ({MaxRevokeAttempts} attempts); try again.");
     }
+
+    /// <summary>Attempts of one revocation at most (each loses only to a concurrent rotation or revocation of the key).</summary>
+    private const int MaxRevokeAttempts = 3;
 
     /// <summary>Records that <paramref name="merchantId"/> owns the account, unless someone already does; returns the owner.</summary>
     public async Task<string> ClaimAccountAsync(string accountId, string merchantId, CancellationToken cancellationToken) =>
@@ -269,6 +287,12 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
         await TxnAsync(request, cancellationToken);
     }
+
+    /// <summary>Whether the merchant holds fewer than <see cref="MaxKeysPerMerchant"/> keys, those ended (revoked, or
+    /// past a rotation's overlap) not counted: at the limit, they are removed first (<see cref="ListKeysAsync"/>).</summary>
+    private async Task<bool> HasRoomForAKeyAsync(string merchantId, CancellationToken cancellationToken) =>
+        await CountKeysAsync(merchantId, cancellationToken) < MaxKeysPerMerchant
+        || (await ListKeysAsync(merchantId, cancellationToken))?.Count < MaxKeysPerMerchant;
 
     private async Task<long> CountKeysAsync(string merchantId, CancellationToken cancellationToken)
     {

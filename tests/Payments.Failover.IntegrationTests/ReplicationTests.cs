@@ -7,6 +7,9 @@ using Payments.Failover.Core.Replication;
 using Payments.Ledger.Contracts;
 using Payments.Ledger.Core;
 using Payments.Ledger.Core.Invariants;
+using Payments.Merchants;
+using Payments.Orchestrator.Client.Models;
+using Payments.Orchestrator.Client.Records;
 using Payments.Testing;
 
 namespace Payments.Failover.IntegrationTests;
@@ -131,6 +134,59 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal("completed", await GetAsync(prefixB + "payments/pay_1"));
         Assert.Equal("completed", await GetAsync(prefixB + "payments/pay_bulk_299"));
         Assert.Null(await GetAsync(prefixB + "idempotency/key-1"));
+    }
+
+    /// <summary>What the source deletes, the standby must not keep (shipping reads what is stored, so no deletion is
+    /// shipped): a finished payment's in-flight marker goes with its finished record — else after a takeover every
+    /// payment ever made counted against its merchant's payments in flight — and a revoked API key, expired in place,
+    /// is refused on the standby too (deleted, it worked there again).</summary>
+    [Fact]
+    public async Task AFinishedPaymentLeavesNoMarker_AndARevokedKeyStaysRevoked_OnTheStandby()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var recordsA = new PaymentRecordStore(fixture.Connection, prefixA + "payments/");
+        var merchantsA = new MerchantStore(fixture.Connection, prefixA + "api/");
+        var key = await merchantsA.IssueApiKeyAsync("merchant-r", CancellationToken.None);
+        var keyId = (await merchantsA.AuthenticateAsync(key, CancellationToken.None))!.KeyId;
+        var now = DateTimeOffset.UtcNow;
+        var (finished, open) = (Order("pay_finished"), Order("pay_open"));
+        await recordsA.CreateAsync(PaymentRecord.Accepted(finished, now), CancellationToken.None);
+        await recordsA.CreateAsync(PaymentRecord.Accepted(open, now), CancellationToken.None);
+        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = ["api/", "payments/"],
+            RecordRoot = prefixA,
+            Etcd = fixture.Connection,
+        };
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB);
+        await ShipAndApplyAsync(shipper, replicator);
+        var recordsB = new PaymentRecordStore(fixture.Connection, prefixB + "payments/");
+        Assert.Equal(["pay_finished", "pay_open"], await InFlightAsync(recordsB));
+        Assert.NotNull(await new MerchantStore(fixture.Connection, prefixB + "api/").AuthenticateAsync(key, CancellationToken.None));
+
+        await recordsA.RecordOutcomeAsync(finished.PaymentId, PaymentOutcome.Completed(), now, CancellationToken.None);
+        Assert.Equal(KeyAdminResult.Done, await merchantsA.RevokeKeyAsync("merchant-r", keyId, CancellationToken.None));
+        await ShipAndApplyAsync(shipper, replicator);
+
+        Assert.Equal(["pay_open"], await InFlightAsync(recordsB));
+        Assert.Equal(PaymentStatus.Completed, (await recordsB.GetAsync(finished.PaymentId, CancellationToken.None))!.Value.Record.Status);
+        Assert.Null(await new MerchantStore(fixture.Connection, prefixA + "api/").AuthenticateAsync(key, CancellationToken.None));
+        Assert.Null(await new MerchantStore(fixture.Connection, prefixB + "api/").AuthenticateAsync(key, CancellationToken.None));
+    }
+
+    private static PaymentOrder Order(string paymentId) => new(paymentId, "merchant-r", "debtor-1", "creditor-1", 100, "EUR", null);
+
+    private static async Task<string[]> InFlightAsync(PaymentRecordStore records) =>
+        [.. (await records.ListInFlightAsync(null, 10, CancellationToken.None)).Select(marker => marker.PaymentId).Order(StringComparer.Ordinal)];
+
+    private static async Task ShipAndApplyAsync(JournalShipper shipper, JournalReplicator replicator)
+    {
+        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
+        {
+        }
+
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
     }
 
     private Task PutAsync(string key, string value) => fixture.Connection.Client.PutAsync(key, value);

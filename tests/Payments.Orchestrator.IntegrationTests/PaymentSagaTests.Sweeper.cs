@@ -156,6 +156,36 @@ public sealed partial class PaymentSagaTests
         Assert.Equal(StuckPaymentSweeper.MinApprovalWait, sweeper.RemainingApprovalTime(record with { CreatedAt = createdAt }, createdAt.AddMinutes(6)));
     }
 
+    /// <summary>An in-flight marker whose payment finished, or that has no record, is removed by the walk: one left
+    /// over (a standby's copy made before replication derived marker deletions) counted against its merchant's payments
+    /// in flight for ever.</summary>
+    [Fact]
+    public async Task Sweeper_RemovesInFlightMarkersOfFinishedOrMissingPayments()
+    {
+        var (debtor, creditor) = await OpenAccountsAsync();
+        var (finished, missing) = (Payment(debtor, creditor, 100), Payment(debtor, creditor, 200));
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(finished.Order, DateTimeOffset.UtcNow) with { Status = PaymentStatus.Completed }, CancellationToken.None);
+        var root = EtcdBytes.AsPrefix(saga.Prefix + "payments/");
+        var markers = new[] { finished, missing }.Select(payment => $"{root}~in-flight/{payment.Order.MerchantId}/{payment.PaymentId}").ToArray();
+        foreach (var marker in markers)
+        {
+            await saga.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(marker) });
+        }
+
+        var sweeper = Sweeper();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while ((await Task.WhenAll(markers.Select(async marker => (await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(marker) })).Count))).Sum() > 0)
+        {
+            Assert.True(waited.Elapsed < 2 * SweepPolicy.LockLeaseTtl, "The stale markers were not removed."); // a pass may find the lock held
+            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250));
+            }
+        }
+
+        Assert.Null(await saga.Records.GetAsync(missing.PaymentId, CancellationToken.None));
+    }
+
     /// <summary>A record changed within the grace is its saga's business: a pass does not ask the workflow engine about
     /// it (under load that was a call per payment in flight at every pass). Past the grace, a saga that ended without
     /// its outcome in the record gets it recorded.</summary>

@@ -3,6 +3,7 @@ using Etcdserverpb;
 using Microsoft.Azure.Cosmos;
 using Payments.Etcd;
 using Payments.Ledger.Core;
+using Payments.Orchestrator.Client.Records;
 
 namespace Payments.Failover.Core.Replication;
 
@@ -65,17 +66,43 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
 
     /// <summary>The API's records, under this region's prefix, in the source's revision order (last writer wins, as
     /// at the source). Idempotent: applying a page again writes the same values.</summary>
+    /// <remarks>Shipping reads what is stored, so a deletion at the source never arrives. The one a copy needs is
+    /// derived here: a payment record that arrives finished takes its in-flight marker with it, as the source's outcome
+    /// transaction did — else every payment ever made left a marker here, counted against its merchant's payments in
+    /// flight after a takeover (429 for any merchant past the cap) and walked by every sweep. The others need none:
+    /// records archived and events trimmed at the source are archived and trimmed here by this region's own services,
+    /// and a revoked API key is expired in place (a write), not deleted.</remarks>
     private async Task ApplyRecordsAsync(IReadOnlyList<RecordDocument> records, CancellationToken cancellationToken)
     {
         var root = EtcdBytes.AsPrefix(prefix);
-        // The newest version of each key in the page (etcd refuses two writes of one key in a transaction).
-        var latest = records.GroupBy(record => record.Key, StringComparer.Ordinal).Select(versions => versions.MaxBy(record => record.Revision)!);
-        foreach (var chunk in latest.OrderBy(record => record.Revision).Chunk(EtcdLedger.MaxTxnOps))
+        // The newest action on each key in the page (etcd refuses two writes of one key in a transaction); a null
+        // value deletes.
+        var latest = new Dictionary<string, (long Revision, Google.Protobuf.ByteString? Value)>(StringComparer.Ordinal);
+        void Keep(string key, long revision, Google.Protobuf.ByteString? value)
+        {
+            if (!latest.TryGetValue(key, out var kept) || kept.Revision < revision || (kept.Revision == revision && value is null))
+            {
+                latest[key] = (revision, value);
+            }
+        }
+
+        foreach (var record in records)
+        {
+            var value = Google.Protobuf.ByteString.FromBase64(record.ValueBase64);
+            Keep(record.Key, record.Revision, value);
+            if (record.Key.StartsWith(EtcdOptions.PaymentsFamily, StringComparison.Ordinal)
+                && PaymentRecordStore.FinishedMarker(record.Key[EtcdOptions.PaymentsFamily.Length..], value.Span) is { } marker)
+            {
+                Keep(EtcdOptions.PaymentsFamily + marker, record.Revision, null);
+            }
+        }
+
+        foreach (var chunk in latest.OrderBy(entry => entry.Value.Revision).Chunk(EtcdLedger.MaxTxnOps))
         {
             var request = new TxnRequest();
-            foreach (var record in chunk)
+            foreach (var (key, (_, value)) in chunk)
             {
-                request.Success.Add(EtcdBytes.Put(root + record.Key, Google.Protobuf.ByteString.FromBase64(record.ValueBase64)));
+                request.Success.Add(value is null ? EtcdBytes.Delete(root + key) : EtcdBytes.Put(root + key, value));
             }
 
             await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);

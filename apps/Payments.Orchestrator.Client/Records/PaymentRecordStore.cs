@@ -330,5 +330,62 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
 
     private string DoneKey(PaymentRecord record) => DoneRoot + EtcdBytes.TimeKey(record.UpdatedAt) + "/" + record.PaymentId;
 
-    private string InFlightKey(PaymentRecord record) => InFlightRoot + record.Order.MerchantId + "/" + record.PaymentId;
+    private string InFlightKey(PaymentRecord record) => root + InFlightMarker(record);
+
+    /// <summary>A record's in-flight marker, relative to the store's prefix.</summary>
+    private static string InFlightMarker(PaymentRecord record) => "~in-flight/" + record.Order.MerchantId + "/" + record.PaymentId;
+
+    /// <summary>For a copy of these records that receives writes only (the standby region: replication ships what is
+    /// stored, never a deletion): the marker, relative to the store's prefix, that the record stored under
+    /// <paramref name="relativeKey"/> with <paramref name="value"/> no longer has because its payment finished — the
+    /// source deleted it in the same transaction. Null for anything else (a marker, an index key, an unfinished
+    /// payment, a value that is not a record).</summary>
+    public static string? FinishedMarker(string relativeKey, ReadOnlySpan<byte> value)
+    {
+        ArgumentNullException.ThrowIfNull(relativeKey);
+        if (relativeKey.Length == 0 || relativeKey.Contains('~', StringComparison.Ordinal) || relativeKey.Contains('/', StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        try
+        {
+            var record = FromUtf8(value);
+            return record.IsTerminal && record.PaymentId == relativeKey ? InFlightMarker(record) : null;
+        }
+        catch (Exception exception) when (exception is System.Text.Json.JsonException or InvalidDataException or ArgumentException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Deletes in-flight markers (relative to the in-flight root, as <see cref="ListInFlightAsync"/> names them)
+    /// whose payments have finished — a finished record never has one again — or have no record at all, which a
+    /// marker written with its record only has when its deletion never came (a copy made before replication derived
+    /// it). A marker whose record appeared meanwhile is kept (compared in the transaction). Returns those deleted.</summary>
+    public async Task<int> DeleteStaleMarkersAsync(IReadOnlyList<(string Marker, string PaymentId, bool RecordMissing)> stale, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stale);
+        var deleted = 0;
+        // Finished ones together (nothing to compare); those without a record one by one, each with its compare.
+        var batches = stale.Where(one => !one.RecordMissing).Chunk(MaxDeletesPerTxn).Concat(stale.Where(one => one.RecordMissing).Chunk(1));
+        foreach (var batch in batches)
+        {
+            var request = new TxnRequest();
+            foreach (var one in batch)
+            {
+                if (one.RecordMissing)
+                {
+                    request.Compare.Add(EtcdBytes.CreateRevisionIs(Key(one.PaymentId), 0));
+                }
+
+                request.Success.Add(EtcdBytes.Delete(InFlightRoot + one.Marker));
+            }
+
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+            deleted += response.Succeeded ? batch.Length : 0;
+        }
+
+        return deleted;
+    }
 }

@@ -84,6 +84,17 @@ public sealed class StuckPaymentSweeper(
                 }
             }
 
+            // A marker outlives its payment only where its deletion never arrived (a standby's copy made before the
+            // replicator derived it): it would count against the merchant's payments in flight for ever.
+            var stale = markers
+                .Where(marker => !found.TryGetValue(marker.PaymentId, out var entry) || entry.Record.IsTerminal)
+                .Select(marker => (marker.Marker, marker.PaymentId, RecordMissing: !found.ContainsKey(marker.PaymentId)))
+                .ToArray();
+            if (stale.Length > 0)
+            {
+                report = report with { StaleMarkers = report.StaleMarkers + await records.DeleteStaleMarkersAsync(stale, cancellationToken) };
+            }
+
             cursor = markers[^1].Marker;
         }
 

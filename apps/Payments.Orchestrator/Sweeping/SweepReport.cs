@@ -7,6 +7,10 @@ namespace Payments.Orchestrator.Sweeping;
 /// <param name="CycleCompleted">The walk over the unfinished payments wrapped: every one was looked at since the last wrap.</param>
 public sealed record SweepReport(int Scanned, int Resumed, int Restarted, int Recorded, int Failed, bool CycleCompleted, bool Takeover)
 {
+    /// <summary>In-flight markers removed because their payment had finished or had no record (see
+    /// <c>PaymentRecordStore.DeleteStaleMarkersAsync</c>).</summary>
+    public int StaleMarkers { get; init; }
+
     public static SweepReport Idle { get; } = new(0, 0, 0, 0, 0, false, false);
 
     public int Actions => Resumed + Restarted + Recorded;
