@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Payments.Testing;
 
@@ -24,6 +25,11 @@ public sealed class EdgeLoadBalancingTests : IAsyncLifetime
             var backend = builder.Build();
             backend.MapGet("/readyz", () => Results.Ok()); // the edge's active probe
             backend.MapGet("/who", () => Results.Text(name));
+            backend.MapGet("/slow", async (CancellationToken cancellationToken) => // answers only after its caller gave up
+            {
+                await Task.Delay(TimeSpan.FromSeconds(30), cancellationToken);
+                return Results.Text(name);
+            });
             await backend.StartAsync();
             backends.Add(backend);
         }
@@ -70,6 +76,49 @@ public sealed class EdgeLoadBalancingTests : IAsyncLifetime
 
         Assert.Fail($"No round of {Requests} requests alternated between the replicas: {string.Join(", ", rounds.TakeLast(5))}");
     }
+
+    /// <summary>Requests that fail through the caller's fault — a header value that is not ASCII (which the proxy's
+    /// client cannot send), a client that gives up before the answer — are not the replicas' failures: the first is
+    /// answered 400 problem+json by the edge, and neither takes a replica out. (YARP's own passive policy counted
+    /// both: a dozen such requests from anyone took both replicas out.)</summary>
+    [Fact]
+    public async Task CallersFaults_AreNotCountedAgainstTheReplicas()
+    {
+        using var utf8 = new HttpClient(new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.UTF8 })
+        {
+            BaseAddress = new Uri(InProcessApp.BaseUrl(edge!)),
+        };
+        for (var request = 0; request < CallerFaults; request++)
+        {
+            using var message = new HttpRequestMessage(HttpMethod.Get, "/who");
+            message.Headers.TryAddWithoutValidation("X-Note", "caf\u00e9 \u20ac");
+            using var response = await utf8.SendAsync(message);
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        }
+
+        using var client = EdgeHost.Client(edge!, apiKey: null);
+        for (var request = 0; request < CallerFaults; request++)
+        {
+            using var givenUp = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.GetAsync("/slow", givenUp.Token));
+        }
+
+        var lookup = edge!.Services.GetRequiredService<Yarp.ReverseProxy.IProxyStateLookup>();
+        Assert.True(lookup.TryGetCluster("api", out var cluster));
+        // The edge notes a request's outcome once its forwarding ends, just after the client's cancellation: bounded wait.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (waited.Elapsed < TimeSpan.FromSeconds(5) && cluster.Destinations.Values.Sum(destination => destination.ConcurrentRequestCount) > 0)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20));
+        }
+
+        Assert.All(cluster.Destinations.Values, destination =>
+            Assert.NotEqual(Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy, destination.Health.Passive));
+    }
+
+    /// <summary>Of each kind: more than YARP's policy needed (10 requests, 30 % failed) to take both replicas out.</summary>
+    private const int CallerFaults = 24;
 
     private const int MaxRounds = 100;
 

@@ -1,3 +1,4 @@
+using System.Text;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.Timeouts;
 using Payments.Domain;
@@ -9,7 +10,8 @@ using Yarp.ReverseProxy.LoadBalancing;
 namespace Payments.Edge.Extensions;
 
 /// <summary>A real load balancer in front of the API replicas (YARP): round robin over replicas that are ready, a
-/// replica whose connections fail is taken out at once (passive check) and /readyz is probed (active check). It does
+/// replica whose connections fail is taken out after a few failures in a row (passive check, counting only failures
+/// that are the replica's: <see cref="DestinationFailuresPolicy"/>) and /readyz is probed (active check). It does
 /// not retry a request itself: a payment request that may have reached a dying replica is retried by the client with
 /// the same Idempotency-Key, which is what makes it safe (the API answers the first outcome again).</summary>
 public static class EdgeExtensions
@@ -44,6 +46,7 @@ public static class EdgeExtensions
             timeouts.AddPolicy(StatusWaitTimeoutPolicy, options.RequestTimeout + EdgeOptions.MaxStatusWait);
         });
         builder.Services.AddReverseProxy().LoadFromMemory([route, statusWait], [Cluster(options, backends)]);
+        builder.Services.AddSingleton<IPassiveHealthCheckPolicy, DestinationFailuresPolicy>();
     }
 
     public static void UseEdge(this WebApplication app)
@@ -61,12 +64,36 @@ public static class EdgeExtensions
         // replica whose connections fail was not taken out until the next active probe.
         app.MapReverseProxy(proxy =>
         {
+            proxy.Use(RefuseNonAsciiHeadersAsync);
             proxy.Use(LimitBodyAsync);
             proxy.UseSessionAffinity();
             proxy.UseLoadBalancing();
             proxy.UsePassiveHealthChecks();
         });
         app.Logger.LogInformation("Edge load balancer in front of {Count} API replicas: {Backends}", backends.Count, string.Join(", ", backends));
+    }
+
+    /// <summary>Header values are ASCII (RFC 9110 §5.5: other octets are opaque, and the forwarding client refuses
+    /// them): such a request is the caller's mistake, answered 400 here. Forwarded, it failed in the proxy as a 502 with
+    /// no body, logged with a stack trace each time.</summary>
+    private static async Task RefuseNonAsciiHeadersAsync(HttpContext context, Func<Task> next)
+    {
+        foreach (var (name, values) in context.Request.Headers)
+        {
+            foreach (var value in values)
+            {
+                if (value is not null && !Ascii.IsValid(value))
+                {
+                    await Results.Problem(
+                        $"The value of header '{(name.Length > 64 ? name[..64] : name)}' is not ASCII; HTTP header values are ASCII (percent-encode other text).",
+                        statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest, title: "The request is malformed.")
+                        .ExecuteAsync(context);
+                    return;
+                }
+            }
+        }
+
+        await next();
     }
 
     /// <summary>How much of an oversized body without a declared length is read (and dropped) before the 413 goes out,
@@ -164,7 +191,7 @@ public static class EdgeExtensions
             Passive = new PassiveHealthCheckConfig
             {
                 Enabled = true,
-                Policy = HealthCheckConstants.PassivePolicy.TransportFailureRate,
+                Policy = DestinationFailuresPolicy.PolicyName,
                 ReactivationPeriod = options.ReactivationPeriod,
             },
         },

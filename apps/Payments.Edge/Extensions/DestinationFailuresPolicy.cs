@@ -1,0 +1,75 @@
+using System.Net.Http;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace Payments.Edge.Extensions;
+
+/// <summary>The edge's passive health check: a replica is taken out after <see cref="Threshold"/> failures in a row
+/// that are the replica's own (it refused or dropped the connection, timed out, or broke its response), for
+/// <see cref="EdgeOptions.ReactivationPeriod"/>; a request it answers resets the count.</summary>
+/// <remarks>YARP's own policy (TransportFailureRate) counts every forwarding error, the caller's included: a request
+/// whose client gave up, whose body broke off, or whose header HttpClient cannot send (a UTF-8 value) counted against
+/// the replica. A dozen such requests from anyone, no key needed, took both replicas out — the edge then fell back to
+/// sending to both ("panic"), so a replica that really died went on getting traffic — and kept them out for its
+/// 60-second detection window rather than the configured reactivation period.</remarks>
+public sealed class DestinationFailuresPolicy(IDestinationHealthUpdater updater, EdgeOptions options) : IPassiveHealthCheckPolicy
+{
+    public const string PolicyName = "DestinationFailures";
+
+    /// <summary>Failures of the replica's own in a row that take it out.</summary>
+    public const int Threshold = 3;
+
+    private readonly ConditionalWeakTable<DestinationState, StrongBox<int>> failures = new();
+
+    public string Name => PolicyName;
+
+    public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var error = context.Features.Get<IForwarderErrorFeature>();
+        var count = failures.GetValue(destination, _ => new StrongBox<int>());
+        if (error is null)
+        {
+            Interlocked.Exchange(ref count.Value, 0);
+            updater.SetPassive(cluster, destination, DestinationHealth.Healthy, options.ReactivationPeriod);
+        }
+        else if (IsTheDestinations(error) && Interlocked.Increment(ref count.Value) >= Threshold)
+        {
+            Interlocked.Exchange(ref count.Value, 0);
+            updater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, options.ReactivationPeriod);
+        }
+    }
+
+    /// <summary>Whether the failure says something about the replica (not about the caller or the request).</summary>
+    public static bool IsTheDestinations(IForwarderErrorFeature error) => error.Error switch
+    {
+        ForwarderError.RequestTimedOut or ForwarderError.RequestBodyDestination or ForwarderError.ResponseHeaders
+            or ForwarderError.ResponseBodyDestination or ForwarderError.UpgradeRequestDestination
+            or ForwarderError.UpgradeResponseDestination => true,
+        // Sending failed: the replica's when the connection did (refused, reset, ended), not when the request itself
+        // could not be written (e.g. a header value HttpClient refuses).
+        ForwarderError.Request => IsConnectionFailure(error.Exception),
+        _ => false,
+    };
+
+    private static bool IsConnectionFailure(Exception? exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is SocketException or IOException
+                || current is HttpRequestException
+                {
+                    HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
+                        or HttpRequestError.SecureConnectionError or HttpRequestError.ResponseEnded,
+                })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}
