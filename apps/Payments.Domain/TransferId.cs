@@ -24,8 +24,26 @@ public sealed record TransferId
     public static TransferId Parse(string value) =>
         TryParse(value, out var id, out var problem) ? id : throw new ArgumentException(problem, nameof(value));
 
-    /// <summary>A stable child id, e.g. <c>pay_42</c> + <c>hold</c> → <c>pay_42:hold</c>.</summary>
-    public TransferId Derive(string step) => Parse($"{Value}:{step}");
+    /// <summary>A stable child id, e.g. <c>pay_42</c> + <c>hold</c> → <c>pay_42:hold</c>. When that would pass
+    /// <see cref="MaxLength"/>, the parent's end is replaced by a digest of the whole parent
+    /// (<c>{start}.{sha256/16 hex}:{step}</c>): still stable and distinct per parent, where plain concatenation threw —
+    /// and the ledger's hold-expiry sweep, deriving the expiry of a 122-character hold, stopped at every pass.</summary>
+    public TransferId Derive(string step)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(step);
+        var plain = $"{Value}:{step}";
+        if (plain.Length <= MaxLength)
+        {
+            return Parse(plain);
+        }
+
+        var digest = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Value)))[..DigestLength];
+        var keep = MaxLength - step.Length - DigestLength - 2;
+        return keep > 0 ? Parse($"{Value[..keep]}.{digest}:{step}") : throw new ArgumentException($"A step name of {step.Length} characters leaves no room for the parent id.", nameof(step));
+    }
+
+    /// <summary>Hex digits of the parent's digest in a shortened derived id (64 bits: no two parents of one system meet).</summary>
+    private const int DigestLength = 16;
 
     public override string ToString() => Value;
 }

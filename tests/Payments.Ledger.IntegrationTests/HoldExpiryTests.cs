@@ -42,6 +42,34 @@ public sealed class HoldExpiryTests(EtcdClusterFixture etcd)
         Assert.Equal(LedgerError.PendingTransferExpired, Assert.IsType<TransferOutcome.Failed>(post).Error.Code);
     }
 
+    /// <summary>A hold with an id of the longest length is expired like any other: its expiry's derived id used to
+    /// pass the limit and throw, and that hold, sorting first among the due, stopped every pass (and the ledger service
+    /// with it) — no hold ever expired again.</summary>
+    [Fact]
+    public async Task AHoldWithTheLongestId_IsExpired_AndDoesNotStopTheOthers()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ledger = etcd.NewLedger(time);
+        var (debtor, creditor) = await TransferRetryTests.OpenPairAsync(ledger, fundsMinor: 1_000);
+        var longest = TransferId.Parse("a" + new string('0', TransferId.MaxLength - 1));
+        var ordinary = TransferId.Parse("z-hold");
+        foreach (var id in new[] { longest, ordinary })
+        {
+            await ledger.TransferAsync(new TransferRequest.Pending(id, debtor, creditor, new Money(100, Currency.Usd), HoldTimeout), CancellationToken.None);
+        }
+
+        time.Advance(HoldTimeout + TimeSpan.FromSeconds(1));
+        var sweeper = new HoldExpirySweeper(ledger, "sweeper", NullLogger<HoldExpirySweeper>.Instance);
+
+        Assert.Equal(2, await sweeper.SweepOnceAsync(CancellationToken.None));
+        Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+        var report = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
+        var expiry = Assert.Single(report.Journal, entry => entry.Kind == TransferKind.ExpirePending && entry.PendingId == longest);
+        Assert.Equal(longest.Derive("expire"), expiry.TransferId);
+        Assert.True(expiry.TransferId.Value.Length <= TransferId.MaxLength);
+        Assert.NotEqual(TransferId.Parse("a" + new string('0', TransferId.MaxLength - 2) + "1").Derive("expire"), expiry.TransferId);
+    }
+
     [Fact]
     public async Task PendingTransfer_IsExpiredOnce_EvenWhenTwoSweepersWronglyHoldLocksAtOnce()
     {

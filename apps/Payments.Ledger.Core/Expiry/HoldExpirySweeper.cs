@@ -37,8 +37,10 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             {
                 await SweepOnceAsync(cancellationToken);
             }
-            catch (Exception exception) when (exception is LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException)
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
             {
+                // Whatever failed — etcd away, the lock lost mid-pass (its token cancels the pass), a record that does
+                // not read — the next pass tries again: an exception leaving here stopped the ledger service.
                 logger.LogWarning(exception, "Hold expiry pass failed; retrying in {Interval}", interval);
             }
 
@@ -70,8 +72,26 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
         var expired = 0;
         foreach (var kv in due.Kvs)
         {
-            var pendingId = TransferId.Parse(kv.Key.ToStringUtf8()[(kv.Key.ToStringUtf8().LastIndexOf('/') + 1)..]);
-            var outcome = await ledger.ExpireAsync(pendingId, held, linked.Token);
+            var key = kv.Key.ToStringUtf8();
+            if (!TransferId.TryParse(key[(key.LastIndexOf('/') + 1)..], out var pendingId, out var problem))
+            {
+                logger.LogError("Hold expiry: index key {Key} names no transfer ({Problem}); skipped", key, problem);
+                continue;
+            }
+
+            TransferOutcome outcome;
+            try
+            {
+                outcome = await ledger.ExpireAsync(pendingId, held, linked.Token);
+            }
+            catch (Exception exception) when (exception is not (OperationCanceledException or LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException))
+            {
+                // One hold that cannot be expired must not stop the others: it sorts first among the due, so every
+                // pass would fail at it and no hold would ever expire again.
+                logger.LogError(exception, "Hold expiry: pending transfer {PendingId} could not be expired; skipped", pendingId);
+                continue;
+            }
+
             if (outcome is TransferOutcome.Applied { Replayed: false })
             {
                 expired++;
