@@ -155,7 +155,9 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
 
         Assert.Equal(HttpStatusCode.Accepted, decision.StatusCode);
         Assert.Equal(finalStatus, final.GetProperty("status").GetString());
-        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        // The same key's approval again is a retry (202, the status now); after a rejection it is another decision.
+        Assert.Equal(approve ? HttpStatusCode.Accepted : HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal(approve ? "completed" : null, approve ? (await again.JsonAsync()).GetProperty("status").GetString() : null);
         Assert.Equal(approve ? amount : 0, await client.BalanceAsync(creditor));
         var debtorAccount = await (await client.GetAsync("/v1/accounts/" + debtor)).JsonAsync();
         Assert.Equal(0, debtorAccount.GetProperty("pendingDebitMinor").GetInt64());

@@ -186,6 +186,40 @@ public sealed partial class PaymentSagaTests
         Assert.Null(await saga.Records.GetAsync(missing.PaymentId, CancellationToken.None));
     }
 
+    /// <summary>A reviewer's decision recorded but never delivered (the API records it, then its send to the saga
+    /// failed, and the reviewer did not retry) reaches the waiting saga through the sweeper: the payment completes
+    /// instead of failing at its deadline as if nobody had approved it.</summary>
+    [Fact]
+    public async Task Sweeper_DeliversARecordedReviewThatNeverReachedItsSaga()
+    {
+        var amount = SagaFixture.ReviewThresholdMinor + 1;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: amount);
+        var payment = Payment(debtor, creditor, amount);
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1); // past the sweeper's grace
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, longAgo), CancellationToken.None);
+        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
+        await PollAsync(async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status == PaymentStatus.AwaitingApproval);
+        await saga.Records.ChangeAsync(payment.PaymentId, record => record with
+        {
+            Review = new PaymentReview(PaymentReview.Approved, "reviewer-key", longAgo), UpdatedAt = longAgo,
+        }, CancellationToken.None);
+
+        var sweeper = Sweeper();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!(await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal)
+        {
+            Assert.True(waited.Elapsed < SagaTimeout, "The recorded approval never reached the saga.");
+            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250));
+            }
+        }
+
+        Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(payment));
+        Assert.Equal(amount, await BalanceAsync(creditor));
+    }
+
     /// <summary>A record changed within the grace is its saga's business: a pass does not ask the workflow engine about
     /// it (under load that was a call per payment in flight at every pass). Past the grace, a saga that ended without
     /// its outcome in the record gets it recorded.</summary>

@@ -266,10 +266,17 @@ public static class PaymentsApi
         }
 
         var decision = approve ? PaymentReview.Approved : PaymentReview.Rejected;
-        if (current.Review is { } earlier
-            && (earlier.DecidedBy != principal.KeyId || earlier.Decision != decision || current.Status != PaymentStatus.AwaitingApproval))
+        if (current.Review is { } earlier && (earlier.DecidedBy != principal.KeyId || earlier.Decision != decision))
         {
             return AlreadyDecided(paymentId, earlier).ToResult();
+        }
+
+        if (current.Review is not null && current.Status != PaymentStatus.AwaitingApproval)
+        {
+            // The same key's same decision again, after the saga took it: a retry of a request whose answer was lost,
+            // answered as the first was (202), with the status the payment has now. It used to be 409, as if someone
+            // else had decided.
+            return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, current.Status, Links(paymentId, current.Status))).ToResult();
         }
 
         if (current.Review is null && current.Status != PaymentStatus.AwaitingApproval)

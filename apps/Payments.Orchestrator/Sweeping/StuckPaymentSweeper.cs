@@ -158,6 +158,14 @@ public sealed class StuckPaymentSweeper(
             case { Ended: true, Outcome: { } outcome } when PaymentStatus.IsTerminal(outcome.Status):
                 await records.RecordOutcomeAsync(record.PaymentId, outcome, now, cancellationToken);
                 return report with { Recorded = report.Recorded + 1 };
+            case { Ended: false, Step: PaymentStep.AwaitingApproval } when record.Review is { } review && record.Status == PaymentStatus.AwaitingApproval:
+                // Recorded, never delivered: the API records a decision before it sends it, and a send that failed
+                // (the orchestrator away) left the saga waiting until its deadline — failing a payment a reviewer had
+                // approved — unless the reviewer retried. The saga takes one decision; a second stays unread.
+                logger.LogWarning("Sweeper: payment {PaymentId}'s recorded review ({Decision}) never reached its saga; sending it again",
+                    record.PaymentId, review.Decision);
+                await workflows.RaiseApprovalAsync(record.PaymentId, new ApprovalDecision(review.Decision == PaymentReview.Approved, review.DecidedBy), cancellationToken);
+                return report with { Redelivered = report.Redelivered + 1 };
             case { Ended: true }:
             case { Ended: false } when now - record.CreatedAt > policy.MaxRunning:
                 logger.LogWarning("Sweeper: payment {PaymentId}'s saga ended without an outcome or stopped progressing ({Step}); running it again",

@@ -11,7 +11,10 @@ public sealed record SweepReport(int Scanned, int Resumed, int Restarted, int Re
     /// <c>PaymentRecordStore.DeleteStaleMarkersAsync</c>).</summary>
     public int StaleMarkers { get; init; }
 
+    /// <summary>Reviewers' decisions recorded but never delivered to their waiting saga, sent to it again.</summary>
+    public int Redelivered { get; init; }
+
     public static SweepReport Idle { get; } = new(0, 0, 0, 0, 0, false, false);
 
-    public int Actions => Resumed + Restarted + Recorded;
+    public int Actions => Resumed + Restarted + Recorded + Redelivered;
 }
