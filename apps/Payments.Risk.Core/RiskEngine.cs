@@ -98,12 +98,12 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             if (window.PaymentIds.Add(input.PaymentId))
             {
                 window.Entries.Enqueue((now, input.PaymentId, input.Amount.AmountMinor));
-                window.SumMinor = checked(window.SumMinor + input.Amount.AmountMinor);
+                window.SumMinor += input.Amount.AmountMinor;
                 entries++;
             }
 
             window.LastSeen = now;
-            return (window.Entries.Count, window.SumMinor);
+            return (window.Entries.Count, (long)Int128.Min(window.SumMinor, long.MaxValue));
         }
     }
 
@@ -155,7 +155,7 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
     /// counts as much as many small ones near the count limit.</summary>
     private double NearnessToLimits(AccountVelocity window) => Math.Max(
         window.Entries.Count / (double)Math.Max(1, policy.VelocityMaxCount),
-        window.SumMinor / (double)Math.Max(1, policy.VelocityMaxSumMinor));
+        (double)window.SumMinor / Math.Max(1, policy.VelocityMaxSumMinor));
 
     private sealed class AccountVelocity
     {
@@ -163,7 +163,10 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
 
         public HashSet<string> PaymentIds { get; } = new(StringComparer.Ordinal);
 
-        public long SumMinor { get; set; }
+        /// <summary>Wider than any amount: up to <see cref="MaxRememberedPerAccount"/> amounts of up to
+        /// <c>long.MaxValue</c> each cannot overflow it (a checked long threw once a window passed 9.2 × 10^18, and
+        /// every assessment of that account failed as risk-unavailable).</summary>
+        public Int128 SumMinor { get; set; }
 
         public DateTimeOffset LastSeen { get; set; }
     }

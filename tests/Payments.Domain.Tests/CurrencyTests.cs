@@ -7,6 +7,8 @@ public sealed class CurrencyTests
     [InlineData("JPY", 0)]
     [InlineData("KWD", 3)]
     [InlineData("CLF", 4)]
+    [InlineData("VED", 2)] // in the list since 2021, beside VES
+    [InlineData("XCG", 2)] // the Caribbean guilder, which replaced ANG in 2025
     public void FromCode_KnowsTheMinorUnitExponent(string code, int exponent)
     {
         Assert.Equal(exponent, Currency.FromCode(code).MinorUnitExponent);

@@ -33,6 +33,25 @@ public sealed class RiskEngineTests
         Assert.Equal(reason is null ? [] : [reason], result.Reasons);
     }
 
+    /// <summary>An account's velocity sum past <c>long.MaxValue</c> (limits configured as high as they go) is still
+    /// assessed: the sum overflowed a checked long and every later assessment of the account failed.</summary>
+    [Fact]
+    public async Task AVelocitySumPastTheLargestLong_IsStillAssessed()
+    {
+        var engine = new RiskEngine(Policy with
+        {
+            ReviewThresholdMinor = long.MaxValue, RejectAboveMinor = long.MaxValue, VelocityMaxCount = 10, VelocityMaxSumMinor = long.MaxValue - 1,
+        }, time);
+        for (var index = 1; index <= 3; index++)
+        {
+            await engine.AssessAsync(Input($"big-{index}", Alice, Bob, long.MaxValue / 2), CancellationToken.None);
+        }
+
+        var fourth = await engine.AssessAsync(Input("big-4", Alice, Bob, long.MaxValue / 2), CancellationToken.None);
+        Assert.Equal(RiskDecision.Review, fourth.Decision);
+        Assert.Equal([RiskAssessment.VelocitySumExceeded], fourth.Reasons);
+    }
+
     [Fact]
     public async Task BlockedAccounts_AreRejected_OnEitherSide()
     {

@@ -232,10 +232,7 @@ public static class PaymentsApi
 
         Validate.Amount(request.AmountMinor, errors);
         Validate.Currency(request.Currency, errors);
-        if (request.Reference is { Length: > MaxReferenceLength })
-        {
-            errors["reference"] = $"reference must be at most {MaxReferenceLength} characters.";
-        }
+        Validate.Text("reference", request.Reference, MaxReferenceLength, errors);
 
         return errors;
     }

@@ -6,6 +6,9 @@ internal static class Validate
     /// <summary>The largest amount one request may move: far above any real payment, far below overflow.</summary>
     public const long MaxAmountMinor = 1_000_000_000_000_000;
 
+    /// <summary>UTF-16 units a character of free text may take on average (an emoji is two; a flag is four).</summary>
+    public const int MaxUnitsPerCharacter = 4;
+
     public static Domain.Currency? Currency(string? code, Dictionary<string, string> errors)
     {
         if (code is null)
@@ -22,6 +25,31 @@ internal static class Validate
         }
 
         return currency;
+    }
+
+    /// <summary>A free-text field (a payment's reference, a webhook's description): at most
+    /// <paramref name="maxCharacters"/> characters as a person counts them (text elements: an emoji is one), and
+    /// none a person cannot see or that reorders what is shown — control characters, bidirectional overrides,
+    /// zero-width and other format characters — since the text reaches merchants' dashboards and webhook receivers
+    /// as it is stored.</summary>
+    public static void Text(string field, string? value, int maxCharacters, Dictionary<string, string> errors)
+    {
+        if (value is null)
+        {
+            return;
+        }
+
+        if (value.Any(c => char.IsControl(c) || char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.Format
+                or System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator))
+        {
+            errors[field] = $"{field} must not contain control characters, line breaks or invisible formatting characters (e.g. U+200B, U+202E).";
+        }
+        else if (value.Length > maxCharacters
+                 && (value.Length > maxCharacters * MaxUnitsPerCharacter || new System.Globalization.StringInfo(value).LengthInTextElements > maxCharacters))
+        {
+            // The units bound keeps stored text bounded too: one text element may carry any number of combining marks.
+            errors[field] = $"{field} must be at most {maxCharacters} characters.";
+        }
     }
 
     public static long? Amount(long? amountMinor, Dictionary<string, string> errors)

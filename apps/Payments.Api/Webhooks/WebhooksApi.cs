@@ -91,10 +91,7 @@ public static partial class WebhooksApi
             errors["events"] = "events must be a list of: " + string.Join(", ", PaymentEvents.Types) + " (empty or absent: all).";
         }
 
-        if (request.Description is { Length: > MaxDescriptionLength })
-        {
-            errors["description"] = $"description must be at most {MaxDescriptionLength} characters.";
-        }
+        Validate.Text("description", request.Description, MaxDescriptionLength, errors);
 
         if (errors.Count > 0)
         {
