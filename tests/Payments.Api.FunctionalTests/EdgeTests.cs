@@ -96,6 +96,10 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("https://daprpayments.dev/problems/malformed-request", problem.RootElement.GetProperty("type").GetString());
         Assert.Contains("amountMinor", problem.RootElement.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        // Nothing says what serves it, and nothing of it is to be stored or sniffed.
+        Assert.False(response.Headers.Contains("Server"));
+        Assert.Equal("no-store", response.Headers.CacheControl?.ToString());
+        Assert.Equal("nosniff", response.Headers.GetValues("X-Content-Type-Options").Single());
     }
 
     /// <summary>The operator's surface is reached inside the cluster only: through the edge, even with the operator's

@@ -8,7 +8,11 @@ using Payments.Webhooks;
 namespace Payments.Api.FunctionalTests;
 
 /// <summary>One request the receiver got, as it came over the wire.</summary>
-public sealed record ReceivedWebhook(string EventId, string? Signature, byte[] Body, int Attempt, DateTimeOffset At);
+public sealed record ReceivedWebhook(string EventId, string? Signature, byte[] Body, int Attempt, DateTimeOffset At)
+{
+    /// <summary>The request's W3C trace context header, if it carried one (it must not: the platform's trace ids stay inside).</summary>
+    public string? TraceParent { get; init; }
+}
 
 /// <summary>A merchant's webhook receiver, real HTTP on 127.0.0.1 (Kestrel): records every request and answers as the
 /// test's <see cref="Behave"/> says — an HTTP status, after an optional delay (past the dispatcher's timeout it counts
@@ -58,7 +62,10 @@ public sealed class WebhookReceiver : IAsyncDisposable
             await context.Request.Body.CopyToAsync(body);
             var eventId = context.Request.Headers[WebhookSignature.IdHeader].ToString();
             var attempt = attempts.AddOrUpdate(eventId, 1, (_, count) => count + 1);
-            Received.Enqueue(new ReceivedWebhook(eventId, context.Request.Headers[WebhookSignature.Header].ToString(), body.ToArray(), attempt, DateTimeOffset.UtcNow));
+            Received.Enqueue(new ReceivedWebhook(eventId, context.Request.Headers[WebhookSignature.Header].ToString(), body.ToArray(), attempt, DateTimeOffset.UtcNow)
+            {
+                TraceParent = context.Request.Headers.TryGetValue("traceparent", out var traceParent) ? traceParent.ToString() : null,
+            });
             var (status, delay) = await Behave(eventId, attempt);
             if (delay > TimeSpan.Zero)
             {

@@ -79,6 +79,14 @@ public static class ApiExtensions
     public static void UsePaymentsApi(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        // Balances, payments and signing secrets are nobody's to keep: no cache (a browser's, a proxy's) stores an
+        // answer, and none is read as anything but its declared type.
+        app.Use((context, next) =>
+        {
+            context.Response.Headers.CacheControl = "no-store";
+            context.Response.Headers.XContentTypeOptions = "nosniff";
+            return next(context);
+        });
         app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
         // A status with no body (no route: 404; a route without this method: 405, its Allow header kept) is
         // problem+json with a stable type of ours whatever the client accepts, like every other refusal.

@@ -37,6 +37,8 @@ public sealed class WebhookSender : IDisposable
             MaxConnectionsPerServer = options.MaxConcurrencyPerEndpoint,
             MaxResponseHeadersLength = 64, // KiB
             ConnectCallback = (context, cancellationToken) => WebhookTargets.ConnectAsync(context.DnsEndPoint, allowLoopback, cancellationToken),
+            // The platform's trace ids stay inside it: a merchant's receiver was sent each delivery's traceparent.
+            ActivityHeadersPropagator = System.Diagnostics.DistributedContextPropagator.CreateNoOutputPropagator(),
         };
         client = new HttpClient(handler) { Timeout = options.DeliveryTimeout };
         client.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("DaprPayments-Webhooks", "1"));
@@ -52,6 +54,9 @@ public sealed class WebhookSender : IDisposable
         request.Headers.TryAddWithoutValidation(WebhookSignature.IdHeader, eventId);
         try
         {
+            // OpenTelemetry's HttpClient instrumentation writes the trace context into requests itself; a merchant's
+            // receiver is outside the platform, so none goes out (the handler's own propagator sends none either).
+            using var untraced = OpenTelemetry.SuppressInstrumentationScope.Begin();
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             return response.IsSuccessStatusCode
                 ? (WebhookAttempt.Delivered, ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture))

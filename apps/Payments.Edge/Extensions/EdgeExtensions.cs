@@ -24,6 +24,7 @@ public static class EdgeExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var options = builder.Configuration.GetSection("Edge").Get<EdgeOptions>() ?? new EdgeOptions();
         var backends = options.ParseBackends();
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // says nothing of what serves
         builder.Services.AddSingleton(options);
         var route = new RouteConfig
         {
