@@ -30,6 +30,30 @@ public sealed class RegionFenceTests(EtcdClusterFixture etcd)
         Assert.Equal(3, await mirror.ReadAsync(CancellationToken.None));
     }
 
+    /// <summary>The API's acceptance of a payment (its record, with the Idempotency-Key's answer beside it) carries the
+    /// region's fence too: the API's view of the epoch is polled, and a region demoted within that half second wrote
+    /// records — and answered 202 — that the region taking over never received.</summary>
+    [Fact]
+    public async Task APaymentIsNotAccepted_ByARegionDemotedSinceItsLastLook_AndNothingIsWritten()
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var mirror = new RegionEpochMirror(etcd.Connection, prefix);
+        Assert.True(await mirror.HoldAsync(2, Hold, CancellationToken.None));
+        var watcher = new RegionEpochWatcher(etcd.Connection, prefix, TimeProvider.System);
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.True(watcher.IsWritable);
+        var records = new Payments.Orchestrator.Client.Records.PaymentRecordStore(etcd.Connection, prefix + "payments/") { RegionFence = watcher.CurrentFence };
+        var accepted = Payments.Orchestrator.Client.Records.PaymentRecord.Accepted(
+            new Payments.Orchestrator.Client.Models.PaymentOrder("pay_fenced_1", "merchant", "debtor", "creditor", 100, "EUR", null), DateTimeOffset.UtcNow);
+        await records.CreateAsync(accepted, CancellationToken.None); // while the region holds its epoch
+
+        await mirror.ReleaseAsync(CancellationToken.None); // demoted; the watcher has not looked again
+        var late = accepted with { Order = accepted.Order with { PaymentId = "pay_fenced_2" } };
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => records.CreateAsync(late, CancellationToken.None));
+        Assert.NotNull(await records.GetAsync("pay_fenced_1", CancellationToken.None));
+        Assert.Null(await records.GetAsync("pay_fenced_2", CancellationToken.None));
+    }
+
     [Fact]
     public async Task RegionNeverPromoted_CannotOpenAnAccount_AndNothingIsWritten()
     {

@@ -144,6 +144,7 @@ public static class ApiExtensions
         services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix)
         {
             OutboxPrefix = etcd.WebhookOutboxPrefix,
+            RegionFence = provider.GetRequiredService<RegionGate>().Enabled ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null,
         });
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));

@@ -21,7 +21,7 @@ public sealed partial class PaymentRecordStore
         PaymentRecord record, TxnRequest? alongside, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(record);
-        var request = CreateRequest(record, alongside);
+        var (request, fence) = CreateRequest(record, alongside);
         TxnResponse response;
         try
         {
@@ -34,6 +34,7 @@ public sealed partial class PaymentRecordStore
 
         if (!response.Succeeded)
         {
+            ThrowIfFencedOff(fence, response);
             var existing = response.Responses[0].ResponseRange.Kvs;
             return existing.Count > 0 ? (Decode(existing[0].Value), false) : (await CreateAsync(record, cancellationToken), false);
         }
@@ -53,11 +54,13 @@ public sealed partial class PaymentRecordStore
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentNullException.ThrowIfNull(alongside);
-        var request = CreateRequest(record, alongside);
+        var (request, fence) = CreateRequest(record, alongside);
         try
         {
-            if (!(await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded)
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+            if (!response.Succeeded)
             {
+                ThrowIfFencedOff(fence, response);
                 return false;
             }
         }
@@ -74,9 +77,24 @@ public sealed partial class PaymentRecordStore
         return true;
     }
 
-    /// <summary>The record (create-only) and its marker, with <paramref name="alongside"/>'s compares and writes; on a
-    /// failed compare the answer holds the record there is.</summary>
-    private TxnRequest CreateRequest(PaymentRecord record, TxnRequest? alongside)
+    /// <summary>For the API of a region in a two-region deployment: the region's epoch fence, asked for at each
+    /// creation. A payment is accepted (its record and its 202 written) only while the region holds its epoch: the
+    /// API's own view of the epoch is polled, and in the half second after a demotion it wrote records — and answered
+    /// 202 — that the region taking over never received, so the payments were never made.</summary>
+    public Func<IWriteFence?>? RegionFence { get; init; }
+
+    private static void ThrowIfFencedOff(IWriteFence? fence, TxnResponse response)
+    {
+        if (fence is not null && fence.WasFencedOff(response))
+        {
+            throw new Payments.Ledger.Contracts.RegionNotWritableException(
+                $"This region does not hold {fence.Description} (demoted, or another region was promoted); the payment was not accepted.");
+        }
+    }
+
+    /// <summary>The record (create-only) and its marker, with <paramref name="alongside"/>'s compares and writes, and
+    /// the region's fence if there is one; on a failed compare the answer holds the record there is (first).</summary>
+    private (TxnRequest Request, IWriteFence? Fence) CreateRequest(PaymentRecord record, TxnRequest? alongside)
     {
         var key = Key(record.PaymentId);
         var request = new TxnRequest();
@@ -90,6 +108,8 @@ public sealed partial class PaymentRecordStore
             request.Success.Add(alongside.Success);
         }
 
-        return request;
+        var fence = RegionFence?.Invoke();
+        fence?.AddFence(request); // its read on failure comes after the record's
+        return (request, fence);
     }
 }
