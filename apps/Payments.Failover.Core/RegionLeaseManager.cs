@@ -88,12 +88,25 @@ public sealed class RegionLeaseManager(
                 return false;
             }
 
+            // The lease is renewed first and the drain bounded by it: nothing renews it while this holds the tick's
+            // turn, and a drain that outlasted it let the other region take over by expiry, with the tail unshipped.
+            var sentAt = time.GetUtcNow();
+            var renewed = record with { LeaseUntilUnixMs = (sentAt + options.LeaseDuration).ToUnixTimeMilliseconds() };
+            if (await store.TryReplaceAsync(renewed, etag, cancellationToken) is not { } renewedEtag)
+            {
+                return false; // the record changed meanwhile: nothing handed over
+            }
+
+            (record, etag) = (renewed, renewedEtag);
             await DemoteAsync(cancellationToken);
             if (BeforeHandOver is { } drain)
             {
                 try
                 {
-                    await drain(cancellationToken);
+                    var left = options.LeaseDuration - options.DemoteMargin - (time.GetUtcNow() - sentAt);
+                    using var budget = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.Zero, time);
+                    using var withinLease = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, budget.Token);
+                    await drain(withinLease.Token);
                 }
                 catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {

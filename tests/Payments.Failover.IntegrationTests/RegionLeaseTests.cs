@@ -87,6 +87,39 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
     }
 
+    /// <summary>A planned switchover whose drain does not end (replication cannot catch up) is abandoned within the
+    /// region's lease, renewed first: nothing renews the lease while the hand-over holds the tick's turn, and a drain
+    /// allowed 30 s outlived the 10 s lease — the other region then took over by expiry, with the tail unshipped.</summary>
+    [Fact]
+    public async Task ASwitchoverWhoseDrainDoesNotEnd_IsAbandonedWithinTheLease_AndTheRegionKeepsIt()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        var draining = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        a.Manager.BeforeHandOver = async cancellationToken =>
+        {
+            draining.TrySetResult();
+            await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken); // never caught up
+        };
+        clock.Advance(TimeSpan.FromSeconds(6)); // most of the first lease gone, as between two renewals
+        var handOver = a.Manager.HandOverAsync("region-b", CancellationToken.None);
+        await draining.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var startedAt = clock.GetUtcNow();
+
+        var options = new RegionLeaseOptions();
+        clock.Advance(options.LeaseDuration - options.DemoteMargin);
+        Assert.False(await handOver.WaitAsync(TimeSpan.FromSeconds(30)));
+        await b.Manager.TickAsync(CancellationToken.None);
+        Assert.Equal(RegionRole.Standby, b.Manager.Role); // the lease, renewed at the hand-over, has not run out
+        Assert.Equal(("region-a", 1L), (b.Manager.LastSeen!.ActiveRegion, b.Manager.LastSeen.Epoch));
+        Assert.True(b.Manager.LastSeen.LeaseUntil >= startedAt + options.LeaseDuration - TimeSpan.FromSeconds(1), $"lease until {b.Manager.LastSeen.LeaseUntil:O}");
+        await a.Manager.TickAsync(CancellationToken.None); // and the region resumes writing
+        Assert.True(a.Manager.IsWritable);
+        Assert.Equal(1, await a.Mirror.ReadAsync(CancellationToken.None));
+    }
+
     [Fact]
     public async Task StandbyPromotes_OnlyAfterTheLeasePlusItsMargin_AndTheOldRegionDemotesWhenItReturns()
     {
