@@ -128,6 +128,24 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         Assert.Equal(1000, await client.BalanceAsync(account));
     }
 
+    /// <summary>A counted deposit that the ledger then refused (nothing moved) is taken back: it no longer shrinks
+    /// the merchant's volume of the day; taking it back twice, or one never counted, changes nothing.</summary>
+    [Fact]
+    public async Task ADepositTheLedgerRefused_NoLongerCountsTowardTheDay()
+    {
+        var volume = new Payments.Api.Limits.DepositVolume(system.Etcd, $"/functional-volume-{Guid.NewGuid():N}/", TimeProvider.System);
+        var money = new Payments.Domain.Money(600, Payments.Domain.Currency.Usd);
+        Assert.True(await volume.TryReserveAsync("merchant-v", "dep_refused", money, 1_000, CancellationToken.None));
+        Assert.False(await volume.TryReserveAsync("merchant-v", "dep_next", money, 1_000, CancellationToken.None)); // 1,200 > 1,000
+
+        await volume.ReleaseAsync("merchant-v", "dep_refused", money, CancellationToken.None);
+        await volume.ReleaseAsync("merchant-v", "dep_refused", money, CancellationToken.None);
+        await volume.ReleaseAsync("merchant-v", "dep_never", money, CancellationToken.None);
+
+        Assert.True(await volume.TryReserveAsync("merchant-v", "dep_next", money, 1_000, CancellationToken.None));
+        Assert.False(await volume.TryReserveAsync("merchant-v", "dep_third", money, 1_000, CancellationToken.None));
+    }
+
     /// <summary>A merchant's concurrent deposits in one currency all change one daily counter: raced freely, a burst
     /// lost its compare-and-swap rounds and answered 503. Counted in turn, every deposit lands, and exactly once.</summary>
     [Fact]

@@ -157,12 +157,17 @@ public static class AccountsApi
                     IssuedAt = time.GetUtcNow(),
                 },
                 context.RequestAborted);
-            return outcome switch
+            if (outcome is TransferOutcome.Failed refused)
             {
-                TransferOutcome.Applied => Reply.Json(StatusCodes.Status201Created, new DepositResponse(depositId, accountId, money.AmountMinor, currency!.Code)),
-                TransferOutcome.Failed failed => LedgerProblem(failed.Error),
-                _ => throw new InvalidOperationException("Unknown outcome."),
-            };
+                // Refused by the ledger (nothing moved): its amount does not count toward the day's volume. Any other
+                // failure (no answer) keeps it counted: the deposit may have been applied.
+                await volume.ReleaseAsync(merchant, depositId, money, CancellationToken.None);
+                return LedgerProblem(refused.Error);
+            }
+
+            return outcome is TransferOutcome.Applied
+                ? Reply.Json(StatusCodes.Status201Created, new DepositResponse(depositId, accountId, money.AmountMinor, currency!.Code))
+                : throw new InvalidOperationException("Unknown outcome.");
         }, context.RequestAborted);
         return reply.ToResult();
     }

@@ -60,6 +60,57 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
         }
     }
 
+    /// <summary>Takes back a counted deposit the ledger then refused (nothing moved): its amount no longer counts toward
+    /// today's volume. A deposit refused without that kept the merchant's daily capacity shrunk by money that never
+    /// came in. Nothing to do when it was not counted today (e.g. past midnight).</summary>
+    public async Task ReleaseAsync(string merchantId, string depositId, Money amount, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(amount);
+        var day = time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture);
+        var counterKey = $"{root}{merchantId}/{amount.Currency.Code}/{day}";
+        var markerKey = $"{counterKey}/{depositId}";
+        var gate = gates[(int)((uint)StringComparer.Ordinal.GetHashCode(counterKey) % Gates)];
+        if (!await gate.WaitAsync(GateTimeout, cancellationToken))
+        {
+            throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
+        }
+
+        try
+        {
+            for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
+            {
+                var read = new TxnRequest();
+                read.Success.Add(EtcdBytes.Get(counterKey));
+                read.Success.Add(EtcdBytes.Get(markerKey));
+                var current = await TxnAsync(read, cancellationToken);
+                var (counter, marker) = (current.Responses[0].ResponseRange.Kvs.FirstOrDefault(), current.Responses[1].ResponseRange.Kvs.FirstOrDefault());
+                if (counter is null || marker is null)
+                {
+                    return;
+                }
+
+                var total = long.Parse(counter.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
+                var write = new TxnRequest();
+                write.Compare.Add(EtcdBytes.ModRevisionIs(counterKey, counter.ModRevision));
+                write.Compare.Add(EtcdBytes.ModRevisionIs(markerKey, marker.ModRevision));
+                write.Success.Add(EtcdBytes.Put(counterKey, ByteString.CopyFromUtf8(Math.Max(0, total - amount.AmountMinor).ToString(CultureInfo.InvariantCulture)), counter.Lease));
+                write.Success.Add(EtcdBytes.Delete(markerKey));
+                if ((await TxnAsync(write, cancellationToken)).Succeeded)
+                {
+                    return;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 5 * attempt)), TimeProvider.System, cancellationToken);
+            }
+
+            throw new EtcdContentionException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
     private async Task<bool> ReserveAsync(
         string counterKey, string markerKey, string merchantId, Money amount, long maxPerDayMinor, CancellationToken cancellationToken)
     {
