@@ -175,6 +175,35 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(await new MerchantStore(fixture.Connection, prefixB + "api/").AuthenticateAsync(key, CancellationToken.None));
     }
 
+    /// <summary>A switchover waits until the API's records are shipped too, not the journal alone: a payment record
+    /// written after the last page keeps the region from counting as caught up.</summary>
+    [Fact]
+    public async Task ShippingIsCaughtUp_OnlyOnceTheRecordsAreShippedToo()
+    {
+        var prefixA = EtcdClusterFixture.NewPrefix();
+        var a = fixture.NewLedger(prefix: prefixA + "ledger/");
+        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = ["api/", "payments/"],
+            RecordRoot = prefixA,
+            Etcd = fixture.Connection,
+        };
+        var progress = new ShippingProgress(journal, a, TimeProvider.System) { RecordRoot = prefixA, Etcd = fixture.Connection };
+        await PutAsync(prefixA + "payments/pay_early", "pending");
+        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
+        {
+        }
+
+        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await PutAsync(prefixA + "payments/pay_late", "pending"); // after the last page: not shipped yet
+        Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
+        {
+        }
+
+        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+    }
+
     private static PaymentOrder Order(string paymentId) => new(paymentId, "merchant-r", "debtor-1", "creditor-1", 100, "EUR", null);
 
     private static async Task<string[]> InFlightAsync(PaymentRecordStore records) =>

@@ -55,7 +55,11 @@ public static class FailoverExtensions
         services.AddSingleton(provider => new JournalReplicator(
             journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix));
         services.AddSingleton(provider => new ShippingProgress(
-            journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<TimeProvider>()));
+            journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<TimeProvider>())
+        {
+            RecordRoot = etcd.KeyPrefix, // the ledger service ships the API's records with the journal (JournalReplication)
+            Etcd = provider.GetRequiredService<EtcdConnection>(),
+        });
         services.AddSingleton(provider => CreateLeaseManager(provider, region));
         services.AddSingleton(provider => new PromotionReconciler(
             provider.GetRequiredService<EtcdConnection>(), etcd, provider.GetRequiredService<TimeProvider>(),
