@@ -106,8 +106,9 @@ public sealed partial class MerchantStore
             cancellationToken);
     }
 
-    /// <summary>Writes when keys were last used (each only while it still exists: a flush never revives a revoked key's
-    /// trail). Bounded by <see cref="MaxUsageWritesPerFlush"/>.</summary>
+    /// <summary>Writes when keys were last used (each only while its record exists: a flush never revives a purged key's
+    /// trail; a revoked key's record stays, so its last use before the revocation may still be written). Bounded by
+    /// <see cref="MaxUsageWritesPerFlush"/>.</summary>
     public async Task FlushUsageAsync(CancellationToken cancellationToken)
     {
         foreach (var (hash, usedAt) in unflushedUse.Take(MaxUsageWritesPerFlush).ToArray())

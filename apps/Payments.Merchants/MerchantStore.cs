@@ -123,7 +123,8 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             var record = stored is null ? null : DecodeKey(stored.Value);
             if (record is null || record.IsExpired(now))
             {
-                await DeleteKeyAsync(merchantId, index[item].Key.ToStringUtf8()[KeyIndexPrefix(merchantId).Length..], hash, cancellationToken);
+                await DeleteKeyAsync(merchantId, index[item].Key.ToStringUtf8()[KeyIndexPrefix(merchantId).Length..], hash,
+                    keepRecord: record?.RevokedAt is not null, cancellationToken);
                 continue;
             }
 
@@ -168,9 +169,9 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     /// <summary>Ends the key now: every replica stops accepting it when its watch delivers the change.</summary>
     /// <remarks>Marked revoked in place — a write — rather than deleted: a region's records reach its standby as they
     /// are stored, and a deletion is not shipped, so a deleted key's record stayed there and the key worked again
-    /// after a failover. The revoked record is refused in both regions, whatever their clocks say, and removed (in
-    /// each) the next time the merchant's keys are listed, as a rotated key's is (and before a new key is refused for
-    /// <see cref="MaxKeysPerMerchant"/>).</remarks>
+    /// after a failover. The revoked record is refused in both regions, whatever their clocks say, and stays; the next
+    /// listing of the merchant's keys (or a new key at <see cref="MaxKeysPerMerchant"/>) takes it out of the merchant's
+    /// index only.</remarks>
     public async Task<KeyAdminResult> RevokeKeyAsync(string merchantId, string keyId, CancellationToken cancellationToken)
     {
         for (var attempt = 0; attempt < MaxRevokeAttempts; attempt++)
@@ -296,10 +297,18 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             : null;
     }
 
-    private async Task DeleteKeyAsync(string merchantId, string keyId, string hash, CancellationToken cancellationToken)
+    /// <summary>Removes an ended key from the merchant's index, with its record unless <paramref name="keepRecord"/>: a
+    /// revoked key's record stays, marked revoked, because deleting it could overtake the shipping of its revocation
+    /// (a deletion is not shipped), and the standby would keep the key live. Revocations are the operator's acts, so
+    /// what stays is bounded by them.</summary>
+    private async Task DeleteKeyAsync(string merchantId, string keyId, string hash, bool keepRecord, CancellationToken cancellationToken)
     {
         var request = new TxnRequest();
-        request.Success.Add(EtcdBytes.Delete(KeyRecordKey(hash)));
+        if (!keepRecord)
+        {
+            request.Success.Add(EtcdBytes.Delete(KeyRecordKey(hash)));
+        }
+
         request.Success.Add(EtcdBytes.Delete(KeyIndexKey(merchantId, keyId)));
         request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
         await TxnAsync(request, cancellationToken);

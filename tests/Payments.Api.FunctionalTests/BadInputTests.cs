@@ -60,6 +60,28 @@ public sealed class BadInputTests(ApiSystemFixture system)
         { "pay: a namespaced ledger id", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"m~" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "validation-failed" },
     };
 
+    /// <summary>Free text keeps what written text needs — emoji sequences joined by U+200D, Persian with U+200C,
+    /// subdivision flags made of tag characters, 140 emoji — and refuses what hides or reorders what is shown.</summary>
+    [Theory]
+    [InlineData("\U0001F469\u200D\U0001F4BB", true)]
+    [InlineData("\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645", true)]
+    [InlineData("\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F", true)]
+    [InlineData("a\u200Bb", false)]
+    [InlineData("inv\u202Egnp.exe", false)]
+    [InlineData("a\u2066b", false)]
+    [InlineData("a\uFEFFb", false)]
+    [InlineData("a\u0000b", false)]
+    [InlineData("line\u2028break", false)]
+    public void FreeText_KeepsWrittenText_AndRefusesHiddenCharacters(string text, bool accepted)
+    {
+        var errors = new Dictionary<string, string>();
+        Payments.Api.Apis.Validate.Text("reference", text, Payments.Api.Apis.PaymentsApi.MaxReferenceLength, errors);
+        Assert.Equal(accepted, errors.Count == 0);
+        errors.Clear();
+        Payments.Api.Apis.Validate.Text("reference", string.Concat(Enumerable.Repeat("\U0001F600", 140)), Payments.Api.Apis.PaymentsApi.MaxReferenceLength, errors);
+        Assert.Empty(errors);
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public async Task BadInput_GetsItsProblem_AndChangesNothing(string name, string path, string? key, string body, int status, string type)

@@ -41,9 +41,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         var (a, b) = (fixture.NewLedger(), fixture.NewLedger());
         await WorkloadAsync(a, transfers: 300); // more than one page
         var shipper = Shipper(a);
-        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
-        {
-        }
+        await ShipAllAsync(shipper);
 
         var replicator = new JournalReplicator(journal, b, fixture.Connection, EtcdClusterFixture.NewPrefix());
         await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
@@ -92,9 +90,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(0, await replicator.ReplicateOnceAsync("region-a", CancellationToken.None)); // not counted: not read
 
         var shipper = Shipper(a);
-        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
-        {
-        }
+        await ShipAllAsync(shipper);
 
         await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
         await AssertSameLedgerAsync(a, b);
@@ -123,9 +119,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
             RecordRoot = prefixA,
             Etcd = fixture.Connection,
         };
-        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
-        {
-        }
+        await ShipAllAsync(shipper);
 
         await new JournalReplicator(journal, b, fixture.Connection, prefixB).DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
 
@@ -190,16 +184,12 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         };
         var progress = new ShippingProgress(journal, a, TimeProvider.System) { RecordRoot = prefixA, Etcd = fixture.Connection };
         await PutAsync(prefixA + "payments/pay_early", "pending");
-        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
-        {
-        }
+        await ShipAllAsync(shipper);
 
         Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
         await PutAsync(prefixA + "payments/pay_late", "pending"); // after the last page: not shipped yet
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
-        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
-        {
-        }
+        await ShipAllAsync(shipper);
 
         Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
     }
@@ -211,12 +201,20 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
 
     private static async Task ShipAndApplyAsync(JournalShipper shipper, JournalReplicator replicator)
     {
-        while (await shipper.ShipOnceAsync(CancellationToken.None) > 0)
-        {
-        }
-
+        await ShipAllAsync(shipper);
         await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
     }
+
+    /// <summary>Ships until nothing is left, at most <see cref="MaxShipRounds"/> pages.</summary>
+    private static async Task ShipAllAsync(JournalShipper shipper)
+    {
+        for (var round = 0; await shipper.ShipOnceAsync(CancellationToken.None) > 0; round++)
+        {
+            Assert.True(round < MaxShipRounds, $"Still shipping after {MaxShipRounds} pages.");
+        }
+    }
+
+    private const int MaxShipRounds = 100;
 
     private Task PutAsync(string key, string value) => fixture.Connection.Client.PutAsync(key, value);
 

@@ -58,6 +58,12 @@ public sealed class HoldExpiryTests(EtcdClusterFixture etcd)
             await ledger.TransferAsync(new TransferRequest.Pending(id, debtor, creditor, new Money(100, Currency.Usd), HoldTimeout), CancellationToken.None);
         }
 
+        // And an index entry, due first, that names no transfer at all (written by hand, or by a bug): skipped, not
+        // the end of every pass.
+        await etcd.Connection.Kv.PutAsync(new Etcdserverpb.PutRequest
+        {
+            Key = EtcdBytes.Key($"{ledger.Keys.ExpiryPrefix}{0L.ToString("D20", System.Globalization.CultureInfo.InvariantCulture)}/not a transfer id!"),
+        });
         time.Advance(HoldTimeout + TimeSpan.FromSeconds(1));
         var sweeper = new HoldExpirySweeper(ledger, "sweeper", NullLogger<HoldExpirySweeper>.Instance);
 

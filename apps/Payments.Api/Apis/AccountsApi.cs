@@ -161,7 +161,17 @@ public static class AccountsApi
             {
                 // Refused by the ledger (nothing moved): its amount does not count toward the day's volume. Any other
                 // failure (no answer) keeps it counted: the deposit may have been applied.
-                await volume.ReleaseAsync(merchant, depositId, money, CancellationToken.None);
+                try
+                {
+                    await volume.ReleaseAsync(merchant, depositId, money, CancellationToken.None);
+                }
+                catch (Exception exception) when (exception is EtcdContentionException or Grpc.Core.RpcException or OperationCanceledException)
+                {
+                    // The refusal is still the answer; the day's count stays a little high (it errs on the safe side).
+                    context.RequestServices.GetRequiredService<ILogger<DepositVolume>>()
+                        .LogWarning("Deposit {DepositId}: refused by the ledger, but not taken back from the day's volume ({Error})", depositId, exception.Message);
+                }
+
                 return LedgerProblem(refused.Error);
             }
 

@@ -83,8 +83,13 @@ public static class ApiExtensions
         // answer, and none is read as anything but its declared type.
         app.Use((context, next) =>
         {
-            context.Response.Headers.CacheControl = "no-store";
-            context.Response.Headers.XContentTypeOptions = "nosniff";
+            // When the answer starts: the exception handler clears the headers of a response it replaces.
+            context.Response.OnStarting(() =>
+            {
+                context.Response.Headers.CacheControl = "no-store";
+                context.Response.Headers.XContentTypeOptions = "nosniff";
+                return Task.CompletedTask;
+            });
             return next(context);
         });
         app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));

@@ -9,7 +9,7 @@ namespace Payments.Edge.Extensions;
 
 /// <summary>The edge's passive health check: a replica is taken out after <see cref="Threshold"/> failures in a row
 /// that are the replica's own (it refused or dropped the connection, timed out, or broke its response), for
-/// <see cref="EdgeOptions.ReactivationPeriod"/>; a request it answers resets the count.</summary>
+/// <see cref="EdgeOptions.ReactivationPeriod"/>; a request it answers starts the count again.</summary>
 /// <remarks>YARP's own policy (TransportFailureRate) counts every forwarding error, the caller's included: a request
 /// whose client gave up, whose body broke off, or whose header HttpClient cannot send (a UTF-8 value) counted against
 /// the replica. A dozen such requests from anyone, no key needed, took both replicas out — the edge then fell back to
@@ -33,8 +33,9 @@ public sealed class DestinationFailuresPolicy(IDestinationHealthUpdater updater,
         var count = failures.GetValue(destination, _ => new StrongBox<int>());
         if (error is null)
         {
+            // Only the count starts again: a replica taken out stays out for its period (a request that was in
+            // flight when it was taken out must not bring it back); YARP's reactivation and the active probe decide.
             Interlocked.Exchange(ref count.Value, 0);
-            updater.SetPassive(cluster, destination, DestinationHealth.Healthy, options.ReactivationPeriod);
         }
         else if (IsTheDestinations(error) && Interlocked.Increment(ref count.Value) >= Threshold)
         {

@@ -22,7 +22,8 @@ public static class FailoverExtensions
     /// <summary>Rounds of 16 pages per catch-up attempt; a tick's timeout bounds it too, and the next tick resumes.</summary>
     private const int MaxCatchUpRounds = 1_000;
 
-    /// <summary>How long a planned switchover waits for this region's journal to be shipped before it gives up.</summary>
+    /// <summary>The longest a planned switchover waits for this region's journal and records to be shipped; the
+    /// region's lease bounds it tighter (lease − demote margin, <c>RegionLeaseManager.HandOverAsync</c>).</summary>
     private static readonly TimeSpan SwitchoverDrainTimeout = TimeSpan.FromSeconds(30);
 
     /// <summary>The failover service of one region: the lease loop on the active-region record in Cosmos DB, the epoch

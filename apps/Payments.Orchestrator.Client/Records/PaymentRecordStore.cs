@@ -353,9 +353,9 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
             var record = FromUtf8(value);
             return record.IsTerminal && record.PaymentId == relativeKey ? InFlightMarker(record) : null;
         }
-        catch (Exception exception) when (exception is System.Text.Json.JsonException or InvalidDataException or ArgumentException)
+        catch (Exception exception) when (exception is not OperationCanceledException)
         {
-            return null;
+            return null; // not a record this code reads (any failure here would stop the replication of every page after it)
         }
     }
 

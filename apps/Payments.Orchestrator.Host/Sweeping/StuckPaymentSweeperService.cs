@@ -27,7 +27,7 @@ internal sealed partial class StuckPaymentSweeperService(
                 SweeperMetrics.Count(report);
                 if (report.Actions > 0 || report.Failed > 0 || report.StaleMarkers > 0)
                 {
-                    LogPass(logger, report.Scanned, report.Resumed, report.Restarted, report.Recorded, report.Failed, report.StaleMarkers);
+                    LogPass(logger, report.Scanned, report.Resumed, report.Restarted, report.Recorded, report.Redelivered, report.Failed, report.StaleMarkers);
                 }
             }
             catch (Exception exception) when (exception is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
@@ -43,6 +43,6 @@ internal sealed partial class StuckPaymentSweeperService(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeper pass: {Scanned} records, {Resumed} resumed, {Restarted} restarted, {Recorded} outcomes recorded, {Failed} failed, {StaleMarkers} stale in-flight markers removed")]
-    private static partial void LogPass(ILogger logger, int scanned, int resumed, int restarted, int recorded, int failed, int staleMarkers);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeper pass: {Scanned} records, {Resumed} resumed, {Restarted} restarted, {Recorded} outcomes recorded, {Redelivered} reviews delivered again, {Failed} failed, {StaleMarkers} stale in-flight markers removed")]
+    private static partial void LogPass(ILogger logger, int scanned, int resumed, int restarted, int recorded, int redelivered, int failed, int staleMarkers);
 }

@@ -158,7 +158,8 @@ public sealed class StuckPaymentSweeper(
             case { Ended: true, Outcome: { } outcome } when PaymentStatus.IsTerminal(outcome.Status):
                 await records.RecordOutcomeAsync(record.PaymentId, outcome, now, cancellationToken);
                 return report with { Recorded = report.Recorded + 1 };
-            case { Ended: false, Step: PaymentStep.AwaitingApproval } when record.Review is { } review && record.Status == PaymentStatus.AwaitingApproval:
+            case { Ended: false, Step: PaymentStep.AwaitingApproval } when record.Review is { } review && record.Status == PaymentStatus.AwaitingApproval
+                                                                            && now - record.CreatedAt <= policy.MaxRunning:
                 // Recorded, never delivered: the API records a decision before it sends it, and a send that failed
                 // (the orchestrator away) left the saga waiting until its deadline — failing a payment a reviewer had
                 // approved — unless the reviewer retried. The saga takes one decision; a second stays unread.
