@@ -159,19 +159,7 @@ public static class AccountsApi
                 context.RequestAborted);
             if (outcome is TransferOutcome.Failed refused)
             {
-                // Refused by the ledger (nothing moved): its amount does not count toward the day's volume. Any other
-                // failure (no answer) keeps it counted: the deposit may have been applied.
-                try
-                {
-                    await volume.ReleaseAsync(merchant, depositId, money, CancellationToken.None);
-                }
-                catch (Exception exception) when (exception is EtcdContentionException or Grpc.Core.RpcException or OperationCanceledException)
-                {
-                    // The refusal is still the answer; the day's count stays a little high (it errs on the safe side).
-                    context.RequestServices.GetRequiredService<ILogger<DepositVolume>>()
-                        .LogWarning("Deposit {DepositId}: refused by the ledger, but not taken back from the day's volume ({Error})", depositId, exception.Message);
-                }
-
+                await TakeBackAsync(volume, merchant, depositId, money, context);
                 return LedgerProblem(refused.Error);
             }
 
@@ -180,6 +168,22 @@ public static class AccountsApi
                 : throw new InvalidOperationException("Unknown outcome.");
         }, context.RequestAborted);
         return reply.ToResult();
+    }
+
+    /// <summary>A deposit the ledger refused (nothing moved) no longer counts toward the day's volume. Any other failure
+    /// (no answer) keeps it counted: the deposit may have been applied.</summary>
+    private static async Task TakeBackAsync(DepositVolume volume, string merchant, string depositId, Money money, HttpContext context)
+    {
+        try
+        {
+            await volume.ReleaseAsync(merchant, depositId, money, CancellationToken.None);
+        }
+        catch (Exception exception) when (exception is EtcdContentionException or Grpc.Core.RpcException or OperationCanceledException)
+        {
+            // The refusal is still the answer; the day's count stays a little high (it errs on the safe side).
+            context.RequestServices.GetRequiredService<ILogger<DepositVolume>>()
+                .LogWarning("Deposit {DepositId}: refused by the ledger, but not taken back from the day's volume ({Error})", depositId, exception.Message);
+        }
     }
 
     /// <summary>A deposit's amount and currency, or the problem with its body (malformed, or a field invalid).</summary>
