@@ -18,5 +18,6 @@ public interface IPaymentWorkflows
     Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken);
 }
 
-/// <summary>A payment workflow as seen from outside: whether it ended, where it is (a <see cref="PaymentStep"/>), how it ended.</summary>
-public sealed record PaymentWorkflowState(bool Ended, string? Step, PaymentOutcome? Outcome);
+/// <summary>A payment workflow as seen from outside: whether it ended, where it is (a <see cref="PaymentStep"/>), how it
+/// ended, and when this run of it started (null when the runtime does not say).</summary>
+public sealed record PaymentWorkflowState(bool Ended, string? Step, PaymentOutcome? Outcome, DateTimeOffset? StartedAt = null);

@@ -148,6 +148,10 @@ public sealed class StuckPaymentSweeper(
 
         var input = new PaymentInput(record.Order, RemainingApprovalTime(record, now), CreatedAt: record.CreatedAt);
         var state = await workflows.GetAsync(record.PaymentId, cancellationToken);
+        // How long this run has been going: since the payment's creation, or since the run was started again if later —
+        // counted from creation alone, a run the sweeper had just started for an old payment was "running too long"
+        // at once and restarted at the next pass, again and again, whenever it could not finish between two passes.
+        var runningFor = now - (state?.StartedAt is { } started && started > record.CreatedAt ? started : record.CreatedAt);
         switch (state)
         {
             case null when report.Takeover || now - record.UpdatedAt > policy.MissingGrace:
@@ -159,7 +163,7 @@ public sealed class StuckPaymentSweeper(
                 await records.RecordOutcomeAsync(record.PaymentId, outcome, now, cancellationToken);
                 return report with { Recorded = report.Recorded + 1 };
             case { Ended: false, Step: PaymentStep.AwaitingApproval } when record.Review is { } review && record.Status == PaymentStatus.AwaitingApproval
-                                                                            && now - record.CreatedAt <= policy.MaxRunning:
+                                                                            && runningFor <= policy.MaxRunning:
                 // Recorded, never delivered: the API records a decision before it sends it, and a send that failed
                 // (the orchestrator away) left the saga waiting until its deadline — failing a payment a reviewer had
                 // approved — unless the reviewer retried. The saga takes one decision; a second stays unread.
@@ -168,7 +172,7 @@ public sealed class StuckPaymentSweeper(
                 await workflows.RaiseApprovalAsync(record.PaymentId, new ApprovalDecision(review.Decision == PaymentReview.Approved, review.DecidedBy), cancellationToken);
                 return report with { Redelivered = report.Redelivered + 1 };
             case { Ended: true }:
-            case { Ended: false } when now - record.CreatedAt > policy.MaxRunning:
+            case { Ended: false } when runningFor > policy.MaxRunning:
                 logger.LogWarning("Sweeper: payment {PaymentId}'s saga ended without an outcome or stopped progressing ({Step}); running it again",
                     record.PaymentId, state.Step);
                 await workflows.RestartAsync(input, cancellationToken);

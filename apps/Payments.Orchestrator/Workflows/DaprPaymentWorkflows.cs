@@ -66,7 +66,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         {
             WorkflowRuntimeStatus.Completed => new PaymentWorkflowState(true, state.ReadCustomStatusAs<string>(), state.ReadOutputAs<PaymentOutcome>()),
             WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null),
-            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null),
+            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null, state.CreatedAt == default ? null : state.CreatedAt),
         };
     }
 
