@@ -42,14 +42,8 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
         string merchantId, string depositId, Money amount, long maxPerDayMinor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(amount);
-        var day = time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture);
-        var counterKey = $"{root}{merchantId}/{amount.Currency.Code}/{day}";
-        var gate = gates[(int)((uint)StringComparer.Ordinal.GetHashCode(counterKey) % Gates)];
-        if (!await gate.WaitAsync(GateTimeout, cancellationToken))
-        {
-            throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
-        }
-
+        var counterKey = CounterKey(merchantId, amount);
+        var gate = await TurnAsync(counterKey, merchantId, cancellationToken);
         try
         {
             return await ReserveAsync(counterKey, $"{counterKey}/{depositId}", merchantId, amount, maxPerDayMinor, cancellationToken);
@@ -66,15 +60,9 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
     public async Task ReleaseAsync(string merchantId, string depositId, Money amount, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(amount);
-        var day = time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture);
-        var counterKey = $"{root}{merchantId}/{amount.Currency.Code}/{day}";
+        var counterKey = CounterKey(merchantId, amount);
         var markerKey = $"{counterKey}/{depositId}";
-        var gate = gates[(int)((uint)StringComparer.Ordinal.GetHashCode(counterKey) % Gates)];
-        if (!await gate.WaitAsync(GateTimeout, cancellationToken))
-        {
-            throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
-        }
-
+        var gate = await TurnAsync(counterKey, merchantId, cancellationToken);
         try
         {
             for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
@@ -109,6 +97,19 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
         {
             gate.Release();
         }
+    }
+
+    /// <summary>Today's counter of the merchant's deposits in the amount's currency.</summary>
+    private string CounterKey(string merchantId, Money amount) =>
+        $"{root}{merchantId}/{amount.Currency.Code}/{time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture)}";
+
+    /// <summary>This replica's turn on a counter (its stripe's gate, held until released), within <see cref="GateTimeout"/>.</summary>
+    private async Task<SemaphoreSlim> TurnAsync(string counterKey, string merchantId, CancellationToken cancellationToken)
+    {
+        var gate = gates[(int)((uint)StringComparer.Ordinal.GetHashCode(counterKey) % Gates)];
+        return await gate.WaitAsync(GateTimeout, cancellationToken)
+            ? gate
+            : throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
     }
 
     private async Task<bool> ReserveAsync(
