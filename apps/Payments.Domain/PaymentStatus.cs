@@ -10,6 +10,9 @@ public static class PaymentStatus
     public const string Failed = "failed";
     public const string Compensated = "compensated";
 
+    /// <summary>Every status, in the order a payment can pass them.</summary>
+    public static IReadOnlyList<string> All { get; } = [Pending, AwaitingApproval, Completed, Failed, Compensated];
+
     /// <summary>The statuses a payment never leaves.</summary>
     public static IReadOnlyList<string> Terminal { get; } = [Completed, Failed, Compensated];
 

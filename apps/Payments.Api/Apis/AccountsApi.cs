@@ -25,7 +25,7 @@ public static class AccountsApi
             .Produces<AccountResponse>().Problems(404)
             .WithDescription("Scope accounts:read. The merchant's own account (404 for any other).");
         accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite)
-            .JsonBody<DepositRequest>().Produces<DepositResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415, 422)
+            .JsonBody<DepositRequest>().IdempotencyKeyHeader().Produces<DepositResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
 

@@ -60,13 +60,13 @@ public static class PaymentReads
 
         if (query.TryGetValue("status", out var status) && (status.Count != 1 || !IsStatus(status.ToString())))
         {
-            errors["status"] = "status must be one of pending, awaiting_approval, completed, failed, compensated.";
+            errors["status"] = "status must be one of " + string.Join(", ", PaymentStatus.All) + ".";
         }
 
         return errors;
     }
 
-    private static bool IsStatus(string status) => status is PaymentStatus.Pending or PaymentStatus.AwaitingApproval || PaymentStatus.IsTerminal(status);
+    private static bool IsStatus(string status) => PaymentStatus.All.Contains(status);
 
     private static PaymentResponse ToResponse(PaymentRecord record) => new(
         record.PaymentId, record.Status, record.Order.AmountMinor, record.Order.Currency, AccountId.PublicIdOf(record.Order.DebtorAccountId),

@@ -1,4 +1,6 @@
+using System.Globalization;
 using Etcdserverpb;
+using Microsoft.OpenApi;
 using Payments.Api.Contracts;
 using Payments.Api.Idempotency;
 using Payments.Api.Limits;
@@ -26,12 +28,16 @@ public static class PaymentsApi
     {
         var payments = app.MapGroup("/v1/payments").WithTags("Payments");
         payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite)
-            .JsonBody<CreatePaymentRequest>().Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415, 422)
+            .JsonBody<CreatePaymentRequest>().IdempotencyKeyHeader().Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scope payments:write. Needs an Idempotency-Key (kept 24 h; reused after that it is a new request). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
         payments.MapGet("/{paymentId}", PaymentReads.GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead)
             .Produces<PaymentResponse>().Problems(400, 404)
+            .QueryParameter("wait", "Seconds to wait for a change of status (0, the default, answers at once).",
+                () => new OpenApiSchema { Type = JsonSchemaType.Integer, Minimum = "0", Maximum = PaymentStatusWaits.MaxWaitSeconds.ToString(CultureInfo.InvariantCulture) })
+            .QueryParameter("status", "With wait: the status the caller last saw; the answer comes as soon as the payment's differs.",
+                () => new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. PaymentStatus.All.Select(status => (System.Text.Json.Nodes.JsonNode)status)] })
             .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}. "
-                + "?wait=<seconds, 1-30> answers as soon as the status differs from ?status= (default: the status when the request arrived) or is final, or when the wait ends.");
+                + "?wait=<seconds, at most 30> answers as soon as the status differs from ?status= (default: the status when the request arrived) or is final, or when the wait ends.");
         payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services))
             .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove)
             .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(404, 409)

@@ -1,9 +1,10 @@
 namespace Payments.Api.Contracts;
 
 // Request and response bodies of API v1 (ARCHITECTURE §6). Requests use nullable fields so that a missing field
-// is told apart from a zero and reported by name; unknown fields are refused by the serializer settings.
+// is told apart from a zero and reported by name; unknown fields are refused by the serializer settings. A parameter
+// with a default is optional, and the OpenAPI document says so (ApiDocumentation.RequestMembers).
 
-public sealed record OpenAccountRequest(string? AccountId, string? Currency, long? OverdraftLimitMinor);
+public sealed record OpenAccountRequest(string? AccountId, string? Currency, long? OverdraftLimitMinor = null);
 
 public sealed record AccountResponse(
     string AccountId, string Currency, long BalanceMinor, long PendingDebitMinor, long AvailableMinor, long OverdraftLimitMinor, long Version);
@@ -12,7 +13,7 @@ public sealed record DepositRequest(long? AmountMinor, string? Currency);
 
 public sealed record DepositResponse(string DepositId, string AccountId, long AmountMinor, string Currency);
 
-public sealed record CreatePaymentRequest(string? DebtorAccountId, string? CreditorAccountId, long? AmountMinor, string? Currency, string? Reference);
+public sealed record CreatePaymentRequest(string? DebtorAccountId, string? CreditorAccountId, long? AmountMinor, string? Currency, string? Reference = null);
 
 public sealed record PaymentLinks(string Self, string? Approve, string? Reject);
 
@@ -36,13 +37,13 @@ public sealed record PaymentReviewResponse(string Decision, string DecidedBy, Da
 
 // Admin API v1 (operator credential; docs/api.md, "Merchants and keys").
 
-public sealed record CreateMerchantRequest(string? MerchantId, string? Name);
+public sealed record CreateMerchantRequest(string? MerchantId, string? Name = null);
 
 public sealed record MerchantResponse(string MerchantId, string? Name, DateTimeOffset CreatedAt);
 
-public sealed record IssueKeyRequest(IReadOnlyList<string>? Scopes);
+public sealed record IssueKeyRequest(IReadOnlyList<string>? Scopes = null);
 
-public sealed record RotateKeyRequest(long? OverlapSeconds);
+public sealed record RotateKeyRequest(long? OverlapSeconds = null);
 
 /// <summary>A key as listed: never the key itself, only what tells it apart.</summary>
 public sealed record ApiKeyResponse(

@@ -70,6 +70,9 @@ public static class ApiExtensions
         });
         // Two documents: v1 (/openapi/v1.json) for merchants, admin (/openapi/admin.json, operator token) for operators,
         // so a client generated for merchants holds no admin operations (ApiDocumentation).
+        // The OpenAPI document describes types with these settings: the API reads amounts as JSON numbers only
+        // (ApiJson.Strict), so the document must not offer quoted ones.
+        services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
         services.AddOpenApi(Payments.Api.OpenApi.ApiDocumentation.Configure);
         services.AddOpenApi(Payments.Api.OpenApi.ApiDocumentation.AdminDocument, Payments.Api.OpenApi.ApiDocumentation.Configure);
         services.AddProblemDetails();

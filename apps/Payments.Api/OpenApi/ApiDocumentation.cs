@@ -1,5 +1,7 @@
+using System.Text.Json;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
+using Payments.Domain;
 using Payments.ServiceDefaults.Security;
 
 namespace Payments.Api.OpenApi;
@@ -9,6 +11,11 @@ namespace Payments.Api.OpenApi;
 /// own <c>Accepts</c> metadata would instead make routing answer a wrong Content-Type with a bare 415 before the
 /// handler runs. This only tells the OpenAPI document (<see cref="ApiDocumentation"/>).</summary>
 public sealed record JsonBody(Type Type, bool Required = true);
+
+/// <summary>Endpoint metadata: a query or header parameter the handler reads from the request itself (so ASP.NET
+/// cannot see it in the handler's signature). Only for the OpenAPI document: a generated client that does not know the
+/// Idempotency-Key header cannot make a payment at all.</summary>
+public sealed record DocumentedParameter(string Name, ParameterLocation In, bool Required, string Description, Func<OpenApiSchema> Schema);
 
 /// <summary>What the OpenAPI document says beyond the routes: request bodies (<see cref="JsonBody"/>), the answers
 /// with their types (each endpoint's <c>Produces</c>), and how a caller authenticates — so a client generated from
@@ -38,6 +45,17 @@ public static class ApiDocumentation
     /// <summary>Documents the JSON request body <typeparamref name="TRequest"/> (see <see cref="JsonBody"/>).</summary>
     public static RouteHandlerBuilder JsonBody<TRequest>(this RouteHandlerBuilder builder, bool required = true) =>
         builder.WithMetadata(new JsonBody(typeof(TRequest), required));
+
+    /// <summary>Documents the Idempotency-Key header (see <see cref="IdempotencyKey"/> for its form).</summary>
+    public static RouteHandlerBuilder IdempotencyKeyHeader(this RouteHandlerBuilder builder, bool required = true) =>
+        builder.WithMetadata(new DocumentedParameter("Idempotency-Key", ParameterLocation.Header, required,
+            (required ? "Unique per new request" : "Optional; with one, a retry gets the first answer. Unique per new request")
+                + ", the same on every retry of it; kept 24 h. The same key with another body is 422 idempotency-key-reuse.",
+            () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = IdempotencyKey.MaxLength, Pattern = "^[!-~]+$" }));
+
+    /// <summary>Documents a query parameter the handler reads itself.</summary>
+    public static RouteHandlerBuilder QueryParameter(this RouteHandlerBuilder builder, string name, string description, Func<OpenApiSchema> schema) =>
+        builder.WithMetadata(new DocumentedParameter(name, ParameterLocation.Query, false, description, schema));
 
     /// <summary>The problem+json answers an endpoint gives for the caller's mistakes, and the ones every endpoint may
     /// give (401 without a valid key, 403 without the scope, 429 rate-limited, 503 while etcd or the region is away).</summary>
@@ -82,19 +100,85 @@ public static class ApiDocumentation
             document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(scheme, document)] = [] });
             return Task.CompletedTask;
         });
+        // ASP.NET documents the serializer's defaults, not what the API writes: answers leave out null members
+        // (ApiJson.Output), so a nullable member is optional and never null. The answers' types are the components
+        // (request bodies are inline, RequestMembers); only a document transformer sees them with their final form.
+        options.AddDocumentTransformer((document, _, _) =>
+        {
+            foreach (var schema in document.Components?.Schemas?.Values.OfType<OpenApiSchema>() ?? [])
+            {
+                NullableMembersAreOmitted(schema);
+            }
+
+            return Task.CompletedTask;
+        });
         options.AddOperationTransformer(async (operation, context, cancellationToken) =>
         {
-            if (context.Description.ActionDescriptor.EndpointMetadata.OfType<JsonBody>().FirstOrDefault() is { } body)
+            var metadata = context.Description.ActionDescriptor.EndpointMetadata;
+            foreach (var parameter in metadata.OfType<DocumentedParameter>())
             {
+                operation.Parameters ??= [];
+                operation.Parameters.Add(new OpenApiParameter
+                {
+                    Name = parameter.Name, In = parameter.In, Required = parameter.Required, Description = parameter.Description, Schema = parameter.Schema(),
+                });
+            }
+
+            if (metadata.OfType<JsonBody>().FirstOrDefault() is { } body)
+            {
+                var schema = await context.GetOrCreateSchemaAsync(body.Type, null, cancellationToken);
+                if (schema is OpenApiSchema inline)
+                {
+                    RequestMembers(inline, body.Type);
+                }
+
                 operation.RequestBody = new OpenApiRequestBody
                 {
                     Required = body.Required,
-                    Content = new Dictionary<string, OpenApiMediaType>
-                    {
-                        ["application/json"] = new() { Schema = await context.GetOrCreateSchemaAsync(body.Type, null, cancellationToken) },
-                    },
+                    Content = new Dictionary<string, OpenApiMediaType> { ["application/json"] = new() { Schema = schema } },
                 };
             }
         });
+    }
+
+    /// <summary>A member that may be null is written only when it has a value: not required, and never null.</summary>
+    private static void NullableMembersAreOmitted(OpenApiSchema schema)
+    {
+        foreach (var (name, member) in schema.Properties?.ToArray() ?? [])
+        {
+            if (member is not OpenApiSchema inline)
+            {
+                continue;
+            }
+
+            if (inline.Type is { } type && type != JsonSchemaType.Null && type.HasFlag(JsonSchemaType.Null))
+            {
+                inline.Type = type & ~JsonSchemaType.Null;
+                schema.Required?.Remove(name);
+            }
+            else if (inline.OneOf is { Count: > 1 } options && options.FirstOrDefault(option => option.Type == JsonSchemaType.Null) is { } isNull)
+            {
+                options.Remove(isNull);
+                schema.Properties![name] = options.Count == 1 ? options[0] : inline;
+                schema.Required?.Remove(name);
+            }
+        }
+    }
+
+    /// <summary>A request body's members as the handlers check them: the record's parameters without a default are
+    /// required, and a null there is refused as missing; the ones with a default are optional, and null means absent.</summary>
+    private static void RequestMembers(OpenApiSchema schema, Type type)
+    {
+        var parameters = type.GetConstructors().MaxBy(constructor => constructor.GetParameters().Length)?.GetParameters() ?? [];
+        schema.Required = new HashSet<string>(
+            parameters.Where(parameter => !parameter.HasDefaultValue).Select(parameter => JsonNamingPolicy.CamelCase.ConvertName(parameter.Name!)));
+        foreach (var parameter in parameters)
+        {
+            if (schema.Properties is { } members && members.TryGetValue(JsonNamingPolicy.CamelCase.ConvertName(parameter.Name!), out var member)
+                && member is OpenApiSchema { Type: { } memberType } inline)
+            {
+                inline.Type = parameter.HasDefaultValue ? memberType | JsonSchemaType.Null : memberType & ~JsonSchemaType.Null;
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Etcdserverpb;
+using Microsoft.OpenApi;
 using Payments.Api.Apis;
 using Payments.Api.Idempotency;
 using Payments.Api.Problems;
@@ -13,9 +14,9 @@ using Payments.Api.OpenApi;
 
 namespace Payments.Api.Webhooks;
 
-public sealed record CreateWebhookEndpointRequest(string? Url, IReadOnlyList<string>? Events, string? Description);
+public sealed record CreateWebhookEndpointRequest(string? Url, IReadOnlyList<string>? Events = null, string? Description = null);
 
-public sealed record RotateWebhookSecretRequest(long? OverlapSeconds);
+public sealed record RotateWebhookSecretRequest(long? OverlapSeconds = null);
 
 /// <summary>An endpoint as the API shows it; <paramref name="Secret"/> only in the answer that created it or rotated
 /// its secret (the only times the merchant sees it).</summary>
@@ -37,7 +38,7 @@ public static partial class WebhooksApi
     {
         var endpoints = app.MapGroup("/v1/webhook-endpoints").WithTags("Webhooks");
         endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
-            .JsonBody<CreateWebhookEndpointRequest>().Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
+            .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
             .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, a retry gets the same endpoint.");
         endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage)
             .Produces<WebhookEndpointList>().Problems();
@@ -50,6 +51,13 @@ public static partial class WebhooksApi
             .WithDescription("Scope webhooks:manage. {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long.");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
             .Produces<EventPage>().Problems(400)
+            .QueryParameter("after", "The nextCursor of the page before.", () => new OpenApiSchema { Type = JsonSchemaType.String })
+            .QueryParameter("since", "Events from this time on (RFC 3339 with its offset); not with after.",
+                () => new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" })
+            .QueryParameter("type", "Only events of this type.",
+                () => new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. PaymentEvents.Types.Select(type => (System.Text.Json.Nodes.JsonNode)type)] })
+            .QueryParameter("limit", "Events per page (default 50).",
+                () => new OpenApiSchema { Type = JsonSchemaType.Integer, Minimum = "1", Maximum = MaxEventsPage.ToString(CultureInfo.InvariantCulture) })
             .WithDescription("Scope payments:read. The merchant's payment events, oldest first: ?after=<nextCursor> or ?since=<RFC 3339 time>, ?type=, ?limit=1-100 (default 50).");
     }
 
