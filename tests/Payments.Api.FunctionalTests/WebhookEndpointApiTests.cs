@@ -190,6 +190,12 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         var port = await Assert.ThrowsAsync<HttpRequestException>(async () =>
             await WebhookTargets.ConnectAsync(new System.Net.DnsEndPoint("93.184.216.34", 8443), allowLoopback: true, CancellationToken.None));
         Assert.Contains("port 8443", port.Message);
+        // Names are looked up as absolute names, never under the pod's search domains (ndots:5 would try
+        // "ledger.payments" as ledger.payments.<namespace>.svc.cluster.local first).
+        Assert.Equal("ledger.payments.", WebhookTargets.LookupName("ledger.payments"));
+        Assert.Equal("hooks.example.com.", WebhookTargets.LookupName("hooks.example.com."));
+        Assert.Equal("93.184.216.34", WebhookTargets.LookupName("93.184.216.34"));
+        Assert.Equal("localhost", WebhookTargets.LookupName("localhost"));
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("::ffff:10.0.0.1")));
         Assert.False(WebhookTargets.IsPublic(IPAddress.Parse("100.64.0.1")));
         Assert.True(WebhookTargets.IsPublic(IPAddress.Parse("93.184.216.34")));

@@ -81,7 +81,7 @@ public static class WebhookTargets
     public static async ValueTask<Stream> ConnectAsync(DnsEndPoint endpoint, bool allowLoopback, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        var addresses = await Dns.GetHostAddressesAsync(endpoint.Host, cancellationToken);
+        var addresses = await Dns.GetHostAddressesAsync(LookupName(endpoint.Host), cancellationToken);
         var allowed = addresses.Where(address => IsPublic(address) || (allowLoopback && IsLoopback(address))).ToArray();
         if (allowed.Length == 0)
         {
@@ -106,6 +106,19 @@ public static class WebhookTargets
             socket.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The name to resolve for <paramref name="host"/>: absolute (a trailing dot), so the resolver never tries
+    /// it under the pod's search domains first. Kubernetes sets ndots:5, so a relative "ledger.payments" would be tried
+    /// as ledger.payments.&lt;namespace&gt;.svc.cluster.local — the cluster's own service — before public DNS, and a
+    /// cluster whose service addresses are public-range would pass the address check. IP literals and localhost
+    /// (development's loopback) stay as they are.</summary>
+    public static string LookupName(string host)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        return IPAddress.TryParse(host, out _) || host.EndsWith('.') || string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase)
+            ? host
+            : host + ".";
     }
 
     /// <summary>False for loopback, private (RFC 1918, RFC 4193), link-local, shared (RFC 6598), benchmarking,
