@@ -115,6 +115,39 @@ public sealed class RegionFenceTests(EtcdClusterFixture etcd)
         await Assert.ThrowsAsync<RegionNotWritableException>(() => ledger.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
     }
 
+    /// <summary>The mirror's etcd lease is not a deadline: etcd gives every lease its whole TTL again when it elects a
+    /// new leader, so the key can outlive the region's deadline by up to a hold, while the standby takes over. The
+    /// deadline written beside it is what the region's apps obey. Here the clocks pass the deadline while the key's
+    /// (real-time) lease still runs, as after such a reset: before this, the region kept writing.</summary>
+    [Fact]
+    public async Task PastTheMirrorsDeadline_TheRegionDoesNotWrite_ThoughItsKeyLivesOn()
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var mirror = new RegionEpochMirror(etcd.Connection, prefix, clock);
+        Assert.True(await mirror.HoldAsync(4, Hold, CancellationToken.None));
+        var watcher = new RegionEpochWatcher(etcd.Connection, prefix, clock);
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.True(watcher.IsWritable);
+        var ledger = new EtcdLedger(etcd.Connection, prefix + "ledger/", TimeProvider.System, NullLogger<EtcdLedger>.Instance, watcher.CurrentFence);
+        var (debtor, creditor) = await OpenFundedAsync(ledger);
+
+        clock.Advance(Hold);
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.Equal(4, await mirror.ReadAsync(CancellationToken.None)); // the key is still there
+        Assert.False(watcher.IsWritable);
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => ledger.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
+
+        var unfenced = etcd.NewLedger(prefix: prefix + "ledger/");
+        Assert.Equal(1_000, (await unfenced.GetAccountAsync(debtor, CancellationToken.None))!.BalanceMinor);
+
+        // A renewal moves the deadline on, and the region writes again.
+        Assert.True(await mirror.HoldAsync(4, Hold, CancellationToken.None));
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.True(watcher.IsWritable);
+        Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(Transfer(debtor, creditor, 100), CancellationToken.None));
+    }
+
     private async Task<(EtcdLedger Ledger, RegionEpochMirror Mirror, string Prefix)> RegionAsync(long epoch, long mirrored)
     {
         var prefix = EtcdClusterFixture.NewPrefix();

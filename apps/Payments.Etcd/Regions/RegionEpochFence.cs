@@ -8,14 +8,18 @@ namespace Payments.Etcd.Regions;
 /// <c>{prefix}region/active-epoch</c> with the epoch the region won in the global active-region record. The key is
 /// put by <see cref="RegionEpochMirror"/> on a lease that ends before the region's global lease does, and deleted on
 /// demotion; a write compares it in its own transaction, so a region that lost its lease cannot commit even a write
-/// already in flight.</summary>
-public sealed class RegionEpochFence(string prefix, long epoch) : IWriteFence
+/// already in flight.
+/// <para><paramref name="expired"/>: the mirror's deadline has passed by the writer's clock (see
+/// <see cref="RegionEpochWatcher"/>); the write fails its compare whatever the key holds, and counts as fenced off.</para></summary>
+public sealed class RegionEpochFence(string prefix, long epoch, bool expired = false) : IWriteFence
 {
     public string Key { get; } = KeyFor(prefix);
 
     public long Epoch { get; } = epoch > 0 ? epoch : throw new ArgumentOutOfRangeException(nameof(epoch), epoch, "Epochs start at 1.");
 
-    public string Description => $"region epoch {Epoch}";
+    public bool Expired { get; } = expired;
+
+    public string Description => Expired ? $"region epoch {Epoch}, past its deadline" : $"region epoch {Epoch}";
 
     public static string KeyFor(string prefix) => EtcdBytes.AsPrefix(prefix) + "region/active-epoch";
 
@@ -30,7 +34,8 @@ public sealed class RegionEpochFence(string prefix, long epoch) : IWriteFence
             Key = EtcdBytes.Key(Key),
             Target = Compare.Types.CompareTarget.Value,
             Result = Compare.Types.CompareResult.Equal,
-            Value = Encode(Epoch),
+            // Past the deadline: a value the key never holds (epochs are digits), so nothing of the write commits.
+            Value = Expired ? ByteString.CopyFromUtf8("expired") : Encode(Epoch),
         });
         request.Failure.Add(EtcdBytes.Get(Key));
     }
@@ -41,6 +46,11 @@ public sealed class RegionEpochFence(string prefix, long epoch) : IWriteFence
         if (response.Succeeded)
         {
             return false;
+        }
+
+        if (Expired)
+        {
+            return true;
         }
 
         var key = EtcdBytes.Key(Key);

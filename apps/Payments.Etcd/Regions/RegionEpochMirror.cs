@@ -1,5 +1,6 @@
 using System.Globalization;
 using Etcdserverpb;
+using Google.Protobuf;
 
 namespace Payments.Etcd.Regions;
 
@@ -7,13 +8,25 @@ namespace Payments.Etcd.Regions;
 /// ledger write compares it (<see cref="RegionEpochFence"/>). Written only by the region's failover service: on each
 /// successful lease renewal it is put again on a fresh etcd lease that ends no later than the region's own demotion
 /// deadline, so a failover service that dies or hangs leaves a mirror that vanishes by itself; a demotion deletes it.
-/// An epoch never goes backwards here.</summary>
-public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix)
+/// An epoch never goes backwards here.
+/// <para>The lease alone is not a deadline: etcd gives every lease its whole TTL again when it elects a new leader
+/// (the lessor's promotion), so after a leader change the key can outlive the region's deadline by up to a hold —
+/// while the standby may already have taken over. So the deadline itself is written beside the epoch
+/// (<see cref="UntilKeyFor"/>, same transaction, same lease), and the apps stop writing when their clock passes it
+/// (<see cref="RegionEpochWatcher"/>), whatever the lease does.</para></summary>
+public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimeProvider? clock = null)
 {
+    private readonly TimeProvider clock = clock ?? TimeProvider.System;
+
     /// <summary>etcd rounds lease TTLs to whole seconds; shorter holds are refused rather than silently lengthened.</summary>
     public static readonly TimeSpan MinHold = TimeSpan.FromSeconds(1);
 
     public string Key { get; } = RegionEpochFence.KeyFor(prefix);
+
+    /// <summary>The key that holds the mirror's deadline (Unix milliseconds), beside <see cref="Key"/>.</summary>
+    public string UntilKey { get; } = UntilKeyFor(prefix);
+
+    public static string UntilKeyFor(string prefix) => EtcdBytes.AsPrefix(prefix) + "region/active-until";
 
     /// <summary>Puts <paramref name="epoch"/> for at most <paramref name="hold"/> (rounded down to whole seconds).
     /// The lease is granted before the put, so it expires no later than <paramref name="hold"/> after this call began.
@@ -22,6 +35,8 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(epoch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(hold, MinHold);
+        // Counted before the lease is granted, like the lease's own end: neither ends later than hold after this call.
+        var until = clock.GetUtcNow() + TimeSpan.FromSeconds(Math.Floor(hold.TotalSeconds));
         var lease = await EtcdConnection.CallAsync(
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = (long)Math.Floor(hold.TotalSeconds) }, cancellationToken: token),
             cancellationToken);
@@ -35,6 +50,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix)
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
         request.Success.Add(EtcdBytes.Put(Key, RegionEpochFence.Encode(epoch), lease.ID));
+        request.Success.Add(EtcdBytes.Put(UntilKey, ByteString.CopyFromUtf8(until.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)), lease.ID));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (!response.Succeeded)
         {
@@ -53,22 +69,40 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix)
     }
 
     /// <summary>Demotion: the region stops accepting writes at once (in-flight ledger transactions fail their compare).</summary>
-    public async Task ReleaseAsync(CancellationToken cancellationToken) =>
-        await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(Key) }, cancellationToken: token), cancellationToken);
-
-    /// <summary>The mirrored epoch, or null when the region holds none (not writable).</summary>
-    public async Task<long?> ReadAsync(CancellationToken cancellationToken)
+    public async Task ReleaseAsync(CancellationToken cancellationToken)
     {
-        var current = await ReadWithRevisionAsync(cancellationToken);
-        return current.ModRevision == 0 ? null : current.Epoch;
+        var request = new TxnRequest();
+        request.Success.Add(EtcdBytes.Delete(Key));
+        request.Success.Add(EtcdBytes.Delete(UntilKey));
+        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
     }
 
-    private async Task<(long Epoch, long ModRevision, long LeaseId)> ReadWithRevisionAsync(CancellationToken cancellationToken)
+    /// <summary>The mirrored epoch, or null when the region holds none (not writable).</summary>
+    public async Task<long?> ReadAsync(CancellationToken cancellationToken) => (await ReadHoldAsync(cancellationToken)).Epoch;
+
+    /// <summary>The mirrored epoch and its deadline, in one read; the deadline is null for a mirror written before
+    /// there was one (the lease alone bounds it then).</summary>
+    public async Task<(long? Epoch, DateTimeOffset? Until)> ReadHoldAsync(CancellationToken cancellationToken)
     {
+        var (epoch, modRevision, _, until) = await ReadWithRevisionAsync(cancellationToken);
+        return (modRevision == 0 ? null : epoch, modRevision == 0 ? null : until);
+    }
+
+    private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until)> ReadWithRevisionAsync(CancellationToken cancellationToken)
+    {
+        // Both keys in one range: "region/active-epoch" and "region/active-until" are the only keys under "region/active-".
+        var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
         var response = await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(Key) }, cancellationToken: token), cancellationToken);
-        var kv = response.Kvs.FirstOrDefault();
-        return kv is null ? (0, 0, 0) : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease);
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(from) }, cancellationToken: token),
+            cancellationToken);
+        var kv = response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(Key));
+        var untilKv = response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(UntilKey));
+        DateTimeOffset? until = untilKv is not null && long.TryParse(untilKv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture, out var ms)
+            ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
+            : null;
+        return kv is null
+            ? (0, 0, 0, null)
+            : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until);
     }
 
     private async Task RevokeQuietlyAsync(long leaseId)

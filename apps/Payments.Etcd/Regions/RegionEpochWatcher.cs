@@ -5,30 +5,40 @@ namespace Payments.Etcd.Regions;
 /// <summary>What the apps of a region know of its epoch mirror: polled (bounded) from etcd, so the ledger's writes
 /// carry the epoch the region currently holds and the API can refuse writes and report not-ready at once when the
 /// region is not active. The fence, not this view, is what keeps a demoted region from writing: a stale view only
-/// costs a refused write and a refresh.</summary>
+/// costs a refused write and a refresh — except past the mirror's deadline, which only the apps can enforce (etcd
+/// compares no clock, and may keep the key alive past it: <see cref="RegionEpochMirror"/>). Past it, the region is not
+/// writable and every fence it hands out fails, until a read finds a later deadline. A stale view holds an earlier
+/// deadline, never a later one. This compares the deadline with the app's clock, so the region's clocks count among
+/// those bounded by the failover's MaxClockSkew (docs/adr/0003).</summary>
 public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeProvider time)
 {
     public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
     private readonly RegionEpochMirror mirror = new(etcd, prefix);
     private long lastKnownEpoch;
+    private long untilUnixMs = long.MaxValue;
     private volatile bool writable;
 
-    /// <summary>True when the last read found an epoch mirrored (the region is active).</summary>
-    public bool IsWritable => writable;
+    /// <summary>True when the last read found an epoch mirrored (the region is active) and its deadline has not passed.</summary>
+    public bool IsWritable => writable && !PastDeadline;
 
-    public long? Epoch => writable ? Interlocked.Read(ref lastKnownEpoch) : null;
+    public long? Epoch => IsWritable ? Interlocked.Read(ref lastKnownEpoch) : null;
 
-    /// <summary>The fence for the next write: the last epoch seen (a write fails its compare if the mirror is gone).</summary>
-    public IWriteFence CurrentFence() => new RegionEpochFence(prefix, Math.Max(1, Interlocked.Read(ref lastKnownEpoch)));
+    private bool PastDeadline => time.GetUtcNow().ToUnixTimeMilliseconds() >= Interlocked.Read(ref untilUnixMs);
+
+    /// <summary>The fence for the next write: the last epoch seen (a write fails its compare if the mirror is gone), or
+    /// one that fails whatever the store holds once the mirror's deadline has passed.</summary>
+    public IWriteFence CurrentFence() =>
+        new RegionEpochFence(prefix, Math.Max(1, Interlocked.Read(ref lastKnownEpoch)), expired: PastDeadline);
 
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
         try
         {
-            var epoch = await mirror.ReadAsync(cancellationToken);
+            var (epoch, until) = await mirror.ReadHoldAsync(cancellationToken);
             if (epoch is { } held)
             {
                 Interlocked.Exchange(ref lastKnownEpoch, held);
+                Interlocked.Exchange(ref untilUnixMs, until?.ToUnixTimeMilliseconds() ?? long.MaxValue);
             }
 
             writable = epoch is not null;
