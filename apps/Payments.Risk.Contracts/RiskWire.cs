@@ -20,9 +20,21 @@ public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, s
             return null;
         }
 
-        if (!Domain.Currency.TryFromCode(Currency, out var currency) || AmountMinor <= 0 || string.IsNullOrEmpty(PaymentId))
+        if (!Domain.Currency.TryFromCode(Currency, out var currency) || AmountMinor <= 0)
         {
-            problem = "paymentId, a positive amountMinor and an ISO 4217 currency are required.";
+            problem = "A positive amountMinor and an ISO 4217 currency are required.";
+            return null;
+        }
+
+        // Bounded like every id the saga uses: each assessment is remembered in the debtor's velocity window.
+        if (!TransferId.TryParse(PaymentId, out _, out problem))
+        {
+            return null;
+        }
+
+        if (debtor == creditor)
+        {
+            problem = "The debtor and the creditor must differ.";
             return null;
         }
 

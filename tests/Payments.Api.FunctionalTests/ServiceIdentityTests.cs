@@ -158,6 +158,62 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         Assert.Equal(inTransitBefore, await BalanceAsync(AccountId.InTransit(Chf)));
     }
 
+    /// <summary>A caller's mistake, from an app allowed to call, gets problem+json with a stable type of ours — never a
+    /// bodiless 400/404, a 403 for a wrong method or Content-Type, a 500, or .NET's exception text — and writes nothing.
+    /// Found by probing the running services: each case below answered one of those before.</summary>
+    [Fact]
+    public async Task CallerMistakes_AtTheInternalServices_AreProblemJsonWithOurTypes()
+    {
+        await using var riskApp = await InProcessApp.StartRiskServiceAsync();
+        using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Api);
+        using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Orchestrator);
+        using var orchestrator = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator), ServiceRoles.Api);
+        using var risk = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Orchestrator);
+        var account = await OpenAsync();
+        var payment = "pay_" + Guid.NewGuid().ToString("N")[..24];
+        var transfer = "t-" + Guid.NewGuid().ToString("N");
+
+        (HttpResponseMessage Answer, HttpStatusCode Status, string Type)[] cases =
+        [
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", Json("{bad")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", Json("""{"id":5,"currency":"CHF"}""")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", new StringContent("{}", Encoding.UTF8, "text/plain")), HttpStatusCode.UnsupportedMediaType, ProblemTypes.UnsupportedMediaType),
+            (await ledgerAsApi.DeleteAsync(LedgerRoutes.Prefix + "accounts/" + account), HttpStatusCode.MethodNotAllowed, ProblemTypes.MethodNotAllowed),
+            (await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "accounts/nobody-" + Guid.NewGuid().ToString("N")), HttpStatusCode.NotFound, ProblemTypes.AccountNotFound),
+            (await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "accounts/bad%20id"), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await ledgerAsApi.GetAsync("no/such/route"), HttpStatusCode.NotFound, ProblemTypes.NotFound),
+            // A body without the limit was read as 0, and set it.
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts/" + account + "/overdraft", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts/" + account + "/overdraft", Json("""{"overdraftLimitMinor":"5"}""")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json($$"""{"kind":"single","id":"{{transfer}}","debitAccountId":"{{account}}","creditAccountId":"{{Funding}}","amountMinor":1,"currency":"CHF","issuedAtUnixMs":99999999999999999}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json("""{"kind":"post","issuedAtUnixMs":1}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await ledgerAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await ledgerAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[null]}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/", Json($$"""{"order":{"paymentId":"{{payment}}","merchantId":"m","debtorAccountId":"a b","creditorAccountId":"c","amountMinor":-1,"currency":"XXX"},"approvalTimeout":"00:10:00"}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            // A body without "approved" was a rejection nobody made.
+            (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/" + payment + "/approval", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await orchestrator.GetAsync(HttpPaymentWorkflows.Route + "/" + payment), HttpStatusCode.NotFound, ProblemTypes.PaymentNotFound),
+            (await risk.PostAsync(RiskRoutes.Assess, Json("{bad")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
+            (await risk.PostAsync(RiskRoutes.Assess, Json(RiskRequest().Replace("\"paymentId\":\"", "\"paymentId\":\"" + new string('p', 300), StringComparison.Ordinal))), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            (await risk.GetAsync(RiskRoutes.Assess), HttpStatusCode.MethodNotAllowed, ProblemTypes.MethodNotAllowed),
+        ];
+
+        foreach (var (answer, status, type) in cases)
+        {
+            var body = await answer.Content.ReadAsStringAsync();
+            var what = $"{answer.RequestMessage!.Method} {answer.RequestMessage.RequestUri!.PathAndQuery}: {(int)answer.StatusCode} {body}";
+            Assert.True(answer.StatusCode == status, what);
+            Assert.True(answer.Content.Headers.ContentType?.MediaType == "application/problem+json", what);
+            Assert.True((await answer.JsonAsync()).GetProperty("type").GetString() == type, what);
+            Assert.DoesNotContain("(Parameter '", body, StringComparison.Ordinal);
+            Assert.DoesNotContain("Actual value was", body, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(0, (await system.Ledger.GetAccountAsync(AccountId.Parse(account), CancellationToken.None))!.OverdraftLimitMinor);
+        Assert.Null(await system.Ledger.GetTransferAsync(TransferId.Parse(transfer), CancellationToken.None));
+    }
+
     private string Token(string target) =>
         InProcessApp.Identity.Settings(target)[ServiceIdentityOptions.Section + ":AppToken"];
 

@@ -49,10 +49,22 @@ public sealed class ProtocolAdapterTests
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1, 4), (uint)message.Length);
         message.CopyTo(frame, 5);
 
-        var rewritten = DaprWorkflowProtocolAdapter.RewriteFrames([.. frame, .. frame]);
+        var rewritten = DaprWorkflowProtocolAdapter.RewriteFrames([.. frame, .. frame])!;
 
         var length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(rewritten.AsSpan(1, 4));
         Assert.Equal(2 * (5 + length), rewritten.Length);
         Assert.Equal("x", EngineProto.OrchestratorResponse.Parser.ParseFrom(rewritten.AsSpan(5, length)).InstanceId);
+    }
+
+    /// <summary>A frame whose declared length passes the body's end (0xFFFFFFFF read as a negative int), or a message
+    /// that is not protobuf, made the adapter throw: a bare HTTP 500 without a gRPC status. Such a body now goes on
+    /// unchanged, and the gRPC service refuses it with its own status.</summary>
+    [Theory]
+    [InlineData(new byte[] { 0, 0, 0, 3, 0xe8, 1, 2, 3 })] // declares 1,000 bytes, has 3
+    [InlineData(new byte[] { 0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3 })] // declares 4 GiB
+    [InlineData(new byte[] { 0, 0, 0, 0, 3, 0xff, 0xff, 0xff })] // a truncated varint, not protobuf
+    public void MalformedFrames_AreNotRewritten(byte[] body)
+    {
+        Assert.Null(DaprWorkflowProtocolAdapter.RewriteFrames(body));
     }
 }

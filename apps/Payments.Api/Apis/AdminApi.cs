@@ -118,10 +118,8 @@ public static class AdminApi
             errors["merchantId"] = "merchantId is 1–64 letters, digits, '-' or '_', starting with a letter or digit.";
         }
 
-        if (request.Name is { Length: > MerchantRecord.MaxNameLength })
-        {
-            errors["name"] = $"name must be at most {MerchantRecord.MaxNameLength} characters.";
-        }
+        // Shown back to operators and in logs: no control or invisible characters, as for a payment's reference.
+        Validate.Text("name", request.Name, MerchantRecord.MaxNameLength, errors);
 
         if (errors.Count > 0)
         {

@@ -26,7 +26,8 @@ public sealed record OpenAccountWire(string Id, string Currency, long OverdraftL
 
 public sealed record OpenAccountOutcomeWire(AccountWire? Account, bool Created, string? ErrorCode, string? ErrorDetail);
 
-public sealed record SetOverdraftWire(long OverdraftLimitMinor);
+/// <summary>Nullable so that a body without the limit is refused, not read as 0.</summary>
+public sealed record SetOverdraftWire(long? OverdraftLimitMinor);
 
 public sealed record SetOverdraftOutcomeWire(AccountWire? Account, bool Changed, string? ErrorCode, string? ErrorDetail);
 
@@ -52,6 +53,12 @@ public static class LedgerWire
         };
     }
 
+    /// <summary>The last millisecond of the year 9999, the latest <see cref="DateTimeOffset"/>.</summary>
+    private const long MaxUnixMs = 253_402_300_799_999;
+
+    /// <summary>A hold's timeout at most: one year, far past any approval deadline, and far inside TimeSpan's range.</summary>
+    private const long MaxTimeoutMs = 366L * 24 * 60 * 60 * 1000;
+
     /// <summary>Null, with a reason, for a malformed wire transfer (the service answers 400).</summary>
     public static TransferRequest? FromWire(TransferWire wire, out string? problem)
     {
@@ -61,8 +68,15 @@ public static class LedgerWire
         {
             var id = TransferId.Parse(wire.Id);
             var issuedAt = wire.IssuedAtUnixMs is { } ms
-                ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
+                ? ms is >= 0 and <= MaxUnixMs
+                    ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
+                    : throw new ArgumentException("issuedAtUnixMs must be a Unix time in milliseconds, from 0 to the year 9999.")
                 : throw new ArgumentException("issuedAtUnixMs is required: the ledger remembers transfer ids only for its replay window, so every transfer names when it was first issued.");
+            if (wire.TimeoutMs is <= 0 or > MaxTimeoutMs)
+            {
+                throw new ArgumentException($"timeoutMs must be positive and at most {MaxTimeoutMs}.");
+            }
+
             TransferRequest request = wire.Kind switch
             {
                 "single" => new TransferRequest.Single(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire), wire.Reference),
@@ -76,7 +90,7 @@ public static class LedgerWire
         }
         catch (ArgumentException exception)
         {
-            problem = exception.Message;
+            problem = ProblemText.Reason(exception);
             return null;
         }
     }

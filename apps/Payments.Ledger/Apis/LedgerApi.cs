@@ -24,7 +24,7 @@ public static class LedgerApi
                 ? Refused(context, "An account is opened without an overdraft; the operator sets one through /accounts/{id}/overdraft.")
                 : AccountId.TryParseLedger(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, 0, cancellationToken))))
-                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest))
+                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed))
             .RequireCallers(ServiceRoles.Api);
         // Operator-only in the public API (its admin surface calls this through ILedger); the API alone may ask.
         ledger.MapPost("/accounts/{id}/overdraft", SetOverdraftAsync).RequireCallers(ServiceRoles.Api);
@@ -50,7 +50,7 @@ public static class LedgerApi
         }
         catch (ArgumentException exception)
         {
-            return Results.Problem(exception.Message, statusCode: StatusCodes.Status400BadRequest);
+            return Results.Problem(ProblemText.Reason(exception), statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
         if (LedgerCallerPolicy.ReadRefusal(accountId) is { } refusal)
@@ -58,7 +58,9 @@ public static class LedgerApi
             return Refused(context, refusal);
         }
 
-        return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account ? Results.Ok(LedgerWire.ToWire(account)) : Results.NotFound();
+        return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account
+            ? Results.Ok(LedgerWire.ToWire(account))
+            : Results.Problem($"The ledger has no account '{accountId.Value}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AccountNotFound);
     }
 
     private static async Task<IResult> GetTransferAsync(string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
@@ -82,8 +84,13 @@ public static class LedgerApi
             return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
+        if (body.OverdraftLimitMinor is not { } limit)
+        {
+            return Results.Problem("overdraftLimitMinor is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+        }
+
         return await Unavailable503(context, async () =>
-            Results.Ok(LedgerWire.ToWire(await etcdLedger.SetOverdraftLimitAsync(accountId, body.OverdraftLimitMinor, cancellationToken))));
+            Results.Ok(LedgerWire.ToWire(await etcdLedger.SetOverdraftLimitAsync(accountId, limit, cancellationToken))));
     }
 
     private static async Task<IResult> TransferAsync(
@@ -110,9 +117,19 @@ public static class LedgerApi
     private static async Task<IResult> BatchAsync(
         BatchWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken)
     {
-        var requests = new List<TransferRequest>();
-        foreach (var wire in body.Transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
+        if (body.Transfers is not { } transfers)
         {
+            return Results.Problem("transfers is required (an empty list is the ledger's batch-empty outcome).", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+        }
+
+        var requests = new List<TransferRequest>();
+        foreach (var wire in transfers.Take(EtcdLedger.MaxBatchTransfers + 1))
+        {
+            if (wire is null)
+            {
+                return Results.Problem("transfers must not contain null.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            }
+
             if (LedgerWire.FromWire(wire, out var problem) is not { } request)
             {
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);

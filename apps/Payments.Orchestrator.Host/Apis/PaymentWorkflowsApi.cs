@@ -15,7 +15,7 @@ internal static class PaymentWorkflowsApi
         var payments = app.MapGroup("/" + HttpPaymentWorkflows.Route).RequireCallers(ServiceRoles.Api);
         payments.MapPost("/", async (PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, CancellationToken cancellationToken) =>
         {
-            if (!TransferId.TryParse(input.PaymentId, out _, out var problem))
+            if (OrderProblem(input.Order) is { } problem)
             {
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
@@ -31,11 +31,59 @@ internal static class PaymentWorkflowsApi
             return Results.Accepted();
         });
         payments.MapGet("/{paymentId}", async (string paymentId, IPaymentWorkflows workflows, CancellationToken cancellationToken) =>
-            await workflows.GetAsync(paymentId, cancellationToken) is { } state ? Results.Ok(state) : Results.NotFound());
-        payments.MapPost("/{paymentId}/approval", async (string paymentId, ApprovalDecision decision, IPaymentWorkflows workflows, CancellationToken cancellationToken) =>
+            !TransferId.TryParse(paymentId, out _, out var problem)
+                ? Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed)
+                : await workflows.GetAsync(paymentId, cancellationToken) is { } state
+                    ? Results.Ok(state)
+                    : Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.PaymentNotFound));
+        payments.MapPost("/{paymentId}/approval", async (string paymentId, ApprovalWire decision, IPaymentWorkflows workflows, CancellationToken cancellationToken) =>
         {
-            await workflows.RaiseApprovalAsync(paymentId, decision, cancellationToken);
+            // A body without "approved" was read as false: a rejection nobody made.
+            if (!TransferId.TryParse(paymentId, out _, out var problem) || decision.Approved is not { } approved)
+            {
+                return Results.Problem(problem ?? "approved (true or false) is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            }
+
+            await workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approved, decision.Reviewer), cancellationToken);
             return Results.Accepted();
         });
     }
+
+    /// <summary>Longest reference accepted: the API's 140 characters of up to 4 UTF-16 units each.</summary>
+    private const int MaxReferenceUnits = 560;
+
+    /// <summary>Why the API's order cannot start a saga, or null. The API checks all of it first; checked again here
+    /// because no caller is trusted with the orchestrator's input (a saga started from a bad order retries risk's
+    /// refusals until it fails, and an order without a body failed with a 500).</summary>
+    private static string? OrderProblem(PaymentOrder? order)
+    {
+        if (order is null)
+        {
+            return "order is required.";
+        }
+
+        if (!TransferId.TryParse(order.PaymentId, out _, out var problem))
+        {
+            return problem;
+        }
+
+        if (string.IsNullOrWhiteSpace(order.MerchantId) || order.MerchantId.Length > 128 || order.MerchantId.Any(char.IsControl))
+        {
+            return "order.merchantId is required: up to 128 characters, no control characters.";
+        }
+
+        if (!AccountId.TryParseLedger(order.DebtorAccountId, out var debtor, out problem) || !AccountId.TryParseLedger(order.CreditorAccountId, out var creditor, out problem))
+        {
+            return problem;
+        }
+
+        return debtor == creditor ? "order's debtor and creditor must differ."
+            : order.AmountMinor <= 0 ? "order.amountMinor must be positive."
+            : !Currency.TryFromCode(order.Currency, out _) ? "order.currency must be an ISO 4217 code."
+            : order.Reference is { Length: > MaxReferenceUnits } ? $"order.reference is at most {MaxReferenceUnits} UTF-16 units."
+            : null;
+    }
+
+    /// <summary>The approval endpoint's body: <see cref="ApprovalDecision"/> with the decision required.</summary>
+    internal sealed record ApprovalWire(bool? Approved, string? Reviewer);
 }

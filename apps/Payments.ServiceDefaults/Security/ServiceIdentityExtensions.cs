@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using Payments.Domain;
 
@@ -23,13 +24,17 @@ public static class ServiceIdentityExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var options = ServiceIdentityOptions.From(builder.Configuration).ValidateForServing();
         builder.Services.AddSingleton(options);
+        // Numbers as JSON numbers only, as the public API reads them: an amount sent as "5" is a caller's mistake.
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
         return options;
     }
 
-    /// <summary>The check itself, for every endpoint of the app (call before mapping them; routing has run).</summary>
+    /// <summary>The check itself, for every endpoint of the app (call before mapping them; routing has run). Every
+    /// internal app calls it first, so it also installs the problem+json answers (<see cref="InternalProblems"/>).</summary>
     public static void UseServiceIdentity(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        app.UseInternalProblems();
         var options = app.Services.GetRequiredService<ServiceIdentityOptions>();
         var token = new SecretDigest(options.AppToken);
         var roles = options.Callers.Count == 0 ? null : options.Callers.ToDictionary(pair => pair.Value, pair => pair.Key, StringComparer.Ordinal);
@@ -52,9 +57,11 @@ public static class ServiceIdentityExtensions
                 return;
             }
 
-            if (endpoint is null)
+            if (endpoint is not RouteEndpoint)
             {
-                await next(context); // authenticated, no such route: 404
+                // Authenticated, and no route of ours: none at all (404), or the framework's own refusal of a route's
+                // wrong method (405) or wrong Content-Type (415), which names no callers and was answered 403.
+                await next(context);
                 return;
             }
 

@@ -45,20 +45,31 @@ internal static class DaprWorkflowProtocolAdapter
             return;
         }
 
+        // Read at most one byte past the limit: the whole body is held in memory to be rewritten.
         using var original = new MemoryStream();
-        await context.Request.Body.CopyToAsync(original, context.RequestAborted);
-        if (original.Length > MaxRequestBytes)
+        var buffer = new byte[81_920];
+        int read;
+        while ((read = await context.Request.Body.ReadAsync(buffer, context.RequestAborted)) > 0)
         {
-            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
-            return;
+            original.Write(buffer, 0, read);
+            if (original.Length > MaxRequestBytes)
+            {
+                // A gRPC answer (trailers only), as the caller's gRPC client expects one: RESOURCE_EXHAUSTED.
+                context.Response.ContentType = "application/grpc";
+                context.Response.Headers["grpc-status"] = "8";
+                context.Response.Headers["grpc-message"] = $"The request is larger than {MaxRequestBytes} bytes.";
+                return;
+            }
         }
 
-        context.Request.Body = new MemoryStream(RewriteFrames(original.ToArray()));
+        // A body that is not well-framed protobuf goes on as it came: the gRPC service refuses it with its own status.
+        context.Request.Body = new MemoryStream(RewriteFrames(original.ToArray()) ?? original.ToArray());
         await next(context);
     }
 
-    /// <summary>Rewrites each gRPC length-prefixed message (1 byte compression flag, 4 bytes big-endian length).</summary>
-    internal static byte[] RewriteFrames(byte[] body)
+    /// <summary>Rewrites each gRPC length-prefixed message (1 byte compression flag, 4 bytes big-endian length); null
+    /// when the frames do not add up to the body or a message is not protobuf.</summary>
+    internal static byte[]? RewriteFrames(byte[] body)
     {
         using var rewritten = new MemoryStream(body.Length);
         Span<byte> header = stackalloc byte[FrameHeaderBytes];
@@ -66,10 +77,25 @@ internal static class DaprWorkflowProtocolAdapter
         while (offset + FrameHeaderBytes <= body.Length)
         {
             var compressed = body[offset] != 0;
-            var length = (int)BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(offset + 1, 4));
+            var declared = BinaryPrimitives.ReadUInt32BigEndian(body.AsSpan(offset + 1, 4));
+            if (declared > (uint)(body.Length - offset - FrameHeaderBytes))
+            {
+                return null;
+            }
+
+            var length = (int)declared;
             var message = body.AsSpan(offset + FrameHeaderBytes, length);
-            // Dapr's client does not compress; a compressed frame is passed on untouched.
-            var output = compressed ? message.ToArray() : WorkflowResponseFilter.Apply(message);
+            byte[] output;
+            try
+            {
+                // Dapr's client does not compress; a compressed frame is passed on untouched.
+                output = compressed ? message.ToArray() : WorkflowResponseFilter.Apply(message);
+            }
+            catch (Google.Protobuf.InvalidProtocolBufferException)
+            {
+                return null;
+            }
+
             header[0] = body[offset];
             BinaryPrimitives.WriteUInt32BigEndian(header[1..], (uint)output.Length);
             rewritten.Write(header);

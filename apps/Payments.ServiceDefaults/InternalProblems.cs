@@ -1,0 +1,51 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.WebUtilities;
+using Payments.Domain;
+
+namespace Payments.ServiceDefaults;
+
+/// <summary>Every refusal of an internal app (ledger, risk, orchestrator) is problem+json with a stable type of ours,
+/// like the public API's: a body the framework could not bind (malformed JSON, a wrong type, an empty body) was a bare
+/// 400, an unknown route a bare 404, and an exception a bare 500. No exception text reaches the caller; the log has it.</summary>
+public static class InternalProblems
+{
+    /// <summary>Call first: the handlers below must wrap everything else.</summary>
+    public static void UseInternalProblems(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
+        app.UseStatusCodePages(async pages =>
+        {
+            var status = pages.HttpContext.Response.StatusCode;
+            var (type, title) = status switch
+            {
+                StatusCodes.Status400BadRequest => (ProblemTypes.MalformedRequest, "The request body is malformed or not of the expected shape."),
+                StatusCodes.Status404NotFound => (ProblemTypes.NotFound, "Not found."),
+                StatusCodes.Status405MethodNotAllowed => (ProblemTypes.MethodNotAllowed, "This method is not allowed here; the Allow header lists those that are."),
+                StatusCodes.Status413PayloadTooLarge => (ProblemTypes.PayloadTooLarge, "The request body is too large."),
+                StatusCodes.Status415UnsupportedMediaType => (ProblemTypes.UnsupportedMediaType, "Send the body as application/json."),
+                _ => (ProblemTypes.Base + "http-" + status.ToString(CultureInfo.InvariantCulture), ReasonPhrases.GetReasonPhrase(status)),
+            };
+            await Results.Problem(title: title, statusCode: status, type: type).ExecuteAsync(pages.HttpContext);
+        });
+    }
+
+    private static async Task WriteUnhandledAsync(HttpContext context)
+    {
+        var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        var result = error switch
+        {
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
+                Results.Problem(title: "The request body is too large.", statusCode: StatusCodes.Status413PayloadTooLarge, type: ProblemTypes.PayloadTooLarge),
+            BadHttpRequestException or JsonException =>
+                Results.Problem(title: "The request body is malformed or not of the expected shape.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
+            _ => Results.Problem(title: "Something went wrong in this service.", detail: $"Trace id {context.TraceIdentifier}; the service's log has the cause.",
+                statusCode: StatusCodes.Status500InternalServerError, type: ProblemTypes.InternalError),
+        };
+        await result.ExecuteAsync(context);
+    }
+}
