@@ -43,9 +43,13 @@ public sealed class RegionLeaseOptions
             throw new InvalidOperationException("Region:DemoteMargin must be at least 1 s and shorter than Region:LeaseDuration.");
         }
 
-        if (RenewInterval <= TimeSpan.Zero || RenewInterval * 2 > LeaseDuration - DemoteMargin)
+        // The apps stop writing DeadlineMargin before the deadline (a write started then must commit before it), so two
+        // renewals must fit with that much to spare, or writes would pause between renewals.
+        var margin = Payments.Etcd.Regions.RegionEpochWatcher.DeadlineMargin;
+        if (RenewInterval <= TimeSpan.Zero || RenewInterval * 2 + margin > LeaseDuration - DemoteMargin)
         {
-            throw new InvalidOperationException("Region:RenewInterval must allow two renewals within LeaseDuration − DemoteMargin.");
+            throw new InvalidOperationException(
+                $"Region:RenewInterval must allow two renewals and the apps' {margin.TotalSeconds:0} s deadline margin within LeaseDuration − DemoteMargin.");
         }
 
         if (DemoteMargin + PromotionMargin <= MaxClockSkew * 2)

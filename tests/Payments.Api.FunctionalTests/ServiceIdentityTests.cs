@@ -170,6 +170,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         using var orchestrator = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator), ServiceRoles.Api);
         using var risk = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Orchestrator);
         var account = await OpenAsync();
+        // A limit other than 0: a body without one was read as 0 and set.
+        await system.Ledger.SetOverdraftLimitAsync(AccountId.Parse(account), 500, CancellationToken.None);
         var payment = "pay_" + Guid.NewGuid().ToString("N")[..24];
         var transfer = "t-" + Guid.NewGuid().ToString("N");
 
@@ -210,7 +212,7 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             Assert.DoesNotContain("Actual value was", body, StringComparison.Ordinal);
         }
 
-        Assert.Equal(0, (await system.Ledger.GetAccountAsync(AccountId.Parse(account), CancellationToken.None))!.OverdraftLimitMinor);
+        Assert.Equal(500, (await system.Ledger.GetAccountAsync(AccountId.Parse(account), CancellationToken.None))!.OverdraftLimitMinor);
         Assert.Null(await system.Ledger.GetTransferAsync(TransferId.Parse(transfer), CancellationToken.None));
     }
 

@@ -63,6 +63,8 @@ public sealed class ProtocolAdapterTests
     [InlineData(new byte[] { 0, 0, 0, 3, 0xe8, 1, 2, 3 })] // declares 1,000 bytes, has 3
     [InlineData(new byte[] { 0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3 })] // declares 4 GiB
     [InlineData(new byte[] { 0, 0, 0, 0, 3, 0xff, 0xff, 0xff })] // a truncated varint, not protobuf
+    [InlineData(new byte[] { 0, 0, 0, 0, 1, 0x0B })] // a group's start: a wire type the filter does not read
+    [InlineData(new byte[] { 0, 0, 0, 0, 2, 0x0A, 0x00, 7, 7 })] // a whole frame, then two stray bytes
     public void MalformedFrames_AreNotRewritten(byte[] body)
     {
         Assert.Null(DaprWorkflowProtocolAdapter.RewriteFrames(body));

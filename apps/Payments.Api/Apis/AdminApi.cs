@@ -118,8 +118,13 @@ public static class AdminApi
             errors["merchantId"] = "merchantId is 1–64 letters, digits, '-' or '_', starting with a letter or digit.";
         }
 
-        // Shown back to operators and in logs: no control or invisible characters, as for a payment's reference.
+        // Shown back to operators and in logs: no control or invisible characters, as for a payment's reference; and
+        // still at most MaxNameLength UTF-16 units, as stored records always were.
         Validate.Text("name", request.Name, MerchantRecord.MaxNameLength, errors);
+        if (request.Name is { Length: > MerchantRecord.MaxNameLength })
+        {
+            errors["name"] = $"name must be at most {MerchantRecord.MaxNameLength} characters.";
+        }
 
         if (errors.Count > 0)
         {

@@ -23,7 +23,13 @@ public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeP
 
     public long? Epoch => IsWritable ? Interlocked.Read(ref lastKnownEpoch) : null;
 
-    private bool PastDeadline => time.GetUtcNow().ToUnixTimeMilliseconds() >= Interlocked.Read(ref untilUnixMs);
+    /// <summary>How long before the deadline writes stop: a write started then may take up to its call's timeout to
+    /// commit, and it must commit before the deadline. Renewals keep the deadline at least this far ahead
+    /// (RegionLeaseOptions.Validate requires it), so this only bites when they fail.</summary>
+    public static readonly TimeSpan DeadlineMargin = EtcdConnection.CallTimeout;
+
+    private bool PastDeadline =>
+        time.GetUtcNow().ToUnixTimeMilliseconds() >= Interlocked.Read(ref untilUnixMs) - (long)DeadlineMargin.TotalMilliseconds;
 
     /// <summary>The fence for the next write: the last epoch seen (a write fails its compare if the mirror is gone), or
     /// one that fails whatever the store holds once the mirror's deadline has passed.</summary>

@@ -72,9 +72,10 @@ public static class LedgerWire
                     ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
                     : throw new ArgumentException("issuedAtUnixMs must be a Unix time in milliseconds, from 0 to the year 9999.")
                 : throw new ArgumentException("issuedAtUnixMs is required: the ledger remembers transfer ids only for its replay window, so every transfer names when it was first issued.");
-            if (wire.TimeoutMs is <= 0 or > MaxTimeoutMs)
+            // Only what .NET cannot represent; a timeout of 0 or less is the ledger's own invalid-timeout outcome.
+            if (wire.TimeoutMs is > MaxTimeoutMs)
             {
-                throw new ArgumentException($"timeoutMs must be positive and at most {MaxTimeoutMs}.");
+                throw new ArgumentException($"timeoutMs must be at most {MaxTimeoutMs}.");
             }
 
             TransferRequest request = wire.Kind switch

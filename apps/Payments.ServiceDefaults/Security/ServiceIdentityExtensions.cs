@@ -57,10 +57,11 @@ public static class ServiceIdentityExtensions
                 return;
             }
 
-            if (endpoint is not RouteEndpoint)
+            if (endpoint is null || (endpoint is not RouteEndpoint && endpoint.Metadata.Count == 0))
             {
                 // Authenticated, and no route of ours: none at all (404), or the framework's own refusal of a route's
-                // wrong method (405) or wrong Content-Type (415), which names no callers and was answered 403.
+                // wrong method (405) or wrong Content-Type (415) — an endpoint without a route or any metadata, which
+                // runs no handler of ours and was answered 403. Any other endpoint still needs its named roles.
                 await next(context);
                 return;
             }

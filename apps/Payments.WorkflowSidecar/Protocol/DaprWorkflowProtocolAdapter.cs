@@ -45,7 +45,7 @@ internal static class DaprWorkflowProtocolAdapter
             return;
         }
 
-        // Read at most one byte past the limit: the whole body is held in memory to be rewritten.
+        // Read no further than one buffer past the limit: the whole body is held in memory to be rewritten.
         using var original = new MemoryStream();
         var buffer = new byte[81_920];
         int read;
@@ -91,7 +91,7 @@ internal static class DaprWorkflowProtocolAdapter
                 // Dapr's client does not compress; a compressed frame is passed on untouched.
                 output = compressed ? message.ToArray() : WorkflowResponseFilter.Apply(message);
             }
-            catch (Google.Protobuf.InvalidProtocolBufferException)
+            catch (Exception exception) when (exception is Google.Protobuf.InvalidProtocolBufferException or InvalidDataException)
             {
                 return null;
             }
@@ -103,6 +103,7 @@ internal static class DaprWorkflowProtocolAdapter
             offset += FrameHeaderBytes + length;
         }
 
-        return rewritten.ToArray();
+        // Bytes left that do not make a frame header: not a well-framed body either.
+        return offset == body.Length ? rewritten.ToArray() : null;
     }
 }
