@@ -119,5 +119,14 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
         using var byLedgerId = await admin.PutAsJsonAsync($"/admin/v1/accounts/{namespaced.Value}/overdraft", new { overdraftLimitMinor = 300 });
         Assert.Equal(HttpStatusCode.OK, byLedgerId.StatusCode);
         Assert.Equal(300, (await system.Ledger.GetAccountAsync(namespaced, CancellationToken.None))!.OverdraftLimitMinor);
+
+        // What is missing is named: a merchant that does not exist, or an account the ledger does not have (this route
+        // names no merchant, so "for this merchant" sent operators looking in the wrong place).
+        using var noMerchant = await admin.PutAsJsonAsync($"/admin/v1/merchants/nobody-{Guid.NewGuid():N}"[..40] + $"/accounts/{id}/overdraft", new { overdraftLimitMinor = 250 });
+        Assert.Equal(HttpStatusCode.NotFound, noMerchant.StatusCode);
+        Assert.Equal(ProblemTypes.MerchantNotFound, (await noMerchant.JsonAsync()).GetProperty("type").GetString());
+        using var noAccount = await admin.PutAsJsonAsync("/admin/v1/accounts/no-such-account/overdraft", new { overdraftLimitMinor = 250 });
+        Assert.Equal(HttpStatusCode.NotFound, noAccount.StatusCode);
+        Assert.Equal("The ledger has no account 'no-such-account'.", (await noAccount.JsonAsync()).GetProperty("detail").GetString());
     }
 }

@@ -55,7 +55,13 @@ public static class AdminApi
             return invalid.ToResult();
         }
 
-        if (!MerchantRecord.IsValidId(merchantId) || !AccountId.TryParse(accountId, out _, out _))
+        // An unknown merchant is named as such: "no account for this merchant" sent operators looking for an account.
+        if (!MerchantRecord.IsValidId(merchantId) || await store.GetMerchantAsync(merchantId, context.RequestAborted) is null)
+        {
+            return MerchantNotFound(merchantId).ToResult();
+        }
+
+        if (!AccountId.TryParse(accountId, out _, out _))
         {
             return Reply.AccountNotFound(accountId).ToResult();
         }
@@ -91,7 +97,7 @@ public static class AdminApi
     {
         if (!AccountId.TryParseLedger(accountId, out var id, out _))
         {
-            return Reply.AccountNotFound(accountId).ToResult();
+            return Reply.LedgerAccountNotFound(accountId).ToResult();
         }
 
         var reply = await Overdrafts.SetAsync(ledger, limits, id, limit, context.RequestAborted);

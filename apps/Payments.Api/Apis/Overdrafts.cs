@@ -28,7 +28,7 @@ public static class Overdrafts
 
         if (accountId.IsSystem || await ledger.GetAccountAsync(accountId, cancellationToken) is not { } account)
         {
-            return Reply.AccountNotFound(accountId.Value);
+            return Reply.LedgerAccountNotFound(accountId.Value);
         }
 
         var max = limits.For(account.Currency).MaxOverdraftMinor;
@@ -43,7 +43,7 @@ public static class Overdrafts
         return await ledger.SetOverdraftLimitAsync(accountId, overdraftLimitMinor, cancellationToken) switch
         {
             SetOverdraftOutcome.Set set => Reply.Json(StatusCodes.Status200OK, AccountsApi.ToResponse(set.Account)),
-            SetOverdraftOutcome.Failed { Error.Code: LedgerError.AccountNotFound } => Reply.AccountNotFound(accountId.Value),
+            SetOverdraftOutcome.Failed { Error.Code: LedgerError.AccountNotFound } => Reply.LedgerAccountNotFound(accountId.Value),
             SetOverdraftOutcome.Failed { Error.Code: LedgerError.OverdraftInUse } failed => Reply.Problem(
                 StatusCodes.Status422UnprocessableEntity, ProblemTypes.OverdraftInUse, "The account already uses more overdraft than that.", failed.Error.Detail),
             SetOverdraftOutcome.Failed failed => AccountsApi.LedgerProblem(failed.Error),

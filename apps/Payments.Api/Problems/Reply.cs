@@ -50,6 +50,10 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
     public static Reply AccountNotFound(string accountId) =>
         Problem(StatusCodes.Status404NotFound, ProblemTypes.AccountNotFound, "Account not found.", $"No account '{Echo(accountId)}' for this merchant.");
 
+    /// <summary>For the operator's routes, which name ledger accounts, not a merchant's.</summary>
+    public static Reply LedgerAccountNotFound(string ledgerAccountId) =>
+        Problem(StatusCodes.Status404NotFound, ProblemTypes.AccountNotFound, "Account not found.", $"The ledger has no account '{Echo(ledgerAccountId)}'.");
+
     public static Reply PaymentNotFound(string paymentId) =>
         Problem(StatusCodes.Status404NotFound, ProblemTypes.PaymentNotFound, "Payment not found.", $"No payment '{Echo(paymentId)}' for this merchant.");
 
