@@ -51,6 +51,10 @@ public sealed class OpenApiConformanceTests(ApiSystemFixture system)
         await SendAsync(document, client, "/v1/webhook-endpoints", "/v1/webhook-endpoints",
             "{\"url\":\"https://hooks.example.com/openapi\",\"events\":null,\"description\":null}", null, HttpStatusCode.Created);
         await GetAsync(document, client, "/v1/webhook-endpoints", "/v1/webhook-endpoints", HttpStatusCode.OK);
+        // The status is one of the five the API names: a generated client can make an enum of them.
+        var statuses = document.GetProperty("components").GetProperty("schemas").GetProperty("PaymentResponse")
+            .GetProperty("properties").GetProperty("status").GetProperty("enum").EnumerateArray().Select(value => value.GetString());
+        Assert.Equal(Payments.Domain.PaymentStatus.All, statuses);
         var events = await GetAsync(document, client, "/v1/events", "/v1/events?limit=100", HttpStatusCode.OK);
         Assert.Contains(events.GetProperty("data").EnumerateArray(), item => item.GetProperty("type").GetString() == "payment.completed");
     }

@@ -105,9 +105,20 @@ public static class ApiDocumentation
         // (request bodies are inline, RequestMembers); only a document transformer sees them with their final form.
         options.AddDocumentTransformer((document, _, _) =>
         {
-            foreach (var schema in document.Components?.Schemas?.Values.OfType<OpenApiSchema>() ?? [])
+            foreach (var (name, schema) in document.Components?.Schemas ?? new Dictionary<string, IOpenApiSchema>())
             {
-                NullableMembersAreOmitted(schema);
+                if (schema is not OpenApiSchema inline)
+                {
+                    continue;
+                }
+
+                NullableMembersAreOmitted(inline);
+                // A payment's status is one of five words; a generated client can make an enum of them.
+                if (name is "PaymentResponse" or "PaymentAccepted" && inline.Properties is { } members
+                    && members.TryGetValue("status", out var member) && member is OpenApiSchema status)
+                {
+                    status.Enum = [.. PaymentStatus.All.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
+                }
             }
 
             return Task.CompletedTask;
