@@ -105,22 +105,7 @@ public static class ApiDocumentation
         // (request bodies are inline, RequestMembers); only a document transformer sees them with their final form.
         options.AddDocumentTransformer((document, _, _) =>
         {
-            foreach (var (name, schema) in document.Components?.Schemas ?? new Dictionary<string, IOpenApiSchema>())
-            {
-                if (schema is not OpenApiSchema inline)
-                {
-                    continue;
-                }
-
-                NullableMembersAreOmitted(inline);
-                // A payment's status is one of five words; a generated client can make an enum of them.
-                if (name is "PaymentResponse" or "PaymentAccepted" && inline.Properties is { } members
-                    && members.TryGetValue("status", out var member) && member is OpenApiSchema status)
-                {
-                    status.Enum = [.. PaymentStatus.All.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
-                }
-            }
-
+            DescribeAnswers(document);
             return Task.CompletedTask;
         });
         options.AddOperationTransformer(async (operation, context, cancellationToken) =>
@@ -150,6 +135,26 @@ public static class ApiDocumentation
                 };
             }
         });
+    }
+
+    /// <summary>The answers' types as the API writes them (see <see cref="NullableMembersAreOmitted"/>), and a payment's
+    /// status as the enum of its five words, so a generated client can make a type of it.</summary>
+    private static void DescribeAnswers(OpenApiDocument document)
+    {
+        foreach (var (name, schema) in document.Components?.Schemas ?? new Dictionary<string, IOpenApiSchema>())
+        {
+            if (schema is not OpenApiSchema inline)
+            {
+                continue;
+            }
+
+            NullableMembersAreOmitted(inline);
+            if (name is "PaymentResponse" or "PaymentAccepted" && inline.Properties is { } members
+                && members.TryGetValue("status", out var member) && member is OpenApiSchema status)
+            {
+                status.Enum = [.. PaymentStatus.All.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
+            }
+        }
     }
 
     /// <summary>A member that may be null is written only when it has a value: not required, and never null.</summary>
