@@ -55,8 +55,13 @@ public sealed class OpenApiConformanceTests(ApiSystemFixture system)
         var statuses = document.GetProperty("components").GetProperty("schemas").GetProperty("PaymentResponse")
             .GetProperty("properties").GetProperty("status").GetProperty("enum").EnumerateArray().Select(value => value.GetString());
         Assert.Equal(Payments.Domain.PaymentStatus.All, statuses);
+        // The events page has its items' schema (validated above): the payment as GET shows it, without a reference.
         var events = await GetAsync(document, client, "/v1/events", "/v1/events?limit=100", HttpStatusCode.OK);
-        Assert.Contains(events.GetProperty("data").EnumerateArray(), item => item.GetProperty("type").GetString() == "payment.completed");
+        var completed = Assert.Single(events.GetProperty("data").EnumerateArray(), item => item.GetProperty("type").GetString() == "payment.completed");
+        Assert.False(completed.GetProperty("data").TryGetProperty("reference", out _), completed.GetRawText());
+        var types = document.GetProperty("components").GetProperty("schemas").GetProperty("PaymentEvent")
+            .GetProperty("properties").GetProperty("type").GetProperty("enum").EnumerateArray().Select(value => value.GetString());
+        Assert.Equal(Payments.Orchestrator.Client.Records.PaymentEvents.Types, types);
     }
 
     [Fact]

@@ -55,6 +55,9 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
             var paymentId = body.GetProperty("data").GetProperty("paymentId").GetString()!;
             Assert.Contains(paymentId, paymentIds);
             Assert.Equal("payment." + body.GetProperty("data").GetProperty("status").GetString(), body.GetProperty("type").GetString());
+            // As GET /v1/payments/{id} shows the payment: what it lacks (these have no reference) is left out, never null.
+            Assert.DoesNotContain(body.GetProperty("data").EnumerateObject(), member => member.Value.ValueKind == JsonValueKind.Null);
+            Assert.False(body.GetProperty("data").TryGetProperty("reference", out var present), body.GetRawText());
         }
 
         Assert.True(receiver.Received.Any(delivery => delivery.Attempt > 1), "No delivery was retried: the receiver's failures were not exercised.");

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 using Payments.Domain;
+using Payments.Orchestrator.Client.Records;
 using Payments.ServiceDefaults.Security;
 
 namespace Payments.Api.OpenApi;
@@ -149,10 +150,17 @@ public static class ApiDocumentation
             }
 
             NullableMembersAreOmitted(inline);
-            if (name is "PaymentResponse" or "PaymentAccepted" && inline.Properties is { } members
-                && members.TryGetValue("status", out var member) && member is OpenApiSchema status)
+            // A payment's status is one of five words and an event's type one of four: a generated client can make
+            // enums of them.
+            (string? member, IReadOnlyList<string> values) = name switch
             {
-                status.Enum = [.. PaymentStatus.All.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
+                "PaymentResponse" or "PaymentAccepted" or "PaymentEventData" => ("status", PaymentStatus.All),
+                "PaymentEvent" => ("type", PaymentEvents.Types),
+                _ => (null, Array.Empty<string>()),
+            };
+            if (member is not null && inline.Properties is { } members && members.TryGetValue(member, out var found) && found is OpenApiSchema words)
+            {
+                words.Enum = [.. values.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
             }
         }
     }

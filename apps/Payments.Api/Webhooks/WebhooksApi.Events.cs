@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using Etcdserverpb;
 using Payments.Api.Problems;
@@ -72,9 +71,11 @@ public static partial class WebhooksApi
         {
             Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(root), Limit = limit,
         }, cancellationToken: token), context.RequestAborted);
+        // Read into the event's type and written as the API writes answers: events stored with null members (before
+        // they were left out) read the same as the webhook bodies of today, and the document has the page's schema.
         var data = response.Kvs
-            .Select(kv => JsonSerializer.Deserialize<JsonElement>(kv.Value.Span))
-            .Where(element => type is null || element.GetProperty("type").GetString() == type)
+            .Select(kv => PaymentEvents.Deserialize(kv.Value.Span))
+            .Where(paymentEvent => type is null || paymentEvent.Type == type)
             .ToArray();
         var next = response.Kvs.Count > 0 ? response.Kvs[^1].Key.ToStringUtf8()[root.Length..] : after;
         return Reply.Json(StatusCodes.Status200OK, new EventPage(data, response.More, next)).ToResult();

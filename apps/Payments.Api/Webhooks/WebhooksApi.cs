@@ -26,7 +26,7 @@ public sealed record WebhookEndpointResponse(
 public sealed record WebhookEndpointList(IReadOnlyList<WebhookEndpointResponse> Data);
 
 /// <summary>A page of events; <paramref name="NextCursor"/> goes into <c>?after=</c> for the next page.</summary>
-public sealed record EventPage(IReadOnlyList<System.Text.Json.JsonElement> Data, bool HasMore, string? NextCursor);
+public sealed record EventPage(IReadOnlyList<PaymentEvent> Data, bool HasMore, string? NextCursor);
 
 /// <summary><c>/v1/webhook-endpoints</c> (scope webhooks:manage) and <c>GET /v1/events</c> (scope payments:read).</summary>
 public static partial class WebhooksApi

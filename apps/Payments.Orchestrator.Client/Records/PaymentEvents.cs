@@ -36,7 +36,12 @@ public static class PaymentEvents
 
     public static IReadOnlyList<string> Types { get; } = [AwaitingApproval, Completed, Failed, Compensated];
 
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    /// <summary>As the API writes its answers: a member the payment lacks (reference, reason) is left out, never
+    /// <c>null</c>, so a webhook body and <c>GET /v1/payments/{id}</c> show a payment alike.</summary>
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
 
     /// <summary>The event a record entering <paramref name="status"/> raises, or null (back to pending raises none).</summary>
     public static string? TypeFor(string status) => status switch
