@@ -68,6 +68,18 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         return replica;
     }
 
+    /// <summary>A replica over data of its own under <paramref name="keyPrefix"/> (granted to the API's etcd user), so
+    /// that its background work (the webhook dispatcher's lock, trimming) meets nothing of the shared system's.</summary>
+    public async Task<WebApplicationFactory<Program>> StartReplicaAsync(string keyPrefix, Action<IWebHostBuilder>? configure = null)
+    {
+        await InProcessApp.GrantAsync(etcd.Cluster, keyPrefix);
+        return StartReplica(web =>
+        {
+            web.UseSetting("Payments:KeyPrefix", keyPrefix);
+            configure?.Invoke(web);
+        });
+    }
+
     /// <summary>The API as the run command configures it: the ledger service and the orchestrator over HTTP.</summary>
     private void Configure(IWebHostBuilder web, string keyPrefix, bool regional)
     {

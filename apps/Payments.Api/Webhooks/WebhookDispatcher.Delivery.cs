@@ -142,6 +142,16 @@ public sealed partial class WebhookDispatcher
             return;
         }
 
+        if (!options.Deliver)
+        {
+            // Nothing takes the outbox's markers while delivery is off: those older than the retry window go (no
+            // delivery would be attempted for them any more); younger ones stay, so turning delivery back on sends them.
+            await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
+            {
+                Key = EtcdBytes.Key(deliveries.OutboxRoot), RangeEnd = EtcdBytes.Key(deliveries.OutboxRoot + EtcdBytes.TimeKey(now - options.RetryFor)),
+            }, cancellationToken: token), cancellationToken);
+        }
+
         var eventsRoot = records.EventsRoot;
         var cutoff = EtcdBytes.TimeKey(now - options.EventRetention);
         var from = trimCursor ?? eventsRoot;

@@ -80,11 +80,7 @@ public sealed partial class WebhookDispatcher(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (!options.Deliver)
-        {
-            return;
-        }
-
+        // Runs with delivery off too: the payments still write events and outbox markers, and only this trims them.
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -125,14 +121,16 @@ public sealed partial class WebhookDispatcher(
         ResetOutboxFeed();
         using var watching = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // Puts only: settling a marker deletes it, and the leader has nothing to do with a deletion.
-        var watch = new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger) { PutsOnly = true }.RunWithRevisionsAsync(OnOutboxWatchStart, OnOutboxChange, watching.Token);
+        var watch = options.Deliver
+            ? new EtcdPrefixWatch(etcd, deliveries.OutboxRoot, logger) { PutsOnly = true }.RunWithRevisionsAsync(OnOutboxWatchStart, OnOutboxChange, watching.Token)
+            : Task.CompletedTask;
         try
         {
             while (!cancellationToken.IsCancellationRequested)
             {
                 // A passive region delivers nothing (the active one does), but trims: the events shipped to it with
                 // the payment records would otherwise pile up until it takes over.
-                if (!region.Enabled || regionEpoch.IsWritable)
+                if (options.Deliver && (!region.Enabled || regionEpoch.IsWritable))
                 {
                     running.RemoveAll(task => task.IsCompleted);
                     running.AddRange(await TakeMarkersAsync(cancellationToken));

@@ -6,7 +6,8 @@ public sealed class WebhookOptions
     public const string Section = "Webhooks";
 
     /// <summary>Deliver webhooks from this replica (one replica delivers at a time, under a lock). Endpoints and
-    /// <c>GET /v1/events</c> work either way.</summary>
+    /// <c>GET /v1/events</c> work either way, and the lock's holder trims either way: events after their retention, and
+    /// with delivery off the outbox's markers after <see cref="RetryFor"/> (turned back on within it, they are sent).</summary>
     public bool Deliver { get; set; } = true;
 
     /// <summary>Allow endpoints on this machine's loopback (localhost, 127.0.0.0/8, ::1), over plain http too.

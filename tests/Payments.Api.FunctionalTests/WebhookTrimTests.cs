@@ -1,0 +1,41 @@
+using Etcdserverpb;
+using Google.Protobuf;
+using Microsoft.AspNetCore.Hosting;
+using Payments.Etcd;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Storage stays bounded with webhook delivery off (<c>webhooks.deliver: false</c>): the payments still write
+/// an event and an outbox marker per status change, and nothing else deletes them. Before, a dispatcher with delivery
+/// off returned at once, and both families grew until etcd's quota stopped the ledger.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class WebhookTrimTests(ApiSystemFixture system)
+{
+    [Fact]
+    public async Task WithDeliveryOff_OldEventsAndUndeliverableMarkersGo_YoungOnesStay()
+    {
+        var layout = new EtcdOptions { KeyPrefix = $"/functional-trim-{Guid.NewGuid():N}/" };
+        var eventsRoot = EtcdBytes.AsPrefix(layout.PaymentsPrefix) + "~events/merchant-1/";
+        var outboxRoot = EtcdBytes.AsPrefix(layout.WebhookOutboxPrefix);
+        var now = DateTimeOffset.UtcNow;
+        // The defaults: events kept 96 h, markers owed for 72 h. Each key is an hour past its bound, or an hour old.
+        var oldEvent = eventsRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(97)) + "/evt_old";
+        var youngEvent = eventsRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(1)) + "/evt_young";
+        var oldMarker = outboxRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(73)) + "/merchant-1/evt_old";
+        var youngMarker = outboxRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(1)) + "/merchant-1/evt_young";
+        foreach (var key in new[] { oldEvent, youngEvent, oldMarker, youngMarker })
+        {
+            await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(key), Value = ByteString.CopyFromUtf8("{}") });
+        }
+
+        // Written before the replica starts: its dispatcher trims when it takes the lock, then every 10 minutes.
+        await using var replica = await system.StartReplicaAsync(layout.KeyPrefix, web => web.UseSetting("Webhooks:Deliver", "false"));
+        await WebhookDeliveryTests.PollUntilAsync(
+            () => !Exists(oldEvent) && !Exists(oldMarker), () => $"old event there: {Exists(oldEvent)}, old marker there: {Exists(oldMarker)}");
+        Assert.True(Exists(youngEvent), "an event within its retention was trimmed");
+        Assert.True(Exists(youngMarker), "a marker within the retry window was dropped: turning delivery back on would not send it");
+    }
+
+    private bool Exists(string key) =>
+        system.Etcd.Kv.Range(new RangeRequest { Key = EtcdBytes.Key(key), CountOnly = true }).Count > 0;
+}
