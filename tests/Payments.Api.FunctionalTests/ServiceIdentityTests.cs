@@ -199,6 +199,9 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             (await risk.PostAsync(RiskRoutes.Assess, Json("{bad")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await risk.PostAsync(RiskRoutes.Assess, Json(RiskRequest().Replace("\"paymentId\":\"", "\"paymentId\":\"" + new string('p', 300), StringComparison.Ordinal))), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await risk.GetAsync(RiskRoutes.Assess), HttpStatusCode.MethodNotAllowed, ProblemTypes.MethodNotAllowed),
+            // Kestrel's default admitted 30 MB; no internal body comes near a MiB.
+            (await ledgerAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json("{\"transfers\":[" + new string(' ', (int)ServiceIdentityExtensions.MaxRequestBodyBytes) + "]}")),
+                HttpStatusCode.RequestEntityTooLarge, ProblemTypes.PayloadTooLarge),
         ];
 
         foreach (var (answer, status, type) in cases)

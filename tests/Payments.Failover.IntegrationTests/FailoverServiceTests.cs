@@ -112,6 +112,28 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         Assert.Contains("region-b", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>The operator's mistakes are problem+json too: a malformed body was a bodiless 400, an unknown route a
+    /// bodiless 404.</summary>
+    [Fact]
+    public async Task AMalformedBody_AndAnUnknownRoute_AreProblemJson()
+    {
+        await using var a = await RegionAsync("region-a", "active", $"control-{Guid.NewGuid():N}");
+        var client = OperatorClient(a);
+        foreach (var (response, status, type) in new[]
+                 {
+                     (await client.PostAsync("/admin/v1/switchover", new StringContent("{\"to\":", System.Text.Encoding.UTF8, "application/json")),
+                         HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
+                     (await client.GetAsync("/admin/v1/no-such-route"), HttpStatusCode.NotFound, ProblemTypes.NotFound),
+                 })
+        {
+            Assert.Equal(status, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(type, (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
+        }
+
+        await WaitForAsync(client, status => status.GetProperty("role").GetString() == "active");
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("Bearer not-the-operator-token-but-long-enough-to-look-right")]

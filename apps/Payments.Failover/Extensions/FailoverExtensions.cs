@@ -22,6 +22,9 @@ public static class FailoverExtensions
     /// <summary>Rounds of 16 pages per catch-up attempt; a tick's timeout bounds it too, and the next tick resumes.</summary>
     private const int MaxCatchUpRounds = 1_000;
 
+    /// <summary>The largest request body the failover service reads.</summary>
+    private const long MaxRequestBodyBytes = 64 * 1024;
+
     /// <summary>The longest a planned switchover waits for this region's journal and records to be shipped; the
     /// region's lease bounds it tighter (lease − demote margin, <c>RegionLeaseManager.HandOverAsync</c>).</summary>
     private static readonly TimeSpan SwitchoverDrainTimeout = TimeSpan.FromSeconds(30);
@@ -37,6 +40,9 @@ public static class FailoverExtensions
         var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         var archiving = (builder.Configuration.GetSection(ArchiveOptions.Section).Get<ArchiveOptions>() ?? new ArchiveOptions()).Validate();
+        // The admin API's bodies are a few bytes; the framework binds one before the operator's token is checked, so
+        // an unauthenticated caller must not make it read Kestrel's default 30 MB.
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
         var client = cosmos.CreateClient();
         // The control container exists before any region decides anything (idempotent; bounded).
         var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer, cosmos.ArchiveContainer]);
@@ -80,6 +86,8 @@ public static class FailoverExtensions
     {
         ArgumentNullException.ThrowIfNull(app);
         var region = app.Services.GetRequiredService<RegionLeaseOptions>();
+        // A malformed body, an unknown route, a wrong method: problem+json with our types, as the other services answer.
+        app.UseInternalProblems();
         app.MapAdminApi();
         // Ready while the lease loop completes ticks (Cosmos and etcd answer); the region's role is in /admin/v1/region.
         app.MapHealthEndpoints((services, _) =>
