@@ -140,6 +140,13 @@ public sealed class JournalReader(EtcdLedger ledger)
         return sums;
     }
 
+    /// <summary>A change feed of the journal (its transfer records as they are put): what a shipper reads each round
+    /// instead of <see cref="ReadAsync"/>, whose range etcd serves by reading the whole journal.</summary>
+    public EtcdChangeFeed NewFeed() => new(ledger.Store.Etcd, ledger.Keys.TransfersPrefix);
+
+    /// <summary>The journal entry a transfer record put at <paramref name="revision"/> stands for.</summary>
+    public static JournalEntry EntryOf(Google.Protobuf.ByteString value, long revision) => ToEntry(LedgerJson.DecodeTransfer(value), revision);
+
     internal static JournalEntry ToEntry(TransferRecord record, long revision) => new(
         (revision * JournalEntry.SequencePerRevision) + record.BatchIndex,
         TransferId.Parse(record.Id),

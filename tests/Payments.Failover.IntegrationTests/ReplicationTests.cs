@@ -52,6 +52,37 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         await AssertSameLedgerAsync(a, b);
     }
 
+    /// <summary>Rounds read etcd's change feeds, not every key of the journal and the records (a MinModRevision range,
+    /// which etcd serves by reading them all); a head older than etcd's history — shipping stopped for longer than
+    /// the compaction window — ships from the current keys until it is within the history again, and nothing is lost.</summary>
+    [Fact]
+    public async Task RoundsReadTheChangeFeeds_AndAHeadOlderThanEtcdsHistory_ShipsFromTheKeys()
+    {
+        var (a, b) = (fixture.NewLedger(), fixture.NewLedger());
+        await WorkloadAsync(a, transfers: 30);
+        await using (var shipper = Shipper(a))
+        {
+            await ShipAllAsync(shipper);
+            Assert.Equal(0, shipper.RangeRounds);
+        }
+
+        await WorkloadAsync(a, transfers: 30); // while no shipper runs; then etcd compacts its history past them
+        var now = (await fixture.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/"), CountOnly = true })).Header.Revision;
+        await fixture.Connection.Kv.CompactAsync(new Etcdserverpb.CompactionRequest { Revision = now });
+        await using var restarted = Shipper(a);
+        await ShipAllAsync(restarted);
+
+        Assert.True(restarted.RangeRounds > 0, "the compacted head was shipped from the feeds");
+        // Once shipped, the head moved within the history: the next rounds read the feeds again.
+        var rangeRounds = restarted.RangeRounds;
+        await WorkloadAsync(a, transfers: 3);
+        await ShipAllAsync(restarted);
+        Assert.Equal(rangeRounds, restarted.RangeRounds);
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, EtcdClusterFixture.NewPrefix());
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+        await AssertSameLedgerAsync(a, b);
+    }
+
     [Fact]
     public async Task SyncWrite_IsAcknowledgedOnlyOnceItsEntryIsInCosmos()
     {

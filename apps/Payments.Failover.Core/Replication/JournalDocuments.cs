@@ -58,13 +58,17 @@ public sealed record RecordDocument(
 
 /// <summary>A region's replication checkpoint (id <c>{region}-head</c>): how many pages it has shipped and the last
 /// sequence in them. Changed only by ETag compare-and-swap.</summary>
+/// <param name="LastRecordRevision">The records are shipped through this etcd revision.</param>
+/// <param name="LastJournalRevision">The journal is shipped through this etcd revision (beyond its last entry's, when
+/// later revisions held none); 0 from a shipper before it, which <see cref="LastSequence"/> then tells.</param>
 public sealed record JournalHead(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("region")] string Region,
     [property: JsonPropertyName("pages")] long Pages,
     [property: JsonPropertyName("lastSequence")] long LastSequence,
     [property: JsonPropertyName("lastAppliedAtUnixMs")] long LastAppliedAtUnixMs,
-    [property: JsonPropertyName("lastRecordRevision")] long LastRecordRevision = 0)
+    [property: JsonPropertyName("lastRecordRevision")] long LastRecordRevision = 0,
+    [property: JsonPropertyName("lastJournalRevision")] long LastJournalRevision = 0)
 {
     public static string IdFor(string region) => $"{region}-head";
 }

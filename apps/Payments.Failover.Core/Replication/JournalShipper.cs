@@ -12,7 +12,7 @@ namespace Payments.Failover.Core.Replication;
 /// compare-and-swap. Point operations only. In <c>sync</c> mode a ledger write is acknowledged only after
 /// <see cref="WaitShippedAsync"/> saw its entries shipped (group commit: one page serves every writer waiting for it);
 /// in <c>async</c> mode nothing waits and <see cref="LagMilliseconds"/> says how far behind shipping is.</summary>
-public sealed class JournalShipper(string region, Container journal, EtcdLedger ledger, TimeProvider time, ILogger logger)
+public sealed class JournalShipper(string region, Container journal, EtcdLedger ledger, TimeProvider time, ILogger logger) : IAsyncDisposable
 {
     /// <summary>What else ships beside the journal: records under these prefixes (relative to
     /// <see cref="RecordRoot"/>), e.g. <c>api/</c> and <c>payments/</c>. Empty: the journal only.</summary>
@@ -25,6 +25,10 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
     public EtcdConnection? Etcd { get; init; }
 
     public const int MaxEntriesPerPage = 256;
+
+    /// <summary>How long a round waits for etcd to say how far a feed is complete (it answers at once when the feed's
+    /// watch has caught up; while it catches up, the changes it has delivered tell).</summary>
+    public static readonly TimeSpan ProgressWait = TimeSpan.FromSeconds(1);
     public const int MaxWaiters = 10_000;
     public static readonly TimeSpan IdleInterval = TimeSpan.FromMilliseconds(50);
     public static readonly TimeSpan FaultBackoff = TimeSpan.FromMilliseconds(500);
@@ -32,6 +36,11 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
     private long shippedSequence = -1;
     private long lagMilliseconds;
     private bool headEnsured;
+    private EtcdChangeFeed[]? feeds;
+    private long rangeRounds;
+
+    /// <summary>Rounds that read the current keys instead of the feeds (the head was older than etcd's history).</summary>
+    public long RangeRounds => Interlocked.Read(ref rangeRounds);
 
     public string Region => region;
 
@@ -46,8 +55,36 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
     {
         var (head, etag) = await ReadHeadAsync(cancellationToken);
         Publish(head.LastSequence);
-        var entries = await new JournalReader(ledger).ReadAsync(head.LastSequence, MaxEntriesPerPage, cancellationToken);
-        var records = await ReadRecordsAsync(head.LastRecordRevision, cancellationToken);
+        IReadOnlyList<JournalEntry> entries;
+        IReadOnlyList<RecordDocument> records;
+        long? through;
+        long? compacted = null;
+        try
+        {
+            (entries, records, through) = await ReadChangesAsync(head, cancellationToken);
+        }
+        catch (EtcdCompactedException exception)
+        {
+            // The head is older than etcd's history (shipping stopped for longer than the compaction window): this
+            // round reads the current keys instead, every one of them (what the feeds spare every other round).
+            logger.LogWarning("Region {Region}: {Reason}; shipping from the current keys until the head is within etcd's history", region, exception.Message);
+            Interlocked.Increment(ref rangeRounds);
+            entries = await new JournalReader(ledger).ReadAsync(head.LastSequence, MaxEntriesPerPage, cancellationToken);
+            records = await ReadRecordsAsync(head.LastRecordRevision, cancellationToken);
+            (through, compacted) = (null, exception.CompactRevision);
+        }
+
+        if (entries.Count == 0 && records.Count == 0 && compacted is { } history)
+        {
+            // Nothing after the head, read after etcd compacted to `history`: nothing changed up to there either, so
+            // the head moves there and the next round reads the feeds (a quiet region would else read every key each round).
+            await TryReplaceHeadAsync(head with
+            {
+                LastJournalRevision = Math.Max(head.LastJournalRevision, history), LastRecordRevision = Math.Max(head.LastRecordRevision, history),
+            }, etag, cancellationToken);
+            return 0;
+        }
+
         if (entries.Count == 0 && records.Count == 0)
         {
             Interlocked.Exchange(ref lagMilliseconds, 0);
@@ -57,24 +94,82 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
         Interlocked.Exchange(ref lagMilliseconds, entries.Count == 0 ? 0 : (long)Math.Max(0, (time.GetUtcNow() - entries[0].AppliedAt).TotalMilliseconds));
         var page = new JournalPage(JournalPage.IdFor(region, head.Pages + 1), region, head.Pages + 1, entries.Select(JournalEntryDocument.From).ToArray(), records);
         await journal.UpsertItemAsync(page, new PartitionKey(page.Id), cancellationToken: cancellationToken);
+        // From the feeds, the page holds everything through one revision: the journal and the records are shipped that
+        // far, whether or not the page has any of them (else a family that stays quiet would hold its feed back).
         var next = head with
         {
             Pages = page.Number,
             LastSequence = entries.Count == 0 ? head.LastSequence : entries[^1].Sequence,
             LastAppliedAtUnixMs = entries.Count == 0 ? head.LastAppliedAtUnixMs : entries[^1].AppliedAt.ToUnixTimeMilliseconds(),
-            LastRecordRevision = records.Count == 0 ? head.LastRecordRevision : records.Max(record => record.Revision),
+            LastRecordRevision = through is { } recordsThrough
+                ? Math.Max(head.LastRecordRevision, recordsThrough)
+                : records.Count == 0 ? head.LastRecordRevision : records.Max(record => record.Revision),
+            LastJournalRevision = through is { } journalThrough ? Math.Max(head.LastJournalRevision, journalThrough) : head.LastJournalRevision,
         };
-        try
-        {
-            await journal.ReplaceItemAsync(next, next.Id, new PartitionKey(next.Id), new ItemRequestOptions { IfMatchEtag = etag }, cancellationToken);
-        }
-        catch (CosmosException exception) when (exception.StatusCode == HttpStatusCode.PreconditionFailed)
+        if (!await TryReplaceHeadAsync(next, etag, cancellationToken))
         {
             return 0; // another shipper of this region moved the head; the next round continues from there
         }
 
         Publish(next.LastSequence);
         return entries.Count + records.Count;
+    }
+
+    /// <summary>What changed after the head, from etcd watches kept open between rounds (<see cref="EtcdChangeFeed"/>):
+    /// the journal's transfer records and the records under <see cref="RecordPrefixes"/>, through the revision all feeds
+    /// are complete to, at most a page's worth of whole revisions. Returns the revision the page reaches.</summary>
+    private async Task<(IReadOnlyList<JournalEntry> Entries, IReadOnlyList<RecordDocument> Records, long Through)> ReadChangesAsync(
+        JournalHead head, CancellationToken cancellationToken)
+    {
+        // A page never ends inside a revision: the last entry's revision is shipped whole.
+        var journalAfter = Math.Max(head.LastSequence / JournalEntry.SequencePerRevision, head.LastJournalRevision);
+        feeds ??= CreateFeeds();
+        var complete = await Task.WhenAll(feeds.Select((feed, index) =>
+            feed.RefreshAsync(index == 0 ? journalAfter : head.LastRecordRevision, ProgressWait, cancellationToken, enough: MaxEntriesPerPage)));
+        var through = complete.Min();
+        var changes = feeds
+            .SelectMany((feed, index) => feed.Held(through).Select(change => (Journal: index == 0, Feed: feed, Change: change)))
+            .Where(item => item.Change.Revision > (item.Journal ? journalAfter : head.LastRecordRevision))
+            .OrderBy(item => item.Change.Revision)
+            .ToList();
+        // Whole revisions up to a page (one revision alone may be more: a transaction holds at most 128 operations).
+        var taken = 0;
+        while (taken < changes.Count && (taken == 0 || taken < MaxEntriesPerPage))
+        {
+            var revision = changes[taken].Change.Revision;
+            var end = taken;
+            while (end < changes.Count && changes[end].Change.Revision == revision)
+            {
+                end++;
+            }
+
+            if (taken > 0 && end > MaxEntriesPerPage)
+            {
+                break;
+            }
+
+            taken = end;
+        }
+
+        var cut = taken < changes.Count ? changes[taken - 1].Change.Revision : through;
+        var page = changes.Take(taken).ToList();
+        var entries = page.Where(item => item.Journal)
+            .Select(item => JournalReader.EntryOf(item.Change.Value, item.Change.Revision))
+            .OrderBy(entry => entry.Sequence)
+            .ToArray();
+        var root = EtcdBytes.AsPrefix(RecordRoot);
+        var records = page.Where(item => !item.Journal)
+            .Select(item => new RecordDocument((item.Feed.Prefix + item.Change.Key)[root.Length..], Convert.ToBase64String(item.Change.Value.Span), item.Change.Revision))
+            .ToArray();
+        return (entries, records, cut);
+    }
+
+    /// <summary>The journal's feed first, then one per record prefix.</summary>
+    private EtcdChangeFeed[] CreateFeeds()
+    {
+        var root = EtcdBytes.AsPrefix(RecordRoot);
+        var recordFeeds = RecordPrefixes.Count == 0 || Etcd is null ? [] : RecordPrefixes.Select(relative => new EtcdChangeFeed(Etcd, root + relative));
+        return [new JournalReader(ledger).NewFeed(), .. recordFeeds];
     }
 
     /// <summary>Records changed after <paramref name="afterRevision"/>, oldest first, at most a page's worth; never
@@ -117,6 +212,27 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
 
     /// <summary>Ships until <paramref name="cancellationToken"/> ends; faults are logged and retried after a pause.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ShipUntilCancelledAsync(cancellationToken);
+        }
+        finally
+        {
+            await DisposeAsync();
+        }
+    }
+
+    /// <summary>Closes the feeds' watches (a later round opens them again).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var feed in Interlocked.Exchange(ref feeds, null) ?? [])
+        {
+            await feed.DisposeAsync();
+        }
+    }
+
+    private async Task ShipUntilCancelledAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -192,6 +308,20 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
             {
                 waiter.Shipped.TrySetResult();
             }
+        }
+    }
+
+    /// <summary>False when another shipper of this region moved the head meanwhile (nothing written).</summary>
+    private async Task<bool> TryReplaceHeadAsync(JournalHead next, string etag, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await journal.ReplaceItemAsync(next, next.Id, new PartitionKey(next.Id), new ItemRequestOptions { IfMatchEtag = etag }, cancellationToken);
+            return true;
+        }
+        catch (CosmosException exception) when (exception.StatusCode == HttpStatusCode.PreconditionFailed)
+        {
+            return false;
         }
     }
 
