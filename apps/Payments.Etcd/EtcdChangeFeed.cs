@@ -11,8 +11,8 @@ namespace Payments.Etcd;
 /// (docs/benchmarks.md), however little changed.</summary>
 /// <remarks>
 /// <para>Puts only (etcd's <c>NODELETE</c> filter). Changes are held in revision order, up to <see cref="Capacity"/>
-/// (and one response more): a full feed stops reading its stream, and etcd holds the rest back (its slow-watcher path,
-/// replayed from history).</para>
+/// (and one response more, at most etcd's request limit in bytes: responses are fragmented): a full feed stops reading
+/// its stream, and etcd holds the rest back (its slow-watcher path, replayed from history).</para>
 /// <para>How far the feed is complete — every put up to that revision received — is known two ways: a change at
 /// revision r means every change before r came (one watch delivers in revision order, each revision whole); a progress
 /// notification at revision h, which <see cref="RefreshAsync"/> asks for, means every change up to h came (etcd sends it
@@ -171,6 +171,9 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
         var create = new WatchCreateRequest
         {
             Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), StartRevision = afterRevision + 1,
+            // A watch catching up sends up to 1,000 revisions in one response: megabytes of journal, past what a gRPC
+            // client takes (4 MiB). Fragments stay under etcd's request limit (--max-request-bytes, 1.5 MiB).
+            Fragment = true,
         };
         create.Filters.Add(WatchCreateRequest.Types.FilterType.Nodelete);
         stream = call;
@@ -238,7 +241,7 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
                     await full.WaitAsync(cancellationToken); // held is full: wait until a refresh drops what was shipped
                 }
 
-                Take(current, response.Events);
+                Take(current, response.Events, response.Fragment);
             }
 
             Fail(current, new RpcException(new Status(StatusCode.Unavailable, $"etcd ended the watch on {prefix}")));
@@ -254,8 +257,7 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
     }
 
     /// <summary>Whether held has room for another response (else <paramref name="full"/> completes when it has). A
-    /// response is taken whole, so held may pass its capacity by one response: etcd sends at most 1,000 revisions in one
-    /// (<c>watchBatchMaxRevs</c>), each of at most 128 changes.</summary>
+    /// response is taken whole, so held may pass its capacity by one (a fragment of at most 1.5 MiB).</summary>
     private bool HasRoom(int current, out Task full)
     {
         lock (gate)
@@ -273,8 +275,9 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
     }
 
     /// <summary>Holds a response's puts (those after the floor: the rest were shipped); the feed is then complete
-    /// through its last revision, each revision coming whole.</summary>
-    private void Take(int current, IReadOnlyList<Mvccpb.Event> events)
+    /// through its last revision, each revision coming whole — or, for a fragment with more to follow, through the
+    /// revision before its last (a revision may go on in the next fragment).</summary>
+    private void Take(int current, IReadOnlyList<Mvccpb.Event> events, bool moreFragments)
     {
         lock (gate)
         {
@@ -288,7 +291,7 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
                 held.Add(new Change(kv.Key.ToStringUtf8()[prefix.Length..], kv.Value, kv.ModRevision));
             }
 
-            complete = Math.Max(complete, events[^1].Kv.ModRevision);
+            complete = Math.Max(complete, events[^1].Kv.ModRevision - (moreFragments ? 1 : 0));
         }
     }
 
