@@ -118,8 +118,9 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
 
     public async ValueTask DisposeAsync() => await CloseAsync();
 
-    /// <summary>Asks etcd for a progress notification, again every <see cref="ProgressRetry"/> (etcd answers only once
-    /// the watch has caught up, and an etcd before 3.5.8 drops a request made earlier), for at most <paramref name="wait"/>.</summary>
+    /// <summary>Asks etcd for a progress notification, again every <see cref="ProgressRetry"/>, for at most
+    /// <paramref name="wait"/>. etcd answers only once the watch has caught up, after the events before it (3.5.8+,
+    /// etcd-io/etcd#15237); a request made before may go unanswered (etcd-io/etcd#17507), so it is asked again.</summary>
     private async Task AskProgressAsync(TimeSpan wait, CancellationToken cancellationToken)
     {
         long seen;
