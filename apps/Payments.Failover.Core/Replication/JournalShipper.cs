@@ -26,6 +26,10 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
 
     public const int MaxEntriesPerPage = 256;
 
+    /// <summary>Changes a page from the feeds holds at most (whole revisions; one revision alone may be more): what a
+    /// page read by range held at most, a journal page and one per record family.</summary>
+    public const int MaxChangesPerPage = 3 * MaxEntriesPerPage;
+
     /// <summary>How long a round waits for etcd to say how far a feed is complete (it answers at once when the feed's
     /// watch has caught up; while it catches up, the changes it has delivered tell).</summary>
     public static readonly TimeSpan ProgressWait = TimeSpan.FromSeconds(1);
@@ -125,7 +129,7 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
         var journalAfter = Math.Max(head.LastSequence / JournalEntry.SequencePerRevision, head.LastJournalRevision);
         feeds ??= CreateFeeds();
         var complete = await Task.WhenAll(feeds.Select((feed, index) =>
-            feed.RefreshAsync(index == 0 ? journalAfter : head.LastRecordRevision, ProgressWait, cancellationToken, enough: MaxEntriesPerPage)));
+            feed.RefreshAsync(index == 0 ? journalAfter : head.LastRecordRevision, ProgressWait, cancellationToken, enough: MaxChangesPerPage)));
         var through = complete.Min();
         var changes = feeds
             .SelectMany((feed, index) => feed.Held(through).Select(change => (Journal: index == 0, Feed: feed, Change: change)))
@@ -134,7 +138,7 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
             .ToList();
         // Whole revisions up to a page (one revision alone may be more: a transaction holds at most 128 operations).
         var taken = 0;
-        while (taken < changes.Count && (taken == 0 || taken < MaxEntriesPerPage))
+        while (taken < changes.Count && (taken == 0 || taken < MaxChangesPerPage))
         {
             var revision = changes[taken].Change.Revision;
             var end = taken;
@@ -143,7 +147,7 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
                 end++;
             }
 
-            if (taken > 0 && end > MaxEntriesPerPage)
+            if (taken > 0 && end > MaxChangesPerPage)
             {
                 break;
             }
