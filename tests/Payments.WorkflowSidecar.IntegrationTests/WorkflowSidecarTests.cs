@@ -83,7 +83,10 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
             await client.ScheduleBoundedAsync(nameof(StuckOnceWorkflow), id, id);
         }
 
-        await PollAsync(() => Volatile.Read(ref StuckActivity.Started) >= workflows, "every activity started on the first worker");
+        // Failed once in a clean-clone CI run (60 s, the machine loaded by the other suites) and not reproduced: the
+        // sidecar's log then says whether the worker was connected and what it was sent.
+        await PollAsync(() => Volatile.Read(ref StuckActivity.Started) >= workflows,
+            () => $"every activity started on the first worker ({Volatile.Read(ref StuckActivity.Started)} of {workflows}). Sidecar log:\n{sidecar.RecentLog}");
 
         // The first worker dies with every activity in flight: its stream to the sidecar is cut, its work never returns.
         using (var stopQuickly = new CancellationTokenSource(TimeSpan.FromMilliseconds(200)))
@@ -118,12 +121,16 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         return state.ReadOutputAs<string>();
     }
 
-    private static async Task PollAsync(Func<bool> condition, string what)
+    private static async Task PollAsync(Func<bool> condition, Func<string> what)
     {
         var waited = Stopwatch.StartNew();
         while (!condition())
         {
-            Assert.True(waited.Elapsed < WorkflowTimeout, $"Timed out waiting until {what}.");
+            if (waited.Elapsed >= WorkflowTimeout)
+            {
+                Assert.Fail($"Timed out waiting until {what()}");
+            }
+
             await Task.Delay(TimeSpan.FromMilliseconds(50));
         }
     }
