@@ -140,7 +140,7 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
                 return; // no answer: complete as far as the changes tell
             }
 
-            await stream!.RequestStream.WriteAsync(new WatchRequest { ProgressRequest = new WatchProgressRequest() }, cancellationToken);
+            await WriteAsync(stream!, new WatchRequest { ProgressRequest = new WatchProgressRequest() }, cancellationToken);
             try
             {
                 await answered.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(left, ProgressRetry.TotalMilliseconds)), cancellationToken);
@@ -179,7 +179,27 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
         create.Filters.Add(WatchCreateRequest.Types.FilterType.Nodelete);
         stream = call;
         reader = ReadAsync(call, current, reading.Token);
-        await call.RequestStream.WriteAsync(new WatchRequest { CreateRequest = create }, cancellationToken);
+        await WriteAsync(call, new WatchRequest { CreateRequest = create }, cancellationToken);
+    }
+
+    /// <summary>A write to a stream etcd has just ended (a member stopping) is refused by gRPC as an invalid operation:
+    /// it is the same fault as a broken watch, and the next refresh reopens the stream.</summary>
+    private async Task WriteAsync(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, WatchRequest request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await call.RequestStream.WriteAsync(request, cancellationToken);
+        }
+        catch (InvalidOperationException exception)
+        {
+            var broke = new RpcException(new Status(StatusCode.Unavailable, $"The watch on {prefix} has ended: {exception.Message}"));
+            lock (gate)
+            {
+                broken ??= broke;
+            }
+
+            throw broke;
+        }
     }
 
     private async Task CloseAsync()
