@@ -31,7 +31,6 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
     /// <summary>How long to wait for a progress notification before asking again.</summary>
     private static readonly TimeSpan ProgressRetry = TimeSpan.FromMilliseconds(150);
 
-    private static readonly Metadata RequireLeader = new() { { "hasleader", "true" } };
     private readonly Lock gate = new();
     private readonly List<Change> held = [];
     private AsyncDuplexStreamingCall<WatchRequest, WatchResponse>? stream;
@@ -157,7 +156,7 @@ public sealed class EtcdChangeFeed(EtcdConnection etcd, string prefix, int capac
         await CloseAsync();
         reading = new CancellationTokenSource();
         member = etcd.CurrentEndpoint;
-        var call = etcd.Watches.Watch(RequireLeader, cancellationToken: reading.Token);
+        var call = etcd.Watches.Watch(EtcdPrefixWatch.RequireLeader, cancellationToken: reading.Token);
         int current;
         lock (gate)
         {

@@ -22,7 +22,8 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
     public static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(5);
 
     private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
-    private static readonly Metadata RequireLeader = new() { { "hasleader", "true" } };
+    /// <summary>etcd's "require leader" metadata for a watch stream (see the remarks); the change feed sends it too.</summary>
+    internal static readonly Metadata RequireLeader = new() { { "hasleader", "true" } };
     private readonly TimeProvider clock = time ?? TimeProvider.System;
     private readonly string? end;
     private int healthy;
