@@ -66,9 +66,25 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
 
     /// <summary>Like <see cref="RunWithValuesAsync"/>, passing each change's revision too: a subscriber that also reads
     /// the prefix can tell the changes its read already saw (at or below the read's revision) from those after it.</summary>
-    public async Task RunWithRevisionsAsync(Action onStart, Action<string, ByteString?, long> onChange, CancellationToken cancellationToken)
+    public Task RunWithRevisionsAsync(Action onStart, Action<string, ByteString?, long> onChange, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(onStart);
+        return RunLoopAsync(_ => Task.FromResult(0L), onStart, onChange, cancellationToken);
+    }
+
+    /// <summary>Keeps a copy of the prefix: before each (re)start <paramref name="load"/> reads what is stored and returns
+    /// the revision it read at, and the watch starts right after that revision, so each change after the read is passed
+    /// on (with its revision) and none before it. A load that fails, or a watch whose start etcd has compacted away, is
+    /// retried like a broken watch: loaded again, then watched again.</summary>
+    public Task RunMirrorAsync(Func<CancellationToken, Task<long>> load, Action<string, ByteString?, long> onChange, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(load);
+        return RunLoopAsync(load, () => { }, onChange, cancellationToken);
+    }
+
+    private async Task RunLoopAsync(
+        Func<CancellationToken, Task<long>> load, Action onStart, Action<string, ByteString?, long> onChange, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(onChange);
         var backoff = MinBackoff;
         while (!cancellationToken.IsCancellationRequested)
@@ -76,12 +92,17 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
             var member = etcd.CurrentEndpoint;
             try
             {
-                await WatchOnceAsync(onStart, onChange, () => backoff = MinBackoff, cancellationToken);
+                var loadedAt = await load(cancellationToken);
+                await WatchOnceAsync(loadedAt, onStart, onChange, () => backoff = MinBackoff, cancellationToken);
             }
             catch (Exception exception) when (exception is RpcException or OperationCanceledException or InvalidOperationException
                 && !cancellationToken.IsCancellationRequested)
             {
                 logger.LogDebug(exception, "Watch on {Prefix} broke; reopening", prefix);
+            }
+            catch (Exception exception) when (exception is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                return; // stopped: gRPC reports a cancelled stream as an RpcException
             }
             finally
             {
@@ -102,9 +123,14 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
         }
     }
 
-    private WatchCreateRequest CreateRequest()
+    /// <param name="afterRevision">0: from now; else from the revision after it.</param>
+    private WatchCreateRequest CreateRequest(long afterRevision)
     {
-        var create = new WatchCreateRequest { Key = EtcdBytes.Key(prefix), RangeEnd = End is null ? EtcdBytes.PrefixEnd(prefix) : EtcdBytes.Key(End) };
+        var create = new WatchCreateRequest
+        {
+            Key = EtcdBytes.Key(prefix), RangeEnd = End is null ? EtcdBytes.PrefixEnd(prefix) : EtcdBytes.Key(End),
+            StartRevision = afterRevision > 0 ? afterRevision + 1 : 0,
+        };
         if (PutsOnly)
         {
             create.Filters.Add(WatchCreateRequest.Types.FilterType.Nodelete);
@@ -113,12 +139,13 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
         return create;
     }
 
-    private async Task WatchOnceAsync(Action onStart, Action<string, ByteString?, long> onChange, Action opened, CancellationToken cancellationToken)
+    private async Task WatchOnceAsync(
+        long afterRevision, Action onStart, Action<string, ByteString?, long> onChange, Action opened, CancellationToken cancellationToken)
     {
         using var stream = etcd.Watches.Watch(RequireLeader, cancellationToken: cancellationToken);
         await stream.RequestStream.WriteAsync(new WatchRequest
         {
-            CreateRequest = CreateRequest(),
+            CreateRequest = CreateRequest(afterRevision),
         }, cancellationToken);
         using (var openDeadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {

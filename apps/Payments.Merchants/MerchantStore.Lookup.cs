@@ -9,8 +9,16 @@ namespace Payments.Merchants;
 
 public sealed partial class MerchantStore
 {
-    /// <summary>Looked-up keys kept in memory; past it the cache starts over.</summary>
-    public const int MaxCachedKeys = 10_000;
+    /// <summary>Live keys held in memory at most: the whole of them while there are no more (the mirror, see
+    /// <see cref="RunInvalidationAsync"/>); past it the replica keeps only keys it has looked up, and the cache starts
+    /// over when full. About 350 bytes each.</summary>
+    public const int MaxCachedKeys = 50_000;
+
+    /// <summary>Distinct scope lists shared at most (<see cref="Shared"/>); six scopes make few in practice.</summary>
+    private const int MaxScopeLists = 256;
+
+    /// <summary>Key records read per page when the mirror loads.</summary>
+    private const int MirrorPage = 1_000;
 
     /// <summary>Unknown keys remembered (by hash) at most; past it that cache starts over.</summary>
     public const int MaxUnknownKeys = 10_000;
@@ -33,8 +41,11 @@ public sealed partial class MerchantStore
     private readonly ConcurrentDictionary<string, CachedKey> keysByHash = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> unknownUntil = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> unflushedUse = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IReadOnlyList<string>> scopeLists = new(StringComparer.Ordinal);
     private EtcdPrefixWatch? watch;
     private long invalidations;
+    private int mirroring; // 1: keysByHash holds every live key as of the last load, plus what the watch delivered since
+    private int loadedOnce;
 
     /// <summary>The principal a presented key stands for, or null: unknown, revoked, past its rotation overlap, or of
     /// another mode than this deployment's.</summary>
@@ -72,38 +83,43 @@ public sealed partial class MerchantStore
         unknownUntil.TryRemove(hash, out _);
         if (Interlocked.Read(ref invalidations) == seen)
         {
-            Remember(keysByHash, MaxCachedKeys, hash, new CachedKey(record, now));
+            if (keysByHash.Count >= MaxCachedKeys)
+            {
+                Volatile.Write(ref mirroring, 0); // what follows clears the cache: it holds every key no longer
+            }
+
+            Remember(keysByHash, MaxCachedKeys, hash, new CachedKey(Shared(record), now));
         }
 
         return Use(hash, record, now);
     }
 
-    /// <summary>True when this replica holds the key in its cache: authenticating it costs no etcd read.</summary>
+    /// <summary>True when this replica holds the key in its cache: authenticating it costs no etcd read. With the mirror
+    /// loaded, every live key is held: a key not held was issued in the last moments, or is not one.</summary>
     public bool IsCached(string apiKey) => keysByHash.ContainsKey(Hash(apiKey));
+
+    /// <summary>True once the key records have been read in full (or found past <see cref="MaxCachedKeys"/>): a replica
+    /// is ready from then on, so after its restart valid keys are known before any request comes.</summary>
+    public bool KeysLoaded => Volatile.Read(ref loadedOnce) == 1;
+
+    /// <summary>True while this replica holds every live key (<see cref="RunInvalidationAsync"/>).</summary>
+    public bool IsMirroring => Volatile.Read(ref mirroring) == 1 && watch?.IsWatching == true;
 
     /// <summary>The merchant a key belongs to, or null (see <see cref="AuthenticateAsync"/>).</summary>
     public async Task<string?> MerchantForKeyAsync(string apiKey, CancellationToken cancellationToken) =>
         (await AuthenticateAsync(apiKey, cancellationToken))?.MerchantId;
 
-    /// <summary>Keeps the key cache true: an etcd watch on the key records evicts each changed key (revoked, rotated,
-    /// issued) as the change commits, and empties the cache whenever the watch (re)starts. Runs until cancelled.</summary>
+    /// <summary>Keeps the key cache true, and whole: before each (re)start of an etcd watch on the key records, every
+    /// live key is read into memory (up to <see cref="MaxCachedKeys"/>), and the watch, started right after that read,
+    /// applies each change as it commits — issued, rotated, revoked. So a valid key never needs a lookup, and never meets
+    /// the budget for requests without a valid key (<c>ApiKeyMiddleware</c>): a flood of made-up keys from the address
+    /// every client shares behind an ingress cannot lock valid keys out, after a restart either. Past the bound the
+    /// watch only evicts, and keys are looked up and cached as they come. Runs until cancelled.</summary>
     public Task RunInvalidationAsync(ILogger logger, CancellationToken cancellationToken)
     {
         // The wall clock for the watch's backoff: a test's frozen clock must not stall reconnecting.
         watch = new EtcdPrefixWatch(etcd, root + "merchant-keys/", logger, TimeProvider.System);
-        return watch.RunAsync(
-            onStart: () =>
-            {
-                Interlocked.Increment(ref invalidations);
-                keysByHash.Clear();
-            },
-            onChange: (hash, deleted) =>
-            {
-                Interlocked.Increment(ref invalidations);
-                keysByHash.TryRemove(hash, out _);
-                unknownUntil.TryRemove(hash, out _);
-            },
-            cancellationToken);
+        return watch.RunMirrorAsync(token => LoadKeysAsync(logger, token), (hash, value, _) => Apply(hash, value, logger), cancellationToken);
     }
 
     /// <summary>Writes when keys were last used (each only while its record exists: a flush never revives a purged key's
@@ -123,6 +139,97 @@ public sealed partial class MerchantStore
             await TxnAsync(request, cancellationToken);
             unflushedUse.TryRemove(new KeyValuePair<string, DateTimeOffset>(hash, usedAt));
         }
+    }
+
+    /// <summary>Reads every key record, a page at a time at one revision (what the watch then starts after), into the
+    /// cache: live keys only, since a key not held reads as unknown anyway.</summary>
+    private async Task<long> LoadKeysAsync(ILogger logger, CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref mirroring, 0);
+        Interlocked.Increment(ref invalidations); // a lookup under way may have read before a change the new watch skips
+        keysByHash.Clear();
+        var keyPrefix = root + "merchant-keys/";
+        var request = new RangeRequest { Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = MirrorPage };
+        long revision = 0, read = 0;
+        var whole = true;
+        for (var more = true; more;)
+        {
+            var page = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+            revision = revision == 0 ? page.Header.Revision : revision;
+            request.Revision = revision;
+            var now = clock.GetUtcNow();
+            foreach (var kv in page.Kvs)
+            {
+                var hash = kv.Key.ToStringUtf8()[keyPrefix.Length..];
+                if (Readable(kv.Value, hash, logger) is { } record && !record.IsExpired(now))
+                {
+                    keysByHash[hash] = new CachedKey(Shared(record), now);
+                }
+            }
+
+            read += page.Kvs.Count;
+            more = page.More && page.Kvs.Count > 0;
+            whole = keysByHash.Count < MaxCachedKeys;
+            if (more && !whole)
+            {
+                logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
+                break;
+            }
+
+            request.Key = EtcdBytes.Key(page.Kvs.Count > 0 ? page.Kvs[^1].Key.ToStringUtf8() + "\0" : keyPrefix);
+        }
+
+        Volatile.Write(ref mirroring, whole ? 1 : 0);
+        Volatile.Write(ref loadedOnce, 1);
+        logger.LogDebug("Loaded {Live} live API keys of {Read} records at revision {Revision}", keysByHash.Count, read, revision);
+        return revision;
+    }
+
+    /// <summary>A change to a key record: the mirror takes the new state (a live key in, an ended one out); a cache that
+    /// is not the mirror evicts the key, to be looked up again.</summary>
+    private void Apply(string hash, ByteString? value, ILogger logger)
+    {
+        Interlocked.Increment(ref invalidations);
+        unknownUntil.TryRemove(hash, out _);
+        var now = clock.GetUtcNow();
+        if (Volatile.Read(ref mirroring) == 1 && value is not null && Readable(value, hash, logger) is { } record && !record.IsExpired(now))
+        {
+            if (keysByHash.Count >= MaxCachedKeys && !keysByHash.ContainsKey(hash))
+            {
+                Volatile.Write(ref mirroring, 0);
+                logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
+            }
+
+            keysByHash[hash] = new CachedKey(Shared(record), now);
+            return;
+        }
+
+        keysByHash.TryRemove(hash, out _);
+    }
+
+    /// <summary>A record, or null (logged) when it cannot be read: one corrupt record must not stop the watch that keeps
+    /// every other key true.</summary>
+    private static ApiKeyRecord? Readable(ByteString value, string hash, ILogger logger)
+    {
+        try
+        {
+            return DecodeKey(value);
+        }
+        catch (System.Text.Json.JsonException exception)
+        {
+            logger.LogWarning(exception, "The record of API key {Hash} cannot be read; the key is refused", hash[..Math.Min(8, hash.Length)]);
+            return null;
+        }
+    }
+
+    /// <summary>The record with its scope list shared with every key that has the same scopes: tens of thousands of keys
+    /// hold a handful of distinct lists.</summary>
+    private ApiKeyRecord Shared(ApiKeyRecord record)
+    {
+        var scopes = string.Join(' ', record.Scopes);
+        return scopeLists.TryGetValue(scopes, out var shared) || (scopeLists.Count < MaxScopeLists && scopeLists.TryAdd(scopes, shared = record.Scopes.ToArray()))
+            ? record with { Scopes = shared! }
+            : record;
     }
 
     private ApiPrincipal? Use(string hash, ApiKeyRecord record, DateTimeOffset now)

@@ -8,7 +8,7 @@ using Payments.Etcd;
 namespace Payments.Merchants;
 
 /// <summary>The API's own records on etcd: merchants, their API keys (hashed) and which merchant owns which account.
-/// (Payment records are the saga's: <c>PaymentRecordStore</c>.) Key lookups are cached in memory and kept true by an
+/// (Payment records are the saga's: <c>PaymentRecordStore</c>.) Every live key is held in memory and kept true by an
 /// etcd watch (<see cref="RunInvalidationAsync"/>): a revoked or rotated key stops working on every replica as soon
 /// as the watch delivers the change.</summary>
 /// <remarks>Layout under the API prefix: <c>merchants/{merchant}</c> the merchant · <c>merchant-keys/{sha256}</c> a

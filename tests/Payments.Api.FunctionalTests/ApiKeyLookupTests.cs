@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Payments.Etcd;
 using Payments.Merchants;
@@ -7,7 +9,8 @@ using Payments.Merchants;
 namespace Payments.Api.FunctionalTests;
 
 /// <summary>Issue 12 (abuse limits): a key found unknown is answered from memory for a bounded window, so a client
-/// hammering with a wrong key does not cost a linearizable etcd read per request.</summary>
+/// hammering with a wrong key does not cost a linearizable etcd read per request; and a replica holds every live key,
+/// so a valid key needs no lookup at all.</summary>
 [Collection(ApiSystemCollection.Name)]
 public sealed class ApiKeyLookupTests(ApiSystemFixture system)
 {
@@ -32,5 +35,69 @@ public sealed class ApiKeyLookupTests(ApiSystemFixture system)
         // …and after it, it reads etcd once more and finds it (then keeps it).
         time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal("merchant-late", await store.MerchantForKeyAsync(Key, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task AReplica_HoldsEveryLiveKey_FromItsStart_AndTheWatchKeepsThemTrue()
+    {
+        var prefix = $"/test/{Guid.NewGuid():N}/api/";
+        var admin = new MerchantStore(system.Etcd, prefix); // another replica: issues and revokes
+        var before = await admin.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
+        var revokedBefore = await admin.IssueKeyAsync(await NewMerchantAsync(admin), ApiScopes.Default, CancellationToken.None);
+        await admin.RevokeKeyAsync(revokedBefore.Issued!.Record.MerchantId, revokedBefore.Issued.Record.KeyId, CancellationToken.None);
+        // A record no version of the store can read: it is refused, and stops neither the load nor the watch.
+        await PutAsync(prefix + "merchant-keys/" + MerchantStore.Hash("dp_test_corrupt"), "{not json");
+
+        using var stop = new CancellationTokenSource();
+        var replica = new MerchantStore(system.Etcd, prefix);
+        var running = replica.RunInvalidationAsync(NullLogger.Instance, stop.Token);
+        try
+        {
+            await PollUntilAsync(() => replica.IsMirroring, "the replica never held its keys");
+            Assert.True(replica.KeysLoaded);
+            Assert.True(replica.IsCached(before)); // loaded at start, never looked up
+            Assert.False(replica.IsCached(revokedBefore.Issued.Key)); // a revoked key is not held
+            Assert.False(replica.IsCached("dp_test_corrupt"));
+
+            // Issued elsewhere after the start: the watch brings it in; revoked elsewhere: the watch takes it out.
+            await PutAsync(prefix + "merchant-keys/" + MerchantStore.Hash("dp_test_corrupt-again"), "[1,");
+            var merchant = await NewMerchantAsync(admin);
+            var issued = (await admin.IssueKeyAsync(merchant, [ApiScopes.PaymentsRead], CancellationToken.None)).Issued!;
+            await PollUntilAsync(() => replica.IsCached(issued.Key), "the watch never brought the new key in");
+            Assert.Equal([ApiScopes.PaymentsRead], (await replica.AuthenticateAsync(issued.Key, CancellationToken.None))!.Scopes);
+            Assert.Equal(KeyAdminResult.Done, await admin.RevokeKeyAsync(merchant, issued.Record.KeyId, CancellationToken.None));
+            await PollUntilAsync(() => !replica.IsCached(issued.Key), "the watch never took the revoked key out");
+            Assert.Null(await replica.AuthenticateAsync(issued.Key, CancellationToken.None));
+            Assert.NotNull(await replica.AuthenticateAsync(before, CancellationToken.None));
+            Assert.True(replica.IsMirroring);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await running;
+        }
+    }
+
+    private static async Task<string> NewMerchantAsync(MerchantStore store)
+    {
+        var merchant = MerchantKeysTests.NewMerchantId();
+        await store.CreateMerchantAsync(merchant, null, CancellationToken.None);
+        return merchant;
+    }
+
+    private Task PutAsync(string key, string value) =>
+        EtcdConnection.CallAsync(token => system.Etcd.Kv.PutAsync(new PutRequest
+        {
+            Key = EtcdBytes.Key(key), Value = ByteString.CopyFromUtf8(value),
+        }, cancellationToken: token), CancellationToken.None);
+
+    private static async Task PollUntilAsync(Func<bool> condition, string failure)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), failure);
+            await Task.Delay(10);
+        }
     }
 }

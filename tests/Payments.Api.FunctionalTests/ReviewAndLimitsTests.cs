@@ -1,8 +1,10 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Payments.Merchants;
 using Payments.Testing;
 
@@ -70,10 +72,19 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
     [Fact]
     public async Task RequestsWithoutAValidKey_AreLimitedPerAddress_Before_AnyLookup()
     {
+        var keptFromBefore = await system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None);
         await using var replica = system.StartReplica(web => web.UseSetting("Payments:UnauthenticatedRequestsPerSecondPerAddress", "2"));
         var replicaEdge = await EdgeHost.StartAsync(replica.ClientOptions.BaseAddress);
         try
         {
+            var replicaKeys = replica.Services.GetRequiredService<MerchantStore>();
+            var loading = Stopwatch.StartNew();
+            while (!replicaKeys.IsMirroring)
+            {
+                Assert.True(loading.Elapsed < TimeSpan.FromSeconds(30), "The replica never held its keys.");
+                await Task.Delay(10);
+            }
+
             // Valid keys spend nothing: ten keys new to this replica (as after its restart) all get through.
             for (var merchant = 0; merchant < 10; merchant++)
             {
@@ -96,6 +107,20 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
             Assert.All(statuses.SkipLast(1), status => Assert.Equal(HttpStatusCode.Unauthorized, status));
             Assert.EndsWith("/rate-limited", (await limited.JsonAsync()).GetProperty("type").GetString());
             Assert.NotNull(limited.Headers.RetryAfter);
+
+            // Every client behind an ingress shares its address, hence this budget: a flood of made-up keys must not
+            // lock out a valid key this replica has never seen a request with (it holds them all from its start).
+            using var kept = EdgeHost.Client(replicaEdge, keptFromBefore);
+            for (var round = 0; round < 5; round++)
+            {
+                var spent = 0;
+                while ((await anonymous.GetAsync("/v1/accounts/any")).StatusCode != HttpStatusCode.TooManyRequests)
+                {
+                    Assert.True(++spent < 20, "The bucket never ran out again."); // it regains 2 a second
+                }
+
+                Assert.Equal(HttpStatusCode.NotFound, (await kept.GetAsync("/v1/accounts/any")).StatusCode);
+            }
         }
         finally
         {

@@ -55,6 +55,42 @@ public sealed class EtcdPrefixWatchTests(EtcdClusterFixture etcd)
         Assert.Throws<ArgumentException>(() => new EtcdPrefixWatch(etcd.Connection, "/a/", NullLogger.Instance) { End = "/a/" });
     }
 
+    [Fact]
+    public async Task AMirror_IsSentWhatChangedAfterItsLoad_AndLoadsAgain_WhenTheLoadsRevisionWasCompacted()
+    {
+        using var timeout = new CancellationTokenSource(Bound);
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var old = (await etcd.Connection.Client.PutAsync(prefix + "a", "1")).Header.Revision;
+        var loads = 0;
+        var reloaded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        async Task<long> LoadAsync(CancellationToken cancellationToken)
+        {
+            if (++loads == 1)
+            {
+                // What the first load read is gone from etcd's history by the time the watch opens.
+                var now = (await etcd.Connection.Client.PutAsync(prefix + "a", "2")).Header.Revision;
+                await etcd.Connection.Kv.CompactAsync(new Etcdserverpb.CompactionRequest { Revision = now }, cancellationToken: cancellationToken);
+                return old - 1; // the watch would start at `old`, compacted (etcd keeps `now` itself)
+            }
+
+            var current = await etcd.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = ByteString.CopyFromUtf8(prefix + "a") }, cancellationToken: cancellationToken);
+            reloaded.TrySetResult();
+            return current.Header.Revision;
+        }
+
+        var changes = Channel.CreateUnbounded<string>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        var running = new EtcdPrefixWatch(etcd.Connection, prefix, NullLogger.Instance).RunMirrorAsync(
+            LoadAsync, (key, value, _) => changes.Writer.TryWrite((value is null ? "delete " : "put ") + key), stop.Token);
+        await reloaded.Task.WaitAsync(timeout.Token);
+        await PutAsync(prefix + "b");
+
+        Assert.Equal("put b", await changes.Reader.ReadAsync(timeout.Token)); // not the put of a=2: the second load had it
+        Assert.Equal(2, loads);
+        await stop.CancelAsync();
+        await running.WaitAsync(Bound); // a stopped mirror ends quietly
+    }
+
     private Task PutAsync(string key) => etcd.Connection.Client.PutAsync(key, "v");
 
     /// <summary>What the watch passed on (in order) from its start until the put of <paramref name="last"/> arrived.</summary>

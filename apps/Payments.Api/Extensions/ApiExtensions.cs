@@ -116,10 +116,11 @@ public static class ApiExtensions
         app.UseRateLimiter();
         var routes = app.MapGroup(string.Empty).AnswerHeadLikeGet();
         routes.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
-        // Readiness: etcd reachable and, in a region, the region active — the global load balancer routes clients to
-        // the region that is ready.
+        // Readiness: etcd reachable, the API keys loaded (a restarted replica knows every valid key before it takes a
+        // request) and, in a region, the region active — the global load balancer routes clients to the region that is ready.
         routes.MapHealthEndpoints(async (services, cancellationToken) =>
-            await services.IsEtcdReachableAsync(cancellationToken)
+            services.GetRequiredService<MerchantStore>().KeysLoaded
+            && await services.IsEtcdReachableAsync(cancellationToken)
             && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
         app.MapMetricsEndpoint();
         routes.MapAccountsApiV1();

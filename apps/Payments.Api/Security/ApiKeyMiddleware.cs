@@ -9,10 +9,12 @@ namespace Payments.Api.Security;
 /// <summary>Authenticates every <c>/v1</c> request by its <c>Authorization: Bearer &lt;api-key&gt;</c> and records
 /// who sent it (merchant, key, scopes); everything a merchant reads or writes is scoped to that merchant, and each
 /// route checks its scope (<see cref="ScopeRequirement"/>).</summary>
-/// <remarks>A key not already known to this replica costs an etcd read. Requests without a valid key spend tokens of
-/// their client address's bucket (<see cref="ApiOptions.UnauthenticatedRequestsPerSecondPerAddress"/>), and an address
-/// whose bucket is empty is refused with 429 before any lookup: a flood of missing, wrong or random keys stops short of
-/// etcd, which the ledger needs.</remarks>
+/// <remarks>Each replica holds every live key in memory (<see cref="MerchantStore.RunInvalidationAsync"/>), so a valid
+/// key costs no etcd read and no budget. A key it does not hold (issued in the last moments, or not a key) costs an etcd
+/// read. Requests without a valid key spend tokens of their client address's bucket
+/// (<see cref="ApiOptions.UnauthenticatedRequestsPerSecondPerAddress"/>), and an address whose bucket is empty is refused
+/// with 429 before any lookup: a flood of missing, wrong or random keys stops short of etcd, which the ledger needs, and
+/// — keys being held — short of the valid keys that come from the same address.</remarks>
 public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) : IDisposable
 {
     public const string PrincipalItem = "api.principal";
@@ -67,8 +69,8 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
 
     /// <summary>A key this replica does not know yet. An address that has spent its budget of requests without a valid
     /// key is refused before the lookup (no store access); otherwise the key is looked up, and a request that turns out
-    /// to have no valid key spends a token. Valid keys spend nothing: a replica that restarts and meets every merchant's
-    /// key anew — all from the ingress controller's address when no proxy is trusted — does not throttle them.</summary>
+    /// to have no valid key spends a token. Valid keys spend nothing; and since every live key is held, a valid key
+    /// comes here only in the moments between its issue and the watch's delivery of it (or while the watch is down).</summary>
     private async Task<ApiPrincipal?> AuthenticateLimitedAsync(HttpContext context, MerchantStore store, string? key)
     {
         var address = BudgetKey(context.Connection.RemoteIpAddress);
