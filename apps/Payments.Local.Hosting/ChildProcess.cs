@@ -90,8 +90,12 @@ public sealed class ChildProcess : IAsyncDisposable
             {
                 if (tcpOnly)
                 {
+                    // Bounded like the HTTP probe's request: a connect to a frozen listener can wait for the kernel's
+                    // SYN retries (minutes), past the readiness bound.
+                    using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    attempt.CancelAfter(http.Timeout);
                     using var tcp = new TcpClient();
-                    await tcp.ConnectAsync(readyUrl.Host, readyUrl.Port, cancellationToken);
+                    await tcp.ConnectAsync(readyUrl.Host, readyUrl.Port, attempt.Token);
                     return;
                 }
 
@@ -100,7 +104,7 @@ public sealed class ChildProcess : IAsyncDisposable
                     return;
                 }
             }
-            catch (Exception exception) when (exception is HttpRequestException or SocketException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+            catch (Exception exception) when (exception is HttpRequestException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
                 // Not listening yet.
             }
