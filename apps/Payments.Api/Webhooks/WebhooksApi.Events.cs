@@ -67,18 +67,58 @@ public static partial class WebhooksApi
 
         var root = PaymentEvents.MerchantRoot(records.EventsRoot, ApiKeyMiddleware.MerchantOf(context));
         var from = after is not null ? root + after + "\0" : since is { } time ? root + EtcdBytes.TimeKey(time) : root;
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
-        {
-            Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(root), Limit = limit,
-        }, cancellationToken: token), context.RequestAborted);
+        var start = after is not null
+            ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(after.AsSpan(0, 13), NumberStyles.None, CultureInfo.InvariantCulture))
+            : since ?? DateTimeOffset.MinValue;
+        var oldestKept = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow()
+            - context.RequestServices.GetRequiredService<WebhookOptions>().EventRetention;
+        var (kvs, more) = await ReadEventsAsync(etcd, root, from, start > oldestKept ? start : oldestKept, limit, context.RequestAborted);
         // Read into the event's type and written as the API writes answers: events stored with null members (before
         // they were left out) read the same as the webhook bodies of today, and the document has the page's schema.
-        var data = response.Kvs
+        var data = kvs
             .Select(kv => PaymentEvents.Deserialize(kv.Value.Span))
             .Where(paymentEvent => type is null || paymentEvent.Type == type)
             .ToArray();
-        var next = response.Kvs.Count > 0 ? response.Kvs[^1].Key.ToStringUtf8()[root.Length..] : after;
-        return Reply.Json(StatusCodes.Status200OK, new EventPage(data, response.More, next)).ToResult();
+        var next = kvs.Count > 0 ? kvs[^1].Key.ToStringUtf8()[root.Length..] : after;
+        return Reply.Json(StatusCodes.Status200OK, new EventPage(data, more, next)).ToResult();
+    }
+
+    /// <summary>Ranges a page reads at most before its last, which runs to the merchant's last event.</summary>
+    private const int MaxEventWindows = 8;
+
+    /// <summary>How much later each window ends than the one before it begins: 1 min, 4, 16, … — eight windows span
+    /// 15 days, past the longest retention a merchant's events are kept.</summary>
+    private const int EventWindowGrowth = 4;
+
+    private static readonly TimeSpan FirstEventWindow = TimeSpan.FromMinutes(1);
+
+    /// <summary>Up to <paramref name="limit"/> events from <paramref name="from"/> on, read in windows of time that grow
+    /// from <paramref name="start"/>: etcd visits every key in a range to count it, whatever the limit, so one range to the
+    /// merchant's last event cost a page in proportion to all its events after the cursor (a big merchant paging from
+    /// the start: each page the rest of its retention). A window costs what it holds. More is true when the page is full
+    /// and events may follow it (a following page can then be empty, with more false).</summary>
+    private static async Task<(List<Mvccpb.KeyValue> Kvs, bool More)> ReadEventsAsync(
+        EtcdConnection etcd, string root, string from, DateTimeOffset start, int limit, CancellationToken cancellationToken)
+    {
+        var kvs = new List<Mvccpb.KeyValue>(limit);
+        var window = FirstEventWindow;
+        var more = false;
+        for (var round = 0; round <= MaxEventWindows && kvs.Count < limit; round++)
+        {
+            // Each window ends later than the cursor (start is never before the cursor's time), so from only grows.
+            string? end = round < MaxEventWindows ? root + EtcdBytes.TimeKey(start + window) : null;
+            var request = new RangeRequest
+            {
+                Key = EtcdBytes.Key(from), RangeEnd = end is null ? EtcdBytes.PrefixEnd(root) : EtcdBytes.Key(end), Limit = limit - kvs.Count,
+            };
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+            kvs.AddRange(response.Kvs);
+            more = response.More || (kvs.Count >= limit && end is not null);
+            from = end is not null && string.CompareOrdinal(end, from) > 0 ? end : from;
+            (start, window) = (start + window, window * EventWindowGrowth);
+        }
+
+        return (kvs, more);
     }
 
     [GeneratedRegex(@"^[0-9]{13}/evt_[0-9a-f]{24}\z")] // \z: '$' would admit a trailing newline

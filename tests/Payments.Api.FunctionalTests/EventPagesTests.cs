@@ -1,0 +1,75 @@
+using System.Net;
+using Etcdserverpb;
+using Google.Protobuf;
+using Payments.Etcd;
+using Payments.Merchants;
+using Payments.Orchestrator.Client.Records;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary><c>GET /v1/events</c> reads a page in windows of time that grow from the cursor (a range to the merchant's
+/// last event made etcd count every event after the cursor, per page): paging still returns each event once, in
+/// order, across windows minutes and days apart, events older than the retention not yet trimmed included.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class EventPagesTests(ApiSystemFixture system)
+{
+    private const int MaxPages = 30;
+
+    [Fact]
+    public async Task PagingReturnsEveryEventOnce_InOrder_AcrossWindowsOfEveryLength()
+    {
+        var merchant = $"merchant-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant, ApiScopes.PaymentsRead);
+        var root = EtcdBytes.AsPrefix(new EtcdOptions { KeyPrefix = ApiSystemFixture.KeyPrefix }.PaymentsPrefix) + "~events/" + merchant + "/";
+        var now = DateTimeOffset.UtcNow;
+        TimeSpan[] ages =
+        [
+            TimeSpan.FromHours(100), // past the retention (96 h), not trimmed yet
+            TimeSpan.FromHours(95), TimeSpan.FromHours(50), TimeSpan.FromHours(3), TimeSpan.FromHours(3),
+            TimeSpan.FromMinutes(10), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(29), TimeSpan.Zero,
+        ];
+        var written = new List<string>();
+        for (var index = 0; index < ages.Length; index++)
+        {
+            var at = now - ages[index];
+            var id = $"evt_{index:x24}";
+            var paymentEvent = new PaymentEvent(id, PaymentEvents.Completed, at,
+                new PaymentEventData($"pay_{index}", "completed", 100, "EUR", "a", "b", null, null, at, at));
+            await system.Etcd.Kv.PutAsync(new PutRequest
+            {
+                Key = EtcdBytes.Key(root + EtcdBytes.TimeKey(at) + "/" + id), Value = ByteString.CopyFrom(PaymentEvents.Serialize(paymentEvent)),
+            });
+            written.Add(id);
+        }
+
+        foreach (var limit in new[] { 1, 2, 4, 100 })
+        {
+            Assert.Equal(written, await PageThroughAsync(client, $"/v1/events?limit={limit}"));
+        }
+
+        // From a time: the events at or after it.
+        Assert.Equal(written.Skip(5), await PageThroughAsync(client, "/v1/events?limit=2&since=" + Uri.EscapeDataString((now - TimeSpan.FromHours(1)).ToString("O"))));
+    }
+
+    private static async Task<List<string>> PageThroughAsync(HttpClient client, string first)
+    {
+        var ids = new List<string>();
+        var url = first;
+        for (var page = 0; page < MaxPages; page++)
+        {
+            using var response = await client.GetAsync(url);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var body = await response.JsonAsync();
+            ids.AddRange(body.GetProperty("data").EnumerateArray().Select(item => item.GetProperty("id").GetString()!));
+            if (!body.GetProperty("hasMore").GetBoolean())
+            {
+                return ids;
+            }
+
+            url = first.Split("&since=")[0] + "&after=" + Uri.EscapeDataString(body.GetProperty("nextCursor").GetString()!);
+        }
+
+        Assert.Fail($"Still more after {MaxPages} pages: {string.Join(", ", ids)}");
+        return ids;
+    }
+}
