@@ -1,7 +1,9 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Hosting;
+using Payments.Api.Webhooks;
 using Payments.Etcd;
+using Payments.Merchants;
 
 namespace Payments.Api.FunctionalTests;
 
@@ -27,6 +29,16 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
         {
             await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(key), Value = ByteString.CopyFromUtf8("{}") });
         }
+
+        // The trim goes merchant by merchant, from the merchant records: more merchants than one pass takes, the one with
+        // events last among them.
+        var merchants = new MerchantStore(system.Etcd, layout.ApiPrefix);
+        for (var other = 0; other < WebhookDispatcher.MaxMerchantsPerTrim + 3; other++)
+        {
+            await merchants.CreateMerchantAsync($"merchant-0-{other:D3}", null, CancellationToken.None);
+        }
+
+        await merchants.CreateMerchantAsync("merchant-1", null, CancellationToken.None);
 
         // Written before the replica starts: its dispatcher trims when it takes the lock, then every 10 minutes.
         await using var replica = await system.StartReplicaAsync(layout.KeyPrefix, web => web.UseSetting("Webhooks:Deliver", "false"));

@@ -133,7 +133,9 @@ public sealed partial class WebhookDispatcher
     }
 
     /// <summary>Deletes events older than <see cref="WebhookOptions.EventRetention"/>, one range delete per merchant,
-    /// merchant after merchant (at most <see cref="MaxMerchantsPerTrim"/> per pass, going on where the last pass ended).</summary>
+    /// merchant after merchant (at most <see cref="MaxMerchantsPerTrim"/> per pass, going on where the last pass ended).
+    /// Every event is a merchant's (the API writes them for payments of merchants it knows), and merchants are never
+    /// deleted, so the merchant records name every events prefix.</summary>
     private async Task TrimIfDueAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
@@ -152,32 +154,25 @@ public sealed partial class WebhookDispatcher
             }, cancellationToken: token), cancellationToken);
         }
 
-        var eventsRoot = records.EventsRoot;
+        // Merchant by merchant from the merchant records: finding the next merchant among the events themselves took a
+        // range to the last event, which etcd answers by counting every event after the cursor — per merchant, per pass.
+        var (merchants, more) = await merchantStore.MerchantIdsAsync(trimCursor, MaxMerchantsPerTrim, cancellationToken);
         var cutoff = EtcdBytes.TimeKey(now - options.EventRetention);
-        var from = trimCursor ?? eventsRoot;
-        for (var merchants = 0; merchants < MaxMerchantsPerTrim; merchants++)
+        foreach (var merchant in merchants)
         {
-            var first = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
-            {
-                Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(eventsRoot), Limit = 1, KeysOnly = true,
-            }, cancellationToken: token), cancellationToken);
-            if (first.Kvs.Count == 0)
-            {
-                trimCursor = null;
-                nextTrim = now + TrimInterval;
-                return;
-            }
-
-            var key = first.Kvs[0].Key.ToStringUtf8();
-            var merchantRoot = key[..(key.IndexOf('/', eventsRoot.Length) + 1)];
+            var merchantRoot = PaymentEvents.MerchantRoot(records.EventsRoot, merchant);
             await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
             {
                 Key = EtcdBytes.Key(merchantRoot), RangeEnd = EtcdBytes.Key(merchantRoot + cutoff),
             }, cancellationToken: token), cancellationToken);
-            from = EtcdBytes.PrefixEnd(merchantRoot).ToStringUtf8();
         }
 
-        trimCursor = from; // more merchants than one pass takes: the next round goes on from here
+        // More merchants than one pass takes: the next round goes on from the last.
+        trimCursor = more && merchants.Count > 0 ? merchants[^1] : null;
+        if (trimCursor is null)
+        {
+            nextTrim = now + TrimInterval;
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Webhook {EventId} to endpoint {EndpointId}: attempt {Attempt} failed ({Detail}); next in {Seconds:F0} s")]

@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using Payments.Etcd;
 using Payments.Api.Regions;
 using Payments.Etcd.Regions;
+using Payments.Merchants;
 using Payments.Orchestrator.Client.Records;
 using Payments.Telemetry;
 
@@ -19,7 +20,8 @@ namespace Payments.Api.Webhooks;
 /// deliveries read per scan.</remarks>
 public sealed partial class WebhookDispatcher(
     WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
-    EtcdOptions layout, RegionGate region, RegionEpochWatcher regionEpoch, PaymentRecordStore records, TimeProvider time, ILogger<WebhookDispatcher> logger) : BackgroundService
+    EtcdOptions layout, RegionGate region, RegionEpochWatcher regionEpoch, PaymentRecordStore records, MerchantStore merchantStore, TimeProvider time,
+    ILogger<WebhookDispatcher> logger) : BackgroundService
 {
     /// <summary>Deliveries read per page of a scan of what is due.</summary>
     public const int MaxDuePerScan = 256;
