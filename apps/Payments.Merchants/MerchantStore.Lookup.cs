@@ -38,7 +38,8 @@ public sealed partial class MerchantStore
     /// <summary>How often usage ("last used") is written: at most once per key per interval per replica.</summary>
     public static readonly TimeSpan UsageFlushInterval = TimeSpan.FromMinutes(1);
 
-    private readonly ConcurrentDictionary<string, CachedKey> keysByHash = new(StringComparer.Ordinal);
+    private readonly Lock mirrorGate = new(); // a lookup's insert, a change's application and a load's swap: one at a time
+    private volatile ConcurrentDictionary<string, CachedKey> keysByHash = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> unknownUntil = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> unflushedUse = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, IReadOnlyList<string>> scopeLists = new(StringComparer.Ordinal);
@@ -72,7 +73,7 @@ public sealed partial class MerchantStore
         // An event delivered while the read is under way may concern this very key: cache only if none came.
         var seen = Interlocked.Read(ref invalidations);
         var stored = await GetAsync(KeyRecordKey(hash), cancellationToken);
-        var record = stored is null ? null : DecodeKey(stored.Value);
+        var record = stored is null ? null : Readable(stored.Value, hash, logger: null);
         if (record is null || record.IsExpired(now))
         {
             keysByHash.TryRemove(hash, out _);
@@ -81,14 +82,19 @@ public sealed partial class MerchantStore
         }
 
         unknownUntil.TryRemove(hash, out _);
-        if (Interlocked.Read(ref invalidations) == seen)
+        lock (mirrorGate)
         {
-            if (keysByHash.Count >= MaxCachedKeys)
+            // Under the gate: a change applied (or a load swapped in) between this check and the insert would be undone
+            // by it — a revoked key back in the cache, for as long as the watch runs.
+            if (Interlocked.Read(ref invalidations) == seen)
             {
-                Volatile.Write(ref mirroring, 0); // what follows clears the cache: it holds every key no longer
-            }
+                if (keysByHash.Count >= MaxCachedKeys)
+                {
+                    Volatile.Write(ref mirroring, 0); // what follows clears the cache: it holds every key no longer
+                }
 
-            Remember(keysByHash, MaxCachedKeys, hash, new CachedKey(Shared(record), now));
+                Remember(keysByHash, MaxCachedKeys, hash, new CachedKey(Shared(record), now));
+            }
         }
 
         return Use(hash, record, now);
@@ -141,18 +147,18 @@ public sealed partial class MerchantStore
         }
     }
 
-    /// <summary>Reads every key record, a page at a time at one revision (what the watch then starts after), into the
-    /// cache: live keys only, since a key not held reads as unknown anyway.</summary>
+    /// <summary>Reads every key record, a page at a time at one revision (what the watch then starts after), into a new
+    /// cache that replaces the one in use only when complete: while it loads, the keys held before still answer (a
+    /// reload after a broken watch must not send every valid key to the bad-key budget). Live keys only, since a key not
+    /// held reads as unknown anyway.</summary>
     private async Task<long> LoadKeysAsync(ILogger logger, CancellationToken cancellationToken)
     {
-        Volatile.Write(ref mirroring, 0);
-        Interlocked.Increment(ref invalidations); // a lookup under way may have read before a change the new watch skips
-        keysByHash.Clear();
         var keyPrefix = root + "merchant-keys/";
         var request = new RangeRequest { Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = MirrorPage };
+        var loaded = new ConcurrentDictionary<string, CachedKey>(StringComparer.Ordinal);
         long revision = 0, read = 0;
         var whole = true;
-        for (var more = true; more;)
+        for (var more = true; more && whole;)
         {
             var page = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
             revision = revision == 0 ? page.Header.Revision : revision;
@@ -161,27 +167,37 @@ public sealed partial class MerchantStore
             foreach (var kv in page.Kvs)
             {
                 var hash = kv.Key.ToStringUtf8()[keyPrefix.Length..];
-                if (Readable(kv.Value, hash, logger) is { } record && !record.IsExpired(now))
+                if (Readable(kv.Value, hash, logger) is not { } record || record.IsExpired(now))
                 {
-                    keysByHash[hash] = new CachedKey(Shared(record), now);
+                    continue;
                 }
+
+                whole = loaded.Count < MaxCachedKeys;
+                if (!whole)
+                {
+                    logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
+                    break;
+                }
+
+                loaded[hash] = new CachedKey(Shared(record), now);
             }
 
             read += page.Kvs.Count;
             more = page.More && page.Kvs.Count > 0;
-            whole = keysByHash.Count < MaxCachedKeys;
-            if (more && !whole)
-            {
-                logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
-                break;
-            }
-
             request.Key = EtcdBytes.Key(page.Kvs.Count > 0 ? page.Kvs[^1].Key.ToStringUtf8() + "\0" : keyPrefix);
         }
 
-        Volatile.Write(ref mirroring, whole ? 1 : 0);
+        lock (mirrorGate)
+        {
+            // A lookup that read before this load's revision must not add what it read to the new cache: the watch
+            // starts after that revision and would never correct it.
+            Interlocked.Increment(ref invalidations);
+            keysByHash = loaded;
+            Volatile.Write(ref mirroring, whole ? 1 : 0);
+        }
+
         Volatile.Write(ref loadedOnce, 1);
-        logger.LogDebug("Loaded {Live} live API keys of {Read} records at revision {Revision}", keysByHash.Count, read, revision);
+        logger.LogDebug("Loaded {Live} live API keys of {Read} records at revision {Revision}", loaded.Count, read, revision);
         return revision;
     }
 
@@ -189,27 +205,32 @@ public sealed partial class MerchantStore
     /// is not the mirror evicts the key, to be looked up again.</summary>
     private void Apply(string hash, ByteString? value, ILogger logger)
     {
-        Interlocked.Increment(ref invalidations);
-        unknownUntil.TryRemove(hash, out _);
+        var record = value is null ? null : Readable(value, hash, logger);
         var now = clock.GetUtcNow();
-        if (Volatile.Read(ref mirroring) == 1 && value is not null && Readable(value, hash, logger) is { } record && !record.IsExpired(now))
+        lock (mirrorGate)
         {
-            if (keysByHash.Count >= MaxCachedKeys && !keysByHash.ContainsKey(hash))
+            Interlocked.Increment(ref invalidations);
+            unknownUntil.TryRemove(hash, out _);
+            var keys = keysByHash;
+            if (Volatile.Read(ref mirroring) == 1 && record is not null && !record.IsExpired(now))
             {
+                if (keys.Count < MaxCachedKeys || keys.ContainsKey(hash))
+                {
+                    keys[hash] = new CachedKey(Shared(record), now);
+                    return;
+                }
+
                 Volatile.Write(ref mirroring, 0);
                 logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
             }
 
-            keysByHash[hash] = new CachedKey(Shared(record), now);
-            return;
+            keys.TryRemove(hash, out _);
         }
-
-        keysByHash.TryRemove(hash, out _);
     }
 
     /// <summary>A record, or null (logged) when it cannot be read: one corrupt record must not stop the watch that keeps
-    /// every other key true.</summary>
-    private static ApiKeyRecord? Readable(ByteString value, string hash, ILogger logger)
+    /// every other key true, nor answer a request with 500.</summary>
+    private static ApiKeyRecord? Readable(ByteString value, string hash, ILogger? logger)
     {
         try
         {
@@ -217,7 +238,7 @@ public sealed partial class MerchantStore
         }
         catch (System.Text.Json.JsonException exception)
         {
-            logger.LogWarning(exception, "The record of API key {Hash} cannot be read; the key is refused", hash[..Math.Min(8, hash.Length)]);
+            logger?.LogWarning(exception, "The record of API key {Hash} cannot be read; the key is refused", hash[..Math.Min(8, hash.Length)]);
             return null;
         }
     }

@@ -49,19 +49,6 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             ? Decode<MerchantRecord>(value.Value)
             : null;
 
-    /// <summary>Merchant ids in order, after <paramref name="after"/> (null: from the first), at most
-    /// <paramref name="limit"/>; more is true when others follow.</summary>
-    public async Task<(IReadOnlyList<string> Ids, bool More)> MerchantIdsAsync(string? after, int limit, CancellationToken cancellationToken)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
-        var merchants = root + "merchants/";
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
-        {
-            Key = EtcdBytes.Key(after is null ? merchants : merchants + after + "\0"), RangeEnd = EtcdBytes.PrefixEnd(merchants), Limit = limit, KeysOnly = true,
-        }, cancellationToken: token), cancellationToken);
-        return (response.Kvs.Select(kv => kv.Key.ToStringUtf8()[merchants.Length..]).ToArray(), response.More);
-    }
-
     /// <summary>For the local tools and tests: the merchant (created if new) and a key with <paramref name="scopes"/>
     /// (default <see cref="ApiScopes.Default"/>).</summary>
     public async Task<string> IssueApiKeyAsync(string merchantId, CancellationToken cancellationToken, params string[] scopes)

@@ -40,10 +40,20 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
 
         await merchants.CreateMerchantAsync("merchant-1", null, CancellationToken.None);
 
+        // A merchant from before merchant records: only its key record (the merchant id alone) names it.
+        var legacyEvent = EtcdBytes.AsPrefix(layout.PaymentsPrefix) + "~events/merchant-legacy/" + EtcdBytes.TimeKey(now - TimeSpan.FromHours(97)) + "/evt_legacy";
+        await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(legacyEvent), Value = ByteString.CopyFromUtf8("{}") });
+        await system.Etcd.Kv.PutAsync(new PutRequest
+        {
+            Key = EtcdBytes.Key(EtcdBytes.AsPrefix(layout.ApiPrefix) + "merchant-keys/" + MerchantStore.Hash("dp_legacy-key")),
+            Value = ByteString.CopyFromUtf8("merchant-legacy"),
+        });
+
         // Written before the replica starts: its dispatcher trims when it takes the lock, then every 10 minutes.
         await using var replica = await system.StartReplicaAsync(layout.KeyPrefix, web => web.UseSetting("Webhooks:Deliver", "false"));
         await WebhookDeliveryTests.PollUntilAsync(
-            () => !Exists(oldEvent) && !Exists(oldMarker), () => $"old event there: {Exists(oldEvent)}, old marker there: {Exists(oldMarker)}");
+            () => !Exists(oldEvent) && !Exists(oldMarker) && !Exists(legacyEvent),
+            () => $"old event there: {Exists(oldEvent)}, old marker there: {Exists(oldMarker)}, legacy merchant's old event there: {Exists(legacyEvent)}");
         Assert.True(Exists(youngEvent), "an event within its retention was trimmed");
         Assert.True(Exists(youngMarker), "a marker within the retry window was dropped: turning delivery back on would not send it");
     }

@@ -134,8 +134,8 @@ public sealed partial class WebhookDispatcher
 
     /// <summary>Deletes events older than <see cref="WebhookOptions.EventRetention"/>, one range delete per merchant,
     /// merchant after merchant (at most <see cref="MaxMerchantsPerTrim"/> per pass, going on where the last pass ended).
-    /// Every event is a merchant's (the API writes them for payments of merchants it knows), and merchants are never
-    /// deleted, so the merchant records name every events prefix.</summary>
+    /// Every event is a merchant's (the API writes them for payments of merchants it knows), merchants are never
+    /// deleted, and merchants from before merchant records get theirs first, so the records name every events prefix.</summary>
     private async Task TrimIfDueAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
@@ -152,6 +152,13 @@ public sealed partial class WebhookDispatcher
             {
                 Key = EtcdBytes.Key(deliveries.OutboxRoot), RangeEnd = EtcdBytes.Key(deliveries.OutboxRoot + EtcdBytes.TimeKey(now - options.RetryFor)),
             }, cancellationToken: token), cancellationToken);
+        }
+
+        if (trimCursor is null && !legacyMerchantsRecorded && (!region.Enabled || regionEpoch.IsWritable))
+        {
+            // Once per process, where writes are allowed (the records reach a standby with the others).
+            await merchantStore.RecordLegacyMerchantsAsync(cancellationToken);
+            legacyMerchantsRecorded = true;
         }
 
         // Merchant by merchant from the merchant records: finding the next merchant among the events themselves took a

@@ -62,6 +62,7 @@ public sealed partial class WebhookDispatcher(
     private long lastDueScanMs = long.MinValue / 2;
     private readonly SemaphoreSlim wake = new(0, 1);
     private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
+    private bool legacyMerchantsRecorded;
     private string? trimCursor;
 
     /// <summary>Asks the dispatcher to look for work now (an outbox marker appeared, a delivery ended).</summary>

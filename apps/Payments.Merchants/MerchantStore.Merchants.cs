@@ -1,0 +1,57 @@
+using Etcdserverpb;
+using Payments.Etcd;
+
+namespace Payments.Merchants;
+
+/// <summary>Walking the merchants: for work done merchant by merchant (the webhook events' trim).</summary>
+public sealed partial class MerchantStore
+{
+    /// <summary>Merchant ids in order, after <paramref name="after"/> (null: from the first), at most
+    /// <paramref name="limit"/>; more is true when others follow.</summary>
+    public async Task<(IReadOnlyList<string> Ids, bool More)> MerchantIdsAsync(string? after, int limit, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var merchants = root + "merchants/";
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+        {
+            Key = EtcdBytes.Key(after is null ? merchants : merchants + after + "\0"), RangeEnd = EtcdBytes.PrefixEnd(merchants), Limit = limit, KeysOnly = true,
+        }, cancellationToken: token), cancellationToken);
+        return (response.Kvs.Select(kv => kv.Key.ToStringUtf8()[merchants.Length..]).ToArray(), response.More);
+    }
+
+    /// <summary>Key records read at most by <see cref="RecordLegacyMerchantsAsync"/>, a page at a time.</summary>
+    public const int MaxLegacyScanPages = 100;
+
+    /// <summary>Creates the merchant record of every merchant whose keys were issued before merchants had records (a key
+    /// record holding the merchant id alone, which <see cref="DecodeKey"/> still accepts): what walks merchants by their
+    /// records — the webhook events' trim — would otherwise never reach their events. Idempotent (create-if-absent);
+    /// reads at most <see cref="MaxLegacyScanPages"/> pages of key records. Returns how many records it created.</summary>
+    public async Task<int> RecordLegacyMerchantsAsync(CancellationToken cancellationToken)
+    {
+        var keyPrefix = root + "merchant-keys/";
+        var request = new RangeRequest { Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = 1_000 };
+        var legacy = new HashSet<string>(StringComparer.Ordinal);
+        var created = 0;
+        for (var page = 0; page < MaxLegacyScanPages; page++)
+        {
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+            foreach (var text in response.Kvs.Select(kv => kv.Value.ToStringUtf8()).Where(text => !text.StartsWith('{')))
+            {
+                if (MerchantRecord.IsValidId(text) && legacy.Add(text) && (await CreateMerchantAsync(text, null, cancellationToken)).Created)
+                {
+                    created++;
+                }
+            }
+
+            if (!response.More || response.Kvs.Count == 0)
+            {
+                break;
+            }
+
+            request.Key = EtcdBytes.Key(response.Kvs[^1].Key.ToStringUtf8() + "\0");
+            request.Revision = response.Header.Revision; // one snapshot across the pages
+        }
+
+        return created;
+    }
+}
