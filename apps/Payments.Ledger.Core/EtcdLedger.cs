@@ -90,14 +90,14 @@ public sealed class EtcdLedger : ILedger
         var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
         if (response.Succeeded)
         {
-            return new OpenAccountOutcome.Opened(ToAccount(record, response.Header.Revision), Created: true);
+            return new OpenAccountOutcome.Opened(ToAccount(record, version: 1), Created: true);
         }
 
         RegionFences.ThrowIfFencedOff(region, response);
         var kv = response.Responses[0].ResponseRange.Kvs[0];
         var existing = LedgerJson.DecodeAccount(kv.Value);
         return existing.Currency == record.Currency && existing.OverdraftLimitMinor == record.OverdraftLimitMinor
-            ? new OpenAccountOutcome.Opened(ToAccount(existing, kv.ModRevision), Created: false)
+            ? new OpenAccountOutcome.Opened(ToAccount(existing, kv.Version), Created: false)
             : new OpenAccountOutcome.Failed(new LedgerError(
                 LedgerError.AccountExists, $"Account {id} exists with currency {existing.Currency} and overdraft limit {existing.OverdraftLimitMinor}."));
     }
@@ -118,7 +118,7 @@ public sealed class EtcdLedger : ILedger
             var record = LedgerJson.DecodeAccount(current.Value!);
             if (record.Closed)
             {
-                return new CloseAccountOutcome.Closed(ToAccount(record, current.ModRevision));
+                return new CloseAccountOutcome.Closed(ToAccount(record, current.Version));
             }
 
             if (record.Balances != Balances.Zero)
@@ -136,7 +136,7 @@ public sealed class EtcdLedger : ILedger
             var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
-                return new CloseAccountOutcome.Closed(ToAccount(closed, response.Header.Revision));
+                return new CloseAccountOutcome.Closed(ToAccount(closed, current.Version + 1));
             }
 
             RegionFences.ThrowIfFencedOff(region, response);
@@ -174,7 +174,7 @@ public sealed class EtcdLedger : ILedger
 
             if (record.OverdraftLimitMinor == overdraftLimitMinor)
             {
-                return new SetOverdraftOutcome.Set(ToAccount(record, current.ModRevision), Changed: false);
+                return new SetOverdraftOutcome.Set(ToAccount(record, current.Version), Changed: false);
             }
 
             var changed = record with { OverdraftLimitMinor = overdraftLimitMinor };
@@ -186,7 +186,7 @@ public sealed class EtcdLedger : ILedger
             var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
-                return new SetOverdraftOutcome.Set(ToAccount(changed, response.Header.Revision), Changed: true);
+                return new SetOverdraftOutcome.Set(ToAccount(changed, current.Version + 1), Changed: true);
             }
 
             RegionFences.ThrowIfFencedOff(region, response);
@@ -217,21 +217,21 @@ public sealed class EtcdLedger : ILedger
         if (!id.IsSystem)
         {
             var stored = await store.RetryingAsync(token => store.GetAsync(Keys.Account(id), serializable: false, token), cancellationToken);
-            return stored.Exists ? ToAccount(LedgerJson.DecodeAccount(stored.Value!), stored.ModRevision) : null;
+            return stored.Exists ? ToAccount(LedgerJson.DecodeAccount(stored.Value!), stored.Version) : null;
         }
 
         var prefix = Keys.SystemShardsPrefix(id);
         var range = await store.RetryingAsync(
             token => store.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix) }, token),
             cancellationToken);
-        var shards = range.Kvs.Select(kv => (Record: LedgerJson.DecodeAccount(kv.Value), kv.ModRevision)).ToArray();
+        var shards = range.Kvs.Select(kv => (Record: LedgerJson.DecodeAccount(kv.Value), kv.Version)).ToArray();
         return new Account(
             id, Currency.FromCode(TransferRules.SystemCurrency(id)), 0, false,
             // Summed in 128 bits: LedgerLimits keeps every shard small enough for the total to fit in 64.
             LedgerLimits.ToInt64(LedgerLimits.Sum(shards, shard => shard.Record.BalanceMinor), $"The balance of {id}"),
             LedgerLimits.ToInt64(LedgerLimits.Sum(shards, shard => shard.Record.PendingDebitMinor), $"The pending debits of {id}"),
             LedgerLimits.ToInt64(LedgerLimits.Sum(shards, shard => shard.Record.PendingCreditMinor), $"The pending credits of {id}"),
-            shards.Length == 0 ? 0 : shards.Max(shard => shard.ModRevision));
+            shards.Sum(shard => shard.Version));
     }
 
     /// <summary>A transfer as the journal holds it, or null (never applied, or archived past the replay window).</summary>

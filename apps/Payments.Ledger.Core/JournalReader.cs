@@ -79,7 +79,7 @@ public sealed class JournalReader(EtcdLedger ledger)
     /// <summary>Every account (system accounts summed over their shards) as of one etcd revision.</summary>
     public async Task<IReadOnlyList<Account>> SnapshotAccountsAsync(CancellationToken cancellationToken)
     {
-        var records = new List<(AccountRecord Record, long ModRevision)>();
+        var records = new List<(AccountRecord Record, long Version)>();
         var revision = 0L;
         foreach (var prefix in new[] { ledger.Keys.AccountsPrefix, ledger.Keys.SystemPrefix })
         {
@@ -89,7 +89,7 @@ public sealed class JournalReader(EtcdLedger ledger)
                 var request = new RangeRequest { Key = start, RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxPageSize, Revision = revision };
                 var response = await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken);
                 revision = revision == 0 ? response.Header.Revision : revision;
-                records.AddRange(response.Kvs.Select(kv => (LedgerJson.DecodeAccount(kv.Value), kv.ModRevision)));
+                records.AddRange(response.Kvs.Select(kv => (LedgerJson.DecodeAccount(kv.Value), kv.Version)));
                 if (!response.More)
                 {
                     break;
@@ -110,7 +110,7 @@ public sealed class JournalReader(EtcdLedger ledger)
                 LedgerLimits.ToInt64(LedgerLimits.Sum(group, item => item.Record.BalanceMinor), $"The balance of {group.Key}"),
                 LedgerLimits.ToInt64(LedgerLimits.Sum(group, item => item.Record.PendingDebitMinor), $"The pending debits of {group.Key}"),
                 LedgerLimits.ToInt64(LedgerLimits.Sum(group, item => item.Record.PendingCreditMinor), $"The pending credits of {group.Key}"),
-                group.Max(item => item.ModRevision)))
+                group.Sum(item => item.Version)))
             .ToArray();
     }
 

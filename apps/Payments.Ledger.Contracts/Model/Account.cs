@@ -5,7 +5,10 @@ namespace Payments.Ledger.Contracts;
 /// <summary>An account as the ledger holds it. Balances follow the credit-normal convention of a platform's
 /// customer liabilities: a credit raises <see cref="BalanceMinor"/>, a debit lowers it, and the sum over every
 /// account of a currency (system accounts included) is always zero.</summary>
-/// <param name="Version">The etcd mod revision of the account's record (for system accounts, the highest of its shards).</param>
+/// <param name="Version">How many times the account's record has been written (etcd's per-key version; for system
+/// accounts, the sum over their shards): it grows with each change of the account, and tells nothing of any other. (It
+/// was the record's mod revision, the whole cluster's write count: an account holder polling it saw every tenant's
+/// write rate.)</param>
 public sealed record Account(
     AccountId Id,
     Currency Currency,

@@ -33,7 +33,7 @@ internal sealed class LedgerStore(EtcdConnection etcd, LedgerKeys keys)
     {
         var response = await RangeAsync(new RangeRequest { Key = EtcdBytes.Key(key), Serializable = serializable }, cancellationToken);
         var kv = response.Kvs.FirstOrDefault();
-        return kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
+        return kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision, kv.Version);
     }
 
     /// <summary>Reads many keys, <see cref="MaxTxnOps"/> per transaction (one revision per chunk).</summary>
@@ -53,7 +53,7 @@ internal sealed class LedgerStore(EtcdConnection etcd, LedgerKeys keys)
             for (var index = 0; index < chunk.Length; index++)
             {
                 var kv = response.Responses[index].ResponseRange.Kvs.FirstOrDefault();
-                values[chunk[index]] = kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision);
+                values[chunk[index]] = kv is null ? StoredValue.Absent : new StoredValue(kv.Value, kv.ModRevision, kv.Version);
             }
         }
 

@@ -2,8 +2,9 @@ using Google.Protobuf;
 
 namespace Payments.Ledger.Core.Storage;
 
-/// <summary>A value as etcd returned it; <see cref="ModRevision"/> 0 means the key was absent.</summary>
-internal readonly record struct StoredValue(ByteString? Value, long ModRevision)
+/// <summary>A value as etcd returned it; <see cref="ModRevision"/> 0 means the key was absent. <see cref="Version"/>
+/// is etcd's count of the key's writes since its creation (0 when unknown: a value the ledger cached after its own write).</summary>
+internal readonly record struct StoredValue(ByteString? Value, long ModRevision, long Version = 0)
 {
     public static readonly StoredValue Absent = new(null, 0);
 
