@@ -17,8 +17,12 @@ public sealed partial class MerchantStore
     /// <summary>Distinct scope lists shared at most (<see cref="Shared"/>); six scopes make few in practice.</summary>
     private const int MaxScopeLists = 256;
 
-    /// <summary>Key records read per page when the mirror loads.</summary>
-    private const int MirrorPage = 1_000;
+    /// <summary>Key records read per page (the mirror's load, the legacy merchants' scan).</summary>
+    private const int KeyRecordPage = 1_000;
+
+    /// <summary>Pages of key records one load reads at most (revoked keys keep their records, so records can outnumber
+    /// live keys); past it the load counts as incomplete, as past <see cref="MaxCachedKeys"/>.</summary>
+    private const int MaxKeyRecordPages = 1_000;
 
     /// <summary>Unknown keys remembered (by hash) at most; past it that cache starts over.</summary>
     public const int MaxUnknownKeys = 10_000;
@@ -153,21 +157,17 @@ public sealed partial class MerchantStore
     /// held reads as unknown anyway.</summary>
     private async Task<long> LoadKeysAsync(ILogger logger, CancellationToken cancellationToken)
     {
-        var keyPrefix = root + "merchant-keys/";
-        var request = new RangeRequest { Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = MirrorPage };
         var loaded = new ConcurrentDictionary<string, CachedKey>(StringComparer.Ordinal);
         long revision = 0, read = 0;
         var whole = true;
-        for (var more = true; more && whole;)
+        RangeResponse? last = null;
+        await foreach (var page in KeyRecordPagesAsync(MaxKeyRecordPages, cancellationToken))
         {
-            var page = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-            revision = revision == 0 ? page.Header.Revision : revision;
-            request.Revision = revision;
+            (last, revision) = (page, revision == 0 ? page.Header.Revision : revision);
             var now = clock.GetUtcNow();
-            foreach (var kv in page.Kvs)
+            foreach (var (hash, value) in page.Kvs.Select(kv => (HashOf(kv), kv.Value)))
             {
-                var hash = kv.Key.ToStringUtf8()[keyPrefix.Length..];
-                if (Readable(kv.Value, hash, logger) is not { } record || record.IsExpired(now))
+                if (Readable(value, hash, logger) is not { } record || record.IsExpired(now))
                 {
                     continue;
                 }
@@ -175,7 +175,7 @@ public sealed partial class MerchantStore
                 whole = loaded.Count < MaxCachedKeys;
                 if (!whole)
                 {
-                    logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
+                    LogPastTheBound(logger, MaxCachedKeys);
                     break;
                 }
 
@@ -183,9 +183,13 @@ public sealed partial class MerchantStore
             }
 
             read += page.Kvs.Count;
-            more = page.More && page.Kvs.Count > 0;
-            request.Key = EtcdBytes.Key(page.Kvs.Count > 0 ? page.Kvs[^1].Key.ToStringUtf8() + "\0" : keyPrefix);
+            if (!whole)
+            {
+                break;
+            }
         }
+
+        whole &= last is not { More: true }; // else stopped at the page bound: not every record was read
 
         lock (mirrorGate)
         {
@@ -221,12 +225,38 @@ public sealed partial class MerchantStore
                 }
 
                 Volatile.Write(ref mirroring, 0);
-                logger.LogWarning("More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all", MaxCachedKeys);
+                LogPastTheBound(logger, MaxCachedKeys);
             }
 
             keys.TryRemove(hash, out _);
         }
     }
+
+    /// <summary>Every key record, <see cref="KeyRecordPage"/> a page, all at the first page's revision (one snapshot),
+    /// at most <paramref name="maxPages"/> pages: the last page returned says whether more followed.</summary>
+    private async IAsyncEnumerable<RangeResponse> KeyRecordPagesAsync(
+        int maxPages, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var keyPrefix = KeyRecordKey(string.Empty);
+        var request = new RangeRequest { Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = KeyRecordPage };
+        for (var pages = 0; pages < maxPages; pages++)
+        {
+            var page = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+            yield return page;
+            if (!page.More || page.Kvs.Count == 0)
+            {
+                yield break;
+            }
+
+            request.Revision = request.Revision == 0 ? page.Header.Revision : request.Revision;
+            request.Key = EtcdBytes.Key(page.Kvs[^1].Key.ToStringUtf8() + "\0");
+        }
+    }
+
+    private string HashOf(Mvccpb.KeyValue kv) => kv.Key.ToStringUtf8()[KeyRecordKey(string.Empty).Length..];
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "More than {Bound} live API keys: this replica looks keys up as they come instead of holding them all")]
+    private static partial void LogPastTheBound(ILogger logger, int bound);
 
     /// <summary>A record, or null (logged) when it cannot be read: one corrupt record must not stop the watch that keeps
     /// every other key true, nor answer a request with 500.</summary>

@@ -28,28 +28,17 @@ public sealed partial class MerchantStore
     /// reads at most <see cref="MaxLegacyScanPages"/> pages of key records. Returns how many records it created.</summary>
     public async Task<int> RecordLegacyMerchantsAsync(CancellationToken cancellationToken)
     {
-        var keyPrefix = root + "merchant-keys/";
-        var request = new RangeRequest { Key = EtcdBytes.Key(keyPrefix), RangeEnd = EtcdBytes.PrefixEnd(keyPrefix), Limit = 1_000 };
         var legacy = new HashSet<string>(StringComparer.Ordinal);
         var created = 0;
-        for (var page = 0; page < MaxLegacyScanPages; page++)
+        await foreach (var page in KeyRecordPagesAsync(MaxLegacyScanPages, cancellationToken))
         {
-            var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-            foreach (var text in response.Kvs.Select(kv => kv.Value.ToStringUtf8()).Where(text => !text.StartsWith('{')))
+            foreach (var text in page.Kvs.Select(kv => kv.Value.ToStringUtf8()).Where(text => !text.StartsWith('{')))
             {
                 if (MerchantRecord.IsValidId(text) && legacy.Add(text) && (await CreateMerchantAsync(text, null, cancellationToken)).Created)
                 {
                     created++;
                 }
             }
-
-            if (!response.More || response.Kvs.Count == 0)
-            {
-                break;
-            }
-
-            request.Key = EtcdBytes.Key(response.Kvs[^1].Key.ToStringUtf8() + "\0");
-            request.Revision = response.Header.Revision; // one snapshot across the pages
         }
 
         return created;
