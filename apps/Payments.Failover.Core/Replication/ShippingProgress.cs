@@ -24,15 +24,30 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
 
     public async Task<bool> IsCaughtUpAsync(string region, CancellationToken cancellationToken)
     {
+        var feeds = NewFeeds();
+        try
+        {
+            return await IsCaughtUpAsync(region, feeds, cancellationToken);
+        }
+        finally
+        {
+            await DisposeAsync(feeds);
+        }
+    }
+
+    /// <summary>One check, asking <paramref name="feeds"/> (one per record family; kept open across a wait's polls, so
+    /// each poll asks an open watch rather than opening one and having etcd replay its history since the head).</summary>
+    private async Task<bool> IsCaughtUpAsync(string region, IReadOnlyList<EtcdChangeFeed> feeds, CancellationToken cancellationToken)
+    {
         var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(region), cancellationToken);
         if ((await new JournalReader(ledger).ReadAsync(head?.LastSequence ?? 0, EtcdLedger.MaxTxnOps, cancellationToken)).Count > 0)
         {
             return false;
         }
 
-        foreach (var family in RecordRoot is null || Etcd is null ? [] : EtcdOptions.ReplicatedRecordFamilies)
+        foreach (var feed in feeds)
         {
-            if (!await NothingPutSinceAsync(EtcdBytes.AsPrefix(RecordRoot!) + family, head?.LastRecordRevision ?? 0, cancellationToken))
+            if (!await NothingPutSinceAsync(feed, head?.LastRecordRevision ?? 0, cancellationToken))
             {
                 return false;
             }
@@ -41,13 +56,14 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
         return true;
     }
 
-    /// <summary>Whether nothing was put under <paramref name="prefix"/> after <paramref name="shippedThrough"/>, asked of
+    /// <summary>Whether nothing was put under the prefix of <paramref name="feed"/> after <paramref name="shippedThrough"/>, asked of
     /// a watch from there: etcd answers it from its history since then, which is what changed — a range with
     /// <c>MinModRevision</c> reads every key under the prefix instead (docs/benchmarks.md, "Journal shipping's reads"),
     /// five times a second for as long as a switchover waits. Yes only when the watch is complete up to etcd's revision
     /// as of this call; when etcd's history no longer reaches back that far, the range answers.</summary>
-    private async Task<bool> NothingPutSinceAsync(string prefix, long shippedThrough, CancellationToken cancellationToken)
+    private async Task<bool> NothingPutSinceAsync(EtcdChangeFeed feed, long shippedThrough, CancellationToken cancellationToken)
     {
+        var prefix = feed.Prefix;
         var now = (await EtcdConnection.CallAsync(token => Etcd!.Kv.RangeAsync(new Etcdserverpb.RangeRequest
         {
             Key = EtcdBytes.Key(prefix), KeysOnly = true, // one key: the call is for the revision in its header
@@ -57,7 +73,6 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
             return true;
         }
 
-        await using var feed = new EtcdChangeFeed(Etcd!, prefix);
         try
         {
             var complete = await feed.RefreshAsync(shippedThrough, ProgressWait, cancellationToken, enough: 1);
@@ -80,14 +95,34 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
     public async Task WaitCaughtUpAsync(string region, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var started = time.GetTimestamp();
-        while (!await IsCaughtUpAsync(region, cancellationToken))
+        var feeds = NewFeeds();
+        try
         {
-            if (time.GetElapsedTime(started) >= timeout)
+            while (!await IsCaughtUpAsync(region, feeds, cancellationToken))
             {
-                throw new TimeoutException($"Region {region}'s journal was not fully shipped within {timeout.TotalSeconds} s.");
-            }
+                if (time.GetElapsedTime(started) >= timeout)
+                {
+                    throw new TimeoutException($"Region {region}'s journal was not fully shipped within {timeout.TotalSeconds} s.");
+                }
 
-            await Task.Delay(PollInterval, time, cancellationToken);
+                await Task.Delay(PollInterval, time, cancellationToken);
+            }
+        }
+        finally
+        {
+            await DisposeAsync(feeds);
+        }
+    }
+
+    private EtcdChangeFeed[] NewFeeds() => RecordRoot is null || Etcd is null
+        ? []
+        : [.. EtcdOptions.ReplicatedRecordFamilies.Select(family => new EtcdChangeFeed(Etcd, EtcdBytes.AsPrefix(RecordRoot) + family))];
+
+    private static async Task DisposeAsync(IEnumerable<EtcdChangeFeed> feeds)
+    {
+        foreach (var feed in feeds)
+        {
+            await feed.DisposeAsync();
         }
     }
 }
