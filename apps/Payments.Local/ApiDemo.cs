@@ -89,14 +89,15 @@ public static class ApiDemo
             return new DemoResult(payment, $"http-{(int)accepted.StatusCode}", null, clock.Elapsed);
         }
 
-        var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
+        var answer = await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
+        var paymentId = answer.GetProperty("paymentId").GetString()!;
         var (status, reason) = await PaymentPolling.WaitForTerminalAsync(http, paymentId, TerminalTimeout, PollInterval, async () =>
         {
             // The reviewer's answer: the plan says which.
             using var content = JsonContent.Create(new { });
             var decision = payment.Kind == DemoKind.ReviewApproved ? "approve" : "reject";
             await reviewer.PostAsync($"/v1/payments/{paymentId}/{decision}", content, cancellationToken);
-        }, cancellationToken);
+        }, cancellationToken, knownStatus: answer.GetProperty("status").GetString()); // waits from the 202's status, as clients should
         return new DemoResult(payment, status, reason, clock.Elapsed);
     }
 

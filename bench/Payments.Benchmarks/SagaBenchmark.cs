@@ -300,7 +300,9 @@ public static class SagaBenchmark
             return $"http-{(int)accepted.StatusCode}";
         }
 
-        var paymentId = (await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("paymentId").GetString()!;
+        var answer = await accepted.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
+        var paymentId = answer.GetProperty("paymentId").GetString()!;
+        var known = answer.GetProperty("status").GetString(); // a client waits from the status the 202 gave it
         if (sink is not null)
         {
             try
@@ -319,7 +321,7 @@ public static class SagaBenchmark
 
         var (status, _) = mode switch
         {
-            StatusMode.LongPoll => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20), null, cancellationToken),
+            StatusMode.LongPoll => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20), null, cancellationToken, known),
             StatusMode.Poll1s => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromSeconds(1), TimeSpan.Zero, null, cancellationToken),
             _ => await PaymentPolling.FollowAsync(http, paymentId, TerminalTimeout, TimeSpan.FromMilliseconds(20), TimeSpan.Zero, null, cancellationToken),
         };
