@@ -155,6 +155,25 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
     }
 
     [Fact]
+    public async Task WithoutAnOperatorToken_TheAdminApiIsOff_404_NotA500()
+    {
+        // The chart's admin Secret is optional: an API without it must say its admin API is off. Building the filter
+        // per request used to fail on the missing credential (500 for every admin request, with or without a token).
+        await using var noAdmin = system.StartReplica(web => web.UseSetting("Admin:Token", string.Empty));
+        using var client = new HttpClient { BaseAddress = noAdmin.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiSystemFixture.AdminToken);
+
+        using var list = await client.GetAsync($"/admin/v1/merchants/{NewMerchantId()}/keys");
+        using var create = await client.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = NewMerchantId() });
+
+        foreach (var refused in new[] { list, create })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, refused.StatusCode);
+            Assert.EndsWith("/admin-not-configured", (await refused.JsonAsync()).GetProperty("type").GetString());
+        }
+    }
+
+    [Fact]
     public async Task AKeyWithoutTheScope_Gets403InsufficientScope()
     {
         var readOnly = await system.Store.IssueApiKeyAsync(NewMerchantId(), CancellationToken.None, ApiScopes.AccountsRead, ApiScopes.PaymentsRead);

@@ -53,8 +53,15 @@ public static class ApiExtensions
         services.AddInvocationClient<ILedger, HttpLedger>(options.LedgerUrl!, ApiOptions.LedgerCallTimeout, identity, ServiceRoles.Ledger);
         services.AddInvocationClient<IPaymentWorkflows, HttpPaymentWorkflows>(options.OrchestratorUrl!, ApiOptions.OrchestratorCallTimeout, identity, ServiceRoles.Orchestrator);
         services.AddSingleton<PaymentServices>();
-        // The operator's credential for /admin/v1 (merchants and keys); without one the admin API is off.
-        services.AddSingleton(provider => OperatorCredential.From(builder.Configuration)!);
+        // The operator's credential for /admin/v1 (merchants and keys); without one the admin API is off (404
+        // admin-not-configured). Read now, not at the first admin request: a token too short stops the start, as in
+        // the failover service, and a missing one must leave nothing registered (a factory returning null made every
+        // admin request fail to build its filter: 500).
+        if (OperatorCredential.From(builder.Configuration) is { } operatorCredential)
+        {
+            services.AddSingleton(operatorCredential);
+        }
+
         services.AddSingleton<OperatorAuthentication>();
         services.AddHostedService<ApiKeyUpkeep>();
         // Client addresses for the per-address limit: X-Forwarded-For only from proxies we trust (the edge, the

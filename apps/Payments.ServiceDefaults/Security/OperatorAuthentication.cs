@@ -63,7 +63,9 @@ public sealed class OperatorCredential
 /// digests, so neither the length nor a prefix of the token leaks through timing). A refused request is answered 401
 /// problem+json and logged with where it came from; an accepted one names its caller for the audit log. Without a
 /// configured credential every admin request is refused (404 <c>admin-not-configured</c>).</summary>
-public sealed class OperatorAuthentication(OperatorCredential? credential, ILogger<OperatorAuthentication> logger) : IEndpointFilter
+/// <remarks><c>AddEndpointFilter&lt;T&gt;</c> builds the filter per request from the container, which refuses a missing
+/// service for a parameter without a default: hence the <c>= null</c>, which is the admin API switched off.</remarks>
+public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logger, OperatorCredential? credential = null) : IEndpointFilter
 {
     /// <summary>The <see cref="HttpContext.Items"/> key under which the caller's name is left for the audit log.</summary>
     public const string CallerItem = "admin.caller";
