@@ -147,7 +147,14 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
             client.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", authorization);
         }
 
-        foreach (var response in new[] { await client.GetAsync("/admin/v1/region"), await client.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" }) })
+        // A body the switchover cannot read is refused for the missing token first (it was 400 or 415: the body was
+        // bound before the token was checked).
+        foreach (var response in new[]
+                 {
+                     await client.GetAsync("/admin/v1/region"), await client.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" }),
+                     await client.PostAsync("/admin/v1/switchover", new StringContent("{", System.Text.Encoding.UTF8, "application/json")),
+                     await client.PostAsync("/admin/v1/switchover", new StringContent("region-b", System.Text.Encoding.UTF8, "text/plain")),
+                 })
         {
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
             Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);

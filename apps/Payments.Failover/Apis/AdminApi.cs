@@ -44,9 +44,19 @@ internal static class AdminApi
     }
 
     private static async Task<IResult> SwitchoverAsync(
-        SwitchoverRequest? body, RegionLeaseManager manager, AdminOptions options, SwitchoverGate gate, HttpContext context,
+        RegionLeaseManager manager, AdminOptions options, SwitchoverGate gate, HttpContext context,
         ILogger<SwitchoverGate> audit, CancellationToken cancellationToken)
     {
+        // The body is read here, after the operator's token was checked: a bound parameter is read before any filter
+        // runs, so a caller without the token was told 400 or 415 about its body instead of 401. A malformed body
+        // throws JsonException, answered 400 malformed-request (InternalProblems).
+        if (!context.Request.HasJsonContentType())
+        {
+            return Results.Problem(title: "Send the body as application/json.", statusCode: StatusCodes.Status415UnsupportedMediaType,
+                type: ProblemTypes.UnsupportedMediaType);
+        }
+
+        var body = await context.Request.ReadFromJsonAsync<SwitchoverRequest>(cancellationToken);
         var caller = context.Items[OperatorAuthentication.CallerItem] as string ?? "unknown";
         if (body?.To is not { Length: > 0 } target || !string.Equals(target, options.PeerRegion, StringComparison.Ordinal))
         {

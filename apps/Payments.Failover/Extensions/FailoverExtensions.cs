@@ -40,8 +40,8 @@ public static class FailoverExtensions
         var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         var archiving = (builder.Configuration.GetSection(ArchiveOptions.Section).Get<ArchiveOptions>() ?? new ArchiveOptions()).Validate();
-        // The admin API's bodies are a few bytes; the framework binds one before the operator's token is checked, so
-        // an unauthenticated caller must not make it read Kestrel's default 30 MB.
+        // The admin API's bodies are a few bytes, read only after the operator's token is checked; the bound keeps an
+        // operator's tool (or a stolen token) from making the service read Kestrel's default 30 MB.
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
         var client = cosmos.CreateClient();
         // The control container exists before any region decides anything (idempotent; bounded).
