@@ -58,9 +58,10 @@ public static class LedgerApi
             return Refused(context, refusal);
         }
 
-        return await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account
+        // etcd away: 503 with Retry-After like every other route of the ledger (it was a 500).
+        return await Unavailable503(context, async () => await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account
             ? Results.Ok(LedgerWire.ToWire(account))
-            : Results.Problem($"The ledger has no account '{accountId.Value}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AccountNotFound);
+            : Results.Problem($"The ledger has no account '{accountId.Value}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AccountNotFound));
     }
 
     private static async Task<IResult> GetTransferAsync(string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
@@ -171,7 +172,16 @@ public static class LedgerApi
         }
         catch (LedgerUnavailableException exception)
         {
+            context.Response.Headers.RetryAfter = "1";
             return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+        catch (Grpc.Core.RpcException exception) when (exception.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded
+            or Grpc.Core.StatusCode.Internal or Grpc.Core.StatusCode.Unknown)
+        {
+            // etcd still unavailable after the store's own retries: the caller's retry (same ids) is safe; a 500 said
+            // the ledger was broken.
+            context.Response.Headers.RetryAfter = "1";
+            return Results.Problem("etcd is unavailable: " + exception.Status.Detail, statusCode: StatusCodes.Status503ServiceUnavailable);
         }
         catch (TimeoutException exception)
         {
