@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Payments.Api.Webhooks;
 using Payments.Merchants;
 using Payments.Webhooks;
@@ -55,6 +56,35 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     }
 
     [Fact]
+    public async Task ConcurrentRegistrations_NeverPassTheBound_AndEveryEndpointCreatedIsListed()
+    {
+        // The count and the create were two steps: a burst of creates all counted fewer than 16 and all succeeded, and
+        // the endpoints past what a list reads were never listed (nor sent anything).
+        using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        const int Burst = 3 * WebhookEndpointStore.MaxEndpointsPerMerchant;
+        var answers = await Task.WhenAll(Enumerable.Range(0, Burst).Select(async index =>
+        {
+            using var response = await client.SendJsonAsync("/v1/webhook-endpoints", $"{{\"url\":\"https://hooks.example.com/burst-{index}\"}}", null);
+            return response.StatusCode;
+        }));
+
+        var created = answers.Count(status => status == HttpStatusCode.Created);
+        Assert.All(answers, status => Assert.Contains(status, new[] { HttpStatusCode.Created, HttpStatusCode.Conflict, HttpStatusCode.ServiceUnavailable }));
+        Assert.InRange(created, 1, WebhookEndpointStore.MaxEndpointsPerMerchant);
+        Assert.Equal(created, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+
+        // Filled one by one to the bound, and not one past it.
+        for (var more = created; more < WebhookEndpointStore.MaxEndpointsPerMerchant; more++)
+        {
+            await WebhookDeliveryTests.RegisterAsync(client, $"https://hooks.example.com/fill-{more}");
+        }
+
+        using var refused = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/one-too-many\"}", null);
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal(WebhookEndpointStore.MaxEndpointsPerMerchant, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+    }
+
+    [Fact]
     public async Task ARetriedRegistration_WithAnIdempotencyKey_GetsTheSameEndpoint_NotASecondOne()
     {
         using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
@@ -68,6 +98,59 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
         using var other = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/other\"}", key);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+    }
+
+    /// <summary>The endpoint's id is its Idempotency-Key's: a retry finds it however the first attempt ended. Before,
+    /// the key's claim decided, and a claim released by a failure after the write (or lapsed after a crash) let the
+    /// retry create a second endpoint, sent every event too. The key's record kept the 201 with the secret for 24 h
+    /// (a second copy of it in etcd), and kept a 400 too, so the corrected body was refused 422.</summary>
+    [Fact]
+    public async Task AKeyNamesItsEndpoint_WhateverHappenedToTheFirstAttempt_AndNoSecretIsKeptWithTheKey()
+    {
+        var merchant = $"hooks-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
+        var key = Guid.NewGuid().ToString();
+        using var invalid = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"ftp://hooks.example.com/x\"}", key);
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+
+        const string Body = "{\"url\":\"https://hooks.example.com/keyed\",\"events\":[\"payment.completed\"]}";
+        using var first = await client.SendJsonAsync("/v1/webhook-endpoints", Body, key);
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        var created = await first.JsonAsync();
+        var secret = created.GetProperty("secret").GetString()!;
+
+        // Nothing under the key holds the secret (there was a second copy of it there, for 24 h).
+        var records = await system.Etcd.Client.GetRangeAsync($"{ApiSystemFixture.KeyPrefix}idempotency/{Convert.ToHexString(Encoding.UTF8.GetBytes(merchant))}/");
+        Assert.DoesNotContain(records.Kvs, kv => kv.Value.ToStringUtf8().Contains(secret, StringComparison.Ordinal));
+
+        using var retried = await client.SendJsonAsync("/v1/webhook-endpoints", Body, key);
+        Assert.Equal(HttpStatusCode.Created, retried.StatusCode);
+        Assert.Equal(created.GetProperty("id").GetString(), (await retried.JsonAsync()).GetProperty("id").GetString());
+        Assert.Equal(secret, (await retried.JsonAsync()).GetProperty("secret").GetString());
+        Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+    }
+
+    /// <summary>A rotation retried with its Idempotency-Key (its answer was lost) answers again; before, the retry
+    /// rotated once more, keeping only the lost answer's secret beside the new one and ending at once the secret the
+    /// receiver still verified with.</summary>
+    [Fact]
+    public async Task ARotationRetriedWithItsKey_DoesNotRotateAgain_AndTheSecretInUseKeepsItsOverlap()
+    {
+        var merchant = $"hooks-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
+        var (id, inUse) = await WebhookDeliveryTests.RegisterAsync(client, "https://hooks.example.com/rotated");
+        var key = Guid.NewGuid().ToString();
+        using var rotated = await client.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", "{\"overlapSeconds\":86400}", key);
+        using var retried = await client.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", "{\"overlapSeconds\":86400}", key);
+
+        Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        var newSecret = (await rotated.JsonAsync()).GetProperty("secret").GetString();
+        Assert.NotEqual(inUse, newSecret);
+        Assert.Equal(newSecret, (await retried.JsonAsync()).GetProperty("secret").GetString());
+        // Both still sign: the one in use through its overlap, the new one from now.
+        var stored = await system.ApiServices.GetRequiredService<WebhookEndpointStore>().GetAsync(merchant, id, CancellationToken.None);
+        Assert.Equal([newSecret!, inUse], stored!.SigningSecrets(DateTimeOffset.UtcNow));
     }
 
     [Fact]
@@ -239,5 +322,9 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.True(new WebhookOptions().RetryFor >= TimeSpan.FromHours(24));
         Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(23) }.Validate());
         Assert.Throws<InvalidOperationException>(() => new WebhookOptions { EventRetention = TimeSpan.FromHours(24) }.Validate());
+        // Retention equal to the retries left a delivery whose first attempt came late less than its window.
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(24), EventRetention = TimeSpan.FromHours(24) }.Validate());
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(72), EventRetention = TimeSpan.FromHours(95) }.Validate());
+        new WebhookOptions { RetryFor = TimeSpan.FromHours(72), EventRetention = TimeSpan.FromHours(96) }.Validate();
     }
 }

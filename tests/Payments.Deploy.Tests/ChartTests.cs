@@ -155,6 +155,7 @@ public sealed class ChartTests
     [InlineData("payments.approvalTimeout=5.00:00:01", "payments.approvalTimeout")]
     [InlineData("etcd.storageSize=06Gi", "etcd.quotaBackendBytes")] // a leading zero still counts as 6 Gi
     [InlineData("apps.risk.port=3500", "apps.risk.port")] // daprd's HTTP port
+    [InlineData("webhooks.retryHours=72,webhooks.eventRetentionHours=72", "webhooks.eventRetentionHours")] // the API would refuse to start
     public async Task InconsistentValues_AreRefused_NamingTheValue(string values, string named)
     {
         var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", values, "--kube-version", KubeVersion);

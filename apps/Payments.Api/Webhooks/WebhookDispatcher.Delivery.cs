@@ -24,18 +24,21 @@ public sealed partial class WebhookDispatcher
     }
 
     /// <summary>Starts the owed deliveries that are due, within the bounds; returns their tasks. Reads on past the
-    /// deliveries it cannot start (their endpoint busy), up to <see cref="MaxScanPages"/> pages: one slow endpoint's
-    /// backlog does not hold up the others' deliveries unless it exceeds that many.</summary>
+    /// deliveries it cannot start (their endpoint or merchant busy), up to <see cref="MaxScanPages"/> pages, and the
+    /// next scan goes on from where this one stopped, back to the oldest once it reaches what is due now: every due
+    /// delivery is looked at within a bounded number of scans, however large one merchant's backlog (a scan that always
+    /// began at the oldest never reached what sorted after one slow merchant's <see cref="MaxScanPages"/> pages).</summary>
     private async Task<IReadOnlyList<Task>> StartDueAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var started = new List<Task>();
-        string? after = null;
+        var after = dueCursor;
+        var wrapped = after is null;
         for (var page = 0; page < MaxScanPages && Volatile.Read(ref attempting) < options.MaxInFlight; page++)
         {
             var (due, more) = await deliveries.DueAsync(time.GetUtcNow(), after, MaxDuePerScan, cancellationToken);
             foreach (var delivery in due.Where(delivery => !inFlight.ContainsKey(delivery.Key)))
             {
-                if (!TryTakeSlot(delivery.Delivery.EndpointId))
+                if (!TryTakeSlot(delivery.Delivery.MerchantId, delivery.Delivery.EndpointId))
                 {
                     continue;
                 }
@@ -44,14 +47,22 @@ public sealed partial class WebhookDispatcher
                 started.Add(Task.Run(() => RetryOwedAsync(held, delivery, cancellationToken), CancellationToken.None));
             }
 
-            if (!more || due.Count == 0)
+            if (more && due.Count > 0)
             {
+                after = due[^1].Key;
+                continue;
+            }
+
+            if (wrapped)
+            {
+                dueCursor = null; // everything due was looked at: the next scan starts at the oldest
                 return started;
             }
 
-            after = due[^1].Key;
+            (after, wrapped) = (null, true); // the end of what is due: on from the oldest
         }
 
+        dueCursor = after;
         return started;
     }
 
@@ -68,8 +79,15 @@ public sealed partial class WebhookDispatcher
             var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
             if (endpointValue is null || eventValue is null || TryDecode(endpointValue) is not { } endpoint)
             {
-                // The endpoint was deleted, the event trimmed, or the endpoint's record unreadable: nothing to send.
-                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "dropped"));
+                // The endpoint was deleted, the event trimmed, or the endpoint's record unreadable: nothing to send. An
+                // event trimmed while its delivery still had retries left is a delivery given up, and said so.
+                var trimmedEarly = endpointValue is not null && eventValue is null && time.GetUtcNow() - delivery.FirstAt < options.RetryFor;
+                Attempts.Add(1, new KeyValuePair<string, object?>("outcome", trimmedEarly ? "given_up" : "dropped"));
+                if (trimmedEarly)
+                {
+                    LogEventTrimmed(delivery.EventId, delivery.EndpointId, delivery.Attempt);
+                }
+
                 await deliveries.EndAsync(held, due, cancellationToken);
                 return;
             }
@@ -105,7 +123,7 @@ public sealed partial class WebhookDispatcher
         {
             if (slotHeld)
             {
-                ReleaseSlot(delivery.EndpointId);
+                ReleaseSlot(delivery.MerchantId, delivery.EndpointId);
             }
 
             if (!keep)
@@ -184,6 +202,9 @@ public sealed partial class WebhookDispatcher
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Webhook {EventId} to endpoint {EndpointId}: attempt {Attempt} failed ({Detail}); next in {Seconds:F0} s")]
     private partial void LogRetry(string eventId, string endpointId, int attempt, string detail, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook {EventId} to endpoint {EndpointId}: given up after {Attempt} attempts, its event was trimmed before its retries ended (Webhooks:EventRetention too short for how late delivery ran)")]
+    private partial void LogEventTrimmed(string eventId, string endpointId, int attempt);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook {EventId} to endpoint {EndpointId}: given up after {Attempt} attempts ({Detail}); the event stays in GET /v1/events")]
     private partial void LogGivenUp(string eventId, string endpointId, int attempt, string detail);

@@ -64,7 +64,7 @@ public sealed partial class WebhookDispatcher
             foreach (var endpoint in wanting)
             {
                 var delivery = new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now);
-                if (TryTakeSlot(endpoint.Id))
+                if (TryTakeSlot(marker.MerchantId, endpoint.Id))
                 {
                     attempts.Add(AttemptAsync(endpoint, delivery, body, cancellationToken));
                 }
@@ -112,7 +112,7 @@ public sealed partial class WebhookDispatcher
         }
         finally
         {
-            ReleaseSlot(endpoint.Id);
+            ReleaseSlot(delivery.MerchantId, endpoint.Id);
         }
     }
 

@@ -16,7 +16,7 @@ namespace Payments.Api.Webhooks;
 /// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment only
 /// the active region's dispatcher delivers; the passive one only trims old events. Bounded:
 /// <see cref="WebhookOptions.MaxInFlight"/> attempts at once, <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per
-/// endpoint, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
+/// endpoint, <see cref="WebhookOptions.MaxInFlightPerMerchant"/> per merchant, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
 /// deliveries read per scan.</remarks>
 public sealed partial class WebhookDispatcher(
     WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
@@ -54,6 +54,7 @@ public sealed partial class WebhookDispatcher(
     private readonly ConcurrentDictionary<string, byte> inFlight = new(StringComparer.Ordinal);
     private readonly Lock slots = new();
     private readonly Dictionary<string, int> perEndpoint = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> perMerchant = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<DueDelivery> delivered = new();
     private readonly ConcurrentDictionary<string, byte> markersTaken = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<SettledMarker> settledMarkers = new();
@@ -64,6 +65,7 @@ public sealed partial class WebhookDispatcher(
     private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
     private bool legacyMerchantsRecorded;
     private string? trimCursor;
+    private string? dueCursor;
 
     /// <summary>Asks the dispatcher to look for work now (an outbox marker appeared, a delivery ended).</summary>
     public void Wake()
@@ -171,6 +173,7 @@ public sealed partial class WebhookDispatcher(
 
             settledMarkers.Clear();
             markersTaken.Clear();
+            dueCursor = null;
             ResetOutboxFeed();
         }
     }
@@ -218,35 +221,46 @@ public sealed partial class WebhookDispatcher(
         return drained;
     }
 
-    /// <summary>A place for one attempt to <paramref name="endpointId"/>, within both bounds; false when there is none.</summary>
-    private bool TryTakeSlot(string endpointId)
+    /// <summary>A place for one attempt to <paramref name="endpointId"/> of <paramref name="merchantId"/>, within the
+    /// three bounds; false when there is none. The merchant's bound keeps one merchant (16 endpoints × 4 slots, aimed
+    /// at receivers that answer in 9.9 s) from holding every slot and delaying every other merchant's deliveries.</summary>
+    private bool TryTakeSlot(string merchantId, string endpointId)
     {
         lock (slots)
         {
             var atEndpoint = perEndpoint.GetValueOrDefault(endpointId);
-            if (attempting >= options.MaxInFlight || atEndpoint >= options.MaxConcurrencyPerEndpoint)
+            var ofMerchant = perMerchant.GetValueOrDefault(merchantId);
+            if (attempting >= options.MaxInFlight || atEndpoint >= options.MaxConcurrencyPerEndpoint || ofMerchant >= options.MaxInFlightPerMerchant)
             {
                 return false;
             }
 
             attempting++;
             perEndpoint[endpointId] = atEndpoint + 1;
+            perMerchant[merchantId] = ofMerchant + 1;
             return true;
         }
     }
 
-    private void ReleaseSlot(string endpointId)
+    private void ReleaseSlot(string merchantId, string endpointId)
     {
         lock (slots)
         {
             attempting--;
-            if (perEndpoint.GetValueOrDefault(endpointId) <= 1)
+            Decrement(perEndpoint, endpointId);
+            Decrement(perMerchant, merchantId);
+        }
+
+        // Endpoints and merchants come and go: keep only those with attempts under way.
+        static void Decrement(Dictionary<string, int> counts, string key)
+        {
+            if (counts.GetValueOrDefault(key) <= 1)
             {
-                perEndpoint.Remove(endpointId); // endpoints come and go: keep only those with attempts under way
+                counts.Remove(key);
             }
             else
             {
-                perEndpoint[endpointId]--;
+                counts[key]--;
             }
         }
     }

@@ -13,9 +13,11 @@ public sealed record WebhookSecret(string Secret, DateTimeOffset CreatedAt, Date
 
 /// <summary>Where a merchant wants its payment events sent.</summary>
 /// <param name="Events">The event types sent there; empty: all of them.</param>
+/// <param name="RotatedBy">The last rotation's Idempotency-Key (hashed with the endpoint, see
+/// <see cref="WebhookEndpointStore.RotateSecretAsync"/>), if it had one.</param>
 public sealed record WebhookEndpoint(
     string Id, string MerchantId, string Url, IReadOnlyList<string> Events, string? Description, DateTimeOffset CreatedAt,
-    IReadOnlyList<WebhookSecret> Secrets)
+    IReadOnlyList<WebhookSecret> Secrets, string? RotatedBy = null)
 {
     public bool Wants(string eventType) => Events.Count == 0 || Events.Contains(eventType, StringComparer.Ordinal);
 
@@ -38,27 +40,59 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints/";
 
-    /// <summary>Creates an endpoint with a new secret; null when the merchant has <see cref="MaxEndpointsPerMerchant"/>
-    /// already. The count and the create are two steps: concurrent creates may pass the bound by as many as run at once.</summary>
-    public async Task<WebhookEndpoint?> CreateAsync(string merchantId, string url, IReadOnlyList<string> events, string? description, CancellationToken cancellationToken)
+    /// <summary>Creates an endpoint with a new secret under <paramref name="endpointId"/> (null: a random id), or finds
+    /// the one that id names already (<c>Created</c> false: a retry of the request that created it); null when the
+    /// merchant has <see cref="MaxEndpointsPerMerchant"/> already. Exact under concurrency: the create's transaction
+    /// holds only if none of the merchant's endpoints was created or changed since the count (a compare over the
+    /// merchant's whole range), else it counts again, at most <see cref="MaxCreateAttempts"/> times. Concurrent creates
+    /// used to pass the bound by as many as ran at once, and the endpoints past what a list reads (<see cref="RangeOf"/>)
+    /// were then never listed nor sent anything.</summary>
+    public async Task<(WebhookEndpoint Endpoint, bool Created)?> CreateAsync(
+        string merchantId, string url, IReadOnlyList<string> events, string? description, CancellationToken cancellationToken, string? endpointId = null)
     {
-        var count = RangeOf(merchantId);
-        count.CountOnly = true;
-        if ((await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(count, cancellationToken: token), cancellationToken)).Count >= MaxEndpointsPerMerchant)
+        for (var attempt = 1; attempt <= MaxCreateAttempts; attempt++)
         {
-            return null;
+            var id = endpointId ?? "we_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+            var key = Key(merchantId, id);
+            var count = RangeOf(merchantId);
+            count.CountOnly = true;
+            var read = new TxnRequest();
+            read.Success.Add(new RequestOp { RequestRange = count });
+            read.Success.Add(EtcdBytes.Get(key));
+            var counted = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(read, cancellationToken: token), cancellationToken);
+            if (counted.Responses[1].ResponseRange.Kvs.FirstOrDefault() is { } existing)
+            {
+                return (Decode(existing.Value), false);
+            }
+
+            if (counted.Responses[0].ResponseRange.Count >= MaxEndpointsPerMerchant)
+            {
+                return null;
+            }
+
+            var now = time.GetUtcNow();
+            var endpoint = new WebhookEndpoint(id, merchantId, url, events, description, now, [new WebhookSecret(WebhookSignature.NewSecret(), now, null)]);
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
+            // Every key in the range last changed at or before the count's revision (an empty range holds too). A
+            // deletion since leaves the count high: a refusal at worst, never one endpoint too many.
+            request.Compare.Add(new Compare
+            {
+                Key = count.Key, RangeEnd = count.RangeEnd, Target = Compare.Types.CompareTarget.Mod,
+                Result = Compare.Types.CompareResult.Less, ModRevision = counted.Header.Revision + 1,
+            });
+            request.Success.Add(EtcdBytes.Put(key, Encode(endpoint)));
+            if ((await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded)
+            {
+                return (endpoint, true);
+            }
         }
 
-        var now = time.GetUtcNow();
-        var endpoint = new WebhookEndpoint("we_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)), merchantId, url, events, description, now,
-            [new WebhookSecret(WebhookSignature.NewSecret(), now, null)]);
-        var key = Key(merchantId, endpoint.Id);
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
-        request.Success.Add(EtcdBytes.Put(key, Encode(endpoint)));
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        return response.Succeeded ? endpoint : throw new InvalidOperationException("A random endpoint id collided.");
+        throw new EtcdContentionException($"The webhook endpoints of merchant {merchantId} kept changing during {MaxCreateAttempts} attempts to add one.");
     }
+
+    /// <summary>Counts and creates of one endpoint at most (each lost to a concurrent change of the merchant's endpoints).</summary>
+    public const int MaxCreateAttempts = 8;
 
     public async Task<IReadOnlyList<WebhookEndpoint>> ListAsync(string merchantId, CancellationToken cancellationToken)
     {
@@ -118,7 +152,11 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     /// <summary>Gives the endpoint a new secret; the one it replaces keeps signing for <paramref name="overlap"/> at most
     /// (0: not at all — every older secret ends now, for a leak), and any older one ends now (<see cref="MaxSecrets"/>).
     /// Secrets already expired are dropped. Null if there is no such endpoint.</summary>
-    public async Task<WebhookEndpoint?> RotateSecretAsync(string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken)
+    /// <remarks>With <paramref name="rotationKey"/> (from the request's Idempotency-Key) a retry of the last rotation
+    /// answers the endpoint as that rotation left it instead of rotating again: a second rotation kept only the secret
+    /// of the first (the one whose answer was lost) and ended at once the one the receiver still verified with.</remarks>
+    public async Task<WebhookEndpoint?> RotateSecretAsync(
+        string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken, string? rotationKey = null)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxSecretOverlap);
         for (var attempt = 0; attempt < 8; attempt++)
@@ -128,13 +166,18 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 return null;
             }
 
+            if (rotationKey is not null && endpoint.RotatedBy == rotationKey)
+            {
+                return endpoint; // this rotation happened: its answer again
+            }
+
             var now = time.GetUtcNow();
             var kept = endpoint.Secrets
                 .Select(secret => secret with { ExpiresAt = secret.ExpiresAt is { } expires && expires < now + overlap ? expires : now + overlap })
                 .Where(secret => secret.ExpiresAt > now)
                 .OrderByDescending(secret => secret.CreatedAt)
                 .Take(MaxSecrets - 1);
-            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept] };
+            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = rotationKey };
             var key = Key(merchantId, endpointId);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));

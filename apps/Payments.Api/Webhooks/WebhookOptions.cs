@@ -29,15 +29,24 @@ public sealed class WebhookOptions
     /// <summary>Longest pause between two attempts of one delivery.</summary>
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromHours(1);
 
-    /// <summary>How long events stay in etcd for <c>GET /v1/events</c>; at least <see cref="RetryFor"/>, so a
-    /// delivery never outlives its event.</summary>
+    /// <summary>How long events stay in etcd for <c>GET /v1/events</c>; at least <see cref="RetryFor"/> plus
+    /// <see cref="RetentionMargin"/>. A delivery's retries run for <see cref="RetryFor"/> from its first attempt, not
+    /// from the event: with retention equal to it, a dispatcher off or behind for hours left its deliveries that much
+    /// less time before their event was trimmed.</summary>
     public TimeSpan EventRetention { get; set; } = TimeSpan.FromDays(4);
+
+    /// <summary>How much longer than the retries an event is kept, at least: a day of delivery turned off or behind.</summary>
+    public static readonly TimeSpan RetentionMargin = TimeSpan.FromHours(24);
 
     /// <summary>Deliveries to one endpoint in flight at once: a slow receiver is not flooded, and does not hold up others.</summary>
     public int MaxConcurrencyPerEndpoint { get; set; } = 4;
 
     /// <summary>Deliveries in flight at once, over all endpoints.</summary>
     public int MaxInFlight { get; set; } = 64;
+
+    /// <summary>Deliveries of one merchant in flight at once, over its endpoints: a quarter of <see cref="MaxInFlight"/>
+    /// by default, so that one merchant's slow receivers cannot take every slot from the others.</summary>
+    public int MaxInFlightPerMerchant { get; set; } = 16;
 
     public WebhookOptions Validate()
     {
@@ -46,15 +55,17 @@ public sealed class WebhookOptions
             throw new InvalidOperationException("Webhooks:RetryFor must be at least 24 hours (merchants expect a day's outage to lose nothing).");
         }
 
-        if (EventRetention < RetryFor)
+        if (EventRetention < RetryFor + RetentionMargin)
         {
-            throw new InvalidOperationException("Webhooks:EventRetention must be at least Webhooks:RetryFor: a delivery must not outlive its event.");
+            throw new InvalidOperationException(
+                "Webhooks:EventRetention must be at least Webhooks:RetryFor plus a day: a delivery's retries start at its first attempt, which may come late.");
         }
 
         if (DeliveryTimeout <= TimeSpan.Zero || DeliveryTimeout > TimeSpan.FromSeconds(30) || MaxBackoff <= TimeSpan.Zero
-            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024)
+            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024 || MaxInFlightPerMerchant < 1 || MaxInFlightPerMerchant > MaxInFlight)
         {
-            throw new InvalidOperationException("Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024.");
+            throw new InvalidOperationException(
+                "Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024, MaxInFlightPerMerchant 1-MaxInFlight.");
         }
 
         return this;

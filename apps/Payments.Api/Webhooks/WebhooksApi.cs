@@ -39,7 +39,7 @@ public static partial class WebhooksApi
         var endpoints = app.MapGroup("/v1/webhook-endpoints").WithTags("Webhooks");
         endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
             .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
-            .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, a retry gets the same endpoint.");
+            .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, the key names the endpoint, and a retry gets it again (with its current secret) instead of a second one.");
         endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage)
             .Produces<WebhookEndpointList>().Problems();
         endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
@@ -47,8 +47,8 @@ public static partial class WebhooksApi
         endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
             .Produces(StatusCodes.Status204NoContent).Problems(404);
         endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage)
-            .JsonBody<RotateWebhookSecretRequest>(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415)
-            .WithDescription("Scope webhooks:manage. {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long.");
+            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415)
+            .WithDescription("Scope webhooks:manage. {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation gets its answer again instead of rotating twice.");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
             .Produces<EventPage>().Problems(400)
             .QueryParameter("after", "The nextCursor of the page before.", () => new OpenApiSchema { Type = JsonSchemaType.String })
@@ -61,30 +61,63 @@ public static partial class WebhooksApi
             .WithDescription("Scope payments:read. The merchant's payment events, oldest first: ?after=<nextCursor> or ?since=<RFC 3339 time>, ?type=, ?limit=1-100 (default 50).");
     }
 
-    /// <summary>An Idempotency-Key is optional here (an endpoint moves no money); with one, a retry gets the first answer
-    /// again — the same endpoint and secret — instead of a second endpoint that would receive every event twice.</summary>
-    private static async Task<IResult> CreateAsync(HttpContext context, WebhookEndpointStore store, WebhookOptions options, IdempotentExecutor idempotency)
+    /// <summary>An Idempotency-Key is optional here (an endpoint moves no money); with one, the endpoint's id is the
+    /// key's (<see cref="IdempotencyStore.OperationId"/>), so a retry finds the endpoint its first attempt created —
+    /// however that attempt ended (a lost answer, a crash after the write, a claim that lapsed) — and answers it again
+    /// (201, with the endpoint's current secret) instead of creating a second one that would be sent every event too.
+    /// The key then names that endpoint until it is deleted: another body with it is 422. Nothing is written under the
+    /// key itself: no second copy of the secret is kept (the 201 with the secret was stored with the key for 24 h), and
+    /// a request refused as invalid (400) leaves the key free for the corrected one.</summary>
+    private static async Task<IResult> CreateAsync(HttpContext context, WebhookEndpointStore store, WebhookOptions options, IdempotencyStore keys)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
-        if (!context.Request.Headers.ContainsKey(IdempotentExecutor.Header))
+        var keyed = context.Request.Headers.ContainsKey(IdempotentExecutor.Header);
+        var (key, bytes, problem) = keyed ? await IdempotentExecutor.ReadRequestAsync(context) : (null, null, null);
+        if (!keyed)
         {
-            var (bytes, problem) = await RequestBody.ReadAsync(context);
-            return (problem ?? await CreateEndpointAsync(merchant, bytes!, store, options, context.RequestAborted)).ToResult();
+            (bytes, problem) = await RequestBody.ReadAsync(context);
         }
 
-        var (key, body, keyProblem) = await IdempotentExecutor.ReadRequestAsync(context);
-        return keyProblem is not null
-            ? keyProblem.ToResult()
-            : (await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, body!,
-                _ => CreateEndpointAsync(merchant, body!, store, options, context.RequestAborted), context.RequestAborted)).ToResult();
+        // Checked before the key is looked at: a 400 is nobody's answer to keep, and the corrected body may use the key.
+        if ((problem is null ? Checked(bytes!, options, out problem) : null) is not { } valid)
+        {
+            return problem!.ToResult();
+        }
+
+        if (key is not null
+            && await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", context.Request.Path, Convert.ToBase64String(bytes!)), context.RequestAborted)
+                is IdempotencyBegin.Replay stored)
+        {
+            // Created before endpoints took their key's id: that request's stored answer (such records end within 24 h).
+            return new Reply(stored.StatusCode, stored.Body, stored.ContentType ?? Reply.JsonContentType).ToResult();
+        }
+
+        var (url, events, description) = valid;
+        var endpointId = key is null ? null : IdempotencyStore.OperationId("we_", EndpointIdHexChars, merchant, key, variant: null);
+        var outcome = await store.CreateAsync(merchant, url, events, description, context.RequestAborted, endpointId);
+        if (outcome is not { Endpoint: var endpoint, Created: var created })
+        {
+            return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.WebhookEndpointLimitReached, "Too many webhook endpoints.",
+                $"A merchant may have {WebhookEndpointStore.MaxEndpointsPerMerchant} endpoints; delete one first.").ToResult();
+        }
+
+        return created || (endpoint.Url == url && endpoint.Events.SequenceEqual(events) && endpoint.Description == description)
+            ? Reply.Json(StatusCodes.Status201Created, ToResponse(endpoint, withSecret: true)).ToResult()
+            : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.",
+                "This key created another webhook endpoint; use a new Idempotency-Key for a different endpoint.").ToResult();
     }
 
-    private static async Task<Reply> CreateEndpointAsync(string merchant, byte[] bytes, WebhookEndpointStore store, WebhookOptions options, CancellationToken cancellationToken)
+    /// <summary>Hex characters of an endpoint id's hash (the ids are <c>we_</c> and 24 hex characters either way).</summary>
+    private const int EndpointIdHexChars = 24;
+
+    /// <summary>The request's url, events (distinct) and description, or null with the problem when it is not a valid one.</summary>
+    private static (string Url, string[] Events, string? Description)? Checked(byte[] bytes, WebhookOptions options, out Reply? problem)
     {
         var (request, parseProblem) = RequestBody.Parse<CreateWebhookEndpointRequest>(bytes);
         if (parseProblem is not null)
         {
-            return parseProblem;
+            problem = parseProblem;
+            return null;
         }
 
         var errors = new Dictionary<string, string>();
@@ -100,17 +133,8 @@ public static partial class WebhooksApi
         }
 
         Validate.Text("description", request.Description, MaxDescriptionLength, errors);
-
-        if (errors.Count > 0)
-        {
-            return Reply.Invalid(errors);
-        }
-
-        var created = await store.CreateAsync(merchant, request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description, cancellationToken);
-        return created is null
-            ? Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.WebhookEndpointLimitReached, "Too many webhook endpoints.",
-                $"A merchant may have {WebhookEndpointStore.MaxEndpointsPerMerchant} endpoints; delete one first.")
-            : Reply.Json(StatusCodes.Status201Created, ToResponse(created, withSecret: true));
+        problem = errors.Count > 0 ? Reply.Invalid(errors) : null;
+        return problem is null ? (request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description) : null;
     }
 
     private static async Task<IResult> ListAsync(HttpContext context, WebhookEndpointStore store) =>
@@ -153,7 +177,21 @@ public static partial class WebhooksApi
             }
         }
 
-        return IsEndpointId(endpointId) && await store.RotateSecretAsync(ApiKeyMiddleware.MerchantOf(context), endpointId, overlap, context.RequestAborted) is { } rotated
+        // An optional Idempotency-Key: a retry of a rotation whose answer was lost gets that answer, not a second rotation.
+        var merchant = ApiKeyMiddleware.MerchantOf(context);
+        string? rotationKey = null;
+        if (context.Request.Headers.ContainsKey(IdempotentExecutor.Header))
+        {
+            var (key, keyProblem) = IdempotentExecutor.KeyOf(context);
+            if (keyProblem is not null)
+            {
+                return keyProblem.ToResult();
+            }
+
+            rotationKey = IdempotencyStore.OperationId("rot_", EndpointIdHexChars, merchant, key!, variant: endpointId);
+        }
+
+        return IsEndpointId(endpointId) && await store.RotateSecretAsync(merchant, endpointId, overlap, context.RequestAborted, rotationKey) is { } rotated
             ? Reply.Json(StatusCodes.Status200OK, ToResponse(rotated, withSecret: true)).ToResult()
             : NotFound(endpointId).ToResult();
     }
