@@ -51,6 +51,10 @@ public sealed class EtcdKeyChanges(
     /// <summary>Requests waiting now.</summary>
     public int Waiting => Volatile.Read(ref waiters);
 
+    /// <summary>Keys with a change signal held (taken by <see cref="NextChangeAsync"/>, not yet changed): at most
+    /// <see cref="MaxWaiters"/> and then all woken.</summary>
+    public int SignalsHeld => changes.Count;
+
     /// <summary>A place among the waiters, or null when <see cref="MaxWaiters"/> wait already; dispose it to leave.</summary>
     public IDisposable? TryEnter()
     {

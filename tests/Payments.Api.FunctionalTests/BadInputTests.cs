@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
 using Payments.Domain;
 
 namespace Payments.Api.FunctionalTests;
@@ -129,6 +130,54 @@ public sealed class BadInputTests(ApiSystemFixture system)
         var detail = (await response.JsonAsync()).GetProperty("detail").GetString()!;
         Assert.InRange(detail.Length, 1, 160);
         Assert.Contains(new string('x', 64) + "…", detail, StringComparison.Ordinal);
+    }
+
+    /// <summary>Two Idempotency-Key header lines (HttpClient would join them into one value, so the request is written
+    /// by hand): refused saying to send one. The detail said the key "must not be empty".</summary>
+    [Fact]
+    public async Task TwoIdempotencyKeys_AreRefused_SayingToSendOne()
+    {
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None);
+        const string Body = "{\"debtorAccountId\":\"a\",\"creditorAccountId\":\"b\",\"amountMinor\":1,\"currency\":\"USD\"}";
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(system.BaseAddress.Host, system.BaseAddress.Port);
+        await using var stream = tcp.GetStream();
+        var request = $"POST /v1/payments HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\nIdempotency-Key: k-one\r\n"
+            + $"Idempotency-Key: k-two\r\nContent-Type: application/json\r\nContent-Length: {Body.Length}\r\nConnection: close\r\n\r\n{Body}";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
+        Assert.Contains("/idempotency-key-invalid", answer, StringComparison.Ordinal);
+        Assert.Contains("Send the Idempotency-Key header once", answer, StringComparison.Ordinal);
+    }
+
+    /// <summary>An id no payment can have is 404 at once: it was read from etcd, and a wait on it left its id among the
+    /// replica's change signals (up to 10,000 of them, 8 KB each, from one key at its request rate).</summary>
+    [Fact]
+    public async Task AnIdNoPaymentCanHave_Is404_WithoutAWaitersPlace()
+    {
+        await using var replica = system.StartReplica();
+        var key = await system.Store.IssueApiKeyAsync(
+            $"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, Payments.Merchants.ApiScopes.PaymentsRead, Payments.Merchants.ApiScopes.PaymentsApprove);
+        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        var waits = replica.Services.GetRequiredService<Payments.Api.Apis.PaymentStatusWaits>();
+        var before = waits.SignalsHeld;
+
+        foreach (var id in new[] { "pay_" + new string('a', 4000), new string('x', 4000), "pay_a-b", "pay_%C3%A9" })
+        {
+            using var read = await client.GetAsync($"/v1/payments/{id}?wait=1");
+            using var approve = await client.PostAsync($"/v1/payments/{id}/approve", new StringContent("{}", Encoding.UTF8, "application/json"));
+            foreach (var answer in new[] { read, approve })
+            {
+                Assert.True(answer.StatusCode == HttpStatusCode.NotFound, $"{answer.StatusCode} for {id[..Math.Min(id.Length, 20)]}");
+                Assert.EndsWith("/payment-not-found", (await answer.JsonAsync()).GetProperty("type").GetString());
+            }
+        }
+
+        Assert.Equal(before, waits.SignalsHeld);
     }
 
     [Fact]

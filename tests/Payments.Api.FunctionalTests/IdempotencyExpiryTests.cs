@@ -87,6 +87,30 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.UnprocessableEntity, same.StatusCode);
     }
 
+    /// <summary>A deposit's id comes from merchant and key, and the ledger keeps it 7 days: the key reused after its own
+    /// window with another body was refused with the ledger's own code (a problem type no document lists) and its
+    /// internal detail. Now it is the API's idempotency-key-reuse, and nothing is deposited.</summary>
+    [Fact]
+    public async Task ADepositKeyReusedAfterItsWindow_WithAnotherBody_IsIdempotencyKeyReuse_AndDepositsNothing()
+    {
+        var merchant = NewMerchantId();
+        var client = await system.ClientForAsync(merchant);
+        var account = $"dep-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(account);
+        var key = Guid.NewGuid().ToString();
+        using var first = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", "{\"amountMinor\":100,\"currency\":\"USD\"}", key);
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+
+        await ExpireIdempotencyRecordsAsync(merchant);
+        using var other = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", "{\"amountMinor\":250,\"currency\":\"USD\"}", key);
+
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+        var problem = await other.JsonAsync();
+        Assert.Equal(Payments.Domain.ProblemTypes.IdempotencyKeyReuse, problem.GetProperty("type").GetString());
+        Assert.DoesNotContain("dep_", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(100, await client.BalanceAsync(account));
+    }
+
     /// <summary>The 202 is stored with the payment record, in its transaction: once the record is written the payment
     /// is accepted, whether or not the saga could be started at once. A retry replays that answer, and the
     /// stuck-payment sweeper starts the saga (before, the first answer was a 503 and the retry started it).</summary>

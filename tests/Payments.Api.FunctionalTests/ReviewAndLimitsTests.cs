@@ -69,6 +69,28 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         Assert.True(review.GetProperty("decidedAt").GetDateTimeOffset() <= DateTimeOffset.UtcNow);
     }
 
+    /// <summary>The merchants' OpenAPI document needs no key and is built anew per request: it was not limited at all,
+    /// so anyone could keep the replicas building it. It spends the address's budget for requests without a key.</summary>
+    [Fact]
+    public async Task TheOpenApiDocument_SpendsTheAddressesBudget()
+    {
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:UnauthenticatedRequestsPerSecondPerAddress", "2"));
+        using var anonymous = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/openapi/v1.json")).StatusCode);
+        HttpResponseMessage? limited = null;
+        for (var request = 0; request < 30 && limited is null; request++)
+        {
+            var response = await anonymous.GetAsync("/openapi/v1.json");
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                limited = response;
+            }
+        }
+
+        Assert.NotNull(limited);
+        Assert.EndsWith("/rate-limited", (await limited.JsonAsync()).GetProperty("type").GetString());
+    }
+
     [Fact]
     public async Task RequestsWithoutAValidKey_AreLimitedPerAddress_Before_AnyLookup()
     {

@@ -302,7 +302,18 @@ public static class AccountsApi
         LedgerError.AccountClosed => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AccountClosed, "The account is closed.", error.Detail),
         LedgerError.BalanceLimitExceeded => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.BalanceLimitExceeded,
             "The ledger's limit for this currency is reached.", error.Detail),
-        _ => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.Base + error.Code, "The ledger refused the operation.", error.Detail),
+        LedgerError.BalanceOverflow => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.BalanceLimitExceeded,
+            "The ledger's limit for this account is reached.", "The account's balance would pass the largest amount the ledger holds; nothing was changed."),
+        LedgerError.OverdraftInUse => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.OverdraftInUse,
+            "The account already uses more overdraft than that.", error.Detail),
+        // A deposit's id comes from merchant and key, and the ledger knows it for 7 days: the key reused after its own
+        // 24 h with another body. It was answered with the ledger's own code (a type no document lists) and its detail.
+        LedgerError.TransferIdReuse => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
+            "This Idempotency-Key was used for another deposit.",
+            "A deposit with this Idempotency-Key in the last 7 days had another account, amount or currency; use a new key. Nothing was deposited."),
+        // Never a type of the ledger's own: those are not the API's contract. Nothing was changed, and it is not the caller's doing.
+        _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "The ledger refused the operation unexpectedly.",
+            $"Ledger code {error.Code}; nothing was changed."),
     };
 
     /// <summary>422 amount-limit-exceeded when <paramref name="amountMinor"/> is above its currency's maximum, else null.</summary>

@@ -23,6 +23,12 @@ public static class PaymentReads
         }
 
         var wait = WaitOf(context.Request.Query);
+        if (!ArchivedPayments.IsPaymentIdShape(paymentId))
+        {
+            // No payment has such an id: answered without a read of etcd, and without a place among the waiters (each
+            // remembers its id: an 8 KB made-up id per request filled a replica's memory).
+            return Reply.PaymentNotFound(paymentId).ToResult();
+        }
 
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration,

@@ -83,6 +83,9 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
             ? seen
             : null;
 
+    /// <summary>Payments with a change signal held: for tests.</summary>
+    internal int SignalsHeld => changes.SignalsHeld;
+
     /// <summary>Whether the watch has shown this payment's record (and it is remembered): for tests.</summary>
     internal bool HasSeen(string paymentId) => changes.Latest(records.KeyOf(paymentId)) is not null;
 

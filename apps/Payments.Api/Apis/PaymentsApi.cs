@@ -250,7 +250,7 @@ public static class PaymentsApi
     private static async Task<IResult> DecideAsync(string paymentId, bool approve, HttpContext context, PaymentServices services)
     {
         var principal = ApiKeyMiddleware.PrincipalOf(context);
-        var current = await services.CurrentAsync(paymentId, principal.MerchantId, context.RequestAborted);
+        var current = ArchivedPayments.IsPaymentIdShape(paymentId) ? await services.CurrentAsync(paymentId, principal.MerchantId, context.RequestAborted) : null;
         if (current is null)
         {
             return Reply.PaymentNotFound(paymentId).ToResult();

@@ -29,7 +29,14 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
                 "This operation needs an Idempotency-Key header.", "Send a unique Idempotency-Key (1–255 characters) with each new request, and the same one when you retry it."));
         }
 
-        return IdempotencyKey.TryParse(values.Count == 1 ? values[0] : null, out var key, out var problem)
+        if (values.Count > 1)
+        {
+            // Two keys: which one the retry would send is anyone's guess (the detail said "must not be empty").
+            return (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyInvalid, "The Idempotency-Key header is invalid.",
+                "Send the Idempotency-Key header once, with one key."));
+        }
+
+        return IdempotencyKey.TryParse(values[0], out var key, out var problem)
             ? (key, null)
             : (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyInvalid, "The Idempotency-Key header is invalid.", problem));
     }

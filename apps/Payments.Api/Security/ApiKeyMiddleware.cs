@@ -33,6 +33,22 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
 
     public async Task InvokeAsync(HttpContext context, MerchantStore store)
     {
+        if (context.Request.Path.StartsWithSegments("/openapi"))
+        {
+            // No key needed (a client generator reads it), and Microsoft.AspNetCore.OpenApi builds the document anew for
+            // each request: it spends the address's budget for requests without a valid key, or anyone could make the
+            // replicas build documents as fast as they can send.
+            using var lease = perAddress.AttemptAcquire(BudgetKey(context.Connection.RemoteIpAddress));
+            if (!lease.IsAcquired)
+            {
+                await TooManyAsync(context);
+                return;
+            }
+
+            await next(context);
+            return;
+        }
+
         if (!context.Request.Path.StartsWithSegments("/v1"))
         {
             await next(context);
