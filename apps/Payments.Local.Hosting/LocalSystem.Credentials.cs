@@ -65,12 +65,13 @@ public sealed partial class LocalSystem
         return client;
     }
 
-    /// <summary>Writes this run's tokens — each internal service's app token, the workflow sidecar's API token and, in a
+    /// <summary>Writes this run's tokens — each caller's token for each internal service it calls, the workflow sidecar's API token and, in a
     /// region, the operator's admin token — to a file only this user can read (never to the console or a log), and returns its path.</summary>
     private string WriteCredentials()
     {
         var path = Path.Combine(LogDirectory, "credentials.env");
-        var lines = Identity.Tokens.Select(pair => $"{pair.Key.ToUpperInvariant()}_APP_TOKEN={pair.Value}")
+        // A caller's token for each app it calls: what the app knows that caller by (no sidecar here).
+        var lines = Identity.CallTokens.Select(call => $"{call.Caller.ToUpperInvariant()}_TO_{call.Target.ToUpperInvariant()}_TOKEN={call.Token}")
             .Concat([$"API_ADMIN_TOKEN={ApiAdminToken}", $"WORKFLOW_SIDECAR_API_TOKEN={WorkflowSidecarToken}"])
             .Concat(Region is null ? [] : [$"ADMIN_TOKEN={AdminToken}"]);
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };

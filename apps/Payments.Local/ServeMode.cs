@@ -31,9 +31,9 @@ public static class ServeMode
             The admin API (merchants and keys) is on the API replica {{adminUrl}}, with the operator token API_ADMIN_TOKEN:
               curl -s {{adminUrl}}/admin/v1/merchants/demo-merchant-a/keys -H "Authorization: Bearer $API_ADMIN_TOKEN"
 
-            The internal services (ledger {{system.LedgerUrl}}, risk {{system.RiskUrl}}) answer 401 without their app token:
-              this run's tokens are in {{Path.Combine(system.LogDirectory, "credentials.env")}} (readable only by you), e.g.
-              curl -s {{system.LedgerUrl}}ledger/v1/accounts/alice -H "dapr-api-token: $LEDGER_APP_TOKEN" -H 'dapr-caller-app-id: api'
+            The internal services (ledger {{system.LedgerUrl}}, risk {{system.RiskUrl}}) answer 401 without a caller's token,
+              and know the caller by it (API_TO_LEDGER_TOKEN is the API's): this run's tokens are in {{Path.Combine(system.LogDirectory, "credentials.env")}} (readable only by you), e.g.
+              curl -s {{system.LedgerUrl}}ledger/v1/accounts/alice -H "dapr-api-token: $API_TO_LEDGER_TOKEN"
 
             Ctrl-C stops everything and removes its data.
             """);

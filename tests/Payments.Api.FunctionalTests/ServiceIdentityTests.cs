@@ -60,25 +60,26 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
     public async Task WithTheToken_ACallerOutsideAnEndpointsRoles_Is403()
     {
         await using var riskApp = await InProcessApp.StartRiskServiceAsync();
-        using var riskAsApi = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Api);
-        using var riskAsSaga = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Orchestrator);
-        using var riskAsStranger = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), "somebody-else");
-        using var orchestratorAsSaga = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
-        using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Api);
+        using var riskAsApi = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, ServiceRoles.Api), ServiceRoles.Api);
+        using var riskAsSaga = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
+        using var riskAsStranger = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, "somebody-else"), "somebody-else");
+        using var orchestratorAsSaga = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
+        using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Api), ServiceRoles.Api);
 
-        // Only the saga assesses (an assessment counts towards the account's velocity).
-        await AssertForbiddenAsync(await riskAsApi.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
-        await AssertForbiddenAsync(await riskAsStranger.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
+        // Only the saga assesses (an assessment counts towards the account's velocity): no other caller holds a token
+        // for the risk service, and its own token (what its sidecar presents) is no caller's.
+        await AssertUnauthorizedAsync(await riskAsApi.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
+        await AssertUnauthorizedAsync(await riskAsStranger.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
         Assert.Equal(HttpStatusCode.OK, (await riskAsSaga.PostAsync(RiskRoutes.Assess, Json(RiskRequest()))).StatusCode);
         // Only the API starts, reads and decides payments.
-        await AssertForbiddenAsync(await orchestratorAsSaga.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")));
+        await AssertUnauthorizedAsync(await orchestratorAsSaga.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")));
         // Batches are the saga's; replication progress is the failover service's.
         await AssertForbiddenAsync(await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")));
         await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "replication"));
         // A transfer is read one by one only by a resumed saga; for it, an id the ledger never applied is a 404 and a
         // malformed one a 400 problem.
         await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "transfers/t-1"));
-        using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Orchestrator);
+        using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
         var deposit = Deposit(await OpenAsync(), 7);
         Assert.Equal(HttpStatusCode.OK, (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(deposit))).StatusCode);
         var depositId = System.Text.Json.JsonDocument.Parse(deposit).RootElement.GetProperty("id").GetString()!;
@@ -98,8 +99,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
     {
         var alice = await OpenAsync();
         var bob = await OpenAsync();
-        using var asApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Api);
-        using var asSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Orchestrator);
+        using var asApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Api), ServiceRoles.Api);
+        using var asSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
         var fundingBefore = await BalanceAsync(AccountId.ExternalFunding(Chf));
         var inTransitBefore = await BalanceAsync(AccountId.InTransit(Chf));
 
@@ -165,10 +166,10 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
     public async Task CallerMistakes_AtTheInternalServices_AreProblemJsonWithOurTypes()
     {
         await using var riskApp = await InProcessApp.StartRiskServiceAsync();
-        using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Api);
-        using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger), ServiceRoles.Orchestrator);
-        using var orchestrator = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator), ServiceRoles.Api);
-        using var risk = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk), ServiceRoles.Orchestrator);
+        using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Api), ServiceRoles.Api);
+        using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
+        using var orchestrator = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator, ServiceRoles.Api), ServiceRoles.Api);
+        using var risk = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
         var account = await OpenAsync();
         // A limit other than 0: a body without one was read as 0 and set.
         await system.Ledger.SetOverdraftLimitAsync(AccountId.Parse(account), 500, CancellationToken.None);
@@ -219,8 +220,11 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         Assert.Null(await system.Ledger.GetTransferAsync(TransferId.Parse(transfer), CancellationToken.None));
     }
 
-    private string Token(string target) =>
-        InProcessApp.Identity.Settings(target)[ServiceIdentityOptions.Section + ":AppToken"];
+    /// <summary>The token <paramref name="caller"/> holds for <paramref name="target"/>; for a caller that does not call
+    /// that target, the target's app token (what its sidecar would present; no direct caller is known by it).</summary>
+    private static string Token(string target, string caller) =>
+        InProcessApp.Identity.CallTokens.FirstOrDefault(call => call.Caller == caller && call.Target == target).Token
+        ?? InProcessApp.Identity.Settings(target)[ServiceIdentityOptions.Section + ":AppToken"];
 
     private static HttpClient Client(Uri baseAddress, string? token, string caller)
     {
@@ -232,6 +236,28 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
 
         client.DefaultRequestHeaders.Add(ServiceIdentityExtensions.CallerHeader, caller);
         return client;
+    }
+
+    /// <summary>Without a sidecar a caller is known by its token, not by the name it gives: one caller's token with
+    /// another's name is still that caller. With one token shared by all callers, the orchestrator could name itself
+    /// the API and deposit (make money), and the API name itself the orchestrator and send batches.</summary>
+    [Fact]
+    public async Task ACallerNamingItselfAnother_IsStillItself()
+    {
+        var alice = await OpenAsync();
+        using var sagaAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Orchestrator), ServiceRoles.Api);
+        using var apiAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Api), ServiceRoles.Orchestrator);
+
+        await AssertForbiddenAsync(await sagaAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(alice, 1_000))));
+        await AssertForbiddenAsync(await apiAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json($$"""{"transfers":[{{Deposit(alice, 1_000)}}]}""")));
+        await AssertForbiddenAsync(await apiAsSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100))));
+        Assert.Equal(0, await BalanceAsync(AccountId.Parse(alice)));
+    }
+
+    private static async Task AssertUnauthorizedAsync(HttpResponseMessage answer)
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, answer.StatusCode);
+        Assert.Equal(ProblemTypes.Unauthorized, (await answer.JsonAsync()).GetProperty("type").GetString());
     }
 
     private static async Task AssertForbiddenAsync(HttpResponseMessage answer)

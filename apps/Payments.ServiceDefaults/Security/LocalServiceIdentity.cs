@@ -3,24 +3,38 @@ using System.Security.Cryptography;
 namespace Payments.ServiceDefaults.Security;
 
 /// <summary>Development and tests only: the service identity of a local system (the run command, the container suite, a
-/// test's in-process apps): one fresh app token per serving app, and for each app only the tokens of the apps it
-/// calls — as on Kubernetes, where each app token reaches only its own pod. No daprd runs here, so a caller presents
-/// the target's token and its own app id itself, which is what the target's sidecar would present; the targets run the
-/// same check either way (docs/security.md).</summary>
+/// test's in-process apps). No daprd runs here, so each caller gets a token of its own for each app it calls, and the
+/// app knows the caller by the token (<see cref="ServiceIdentityOptions.CallerTokens"/>): a caller cannot pass for
+/// another by naming itself so. Each serving app also gets its own app token, which only a sidecar presents (the
+/// container suite's daprd mode), as on Kubernetes where each app token reaches only its own pod (docs/security.md).</summary>
 public sealed class LocalServiceIdentity
 {
-    /// <summary>Who calls whom (the chart's access-control policies say the same).</summary>
+    /// <summary>Who calls whom (the chart's access-control policies say the same; the failover service's call is the
+    /// DR drill's, which samples replication progress as that service).</summary>
     private static readonly Dictionary<string, string[]> Calls = new(StringComparer.Ordinal)
     {
         [ServiceRoles.Api] = [ServiceRoles.Ledger, ServiceRoles.Orchestrator],
         [ServiceRoles.Orchestrator] = [ServiceRoles.Ledger, ServiceRoles.Risk],
+        [ServiceRoles.Failover] = [ServiceRoles.Ledger],
     };
 
     private readonly Dictionary<string, string> tokens = new[] { ServiceRoles.Ledger, ServiceRoles.Risk, ServiceRoles.Orchestrator }
-        .ToDictionary(role => role, _ => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)), StringComparer.Ordinal);
+        .ToDictionary(role => role, _ => NewToken(), StringComparer.Ordinal);
 
-    /// <summary>Each internal service's app token, by role (written for the developer to a private file, never printed).</summary>
+    private readonly Dictionary<(string Caller, string Target), string> callTokens = Calls
+        .SelectMany(call => call.Value.Select(target => (call.Key, target)))
+        .ToDictionary(pair => pair, _ => NewToken());
+
+    /// <summary>Each internal service's app token, by role (the one its sidecar would present).</summary>
     public IReadOnlyDictionary<string, string> Tokens => tokens;
+
+    /// <summary>The token <paramref name="caller"/> presents to <paramref name="target"/> (written for the developer to
+    /// a private file, never printed).</summary>
+    public string TokenFor(string caller, string target) => callTokens[(caller, target)];
+
+    /// <summary>Every caller's token for every target it calls.</summary>
+    public IEnumerable<(string Caller, string Target, string Token)> CallTokens =>
+        callTokens.Select(pair => (pair.Key.Caller, pair.Key.Target, pair.Value));
 
     /// <summary>The configuration of the app in <paramref name="role"/>, as keys with ':' (or '__' for the
     /// environment when <paramref name="separator"/> says so).</summary>
@@ -33,9 +47,17 @@ public sealed class LocalServiceIdentity
             settings[prefix + "AppToken"] = own;
         }
 
-        foreach (var target in Calls.GetValueOrDefault(role, []))
+        foreach (var ((caller, target), token) in callTokens)
         {
-            settings[prefix + "TargetTokens" + separator + target] = tokens[target];
+            if (caller == role)
+            {
+                settings[prefix + "TargetTokens" + separator + target] = token;
+            }
+
+            if (target == role)
+            {
+                settings[prefix + "CallerTokens" + separator + caller] = token;
+            }
         }
 
         return settings;
@@ -49,7 +71,9 @@ public sealed class LocalServiceIdentity
     public void Present(HttpClient http, string caller, string target)
     {
         ArgumentNullException.ThrowIfNull(http);
-        http.DefaultRequestHeaders.Add(ServiceIdentityExtensions.TokenHeader, tokens[target]);
+        http.DefaultRequestHeaders.Add(ServiceIdentityExtensions.TokenHeader, TokenFor(caller, target));
         http.DefaultRequestHeaders.Add(ServiceIdentityExtensions.CallerHeader, caller);
     }
+
+    private static string NewToken() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 }

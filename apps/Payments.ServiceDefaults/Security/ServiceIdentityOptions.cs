@@ -7,8 +7,8 @@ namespace Payments.ServiceDefaults.Security;
 /// app reads the same Secret as <c>APP_API_TOKEN</c>) on every request it delivers and names the caller's app id in
 /// <c>dapr-caller-app-id</c>, which it stamps itself after mutual TLS and access control (dapr/dapr v1.18,
 /// pkg/channel/http/http_channel.go and pkg/messaging/direct_messaging.go). Locally and in the container suite there
-/// is no sidecar, so a caller presents the target's token and its own app id itself (<see cref="TargetTokens"/>):
-/// the same check runs on the target either way.</summary>
+/// is no sidecar, so a caller presents a token of its own for that target (<see cref="TargetTokens"/>), and the target
+/// knows the caller by which token it is (<see cref="CallerTokens"/>).</summary>
 public sealed class ServiceIdentityOptions
 {
     public const string Section = "ServiceIdentity";
@@ -28,8 +28,15 @@ public sealed class ServiceIdentityOptions
     /// <summary>Role (<see cref="ServiceRoles"/>) → the Dapr app id that plays it. A role missing here is its own app id.</summary>
     public Dictionary<string, string> Callers { get; set; } = new(StringComparer.Ordinal);
 
-    /// <summary>Direct calls only (no sidecar): role of a target → the target's app token.</summary>
+    /// <summary>Direct calls only (no sidecar): role of a target → the token this app presents to it (its own for
+    /// that target: see <see cref="CallerTokens"/>).</summary>
     public Dictionary<string, string> TargetTokens { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Direct calls only (no sidecar): role of a caller → the token that caller alone presents to this app.
+    /// When any is set, a request's role is the one whose token it carries, and its <c>dapr-caller-app-id</c> is not
+    /// believed: with one token for all callers, as the sidecar's, any caller could name itself another (the
+    /// orchestrator as the API, to deposit). On Kubernetes daprd stamps the caller's id after mutual TLS.</summary>
+    public Dictionary<string, string> CallerTokens { get; set; } = new(StringComparer.Ordinal);
 
     public static ServiceIdentityOptions From(IConfiguration configuration)
     {
@@ -46,6 +53,11 @@ public sealed class ServiceIdentityOptions
     /// <summary>For an app that serves internal endpoints: its token must be set and long enough.</summary>
     public ServiceIdentityOptions ValidateForServing()
     {
+        if (CallerTokens.Any(pair => pair.Value.Length < MinTokenLength))
+        {
+            throw new InvalidOperationException($"Every ServiceIdentity:CallerTokens entry must hold at least {MinTokenLength} characters.");
+        }
+
         if (AppToken.Length < MinTokenLength)
         {
             throw new InvalidOperationException(
