@@ -142,6 +142,34 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         await DeleteAsync(client, endpointId);
     }
 
+    /// <summary>One merchant with its 16 endpoints (4 deliveries each at once) aimed at a slow receiver could hold all
+    /// 64 of the dispatcher's slots, and every other merchant's deliveries waited. A merchant now has at most
+    /// <see cref="WebhookOptions.MaxInFlightPerMerchant"/> in flight, counted at its receiver.</summary>
+    [Fact]
+    public async Task OneMerchant_NeverHasMoreDeliveriesInFlight_ThanItsBound_WhateverItsEndpoints()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        receiver.Behave = (_, _) => Task.FromResult((200, TimeSpan.FromMilliseconds(1_000)));
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var endpoints = new List<string>();
+        for (var index = 0; index < WebhookEndpointStore.MaxEndpointsPerMerchant; index++)
+        {
+            endpoints.Add((await RegisterAsync(client, receiver.Url)).Id);
+        }
+
+        var paymentIds = await MakePaymentsAsync(client, merchant, count: 6);
+        var deliveries = paymentIds.Count * endpoints.Count;
+        await PollUntilAsync(() => receiver.Received.Count >= deliveries, () => $"received {receiver.Received.Count} of {deliveries}");
+        var options = system.ApiServices.GetRequiredService<WebhookOptions>();
+        Assert.True(endpoints.Count * options.MaxConcurrencyPerEndpoint > options.MaxInFlightPerMerchant, "The endpoints alone would bound it.");
+        Assert.InRange(receiver.MaxInProgress, 1, options.MaxInFlightPerMerchant);
+        foreach (var endpointId in endpoints)
+        {
+            await DeleteAsync(client, endpointId);
+        }
+    }
+
     [Fact]
     public async Task ARotatedSecret_KeepsSigningThroughItsOverlap_AndAZeroOverlapDropsItAtOnce()
     {
