@@ -142,9 +142,40 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         await DeleteAsync(client, endpointId);
     }
 
+    /// <summary>A keyed endpoint deleted and made again under the same key has the same id: what was still owed to the
+    /// one deleted must not go to the new one (another URL, other events, made after them).</summary>
+    [Fact]
+    public async Task AnEndpointMadeAgainUnderItsKey_IsNotSentWhatWasOwedToTheOneDeleted()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var failing = 1;
+        receiver.Behave = (_, _) => Task.FromResult((Volatile.Read(ref failing) == 1 ? 500 : 200, TimeSpan.Zero));
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var key = Guid.NewGuid().ToString();
+        var body = $"{{\"url\":\"{receiver.Url}\"}}";
+        using var first = await client.SendJsonAsync("/v1/webhook-endpoints", body, key);
+        var endpointId = (await first.JsonAsync()).GetProperty("id").GetString()!;
+        await MakePaymentsAsync(client, merchant, count: 1);
+        await PollUntilAsync(() => !receiver.Received.IsEmpty, () => "no attempt yet");
+
+        await DeleteAsync(client, endpointId);
+        using var again = await client.SendJsonAsync("/v1/webhook-endpoints", body, key);
+        Assert.Equal(endpointId, (await again.JsonAsync()).GetProperty("id").GetString());
+        var receivedBefore = receiver.Received.Count;
+        Volatile.Write(ref failing, 0);
+
+        // The owed delivery comes due within a second (the fixture's MaxBackoff) and is dropped, not sent.
+        var owed = system.ApiServices.GetRequiredService<WebhookDeliveries>();
+        long left = -1;
+        await PollUntilAsync(() => (left = owed.BacklogAsync(CancellationToken.None).GetAwaiter().GetResult()) == 0, () => $"{left} deliveries or markers still owed");
+        Assert.Equal(receivedBefore, receiver.Received.Count);
+        await DeleteAsync(client, endpointId);
+    }
+
     /// <summary>One merchant with its 16 endpoints (4 deliveries each at once) aimed at a slow receiver could hold all
     /// 64 of the dispatcher's slots, and every other merchant's deliveries waited. A merchant now has at most
-    /// <see cref="WebhookOptions.MaxInFlightPerMerchant"/> in flight, counted at its receiver.</summary>
+    /// <see cref="WebhookOptions.InFlightPerMerchant"/> in flight, counted at its receiver.</summary>
     [Fact]
     public async Task OneMerchant_NeverHasMoreDeliveriesInFlight_ThanItsBound_WhateverItsEndpoints()
     {
@@ -162,8 +193,8 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         var deliveries = paymentIds.Count * endpoints.Count;
         await PollUntilAsync(() => receiver.Received.Count >= deliveries, () => $"received {receiver.Received.Count} of {deliveries}");
         var options = system.ApiServices.GetRequiredService<WebhookOptions>();
-        Assert.True(endpoints.Count * options.MaxConcurrencyPerEndpoint > options.MaxInFlightPerMerchant, "The endpoints alone would bound it.");
-        Assert.InRange(receiver.MaxInProgress, 1, options.MaxInFlightPerMerchant);
+        Assert.True(endpoints.Count * options.MaxConcurrencyPerEndpoint > options.InFlightPerMerchant, "The endpoints alone would bound it.");
+        Assert.InRange(receiver.MaxInProgress, 1, options.InFlightPerMerchant);
         foreach (var endpointId in endpoints)
         {
             await DeleteAsync(client, endpointId);

@@ -128,6 +128,14 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(created.GetProperty("id").GetString(), (await retried.JsonAsync()).GetProperty("id").GetString());
         Assert.Equal(secret, (await retried.JsonAsync()).GetProperty("secret").GetString());
         Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+
+        // Once the secret was rotated, a retry of the create shows the endpoint without it: the current secret is a
+        // rotation's answer alone (an Idempotency-Key is no credential).
+        using var rotated = await client.SendJsonAsync($"/v1/webhook-endpoints/{created.GetProperty("id").GetString()}/rotate-secret", "{}", null);
+        Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        using var afterRotation = await client.SendJsonAsync("/v1/webhook-endpoints", Body, key);
+        Assert.Equal(HttpStatusCode.Created, afterRotation.StatusCode);
+        Assert.False((await afterRotation.JsonAsync()).TryGetProperty("secret", out _));
     }
 
     /// <summary>A rotation retried with its Idempotency-Key (its answer was lost) answers again; before, the retry

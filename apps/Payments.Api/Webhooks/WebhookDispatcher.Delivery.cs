@@ -77,10 +77,12 @@ public sealed partial class WebhookDispatcher
         try
         {
             var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
-            if (endpointValue is null || eventValue is null || TryDecode(endpointValue) is not { } endpoint)
+            if (endpointValue is null || eventValue is null || TryDecode(endpointValue) is not { } endpoint || endpoint.CreatedAt > delivery.FirstAt)
             {
-                // The endpoint was deleted, the event trimmed, or the endpoint's record unreadable: nothing to send. An
-                // event trimmed while its delivery still had retries left is a delivery given up, and said so.
+                // The endpoint was deleted (or deleted and made again under its key's id: the new one was not there
+                // when this delivery began, and may want other events), the event trimmed, or the endpoint's record
+                // unreadable: nothing to send. An event trimmed while its delivery still had retries left is a delivery
+                // given up, and said so.
                 var trimmedEarly = endpointValue is not null && eventValue is null && time.GetUtcNow() - delivery.FirstAt < options.RetryFor;
                 Attempts.Add(1, new KeyValuePair<string, object?>("outcome", trimmedEarly ? "given_up" : "dropped"));
                 if (trimmedEarly)

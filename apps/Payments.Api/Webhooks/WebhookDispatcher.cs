@@ -16,7 +16,7 @@ namespace Payments.Api.Webhooks;
 /// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment only
 /// the active region's dispatcher delivers; the passive one only trims old events. Bounded:
 /// <see cref="WebhookOptions.MaxInFlight"/> attempts at once, <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per
-/// endpoint, <see cref="WebhookOptions.MaxInFlightPerMerchant"/> per merchant, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
+/// endpoint, <see cref="WebhookOptions.InFlightPerMerchant"/> per merchant, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
 /// deliveries read per scan.</remarks>
 public sealed partial class WebhookDispatcher(
     WebhookDeliveries deliveries, WebhookEndpointStore endpoints, WebhookSender sender, WebhookOptions options, EtcdConnection etcd,
@@ -230,7 +230,7 @@ public sealed partial class WebhookDispatcher(
         {
             var atEndpoint = perEndpoint.GetValueOrDefault(endpointId);
             var ofMerchant = perMerchant.GetValueOrDefault(merchantId);
-            if (attempting >= options.MaxInFlight || atEndpoint >= options.MaxConcurrencyPerEndpoint || ofMerchant >= options.MaxInFlightPerMerchant)
+            if (attempting >= options.MaxInFlight || atEndpoint >= options.MaxConcurrencyPerEndpoint || ofMerchant >= options.InFlightPerMerchant)
             {
                 return false;
             }

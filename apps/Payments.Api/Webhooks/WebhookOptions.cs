@@ -44,9 +44,13 @@ public sealed class WebhookOptions
     /// <summary>Deliveries in flight at once, over all endpoints.</summary>
     public int MaxInFlight { get; set; } = 64;
 
-    /// <summary>Deliveries of one merchant in flight at once, over its endpoints: a quarter of <see cref="MaxInFlight"/>
-    /// by default, so that one merchant's slow receivers cannot take every slot from the others.</summary>
-    public int MaxInFlightPerMerchant { get; set; } = 16;
+    /// <summary>Deliveries of one merchant in flight at once, over its endpoints (null: a quarter of
+    /// <see cref="MaxInFlight"/>, at least 1), so that one merchant's slow receivers cannot take every slot from the
+    /// others.</summary>
+    public int? MaxInFlightPerMerchant { get; set; }
+
+    /// <summary><see cref="MaxInFlightPerMerchant"/> as it applies.</summary>
+    public int InFlightPerMerchant => MaxInFlightPerMerchant ?? Math.Max(1, MaxInFlight / 4);
 
     public WebhookOptions Validate()
     {
@@ -62,7 +66,7 @@ public sealed class WebhookOptions
         }
 
         if (DeliveryTimeout <= TimeSpan.Zero || DeliveryTimeout > TimeSpan.FromSeconds(30) || MaxBackoff <= TimeSpan.Zero
-            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024 || MaxInFlightPerMerchant < 1 || MaxInFlightPerMerchant > MaxInFlight)
+            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024 || InFlightPerMerchant < 1 || InFlightPerMerchant > MaxInFlight)
         {
             throw new InvalidOperationException(
                 "Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024, MaxInFlightPerMerchant 1-MaxInFlight.");

@@ -68,7 +68,8 @@ public static partial class WebhooksApi
     /// The key then names that endpoint until it is deleted: another body with it is 422. Nothing is written under the
     /// key itself: no second copy of the secret is kept (the 201 with the secret was stored with the key for 24 h), and
     /// a request refused as invalid (400) leaves the key free for the corrected one.</summary>
-    private static async Task<IResult> CreateAsync(HttpContext context, WebhookEndpointStore store, WebhookOptions options, IdempotencyStore keys)
+    private static async Task<IResult> CreateAsync(
+        HttpContext context, WebhookEndpointStore store, WebhookOptions options, IdempotencyStore keys, TimeProvider time)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var keyed = context.Request.Headers.ContainsKey(IdempotentExecutor.Header);
@@ -84,12 +85,9 @@ public static partial class WebhooksApi
             return problem!.ToResult();
         }
 
-        if (key is not null
-            && await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", context.Request.Path, Convert.ToBase64String(bytes!)), context.RequestAborted)
-                is IdempotencyBegin.Replay stored)
+        if (key is not null && await EarlierUseAsync(keys, merchant, key, context, bytes!) is { } earlier)
         {
-            // Created before endpoints took their key's id: that request's stored answer (such records end within 24 h).
-            return new Reply(stored.StatusCode, stored.Body, stored.ContentType ?? Reply.JsonContentType).ToResult();
+            return earlier.ToResult();
         }
 
         var (url, events, description) = valid;
@@ -101,11 +99,29 @@ public static partial class WebhooksApi
                 $"A merchant may have {WebhookEndpointStore.MaxEndpointsPerMerchant} endpoints; delete one first.").ToResult();
         }
 
+        // A retry is shown the secret only while the key's answer would have been kept (24 h) and the secret is still
+        // the one made with the endpoint: a key is no credential (it sits in clients' and proxies' logs), and the
+        // endpoint's current secret stays the answer of a rotation alone.
+        var secretShown = created || (time.GetUtcNow() - endpoint.CreatedAt < IdempotencyStore.Retention && endpoint.Secrets[0].CreatedAt == endpoint.CreatedAt);
         return created || (endpoint.Url == url && endpoint.Events.SequenceEqual(events) && endpoint.Description == description)
-            ? Reply.Json(StatusCodes.Status201Created, ToResponse(endpoint, withSecret: true)).ToResult()
+            ? Reply.Json(StatusCodes.Status201Created, ToResponse(endpoint, withSecret: secretShown)).ToResult()
             : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.",
                 "This key created another webhook endpoint; use a new Idempotency-Key for a different endpoint.").ToResult();
     }
+
+    /// <summary>What the key's record says, when it has one: a create from before endpoints took their key's id (its
+    /// stored answer, or 409 while it runs), or another request that used the key (422, as it always was). New creates
+    /// write no record, and records end within 24 h.</summary>
+    private static async Task<Reply?> EarlierUseAsync(IdempotencyStore keys, string merchant, IdempotencyKey key, HttpContext context, byte[] bytes) =>
+        await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", context.Request.Path, Convert.ToBase64String(bytes)), context.RequestAborted) switch
+        {
+            IdempotencyBegin.Replay stored => new Reply(stored.StatusCode, stored.Body, stored.ContentType ?? Reply.JsonContentType),
+            IdempotencyBegin.InProgress => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
+                "A request with this Idempotency-Key is in progress.", "Retry with the same Idempotency-Key in a moment."),
+            IdempotencyBegin.FingerprintMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
+                "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
+            _ => null,
+        };
 
     /// <summary>Hex characters of an endpoint id's hash (the ids are <c>we_</c> and 24 hex characters either way).</summary>
     private const int EndpointIdHexChars = 24;
