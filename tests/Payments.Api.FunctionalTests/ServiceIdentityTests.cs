@@ -57,17 +57,26 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
     }
 
     [Fact]
-    public async Task WithTheToken_ACallerOutsideAnEndpointsRoles_Is403()
+    public async Task AKnownCallerOutsideAnEndpointsRoles_Is403_AndOneWithoutItsOwnToken_401()
     {
-        await using var riskApp = await InProcessApp.StartRiskServiceAsync();
+        // The API calls no risk service, so it holds no token for one; this risk service knows a token as the API's,
+        // so that its route's roles are what refuses the API (on Kubernetes those roles are the app's only check).
+        var apiTokenForRisk = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        await using var riskApp = await InProcessApp.StartRiskServiceAsync(new Dictionary<string, string>
+        {
+            [$"{ServiceIdentityOptions.Section}:CallerTokens:{ServiceRoles.Api}"] = apiTokenForRisk,
+        });
+        using var riskAsKnownApi = Client(new Uri(InProcessApp.BaseUrl(riskApp)), apiTokenForRisk, ServiceRoles.Api);
         using var riskAsApi = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, ServiceRoles.Api), ServiceRoles.Api);
         using var riskAsSaga = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
         using var riskAsStranger = Client(new Uri(InProcessApp.BaseUrl(riskApp)), Token(ServiceRoles.Risk, "somebody-else"), "somebody-else");
         using var orchestratorAsSaga = Client(system.OrchestratorAddress, Token(ServiceRoles.Orchestrator, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
         using var ledgerAsApi = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Api), ServiceRoles.Api);
 
-        // Only the saga assesses (an assessment counts towards the account's velocity): no other caller holds a token
-        // for the risk service, and its own token (what its sidecar presents) is no caller's.
+        // Only the saga assesses (an assessment counts towards the account's velocity): a known caller in another role
+        // is refused by the route; no other caller holds a token for the risk service, and its own token (what its
+        // sidecar presents) is no caller's.
+        await AssertForbiddenAsync(await riskAsKnownApi.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
         await AssertUnauthorizedAsync(await riskAsApi.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
         await AssertUnauthorizedAsync(await riskAsStranger.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
         Assert.Equal(HttpStatusCode.OK, (await riskAsSaga.PostAsync(RiskRoutes.Assess, Json(RiskRequest()))).StatusCode);

@@ -492,7 +492,7 @@ public sealed partial class ContainerSystem : IAsyncLifetime
     /// <summary>The app token of the app in <paramref name="role"/>, or null for an app that serves no internal endpoint.</summary>
     public string? AppToken(string role) => Identity.Settings(role).GetValueOrDefault(ServiceIdentityOptions.Section + ":AppToken");
 
-    /// <summary>Without daprd a caller presents the target's token itself; with daprd, as in a pod, the app knows only
+    /// <summary>Without daprd a caller presents its own token for the target, which knows it by it; with daprd, as in a pod, the app knows only
     /// its own token (daprd presents it, <c>APP_API_TOKEN</c>) and its callers by their Dapr app ids.</summary>
     private IReadOnlyDictionary<string, string> IdentityEnvironment(string role)
     {

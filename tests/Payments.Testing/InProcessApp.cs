@@ -78,9 +78,15 @@ public static class InProcessApp
     }
 
     /// <summary>The risk service (<c>AddRiskService</c>/<c>UseRiskService</c>); it keeps its state in memory.</summary>
-    public static async Task<WebApplication> StartRiskServiceAsync()
+    /// <param name="settings">Configuration beyond the risk service's own (a test's extra caller, say).</param>
+    public static async Task<WebApplication> StartRiskServiceAsync(IReadOnlyDictionary<string, string>? settings = null)
     {
         var builder = CreateBuilder(etcd: null, "/unused/", ServiceRoles.Risk);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            builder.Configuration[key] = value;
+        }
+
         builder.AddRiskService();
         var app = builder.Build();
         app.UseRiskService();

@@ -9,7 +9,8 @@ using Payments.Domain;
 namespace Payments.ServiceDefaults.Security;
 
 /// <summary>Inbound service identity for the internal apps (ledger, risk, orchestrator): deny by default. Every
-/// request needs the app token; an endpoint then serves only the roles it names (<see cref="RequireCallers{T}"/>);
+/// request needs the app token its sidecar presents (and daprd's caller id), or without a sidecar a caller's own token
+/// (<see cref="ServiceIdentityOptions.CallerTokens"/>); an endpoint then serves only the roles it names (<see cref="RequireCallers{T}"/>);
 /// an endpoint that names none serves nobody. Only endpoints marked open (the health probes, which the kubelet calls
 /// without any credential) skip the check.</summary>
 public static class ServiceIdentityExtensions

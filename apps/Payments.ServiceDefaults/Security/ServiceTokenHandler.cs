@@ -2,8 +2,8 @@ namespace Payments.ServiceDefaults.Security;
 
 /// <summary>Outbound identity on an invocation client. Through a sidecar (Kubernetes): the app's Dapr API token, which
 /// the sidecar checks and removes before it invokes the target with the target's own app token. Direct (locally and in
-/// the container suite, where no sidecar runs): the target's app token and this app's id, which is what the target's
-/// sidecar would present.</summary>
+/// the container suite, where no sidecar runs): this app's own token for that target, by which the target knows it
+/// (<see cref="ServiceIdentityOptions.CallerTokens"/>), and its id, for the logs.</summary>
 internal sealed class ServiceTokenHandler(IReadOnlyList<KeyValuePair<string, string>> headers) : DelegatingHandler
 {
     public static IReadOnlyList<KeyValuePair<string, string>> HeadersFor(ServiceIdentityOptions identity, string targetRole)
