@@ -106,8 +106,15 @@ internal sealed class GroupCommit(TransferApplier applier)
     /// <see cref="MaxGroup"/> rounds: each round answers at least one unit).</summary>
     private async Task WriteAsync(List<Pending> group)
     {
-        for (var round = 0; round < MaxGroup && group.Count > 0; round++)
+        var deferred = new List<Pending>();
+        for (var round = 0; round < MaxGroup && (group.Count > 0 || deferred.Count > 0); round++)
         {
+            if (group.Count == 0)
+            {
+                // What was accepted is written (or answered): the refusals put off are evaluated again on that.
+                (group, deferred) = (deferred, []);
+            }
+
             BatchOutcome outcome;
             try
             {
@@ -130,19 +137,23 @@ internal sealed class GroupCommit(TransferApplier applier)
                 return;
             }
 
-            group = Answer(group, outcome);
+            group = Answer(group, outcome, deferred);
         }
 
-        await EachAloneAsync(group);
+        await EachAloneAsync([.. group, .. deferred]);
     }
 
-    /// <summary>Answers the units the group's outcome decides, and returns those to write again.</summary>
-    /// <remarks>Applied: every unit. Refused: a unit with a refusal of its own, unless a linked batch before it was
-    /// refused too. A refused single transfer changed nothing the later ones were evaluated on (the rules refuse before
-    /// they put anything); a refused linked batch may have (refused at its credit, its hold had been evaluated), and so
-    /// may a payout refused once the whole group was evaluated (its hold not posted: RequirePostedFunding). That will
-    /// not be written, so the refusals after it may be wrong: those units go again.</remarks>
-    private static List<Pending> Answer(List<Pending> group, BatchOutcome outcome)
+    /// <summary>Answers the units the group's outcome decides, and returns those to write again (the accepted ones);
+    /// refusals that cannot be answered yet go to <paramref name="deferred"/>, evaluated again once those are written.</summary>
+    /// <remarks>Applied: every unit. Refused: a unit with a refusal of its own, unless a unit before it planned changes
+    /// that will not be written — an accepted unit (the group is not written: it goes again), a refused linked batch
+    /// (refused at its credit, its hold had been evaluated) or a payout refused once the whole group was evaluated (its
+    /// hold not posted: RequirePostedFunding). A refusal after one of those was evaluated on changes that never happen
+    /// (a hold declined for funds only an earlier hold of the group used, a void answered "already posted" by a
+    /// settlement that then failed): it is put off until the accepted units are written, then evaluated on that. A
+    /// refused single transfer plans nothing (the rules refuse before they put anything). Each round answers a unit:
+    /// the first refusal, or everything when nothing is refused.</remarks>
+    internal static List<Pending> Answer(List<Pending> group, BatchOutcome outcome, List<Pending> deferred)
     {
         var again = new List<Pending>();
         var offset = 0;
@@ -157,9 +168,14 @@ internal sealed class GroupCommit(TransferApplier applier)
                 pending.Outcome.TrySetResult(Own(slice));
                 polluted |= ownRefusal && (pending.Unit.Count > 1 || pending.Unit.Any(transfer => transfer is TransferRequest.Single { FundedByHold: not null }));
             }
+            else if (ownRefusal)
+            {
+                deferred.Add(pending);
+            }
             else
             {
                 again.Add(pending);
+                polluted = true;
             }
         }
 
@@ -194,5 +210,5 @@ internal sealed class GroupCommit(TransferApplier applier)
             }
         }));
 
-    private sealed record Pending(IReadOnlyList<TransferRequest> Unit, TaskCompletionSource<BatchOutcome> Outcome);
+    internal sealed record Pending(IReadOnlyList<TransferRequest> Unit, TaskCompletionSource<BatchOutcome> Outcome);
 }
