@@ -39,12 +39,15 @@ public sealed record JournalEntryDocument(
 /// <summary>Page <c>n</c> of a region's replicated journal (id <c>{region}-page-{n:D12}</c>). A page is visible to
 /// readers only once the region's head counts it, so a page rewritten after a crash (before the head moved) was never
 /// read in its earlier form.</summary>
+/// <param name="Head">The region's head once this page is shipped (pages from before it was kept lack it): a shipper
+/// that finds the page written already moves the head to what the page holds, not to what it would have written.</param>
 public sealed record JournalPage(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("region")] string Region,
     [property: JsonPropertyName("number")] long Number,
     [property: JsonPropertyName("entries")] IReadOnlyList<JournalEntryDocument> Entries,
-    [property: JsonPropertyName("records")] IReadOnlyList<RecordDocument>? Records = null)
+    [property: JsonPropertyName("records")] IReadOnlyList<RecordDocument>? Records = null,
+    [property: JsonPropertyName("head")] JournalHead? Head = null)
 {
     public static string IdFor(string region, long number) => $"{region}-page-{number:D12}";
 }
@@ -76,9 +79,11 @@ public sealed record JournalHead(
 /// <summary>Reads of the journal container shared by the replicator and the switchover's progress check.</summary>
 public static class JournalStore
 {
-    /// <summary>A point read; null when the document does not exist (the local Cosmos-compatible server answers 500
-    /// where the service answers 404, so both mean "not there yet" here; a real fault just delays one round).</summary>
-    public static async Task<T?> TryReadAsync<T>(Container journal, string id, CancellationToken cancellationToken)
+    /// <summary>A point read; null when the document does not exist. <paramref name="serverErrorMeansMissing"/>: the
+    /// local Cosmos-compatible server answers 500 where the service answers 404 (<c>CosmosSettings.ServerErrorMeansMissing</c>).
+    /// Against the service a 500 is a fault and is thrown: taken for "nothing there", a region taking over ended its
+    /// catch-up on the other region's journal as done, and skipped the pages it had not applied.</summary>
+    public static async Task<T?> TryReadAsync<T>(Container journal, string id, CancellationToken cancellationToken, bool serverErrorMeansMissing = false)
         where T : class
     {
         ArgumentNullException.ThrowIfNull(journal);
@@ -86,7 +91,8 @@ public static class JournalStore
         {
             return (await journal.ReadItemAsync<T>(id, new PartitionKey(id), cancellationToken: cancellationToken)).Resource;
         }
-        catch (CosmosException exception) when (exception.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.InternalServerError)
+        catch (CosmosException exception) when (exception.StatusCode == HttpStatusCode.NotFound
+                                                || (serverErrorMeansMissing && exception.StatusCode == HttpStatusCode.InternalServerError))
         {
             return null;
         }

@@ -13,6 +13,9 @@ namespace Payments.Failover.Core.Replication;
 public sealed class JournalReplicator(Container journal, EtcdLedger ledger, EtcdConnection etcd, string prefix)
 {
     public const int MaxPagesPerRound = 16;
+
+    /// <summary>The local Cosmos-compatible server answers 500 for a missing document (see <see cref="JournalStore.TryReadAsync{T}"/>).</summary>
+    public bool ServerErrorMeansMissing { get; init; }
     private readonly JournalApplier applier = new(ledger);
 
     /// <summary>Pages of <paramref name="source"/> shipped but not yet applied here, as of the last round.</summary>
@@ -25,7 +28,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
     public async Task<int> ReplicateOnceAsync(string source, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
-        var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(source), cancellationToken);
+        var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(source), cancellationToken, ServerErrorMeansMissing);
         var (applied, revision) = await ReadCheckpointAsync(source, cancellationToken);
         if (head is null)
         {
@@ -36,7 +39,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         var rounds = 0;
         for (var number = applied + 1; number <= head.Pages && rounds < MaxPagesPerRound; number++, rounds++)
         {
-            var page = await JournalStore.TryReadAsync<JournalPage>(journal, JournalPage.IdFor(source, number), cancellationToken)
+            var page = await JournalStore.TryReadAsync<JournalPage>(journal, JournalPage.IdFor(source, number), cancellationToken, ServerErrorMeansMissing)
                        ?? throw new InvalidDataException($"Page {number} of {source} is counted by its head but missing.");
             await applier.ApplyAsync(page.Entries.Select(entry => entry.ToEntry()).ToArray(), cancellationToken);
             await ApplyRecordsAsync(page.Records ?? [], cancellationToken);

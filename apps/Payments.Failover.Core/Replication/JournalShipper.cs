@@ -8,11 +8,11 @@ using Payments.Ledger.Core;
 namespace Payments.Failover.Core.Replication;
 
 /// <summary>Ships the active region's ledger journal to Cosmos DB: the next entries after the region's head become
-/// page <c>n + 1</c> (upserted: a page rewritten after a crash was never visible), then the head moves by ETag
-/// compare-and-swap. Point operations only. In <c>sync</c> mode a ledger write is acknowledged only after
+/// page <c>n + 1</c>, created never overwritten (each ledger pod ships: the page that is there first stands, and the
+/// head moves to what it holds), then the head moves by ETag compare-and-swap. Point operations only. In <c>sync</c> mode a ledger write is acknowledged only after
 /// <see cref="WaitShippedAsync"/> saw its entries shipped (group commit: one page serves every writer waiting for it);
 /// in <c>async</c> mode nothing waits and <see cref="LagMilliseconds"/> says how far behind shipping is.</summary>
-public sealed class JournalShipper(string region, Container journal, EtcdLedger ledger, TimeProvider time, ILogger logger) : IAsyncDisposable
+public sealed partial class JournalShipper(string region, Container journal, EtcdLedger ledger, TimeProvider time, ILogger logger) : IAsyncDisposable
 {
     /// <summary>What else ships beside the journal: records under these prefixes (relative to
     /// <see cref="RecordRoot"/>), e.g. <c>api/</c> and <c>payments/</c>. Empty: the journal only.</summary>
@@ -96,20 +96,18 @@ public sealed class JournalShipper(string region, Container journal, EtcdLedger 
         }
 
         Interlocked.Exchange(ref lagMilliseconds, entries.Count == 0 ? 0 : (long)Math.Max(0, (time.GetUtcNow() - entries[0].AppliedAt).TotalMilliseconds));
-        var page = new JournalPage(JournalPage.IdFor(region, head.Pages + 1), region, head.Pages + 1, entries.Select(JournalEntryDocument.From).ToArray(), records);
-        await journal.UpsertItemAsync(page, new PartitionKey(page.Id), cancellationToken: cancellationToken);
-        // From the feeds, the page holds everything through one revision: the journal and the records are shipped that
-        // far, whether or not the page has any of them (else a family that stays quiet would hold its feed back).
-        var next = head with
+        var next = NextHead(head, entries, records, through);
+        var page = new JournalPage(JournalPage.IdFor(region, next.Pages), region, next.Pages, entries.Select(JournalEntryDocument.From).ToArray(), records, next);
+        if (await CreatePageAsync(page, entries, head, cancellationToken) is { } stored)
         {
-            Pages = page.Number,
-            LastSequence = entries.Count == 0 ? head.LastSequence : entries[^1].Sequence,
-            LastAppliedAtUnixMs = entries.Count == 0 ? head.LastAppliedAtUnixMs : entries[^1].AppliedAt.ToUnixTimeMilliseconds(),
-            LastRecordRevision = through is { } recordsThrough
-                ? Math.Max(head.LastRecordRevision, recordsThrough)
-                : records.Count == 0 ? head.LastRecordRevision : records.Max(record => record.Revision),
-            LastJournalRevision = through is { } journalThrough ? Math.Max(head.LastJournalRevision, journalThrough) : head.LastJournalRevision,
-        };
+            // Page n + 1 exists already: another shipper of this region (every ledger pod runs one) or an earlier round
+            // of this one that died before moving the head wrote it, from feeds that may have been further along or
+            // behind ours. The page stands as written — it was upserted, and a slower shipper's page replaced a faster
+            // one's after that one had moved the head past it: entries in no page, never replicated — and the head
+            // moves to what the stored page holds.
+            next = stored.Head ?? LegacyNextHead(head, stored);
+        }
+
         if (!await TryReplaceHeadAsync(next, etag, cancellationToken))
         {
             return 0; // another shipper of this region moved the head; the next round continues from there

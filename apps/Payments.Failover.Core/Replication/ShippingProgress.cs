@@ -11,6 +11,9 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
 {
     public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>The local Cosmos-compatible server answers 500 for a missing document (see <see cref="JournalStore.TryReadAsync{T}"/>).</summary>
+    public bool ServerErrorMeansMissing { get; init; }
+
     /// <summary>How long one check waits for etcd to say how far a watch is complete.</summary>
     private static readonly TimeSpan ProgressWait = TimeSpan.FromSeconds(1);
 
@@ -39,7 +42,7 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
     /// each poll asks an open watch rather than opening one and having etcd replay its history since the head).</summary>
     private async Task<bool> IsCaughtUpAsync(string region, IReadOnlyList<EtcdChangeFeed> feeds, CancellationToken cancellationToken)
     {
-        var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(region), cancellationToken);
+        var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(region), cancellationToken, ServerErrorMeansMissing);
         if ((await new JournalReader(ledger).ReadAsync(head?.LastSequence ?? 0, EtcdLedger.MaxTxnOps, cancellationToken)).Count > 0)
         {
             return false;

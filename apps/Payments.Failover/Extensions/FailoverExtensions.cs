@@ -62,12 +62,16 @@ public static class FailoverExtensions
         // system clock, whatever clock drives the lease manager (a fake one in tests).
         services.AddSingleton(provider => new RegionEpochMirror(provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix));
         services.AddSingleton(provider => new JournalReplicator(
-            journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix));
+            journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix)
+        {
+            ServerErrorMeansMissing = cosmos.ServerErrorMeansMissing,
+        });
         services.AddSingleton(provider => new ShippingProgress(
             journal, provider.GetRequiredService<Ledger.Core.EtcdLedger>(), provider.GetRequiredService<TimeProvider>())
         {
             RecordRoot = etcd.KeyPrefix, // the ledger service ships the API's records with the journal (JournalReplication)
             Etcd = provider.GetRequiredService<EtcdConnection>(),
+            ServerErrorMeansMissing = cosmos.ServerErrorMeansMissing,
         });
         services.AddSingleton(provider => CreateLeaseManager(provider, region));
         services.AddSingleton(provider => new PromotionReconciler(
