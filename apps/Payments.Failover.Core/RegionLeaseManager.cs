@@ -49,6 +49,11 @@ public sealed class RegionLeaseManager(
     /// <summary>The previous active region, while the catch-up after a promotion has not yet succeeded.</summary>
     public string? CatchingUpFrom { get; private set; }
 
+    /// <summary>The other region of the deployment: a process that finds its region holding the record without having
+    /// seen it change hands (it just started) applies what is left of this region's journal first, since whether the
+    /// process before it finished the catch-up is known nowhere. When it did, that costs a read of the peer's head.</summary>
+    public string? PeerRegion { get; init; }
+
     public bool IsWritable => Role == RegionRole.Active && time.GetUtcNow() < WritableUntil;
 
     /// <summary>Serialises ticks and hand-overs (the loop and an operator's request may overlap).</summary>
@@ -157,6 +162,13 @@ public sealed class RegionLeaseManager(
             if (Role != RegionRole.Active && previous is { } handedBy && handedBy != options.Name)
             {
                 CatchingUpFrom ??= handedBy; // handed over by a planned switchover: apply its journal before writing
+            }
+            else if (Role != RegionRole.Active && previous is null && PeerRegion is { } peer)
+            {
+                // This process just started, its region holding the record: a failover pod restarted (or replaced)
+                // in the middle of the catch-up after a promotion, which lives in memory only, mirrored the epoch at
+                // once and the region wrote without the peer's tail.
+                CatchingUpFrom ??= peer;
             }
 
             await RenewAsync(record, etag, cancellationToken);

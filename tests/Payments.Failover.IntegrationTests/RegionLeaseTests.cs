@@ -175,6 +175,38 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(b.Manager.CatchingUpFrom);
     }
 
+    /// <summary>The catch-up after a promotion lives in the failover process's memory: a process that starts while its
+    /// region holds the record (a pod restarted mid catch-up) mirrored the epoch at once, and the region wrote without
+    /// the previous region's tail. It now applies the peer's journal first.</summary>
+    [Fact]
+    public async Task AProcessStartingWhileItsRegionHoldsTheRecord_CatchesUpWithThePeerBeforeWriting()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        b.Manager.CatchUp = (_, _) => Task.FromException(new TimeoutException("Cosmos slow"));
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await b.Manager.TickAsync(CancellationToken.None); // wins the record; its catch-up has not finished when it dies
+        Assert.False(b.Manager.IsWritable);
+
+        var catchUps = new List<string>();
+        var (restarted, mirror) = Region("region-b", RegionRole.Standby, clock, peerRegion: "region-a");
+        restarted.CatchUp = (previous, _) =>
+        {
+            catchUps.Add(previous);
+            return catchUps.Count == 1 ? Task.FromException(new TimeoutException("Cosmos slow")) : Task.CompletedTask;
+        };
+
+        await restarted.TickAsync(CancellationToken.None);
+        Assert.False(restarted.IsWritable);
+        Assert.Null(await mirror.ReadAsync(CancellationToken.None));
+        clock.Advance(Defaults.RenewInterval);
+        await restarted.TickAsync(CancellationToken.None);
+        Assert.True(restarted.IsWritable);
+        Assert.Equal(["region-a", "region-a"], catchUps);
+    }
+
     [Fact]
     public async Task StandbyFindingAnEpochStillMirroredInItsEtcd_RemovesIt()
     {
@@ -269,13 +301,14 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Throws<InvalidOperationException>(() => options.Validate());
     }
 
-    private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(string name, RegionRole role, TimeProvider clock, int? cosmosPort = null)
+    private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
+        string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null)
     {
         var client = fixture.Settings(cosmosPort).CreateClient();
         disposables.Add(client);
         var regionContainer = client.GetContainer(container.Database.Id, container.Id);
         var mirror = new RegionEpochMirror(fixture.Connection, $"/test/{container.Id}/{name}/");
         var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
-        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance), mirror);
+        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
     }
 }

@@ -110,8 +110,10 @@ public static class FailoverExtensions
             region, provider.GetRequiredService<ActiveRegionStore>(), provider.GetRequiredService<RegionEpochMirror>(),
             provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<RegionLeaseManager>())
         {
-            // A region that takes over applies everything the previous one shipped before it writes.
+            // A region that takes over applies everything the previous one shipped before it writes; so does a process
+            // that starts while its region holds the record (PeerRegion).
             CatchUp = (previous, cancellationToken) => replicator.DrainAsync(previous, MaxCatchUpRounds, cancellationToken),
+            PeerRegion = provider.GetRequiredService<AdminOptions>().PeerRegion,
             // Resolves what the previous active region left unfinished (PromotionReconciler says by which rule).
             Promoted = provider.GetRequiredService<PromotionReconciler>().OnPromotedAsync,
             BeforeHandOver = cancellationToken => provider.GetRequiredService<ShippingProgress>().WaitCaughtUpAsync(region.Name, SwitchoverDrainTimeout, cancellationToken),
