@@ -292,7 +292,7 @@ public sealed class RegionLeaseManager(
         bool held;
         try
         {
-            held = await mirror.HoldAsync(epoch, hold, cancellationToken);
+            held = await mirror.HoldUntilAsync(epoch, writableUntil, time, cancellationToken); // never past it, however long this process paused
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {

@@ -207,6 +207,23 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(["region-a", "region-a"], catchUps);
     }
 
+    /// <summary>The mirror is held to the region's writable end, never past it: given as a duration, a process paused
+    /// between computing it and the hold held the epoch that much longer, into the time the other region may take over.</summary>
+    [Fact]
+    public async Task TheEpochMirror_IsHeldToItsDeadline_AndNotAtAllWhenTooLittleIsLeft()
+    {
+        var mirror = new RegionEpochMirror(fixture.Connection, $"/test/{container.Id}/deadline-{Guid.NewGuid():N}/");
+        var deadline = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(5);
+
+        Assert.True(await mirror.HoldUntilAsync(1, deadline, TimeProvider.System, CancellationToken.None));
+        var until = DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(await fixture.Connection.Client.GetValAsync(mirror.UntilKey), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(until <= deadline, $"held until {until:O}, past the deadline {deadline:O}");
+        await mirror.ReleaseAsync(CancellationToken.None);
+
+        Assert.False(await mirror.HoldUntilAsync(1, DateTimeOffset.UtcNow + RegionEpochMirror.MinHold / 2, TimeProvider.System, CancellationToken.None));
+        Assert.Null(await mirror.ReadAsync(CancellationToken.None));
+    }
+
     [Fact]
     public async Task StandbyFindingAnEpochStillMirroredInItsEtcd_RemovesIt()
     {

@@ -31,10 +31,27 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     /// <summary>Puts <paramref name="epoch"/> for at most <paramref name="hold"/> (rounded down to whole seconds).
     /// The lease is granted before the put, so it expires no later than <paramref name="hold"/> after this call began.
     /// False when a higher epoch is already mirrored (this region was superseded; it must not write).</summary>
-    public async Task<bool> HoldAsync(long epoch, TimeSpan hold, CancellationToken cancellationToken)
+    public Task<bool> HoldAsync(long epoch, TimeSpan hold, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(hold, MinHold);
+        return HoldUntilAsync(epoch, clock.GetUtcNow() + hold, clock, cancellationToken);
+    }
+
+    /// <summary><see cref="HoldAsync"/> to an absolute <paramref name="deadline"/> (on <paramref name="deadlineClock"/>,
+    /// the caller's: the lease manager's may be a test's), never past it: the region's writable end, computed before
+    /// this call. Given as a duration computed by the caller, a process paused before this call held the epoch that
+    /// much past the region's deadline, into the time the other region may take over. False (nothing held) when less
+    /// than <see cref="MinHold"/> is left.</summary>
+    public async Task<bool> HoldUntilAsync(long epoch, DateTimeOffset deadline, TimeProvider deadlineClock, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(epoch, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(hold, MinHold);
+        ArgumentNullException.ThrowIfNull(deadlineClock);
+        var hold = deadline - deadlineClock.GetUtcNow();
+        if (hold < MinHold)
+        {
+            return false;
+        }
+
         // Counted before the lease is granted, like the lease's own end: neither ends later than hold after this call.
         var until = clock.GetUtcNow() + TimeSpan.FromSeconds(Math.Floor(hold.TotalSeconds));
         var lease = await EtcdConnection.CallAsync(

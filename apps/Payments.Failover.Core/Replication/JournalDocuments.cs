@@ -37,8 +37,8 @@ public sealed record JournalEntryDocument(
 }
 
 /// <summary>Page <c>n</c> of a region's replicated journal (id <c>{region}-page-{n:D12}</c>). A page is visible to
-/// readers only once the region's head counts it, so a page rewritten after a crash (before the head moved) was never
-/// read in its earlier form.</summary>
+/// readers only once the region's head counts it, and a page of the journal is never rewritten (only a document that
+/// does not continue it is replaced: <c>JournalShipper.CreatePageAsync</c>).</summary>
 /// <param name="Head">The region's head once this page is shipped (pages from before it was kept lack it): a shipper
 /// that finds the page written already moves the head to what the page holds, not to what it would have written.</param>
 public sealed record JournalPage(
