@@ -103,7 +103,8 @@ internal sealed class GroupCommit(TransferApplier applier)
     }
 
     /// <summary>Writes a group; the refused leave it with their own answer and the rest go again (at most
-    /// <see cref="MaxGroup"/> rounds: each round answers at least one unit).</summary>
+    /// <see cref="MaxGroup"/> rounds: each round answers at least one unit, or writes the accepted ones alone so that
+    /// the refusals it put off are answered after). Every unit is answered, whichever way the group ends.</summary>
     private async Task WriteAsync(List<Pending> group)
     {
         var deferred = new List<Pending>();
@@ -123,17 +124,18 @@ internal sealed class GroupCommit(TransferApplier applier)
             catch (Exception exception) when (group.Count == 1)
             {
                 group[0].Outcome.TrySetException(exception);
+                await EachAloneAsync(deferred); // the refusals put off still get their answers
                 return;
             }
             catch (Exception)
             {
-                await EachAloneAsync(group);
+                await EachAloneAsync([.. group, .. deferred]);
                 return;
             }
 
             if (outcome.BatchError is not null || outcome.Transfers.Count != group.Sum(pending => pending.Unit.Count))
             {
-                await EachAloneAsync(group); // e.g. the same transfer id twice in the group (a retry racing its first try)
+                await EachAloneAsync([.. group, .. deferred]); // e.g. the same transfer id twice in the group (a retry racing its first try)
                 return;
             }
 
