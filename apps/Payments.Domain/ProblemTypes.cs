@@ -90,6 +90,7 @@ public static class ProblemTypes
     /// <summary>Failover admin: a switchover asked of a region that does not hold the active-region record.</summary>
     public const string NotTheActiveRegion = Base + "not-the-active-region";
 
-    /// <summary>Failover admin: a switchover is running, or the last one completed within the cool-down.</summary>
+    /// <summary>Failover admin: a switchover is running, the last one (of either region) was within the cool-down, or
+    /// this one was abandoned (replication did not catch up, or the record changed); nothing was handed over.</summary>
     public const string SwitchoverNotNow = Base + "switchover-not-now";
 }

@@ -9,12 +9,18 @@ public sealed record ActiveRegionRecord(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("activeRegion")] string ActiveRegion,
     [property: JsonPropertyName("epoch")] long Epoch,
-    [property: JsonPropertyName("leaseUntilUnixMs")] long LeaseUntilUnixMs)
+    [property: JsonPropertyName("leaseUntilUnixMs")] long LeaseUntilUnixMs,
+    [property: JsonPropertyName("handedOverAtUnixMs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? HandedOverAtUnixMs = null)
 {
     public const string DocumentId = "active-region";
 
     [JsonIgnore]
     public DateTimeOffset LeaseUntil => DateTimeOffset.FromUnixTimeMilliseconds(LeaseUntilUnixMs);
+
+    /// <summary>When the last planned switchover handed the record over (kept by renewals, dropped by a promotion):
+    /// the switchover cool-down counts from it, in every failover process of both regions.</summary>
+    [JsonIgnore]
+    public DateTimeOffset? HandedOverAt => HandedOverAtUnixMs is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
 }
 
 /// <summary>The active-region record in Cosmos DB, changed only by compare-and-swap on its ETag: of two regions that

@@ -16,7 +16,7 @@ public enum RegionRole
 /// epoch into its etcd; a standby promotes itself (epoch + 1) once the lease has expired plus the promotion margin; an
 /// active region that cannot renew — Cosmos unreachable, or the record moved on — stops writing at its own deadline,
 /// before any standby may promote. Every change of the record is an ETag compare-and-swap.</summary>
-public sealed class RegionLeaseManager(
+public sealed partial class RegionLeaseManager(
     RegionLeaseOptions options, ActiveRegionStore store, RegionEpochMirror mirror, TimeProvider time, ILogger logger)
 {
     public string Region => options.Name;
@@ -72,68 +72,6 @@ public sealed class RegionLeaseManager(
         }
     }
 
-    /// <summary>Planned switchover from this active region to <paramref name="target"/>: this region stops writing
-    /// first (its mirror is deleted, so its ledger refuses every write from here on), then the record is handed over
-    /// with the next epoch by compare-and-swap; the target takes it on its next tick. False when this region does not
-    /// hold the record (nothing changed). The caller drains and waits for replication before calling this.</summary>
-    public async Task<bool> HandOverAsync(string target, CancellationToken cancellationToken)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(target);
-        if (target == options.Name)
-        {
-            throw new ArgumentException("A region cannot hand over to itself.", nameof(target));
-        }
-
-        await turn.WaitAsync(cancellationToken);
-        try
-        {
-            var (record, etag) = await store.ReadAsync(cancellationToken);
-            if (record.ActiveRegion != options.Name)
-            {
-                return false;
-            }
-
-            // The lease is renewed first and the drain bounded by it: nothing renews it while this holds the tick's
-            // turn, and a drain that outlasted it let the other region take over by expiry, with the tail unshipped.
-            var sentAt = time.GetUtcNow();
-            var renewed = record with { LeaseUntilUnixMs = (sentAt + options.LeaseDuration).ToUnixTimeMilliseconds() };
-            if (await store.TryReplaceAsync(renewed, etag, cancellationToken) is not { } renewedEtag)
-            {
-                return false; // the record changed meanwhile: nothing handed over
-            }
-
-            (record, etag) = (renewed, renewedEtag);
-            await DemoteAsync(cancellationToken);
-            if (BeforeHandOver is { } drain)
-            {
-                try
-                {
-                    var left = options.LeaseDuration - options.DemoteMargin - (time.GetUtcNow() - sentAt);
-                    using var budget = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.Zero, time);
-                    using var withinLease = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, budget.Token);
-                    await drain(withinLease.Token);
-                }
-                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                {
-                    logger.LogWarning("Region {Region}: switchover to {Target} abandoned, replication did not catch up ({Error}); this region resumes",
-                        options.Name, target, exception.Message);
-                    return false;
-                }
-            }
-
-            var handed = new ActiveRegionRecord(record.Id, target, record.Epoch + 1, (time.GetUtcNow() + options.LeaseDuration).ToUnixTimeMilliseconds());
-            var handedOver = await store.TryReplaceAsync(handed, etag, cancellationToken) is not null;
-            LastSeen = handedOver ? handed : LastSeen;
-            logger.LogWarning("Region {Region}: planned switchover to {Target} with epoch {Epoch}: {Result}",
-                options.Name, target, handed.Epoch, handedOver ? "handed over" : "the record changed meanwhile; nothing handed over");
-            return handedOver;
-        }
-        finally
-        {
-            turn.Release();
-        }
-    }
-
     private async Task TickCoreAsync(CancellationToken cancellationToken)
     {
         ActiveRegionRecord record;
@@ -169,6 +107,11 @@ public sealed class RegionLeaseManager(
                 // in the middle of the catch-up after a promotion, which lives in memory only, mirrored the epoch at
                 // once and the region wrote without the peer's tail.
                 CatchingUpFrom ??= peer;
+            }
+
+            if (await HandOverUnderwayAsync(record, etag, cancellationToken))
+            {
+                return;
             }
 
             await RenewAsync(record, etag, cancellationToken);
@@ -258,7 +201,11 @@ public sealed class RegionLeaseManager(
         logger.LogWarning("Region {Region}: promoted with epoch {Epoch} ({Previous}'s lease ended at {LeaseUntil:O})",
             options.Name, promoted.Epoch, record.ActiveRegion, record.LeaseUntil);
         LastSeen = promoted;
-        CatchingUpFrom = record.ActiveRegion;
+        if (record.ActiveRegion != options.Name)
+        {
+            CatchingUpFrom = record.ActiveRegion; // after a switchover of its own that stopped midway, nothing to apply
+        }
+
         await HoldAsync(promoted.Epoch, sentAt, cancellationToken);
     }
 

@@ -39,6 +39,19 @@ public sealed class FailoverFixture : EtcdClusterFixture, IAsyncLifetime
         AcceptAnyServerCertificate = true, // the local server's self-signed certificate; tests only
         Database = "daprpayments-tests",
     };
+
+    /// <summary>One failover process of region <paramref name="name"/> on <paramref name="container"/> (its own Cosmos
+    /// client); two calls with one name are two processes of one region, sharing its etcd prefix.</summary>
+    public (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
+        Container container, List<IDisposable> disposables, string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null)
+    {
+        var client = Settings(cosmosPort).CreateClient();
+        disposables.Add(client);
+        var regionContainer = client.GetContainer(container.Database.Id, container.Id);
+        var mirror = new RegionEpochMirror(Connection, $"/test/{container.Id}/{name}/");
+        var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
+        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
+    }
 }
 
 [CollectionDefinition(Name)]
@@ -104,13 +117,13 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
             await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken); // never caught up
         };
         clock.Advance(TimeSpan.FromSeconds(6)); // most of the first lease gone, as between two renewals
-        var handOver = a.Manager.HandOverAsync("region-b", CancellationToken.None);
+        var handOver = a.Manager.HandOverAsync("region-b", TimeSpan.Zero, CancellationToken.None);
         await draining.Task.WaitAsync(TimeSpan.FromSeconds(30));
         var startedAt = clock.GetUtcNow();
 
         var options = new RegionLeaseOptions();
         clock.Advance(options.LeaseDuration - options.DemoteMargin);
-        Assert.False(await handOver.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(HandOverOutcome.Abandoned, (await handOver.WaitAsync(TimeSpan.FromSeconds(30))).Outcome);
         await b.Manager.TickAsync(CancellationToken.None);
         Assert.Equal(RegionRole.Standby, b.Manager.Role); // the lease, renewed at the hand-over, has not run out
         Assert.Equal(("region-a", 1L), (b.Manager.LastSeen!.ActiveRegion, b.Manager.LastSeen.Epoch));
@@ -319,13 +332,6 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     }
 
     private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
-        string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null)
-    {
-        var client = fixture.Settings(cosmosPort).CreateClient();
-        disposables.Add(client);
-        var regionContainer = client.GetContainer(container.Database.Id, container.Id);
-        var mirror = new RegionEpochMirror(fixture.Connection, $"/test/{container.Id}/{name}/");
-        var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
-        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
-    }
+        string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null) =>
+        fixture.Region(container, disposables, name, role, clock, cosmosPort, peerRegion);
 }

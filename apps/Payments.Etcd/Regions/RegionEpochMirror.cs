@@ -13,7 +13,11 @@ namespace Payments.Etcd.Regions;
 /// (the lessor's promotion), so after a leader change the key can outlive the region's deadline by up to a hold —
 /// while the standby may already have taken over. So the deadline itself is written beside the epoch
 /// (<see cref="UntilKeyFor"/>, same transaction, same lease), and the apps stop writing when their clock passes it
-/// (<see cref="RegionEpochWatcher"/>), whatever the lease does.</para></summary>
+/// (<see cref="RegionEpochWatcher"/>), whatever the lease does.</para>
+/// <para>A planned switchover closes its epoch here (<see cref="BeginHandOverAsync"/>): the region runs more than
+/// one failover process, and one whose renewal succeeded just before the hand-over could otherwise put the epoch back
+/// after it was deleted, while the other region, handed the record, starts writing without waiting for any lease.
+/// A hold of a closed epoch is refused, in the same compare-and-swap that puts it.</para></summary>
 public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimeProvider? clock = null)
 {
     private readonly TimeProvider clock = clock ?? TimeProvider.System;
@@ -27,6 +31,11 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     public string UntilKey { get; } = UntilKeyFor(prefix);
 
     public static string UntilKeyFor(string prefix) => EtcdBytes.AsPrefix(prefix) + "region/active-until";
+
+    /// <summary>The hand-over marker, <c>{epoch}:{untilUnixMs}</c>: the epoch a planned switchover closed and the end
+    /// of the lease it renewed before it began (no etcd lease: it must outlive any hold of that epoch; one key per
+    /// region, overwritten by the next switchover).</summary>
+    public string HandOverKey { get; } = EtcdBytes.AsPrefix(prefix) + "region/active-handover";
 
     /// <summary>Puts <paramref name="epoch"/> for at most <paramref name="hold"/> (rounded down to whole seconds).
     /// The lease is granted before the put, so it expires no later than <paramref name="hold"/> after this call began.
@@ -58,7 +67,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = (long)Math.Floor(hold.TotalSeconds) }, cancellationToken: token),
             cancellationToken);
         var current = await ReadWithRevisionAsync(cancellationToken);
-        if (current.Epoch > epoch)
+        if (current.Epoch > epoch || current.HandOver.Epoch >= epoch)
         {
             await RevokeQuietlyAsync(lease.ID);
             return false;
@@ -66,15 +75,17 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
 
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
+        request.Compare.Add(EtcdBytes.ModRevisionIs(HandOverKey, current.HandOver.ModRevision)); // no hand-over began since the read
         request.Success.Add(EtcdBytes.Put(Key, RegionEpochFence.Encode(epoch), lease.ID));
         request.Success.Add(EtcdBytes.Put(UntilKey, ByteString.CopyFromUtf8(until.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)), lease.ID));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (!response.Succeeded)
         {
             // Another instance of this region's failover service wrote it meanwhile: fine if it holds the same epoch
-            // (its lease keeps the key), refused if it holds a higher one.
+            // (its lease keeps the key), refused if it holds a higher one or a switchover closed this one.
             await RevokeQuietlyAsync(lease.ID);
-            return (await ReadWithRevisionAsync(cancellationToken)).Epoch == epoch;
+            var now = await ReadWithRevisionAsync(cancellationToken);
+            return now.Epoch == epoch && now.HandOver.Epoch < epoch;
         }
 
         if (current.LeaseId != 0 && current.LeaseId != lease.ID)
@@ -94,6 +105,41 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
     }
 
+    /// <summary>A planned switchover's first step: the region stops writing at once (as <see cref="ReleaseAsync"/>)
+    /// and <paramref name="epoch"/> is closed: no failover process of the region can hold it again
+    /// (<see cref="HoldUntilAsync"/>). <paramref name="until"/> is the end of the lease the switchover renewed: past
+    /// it, a marker still standing under a record the region still holds means the switchover's process stopped
+    /// midway. Returns the marker's revision, for <see cref="EndHandOverAsync"/>.</summary>
+    public async Task<long> BeginHandOverAsync(long epoch, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(epoch, 1);
+        var request = new TxnRequest();
+        request.Success.Add(EtcdBytes.Delete(Key));
+        request.Success.Add(EtcdBytes.Delete(UntilKey));
+        request.Success.Add(EtcdBytes.Put(HandOverKey, ByteString.CopyFromUtf8(
+            string.Create(CultureInfo.InvariantCulture, $"{epoch}:{until.ToUnixTimeMilliseconds()}"))));
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return response.Header.Revision;
+    }
+
+    /// <summary>A switchover abandoned before the record moved (replication did not catch up): its epoch may be held
+    /// again. Removes the marker only if it is still the one written at <paramref name="revision"/>.</summary>
+    public async Task EndHandOverAsync(long revision, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(HandOverKey, revision));
+        request.Success.Add(EtcdBytes.Delete(HandOverKey));
+        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+    }
+
+    /// <summary>The epoch the last planned switchover closed and the end of the lease it renewed, or null when no
+    /// switchover ever began in this region (or the last one was abandoned).</summary>
+    public async Task<(long Epoch, DateTimeOffset Until)?> ReadHandOverAsync(CancellationToken cancellationToken)
+    {
+        var handOver = (await ReadWithRevisionAsync(cancellationToken)).HandOver;
+        return handOver.ModRevision == 0 ? null : (handOver.Epoch, handOver.Until);
+    }
+
     /// <summary>The mirrored epoch, or null when the region holds none (not writable).</summary>
     public async Task<long?> ReadAsync(CancellationToken cancellationToken) => (await ReadHoldAsync(cancellationToken)).Epoch;
 
@@ -101,13 +147,13 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     /// there was one (the lease alone bounds it then).</summary>
     public async Task<(long? Epoch, DateTimeOffset? Until)> ReadHoldAsync(CancellationToken cancellationToken)
     {
-        var (epoch, modRevision, _, until) = await ReadWithRevisionAsync(cancellationToken);
+        var (epoch, modRevision, _, until, _) = await ReadWithRevisionAsync(cancellationToken);
         return (modRevision == 0 ? null : epoch, modRevision == 0 ? null : until);
     }
 
-    private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until)> ReadWithRevisionAsync(CancellationToken cancellationToken)
+    private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until, HandOverMarker HandOver)> ReadWithRevisionAsync(CancellationToken cancellationToken)
     {
-        // Both keys in one range: "region/active-epoch" and "region/active-until" are the only keys under "region/active-".
+        // The three keys in one range: "region/active-epoch", "-until" and "-handover" are the only keys under "region/active-".
         var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
         var response = await EtcdConnection.CallAsync(
             token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(from) }, cancellationToken: token),
@@ -117,9 +163,30 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         DateTimeOffset? until = untilKv is not null && long.TryParse(untilKv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture, out var ms)
             ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
             : null;
+        var handOver = HandOverMarker.From(response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(HandOverKey)));
         return kv is null
-            ? (0, 0, 0, null)
-            : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until);
+            ? (0, 0, 0, null, handOver)
+            : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until, handOver);
+    }
+
+    /// <summary>The hand-over marker as read; epoch 0 and revision 0 when there is none.</summary>
+    private readonly record struct HandOverMarker(long Epoch, DateTimeOffset Until, long ModRevision)
+    {
+        public static HandOverMarker From(Mvccpb.KeyValue? kv)
+        {
+            if (kv is null)
+            {
+                return default;
+            }
+
+            // Written only by BeginHandOverAsync; anything else there is a defect, not a state to guess about.
+            var text = kv.Value.ToStringUtf8();
+            var colon = text.IndexOf(':', StringComparison.Ordinal);
+            return new HandOverMarker(
+                long.Parse(text.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture),
+                DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture)),
+                kv.ModRevision);
+        }
     }
 
     private async Task RevokeQuietlyAsync(long leaseId)

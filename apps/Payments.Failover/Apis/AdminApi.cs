@@ -11,7 +11,8 @@ namespace Payments.Failover.Apis;
 /// <summary>The operator's surface, every route behind the operator's bearer token (<see cref="OperatorAuthentication"/>).
 /// <c>GET /admin/v1/region</c>: this region's role, epoch, deadline and what the global record says;
 /// <c>POST /admin/v1/switchover</c> <c>{"to":"region-b"}</c>: planned switchover from this (active) region to the
-/// configured peer region only, one at a time, none within the cool-down after one (<see cref="SwitchoverGate"/>);
+/// configured peer region only, one at a time (<see cref="SwitchoverGate"/>, and the region's hand-over marker across
+/// its processes), none within the cool-down after the last one of either region (the record carries it);
 /// each request and its outcome are logged with the caller.</summary>
 internal static class AdminApi
 {
@@ -65,33 +66,37 @@ internal static class AdminApi
                 statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
-        if (gate.TryEnter() is { } refusal)
+        if (!gate.TryEnter())
         {
-            audit.LogWarning("Admin switchover to {Target} by {Caller} refused: {Reason}", target, caller, refusal.Reason);
-            if (refusal.RetryAfter > TimeSpan.Zero)
-            {
-                context.Response.Headers.RetryAfter = ((int)Math.Ceiling(refusal.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            }
-
-            return Results.Problem(refusal.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow);
+            audit.LogWarning("Admin switchover to {Target} by {Caller} refused: one is already in progress here", target, caller);
+            return Results.Problem("A switchover is already in progress on this region.", statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow);
         }
 
-        var handedOver = false;
+        HandOverResult result;
         try
         {
             audit.LogWarning("Admin switchover to {Target} requested by {Caller}", target, caller);
-            handedOver = await manager.HandOverAsync(target, cancellationToken);
+            result = await manager.HandOverAsync(target, options.SwitchoverCooldown, cancellationToken);
         }
         finally
         {
-            gate.Exit(handedOver);
+            gate.Exit();
         }
 
-        audit.LogWarning("Admin switchover to {Target} by {Caller}: {Outcome}", target, caller, handedOver ? "handed over" : "refused, not the active region");
-        return handedOver
-            ? Results.Ok(new { handedOverTo = target, manager.LastSeen?.Epoch })
-            : Results.Problem($"Region {manager.Region} does not hold the active-region record; nothing was changed.",
-                statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.NotTheActiveRegion);
+        audit.LogWarning("Admin switchover to {Target} by {Caller}: {Outcome} ({Reason})", target, caller, result.Outcome, result.Reason);
+        if (result.RetryAfter > TimeSpan.Zero)
+        {
+            context.Response.Headers.RetryAfter = ((int)Math.Ceiling(result.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return result.Outcome switch
+        {
+            HandOverOutcome.HandedOver => Results.Ok(new { handedOverTo = target, result.Epoch }),
+            HandOverOutcome.NotActive => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.NotTheActiveRegion),
+            HandOverOutcome.NotNow => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow),
+            // Nothing changed and the region resumes: the operator may try again (after the peer catches up).
+            _ => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow),
+        };
     }
 }
 
