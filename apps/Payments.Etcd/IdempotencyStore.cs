@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -81,6 +82,18 @@ public sealed class IdempotencyStore
         ArgumentNullException.ThrowIfNull(key);
         var seed = variant is null ? $"{scope}\n{key.Value}" : $"{scope}\n{key.Value}\n{variant}";
         return idPrefix + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(seed)))[..hexChars].ToLowerInvariant();
+    }
+
+    /// <summary>The ids an operation of <paramref name="key"/> may have at <paramref name="now"/>: under yesterday's,
+    /// today's (index 1: a new operation's) and tomorrow's UTC day (another replica's clock a little ahead), then the id
+    /// such operations had before days were part of it. An operation younger than <see cref="Retention"/> has one of
+    /// the first three, so a durable record of the operation under one of them decides whether a request is a retry,
+    /// and an operation archived days later can never be named again (docs/api.md).</summary>
+    public static string[] OperationIdCandidates(string idPrefix, int hexChars, string scope, IdempotencyKey key, DateTimeOffset now)
+    {
+        var today = now.ToUnixTimeMilliseconds() / (long)TimeSpan.FromDays(1).TotalMilliseconds;
+        string IdOf(long day) => OperationId(idPrefix, hexChars, scope, key, $"d{day.ToString(CultureInfo.InvariantCulture)}");
+        return [IdOf(today - 1), IdOf(today), IdOf(today + 1), OperationId(idPrefix, hexChars, scope, key, variant: null)];
     }
 
     /// <summary>Claims the key for this request, or says why not (replay, in progress elsewhere, other body).</summary>

@@ -111,6 +111,44 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(100, await client.BalanceAsync(account));
     }
 
+    /// <summary>A deposit's id was merchant and key alone, issued "now" on every attempt: a key reused after the ledger
+    /// archived its deposit (8 days) applied it again under the same transfer id, and a standby still holding the first
+    /// skipped the second (the regions' balances diverged). Deposits now take a payment's scheme: within the key's
+    /// window, even with its idempotency record lost (as in the other region after a failover), the same deposit;
+    /// after it, a new deposit under a new id.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ADepositKeyReusedAfterItsWindow_MakesANewDeposit_ButARecordLostWithinIt_DoesNot(bool windowOver)
+    {
+        // A deposit's key names it until the end of the UTC day after it; the clock starts that long ago, as above.
+        var window = TimeSpan.FromDays(2) + IdempotencyStore.LeaseBucketWidth;
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
+        await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        var merchant = NewMerchantId();
+        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
+        var client = throughEdge.Http;
+        var account = $"dep-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(account);
+        var key = Guid.NewGuid().ToString();
+        const string body = "{\"amountMinor\":100,\"currency\":\"USD\"}";
+        using var first = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", body, key);
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+
+        if (windowOver)
+        {
+            clock.Advance(window);
+        }
+
+        await ExpireIdempotencyRecordsAsync(merchant);
+        using var reused = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", body, key);
+
+        Assert.Equal(HttpStatusCode.Created, reused.StatusCode);
+        var (firstId, secondId) = ((await first.JsonAsync()).GetProperty("depositId").GetString(), (await reused.JsonAsync()).GetProperty("depositId").GetString());
+        Assert.Equal(windowOver, firstId != secondId);
+        Assert.Equal(windowOver ? 200 : 100, await client.BalanceAsync(account));
+    }
+
     /// <summary>The 202 is stored with the payment record, in its transaction: once the record is written the payment
     /// is accepted, whether or not the saga could be started at once. A retry replays that answer, and the
     /// stuck-payment sweeper starts the saga (before, the first answer was a 503 and the retry started it).</summary>

@@ -85,15 +85,16 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         // Batches are the saga's; replication progress is the failover service's.
         await AssertForbiddenAsync(await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")));
         await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "replication"));
-        // A transfer is read one by one only by a resumed saga; for it, an id the ledger never applied is a 404 and a
-        // malformed one a 400 problem.
-        await AssertForbiddenAsync(await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "transfers/t-1"));
+        // A transfer is read one by one by a resumed saga, and by the API for deposits only (TheApi_MayOnlyDeposit...);
+        // an id the ledger never applied is a 404 and a malformed one a 400 problem.
         using var ledgerAsSaga = Client(system.LedgerServiceAddress, Token(ServiceRoles.Ledger, ServiceRoles.Orchestrator), ServiceRoles.Orchestrator);
         var deposit = Deposit(await OpenAsync(), 7);
         Assert.Equal(HttpStatusCode.OK, (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json(deposit))).StatusCode);
         var depositId = System.Text.Json.JsonDocument.Parse(deposit).RootElement.GetProperty("id").GetString()!;
         var entry = await (await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/" + depositId)).JsonAsync();
         Assert.Equal((depositId, 7L), (entry.GetProperty("transferId").GetString(), entry.GetProperty("amountMinor").GetInt64()));
+        var asApi = await (await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "transfers/" + depositId)).JsonAsync();
+        Assert.Equal(depositId, asApi.GetProperty("transferId").GetString());
         // A named 404: a bare one (a ledger without this route) is not taken for "no transfer" (HttpLedger).
         using var absent = await ledgerAsSaga.GetAsync(LedgerRoutes.Prefix + "transfers/never-applied-" + Guid.NewGuid().ToString("N"));
         Assert.Equal(HttpStatusCode.NotFound, absent.StatusCode);
@@ -148,6 +149,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             $$"""{"transfers":[{{Credit(payment + ":refund", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}""")));
         // The saga's own shape passes: a hold into in-transit.
         Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100, payment + ":hold")))).StatusCode);
+        // The API reads deposits (to find a key's deposit), not the saga's transfers.
+        await AssertForbiddenAsync(await asApi.GetAsync(LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(payment + ":hold")));
         // Its credit pays out exactly what its hold brought in: 400 out of a hold of 100 is refused with the batch.
         var overpaid = await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}"""));

@@ -128,7 +128,8 @@ public sealed partial class SecurityPolicyTests
             .Single(policy => policy.AppId == $"dp-daprpayments-{caller}").Operations
             .SelectMany(operation => operation.HttpVerb.Select(verb => $"{verb} {operation.Name} {operation.Action}")).Order().ToArray();
 
-        Assert.Equal(["GET /ledger/v1/accounts allow", "POST /ledger/v1/accounts allow", "POST /ledger/v1/transfers allow"], Grants("ledger", "api"));
+        // The API reads transfers to find a key's deposit (the ledger answers it deposits only).
+        Assert.Equal(["GET /ledger/v1/accounts allow", "GET /ledger/v1/transfers allow", "POST /ledger/v1/accounts allow", "POST /ledger/v1/transfers allow"], Grants("ledger", "api"));
         Assert.Equal(["GET /ledger/v1/accounts allow", "GET /ledger/v1/transfers allow", "POST /ledger/v1/batches allow", "POST /ledger/v1/transfers allow"], Grants("ledger", "orchestrator"));
         Assert.Equal(["POST /risk/v1/assessments allow"], Grants("risk", "orchestrator"));
         Assert.Equal(["GET /orchestrator/v1/payments allow", "POST /orchestrator/v1/payments allow"], Grants("orchestrator", "api"));

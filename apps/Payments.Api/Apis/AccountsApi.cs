@@ -13,8 +13,6 @@ namespace Payments.Api.Apis;
 
 public static class AccountsApi
 {
-    private const int DepositIdHexChars = 32;
-
     public static void MapAccountsApiV1(this IEndpointRouteBuilder app)
     {
         var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
@@ -140,9 +138,9 @@ public static class AccountsApi
                 return CurrencyMismatch(accountId, account.Currency, currency!);
             }
 
-            // From merchant and key alone: the journal is shipped to the other region (idempotency records are not), so a
+            // Decided by the ledger's deposits, which are shipped to the other region (idempotency records are not), so a
             // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md).
-            var depositId = IdempotencyStore.OperationId("dep_", DepositIdHexChars, merchant, key!, variant: null);
+            var depositId = await DepositIds.OfAsync(ledger, merchant, key!, time.GetUtcNow(), context.RequestAborted);
             var money = new Money(amount!.Value, currency!);
             if (await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
             {
@@ -150,8 +148,8 @@ public static class AccountsApi
             }
 
             var outcome = await ledger.TransferAsync(
-                // Issued now on every attempt: a retry within the Idempotency-Key's day finds the deposit (the ledger
-                // keeps it for days longer).
+                // Issued now on every attempt: a retry names the deposit only within the key's day (DepositIds), and
+                // the ledger keeps it for days longer.
                 new TransferRequest.Single(TransferId.Parse(depositId), AccountId.ExternalFunding(currency!), account.Id, money, "deposit")
                 {
                     IssuedAt = time.GetUtcNow(),

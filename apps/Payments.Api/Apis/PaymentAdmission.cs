@@ -45,10 +45,10 @@ internal sealed record PaymentAdmission(
             services.InFlight.Counted(merchant, estimate.Value, services.MaxInFlight);
         }
 
-        var facts = candidates.Count + (2 * ledgerIds.Count);
+        var facts = candidates.Length + (2 * ledgerIds.Count);
         return new PaymentAdmission(
-            PaymentRecordStore.RecordsFrom(answers.Take(candidates.Count)),
-            MerchantStore.AccountFactsFrom(answers.Skip(candidates.Count).Take(2 * ledgerIds.Count).ToArray()),
+            PaymentRecordStore.RecordsFrom(answers.Take(candidates.Length)),
+            MerchantStore.AccountFactsFrom(answers.Skip(candidates.Length).Take(2 * ledgerIds.Count).ToArray()),
             estimate.Value,
             KeyUsed: claim.IsUnclaimed && answers[facts].ResponseRange.Kvs.Count > 0);
     }
@@ -78,10 +78,6 @@ internal sealed record PaymentAdmission(
     public bool HasRecord(string paymentId) => Records.Any(record => record.PaymentId == paymentId);
 
     /// <summary>Yesterday's, today's and tomorrow's id of the key, then the id it had before days were part of it.</summary>
-    private static List<string> Candidates(string merchant, IdempotencyKey key, DateTimeOffset now)
-    {
-        var today = now.ToUnixTimeMilliseconds() / (long)TimeSpan.FromDays(1).TotalMilliseconds;
-        string IdOf(long day) => IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, $"d{day}");
-        return [IdOf(today - 1), IdOf(today), IdOf(today + 1), IdempotencyStore.OperationId("pay_", PaymentIdHexChars, merchant, key, variant: null)];
-    }
+    private static string[] Candidates(string merchant, IdempotencyKey key, DateTimeOffset now) =>
+        IdempotencyStore.OperationIdCandidates("pay_", PaymentIdHexChars, merchant, key, now);
 }

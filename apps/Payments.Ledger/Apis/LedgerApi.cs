@@ -30,8 +30,8 @@ public static class LedgerApi
         ledger.MapPost("/accounts/{id}/overdraft", SetOverdraftAsync).RequireCallers(ServiceRoles.Api);
         ledger.MapGet("/accounts/{id}", GetAccountAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
         ledger.MapPost("/transfers", TransferAsync).RequireCallers(ServiceRoles.Api, ServiceRoles.Orchestrator);
-        // A resumed saga asks whether its hold exists; nobody else reads transfers one by one.
-        ledger.MapGet("/transfers/{id}", GetTransferAsync).RequireCallers(ServiceRoles.Orchestrator);
+        // A resumed saga asks whether its hold exists; the API finds a key's deposit (deposits only: TransferReadRefusal).
+        ledger.MapGet("/transfers/{id}", GetTransferAsync).RequireCallers(ServiceRoles.Orchestrator, ServiceRoles.Api);
         // Replication progress (the DR drill samples it; the same lag is the gauge payments.replication.lag).
         ledger.MapGet("/replication", (ReplicationOptions options, IServiceProvider services) =>
             services.GetService<JournalShipper>() is { } shipper
@@ -72,7 +72,7 @@ public static class LedgerApi
         }
 
         return await Unavailable503(context, async () => await etcdLedger.GetTransferAsync(transferId, cancellationToken) is { } entry
-            ? Results.Ok(LedgerWire.ToWire(entry))
+            ? LedgerCallerPolicy.TransferReadRefusal(context.CallerRole(), entry) is { } refusal ? Refused(context, refusal) : Results.Ok(LedgerWire.ToWire(entry))
             : Results.Problem($"The ledger has no transfer '{transferId.Value}' (never applied, or archived past the replay window).",
                 statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.TransferNotFound));
     }

@@ -90,6 +90,17 @@ internal static class LedgerCallerPolicy
     public static string? ReadRefusal(AccountId account) =>
         account.IsSystem ? "System accounts are not readable over the internal API." : null;
 
+    /// <summary>Why <paramref name="role"/> may not read <paramref name="entry"/>, or null when it may: the API reads
+    /// deposits only (to find an Idempotency-Key's deposit), the saga any transfer (its holds).</summary>
+    public static string? TransferReadRefusal(string role, JournalEntry entry) => role switch
+    {
+        ServiceRoles.Orchestrator => null,
+        ServiceRoles.Api when entry.Kind == TransferKind.Single && entry.DebitAccountId == AccountId.ExternalFunding(entry.Amount.Currency)
+            && !entry.CreditAccountId.IsSystem => null,
+        ServiceRoles.Api => "The API reads deposits only.",
+        _ => $"Callers in role '{role}' may not read transfers.",
+    };
+
     private static bool IsDeposit(TransferRequest.Single single) =>
         single.DebitAccountId == AccountId.ExternalFunding(single.Amount.Currency) && !single.CreditAccountId.IsSystem;
 }

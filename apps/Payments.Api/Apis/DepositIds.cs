@@ -1,0 +1,34 @@
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Contracts;
+
+namespace Payments.Api.Apis;
+
+/// <summary>A deposit's id, as a payment's (<see cref="PaymentAdmission.PaymentIdOf"/>): a hash of merchant, key and
+/// the UTC day the deposit was made. What decides is the ledger's record of the deposit — durable and shipped to the
+/// other region, unlike the idempotency record: a deposit of this key under yesterday's, today's or tomorrow's id
+/// (another replica's clock a little ahead) is this key's deposit — a retry, also one whose idempotency record was lost
+/// or one in the other region after a failover; otherwise the key makes a new deposit under today's id. So a key names
+/// its deposit until the end of the UTC day after it (24 to 48 hours), and never later. The day in the id, not the
+/// ledger's applied time, decides: it needs no clock but the API's (the ledger's may differ from a replica's).
+/// <para>Before, the id was merchant and key alone, and the deposit was issued "now" on every attempt: a key reused
+/// after the ledger had archived its deposit (8 days) applied it again under the same transfer id — funded twice,
+/// and a standby still holding the first skipped the second, so the regions' balances diverged. A day's id is named
+/// for three days at most, and the ledger keeps a deposit eight. The id deposits had before (merchant and key) is read
+/// too, and names its deposit while that is younger than the key's window: a retry across the upgrade finds it.</para></summary>
+internal static class DepositIds
+{
+    public const int HexChars = 32;
+
+    public static async Task<string> OfAsync(ILedger ledger, string merchant, IdempotencyKey key, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var candidates = IdempotencyStore.OperationIdCandidates("dep_", HexChars, merchant, key, now);
+        var found = await Task.WhenAll(candidates.Select(id => ledger.GetTransferAsync(TransferId.Parse(id), cancellationToken)));
+        if (found.Take(3).FirstOrDefault(entry => entry is not null) is { } current)
+        {
+            return current.TransferId.Value;
+        }
+
+        return found[3] is { } legacy && now - legacy.AppliedAt < IdempotencyStore.Retention ? legacy.TransferId.Value : candidates[1];
+    }
+}
