@@ -40,6 +40,10 @@ public sealed class ApiSystemFixture : IAsyncLifetime
     /// <summary>The ledger service the API calls (its internal API, reached directly by the ledger-service tests).</summary>
     public Uri LedgerServiceAddress => new(InProcessApp.BaseUrl(ledgerService!));
 
+    /// <summary>A token the orchestrator knows as the failover service's, which calls no orchestrator route: its
+    /// routes' roles, not the token, must refuse it (<c>ServiceIdentityTests</c>).</summary>
+    public static readonly string FailoverTokenForOrchestrator = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+
     /// <summary>The orchestrator's internal endpoints (the saga worker's address).</summary>
     public Uri OrchestratorAddress => new(InProcessApp.BaseUrl(orchestrator!));
 
@@ -120,7 +124,8 @@ public sealed class ApiSystemFixture : IAsyncLifetime
             Ledger = etcd.NewLedger(prefix: KeyPrefix + "ledger/");
             ledgerService = await InProcessApp.StartLedgerServiceAsync(etcd.Cluster, KeyPrefix);
             orchestrator = await SagaWorker.StartAsync(
-                sidecar, etcd.Cluster, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor);
+                sidecar, etcd.Cluster, KeyPrefix, InProcessApp.BaseUrl(ledgerService), ReviewThresholdMinor,
+                new Dictionary<string, string> { [$"{ServiceIdentityOptions.Section}:CallerTokens:{ServiceRoles.Failover}"] = FailoverTokenForOrchestrator });
             api = new WebApplicationFactory<Program>().WithWebHostBuilder(web => Configure(web, KeyPrefix, regional: false));
             api.UseKestrel(0);
             api.StartServer();

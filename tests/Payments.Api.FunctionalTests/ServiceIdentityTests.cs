@@ -80,7 +80,12 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         await AssertUnauthorizedAsync(await riskAsApi.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
         await AssertUnauthorizedAsync(await riskAsStranger.PostAsync(RiskRoutes.Assess, Json(RiskRequest())));
         Assert.Equal(HttpStatusCode.OK, (await riskAsSaga.PostAsync(RiskRoutes.Assess, Json(RiskRequest()))).StatusCode);
-        // Only the API starts, reads and decides payments.
+        // Only the API starts, reads and decides payments: a caller the orchestrator knows in another role is refused by
+        // the routes (on Kubernetes those roles are the app's only check), one it does not know by the token.
+        using var orchestratorAsKnownFailover = Client(system.OrchestratorAddress, ApiSystemFixture.FailoverTokenForOrchestrator, ServiceRoles.Failover);
+        await AssertForbiddenAsync(await orchestratorAsKnownFailover.GetAsync(HttpPaymentWorkflows.Route + "/p-1"));
+        await AssertForbiddenAsync(await orchestratorAsKnownFailover.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")));
+        await AssertForbiddenAsync(await orchestratorAsKnownFailover.PostAsync(HttpPaymentWorkflows.Route, Json("{}")));
         await AssertUnauthorizedAsync(await orchestratorAsSaga.PostAsync(HttpPaymentWorkflows.Route + "/p-1/approval", Json("""{"approved":true}""")));
         // Batches are the saga's; replication progress is the failover service's.
         await AssertForbiddenAsync(await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}""")));

@@ -25,15 +25,23 @@ public static class SagaWorker
         SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
         StartAsync(sidecar, etcd, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
 
+    /// <param name="settings">Configuration on top of the worker's (e.g. a further caller token).</param>
     public static Task<WebApplication> StartAsync(
-        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, string ledgerUrl, long reviewThresholdMinor) =>
-        StartAsync(sidecar, etcd, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor);
+        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, string ledgerUrl, long reviewThresholdMinor,
+        IReadOnlyDictionary<string, string>? settings = null) =>
+        StartAsync(sidecar, etcd, keyPrefix, ledger: null, ledgerUrl, reviewThresholdMinor, settings);
 
     private static async Task<WebApplication> StartAsync(
-        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor)
+        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger? ledger, string? ledgerUrl, long reviewThresholdMinor,
+        IReadOnlyDictionary<string, string>? settings = null)
     {
         await InProcessApp.GrantAsync(etcd, keyPrefix);
         var builder = InProcessApp.CreateBuilder(etcd, keyPrefix, ServiceRoles.Orchestrator);
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            builder.Configuration[key] = value;
+        }
+
         builder.Configuration["DAPR_GRPC_ENDPOINT"] = sidecar.Endpoint;
         builder.Configuration["DAPR_API_TOKEN"] = sidecar.ApiToken; // what the Dapr SDK presents to the sidecar
         builder.Configuration["Payments:LedgerUrl"] = ledgerUrl ?? ReplacedUrl;
