@@ -21,6 +21,9 @@ public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string>
 
     /// <summary>The payment was sent to review by an earlier assessment (an activity retried): it stays there.</summary>
     public const string ReviewAlreadyRequested = "review-already-requested";
+
+    /// <summary>The payment's record is terminal already (a saga started for it again): nothing is decided anew.</summary>
+    public const string AlreadyFinished = "payment-already-finished";
 }
 
 /// <summary>What the risk check looks at.</summary>

@@ -149,6 +149,42 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(windowOver ? 200 : 100, await client.BalanceAsync(account));
     }
 
+    /// <summary>A retry whose key's record was lost — as in the other region after a failover, where idempotency
+    /// records are not shipped — found the payment record and started the saga again. For a finished payment a fresh
+    /// saga decided it anew: a payment recorded failed (here: no funds) moved money once the debtor had funds, its
+    /// record still saying failed. For one in flight, a fresh saga decided again what an earlier run may have got past.
+    /// Now a finished payment starts nothing, and one in flight is resumed (the saga that asks the ledger first).</summary>
+    [Fact]
+    public async Task ARetryFindingItsPaymentRecorded_StartsNothingForAFinishedPayment_AndResumesOneInFlight()
+    {
+        var workflows = new WorkflowsControl();
+        await using var replica = StartReplicaWith(workflows);
+        var merchant = NewMerchantId();
+        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
+        var client = throughEdge.Http;
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(client, fundsMinor: 10 * ApiSystemFixture.ReviewThresholdMinor);
+        var broke = $"broke-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(broke);
+        var (failedKey, reviewedKey) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        using var unfunded = await client.PayAsync(broke, creditor, 100, failedKey);
+        var failedId = (await unfunded.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("failed", (await client.WaitForStatusAsync(failedId)).GetProperty("status").GetString());
+        using var large = await client.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1, reviewedKey);
+        var reviewedId = (await large.JsonAsync()).GetProperty("paymentId").GetString()!;
+        await client.WaitForStatusAsync(reviewedId, "awaiting_approval");
+        await client.SendJsonAsync($"/v1/accounts/{broke}/deposits", "{\"amountMinor\":1000,\"currency\":\"USD\"}", Guid.NewGuid().ToString());
+
+        await ExpireIdempotencyRecordsAsync(merchant);
+        using var failedAgain = await client.PayAsync(broke, creditor, 100, failedKey);
+        using var reviewedAgain = await client.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1, reviewedKey);
+
+        Assert.Equal((HttpStatusCode.Accepted, HttpStatusCode.Accepted), (failedAgain.StatusCode, reviewedAgain.StatusCode));
+        Assert.Equal(new[] { failedId, reviewedId }.Order(StringComparer.Ordinal), workflows.Started.Order(StringComparer.Ordinal)); // the first requests only
+        Assert.Equal([reviewedId], workflows.Resumed);
+        Assert.Equal("failed", (await client.WaitForStatusAsync(failedId)).GetProperty("status").GetString());
+        Assert.Equal(1000, await client.BalanceAsync(broke));
+    }
+
     /// <summary>The 202 is stored with the payment record, in its transaction: once the record is written the payment
     /// is accepted, whether or not the saga could be started at once. A retry replays that answer, and the
     /// stuck-payment sweeper starts the saga (before, the first answer was a 503 and the retry started it).</summary>
@@ -281,6 +317,8 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public ConcurrentQueue<string> Started { get; } = new();
+
+        public ConcurrentQueue<string> Resumed { get; } = new();
     }
 
     private sealed class ControlledWorkflows(IPaymentWorkflows real, WorkflowsControl control) : IPaymentWorkflows
@@ -300,6 +338,12 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
             }
 
             await real.StartAsync(input, cancellationToken);
+        }
+
+        public Task ResumeAsync(PaymentInput input, CancellationToken cancellationToken)
+        {
+            control.Resumed.Enqueue(input.PaymentId);
+            return real.ResumeAsync(input, cancellationToken);
         }
 
         public Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken) => real.GetAsync(paymentId, cancellationToken);

@@ -119,6 +119,8 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
     {
         public Task StartAsync(PaymentInput input, CancellationToken cancellationToken) => real.StartAsync(input, cancellationToken);
 
+        public Task ResumeAsync(PaymentInput input, CancellationToken cancellationToken) => real.ResumeAsync(input, cancellationToken);
+
         public Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref asked.Count);

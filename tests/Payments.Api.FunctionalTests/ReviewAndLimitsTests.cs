@@ -190,7 +190,13 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         const int Probes = 300;
         string[] range = ["grpc_method=\"Range\"", "grpc_service=\"etcdserverpb.KV\""];
         using var probe = new HttpClient { BaseAddress = system.BaseAddress };
-        Assert.Equal(HttpStatusCode.OK, (await probe.GetAsync("/readyz")).StatusCode);
+        // Run first after the fixture started, the background probe may not have answered yet: wait (bounded) for it.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while ((await probe.GetAsync("/readyz")).StatusCode != HttpStatusCode.OK)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "/readyz did not answer 200 within 30 s");
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+        }
 
         var before = await system.Cluster.SumMetricAsync("grpc_server_handled_total", range, CancellationToken.None);
         Assert.True(before > 0, "etcd reports the range requests it handled");

@@ -154,10 +154,16 @@ public static class PaymentsApi
                 "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request.");
         }
 
+        if (!recorded && PaymentStatus.IsTerminal(record.Status))
+        {
+            // Finished already (a retry whose idempotency record was lost, or left in the other region by a failover):
+            // a saga started now would decide it again — and move money for a payment recorded failed.
+            return accepted with { Recorded = false };
+        }
+
         try
         {
-            await services.Workflows.StartAsync(
-                new PaymentInput(record.Order, services.ApprovalTimeout, System.Diagnostics.Activity.Current?.Id, record.CreatedAt), context.RequestAborted);
+            await PaymentSagas.StartOrResumeAsync(record, recorded, services, context.RequestAborted);
         }
         catch (Exception exception) when (exception is OperationCanceledException or Grpc.Core.RpcException or HttpRequestException
             && !context.RequestAborted.IsCancellationRequested)

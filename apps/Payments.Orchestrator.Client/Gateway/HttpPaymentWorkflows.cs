@@ -16,6 +16,13 @@ public sealed class HttpPaymentWorkflows(HttpClient http) : IPaymentWorkflows
         response.EnsureSuccessStatusCode();
     }
 
+    public async Task ResumeAsync(PaymentInput input, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using var response = await http.PostAsJsonAsync($"{Route}/{Uri.EscapeDataString(input.PaymentId)}/resume", input, cancellationToken);
+        response.EnsureSuccessStatusCode();
+    }
+
     public async Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken)
     {
         using var response = await http.GetAsync($"{Route}/{Uri.EscapeDataString(paymentId)}", cancellationToken);

@@ -12,6 +12,12 @@ public interface IPaymentWorkflows
     /// <summary>Starts the payment's workflow unless one with its id exists already (idempotent).</summary>
     Task StartAsync(PaymentInput input, CancellationToken cancellationToken);
 
+    /// <summary>Starts the workflow that resumes a payment an earlier run may have got past the decision in (the
+    /// orchestrator's <c>ResumedPaymentWorkflow</c>: it asks the ledger first), unless one with its id exists already.
+    /// For a payment whose record existed before the request: another region's run after a failover, or a run whose
+    /// workflow is gone.</summary>
+    Task ResumeAsync(PaymentInput input, CancellationToken cancellationToken);
+
     /// <summary>The workflow's state, or null when there is none with that id.</summary>
     Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken);
 

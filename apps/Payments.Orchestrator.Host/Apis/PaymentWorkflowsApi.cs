@@ -15,19 +15,23 @@ internal static class PaymentWorkflowsApi
         var payments = app.MapGroup("/" + HttpPaymentWorkflows.Route).RequireCallers(ServiceRoles.Api);
         payments.MapPost("/", async (PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, CancellationToken cancellationToken) =>
         {
-            if (OrderProblem(input.Order) is { } problem)
+            if (InputProblem(input, options) is { } problem)
             {
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
-            // The wait for a reviewer is the orchestrator's to bound: its sweeper's deadlines follow from it.
-            if (input.ApprovalTimeout <= TimeSpan.Zero || input.ApprovalTimeout > options.ApprovalTimeout)
+            await workflows.StartAsync(input, cancellationToken);
+            return Results.Accepted();
+        });
+        // The API resumes, rather than starts, a payment whose record it found existing (IPaymentWorkflows.ResumeAsync).
+        payments.MapPost("/{paymentId}/resume", async (string paymentId, PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, CancellationToken cancellationToken) =>
+        {
+            if ((InputProblem(input, options) ?? (input.Order.PaymentId == paymentId ? null : "The path's payment id is not the order's.")) is { } problem)
             {
-                return Results.Problem($"approvalTimeout must be positive and at most {options.ApprovalTimeout}.",
-                    statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
-            await workflows.StartAsync(input, cancellationToken);
+            await workflows.ResumeAsync(input, cancellationToken);
             return Results.Accepted();
         });
         payments.MapGet("/{paymentId}", async (string paymentId, IPaymentWorkflows workflows, CancellationToken cancellationToken) =>
@@ -48,6 +52,14 @@ internal static class PaymentWorkflowsApi
             return Results.Accepted();
         });
     }
+
+    /// <summary>Why the API's input cannot start a saga, or null: its order (<see cref="OrderProblem"/>), and the wait
+    /// for a reviewer, which is the orchestrator's to bound (its sweeper's deadlines follow from it).</summary>
+    private static string? InputProblem(PaymentInput? input, OrchestratorOptions options) =>
+        input is null ? "A body is required."
+        : OrderProblem(input.Order) is { } problem ? problem
+        : input.ApprovalTimeout <= TimeSpan.Zero || input.ApprovalTimeout > options.ApprovalTimeout ? $"approvalTimeout must be positive and at most {options.ApprovalTimeout}."
+        : null;
 
     /// <summary>Longest reference accepted: the API's 140 characters of up to 4 UTF-16 units each.</summary>
     private const int MaxReferenceUnits = 560;

@@ -11,7 +11,8 @@ namespace Payments.Orchestrator.Activities;
 /// <remarks>Once sent to review a payment stays there: if this activity runs again (its answer was lost) and the risk
 /// service now approves — velocity is counted per replica and in memory — the recorded review stands, so a payment the
 /// record shows awaiting a reviewer never moves money unreviewed. A record that is missing (a saga started without the
-/// API) or already terminal is left alone.</remarks>
+/// API) or already terminal is left alone, and a terminal one is not approved: its first outcome stands (the record
+/// keeps it), and no money moves for it again.</remarks>
 public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore records, TimeProvider time) : PaymentActivity<RiskAssessment>
 {
     protected override async Task<RiskAssessment> ExecuteAsync(PaymentInput input) =>
@@ -36,13 +37,21 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                 }
 
                 var now = time.GetUtcNow();
-                await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending
+                // Not once a reviewer decided (the API then set it pending again): this step run again would put a
+                // decided payment back before the reviewers, and announce it to the merchant a second time.
+                await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null
                     ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
                     : null, CancellationToken.None);
                 return (assessment, null);
-            // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
-            case RiskDecision.Approve when (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record.Status == PaymentStatus.AwaitingApproval:
-                return (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null);
+            case RiskDecision.Approve:
+                // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
+                return (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record.Status switch
+                {
+                    PaymentStatus.AwaitingApproval => (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null),
+                    // Finished already: a saga started for it again (no caller should, the API does not) moves no money.
+                    { } status when PaymentStatus.IsTerminal(status) => (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.AlreadyFinished]), null),
+                    _ => (assessment, null),
+                };
             default:
                 return (assessment, null);
         }
