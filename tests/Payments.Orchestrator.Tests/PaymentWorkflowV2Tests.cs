@@ -99,6 +99,28 @@ public sealed class PaymentWorkflowV2Tests
         Assert.Equal([PaymentOutcome.Completed()], recorded);
     }
 
+    /// <summary>The money activity faulted — maybe after its batch committed — and the ledger stays away past the hold's
+    /// and the void's budgets: the payment was failed (compensation-failed), terminal, with its money perhaps moved.
+    /// Past a batch that may have settled, an unanswered compensation leaves the payment pending for the sweeper.</summary>
+    [Fact]
+    public async Task MoneyActivityFaulted_AndTheLedgerStaysAway_LeavesThePaymentPending_NeverFailed()
+    {
+        Arrange(Approve, moveMoney: null);
+        foreach (var step in new[] { nameof(HoldFundsActivity), nameof(VoidHoldActivity) })
+        {
+            context.Setup(c => c.CallActivityAsync<StepResult>(step, Payment, It.IsAny<WorkflowTaskOptions>()))
+                .Callback(() => calls.Add(step))
+                .ThrowsAsync(Failure("ledger unreachable"));
+        }
+
+        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined), outcome);
+        Assert.Contains(nameof(VoidHoldActivity), calls); // the void was asked: its answer would have told
+        Assert.DoesNotContain(nameof(SettlePaymentActivity), calls);
+        Assert.Empty(recorded); // not terminal: the sweeper resumes it
+    }
+
     [Fact]
     public async Task Review_WaitsForTheReviewer_ThenMovesTheMoney()
     {

@@ -94,7 +94,11 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     }
 
     /// <summary>Hold (compensatable), then settle (the pivot).</summary>
-    internal static async Task<PaymentOutcome> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    /// <param name="batchMayHaveSettled">Taken after <see cref="PaymentWorkflowV2"/>'s hold-and-settle batch faulted:
+    /// the batch may have committed, so a hold left unanswered is past the pivot as far as anyone knows. Its void then
+    /// tells (already posted: completed; not found: nothing happened), and a void left unanswered too leaves the
+    /// payment pending for the sweeper instead of failing it (compensation-failed) with its money perhaps moved.</param>
+    internal static async Task<PaymentOutcome> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled = false)
     {
         context.SetCustomStatus(PaymentStep.Holding);
         var compensations = new Stack<string>();
@@ -104,7 +108,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         {
             log.LogError("Payment {PaymentId}: the ledger did not answer the hold within {Budget} ({Fault}); compensating",
                 input.PaymentId, BeforePivot.Budget, hold.LastFault);
-            return await CompensateAsync(context, input, compensations, PaymentReasons.LedgerUnavailable, log);
+            return await CompensateAsync(context, input, compensations, PaymentReasons.LedgerUnavailable, log, unansweredIsUndetermined: batchMayHaveSettled);
         }
 
         if (!held.Succeeded)
@@ -149,10 +153,11 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     /// compensation-failed (the hold's own timeout releases the funds). A void refused because the hold was posted
     /// means the pivot did commit: the payment completed.</summary>
     internal static async Task<PaymentOutcome> CompensateAsync(
-        WorkflowContext context, PaymentInput input, Stack<string> compensations, string reason, ILogger log)
+        WorkflowContext context, PaymentInput input, Stack<string> compensations, string reason, ILogger log, bool unansweredIsUndetermined = false)
     {
         context.SetCustomStatus(PaymentStep.Compensating);
         var allSucceeded = true;
+        var anyUnanswered = false;
         while (compensations.TryPop(out var compensation))
         {
             var answer = await SagaCalls.UntilAnsweredAsync<StepResult>(context, compensation, input, Forward, input.PaymentId, log);
@@ -167,11 +172,21 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
                 log.LogError("Compensation {Compensation} of {PaymentId} did not succeed: {Error}",
                     compensation, input.PaymentId, answer.Value?.ErrorCode ?? answer.LastFault);
                 allSucceeded = false;
+                anyUnanswered |= answer.Value is null;
             }
         }
 
-        return allSucceeded ? PaymentOutcome.Compensated(reason) : PaymentOutcome.Failed(PaymentReasons.CompensationFailed, [reason]);
+        return CompensationOutcome(allSucceeded, anyUnanswered, reason, unansweredIsUndetermined);
     }
+
+    /// <summary>How compensating ended: compensated when every step succeeded; otherwise failed (compensation-failed:
+    /// the hold's own timeout releases the funds) — unless a step went unanswered where the settlement may have
+    /// committed (<paramref name="unansweredIsUndetermined"/>): then the payment stays pending for the sweeper, since
+    /// a pivot that may have committed is never reported as failed.</summary>
+    public static PaymentOutcome CompensationOutcome(bool allSucceeded, bool anyUnanswered, string reason, bool unansweredIsUndetermined) =>
+        allSucceeded ? PaymentOutcome.Compensated(reason)
+        : anyUnanswered && unansweredIsUndetermined ? PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined)
+        : PaymentOutcome.Failed(PaymentReasons.CompensationFailed, [reason]);
 
     /// <summary>Records a terminal outcome in the payment record (retried forward: the status must not be lost). If
     /// recording never succeeds the workflow's own output still holds the outcome, and the sweeper records it.</summary>

@@ -94,8 +94,8 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
                 return (PaymentOutcome.Failed(holdRefusal), false);
             case { SettleRefusal: { } settleRefusal }:
                 return (await PaymentWorkflow.SettlementRefusedAsync(context, input, new Stack<string>([nameof(VoidHoldActivity)]), settleRefusal, log), false);
-            default: // faulted (or an answer without a result): how far it got is unknown
-                return (await PaymentWorkflow.MoveMoneyAsync(context, input, log), false);
+            default: // faulted (or an answer without a result): how far it got is unknown, the settlement included
+                return (await PaymentWorkflow.MoveMoneyAsync(context, input, log, batchMayHaveSettled: true), false);
         }
     }
 }
