@@ -150,6 +150,35 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         }
     }
 
+    /// <summary>A decision after the approval deadline was recorded and answered 202, then the saga failed the payment
+    /// as approval-deadline-passed — or, its saga lost, a resumed run honoured the recorded approval and moved money
+    /// after the deadline. Refused now, with nothing recorded.</summary>
+    [Fact]
+    public async Task ADecisionAfterTheApprovalDeadline_Is409_AndRecordsNothing()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var reviewerKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsApprove);
+        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
+        await using var reviewerThroughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey);
+        var (client, reviewer) = (throughEdge.Http, reviewerThroughEdge.Http);
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await client.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await client.OpenAccountAsync(creditor);
+        var paymentId = (await (await client.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync()).GetProperty("paymentId").GetString()!;
+        await client.WaitForStatusAsync(paymentId, "awaiting_approval");
+
+        clock.Advance(replica.Services.GetRequiredService<Payments.Api.Apis.ApiOptions>().ApprovalTimeout); // the replica's clock only: the saga still waits
+        using var late = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+
+        Assert.Equal(HttpStatusCode.Conflict, late.StatusCode);
+        Assert.Equal(Payments.Domain.ProblemTypes.PaymentNotAwaitingApproval, (await late.JsonAsync()).GetProperty("type").GetString());
+        var payment = await (await client.GetAsync($"/v1/payments/{paymentId}")).JsonAsync();
+        Assert.False(payment.TryGetProperty("review", out var review) && review.ValueKind != System.Text.Json.JsonValueKind.Null, payment.ToString());
+    }
+
     [Fact]
     public async Task AMerchantsPaymentsInFlight_AreCapped_With429AndRetryAfter_AndTheRetryGoesThroughLater()
     {

@@ -294,6 +294,14 @@ public static class PaymentsApi
                 $"Payment '{paymentId}' is {current.Status}.").ToResult();
         }
 
+        if (current.Review is null && current.CreatedAt + services.ApprovalTimeout is var deadline && services.Time.GetUtcNow() >= deadline)
+        {
+            // The saga's wait ends at this deadline or a little later: a decision taken after it would be answered 202
+            // and then lost to approval-deadline-passed, or — recorded, its saga lost — honoured by a resumed run.
+            return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment's approval deadline has passed.",
+                $"Payment '{paymentId}' waited for a reviewer until {deadline:O}; it fails as approval-deadline-passed.").ToResult();
+        }
+
         if (current.Review is null && await RecordReviewAsync(paymentId, new PaymentReview(decision, principal.KeyId, services.Time.GetUtcNow()), services, context.RequestAborted) is { } problem)
         {
             return problem.ToResult();
