@@ -150,6 +150,35 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         }
     }
 
+    /// <summary>The budget was checked before the lookup and spent after it: made-up keys sent all at once each passed
+    /// the check before any spent, so etcd's reads grew with the requests in flight (here 200), not with the budget.
+    /// Lookups in flight are bounded per address now.</summary>
+    [Fact]
+    public async Task MadeUpKeysSentAllAtOnce_CostEtcdReadsBoundedByTheBudget_NotByTheRequestsInFlight()
+    {
+        const int Requests = 200;
+        string[] range = ["grpc_method=\"Range\"", "grpc_service=\"etcdserverpb.KV\""];
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:UnauthenticatedRequestsPerSecondPerAddress", "2"));
+        using var direct = replica.CreateClient(); // one client address for all, as behind an ingress
+        var before = await system.Cluster.SumMetricAsync("grpc_server_handled_total", range, CancellationToken.None);
+        var waited = Stopwatch.StartNew();
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, Requests).Select(async _ =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/accounts/any");
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", $"dp_test_{Guid.NewGuid():N}");
+            using var response = await direct.SendAsync(request);
+            return response.StatusCode;
+        }));
+        var reads = await system.Cluster.SumMetricAsync("grpc_server_handled_total", range, CancellationToken.None) - before;
+
+        Assert.All(answers, status => Assert.Contains(status, new[] { HttpStatusCode.Unauthorized, HttpStatusCode.TooManyRequests }));
+        // The burst (4), the lookups in flight (4), the refill meanwhile (2/s), and the system's own background reads.
+        var bound = 4 + Payments.Api.Security.ApiKeyMiddleware.MaxLookupsInFlightPerAddress + (2 * Math.Ceiling(waited.Elapsed.TotalSeconds));
+        Assert.InRange(answers.Count(status => status == HttpStatusCode.Unauthorized), 1, bound);
+        Assert.True(reads < Requests / 4, $"{reads} etcd range requests for {Requests} made-up keys sent at once");
+    }
+
     /// <summary>A decision after the approval deadline was recorded and answered 202, then the saga failed the payment
     /// as approval-deadline-passed — or, its saga lost, a resumed run honoured the recorded approval and moved money
     /// after the deadline. Refused now, with nothing recorded.</summary>

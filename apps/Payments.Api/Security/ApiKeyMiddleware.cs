@@ -31,6 +31,12 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
             AutoReplenishment = true,
         }));
 
+    /// <summary>Lookups of keys this replica does not hold, in flight at once per address (see <see cref="AuthenticateLimitedAsync"/>).</summary>
+    public const int MaxLookupsInFlightPerAddress = 4;
+
+    private readonly PartitionedRateLimiter<string> lookupsInFlight = PartitionedRateLimiter.Create<string, string>(address =>
+        RateLimitPartition.GetConcurrencyLimiter(address, _ => new ConcurrencyLimiterOptions { PermitLimit = MaxLookupsInFlightPerAddress, QueueLimit = 0 }));
+
     public async Task InvokeAsync(HttpContext context, MerchantStore store)
     {
         if (context.Request.Path.StartsWithSegments("/openapi"))
@@ -76,7 +82,11 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         await next(context);
     }
 
-    public void Dispose() => perAddress.Dispose();
+    public void Dispose()
+    {
+        perAddress.Dispose();
+        lookupsInFlight.Dispose();
+    }
 
     public static ApiPrincipal PrincipalOf(HttpContext context) =>
         context.Items[PrincipalItem] as ApiPrincipal ?? throw new InvalidOperationException("The request was not authenticated.");
@@ -84,19 +94,33 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     public static string MerchantOf(HttpContext context) => PrincipalOf(context).MerchantId;
 
     /// <summary>A key this replica does not know yet. An address that has spent its budget of requests without a valid
-    /// key is refused before the lookup (no store access); otherwise the key is looked up, and a request that turns out
-    /// to have no valid key spends a token. Valid keys spend nothing; and since every live key is held, a valid key
-    /// comes here only in the moments between its issue and the watch's delivery of it (or while the watch is down).</summary>
+    /// key is refused before the lookup (no store access); otherwise the key is looked up — at most
+    /// <see cref="MaxLookupsInFlightPerAddress"/> at a time per address — and a request that turns out to have no
+    /// valid key, or whose lookup failed, spends a token. Valid keys spend nothing; and since every live key is held, a
+    /// valid key comes here only in the moments between its issue and the watch's delivery of it (or while the watch
+    /// is down). Without the bound on lookups in flight, many requests sent at once all passed the budget's check
+    /// before any spent, so the store reads grew with the requests in flight rather than with the budget.</summary>
     private async Task<ApiPrincipal?> AuthenticateLimitedAsync(HttpContext context, MerchantStore store, string? key)
     {
         var address = BudgetKey(context.Connection.RemoteIpAddress);
-        if (perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 })
+        using var inFlight = lookupsInFlight.AttemptAcquire(address);
+        if (!inFlight.IsAcquired || perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 })
         {
             await TooManyAsync(context);
             return null;
         }
 
-        var principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength ? null : await store.AuthenticateAsync(key, context.RequestAborted);
+        ApiPrincipal? principal;
+        try
+        {
+            principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength ? null : await store.AuthenticateAsync(key, context.RequestAborted);
+        }
+        catch
+        {
+            perAddress.AttemptAcquire(address).Dispose(); // a failed lookup spends as an invalid key does
+            throw;
+        }
+
         if (principal is null)
         {
             using var lease = perAddress.AttemptAcquire(address);
