@@ -31,6 +31,15 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         Assert.Equal("https://daprpayments.dev/problems/region-not-writable", (await refused.JsonAsync()).GetProperty("type").GetString());
         Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/accounts/standby-1")).StatusCode); // nothing written
+        // The operator's writes too (shipped from the active region only, a revocation made here never reached the
+        // region serving the key) — after the operator's token is checked; reads are served.
+        var admin = api.CreateClient();
+        admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiSystemFixture.AdminToken);
+        var adminRefused = await admin.PostAsync("/admin/v1/merchants", Json("""{"merchantId":"standby-merchant"}"""));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, adminRefused.StatusCode);
+        Assert.Equal("https://daprpayments.dev/problems/region-not-writable", (await adminRefused.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync("/admin/v1/merchants/standby-merchant")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await api.CreateClient().PostAsync("/admin/v1/merchants", Json("""{"merchantId":"x"}"""))).StatusCode);
 
         Assert.True(await mirror.HoldAsync(1, TimeSpan.FromSeconds(30), CancellationToken.None)); // promoted
         await WaitForReadyzAsync(client, HttpStatusCode.OK);

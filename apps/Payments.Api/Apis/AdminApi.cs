@@ -20,6 +20,7 @@ public static class AdminApi
     public static void MapAdminApiV1(this IEndpointRouteBuilder app)
     {
         var admin = app.MapGroup("/admin/v1").WithTags("Admin").WithGroupName(ApiDocumentation.AdminDocument).AddEndpointFilter<OperatorAuthentication>()
+            .AddEndpointFilter(Payments.Api.Regions.RegionWriteGate.AdminWritesAsync)
             .WithDescription("The operator's API (Authorization: Bearer <operator token>; merchant keys are refused). Not routed by the public edge.");
         admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant")
             .JsonBody<CreateMerchantRequest>().Produces<MerchantResponse>(StatusCodes.Status201Created).Produces<MerchantResponse>().Problems(400, 413, 415);
