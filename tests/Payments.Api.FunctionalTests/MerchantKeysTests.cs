@@ -189,6 +189,27 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         }
     }
 
+    /// <summary>A key that may open accounts but not read them was shown the balances of an account it opened again
+    /// (the open is idempotent): what accounts:read guards. It is told the account exists, not what it holds.</summary>
+    [Fact]
+    public async Task OpeningAnExistingAccountAgain_WithoutAccountsRead_ShowsNoBalances()
+    {
+        var merchant = NewMerchantId();
+        using var full = EdgeHost.Client(edge!, await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None));
+        using var opener = EdgeHost.Client(edge!, await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.AccountsWrite));
+        await full.OpenAccountAsync("funded", fundsMinor: 5_000);
+
+        using var again = await opener.PostAsJsonAsync("/v1/accounts", new { accountId = "funded", currency = "USD" });
+        using var byReader = await full.PostAsJsonAsync("/v1/accounts", new { accountId = "funded", currency = "USD" });
+
+        Assert.Equal(HttpStatusCode.Created, again.StatusCode);
+        var shown = await again.JsonAsync();
+        Assert.Equal("funded", shown.GetProperty("accountId").GetString());
+        Assert.False(shown.TryGetProperty("balanceMinor", out _), shown.ToString());
+        Assert.False(shown.TryGetProperty("availableMinor", out _), shown.ToString());
+        Assert.Equal(5_000, (await byReader.JsonAsync()).GetProperty("balanceMinor").GetInt64());
+    }
+
     private static async Task<HttpStatusCode> StatusWithAsync(WebApplicationFactory<Program> replica, string key)
     {
         using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };

@@ -171,6 +171,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         using var hooksOnly = await system.NewMerchantClientAsync(ApiScopes.WebhooksManage);
         using var events = await hooksOnly.GetAsync("/v1/events");
         Assert.Equal(HttpStatusCode.Forbidden, events.StatusCode);
+        // Nor point the events (payment data, what payments:read guards) at a host of its choosing.
+        using var registered = await hooksOnly.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/x\"}", null);
+        Assert.Equal(HttpStatusCode.Forbidden, registered.StatusCode);
+        Assert.Equal(ApiScopes.PaymentsRead, (await registered.JsonAsync()).GetProperty("requiredScope").GetString());
         using var anonymous = system.AnonymousClient();
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/webhook-endpoints")).StatusCode);
     }

@@ -92,7 +92,11 @@ public static class AccountsApi
         }
 
         await store.RecordAccountCurrencyAsync(ledgerId.Value, account.Currency.Code, context.RequestAborted);
-        return Reply.Json(StatusCodes.Status201Created, ToResponse(account)).ToResult();
+        // An open is idempotent, so the account may have been opened before and hold money: its balances are what
+        // accounts:read guards, so a key that may only open accounts is told it exists, not what it holds.
+        return !ApiKeyMiddleware.PrincipalOf(context).Has(ApiScopes.AccountsRead)
+            ? Reply.Json(StatusCodes.Status201Created, ToResponse(account) with { BalanceMinor = null, PendingDebitMinor = null, AvailableMinor = null, OverdraftLimitMinor = null }).ToResult()
+            : Reply.Json(StatusCodes.Status201Created, ToResponse(account)).ToResult();
     }
 
     private static async Task<IResult> GetAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)

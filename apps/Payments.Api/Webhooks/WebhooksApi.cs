@@ -37,9 +37,11 @@ public static partial class WebhooksApi
     public static void MapWebhooksApiV1(this IEndpointRouteBuilder app)
     {
         var endpoints = app.MapGroup("/v1/webhook-endpoints").WithTags("Webhooks");
-        endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
+        // An endpoint is sent every payment event (amounts, accounts, references): what payments:read guards, so
+        // registering one needs it too — a key with webhooks:manage alone could point them at any host.
+        endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
             .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
-            .WithDescription("Scope webhooks:manage. {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, the key names the endpoint, and a retry gets it again (with its current secret) instead of a second one.");
+            .WithDescription("Scopes webhooks:manage and payments:read (the events carry payment data). {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, the key names the endpoint, and a retry gets it again (with its current secret) instead of a second one.");
         endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage)
             .Produces<WebhookEndpointList>().Problems();
         endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
