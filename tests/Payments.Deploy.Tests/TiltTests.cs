@@ -38,6 +38,23 @@ public sealed partial class TiltTests
         Assert.All(apps.Keys, app => Assert.Matches($"(?m)^  {app}:$", values)); // image_keys apps.<name>.image exist in the chart
     }
 
+    /// <summary>Found by review: the app images' build context is .artifacts/tilt/{app}, which the repository's
+    /// .dockerignore leaves out (an empty context: COPY failed), and the live update synced into a read-only root and
+    /// restarted through a file under /tmp, which the chart mounts a volume over (the restart helper exited). The
+    /// image has its own ignore file, and a change rebuilds it.</summary>
+    [Fact]
+    public void TiltsAppImages_HaveTheirBuildOutputInTheirContext_AndNeedNoWritableRoot()
+    {
+        var tiltfile = File.ReadAllText(Path.Combine(Root, "Tiltfile"));
+        var ignore = Path.Combine(Root, "tilt", "Dockerfile.dev.dockerignore");
+        Assert.Contains(".artifacts/", File.ReadAllText(Path.Combine(Root, ".dockerignore")), StringComparison.Ordinal);
+        Assert.True(File.Exists(ignore), "tilt/Dockerfile.dev.dockerignore replaces .dockerignore for the app images");
+        Assert.DoesNotContain(File.ReadAllLines(ignore), line => line.TrimStart().StartsWith(".artifacts", StringComparison.Ordinal) || line.Trim() is "*" or "**");
+        Assert.Contains("'.artifacts/tilt/' + name", tiltfile, StringComparison.Ordinal);
+        Assert.DoesNotContain("docker_build_with_restart", tiltfile, StringComparison.Ordinal);
+        Assert.DoesNotContain("live_update", tiltfile, StringComparison.Ordinal);
+    }
+
     /// <summary>Issue 13 finding 4: every Secret the pods of Tilt's render read by name is one the chart renders or
     /// the Tiltfile creates, and the Cosmos endpoint is the local server the Tiltfile runs.</summary>
     [Fact]
