@@ -158,6 +158,7 @@ public sealed partial class MerchantStore
     private async Task<long> LoadKeysAsync(ILogger logger, CancellationToken cancellationToken)
     {
         var loaded = new ConcurrentDictionary<string, CachedKey>(StringComparer.Ordinal);
+        var legacy = new List<(string Hash, long Revision, string MerchantId)>();
         long revision = 0, read = 0;
         var whole = true;
         RangeResponse? last = null;
@@ -165,8 +166,13 @@ public sealed partial class MerchantStore
         {
             (last, revision) = (page, revision == 0 ? page.Header.Revision : revision);
             var now = clock.GetUtcNow();
-            foreach (var (hash, value) in page.Kvs.Select(kv => (HashOf(kv), kv.Value)))
+            foreach (var (hash, value, modRevision) in page.Kvs.Select(kv => (HashOf(kv), kv.Value, kv.ModRevision)))
             {
+                if (IsLegacy(value) && legacy.Count < MaxLegacyMigrationsPerLoad)
+                {
+                    legacy.Add((hash, modRevision, value.ToStringUtf8()));
+                }
+
                 if (Readable(value, hash, logger) is not { } record || record.IsExpired(now))
                 {
                     continue;
@@ -202,6 +208,7 @@ public sealed partial class MerchantStore
 
         Volatile.Write(ref loadedOnce, 1);
         logger.LogDebug("Loaded {Live} live API keys of {Read} records at revision {Revision}", loaded.Count, read, revision);
+        await MigrateLegacyKeysAsync(legacy, logger, cancellationToken); // written after this revision: the watch brings them
         return revision;
     }
 

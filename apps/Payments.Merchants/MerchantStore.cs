@@ -373,13 +373,14 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
 
     private static T Decode<T>(ByteString value) => JsonSerializer.Deserialize<T>(value.Span, Json)!;
 
-    /// <summary>A key record; one stored before keys had records (the merchant id alone) reads as a key with the
-    /// default scopes, so keys issued by earlier versions keep working.</summary>
+    /// <summary>A key record; one stored before keys had records (the merchant id alone) reads as a key with the scopes
+    /// every key had then (<see cref="LegacyScopes"/>, not today's default, which gained webhooks:manage since), so keys
+    /// issued by earlier versions keep working until a replica rewrites them (<see cref="MigrateLegacyKeysAsync"/>).</summary>
     private static ApiKeyRecord? DecodeKey(ByteString value)
     {
         var text = value.ToStringUtf8();
         return text.StartsWith('{')
             ? JsonSerializer.Deserialize<ApiKeyRecord>(text, Json)
-            : new ApiKeyRecord("key_legacy", text, ApiKeyModes.Test, "????", ApiScopes.Default, DateTimeOffset.UnixEpoch, null);
+            : new ApiKeyRecord("key_legacy", text, ApiKeyModes.Test, "????", LegacyScopes, DateTimeOffset.UnixEpoch, null);
     }
 }

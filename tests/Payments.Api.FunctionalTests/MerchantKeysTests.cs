@@ -189,6 +189,40 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         }
     }
 
+    /// <summary>Keys issued before keys had records (the merchant id alone under the key's hash) had no entry in the
+    /// merchant's key index: the operator could neither list, rotate nor revoke them, and they read with today's
+    /// default scopes (webhooks:manage included, which came later). A replica loading its keys rewrites them: listed
+    /// with the scopes keys had then, and revocable.</summary>
+    [Fact]
+    public async Task AKeyFromBeforeKeyRecords_IsListed_WithTheScopesItHad_AndCanBeRevoked()
+    {
+        var merchant = NewMerchantId();
+        var key = $"dp_{Guid.NewGuid():N}{Guid.NewGuid():N}";
+        var hash = MerchantStore.Hash(key);
+        await system.Etcd.Client.PutAsync(ApiSystemFixture.KeyPrefix + "api/merchant-keys/" + hash, merchant);
+        using var client = EdgeHost.Client(edge!, key);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/accounts/none")).StatusCode); // it works, as before
+        using var hooks = await client.GetAsync("/v1/webhook-endpoints");
+        Assert.Equal(HttpStatusCode.Forbidden, hooks.StatusCode); // not a scope it was issued with
+
+        await using var restarted = system.StartReplica(); // a replica's key load rewrites it
+        using var admin = Admin(system.BaseAddress);
+        var keyId = MerchantStore.LegacyKeyId(hash);
+        var waited = Stopwatch.StartNew();
+        while (!(await admin.GetFromJsonAsync<JsonElement>($"/admin/v1/merchants/{merchant}/keys")).GetProperty("keys").EnumerateArray()
+                   .Any(item => item.GetProperty("keyId").GetString() == keyId))
+        {
+            Assert.True(waited.Elapsed < PropagationBound, $"The legacy key was not listed within {PropagationBound}.");
+            await Task.Delay(50);
+        }
+
+        var listed = (await admin.GetFromJsonAsync<JsonElement>($"/admin/v1/merchants/{merchant}/keys")).GetProperty("keys").EnumerateArray()
+            .Single(item => item.GetProperty("keyId").GetString() == keyId);
+        Assert.Equal(MerchantStore.LegacyScopes, listed.GetProperty("scopes").EnumerateArray().Select(scope => scope.GetString()));
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/admin/v1/merchants/{merchant}/keys/{keyId}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/v1/accounts/none")).StatusCode);
+    }
+
     /// <summary>A key that may open accounts but not read them was shown the balances of an account it opened again
     /// (the open is idempotent): what accounts:read guards. It is told the account exists, not what it holds.</summary>
     [Fact]

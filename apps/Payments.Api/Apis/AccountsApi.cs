@@ -92,11 +92,7 @@ public static class AccountsApi
         }
 
         await store.RecordAccountCurrencyAsync(ledgerId.Value, account.Currency.Code, context.RequestAborted);
-        // An open is idempotent, so the account may have been opened before and hold money: its balances are what
-        // accounts:read guards, so a key that may only open accounts is told it exists, not what it holds.
-        return !ApiKeyMiddleware.PrincipalOf(context).Has(ApiScopes.AccountsRead)
-            ? Reply.Json(StatusCodes.Status201Created, ToResponse(account) with { BalanceMinor = null, PendingDebitMinor = null, AvailableMinor = null, OverdraftLimitMinor = null }).ToResult()
-            : Reply.Json(StatusCodes.Status201Created, ToResponse(account)).ToResult();
+        return Reply.Json(StatusCodes.Status201Created, OpenedResponse(account, context)).ToResult();
     }
 
     private static async Task<IResult> GetAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)
@@ -333,6 +329,13 @@ public static class AccountsApi
     private static Reply AccountExists(string accountId) =>
         Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "The account id is taken.",
             $"Account '{accountId}' already exists with other fields.");
+
+    /// <summary>An open is idempotent, so the account may have been opened before and hold money: its balances are what
+    /// accounts:read guards, so a key that may only open accounts is told it exists, not what it holds.</summary>
+    private static AccountResponse OpenedResponse(Account account, HttpContext context) =>
+        ApiKeyMiddleware.PrincipalOf(context).Has(ApiScopes.AccountsRead)
+            ? ToResponse(account)
+            : ToResponse(account) with { BalanceMinor = null, PendingDebitMinor = null, AvailableMinor = null, OverdraftLimitMinor = null };
 
     internal static AccountResponse ToResponse(Account account) => new(
         account.Id.PublicId, account.Currency.Code, account.BalanceMinor, account.PendingDebitMinor, account.AvailableMinor, account.OverdraftLimitMinor, account.Version);
