@@ -74,21 +74,28 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             return (KeyAdminResult.MerchantNotFound, null);
         }
 
-        if (!await HasRoomForAKeyAsync(merchantId, cancellationToken))
+        for (var attempt = 1; attempt <= MaxKeyWriteAttempts; attempt++)
         {
-            return (KeyAdminResult.KeyLimitReached, null);
+            if (await RoomForAKeyAsync(merchantId, cancellationToken) is not { } counted)
+            {
+                return (KeyAdminResult.KeyLimitReached, null);
+            }
+
+            var (key, record) = NewKey(merchantId, scopes.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray());
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.CreateRevisionIs(KeyRecordKey(Hash(key)), 0)); // 2^-256 to fail: a broken RNG
+            request.Compare.Add(KeysUnchangedSince(merchantId, counted));
+            request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
+            request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
+            if ((await TxnAsync(request, cancellationToken)).Succeeded)
+            {
+                return (KeyAdminResult.Done, new IssuedApiKey(key, record));
+            }
         }
 
-        var (key, record) = NewKey(merchantId, scopes.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray());
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.CreateRevisionIs(KeyRecordKey(Hash(key)), 0));
-        request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
-        request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
-        var response = await TxnAsync(request, cancellationToken);
-        return response.Succeeded
-            ? (KeyAdminResult.Done, new IssuedApiKey(key, record))
-            : throw new InvalidOperationException("A freshly generated key collided with a stored one."); // 2^-256: a broken RNG
+        throw new EtcdContentionException($"The keys of merchant {merchantId} kept changing during {MaxKeyWriteAttempts} attempts to add one.");
     }
+
 
     /// <summary>The merchant's keys (at most <see cref="MaxKeysPerMerchant"/>), oldest first; keys whose rotation
     /// overlap has ended are removed on the way.</summary>
@@ -146,7 +153,7 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             return (KeyAdminResult.KeyNotFound, null);
         }
 
-        if (!await HasRoomForAKeyAsync(merchantId, cancellationToken))
+        if (await RoomForAKeyAsync(merchantId, cancellationToken) is not { } counted)
         {
             return (KeyAdminResult.KeyLimitReached, null);
         }
@@ -158,11 +165,13 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         var (key, record) = NewKey(merchantId, old.Record.Scopes, old.Record.Holder);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(old.Hash), old.Revision));
+        request.Compare.Add(KeysUnchangedSince(merchantId, counted));
         request.Success.Add(EtcdBytes.Put(KeyRecordKey(old.Hash), Encode(retired)));
         request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
         request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
         var response = await TxnAsync(request, cancellationToken);
-        // Changed meanwhile (revoked, or rotated by a concurrent call): the caller sees the key as it is now.
+        // Changed meanwhile (revoked, rotated by a concurrent call, or another key added): the caller sees the key as it
+        // is now, and may rotate it again.
         return response.Succeeded ? (KeyAdminResult.Done, new IssuedApiKey(key, record)) : (KeyAdminResult.KeyNotFound, null);
     }
 
@@ -312,21 +321,6 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         request.Success.Add(EtcdBytes.Delete(KeyIndexKey(merchantId, keyId)));
         request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
         await TxnAsync(request, cancellationToken);
-    }
-
-    /// <summary>Whether the merchant holds fewer than <see cref="MaxKeysPerMerchant"/> keys, those ended (revoked, or
-    /// past a rotation's overlap) not counted: at the limit, they are removed first (<see cref="ListKeysAsync"/>).</summary>
-    private async Task<bool> HasRoomForAKeyAsync(string merchantId, CancellationToken cancellationToken) =>
-        await CountKeysAsync(merchantId, cancellationToken) < MaxKeysPerMerchant
-        || (await ListKeysAsync(merchantId, cancellationToken))?.Count < MaxKeysPerMerchant;
-
-    private async Task<long> CountKeysAsync(string merchantId, CancellationToken cancellationToken)
-    {
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
-        {
-            Key = EtcdBytes.Key(KeyIndexPrefix(merchantId)), RangeEnd = EtcdBytes.PrefixEnd(KeyIndexPrefix(merchantId)), CountOnly = true,
-        }, cancellationToken: token), cancellationToken);
-        return response.Count;
     }
 
     /// <summary>Writes the value unless the key exists; null when written, else the stored value.</summary>

@@ -189,6 +189,32 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         }
     }
 
+    /// <summary>The cap was a count, then a write: 60 issues at once all passed the count, so a merchant got more than 20
+    /// keys, and those past what a listing reads were never shown to an operator cleaning up after a leak. The write
+    /// now compares the merchant's keys with the count's revision.</summary>
+    [Fact]
+    public async Task KeysIssuedAllAtOnce_NeverExceedTheMerchantsCap_AndEveryOneIsListed()
+    {
+        const int Requests = 60;
+        var merchant = NewMerchantId();
+        await system.Store.CreateMerchantAsync(merchant, null, CancellationToken.None);
+        var results = await Task.WhenAll(Enumerable.Range(0, Requests).Select(async _ =>
+        {
+            try
+            {
+                return (await system.Store.IssueKeyAsync(merchant, ApiScopes.Default, CancellationToken.None)).Result;
+            }
+            catch (Payments.Etcd.EtcdContentionException)
+            {
+                return KeyAdminResult.KeyNotFound; // lost every round to the others: a 503 to its caller, nothing issued
+            }
+        }));
+
+        var issued = results.Count(result => result == KeyAdminResult.Done);
+        Assert.InRange(issued, 1, MerchantStore.MaxKeysPerMerchant);
+        Assert.Equal(issued, (await system.Store.ListKeysAsync(merchant, CancellationToken.None))!.Count);
+    }
+
     /// <summary>Keys issued before keys had records (the merchant id alone under the key's hash) had no entry in the
     /// merchant's key index: the operator could neither list, rotate nor revoke them, and they read with today's
     /// default scopes (webhooks:manage included, which came later). A replica loading its keys rewrites them: listed
