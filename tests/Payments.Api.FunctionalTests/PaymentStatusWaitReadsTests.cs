@@ -37,6 +37,51 @@ public sealed class PaymentStatusWaitReadsTests(ApiSystemFixture system)
         }
     }
 
+    /// <summary>The replica's places for waiting requests were shared by all merchants: one key asking ?wait=30 at
+    /// its rate filled them, and everyone else's waits were answered at once. A merchant holds at most a quarter.</summary>
+    [Fact]
+    public async Task OneMerchant_HoldsAtMostAQuarterOfTheWaits_AndAnotherStillWaits()
+    {
+        var records = new PaymentRecordStore(system.Etcd, $"/functional-waits/{Guid.NewGuid():N}/");
+        using var waits = new PaymentStatusWaits(records, system.Etcd, TimeProvider.System, NullLogger<PaymentStatusWaits>.Instance);
+        await waits.StartAsync(CancellationToken.None);
+        using var stop = new CancellationTokenSource();
+        var order = new PaymentOrder($"pay_{Guid.NewGuid():N}", "hog", "acct-d", "acct-c", 100, "USD", null);
+        var pending = PaymentRecord.Accepted(order, DateTimeOffset.UtcNow);
+        Task<PaymentRecord?> Wait(string merchant) => waits.WaitAsync(order.PaymentId, PaymentStatus.Pending, Bound,
+            _ => Task.FromResult<PaymentRecord?>(pending), record => record, stop.Token, merchant);
+        var held = new List<Task<PaymentRecord?>>();
+        try
+        {
+            held.AddRange(Enumerable.Range(0, PaymentStatusWaits.MaxWaitersPerMerchant).Select(_ => Wait("hog")));
+            await WaitUntilAsync(() => waits.Waiting == PaymentStatusWaits.MaxWaitersPerMerchant);
+
+            // Past its share: the current status, no place taken (a place would have held it for the wait's 30 s).
+            var answeredAtOnce = await Wait("hog").WaitAsync(Bound / 3);
+            held.Add(Wait("someone-else"));
+            await WaitUntilAsync(() => waits.Waiting == PaymentStatusWaits.MaxWaitersPerMerchant + 1);
+
+            Assert.Equal(PaymentStatus.Pending, answeredAtOnce?.Status);
+            Assert.All(held, task => Assert.False(task.IsCompleted));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(held.Select(task => task.ContinueWith(_ => { }, TaskScheduler.Default)));
+            await waits.StopAsync(CancellationToken.None);
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < Bound, "The waits did not reach the expected count in time.");
+            await Task.Delay(TimeSpan.FromMilliseconds(10));
+        }
+    }
+
     [Fact]
     public async Task AWaitFromTheStatusTheWatchShowed_ReadsNothing_AndEndsWithTheChange()
     {

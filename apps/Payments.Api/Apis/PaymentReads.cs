@@ -33,7 +33,7 @@ public static class PaymentReads
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration,
             cancellationToken => services.CurrentAsync(paymentId, merchant, cancellationToken),
-            record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted);
+            record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted, merchant);
         try
         {
             // Finished payments older than the archive's retention live in Cosmos DB, no longer in etcd.

@@ -17,6 +17,13 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
     /// current status (as if it had not asked to wait). Each holds a connection and a little memory.</summary>
     public const int MaxWaiters = 10_000;
 
+    /// <summary>Requests of one merchant waiting at once on this replica, at most: a quarter of <see cref="MaxWaiters"/>,
+    /// so one merchant's key (at 500 requests/s, 30 s each) cannot take every place and leave everyone else's waits
+    /// answered at once. Past it, that merchant's requests are answered at once.</summary>
+    public const int MaxWaitersPerMerchant = MaxWaiters / 4;
+
+    private readonly Dictionary<string, int> waitingPerMerchant = new(StringComparer.Ordinal); // under its own lock
+
     /// <summary>How often a waiter re-reads without an event: only a safety net, since every restart of the watch
     /// wakes every waiter.</summary>
     public static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(5);
@@ -39,12 +46,63 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
     /// again; any other wake-up reads. The first read is skipped when the watch last showed the payment (visible to
     /// the caller) in <paramref name="from"/>, unfinished: the client knows that status already, and what ends the
     /// wait is a change the watch delivers, or a read (a recheck, the end of the wait) — never the remembered value.</summary>
+    /// <param name="merchant">Whose request this is (<see cref="MaxWaitersPerMerchant"/>); null: not counted.</param>
     public async Task<PaymentRecord?> WaitAsync(
         string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
-        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken)
+        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken, string? merchant = null)
     {
         ArgumentNullException.ThrowIfNull(read);
         ArgumentNullException.ThrowIfNull(visible);
+        var counted = wait > TimeSpan.Zero && merchant is not null && TryCountWaiter(merchant);
+        try
+        {
+            return await WaitCoreAsync(paymentId, from, merchant is null || counted ? wait : TimeSpan.Zero, read, visible, cancellationToken);
+        }
+        finally
+        {
+            if (counted)
+            {
+                ReleaseWaiter(merchant!);
+            }
+        }
+    }
+
+    private void ReleaseWaiter(string merchant)
+    {
+        lock (waitingPerMerchant)
+        {
+            var left = waitingPerMerchant[merchant] - 1;
+            if (left == 0)
+            {
+                waitingPerMerchant.Remove(merchant); // bounded by the merchants waiting now, not by all that ever waited
+            }
+            else
+            {
+                waitingPerMerchant[merchant] = left;
+            }
+        }
+    }
+
+    /// <summary>Counts a waiter of <paramref name="merchant"/> if it has fewer than <see cref="MaxWaitersPerMerchant"/>.</summary>
+    private bool TryCountWaiter(string merchant)
+    {
+        lock (waitingPerMerchant)
+        {
+            var waiting = waitingPerMerchant.GetValueOrDefault(merchant);
+            if (waiting >= MaxWaitersPerMerchant)
+            {
+                return false;
+            }
+
+            waitingPerMerchant[merchant] = waiting + 1;
+            return true;
+        }
+    }
+
+    private async Task<PaymentRecord?> WaitCoreAsync(
+        string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
+        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken)
+    {
         var deadline = time.GetUtcNow() + wait;
         using var place = wait > TimeSpan.Zero ? changes.TryEnter() : null;
         PaymentRecord? current = null;
