@@ -88,6 +88,33 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         Assert.Equal("application/problem+json", notRouted.Content.Headers.ContentType?.MediaType);
     }
 
+    /// <summary>Kestrel resolves dot segments before routing, so "/v1/../admin/…" reached the admin API: a front door
+    /// that routes /v1 by prefix and forwards the path as sent (a Gateway that does not normalise) let it through.
+    /// The operator's routes answer only a target that names them as sent.</summary>
+    [Theory]
+    [InlineData("/v1/../admin/v1/merchants/{0}")]
+    [InlineData("/v1/%2E%2E/admin/v1/merchants/{0}")]
+    [InlineData("/admin/../v1/../admin/v1/merchants/{0}")]
+    public async Task TheAdminApi_AnswersOnlyATargetThatNamesIt_NotOneThroughDotSegments(string target)
+    {
+        using var admin = Admin(system.BaseAddress);
+        var merchant = NewMerchantId();
+        await CreateMerchantAsync(admin, merchant);
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"/admin/v1/merchants/{merchant}")).StatusCode);
+
+        // Sent as written: HttpClient would resolve the dot segments itself.
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(system.BaseAddress.Host, system.BaseAddress.Port);
+        await using var stream = tcp.GetStream();
+        var request = $"GET {string.Format(System.Globalization.CultureInfo.InvariantCulture, target, merchant)} HTTP/1.1\r\nHost: {system.BaseAddress.Authority}\r\n"
+            + $"Authorization: Bearer {ApiSystemFixture.AdminToken}\r\nConnection: close\r\n\r\n";
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(request));
+        using var reader = new StreamReader(stream, System.Text.Encoding.ASCII);
+        var statusLine = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.StartsWith("HTTP/1.1 404", statusLine, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ARevokedKey_StopsWorkingOnEveryReplica_ThroughTheWatch()
     {
@@ -235,8 +262,14 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         using var admin = Admin(system.BaseAddress);
         var keyId = MerchantStore.LegacyKeyId(hash);
         var waited = Stopwatch.StartNew();
-        while (!(await admin.GetFromJsonAsync<JsonElement>($"/admin/v1/merchants/{merchant}/keys")).GetProperty("keys").EnumerateArray()
-                   .Any(item => item.GetProperty("keyId").GetString() == keyId))
+        async Task<bool> ListedAsync()
+        {
+            // 404 until the rewrite has also made the merchant's record (keys from then had none either).
+            using var response = await admin.GetAsync($"/admin/v1/merchants/{merchant}/keys");
+            return response.IsSuccessStatusCode && (await response.JsonAsync()).GetProperty("keys").EnumerateArray().Any(item => item.GetProperty("keyId").GetString() == keyId);
+        }
+
+        while (!await ListedAsync())
         {
             Assert.True(waited.Elapsed < PropagationBound, $"The legacy key was not listed within {PropagationBound}.");
             await Task.Delay(50);

@@ -75,6 +75,13 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(next);
         var http = context.HttpContext;
+        if (!AskedForAdmin(http))
+        {
+            // Reached through dot segments (say "/v1/../admin/..."): Kestrel resolves them before routing, so a front
+            // door that routes only /v1 by prefix and forwards the path as sent would let the admin API through it.
+            return Results.Problem("No such route.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound);
+        }
+
         if (credential is null)
         {
             return Results.Problem("This service's admin API is off: no operator token is configured (Admin:Token).",
@@ -93,6 +100,20 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
 
         http.Items[CallerItem] = $"{caller} from {http.Connection.RemoteIpAddress}";
         return await next(context);
+    }
+
+    /// <summary>Whether the request target, as sent, names an admin route (origin form, or absolute form's path).</summary>
+    private static bool AskedForAdmin(HttpContext http)
+    {
+        var raw = http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(raw))
+        {
+            return true; // no raw target (an in-memory test server): the routed path is all there is
+        }
+
+        var scheme = raw.StartsWith('/') ? -1 : raw.IndexOf("://", StringComparison.Ordinal);
+        var path = raw.StartsWith('/') ? raw : scheme < 0 ? string.Empty : raw.IndexOf('/', scheme + 3) is var slash and >= 0 ? raw[slash..] : "/";
+        return path.StartsWith("/admin/", StringComparison.OrdinalIgnoreCase) && !path.Contains("/.", StringComparison.Ordinal) && !path.Contains("%2e", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>The authenticated operator of this request, for the audit log.</summary>
