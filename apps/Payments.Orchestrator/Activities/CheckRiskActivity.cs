@@ -45,11 +45,14 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                 return (assessment, null);
             case RiskDecision.Approve:
                 // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
-                return (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record.Status switch
+                return (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record switch
                 {
-                    PaymentStatus.AwaitingApproval => (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null),
                     // Finished already: a saga started for it again (no caller should, the API does not) moves no money.
-                    { } status when PaymentStatus.IsTerminal(status) => (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.AlreadyFinished]), null),
+                    { } record when PaymentStatus.IsTerminal(record.Status) => (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.AlreadyFinished]), null),
+                    // Sent to review by an earlier run of this step, and still there — or decided by a reviewer since
+                    // (the record is pending again, the decision waits for the saga as an event): the review stands,
+                    // so the reviewer's decision, a rejection included, is what the saga acts on.
+                    { Status: PaymentStatus.AwaitingApproval } or { Review: not null } => (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null),
                     _ => (assessment, null),
                 };
             default:
