@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
+using Payments.Domain;
 using Payments.Etcd;
 using Payments.Orchestrator.Client.Gateway;
 using Payments.Orchestrator.Client.Models;
@@ -147,6 +148,37 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         var (firstId, secondId) = ((await first.JsonAsync()).GetProperty("depositId").GetString(), (await reused.JsonAsync()).GetProperty("depositId").GetString());
         Assert.Equal(windowOver, firstId != secondId);
         Assert.Equal(windowOver ? 200 : 100, await client.BalanceAsync(account));
+    }
+
+    /// <summary>Found in review: a deposit's id carried the day of the attempt, so a first attempt at 23:59:59 whose
+    /// answer was a 5xx (its claim given back, its deposit still on its way to the ledger) and a retry at 00:00:01 that
+    /// read the ledger before that deposit landed named two deposits: funded twice. The day is the key's first claim's.</summary>
+    [Fact]
+    public async Task ADepositRetriedPastMidnight_KeepsItsFirstAttemptsDay()
+    {
+        var midnight = new DateTimeOffset(DateTimeOffset.UtcNow.UtcDateTime.Date, TimeSpan.Zero);
+        var clock = new FakeTimeProvider(midnight - TimeSpan.FromSeconds(1));
+        await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        var merchant = NewMerchantId();
+        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
+        var client = throughEdge.Http;
+        var account = $"dep-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(account);
+        var key = IdempotencyKey.Parse(Guid.NewGuid().ToString());
+        var path = $"/v1/accounts/{account}/deposits";
+        const string body = "{\"amountMinor\":100,\"currency\":\"USD\"}";
+        // The first attempt: claimed at 23:59:59, given back after its 5xx (its deposit not in the ledger yet).
+        var store = new IdempotencyStore(system.Etcd, ApiSystemFixture.KeyPrefix + "idempotency/", clock);
+        var first = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(
+            merchant, key, IdempotencyStore.Fingerprint("POST", path, Convert.ToBase64String(Encoding.UTF8.GetBytes(body))), CancellationToken.None));
+        await store.ReleaseAsync(first.Claim, CancellationToken.None);
+
+        clock.Advance(TimeSpan.FromSeconds(2)); // 00:00:01
+        using var retried = await client.SendJsonAsync(path, body, key.Value);
+
+        Assert.Equal(HttpStatusCode.Created, retried.StatusCode);
+        var firstAttemptsId = IdempotencyStore.OperationIdCandidates("dep_", 32, merchant, key, midnight - TimeSpan.FromSeconds(1))[1];
+        Assert.Equal(firstAttemptsId, (await retried.JsonAsync()).GetProperty("depositId").GetString());
     }
 
     /// <summary>A retry whose key's record was lost — as in the other region after a failover, where idempotency

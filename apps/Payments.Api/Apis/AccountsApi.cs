@@ -139,8 +139,10 @@ public static class AccountsApi
             }
 
             // Decided by the ledger's deposits, which are shipped to the other region (idempotency records are not), so a
-            // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md).
-            var depositId = await DepositIds.OfAsync(ledger, merchant, key!, time.GetUtcNow(), context.RequestAborted);
+            // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md). The
+            // day is the key's first claim's, which its retries in this region keep: a retry just after midnight whose
+            // first attempt's deposit was still in flight named the same deposit, not a second one.
+            var depositId = await DepositIds.OfAsync(ledger, merchant, key!, claim.IsUnclaimed ? time.GetUtcNow() : claim.CreatedAt, time.GetUtcNow(), context.RequestAborted);
             var money = new Money(amount!.Value, currency!);
             if (await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
             {
@@ -308,7 +310,7 @@ public static class AccountsApi
         // 24 h with another body. It was answered with the ledger's own code (a type no document lists) and its detail.
         LedgerError.TransferIdReuse => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
             "This Idempotency-Key was used for another deposit.",
-            "A deposit with this Idempotency-Key in the last 7 days had another account, amount or currency; use a new key. Nothing was deposited."),
+            "A recent deposit with this Idempotency-Key (since the start of yesterday, UTC) had another account, amount or currency; use a new key. Nothing was deposited."),
         // Never a type of the ledger's own: those are not the API's contract. Nothing was changed, and it is not the caller's doing.
         _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "The ledger refused the operation unexpectedly.",
             $"Ledger code {error.Code}; nothing was changed."),

@@ -20,9 +20,12 @@ internal static class DepositIds
 {
     public const int HexChars = 32;
 
-    public static async Task<string> OfAsync(ILedger ledger, string merchant, IdempotencyKey key, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <param name="firstClaimed">When this region's idempotency record of the key was first claimed (a retry taking
+    /// the claim over keeps it): the day a new deposit is made under, the same for every retry here.</param>
+    public static async Task<string> OfAsync(
+        ILedger ledger, string merchant, IdempotencyKey key, DateTimeOffset firstClaimed, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var candidates = IdempotencyStore.OperationIdCandidates("dep_", HexChars, merchant, key, now);
+        var candidates = IdempotencyStore.OperationIdCandidates("dep_", HexChars, merchant, key, firstClaimed);
         var found = await Task.WhenAll(candidates.Select(id => ledger.GetTransferAsync(TransferId.Parse(id), cancellationToken)));
         if (found.Take(3).FirstOrDefault(entry => entry is not null) is { } current)
         {
