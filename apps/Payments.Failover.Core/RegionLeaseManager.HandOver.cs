@@ -74,8 +74,9 @@ public sealed partial class RegionLeaseManager
     private async Task<HandOverResult> HandOverHeldAsync(string target, ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
     {
         // The lease is renewed first and the drain bounded by it: no process of this region renews it during the
-        // hand-over (the marker stops the others, the turn this one), and a drain that outlasted it let the other
-        // region take over by expiry, with the tail unshipped.
+        // hand-over (the marker stops the others — one that read it just before it was written may renew once, and
+        // the hand-over then ends as Changed, safely — and the turn this one), and a drain that outlasted the lease
+        // let the other region take over by expiry, with the tail unshipped.
         var sentAt = time.GetUtcNow();
         var renewed = record with { LeaseUntilUnixMs = (sentAt + options.LeaseDuration).ToUnixTimeMilliseconds() };
         if (await store.TryReplaceAsync(renewed, etag, cancellationToken) is not { } renewedEtag)

@@ -32,7 +32,7 @@ public sealed partial class MerchantStore
     }
 
     /// <summary>Every key of the merchant's index last changed at or before <paramref name="revision"/> (an empty index
-    /// holds too): no key was added since it was counted. A deletion since fails it too: a retry at worst.</summary>
+    /// holds too): no key was added since it was counted (a deletion since leaves the range, and the count only high).</summary>
     private Compare KeysUnchangedSince(string merchantId, long revision) => new()
     {
         Key = EtcdBytes.Key(KeyIndexPrefix(merchantId)), RangeEnd = EtcdBytes.PrefixEnd(KeyIndexPrefix(merchantId)),

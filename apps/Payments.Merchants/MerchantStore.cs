@@ -148,31 +148,43 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(overlap, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxRotationOverlap);
-        if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } old)
+        long? seenRevision = null;
+        for (var attempt = 1; attempt <= MaxKeyWriteAttempts; attempt++)
         {
-            return (KeyAdminResult.KeyNotFound, null);
+            if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } old || (seenRevision is { } seen && old.Revision != seen))
+            {
+                // Revoked, or changed by a concurrent call (a rotation: rotating it again would make a second successor).
+                return (KeyAdminResult.KeyNotFound, null);
+            }
+
+            seenRevision = old.Revision;
+
+            if (await RoomForAKeyAsync(merchantId, cancellationToken) is not { } counted)
+            {
+                return (KeyAdminResult.KeyLimitReached, null);
+            }
+
+            var now = clock.GetUtcNow();
+            var endsAt = now + overlap;
+            var retired = old.Record with { ExpiresAt = old.Record.ExpiresAt is { } earlier && earlier < endsAt ? earlier : endsAt };
+            // The successor inherits its holder: four eyes must not see a new person in a rotated key.
+            var (key, record) = NewKey(merchantId, old.Record.Scopes, old.Record.Holder);
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(old.Hash), old.Revision));
+            request.Compare.Add(KeysUnchangedSince(merchantId, counted));
+            request.Success.Add(EtcdBytes.Put(KeyRecordKey(old.Hash), Encode(retired)));
+            request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
+            request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
+            if ((await TxnAsync(request, cancellationToken)).Succeeded)
+            {
+                return (KeyAdminResult.Done, new IssuedApiKey(key, record));
+            }
+
+            // Changed meanwhile: the key (the next round answers as before) or only the merchant's keys (another issued:
+            // this was answered 404 for a key that exists). Tried again, bounded.
         }
 
-        if (await RoomForAKeyAsync(merchantId, cancellationToken) is not { } counted)
-        {
-            return (KeyAdminResult.KeyLimitReached, null);
-        }
-
-        var now = clock.GetUtcNow();
-        var endsAt = now + overlap;
-        var retired = old.Record with { ExpiresAt = old.Record.ExpiresAt is { } earlier && earlier < endsAt ? earlier : endsAt };
-        // The successor inherits its holder: four eyes must not see a new person in a rotated key.
-        var (key, record) = NewKey(merchantId, old.Record.Scopes, old.Record.Holder);
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(old.Hash), old.Revision));
-        request.Compare.Add(KeysUnchangedSince(merchantId, counted));
-        request.Success.Add(EtcdBytes.Put(KeyRecordKey(old.Hash), Encode(retired)));
-        request.Success.Add(EtcdBytes.Put(KeyRecordKey(Hash(key)), Encode(record)));
-        request.Success.Add(EtcdBytes.Put(KeyIndexKey(merchantId, record.KeyId), ByteString.CopyFromUtf8(Hash(key))));
-        var response = await TxnAsync(request, cancellationToken);
-        // Changed meanwhile (revoked, rotated by a concurrent call, or another key added): the caller sees the key as it
-        // is now, and may rotate it again.
-        return response.Succeeded ? (KeyAdminResult.Done, new IssuedApiKey(key, record)) : (KeyAdminResult.KeyNotFound, null);
+        throw new EtcdContentionException($"The keys of merchant {merchantId} kept changing during {MaxKeyWriteAttempts} attempts to rotate {keyId}.");
     }
 
     /// <summary>Ends the key now: every replica stops accepting it when its watch delivers the change.</summary>
