@@ -102,8 +102,12 @@ public sealed class PaymentWorkflowV2Tests
     /// <summary>The money activity faulted — maybe after its batch committed — and the ledger stays away past the hold's
     /// and the void's budgets: the payment was failed (compensation-failed), terminal, with its money perhaps moved.
     /// Past a batch that may have settled, an unanswered compensation leaves the payment pending for the sweeper.</summary>
-    [Fact]
-    public async Task MoneyActivityFaulted_AndTheLedgerStaysAway_LeavesThePaymentPending_NeverFailed()
+    /// <para>In <see cref="PaymentWorkflowV3"/>, new payments' saga; <see cref="PaymentWorkflowV2"/> keeps its decision
+    /// for the instances that replay it (ADR 0006).</para>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task MoneyActivityFaulted_AndTheLedgerStaysAway_LeavesThePaymentPending_NeverFailed(bool v3)
     {
         Arrange(Approve, moveMoney: null);
         foreach (var step in new[] { nameof(HoldFundsActivity), nameof(VoidHoldActivity) })
@@ -113,12 +117,20 @@ public sealed class PaymentWorkflowV2Tests
                 .ThrowsAsync(Failure("ledger unreachable"));
         }
 
-        var outcome = await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
+        var outcome = v3 ? await new PaymentWorkflowV3().RunAsync(context.Object, Payment) : await new PaymentWorkflowV2().RunAsync(context.Object, Payment);
 
-        Assert.Equal(PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined), outcome);
         Assert.Contains(nameof(VoidHoldActivity), calls); // the void was asked: its answer would have told
         Assert.DoesNotContain(nameof(SettlePaymentActivity), calls);
-        Assert.Empty(recorded); // not terminal: the sweeper resumes it
+        if (v3)
+        {
+            Assert.Equal(PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined), outcome);
+            Assert.Empty(recorded); // not terminal: the sweeper resumes it
+        }
+        else
+        {
+            Assert.Equal(Payments.Domain.PaymentStatus.Failed, outcome.Status); // unchanged for V2's running instances
+            Assert.Equal([outcome], recorded);
+        }
     }
 
     [Fact]

@@ -17,10 +17,10 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
 
     /// <summary>The saga new payments (and restarted ones) run; older versions stay registered for instances started
     /// before (ADR 0006).</summary>
-    public const string CurrentWorkflow = nameof(PaymentWorkflowV2);
+    public const string CurrentWorkflow = nameof(PaymentWorkflowV3);
 
     /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome.</summary>
-    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflow);
+    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV2);
 
     private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
 

@@ -28,14 +28,18 @@ namespace Payments.Orchestrator.Workflows;
 /// </remarks>
 public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
 {
-    public override async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input)
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) => RunAsync(context, input, batchMayHaveSettled: false);
+
+    /// <summary>The saga; <paramref name="batchMayHaveSettled"/> as <see cref="PaymentWorkflow.MoveMoneyAsync"/> takes
+    /// it (false here: instances started before <see cref="PaymentWorkflowV3"/> keep the decisions they replay).</summary>
+    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         // Deterministic on replay: the runtime records the start time in the history.
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<PaymentWorkflowV2>();
-        return await EndAsync(context, input, await DecideAsync(context, input, log), log);
+        return await EndAsync(context, input, await DecideAsync(context, input, log, batchMayHaveSettled), log);
     }
 
     /// <summary>The saga's end: an outcome the money activity recorded is done; any other is recorded now.</summary>
@@ -50,7 +54,7 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         return await PaymentWorkflow.FinishAsync(context, input, decided.Outcome, log);
     }
 
-    internal static async Task<(PaymentOutcome Outcome, bool Recorded)> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    internal static async Task<(PaymentOutcome Outcome, bool Recorded)> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled)
     {
         context.SetCustomStatus(PaymentStep.RiskCheck);
         var assessed = await SagaCalls.UntilAnsweredAsync<PaymentAssessment>(
@@ -67,11 +71,11 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
                 return (refused, false);
         }
 
-        return await MoveMoneyAsync(context, input, log);
+        return await MoveMoneyAsync(context, input, log, batchMayHaveSettled);
     }
 
     /// <summary>One attempt of the money activity; on a fault, the steps one by one (see the remarks).</summary>
-    internal static async Task<(PaymentOutcome Outcome, bool Recorded)> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    internal static async Task<(PaymentOutcome Outcome, bool Recorded)> MoveMoneyAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled)
     {
         context.SetCustomStatus(PaymentStep.MovingMoney);
         MoveMoneyResult? result = null;
@@ -95,7 +99,17 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
             case { SettleRefusal: { } settleRefusal }:
                 return (await PaymentWorkflow.SettlementRefusedAsync(context, input, new Stack<string>([nameof(VoidHoldActivity)]), settleRefusal, log), false);
             default: // faulted (or an answer without a result): how far it got is unknown, the settlement included
-                return (await PaymentWorkflow.MoveMoneyAsync(context, input, log, batchMayHaveSettled: true), false);
+                return (await PaymentWorkflow.MoveMoneyAsync(context, input, log, batchMayHaveSettled), false);
         }
     }
+}
+
+/// <summary>The saga new payments run: <see cref="PaymentWorkflowV2"/>'s steps, except that after its money activity
+/// faulted — the batch may have committed — a hold and its void both left unanswered leave the payment pending for the
+/// sweeper instead of failing it (<see cref="PaymentWorkflow.MoveMoneyAsync"/>). A name of its own (ADR 0006): a V2
+/// instance replayed by this code keeps the decision its history recorded.</summary>
+public sealed class PaymentWorkflowV3 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        PaymentWorkflowV2.RunAsync(context, input, batchMayHaveSettled: true);
 }

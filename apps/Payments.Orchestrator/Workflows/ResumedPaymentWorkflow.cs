@@ -18,16 +18,19 @@ namespace Payments.Orchestrator.Workflows;
 /// — its instance waits for, or fails over to, one that does — and instances of V2 replay unchanged.</remarks>
 public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
 {
-    public override async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input)
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) => RunAsync(context, input, batchMayHaveSettled: false);
+
+    /// <summary>The resumed saga; <paramref name="batchMayHaveSettled"/> as <see cref="PaymentWorkflowV3"/> sets it.</summary>
+    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<ResumedPaymentWorkflow>();
-        return await PaymentWorkflowV2.EndAsync(context, input, await ResumeAsync(context, input, log), log);
+        return await PaymentWorkflowV2.EndAsync(context, input, await ResumeAsync(context, input, log, batchMayHaveSettled), log);
     }
 
-    private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log)
+    private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled)
     {
         context.SetCustomStatus(PaymentStep.Resuming);
         var facts = await SagaCalls.UntilAnsweredAsync<LedgerFacts>(
@@ -40,14 +43,22 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
                 return (PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable), false);
             case { HoldExists: true }:
                 log.LogWarning("Payment {PaymentId}: resumed with its hold in the ledger, so it was approved; moving the money", input.PaymentId);
-                return await PaymentWorkflowV2.MoveMoneyAsync(context, input, log);
+                return await PaymentWorkflowV2.MoveMoneyAsync(context, input, log, batchMayHaveSettled);
         }
 
         return facts.Value.ReviewDecision switch
         {
-            PaymentReview.Approved => await PaymentWorkflowV2.MoveMoneyAsync(context, input, log),
+            PaymentReview.Approved => await PaymentWorkflowV2.MoveMoneyAsync(context, input, log, batchMayHaveSettled),
             PaymentReview.Rejected => (PaymentOutcome.Failed(PaymentReasons.ReviewRejected), false),
-            _ => await PaymentWorkflowV2.DecideAsync(context, input, log),
+            _ => await PaymentWorkflowV2.DecideAsync(context, input, log, batchMayHaveSettled),
         };
     }
+}
+
+/// <summary><see cref="ResumedPaymentWorkflow"/> with <see cref="PaymentWorkflowV3"/>'s one change: the sweeper's runs
+/// started from this version on, under a name of their own (ADR 0006).</summary>
+public sealed class ResumedPaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true);
 }
