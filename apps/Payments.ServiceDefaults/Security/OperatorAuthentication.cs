@@ -102,7 +102,8 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
         return await next(context);
     }
 
-    /// <summary>Whether the request target, as sent, names an admin route (origin form, or absolute form's path).</summary>
+    /// <summary>Whether the request target, as sent, names an admin route (origin form, or absolute form's path), with
+    /// no dot segment in it.</summary>
     private static bool AskedForAdmin(HttpContext http)
     {
         var raw = http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
@@ -113,7 +114,9 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
 
         var scheme = raw.StartsWith('/') ? -1 : raw.IndexOf("://", StringComparison.Ordinal);
         var path = raw.StartsWith('/') ? raw : scheme < 0 ? string.Empty : raw.IndexOf('/', scheme + 3) is var slash and >= 0 ? raw[slash..] : "/";
-        return path.StartsWith("/admin/", StringComparison.OrdinalIgnoreCase) && !path.Contains("/.", StringComparison.Ordinal) && !path.Contains("%2e", StringComparison.OrdinalIgnoreCase);
+        // The admin routes, and the API's OpenAPI document of them (/openapi/admin.json), which this filter guards too.
+        return (path.StartsWith("/admin/", StringComparison.OrdinalIgnoreCase) || path.StartsWith("/openapi/", StringComparison.OrdinalIgnoreCase))
+            && !path.Contains("/.", StringComparison.Ordinal) && !path.Contains("%2e", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>The authenticated operator of this request, for the audit log.</summary>
