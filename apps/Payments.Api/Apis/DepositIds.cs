@@ -5,7 +5,7 @@ using Payments.Ledger.Contracts;
 namespace Payments.Api.Apis;
 
 /// <summary>A deposit's id, as a payment's (<see cref="PaymentAdmission.PaymentIdOf"/>): a hash of merchant, key and
-/// the UTC day the deposit was made. What decides is the ledger's record of the deposit — durable and shipped to the
+/// a UTC day — the day the key was first claimed in this region, which its retries here keep. What decides is the ledger's record of the deposit — durable and shipped to the
 /// other region, unlike the idempotency record: a deposit of this key under yesterday's, today's or tomorrow's id
 /// (another replica's clock a little ahead) is this key's deposit — a retry, also one whose idempotency record was lost
 /// or one in the other region after a failover; otherwise the key makes a new deposit under today's id. So a key names
