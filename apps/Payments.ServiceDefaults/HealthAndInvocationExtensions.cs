@@ -11,9 +11,12 @@ public static class HealthAndInvocationExtensions
     /// <summary><c>/healthz</c>: the process serves requests (never depends on anything a restart would not fix).
     /// <c>/readyz</c>: the last answer of <paramref name="isReady"/>, which a background loop asks every
     /// <see cref="ReadinessProbe.Interval"/> (no check: always ready). A flood of <c>/readyz</c> requests costs no
-    /// dependency a single call.</summary>
+    /// dependency a single call. <c>/servingz</c>: <paramref name="isServing"/> (no check: as <c>/healthz</c>) — what the
+    /// pod needs to answer requests itself, without what <c>/readyz</c> adds about its region or dependencies: the
+    /// kubelet's readiness for apps whose <c>/readyz</c> follows the region (the global load balancer's probe), since a
+    /// pod never ready held every rollout and drain in the standby region.</summary>
     public static void MapHealthEndpoints(
-        this IEndpointRouteBuilder app, Func<IServiceProvider, CancellationToken, Task<bool>>? isReady = null)
+        this IEndpointRouteBuilder app, Func<IServiceProvider, CancellationToken, Task<bool>>? isReady = null, Func<IServiceProvider, bool>? isServing = null)
     {
         ArgumentNullException.ThrowIfNull(app);
         var probe = isReady is null ? null : ReadinessProbe.Start(app.ServiceProvider, isReady);
@@ -23,6 +26,12 @@ public static class HealthAndInvocationExtensions
             probe is null || probe.IsReady
                 ? Results.Text("ready")
                 : Results.Text("not ready: a dependency is unreachable", statusCode: StatusCodes.Status503ServiceUnavailable))
+            .ExcludeFromDescription()
+            .AllowWithoutIdentity();
+        app.MapGet("/servingz", (HttpContext context) =>
+            isServing is null || isServing(context.RequestServices)
+                ? Results.Text("serving")
+                : Results.Text("not serving yet", statusCode: StatusCodes.Status503ServiceUnavailable))
             .ExcludeFromDescription()
             .AllowWithoutIdentity();
     }

@@ -25,6 +25,14 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         var mirror = new RegionEpochMirror(system.Etcd, prefix);
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await client.GetAsync("/readyz")).StatusCode);
+        // The kubelet's readiness (the chart) does not follow the region: a standby's pods were never ready, and every
+        // rollout and drain there stalled. It asks only that the replica can answer (its keys loaded).
+        var serving = Stopwatch.StartNew();
+        while ((await client.GetAsync("/servingz")).StatusCode != HttpStatusCode.OK)
+        {
+            Assert.True(serving.Elapsed < ViewBound, "/servingz did not answer 200 in the standby region");
+            await Task.Delay(TimeSpan.FromMilliseconds(50));
+        }
         var refused = await client.PostAsync("/v1/accounts", Json("""{"accountId":"standby-1","currency":"EUR"}"""));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);

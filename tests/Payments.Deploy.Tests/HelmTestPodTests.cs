@@ -50,6 +50,27 @@ public sealed class HelmTestPodTests
         });
     }
 
+    /// <summary>Review finding: the kubelet probed the API's and the ledger's /readyz, which follows the region, so the
+    /// standby's pods were never ready and every rollout and `helm upgrade --wait` there stalled. They are probed on
+    /// /servingz; the other apps keep /readyz (the global front keeps probing the API's /readyz through the entrance).</summary>
+    [Theory]
+    [InlineData("values-region-a.yaml")]
+    [InlineData("values-region-b.yaml")]
+    public async Task TheKubeletsReadiness_OfTheApiAndTheLedger_DoesNotFollowTheRegion(string valuesFile)
+    {
+        var deployments = (await ChartTests.RenderAsync(valuesFile)).OfType<V1Deployment>()
+            .Where(candidate => candidate.Metadata.Labels.TryGetValue("app.kubernetes.io/component", out var component)
+                && component is "api" or "ledger" or "orchestrator" or "risk" or "failover")
+            .ToArray();
+        Assert.Equal(5, deployments.Length); // every app, the failover service included
+        foreach (var deployment in deployments)
+        {
+            var component = deployment.Metadata.Labels["app.kubernetes.io/component"];
+            var app = deployment.Spec.Template.Spec.Containers.Single(container => container.Name != "daprd");
+            Assert.Equal(component is "api" or "ledger" ? "/servingz" : "/readyz", app.ReadinessProbe.HttpGet.Path);
+        }
+    }
+
     /// <summary>The standby region takes no payment test, and its readiness test asks /healthz: its /readyz answers 503
     /// by design (review: `helm test` always failed there, though NOTES.txt says to run it in both regions).</summary>
     [Fact]

@@ -125,10 +125,13 @@ public static class ApiExtensions
         routes.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
         // Readiness: etcd reachable, the API keys loaded (a restarted replica knows every valid key before it takes a
         // request) and, in a region, the region active — the global load balancer routes clients to the region that is ready.
-        routes.MapHealthEndpoints(async (services, cancellationToken) =>
-            services.GetRequiredService<MerchantStore>().KeysLoaded
-            && await services.IsEtcdReachableAsync(cancellationToken)
-            && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable));
+        routes.MapHealthEndpoints(
+            async (services, cancellationToken) =>
+                services.GetRequiredService<MerchantStore>().KeysLoaded
+                && await services.IsEtcdReachableAsync(cancellationToken)
+                && (!services.GetRequiredService<RegionGate>().Enabled || services.GetRequiredService<RegionEpochWatcher>().IsWritable),
+            // The kubelet's readiness (the chart): the keys loaded, so a replica's first requests find valid keys held.
+            services => services.GetRequiredService<MerchantStore>().KeysLoaded);
         app.MapMetricsEndpoint();
         routes.MapAccountsApiV1();
         routes.MapPaymentsApiV1();
