@@ -38,7 +38,7 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         // now again (the ledger refuses transfers issued ahead of its own clock).
         var window = IdempotencyStore.Retention + IdempotencyStore.LeaseBucketWidth;
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
-        await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        await using var replica = ReplicaOn(clock);
         var merchant = NewMerchantId();
         await using var throughEdge = await ReplicaClientAsync(replica, merchant);
         var client = throughEdge.Http;
@@ -125,12 +125,10 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         // A deposit's key names it until the end of the UTC day after it; the clock starts that long ago, as above.
         var window = TimeSpan.FromDays(2) + IdempotencyStore.LeaseBucketWidth;
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
-        await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        await using var replica = ReplicaOn(clock);
         var merchant = NewMerchantId();
         await using var throughEdge = await ReplicaClientAsync(replica, merchant);
-        var client = throughEdge.Http;
-        var account = $"dep-{Guid.NewGuid():N}"[..20];
-        await client.OpenAccountAsync(account);
+        var (client, account) = (throughEdge.Http, await NewAccountAsync(throughEdge.Http));
         var key = Guid.NewGuid().ToString();
         const string body = "{\"amountMinor\":100,\"currency\":\"USD\"}";
         using var first = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", body, key);
@@ -158,12 +156,10 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
     {
         var midnight = new DateTimeOffset(DateTimeOffset.UtcNow.UtcDateTime.Date, TimeSpan.Zero);
         var clock = new FakeTimeProvider(midnight - TimeSpan.FromSeconds(1));
-        await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        await using var replica = ReplicaOn(clock);
         var merchant = NewMerchantId();
         await using var throughEdge = await ReplicaClientAsync(replica, merchant);
-        var client = throughEdge.Http;
-        var account = $"dep-{Guid.NewGuid():N}"[..20];
-        await client.OpenAccountAsync(account);
+        var (client, account) = (throughEdge.Http, await NewAccountAsync(throughEdge.Http));
         var key = IdempotencyKey.Parse(Guid.NewGuid().ToString());
         var path = $"/v1/accounts/{account}/deposits";
         const string body = "{\"amountMinor\":100,\"currency\":\"USD\"}";
@@ -324,6 +320,18 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
     /// <summary>The cluster's Raft index: one more for every proposal committed.</summary>
     private async Task<ulong> RaftIndexAsync() =>
         (await system.Etcd.MemberMaintenance(0).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5))).RaftIndex;
+
+    /// <summary>A replica whose clock is <paramref name="clock"/> (the rest of the system keeps real time).</summary>
+    private WebApplicationFactory<Program> ReplicaOn(TimeProvider clock) =>
+        system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton(clock)));
+
+    /// <summary>A new account of the client's merchant, in USD, for deposits.</summary>
+    private static async Task<string> NewAccountAsync(HttpClient client)
+    {
+        var account = $"dep-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(account);
+        return account;
+    }
 
     private WebApplicationFactory<Program> StartReplicaWith(WorkflowsControl control) =>
         system.StartReplica(web => web.ConfigureTestServices(services =>

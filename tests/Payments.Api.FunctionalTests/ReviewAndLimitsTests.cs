@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Payments.Merchants;
 using Payments.Testing;
@@ -187,11 +188,9 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
     {
         var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var replica = system.StartReplica(web => web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
-        var merchant = MerchantKeysTests.NewMerchantId();
-        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
-        var reviewerKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsApprove);
-        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
-        await using var reviewerThroughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey);
+        var (merchant, creator, reviewerEdge) = await CreatorAndReviewerAsync(replica);
+        await using var throughEdge = creator;
+        await using var reviewerThroughEdge = reviewerEdge;
         var (client, reviewer) = (throughEdge.Http, reviewerThroughEdge.Http);
         var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
         await client.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
@@ -212,11 +211,9 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
     public async Task AMerchantsPaymentsInFlight_AreCapped_With429AndRetryAfter_AndTheRetryGoesThroughLater()
     {
         await using var replica = system.StartReplica(web => web.UseSetting("Payments:MaxPaymentsInFlightPerMerchant", "2"));
-        var merchant = MerchantKeysTests.NewMerchantId();
-        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
-        var reviewerKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsApprove);
-        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
-        await using var reviewerThroughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey);
+        var (merchant, creator, reviewerEdge) = await CreatorAndReviewerAsync(replica);
+        await using var throughEdge = creator;
+        await using var reviewerThroughEdge = reviewerEdge;
         var (client, reviewer) = (throughEdge.Http, reviewerThroughEdge.Http);
         var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
         await client.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 4);
@@ -290,5 +287,16 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
 
         // Every request of the unshared burst (20) would pass; with the share, at most a few seconds' worth do.
         Assert.True(statuses.Count(status => status == HttpStatusCode.TooManyRequests) >= 10, string.Join(",", statuses));
+    }
+
+    /// <summary>A new merchant on <paramref name="replica"/>, through the edge: a key that creates payments, and a
+    /// reviewer's key (payments:approve).</summary>
+    private async Task<(string Merchant, EdgeClient Creator, EdgeClient Reviewer)> CreatorAndReviewerAsync(WebApplicationFactory<Program> replica)
+    {
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        var reviewerKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsApprove);
+        return (merchant, await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key),
+            await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey));
     }
 }

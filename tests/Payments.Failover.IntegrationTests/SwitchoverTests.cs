@@ -36,11 +36,7 @@ public sealed class SwitchoverTests(FailoverFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task TheRegionsOtherFailoverProcess_NeitherRenewsNorHoldsTheEpoch_WhileASwitchoverHandsItOver()
     {
-        var a1 = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock);
-        var a2 = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock);
-        var b = fixture.Region(container, disposables, "region-b", RegionRole.Standby, clock);
-        await a1.Manager.TickAsync(CancellationToken.None);
-        await a2.Manager.TickAsync(CancellationToken.None);
+        var (a1, a2, b) = await TwoProcessesOfAAndBAsync();
         Assert.True(a1.Manager.IsWritable && a2.Manager.IsWritable);
         var draining = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var shipped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -77,11 +73,7 @@ public sealed class SwitchoverTests(FailoverFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task ASwitchoverWhoseProcessDiedMidway_HoldsTheRegionOnlyToItsLease_ThenTheRegionTakesTheNextEpoch()
     {
-        var a1 = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock);
-        var a2 = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock);
-        var b = fixture.Region(container, disposables, "region-b", RegionRole.Standby, clock);
-        await a1.Manager.TickAsync(CancellationToken.None);
-        await a2.Manager.TickAsync(CancellationToken.None);
+        var (a1, a2, b) = await TwoProcessesOfAAndBAsync();
         var leaseEnd = clock.GetUtcNow() + new RegionLeaseOptions().LeaseDuration;
         await a1.Mirror.BeginHandOverAsync(1, leaseEnd, CancellationToken.None); // and then the process was killed
 
@@ -124,5 +116,18 @@ public sealed class SwitchoverTests(FailoverFixture fixture) : IAsyncLifetime
         await b.Manager.TickAsync(CancellationToken.None);
         var later = await b.Manager.HandOverAsync("region-a", cooldown, CancellationToken.None);
         Assert.Equal((HandOverOutcome.HandedOver, 3L), (later.Outcome, later.Epoch));
+    }
+
+    /// <summary>Two failover processes of region A, both holding epoch 1 after a tick each, and region B's.</summary>
+    private async Task<((RegionLeaseManager Manager, Payments.Etcd.Regions.RegionEpochMirror Mirror) A1,
+        (RegionLeaseManager Manager, Payments.Etcd.Regions.RegionEpochMirror Mirror) A2,
+        (RegionLeaseManager Manager, Payments.Etcd.Regions.RegionEpochMirror Mirror) B)> TwoProcessesOfAAndBAsync()
+    {
+        var a1 = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock);
+        var a2 = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock);
+        var b = fixture.Region(container, disposables, "region-b", RegionRole.Standby, clock);
+        await a1.Manager.TickAsync(CancellationToken.None);
+        await a2.Manager.TickAsync(CancellationToken.None);
+        return (a1, a2, b);
     }
 }
