@@ -36,6 +36,7 @@ public sealed class EtcdLedger : ILedger
     private readonly LedgerStore store;
     private readonly TransferApplier transfers;
     private readonly GroupCommit groups;
+    private readonly HoldBars bars;
     private readonly Func<IWriteFence?>? regionFence;
 
     /// <param name="prefix">The key prefix of this ledger's data, e.g. <c>/daprpayments/ledger/</c>.</param>
@@ -56,6 +57,7 @@ public sealed class EtcdLedger : ILedger
         store = new LedgerStore(etcd, new LedgerKeys(prefix));
         transfers = new TransferApplier(store, time, Retention, logger, regionFence);
         groups = new GroupCommit(transfers);
+        bars = new HoldBars(store, time, Retention, regionFence);
         this.regionFence = regionFence;
         Time = time;
     }
@@ -243,11 +245,15 @@ public sealed class EtcdLedger : ILedger
     }
 
     /// <summary>Applies one transfer — with group commit (<see cref="GroupCommit"/>): written in one etcd transaction
-    /// with the transfers that arrive meanwhile, keeping its own outcome.</summary>
+    /// with the transfers that arrive meanwhile, keeping its own outcome. A void that finds no hold bars the hold's id
+    /// (<see cref="HoldBars"/>): a hold still on its way is then refused, never placed after its void answered.</summary>
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return await groups.TransferAsync(request, cancellationToken);
+        var outcome = await groups.TransferAsync(request, cancellationToken);
+        return request is TransferRequest.VoidPending cancel && outcome is TransferOutcome.Failed { Error.Code: LedgerError.PendingTransferNotFound } notFound
+            ? await bars.BarAsync(cancel, notFound, () => groups.TransferAsync(cancel, cancellationToken), cancellationToken)
+            : outcome;
     }
 
     /// <summary>Applies up to <see cref="MaxBatchTransfers"/> transfers all-or-nothing, in order, in one transaction —
@@ -266,6 +272,11 @@ public sealed class EtcdLedger : ILedger
         var outcome = await transfers.ApplyAsync([new ExpirePendingRequest(pendingId.Derive("expire"), pendingId)], fence, cancellationToken);
         return outcome.Transfers[0];
     }
+
+    /// <summary>Removes a hold's bar (<see cref="HoldBars"/>) once its expiry index entry is due; only the sweep calls
+    /// this, under its fenced lock, for an entry whose expiry found no hold.</summary>
+    internal Task<bool> ForgetBarAsync(string indexKey, TransferId pendingId, EtcdFencedLock fence, CancellationToken cancellationToken) =>
+        bars.ForgetAsync(indexKey, pendingId, fence, cancellationToken);
 
     private static Account ToAccount(AccountRecord record, long version) => new(
         AccountId.FromStorage(record.Id), Currency.FromCode(record.Currency), record.OverdraftLimitMinor, record.Closed,

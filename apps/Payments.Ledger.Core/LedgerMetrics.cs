@@ -24,4 +24,8 @@ internal static class LedgerMetrics
     /// <summary>Journal entries moved out of etcd after their retention (ADR 0004).</summary>
     public static readonly Counter<long> Archived = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.ledger.archived_entries", description: "journal entries archived out of etcd");
+
+    /// <summary>Voids that found no hold and barred its id, so a hold still on its way cannot be placed after them.</summary>
+    public static readonly Counter<long> HoldsBarred = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.ledger.holds_barred", description: "voids that found no hold and barred its id");
 }

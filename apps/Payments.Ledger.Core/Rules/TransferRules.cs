@@ -177,6 +177,20 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
             return Reject(LedgerError.InvalidTimeout, $"A hold's timeout must be more than 0 and at most {longest}.");
         }
 
+        // A void that found no hold left a bar under the id (HoldBars): this may be the hold it voided, arriving late.
+        var bar = set.Get(keys.Hold(pending.Id), LedgerJson.DecodeHold);
+        if (bar.State == LookupState.Unknown)
+        {
+            _ = (LoadAccount(pending.DebitAccountId, pending.Id), LoadAccount(pending.CreditAccountId, pending.Id)); // same read round
+            return new Evaluated.NeedsKeys();
+        }
+
+        if (bar.State == LookupState.Found)
+        {
+            return Reject(LedgerError.PendingTransferAlreadyVoided,
+                $"Pending transfer {pending.Id} was voided by {bar.Value!.ResolvedBy} before it was placed; it can no longer be placed. Nothing was applied.");
+        }
+
         var timeoutAt = (now + timeout).ToUnixTimeMilliseconds();
         var outcome = Move(pending.Id, TransferKind.Pending, pending.DebitAccountId, pending.CreditAccountId, pending.Amount, pending.Reference, timeoutAt, batchIndex);
         if (outcome is Evaluated.New)

@@ -8,8 +8,9 @@ namespace Payments.Orchestrator.Activities;
 /// expires by itself after <see cref="HoldTimeout"/>, a last safety net if the saga could neither settle nor void it.</summary>
 public sealed class HoldFundsActivity(ILedger ledger) : PaymentActivity<StepResult>
 {
-    // Long enough for settling with all its retries (about 2 min), short enough that a hold left behind by a
-    // late retry after compensation (at-least-once activities) is released soon by the expiry sweep.
+    // Long enough for settling with all its retries (about 2 min), short enough that a hold the saga could neither
+    // settle nor void is released soon by the expiry sweep. (A hold arriving after its void found nothing is refused:
+    // the void barred its id.)
     public static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(15);
 
     protected override Task<StepResult> ExecuteAsync(PaymentInput input) => HoldAsync(ledger, input);

@@ -1,0 +1,119 @@
+using Etcdserverpb;
+using Payments.Domain;
+using Payments.Etcd;
+using Payments.Ledger.Contracts;
+using Payments.Ledger.Core.Retention;
+using Payments.Ledger.Core.Storage;
+
+namespace Payments.Ledger.Core.Transfers;
+
+/// <summary>A void that finds no hold bars the hold's id, so a hold that is still on its way cannot be placed after
+/// its void answered.</summary>
+/// <remarks>The saga voids a hold whose step gave up with its outcome unknown: the hold may still be in flight — in a
+/// frozen ledger process, behind a slow etcd member — and commit after the void found nothing, and (in the same
+/// linked batch) the settlement with it: a payment compensated with its money moved. So a void of a hold that does not
+/// exist writes, in one compare-and-swap that both keys are still absent, a hold record already voided and no pending
+/// transfer; <see cref="Rules.TransferRules"/> refuses a hold whose record exists
+/// (<c>pending-transfer-already-voided</c>), in the hold's own transaction. The bar lasts until a late hold would be
+/// refused anyway (issued before the replay window: <see cref="JournalRetentionOptions"/>); the expiry index then hands
+/// it to the hold-expiry sweep, which removes it (<see cref="ForgetAsync"/>). It is not a journal entry: nothing moved,
+/// and the standby region never sees this region's late holds (they carry this region's epoch fence).</remarks>
+internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRetentionOptions retention, Func<IWriteFence?>? regionFence)
+{
+    /// <summary>Rounds of "bar it, or find what appeared meanwhile": each ends unless a hold was placed between the
+    /// void's evaluation and the bar, and the next void then finds that hold.</summary>
+    public const int MaxRounds = 3;
+
+    private LedgerKeys Keys => store.Keys;
+
+    /// <summary>Bars <paramref name="cancel"/>'s hold after its void found none (<paramref name="notFound"/>), or, when
+    /// the hold appeared meanwhile, voids it through <paramref name="voidAgain"/>. Returns the void's outcome.</summary>
+    public async Task<TransferOutcome> BarAsync(
+        TransferRequest.VoidPending cancel, TransferOutcome.Failed notFound, Func<Task<TransferOutcome>> voidAgain, CancellationToken cancellationToken)
+    {
+        var outcome = (TransferOutcome)notFound;
+        for (var round = 1; round <= MaxRounds; round++)
+        {
+            var transferKey = Keys.Transfer(cancel.PendingId);
+            var holdKey = Keys.Hold(cancel.PendingId);
+            var until = BarredUntil(cancel);
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.ModRevisionIs(transferKey, 0));
+            request.Compare.Add(EtcdBytes.ModRevisionIs(holdKey, 0));
+            request.Success.Add(EtcdBytes.Put(holdKey, LedgerJson.Encode(new HoldRecord(cancel.PendingId.Value, HoldStatus.Voided, until, cancel.Id.Value))));
+            request.Success.Add(EtcdBytes.Put(Keys.Expiry(until, cancel.PendingId), LedgerJson.Encode(string.Empty)));
+            var region = regionFence?.Invoke();
+            region?.AddFence(request);
+            var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+            if (response.Succeeded)
+            {
+                LedgerMetrics.HoldsBarred.Add(1);
+                return Barred(notFound, cancel, until);
+            }
+
+            RegionFences.ThrowIfFencedOff(region, response);
+            var found = await store.ReadManyAsync([transferKey, holdKey], serializable: false, cancellationToken);
+            if (!found[transferKey].Exists)
+            {
+                // Barred already (this void again, or another void of the same hold): the same answer as the first.
+                return notFound;
+            }
+
+            // The hold was placed after the void's evaluation: void it now. A transfer under that id that is not a
+            // hold answers not-found again, and can never become one.
+            outcome = await voidAgain();
+            if (outcome is not TransferOutcome.Failed { Error.Code: LedgerError.PendingTransferNotFound })
+            {
+                return outcome;
+            }
+        }
+
+        return outcome;
+    }
+
+    /// <summary>Removes a bar that the expiry index says is due, and the index entry (also one naming nothing at all).
+    /// Compared on both keys, so a hold record that is not a bar, or a pending transfer written meanwhile, is left.</summary>
+    /// <returns>Whether it removed anything.</returns>
+    public async Task<bool> ForgetAsync(string indexKey, TransferId pendingId, IWriteFence fence, CancellationToken cancellationToken)
+    {
+        var transferKey = Keys.Transfer(pendingId);
+        var holdKey = Keys.Hold(pendingId);
+        var found = await store.ReadManyAsync([transferKey, holdKey], serializable: false, cancellationToken);
+        if (found[transferKey].Exists
+            || (found[holdKey] is { Exists: true } hold && !IsDueBar(LedgerJson.DecodeHold(hold.Value!), indexKey, pendingId)))
+        {
+            return false;
+        }
+
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(transferKey, 0));
+        request.Compare.Add(EtcdBytes.ModRevisionIs(holdKey, found[holdKey].ModRevision));
+        request.Success.Add(EtcdBytes.Delete(holdKey));
+        request.Success.Add(EtcdBytes.Delete(indexKey));
+        fence.AddFence(request);
+        var region = regionFence?.Invoke();
+        region?.AddFence(request);
+        var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+        RegionFences.ThrowIfFencedOff(region, response);
+        return response.Succeeded;
+    }
+
+    /// <summary>When a late hold would be refused as issued before the replay window: the hold carries the payment's
+    /// issue time, which its void carries too (no later than now, or at most the allowed clock skew ahead).</summary>
+    private long BarredUntil(TransferRequest.VoidPending cancel)
+    {
+        var now = time.GetUtcNow();
+        var issued = cancel.IssuedAt is { } at && at > now ? at : now;
+        return (issued + retention.ReplayWindow + retention.MaxIssuedAhead).ToUnixTimeMilliseconds();
+    }
+
+    private bool IsDueBar(HoldRecord hold, string indexKey, TransferId pendingId) =>
+        hold.Status == HoldStatus.Voided && hold.TimeoutAtUnixMs is { } until
+        && string.Equals(Keys.Expiry(until, pendingId), indexKey, StringComparison.Ordinal)
+        && until <= time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static TransferOutcome.Failed Barred(TransferOutcome.Failed notFound, TransferRequest.VoidPending cancel, long until) =>
+        new(notFound.Id, new LedgerError(LedgerError.PendingTransferNotFound,
+            $"No pending transfer {cancel.PendingId}; none can be placed under that id until "
+            + $"{DateTimeOffset.FromUnixTimeMilliseconds(until):O} (voided by {cancel.Id}), and nothing was moved."));
+}
