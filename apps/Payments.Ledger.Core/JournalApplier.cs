@@ -14,8 +14,10 @@ namespace Payments.Ledger.Core;
 /// checks: the source's decision is the fact to copy), so the copy cannot diverge from the source; the entries of one
 /// source transaction are applied in one etcd transaction, so a batch is never half-copied.
 /// <para>Accounts come into being with their first entry (currency from the entry, no overdraft: what the public API
-/// opens). It writes unfenced: it runs only while this region is the standby, which is when nothing else writes.</para></summary>
-public sealed class JournalApplier(EtcdLedger ledger)
+/// opens). It writes unfenced: it runs only while this region is the standby, which is when nothing else writes.</para>
+/// <para>With <paramref name="copyMarkerKey"/>, every transaction also puts that key: this region's shipper then leaves
+/// the copies out of its own pages (the other region has them).</para></summary>
+public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = null)
 {
     /// <summary>Compare-and-swap rounds per source transaction before giving up (the caller retries later).</summary>
     public const int MaxAttempts = 16;
@@ -88,6 +90,11 @@ public sealed class JournalApplier(EtcdLedger ledger)
             foreach (var (key, value) in writes)
             {
                 request.Success.Add(value is null ? EtcdBytes.Delete(key) : EtcdBytes.Put(key, value));
+            }
+
+            if (copyMarkerKey is not null)
+            {
+                request.Success.Add(EtcdBytes.Put(copyMarkerKey, ByteString.Empty));
             }
 
             var response = await ledger.Store.RetryingAsync(token => ledger.Store.TxnAsync(request, token), cancellationToken);

@@ -262,6 +262,44 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(await new MerchantStore(fixture.Connection, prefixB + "api/").AuthenticateAsync(key, CancellationToken.None));
     }
 
+    /// <summary>The standby's own shipper must not ship back the records its replicator copied from the active region:
+    /// a failover pod of the active region that restarts catches up from the standby's pages, and applied those copies
+    /// over the records' newer values (a payment finished there pending again, a revoked key valid again). What the
+    /// standby writes itself, once active, still ships.</summary>
+    [Fact]
+    public async Task RecordsCopiedFromThePeer_AreNotShippedBack_SoThePeerCatchingUpKeepsItsNewerValues()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        JournalShipper ShipperOf(string region, EtcdLedger ledger, string root) => new(region, journal, ledger, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = ["api/", "payments/"],
+            RecordRoot = root,
+            Etcd = fixture.Connection,
+        };
+        var (shipperA, shipperB) = (ShipperOf("region-a", a, prefixA), ShipperOf("region-b", b, prefixB));
+        await WorkloadAsync(a, transfers: 20);
+        await PutAsync(prefixA + "payments/pay_1", "pending");
+        await ShipAllAsync(shipperA);
+        await new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true }.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+        Assert.Equal("pending", await GetAsync(prefixB + "payments/pay_1"));
+        await AssertSameLedgerAsync(a, b);
+        await ShipAllAsync(shipperB); // the standby's ledger pods ship all the time: none of it is B's
+        Assert.Equal(0, (await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor("region-b"), CancellationToken.None, serverErrorMeansMissing: true))?.Pages ?? 0);
+
+        await PutAsync(prefixA + "payments/pay_1", "completed");
+        var catchUpA = new JournalReplicator(journal, a, fixture.Connection, prefixA) { ServerErrorMeansMissing = true };
+        await catchUpA.DrainAsync("region-b", maxRounds: 10, CancellationToken.None);
+        Assert.Equal("completed", await GetAsync(prefixA + "payments/pay_1"));
+
+        await PutAsync(prefixB + "payments/pay_2", "written-by-b"); // B's own write (say, after a takeover)
+        await ShipAllAsync(shipperB);
+        Assert.Equal(1, (await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor("region-b"), CancellationToken.None, serverErrorMeansMissing: true))!.Pages);
+        await catchUpA.DrainAsync("region-b", maxRounds: 10, CancellationToken.None);
+        Assert.Equal("written-by-b", await GetAsync(prefixA + "payments/pay_2"));
+        Assert.Equal("completed", await GetAsync(prefixA + "payments/pay_1"));
+    }
+
     /// <summary>A switchover waits until the API's records are shipped too, not the journal alone: a payment record
     /// written after the last page keeps the region from counting as caught up.</summary>
     [Fact]

@@ -14,9 +14,14 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
 {
     public const int MaxPagesPerRound = 16;
 
+    /// <summary>The key (under the key prefix) every transaction that copies the peer's journal or records also puts,
+    /// so that the shipper of the region they were copied into can tell its own changes from copies
+    /// (<see cref="JournalShipper"/>).</summary>
+    public const string CopyMarker = "replication/copied";
+
     /// <summary>The local Cosmos-compatible server answers 500 for a missing document (see <see cref="JournalStore.TryReadAsync{T}"/>).</summary>
     public bool ServerErrorMeansMissing { get; init; }
-    private readonly JournalApplier applier = new(ledger);
+    private readonly JournalApplier applier = new(ledger, EtcdBytes.AsPrefix(prefix) + CopyMarker);
 
     /// <summary>Pages of <paramref name="source"/> shipped but not yet applied here, as of the last round.</summary>
     public long PagesBehind { get; private set; }
@@ -42,8 +47,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             var page = await JournalStore.TryReadAsync<JournalPage>(journal, JournalPage.IdFor(source, number), cancellationToken, ServerErrorMeansMissing)
                        ?? throw new InvalidDataException($"Page {number} of {source} is counted by its head but missing.");
             await applier.ApplyAsync(page.Entries.Select(entry => entry.ToEntry()).ToArray(), cancellationToken);
-            await ApplyRecordsAsync(page.Records ?? [], cancellationToken);
-            revision = await WriteCheckpointAsync(source, number, revision, cancellationToken);
+            revision = await ApplyRecordsAsync(source, number, revision, page.Records ?? [], cancellationToken);
             applied = number;
             AppliedSequence = page.Entries.Count > 0 ? page.Entries[^1].Sequence : AppliedSequence;
         }
@@ -68,14 +72,22 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
     }
 
     /// <summary>The API's records, under this region's prefix, in the source's revision order (last writer wins, as
-    /// at the source). Idempotent: applying a page again writes the same values.</summary>
+    /// at the source), and the checkpoint moved to page <paramref name="number"/>. Idempotent: applying a page again
+    /// writes the same values. Returns the checkpoint's new revision.</summary>
     /// <remarks>Shipping reads what is stored, so a deletion at the source never arrives. The one a copy needs is
     /// derived here: a payment record that arrives finished takes its in-flight marker with it, as the source's outcome
     /// transaction did — else every payment ever made left a marker here, counted against its merchant's payments in
     /// flight after a takeover (429 for any merchant past the cap) and walked by every sweep. The others need none:
     /// records archived and events trimmed at the source are archived and trimmed here by this region's own services,
-    /// and a revoked API key is expired in place (a write), not deleted.</remarks>
-    private async Task ApplyRecordsAsync(IReadOnlyList<RecordDocument> records, CancellationToken cancellationToken)
+    /// and a revoked API key is expired in place (a write), not deleted.
+    /// <para>Every transaction compares the checkpoint with the revision this round last saw and moves it: the chart
+    /// runs two replicators per region, and one that fell behind (conflicts, CPU) would otherwise write page n's records
+    /// after the other had applied page n + 1's — a key revoked there valid again, a payment finished there pending
+    /// again, for good (nothing applies n + 1 again). Each also puts <see cref="CopyMarker"/>, so that this
+    /// region's shipper leaves these copies out of its own pages (<see cref="JournalShipper"/>): shipped back, a region
+    /// catching up from its peer put its own records' old values over their new ones.</para></remarks>
+    private async Task<long> ApplyRecordsAsync(
+        string source, long number, long checkpointRevision, IReadOnlyList<RecordDocument> records, CancellationToken cancellationToken)
     {
         var root = EtcdBytes.AsPrefix(prefix);
         // The newest action on each key in the page (etcd refuses two writes of one key in a transaction); a null
@@ -100,16 +112,23 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             }
         }
 
-        foreach (var chunk in latest.OrderBy(entry => entry.Value.Revision).Chunk(EtcdLedger.MaxTxnOps))
+        // Two keys of each transaction are the checkpoint and the marker.
+        var chunks = latest.OrderBy(entry => entry.Value.Revision).Chunk(EtcdLedger.MaxTxnOps - 2).ToArray();
+        if (chunks.Length == 0)
         {
-            var request = new TxnRequest();
-            foreach (var (key, (_, value)) in chunk)
-            {
-                request.Success.Add(value is null ? EtcdBytes.Delete(root + key) : EtcdBytes.Put(root + key, value));
-            }
-
-            await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+            return await WriteCheckpointAsync(source, number, checkpointRevision, [], cancellationToken);
         }
+
+        for (var index = 0; index < chunks.Length; index++)
+        {
+            var writes = chunks[index].Select(entry => entry.Value.Value is { } value ? EtcdBytes.Put(root + entry.Key, value) : EtcdBytes.Delete(root + entry.Key))
+                .Append(EtcdBytes.Put(root + CopyMarker, Google.Protobuf.ByteString.CopyFromUtf8(source)))
+                .ToArray();
+            // The checkpoint reaches the page with its last transaction; the ones before rewrite the page before it.
+            checkpointRevision = await WriteCheckpointAsync(source, index == chunks.Length - 1 ? number : number - 1, checkpointRevision, writes, cancellationToken);
+        }
+
+        return checkpointRevision;
     }
 
     private string CheckpointKey(string source) => EtcdBytes.AsPrefix(prefix) + "replication/" + source + "/pages";
@@ -122,12 +141,14 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         return kv is null ? (0, 0) : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision);
     }
 
-    /// <summary>Compare-and-swap: two replicators of one region never move the checkpoint backwards.</summary>
-    private async Task<long> WriteCheckpointAsync(string source, long pages, long expectedRevision, CancellationToken cancellationToken)
+    /// <summary>Compare-and-swap: two replicators of one region never move the checkpoint backwards, and
+    /// <paramref name="writes"/> land only while the checkpoint is where this replicator last saw it.</summary>
+    private async Task<long> WriteCheckpointAsync(string source, long pages, long expectedRevision, RequestOp[] writes, CancellationToken cancellationToken)
     {
         var key = CheckpointKey(source);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(key, expectedRevision));
+        request.Success.Add(writes);
         request.Success.Add(EtcdBytes.Put(key, Google.Protobuf.ByteString.CopyFromUtf8(pages.ToString(CultureInfo.InvariantCulture))));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (!response.Succeeded)

@@ -54,7 +54,8 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
     /// <summary>Age of the oldest entry not yet shipped when the shipper last looked (0 when it was caught up).</summary>
     public long LagMilliseconds => Interlocked.Read(ref lagMilliseconds);
 
-    /// <summary>One round: ships at most one page; returns the entries shipped.</summary>
+    /// <summary>One round: ships at most one page; returns the entries and records shipped (or, when it found only
+    /// copies of the peer's journal and records, the copies it stepped over).</summary>
     public async Task<int> ShipOnceAsync(CancellationToken cancellationToken)
     {
         var (head, etag) = await ReadHeadAsync(cancellationToken);
@@ -63,9 +64,10 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
         IReadOnlyList<RecordDocument> records;
         long? through;
         long? compacted = null;
+        var (copies, copiedThrough) = (0, head.LastSequence);
         try
         {
-            (entries, records, through) = await ReadChangesAsync(head, cancellationToken);
+            (entries, records, through, copies, copiedThrough) = await ReadChangesAsync(head, cancellationToken);
         }
         catch (EtcdCompactedException exception)
         {
@@ -73,19 +75,22 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
             // round reads the current keys instead, every one of them (what the feeds spare every other round).
             logger.LogWarning("Region {Region}: {Reason}; shipping from the current keys until the head is within etcd's history", region, exception.Message);
             Interlocked.Increment(ref rangeRounds);
-            entries = await new JournalReader(ledger).ReadAsync(head.LastSequence, MaxEntriesPerPage, cancellationToken);
-            records = await ReadRecordsAsync(head.LastRecordRevision, cancellationToken);
+            (entries, records) = await ReadCurrentKeysAsync(head, cancellationToken);
             (through, compacted) = (null, exception.CompactRevision);
+        }
+
+        if (entries.Count == 0 && records.Count == 0 && copies > 0 && through is { } skipped)
+        {
+            // Only copies of the peer's journal and records up to `skipped`: the head moves past them, else every round
+            // read them again (counted as done: the caller's loop goes on to what follows them).
+            return await TryReplaceHeadAsync(Past(head with { LastSequence = copiedThrough }, skipped), etag, cancellationToken) ? copies : 0;
         }
 
         if (entries.Count == 0 && records.Count == 0 && compacted is { } history)
         {
             // Nothing after the head, read after etcd compacted to `history`: nothing changed up to there either, so
             // the head moves there and the next round reads the feeds (a quiet region would else read every key each round).
-            await TryReplaceHeadAsync(head with
-            {
-                LastJournalRevision = Math.Max(head.LastJournalRevision, history), LastRecordRevision = Math.Max(head.LastRecordRevision, history),
-            }, etag, cancellationToken);
+            await TryReplaceHeadAsync(Past(head, history), etag, cancellationToken);
             return 0;
         }
 
@@ -97,6 +102,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
 
         Interlocked.Exchange(ref lagMilliseconds, entries.Count == 0 ? 0 : (long)Math.Max(0, (time.GetUtcNow() - entries[0].AppliedAt).TotalMilliseconds));
         var next = NextHead(head, entries, records, through);
+        next = next with { LastSequence = Math.Max(next.LastSequence, copiedThrough) }; // copies ship in no page
         var page = new JournalPage(JournalPage.IdFor(region, next.Pages), region, next.Pages, entries.Select(JournalEntryDocument.From).ToArray(), records, next);
         if (await CreatePageAsync(page, entries, head, cancellationToken) is { } stored)
         {
@@ -117,10 +123,21 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
         return entries.Count + records.Count;
     }
 
+    /// <summary>The head moved past <paramref name="revision"/> with nothing shipped up to there.</summary>
+    private static JournalHead Past(JournalHead head, long revision) => head with
+    {
+        LastJournalRevision = Math.Max(head.LastJournalRevision, revision), LastRecordRevision = Math.Max(head.LastRecordRevision, revision),
+    };
+
     /// <summary>What changed after the head, from etcd watches kept open between rounds (<see cref="EtcdChangeFeed"/>):
     /// the journal's transfer records and the records under <see cref="RecordPrefixes"/>, through the revision all feeds
-    /// are complete to, at most a page's worth of whole revisions. Returns the revision the page reaches.</summary>
-    private async Task<(IReadOnlyList<JournalEntry> Entries, IReadOnlyList<RecordDocument> Records, long Through)> ReadChangesAsync(
+    /// are complete to, at most a page's worth of whole revisions. Returns the revision the page reaches.
+    /// <para>What the standby's replicator copied from the peer (its transactions put
+    /// <see cref="JournalReplicator.CopyMarker"/>) is left out, counted in <c>Copies</c>, with the sequence of the last
+    /// journal entry left out (<c>CopiedThrough</c>, else the head's): shipped back, the peer catching up from this
+    /// region (a failover pod of the active region restarting, a fail-back) put its own records' old values over their
+    /// new ones, and went through every page of its own history again before writing.</para></summary>
+    private async Task<(IReadOnlyList<JournalEntry> Entries, IReadOnlyList<RecordDocument> Records, long Through, int Copies, long CopiedThrough)> ReadChangesAsync(
         JournalHead head, CancellationToken cancellationToken)
     {
         // A page never ends inside a revision: the last entry's revision is shipped whole.
@@ -155,61 +172,29 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
 
         var cut = taken < changes.Count ? changes[taken - 1].Change.Revision : through;
         var page = changes.Take(taken).ToList();
-        var entries = page.Where(item => item.Journal)
+        var root = EtcdBytes.AsPrefix(RecordRoot);
+        var marker = root + JournalReplicator.CopyMarker;
+        var copied = page.Where(item => item.Feed.Prefix == marker).Select(item => item.Change.Revision).ToHashSet();
+        var all = page.Where(item => item.Journal)
             .Select(item => JournalReader.EntryOf(item.Change.Value, item.Change.Revision))
             .OrderBy(entry => entry.Sequence)
             .ToArray();
-        var root = EtcdBytes.AsPrefix(RecordRoot);
-        var records = page.Where(item => !item.Journal)
+        var entries = all.Where(entry => !copied.Contains(entry.Sequence / JournalEntry.SequencePerRevision)).ToArray();
+        var copiedThrough = all.Where(entry => copied.Contains(entry.Sequence / JournalEntry.SequencePerRevision))
+            .Select(entry => entry.Sequence).DefaultIfEmpty(head.LastSequence).Max();
+        var records = page.Where(item => !item.Journal && item.Feed.Prefix != marker && !copied.Contains(item.Change.Revision))
             .Select(item => new RecordDocument((item.Feed.Prefix + item.Change.Key)[root.Length..], Convert.ToBase64String(item.Change.Value.Span), item.Change.Revision))
             .ToArray();
-        return (entries, records, cut);
+        return (entries, records, cut, copied.Count, Math.Max(head.LastSequence, copiedThrough));
     }
 
-    /// <summary>The journal's feed first, then one per record prefix.</summary>
+    /// <summary>The journal's feed first, then one per record prefix, then the replicator's copy marker.</summary>
     private EtcdChangeFeed[] CreateFeeds()
     {
         var root = EtcdBytes.AsPrefix(RecordRoot);
-        var recordFeeds = RecordPrefixes.Count == 0 || Etcd is null ? [] : RecordPrefixes.Select(relative => new EtcdChangeFeed(Etcd, root + relative));
+        var recordFeeds = RecordPrefixes.Count == 0 || Etcd is null ? []
+            : RecordPrefixes.Append(JournalReplicator.CopyMarker).Select(relative => new EtcdChangeFeed(Etcd, root + relative));
         return [new JournalReader(ledger).NewFeed(), .. recordFeeds];
-    }
-
-    /// <summary>Records changed after <paramref name="afterRevision"/>, oldest first, at most a page's worth; never
-    /// ending in the middle of one etcd revision (the next page starts at the revision after the last one here).</summary>
-    private async Task<IReadOnlyList<RecordDocument>> ReadRecordsAsync(long afterRevision, CancellationToken cancellationToken)
-    {
-        if (RecordPrefixes.Count == 0 || Etcd is null)
-        {
-            return [];
-        }
-
-        var root = EtcdBytes.AsPrefix(RecordRoot);
-        var found = new List<(string Key, Google.Protobuf.ByteString Value, long Revision)>();
-        var horizon = long.MaxValue;
-        foreach (var relative in RecordPrefixes)
-        {
-            var prefix = root + relative;
-            var request = new Etcdserverpb.RangeRequest
-            {
-                Key = EtcdBytes.Key(prefix),
-                RangeEnd = EtcdBytes.PrefixEnd(prefix),
-                MinModRevision = afterRevision + 1,
-                SortTarget = Etcdserverpb.RangeRequest.Types.SortTarget.Mod,
-                SortOrder = Etcdserverpb.RangeRequest.Types.SortOrder.Ascend,
-                Limit = MaxEntriesPerPage,
-            };
-            var response = await EtcdConnection.CallAsync(token => Etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-            found.AddRange(response.Kvs.Select(kv => (kv.Key.ToStringUtf8()[root.Length..], kv.Value, kv.ModRevision)));
-            if (response.More && response.Kvs.Count > 0)
-            {
-                // This prefix has more at its last revision and after: nothing from that revision on is complete.
-                horizon = Math.Min(horizon, response.Kvs[^1].ModRevision);
-            }
-        }
-
-        // One etcd transaction holds at most 128 operations, so a cut revision always leaves earlier ones to ship.
-        var ordered = found.Where(record => record.Revision < horizon).OrderBy(record => record.Revision).ToList();
-        return ordered.Select(record => new RecordDocument(record.Key, Convert.ToBase64String(record.Value.Span), record.Revision)).ToArray();
     }
 
     /// <summary>Ships until <paramref name="cancellationToken"/> ends; faults are logged and retried after a pause.</summary>
