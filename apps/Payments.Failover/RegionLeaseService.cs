@@ -36,12 +36,13 @@ internal sealed class RegionLeaseService(
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
-    /// <summary>The warm standby's round: apply what the active region shipped (faults only delay it to the next tick).</summary>
+    /// <summary>The warm standby's round: apply what the active region shipped, for at most half a tick (the rest is
+    /// left for the lease's own calls); faults only delay it to the next tick.</summary>
     private async Task ReplicateAsync(string source, CancellationToken cancellationToken)
     {
         try
         {
-            await replicator.ReplicateOnceAsync(source, cancellationToken);
+            await replicator.ReplicateForAsync(source, options.RenewInterval / 2, time, cancellationToken);
         }
         catch (Exception exception) when (exception is Microsoft.Azure.Cosmos.CosmosException or HttpRequestException or Grpc.Core.RpcException
                                           or Payments.Ledger.Contracts.LedgerUnavailableException or InvalidOperationException or InvalidDataException)

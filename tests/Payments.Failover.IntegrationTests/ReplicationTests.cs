@@ -300,6 +300,28 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal("completed", await GetAsync(prefixA + "payments/pay_1"));
     }
 
+    /// <summary>A standby tick applies more than one round when more is waiting: at one round (16 pages) per 2 s tick,
+    /// an active region shipping a few pages a second left its standby further behind every minute.</summary>
+    [Fact]
+    public async Task AStandbyTick_AppliesEveryWaitingPage_NotOneRoundOfThem()
+    {
+        var (a, b) = (fixture.NewLedger(), fixture.NewLedger());
+        var shipper = Shipper(a);
+        const int Pages = JournalReplicator.MaxPagesPerRound * 2 + 5;
+        for (var page = 0; page < Pages; page++)
+        {
+            await WorkloadAsync(a, transfers: 1);
+            Assert.True(await shipper.ShipOnceAsync(CancellationToken.None) > 0);
+        }
+
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, EtcdClusterFixture.NewPrefix()) { ServerErrorMeansMissing = true };
+        var applied = await replicator.ReplicateForAsync("region-a", TimeSpan.FromMinutes(1), TimeProvider.System, CancellationToken.None);
+
+        Assert.True(applied >= Pages, $"{applied} pages applied of at least {Pages}");
+        Assert.Equal(0, replicator.PagesBehind);
+        await AssertSameLedgerAsync(a, b);
+    }
+
     /// <summary>A switchover waits until the API's records are shipped too, not the journal alone: a payment record
     /// written after the last page keeps the region from counting as caught up.</summary>
     [Fact]

@@ -56,6 +56,32 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         return rounds;
     }
 
+    /// <summary>Most rounds of <see cref="ReplicateForAsync"/>: with its time budget, what bounds one standby tick.</summary>
+    public const int MaxRoundsPerCall = 64;
+
+    /// <summary>The warm standby's tick: rounds while each applied a full <see cref="MaxPagesPerRound"/> (more is
+    /// waiting) and <paramref name="budget"/> is not spent, at most <see cref="MaxRoundsPerCall"/>. One round per tick
+    /// applied at most 8 pages a second, and the active region ships a page for every round of changes (a few per
+    /// payment at low load): under steady load the standby fell behind without bound, and a takeover then had all of it
+    /// to apply before writing. Returns the pages applied.</summary>
+    public async Task<int> ReplicateForAsync(string source, TimeSpan budget, TimeProvider time, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        var started = time.GetTimestamp();
+        var pages = 0;
+        for (var round = 1; round <= MaxRoundsPerCall; round++)
+        {
+            var applied = await ReplicateOnceAsync(source, cancellationToken);
+            pages += applied;
+            if (applied < MaxPagesPerRound || time.GetElapsedTime(started) >= budget)
+            {
+                break;
+            }
+        }
+
+        return pages;
+    }
+
     /// <summary>Applies every page <paramref name="source"/> has shipped (bounded by <paramref name="maxRounds"/>):
     /// at promotion, before this region takes writes.</summary>
     public async Task DrainAsync(string source, int maxRounds, CancellationToken cancellationToken)
