@@ -39,5 +39,26 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         Assert.Equal(0, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.BalanceMinor);
     }
 
+    /// <summary>The API checks an overdraft limit against the currency's maximum; the ledger now does too, so a
+    /// compromised API pod cannot give an account any overdraft it likes and pay from it (money out of nothing).</summary>
+    [Fact]
+    public async Task AnOverdraftAboveTheCurrencysMaximum_IsRefusedByTheLedgerItself_AndTheLimitStays()
+    {
+        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
+        var account = AccountId.Parse($"od-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var maximum = new MoneyLimits().For(Currency.Eur).MaxOverdraftMinor;
+
+        var tooMuch = await client.PostAsync(LedgerRoutes.Prefix + $"accounts/{account.Value}/overdraft", Json($$"""{"overdraftLimitMinor":{{long.MaxValue}}}"""));
+        Assert.Equal(HttpStatusCode.Forbidden, tooMuch.StatusCode);
+        Assert.Equal("application/problem+json", tooMuch.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(0, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.OverdraftLimitMinor);
+
+        var allowed = await client.PostAsync(LedgerRoutes.Prefix + $"accounts/{account.Value}/overdraft", Json($$"""{"overdraftLimitMinor":{{maximum}}}"""));
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        Assert.Equal(maximum, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.OverdraftLimitMinor);
+    }
+
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 }

@@ -19,6 +19,7 @@ public sealed class RiskPolicySettingsTests
         Assert.Equal(RiskPolicy.Default.VelocityMaxSumMinor, policy.VelocityMaxSumMinor);
         Assert.Equal(RiskPolicy.Default.VelocityWindow, policy.VelocityWindow);
         Assert.Equal(RiskPolicy.Default.ReviewThresholdMinor, policy.ReviewThresholdMinor);
+        Assert.Equal(RiskPolicy.Default.RejectAboveMinor, policy.RejectAboveMinor);
     }
 
     [Fact]
@@ -26,12 +27,13 @@ public sealed class RiskPolicySettingsTests
     {
         var policy = RiskServiceExtensions.PolicyFrom(Settings(
             ("Payments:VelocityMaxCount", "5000"), ("Payments:VelocityMaxSumMinor", "900000000"), ("Payments:VelocityWindow", "00:01:00"),
-            ("Payments:ReviewThresholdMinor", "250"), ("Payments:BlockedAccounts:0", "mule-1")));
+            ("Payments:ReviewThresholdMinor", "250"), ("Payments:BlockedAccounts:0", "mule-1"), ("Payments:RejectAboveMinor", "20000000000")));
 
         Assert.Equal(5000, policy.VelocityMaxCount);
         Assert.Equal(900_000_000, policy.VelocityMaxSumMinor);
         Assert.Equal(TimeSpan.FromMinutes(1), policy.VelocityWindow);
         Assert.Equal(250, policy.ReviewThresholdMinor);
+        Assert.Equal(20_000_000_000, policy.RejectAboveMinor);
         Assert.Contains("mule-1", policy.BlockedAccounts);
     }
 
@@ -39,6 +41,7 @@ public sealed class RiskPolicySettingsTests
     [InlineData("Payments:VelocityMaxCount", "0")]
     [InlineData("Payments:VelocityMaxSumMinor", "-1")]
     [InlineData("Payments:VelocityWindow", "00:00:00")]
+    [InlineData("Payments:RejectAboveMinor", "0")]
     public void AVelocitySettingThatIsNotPositive_StopsTheStart_NamingIt(string setting, string value)
     {
         var refused = Assert.Throws<InvalidOperationException>(() => RiskServiceExtensions.PolicyFrom(Settings((setting, value))));

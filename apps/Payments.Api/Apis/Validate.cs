@@ -4,7 +4,7 @@ namespace Payments.Api.Apis;
 internal static class Validate
 {
     /// <summary>The largest amount one request may move: far above any real payment, far below overflow.</summary>
-    public const long MaxAmountMinor = 1_000_000_000_000_000;
+    public const long MaxAmountMinor = Payments.Domain.MoneyLimits.CeilingMinor;
 
     /// <summary>UTF-16 units a character of free text may take on average (an emoji is two; a flag is four).</summary>
     public const int MaxUnitsPerCharacter = 4;

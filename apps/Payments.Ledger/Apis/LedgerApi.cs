@@ -77,8 +77,11 @@ public static class LedgerApi
                 statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.TransferNotFound));
     }
 
+    /// <summary>Within the currency's <c>MaxOverdraftMinor</c>, which the API checks first: a limit above it is no
+    /// request the API makes, so it is refused as the caller's overreach (a compromised API set one of 2^63 − 1 on any
+    /// account, then paid from it: money out of nothing).</summary>
     private static async Task<IResult> SetOverdraftAsync(
-        string id, SetOverdraftWire body, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
+        string id, SetOverdraftWire body, EtcdLedger etcdLedger, MoneyLimits limits, HttpContext context, CancellationToken cancellationToken)
     {
         if (!AccountId.TryParseLedger(id, out var accountId, out var problem))
         {
@@ -91,7 +94,9 @@ public static class LedgerApi
         }
 
         return await Unavailable503(context, async () =>
-            Results.Ok(LedgerWire.ToWire(await etcdLedger.SetOverdraftLimitAsync(accountId, limit, cancellationToken))));
+            await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account && limit > limits.For(account.Currency).MaxOverdraftMinor
+                ? Refused(context, $"An overdraft limit of {limit} is above the most an account in {account.Currency} may have ({limits.For(account.Currency).MaxOverdraftMinor}).")
+                : Results.Ok(LedgerWire.ToWire(await etcdLedger.SetOverdraftLimitAsync(accountId, limit, cancellationToken))));
     }
 
     private static async Task<IResult> TransferAsync(

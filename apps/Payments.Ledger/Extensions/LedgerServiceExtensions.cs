@@ -1,3 +1,4 @@
+using Payments.Domain;
 using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Failover.Core.Replication;
@@ -26,6 +27,8 @@ public static class LedgerServiceExtensions
         builder.Services.AddEtcd(etcd, regional);
         var retention = (builder.Configuration.GetSection(JournalRetentionOptions.Section).Get<JournalRetentionOptions>() ?? new JournalRetentionOptions()).Validate();
         builder.Services.AddSingleton(retention);
+        // The overdraft maximum the API applies, applied here too (the chart gives both the same settings).
+        builder.Services.AddSingleton((builder.Configuration.GetSection(MoneyLimits.Section).Get<MoneyLimits>() ?? new MoneyLimits()).Validate());
         builder.Services.AddEtcdLedger(fenced: regional);
         builder.Services.AddHostedService<HoldExpiryService>();
         if (etcd.EtcdMaintenance == EtcdMaintenanceMode.On)

@@ -16,7 +16,9 @@ public static class RiskServiceExtensions
         builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(PolicyFrom(builder.Configuration), TimeProvider.System));
     }
 
-    /// <summary>The rules with the configured review threshold (<c>Payments:ReviewThresholdMinor</c>), velocity limits
+    /// <summary>The rules with the configured review threshold (<c>Payments:ReviewThresholdMinor</c>), the amount above
+    /// which a payment is rejected (<c>Payments:RejectAboveMinor</c>; it was fixed at 10,000,000, so with the API's
+    /// default maximum of 10^10 every larger payment was accepted, then failed, and no setting changed it), velocity limits
     /// per debtor account (<c>Payments:VelocityMaxCount</c>, <c>Payments:VelocityMaxSumMinor</c> over
     /// <c>Payments:VelocityWindow</c>) and blocklist (<c>Payments:BlockedAccounts</c>); unset ones are
     /// <see cref="RiskPolicy.Default"/>'s. A velocity setting that is not positive stops the start: a limit of zero
@@ -29,6 +31,7 @@ public static class RiskServiceExtensions
         return defaults with
         {
             ReviewThresholdMinor = configuration.GetValue("Payments:ReviewThresholdMinor", defaults.ReviewThresholdMinor),
+            RejectAboveMinor = Positive(configuration.GetValue("Payments:RejectAboveMinor", defaults.RejectAboveMinor), "Payments:RejectAboveMinor"),
             VelocityMaxCount = Positive(configuration.GetValue("Payments:VelocityMaxCount", defaults.VelocityMaxCount), "Payments:VelocityMaxCount"),
             VelocityMaxSumMinor = Positive(configuration.GetValue("Payments:VelocityMaxSumMinor", defaults.VelocityMaxSumMinor), "Payments:VelocityMaxSumMinor"),
             VelocityWindow = Positive(configuration.GetValue("Payments:VelocityWindow", defaults.VelocityWindow), "Payments:VelocityWindow"),

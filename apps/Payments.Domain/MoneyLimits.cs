@@ -1,6 +1,4 @@
-using Payments.Domain;
-
-namespace Payments.Api.Limits;
+namespace Payments.Domain;
 
 /// <summary>One currency's money limits, in minor units of that currency. A null field (in an override) takes the default's.</summary>
 public sealed class CurrencyLimits
@@ -22,7 +20,8 @@ public sealed class CurrencyLimits
 public sealed record MoneyLimit(Currency Currency, long MaxDepositMinor, long MaxPaymentMinor, long MaxOverdraftMinor, long MaxDepositVolumePerDayMinor);
 
 /// <summary>Per-currency maximums for a deposit, a payment and an overdraft limit (configuration section
-/// <c>Payments:MoneyLimits</c>: <c>Default</c>, and <c>Currencies:{CODE}</c> overrides), checked once at start-up.</summary>
+/// <c>Payments:MoneyLimits</c>: <c>Default</c>, and <c>Currencies:{CODE}</c> overrides), checked once at start-up.
+/// The API applies them all; the ledger applies the overdraft maximum too, so that no caller of it sets more.</summary>
 /// <remarks>
 /// Why these bound more than a single request. The ledger takes money in only by deposits from the currency's
 /// external funding account, which nothing ever pays back, and it holds that account within ±(2^63 − 1)/2 ≈ 4.6·10^18
@@ -37,8 +36,8 @@ public sealed class MoneyLimits
 {
     public const string Section = "Payments:MoneyLimits";
 
-    /// <summary>The largest amount any request may name (<c>Validate.MaxAmountMinor</c>); every maximum is at most this.</summary>
-    public const long CeilingMinor = Apis.Validate.MaxAmountMinor;
+    /// <summary>The largest amount any request may name; every maximum is at most this.</summary>
+    public const long CeilingMinor = 1_000_000_000_000_000;
 
     public const long DefaultMaxDepositMinor = 10_000_000_000;
     public const long DefaultMaxPaymentMinor = 10_000_000_000;
