@@ -32,7 +32,26 @@ public static class InternalProblems
             };
             await Results.Problem(title: title, statusCode: status, type: type).ExecuteAsync(pages.HttpContext);
         });
+        app.Use(async (context, next) =>
+        {
+            // ASP.NET reads a JSON body in the charset its Content-Type names, and throws for one it does not know
+            // (InvalidOperationException, unhandled: a 500 for the caller's mistake). Every body here is UTF-8 JSON.
+            if (NamesAnotherCharset(context.Request.ContentType))
+            {
+                await Results.Problem(title: "Send the body as application/json in UTF-8.", statusCode: StatusCodes.Status415UnsupportedMediaType,
+                    type: ProblemTypes.UnsupportedMediaType).ExecuteAsync(context);
+                return;
+            }
+
+            await next(context);
+        });
     }
+
+    /// <summary>Whether a Content-Type names a charset other than UTF-8 (none named reads as UTF-8).</summary>
+    internal static bool NamesAnotherCharset(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var parsed)
+            ? parsed.Charset.HasValue && !string.Equals(parsed.Charset.Value.Trim('"'), "utf-8", StringComparison.OrdinalIgnoreCase)
+            : !string.IsNullOrEmpty(contentType) && contentType.Contains("charset", StringComparison.OrdinalIgnoreCase);
 
     private static async Task WriteUnhandledAsync(HttpContext context)
     {

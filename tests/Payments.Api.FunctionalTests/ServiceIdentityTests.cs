@@ -217,6 +217,10 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             (await risk.PostAsync(RiskRoutes.Assess, Json("{bad")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await risk.PostAsync(RiskRoutes.Assess, Json(RiskRequest().Replace("\"paymentId\":\"", "\"paymentId\":\"" + new string('p', 300), StringComparison.Ordinal))), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await risk.GetAsync(RiskRoutes.Assess), HttpStatusCode.MethodNotAllowed, ProblemTypes.MethodNotAllowed),
+            // A charset .NET does not know threw while binding the body: 500 internal-error, a stack trace in the log.
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts/" + account + "/overdraft", Charset("""{"overdraftLimitMinor":7}""", "x-foo")),
+                HttpStatusCode.UnsupportedMediaType, ProblemTypes.UnsupportedMediaType),
+            (await risk.PostAsync(RiskRoutes.Assess, Charset(RiskRequest(), "\"utf-16\"")), HttpStatusCode.UnsupportedMediaType, ProblemTypes.UnsupportedMediaType),
             // Kestrel's default admitted 30 MB; no internal body comes near a MiB.
             (await PostExpectingContinueAsync(ledgerAsSaga, LedgerRoutes.Prefix + "batches", Json("{\"transfers\":[" + new string(' ', (int)ServiceIdentityExtensions.MaxRequestBodyBytes) + "]}")),
                 HttpStatusCode.RequestEntityTooLarge, ProblemTypes.PayloadTooLarge),
@@ -227,6 +231,7 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             var body = await answer.Content.ReadAsStringAsync();
             var what = $"{answer.RequestMessage!.Method} {answer.RequestMessage.RequestUri!.PathAndQuery}: {(int)answer.StatusCode} {body}";
             Assert.True(answer.StatusCode == status, what);
+            Assert.False(answer.Headers.Contains("Server"), what); // "Kestrel" said what serves
             Assert.True(answer.Content.Headers.ContentType?.MediaType == "application/problem+json", what);
             Assert.True((await answer.JsonAsync()).GetProperty("type").GetString() == type, what);
             Assert.DoesNotContain("(Parameter '", body, StringComparison.Ordinal);
@@ -235,6 +240,13 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
 
         Assert.Equal(500, (await system.Ledger.GetAccountAsync(AccountId.Parse(account), CancellationToken.None))!.OverdraftLimitMinor);
         Assert.Null(await system.Ledger.GetTransferAsync(TransferId.Parse(transfer), CancellationToken.None));
+    }
+
+    private static StringContent Charset(string body, string charset)
+    {
+        var content = new StringContent(body, Encoding.UTF8);
+        content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("application/json; charset=" + charset);
+        return content;
     }
 
     /// <summary>The token <paramref name="caller"/> holds for <paramref name="target"/>; for a caller that does not call

@@ -42,7 +42,11 @@ public static class FailoverExtensions
         var archiving = (builder.Configuration.GetSection(ArchiveOptions.Section).Get<ArchiveOptions>() ?? new ArchiveOptions()).Validate();
         // The admin API's bodies are a few bytes, read only after the operator's token is checked; the bound keeps an
         // operator's tool (or a stolen token) from making the service read Kestrel's default 30 MB.
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+            kestrel.AddServerHeader = false;
+        });
         var client = cosmos.CreateClient();
         // The control container exists before any region decides anything (idempotent; bounded).
         var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer, cosmos.ArchiveContainer]);

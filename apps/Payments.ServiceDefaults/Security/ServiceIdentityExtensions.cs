@@ -31,7 +31,11 @@ public static class ServiceIdentityExtensions
         builder.Services.AddSingleton(options);
         // Kestrel's default admits 30 MB, which an internal caller never needs (the largest body, a ledger batch of
         // at most 25 transfers, is a few KiB): a bigger one is refused before it is read, 413 problem+json.
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+            kestrel.AddServerHeader = false; // says nothing of what serves, as the public API does not
+        });
         // Numbers as JSON numbers only, as the public API reads them: an amount sent as "5" is a caller's mistake.
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
         return options;
