@@ -255,6 +255,35 @@ public sealed class BadInputTests(ApiSystemFixture system)
         }
     }
 
+    /// <summary>A deposit to an account id no account can have is 404 before its Idempotency-Key is touched: it was
+    /// stored as the key's answer, so the client that fixed the path and sent it again with the same key got 422
+    /// idempotency-key-reuse.</summary>
+    [Fact]
+    public async Task ADepositToAnImpossibleAccountId_StoresNothingUnderItsKey()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var account = $"fix-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(account, "EUR");
+        var key = Guid.NewGuid().ToString("N");
+
+        using var wrong = await DepositAsync("%C3%A9");
+        Assert.Equal(HttpStatusCode.NotFound, wrong.StatusCode);
+        Assert.EndsWith("/account-not-found", (await wrong.JsonAsync()).GetProperty("type").GetString());
+        using var fixedPath = await DepositAsync(account);
+        Assert.Equal(HttpStatusCode.Created, fixedPath.StatusCode);
+        Assert.Equal(300, (await (await client.GetAsync($"/v1/accounts/{account}")).JsonAsync()).GetProperty("balanceMinor").GetInt64());
+
+        async Task<HttpResponseMessage> DepositAsync(string accountId)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"/v1/accounts/{accountId}/deposits")
+            {
+                Content = new StringContent("""{"amountMinor":300,"currency":"EUR"}""", Encoding.UTF8, "application/json"),
+            };
+            request.Headers.Add("Idempotency-Key", key);
+            return await client.SendAsync(request);
+        }
+    }
+
     /// <summary>Exactly application/json, in UTF-8: another media type that merely starts the same, or another
     /// charset (whose bytes read as UTF-8 would store other text than the client sent), is 415 and opens nothing.</summary>
     [Theory]

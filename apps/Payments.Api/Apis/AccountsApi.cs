@@ -120,6 +120,11 @@ public static class AccountsApi
             return invalid.ToResult();
         }
 
+        if (!AccountId.TryParse(accountId, out _, out _))
+        {
+            return Reply.AccountNotFound(accountId).ToResult(); // no such account can exist: the same answer, nothing stored
+        }
+
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>
         {
             if (AboveLimit("deposit", amount!.Value, limits.For(currency!).MaxDepositMinor, currency!) is { } tooMuch)
