@@ -175,6 +175,15 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         using var registered = await hooksOnly.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/x\"}", null);
         Assert.Equal(HttpStatusCode.Forbidden, registered.StatusCode);
         Assert.Equal(ApiScopes.PaymentsRead, (await registered.JsonAsync()).GetProperty("requiredScope").GetString());
+        // Nor get a signing secret by rotating one (it could sign payment events the merchant's receiver trusts).
+        var merchant = $"merchant-{Guid.NewGuid():N}"[..20];
+        using var owner = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
+        using var created = await owner.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/y\"}", null);
+        var endpointId = (await created.JsonAsync()).GetProperty("id").GetString();
+        using var hooksOnlyOfOwner = await system.ClientForAsync(merchant, ApiScopes.WebhooksManage);
+        using var rotated = await hooksOnlyOfOwner.SendJsonAsync($"/v1/webhook-endpoints/{endpointId}/rotate-secret", "{}", null);
+        Assert.Equal(HttpStatusCode.Forbidden, rotated.StatusCode);
+        Assert.Equal(ApiScopes.PaymentsRead, (await rotated.JsonAsync()).GetProperty("requiredScope").GetString());
         using var anonymous = system.AnonymousClient();
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/webhook-endpoints")).StatusCode);
     }

@@ -48,9 +48,11 @@ public static partial class WebhooksApi
             .Produces<WebhookEndpointResponse>().Problems(404);
         endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
             .Produces(StatusCodes.Status204NoContent).Problems(404);
-        endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage)
+        // The answer is the endpoint's signing secret, with which one can sign payment events the merchant's receiver
+        // trusts: as much as registering an endpoint, so the same scopes.
+        endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
             .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415)
-            .WithDescription("Scope webhooks:manage. {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation gets its answer again instead of rotating twice.");
+            .WithDescription("Scopes webhooks:manage and payments:read (the secret signs payment events). {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation within 24 h gets its answer again instead of rotating twice (later, the endpoint without its secret).");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
             .Produces<EventPage>().Problems(400)
             .QueryParameter("after", "The nextCursor of the page before.", () => new OpenApiSchema { Type = JsonSchemaType.String })
@@ -169,7 +171,7 @@ public static partial class WebhooksApi
             ? Results.NoContent()
             : NotFound(endpointId).ToResult();
 
-    private static async Task<IResult> RotateAsync(string endpointId, HttpContext context, WebhookEndpointStore store)
+    private static async Task<IResult> RotateAsync(string endpointId, HttpContext context, WebhookEndpointStore store, TimeProvider time)
     {
         var overlap = WebhookEndpointStore.MaxSecretOverlap;
         if (context.Request.ContentLength is > 0 || (context.Request.ContentLength is null && context.Request.ContentType is not null)) // an empty body is no body, as on the admin API
@@ -209,8 +211,10 @@ public static partial class WebhooksApi
             rotationKey = IdempotencyStore.OperationId("rot_", EndpointIdHexChars, merchant, key!, variant: endpointId);
         }
 
+        // A retry sees the secret only while the key's answer would have been kept (24 h), as for creates: a key is no
+        // credential (it sits in clients' and proxies' logs), and the rotation's answer was the current secret for good.
         return IsEndpointId(endpointId) && await store.RotateSecretAsync(merchant, endpointId, overlap, context.RequestAborted, rotationKey) is { } rotated
-            ? Reply.Json(StatusCodes.Status200OK, ToResponse(rotated, withSecret: true)).ToResult()
+            ? Reply.Json(StatusCodes.Status200OK, ToResponse(rotated, withSecret: time.GetUtcNow() - rotated.Secrets[0].CreatedAt < IdempotencyStore.Retention)).ToResult()
             : NotFound(endpointId).ToResult();
     }
 
