@@ -52,6 +52,11 @@ public sealed class RegionFenceTests(EtcdClusterFixture etcd)
         await Assert.ThrowsAsync<RegionNotWritableException>(() => records.CreateAsync(late, CancellationToken.None));
         Assert.NotNull(await records.GetAsync("pay_fenced_1", CancellationToken.None));
         Assert.Null(await records.GetAsync("pay_fenced_2", CancellationToken.None));
+
+        // Nor does a demoted region's saga record an outcome (and its webhook event): the region that took over decides.
+        await Assert.ThrowsAsync<RegionNotWritableException>(() => records.RecordOutcomeAsync(
+            "pay_fenced_1", Payments.Orchestrator.Client.Models.PaymentOutcome.Completed(), DateTimeOffset.UtcNow, CancellationToken.None));
+        Assert.Equal(PaymentStatus.Pending, (await records.GetAsync("pay_fenced_1", CancellationToken.None))!.Value.Record.Status);
     }
 
     [Fact]

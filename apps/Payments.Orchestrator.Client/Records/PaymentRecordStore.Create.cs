@@ -77,18 +77,18 @@ public sealed partial class PaymentRecordStore
         return true;
     }
 
-    /// <summary>For the API of a region in a two-region deployment: the region's epoch fence, asked for at each
-    /// creation. A payment is accepted (its record and its 202 written) only while the region holds its epoch: the
-    /// API's own view of the epoch is polled, and in the half second after a demotion it wrote records — and answered
-    /// 202 — that the region taking over never received, so the payments were never made.</summary>
+    /// <summary>For the API and the saga of a region in a two-region deployment: the region's epoch fence, asked for at
+    /// each creation and change. A payment is accepted (its record and its 202 written) only while the region holds its
+    /// epoch: the API's own view of the epoch is polled, and in the half second after a demotion it wrote records — and
+    /// answered 202 — that the region taking over never received, so the payments were never made.</summary>
     public Func<IWriteFence?>? RegionFence { get; init; }
 
-    private static void ThrowIfFencedOff(IWriteFence? fence, TxnResponse response)
+    private static void ThrowIfFencedOff(IWriteFence? fence, TxnResponse response, string consequence = "the payment was not accepted")
     {
         if (fence is not null && fence.WasFencedOff(response))
         {
             throw new Payments.Ledger.Contracts.RegionNotWritableException(
-                $"This region does not hold {fence.Description} (demoted, or another region was promoted); the payment was not accepted.");
+                $"This region does not hold {fence.Description} (demoted, or another region was promoted); {consequence}.");
         }
     }
 

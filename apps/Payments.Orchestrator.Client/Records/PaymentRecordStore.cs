@@ -227,7 +227,10 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
 
     /// <summary>Replaces the record if it is still at <paramref name="revision"/>; false if someone changed it first.
     /// A terminal record drops its in-flight marker in the same transaction; a change from
-    /// <paramref name="previousStatus"/> that raises a payment event writes the event in it too.</summary>
+    /// <paramref name="previousStatus"/> that raises a payment event writes the event in it too. With
+    /// <see cref="RegionFence"/>, only while the region holds its epoch (else <see cref="Payments.Ledger.Contracts.RegionNotWritableException"/>):
+    /// a demoted region's sagas recorded outcomes — say approval-deadline-passed for a payment the other region
+    /// completed — and the webhook events with them, which it sent once it was active again.</summary>
     public async Task<bool> UpdateAsync(PaymentRecord record, long revision, CancellationToken cancellationToken, string? previousStatus = null)
     {
         ArgumentNullException.ThrowIfNull(record);
@@ -242,7 +245,10 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
         }
 
         PaymentEvents.AddTo(request, record, previousStatus, EventsRoot, outboxPrefix);
+        var fence = RegionFence?.Invoke();
+        fence?.AddFence(request);
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        ThrowIfFencedOff(fence, response, "the payment record was not changed");
         if (response.Succeeded && record.IsTerminal)
         {
             PaymentRecordMetrics.CountTerminal(record); // every caller updates a record that was not terminal yet

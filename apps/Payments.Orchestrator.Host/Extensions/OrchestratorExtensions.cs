@@ -36,9 +36,12 @@ public static class OrchestratorExtensions
         builder.Services.AddSingleton<DaprPaymentWorkflows>();
         builder.Services.AddSingleton<IPaymentWorkflows>(provider => provider.GetRequiredService<DaprPaymentWorkflows>());
         // A status change that raises a payment event leaves its marker in the webhook outbox, in the same transaction.
+        // In a region of two, every change carries the region's epoch fence: a demoted region's sagas decide nothing.
+        var regional = builder.Configuration.IsRegional();
         builder.Services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix)
         {
             OutboxPrefix = etcd.WebhookOutboxPrefix,
+            RegionFence = regional ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null,
         });
         AddSweeper(builder.Services, options, etcd);
     }
