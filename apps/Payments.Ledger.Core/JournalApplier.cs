@@ -58,6 +58,16 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                     continue;
                 }
 
+                if (ResolvesAResolvedHold(entry, read, holds))
+                {
+                    // The source resolved a hold this region had already resolved itself: an entry the source wrote
+                    // after this region took over and shipped late (ADR 0003, orphans). Applied, it released the hold
+                    // twice (pending amounts below zero) and moved money this region had decided not to; this region's
+                    // decision stands, and the entry is counted for the operator (payments.replication.conflicts).
+                    LedgerMetrics.ReplicationConflicts.Add(1);
+                    continue;
+                }
+
                 Apply(entry, read, accounts, holds, writes);
                 writes[transferKey] = LedgerJson.Encode(ToRecord(entry));
                 applied.Add(entry.TransferId.Value);
@@ -141,6 +151,18 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                 writes[Keys.Expiry(holdDue, pendingId)] = null;
             }
         }
+    }
+
+    private bool ResolvesAResolvedHold(JournalEntry entry, IReadOnlyDictionary<string, StoredValue> read, Dictionary<string, HoldRecord> holds)
+    {
+        if (entry.Kind is TransferKind.Single or TransferKind.Pending || entry.PendingId is not { } pendingId)
+        {
+            return false;
+        }
+
+        var holdKey = Keys.Hold(pendingId);
+        var hold = holds.GetValueOrDefault(holdKey) ?? (read[holdKey].Value is { } stored ? LedgerJson.DecodeHold(stored) : null);
+        return hold is { Status: not HoldStatus.Pending };
     }
 
     /// <summary>Every key one entry reads: its transfer, both accounts (a system account's shard), its hold.</summary>

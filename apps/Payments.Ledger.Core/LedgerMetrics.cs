@@ -28,4 +28,9 @@ internal static class LedgerMetrics
     /// <summary>Voids that found no hold and barred its id, so a hold still on its way cannot be placed after them.</summary>
     public static readonly Counter<long> HoldsBarred = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.ledger.holds_barred", description: "voids that found no hold and barred its id");
+
+    /// <summary>Replicated entries not applied: they resolved a hold this region had resolved itself (orphans of the
+    /// other region, shipped after this one took over). Any is a divergence for the operator to look at.</summary>
+    public static readonly Counter<long> ReplicationConflicts = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.replication.conflicts", description: "replicated entries refused: they resolved a hold this region resolved");
 }

@@ -53,6 +53,37 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
         }
     }
 
+    /// <summary>An orphan of the old active region — its post of a hold, shipped after the new one took over and voided
+    /// that hold itself — is not applied: it released the hold a second time (pending debits below zero) and moved the
+    /// money of a payment this region had compensated.</summary>
+    [Fact]
+    public async Task AnEntryResolvingAHoldThisRegionResolvedItself_IsNotApplied()
+    {
+        var source = etcd.NewLedger();
+        var replica = etcd.NewLedger();
+        var debtor = AccountId.Parse($"orph-{Guid.NewGuid():N}"[..20]);
+        var creditor = AccountId.Parse($"orpc-{Guid.NewGuid():N}"[..20]);
+        foreach (var id in new[] { debtor, creditor })
+        {
+            Assert.IsType<OpenAccountOutcome.Opened>(await source.OpenAccountAsync(id, Currency.Eur, 0, CancellationToken.None));
+        }
+
+        await ApplyAsync(source, new TransferRequest.Single(NewId(), AccountId.ExternalFunding(Currency.Eur), debtor, Eur(1_000)));
+        var hold = NewId();
+        await ApplyAsync(source, new TransferRequest.Pending(hold, debtor, creditor, Eur(400), TimeSpan.FromMinutes(15)));
+        var applier = new JournalApplier(replica);
+        await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
+        Assert.IsType<TransferOutcome.Applied>(await replica.TransferAsync(new TransferRequest.VoidPending(NewId(), hold), CancellationToken.None)); // took over, voided
+
+        await ApplyAsync(source, new TransferRequest.PostPending(NewId(), hold)); // the old region's late post
+        await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
+
+        var account = await replica.GetAccountAsync(debtor, CancellationToken.None);
+        Assert.Equal((1_000, 0), (account!.BalanceMinor, account.PendingDebitMinor));
+        Assert.Equal(0, (await replica.GetAccountAsync(creditor, CancellationToken.None))!.BalanceMinor);
+        await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
+    }
+
     private static (string, TransferKind, string, string, long, string?) Fields(JournalEntry entry) =>
         (entry.TransferId.Value, entry.Kind, entry.DebitAccountId.Value, entry.CreditAccountId.Value, entry.Amount.AmountMinor, entry.PendingId?.Value);
 
