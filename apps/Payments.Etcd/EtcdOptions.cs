@@ -82,8 +82,12 @@ public sealed class EtcdOptions
     /// <summary>Where the webhook dispatcher's lock lives (one API replica delivers at a time).</summary>
     public string WebhookLockKey => KeyPrefix + "locks/webhook-dispatcher";
 
+    /// <summary>Accounts' settings (currency, overdraft limit, closed), relative to <see cref="KeyPrefix"/>: the ledger
+    /// writes them beside each account record, and they travel with the journal, which holds only transfers.</summary>
+    public const string AccountSettingsFamily = "ledger/settings/";
+
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
-    public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = [ApiFamily, PaymentsFamily];
+    public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = [ApiFamily, PaymentsFamily, AccountSettingsFamily];
 }
 
 /// <summary>Where etcd's storage maintenance (defragmentation, NOSPACE recovery, the size metrics) runs.</summary>

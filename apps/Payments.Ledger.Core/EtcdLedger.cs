@@ -86,6 +86,7 @@ public sealed class EtcdLedger : ILedger
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
         request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record)));
+        request.Success.Add(SettingsOf(record));
         request.Failure.Add(EtcdBytes.Get(key));
         var region = regionFence?.Invoke();
         region?.AddFence(request);
@@ -133,6 +134,7 @@ public sealed class EtcdLedger : ILedger
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(closed)));
+            request.Success.Add(SettingsOf(closed));
             var region = regionFence?.Invoke();
             region?.AddFence(request);
             var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
@@ -183,6 +185,7 @@ public sealed class EtcdLedger : ILedger
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(changed)));
+            request.Success.Add(SettingsOf(changed));
             var region = regionFence?.Invoke();
             region?.AddFence(request);
             var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
@@ -277,6 +280,40 @@ public sealed class EtcdLedger : ILedger
     /// this, under its fenced lock, for an entry whose expiry found no hold.</summary>
     internal Task<bool> ForgetBarAsync(string indexKey, TransferId pendingId, EtcdFencedLock fence, CancellationToken cancellationToken) =>
         bars.ForgetAsync(indexKey, pendingId, fence, cancellationToken);
+
+    /// <summary>The account's settings beside its record, in the same transaction (<see cref="AccountSettingsRecord"/>).</summary>
+    private RequestOp SettingsOf(AccountRecord record) =>
+        EtcdBytes.Put(Keys.Settings(AccountId.FromStorage(record.Id)), LedgerJson.Encode(AccountSettingsRecord.Of(record)));
+
+    /// <summary>The standby's side of <see cref="AccountSettingsRecord"/>: the account as the active region set it up
+    /// — opened (with no balance; its transfers bring that), its overdraft limit, closed — by compare-and-swap beside
+    /// the journal applier's writes, unfenced like them (<see cref="JournalApplier"/>). <paramref name="settings"/>
+    /// is the record as shipped.</summary>
+    public async Task ApplyReplicatedSettingsAsync(Google.Protobuf.ByteString settings, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var copy = LedgerJson.DecodeSettings(settings);
+        var key = Keys.Account(AccountId.FromStorage(copy.Id));
+        for (var attempt = 1; attempt <= MaxAttempts; attempt++)
+        {
+            var current = await store.RetryingAsync(token => store.GetAsync(key, serializable: false, token), cancellationToken);
+            var record = current.Exists ? LedgerJson.DecodeAccount(current.Value!) : new AccountRecord(copy.Id, copy.Currency, 0, Unlimited: false, Closed: false, 0, 0, 0);
+            if (current.Exists && record.OverdraftLimitMinor == copy.OverdraftLimitMinor && record.Closed == copy.Closed)
+            {
+                return;
+            }
+
+            var request = new TxnRequest();
+            request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
+            request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record with { OverdraftLimitMinor = copy.OverdraftLimitMinor, Closed = copy.Closed })));
+            if ((await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken)).Succeeded)
+            {
+                return;
+            }
+        }
+
+        throw new LedgerUnavailableException($"Copying the settings of account {copy.Id} conflicted {MaxAttempts} times.");
+    }
 
     private static Account ToAccount(AccountRecord record, long version) => new(
         AccountId.FromStorage(record.Id), Currency.FromCode(record.Currency), record.OverdraftLimitMinor, record.Closed,

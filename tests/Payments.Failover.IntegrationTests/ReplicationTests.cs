@@ -300,6 +300,40 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal("completed", await GetAsync(prefixA + "payments/pay_1"));
     }
 
+    /// <summary>The journal holds transfers only, so the standby learnt no overdraft limit (after a takeover those
+    /// accounts were refused what they were allowed; one lowered there kept its higher limit in the other region), no
+    /// closing, and no account opened but not yet used. Accounts' settings now travel with the journal.</summary>
+    [Fact]
+    public async Task AccountSettings_OverdraftClosingAndUnusedAccounts_ReachTheStandby()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies,
+            RecordRoot = prefixA,
+            Etcd = fixture.Connection,
+        };
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        var (debtor, _) = await OpenFundedAsync(a);
+        var unused = AccountId.Parse($"u-{Guid.NewGuid():N}");
+        await a.OpenAccountAsync(unused, Currency.Eur, 0, CancellationToken.None);
+        Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 500, CancellationToken.None));
+        await ShipAndApplyAsync(shipper, replicator);
+
+        Assert.Equal(500, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+        Assert.NotNull(await b.GetAccountAsync(unused, CancellationToken.None));
+        Assert.Equal(100_000, (await b.GetAccountAsync(debtor, CancellationToken.None))!.BalanceMinor);
+
+        Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 100, CancellationToken.None));
+        Assert.IsType<CloseAccountOutcome.Closed>(await a.CloseAccountAsync(unused, CancellationToken.None));
+        await ShipAndApplyAsync(shipper, replicator);
+
+        Assert.Equal(100, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+        Assert.True((await b.GetAccountAsync(unused, CancellationToken.None))!.Closed);
+        await AssertSameLedgerAsync(a, b);
+    }
+
     /// <summary>A standby tick applies more than one round when more is waiting: at one round (16 pages) per 2 s tick,
     /// an active region shipping a few pages a second left its standby further behind every minute.</summary>
     [Fact]

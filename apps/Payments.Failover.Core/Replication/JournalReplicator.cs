@@ -138,6 +138,16 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             }
         }
 
+        // An account's settings reach its ledger record too (the journal applier keeps what it finds there), before the
+        // checkpoint moves: a replicator that dies in between applies the page again.
+        foreach (var (key, (_, value)) in latest.Where(entry => entry.Key.StartsWith(EtcdOptions.AccountSettingsFamily, StringComparison.Ordinal)))
+        {
+            if (value is not null)
+            {
+                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken);
+            }
+        }
+
         // Two keys of each transaction are the checkpoint and the marker.
         var chunks = latest.OrderBy(entry => entry.Value.Revision).Chunk(EtcdLedger.MaxTxnOps - 2).ToArray();
         if (chunks.Length == 0)

@@ -9,7 +9,8 @@ namespace Payments.Ledger.Core.Storage;
 /// <c>xfer/{id}</c> applied transfer = journal entry · <c>hold/{id}</c> pending transfer state ·
 /// <c>expiry/{timeoutUnixMs:D20}/{id}</c> index of pending transfers by timeout, for the sweep ·
 /// <c>age/{appliedUnixMs:D20}/{firstId}</c> index of applied transactions by time, for the archiver ·
-/// <c>archived/{id}</c> sums of an account's archived entries · <c>archive-horizon</c>.
+/// <c>archived/{id}</c> sums of an account's archived entries · <c>archive-horizon</c> ·
+/// <c>settings/{id}</c> an account's currency, overdraft limit and closing, for the other region.
 /// System accounts take part in every deposit and every payment; one key would make every transaction conflict
 /// with every other, so each is split into <see cref="SystemAccountShards"/> shards summed on read.
 /// </remarks>
@@ -42,6 +43,12 @@ internal sealed class LedgerKeys(string prefix)
         key.StartsWith(AccountsPrefix, StringComparison.Ordinal) || key.StartsWith(SystemPrefix, StringComparison.Ordinal);
 
     public string Account(AccountId id) => Prefix + "acct/" + id.Value;
+
+    /// <summary>An account's settings (<see cref="AccountSettingsRecord"/>), shipped to the other region.</summary>
+    public string Settings(AccountId id) => Prefix + SettingsFamily + id.Value;
+
+    /// <summary>The settings' family, relative to the ledger's prefix.</summary>
+    public const string SettingsFamily = "settings/";
 
     public string SystemShardsPrefix(AccountId id) => $"{Prefix}sys/{id.Value}/";
 

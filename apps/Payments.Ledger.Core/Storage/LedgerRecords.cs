@@ -73,6 +73,14 @@ internal sealed record HoldRecord(string PendingId, HoldStatus Status, long? Tim
     };
 }
 
+/// <summary>What an account is apart from its balances — currency, overdraft limit, closed — beside its record, in
+/// the family the active region ships (<c>settings/</c>): the journal holds transfers only, so without it the standby
+/// never learnt an overdraft limit, a closing, or an account opened and not yet used.</summary>
+internal sealed record AccountSettingsRecord(string Id, string Currency, long OverdraftLimitMinor, bool Closed)
+{
+    public static AccountSettingsRecord Of(AccountRecord account) => new(account.Id, account.Currency, account.OverdraftLimitMinor, account.Closed);
+}
+
 /// <summary>One age-index entry: the transfers one etcd transaction applied.</summary>
 internal sealed record AgeIndexRecord(IReadOnlyList<string> TransferIds);
 
@@ -101,6 +109,7 @@ internal sealed record ArchiveHorizonRecord(DateTimeOffset ArchivedBefore);
 [JsonSerializable(typeof(TransferRecord))]
 [JsonSerializable(typeof(HoldRecord))]
 [JsonSerializable(typeof(AgeIndexRecord))]
+[JsonSerializable(typeof(AccountSettingsRecord))]
 [JsonSerializable(typeof(ArchivedSumsRecord))]
 [JsonSerializable(typeof(ArchiveHorizonRecord))]
 internal sealed partial class LedgerJson : JsonSerializerContext
@@ -111,6 +120,7 @@ internal sealed partial class LedgerJson : JsonSerializerContext
         TransferRecord transfer => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(transfer, Default.TransferRecord)),
         HoldRecord hold => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(hold, Default.HoldRecord)),
         AgeIndexRecord age => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(age, Default.AgeIndexRecord)),
+        AccountSettingsRecord settings => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(settings, Default.AccountSettingsRecord)),
         ArchivedSumsRecord sums => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(sums, Default.ArchivedSumsRecord)),
         ArchiveHorizonRecord horizon => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(horizon, Default.ArchiveHorizonRecord)),
         string empty when empty.Length == 0 => ByteString.Empty,
@@ -125,6 +135,9 @@ internal sealed partial class LedgerJson : JsonSerializerContext
 
     public static HoldRecord DecodeHold(ByteString value) =>
         JsonSerializer.Deserialize(value.Span, Default.HoldRecord) ?? throw new InvalidDataException("Empty hold record.");
+
+    public static AccountSettingsRecord DecodeSettings(ByteString value) =>
+        JsonSerializer.Deserialize(value.Span, Default.AccountSettingsRecord) ?? throw new InvalidDataException("Empty account settings record.");
 
     public static AgeIndexRecord DecodeAge(ByteString value) =>
         JsonSerializer.Deserialize(value.Span, Default.AgeIndexRecord) ?? throw new InvalidDataException("Empty age index record.");
