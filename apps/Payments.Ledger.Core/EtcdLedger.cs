@@ -276,8 +276,8 @@ public sealed class EtcdLedger : ILedger
         return outcome.Transfers[0];
     }
 
-    /// <summary>Removes a hold's bar (<see cref="HoldBars"/>) once its expiry index entry is due; only the sweep calls
-    /// this, under its fenced lock, for an entry whose expiry found no hold.</summary>
+    /// <summary>Removes a due expiry index entry that expired nothing, and the hold's bar it was for (<see cref="HoldBars"/>);
+    /// only the sweep calls this, under its fenced lock.</summary>
     internal Task<bool> ForgetBarAsync(string indexKey, TransferId pendingId, EtcdFencedLock fence, CancellationToken cancellationToken) =>
         bars.ForgetAsync(indexKey, pendingId, fence, cancellationToken);
 

@@ -48,6 +48,7 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
             var holds = new Dictionary<string, HoldRecord>(StringComparer.Ordinal);
             var archivedBefore = read[Keys.ArchiveHorizon].Value is { } horizon ? LedgerJson.DecodeHorizon(horizon).ArchivedBefore : DateTimeOffset.MinValue;
             var applied = new List<string>();
+            var conflicting = Conflicting(entries, read, archivedBefore);
             foreach (var entry in entries)
             {
                 var transferKey = Keys.Transfer(entry.TransferId);
@@ -58,12 +59,8 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                     continue;
                 }
 
-                if (ResolvesAResolvedHold(entry, read, holds))
+                if (conflicting.Contains(entry.TransferId.Value))
                 {
-                    // The source resolved a hold this region had already resolved itself: an entry the source wrote
-                    // after this region took over and shipped late (ADR 0003, orphans). Applied, it released the hold
-                    // twice (pending amounts below zero) and moved money this region had decided not to; this region's
-                    // decision stands, and the entry is counted for the operator (payments.replication.conflicts).
                     LedgerMetrics.ReplicationConflicts.Add(1);
                     continue;
                 }
@@ -153,16 +150,42 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
         }
     }
 
-    private bool ResolvesAResolvedHold(JournalEntry entry, IReadOnlyDictionary<string, StoredValue> read, Dictionary<string, HoldRecord> holds)
+    /// <summary>The entries of one source transaction not to apply: a hold this region had already resolved (or barred:
+    /// voided before it was placed), resolved or placed by the source — an entry the source wrote after this region took
+    /// over, shipped late (ADR 0003, orphans) — and with it every entry of the same payment in that transaction (same
+    /// pending transfer, or same reference: the saga's settlement credits the creditor beside its post). Applied, they
+    /// released the hold twice (pending amounts below zero) and paid the creditor of a payment this region compensated.
+    /// This region's decision stands; each entry is counted for the operator (payments.replication.conflicts).</summary>
+    private HashSet<string> Conflicting(JournalEntry[] entries, IReadOnlyDictionary<string, StoredValue> read, DateTimeOffset archivedBefore)
     {
-        if (entry.Kind is TransferKind.Single or TransferKind.Pending || entry.PendingId is not { } pendingId)
+        var placedHere = entries.Where(entry => entry.Kind == TransferKind.Pending).Select(entry => entry.TransferId).ToHashSet();
+        var holds = new HashSet<TransferId>();
+        var references = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in entries.Where(entry => read[Keys.Transfer(entry.TransferId)].Value is null && entry.AppliedAt > archivedBefore))
         {
-            return false;
+            var hold = entry.Kind == TransferKind.Pending ? entry.TransferId : entry.PendingId;
+            var conflict = entry.Kind switch
+            {
+                TransferKind.Pending => read[Keys.Hold(entry.TransferId)].Exists, // a bar: voided here before it was placed
+                TransferKind.Single => false,
+                _ => hold is { } pendingId && !placedHere.Contains(pendingId)
+                    && read[Keys.Hold(pendingId)].Value is { } stored && LedgerJson.DecodeHold(stored).Status != HoldStatus.Pending,
+            };
+            if (conflict)
+            {
+                holds.Add(hold!);
+                if (entry.Reference is { } reference)
+                {
+                    references.Add(reference);
+                }
+            }
         }
 
-        var holdKey = Keys.Hold(pendingId);
-        var hold = holds.GetValueOrDefault(holdKey) ?? (read[holdKey].Value is { } stored ? LedgerJson.DecodeHold(stored) : null);
-        return hold is { Status: not HoldStatus.Pending };
+        return entries
+            .Where(entry => (entry.Kind == TransferKind.Pending ? holds.Contains(entry.TransferId) : entry.PendingId is { } p && holds.Contains(p))
+                            || (entry.Reference is { } reference && references.Contains(reference)))
+            .Select(entry => entry.TransferId.Value)
+            .ToHashSet(StringComparer.Ordinal);
     }
 
     /// <summary>Every key one entry reads: its transfer, both accounts (a system account's shard), its hold.</summary>

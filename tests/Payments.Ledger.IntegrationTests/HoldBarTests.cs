@@ -110,6 +110,34 @@ public sealed class HoldBarTests(EtcdClusterFixture etcd)
         Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
     }
 
+    /// <summary>An expiry index entry that expires nothing — its hold voided already, or no hold at all — is removed by
+    /// the sweep: left, it came back first in every pass, and 256 of them stopped every expiry for good.</summary>
+    [Fact]
+    public async Task IndexEntriesThatExpireNothing_AreRemoved_AndAPendingHoldsOwnEntryStays()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ledger = etcd.NewLedger(time);
+        var (debtor, creditor) = await TransferRetryTests.OpenPairAsync(ledger, fundsMinor: 1_000);
+        var issued = time.GetUtcNow();
+        var (resolved, open) = (TransferId.Parse("pay-3.hold"), TransferId.Parse("pay-4.hold"));
+        await ledger.TransferAsync(Hold(resolved, debtor, creditor, issued), CancellationToken.None);
+        await ledger.TransferAsync(new TransferRequest.VoidPending(TransferId.Parse("pay-3.void"), resolved) { IssuedAt = issued }, CancellationToken.None);
+        await ledger.TransferAsync(Hold(open, debtor, creditor, issued) with { Timeout = TimeSpan.FromDays(2) }, CancellationToken.None);
+        var stray = TransferId.Parse("nothing-here");
+        foreach (var id in new[] { resolved, stray, open })
+        {
+            await etcd.Connection.Kv.PutAsync(new Etcdserverpb.PutRequest { Key = EtcdBytes.Key(ledger.Keys.Expiry(1, id)) });
+        }
+
+        time.Advance(HoldTimeout + TimeSpan.FromMinutes(1));
+        await new HoldExpirySweeper(ledger, "sweeper", NullLogger<HoldExpirySweeper>.Instance).SweepOnceAsync(CancellationToken.None);
+
+        Assert.Equal(0, await CountAsync(ledger, stray));
+        Assert.Equal(1, await CountAsync(ledger, resolved)); // its voided hold record; no index entry
+        Assert.Equal(2, await CountAsync(ledger, open)); // the pending hold and its own entry, not due for two days
+        Assert.Equal(250, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+    }
+
     private static TransferRequest.Pending Hold(TransferId id, AccountId debtor, AccountId creditor, DateTimeOffset issued) =>
         new(id, debtor, creditor, new Money(250, Currency.Usd), HoldTimeout) { IssuedAt = issued };
 

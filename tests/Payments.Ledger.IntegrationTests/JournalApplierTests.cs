@@ -53,11 +53,14 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
         }
     }
 
-    /// <summary>An orphan of the old active region — its post of a hold, shipped after the new one took over and voided
-    /// that hold itself — is not applied: it released the hold a second time (pending debits below zero) and moved the
-    /// money of a payment this region had compensated.</summary>
-    [Fact]
-    public async Task AnEntryResolvingAHoldThisRegionResolvedItself_IsNotApplied()
+    /// <summary>An orphan of the old active region — its settlement of a hold (the creditor's credit and the post, one
+    /// transaction), shipped after the new one took over and voided that hold, or barred it before it ever arrived — is
+    /// not applied, the credit included: applied, it released the hold a second time (pending debits below zero) and
+    /// paid the creditor of a payment this region had compensated.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AnOrphanSettlementOfAHoldThisRegionVoided_IsNotApplied_CreditIncluded(bool barredBeforeItArrived)
     {
         var source = etcd.NewLedger();
         var replica = etcd.NewLedger();
@@ -70,17 +73,32 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
 
         await ApplyAsync(source, new TransferRequest.Single(NewId(), AccountId.ExternalFunding(Currency.Eur), debtor, Eur(1_000)));
         var hold = NewId();
-        await ApplyAsync(source, new TransferRequest.Pending(hold, debtor, creditor, Eur(400), TimeSpan.FromMinutes(15)));
         var applier = new JournalApplier(replica);
-        await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
-        Assert.IsType<TransferOutcome.Applied>(await replica.TransferAsync(new TransferRequest.VoidPending(NewId(), hold), CancellationToken.None)); // took over, voided
+        if (!barredBeforeItArrived)
+        {
+            await ApplyAsync(source, new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Eur), Eur(400), TimeSpan.FromMinutes(15), "pay-o"));
+        }
 
-        await ApplyAsync(source, new TransferRequest.PostPending(NewId(), hold)); // the old region's late post
+        await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
+        var voided = await replica.TransferAsync(new TransferRequest.VoidPending(NewId(), hold), CancellationToken.None); // took over, voided
+        Assert.Equal(!barredBeforeItArrived, voided is TransferOutcome.Applied);
+
+        if (barredBeforeItArrived)
+        {
+            await ApplyAsync(source, new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Eur), Eur(400), TimeSpan.FromMinutes(15), "pay-o"));
+        }
+
+        // The old region's late settlement: the creditor's credit out of in-transit and the post, one transaction.
+        var settled = await source.ApplyBatchAsync(
+            [new TransferRequest.Single(NewId(), AccountId.InTransit(Currency.Eur), creditor, Eur(400), "pay-o") { FundedByHold = hold }, new TransferRequest.PostPending(NewId(), hold)],
+            CancellationToken.None);
+        Assert.True(settled.Succeeded);
         await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
 
         var account = await replica.GetAccountAsync(debtor, CancellationToken.None);
         Assert.Equal((1_000, 0), (account!.BalanceMinor, account.PendingDebitMinor));
-        Assert.Equal(0, (await replica.GetAccountAsync(creditor, CancellationToken.None))!.BalanceMinor);
+        Assert.Equal(0, (await replica.GetAccountAsync(creditor, CancellationToken.None))?.BalanceMinor ?? 0); // never credited: not even opened here
+        Assert.Equal(0, (await replica.GetAccountAsync(AccountId.InTransit(Currency.Eur), CancellationToken.None))!.BalanceMinor);
         await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
     }
 

@@ -97,18 +97,12 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
                 expired++;
                 logger.LogInformation("Expired pending transfer {PendingId}", pendingId);
             }
-            else if (outcome is TransferOutcome.Failed { Error.Code: LedgerError.PendingTransferNotFound })
-            {
-                // No hold: a void's bar that has served its time (HoldBars), or an entry left without its hold. Left
-                // in the index it would come back first in every pass and, 256 of them, stop every expiry.
-                if (await ledger.ForgetBarAsync(key, pendingId, held, linked.Token))
-                {
-                    logger.LogDebug("Removed the bar on hold id {PendingId}", pendingId);
-                }
-            }
             else if (outcome is TransferOutcome.Failed failed)
             {
-                logger.LogDebug("Pending transfer {PendingId} not expired: {Error}", pendingId, failed.Error);
+                // Nothing to expire: a void's bar that has served its time (HoldBars), or an entry left behind. Left in
+                // the index it would come back first in every pass and, 256 of them, stop every expiry.
+                var removed = await ledger.ForgetBarAsync(key, pendingId, held, linked.Token);
+                logger.LogDebug("Pending transfer {PendingId} not expired ({Error}); index entry removed: {Removed}", pendingId, failed.Error, removed);
             }
         }
 

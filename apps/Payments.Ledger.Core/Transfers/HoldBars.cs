@@ -71,24 +71,33 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
         return outcome;
     }
 
-    /// <summary>Removes a bar that the expiry index says is due, and the index entry (also one naming nothing at all).
-    /// Compared on both keys, so a hold record that is not a bar, or a pending transfer written meanwhile, is left.</summary>
+    /// <summary>For a due expiry index entry that expired nothing: removes it, and the bar it was for. Besides a bar
+    /// that has served its time, an entry left behind — one naming nothing at all, or a hold that is resolved or
+    /// indexed at another time (a bar the standby's journal applier replaced with the other region's hold) — is removed:
+    /// left, it came back first in every pass, and 256 of them stopped every expiry. Compared on the keys it read, so a
+    /// hold or transfer written meanwhile keeps it.</summary>
     /// <returns>Whether it removed anything.</returns>
     public async Task<bool> ForgetAsync(string indexKey, TransferId pendingId, IWriteFence fence, CancellationToken cancellationToken)
     {
         var transferKey = Keys.Transfer(pendingId);
         var holdKey = Keys.Hold(pendingId);
         var found = await store.ReadManyAsync([transferKey, holdKey], serializable: false, cancellationToken);
-        if (found[transferKey].Exists
-            || (found[holdKey] is { Exists: true } hold && !IsDueBar(LedgerJson.DecodeHold(hold.Value!), indexKey, pendingId)))
+        var hold = found[holdKey] is { Exists: true } stored ? LedgerJson.DecodeHold(stored.Value!) : null;
+        var indexed = hold?.TimeoutAtUnixMs is { } at && string.Equals(Keys.Expiry(at, pendingId), indexKey, StringComparison.Ordinal);
+        var bar = !found[transferKey].Exists && hold is not null;
+        if (bar ? !(indexed && IsDue(hold!)) : hold is { Status: HoldStatus.Pending } && indexed)
         {
-            return false;
+            return false; // a bar still in force, or a pending hold's own entry (its expiry comes when it is due)
         }
 
         var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.ModRevisionIs(transferKey, 0));
+        request.Compare.Add(EtcdBytes.ModRevisionIs(transferKey, found[transferKey].ModRevision));
         request.Compare.Add(EtcdBytes.ModRevisionIs(holdKey, found[holdKey].ModRevision));
-        request.Success.Add(EtcdBytes.Delete(holdKey));
+        if (bar)
+        {
+            request.Success.Add(EtcdBytes.Delete(holdKey));
+        }
+
         request.Success.Add(EtcdBytes.Delete(indexKey));
         fence.AddFence(request);
         var region = regionFence?.Invoke();
@@ -107,10 +116,7 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
         return (issued + retention.ReplayWindow + retention.MaxIssuedAhead).ToUnixTimeMilliseconds();
     }
 
-    private bool IsDueBar(HoldRecord hold, string indexKey, TransferId pendingId) =>
-        hold.Status == HoldStatus.Voided && hold.TimeoutAtUnixMs is { } until
-        && string.Equals(Keys.Expiry(until, pendingId), indexKey, StringComparison.Ordinal)
-        && until <= time.GetUtcNow().ToUnixTimeMilliseconds();
+    private bool IsDue(HoldRecord bar) => bar.TimeoutAtUnixMs is { } until && until <= time.GetUtcNow().ToUnixTimeMilliseconds();
 
     private static TransferOutcome.Failed Barred(TransferOutcome.Failed notFound, TransferRequest.VoidPending cancel, long until) =>
         new(notFound.Id, new LedgerError(LedgerError.PendingTransferNotFound,
