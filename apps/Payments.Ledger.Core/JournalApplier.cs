@@ -88,22 +88,7 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                 writes[key] = LedgerJson.Encode(hold);
             }
 
-            var request = new TxnRequest();
-            foreach (var key in keys)
-            {
-                request.Compare.Add(EtcdBytes.ModRevisionIs(key, read[key].ModRevision));
-            }
-
-            foreach (var (key, value) in writes)
-            {
-                request.Success.Add(value is null ? EtcdBytes.Delete(key) : EtcdBytes.Put(key, value));
-            }
-
-            if (copyMarkerKey is not null)
-            {
-                request.Success.Add(EtcdBytes.Put(copyMarkerKey, ByteString.Empty));
-            }
-
+            var request = Transaction(keys, read, writes);
             var response = await ledger.Store.RetryingAsync(token => ledger.Store.TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
@@ -112,6 +97,28 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
         }
 
         throw new LedgerUnavailableException($"Applying the replicated transaction at sequence {entries[0].Sequence} conflicted {MaxAttempts} times.");
+    }
+
+    /// <summary>The writes, each key read compared with the revision it was read at, and the copy marker.</summary>
+    private TxnRequest Transaction(string[] keys, IReadOnlyDictionary<string, StoredValue> read, Dictionary<string, ByteString?> writes)
+    {
+        var request = new TxnRequest();
+        foreach (var key in keys)
+        {
+            request.Compare.Add(EtcdBytes.ModRevisionIs(key, read[key].ModRevision));
+        }
+
+        foreach (var (key, value) in writes)
+        {
+            request.Success.Add(value is null ? EtcdBytes.Delete(key) : EtcdBytes.Put(key, value));
+        }
+
+        if (copyMarkerKey is not null)
+        {
+            request.Success.Add(EtcdBytes.Put(copyMarkerKey, ByteString.Empty));
+        }
+
+        return request;
     }
 
     private void Apply(

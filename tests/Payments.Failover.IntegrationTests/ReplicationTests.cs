@@ -118,6 +118,54 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         await AssertSameLedgerAsync(a, b);
     }
 
+    /// <summary>A standby whose shipper stopped for longer than etcd's history while its replicator copied more than a
+    /// page, then wrote on its own (promoted): the copies are left out a page at a time and its own writes ship. A page
+    /// of nothing but copies moved the head to the compaction point, past its own writes in between, never shipped.</summary>
+    [Fact]
+    public async Task AfterCompaction_CopiesAreLeftOut_AndOwnWritesStillShip()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        JournalShipper ShipperOf(string region, EtcdLedger ledger, string root) => new(region, journal, ledger, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = ["api/", "payments/"],
+            RecordRoot = root,
+            Etcd = fixture.Connection,
+        };
+        await using (var shipperB = ShipperOf("region-b", b, prefixB))
+        {
+            await PutAsync(prefixB + "payments/pay_before", "b-own-early");
+            await ShipAllAsync(shipperB); // B's head exists, then B's shipper stops
+        }
+
+        await WorkloadAsync(a, transfers: 2 * JournalShipper.MaxEntriesPerPage);
+        for (var index = 0; index < 300; index++)
+        {
+            await PutAsync(prefixA + $"payments/pay_{index:D3}", "from-a");
+        }
+
+        await ShipAllAsync(ShipperOf("region-a", a, prefixA));
+        await new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true }.DrainAsync("region-a", maxRounds: 20, CancellationToken.None);
+        await PutAsync(prefixB + "payments/pay_own", "b-own-late");
+        var now = (await fixture.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/"), CountOnly = true })).Header.Revision;
+        await fixture.Connection.Kv.CompactAsync(new Etcdserverpb.CompactionRequest { Revision = now });
+
+        await using var restarted = ShipperOf("region-b", b, prefixB);
+        await ShipAllAsync(restarted);
+
+        Assert.True(restarted.RangeRounds > 0);
+        var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor("region-b"), CancellationToken.None, serverErrorMeansMissing: true);
+        var shipped = new List<RecordDocument>();
+        for (var number = 1; number <= head!.Pages; number++)
+        {
+            var page = await JournalStore.TryReadAsync<JournalPage>(journal, JournalPage.IdFor("region-b", number), CancellationToken.None, serverErrorMeansMissing: true);
+            Assert.Empty(page!.Entries); // B's ledger holds only copies
+            shipped.AddRange(page.Records ?? []);
+        }
+
+        Assert.Equal(["payments/pay_before", "payments/pay_own"], shipped.Select(record => record.Key).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public async Task SyncWrite_IsAcknowledgedOnlyOnceItsEntryIsInCosmos()
     {

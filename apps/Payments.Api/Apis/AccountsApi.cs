@@ -114,15 +114,11 @@ public static class AccountsApi
 
         // Checked before the key is touched (as for payments): a body that cannot be valid is not stored as the key's
         // answer, costs etcd nothing, and may be fixed and sent again with the same key.
+        // An account id no account can have gets the answer it gets later (404), with nothing stored either.
         var (amount, currency, invalid) = ParseDeposit(bytes!);
-        if (invalid is not null)
+        if ((invalid ?? (AccountId.TryParse(accountId, out _, out _) ? null : Reply.AccountNotFound(accountId))) is { } refused)
         {
-            return invalid.ToResult();
-        }
-
-        if (!AccountId.TryParse(accountId, out _, out _))
-        {
-            return Reply.AccountNotFound(accountId).ToResult(); // no such account can exist: the same answer, nothing stored
+            return refused.ToResult();
         }
 
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>

@@ -8,15 +8,20 @@ namespace Payments.Failover.Core.Replication;
 /// than the compaction window): what the feeds spare every other round.</summary>
 public sealed partial class JournalShipper
 {
-    /// <summary>Entries and records after the head, at most a page of each, without the replicator's copies.</summary>
-    private async Task<(IReadOnlyList<JournalEntry> Entries, IReadOnlyList<RecordDocument> Records)> ReadCurrentKeysAsync(
-        JournalHead head, CancellationToken cancellationToken)
+    /// <summary>Entries and records after the head, at most a page of each, without the replicator's copies; with how
+    /// many copies were left out, and how far the reads reached (every entry and record up to there is in the page or
+    /// a copy left out: the head may move there, and a page of nothing but copies does not stop shipping).</summary>
+    private async Task<(IReadOnlyList<JournalEntry> Entries, IReadOnlyList<RecordDocument> Records, int Copies, long ReadThroughSequence, long ReadThroughRecordRevision)>
+        ReadCurrentKeysAsync(JournalHead head, CancellationToken cancellationToken)
     {
         var entries = await new JournalReader(ledger).ReadAsync(head.LastSequence, MaxEntriesPerPage, cancellationToken);
         var records = await ReadRecordsAsync(head.LastRecordRevision, cancellationToken);
         var lastCopy = await LastCopyAsync(cancellationToken);
-        return ([.. entries.Where(entry => entry.Sequence / JournalEntry.SequencePerRevision > lastCopy)],
-            [.. records.Where(record => record.Revision > lastCopy)]);
+        JournalEntry[] own = [.. entries.Where(entry => entry.Sequence / JournalEntry.SequencePerRevision > lastCopy)];
+        RecordDocument[] ownRecords = [.. records.Where(record => record.Revision > lastCopy)];
+        return (own, ownRecords, entries.Count - own.Length + records.Count - ownRecords.Length,
+            entries.Select(entry => entry.Sequence).DefaultIfEmpty(head.LastSequence).Max(),
+            records.Select(record => record.Revision).DefaultIfEmpty(head.LastRecordRevision).Max());
     }
 
     /// <summary>The revision of the replicator's last copy (<see cref="JournalReplicator.CopyMarker"/>), 0 if none:

@@ -64,7 +64,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
         IReadOnlyList<RecordDocument> records;
         long? through;
         long? compacted = null;
-        var (copies, copiedThrough) = (0, head.LastSequence);
+        var (copies, copiedThrough, recordsThrough) = (0, head.LastSequence, head.LastRecordRevision);
         try
         {
             (entries, records, through, copies, copiedThrough) = await ReadChangesAsync(head, cancellationToken);
@@ -75,15 +75,16 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
             // round reads the current keys instead, every one of them (what the feeds spare every other round).
             logger.LogWarning("Region {Region}: {Reason}; shipping from the current keys until the head is within etcd's history", region, exception.Message);
             Interlocked.Increment(ref rangeRounds);
-            (entries, records) = await ReadCurrentKeysAsync(head, cancellationToken);
+            (entries, records, copies, copiedThrough, recordsThrough) = await ReadCurrentKeysAsync(head, cancellationToken);
             (through, compacted) = (null, exception.CompactRevision);
         }
 
-        if (entries.Count == 0 && records.Count == 0 && copies > 0 && through is { } skipped)
+        if (entries.Count == 0 && records.Count == 0 && copies > 0)
         {
-            // Only copies of the peer's journal and records up to `skipped`: the head moves past them, else every round
-            // read them again (counted as done: the caller's loop goes on to what follows them).
-            return await TryReplaceHeadAsync(Past(head with { LastSequence = copiedThrough }, skipped), etag, cancellationToken) ? copies : 0;
+            // Only copies of the peer's journal and records: the head moves past them, else every round read them again
+            // (counted as done: the caller's loop goes on to what follows them).
+            var past = head with { LastSequence = copiedThrough, LastRecordRevision = recordsThrough };
+            return await TryReplaceHeadAsync(through is { } skipped ? Past(past, skipped) : past, etag, cancellationToken) ? copies : 0;
         }
 
         if (entries.Count == 0 && records.Count == 0 && compacted is { } history)
@@ -102,7 +103,8 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
 
         Interlocked.Exchange(ref lagMilliseconds, entries.Count == 0 ? 0 : (long)Math.Max(0, (time.GetUtcNow() - entries[0].AppliedAt).TotalMilliseconds));
         var next = NextHead(head, entries, records, through);
-        next = next with { LastSequence = Math.Max(next.LastSequence, copiedThrough) }; // copies ship in no page
+        // Copies ship in no page.
+        next = next with { LastSequence = Math.Max(next.LastSequence, copiedThrough), LastRecordRevision = Math.Max(next.LastRecordRevision, recordsThrough) };
         var page = new JournalPage(JournalPage.IdFor(region, next.Pages), region, next.Pages, entries.Select(JournalEntryDocument.From).ToArray(), records, next);
         if (await CreatePageAsync(page, entries, head, cancellationToken) is { } stored)
         {
