@@ -27,6 +27,9 @@ public sealed partial class LocalSystem : IAsyncDisposable
     /// <summary>The key layout every app of this system uses (the apps' own default prefix).</summary>
     public static EtcdOptions Layout { get; } = new() { KeyPrefix = KeyPrefix };
     public const long ReviewThresholdMinor = 100_000;
+
+    /// <summary>The demo's risk limit (the default is the largest payment the API takes): its mix shows refusals.</summary>
+    public const long RejectAboveMinor = 10_000_000;
     public const int ApiReplicas = 2;
     private readonly List<ChildProcess> children = [];
     private int? orchestratorPort;
@@ -303,6 +306,7 @@ public sealed partial class LocalSystem : IAsyncDisposable
         ["Payments__RiskUrl"] = RiskUrl,
         ["Payments__OrchestratorUrl"] = orchestratorPort is { } orchestrator && orchestrator != port ? $"http://127.0.0.1:{orchestrator}/" : string.Empty,
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
+        ["Payments__RejectAboveMinor"] = RejectAboveMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
         ["Metrics__Token"] = MetricsToken,

@@ -164,7 +164,7 @@ public sealed record DemoPayment(DemoKind Kind, string Debtor, string Creditor, 
             var amount = kind switch
             {
                 DemoKind.InsufficientFunds => ApiDemo.LowFundsMinor + random.Next(1, 50_000),
-                DemoKind.RiskRejected => 20_000_000 + random.Next(1, 1_000),
+                DemoKind.RiskRejected => 2 * LocalSystem.RejectAboveMinor + random.Next(1, 1_000),
                 DemoKind.ReviewApproved or DemoKind.ReviewRejected => LocalSystem.ReviewThresholdMinor + random.Next(1, 50_000),
                 _ => random.Next(100, 5_000),
             };

@@ -40,7 +40,7 @@ public sealed record RiskPolicy(
 {
     public static RiskPolicy Default { get; } = new(
         ReviewThresholdMinor: 100_000, // 1,000.00 in a two-decimal currency
-        RejectAboveMinor: 10_000_000,
+        RejectAboveMinor: 10_000_000_000, // the API's default maximum payment (MoneyLimits): larger ones go to review, not to an automatic refusal
         VelocityMaxCount: 50,
         VelocityMaxSumMinor: 5_000_000,
         VelocityWindow: TimeSpan.FromMinutes(10),

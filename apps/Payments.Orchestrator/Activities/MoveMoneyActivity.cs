@@ -41,9 +41,10 @@ public sealed class MoveMoneyActivity(ILedger ledger, PaymentRecordStore records
             await records.RecordOutcomeAsync(input.PaymentId, PaymentOutcome.Completed(), time.GetUtcNow(), CancellationToken.None);
             return MoveMoneyResult.Completed(recorded: true);
         }
-        catch (Exception exception) when (exception is RpcException or InvalidOperationException or System.Text.Json.JsonException)
+        catch (Exception exception) when (exception is RpcException or InvalidOperationException or System.Text.Json.JsonException or RegionNotWritableException)
         {
-            // etcd unavailable, or the record kept changing: the money moved, so this is not a fault of the activity
+            // etcd unavailable, the record kept changing, or the region was demoted just now (the record carries its
+            // fence): the money moved, so this is not a fault of the activity
             // (which would send the saga through hold and settle again); the workflow's last step records it.
             return MoveMoneyResult.Completed(recorded: false);
         }

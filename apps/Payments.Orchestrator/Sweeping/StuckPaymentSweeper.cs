@@ -126,10 +126,10 @@ public sealed class StuckPaymentSweeper(
         {
             return await ResumeIfStuckAsync(record, report, cancellationToken);
         }
-        catch (Exception exception) when (exception is Grpc.Core.RpcException or InvalidOperationException
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or InvalidOperationException or Payments.Ledger.Contracts.RegionNotWritableException
                                           || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            // Left as it is: the next cycle finds it again.
+            // Left as it is: the next cycle finds it again (a region demoted meanwhile changes no record: the fence).
             logger.LogWarning("Sweeper: could not resume payment {PaymentId} ({Error}); the next cycle retries", record.PaymentId, exception.Message);
             return report with { Failed = report.Failed + 1 };
         }
