@@ -22,6 +22,9 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
     /// <summary>Compare-and-swap rounds per source transaction before giving up (the caller retries later).</summary>
     public const int MaxAttempts = 16;
 
+    // The series exists before the first conflict (an alert reads it: increase() of nothing is nothing, not 0).
+    static JournalApplier() => LedgerMetrics.ReplicationConflicts.Add(0);
+
     private LedgerKeys Keys => ledger.Keys;
 
     /// <summary>Applies <paramref name="entries"/> (in sequence order); returns how many were new here.</summary>
