@@ -51,7 +51,7 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
             var holds = new Dictionary<string, HoldRecord>(StringComparer.Ordinal);
             var archivedBefore = read[Keys.ArchiveHorizon].Value is { } horizon ? LedgerJson.DecodeHorizon(horizon).ArchivedBefore : DateTimeOffset.MinValue;
             var applied = new List<string>();
-            var conflicting = Conflicting(entries, read, archivedBefore);
+            var (skipped, diverged) = ReplicationConflicts.Find(Keys, entries, read, archivedBefore);
             foreach (var entry in entries)
             {
                 var transferKey = Keys.Transfer(entry.TransferId);
@@ -62,9 +62,8 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                     continue;
                 }
 
-                if (conflicting.Contains(entry.TransferId.Value))
+                if (skipped.Contains(entry.TransferId.Value))
                 {
-                    LedgerMetrics.ReplicationConflicts.Add(1);
                     continue;
                 }
 
@@ -73,13 +72,21 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                 applied.Add(entry.TransferId.Value);
             }
 
-            if (applied.Count == 0)
+            if (applied.Count == 0 && diverged.Count == 0)
             {
                 return 0;
             }
 
-            // The copy is archived like the source's journal: indexed by the source's applied time.
-            writes[Keys.Age(entries[0].AppliedAt, applied[0])] = LedgerJson.Encode(new AgeIndexRecord(applied));
+            if (applied.Count > 0)
+            {
+                // The copy is archived like the source's journal: indexed by the source's applied time.
+                writes[Keys.Age(entries[0].AppliedAt, applied[0])] = LedgerJson.Encode(new AgeIndexRecord(applied));
+            }
+
+            foreach (var entry in diverged)
+            {
+                writes[Keys.Conflict(entry.TransferId)] = LedgerJson.Encode(ToRecord(entry)); // for the operator (runbook)
+            }
 
             foreach (var (key, account) in accounts)
             {
@@ -95,6 +102,7 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
             var response = await ledger.Store.RetryingAsync(token => ledger.Store.TxnAsync(request, token), cancellationToken);
             if (response.Succeeded)
             {
+                LedgerMetrics.ReplicationConflicts.Add(diverged.Count);
                 return applied.Count;
             }
         }
@@ -158,44 +166,6 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                 writes[Keys.Expiry(holdDue, pendingId)] = null;
             }
         }
-    }
-
-    /// <summary>The entries of one source transaction not to apply: a hold this region had already resolved (or barred:
-    /// voided before it was placed), resolved or placed by the source — an entry the source wrote after this region took
-    /// over, shipped late (ADR 0003, orphans) — and with it every entry of the same payment in that transaction (same
-    /// pending transfer, or same reference: the saga's settlement credits the creditor beside its post). Applied, they
-    /// released the hold twice (pending amounts below zero) and paid the creditor of a payment this region compensated.
-    /// This region's decision stands; each entry is counted for the operator (payments.replication.conflicts).</summary>
-    private HashSet<string> Conflicting(JournalEntry[] entries, IReadOnlyDictionary<string, StoredValue> read, DateTimeOffset archivedBefore)
-    {
-        var placedHere = entries.Where(entry => entry.Kind == TransferKind.Pending).Select(entry => entry.TransferId).ToHashSet();
-        var holds = new HashSet<TransferId>();
-        var references = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var entry in entries.Where(entry => read[Keys.Transfer(entry.TransferId)].Value is null && entry.AppliedAt > archivedBefore))
-        {
-            var hold = entry.Kind == TransferKind.Pending ? entry.TransferId : entry.PendingId;
-            var conflict = entry.Kind switch
-            {
-                TransferKind.Pending => read[Keys.Hold(entry.TransferId)].Exists, // a bar: voided here before it was placed
-                TransferKind.Single => false,
-                _ => hold is { } pendingId && !placedHere.Contains(pendingId)
-                    && read[Keys.Hold(pendingId)].Value is { } stored && LedgerJson.DecodeHold(stored).Status != HoldStatus.Pending,
-            };
-            if (conflict)
-            {
-                holds.Add(hold!);
-                if (entry.Reference is { } reference)
-                {
-                    references.Add(reference);
-                }
-            }
-        }
-
-        return entries
-            .Where(entry => (entry.Kind == TransferKind.Pending ? holds.Contains(entry.TransferId) : entry.PendingId is { } p && holds.Contains(p))
-                            || (entry.Reference is { } reference && references.Contains(reference)))
-            .Select(entry => entry.TransferId.Value)
-            .ToHashSet(StringComparer.Ordinal);
     }
 
     /// <summary>Every key one entry reads: its transfer, both accounts (a system account's shard), its hold.</summary>

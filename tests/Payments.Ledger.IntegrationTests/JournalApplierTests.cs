@@ -53,14 +53,16 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
         }
     }
 
-    /// <summary>An orphan of the old active region — its settlement of a hold (the creditor's credit and the post, one
-    /// transaction), shipped after the new one took over and voided that hold, or barred it before it ever arrived — is
-    /// not applied, the credit included: applied, it released the hold a second time (pending debits below zero) and
-    /// paid the creditor of a payment this region had compensated.</summary>
+    /// <summary>An orphan of the old active region — its settlement of a hold (the creditor's credit and the post, in
+    /// one transaction, with the hold itself on the saga's usual path), shipped after the new one took over and voided
+    /// that hold: one it had received, one it had placed itself under the same id, or one it barred before it ever
+    /// arrived — is not applied, the credit included, and is kept for the operator. Applied, it released the hold a
+    /// second time (pending debits below zero) and paid the creditor of a payment this region had compensated.</summary>
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task AnOrphanSettlementOfAHoldThisRegionVoided_IsNotApplied_CreditIncluded(bool barredBeforeItArrived)
+    [InlineData("received")]
+    [InlineData("placed-here")]
+    [InlineData("barred")]
+    public async Task AnOrphanSettlementOfAHoldThisRegionVoided_IsNotApplied_CreditIncluded(string howTheHoldWasVoidedHere)
     {
         var source = etcd.NewLedger();
         var replica = etcd.NewLedger();
@@ -72,26 +74,27 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
         }
 
         await ApplyAsync(source, new TransferRequest.Single(NewId(), AccountId.ExternalFunding(Currency.Eur), debtor, Eur(1_000)));
-        var hold = NewId();
+        var (hold, post) = (NewId(), NewId());
+        var holdRequest = new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Eur), Eur(400), TimeSpan.FromMinutes(15), "pay-o");
         var applier = new JournalApplier(replica);
-        if (!barredBeforeItArrived)
+        if (howTheHoldWasVoidedHere == "received")
         {
-            await ApplyAsync(source, new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Eur), Eur(400), TimeSpan.FromMinutes(15), "pay-o"));
+            await ApplyAsync(source, holdRequest);
         }
 
         await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
-        var voided = await replica.TransferAsync(new TransferRequest.VoidPending(NewId(), hold), CancellationToken.None); // took over, voided
-        Assert.Equal(!barredBeforeItArrived, voided is TransferOutcome.Applied);
-
-        if (barredBeforeItArrived)
+        if (howTheHoldWasVoidedHere == "placed-here")
         {
-            await ApplyAsync(source, new TransferRequest.Pending(hold, debtor, AccountId.InTransit(Currency.Eur), Eur(400), TimeSpan.FromMinutes(15), "pay-o"));
+            Assert.IsType<TransferOutcome.Applied>(await replica.TransferAsync(holdRequest, CancellationToken.None)); // the resumed saga, same id
         }
 
-        // The old region's late settlement: the creditor's credit out of in-transit and the post, one transaction.
-        var settled = await source.ApplyBatchAsync(
-            [new TransferRequest.Single(NewId(), AccountId.InTransit(Currency.Eur), creditor, Eur(400), "pay-o") { FundedByHold = hold }, new TransferRequest.PostPending(NewId(), hold)],
-            CancellationToken.None);
+        var voided = await replica.TransferAsync(new TransferRequest.VoidPending(NewId(), hold), CancellationToken.None); // took over, voided
+        Assert.Equal(howTheHoldWasVoidedHere != "barred", voided is TransferOutcome.Applied);
+
+        // The old region's late settlement: the creditor's credit out of in-transit and the post (and the hold, unless
+        // it was shipped before), one transaction.
+        TransferRequest[] batch = [new TransferRequest.Single(NewId(), AccountId.InTransit(Currency.Eur), creditor, Eur(400), "pay-o") { FundedByHold = hold }, new TransferRequest.PostPending(post, hold)];
+        var settled = await source.ApplyBatchAsync(howTheHoldWasVoidedHere == "received" ? batch : [holdRequest, .. batch], CancellationToken.None);
         Assert.True(settled.Succeeded);
         await applier.ApplyAsync(await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None), CancellationToken.None);
 
@@ -100,6 +103,8 @@ public sealed class JournalApplierTests(EtcdClusterFixture etcd)
         Assert.Equal(0, (await replica.GetAccountAsync(creditor, CancellationToken.None))?.BalanceMinor ?? 0); // never credited: not even opened here
         Assert.Equal(0, (await replica.GetAccountAsync(AccountId.InTransit(Currency.Eur), CancellationToken.None))!.BalanceMinor);
         await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
+        var kept = await etcd.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Payments.Etcd.EtcdBytes.Key(replica.Keys.Conflict(post)) });
+        Assert.Single(kept.Kvs); // the post that contradicts this region's void, for the operator
     }
 
     private static (string, TransferKind, string, string, long, string?) Fields(JournalEntry entry) =>

@@ -47,6 +47,10 @@ internal sealed class LedgerKeys(string prefix)
     /// <summary>An account's settings (<see cref="AccountSettingsRecord"/>), shipped to the other region.</summary>
     public string Settings(AccountId id) => Prefix + SettingsFamily + id.Value;
 
+    /// <summary>A replicated entry refused because it contradicts this region's decision on a hold (the entry as the
+    /// other region applied it), kept for the operator: <c>ledger/conflicts/{transfer id}</c>.</summary>
+    public string Conflict(TransferId id) => Prefix + "conflicts/" + id.Value;
+
     /// <summary>The settings' family, relative to the ledger's prefix.</summary>
     public const string SettingsFamily = "settings/";
 
