@@ -126,13 +126,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     {
         var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
         var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
-        JournalShipper ShipperOf(string region, EtcdLedger ledger, string root) => new(region, journal, ledger, TimeProvider.System, NullLogger.Instance)
-        {
-            RecordPrefixes = ["api/", "payments/"],
-            RecordRoot = root,
-            Etcd = fixture.Connection,
-        };
-        await using (var shipperB = ShipperOf("region-b", b, prefixB))
+        await using (var shipperB = RecordShipper("region-b", b, prefixB))
         {
             await PutAsync(prefixB + "payments/pay_before", "b-own-early");
             await ShipAllAsync(shipperB); // B's head exists, then B's shipper stops
@@ -144,13 +138,13 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
             await PutAsync(prefixA + $"payments/pay_{index:D3}", "from-a");
         }
 
-        await ShipAllAsync(ShipperOf("region-a", a, prefixA));
+        await ShipAllAsync(RecordShipper("region-a", a, prefixA));
         await new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true }.DrainAsync("region-a", maxRounds: 20, CancellationToken.None);
         await PutAsync(prefixB + "payments/pay_own", "b-own-late");
         var now = (await fixture.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/"), CountOnly = true })).Header.Revision;
         await fixture.Connection.Kv.CompactAsync(new Etcdserverpb.CompactionRequest { Revision = now });
 
-        await using var restarted = ShipperOf("region-b", b, prefixB);
+        await using var restarted = RecordShipper("region-b", b, prefixB);
         await ShipAllAsync(restarted);
 
         Assert.True(restarted.RangeRounds > 0);
@@ -254,12 +248,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
             await PutAsync(prefixA + $"payments/pay_bulk_{index:D3}", "completed"); // more than one page of records
         }
 
-        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
-        {
-            RecordPrefixes = ["api/", "payments/"],
-            RecordRoot = prefixA,
-            Etcd = fixture.Connection,
-        };
+        var shipper = RecordShipper("region-a", a, prefixA);
         await ShipAllAsync(shipper);
 
         await new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true }.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
@@ -288,12 +277,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         var (finished, open) = (Order("pay_finished"), Order("pay_open"));
         await recordsA.CreateAsync(PaymentRecord.Accepted(finished, now), CancellationToken.None);
         await recordsA.CreateAsync(PaymentRecord.Accepted(open, now), CancellationToken.None);
-        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
-        {
-            RecordPrefixes = ["api/", "payments/"],
-            RecordRoot = prefixA,
-            Etcd = fixture.Connection,
-        };
+        var shipper = RecordShipper("region-a", a, prefixA);
         var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
         await ShipAndApplyAsync(shipper, replicator);
         var recordsB = new PaymentRecordStore(fixture.Connection, prefixB + "payments/");
@@ -319,13 +303,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     {
         var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
         var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
-        JournalShipper ShipperOf(string region, EtcdLedger ledger, string root) => new(region, journal, ledger, TimeProvider.System, NullLogger.Instance)
-        {
-            RecordPrefixes = ["api/", "payments/"],
-            RecordRoot = root,
-            Etcd = fixture.Connection,
-        };
-        var (shipperA, shipperB) = (ShipperOf("region-a", a, prefixA), ShipperOf("region-b", b, prefixB));
+        var (shipperA, shipperB) = (RecordShipper("region-a", a, prefixA), RecordShipper("region-b", b, prefixB));
         await WorkloadAsync(a, transfers: 20);
         await PutAsync(prefixA + "payments/pay_1", "pending");
         await ShipAllAsync(shipperA);
@@ -356,12 +334,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     {
         var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
         var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
-        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
-        {
-            RecordPrefixes = Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies,
-            RecordRoot = prefixA,
-            Etcd = fixture.Connection,
-        };
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
         var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
         var (debtor, _) = await OpenFundedAsync(a);
         var unused = AccountId.Parse($"u-{Guid.NewGuid():N}");
@@ -411,12 +384,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     {
         var prefixA = EtcdClusterFixture.NewPrefix();
         var a = fixture.NewLedger(prefix: prefixA + "ledger/");
-        var shipper = new JournalShipper("region-a", journal, a, TimeProvider.System, NullLogger.Instance)
-        {
-            RecordPrefixes = ["api/", "payments/"],
-            RecordRoot = prefixA,
-            Etcd = fixture.Connection,
-        };
+        var shipper = RecordShipper("region-a", a, prefixA);
         var progress = new ShippingProgress(journal, a, TimeProvider.System) { RecordRoot = prefixA, Etcd = fixture.Connection, ServerErrorMeansMissing = true };
         await PutAsync(prefixA + "payments/pay_early", "pending");
         await ShipAllAsync(shipper);
@@ -458,6 +426,16 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         var value = await fixture.Connection.Client.GetValAsync(key);
         return string.IsNullOrEmpty(value) ? null : value;
     }
+
+    /// <summary>A region's shipper that ships the API's records (or <paramref name="families"/>) beside its journal,
+    /// from the region's key prefix <paramref name="root"/>, as the ledger service's does.</summary>
+    private JournalShipper RecordShipper(string region, EtcdLedger ledger, string root, IReadOnlyList<string>? families = null) =>
+        new(region, journal, ledger, TimeProvider.System, NullLogger.Instance)
+        {
+            RecordPrefixes = families ?? ["api/", "payments/"],
+            RecordRoot = root,
+            Etcd = fixture.Connection,
+        };
 
     private JournalShipper Shipper(EtcdLedger ledger) => new("region-a", journal, ledger, TimeProvider.System, NullLogger.Instance);
 

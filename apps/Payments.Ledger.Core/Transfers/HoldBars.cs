@@ -32,10 +32,9 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
         TransferRequest.VoidPending cancel, TransferOutcome.Failed notFound, Func<Task<TransferOutcome>> voidAgain, CancellationToken cancellationToken)
     {
         var outcome = (TransferOutcome)notFound;
+        var (transferKey, holdKey) = (Keys.Transfer(cancel.PendingId), Keys.Hold(cancel.PendingId));
         for (var round = 1; round <= MaxRounds; round++)
         {
-            var transferKey = Keys.Transfer(cancel.PendingId);
-            var holdKey = Keys.Hold(cancel.PendingId);
             var until = BarredUntil(cancel);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(transferKey, 0));
