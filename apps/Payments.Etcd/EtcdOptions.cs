@@ -86,8 +86,18 @@ public sealed class EtcdOptions
     /// writes them beside each account record, and they travel with the journal, which holds only transfers.</summary>
     public const string AccountSettingsFamily = "ledger/settings/";
 
-    /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>).</summary>
-    public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } = [ApiFamily, PaymentsFamily, AccountSettingsFamily];
+    /// <summary>Merchants' webhook endpoints with their signing secrets, relative to <see cref="KeyPrefix"/> (under
+    /// <see cref="WebhooksPrefix"/>): shipped, so that a takeover keeps delivering to them.</summary>
+    public const string WebhookEndpointsFamily = "webhooks/endpoints/";
+
+    /// <summary>The records of webhook endpoints' deletions (<see cref="WebhookEndpointRemovals"/>), relative to
+    /// <see cref="KeyPrefix"/>: shipped, so that a deleted endpoint is deleted in the other region too.</summary>
+    public const string WebhookRemovalsFamily = "webhooks/removed/";
+
+    /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>). Not the
+    /// webhook outbox nor the deliveries owed: those are the active region's work in progress (ADR 0005).</summary>
+    public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } =
+        [ApiFamily, PaymentsFamily, AccountSettingsFamily, WebhookEndpointsFamily, WebhookRemovalsFamily];
 }
 
 /// <summary>Where etcd's storage maintenance (defragmentation, NOSPACE recovery, the size metrics) runs.</summary>

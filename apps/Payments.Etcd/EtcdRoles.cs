@@ -20,7 +20,8 @@ public static class EtcdRoles
 
     /// <summary>The roles for the layout under <paramref name="keyPrefix"/>. Why each family:
     /// the ledger writes its own keys (journal, accounts, holds, its sweeper and archiver locks), reads the region
-    /// epoch (its writes compare it) and reads the records it ships beside the journal, and the failover service's mark
+    /// epoch (its writes compare it) and reads the records it ships beside the journal (the webhook endpoints with their
+    /// signing secrets among them, not the outbox nor the deliveries owed), and the failover service's mark
     /// on the ones it copied from the other region (not shipped back);
     /// the API writes merchants, payment records and idempotency records, and delivers webhooks (endpoints, outbox,
     /// deliveries due, its lock);
@@ -34,10 +35,10 @@ public static class EtcdRoles
         var region = Families("region/");
         return
         [
-            new EtcdRole(Ledger, Families("ledger/"), Families("region/", "api/", "payments/", "replication/copied")),
+            new EtcdRole(Ledger, Families("ledger/"), Families("region/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily, "replication/copied")),
             new EtcdRole(Api, Families("api/", "payments/", "idempotency/", "webhooks/", "locks/webhook-dispatcher"), region),
             new EtcdRole(Orchestrator, Families("payments/", "webhooks/outbox/", "locks/payment-sweeper", "sweeper/"), region),
-            new EtcdRole(Failover, Families("region/", "ledger/", "api/", "payments/", "replication/", "sweeper/"), []),
+            new EtcdRole(Failover, Families("region/", "ledger/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily, "replication/", "sweeper/"), []),
             new EtcdRole(StateStore, Families(StateStoreFamily), []),
         ];
     }

@@ -355,6 +355,47 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         await AssertSameLedgerAsync(a, b);
     }
 
+    /// <summary>Merchants' webhook endpoints travel with the records (they did not: after a takeover no merchant was
+    /// sent any event), and so do their deletions — shipping reads what is stored, so an endpoint the merchant deleted
+    /// came back in the standby. A deletion travels as the removal record the API writes in its transaction; an endpoint
+    /// made again under the same id after its deletion (an Idempotency-Key names it) stays.</summary>
+    [Fact]
+    public async Task WebhookEndpoints_AndTheirDeletions_ReachTheStandby()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        string EndpointA(string id) => prefixA + Payments.Etcd.EtcdOptions.WebhookEndpointsFamily + "merchant-w/" + id;
+        string EndpointB(string id) => prefixB + Payments.Etcd.EtcdOptions.WebhookEndpointsFamily + "merchant-w/" + id;
+        async Task RemoveAsync(string id)
+        {
+            var now = DateTimeOffset.UtcNow;
+            await fixture.Connection.Client.DeleteAsync(EndpointA(id));
+            var removedRoot = prefixA + Payments.Etcd.EtcdOptions.WebhookRemovalsFamily;
+            await fixture.Connection.Client.PutAsync(
+                Payments.Etcd.WebhookEndpointRemovals.Key(removedRoot, "merchant-w", id, now),
+                Payments.Etcd.WebhookEndpointRemovals.Encode(new("merchant-w", id, now)).ToStringUtf8());
+        }
+
+        await PutAsync(EndpointA("we_kept"), "kept-secret-1");
+        await PutAsync(EndpointA("we_doomed"), "doomed");
+        await PutAsync(EndpointA("we_again"), "again-1");
+        await ShipAndApplyAsync(shipper, replicator);
+        Assert.Equal("kept-secret-1", await GetAsync(EndpointB("we_kept")));
+        Assert.Equal("doomed", await GetAsync(EndpointB("we_doomed")));
+
+        await PutAsync(EndpointA("we_kept"), "kept-secret-2"); // its secret rotated
+        await RemoveAsync("we_doomed");
+        await RemoveAsync("we_again");
+        await PutAsync(EndpointA("we_again"), "again-2"); // made again, in the same page as its deletion
+        await ShipAndApplyAsync(shipper, replicator);
+
+        Assert.Equal("kept-secret-2", await GetAsync(EndpointB("we_kept")));
+        Assert.Null(await GetAsync(EndpointB("we_doomed")));
+        Assert.Equal("again-2", await GetAsync(EndpointB("we_again")));
+    }
+
     /// <summary>A standby tick applies more than one round when more is waiting: at one round (16 pages) per 2 s tick,
     /// an active region shipping a few pages a second left its standby further behind every minute.</summary>
     [Fact]

@@ -59,6 +59,14 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         var (a, b, httpA, httpB) = (regions.A, regions.B, regions.HttpA, regions.HttpB);
         await OpenAsync(httpA, "lr-debtor", 1_000_000, timeout.Token);
         await OpenAsync(httpA, "lr-creditor", 0, timeout.Token);
+        // The merchant's webhook endpoints, made in A: one kept, one deleted. B holds them as A does before A is lost
+        // (it had none: after a takeover no merchant was sent any event; a deletion never reached it either).
+        using var receiver = LocalWebhookReceiver.Start();
+        var (keptId, keptSecret) = await RegisterEndpointAsync(httpA, receiver.BaseUrl + "/kept", timeout.Token);
+        var (deletedId, _) = await RegisterEndpointAsync(httpA, receiver.BaseUrl + "/deleted", timeout.Token);
+        Assert.Equal(HttpStatusCode.NoContent, (await httpA.DeleteAsync($"/v1/webhook-endpoints/{deletedId}", timeout.Token)).StatusCode);
+        await WaitForAsync(async () => string.Join(',', (await httpB.GetFromJsonAsync<JsonElement>("/v1/webhook-endpoints", timeout.Token))
+            .GetProperty("data").EnumerateArray().Select(endpoint => endpoint.GetProperty("id").GetString())), keptId, timeout.Token);
 
         var completed = await PayAsync(httpA, "lr-completed", 1_000, timeout.Token);
         Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpA, completed, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
@@ -80,6 +88,13 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         await WaitForAsync(async () => (await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{waiting}", timeout.Token)).GetProperty("status").GetString()!, "awaiting_approval", timeout.Token);
         Assert.Equal(HttpStatusCode.Accepted, (await regions.ReviewerB.PostAsJsonAsync($"/v1/payments/{waiting}/approve", new { }, timeout.Token)).StatusCode);
         Assert.Equal("completed", (await PaymentPolling.WaitForTerminalAsync(httpB, waiting, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(200), null, timeout.Token)).Status);
+
+        // B sends its events to the endpoint made in A, signed with the secret A gave; nothing to the deleted one.
+        await WaitForAsync(() => Task.FromResult(DeliveredTo(receiver, "/kept", accepted) is null ? "not yet" : "delivered"), "delivered", timeout.Token);
+        var delivery = DeliveredTo(receiver, "/kept", accepted)!;
+        Assert.Equal(Payments.Webhooks.WebhookVerification.Valid,
+            Payments.Webhooks.WebhookSignature.Verify(delivery.Signature, delivery.Body, [keptSecret], DateTimeOffset.UtcNow));
+        Assert.DoesNotContain(receiver.Received, request => request.Path == "/deleted");
 
         // Exactly once, and nothing acknowledged in A is missing: 1,000 + (threshold + 1) + 2,000 moved, once each.
         Assert.Equal(1_000 + LocalSystem.ReviewThresholdMinor + 1 + 2_000, (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-creditor"), timeout.Token))!.BalanceMinor);
@@ -103,6 +118,18 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
             }, cancellationToken));
         }
     }
+
+    /// <summary>Registers a webhook endpoint for completed payments; its id and signing secret.</summary>
+    private static async Task<(string Id, string Secret)> RegisterEndpointAsync(HttpClient http, string url, CancellationToken cancellationToken)
+    {
+        using var response = await http.PostAsJsonAsync("/v1/webhook-endpoints", new { url, events = new[] { "payment.completed" } }, cancellationToken);
+        Assert.True(response.StatusCode == HttpStatusCode.Created, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
+        var endpoint = await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
+        return (endpoint.GetProperty("id").GetString()!, endpoint.GetProperty("secret").GetString()!);
+    }
+
+    private static LocalWebhook? DeliveredTo(LocalWebhookReceiver receiver, string path, string paymentId) =>
+        receiver.Received.FirstOrDefault(request => request.Path == path && System.Text.Encoding.UTF8.GetString(request.Body).Contains(paymentId, StringComparison.Ordinal));
 
     /// <summary>Sends until the answer is not 503 (bounded by <see cref="ReplicationBound"/>); returns its status.</summary>
     private static async Task<HttpStatusCode> SendUntilAnsweredAsync(HttpClient http, Func<HttpRequestMessage> request, CancellationToken cancellationToken)

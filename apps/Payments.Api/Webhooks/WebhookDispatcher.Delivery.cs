@@ -174,6 +174,11 @@ public sealed partial class WebhookDispatcher
             }, cancellationToken: token), cancellationToken);
         }
 
+        if (trimCursor is null)
+        {
+            await endpoints.TrimRemovalsAsync(cancellationToken); // once per pass: one range delete
+        }
+
         if (trimCursor is null && !legacyMerchantsRecorded && (!region.Enabled || regionEpoch.IsWritable))
         {
             // Once per process, where writes are allowed (the records reach a standby with the others).

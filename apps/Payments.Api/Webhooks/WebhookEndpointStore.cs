@@ -39,6 +39,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly string root = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints/";
+    private readonly string removedRoot = EtcdBytes.AsPrefix(webhooksPrefix) + "removed/";
 
     /// <summary>Creates an endpoint with a new secret under <paramref name="endpointId"/> (null: a random id), or finds
     /// the one that id names already (<c>Created</c> false: a retry of the request that created it); null when the
@@ -136,13 +137,32 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public async Task<WebhookEndpoint?> GetAsync(string merchantId, string endpointId, CancellationToken cancellationToken) =>
         (await GetWithRevisionAsync(merchantId, endpointId, cancellationToken))?.Endpoint;
 
-    /// <summary>Deletes the endpoint; false if there was none. Deliveries still due for it are dropped when they come up.</summary>
+    /// <summary>Deletes the endpoint; false if there was none. Deliveries still due for it are dropped when they come up.
+    /// The same transaction leaves a removal record (<see cref="WebhookEndpointRemovals"/>), which carries the deletion
+    /// to the other region: shipping reads what is stored, and the endpoint came back there after a takeover.</summary>
     public async Task<bool> DeleteAsync(string merchantId, string endpointId, CancellationToken cancellationToken)
     {
         var key = Key(merchantId, endpointId);
-        var response = await EtcdConnection.CallAsync(
-            token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(key) }, cancellationToken: token), cancellationToken);
-        return response.Deleted > 0;
+        var now = time.GetUtcNow();
+        var request = new TxnRequest();
+        request.Compare.Add(new Compare
+        {
+            Key = EtcdBytes.Key(key), Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Greater, CreateRevision = 0,
+        });
+        request.Success.Add(EtcdBytes.Delete(key));
+        request.Success.Add(EtcdBytes.Put(
+            WebhookEndpointRemovals.Key(removedRoot, merchantId, endpointId, now),
+            WebhookEndpointRemovals.Encode(new WebhookEndpointRemovals.Removal(merchantId, endpointId, now))));
+        return (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded;
+    }
+
+    /// <summary>Deletes the removal records older than <see cref="WebhookEndpointRemovals.Retention"/> (one range
+    /// delete: their keys begin with the time). Each region trims its own, the standby its copies too.</summary>
+    public async Task TrimRemovalsAsync(CancellationToken cancellationToken)
+    {
+        var cutoff = removedRoot + EtcdBytes.TimeKey(time.GetUtcNow() - WebhookEndpointRemovals.Retention);
+        await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(
+            new DeleteRangeRequest { Key = EtcdBytes.Key(removedRoot), RangeEnd = EtcdBytes.Key(cutoff) }, cancellationToken: token), cancellationToken);
     }
 
     /// <summary>Secrets an endpoint signs with at once: the newest, and during a rotation's overlap the one it replaced.

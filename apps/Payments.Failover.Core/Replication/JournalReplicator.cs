@@ -103,7 +103,8 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
     /// <remarks>Shipping reads what is stored, so a deletion at the source never arrives. The one a copy needs is
     /// derived here: a payment record that arrives finished takes its in-flight marker with it, as the source's outcome
     /// transaction did — else every payment ever made left a marker here, counted against its merchant's payments in
-    /// flight after a takeover (429 for any merchant past the cap) and walked by every sweep. The others need none:
+    /// flight after a takeover (429 for any merchant past the cap) and walked by every sweep; and a webhook endpoint's
+    /// removal record deletes the endpoint (<see cref="WebhookEndpointRemovals"/>). The others need none:
     /// records archived and events trimmed at the source are archived and trimmed here by this region's own services,
     /// and a revoked API key is expired in place (a write), not deleted.
     /// <para>Every transaction compares the checkpoint with the revision this round last saw and moves it: the chart
@@ -135,6 +136,13 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
                 && PaymentRecordStore.FinishedMarker(record.Key[EtcdOptions.PaymentsFamily.Length..], value.Span) is { } marker)
             {
                 Keep(EtcdOptions.PaymentsFamily + marker, record.Revision, null);
+            }
+            else if (record.Key.StartsWith(EtcdOptions.WebhookRemovalsFamily, StringComparison.Ordinal)
+                && WebhookEndpointRemovals.EndpointKeyOf(value.Span) is { } removedEndpoint)
+            {
+                // The endpoint's deletion, at the revision that deleted it: a later re-creation under the same id
+                // (a newer revision) still wins.
+                Keep(removedEndpoint, record.Revision, null);
             }
         }
 

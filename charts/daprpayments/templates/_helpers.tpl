@@ -102,10 +102,10 @@ root maintenance ledger api orchestrator failover statestore
 {{/* The key families each app's etcd role may read and write ("rw") or only read ("read"), relative to
      payments.keyPrefix: the same table as Payments.Etcd.EtcdRoles.For (a deployment test compares them). */}}
 {{- define "daprpayments.etcdRoles" -}}
-ledger: {rw: [ledger/], read: [region/, api/, payments/, replication/copied]}
+ledger: {rw: [ledger/], read: [region/, api/, payments/, webhooks/endpoints/, webhooks/removed/, replication/copied]}
 api: {rw: [api/, payments/, idempotency/, webhooks/, locks/webhook-dispatcher], read: [region/]}
 orchestrator: {rw: [payments/, webhooks/outbox/, locks/payment-sweeper, sweeper/], read: [region/]}
-failover: {rw: [region/, ledger/, api/, payments/, replication/, sweeper/], read: []}
+failover: {rw: [region/, ledger/, api/, payments/, webhooks/endpoints/, webhooks/removed/, replication/, sweeper/], read: []}
 statestore: {rw: [dapr], read: []}
 {{- end -}}
 
