@@ -100,6 +100,13 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
             {
                 logger.LogDebug(exception, "Watch on {Prefix} broke; reopening", prefix);
             }
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Anything else (a value its handler cannot read): reopened too, with the backoff. Left to end the loop,
+                // it stopped the watch for good without a word — a replica's API key mirror among them, so revocations
+                // reached it only through the unwatched cache window and every request cost an etcd read.
+                logger.LogWarning(exception, "Watch on {Prefix} failed unexpectedly; reopening", prefix);
+            }
             catch (Exception exception) when (exception is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
             {
                 return; // stopped: gRPC reports a cancelled stream as an RpcException

@@ -91,6 +91,42 @@ public sealed class EtcdPrefixWatchTests(EtcdClusterFixture etcd)
         await running.WaitAsync(Bound); // a stopped mirror ends quietly
     }
 
+    /// <summary>A handler that throws something the watch does not expect (a value it cannot read) no longer ends the
+    /// watch for good: it reopens, with its backoff, says so (its start: subscribers read again), and later changes
+    /// arrive. The API key mirror's watch ended so, and that replica then asked etcd for every request's key.</summary>
+    [Fact]
+    public async Task AHandlerFault_ReopensTheWatch_AndLaterChangesArrive()
+    {
+        using var timeout = new CancellationTokenSource(Bound);
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var starts = 0;
+        var (started, reopened) = (NewSignal(), NewSignal());
+        var changes = Channel.CreateUnbounded<string>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        var running = new EtcdPrefixWatch(etcd.Connection, prefix, NullLogger.Instance).RunWithValuesAsync(
+            () => (Interlocked.Increment(ref starts) == 1 ? started : reopened).TrySetResult(),
+            (key, _) => changes.Writer.TryWrite(key == "poison" ? throw new FormatException("a value this handler cannot read") : key),
+            stop.Token);
+        await started.Task.WaitAsync(timeout.Token);
+        await PutAsync(prefix + "poison");
+        await reopened.Task.WaitAsync(timeout.Token);
+        await PutAsync(prefix + "after");
+
+        Assert.Equal("after", await changes.Reader.ReadAsync(timeout.Token));
+        Assert.False(running.IsCompleted, "The watch ended after the handler's fault.");
+        await stop.CancelAsync();
+        try
+        {
+            await running.WaitAsync(Bound);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException)
+        {
+            // the stream ends with the cancellation
+        }
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     private Task PutAsync(string key) => etcd.Connection.Client.PutAsync(key, "v");
 
     /// <summary>What the watch passed on (in order) from its start until the put of <paramref name="last"/> arrived.</summary>

@@ -241,6 +241,14 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                 await DelayAsync(FaultBackoff, cancellationToken);
                 continue;
             }
+            catch (Exception exception)
+            {
+                // Anything else (an entry or record that does not read): logged and retried, not thrown — leaving here
+                // stopped the ledger service, and every ledger pod ships. The replication lag alert names what stays.
+                logger.LogError(exception, "Region {Region}: journal shipping failed unexpectedly; retrying", region);
+                await DelayAsync(FaultBackoff, cancellationToken);
+                continue;
+            }
 
             if (shipped == 0)
             {

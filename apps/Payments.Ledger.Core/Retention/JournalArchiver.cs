@@ -79,6 +79,12 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
             {
                 logger.LogWarning("Journal archival pass failed ({Error}); retrying in {Interval}", exception.Message, interval);
             }
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Anything else (an entry that does not read): every ledger pod runs the archiver, and an exception
+                // leaving here stopped the ledger service in each — payments stopped for an archival fault.
+                logger.LogError(exception, "Journal archival pass failed unexpectedly; retrying in {Interval}", interval);
+            }
 
             try
             {

@@ -133,6 +133,14 @@ public sealed class StuckPaymentSweeper(
             logger.LogWarning("Sweeper: could not resume payment {PaymentId} ({Error}); the next cycle retries", record.PaymentId, exception.Message);
             return report with { Failed = report.Failed + 1 };
         }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Anything else (contention on its record, a saga's output that does not read): this payment is left for
+            // the next cycle, and the pass goes on. Thrown, it ended the pass before its cursor was saved, so every
+            // pass stopped at the same payment and those after it were never swept.
+            logger.LogError(exception, "Sweeper: could not resume payment {PaymentId}; the next cycle retries", record.PaymentId);
+            return report with { Failed = report.Failed + 1 };
+        }
     }
 
     private async Task<SweepReport> ResumeIfStuckAsync(PaymentRecord record, SweepReport report, CancellationToken cancellationToken)
