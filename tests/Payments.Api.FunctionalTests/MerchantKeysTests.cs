@@ -240,6 +240,15 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         var issued = results.Count(result => result == KeyAdminResult.Done);
         Assert.InRange(issued, 1, MerchantStore.MaxKeysPerMerchant);
         Assert.Equal(issued, (await system.Store.ListKeysAsync(merchant, CancellationToken.None))!.Count);
+
+        // Filled one by one to the cap, and not one past it (the burst alone may stop short of the cap).
+        for (var more = issued; more < MerchantStore.MaxKeysPerMerchant; more++)
+        {
+            Assert.Equal(KeyAdminResult.Done, (await system.Store.IssueKeyAsync(merchant, ApiScopes.Default, CancellationToken.None)).Result);
+        }
+
+        Assert.Equal(KeyAdminResult.KeyLimitReached, (await system.Store.IssueKeyAsync(merchant, ApiScopes.Default, CancellationToken.None)).Result);
+        Assert.Equal(MerchantStore.MaxKeysPerMerchant, (await system.Store.ListKeysAsync(merchant, CancellationToken.None))!.Count);
     }
 
     /// <summary>Keys issued before keys had records (the merchant id alone under the key's hash) had no entry in the

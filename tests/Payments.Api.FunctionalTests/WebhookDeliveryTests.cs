@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
@@ -23,12 +24,19 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         await using var receiver = await WebhookReceiver.StartAsync();
         var gate = new ReleaseInReverse(3);
         // Per event: the first attempt fails with 500, or times out (the fixture's dispatcher waits 2 s), or is held
-        // until two more arrive and then answered in reverse order; later attempts succeed.
-        receiver.Behave = async (eventId, attempt) => attempt > 1 ? (200, TimeSpan.Zero) : (Math.Abs(eventId.GetHashCode(StringComparison.Ordinal)) % 3) switch
+        // until two more arrive and then answered in reverse order; later attempts succeed. Which one goes by the order
+        // first attempts arrive in (a string's hash code differs per process), so the six events meet each fault.
+        var arrived = -1;
+        var faults = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
+        receiver.Behave = async (eventId, attempt) =>
         {
-            0 => (500, TimeSpan.Zero),
-            1 => (200, TimeSpan.FromSeconds(5)),
-            _ => (await gate.WaitTurnAsync(), TimeSpan.Zero),
+            var fault = faults.GetOrAdd(eventId, _ => Interlocked.Increment(ref arrived) % 3);
+            return attempt > 1 ? (200, TimeSpan.Zero) : fault switch
+            {
+                0 => (500, TimeSpan.Zero),
+                1 => (200, TimeSpan.FromSeconds(5)),
+                _ => (await gate.WaitTurnAsync(), TimeSpan.Zero),
+            };
         };
         var (client, merchant) = await NewMerchantAsync();
         using var _ = client;
@@ -60,7 +68,11 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
             Assert.False(body.GetProperty("data").TryGetProperty("reference", out var present), body.GetRawText());
         }
 
-        Assert.True(receiver.Received.Any(delivery => delivery.Attempt > 1), "No delivery was retried: the receiver's failures were not exercised.");
+        // Every fault the name promises happened; an event that failed or timed out was acknowledged only when sent again.
+        var retried = receiver.Received.Where(delivery => delivery.Attempt > 1).Select(delivery => delivery.EventId).ToHashSet();
+        Assert.True(faults.Any(fault => fault.Value == 0 && retried.Contains(fault.Key)), "No event answered 500 was retried.");
+        Assert.True(faults.Any(fault => fault.Value == 1 && retried.Contains(fault.Key)), "No event that timed out was retried.");
+        Assert.True(faults.Any(fault => fault.Value == 2), "No event was held and answered out of order.");
         // Nothing stays owed once everything arrived: etcd keeps no delivery (nor outbox marker) behind.
         var owed = system.ApiServices.GetRequiredService<WebhookDeliveries>();
         long left = -1;

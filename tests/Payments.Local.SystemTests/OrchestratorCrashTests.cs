@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -35,6 +36,7 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
 
         var random = new Random(11);
         var accepted = 0;
+        var acceptedIds = new ConcurrentQueue<string>();
         var submissions = Enumerable.Range(0, Payments).Select(async index =>
         {
             var debtor = accounts[random.Next(Accounts)];
@@ -46,8 +48,10 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
             }, timeout.Token);
 
             Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            var paymentId = (await response.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("paymentId").GetString()!;
+            acceptedIds.Enqueue(paymentId);
             Interlocked.Increment(ref accepted);
-            return (await response.Content.ReadFromJsonAsync<JsonElement>(timeout.Token)).GetProperty("paymentId").GetString()!;
+            return paymentId;
         }).ToArray();
 
         // Kill the orchestrator while the batch is being worked on (a sixth of it accepted), then start a fresh one.
@@ -59,7 +63,12 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         }
 
         output.WriteLine($"Killing orchestrator pid {system.Orchestrator.ProcessId}");
+        var acceptedBeforeKill = acceptedIds.ToArray();
         await system.Orchestrator.KillAsync();
+        // The kill must hit sagas under way, or the test shows nothing about a crash: with the orchestrator dead no
+        // record changes, so a payment accepted before the kill and not terminal now was unfinished when it died.
+        var statusesAtKill = await Task.WhenAll(acceptedBeforeKill.Select(id => StatusAsync(http, id, timeout.Token)));
+        Assert.Contains(statusesAtKill, status => !PaymentStatus.IsTerminal(status));
         // At once, while submissions are still coming: those not yet accepted can be only by a new orchestrator
         // (waiting for all of them first passed only when every one had been accepted before the kill).
         await system.StartOrchestratorAsync(timeout.Token);
@@ -93,6 +102,13 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
         }
 
         return accounts;
+    }
+
+    private static async Task<string> StatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
+    {
+        using var response = await WellBehavedClient.SendAsync(http, () => new HttpRequestMessage(HttpMethod.Get, $"/v1/payments/{paymentId}"), cancellationToken);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString()!;
     }
 
     private static async Task<string> TerminalStatusAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)

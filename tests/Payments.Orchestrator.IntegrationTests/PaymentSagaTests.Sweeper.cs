@@ -16,9 +16,6 @@ public sealed partial class PaymentSagaTests
     /// <summary>Finished payments kept beside the stuck one: more than a pass's backstop page (<see cref="SweepPolicy.PageSize"/>).</summary>
     private const int FinishedRecords = 450;
 
-    /// <summary>Passes a sweep may take to reach a record through the backstop (one page of records per pass).</summary>
-    private const int MaxBackstopPasses = 40;
-
     private StuckPaymentSweeper Sweeper() => new(
         saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
         new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
@@ -47,6 +44,10 @@ public sealed partial class PaymentSagaTests
             report = await sweeper.SweepOnceAsync(CancellationToken.None);
         }
 
+        // A pass that never got the lock read nothing, and the bound on what it read below would hold vacuously.
+        Assert.NotEqual(SweepReport.Idle, report);
+        Assert.True(report.Scanned > 0, $"The pass read no record: {report}");
+
         // The fixture's orchestrator runs the sweeper service too (same lock, a pass every 5 s), so its pass may come
         // first and resume the payment (a CI run saw exactly that): after this pass, one of the two has started it.
         Assert.True(report.Resumed >= 1 || (await saga.Workflows.GetWorkflowStateAsync(stuck.PaymentId, getInputsAndOutputs: false))!.Exists,
@@ -67,12 +68,17 @@ public sealed partial class PaymentSagaTests
         var marker = EtcdBytes.AsPrefix(saga.Prefix + "payments/") + $"~in-flight/{stuck.Order.MerchantId}/{stuck.PaymentId}";
         Assert.Equal(1, (await saga.Etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(marker) })).Deleted);
 
+        // Bounded by time, not passes: a pass that finds the lock held (the fixture's own sweeper) is idle and returns
+        // at once, so a count of passes could run out in milliseconds.
         var sweeper = Sweeper();
-        var passes = 0;
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         while (!(await saga.Workflows.GetWorkflowStateAsync(stuck.PaymentId, getInputsAndOutputs: false))!.Exists)
         {
-            Assert.True(++passes <= MaxBackstopPasses, $"Not found in {MaxBackstopPasses} passes.");
-            await sweeper.SweepOnceAsync(CancellationToken.None);
+            Assert.True(waited.Elapsed < SagaTimeout, $"Not found through the backstop within {SagaTimeout.TotalSeconds} s.");
+            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200));
+            }
         }
 
         Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(stuck));
@@ -234,7 +240,9 @@ public sealed partial class PaymentSagaTests
     {
         var (debtor, creditor) = await OpenAccountsAsync();
         var (young, old) = (Payment(debtor, creditor, 100), Payment(debtor, creditor, 200));
-        foreach (var (payment, updatedAt) in new[] { (young, DateTimeOffset.UtcNow), (old, DateTimeOffset.UtcNow.AddMinutes(-1)) })
+        // The young record is stamped an hour ahead, so it stays within the 15 s grace however slow the run (stamped
+        // now, a slow run could pass the grace and rightly have it swept).
+        foreach (var (payment, updatedAt) in new[] { (young, DateTimeOffset.UtcNow.AddHours(1)), (old, DateTimeOffset.UtcNow.AddMinutes(-1)) })
         {
             var accepted = PaymentRecord.Accepted(payment.Order, updatedAt);
             await saga.Records.CreateAsync(accepted, CancellationToken.None);

@@ -89,11 +89,15 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
             () => $"every activity started on the first worker ({Volatile.Read(ref StuckActivity.Started)} of {workflows}). Sidecar log:\n{sidecar.RecentLog}");
 
         // The first worker dies with every activity in flight: its stream to the sidecar is cut, its work never returns.
+        // Disposed, not only stopped, before the gate opens: a host still alive could hand its results back itself, and
+        // the new worker would have nothing to run again.
         using (var stopQuickly = new CancellationTokenSource(TimeSpan.FromMilliseconds(200)))
         {
             await first.StopAsync(stopQuickly.Token);
         }
 
+        first.Dispose();
+        var startedOnFirst = Volatile.Read(ref StuckActivity.Started);
         StuckActivity.Gate.TrySetResult(); // the new worker's activities run through (the old ones' results are lost)
         using var second = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
         var secondClient = second.Services.GetRequiredService<DaprWorkflowClient>();
@@ -110,7 +114,9 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
             Assert.Fail("Workflows did not complete after the worker restarted. Sidecar log:\n" + sidecar.RecentLog);
         }
 
-        first.Dispose();
+        // Only the new worker could finish them: every workflow's activity was started again there.
+        Assert.True(Volatile.Read(ref StuckActivity.Started) >= startedOnFirst + workflows,
+            $"{Volatile.Read(ref StuckActivity.Started) - startedOnFirst} activities started again for {workflows} workflows");
         await second.StopAsync(timeout.Token);
     }
 
