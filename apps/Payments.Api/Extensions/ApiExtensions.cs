@@ -228,7 +228,9 @@ public static class ApiExtensions
         {
             RegionNotWritableException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
                 "This region does not accept writes now.", "Retry with the same Idempotency-Key against the active region."),
-            LedgerReplicationPendingException => Reply.Unavailable(
+            // Its own type: on-call's runbook for it is Cosmos DB and the failover service, not etcd or the ledger.
+            LedgerReplicationPendingException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ReplicationPending,
+                "The write is not yet replicated to the other region.",
                 "The write is committed but not yet replicated to the other region; retry with the same Idempotency-Key."),
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
                 "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
