@@ -154,6 +154,36 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         await DeleteAsync(client, endpointId);
     }
 
+    /// <summary>An outbox marker or an endpoint record that does not read is passed over: every full read of the outbox
+    /// starts at the oldest marker, and one that threw there (or one endpoint record of a merchant whose events were in
+    /// the round) ended every round before anything was sent, for good. The marker is removed and logged; the event of
+    /// the payment made after them still arrives.</summary>
+    [Fact]
+    public async Task AnUnreadableMarkerOrEndpoint_IsPassedOver_AndTheOtherEventsArrive()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var (endpointId, _) = await RegisterAsync(client, receiver.Url);
+        var poison = system.ApiServices.GetRequiredService<WebhookDeliveries>().OutboxRoot + "0000000000001/not/a/marker"; // the oldest
+        var unreadableEndpoint = system.ApiServices.GetRequiredService<WebhookEndpointStore>().KeyOf(merchant, "we_unreadable");
+        await system.Etcd.Client.PutAsync(poison, "nonsense");
+        await system.Etcd.Client.PutAsync(unreadableEndpoint, "{not json");
+        try
+        {
+            var paymentId = (await MakePaymentsAsync(client, merchant, count: 1))[0];
+            var eventId = PaymentEventId(paymentId, "payment." + (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+            await PollUntilAsync(() => { lock (receiver.Acknowledged) { return receiver.Acknowledged.Contains(eventId); } }, () => $"{eventId} not delivered");
+            await PollUntilAsync(() => string.IsNullOrEmpty(system.Etcd.Client.GetVal(poison)), () => "the unreadable marker is still there");
+        }
+        finally
+        {
+            await system.Etcd.Client.DeleteAsync(poison);
+            await system.Etcd.Client.DeleteAsync(unreadableEndpoint);
+            await DeleteAsync(client, endpointId);
+        }
+    }
+
     /// <summary>A keyed endpoint deleted and made again under the same key has the same id: what was still owed to the
     /// one deleted must not go to the new one (another URL, other events, made after them).</summary>
     [Fact]

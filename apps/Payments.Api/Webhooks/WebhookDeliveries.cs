@@ -43,14 +43,44 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
     /// whether more are there.</summary>
     /// <remarks>A read from the outbox's first key costs etcd every key deleted under it since the last compaction
     /// (etcd 3.4 visits them all, limit or not, and 3.5 those before the first live key: etcd-io/etcd#11057), so the
-    /// dispatcher reads it rarely and takes new markers from its watch (<see cref="WebhookDispatcher"/>).</remarks>
-    public async Task<(IReadOnlyList<OutboxMarker> Markers, long Revision, bool More)> MarkersAsync(int limit, CancellationToken cancellationToken)
+    /// dispatcher reads it rarely and takes new markers from its watch (<see cref="WebhookDispatcher"/>).
+    /// <para>A marker that does not read (a key or value of no known shape) is deleted here, each only if unchanged
+    /// since the read, and counted in <c>Unreadable</c>: every full read starts from the oldest marker, so one such
+    /// marker stopped every delivery for good. Its event, if any, stays in the log (<c>GET /v1/events</c>).</para></remarks>
+    public async Task<(IReadOnlyList<OutboxMarker> Markers, long Revision, bool More, IReadOnlyList<string> Unreadable)> MarkersAsync(
+        int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
             Key = EtcdBytes.Key(outboxRoot), RangeEnd = EtcdBytes.PrefixEnd(outboxRoot), Limit = limit,
         }, cancellationToken: token), cancellationToken);
-        return (response.Kvs.Select(kv => Marker(kv.Key.ToStringUtf8(), kv.Value)).ToArray(), response.Header.Revision, response.More);
+        var markers = new List<OutboxMarker>(response.Kvs.Count);
+        var unreadable = new List<Mvccpb.KeyValue>();
+        foreach (var kv in response.Kvs)
+        {
+            try
+            {
+                markers.Add(Marker(kv.Key.ToStringUtf8(), kv.Value));
+            }
+            catch (InvalidDataException)
+            {
+                unreadable.Add(kv);
+            }
+        }
+
+        foreach (var chunk in unreadable.Chunk(MaxOpsPerTxn / 2))
+        {
+            var delete = new TxnRequest();
+            foreach (var kv in chunk)
+            {
+                delete.Compare.Add(EtcdBytes.ModRevisionIs(kv.Key.ToStringUtf8(), kv.ModRevision));
+                delete.Success.Add(EtcdBytes.Delete(kv.Key.ToStringUtf8()));
+            }
+
+            await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(delete, cancellationToken: token), cancellationToken);
+        }
+
+        return (markers, response.Header.Revision, response.More, [.. unreadable.Select(kv => kv.Key.ToStringUtf8())]);
     }
 
     /// <summary>The marker stored at <paramref name="key"/> (the full key, <c>{outbox}{ms}/{merchant}/{event id}</c>).</summary>

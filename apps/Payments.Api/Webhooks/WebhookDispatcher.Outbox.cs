@@ -80,7 +80,12 @@ public sealed partial class WebhookDispatcher
             OutboxReads.Add(1);
             try
             {
-                var (markers, revision, more) = await deliveries.MarkersAsync(readLimit, cancellationToken);
+                var (markers, revision, more, unreadable) = await deliveries.MarkersAsync(readLimit, cancellationToken);
+                foreach (var key in unreadable)
+                {
+                    LogFault($"unreadable webhook outbox marker {key} removed (its event, if any, stays in GET /v1/events)");
+                }
+
                 lastFullReadMs = now;
                 Volatile.Write(ref fullReadRevision, revision);
                 if (more)
