@@ -19,8 +19,8 @@ export DOCKER_API_VERSION="${DOCKER_API_VERSION:-1.41}" TESTCONTAINERS_RYUK_DISA
 echo "==> Testing…"
 mkdir -p "$results"
 set +e
-# A test that hangs (a child process or a container that never answers) is stopped after 20 minutes, named, and
-# counted failed, instead of holding CI until its 90-minute limit with nothing said; the longest test takes about 5.
+# A test that hangs (a child process or a container that never answers) is stopped after 20 minutes and reported
+# below, instead of holding CI until its 90-minute limit with nothing said; the longest test takes about 5.
 dotnet test DaprPayments.sln -c Release --no-build -nologo \
   --blame-hang-timeout 20m --blame-hang-dump-type none \
   --logger "console;verbosity=normal" --results-directory "$results" 2>&1 | tee "$results/test.log"
@@ -38,6 +38,15 @@ read -r passed failed skipped < <(awk '
   END {print p + 0, f + 0, s + 0}' "$results/test.log")
 if [ "$((passed + failed))" -eq 0 ]; then
   echo "No tests ran." >&2
+  status=1
+fi
+# A run the hang blame stopped has no result for the test that hung: say so (and which test was running), and count
+# it as a failure, or the closing line could read "0 failed".
+aborted=$(grep -c -E 'test run was aborted|Test Run Aborted' "$results/test.log" || true)
+if [ "$aborted" -gt 0 ]; then
+  echo "==> Aborted test runs (a hung or crashed test host):"
+  grep -E -B 2 -A 6 'inactivity time|test run was aborted|Test Run Aborted|were running|was running' "$results/test.log" | head -n 60 || true
+  failed=$((failed + aborted))
   status=1
 fi
 # CI keeps only the tail of the output: name each failed test (and the first lines of its message) last.

@@ -106,6 +106,7 @@ public sealed class EtcdPrefixWatch(EtcdConnection etcd, string prefix, ILogger 
                 // it stopped the watch for good without a word — a replica's API key mirror among them, so revocations
                 // reached it only through the unwatched cache window and every request cost an etcd read.
                 logger.LogWarning(exception, "Watch on {Prefix} failed unexpectedly; reopening", prefix);
+                backoff = MaxBackoff; // a handler that keeps failing must not reopen (and reload) ten times a second
             }
             catch (Exception exception) when (exception is RpcException or OperationCanceledException && cancellationToken.IsCancellationRequested)
             {

@@ -14,6 +14,33 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
 {
     private static readonly TimeSpan ViewBound = TimeSpan.FromSeconds(10);
 
+    /// <summary>Webhook endpoints are shipped from the active region only, and the API's view of the epoch is polled:
+    /// a deletion made just after a demotion was answered 204 and never reached the region serving the merchant, where
+    /// the endpoint kept receiving events. Every change of an endpoint now carries the region's fence.</summary>
+    [Fact]
+    public async Task AnEndpointIsNotChanged_ByARegionDemotedSinceItsLastLook_AndStaysAsItWas()
+    {
+        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
+        var mirror = new RegionEpochMirror(system.Etcd, prefix);
+        Assert.True(await mirror.HoldAsync(2, TimeSpan.FromSeconds(30), CancellationToken.None));
+        var watcher = new RegionEpochWatcher(system.Etcd, prefix, TimeProvider.System);
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.True(watcher.IsWritable);
+        var store = new Payments.Api.Webhooks.WebhookEndpointStore(system.Etcd, prefix + "webhooks/", TimeProvider.System) { RegionFence = watcher.CurrentFence };
+        var (endpoint, created) = (await store.CreateAsync("fenced-merchant", "https://example.com/hooks", [], null, CancellationToken.None))!.Value;
+        Assert.True(created); // while the region holds its epoch
+
+        await mirror.ReleaseAsync(CancellationToken.None); // demoted; the watcher has not looked again
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(() => store.DeleteAsync("fenced-merchant", endpoint.Id, CancellationToken.None));
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
+            () => store.RotateSecretAsync("fenced-merchant", endpoint.Id, TimeSpan.Zero, CancellationToken.None));
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
+            () => store.CreateAsync("fenced-merchant", "https://example.com/other", [], null, CancellationToken.None));
+        var kept = Assert.Single(await store.ListAsync("fenced-merchant", CancellationToken.None));
+        Assert.Equal(endpoint.Id, kept.Id);
+        Assert.Equal(endpoint.Secrets.Select(secret => secret.Secret), kept.Secrets.Select(secret => secret.Secret));
+    }
+
     [Fact]
     public async Task StandbyRegion_RefusesWrites_UntilItsEpochIsMirrored_AndAgainAfterDemotion()
     {

@@ -13,6 +13,34 @@ namespace Payments.Api.FunctionalTests;
 [Collection(ApiSystemCollection.Name)]
 public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
 {
+    /// <summary>Shipping sends what changed since its checkpoint, so endpoints made before they were shipped reached the
+    /// other region only when next rotated: each is now written once more, unchanged, and a marker (shipped too) ends
+    /// that for good — in this region, and in the other one after a takeover.</summary>
+    [Fact]
+    public async Task EndpointsMadeBeforeTheyWereShipped_AreWrittenOnceMore_ThenNeverAgain()
+    {
+        var store = new WebhookEndpointStore(system.Etcd, $"/functional-ship-{Guid.NewGuid():N}/webhooks/", TimeProvider.System);
+        var keys = new List<string>();
+        foreach (var merchant in new[] { "old-merchant-1", "old-merchant-2" })
+        {
+            var (endpoint, _) = (await store.CreateAsync(merchant, "https://example.com/hooks", [], null, CancellationToken.None))!.Value;
+            keys.Add(store.KeyOf(merchant, endpoint.Id));
+        }
+
+        var before = await Task.WhenAll(keys.Select(async key => (await system.Etcd.Client.GetAsync(key)).Kvs.Single()));
+        Assert.Equal(2, await store.ShipExistingAsync(CancellationToken.None));
+        var after = await Task.WhenAll(keys.Select(async key => (await system.Etcd.Client.GetAsync(key)).Kvs.Single()));
+        Assert.All(before.Zip(after), pair =>
+        {
+            Assert.True(pair.Second.ModRevision > pair.First.ModRevision, "not written again: it would not ship");
+            Assert.Equal(pair.First.Value, pair.Second.Value);
+        });
+
+        Assert.Equal(0, await store.ShipExistingAsync(CancellationToken.None));
+        Assert.Equal(after.Select(kv => kv.ModRevision), await Task.WhenAll(keys.Select(async key => (await system.Etcd.Client.GetAsync(key)).Kvs.Single().ModRevision)));
+        Assert.Single(await store.ListAsync("old-merchant-1", CancellationToken.None)); // the marker is no merchant's endpoint
+    }
+
     [Fact]
     public async Task AnEndpoint_IsTheOwnersAlone_ItsSecretShownOnce_AndTheCountBounded()
     {

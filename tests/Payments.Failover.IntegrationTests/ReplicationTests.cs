@@ -370,12 +370,15 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         string EndpointB(string id) => prefixB + Payments.Etcd.EtcdOptions.WebhookEndpointsFamily + "merchant-w/" + id;
         async Task RemoveAsync(string id)
         {
+            // As the API deletes (WebhookEndpointStore.DeleteAsync): the endpoint and its removal record, one transaction.
             var now = DateTimeOffset.UtcNow;
-            await fixture.Connection.Client.DeleteAsync(EndpointA(id));
             var removedRoot = prefixA + Payments.Etcd.EtcdOptions.WebhookRemovalsFamily;
-            await fixture.Connection.Client.PutAsync(
+            var remove = new Etcdserverpb.TxnRequest();
+            remove.Success.Add(Payments.Etcd.EtcdBytes.Delete(EndpointA(id)));
+            remove.Success.Add(Payments.Etcd.EtcdBytes.Put(
                 Payments.Etcd.WebhookEndpointRemovals.Key(removedRoot, "merchant-w", id, now),
-                Payments.Etcd.WebhookEndpointRemovals.Encode(new("merchant-w", id, now)).ToStringUtf8());
+                Payments.Etcd.WebhookEndpointRemovals.Encode(new("merchant-w", id, now))));
+            await fixture.Connection.Kv.TxnAsync(remove);
         }
 
         await PutAsync(EndpointA("we_kept"), "kept-secret-1");

@@ -186,7 +186,10 @@ public static class ApiExtensions
         var options = (configuration.GetSection(WebhookOptions.Section).Get<WebhookOptions>() ?? new WebhookOptions()).Validate();
         services.AddSingleton(options);
         services.AddSingleton(provider => new WebhookEndpointStore(
-            provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, provider.GetRequiredService<TimeProvider>()));
+            provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, provider.GetRequiredService<TimeProvider>())
+        {
+            RegionFence = provider.GetRequiredService<RegionGate>().Enabled ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null,
+        });
         services.AddSingleton(provider => new WebhookDeliveries(provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, etcd.WebhookOutboxPrefix));
         services.AddSingleton<WebhookSender>();
         services.AddSingleton<WebhookDispatcher>();

@@ -18,11 +18,15 @@ internal sealed class ApiKeyUpkeep(MerchantStore store, TimeProvider time, ILogg
                 {
                     await store.FlushUsageAsync(stoppingToken);
                 }
+                catch (Grpc.Core.RpcException exception)
+                {
+                    // Usage is informational: an etcd outage delays it to the next flush.
+                    logger.LogDebug(exception, "Could not record API key usage; trying again at the next flush");
+                }
                 catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
                 {
-                    // Usage is informational: an etcd outage (or anything else) delays it to the next flush. An
-                    // exception leaving here stopped the API replica.
-                    logger.LogDebug(exception, "Could not record API key usage; trying again at the next flush");
+                    // Anything else too (an exception leaving here stopped the API replica), but said louder.
+                    logger.LogWarning(exception, "Could not record API key usage; trying again at the next flush");
                 }
             }
         }

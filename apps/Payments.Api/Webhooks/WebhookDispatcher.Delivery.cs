@@ -183,6 +183,7 @@ public sealed partial class WebhookDispatcher
         {
             // Once per process, where writes are allowed (the records reach a standby with the others).
             await merchantStore.RecordLegacyMerchantsAsync(cancellationToken);
+            await endpoints.ShipExistingAsync(cancellationToken);
             legacyMerchantsRecorded = true;
         }
 

@@ -27,8 +27,9 @@ public sealed record WebhookEndpoint(
 }
 
 /// <summary>Webhook endpoints on etcd, <c>{webhooks}endpoints/{merchant}/{endpoint id}</c>; every change is
-/// create-only or compare-and-swap. The signing secrets are stored as they are (the dispatcher must sign with them);
-/// only the API's etcd role reads this family.</summary>
+/// create-only or compare-and-swap, fenced by the region's epoch. The signing secrets are stored as they are (the
+/// dispatcher must sign with them); the API's etcd role reads this family, and the ledger's, which ships it to the
+/// other region (the failover service's there applies it): docs/security.md.</summary>
 public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPrefix, TimeProvider time)
 {
     /// <summary>Endpoints one merchant may have (Stripe allows 16).</summary>
@@ -83,7 +84,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 Result = Compare.Types.CompareResult.Less, ModRevision = counted.Header.Revision + 1,
             });
             request.Success.Add(EtcdBytes.Put(key, Encode(endpoint)));
-            if ((await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded)
+            if (await FencedAsync(request, "the endpoint was not created", cancellationToken))
             {
                 return (endpoint, true);
             }
@@ -124,7 +125,9 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
             for (var index = 0; index < chunk.Length; index++)
             {
-                endpointsOf[chunk[index]] = response.Responses[index].ResponseRange.Kvs.Select(kv => Decode(kv.Value)).ToArray();
+                // An endpoint record that does not read is left out (the dispatcher's round serves every merchant's
+                // events: one such record stopped them all).
+                endpointsOf[chunk[index]] = response.Responses[index].ResponseRange.Kvs.Select(kv => TryDecode(kv.Value)).OfType<WebhookEndpoint>().ToArray();
             }
         }
 
@@ -153,7 +156,76 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         request.Success.Add(EtcdBytes.Put(
             WebhookEndpointRemovals.Key(removedRoot, merchantId, endpointId, now),
             WebhookEndpointRemovals.Encode(new WebhookEndpointRemovals.Removal(merchantId, endpointId, now))));
-        return (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded;
+        return await FencedAsync(request, "the endpoint was not deleted", cancellationToken);
+    }
+
+    /// <summary>Endpoints read per page at most by <see cref="ShipExistingAsync"/>, and pages at most (a million
+    /// endpoints: 16 per merchant for 62,500 merchants).</summary>
+    public const int ShipExistingPageSize = 100, MaxShipExistingPages = 10_000;
+
+    /// <summary>Rewrites every endpoint once, unchanged (each only if unchanged since read, under the region's
+    /// fence), then records that it did (<c>endpoints/~shipped</c>): shipping sends what changed since its checkpoint, so endpoints made before
+    /// they were shipped (before 2026-12-05) reached the other region only when next rotated — after a switchover to
+    /// it, no merchant was sent any event. Returns how many it rewrote (0 once done: one read).</summary>
+    public async Task<int> ShipExistingAsync(CancellationToken cancellationToken)
+    {
+        // Under endpoints/, so that it ships too: the other region, taking over, need not rewrite what it received (no
+        // merchant id starts with '~', so no merchant's range holds it).
+        var doneKey = root + "~shipped";
+        var done = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(doneKey), CountOnly = true }, cancellationToken: token), cancellationToken);
+        if (done.Count > 0)
+        {
+            return 0;
+        }
+
+        var rewritten = 0;
+        var from = EtcdBytes.Key(root);
+        for (var page = 0; page < MaxShipExistingPages; page++)
+        {
+            var range = new RangeRequest { Key = from, RangeEnd = EtcdBytes.PrefixEnd(root), Limit = ShipExistingPageSize };
+            var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(range, cancellationToken: token), cancellationToken);
+            foreach (var kv in response.Kvs)
+            {
+                var rewrite = new TxnRequest();
+                rewrite.Compare.Add(EtcdBytes.ModRevisionIs(kv.Key.ToStringUtf8(), kv.ModRevision)); // changed since: shipped anyway
+                rewrite.Success.Add(EtcdBytes.Put(kv.Key.ToStringUtf8(), kv.Value));
+                rewritten += await FencedAsync(rewrite, "the endpoint was not rewritten", cancellationToken) ? 1 : 0;
+            }
+
+            if (!response.More || response.Kvs.Count == 0)
+            {
+                var mark = new TxnRequest();
+                mark.Success.Add(EtcdBytes.Put(doneKey, ByteString.CopyFromUtf8(time.GetUtcNow().ToString("O", System.Globalization.CultureInfo.InvariantCulture))));
+                await FencedAsync(mark, "the endpoints' shipping was not recorded", cancellationToken);
+                return rewritten;
+            }
+
+            from = ByteString.CopyFrom([.. response.Kvs[^1].Key.Span, 0]); // the next key after the last one read
+        }
+
+        return rewritten; // more than the bound: the next process goes on (from the start, rewriting again)
+    }
+
+    /// <summary>The region's epoch fence (null: a single region). Endpoints are shipped to the other region from the
+    /// active one only: a change a region made just after its demotion (its view of the epoch is polled) was answered
+    /// 201 or 204 and never reached the region serving the merchant — a deleted endpoint kept receiving events there.</summary>
+    public Func<IWriteFence?>? RegionFence { get; init; }
+
+    /// <summary>Runs <paramref name="request"/> with the region's fence; whether it succeeded. Refused by the fence:
+    /// <see cref="Payments.Ledger.Contracts.RegionNotWritableException"/> (the API answers 503 region-not-writable).</summary>
+    private async Task<bool> FencedAsync(TxnRequest request, string consequence, CancellationToken cancellationToken)
+    {
+        var fence = RegionFence?.Invoke();
+        fence?.AddFence(request);
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        if (!response.Succeeded && fence is not null && fence.WasFencedOff(response))
+        {
+            throw new Payments.Ledger.Contracts.RegionNotWritableException(
+                $"This region does not hold {fence.Description} (demoted, or another region was promoted); {consequence}.");
+        }
+
+        return response.Succeeded;
     }
 
     /// <summary>Deletes the removal records older than <see cref="WebhookEndpointRemovals.Retention"/> (one range
@@ -202,7 +274,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
             request.Success.Add(EtcdBytes.Put(key, Encode(rotated)));
-            if ((await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded)
+            if (await FencedAsync(request, "the secret was not rotated", cancellationToken))
             {
                 return rotated;
             }
@@ -224,6 +296,19 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public string KeyOf(string merchantId, string endpointId) => Key(merchantId, endpointId);
 
     private static ByteString Encode(WebhookEndpoint endpoint) => ByteString.CopyFrom(JsonSerializer.SerializeToUtf8Bytes(endpoint, Json));
+
+    /// <summary>The endpoint, or null for a record that does not read.</summary>
+    public static WebhookEndpoint? TryDecode(ByteString value)
+    {
+        try
+        {
+            return Decode(value);
+        }
+        catch (Exception exception) when (exception is JsonException or InvalidDataException or NotSupportedException)
+        {
+            return null;
+        }
+    }
 
     public static WebhookEndpoint Decode(ByteString value) =>
         JsonSerializer.Deserialize<WebhookEndpoint>(value.Span, Json) ?? throw new InvalidDataException("Empty webhook endpoint.");

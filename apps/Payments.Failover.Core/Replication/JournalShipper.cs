@@ -36,6 +36,10 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
     public const int MaxWaiters = 10_000;
     public static readonly TimeSpan IdleInterval = TimeSpan.FromMilliseconds(50);
     public static readonly TimeSpan FaultBackoff = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The pause after a fault of no known kind (a defect or data that does not read: retrying at once only
+    /// fills the log).</summary>
+    public static readonly TimeSpan UnexpectedFaultBackoff = TimeSpan.FromSeconds(5);
     private readonly List<(long Sequence, TaskCompletionSource Shipped)> waiters = [];
     private long shippedSequence = -1;
     private long lagMilliseconds;
@@ -241,12 +245,14 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                 await DelayAsync(FaultBackoff, cancellationToken);
                 continue;
             }
-            catch (Exception exception)
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
             {
                 // Anything else (an entry or record that does not read): logged and retried, not thrown — leaving here
                 // stopped the ledger service, and every ledger pod ships. The replication lag alert names what stays.
+                // The feeds start over (a fault of their own state used to be cleared by that restart).
                 logger.LogError(exception, "Region {Region}: journal shipping failed unexpectedly; retrying", region);
-                await DelayAsync(FaultBackoff, cancellationToken);
+                await DisposeAsync();
+                await DelayAsync(UnexpectedFaultBackoff, cancellationToken);
                 continue;
             }
 
