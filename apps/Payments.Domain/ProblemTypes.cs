@@ -50,6 +50,9 @@ public static class ProblemTypes
 
     /// <summary>The merchant has the most webhook endpoints allowed; delete one first.</summary>
     public const string WebhookEndpointLimitReached = Base + "webhook-endpoint-limit-reached";
+
+    /// <summary>The merchant has opened the most accounts allowed (<c>payments.publicApi.maxAccountsPerMerchant</c>).</summary>
+    public const string AccountLimitReached = Base + "account-limit-reached";
     public const string PaymentNotFound = Base + "payment-not-found";
     public const string AccountExists = Base + "account-exists";
     public const string CurrencyMismatch = Base + "currency-mismatch";

@@ -103,6 +103,31 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.Conflict, otherCurrency.StatusCode);
     }
 
+    /// <summary>Every account stays in etcd for good, and one merchant's key could open them in a loop until etcd's
+    /// quota was full and every tenant's payments stopped. A merchant's accounts are now bounded; opening one of its own
+    /// again is still answered, and nothing is written for a refused one.</summary>
+    [Fact]
+    public async Task AMerchantsAccounts_AreBounded_AndOpeningItsOwnAgainIsStillAnswered()
+    {
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:MaxAccountsPerMerchant", "3"));
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        await using var throughEdge = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, key);
+        var client = throughEdge.Http;
+        var accounts = Enumerable.Range(0, 4).Select(index => $"cap-{index}-{Guid.NewGuid():N}"[..16]).ToArray();
+        foreach (var account in accounts[..3])
+        {
+            await client.OpenAccountAsync(account);
+        }
+
+        using var over = await client.PostAsJsonAsync("/v1/accounts", new { accountId = accounts[3], currency = "USD" });
+        Assert.Equal((HttpStatusCode.Conflict, ProblemTypes.AccountLimitReached), (over.StatusCode, await TypeAsync(over)));
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/v1/accounts/{accounts[3]}")).StatusCode);
+        Assert.Null(await system.Store.AccountOwnerAsync(accounts[3], CancellationToken.None)); // not even claimed
+        await client.OpenAccountAsync(accounts[0]); // its own again: 201, and not counted twice
+        Assert.Equal(3, await system.Store.AccountCountAsync(merchant, CancellationToken.None));
+    }
+
     /// <summary>The finding: one merchant's deposits could exhaust a currency's external funding bound for every
     /// merchant within days. A daily volume per merchant and currency makes that take merchant-years.</summary>
     [Fact]

@@ -27,7 +27,7 @@ public static class AccountsApi
             .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
 
-    private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger)
+    private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger, ApiOptions options)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (bytes, problem) = await RequestBody.ReadAsync(context);
@@ -70,6 +70,11 @@ public static class AccountsApi
         // Another merchant's use of the same id neither blocks this one nor shows: the account then lives under this
         // merchant's namespace (AccountId's remarks). Only the merchant's own account with other fields is a 409.
         var plainId = accountId!.Value;
+        if (await AccountLimitProblemAsync(merchant, plainId, context, store, options) is { } limited)
+        {
+            return limited.ToResult();
+        }
+
         var namespaced = Namespaced(merchant, accountId);
         var claimed = namespaced is null
             // A merchant id from before ids were checked cannot name a namespace: first come, first served, as before.
@@ -81,7 +86,13 @@ public static class AccountsApi
         }
 
         var ledgerId = AccountId.ParseLedger(claimed);
-        var account = await ledger.OpenAccountAsync(ledgerId, currency!, overdraftLimitMinor: 0, context.RequestAborted) is OpenAccountOutcome.Opened opened
+        var outcome = await ledger.OpenAccountAsync(ledgerId, currency!, overdraftLimitMinor: 0, context.RequestAborted);
+        if (outcome is OpenAccountOutcome.Opened { Created: true })
+        {
+            await store.CountAccountOpenedAsync(merchant, context.RequestAborted);
+        }
+
+        var account = outcome is OpenAccountOutcome.Opened opened
             ? opened.Account
             // The same open again after the operator gave the account an overdraft: a merchant's open never names one,
             // so only the currency tells whether this is the account the request asks for.
@@ -328,6 +339,23 @@ public static class AccountsApi
     private static Reply OverdraftByOperatorOnly() =>
         Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.OverdraftSetByOperator, "An overdraft is set by the operator.",
             "Open the account with overdraftLimitMinor 0 or absent; the operator grants an overdraft limit.");
+
+    /// <summary>409 <c>account-limit-reached</c> when the merchant has opened <see cref="ApiOptions.MaxAccountsPerMerchant"/>
+    /// accounts and this id is not one of them (an open of its own account again is still answered); null otherwise.
+    /// Counted after the fact, so accounts opened at the same moment can pass the bound by as many: it guards etcd's
+    /// storage, not money.</summary>
+    private static async Task<Reply?> AccountLimitProblemAsync(string merchant, string accountId, HttpContext context, MerchantStore store, ApiOptions options)
+    {
+        if (await store.AccountCountAsync(merchant, context.RequestAborted) < options.MaxAccountsPerMerchant)
+        {
+            return null;
+        }
+
+        var facts = await store.AccountFactsAsync(LedgerCandidates(merchant, [accountId]), context.RequestAborted);
+        return Owned(merchant, [accountId], facts)[0] is not null ? null : Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountLimitReached,
+            "The merchant has opened the most accounts allowed.",
+            $"At most {options.MaxAccountsPerMerchant} accounts per merchant (the operator's setting payments.publicApi.maxAccountsPerMerchant).");
+    }
 
     private static Reply AccountExists(string accountId) =>
         Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "The account id is taken.",

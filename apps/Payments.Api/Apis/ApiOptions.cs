@@ -39,15 +39,21 @@ public sealed class ApiOptions
     /// payment gets 429 with Retry-After.</summary>
     public int MaxPaymentsInFlightPerMerchant { get; set; } = 1_000;
 
+    /// <summary>Accounts one merchant may open at most; past it 409 <c>account-limit-reached</c>. Every account is a
+    /// few etcd keys kept for good (docs/storage.md), so without a bound one merchant's key opening accounts in a loop
+    /// (500 requests per second) filled etcd's quota within hours, and every tenant's payments stopped.</summary>
+    public long MaxAccountsPerMerchant { get; set; } = 100_000;
+
     /// <summary>Which keys this deployment issues and accepts: <c>live</c> or <c>test</c> (<see cref="ApiKeyModes"/>).</summary>
     public string KeyMode { get; set; } = ApiKeyModes.Test;
 
     public ApiOptions Validate()
     {
-        if (Replicas < 1 || RequestsPerSecondPerKey < 1 || UnauthenticatedRequestsPerSecondPerAddress < 1 || MaxPaymentsInFlightPerMerchant < 1)
+        if (Replicas < 1 || RequestsPerSecondPerKey < 1 || UnauthenticatedRequestsPerSecondPerAddress < 1 || MaxPaymentsInFlightPerMerchant < 1
+            || MaxAccountsPerMerchant < 1)
         {
             throw new InvalidOperationException(
-                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress and MaxPaymentsInFlightPerMerchant must be at least 1.");
+                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress, MaxPaymentsInFlightPerMerchant and MaxAccountsPerMerchant must be at least 1.");
         }
 
         if (!ApiKeyModes.IsKnown(KeyMode))
