@@ -86,6 +86,40 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/accounts/active-1")).StatusCode); // reads still served
     }
 
+    /// <summary>A region demoted (a planned switchover: every upgrade) still delivers the events it raised while active
+    /// and owes: its dispatcher stopped with the demotion, and a receiver that was down then never got them — the other
+    /// region has neither its outbox nor its owed deliveries. Nothing else writes to a passive region's outbox.</summary>
+    [Fact]
+    public async Task ADemotedRegion_StillDeliversTheEventsItOwes()
+    {
+        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
+        await using var api = await system.CreateRegionalApiAsync(prefix);
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var up = 0;
+        receiver.Behave = (_, _) => Task.FromResult((Volatile.Read(ref up) == 1 ? 200 : 503, TimeSpan.Zero));
+        var client = api.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
+            "Bearer", await new MerchantStore(system.Etcd, prefix + "api/").IssueApiKeyAsync("owing-merchant", CancellationToken.None));
+        var mirror = new RegionEpochMirror(system.Etcd, prefix);
+        Assert.True(await mirror.HoldAsync(1, TimeSpan.FromSeconds(30), CancellationToken.None)); // active
+        await WaitForReadyzAsync(client, HttpStatusCode.OK);
+        await WebhookDeliveryTests.RegisterAsync(client, receiver.Url);
+
+        // A payment finishing here, as the saga records it: the record, its event and the outbox marker at once.
+        var records = new Payments.Orchestrator.Client.Records.PaymentRecordStore(system.Etcd, prefix + "payments/") { OutboxPrefix = prefix + "webhooks/outbox/" };
+        var order = new Payments.Orchestrator.Client.Models.PaymentOrder($"pay_owed_{Guid.NewGuid():N}"[..24], "owing-merchant", "debtor", "creditor", 100, "EUR", null);
+        await records.CreateAsync(Payments.Orchestrator.Client.Records.PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+        await records.RecordOutcomeAsync(order.PaymentId, Payments.Orchestrator.Client.Models.PaymentOutcome.Completed(), DateTimeOffset.UtcNow, CancellationToken.None);
+        var eventId = Payments.Orchestrator.Client.Records.PaymentEvents.IdFor(order.PaymentId, Payments.Orchestrator.Client.Records.PaymentEvents.Completed);
+        await WebhookDeliveryTests.PollUntilAsync(() => receiver.Received.Any(delivery => delivery.EventId == eventId), () => "no attempt yet");
+
+        await mirror.ReleaseAsync(CancellationToken.None); // demoted, the delivery still owed
+        await WaitForReadyzAsync(client, HttpStatusCode.ServiceUnavailable);
+        Volatile.Write(ref up, 1); // the receiver is back
+        await WebhookDeliveryTests.PollUntilAsync(() => { lock (receiver.Acknowledged) { return receiver.Acknowledged.Contains(eventId); } },
+            () => $"{eventId} not delivered by the demoted region ({receiver.Received.Count} attempts)");
+    }
+
     private static StringContent Json(string json) => new(json, System.Text.Encoding.UTF8, "application/json");
 
     /// <summary>The API's view of the mirror is polled (every 500 ms): wait for it, bounded.</summary>

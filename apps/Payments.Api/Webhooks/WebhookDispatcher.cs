@@ -13,8 +13,9 @@ namespace Payments.Api.Webhooks;
 /// sends each event to the merchant's endpoints that want it, records what is still owed, retries it with exponential
 /// backoff for <see cref="WebhookOptions.RetryFor"/>, and trims events older than their retention.</summary>
 /// <remarks>Every API replica runs one; the one holding the dispatcher lock works, the others wait to take over (the
-/// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment only
-/// the active region's dispatcher delivers; the passive one only trims old events. Bounded:
+/// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment each
+/// region's dispatcher delivers the events of its own outbox (the passive region's: those it raised while it was
+/// active, and still owes), and trims old events. Bounded:
 /// <see cref="WebhookOptions.MaxInFlight"/> attempts at once, <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per
 /// endpoint, <see cref="WebhookOptions.InFlightPerMerchant"/> per merchant, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
 /// deliveries read per scan.</remarks>
@@ -133,9 +134,11 @@ public sealed partial class WebhookDispatcher(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                // A passive region delivers nothing (the active one does), but trims: the events shipped to it with
-                // the payment records would otherwise pile up until it takes over.
-                if (options.Deliver && (!region.Enabled || regionEpoch.IsWritable))
+                // A passive region delivers what its own outbox and owed deliveries hold — events of its own, from
+                // when it was active (nothing else writes there: the records copied from the other region come without
+                // markers) — and trims. It used to stop with its demotion, so a planned switchover (every upgrade) left
+                // the deliveries it owed to a receiver that was down undelivered for good.
+                if (options.Deliver)
                 {
                     running.RemoveAll(task => task.IsCompleted);
                     running.AddRange(await TakeMarkersAsync(cancellationToken));
