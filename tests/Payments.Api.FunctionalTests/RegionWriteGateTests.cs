@@ -86,11 +86,11 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/accounts/active-1")).StatusCode); // reads still served
     }
 
-    /// <summary>A region demoted (a planned switchover: every upgrade) still delivers the events it raised while active
-    /// and owes: its dispatcher stopped with the demotion, and a receiver that was down then never got them — the other
-    /// region has neither its outbox nor its owed deliveries. Nothing else writes to a passive region's outbox.</summary>
+    /// <summary>A region handed over by a planned switchover (every upgrade) still delivers the events it raised while
+    /// active and owes: its dispatcher stopped with the demotion, and a receiver that was down then never got them — the
+    /// other region has neither its outbox nor its owed deliveries. Nothing else writes to a passive region's outbox.</summary>
     [Fact]
-    public async Task ADemotedRegion_StillDeliversTheEventsItOwes()
+    public async Task ARegionHandedOver_StillDeliversTheEventsItOwes()
     {
         var prefix = $"/functional-region-{Guid.NewGuid():N}/";
         await using var api = await system.CreateRegionalApiAsync(prefix);
@@ -113,11 +113,34 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         var eventId = Payments.Orchestrator.Client.Records.PaymentEvents.IdFor(order.PaymentId, Payments.Orchestrator.Client.Records.PaymentEvents.Completed);
         await WebhookDeliveryTests.PollUntilAsync(() => receiver.Received.Any(delivery => delivery.EventId == eventId), () => "no attempt yet");
 
-        await mirror.ReleaseAsync(CancellationToken.None); // demoted, the delivery still owed
+        await mirror.BeginHandOverAsync(1, DateTimeOffset.UtcNow + TimeSpan.FromSeconds(30), CancellationToken.None); // switched over, the delivery still owed
         await WaitForReadyzAsync(client, HttpStatusCode.ServiceUnavailable);
         Volatile.Write(ref up, 1); // the receiver is back
         await WebhookDeliveryTests.PollUntilAsync(() => { lock (receiver.Acknowledged) { return receiver.Acknowledged.Contains(eventId); } },
             () => $"{eventId} not delivered by the demoted region ({receiver.Received.Count} attempts)");
+    }
+
+    /// <summary>What decides whether a passive region delivers: its last epoch ended by a planned switchover (all it
+    /// wrote was shipped first), not by a loss (what it wrote last may never have reached the region that took over,
+    /// which may have decided those payments otherwise), nor an abandoned switchover.</summary>
+    [Fact]
+    public async Task OnlyARegionWhoseLastEpochWasHandedOver_CountsAsHandedOver()
+    {
+        var mirror = new RegionEpochMirror(system.Etcd, $"/functional-region-{Guid.NewGuid():N}/");
+        var hold = TimeSpan.FromSeconds(30);
+        Assert.False(await mirror.LastEpochHandedOverAsync(CancellationToken.None)); // never active
+        Assert.True(await mirror.HoldAsync(1, hold, CancellationToken.None));
+        Assert.False(await mirror.LastEpochHandedOverAsync(CancellationToken.None)); // active
+        var handOver = await mirror.BeginHandOverAsync(1, DateTimeOffset.UtcNow + hold, CancellationToken.None);
+        Assert.True(await mirror.LastEpochHandedOverAsync(CancellationToken.None)); // switched over
+        await mirror.EndHandOverAsync(handOver, CancellationToken.None);
+        Assert.False(await mirror.LastEpochHandedOverAsync(CancellationToken.None)); // the switchover abandoned
+
+        Assert.True(await mirror.HoldAsync(2, hold, CancellationToken.None));
+        await mirror.BeginHandOverAsync(2, DateTimeOffset.UtcNow + hold, CancellationToken.None);
+        Assert.True(await mirror.HoldAsync(3, hold, CancellationToken.None)); // active again, later
+        await mirror.ReleaseAsync(CancellationToken.None); // then lost: the marker of epoch 2 does not cover epoch 3
+        Assert.False(await mirror.LastEpochHandedOverAsync(CancellationToken.None));
     }
 
     private static StringContent Json(string json) => new(json, System.Text.Encoding.UTF8, "application/json");

@@ -14,21 +14,25 @@ namespace Payments.Api.FunctionalTests;
 public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
 {
     /// <summary>Shipping sends what changed since its checkpoint, so endpoints made before they were shipped reached the
-    /// other region only when next rotated: each is now written once more, unchanged, and a marker (shipped too) ends
-    /// that for good — in this region, and in the other one after a takeover.</summary>
+    /// other region only when next rotated: each is now written once more, unchanged, page after page, and a marker of
+    /// the region's own ends that for good.</summary>
     [Fact]
     public async Task EndpointsMadeBeforeTheyWereShipped_AreWrittenOnceMore_ThenNeverAgain()
     {
         var store = new WebhookEndpointStore(system.Etcd, $"/functional-ship-{Guid.NewGuid():N}/webhooks/", TimeProvider.System);
         var keys = new List<string>();
-        foreach (var merchant in new[] { "old-merchant-1", "old-merchant-2" })
+        var merchants = Enumerable.Range(0, (WebhookEndpointStore.ShipExistingPageSize / 4) + 1).Select(index => $"old-merchant-{index:D3}").ToArray();
+        foreach (var merchant in merchants) // more than a page: four endpoints each
         {
-            var (endpoint, _) = (await store.CreateAsync(merchant, "https://example.com/hooks", [], null, CancellationToken.None))!.Value;
-            keys.Add(store.KeyOf(merchant, endpoint.Id));
+            for (var index = 0; index < 4; index++)
+            {
+                var (endpoint, _) = (await store.CreateAsync(merchant, "https://example.com/hooks", [], null, CancellationToken.None))!.Value;
+                keys.Add(store.KeyOf(merchant, endpoint.Id));
+            }
         }
 
         var before = await Task.WhenAll(keys.Select(async key => (await system.Etcd.Client.GetAsync(key)).Kvs.Single()));
-        Assert.Equal(2, await store.ShipExistingAsync(CancellationToken.None));
+        Assert.Equal(keys.Count, await store.ShipExistingAsync(CancellationToken.None));
         var after = await Task.WhenAll(keys.Select(async key => (await system.Etcd.Client.GetAsync(key)).Kvs.Single()));
         Assert.All(before.Zip(after), pair =>
         {
@@ -38,7 +42,7 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
 
         Assert.Equal(0, await store.ShipExistingAsync(CancellationToken.None));
         Assert.Equal(after.Select(kv => kv.ModRevision), await Task.WhenAll(keys.Select(async key => (await system.Etcd.Client.GetAsync(key)).Kvs.Single().ModRevision)));
-        Assert.Single(await store.ListAsync("old-merchant-1", CancellationToken.None)); // the marker is no merchant's endpoint
+        Assert.Equal(4, (await store.ListAsync(merchants[0], CancellationToken.None)).Count);
     }
 
     [Fact]

@@ -42,29 +42,10 @@ public static class AccountsApi
             return parseProblem.ToResult();
         }
 
-        var errors = new Dictionary<string, string>();
-        AccountId.TryParse(request!.AccountId, out var accountId, out var idProblem);
-        if (idProblem is not null)
+        var (accountId, currency, invalid) = ValidateOpen(request!);
+        if (invalid is not null)
         {
-            errors["accountId"] = idProblem;
-        }
-
-        var currency = Validate.Currency(request.Currency, errors);
-        if (request.OverdraftLimitMinor is < 0)
-        {
-            errors["overdraftLimitMinor"] = "overdraftLimitMinor must not be negative.";
-        }
-
-        if (errors.Count > 0)
-        {
-            return Reply.Invalid(errors).ToResult();
-        }
-
-        if (request.OverdraftLimitMinor is > 0)
-        {
-            // Credit is the operator's decision (Overdrafts.SetAsync, from the admin surface), never the merchant's:
-            // refused before anything is written. 0 or absent still opens the account without one.
-            return OverdraftByOperatorOnly().ToResult();
+            return invalid.ToResult();
         }
 
         // Another merchant's use of the same id neither blocks this one nor shows: the account then lives under this
@@ -87,10 +68,7 @@ public static class AccountsApi
 
         var ledgerId = AccountId.ParseLedger(claimed);
         var outcome = await ledger.OpenAccountAsync(ledgerId, currency!, overdraftLimitMinor: 0, context.RequestAborted);
-        if (outcome is OpenAccountOutcome.Opened { Created: true })
-        {
-            await store.CountAccountOpenedAsync(merchant, context.RequestAborted);
-        }
+        await CountIfNewAsync(outcome, merchant, store);
 
         var account = outcome is OpenAccountOutcome.Opened opened
             ? opened.Account
@@ -104,6 +82,51 @@ public static class AccountsApi
 
         await store.RecordAccountCurrencyAsync(ledgerId.Value, account.Currency.Code, context.RequestAborted);
         return Reply.Json(StatusCodes.Status201Created, OpenedResponse(account, context)).ToResult();
+    }
+
+    /// <summary>The open's fields checked: the account id and currency, or the problem (400 naming the fields; 403 for
+    /// an overdraft, which only the operator sets).</summary>
+    private static (AccountId? AccountId, Currency? Currency, Reply? Problem) ValidateOpen(OpenAccountRequest request)
+    {
+        var errors = new Dictionary<string, string>();
+        AccountId.TryParse(request.AccountId, out var accountId, out var idProblem);
+        if (idProblem is not null)
+        {
+            errors["accountId"] = idProblem;
+        }
+
+        var currency = Validate.Currency(request.Currency, errors);
+        if (request.OverdraftLimitMinor is < 0)
+        {
+            errors["overdraftLimitMinor"] = "overdraftLimitMinor must not be negative.";
+        }
+
+        if (errors.Count > 0)
+        {
+            return (null, null, Reply.Invalid(errors));
+        }
+
+        // Credit is the operator's decision (Overdrafts.SetAsync, from the admin surface), never the merchant's:
+        // refused before anything is written. 0 or absent still opens the account without one.
+        return request.OverdraftLimitMinor is > 0 ? (null, null, OverdraftByOperatorOnly()) : (accountId, currency, null);
+    }
+
+    /// <summary>Counts an account the ledger opened just now toward the merchant's bound, whatever the caller does
+    /// meanwhile; etcd away just now leaves it uncounted (the bound guards storage, not money), and the merchant gets
+    /// the account the ledger opened rather than a 503 for it.</summary>
+    private static async Task CountIfNewAsync(OpenAccountOutcome outcome, string merchant, MerchantStore store)
+    {
+        if (outcome is OpenAccountOutcome.Opened { Created: true })
+        {
+            try
+            {
+                await store.CountAccountOpenedAsync(merchant, CancellationToken.None);
+            }
+            catch (Grpc.Core.RpcException)
+            {
+                // uncounted, as above
+            }
+        }
     }
 
     private static async Task<IResult> GetAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)

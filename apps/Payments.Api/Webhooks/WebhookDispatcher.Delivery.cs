@@ -183,8 +183,18 @@ public sealed partial class WebhookDispatcher
         {
             // Once per process, where writes are allowed (the records reach a standby with the others).
             await merchantStore.RecordLegacyMerchantsAsync(cancellationToken);
-            await endpoints.ShipExistingAsync(cancellationToken);
-            legacyMerchantsRecorded = true;
+            try
+            {
+                await endpoints.ShipExistingAsync(cancellationToken);
+                legacyMerchantsRecorded = true;
+            }
+            catch (Exception exception) when (exception is Grpc.Core.RpcException or Payments.Ledger.Contracts.RegionNotWritableException or EtcdContentionException
+                                              && !cancellationToken.IsCancellationRequested)
+            {
+                // Not now (etcd away, the region demoted meanwhile): this pass trims on, and the next one tries again.
+                // Thrown, it ended this replica's lead, and what it had settled but not yet recorded was sent again.
+                LogFault("endpoints not yet rewritten for shipping: " + exception.Message);
+            }
         }
 
         // Merchant by merchant from the merchant records: finding the next merchant among the events themselves took a

@@ -13,9 +13,9 @@ namespace Payments.Api.Webhooks;
 /// sends each event to the merchant's endpoints that want it, records what is still owed, retries it with exponential
 /// backoff for <see cref="WebhookOptions.RetryFor"/>, and trims events older than their retention.</summary>
 /// <remarks>Every API replica runs one; the one holding the dispatcher lock works, the others wait to take over (the
-/// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment each
-/// region's dispatcher delivers the events of its own outbox (the passive region's: those it raised while it was
-/// active, and still owes), and trims old events. Bounded:
+/// lock's lease ends 10 s after its holder dies). Its writes carry the lock's fence. In a two-region deployment the
+/// active region's dispatcher delivers, and so does a passive one whose last epoch ended by a planned switchover (what
+/// it still owes); each trims old events. Bounded:
 /// <see cref="WebhookOptions.MaxInFlight"/> attempts at once, <see cref="WebhookOptions.MaxConcurrencyPerEndpoint"/> per
 /// endpoint, <see cref="WebhookOptions.InFlightPerMerchant"/> per merchant, <see cref="MaxMarkersTaken"/> events in hand, <see cref="MaxDuePerScan"/> × <see cref="MaxScanPages"/> owed
 /// deliveries read per scan.</remarks>
@@ -65,6 +65,8 @@ public sealed partial class WebhookDispatcher(
     private readonly SemaphoreSlim wake = new(0, 1);
     private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
     private bool legacyMerchantsRecorded;
+    private DateTimeOffset nextHandOverCheck = DateTimeOffset.MinValue;
+    private bool handedOver;
     private string? trimCursor;
     private string? dueCursor;
 
@@ -118,6 +120,31 @@ public sealed partial class WebhookDispatcher(
     }
 
     /// <summary>Works while this replica holds the lock (until <paramref name="cancellationToken"/> ends).</summary>
+    /// <summary>How often a passive region asks whether its last epoch was handed over (one etcd read).</summary>
+    public static readonly TimeSpan HandOverCheckInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>Whether this region's dispatcher delivers: a single region or the active one, always; a passive one only
+    /// when the last epoch it held was closed by a planned switchover (<see cref="RegionEpochMirror.LastEpochHandedOverAsync"/>).
+    /// Its outbox then holds only events the other region has too (the switchover shipped everything first; copied
+    /// records come without markers). After a loss it may hold events of changes that never reached the region that
+    /// took over, which may have decided those payments otherwise: those are not sent.</summary>
+    private async Task<bool> DeliversHereAsync(CancellationToken cancellationToken)
+    {
+        if (!region.Enabled || regionEpoch.IsWritable)
+        {
+            return true;
+        }
+
+        var now = time.GetUtcNow();
+        if (now >= nextHandOverCheck)
+        {
+            handedOver = await new RegionEpochMirror(etcd, layout.KeyPrefix).LastEpochHandedOverAsync(cancellationToken);
+            nextHandOverCheck = now + HandOverCheckInterval;
+        }
+
+        return handedOver;
+    }
+
     private async Task LeadAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var running = new List<Task>();
@@ -134,11 +161,10 @@ public sealed partial class WebhookDispatcher(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                // A passive region delivers what its own outbox and owed deliveries hold — events of its own, from
-                // when it was active (nothing else writes there: the records copied from the other region come without
-                // markers) — and trims. It used to stop with its demotion, so a planned switchover (every upgrade) left
-                // the deliveries it owed to a receiver that was down undelivered for good.
-                if (options.Deliver)
+                // A passive region trims, and delivers what its own outbox and owed deliveries hold when its last epoch
+                // ended by a planned switchover (DeliversHereAsync). It used to stop with its demotion, so a switchover
+                // (every upgrade) left what it owed a receiver that was down undelivered for good.
+                if (options.Deliver && await DeliversHereAsync(cancellationToken))
                 {
                     running.RemoveAll(task => task.IsCompleted);
                     running.AddRange(await TakeMarkersAsync(cancellationToken));

@@ -159,19 +159,19 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         return await FencedAsync(request, "the endpoint was not deleted", cancellationToken);
     }
 
-    /// <summary>Endpoints read per page at most by <see cref="ShipExistingAsync"/>, and pages at most (a million
-    /// endpoints: 16 per merchant for 62,500 merchants).</summary>
-    public const int ShipExistingPageSize = 100, MaxShipExistingPages = 10_000;
+    /// <summary>Endpoints read per page at most by <see cref="ShipExistingAsync"/> (and rewritten per transaction), and
+    /// pages at most (a million endpoints: 16 per merchant for 62,500 merchants).</summary>
+    public const int ShipExistingPageSize = 50, MaxShipExistingPages = 20_000;
 
-    /// <summary>Rewrites every endpoint once, unchanged (each only if unchanged since read, under the region's
-    /// fence), then records that it did (<c>endpoints/~shipped</c>): shipping sends what changed since its checkpoint, so endpoints made before
-    /// they were shipped (before 2026-12-05) reached the other region only when next rotated — after a switchover to
-    /// it, no merchant was sent any event. Returns how many it rewrote (0 once done: one read).</summary>
+    /// <summary>Rewrites every endpoint once, unchanged (each only if unchanged since read, under the region's fence),
+    /// then records that it did (<c>{webhooks}endpoints-shipped</c>, this region's own: not shipped): shipping sends
+    /// what changed since its checkpoint, so endpoints made before they were shipped (before 2026-12-05) reached the
+    /// other region only when next rotated, and after a switchover to it no merchant was sent any event. Returns how
+    /// many it rewrote (0 once done: one read). A region that takes over does it once too, over the copies it holds
+    /// (they ship back unchanged).</summary>
     public async Task<int> ShipExistingAsync(CancellationToken cancellationToken)
     {
-        // Under endpoints/, so that it ships too: the other region, taking over, need not rewrite what it received (no
-        // merchant id starts with '~', so no merchant's range holds it).
-        var doneKey = root + "~shipped";
+        var doneKey = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints-shipped"; // not under endpoints/: never shipped
         var done = await EtcdConnection.CallAsync(
             token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(doneKey), CountOnly = true }, cancellationToken: token), cancellationToken);
         if (done.Count > 0)
@@ -185,14 +185,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         {
             var range = new RangeRequest { Key = from, RangeEnd = EtcdBytes.PrefixEnd(root), Limit = ShipExistingPageSize };
             var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(range, cancellationToken: token), cancellationToken);
-            foreach (var kv in response.Kvs)
-            {
-                var rewrite = new TxnRequest();
-                rewrite.Compare.Add(EtcdBytes.ModRevisionIs(kv.Key.ToStringUtf8(), kv.ModRevision)); // changed since: shipped anyway
-                rewrite.Success.Add(EtcdBytes.Put(kv.Key.ToStringUtf8(), kv.Value));
-                rewritten += await FencedAsync(rewrite, "the endpoint was not rewritten", cancellationToken) ? 1 : 0;
-            }
-
+            rewritten += await RewriteAsync(response.Kvs, cancellationToken);
             if (!response.More || response.Kvs.Count == 0)
             {
                 var mark = new TxnRequest();
@@ -205,6 +198,36 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         }
 
         return rewritten; // more than the bound: the next process goes on (from the start, rewriting again)
+    }
+
+    /// <summary>Puts each record again as it is, if unchanged since read (one changed since has shipped anyway): one
+    /// transaction for the page, or one per record when another changed meanwhile.</summary>
+    private async Task<int> RewriteAsync(IReadOnlyList<Mvccpb.KeyValue> kvs, CancellationToken cancellationToken)
+    {
+        static TxnRequest Rewrite(IEnumerable<Mvccpb.KeyValue> records)
+        {
+            var request = new TxnRequest();
+            foreach (var kv in records)
+            {
+                request.Compare.Add(EtcdBytes.ModRevisionIs(kv.Key.ToStringUtf8(), kv.ModRevision));
+                request.Success.Add(EtcdBytes.Put(kv.Key.ToStringUtf8(), kv.Value));
+            }
+
+            return request;
+        }
+
+        if (kvs.Count == 0 || await FencedAsync(Rewrite(kvs), "the endpoints were not rewritten", cancellationToken))
+        {
+            return kvs.Count;
+        }
+
+        var rewritten = 0;
+        foreach (var kv in kvs)
+        {
+            rewritten += await FencedAsync(Rewrite([kv]), "the endpoint was not rewritten", cancellationToken) ? 1 : 0;
+        }
+
+        return rewritten;
     }
 
     /// <summary>The region's epoch fence (null: a single region). Endpoints are shipped to the other region from the

@@ -37,6 +37,11 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     /// region, overwritten by the next switchover).</summary>
     public string HandOverKey { get; } = EtcdBytes.AsPrefix(prefix) + "region/active-handover";
 
+    /// <summary>The last epoch the region held (no etcd lease: it outlives the mirror), put with every hold. With
+    /// <see cref="HandOverKey"/> it tells whether the region's last epoch ended by a planned switchover — everything it
+    /// wrote then shipped — or by a loss, after which what it wrote last may never have reached the other region.</summary>
+    public string LastEpochKey { get; } = EtcdBytes.AsPrefix(prefix) + "region/active-last";
+
     /// <summary>Puts <paramref name="epoch"/> for at most <paramref name="hold"/> (rounded down to whole seconds).
     /// The lease is granted before the put, so it expires no later than <paramref name="hold"/> after this call began.
     /// False when a higher epoch is already mirrored (this region was superseded; it must not write).</summary>
@@ -78,6 +83,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         request.Compare.Add(EtcdBytes.ModRevisionIs(HandOverKey, current.HandOver.ModRevision)); // no hand-over began since the read
         request.Success.Add(EtcdBytes.Put(Key, RegionEpochFence.Encode(epoch), lease.ID));
         request.Success.Add(EtcdBytes.Put(UntilKey, ByteString.CopyFromUtf8(until.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)), lease.ID));
+        request.Success.Add(EtcdBytes.Put(LastEpochKey, RegionEpochFence.Encode(epoch)));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (!response.Succeeded)
         {
@@ -140,6 +146,24 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         return handOver.ModRevision == 0 ? null : (handOver.Epoch, handOver.Until);
     }
 
+    /// <summary>True when the region holds no epoch now and the last one it held was closed by a planned switchover
+    /// (<see cref="BeginHandOverAsync"/>): everything it wrote under it was shipped before the other region took over.
+    /// False after a loss (or an abandoned switchover), and while it holds an epoch.</summary>
+    public async Task<bool> LastEpochHandedOverAsync(CancellationToken cancellationToken)
+    {
+        var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
+        var response = await EtcdConnection.CallAsync(
+            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(from) }, cancellationToken: token),
+            cancellationToken);
+        if (response.Kvs.Any(item => item.Key == EtcdBytes.Key(Key)) || response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(LastEpochKey)) is not { } last)
+        {
+            return false;
+        }
+
+        var handOver = HandOverMarker.From(response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(HandOverKey)));
+        return handOver.ModRevision != 0 && handOver.Epoch == long.Parse(last.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture);
+    }
+
     /// <summary>The mirrored epoch, or null when the region holds none (not writable).</summary>
     public async Task<long?> ReadAsync(CancellationToken cancellationToken) => (await ReadHoldAsync(cancellationToken)).Epoch;
 
@@ -153,7 +177,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
 
     private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until, HandOverMarker HandOver)> ReadWithRevisionAsync(CancellationToken cancellationToken)
     {
-        // The three keys in one range: "region/active-epoch", "-until" and "-handover" are the only keys under "region/active-".
+        // The keys in one range: "region/active-epoch", "-until", "-handover" and "-last" are the only keys under "region/active-".
         var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
         var response = await EtcdConnection.CallAsync(
             token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(from) }, cancellationToken: token),

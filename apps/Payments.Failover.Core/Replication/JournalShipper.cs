@@ -251,7 +251,15 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                 // stopped the ledger service, and every ledger pod ships. The replication lag alert names what stays.
                 // The feeds start over (a fault of their own state used to be cleared by that restart).
                 logger.LogError(exception, "Region {Region}: journal shipping failed unexpectedly; retrying", region);
-                await DisposeAsync();
+                try
+                {
+                    await DisposeAsync();
+                }
+                catch (Exception closing) when (!cancellationToken.IsCancellationRequested)
+                {
+                    logger.LogWarning(closing, "Region {Region}: closing the change feeds failed too", region);
+                }
+
                 await DelayAsync(UnexpectedFaultBackoff, cancellationToken);
                 continue;
             }
