@@ -431,6 +431,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         var shipper = RecordShipper("region-a", a, prefixA);
         var progress = new ShippingProgress(journal, a, TimeProvider.System) { RecordRoot = prefixA, Etcd = fixture.Connection, ServerErrorMeansMissing = true };
         await PutAsync(prefixA + "payments/pay_early", "pending");
+        Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None)); // nothing shipped yet
         await ShipAllAsync(shipper);
 
         Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));

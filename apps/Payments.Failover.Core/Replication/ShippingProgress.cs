@@ -71,6 +71,14 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
             return true;
         }
 
+        if (shippedThrough == 0)
+        {
+            // No record shipped yet: a watch from the first revision would have etcd replay its whole history, once
+            // per family (five now) and per poll, which under load outlasted a switchover's drain budget. Any key
+            // under the prefix is one not shipped.
+            return await NoKeySinceAsync(prefix, 0, cancellationToken);
+        }
+
         try
         {
             var complete = await feed.RefreshAsync(shippedThrough, ProgressWait, cancellationToken, enough: 1);
@@ -78,16 +86,23 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
         }
         catch (EtcdCompactedException)
         {
-            var newer = await EtcdConnection.CallAsync(token => Etcd!.Kv.RangeAsync(new Etcdserverpb.RangeRequest
-            {
-                Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), MinModRevision = shippedThrough + 1, KeysOnly = true, Limit = 1,
-            }, cancellationToken: token), cancellationToken);
-            return newer.Kvs.Count == 0;
+            return await NoKeySinceAsync(prefix, shippedThrough, cancellationToken);
         }
         catch (Grpc.Core.RpcException) when (!cancellationToken.IsCancellationRequested)
         {
             return false; // the watch broke: not known yet, asked again at the next poll
         }
+    }
+
+    /// <summary>Whether no key under <paramref name="prefix"/> was last written after <paramref name="shippedThrough"/>
+    /// (a range: etcd reads every key under the prefix to answer it).</summary>
+    private async Task<bool> NoKeySinceAsync(string prefix, long shippedThrough, CancellationToken cancellationToken)
+    {
+        var newer = await EtcdConnection.CallAsync(token => Etcd!.Kv.RangeAsync(new Etcdserverpb.RangeRequest
+        {
+            Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), MinModRevision = shippedThrough + 1, KeysOnly = true, Limit = 1,
+        }, cancellationToken: token), cancellationToken);
+        return newer.Kvs.Count == 0;
     }
 
     public async Task WaitCaughtUpAsync(string region, TimeSpan timeout, CancellationToken cancellationToken)
