@@ -52,7 +52,9 @@ ensure_promtool() {
   if [ -x "$promtool_dir/promtool" ]; then return; fi
   echo "==> Unpacking promtool from Debian's prometheus package into $promtool_dir…"
   work=$(mktemp -d)
-  (cd "$work" && { apt-get download -q prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download -q prometheus >/dev/null; }; })
+  # Retried and bounded like every download here (a dropped connection or a stale package list), with progress.
+  download_prometheus_once() { apt-get download -q prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download -q prometheus >/dev/null; }; }
+  (cd "$work" && retry 3 "apt-get download prometheus" download_prometheus_once)
   dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
   mkdir -p "$promtool_dir" && cp "$work/x/usr/bin/promtool" "$promtool_dir/promtool"
   rm -rf "$work"
