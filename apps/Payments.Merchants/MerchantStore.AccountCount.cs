@@ -18,9 +18,9 @@ public sealed partial class MerchantStore
     /// <summary>The accounts the merchant opened, as counted (0 for a merchant from before the count: its earlier
     /// accounts are not in it).</summary>
     public async Task<long> AccountCountAsync(string merchantId, CancellationToken cancellationToken) =>
-        await GetAsync(AccountCountKey(merchantId), cancellationToken) is { } kv
-            ? long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture)
-            : 0;
+        CountOf(await GetAsync(AccountCountKey(merchantId), cancellationToken));
+
+    private static long CountOf(Mvccpb.KeyValue? kv) => kv is null ? 0 : long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture);
 
     /// <summary>Counts one more account of the merchant (one compare-and-swap; retried while others count at once, at
     /// most <see cref="MaxCountAttempts"/> times — then left uncounted: the bound guards storage, not money, and a miss
@@ -31,7 +31,7 @@ public sealed partial class MerchantStore
         for (var attempt = 0; attempt < MaxCountAttempts; attempt++)
         {
             var current = await GetAsync(key, cancellationToken);
-            var count = current is null ? 0 : long.Parse(current.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture);
+            var count = CountOf(current);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current?.ModRevision ?? 0));
             request.Success.Add(EtcdBytes.Put(key, ByteString.CopyFromUtf8((count + 1).ToString(CultureInfo.InvariantCulture))));

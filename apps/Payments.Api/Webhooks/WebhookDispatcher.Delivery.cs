@@ -141,15 +141,13 @@ public sealed partial class WebhookDispatcher
     /// <summary>The endpoint, or null (logged) if its record cannot be read — never a delivery retried forever.</summary>
     private WebhookEndpoint? TryDecode(Google.Protobuf.ByteString value)
     {
-        try
+        var endpoint = WebhookEndpointStore.TryDecode(value);
+        if (endpoint is null)
         {
-            return WebhookEndpointStore.Decode(value);
+            LogFault("unreadable webhook endpoint record");
         }
-        catch (System.Text.Json.JsonException exception)
-        {
-            LogFault("unreadable webhook endpoint record: " + exception.Message);
-            return null;
-        }
+
+        return endpoint;
     }
 
     /// <summary>Deletes events older than <see cref="WebhookOptions.EventRetention"/>, one range delete per merchant,

@@ -67,6 +67,7 @@ public sealed partial class WebhookDispatcher(
     private bool legacyMerchantsRecorded;
     private DateTimeOffset nextHandOverCheck = DateTimeOffset.MinValue;
     private bool handedOver;
+    private RegionEpochMirror? regionMirror;
     private string? trimCursor;
     private string? dueCursor;
 
@@ -138,7 +139,7 @@ public sealed partial class WebhookDispatcher(
         var now = time.GetUtcNow();
         if (now >= nextHandOverCheck)
         {
-            handedOver = await new RegionEpochMirror(etcd, layout.KeyPrefix).LastEpochHandedOverAsync(cancellationToken);
+            handedOver = await (regionMirror ??= new RegionEpochMirror(etcd, layout.KeyPrefix)).LastEpochHandedOverAsync(cancellationToken);
             nextHandOverCheck = now + HandOverCheckInterval;
         }
 

@@ -151,17 +151,8 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     /// False after a loss (or an abandoned switchover), and while it holds an epoch.</summary>
     public async Task<bool> LastEpochHandedOverAsync(CancellationToken cancellationToken)
     {
-        var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
-        var response = await EtcdConnection.CallAsync(
-            token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.PrefixEnd(from) }, cancellationToken: token),
-            cancellationToken);
-        if (response.Kvs.Any(item => item.Key == EtcdBytes.Key(Key)) || response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(LastEpochKey)) is not { } last)
-        {
-            return false;
-        }
-
-        var handOver = HandOverMarker.From(response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(HandOverKey)));
-        return handOver.ModRevision != 0 && handOver.Epoch == long.Parse(last.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture);
+        var current = await ReadWithRevisionAsync(cancellationToken);
+        return current.ModRevision == 0 && current.LastEpoch > 0 && current.HandOver.ModRevision != 0 && current.HandOver.Epoch == current.LastEpoch;
     }
 
     /// <summary>The mirrored epoch, or null when the region holds none (not writable).</summary>
@@ -171,11 +162,12 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     /// there was one (the lease alone bounds it then).</summary>
     public async Task<(long? Epoch, DateTimeOffset? Until)> ReadHoldAsync(CancellationToken cancellationToken)
     {
-        var (epoch, modRevision, _, until, _) = await ReadWithRevisionAsync(cancellationToken);
+        var (epoch, modRevision, _, until, _, _) = await ReadWithRevisionAsync(cancellationToken);
         return (modRevision == 0 ? null : epoch, modRevision == 0 ? null : until);
     }
 
-    private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until, HandOverMarker HandOver)> ReadWithRevisionAsync(CancellationToken cancellationToken)
+    private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until, HandOverMarker HandOver, long LastEpoch)> ReadWithRevisionAsync(
+        CancellationToken cancellationToken)
     {
         // The keys in one range: "region/active-epoch", "-until", "-handover" and "-last" are the only keys under "region/active-".
         var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
@@ -188,9 +180,11 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
             : null;
         var handOver = HandOverMarker.From(response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(HandOverKey)));
+        var lastKv = response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(LastEpochKey));
+        var last = lastKv is null ? 0 : long.Parse(lastKv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture);
         return kv is null
-            ? (0, 0, 0, null, handOver)
-            : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until, handOver);
+            ? (0, 0, 0, null, handOver, last)
+            : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until, handOver, last);
     }
 
     /// <summary>The hand-over marker as read; epoch 0 and revision 0 when there is none.</summary>
