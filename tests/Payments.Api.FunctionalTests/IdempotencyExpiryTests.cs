@@ -177,6 +177,41 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(firstAttemptsId, (await retried.JsonAsync()).GetProperty("depositId").GetString());
     }
 
+    /// <summary>Found in review: a deposit applied just before midnight whose answer was lost, retried just after,
+    /// was checked against the new day's volume before it was found in the ledger: 422 "nothing deposited", stored
+    /// under the key, for money that was in the account (a merchant believing it would deposit again). A deposit the
+    /// ledger has is replayed whatever the limits say now, and is not counted in another day's volume.</summary>
+    [Fact]
+    public async Task ADepositAppliedBeforeMidnight_IsReplayedByItsRetryAfter_WhateverThatDaysVolume()
+    {
+        var midnight = new DateTimeOffset(DateTimeOffset.UtcNow.UtcDateTime.Date, TimeSpan.Zero);
+        var clock = new FakeTimeProvider(midnight - TimeSpan.FromSeconds(10));
+        await using var replica = system.StartReplica(web =>
+        {
+            web.UseSetting("Payments:MoneyLimits:Default:MaxDepositVolumePerDayMinor", "1000");
+            web.ConfigureServices(services => services.AddSingleton<TimeProvider>(clock));
+        });
+        var merchant = NewMerchantId();
+        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
+        var (client, account) = (throughEdge.Http, await NewAccountAsync(throughEdge.Http));
+        var path = $"/v1/accounts/{account}/deposits";
+        const string body = "{\"amountMinor\":600,\"currency\":\"USD\"}";
+        using var first = await client.SendJsonAsync(path, body, "late-deposit"); // 23:59:50
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        clock.Advance(TimeSpan.FromSeconds(20)); // 00:00:10, a new day
+        using var early = await client.SendJsonAsync(path, body, "early-deposit"); // 600 of the new day's 1,000
+        Assert.Equal(HttpStatusCode.Created, early.StatusCode);
+
+        await ExpireIdempotencyRecordsAsync(merchant); // the first answer lost with the key's record
+        using var retried = await client.SendJsonAsync(path, body, "late-deposit");
+        using var rest = await client.SendJsonAsync(path, "{\"amountMinor\":400,\"currency\":\"USD\"}", "rest-of-the-day");
+
+        Assert.Equal(HttpStatusCode.Created, retried.StatusCode);
+        Assert.Equal((await first.JsonAsync()).GetProperty("depositId").GetString(), (await retried.JsonAsync()).GetProperty("depositId").GetString());
+        Assert.Equal(HttpStatusCode.Created, rest.StatusCode); // the replay took none of the new day's volume
+        Assert.Equal(1600, await client.BalanceAsync(account));
+    }
+
     /// <summary>A retry whose key's record was lost — as in the other region after a failover, where idempotency
     /// records are not shipped — found the payment record and started the saga again. For a finished payment a fresh
     /// saga decided it anew: a payment recorded failed (here: no funds) moved money once the debtor had funds, its

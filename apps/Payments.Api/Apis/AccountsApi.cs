@@ -157,7 +157,17 @@ public static class AccountsApi
 
         var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>
         {
-            if (AboveLimit("deposit", amount!.Value, limits.For(currency!).MaxDepositMinor, currency!) is { } tooMuch)
+            // Decided by the ledger's deposits, which are shipped to the other region (idempotency records are not), so a
+            // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md). The
+            // day is the key's first claim's, which its retries in this region keep: a retry just after midnight whose
+            // first attempt's deposit was still in flight named the same deposit, not a second one.
+            var (depositId, applied) = await DepositIds.OfAsync(
+                ledger, merchant, key!, claim.IsUnclaimed ? time.GetUtcNow() : claim.CreatedAt, time.GetUtcNow(), context.RequestAborted);
+
+            // A deposit already applied is replayed whatever the limits say now: a retry past midnight was checked
+            // against the new day's volume, a 422 "nothing deposited" was stored under the key for money that was in
+            // the account, and a merchant believing it deposited again.
+            if (!applied && AboveLimit("deposit", amount!.Value, limits.For(currency!).MaxDepositMinor, currency!) is { } tooMuch)
             {
                 return tooMuch;
             }
@@ -173,13 +183,8 @@ public static class AccountsApi
                 return CurrencyMismatch(accountId, account.Currency, currency!);
             }
 
-            // Decided by the ledger's deposits, which are shipped to the other region (idempotency records are not), so a
-            // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md). The
-            // day is the key's first claim's, which its retries in this region keep: a retry just after midnight whose
-            // first attempt's deposit was still in flight named the same deposit, not a second one.
-            var depositId = await DepositIds.OfAsync(ledger, merchant, key!, claim.IsUnclaimed ? time.GetUtcNow() : claim.CreatedAt, time.GetUtcNow(), context.RequestAborted);
             var money = new Money(amount!.Value, currency!);
-            if (await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
+            if (!applied && await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
             {
                 return overVolume;
             }
@@ -194,7 +199,12 @@ public static class AccountsApi
                 context.RequestAborted);
             if (outcome is TransferOutcome.Failed refused)
             {
-                await TakeBackAsync(volume, merchant, depositId, money, context);
+                if (!applied)
+                {
+                    // Only what this attempt counted: an applied deposit's count (maybe another day's) is its own.
+                    await TakeBackAsync(volume, merchant, depositId, money, context);
+                }
+
                 return LedgerProblem(refused.Error);
             }
 

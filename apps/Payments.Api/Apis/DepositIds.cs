@@ -22,16 +22,19 @@ internal static class DepositIds
 
     /// <param name="firstClaimed">When this region's idempotency record of the key was first claimed (a retry taking
     /// the claim over keeps it): the day a new deposit is made under, the same for every retry here.</param>
-    public static async Task<string> OfAsync(
+    /// <returns>The id, and whether the ledger already applied a deposit under it: a retry whose first attempt's
+    /// answer was lost. Such a retry is answered with that deposit, never refused by a limit checked now (a limit
+    /// lowered since, or another day's volume): a refusal would tell the merchant nothing was deposited.</returns>
+    public static async Task<(string Id, bool Applied)> OfAsync(
         ILedger ledger, string merchant, IdempotencyKey key, DateTimeOffset firstClaimed, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var candidates = IdempotencyStore.OperationIdCandidates("dep_", HexChars, merchant, key, firstClaimed);
         var found = await Task.WhenAll(candidates.Select(id => ledger.GetTransferAsync(TransferId.Parse(id), cancellationToken)));
         if (found.Take(3).FirstOrDefault(entry => entry is not null) is { } current)
         {
-            return current.TransferId.Value;
+            return (current.TransferId.Value, true);
         }
 
-        return found[3] is { } legacy && now - legacy.AppliedAt < IdempotencyStore.Retention ? legacy.TransferId.Value : candidates[1];
+        return found[3] is { } legacy && now - legacy.AppliedAt < IdempotencyStore.Retention ? (legacy.TransferId.Value, true) : (candidates[1], false);
     }
 }
