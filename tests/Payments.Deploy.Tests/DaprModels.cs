@@ -95,6 +95,15 @@ public sealed class DaprResiliency : DaprResource<DaprResiliency.ResiliencySpec>
 
         [JsonPropertyName("maxRetries")]
         public int MaxRetries { get; set; }
+
+        [JsonPropertyName("matching")]
+        public RetryMatching? Matching { get; set; }
+    }
+
+    public sealed class RetryMatching
+    {
+        [JsonPropertyName("httpStatusCodes")]
+        public string? HttpStatusCodes { get; set; }
     }
 
     public sealed class CircuitBreakerSpec
