@@ -22,7 +22,7 @@ public static class AccountsApi
         accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount").RequireScope(ApiScopes.AccountsRead)
             .Produces<AccountResponse>().Problems(404)
             .WithDescription("Scope accounts:read. The merchant's own account (404 for any other).");
-        accounts.MapPost("/{accountId}/deposits", DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite)
+        accounts.MapPost("/{accountId}/deposits", Deposits.DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite)
             .JsonBody<DepositRequest>().IdempotencyKeyHeader().Produces<DepositResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
@@ -133,131 +133,6 @@ public static class AccountsApi
     {
         var account = await OwnedAccountAsync(accountId, context, store, ledger);
         return account is null ? Reply.AccountNotFound(accountId).ToResult() : Reply.Json(StatusCodes.Status200OK, ToResponse(account)).ToResult();
-    }
-
-    private static async Task<IResult> DepositAsync(
-        string accountId, HttpContext context, MerchantStore store, ILedger ledger, IdempotentExecutor idempotency, TimeProvider time, MoneyLimits limits,
-        DepositVolume volume)
-    {
-        var merchant = ApiKeyMiddleware.MerchantOf(context);
-        var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
-        if (problem is not null)
-        {
-            return problem.ToResult();
-        }
-
-        // Checked before the key is touched (as for payments): a body that cannot be valid is not stored as the key's
-        // answer, costs etcd nothing, and may be fixed and sent again with the same key.
-        // An account id no account can have gets the answer it gets later (404), with nothing stored either.
-        var (amount, currency, invalid) = ParseDeposit(bytes!);
-        if ((invalid ?? (AccountId.TryParse(accountId, out _, out _) ? null : Reply.AccountNotFound(accountId))) is { } refused)
-        {
-            return refused.ToResult();
-        }
-
-        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!, async claim =>
-        {
-            // Decided by the ledger's deposits, which are shipped to the other region (idempotency records are not), so a
-            // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md). The
-            // day is the key's first claim's, which its retries in this region keep: a retry just after midnight whose
-            // first attempt's deposit was still in flight named the same deposit, not a second one.
-            var (depositId, applied) = await DepositIds.OfAsync(
-                ledger, merchant, key!, claim.IsUnclaimed ? time.GetUtcNow() : claim.CreatedAt, time.GetUtcNow(), context.RequestAborted);
-
-            // A deposit already applied is replayed whatever the limits say now: a retry past midnight was checked
-            // against the new day's volume, a 422 "nothing deposited" was stored under the key for money that was in
-            // the account, and a merchant believing it deposited again.
-            if (!applied && AboveLimit("deposit", amount!.Value, limits.For(currency!).MaxDepositMinor, currency!) is { } tooMuch)
-            {
-                return tooMuch;
-            }
-
-            var account = await OwnedAccountAsync(accountId, context, store, ledger);
-            if (account is null)
-            {
-                return Reply.AccountNotFound(accountId);
-            }
-
-            if (!account.Currency.Equals(currency))
-            {
-                return CurrencyMismatch(accountId, account.Currency, currency!);
-            }
-
-            var money = new Money(amount!.Value, currency!);
-            if (!applied && await OverDailyVolumeAsync(volume, limits, merchant, depositId, money, context.RequestAborted) is { } overVolume)
-            {
-                return overVolume;
-            }
-
-            var outcome = await ledger.TransferAsync(
-                // Issued now on every attempt: a retry names the deposit only within the key's day (DepositIds), and
-                // the ledger keeps it for days longer.
-                new TransferRequest.Single(TransferId.Parse(depositId), AccountId.ExternalFunding(currency!), account.Id, money, "deposit")
-                {
-                    IssuedAt = time.GetUtcNow(),
-                },
-                context.RequestAborted);
-            if (outcome is TransferOutcome.Failed refused)
-            {
-                if (!applied)
-                {
-                    // Only what this attempt counted: an applied deposit's count (maybe another day's) is its own.
-                    await TakeBackAsync(volume, merchant, depositId, money, context);
-                }
-
-                return LedgerProblem(refused.Error);
-            }
-
-            return outcome is TransferOutcome.Applied
-                ? Reply.Json(StatusCodes.Status201Created, new DepositResponse(depositId, accountId, money.AmountMinor, currency!.Code))
-                : throw new InvalidOperationException("Unknown outcome.");
-        }, context.RequestAborted);
-        return reply.ToResult();
-    }
-
-    /// <summary>A deposit the ledger refused (nothing moved) no longer counts toward the day's volume. Any other failure
-    /// (no answer) keeps it counted: the deposit may have been applied.</summary>
-    private static async Task TakeBackAsync(DepositVolume volume, string merchant, string depositId, Money money, HttpContext context)
-    {
-        try
-        {
-            await volume.ReleaseAsync(merchant, depositId, money, CancellationToken.None);
-        }
-        catch (Exception exception) when (exception is EtcdContentionException or Grpc.Core.RpcException or OperationCanceledException)
-        {
-            // The refusal is still the answer; the day's count stays a little high (it errs on the safe side).
-            context.RequestServices.GetRequiredService<ILogger<DepositVolume>>()
-                .LogWarning("Deposit {DepositId}: refused by the ledger, but not taken back from the day's volume ({Error})", depositId, exception.Message);
-        }
-    }
-
-    /// <summary>A deposit's amount and currency, or the problem with its body (malformed, or a field invalid).</summary>
-    private static (long? Amount, Currency? Currency, Reply? Problem) ParseDeposit(byte[] bytes)
-    {
-        var (request, parseProblem) = RequestBody.Parse<DepositRequest>(bytes);
-        if (parseProblem is not null)
-        {
-            return (null, null, parseProblem);
-        }
-
-        var errors = new Dictionary<string, string>();
-        var amount = Validate.Amount(request!.AmountMinor, errors);
-        var currency = Validate.Currency(request.Currency, errors);
-        return errors.Count > 0 ? (null, null, Reply.Invalid(errors)) : (amount, currency, null);
-    }
-
-    /// <summary>Counts the deposit toward the merchant's volume of the day; a 422 problem when it would pass the
-    /// currency's daily maximum (<see cref="DepositVolume"/>).</summary>
-    private static async Task<Reply?> OverDailyVolumeAsync(
-        DepositVolume volume, MoneyLimits limits, string merchant, string depositId, Money money, CancellationToken cancellationToken)
-    {
-        var maxPerDay = limits.For(money.Currency).MaxDepositVolumePerDayMinor;
-        return await volume.TryReserveAsync(merchant, depositId, money, maxPerDay, cancellationToken)
-            ? null
-            : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.DepositVolumeExceeded,
-                "The merchant's deposits for today would pass their daily maximum.",
-                $"Deposits in {money.Currency.Code} are limited to {maxPerDay} minor units per merchant per UTC day; this one would pass it.",
-                new Dictionary<string, object?> { ["maxDepositVolumePerDayMinor"] = maxPerDay });
     }
 
     /// <summary>The account if this merchant owns it; null (so: 404) for an account that is missing or someone else's.</summary>
