@@ -56,6 +56,10 @@ public sealed partial class RegionLeaseManager(
 
     public bool IsWritable => Role == RegionRole.Active && time.GetUtcNow() < WritableUntil;
 
+    /// <summary>When this process last held the epoch in its region's etcd, or first found its region holding the
+    /// record (null while another region holds it): how long the region has been unable to write.</summary>
+    private DateTimeOffset? heldAt;
+
     /// <summary>Serialises ticks and hand-overs (the loop and an operator's request may overlap).</summary>
     private readonly SemaphoreSlim turn = new(1, 1);
 
@@ -109,19 +113,40 @@ public sealed partial class RegionLeaseManager(
                 CatchingUpFrom ??= peer;
             }
 
-            if (await HandOverUnderwayAsync(record, etag, cancellationToken))
+            heldAt ??= time.GetUtcNow();
+            if (await HandOverUnderwayAsync(record, etag, cancellationToken) || await YieldsForEtcdAsync(cancellationToken))
             {
                 return;
             }
 
             await RenewAsync(record, etag, cancellationToken);
+            return;
         }
-        else if (Role == RegionRole.Active)
+
+        heldAt = null;
+        await TickAsStandbyAsync(record, etag, cancellationToken);
+    }
+
+    /// <summary>A tick while another region holds the record: demote if this region still wrote, remove a mirror
+    /// that outlived its epoch, promote once the lease ended plus the margin — if this region's etcd answers.</summary>
+    private async Task TickAsStandbyAsync(ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
+    {
+        if (Role == RegionRole.Active)
         {
             logger.LogWarning("Region {Region}: {Other} holds epoch {Epoch}; demoting", options.Name, record.ActiveRegion, record.Epoch);
             await DemoteAsync(cancellationToken);
+            return;
         }
-        else if (await MirrorOutlivedItsRegionAsync(cancellationToken))
+
+        var mirrored = await MirrorOutlivedItsRegionAsync(cancellationToken);
+        if (mirrored is null)
+        {
+            // Its etcd does not answer: a region that took the record now could not write, and would keep the
+            // lease from the region that can.
+            return;
+        }
+
+        if (mirrored.Value)
         {
             // A mirror this process never held: left by an earlier instance, and kept alive past its deadline because
             // etcd restarts a lease's TTL when it restarts or changes leader (found by the DR drill: region A's etcd
@@ -136,7 +161,8 @@ public sealed partial class RegionLeaseManager(
         }
     }
 
-    /// <summary>Stops writing now (planned switchover, or shutdown of the active region's failover service).</summary>
+    /// <summary>The region stops writing now, whichever of its failover processes holds the mirror: another region
+    /// holds the record, or the mirror outlived the region's epoch.</summary>
     public async Task DemoteAsync(CancellationToken cancellationToken)
     {
         Role = RegionRole.Standby;
@@ -250,11 +276,12 @@ public sealed partial class RegionLeaseManager(
 
         if (!held)
         {
-            await DemoteAsync(cancellationToken);
+            await StopHoldingAsync(cancellationToken); // a higher epoch may be another process's of this region: not its mirror
             return false;
         }
 
         var tookOver = Role != RegionRole.Active;
+        heldAt = time.GetUtcNow();
         Role = RegionRole.Active;
         Epoch = epoch;
         WritableUntil = writableUntil;
@@ -266,16 +293,43 @@ public sealed partial class RegionLeaseManager(
         return true;
     }
 
-    private async Task<bool> MirrorOutlivedItsRegionAsync(CancellationToken cancellationToken)
+    /// <summary>Whether this region's etcd still mirrors an epoch; null when it does not answer.</summary>
+    private async Task<bool?> MirrorOutlivedItsRegionAsync(CancellationToken cancellationToken)
     {
         try
         {
             return await mirror.ReadAsync(cancellationToken) is not null;
         }
-        catch (Grpc.Core.RpcException exception)
+        catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            logger.LogWarning("Region {Region}: could not read its epoch mirror ({Error})", options.Name, exception.Message);
+            logger.LogWarning("Region {Region}: its etcd does not answer ({Error}); not taking the record while it cannot write", options.Name, exception.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The region holds the record but has not held its epoch in its etcd for
+    /// <see cref="RegionLeaseOptions.YieldAfterEtcdOutage"/>: if its etcd still does not answer, the lease is not
+    /// renewed, so the other region takes over by expiry. Renewing it regardless kept the record with a region that
+    /// could not write — no payment anywhere until someone stopped this failover service. If the other region does not
+    /// take it and the etcd comes back, the next renewal finds the record still here and the region writes again.</summary>
+    private async Task<bool> YieldsForEtcdAsync(CancellationToken cancellationToken)
+    {
+        if (heldAt is not { } held || time.GetUtcNow() - held < options.YieldAfterEtcdOutage)
+        {
             return false;
+        }
+
+        try
+        {
+            await mirror.ReadAsync(cancellationToken);
+            return false; // it answers: whatever kept the region from writing, renewing is right
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            logger.LogError("Region {Region}: its etcd has not taken the epoch since {HeldAt:O} and does not answer ({Error}); not renewing the lease, so {Peer} may take over",
+                options.Name, held, exception.Message, PeerRegion ?? "the other region");
+            await DemoteIfDueAsync(cancellationToken);
+            return true;
         }
     }
 
@@ -284,7 +338,23 @@ public sealed partial class RegionLeaseManager(
         if (Role == RegionRole.Active && time.GetUtcNow() >= WritableUntil)
         {
             logger.LogWarning("Region {Region}: lease not renewed by its deadline {Deadline:O}; demoting", options.Name, WritableUntil);
-            await DemoteAsync(cancellationToken);
+            await StopHoldingAsync(cancellationToken); // another process of the region may have renewed it
+        }
+    }
+
+    /// <summary>This process stops writing and removes the mirror only if it is still its own hold
+    /// (<see cref="RegionEpochMirror.ReleaseOwnAsync"/>); <see cref="DemoteAsync"/> removes it whoever holds it.</summary>
+    private async Task StopHoldingAsync(CancellationToken cancellationToken)
+    {
+        Role = RegionRole.Standby;
+        WritableUntil = DateTimeOffset.MinValue;
+        try
+        {
+            await mirror.ReleaseOwnAsync(cancellationToken);
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("Region {Region}: could not delete its epoch mirror ({Error}); its lease ends it", options.Name, exception.Message);
         }
     }
 

@@ -26,6 +26,13 @@ public sealed class RegionLeaseOptions
 
     public TimeSpan MaxClockSkew { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long the active region may go without holding its epoch in its etcd before it stops renewing the
+    /// lease, if its etcd still does not answer: a region that cannot write then lets the other take over by expiry
+    /// (about this + <see cref="LeaseDuration"/> + <see cref="PromotionMargin"/>) instead of keeping the lease with no
+    /// region writable until someone stops its failover service. Shorter than an etcd leader election would give the
+    /// region away for a blip.</summary>
+    public TimeSpan YieldAfterEtcdOutage { get; set; } = TimeSpan.FromSeconds(30);
+
     public RegionLeaseOptions Validate()
     {
         if (string.IsNullOrWhiteSpace(Name))
@@ -50,6 +57,11 @@ public sealed class RegionLeaseOptions
         {
             throw new InvalidOperationException(
                 $"Region:RenewInterval must allow two renewals and the apps' {margin.TotalSeconds:0} s deadline margin within LeaseDuration − DemoteMargin.");
+        }
+
+        if (YieldAfterEtcdOutage < RenewInterval * 2)
+        {
+            throw new InvalidOperationException("Region:YieldAfterEtcdOutage must be at least two renewals: an etcd leader election must not give the region away.");
         }
 
         if (DemoteMargin + PromotionMargin <= MaxClockSkew * 2)

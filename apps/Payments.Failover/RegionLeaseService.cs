@@ -51,23 +51,16 @@ internal sealed class RegionLeaseService(
         }
     }
 
+    /// <summary>The mirror is left to its deadline: the region runs more than one failover process, and deleting it
+    /// at a stop (every rollout) paused the region's writes until another renewed it. Its deadline bounds it, and
+    /// the other region may promote only after the lease, so nothing is safer for deleting it.</summary>
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
         if (manager.Role == RegionRole.Active)
         {
-            // A clean stop of the active region's failover service: stop writing now rather than at the deadline.
-            // The lease itself is left to expire (or to be taken over by a planned switchover).
-            try
-            {
-                await manager.DemoteAsync(cancellationToken);
-            }
-            catch (ObjectDisposedException exception)
-            {
-                // The host disposed its services under this stop (the etcd connection is gone): best effort only —
-                // the region already stopped writing, and the mirror's lease ends the epoch by its deadline.
-                logger.LogWarning("Region {Region}: could not release the epoch mirror at stop ({Error}); its lease ends it", options.Name, exception.Message);
-            }
+            logger.LogInformation("Region {Region}: failover process stopping; its epoch mirror ends at {Deadline:O} unless another process renews it",
+                options.Name, manager.WritableUntil);
         }
     }
 }

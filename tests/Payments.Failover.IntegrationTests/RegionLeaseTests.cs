@@ -42,13 +42,15 @@ public sealed class FailoverFixture : EtcdClusterFixture, IAsyncLifetime
 
     /// <summary>One failover process of region <paramref name="name"/> on <paramref name="container"/> (its own Cosmos
     /// client); two calls with one name are two processes of one region, sharing its etcd prefix.</summary>
+    /// <param name="etcd">The region's etcd connection (null: the fixture's, straight to the cluster).</param>
     public (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
-        Container container, List<IDisposable> disposables, string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null)
+        Container container, List<IDisposable> disposables, string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null,
+        EtcdConnection? etcd = null)
     {
         var client = Settings(cosmosPort).CreateClient();
         disposables.Add(client);
         var regionContainer = client.GetContainer(container.Database.Id, container.Id);
-        var mirror = new RegionEpochMirror(Connection, $"/test/{container.Id}/{name}/");
+        var mirror = new RegionEpochMirror(etcd ?? Connection, $"/test/{container.Id}/{name}/");
         var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
         return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
     }
@@ -315,6 +317,97 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(2, await b.Mirror.ReadAsync(CancellationToken.None));
     }
 
+    /// <summary>Found in review: an active region whose etcd lost its quorum, its failover service still reaching
+    /// Cosmos DB, renewed the lease every tick while it could not write, so the standby never promoted and no payment
+    /// went through anywhere until someone stopped that failover service. It now stops renewing once its etcd has not
+    /// taken the epoch for YieldAfterEtcdOutage and still does not answer — not at the first failed hold: a leader
+    /// election must not give the region away.</summary>
+    [Fact]
+    public async Task AnActiveRegionWhoseEtcdIsGone_StopsRenewing_AndTheStandbyTakesOver()
+    {
+        await using var proxy = new TcpProxy(FirstMemberPort());
+        using var regionAEtcd = EtcdConnection.Create($"https://127.0.0.1:{proxy.Port}", fixture.Cluster.RootTls);
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock, etcd: regionAEtcd);
+        var b = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        Assert.True(a.Manager.IsWritable);
+
+        proxy.Cut(); // A's etcd is gone; A's failover service still reaches Cosmos DB
+        var cutAt = clock.GetUtcNow();
+        DateTimeOffset? bPromotedAt = null;
+        for (var tick = 0; tick < 40 && bPromotedAt is null; tick++)
+        {
+            clock.Advance(Defaults.RenewInterval);
+            await a.Manager.TickAsync(CancellationToken.None);
+            await b.Manager.TickAsync(CancellationToken.None);
+            if (b.Manager.IsWritable)
+            {
+                bPromotedAt = clock.GetUtcNow();
+                Assert.False(a.Manager.IsWritable, "Two writable regions.");
+            }
+        }
+
+        Assert.True(bPromotedAt is not null, "The standby never took over from a region that could not write.");
+        Assert.True(bPromotedAt - cutAt >= Defaults.YieldAfterEtcdOutage, $"took over {bPromotedAt - cutAt} after the cut: a blip gave the region away");
+        Assert.Equal(2, await b.Mirror.ReadAsync(CancellationToken.None));
+        proxy.Restore(); // A's etcd back: A stays standby under B's record
+        clock.Advance(Defaults.RenewInterval);
+        await a.Manager.TickAsync(CancellationToken.None);
+        Assert.Equal(RegionRole.Standby, a.Manager.Role);
+        Assert.Equal("region-b", a.Manager.LastSeen!.ActiveRegion);
+    }
+
+    /// <summary>Found in review: a region runs two failover processes, each holding the epoch mirror on its own etcd
+    /// lease in turn. One whose deadline passed unrenewed (cut off from Cosmos DB, or paused) deleted the mirror
+    /// whoever held it, so the region stopped writing although the other process had just renewed it. It now removes
+    /// only its own hold.</summary>
+    [Fact]
+    public async Task AFailoverProcessPastItsDeadline_LeavesTheHoldAnotherProcessOfItsRegionRenewed()
+    {
+        await using var proxy = new TcpProxy(fixture.Cosmos.Port);
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var first = Region("region-a", RegionRole.Active, clock, proxy.Port);
+        var second = Region("region-a", RegionRole.Active, clock);
+        await first.Manager.TickAsync(CancellationToken.None);
+        await second.Manager.TickAsync(CancellationToken.None); // renewed, and the mirror put again on the second's lease
+        Assert.True(first.Manager.IsWritable && second.Manager.IsWritable);
+
+        proxy.Cut(); // the first process no longer reaches Cosmos DB
+        clock.Advance(Defaults.LeaseDuration - Defaults.DemoteMargin); // its deadline
+        await first.Manager.TickAsync(CancellationToken.None);
+
+        Assert.Equal(RegionRole.Standby, first.Manager.Role);
+        Assert.Equal(1, await first.Mirror.ReadAsync(CancellationToken.None)); // the second's hold stands: the region writes
+    }
+
+    /// <summary>A standby whose own etcd does not answer does not take an expired record: it could not write, and
+    /// holding the lease would keep the region that can from it. Once its etcd answers, it does.</summary>
+    [Fact]
+    public async Task AStandbyWhoseEtcdIsGone_DoesNotTakeAnExpiredRecord_UntilItsEtcdAnswers()
+    {
+        await using var proxy = new TcpProxy(FirstMemberPort());
+        using var regionBEtcd = EtcdConnection.Create($"https://127.0.0.1:{proxy.Port}", fixture.Cluster.RootTls);
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock, etcd: regionBEtcd);
+        await a.Manager.TickAsync(CancellationToken.None); // then A's failover service is gone
+        proxy.Cut();
+
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await b.Manager.TickAsync(CancellationToken.None);
+        clock.Advance(Defaults.RenewInterval);
+        await b.Manager.TickAsync(CancellationToken.None);
+
+        Assert.Equal(RegionRole.Standby, b.Manager.Role);
+        Assert.Equal(("region-a", 1L), (b.Manager.LastSeen!.ActiveRegion, b.Manager.LastSeen.Epoch));
+        proxy.Restore();
+        clock.Advance(Defaults.RenewInterval);
+        await b.Manager.TickAsync(CancellationToken.None);
+        Assert.True(b.Manager.IsWritable);
+        Assert.Equal(2, await b.Mirror.ReadAsync(CancellationToken.None));
+    }
+
     [Theory]
     [InlineData(1, 1, 2)] // margins no larger than twice the skew: two regions could both write
     [InlineData(6, 1, 1)] // renewals too sparse to renew twice before the deadline
@@ -332,6 +425,9 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     }
 
     private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
-        string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null) =>
-        fixture.Region(container, disposables, name, role, clock, cosmosPort, peerRegion);
+        string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null, EtcdConnection? etcd = null) =>
+        fixture.Region(container, disposables, name, role, clock, cosmosPort, peerRegion, etcd);
+
+    /// <summary>The client port of the cluster's first member: a proxy in front of it is one region's etcd, cut.</summary>
+    private int FirstMemberPort() => new Uri(fixture.Cluster.ClientEndpoints.Split(',')[0]).Port;
 }

@@ -22,6 +22,10 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
 {
     private readonly TimeProvider clock = clock ?? TimeProvider.System;
 
+    /// <summary>The etcd lease of this instance's last successful hold (0: none), which <see cref="ReleaseOwnAsync"/>
+    /// compares: each failover process of the region holds the mirror on a lease of its own.</summary>
+    private long heldLease;
+
     /// <summary>etcd rounds lease TTLs to whole seconds; shorter holds are refused rather than silently lengthened.</summary>
     public static readonly TimeSpan MinHold = TimeSpan.FromSeconds(1);
 
@@ -94,6 +98,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             return now.Epoch == epoch && now.HandOver.Epoch < epoch;
         }
 
+        heldLease = lease.ID;
         if (current.LeaseId != 0 && current.LeaseId != lease.ID)
         {
             await RevokeQuietlyAsync(current.LeaseId); // the previous hold's lease is no longer needed
@@ -106,6 +111,30 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     public async Task ReleaseAsync(CancellationToken cancellationToken)
     {
         var request = new TxnRequest();
+        request.Success.Add(EtcdBytes.Delete(Key));
+        request.Success.Add(EtcdBytes.Delete(UntilKey));
+        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+    }
+
+    /// <summary><see cref="ReleaseAsync"/>, but only while the mirror is still this instance's own hold: a process
+    /// whose deadline passed unrenewed, or that found its epoch superseded, deleted the hold another failover process
+    /// of the region had just renewed, and the region stopped writing until that one's next tick.</summary>
+    public async Task ReleaseOwnAsync(CancellationToken cancellationToken)
+    {
+        var lease = heldLease;
+        if (lease == 0)
+        {
+            return; // never held here
+        }
+
+        var request = new TxnRequest();
+        request.Compare.Add(new Compare
+        {
+            Key = EtcdBytes.Key(Key),
+            Target = Compare.Types.CompareTarget.Lease,
+            Result = Compare.Types.CompareResult.Equal,
+            Lease = lease,
+        });
         request.Success.Add(EtcdBytes.Delete(Key));
         request.Success.Add(EtcdBytes.Delete(UntilKey));
         await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);

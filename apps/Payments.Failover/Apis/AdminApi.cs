@@ -16,6 +16,10 @@ namespace Payments.Failover.Apis;
 /// each request and its outcome are logged with the caller.</summary>
 internal static class AdminApi
 {
+    /// <summary>How long a switchover may run once begun, whatever its caller does: it is bounded within by the
+    /// lease (the drain) and by each Cosmos DB and etcd call's own timeout; this only backstops them.</summary>
+    private static readonly TimeSpan SwitchoverBudget = TimeSpan.FromMinutes(2);
+
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
         // Every admin route needs the operator's token (OperatorAuthentication); the audit log names the caller.
@@ -76,7 +80,11 @@ internal static class AdminApi
         try
         {
             audit.LogWarning("Admin switchover to {Target} requested by {Caller}", target, caller);
-            result = await manager.HandOverAsync(target, options.SwitchoverCooldown, cancellationToken);
+            // Not on the request's token: a caller that hung up while the record was being replaced left the hand-over
+            // done but its marker removed (the old region then took its last epoch as lost and stopped delivering the
+            // webhooks it owed), and the operator a 500 for a switchover that happened.
+            using var budget = new CancellationTokenSource(SwitchoverBudget);
+            result = await manager.HandOverAsync(target, options.SwitchoverCooldown, budget.Token);
         }
         finally
         {
