@@ -212,6 +212,33 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(1600, await client.BalanceAsync(account));
     }
 
+    /// <summary>Found in review: a retry whose key's record was lost was checked against the payment limit before its
+    /// payment was found, so a limit lowered since (or another region's) answered 422 "no payment started", stored
+    /// under the key, for a payment that was running. A recorded payment is answered whatever the limit says now.</summary>
+    [Fact]
+    public async Task ARecordedPaymentsRetry_IsAnsweredWithIt_ThoughTheLimitWasLoweredSince()
+    {
+        var merchant = NewMerchantId();
+        var apiKey = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        await using var before = system.StartReplica();
+        await using var beforeClient = await EdgeHost.ClientThroughAsync(before.ClientOptions.BaseAddress, apiKey);
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(beforeClient.Http);
+        var key = Guid.NewGuid().ToString();
+        using var first = await beforeClient.Http.PayAsync(debtor, creditor, 500, key);
+        var paymentId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
+
+        await ExpireIdempotencyRecordsAsync(merchant);
+        await using var lowered = system.StartReplica(web => web.UseSetting("Payments:MoneyLimits:Default:MaxPaymentMinor", "100"));
+        await using var loweredClient = await EdgeHost.ClientThroughAsync(lowered.ClientOptions.BaseAddress, apiKey);
+        using var retried = await loweredClient.Http.PayAsync(debtor, creditor, 500, key);
+        using var another = await loweredClient.Http.PayAsync(debtor, creditor, 500, Guid.NewGuid().ToString());
+
+        Assert.Equal(HttpStatusCode.Accepted, retried.StatusCode);
+        Assert.Equal(paymentId, (await retried.JsonAsync()).GetProperty("paymentId").GetString());
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, another.StatusCode); // a new payment still meets the limit
+        Assert.Equal("completed", (await loweredClient.Http.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+    }
+
     /// <summary>A retry whose key's record was lost — as in the other region after a failover, where idempotency
     /// records are not shipped — found the payment record and started the saga again. For a finished payment a fresh
     /// saga decided it anew: a payment recorded failed (here: no funds) moved money once the debtor had funds, its

@@ -17,7 +17,7 @@ using Payments.Api.OpenApi;
 
 namespace Payments.Api.Apis;
 
-public static class PaymentsApi
+public static partial class PaymentsApi
 {
     public const int MaxReferenceLength = 140;
 
@@ -89,11 +89,6 @@ public static class PaymentsApi
         string merchant, IdempotencyKey key, CreatePaymentRequest request, IdempotencyClaim claim, HttpContext context, PaymentServices services, MoneyLimits limits)
     {
         var currency = Currency.FromCode(request.Currency!); // checked by CreateAsync
-        if (AccountsApi.AboveLimit("payment", request.AmountMinor!.Value, limits.For(currency).MaxPaymentMinor, currency) is { } tooMuch)
-        {
-            return tooMuch;
-        }
-
         string[] accounts = [request.DebtorAccountId!, request.CreditorAccountId!];
         var admission = await PaymentAdmission.ReadAsync(
             merchant, claim, key, AccountsApi.LedgerCandidates(merchant, accounts), services, context.RequestAborted);
@@ -105,6 +100,15 @@ public static class PaymentsApi
         if (admission.PaymentIdOf(merchant, key, services.Time.GetUtcNow()) is not { } paymentId)
         {
             return KeyExhausted();
+        }
+
+        // A payment already recorded under the key (a retry whose key's record was lost, or in the other region) is
+        // answered whatever the limit says now: a limit lowered since, or another region's, answered 422 "no payment
+        // started" for a payment that was running.
+        if (!admission.HasRecord(paymentId)
+            && AccountsApi.AboveLimit("payment", request.AmountMinor!.Value, limits.For(currency).MaxPaymentMinor, currency) is { } tooMuch)
+        {
+            return tooMuch;
         }
 
         var (ledgerIds, accountsProblem) = await AccountsAsync(accounts, admission, currency, context, services);
@@ -121,7 +125,7 @@ public static class PaymentsApi
         // The ledger ids (the merchant's own ids, or their namespaced forms): the saga and the ledger work with these,
         // and what the merchant reads shows its own (AccountId.PublicId).
         var order = new PaymentOrder(
-            paymentId, merchant, ledgerIds![0].Value, ledgerIds[1].Value, request.AmountMinor.Value, request.Currency!, request.Reference);
+            paymentId, merchant, ledgerIds![0].Value, ledgerIds[1].Value, request.AmountMinor!.Value, request.Currency!, request.Reference);
         return await AcceptAsync(order, claim, context, services);
     }
 
@@ -311,41 +315,13 @@ public static class PaymentsApi
         // The saga has the decision: the payment no longer waits for a reviewer (it moves money, or fails as rejected).
         // Written even if the reviewer's request is gone by now (bounded by the store's CAS rounds and call timeouts),
         // else the record would show a payment awaiting review while it moves money.
-        await services.Records.ChangeAsync(paymentId, record => record.Status == PaymentStatus.AwaitingApproval
+        var after = await services.Records.ChangeAsync(paymentId, record => record.Status == PaymentStatus.AwaitingApproval
             ? record with { Status = PaymentStatus.Pending, UpdatedAt = services.Time.GetUtcNow() }
             : null, CancellationToken.None);
         // The status the decision leaves (the record now says so), not the one it found: awaiting_approval was stale.
-        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, PaymentStatus.Pending, Links(paymentId, PaymentStatus.Pending))).ToResult();
+        var status = after?.Status ?? PaymentStatus.Pending;
+        return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, status, Links(paymentId, status))).ToResult();
     }
-
-    /// <summary>Writes the review into the record by compare-and-swap (bounded rounds); a problem when another
-    /// decision got there first.</summary>
-    private static async Task<Reply?> RecordReviewAsync(string paymentId, PaymentReview review, PaymentServices services, CancellationToken cancellationToken)
-    {
-        for (var attempt = 1; attempt <= PaymentRecordStore.MaxCasAttempts; attempt++)
-        {
-            if (await services.Records.GetAsync(paymentId, cancellationToken) is not { Record: var record, Revision: var revision })
-            {
-                return Reply.PaymentNotFound(paymentId);
-            }
-
-            if (record.Review is { } earlier)
-            {
-                return earlier.DecidedBy == review.DecidedBy && earlier.Decision == review.Decision ? null : AlreadyDecided(paymentId, earlier);
-            }
-
-            if (await services.Records.UpdateAsync(record with { Review = review, UpdatedAt = review.DecidedAt }, revision, cancellationToken))
-            {
-                return null;
-            }
-        }
-
-        return Reply.Unavailable("The payment kept changing while the decision was recorded; retry.");
-    }
-
-    private static Reply AlreadyDecided(string paymentId, PaymentReview earlier) =>
-        Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentAlreadyDecided, "The payment has already been reviewed.",
-            $"Payment '{paymentId}' was {earlier.Decision} by {earlier.DecidedBy} at {earlier.DecidedAt:O}.");
 
     internal static PaymentLinks Links(string paymentId, string status) =>
         new($"/v1/payments/{paymentId}",
