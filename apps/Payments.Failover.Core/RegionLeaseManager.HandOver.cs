@@ -98,29 +98,27 @@ public sealed partial class RegionLeaseManager
             return new(HandOverOutcome.Abandoned, "This region's etcd did not take the hand-over; nothing was handed over.");
         }
 
-        var handedOver = false;
+        var (handedOver, keepMarker) = (false, false);
         try
         {
-            if (BeforeHandOver is { } drain)
+            if (await DrainWithinLeaseAsync(target, sentAt, cancellationToken) is { } abandoned)
             {
-                try
-                {
-                    var left = options.LeaseDuration - options.DemoteMargin - (time.GetUtcNow() - sentAt);
-                    using var budget = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.Zero, time);
-                    using var withinLease = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, budget.Token);
-                    await drain(withinLease.Token);
-                }
-                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                {
-                    logger.LogWarning("Region {Region}: switchover to {Target} abandoned, replication did not catch up ({Error}); this region resumes",
-                        options.Name, target, exception.Message);
-                    return new(HandOverOutcome.Abandoned, "Replication to the peer region did not catch up within the lease; nothing was handed over and this region resumes.");
-                }
+                return abandoned;
             }
 
             var handed = new ActiveRegionRecord(record.Id, target, record.Epoch + 1, (time.GetUtcNow() + options.LeaseDuration).ToUnixTimeMilliseconds(),
                 time.GetUtcNow().ToUnixTimeMilliseconds());
-            handedOver = await store.TryReplaceAsync(handed, renewedEtag, cancellationToken) is not null;
+            if (await ReplaceOrAskAsync(handed, renewedEtag, cancellationToken) is not { } moved)
+            {
+                // The marker stays to the lease's end: if the record moved, the target takes over; if not, this region
+                // takes the next epoch then (HandOverUnderwayAsync). Removed now, a hand-over that happened would look
+                // like an abandoned one here (LastEpochHandedOverAsync: the webhooks this region owes stay undelivered).
+                keepMarker = true;
+                return new(HandOverOutcome.Abandoned,
+                    $"Cosmos DB did not answer whether the record moved to {target}; whichever region holds it when this lease ends writes.");
+            }
+
+            handedOver = moved;
             LastSeen = handedOver ? handed : LastSeen;
             logger.LogWarning("Region {Region}: planned switchover to {Target} with epoch {Epoch}: {Result}",
                 options.Name, target, handed.Epoch, handedOver ? "handed over" : "the record changed meanwhile; nothing handed over");
@@ -130,10 +128,58 @@ public sealed partial class RegionLeaseManager
         }
         finally
         {
-            if (!handedOver)
+            if (!handedOver && !keepMarker)
             {
                 await EndHandOverQuietlyAsync(markerRevision);
             }
+        }
+    }
+
+    /// <summary>Waits, within the lease renewed at <paramref name="sentAt"/>, until what this region wrote is shipped
+    /// (<see cref="BeforeHandOver"/>); the outcome to return when it did not catch up, null when it did.</summary>
+    private async Task<HandOverResult?> DrainWithinLeaseAsync(string target, DateTimeOffset sentAt, CancellationToken cancellationToken)
+    {
+        if (BeforeHandOver is { } drain)
+        {
+            try
+            {
+                var left = options.LeaseDuration - options.DemoteMargin - (time.GetUtcNow() - sentAt);
+                using var budget = new CancellationTokenSource(left > TimeSpan.Zero ? left : TimeSpan.Zero, time);
+                using var withinLease = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, budget.Token);
+                await drain(withinLease.Token);
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("Region {Region}: switchover to {Target} abandoned, replication did not catch up ({Error}); this region resumes",
+                    options.Name, target, exception.Message);
+                return new(HandOverOutcome.Abandoned, "Replication to the peer region did not catch up within the lease; nothing was handed over and this region resumes.");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The hand-over's compare-and-swap: true when the record moved, false when it changed meanwhile, null
+    /// when Cosmos DB answered neither it nor a read after it (a timeout may have come after the write applied).</summary>
+    private async Task<bool?> ReplaceOrAskAsync(ActiveRegionRecord handed, string etag, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await store.TryReplaceAsync(handed, etag, cancellationToken) is not null;
+        }
+        catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+        {
+            logger.LogWarning("Region {Region}: the hand-over's write got no answer ({Error}); reading the record", options.Name, exception.Message);
+        }
+
+        try
+        {
+            var (now, _) = await store.ReadAsync(cancellationToken);
+            return now.ActiveRegion == handed.ActiveRegion && now.Epoch == handed.Epoch;
+        }
+        catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+        {
+            return null;
         }
     }
 
@@ -155,34 +201,34 @@ public sealed partial class RegionLeaseManager
     /// processes. While it runs this process neither renews the lease (the switchover's compare-and-swap would then
     /// fail) nor holds the epoch (its etcd would refuse). Past the end of the lease that switchover renewed, with the
     /// record still here, its process stopped midway: the region takes the record again with the next epoch, which
-    /// no marker closes. True when this tick is done.</summary>
-    private async Task<bool> HandOverUnderwayAsync(ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
+    /// no marker closes. Done: this tick is done; EtcdAnswered: whether the region's etcd answered the read.</summary>
+    private async Task<(bool Done, bool EtcdAnswered)> HandOverUnderwayAsync(ActiveRegionRecord record, string etag, CancellationToken cancellationToken)
     {
         (long Epoch, DateTimeOffset Until)? marker;
         try
         {
             marker = await mirror.ReadHandOverAsync(cancellationToken);
         }
-        catch (Grpc.Core.RpcException)
+        catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            return false; // the hold reads the marker again, in the compare-and-swap that would put the epoch
+            return (false, false); // the hold reads the marker again, in the compare-and-swap that would put the epoch
         }
 
         if (marker is not { } handOver || handOver.Epoch != record.Epoch)
         {
-            return false;
+            return (false, true);
         }
 
         WritableUntil = DateTimeOffset.MinValue;
         if (time.GetUtcNow() < handOver.Until)
         {
             logger.LogInformation("Region {Region}: a switchover of epoch {Epoch} is under way; not renewing", options.Name, record.Epoch);
-            return true;
+            return (true, true);
         }
 
         logger.LogWarning("Region {Region}: a switchover closed epoch {Epoch} and stopped before handing over; taking the record again with the next epoch",
             options.Name, record.Epoch);
         await TryPromoteAsync(record, etag, cancellationToken);
-        return true;
+        return (true, true);
     }
 }

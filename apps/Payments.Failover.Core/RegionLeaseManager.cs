@@ -60,6 +60,16 @@ public sealed partial class RegionLeaseManager(
     /// record (null while another region holds it): how long the region has been unable to write.</summary>
     private DateTimeOffset? heldAt;
 
+    /// <summary>Whether this process's last attempt to hold the epoch failed in etcd (refused or unanswered): an etcd
+    /// out of space (NOSPACE) still answers reads but takes no hold, and no write of the region's either.</summary>
+    private bool etcdRefusedHold;
+
+    /// <summary>The peer whose journal a process that started while its region held the record applies before it
+    /// writes, unless the region already held the record's epoch: a region that held it had caught up before, and
+    /// draining the peer again — every restart of a failover pod — applied what the peer shipped since, such as the
+    /// unshipped tail a lost region ships when it returns, over this region's newer records.</summary>
+    private string? catchUpUnlessHeld;
+
     /// <summary>Serialises ticks and hand-overs (the loop and an operator's request may overlap).</summary>
     private readonly SemaphoreSlim turn = new(1, 1);
 
@@ -96,7 +106,7 @@ public sealed partial class RegionLeaseManager(
             return;
         }
 
-        var previous = LastSeen?.ActiveRegion;
+        var (previous, previousEpoch) = (LastSeen?.ActiveRegion, LastSeen?.Epoch);
         LastSeen = record;
         LastSeenAt = time.GetUtcNow();
         if (record.ActiveRegion == options.Name)
@@ -105,16 +115,21 @@ public sealed partial class RegionLeaseManager(
             {
                 CatchingUpFrom ??= handedBy; // handed over by a planned switchover: apply its journal before writing
             }
-            else if (Role != RegionRole.Active && previous is null && PeerRegion is { } peer)
+            else if (Role != RegionRole.Active && (previous is null || previousEpoch != record.Epoch) && PeerRegion is { } peer)
             {
-                // This process just started, its region holding the record: a failover pod restarted (or replaced)
-                // in the middle of the catch-up after a promotion, which lives in memory only, mirrored the epoch at
-                // once and the region wrote without the peer's tail.
-                CatchingUpFrom ??= peer;
+                // This process just started, its region holding the record (or it missed the record's moves, Cosmos DB
+                // out of its reach): a failover pod restarted (or replaced) in the middle of the catch-up after a
+                // promotion, which lives in memory only, mirrored the epoch at once and the region wrote without the
+                // peer's tail. Decided at the hold (HoldAsync), by whether the region ever held this epoch: once it
+                // did, it had caught up.
+                catchUpUnlessHeld = peer;
             }
 
-            heldAt ??= time.GetUtcNow();
-            if (await HandOverUnderwayAsync(record, etag, cancellationToken) || await YieldsForEtcdAsync(cancellationToken))
+            // A process that has not held yet gets no grace of its own: each restart during an etcd outage gave the
+            // region another YieldAfterEtcdOutage.
+            heldAt ??= previous is null ? time.GetUtcNow() - options.YieldAfterEtcdOutage : time.GetUtcNow();
+            var (underway, etcdAnswered) = await HandOverUnderwayAsync(record, etag, cancellationToken);
+            if (underway || await YieldsForEtcdAsync(etcdAnswered, cancellationToken))
             {
                 return;
             }
@@ -123,7 +138,7 @@ public sealed partial class RegionLeaseManager(
             return;
         }
 
-        heldAt = null;
+        (heldAt, catchUpUnlessHeld) = (null, null);
         await TickAsStandbyAsync(record, etag, cancellationToken);
     }
 
@@ -134,7 +149,7 @@ public sealed partial class RegionLeaseManager(
         if (Role == RegionRole.Active)
         {
             logger.LogWarning("Region {Region}: {Other} holds epoch {Epoch}; demoting", options.Name, record.ActiveRegion, record.Epoch);
-            await DemoteAsync(cancellationToken);
+            await DemoteAsync(record.Epoch, cancellationToken);
             return;
         }
 
@@ -153,7 +168,7 @@ public sealed partial class RegionLeaseManager(
             // came back with A's epoch still mirrored). Another region holds the record, so it goes now.
             logger.LogWarning("Region {Region}: {Other} holds epoch {Epoch} but this region's etcd still mirrored an epoch; removing it",
                 options.Name, record.ActiveRegion, record.Epoch);
-            await DemoteAsync(cancellationToken);
+            await DemoteAsync(record.Epoch, cancellationToken);
         }
         else if (time.GetUtcNow() > record.LeaseUntil + options.PromotionMargin)
         {
@@ -161,15 +176,16 @@ public sealed partial class RegionLeaseManager(
         }
     }
 
-    /// <summary>The region stops writing now, whichever of its failover processes holds the mirror: another region
-    /// holds the record, or the mirror outlived the region's epoch.</summary>
-    public async Task DemoteAsync(CancellationToken cancellationToken)
+    /// <summary>The region stops writing now, whichever of its failover processes holds the mirror, because another
+    /// region holds the record at <paramref name="recordEpoch"/> (or the mirror outlived the region's epoch); a hold of
+    /// a higher epoch is left: another process of this region promoted after that record was read.</summary>
+    private async Task DemoteAsync(long recordEpoch, CancellationToken cancellationToken)
     {
         Role = RegionRole.Standby;
         WritableUntil = DateTimeOffset.MinValue;
         try
         {
-            await mirror.ReleaseAsync(cancellationToken);
+            await mirror.ReleaseUpToAsync(recordEpoch, cancellationToken);
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
@@ -239,18 +255,9 @@ public sealed partial class RegionLeaseManager(
     /// mirror it into etcd until this region's deadline, and only then count as active.</summary>
     private async Task<bool> HoldAsync(long epoch, DateTimeOffset sentAt, CancellationToken cancellationToken)
     {
-        if (CatchingUpFrom is { } previous && CatchUp is { } catchUp)
+        if (!await CaughtUpAsync(epoch, cancellationToken))
         {
-            try
-            {
-                await catchUp(previous, cancellationToken);
-                CatchingUpFrom = null;
-            }
-            catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                logger.LogWarning("Region {Region}: catching up with {Previous}'s journal failed ({Error}); not writing yet", options.Name, previous, exception.Message);
-                return false;
-            }
+            return false;
         }
 
         var writableUntil = sentAt + options.LeaseDuration - options.DemoteMargin;
@@ -270,9 +277,12 @@ public sealed partial class RegionLeaseManager(
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
             logger.LogWarning("Region {Region}: its etcd did not take the epoch mirror ({Error})", options.Name, exception.Message);
+            etcdRefusedHold = true;
             await DemoteIfDueAsync(cancellationToken);
             return false;
         }
+
+        etcdRefusedHold = false;
 
         if (!held)
         {
@@ -304,32 +314,6 @@ public sealed partial class RegionLeaseManager(
         {
             logger.LogWarning("Region {Region}: its etcd does not answer ({Error}); not taking the record while it cannot write", options.Name, exception.Message);
             return null;
-        }
-    }
-
-    /// <summary>The region holds the record but has not held its epoch in its etcd for
-    /// <see cref="RegionLeaseOptions.YieldAfterEtcdOutage"/>: if its etcd still does not answer, the lease is not
-    /// renewed, so the other region takes over by expiry. Renewing it regardless kept the record with a region that
-    /// could not write — no payment anywhere until someone stopped this failover service. If the other region does not
-    /// take it and the etcd comes back, the next renewal finds the record still here and the region writes again.</summary>
-    private async Task<bool> YieldsForEtcdAsync(CancellationToken cancellationToken)
-    {
-        if (heldAt is not { } held || time.GetUtcNow() - held < options.YieldAfterEtcdOutage)
-        {
-            return false;
-        }
-
-        try
-        {
-            await mirror.ReadAsync(cancellationToken);
-            return false; // it answers: whatever kept the region from writing, renewing is right
-        }
-        catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-        {
-            logger.LogError("Region {Region}: its etcd has not taken the epoch since {HeldAt:O} and does not answer ({Error}); not renewing the lease, so {Peer} may take over",
-                options.Name, held, exception.Message, PeerRegion ?? "the other region");
-            await DemoteIfDueAsync(cancellationToken);
-            return true;
         }
     }
 

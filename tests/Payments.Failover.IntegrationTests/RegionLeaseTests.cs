@@ -1,3 +1,4 @@
+using Etcdserverpb;
 using Microsoft.Azure.Cosmos;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
@@ -222,6 +223,35 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(["region-a", "region-a"], catchUps);
     }
 
+    /// <summary>Found in review: every restart of a failover pod in the active region drained the peer's journal
+    /// again, though the region had caught up when it took the record: after a region loss, the returned region ships
+    /// the tail it wrote and never shipped, and a routine restart then applied it over this region's newer records. A
+    /// process that finds its region has held the record's epoch applies nothing.</summary>
+    [Fact]
+    public async Task AProcessStartingWhileItsRegionHasHeldTheEpoch_DoesNotApplyThePeersJournalAgain()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await b.Manager.TickAsync(CancellationToken.None); // took the record and caught up
+        Assert.True(b.Manager.IsWritable);
+
+        var catchUps = new List<string>();
+        var (restarted, _) = Region("region-b", RegionRole.Standby, clock, peerRegion: "region-a");
+        restarted.CatchUp = (previous, _) =>
+        {
+            catchUps.Add(previous);
+            return Task.CompletedTask;
+        };
+        clock.Advance(Defaults.RenewInterval);
+        await restarted.TickAsync(CancellationToken.None);
+
+        Assert.True(restarted.IsWritable);
+        Assert.Empty(catchUps);
+    }
+
     /// <summary>The mirror is held to the region's writable end, never past it: given as a duration, a process paused
     /// between computing it and the hold held the epoch that much longer, into the time the other region may take over.</summary>
     [Fact]
@@ -356,6 +386,48 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         await a.Manager.TickAsync(CancellationToken.None);
         Assert.Equal(RegionRole.Standby, a.Manager.Role);
         Assert.Equal("region-b", a.Manager.LastSeen!.ActiveRegion);
+    }
+
+    /// <summary>Found in review: an etcd out of space (NOSPACE) still answers reads but takes no write, the hold
+    /// included, so a region that yielded only when its etcd stopped answering kept the lease with nothing writable.
+    /// The alarm is raised through etcd's own API (the one its members use when they run out of space), on the
+    /// collection's one cluster, and cleared after: both "regions" share it, so the standby's hold waits for that.</summary>
+    [Fact]
+    public async Task AnActiveRegionWhoseEtcdRefusesWrites_YieldsTheLease_ThoughItsEtcdStillAnswersReads()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        Assert.True(a.Manager.IsWritable);
+        var maintenance = fixture.Connection.MemberMaintenance(0);
+        var member = (await maintenance.StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10))).Header.MemberId;
+        await maintenance.AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Activate, MemberID = member, Alarm = AlarmType.Nospace },
+            deadline: DateTime.UtcNow.AddSeconds(10));
+        var spaceGoneAt = clock.GetUtcNow();
+        DateTimeOffset? recordMovedAt = null;
+        try
+        {
+            for (var tick = 0; tick < 40 && recordMovedAt is null; tick++)
+            {
+                clock.Advance(Defaults.RenewInterval);
+                await a.Manager.TickAsync(CancellationToken.None);
+                await b.Manager.TickAsync(CancellationToken.None);
+                recordMovedAt = b.Manager.LastSeen?.ActiveRegion == "region-b" ? clock.GetUtcNow() : null;
+            }
+        }
+        finally
+        {
+            await maintenance.AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Deactivate, MemberID = member, Alarm = AlarmType.Nospace },
+                deadline: DateTime.UtcNow.AddSeconds(10));
+        }
+
+        Assert.True(recordMovedAt is not null, "The region kept the lease while its etcd refused every write.");
+        Assert.True(recordMovedAt - spaceGoneAt >= Defaults.YieldAfterEtcdOutage, $"moved {recordMovedAt - spaceGoneAt} after: a blip gave the region away");
+        Assert.False(a.Manager.IsWritable);
+        clock.Advance(Defaults.RenewInterval);
+        await b.Manager.TickAsync(CancellationToken.None); // space again: the region that took the record writes
+        Assert.True(b.Manager.IsWritable);
     }
 
     /// <summary>Found in review: a region runs two failover processes, each holding the epoch mirror on its own etcd

@@ -7,7 +7,8 @@ namespace Payments.Etcd.Regions;
 /// <summary>The region's copy of the epoch it holds in the global active-region record, in its own etcd, where every
 /// ledger write compares it (<see cref="RegionEpochFence"/>). Written only by the region's failover service: on each
 /// successful lease renewal it is put again on a fresh etcd lease that ends no later than the region's own demotion
-/// deadline, so a failover service that dies or hangs leaves a mirror that vanishes by itself; a demotion deletes it.
+/// deadline, so a failover service that dies or hangs leaves a mirror that vanishes by itself. A demotion deletes it:
+/// any hold of the region's when another region holds the record, only its own when a process missed its deadline.
 /// An epoch never goes backwards here.
 /// <para>The lease alone is not a deadline: etcd gives every lease its whole TTL again when it elects a new leader
 /// (the lessor's promotion), so after a leader change the key can outlive the region's deadline by up to a hold —
@@ -116,6 +117,24 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
     }
 
+    /// <summary><see cref="ReleaseAsync"/> of a mirrored epoch up to <paramref name="epoch"/> (another region holds the
+    /// record at it): a higher one is a hold another failover process of this region put after winning the record
+    /// since, and stays. Compared by the mirror's revision, so nothing put after the read is deleted.</summary>
+    public async Task ReleaseUpToAsync(long epoch, CancellationToken cancellationToken)
+    {
+        var current = await ReadWithRevisionAsync(cancellationToken);
+        if (current.ModRevision == 0 || current.Epoch > epoch)
+        {
+            return;
+        }
+
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
+        request.Success.Add(EtcdBytes.Delete(Key));
+        request.Success.Add(EtcdBytes.Delete(UntilKey));
+        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+    }
+
     /// <summary><see cref="ReleaseAsync"/>, but only while the mirror is still this instance's own hold: a process
     /// whose deadline passed unrenewed, or that found its epoch superseded, deleted the hold another failover process
     /// of the region had just renewed, and the region stopped writing until that one's next tick.</summary>
@@ -183,6 +202,9 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         var current = await ReadWithRevisionAsync(cancellationToken);
         return current.ModRevision == 0 && current.LastEpoch > 0 && current.HandOver.ModRevision != 0 && current.HandOver.Epoch == current.LastEpoch;
     }
+
+    /// <summary>The last epoch the region held (0: none yet), whether or not it holds one now.</summary>
+    public async Task<long> ReadLastEpochAsync(CancellationToken cancellationToken) => (await ReadWithRevisionAsync(cancellationToken)).LastEpoch;
 
     /// <summary>The mirrored epoch, or null when the region holds none (not writable).</summary>
     public async Task<long?> ReadAsync(CancellationToken cancellationToken) => (await ReadHoldAsync(cancellationToken)).Epoch;
