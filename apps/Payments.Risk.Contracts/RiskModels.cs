@@ -29,7 +29,11 @@ public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string>
 /// <summary>What the risk check looks at.</summary>
 public sealed record RiskInput(string PaymentId, AccountId Debtor, AccountId Creditor, Money Amount);
 
-/// <summary>Limits per currency in minor units; velocity over <see cref="VelocityWindow"/> per debtor account.</summary>
+/// <summary>The amount limits of one currency, in its minor units.</summary>
+public sealed record RiskAmounts(long ReviewThresholdMinor, long RejectAboveMinor, long VelocityMaxSumMinor);
+
+/// <summary>Limits in minor units — the same number for every currency unless <see cref="Currencies"/> names it;
+/// velocity over <see cref="VelocityWindow"/> per debtor account.</summary>
 public sealed record RiskPolicy(
     long ReviewThresholdMinor,
     long RejectAboveMinor,
@@ -45,6 +49,18 @@ public sealed record RiskPolicy(
         VelocityMaxSumMinor: 5_000_000,
         VelocityWindow: TimeSpan.FromMinutes(10),
         BlockedAccounts: new HashSet<string>(StringComparer.Ordinal));
+
+    /// <summary>Amount limits of the currencies whose minor unit is worth much more or less than the defaults assume
+    /// (100,000 minor units is 1,000.00 of a two-decimal currency, but about 6 euros in JPY and 6 cents in IDR: every
+    /// IDR payment went to a reviewer); by ISO 4217 code. Any other currency takes the defaults above.</summary>
+    public IReadOnlyDictionary<string, RiskAmounts> Currencies { get; init; } = new Dictionary<string, RiskAmounts>(StringComparer.Ordinal);
+
+    /// <summary>The amount limits for <paramref name="currency"/>.</summary>
+    public RiskAmounts AmountsFor(Currency currency)
+    {
+        ArgumentNullException.ThrowIfNull(currency);
+        return Currencies.TryGetValue(currency.Code, out var amounts) ? amounts : new(ReviewThresholdMinor, RejectAboveMinor, VelocityMaxSumMinor);
+    }
 }
 
 public interface IRiskAssessor

@@ -32,6 +32,7 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
     public Task<RiskAssessment> AssessAsync(RiskInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
+        var amounts = policy.AmountsFor(input.Amount.Currency);
         var reasons = new List<string>();
         if (policy.BlockedAccounts.Contains(input.Debtor.Value))
         {
@@ -43,7 +44,7 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             reasons.Add(RiskAssessment.CreditorBlocked);
         }
 
-        if (input.Amount.AmountMinor > policy.RejectAboveMinor)
+        if (input.Amount.AmountMinor > amounts.RejectAboveMinor)
         {
             reasons.Add(RiskAssessment.AmountAboveLimit);
         }
@@ -59,12 +60,12 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             reasons.Add(RiskAssessment.VelocityCountExceeded);
         }
 
-        if (sum > policy.VelocityMaxSumMinor)
+        if (sum > amounts.VelocityMaxSumMinor)
         {
             reasons.Add(RiskAssessment.VelocitySumExceeded);
         }
 
-        if (input.Amount.AmountMinor > policy.ReviewThresholdMinor)
+        if (input.Amount.AmountMinor > amounts.ReviewThresholdMinor)
         {
             reasons.Add(RiskAssessment.AmountAboveReviewThreshold);
         }
@@ -152,7 +153,8 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
     }
 
     /// <summary>How close a window is to either velocity limit (1: at it): one large payment near the sum limit
-    /// counts as much as many small ones near the count limit.</summary>
+    /// counts as much as many small ones near the count limit. The sum is measured against the default limit, not
+    /// the account's currency's: this only orders which accounts are forgotten first when memory is full.</summary>
     private double NearnessToLimits(AccountVelocity window) => Math.Max(
         window.Entries.Count / (double)Math.Max(1, policy.VelocityMaxCount),
         (double)window.SumMinor / Math.Max(1, policy.VelocityMaxSumMinor));

@@ -225,6 +225,28 @@ public sealed class ChartTests
         AssertRetriesOnlyTransientAnswers(Assert.Single(objects.OfType<DaprResiliency>()));
     }
 
+    /// <summary>A currency's own risk amounts reach the risk service under the names it reads
+    /// (<c>Payments:RiskCurrencies:{CODE}:{Field}</c>), only the fields set, and only the risk service gets them.</summary>
+    [Fact]
+    public async Task ACurrencysRiskAmounts_ReachTheRiskService_AsItReadsThem()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", "--kube-version", KubeVersion, "--namespace", "payments",
+            "--set", "payments.riskCurrencies.IDR.reviewThresholdMinor=15000000", "--set", "payments.riskCurrencies.IDR.velocityMaxSumMinor=750000000"]);
+        Assert.True(exitCode == 0, output);
+        var deployments = KubernetesYaml.LoadAllFromString(output, Kinds, strict: true).OfType<V1Deployment>().ToArray();
+
+        static Dictionary<string, string> RiskEnv(V1Deployment deployment) => deployment.Spec.Template.Spec.Containers[0].Env
+            .Where(variable => variable.Name.StartsWith("Payments__RiskCurrencies__", StringComparison.Ordinal))
+            .ToDictionary(variable => variable.Name, variable => variable.Value);
+        var risk = Assert.Single(deployments, deployment => deployment.Metadata.Name.EndsWith("-risk", StringComparison.Ordinal));
+        Assert.Equal(new Dictionary<string, string>
+        {
+            ["Payments__RiskCurrencies__IDR__ReviewThresholdMinor"] = "15000000",
+            ["Payments__RiskCurrencies__IDR__VelocityMaxSumMinor"] = "750000000",
+        }, RiskEnv(risk));
+        Assert.All(deployments.Where(deployment => deployment != risk), deployment => Assert.Empty(RiskEnv(deployment)));
+    }
+
     /// <summary>daprd retries every non-2xx answer a policy does not exclude and counts each in a circuit breaker,
     /// which has no such filter (dapr/dapr v1.18 pkg/resiliency/retry.go, policy.go): the ledger's 404 for a transfer
     /// not made yet (every new deposit asks for its ids) was sent five times and then answered 500 by the breaker it

@@ -33,6 +33,27 @@ public sealed class RiskEngineTests
         Assert.Equal(reason is null ? [] : [reason], result.Reasons);
     }
 
+    /// <summary>A currency with its own amount limits is assessed by them; the others by the general ones.</summary>
+    [Theory]
+    [InlineData("IDR", 5_000_000, RiskDecision.Approve)] // above the general review threshold, well under IDR's
+    [InlineData("IDR", 20_000_001, RiskDecision.Review)]
+    [InlineData("IDR", 900_000_001, RiskDecision.Reject)]
+    [InlineData("EUR", 5_000, RiskDecision.Reject)]
+    public async Task ACurrencysOwnAmountLimits_DecideItsPayments(string currency, long amountMinor, RiskDecision decision)
+    {
+        var engine = new RiskEngine(Policy with
+        {
+            VelocityMaxSumMinor = long.MaxValue / 2,
+            RejectAboveMinor = 4_000,
+            Currencies = new Dictionary<string, RiskAmounts> { ["IDR"] = new(20_000_000, 900_000_000, long.MaxValue / 2) },
+        }, time);
+
+        var result = await engine.AssessAsync(
+            new RiskInput("p-" + currency + amountMinor, Alice, Bob, new Money(amountMinor, Currency.FromCode(currency))), CancellationToken.None);
+
+        Assert.Equal(decision, result.Decision);
+    }
+
     /// <summary>An account's velocity sum past <c>long.MaxValue</c> (limits configured as high as they go) is still
     /// assessed: the sum overflowed a checked long and every later assessment of the account failed.</summary>
     [Fact]

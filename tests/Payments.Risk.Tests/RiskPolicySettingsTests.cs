@@ -37,6 +37,32 @@ public sealed class RiskPolicySettingsTests
         Assert.Contains("mule-1", policy.BlockedAccounts);
     }
 
+    /// <summary>One number of minor units for every currency sent every IDR payment (100,000 IDR is about 6 cents) to
+    /// a reviewer and let JPY payments of a few hundred euros through unreviewed: each currency may have its own.</summary>
+    [Fact]
+    public void ACurrencysAmountLimits_AreItsOwn_AndAFieldLeftOutIsTheGeneralOne()
+    {
+        var policy = RiskServiceExtensions.PolicyFrom(Settings(
+            ("Payments:ReviewThresholdMinor", "100000"),
+            ("Payments:RiskCurrencies:IDR:ReviewThresholdMinor", "15000000"), ("Payments:RiskCurrencies:IDR:VelocityMaxSumMinor", "750000000"),
+            ("Payments:RiskCurrencies:JPY:ReviewThresholdMinor", "150000")));
+
+        Assert.Equal(new RiskAmounts(15_000_000, RiskPolicy.Default.RejectAboveMinor, 750_000_000), policy.AmountsFor(Payments.Domain.Currency.FromCode("IDR")));
+        Assert.Equal(new RiskAmounts(150_000, RiskPolicy.Default.RejectAboveMinor, RiskPolicy.Default.VelocityMaxSumMinor), policy.AmountsFor(Payments.Domain.Currency.Jpy));
+        Assert.Equal(new RiskAmounts(100_000, RiskPolicy.Default.RejectAboveMinor, RiskPolicy.Default.VelocityMaxSumMinor), policy.AmountsFor(Payments.Domain.Currency.Eur));
+    }
+
+    [Theory]
+    [InlineData("Payments:RiskCurrencies:JPN:ReviewThresholdMinor", "1000")] // a country, not a currency
+    [InlineData("Payments:RiskCurrencies:JPY:RejectAboveMinor", "0")]
+    [InlineData("Payments:RiskCurrencies:IDR:VelocityMaxSumMinor", "-5")]
+    public void ACurrencySettingThatIsNoCurrencyOrNotPositive_StopsTheStart_NamingIt(string setting, string value)
+    {
+        var refused = Assert.Throws<InvalidOperationException>(() => RiskServiceExtensions.PolicyFrom(Settings((setting, value))));
+
+        Assert.Contains(setting[..setting.LastIndexOf(':')], refused.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("Payments:VelocityMaxCount", "0")]
     [InlineData("Payments:VelocityMaxSumMinor", "-1")]

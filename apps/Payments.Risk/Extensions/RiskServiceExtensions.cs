@@ -28,7 +28,7 @@ public static class RiskServiceExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         var defaults = RiskPolicy.Default;
         var blocked = configuration.GetSection("Payments:BlockedAccounts").Get<string[]>() ?? [];
-        return defaults with
+        var policy = defaults with
         {
             ReviewThresholdMinor = configuration.GetValue("Payments:ReviewThresholdMinor", defaults.ReviewThresholdMinor),
             RejectAboveMinor = Positive(configuration.GetValue("Payments:RejectAboveMinor", defaults.RejectAboveMinor), "Payments:RejectAboveMinor"),
@@ -37,6 +37,31 @@ public static class RiskServiceExtensions
             VelocityWindow = Positive(configuration.GetValue("Payments:VelocityWindow", defaults.VelocityWindow), "Payments:VelocityWindow"),
             BlockedAccounts = new HashSet<string>(blocked, StringComparer.Ordinal),
         };
+        return policy with { Currencies = CurrencyAmounts(configuration, policy) };
+    }
+
+    /// <summary>The amount limits of single currencies (<c>Payments:RiskCurrencies:{CODE}:ReviewThresholdMinor</c>,
+    /// <c>…:RejectAboveMinor</c>, <c>…:VelocityMaxSumMinor</c>); a field left out takes the general setting. A code that
+    /// is not an active ISO 4217 currency, or an amount that is not positive, stops the start naming the setting: a
+    /// typo would otherwise leave that currency on the general limits unnoticed.</summary>
+    private static Dictionary<string, RiskAmounts> CurrencyAmounts(IConfiguration configuration, RiskPolicy general)
+    {
+        var amounts = new Dictionary<string, RiskAmounts>(StringComparer.Ordinal);
+        foreach (var section in configuration.GetSection("Payments:RiskCurrencies").GetChildren())
+        {
+            if (!Payments.Domain.Currency.TryFromCode(section.Key, out var currency))
+            {
+                throw new InvalidOperationException($"Payments:RiskCurrencies:{section.Key} names no active ISO 4217 currency (e.g. JPY).");
+            }
+
+            long Amount(string field, long fallback) => Positive(section.GetValue(field, fallback), $"Payments:RiskCurrencies:{section.Key}:{field}");
+            amounts[currency.Code] = new RiskAmounts(
+                Amount(nameof(RiskAmounts.ReviewThresholdMinor), general.ReviewThresholdMinor),
+                Amount(nameof(RiskAmounts.RejectAboveMinor), general.RejectAboveMinor),
+                Amount(nameof(RiskAmounts.VelocityMaxSumMinor), general.VelocityMaxSumMinor));
+        }
+
+        return amounts;
     }
 
     private static T Positive<T>(T value, string setting)
