@@ -51,8 +51,8 @@ public sealed record RiskPolicy(
         BlockedAccounts: new HashSet<string>(StringComparer.Ordinal));
 
     /// <summary>Amount limits of the currencies whose minor unit is worth much more or less than the defaults assume
-    /// (100,000 minor units is 1,000.00 of a two-decimal currency, but about 6 euros in JPY and 6 cents in IDR: every
-    /// IDR payment went to a reviewer); by ISO 4217 code. Any other currency takes the defaults above.</summary>
+    /// (100,000 minor units is 1,000.00 of a two-decimal currency, but about 600 euros in JPY and 6 cents in IDR:
+    /// every IDR payment went to a reviewer); by ISO 4217 code. Any other currency takes the defaults above.</summary>
     public IReadOnlyDictionary<string, RiskAmounts> Currencies { get; init; } = new Dictionary<string, RiskAmounts>(StringComparer.Ordinal);
 
     /// <summary>The amount limits for <paramref name="currency"/>.</summary>

@@ -44,12 +44,22 @@ public sealed class RiskPolicySettingsTests
     {
         var policy = RiskServiceExtensions.PolicyFrom(Settings(
             ("Payments:ReviewThresholdMinor", "100000"),
-            ("Payments:RiskCurrencies:IDR:ReviewThresholdMinor", "15000000"), ("Payments:RiskCurrencies:IDR:VelocityMaxSumMinor", "750000000"),
+            ("Payments:RiskCurrencies:IDR:ReviewThresholdMinor", "1600000000"), ("Payments:RiskCurrencies:IDR:VelocityMaxSumMinor", "80000000000"),
             ("Payments:RiskCurrencies:JPY:ReviewThresholdMinor", "150000")));
 
-        Assert.Equal(new RiskAmounts(15_000_000, RiskPolicy.Default.RejectAboveMinor, 750_000_000), policy.AmountsFor(Payments.Domain.Currency.FromCode("IDR")));
+        Assert.Equal(new RiskAmounts(1_600_000_000, RiskPolicy.Default.RejectAboveMinor, 80_000_000_000), policy.AmountsFor(Payments.Domain.Currency.FromCode("IDR")));
         Assert.Equal(new RiskAmounts(150_000, RiskPolicy.Default.RejectAboveMinor, RiskPolicy.Default.VelocityMaxSumMinor), policy.AmountsFor(Payments.Domain.Currency.Jpy));
         Assert.Equal(new RiskAmounts(100_000, RiskPolicy.Default.RejectAboveMinor, RiskPolicy.Default.VelocityMaxSumMinor), policy.AmountsFor(Payments.Domain.Currency.Eur));
+    }
+
+    /// <summary>Found in review: a field left out took the general value and was checked as if set here, so a
+    /// general review threshold of 0 (review everything) stopped the risk service over a setting nobody made.</summary>
+    [Fact]
+    public void AFieldLeftOut_IsTheGeneralOne_UncheckedHere()
+    {
+        var policy = RiskServiceExtensions.PolicyFrom(Settings(("Payments:ReviewThresholdMinor", "0"), ("Payments:RiskCurrencies:JPY:RejectAboveMinor", "50000000")));
+
+        Assert.Equal(new RiskAmounts(0, 50_000_000, RiskPolicy.Default.VelocityMaxSumMinor), policy.AmountsFor(Payments.Domain.Currency.Jpy));
     }
 
     [Theory]

@@ -23,10 +23,11 @@ public static partial class PaymentsApi
                 return earlier.DecidedBy == review.DecidedBy && earlier.Decision == review.Decision ? null : AlreadyDecided(paymentId, earlier);
             }
 
-            if (record.Status != PaymentStatus.AwaitingApproval)
+            if (PaymentStatus.IsTerminal(record.Status))
             {
                 // Ended since the caller's first read (its approval deadline passed in the saga): a review written now
-                // would sit on a failed payment, and the reviewer be told it goes on.
+                // would sit on a failed payment, and the reviewer be told it goes on. (Not "not awaiting approval": a
+                // payment held before sagas wrote that status into the record still reads pending while it waits.)
                 return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment is not awaiting approval.",
                     $"Payment '{paymentId}' is {record.Status}.");
             }

@@ -22,4 +22,19 @@ public sealed partial class PaymentRecordStore
         JsonSerializer.Deserialize<PaymentRecord>(utf8, Json) ?? throw new InvalidDataException("Empty payment record.");
 
     private static PaymentRecord Decode(ByteString value) => FromUtf8(value.Span);
+
+    /// <summary>For the batch reads (the sweeper's, the archiver's): a record that does not read is left out and
+    /// counted (<c>payments.records.unreadable</c>), not thrown — thrown, it failed every pass at its page.</summary>
+    private static PaymentRecord? TryDecode(ByteString value)
+    {
+        try
+        {
+            return Decode(value);
+        }
+        catch (Exception exception) when (exception is JsonException or InvalidDataException or NotSupportedException)
+        {
+            PaymentRecordMetrics.CountUnreadable();
+            return null;
+        }
+    }
 }

@@ -87,7 +87,8 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
             Limit = limit,
         };
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-        return response.Kvs.Select(kv => (Decode(kv.Value), kv.ModRevision)).ToArray();
+        return response.Kvs.Select(kv => (Record: TryDecode(kv.Value), kv.ModRevision)).Where(entry => entry.Record is not null)
+            .Select(entry => (entry.Record!, entry.ModRevision)).ToArray();
     }
 
     /// <summary>Deletes finished records that are still at their revision (archived elsewhere first), each with its
@@ -291,8 +292,10 @@ public sealed partial class PaymentRecordStore(EtcdConnection etcd, string prefi
             var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
             foreach (var kv in response.Responses.SelectMany(answer => answer.ResponseRange.Kvs))
             {
-                var record = Decode(kv.Value);
-                found[record.PaymentId] = (record, kv.ModRevision);
+                if (TryDecode(kv.Value) is { } record)
+                {
+                    found[record.PaymentId] = (record, kv.ModRevision);
+                }
             }
         }
 

@@ -35,8 +35,13 @@ public sealed class StuckPaymentSweeper(
     private readonly string takeoverKey = SweepRequests.TakeoverKey(layout);
 
     /// <summary>Where the walks are (<paramref name="Cursor"/>: the backstop over the records; <paramref name="InFlight"/>:
-    /// the in-flight markers), and which takeover (epoch) the current cycle serves, if any.</summary>
-    private sealed record SweeperState(string? Cursor, string? Serving, string? InFlight = null);
+    /// the in-flight markers), which takeover (epoch) the current cycle serves, if any, and <paramref name="Since"/> when
+    /// this sweeper began serving it (its clock).</summary>
+    private sealed record SweeperState(string? Cursor, string? Serving, string? InFlight = null, DateTimeOffset? Since = null);
+
+    /// <summary>During a takeover cycle, when it began: a saga run started before is this region's leftover from an
+    /// earlier epoch (<see cref="ResumeIfStuckAsync"/>). Null outside a takeover. Set per pass, under the lock.</summary>
+    private DateTimeOffset? staleBefore;
 
     /// <summary>One pass, if this process gets the lock (else <see cref="SweepReport.Idle"/>).</summary>
     public async Task<SweepReport> SweepOnceAsync(CancellationToken cancellationToken)
@@ -52,13 +57,16 @@ public sealed class StuckPaymentSweeper(
         var (state, takeover) = await ReadStateAsync(linked.Token);
         // A takeover not yet served starts its cycle from the first unfinished payment.
         var fresh = takeover is not null && state.Serving != takeover;
+        var since = fresh ? time.GetUtcNow() : state.Since;
+        staleBefore = takeover is not null ? since : null;
         var report = new SweepReport(0, 0, 0, 0, 0, false, takeover is not null);
         var examined = new HashSet<string>(StringComparer.Ordinal);
         var (inFlight, afterInFlight) = await WalkInFlightAsync(fresh ? null : state.InFlight, report, examined, linked.Token);
         var (cursor, afterBackstop) = await WalkRecordsAsync(state.Cursor, afterInFlight, examined, linked.Token);
         report = afterBackstop;
         var served = takeover is not null && report.CycleCompleted ? takeover : null;
-        await WriteStateAsync(held, new SweeperState(cursor, served is null ? takeover : null, inFlight), served, linked.Token);
+        await WriteStateAsync(held, new SweeperState(cursor, served is null ? takeover : null, inFlight, served is null && takeover is not null ? since : null),
+            served, linked.Token);
         return report;
     }
 
@@ -160,6 +168,19 @@ public sealed class StuckPaymentSweeper(
         // counted from creation alone, a run the sweeper had just started for an old payment was "running too long"
         // at once and restarted at the next pass, again and again, whenever it could not finish between two passes.
         var runningFor = now - (state?.StartedAt is { } started && started > record.CreatedAt ? started : record.CreatedAt);
+        if (staleBefore is { } takeoverBegan && state?.StartedAt is { } startedAt && startedAt < takeoverBegan)
+        {
+            // A run this region started in an earlier epoch of its own, before the other region held the payment: it
+            // knows nothing of what was decided there (a review, a settlement), and left to itself it decided again — a
+            // wait for a reviewer who had approved in the other region ended failed at its deadline after the money
+            // moved, and an outcome fenced at the switchover was recorded over the payment's later life. Run again,
+            // the saga reads the record and asks the ledger first (ResumedPaymentWorkflow).
+            logger.LogWarning("Sweeper: payment {PaymentId}'s saga run dates from before this region took over ({Step}); running it again",
+                record.PaymentId, state.Step);
+            await workflows.RestartAsync(input, cancellationToken);
+            return report with { Restarted = report.Restarted + 1 };
+        }
+
         switch (state)
         {
             case null when report.Takeover || now - record.UpdatedAt > policy.MissingGrace:

@@ -54,7 +54,9 @@ public static class RiskServiceExtensions
                 throw new InvalidOperationException($"Payments:RiskCurrencies:{section.Key} names no active ISO 4217 currency (e.g. JPY).");
             }
 
-            long Amount(string field, long fallback) => Positive(section.GetValue(field, fallback), $"Payments:RiskCurrencies:{section.Key}:{field}");
+            // Only what is set here is checked: a field left out is the general setting, whatever the operator chose for it.
+            long Amount(string field, long fallback) =>
+                section.GetValue<long?>(field) is { } value ? Positive(value, $"Payments:RiskCurrencies:{section.Key}:{field}") : fallback;
             amounts[currency.Code] = new RiskAmounts(
                 Amount(nameof(RiskAmounts.ReviewThresholdMinor), general.ReviewThresholdMinor),
                 Amount(nameof(RiskAmounts.RejectAboveMinor), general.RejectAboveMinor),
