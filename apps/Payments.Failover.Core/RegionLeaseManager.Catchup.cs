@@ -11,11 +11,13 @@ public sealed partial class RegionLeaseManager
     /// has to be (<see cref="CatchingUpFrom"/>, <see cref="catchUpUnlessHeld"/>). False: not yet, nothing held.</summary>
     private async Task<bool> CaughtUpAsync(long epoch, CancellationToken cancellationToken)
     {
-        if (catchUpUnlessHeld is { } peer)
+        if (catchUpUnlessHeld is { } pending)
         {
+            var (peer, recordEpoch) = pending;
             try
             {
-                CatchingUpFrom ??= await mirror.ReadLastEpochAsync(cancellationToken) < epoch ? peer : null;
+                // The record's epoch, not the one about to be held: a stopped switchover takes the next one at once.
+                CatchingUpFrom ??= await mirror.ReadLastEpochAsync(cancellationToken) < recordEpoch ? peer : null;
                 catchUpUnlessHeld = null;
             }
             catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))

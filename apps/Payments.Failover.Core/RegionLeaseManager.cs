@@ -68,7 +68,7 @@ public sealed partial class RegionLeaseManager(
     /// writes, unless the region already held the record's epoch: a region that held it had caught up before, and
     /// draining the peer again — every restart of a failover pod — applied what the peer shipped since, such as the
     /// unshipped tail a lost region ships when it returns, over this region's newer records.</summary>
-    private string? catchUpUnlessHeld;
+    private (string Peer, long Epoch)? catchUpUnlessHeld;
 
     /// <summary>Serialises ticks and hand-overs (the loop and an operator's request may overlap).</summary>
     private readonly SemaphoreSlim turn = new(1, 1);
@@ -115,14 +115,14 @@ public sealed partial class RegionLeaseManager(
             {
                 CatchingUpFrom ??= handedBy; // handed over by a planned switchover: apply its journal before writing
             }
-            else if (Role != RegionRole.Active && (previous is null || previousEpoch != record.Epoch) && PeerRegion is { } peer)
+            else if ((Role != RegionRole.Active || Epoch != record.Epoch) && (previous is null || previousEpoch != record.Epoch) && PeerRegion is { } peer)
             {
                 // This process just started, its region holding the record (or it missed the record's moves, Cosmos DB
                 // out of its reach): a failover pod restarted (or replaced) in the middle of the catch-up after a
                 // promotion, which lives in memory only, mirrored the epoch at once and the region wrote without the
                 // peer's tail. Decided at the hold (HoldAsync), by whether the region ever held this epoch: once it
                 // did, it had caught up.
-                catchUpUnlessHeld = peer;
+                catchUpUnlessHeld = (peer, record.Epoch);
             }
 
             // A process that has not held yet gets no grace of its own: each restart during an etcd outage gave the
@@ -138,7 +138,7 @@ public sealed partial class RegionLeaseManager(
             return;
         }
 
-        (heldAt, catchUpUnlessHeld) = (null, null);
+        (heldAt, catchUpUnlessHeld, etcdRefusedHold) = (null, null, false);
         await TickAsStandbyAsync(record, etag, cancellationToken);
     }
 
@@ -290,7 +290,7 @@ public sealed partial class RegionLeaseManager(
             return false;
         }
 
-        var tookOver = Role != RegionRole.Active;
+        var tookOver = Role != RegionRole.Active || Epoch != epoch; // a paused process may find its region holding a newer epoch
         heldAt = time.GetUtcNow();
         Role = RegionRole.Active;
         Epoch = epoch;

@@ -277,6 +277,51 @@ public sealed partial class PaymentSagaTests
         Assert.Equal(amount, await BalanceAsync(creditor));
     }
 
+    /// <summary>Found in review: a failover process asks for the takeover sweep of its epoch at every start, and each
+    /// request began a cycle with a new cut-off, so every saga the region had started since its takeover counted as
+    /// left over and was run again — at every rollout of the failover service. The same epoch keeps its cut-off.</summary>
+    [Fact]
+    public async Task Sweeper_TheSameTakeoverAskedAgain_RunsAgainNoSagaStartedSinceItsFirstCycle()
+    {
+        var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
+        var sweeper = Sweeper();
+        try
+        {
+            await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 8, CancellationToken.None);
+            await SweepUntilTheTakeoverIsServedAsync(sweeper, layout);
+            var amount = SagaFixture.ReviewThresholdMinor + 1;
+            var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: amount);
+            var payment = Payment(debtor, creditor, amount);
+            await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, DateTimeOffset.UtcNow.AddMinutes(-1)), CancellationToken.None);
+            await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment); // started since the takeover
+            await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
+            var started = (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))!.CreatedAt;
+
+            await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 8, CancellationToken.None); // a failover process restarted
+            await SweepUntilTheTakeoverIsServedAsync(sweeper, layout);
+
+            Assert.Equal(started, (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))!.CreatedAt);
+        }
+        finally
+        {
+            await saga.Etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(SweepRequests.TakeoverKey(layout)) });
+        }
+    }
+
+    /// <summary>Passes until the takeover flag is cleared (a full cycle), bounded.</summary>
+    private async Task SweepUntilTheTakeoverIsServedAsync(StuckPaymentSweeper sweeper, EtcdOptions layout)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while ((await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(SweepRequests.TakeoverKey(layout)) })).Count > 0)
+        {
+            Assert.True(waited.Elapsed < SagaTimeout, "The takeover sweep never completed a cycle.");
+            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250));
+            }
+        }
+    }
+
     /// <summary>Found in review: a record that does not read (a defect, a hand edit) failed every pass at its page,
     /// so no payment after it was ever swept. It is left out (and counted), and the pass goes on.</summary>
     [Fact]

@@ -36,8 +36,10 @@ public sealed class StuckPaymentSweeper(
 
     /// <summary>Where the walks are (<paramref name="Cursor"/>: the backstop over the records; <paramref name="InFlight"/>:
     /// the in-flight markers), which takeover (epoch) the current cycle serves, if any, and <paramref name="Since"/> when
-    /// this sweeper began serving it (its clock).</summary>
-    private sealed record SweeperState(string? Cursor, string? Serving, string? InFlight = null, DateTimeOffset? Since = null);
+    /// this sweeper first served that epoch (its clock), kept with <paramref name="Served"/> after the cycle: the same
+    /// epoch asked for again (its failover process restarted, and asks at every start) keeps its first cut-off, or every
+    /// saga the region had started since would count as left over and be run again.</summary>
+    private sealed record SweeperState(string? Cursor, string? Serving, string? InFlight = null, DateTimeOffset? Since = null, string? Served = null);
 
     /// <summary>During a takeover cycle, when it began: a saga run started before is this region's leftover from an
     /// earlier epoch (<see cref="ResumeIfStuckAsync"/>). Null outside a takeover. Set per pass, under the lock.</summary>
@@ -57,15 +59,27 @@ public sealed class StuckPaymentSweeper(
         var (state, takeover) = await ReadStateAsync(linked.Token);
         // A takeover not yet served starts its cycle from the first unfinished payment.
         var fresh = takeover is not null && state.Serving != takeover;
-        var since = fresh ? time.GetUtcNow() : state.Since;
-        staleBefore = takeover is not null ? since : null;
+        // The cut-off of this epoch's cycle: kept from its first serving, and written before the walk, so a pass that
+        // fails midway does not move it (each later cut-off made the runs restarted before it "left over" again).
+        DateTimeOffset? since = takeover is null ? null
+            : !fresh || state.Served == takeover ? state.Since ?? time.GetUtcNow()
+            : time.GetUtcNow();
+        if (takeover is not null && (fresh || state.Since is null))
+        {
+            state = fresh ? state with { Serving = takeover, Since = since, InFlight = null } : state with { Since = since };
+            await WriteStateAsync(held, state, null, linked.Token);
+        }
+
+        staleBefore = since;
         var report = new SweepReport(0, 0, 0, 0, 0, false, takeover is not null);
         var examined = new HashSet<string>(StringComparer.Ordinal);
-        var (inFlight, afterInFlight) = await WalkInFlightAsync(fresh ? null : state.InFlight, report, examined, linked.Token);
+        var (inFlight, afterInFlight) = await WalkInFlightAsync(state.InFlight, report, examined, linked.Token);
         var (cursor, afterBackstop) = await WalkRecordsAsync(state.Cursor, afterInFlight, examined, linked.Token);
         report = afterBackstop;
         var served = takeover is not null && report.CycleCompleted ? takeover : null;
-        await WriteStateAsync(held, new SweeperState(cursor, served is null ? takeover : null, inFlight, served is null && takeover is not null ? since : null),
+        await WriteStateAsync(held, served is null
+                ? state with { Cursor = cursor, InFlight = inFlight }
+                : new SweeperState(cursor, null, inFlight, since, Served: served),
             served, linked.Token);
         return report;
     }
@@ -84,12 +98,23 @@ public sealed class StuckPaymentSweeper(
             }
 
             var found = await records.GetManyWithRevisionsAsync([.. markers.Select(marker => marker.PaymentId)], cancellationToken);
-            foreach (var (_, paymentId) in markers)
+            var (lastExamined, capped) = (cursor, false);
+            foreach (var (marker, paymentId) in markers)
             {
+                if (report.Actions >= SweepPolicy.MaxActionsPerPass)
+                {
+                    // The rest of the page waits for the next pass: passed over, it waited for the next cycle — one
+                    // that is no takeover cycle any more, whose rules do not look for a run left over from before.
+                    capped = true;
+                    break;
+                }
+
                 if (found.TryGetValue(paymentId, out var entry) && examined.Add(paymentId))
                 {
                     report = await ExamineAsync(entry.Record, report, cancellationToken);
                 }
+
+                lastExamined = marker;
             }
 
             // A marker outlives its payment only where its deletion never arrived (a standby's copy made before the
@@ -103,7 +128,11 @@ public sealed class StuckPaymentSweeper(
                 report = report with { StaleMarkers = report.StaleMarkers + await records.DeleteStaleMarkersAsync(stale, cancellationToken) };
             }
 
-            cursor = markers[^1].Marker;
+            cursor = capped ? lastExamined : markers[^1].Marker;
+            if (capped)
+            {
+                break;
+            }
         }
 
         return (cursor, report);
