@@ -551,8 +551,23 @@ public sealed partial class ContainerSystem : IAsyncLifetime
         await Task.WhenAll(StartTrackedAsync(placement), StartTrackedAsync(scheduler));
     }
 
+    /// <summary>The chart's Resiliency, as components/dapr.yaml renders it: its retries and timeouts are what every
+    /// service call meets on a cluster (a policy that retried business answers made every new deposit fail there, and
+    /// this mode, without it, could not see that).</summary>
+    private static readonly Lazy<string> ChartResiliency = new(() =>
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "components", "dapr.yaml")))
+        {
+            directory = directory.Parent;
+        }
+
+        var rendered = File.ReadAllText(Path.Combine(directory?.FullName ?? throw new FileNotFoundException("components/dapr.yaml"), "components", "dapr.yaml"));
+        return rendered.Split("\n---\n").Single(document => document.Contains("\nkind: Resiliency\n", StringComparison.Ordinal));
+    });
+
     /// <summary>daprd mode: a real daprd in <paramref name="appContainer"/>'s network namespace (as in a pod), with the
-    /// etcd state store as the workflow and actor store, named as the chart names the app.</summary>
+    /// etcd state store as the workflow and actor store and the chart's Resiliency, named as the chart names the app.</summary>
     private IContainer Daprd(string appContainer, string component)
     {
         // The state store's own etcd user (the chart passes the same PEM values from its Secret).
@@ -592,6 +607,7 @@ public sealed partial class ContainerSystem : IAsyncLifetime
             .WithLabel(OwnerLabel, OwnerPid)
             .WithLabel(RunLabel, run)
             .WithResourceMapping(System.Text.Encoding.UTF8.GetBytes(statestore), DaprComponentsPath)
+            .WithResourceMapping(System.Text.Encoding.UTF8.GetBytes(ChartResiliency.Value), "/components/resiliency.yaml")
             .WithEnvironment(AppToken(component) is { } token ? new Dictionary<string, string> { ["APP_API_TOKEN"] = token } : [])
             .WithCommand(
                 "./daprd",
