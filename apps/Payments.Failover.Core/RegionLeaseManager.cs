@@ -176,16 +176,18 @@ public sealed partial class RegionLeaseManager(
         }
     }
 
-    /// <summary>The region stops writing now, whichever of its failover processes holds the mirror, because another
-    /// region holds the record at <paramref name="recordEpoch"/> (or the mirror outlived the region's epoch); a hold of
-    /// a higher epoch is left: another process of this region promoted after that record was read.</summary>
-    private async Task DemoteAsync(long recordEpoch, CancellationToken cancellationToken)
+    /// <summary>This process stops writing and removes the mirror: another region holds the record at
+    /// <paramref name="recordEpoch"/> (or the mirror outlived the region's epoch), so any hold of the region's up to
+    /// it goes (<see cref="RegionEpochMirror.ReleaseUpToAsync"/>: a higher one is another process's newer promotion);
+    /// or, with null, this process missed its deadline or had its hold refused, so only its own hold goes
+    /// (<see cref="RegionEpochMirror.ReleaseOwnAsync"/>: another process of the region may have renewed it).</summary>
+    private async Task DemoteAsync(long? recordEpoch, CancellationToken cancellationToken)
     {
         Role = RegionRole.Standby;
         WritableUntil = DateTimeOffset.MinValue;
         try
         {
-            await mirror.ReleaseUpToAsync(recordEpoch, cancellationToken);
+            await (recordEpoch is { } epoch ? mirror.ReleaseUpToAsync(epoch, cancellationToken) : mirror.ReleaseOwnAsync(cancellationToken));
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
@@ -286,7 +288,7 @@ public sealed partial class RegionLeaseManager(
 
         if (!held)
         {
-            await StopHoldingAsync(cancellationToken); // a higher epoch may be another process's of this region: not its mirror
+            await DemoteAsync(null, cancellationToken); // a higher epoch may be another process's of this region: not its mirror
             return false;
         }
 
@@ -322,23 +324,7 @@ public sealed partial class RegionLeaseManager(
         if (Role == RegionRole.Active && time.GetUtcNow() >= WritableUntil)
         {
             logger.LogWarning("Region {Region}: lease not renewed by its deadline {Deadline:O}; demoting", options.Name, WritableUntil);
-            await StopHoldingAsync(cancellationToken); // another process of the region may have renewed it
-        }
-    }
-
-    /// <summary>This process stops writing and removes the mirror only if it is still its own hold
-    /// (<see cref="RegionEpochMirror.ReleaseOwnAsync"/>); <see cref="DemoteAsync"/> removes it whoever holds it.</summary>
-    private async Task StopHoldingAsync(CancellationToken cancellationToken)
-    {
-        Role = RegionRole.Standby;
-        WritableUntil = DateTimeOffset.MinValue;
-        try
-        {
-            await mirror.ReleaseOwnAsync(cancellationToken);
-        }
-        catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            logger.LogWarning("Region {Region}: could not delete its epoch mirror ({Error}); its lease ends it", options.Name, exception.Message);
+            await DemoteAsync(null, cancellationToken); // another process of the region may have renewed it
         }
     }
 

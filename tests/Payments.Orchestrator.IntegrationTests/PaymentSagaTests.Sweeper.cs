@@ -185,15 +185,7 @@ public sealed partial class PaymentSagaTests
         }
 
         var sweeper = Sweeper();
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while ((await Task.WhenAll(markers.Select(async marker => (await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(marker) })).Count))).Sum() > 0)
-        {
-            Assert.True(waited.Elapsed < 2 * SweepPolicy.LockLeaseTtl, "The stale markers were not removed."); // a pass may find the lock held
-            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(250));
-            }
-        }
+        await SweepUntilAsync(sweeper, async () => (await Task.WhenAll(markers.Select(async marker => (await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(marker) })).Count))).Sum() == 0, 2 * SweepPolicy.LockLeaseTtl, "The stale markers were not removed."); // a pass may find the lock held
 
         Assert.Null(await saga.Records.GetAsync(missing.PaymentId, CancellationToken.None));
     }
@@ -218,15 +210,7 @@ public sealed partial class PaymentSagaTests
         }, CancellationToken.None);
 
         var sweeper = Sweeper();
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!(await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal)
-        {
-            Assert.True(waited.Elapsed < SagaTimeout, "The recorded approval never reached the saga.");
-            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(250));
-            }
-        }
+        await SweepUntilAsync(sweeper, async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal, SagaTimeout, "The recorded approval never reached the saga.");
 
         Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(payment));
         Assert.Equal(amount, await BalanceAsync(creditor));
@@ -257,15 +241,7 @@ public sealed partial class PaymentSagaTests
         try
         {
             var sweeper = Sweeper();
-            var waited = System.Diagnostics.Stopwatch.StartNew();
-            while (!(await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal)
-            {
-                Assert.True(waited.Elapsed < SagaTimeout, "The run from before the takeover was left waiting for a reviewer who had decided.");
-                if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(250));
-                }
-            }
+            await SweepUntilAsync(sweeper, async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal, SagaTimeout, "The run from before the takeover was left waiting for a reviewer who had decided.");
         }
         finally
         {
@@ -308,18 +284,25 @@ public sealed partial class PaymentSagaTests
         }
     }
 
-    /// <summary>Passes until the takeover flag is cleared (a full cycle), bounded.</summary>
-    private async Task SweepUntilTheTakeoverIsServedAsync(StuckPaymentSweeper sweeper, EtcdOptions layout)
+    /// <summary>Sweeper passes (a short wait when another holds the lock) until <paramref name="done"/>, within
+    /// <paramref name="bound"/>.</summary>
+    private static async Task SweepUntilAsync(StuckPaymentSweeper sweeper, Func<Task<bool>> done, TimeSpan bound, string failure)
     {
         var waited = System.Diagnostics.Stopwatch.StartNew();
-        while ((await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(SweepRequests.TakeoverKey(layout)) })).Count > 0)
+        while (!await done())
         {
-            Assert.True(waited.Elapsed < SagaTimeout, "The takeover sweep never completed a cycle.");
+            Assert.True(waited.Elapsed < bound, failure);
             if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(250));
             }
         }
+    }
+
+    /// <summary>Passes until the takeover flag is cleared (a full cycle), bounded.</summary>
+    private async Task SweepUntilTheTakeoverIsServedAsync(StuckPaymentSweeper sweeper, EtcdOptions layout)
+    {
+        await SweepUntilAsync(sweeper, async () => (await saga.Etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(SweepRequests.TakeoverKey(layout)) })).Count == 0, SagaTimeout, "The takeover sweep never completed a cycle.");
     }
 
     /// <summary>Found in review: a record that does not read (a defect, a hand edit) failed every pass at its page,
@@ -338,15 +321,7 @@ public sealed partial class PaymentSagaTests
         try
         {
             var sweeper = Sweeper();
-            var waited = System.Diagnostics.Stopwatch.StartNew();
-            while (!(await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal)
-            {
-                Assert.True(waited.Elapsed < SagaTimeout, "The payment after the unreadable record was never swept.");
-                if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(250));
-                }
-            }
+            await SweepUntilAsync(sweeper, async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal, SagaTimeout, "The payment after the unreadable record was never swept.");
         }
         finally
         {
@@ -380,15 +355,7 @@ public sealed partial class PaymentSagaTests
         }
 
         var sweeper = Sweeper();
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while ((await saga.Records.GetAsync(old.PaymentId, CancellationToken.None))!.Value.Record.Status != PaymentStatus.Completed)
-        {
-            Assert.True(waited.Elapsed < 2 * SweepPolicy.LockLeaseTtl, "The older record's outcome was not recorded."); // a pass may find the lock held
-            if (await sweeper.SweepOnceAsync(CancellationToken.None) == SweepReport.Idle)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(250));
-            }
-        }
+        await SweepUntilAsync(sweeper, async () => (await saga.Records.GetAsync(old.PaymentId, CancellationToken.None))!.Value.Record.Status == PaymentStatus.Completed, 2 * SweepPolicy.LockLeaseTtl, "The older record's outcome was not recorded."); // a pass may find the lock held
 
         Assert.Equal(PaymentStatus.Pending, (await saga.Records.GetAsync(young.PaymentId, CancellationToken.None))!.Value.Record.Status);
     }

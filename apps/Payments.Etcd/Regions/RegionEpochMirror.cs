@@ -109,13 +109,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     }
 
     /// <summary>Demotion: the region stops accepting writes at once (in-flight ledger transactions fail their compare).</summary>
-    public async Task ReleaseAsync(CancellationToken cancellationToken)
-    {
-        var request = new TxnRequest();
-        request.Success.Add(EtcdBytes.Delete(Key));
-        request.Success.Add(EtcdBytes.Delete(UntilKey));
-        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-    }
+    public Task ReleaseAsync(CancellationToken cancellationToken) => DeleteHoldAsync(null, cancellationToken);
 
     /// <summary><see cref="ReleaseAsync"/> of a mirrored epoch up to <paramref name="epoch"/> (another region holds the
     /// record at it): a higher one is a hold another failover process of this region put after winning the record
@@ -128,11 +122,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             return;
         }
 
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
-        request.Success.Add(EtcdBytes.Delete(Key));
-        request.Success.Add(EtcdBytes.Delete(UntilKey));
-        await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        await DeleteHoldAsync(EtcdBytes.ModRevisionIs(Key, current.ModRevision), cancellationToken);
     }
 
     /// <summary><see cref="ReleaseAsync"/>, but only while the mirror is still this instance's own hold: a process
@@ -146,14 +136,19 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             return; // never held here
         }
 
+        var ownLease = new Compare { Key = EtcdBytes.Key(Key), Target = Compare.Types.CompareTarget.Lease, Result = Compare.Types.CompareResult.Equal, Lease = lease };
+        await DeleteHoldAsync(ownLease, cancellationToken);
+    }
+
+    /// <summary>Deletes the hold (epoch and deadline) in one transaction, if <paramref name="onlyIf"/> holds (null: always).</summary>
+    private async Task DeleteHoldAsync(Compare? onlyIf, CancellationToken cancellationToken)
+    {
         var request = new TxnRequest();
-        request.Compare.Add(new Compare
+        if (onlyIf is not null)
         {
-            Key = EtcdBytes.Key(Key),
-            Target = Compare.Types.CompareTarget.Lease,
-            Result = Compare.Types.CompareResult.Equal,
-            Lease = lease,
-        });
+            request.Compare.Add(onlyIf);
+        }
+
         request.Success.Add(EtcdBytes.Delete(Key));
         request.Success.Add(EtcdBytes.Delete(UntilKey));
         await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
