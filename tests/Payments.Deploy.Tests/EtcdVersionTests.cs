@@ -26,15 +26,17 @@ public sealed partial class EtcdVersionTests
     }
 
     /// <summary>Liveness asks about the member only and ignores a NOSPACE alarm (etcd 3.5.3+): a member must not be
-    /// restarted because the cluster lost its leader or ran out of space. Readiness keeps the whole-cluster check.</summary>
+    /// restarted because the cluster lost its leader or ran out of space. Readiness keeps the whole-cluster check and
+    /// ignores NOSPACE too: the rolling update that raises the quota waits for each restarted member to be ready, and
+    /// the alarm stays armed (cluster-wide) until every member has the new quota.</summary>
     [Fact]
-    public async Task TheMembersLiveness_IsSerializable_AndIgnoresNoSpace()
+    public async Task TheMembersProbes_IgnoreNoSpace_AndLivenessIsSerializable()
     {
         var objects = await ChartTests.RenderAsync(valuesFile: null);
         var etcd = Assert.Single(objects.OfType<V1StatefulSet>(), set => set.Metadata.Name.EndsWith("-etcd", StringComparison.Ordinal));
         var container = etcd.Spec.Template.Spec.Containers.Single();
         Assert.Equal("/health?serializable=true&exclude=NOSPACE", container.LivenessProbe.HttpGet.Path);
-        Assert.Equal("/health", container.ReadinessProbe.HttpGet.Path);
+        Assert.Equal("/health?exclude=NOSPACE", container.ReadinessProbe.HttpGet.Path);
     }
 
     private static string Single(string text, Regex pattern) => Assert.Single(pattern.Matches(text)).Groups["version"].Value;
