@@ -19,7 +19,8 @@ public static class EtcdServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(_ => EtcdConnection.Create(options.EtcdEndpoints, options.Tls));
         services.AddSingleton(provider => new RegionEpochWatcher(
-            provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix, provider.GetRequiredService<TimeProvider>()));
+            provider.GetRequiredService<EtcdConnection>(), options.KeyPrefix, provider.GetRequiredService<TimeProvider>(),
+            provider.GetService<ILoggerFactory>()?.CreateLogger<RegionEpochWatcher>()));
         if (regional)
         {
             services.AddHostedService<RegionEpochWatcherService>();

@@ -32,6 +32,12 @@ internal sealed class RegionLeaseService(
             {
                 logger.LogWarning("Region {Region}: a lease tick took longer than {Interval}; abandoned", options.Name, options.RenewInterval);
             }
+            catch (Exception exception) when (exception is not OperationCanceledException)
+            {
+                // Out of the loop it would stop the host: a standby that can no longer take over, an active region whose
+                // lease lapses. The next tick decides again; readiness follows LastTickCompletedAt.
+                logger.LogError(exception, "Region {Region}: a lease tick failed; the next tick decides again", options.Name);
+            }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
@@ -45,9 +51,15 @@ internal sealed class RegionLeaseService(
             await replicator.ReplicateForAsync(source, options.RenewInterval / 2, time, cancellationToken);
         }
         catch (Exception exception) when (exception is Microsoft.Azure.Cosmos.CosmosException or HttpRequestException or Grpc.Core.RpcException
-                                          or Payments.Ledger.Contracts.LedgerUnavailableException or InvalidOperationException or InvalidDataException)
+                                          or Payments.Ledger.Contracts.LedgerUnavailableException)
         {
             logger.LogWarning("Region {Region}: replicating {Source}'s journal failed ({Error}); next tick retries", options.Name, source, exception.Message);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            // A page that does not decode (a newer version's format, a damaged document) fails every tick until it is
+            // understood: said as an error, the lease's own work going on (it is not what failed).
+            logger.LogError(exception, "Region {Region}: replicating {Source}'s journal failed; next tick retries", options.Name, source);
         }
     }
 

@@ -59,6 +59,32 @@ public sealed class RegionFenceTests(EtcdClusterFixture etcd)
         Assert.Equal(PaymentStatus.Pending, (await records.GetAsync("pay_fenced_1", CancellationToken.None))!.Value.Record.Status);
     }
 
+    /// <summary>A mirror key that does not read (a hand edit, a newer version's format) leaves the region not writable,
+    /// and the watcher polling: thrown out of its loop, it stopped the host of every regional app at once.</summary>
+    [Fact]
+    public async Task AMirrorThatDoesNotRead_LeavesTheRegionNotWritable_UntilItReadsAgain()
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var mirror = new RegionEpochMirror(etcd.Connection, prefix);
+        Assert.True(await mirror.HoldAsync(4, Hold, CancellationToken.None));
+        var watcher = new RegionEpochWatcher(etcd.Connection, prefix, TimeProvider.System);
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.True(watcher.IsWritable);
+
+        await PutAsync(mirror.LastEpochKey, "not-an-epoch");
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.False(watcher.IsWritable);
+        Assert.Null(watcher.Epoch);
+
+        await PutAsync(mirror.LastEpochKey, "4");
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.Equal(4, watcher.Epoch);
+    }
+
+    private Task PutAsync(string key, string value) => EtcdConnection.CallAsync(
+        token => etcd.Connection.Kv.PutAsync(new Etcdserverpb.PutRequest { Key = EtcdBytes.Key(key), Value = Google.Protobuf.ByteString.CopyFromUtf8(value) }, cancellationToken: token),
+        CancellationToken.None);
+
     [Fact]
     public async Task RegionNeverPromoted_CannotOpenAnAccount_AndNothingIsWritten()
     {

@@ -1,4 +1,6 @@
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Payments.Etcd.Regions;
 
@@ -10,13 +12,14 @@ namespace Payments.Etcd.Regions;
 /// writable and every fence it hands out fails, until a read finds a later deadline. A stale view holds an earlier
 /// deadline, never a later one. This compares the deadline with the app's clock, so the region's clocks count among
 /// those bounded by the failover's MaxClockSkew (docs/adr/0003).</summary>
-public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeProvider time)
+public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeProvider time, ILogger? logger = null)
 {
     public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
     private readonly RegionEpochMirror mirror = new(etcd, prefix);
     private long lastKnownEpoch;
     private long untilUnixMs = long.MaxValue;
     private volatile bool writable;
+    private volatile bool faulted;
 
     /// <summary>True when the last read found an epoch mirrored (the region is active) and its deadline has not passed.</summary>
     public bool IsWritable => writable && !PastDeadline;
@@ -48,10 +51,23 @@ public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeP
             }
 
             writable = epoch is not null;
+            faulted = false;
         }
         catch (Exception exception) when (exception is RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
             writable = false; // cannot tell: do not invite writes (the fence would decide anyway)
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            // A mirror that does not read (a hand edit, a newer version's format) is a region that cannot tell its
+            // epoch: not writable, as above. Thrown out of the loop it stopped the host of every API, ledger and
+            // orchestrator pod of the region at once. Said once per run of faults: the poll repeats twice a second.
+            writable = false;
+            if (!faulted)
+            {
+                faulted = true;
+                (logger ?? NullLogger.Instance).LogError(exception, "The region's epoch mirror under {Prefix} does not read; the region is not writable until it does", prefix);
+            }
         }
     }
 
