@@ -56,7 +56,7 @@ public sealed class EtcdLedger : ILedger
         Retention = (retention ?? new JournalRetentionOptions()).Validate();
         store = new LedgerStore(etcd, new LedgerKeys(prefix));
         transfers = new TransferApplier(store, time, Retention, logger, regionFence);
-        groups = new GroupCommit(transfers);
+        groups = new GroupCommit(transfers, time);
         bars = new HoldBars(store, time, Retention, regionFence);
         this.regionFence = regionFence;
         Time = time;

@@ -21,6 +21,14 @@ internal static class LedgerMetrics
     public static readonly Histogram<long> GroupSize = PaymentsTelemetry.Meter.CreateHistogram<long>(
         "payments.ledger.group_size", description: "single transfers written in one etcd transaction (group commit)");
 
+    /// <summary>Transfers refused unapplied because the group commit's queue was full (503; the caller retries).</summary>
+    public static readonly Counter<long> QueueRefusals = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.ledger.queue_refusals", description: "transfers refused unapplied: the group commit queue was full");
+
+    /// <summary>Queued transfers left unwritten: their caller had given up, or they waited past the queue's bound.</summary>
+    public static readonly Counter<long> QueueAbandoned = PaymentsTelemetry.Meter.CreateCounter<long>(
+        "payments.ledger.queue_abandoned", description: "queued transfers left unwritten: the caller gave up or the wait passed its bound");
+
     /// <summary>Journal entries moved out of etcd after their retention (ADR 0004).</summary>
     public static readonly Counter<long> Archived = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.ledger.archived_entries", description: "journal entries archived out of etcd");

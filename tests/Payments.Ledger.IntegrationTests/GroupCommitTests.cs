@@ -120,4 +120,31 @@ public sealed class GroupCommitTests(EtcdClusterFixture etcd)
         Assert.Contains(batchesPerRevision, count => count > 1); // sent together, written together
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
     }
+
+    /// <summary>A transfer whose caller gave up before a writer took it is not written: its retry (same id) is queued
+    /// anew, and the writers, after an etcd outage, do not spend their time on callers long gone. The next transfer
+    /// from the same account, queued behind it (in one group with it, had it been written), takes the funds.</summary>
+    [Fact]
+    public async Task ATransferWhoseCallerGaveUp_BeforeItWasWritten_IsNotApplied()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        var ledger = etcd.NewLedger();
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var debtor = AccountId.Parse($"gq-{run}-debtor");
+        var creditor = AccountId.Parse($"gq-{run}-creditor");
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, timeout.Token));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, timeout.Token));
+        Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
+            TransferId.Parse($"gq-{run}-fund"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(FundsMinor, Currency.Usd)), timeout.Token)).IsApplied);
+
+        var abandoned = new TransferRequest.Single(TransferId.Parse($"gq-{run}-gone"), debtor, creditor, new Money(FundsMinor, Currency.Usd));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ledger.TransferAsync(abandoned, new CancellationToken(canceled: true)));
+        var next = await ledger.TransferAsync(
+            new TransferRequest.Single(TransferId.Parse($"gq-{run}-next"), debtor, creditor, new Money(FundsMinor, Currency.Usd)), timeout.Token);
+
+        Assert.True(next.IsApplied, (next as TransferOutcome.Failed)?.Error.ToString());
+        Assert.Null(await ledger.GetTransferAsync(abandoned.Id, timeout.Token));
+        Assert.Equal(0, await LedgerAssert.BalanceAsync(ledger, debtor));
+        Assert.Equal(FundsMinor, await LedgerAssert.BalanceAsync(ledger, creditor));
+    }
 }

@@ -14,7 +14,7 @@ namespace Payments.Ledger.Core.Transfers;
 /// company is the time of one etcd transaction. Atomicity is unchanged: a group is one transaction that compares the
 /// revision of every key it writes, like any batch (<see cref="TransferApplier"/>); its rules are evaluated in order,
 /// as if its units had come one by one.</remarks>
-internal sealed class GroupCommit(TransferApplier applier)
+internal sealed class GroupCommit(TransferApplier applier, TimeProvider time)
 {
     /// <summary>Units in one transaction at most.</summary>
     public const int MaxGroup = 16;
@@ -30,8 +30,16 @@ internal sealed class GroupCommit(TransferApplier applier)
     /// transaction rate; 2 make groups of 10 and 1.14–1.38×.</summary>
     public const int MaxGroupsInFlight = 2;
 
-    /// <summary>Units queued at most; past it a unit is written alone, outside any group.</summary>
+    /// <summary>Units queued at most; past it a unit is refused unapplied (503: the caller retries with the same ids).
+    /// Written alone instead, as it once was, every unit past the bound went to etcd at once, unbounded, exactly when
+    /// etcd was what held the queue up.</summary>
     public const int MaxQueued = 4_096;
+
+    /// <summary>How long a unit may wait in the queue before the writer answers it unapplied instead of writing it: the
+    /// callers' own timeout (the API's and the orchestrator's ledger calls, 30 s), after which nobody awaits the answer
+    /// and the caller's retry (same ids) is queued anew. Without it, after an etcd outage the writers spent as long again
+    /// writing for callers long gone, ahead of the ones waiting.</summary>
+    public static readonly TimeSpan MaxQueueWait = TimeSpan.FromSeconds(30);
 
     private readonly Queue<Pending> queue = new();
     private readonly Lock gate = new();
@@ -45,25 +53,29 @@ internal sealed class GroupCommit(TransferApplier applier)
     /// outcome, as <see cref="TransferApplier.ApplyAsync"/> would give it alone.</summary>
     public async Task<BatchOutcome> ApplyAsync(IReadOnlyList<TransferRequest> unit, CancellationToken cancellationToken)
     {
-        Pending? pending = new(unit, new TaskCompletionSource<BatchOutcome>(TaskCreationOptions.RunContinuationsAsynchronously));
+        if (unit.Count is 0 or > MaxGroupTransfers)
+        {
+            return await applier.ApplyAsync(unit, fence: null, cancellationToken); // a batch too long to share a transaction
+        }
+
+        var pending = new Pending(unit, new TaskCompletionSource<BatchOutcome>(TaskCreationOptions.RunContinuationsAsynchronously))
+        {
+            Caller = cancellationToken,
+            EnqueuedAt = time.GetTimestamp(),
+        };
         var startWriter = false;
         lock (gate)
         {
-            if (queue.Count >= MaxQueued || unit.Count is 0 or > MaxGroupTransfers)
+            if (queue.Count >= MaxQueued)
             {
-                pending = null;
+                LedgerMetrics.QueueRefusals.Add(1);
+                throw new LedgerUnavailableException(
+                    $"The ledger has {MaxQueued} transfers waiting for etcd; nothing was applied. Retry with the same transfer ids.");
             }
-            else
-            {
-                queue.Enqueue(pending);
-                startWriter = writers < MaxGroupsInFlight;
-                writers += startWriter ? 1 : 0;
-            }
-        }
 
-        if (pending is null)
-        {
-            return await applier.ApplyAsync(unit, fence: null, cancellationToken);
+            queue.Enqueue(pending);
+            startWriter = writers < MaxGroupsInFlight;
+            writers += startWriter ? 1 : 0;
         }
 
         if (startWriter)
@@ -71,8 +83,8 @@ internal sealed class GroupCommit(TransferApplier applier)
             _ = Task.Run(WriteWhileQueuedAsync, CancellationToken.None);
         }
 
-        // The writer finishes the unit whatever becomes of this request: a caller that gives up (its HTTP request
-        // ended) retries with the same ids, which replay.
+        // A caller that gives up (its HTTP request ended) before the writer takes its unit leaves it unwritten; one
+        // taken is finished whatever becomes of the request. Either way the caller's retry (same ids) is exact.
         return await pending.Outcome.Task.WaitAsync(cancellationToken);
     }
 
@@ -92,9 +104,18 @@ internal sealed class GroupCommit(TransferApplier applier)
                 var transfers = 0;
                 while (group.Count < MaxGroup && queue.TryPeek(out var next) && transfers + next.Unit.Count <= MaxGroupTransfers)
                 {
-                    group.Add(queue.Dequeue());
-                    transfers += next.Unit.Count;
+                    queue.Dequeue();
+                    if (!Abandoned(next))
+                    {
+                        group.Add(next);
+                        transfers += next.Unit.Count;
+                    }
                 }
+            }
+
+            if (group.Count == 0)
+            {
+                continue; // everything taken had been given up: look again
             }
 
             LedgerMetrics.GroupSize.Record(group.Count);
@@ -212,5 +233,34 @@ internal sealed class GroupCommit(TransferApplier applier)
             }
         }));
 
-    internal sealed record Pending(IReadOnlyList<TransferRequest> Unit, TaskCompletionSource<BatchOutcome> Outcome);
+    /// <summary>True (and the unit answered unapplied) when nobody awaits it any more, or it waited past
+    /// <see cref="MaxQueueWait"/>.</summary>
+    private bool Abandoned(Pending pending)
+    {
+        if (pending.Caller.IsCancellationRequested)
+        {
+            LedgerMetrics.QueueAbandoned.Add(1);
+            pending.Outcome.TrySetCanceled(pending.Caller);
+            return true;
+        }
+
+        if (time.GetElapsedTime(pending.EnqueuedAt) > MaxQueueWait)
+        {
+            LedgerMetrics.QueueAbandoned.Add(1);
+            pending.Outcome.TrySetException(new LedgerUnavailableException(
+                $"The transfer waited over {MaxQueueWait.TotalSeconds:0} s for etcd; nothing was applied. Retry with the same transfer ids."));
+            return true;
+        }
+
+        return false;
+    }
+
+    internal sealed record Pending(IReadOnlyList<TransferRequest> Unit, TaskCompletionSource<BatchOutcome> Outcome)
+    {
+        /// <summary>The request's token: a unit whose caller gave up before a writer took it is not written.</summary>
+        public CancellationToken Caller { get; init; }
+
+        /// <summary>When it was queued (<see cref="TimeProvider.GetTimestamp"/>).</summary>
+        public long EnqueuedAt { get; init; }
+    }
 }
