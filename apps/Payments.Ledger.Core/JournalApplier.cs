@@ -58,7 +58,8 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
                 if (read[transferKey].Value is not null || writes.ContainsKey(transferKey) || entry.AppliedAt <= archivedBefore)
                 {
                     // Already here: replays change nothing. Or older than what this region archived: it was here
-                    // (a region that was away for longer than the retention is re-seeded, docs/runbooks).
+                    // (the archiver stays ArrivalDisorderBound behind the newest entry held, so an entry arriving out
+                    // of time order is not under the horizon yet: ADR 0004 item 7).
                     continue;
                 }
 

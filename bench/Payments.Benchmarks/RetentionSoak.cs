@@ -48,6 +48,7 @@ public static class RetentionSoak
         ReplayWindow = TimeSpan.FromSeconds(20),
         MaxIssuedAhead = TimeSpan.FromSeconds(1),
         KeepFor = TimeSpan.FromSeconds(30),
+        ArrivalDisorderBound = TimeSpan.FromSeconds(2), // one machine's clock; ten minutes would hold the whole soak
         Interval = TimeSpan.FromSeconds(1),
     };
 

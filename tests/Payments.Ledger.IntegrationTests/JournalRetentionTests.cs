@@ -36,11 +36,11 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         var before = await JournalCountAsync(ledger);
 
         Assert.Equal(0, await ArchiverFor(ledger).ArchiveOnceAsync(CancellationToken.None)); // nothing is old enough
-        time.Advance(Retention.KeepFor + TimeSpan.FromSeconds(1));
+        await PassRetentionAsync(ledger, time);
         var archived = await ArchiverFor(ledger).ArchiveOnceAsync(CancellationToken.None);
 
         Assert.Equal(before, archived); // 40 payments × (hold + post) + the funding, over several pages of the index
-        Assert.Equal(0, await JournalCountAsync(ledger));
+        Assert.Equal(1, await JournalCountAsync(ledger)); // the entry written since
         var snapshot = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None); // archived sums + retained journal = balances
         Assert.Equal(400, snapshot.Archived[creditor].BalanceMinor);
         Assert.Equal(400, await LedgerAssert.BalanceAsync(ledger, creditor));
@@ -63,7 +63,7 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         var open = TransferId.Parse("still-open");
         var hold = new TransferRequest.Pending(open, debtor, creditor, Ten, TimeSpan.FromMinutes(59)) { IssuedAt = time.GetUtcNow() };
         var placed = Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(hold, CancellationToken.None));
-        time.Advance(Retention.KeepFor + TimeSpan.FromSeconds(1));
+        await PassRetentionAsync(ledger, time);
 
         // Replicated only up to before the hold: the funding goes, the hold's entry stays.
         var throughFunding = placed.Entry.Sequence - 1;
@@ -75,12 +75,12 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         var archiver = ArchiverFor(ledger);
         Assert.Equal(0, await archiver.ArchiveOnceAsync(CancellationToken.None));
         Assert.Contains("still open", archiver.LastStop, StringComparison.Ordinal);
-        Assert.Equal(1, await JournalCountAsync(ledger));
+        Assert.Equal(2, await JournalCountAsync(ledger)); // the hold, and the entry written since
 
         var voided = new TransferRequest.VoidPending(TransferId.Parse("void-it"), open) { IssuedAt = time.GetUtcNow() };
         Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(voided, CancellationToken.None));
         Assert.Equal(1, await archiver.ArchiveOnceAsync(CancellationToken.None)); // the hold; the void is not old enough
-        Assert.Equal(1, await JournalCountAsync(ledger));
+        Assert.Equal(2, await JournalCountAsync(ledger));
         var snapshot = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
         Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
         Assert.Equal(10, snapshot.Archived[debtor].PendingDebitMinor); // the void, still in the journal, releases it
@@ -120,12 +120,63 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         var journal = await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None);
         Assert.Equal(journal.Count, await new JournalApplier(replica).ApplyAsync(journal, CancellationToken.None));
 
-        time.Advance(Retention.KeepFor + TimeSpan.FromSeconds(1));
+        await PassRetentionAsync(source, time);
+        var since = await new JournalReader(source).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        Assert.Equal(1, await new JournalApplier(replica).ApplyAsync(since, CancellationToken.None)); // what the source wrote since
         Assert.Equal(journal.Count, await ArchiverFor(replica).ArchiveOnceAsync(CancellationToken.None));
         Assert.Equal(0, await new JournalApplier(replica).ApplyAsync(journal, CancellationToken.None)); // e.g. the other region's pages, read from the start
 
         Assert.Equal(50, await LedgerAssert.BalanceAsync(replica, creditor));
         await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
+    }
+
+    /// <summary>A standby catching up on a backlog older than KeepFor receives the active region's entries in commit
+    /// order, and their times need not be in that order (taken before commit, on the clock of whichever ledger replica
+    /// wrote them). It archived each copy as soon as it was applied, and an entry applied just after with an earlier
+    /// time fell under the archive horizon and was skipped as if archived: a payment lost in the standby's ledger.</summary>
+    [Fact]
+    public async Task AStandbyCatchingUpOnAnOldBacklog_LosesNoEntryThatArrivesOutOfTimeOrder()
+    {
+        var written = DateTimeOffset.UtcNow;
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var ahead = new FakeTimeProvider(written + TimeSpan.FromSeconds(5)); // two ledger replicas of the active region,
+        var behind = new FakeTimeProvider(written);                          // one's clock 5 s ahead of the other's
+        var first = etcd.NewLedger(ahead, prefix, Retention);
+        var second = etcd.NewLedger(behind, prefix, Retention);
+        var (debtor, creditor) = await OpenPairAsync(first, ahead);
+        Assert.IsType<TransferOutcome.Applied>(await first.TransferAsync(
+            new TransferRequest.Single(TransferId.Parse("first"), debtor, creditor, Ten) { IssuedAt = ahead.GetUtcNow() }, CancellationToken.None));
+        Assert.IsType<TransferOutcome.Applied>(await second.TransferAsync(
+            new TransferRequest.Single(TransferId.Parse("second"), debtor, creditor, Ten) { IssuedAt = behind.GetUtcNow() }, CancellationToken.None));
+        var journal = await new JournalReader(first).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None);
+        Assert.Equal(["funding", "first", "second"], journal.Select(entry => entry.TransferId.Value)); // in commit order
+        Assert.True(journal[2].AppliedAt < journal[1].AppliedAt);
+
+        // The standby, back after longer than KeepFor, applies a page, archives, then applies the next page.
+        var standbyTime = new FakeTimeProvider(written + Retention.KeepFor + TimeSpan.FromHours(1));
+        var standby = etcd.NewLedger(standbyTime, retention: Retention);
+        Assert.Equal(2, await new JournalApplier(standby).ApplyAsync(journal.Take(2).ToArray(), CancellationToken.None));
+        await ArchiverFor(standby).ArchiveOnceAsync(CancellationToken.None);
+        Assert.Equal(1, await new JournalApplier(standby).ApplyAsync(journal.Skip(2).ToArray(), CancellationToken.None));
+
+        Assert.Equal(20, await LedgerAssert.BalanceAsync(standby, creditor));
+        Assert.NotNull(await standby.GetTransferAsync(TransferId.Parse("second"), CancellationToken.None));
+        await LedgerAssert.InvariantsHoldAsync(standby, CancellationToken.None);
+    }
+
+    /// <summary>Time passes beyond KeepFor and the archiver's distance from the newest entry held
+    /// (<see cref="JournalRetentionOptions.ArrivalDisorderBound"/>), and the ledger is written meanwhile, as a region's is: a
+    /// deposit into an account of its own.</summary>
+    private static async Task PassRetentionAsync(EtcdLedger ledger, FakeTimeProvider time)
+    {
+        time.Advance(Retention.KeepFor + Retention.ArrivalDisorderBound + TimeSpan.FromSeconds(1));
+        var fresh = AccountId.Parse("fresh");
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(fresh, Currency.Usd, 0, CancellationToken.None));
+        var deposit = new TransferRequest.Single(TransferId.Parse("fresh-deposit"), AccountId.ExternalFunding(Currency.Usd), fresh, Ten)
+        {
+            IssuedAt = time.GetUtcNow(),
+        };
+        Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(deposit, CancellationToken.None));
     }
 
     private static JournalArchiver ArchiverFor(EtcdLedger ledger) =>

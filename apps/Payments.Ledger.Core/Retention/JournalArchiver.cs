@@ -59,7 +59,7 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         if (archived > 0)
         {
             LedgerMetrics.Archived.Add(archived);
-            logger.LogInformation("Archived {Entries} journal entries applied before {Cutoff:O}", archived, Cutoff);
+            logger.LogInformation("Archived {Entries} journal entries applied before {Cutoff:O}", archived, ledger.Time.GetUtcNow() - ledger.Retention.KeepFor);
         }
 
         return archived;
@@ -97,12 +97,34 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         }
     }
 
-    private DateTimeOffset Cutoff => ledger.Time.GetUtcNow() - ledger.Retention.KeepFor;
+    /// <summary>Entries applied before this may be archived: older than KeepFor, and at least
+    /// <see cref="JournalRetentionOptions.ArrivalDisorderBound"/> older than the newest entry held (see there).</summary>
+    private async Task<DateTimeOffset> CutoffAsync(CancellationToken cancellationToken)
+    {
+        var keepFor = ledger.Time.GetUtcNow() - ledger.Retention.KeepFor;
+        var newest = new RangeRequest
+        {
+            Key = EtcdBytes.Key(Keys.AgePrefix),
+            RangeEnd = EtcdBytes.PrefixEnd(Keys.AgePrefix),
+            SortOrder = RangeRequest.Types.SortOrder.Descend,
+            SortTarget = RangeRequest.Types.SortTarget.Key,
+            Limit = 1,
+            KeysOnly = true,
+        };
+        var response = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(newest, token), cancellationToken);
+        if (response.Kvs.Count == 0)
+        {
+            return keepFor;
+        }
+
+        var held = LedgerKeys.AgeTimeOf(response.Kvs[0].Key.ToStringUtf8(), Keys.AgePrefix) - ledger.Retention.ArrivalDisorderBound;
+        return held < keepFor ? held : keepFor;
+    }
 
     /// <summary>One transaction's worth: returns the entries archived and whether a further page may have work.</summary>
     private async Task<(int Entries, bool More)> ArchivePageAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
-        var index = await ReadIndexAsync(cancellationToken);
+        var index = await ReadIndexAsync(await CutoffAsync(cancellationToken), cancellationToken);
         if (index.Count == 0)
         {
             LastStop = null;
@@ -169,12 +191,12 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         }
     }
 
-    private async Task<IReadOnlyList<(string Key, AgeIndexRecord Record)>> ReadIndexAsync(CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<(string Key, AgeIndexRecord Record)>> ReadIndexAsync(DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
         var request = new RangeRequest
         {
             Key = EtcdBytes.Key(Keys.AgePrefix),
-            RangeEnd = EtcdBytes.Key(Keys.AgeEnd(Cutoff)),
+            RangeEnd = EtcdBytes.Key(Keys.AgeEnd(cutoff)),
             Limit = MaxIndexEntriesPerPage,
         };
         var response = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(request, token), cancellationToken);

@@ -24,6 +24,15 @@ public sealed class JournalRetentionOptions
     /// <summary>How long an applied entry stays in etcd before it may be archived.</summary>
     public TimeSpan KeepFor { get; set; } = TimeSpan.FromDays(8);
 
+    /// <summary>How far out of time order entries may arrive, by the time they were applied: a transaction's time is
+    /// taken when it is evaluated, before it commits (a round trip, retries within a call's deadline), on the clock of
+    /// whichever ledger replica wrote it (the clocks bounded by the failover's MaxClockSkew), and a standby receives the
+    /// active region's entries in commit order. The archiver stays this far behind the newest entry it holds: a
+    /// standby catching up on a backlog older than KeepFor archived each copy as soon as it was applied, and an entry
+    /// applied there just after with an earlier time fell under the archive horizon and was skipped as archived — lost.
+    /// Generous on purpose: it delays archival by minutes of what a region keeps for days.</summary>
+    public TimeSpan ArrivalDisorderBound { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>Pause between archival passes.</summary>
     public TimeSpan Interval { get; set; } = TimeSpan.FromMinutes(1);
 
@@ -36,6 +45,11 @@ public sealed class JournalRetentionOptions
         if (ReplayWindow <= TimeSpan.Zero || MaxIssuedAhead < TimeSpan.Zero || Interval <= TimeSpan.Zero)
         {
             throw new InvalidOperationException($"{Section}: ReplayWindow and Interval must be positive and MaxIssuedAhead not negative.");
+        }
+
+        if (ArrivalDisorderBound <= TimeSpan.Zero || ArrivalDisorderBound >= KeepFor)
+        {
+            throw new InvalidOperationException($"{Section}:ArrivalDisorderBound ({ArrivalDisorderBound}) must be positive and below KeepFor ({KeepFor}).");
         }
 
         if (KeepFor <= ReplayWindow + MaxIssuedAhead)

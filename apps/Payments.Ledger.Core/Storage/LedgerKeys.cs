@@ -72,6 +72,15 @@ internal sealed class LedgerKeys(string prefix)
     public string Age(DateTimeOffset appliedAt, string firstTransferId) =>
         $"{Prefix}age/{appliedAt.ToUnixTimeMilliseconds().ToString("D20", CultureInfo.InvariantCulture)}/{firstTransferId}";
 
+    /// <summary>The time an age key (<see cref="Age"/>) names.</summary>
+    public static DateTimeOffset AgeTimeOf(string ageKey, string agePrefix)
+    {
+        ArgumentNullException.ThrowIfNull(ageKey);
+        ArgumentNullException.ThrowIfNull(agePrefix);
+        var millis = ageKey.AsSpan(agePrefix.Length, 20);
+        return DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(millis, NumberStyles.None, CultureInfo.InvariantCulture));
+    }
+
     /// <summary>The exclusive upper end of age keys applied before <paramref name="before"/>.</summary>
     public string AgeEnd(DateTimeOffset before) =>
         $"{Prefix}age/{before.ToUnixTimeMilliseconds().ToString("D20", CultureInfo.InvariantCulture)}";
