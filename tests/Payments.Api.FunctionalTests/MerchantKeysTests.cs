@@ -45,6 +45,20 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
             Assert.Equal(HttpStatusCode.OK, again.StatusCode); // create is idempotent
         }
 
+        // Scopes in a chunked body without a Content-Type: refused for its type, and no key issued — taken for no body,
+        // it issued a key with the default (broader) scopes.
+        using (var untyped = new HttpRequestMessage(HttpMethod.Post, $"/admin/v1/merchants/{merchant}/keys")
+               {
+                   Content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes($"{{\"scopes\":[\"{ApiScopes.AccountsRead}\"]}}")),
+               })
+        {
+            untyped.Headers.TransferEncodingChunked = true;
+            using var refused = await admin.SendAsync(untyped);
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
+        }
+
+        Assert.Empty(JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/merchants/{merchant}/keys")).RootElement.GetProperty("keys").EnumerateArray());
+
         var (key, keyId) = await IssueAsync(admin, merchant, ApiScopes.AccountsRead, ApiScopes.AccountsWrite);
         Assert.StartsWith("dp_test_", key, StringComparison.Ordinal);
 

@@ -66,6 +66,19 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
             Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
         }
 
+        // A chunked body without a Content-Type (what .NET's StreamContent sends) is a body: refused for its type, not
+        // taken for none — read as none, its overlapSeconds 0 was ignored and the old secret kept signing for a day.
+        var rotatedAt = (await (await owner.GetAsync($"/v1/webhook-endpoints/{id}")).JsonAsync()).GetProperty("secretCreatedAt").GetString();
+        using (var untyped = new HttpRequestMessage(HttpMethod.Post, $"/v1/webhook-endpoints/{id}/rotate-secret") { Content = new ByteArrayContent("{\"overlapSeconds\":0}"u8.ToArray()) })
+        {
+            untyped.Headers.TransferEncodingChunked = true;
+            using var untypedAnswer = await owner.SendAsync(untyped);
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, untypedAnswer.StatusCode);
+            Assert.EndsWith("/unsupported-media-type", (await untypedAnswer.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        Assert.Equal(rotatedAt, (await (await owner.GetAsync($"/v1/webhook-endpoints/{id}")).JsonAsync()).GetProperty("secretCreatedAt").GetString());
+
         foreach (var response in new[]
                  {
                      await other.GetAsync($"/v1/webhook-endpoints/{id}"),

@@ -218,13 +218,8 @@ public static class AdminApi
     private static async Task<(T? Value, Reply? Problem)> ReadAsync<T>(HttpContext context, T empty)
         where T : class
     {
-        if (context.Request.ContentLength is 0 || (context.Request.ContentLength is null && context.Request.ContentType is null))
-        {
-            return (empty, null);
-        }
-
-        var (bytes, problem) = await RequestBody.ReadAsync(context);
-        return problem is not null ? (null, problem) : RequestBody.Parse<T>(bytes!);
+        var (bytes, problem) = await RequestBody.ReadOptionalAsync(context);
+        return problem is not null ? (null, problem) : bytes is null ? (empty, null) : RequestBody.Parse<T>(bytes);
     }
 
     private static Reply Issued(string merchantId, string? keyId, KeyAdminResult result, IssuedApiKey? issued) => result switch

@@ -11,6 +11,31 @@ public static partial class RequestBody
     /// <summary>Largest body a v1 request may have: every request is a handful of short fields.</summary>
     public const int MaxBytes = 16 * 1024;
 
+    /// <summary>An optional body: no bytes and no problem when there is none (no body at all, or an empty one), else
+    /// as <see cref="ReadAsync"/>. Whether there is one is read from the request itself, not from its headers alone: a
+    /// chunked body without a Content-Type (what .NET's StreamContent sends) was taken for no body and its fields
+    /// silently ignored — a secret rotation asked to end the old secret at once kept it for a day, a key asked with
+    /// narrow scopes got the default ones.</summary>
+    public static async Task<(byte[]? Bytes, Reply? Problem)> ReadOptionalAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (request.ContentLength is 0 || context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>() is { CanHaveBody: false })
+        {
+            return (null, null);
+        }
+
+        if (request.ContentType is null)
+        {
+            // Bodiless in all but framing (an empty chunked body) is no body; anything in it needs its type.
+            var first = new byte[1];
+            return await request.Body.ReadAsync(first, context.RequestAborted) == 0
+                ? (null, null)
+                : (null, ContentTypeProblem(null));
+        }
+
+        return await ReadAsync(context);
+    }
+
     public static async Task<(byte[]? Bytes, Reply? Problem)> ReadAsync(HttpContext context)
     {
         if (ContentTypeProblem(context.Request.ContentType) is { } wrongType)

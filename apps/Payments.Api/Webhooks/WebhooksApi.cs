@@ -174,10 +174,10 @@ public static partial class WebhooksApi
     private static async Task<IResult> RotateAsync(string endpointId, HttpContext context, WebhookEndpointStore store, TimeProvider time)
     {
         var overlap = WebhookEndpointStore.MaxSecretOverlap;
-        if (context.Request.ContentLength is > 0 || (context.Request.ContentLength is null && context.Request.ContentType is not null)) // an empty body is no body, as on the admin API
+        var (bytes, bodyProblem) = await RequestBody.ReadOptionalAsync(context); // an empty body is no body, as on the admin API
+        if (bodyProblem is not null || bytes is not null)
         {
-            var (bytes, problem) = await RequestBody.ReadAsync(context);
-            var (request, parseProblem) = problem is null ? RequestBody.Parse<RotateWebhookSecretRequest>(bytes!) : (null, problem);
+            var (request, parseProblem) = bodyProblem is null ? RequestBody.Parse<RotateWebhookSecretRequest>(bytes!) : (null, bodyProblem);
             if (parseProblem is not null)
             {
                 return parseProblem.ToResult();
