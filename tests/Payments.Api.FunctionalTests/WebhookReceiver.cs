@@ -37,6 +37,12 @@ public sealed class WebhookReceiver : IAsyncDisposable
     /// <summary>The most requests the receiver had in progress at once.</summary>
     public int MaxInProgress => Volatile.Read(ref maxInProgress);
 
+    /// <summary>Requests in progress now.</summary>
+    public int InProgress => Volatile.Read(ref inProgress);
+
+    /// <summary>When set, every request waits for it before it is answered — or ends when the dispatcher gives up on it.</summary>
+    public Task? Held { get; set; }
+
     public static async Task<WebhookReceiver> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -67,6 +73,11 @@ public sealed class WebhookReceiver : IAsyncDisposable
                 TraceParent = context.Request.Headers.TryGetValue("traceparent", out var traceParent) ? traceParent.ToString() : null,
             });
             var (status, delay) = await Behave(eventId, attempt);
+            if (Held is { } held)
+            {
+                await held.WaitAsync(context.RequestAborted);
+            }
+
             if (delay > TimeSpan.Zero)
             {
                 await Task.Delay(delay, context.RequestAborted);
