@@ -41,8 +41,8 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
         await WaitForAsync(async () => (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-creditor"), timeout.Token))?.BalanceMinor.ToString() ?? "none", "1234", timeout.Token);
         Assert.Equal(10_000 - 1_234, (await b.Ledger.GetAccountAsync(AccountId.Parse("lr-debtor"), timeout.Token))!.BalanceMinor);
         // The payment record travels with the record stream, which is shipped right after (not with) the ledger write.
-        await WaitForAsync(async () => (await httpB.GetFromJsonAsync<JsonElement>($"/v1/payments/{paymentId}", timeout.Token)).GetProperty("status").GetString()!,
-            "completed", timeout.Token);
+        // Until it arrives B answers 404: polled, not thrown.
+        await WaitForAsync(() => StatusOrAbsentAsync(httpB, paymentId, timeout.Token), "completed", timeout.Token);
         await LedgerInvariantsAsync(b);
         // Both regions as Prometheus sees them, now that a payment went through (issue 13: monitoring names only
         // metrics the apps export); here rather than in a test of its own, which would start two more regions.
@@ -259,7 +259,15 @@ public sealed class TwoRegionTests(ITestOutputHelper output)
     }
 
     /// <summary>Polls (bounded) until <paramref name="read"/> gives <paramref name="expected"/>.</summary>
-    private static async Task WaitForAsync(Func<Task<string>> read, string expected, CancellationToken cancellationToken)
+    private static async Task<string> StatusOrAbsentAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
+    {
+        using var response = await http.GetAsync($"/v1/payments/{paymentId}", cancellationToken);
+        return response.StatusCode == HttpStatusCode.NotFound
+            ? "not there yet (404)"
+            : (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString()!;
+    }
+
+        private static async Task WaitForAsync(Func<Task<string>> read, string expected, CancellationToken cancellationToken)
     {
         var waited = Stopwatch.StartNew();
         string last;

@@ -19,7 +19,7 @@ public sealed partial class PaymentSagaTests
     private StuckPaymentSweeper Sweeper() => new(
         saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
         new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
-        TimeSpan.FromMinutes(5), TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
+        SagaFixture.ApprovalTimeout, TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
 
     /// <summary>A pass reads the unfinished payments, not every finished record kept (it used to read them all, up to
     /// 5,000 per pass), and the one whose saga never started is resumed.</summary>

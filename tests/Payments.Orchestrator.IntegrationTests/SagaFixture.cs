@@ -15,6 +15,9 @@ public sealed class SagaFixture : IAsyncLifetime
     /// <summary>Payments above this (minor units) go to review.</summary>
     public const long ReviewThresholdMinor = 100_000;
 
+    /// <summary>How long a payment may wait for its reviewer here: the worker's, and the tests' own sweepers'.</summary>
+    public static readonly TimeSpan ApprovalTimeout = TimeSpan.FromMinutes(5);
+
     private readonly EtcdClusterFixture etcd = new();
     private readonly SidecarProcess sidecar = new();
     private WebApplication? worker;
@@ -43,7 +46,11 @@ public sealed class SagaFixture : IAsyncLifetime
             Flaky = new FlakyLedger(Ledger);
             var prefix = Prefix = EtcdClusterFixture.NewPrefix();
             Records = new PaymentRecordStore(etcd.Connection, prefix + "payments/");
-            worker = await SagaWorker.StartAsync(sidecar, etcd.Cluster, prefix, Flaky, ReviewThresholdMinor);
+            // The worker's own sweeper runs beside the tests' (same records, same lock): with the tests' approval
+            // deadline, a payment it resumes first is given what the tests' sweeper would give it (a 24 h deadline made
+            // a resumed old review wait for a day, and the test waiting for its end failed).
+            worker = await SagaWorker.StartAsync(sidecar, etcd.Cluster, prefix, Flaky, ReviewThresholdMinor,
+                new Dictionary<string, string> { ["Payments:ApprovalTimeout"] = ApprovalTimeout.ToString("c", System.Globalization.CultureInfo.InvariantCulture) });
             Workflows = worker.Services.GetRequiredService<DaprWorkflowClient>();
         }
         catch

@@ -22,8 +22,9 @@ public static class SagaWorker
     private const string ReplacedUrl = "http://127.0.0.1:9/";
 
     public static Task<WebApplication> StartAsync(
-        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger ledger, long reviewThresholdMinor) =>
-        StartAsync(sidecar, etcd, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor);
+        SidecarProcess sidecar, LocalEtcdCluster etcd, string keyPrefix, ILedger ledger, long reviewThresholdMinor,
+        IReadOnlyDictionary<string, string>? settings = null) =>
+        StartAsync(sidecar, etcd, keyPrefix, ledger, ledgerUrl: null, reviewThresholdMinor, settings);
 
     /// <param name="settings">Configuration on top of the worker's (e.g. a further caller token).</param>
     public static Task<WebApplication> StartAsync(
