@@ -79,14 +79,26 @@ public sealed class ContainerScenarioTests(ContainerSystem system, ITestOutputHe
         await system.WaitUntilReadyAsync();
         await system.MakeEtcdLeaderAsync(0);
         var leader = -1;
-        await RunWithFaultAsync("etcd-leader-kill", async () =>
+        try
         {
-            leader = await system.WaitForEtcdLeaderAsync();
-            await DockerCli.KillAsync(system.EtcdContainers[leader].Name);
-            output.WriteLine($"killed etcd-{leader} (the leader)");
-            await system.WaitForEtcdLeaderAsync(); // the other two elect a leader and serve on
-        }, payments: 2 * Payments, clients: 3 * Clients); // more writes in flight when the leader dies
-        await DockerCli.StartAsync(system.EtcdContainers[leader].Name); // brought back after the batch
+            await RunWithFaultAsync("etcd-leader-kill", async () =>
+            {
+                leader = await system.WaitForEtcdLeaderAsync();
+                await DockerCli.KillAsync(system.EtcdContainers[leader].Name);
+                output.WriteLine($"killed etcd-{leader} (the leader)");
+                await system.WaitForEtcdLeaderAsync(); // the other two elect a leader and serve on
+            }, payments: 2 * Payments, clients: 3 * Clients); // more writes in flight when the leader dies
+        }
+        finally
+        {
+            // Brought back after the batch, whatever became of it: the scenarios after this one share the system.
+            if (leader >= 0)
+            {
+                await DockerCli.StartAsync(system.EtcdContainers[leader].Name);
+            }
+        }
+
+        await system.WaitForEtcdLeaderAsync(everyMember: true); // it rejoined
         await system.WaitUntilReadyAsync();
     }
 
@@ -106,16 +118,46 @@ public sealed class ContainerScenarioTests(ContainerSystem system, ITestOutputHe
     {
         // etcd-0 is the member every app's connection pins first: frozen (sockets open, no answers) for the rest of
         // the batch, which must finish on the other two — the case a plain round-robin client handles worst.
-        await RunWithFaultAsync("etcd-pause", () => system.EtcdContainers[0].PauseAsync());
-        await system.EtcdContainers[0].UnpauseAsync();
+        var paused = false;
+        try
+        {
+            await RunWithFaultAsync("etcd-pause", async () =>
+            {
+                await system.EtcdContainers[0].PauseAsync();
+                paused = true;
+            });
+        }
+        finally
+        {
+            if (paused)
+            {
+                await system.EtcdContainers[0].UnpauseAsync(); // whatever became of the batch: later scenarios share it
+            }
+        }
+
+        await system.WaitForEtcdLeaderAsync(everyMember: true);
         await system.WaitUntilReadyAsync();
     }
 
     [Fact]
     public async Task ApiReplicaKilledBehindTheLoadBalancer_ClientsRetryingWithTheirKeysSeeEachPaymentOnce()
     {
-        await RunWithFaultAsync("api-replica-kill", async () => await DockerCli.KillAsync(system.Apis[0].Name));
-        await system.StartFreshApiAsync(0); // for the scenarios after this one
+        var killed = false;
+        try
+        {
+            await RunWithFaultAsync("api-replica-kill", async () =>
+            {
+                await DockerCli.KillAsync(system.Apis[0].Name);
+                killed = true;
+            });
+        }
+        finally
+        {
+            if (killed)
+            {
+                await system.StartFreshApiAsync(0); // for the scenarios after this one, whatever became of this one
+            }
+        }
     }
 
     private async Task RunWithFaultAsync(string scenario, Func<Task> fault, int payments = Payments, int clients = Clients)

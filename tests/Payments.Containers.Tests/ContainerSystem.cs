@@ -198,7 +198,9 @@ public sealed partial class ContainerSystem : IAsyncLifetime
     }
 
     /// <summary>Index of the etcd member that leads, as a majority of the running members reports it (bounded poll).</summary>
-    public async Task<int> WaitForEtcdLeaderAsync()
+    /// <param name="everyMember">Wait until all members answer and follow that leader (one brought back has rejoined),
+    /// not only a majority.</param>
+    public async Task<int> WaitForEtcdLeaderAsync(bool everyMember = false)
     {
         var waited = Stopwatch.StartNew();
         while (true)
@@ -206,7 +208,8 @@ public sealed partial class ContainerSystem : IAsyncLifetime
             var statuses = await Task.WhenAll(etcdHostPorts.Select(TryStatusAsync));
             var answered = statuses.Where(status => status is not null).Select(status => status!).ToArray();
             var leaders = answered.Select(status => status.Leader).Where(leader => leader != 0).Distinct().ToArray();
-            if (answered.Length * 2 > EtcdMembers && leaders.Length == 1 && answered.FirstOrDefault(status => status.Header.MemberId == leaders[0]) is { } leader)
+            var enough = everyMember ? answered.Length == EtcdMembers : answered.Length * 2 > EtcdMembers;
+            if (enough && leaders.Length == 1 && answered.FirstOrDefault(status => status.Header.MemberId == leaders[0]) is { } leader)
             {
                 return Array.IndexOf(statuses, leader);
             }
