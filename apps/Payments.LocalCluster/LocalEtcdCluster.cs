@@ -242,6 +242,25 @@ public sealed class LocalEtcdCluster : IAsyncDisposable
     /// <summary>Starts a killed member again on the same data directory and ports; it rejoins as a follower.</summary>
     public void Restart(int index) => members[index].Start();
 
+    /// <summary>Waits, bounded by <see cref="LeaderWaitTimeout"/>, until member <paramref name="index"/> answers and
+    /// follows a leader (one restarted has rejoined): a fault injected next must not find the quorum resting on it.</summary>
+    public async Task WaitForMemberAsync(int index, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(LeaderWaitTimeout);
+        try
+        {
+            while ((await members[index].TryStatusAsync(StatusCallTimeout, timeout.Token)) is not { Leader: not 0 })
+            {
+                await Task.Delay(PollInterval, timeout.Token);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"etcd member {members[index].Name} did not rejoin within {LeaderWaitTimeout.TotalSeconds} s (see {members[index].LogPath}).");
+        }
+    }
+
     /// <summary>SIGSTOPs a member: its sockets stay open but it answers nothing, like a frozen VM.</summary>
     public void Pause(int index) => members[index].Pause();
 
