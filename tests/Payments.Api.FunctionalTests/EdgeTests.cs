@@ -118,6 +118,29 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/openapi/v1.json")).StatusCode);
     }
 
+    /// <summary>A request no replica can take (none listening) is answered as every other answer: problem+json,
+    /// 503 service-unavailable with Retry-After — not YARP's 502 without a body.</summary>
+    [Fact]
+    public async Task ARequestNoReplicaCanTake_GetsA503Problem_NotABare502()
+    {
+        using var reserved = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        reserved.Bind(new IPEndPoint(IPAddress.Loopback, 0)); // bound, never listening: every connection is refused
+        var lonely = await EdgeHost.StartAsync(new Uri($"http://127.0.0.1:{((IPEndPoint)reserved.LocalEndPoint!).Port}/"));
+        try
+        {
+            using var client = EdgeHost.Client(lonely, apiKey: null);
+            using var response = await client.GetAsync("/v1/accounts/anyone");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(ProblemTypes.ServiceUnavailable, (await response.JsonAsync()).GetProperty("type").GetString());
+            Assert.NotNull(response.Headers.RetryAfter);
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(lonely);
+        }
+    }
+
     private async Task<HttpClient> MerchantClientAsync()
     {
         var direct = await system.NewMerchantClientAsync();

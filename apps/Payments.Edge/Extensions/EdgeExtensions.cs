@@ -65,6 +65,7 @@ public static class EdgeExtensions
         // replica whose connections fail was not taken out until the next active probe.
         app.MapReverseProxy(proxy =>
         {
+            proxy.Use(ProblemWhenNotForwardedAsync);
             proxy.Use(RefuseNonAsciiHeadersAsync);
             proxy.Use(LimitBodyAsync);
             proxy.UseSessionAffinity();
@@ -72,6 +73,27 @@ public static class EdgeExtensions
             proxy.UsePassiveHealthChecks();
         });
         app.Logger.LogInformation("Edge load balancer in front of {Count} API replicas: {Backends}", backends.Count, string.Join(", ", backends));
+    }
+
+    /// <summary>A request no replica answered — none reachable (YARP's 502), none ready (503), none in time (504) — is
+    /// answered as every other answer a client meets: problem+json, <c>service-unavailable</c>, 503 with Retry-After
+    /// (docs/api.md; retried with the same Idempotency-Key it is safe). YARP leaves those statuses without a body.</summary>
+    private static async Task ProblemWhenNotForwardedAsync(HttpContext context, Func<Task> next)
+    {
+        await next();
+        if (context.Response.HasStarted || context.Features.Get<Yarp.ReverseProxy.Forwarder.IForwarderErrorFeature>() is not { } error
+            || context.Response.StatusCode is not (StatusCodes.Status502BadGateway or StatusCodes.Status503ServiceUnavailable or StatusCodes.Status504GatewayTimeout))
+        {
+            return;
+        }
+
+        context.Response.Headers.RetryAfter = "1";
+        await Results.Problem(
+            error.Error == Yarp.ReverseProxy.Forwarder.ForwarderError.RequestTimedOut
+                ? "No API replica answered in time; retry (writes with the same Idempotency-Key)."
+                : "No API replica could take the request; retry (writes with the same Idempotency-Key).",
+            statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable, title: "The service is unavailable.")
+            .ExecuteAsync(context);
     }
 
     /// <summary>Header values are ASCII (RFC 9110 §5.5: other octets are opaque, and the forwarding client refuses
