@@ -73,12 +73,15 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
             IdempotencyBegin.Replay replay => new Reply(replay.StatusCode, replay.Body, replay.ContentType ?? Reply.JsonContentType),
             IdempotencyBegin.FingerprintMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
                 "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
-            IdempotencyBegin.InProgress stillRunning => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
-                "A request with this Idempotency-Key is still being processed.", "Retry after a moment with the same key.",
-                new Dictionary<string, object?> { ["retryAfterSeconds"] = Math.Max(1, (int)Math.Ceiling(stillRunning.RetryAfter.TotalSeconds)) }),
+            IdempotencyBegin.InProgress stillRunning => InUse(stillRunning.RetryAfter),
             _ => throw new InvalidOperationException($"Unknown idempotency outcome {begin}."),
         };
     }
+
+    /// <summary>409 <c>idempotency-key-in-use</c>, with when to retry (docs/api.md).</summary>
+    public static Reply InUse(TimeSpan retryAfter) => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
+        "A request with this Idempotency-Key is still being processed.", "Retry after a moment with the same key.",
+        new Dictionary<string, object?> { ["retryAfterSeconds"] = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)) });
 
     /// <summary>As <see cref="RunAsync"/>, with a first attempt that claims nothing (<see cref="IdempotencyStore.UnclaimedAsync"/>):
     /// the handler reads the key's record with its own reads, and its own transaction creates the record with the

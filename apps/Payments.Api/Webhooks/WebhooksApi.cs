@@ -120,8 +120,7 @@ public static partial class WebhooksApi
         await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", context.Request.Path, Convert.ToBase64String(bytes)), context.RequestAborted) switch
         {
             IdempotencyBegin.Replay stored => new Reply(stored.StatusCode, stored.Body, stored.ContentType ?? Reply.JsonContentType),
-            IdempotencyBegin.InProgress => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
-                "A request with this Idempotency-Key is in progress.", "Retry with the same Idempotency-Key in a moment."),
+            IdempotencyBegin.InProgress running => IdempotentExecutor.InUse(running.RetryAfter),
             IdempotencyBegin.FingerprintMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
                 "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
             _ => null,
