@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
+using Payments.Telemetry;
 
 namespace Payments.Etcd;
 
@@ -16,13 +19,34 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
     /// (etcd checks a client certificate at the handshake only).</remarks>
     public SslClientAuthenticationOptions ClientOptions()
     {
-        var files = new Files(this);
+        var files = Loaded.GetOrAdd(this, tls => new Files(tls)); // one set per configured set of files: the gauge's
         files.Current(); // unreadable files fail the start, not the first call
         return new SslClientAuthenticationOptions
         {
             LocalCertificateSelectionCallback = (_, _, _, _, _) => files.Current().Client,
             RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(files.Current().Ca, certificate, errors),
         };
+    }
+
+    /// <summary>The file sets this process reads (one per configured <see cref="EtcdTls"/>: a handful).</summary>
+    private static readonly ConcurrentDictionary<EtcdTls, Files> Loaded = new();
+
+    /// <summary>Seconds until the client certificate and the CA this process presents and trusts expire, as last read
+    /// (a renewal shows at once): a chart-generated certificate lives 825 days and nothing renews it, and on that day
+    /// etcd refuses every client — the alert <c>DaprPaymentsEtcdCertificateExpiring</c> reads this.</summary>
+    private static readonly ObservableGauge<double> Expiry = PaymentsTelemetry.Meter.CreateObservableGauge(
+        "payments.etcd.certificate_expiry", ObserveExpiry, unit: "s",
+        description: "seconds until the etcd client certificate (certificate=client) or the CA it trusts (certificate=ca) expires");
+
+    private static IEnumerable<Measurement<double>> ObserveExpiry()
+    {
+        var now = DateTimeOffset.UtcNow; // a gauge of the wall clock's distance to a certificate's own date
+        foreach (var files in Loaded.Values)
+        {
+            var (ca, client) = files.Current();
+            yield return new Measurement<double>((client.NotAfter.ToUniversalTime() - now).TotalSeconds, new KeyValuePair<string, object?>("certificate", "client"));
+            yield return new Measurement<double>((ca.NotAfter.ToUniversalTime() - now).TotalSeconds, new KeyValuePair<string, object?>("certificate", "ca"));
+        }
     }
 
     private static bool IsTrusted(X509Certificate2 ca, X509Certificate? presented, SslPolicyErrors errors)
