@@ -97,37 +97,46 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         }
     }
 
-    /// <summary>Entries applied before this may be archived: older than KeepFor, and at least
-    /// <see cref="JournalRetentionOptions.ArrivalDisorderBound"/> older than the newest entry held (see there).</summary>
-    private async Task<DateTimeOffset> CutoffAsync(CancellationToken cancellationToken)
+    /// <summary>The oldest index entries (a page) that may be archived: applied before KeepFor, and at least
+    /// <see cref="JournalRetentionOptions.ArrivalDisorderBound"/> before an entry the region holds (so before its newest
+    /// by that much, see there). That entry is found by a probe from the page's oldest time on, ascending with a limit
+    /// of one: asking etcd for the newest key (a descending sort) reads the whole index, whatever the limit.</summary>
+    /// <returns>The entries, and whether the page read was full (more may follow).</returns>
+    private async Task<(IReadOnlyList<(string Key, AgeIndexRecord Record)> Entries, bool FullPage)> ArchivableIndexAsync(CancellationToken cancellationToken)
     {
-        var keepFor = ledger.Time.GetUtcNow() - ledger.Retention.KeepFor;
-        var newest = new RangeRequest
+        var index = await ReadIndexAsync(ledger.Time.GetUtcNow() - ledger.Retention.KeepFor, cancellationToken);
+        var fullPage = index.Count == MaxIndexEntriesPerPage;
+        if (index.Count == 0 || !LedgerKeys.TryAgeTimeOf(index[0].Key, Keys.AgePrefix, out var oldest))
         {
-            Key = EtcdBytes.Key(Keys.AgePrefix),
+            return (index, fullPage);
+        }
+
+        var bound = ledger.Retention.ArrivalDisorderBound;
+        var probe = new RangeRequest
+        {
+            Key = EtcdBytes.Key(Keys.AgeEnd(oldest + bound)),
             RangeEnd = EtcdBytes.PrefixEnd(Keys.AgePrefix),
-            SortOrder = RangeRequest.Types.SortOrder.Descend,
-            SortTarget = RangeRequest.Types.SortTarget.Key,
             Limit = 1,
             KeysOnly = true,
         };
-        var response = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(newest, token), cancellationToken);
-        if (response.Kvs.Count == 0)
+        var later = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(probe, token), cancellationToken);
+        if (later.Kvs.Count == 0 || !LedgerKeys.TryAgeTimeOf(later.Kvs[0].Key.ToStringUtf8(), Keys.AgePrefix, out var held))
         {
-            return keepFor;
+            LastStop = $"waits for an entry applied {bound.TotalMinutes:0} minutes after the oldest (entries may arrive out of time order)";
+            return ([], false);
         }
 
-        var held = LedgerKeys.AgeTimeOf(response.Kvs[0].Key.ToStringUtf8(), Keys.AgePrefix) - ledger.Retention.ArrivalDisorderBound;
-        return held < keepFor ? held : keepFor;
+        var cutoff = held - bound;
+        return ([.. index.TakeWhile(item => LedgerKeys.TryAgeTimeOf(item.Key, Keys.AgePrefix, out var at) && at <= cutoff)], fullPage);
     }
 
     /// <summary>One transaction's worth: returns the entries archived and whether a further page may have work.</summary>
     private async Task<(int Entries, bool More)> ArchivePageAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
-        var index = await ReadIndexAsync(await CutoffAsync(cancellationToken), cancellationToken);
+        LastStop = null;
+        var (index, fullPage) = await ArchivableIndexAsync(cancellationToken);
         if (index.Count == 0)
         {
-            LastStop = null;
             return (0, false);
         }
 
@@ -144,7 +153,6 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         var plan = new ArchivePlan(Keys, reads, replicatedThrough() / JournalEntry.SequencePerRevision);
         var planned = 0;
         var full = false;
-        LastStop = null;
         foreach (var item in index)
         {
             var refusal = plan.TryAdd(item.Key, item.Record, MaxOps);
@@ -178,7 +186,7 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
             return (0, false);
         }
 
-        return (plan.Entries, full || (planned == index.Count && index.Count == MaxIndexEntriesPerPage));
+        return (plan.Entries, full || (planned == index.Count && fullPage));
     }
 
     private IEnumerable<string> RelatedKeys(TransferRecord record)

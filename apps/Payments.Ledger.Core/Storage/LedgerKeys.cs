@@ -72,13 +72,21 @@ internal sealed class LedgerKeys(string prefix)
     public string Age(DateTimeOffset appliedAt, string firstTransferId) =>
         $"{Prefix}age/{appliedAt.ToUnixTimeMilliseconds().ToString("D20", CultureInfo.InvariantCulture)}/{firstTransferId}";
 
-    /// <summary>The time an age key (<see cref="Age"/>) names.</summary>
-    public static DateTimeOffset AgeTimeOf(string ageKey, string agePrefix)
+    /// <summary>The time an age key (<see cref="Age"/>) names; false for a key not of that form.</summary>
+    public static bool TryAgeTimeOf(string ageKey, string agePrefix, out DateTimeOffset appliedAt)
     {
         ArgumentNullException.ThrowIfNull(ageKey);
         ArgumentNullException.ThrowIfNull(agePrefix);
-        var millis = ageKey.AsSpan(agePrefix.Length, 20);
-        return DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(millis, NumberStyles.None, CultureInfo.InvariantCulture));
+        appliedAt = default;
+        if (ageKey.Length < agePrefix.Length + 20 || !ageKey.StartsWith(agePrefix, StringComparison.Ordinal)
+            || !long.TryParse(ageKey.AsSpan(agePrefix.Length, 20), NumberStyles.None, CultureInfo.InvariantCulture, out var millis)
+            || millis > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+        {
+            return false;
+        }
+
+        appliedAt = DateTimeOffset.FromUnixTimeMilliseconds(millis);
+        return true;
     }
 
     /// <summary>The exclusive upper end of age keys applied before <paramref name="before"/>.</summary>
