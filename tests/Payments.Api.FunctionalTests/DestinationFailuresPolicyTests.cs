@@ -49,6 +49,39 @@ public sealed class DestinationFailuresPolicyTests
         Assert.Equal(new EdgeOptions().ReactivationPeriod, updater.LastReactivation);
     }
 
+    /// <summary>The edge's own timeout, which YARP reports as the client gone (RequestCanceled), counts against the
+    /// replica that did not answer; a client that really left does not.</summary>
+    [Fact]
+    public void TheEdgesOwnTimeout_CountsAgainstTheReplica()
+    {
+        var updater = new RecordingUpdater();
+        var policy = new DestinationFailuresPolicy(updater, new EdgeOptions());
+        var (cluster, destination) = (new ClusterState("api"), new DestinationState("api-0"));
+        for (var attempt = 0; attempt < DestinationFailuresPolicy.Threshold; attempt++)
+        {
+            policy.RequestProxied(Failed(ForwarderError.RequestCanceled, new OperationCanceledException()), cluster, destination); // the client left
+        }
+
+        Assert.Empty(updater.Passive);
+        for (var attempt = 0; attempt < DestinationFailuresPolicy.Threshold; attempt++)
+        {
+            var timedOut = Failed(ForwarderError.RequestCanceled, new OperationCanceledException());
+            timedOut.Features.Set<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>(new FiredTimeout());
+            policy.RequestProxied(timedOut, cluster, destination);
+        }
+
+        Assert.Equal(DestinationHealth.Unhealthy, Assert.Single(updater.Passive));
+    }
+
+    private sealed class FiredTimeout : Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature
+    {
+        public CancellationToken RequestTimeoutToken { get; } = new(canceled: true);
+
+        public void DisableTimeout()
+        {
+        }
+    }
+
     private static DefaultHttpContext Failed(ForwarderError error, Exception? exception)
     {
         var context = new DefaultHttpContext();

@@ -10,12 +10,20 @@ namespace Payments.Api.FunctionalTests;
 /// <summary>The real YARP edge, in process on real HTTP, in front of API replicas: what a merchant reaches.</summary>
 public static class EdgeHost
 {
-    public static async Task<WebApplication> StartAsync(params Uri[] backends)
+    public static Task<WebApplication> StartAsync(params Uri[] backends) => StartAsync(requestTimeout: null, backends);
+
+    /// <param name="requestTimeout">The edge's bound per proxied request (its default otherwise).</param>
+    public static async Task<WebApplication> StartAsync(TimeSpan? requestTimeout, params Uri[] backends)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Configuration["Edge:Backends"] = string.Join(',', backends.Select(backend => backend.ToString()));
+        if (requestTimeout is { } timeout)
+        {
+            builder.Configuration["Edge:RequestTimeout"] = timeout.ToString("c", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         builder.AddEdge();
         var edge = builder.Build();
         edge.UseEdge();

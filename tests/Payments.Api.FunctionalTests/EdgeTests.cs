@@ -141,6 +141,32 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         }
     }
 
+    /// <summary>A replica that takes the request and never answers: past the edge's bound the client gets 503
+    /// problem+json with Retry-After — YARP alone answered the edge's own timeout as a bodiless 400 (the client gone).</summary>
+    [Fact]
+    public async Task ARequestNoReplicaAnswersInTime_GetsA503Problem_NotABare400()
+    {
+        var silent = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        silent.Start(); // accepts (the kernel's backlog) and never reads nor answers
+        var lonely = await EdgeHost.StartAsync(TimeSpan.FromSeconds(1), new Uri($"http://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}/"));
+        try
+        {
+            using var client = EdgeHost.Client(lonely, apiKey: null);
+            using var response = await client.GetAsync("/v1/accounts/anyone");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            var problem = await response.JsonAsync();
+            Assert.Equal(ProblemTypes.ServiceUnavailable, problem.GetProperty("type").GetString());
+            Assert.Contains("in time", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            Assert.NotNull(response.Headers.RetryAfter);
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(lonely);
+            silent.Stop();
+        }
+    }
+
     private async Task<HttpClient> MerchantClientAsync()
     {
         var direct = await system.NewMerchantClientAsync();

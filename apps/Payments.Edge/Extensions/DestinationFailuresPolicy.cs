@@ -37,12 +37,18 @@ public sealed class DestinationFailuresPolicy(IDestinationHealthUpdater updater,
             // flight when it was taken out must not bring it back); YARP's reactivation and the active probe decide.
             Interlocked.Exchange(ref count.Value, 0);
         }
-        else if (IsTheDestinations(error) && Interlocked.Increment(ref count.Value) >= Threshold)
+        else if ((IsTheDestinations(error) || EdgeTimedOut(context)) && Interlocked.Increment(ref count.Value) >= Threshold)
         {
             Interlocked.Exchange(ref count.Value, 0);
             updater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, options.ReactivationPeriod);
         }
     }
+
+    /// <summary>Whether the edge's own bound on the request (the route's timeout policy) ran out: YARP reports that as
+    /// the client gone (<see cref="ForwarderError.RequestCanceled"/>, dotnet/yarp#2662), but it is the replica that did
+    /// not answer in time — a frozen one would otherwise keep its share of the traffic until the active probe.</summary>
+    public static bool EdgeTimedOut(HttpContext context) =>
+        context.Features.Get<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>() is { RequestTimeoutToken.IsCancellationRequested: true };
 
     /// <summary>Whether the failure says something about the replica (not about the caller or the request).</summary>
     public static bool IsTheDestinations(IForwarderErrorFeature error) => error.Error switch

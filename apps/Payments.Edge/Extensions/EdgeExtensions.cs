@@ -75,25 +75,43 @@ public static class EdgeExtensions
         app.Logger.LogInformation("Edge load balancer in front of {Count} API replicas: {Backends}", backends.Count, string.Join(", ", backends));
     }
 
-    /// <summary>A request no replica answered — none reachable (YARP's 502), none ready (503), none in time (504) — is
+    /// <summary>A request no replica answered — none reachable (YARP's 502), none ready (503), none in time — is
     /// answered as every other answer a client meets: problem+json, <c>service-unavailable</c>, 503 with Retry-After
-    /// (docs/api.md; retried with the same Idempotency-Key it is safe). YARP leaves those statuses without a body.</summary>
+    /// (docs/api.md; retried with the same Idempotency-Key it is safe). YARP leaves those statuses without a body, and
+    /// reports the edge's own timeout (the route's policy, which cancels the request's token) as the client gone: a
+    /// bodiless 400, which told a client whose payment may have been accepted that its request was wrong
+    /// (dotnet/yarp#2662, #3037).</summary>
     private static async Task ProblemWhenNotForwardedAsync(HttpContext context, Func<Task> next)
     {
         await next();
-        if (context.Response.HasStarted || context.Features.Get<Yarp.ReverseProxy.Forwarder.IForwarderErrorFeature>() is not { } error
-            || context.Response.StatusCode is not (StatusCodes.Status502BadGateway or StatusCodes.Status503ServiceUnavailable or StatusCodes.Status504GatewayTimeout))
+        if (context.Response.HasStarted || context.Features.Get<Yarp.ReverseProxy.Forwarder.IForwarderErrorFeature>() is not { } error)
         {
             return;
         }
 
+        var timedOut = error.Error == Yarp.ReverseProxy.Forwarder.ForwarderError.RequestTimedOut || DestinationFailuresPolicy.EdgeTimedOut(context);
+        if (!timedOut && context.Response.StatusCode is not (StatusCodes.Status502BadGateway or StatusCodes.Status503ServiceUnavailable or StatusCodes.Status504GatewayTimeout))
+        {
+            return; // the client went away (YARP's 400), or a status of the API's own
+        }
+
+        // After the edge's timeout the request's token is cancelled, and the answer is written on the connection that
+        // is still open: not under that token.
+        context.RequestAborted = CancellationToken.None;
         context.Response.Headers.RetryAfter = "1";
-        await Results.Problem(
-            error.Error == Yarp.ReverseProxy.Forwarder.ForwarderError.RequestTimedOut
-                ? "No API replica answered in time; retry (writes with the same Idempotency-Key)."
-                : "No API replica could take the request; retry (writes with the same Idempotency-Key).",
-            statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable, title: "The service is unavailable.")
-            .ExecuteAsync(context);
+        try
+        {
+            await Results.Problem(
+                timedOut
+                    ? "No API replica answered in time; retry (writes with the same Idempotency-Key)."
+                    : "No API replica could take the request; retry (writes with the same Idempotency-Key).",
+                statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable, title: "The service is unavailable.")
+                .ExecuteAsync(context);
+        }
+        catch (IOException)
+        {
+            // the client left meanwhile: nobody to answer
+        }
     }
 
     /// <summary>Header values are ASCII (RFC 9110 §5.5: other octets are opaque, and the forwarding client refuses
