@@ -90,9 +90,14 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
 
     /// <summary>A deposit's id comes from merchant and key, and the ledger keeps it 7 days: the key reused after its own
     /// window with another body was refused with the ledger's own code (a problem type no document lists) and its
-    /// internal detail. Now it is the API's idempotency-key-reuse, and nothing is deposited.</summary>
-    [Fact]
-    public async Task ADepositKeyReusedAfterItsWindow_WithAnotherBody_IsIdempotencyKeyReuse_AndDepositsNothing()
+    /// internal detail. Now it is the API's idempotency-key-reuse, and nothing is deposited — also when the other body
+    /// names an account the merchant does not have, or another currency (answered, before, as a 404 or a currency
+    /// mismatch of that account, and stored under the key as its answer).</summary>
+    [Theory]
+    [InlineData(null, 250, "USD")]
+    [InlineData("nobody-has-this", 100, "USD")]
+    [InlineData(null, 100, "EUR")]
+    public async Task ADepositKeyReusedAfterItsWindow_WithAnotherBody_IsIdempotencyKeyReuse_AndDepositsNothing(string? otherAccount, long amountMinor, string currency)
     {
         var merchant = NewMerchantId();
         var client = await system.ClientForAsync(merchant);
@@ -103,7 +108,8 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.Created, first.StatusCode);
 
         await ExpireIdempotencyRecordsAsync(merchant);
-        using var other = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", "{\"amountMinor\":250,\"currency\":\"USD\"}", key);
+        using var other = await client.SendJsonAsync(
+            $"/v1/accounts/{otherAccount ?? account}/deposits", $"{{\"amountMinor\":{amountMinor},\"currency\":\"{currency}\"}}", key);
 
         Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
         var problem = await other.JsonAsync();

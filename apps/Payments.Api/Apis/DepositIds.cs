@@ -25,16 +25,16 @@ internal static class DepositIds
     /// <returns>The id, and whether the ledger already applied a deposit under it: a retry whose first attempt's
     /// answer was lost. Such a retry is answered with that deposit, never refused by a limit checked now (a limit
     /// lowered since, or another day's volume): a refusal would tell the merchant nothing was deposited.</returns>
-    public static async Task<(string Id, bool Applied)> OfAsync(
+    public static async Task<(string Id, JournalEntry? Applied)> OfAsync(
         ILedger ledger, string merchant, IdempotencyKey key, DateTimeOffset firstClaimed, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var candidates = IdempotencyStore.OperationIdCandidates("dep_", HexChars, merchant, key, firstClaimed);
         var found = await Task.WhenAll(candidates.Select(id => ledger.GetTransferAsync(TransferId.Parse(id), cancellationToken)));
         if (found.Take(3).FirstOrDefault(entry => entry is not null) is { } current)
         {
-            return (current.TransferId.Value, true);
+            return (current.TransferId.Value, current);
         }
 
-        return found[3] is { } legacy && now - legacy.AppliedAt < IdempotencyStore.Retention ? (legacy.TransferId.Value, true) : (candidates[1], false);
+        return found[3] is { } legacy && now - legacy.AppliedAt < IdempotencyStore.Retention ? (legacy.TransferId.Value, legacy) : (candidates[1], null);
     }
 }

@@ -52,8 +52,13 @@ internal static class Deposits
         // retry there after a failover replays this deposit instead of funding the account twice (docs/api.md). The
         // day is the key's first claim's, which its retries in this region keep: a retry just after midnight whose
         // first attempt's deposit was still in flight named the same deposit, not a second one.
-        var (depositId, applied) = await DepositIds.OfAsync(
+        var (depositId, earlier) = await DepositIds.OfAsync(
             ledger, merchant, key, claim.IsUnclaimed ? time.GetUtcNow() : claim.CreatedAt, time.GetUtcNow(), context.RequestAborted);
+        var applied = earlier is not null;
+        if (earlier is not null && !earlier.Amount.Equals(money))
+        {
+            return AccountsApi.LedgerProblem(new LedgerError(LedgerError.TransferIdReuse, "another amount or currency"));
+        }
 
         // A deposit already applied is replayed whatever the limits say now: a retry past midnight was checked
         // against the new day's volume, a 422 "nothing deposited" was stored under the key for money that was in
@@ -63,7 +68,14 @@ internal static class Deposits
             return tooMuch;
         }
 
+        // The key's deposit went to another account (after its idempotency record ended, 24 h): the key is reused,
+        // whatever this account is — answered as the ledger would, not with this account's 404 or currency.
         var account = await AccountsApi.OwnedAccountAsync(accountId, context, store, ledger);
+        if (earlier is not null && (account is null || !earlier.CreditAccountId.Equals(account.Id)))
+        {
+            return AccountsApi.LedgerProblem(new LedgerError(LedgerError.TransferIdReuse, "another account"));
+        }
+
         if (account is null)
         {
             return Reply.AccountNotFound(accountId);
