@@ -105,7 +105,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
         web.UseSetting("Webhooks:AllowLoopbackTargets", "true");
         web.UseSetting("Webhooks:FirstBackoff", "00:00:00.200");
         web.UseSetting("Webhooks:MaxBackoff", "00:00:01");
-        web.UseSetting("Webhooks:DeliveryTimeout", "00:00:02");
+        // Short enough that a timed-out delivery is retried within a test, long enough that deliveries a test holds
+        // (the per-endpoint bound's) are not given up while its payments finish on a loaded machine.
+        web.UseSetting("Webhooks:DeliveryTimeout", "00:00:06");
         web.UseSetting("Logging:LogLevel:Default", "Warning");
         // Spans to the console would bury the test output (tens of thousands of lines); the tracing test listens directly.
         web.UseSetting("Telemetry:Exporter", "none");
