@@ -55,10 +55,6 @@ internal static class Deposits
         var (depositId, earlier) = await DepositIds.OfAsync(
             ledger, merchant, key, claim.IsUnclaimed ? time.GetUtcNow() : claim.CreatedAt, time.GetUtcNow(), context.RequestAborted);
         var applied = earlier is not null;
-        if (earlier is not null && !earlier.Amount.Equals(money))
-        {
-            return AccountsApi.LedgerProblem(new LedgerError(LedgerError.TransferIdReuse, "another amount or currency"));
-        }
 
         // A deposit already applied is replayed whatever the limits say now: a retry past midnight was checked
         // against the new day's volume, a 422 "nothing deposited" was stored under the key for money that was in
@@ -68,12 +64,10 @@ internal static class Deposits
             return tooMuch;
         }
 
-        // The key's deposit went to another account (after its idempotency record ended, 24 h): the key is reused,
-        // whatever this account is — answered as the ledger would, not with this account's 404 or currency.
         var account = await AccountsApi.OwnedAccountAsync(accountId, context, store, ledger);
-        if (earlier is not null && (account is null || !earlier.CreditAccountId.Equals(account.Id)))
+        if (ReusedKey(earlier, money, account) is { } reused)
         {
-            return AccountsApi.LedgerProblem(new LedgerError(LedgerError.TransferIdReuse, "another account"));
+            return reused;
         }
 
         if (account is null)
@@ -114,6 +108,14 @@ internal static class Deposits
             ? Reply.Json(StatusCodes.Status201Created, new DepositResponse(depositId, accountId, money.AmountMinor, money.Currency.Code))
             : throw new InvalidOperationException("Unknown outcome.");
     }
+
+    /// <summary>The key's deposit, when it is not this request's (another amount, currency or account: the key reused
+    /// after its idempotency record ended, 24 h), answered as the ledger would answer it — before this account's own
+    /// checks, whose 404 or currency mismatch was stored as the key's answer.</summary>
+    private static Reply? ReusedKey(JournalEntry? earlier, Money money, Account? account) =>
+        earlier is not null && (!earlier.Amount.Equals(money) || account is null || !earlier.CreditAccountId.Equals(account.Id))
+            ? AccountsApi.LedgerProblem(new LedgerError(LedgerError.TransferIdReuse, "another deposit under this key"))
+            : null;
 
     /// <summary>A deposit the ledger refused (nothing moved) no longer counts toward the day's volume. Any other failure
     /// (no answer) keeps it counted: the deposit may have been applied.</summary>
