@@ -25,14 +25,12 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
     /// below), so rounds are lost only to another replica's deposit at the same instant.</summary>
     private const int MaxCasAttempts = 12;
 
-    /// <summary>Gates, striped by counter key: a fixed number, so memory stays bounded however many merchants there are.</summary>
-    private const int Gates = 64;
-
     /// <summary>How long a deposit waits for its turn at the gate; the request's own timeout applies too.</summary>
     private static readonly TimeSpan GateTimeout = TimeSpan.FromSeconds(10);
 
     private readonly string root = familyPrefix + "deposit-volume/";
-    private readonly SemaphoreSlim[] gates = [.. Enumerable.Range(0, Gates).Select(_ => new SemaphoreSlim(1, 1))];
+    /// <summary>A gate per counter (merchant, currency, day), only while deposits use it.</summary>
+    private readonly KeyedGates gates = new();
 
     /// <summary>Counts the deposit toward today's volume unless that would pass <paramref name="maxPerDayMinor"/>;
     /// true when counted (or counted before, by a retry of the same deposit), false when over the limit.</summary>
@@ -43,15 +41,8 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
     {
         ArgumentNullException.ThrowIfNull(amount);
         var counterKey = CounterKey(merchantId, amount);
-        var gate = await TurnAsync(counterKey, merchantId, cancellationToken);
-        try
-        {
-            return await ReserveAsync(counterKey, $"{counterKey}/{depositId}", merchantId, amount, maxPerDayMinor, cancellationToken);
-        }
-        finally
-        {
-            gate.Release();
-        }
+        using var turn = await TurnAsync(counterKey, merchantId, cancellationToken);
+        return await ReserveAsync(counterKey, $"{counterKey}/{depositId}", merchantId, amount, maxPerDayMinor, cancellationToken);
     }
 
     /// <summary>Takes back a counted deposit the ledger then refused (nothing moved): its amount no longer counts toward
@@ -62,55 +53,44 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
         ArgumentNullException.ThrowIfNull(amount);
         var counterKey = CounterKey(merchantId, amount);
         var markerKey = $"{counterKey}/{depositId}";
-        var gate = await TurnAsync(counterKey, merchantId, cancellationToken);
-        try
+        using var turn = await TurnAsync(counterKey, merchantId, cancellationToken);
+        for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
         {
-            for (var attempt = 1; attempt <= MaxCasAttempts; attempt++)
+            var read = new TxnRequest();
+            read.Success.Add(EtcdBytes.Get(counterKey));
+            read.Success.Add(EtcdBytes.Get(markerKey));
+            var current = await TxnAsync(read, cancellationToken);
+            var (counter, marker) = (current.Responses[0].ResponseRange.Kvs.FirstOrDefault(), current.Responses[1].ResponseRange.Kvs.FirstOrDefault());
+            if (counter is null || marker is null)
             {
-                var read = new TxnRequest();
-                read.Success.Add(EtcdBytes.Get(counterKey));
-                read.Success.Add(EtcdBytes.Get(markerKey));
-                var current = await TxnAsync(read, cancellationToken);
-                var (counter, marker) = (current.Responses[0].ResponseRange.Kvs.FirstOrDefault(), current.Responses[1].ResponseRange.Kvs.FirstOrDefault());
-                if (counter is null || marker is null)
-                {
-                    return;
-                }
-
-                var total = long.Parse(counter.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
-                var write = new TxnRequest();
-                write.Compare.Add(EtcdBytes.ModRevisionIs(counterKey, counter.ModRevision));
-                write.Compare.Add(EtcdBytes.ModRevisionIs(markerKey, marker.ModRevision));
-                write.Success.Add(EtcdBytes.Put(counterKey, ByteString.CopyFromUtf8(Math.Max(0, total - amount.AmountMinor).ToString(CultureInfo.InvariantCulture)), counter.Lease));
-                write.Success.Add(EtcdBytes.Delete(markerKey));
-                if ((await TxnAsync(write, cancellationToken)).Succeeded)
-                {
-                    return;
-                }
-
-                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 5 * attempt)), TimeProvider.System, cancellationToken);
+                return;
             }
 
-            throw new EtcdContentionException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
+            var total = long.Parse(counter.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
+            var write = new TxnRequest();
+            write.Compare.Add(EtcdBytes.ModRevisionIs(counterKey, counter.ModRevision));
+            write.Compare.Add(EtcdBytes.ModRevisionIs(markerKey, marker.ModRevision));
+            write.Success.Add(EtcdBytes.Put(counterKey, ByteString.CopyFromUtf8(Math.Max(0, total - amount.AmountMinor).ToString(CultureInfo.InvariantCulture)), counter.Lease));
+            write.Success.Add(EtcdBytes.Delete(markerKey));
+            if ((await TxnAsync(write, cancellationToken)).Succeeded)
+            {
+                return;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 5 * attempt)), TimeProvider.System, cancellationToken);
         }
-        finally
-        {
-            gate.Release();
-        }
+
+        throw new EtcdContentionException($"The deposit volume of {merchantId} kept changing for {MaxCasAttempts} attempts.");
     }
 
     /// <summary>Today's counter of the merchant's deposits in the amount's currency.</summary>
     private string CounterKey(string merchantId, Money amount) =>
         $"{root}{merchantId}/{amount.Currency.Code}/{time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture)}";
 
-    /// <summary>This replica's turn on a counter (its stripe's gate, held until released), within <see cref="GateTimeout"/>.</summary>
-    private async Task<SemaphoreSlim> TurnAsync(string counterKey, string merchantId, CancellationToken cancellationToken)
-    {
-        var gate = gates[(int)((uint)StringComparer.Ordinal.GetHashCode(counterKey) % Gates)];
-        return await gate.WaitAsync(GateTimeout, cancellationToken)
-            ? gate
-            : throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
-    }
+    /// <summary>This replica's turn on a counter (its own gate, held until disposed), within <see cref="GateTimeout"/>.</summary>
+    private async Task<IDisposable> TurnAsync(string counterKey, string merchantId, CancellationToken cancellationToken) =>
+        await gates.EnterAsync(counterKey, GateTimeout, cancellationToken)
+        ?? throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
 
     private async Task<bool> ReserveAsync(
         string counterKey, string markerKey, string merchantId, Money amount, long maxPerDayMinor, CancellationToken cancellationToken)
