@@ -76,6 +76,26 @@ public sealed class HoldExpiryTests(EtcdClusterFixture etcd)
         Assert.NotEqual(TransferId.Parse("a" + new string('0', TransferId.MaxLength - 2) + "1").Derive("expire"), expiry.TransferId);
     }
 
+    /// <summary>A full page of index entries that cannot be expired, due before a real hold: the pass reads on past
+    /// them. Each pass read only them (one page from the front of the index), and no hold expired again.</summary>
+    [Fact]
+    public async Task APageOfEntriesThatCannotBeExpired_DoesNotHideTheHoldsDueAfterThem()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ledger = etcd.NewLedger(time);
+        var (debtor, creditor) = await TransferRetryTests.OpenPairAsync(ledger, fundsMinor: 1_000);
+        await ledger.TransferAsync(new TransferRequest.Pending(TransferId.Parse("hold-behind"), debtor, creditor, new Money(100, Currency.Usd), HoldTimeout), CancellationToken.None);
+        await Task.WhenAll(Enumerable.Range(0, HoldExpirySweeper.MaxExpiriesPerPass).Select(index => etcd.Connection.Kv.PutAsync(new Etcdserverpb.PutRequest
+        {
+            Key = EtcdBytes.Key($"{ledger.Keys.ExpiryPrefix}{index.ToString("D20", System.Globalization.CultureInfo.InvariantCulture)}/not a transfer id!"),
+        }).ResponseAsync));
+        time.Advance(HoldTimeout + TimeSpan.FromSeconds(1));
+        var sweeper = new HoldExpirySweeper(ledger, "sweeper", NullLogger<HoldExpirySweeper>.Instance);
+
+        Assert.Equal(1, await sweeper.SweepOnceAsync(CancellationToken.None));
+        Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+    }
+
     [Fact]
     public async Task PendingTransfer_IsExpiredOnce_EvenWhenTwoSweepersWronglyHoldLocksAtOnce()
     {

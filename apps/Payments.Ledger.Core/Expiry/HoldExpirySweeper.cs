@@ -13,6 +13,11 @@ namespace Payments.Ledger.Core.Expiry;
 public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<HoldExpirySweeper> logger)
 {
     public const int MaxExpiriesPerPass = 256;
+
+    /// <summary>Pages of due holds a pass reads at most. A page goes on to the next only when it was full and some of
+    /// it could not be expired (index keys that name no transfer, holds that fail to expire): left at the front of the
+    /// index, 256 of them made every pass read only them, and no hold expired again.</summary>
+    public const int MaxPagesPerPass = 4;
     public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
 
@@ -59,36 +64,50 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.LostToken);
         var keys = ledger.Keys;
-        var request = new RangeRequest
-        {
-            Key = EtcdBytes.Key(keys.ExpiryPrefix),
-            RangeEnd = EtcdBytes.Key(keys.ExpiryDueEnd(ledger.Time.GetUtcNow().ToUnixTimeMilliseconds())),
-            Limit = MaxExpiriesPerPass,
-            KeysOnly = true,
-        };
-        var due = await ledger.Store.RetryingAsync(
-            token => ledger.Store.RangeAsync(request, token),
-            linked.Token);
+        var from = EtcdBytes.Key(keys.ExpiryPrefix);
+        var dueEnd = EtcdBytes.Key(keys.ExpiryDueEnd(ledger.Time.GetUtcNow().ToUnixTimeMilliseconds()));
         var expired = 0;
-        foreach (var kv in due.Kvs)
+        for (var page = 0; page < MaxPagesPerPass; page++)
         {
-            var key = kv.Key.ToStringUtf8();
+            var request = new RangeRequest { Key = from, RangeEnd = dueEnd, Limit = MaxExpiriesPerPass, KeysOnly = true };
+            var due = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(request, token), linked.Token);
+            var (pageExpired, skipped) = await ExpirePageAsync(due.Kvs.Select(kv => kv.Key.ToStringUtf8()).ToArray(), held, linked.Token);
+            expired += pageExpired;
+            if (due.Kvs.Count < MaxExpiriesPerPass || skipped == 0)
+            {
+                break; // all that is due was read, or the next pass reads from the front again
+            }
+
+            from = Google.Protobuf.ByteString.CopyFrom([.. due.Kvs[^1].Key, 0]); // just after the page's last key
+        }
+
+        return expired;
+    }
+
+    /// <summary>Expires the holds a page of due index keys names; how many it expired, and how many it had to skip.</summary>
+    private async Task<(int Expired, int Skipped)> ExpirePageAsync(IReadOnlyList<string> page, EtcdFencedLock held, CancellationToken cancellationToken)
+    {
+        var (expired, skipped) = (0, 0);
+        foreach (var key in page)
+        {
             if (!TransferId.TryParse(key[(key.LastIndexOf('/') + 1)..], out var pendingId, out var problem))
             {
                 logger.LogError("Hold expiry: index key {Key} names no transfer ({Problem}); skipped", key, problem);
+                skipped++;
                 continue;
             }
 
             TransferOutcome outcome;
             try
             {
-                outcome = await ledger.ExpireAsync(pendingId, held, linked.Token);
+                outcome = await ledger.ExpireAsync(pendingId, held, cancellationToken);
             }
             catch (Exception exception) when (exception is not (OperationCanceledException or LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException))
             {
                 // One hold that cannot be expired must not stop the others: it sorts first among the due, so every
                 // pass would fail at it and no hold would ever expire again.
                 logger.LogError(exception, "Hold expiry: pending transfer {PendingId} could not be expired; skipped", pendingId);
+                skipped++;
                 continue;
             }
 
@@ -101,11 +120,12 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             {
                 // Nothing to expire: a void's bar that has served its time (HoldBars), or an entry left behind. Left in
                 // the index it would come back first in every pass and, 256 of them, stop every expiry.
-                var removed = await ledger.ForgetBarAsync(key, pendingId, held, linked.Token);
+                var removed = await ledger.ForgetBarAsync(key, pendingId, held, cancellationToken);
                 logger.LogDebug("Pending transfer {PendingId} not expired ({Error}); index entry removed: {Removed}", pendingId, failed.Error, removed);
+                skipped += removed ? 0 : 1;
             }
         }
 
-        return expired;
+        return (expired, skipped);
     }
 }
