@@ -106,9 +106,16 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
     {
         var index = await ReadIndexAsync(ledger.Time.GetUtcNow() - ledger.Retention.KeepFor, cancellationToken);
         var fullPage = index.Count == MaxIndexEntriesPerPage;
-        if (index.Count == 0 || !LedgerKeys.TryAgeTimeOf(index[0].Key, Keys.AgePrefix, out var oldest))
+        if (index.Count == 0)
         {
-            return (index, fullPage);
+            return (index, false);
+        }
+
+        if (!LedgerKeys.TryAgeTimeOf(index[0].Key, Keys.AgePrefix, out var oldest) || oldest > DateTimeOffset.MaxValue - ledger.Retention.ArrivalDisorderBound)
+        {
+            LastStop = $"the age key {index[0].Key} names no time"; // never archived unchecked: an operator's to look at
+            logger.LogError("Journal archival stops at age key {Key}: it names no time", index[0].Key);
+            return ([], false);
         }
 
         var bound = ledger.Retention.ArrivalDisorderBound;
@@ -127,7 +134,9 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         }
 
         var cutoff = held - bound;
-        return ([.. index.TakeWhile(item => LedgerKeys.TryAgeTimeOf(item.Key, Keys.AgePrefix, out var at) && at <= cutoff)], fullPage);
+        // Strictly before: an entry arriving a whole bound out of order, at the cutoff's own time, is not yet under the
+        // horizon (the applier skips what is at or before it).
+        return ([.. index.TakeWhile(item => LedgerKeys.TryAgeTimeOf(item.Key, Keys.AgePrefix, out var at) && at < cutoff)], fullPage);
     }
 
     /// <summary>One transaction's worth: returns the entries archived and whether a further page may have work.</summary>
