@@ -167,6 +167,47 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         }
     }
 
+    /// <summary>A client that sends its body too slowly runs out the edge's bound before anything is forwarded: 408
+    /// problem+json, its own doing — forwarded while it trickled in, the timeout counted against the replica, and three
+    /// such requests from anyone took a healthy replica out.</summary>
+    [Fact]
+    public async Task ABodyThatDoesNotArriveInTime_Gets408Problem_BeforeAnythingIsForwarded()
+    {
+        var reached = 0;
+        var replica = WebApplication.CreateSlimBuilder();
+        replica.WebHost.UseUrls("http://127.0.0.1:0");
+        replica.Logging.ClearProviders();
+        var backend = replica.Build();
+        backend.MapPost("/v1/payments", () => { Interlocked.Increment(ref reached); return Microsoft.AspNetCore.Http.Results.Ok(); });
+        backend.MapGet("/readyz", () => Microsoft.AspNetCore.Http.Results.Ok()); // the edge's probe
+        await backend.StartAsync();
+        var lonely = await EdgeHost.StartAsync(TimeSpan.FromSeconds(1), new Uri(backend.Urls.First()));
+        try
+        {
+            using var socket = new System.Net.Sockets.TcpClient();
+            await socket.ConnectAsync(IPAddress.Loopback, EdgeHost.Address(lonely).Port);
+            var stream = socket.GetStream();
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(
+                "POST /v1/payments HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"debtor"));
+            using var reader = new StreamReader(stream, Encoding.ASCII); // the rest of the body never comes
+            var statusLine = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.StartsWith("HTTP/1.1 408", statusLine, StringComparison.Ordinal);
+            var headers = new List<string>();
+            for (var line = await reader.ReadLineAsync(); !string.IsNullOrEmpty(line); line = await reader.ReadLineAsync())
+            {
+                headers.Add(line);
+            }
+
+            Assert.Contains(headers, header => header.StartsWith("Content-Type: application/problem+json", StringComparison.OrdinalIgnoreCase));
+            Assert.Equal(0, Volatile.Read(ref reached));
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(lonely);
+            await InProcessApp.StopAsync(backend);
+        }
+    }
+
     private async Task<HttpClient> MerchantClientAsync()
     {
         var direct = await system.NewMerchantClientAsync();

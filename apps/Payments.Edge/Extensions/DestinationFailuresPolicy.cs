@@ -44,11 +44,13 @@ public sealed class DestinationFailuresPolicy(IDestinationHealthUpdater updater,
         }
     }
 
-    /// <summary>Whether the edge's own bound on the request (the route's timeout policy) ran out: YARP reports that as
-    /// the client gone (<see cref="ForwarderError.RequestCanceled"/>, dotnet/yarp#2662), but it is the replica that did
-    /// not answer in time — a frozen one would otherwise keep its share of the traffic until the active probe.</summary>
+    /// <summary>Whether the edge's own bound on the request (the route's timeout policy) ran out while it was forwarded:
+    /// YARP reports that as the client gone (<see cref="ForwarderError.RequestCanceled"/>, dotnet/yarp#2662), but it is
+    /// the replica that did not answer in time (the edge has the whole body before it forwards) — a frozen one would
+    /// otherwise keep its share of the traffic until the active probe.</summary>
     public static bool EdgeTimedOut(HttpContext context) =>
-        context.Features.Get<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>() is { RequestTimeoutToken.IsCancellationRequested: true };
+        context.Features.Get<IForwarderErrorFeature>() is { Error: ForwarderError.RequestCanceled }
+        && context.Features.Get<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>() is { RequestTimeoutToken.IsCancellationRequested: true };
 
     /// <summary>Whether the failure says something about the replica (not about the caller or the request).</summary>
     public static bool IsTheDestinations(IForwarderErrorFeature error) => error.Error switch

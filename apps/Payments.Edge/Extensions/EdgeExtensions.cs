@@ -43,12 +43,25 @@ public static class EdgeExtensions
         };
         builder.Services.AddRequestTimeouts(timeouts =>
         {
-            timeouts.AddPolicy(ProxyTimeoutPolicy, options.RequestTimeout);
-            timeouts.AddPolicy(StatusWaitTimeoutPolicy, options.RequestTimeout + EdgeOptions.MaxStatusWait);
+            timeouts.AddPolicy(ProxyTimeoutPolicy, TimeoutPolicy(options.RequestTimeout));
+            timeouts.AddPolicy(StatusWaitTimeoutPolicy, TimeoutPolicy(options.RequestTimeout + EdgeOptions.MaxStatusWait));
         });
         builder.Services.AddReverseProxy().LoadFromMemory([route, statusWait], [Cluster(options, backends)]);
         builder.Services.AddSingleton<IPassiveHealthCheckPolicy, DestinationFailuresPolicy>();
     }
+
+    /// <summary>The edge's bound on a request. What the timeout middleware itself answers is a request whose body did
+    /// not arrive in time (the edge reads every body before it forwards it, <see cref="LimitBodyAsync"/>): the
+    /// client's, 408 problem+json. A replica that does not answer in time is answered by
+    /// <see cref="ProblemWhenNotForwardedAsync"/>.</summary>
+    private static RequestTimeoutPolicy TimeoutPolicy(TimeSpan timeout) => new()
+    {
+        Timeout = timeout,
+        TimeoutStatusCode = StatusCodes.Status408RequestTimeout,
+        WriteTimeoutResponse = context => Results.Problem(
+            $"The request's body did not arrive within {timeout.TotalSeconds:0} s.", statusCode: StatusCodes.Status408RequestTimeout,
+            type: ProblemTypes.Base + "http-408", title: "Request Timeout").ExecuteAsync(context),
+    };
 
     public static void UseEdge(this WebApplication app)
     {
@@ -142,9 +155,11 @@ public static class EdgeExtensions
     /// connection.</summary>
     private const int MaxDrainBytes = 4 * 1024 * 1024;
 
-    /// <summary>The body limit, before anything is forwarded: a declared length over it is refused at once; a body of
-    /// undeclared length (chunked) is read here, bounded, and forwarded with its length if it fits — never streamed
-    /// into an API that would refuse it mid-upload and leave the proxy nothing but a 502.</summary>
+    /// <summary>The body limit, before anything is forwarded: a declared length over it is refused at once; any other
+    /// body is read here, bounded, and forwarded with its length if it fits — never streamed into an API that would
+    /// refuse it mid-upload and leave the proxy nothing but a 502. Read whole first, declared lengths too: a client
+    /// sending its body slowly then runs out the edge's bound here, its own fault (408), not while forwarding, where it
+    /// counted against the replica and three such requests took a healthy one out.</summary>
     private static async Task LimitBodyAsync(HttpContext context, Func<Task> next)
     {
         var limit = context.RequestServices.GetRequiredService<EdgeOptions>().MaxRequestBodyBytes;
@@ -155,7 +170,7 @@ public static class EdgeExtensions
             return;
         }
 
-        if (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0)
+        if (context.Features.Get<IHttpRequestBodyDetectionFeature>() is { CanHaveBody: true }) // declared, chunked, or HTTP/2's
         {
             if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
             {
