@@ -130,6 +130,29 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         await LedgerAssert.InvariantsHoldAsync(replica, CancellationToken.None);
     }
 
+    /// <summary>A region taking writes all along: its index holds entries a minute apart, and a pass archives every
+    /// settled one past KeepFor, page after page. (A probe from each page's oldest entry found the next one a bound
+    /// later, and the page's cutoff fell at its oldest: a dense index was archived an entry a page, or not at all.)</summary>
+    [Fact]
+    public async Task EntriesSpreadOverTime_AreArchivedPageAfterPage_InOnePass()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var ledger = etcd.NewLedger(time, retention: Retention);
+        var (debtor, creditor) = await OpenPairAsync(ledger, time);
+        for (var index = 0; index < 40; index++)
+        {
+            time.Advance(TimeSpan.FromMinutes(1));
+            var paid = new TransferRequest.Single(TransferId.Parse($"spread-{index}"), debtor, creditor, Ten) { IssuedAt = time.GetUtcNow() };
+            Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(paid, CancellationToken.None));
+        }
+
+        var before = await JournalCountAsync(ledger);
+        await PassRetentionAsync(ledger, time);
+        Assert.Equal(before, await ArchiverFor(ledger).ArchiveOnceAsync(CancellationToken.None)); // 41 entries, two pages
+        Assert.Equal(1, await JournalCountAsync(ledger)); // the entry written since
+        await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
+    }
+
     /// <summary>A standby catching up on a backlog older than KeepFor receives the active region's entries in commit
     /// order, and their times need not be in that order (taken before commit, on the clock of whichever ledger replica
     /// wrote them). It archived each copy as soon as it was applied, and an entry applied just after with an earlier

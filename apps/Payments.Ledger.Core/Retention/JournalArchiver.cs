@@ -99,8 +99,10 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
 
     /// <summary>The oldest index entries (a page) that may be archived: applied before KeepFor, and at least
     /// <see cref="JournalRetentionOptions.ArrivalDisorderBound"/> before an entry the region holds (so before its newest
-    /// by that much, see there). That entry is found by a probe from the page's oldest time on, ascending with a limit
-    /// of one: asking etcd for the newest key (a descending sort) reads the whole index, whatever the limit.</summary>
+    /// by that much, see there). Such an entry is found by a probe, ascending with a limit of one, from the page's newest
+    /// time plus the bound (in a region taking writes it is there, and the whole page goes); failing that, from the
+    /// page's oldest (a region catching up on an old backlog, or idle: the part of the page far enough behind goes).
+    /// Asking etcd for the newest key instead (a descending sort) reads the whole index, whatever the limit.</summary>
     /// <returns>The entries, and whether the page read was full (more may follow).</returns>
     private async Task<(IReadOnlyList<(string Key, AgeIndexRecord Record)> Entries, bool FullPage)> ArchivableIndexAsync(CancellationToken cancellationToken)
     {
@@ -111,32 +113,51 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
             return (index, false);
         }
 
-        if (!LedgerKeys.TryAgeTimeOf(index[0].Key, Keys.AgePrefix, out var oldest) || oldest > DateTimeOffset.MaxValue - ledger.Retention.ArrivalDisorderBound)
+        var bound = ledger.Retention.ArrivalDisorderBound;
+        var times = new List<DateTimeOffset>(index.Count);
+        foreach (var (key, _) in index)
+        {
+            if (!LedgerKeys.TryAgeTimeOf(key, Keys.AgePrefix, out var at) || at > DateTimeOffset.MaxValue - bound)
+            {
+                break; // the page ends before a key that names no time
+            }
+
+            times.Add(at);
+        }
+
+        if (times.Count == 0)
         {
             LastStop = $"the age key {index[0].Key} names no time"; // never archived unchecked: an operator's to look at
             logger.LogError("Journal archival stops at age key {Key}: it names no time", index[0].Key);
             return ([], false);
         }
 
-        var bound = ledger.Retention.ArrivalDisorderBound;
-        var probe = new RangeRequest
-        {
-            Key = EtcdBytes.Key(Keys.AgeEnd(oldest + bound)),
-            RangeEnd = EtcdBytes.PrefixEnd(Keys.AgePrefix),
-            Limit = 1,
-            KeysOnly = true,
-        };
-        var later = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(probe, token), cancellationToken);
-        if (later.Kvs.Count == 0 || !LedgerKeys.TryAgeTimeOf(later.Kvs[0].Key.ToStringUtf8(), Keys.AgePrefix, out var held))
+        var held = await FirstHeldFromAsync(times[^1] + bound, cancellationToken) ?? await FirstHeldFromAsync(times[0] + bound, cancellationToken);
+        if (held is not { } newer)
         {
             LastStop = $"waits for an entry applied {bound.TotalMinutes:0} minutes after the oldest (entries may arrive out of time order)";
             return ([], false);
         }
 
-        var cutoff = held - bound;
         // Strictly before: an entry arriving a whole bound out of order, at the cutoff's own time, is not yet under the
         // horizon (the applier skips what is at or before it).
-        return ([.. index.TakeWhile(item => LedgerKeys.TryAgeTimeOf(item.Key, Keys.AgePrefix, out var at) && at < cutoff)], fullPage);
+        var cutoff = newer - bound;
+        return ([.. index.Take(times.Count).Where((_, position) => times[position] < cutoff)], fullPage && times.Count == index.Count);
+    }
+
+    /// <summary>The time of the first age key at or after <paramref name="from"/>, or null when there is none (or it
+    /// names no time).</summary>
+    private async Task<DateTimeOffset?> FirstHeldFromAsync(DateTimeOffset from, CancellationToken cancellationToken)
+    {
+        var probe = new RangeRequest
+        {
+            Key = EtcdBytes.Key(Keys.AgeEnd(from)),
+            RangeEnd = EtcdBytes.PrefixEnd(Keys.AgePrefix),
+            Limit = 1,
+            KeysOnly = true,
+        };
+        var found = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(probe, token), cancellationToken);
+        return found.Kvs.Count > 0 && LedgerKeys.TryAgeTimeOf(found.Kvs[0].Key.ToStringUtf8(), Keys.AgePrefix, out var at) ? at : null;
     }
 
     /// <summary>One transaction's worth: returns the entries archived and whether a further page may have work.</summary>
