@@ -49,28 +49,26 @@ public sealed class DestinationFailuresPolicyTests
         Assert.Equal(new EdgeOptions().ReactivationPeriod, updater.LastReactivation);
     }
 
-    /// <summary>The edge's own timeout, which YARP reports as the client gone (RequestCanceled), counts against the
-    /// replica that did not answer; a client that really left does not.</summary>
+    /// <summary>The edge's own timeout, which YARP reports as the client gone (RequestCanceled), is told apart from a
+    /// client that left (the edge answers it 503 problem+json), but neither counts against the replica: a slow replica
+    /// under load is not a dead one, and taking it out doubles its peer's load (a frozen one fails the active probe).</summary>
     [Fact]
-    public void TheEdgesOwnTimeout_CountsAgainstTheReplica()
+    public void TheEdgesOwnTimeout_IsToldApart_ButNotCountedAgainstTheReplica()
     {
         var updater = new RecordingUpdater();
         var policy = new DestinationFailuresPolicy(updater, new EdgeOptions());
         var (cluster, destination) = (new ClusterState("api"), new DestinationState("api-0"));
-        for (var attempt = 0; attempt < DestinationFailuresPolicy.Threshold; attempt++)
-        {
-            policy.RequestProxied(Failed(ForwarderError.RequestCanceled, new OperationCanceledException()), cluster, destination); // the client left
-        }
-
-        Assert.Empty(updater.Passive);
-        for (var attempt = 0; attempt < DestinationFailuresPolicy.Threshold; attempt++)
+        var left = Failed(ForwarderError.RequestCanceled, new OperationCanceledException());
+        Assert.False(DestinationFailuresPolicy.EdgeTimedOut(left));
+        for (var attempt = 0; attempt < 2 * DestinationFailuresPolicy.Threshold; attempt++)
         {
             var timedOut = Failed(ForwarderError.RequestCanceled, new OperationCanceledException());
             timedOut.Features.Set<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>(new FiredTimeout());
+            Assert.True(DestinationFailuresPolicy.EdgeTimedOut(timedOut));
             policy.RequestProxied(timedOut, cluster, destination);
         }
 
-        Assert.Equal(DestinationHealth.Unhealthy, Assert.Single(updater.Passive));
+        Assert.Empty(updater.Passive);
     }
 
     private sealed class FiredTimeout : Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature

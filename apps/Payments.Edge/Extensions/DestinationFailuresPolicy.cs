@@ -37,7 +37,7 @@ public sealed class DestinationFailuresPolicy(IDestinationHealthUpdater updater,
             // flight when it was taken out must not bring it back); YARP's reactivation and the active probe decide.
             Interlocked.Exchange(ref count.Value, 0);
         }
-        else if ((IsTheDestinations(error) || EdgeTimedOut(context)) && Interlocked.Increment(ref count.Value) >= Threshold)
+        else if (IsTheDestinations(error) && Interlocked.Increment(ref count.Value) >= Threshold)
         {
             Interlocked.Exchange(ref count.Value, 0);
             updater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, options.ReactivationPeriod);
@@ -45,9 +45,9 @@ public sealed class DestinationFailuresPolicy(IDestinationHealthUpdater updater,
     }
 
     /// <summary>Whether the edge's own bound on the request (the route's timeout policy) ran out while it was forwarded:
-    /// YARP reports that as the client gone (<see cref="ForwarderError.RequestCanceled"/>, dotnet/yarp#2662), but it is
-    /// the replica that did not answer in time (the edge has the whole body before it forwards) — a frozen one would
-    /// otherwise keep its share of the traffic until the active probe.</summary>
+    /// YARP reports that as the client gone (<see cref="ForwarderError.RequestCanceled"/>, dotnet/yarp#2662). It is not
+    /// counted against the replica: a replica slow under load is not a dead one, and taking it out doubles its peer's
+    /// load; a frozen one fails the active probe (1 s) and is taken out by that.</summary>
     public static bool EdgeTimedOut(HttpContext context) =>
         context.Features.Get<IForwarderErrorFeature>() is { Error: ForwarderError.RequestCanceled }
         && context.Features.Get<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>() is { RequestTimeoutToken.IsCancellationRequested: true };
