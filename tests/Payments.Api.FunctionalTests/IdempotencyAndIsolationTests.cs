@@ -29,6 +29,39 @@ public sealed class IdempotencyAndIsolationTests(ApiSystemFixture system)
         Assert.Equal(100, await client.BalanceAsync(creditor));
     }
 
+    /// <summary>The finding: routing matches a path in any case and with a trailing slash, but the key's fingerprint
+    /// took the path as sent, so a retry through a client or proxy that spelled it otherwise got 422
+    /// idempotency-key-reuse for the very request it repeated.</summary>
+    [Fact]
+    public async Task ARetryToTheSamePathSpelledOtherwise_IsTheSameRequest()
+    {
+        var client = await system.NewMerchantClientAsync();
+        var (debtor, creditor) = await AccountsAsync(client, fundsMinor: 0);
+        var body = $"{{\"debtorAccountId\":\"{debtor}\",\"creditorAccountId\":\"{creditor}\",\"amountMinor\":70,\"currency\":\"USD\"}}";
+        var (paymentKey, depositKey) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        const string Deposit = "{\"amountMinor\":300,\"currency\":\"USD\"}";
+
+        var deposits = new List<HttpResponseMessage>();
+        foreach (var path in new[] { $"/v1/accounts/{debtor}/deposits", $"/V1/ACCOUNTS/{debtor}/Deposits/" })
+        {
+            deposits.Add(await client.SendJsonAsync(path, Deposit, depositKey));
+        }
+
+        var payments = new List<HttpResponseMessage>();
+        foreach (var path in new[] { "/v1/payments", "/V1/Payments", "/v1/payments/" })
+        {
+            payments.Add(await client.SendJsonAsync(path, body, paymentKey));
+        }
+
+        Assert.All(deposits, answer => Assert.Equal(HttpStatusCode.Created, answer.StatusCode));
+        Assert.All(payments, answer => Assert.Equal(HttpStatusCode.Accepted, answer.StatusCode));
+        var paymentIds = await Task.WhenAll(payments.Select(async answer => (await answer.JsonAsync()).GetProperty("paymentId").GetString()));
+        Assert.Single(paymentIds.Distinct());
+        Assert.Equal("completed", (await client.WaitForStatusAsync(paymentIds[0]!)).GetProperty("status").GetString());
+        Assert.Equal(230, await client.BalanceAsync(debtor));
+        Assert.Equal(70, await client.BalanceAsync(creditor));
+    }
+
     /// <summary>The finding: a body refused for its form was stored as the key's answer (under a 25 h lease), with
     /// the caller's input echoed in it, so one key could fill etcd with refusals, and the client's fixed retry got 422
     /// idempotency-key-reuse for a day. Now such a request is answered before its key is touched.</summary>

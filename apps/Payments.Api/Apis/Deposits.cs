@@ -34,7 +34,7 @@ internal static class Deposits
             return refused.ToResult();
         }
 
-        var reply = await idempotency.RunAsync(merchant, key!, "POST", context.Request.Path, bytes!,
+        var reply = await idempotency.RunAsync(merchant, key!, "POST", $"/v1/accounts/{accountId}/deposits", bytes!,
             claim => DepositOnceAsync(new DepositAttempt(accountId, merchant, key!, new Money(amount!.Value, currency!), claim), context, store, ledger, time, limits, volume),
             context.RequestAborted);
         return reply.ToResult();

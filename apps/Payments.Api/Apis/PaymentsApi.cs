@@ -73,7 +73,7 @@ public static partial class PaymentsApi
 
         // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover
         // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
-        var reply = await idempotency.RunUnclaimedFirstAsync(merchant, key!, "POST", context.Request.Path, bytes!,
+        var reply = await idempotency.RunUnclaimedFirstAsync(merchant, key!, "POST", "/v1/payments", bytes!,
             async claim => await StartAsync(merchant, key!, request!, claim, context, services, limits),
             context.RequestAborted);
         return reply.ToResult();

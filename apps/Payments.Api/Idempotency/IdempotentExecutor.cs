@@ -55,7 +55,9 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
     }
 
     /// <summary>Runs <paramref name="handler"/> once per key and body, or answers for the run that did. The handler
-    /// gets the claim: the ids of what it creates derive from its lifetime (<see cref="IdempotencyStore.OperationId"/>).</summary>
+    /// gets the claim: the ids of what it creates derive from its lifetime (<see cref="IdempotencyStore.OperationId"/>).
+    /// <paramref name="path"/> is the endpoint's documented path, not the request's: routing matches a path in any
+    /// case and with a trailing slash, so a retry sent to <c>/V1/Payments/</c> is the same request as the first.</summary>
     public async Task<Reply> RunAsync(
         string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<IdempotencyClaim, Task<Reply>> handler,
         CancellationToken cancellationToken)

@@ -117,7 +117,7 @@ public static partial class WebhooksApi
     /// stored answer, or 409 while it runs), or another request that used the key (422, as it always was). New creates
     /// write no record, and records end within 24 h.</summary>
     private static async Task<Reply?> EarlierUseAsync(IdempotencyStore keys, string merchant, IdempotencyKey key, HttpContext context, byte[] bytes) =>
-        await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", context.Request.Path, Convert.ToBase64String(bytes)), context.RequestAborted) switch
+        await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", "/v1/webhook-endpoints", Convert.ToBase64String(bytes)), context.RequestAborted) switch
         {
             IdempotencyBegin.Replay stored => new Reply(stored.StatusCode, stored.Body, stored.ContentType ?? Reply.JsonContentType),
             IdempotencyBegin.InProgress running => IdempotentExecutor.InUse(running.RetryAfter),
