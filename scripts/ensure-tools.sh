@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the run and test commands need when missing: etcd 3.5 (scripts/install-etcd.sh: Debian's packages, unpacked
-# into .artifacts/tools/etcd), and from Debian's packages yamllint (chart checks) and python3 (the Tiltfile's syntax
-# check). Idempotent, and serialised with a lock so parallel callers never run apt-get at once.
+# into .artifacts/tools/etcd), and from Debian's packages yamllint (chart checks), python3 (the Tiltfile's syntax
+# check) and Node.js with npm (for the two npm packages below). Idempotent, and serialised with a lock so parallel callers never run apt-get at once.
 # Also promtool (unpacked from Debian's prometheus package) and the local Cosmos-DB-compatible server (npm @zeit/cosmosdb-server; no Cosmos emulator image can be pulled here)
 # into .artifacts/tools, for the failover tests and the DR drill.
 # (helm comes from npm, fetched by the chart tests themselves: Debian has no helm.)
@@ -21,7 +21,6 @@ install_cosmos_server_once() {
 }
 ensure_cosmos_server() {
   if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
-  command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js (Debian: nodejs npm)." >&2; exit 1; }
   exec 8>/tmp/daprpayments-cosmos-install.lock
   flock --timeout 300 8 # parallel callers: one installs, the others wait and find it
   if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
@@ -60,31 +59,30 @@ ensure_promtool() {
   rm -rf "$work"
 }
 
-have_all() { command -v yamllint >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; }
+have_all() { command -v yamllint >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }
+ensure_debian_packages() {
+  if have_all; then return; fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "yamllint, python3 or npm is missing; run as root, or install them yourself." >&2
+    exit 1
+  fi
+  exec 9>/tmp/daprpayments-apt-install.lock
+  flock --timeout 300 9
+  if have_all; then return; fi
+  export DEBIAN_FRONTEND=noninteractive
+  packages=()
+  command -v yamllint >/dev/null 2>&1 || packages+=(yamllint)
+  command -v python3 >/dev/null 2>&1 || packages+=(python3-minimal)  # the Tiltfile's syntax check
+  command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)           # helm and the local Cosmos DB-compatible server come from npm
+  echo "==> Installing from Debian's packages: ${packages[*]}…"
+  if ! apt-get install -y -q --no-install-recommends "${packages[@]}"; then
+    echo "==> apt-get install failed; refreshing the package lists once and retrying…"
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${packages[@]}"
+  fi
+}
+
 scripts/install-etcd.sh
+ensure_debian_packages
 ensure_cosmos_server
 ensure_promtool
-if have_all; then
-  exit 0
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "yamllint or python3 is missing; run as root, or install them yourself." >&2
-  exit 1
-fi
-
-exec 9>/tmp/daprpayments-apt-install.lock
-flock --timeout 300 9
-if have_all; then
-  exit 0
-fi
-
-echo "==> Installing from Debian's packages: yamllint…"
-export DEBIAN_FRONTEND=noninteractive
-packages=(yamllint)
-command -v python3 >/dev/null 2>&1 || packages+=(python3-minimal)  # the Tiltfile's syntax check
-if ! apt-get install -y -q --no-install-recommends "${packages[@]}"; then
-  echo "==> apt-get install failed; refreshing the package lists once and retrying…"
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${packages[@]}"
-fi
