@@ -179,7 +179,7 @@ public static class DrDrill
 
     /// <summary>The payment's terminal status at <paramref name="http"/>'s region, or null when that region does not
     /// answer or does not know the payment (the caller submits it again with its key).</summary>
-    internal static async Task<string?> PollAsync(HttpClient http, string paymentId, CancellationToken cancellationToken)
+    internal static async Task<string?> PollAsync(HttpClient http, string paymentId, CancellationToken cancellationToken, Action<string>? seen = null)
     {
         var waited = Stopwatch.StartNew();
         while (waited.Elapsed < PaymentDeadline)
@@ -192,9 +192,11 @@ public static class DrDrill
                     return null;
                 }
 
-                if (response.StatusCode == HttpStatusCode.OK
-                    && (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString() is { } status
-                    && PaymentStatus.IsTerminal(status))
+                var status = response.StatusCode == HttpStatusCode.OK
+                    ? (await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("status").GetString()
+                    : null;
+                seen?.Invoke($"GET {(int)response.StatusCode} {status}");
+                if (status is not null && PaymentStatus.IsTerminal(status))
                 {
                     return status;
                 }
@@ -208,6 +210,35 @@ public static class DrDrill
         }
 
         return null;
+    }
+
+    private const int MaxLogLinesPerApp = 40;
+
+    /// <summary>On a failed drill, the last lines of each of <paramref name="system"/>'s app logs, which go with its
+    /// directory when it stops: a drill failed once in CI under load with nothing left to say why.</summary>
+    internal static void ReportLogTails(LocalSystem system, string prefix, Action<string> progress)
+    {
+        foreach (var path in system.Children.Select(child => child.LogPath).Distinct())
+        {
+            progress($"{prefix} last lines of {Path.GetFileName(path)}:");
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            var tail = new Queue<string>(MaxLogLinesPerApp);
+            while (reader.ReadLine() is { } line)
+            {
+                if (tail.Count == MaxLogLinesPerApp)
+                {
+                    tail.Dequeue();
+                }
+
+                tail.Enqueue(line);
+            }
+
+            foreach (var line in tail)
+            {
+                progress($"{prefix}   {line}");
+            }
+        }
     }
 
     internal static HttpClient Client(Uri baseAddress, string key)

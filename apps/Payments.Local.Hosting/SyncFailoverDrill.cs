@@ -45,6 +45,11 @@ internal sealed class SyncFailoverDrill(LocalCosmosServer cosmos, int payments, 
 
         await CheckRegionBAsync(httpB, b, cancellationToken);
         await DrDrill.CheckReturnedRegionStaysPassiveAsync(a, b, progress, problems, cancellationToken);
+        if (problems.Count > 0)
+        {
+            DrDrill.ReportLogTails(b, "[b]", progress);
+        }
+
         var rpo = outcomes.Values.Count(outcome => outcome.AcknowledgedInA
             && heldByB is not null && !heldByB.Contains(TransferId.Parse(outcome.PaymentId).Derive("credit").Value));
         return (firstAcceptedInB ?? TimeSpan.MaxValue, rpo, outcomes.Count, outcomes.Values.Count(outcome => outcome.AcknowledgedInA));
@@ -74,6 +79,7 @@ internal sealed class SyncFailoverDrill(LocalCosmosServer cosmos, int payments, 
         var waited = Stopwatch.StartNew();
         string? paymentId = null;
         var acknowledgedInA = false;
+        var last = "nothing sent";
         while (waited.Elapsed < DrDrill.PaymentDeadline)
         {
             var inB = killed.Task.IsCompleted;
@@ -84,8 +90,10 @@ internal sealed class SyncFailoverDrill(LocalCosmosServer cosmos, int payments, 
                 using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments") { Content = JsonContent.Create(body) };
                 request.Headers.Add("Idempotency-Key", $"drill-{index}");
                 using var response = await http.SendAsync(request, token);
+                last = $"POST to {(inB ? "B" : "A")}: {(int)response.StatusCode}";
                 if (response.StatusCode != HttpStatusCode.Accepted)
                 {
+                    last += " " + await response.Content.ReadAsStringAsync(token);
                     await Task.Delay(DrDrill.RetryDelay, token);
                     continue;
                 }
@@ -102,7 +110,7 @@ internal sealed class SyncFailoverDrill(LocalCosmosServer cosmos, int payments, 
                     await NoteFirstAcceptedInBAsync(b, token);
                 }
 
-                if (await DrDrill.PollAsync(http, paymentId, token) is not { } status)
+                if (await DrDrill.PollAsync(http, paymentId, token, seen => last = $"{paymentId} in {(inB ? "B" : "A")}: {seen}") is not { } status)
                 {
                     continue; // the region went away while we watched: submit again (same key) where we are now
                 }
@@ -113,13 +121,14 @@ internal sealed class SyncFailoverDrill(LocalCosmosServer cosmos, int payments, 
             }
             catch (Exception exception) when (exception is HttpRequestException || (exception is TaskCanceledException && !token.IsCancellationRequested))
             {
+                last = $"{(inB ? "B" : "A")}: {exception.GetType().Name}";
                 await Task.Delay(DrDrill.RetryDelay, token); // region A is gone: the next attempt goes to B once we know
             }
         }
 
         lock (problems)
         {
-            problems.Add($"drill-{index}: no terminal status within {DrDrill.PaymentDeadline}"); // clients run in parallel
+            problems.Add($"drill-{index}: no terminal status within {DrDrill.PaymentDeadline} (last: {last})"); // clients run in parallel
         }
     }
 
