@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Domain;
 using Payments.Etcd;
+using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Client.Records;
 using Payments.Orchestrator.Sweeping;
@@ -251,6 +252,46 @@ public sealed partial class PaymentSagaTests
 
         Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
         Assert.Equal(amount, await BalanceAsync(creditor));
+    }
+
+    /// <summary>Found in review: the rule above looked only at runs still running (the engine gives no start time for an
+    /// ended one, so it was not asked), and the outcome of a run that ended in an earlier epoch — its record write
+    /// fenced off there — was recorded over what the other region had done since. Here: this region's old run failed
+    /// the payment for want of funds; the other region, holding it since, still had it pending (the debtor funded
+    /// meanwhile). Recording the old output would report failed a payment the other region may have settled.</summary>
+    [Fact]
+    public async Task Sweeper_InATakeover_RunsAgainASagaRunThatEndedBeforeIt_InsteadOfRecordingItsOutput()
+    {
+        const long Amount = 100;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 1);
+        var payment = Payment(debtor, creditor, Amount);
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, longAgo), CancellationToken.None);
+        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), await WaitAsync(payment));
+        // What the other region shipped here while it held the payment: pending, not failed (this region's write of its
+        // outcome is what the fence refused), and the debtor funded since.
+        await saga.Records.ChangeAsync(payment.PaymentId, record => record with { Status = PaymentStatus.Pending, Reason = null, UpdatedAt = longAgo },
+            CancellationToken.None);
+        var funding = new TransferRequest.Single(TransferId.Parse($"fund-more-{debtor}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(Amount, Currency.Usd))
+        {
+            IssuedAt = DateTimeOffset.UtcNow,
+        };
+        Assert.IsType<TransferOutcome.Applied>(await saga.Ledger.TransferAsync(funding, CancellationToken.None));
+        var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
+        await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 9, CancellationToken.None);
+        try
+        {
+            await SweepUntilAsync(Sweeper(), async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal,
+                SagaTimeout, "The payment was never ended again.");
+        }
+        finally
+        {
+            await saga.Etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = EtcdBytes.Key(SweepRequests.TakeoverKey(layout)) });
+        }
+
+        Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
+        Assert.Equal(Amount, await BalanceAsync(creditor));
     }
 
     /// <summary>Found in review: a failover process asks for the takeover sweep of its epoch at every start, and each

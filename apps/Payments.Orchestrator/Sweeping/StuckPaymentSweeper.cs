@@ -203,7 +203,8 @@ public sealed class StuckPaymentSweeper(
             // knows nothing of what was decided there (a review, a settlement), and left to itself it decided again — a
             // wait for a reviewer who had approved in the other region ended failed at its deadline after the money
             // moved, and an outcome fenced at the switchover was recorded over the payment's later life. Run again,
-            // the saga reads the record and asks the ledger first (ResumedPaymentWorkflow).
+            // the saga reads the record and asks the ledger first (ResumedPaymentWorkflow). A run that ended then is run
+            // again too: its output (its record write fenced off there) is not what happened since.
             logger.LogWarning("Sweeper: payment {PaymentId}'s saga run dates from before this region took over ({Step}); running it again",
                 record.PaymentId, state.Step);
             await workflows.RestartAsync(input, cancellationToken);

@@ -20,7 +20,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     public const string CurrentWorkflow = nameof(PaymentWorkflowV3);
 
     /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome.</summary>
-    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV2);
+    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV3);
 
     private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
 
@@ -61,12 +61,14 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         }
 
         // A workflow that failed or was terminated has no outcome: whether its money moved is the ledger's to say, so
-        // the payment stays pending (never reported failed) until the sweeper resumes it.
+        // the payment stays pending (never reported failed) until the sweeper resumes it. An ended run says when it
+        // started too: in a takeover, the output of a run from an earlier epoch is not this payment's outcome.
+        DateTimeOffset? started = state.CreatedAt == default ? null : state.CreatedAt;
         return state.RuntimeStatus switch
         {
-            WorkflowRuntimeStatus.Completed => new PaymentWorkflowState(true, state.ReadCustomStatusAs<string>(), state.ReadOutputAs<PaymentOutcome>()),
-            WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null),
-            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null, state.CreatedAt == default ? null : state.CreatedAt),
+            WorkflowRuntimeStatus.Completed => new PaymentWorkflowState(true, state.ReadCustomStatusAs<string>(), state.ReadOutputAs<PaymentOutcome>(), started),
+            WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null, started),
+            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null, started),
         };
     }
 
