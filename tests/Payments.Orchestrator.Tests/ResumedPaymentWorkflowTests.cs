@@ -65,6 +65,37 @@ public sealed class ResumedPaymentWorkflowTests
         Assert.InRange(now - Start, TimeSpan.Zero, PaymentWorkflow.BeforePivot.Budget);
     }
 
+    /// <summary>The finding: a resumed run that found no hold and decided "failed" recorded it without voiding the
+    /// hold, and an earlier run's money activity still at work (a frozen orchestrator; terminating a run does not stop
+    /// it) could then hold and settle: money moved, payment reported failed. V3 voids first — the void bars a hold
+    /// still on its way — and a void refused as already posted means that settlement committed.</summary>
+    [Theory]
+    [InlineData("voided", PaymentStatus.Failed, PaymentReasons.RiskRejected, true)]
+    [InlineData("posted", PaymentStatus.Completed, null, true)]
+    [InlineData("unanswered", PaymentStatus.Pending, PaymentReasons.LedgerUnavailable, false)]
+    public async Task ResumedV3_BeforeItReportsFailed_VoidsTheHold_WhichTellsWhetherAnEarlierRunSettled(
+        string voidAnswer, string status, string? reason, bool recordsIt)
+    {
+        ArrangeResumed(new LedgerFacts(false, null));
+        context.Setup(c => c.CallActivityAsync<PaymentAssessment>(nameof(AssessPaymentActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(AssessPaymentActivity)))
+            .ReturnsAsync(new PaymentAssessment(new Payments.Risk.Contracts.RiskAssessment(Payments.Risk.Contracts.RiskDecision.Reject, ["velocity"]), null));
+        var voiding = context.Setup(c => c.CallActivityAsync<StepResult>(nameof(VoidHoldActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(VoidHoldActivity)));
+        _ = voidAnswer switch
+        {
+            "voided" => voiding.ReturnsAsync(StepResult.Ok),
+            "posted" => voiding.ReturnsAsync(StepResult.Refused(Payments.Ledger.Contracts.LedgerError.PendingTransferAlreadyPosted)),
+            _ => voiding.ThrowsAsync(Failure("ledger unreachable")),
+        };
+
+        var outcome = await new ResumedPaymentWorkflowV3().RunAsync(context.Object, Payment);
+
+        Assert.Equal((status, reason), (outcome.Status, outcome.Reason));
+        Assert.Equal([nameof(FindHoldActivity), nameof(AssessPaymentActivity), nameof(VoidHoldActivity)], calls.Take(3));
+        Assert.Equal(recordsIt ? [outcome] : [], recorded);
+    }
+
     private void ArrangeResumed(LedgerFacts? facts)
     {
         var find = context.Setup(c => c.CallActivityAsync<LedgerFacts>(nameof(FindHoldActivity), Payment, It.IsAny<WorkflowTaskOptions>()))

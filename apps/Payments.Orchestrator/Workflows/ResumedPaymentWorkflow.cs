@@ -1,5 +1,7 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
 using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Client.Records;
@@ -20,14 +22,50 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
 {
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) => RunAsync(context, input, batchMayHaveSettled: false);
 
-    /// <summary>The resumed saga; <paramref name="batchMayHaveSettled"/> as <see cref="PaymentWorkflowV3"/> sets it.</summary>
-    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled)
+    /// <summary>The resumed saga; <paramref name="batchMayHaveSettled"/> as <see cref="PaymentWorkflowV3"/> sets it;
+    /// <paramref name="barLateHold"/> as <see cref="ResumedPaymentWorkflowV3"/> sets it.</summary>
+    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled, bool barLateHold = false)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<ResumedPaymentWorkflow>();
-        return await PaymentWorkflowV2.EndAsync(context, input, await ResumeAsync(context, input, log, batchMayHaveSettled), log);
+        var decided = await ResumeAsync(context, input, log, batchMayHaveSettled);
+        if (barLateHold && !decided.Recorded && decided.Outcome.Status == PaymentStatus.Failed)
+        {
+            decided = (await BarLateHoldAsync(context, input, decided.Outcome, log), false);
+        }
+
+        return await PaymentWorkflowV2.EndAsync(context, input, decided, log);
+    }
+
+    /// <summary>Before a resumed run reports failed: the hold's void, which bars a hold still on its way (the ledger
+    /// refuses a hold whose void came first). An earlier run's money activity may still be at work — a run terminated
+    /// or replaced does not stop an activity a frozen orchestrator was running — and its hold and settlement, landing
+    /// after this run found no hold and decided "failed", would move the money of a payment reported failed. A void
+    /// refused because the hold was posted means that settlement committed: completed. Unanswered, the payment stays
+    /// pending for the sweeper: failed is never reported while a hold may still land.</summary>
+    private static async Task<PaymentOutcome> BarLateHoldAsync(WorkflowContext context, PaymentInput input, PaymentOutcome failed, ILogger log)
+    {
+        context.SetCustomStatus(PaymentStep.Compensating);
+        var voided = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(VoidHoldActivity), input, PaymentWorkflow.Forward, input.PaymentId, log);
+        switch (voided.Value)
+        {
+            case { Succeeded: true }:
+                return failed;
+            case { ErrorCode: LedgerError.PendingTransferAlreadyPosted }:
+                log.LogWarning("Payment {PaymentId}: resumed and decided {Reason}, but an earlier run's settlement had committed; completed",
+                    input.PaymentId, failed.Reason);
+                return PaymentOutcome.Completed();
+            case null:
+                log.LogError("Payment {PaymentId}: resumed and decided {Reason}, but the hold's void went unanswered ({Fault}); left for the sweeper",
+                    input.PaymentId, failed.Reason, voided.LastFault);
+                return PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable);
+            default:
+                log.LogError("Payment {PaymentId}: resumed and decided {Reason}; the hold's void was refused ({Error})",
+                    input.PaymentId, failed.Reason, voided.Value.ErrorCode);
+                return failed;
+        }
     }
 
     private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled)
@@ -61,4 +99,13 @@ public sealed class ResumedPaymentWorkflowV2 : Workflow<PaymentInput, PaymentOut
 {
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
         ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true);
+}
+
+/// <summary><see cref="ResumedPaymentWorkflowV2"/> that voids the hold before it reports a payment failed
+/// (<see cref="ResumedPaymentWorkflow.RunAsync(WorkflowContext, PaymentInput, bool, bool)"/>): a step more, so a name of its own
+/// (ADR 0006); V2's instances replay unchanged.</summary>
+public sealed class ResumedPaymentWorkflowV3 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true);
 }
