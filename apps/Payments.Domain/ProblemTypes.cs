@@ -7,6 +7,9 @@ public static class ProblemTypes
     public const string Base = "https://daprpayments.dev/problems/";
 
     public const string MalformedRequest = Base + "malformed-request";
+
+    /// <summary>An HTTP status with no type of its own (a 408, a 431…): <c>http-{status}</c> (docs/api.md).</summary>
+    public static string ForStatus(int status) => Base + "http-" + status.ToString(System.Globalization.CultureInfo.InvariantCulture);
     public const string ValidationFailed = Base + "validation-failed";
     public const string PayloadTooLarge = Base + "payload-too-large";
     public const string UnsupportedMediaType = Base + "unsupported-media-type";

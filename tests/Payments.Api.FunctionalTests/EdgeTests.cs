@@ -208,6 +208,34 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         }
     }
 
+    /// <summary>The finding: a body whose chunk framing is broken escaped the edge's body reading as an exception: a
+    /// bodiless 400, and an error with a stack trace in the edge's log for every such request, anyone's to send.</summary>
+    [Fact]
+    public async Task ABodyWithBrokenChunks_Gets400Problem_FromTheEdge()
+    {
+        using var socket = new System.Net.Sockets.TcpClient();
+        await socket.ConnectAsync(IPAddress.Loopback, new Uri(InProcessApp.BaseUrl(edge!)).Port);
+        var stream = socket.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            "POST /v1/payments HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"));
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var statusLine = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var headers = new List<string>();
+        for (var line = await reader.ReadLineAsync(); !string.IsNullOrEmpty(line); line = await reader.ReadLineAsync())
+        {
+            headers.Add(line);
+        }
+
+        Assert.StartsWith("HTTP/1.1 400", statusLine, StringComparison.Ordinal);
+        Assert.Contains(headers, header => header.StartsWith("Content-Type: application/problem+json", StringComparison.OrdinalIgnoreCase));
+        Assert.Contains(headers, header => header.Equals("Cache-Control: no-store", StringComparison.OrdinalIgnoreCase));
+        // The edge closes the connection after it (the rest of the body cannot be told from the next request); the
+        // body may come in chunks, so the JSON is taken from between its braces.
+        var rest = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var json = rest[rest.IndexOf('{', StringComparison.Ordinal)..(rest.LastIndexOf('}') + 1)];
+        Assert.Equal(ProblemTypes.MalformedRequest, JsonDocument.Parse(json).RootElement.GetProperty("type").GetString());
+    }
+
     private async Task<HttpClient> MerchantClientAsync()
     {
         var direct = await system.NewMerchantClientAsync();

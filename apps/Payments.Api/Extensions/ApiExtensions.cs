@@ -112,8 +112,7 @@ public static class ApiExtensions
             {
                 StatusCodes.Status404NotFound => (ProblemTypes.NotFound, "Not found."),
                 StatusCodes.Status405MethodNotAllowed => (ProblemTypes.MethodNotAllowed, "This method is not allowed here; the Allow header lists those that are."),
-                _ => (ProblemTypes.Base + "http-" + status.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status)),
+                _ => (ProblemTypes.ForStatus(status), Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status)),
             };
             await Reply.Problem(status, type, title).ToResult().ExecuteAsync(pages.HttpContext);
         });
@@ -244,6 +243,10 @@ public static class ApiExtensions
                 "A service the API depends on did not answer in time; retry (with the same Idempotency-Key for writes)."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(
                 StatusCodes.Status413PayloadTooLarge, ProblemTypes.PayloadTooLarge, "The request body is too large."),
+            // A body that did not arrive in time (Kestrel's minimum data rate) is no malformed request: http-408, as
+            // docs/api.md says, not malformed-request (documented as 400).
+            BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => Reply.Problem(
+                StatusCodes.Status408RequestTimeout, ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), "The request's body did not arrive in time."),
             BadHttpRequestException bad => Reply.Problem(bad.StatusCode, ProblemTypes.MalformedRequest, "The request is malformed."),
             _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "Something went wrong on our side.",
                 $"Quote trace id {context.TraceIdentifier} when you contact support."),

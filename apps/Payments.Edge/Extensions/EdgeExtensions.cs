@@ -60,13 +60,38 @@ public static class EdgeExtensions
         TimeoutStatusCode = StatusCodes.Status408RequestTimeout,
         WriteTimeoutResponse = context => Results.Problem(
             $"The request's body did not arrive within {timeout.TotalSeconds:0} s.", statusCode: StatusCodes.Status408RequestTimeout,
-            type: ProblemTypes.Base + "http-408", title: "Request Timeout").ExecuteAsync(context),
+            type: ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), title: "Request Timeout").ExecuteAsync(context),
     };
 
     public static void UseEdge(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
         var backends = app.Services.GetRequiredService<EdgeOptions>().ParseBackends();
+        // The edge's own answers (413, 408, 503, 404) are kept by no cache and read as nothing but their type, as the
+        // API's are; a forwarded answer carries the API's own headers and is left as it is.
+        app.Use((context, next) =>
+        {
+            context.Response.OnStarting(() =>
+            {
+                var headers = context.Response.Headers;
+                if (string.IsNullOrEmpty(headers.CacheControl))
+                {
+                    headers.CacheControl = "no-store";
+                }
+
+                if (string.IsNullOrEmpty(headers.XContentTypeOptions))
+                {
+                    headers.XContentTypeOptions = "nosniff";
+                }
+
+                return Task.CompletedTask;
+            });
+            return next(context);
+        });
+        // Anything unforeseen is a problem+json 500 with no detail, never a stack trace or a bare status.
+        app.UseExceptionHandler(handler => handler.Run(context => Results.Problem(
+            "Something went wrong at the edge; retry (with the same Idempotency-Key for writes).", statusCode: StatusCodes.Status500InternalServerError,
+            type: ProblemTypes.InternalError, title: "Something went wrong on our side.").ExecuteAsync(context)));
         app.UseRequestTimeouts();
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
         // The operator's admin API is reached inside the cluster, never from the internet: the public edge does not
@@ -177,7 +202,20 @@ public static class EdgeExtensions
                 size.MaxRequestBodySize = MaxDrainBytes;
             }
 
-            var body = await ReadWithinAsync(request.Body, limit, context.RequestAborted);
+            byte[]? body;
+            try
+            {
+                body = await ReadWithinAsync(request.Body, limit, context.RequestAborted);
+            }
+            catch (BadHttpRequestException unreadable)
+            {
+                // A body Kestrel could not read (bad chunk framing, a client gone mid-upload, one too slow for the
+                // minimum data rate) is the client's: its own answer, nothing forwarded. Left to propagate it was a
+                // bodiless 400 and an error with a stack trace in the edge's log per request, anyone's to flood.
+                await UnreadableBody(unreadable).ExecuteAsync(context);
+                return;
+            }
+
             if (body is null)
             {
                 await TooLarge(limit).ExecuteAsync(context);
@@ -224,6 +262,12 @@ public static class EdgeExtensions
             return 0;
         }
     }
+
+    private static IResult UnreadableBody(BadHttpRequestException unreadable) => unreadable.StatusCode == StatusCodes.Status408RequestTimeout
+        ? Results.Problem("The request's body did not arrive in time.", statusCode: StatusCodes.Status408RequestTimeout,
+            type: ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), title: "Request Timeout")
+        : Results.Problem("The request's body could not be read (its framing is broken, or it ended early).", statusCode: StatusCodes.Status400BadRequest,
+            type: ProblemTypes.MalformedRequest, title: "The request is malformed.");
 
     private static IResult TooLarge(int limit) => Results.Problem(
         $"Request bodies are limited to {limit} bytes.", statusCode: StatusCodes.Status413PayloadTooLarge,
