@@ -260,6 +260,43 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(await GetAsync(prefixB + "idempotency/key-1"));
     }
 
+    /// <summary>The finding: a page was bounded by its number of changes only, and 600 records of 3 KB (webhook
+    /// endpoints re-shipped at a takeover come close) made one page of ~2.4 MB, over Cosmos DB's 2 MB item limit: refused
+    /// for good, the same page retried for ever, every sync write unacknowledged behind it. Pages are bounded in bytes too.</summary>
+    [Fact]
+    public async Task LargeRecords_ShipInPagesWithinCosmosItemLimit_AndAllArrive()
+    {
+        const int CosmosItemLimitBytes = 2 * 1024 * 1024;
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var a = fixture.NewLedger(prefix: prefixA + "ledger/");
+        var b = fixture.NewLedger(prefix: prefixB + "ledger/");
+        var large = new string('w', 3_000);
+        for (var index = 0; index < 600; index++)
+        {
+            await PutAsync(prefixA + $"payments/pay_large_{index:D3}", large);
+        }
+
+        await ShipAllAsync(RecordShipper("region-a", a, prefixA));
+
+        var pages = 0;
+        for (var number = 0; number < MaxShipRounds; number++)
+        {
+            var id = JournalPage.IdFor("region-a", number);
+            using var page = await journal.ReadItemStreamAsync(id, new PartitionKey(id));
+            if (page.StatusCode == System.Net.HttpStatusCode.OK)
+            {
+                using var bytes = new MemoryStream();
+                await page.Content.CopyToAsync(bytes);
+                Assert.True(bytes.Length < CosmosItemLimitBytes, $"page {number} holds {bytes.Length} bytes");
+                pages++;
+            }
+        }
+
+        Assert.True(pages >= 2, $"{pages} page(s) held 1.8 MB of records");
+        await new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true }.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+        Assert.Equal(large, await GetAsync(prefixB + "payments/pay_large_599"));
+    }
+
     /// <summary>What the source deletes, the standby must not keep (shipping reads what is stored, so no deletion is
     /// shipped): a finished payment's in-flight marker goes with its finished record — else after a takeover every
     /// payment ever made counted against its merchant's payments in flight — and a revoked API key, expired in place,

@@ -78,6 +78,8 @@ public sealed partial class JournalShipper
 
         // One etcd transaction holds at most 128 operations, so a cut revision always leaves earlier ones to ship.
         var ordered = found.Where(record => record.Revision < horizon).OrderBy(record => record.Revision).ToList();
+        // Whole revisions within the page's bytes: a page over Cosmos DB's item limit is refused for good.
+        ordered = ordered.Take(WholeRevisions(ordered, record => record.Revision, record => record.Key.Length + record.Value.Length, int.MaxValue)).ToList();
         return ordered.Select(record => new RecordDocument(record.Key, Convert.ToBase64String(record.Value.Span), record.Revision)).ToArray();
     }
 }

@@ -30,6 +30,12 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
     /// page read by range held at most, a journal page and one per record family.</summary>
     public const int MaxChangesPerPage = 3 * MaxEntriesPerPage;
 
+    /// <summary>Bytes of changed values a page holds at most (whole revisions; one revision alone may be more): Cosmos
+    /// DB refuses an item over 2 MB, for good — the same page retried for ever, every sync write unacknowledged and the
+    /// archiver stalled behind it. Records ship base64 (4/3) inside JSON, so the bound is half the limit: 768 webhook
+    /// endpoints of ~3 KB re-shipped at a takeover came to ~3 MB.</summary>
+    public const int MaxPageBytes = 1_000_000;
+
     /// <summary>How long a round waits for etcd to say how far a feed is complete (it answers at once when the feed's
     /// watch has caught up; while it catches up, the changes it has delivered tell).</summary>
     public static readonly TimeSpan ProgressWait = TimeSpan.FromSeconds(1);
@@ -157,24 +163,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
             .Where(item => item.Change.Revision > (item.Journal ? journalAfter : head.LastRecordRevision))
             .OrderBy(item => item.Change.Revision)
             .ToList();
-        // Whole revisions up to a page (one revision alone may be more: a transaction holds at most 128 operations).
-        var taken = 0;
-        while (taken < changes.Count && (taken == 0 || taken < MaxChangesPerPage))
-        {
-            var revision = changes[taken].Change.Revision;
-            var end = taken;
-            while (end < changes.Count && changes[end].Change.Revision == revision)
-            {
-                end++;
-            }
-
-            if (taken > 0 && end > MaxChangesPerPage)
-            {
-                break;
-            }
-
-            taken = end;
-        }
+        var taken = WholeRevisions(changes, item => item.Change.Revision, item => item.Change.Key.Length + item.Change.Value.Length, MaxChangesPerPage);
 
         var cut = taken < changes.Count ? changes[taken - 1].Change.Revision : through;
         var page = changes.Take(taken).ToList();
@@ -192,6 +181,33 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
             .Select(item => new RecordDocument((item.Feed.Prefix + item.Change.Key)[root.Length..], Convert.ToBase64String(item.Change.Value.Span), item.Change.Revision))
             .ToArray();
         return (entries, records, cut, copied.Count, Math.Max(head.LastSequence, copiedThrough));
+    }
+
+    /// <summary>How many of <paramref name="ordered"/> (by revision) a page takes: whole revisions, at most
+    /// <paramref name="maxCount"/> items and <see cref="MaxPageBytes"/> — at least the first revision, whatever its size
+    /// (a transaction holds at most 128 operations).</summary>
+    internal static int WholeRevisions<T>(IReadOnlyList<T> ordered, Func<T, long> revisionOf, Func<T, long> bytesOf, int maxCount)
+    {
+        var (taken, bytes) = (0, 0L);
+        while (taken < ordered.Count)
+        {
+            var revision = revisionOf(ordered[taken]);
+            var (end, revisionBytes) = (taken, 0L);
+            while (end < ordered.Count && revisionOf(ordered[end]) == revision)
+            {
+                revisionBytes += bytesOf(ordered[end]);
+                end++;
+            }
+
+            if (taken > 0 && (end > maxCount || bytes + revisionBytes > MaxPageBytes))
+            {
+                break;
+            }
+
+            (taken, bytes) = (end, bytes + revisionBytes);
+        }
+
+        return taken;
     }
 
     /// <summary>The journal's feed first, then one per record prefix, then the replicator's copy marker.</summary>
