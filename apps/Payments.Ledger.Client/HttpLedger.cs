@@ -78,7 +78,12 @@ public sealed class HttpLedger(HttpClient http) : ILedger
         {
             if (response.StatusCode == HttpStatusCode.NotFound && method == HttpMethod.Get)
             {
-                return null;
+                // Only the ledger's own "no such account" is an answer (GET accounts/{id} is the one GET here): a bare 404
+                // is a route or a sidecar that is not the ledger's, and a saga must not fail a valid payment as
+                // account-not-found for it.
+                return await ProblemTypeAsync(response, cancellationToken) == ProblemTypes.AccountNotFound
+                    ? null
+                    : throw new LedgerUnavailableException($"The ledger service answered GET {path} 404 without saying the account is missing.");
             }
 
             if ((int)response.StatusCode >= 500)

@@ -1,5 +1,8 @@
 using System.Net;
 using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Payments.Domain;
 using Payments.Ledger.Contracts;
 using Payments.ServiceDefaults.Security;
@@ -12,6 +15,32 @@ namespace Payments.Api.FunctionalTests;
 [Collection(ApiSystemCollection.Name)]
 public sealed class LedgerServiceTests(ApiSystemFixture system)
 {
+    /// <summary>The finding: any 404 to GET accounts/{id} read as "no such account", so a route or a sidecar that is
+    /// not the ledger's (a rollout, a misrouted invocation) made the saga fail a valid payment as account-not-found.
+    /// Only the ledger's own typed answer means missing; a bare 404 is a fault, retried.</summary>
+    [Fact]
+    public async Task ABare404_IsNoAnswer_OnlyTheLedgersOwnNotFoundMeansMissing()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var notTheLedger = builder.Build(); // no routes: every request is a bodiless 404
+        await notTheLedger.StartAsync();
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(notTheLedger.Urls.First() + "/") };
+            var ledger = new Payments.Ledger.Client.HttpLedger(http);
+
+            await Assert.ThrowsAsync<LedgerUnavailableException>(() => ledger.GetAccountAsync(AccountId.Parse("someone"), CancellationToken.None));
+            await Assert.ThrowsAsync<LedgerUnavailableException>(() => ledger.GetTransferAsync(TransferId.Parse("t-someone"), CancellationToken.None));
+            Assert.Null(await system.Ledger.GetAccountAsync(AccountId.Parse($"missing-{Guid.NewGuid():N}"), CancellationToken.None));
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(notTheLedger);
+        }
+    }
+
     [Fact]
     public async Task ATransferWithoutItsIssueTime_Is400ProblemJson_AndAStaleOne_IsRefused_WithNothingWritten()
     {
