@@ -55,6 +55,26 @@ public sealed partial class TiltTests
         Assert.DoesNotContain("live_update", tiltfile, StringComparison.Ordinal);
     }
 
+    /// <summary>Found by review: the app image had no ENTRYPOINT and relied on docker_build's <c>entrypoint</c>, which
+    /// Tilt injects only into YAML it deploys itself, not into a helm_resource's pods; the chart sets no command, so
+    /// the runtime image's default ran instead of the app. The image now names its app.</summary>
+    [Fact]
+    public async Task TiltsAppImages_RunTheirAppByThemselves()
+    {
+        var dockerfile = File.ReadAllText(Path.Combine(Root, "tilt", "Dockerfile.dev"));
+        var tiltfile = File.ReadAllText(Path.Combine(Root, "Tiltfile"));
+        Assert.Matches(@"(?m)^ARG APP$", dockerfile);
+        Assert.Matches(@"(?m)^ENV .*\bAPP=\$\{APP\}", dockerfile);
+        Assert.Matches(@"(?m)^ENTRYPOINT \[.*exec dotnet .*/app/\$\{APP\}\.dll", dockerfile);
+        Assert.Contains("build_args={'APP': project, 'OUT': out}", tiltfile, StringComparison.Ordinal);
+        var objects = await ChartTests.RenderAsync("values-region-a.yaml+../../tilt/values-dev.yaml");
+        var apps = objects.OfType<k8s.Models.V1Deployment>().SelectMany(deployment => deployment.Spec.Template.Spec.Containers)
+            .Where(container => container.Image.StartsWith("daprpayments/", StringComparison.Ordinal) && !container.Image.StartsWith("daprpayments/etcd", StringComparison.Ordinal))
+            .ToArray();
+        Assert.NotEmpty(apps);
+        Assert.All(apps, container => Assert.True(container.Command is null or { Count: 0 }, $"{container.Name} sets a command: the image's entrypoint would not run"));
+    }
+
     /// <summary>Issue 13 finding 4: every Secret the pods of Tilt's render read by name is one the chart renders or
     /// the Tiltfile creates, and the Cosmos endpoint is the local server the Tiltfile runs.</summary>
     [Fact]
