@@ -14,10 +14,13 @@ namespace Payments.Ledger.Core;
 /// checks: the source's decision is the fact to copy), so the copy cannot diverge from the source; the entries of one
 /// source transaction are applied in one etcd transaction, so a batch is never half-copied.
 /// <para>Accounts come into being with their first entry (currency from the entry, no overdraft: what the public API
-/// opens). It writes unfenced: it runs only while this region is the standby, which is when nothing else writes.</para>
+/// opens). It runs only while this region is the standby, which is when nothing else writes — and with
+/// <paramref name="standbyFenceKey"/> (the region's epoch mirror) the store checks that: every transaction compares the
+/// key absent, so a process that has not yet seen its region promoted (its reads of the region record failing) cannot
+/// copy the old region's late pages into a region that writes.</para>
 /// <para>With <paramref name="copyMarkerKey"/>, every transaction also puts that key: this region's shipper then leaves
 /// the copies out of its own pages (the other region has them).</para></summary>
-public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = null)
+public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = null, string? standbyFenceKey = null)
 {
     /// <summary>Compare-and-swap rounds per source transaction before giving up (the caller retries later).</summary>
     public const int MaxAttempts = 16;
@@ -44,8 +47,15 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
     {
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
-            var keys = entries.SelectMany(KeysOf).Append(Keys.ArchiveHorizon).Distinct(StringComparer.Ordinal).ToArray();
+            // The fence key is read and compared like every other (at revision 0: absent), so it is checked at commit.
+            var keys = entries.SelectMany(KeysOf).Append(Keys.ArchiveHorizon).Concat(standbyFenceKey is null ? [] : [standbyFenceKey])
+                .Distinct(StringComparer.Ordinal).ToArray();
             var read = await ledger.Store.RetryingAsync(token => ledger.Store.ReadManyAsync(keys, serializable: false, token), cancellationToken);
+            if (standbyFenceKey is not null && read[standbyFenceKey].Exists)
+            {
+                throw new LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's journal.");
+            }
+
             var writes = new Dictionary<string, ByteString?>(StringComparer.Ordinal); // null: delete
             var accounts = new Dictionary<string, AccountRecord>(StringComparer.Ordinal);
             var holds = new Dictionary<string, HoldRecord>(StringComparer.Ordinal);

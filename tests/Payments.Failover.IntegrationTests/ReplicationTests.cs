@@ -297,6 +297,33 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(large, await GetAsync(prefixB + "payments/pay_large_599"));
     }
 
+    /// <summary>The finding: the applier wrote unfenced, trusting that it ran only in a standby; a failover process that
+    /// had not yet seen its region promoted (its reads of the region record failing) went on replicating, and the old
+    /// region's late pages landed in a region that writes. The store now refuses copies while the region holds an epoch,
+    /// and the pages apply once it is the standby again.</summary>
+    [Fact]
+    public async Task ARegionHoldingAnEpoch_TakesNoCopies_UntilItIsTheStandbyAgain()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var a = fixture.NewLedger(prefix: prefixA + "ledger/");
+        var b = fixture.NewLedger(prefix: prefixB + "ledger/");
+        await WorkloadAsync(a, transfers: 6);
+        await PutAsync(prefixA + "payments/pay_late", "completed");
+        await ShipAllAsync(RecordShipper("region-a", a, prefixA));
+        var epochKey = Payments.Etcd.Regions.RegionEpochFence.KeyFor(prefixB);
+        await PutAsync(epochKey, "7"); // region B holds epoch 7: it writes
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+
+        await Assert.ThrowsAsync<LedgerUnavailableException>(() => replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None));
+        Assert.Empty(await new JournalReader(b).ReadAllAsync(LedgerInvariants.MaxJournalEntries, CancellationToken.None));
+        Assert.Null(await GetAsync(prefixB + "payments/pay_late"));
+
+        await fixture.Connection.Client.DeleteAsync(epochKey); // the standby again
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+        await AssertSameLedgerAsync(a, b);
+        Assert.Equal("completed", await GetAsync(prefixB + "payments/pay_late"));
+    }
+
     /// <summary>What the source deletes, the standby must not keep (shipping reads what is stored, so no deletion is
     /// shipped): a finished payment's in-flight marker goes with its finished record — else after a takeover every
     /// payment ever made counted against its merchant's payments in flight — and a revoked API key, expired in place,

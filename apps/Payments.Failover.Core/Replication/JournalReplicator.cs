@@ -2,6 +2,7 @@ using System.Globalization;
 using Etcdserverpb;
 using Microsoft.Azure.Cosmos;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Ledger.Core;
 using Payments.Orchestrator.Client.Records;
 
@@ -21,7 +22,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
 
     /// <summary>The local Cosmos-compatible server answers 500 for a missing document (see <see cref="JournalStore.TryReadAsync{T}"/>).</summary>
     public bool ServerErrorMeansMissing { get; init; }
-    private readonly JournalApplier applier = new(ledger, EtcdBytes.AsPrefix(prefix) + CopyMarker);
+    private readonly JournalApplier applier = new(ledger, EtcdBytes.AsPrefix(prefix) + CopyMarker, RegionEpochFence.KeyFor(prefix));
 
     /// <summary>Pages of <paramref name="source"/> shipped but not yet applied here, as of the last round.</summary>
     public long PagesBehind { get; private set; }
@@ -186,18 +187,24 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
     }
 
     /// <summary>Compare-and-swap: two replicators of one region never move the checkpoint backwards, and
-    /// <paramref name="writes"/> land only while the checkpoint is where this replicator last saw it.</summary>
+    /// <paramref name="writes"/> land only while the checkpoint is where this replicator last saw it — and while this
+    /// region holds no epoch (its mirror absent): a region that writes takes no copies (<see cref="JournalApplier"/>).</summary>
     private async Task<long> WriteCheckpointAsync(string source, long pages, long expectedRevision, RequestOp[] writes, CancellationToken cancellationToken)
     {
         var key = CheckpointKey(source);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(key, expectedRevision));
+        request.Compare.Add(EtcdBytes.ModRevisionIs(RegionEpochFence.KeyFor(prefix), 0));
         request.Success.Add(writes);
         request.Success.Add(EtcdBytes.Put(key, Google.Protobuf.ByteString.CopyFromUtf8(pages.ToString(CultureInfo.InvariantCulture))));
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         if (!response.Succeeded)
         {
-            throw new InvalidOperationException($"Another replicator moved the checkpoint of {source}; this round stops (the pages it applied are idempotent).");
+            var epoch = await EtcdConnection.CallAsync(
+                token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key(RegionEpochFence.KeyFor(prefix)), CountOnly = true }, cancellationToken: token), cancellationToken);
+            throw epoch.Count > 0
+                ? new Payments.Ledger.Contracts.LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's records.")
+                : new InvalidOperationException($"Another replicator moved the checkpoint of {source}; this round stops (the pages it applied are idempotent).");
         }
 
         return response.Header.Revision;
