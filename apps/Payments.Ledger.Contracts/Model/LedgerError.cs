@@ -35,7 +35,6 @@ public sealed record LedgerError(string Code, string Detail)
     public const string BatchTooLarge = "batch-too-large";
     public const string BatchDuplicateId = "batch-duplicate-transfer-id";
     public const string LinkedTransferFailed = "linked-transfer-failed";
-    public const string SystemAccountReserved = "system-account-reserved";
     public const string TransferTooOld = "transfer-too-old";
     public const string IssuedInFuture = "issued-in-future";
 
