@@ -51,6 +51,11 @@ public sealed partial class EtcdChartTests
                 Assert.Contains(args, arg => arg.StartsWith(flag, StringComparison.Ordinal));
             }
 
+            // Only the members' certificate on the Raft port, not an app's of the same CA (review finding); and a member
+            // slow to open its database is not restarted in a loop.
+            Assert.Contains($"--peer-cert-allowed-cn={etcd.Metadata.Name}", args);
+            Assert.NotNull(etcd.Spec.Template.Spec.Containers.Single().StartupProbe);
+
             Assert.All(args.Where(arg => arg.Contains("-urls=", StringComparison.Ordinal) && !arg.StartsWith("--listen-metrics-urls", StringComparison.Ordinal)),
                 arg => Assert.Contains("=https://", arg, StringComparison.Ordinal));
         }
