@@ -15,6 +15,9 @@ public static class ProblemTypes
     public const string UnsupportedMediaType = Base + "unsupported-media-type";
     public const string Unauthorized = Base + "unauthorized";
 
+    /// <summary>Public API: a request that came over plain HTTP where the deployment requires HTTPS.</summary>
+    public const string HttpsRequired = Base + "https-required";
+
     /// <summary>Internal services: the caller is authenticated, but its role may not perform this operation.</summary>
     public const string Forbidden = Base + "forbidden";
 

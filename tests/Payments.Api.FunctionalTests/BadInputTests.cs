@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Payments.Domain;
 
@@ -151,6 +152,40 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
         Assert.Contains("/idempotency-key-invalid", answer, StringComparison.Ordinal);
         Assert.Contains("Send the Idempotency-Key header once", answer, StringComparison.Ordinal);
+    }
+
+    /// <summary>The finding: the ingress redirected plain HTTP to https, and clients follow a redirect silently, so a
+    /// merchant configured with http:// sent its key in cleartext on every request and never knew. Where TLS is
+    /// required the API refuses such a request (what the entrance says it came over), before its key is looked at.</summary>
+    [Fact]
+    public async Task ARequestThatCameOverPlainHttp_Is403HttpsRequired_WhereTlsIsRequired()
+    {
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:RequireHttps", "true"));
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, Payments.Merchants.ApiScopes.PaymentsRead);
+        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+
+        async Task<HttpResponseMessage> GetAsync(string path, string scheme)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            request.Headers.Add("X-Forwarded-For", "203.0.113.9"); // the entrance (a trusted proxy: loopback) says who and how
+            request.Headers.Add("X-Forwarded-Proto", scheme);
+            return await client.SendAsync(request);
+        }
+
+        using var plain = await GetAsync("/v1/events", "http");
+        using var admin = await GetAsync("/admin/v1/merchants", "http");
+        using var secure = await GetAsync("/v1/events", "https");
+        using var probe = await GetAsync("/healthz", "http"); // probes carry no credential
+
+        foreach (var refused in new[] { plain, admin })
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+            Assert.Equal(ProblemTypes.HttpsRequired, (await refused.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.OK, secure.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
     }
 
     /// <summary>An id no payment can have is 404 at once: it was read from etcd, and a wait on it left its id among the

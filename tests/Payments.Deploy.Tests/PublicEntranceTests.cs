@@ -47,7 +47,11 @@ public sealed partial class PublicEntranceTests
         Assert.InRange(int.Parse(annotations[Nginx + "proxy-read-timeout"], CultureInfo.InvariantCulture), await ApiMaxStatusWaitAsync() + 10, 120);
         Assert.Equal(annotations[Nginx + "proxy-read-timeout"], annotations[Nginx + "proxy-send-timeout"]);
         Assert.DoesNotContain("non_idempotent", annotations[Nginx + "proxy-next-upstream"], StringComparison.Ordinal);
-        Assert.Equal("true", annotations[Nginx + "force-ssl-redirect"]);
+        // Plain HTTP reaches the API, which refuses it (403 https-required): a redirect was followed silently, the key
+        // sent in cleartext on every request.
+        Assert.Equal(("false", "false"), (annotations[Nginx + "ssl-redirect"], annotations[Nginx + "force-ssl-redirect"]));
+        var api = objects.OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-api", StringComparison.Ordinal));
+        Assert.Contains(api.Spec.Template.Spec.Containers[0].Env, variable => variable.Name == "Payments__RequireHttps" && variable.Value == "true");
         Assert.Equal("letsencrypt", annotations["cert-manager.io/cluster-issuer"]);
     }
 

@@ -68,7 +68,8 @@ public static class ApiExtensions
         // ingress controller), else anyone could pick the address their requests are counted under.
         services.Configure<Microsoft.AspNetCore.Builder.ForwardedHeadersOptions>(forwarded =>
         {
-            forwarded.ForwardedHeaders = Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedFor;
+            // The scheme too (RequireHttps): an entrance that terminates TLS says which one the client used.
+            forwarded.ForwardedHeaders = Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedFor | Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedProto;
             forwarded.ForwardLimit = 1;
             foreach (var network in options.TrustedProxyNetworks)
             {
@@ -84,6 +85,21 @@ public static class ApiExtensions
         services.AddOpenApi(Payments.Api.OpenApi.ApiDocumentation.AdminDocument, Payments.Api.OpenApi.ApiDocumentation.Configure);
         services.AddProblemDetails();
         services.AddRateLimiter(limiter => ConfigureRateLimits(limiter, options));
+    }
+
+    /// <summary>A request to the API or the operator's routes over plain HTTP, where TLS is required: refused before its
+    /// key is looked at, saying the key went in cleartext. Health probes and the OpenAPI document carry no credential.</summary>
+    private static async Task RefusePlainHttpAsync(HttpContext context, Func<Task> next)
+    {
+        if (!context.Request.IsHttps && (context.Request.Path.StartsWithSegments("/v1") || context.Request.Path.StartsWithSegments("/admin")))
+        {
+            await Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.HttpsRequired, "This API is served over HTTPS only.",
+                "Send requests to the https:// address. The credential this request carried crossed the network unencrypted: rotate it.")
+                .ToResult().ExecuteAsync(context);
+            return;
+        }
+
+        await next();
     }
 
     public static void UsePaymentsApi(this WebApplication app)
@@ -117,6 +133,11 @@ public static class ApiExtensions
             await Reply.Problem(status, type, title).ToResult().ExecuteAsync(pages.HttpContext);
         });
         app.UseForwardedHeaders();
+        if (app.Services.GetRequiredService<ApiOptions>().RequireHttps)
+        {
+            app.Use(RefusePlainHttpAsync);
+        }
+
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
