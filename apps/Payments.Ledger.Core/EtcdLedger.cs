@@ -287,9 +287,9 @@ public sealed class EtcdLedger : ILedger
 
     /// <summary>The standby's side of <see cref="AccountSettingsRecord"/>: the account as the active region set it up
     /// — opened (with no balance; its transfers bring that), its overdraft limit, closed — by compare-and-swap beside
-    /// the journal applier's writes, unfenced like them (<see cref="JournalApplier"/>). <paramref name="settings"/>
-    /// is the record as shipped.</summary>
-    public async Task ApplyReplicatedSettingsAsync(Google.Protobuf.ByteString settings, CancellationToken cancellationToken)
+    /// the journal applier's writes, with the same standby fence (<paramref name="standbyFenceKey"/>, compared absent:
+    /// <see cref="JournalApplier"/>). <paramref name="settings"/> is the record as shipped.</summary>
+    public async Task ApplyReplicatedSettingsAsync(Google.Protobuf.ByteString settings, CancellationToken cancellationToken, string? standbyFenceKey = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         var copy = LedgerJson.DecodeSettings(settings);
@@ -305,10 +305,20 @@ public sealed class EtcdLedger : ILedger
 
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
+            if (standbyFenceKey is not null)
+            {
+                request.Compare.Add(EtcdBytes.ModRevisionIs(standbyFenceKey, 0)); // only while the region holds no epoch (JournalApplier)
+            }
+
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record with { OverdraftLimitMinor = copy.OverdraftLimitMinor, Closed = copy.Closed })));
             if ((await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken)).Succeeded)
             {
                 return;
+            }
+
+            if (standbyFenceKey is not null && (await store.RetryingAsync(token => store.GetAsync(standbyFenceKey, serializable: false, token), cancellationToken)).Exists)
+            {
+                throw new LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's account settings.");
             }
         }
 

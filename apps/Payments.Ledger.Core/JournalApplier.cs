@@ -47,14 +47,7 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
     {
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
-            // The fence key is read and compared like every other (at revision 0: absent), so it is checked at commit.
-            var keys = entries.SelectMany(KeysOf).Append(Keys.ArchiveHorizon).Concat(standbyFenceKey is null ? [] : [standbyFenceKey])
-                .Distinct(StringComparer.Ordinal).ToArray();
-            var read = await ledger.Store.RetryingAsync(token => ledger.Store.ReadManyAsync(keys, serializable: false, token), cancellationToken);
-            if (standbyFenceKey is not null && read[standbyFenceKey].Exists)
-            {
-                throw new LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's journal.");
-            }
+            var (keys, read) = await ReadAsync(entries, cancellationToken);
 
             var writes = new Dictionary<string, ByteString?>(StringComparer.Ordinal); // null: delete
             var accounts = new Dictionary<string, AccountRecord>(StringComparer.Ordinal);
@@ -119,6 +112,21 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
         }
 
         throw new LedgerUnavailableException($"Applying the replicated transaction at sequence {entries[0].Sequence} conflicted {MaxAttempts} times.");
+    }
+
+    /// <summary>Every key the transaction's entries touch, read. The fence key is read and compared like every other
+    /// (at revision 0: absent), so it is checked at commit too.</summary>
+    private async Task<(string[] Keys, IReadOnlyDictionary<string, StoredValue> Read)> ReadAsync(JournalEntry[] entries, CancellationToken cancellationToken)
+    {
+        var keys = entries.SelectMany(KeysOf).Append(Keys.ArchiveHorizon).Concat(standbyFenceKey is null ? [] : [standbyFenceKey])
+            .Distinct(StringComparer.Ordinal).ToArray();
+        var read = await ledger.Store.RetryingAsync(token => ledger.Store.ReadManyAsync(keys, serializable: false, token), cancellationToken);
+        if (standbyFenceKey is not null && read[standbyFenceKey].Exists)
+        {
+            throw new LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's journal.");
+        }
+
+        return (keys, read);
     }
 
     /// <summary>The writes, each key read compared with the revision it was read at, and the copy marker.</summary>

@@ -324,6 +324,31 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal("completed", await GetAsync(prefixB + "payments/pay_late"));
     }
 
+    /// <summary>The same fence for a page that holds only an account's settings (an overdraft set at the source):
+    /// they were copied by a compare-and-swap of their own, before the fenced checkpoint — a late page's overdraft
+    /// landed in a region that writes.</summary>
+    [Fact]
+    public async Task ARegionHoldingAnEpoch_TakesNoAccountSettings_UntilItIsTheStandbyAgain()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        var (debtor, _) = await OpenFundedAsync(a);
+        await ShipAndApplyAsync(shipper, replicator);
+        Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 500, CancellationToken.None));
+        await ShipAllAsync(shipper); // a page of the account's settings alone
+        var epochKey = Payments.Etcd.Regions.RegionEpochFence.KeyFor(prefixB);
+        await PutAsync(epochKey, "7");
+
+        await Assert.ThrowsAsync<LedgerUnavailableException>(() => replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None));
+        Assert.Equal(0, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+
+        await fixture.Connection.Client.DeleteAsync(epochKey);
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+        Assert.Equal(500, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+    }
+
     /// <summary>What the source deletes, the standby must not keep (shipping reads what is stored, so no deletion is
     /// shipped): a finished payment's in-flight marker goes with its finished record — else after a takeover every
     /// payment ever made counted against its merchant's payments in flight — and a revoked API key, expired in place,

@@ -153,7 +153,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         {
             if (value is not null)
             {
-                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken);
+                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken, RegionEpochFence.KeyFor(prefix));
             }
         }
 
