@@ -44,8 +44,8 @@ public sealed class ApiOptions
     /// (500 requests per second) filled etcd's quota within hours, and every tenant's payments stopped.</summary>
     public long MaxAccountsPerMerchant { get; set; } = 100_000;
 
-    /// <summary>Refuse <c>/v1</c> and <c>/admin</c> requests that did not come over HTTPS (as the trusted proxy's
-    /// <c>X-Forwarded-Proto</c> says): 403 <c>https-required</c>. On where an entrance terminates TLS (the chart sets it
+    /// <summary>Refuse <c>/v1</c> and <c>/admin</c> requests that reached the entrance over plain HTTP (its
+    /// <c>X-Forwarded-Proto: http</c>): 403 <c>https-required</c>. On where an entrance terminates TLS (the chart sets it
     /// with an ingress or HTTPRoute). A redirect to https instead was followed silently by clients — curl, HTTP
     /// libraries — so a merchant configured with http:// sent its key in cleartext on every request and never knew.</summary>
     public bool RequireHttps { get; set; }

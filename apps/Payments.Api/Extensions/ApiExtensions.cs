@@ -68,8 +68,7 @@ public static class ApiExtensions
         // ingress controller), else anyone could pick the address their requests are counted under.
         services.Configure<Microsoft.AspNetCore.Builder.ForwardedHeadersOptions>(forwarded =>
         {
-            // The scheme too (RequireHttps): an entrance that terminates TLS says which one the client used.
-            forwarded.ForwardedHeaders = Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedFor | Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedProto;
+            forwarded.ForwardedHeaders = Microsoft.AspNetCore.HttpOverrides.ForwardedHeaders.XForwardedFor;
             forwarded.ForwardLimit = 1;
             foreach (var network in options.TrustedProxyNetworks)
             {
@@ -87,11 +86,17 @@ public static class ApiExtensions
         services.AddRateLimiter(limiter => ConfigureRateLimits(limiter, options));
     }
 
-    /// <summary>A request to the API or the operator's routes over plain HTTP, where TLS is required: refused before its
-    /// key is looked at, saying the key went in cleartext. Health probes and the OpenAPI document carry no credential.</summary>
+    /// <summary>A request to the API or the operator's routes that reached the TLS entrance over plain HTTP — as the
+    /// entrance itself says, X-Forwarded-Proto (its last value: the nearest proxy's) — refused before its key is looked
+    /// at, saying the key went in cleartext. Requests that did not come through an entrance (helm test's pod, an
+    /// operator's port-forward: the NetworkPolicy decides who reaches the port) carry no such header and pass; a client
+    /// that sends the header itself can only refuse its own request. Health probes and the OpenAPI document carry no
+    /// credential.</summary>
     private static async Task RefusePlainHttpAsync(HttpContext context, Func<Task> next)
     {
-        if (!context.Request.IsHttps && (context.Request.Path.StartsWithSegments("/v1") || context.Request.Path.StartsWithSegments("/admin")))
+        var forwardedProto = context.Request.Headers["X-Forwarded-Proto"].ToString().Split(',')[^1].Trim();
+        if (string.Equals(forwardedProto, "http", StringComparison.OrdinalIgnoreCase)
+            && (context.Request.Path.StartsWithSegments("/v1") || context.Request.Path.StartsWithSegments("/admin")))
         {
             await Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.HttpsRequired, "This API is served over HTTPS only.",
                 "Send requests to the https:// address. The credential this request carried crossed the network unencrypted: rotate it.")
