@@ -4,6 +4,7 @@ using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Payments.Domain;
 using Payments.Etcd;
+using Payments.Orchestrator.Client.Gateway;
 using Payments.Orchestrator.Client.Models;
 using Payments.Orchestrator.Client.Records;
 using Payments.Orchestrator.Workflows;
@@ -199,16 +200,7 @@ public sealed class StuckPaymentSweeper(
         var runningFor = now - (state?.StartedAt is { } started && started > record.CreatedAt ? started : record.CreatedAt);
         if (staleBefore is { } takeoverBegan && state?.StartedAt is { } startedAt && startedAt < takeoverBegan)
         {
-            // A run this region started in an earlier epoch of its own, before the other region held the payment: it
-            // knows nothing of what was decided there (a review, a settlement), and left to itself it decided again — a
-            // wait for a reviewer who had approved in the other region ended failed at its deadline after the money
-            // moved, and an outcome fenced at the switchover was recorded over the payment's later life. Run again,
-            // the saga reads the record and asks the ledger first (ResumedPaymentWorkflow). A run that ended then is run
-            // again too: its output (its record write fenced off there) is not what happened since.
-            logger.LogWarning("Sweeper: payment {PaymentId}'s saga run dates from before this region took over ({Step}); running it again",
-                record.PaymentId, state.Step);
-            await workflows.RestartAsync(input, cancellationToken);
-            return report with { Restarted = report.Restarted + 1 };
+            return await RunAgainFromBeforeTheTakeoverAsync(record, state, input, report, cancellationToken);
         }
 
         switch (state)
@@ -239,6 +231,29 @@ public sealed class StuckPaymentSweeper(
             default:
                 return report;
         }
+    }
+
+    /// <summary>A run this region started in an earlier epoch of its own, before the other region held the payment: it
+    /// knows nothing of what was decided there (a review, a settlement), and left to itself it decided again — a wait
+    /// for a reviewer who had approved in the other region ended failed at its deadline after the money moved, and an
+    /// outcome fenced at the switchover was recorded over the payment's later life. Run again, the saga reads the record
+    /// and asks the ledger first (ResumedPaymentWorkflow). A run that ended then is run again too: its output (its
+    /// record write fenced off there) is not what happened since.</summary>
+    private async Task<SweepReport> RunAgainFromBeforeTheTakeoverAsync(
+        PaymentRecord record, PaymentWorkflowState state, PaymentInput input, SweepReport report, CancellationToken cancellationToken)
+    {
+        // An ended run wrote its outcome before it ended, unless the fence refused it: the record read now, not the
+        // page's (minutes old by the end of a page), tells which — a run of this epoch that ended during the walk, its
+        // outcome recorded, is not run again (deciding again could move money under a record that says failed).
+        if (state.Ended && await records.GetAsync(record.PaymentId, cancellationToken) is { Record.IsTerminal: true })
+        {
+            return report;
+        }
+
+        logger.LogWarning("Sweeper: payment {PaymentId}'s saga run dates from before this region took over ({Step}); running it again",
+            record.PaymentId, state.Step);
+        await workflows.RestartAsync(input, cancellationToken);
+        return report with { Restarted = report.Restarted + 1 };
     }
 
     /// <summary>How long a saga run again may still wait for a reviewer: the payment's deadline runs from its

@@ -95,7 +95,9 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     {
         using var timeout = Bounded(cancellationToken);
         var state = await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token);
-        if (state is { Exists: true, IsWorkflowRunning: true })
+        // Not only a running one: an instance no worker has begun yet (Pending) cannot be purged either, and its restart
+        // would fail at every pass.
+        if (state is { Exists: true, RuntimeStatus: WorkflowRuntimeStatus.Running or WorkflowRuntimeStatus.Pending or WorkflowRuntimeStatus.Suspended })
         {
             await workflows.TerminateWorkflowAsync(input.PaymentId, null, timeout.Token);
             await workflows.WaitForWorkflowCompletionAsync(input.PaymentId, false, timeout.Token);

@@ -16,8 +16,9 @@ namespace Payments.Orchestrator.Workflows;
 /// failed. Without a hold, a reviewer's decision the record holds binds; otherwise the payment is decided as
 /// <see cref="PaymentWorkflowV2"/> decides it. Unanswered, the payment stays pending and the sweeper comes back.</summary>
 /// <remarks>A workflow of its own name, not a branch of <see cref="PaymentWorkflowV2"/> (ADR 0006: a changed sequence of
-/// steps gets a new name): during a rolling upgrade an orchestrator that does not know it cannot run it as a first run
-/// — its instance waits for, or fails over to, one that does — and instances of V2 replay unchanged.</remarks>
+/// steps gets a new name): instances of V2 replay unchanged. During a rolling upgrade an orchestrator that does not
+/// know the name fails its instance ("Workflow '…' is not registered in this app", Dapr.Workflow 1.19, seen in the
+/// integration tests), and the sweeper runs a failed run again, until it lands on an orchestrator that knows it.</remarks>
 public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
 {
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) => RunAsync(context, input, batchMayHaveSettled: false);
