@@ -22,7 +22,8 @@ install_cosmos_server_once() {
 ensure_cosmos_server() {
   if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
   exec 8>/tmp/daprpayments-cosmos-install.lock
-  flock --timeout 300 8 # parallel callers: one installs, the others wait and find it
+  # parallel callers: one installs, the others wait and find it
+  flock --timeout 900 8 || { echo "Another install held /tmp/daprpayments-cosmos-install.lock for 15 min; try again." >&2; exit 1; }
   if [ -x "$cosmos_dir/node_modules/.bin/cosmosdb-server" ]; then return; fi
   echo "==> Installing the local Cosmos DB-compatible server ($COSMOS_SERVER_PACKAGE) into $cosmos_dir…"
   # The registry can drop a connection mid-install (a CI run once failed here after 10 s with nothing said): npm retries
@@ -67,8 +68,8 @@ ensure_debian_packages() {
     exit 1
   fi
   exec 9>/tmp/daprpayments-apt-install.lock
-  flock --timeout 300 9
-  if have_all; then return; fi
+  flock --timeout 300 9 || { echo "Another install held /tmp/daprpayments-apt-install.lock for 5 min; try again." >&2; exit 1; }
+  if have_all; then exec 9>&-; return; fi
   export DEBIAN_FRONTEND=noninteractive
   packages=()
   command -v yamllint >/dev/null 2>&1 || packages+=(yamllint)
@@ -80,6 +81,7 @@ ensure_debian_packages() {
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${packages[@]}"
   fi
+  exec 9>&- # released here: the npm install and the promtool download that follow are not apt's
 }
 
 scripts/install-etcd.sh

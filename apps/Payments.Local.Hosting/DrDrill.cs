@@ -221,6 +221,12 @@ public static class DrDrill
         foreach (var path in system.Children.Select(child => child.LogPath).Distinct())
         {
             progress($"{prefix} last lines of {Path.GetFileName(path)}:");
+            if (!File.Exists(path))
+            {
+                progress($"{prefix}   (no log)"); // the report must not hide the drill's own failure
+                continue;
+            }
+
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             using var reader = new StreamReader(stream);
             var tail = new Queue<string>(MaxLogLinesPerApp);

@@ -221,7 +221,8 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         using var reader = new StreamReader(stream, Encoding.ASCII);
         var statusLine = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
         var headers = new List<string>();
-        for (var line = await reader.ReadLineAsync(); !string.IsNullOrEmpty(line); line = await reader.ReadLineAsync())
+        for (var line = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)); !string.IsNullOrEmpty(line);
+             line = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)))
         {
             headers.Add(line);
         }
