@@ -27,8 +27,9 @@ public static class DrDrill
 {
     public const long FundsMinor = 10_000_000;
     public const int Accounts = 8;
-    /// <summary>Per payment, from its first submission (in A) through the loss and the failover to its end in B.</summary>
-    public static readonly TimeSpan PaymentDeadline = TimeSpan.FromMinutes(3);
+    /// <summary>Per payment, from its first submission (in A) through the loss and the failover to its end in B: past the
+    /// sweeper's StallBound (3 min), so a saga whose work item was lost with a disconnected worker is run again in time.</summary>
+    public static readonly TimeSpan PaymentDeadline = TimeSpan.FromMinutes(6);
     internal static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan LagSampleInterval = TimeSpan.FromMilliseconds(50);
 

@@ -10,7 +10,7 @@ namespace Payments.Local.SystemTests;
 [Collection(LocalSystemCollection.Name)]
 public sealed class DrDrillTests(ITestOutputHelper output)
 {
-    public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(8);
+    public static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(12);
 
     [Fact]
     public async Task RegionLostUnderLoad_NothingAcknowledgedIsLost_AndEveryPaymentEndsOnceInTheOtherRegion()
@@ -20,6 +20,11 @@ public sealed class DrDrillTests(ITestOutputHelper output)
 
         output.WriteLine($"RTO {result.RtoSeconds} s, RPO (sync) {result.RpoPaymentsLostSync}, async lag p99 {result.AsyncLagP99Ms} ms, " +
             $"{result.PaymentsChecked} payments checked, {result.AcknowledgedCompletedInA} acknowledged completed in A before the loss");
+        foreach (var problem in result.Problems)
+        {
+            output.WriteLine("PROBLEM " + problem); // whole: the assertion's message cuts each one short
+        }
+
         Assert.Empty(result.Problems);
         Assert.Equal(0, result.RpoPaymentsLostSync);
         Assert.Equal(60, result.PaymentsChecked);

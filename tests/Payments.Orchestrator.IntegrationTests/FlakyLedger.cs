@@ -15,7 +15,26 @@ public sealed class FlakyLedger(ILedger inner) : ILedger
     private readonly ConcurrentDictionary<string, int> attempts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> committedFailuresLeft = new(StringComparer.Ordinal);
 
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> gates = new(StringComparer.Ordinal);
+
     public void FailNext(TransferId id, int times) => failuresLeft[id.Value] = times;
+
+    /// <summary>The next call carrying <paramref name="id"/> waits until the returned source completes: an activity that
+    /// never answers (its work item lost with a worker that disconnected), until the test lets it go.</summary>
+    public TaskCompletionSource HoldNext(TransferId id)
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        gates[id.Value] = gate;
+        return gate;
+    }
+
+    private async Task MaybeHoldAsync(TransferId id)
+    {
+        if (gates.TryRemove(id.Value, out var gate))
+        {
+            await gate.Task;
+        }
+    }
 
     public void FailAfterApplying(TransferId id, int times) => committedFailuresLeft[id.Value] = times;
 
@@ -33,6 +52,7 @@ public sealed class FlakyLedger(ILedger inner) : ILedger
 
     public async Task<TransferOutcome> TransferAsync(TransferRequest request, CancellationToken cancellationToken)
     {
+        await MaybeHoldAsync(request.Id);
         MaybeFail(request.Id);
         var outcome = await inner.TransferAsync(request, cancellationToken);
         MaybeFailCommitted(request.Id);
@@ -43,6 +63,7 @@ public sealed class FlakyLedger(ILedger inner) : ILedger
     {
         foreach (var request in batch)
         {
+            await MaybeHoldAsync(request.Id);
             MaybeFail(request.Id);
         }
 

@@ -294,6 +294,45 @@ public sealed partial class PaymentSagaTests
         Assert.Equal(Amount, await BalanceAsync(creditor));
     }
 
+    /// <summary>Found by the DR drill under load in CI: a work item lost between the workflow engine and a worker that
+    /// disconnected left its saga Running with nothing happening, and the sweeper waited MaxRunning (the approval
+    /// deadline and an hour) before it ran it again. A run not waiting for a reviewer whose history has not moved for
+    /// StallBound is run again (here: a money activity that never answers, and a sweeper whose clock is past the bound).</summary>
+    [Fact]
+    public async Task Sweeper_ARunWhoseHistoryStoppedMoving_IsRunAgainAfterTheStallBound()
+    {
+        const long Amount = 100;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: Amount);
+        var payment = Payment(debtor, creditor, Amount);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, DateTimeOffset.UtcNow.AddMinutes(-1)), CancellationToken.None);
+        var gate = saga.Flaky.HoldNext(PaymentTransfers.Hold(payment));
+        try
+        {
+            await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV3), payment.PaymentId, payment);
+            await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.MovingMoney);
+            var later = new StuckPaymentSweeper(
+                saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
+                new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
+                SagaFixture.ApprovalTimeout, new AheadClock(SweepPolicy.StallBound + TimeSpan.FromMinutes(1)), NullLogger<StuckPaymentSweeper>.Instance);
+
+            await SweepUntilAsync(later, async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal,
+                SagaTimeout, "The run whose money activity never answered was never run again.");
+        }
+        finally
+        {
+            gate.TrySetResult(); // the old activity goes on: its batch replays as applied
+        }
+
+        Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
+        Assert.Equal(Amount, await BalanceAsync(creditor));
+    }
+
+    /// <summary>The system clock, <paramref name="ahead"/> of now: a sweeper that sees a bound as passed.</summary>
+    private sealed class AheadClock(TimeSpan ahead) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + ahead;
+    }
+
     /// <summary>Found in review: a failover process asks for the takeover sweep of its epoch at every start, and each
     /// request began a cycle with a new cut-off, so every saga the region had started since its takeover counted as
     /// left over and was run again — at every rollout of the failover service. The same epoch keeps its cut-off.</summary>

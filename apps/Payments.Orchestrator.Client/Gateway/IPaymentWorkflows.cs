@@ -25,5 +25,6 @@ public interface IPaymentWorkflows
 }
 
 /// <summary>A payment workflow as seen from outside: whether it ended, where it is (a <see cref="PaymentStep"/>), how it
-/// ended, and when this run of it started (null when the runtime does not say).</summary>
-public sealed record PaymentWorkflowState(bool Ended, string? Step, PaymentOutcome? Outcome, DateTimeOffset? StartedAt = null);
+/// ended, when this run of it started and when its history last changed (null when the runtime does not say).</summary>
+public sealed record PaymentWorkflowState(
+    bool Ended, string? Step, PaymentOutcome? Outcome, DateTimeOffset? StartedAt = null, DateTimeOffset? LastProgressAt = null);

@@ -224,6 +224,7 @@ public sealed class StuckPaymentSweeper(
                 return report with { Redelivered = report.Redelivered + 1 };
             case { Ended: true }:
             case { Ended: false } when runningFor > policy.MaxRunning:
+            case { Ended: false, LastProgressAt: { } progressed } when state.Step != PaymentStep.AwaitingApproval && now - progressed > SweepPolicy.StallBound:
                 logger.LogWarning("Sweeper: payment {PaymentId}'s saga ended without an outcome or stopped progressing ({Step}); running it again",
                     record.PaymentId, state.Step);
                 await workflows.RestartAsync(input, cancellationToken);

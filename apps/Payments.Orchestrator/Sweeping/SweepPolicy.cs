@@ -19,6 +19,12 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
 
     public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(15);
 
+    /// <summary>A running saga (not waiting for a reviewer) whose history has not changed this long is run again: every
+    /// step it takes is an activity bounded by its HTTP timeouts (30 s at most) or a retry timer (30 s at most), so its
+    /// history moves at least that often. A work item lost between the workflow engine and a worker that disconnected
+    /// left a payment pending until MaxRunning — a day (seen in the DR drill under load).</summary>
+    public static readonly TimeSpan StallBound = TimeSpan.FromMinutes(3);
+
     public static SweepPolicy For(TimeSpan approvalTimeout) =>
         new(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), approvalTimeout + TimeSpan.FromHours(1));
 }

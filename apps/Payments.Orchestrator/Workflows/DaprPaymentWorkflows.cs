@@ -68,7 +68,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         {
             WorkflowRuntimeStatus.Completed => new PaymentWorkflowState(true, state.ReadCustomStatusAs<string>(), state.ReadOutputAs<PaymentOutcome>(), started),
             WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null, started),
-            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null, started),
+            _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null, started, state.LastUpdatedAt == default ? null : state.LastUpdatedAt),
         };
     }
 
