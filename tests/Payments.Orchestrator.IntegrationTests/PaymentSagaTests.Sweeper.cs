@@ -17,10 +17,10 @@ public sealed partial class PaymentSagaTests
     /// <summary>Finished payments kept beside the stuck one: more than a pass's backstop page (<see cref="SweepPolicy.PageSize"/>).</summary>
     private const int FinishedRecords = 450;
 
-    private StuckPaymentSweeper Sweeper() => new(
+    private StuckPaymentSweeper Sweeper(TimeProvider? time = null) => new(
         saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
         new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
-        SagaFixture.ApprovalTimeout, TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
+        SagaFixture.ApprovalTimeout, time ?? TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
 
     /// <summary>A pass reads the unfinished payments, not every finished record kept (it used to read them all, up to
     /// 5,000 per pass), and the one whose saga never started is resumed.</summary>
@@ -310,10 +310,7 @@ public sealed partial class PaymentSagaTests
         {
             await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV3), payment.PaymentId, payment);
             await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.MovingMoney);
-            var later = new StuckPaymentSweeper(
-                saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
-                new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
-                SagaFixture.ApprovalTimeout, new AheadClock(SweepPolicy.StallBound + TimeSpan.FromMinutes(1)), NullLogger<StuckPaymentSweeper>.Instance);
+            var later = Sweeper(new AheadClock(SweepPolicy.StallBound + TimeSpan.FromMinutes(1)));
 
             await SweepUntilAsync(later, async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal,
                 SagaTimeout, "The run whose money activity never answered was never run again.");
