@@ -7,11 +7,12 @@ namespace Payments.Orchestrator;
 public static class OrchestratorRegistration
 {
     /// <summary>Registers the payment saga and its activities with the Dapr workflow runtime: new payments start
-    /// <see cref="PaymentWorkflowV3"/> and the sweeper <see cref="ResumedPaymentWorkflowV3"/>; the earlier versions stay
+    /// <see cref="PaymentWorkflowV4"/> and the sweeper <see cref="ResumedPaymentWorkflowV3"/>; the earlier versions stay
     /// for instances started before them.</summary>
     public static void RegisterPaymentSaga(this WorkflowRuntimeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.RegisterWorkflow<PaymentWorkflowV4>();
         options.RegisterWorkflow<PaymentWorkflowV3>();
         options.RegisterWorkflow<ResumedPaymentWorkflowV2>();
         options.RegisterWorkflow<ResumedPaymentWorkflowV3>();

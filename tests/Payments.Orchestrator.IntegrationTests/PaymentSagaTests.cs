@@ -19,7 +19,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
 
     /// <summary>The saga new payments run, and the one payments started before an upgrade still replay against.</summary>
     [Theory]
-    [InlineData(nameof(PaymentWorkflowV2))]
+    [InlineData(DaprPaymentWorkflows.CurrentWorkflow)]
     [InlineData(nameof(PaymentWorkflow))]
     public async Task ShouldSettlePayment_MovingTheMoneyExactlyOnce(string workflow)
     {
@@ -41,7 +41,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
         TransferId[] moves = [PaymentTransfers.Hold(payment), PaymentTransfers.Credit(payment), PaymentTransfers.Post(payment)];
         var entries = journal.Where(entry => moves.Contains(entry.TransferId)).ToArray();
         Assert.Equal(3, entries.Length);
-        Assert.Equal(workflow == nameof(PaymentWorkflowV2) ? 1 : 2, entries.Select(entry => entry.Sequence / JournalEntry.SequencePerRevision).Distinct().Count());
+        Assert.Equal(workflow == nameof(PaymentWorkflow) ? 2 : 1, entries.Select(entry => entry.Sequence / JournalEntry.SequencePerRevision).Distinct().Count());
     }
 
     [Fact]
@@ -63,11 +63,22 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
     {
         var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: 500);
 
-        var outcome = await RunAsync(Payment(debtor, creditor, 501));
+        var payment = Payment(debtor, creditor, 501) with { CreatedAt = DateTimeOffset.UtcNow }; // as the API creates it
+        var outcome = await RunAsync(payment);
 
         Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), outcome);
         Assert.Equal(500, await BalanceAsync(debtor));
         Assert.Equal(0, (await saga.Ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+        // Reported failed only once its hold is barred: the same hold arriving later — the lost region's, at fail-back
+        // (ADR 0003), or an earlier run's still in flight — is refused, never placed under a payment that failed.
+        await saga.Ledger.TransferAsync(new TransferRequest.Single(TransferId.Parse($"topup-{payment.PaymentId}"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(1, Currency.Usd)), CancellationToken.None);
+        var amount = PaymentTransfers.Amount(payment);
+        var lateHold = new TransferRequest.Pending(PaymentTransfers.Hold(payment), debtor, AccountId.InTransit(amount.Currency), amount, TimeSpan.FromMinutes(15), payment.PaymentId)
+        {
+            IssuedAt = PaymentTransfers.IssuedAt(payment),
+        };
+        var late = await saga.Ledger.TransferAsync(lateHold, CancellationToken.None);
+        Assert.Equal(LedgerError.PendingTransferAlreadyVoided, Assert.IsType<TransferOutcome.Failed>(late).Error.Code);
     }
 
     [Fact]
@@ -229,7 +240,7 @@ public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<S
 
     private async Task<PaymentOutcome> RunAsync(PaymentInput payment)
     {
-        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        await saga.Workflows.ScheduleBoundedAsync(DaprPaymentWorkflows.CurrentWorkflow, payment.PaymentId, payment);
         return await WaitAsync(payment);
     }
 

@@ -181,6 +181,82 @@ public sealed class PaymentWorkflowV2Tests
         Assert.Equal([nameof(AssessPaymentActivity)], calls);
     }
 
+    /// <summary>The finding: after a takeover, a client's retry of a payment the lost region had settled but not shipped
+    /// starts a first run here, which decided "failed" (risk, funds, review) and left no trace in the ledger; at
+    /// fail-back the lost region's hold and settlement applied unflagged. V4 voids the hold before it reports failed —
+    /// the void bars that hold, which the journal applier then keeps as a conflict — on every path to failed; V3 (its
+    /// running instances) replays unchanged, without the void.</summary>
+    [Theory]
+    [InlineData("risk-rejected", true)]
+    [InlineData("risk-rejected", false)]
+    [InlineData("review-rejected", true)]
+    [InlineData("ledger-refused-review", true)]
+    [InlineData("hold-refused", true)]
+    [InlineData("hold-refused", false)]
+    public async Task V4_BeforeItReportsFailed_VoidsTheHold_SoALateHoldIsBarred(string path, bool v4)
+    {
+        var moveMoney = path == "hold-refused" ? MoveMoneyResult.HoldRefused(LedgerError.InsufficientFunds) : MoveMoneyResult.Completed(recorded: true);
+        switch (path)
+        {
+            case "risk-rejected":
+                Arrange(new RiskAssessment(RiskDecision.Reject, [RiskAssessment.DebtorBlocked]), moveMoney);
+                break;
+            case "review-rejected":
+                Arrange(Review, moveMoney, approval: new ApprovalDecision(false, "reviewer-1"));
+                break;
+            case "ledger-refused-review":
+                Arrange(Review, moveMoney, refusal: LedgerError.InsufficientFunds);
+                break;
+            default:
+                Arrange(Approve, moveMoney);
+                break;
+        }
+
+        var outcome = v4 ? await new PaymentWorkflowV4().RunAsync(context.Object, Payment) : await new PaymentWorkflowV3().RunAsync(context.Object, Payment);
+
+        Assert.Equal(Payments.Domain.PaymentStatus.Failed, outcome.Status);
+        Assert.Equal(v4 ? 1 : 0, calls.Count(call => call == nameof(VoidHoldActivity)));
+        if (v4)
+        {
+            Assert.Equal(nameof(VoidHoldActivity), calls[^1]); // after every decision, before the outcome is recorded
+        }
+
+        Assert.Equal([outcome], recorded); // recorded after the void
+    }
+
+    /// <summary>V4's void tells what a failed first run could not know: refused as already posted, an earlier run's
+    /// settlement committed (completed); unanswered, the payment stays pending for the sweeper, never reported failed
+    /// while a hold may still land. A completed payment costs no void.</summary>
+    [Theory]
+    [InlineData("posted", "completed", true)]
+    [InlineData("unanswered", "pending", false)]
+    public async Task V4_TheVoidsAnswer_DecidesWhatIsReported(string voidAnswer, string status, bool recordsIt)
+    {
+        Arrange(new RiskAssessment(RiskDecision.Reject, [RiskAssessment.DebtorBlocked]), MoveMoneyResult.Completed(recorded: true));
+        var voiding = context.Setup(c => c.CallActivityAsync<StepResult>(nameof(VoidHoldActivity), Payment, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(VoidHoldActivity)));
+        _ = voidAnswer == "posted"
+            ? voiding.ReturnsAsync(StepResult.Refused(LedgerError.PendingTransferAlreadyPosted))
+            : voiding.ThrowsAsync(Failure("ledger unreachable"));
+
+        var outcome = await new PaymentWorkflowV4().RunAsync(context.Object, Payment);
+
+        Assert.Equal(status, outcome.Status);
+        Assert.Equal(recordsIt ? [outcome] : [], recorded);
+        Assert.InRange(now - Start, TimeSpan.Zero, PaymentWorkflow.Forward.Budget + PaymentWorkflow.Forward.MaxDelay);
+    }
+
+    [Fact]
+    public async Task V4_ACompletedPayment_CostsNoVoid()
+    {
+        Arrange(Approve, MoveMoneyResult.Completed(recorded: true));
+
+        var outcome = await new PaymentWorkflowV4().RunAsync(context.Object, Payment);
+
+        Assert.Equal(PaymentOutcome.Completed(), outcome);
+        Assert.Equal([nameof(AssessPaymentActivity), nameof(MoveMoneyActivity)], calls);
+    }
+
     /// <summary>The first step answers <paramref name="risk"/> (and <paramref name="refusal"/>, the ledger's for a payment sent to review); the money activity answers <paramref name="moveMoney"/>, or faults
     /// when it is null.</summary>
     private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null, string? refusal = null)

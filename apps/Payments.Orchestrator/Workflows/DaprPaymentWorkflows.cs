@@ -17,7 +17,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
 
     /// <summary>The saga new payments (and restarted ones) run; older versions stay registered for instances started
     /// before (ADR 0006).</summary>
-    public const string CurrentWorkflow = nameof(PaymentWorkflowV3);
+    public const string CurrentWorkflow = nameof(PaymentWorkflowV4);
 
     /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome.</summary>
     public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV3);

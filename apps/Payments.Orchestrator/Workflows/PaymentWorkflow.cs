@@ -188,6 +188,37 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         : anyUnanswered && unansweredIsUndetermined ? PaymentOutcome.Undetermined(PaymentReasons.SettlementUndetermined)
         : PaymentOutcome.Failed(PaymentReasons.CompensationFailed, [reason]);
 
+    /// <summary>Before a run reports a payment failed (<see cref="PaymentWorkflowV4"/>, <see cref="ResumedPaymentWorkflowV3"/>):
+    /// the hold's void, which bars a hold still on its way (the ledger refuses a hold whose void came first) and, after a
+    /// takeover, the lost region's: its hold and settlement of this payment, shipped at fail-back, meet the bar and are
+    /// kept as a conflict for the operator instead of moving the money of a payment reported failed (ADR 0003). An
+    /// earlier run's money activity may also still be at work — a run terminated or replaced does not stop an activity
+    /// a frozen orchestrator was running. A void refused because the hold was posted means that settlement committed:
+    /// completed. Unanswered, the payment stays pending for the sweeper: failed is never reported while a hold may
+    /// still land.</summary>
+    internal static async Task<PaymentOutcome> BarLateHoldAsync(WorkflowContext context, PaymentInput input, PaymentOutcome failed, ILogger log)
+    {
+        context.SetCustomStatus(PaymentStep.Compensating);
+        var voided = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(VoidHoldActivity), input, Forward, input.PaymentId, log);
+        switch (voided.Value)
+        {
+            case { Succeeded: true }:
+                return failed;
+            case { ErrorCode: LedgerError.PendingTransferAlreadyPosted }:
+                log.LogWarning("Payment {PaymentId}: decided {Reason}, but an earlier run's settlement had committed; completed",
+                    input.PaymentId, failed.Reason);
+                return PaymentOutcome.Completed();
+            case null:
+                log.LogError("Payment {PaymentId}: decided {Reason}, but the hold's void went unanswered ({Fault}); left for the sweeper",
+                    input.PaymentId, failed.Reason, voided.LastFault);
+                return PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable);
+            default:
+                log.LogError("Payment {PaymentId}: decided {Reason}; the hold's void was refused ({Error})",
+                    input.PaymentId, failed.Reason, voided.Value.ErrorCode);
+                return failed;
+        }
+    }
+
     /// <summary>Records a terminal outcome in the payment record (retried forward: the status must not be lost). If
     /// recording never succeeds the workflow's own output still holds the outcome, and the sweeper records it.</summary>
     internal static async Task<PaymentOutcome> FinishAsync(WorkflowContext context, PaymentInput input, PaymentOutcome outcome, ILogger log)

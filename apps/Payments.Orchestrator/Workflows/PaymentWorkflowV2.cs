@@ -1,5 +1,6 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging;
+using Payments.Domain;
 using Payments.Orchestrator.Activities;
 using Payments.Orchestrator.Client.Models;
 using Payments.Risk.Contracts;
@@ -31,15 +32,22 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) => RunAsync(context, input, batchMayHaveSettled: false);
 
     /// <summary>The saga; <paramref name="batchMayHaveSettled"/> as <see cref="PaymentWorkflow.MoveMoneyAsync"/> takes
-    /// it (false here: instances started before <see cref="PaymentWorkflowV3"/> keep the decisions they replay).</summary>
-    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled)
+    /// it (false here: instances started before <see cref="PaymentWorkflowV3"/> keep the decisions they replay);
+    /// <paramref name="barLateHold"/> as <see cref="PaymentWorkflowV4"/> sets it.</summary>
+    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled, bool barLateHold = false)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         // Deterministic on replay: the runtime records the start time in the history.
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<PaymentWorkflowV2>();
-        return await EndAsync(context, input, await DecideAsync(context, input, log, batchMayHaveSettled), log);
+        var decided = await DecideAsync(context, input, log, batchMayHaveSettled);
+        if (barLateHold && !decided.Recorded && decided.Outcome.Status == PaymentStatus.Failed)
+        {
+            decided = (await PaymentWorkflow.BarLateHoldAsync(context, input, decided.Outcome, log), false);
+        }
+
+        return await EndAsync(context, input, decided, log);
     }
 
     /// <summary>The saga's end: an outcome the money activity recorded is done; any other is recorded now.</summary>
@@ -104,7 +112,7 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
     }
 }
 
-/// <summary>The saga new payments run: <see cref="PaymentWorkflowV2"/>'s steps, except that after its money activity
+/// <summary>The saga payments started before <see cref="PaymentWorkflowV4"/> run: <see cref="PaymentWorkflowV2"/>'s steps, except that after its money activity
 /// faulted — the batch may have committed — a hold and its void both left unanswered leave the payment pending for the
 /// sweeper instead of failing it (<see cref="PaymentWorkflow.MoveMoneyAsync"/>). A name of its own (ADR 0006): a V2
 /// instance replayed by this code keeps the decision its history recorded.</summary>
@@ -112,4 +120,17 @@ public sealed class PaymentWorkflowV3 : Workflow<PaymentInput, PaymentOutcome>
 {
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
         PaymentWorkflowV2.RunAsync(context, input, batchMayHaveSettled: true);
+}
+
+/// <summary>The saga new payments run: <see cref="PaymentWorkflowV3"/> that voids the hold before it reports a payment
+/// failed (<see cref="PaymentWorkflow.BarLateHoldAsync"/>), as the sweeper's <see cref="ResumedPaymentWorkflowV3"/>
+/// does. Why a first run needs it: after a takeover, a client's retry of a payment the lost region had settled but not
+/// yet shipped starts a first run here; deciding "failed" (risk, funds, review) left no trace in the ledger, and at
+/// fail-back the lost region's hold and settlement applied unflagged — money moved under a record that says failed.
+/// The bar makes them a conflict the operator is told of (ADR 0003). One ledger write more per failed payment, none
+/// for a completed one. A step more, so a name of its own (ADR 0006); V3's instances replay unchanged.</summary>
+public sealed class PaymentWorkflowV4 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        PaymentWorkflowV2.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true);
 }

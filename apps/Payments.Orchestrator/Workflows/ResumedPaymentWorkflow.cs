@@ -34,39 +34,10 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
         var decided = await ResumeAsync(context, input, log, batchMayHaveSettled);
         if (barLateHold && !decided.Recorded && decided.Outcome.Status == PaymentStatus.Failed)
         {
-            decided = (await BarLateHoldAsync(context, input, decided.Outcome, log), false);
+            decided = (await PaymentWorkflow.BarLateHoldAsync(context, input, decided.Outcome, log), false);
         }
 
         return await PaymentWorkflowV2.EndAsync(context, input, decided, log);
-    }
-
-    /// <summary>Before a resumed run reports failed: the hold's void, which bars a hold still on its way (the ledger
-    /// refuses a hold whose void came first). An earlier run's money activity may still be at work — a run terminated
-    /// or replaced does not stop an activity a frozen orchestrator was running — and its hold and settlement, landing
-    /// after this run found no hold and decided "failed", would move the money of a payment reported failed. A void
-    /// refused because the hold was posted means that settlement committed: completed. Unanswered, the payment stays
-    /// pending for the sweeper: failed is never reported while a hold may still land.</summary>
-    private static async Task<PaymentOutcome> BarLateHoldAsync(WorkflowContext context, PaymentInput input, PaymentOutcome failed, ILogger log)
-    {
-        context.SetCustomStatus(PaymentStep.Compensating);
-        var voided = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(VoidHoldActivity), input, PaymentWorkflow.Forward, input.PaymentId, log);
-        switch (voided.Value)
-        {
-            case { Succeeded: true }:
-                return failed;
-            case { ErrorCode: LedgerError.PendingTransferAlreadyPosted }:
-                log.LogWarning("Payment {PaymentId}: resumed and decided {Reason}, but an earlier run's settlement had committed; completed",
-                    input.PaymentId, failed.Reason);
-                return PaymentOutcome.Completed();
-            case null:
-                log.LogError("Payment {PaymentId}: resumed and decided {Reason}, but the hold's void went unanswered ({Fault}); left for the sweeper",
-                    input.PaymentId, failed.Reason, voided.LastFault);
-                return PaymentOutcome.Undetermined(PaymentReasons.LedgerUnavailable);
-            default:
-                log.LogError("Payment {PaymentId}: resumed and decided {Reason}; the hold's void was refused ({Error})",
-                    input.PaymentId, failed.Reason, voided.Value.ErrorCode);
-                return failed;
-        }
     }
 
     private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled)
