@@ -3,6 +3,7 @@ using Payments.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("payments-api");
+builder.IgnoreTraceContextFromOutside();
 builder.AddPaymentsApi();
 
 var app = builder.Build();

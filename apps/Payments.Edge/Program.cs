@@ -3,6 +3,7 @@ using Payments.ServiceDefaults;
 
 var builder = WebApplication.CreateSlimBuilder(args);
 builder.AddServiceDefaults("payments-edge");
+builder.IgnoreTraceContextFromOutside();
 builder.AddEdge();
 
 var app = builder.Build();

@@ -266,6 +266,8 @@ public sealed partial class LocalSystem : IAsyncDisposable
                 ["Payments__Replicas"] = ApiReplicas.ToString(CultureInfo.InvariantCulture),
                 // Development: merchants' webhook receivers run on this machine (127.0.0.1), which a cluster refuses.
                 ["Webhooks__AllowLoopbackTargets"] = "true",
+                // Behind the edge, which starts each request's trace (it ignores the caller's): continue it.
+                ["Telemetry__TrustInboundTraceContext"] = "true",
             };
             var api = ChildProcess.Start($"api-{replica}", "Payments.Api.dll", [], apiEnvironment, LogDirectory);
             children.Add(api);

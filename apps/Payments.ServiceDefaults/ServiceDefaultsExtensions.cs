@@ -26,6 +26,11 @@ public static class ServiceDefaultsExtensions
         var console = !otlp && !string.Equals(builder.Configuration["Telemetry:Exporter"], "none", StringComparison.OrdinalIgnoreCase);
         // Tracing stays registered with no exporter: its listener is what carries a request's trace context across the
         // apps' own calls (a test checks the trace from the API into the ledger's transaction).
+        // Trace context is extracted once, by ASP.NET Core's hosting, with the propagator in each host's container
+        // (OutsideTraceContext replaces it at the public entrance). OpenTelemetry's default (trace context and baggage)
+        // made its ASP.NET Core instrumentation extract the headers a second time and replace the request's activity
+        // with one under what it found, whatever the host's propagator had decided.
+        Sdk.SetDefaultTextMapPropagator(new OpenTelemetry.Context.Propagation.TraceContextPropagator());
         var telemetry = builder.Services.AddOpenTelemetry().ConfigureResource(resource => resource.AddService(serviceName));
         telemetry.WithTracing(tracing =>
         {

@@ -40,4 +40,41 @@ public sealed class TracingTests(ApiSystemFixture system)
         Assert.Equal(ledgerRequest.SpanId, deposit.ParentSpanId);
         Assert.NotEqual(request.SpanId, ledgerRequest.SpanId);
     }
+
+    /// <summary>The finding: the API took up the trace context a caller from outside sent — its trace id ran through the
+    /// payment's saga and ledger spans, its sampled flag chose export, its baggage went into internal calls. At the
+    /// public entrance a request starts its own trace (<c>OutsideTraceContext</c>).</summary>
+    [Fact]
+    public async Task TraceContextFromOutside_IsNotTakenUp_TheRequestStartsItsOwnTrace()
+    {
+        var spans = new ConcurrentBag<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Microsoft.AspNetCore",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = spans.Add,
+        };
+        ActivitySource.AddActivityListener(listener);
+        var client = await system.NewMerchantClientAsync();
+        var account = $"t-{Guid.NewGuid():N}";
+        var outside = ActivityTraceId.CreateRandom();
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/v1/accounts/{account}");
+        request.Headers.TryAddWithoutValidation("traceparent", $"00-{outside}-{ActivitySpanId.CreateRandom()}-01");
+        request.Headers.TryAddWithoutValidation("baggage", "tenant=someone-else");
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
+        bool IsTheRequest(Activity span) => span.Source.Name == "Microsoft.AspNetCore" && (span.DisplayName + span.GetTagItem("url.path")).Contains(account, StringComparison.Ordinal);
+        var waited = Stopwatch.StartNew();
+        while (!spans.Any(IsTheRequest) && waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20));
+        }
+
+        var span = Assert.Single(spans, IsTheRequest);
+        Assert.NotEqual(outside, span.TraceId);
+        Assert.Equal(default, span.ParentSpanId);
+        Assert.Empty(span.Baggage);
+    }
 }
