@@ -50,16 +50,20 @@ public sealed class ApiOptions
     /// libraries — so a merchant configured with http:// sent its key in cleartext on every request and never knew.</summary>
     public bool RequireHttps { get; set; }
 
+    /// <summary>Requests one replica serves at once at most (status waits and health endpoints aside); past it a
+    /// request gets 503 with Retry-After at once (<see cref="Limits.RequestsInFlight"/>).</summary>
+    public int MaxRequestsInFlight { get; set; } = 2_048;
+
     /// <summary>Which keys this deployment issues and accepts: <c>live</c> or <c>test</c> (<see cref="ApiKeyModes"/>).</summary>
     public string KeyMode { get; set; } = ApiKeyModes.Test;
 
     public ApiOptions Validate()
     {
         if (Replicas < 1 || RequestsPerSecondPerKey < 1 || UnauthenticatedRequestsPerSecondPerAddress < 1 || MaxPaymentsInFlightPerMerchant < 1
-            || MaxAccountsPerMerchant < 1)
+            || MaxAccountsPerMerchant < 1 || MaxRequestsInFlight < 1)
         {
             throw new InvalidOperationException(
-                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress, MaxPaymentsInFlightPerMerchant and MaxAccountsPerMerchant must be at least 1.");
+                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress, MaxPaymentsInFlightPerMerchant, MaxAccountsPerMerchant and MaxRequestsInFlight must be at least 1.");
         }
 
         if (!ApiKeyModes.IsKnown(KeyMode))
