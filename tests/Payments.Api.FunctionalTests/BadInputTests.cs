@@ -420,6 +420,19 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.DoesNotContain(document.GetProperty("paths").EnumerateObject(), path => path.Value.TryGetProperty("head", out _));
     }
 
+    /// <summary>The finding: a document name the API does not have was the OpenAPI library's text/plain 404; like any
+    /// route that does not exist it is problem+json not-found.</summary>
+    [Theory]
+    [InlineData("/openapi/v2.json")]
+    [InlineData("/openapi/x.json")]
+    public async Task AnOpenApiDocumentThatDoesNotExist_Is404ProblemJson(string path)
+    {
+        using var response = await system.AnonymousClient().GetAsync(path);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(ProblemTypes.NotFound, (await response.JsonAsync()).GetProperty("type").GetString());
+    }
+
     [Theory]
     [InlineData("/openapi/admin.json")]
     [InlineData("/OpenAPI/Admin.json")]

@@ -118,6 +118,30 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/openapi/v1.json")).StatusCode);
     }
 
+    /// <summary>The finding: CONNECT (which the proxy cannot create a request for) was answered 503
+    /// service-unavailable with Retry-After — retry — and a stack trace logged each time. It is the caller's mistake:
+    /// 405 with Allow, as the API answers a method its route does not take. Written by hand: HttpClient sends CONNECT
+    /// only as a proxy tunnel.</summary>
+    [Theory]
+    [InlineData("CONNECT /v1/payments HTTP/1.1")]
+    [InlineData("CONNECT {authority} HTTP/1.1")]
+    public async Task Connect_Is405ProblemJson_NotA503ToRetry(string requestLine)
+    {
+        var address = new Uri(InProcessApp.BaseUrl(edge!));
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port);
+        await using var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            $"{requestLine.Replace("{authority}", address.Authority, StringComparison.Ordinal)}\r\nHost: {address.Authority}\r\nConnection: close\r\n\r\n"));
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.StartsWith("HTTP/1.1 405", answer, StringComparison.Ordinal);
+        Assert.Contains("Allow: GET, HEAD, POST, DELETE", answer, StringComparison.Ordinal);
+        Assert.Contains(ProblemTypes.MethodNotAllowed, answer, StringComparison.Ordinal);
+        Assert.DoesNotContain("Retry-After", answer, StringComparison.OrdinalIgnoreCase);
+    }
+
     /// <summary>A request no replica can take (none listening) is answered as every other answer: problem+json,
     /// 503 service-unavailable with Retry-After — not YARP's 502 without a body.</summary>
     [Fact]

@@ -32,15 +32,27 @@ public static class ApiDocumentation
     /// public edge does not route it.</summary>
     public const string AdminDocument = "admin";
 
+    /// <summary>The merchants' document (<c>/openapi/v1.json</c>), open to anyone.</summary>
+    public const string MerchantDocument = "v1";
+
     /// <summary>The filter on the OpenAPI endpoint: <see cref="AdminDocument"/> only with the operator's token
     /// (<see cref="OperatorAuthentication"/>); the merchants' document stays open, as a client generator needs it.</summary>
+    /// <remarks>A document name the API does not have is <c>not-found</c> problem+json here: the OpenAPI library's
+    /// own answer was a text/plain 404.</remarks>
     public static async ValueTask<object?> AdminDocumentNeedsOperatorAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(next);
-        return string.Equals(context.HttpContext.GetRouteValue("documentName") as string, AdminDocument, StringComparison.OrdinalIgnoreCase)
-            ? await context.HttpContext.RequestServices.GetRequiredService<OperatorAuthentication>().InvokeAsync(context, next)
-            : await next(context);
+        var name = context.HttpContext.GetRouteValue("documentName") as string;
+        if (string.Equals(name, AdminDocument, StringComparison.OrdinalIgnoreCase))
+        {
+            return await context.HttpContext.RequestServices.GetRequiredService<OperatorAuthentication>().InvokeAsync(context, next);
+        }
+
+        return string.Equals(name, MerchantDocument, StringComparison.OrdinalIgnoreCase)
+            ? await next(context)
+            : Payments.Api.Problems.Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.NotFound, "Not found.",
+                $"No OpenAPI document by that name; the API's is /openapi/{MerchantDocument}.json.").ToResult();
     }
 
     /// <summary>Documents the JSON request body <typeparamref name="TRequest"/> (see <see cref="JsonBody"/>).</summary>

@@ -104,6 +104,7 @@ public static class EdgeExtensions
         app.MapReverseProxy(proxy =>
         {
             proxy.Use(ProblemWhenNotForwardedAsync);
+            proxy.Use(RefuseConnectAsync);
             proxy.Use(RefuseNonAsciiHeadersAsync);
             proxy.Use(LimitBodyAsync);
             proxy.UseSessionAffinity();
@@ -150,6 +151,26 @@ public static class EdgeExtensions
         {
             // the client left meanwhile: nobody to answer
         }
+    }
+
+    /// <summary>The methods the public API's routes take (what the edge forwards is theirs to refuse or not).</summary>
+    private const string ForwardedMethods = "GET, HEAD, POST, DELETE";
+
+    /// <summary>CONNECT (a tunnel through a proxy) is no request of this API: 405 <c>method-not-allowed</c> here. The
+    /// proxy cannot create such a request: it answered 503 <c>service-unavailable</c> with Retry-After — retry — and
+    /// logged a stack trace each time, for anyone who sent one.</summary>
+    private static async Task RefuseConnectAsync(HttpContext context, Func<Task> next)
+    {
+        if (HttpMethods.IsConnect(context.Request.Method))
+        {
+            context.Response.Headers.Allow = ForwardedMethods;
+            await Results.Problem("This API does not take CONNECT; the Allow header lists the methods its routes take.",
+                statusCode: StatusCodes.Status405MethodNotAllowed, type: ProblemTypes.MethodNotAllowed, title: "This method is not allowed here.")
+                .ExecuteAsync(context);
+            return;
+        }
+
+        await next();
     }
 
     /// <summary>Header values are ASCII (RFC 9110 §5.5: other octets are opaque, and the forwarding client refuses
