@@ -204,6 +204,20 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         // Both still sign: the one in use through its overlap, the new one from now.
         var stored = await system.ApiServices.GetRequiredService<WebhookEndpointStore>().GetAsync(merchant, id, CancellationToken.None);
         Assert.Equal([newSecret!, inUse], stored!.SigningSecrets(DateTimeOffset.UtcNow));
+
+        // The finding: the same key with another overlap (a retry with 0 after a leak) replayed the rotation that kept
+        // the old secret signing for a day, answered 200. It is another request: 422, and nothing changes. No body is
+        // the default overlap: the same request as the first.
+        using var leaked = await client.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", "{\"overlapSeconds\":0}", key);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, leaked.StatusCode);
+        Assert.Equal(Payments.Domain.ProblemTypes.IdempotencyKeyReuse, (await leaked.JsonAsync()).GetProperty("type").GetString());
+        var afterLeak = await system.ApiServices.GetRequiredService<WebhookEndpointStore>().GetAsync(merchant, id, CancellationToken.None);
+        Assert.Equal([newSecret!, inUse], afterLeak!.SigningSecrets(DateTimeOffset.UtcNow));
+        using var noBody = new HttpRequestMessage(HttpMethod.Post, $"/v1/webhook-endpoints/{id}/rotate-secret");
+        noBody.Headers.Add("Idempotency-Key", key);
+        using var replayed = await client.SendAsync(noBody);
+        Assert.Equal(HttpStatusCode.OK, replayed.StatusCode);
+        Assert.Equal(newSecret, (await replayed.JsonAsync()).GetProperty("secret").GetString());
     }
 
     [Fact]

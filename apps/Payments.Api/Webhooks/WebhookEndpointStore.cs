@@ -269,7 +269,8 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     /// Secrets already expired are dropped. Null if there is no such endpoint.</summary>
     /// <remarks>With <paramref name="rotationKey"/> (from the request's Idempotency-Key) a retry of the last rotation
     /// answers the endpoint as that rotation left it instead of rotating again: a second rotation kept only the secret
-    /// of the first (the one whose answer was lost) and ended at once the one the receiver still verified with.</remarks>
+    /// of the first (the one whose answer was lost) and ended at once the one the receiver still verified with. The same
+    /// key with another overlap throws <see cref="IdempotencyKeyReusedException"/>.</remarks>
     public async Task<WebhookEndpoint?> RotateSecretAsync(
         string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken, string? rotationKey = null)
     {
@@ -281,9 +282,18 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 return null;
             }
 
-            if (rotationKey is not null && endpoint.RotatedBy == rotationKey)
+            // The key and what it asked for (the overlap): the same again is this rotation's answer; another overlap
+            // under the key is a different request (the caller gets 422, not a silent replay that kept a leaked secret
+            // signing for a day). A rotation recorded before the overlap was (the key alone) replays.
+            var asked = rotationKey is null ? null : $"{rotationKey}:{(long)overlap.TotalSeconds}";
+            if (rotationKey is not null && (endpoint.RotatedBy == asked || endpoint.RotatedBy == rotationKey))
             {
-                return endpoint; // this rotation happened: its answer again
+                return endpoint;
+            }
+
+            if (rotationKey is not null && endpoint.RotatedBy?.StartsWith(rotationKey + ":", StringComparison.Ordinal) == true)
+            {
+                throw new IdempotencyKeyReusedException();
             }
 
             var now = time.GetUtcNow();
@@ -292,7 +302,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 .Where(secret => secret.ExpiresAt > now)
                 .OrderByDescending(secret => secret.CreatedAt)
                 .Take(MaxSecrets - 1);
-            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = rotationKey };
+            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = asked };
             var key = Key(merchantId, endpointId);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
@@ -336,3 +346,6 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public static WebhookEndpoint Decode(ByteString value) =>
         JsonSerializer.Deserialize<WebhookEndpoint>(value.Span, Json) ?? throw new InvalidDataException("Empty webhook endpoint.");
 }
+
+/// <summary>An Idempotency-Key used for the endpoint's last rotation came again with a different request.</summary>
+public sealed class IdempotencyKeyReusedException() : InvalidOperationException("The Idempotency-Key was used with a different request.");

@@ -51,8 +51,8 @@ public static partial class WebhooksApi
         // The answer is the endpoint's signing secret, with which one can sign payment events the merchant's receiver
         // trusts: as much as registering an endpoint, so the same scopes.
         endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
-            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415)
-            .WithDescription("Scopes webhooks:manage and payments:read (the secret signs payment events). {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation within 24 h gets its answer again instead of rotating twice (later, the endpoint without its secret).");
+            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415, 422)
+            .WithDescription("Scopes webhooks:manage and payments:read (the secret signs payment events). {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation within 24 h gets its answer again instead of rotating twice (later, the endpoint without its secret); the same key with another overlapSeconds is 422 idempotency-key-reuse.");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
             .Produces<EventPage>().Problems(400)
             .QueryParameter("after", "The nextCursor of the page before.", () => new OpenApiSchema { Type = JsonSchemaType.String })
@@ -212,7 +212,18 @@ public static partial class WebhooksApi
 
         // A retry sees the secret only while the key's answer would have been kept (24 h), as for creates: a key is no
         // credential (it sits in clients' and proxies' logs), and the rotation's answer was the current secret for good.
-        return IsEndpointId(endpointId) && await store.RotateSecretAsync(merchant, endpointId, overlap, context.RequestAborted, rotationKey) is { } rotated
+        WebhookEndpoint? rotated;
+        try
+        {
+            rotated = IsEndpointId(endpointId) ? await store.RotateSecretAsync(merchant, endpointId, overlap, context.RequestAborted, rotationKey) : null;
+        }
+        catch (IdempotencyKeyReusedException)
+        {
+            return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.",
+                "This key rotated the secret with another overlapSeconds; use a new Idempotency-Key for a new rotation.").ToResult();
+        }
+
+        return rotated is not null
             ? Reply.Json(StatusCodes.Status200OK, ToResponse(rotated, withSecret: time.GetUtcNow() - rotated.Secrets[0].CreatedAt < IdempotencyStore.Retention)).ToResult()
             : NotFound(endpointId).ToResult();
     }
