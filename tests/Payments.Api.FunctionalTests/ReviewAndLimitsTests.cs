@@ -52,7 +52,22 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         Assert.Equal(HttpStatusCode.Forbidden, rotatedApproval.StatusCode);
         Assert.EndsWith("/same-key-review", (await rotatedApproval.JsonAsync()).GetProperty("type").GetString());
 
-        using var approval = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
+        // The finding: a decision's body was never read — {"decision":"reject"} sent to approve was approved, and any
+        // Content-Type passed. A body is read as any other: a field is 400, another type 415, and nothing is decided.
+        using var withField = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{\"decision\":\"reject\"}", null);
+        Assert.Equal(HttpStatusCode.BadRequest, withField.StatusCode);
+        Assert.EndsWith("/malformed-request", (await withField.JsonAsync()).GetProperty("type").GetString());
+        using var html = new HttpRequestMessage(HttpMethod.Post, $"/v1/payments/{paymentId}/reject") { Content = new StringContent("<b>", System.Text.Encoding.UTF8, "text/html") };
+        using var asHtml = await reviewer.SendAsync(html);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, asHtml.StatusCode);
+        using (var still = await rotatedCreator.GetAsync($"/v1/payments/{paymentId}"))
+        {
+            Assert.Equal("awaiting_approval", (await still.JsonAsync()).GetProperty("status").GetString()); // nothing decided
+        }
+
+        using var bodiless = new HttpRequestMessage(HttpMethod.Post, $"/v1/payments/{paymentId}/approve");
+
+        using var approval = await reviewer.SendAsync(bodiless); // no body at all is as good as {}
         Assert.Equal(HttpStatusCode.Accepted, approval.StatusCode);
         Assert.Contains((await approval.JsonAsync()).GetProperty("status").GetString(), new[] { "pending", "completed" }); // no longer awaiting a reviewer
         // Its answer lost, the reviewer sends the same decision again: answered as the first was, not as a conflict.

@@ -39,12 +39,12 @@ public static partial class PaymentsApi
             .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}. "
                 + "?wait=<seconds, at most 30> answers as soon as the status differs from ?status= (default: the status when the request arrived) or is final, or when the wait ends.");
         payments.MapPost("/{paymentId}/approve", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, true, context, services))
-            .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove)
-            .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(404, 409)
+            .WithName("ApprovePayment").RequireScope(ApiScopes.PaymentsApprove).JsonBody<PaymentDecisionRequest>(required: false)
+            .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415)
             .WithDescription(FourEyes);
         payments.MapPost("/{paymentId}/reject", (string paymentId, HttpContext context, PaymentServices services) => DecideAsync(paymentId, false, context, services))
-            .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove)
-            .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(404, 409)
+            .WithName("RejectPayment").RequireScope(ApiScopes.PaymentsApprove).JsonBody<PaymentDecisionRequest>(required: false)
+            .Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415)
             .WithDescription(FourEyes);
     }
 
@@ -257,8 +257,21 @@ public static partial class PaymentsApi
     /// that created the payment. It is recorded on the payment (who, when, what) before it goes to the saga, once: a
     /// second, different decision is refused, and the same decision from the same key again (a client's retry) is sent
     /// again, which the saga takes at most once.</summary>
+    /// <summary>A decision takes no fields, but a body sent is read as any other (415 for another type, 400 for a
+    /// field): ignored, {"decision":"reject"} sent to approve was approved.</summary>
+    private static async Task<Reply?> DecisionBodyProblemAsync(HttpContext context)
+    {
+        var (bytes, problem) = await RequestBody.ReadOptionalAsync(context);
+        return problem ?? (bytes is null ? null : RequestBody.Parse<PaymentDecisionRequest>(bytes).Problem);
+    }
+
     private static async Task<IResult> DecideAsync(string paymentId, bool approve, HttpContext context, PaymentServices services)
     {
+        if (await DecisionBodyProblemAsync(context) is { } refused)
+        {
+            return refused.ToResult();
+        }
+
         var principal = ApiKeyMiddleware.PrincipalOf(context);
         var current = ArchivedPayments.IsPaymentIdShape(paymentId) ? await services.CurrentAsync(paymentId, principal.MerchantId, context.RequestAborted) : null;
         if (current is null)

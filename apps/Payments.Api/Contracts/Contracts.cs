@@ -20,6 +20,9 @@ public sealed record DepositRequest(long? AmountMinor, string? Currency);
 
 public sealed record DepositResponse(string DepositId, string AccountId, long AmountMinor, string Currency);
 
+/// <summary>The body of approve and reject, when one is sent: no fields (an empty object, or no body at all).</summary>
+public sealed record PaymentDecisionRequest;
+
 public sealed record CreatePaymentRequest(string? DebtorAccountId, string? CreditorAccountId, long? AmountMinor, string? Currency, string? Reference = null);
 
 public sealed record PaymentLinks(string Self, string? Approve, string? Reject);
