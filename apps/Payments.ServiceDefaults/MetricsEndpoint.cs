@@ -50,6 +50,13 @@ public static class MetricsEndpoint
                 // As routing matches it: in any case, with a trailing slash or more segments. An exact comparison let
                 // /Metrics and /metrics/ through to the endpoint unguarded.
                 var isMetrics = context.Request.Path.StartsWithSegments(Path, StringComparison.OrdinalIgnoreCase);
+                if (isMetrics || onMetricsPort)
+                {
+                    // Answered here, ahead of the app's own middleware that sets these on every other answer.
+                    context.Response.Headers.CacheControl = "no-store";
+                    context.Response.Headers.XContentTypeOptions = "nosniff";
+                }
+
                 if (onMetricsPort != isMetrics && port is not null)
                 {
                     await NotFound().ExecuteAsync(context); // the metrics port serves only /metrics, and /metrics only there
@@ -64,7 +71,7 @@ public static class MetricsEndpoint
                         return;
                     }
 
-                    logger.LogWarning("Metrics scrape refused from {Remote}: no valid scrape token", context.Connection.RemoteIpAddress);
+                    LogRefused(context.Connection.RemoteIpAddress);
                     context.Response.Headers.WWWAuthenticate = "Bearer";
                     await Results.Problem("Metrics are for the scraper: Authorization: Bearer <token>.",
                         statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized).ExecuteAsync(context);
@@ -75,6 +82,26 @@ public static class MetricsEndpoint
             });
             next(app);
         };
+
+        /// <summary>A refused scrape is logged at most once per <see cref="RefusalLogInterval"/>, with how many were
+        /// refused since: one line per request let anyone who reaches the port write the app's log at will.</summary>
+        private void LogRefused(System.Net.IPAddress? remote)
+        {
+            Interlocked.Increment(ref refusedSinceLog);
+            var now = Environment.TickCount64;
+            var last = Interlocked.Read(ref lastLogAt);
+            if ((last != 0 && now - last < (long)RefusalLogInterval.TotalMilliseconds) || Interlocked.CompareExchange(ref lastLogAt, now, last) != last)
+            {
+                return;
+            }
+
+            var refused = Interlocked.Exchange(ref refusedSinceLog, 0);
+            logger.LogWarning("Metrics scrape refused from {Remote}: no valid scrape token ({Refused} refused since the last such line)", remote, refused);
+        }
+
+        private static readonly TimeSpan RefusalLogInterval = TimeSpan.FromMinutes(1);
+        private long lastLogAt;
+        private long refusedSinceLog;
 
         private static IResult NotFound() =>
             Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound);

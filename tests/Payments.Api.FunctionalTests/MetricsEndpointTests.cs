@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Payments.Domain;
 using Payments.LocalCluster;
 using Payments.Risk.Extensions;
@@ -41,6 +42,9 @@ public sealed class MetricsEndpointTests
             using var refused = await client.SendAsync(Scrape(wrong));
             Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
             Assert.Equal(ProblemTypes.Unauthorized, (await refused.JsonAsync()).GetProperty("type").GetString());
+            // As every other answer of ours (the guard answers ahead of the app's middleware that sets them).
+            Assert.Equal("no-store", refused.Headers.CacheControl?.ToString());
+            Assert.Equal("nosniff", refused.Headers.GetValues("X-Content-Type-Options").Single());
         }
 
         // Spellings routing also sends to the endpoint: guarded the same (they were served without a token).
@@ -76,6 +80,25 @@ public sealed class MetricsEndpointTests
         Assert.Equal(HttpStatusCode.OK, (await appClient.GetAsync("/healthz")).StatusCode);
     }
 
+    /// <summary>The finding: every refused scrape wrote a warning, so anyone who reaches the port wrote the app's log
+    /// at will. A refusal is logged at most once a minute, with the count since.</summary>
+    [Fact]
+    public async Task RefusedScrapes_AreLoggedAtMostOnceAMinute_WithTheirCount()
+    {
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var app = await StartAsync(Token, metricsPort: null, logTo: lines);
+        using var client = new HttpClient { BaseAddress = new Uri(InProcessApp.BaseUrl(app)) };
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            using var refused = await client.SendAsync(Scrape("not-the-token-but-long-enough-to-look-like-one"));
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        }
+
+        var logged = lines.Where(line => line.Contains("Metrics scrape refused", StringComparison.Ordinal)).ToArray();
+        Assert.Single(logged);
+        Assert.Contains("(1 refused since", logged[0], StringComparison.Ordinal);
+    }
+
     private static HttpRequestMessage Scrape(string? token, string path = "/metrics")
     {
         var request = new HttpRequestMessage(HttpMethod.Get, path);
@@ -87,9 +110,14 @@ public sealed class MetricsEndpointTests
         return request;
     }
 
-    private static async Task<WebApplication> StartAsync(string? token, int? metricsPort, string? urls = null)
+    private static async Task<WebApplication> StartAsync(string? token, int? metricsPort, string? urls = null, System.Collections.Concurrent.ConcurrentQueue<string>? logTo = null)
     {
         var builder = InProcessApp.CreateBuilder(etcd: null, "/unused/", ServiceRoles.Risk);
+        if (logTo is not null)
+        {
+            builder.Logging.AddProvider(new LinesLogger(logTo));
+        }
+
         if (urls is not null)
         {
             builder.WebHost.UseUrls(urls);
@@ -113,5 +141,28 @@ public sealed class MetricsEndpointTests
         app.UseRiskService();
         await app.StartAsync();
         return app;
+    }
+
+    /// <summary>Keeps every log line written (warnings and above).</summary>
+    private sealed class LinesLogger(System.Collections.Concurrent.ConcurrentQueue<string> lines) : Microsoft.Extensions.Logging.ILoggerProvider, Microsoft.Extensions.Logging.ILogger
+    {
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => this;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => logLevel >= Microsoft.Extensions.Logging.LogLevel.Warning;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel))
+            {
+                lines.Enqueue(formatter(state, exception));
+            }
+        }
+
+        public void Dispose()
+        {
+        }
     }
 }
