@@ -133,6 +133,21 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.Contains(new string('x', 64) + "…", detail, StringComparison.Ordinal);
     }
 
+    /// <summary>The finding: a 404's detail repeated a line break or a bidirectional override from the path as it
+    /// was, which rewrote what a dashboard or a log showed of the answer. They are shown as \uXXXX.</summary>
+    [Theory]
+    [InlineData("/v1/accounts/a%0Ab", "a\\u000Ab")]
+    [InlineData("/v1/payments/pay_%E2%80%AEx", "pay_\\u202Ex")]
+    public async Task ANotFoundDetail_ShowsHiddenCharactersEscaped(string path, string shown)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync(path);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var detail = (await response.JsonAsync()).GetProperty("detail").GetString()!;
+        Assert.Contains(shown, detail, StringComparison.Ordinal);
+        Assert.DoesNotContain(detail, character => char.IsControl(character) || character == '\u202E');
+    }
+
     /// <summary>Two Idempotency-Key header lines (HttpClient would join them into one value, so the request is written
     /// by hand): refused saying to send one. The detail said the key "must not be empty".</summary>
     [Fact]

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Payments.Domain;
@@ -61,9 +62,29 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
     /// a path of thousands of characters is not sent back whole.</summary>
     public const int MaxEcho = 64;
 
-    /// <summary>A caller's value as a detail repeats it: at most <paramref name="max"/> characters, marked when cut.</summary>
-    public static string Echo(string value, int max = MaxEcho) =>
-        value.Length <= max ? value : value[..(char.IsHighSurrogate(value[max - 1]) ? max - 1 : max)] + "…"; // never half a pair
+    /// <summary>A caller's value as a detail repeats it: at most <paramref name="max"/> characters, marked when cut;
+    /// control and invisible formatting characters (line breaks, zero-width, bidirectional overrides) shown as
+    /// <c>\uXXXX</c>, as free text refuses them: repeated as they are, a line break or an override in an id rewrote
+    /// what an operator's dashboard or a merchant's log showed of the answer.</summary>
+    public static string Echo(string value, int max = MaxEcho)
+    {
+        var cut = value.Length <= max ? value : value[..(char.IsHighSurrogate(value[max - 1]) ? max - 1 : max)] + "…"; // never half a pair
+        if (!cut.Any(IsHidden))
+        {
+            return cut;
+        }
+
+        var shown = new StringBuilder(cut.Length + 16);
+        foreach (var character in cut)
+        {
+            _ = IsHidden(character) ? shown.Append(CultureInfo.InvariantCulture, $"\\u{(int)character:X4}") : shown.Append(character);
+        }
+
+        return shown.ToString();
+    }
+
+    private static bool IsHidden(char character) =>
+        char.IsControl(character) || CharUnicodeInfo.GetUnicodeCategory(character) == UnicodeCategory.Format;
 
     public static Reply Unavailable(string detail) =>
         Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ServiceUnavailable, "The service is temporarily unavailable.", detail);

@@ -96,8 +96,8 @@ public static class EdgeExtensions
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
         // The operator's admin API is reached inside the cluster, never from the internet: the public edge does not
         // route it (defence in depth: it needs the operator's token anyway).
-        app.Map("/admin/{**rest}", () => Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
-        app.Map("/openapi/admin.json", () => Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
+        app.Map("/admin/{**rest}", () => Results.Problem(title: "Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
+        app.Map("/openapi/admin.json", () => Results.Problem(title: "Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
         // A custom proxy pipeline replaces YARP's default one, so its steps are named here: without UseLoadBalancing
         // every request went to a random replica (ignoring the round robin), and without UsePassiveHealthChecks a
         // replica whose connections fail was not taken out until the next active probe.
