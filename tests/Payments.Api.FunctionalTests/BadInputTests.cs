@@ -23,7 +23,10 @@ public sealed class BadInputTests(ApiSystemFixture system)
         { "not an object", "/v1/payments", "k", "[1,2]", 400, "malformed-request" },
         { "amount as string", "/v1/payments", "k", Pay("\"1250\""), 400, "malformed-request" },
         { "amount as decimal", "/v1/payments", "k", Pay("12.50"), 400, "malformed-request" },
-        { "amount overflows long", "/v1/payments", "k", Pay("99999999999999999999999"), 400, "malformed-request" },
+        // A whole number past 64 bits is past the amount's bound, as 10^16 is: the field's rule says so (docs/api.md).
+        { "amount overflows long", "/v1/payments", "k", Pay("99999999999999999999999"), 400, "validation-failed" },
+        { "amount overflows long, negative", "/v1/payments", "k", Pay("-9223372036854775809"), 400, "validation-failed" },
+        { "amount with an exponent", "/v1/payments", "k", Pay("1e30"), 400, "malformed-request" },
         { "unknown field", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\",\"amount\":5}", 400, "malformed-request" },
         { "field name in another case", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"AmountMinor\":5,\"currency\":\"USD\"}", 400, "malformed-request" },
         { "duplicate field", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "malformed-request" },
@@ -348,6 +351,8 @@ public sealed class BadInputTests(ApiSystemFixture system)
     [InlineData("application/json-seq", false, null)]
     [InlineData("application/json; charset=iso-8859-1", false, "charset=iso-8859-1")]
     [InlineData("application/json; charset=utf-16", false, "charset=utf-16")]
+    [InlineData("application/json; charset=utf-8; charset=latin1", false, "charset=latin1")] // every charset named, not the first
+    [InlineData("application/json; charset=", false, null)]
     [InlineData("application/json; charset=UTF-8", true, null)]
     [InlineData("application/json;charset=\"utf-8\"", true, null)]
     [InlineData("Application/JSON", true, null)]
@@ -427,6 +432,11 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.DoesNotContain("200", responses);
         Assert.Contains("422", responses);
         Assert.True(create.GetProperty("responses").GetProperty("400").GetProperty("content").TryGetProperty("application/problem+json", out _));
+        // What a client retries by, and the members a problem carries besides RFC 9457's, are in the document too.
+        Assert.True(create.GetProperty("responses").GetProperty("429").GetProperty("headers").TryGetProperty("Retry-After", out _));
+        Assert.True(create.GetProperty("responses").GetProperty("503").GetProperty("headers").TryGetProperty("Retry-After", out _));
+        var problem = document.GetProperty("components").GetProperty("schemas").GetProperty("ProblemDetails").GetProperty("properties");
+        Assert.True(problem.TryGetProperty("errors", out _) && problem.TryGetProperty("requiredScope", out _));
         Assert.Equal("bearer", document.GetProperty("components").GetProperty("securitySchemes").GetProperty("merchantApiKey").GetProperty("scheme").GetString());
         Assert.True(document.GetProperty("paths").GetProperty("/v1/webhook-endpoints/{endpointId}").GetProperty("delete").GetProperty("responses").TryGetProperty("204", out _));
         // A client generated for merchants holds no operator routes: those are in the operator's document, behind the token.

@@ -84,11 +84,18 @@ public static partial class RequestBody
                 "The request body must be application/json.");
         }
 
-        var charset = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(parsed.Charset);
-        return charset.Length == 0 || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)
-            ? null
-            : Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must be application/json.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={Shortened(charset.Value)} is not accepted.");
+        // Every charset parameter, not the first alone: "charset=utf-8; charset=latin1" named two, and an empty one none.
+        foreach (var parameter in parsed.Parameters.Where(parameter => parameter.Name.Equals("charset", StringComparison.OrdinalIgnoreCase)))
+        {
+            var charset = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(parameter.Value);
+            if (!(charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)))
+            {
+                return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
+                    "The request body must be application/json.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={Shortened(charset.Value)} is not accepted.");
+            }
+        }
+
+        return null;
     }
 
     /// <summary>A caller's text repeated in a problem, at most <see cref="MaxEchoed"/> characters.</summary>

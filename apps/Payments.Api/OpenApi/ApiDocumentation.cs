@@ -123,6 +123,7 @@ public static class ApiDocumentation
         });
         options.AddOperationTransformer(async (operation, context, cancellationToken) =>
         {
+            RetryAfterHeaders(operation);
             var metadata = context.Description.ActionDescriptor.EndpointMetadata;
             foreach (var parameter in metadata.OfType<DocumentedParameter>())
             {
@@ -150,6 +151,36 @@ public static class ApiDocumentation
         });
     }
 
+    /// <summary>429 and 503 carry Retry-After (whole seconds): a generated client that knows it waits as told.</summary>
+    private static void RetryAfterHeaders(OpenApiOperation operation)
+    {
+        foreach (var status in new[] { "429", "503" })
+        {
+            if (operation.Responses?.TryGetValue(status, out var answer) == true && answer is OpenApiResponse response)
+            {
+                response.Headers ??= new Dictionary<string, IOpenApiHeader>();
+                response.Headers["Retry-After"] = new OpenApiHeader
+                {
+                    Description = "Seconds to wait before retrying (with the same Idempotency-Key for writes).",
+                    Schema = new OpenApiSchema { Type = JsonSchemaType.Integer, Minimum = "1" },
+                };
+            }
+        }
+    }
+
+    /// <summary>Members a problem may carry besides RFC 9457's (docs/api.md names them with the types that have them).</summary>
+    private static readonly (string Name, string Description, Func<OpenApiSchema> Schema)[] ProblemMembers =
+    [
+        ("errors", "validation-failed: each field or query value that breaks its rule, with why.",
+            () => new OpenApiSchema { Type = JsonSchemaType.Object, AdditionalProperties = new OpenApiSchema { Type = JsonSchemaType.String } }),
+        ("requiredScope", "insufficient-scope: the scope the route needs.", () => new OpenApiSchema { Type = JsonSchemaType.String }),
+        ("retryAfterSeconds", "idempotency-key-in-use: seconds until the first request's claim lapses.", () => new OpenApiSchema { Type = JsonSchemaType.Integer }),
+        ("maxPaymentsInFlight", "too-many-payments-in-flight: the merchant's bound.", () => new OpenApiSchema { Type = JsonSchemaType.Integer }),
+        ("maxAmountMinor", "amount-limit-exceeded: the largest amount, in minor units.", () => new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int64" }),
+        ("maxDepositVolumePerDayMinor", "deposit-volume-exceeded: the day's bound, in minor units.", () => new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int64" }),
+        ("maxOverdraftMinor", "overdraft-limit-exceeded: the largest overdraft limit, in minor units.", () => new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int64" }),
+    ];
+
     /// <summary>The answers' types as the API writes them (see <see cref="NullableMembersAreOmitted"/>), and a payment's
     /// status as the enum of its five words, so a generated client can make a type of it.</summary>
     private static void DescribeAnswers(OpenApiDocument document)
@@ -162,6 +193,17 @@ public static class ApiDocumentation
             }
 
             NullableMembersAreOmitted(inline);
+            if (name == "ProblemDetails")
+            {
+                inline.Properties ??= new Dictionary<string, IOpenApiSchema>();
+                foreach (var (extension, description, schemaOf) in ProblemMembers)
+                {
+                    var described = schemaOf();
+                    described.Description = description;
+                    inline.Properties[extension] = described;
+                }
+            }
+
             // A payment's status is one of five words and an event's type one of four: a generated client can make
             // enums of them.
             (string? member, IReadOnlyList<string> values) = name switch

@@ -17,6 +17,7 @@ public static class ApiJson
         AllowTrailingCommas = false,
         AllowDuplicateProperties = false,
         ReadCommentHandling = JsonCommentHandling.Disallow,
+        Converters = { new WholeNumbers() },
     };
 
     public static JsonSerializerOptions Output { get; } = new(JsonSerializerDefaults.Web)
@@ -25,4 +26,33 @@ public static class ApiJson
         // Bodies are application/json, never embedded in HTML: no need to escape quotes and apostrophes as \u0027.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
+
+    /// <summary>A request's whole numbers (amounts in minor units, seconds): a whole number too large for 64 bits is
+    /// read as the largest (or smallest) one, which every field's own rule refuses with its bound (400
+    /// <c>validation-failed</c>: "at most 10^15"), as it refuses 10^16; it was <c>malformed-request</c> ("not of the
+    /// field's type"), though it is as whole a number as any. A fraction or an exponent stays not a whole number.</summary>
+    private sealed class WholeNumbers : JsonConverter<long>
+    {
+        public override long Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            if (reader.TokenType == JsonTokenType.Number)
+            {
+                if (reader.TryGetInt64(out var value))
+                {
+                    return value;
+                }
+
+                var text = reader.HasValueSequence ? System.Buffers.BuffersExtensions.ToArray(reader.ValueSequence) : reader.ValueSpan.ToArray();
+                var digits = text.AsSpan(text.Length > 0 && text[0] == (byte)'-' ? 1 : 0);
+                if (digits.Length > 0 && !digits.ContainsAnyExcept("0123456789"u8))
+                {
+                    return text[0] == (byte)'-' ? long.MinValue : long.MaxValue;
+                }
+            }
+
+            throw new JsonException(); // the serializer names the field and its type, as for any other mismatch
+        }
+
+        public override void Write(Utf8JsonWriter writer, long value, JsonSerializerOptions options) => writer.WriteNumberValue(value);
+    }
 }
