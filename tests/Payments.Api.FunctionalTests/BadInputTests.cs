@@ -172,6 +172,24 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.Contains("Send the Idempotency-Key header once", answer, StringComparison.Ordinal);
     }
 
+    /// <summary>Two keys joined into one header value (what the edge, HttpClient and other proxies do with two lines)
+    /// get the same answer as two lines: send one. The detail said the key may hold no spaces.</summary>
+    [Fact]
+    public async Task TwoIdempotencyKeysJoinedByAProxy_AreRefused_SayingToSendOne()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments")
+        {
+            Content = new StringContent("{\"debtorAccountId\":\"a\",\"creditorAccountId\":\"b\",\"amountMinor\":1,\"currency\":\"USD\"}", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("Idempotency-Key", ["k-one", "k-two"]);
+        using var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.JsonAsync();
+        Assert.EndsWith("/idempotency-key-invalid", problem.GetProperty("type").GetString());
+        Assert.Contains("Send the Idempotency-Key header once", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
     /// <summary>The finding: the ingress redirected plain HTTP to https, and clients follow a redirect silently, so a
     /// merchant configured with http:// sent its key in cleartext on every request and never knew. Where TLS is
     /// required the API refuses such a request (what the entrance says it came over), before its key is looked at.</summary>

@@ -29,7 +29,9 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
                 "This operation needs an Idempotency-Key header.", "Send a unique Idempotency-Key (1–255 characters) with each new request, and the same one when you retry it."));
         }
 
-        if (values.Count > 1)
+        // Two header lines, or two joined by a proxy on the way (the edge forwards them as one "a, b": a key never
+        // holds a space, so ", " can only be the join).
+        if (values.Count > 1 || values[0]?.Contains(", ", StringComparison.Ordinal) == true)
         {
             // Two keys: which one the retry would send is anyone's guess (the detail said "must not be empty").
             return (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyInvalid, "The Idempotency-Key header is invalid.",
