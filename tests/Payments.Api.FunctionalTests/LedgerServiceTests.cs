@@ -93,5 +93,34 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         Assert.Equal(maximum, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.OverdraftLimitMinor);
     }
 
+    /// <summary>The findings (a live probe with the API's token): a deposit above the currency's maximum — which only
+    /// the API checked — was applied (a handful exhaust a currency's external funding bound), and a reference of a
+    /// megabyte was stored (a few thousand fill etcd's quota). The ledger refuses both itself, writing nothing.</summary>
+    [Fact]
+    public async Task ADepositAboveTheMaximum_AndAnOversizedReference_AreRefusedByTheLedgerItself_WithNothingWritten()
+    {
+        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
+        var account = AccountId.Parse($"dl-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var funding = AccountId.ExternalFunding(Currency.Eur).Value;
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var maximum = new MoneyLimits().For(Currency.Eur).MaxDepositMinor;
+        string Deposit(long amount, string reference) =>
+            $$"""{"kind":"single","id":"dep-{{Guid.NewGuid():N}}","debitAccountId":"{{funding}}","creditAccountId":"{{account.Value}}","amountMinor":{{amount}},"currency":"EUR","reference":"{{reference}}","issuedAtUnixMs":{{now}}}""";
+
+        using var tooMuch = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(maximum + 1, "d")));
+        Assert.Equal(HttpStatusCode.Forbidden, tooMuch.StatusCode);
+        Assert.Equal(ProblemTypes.Forbidden, (await tooMuch.JsonAsync()).GetProperty("type").GetString());
+        using var tooLong = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(1, new string('r', LedgerWire.MaxReferenceLength + 1))));
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        Assert.Equal(ProblemTypes.ValidationFailed, (await tooLong.JsonAsync()).GetProperty("type").GetString());
+        Assert.Equal(0, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.BalanceMinor);
+
+        using var allowed = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(maximum, new string('r', LedgerWire.MaxReferenceLength))));
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        Assert.Equal(maximum, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.BalanceMinor);
+    }
+
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 }

@@ -246,6 +246,22 @@ public sealed class PaymentWorkflowV2Tests
         Assert.InRange(now - Start, TimeSpan.Zero, PaymentWorkflow.Forward.Budget + PaymentWorkflow.Forward.MaxDelay);
     }
 
+    /// <summary>Compensation-failed is left as it was (a review's finding): its hold was placed, so none can arrive late
+    /// under its id, and its void was asked for its whole budget already; a second void changed the outcome its alert
+    /// and runbook describe.</summary>
+    [Fact]
+    public async Task V4_ACompensationThatFailed_IsNotVoidedAgain()
+    {
+        Arrange(Approve, MoveMoneyResult.SettleRefused(LedgerError.AccountClosed));
+        SetupStep(nameof(VoidHoldActivity), StepResult.Refused(LedgerError.PendingTransferExpired));
+
+        var outcome = await new PaymentWorkflowV4().RunAsync(context.Object, Payment);
+
+        Assert.Equal((Payments.Domain.PaymentStatus.Failed, PaymentReasons.CompensationFailed), (outcome.Status, outcome.Reason));
+        Assert.Single(calls, nameof(VoidHoldActivity));
+        Assert.Equal([outcome], recorded);
+    }
+
     [Fact]
     public async Task V4_ACompletedPayment_CostsNoVoid()
     {

@@ -50,8 +50,8 @@ public sealed class ApiOptions
     /// libraries — so a merchant configured with http:// sent its key in cleartext on every request and never knew.</summary>
     public bool RequireHttps { get; set; }
 
-    /// <summary>Requests one replica serves at once at most (status waits and health endpoints aside); past it a
-    /// request gets 503 with Retry-After at once (<see cref="Limits.RequestsInFlight"/>).</summary>
+    /// <summary>Merchants' requests one replica serves at once at most (status waits aside), one merchant's at most a
+    /// quarter of them; past it a request gets 503 with Retry-After at once (<see cref="Limits.RequestsInFlight"/>).</summary>
     public int MaxRequestsInFlight { get; set; } = 2_048;
 
     /// <summary>Which keys this deployment issues and accepts: <c>live</c> or <c>test</c> (<see cref="ApiKeyModes"/>).</summary>

@@ -21,6 +21,9 @@ public static partial class PaymentsApi
 {
     public const int MaxReferenceLength = 140;
 
+    /// <summary>The payment status route's name (the one that holds a request on purpose: <c>?wait=</c>).</summary>
+    public const string GetPaymentEndpoint = "GetPayment";
+
     private const string FourEyes = "Scope payments:approve, and a key other than the one that created the payment (403 same-key-review). "
         + "One decision per payment: a different second one is 409 payment-already-decided; the decision is recorded and returned by GET.";
 
@@ -30,7 +33,7 @@ public static partial class PaymentsApi
         payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite)
             .JsonBody<CreatePaymentRequest>().IdempotencyKeyHeader().Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scope payments:write. Needs an Idempotency-Key (kept 24 h; reused after that it is a new request). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
-        payments.MapGet("/{paymentId}", PaymentReads.GetAsync).WithName("GetPayment").RequireScope(ApiScopes.PaymentsRead)
+        payments.MapGet("/{paymentId}", PaymentReads.GetAsync).WithName(GetPaymentEndpoint).RequireScope(ApiScopes.PaymentsRead)
             .Produces<PaymentResponse>().Problems(400, 404)
             .QueryParameter("wait", "Seconds to wait for a change of status (0, the default, answers at once).",
                 () => new OpenApiSchema { Type = JsonSchemaType.Integer, Minimum = "0", Maximum = PaymentStatusWaits.MaxWaitSeconds.ToString(CultureInfo.InvariantCulture) })
@@ -253,10 +256,6 @@ public static partial class PaymentsApi
         return errors;
     }
 
-    /// <summary>Four eyes: the decision needs <see cref="ApiScopes.PaymentsApprove"/> and a key other than the one
-    /// that created the payment. It is recorded on the payment (who, when, what) before it goes to the saga, once: a
-    /// second, different decision is refused, and the same decision from the same key again (a client's retry) is sent
-    /// again, which the saga takes at most once.</summary>
     /// <summary>A decision takes no fields, but a body sent is read as any other (415 for another type, 400 for a
     /// field): ignored, {"decision":"reject"} sent to approve was approved.</summary>
     private static async Task<Reply?> DecisionBodyProblemAsync(HttpContext context)
@@ -265,6 +264,10 @@ public static partial class PaymentsApi
         return problem ?? (bytes is null ? null : RequestBody.Parse<PaymentDecisionRequest>(bytes).Problem);
     }
 
+    /// <summary>Four eyes: the decision needs <see cref="ApiScopes.PaymentsApprove"/> and a key other than the one
+    /// that created the payment. It is recorded on the payment (who, when, what) before it goes to the saga, once: a
+    /// second, different decision is refused, and the same decision from the same key again (a client's retry) is sent
+    /// again, which the saga takes at most once.</summary>
     private static async Task<IResult> DecideAsync(string paymentId, bool approve, HttpContext context, PaymentServices services)
     {
         if (await DecisionBodyProblemAsync(context) is { } refused)

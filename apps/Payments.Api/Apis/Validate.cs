@@ -55,7 +55,7 @@ internal static class Validate
     /// bidirectional overrides and isolates, word joiners, byte order marks — except those that written text needs:
     /// the zero-width joiner and non-joiner (emoji sequences, Persian and Indic scripts) and the tag characters of
     /// subdivision flags.</summary>
-    private static bool IsHiddenOrControl(System.Text.Rune rune) =>
+    internal static bool IsHiddenOrControl(System.Text.Rune rune) =>
         System.Text.Rune.IsControl(rune)
         || System.Text.Rune.GetUnicodeCategory(rune) switch
         {

@@ -120,6 +120,13 @@ public static class ApiExtensions
             {
                 context.Response.Headers.CacheControl = "no-store";
                 context.Response.Headers.XContentTypeOptions = "nosniff";
+                // Every 503 and 429 says when to come back (as the OpenAPI document promises), whichever code answered.
+                if (context.Response.StatusCode is StatusCodes.Status503ServiceUnavailable or StatusCodes.Status429TooManyRequests
+                    && string.IsNullOrEmpty(context.Response.Headers.RetryAfter))
+                {
+                    context.Response.Headers.RetryAfter = "1";
+                }
+
                 return Task.CompletedTask;
             });
             return next(context);
@@ -144,10 +151,10 @@ public static class ApiExtensions
             app.Use(RefusePlainHttpAsync);
         }
 
-        app.UseMiddleware<Limits.RequestsInFlight>();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
+        app.UseMiddleware<Limits.RequestsInFlight>(); // after the key and its rate: see its remarks
         var routes = app.MapGroup(string.Empty).AnswerHeadLikeGet();
         routes.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
         // Readiness: etcd reachable, the API keys loaded (a restarted replica knows every valid key before it takes a

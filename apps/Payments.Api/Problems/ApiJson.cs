@@ -28,9 +28,10 @@ public static class ApiJson
     };
 
     /// <summary>A request's whole numbers (amounts in minor units, seconds): a whole number too large for 64 bits is
-    /// read as the largest (or smallest) one, which every field's own rule refuses with its bound (400
-    /// <c>validation-failed</c>: "at most 10^15"), as it refuses 10^16; it was <c>malformed-request</c> ("not of the
-    /// field's type"), though it is as whole a number as any. A fraction or an exponent stays not a whole number.</summary>
+    /// read as the largest (or smallest) one, which every field's own rule then refuses as it refuses any value past
+    /// its bound (an amount: 400 <c>validation-failed</c>, "at most 10^15"; an overdraft limit: 422
+    /// <c>overdraft-limit-exceeded</c>); it was <c>malformed-request</c> ("not of the field's type"), though it is as
+    /// whole a number as any. A fraction or an exponent stays not a whole number.</summary>
     private sealed class WholeNumbers : JsonConverter<long>
     {
         public override long Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)

@@ -69,22 +69,22 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
     public static string Echo(string value, int max = MaxEcho)
     {
         var cut = value.Length <= max ? value : value[..(char.IsHighSurrogate(value[max - 1]) ? max - 1 : max)] + "…"; // never half a pair
-        if (!cut.Any(IsHidden))
+        if (!cut.EnumerateRunes().Any(Payments.Api.Apis.Validate.IsHiddenOrControl))
         {
             return cut;
         }
 
+        // By runes, with free text's own test: line and paragraph separators, and format characters beyond the BMP.
         var shown = new StringBuilder(cut.Length + 16);
-        foreach (var character in cut)
+        foreach (var rune in cut.EnumerateRunes())
         {
-            _ = IsHidden(character) ? shown.Append(CultureInfo.InvariantCulture, $"\\u{(int)character:X4}") : shown.Append(character);
+            _ = Payments.Api.Apis.Validate.IsHiddenOrControl(rune)
+                ? shown.Append(rune.IsBmp ? string.Create(CultureInfo.InvariantCulture, $"\\u{rune.Value:X4}") : string.Create(CultureInfo.InvariantCulture, $"\\U{rune.Value:X8}"))
+                : shown.Append(rune.ToString());
         }
 
         return shown.ToString();
     }
-
-    private static bool IsHidden(char character) =>
-        char.IsControl(character) || CharUnicodeInfo.GetUnicodeCategory(character) == UnicodeCategory.Format;
 
     public static Reply Unavailable(string detail) =>
         Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.ServiceUnavailable, "The service is temporarily unavailable.", detail);

@@ -165,7 +165,7 @@ public static class EdgeExtensions
         {
             context.Response.Headers.Allow = ForwardedMethods;
             await Results.Problem("This API does not take CONNECT; the Allow header lists the methods its routes take.",
-                statusCode: StatusCodes.Status405MethodNotAllowed, type: ProblemTypes.MethodNotAllowed, title: "This method is not allowed here.")
+                statusCode: StatusCodes.Status405MethodNotAllowed, type: ProblemTypes.MethodNotAllowed, title: "This method is not allowed here; the Allow header lists those that are.")
                 .ExecuteAsync(context);
             return;
         }

@@ -59,6 +59,10 @@ public static class LedgerWire
     /// <summary>A hold's timeout at most: one year, far past any approval deadline, and far inside TimeSpan's range.</summary>
     private const long MaxTimeoutMs = 366L * 24 * 60 * 60 * 1000;
 
+    /// <summary>Longest reference a transfer carries over the wire (the platform's are payment and deposit ids, well
+    /// under it).</summary>
+    public const int MaxReferenceLength = 256;
+
     /// <summary>Null, with a reason, for a malformed wire transfer (the service answers 400).</summary>
     public static TransferRequest? FromWire(TransferWire wire, out string? problem)
     {
@@ -72,6 +76,14 @@ public static class LedgerWire
                     ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
                     : throw new ArgumentException("issuedAtUnixMs must be a Unix time in milliseconds, from 0 to the year 9999.")
                 : throw new ArgumentException("issuedAtUnixMs is required: the ledger remembers transfer ids only for its replay window, so every transfer names when it was first issued.");
+            // A reference names what the transfer is for (a payment's or a deposit's id): bounded, as every stored
+            // field is. Unbounded, one caller's megabyte references (kept for the replay window, and shipped) filled
+            // etcd's quota in a few thousand requests and stopped every write.
+            if (wire.Reference is { Length: > MaxReferenceLength })
+            {
+                throw new ArgumentException($"reference must be at most {MaxReferenceLength} characters.");
+            }
+
             // Only what .NET cannot represent; a timeout of 0 or less is the ledger's own invalid-timeout outcome.
             if (wire.TimeoutMs is > MaxTimeoutMs)
             {

@@ -214,7 +214,8 @@ internal sealed partial class TransferApplier(
         var error = new LedgerError(code, code switch
         {
             LedgerError.BatchEmpty => "A batch needs at least one transfer.",
-            LedgerError.BatchTooLarge => $"A batch holds at most {MaxBatchTransfers} transfers; this one has {batch.Count}.",
+            // "has more", not its count: the ledger service reads a batch only that far (one over the bound).
+            LedgerError.BatchTooLarge => $"A batch holds at most {MaxBatchTransfers} transfers; this one has more.",
             _ => "A batch must not contain the same transfer id twice.",
         });
         return FailedAll(batch, error);

@@ -100,14 +100,14 @@ public static class LedgerApi
     }
 
     private static async Task<IResult> TransferAsync(
-        TransferWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, HttpContext context, CancellationToken cancellationToken)
+        TransferWire body, EtcdLedger etcdLedger, ReplicationAcknowledger replication, MoneyLimits limits, HttpContext context, CancellationToken cancellationToken)
     {
         if (LedgerWire.FromWire(body, out var problem) is not { } request)
         {
             return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
-        if (LedgerCallerPolicy.SingleRefusal(context.CallerRole(), request) is { } refusal)
+        if ((LedgerCallerPolicy.SingleRefusal(context.CallerRole(), request) ?? LedgerCallerPolicy.DepositLimitRefusal(context.CallerRole(), request, limits)) is { } refusal)
         {
             return Refused(context, refusal);
         }

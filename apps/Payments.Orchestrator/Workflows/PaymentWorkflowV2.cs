@@ -42,7 +42,9 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<PaymentWorkflowV2>();
         var decided = await DecideAsync(context, input, log, batchMayHaveSettled);
-        if (barLateHold && !decided.Recorded && decided.Outcome.Status == PaymentStatus.Failed)
+        // Not for compensation-failed: its hold was placed, so no hold can arrive late under its id, and the void has
+        // been asked for its whole budget already (the outcome, its alert and runbook stay what they were).
+        if (barLateHold && !decided.Recorded && decided.Outcome.Status == PaymentStatus.Failed && decided.Outcome.Reason != PaymentReasons.CompensationFailed)
         {
             decided = (await PaymentWorkflow.BarLateHoldAsync(context, input, decided.Outcome, log), false);
         }
