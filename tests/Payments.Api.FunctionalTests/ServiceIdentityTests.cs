@@ -214,6 +214,10 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             // A body without "approved" was a rejection nobody made.
             (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/" + payment + "/approval", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await orchestrator.GetAsync(HttpPaymentWorkflows.Route + "/" + payment), HttpStatusCode.NotFound, ProblemTypes.PaymentNotFound),
+            // A decision for a saga that does not exist was 202, and the development engine retried its orphan event
+            // without end (a live probe). And a creation time the ledger cannot take left the payment pending for good.
+            (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/" + payment + "/approval", Json("""{"approved":true,"reviewer":"x"}""")), HttpStatusCode.NotFound, ProblemTypes.PaymentNotFound),
+            (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/", Json($$"""{"order":{"paymentId":"{{payment}}","merchantId":"m","debtorAccountId":"{{account}}","creditorAccountId":"other","amountMinor":1,"currency":"CHF"},"approvalTimeout":"00:10:00","createdAt":"0001-01-01T00:00:00Z"}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await risk.PostAsync(RiskRoutes.Assess, Json("{bad")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await risk.PostAsync(RiskRoutes.Assess, Json(RiskRequest().Replace("\"paymentId\":\"", "\"paymentId\":\"" + new string('p', 300), StringComparison.Ordinal))), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await risk.GetAsync(RiskRoutes.Assess), HttpStatusCode.MethodNotAllowed, ProblemTypes.MethodNotAllowed),

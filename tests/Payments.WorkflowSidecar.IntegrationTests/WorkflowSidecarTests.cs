@@ -34,6 +34,27 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         await host.StopAsync(timeout.Token);
     }
 
+    /// <summary>The finding (a live probe): an event for an instance that does not exist was taken, and the engine's
+    /// dispatcher retried the orphan message without end at full CPU, logging a stack trace a time. It is refused
+    /// (NotFound), as daprd refuses it, and the sidecar goes on serving.</summary>
+    [Fact]
+    public async Task AnEventForAnInstanceThatDoesNotExist_IsRefused_AndTheSidecarGoesOnServing()
+    {
+        using var host = await WorkerHost.StartAsync(sidecar.Endpoint, sidecar.ApiToken);
+        var client = host.Services.GetRequiredService<DaprWorkflowClient>();
+        using var timeout = new CancellationTokenSource(WorkflowTimeout);
+
+        var refused = await Assert.ThrowsAnyAsync<Grpc.Core.RpcException>(() =>
+            client.RaiseEventAsync($"nobody-{Guid.NewGuid():N}", ChainWorkflow.ApprovalEvent, true, timeout.Token));
+        Assert.Equal(Grpc.Core.StatusCode.NotFound, refused.StatusCode);
+
+        var id = $"wf-{Guid.NewGuid():N}";
+        await client.ScheduleBoundedAsync(nameof(ChainWorkflow), id, "pay");
+        await client.RaiseEventAsync(id, ChainWorkflow.ApprovalEvent, true, timeout.Token);
+        Assert.Equal("pay-1!-2!-approved", await OutputAsync(client, id, timeout.Token));
+        await host.StopAsync(timeout.Token);
+    }
+
     /// <summary>As daprd with <c>DAPR_API_TOKEN</c>: a client without the token, or with another, is refused
     /// (UNAUTHENTICATED) and starts nothing; the SDK with the right one goes through.</summary>
     [Theory]

@@ -13,9 +13,9 @@ internal static class PaymentWorkflowsApi
     public static void MapPaymentWorkflowsApi(this IEndpointRouteBuilder app)
     {
         var payments = app.MapGroup("/" + HttpPaymentWorkflows.Route).RequireCallers(ServiceRoles.Api);
-        payments.MapPost("/", async (PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, CancellationToken cancellationToken) =>
+        payments.MapPost("/", async (PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, TimeProvider time, CancellationToken cancellationToken) =>
         {
-            if (InputProblem(input, options) is { } problem)
+            if (InputProblem(input, options, time) is { } problem)
             {
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
@@ -24,9 +24,9 @@ internal static class PaymentWorkflowsApi
             return Results.Accepted();
         });
         // The API resumes, rather than starts, a payment whose record it found existing (IPaymentWorkflows.ResumeAsync).
-        payments.MapPost("/{paymentId}/resume", async (string paymentId, PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, CancellationToken cancellationToken) =>
+        payments.MapPost("/{paymentId}/resume", async (string paymentId, PaymentInput input, IPaymentWorkflows workflows, OrchestratorOptions options, TimeProvider time, CancellationToken cancellationToken) =>
         {
-            if ((InputProblem(input, options) ?? (input.Order.PaymentId == paymentId ? null : "The path's payment id is not the order's.")) is { } problem)
+            if ((InputProblem(input, options, time) ?? (input.Order.PaymentId == paymentId ? null : "The path's payment id is not the order's.")) is { } problem)
             {
                 return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
@@ -48,6 +48,13 @@ internal static class PaymentWorkflowsApi
                 return Results.Problem(problem ?? "approved (true or false) is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
+            // A decision for a saga that does not exist is raised nowhere: 404, as the read says. Raised, it was 202 and
+            // the development workflow engine retried the orphan event's work item without end.
+            if (await workflows.GetAsync(paymentId, cancellationToken) is null)
+            {
+                return Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.PaymentNotFound);
+            }
+
             await workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approved, decision.Reviewer), cancellationToken);
             return Results.Accepted();
         });
@@ -55,11 +62,20 @@ internal static class PaymentWorkflowsApi
 
     /// <summary>Why the API's input cannot start a saga, or null: its order (<see cref="OrderProblem"/>), and the wait
     /// for a reviewer, which is the orchestrator's to bound (its sweeper's deadlines follow from it).</summary>
-    private static string? InputProblem(PaymentInput? input, OrchestratorOptions options) =>
+    private static string? InputProblem(PaymentInput? input, OrchestratorOptions options, TimeProvider time) =>
         input is null ? "A body is required."
         : OrderProblem(input.Order) is { } problem ? problem
         : input.ApprovalTimeout <= TimeSpan.Zero || input.ApprovalTimeout > options.ApprovalTimeout ? $"approvalTimeout must be positive and at most {options.ApprovalTimeout}."
+        : input.CreatedAt is { } created && (created < time.GetUtcNow() - MaxCreatedAgo || created > time.GetUtcNow() + MaxCreatedAhead)
+            ? $"createdAt must be within the last {MaxCreatedAgo.TotalDays:0} days and at most {MaxCreatedAhead.TotalMinutes:0} minutes ahead."
         : null;
+
+    /// <summary>How old a payment the API starts or resumes may say it is: its records live 8 days, and its transfers
+    /// name this time (one the ledger cannot take, the year 1, was retried as a fault without end, the payment pending).</summary>
+    private static readonly TimeSpan MaxCreatedAgo = TimeSpan.FromDays(30);
+
+    /// <summary>Another replica's clock a little ahead, as the ledger allows transfers issued ahead.</summary>
+    private static readonly TimeSpan MaxCreatedAhead = TimeSpan.FromMinutes(5);
 
     /// <summary>Longest reference accepted: the API's 140 characters of up to 4 UTF-16 units each.</summary>
     private const int MaxReferenceUnits = 560;

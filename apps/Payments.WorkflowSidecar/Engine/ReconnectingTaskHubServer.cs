@@ -8,7 +8,8 @@ using Microsoft.Extensions.Options;
 
 namespace Payments.WorkflowSidecar.Engine;
 
-/// <summary>Microsoft's gRPC task-hub server, fixed so that work survives a worker that dies.</summary>
+/// <summary>Microsoft's gRPC task-hub server, fixed so that work survives a worker that dies, and so that an event for
+/// no instance is refused as daprd refuses it.</summary>
 /// <remarks>
 /// The base server waits without a timeout on every work item it streamed to the worker. When the worker's
 /// GetWorkItems stream ends (the orchestrator process crashed), nothing fails those waits: the engine keeps the items
@@ -25,12 +26,30 @@ internal sealed class ReconnectingTaskHubServer : TaskHubGrpcServer
     private static readonly FieldInfo PendingActivities = RequireField("pendingActivityTasks");
     private readonly ILogger logger;
 
+    private readonly IOrchestrationServiceClient client;
+
     public ReconnectingTaskHubServer(
         IHostApplicationLifetime lifetime, ILoggerFactory loggerFactory, IOrchestrationService service,
         IOrchestrationServiceClient client, IOptions<TaskHubGrpcServerOptions> options)
         : base(lifetime, loggerFactory, service, client, options)
     {
         logger = loggerFactory.CreateLogger<ReconnectingTaskHubServer>();
+        this.client = client;
+    }
+
+    /// <summary>An event for an instance that does not exist is refused (NotFound), as daprd refuses it: the in-memory
+    /// engine took it, and its dispatcher then failed the orphan message's work item and retried it without end, at
+    /// full CPU, writing a stack trace a time (a live probe: 1.8 GB of log in 3.5 minutes).</summary>
+    public override async Task<RaiseEventResponse> RaiseEvent(RaiseEventRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var states = await client.GetOrchestrationStateAsync(request.InstanceId, allExecutions: false);
+        if (states is not { Count: > 0 } || states[0] is null)
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"no such instance exists: '{request.InstanceId}'"));
+        }
+
+        return await base.RaiseEvent(request, context);
     }
 
     public override async Task GetWorkItems(GetWorkItemsRequest request, IServerStreamWriter<WorkItem> responseStream, ServerCallContext context)
