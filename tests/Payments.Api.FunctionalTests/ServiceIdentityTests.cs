@@ -285,6 +285,10 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
         await AssertForbiddenAsync(await apiAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json($$"""{"transfers":[{{Deposit(alice, 1_000)}}]}""")));
         await AssertForbiddenAsync(await apiAsSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100))));
         Assert.Equal(0, await BalanceAsync(AccountId.Parse(alice)));
+        // The refusal names who the token proves, not the name given: it blamed the orchestrator (a live probe).
+        using var batches = await apiAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[]}"""));
+        var detail = (await batches.JsonAsync()).GetProperty("detail").GetString();
+        Assert.StartsWith($"The {ServiceRoles.Api} role may not call", detail, StringComparison.Ordinal);
     }
 
     /// <summary>A body the service refuses unread (its length is over the bound): with Expect: 100-continue the client

@@ -161,7 +161,7 @@ public static class LedgerApi
     private static IResult Refused(HttpContext context, string reason)
     {
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.CallerPolicy").LogWarning(
-            "Ledger refused {Method} {Path} for caller role {Role} (app '{Caller}'): {Reason}", context.Request.Method, context.Request.Path.Value,
+            "Ledger refused {Method} {Path} for caller role {Role} (its caller header claims '{Caller}'): {Reason}", context.Request.Method, context.Request.Path.Value,
             context.CallerRole(), context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString(), reason);
         return ServiceIdentityExtensions.Forbidden(reason);
     }

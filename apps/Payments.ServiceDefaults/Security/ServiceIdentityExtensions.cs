@@ -66,7 +66,7 @@ public static class ServiceIdentityExtensions
             var tokenRole = callerTokens.Length == 0 ? null : RoleOf(callerTokens, presented);
             if (callerTokens.Length == 0 ? !token.Matches(presented) : tokenRole is null)
             {
-                Log.Refused(logger, "no valid app token", context.Request.Method, context.Request.Path.Value, callerId, context.Connection.RemoteIpAddress?.ToString());
+                Log.Refused(logger, "no valid app token", context.Request.Method, context.Request.Path.Value, $"unproven, claiming '{callerId}'", context.Connection.RemoteIpAddress?.ToString());
                 await Results.Problem("This internal endpoint needs the app token that its Dapr sidecar presents (dapr-api-token).",
                     statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized).ExecuteAsync(context);
                 return;
@@ -86,8 +86,11 @@ public static class ServiceIdentityExtensions
             var allowed = endpoint.Metadata.GetMetadata<ServiceCallers>();
             if (role is null || allowed is null || !allowed.Roles.Contains(role, StringComparer.Ordinal))
             {
-                Log.Refused(logger, "caller not allowed here", context.Request.Method, context.Request.Path.Value, callerId, context.Connection.RemoteIpAddress?.ToString());
-                await Forbidden($"App '{callerId}' may not call {context.Request.Method} {context.Request.Path}.").ExecuteAsync(context);
+                // Named by what was proven: the role whose token was presented (direct calls), else the id daprd stamped.
+                // The header alone is a claim: a log and an answer naming it blamed whichever app the caller chose.
+                var who = tokenRole is not null ? $"The {tokenRole} role" : $"App '{callerId}'";
+                Log.Refused(logger, "caller not allowed here", context.Request.Method, context.Request.Path.Value, tokenRole is not null ? $"role {tokenRole}, claiming '{callerId}'" : callerId, context.Connection.RemoteIpAddress?.ToString());
+                await Forbidden($"{who} may not call {context.Request.Method} {context.Request.Path}.").ExecuteAsync(context);
                 return;
             }
 
@@ -155,6 +158,6 @@ public static class ServiceIdentityExtensions
     private static class Log
     {
         public static void Refused(ILogger logger, string reason, string method, string? path, string caller, string? remote) =>
-            logger.LogWarning("Internal request refused ({Reason}): {Method} {Path} by app '{Caller}' from {Remote}", reason, method, path, caller, remote);
+            logger.LogWarning("Internal request refused ({Reason}): {Method} {Path} by {Caller} from {Remote}", reason, method, path, caller, remote);
     }
 }
