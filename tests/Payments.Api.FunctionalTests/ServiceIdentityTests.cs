@@ -207,6 +207,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts/" + account + "/overdraft", Json("""{"overdraftLimitMinor":"5"}""")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json($$"""{"kind":"single","id":"{{transfer}}","debitAccountId":"{{account}}","creditAccountId":"{{Funding}}","amountMinor":1,"currency":"CHF","issuedAtUnixMs":99999999999999999}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json("""{"kind":"post","issuedAtUnixMs":1}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            // A field named twice was read as the last (a parser on the way may read the first).
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "transfers", Json($$"""{"kind":"single","kind":"void","id":"{{transfer}}","debitAccountId":"{{Funding}}","creditAccountId":"{{account}}","amountMinor":1,"currency":"CHF","issuedAtUnixMs":1}""")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await ledgerAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await ledgerAsSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json("""{"transfers":[null]}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),

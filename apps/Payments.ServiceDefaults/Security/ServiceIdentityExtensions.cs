@@ -36,8 +36,15 @@ public static class ServiceIdentityExtensions
             kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
             kestrel.AddServerHeader = false; // says nothing of what serves, as the public API does not
         });
-        // Numbers as JSON numbers only, as the public API reads them: an amount sent as "5" is a caller's mistake.
-        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
+        // Numbers as JSON numbers only, as the public API reads them: an amount sent as "5" is a caller's mistake. A
+        // field named twice is refused ({"kind":"single","kind":"void"} was read as the last: what another parser on
+        // the way reads as the first). Unknown fields are still read past: a caller one version ahead during a rolling
+        // upgrade may send one.
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+            json.SerializerOptions.AllowDuplicateProperties = false;
+        });
         return options;
     }
 
