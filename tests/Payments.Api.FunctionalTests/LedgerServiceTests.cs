@@ -45,6 +45,38 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         }
     }
 
+    /// <summary>The orchestrator client likewise: only the orchestrator's own "no saga" (payment-not-found) means none.
+    /// A decision for a payment without a saga (lost in a takeover, purged) is then no fault: the API recorded it on the
+    /// payment first, and the sweeper's resumed run follows it (the orchestrator used to answer 202 and raise it nowhere).</summary>
+    [Fact]
+    public async Task ABare404_IsNoAnswerFromTheOrchestratorEither_ItsOwnNoSagaIsNone()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var notTheOrchestrator = builder.Build(); // no routes: every request is a bodiless 404
+        await notTheOrchestrator.StartAsync();
+        var nobody = "pay_" + Guid.NewGuid().ToString("N")[..24];
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri(notTheOrchestrator.Urls.First() + "/") };
+            var stranger = new Payments.Orchestrator.Client.Gateway.HttpPaymentWorkflows(http);
+            await Assert.ThrowsAsync<HttpRequestException>(() => stranger.GetAsync(nobody, CancellationToken.None));
+            await Assert.ThrowsAsync<HttpRequestException>(() =>
+                stranger.RaiseApprovalAsync(nobody, new Payments.Orchestrator.Client.Models.ApprovalDecision(true, "k"), CancellationToken.None));
+
+            using var toOrchestrator = new HttpClient { BaseAddress = new Uri(system.OrchestratorAddress, "/") };
+            InProcessApp.Identity.Present(toOrchestrator, ServiceRoles.Api, ServiceRoles.Orchestrator);
+            var orchestrator = new Payments.Orchestrator.Client.Gateway.HttpPaymentWorkflows(toOrchestrator);
+            Assert.Null(await orchestrator.GetAsync(nobody, CancellationToken.None));
+            await orchestrator.RaiseApprovalAsync(nobody, new Payments.Orchestrator.Client.Models.ApprovalDecision(true, "k"), CancellationToken.None);
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(notTheOrchestrator);
+        }
+    }
+
     [Fact]
     public async Task ATransferWithoutItsIssueTime_Is400ProblemJson_AndAStaleOne_IsRefused_WithNothingWritten()
     {

@@ -26,7 +26,7 @@ public sealed class HttpPaymentWorkflows(HttpClient http) : IPaymentWorkflows
     public async Task<PaymentWorkflowState?> GetAsync(string paymentId, CancellationToken cancellationToken)
     {
         using var response = await http.GetAsync($"{Route}/{Uri.EscapeDataString(paymentId)}", cancellationToken);
-        if (response.StatusCode == HttpStatusCode.NotFound)
+        if (await IsNoSagaAsync(response, cancellationToken))
         {
             return null;
         }
@@ -38,6 +38,34 @@ public sealed class HttpPaymentWorkflows(HttpClient http) : IPaymentWorkflows
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)
     {
         using var response = await http.PostAsJsonAsync($"{Route}/{Uri.EscapeDataString(paymentId)}/approval", decision, cancellationToken);
+        if (response.StatusCode == HttpStatusCode.Conflict || await IsNoSagaAsync(response, cancellationToken))
+        {
+            // No saga to tell (lost in a takeover, or purged), or one that ended meanwhile: the decision the caller
+            // recorded on the payment first is what a resumed run follows, and an ended one decided already.
+            return;
+        }
+
         response.EnsureSuccessStatusCode();
+    }
+
+    /// <summary>Whether the orchestrator said it has no saga for the payment: its own 404 (payment-not-found). A bare
+    /// 404 — a route or sidecar that is not the orchestrator's — is no answer, and fails as any other fault.</summary>
+    private static async Task<bool> IsNoSagaAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.StatusCode != HttpStatusCode.NotFound || response.Content.Headers.ContentType?.MediaType != "application/problem+json")
+        {
+            return false;
+        }
+
+        try
+        {
+            var problem = await response.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>(cancellationToken);
+            return problem.ValueKind == System.Text.Json.JsonValueKind.Object && problem.TryGetProperty("type", out var type)
+                && type.ValueKind == System.Text.Json.JsonValueKind.String && type.GetString() == Payments.Domain.ProblemTypes.PaymentNotFound;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
     }
 }

@@ -48,11 +48,15 @@ internal static class PaymentWorkflowsApi
                 return Results.Problem(problem ?? "approved (true or false) is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
-            // A decision for a saga that does not exist is raised nowhere: 404, as the read says. Raised, it was 202 and
-            // the development workflow engine retried the orphan event's work item without end.
-            if (await workflows.GetAsync(paymentId, cancellationToken) is null)
+            // A decision for a saga that does not exist is raised nowhere: 404, as the read says (raised, it was 202 and
+            // the development workflow engine retried the orphan event's work item without end); nor for one that ended,
+            // which waits for nothing: 409.
+            switch (await workflows.GetAsync(paymentId, cancellationToken))
             {
-                return Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.PaymentNotFound);
+                case null:
+                    return Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.PaymentNotFound);
+                case { Ended: true }:
+                    return Results.Problem($"The saga of payment '{paymentId}' has ended; it waits for no decision.", statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.PaymentNotAwaitingApproval);
             }
 
             await workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approved, decision.Reviewer), cancellationToken);
