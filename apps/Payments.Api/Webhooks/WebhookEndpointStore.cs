@@ -15,9 +15,11 @@ public sealed record WebhookSecret(string Secret, DateTimeOffset CreatedAt, Date
 /// <param name="Events">The event types sent there; empty: all of them.</param>
 /// <param name="RotatedBy">The last rotation's Idempotency-Key (hashed with the endpoint, see
 /// <see cref="WebhookEndpointStore.RotateSecretAsync"/>), if it had one.</param>
+/// <param name="RotatedWithOverlapSeconds">The overlap that rotation asked for (absent on records from before it was
+/// kept, or rewritten by a replica of that version).</param>
 public sealed record WebhookEndpoint(
     string Id, string MerchantId, string Url, IReadOnlyList<string> Events, string? Description, DateTimeOffset CreatedAt,
-    IReadOnlyList<WebhookSecret> Secrets, string? RotatedBy = null)
+    IReadOnlyList<WebhookSecret> Secrets, string? RotatedBy = null, long? RotatedWithOverlapSeconds = null)
 {
     public bool Wants(string eventType) => Events.Count == 0 || Events.Contains(eventType, StringComparer.Ordinal);
 
@@ -284,16 +286,15 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
             // The key and what it asked for (the overlap): the same again is this rotation's answer; another overlap
             // under the key is a different request (the caller gets 422, not a silent replay that kept a leaked secret
-            // signing for a day). A rotation recorded before the overlap was (the key alone) replays.
-            var asked = rotationKey is null ? null : $"{rotationKey}:{(long)overlap.TotalSeconds}";
-            if (rotationKey is not null && (endpoint.RotatedBy == asked || endpoint.RotatedBy == rotationKey))
+            // signing for a day). The overlap is a field of its own, the key kept as it was: a replica of the version
+            // before, during a rolling upgrade, still finds the key and replays (it ignores the field) instead of
+            // rotating twice; a rotation recorded without the overlap replays.
+            var overlapSeconds = (long)overlap.TotalSeconds;
+            if (rotationKey is not null && endpoint.RotatedBy == rotationKey)
             {
-                return endpoint;
-            }
-
-            if (rotationKey is not null && endpoint.RotatedBy?.StartsWith(rotationKey + ":", StringComparison.Ordinal) == true)
-            {
-                throw new IdempotencyKeyReusedException();
+                return endpoint.RotatedWithOverlapSeconds is null || endpoint.RotatedWithOverlapSeconds == overlapSeconds
+                    ? endpoint
+                    : throw new IdempotencyKeyReusedException();
             }
 
             var now = time.GetUtcNow();
@@ -302,7 +303,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 .Where(secret => secret.ExpiresAt > now)
                 .OrderByDescending(secret => secret.CreatedAt)
                 .Take(MaxSecrets - 1);
-            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = asked };
+            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = rotationKey, RotatedWithOverlapSeconds = rotationKey is null ? null : overlapSeconds };
             var key = Key(merchantId, endpointId);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
