@@ -42,6 +42,8 @@ public sealed class EtcdMaintenanceModeTests
             await WaitReadyAsync(http, timeout.Token);
             using var transfer = await http.PostAsync(LedgerRoutes.Prefix + "transfers", new StringContent("{}"), timeout.Token);
             Assert.Equal(HttpStatusCode.NotFound, transfer.StatusCode);
+            // As every app answers a route it does not have: problem+json not-found (it was a bodiless 404).
+            Assert.Equal("application/problem+json", transfer.Content.Headers.ContentType?.MediaType);
             // Its lock, the members' status: the maintenance user's rights, on its one connection. The hosted service
             // runs its own first pass at start and holds the lock meanwhile (a pass returns null then): asked again.
             var defragmenter = maintenance.Services.GetRequiredService<EtcdDefragmenter>();

@@ -80,6 +80,7 @@ public static class LedgerServiceExtensions
     public static void UseEtcdMaintenanceOnly(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        app.UseInternalProblems(); // an unknown route is problem+json not-found, as in every other app (it was bodiless)
         app.MapHealthEndpoints(async (services, cancellationToken) => await services.IsEtcdReachableAsync(cancellationToken));
         app.MapMetricsEndpoint();
     }
