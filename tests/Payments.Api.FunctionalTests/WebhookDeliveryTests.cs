@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
+using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Payments.Api.Webhooks;
@@ -191,9 +192,13 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         var (client, merchant) = await NewMerchantAsync();
         using var _ = client;
         var (endpointId, _) = await RegisterAsync(client, receiver.Url);
-        var poison = system.ApiServices.GetRequiredService<WebhookDeliveries>().OutboxRoot + "0000000000001/not/a/marker"; // the oldest
+        var outbox = system.ApiServices.GetRequiredService<WebhookDeliveries>().OutboxRoot;
+        var poison = outbox + "0000000000001/not/a/marker"; // the oldest
+        // An owed delivery that does not read (the oldest due): it threw out of every scan, ending each leadership.
+        var poisonDue = outbox[..^"outbox/".Length] + "due/0000000000001/not/a/delivery";
         var unreadableEndpoint = system.ApiServices.GetRequiredService<WebhookEndpointStore>().KeyOf(merchant, "we_unreadable");
         await system.Etcd.Client.PutAsync(poison, "nonsense");
+        await system.Etcd.Client.PutAsync(poisonDue, "{\"attempt\":1}");
         await system.Etcd.Client.PutAsync(unreadableEndpoint, "{not json");
         try
         {
@@ -201,12 +206,48 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
             var eventId = PaymentEventId(paymentId, "payment." + (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
             await PollUntilAsync(() => { lock (receiver.Acknowledged) { return receiver.Acknowledged.Contains(eventId); } }, () => $"{eventId} not delivered");
             await PollUntilAsync(() => string.IsNullOrEmpty(system.Etcd.Client.GetVal(poison)), () => "the unreadable marker is still there");
+            await PollUntilAsync(() => string.IsNullOrEmpty(system.Etcd.Client.GetVal(poisonDue)), () => "the unreadable owed delivery is still there");
         }
         finally
         {
             await system.Etcd.Client.DeleteAsync(poison);
+            await system.Etcd.Client.DeleteAsync(poisonDue);
             await system.Etcd.Client.DeleteAsync(unreadableEndpoint);
             await DeleteAsync(client, endpointId);
+        }
+    }
+
+    /// <summary>A marker whose value names another key than its own event is passed over. The saga's etcd user writes
+    /// markers and the dispatcher reads the key a marker names with the API's rights: before, a marker naming another
+    /// merchant's endpoint record had that record, signing secret and all, sent to the marker's merchant's endpoints.</summary>
+    [Fact]
+    public async Task AMarkerNamingAKeyOtherThanItsOwnEvent_IsPassedOver_AndThatKeyIsNeverSent()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var (client, merchant) = await NewMerchantAsync();
+        using var _ = client;
+        var (endpointId, _) = await RegisterAsync(client, receiver.Url);
+        var (victim, victimMerchant) = await NewMerchantAsync();
+        using var __ = victim;
+        var (victimEndpoint, victimSecret) = await RegisterAsync(victim, "https://hooks.example.com/victim");
+        var victimRecord = system.ApiServices.GetRequiredService<WebhookEndpointStore>().KeyOf(victimMerchant, victimEndpoint);
+        var forged = system.ApiServices.GetRequiredService<WebhookDeliveries>().OutboxRoot + $"0000000000002/{merchant}/evt_forged"; // the oldest
+        await system.Etcd.Client.PutAsync(forged, "payment.completed " + victimRecord);
+        try
+        {
+            var paymentId = (await MakePaymentsAsync(client, merchant, count: 1))[0];
+            var eventId = PaymentEventId(paymentId, "payment." + (await client.WaitForStatusAsync(paymentId)).GetProperty("status").GetString());
+            await PollUntilAsync(() => { lock (receiver.Acknowledged) { return receiver.Acknowledged.Contains(eventId); } }, () => $"{eventId} not delivered");
+            // Gone either way (delivered and settled, or refused): by then any delivery of it was made.
+            await PollUntilAsync(() => string.IsNullOrEmpty(system.Etcd.Client.GetVal(forged)), () => "the forged marker is still there");
+            Assert.DoesNotContain(receiver.Received, delivery => delivery.EventId == "evt_forged"
+                || Encoding.UTF8.GetString(delivery.Body).Contains(victimSecret, StringComparison.Ordinal));
+        }
+        finally
+        {
+            await system.Etcd.Client.DeleteAsync(forged);
+            await DeleteAsync(client, endpointId);
+            await DeleteAsync(victim, victimEndpoint);
         }
     }
 

@@ -25,7 +25,11 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
         var youngEvent = eventsRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(1)) + "/evt_young";
         var oldMarker = outboxRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(73)) + "/merchant-1/evt_old";
         var youngMarker = outboxRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(1)) + "/merchant-1/evt_young";
-        foreach (var key in new[] { oldEvent, youngEvent, oldMarker, youngMarker })
+        // Owed deliveries too (found in review: kept for good while delivery was off), by when each is due.
+        var dueRoot = EtcdBytes.AsPrefix(layout.WebhooksPrefix) + "due/";
+        var oldOwed = dueRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(73)) + "/merchant-1/we_x/evt_old";
+        var youngOwed = dueRoot + EtcdBytes.TimeKey(now - TimeSpan.FromHours(1)) + "/merchant-1/we_x/evt_young";
+        foreach (var key in new[] { oldEvent, youngEvent, oldMarker, youngMarker, oldOwed, youngOwed })
         {
             await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(key), Value = ByteString.CopyFromUtf8("{}") });
         }
@@ -52,8 +56,9 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
         // Written before the replica starts: its dispatcher trims when it takes the lock, then every 10 minutes.
         await using var replica = await system.StartReplicaAsync(layout.KeyPrefix, web => web.UseSetting("Webhooks:Deliver", "false"));
         await WebhookDeliveryTests.PollUntilAsync(
-            () => !Exists(oldEvent) && !Exists(oldMarker) && !Exists(legacyEvent),
-            () => $"old event there: {Exists(oldEvent)}, old marker there: {Exists(oldMarker)}, legacy merchant's old event there: {Exists(legacyEvent)}");
+            () => !Exists(oldEvent) && !Exists(oldMarker) && !Exists(legacyEvent) && !Exists(oldOwed),
+            () => $"old event there: {Exists(oldEvent)}, old marker there: {Exists(oldMarker)}, legacy merchant's old event there: {Exists(legacyEvent)}, old owed delivery there: {Exists(oldOwed)}");
+        Assert.True(Exists(youngOwed), "an owed delivery within the retry window was dropped");
         Assert.True(Exists(youngEvent), "an event within its retention was trimmed");
         Assert.True(Exists(youngMarker), "a marker within the retry window was dropped: turning delivery back on would not send it");
     }

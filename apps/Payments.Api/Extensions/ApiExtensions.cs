@@ -224,7 +224,8 @@ public static class ApiExtensions
         {
             RegionFence = provider.GetRequiredService<RegionGate>().Enabled ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null,
         });
-        services.AddSingleton(provider => new WebhookDeliveries(provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, etcd.WebhookOutboxPrefix));
+        services.AddSingleton(provider => new WebhookDeliveries(
+            provider.GetRequiredService<EtcdConnection>(), etcd.WebhooksPrefix, etcd.WebhookOutboxPrefix, provider.GetRequiredService<PaymentRecordStore>().EventsRoot));
         services.AddSingleton<WebhookSender>();
         services.AddSingleton<WebhookDispatcher>();
         services.AddHostedService(provider => provider.GetRequiredService<WebhookDispatcher>());

@@ -25,7 +25,7 @@ public sealed record DueDelivery(string Key, long Revision, WebhookDelivery Deli
 /// <c>{webhooks}due/{due unix ms, 13 digits}/{endpoint id}/{event id}</c> so that a range read up to now finds what is
 /// due, oldest first. Every write carries the dispatcher's fence (its lock), so a dispatcher that lost the lock writes
 /// nothing; a delivery it sent meanwhile may be sent again — delivery is at least once, receivers de-duplicate on the id.</summary>
-public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix, string outboxPrefix)
+public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix, string outboxPrefix, string eventsRoot)
 {
     /// <summary>Outbox markers taken per round (beyond those already being worked on).</summary>
     public const int MaxMarkersPerRound = 32;
@@ -38,6 +38,9 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
     private readonly string outboxRoot = EtcdBytes.AsPrefix(outboxPrefix);
 
     public string OutboxRoot => outboxRoot;
+
+    /// <summary>Where owed deliveries are kept, keyed by when each is due.</summary>
+    public string DueRoot => dueRoot;
 
     /// <summary>The oldest outbox markers, at most <paramref name="limit"/>; the revision they were read at, and
     /// whether more are there.</summary>
@@ -68,7 +71,14 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
             }
         }
 
-        foreach (var chunk in unreadable.Chunk(MaxOpsPerTxn / 2))
+        await DeleteUnchangedAsync(unreadable, cancellationToken);
+        return (markers, response.Header.Revision, response.More, [.. unreadable.Select(kv => kv.Key.ToStringUtf8())]);
+    }
+
+    /// <summary>Deletes each of <paramref name="kvs"/> if unchanged since it was read.</summary>
+    private async Task DeleteUnchangedAsync(IReadOnlyList<Mvccpb.KeyValue> kvs, CancellationToken cancellationToken)
+    {
+        foreach (var chunk in kvs.Chunk(MaxOpsPerTxn / 2))
         {
             var delete = new TxnRequest();
             foreach (var kv in chunk)
@@ -79,8 +89,6 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
 
             await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(delete, cancellationToken: token), cancellationToken);
         }
-
-        return (markers, response.Header.Revision, response.More, [.. unreadable.Select(kv => kv.Key.ToStringUtf8())]);
     }
 
     /// <summary>The marker stored at <paramref name="key"/> (the full key, <c>{outbox}{ms}/{merchant}/{event id}</c>).</summary>
@@ -95,6 +103,19 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         }
 
         var (type, logKey) = PaymentEvents.ParseOutboxValue(value.ToStringUtf8());
+        // The dispatcher reads the log key with the API's etcd rights and sends what it finds to the merchant's
+        // endpoints, and the saga writes markers (the orchestrator's etcd user): a marker naming any other key — an
+        // endpoint's record with its signing secret, a stored answer, another merchant's event — would have it sent
+        // out. So the key must be this marker's own event in its merchant's log, and the type one of the four.
+        var merchantRoot = PaymentEvents.MerchantRoot(eventsRoot, parts[1]);
+        var timeKeyLength = logKey.Length - merchantRoot.Length - parts[2].Length - 1; // {merchant root}{time}/{event id}
+        if (!PaymentEvents.Types.Contains(type) || parts[1].Length == 0 || parts[2].Length == 0 || timeKeyLength <= 0
+            || !logKey.StartsWith(merchantRoot, StringComparison.Ordinal) || !logKey.EndsWith("/" + parts[2], StringComparison.Ordinal)
+            || logKey.AsSpan(merchantRoot.Length, timeKeyLength).Contains('/'))
+        {
+            throw new InvalidDataException($"Not an outbox marker of its own event: '{key}'.");
+        }
+
         return new OutboxMarker(key, type, logKey, parts[1], parts[2]);
     }
 
@@ -161,8 +182,11 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
     }
 
     /// <summary>Deliveries due at <paramref name="now"/>, oldest first, at most <paramref name="limit"/>, after the
-    /// key <paramref name="afterKey"/> (null: from the oldest); and whether more are due.</summary>
-    public async Task<(IReadOnlyList<DueDelivery> Due, bool More)> DueAsync(DateTimeOffset now, string? afterKey, int limit, CancellationToken cancellationToken)
+    /// key <paramref name="afterKey"/> (null: from the oldest); whether more are due; and the keys of those that did not
+    /// read, deleted here if unchanged (as unreadable markers are: one threw out of every scan, which ended the
+    /// dispatcher's leadership each time and sent the round's events again and again).</summary>
+    public async Task<(IReadOnlyList<DueDelivery> Due, bool More, IReadOnlyList<string> Unreadable)> DueAsync(
+        DateTimeOffset now, string? afterKey, int limit, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
         {
@@ -170,8 +194,36 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
             RangeEnd = EtcdBytes.Key(dueRoot + EtcdBytes.TimeKey(now.AddMilliseconds(1))),
             Limit = limit,
         }, cancellationToken: token), cancellationToken);
-        return (response.Kvs.Select(kv => new DueDelivery(kv.Key.ToStringUtf8(), kv.ModRevision,
-            JsonSerializer.Deserialize<WebhookDelivery>(kv.Value.Span, Json)!)).ToArray(), response.More);
+        var due = new List<DueDelivery>(response.Kvs.Count);
+        var unreadable = new List<Mvccpb.KeyValue>();
+        foreach (var kv in response.Kvs)
+        {
+            if (Decode(kv.Value) is { } delivery)
+            {
+                due.Add(new DueDelivery(kv.Key.ToStringUtf8(), kv.ModRevision, delivery));
+            }
+            else
+            {
+                unreadable.Add(kv);
+            }
+        }
+
+        await DeleteUnchangedAsync(unreadable, cancellationToken);
+        return (due, response.More, [.. unreadable.Select(kv => kv.Key.ToStringUtf8())]);
+    }
+
+    /// <summary>A stored delivery, or null when it does not read as one (not JSON, or a field it needs missing).</summary>
+    private static WebhookDelivery? Decode(ByteString value)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<WebhookDelivery>(value.Span, Json) is { MerchantId: not null, EndpointId: not null, EventId: not null, EventKey: not null } delivery
+                ? delivery : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Ends delivered deliveries together, each if still as read: one transaction for up to

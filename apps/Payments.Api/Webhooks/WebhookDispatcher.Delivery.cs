@@ -35,7 +35,12 @@ public sealed partial class WebhookDispatcher
         var wrapped = after is null;
         for (var page = 0; page < MaxScanPages && Volatile.Read(ref attempting) < options.MaxInFlight; page++)
         {
-            var (due, more) = await deliveries.DueAsync(time.GetUtcNow(), after, MaxDuePerScan, cancellationToken);
+            var (due, more, unreadable) = await deliveries.DueAsync(time.GetUtcNow(), after, MaxDuePerScan, cancellationToken);
+            foreach (var key in unreadable)
+            {
+                LogFault($"unreadable owed webhook delivery {key} removed (its event, if any, stays in GET /v1/events)");
+            }
+
             foreach (var delivery in due.Where(delivery => !inFlight.ContainsKey(delivery.Key)))
             {
                 if (!TryTakeSlot(delivery.Delivery.MerchantId, delivery.Delivery.EndpointId))
@@ -164,12 +169,16 @@ public sealed partial class WebhookDispatcher
 
         if (!options.Deliver)
         {
-            // Nothing takes the outbox's markers while delivery is off: those older than the retry window go (no
-            // delivery would be attempted for them any more); younger ones stay, so turning delivery back on sends them.
-            await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
+            // Nothing takes the outbox's markers nor the owed deliveries while delivery is off: those older than the
+            // retry window go (no delivery would be attempted for them any more: an owed one is due within the window
+            // of its first attempt); younger ones stay, so turning delivery back on sends them.
+            foreach (var root in new[] { deliveries.OutboxRoot, deliveries.DueRoot })
             {
-                Key = EtcdBytes.Key(deliveries.OutboxRoot), RangeEnd = EtcdBytes.Key(deliveries.OutboxRoot + EtcdBytes.TimeKey(now - options.RetryFor)),
-            }, cancellationToken: token), cancellationToken);
+                await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
+                {
+                    Key = EtcdBytes.Key(root), RangeEnd = EtcdBytes.Key(root + EtcdBytes.TimeKey(now - options.RetryFor)),
+                }, cancellationToken: token), cancellationToken);
+            }
         }
 
         if (trimCursor is null)
