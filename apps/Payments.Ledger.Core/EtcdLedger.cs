@@ -66,6 +66,9 @@ public sealed class EtcdLedger : ILedger
 
     internal LedgerKeys Keys => store.Keys;
 
+    /// <summary>Where the journal's entries (the transfer records) are kept: for a watch of what it appends.</summary>
+    public string JournalPrefix => Keys.TransfersPrefix;
+
     internal TimeProvider Time { get; }
 
     public JournalRetentionOptions Retention { get; }

@@ -212,6 +212,34 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         await AssertSameLedgerAsync(a, b);
     }
 
+    /// <summary>Found in review: the standby wrote whatever key a page's record named, with the failover service's etcd
+    /// rights (region/, sweeper/, replication/ among them). Pages are written by the peer's ledger into Cosmos DB: a
+    /// forged one could set this region's epoch mirror (writes while the other region is active) or a sweeper flag.
+    /// Only the families regions ship are applied.</summary>
+    [Fact]
+    public async Task RecordsOutsideTheShippedFamilies_AreNeverApplied_TheOthersAre()
+    {
+        var b = fixture.NewLedger();
+        var prefix = EtcdClusterFixture.NewPrefix();
+        static RecordDocument Record(string key, string value, long revision) => new(key, Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(value)), revision);
+        var head = new JournalHead(JournalHead.IdFor("region-a"), "region-a", 1, 0, 0);
+        var page = new JournalPage(JournalPage.IdFor("region-a", 1), "region-a", 1, [],
+            [Record("api/owners/forged-test", "{}", 10), Record("region/active-epoch", "99", 11), Record("sweeper/takeover", "{}", 12), Record("api/", "{}", 13)], head);
+        await journal.UpsertItemAsync(page, new PartitionKey(page.Id));
+        await journal.UpsertItemAsync(head, new PartitionKey(head.Id));
+
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefix) { ServerErrorMeansMissing = true };
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None);
+
+        var root = prefix.TrimEnd('/') + "/";
+        async Task<bool> ExistsAsync(string key) =>
+            (await fixture.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8(root + key) })).Count > 0;
+        Assert.True(await ExistsAsync("api/owners/forged-test")); // a record of a shipped family: applied
+        Assert.False(await ExistsAsync("region/active-epoch"));
+        Assert.False(await ExistsAsync("sweeper/takeover"));
+        Assert.False(await ExistsAsync("api/")); // the family's root itself is no record
+    }
+
     [Fact]
     public async Task PageWrittenBeforeACrash_ButNeverCounted_IsReplaced_AndNeverApplied()
     {
@@ -528,6 +556,33 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
         await ShipAllAsync(shipper);
 
+        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+    }
+
+    /// <summary>A switchover waits for the journal too: asked of a watch from the head's journal revision (the range
+    /// it replaced read every transfer key kept, five times a second).</summary>
+    [Fact]
+    public async Task ShippingIsCaughtUp_OnlyOnceTheJournalIsShipped_AskedOfAWatchFromTheHead()
+    {
+        var prefixA = EtcdClusterFixture.NewPrefix();
+        var a = fixture.NewLedger(prefix: prefixA + "ledger/");
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies); // the accounts' settings too
+        var progress = new ShippingProgress(journal, a, TimeProvider.System) { RecordRoot = prefixA, Etcd = fixture.Connection, ServerErrorMeansMissing = true };
+        await WorkloadAsync(a, transfers: 3);
+        Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await ShipAllAsync(shipper);
+        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+
+        var (debtor, creditor) = await OpenFundedAsync(a);
+        await ShipAllAsync(shipper); // the new accounts' settings and funding shipped: only the next transfer is not
+        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        // Shipped from the feeds (the first round may have read the keys, etcd's history compacted by another test).
+        var head = (await journal.ReadItemAsync<JournalHead>(JournalHead.IdFor("region-a"), new PartitionKey(JournalHead.IdFor("region-a")))).Resource;
+        Assert.True(head.LastJournalRevision > 0, "the head names no journal revision: the watch is not what answers");
+        Assert.IsType<TransferOutcome.Applied>(await a.TransferAsync(
+            new TransferRequest.Single(TransferId.Parse($"t-{Guid.NewGuid():N}"), debtor, creditor, new Money(5, Currency.Eur)), CancellationToken.None));
+        Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await ShipAllAsync(shipper);
         Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
     }
 

@@ -131,6 +131,12 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
 
         foreach (var record in records)
         {
+            if (!IsShippedFamily(record.Key))
+            {
+                ReplicationMetrics.CountRefused(); // not fatal: one such record must not stop the standby
+                continue;
+            }
+
             var value = Google.Protobuf.ByteString.FromBase64(record.ValueBase64);
             Keep(record.Key, record.Revision, value);
             if (record.Key.StartsWith(EtcdOptions.PaymentsFamily, StringComparison.Ordinal)
@@ -175,6 +181,13 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
 
         return checkpointRevision;
     }
+
+    /// <summary>Whether <paramref name="key"/> (relative to the key prefix) is in a family regions ship. Records are
+    /// written with this service's etcd rights, which reach region/, sweeper/ and replication/ too, and a page is only
+    /// the peer's ledger's word (in Cosmos DB): a key outside what regions ship — the epoch mirror, a lock, a
+    /// checkpoint — is no record of the peer's to copy.</summary>
+    internal static bool IsShippedFamily(string key) =>
+        EtcdOptions.ReplicatedRecordFamilies.Any(family => key.StartsWith(family, StringComparison.Ordinal) && key.Length > family.Length);
 
     private string CheckpointKey(string source) => EtcdBytes.AsPrefix(prefix) + "replication/" + source + "/pages";
 

@@ -40,17 +40,24 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
 
     /// <summary>One check, asking <paramref name="feeds"/> (one per record family; kept open across a wait's polls, so
     /// each poll asks an open watch rather than opening one and having etcd replay its history since the head).</summary>
-    private async Task<bool> IsCaughtUpAsync(string region, IReadOnlyList<EtcdChangeFeed> feeds, CancellationToken cancellationToken)
+    private async Task<bool> IsCaughtUpAsync(string region, EtcdChangeFeed[] feeds, CancellationToken cancellationToken)
     {
         var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(region), cancellationToken, ServerErrorMeansMissing);
-        if ((await new JournalReader(ledger).ReadAsync(head?.LastSequence ?? 0, EtcdLedger.MaxTxnOps, cancellationToken)).Count > 0)
+        // The journal, as the records: asked of a watch from the head's revision when the head names one. The range
+        // with MinModRevision reads every transfer key kept (8 days of them: millions at a payment a second), five
+        // times a second, each past etcd's deadline at that size, and the switchover ran out of its drain budget.
+        var journalFeed = feeds.Length > 0 && head is { LastJournalRevision: > 0 } ? feeds[^1] : null;
+        if (journalFeed is null
+            && (await new JournalReader(ledger).ReadAsync(head?.LastSequence ?? 0, EtcdLedger.MaxTxnOps, cancellationToken)).Count > 0)
         {
             return false;
         }
 
         // The families at once: each may wait up to ProgressWait for etcd's answer, and one after another (three now,
         // with the accounts' settings) they took most of a switchover's drain budget under load.
-        var quiet = await Task.WhenAll(feeds.Select(feed => NothingPutSinceAsync(feed, head?.LastRecordRevision ?? 0, cancellationToken)));
+        var quiet = await Task.WhenAll(feeds.Select(feed => feed == feeds[^1]
+            ? journalFeed is null ? Task.FromResult(true) : NothingPutSinceAsync(feed, head!.LastJournalRevision, cancellationToken)
+            : NothingPutSinceAsync(feed, head?.LastRecordRevision ?? 0, cancellationToken)));
         return quiet.All(nothingPut => nothingPut);
     }
 
@@ -127,9 +134,14 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
         }
     }
 
+    /// <summary>One feed per record family, and the journal's (the transfers) last.</summary>
     private EtcdChangeFeed[] NewFeeds() => RecordRoot is null || Etcd is null
         ? []
-        : [.. EtcdOptions.ReplicatedRecordFamilies.Select(family => new EtcdChangeFeed(Etcd, EtcdBytes.AsPrefix(RecordRoot) + family))];
+        :
+        [
+            .. EtcdOptions.ReplicatedRecordFamilies.Select(family => new EtcdChangeFeed(Etcd, EtcdBytes.AsPrefix(RecordRoot) + family)),
+            new EtcdChangeFeed(Etcd, ledger.JournalPrefix),
+        ];
 
     private static async Task DisposeAsync(IEnumerable<EtcdChangeFeed> feeds)
     {
