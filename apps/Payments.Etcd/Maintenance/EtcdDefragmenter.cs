@@ -10,9 +10,10 @@ namespace Payments.Etcd.Maintenance;
 /// <summary>Keeps etcd's database files bounded. Compaction (the members' <c>--auto-compaction-*</c> flags) frees the
 /// pages of old revisions but does not shrink the file, and etcd's quota counts the file: so, one member at a time —
 /// followers first, the leader last, since a member being defragmented stalls and the leader stalling costs the
-/// cluster an election — each member whose file is mostly free pages is defragmented. One defragmenter works at a
-/// time, under a fenced lock. After defragmenting, a NOSPACE alarm is disarmed if every member is well below its quota
-/// (the recovery etcd documents; docs/runbooks/etcd-nospace.md). Exports each member's file size and size in use.</summary>
+/// cluster an election — each member whose file is mostly free pages is defragmented, only while every member answers.
+/// One defragmenter works at a time, under a fenced lock. A NOSPACE alarm is met without the lock (etcd grants no
+/// lease then): compaction, every member defragmented, and the alarm disarmed if every member is then well below its
+/// quota (the recovery etcd documents; docs/runbooks/etcd-nospace.md). Exports each member's file size and size in use.</summary>
 /// <remarks>Defragmentation is not a write a fence can guard (it is not a transaction): the lock keeps two
 /// defragmenters from stalling two members at once, and the lock's loss stops this one before its next member.
 /// Correctness never depends on it — only availability does.</remarks>
@@ -35,9 +36,18 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             description: "etcd backend quota (--quota-backend-bytes)");
     }
 
-    /// <summary>One pass, if this process gets the lock (else null).</summary>
+    /// <summary>One pass, if this process gets the lock (else null) or etcd is out of space.</summary>
     public async Task<Pass?> RunOnceAsync(CancellationToken cancellationToken)
     {
+        // Reads first, without the lock: under NOSPACE etcd grants no lease and takes no put (its capped applier refuses
+        // both: etcd server/etcdserver/apply.go, applierV3Capped), so the fenced lock cannot be had then, and a recovery
+        // that waited for it never ran — the region stayed out of space until someone came.
+        var statuses = await StatusesAsync(cancellationToken);
+        if (statuses.Count > 0 && await NoSpaceAlarmsAsync(statuses.Keys.First(), cancellationToken) is { Count: > 0 })
+        {
+            return await RecoverFromNoSpaceAsync(statuses, cancellationToken);
+        }
+
         await using var held = await EtcdFencedLock.TryAcquireAsync(
             etcd, lockKey, Environment.MachineName + "/" + Environment.ProcessId, DefragPolicy.LockLeaseTtl, TimeProvider.System, logger, cancellationToken);
         if (held is null)
@@ -46,29 +56,48 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
         }
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.LostToken);
-        var statuses = await StatusesAsync(linked.Token);
-        var noSpace = statuses.Count > 0 && await NoSpaceAlarmsAsync(statuses.Keys.First(), linked.Token) is { Count: > 0 };
-        if (noSpace)
+        statuses = await StatusesAsync(linked.Token);
+        if (statuses.Count < etcd.MemberCount)
         {
-            // etcd's documented recovery: compact to the current revision, defragment every member, disarm.
-            await CompactToCurrentAsync(linked.Token);
+            // A member that did not answer may be down: one more stalled by a defragmentation would leave the others
+            // without a quorum, and every write of the region would wait for it.
+            logger.LogWarning("etcd: {Answered} of {Members} members answered; no member is defragmented this pass", statuses.Count, etcd.MemberCount);
+            return new Pass(statuses.Count, 0, false, statuses.Count == 0 ? 0 : statuses.Values.Max(status => status.DbSize));
         }
 
+        var defragmented = await DefragmentEachAsync(statuses, Worthwhile, linked.Token);
+        var after = defragmented > 0 ? await StatusesAsync(linked.Token) : statuses;
+        return new Pass(after.Count, defragmented, false, after.Count == 0 ? 0 : after.Values.Max(status => status.DbSize));
+    }
+
+    /// <summary>etcd's documented recovery: compact to the current revision, defragment every member that answers,
+    /// disarm if there is room. Without the lock (none can be had): compaction and disarming are idempotent, and two
+    /// recoveries at once could stall two members, which costs reads only while NOSPACE refuses every write anyway.</summary>
+    private async Task<Pass> RecoverFromNoSpaceAsync(Dictionary<int, StatusResponse> statuses, CancellationToken cancellationToken)
+    {
+        await CompactToCurrentAsync(cancellationToken);
+        var defragmented = await DefragmentEachAsync(statuses, _ => true, cancellationToken);
+        var after = await StatusesAsync(cancellationToken);
+        var disarmed = await DisarmNoSpaceIfRoomAsync(after, cancellationToken);
+        return new Pass(after.Count, defragmented, disarmed, after.Count == 0 ? 0 : after.Values.Max(status => status.DbSize));
+    }
+
+    /// <summary>Followers first, the leader last: a stalled leader costs the cluster an election, a stalled follower
+    /// nothing. Stops before the next member once <paramref name="cancellationToken"/> is cancelled (the lock lost).</summary>
+    private async Task<int> DefragmentEachAsync(Dictionary<int, StatusResponse> statuses, Func<StatusResponse, bool> wanted, CancellationToken cancellationToken)
+    {
         var defragmented = 0;
-        // Followers first, the leader last: a stalled leader costs the cluster an election, a stalled follower nothing.
         foreach (var (member, status) in statuses.OrderBy(pair => pair.Value.Header.MemberId == pair.Value.Leader ? 1 : 0))
         {
-            if (noSpace || Worthwhile(status))
+            if (wanted(status))
             {
-                linked.Token.ThrowIfCancellationRequested(); // lost the lock: stop before the next member
-                await DefragmentAsync(member, status, linked.Token);
+                cancellationToken.ThrowIfCancellationRequested();
+                await DefragmentAsync(member, status, cancellationToken);
                 defragmented++;
             }
         }
 
-        var after = defragmented > 0 ? await StatusesAsync(linked.Token) : statuses;
-        var disarmed = await DisarmNoSpaceIfRoomAsync(after, linked.Token);
-        return new Pass(after.Count, defragmented, disarmed, after.Count == 0 ? 0 : after.Values.Max(status => status.DbSize));
+        return defragmented;
     }
 
     /// <summary>Passes every <see cref="DefragPolicy.Interval"/> until cancelled; a failed pass is logged and retried next time.</summary>
@@ -170,8 +199,16 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
     {
         var current = await EtcdConnection.CallAsync(
             token => etcd.Kv.RangeAsync(new RangeRequest { Key = EtcdBytes.Key("/"), Limit = 1, CountOnly = true }, cancellationToken: token), cancellationToken);
-        await EtcdConnection.CallAsync(
-            token => etcd.Kv.CompactAsync(new CompactionRequest { Revision = current.Header.Revision, Physical = true }, cancellationToken: token), cancellationToken);
+        try
+        {
+            await EtcdConnection.CallAsync(
+                token => etcd.Kv.CompactAsync(new CompactionRequest { Revision = current.Header.Revision, Physical = true }, cancellationToken: token), cancellationToken);
+        }
+        catch (RpcException exception) when (exception.StatusCode == StatusCode.OutOfRange)
+        {
+            return; // already compacted there (by etcd's own compactor, or a recovery beside this one)
+        }
+
         logger.LogError("etcd NOSPACE alarm raised: compacted to revision {Revision} before defragmenting every member", current.Header.Revision);
     }
 
