@@ -390,6 +390,9 @@ public sealed class ChartTests
         // The same bounded-storage flags the local cluster and the container suite use (Payments.LocalCluster.EtcdServerFlags).
         Assert.Contains("--auto-compaction-mode=periodic", args);
         Assert.Contains("--auto-compaction-retention=10m", args);
+        // Leases run out across leader changes (as Payments.LocalCluster.EtcdServerFlags.LeaseCheckpoints).
+        Assert.Contains("--experimental-enable-lease-checkpoint=true", args);
+        Assert.Contains("--experimental-enable-lease-checkpoint-persist=true", args);
         var quota = Assert.Single(args, arg => arg.StartsWith("--quota-backend-bytes=", StringComparison.Ordinal));
         var quotaBytes = long.Parse(quota.Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(quotaBytes, 128L << 20, 8L << 30); // etcd's suggested maximum is 8 GiB
