@@ -24,7 +24,7 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
         return new SslClientAuthenticationOptions
         {
             LocalCertificateSelectionCallback = (_, _, _, _, _) => files.Current().Client,
-            RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(files.Current().Ca, certificate, errors),
+            RemoteCertificateValidationCallback = (_, certificate, _, errors) => IsTrusted(files.Current().Cas, certificate, errors),
         };
     }
 
@@ -43,13 +43,15 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
         var now = DateTimeOffset.UtcNow; // a gauge of the wall clock's distance to a certificate's own date
         foreach (var files in Loaded.Values)
         {
-            var (ca, client) = files.Current();
+            var (cas, client) = files.Current();
             yield return new Measurement<double>((client.NotAfter.ToUniversalTime() - now).TotalSeconds, new KeyValuePair<string, object?>("certificate", "client"));
-            yield return new Measurement<double>((ca.NotAfter.ToUniversalTime() - now).TotalSeconds, new KeyValuePair<string, object?>("certificate", "ca"));
+            // The first to expire of those trusted: in a rotation's bundle, the old CA, which is then due to be dropped.
+            var firstExpiring = cas.Min(ca => ca.NotAfter.ToUniversalTime());
+            yield return new Measurement<double>((firstExpiring - now).TotalSeconds, new KeyValuePair<string, object?>("certificate", "ca"));
         }
     }
 
-    private static bool IsTrusted(X509Certificate2 ca, X509Certificate? presented, SslPolicyErrors errors)
+    internal static bool IsTrusted(X509Certificate2Collection cas, X509Certificate? presented, SslPolicyErrors errors)
     {
         // A wrong name or no certificate is never fine; a chain error is expected (the CA is not a machine root) and
         // judged below against the configured CA alone.
@@ -60,10 +62,20 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
 
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(ca);
+        chain.ChainPolicy.CustomTrustStore.AddRange(cas); // every CA of the file: a bundle of the old and new one rotates without an outage
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck; // a private CA without a revocation list
         using var certificate = new X509Certificate2(presented);
         return chain.Build(certificate);
+    }
+
+    /// <summary>Every certificate of the CA file. It read the first alone, so a bundle of the old and the new CA — how a
+    /// CA is rotated without an outage (etcd's <c>--trusted-ca-file</c> takes bundles too) — trusted the old one only,
+    /// and members serving a certificate of the new CA were refused.</summary>
+    internal static X509Certificate2Collection ReadCas(string caFile)
+    {
+        var cas = new X509Certificate2Collection();
+        cas.ImportFromPem(File.ReadAllText(caFile));
+        return cas.Count > 0 ? cas : throw new System.Security.Cryptography.CryptographicException($"No certificate in '{caFile}'.");
     }
 
     /// <summary>The three files as last read, and their write times then. A Secret volume swaps its files at once
@@ -73,9 +85,9 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
     {
         private readonly Lock gate = new();
         private (DateTime Ca, DateTime Cert, DateTime Key) stamp;
-        private (X509Certificate2 Ca, X509Certificate2 Client)? loaded;
+        private (X509Certificate2Collection Cas, X509Certificate2 Client)? loaded;
 
-        public (X509Certificate2 Ca, X509Certificate2 Client) Current()
+        public (X509Certificate2Collection Cas, X509Certificate2 Client) Current()
         {
             var now = (File.GetLastWriteTimeUtc(tls.CaFile), File.GetLastWriteTimeUtc(tls.CertFile), File.GetLastWriteTimeUtc(tls.KeyFile));
             lock (gate)
@@ -87,7 +99,7 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
 
                 try
                 {
-                    loaded = (X509Certificate2.CreateFromPem(File.ReadAllText(tls.CaFile)), X509Certificate2.CreateFromPemFile(tls.CertFile, tls.KeyFile));
+                    loaded = (ReadCas(tls.CaFile), X509Certificate2.CreateFromPemFile(tls.CertFile, tls.KeyFile));
                     stamp = now;
                 }
                 catch (Exception exception) when (loaded is not null && exception is IOException or System.Security.Cryptography.CryptographicException)

@@ -29,7 +29,46 @@ public sealed class EtcdTlsReloadTests : IDisposable
         Assert.Equal(renewed, files.Current().Client.Thumbprint);
     }
 
+    /// <summary>Found in review: only the CA file's first certificate was trusted, so the bundle of the old and new CA
+    /// that rotates a CA without an outage refused every member serving a certificate of the new one.</summary>
+    [Fact]
+    public void EveryCaOfABundle_IsTrusted_AndNoOther()
+    {
+        using var oldCa = Authority("old");
+        using var newCa = Authority("new");
+        using var otherCa = Authority("other");
+        var file = Path.Combine(directory, "bundle.crt");
+        File.WriteAllText(file, oldCa.ExportCertificatePem() + "\n" + newCa.ExportCertificatePem() + "\n");
+
+        var cas = EtcdTls.ReadCas(file);
+
+        Assert.Equal(2, cas.Count);
+        const System.Net.Security.SslPolicyErrors Untrusted = System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors; // not a machine root
+        using var ofOld = Member(oldCa);
+        using var ofNew = Member(newCa);
+        using var ofOther = Member(otherCa);
+        Assert.True(EtcdTls.IsTrusted(cas, ofOld, Untrusted));
+        Assert.True(EtcdTls.IsTrusted(cas, ofNew, Untrusted));
+        Assert.False(EtcdTls.IsTrusted(cas, ofOther, Untrusted));
+    }
+
     public void Dispose() => Directory.Delete(directory, recursive: true);
+
+    private static X509Certificate2 Authority(string name)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN=etcd-ca-{name}", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+    }
+
+    private static X509Certificate2 Member(X509Certificate2 authority)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=etcd-member", key, HashAlgorithmName.SHA256);
+        return request.Create(authority, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1), [1, 2, 3, 4]);
+    }
 
     /// <summary>A self-signed certificate as CA and client (what matters here is which one is read), with the files'
     /// time set as a Secret volume's swap would change it.</summary>
