@@ -37,6 +37,14 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     private readonly PartitionedRateLimiter<string> lookupsInFlight = PartitionedRateLimiter.Create<string, string>(address =>
         RateLimitPartition.GetConcurrencyLimiter(address, _ => new ConcurrencyLimiterOptions { PermitLimit = MaxLookupsInFlightPerAddress, QueueLimit = 0 }));
 
+    /// <summary>Lookups of keys this replica does not hold, in flight at once from every address together. The budget
+    /// per address bounds one address (an IPv6 client's /64), not many: a client with a routed /48 had 65,536 budgets,
+    /// each made-up key a store read. Past it a lookup is answered 503 at once; a valid key is held by every replica (its
+    /// watch), so only a key issued a moment ago, or every key while the watch is down, comes here.</summary>
+    public const int MaxLookupsInFlight = 64;
+
+    private readonly ConcurrencyLimiter allLookupsInFlight = new(new ConcurrencyLimiterOptions { PermitLimit = MaxLookupsInFlight, QueueLimit = 0 });
+
     public async Task InvokeAsync(HttpContext context, MerchantStore store)
     {
         if (context.Request.Path.StartsWithSegments("/openapi"))
@@ -68,7 +76,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
             : await store.AuthenticateAsync(key, context.RequestAborted);
         if (principal is null)
         {
-            if (!context.Response.HasStarted && context.Response.StatusCode != StatusCodes.Status429TooManyRequests)
+            if (!context.Response.HasStarted && context.Response.StatusCode is not (StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable))
             {
                 context.Response.Headers.WWWAuthenticate = "Bearer";
                 await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
@@ -86,6 +94,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     {
         perAddress.Dispose();
         lookupsInFlight.Dispose();
+        allLookupsInFlight.Dispose();
     }
 
     public static ApiPrincipal PrincipalOf(HttpContext context) =>
@@ -110,10 +119,20 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
             return null;
         }
 
+        var lookup = !string.IsNullOrEmpty(key) && key.Length <= MaxKeyLength;
+        using var anyLookup = lookup ? allLookupsInFlight.AttemptAcquire() : null;
+        if (anyLookup is { IsAcquired: false })
+        {
+            context.Response.Headers.RetryAfter = "1";
+            await Reply.Unavailable("Too many API keys this replica does not know are being looked up at once; retry after the time in Retry-After.")
+                .ToResult().ExecuteAsync(context);
+            return null;
+        }
+
         ApiPrincipal? principal;
         try
         {
-            principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength ? null : await store.AuthenticateAsync(key, context.RequestAborted);
+            principal = lookup ? await store.AuthenticateAsync(key!, context.RequestAborted) : null;
         }
         catch
         {
