@@ -80,7 +80,11 @@ public static class FailoverExtensions
         services.AddSingleton(provider => CreateLeaseManager(provider, region));
         services.AddSingleton(provider => new PromotionReconciler(
             provider.GetRequiredService<EtcdConnection>(), etcd, provider.GetRequiredService<TimeProvider>(),
-            provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>()));
+            provider.GetRequiredService<ILogger<PromotionReconciler>>(), provider.GetRequiredService<IHostApplicationLifetime>())
+        {
+            // Read at each attempt (the manager is made after this, and raises the promotion this answers).
+            StillHolds = epoch => provider.GetRequiredService<RegionLeaseManager>() is { Role: RegionRole.Active } manager && manager.Epoch == epoch,
+        });
         services.AddSingleton(archiving);
         services.AddSingleton(provider => new PaymentArchiver(
             new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix), new RecordArchive(archive, cosmos.ServerErrorMeansMissing),

@@ -14,11 +14,21 @@ namespace Payments.Failover.Reconciliation;
 /// in this region's etcd, set with bounded retries until it is set — so nothing is logged and forgotten.</remarks>
 internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layout, TimeProvider time, ILogger<PromotionReconciler> logger, IHostApplicationLifetime lifetime)
 {
-    /// <summary>Attempts to set the flag before giving up (10 to 20 minutes of an unreachable etcd; the sweeper's own cycles still find every stuck payment).</summary>
+    /// <summary>Attempts at a short pause (10 to 20 minutes of an unreachable etcd); after them it goes on at
+    /// <see cref="SlowPause"/> for as long as the region holds the epoch (<see cref="StillHolds"/>).</summary>
     public const int MaxAttempts = 120;
 
     private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan MaxPause = TimeSpan.FromSeconds(5);
+
+    /// <summary>Between attempts after the first <see cref="MaxAttempts"/>.</summary>
+    public static readonly TimeSpan SlowPause = TimeSpan.FromSeconds(30);
+
+    /// <summary>Whether this region still writes with the epoch. Giving up after <see cref="MaxAttempts"/> left the
+    /// sweeper out of takeover mode for the whole epoch (nothing asks again until a failover process restarts): a saga
+    /// run of the region's earlier epoch that had ended then had its output recorded over the payment's later life.
+    /// The request's life is the epoch's, no longer (null: <see cref="MaxAttempts"/> only).</summary>
+    public Func<long, bool>? StillHolds { get; init; }
 
     public ReconciliationReport? Last { get; private set; }
 
@@ -32,7 +42,7 @@ internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layou
     public async Task<ReconciliationReport> RequestAsync(long epoch, CancellationToken stopping)
     {
         var report = new ReconciliationReport(epoch, time.GetUtcNow());
-        for (var attempt = 1; attempt <= MaxAttempts && !stopping.IsCancellationRequested; attempt++)
+        for (var attempt = 1; (attempt <= MaxAttempts || StillHolds?.Invoke(epoch) == true) && !stopping.IsCancellationRequested; attempt++)
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
             timeout.CancelAfter(AttemptTimeout);
@@ -44,14 +54,20 @@ internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layou
             }
             catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !stopping.IsCancellationRequested))
             {
-                logger.LogWarning("Epoch {Epoch}: could not ask for the takeover sweep (attempt {Attempt}: {Error}); retrying", epoch, attempt, exception.Message);
+                if (attempt <= MaxAttempts || attempt % 10 == 0)
+                {
+                    var level = attempt < MaxAttempts ? LogLevel.Warning : LogLevel.Error;
+                    logger.Log(level, "Epoch {Epoch}: could not ask for the takeover sweep (attempt {Attempt}: {Error}); retrying", epoch, attempt, exception.Message);
+                }
+
                 Last = report with { Attempts = attempt };
-                await Task.Delay(attempt < 5 ? TimeSpan.FromMilliseconds(200 * attempt) : MaxPause, time, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
+                var pause = attempt < 5 ? TimeSpan.FromMilliseconds(200 * attempt) : attempt < MaxAttempts ? MaxPause : SlowPause;
+                await Task.Delay(pause, time, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
 
-        logger.LogError("Epoch {Epoch}: the takeover sweep was never requested after {Attempts} attempts; the sweeper's own cycles still find every stuck payment", epoch, MaxAttempts);
-        return Last = report with { Attempts = MaxAttempts };
+        logger.LogError("Epoch {Epoch}: the takeover sweep was never requested ({Attempts} attempts); the region no longer holds the epoch, or is stopping", epoch, Last?.Attempts ?? 0);
+        return Last ?? report;
     }
 }
 
