@@ -195,7 +195,7 @@ public sealed class IdempotencyStore
         if (!string.Equals(record.Fingerprint, fingerprint, StringComparison.Ordinal))
         {
             // Also for a released claim: the key's operation id may already name an operation made from that body.
-            return new IdempotencyBegin.FingerprintMismatch();
+            return new IdempotencyBegin.FingerprintMismatch(record.Body);
         }
 
         if (record.State == IdempotencyState.Completed)
@@ -390,8 +390,9 @@ public abstract record IdempotencyBegin
     /// record to change, or ask the client to retry after a while.</summary>
     public sealed record InProgress(TimeSpan RetryAfter, string RecordKey) : IdempotencyBegin;
 
-    /// <summary>The key was used with another request body: 422 idempotency-key-reuse.</summary>
-    public sealed record FingerprintMismatch : IdempotencyBegin;
+    /// <summary>The key was used with another request: 422 idempotency-key-reuse. <paramref name="OtherBody"/>: that
+    /// request's stored answer (null while it runs or once released), for a caller that must tell what used the key.</summary>
+    public sealed record FingerprintMismatch(string? OtherBody = null) : IdempotencyBegin;
 }
 
 [JsonSourceGenerationOptions(UseStringEnumConverter = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]

@@ -3,6 +3,8 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Payments.Api.Webhooks;
+using Payments.Domain;
+using Payments.Etcd;
 using Payments.Merchants;
 using Payments.Webhooks;
 
@@ -143,6 +145,34 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
         using var other = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/other\"}", key);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+    }
+
+    /// <summary>A deposit's or payment's Idempotency-Key is not compared with an endpoint create's (docs/api.md): the
+    /// create read the key's record as an earlier create's and answered 422 idempotency-key-reuse. A create from before
+    /// endpoints took their key's id, its answer stored under the key, still refuses another body.</summary>
+    [Fact]
+    public async Task ADepositsKey_IsFreeForAnEndpoint_WhileAnEarlierCreatesStoredAnswerStillRefusesAnotherBody()
+    {
+        var merchant = $"hooks-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
+        var account = $"acct-{Guid.NewGuid():N}"[..20];
+        await client.OpenAccountAsync(account);
+        var key = Guid.NewGuid().ToString();
+        using var deposit = await client.SendJsonAsync($"/v1/accounts/{account}/deposits", "{\"amountMinor\":100,\"currency\":\"USD\"}", key);
+        Assert.Equal(HttpStatusCode.Created, deposit.StatusCode);
+        using var created = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/deposit-key\"}", key);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        // An earlier create's record, as the API wrote it before the upgrade: another body under its key is 422.
+        var keys = new IdempotencyStore(system.Etcd, ApiSystemFixture.KeyPrefix + "idempotency/", TimeProvider.System);
+        var oldKey = IdempotencyKey.Parse(Guid.NewGuid().ToString());
+        var earlierBody = Encoding.UTF8.GetBytes("{\"url\":\"https://hooks.example.com/earlier\"}");
+        var claim = Assert.IsType<IdempotencyBegin.Started>(await keys.BeginAsync(merchant, oldKey,
+            IdempotencyStore.Fingerprint("POST", "/v1/webhook-endpoints", Convert.ToBase64String(earlierBody)), CancellationToken.None)).Claim;
+        Assert.True(await keys.CompleteAsync(claim, 201, "{\"id\":\"we_0123456789abcdef01234567\",\"url\":\"https://hooks.example.com/earlier\"}", "application/json", CancellationToken.None));
+        using var other = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/other\"}", oldKey.Value);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);
+        Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
     }
 
     /// <summary>The endpoint's id is its Idempotency-Key's: a retry finds it however the first attempt ended. Before,

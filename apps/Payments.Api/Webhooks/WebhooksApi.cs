@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using System.Text.Json;
 using Etcdserverpb;
 using Microsoft.OpenApi;
 using Payments.Api.Apis;
@@ -114,17 +115,33 @@ public static partial class WebhooksApi
     }
 
     /// <summary>What the key's record says, when it has one: a create from before endpoints took their key's id (its
-    /// stored answer, or 409 while it runs), or another request that used the key (422, as it always was). New creates
-    /// write no record, and records end within 24 h.</summary>
+    /// stored answer, 409 while it runs, or 422 when it was made from another body). A payment's or deposit's record
+    /// under the same key is no answer (docs/api.md: the keys of creates are names of their own). New creates write no
+    /// record, and records end within 24 h.</summary>
     private static async Task<Reply?> EarlierUseAsync(IdempotencyStore keys, string merchant, IdempotencyKey key, HttpContext context, byte[] bytes) =>
         await keys.PeekAsync(merchant, key, IdempotencyStore.Fingerprint("POST", "/v1/webhook-endpoints", Convert.ToBase64String(bytes)), context.RequestAborted) switch
         {
             IdempotencyBegin.Replay stored => new Reply(stored.StatusCode, stored.Body, stored.ContentType ?? Reply.JsonContentType),
             IdempotencyBegin.InProgress running => IdempotentExecutor.InUse(running.RetryAfter),
-            IdempotencyBegin.FingerprintMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
-                "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
-            _ => null,
+            IdempotencyBegin.FingerprintMismatch { OtherBody: var other } when IsEndpointAnswer(other) => Reply.Problem(StatusCodes.Status422UnprocessableEntity,
+                ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
+            _ => null, // a payment's or deposit's record (or one whose answer is unknown): the keys of creates are names of their own
         };
+
+    /// <summary>Whether a stored answer is an endpoint's (a create from before the upgrade), not a payment's or deposit's.</summary>
+    private static bool IsEndpointAnswer(string? body)
+    {
+        try
+        {
+            using var document = body is null ? null : JsonDocument.Parse(body);
+            return document?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("id", out var id)
+                && id.ValueKind == JsonValueKind.String && IsEndpointId(id.GetString()!);
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Hex characters of an endpoint id's hash (the ids are <c>we_</c> and 24 hex characters either way).</summary>
     private const int EndpointIdHexChars = 24;
