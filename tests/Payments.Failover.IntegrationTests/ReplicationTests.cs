@@ -584,6 +584,16 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
         await ShipAllAsync(shipper);
         Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+
+        // A round that read the current keys (etcd's history past the head) moves the head's sequence alone: the
+        // shipper reads on from the later of the two, and so does the wait (from the journal revision alone it saw
+        // shipped transfers as new, and a switchover waited out its budget with everything shipped).
+        var lagging = (await journal.ReadItemAsync<JournalHead>(JournalHead.IdFor("region-a"), new PartitionKey(JournalHead.IdFor("region-a")))).Resource with
+        {
+            LastJournalRevision = 1,
+        };
+        await journal.UpsertItemAsync(lagging, new PartitionKey(lagging.Id));
+        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
     }
 
     private static PaymentOrder Order(string paymentId) => new(paymentId, "merchant-r", "debtor-1", "creditor-1", 100, "EUR", null);

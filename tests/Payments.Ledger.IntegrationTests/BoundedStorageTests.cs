@@ -91,14 +91,16 @@ public sealed class BoundedStorageTests(ITestOutputHelper output)
     }
 
     /// <summary>One more maintenance pass once the loop has stopped. A pass returns null while another holds the lock —
-    /// here the stopped loop's lease, if its release did not reach etcd — so ask again (bounded) until it runs.</summary>
+    /// here the stopped loop's lease, if its release did not reach etcd — so ask again (bounded) until it runs with
+    /// every member answering.</summary>
     private static async Task<EtcdDefragmenter.Pass?> FinalPassAsync(EtcdDefragmenter defragmenter, CancellationToken cancellationToken)
     {
         var waited = Stopwatch.StartNew();
         while (true)
         {
+            // A pass also defragments nobody when a member did not answer in time (CI's busy cores): ask again.
             var pass = await defragmenter.RunOnceAsync(cancellationToken);
-            if (pass is not null || waited.Elapsed > FinalPassBound)
+            if (pass is { Members: 3 } || waited.Elapsed > FinalPassBound)
             {
                 return pass;
             }

@@ -15,8 +15,9 @@ namespace Payments.Etcd.Maintenance;
 /// lease then): compaction, every member defragmented, and the alarm disarmed if every member is then well below its
 /// quota (the recovery etcd documents; docs/runbooks/etcd-nospace.md). Exports each member's file size and size in use.</summary>
 /// <remarks>Defragmentation is not a write a fence can guard (it is not a transaction): the lock keeps two
-/// defragmenters from stalling two members at once, and the lock's loss stops this one before its next member.
-/// Correctness never depends on it — only availability does.</remarks>
+/// defragmenters from stalling two members at once, and the lock's loss stops this one before its next member —
+/// outside NOSPACE, which takes no lock (<see cref="RecoverFromNoSpaceAsync"/>). Correctness never depends on it —
+/// only availability does.</remarks>
 public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey, DefragPolicy policy, ILogger<EtcdDefragmenter> logger)
 {
     private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(5);
@@ -71,12 +72,18 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
     }
 
     /// <summary>etcd's documented recovery: compact to the current revision, defragment every member that answers,
-    /// disarm if there is room. Without the lock (none can be had): compaction and disarming are idempotent, and two
-    /// recoveries at once could stall two members, which costs reads only while NOSPACE refuses every write anyway.</summary>
+    /// disarm if there is room. Without the lock (none can be had): compaction and disarming are idempotent, and a
+    /// second recovery at once (the maintenance Deployment runs one pod, but a rollout may overlap two for a moment)
+    /// could stall two members, which costs reads only while NOSPACE refuses every write anyway. The alarm is read
+    /// again before each member: once another recovery disarmed it, writes are back and this one stops. A member down
+    /// does not stop it either: defragmenting one of the others stalls reads for a while, but without it the region
+    /// stays out of space until the member is back.</summary>
     private async Task<Pass> RecoverFromNoSpaceAsync(Dictionary<int, StatusResponse> statuses, CancellationToken cancellationToken)
     {
         await CompactToCurrentAsync(cancellationToken);
-        var defragmented = await DefragmentEachAsync(statuses, _ => true, cancellationToken);
+        var member = statuses.Keys.First();
+        var defragmented = await DefragmentEachAsync(
+            statuses, _ => true, cancellationToken, stillWanted: async token => await NoSpaceAlarmsAsync(member, token) is { Count: > 0 });
         var after = await StatusesAsync(cancellationToken);
         var disarmed = await DisarmNoSpaceIfRoomAsync(after, cancellationToken);
         return new Pass(after.Count, defragmented, disarmed, after.Count == 0 ? 0 : after.Values.Max(status => status.DbSize));
@@ -84,7 +91,9 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
 
     /// <summary>Followers first, the leader last: a stalled leader costs the cluster an election, a stalled follower
     /// nothing. Stops before the next member once <paramref name="cancellationToken"/> is cancelled (the lock lost).</summary>
-    private async Task<int> DefragmentEachAsync(Dictionary<int, StatusResponse> statuses, Func<StatusResponse, bool> wanted, CancellationToken cancellationToken)
+    private async Task<int> DefragmentEachAsync(
+        Dictionary<int, StatusResponse> statuses, Func<StatusResponse, bool> wanted, CancellationToken cancellationToken,
+        Func<CancellationToken, Task<bool>>? stillWanted = null)
     {
         var defragmented = 0;
         foreach (var (member, status) in statuses.OrderBy(pair => pair.Value.Header.MemberId == pair.Value.Leader ? 1 : 0))
@@ -92,6 +101,11 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             if (wanted(status))
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                if (stillWanted is not null && !await stillWanted(cancellationToken))
+                {
+                    break;
+                }
+
                 await DefragmentAsync(member, status, cancellationToken);
                 defragmented++;
             }

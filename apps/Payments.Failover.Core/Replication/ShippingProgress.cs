@@ -46,7 +46,10 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
         // The journal, as the records: asked of a watch from the head's revision when the head names one. The range
         // with MinModRevision reads every transfer key kept (8 days of them: millions at a payment a second), five
         // times a second, each past etcd's deadline at that size, and the switchover ran out of its drain budget.
-        var journalFeed = feeds.Length > 0 && head is { LastJournalRevision: > 0 } ? feeds[^1] : null;
+        // Shipped through the revision the shipper itself reads on from (JournalShipper.ReadChangesAsync): a round that
+        // read the current keys moves LastSequence alone.
+        var journalShipped = head is null ? 0 : Math.Max(head.LastSequence / Payments.Ledger.Contracts.JournalEntry.SequencePerRevision, head.LastJournalRevision);
+        var journalFeed = feeds.Length > 0 && journalShipped > 0 ? feeds[^1] : null;
         if (journalFeed is null
             && (await new JournalReader(ledger).ReadAsync(head?.LastSequence ?? 0, EtcdLedger.MaxTxnOps, cancellationToken)).Count > 0)
         {
@@ -56,7 +59,7 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
         // The families at once: each may wait up to ProgressWait for etcd's answer, and one after another (three now,
         // with the accounts' settings) they took most of a switchover's drain budget under load.
         var quiet = await Task.WhenAll(feeds.Select(feed => feed == feeds[^1]
-            ? journalFeed is null ? Task.FromResult(true) : NothingPutSinceAsync(feed, head!.LastJournalRevision, cancellationToken)
+            ? journalFeed is null ? Task.FromResult(true) : NothingPutSinceAsync(feed, journalShipped, cancellationToken)
             : NothingPutSinceAsync(feed, head?.LastRecordRevision ?? 0, cancellationToken)));
         return quiet.All(nothingPut => nothingPut);
     }

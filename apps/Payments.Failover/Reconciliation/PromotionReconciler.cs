@@ -61,12 +61,17 @@ internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layou
                 }
 
                 Last = report with { Attempts = attempt };
+                if (attempt >= MaxAttempts && StillHolds?.Invoke(epoch) != true)
+                {
+                    break; // no pause before giving up
+                }
+
                 var pause = attempt < 5 ? TimeSpan.FromMilliseconds(200 * attempt) : attempt < MaxAttempts ? MaxPause : SlowPause;
                 await Task.Delay(pause, time, stopping).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
 
-        logger.LogError("Epoch {Epoch}: the takeover sweep was never requested ({Attempts} attempts); the region no longer holds the epoch, or is stopping", epoch, Last?.Attempts ?? 0);
+        logger.LogError("Epoch {Epoch}: the takeover sweep was never requested ({Attempts} attempts); gave up (the region no longer holds the epoch, or the process stops)", epoch, Last?.Attempts ?? 0);
         return Last ?? report;
     }
 }
