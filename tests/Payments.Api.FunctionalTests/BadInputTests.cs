@@ -51,6 +51,8 @@ public sealed class BadInputTests(ApiSystemFixture system)
         { "currency mismatch with the accounts", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"" + Euro + "\",\"amountMinor\":5,\"currency\":\"EUR\"}", 422, "currency-mismatch" },
         { "missing idempotency key", "/v1/payments", null, Pay("5"), 400, "idempotency-key-missing" },
         { "empty idempotency key", "/v1/payments", "", Pay("5"), 400, "idempotency-key-invalid" },
+        { "empty body", "/v1/payments", "k", "", 400, "malformed-request" },
+        { "whitespace body", "/v1/payments", "k", "  ", 400, "malformed-request" },
         { "overlong idempotency key", "/v1/payments", new string('k', 256), Pay("5"), 400, "idempotency-key-invalid" },
         { "oversized body", "/v1/payments", "k", "{\"reference\":\"" + new string('x', 20_000) + "\"}", 413, "payload-too-large" },
         { "deposit: zero amount", "/v1/accounts/" + Debtor + "/deposits", "k", "{\"amountMinor\":0,\"currency\":\"USD\"}", 400, "validation-failed" },
@@ -77,6 +79,23 @@ public sealed class BadInputTests(ApiSystemFixture system)
     [InlineData("a\uFEFFb", false)]
     [InlineData("a\u0000b", false)]
     [InlineData("line\u2028break", false)]
+    // Found by a black-box probe: joiners and tags only where written text needs them, and glyphs that show nothing.
+    [InlineData("Invoice 42\U000E0073\U000E0065\U000E006E\U000E0064", false)] // an instruction spelled in tags
+    [InlineData("\U0001F3F4\U000E0073\U000E0065\U000E006E\U000E0064\U000E0066\U000E0075\U000E006E\U000E0064\U000E007F", false)] // tags past a flag's
+    [InlineData("a\u200Db", false)]
+    [InlineData("a\u200Cb", false)]
+    [InlineData("\u200D\U0001F4BB", false)]
+    [InlineData("a\u3164b", false)]
+    [InlineData("a\u115Fb", false)]
+    [InlineData("a\u2800b", false)]
+    [InlineData("a\u034Fb", false)]
+    [InlineData("\uFE0F", false)]
+    [InlineData("a\uFE0Fb", false)]
+    [InlineData("\u2764\uFE0F", true)] // a red heart, emoji presentation
+    [InlineData("1\uFE0F\u20E3", true)] // keycap one
+    [InlineData("\U0001F44B\U0001F3FD", true)] // a waving hand with a skin tone
+    [InlineData("\U0001F468\U0001F3FD\u200D\U0001F4BB", true)] // a technologist with a skin tone
+    [InlineData("\u0915\u094D\u200D\u0937", true)] // Devanagari with a joiner
     public void FreeText_KeepsWrittenText_AndRefusesHiddenCharacters(string text, bool accepted)
     {
         var errors = new Dictionary<string, string>();
@@ -118,6 +137,9 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.DoesNotContain("   at ", text, StringComparison.Ordinal); // no stack trace
         Assert.DoesNotContain("System.", text, StringComparison.Ordinal); // nor our types' names
         Assert.DoesNotContain("Payments.", text, StringComparison.Ordinal);
+        // Nor the JSON reader's advice to whoever wrote the server (found by a black-box probe).
+        Assert.DoesNotContain("reader options", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("isFinalBlock", text, StringComparison.Ordinal);
         Assert.Equal(before, await StateAsync(client, debtor, creditor));
     }
 

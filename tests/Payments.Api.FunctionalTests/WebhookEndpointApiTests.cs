@@ -357,6 +357,13 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("https://hooks.example.com/a b", false, false)]
     [InlineData("https://hooks.exa\u00admple.com/p", false, false)] // a soft hyphen, dropped by IDNA
     [InlineData("https://hooks.example.com/p\u200b", false, false)]
+    // Found by a black-box probe: tag characters (surrogate pairs, neither half a format character), glyphs that
+    // show nothing, a variation selector, a grapheme joiner.
+    [InlineData("https://hooks.example.com/hook\U000E0073\U000E0065", false, false)]
+    [InlineData("https://hooks.example.com\U000E0073/hook", false, false)]
+    [InlineData("https://hooks.exa\u3164mple.com/", false, false)]
+    [InlineData("https://hooks.example.com/a\u034Fb", false, false)]
+    [InlineData("https://hooks.example.com/a\uFE0Fb", false, false)]
     // Development (the local system, tests) admits this machine's loopback only, http too.
     [InlineData("http://127.0.0.1:5000/p", true, true)]
     [InlineData("http://localhost:5000/p", true, true)]

@@ -52,6 +52,13 @@ public static partial class RequestBody
                 "The request body must not be compressed.", $"Content-Encoding {Shortened(coding.ToString())} is not accepted; send the JSON as it is."));
         }
 
+        // Kestrel undoes chunked framing only: "Transfer-Encoding: gzip, chunked" left the gzip bytes to be read as JSON.
+        if (Payments.ServiceDefaults.TransferCodings.OtherThanChunked(context.Request.Headers.TransferEncoding) is { } transfer)
+        {
+            return (null, Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
+                "The request body must not be compressed.", $"Transfer-Encoding {Shortened(transfer)} is not accepted; send the JSON as it is (chunked alone is fine)."));
+        }
+
         if (context.Request.ContentLength > MaxBytes)
         {
             return (null, TooLarge());
@@ -135,6 +142,15 @@ public static partial class RequestBody
     {
         ArgumentNullException.ThrowIfNull(exception);
         var message = exception.Message;
+        if (message.Contains("isFinalBlock", StringComparison.Ordinal))
+        {
+            // "…while isFinalBlock is true": the reader's parameter, not the caller's words.
+            return "The body holds no complete JSON value (it is empty, or it ends early).";
+        }
+
+        // "…which is not supported in this mode. Change the reader options.": advice for whoever wrote the server.
+        message = message.Replace(" which is not supported in this mode", string.Empty, StringComparison.Ordinal)
+            .Replace(" Change the reader options.", string.Empty, StringComparison.Ordinal);
         if (!message.Contains("System.", StringComparison.Ordinal) && !message.Contains("Payments.", StringComparison.Ordinal)
             && !message.Contains(".NET", StringComparison.Ordinal))
         {

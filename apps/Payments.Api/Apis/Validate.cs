@@ -39,7 +39,7 @@ internal static class Validate
             return;
         }
 
-        if (value.EnumerateRunes().Any(IsHiddenOrControl))
+        if (HiddenText.Contains(value))
         {
             errors[field] = $"{field} must not contain control characters, line breaks or invisible formatting characters (e.g. U+200B, U+202E).";
         }
@@ -51,18 +51,8 @@ internal static class Validate
         }
     }
 
-    /// <summary>Control characters, line and paragraph separators, and format characters — zero-width spaces,
-    /// bidirectional overrides and isolates, word joiners, byte order marks — except those that written text needs:
-    /// the zero-width joiner and non-joiner (emoji sequences, Persian and Indic scripts) and the tag characters of
-    /// subdivision flags.</summary>
-    internal static bool IsHiddenOrControl(System.Text.Rune rune) =>
-        System.Text.Rune.IsControl(rune)
-        || System.Text.Rune.GetUnicodeCategory(rune) switch
-        {
-            System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator => true,
-            System.Globalization.UnicodeCategory.Format => rune.Value is not (0x200C or 0x200D or (>= 0xE0020 and <= 0xE007F)),
-            _ => false,
-        };
+    /// <summary>A rune a reader does not see, or a control (<see cref="HiddenText.IsHiddenOrControl"/>).</summary>
+    internal static bool IsHiddenOrControl(System.Text.Rune rune) => HiddenText.IsHiddenOrControl(rune);
 
     public static long? Amount(long? amountMinor, Dictionary<string, string> errors)
     {

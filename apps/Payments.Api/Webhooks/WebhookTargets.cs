@@ -30,7 +30,8 @@ public static class WebhookTargets
 
         // Stored as given and shown back to the merchant: nothing a reader cannot see (CR/LF, NUL, spaces, soft hyphens,
         // zero-width characters, which IDNA also drops from a host).
-        if (url.Any(c => char.IsControl(c) || char.IsWhiteSpace(c) || char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format))
+        // By runes: a tag character is a surrogate pair, and neither half is a format character on its own.
+        if (url.EnumerateRunes().Any(rune => System.Text.Rune.IsWhiteSpace(rune) || Payments.Api.Apis.HiddenText.IsHiddenOrControl(rune)))
         {
             return "url must not contain control characters, spaces or invisible characters.";
         }
