@@ -32,6 +32,11 @@ public sealed class ApiOptions
     /// are limited before the key is looked up in etcd (bursts up to twice this).</summary>
     public int UnauthenticatedRequestsPerSecondPerAddress { get; set; } = 20;
 
+    /// <summary>This replica's share of an address's budget (at least 1 per second), as for a key's: each replica kept
+    /// the whole budget, so an address had it once per replica.</summary>
+    public int UnauthenticatedRequestsPerSecondPerAddressPerReplica =>
+        Math.Max(1, (int)Math.Ceiling(UnauthenticatedRequestsPerSecondPerAddress / (double)Replicas));
+
     /// <summary>Networks whose X-Forwarded-For is believed (the edge, the ingress controller); loopback always is.</summary>
     public IList<string> TrustedProxyNetworks { get; } = [];
 

@@ -131,7 +131,13 @@ public static class ApiExtensions
             });
             return next(context);
         });
-        app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            ExceptionHandler = WriteUnhandledAsync,
+            // Expected answers, not faults: a stack trace each (ASP.NET Core's error log) let any merchant fill the log
+            // by racing its own requests; WriteUnhandledAsync logs them in a line.
+            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception),
+        });
         // A status with no body (no route: 404; a route without this method: 405, its Allow header kept) is
         // problem+json with a stable type of ours whatever the client accepts, like every other refusal.
         app.UseStatusCodePages(async pages =>
@@ -292,6 +298,16 @@ public static class ApiExtensions
             context.Response.Headers.RetryAfter = "1";
         }
 
+        if (error is not null && IsExpected(error))
+        {
+            context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Api.Problems")
+                .LogWarning("Answered 503 ({Kind}): {Reason}", error.GetType().Name, error.Message);
+        }
+
         await reply.ToResult().ExecuteAsync(context);
     }
+
+    /// <summary>Exceptions that are answers (503 and retry), not faults of ours.</summary>
+    private static bool IsExpected(Exception error) =>
+        error is Payments.Etcd.EtcdContentionException or RegionNotWritableException or LedgerReplicationPendingException;
 }

@@ -24,8 +24,8 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     private readonly PartitionedRateLimiter<string> perAddress = PartitionedRateLimiter.Create<string, string>(address =>
         RateLimitPartition.GetTokenBucketLimiter(address, _ => new TokenBucketRateLimiterOptions
         {
-            TokenLimit = options.UnauthenticatedRequestsPerSecondPerAddress * 2,
-            TokensPerPeriod = options.UnauthenticatedRequestsPerSecondPerAddress,
+            TokenLimit = options.UnauthenticatedRequestsPerSecondPerAddressPerReplica * 2,
+            TokensPerPeriod = options.UnauthenticatedRequestsPerSecondPerAddressPerReplica,
             ReplenishmentPeriod = TimeSpan.FromSeconds(1),
             QueueLimit = 0,
             AutoReplenishment = true,

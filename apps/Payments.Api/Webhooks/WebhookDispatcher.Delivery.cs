@@ -31,6 +31,7 @@ public sealed partial class WebhookDispatcher
     private async Task<IReadOnlyList<Task>> StartDueAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var started = new List<Task>();
+        endedDuringScan.Clear();
         var after = dueCursor;
         var wrapped = after is null;
         for (var page = 0; page < MaxScanPages && Volatile.Read(ref attempting) < options.MaxInFlight; page++)
@@ -41,7 +42,7 @@ public sealed partial class WebhookDispatcher
                 LogFault($"unreadable owed webhook delivery {key} removed (its event, if any, stays in GET /v1/events)");
             }
 
-            foreach (var delivery in due.Where(delivery => !inFlight.ContainsKey(delivery.Key)))
+            foreach (var delivery in due.Where(delivery => !inFlight.ContainsKey(delivery.Key) && !endedDuringScan.ContainsKey(delivery.Key)))
             {
                 if (!TryTakeSlot(delivery.Delivery.MerchantId, delivery.Delivery.EndpointId))
                 {
@@ -69,6 +70,13 @@ public sealed partial class WebhookDispatcher
 
         dueCursor = after;
         return started;
+    }
+
+    /// <summary>An owed delivery is no longer worked on (its record in etcd written, or left for the next scan).</summary>
+    private void EndInFlight(string key)
+    {
+        endedDuringScan[key] = 0; // before it leaves inFlight: a scan under way never sees it in neither
+        inFlight.TryRemove(key, out _);
     }
 
     /// <summary>Another attempt of an owed delivery (its slot taken), then its bookkeeping: ended when delivered (or
@@ -135,7 +143,7 @@ public sealed partial class WebhookDispatcher
 
             if (!keep)
             {
-                inFlight.TryRemove(due.Key, out _);
+                EndInFlight(due.Key);
             }
         }
 

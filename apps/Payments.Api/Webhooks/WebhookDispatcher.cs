@@ -53,6 +53,11 @@ public sealed partial class WebhookDispatcher(
         "payments.webhooks.due_scans", description: "scans of the owed webhook deliveries (each reads etcd)");
 
     private readonly ConcurrentDictionary<string, byte> inFlight = new(StringComparer.Ordinal);
+
+    /// <summary>Owed deliveries that left <see cref="inFlight"/> since the current scan of what is due began (cleared
+    /// at its start): one whose retry ended while the scan read etcd came back in the scan's stale page as due and not
+    /// in flight, and was attempted a second time at once (a black-box probe saw pairs 10 ms apart).</summary>
+    private readonly ConcurrentDictionary<string, byte> endedDuringScan = new(StringComparer.Ordinal);
     private readonly Lock slots = new();
     private readonly Dictionary<string, int> perEndpoint = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> perMerchant = new(StringComparer.Ordinal);
@@ -203,6 +208,7 @@ public sealed partial class WebhookDispatcher(
 
             settledMarkers.Clear();
             markersTaken.Clear();
+            endedDuringScan.Clear();
             dueCursor = null;
             ResetOutboxFeed();
         }
@@ -230,7 +236,7 @@ public sealed partial class WebhookDispatcher(
         {
             foreach (var due in done)
             {
-                inFlight.TryRemove(due.Key, out _);
+                EndInFlight(due.Key);
             }
 
             foreach (var marker in settled)

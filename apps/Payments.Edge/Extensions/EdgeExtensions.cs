@@ -216,6 +216,16 @@ public static class EdgeExtensions
             return;
         }
 
+        if (Payments.ServiceDefaults.TransferCodings.OtherThanChunked(request.Headers.TransferEncoding) is not null)
+        {
+            // Read here and forwarded with a length, the header that named the coding was dropped: refused as the API
+            // refuses a compressed body (docs/api.md).
+            await Results.Problem("A Transfer-Encoding other than chunked is not accepted; send the JSON as it is.",
+                statusCode: StatusCodes.Status415UnsupportedMediaType, type: ProblemTypes.UnsupportedMediaType, title: "The request body must not be compressed.")
+                .ExecuteAsync(context);
+            return;
+        }
+
         if (context.Features.Get<IHttpRequestBodyDetectionFeature>() is { CanHaveBody: true }) // declared, chunked, or HTTP/2's
         {
             if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
