@@ -63,6 +63,33 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
         Assert.True(Exists(youngMarker), "a marker within the retry window was dropped: turning delivery back on would not send it");
     }
 
+    /// <summary>Found in review: nothing bounded the deliveries owed, so one merchant's receiver down for days at a high
+    /// event rate could fill etcd's quota and stop every merchant's payments. Past Webhooks:MaxOwedDeliveries (0 here)
+    /// a failed first attempt is not kept for retries: the marker is settled and nothing is owed.</summary>
+    [Fact]
+    public async Task PastTheBoundOnOwedDeliveries_AFailedFirstAttemptIsNotKept()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        receiver.Behave = (_, _) => Task.FromResult((500, TimeSpan.Zero));
+        var layout = new EtcdOptions { KeyPrefix = $"/functional-owed-{Guid.NewGuid():N}/" };
+        const string Merchant = "merchant-owed";
+        var endpoints = new WebhookEndpointStore(system.Etcd, layout.WebhooksPrefix, TimeProvider.System);
+        Assert.NotNull(await endpoints.CreateAsync(Merchant, receiver.Url, [], null, CancellationToken.None));
+        var now = DateTimeOffset.UtcNow;
+        var eventsRoot = EtcdBytes.AsPrefix(layout.PaymentsPrefix) + "~events/";
+        var logKey = Payments.Orchestrator.Client.Records.PaymentEvents.LogKey(eventsRoot, Merchant, now, "evt_owed");
+        var marker = EtcdBytes.AsPrefix(layout.WebhookOutboxPrefix) + EtcdBytes.TimeKey(now) + "/" + Merchant + "/evt_owed";
+        await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(logKey), Value = ByteString.CopyFromUtf8("{\"id\":\"evt_owed\"}") });
+        await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(marker), Value = ByteString.CopyFromUtf8("payment.completed " + logKey) });
+
+        await using var replica = await system.StartReplicaAsync(layout.KeyPrefix, web => web.UseSetting("Webhooks:MaxOwedDeliveries", "0"));
+        await WebhookDeliveryTests.PollUntilAsync(() => !Exists(marker), () => $"the marker is still there; {receiver.Received.Count} attempts received");
+
+        Assert.Contains(receiver.Received, delivery => delivery.EventId == "evt_owed"); // the first attempt was made
+        var dueRoot = EtcdBytes.AsPrefix(layout.WebhooksPrefix) + "due/";
+        Assert.Equal(0, system.Etcd.Kv.Range(new RangeRequest { Key = EtcdBytes.Key(dueRoot), RangeEnd = EtcdBytes.PrefixEnd(dueRoot), CountOnly = true }).Count);
+    }
+
     private bool Exists(string key) =>
         system.Etcd.Kv.Range(new RangeRequest { Key = EtcdBytes.Key(key), CountOnly = true }).Count > 0;
 }

@@ -226,6 +226,7 @@ public sealed partial class WebhookDispatcher(
             : [];
         try
         {
+            settled = await BoundOwedAsync(settled, cancellationToken);
             if ((done.Count > 0 && !await deliveries.EndAllAsync(held, done, cancellationToken))
                 || (settled.Count > 0 && !await deliveries.SettleMarkersAsync(held, settled, cancellationToken)))
             {

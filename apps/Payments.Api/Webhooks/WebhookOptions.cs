@@ -49,6 +49,11 @@ public sealed class WebhookOptions
     /// others.</summary>
     public int? MaxInFlightPerMerchant { get; set; }
 
+    /// <summary>Deliveries owed (first attempt failed, retries pending) at most, over all merchants: about 300 bytes
+    /// each in etcd, so the default takes ~300 MB of the chart's 6 GiB quota. Past it a failed first attempt is not
+    /// kept for retries (<see cref="WebhookDispatcher"/>, "owed"); its event stays in <c>GET /v1/events</c>.</summary>
+    public int MaxOwedDeliveries { get; set; } = 1_000_000;
+
     /// <summary><see cref="MaxInFlightPerMerchant"/> as it applies.</summary>
     public int InFlightPerMerchant => MaxInFlightPerMerchant ?? Math.Max(1, MaxInFlight / 4);
 
@@ -66,10 +71,11 @@ public sealed class WebhookOptions
         }
 
         if (DeliveryTimeout <= TimeSpan.Zero || DeliveryTimeout > TimeSpan.FromSeconds(30) || MaxBackoff <= TimeSpan.Zero
-            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024 || InFlightPerMerchant < 1 || InFlightPerMerchant > MaxInFlight)
+            || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024 || InFlightPerMerchant < 1 || InFlightPerMerchant > MaxInFlight
+            || MaxOwedDeliveries < 0)
         {
             throw new InvalidOperationException(
-                "Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024, MaxInFlightPerMerchant 1-MaxInFlight.");
+                "Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024, MaxInFlightPerMerchant 1-MaxInFlight, MaxOwedDeliveries 0 or more.");
         }
 
         return this;
