@@ -96,6 +96,9 @@ public sealed class BadInputTests(ApiSystemFixture system)
     [InlineData("\U0001F44B\U0001F3FD", true)] // a waving hand with a skin tone
     [InlineData("\U0001F468\U0001F3FD\u200D\U0001F4BB", true)] // a technologist with a skin tone
     [InlineData("\u0915\u094D\u200D\u0937", true)] // Devanagari with a joiner
+    [InlineData("\u203C\uFE0F", true)] // double exclamation, an emoji that is punctuation
+    [InlineData("\u1820\u180B\u1821", true)] // Mongolian with a free variation selector
+    [InlineData("a\u180Bb", false)]
     public void FreeText_KeepsWrittenText_AndRefusesHiddenCharacters(string text, bool accepted)
     {
         var errors = new Dictionary<string, string>();

@@ -59,6 +59,7 @@ internal static class HiddenText
     {
         ZeroWidthJoiner or ZeroWidthNonJoiner => previous is { } before && next is { } after
             && ((IsEmojiSide(before) && IsEmojiSide(after)) || (IsJoiningScript(before) && IsJoiningScript(after))),
+        >= 0x180B and <= 0x180F => previous is { Value: >= 0x1820 and <= 0x18AF }, // after a Mongolian letter
         _ => IsVariationSelector(rune) && previous is { } baseRune && IsVariationBase(baseRune),
     };
 
@@ -76,14 +77,17 @@ internal static class HiddenText
     private static bool IsEmojiSide(Rune rune) =>
         rune.Value == 0xFE0F || Rune.GetUnicodeCategory(rune) is UnicodeCategory.OtherSymbol or UnicodeCategory.ModifierSymbol;
 
-    /// <summary>Letters and marks of the scripts whose spelling uses joiners: Arabic, Syriac, Thaana, NKo and the Indic scripts.</summary>
+    /// <summary>Letters and marks of the scripts whose spelling uses joiners: Arabic, Syriac, Thaana, NKo, the Indic
+    /// scripts, Myanmar, Khmer and Mongolian.</summary>
     private static bool IsJoiningScript(Rune rune) =>
-        rune.Value is (>= 0x0600 and <= 0x0DFF) or (>= 0x08A0 and <= 0x08FF) or (>= 0xFB50 and <= 0xFDFF) or (>= 0xFE70 and <= 0xFEFF)
+        rune.Value is (>= 0x0600 and <= 0x0DFF) or (>= 0x08A0 and <= 0x08FF) or (>= 0x1000 and <= 0x109F) or (>= 0x1780 and <= 0x18AF)
+            or (>= 0xFB50 and <= 0xFDFF) or (>= 0xFE70 and <= 0xFEFF)
         && Rune.GetUnicodeCategory(rune) is UnicodeCategory.OtherLetter or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark;
 
-    /// <summary>What a variation selector may follow: a symbol, a digit, '#', '*' (keycaps) or an ideograph.</summary>
+    /// <summary>What a variation selector may follow: a symbol or punctuation (emoji such as ‼️ are punctuation), a
+    /// digit, '#', '*' (keycaps) or an ideograph; a Mongolian free variation selector, a Mongolian letter.</summary>
     private static bool IsVariationBase(Rune rune) =>
         rune.Value is '#' or '*'
         || Rune.GetUnicodeCategory(rune) is UnicodeCategory.OtherSymbol or UnicodeCategory.MathSymbol or UnicodeCategory.ModifierSymbol
-            or UnicodeCategory.DecimalDigitNumber or UnicodeCategory.OtherLetter;
+            or UnicodeCategory.OtherPunctuation or UnicodeCategory.DashPunctuation or UnicodeCategory.DecimalDigitNumber or UnicodeCategory.OtherLetter;
 }
