@@ -63,6 +63,56 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         Assert.Equal(windowOver ? 200 : 100, await client.BalanceAsync(creditor));
     }
 
+    /// <summary>The finding (a review's): a key's record lives up to an hour past the 24 h window (hourly shared leases),
+    /// and the payment record counted as the key's only while younger than 24 h by the clock of the retry. A key whose
+    /// record was never completed — the request that wrote the payment crashed before its answer, or a retry that took
+    /// its claim over released it with a 503 — and was retried in that last hour took the claimed way, found its
+    /// payment "too old" and started a second one: a second debit. The window now runs from the key's first use while
+    /// its record lives.</summary>
+    [Fact]
+    public async Task AKeyNeverCompleted_RetriedInItsRecordsLastHour_FindsItsPayment_NotASecondOne()
+    {
+        var window = IdempotencyStore.Retention + IdempotencyStore.LeaseBucketWidth;
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
+        await using var replica = ReplicaOn(clock);
+        var merchant = NewMerchantId();
+        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
+        var client = throughEdge.Http;
+        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(await system.ClientForAsync(merchant));
+        var key = Guid.NewGuid().ToString();
+        using var first = await client.PayAsync(debtor, creditor, 100, key);
+        var firstId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
+        Assert.Equal("completed", (await client.WaitForStatusAsync(firstId)).GetProperty("status").GetString());
+
+        await LapseIdempotencyRecordsAsync(merchant);
+        clock.Advance(IdempotencyStore.Retention + (IdempotencyStore.LeaseBucketWidth / 2));
+        using var retry = await client.PayAsync(debtor, creditor, 100, key);
+
+        Assert.Equal(HttpStatusCode.Accepted, retry.StatusCode);
+        Assert.Equal(firstId, (await retry.JsonAsync()).GetProperty("paymentId").GetString());
+        Assert.Equal(100, await client.BalanceAsync(creditor));
+    }
+
+    /// <summary>The merchant's Idempotency-Key records as a request leaves its record when it stopped before its answer
+    /// (or a retry released it): a claim that lapsed, with the same creation and lease.</summary>
+    private async Task LapseIdempotencyRecordsAsync(string merchant)
+    {
+        var records = $"{ApiSystemFixture.KeyPrefix}idempotency/{Convert.ToHexString(Encoding.UTF8.GetBytes(merchant))}/";
+        var found = await system.Etcd.Client.GetRangeAsync(records);
+        Assert.NotEmpty(found.Kvs);
+        foreach (var kv in found.Kvs)
+        {
+            var record = System.Text.Json.Nodes.JsonNode.Parse(kv.Value.ToStringUtf8())!.AsObject();
+            Assert.Equal("Completed", record["state"]!.GetValue<string>());
+            record["state"] = "InProgress";
+            record["statusCode"] = null;
+            record["body"] = null;
+            record["contentType"] = null;
+            record["lockedUntil"] = record["createdAt"]!.GetValue<DateTimeOffset>() + IdempotencyStore.InProgressTimeout;
+            await system.Etcd.Client.PutAsync(new PutRequest { Key = kv.Key, Value = Google.Protobuf.ByteString.CopyFromUtf8(record.ToJsonString()), Lease = kv.Lease });
+        }
+    }
+
     /// <summary>The finding: with the key's record lost (or left in the other region by a failover), the same key
     /// with another body was answered 202 with the first payment, so a payment the client believed accepted never
     /// ran. The payment record decides then, and its order must be the request's.</summary>

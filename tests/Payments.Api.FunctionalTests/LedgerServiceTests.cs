@@ -21,11 +21,7 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task ABare404_IsNoAnswer_OnlyTheLedgersOwnNotFoundMeansMissing()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var notTheLedger = builder.Build(); // no routes: every request is a bodiless 404
-        await notTheLedger.StartAsync();
+        var notTheLedger = await StartBare404ServerAsync();
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri(notTheLedger.Urls.First() + "/") };
@@ -51,11 +47,7 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task ABare404_IsNoAnswerFromTheOrchestratorEither_ItsOwnNoSagaIsNone()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var notTheOrchestrator = builder.Build(); // no routes: every request is a bodiless 404
-        await notTheOrchestrator.StartAsync();
+        var notTheOrchestrator = await StartBare404ServerAsync();
         var nobody = "pay_" + Guid.NewGuid().ToString("N")[..24];
         try
         {
@@ -155,4 +147,16 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     }
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+
+    /// <summary>A server on a free loopback port with no routes: every request is a bodiless 404, as from a route or a
+    /// sidecar that is not the service asked.</summary>
+    private static async Task<WebApplication> StartBare404ServerAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var server = builder.Build();
+        await server.StartAsync();
+        return server;
+    }
 }

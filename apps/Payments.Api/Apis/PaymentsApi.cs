@@ -100,7 +100,7 @@ public static partial class PaymentsApi
             return null; // a retry, a duplicate, another body: the claimed way answers each as it always did
         }
 
-        if (admission.PaymentIdOf(merchant, key, services.Time.GetUtcNow()) is not { } paymentId)
+        if (admission.PaymentIdOf(merchant, key, claim, services.Time.GetUtcNow()) is not { } paymentId)
         {
             return KeyExhausted();
         }
