@@ -47,6 +47,9 @@ public static class ProblemTypes
     public const string NotFound = Base + "not-found";
     public const string MethodNotAllowed = Base + "method-not-allowed";
 
+    /// <summary>501: a request method not implemented for any resource (a spelling other than the standard one, CONNECT).</summary>
+    public const string MethodNotImplemented = Base + "method-not-implemented";
+
     /// <summary>Admin API: the service has no operator credential configured, so its admin API is off.</summary>
     public const string AdminNotConfigured = Base + "admin-not-configured";
     public const string AccountNotFound = Base + "account-not-found";

@@ -32,6 +32,7 @@ public static class InternalProblems
             };
             await Results.Problem(title: title, statusCode: status, type: type).ExecuteAsync(pages.HttpContext);
         });
+        app.Use(MethodNames.RefuseUnimplementedAsync); // "post" is no POST: routing ignores case, the access policy does not
         app.Use(async (context, next) =>
         {
             // ASP.NET reads a JSON body in the charset its Content-Type names, and throws for one it does not know

@@ -118,16 +118,29 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/openapi/v1.json")).StatusCode);
     }
 
-    /// <summary>The finding: CONNECT (which the proxy cannot create a request for) was answered 503
-    /// service-unavailable with Retry-After — retry — and a stack trace logged each time. It is the caller's mistake:
-    /// 405 with Allow, as the API answers a method its route does not take. Written by hand: HttpClient sends CONNECT
-    /// only as a proxy tunnel.</summary>
+    /// <summary>The findings: CONNECT (which the proxy cannot create a request for) was answered 503
+    /// service-unavailable with Retry-After — retry — and a stack trace logged each time; and methods are
+    /// case-sensitive (RFC 9110 §9.1) while routing ignores case, so "post" made a payment and "get" read an account,
+    /// around any proxy or firewall rule written for POST. Both are methods this server does not implement: 501
+    /// problem+json, for every path, at the edge, the API and the internal services alike. Written by hand: HttpClient
+    /// sends CONNECT only as a proxy tunnel.</summary>
     [Theory]
-    [InlineData("CONNECT /v1/payments HTTP/1.1")]
-    [InlineData("CONNECT {authority} HTTP/1.1")]
-    public async Task Connect_Is405ProblemJson_NotA503ToRetry(string requestLine)
+    [InlineData("edge", "CONNECT /v1/payments HTTP/1.1")]
+    [InlineData("edge", "CONNECT {authority} HTTP/1.1")]
+    [InlineData("edge", "post /v1/payments HTTP/1.1")]
+    [InlineData("edge", "get /v1/accounts/alice HTTP/1.1")]
+    [InlineData("edge", "Get /healthz HTTP/1.1")]
+    [InlineData("api", "post /v1/payments HTTP/1.1")]
+    [InlineData("api", "CONNECT /v1/payments HTTP/1.1")]
+    [InlineData("ledger", "post /ledger/v1/transfers HTTP/1.1")]
+    public async Task UnimplementedMethods_Are501ProblemJson_NotRunNorRetried(string server, string requestLine)
     {
-        var address = new Uri(InProcessApp.BaseUrl(edge!));
+        var address = server switch
+        {
+            "edge" => new Uri(InProcessApp.BaseUrl(edge!)),
+            "api" => system.BaseAddress,
+            _ => system.LedgerServiceAddress,
+        };
         using var tcp = new System.Net.Sockets.TcpClient();
         await tcp.ConnectAsync(address.Host, address.Port);
         await using var stream = tcp.GetStream();
@@ -136,10 +149,11 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         using var reader = new StreamReader(stream, Encoding.UTF8);
         var answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.StartsWith("HTTP/1.1 405", answer, StringComparison.Ordinal);
-        Assert.Contains("Allow: GET, HEAD, POST, DELETE", answer, StringComparison.Ordinal);
-        Assert.Contains(ProblemTypes.MethodNotAllowed, answer, StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 501", answer, StringComparison.Ordinal);
+        Assert.Contains("application/problem+json", answer, StringComparison.Ordinal);
+        Assert.Contains(ProblemTypes.MethodNotImplemented, answer, StringComparison.Ordinal);
         Assert.DoesNotContain("Retry-After", answer, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Allow:", answer, StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>A request no replica can take (none listening) is answered as every other answer: problem+json,

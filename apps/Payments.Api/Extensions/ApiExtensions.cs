@@ -151,6 +151,7 @@ public static class ApiExtensions
             };
             await Reply.Problem(status, type, title).ToResult().ExecuteAsync(pages.HttpContext);
         });
+        app.Use(Payments.ServiceDefaults.MethodNames.RefuseUnimplementedAsync); // "post" is no POST (routing ignores case)
         app.UseForwardedHeaders();
         if (app.Services.GetRequiredService<ApiOptions>().RequireHttps)
         {

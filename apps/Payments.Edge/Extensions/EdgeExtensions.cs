@@ -92,6 +92,9 @@ public static class EdgeExtensions
         app.UseExceptionHandler(handler => handler.Run(context => Results.Problem(
             "Something went wrong at the edge; retry (with the same Idempotency-Key for writes).", statusCode: StatusCodes.Status500InternalServerError,
             type: ProblemTypes.InternalError, title: "Something went wrong on our side.").ExecuteAsync(context)));
+        // CONNECT (which the proxy cannot forward: it answered 503, retry, with a stack trace logged) and any method
+        // not spelled as the standard defines it are answered here, for every path.
+        app.Use(MethodNames.RefuseUnimplementedAsync);
         app.UseRequestTimeouts();
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
         // The operator's admin API is reached inside the cluster, never from the internet: the public edge does not
@@ -104,7 +107,6 @@ public static class EdgeExtensions
         app.MapReverseProxy(proxy =>
         {
             proxy.Use(ProblemWhenNotForwardedAsync);
-            proxy.Use(RefuseConnectAsync);
             proxy.Use(RefuseNonAsciiHeadersAsync);
             proxy.Use(LimitBodyAsync);
             proxy.UseSessionAffinity();
@@ -151,26 +153,6 @@ public static class EdgeExtensions
         {
             // the client left meanwhile: nobody to answer
         }
-    }
-
-    /// <summary>The methods the public API's routes take (what the edge forwards is theirs to refuse or not).</summary>
-    private const string ForwardedMethods = "GET, HEAD, POST, DELETE";
-
-    /// <summary>CONNECT (a tunnel through a proxy) is no request of this API: 405 <c>method-not-allowed</c> here. The
-    /// proxy cannot create such a request: it answered 503 <c>service-unavailable</c> with Retry-After — retry — and
-    /// logged a stack trace each time, for anyone who sent one.</summary>
-    private static async Task RefuseConnectAsync(HttpContext context, Func<Task> next)
-    {
-        if (HttpMethods.IsConnect(context.Request.Method))
-        {
-            context.Response.Headers.Allow = ForwardedMethods;
-            await Results.Problem("This API does not take CONNECT; the Allow header lists the methods its routes take.",
-                statusCode: StatusCodes.Status405MethodNotAllowed, type: ProblemTypes.MethodNotAllowed, title: "This method is not allowed here; the Allow header lists those that are.")
-                .ExecuteAsync(context);
-            return;
-        }
-
-        await next();
     }
 
     /// <summary>Header values are ASCII (RFC 9110 §5.5: other octets are opaque, and the forwarding client refuses
