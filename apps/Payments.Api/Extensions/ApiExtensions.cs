@@ -111,26 +111,7 @@ public static class ApiExtensions
     public static void UsePaymentsApi(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        // Balances, payments and signing secrets are nobody's to keep: no cache (a browser's, a proxy's) stores an
-        // answer, and none is read as anything but its declared type.
-        app.Use((context, next) =>
-        {
-            // When the answer starts: the exception handler clears the headers of a response it replaces.
-            context.Response.OnStarting(() =>
-            {
-                context.Response.Headers.CacheControl = "no-store";
-                context.Response.Headers.XContentTypeOptions = "nosniff";
-                // Every 503 and 429 says when to come back (as the OpenAPI document promises), whichever code answered.
-                if (context.Response.StatusCode is StatusCodes.Status503ServiceUnavailable or StatusCodes.Status429TooManyRequests
-                    && string.IsNullOrEmpty(context.Response.Headers.RetryAfter))
-                {
-                    context.Response.Headers.RetryAfter = "1";
-                }
-
-                return Task.CompletedTask;
-            });
-            return next(context);
-        });
+        app.Use(HeadersOfEveryAnswer);
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             ExceptionHandler = WriteUnhandledAsync,
@@ -178,6 +159,27 @@ public static class ApiExtensions
         routes.MapPaymentsApiV1();
         routes.MapAdminApiV1();
         routes.MapWebhooksApiV1();
+    }
+
+    /// <summary>Balances, payments and signing secrets are nobody's to keep: no cache (a browser's, a proxy's) stores an
+    /// answer, and none is read as anything but its declared type.</summary>
+    private static Task HeadersOfEveryAnswer(HttpContext context, RequestDelegate next)
+    {
+        // When the answer starts: the exception handler clears the headers of a response it replaces.
+        context.Response.OnStarting(() =>
+        {
+            context.Response.Headers.CacheControl = "no-store";
+            context.Response.Headers.XContentTypeOptions = "nosniff";
+            // Every 503 and 429 says when to come back (as the OpenAPI document promises), whichever code answered.
+            if (context.Response.StatusCode is StatusCodes.Status503ServiceUnavailable or StatusCodes.Status429TooManyRequests
+                && string.IsNullOrEmpty(context.Response.Headers.RetryAfter))
+            {
+                context.Response.Headers.RetryAfter = "1";
+            }
+
+            return Task.CompletedTask;
+        });
+        return next(context);
     }
 
     /// <summary>The archive of finished payment records (Cosmos DB, regions only): read when etcd has no record. No
