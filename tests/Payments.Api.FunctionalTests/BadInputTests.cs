@@ -217,6 +217,36 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.Contains("Send the Idempotency-Key header once", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>The finding (black-box probe): a malformed Idempotency-Key was refused only where a key is required;
+    /// opening an account with a 300-character key answered 201, a review decision and a deletion ran, a read answered,
+    /// all with the key silently unread. docs/api.md says any request with an invalid one is 400; nothing runs.</summary>
+    [Theory]
+    [InlineData("POST", "/v1/accounts", "{\"accountId\":\"{account}\",\"currency\":\"USD\"}")]
+    [InlineData("GET", "/v1/accounts/{account}", null)]
+    [InlineData("DELETE", "/v1/webhook-endpoints/we_nothing", null)]
+    [InlineData("POST", "/v1/payments/pay_nothing/approve", null)]
+    public async Task AMalformedIdempotencyKey_Is400_OnEveryRoute_AndNothingRuns(string method, string path, string? body)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        var account = $"ik-{Guid.NewGuid():N}"[..20];
+        foreach (var key in new[] { new string('k', 256), "a b", string.Empty })
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(method), path.Replace("{account}", account, StringComparison.Ordinal));
+            if (body is not null)
+            {
+                request.Content = new StringContent(body.Replace("{account}", account, StringComparison.Ordinal), Encoding.UTF8, "application/json");
+            }
+
+            request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal(ProblemTypes.IdempotencyKeyInvalid, (await response.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        using var opened = await client.GetAsync($"/v1/accounts/{account}");
+        Assert.Equal(HttpStatusCode.NotFound, opened.StatusCode); // the refused opens opened nothing
+    }
+
     /// <summary>The finding: the ingress redirected plain HTTP to https, and clients follow a redirect silently, so a
     /// merchant configured with http:// sent its key in cleartext on every request and never knew. Where TLS is
     /// required the API refuses such a request (what the entrance says it came over), before its key is looked at.</summary>

@@ -140,6 +140,7 @@ public static class ApiExtensions
         }
 
         app.UseMiddleware<ApiKeyMiddleware>();
+        app.Use(Idempotency.IdempotentExecutor.RefuseInvalidKeyAsync);
         app.UseMiddleware<RegionWriteGate>();
         app.UseRateLimiter();
         app.UseMiddleware<Limits.RequestsInFlight>(); // after the key and its rate: see its remarks

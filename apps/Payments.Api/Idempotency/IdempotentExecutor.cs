@@ -43,6 +43,14 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
             : (null, Reply.Problem(StatusCodes.Status400BadRequest, ProblemTypes.IdempotencyKeyInvalid, "The Idempotency-Key header is invalid.", problem));
     }
 
+    /// <summary>Middleware: a malformed Idempotency-Key is refused wherever it is sent (docs/api.md), not only where a
+    /// key is required. Ignored elsewhere (opening an account, a review decision, a deletion), a client that meant
+    /// its retries to be safe was never told its key was not read.</summary>
+    public static Task RefuseInvalidKeyAsync(HttpContext context, RequestDelegate next) =>
+        context.Request.Headers.ContainsKey(Header) && KeyOf(context).Problem is { } problem
+            ? problem.ToResult().ExecuteAsync(context)
+            : next(context);
+
     /// <summary>The Idempotency-Key and the raw body of an idempotent request, or the problem with either.</summary>
     public static async Task<(IdempotencyKey? Key, byte[]? Body, Reply? Problem)> ReadRequestAsync(HttpContext context)
     {
