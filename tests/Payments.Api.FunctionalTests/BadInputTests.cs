@@ -67,6 +67,20 @@ public sealed class BadInputTests(ApiSystemFixture system)
         { "pay: a namespaced ledger id", "/v1/payments", "k", "{\"debtorAccountId\":\"" + Debtor + "\",\"creditorAccountId\":\"m~" + Creditor + "\",\"amountMinor\":5,\"currency\":\"USD\"}", 400, "validation-failed" },
     };
 
+    /// <summary>The black-box probe: one character of 601 UTF-16 units (a letter and 600 combining marks) was told it
+    /// "must be at most 140 characters"; the rule it broke is the bound on units, and that is what it is told now.</summary>
+    [Fact]
+    public void FreeTextOverItsUnits_IsToldTheUnitsBound_NotACharacterCount()
+    {
+        var errors = new Dictionary<string, string>();
+        Payments.Api.Apis.Validate.Text("reference", "a" + new string('\u0301', 600), Payments.Api.Apis.PaymentsApi.MaxReferenceLength, errors);
+        Assert.Contains("560 UTF-16 code units", errors["reference"], StringComparison.Ordinal);
+        Assert.Contains("this one has 601", errors["reference"], StringComparison.Ordinal);
+        errors.Clear();
+        Payments.Api.Apis.Validate.Text("reference", new string('r', 141), Payments.Api.Apis.PaymentsApi.MaxReferenceLength, errors);
+        Assert.Equal("reference must be at most 140 characters.", errors["reference"]);
+    }
+
     /// <summary>Free text keeps what written text needs — emoji sequences joined by U+200D, Persian with U+200C,
     /// subdivision flags made of tag characters, 140 emoji — and refuses what hides or reorders what is shown.</summary>
     [Theory]
@@ -359,9 +373,11 @@ public sealed class BadInputTests(ApiSystemFixture system)
     }
 
     /// <summary>A UTF-8 byte order mark (which RFC 8259 lets a parser ignore, and some Windows tools write) is the same
-    /// request without it, for its Idempotency-Key too; a UTF-16 body is refused saying it must be UTF-8.</summary>
+    /// request without it, for its Idempotency-Key too. A body in UTF-16 (with a mark or without) or with bytes that are
+    /// not UTF-8 is not application/json in UTF-8: 415, as docs/api.md says (the black-box probe found a 400 for the
+    /// first, and for the second "not of the field's type" of a string field), and nothing is deposited.</summary>
     [Fact]
-    public async Task AUtf8ByteOrderMark_IsIgnored_AndUtf16_IsRefusedSayingSo()
+    public async Task AUtf8ByteOrderMark_IsIgnored_AndOtherEncodings_Are415()
     {
         var client = await system.NewMerchantClientAsync();
         var account = $"bom-{Guid.NewGuid():N}"[..20];
@@ -371,13 +387,28 @@ public sealed class BadInputTests(ApiSystemFixture system)
 
         using var withMark = await DepositAsync([.. Encoding.UTF8.GetPreamble(), .. Encoding.UTF8.GetBytes(Deposit)]);
         using var without = await DepositAsync(Encoding.UTF8.GetBytes(Deposit));
-        using var utf16 = await DepositAsync([.. Encoding.Unicode.GetPreamble(), .. Encoding.Unicode.GetBytes(Deposit)]);
-
         Assert.Equal(HttpStatusCode.Created, withMark.StatusCode);
         Assert.Equal(HttpStatusCode.Created, without.StatusCode);
         Assert.Equal((await withMark.JsonAsync()).GetProperty("depositId").GetString(), (await without.JsonAsync()).GetProperty("depositId").GetString());
-        Assert.Equal(HttpStatusCode.BadRequest, utf16.StatusCode);
-        Assert.Contains("UTF-8", (await utf16.JsonAsync()).GetProperty("detail").GetString(), StringComparison.Ordinal);
+
+        key = Guid.NewGuid().ToString("N");
+        byte[][] notUtf8 =
+        [
+            [.. Encoding.Unicode.GetPreamble(), .. Encoding.Unicode.GetBytes(Deposit)],
+            Encoding.Unicode.GetBytes(Deposit),
+            Encoding.BigEndianUnicode.GetBytes(Deposit),
+            [.. Encoding.UTF8.GetBytes("""{"amountMinor":250,"currency":"EU"""), 0xFF, .. Encoding.UTF8.GetBytes("\"}")],
+            [.. Encoding.UTF8.GetBytes("""{"amountMinor":250,"currency":"EU"""), 0xC0, 0x80, .. Encoding.UTF8.GetBytes("\"}")],
+        ];
+        foreach (var body in notUtf8)
+        {
+            using var refused = await DepositAsync(body);
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
+            var problem = await refused.JsonAsync();
+            Assert.Equal(ProblemTypes.UnsupportedMediaType, problem.GetProperty("type").GetString());
+            Assert.Contains("UTF-8", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
         Assert.Equal(250, (await (await client.GetAsync($"/v1/accounts/{account}")).JsonAsync()).GetProperty("balanceMinor").GetInt64());
 
         async Task<HttpResponseMessage> DepositAsync(byte[] body)
@@ -387,6 +418,27 @@ public sealed class BadInputTests(ApiSystemFixture system)
             request.Headers.Add("Idempotency-Key", key);
             return await client.SendAsync(request);
         }
+    }
+
+    /// <summary>The black-box probe's findings on what a malformed body is told: the parser's own location format
+    /// ("Path: $ | LineNumber: 0 | BytePositionInLine: 36."), "not of the field's type" for a top-level array and for
+    /// a string holding half a surrogate pair. Each is now said in the API's words, with where it went wrong.</summary>
+    [Theory]
+    [InlineData("{\"accountId\":\"x3\",\"currency\":\"EUR\"} garbage", "The body is not valid JSON (line 1, byte 37): 'g' is invalid after a single JSON value")]
+    [InlineData("[{\"accountId\":\"x3\",\"currency\":\"EUR\"}]", "The body must be a JSON object.")]
+    [InlineData("  \"text\"", "The body must be a JSON object.")]
+    [InlineData("{\"accountId\":\"ab\\ud800cd\",\"currency\":\"EUR\"}", "The text at $.accountId is not valid Unicode")]
+    public async Task AMalformedBody_IsToldWhatIsWrong_InTheApisWords(string body, string detail)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.PostAsync("/v1/accounts", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.JsonAsync();
+        Assert.Equal(ProblemTypes.MalformedRequest, problem.GetProperty("type").GetString());
+        var said = problem.GetProperty("detail").GetString()!;
+        Assert.StartsWith(detail, said, StringComparison.Ordinal);
+        Assert.DoesNotContain("LineNumber", said, StringComparison.Ordinal);
+        Assert.DoesNotContain("BytePositionInLine", said, StringComparison.Ordinal);
     }
 
     /// <summary>A deposit to an account id no account can have is 404 before its Idempotency-Key is touched: it was

@@ -64,6 +64,35 @@ public sealed class OpenApiConformanceTests(ApiSystemFixture system)
         Assert.Equal(Payments.Orchestrator.Client.Records.PaymentEvents.Types, types);
     }
 
+    /// <summary>The black-box probe: an event's data is the payment "as GET /v1/payments/{id} shows it", but the
+    /// events of a reviewed payment left out its review (who decided, and when). They carry it now, as GET does, in the
+    /// document's schema.</summary>
+    [Fact]
+    public async Task AReviewedPaymentsEvents_CarryItsReview_AsGetShowsIt()
+    {
+        var document = await DocumentAsync();
+        var merchant = $"merchant-{Guid.NewGuid():N}"[..20];
+        using var creator = await system.ClientForAsync(merchant);
+        using var reviewer = await system.ClientForAsync(merchant, Payments.Merchants.ApiScopes.PaymentsApprove);
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await creator.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await creator.OpenAccountAsync(creditor);
+        var paymentId = (await (await creator.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
+            .GetProperty("paymentId").GetString()!;
+        Assert.Equal("awaiting_approval", (await creator.WaitForStatusAsync(paymentId, "awaiting_approval")).GetProperty("status").GetString());
+        using var rejected = await reviewer.SendJsonAsync($"/v1/payments/{paymentId}/reject", "{}", null);
+        Assert.Equal(HttpStatusCode.Accepted, rejected.StatusCode);
+        var payment = await creator.WaitForStatusAsync(paymentId);
+        Assert.Equal("failed", payment.GetProperty("status").GetString());
+
+        var events = await GetAsync(document, creator, "/v1/events", "/v1/events?limit=100", HttpStatusCode.OK);
+        var failed = Assert.Single(events.GetProperty("data").EnumerateArray(), item => item.GetProperty("type").GetString() == "payment.failed");
+        Assert.Equal(payment.GetProperty("review").GetRawText(), failed.GetProperty("data").GetProperty("review").GetRawText());
+        Assert.Equal("rejected", failed.GetProperty("data").GetProperty("review").GetProperty("decision").GetString());
+        var held = Assert.Single(events.GetProperty("data").EnumerateArray(), item => item.GetProperty("type").GetString() == "payment.awaiting_approval");
+        Assert.False(held.GetProperty("data").TryGetProperty("review", out _), held.GetRawText()); // not decided then
+    }
+
     [Fact]
     public async Task DocumentedQueryParameters_AreCheckedWithTheDocumentsBounds()
     {

@@ -297,6 +297,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("2026-12-04T10:00:00Z")]
     [InlineData("2026-12-04t12:00:00.123+02:00")]
     [InlineData("1999-01-01T00:00:00-05:00")]
+    // The black-box probe: RFC 3339 allows any number of fraction digits (Go's RFC3339Nano sends 9) and leap seconds.
+    [InlineData("2026-12-06T14:25:10.12345678+00:00")]
+    [InlineData("2026-12-06T14:25:10.123456789Z")]
+    [InlineData("2016-12-31T23:59:60Z")]
     public async Task EventQueries_TakeRfc3339TimesWithTheirOffset(string since)
     {
         using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
@@ -312,6 +316,8 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("since=yesterday", "since")]
     [InlineData("since=12/04/2026", "since")]
     [InlineData("since=2026-12-04T10:00:00", "since")] // no offset: whose 10 o'clock?
+    [InlineData("since=2026-12-04T10:00:61Z", "since")]
+    [InlineData("since=2026-12-04T10:00:00.Z", "since")]
     [InlineData("since=2286-11-20T17:46:40Z", "since")] // past 13-digit time keys: it listed from the first event
     [InlineData("since=2026-12-04T10:00:00Z&since=2026-12-05T10:00:00Z", "since")]
     [InlineData("type=payment.refunded", "type")]

@@ -266,7 +266,7 @@ public static class AccountsApi
     }
 
     private static Reply AccountExists(string accountId) =>
-        Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "The account id is taken.",
+        Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "You have this account already, with other fields.",
             $"Account '{accountId}' already exists with other fields.");
 
     /// <summary>An open is idempotent, so the account may have been opened before and hold money: its balances are what

@@ -112,18 +112,35 @@ public static partial class RequestBody
 
     /// <summary>JSON on the wire is UTF-8 (RFC 8259 §8.1). A leading UTF-8 byte order mark, which that section lets a
     /// parser ignore and some Windows tools write, is dropped — so the same request with or without it is the same
-    /// request, for its idempotency fingerprint too. A UTF-16 or UTF-32 body is refused saying so, instead of with the
-    /// parser's "invalid start of a value".</summary>
-    private static (byte[]? Bytes, Reply? Problem) Utf8(byte[] bytes) => bytes switch
+    /// request, for its idempotency fingerprint too. A body in UTF-16 or UTF-32 (a byte order mark, or a NUL among
+    /// its first bytes: JSON starts with ASCII, RFC 4627 §3) or with bytes that are not UTF-8 is not JSON in UTF-8:
+    /// 415, as docs/api.md says, "as a result of inspecting the data" (RFC 9110 §15.5.16). Before, the first was a 400
+    /// and the second "not of the field's type", of a field that was a string.</summary>
+    private static (byte[]? Bytes, Reply? Problem) Utf8(byte[] bytes)
     {
-        [0xEF, 0xBB, 0xBF, ..] => (bytes[3..], null),
-        [0xFF, 0xFE, ..] or [0xFE, 0xFF, ..] or [0, 0, 0xFE, 0xFF, ..] => (null, Reply.Malformed("The body must be JSON in UTF-8; this one is UTF-16 or UTF-32.")),
-        _ => (bytes, null),
-    };
+        var text = bytes is [0xEF, 0xBB, 0xBF, ..] ? bytes[3..] : bytes;
+        if (text is [0xFF, 0xFE, ..] or [0xFE, 0xFF, ..] or [0, _, ..] or [_, 0, ..])
+        {
+            return (null, NotUtf8("This body is in UTF-16 or UTF-32; send it in UTF-8 (RFC 8259 §8.1)."));
+        }
+
+        return System.Text.Unicode.Utf8.IsValid(text)
+            ? (text, null)
+            : (null, NotUtf8("This body holds bytes that are not UTF-8 (RFC 8259 §8.1); send the text in UTF-8."));
+    }
+
+    private static Reply NotUtf8(string detail) =>
+        Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType, "The request body must be application/json in UTF-8.", detail);
 
     public static (T? Value, Reply? Problem) Parse<T>(byte[] bytes)
         where T : class
     {
+        // A body that is JSON but no object ([1,2], "text", 5) is said as such, not as a value "not of the field's type".
+        if (Array.Find(bytes, static b => b is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')) is not (0 or (byte)'{' or (byte)'n'))
+        {
+            return (null, Reply.Malformed("The body must be a JSON object."));
+        }
+
         try
         {
             var value = JsonSerializer.Deserialize<T>(bytes, ApiJson.Strict);
@@ -148,16 +165,29 @@ public static partial class RequestBody
             return "The body holds no complete JSON value (it is empty, or it ends early).";
         }
 
-        // "…which is not supported in this mode. Change the reader options.": advice for whoever wrote the server.
+        var path = exception.Path ?? "$";
+        if (exception.InnerException is InvalidOperationException { Message: var inner } && inner.Contains("UTF-16", StringComparison.Ordinal))
+        {
+            // "Cannot read invalid UTF-16 JSON text as string": an escape of half a surrogate pair (\ud800 alone).
+            return $"The text at {path} is not valid Unicode: it holds half of a surrogate pair (e.g. \\ud800 without its \\udc00–\\udfff).";
+        }
+
+        // "…which is not supported in this mode. Change the reader options.": advice for whoever wrote the server; and
+        // "Path: $ | LineNumber: 0 | BytePositionInLine: 36.", the parser's format: said in the API's words.
         message = message.Replace(" which is not supported in this mode", string.Empty, StringComparison.Ordinal)
             .Replace(" Change the reader options.", string.Empty, StringComparison.Ordinal);
+        if (message.IndexOf(" Path: ", StringComparison.Ordinal) is >= 0 and var cut)
+        {
+            message = message[..cut];
+        }
+
         if (!message.Contains("System.", StringComparison.Ordinal) && !message.Contains("Payments.", StringComparison.Ordinal)
             && !message.Contains(".NET", StringComparison.Ordinal))
         {
-            return message;
+            var at = exception is { LineNumber: { } line, BytePositionInLine: { } position } ? $" (line {line + 1}, byte {position + 1})" : string.Empty;
+            return $"The body is not valid JSON{at}: {message}";
         }
 
-        var path = exception.Path ?? "$";
         if (UnknownProperty().Match(message) is { Success: true } unknown)
         {
             return $"The property '{unknown.Groups["name"].Value}' is not part of this request.";

@@ -43,11 +43,16 @@ internal static class Validate
         {
             errors[field] = $"{field} must not contain control characters, line breaks or invisible formatting characters (e.g. U+200B, U+202E).";
         }
-        else if (value.Length > maxCharacters
-                 && (value.Length > maxCharacters * MaxUnitsPerCharacter || new System.Globalization.StringInfo(value).LengthInTextElements > maxCharacters))
+        else if (value.Length > maxCharacters && new System.Globalization.StringInfo(value).LengthInTextElements > maxCharacters)
+        {
+            errors[field] = $"{field} must be at most {maxCharacters} characters.";
+        }
+        else if (value.Length > maxCharacters * MaxUnitsPerCharacter)
         {
             // The units bound keeps stored text bounded too: one text element may carry any number of combining marks.
-            errors[field] = $"{field} must be at most {maxCharacters} characters.";
+            // Said as such: "at most 140 characters" for one character of 601 units named a rule the text kept.
+            errors[field] = $"{field} must be at most {maxCharacters} characters of at most {maxCharacters * MaxUnitsPerCharacter} UTF-16 code units in all "
+                + $"(combining marks and the parts of joined emoji count as units); this one has {value.Length}.";
         }
     }
 

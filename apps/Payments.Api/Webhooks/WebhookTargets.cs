@@ -49,7 +49,7 @@ public static class WebhookTargets
 
         if (!loopback && uri.Port != HttpsPort)
         {
-            return $"url must use https's own port {HttpsPort}: deliveries leave the cluster on it alone (docs/api.md, \"Webhooks\").";
+            return $"url must use https's own port {HttpsPort}: webhook deliveries are sent on that port alone.";
         }
 
         // IDNA maps fullwidth forms, other scripts' digits and ideographic full stops to ASCII, so such a host may name

@@ -37,9 +37,7 @@ public static partial class WebhooksApi
         if (query.TryGetValue("since", out var sinceText))
         {
             var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-            if (sinceText.Count == 1 && Rfc3339Pattern().IsMatch(sinceText.ToString())
-                && DateTimeOffset.TryParse(sinceText.ToString(), CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed)
-                && parsed <= now + MaxSinceAhead)
+            if (sinceText.Count == 1 && Rfc3339(sinceText.ToString()) is { } parsed && parsed <= now + MaxSinceAhead)
             {
                 since = parsed;
             }
@@ -125,9 +123,26 @@ public static partial class WebhooksApi
     private static partial Regex CursorPattern();
 
     /// <summary>RFC 3339's date-time: a time zone offset is required (a local time would be read in the server's zone,
-    /// or as UTC, silently) and nothing else .NET would parse ("12/04/2026", "Dec 4 2026").</summary>
-    [GeneratedRegex(@"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?([Zz]|[+-][0-9]{2}:[0-9]{2})\z")]
+    /// or as UTC, silently) and nothing else .NET would parse ("12/04/2026", "Dec 4 2026"). Any number of fraction
+    /// digits (`time-secfrac = "." 1*DIGIT`; Go's RFC3339Nano sends 9, more than .NET's 7 — the rest is below a tick
+    /// and dropped), and a leap second (:60) read as the last tick of its minute, which .NET cannot name.</summary>
+    [GeneratedRegex(@"^(?<minute>[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}):(?<second>[0-9]{2})(\.(?<fraction>[0-9]{1,64}))?(?<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})\z")]
     private static partial Regex Rfc3339Pattern();
+
+    private static DateTimeOffset? Rfc3339(string text)
+    {
+        if (Rfc3339Pattern().Match(text) is not { Success: true } match)
+        {
+            return null;
+        }
+
+        var fraction = match.Groups["fraction"].Value;
+        var (second, ticks) = match.Groups["second"].Value == "60"
+            ? ("59", "9999999")
+            : (match.Groups["second"].Value, fraction.Length > 7 ? fraction[..7] : fraction);
+        var normalized = $"{match.Groups["minute"].Value}:{second}{(ticks.Length > 0 ? "." + ticks : string.Empty)}{match.Groups["offset"].Value}";
+        return DateTimeOffset.TryParse(normalized, CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed) ? parsed : null;
+    }
 
     /// <summary>How far ahead of the server's clock <c>since</c> may be: a little for clock skew. Event keys are times in
     /// 13 digits, so a time past 2286 sorted before every event and the page started from the first.</summary>

@@ -14,10 +14,11 @@ namespace Payments.Orchestrator.Client.Records;
 /// de-duplicate on it (delivery is at least once).</param>
 public sealed record PaymentEvent(string Id, string Type, DateTimeOffset CreatedAt, PaymentEventData Data);
 
-/// <summary>The payment in an event; the fields of <c>GET /v1/payments/{id}</c>.</summary>
+/// <summary>The payment in an event; the fields of <c>GET /v1/payments/{id}</c>, <paramref name="Review"/> included
+/// (the reviewer's decision on a payment held for review: a black-box probe found it missing from events).</summary>
 public sealed record PaymentEventData(
     string PaymentId, string Status, long AmountMinor, string Currency, string DebtorAccountId, string CreditorAccountId,
-    string? Reference, string? Reason, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    string? Reference, string? Reason, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, PaymentReview? Review = null);
 
 /// <summary>The events a payment's status changes raise, and where they live in etcd.</summary>
 /// <remarks>Written in the same etcd transaction as the record change that raises them (a transactional outbox), so
@@ -64,7 +65,7 @@ public static class PaymentEvents
         return new PaymentEvent(IdFor(record.PaymentId, type), type, record.UpdatedAt, new PaymentEventData(
             order.PaymentId, record.Status, order.AmountMinor, order.Currency,
             AccountId.PublicIdOf(order.DebtorAccountId), AccountId.PublicIdOf(order.CreditorAccountId), // the merchant's own ids
-            order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt));
+            order.Reference, record.Reason, record.CreatedAt, record.UpdatedAt, record.Review));
     }
 
     public static byte[] Serialize(PaymentEvent paymentEvent) => JsonSerializer.SerializeToUtf8Bytes(paymentEvent, Json);
