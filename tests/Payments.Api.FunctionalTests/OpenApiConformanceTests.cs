@@ -93,6 +93,37 @@ public sealed class OpenApiConformanceTests(ApiSystemFixture system)
         Assert.False(held.GetProperty("data").TryGetProperty("review", out _), held.GetRawText()); // not decided then
     }
 
+    /// <summary>The black-box probe: the document named none of the rules the handlers check (unknown members refused,
+    /// the amount's bounds, the texts' lengths, an account id's form), so a generated client could not check them first.
+    /// It names them now, and each is the handler's: a body one past the document's bound is refused.</summary>
+    [Fact]
+    public async Task RequestBodies_NameTheRulesTheHandlersCheck()
+    {
+        var document = await DocumentAsync();
+        JsonElement Body(string path) => document.GetProperty("paths").GetProperty(path).GetProperty("post").GetProperty("requestBody")
+            .GetProperty("content").GetProperty("application/json").GetProperty("schema");
+        var payment = Body("/v1/payments");
+        Assert.False(payment.GetProperty("additionalProperties").GetBoolean());
+        var members = payment.GetProperty("properties");
+        Assert.Equal("1", members.GetProperty("amountMinor").GetProperty("minimum").GetRawText());
+        Assert.Equal(Payments.Domain.MoneyLimits.CeilingMinor.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            members.GetProperty("amountMinor").GetProperty("maximum").GetRawText());
+        Assert.Equal("^[A-Z]{3}$", members.GetProperty("currency").GetProperty("pattern").GetString());
+        Assert.Equal(64, members.GetProperty("debtorAccountId").GetProperty("maxLength").GetInt32());
+        Assert.Equal(560, members.GetProperty("reference").GetProperty("maxLength").GetInt32());
+        var endpoint = Body("/v1/webhook-endpoints").GetProperty("properties");
+        Assert.Equal(2048, endpoint.GetProperty("url").GetProperty("maxLength").GetInt32());
+        Assert.Equal(4, endpoint.GetProperty("events").GetProperty("maxItems").GetInt32());
+        Assert.False(Body("/v1/accounts").GetProperty("additionalProperties").GetBoolean());
+
+        using var client = await system.NewMerchantClientAsync();
+        using var tooMuch = await client.SendJsonAsync("/v1/payments",
+            $"{{\"debtorAccountId\":\"a\",\"creditorAccountId\":\"b\",\"amountMinor\":{Payments.Domain.MoneyLimits.CeilingMinor + 1},\"currency\":\"USD\"}}", Guid.NewGuid().ToString());
+        Assert.Equal(HttpStatusCode.BadRequest, tooMuch.StatusCode);
+        using var tooLong = await client.SendJsonAsync("/v1/accounts", $"{{\"accountId\":\"{new string('a', 65)}\",\"currency\":\"USD\"}}", null);
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+    }
+
     [Fact]
     public async Task DocumentedQueryParameters_AreCheckedWithTheDocumentsBounds()
     {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
+using Payments.Api.Apis;
 using Payments.Domain;
 using Payments.Orchestrator.Client.Records;
 using Payments.ServiceDefaults.Security;
@@ -247,6 +248,7 @@ public static class ApiDocumentation
     /// required, and a null there is refused as missing; the ones with a default are optional, and null means absent.</summary>
     private static void RequestMembers(OpenApiSchema schema, Type type)
     {
+        schema.AdditionalPropertiesAllowed = false; // a member the request does not have is refused (malformed-request)
         var parameters = type.GetConstructors().MaxBy(constructor => constructor.GetParameters().Length)?.GetParameters() ?? [];
         schema.Required = new HashSet<string>(
             parameters.Where(parameter => !parameter.HasDefaultValue).Select(parameter => JsonNamingPolicy.CamelCase.ConvertName(parameter.Name!)));
@@ -256,7 +258,57 @@ public static class ApiDocumentation
                 && member is OpenApiSchema { Type: { } memberType } inline)
             {
                 inline.Type = parameter.HasDefaultValue ? memberType | JsonSchemaType.Null : memberType & ~JsonSchemaType.Null;
+                MemberRules(type, JsonNamingPolicy.CamelCase.ConvertName(parameter.Name!), inline);
             }
+        }
+    }
+
+    /// <summary>A request member's rules as the handlers check them (a 400 otherwise), so that a generated client can
+    /// check them first (the black-box probe found the document naming none). A free text's bound is in characters as a
+    /// person counts them, which JSON Schema cannot say: its <c>maxLength</c> is the UTF-16 units it may take in all,
+    /// never below what is accepted, and the description says the rest. Limits an operator sets (money limits, 422)
+    /// are not schema.</summary>
+    private static void MemberRules(Type request, string name, OpenApiSchema member)
+    {
+        const string Identifier = "^[A-Za-z0-9][A-Za-z0-9._:-]*$";
+        switch (name)
+        {
+            case "amountMinor":
+                (member.Minimum, member.Maximum) = ("1", Validate.MaxAmountMinor.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                break;
+            case "overdraftLimitMinor" when request == typeof(Contracts.OpenAccountRequest):
+                member.Minimum = "0";
+                member.Description = "Only 0 (or absent): overdrafts are the operator's (403 overdraft-set-by-operator).";
+                break;
+            case "currency":
+                member.Pattern = "^[A-Z]{3}$";
+                member.Description = "An active ISO 4217 code in upper case.";
+                break;
+            case "accountId" or "debtorAccountId" or "creditorAccountId":
+                (member.MinLength, member.MaxLength, member.Pattern) = (1, AccountId.MaxLength, Identifier);
+                break;
+            case "reference":
+                member.MaxLength = PaymentsApi.MaxReferenceLength * Validate.MaxUnitsPerCharacter;
+                member.Description = $"At most {PaymentsApi.MaxReferenceLength} characters as a person counts them (an emoji is one), no control or invisible characters.";
+                break;
+            case "description":
+                member.MaxLength = Webhooks.WebhooksApi.MaxDescriptionLength * Validate.MaxUnitsPerCharacter;
+                member.Description = $"At most {Webhooks.WebhooksApi.MaxDescriptionLength} characters as a person counts them, no control or invisible characters.";
+                break;
+            case "url":
+                (member.MinLength, member.MaxLength) = (1, Webhooks.WebhookTargets.MaxUrlLength);
+                break;
+            case "events":
+                member.MaxItems = PaymentEvents.Types.Count;
+                if (member.Items is OpenApiSchema item)
+                {
+                    item.Enum = [.. PaymentEvents.Types.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
+                }
+
+                break;
+            case "overlapSeconds" when request == typeof(Webhooks.RotateWebhookSecretRequest):
+                (member.Minimum, member.Maximum) = ("0", ((long)Webhooks.WebhookEndpointStore.MaxSecretOverlap.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                break;
         }
     }
 }
