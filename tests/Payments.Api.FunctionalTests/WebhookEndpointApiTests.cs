@@ -15,6 +15,58 @@ namespace Payments.Api.FunctionalTests;
 [Collection(ApiSystemCollection.Name)]
 public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
 {
+    /// <summary>The finding (a review's): each deletion leaves a removal record for 8 days and the bound of 16 counts only
+    /// live endpoints, so one key creating and deleting endpoints in a loop wrote ~2.8 GB of records a day until etcd's
+    /// quota stopped every merchant's payments. A merchant creates at most 100 endpoints a UTC day: past that 429 with
+    /// Retry-After to the next day, nothing created; the next day it may again, and the old day's count is trimmed.</summary>
+    [Fact]
+    public async Task CreatingAndDeletingInALoop_StopsAtTheDaysBudget_ThenTheNextDayAgain()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2026, 12, 6, 23, 0, 0, TimeSpan.Zero));
+        var prefix = $"/functional-budget-{Guid.NewGuid():N}/webhooks/";
+        var store = new WebhookEndpointStore(system.Etcd, prefix, clock);
+        const string Merchant = "looping-merchant";
+        for (var index = 0; index < WebhookEndpointStore.MaxCreationsPerDay; index++)
+        {
+            var (endpoint, created) = (await store.CreateAsync(Merchant, "https://example.com/hooks", [], null, CancellationToken.None))!.Value;
+            Assert.True(created);
+            Assert.True(await store.DeleteAsync(Merchant, endpoint.Id, CancellationToken.None));
+        }
+
+        var spent = await Assert.ThrowsAsync<WebhookEndpointCreationsSpentException>(
+            () => store.CreateAsync(Merchant, "https://example.com/hooks", [], null, CancellationToken.None));
+        Assert.Equal(new DateTimeOffset(2026, 12, 7, 0, 0, 0, TimeSpan.Zero), spent.NextDay);
+        Assert.Empty(await store.ListAsync(Merchant, CancellationToken.None));
+        Assert.NotNull(await store.CreateAsync("another-merchant", "https://example.com/hooks", [], null, CancellationToken.None)); // its own budget
+
+        clock.Advance(TimeSpan.FromHours(1)); // the next UTC day
+        Assert.True((await store.CreateAsync(Merchant, "https://example.com/hooks", [], null, CancellationToken.None))!.Value.Created);
+        clock.Advance(TimeSpan.FromDays(2));
+        await store.TrimRemovalsAsync(CancellationToken.None);
+        Assert.Equal(0, (await system.Etcd.Client.GetRangeAsync(prefix + "created/")).Count);
+
+        // Through the API: the 101st create of the day is 429 with Retry-After, and creates nothing. The replica's clock
+        // runs at real speed from noon, so no UTC day ends during the loop whenever the test runs.
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. ApiScopes.Default]);
+        await using var replica = system.StartReplica(web => web.ConfigureServices(services =>
+            services.AddSingleton<TimeProvider>(new NoonClock(DateTimeOffset.UtcNow))));
+        using var client = replica.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        for (var index = 0; index < WebhookEndpointStore.MaxCreationsPerDay; index++)
+        {
+            using var created = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/loop\"}", null);
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            using var deleted = await client.DeleteAsync("/v1/webhook-endpoints/" + (await created.JsonAsync()).GetProperty("id").GetString());
+            Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        }
+
+        using var refused = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/loop\"}", null);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal(ProblemTypes.RateLimited, (await refused.JsonAsync()).GetProperty("type").GetString());
+        Assert.True(refused.Headers.RetryAfter?.Delta > TimeSpan.Zero);
+        Assert.Equal(0, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
+    }
+
     /// <summary>Shipping sends what changed since its checkpoint, so endpoints made before they were shipped reached the
     /// other region only when next rotated: each is now written once more, unchanged, page after page, and a marker of
     /// the region's own ends that for good.</summary>
@@ -449,5 +501,13 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(24), EventRetention = TimeSpan.FromHours(24) }.Validate());
         Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(72), EventRetention = TimeSpan.FromHours(95) }.Validate());
         new WebhookOptions { RetryFor = TimeSpan.FromHours(72), EventRetention = TimeSpan.FromHours(96) }.Validate();
+    }
+
+    /// <summary>Real time, moved to today's noon (UTC) when made.</summary>
+    private sealed class NoonClock(DateTimeOffset made) : TimeProvider
+    {
+        private readonly TimeSpan shift = new DateTimeOffset(made.UtcDateTime.Date, TimeSpan.Zero) + TimeSpan.FromHours(12) - made;
+
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + shift;
     }
 }

@@ -44,6 +44,16 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     private readonly string root = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints/";
     private readonly string removedRoot = EtcdBytes.AsPrefix(webhooksPrefix) + "removed/";
 
+    /// <summary>Endpoints one merchant may create per UTC day. Each deletion leaves a removal record for 8 days
+    /// (<see cref="WebhookEndpointRemovals"/>) and the live bound counts no deletions, so a create-and-delete loop at a
+    /// key's request rate wrote ~2.8 GB of them a day: etcd's quota filled and every merchant's payments stopped (a
+    /// review finding). 100 a day bounds a merchant's removal records at ~100 KB.</summary>
+    public const int MaxCreationsPerDay = 100;
+
+    /// <summary><c>{webhooks}created/{day's start, unix ms}/{merchant}</c>: how many endpoints the merchant created that
+    /// day in this region; trimmed with the removal records once the day before is over.</summary>
+    private readonly string createdRoot = EtcdBytes.AsPrefix(webhooksPrefix) + "created/";
+
     /// <summary>Creates an endpoint with a new secret under <paramref name="endpointId"/> (null: a random id), or finds
     /// the one that id names already (<c>Created</c> false: a retry of the request that created it); null when the
     /// merchant has <see cref="MaxEndpointsPerMerchant"/> already. Exact under concurrency: the create's transaction
@@ -60,9 +70,12 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             var key = Key(merchantId, id);
             var count = RangeOf(merchantId);
             count.CountOnly = true;
+            var now = time.GetUtcNow();
+            var createdKey = createdRoot + EtcdBytes.TimeKey(DayOf(now)) + "/" + merchantId;
             var read = new TxnRequest();
             read.Success.Add(new RequestOp { RequestRange = count });
             read.Success.Add(EtcdBytes.Get(key));
+            read.Success.Add(EtcdBytes.Get(createdKey));
             var counted = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(read, cancellationToken: token), cancellationToken);
             if (counted.Responses[1].ResponseRange.Kvs.FirstOrDefault() is { } existing)
             {
@@ -74,7 +87,13 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 return null;
             }
 
-            var now = time.GetUtcNow();
+            var createdToday = counted.Responses[2].ResponseRange.Kvs.FirstOrDefault();
+            var createdCount = createdToday is null ? 0 : long.Parse(createdToday.Value.ToStringUtf8(), System.Globalization.CultureInfo.InvariantCulture);
+            if (createdCount >= MaxCreationsPerDay)
+            {
+                throw new WebhookEndpointCreationsSpentException(DayOf(now) + TimeSpan.FromDays(1));
+            }
+
             var endpoint = new WebhookEndpoint(id, merchantId, url, events, description, now, [new WebhookSecret(WebhookSignature.NewSecret(), now, null)]);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.CreateRevisionIs(key, 0));
@@ -85,7 +104,9 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 Key = count.Key, RangeEnd = count.RangeEnd, Target = Compare.Types.CompareTarget.Mod,
                 Result = Compare.Types.CompareResult.Less, ModRevision = counted.Header.Revision + 1,
             });
+            request.Compare.Add(EtcdBytes.ModRevisionIs(createdKey, createdToday?.ModRevision ?? 0));
             request.Success.Add(EtcdBytes.Put(key, Encode(endpoint)));
+            request.Success.Add(EtcdBytes.Put(createdKey, ByteString.CopyFromUtf8((createdCount + 1).ToString(System.Globalization.CultureInfo.InvariantCulture))));
             if (await FencedAsync(request, "the endpoint was not created", cancellationToken))
             {
                 return (endpoint, true);
@@ -257,10 +278,18 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     /// delete: their keys begin with the time). Each region trims its own, the standby its copies too.</summary>
     public async Task TrimRemovalsAsync(CancellationToken cancellationToken)
     {
-        var cutoff = removedRoot + EtcdBytes.TimeKey(time.GetUtcNow() - WebhookEndpointRemovals.Retention);
+        var now = time.GetUtcNow();
+        var cutoff = removedRoot + EtcdBytes.TimeKey(now - WebhookEndpointRemovals.Retention);
         await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(
             new DeleteRangeRequest { Key = EtcdBytes.Key(removedRoot), RangeEnd = EtcdBytes.Key(cutoff) }, cancellationToken: token), cancellationToken);
+        // The creation counts of days before yesterday (yesterday's stays: another replica's clock may be behind).
+        var countsCutoff = createdRoot + EtcdBytes.TimeKey(DayOf(now) - TimeSpan.FromDays(1));
+        await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(
+            new DeleteRangeRequest { Key = EtcdBytes.Key(createdRoot), RangeEnd = EtcdBytes.Key(countsCutoff) }, cancellationToken: token), cancellationToken);
     }
+
+    /// <summary>The start of <paramref name="at"/>'s UTC day.</summary>
+    private static DateTimeOffset DayOf(DateTimeOffset at) => new(at.UtcDateTime.Date, TimeSpan.Zero);
 
     /// <summary>Secrets an endpoint signs with at once: the newest, and during a rotation's overlap the one it replaced.
     /// Without a bound every rotation within the overlap added a signature to each delivery's header.</summary>
@@ -350,3 +379,11 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
 /// <summary>An Idempotency-Key used for the endpoint's last rotation came again with a different request.</summary>
 public sealed class IdempotencyKeyReusedException() : InvalidOperationException("The Idempotency-Key was used with a different request.");
+
+/// <summary>The merchant created <see cref="WebhookEndpointStore.MaxCreationsPerDay"/> endpoints today already.</summary>
+public sealed class WebhookEndpointCreationsSpentException(DateTimeOffset nextDay)
+    : InvalidOperationException($"At most {WebhookEndpointStore.MaxCreationsPerDay} webhook endpoints may be created per UTC day.")
+{
+    /// <summary>When the next UTC day starts (a new budget).</summary>
+    public DateTimeOffset NextDay { get; } = nextDay;
+}

@@ -97,7 +97,19 @@ public static partial class WebhooksApi
 
         var (url, events, description) = valid;
         var endpointId = key is null ? null : IdempotencyStore.OperationId("we_", EndpointIdHexChars, merchant, key, variant: null);
-        var outcome = await store.CreateAsync(merchant, url, events, description, context.RequestAborted, endpointId);
+        (WebhookEndpoint Endpoint, bool Created)? outcome;
+        try
+        {
+            outcome = await store.CreateAsync(merchant, url, events, description, context.RequestAborted, endpointId);
+        }
+        catch (WebhookEndpointCreationsSpentException spent)
+        {
+            var seconds = (long)Math.Ceiling(Math.Max(1, (spent.NextDay - time.GetUtcNow()).TotalSeconds));
+            context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many webhook endpoints created today.",
+                $"A merchant may create {WebhookEndpointStore.MaxCreationsPerDay} webhook endpoints per UTC day; the next day starts in {seconds} s.").ToResult();
+        }
+
         if (outcome is not { Endpoint: var endpoint, Created: var created })
         {
             return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.WebhookEndpointLimitReached, "Too many webhook endpoints.",
