@@ -167,21 +167,19 @@ public sealed partial class WebhookDispatcher(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                // A passive region trims, and delivers what its own outbox and owed deliveries hold when its last epoch
-                // ended by a planned switchover (DeliversHereAsync). It used to stop with its demotion, so a switchover
-                // (every upgrade) left what it owed a receiver that was down undelivered for good.
-                if (options.Deliver && await DeliversHereAsync(cancellationToken))
+                try
                 {
-                    running.RemoveAll(task => task.IsCompleted);
-                    running.AddRange(await TakeMarkersAsync(cancellationToken));
-                    if (DueScanDue())
-                    {
-                        running.AddRange(await StartDueAsync(held, cancellationToken));
-                    }
+                    await RoundAsync(held, running, cancellationToken);
+                }
+                catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException && !cancellationToken.IsCancellationRequested)
+                {
+                    // etcd away for a moment (a leader election, a read timing out): the lead goes on while the lock
+                    // holds. Ending it dropped what was delivered but not yet recorded, and the next lead sent it all
+                    // again (a review finding). A lost lock ends the lead through its token; a fenced write throws.
+                    LogFault(exception.Message);
+                    await PauseAsync(FaultPause, cancellationToken);
                 }
 
-                await FlushAsync(held, cancellationToken);
-                await TrimIfDueAsync(cancellationToken);
                 await PauseAsync(IdlePoll, cancellationToken);
             }
         }
@@ -214,6 +212,26 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
+    /// <summary>One round of the lead: new events' first attempts, owed deliveries due, what settled recorded, the trim.</summary>
+    private async Task RoundAsync(EtcdFencedLock held, List<Task> running, CancellationToken cancellationToken)
+    {
+        // A passive region trims, and delivers what its own outbox and owed deliveries hold when its last epoch ended by
+        // a planned switchover (DeliversHereAsync). It used to stop with its demotion, so a switchover (every upgrade)
+        // left what it owed a receiver that was down undelivered for good.
+        if (options.Deliver && await DeliversHereAsync(cancellationToken))
+        {
+            running.RemoveAll(task => task.IsCompleted);
+            running.AddRange(await TakeMarkersAsync(cancellationToken));
+            if (DueScanDue())
+            {
+                running.AddRange(await StartDueAsync(held, cancellationToken));
+            }
+        }
+
+        await FlushAsync(held, cancellationToken);
+        await TrimIfDueAsync(cancellationToken);
+    }
+
     /// <summary>Records in etcd, together, what the attempts since the last round settled: deliveries that succeeded
     /// (deleted) and markers whose first attempts are over (deleted, with what is still owed). Then they are no
     /// longer held in memory: they are gone from etcd, or owed there.</summary>
@@ -232,6 +250,22 @@ public sealed partial class WebhookDispatcher(
             {
                 throw new InvalidOperationException($"Fenced off: {held.Description} is no longer held.");
             }
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException && !cancellationToken.IsCancellationRequested)
+        {
+            // Not recorded (etcd away for a moment): kept in hand for the next round, not dropped to be sent again.
+            foreach (var due in done)
+            {
+                delivered.Enqueue(due);
+            }
+
+            foreach (var marker in settled)
+            {
+                settledMarkers.Enqueue(marker);
+            }
+
+            (done, settled) = ([], []);
+            throw;
         }
         finally
         {
