@@ -1,4 +1,5 @@
 using Etcdserverpb;
+using Payments.Domain;
 using Payments.Etcd;
 
 namespace Payments.Merchants;
@@ -28,19 +29,34 @@ public sealed partial class MerchantStore
     /// reads at most <see cref="MaxLegacyScanPages"/> pages of key records. Returns how many records it created.</summary>
     public async Task<int> RecordLegacyMerchantsAsync(CancellationToken cancellationToken)
     {
-        var legacy = new HashSet<string>(StringComparer.Ordinal);
         var created = 0;
-        await foreach (var page in KeyRecordPagesAsync(MaxLegacyScanPages, cancellationToken))
+        foreach (var merchant in (await LegacyMerchantIdsAsync(cancellationToken)).Where(MerchantRecord.IsValidId))
         {
-            foreach (var text in page.Kvs.Select(kv => kv.Value.ToStringUtf8()).Where(text => !text.StartsWith('{')))
+            if ((await CreateMerchantAsync(merchant, null, cancellationToken)).Created)
             {
-                if (MerchantRecord.IsValidId(text) && legacy.Add(text) && (await CreateMerchantAsync(text, null, cancellationToken)).Created)
-                {
-                    created++;
-                }
+                created++;
             }
         }
 
         return created;
+    }
+
+    /// <summary>The merchants from before merchant records whose id a record cannot have (it predates the id check:
+    /// a '.', say; docs/api.md), so that what walks merchants by their records — the webhook events' trim — reaches
+    /// their events too: they were kept for good (a review finding). Read only; the same bound as
+    /// <see cref="RecordLegacyMerchantsAsync"/>. Only ids a key's path can hold (no '/').</summary>
+    public async Task<IReadOnlyList<string>> LegacyMerchantsWithoutRecordsAsync(CancellationToken cancellationToken) =>
+        [.. (await LegacyMerchantIdsAsync(cancellationToken)).Where(merchant => !MerchantRecord.IsValidId(merchant) && AccountId.TryParse(merchant, out _, out _))];
+
+    /// <summary>Every merchant id a key record holds alone (keys issued before merchant records), once each.</summary>
+    private async Task<IReadOnlyCollection<string>> LegacyMerchantIdsAsync(CancellationToken cancellationToken)
+    {
+        var legacy = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var page in KeyRecordPagesAsync(MaxLegacyScanPages, cancellationToken))
+        {
+            legacy.UnionWith(page.Kvs.Select(kv => kv.Value.ToStringUtf8()).Where(text => !text.StartsWith('{')));
+        }
+
+        return legacy;
     }
 }

@@ -218,19 +218,32 @@ public sealed partial class WebhookDispatcher
         var cutoff = EtcdBytes.TimeKey(now - options.EventRetention);
         foreach (var merchant in merchants)
         {
-            var merchantRoot = PaymentEvents.MerchantRoot(records.EventsRoot, merchant);
-            await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
-            {
-                Key = EtcdBytes.Key(merchantRoot), RangeEnd = EtcdBytes.Key(merchantRoot + cutoff),
-            }, cancellationToken: token), cancellationToken);
+            await TrimMerchantAsync(merchant, cutoff, cancellationToken);
         }
 
         // More merchants than one pass takes: the next round goes on from the last.
         trimCursor = more && merchants.Count > 0 ? merchants[^1] : null;
         if (trimCursor is null)
         {
+            // The pass ends with the merchants whose ids no record can have (read once per process, in every region).
+            legacyWithoutRecords ??= await merchantStore.LegacyMerchantsWithoutRecordsAsync(cancellationToken);
+            foreach (var merchant in legacyWithoutRecords)
+            {
+                await TrimMerchantAsync(merchant, cutoff, cancellationToken);
+            }
+
             nextTrim = now + TrimInterval;
         }
+    }
+
+    /// <summary>Deletes the merchant's events older than <paramref name="cutoff"/> (a time key): one range delete.</summary>
+    private async Task TrimMerchantAsync(string merchant, string cutoff, CancellationToken cancellationToken)
+    {
+        var merchantRoot = PaymentEvents.MerchantRoot(records.EventsRoot, merchant);
+        await EtcdConnection.CallAsync(token => etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest
+        {
+            Key = EtcdBytes.Key(merchantRoot), RangeEnd = EtcdBytes.Key(merchantRoot + cutoff),
+        }, cancellationToken: token), cancellationToken);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Webhook {EventId} to endpoint {EndpointId}: attempt {Attempt} failed ({Detail}); next in {Seconds:F0} s")]

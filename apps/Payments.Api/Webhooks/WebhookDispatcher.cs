@@ -70,6 +70,7 @@ public sealed partial class WebhookDispatcher(
     private readonly SemaphoreSlim wake = new(0, 1);
     private DateTimeOffset nextTrim = DateTimeOffset.MinValue;
     private bool legacyMerchantsRecorded;
+    private IReadOnlyList<string>? legacyWithoutRecords;
     private DateTimeOffset nextHandOverCheck = DateTimeOffset.MinValue;
     private bool handedOver;
     private RegionEpochMirror? regionMirror;
