@@ -1,5 +1,4 @@
 using Etcdserverpb;
-using Payments.Domain;
 using Payments.Etcd;
 
 namespace Payments.Merchants;
@@ -44,9 +43,9 @@ public sealed partial class MerchantStore
     /// <summary>The merchants from before merchant records whose id a record cannot have (it predates the id check:
     /// a '.', say; docs/api.md), so that what walks merchants by their records — the webhook events' trim — reaches
     /// their events too: they were kept for good (a review finding). Read only; the same bound as
-    /// <see cref="RecordLegacyMerchantsAsync"/>. Only ids a key's path can hold (no '/').</summary>
+    /// <see cref="RecordLegacyMerchantsAsync"/>. Only ids that stay one segment of a key's path (no '/').</summary>
     public async Task<IReadOnlyList<string>> LegacyMerchantsWithoutRecordsAsync(CancellationToken cancellationToken) =>
-        [.. (await LegacyMerchantIdsAsync(cancellationToken)).Where(merchant => !MerchantRecord.IsValidId(merchant) && AccountId.TryParse(merchant, out _, out _))];
+        [.. (await LegacyMerchantIdsAsync(cancellationToken)).Where(merchant => !MerchantRecord.IsValidId(merchant) && merchant.Length > 0 && !merchant.Contains('/'))];
 
     /// <summary>Every merchant id a key record holds alone (keys issued before merchant records), once each.</summary>
     private async Task<IReadOnlyCollection<string>> LegacyMerchantIdsAsync(CancellationToken cancellationToken)

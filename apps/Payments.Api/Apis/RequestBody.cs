@@ -110,6 +110,9 @@ public static partial class RequestBody
 
     private const int MaxEchoed = 40;
 
+    /// <summary>Characters of the parser's message repeated at most (it may quote the caller's text).</summary>
+    private const int MaxParserMessage = 200;
+
     /// <summary>JSON on the wire is UTF-8 (RFC 8259 §8.1). A leading UTF-8 byte order mark, which that section lets a
     /// parser ignore and some Windows tools write, is dropped — so the same request with or without it is the same
     /// request, for its idempotency fingerprint too. A body in UTF-16 or UTF-32 (a byte order mark, or a NUL among
@@ -176,16 +179,16 @@ public static partial class RequestBody
         // "Path: $ | LineNumber: 0 | BytePositionInLine: 36.", the parser's format: said in the API's words.
         message = message.Replace(" which is not supported in this mode", string.Empty, StringComparison.Ordinal)
             .Replace(" Change the reader options.", string.Empty, StringComparison.Ordinal);
-        if (message.IndexOf(" Path: ", StringComparison.Ordinal) is >= 0 and var cut)
+        if (message.LastIndexOf(" Path: ", StringComparison.Ordinal) is >= 0 and var cut)
         {
-            message = message[..cut];
+            message = message[..cut]; // the last: the parser appends it, after anything of the caller's
         }
 
         if (!message.Contains("System.", StringComparison.Ordinal) && !message.Contains("Payments.", StringComparison.Ordinal)
             && !message.Contains(".NET", StringComparison.Ordinal))
         {
             var at = exception is { LineNumber: { } line, BytePositionInLine: { } position } ? $" (line {line + 1}, byte {position + 1})" : string.Empty;
-            return $"The body is not valid JSON{at}: {message}";
+            return $"The body is not valid JSON{at}: {Reply.Echo(message, MaxParserMessage)}";
         }
 
         if (UnknownProperty().Match(message) is { Success: true } unknown)

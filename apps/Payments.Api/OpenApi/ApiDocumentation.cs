@@ -75,7 +75,8 @@ public static class ApiDocumentation
     /// give (401 without a valid key, 403 without the scope, 429 rate-limited, 503 while etcd or the region is away).</summary>
     public static RouteHandlerBuilder Problems(this RouteHandlerBuilder builder, params int[] statusCodes)
     {
-        foreach (var status in statusCodes.Concat([StatusCodes.Status401Unauthorized, StatusCodes.Status403Forbidden,
+        // 400 on every route too: a malformed Idempotency-Key is refused wherever it is sent.
+        foreach (var status in statusCodes.Concat([StatusCodes.Status400BadRequest, StatusCodes.Status401Unauthorized, StatusCodes.Status403Forbidden,
                      StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable]).Distinct())
         {
             builder.ProducesProblem(status);

@@ -33,9 +33,21 @@ public sealed partial class WebhookDispatcher
         }
 
         // The round's endpoints and event bodies in a transaction or two each, not a read per merchant and per event.
-        var endpointsOf = await endpoints.ListManyAsync([.. fresh.Select(marker => marker.MerchantId)], cancellationToken);
-        var wantingOf = fresh.ToDictionary(marker => marker.Key, marker => endpointsOf[marker.MerchantId].Where(endpoint => endpoint.Wants(marker.Type)).ToArray());
-        var bodies = await deliveries.EventsAsync([.. fresh.Where(marker => wantingOf[marker.Key].Length > 0).Select(marker => marker.LogKey)], cancellationToken);
+        IReadOnlyDictionary<string, IReadOnlyList<WebhookEndpoint>> endpointsOf;
+        Dictionary<string, WebhookEndpoint[]> wantingOf;
+        IReadOnlyDictionary<string, byte[]> bodies;
+        try
+        {
+            endpointsOf = await endpoints.ListManyAsync([.. fresh.Select(marker => marker.MerchantId)], cancellationToken);
+            wantingOf = fresh.ToDictionary(marker => marker.Key, marker => endpointsOf[marker.MerchantId].Where(endpoint => endpoint.Wants(marker.Type)).ToArray());
+            bodies = await deliveries.EventsAsync([.. fresh.Where(marker => wantingOf[marker.Key].Length > 0).Select(marker => marker.LogKey)], cancellationToken);
+        }
+        catch (Exception)
+        {
+            Volatile.Write(ref fullReadWanted, 1); // the markers the watch passed on are out of its queue: read them again
+            throw;
+        }
+
         var started = new List<Task>();
         foreach (var marker in fresh)
         {

@@ -168,19 +168,12 @@ public sealed partial class WebhookDispatcher(
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                try
-                {
-                    await RoundAsync(held, running, cancellationToken);
-                }
-                catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException && !cancellationToken.IsCancellationRequested)
-                {
-                    // etcd away for a moment (a leader election, a read timing out): the lead goes on while the lock
-                    // holds. Ending it dropped what was delivered but not yet recorded, and the next lead sent it all
-                    // again (a review finding). A lost lock ends the lead through its token; a fenced write throws.
-                    LogFault(exception.Message);
-                    await PauseAsync(FaultPause, cancellationToken);
-                }
-
+                // etcd away for a moment (a leader election, a read timing out): the lead goes on while the lock holds.
+                // Ending it dropped what was delivered but not yet recorded, and the next lead sent it all again (a
+                // review finding). A lost lock ends the lead through its token; a fenced write throws. The trim runs
+                // on its own, so a round failing again and again does not stop it.
+                await TransientFaultsPassAsync(() => RoundAsync(held, running, cancellationToken), cancellationToken);
+                await TransientFaultsPassAsync(() => TrimIfDueAsync(cancellationToken), cancellationToken);
                 await PauseAsync(IdlePoll, cancellationToken);
             }
         }
@@ -213,7 +206,21 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    /// <summary>One round of the lead: new events' first attempts, owed deliveries due, what settled recorded, the trim.</summary>
+    /// <summary>Runs <paramref name="step"/>; an etcd fault (not a lost fence) is logged and paused on, not thrown.</summary>
+    private async Task TransientFaultsPassAsync(Func<Task> step, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await step();
+        }
+        catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException && !cancellationToken.IsCancellationRequested)
+        {
+            LogFault(exception.Message);
+            await PauseAsync(FaultPause, cancellationToken);
+        }
+    }
+
+    /// <summary>One round of the lead: new events' first attempts, owed deliveries due, what settled recorded.</summary>
     private async Task RoundAsync(EtcdFencedLock held, List<Task> running, CancellationToken cancellationToken)
     {
         // A passive region trims, and delivers what its own outbox and owed deliveries hold when its last epoch ended by
@@ -230,7 +237,6 @@ public sealed partial class WebhookDispatcher(
         }
 
         await FlushAsync(held, cancellationToken);
-        await TrimIfDueAsync(cancellationToken);
     }
 
     /// <summary>Records in etcd, together, what the attempts since the last round settled: deliveries that succeeded
@@ -254,18 +260,18 @@ public sealed partial class WebhookDispatcher(
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException && !cancellationToken.IsCancellationRequested)
         {
-            // Not recorded (etcd away for a moment): kept in hand for the next round, not dropped to be sent again.
+            // Perhaps not recorded (etcd away for a moment). Deliveries that succeeded stay in hand for the next round:
+            // their deletes compare each key's revision, so doing them again is safe, where dropping them sent them
+            // again. Settled markers are not written twice (their owed deliveries are plain puts: a write that did
+            // commit would bring back a delivery retried or ended meanwhile): a marker still in etcd is read again at
+            // once and its event sent again, as at-least-once allows.
             foreach (var due in done)
             {
                 delivered.Enqueue(due);
             }
 
-            foreach (var marker in settled)
-            {
-                settledMarkers.Enqueue(marker);
-            }
-
-            (done, settled) = ([], []);
+            done = [];
+            Volatile.Write(ref fullReadWanted, 1);
             throw;
         }
         finally
