@@ -310,6 +310,8 @@ public sealed partial class LocalSystem : IAsyncDisposable
         ["Payments__ReviewThresholdMinor"] = ReviewThresholdMinor.ToString(CultureInfo.InvariantCulture),
         ["Payments__RejectAboveMinor"] = RejectAboveMinor.ToString(CultureInfo.InvariantCulture),
         ["Logging__LogLevel__Default"] = "Warning",
+        // The operator's changes (the admin API's audit lines) are logged whatever the default (docs/api.md).
+        ["Logging__LogLevel__Payments.Merchants.MerchantStore"] = "Information",
         ["Telemetry__Exporter"] = Environment.GetEnvironmentVariable("Telemetry__Exporter") ?? "none",
         ["Metrics__Token"] = MetricsToken,
     }.Concat(RegionEnvironment()).Concat(Identity.Environment(role)).Concat(EtcdEnvironment(role)).Concat(SidecarTokenEnvironment(role)).ToDictionary();

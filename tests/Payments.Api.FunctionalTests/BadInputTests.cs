@@ -601,9 +601,20 @@ public sealed class BadInputTests(ApiSystemFixture system)
         request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ApiSystemFixture.AdminToken);
         using var asOperator = await system.AnonymousClient().SendAsync(request);
         Assert.Equal(HttpStatusCode.OK, asOperator.StatusCode);
-        var paths = (await asOperator.JsonAsync()).GetProperty("paths").EnumerateObject().Select(entry => entry.Name).ToArray();
+        var document = await asOperator.JsonAsync();
+        var paths = document.GetProperty("paths").EnumerateObject().Select(entry => entry.Name).ToArray();
         Assert.Contains("/admin/v1/merchants", paths);
         Assert.DoesNotContain("/v1/payments", paths);
+
+        // The operator's bodies state the rules their handlers check too (a black-box probe found none of them).
+        System.Text.Json.JsonElement Members(string route, string method) => document.GetProperty("paths").GetProperty(route).GetProperty(method)
+            .GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("schema").GetProperty("properties");
+        var created = Members("/admin/v1/merchants", "post");
+        Assert.Equal("^[A-Za-z0-9][A-Za-z0-9_-]*$", created.GetProperty("merchantId").GetProperty("pattern").GetString());
+        Assert.Equal(200, created.GetProperty("name").GetProperty("maxLength").GetInt32());
+        Assert.Equal(1, Members("/admin/v1/merchants/{merchantId}/keys", "post").GetProperty("scopes").GetProperty("minItems").GetInt32());
+        Assert.Equal("604800", Members("/admin/v1/merchants/{merchantId}/keys/{keyId}/rotate", "post").GetProperty("overlapSeconds").GetProperty("maximum").GetRawText());
+        Assert.Equal("0", Members("/admin/v1/accounts/{accountId}/overdraft", "put").GetProperty("overdraftLimitMinor").GetProperty("minimum").GetRawText());
     }
 
     /// <summary>The schema itself, following a $ref into components.</summary>

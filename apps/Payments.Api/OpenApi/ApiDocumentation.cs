@@ -307,8 +307,27 @@ public static class ApiDocumentation
                 }
 
                 break;
-            case "overlapSeconds" when request == typeof(Webhooks.RotateWebhookSecretRequest):
-                (member.Minimum, member.Maximum) = ("0", ((long)Webhooks.WebhookEndpointStore.MaxSecretOverlap.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            case "overlapSeconds":
+                var overlap = request == typeof(Webhooks.RotateWebhookSecretRequest) ? Webhooks.WebhookEndpointStore.MaxSecretOverlap : Payments.Merchants.MerchantStore.MaxRotationOverlap;
+                (member.Minimum, member.Maximum) = ("0", ((long)overlap.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                break;
+            case "overdraftLimitMinor" when request == typeof(Contracts.SetOverdraftRequest):
+                member.Minimum = "0";
+                break;
+            case "merchantId":
+                (member.MinLength, member.MaxLength, member.Pattern) = (1, AccountId.MaxLength, "^[A-Za-z0-9][A-Za-z0-9_-]*$");
+                break;
+            case "name":
+                member.MaxLength = Payments.Merchants.MerchantRecord.MaxNameLength;
+                member.Description = $"At most {Payments.Merchants.MerchantRecord.MaxNameLength} UTF-16 code units (an emoji is two), no control or invisible characters.";
+                break;
+            case "scopes":
+                member.MinItems = 1;
+                if (member.Items is OpenApiSchema scope)
+                {
+                    scope.Enum = [.. Payments.Merchants.ApiScopes.All.Select(value => (System.Text.Json.Nodes.JsonNode)value)];
+                }
+
                 break;
         }
     }
