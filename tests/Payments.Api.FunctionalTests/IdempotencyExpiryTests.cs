@@ -36,21 +36,13 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
         // The replica's clock says when the window is over; etcd's own leases do not follow it, so the record's end
         // is played as etcd would play it: the record deleted. It starts a window ago, so that after it the clock is
         // now again (the ledger refuses transfers issued ahead of its own clock).
-        var window = IdempotencyStore.Retention + IdempotencyStore.LeaseBucketWidth;
-        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
-        await using var replica = ReplicaOn(clock);
-        var merchant = NewMerchantId();
-        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
-        var client = throughEdge.Http;
-        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(await system.ClientForAsync(merchant));
-        var key = Guid.NewGuid().ToString();
-        using var first = await client.PayAsync(debtor, creditor, 100, key);
-        var firstId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
-        Assert.Equal("completed", (await client.WaitForStatusAsync(firstId)).GetProperty("status").GetString());
+        await using var paid = await FirstPaymentAWindowAgoAsync();
+        var (clock, merchant, client, key, firstId) = (paid.Clock, paid.Merchant, paid.Client, paid.Key, paid.FirstId);
+        var (debtor, creditor) = (paid.Debtor, paid.Creditor);
 
         if (windowOver)
         {
-            clock.Advance(window);
+            clock.Advance(PaidAWindowAgo.Window);
         }
 
         await ExpireIdempotencyRecordsAsync(merchant);
@@ -72,19 +64,11 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
     [Fact]
     public async Task AKeyNeverCompleted_RetriedInItsRecordsLastHour_FindsItsPayment_NotASecondOne()
     {
-        var window = IdempotencyStore.Retention + IdempotencyStore.LeaseBucketWidth;
-        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - window);
-        await using var replica = ReplicaOn(clock);
-        var merchant = NewMerchantId();
-        await using var throughEdge = await ReplicaClientAsync(replica, merchant);
-        var client = throughEdge.Http;
-        var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(await system.ClientForAsync(merchant));
-        var key = Guid.NewGuid().ToString();
-        using var first = await client.PayAsync(debtor, creditor, 100, key);
-        var firstId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
-        Assert.Equal("completed", (await client.WaitForStatusAsync(firstId)).GetProperty("status").GetString());
+        await using var paid = await FirstPaymentAWindowAgoAsync();
+        var (clock, client, key, firstId) = (paid.Clock, paid.Client, paid.Key, paid.FirstId);
+        var (debtor, creditor) = (paid.Debtor, paid.Creditor);
 
-        await LapseIdempotencyRecordsAsync(merchant);
+        await LapseIdempotencyRecordsAsync(paid.Merchant);
         clock.Advance(IdempotencyStore.Retention + (IdempotencyStore.LeaseBucketWidth / 2));
         using var retry = await client.PayAsync(debtor, creditor, 100, key);
 
@@ -438,6 +422,54 @@ public sealed class IdempotencyExpiryTests(ApiSystemFixture system)
     /// <summary>The cluster's Raft index: one more for every proposal committed.</summary>
     private async Task<ulong> RaftIndexAsync() =>
         (await system.Etcd.MemberMaintenance(0).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5))).RaftIndex;
+
+    /// <summary>A payment of 100 completed under a new key through a replica whose clock starts a key's whole window
+    /// (24 h and its lease bucket) ago, so that advancing it by <see cref="PaidAWindowAgo.Window"/> brings it to now
+    /// again (the ledger refuses transfers issued ahead of its own clock).</summary>
+    private async Task<PaidAWindowAgo> FirstPaymentAWindowAgoAsync()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow - PaidAWindowAgo.Window);
+        var replica = ReplicaOn(clock);
+        EdgeClient? throughEdge = null;
+        try
+        {
+            var merchant = NewMerchantId();
+            throughEdge = await ReplicaClientAsync(replica, merchant);
+            var client = throughEdge.Http;
+            var (debtor, creditor) = await IdempotencyAndIsolationTests.AccountsAsync(await system.ClientForAsync(merchant));
+            var key = Guid.NewGuid().ToString();
+            using var first = await client.PayAsync(debtor, creditor, 100, key);
+            var firstId = (await first.JsonAsync()).GetProperty("paymentId").GetString()!;
+            Assert.Equal("completed", (await client.WaitForStatusAsync(firstId)).GetProperty("status").GetString());
+            return new PaidAWindowAgo(clock, replica, throughEdge, merchant, debtor, creditor, key, firstId);
+        }
+        catch
+        {
+            if (throughEdge is not null)
+            {
+                await throughEdge.DisposeAsync();
+            }
+
+            await replica.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>What <see cref="FirstPaymentAWindowAgoAsync"/> made; disposing it stops the edge, then the replica.</summary>
+    private sealed record PaidAWindowAgo(
+        FakeTimeProvider Clock, WebApplicationFactory<Program> Replica, EdgeClient ThroughEdge,
+        string Merchant, string Debtor, string Creditor, string Key, string FirstId) : IAsyncDisposable
+    {
+        public static readonly TimeSpan Window = IdempotencyStore.Retention + IdempotencyStore.LeaseBucketWidth;
+
+        public HttpClient Client => ThroughEdge.Http;
+
+        public async ValueTask DisposeAsync()
+        {
+            await ThroughEdge.DisposeAsync();
+            await Replica.DisposeAsync();
+        }
+    }
 
     /// <summary>A replica whose clock is <paramref name="clock"/> (the rest of the system keeps real time).</summary>
     private WebApplicationFactory<Program> ReplicaOn(TimeProvider clock) =>
