@@ -1,4 +1,8 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.RegularExpressions;
 using Etcdserverpb;
@@ -102,6 +106,55 @@ public sealed partial class EtcdChartTests
         var certificates = CertificateName().Matches(output).Select(match => match.Groups[1].Value).ToHashSet();
         string[] users = ["root", "maintenance", "ledger", "api", "orchestrator", "failover", "statestore"];
         Assert.Equal(users.Select(user => $"dp-daprpayments-etcd-client-{user}").Append("dp-daprpayments-etcd-member").Append("dp-daprpayments-etcd-ca").Order(), certificates.Order());
+    }
+
+    /// <summary>Found in review: the member certificate named the pods only by the wildcard "*.&lt;headless&gt;", which Go
+    /// accepts but .NET does not (it checks names with OpenSSL's X509_check_host, which refuses a wildcard with fewer
+    /// than two labels after it), so every app would have failed its TLS handshake with etcd on a cluster, while the
+    /// tests dialed 127.0.0.1. A real handshake with the chart's member certificate, under each name the apps dial.</summary>
+    [Fact]
+    public async Task EveryEtcdNameTheAppsDial_PassesDotNetsOwnNameCheck_OnTheMembersCertificate()
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile: null);
+        var member = objects.OfType<V1Secret>().Single(secret => secret.Metadata.Name.EndsWith("-etcd-member", StringComparison.Ordinal)).StringData;
+        var endpoints = objects.OfType<V1Deployment>().SelectMany(deployment => deployment.Spec.Template.Spec.Containers)
+            .SelectMany(container => container.Env ?? []).First(variable => variable.Name == "Payments__EtcdEndpoints").Value;
+        var hosts = endpoints.Split(',').Select(url => new Uri(url).Host).ToArray();
+        Assert.Equal(3, hosts.Length);
+        using var certificate = X509Certificate2.CreateFromPem(member["tls.crt"], member["tls.key"]);
+        using var serving = X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null); // SslStream needs a persisted key
+
+        foreach (var host in hosts)
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var serverSide = Task.Run(async () =>
+            {
+                using var accepted = await listener.AcceptTcpClientAsync(timeout.Token);
+                await using var server = new SslStream(accepted.GetStream());
+                await server.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = serving }, timeout.Token);
+            });
+            using var tcp = new TcpClient();
+            await tcp.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port, timeout.Token);
+            var seen = SslPolicyErrors.None;
+            await using (var client = new SslStream(tcp.GetStream()))
+            {
+                await client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+                {
+                    TargetHost = host,
+                    RemoteCertificateValidationCallback = (_, _, _, errors) =>
+                    {
+                        seen = errors;
+                        return true;
+                    },
+                }, timeout.Token);
+            }
+
+            await serverSide;
+            // The chain is the release's own CA (the apps check it themselves, as EtcdTls does); the name must match.
+            Assert.True((seen & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None, $"{host}: {seen}");
+        }
     }
 
     /// <summary>The rendered chart run for real, as far as this machine allows (no Kubernetes here): its etcd image
