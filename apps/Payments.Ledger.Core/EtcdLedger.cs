@@ -25,7 +25,8 @@ public sealed class EtcdLedger : ILedger
     /// <summary>Most transfers in one linked batch (see <see cref="TransferApplier.MaxBatchTransfers"/>).</summary>
     public const int MaxBatchTransfers = TransferApplier.MaxBatchTransfers;
 
-    /// <summary>etcd's default <c>--max-txn-ops</c>; our clusters are started with it explicitly.</summary>
+    /// <summary>etcd's default <c>--max-txn-ops</c>: the ledger's transactions stay within it, so it runs on any etcd (ours allow
+    /// more, <see cref="Payments.Etcd.EtcdLimits.MaxTxnOps"/>, for Dapr's workflow state).</summary>
     public const int MaxTxnOps = LedgerStore.MaxTxnOps;
 
     /// <summary>Conflicts or unavailable members before an operation gives up (it is safe to retry it later with the same ids).</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Payments.Etcd;
 
 namespace Payments.LocalCluster;
 
@@ -27,15 +28,15 @@ public static class EtcdServerFlags
         ["--experimental-enable-lease-checkpoint=true", "--experimental-enable-lease-checkpoint-persist=true"];
 
     /// <summary>Compaction (periodic, keeping <see cref="CompactionRetention"/>), the backend quota (0: etcd's default
-    /// of 2 GiB) and the transaction size the ledger's batches are sized against (etcd's default, stated so nobody
-    /// lowers it unseen).</summary>
+    /// of 2 GiB) and the transaction size (<see cref="EtcdLimits.MaxTxnOps"/>: above etcd's default, which the apps'
+    /// own transactions stay within, for Dapr's workflow state).</summary>
     /// <param name="compactionRetention">Overrides <see cref="CompactionRetention"/> (a Go duration): soak tests shorten it.</param>
     public static IReadOnlyList<string> Storage(long quotaBackendBytes = 0, string? compactionRetention = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(quotaBackendBytes);
         List<string> flags =
         [
-            "--auto-compaction-mode=periodic", $"--auto-compaction-retention={compactionRetention ?? CompactionRetention}", "--max-txn-ops=128",
+            "--auto-compaction-mode=periodic", $"--auto-compaction-retention={compactionRetention ?? CompactionRetention}", $"--max-txn-ops={EtcdLimits.MaxTxnOps}",
             .. LeaseCheckpoints,
         ];
         if (quotaBackendBytes > 0)

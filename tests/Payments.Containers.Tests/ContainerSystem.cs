@@ -601,7 +601,7 @@ public sealed partial class ContainerSystem : IAsyncLifetime
                   value: |
             {Pem(tls.KeyFile)}
                 - name: maxTxnOps
-                  value: "128"
+                  value: "{EtcdLimits.MaxTxnOps}"
                 - name: actorStateStore
                   value: "true"
             """;

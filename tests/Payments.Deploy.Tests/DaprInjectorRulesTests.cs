@@ -1,3 +1,4 @@
+using Payments.Etcd;
 using k8s.Models;
 
 namespace Payments.Deploy.Tests;
@@ -78,7 +79,11 @@ public sealed class DaprInjectorRulesTests
         Assert.Empty(metadata.Keys.Except(known));
         Assert.Equal("true", metadata["actorStateStore"].Value);
         Assert.All(metadata["endpoints"].Value!.Split(','), endpoint => Assert.DoesNotContain("://", endpoint, StringComparison.Ordinal));
-        Assert.InRange(int.Parse(metadata["maxTxnOps"].Value!, System.Globalization.CultureInfo.InvariantCulture), 1, 128); // etcd's --max-txn-ops
+        Assert.Equal(EtcdLimits.MaxTxnOps, int.Parse(metadata["maxTxnOps"].Value!, System.Globalization.CultureInfo.InvariantCulture));
+        if (objects.OfType<V1StatefulSet>().SingleOrDefault(set => set.Metadata.Name.EndsWith("-etcd", StringComparison.Ordinal)) is { } etcd)
+        {
+            Assert.Contains($"--max-txn-ops={EtcdLimits.MaxTxnOps}", etcd.Spec.Template.Spec.Containers.Single().Args); // the store's bound is etcd's
+        }
 
         var orchestrator = objects.OfType<V1Deployment>().Single(deployment => deployment.Metadata.Name.EndsWith("-orchestrator", StringComparison.Ordinal));
         var etcdSpeaksTls = orchestrator.Spec.Template.Spec.Containers[0].Env.Single(variable => variable.Name == "Payments__EtcdEndpoints").Value

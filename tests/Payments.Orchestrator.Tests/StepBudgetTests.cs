@@ -1,3 +1,4 @@
+using Payments.Etcd;
 using Payments.Orchestrator.Workflows;
 
 namespace Payments.Orchestrator.Tests;
@@ -35,5 +36,23 @@ public sealed class StepBudgetTests
     {
         Assert.True(Budget.MaxAttempts * (Budget.MaxDelay / 2) >= Budget.Budget);
         Assert.Throws<ArgumentOutOfRangeException>(() => Budget.DelayBefore(1, "pay-1", "hold")); // the first attempt does not wait
+    }
+
+    /// <summary>Found in review: Dapr purges a workflow (retention, or the sweeper scheduling it again under its id) by
+    /// deleting its whole history in one etcd transaction, refused past the store's maxTxnOps, which was 128 — a
+    /// payment that rode out a few minutes of outage has more, and could then neither be purged nor resumed. Every
+    /// step of a run at its most attempts (validation, risk and hold before the pivot; the pivot; two compensations,
+    /// the late hold's bar and recording forward), each attempt at most six history events (its timer created and
+    /// fired, the activity scheduled and answered, and an orchestrator start after each), plus the run's own start,
+    /// approval wait and end, must fit the transaction our etcd allows.</summary>
+    [Fact]
+    public void APaymentsLongestHistory_FitsOneEtcdTransaction()
+    {
+        const int EventsPerAttempt = 6;
+        const int RunEvents = 16;
+        var attempts = (3 * PaymentWorkflow.BeforePivot.MaxAttempts) + PaymentWorkflow.Pivot.MaxAttempts + (4 * PaymentWorkflow.Forward.MaxAttempts);
+
+        Assert.InRange((attempts * EventsPerAttempt) + RunEvents, 1, EtcdLimits.MaxTxnOps);
+        Assert.True(attempts * EventsPerAttempt > 128, "the bound this test was written for: etcd's default is not enough");
     }
 }

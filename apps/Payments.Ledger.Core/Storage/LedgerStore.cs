@@ -13,7 +13,8 @@ internal sealed class LedgerStore(EtcdConnection etcd, LedgerKeys keys)
     /// <summary>Conflicts or unavailable members before an operation gives up (it is safe to retry it later with the same ids).</summary>
     public const int MaxAttempts = 32;
 
-    /// <summary>etcd's default <c>--max-txn-ops</c>; our clusters are started with it explicitly.</summary>
+    /// <summary>etcd's default <c>--max-txn-ops</c>: the ledger's transactions stay within it, so it runs on any etcd (ours allow
+    /// more, <see cref="Payments.Etcd.EtcdLimits.MaxTxnOps"/>, for Dapr's workflow state).</summary>
     public const int MaxTxnOps = 128;
 
     public static readonly TimeSpan OperationTimeout = TimeSpan.FromSeconds(20);
