@@ -40,6 +40,10 @@ public static class ProblemTypes
     /// <summary>Admin API: the merchant holds <c>MerchantStore.MaxKeysPerMerchant</c> keys; revoke one first.</summary>
     public const string ApiKeyLimitReached = Base + "api-key-limit-reached";
 
+    /// <summary>The key was rotated already: its successor is the one to rotate (a second rotation made a second
+    /// live successor, and parallel retries of one made several).</summary>
+    public const string ApiKeyAlreadyRotated = Base + "api-key-already-rotated";
+
     /// <summary>Public API: the merchant's deposits in the currency today would pass their daily maximum.</summary>
     public const string DepositVolumeExceeded = Base + "deposit-volume-exceeded";
 

@@ -60,10 +60,14 @@ public sealed record MerchantRecord(string MerchantId, string? Name, DateTimeOff
 /// key is the same credential in the same hands, so four eyes compares holders, not key ids.</param>
 /// <param name="RevokedAt">Set when the key was revoked: it works nowhere from then on, whatever a reader's clock
 /// says (a revoked key is also given <paramref name="ExpiresAt"/>, for readers that predate this field).</param>
+/// <param name="SuccessorId">The key this one was rotated to (null: not rotated, or rotated before this field).</param>
 public sealed record ApiKeyRecord(
     string KeyId, string MerchantId, string Mode, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt,
-    string? HolderId = null, DateTimeOffset? RevokedAt = null)
+    string? HolderId = null, DateTimeOffset? RevokedAt = null, string? SuccessorId = null)
 {
+    /// <summary>Whether the key was rotated (it has an end and was not revoked): it has a successor already.</summary>
+    public bool IsRotated => ExpiresAt is not null && RevokedAt is null;
+
     public string Prefix => ApiKeyModes.Prefix(Mode);
 
     /// <summary>Who holds this key: the first key id of its rotation chain.</summary>
@@ -95,4 +99,5 @@ public enum KeyAdminResult
     MerchantNotFound,
     KeyNotFound,
     KeyLimitReached,
+    KeyAlreadyRotated,
 }

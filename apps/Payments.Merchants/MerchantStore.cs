@@ -151,10 +151,16 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         long? seenRevision = null;
         for (var attempt = 1; attempt <= MaxKeyWriteAttempts; attempt++)
         {
-            if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } old || (seenRevision is { } seen && old.Revision != seen))
+            // Once only: a second rotation (a retry, a double click, parallel calls) made another live successor with
+            // the key's scopes each time, none of them expiring. The successor is the key to rotate.
+            if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } old || (!old.Record.IsRotated && seenRevision is { } seen && old.Revision != seen))
             {
-                // Revoked, or changed by a concurrent call (a rotation: rotating it again would make a second successor).
-                return (KeyAdminResult.KeyNotFound, null);
+                return (KeyAdminResult.KeyNotFound, null); // revoked meanwhile
+            }
+
+            if (old.Record.IsRotated)
+            {
+                return (KeyAdminResult.KeyAlreadyRotated, new IssuedApiKey(string.Empty, old.Record));
             }
 
             seenRevision = old.Revision;
@@ -166,9 +172,9 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
 
             var now = clock.GetUtcNow();
             var endsAt = now + overlap;
-            var retired = old.Record with { ExpiresAt = old.Record.ExpiresAt is { } earlier && earlier < endsAt ? earlier : endsAt };
             // The successor inherits its holder: four eyes must not see a new person in a rotated key.
             var (key, record) = NewKey(merchantId, old.Record.Scopes, old.Record.Holder);
+            var retired = old.Record with { ExpiresAt = endsAt, SuccessorId = record.KeyId };
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(old.Hash), old.Revision));
             request.Compare.Add(KeysUnchangedSince(merchantId, counted));

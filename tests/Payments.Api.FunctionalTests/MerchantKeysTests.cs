@@ -182,6 +182,38 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         Assert.DoesNotContain(listed.EnumerateArray(), key => key.GetProperty("keyId").GetString() == oldKeyId);
     }
 
+    /// <summary>Found by a probe: a key rotated again — an operator's retry, a double click, eight calls at once — made
+    /// another live successor each time (seven of eight parallel calls answered 201), each with the key's scopes and
+    /// none expiring. A key is rotated once; after that the answer is 409 naming its successor.</summary>
+    [Fact]
+    public async Task AKeyRotatedAgain_OrManyTimesAtOnce_HasOneSuccessor_AndTheRestAre409()
+    {
+        using var admin = Admin(system.BaseAddress);
+        var merchant = NewMerchantId();
+        await CreateMerchantAsync(admin, merchant);
+        var (_, keyId) = await IssueAsync(admin, merchant, ApiScopes.AccountsRead);
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+        {
+            using var rotated = await admin.PostAsJsonAsync($"/admin/v1/merchants/{merchant}/keys/{keyId}/rotate", new { overlapSeconds = 60 });
+            return (rotated.StatusCode, Body: await rotated.JsonAsync());
+        }));
+        using var again = await admin.PostAsJsonAsync($"/admin/v1/merchants/{merchant}/keys/{keyId}/rotate", new { overlapSeconds = 60 });
+
+        var successor = Assert.Single(answers, answer => answer.StatusCode == HttpStatusCode.Created).Body.GetProperty("details").GetProperty("keyId").GetString()!;
+        Assert.All(answers.Where(answer => answer.StatusCode != HttpStatusCode.Created).Append((again.StatusCode, Body: await again.JsonAsync())), answer =>
+        {
+            Assert.Equal(HttpStatusCode.Conflict, answer.StatusCode);
+            Assert.EndsWith("/api-key-already-rotated", answer.Body.GetProperty("type").GetString());
+            Assert.Contains(successor, answer.Body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        });
+        var listed = (await admin.GetFromJsonAsync<JsonElement>($"/admin/v1/merchants/{merchant}/keys")).GetProperty("keys").EnumerateArray()
+            .Select(key => key.GetProperty("keyId").GetString()).Order().ToArray();
+        Assert.Equal(new[] { keyId, successor }.Order(), listed);
+        using var next = await admin.PostAsJsonAsync($"/admin/v1/merchants/{merchant}/keys/{successor}/rotate", new { overlapSeconds = 60 });
+        Assert.Equal(HttpStatusCode.Created, next.StatusCode); // the successor is the key to rotate
+    }
+
     [Fact]
     public async Task ATestKey_IsRefusedByALiveDeployment_WithAProblemThatSaysSo()
     {

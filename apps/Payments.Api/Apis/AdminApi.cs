@@ -193,7 +193,7 @@ public static class AdminApi
 
         var overlap = request.OverlapSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : DefaultRotationOverlap;
         var (result, issued) = await store.RotateKeyAsync(merchantId, keyId, overlap, context.RequestAborted);
-        if (issued is not null)
+        if (result == KeyAdminResult.Done && issued is not null)
         {
             audit.LogInformation("Admin: key {KeyId} of merchant {MerchantId} rotated to {NewKeyId} (old key valid {Overlap} more) by {Operator}",
                 keyId, merchantId, issued.Record.KeyId, overlap, OperatorAuthentication.CallerOf(context));
@@ -228,6 +228,9 @@ public static class AdminApi
         KeyAdminResult.MerchantNotFound => MerchantNotFound(merchantId),
         KeyAdminResult.KeyLimitReached => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.ApiKeyLimitReached, "The merchant holds as many keys as it may.",
             $"A merchant holds at most {MerchantStore.MaxKeysPerMerchant} keys (rotated keys count until their overlap ends); revoke one first."),
+        KeyAdminResult.KeyAlreadyRotated => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.ApiKeyAlreadyRotated, "The key was rotated already.",
+            $"Key '{Reply.Echo(keyId ?? string.Empty)}' was rotated {(issued!.Record.SuccessorId is { } successor ? $"to '{successor}'" : "before")} and works until "
+            + $"{issued.Record.ExpiresAt:O}; rotate its successor instead, or revoke this key to end it now."),
         _ => KeyNotFound(merchantId, keyId ?? string.Empty),
     };
 
