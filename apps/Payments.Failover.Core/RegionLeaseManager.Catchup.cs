@@ -31,7 +31,15 @@ public sealed partial class RegionLeaseManager
         {
             try
             {
-                await catchUp(previous, cancellationToken);
+                // The region's other failover process may have caught up and held this epoch already (a process holds
+                // only once caught up): then the copy is done, and draining again would fail for good — the mirror
+                // refuses copies while the region holds an epoch — leaving this process renewing a lease it could not
+                // use, and the region without a writer when the other process went (failover review).
+                if (await mirror.ReadLastEpochAsync(cancellationToken) < epoch)
+                {
+                    await catchUp(previous, cancellationToken);
+                }
+
                 CatchingUpFrom = null;
             }
             catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)

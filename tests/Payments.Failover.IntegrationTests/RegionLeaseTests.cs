@@ -252,6 +252,38 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Empty(catchUps);
     }
 
+    /// <summary>Found in review: a region runs two failover processes. Both saw the record move to their region; the
+    /// first caught up and held the epoch, after which the region's copy of the peer's journal refuses every write
+    /// (the region holds an epoch), so the second's catch-up failed on every tick for good: it renewed a lease it could
+    /// not use, and when the first process went, the region had no writer and the other region could not take over.
+    /// A process whose region has held the epoch already knows the catch-up is done.</summary>
+    [Fact]
+    public async Task ASecondProcessOfARegionThatCaughtUp_DoesNotCatchUpAgain_AndHoldsTheEpoch()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var first = Region("region-b", RegionRole.Standby, clock);
+        var second = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        await first.Manager.TickAsync(CancellationToken.None);
+        await second.Manager.TickAsync(CancellationToken.None); // both have seen region-a active
+        var secondsCatchUps = 0;
+        second.Manager.CatchUp = (_, _) =>
+        {
+            secondsCatchUps++;
+            return Task.FromException(new InvalidOperationException("region-b holds an epoch: no copy of region-a's journal")); // as JournalApplier refuses
+        };
+
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await first.Manager.TickAsync(CancellationToken.None); // promotes, catches up, holds
+        Assert.True(first.Manager.IsWritable);
+        await second.Manager.TickAsync(CancellationToken.None); // sees the record handed to its region
+
+        Assert.Equal(0, secondsCatchUps);
+        Assert.Null(second.Manager.CatchingUpFrom);
+        Assert.True(second.Manager.IsWritable);
+    }
+
     /// <summary>The mirror is held to the region's writable end, never past it: given as a duration, a process paused
     /// between computing it and the hold held the epoch that much longer, into the time the other region may take over.</summary>
     [Fact]
