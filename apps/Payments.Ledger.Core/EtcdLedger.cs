@@ -92,9 +92,7 @@ public sealed class EtcdLedger : ILedger
         request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record)));
         request.Success.Add(SettingsOf(record));
         request.Failure.Add(EtcdBytes.Get(key));
-        var region = regionFence?.Invoke();
-        region?.AddFence(request);
-        var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+        var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
         if (response.Succeeded)
         {
             return new OpenAccountOutcome.Opened(ToAccount(record, version: 1), Created: true);
@@ -139,9 +137,7 @@ public sealed class EtcdLedger : ILedger
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(closed)));
             request.Success.Add(SettingsOf(closed));
-            var region = regionFence?.Invoke();
-            region?.AddFence(request);
-            var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+            var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
             if (response.Succeeded)
             {
                 return new CloseAccountOutcome.Closed(ToAccount(closed, current.Version + 1));
@@ -190,9 +186,7 @@ public sealed class EtcdLedger : ILedger
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, current.ModRevision));
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(changed)));
             request.Success.Add(SettingsOf(changed));
-            var region = regionFence?.Invoke();
-            region?.AddFence(request);
-            var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+            var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
             if (response.Succeeded)
             {
                 return new SetOverdraftOutcome.Set(ToAccount(changed, current.Version + 1), Changed: true);

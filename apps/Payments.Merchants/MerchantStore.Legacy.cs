@@ -45,9 +45,9 @@ public sealed partial class MerchantStore
                 // Its merchant's record first (create-if-absent): RecordLegacyMerchantsAsync finds such merchants by
                 // their legacy key records, which this rewrites.
                 await CreateMerchantAsync(merchantId, null, cancellationToken);
-                migrated += (await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken)).Succeeded ? 1 : 0;
+                migrated += (await TxnAsync(request, cancellationToken)).Succeeded ? 1 : 0;
             }
-            catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException)
+            catch (Exception exception) when (exception is Grpc.Core.RpcException or EtcdContentionException or Payments.Ledger.Contracts.RegionNotWritableException)
             {
                 logger.LogWarning("Could not rewrite legacy API keys ({Error}); the next key load tries again", exception.Message);
                 return;

@@ -146,7 +146,15 @@ public sealed partial class MerchantStore
                 Result = Compare.Types.CompareResult.Greater, Version = 0,
             });
             request.Success.Add(EtcdBytes.Put(UsageKey(hash), ByteString.CopyFromUtf8(usedAt.ToString("O", CultureInfo.InvariantCulture))));
-            await TxnAsync(request, cancellationToken);
+            try
+            {
+                await TxnAsync(request, cancellationToken);
+            }
+            catch (Payments.Ledger.Contracts.RegionNotWritableException)
+            {
+                return; // the standby's: kept (one entry per key) until its region writes, or this replica stops
+            }
+
             unflushedUse.TryRemove(new KeyValuePair<string, DateTimeOffset>(hash, usedAt));
         }
     }

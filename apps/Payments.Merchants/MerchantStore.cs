@@ -96,7 +96,6 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         throw new EtcdContentionException($"The keys of merchant {merchantId} kept changing during {MaxKeyWriteAttempts} attempts to add one.");
     }
 
-
     /// <summary>The merchant's keys (at most <see cref="MaxKeysPerMerchant"/>), oldest first; keys whose rotation
     /// overlap has ended are removed on the way.</summary>
     public async Task<IReadOnlyList<ApiKeyListing>?> ListKeysAsync(string merchantId, CancellationToken cancellationToken)
@@ -324,23 +323,6 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             : null;
     }
 
-    /// <summary>Removes an ended key from the merchant's index, with its record unless <paramref name="keepRecord"/>: a
-    /// revoked key's record stays, marked revoked, because deleting it could overtake the shipping of its revocation
-    /// (a deletion is not shipped), and the standby would keep the key live. Revocations are the operator's acts, so
-    /// what stays is bounded by them.</summary>
-    private async Task DeleteKeyAsync(string merchantId, string keyId, string hash, bool keepRecord, CancellationToken cancellationToken)
-    {
-        var request = new TxnRequest();
-        if (!keepRecord)
-        {
-            request.Success.Add(EtcdBytes.Delete(KeyRecordKey(hash)));
-        }
-
-        request.Success.Add(EtcdBytes.Delete(KeyIndexKey(merchantId, keyId)));
-        request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
-        await TxnAsync(request, cancellationToken);
-    }
-
     /// <summary>Writes the value unless the key exists; null when written, else the stored value.</summary>
     private async Task<ByteString?> PutIfAbsentAsync(string key, ByteString value, CancellationToken cancellationToken)
     {
@@ -367,9 +349,6 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         }, cancellationToken: token), cancellationToken);
         return response.Kvs;
     }
-
-    private Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
-        EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
 
     private string MerchantKey(string merchantId) => root + "merchants/" + merchantId;
 

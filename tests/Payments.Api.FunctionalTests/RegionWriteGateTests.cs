@@ -41,6 +41,34 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         Assert.Equal(endpoint.Secrets.Select(secret => secret.Secret), kept.Secrets.Select(secret => secret.Secret));
     }
 
+    /// <summary>Found in review: merchants and keys are shipped from the active region only, but their writes carried
+    /// no fence: an operator's revocation reaching the API just after a switchover (its view of the epoch is polled)
+    /// was answered 204 and never reached the region now serving the key, where it kept working. Every write of the
+    /// merchant store now carries the region's fence; a listing in the standby is still served.</summary>
+    [Fact]
+    public async Task AKeyIsNotRevoked_ByARegionDemotedSinceItsLastLook_AndStaysListed()
+    {
+        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
+        var mirror = new RegionEpochMirror(system.Etcd, prefix);
+        Assert.True(await mirror.HoldAsync(2, TimeSpan.FromSeconds(30), CancellationToken.None));
+        var watcher = new RegionEpochWatcher(system.Etcd, prefix, TimeProvider.System);
+        await watcher.RefreshAsync(CancellationToken.None);
+        var store = new MerchantStore(system.Etcd, prefix + "api/") { RegionFence = watcher.CurrentFence };
+        await store.CreateMerchantAsync("fenced-merchant", null, CancellationToken.None);
+        var (_, issued) = await store.IssueKeyAsync("fenced-merchant", ApiScopes.Default, CancellationToken.None);
+        Assert.NotNull(issued); // while the region holds its epoch
+
+        await mirror.ReleaseAsync(CancellationToken.None); // demoted; the watcher has not looked again
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
+            () => store.RevokeKeyAsync("fenced-merchant", issued.Record.KeyId, CancellationToken.None));
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
+            () => store.RotateKeyAsync("fenced-merchant", issued.Record.KeyId, TimeSpan.Zero, CancellationToken.None));
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
+            () => store.IssueKeyAsync("fenced-merchant", ApiScopes.Default, CancellationToken.None));
+        var listed = Assert.Single((await store.ListKeysAsync("fenced-merchant", CancellationToken.None))!);
+        Assert.Equal((issued.Record.KeyId, null), (listed.Record.KeyId, listed.Record.ExpiresAt));
+    }
+
     [Fact]
     public async Task StandbyRegion_RefusesWrites_UntilItsEpochIsMirrored_AndAgainAfterDemotion()
     {

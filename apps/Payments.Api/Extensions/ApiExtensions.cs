@@ -203,7 +203,10 @@ public static class ApiExtensions
     {
         services.AddSingleton(provider => new MerchantStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.ApiPrefix, provider.GetRequiredService<TimeProvider>(),
-            provider.GetRequiredService<ApiOptions>().KeyMode));
+            provider.GetRequiredService<ApiOptions>().KeyMode)
+        {
+            RegionFence = provider.GetRequiredService<RegionGate>().Enabled ? provider.GetRequiredService<RegionEpochWatcher>().CurrentFence : null,
+        });
         services.AddSingleton(provider => new PaymentRecordStore(provider.GetRequiredService<EtcdConnection>(), etcd.PaymentsPrefix)
         {
             OutboxPrefix = etcd.WebhookOutboxPrefix,

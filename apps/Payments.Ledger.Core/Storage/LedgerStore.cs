@@ -61,6 +61,24 @@ internal sealed class LedgerStore(EtcdConnection etcd, LedgerKeys keys)
         return values;
     }
 
+    /// <summary><see cref="RetryingAsync"/> for a write carrying the region's fence, taken afresh for every attempt:
+    /// taken once, a retry sent after the region's writable deadline (an etcd election of many seconds, which also
+    /// renews every lease's TTL) still carried a fence that said it was not past it, and committed in a region that
+    /// had handed over (failover review). Returns the fence of the attempt that was answered.</summary>
+    public async Task<(TxnResponse Response, IWriteFence? Region)> FencedTxnAsync(
+        TxnRequest request, Func<IWriteFence?>? regionFence, CancellationToken cancellationToken)
+    {
+        IWriteFence? region = null;
+        var response = await RetryingAsync(token =>
+        {
+            var attempt = request.Clone();
+            region = regionFence?.Invoke();
+            region?.AddFence(attempt);
+            return TxnAsync(attempt, token);
+        }, cancellationToken);
+        return (response, region);
+    }
+
     /// <summary>Retries a call that is safe to repeat while etcd is unavailable.</summary>
     public async Task<T> RetryingAsync<T>(Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken)
     {

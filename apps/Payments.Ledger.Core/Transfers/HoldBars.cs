@@ -41,9 +41,7 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
             request.Compare.Add(EtcdBytes.ModRevisionIs(holdKey, 0));
             request.Success.Add(EtcdBytes.Put(holdKey, LedgerJson.Encode(new HoldRecord(cancel.PendingId.Value, HoldStatus.Voided, until, cancel.Id.Value))));
             request.Success.Add(EtcdBytes.Put(Keys.Expiry(until, cancel.PendingId), LedgerJson.Encode(string.Empty)));
-            var region = regionFence?.Invoke();
-            region?.AddFence(request);
-            var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+            var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
             if (response.Succeeded)
             {
                 LedgerMetrics.HoldsBarred.Add(1);
@@ -99,9 +97,7 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
 
         request.Success.Add(EtcdBytes.Delete(indexKey));
         fence.AddFence(request);
-        var region = regionFence?.Invoke();
-        region?.AddFence(request);
-        var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+        var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
         RegionFences.ThrowIfFencedOff(region, response);
         return response.Succeeded;
     }

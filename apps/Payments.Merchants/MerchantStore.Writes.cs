@@ -1,0 +1,48 @@
+using Etcdserverpb;
+using Payments.Etcd;
+
+namespace Payments.Merchants;
+
+public sealed partial class MerchantStore
+{
+    /// <summary>The region's epoch fence (null: a single region), carried by every write: merchants and keys reach the
+    /// other region from the active one only, and the API's view of the epoch is polled, so a revocation made just
+    /// after a switchover was answered 204 and the key kept working in the region now serving it (failover review).</summary>
+    public Func<IWriteFence?>? RegionFence { get; init; }
+
+    /// <summary>A transaction; one that writes carries <see cref="RegionFence"/>, and refused by it throws
+    /// <see cref="Payments.Ledger.Contracts.RegionNotWritableException"/> (the API answers 503 region-not-writable).</summary>
+    private async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken)
+    {
+        var fence = request.Success.Concat(request.Failure).Any(op => op.RequestCase is not RequestOp.RequestOneofCase.RequestRange) ? RegionFence?.Invoke() : null;
+        fence?.AddFence(request);
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        return fence is not null && fence.WasFencedOff(response)
+            ? throw new Payments.Ledger.Contracts.RegionNotWritableException($"This region no longer holds {fence.Description}: nothing was written.")
+            : response;
+    }
+
+    /// <summary>Removes an ended key from the merchant's index, with its record unless <paramref name="keepRecord"/>: a
+    /// revoked key's record stays, marked revoked, because deleting it could overtake the shipping of its revocation
+    /// (a deletion is not shipped), and the standby would keep the key live. Revocations are the operator's acts, so
+    /// what stays is bounded by them.</summary>
+    private async Task DeleteKeyAsync(string merchantId, string keyId, string hash, bool keepRecord, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        if (!keepRecord)
+        {
+            request.Success.Add(EtcdBytes.Delete(KeyRecordKey(hash)));
+        }
+
+        request.Success.Add(EtcdBytes.Delete(KeyIndexKey(merchantId, keyId)));
+        request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
+        try
+        {
+            await TxnAsync(request, cancellationToken);
+        }
+        catch (Payments.Ledger.Contracts.RegionNotWritableException)
+        {
+            // A listing in the standby region: the clean-up is the active region's, and the listing is still served.
+        }
+    }
+}
