@@ -110,6 +110,12 @@ public sealed class CosmosSettings
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(containers);
         using var setup = new CancellationTokenSource(SetupTimeout);
+        var account = await client.ReadAccountAsync();
+        if (AccountProblem(account.Consistency.DefaultConsistencyLevel, account.WritableRegions.Count()) is { } problem)
+        {
+            throw new InvalidOperationException(problem);
+        }
+
         var ensured = new List<Container>();
         foreach (var name in containers)
         {
@@ -136,6 +142,27 @@ public sealed class CosmosSettings
 
         return ensured;
     }
+
+    /// <summary>The consistency the account must default to: Strong, which the lease and RPO 0 rest on (below); the
+    /// local server, which cannot be set so and is never used in production, says Session.</summary>
+    public ConsistencyLevel RequiredConsistency => AcceptAnyServerCertificate ? ConsistencyLevel.Session : ConsistencyLevel.Strong;
+
+    /// <summary>What is wrong with an account of this default consistency and number of write regions for the region
+    /// lease and the journal (null: nothing). Found in review: nothing checked it. With a weaker level a write-region
+    /// failover may lose writes the old write region acknowledged — the active region's last renewals among them — so
+    /// the standby could win a record whose lease looked expired while the old region still wrote (two writers), and a
+    /// standby could read the journal's head from a replica behind it and take over without the last pages; with more
+    /// than one write region ETag compares hold per region only and both regions could win the record (ADR 0003,
+    /// docs/deploy.md). The services that decide on the lease and the journal refuse to start on such an account.</summary>
+    public string? AccountProblem(ConsistencyLevel defaultConsistency, int writableRegions) =>
+        writableRegions != 1
+            ? $"The Cosmos DB account has {writableRegions} write regions; the active-region lease needs exactly one (multi-region " +
+              "writes settle conflicts by last writer wins, so both regions could hold the lease). Turn multi-region writes off (docs/deploy.md)."
+            : defaultConsistency != RequiredConsistency
+                ? $"The Cosmos DB account's default consistency is {defaultConsistency}; the active-region lease and the journal need " +
+                  $"{RequiredConsistency} (a write-region failover may otherwise lose the active region's last renewals and pages, and both " +
+                  "regions could write). Set the account's default consistency to Strong (docs/deploy.md)."
+                : null;
 
     /// <summary>Creates the database and a container partitioned by <c>/id</c> when missing (idempotent).</summary>
     public static async Task<Container> EnsureContainerAsync(CosmosClient client, string database, string container, CancellationToken cancellationToken)

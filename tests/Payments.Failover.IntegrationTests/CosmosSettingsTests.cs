@@ -1,3 +1,4 @@
+using Microsoft.Azure.Cosmos;
 using Payments.Cosmos;
 
 namespace Payments.Failover.IntegrationTests;
@@ -32,5 +33,31 @@ public sealed class CosmosSettingsTests
 
         var error = Assert.Throws<InvalidOperationException>(() => settings.CreateClient());
         Assert.Contains("Cosmos:Key", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Found in review: nothing checked the account the lease and the journal rest on. One write region and
+    /// Strong consistency, or the services that decide on them refuse to start, saying what to change. (The local
+    /// server reports Session and cannot be set otherwise; it is held to Session, and every failover test reads its
+    /// account through this check.)</summary>
+    [Theory]
+    [InlineData(ConsistencyLevel.Strong, 1, null)]
+    [InlineData(ConsistencyLevel.Session, 1, "default consistency is Session")]
+    [InlineData(ConsistencyLevel.BoundedStaleness, 1, "default consistency is BoundedStaleness")]
+    [InlineData(ConsistencyLevel.Strong, 2, "2 write regions")]
+    public void AnAccount_MustHaveOneWriteRegion_AndStrongConsistency(ConsistencyLevel consistency, int writeRegions, string? refused)
+    {
+        var problem = new CosmosSettings { Endpoint = Endpoint }.AccountProblem(consistency, writeRegions);
+
+        if (refused is null)
+        {
+            Assert.Null(problem);
+        }
+        else
+        {
+            Assert.Contains(refused, problem, StringComparison.Ordinal);
+            Assert.Contains("docs/deploy.md", problem, StringComparison.Ordinal);
+        }
+
+        Assert.Null(new CosmosSettings { Endpoint = Endpoint, AcceptAnyServerCertificate = true }.AccountProblem(ConsistencyLevel.Session, 1));
     }
 }
