@@ -25,12 +25,15 @@ public sealed record ActiveRegionRecord(
 
 /// <summary>The active-region record in Cosmos DB, changed only by compare-and-swap on its ETag: of two regions that
 /// read the same version and both try to take it, exactly one succeeds (the other gets 412). Point operations only.</summary>
-public sealed class ActiveRegionStore(Container container)
+/// <param name="serverErrorMeansMissing">The local Cosmos-compatible server answers 500 for a missing document where
+/// Cosmos DB answers 404 (<c>CosmosSettings.ServerErrorMeansMissing</c>): read as 404 then.</param>
+public sealed class ActiveRegionStore(Container container, bool serverErrorMeansMissing = false)
 {
     /// <summary>Creates the record for the first active region, if there is none yet (a second bootstrap is a no-op).</summary>
-    public async Task BootstrapAsync(string region, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    public async Task BootstrapAsync(string region, DateTimeOffset leaseUntil, CancellationToken cancellationToken, long epoch = 1)
     {
-        var record = new ActiveRegionRecord(ActiveRegionRecord.DocumentId, region, 1, leaseUntil.ToUnixTimeMilliseconds());
+        ArgumentOutOfRangeException.ThrowIfLessThan(epoch, 1);
+        var record = new ActiveRegionRecord(ActiveRegionRecord.DocumentId, region, epoch, leaseUntil.ToUnixTimeMilliseconds());
         try
         {
             await container.CreateItemAsync(record, new PartitionKey(record.Id), cancellationToken: cancellationToken);
@@ -41,10 +44,18 @@ public sealed class ActiveRegionStore(Container container)
         }
     }
 
+    /// <summary>The record and its ETag; a missing record is a <see cref="CosmosException"/> with 404.</summary>
     public async Task<(ActiveRegionRecord Record, string ETag)> ReadAsync(CancellationToken cancellationToken)
     {
-        var response = await container.ReadItemAsync<ActiveRegionRecord>(ActiveRegionRecord.DocumentId, new PartitionKey(ActiveRegionRecord.DocumentId), cancellationToken: cancellationToken);
-        return (response.Resource, response.ETag);
+        try
+        {
+            var response = await container.ReadItemAsync<ActiveRegionRecord>(ActiveRegionRecord.DocumentId, new PartitionKey(ActiveRegionRecord.DocumentId), cancellationToken: cancellationToken);
+            return (response.Resource, response.ETag);
+        }
+        catch (CosmosException exception) when (serverErrorMeansMissing && exception.StatusCode == HttpStatusCode.InternalServerError)
+        {
+            throw new CosmosException("The active-region record is missing.", HttpStatusCode.NotFound, 0, exception.ActivityId, exception.RequestCharge);
+        }
     }
 
     /// <summary>Replaces the record if it is still at <paramref name="etag"/>; the new ETag, or null when it changed.</summary>

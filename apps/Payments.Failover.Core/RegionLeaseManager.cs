@@ -92,12 +92,19 @@ public sealed partial class RegionLeaseManager(
         string etag;
         try
         {
-            if (options.Role == RegionRole.Active)
+            if (options.Role == RegionRole.Active && await BootstrapEpochAsync(cancellationToken) is { } first)
             {
-                await store.BootstrapAsync(options.Name, time.GetUtcNow() + options.LeaseDuration, cancellationToken);
+                await store.BootstrapAsync(options.Name, time.GetUtcNow() + options.LeaseDuration, cancellationToken, first);
             }
 
             (record, etag) = await store.ReadAsync(cancellationToken);
+            recordMissingSince = null;
+        }
+        catch (CosmosException exception) when (exception.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            RecordMissing();
+            await DemoteIfDueAsync(cancellationToken);
+            return;
         }
         catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
         {

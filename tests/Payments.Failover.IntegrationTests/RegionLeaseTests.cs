@@ -53,7 +53,7 @@ public sealed class FailoverFixture : EtcdClusterFixture, IAsyncLifetime
         var regionContainer = client.GetContainer(container.Database.Id, container.Id);
         var mirror = new RegionEpochMirror(etcd ?? Connection, $"/test/{container.Id}/{name}/");
         var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
-        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
+        return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer, serverErrorMeansMissing: true), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
     }
 }
 
@@ -282,6 +282,40 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(0, secondsCatchUps);
         Assert.Null(second.Manager.CatchingUpFrom);
         Assert.True(second.Manager.IsWritable);
+    }
+
+    /// <summary>Found in review: the region configured active created the record with epoch 1 whenever it was missing,
+    /// at once — lost later (deleted by hand, a container re-created, an account restored), that made a second writer
+    /// while the region holding the lease wrote to its deadline, and an epoch below the one that region mirrored. It is
+    /// created again only after a whole lease and the promotion margin, above every epoch the region knows of, and the
+    /// region that held it demotes.</summary>
+    [Fact]
+    public async Task ALostRecord_IsMadeAgain_OnlyAfterALeaseAndItsMargin_WithAHigherEpoch()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        var b = Region("region-b", RegionRole.Standby, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        await b.Manager.TickAsync(CancellationToken.None); // region-b holds epoch 2
+        await a.Manager.TickAsync(CancellationToken.None);
+        Assert.True(b.Manager.IsWritable);
+        Assert.Equal(RegionRole.Standby, a.Manager.Role);
+
+        await container.DeleteItemAsync<ActiveRegionRecord>(ActiveRegionRecord.DocumentId, new PartitionKey(ActiveRegionRecord.DocumentId));
+        await a.Manager.TickAsync(CancellationToken.None);
+        await b.Manager.TickAsync(CancellationToken.None); // cannot renew: writes only to its deadline
+        clock.Advance(Defaults.LeaseDuration + Defaults.PromotionMargin - TimeSpan.FromSeconds(1));
+        await a.Manager.TickAsync(CancellationToken.None);
+        var missing = await Assert.ThrowsAsync<CosmosException>(() => new ActiveRegionStore(container, serverErrorMeansMissing: true).ReadAsync(CancellationToken.None));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.False(b.Manager.IsWritable); // past its deadline before the record can be made again
+
+        clock.Advance(TimeSpan.FromSeconds(2));
+        await a.Manager.TickAsync(CancellationToken.None);
+        await b.Manager.TickAsync(CancellationToken.None);
+        Assert.Equal(("region-a", 3L), (a.Manager.LastSeen!.ActiveRegion, a.Manager.LastSeen.Epoch));
+        Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
     }
 
     /// <summary>The mirror is held to the region's writable end, never past it: given as a duration, a process paused

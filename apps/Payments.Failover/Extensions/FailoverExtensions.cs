@@ -61,7 +61,7 @@ public static class FailoverExtensions
         services.AddSingleton(_ => client); // created by a factory: disposed with the container
         services.AddEtcd(etcd, regional: false); // the failover service writes the mirror itself; it reads no fence
         services.AddEtcdLedger(fenced: false); // the standby's applier: runs only while nothing else writes
-        services.AddSingleton(new ActiveRegionStore(control));
+        services.AddSingleton(new ActiveRegionStore(control, cosmos.ServerErrorMeansMissing));
         // The mirror's deadline is real time, like its etcd lease's TTL, and the apps read it with their real clocks: the
         // system clock, whatever clock drives the lease manager (a fake one in tests).
         services.AddSingleton(provider => new RegionEpochMirror(provider.GetRequiredService<EtcdConnection>(), etcd.KeyPrefix));
