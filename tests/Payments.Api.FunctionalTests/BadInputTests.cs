@@ -585,6 +585,35 @@ public sealed class BadInputTests(ApiSystemFixture system)
         Assert.Equal(ProblemTypes.NotFound, (await response.JsonAsync()).GetProperty("type").GetString());
     }
 
+    /// <summary>Found by a probe: two Authorization headers, even both with the same valid key, were read as one
+    /// unknown key ("k, Bearer k") and told "The API key is unknown, revoked or expired". Now told to send it once.</summary>
+    [Fact]
+    public async Task TwoAuthorizationHeaders_Are401_ToldToSendOne()
+    {
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/events");
+        request.Headers.TryAddWithoutValidation("Authorization", ["Bearer " + key, "Bearer " + key]);
+
+        using var response = await system.AnonymousClient().SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("Bearer", response.Headers.WwwAuthenticate.ToString());
+        var problem = await response.JsonAsync();
+        Assert.Equal(ProblemTypes.Unauthorized, problem.GetProperty("type").GetString());
+        Assert.Contains("Authorization header once", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Found by a probe: an offset's '+' sent unencoded reads as a space, and the answer did not say why.</summary>
+    [Fact]
+    public async Task ASinceWithItsPlusUnencoded_IsToldToSendItAsPercent2B()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync("/v1/events?since=2026-12-06T17:00:00+01:00");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("%2B", (await response.JsonAsync()).GetProperty("errors").GetProperty("since").GetString(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("/openapi/admin.json")]
     [InlineData("/OpenAPI/Admin.json")]

@@ -70,6 +70,16 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         }
 
         var header = context.Request.Headers.Authorization.ToString();
+        if (context.Request.Headers.Authorization.Count > 1 || header.Contains(',', StringComparison.Ordinal))
+        {
+            // Two headers, or two credentials in one (a client joins repeated headers with ", "): they read as one
+            // unknown key ("k, Bearer k"), and the caller was told its key was unknown. Keys have no comma.
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
+                "Send the Authorization header once, with one key.").ToResult().ExecuteAsync(context);
+            return;
+        }
+
         var key = header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase) ? header[Scheme.Length..].Trim() : null; // RFC 9110 §11.1: the scheme is case-insensitive
         var principal = string.IsNullOrEmpty(key) || key.Length > MaxKeyLength || !store.IsCached(key)
             ? await AuthenticateLimitedAsync(context, store, key)

@@ -43,7 +43,8 @@ public static partial class WebhooksApi
             }
             else
             {
-                errors["since"] = $"since must be an RFC 3339 time with its offset, e.g. 2026-12-03T10:00:00Z, at most {MaxSinceAhead.TotalHours:0} h ahead of now.";
+                errors["since"] = $"since must be an RFC 3339 time with its offset, e.g. 2026-12-03T10:00:00Z, at most {MaxSinceAhead.TotalHours:0} h ahead of now"
+                    + (sinceText.ToString().Contains(' ', StringComparison.Ordinal) ? " (a '+' in a query string reads as a space: send an offset's '+' as %2B)." : ".");
             }
         }
 
