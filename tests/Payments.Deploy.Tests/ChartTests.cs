@@ -436,6 +436,22 @@ public sealed class ChartTests
             "components/dapr.yaml is out of date: regenerate it with the helm template command named in its header.");
     }
 
+    /// <summary>Found in review: nothing spread etcd's members over zones, so two of three could share one, whose loss
+    /// loses the majority. The region values refuse that (DoNotSchedule); kind's nodes carry no zone label, which
+    /// DoNotSchedule refuses outright, so the Tilt values only prefer it — or the members would never schedule there.</summary>
+    [Theory]
+    [InlineData("values-region-a.yaml", "DoNotSchedule")]
+    [InlineData("values-region-b.yaml", "DoNotSchedule")]
+    [InlineData("values-region-a.yaml+" + TiltDevValues, "ScheduleAnyway")]
+    [InlineData("ci/minimal-values.yaml", "ScheduleAnyway")]
+    public async Task EtcdMembers_SpreadOverZones_AsTheClusterAllows(string valuesFile, string whenUnsatisfiable)
+    {
+        var etcd = Assert.Single((await RenderAsync(valuesFile)).OfType<V1StatefulSet>(), set => set.Metadata.Name.EndsWith("-etcd", StringComparison.Ordinal));
+
+        var zones = Assert.Single(etcd.Spec.Template.Spec.TopologySpreadConstraints, constraint => constraint.TopologyKey == "topology.kubernetes.io/zone");
+        Assert.Equal((1, whenUnsatisfiable), (zones.MaxSkew, zones.WhenUnsatisfiable));
+    }
+
     /// <summary>Renders the chart with <paramref name="valuesFile"/> over the defaults (null: the defaults alone).</summary>
     internal static async Task<List<object>> RenderAsync(string? valuesFile)
     {
