@@ -150,6 +150,7 @@ public sealed class ChartTests
     [InlineData("ingress.enabled=true,ingress.controllerNamespace=", "ingress.controllerNamespace")]
     [InlineData("etcd.storageSize=4Gi", "etcd.quotaBackendBytes")]
     [InlineData("etcd.storageSize=6Gi", "etcd.quotaBackendBytes")] // equal: no room for the rest of the data dir
+    [InlineData("etcd.storageSize=12Gi", "etcd.quotaBackendBytes")] // a defragmentation's copy of a full 6 GiB database would not fit
     [InlineData("apps.api.autoscaling.minReplicas=5,apps.api.autoscaling.maxReplicas=3", "apps.api.autoscaling")]
     [InlineData("apps.ledger.port=9464", "apps.ledger.port")] // the metrics port: the app could not bind
     [InlineData("payments.approvalTimeout=6.00:00:00", "payments.approvalTimeout")] // the apps would refuse to start
