@@ -110,7 +110,7 @@ public sealed class CosmosSettings
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(containers);
         using var setup = new CancellationTokenSource(SetupTimeout);
-        var account = await client.ReadAccountAsync();
+        var account = await client.ReadAccountAsync().WaitAsync(setup.Token);
         if (AccountProblem(account.Consistency.DefaultConsistencyLevel, account.WritableRegions.Count()) is { } problem)
         {
             throw new InvalidOperationException(problem);
@@ -155,9 +155,11 @@ public sealed class CosmosSettings
     /// than one write region ETag compares hold per region only and both regions could win the record (ADR 0003,
     /// docs/deploy.md). The services that decide on the lease and the journal refuse to start on such an account.</summary>
     public string? AccountProblem(ConsistencyLevel defaultConsistency, int writableRegions) =>
-        writableRegions != 1
+        writableRegions > 1
             ? $"The Cosmos DB account has {writableRegions} write regions; the active-region lease needs exactly one (multi-region " +
               "writes settle conflicts by last writer wins, so both regions could hold the lease). Turn multi-region writes off (docs/deploy.md)."
+            : writableRegions < 1
+                ? "The Cosmos DB account reports no write region; the active-region lease needs exactly one (docs/deploy.md)."
             : defaultConsistency != RequiredConsistency
                 ? $"The Cosmos DB account's default consistency is {defaultConsistency}; the active-region lease and the journal need " +
                   $"{RequiredConsistency} (a write-region failover may otherwise lose the active region's last renewals and pages, and both " +

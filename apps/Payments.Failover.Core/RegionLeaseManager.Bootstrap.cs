@@ -38,14 +38,25 @@ public sealed partial class RegionLeaseManager
             return 1;
         }
 
-        return recordMissingSince is { } since && time.GetUtcNow() - since >= options.LeaseDuration + options.PromotionMargin
-            ? Math.Max(lastHeld, LastSeen?.Epoch ?? 0) + 1
-            : null;
+        if (recordMissingSince is not { } since || time.GetUtcNow() - since < options.LeaseDuration + options.PromotionMargin)
+        {
+            return null;
+        }
+
+        var epoch = Math.Max(lastHeld, LastSeen?.Epoch ?? 0) + 1;
+        logger.LogError("Region {Region}: the active-region record has been missing since {Since:O}; creating it again with epoch {Epoch}",
+            options.Name, since, epoch);
+        return epoch;
     }
 
     private void RecordMissing()
     {
-        recordMissingSince ??= time.GetUtcNow();
+        if (recordMissingSince is not null)
+        {
+            return; // said once per episode (every tick would be an error every 2 s, a standby's on every fresh install)
+        }
+
+        recordMissingSince = time.GetUtcNow();
         logger.LogError(
             "Region {Region}: the active-region record is missing from Cosmos DB (since {Since:O}); {Next}",
             options.Name, recordMissingSince, options.Role == RegionRole.Active

@@ -31,11 +31,12 @@ public sealed partial class RegionLeaseManager
         {
             try
             {
-                // The region's other failover process may have caught up and held this epoch already (a process holds
-                // only once caught up): then the copy is done, and draining again would fail for good — the mirror
-                // refuses copies while the region holds an epoch — leaving this process renewing a lease it could not
-                // use, and the region without a writer when the other process went (failover review).
-                if (await mirror.ReadLastEpochAsync(cancellationToken) < epoch)
+                // The region's other failover process may have caught up and hold this epoch now (a process holds only
+                // once caught up): then the copy is done, and draining again would fail for good — the mirror refuses
+                // copies while the region holds an epoch — leaving this process renewing a lease it could not use, and
+                // the region without a writer when the other process went (failover review). This very epoch held now,
+                // not merely one as high held once: a record made again after it was lost may reuse an epoch number.
+                if (await mirror.ReadAsync(cancellationToken) != epoch)
                 {
                     await catchUp(previous, cancellationToken);
                 }

@@ -100,7 +100,7 @@ public sealed partial class RegionLeaseManager(
             (record, etag) = await store.ReadAsync(cancellationToken);
             recordMissingSince = null;
         }
-        catch (CosmosException exception) when (exception.StatusCode == System.Net.HttpStatusCode.NotFound)
+        catch (CosmosException exception) when (exception.StatusCode == System.Net.HttpStatusCode.NotFound && exception.SubStatusCode == 0)
         {
             RecordMissing();
             await DemoteIfDueAsync(cancellationToken);

@@ -22,7 +22,7 @@ public sealed partial class MerchantStore
             return revision;
         }
 
-        if ((await ListKeysAsync(merchantId, cancellationToken))?.Count >= MaxKeysPerMerchant)
+        if ((await ListKeysAsync(merchantId, servedWhenFencedOff: false, cancellationToken))?.Count >= MaxKeysPerMerchant)
         {
             return null;
         }

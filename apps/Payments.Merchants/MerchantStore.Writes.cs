@@ -15,11 +15,20 @@ public sealed partial class MerchantStore
     private async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken)
     {
         var fence = request.Success.Concat(request.Failure).Any(op => op.RequestCase is not RequestOp.RequestOneofCase.RequestRange) ? RegionFence?.Invoke() : null;
-        fence?.AddFence(request);
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        return fence is not null && fence.WasFencedOff(response)
+        if (fence is null)
+        {
+            return await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        }
+
+        // The fence around the whole request, not among its compares: a failed compare runs the failure branch, and
+        // some requests write there (an account's claim under its namespaced id) — a fenced-off claim still wrote.
+        var fenced = new TxnRequest();
+        fenced.Success.Add(new RequestOp { RequestTxn = request });
+        fence.AddFence(fenced);
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(fenced, cancellationToken: token), cancellationToken);
+        return fence.WasFencedOff(response)
             ? throw new Payments.Ledger.Contracts.RegionNotWritableException($"This region no longer holds {fence.Description}: nothing was written.")
-            : response;
+            : response.Responses[0].ResponseTxn;
     }
 
     /// <summary>Removes an ended key from the merchant's index, with its record unless <paramref name="keepRecord"/>: a
@@ -36,13 +45,6 @@ public sealed partial class MerchantStore
 
         request.Success.Add(EtcdBytes.Delete(KeyIndexKey(merchantId, keyId)));
         request.Success.Add(EtcdBytes.Delete(UsageKey(hash)));
-        try
-        {
-            await TxnAsync(request, cancellationToken);
-        }
-        catch (Payments.Ledger.Contracts.RegionNotWritableException)
-        {
-            // A listing in the standby region: the clean-up is the active region's, and the listing is still served.
-        }
+        await TxnAsync(request, cancellationToken);
     }
 }

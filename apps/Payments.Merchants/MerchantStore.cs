@@ -97,8 +97,13 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     }
 
     /// <summary>The merchant's keys (at most <see cref="MaxKeysPerMerchant"/>), oldest first; keys whose rotation
-    /// overlap has ended are removed on the way.</summary>
-    public async Task<IReadOnlyList<ApiKeyListing>?> ListKeysAsync(string merchantId, CancellationToken cancellationToken)
+    /// overlap has ended are removed on the way (in a standby region that cannot write, left for the active one).</summary>
+    public Task<IReadOnlyList<ApiKeyListing>?> ListKeysAsync(string merchantId, CancellationToken cancellationToken) =>
+        ListKeysAsync(merchantId, servedWhenFencedOff: true, cancellationToken);
+
+    /// <param name="servedWhenFencedOff">False for a count before a write: a clean-up the region's fence refused
+    /// leaves the ended keys counted, and the caller must answer 503, not "the merchant holds as many keys as it may".</param>
+    private async Task<IReadOnlyList<ApiKeyListing>?> ListKeysAsync(string merchantId, bool servedWhenFencedOff, CancellationToken cancellationToken)
     {
         if (await GetMerchantAsync(merchantId, cancellationToken) is null)
         {
@@ -129,8 +134,16 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
             var record = stored is null ? null : DecodeKey(stored.Value);
             if (record is null || record.IsExpired(now))
             {
-                await DeleteKeyAsync(merchantId, index[item].Key.ToStringUtf8()[KeyIndexPrefix(merchantId).Length..], hash,
-                    keepRecord: record?.RevokedAt is not null, cancellationToken);
+                try
+                {
+                    await DeleteKeyAsync(merchantId, index[item].Key.ToStringUtf8()[KeyIndexPrefix(merchantId).Length..], hash,
+                        keepRecord: record?.RevokedAt is not null, cancellationToken);
+                }
+                catch (Payments.Ledger.Contracts.RegionNotWritableException) when (servedWhenFencedOff)
+                {
+                    // A listing in the standby region: the clean-up is the active region's, and the listing is served.
+                }
+
                 continue;
             }
 

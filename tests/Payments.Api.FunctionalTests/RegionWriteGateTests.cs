@@ -67,6 +67,16 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
             () => store.IssueKeyAsync("fenced-merchant", ApiScopes.Default, CancellationToken.None));
         var listed = Assert.Single((await store.ListKeysAsync("fenced-merchant", CancellationToken.None))!);
         Assert.Equal((issued.Record.KeyId, null), (listed.Record.KeyId, listed.Record.ExpiresAt));
+
+        // A claim writes in its compare's failure branch (the merchant's own namespaced form, when another merchant
+        // holds the plain id): the fence among its compares sent it there, and it wrote (diff review). Nothing now.
+        Assert.True(await mirror.HoldAsync(3, TimeSpan.FromSeconds(30), CancellationToken.None));
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.Equal("other-merchant", await store.ClaimAccountAsync("shared-id", "other-merchant", CancellationToken.None));
+        await mirror.ReleaseAsync(CancellationToken.None);
+        await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
+            () => store.ClaimAccountAsync("shared-id", "fenced-merchant", "fenced-merchant~shared-id", CancellationToken.None));
+        Assert.Null((await store.AccountFactsAsync(["fenced-merchant~shared-id"], CancellationToken.None))[0].Owner);
     }
 
     [Fact]

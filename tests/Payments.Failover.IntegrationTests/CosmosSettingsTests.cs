@@ -44,6 +44,7 @@ public sealed class CosmosSettingsTests
     [InlineData(ConsistencyLevel.Session, 1, "default consistency is Session")]
     [InlineData(ConsistencyLevel.BoundedStaleness, 1, "default consistency is BoundedStaleness")]
     [InlineData(ConsistencyLevel.Strong, 2, "2 write regions")]
+    [InlineData(ConsistencyLevel.Strong, 0, "no write region")]
     public void AnAccount_MustHaveOneWriteRegion_AndStrongConsistency(ConsistencyLevel consistency, int writeRegions, string? refused)
     {
         var problem = new CosmosSettings { Endpoint = Endpoint }.AccountProblem(consistency, writeRegions);

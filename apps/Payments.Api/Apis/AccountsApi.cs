@@ -122,7 +122,7 @@ public static class AccountsApi
             {
                 await store.CountAccountOpenedAsync(merchant, CancellationToken.None);
             }
-            catch (Grpc.Core.RpcException)
+            catch (Exception exception) when (exception is Grpc.Core.RpcException or Payments.Ledger.Contracts.RegionNotWritableException)
             {
                 // uncounted, as above
             }
