@@ -20,12 +20,7 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
     [Fact]
     public async Task AnEndpointIsNotChanged_ByARegionDemotedSinceItsLastLook_AndStaysAsItWas()
     {
-        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
-        var mirror = new RegionEpochMirror(system.Etcd, prefix);
-        Assert.True(await mirror.HoldAsync(2, TimeSpan.FromSeconds(30), CancellationToken.None));
-        var watcher = new RegionEpochWatcher(system.Etcd, prefix, TimeProvider.System);
-        await watcher.RefreshAsync(CancellationToken.None);
-        Assert.True(watcher.IsWritable);
+        var (prefix, mirror, watcher) = await RegionHoldingEpochTwoAsync();
         var store = new Payments.Api.Webhooks.WebhookEndpointStore(system.Etcd, prefix + "webhooks/", TimeProvider.System) { RegionFence = watcher.CurrentFence };
         var (endpoint, created) = (await store.CreateAsync("fenced-merchant", "https://example.com/hooks", [], null, CancellationToken.None))!.Value;
         Assert.True(created); // while the region holds its epoch
@@ -48,11 +43,7 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
     [Fact]
     public async Task AKeyIsNotRevoked_ByARegionDemotedSinceItsLastLook_AndStaysListed()
     {
-        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
-        var mirror = new RegionEpochMirror(system.Etcd, prefix);
-        Assert.True(await mirror.HoldAsync(2, TimeSpan.FromSeconds(30), CancellationToken.None));
-        var watcher = new RegionEpochWatcher(system.Etcd, prefix, TimeProvider.System);
-        await watcher.RefreshAsync(CancellationToken.None);
+        var (prefix, mirror, watcher) = await RegionHoldingEpochTwoAsync();
         var store = new MerchantStore(system.Etcd, prefix + "api/") { RegionFence = watcher.CurrentFence };
         await store.CreateMerchantAsync("fenced-merchant", null, CancellationToken.None);
         var (_, issued) = await store.IssueKeyAsync("fenced-merchant", ApiScopes.Default, CancellationToken.None);
@@ -182,6 +173,18 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
     }
 
     private static StringContent Json(string json) => new(json, System.Text.Encoding.UTF8, "application/json");
+
+    /// <summary>A region of its own prefix holding epoch 2, and a watcher that has seen it (writable).</summary>
+    private async Task<(string Prefix, RegionEpochMirror Mirror, RegionEpochWatcher Watcher)> RegionHoldingEpochTwoAsync()
+    {
+        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
+        var mirror = new RegionEpochMirror(system.Etcd, prefix);
+        Assert.True(await mirror.HoldAsync(2, TimeSpan.FromSeconds(30), CancellationToken.None));
+        var watcher = new RegionEpochWatcher(system.Etcd, prefix, TimeProvider.System);
+        await watcher.RefreshAsync(CancellationToken.None);
+        Assert.True(watcher.IsWritable);
+        return (prefix, mirror, watcher);
+    }
 
     /// <summary>The API's view of the mirror is polled (every 500 ms): wait for it, bounded.</summary>
     private static async Task WaitForReadyzAsync(HttpClient client, HttpStatusCode expected)

@@ -260,11 +260,9 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task ASecondProcessOfARegionThatCaughtUp_DoesNotCatchUpAgain_AndHoldsTheEpoch()
     {
-        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var a = Region("region-a", RegionRole.Active, clock);
+        var (clock, a) = await RegionAActiveAsync();
         var first = Region("region-b", RegionRole.Standby, clock);
         var second = Region("region-b", RegionRole.Standby, clock);
-        await a.Manager.TickAsync(CancellationToken.None);
         await first.Manager.TickAsync(CancellationToken.None);
         await second.Manager.TickAsync(CancellationToken.None); // both have seen region-a active
         var secondsCatchUps = 0;
@@ -274,7 +272,7 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
             return Task.FromException(new InvalidOperationException("region-b holds an epoch: no copy of region-a's journal")); // as JournalApplier refuses
         };
 
-        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        PastItsLease(clock, a.Manager);
         await first.Manager.TickAsync(CancellationToken.None); // promotes, catches up, holds
         Assert.True(first.Manager.IsWritable);
         await second.Manager.TickAsync(CancellationToken.None); // sees the record handed to its region
@@ -292,11 +290,9 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task ALostRecord_IsMadeAgain_OnlyAfterALeaseAndItsMargin_WithAHigherEpoch()
     {
-        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var a = Region("region-a", RegionRole.Active, clock);
+        var (clock, a) = await RegionAActiveAsync();
         var b = Region("region-b", RegionRole.Standby, clock);
-        await a.Manager.TickAsync(CancellationToken.None);
-        clock.SetUtcNow(a.Manager.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
+        PastItsLease(clock, a.Manager);
         await b.Manager.TickAsync(CancellationToken.None); // region-b holds epoch 2
         await a.Manager.TickAsync(CancellationToken.None);
         Assert.True(b.Manager.IsWritable);
@@ -561,6 +557,19 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
 
         Assert.Throws<InvalidOperationException>(() => options.Validate());
     }
+
+    /// <summary>A fake clock, and region-a (configured active) after its first tick: epoch 1, its lease running.</summary>
+    private async Task<(FakeTimeProvider Clock, (RegionLeaseManager Manager, RegionEpochMirror Mirror) A)> RegionAActiveAsync()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
+        var a = Region("region-a", RegionRole.Active, clock);
+        await a.Manager.TickAsync(CancellationToken.None);
+        return (clock, a);
+    }
+
+    /// <summary>The clock just past the lease <paramref name="holder"/> last saw, and its promotion margin: a standby may promote.</summary>
+    private static void PastItsLease(FakeTimeProvider clock, RegionLeaseManager holder) =>
+        clock.SetUtcNow(holder.LastSeen!.LeaseUntil + Defaults.PromotionMargin + TimeSpan.FromSeconds(1));
 
     private (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
         string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null, EtcdConnection? etcd = null) =>
