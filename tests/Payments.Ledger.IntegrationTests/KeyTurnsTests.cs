@@ -33,13 +33,17 @@ public sealed class KeyTurnsTests(EtcdClusterFixture etcd)
             Assert.True((await ledger.TransferAsync(Transfer($"kt-{run}-warm-{creditor.Value}", debtor, creditor), timeout.Token)).IsApplied);
         }
 
-        var before = conflicts.Count;
+        var (before, unavailableBefore) = (conflicts.Count, conflicts.Unavailable);
         // Linked batches are not grouped: each is its own transaction, and all of them change the debtor.
         var outcomes = await Task.WhenAll(creditors.Select(creditor =>
             ledger.ApplyBatchAsync([Transfer($"kt-{run}-pay-{creditor.Value}", debtor, creditor)], timeout.Token)));
 
         Assert.All(outcomes, outcome => Assert.True(outcome.Succeeded, outcome.Error?.Detail));
-        Assert.Equal(0, conflicts.Count - before);
+        // No compare lost — unless etcd left a write's outcome unknown meanwhile (a call past its deadline on a starved
+        // CI machine): its turn then ends with the write possibly still landing, and the next writer may lose to it,
+        // as it must. Seen once in CI; the turns are what this asserts, not etcd's timing.
+        Assert.True(conflicts.Count - before == 0 || conflicts.Unavailable > unavailableBefore,
+            $"{conflicts.Count - before} compare(s) lost with etcd answering every call");
         Assert.Equal(-2 * Creditors, await LedgerAssert.BalanceAsync(ledger, debtor));
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
     }
@@ -53,7 +57,12 @@ public sealed class KeyTurnsTests(EtcdClusterFixture etcd)
     {
         private int count;
 
+        private int unavailable;
+
         public int Count => Volatile.Read(ref count);
+
+        /// <summary>Writes whose outcome etcd left unknown (unavailable, or past a call's deadline).</summary>
+        public int Unavailable => Volatile.Read(ref unavailable);
 
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
@@ -61,9 +70,14 @@ public sealed class KeyTurnsTests(EtcdClusterFixture etcd)
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (formatter(state, exception).StartsWith("Ledger transaction conflicted", StringComparison.Ordinal))
+            var message = formatter(state, exception);
+            if (message.StartsWith("Ledger transaction conflicted", StringComparison.Ordinal))
             {
                 Interlocked.Increment(ref count);
+            }
+            else if (message.StartsWith("etcd unavailable during a ledger write", StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref unavailable);
             }
         }
     }
