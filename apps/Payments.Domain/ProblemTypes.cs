@@ -37,6 +37,10 @@ public static class ProblemTypes
     public const string MerchantNotFound = Base + "merchant-not-found";
     public const string ApiKeyNotFound = Base + "api-key-not-found";
 
+    /// <summary>Admin API: a merchant with this id exists under another name (a create is idempotent only for the same
+    /// body: answering 200 with the old record told the operator nothing of the name not taken).</summary>
+    public const string MerchantExists = Base + "merchant-exists";
+
     /// <summary>Admin API: the merchant holds <c>MerchantStore.MaxKeysPerMerchant</c> keys; revoke one first.</summary>
     public const string ApiKeyLimitReached = Base + "api-key-limit-reached";
 

@@ -45,6 +45,16 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
             Assert.Equal(HttpStatusCode.OK, again.StatusCode); // create is idempotent
         }
 
+        // Only for the same body: another name (or none) is 409 and the record keeps its name.
+        foreach (var other in new object[] { new { merchantId = merchant, name = "Other Ltd" }, new { merchantId = merchant } })
+        {
+            using var renamed = await admin.PostAsJsonAsync("/admin/v1/merchants", other);
+            Assert.Equal(HttpStatusCode.Conflict, renamed.StatusCode);
+            Assert.EndsWith("/merchant-exists", (await renamed.JsonAsync()).GetProperty("type").GetString());
+        }
+
+        Assert.Equal("Keys Ltd", JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/merchants/{merchant}")).RootElement.GetProperty("name").GetString());
+
         // Scopes in a chunked body without a Content-Type: refused for its type, and no key issued — taken for no body,
         // it issued a key with the default (broader) scopes.
         using (var untyped = new HttpRequestMessage(HttpMethod.Post, $"/admin/v1/merchants/{merchant}/keys")

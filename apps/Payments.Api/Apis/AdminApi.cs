@@ -23,7 +23,7 @@ public static class AdminApi
             .AddEndpointFilter(Payments.Api.Regions.RegionWriteGate.AdminWritesAsync)
             .WithDescription("The operator's API (Authorization: Bearer <operator token>; merchant keys are refused). Not routed by the public edge.");
         admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant")
-            .JsonBody<CreateMerchantRequest>().Produces<MerchantResponse>(StatusCodes.Status201Created).Produces<MerchantResponse>().Problems(400, 413, 415);
+            .JsonBody<CreateMerchantRequest>().Produces<MerchantResponse>(StatusCodes.Status201Created).Produces<MerchantResponse>().Problems(400, 409, 413, 415);
         admin.MapGet("/merchants/{merchantId}", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
             await store.GetMerchantAsync(merchantId, cancellationToken) is { } merchant
                 ? Reply.Json(StatusCodes.Status200OK, ToResponse(merchant)).ToResult()
@@ -139,6 +139,12 @@ public static class AdminApi
         }
 
         var (merchant, created) = await store.CreateMerchantAsync(request.MerchantId!, request.Name, context.RequestAborted);
+        if (!created && !string.Equals(merchant.Name, request.Name, StringComparison.Ordinal))
+        {
+            return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.MerchantExists, "This merchant exists with another name.",
+                $"Merchant '{merchant.MerchantId}' exists " + (merchant.Name is null ? "without a name" : $"named '{merchant.Name}'") + "; nothing was changed.").ToResult();
+        }
+
         if (created)
         {
             audit.LogInformation("Admin: merchant {MerchantId} created by {Operator}", merchant.MerchantId, OperatorAuthentication.CallerOf(context));
