@@ -72,6 +72,36 @@ public sealed class PaymentStatusWaitReadsTests(ApiSystemFixture system)
         }
     }
 
+    /// <summary>Found in review: a wait held its replica's shutdown, and the pod's drain, for up to its 30 s. The
+    /// replica's stop answers every wait with the status as it stands, and a wait asked for after it is answered at
+    /// once (the client asks again and reaches a replica that stays).</summary>
+    [Fact]
+    public async Task AReplicaStopping_AnswersItsWaitsAtOnce_WithTheStatusAsItStands()
+    {
+        var records = new PaymentRecordStore(system.Etcd, $"/functional-waits/{Guid.NewGuid():N}/");
+        var lifetime = new Microsoft.Extensions.Hosting.Internal.ApplicationLifetime(NullLogger<Microsoft.Extensions.Hosting.Internal.ApplicationLifetime>.Instance);
+        using var waits = new PaymentStatusWaits(records, system.Etcd, TimeProvider.System, NullLogger<PaymentStatusWaits>.Instance, lifetime);
+        await waits.StartAsync(CancellationToken.None);
+        var order = new PaymentOrder($"pay_{Guid.NewGuid():N}", "m", "acct-d", "acct-c", 100, "USD", null);
+        var pending = PaymentRecord.Accepted(order, DateTimeOffset.UtcNow);
+        Task<PaymentRecord?> Wait() => waits.WaitAsync(order.PaymentId, PaymentStatus.Pending, Bound,
+            _ => Task.FromResult<PaymentRecord?>(pending), record => record, CancellationToken.None, "m");
+        try
+        {
+            var waiting = Wait();
+            await WaitUntilAsync(() => waits.Waiting == 1);
+
+            lifetime.StopApplication();
+            Assert.Equal(PaymentStatus.Pending, (await waiting.WaitAsync(Bound / 3))?.Status);
+            Assert.Equal(PaymentStatus.Pending, (await Wait().WaitAsync(Bound / 3))?.Status);
+            Assert.Equal(0, waits.Waiting);
+        }
+        finally
+        {
+            await waits.StopAsync(CancellationToken.None);
+        }
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         var waited = System.Diagnostics.Stopwatch.StartNew();

@@ -36,9 +36,15 @@ public sealed class DaprInjectorRulesTests
     /// <summary>Dapr 1.18's: the same file at v1.18.3 (2dcf2e35) adds two.</summary>
     private static readonly string[] Injector118 = [.. Injector117, "dapr.io/actors-disseminate-timeout", "dapr.io/enable-native-sidecar"];
 
+    /// <summary>The 1.18 annotations whose absence on 1.17 is safe because the chart keeps what 1.17 needs beside
+    /// them: the native sidecar (1.18.2+) only makes daprd outlive the app's drain, which block-shutdown-duration
+    /// approximates on 1.17.</summary>
+    private static readonly string[] Only118ButSafeWithout = ["dapr.io/enable-native-sidecar"];
+
     /// <summary>The chart may use an annotation only if every supported Dapr version reads it (Chart.yaml's
-    /// daprpayments.dev/dapr-supported: 1.17 and 1.18); one only 1.18 reads would be ignored on 1.17.</summary>
-    private static readonly HashSet<string> InjectorAnnotations = [.. Injector117.Intersect(Injector118)];
+    /// daprpayments.dev/dapr-supported: 1.17 and 1.18); one only 1.18 reads would be ignored on 1.17 — but for
+    /// <see cref="Only118ButSafeWithout"/>.</summary>
+    private static readonly HashSet<string> InjectorAnnotations = [.. Injector117.Intersect(Injector118), .. Only118ButSafeWithout.Intersect(Injector118)];
 
     [Theory]
     [MemberData(nameof(ChartTests.ValuesFiles), MemberType = typeof(ChartTests))]

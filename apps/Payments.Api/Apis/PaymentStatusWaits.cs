@@ -6,9 +6,14 @@ namespace Payments.Api.Apis;
 /// <summary>Where <c>GET /v1/payments/{id}?wait=</c> waits: one etcd watch per replica on the payment records wakes
 /// the requests waiting on a payment when its record changes — the saga writes every status a client sees into it —
 /// so a client learns of the change as it happens, and a waiting request costs no read until then.</summary>
-public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnection etcd, TimeProvider time, ILogger<PaymentStatusWaits> logger)
+/// <param name="lifetime">Its stop ends every wait with the status as it stands: a wait held the replica's shutdown
+/// (and the pod's drain) for up to 30 s; answered, the client asks again and reaches a replica that stays.</param>
+public sealed class PaymentStatusWaits(
+    PaymentRecordStore records, EtcdConnection etcd, TimeProvider time, ILogger<PaymentStatusWaits> logger, IHostApplicationLifetime? lifetime = null)
     : BackgroundService
 {
+    private readonly CancellationToken stopping = lifetime?.ApplicationStopping ?? CancellationToken.None;
+
     /// <summary>The longest wait a client may ask for: under the edge's and the ingress's 60 s read timeouts, and
     /// under the common 100 s of HTTP clients.</summary>
     public const int MaxWaitSeconds = 30;
@@ -104,7 +109,8 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
         Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken)
     {
         var deadline = time.GetUtcNow() + wait;
-        using var place = wait > TimeSpan.Zero ? changes.TryEnter() : null;
+        using var place = wait > TimeSpan.Zero && !stopping.IsCancellationRequested ? changes.TryEnter() : null;
+        using var ends = place is null ? null : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
         PaymentRecord? current = null;
         for (var reads = 1; reads <= MaxReadsPerWait; reads++)
         {
@@ -119,7 +125,7 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
 
             try
             {
-                var changed = await change.WaitAsync(remaining < RecheckInterval ? remaining : RecheckInterval, time, cancellationToken);
+                var changed = await change.WaitAsync(remaining < RecheckInterval ? remaining : RecheckInterval, time, ends!.Token);
                 if (changed is { IsEmpty: false } && visible(PaymentRecordStore.FromUtf8(changed.Span)) is { } after && (after.IsTerminal || after.Status != from))
                 {
                     return after;
@@ -128,6 +134,10 @@ public sealed class PaymentStatusWaits(PaymentRecordStore records, EtcdConnectio
             catch (TimeoutException)
             {
                 // No event in time: read again (the recheck), or answer if the wait is over.
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                return current; // the replica stops: the status as last read, which the client asks about again elsewhere
             }
         }
 
