@@ -28,6 +28,7 @@ public sealed class PodShutdownTests
             Assert.True(pod.TerminationGracePeriodSeconds >= sleep + AppShutdownSeconds + SidecarShutdownSeconds,
                 $"{valuesFile}: {app.Metadata.Name} grace {pod.TerminationGracePeriodSeconds} s");
             Assert.Equal("true", app.Spec.Template.Metadata.Annotations["dapr.io/enable-native-sidecar"]);
+            Assert.Equal("2000", app.Spec.Template.Metadata.Annotations["dapr.io/app-health-probe-timeout"]); // not cut off by a pause
 
             // A new pod first: the default let a rollout of ten take two at once.
             Assert.Equal(("0", "1"), (app.Spec.Strategy.RollingUpdate.MaxUnavailable.Value, app.Spec.Strategy.RollingUpdate.MaxSurge.Value));
