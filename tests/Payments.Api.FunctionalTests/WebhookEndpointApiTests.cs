@@ -382,9 +382,24 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.True((await response.JsonAsync()).GetProperty("errors").TryGetProperty(field, out _));
     }
 
+    /// <summary>60 characters: a label DNS takes, five of which make a name it does not (over 253).</summary>
+    private const string Label60 = "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij";
+
     [Theory]
+    [InlineData("https://" + Label60 + "." + Label60 + "." + Label60 + "." + Label60 + ".com/p", false, true)]
+    [InlineData("https://" + Label60 + "." + Label60 + "." + Label60 + "." + Label60 + "." + Label60 + ".com/p", false, false)]
     [InlineData("https://hooks.example.com/p", false, true)]
     [InlineData("https://hooks.example.com:443/p", false, true)]
+    [InlineData("https://b\u00fccher.example.com/p", false, true)] // an IDN, sent as xn--bcher-kva
+    [InlineData("https://xn--bcher-kva.example.com/p", false, true)]
+    [InlineData("https://hooks-1.ex-ample.com./p", false, true)]
+    [InlineData("https://-a.com/p", false, false)] // found by a probe: no resolver or certificate carries these names
+    [InlineData("https://a-.com/p", false, false)]
+    [InlineData("https://exa_mple.com/p", false, false)]
+    [InlineData("https://xn--.com/p", false, false)]
+    [InlineData("https://xn--a.com/p", false, false)]
+    [InlineData("https://hooks.123/p", false, false)]
+    [InlineData("https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com/p", false, false)] // 64 characters
     // Deliveries leave the cluster on 443 alone (the chart's NetworkPolicy); no other service of a public host.
     [InlineData("https://hooks.example.com:8443/p", false, false)]
     [InlineData("https://hooks.example.com:25/p", false, false)]

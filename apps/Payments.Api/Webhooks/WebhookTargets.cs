@@ -67,6 +67,11 @@ public static class WebhookTargets
         }
 
         var host = uri.IdnHost.TrimEnd('.');
+        if (!loopback && uri.HostNameType != UriHostNameType.IPv4 && !IsHostName(host))
+        {
+            return "url's host must be a DNS host name: labels of letters, digits and inner hyphens, at most 63 characters each and 253 in all.";
+        }
+
         if (!loopback && (uri.IsLoopback || (IPAddress.TryParse(host, out var address) && !IsPublic(address))
                           || !host.Contains('.', StringComparison.Ordinal)
                           || InternalSuffixes.Any(suffix => host.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))))
@@ -75,6 +80,34 @@ public static class WebhookTargets
         }
 
         return null;
+    }
+
+    /// <summary>Whether <paramref name="host"/> (IDNA's ASCII form, no trailing dot) is a name a receiver can have: Uri
+    /// took "-a.com", "exa_mple.com", "xn--.com", 70-character labels and 310-character names, which no resolver or
+    /// certificate carries, and each held one of the merchant's endpoint places for good (RFC 1123 2.1, RFC 5890 for
+    /// "xn--" labels; a top-level label of digits only would be an address).</summary>
+    private static bool IsHostName(string host)
+    {
+        var labels = host.Split('.');
+        return host.Length <= 253 && !labels[^1].All(char.IsAsciiDigit) && labels.All(label =>
+            label.Length is > 0 and <= 63 && label[0] != '-' && label[^1] != '-' && label.All(c => char.IsAsciiLetterOrDigit(c) || c == '-')
+            && (!label.StartsWith("xn--", StringComparison.OrdinalIgnoreCase) || IsPunycode(label)));
+    }
+
+    /// <summary>An "xn--" label that decodes, to visible characters ("xn--a" is U+0080), that encode back to it.</summary>
+    private static bool IsPunycode(string label)
+    {
+        var idn = new System.Globalization.IdnMapping();
+        try
+        {
+            var unicode = idn.GetUnicode(label);
+            return unicode.Length > 0 && !unicode.EnumerateRunes().Any(Payments.Api.Apis.HiddenText.IsHiddenOrControl)
+                && string.Equals(idn.GetAscii(unicode), label, StringComparison.OrdinalIgnoreCase);
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A connection to the first public address the host resolves to (or loopback one, when
