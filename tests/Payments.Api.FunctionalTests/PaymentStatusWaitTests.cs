@@ -58,6 +58,40 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
         Assert.Equal(0, asked.Count);
     }
 
+    /// <summary>Found by a probe: a wait begun with a key answered the payment 13 s after the key was revoked (the key
+    /// was checked only when the request came). The wait checks it again before it answers.</summary>
+    [Fact]
+    public async Task AWaitWhoseKeyIsRevokedMeanwhile_Answers401_NotThePayment()
+    {
+        await using var replica = system.StartReplica(_ => { });
+        using var admin = MerchantKeysTests.Admin(system.BaseAddress);
+        var merchant = MerchantKeysTests.NewMerchantId();
+        await MerchantKeysTests.CreateMerchantAsync(admin, merchant);
+        var (creatorKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, [.. ApiScopes.All]);
+        var (readerKey, readerKeyId) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsRead);
+        await using var creator = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, creatorKey);
+        await using var reader = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, readerKey);
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await creator.Http.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await creator.Http.OpenAccountAsync(creditor);
+        var paymentId = (await (await creator.Http.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
+            .GetProperty("paymentId").GetString()!;
+        await creator.Http.WaitForStatusAsync(paymentId, "awaiting_approval"); // stays so: nobody decides
+
+        var waits = replica.Services.GetRequiredService<PaymentStatusWaits>();
+        var waiting = reader.Http.GetAsync($"/v1/payments/{paymentId}?wait=20&status=awaiting_approval");
+        await PollUntilAsync(() => waits.Waiting >= 1 || waiting.IsCompleted);
+        Assert.False(waiting.IsCompleted, "The request answered before the revocation: it did not wait.");
+        using (var revoked = await admin.DeleteAsync($"/admin/v1/merchants/{merchant}/keys/{readerKeyId}"))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, revoked.StatusCode);
+        }
+
+        using var answer = await waiting;
+        Assert.Equal(HttpStatusCode.Unauthorized, answer.StatusCode);
+        Assert.EndsWith("/unauthorized", (await answer.JsonAsync()).GetProperty("type").GetString());
+    }
+
     [Theory]
     [InlineData("wait=31", "wait")]
     [InlineData("wait=-1", "wait")]

@@ -12,7 +12,7 @@ namespace Payments.Api.Apis;
 /// waits (bounded) for the status to change instead of the client polling.</summary>
 public static class PaymentReads
 {
-    public static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services, PaymentStatusWaits waits)
+    public static async Task<IResult> GetAsync(string paymentId, HttpContext context, PaymentServices services, PaymentStatusWaits waits, Payments.Merchants.MerchantStore keys)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(services);
@@ -31,9 +31,20 @@ public static class PaymentReads
         }
 
         var merchant = ApiKeyMiddleware.MerchantOf(context);
-        var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration,
-            cancellationToken => services.CurrentAsync(paymentId, merchant, cancellationToken),
+        var withdrawn = false; // the key stopped standing during the wait: found at a recheck's read, or at its end
+        async Task<PaymentRecord?> ReadAsync(CancellationToken cancellationToken)
+        {
+            withdrawn = wait.Duration > TimeSpan.Zero && !await ApiKeyMiddleware.StillAuthenticatedAsync(context, keys);
+            return withdrawn ? null : await services.CurrentAsync(paymentId, merchant, cancellationToken);
+        }
+
+        var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration, ReadAsync,
             record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted, merchant);
+        if (withdrawn || (wait.Duration > TimeSpan.Zero && !await ApiKeyMiddleware.StillAuthenticatedAsync(context, keys)))
+        {
+            return ApiKeyMiddleware.Withdrawn(context);
+        }
+
         try
         {
             // Finished payments older than the archive's retention live in Cosmos DB, no longer in etcd.

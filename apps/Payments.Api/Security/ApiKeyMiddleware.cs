@@ -112,6 +112,26 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
 
     public static string MerchantOf(HttpContext context) => PrincipalOf(context).MerchantId;
 
+    /// <summary>Whether the key the request was authenticated with still stands: a request that waits (a status wait,
+    /// up to 30 s) checks again before it answers, so a revocation, or the end of a rotation's overlap, that commits
+    /// meanwhile is not answered with the merchant's data. A held key costs no etcd read.</summary>
+    public static async Task<bool> StillAuthenticatedAsync(HttpContext context, MerchantStore store)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(store);
+        var key = context.Request.Headers.Authorization.ToString()[Scheme.Length..].Trim(); // InvokeAsync admitted it
+        return await store.AuthenticateAsync(key, context.RequestAborted) is { } principal && principal.KeyId == PrincipalOf(context).KeyId;
+    }
+
+    /// <summary>The 401 for a key that <see cref="StillAuthenticatedAsync"/> no longer finds.</summary>
+    public static IResult Withdrawn(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Response.Headers.WWWAuthenticate = "Bearer";
+        return Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
+            "The API key was revoked or expired while the request waited.").ToResult();
+    }
+
     /// <summary>A key this replica does not know yet. An address that has spent its budget of requests without a valid
     /// key is refused before the lookup (no store access); otherwise the key is looked up — at most
     /// <see cref="MaxLookupsInFlightPerAddress"/> at a time per address — and a request that turns out to have no
