@@ -76,6 +76,7 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         using (var opened = await client.PostAsJsonAsync("/v1/accounts", new { accountId = $"{merchant}-a", currency = "EUR" }))
         {
             Assert.Equal(HttpStatusCode.Created, opened.StatusCode);
+            Assert.Equal($"/v1/accounts/{merchant}-a", opened.Headers.Location?.OriginalString); // through the edge too
         }
 
         await system.Store.FlushUsageAsync(CancellationToken.None); // the minute's flush, now

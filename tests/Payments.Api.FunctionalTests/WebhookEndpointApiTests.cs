@@ -194,6 +194,9 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.Created, first.StatusCode);
         Assert.Equal(HttpStatusCode.Created, again.StatusCode);
         Assert.Equal(await first.Content.ReadAsStringAsync(), await again.Content.ReadAsStringAsync());
+        var location = "/v1/webhook-endpoints/" + (await first.JsonAsync()).GetProperty("id").GetString(); // a probe: 201 named no resource
+        Assert.Equal((location, location), (first.Headers.Location?.OriginalString, again.Headers.Location?.OriginalString));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(location)).StatusCode);
         Assert.Equal(1, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
         using var other = await client.SendJsonAsync("/v1/webhook-endpoints", "{\"url\":\"https://hooks.example.com/other\"}", key);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, other.StatusCode);

@@ -81,6 +81,7 @@ public static class AccountsApi
         }
 
         await store.RecordAccountCurrencyAsync(ledgerId.Value, account.Currency.Code, context.RequestAborted);
+        context.Response.Headers.Location = "/v1/accounts/" + Uri.EscapeDataString(plainId); // RFC 9110 15.3.2: else the target URI
         return Reply.Json(StatusCodes.Status201Created, OpenedResponse(account, context)).ToResult();
     }
 

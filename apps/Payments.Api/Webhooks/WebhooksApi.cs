@@ -120,7 +120,13 @@ public static partial class WebhooksApi
         // the one made with the endpoint: a key is no credential (it sits in clients' and proxies' logs), and the
         // endpoint's current secret stays the answer of a rotation alone.
         var secretShown = created || (time.GetUtcNow() - endpoint.CreatedAt < IdempotencyStore.Retention && endpoint.Secrets[0].CreatedAt == endpoint.CreatedAt);
-        return created || (endpoint.Url == url && endpoint.Events.SequenceEqual(events) && endpoint.Description == description)
+        var same = created || (endpoint.Url == url && endpoint.Events.SequenceEqual(events) && endpoint.Description == description);
+        if (same)
+        {
+            context.Response.Headers.Location = "/v1/webhook-endpoints/" + Uri.EscapeDataString(endpoint.Id); // RFC 9110 15.3.2
+        }
+
+        return same
             ? Reply.Json(StatusCodes.Status201Created, ToResponse(endpoint, withSecret: secretShown)).ToResult()
             : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.",
                 "This key created another webhook endpoint; use a new Idempotency-Key for a different endpoint.").ToResult();
