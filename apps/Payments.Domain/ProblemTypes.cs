@@ -77,6 +77,10 @@ public static class ProblemTypes
     public const string IdempotencyKeyMissing = Base + "idempotency-key-missing";
     public const string IdempotencyKeyInvalid = Base + "idempotency-key-invalid";
     public const string IdempotencyKeyReuse = Base + "idempotency-key-reuse";
+
+    /// <summary>A webhook secret rotation retried under its Idempotency-Key after another rotation of the endpoint:
+    /// rotating again would end the secret the later rotation made.</summary>
+    public const string RotationSuperseded = Base + "rotation-superseded";
     public const string IdempotencyKeyInUse = Base + "idempotency-key-in-use";
     public const string PaymentNotAwaitingApproval = Base + "payment-not-awaiting-approval";
     public const string RateLimited = Base + "rate-limited";

@@ -305,6 +305,33 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(newSecret, (await replayed.JsonAsync()).GetProperty("secret").GetString());
     }
 
+    /// <summary>Found by a probe: rotations under keys Q1 then Q2, then a retry of Q1 rotated again (only the last
+    /// rotation's key was kept), ending at once the secret Q2 had made; two clients retrying their own rotations swapped
+    /// secrets back and forth. A retry of an earlier rotation is 409 and rotates nothing; the last one still replays.</summary>
+    [Fact]
+    public async Task ARetryOfAnEarlierRotation_AfterAnotherRotation_Is409_AndRotatesNothing()
+    {
+        var merchant = $"hooks-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
+        var (id, _) = await WebhookDeliveryTests.RegisterAsync(client, "https://hooks.example.com/swapped");
+        var (first, second) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        async Task<HttpResponseMessage> RotateAsync(string? key) => await client.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", "{\"overlapSeconds\":3600}", key);
+        using var byFirst = await RotateAsync(first);
+        using var unkeyed = await RotateAsync(null); // a rotation without a key between counts as another too
+        using var bySecond = await RotateAsync(second);
+        var secret = (await bySecond.JsonAsync()).GetProperty("secret").GetString()!;
+        var before = (await system.ApiServices.GetRequiredService<WebhookEndpointStore>().GetAsync(merchant, id, CancellationToken.None))!.SigningSecrets(DateTimeOffset.UtcNow);
+
+        using var retriedFirst = await RotateAsync(first);
+        Assert.Equal(HttpStatusCode.Conflict, retriedFirst.StatusCode);
+        Assert.Equal(Payments.Domain.ProblemTypes.RotationSuperseded, (await retriedFirst.JsonAsync()).GetProperty("type").GetString());
+        using var retriedSecond = await RotateAsync(second);
+        Assert.Equal(HttpStatusCode.OK, retriedSecond.StatusCode);
+        Assert.Equal(secret, (await retriedSecond.JsonAsync()).GetProperty("secret").GetString());
+        var after = (await system.ApiServices.GetRequiredService<WebhookEndpointStore>().GetAsync(merchant, id, CancellationToken.None))!.SigningSecrets(DateTimeOffset.UtcNow);
+        Assert.Equal(before, after);
+    }
+
     [Fact]
     public async Task AKeyWithoutTheScope_CannotManageEndpoints_AndOneWithoutPaymentsRead_CannotListEvents()
     {

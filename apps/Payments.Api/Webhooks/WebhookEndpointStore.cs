@@ -7,27 +7,6 @@ using Payments.Webhooks;
 
 namespace Payments.Api.Webhooks;
 
-/// <summary>A signing secret of an endpoint; <paramref name="ExpiresAt"/> set on the secret a rotation replaced,
-/// which still signs deliveries until then so receivers can switch without dropping any.</summary>
-public sealed record WebhookSecret(string Secret, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt);
-
-/// <summary>Where a merchant wants its payment events sent.</summary>
-/// <param name="Events">The event types sent there; empty: all of them.</param>
-/// <param name="RotatedBy">The last rotation's Idempotency-Key (hashed with the endpoint, see
-/// <see cref="WebhookEndpointStore.RotateSecretAsync"/>), if it had one.</param>
-/// <param name="RotatedWithOverlapSeconds">The overlap that rotation asked for (absent on records from before it was
-/// kept, or rewritten by a replica of that version).</param>
-public sealed record WebhookEndpoint(
-    string Id, string MerchantId, string Url, IReadOnlyList<string> Events, string? Description, DateTimeOffset CreatedAt,
-    IReadOnlyList<WebhookSecret> Secrets, string? RotatedBy = null, long? RotatedWithOverlapSeconds = null)
-{
-    public bool Wants(string eventType) => Events.Count == 0 || Events.Contains(eventType, StringComparer.Ordinal);
-
-    /// <summary>The secrets that sign a delivery at <paramref name="now"/>: the current one and any not yet expired.</summary>
-    public IReadOnlyList<string> SigningSecrets(DateTimeOffset now) =>
-        Secrets.Where(secret => secret.ExpiresAt is null || secret.ExpiresAt > now).Select(secret => secret.Secret).ToArray();
-}
-
 /// <summary>Webhook endpoints on etcd, <c>{webhooks}endpoints/{merchant}/{endpoint id}</c>; every change is
 /// create-only or compare-and-swap, fenced by the region's epoch. The signing secrets are stored as they are (the
 /// dispatcher must sign with them); the API's etcd role reads this family, and the ledger's, which ships it to the
@@ -326,13 +305,30 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                     : throw new IdempotencyKeyReusedException();
             }
 
+            // A retry of an earlier rotation, another one since: rotating again ended the secret the receiver had just
+            // switched to, and two clients each retrying their own rotation swapped secrets back and forth (a probe).
             var now = time.GetUtcNow();
+            var earlier = Earlier(endpoint, now);
+            if (rotationKey is not null && earlier.Any(mark => mark.Key == rotationKey))
+            {
+                throw new RotationSupersededException();
+            }
+
             var kept = endpoint.Secrets
                 .Select(secret => secret with { ExpiresAt = secret.ExpiresAt is { } expires && expires < now + overlap ? expires : now + overlap })
                 .Where(secret => secret.ExpiresAt > now)
                 .OrderByDescending(secret => secret.CreatedAt)
                 .Take(MaxSecrets - 1);
-            var rotated = endpoint with { Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = rotationKey, RotatedWithOverlapSeconds = rotationKey is null ? null : overlapSeconds };
+            if (endpoint.RotatedBy is { } last)
+            {
+                earlier = [.. earlier.TakeLast(MaxEarlierRotations - 1), new RotationMark(last, endpoint.Secrets[0].CreatedAt)];
+            }
+
+            var rotated = endpoint with
+            {
+                Secrets = [new WebhookSecret(WebhookSignature.NewSecret(), now, null), .. kept], RotatedBy = rotationKey,
+                RotatedWithOverlapSeconds = rotationKey is null ? null : overlapSeconds, EarlierRotations = earlier.Count == 0 ? null : earlier,
+            };
             var key = Key(merchantId, endpointId);
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(key, revision));
@@ -345,6 +341,13 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
         throw new EtcdContentionException($"Webhook endpoint {endpointId} kept changing during the rotation.");
     }
+
+    /// <summary>Earlier keyed rotations remembered per endpoint, at most: a day of a client rotating hourly, and more.</summary>
+    public const int MaxEarlierRotations = 32;
+
+    /// <summary>The endpoint's earlier keyed rotations still within a key's day (<see cref="IdempotencyStore.Retention"/>).</summary>
+    private static List<RotationMark> Earlier(WebhookEndpoint endpoint, DateTimeOffset now) =>
+        [.. (endpoint.EarlierRotations ?? []).Where(mark => now - mark.At < IdempotencyStore.Retention)];
 
     private async Task<(WebhookEndpoint Endpoint, long Revision)?> GetWithRevisionAsync(string merchantId, string endpointId, CancellationToken cancellationToken)
     {
@@ -375,15 +378,4 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
     public static WebhookEndpoint Decode(ByteString value) =>
         JsonSerializer.Deserialize<WebhookEndpoint>(value.Span, Json) ?? throw new InvalidDataException("Empty webhook endpoint.");
-}
-
-/// <summary>An Idempotency-Key used for the endpoint's last rotation came again with a different request.</summary>
-public sealed class IdempotencyKeyReusedException() : InvalidOperationException("The Idempotency-Key was used with a different request.");
-
-/// <summary>The merchant created <see cref="WebhookEndpointStore.MaxCreationsPerDay"/> endpoints today already.</summary>
-public sealed class WebhookEndpointCreationsSpentException(DateTimeOffset nextDay)
-    : InvalidOperationException($"At most {WebhookEndpointStore.MaxCreationsPerDay} webhook endpoints may be created per UTC day.")
-{
-    /// <summary>When the next UTC day starts (a new budget).</summary>
-    public DateTimeOffset NextDay { get; } = nextDay;
 }

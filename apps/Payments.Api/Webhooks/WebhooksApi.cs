@@ -257,6 +257,11 @@ public static partial class WebhooksApi
             return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.",
                 "This key rotated the secret with another overlapSeconds; use a new Idempotency-Key for a new rotation.").ToResult();
         }
+        catch (RotationSupersededException)
+        {
+            return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.RotationSuperseded, "Another rotation followed the one this Idempotency-Key made.",
+                "The secret this key's rotation made is no longer the newest, and nothing was rotated now; use the newest secret, or a new Idempotency-Key for a new rotation.").ToResult();
+        }
 
         return rotated is not null
             ? Reply.Json(StatusCodes.Status200OK, ToResponse(rotated, withSecret: time.GetUtcNow() - rotated.Secrets[0].CreatedAt < IdempotencyStore.Retention)).ToResult()
