@@ -49,6 +49,22 @@ public sealed class PodShutdownTests
         Assert.All(apps, app => Assert.Null(app.Spec.Template.Spec.Containers[0].Lifecycle));
     }
 
+    /// <summary>Under node pressure the kubelet and the scheduler evict and preempt by priority: etcd (losing two
+    /// members stops every payment) and the apps take the classes the operator names; none by default.</summary>
+    [Fact]
+    public async Task PriorityClasses_AreTheOperatorsToName_EtcdsApartFromTheApps()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "--set", "scheduling.priorityClassName=pay-high",
+            "--set", "scheduling.etcdPriorityClassName=pay-critical", "--kube-version", ChartTests.KubeVersion);
+        Assert.True(exitCode == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output, ChartTests.Kinds, strict: true);
+        Assert.All(ChartTests.WithSidecar(objects), app => Assert.Equal("pay-high", app.Spec.Template.Spec.PriorityClassName));
+        Assert.Equal("pay-critical", Assert.Single(objects.OfType<V1StatefulSet>()).Spec.Template.Spec.PriorityClassName);
+        Assert.Equal("pay-critical", Assert.Single(objects.OfType<V1Deployment>(), deployment => deployment.Metadata.Name.EndsWith("-etcd-maintenance", StringComparison.Ordinal))
+            .Spec.Template.Spec.PriorityClassName);
+        Assert.All((await ChartTests.RenderAsync(null)).OfType<V1Deployment>(), deployment => Assert.Null(deployment.Spec.Template.Spec.PriorityClassName));
+    }
+
     /// <summary>"Keep one pod" let a node drain take nine of an autoscaled API's ten: by default a drain takes one pod
     /// at a time; an operator's pdbMinAvailable still wins, and a budget that would let a drain take every pod is
     /// refused at install.</summary>
