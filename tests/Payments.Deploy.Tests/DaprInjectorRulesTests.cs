@@ -37,7 +37,7 @@ public sealed class DaprInjectorRulesTests
     private static readonly string[] Injector118 = [.. Injector117, "dapr.io/actors-disseminate-timeout", "dapr.io/enable-native-sidecar"];
 
     /// <summary>The 1.18 annotations whose absence on 1.17 is safe because the chart keeps what 1.17 needs beside
-    /// them: the native sidecar (1.18.2+) only makes daprd outlive the app's drain, which block-shutdown-duration
+    /// them: the native sidecar (1.18.0+) only makes daprd outlive the app's drain, which block-shutdown-duration
     /// approximates on 1.17.</summary>
     private static readonly string[] Only118ButSafeWithout = ["dapr.io/enable-native-sidecar"];
 

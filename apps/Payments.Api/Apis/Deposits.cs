@@ -36,7 +36,7 @@ internal static class Deposits
 
         var reply = await idempotency.RunAsync(merchant, key!, "POST", $"/v1/accounts/{accountId}/deposits", bytes!,
             claim => DepositOnceAsync(new DepositAttempt(accountId, merchant, key!, new Money(amount!.Value, currency!), claim), context, store, ledger, time, limits, volume),
-            context.RequestAborted);
+            context.RequestAborted, () => ApiKeyMiddleware.WithdrawnAsync(context, store));
         return reply.ToResult();
     }
 

@@ -42,7 +42,7 @@ public static class PaymentReads
             record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted, merchant);
         if (withdrawn || (wait.Duration > TimeSpan.Zero && !await ApiKeyMiddleware.StillAuthenticatedAsync(context, keys)))
         {
-            return ApiKeyMiddleware.Withdrawn(context);
+            return ApiKeyMiddleware.Withdrawn(context).ToResult();
         }
 
         try

@@ -51,7 +51,8 @@ public static partial class PaymentsApi
             .WithDescription(FourEyes);
     }
 
-    private static async Task<IResult> CreateAsync(HttpContext context, PaymentServices services, IdempotentExecutor idempotency, MoneyLimits limits)
+    private static async Task<IResult> CreateAsync(
+        HttpContext context, PaymentServices services, IdempotentExecutor idempotency, MoneyLimits limits, Payments.Merchants.MerchantStore keys)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (key, bytes, problem) = await IdempotentExecutor.ReadRequestAsync(context);
@@ -78,7 +79,7 @@ public static partial class PaymentsApi
         // of a crashed request, a failover) finds the same workflow; once the window passed it starts a new payment.
         var reply = await idempotency.RunUnclaimedFirstAsync(merchant, key!, "POST", "/v1/payments", bytes!,
             async claim => await StartAsync(merchant, key!, request!, claim, context, services, limits),
-            context.RequestAborted);
+            context.RequestAborted, () => ApiKeyMiddleware.WithdrawnAsync(context, keys));
         return reply.ToResult();
     }
 

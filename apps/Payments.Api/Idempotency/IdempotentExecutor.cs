@@ -68,15 +68,27 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
     /// gets the claim: the ids of what it creates derive from its lifetime (<see cref="IdempotencyStore.OperationId"/>).
     /// <paramref name="path"/> is the endpoint's documented path, not the request's: routing matches a path in any
     /// case and with a trailing slash, so a retry sent to <c>/V1/Payments/</c> is the same request as the first.</summary>
+    /// <param name="afterWait">Asked after a wait for the request in flight (up to <see cref="MaxWaitForInFlight"/>):
+    /// an answer instead of the replay or the run (the caller's key revoked meanwhile: a probe found a status wait
+    /// answering with a revoked key, and this wait is the same), or null to go on.</param>
     public async Task<Reply> RunAsync(
         string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<IdempotencyClaim, Task<Reply>> handler,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Func<Task<Reply?>>? afterWait = null)
     {
         var fingerprint = IdempotencyStore.Fingerprint(method, path, Convert.ToBase64String(body));
         var begin = await store.BeginAsync(merchantId, key, fingerprint, cancellationToken);
         if (begin is IdempotencyBegin.InProgress inProgress)
         {
             begin = await WaitForInFlightAsync(merchantId, key, fingerprint, inProgress, cancellationToken);
+            if (afterWait is not null && await afterWait() is { } instead)
+            {
+                if (begin is IdempotencyBegin.Started taken)
+                {
+                    await ReleaseAfterFailureAsync(taken.Claim); // taken over from a request that ended: the key's next retry runs
+                }
+
+                return instead;
+            }
         }
 
         return begin switch
@@ -102,7 +114,7 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
     /// flight and another body as always. A new key costs one Raft entry fewer (no claim); a retry one read more.</summary>
     public async Task<Reply> RunUnclaimedFirstAsync(
         string merchantId, IdempotencyKey key, string method, string path, byte[] body, Func<IdempotencyClaim, Task<Reply?>> handler,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Func<Task<Reply?>>? afterWait = null)
     {
         ArgumentNullException.ThrowIfNull(handler);
         var fingerprint = IdempotencyStore.Fingerprint(method, path, Convert.ToBase64String(body));
@@ -115,7 +127,7 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
         }
 
         return await RunAsync(merchantId, key, method, path, body,
-            async claim => await handler(claim) ?? throw new InvalidOperationException("A claimed request must be answered."), cancellationToken);
+            async claim => await handler(claim) ?? throw new InvalidOperationException("A claimed request must be answered."), cancellationToken, afterWait);
     }
 
     /// <summary>Whether an unclaimed attempt's answer stands: stored by its own transaction, not one to keep (a server

@@ -124,13 +124,18 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     }
 
     /// <summary>The 401 for a key that <see cref="StillAuthenticatedAsync"/> no longer finds.</summary>
-    public static IResult Withdrawn(HttpContext context)
+    public static Reply Withdrawn(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Response.Headers.WWWAuthenticate = "Bearer";
         return Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
-            "The API key was revoked or expired while the request waited.").ToResult();
+            "The API key was revoked or expired while the request waited.");
     }
+
+    /// <summary><see cref="Withdrawn"/> when the request's key no longer stands, else null (an idempotent request's
+    /// <c>afterWait</c>).</summary>
+    public static async Task<Reply?> WithdrawnAsync(HttpContext context, MerchantStore store) =>
+        await StillAuthenticatedAsync(context, store) ? null : Withdrawn(context);
 
     /// <summary>A key this replica does not know yet. An address that has spent its budget of requests without a valid
     /// key is refused before the lookup (no store access); otherwise the key is looked up — at most
