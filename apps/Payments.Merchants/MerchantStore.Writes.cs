@@ -31,6 +31,26 @@ public sealed partial class MerchantStore
             : response.Responses[0].ResponseTxn;
     }
 
+    /// <summary>A merchant made without a name (by the keys' migration, or the local tools) takes the first name a
+    /// create gives it, exactly once (a compare of the record as read): there is no rename, so without this it could
+    /// never have one, and an operator's "ensure it exists" with a name failed on it. Otherwise the record as it is.</summary>
+    private async Task<MerchantRecord> NamedIfNamelessAsync(MerchantRecord merchant, Google.Protobuf.ByteString stored, string? name, CancellationToken cancellationToken)
+    {
+        if (merchant.Name is not null || name is null)
+        {
+            return merchant;
+        }
+
+        var key = MerchantKey(merchant.MerchantId);
+        var named = merchant with { Name = name };
+        var request = new TxnRequest();
+        request.Compare.Add(new Compare { Key = EtcdBytes.Key(key), Target = Compare.Types.CompareTarget.Value, Result = Compare.Types.CompareResult.Equal, Value = stored });
+        request.Success.Add(EtcdBytes.Put(key, Encode(named)));
+        request.Failure.Add(EtcdBytes.Get(key));
+        var response = await TxnAsync(request, cancellationToken);
+        return response.Succeeded ? named : response.Responses[0].ResponseRange.Kvs is [var now, ..] ? Decode<MerchantRecord>(now.Value) : merchant;
+    }
+
     /// <summary>Removes an ended key from the merchant's index, with its record unless <paramref name="keepRecord"/>: a
     /// revoked key's record stays, marked revoked, because deleting it could overtake the shipping of its revocation
     /// (a deletion is not shipped), and the standby would keep the key live. Revocations are the operator's acts, so

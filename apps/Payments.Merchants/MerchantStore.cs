@@ -41,7 +41,7 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
 
         var record = new MerchantRecord(merchantId, name, clock.GetUtcNow());
         var stored = await PutIfAbsentAsync(MerchantKey(merchantId), Encode(record), cancellationToken);
-        return stored is null ? (record, true) : (Decode<MerchantRecord>(stored), false);
+        return stored is null ? (record, true) : (await NamedIfNamelessAsync(Decode<MerchantRecord>(stored), stored, name, cancellationToken), false);
     }
 
     public async Task<MerchantRecord?> GetMerchantAsync(string merchantId, CancellationToken cancellationToken) =>

@@ -55,6 +55,18 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
 
         Assert.Equal("Keys Ltd", JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/merchants/{merchant}")).RootElement.GetProperty("name").GetString());
 
+        // A merchant made without a name takes the first name a create gives (there is no rename; the keys' migration
+        // and the local tools make nameless ones), once.
+        var nameless = NewMerchantId();
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = nameless })).StatusCode);
+        using (var named = await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = nameless, name = "Named Ltd" }))
+        {
+            Assert.Equal(HttpStatusCode.OK, named.StatusCode);
+            Assert.Equal("Named Ltd", (await named.JsonAsync()).GetProperty("name").GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.Conflict, (await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = nameless, name = "Renamed Ltd" })).StatusCode);
+
         // Scopes in a chunked body without a Content-Type: refused for its type, and no key issued — taken for no body,
         // it issued a key with the default (broader) scopes.
         using (var untyped = new HttpRequestMessage(HttpMethod.Post, $"/admin/v1/merchants/{merchant}/keys")
