@@ -152,8 +152,16 @@ public sealed class EtcdLedger : ILedger
     /// <summary>Sets a customer account's overdraft limit: one compare-and-swap on the account's record, retried
     /// (bounded) when a transfer changed the record meanwhile. The same limit again is a success without a write.
     /// Refused, with nothing changed, below what the account already uses (available + limit would be negative):
-    /// the no-overdraft invariant (ARCHITECTURE §2.3) holds for every limit the ledger has ever stored.</summary>
-    public async Task<SetOverdraftOutcome> SetOverdraftLimitAsync(AccountId id, long overdraftLimitMinor, CancellationToken cancellationToken)
+    /// the no-overdraft invariant (ARCHITECTURE §2.3) holds for every limit the ledger has ever stored.
+    /// <paramref name="maxOverdraftFor"/> (the ledger's route: its configured maximum per currency) refuses a limit
+    /// above it on the very record the write compares: checked on a read before, an account opened between that read
+    /// (none yet: no check) and this write took a limit of 2^63 − 1 (a probe, racing the open).</summary>
+    public Task<SetOverdraftOutcome> SetOverdraftLimitAsync(AccountId id, long overdraftLimitMinor, CancellationToken cancellationToken) =>
+        SetOverdraftLimitAsync(id, overdraftLimitMinor, maxOverdraftFor: null, cancellationToken);
+
+    /// <summary>As <see cref="SetOverdraftLimitAsync(AccountId, long, CancellationToken)"/>, within <paramref name="maxOverdraftFor"/>.</summary>
+    public async Task<SetOverdraftOutcome> SetOverdraftLimitAsync(
+        AccountId id, long overdraftLimitMinor, Func<Currency, long>? maxOverdraftFor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(id);
         if (overdraftLimitMinor < 0)
@@ -171,6 +179,12 @@ public sealed class EtcdLedger : ILedger
             }
 
             var record = LedgerJson.DecodeAccount(current.Value!);
+            if (maxOverdraftFor?.Invoke(Currency.FromCode(record.Currency)) is { } max && overdraftLimitMinor > max)
+            {
+                return new SetOverdraftOutcome.Failed(new LedgerError(LedgerError.OverdraftAboveMaximum,
+                    $"An overdraft limit of {overdraftLimitMinor} is above the most an account in {record.Currency} may have ({max})."));
+            }
+
             if (OverdraftRefusal(record, overdraftLimitMinor) is { } refusal)
             {
                 return refusal;

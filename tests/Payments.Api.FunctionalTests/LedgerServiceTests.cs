@@ -117,6 +117,42 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         Assert.Equal(maximum, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.OverdraftLimitMinor);
     }
 
+    /// <summary>Found by a probe: the route checked the maximum on a read before its write, and skipped it when the
+    /// account did not exist yet; an open racing the set (the API's token does both) gave a new account 2^63 − 1 in
+    /// 1–7 of 30 tries. The maximum is judged on the record the write compares: an account that exists by the write is
+    /// checked, and one that does not is not found.</summary>
+    [Fact]
+    public async Task AnOverdraftRacingTheAccountsOpening_NeverPassesTheMaximum()
+    {
+        const int Rounds = 10;
+        const int SetsPerRound = 8;
+        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
+        var maximum = new MoneyLimits().For(Currency.Eur).MaxOverdraftMinor;
+        for (var round = 0; round < Rounds; round++)
+        {
+            var account = AccountId.Parse($"odr-{Guid.NewGuid():N}");
+            var sets = Enumerable.Range(0, SetsPerRound).Select(_ =>
+                client.PostAsync(LedgerRoutes.Prefix + $"accounts/{account.Value}/overdraft", Json($$"""{"overdraftLimitMinor":{{long.MaxValue}}}"""))).ToList();
+            var open = client.PostAsync(LedgerRoutes.Prefix + "accounts", Json($$"""{"id":"{{account.Value}}","currency":"EUR"}"""));
+            foreach (var response in await Task.WhenAll([.. sets, open]))
+            {
+                Assert.NotEqual(HttpStatusCode.InternalServerError, response.StatusCode);
+                response.Dispose();
+            }
+
+            Assert.InRange((await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.OverdraftLimitMinor, 0, maximum);
+        }
+
+        // The check itself, on an account that exists: refused with nothing changed.
+        var existing = AccountId.Parse($"odr-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(existing, Currency.Eur, 0, CancellationToken.None));
+        var refused = Assert.IsType<SetOverdraftOutcome.Failed>(
+            await system.Ledger.SetOverdraftLimitAsync(existing, maximum + 1, _ => maximum, CancellationToken.None));
+        Assert.Equal(LedgerError.OverdraftAboveMaximum, refused.Error.Code);
+        Assert.Equal(0, (await system.Ledger.GetAccountAsync(existing, CancellationToken.None))!.OverdraftLimitMinor);
+    }
+
     /// <summary>The findings (a live probe with the API's token): a deposit above the currency's maximum — which only
     /// the API checked — was applied (a handful exhaust a currency's external funding bound), and a reference of a
     /// megabyte was stored (a few thousand fill etcd's quota). The ledger refuses both itself, writing nothing.</summary>

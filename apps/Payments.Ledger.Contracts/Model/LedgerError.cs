@@ -31,6 +31,10 @@ public sealed record LedgerError(string Code, string Detail)
     /// <summary>A new overdraft limit below what the account already uses: lowering it would leave the account
     /// overdrawn beyond its limit. Nothing was changed.</summary>
     public const string OverdraftInUse = "overdraft-in-use";
+
+    /// <summary>A limit above the currency's maximum that the caller named (<c>maxOverdraftFor</c>), judged on the
+    /// record the write compares: the ledger's route answers it 403, as the caller's overreach.</summary>
+    public const string OverdraftAboveMaximum = "overdraft-above-maximum";
     public const string BatchEmpty = "batch-empty";
     public const string BatchTooLarge = "batch-too-large";
     public const string BatchDuplicateId = "batch-duplicate-transfer-id";

@@ -93,10 +93,13 @@ public static class LedgerApi
             return Results.Problem("overdraftLimitMinor is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
+        // The maximum is judged on the record the write compares, not on a read before it (an account opened between
+        // the two took any limit: a probe).
         return await Unavailable503(context, async () =>
-            await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account && limit > limits.For(account.Currency).MaxOverdraftMinor
-                ? Refused(context, $"An overdraft limit of {limit} is above the most an account in {account.Currency} may have ({limits.For(account.Currency).MaxOverdraftMinor}).")
-                : Results.Ok(LedgerWire.ToWire(await etcdLedger.SetOverdraftLimitAsync(accountId, limit, cancellationToken))));
+            await etcdLedger.SetOverdraftLimitAsync(accountId, limit, currency => limits.For(currency).MaxOverdraftMinor, cancellationToken) is var outcome
+            && outcome is SetOverdraftOutcome.Failed { Error: { Code: LedgerError.OverdraftAboveMaximum } above }
+                ? Refused(context, above.Detail)
+                : Results.Ok(LedgerWire.ToWire(outcome)));
     }
 
     private static async Task<IResult> TransferAsync(
