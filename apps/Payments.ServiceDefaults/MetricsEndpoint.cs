@@ -83,25 +83,16 @@ public static class MetricsEndpoint
             next(app);
         };
 
-        /// <summary>A refused scrape is logged at most once per <see cref="RefusalLogInterval"/>, with how many were
-        /// refused since: one line per request let anyone who reaches the port write the app's log at will.</summary>
+        /// <summary>A refused scrape is logged at most once a minute (<see cref="RefusalLog"/>).</summary>
         private void LogRefused(System.Net.IPAddress? remote)
         {
-            Interlocked.Increment(ref refusedSinceLog);
-            var now = Environment.TickCount64;
-            var last = Interlocked.Read(ref lastLogAt);
-            if ((last != 0 && now - last < (long)RefusalLogInterval.TotalMilliseconds) || Interlocked.CompareExchange(ref lastLogAt, now, last) != last)
+            if (refusals.ShouldLog(out var refused))
             {
-                return;
+                logger.LogWarning("Metrics scrape refused from {Remote}: no valid scrape token ({Refused} refused since the last such line)", remote, refused);
             }
-
-            var refused = Interlocked.Exchange(ref refusedSinceLog, 0);
-            logger.LogWarning("Metrics scrape refused from {Remote}: no valid scrape token ({Refused} refused since the last such line)", remote, refused);
         }
 
-        private static readonly TimeSpan RefusalLogInterval = TimeSpan.FromMinutes(1);
-        private long lastLogAt;
-        private long refusedSinceLog;
+        private readonly Security.RefusalLog refusals = new();
 
         private static IResult NotFound() =>
             Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound);

@@ -165,7 +165,7 @@ public static class LedgerApi
     {
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.CallerPolicy").LogWarning(
             "Ledger refused {Method} {Path} for caller role {Role} (its caller header claims '{Caller}'): {Reason}", context.Request.Method, context.Request.Path.Value,
-            context.CallerRole(), context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString(), reason);
+            context.CallerRole(), Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString()), reason);
         return ServiceIdentityExtensions.Forbidden(reason);
     }
 

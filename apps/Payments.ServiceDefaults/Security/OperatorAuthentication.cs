@@ -70,6 +70,10 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
     /// <summary>The <see cref="HttpContext.Items"/> key under which the caller's name is left for the audit log.</summary>
     public const string CallerItem = "admin.caller";
 
+    /// <summary>Refusals are logged once a minute at most (<see cref="RefusalLog"/>): the filter is made per endpoint
+    /// and request, so the count lives with the process.</summary>
+    private static readonly RefusalLog Refusals = new();
+
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -91,8 +95,12 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
         var caller = credential.Authenticate(http.Request.Headers.Authorization.ToString());
         if (caller is null)
         {
-            logger.LogWarning("Admin request refused: {Method} {Path} from {Remote} without a valid operator token",
-                http.Request.Method, http.Request.Path.Value, http.Connection.RemoteIpAddress);
+            if (Refusals.ShouldLog(out var refused))
+            {
+                logger.LogWarning("Admin request refused: {Method} {Path} from {Remote} without a valid operator token ({Refused} refused since the last such line)",
+                    RefusalLog.Shown(http.Request.Method), RefusalLog.Shown(http.Request.Path.Value), http.Connection.RemoteIpAddress, refused);
+            }
+
             http.Response.Headers.WWWAuthenticate = "Bearer";
             return Results.Problem("The admin API needs the operator's token: Authorization: Bearer <token>.",
                 statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized);

@@ -164,7 +164,16 @@ public static class ServiceIdentityExtensions
 
     private static class Log
     {
-        public static void Refused(ILogger logger, string reason, string method, string? path, string caller, string? remote) =>
-            logger.LogWarning("Internal request refused ({Reason}): {Method} {Path} by {Caller} from {Remote}", reason, method, path, caller, remote);
+        /// <summary>Once a minute at most, the path and the claimed caller cut short (<see cref="RefusalLog"/>).</summary>
+        private static readonly RefusalLog Refusals = new();
+
+        public static void Refused(ILogger logger, string reason, string method, string? path, string caller, string? remote)
+        {
+            if (Refusals.ShouldLog(out var refused))
+            {
+                logger.LogWarning("Internal request refused ({Reason}): {Method} {Path} by {Caller} from {Remote} ({Refused} refused since the last such line)",
+                    reason, RefusalLog.Shown(method), RefusalLog.Shown(path), RefusalLog.Shown(caller), remote, refused);
+            }
+        }
     }
 }
