@@ -17,7 +17,13 @@ public static class InternalProblems
     public static void UseInternalProblems(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.UseExceptionHandler(handler => handler.Run(WriteUnhandledAsync));
+        // A request Kestrel found bad (a body too slow, too large, cut short) is the caller's, answered as such: not
+        // logged as an unhandled exception with its stack trace, which on-call reads as a defect of ours.
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            ExceptionHandler = WriteUnhandledAsync,
+            SuppressDiagnosticsCallback = suppress => suppress.Exception is BadHttpRequestException,
+        });
         app.UseStatusCodePages(async pages =>
         {
             var status = pages.HttpContext.Response.StatusCode;

@@ -117,7 +117,10 @@ public static class ApiExtensions
             ExceptionHandler = WriteUnhandledAsync,
             // Expected answers, not faults: a stack trace each (ASP.NET Core's error log) let any merchant fill the log
             // by racing its own requests; WriteUnhandledAsync logs them in a line.
-            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception),
+            // A request Kestrel found bad (a body too slow, too large, cut short) is the caller's: answered 408/413/400,
+            // it was logged as "An unhandled exception has occurred" with a stack trace — the line the runbook
+            // (api-errors.md) calls a defect of ours (a probe).
+            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception) || suppress.Exception is BadHttpRequestException,
         });
         // A status with no body (no route: 404; a route without this method: 405, its Allow header kept) is
         // problem+json with a stable type of ours whatever the client accepts, like every other refusal.
