@@ -34,7 +34,11 @@ public sealed class WebhookSender : IDisposable
             UseCookies = false,
             ConnectTimeout = options.DeliveryTimeout,
             PooledConnectionLifetime = TimeSpan.FromMinutes(5), // DNS changes are seen, and re-checked
-            MaxConnectionsPerServer = options.MaxConcurrencyPerEndpoint,
+            // Per receiving host and port, which many merchants' endpoints may share (a webhook relay): the bound per
+            // endpoint and per merchant is the dispatcher's slots. This bound at the endpoint's 4 made one merchant's
+            // hanging receiver delay other merchants' deliveries to the same host by up to the delivery timeout (a
+            // probe); the dispatcher's MaxInFlight bounds it overall.
+            MaxConnectionsPerServer = options.MaxInFlight,
             MaxResponseHeadersLength = 64, // KiB
             ConnectCallback = (context, cancellationToken) => WebhookTargets.ConnectAsync(context.DnsEndPoint, allowLoopback, cancellationToken),
             // The platform's trace ids stay inside it: a merchant's receiver was sent each delivery's traceparent.
