@@ -215,6 +215,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/", Json($$"""{"order":{"paymentId":"{{payment}}","merchantId":"m","debtorAccountId":"a b","creditorAccountId":"c","amountMinor":-1,"currency":"XXX"},"approvalTimeout":"00:10:00"}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             // A body without "approved" was a rejection nobody made.
             (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/" + payment + "/approval", Json("{}")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
+            // A reviewer of 900 KB went into the saga's history (a probe).
+            (await orchestrator.PostAsync(HttpPaymentWorkflows.Route + "/" + payment + "/approval", Json($$"""{"approved":true,"reviewer":"{{new string('R', 129)}}"}""")), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
             (await orchestrator.GetAsync(HttpPaymentWorkflows.Route + "/" + payment), HttpStatusCode.NotFound, ProblemTypes.PaymentNotFound),
             // A decision for a saga that does not exist was 202, and the development engine retried its orphan event
             // without end (a live probe). And a creation time the ledger cannot take left the payment pending for good.

@@ -48,6 +48,13 @@ internal static class PaymentWorkflowsApi
                 return Results.Problem(problem ?? "approved (true or false) is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
             }
 
+            // The reviewer is the deciding key's id, kept in the saga's history: a 900 KB one was taken (a probe).
+            if (decision.Reviewer is { } reviewer && (reviewer.Length > MaxReviewerLength || reviewer.Any(char.IsControl)))
+            {
+                return Results.Problem($"reviewer is at most {MaxReviewerLength} characters, without control characters.",
+                    statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            }
+
             // A decision for a saga that does not exist is raised nowhere: 404, as the read says (raised, it was 202 and
             // the development workflow engine retried the orphan event's work item without end); nor for one that ended,
             // which waits for nothing: 409.
@@ -118,4 +125,7 @@ internal static class PaymentWorkflowsApi
 
     /// <summary>The approval endpoint's body: <see cref="ApprovalDecision"/> with the decision required.</summary>
     internal sealed record ApprovalWire(bool? Approved, string? Reviewer);
+
+    /// <summary>A reviewer's name at most: the API sends the deciding key's id (some 30 characters).</summary>
+    public const int MaxReviewerLength = 128;
 }
