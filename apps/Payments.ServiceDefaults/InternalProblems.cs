@@ -43,9 +43,11 @@ public static class InternalProblems
         {
             // ASP.NET reads a JSON body in the charset its Content-Type names, and throws for one it does not know
             // (InvalidOperationException, unhandled: a 500 for the caller's mistake). Every body here is UTF-8 JSON.
-            if (NamesAnotherCharset(context.Request.ContentType))
+            // Nor compressed: a body labelled gzip was read as plain JSON (another reader on the way would inflate it).
+            if (NamesAnotherCharset(context.Request.ContentType)
+                || context.Request.Headers.ContentEncoding.Any(coding => !string.IsNullOrWhiteSpace(coding) && !string.Equals(coding.Trim(), "identity", StringComparison.OrdinalIgnoreCase)))
             {
-                await Results.Problem(title: "Send the body as application/json in UTF-8.", statusCode: StatusCodes.Status415UnsupportedMediaType,
+                await Results.Problem(title: "Send the body as application/json in UTF-8, uncompressed.", statusCode: StatusCodes.Status415UnsupportedMediaType,
                     type: ProblemTypes.UnsupportedMediaType).ExecuteAsync(context);
                 return;
             }

@@ -117,6 +117,25 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         Assert.Equal(maximum, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.OverdraftLimitMinor);
     }
 
+    /// <summary>Found by a probe: a hold's timeout of long.MinValue answered 400 with .NET's own "TimeSpan overflowed"
+    /// message. Any timeout of 0 or less is the ledger's invalid-timeout outcome, in its own words.</summary>
+    [Fact]
+    public async Task AHoldWithTheMostNegativeTimeout_IsTheLedgersInvalidTimeout_NotDotNetsOverflow()
+    {
+        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, ServiceRoles.Orchestrator, ServiceRoles.Ledger);
+        var account = AccountId.Parse($"lt-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var inTransit = AccountId.InTransit(Currency.Eur).Value;
+
+        var hold = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(
+            $$"""{"kind":"pending","id":"t-{{Guid.NewGuid():N}}","debitAccountId":"{{account.Value}}","creditAccountId":"{{inTransit}}","amountMinor":5,"currency":"EUR","timeoutMs":{{long.MinValue}},"issuedAtUnixMs":{{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}}}"""));
+        var body = await hold.Content.ReadAsStringAsync();
+        Assert.True(hold.StatusCode == HttpStatusCode.OK, body);
+        Assert.DoesNotContain("overflow", body, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(LedgerError.InvalidTimeout, (await hold.JsonAsync()).GetProperty("errorCode").GetString());
+    }
+
     /// <summary>Found by a probe: the route checked the maximum on a read before its write, and skipped it when the
     /// account did not exist yet; an open racing the set (the API's token does both) gave a new account 2^63 − 1 in
     /// 1–7 of 30 tries. The maximum is judged on the record the write compares: an account that exists by the write is

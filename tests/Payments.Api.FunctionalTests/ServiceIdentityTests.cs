@@ -198,6 +198,8 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", Json("{bad")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", Json("""{"id":5,"currency":"CHF"}""")), HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
             (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", new StringContent("{}", Encoding.UTF8, "text/plain")), HttpStatusCode.UnsupportedMediaType, ProblemTypes.UnsupportedMediaType),
+            // A plain body labelled gzip was read as JSON (a probe): compressed bodies are refused, as by the API.
+            (await ledgerAsApi.PostAsync(LedgerRoutes.Prefix + "accounts", Gzipped("""{"id":"gz1","currency":"CHF"}""")), HttpStatusCode.UnsupportedMediaType, ProblemTypes.UnsupportedMediaType),
             (await ledgerAsApi.DeleteAsync(LedgerRoutes.Prefix + "accounts/" + account), HttpStatusCode.MethodNotAllowed, ProblemTypes.MethodNotAllowed),
             (await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "accounts/nobody-" + Guid.NewGuid().ToString("N")), HttpStatusCode.NotFound, ProblemTypes.AccountNotFound),
             (await ledgerAsApi.GetAsync(LedgerRoutes.Prefix + "accounts/bad%20id"), HttpStatusCode.BadRequest, ProblemTypes.ValidationFailed),
@@ -340,6 +342,13 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
 
     private static string Hold(string debit, string credit, long amount, string? id = null) =>
         $$"""{"kind":"pending","id":"{{id ?? $"t-{Guid.NewGuid():N}"}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","timeoutMs":60000,"issuedAtUnixMs":{{Now}}}""";
+
+    private static StringContent Gzipped(string json)
+    {
+        var content = new StringContent(json, Encoding.UTF8, "application/json");
+        content.Headers.ContentEncoding.Add("gzip");
+        return content;
+    }
 
     private static string RiskRequest() =>
         """{"paymentId":"p-1","debtorAccountId":"a1","creditorAccountId":"b1","amountMinor":100,"currency":"CHF"}""";

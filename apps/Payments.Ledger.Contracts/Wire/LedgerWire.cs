@@ -84,7 +84,8 @@ public static class LedgerWire
                 throw new ArgumentException($"reference must be at most {MaxReferenceLength} characters.");
             }
 
-            // Only what .NET cannot represent; a timeout of 0 or less is the ledger's own invalid-timeout outcome.
+            // Only what .NET cannot represent; a timeout of 0 or less is the ledger's own invalid-timeout outcome (one far
+            // below 0 is read as -1 ms: long.MinValue answered .NET's own "TimeSpan overflowed" to the caller, a probe).
             if (wire.TimeoutMs is > MaxTimeoutMs)
             {
                 throw new ArgumentException($"timeoutMs must be at most {MaxTimeoutMs}.");
@@ -94,7 +95,7 @@ public static class LedgerWire
             {
                 "single" => new TransferRequest.Single(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire), wire.Reference),
                 "pending" => new TransferRequest.Pending(id, Account(wire.DebitAccountId), Account(wire.CreditAccountId), Amount(wire),
-                    wire.TimeoutMs is { } timeoutMs ? TimeSpan.FromMilliseconds(timeoutMs) : null, wire.Reference),
+                    wire.TimeoutMs is { } timeoutMs ? TimeSpan.FromMilliseconds(Math.Max(timeoutMs, -1)) : null, wire.Reference),
                 "post" => new TransferRequest.PostPending(id, TransferId.Parse(wire.PendingId ?? string.Empty)),
                 "void" => new TransferRequest.VoidPending(id, TransferId.Parse(wire.PendingId ?? string.Empty)),
                 _ => throw new ArgumentException($"Unknown transfer kind '{wire.Kind}'."),

@@ -60,10 +60,12 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
             ExpirePendingRequest expire => existing.Kind == TransferKind.ExpirePending && existing.PendingId == expire.PendingId.Value,
             _ => false,
         };
+        // Not which fields: the API's role may not read transfers, and a deposit reusing a saga's id told it the
+        // saga's kind and amount (a probe).
         return same
             ? replay
             : new Evaluated.Rejected(new LedgerError(
-                LedgerError.TransferIdReuse, $"Transfer {request.Id} was already applied with other fields ({existing.Kind} of {existing.AmountMinor} {existing.Currency})."));
+                LedgerError.TransferIdReuse, $"Transfer {request.Id} was already applied with other fields."));
     }
 
     /// <summary>A new transfer issued before the replay window (its id may have been archived: applying it could be a
