@@ -31,12 +31,7 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
         var (reviewerKey, _) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsApprove);
         await using var creator = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, creatorKey);
         await using var reviewer = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, reviewerKey);
-        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
-        await creator.Http.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
-        await creator.Http.OpenAccountAsync(creditor);
-        var paymentId = (await (await creator.Http.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
-            .GetProperty("paymentId").GetString()!;
-        await creator.Http.WaitForStatusAsync(paymentId, "awaiting_approval"); // the saga's own record says so
+        var paymentId = await AwaitingApprovalAsync(creator.Http, merchant);
 
         // One request, waiting while the payment awaits its reviewer; it can only answer otherwise once the reviewer
         // decided, because the decision is sent only after the replica counts the request among its waiters.
@@ -71,12 +66,7 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
         var (readerKey, readerKeyId) = await MerchantKeysTests.IssueAsync(admin, merchant, ApiScopes.PaymentsRead);
         await using var creator = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, creatorKey);
         await using var reader = await EdgeHost.ClientThroughAsync(replica.ClientOptions.BaseAddress, readerKey);
-        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
-        await creator.Http.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
-        await creator.Http.OpenAccountAsync(creditor);
-        var paymentId = (await (await creator.Http.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
-            .GetProperty("paymentId").GetString()!;
-        await creator.Http.WaitForStatusAsync(paymentId, "awaiting_approval"); // stays so: nobody decides
+        var paymentId = await AwaitingApprovalAsync(creator.Http, merchant); // stays so: nobody decides
 
         var waits = replica.Services.GetRequiredService<PaymentStatusWaits>();
         var waiting = reader.Http.GetAsync($"/v1/payments/{paymentId}?wait=20&status=awaiting_approval");
@@ -124,6 +114,19 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
         }
 
         return $"still {status} after {MaxRequests} waits";
+    }
+
+    /// <summary>A payment of <paramref name="merchant"/> above the review threshold, between two new accounts, once the
+    /// saga's own record says it awaits approval.</summary>
+    private static async Task<string> AwaitingApprovalAsync(HttpClient creator, string merchant)
+    {
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-c");
+        await creator.OpenAccountAsync(debtor, fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await creator.OpenAccountAsync(creditor);
+        var paymentId = (await (await creator.PayAsync(debtor, creditor, ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
+            .GetProperty("paymentId").GetString()!;
+        await creator.WaitForStatusAsync(paymentId, "awaiting_approval");
+        return paymentId;
     }
 
     private static async Task PollUntilAsync(Func<bool> condition)
