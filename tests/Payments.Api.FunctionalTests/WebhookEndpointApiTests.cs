@@ -325,6 +325,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         using var retriedFirst = await RotateAsync(first);
         Assert.Equal(HttpStatusCode.Conflict, retriedFirst.StatusCode);
         Assert.Equal(Payments.Domain.ProblemTypes.RotationSuperseded, (await retriedFirst.JsonAsync()).GetProperty("type").GetString());
+        // And the OpenAPI document says so (a review: it did not, so a generated client had no type for this answer).
+        using var document = await system.AnonymousClient().GetAsync("/openapi/v1.json");
+        Assert.True((await document.JsonAsync()).GetProperty("paths").GetProperty("/v1/webhook-endpoints/{endpointId}/rotate-secret").GetProperty("post")
+            .GetProperty("responses").TryGetProperty("409", out _), "409 is not documented for POST /v1/webhook-endpoints/{endpointId}/rotate-secret");
         using var retriedSecond = await RotateAsync(second);
         Assert.Equal(HttpStatusCode.OK, retriedSecond.StatusCode);
         Assert.Equal(secret, (await retriedSecond.JsonAsync()).GetProperty("secret").GetString());

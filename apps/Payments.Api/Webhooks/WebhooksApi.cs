@@ -52,7 +52,7 @@ public static partial class WebhooksApi
         // The answer is the endpoint's signing secret, with which one can sign payment events the merchant's receiver
         // trusts: as much as registering an endpoint, so the same scopes.
         endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
-            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 413, 415, 422)
+            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scopes webhooks:manage and payments:read (the secret signs payment events). {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation within 24 h gets its answer again instead of rotating twice (later, the endpoint without its secret); the same key with another overlapSeconds is 422 idempotency-key-reuse.");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
             .Produces<EventPage>().Problems(400)
