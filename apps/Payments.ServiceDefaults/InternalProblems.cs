@@ -22,7 +22,7 @@ public static class InternalProblems
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             ExceptionHandler = WriteUnhandledAsync,
-            SuppressDiagnosticsCallback = suppress => suppress.Exception is BadHttpRequestException,
+            SuppressDiagnosticsCallback = suppress => UnreadableBodies.IsCallers(suppress.Exception),
         });
         app.UseStatusCodePages(async pages =>
         {
@@ -69,7 +69,7 @@ public static class InternalProblems
         {
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                 Results.Problem(title: "The request body is too large.", statusCode: StatusCodes.Status413PayloadTooLarge, type: ProblemTypes.PayloadTooLarge),
-            BadHttpRequestException or JsonException =>
+            JsonException or { } when UnreadableBodies.IsCallers(error) =>
                 Results.Problem(title: "The request body is malformed or not of the expected shape.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
             _ => Results.Problem(title: "Something went wrong in this service.", detail: $"Trace id {context.TraceIdentifier}; the service's log has the cause.",
                 statusCode: StatusCodes.Status500InternalServerError, type: ProblemTypes.InternalError),

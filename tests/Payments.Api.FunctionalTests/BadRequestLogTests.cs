@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Logging;
+using Payments.Testing;
 
 namespace Payments.Api.FunctionalTests;
 
@@ -38,6 +39,59 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
 
         Assert.StartsWith("HTTP/1.1 408", answer.ToString(), StringComparison.Ordinal); // answered before the log is read
         Assert.DoesNotContain(lines, line => line.Contains("unhandled exception", StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>A probe: a chunk size past 2^31 − 1, which Kestrel reports as an IOException around an overflow (not as a
+    /// bad request), was 500 internal-error "retry" with a stack trace in the log, for anyone: a malformed request.</summary>
+    [Fact]
+    public async Task AChunkSizePastInt32_IsAMalformedRequest_AndLogsNoUnhandledException()
+    {
+        var lines = new ConcurrentQueue<string>();
+        await using var replica = system.StartReplica(web => web.ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines))));
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. Payments.Merchants.ApiScopes.Default]);
+        var address = replica.ClientOptions.BaseAddress;
+
+        var answer = await SendRawAsync(address, $"POST /v1/accounts HTTP/1.1\r\nHost: {address.Authority}\r\nAuthorization: Bearer {key}\r\n"
+                                                 + "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n80000000\r\n");
+
+        Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
+        Assert.Contains(Payments.Domain.ProblemTypes.MalformedRequest, answer, StringComparison.Ordinal);
+        Assert.DoesNotContain(lines, line => line.Contains("unhandled exception", StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>The same at an internal service (the risk service, called with the orchestrator's token).</summary>
+    [Fact]
+    public async Task AChunkSizePastInt32_AtAnInternalService_IsAMalformedRequest()
+    {
+        await using var risk = await InProcessApp.StartRiskServiceAsync();
+        var address = new Uri(InProcessApp.BaseUrl(risk));
+        var token = InProcessApp.Identity.CallTokens.First(call => call.Caller == Payments.ServiceDefaults.Security.ServiceRoles.Orchestrator
+                                                                   && call.Target == Payments.ServiceDefaults.Security.ServiceRoles.Risk).Token;
+
+        var answer = await SendRawAsync(address, $"POST /{Payments.Risk.Contracts.RiskRoutes.Assess} HTTP/1.1\r\nHost: {address.Authority}\r\n"
+                                                 + $"{Payments.ServiceDefaults.Security.ServiceIdentityExtensions.TokenHeader}: {token}\r\n"
+                                                 + $"{Payments.ServiceDefaults.Security.ServiceIdentityExtensions.CallerHeader}: {Payments.ServiceDefaults.Security.ServiceRoles.Orchestrator}\r\n"
+                                                 + "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n80000000\r\n");
+
+        Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
+        Assert.True(answer.Contains(Payments.Domain.ProblemTypes.MalformedRequest, StringComparison.Ordinal), answer);
+    }
+
+    /// <summary>Sends <paramref name="request"/> as it is and reads the answer until the server closes (bounded).</summary>
+    private static async Task<string> SendRawAsync(Uri address, string request)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(address.Host, address.Port).WaitAsync(Bound);
+        await socket.SendAsync(Encoding.ASCII.GetBytes(request)).WaitAsync(Bound);
+        var answer = new StringBuilder();
+        var buffer = new byte[4096];
+        for (var read = 1; read > 0 && answer.Length < 65_536;)
+        {
+            read = await socket.ReceiveAsync(buffer).WaitAsync(Bound);
+            answer.Append(Encoding.ASCII.GetString(buffer, 0, read));
+        }
+
+        return answer.ToString();
     }
 
     /// <summary>Keeps every line logged at error level or above.</summary>

@@ -120,7 +120,7 @@ public static class ApiExtensions
             // A request Kestrel found bad (a body too slow, too large, cut short) is the caller's: answered 408/413/400,
             // it was logged as "An unhandled exception has occurred" with a stack trace — the line the runbook
             // (api-errors.md) calls a defect of ours (a probe).
-            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception) || suppress.Exception is BadHttpRequestException,
+            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception) || Payments.ServiceDefaults.UnreadableBodies.IsCallers(suppress.Exception),
         });
         // A status with no body (no route: 404; a route without this method: 405, its Allow header kept) is
         // problem+json with a stable type of ours whatever the client accepts, like every other refusal.
@@ -300,6 +300,8 @@ public static class ApiExtensions
             BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => Reply.Problem(
                 StatusCodes.Status408RequestTimeout, ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), "The request's body did not arrive in time."),
             BadHttpRequestException bad => Reply.Problem(bad.StatusCode, ProblemTypes.MalformedRequest, "The request is malformed."),
+            { } unreadable when Payments.ServiceDefaults.UnreadableBodies.IsCallers(unreadable) => Reply.Problem(
+                StatusCodes.Status400BadRequest, ProblemTypes.MalformedRequest, "The request is malformed.", "The body's chunked framing is broken."),
             _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "Something went wrong on our side.",
                 $"Quote trace id {context.TraceIdentifier} when you contact support."),
         };

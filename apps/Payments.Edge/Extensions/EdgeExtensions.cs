@@ -220,7 +220,7 @@ public static class EdgeExtensions
             {
                 body = await ReadWithinAsync(request.Body, limit, context.RequestAborted);
             }
-            catch (BadHttpRequestException unreadable)
+            catch (Exception unreadable) when (Payments.ServiceDefaults.UnreadableBodies.IsCallers(unreadable))
             {
                 // A body Kestrel could not read (bad chunk framing, a client gone mid-upload, one too slow for the
                 // minimum data rate) is the client's: its own answer, nothing forwarded. Left to propagate it was a
@@ -276,7 +276,7 @@ public static class EdgeExtensions
         }
     }
 
-    private static IResult UnreadableBody(BadHttpRequestException unreadable) => unreadable.StatusCode == StatusCodes.Status408RequestTimeout
+    private static IResult UnreadableBody(Exception unreadable) => Payments.ServiceDefaults.UnreadableBodies.StatusOf(unreadable) == StatusCodes.Status408RequestTimeout
         ? Results.Problem("The request's body did not arrive in time.", statusCode: StatusCodes.Status408RequestTimeout,
             type: ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), title: "Request Timeout")
         : Results.Problem("The request's body could not be read (its framing is broken, or it ended early).", statusCode: StatusCodes.Status400BadRequest,
