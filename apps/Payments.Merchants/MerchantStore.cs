@@ -235,44 +235,6 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
     /// <summary>Attempts of one revocation at most (each loses only to a concurrent rotation or revocation of the key).</summary>
     private const int MaxRevokeAttempts = 3;
 
-    /// <summary>Records that <paramref name="merchantId"/> owns the account, unless someone already does; returns the owner.</summary>
-    public async Task<string> ClaimAccountAsync(string accountId, string merchantId, CancellationToken cancellationToken) =>
-        (await PutIfAbsentAsync(root + "account-owners/" + accountId, ByteString.CopyFromUtf8(merchantId), cancellationToken))?.ToStringUtf8()
-        ?? merchantId;
-
-    /// <summary>Claims the merchant's account: <paramref name="accountId"/> itself if no merchant holds it (or this one
-    /// does), else <paramref name="namespacedId"/>, the merchant's own name for it (<c>AccountId.OfMerchant</c>), which
-    /// no other merchant can claim. Returns the ledger id the merchant holds now, so one merchant can neither take an
-    /// id from another nor learn that the other uses it.</summary>
-    public async Task<string> ClaimAccountAsync(string accountId, string merchantId, string namespacedId, CancellationToken cancellationToken)
-    {
-        // One transaction whatever the answer — claim the id; or it is this merchant's; or claim the merchant's own
-        // form — so the time taken does not tell that another merchant holds the id (two round trips, measured
-        // 2 ms slower in 79 of 90 probes, did).
-        var (owner, own, merchant) = (root + "account-owners/" + accountId, root + "account-owners/" + namespacedId, ByteString.CopyFromUtf8(merchantId));
-        var claimOwn = new TxnRequest();
-        claimOwn.Compare.Add(EtcdBytes.CreateRevisionIs(own, 0));
-        claimOwn.Success.Add(EtcdBytes.Put(own, merchant));
-        claimOwn.Failure.Add(EtcdBytes.Get(own));
-        var held = new TxnRequest();
-        held.Compare.Add(new Compare { Key = EtcdBytes.Key(owner), Target = Compare.Types.CompareTarget.Value, Result = Compare.Types.CompareResult.Equal, Value = merchant });
-        held.Failure.Add(new RequestOp { RequestTxn = claimOwn });
-        var request = new TxnRequest();
-        request.Compare.Add(EtcdBytes.CreateRevisionIs(owner, 0));
-        request.Success.Add(EtcdBytes.Put(owner, merchant));
-        request.Failure.Add(new RequestOp { RequestTxn = held });
-        var response = await TxnAsync(request, cancellationToken);
-        if (response.Succeeded || response.Responses[0].ResponseTxn.Succeeded)
-        {
-            return accountId;
-        }
-
-        var ownAnswer = response.Responses[0].ResponseTxn.Responses[0].ResponseTxn;
-        return ownAnswer.Succeeded || ownAnswer.Responses[0].ResponseRange.Kvs[0].Value == merchant
-            ? namespacedId
-            : throw new InvalidOperationException($"Account '{namespacedId}' is held by another merchant than the one it names.");
-    }
-
     public async Task<string?> AccountOwnerAsync(string accountId, CancellationToken cancellationToken) =>
         (await GetAsync(root + "account-owners/" + accountId, cancellationToken))?.Value.ToStringUtf8();
 

@@ -18,7 +18,7 @@ public sealed class AccountFactsTests(ApiSystemFixture system)
         await client.OpenAccountAsync($"{merchant}-d", "EUR", fundsMinor: 10_000);
         // As an earlier version left it: claimed and opened, no currency recorded.
         var older = AccountId.Parse($"{merchant}-old");
-        await system.Store.ClaimAccountAsync(older.Value, merchant, CancellationToken.None);
+        await system.Store.ClaimAccountAsync(older.Value, merchant, null, long.MaxValue, CancellationToken.None);
         Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(older, Currency.Eur, 0, CancellationToken.None));
         Assert.Null((await system.Store.AccountFactsAsync([older.Value], CancellationToken.None))[0].Currency);
 
@@ -39,7 +39,7 @@ public sealed class AccountFactsTests(ApiSystemFixture system)
         using var client = await system.ClientForAsync(merchant);
         await client.OpenAccountAsync($"{merchant}-d", "EUR", fundsMinor: 10_000);
         // A crash between the claim and the ledger's open leaves this.
-        await system.Store.ClaimAccountAsync($"{merchant}-half", merchant, CancellationToken.None);
+        await system.Store.ClaimAccountAsync($"{merchant}-half", merchant, null, long.MaxValue, CancellationToken.None);
         using var paid = await client.PayAsync($"{merchant}-d", $"{merchant}-half", 100, currency: "EUR");
         Assert.Equal(HttpStatusCode.NotFound, paid.StatusCode);
         Assert.EndsWith("/account-not-found", (await paid.JsonAsync()).GetProperty("type").GetString());

@@ -128,6 +128,36 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         Assert.Equal(3, await system.Store.AccountCountAsync(merchant, CancellationToken.None));
     }
 
+    /// <summary>The finding (a review): the bound was read before an open and counted after it, in a compare-and-swap
+    /// given up after 16 lost rounds, so a merchant opening accounts concurrently passed it without limit. Opens at
+    /// once through two replicas, three times the bound: exactly the bound is opened, and counted.</summary>
+    [Fact]
+    public async Task ConcurrentOpens_OnTwoReplicas_OpenExactlyTheBound()
+    {
+        const int Bound = 20;
+        await using var first = system.StartReplica(web => web.UseSetting("Payments:MaxAccountsPerMerchant", Bound.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        await using var second = system.StartReplica(web => web.UseSetting("Payments:MaxAccountsPerMerchant", Bound.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var merchant = MerchantKeysTests.NewMerchantId();
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None);
+        using var one = new HttpClient { BaseAddress = first.ClientOptions.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        using var two = new HttpClient { BaseAddress = second.ClientOptions.BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        foreach (var client in new[] { one, two })
+        {
+            client.DefaultRequestHeaders.Authorization = new("Bearer", key);
+        }
+
+        var answers = await Task.WhenAll(Enumerable.Range(0, 3 * Bound).Select(async index =>
+        {
+            using var answer = await (index % 2 == 0 ? one : two).PostAsJsonAsync("/v1/accounts", new { accountId = $"burst-{index}", currency = "USD" });
+            return (answer.StatusCode, Type: answer.IsSuccessStatusCode ? null : await TypeAsync(answer));
+        }));
+
+        Assert.Equal(Bound, answers.Count(answer => answer.StatusCode == HttpStatusCode.Created));
+        Assert.All(answers.Where(answer => answer.StatusCode != HttpStatusCode.Created),
+            answer => Assert.Equal((HttpStatusCode.Conflict, ProblemTypes.AccountLimitReached), (answer.StatusCode, answer.Type)));
+        Assert.Equal(Bound, await system.Store.AccountCountAsync(merchant, CancellationToken.None));
+    }
+
     /// <summary>The finding: one merchant's deposits could exhaust a currency's external funding bound for every
     /// merchant within days. A daily volume per merchant and currency makes that take merchant-years.</summary>
     [Fact]

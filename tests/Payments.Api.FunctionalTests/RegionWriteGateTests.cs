@@ -63,10 +63,10 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         // holds the plain id): the fence among its compares sent it there, and it wrote (diff review). Nothing now.
         Assert.True(await mirror.HoldAsync(3, TimeSpan.FromSeconds(30), CancellationToken.None));
         await watcher.RefreshAsync(CancellationToken.None);
-        Assert.Equal("other-merchant", await store.ClaimAccountAsync("shared-id", "other-merchant", CancellationToken.None));
+        Assert.Equal("shared-id", (await store.ClaimAccountAsync("shared-id", "other-merchant", null, long.MaxValue, CancellationToken.None)).LedgerId);
         await mirror.ReleaseAsync(CancellationToken.None);
         await Assert.ThrowsAsync<Payments.Ledger.Contracts.RegionNotWritableException>(
-            () => store.ClaimAccountAsync("shared-id", "fenced-merchant", "fenced-merchant~shared-id", CancellationToken.None));
+            () => store.ClaimAccountAsync("shared-id", "fenced-merchant", "fenced-merchant~shared-id", long.MaxValue, CancellationToken.None));
         Assert.Null((await store.AccountFactsAsync(["fenced-merchant~shared-id"], CancellationToken.None))[0].Owner);
     }
 

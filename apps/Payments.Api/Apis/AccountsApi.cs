@@ -27,7 +27,7 @@ public static class AccountsApi
             .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
 
-    private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger, ApiOptions options)
+    private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger, ApiOptions options, AccountClaimTurns turns)
     {
         var merchant = ApiKeyMiddleware.MerchantOf(context);
         var (bytes, problem) = await RequestBody.ReadAsync(context);
@@ -51,24 +51,22 @@ public static class AccountsApi
         // Another merchant's use of the same id neither blocks this one nor shows: the account then lives under this
         // merchant's namespace (AccountId's remarks). Only the merchant's own account with other fields is a 409.
         var plainId = accountId!.Value;
-        if (await AccountLimitProblemAsync(merchant, plainId, context, store, options) is { } limited)
+        // Claimed and counted toward the merchant's bound in one transaction, before the ledger opens it: the claim is
+        // what stays (as does the account), and a retry after a ledger fault finds it the merchant's, counted once.
+        // A merchant id from before ids were checked cannot name a namespace: first come, first served, as before.
+        var claim = await turns.ClaimAsync(store, plainId, merchant, Namespaced(merchant, accountId), options.MaxAccountsPerMerchant, context.RequestAborted);
+        if (claim.LimitReached)
         {
-            return limited.ToResult();
+            return AccountLimitReached(options).ToResult();
         }
 
-        var namespaced = Namespaced(merchant, accountId);
-        var claimed = namespaced is null
-            // A merchant id from before ids were checked cannot name a namespace: first come, first served, as before.
-            ? (await store.ClaimAccountAsync(plainId, merchant, context.RequestAborted) == merchant ? plainId : null)
-            : await store.ClaimAccountAsync(plainId, merchant, namespaced, context.RequestAborted);
-        if (claimed is null)
+        if (claim.LedgerId is not { } claimed)
         {
             return AccountExists(plainId).ToResult();
         }
 
         var ledgerId = AccountId.ParseLedger(claimed);
         var outcome = await ledger.OpenAccountAsync(ledgerId, currency!, overdraftLimitMinor: 0, context.RequestAborted);
-        await CountIfNewAsync(outcome, merchant, store);
 
         var account = outcome is OpenAccountOutcome.Opened opened
             ? opened.Account
@@ -110,24 +108,6 @@ public static class AccountsApi
         // Credit is the operator's decision (Overdrafts.SetAsync, from the admin surface), never the merchant's:
         // refused before anything is written. 0 or absent still opens the account without one.
         return request.OverdraftLimitMinor is > 0 ? (null, null, OverdraftByOperatorOnly()) : (accountId, currency, null);
-    }
-
-    /// <summary>Counts an account the ledger opened just now toward the merchant's bound, whatever the caller does
-    /// meanwhile; etcd away just now leaves it uncounted (the bound guards storage, not money), and the merchant gets
-    /// the account the ledger opened rather than a 503 for it.</summary>
-    private static async Task CountIfNewAsync(OpenAccountOutcome outcome, string merchant, MerchantStore store)
-    {
-        if (outcome is OpenAccountOutcome.Opened { Created: true })
-        {
-            try
-            {
-                await store.CountAccountOpenedAsync(merchant, CancellationToken.None);
-            }
-            catch (Exception exception) when (exception is Grpc.Core.RpcException or Payments.Ledger.Contracts.RegionNotWritableException)
-            {
-                // uncounted, as above
-            }
-        }
     }
 
     private static async Task<IResult> GetAsync(string accountId, HttpContext context, MerchantStore store, ILedger ledger)
@@ -249,22 +229,11 @@ public static class AccountsApi
         Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.OverdraftSetByOperator, "An overdraft is set by the operator.",
             "Open the account with overdraftLimitMinor 0 or absent; the operator grants an overdraft limit.");
 
-    /// <summary>409 <c>account-limit-reached</c> when the merchant has opened <see cref="ApiOptions.MaxAccountsPerMerchant"/>
-    /// accounts and this id is not one of them (an open of its own account again is still answered); null otherwise.
-    /// Counted after the fact, so accounts opened at the same moment can pass the bound by as many: it guards etcd's
-    /// storage, not money.</summary>
-    private static async Task<Reply?> AccountLimitProblemAsync(string merchant, string accountId, HttpContext context, MerchantStore store, ApiOptions options)
-    {
-        if (await store.AccountCountAsync(merchant, context.RequestAborted) < options.MaxAccountsPerMerchant)
-        {
-            return null;
-        }
-
-        var facts = await store.AccountFactsAsync(LedgerCandidates(merchant, [accountId]), context.RequestAborted);
-        return Owned(merchant, [accountId], facts)[0] is not null ? null : Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountLimitReached,
-            "The merchant has opened the most accounts allowed.",
-            $"At most {options.MaxAccountsPerMerchant} accounts per merchant (the operator's setting payments.publicApi.maxAccountsPerMerchant).");
-    }
+    /// <summary>409 <c>account-limit-reached</c>: the merchant has claimed <see cref="ApiOptions.MaxAccountsPerMerchant"/>
+    /// accounts and this id is not one of them (an open of its own account again is still answered).</summary>
+    private static Reply AccountLimitReached(ApiOptions options) => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountLimitReached,
+        "The merchant has opened the most accounts allowed.",
+        $"At most {options.MaxAccountsPerMerchant} accounts per merchant (the operator's setting payments.publicApi.maxAccountsPerMerchant).");
 
     private static Reply AccountExists(string accountId) =>
         Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.AccountExists, "You have this account already, with other fields.",

@@ -40,6 +40,7 @@ public static class ApiExtensions
         var services = builder.Services;
         services.AddSingleton(options);
         services.AddSingleton<Limits.RequestsInFlight>(); // one count per replica
+        services.AddSingleton<Limits.AccountClaimTurns>();
         services.AddSingleton((builder.Configuration.GetSection(MoneyLimits.Section).Get<MoneyLimits>() ?? new MoneyLimits()).Validate());
         // A region of a two-region deployment accepts writes only while it is the active region.
         var region = new RegionGate(builder.Configuration.IsRegional());
