@@ -52,7 +52,9 @@ internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layou
                 logger.LogWarning("Epoch {Epoch}: asked the stuck-payment sweeper to resume every unfinished payment", epoch);
                 return Last = report with { Attempts = attempt, RequestedAt = time.GetUtcNow() };
             }
-            catch (Exception exception) when (exception is Grpc.Core.RpcException || (exception is OperationCanceledException && !stopping.IsCancellationRequested))
+            // Any failure but the process stopping is retried within the same bounds: the loop runs untracked in the
+            // background (OnPromotedAsync), so an exception let out of it ended the request without a line (an audit).
+            catch (Exception exception) when (!(exception is OperationCanceledException && stopping.IsCancellationRequested))
             {
                 if (attempt <= MaxAttempts || attempt % 10 == 0)
                 {

@@ -18,9 +18,14 @@ public sealed class ReplicationOptions
 
     public bool Enabled => Mode != ReplicationMode.Off;
 
-    public ReplicationOptions Validate() => Enum.IsDefined(Mode)
-        ? this
-        : throw new InvalidOperationException($"Replication:Mode is '{Mode}'; use off, sync or async.");
+    /// <summary>The longest <see cref="SyncTimeout"/> (the chart's bound too): a negative one waited for ever.</summary>
+    public static readonly TimeSpan MaxSyncTimeout = TimeSpan.FromSeconds(60);
+
+    public ReplicationOptions Validate() =>
+        !Enum.IsDefined(Mode) ? throw new InvalidOperationException($"Replication:Mode is '{Mode}'; use off, sync or async.")
+        : SyncTimeout <= TimeSpan.Zero || SyncTimeout > MaxSyncTimeout
+            ? throw new InvalidOperationException($"Replication:SyncTimeout is {SyncTimeout}; use more than 0 and at most {MaxSyncTimeout}.")
+            : this;
 }
 
 /// <summary>What a ledger write waits for before it is acknowledged (nothing unless the mode is sync).</summary>
