@@ -58,6 +58,14 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         // A merchant made without a name takes the first name a create gives (there is no rename; the keys' migration
         // and the local tools make nameless ones), once.
         var nameless = NewMerchantId();
+        // An empty or blank name is no name (a probe: "" was stored, and took the place of the first real one).
+        foreach (var blank in new[] { "", "   " })
+        {
+            using var refused = await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = nameless, name = blank });
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.True((await refused.JsonAsync()).GetProperty("errors").TryGetProperty("name", out _));
+        }
+
         Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = nameless })).StatusCode);
         using (var named = await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = nameless, name = "Named Ltd" }))
         {

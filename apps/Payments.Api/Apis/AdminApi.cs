@@ -132,6 +132,11 @@ public static class AdminApi
         {
             errors["name"] = $"name must be at most {MerchantRecord.MaxNameLength} characters.";
         }
+        else if (request.Name is not null && string.IsNullOrWhiteSpace(request.Name))
+        {
+            // Stored as given, "" was a name no one could read, and it took the place of the first real one (a probe).
+            errors["name"] = "name must not be empty or blank; leave it out for a merchant without one.";
+        }
 
         if (errors.Count > 0)
         {
