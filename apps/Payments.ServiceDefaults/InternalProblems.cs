@@ -69,7 +69,7 @@ public static class InternalProblems
         {
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                 Results.Problem(title: "The request body is too large.", statusCode: StatusCodes.Status413PayloadTooLarge, type: ProblemTypes.PayloadTooLarge),
-            JsonException or { } when UnreadableBodies.IsCallers(error) =>
+            { } unreadable when unreadable is JsonException || UnreadableBodies.IsCallers(unreadable) =>
                 Results.Problem(title: "The request body is malformed or not of the expected shape.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
             _ => Results.Problem(title: "Something went wrong in this service.", detail: $"Trace id {context.TraceIdentifier}; the service's log has the cause.",
                 statusCode: StatusCodes.Status500InternalServerError, type: ProblemTypes.InternalError),

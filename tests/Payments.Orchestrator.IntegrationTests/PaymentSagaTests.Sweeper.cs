@@ -271,7 +271,10 @@ public sealed partial class PaymentSagaTests
         Assert.Equal(PaymentOutcome.Failed(LedgerError.InsufficientFunds), await WaitAsync(payment));
         // What the other region shipped here while it held the payment: pending, not failed (this region's write of its
         // outcome is what the fence refused), and the debtor funded since.
-        await saga.Records.ChangeAsync(payment.PaymentId, record => record with { Status = PaymentStatus.Pending, Reason = null, UpdatedAt = longAgo },
+        // Stamped ahead: the fixture's own sweeper, outside takeover mode until the flag is set below, leaves a record
+        // within its grace alone (past it, a pass in between would record the old run's output); a takeover pass
+        // looks at the run's start, not at this stamp.
+        await saga.Records.ChangeAsync(payment.PaymentId, record => record with { Status = PaymentStatus.Pending, Reason = null, UpdatedAt = DateTimeOffset.UtcNow.AddHours(1) },
             CancellationToken.None);
         // With its in-flight marker, which replication ships with the record: without it the payment was found only by
         // the backstop walk, whose cursor (left by the other tests) could reach it after the takeover cycle had ended,

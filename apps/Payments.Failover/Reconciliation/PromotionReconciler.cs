@@ -59,7 +59,9 @@ internal sealed class PromotionReconciler(EtcdConnection etcd, EtcdOptions layou
                 if (attempt <= MaxAttempts || attempt % 10 == 0)
                 {
                     var level = attempt < MaxAttempts ? LogLevel.Warning : LogLevel.Error;
-                    logger.Log(level, "Epoch {Epoch}: could not ask for the takeover sweep (attempt {Attempt}: {Error}); retrying", epoch, attempt, exception.Message);
+                    // etcd away is expected (its message says enough); anything else is a defect, logged with its trace.
+                    logger.Log(level, exception is Grpc.Core.RpcException or OperationCanceledException ? null : exception,
+                        "Epoch {Epoch}: could not ask for the takeover sweep (attempt {Attempt}: {Error}); retrying", epoch, attempt, exception.Message);
                 }
 
                 Last = report with { Attempts = attempt };
