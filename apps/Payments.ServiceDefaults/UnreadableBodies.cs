@@ -10,8 +10,11 @@ namespace Payments.ServiceDefaults;
 public static class UnreadableBodies
 {
     /// <summary>Whether <paramref name="exception"/> is Kestrel's refusal of the request's framing or body.</summary>
+    /// <remarks>The IOException only from Kestrel's own parser: one from elsewhere (a dependency's stream) is no fault
+    /// of the caller's.</remarks>
     public static bool IsCallers(Exception? exception) =>
-        exception is BadHttpRequestException or IOException { InnerException: OverflowException };
+        exception is BadHttpRequestException
+        || (exception is IOException { InnerException: OverflowException } && exception.Source == "Microsoft.AspNetCore.Server.Kestrel.Core");
 
     /// <summary>The status to answer: Kestrel's own (408 too slow, 413 too large, 400), or 400 for a broken chunk size.</summary>
     public static int StatusOf(Exception exception) =>
