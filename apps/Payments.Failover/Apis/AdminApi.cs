@@ -65,7 +65,7 @@ internal static class AdminApi
         var caller = context.Items[OperatorAuthentication.CallerItem] as string ?? "unknown";
         if (body?.To is not { Length: > 0 } target || !string.Equals(target, options.PeerRegion, StringComparison.Ordinal))
         {
-            audit.LogWarning("Admin switchover by {Caller} refused: target {Target} is not the peer region {Peer}", caller, body?.To, options.PeerRegion);
+            audit.LogWarning("Admin switchover by {Caller} refused: target {Target} is not the peer region {Peer}", caller, Payments.ServiceDefaults.Security.RefusalLog.Shown(body?.To), options.PeerRegion);
             return Results.Problem($"A switchover hands over to the peer region only: {{\"to\":\"{options.PeerRegion}\"}}.",
                 statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }

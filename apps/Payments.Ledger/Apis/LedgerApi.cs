@@ -164,7 +164,7 @@ public static class LedgerApi
     private static IResult Refused(HttpContext context, string reason)
     {
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.CallerPolicy").LogWarning(
-            "Ledger refused {Method} {Path} for caller role {Role} (its caller header claims '{Caller}'): {Reason}", context.Request.Method, context.Request.Path.Value,
+            "Ledger refused {Method} {Path} for caller role {Role} (its caller header claims '{Caller}'): {Reason}", context.Request.Method, Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Path.Value),
             context.CallerRole(), Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString()), reason);
         return ServiceIdentityExtensions.Forbidden(reason);
     }
