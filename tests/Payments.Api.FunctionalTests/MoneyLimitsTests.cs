@@ -153,8 +153,10 @@ public sealed class MoneyLimitsTests(ApiSystemFixture system)
         }));
 
         Assert.Equal(Bound, answers.Count(answer => answer.StatusCode == HttpStatusCode.Created));
+        // The rest are past the bound; or, rarely, a claim whose count the other replica changed in each of its rounds:
+        // 503, retry (the two replicas' claims compete for one counter).
         Assert.All(answers.Where(answer => answer.StatusCode != HttpStatusCode.Created),
-            answer => Assert.Equal((HttpStatusCode.Conflict, ProblemTypes.AccountLimitReached), (answer.StatusCode, answer.Type)));
+            answer => Assert.Contains((answer.StatusCode, answer.Type), new (HttpStatusCode, string?)[] { (HttpStatusCode.Conflict, ProblemTypes.AccountLimitReached), (HttpStatusCode.ServiceUnavailable, ProblemTypes.ServiceUnavailable) }));
         Assert.Equal(Bound, await system.Store.AccountCountAsync(merchant, CancellationToken.None));
     }
 
