@@ -550,6 +550,11 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(24), EventRetention = TimeSpan.FromHours(24) }.Validate());
         Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromHours(72), EventRetention = TimeSpan.FromHours(95) }.Validate());
         new WebhookOptions { RetryFor = TimeSpan.FromHours(72), EventRetention = TimeSpan.FromHours(96) }.Validate();
+        // And maximums, the chart's (an audit: a retention of years was taken, and etcd holds every event that long).
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { RetryFor = TimeSpan.FromDays(31), EventRetention = TimeSpan.FromDays(40) }.Validate());
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { EventRetention = TimeSpan.FromDays(91) }.Validate());
+        Assert.Throws<InvalidOperationException>(() => new WebhookOptions { MaxBackoff = TimeSpan.FromDays(4) }.Validate());
+        new WebhookOptions { RetryFor = WebhookOptions.MaxRetryFor, EventRetention = WebhookOptions.MaxEventRetention }.Validate();
     }
 
     /// <summary>Real time, moved to today's noon (UTC) when made.</summary>

@@ -57,11 +57,21 @@ public sealed class WebhookOptions
     /// <summary><see cref="MaxInFlightPerMerchant"/> as it applies.</summary>
     public int InFlightPerMerchant => MaxInFlightPerMerchant ?? Math.Max(1, MaxInFlight / 4);
 
+    /// <summary>The longest <see cref="RetryFor"/> and <see cref="EventRetention"/> (the chart's bounds too): events and
+    /// owed deliveries stay in etcd that long, so its size grows with them (an audit: only minimums were checked).</summary>
+    public static readonly TimeSpan MaxRetryFor = TimeSpan.FromDays(30), MaxEventRetention = TimeSpan.FromDays(90);
+
     public WebhookOptions Validate()
     {
         if (RetryFor < TimeSpan.FromHours(24) && !AllowLoopbackTargets)
         {
             throw new InvalidOperationException("Webhooks:RetryFor must be at least 24 hours (merchants expect a day's outage to lose nothing).");
+        }
+
+        if (RetryFor > MaxRetryFor || EventRetention > MaxEventRetention || MaxBackoff > RetryFor)
+        {
+            throw new InvalidOperationException(
+                $"Webhooks: RetryFor at most {MaxRetryFor.TotalDays} days, EventRetention at most {MaxEventRetention.TotalDays} days, MaxBackoff at most RetryFor (events stay in etcd that long).");
         }
 
         if (EventRetention < RetryFor + RetentionMargin)
