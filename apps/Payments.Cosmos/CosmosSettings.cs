@@ -64,10 +64,19 @@ public sealed class CosmosSettings
     /// <summary>Per request; well inside the lease timings so a slow Cosmos cannot outlast a renewal.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>The longest <see cref="RequestTimeout"/> taken (an audit: none was checked, and a negative one is no
+    /// timeout at all).</summary>
+    public static readonly TimeSpan MaxRequestTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>Gateway mode and point operations only: the same code runs against the real service and the local
     /// server (which supports neither direct mode nor cross-partition queries).</summary>
     public CosmosClient CreateClient()
     {
+        if (RequestTimeout <= TimeSpan.Zero || RequestTimeout > MaxRequestTimeout)
+        {
+            throw new InvalidOperationException($"Cosmos:RequestTimeout is {RequestTimeout}; use more than 0 and at most {MaxRequestTimeout} (a request must not outlast a lease renewal).");
+        }
+
         var options = new CosmosClientOptions
         {
             ConnectionMode = ConnectionMode.Gateway,

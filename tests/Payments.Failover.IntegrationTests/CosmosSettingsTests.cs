@@ -61,4 +61,16 @@ public sealed class CosmosSettingsTests
 
         Assert.Null(new CosmosSettings { Endpoint = Endpoint, AcceptAnyServerCertificate = true }.AccountProblem(ConsistencyLevel.Session, 1));
     }
+
+    /// <summary>An audit: Cosmos DB's per-request timeout was taken as given, a negative one being none at all.</summary>
+    [Theory]
+    [InlineData("-00:00:01")]
+    [InlineData("00:00:00")]
+    [InlineData("00:00:05.001")]
+    public void ARequestTimeoutOutsideItsBounds_IsRefused(string timeout)
+    {
+        var settings = new Payments.Cosmos.CosmosSettings { Endpoint = new Uri("https://localhost:8081"), RequestTimeout = TimeSpan.Parse(timeout, System.Globalization.CultureInfo.InvariantCulture) };
+
+        Assert.Contains("Cosmos:RequestTimeout", Assert.Throws<InvalidOperationException>(() => settings.CreateClient()).Message, StringComparison.Ordinal);
+    }
 }
