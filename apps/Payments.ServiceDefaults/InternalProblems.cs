@@ -22,7 +22,9 @@ public static class InternalProblems
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             ExceptionHandler = WriteUnhandledAsync,
-            SuppressDiagnosticsCallback = suppress => UnreadableBodies.IsCallers(suppress.Exception),
+            // Nor a call its caller gave up on meanwhile (the API's 10 s on a start while the workflow engine was frozen
+            // wrote an unhandled exception per call, "Call canceled by the client": a fault probe): no one is answered.
+            SuppressDiagnosticsCallback = suppress => UnreadableBodies.IsCallers(suppress.Exception) || suppress.HttpContext.RequestAborted.IsCancellationRequested,
         });
         app.UseStatusCodePages(async pages =>
         {

@@ -59,6 +59,27 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
         Assert.DoesNotContain(lines, line => line.Contains("unhandled exception", StringComparison.OrdinalIgnoreCase));
     }
 
+    /// <summary>A fault probe: a ledger away (restarting, frozen) was answered 503 as it should, and logged as "An
+    /// unhandled exception has occurred" with a stack trace per request — the line on-call reads as a defect of ours.
+    /// An expected 503 is one warning line.</summary>
+    [Fact]
+    public async Task ALedgerAway_Is503_AndLogsNoUnhandledException()
+    {
+        var lines = new ConcurrentQueue<string>();
+        await using var replica = system.StartReplica(web => web
+            .UseSetting("Payments:LedgerUrl", "http://127.0.0.1:1/") // nothing listens there: connection refused
+            .ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines))));
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. Payments.Merchants.ApiScopes.Default]);
+        using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress, Timeout = Bound };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", key);
+
+        using var answer = await client.PostAsync("/v1/accounts", new StringContent("{\"accountId\":\"away-1\",\"currency\":\"USD\"}", Encoding.UTF8, "application/json"));
+
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, answer.StatusCode);
+        Assert.Contains(Payments.Domain.ProblemTypes.ServiceUnavailable, await answer.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.DoesNotContain(lines, line => line.Contains("unhandled exception", StringComparison.OrdinalIgnoreCase));
+    }
+
     /// <summary>The same at an internal service (the risk service, called with the orchestrator's token).</summary>
     [Fact]
     public async Task AChunkSizePastInt32_AtAnInternalService_IsAMalformedRequest()

@@ -17,7 +17,11 @@ public sealed class ApiOptions
     /// <summary>The ledger service's base URL, likewise.</summary>
     public string? LedgerUrl { get; set; }
 
-    public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>Per call to the ledger. Shorter than the public edge's bound (30 s) and the ingress's (60 s) with room for
+    /// a deposit's two calls, so a ledger that does not answer gets the API's own 503 naming it: at 30 s, a frozen
+    /// ledger was answered by the edge ("no API replica answered"), pointing on-call at the API (a fault probe). A call
+    /// given up may still apply: the retry with the same Idempotency-Key replays it.</summary>
+    public static readonly TimeSpan LedgerCallTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Requests per second per API key across all replicas (token bucket; bursts up to twice this).</summary>
     public int RequestsPerSecondPerKey { get; set; } = 500;

@@ -121,7 +121,9 @@ public static class ApiExtensions
             // A request Kestrel found bad (a body too slow, too large, cut short) is the caller's: answered 408/413/400,
             // it was logged as "An unhandled exception has occurred" with a stack trace — the line the runbook
             // (api-errors.md) calls a defect of ours (a probe).
-            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception) || Payments.ServiceDefaults.UnreadableBodies.IsCallers(suppress.Exception),
+            // A caller gone meanwhile is told nothing, so nothing is logged for it either.
+            SuppressDiagnosticsCallback = suppress => IsExpected(suppress.Exception, suppress.HttpContext) || Payments.ServiceDefaults.UnreadableBodies.IsCallers(suppress.Exception)
+                                                      || suppress.HttpContext.RequestAborted.IsCancellationRequested,
         });
         // A status with no body (no route: 404; a route without this method: 405, its Allow header kept) is
         // problem+json with a stable type of ours whatever the client accepts, like every other refusal.
@@ -311,7 +313,7 @@ public static class ApiExtensions
             context.Response.Headers.RetryAfter = "1";
         }
 
-        if (error is not null && IsExpected(error))
+        if (error is not null && IsExpected(error, context))
         {
             context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Api.Problems")
                 .LogWarning("Answered 503 ({Kind}): {Reason}", error.GetType().Name, error.Message);
@@ -320,7 +322,13 @@ public static class ApiExtensions
         await reply.ToResult().ExecuteAsync(context);
     }
 
-    /// <summary>Exceptions that are answers (503 and retry), not faults of ours.</summary>
-    private static bool IsExpected(Exception error) =>
-        error is Payments.Etcd.EtcdContentionException or RegionNotWritableException or LedgerReplicationPendingException;
+    /// <summary>Exceptions that are answers (503 and retry), not faults of ours: logged as one warning line each, not as
+    /// "An unhandled exception" with a stack trace — a ledger restart or an etcd election wrote ~30 of those in 4 s,
+    /// the line the api-errors runbook calls a defect of ours (a fault probe). An etcd refusal other than away or
+    /// slow (a malformed transaction, say) is a defect and keeps its trace.</summary>
+    private static bool IsExpected(Exception error, HttpContext context) =>
+        (error is OperationCanceledException && !context.RequestAborted.IsCancellationRequested) // a dependency's timeout
+        || error is Payments.Etcd.EtcdContentionException or RegionNotWritableException or LedgerReplicationPendingException
+            or LedgerUnavailableException or HttpRequestException
+        || error is Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled };
 }
