@@ -11,7 +11,8 @@ public sealed class HttpRiskAssessor(HttpClient http) : IRiskAssessor
     public async Task<RiskAssessment> AssessAsync(RiskInput input, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var wire = new RiskRequestWire(input.PaymentId, input.Debtor.Value, input.Creditor.Value, input.Amount.AmountMinor, input.Amount.Currency.Code);
+        var wire = new RiskRequestWire(input.PaymentId, input.Debtor.Value, input.Creditor.Value, input.Amount.AmountMinor, input.Amount.Currency.Code,
+            input.CreatedAt?.ToUnixTimeMilliseconds());
         using var response = await http.PostAsJsonAsync(RiskRoutes.Assess, wire, cancellationToken);
         response.EnsureSuccessStatusCode();
         return await response.Content.ReadFromJsonAsync<RiskAssessment>(cancellationToken)

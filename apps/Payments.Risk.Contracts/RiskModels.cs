@@ -26,8 +26,10 @@ public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string>
     public const string AlreadyFinished = "payment-already-finished";
 }
 
-/// <summary>What the risk check looks at.</summary>
-public sealed record RiskInput(string PaymentId, AccountId Debtor, AccountId Creditor, Money Amount);
+/// <summary>What the risk check looks at. <paramref name="CreatedAt"/>: when the payment was accepted (null: now) —
+/// velocity counts a payment at that instant, so a saga run again long after (resumed, restarted) adds nothing to
+/// its debtor's window today.</summary>
+public sealed record RiskInput(string PaymentId, AccountId Debtor, AccountId Creditor, Money Amount, DateTimeOffset? CreatedAt = null);
 
 /// <summary>The amount limits of one currency, in its minor units.</summary>
 public sealed record RiskAmounts(long ReviewThresholdMinor, long RejectAboveMinor, long VelocityMaxSumMinor);

@@ -9,8 +9,13 @@ public static class RiskRoutes
 }
 
 /// <summary>The risk service's request body.</summary>
-public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, string CreditorAccountId, long AmountMinor, string Currency)
+/// <param name="CreatedAtUnixMs">When the payment was accepted (<see cref="RiskInput.CreatedAt"/>); absent from a caller of
+/// an earlier version: now.</param>
+public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, string CreditorAccountId, long AmountMinor, string Currency, long? CreatedAtUnixMs = null)
 {
+    /// <summary>The last millisecond DateTimeOffset holds (year 9999).</summary>
+    private const long MaxUnixMs = 253_402_300_799_999;
+
     /// <summary>Null, with a reason, when a field is invalid.</summary>
     public RiskInput? ToInput(out string? problem)
     {
@@ -38,6 +43,13 @@ public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, s
             return null;
         }
 
-        return new RiskInput(PaymentId, debtor, creditor, new Money(AmountMinor, currency));
+        if (CreatedAtUnixMs is < 0 or > MaxUnixMs)
+        {
+            problem = "createdAtUnixMs must be a time in Unix milliseconds.";
+            return null;
+        }
+
+        return new RiskInput(PaymentId, debtor, creditor, new Money(AmountMinor, currency),
+            CreatedAtUnixMs is { } created ? DateTimeOffset.FromUnixTimeMilliseconds(created) : null);
     }
 }

@@ -96,9 +96,16 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             }
 
             Expire(window, now);
-            if (window.PaymentIds.Add(input.PaymentId))
+            // Counted at the payment's acceptance, not at this assessment: a saga run again long after (resumed when
+            // its workflow engine lost it, restarted by the sweeper) re-assessed a payment whose first count had left
+            // the window, and its debtor's new payments went to review (a fault probe: a crashed workflow engine sent
+            // 191 parked payments through risk again). Older than the window, it is not counted; within it, counted
+            // no earlier than the window's last entry (the window is kept in time order).
+            var at = input.CreatedAt is { } created && created < now ? Max(created, window.LastCountedAt) : now;
+            if (now - at <= policy.VelocityWindow && window.PaymentIds.Add(input.PaymentId))
             {
-                window.Entries.Enqueue((now, input.PaymentId, input.Amount.AmountMinor));
+                window.LastCountedAt = at;
+                window.Entries.Enqueue((at, input.PaymentId, input.Amount.AmountMinor));
                 window.SumMinor += input.Amount.AmountMinor;
                 entries++;
             }
@@ -159,11 +166,16 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
         window.Entries.Count / (double)Math.Max(1, policy.VelocityMaxCount),
         (double)window.SumMinor / Math.Max(1, policy.VelocityMaxSumMinor));
 
+    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+
     private sealed class AccountVelocity
     {
         public Queue<(DateTimeOffset At, string PaymentId, long AmountMinor)> Entries { get; } = new();
 
         public HashSet<string> PaymentIds { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>When the newest entry counts from (entries stay in this order).</summary>
+        public DateTimeOffset LastCountedAt { get; set; } = DateTimeOffset.MinValue;
 
         /// <summary>Wider than any amount: up to <see cref="MaxRememberedPerAccount"/> amounts of up to
         /// <c>long.MaxValue</c> each cannot overflow it (a checked long threw once a window passed 9.2 × 10^18, and

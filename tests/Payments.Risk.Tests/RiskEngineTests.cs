@@ -33,6 +33,31 @@ public sealed class RiskEngineTests
         Assert.Equal(reason is null ? [] : [reason], result.Reasons);
     }
 
+    /// <summary>A fault probe: a crashed workflow engine lost the sagas of payments parked for review; the sweeper ran
+    /// them again, risk assessed each again, and counted it in its debtor's window at that moment (the first count had
+    /// left the window long before), so the debtors' ordinary new payments went to review. A payment counts at its
+    /// acceptance: one accepted longer ago than the window counts nothing today.</summary>
+    [Fact]
+    public async Task APaymentAssessedAgainLongAfterItsAcceptance_CountsNothingInTodaysWindow()
+    {
+        var engine = new RiskEngine(Policy, time);
+        var acceptedLongAgo = time.GetUtcNow() - Policy.VelocityWindow * 3;
+        for (var index = 0; index < 5; index++)
+        {
+            var again = await engine.AssessAsync(Input($"old-{index}", Alice, Bob, 100) with { CreatedAt = acceptedLongAgo }, CancellationToken.None);
+            Assert.Equal(RiskDecision.Approve, again.Decision);
+        }
+
+        for (var index = 0; index < Policy.VelocityMaxCount; index++)
+        {
+            Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input($"new-{index}", Alice, Bob, 100), CancellationToken.None)).Decision);
+        }
+
+        // The window still counts today's payments: one more than the bound is reviewed.
+        var over = await engine.AssessAsync(Input("new-over", Alice, Bob, 100), CancellationToken.None);
+        Assert.Equal([RiskAssessment.VelocityCountExceeded], over.Reasons);
+    }
+
     /// <summary>A currency with its own amount limits is assessed by them; the others by the general ones.</summary>
     [Theory]
     [InlineData("IDR", 5_000_000, RiskDecision.Approve)] // above the general review threshold, well under IDR's

@@ -26,7 +26,8 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
     {
         ArgumentNullException.ThrowIfNull(input);
         var assessment = await risk.AssessAsync(
-            new RiskInput(input.PaymentId, AccountId.ParseLedger(input.Order.DebtorAccountId), AccountId.ParseLedger(input.Order.CreditorAccountId), PaymentTransfers.Amount(input)),
+            new RiskInput(input.PaymentId, AccountId.ParseLedger(input.Order.DebtorAccountId), AccountId.ParseLedger(input.Order.CreditorAccountId), PaymentTransfers.Amount(input),
+                input.CreatedAt),
             CancellationToken.None);
         switch (assessment.Decision)
         {
