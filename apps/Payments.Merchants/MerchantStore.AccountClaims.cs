@@ -82,8 +82,11 @@ public sealed partial class MerchantStore
         return request;
     }
 
+    /// <summary>The claim whose branch would make a key: made (and counted) below the bound, nothing written at it.</summary>
+    private static AccountClaim Made(string ledgerId, bool counted) => counted ? new AccountClaim(ledgerId) : new AccountClaim(null, LimitReached: true);
+
     private static AccountClaim PlainOutcome(TxnResponse claim, string accountId, string merchantId, bool counted) =>
-        claim.Succeeded ? counted ? new AccountClaim(accountId) : new AccountClaim(null, LimitReached: true)
+        claim.Succeeded ? Made(accountId, counted)
         : claim.Responses[0].ResponseRange.Kvs[0].Value.ToStringUtf8() == merchantId ? new AccountClaim(accountId)
         : new AccountClaim(null);
 
@@ -121,7 +124,7 @@ public sealed partial class MerchantStore
     {
         if (claim.Succeeded)
         {
-            return counted ? new AccountClaim(accountId) : new AccountClaim(null, LimitReached: true);
+            return Made(accountId, counted);
         }
 
         if (claim.Responses[0].ResponseTxn.Succeeded)
@@ -130,7 +133,7 @@ public sealed partial class MerchantStore
         }
 
         var ownAnswer = claim.Responses[0].ResponseTxn.Responses[0].ResponseTxn;
-        return ownAnswer.Succeeded ? counted ? new AccountClaim(namespacedId) : new AccountClaim(null, LimitReached: true)
+        return ownAnswer.Succeeded ? Made(namespacedId, counted)
             : ownAnswer.Responses[0].ResponseRange.Kvs[0].Value.ToStringUtf8() == merchantId ? new AccountClaim(namespacedId)
             : throw new InvalidOperationException($"Account '{namespacedId}' is held by another merchant than the one it names.");
     }

@@ -18,26 +18,15 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
     [Fact]
     public async Task ABodyTooSlow_IsTheCallersFault_AndLogsNoUnhandledException()
     {
-        var lines = new ConcurrentQueue<string>();
-        await using var replica = system.StartReplica(web => web.ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines))));
-        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. Payments.Merchants.ApiScopes.Default]);
+        var (replica, lines, key) = await StartLoggedReplicaAsync();
+        await using var _ = replica;
         var address = replica.ClientOptions.BaseAddress;
 
-        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(address.Host, address.Port).WaitAsync(Bound);
-        var request = $"POST /v1/accounts HTTP/1.1\r\nHost: {address.Authority}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-                      + "Content-Length: 100\r\n\r\n{\"accountId\":";
-        await socket.SendAsync(Encoding.ASCII.GetBytes(request)).WaitAsync(Bound);
         // 13 of the 100 bytes, then nothing: Kestrel's minimum body rate (after its 5 s grace) ends the request: 408.
-        var answer = new StringBuilder();
-        var buffer = new byte[4096];
-        for (var read = 1; read > 0 && answer.Length < 65_536;)
-        {
-            read = await socket.ReceiveAsync(buffer).WaitAsync(Bound);
-            answer.Append(Encoding.ASCII.GetString(buffer, 0, read));
-        }
+        var answer = await SendRawAsync(address, $"POST /v1/accounts HTTP/1.1\r\nHost: {address.Authority}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                                                 + "Content-Length: 100\r\n\r\n{\"accountId\":");
 
-        Assert.StartsWith("HTTP/1.1 408", answer.ToString(), StringComparison.Ordinal); // answered before the log is read
+        Assert.StartsWith("HTTP/1.1 408", answer, StringComparison.Ordinal); // answered before the log is read
         Assert.DoesNotContain(lines, line => line.Contains("unhandled exception", StringComparison.OrdinalIgnoreCase));
     }
 
@@ -46,9 +35,8 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
     [Fact]
     public async Task AChunkSizePastInt32_IsAMalformedRequest_AndLogsNoUnhandledException()
     {
-        var lines = new ConcurrentQueue<string>();
-        await using var replica = system.StartReplica(web => web.ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines))));
-        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. Payments.Merchants.ApiScopes.Default]);
+        var (replica, lines, key) = await StartLoggedReplicaAsync();
+        await using var _ = replica;
         var address = replica.ClientOptions.BaseAddress;
 
         var answer = await SendRawAsync(address, $"POST /v1/accounts HTTP/1.1\r\nHost: {address.Authority}\r\nAuthorization: Bearer {key}\r\n"
@@ -65,11 +53,8 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
     [Fact]
     public async Task ALedgerAway_Is503_AndLogsNoUnhandledException()
     {
-        var lines = new ConcurrentQueue<string>();
-        await using var replica = system.StartReplica(web => web
-            .UseSetting("Payments:LedgerUrl", "http://127.0.0.1:1/") // nothing listens there: connection refused
-            .ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines))));
-        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. Payments.Merchants.ApiScopes.Default]);
+        var (replica, lines, key) = await StartLoggedReplicaAsync(web => web.UseSetting("Payments:LedgerUrl", "http://127.0.0.1:1/")); // connection refused
+        await using var _ = replica;
         using var client = new HttpClient { BaseAddress = replica.ClientOptions.BaseAddress, Timeout = Bound };
         client.DefaultRequestHeaders.Authorization = new("Bearer", key);
 
@@ -96,6 +81,20 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
 
         Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
         Assert.True(answer.Contains(Payments.Domain.ProblemTypes.MalformedRequest, StringComparison.Ordinal), answer);
+    }
+
+    /// <summary>An API replica (with <paramref name="configure"/>) whose error lines are kept, and a merchant key for it.</summary>
+    private async Task<(Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program> Replica, ConcurrentQueue<string> Lines, string Key)> StartLoggedReplicaAsync(
+        Action<IWebHostBuilder>? configure = null)
+    {
+        var lines = new ConcurrentQueue<string>();
+        var replica = system.StartReplica(web =>
+        {
+            configure?.Invoke(web);
+            web.ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines)));
+        });
+        var key = await system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, [.. Payments.Merchants.ApiScopes.Default]);
+        return (replica, lines, key);
     }
 
     /// <summary>Sends <paramref name="request"/> as it is and reads the answer until the server closes (bounded).</summary>

@@ -72,10 +72,8 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task ATransferWithoutItsIssueTime_Is400ProblemJson_AndAStaleOne_IsRefused_WithNothingWritten()
     {
-        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
-        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
-        var account = AccountId.Parse($"ls-{Guid.NewGuid():N}");
-        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var (client, account) = await LedgerClientWithAccountAsync(ServiceRoles.Api, "ls");
+        using var _ = client;
         var funding = AccountId.ExternalFunding(Currency.Eur).Value;
 
         var missing = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(
@@ -101,10 +99,8 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task AnOverdraftAboveTheCurrencysMaximum_IsRefusedByTheLedgerItself_AndTheLimitStays()
     {
-        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
-        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
-        var account = AccountId.Parse($"od-{Guid.NewGuid():N}");
-        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var (client, account) = await LedgerClientWithAccountAsync(ServiceRoles.Api, "od");
+        using var _ = client;
         var maximum = new MoneyLimits().For(Currency.Eur).MaxOverdraftMinor;
 
         var tooMuch = await client.PostAsync(LedgerRoutes.Prefix + $"accounts/{account.Value}/overdraft", Json($$"""{"overdraftLimitMinor":{{long.MaxValue}}}"""));
@@ -122,10 +118,8 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task AHoldWithTheMostNegativeTimeout_IsTheLedgersInvalidTimeout_NotDotNetsOverflow()
     {
-        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
-        InProcessApp.Identity.Present(client, ServiceRoles.Orchestrator, ServiceRoles.Ledger);
-        var account = AccountId.Parse($"lt-{Guid.NewGuid():N}");
-        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var (client, account) = await LedgerClientWithAccountAsync(ServiceRoles.Orchestrator, "lt");
+        using var _ = client;
         var inTransit = AccountId.InTransit(Currency.Eur).Value;
 
         var hold = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(
@@ -213,5 +207,15 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         var server = builder.Build();
         await server.StartAsync();
         return server;
+    }
+
+    /// <summary>A client of the ledger service presenting <paramref name="caller"/>'s identity, and a new EUR account.</summary>
+    private async Task<(HttpClient Client, AccountId Account)> LedgerClientWithAccountAsync(string caller, string prefix)
+    {
+        var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, caller, ServiceRoles.Ledger);
+        var account = AccountId.Parse($"{prefix}-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        return (client, account);
     }
 }

@@ -19,8 +19,7 @@ public sealed class AccountClaimTurns
         MerchantStore store, string accountId, string merchantId, string? namespacedId, long maxAccounts, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(store);
-        using var turn = await gates.EnterAsync(merchantId, GateTimeout, cancellationToken)
-            ?? throw new EtcdContentionException($"The accounts of merchant {merchantId} are busy: no turn within {GateTimeout.TotalSeconds} s.");
+        using var turn = await gates.TurnAsync(merchantId, GateTimeout, $"The accounts of merchant {merchantId}", cancellationToken);
         return await store.ClaimAccountAsync(accountId, merchantId, namespacedId, maxAccounts, cancellationToken);
     }
 }

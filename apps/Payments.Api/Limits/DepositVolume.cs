@@ -88,9 +88,8 @@ public sealed class DepositVolume(EtcdConnection etcd, string familyPrefix, Time
         $"{root}{merchantId}/{amount.Currency.Code}/{time.GetUtcNow().ToString("yyyyMMdd", CultureInfo.InvariantCulture)}";
 
     /// <summary>This replica's turn on a counter (its own gate, held until disposed), within <see cref="GateTimeout"/>.</summary>
-    private async Task<IDisposable> TurnAsync(string counterKey, string merchantId, CancellationToken cancellationToken) =>
-        await gates.EnterAsync(counterKey, GateTimeout, cancellationToken)
-        ?? throw new EtcdContentionException($"The deposit volume of {merchantId} is busy: no turn within {GateTimeout.TotalSeconds} s.");
+    private Task<IDisposable> TurnAsync(string counterKey, string merchantId, CancellationToken cancellationToken) =>
+        gates.TurnAsync(counterKey, GateTimeout, $"The deposit volume of {merchantId}", cancellationToken);
 
     private async Task<bool> ReserveAsync(
         string counterKey, string markerKey, string merchantId, Money amount, long maxPerDayMinor, CancellationToken cancellationToken)

@@ -53,6 +53,12 @@ public sealed class KeyedGates
         }
     }
 
+    /// <summary><see cref="EnterAsync"/>, or a 503 for the caller when the wait runs out: <paramref name="busy"/> says
+    /// what was busy (an <see cref="Payments.Etcd.EtcdContentionException"/>, which the API answers 503, retry).</summary>
+    public async Task<IDisposable> TurnAsync(string key, TimeSpan timeout, string busy, CancellationToken cancellationToken) =>
+        await EnterAsync(key, timeout, cancellationToken)
+        ?? throw new Payments.Etcd.EtcdContentionException($"{busy} is busy: no turn within {timeout.TotalSeconds} s.");
+
     private void Leave(string key, Entry entry, bool release)
     {
         if (release)
