@@ -51,9 +51,9 @@ public sealed class UnclaimedFirstAttemptTests(ApiSystemFixture system)
         Assert.IsType<IdempotencyBegin.Started>(other);
         var order = NewOrder();
 
-        var written = await records.TryCreateWithAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), Answer(unclaimed), CancellationToken.None);
+        var created = await records.CreateWithAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), Answer(unclaimed), CancellationToken.None);
 
-        Assert.False(written);
+        Assert.Null(created);
         Assert.Null(await records.GetAsync(order.PaymentId, CancellationToken.None)); // not the record alone
         Assert.IsType<IdempotencyBegin.FingerprintMismatch>(await store.BeginAsync("merchant-u", key, "fingerprint-a", CancellationToken.None));
     }
@@ -67,13 +67,13 @@ public sealed class UnclaimedFirstAttemptTests(ApiSystemFixture system)
         Assert.True(unclaimed.IsUnclaimed);
         var order = NewOrder();
 
-        Assert.True(await records.TryCreateWithAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), Answer(unclaimed), CancellationToken.None));
+        Assert.Equal(true, (await records.CreateWithAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), Answer(unclaimed), CancellationToken.None))?.Created);
 
         var record = await records.GetAsync(order.PaymentId, CancellationToken.None);
         Assert.Equal(record!.Value.Revision, (await RangeAsync(unclaimed.RecordKey)).ModRevision);
         var replay = Assert.IsType<IdempotencyBegin.Replay>(await store.BeginAsync("merchant-u", key, "fingerprint-a", CancellationToken.None));
         Assert.Equal((202, "{\"accepted\":true}"), (replay.StatusCode, replay.Body));
-        Assert.False(await records.TryCreateWithAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), Answer(unclaimed), CancellationToken.None));
+        Assert.Equal(false, (await records.CreateWithAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), Answer(unclaimed), CancellationToken.None))?.Created);
     }
 
     private (IdempotencyStore Store, PaymentRecordStore Records) Stores()

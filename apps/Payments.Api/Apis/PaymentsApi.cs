@@ -145,14 +145,21 @@ public static partial class PaymentsApi
         IdempotencyStore.AddCompletion(answer, claim, accepted.StatusCode, accepted.Body, accepted.ContentType);
         var creator = ApiKeyMiddleware.PrincipalOf(context);
         var accepting = PaymentRecord.Accepted(order, services.Time.GetUtcNow(), creator.KeyId, creator.Holder);
-        if (claim.IsUnclaimed && !await services.Records.TryCreateWithAsync(accepting, answer, context.RequestAborted))
+        // Never the record alone: without the key's record beside it, a request with the same key and another body
+        // could claim the key and be answered with this body's payment; and a claim taken over by a retry (this
+        // request stalled past the claim's timeout) leaves the payment to that retry, which may name it by another day.
+        var created = await services.Records.CreateWithAsync(accepting, answer, context.RequestAborted);
+        if (claim.IsUnclaimed && created is not { Created: true })
         {
-            // Never the record alone: without the key's record beside it, a request with the same key and another
-            // body could claim the key and be answered with this body's payment.
             return null;
         }
 
-        var (record, recorded) = claim.IsUnclaimed ? (accepting, true) : await services.Records.CreateAsync(accepting, answer, context.RequestAborted);
+        if (created is not { } made)
+        {
+            return Reply.Unavailable("Another request with this Idempotency-Key took this one over; retry with the same Idempotency-Key for its answer.");
+        }
+
+        var (record, recorded) = made;
         if (!recorded && record.Order != order)
         {
             // The key's payment exists with another body: its idempotency record was lost or stayed in the other

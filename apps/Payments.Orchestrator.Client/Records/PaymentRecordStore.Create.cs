@@ -11,32 +11,52 @@ public sealed partial class PaymentRecordStore
 {
     /// <summary>Creates the record (with its in-flight marker unless it is terminal), or returns the one already there
     /// with that id.</summary>
-    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken) =>
-        (await CreateAsync(record, alongside: null, cancellationToken)).Record;
-
-    /// <summary>Creates the record unless one exists (then that one is returned), in one transaction with
-    /// <paramref name="alongside"/>'s compares and writes when they hold (e.g. the request's idempotent answer). When they
-    /// do not (or a lease they write under is gone), the record is created alone: <c>AlongsideWritten</c> says which.</summary>
-    public async Task<(PaymentRecord Record, bool AlongsideWritten)> CreateAsync(
-        PaymentRecord record, TxnRequest? alongside, CancellationToken cancellationToken)
+    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(record);
+        var (request, fence) = CreateRequest(record, alongside: null);
+        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+        if (!response.Succeeded)
+        {
+            ThrowIfFencedOff(fence, response);
+            return Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
+        }
+
+        if (record.IsTerminal)
+        {
+            PaymentRecordMetrics.CountTerminal(record);
+        }
+
+        return record;
+    }
+
+    /// <summary>Creates the record together with <paramref name="alongside"/>'s compares and writes (e.g. the request's
+    /// idempotent answer, compared on its claim), all or nothing. The record and true when all was written; the record
+    /// there is and false when one exists with that id (then nothing was written); null when a compare of
+    /// <paramref name="alongside"/> does not hold or a lease it writes under is gone — nothing was written. Never the
+    /// record alone: a claim that fails its compare was taken over by a retry, which decides the key's payment itself,
+    /// and may name it by another day (its clock past UTC midnight): a record written here too was a second payment, a
+    /// second debit (a review found it).</summary>
+    public async Task<(PaymentRecord Record, bool Created)?> CreateWithAsync(PaymentRecord record, TxnRequest alongside, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        ArgumentNullException.ThrowIfNull(alongside);
         var (request, fence) = CreateRequest(record, alongside);
         TxnResponse response;
         try
         {
             response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
         }
-        catch (RpcException exception) when (alongside is not null && IdempotencyStore.IsLeaseNotFound(exception))
+        catch (RpcException exception) when (IdempotencyStore.IsLeaseNotFound(exception))
         {
-            return (await CreateAsync(record, cancellationToken), false);
+            return null;
         }
 
         if (!response.Succeeded)
         {
             ThrowIfFencedOff(fence, response);
             var existing = response.Responses[0].ResponseRange.Kvs;
-            return existing.Count > 0 ? (Decode(existing[0].Value), false) : (await CreateAsync(record, cancellationToken), false);
+            return existing.Count > 0 ? (Decode(existing[0].Value), false) : null;
         }
 
         if (record.IsTerminal)
@@ -44,37 +64,7 @@ public sealed partial class PaymentRecordStore
             PaymentRecordMetrics.CountTerminal(record);
         }
 
-        return (record, alongside is not null);
-    }
-
-    /// <summary>Creates the record together with <paramref name="alongside"/>'s compares and writes, all or nothing:
-    /// true when all was written; false when the record exists already, a compare of <paramref name="alongside"/>
-    /// does not hold or a lease it writes under is gone — then nothing was written.</summary>
-    public async Task<bool> TryCreateWithAsync(PaymentRecord record, TxnRequest alongside, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(record);
-        ArgumentNullException.ThrowIfNull(alongside);
-        var (request, fence) = CreateRequest(record, alongside);
-        try
-        {
-            var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-            if (!response.Succeeded)
-            {
-                ThrowIfFencedOff(fence, response);
-                return false;
-            }
-        }
-        catch (RpcException exception) when (IdempotencyStore.IsLeaseNotFound(exception))
-        {
-            return false;
-        }
-
-        if (record.IsTerminal)
-        {
-            PaymentRecordMetrics.CountTerminal(record);
-        }
-
-        return true;
+        return (record, true);
     }
 
     /// <summary>For the API and the saga of a region in a two-region deployment: the region's epoch fence, asked for at
