@@ -23,8 +23,10 @@ ARG APP
 ARG PORT=8080
 WORKDIR /app
 COPY --from=build /out/${APP} .
-RUN ln -s "/app/${APP}.dll" /app/entry.dll && (getent group app || groupadd --gid 10001 app) \
-    && (getent passwd 10001 || useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app)
+# By number, under its own name: Microsoft's images already have a user and group "app" (uid and gid 1654), so a
+# check by name skipped the group 10001 and useradd then failed on it (only the offline base, without "app", built).
+RUN ln -s "/app/${APP}.dll" /app/entry.dll && (getent group 10001 || groupadd --gid 10001 payments) \
+    && (getent passwd 10001 || useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin payments)
 # Non-root, and nothing written outside /tmp (mounted as an emptyDir under a read-only root).
 USER 10001:10001
 ENV ASPNETCORE_URLS=http://+:${PORT} \

@@ -13,6 +13,7 @@ PREFIX=daprpayments
 APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk Payments.Failover:failover
       Payments.WorkflowSidecar:workflow-sidecar Payments.Edge:edge)
 OFFLINE="${1:-}"
+SEED_VERSION=2 # of the seeded .NET images: 2 adds Microsoft's "app" user
 export DOCKER_API_VERSION="${DOCKER_API_VERSION:-1.41}"
 
 ensure_docker() {
@@ -54,7 +55,8 @@ seed_base_images() {
     rm -rf "$root"
   fi
   for kind in sdk aspnet; do
-    if docker image inspect "$PREFIX/dotnet-$kind:10.0" >/dev/null 2>&1; then continue; fi
+    # The seed's version as a label: a machine holding an older seed makes it again.
+    if [ "$(docker image inspect -f '{{index .Config.Labels "daprpayments.seed"}}' "$PREFIX/dotnet-$kind:10.0" 2>/dev/null)" = "$SEED_VERSION" ]; then continue; fi
     echo "==> Seeding $PREFIX/dotnet-$kind:10.0 from this machine's .NET…"
     context=$(mktemp -d)
     if [ "$kind" = sdk ]; then cp -a /usr/share/dotnet "$context/dotnet"; else
@@ -68,9 +70,11 @@ COPY ca/ /usr/local/share/ca-certificates/
 RUN update-ca-certificates >/dev/null
 COPY dotnet /usr/share/dotnet
 RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
-ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 NUGET_CERT_REVOCATION_MODE=offline
+# As Microsoft's .NET images have it (user and group "app", 1654): our Dockerfile must build on those too.
+RUN groupadd --gid=1654 app && useradd --uid=1654 --gid=1654 --no-create-home --shell /bin/false app
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 NUGET_CERT_REVOCATION_MODE=offline APP_UID=1654
 DOCKERFILE
-    retry 3 "docker build $PREFIX/dotnet-$kind:10.0" docker build -q -t "$PREFIX/dotnet-$kind:10.0" "$context" >/dev/null
+    retry 3 "docker build $PREFIX/dotnet-$kind:10.0" docker build -q --label "daprpayments.seed=$SEED_VERSION" -t "$PREFIX/dotnet-$kind:10.0" "$context" >/dev/null
     rm -rf "$context"
   done
 }
