@@ -454,6 +454,36 @@ public sealed class ChartTests
     }
 
     /// <summary>Renders the chart with <paramref name="valuesFile"/> over the defaults (null: the defaults alone).</summary>
+    /// <summary>A chart review's finding: the default images, daprpayments/…, name Docker Hub's daprpayments namespace,
+    /// which this project does not own, and were pulled IfNotPresent: a node without the local build's image pulled
+    /// whatever is published there. Those names are never pulled; every other image is, and with the release's pull
+    /// Secrets (there was no way to name one).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task LocalImageNames_AreNeverPulled_OthersArePulled_WithThePullSecrets(bool ownRegistry)
+    {
+        string[] arguments = ownRegistry
+            ? ["--set", "image.registry=registry.example.com/payments", "--set", "etcd.image=registry.example.com/payments/etcd:3.5.16", "--set", "image.pullSecrets={regcred}"]
+            : [];
+        var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. arguments, "--kube-version", KubeVersion, "--namespace", "payments"]);
+        Assert.True(exitCode == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output, Kinds, strict: true);
+
+        var pods = objects.OfType<V1Deployment>().Select(deployment => deployment.Spec.Template.Spec)
+            .Concat(objects.OfType<V1StatefulSet>().Select(set => set.Spec.Template.Spec))
+            .Concat(objects.OfType<V1Job>().Select(job => job.Spec.Template.Spec))
+            .Concat(objects.OfType<V1Pod>().Select(pod => pod.Spec)).ToArray();
+        Assert.True(pods.Length >= 8, $"{pods.Length} pod specs");
+        Assert.All(pods, pod =>
+        {
+            Assert.Equal(ownRegistry ? ["regcred"] : [], pod.ImagePullSecrets?.Select(secret => secret.Name) ?? []);
+            Assert.All(pod.Containers, container =>
+                Assert.Equal(container.Image.StartsWith("daprpayments/", StringComparison.Ordinal) ? "Never" : "IfNotPresent", container.ImagePullPolicy));
+            Assert.All(pod.Containers, container => Assert.Equal(ownRegistry, container.Image.StartsWith("registry.example.com/", StringComparison.Ordinal)));
+        });
+    }
+
     internal static async Task<List<object>> RenderAsync(string? valuesFile)
     {
         var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. ValuesArguments(valuesFile), "--kube-version", KubeVersion, "--namespace", "payments"]);

@@ -60,6 +60,25 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
+{{- /* A container's pull policy: image.pullPolicy, or when that is empty, Never for an image named daprpayments/… (the
+     images scripts/build-images.sh tags and kind loads: they are in no registry, and a node pulling that name would get
+     whatever docker.io/daprpayments holds, a namespace this project does not own) and IfNotPresent for any other.
+     Called with (list $root $image). */}}
+{{- define "daprpayments.pullPolicy" -}}
+{{- $root := index . 0 -}}{{- $image := index . 1 -}}
+{{- $root.Values.image.pullPolicy | default (ternary "Never" "IfNotPresent" (hasPrefix "daprpayments/" $image)) -}}
+{{- end -}}
+
+{{- /* A pod's imagePullSecrets (image.pullSecrets: names of Secrets in the release's namespace), at (dict "root" $root
+     "indent" n); nothing when there are none. */}}
+{{- define "daprpayments.imagePullSecrets" -}}
+{{- with .root.Values.image.pullSecrets }}
+{{- $lines := list "imagePullSecrets:" }}
+{{- range . }}{{ $lines = append $lines (printf "  - name: %s" .) }}{{ end }}
+{{- join "\n" $lines | nindent $.indent }}
+{{- end }}
+{{- end -}}
+
 {{- define "daprpayments.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: 10001
