@@ -67,6 +67,32 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(0, (await (await client.GetAsync("/v1/webhook-endpoints")).JsonAsync()).GetProperty("data").GetArrayLength());
     }
 
+    /// <summary>A black-box probe: eight clients of one merchant creating and deleting endpoints at once got 503s, each
+    /// create's compare over the merchant's range lost to the others' changes eight rounds running. One replica's
+    /// changes of a merchant take turns: none is refused, and every endpoint is counted once.</summary>
+    [Fact]
+    public async Task ConcurrentCreatesAndDeletes_OfOneMerchant_OnOneReplica_AreNeverRefused()
+    {
+        var prefix = $"/functional-turns-{Guid.NewGuid():N}/webhooks/";
+        var store = new WebhookEndpointStore(system.Etcd, prefix, TimeProvider.System);
+        const string Merchant = "busy-merchant";
+        const int Clients = 8, Rounds = 6;
+
+        await Task.WhenAll(Enumerable.Range(0, Clients).Select(async client =>
+        {
+            for (var round = 0; round < Rounds; round++)
+            {
+                var (endpoint, created) = (await store.CreateAsync(Merchant, $"https://hooks{client}.example.com/r{round}", [], null, CancellationToken.None))!.Value;
+                Assert.True(created);
+                Assert.True(await store.DeleteAsync(Merchant, endpoint.Id, CancellationToken.None));
+            }
+        }));
+
+        Assert.Empty(await store.ListAsync(Merchant, CancellationToken.None));
+        var counted = (await system.Etcd.Client.GetRangeAsync(prefix + "created/")).Kvs.Sum(kv => long.Parse(kv.Value.ToStringUtf8(), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(Clients * Rounds, counted);
+    }
+
     /// <summary>Shipping sends what changed since its checkpoint, so endpoints made before they were shipped reached the
     /// other region only when next rotated: each is now written once more, unchanged, page after page, and a marker of
     /// the region's own ends that for good.</summary>
@@ -369,6 +395,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("{\"url\":\"https://user:pass@hooks.example.com/x\"}", "url")]
     [InlineData("{}", "url")]
     [InlineData("{\"url\":\"https://hooks.example.com/x\",\"events\":[\"payment.refunded\"]}", "events")]
+    // A black-box probe: a blank description was stored, shown as nothing in a list of endpoints.
+    [InlineData("{\"url\":\"https://hooks.example.com/x\",\"description\":\"   \"}", "description")]
+    [InlineData("{\"url\":\"https://hooks.example.com/x\",\"description\":\"\"}", "description")]
+    [InlineData("{\"url\":\"https://hooks.example.com/x\",\"description\":\"\\uffff\"}", "description")]
     public async Task BadEndpointInput_IsRefusedWithTheFieldNamed_AndCreatesNothing(string body, string field)
     {
         using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
@@ -471,6 +501,8 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("https://hooks.exa\u3164mple.com/", false, false)]
     [InlineData("https://hooks.example.com/a\u034Fb", false, false)]
     [InlineData("https://hooks.example.com/a\uFE0Fb", false, false)]
+    [InlineData("https://hooks.example.com/\uFFFF", false, false)] // a noncharacter
+    [InlineData("https://hooks.example.com/\uE000", false, false)] // private use
     // Development (the local system, tests) admits this machine's loopback only, http too.
     [InlineData("http://127.0.0.1:5000/p", true, true)]
     [InlineData("http://localhost:5000/p", true, true)]

@@ -18,10 +18,13 @@ internal static class HiddenText
     private const int CancelTag = 0xE007F;
 
     /// <summary>Whether <paramref name="rune"/> alone is unseen or a control (what an echo escapes, and what a URL
-    /// refuses).</summary>
+    /// refuses). Also a code point no font draws the same everywhere: unassigned ones and noncharacters (U+FFFF,
+    /// U+FDD0…: category Cn) and private use (Co) showed as nothing or as a box, a whole reference of them invisible
+    /// (a probe's finding).</summary>
     public static bool IsHiddenOrControl(Rune rune) =>
         Rune.IsControl(rune) || IsVariationSelector(rune) || IsBlankGlyph(rune)
-        || Rune.GetUnicodeCategory(rune) is UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator or UnicodeCategory.Format;
+        || Rune.GetUnicodeCategory(rune) is UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator or UnicodeCategory.Format
+            or UnicodeCategory.OtherNotAssigned or UnicodeCategory.PrivateUse;
 
     /// <summary>Whether <paramref name="text"/> holds a rune a reader cannot see outside the contexts written text needs.</summary>
     public static bool Contains(string text)

@@ -41,7 +41,8 @@ internal static class Validate
 
         if (HiddenText.Contains(value))
         {
-            errors[field] = $"{field} must not contain control characters, line breaks or invisible formatting characters (e.g. U+200B, U+202E).";
+            errors[field] = $"{field} must not contain control characters, line breaks, invisible formatting characters (e.g. U+200B, U+202E), "
+                + "or unassigned, noncharacter or private-use code points.";
         }
         else if (value.Length > maxCharacters && new System.Globalization.StringInfo(value).LengthInTextElements > maxCharacters)
         {

@@ -20,6 +20,17 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public static readonly TimeSpan MaxSecretOverlap = TimeSpan.FromHours(24);
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>The longest a create, delete or rotation waits for its merchant's turn on this replica (then 503).</summary>
+    public static readonly TimeSpan TurnTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>One replica's changes of a merchant's endpoints take turns: a create compares the merchant's whole range,
+    /// so any other change of it meanwhile makes it count again, and eight clients creating and deleting at once ended
+    /// in 503s after the eighth lost round (a probe). Another replica's changes still race, and the rounds cover those.</summary>
+    private readonly Payments.Api.Limits.KeyedGates turns = new();
+
+    private Task<IDisposable> TurnAsync(string merchantId, CancellationToken cancellationToken) =>
+        turns.TurnAsync(merchantId, TurnTimeout, $"The webhook endpoints of merchant {merchantId}", cancellationToken);
     private readonly string root = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints/";
     private readonly string removedRoot = EtcdBytes.AsPrefix(webhooksPrefix) + "removed/";
 
@@ -43,6 +54,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public async Task<(WebhookEndpoint Endpoint, bool Created)?> CreateAsync(
         string merchantId, string url, IReadOnlyList<string> events, string? description, CancellationToken cancellationToken, string? endpointId = null)
     {
+        using var turn = await TurnAsync(merchantId, cancellationToken);
         for (var attempt = 1; attempt <= MaxCreateAttempts; attempt++)
         {
             var id = endpointId ?? "we_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
@@ -147,6 +159,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     /// to the other region: shipping reads what is stored, and the endpoint came back there after a takeover.</summary>
     public async Task<bool> DeleteAsync(string merchantId, string endpointId, CancellationToken cancellationToken)
     {
+        using var turn = await TurnAsync(merchantId, cancellationToken);
         var key = Key(merchantId, endpointId);
         var now = time.GetUtcNow();
         var request = new TxnRequest();
@@ -285,6 +298,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         string merchantId, string endpointId, TimeSpan overlap, CancellationToken cancellationToken, string? rotationKey = null)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(overlap, MaxSecretOverlap);
+        using var turn = await TurnAsync(merchantId, cancellationToken);
         for (var attempt = 0; attempt < 8; attempt++)
         {
             if (await GetWithRevisionAsync(merchantId, endpointId, cancellationToken) is not { Endpoint: var endpoint, Revision: var revision })

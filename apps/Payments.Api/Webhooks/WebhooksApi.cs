@@ -187,6 +187,12 @@ public static partial class WebhooksApi
         }
 
         Validate.Text("description", request.Description, MaxDescriptionLength, errors);
+        if (request.Description is { } description && string.IsNullOrWhiteSpace(description))
+        {
+            // As a merchant's name: a blank one shows as nothing in a list of endpoints (a probe's finding).
+            errors["description"] = "description must not be blank; leave it out for none.";
+        }
+
         problem = errors.Count > 0 ? Reply.Invalid(errors) : null;
         return problem is null ? (request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description) : null;
     }
