@@ -195,6 +195,34 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
         Assert.Equal(maximum, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.BalanceMinor);
     }
 
+    /// <summary>A review's finding: the API replays a deposit the ledger applied "whatever the limits say now", but
+    /// the ledger refused one above today's maximum (a limit lowered since) before it looked for the deposit, so
+    /// every retry of it was a 5xx. The ledger replays it; a new deposit above the maximum is still refused.</summary>
+    [Fact]
+    public async Task ADepositAppliedBeforeItsMaximumWasLowered_IsReplayed_ButANewOneAboveItIsRefused()
+    {
+        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
+        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
+        var account = AccountId.Parse($"dr-{Guid.NewGuid():N}");
+        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var funding = AccountId.ExternalFunding(Currency.Eur);
+        var now = DateTimeOffset.UtcNow;
+        var above = new MoneyLimits().For(Currency.Eur).MaxDepositMinor + 1;
+        var applied = TransferId.Parse($"dep-{Guid.NewGuid():N}");
+        // Applied when the maximum was higher (the ledger library itself has no caller policy).
+        Assert.IsType<TransferOutcome.Applied>(await system.Ledger.TransferAsync(
+            new TransferRequest.Single(applied, funding, account, new Money(above, Currency.Eur), "deposit") { IssuedAt = now }, CancellationToken.None));
+        string Deposit(TransferId id) =>
+            $$"""{"kind":"single","id":"{{id.Value}}","debitAccountId":"{{funding.Value}}","creditAccountId":"{{account.Value}}","amountMinor":{{above}},"currency":"EUR","reference":"deposit","issuedAtUnixMs":{{now.ToUnixTimeMilliseconds()}}}""";
+
+        using var retried = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(applied)));
+        using var another = await client.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Deposit(TransferId.Parse($"dep-{Guid.NewGuid():N}"))));
+
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, another.StatusCode);
+        Assert.Equal(above, (await system.Ledger.GetAccountAsync(account, CancellationToken.None))!.BalanceMinor);
+    }
+
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     /// <summary>A server on a free loopback port with no routes: every request is a bodiless 404, as from a route or a

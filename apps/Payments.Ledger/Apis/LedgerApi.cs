@@ -110,13 +110,22 @@ public static class LedgerApi
             return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
         }
 
-        if ((LedgerCallerPolicy.SingleRefusal(context.CallerRole(), request) ?? LedgerCallerPolicy.DepositLimitRefusal(context.CallerRole(), request, limits)) is { } refusal)
+        if (LedgerCallerPolicy.SingleRefusal(context.CallerRole(), request) is { } refusal)
         {
             return Refused(context, refusal);
         }
 
         return await Unavailable503(context, async () =>
         {
+            // A deposit above today's bound that the ledger applied already (the limit lowered since) is a retry whose
+            // answer was lost: it replays, as the API promises, where a 403 made every retry a 5xx (a review). Read
+            // only then: a deposit within the bound costs nothing more.
+            if (LedgerCallerPolicy.DepositLimitRefusal(context.CallerRole(), request, limits) is { } overLimit
+                && await etcdLedger.GetTransferAsync(request.Id, cancellationToken) is null)
+            {
+                return Refused(context, overLimit);
+            }
+
             var outcome = await etcdLedger.TransferAsync(request, cancellationToken);
             await replication.WaitAsync(outcome, cancellationToken);
             return Results.Ok(LedgerWire.ToWire(outcome));
