@@ -88,6 +88,9 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
     [InlineData("wait=soon", "wait")]
     [InlineData("wait=1&wait=2", "wait")]
     [InlineData("wait=1&status=done", "status")]
+    // A black-box probe: a misspelt parameter was ignored, and the read answered at once instead of waiting.
+    [InlineData("wiat=30", "query")]
+    [InlineData("wait=5&timeout=5", "query")]
     public async Task AnInvalidWait_IsRefusedWithTheFieldNamed(string query, string field)
     {
         using var client = await system.NewMerchantClientAsync();

@@ -438,6 +438,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("since=2026-12-04T10:00:00Z&since=2026-12-05T10:00:00Z", "since")]
     [InlineData("type=payment.refunded", "type")]
     [InlineData("after=0000000000001/evt_000000000000000000000000&since=2026-01-01T00:00:00Z", "after")]
+    // A black-box probe: Stripe's spelling was ignored and the first page came again, a consumer replaying forever.
+    [InlineData("starting_after=0000000000001/evt_000000000000000000000000", "query")]
+    [InlineData("cursor=x&limit=5", "query")]
+    [InlineData("%E2%80%AE=1", "query")]
     public async Task BadEventQueries_AreRefusedWithTheFieldNamed(string query, string field)
     {
         using var client = await system.NewMerchantClientAsync([.. ApiScopes.Default]);

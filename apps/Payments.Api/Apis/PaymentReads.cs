@@ -68,6 +68,7 @@ public static class PaymentReads
     private static Dictionary<string, string> WaitErrors(IQueryCollection query)
     {
         var errors = new Dictionary<string, string>();
+        Validate.QueryParameters(query, ["wait", "status"], errors);
         if (query.TryGetValue("wait", out var wait)
             && (wait.Count != 1 || !int.TryParse(wait.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
                 || seconds > PaymentStatusWaits.MaxWaitSeconds))

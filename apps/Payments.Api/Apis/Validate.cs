@@ -57,6 +57,27 @@ internal static class Validate
         }
     }
 
+    /// <summary>Unknown query parameters named in the answer at most (the answer never grows with the request).</summary>
+    public const int MaxUnknownQueryNamed = 4;
+
+    /// <summary>Refuses query parameters the endpoint does not take, as bodies refuse unknown fields (and as Stripe
+    /// does): a consumer paging events with <c>?starting_after=</c> got the first page again and again, and a
+    /// <c>?wiat=30</c> answered at once (a black-box probe). <paramref name="known"/> in the order the answer lists them.</summary>
+    public static void QueryParameters(Microsoft.AspNetCore.Http.IQueryCollection query, string[] known, Dictionary<string, string> errors)
+    {
+        var unknown = query.Keys.Where(name => !known.Contains(name, StringComparer.OrdinalIgnoreCase)).ToArray();
+        if (unknown.Length == 0)
+        {
+            return;
+        }
+
+        // Only a short, printable ASCII name is repeated back; any other is described.
+        var named = unknown.Take(MaxUnknownQueryNamed)
+            .Select(name => name.Length is > 0 and <= 32 && name.All(character => character is > ' ' and < '\u007f') ? $"'{name}'" : "a parameter with another name");
+        errors["query"] = $"Unknown query parameter{(unknown.Length > 1 ? "s" : "")} {string.Join(", ", named)}{(unknown.Length > MaxUnknownQueryNamed ? " and more" : "")}; "
+            + (known.Length == 0 ? "this endpoint takes none." : $"this endpoint takes {string.Join(", ", known)}.");
+    }
+
     /// <summary>A rune a reader does not see, or a control (<see cref="HiddenText.IsHiddenOrControl"/>).</summary>
     internal static bool IsHiddenOrControl(System.Text.Rune rune) => HiddenText.IsHiddenOrControl(rune);
 
