@@ -451,9 +451,11 @@ public sealed class ChartTests
 
         var zones = Assert.Single(etcd.Spec.Template.Spec.TopologySpreadConstraints, constraint => constraint.TopologyKey == "topology.kubernetes.io/zone");
         Assert.Equal((1, whenUnsatisfiable), (zones.MaxSkew, zones.WhenUnsatisfiable));
+        // A review: with a zone down, only zones with nodes were counted and two members could share one; three zones
+        // always count now (not the member count: five members would have waited for five zones).
+        Assert.Equal(whenUnsatisfiable == "DoNotSchedule" ? 3 : null, zones.MinDomains);
     }
 
-    /// <summary>Renders the chart with <paramref name="valuesFile"/> over the defaults (null: the defaults alone).</summary>
     /// <summary>A chart review's finding: the default images, daprpayments/…, name Docker Hub's daprpayments namespace,
     /// which this project does not own, and were pulled IfNotPresent: a node without the local build's image pulled
     /// whatever is published there. Those names are never pulled; every other image is, and with the release's pull
@@ -484,6 +486,7 @@ public sealed class ChartTests
         });
     }
 
+    /// <summary>Renders the chart with <paramref name="valuesFile"/> over the defaults (null: the defaults alone).</summary>
     internal static async Task<List<object>> RenderAsync(string? valuesFile)
     {
         var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. ValuesArguments(valuesFile), "--kube-version", KubeVersion, "--namespace", "payments"]);

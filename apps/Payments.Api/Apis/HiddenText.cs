@@ -18,13 +18,15 @@ internal static class HiddenText
     private const int CancelTag = 0xE007F;
 
     /// <summary>Whether <paramref name="rune"/> alone is unseen or a control (what an echo escapes, and what a URL
-    /// refuses). Also a code point no font draws the same everywhere: unassigned ones and noncharacters (U+FFFF,
-    /// U+FDD0…: category Cn) and private use (Co) showed as nothing or as a box, a whole reference of them invisible
-    /// (a probe's finding).</summary>
+    /// refuses). Also a noncharacter (U+FDD0–U+FDEF, and the last two of every plane, U+FFFE, U+FFFF…), which Unicode
+    /// keeps out of interchange and no font draws: a whole reference of them showed as nothing (a probe's finding).
+    /// Other unassigned code points pass — .NET's tables lag Unicode (U+20C1, the Saudi riyal sign of Unicode 17, is
+    /// unassigned to them) — and so does private use (U+F8FF, the Apple logo; gaiji in Japanese and Hong Kong names).</summary>
     public static bool IsHiddenOrControl(Rune rune) =>
-        Rune.IsControl(rune) || IsVariationSelector(rune) || IsBlankGlyph(rune)
-        || Rune.GetUnicodeCategory(rune) is UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator or UnicodeCategory.Format
-            or UnicodeCategory.OtherNotAssigned or UnicodeCategory.PrivateUse;
+        Rune.IsControl(rune) || IsVariationSelector(rune) || IsBlankGlyph(rune) || IsNoncharacter(rune)
+        || Rune.GetUnicodeCategory(rune) is UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator or UnicodeCategory.Format;
+
+    private static bool IsNoncharacter(Rune rune) => rune.Value is (>= 0xFDD0 and <= 0xFDEF) || (rune.Value & 0xFFFE) == 0xFFFE;
 
     /// <summary>Whether <paramref name="text"/> holds a rune a reader cannot see outside the contexts written text needs.</summary>
     public static bool Contains(string text)

@@ -41,8 +41,8 @@ internal static class Validate
 
         if (HiddenText.Contains(value))
         {
-            errors[field] = $"{field} must not contain control characters, line breaks, invisible formatting characters (e.g. U+200B, U+202E), "
-                + "or unassigned, noncharacter or private-use code points.";
+            errors[field] = $"{field} must not contain control characters, line breaks, invisible formatting characters (e.g. U+200B, U+202E) "
+                + "or noncharacters (e.g. U+FFFF).";
         }
         else if (value.Length > maxCharacters && new System.Globalization.StringInfo(value).LengthInTextElements > maxCharacters)
         {

@@ -290,11 +290,12 @@ public static class ApiDocumentation
                 break;
             case "reference":
                 member.MaxLength = PaymentsApi.MaxReferenceLength * Validate.MaxUnitsPerCharacter;
-                member.Description = $"At most {PaymentsApi.MaxReferenceLength} characters as a person counts them (an emoji is one), no control or invisible characters.";
+                member.Description = $"At most {PaymentsApi.MaxReferenceLength} characters as a person counts them (an emoji is one), no control or invisible characters or noncharacters.";
                 break;
             case "description":
+                // No minLength: the schema is the answer's too, and endpoints made before blank ones were refused keep theirs.
                 member.MaxLength = Webhooks.WebhooksApi.MaxDescriptionLength * Validate.MaxUnitsPerCharacter;
-                member.Description = $"At most {Webhooks.WebhooksApi.MaxDescriptionLength} characters as a person counts them, no control or invisible characters.";
+                member.Description = $"At most {Webhooks.WebhooksApi.MaxDescriptionLength} characters as a person counts them, not blank in a request (leave it out for none), no control or invisible characters or noncharacters.";
                 break;
             case "url":
                 (member.MinLength, member.MaxLength) = (1, Webhooks.WebhookTargets.MaxUrlLength);

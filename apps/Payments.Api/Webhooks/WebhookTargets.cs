@@ -33,7 +33,7 @@ public static class WebhookTargets
         // By runes: a tag character is a surrogate pair, and neither half is a format character on its own.
         if (url.EnumerateRunes().Any(rune => System.Text.Rune.IsWhiteSpace(rune) || Payments.Api.Apis.HiddenText.IsHiddenOrControl(rune)))
         {
-            return "url must not contain control characters, spaces or invisible characters.";
+            return "url must not contain control characters, spaces, invisible characters or noncharacters.";
         }
 
         var loopback = allowLoopback && uri.IsLoopback;
