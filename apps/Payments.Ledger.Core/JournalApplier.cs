@@ -204,9 +204,14 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
         }
     }
 
-    /// <summary>The same shard the source used: by the transfer for a move, by the pending transfer for its resolution.</summary>
-    private static TransferId ShardBy(JournalEntry entry) =>
-        entry.Kind is TransferKind.Single or TransferKind.Pending ? entry.TransferId : entry.PendingId ?? entry.TransferId;
+    /// <summary>The same shard the source used: by the transfer for a move (by its funding hold for a payout), by the
+    /// pending transfer for its resolution.</summary>
+    private static TransferId ShardBy(JournalEntry entry) => entry.Kind switch
+    {
+        TransferKind.Single => entry.FundedBy ?? entry.TransferId,
+        TransferKind.Pending => entry.TransferId,
+        _ => entry.PendingId ?? entry.TransferId,
+    };
 
     private string AccountKey(AccountId id, TransferId shardBy) => id.IsSystem ? Keys.SystemShard(id, shardBy) : Keys.Account(id);
 
@@ -220,5 +225,5 @@ public sealed class JournalApplier(EtcdLedger ledger, string? copyMarkerKey = nu
     private static TransferRecord ToRecord(JournalEntry entry) => new(
         entry.TransferId.Value, entry.Kind, entry.DebitAccountId.Value, entry.CreditAccountId.Value, entry.Amount.AmountMinor,
         entry.Amount.Currency.Code, entry.PendingId?.Value, entry.TimeoutAt?.ToUnixTimeMilliseconds(), entry.Reference, entry.AppliedAt,
-        (int)(entry.Sequence % JournalEntry.SequencePerRevision));
+        (int)(entry.Sequence % JournalEntry.SequencePerRevision), entry.FundedBy?.Value);
 }

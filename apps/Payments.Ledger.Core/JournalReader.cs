@@ -157,7 +157,8 @@ public sealed class JournalReader(EtcdLedger ledger)
         record.PendingId is null ? null : TransferId.Parse(record.PendingId),
         record.TimeoutAtUnixMs is { } timeout ? DateTimeOffset.FromUnixTimeMilliseconds(timeout) : null,
         record.Reference,
-        record.AppliedAt);
+        record.AppliedAt,
+        record.FundedBy is null ? null : TransferId.Parse(record.FundedBy));
 
     private Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken) =>
         ledger.Store.RangeAsync(request, cancellationToken);

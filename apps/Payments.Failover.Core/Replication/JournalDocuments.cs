@@ -18,14 +18,15 @@ public sealed record JournalEntryDocument(
     [property: JsonPropertyName("pendingId")] string? PendingId,
     [property: JsonPropertyName("timeoutAtUnixMs")] long? TimeoutAtUnixMs,
     [property: JsonPropertyName("reference")] string? Reference,
-    [property: JsonPropertyName("appliedAtUnixMs")] long AppliedAtUnixMs)
+    [property: JsonPropertyName("appliedAtUnixMs")] long AppliedAtUnixMs,
+    [property: JsonPropertyName("fundedBy"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? FundedBy = null)
 {
     public static JournalEntryDocument From(JournalEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
         return new(entry.Sequence, entry.TransferId.Value, entry.Kind.ToString(), entry.DebitAccountId.Value, entry.CreditAccountId.Value,
             entry.Amount.AmountMinor, entry.Amount.Currency.Code, entry.PendingId?.Value, entry.TimeoutAt?.ToUnixTimeMilliseconds(),
-            entry.Reference, entry.AppliedAt.ToUnixTimeMilliseconds());
+            entry.Reference, entry.AppliedAt.ToUnixTimeMilliseconds(), entry.FundedBy?.Value);
     }
 
     public JournalEntry ToEntry() => new(
@@ -33,7 +34,7 @@ public sealed record JournalEntryDocument(
         AccountId.ParseAny(CreditAccountId), new Money(AmountMinor, Domain.Currency.FromCode(Currency)),
         PendingId is null ? null : Domain.TransferId.Parse(PendingId),
         TimeoutAtUnixMs is { } timeout ? DateTimeOffset.FromUnixTimeMilliseconds(timeout) : null, Reference,
-        DateTimeOffset.FromUnixTimeMilliseconds(AppliedAtUnixMs));
+        DateTimeOffset.FromUnixTimeMilliseconds(AppliedAtUnixMs), FundedBy is null ? null : Domain.TransferId.Parse(FundedBy));
 }
 
 /// <summary>Page <c>n</c> of a region's replicated journal (id <c>{region}-page-{n:D12}</c>). A page is visible to

@@ -95,19 +95,22 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         && string.Equals(existing.Reference, reference, StringComparison.Ordinal);
 
     /// <summary>A single transfer; one that names its funding hold is checked against it first (<see cref="Unfunded"/>),
-    /// so a refusal puts nothing that later transfers of a group commit would be evaluated on.</summary>
+    /// so a refusal puts nothing that later transfers of a group commit would be evaluated on.
+    /// <para>A payout out of a hold uses the hold's shard of in-transit, where the post brought the money (by its own id,
+    /// each payment left +amount in one shard and -amount in another: a drift without bound).</para></summary>
     private Evaluated Payout(TransferRequest.Single single, int batchIndex)
     {
+        var shardBy = single.FundedByHold ?? single.Id;
         switch (single.FundedByHold is { } holdId ? Unfunded(single, holdId) : null)
         {
             case Evaluated.NeedsKeys needs:
                 // Ask for the accounts in the same read round as the hold (nothing is put for an unknown key).
-                _ = (LoadAccount(single.DebitAccountId, single.Id), LoadAccount(single.CreditAccountId, single.Id));
+                _ = (LoadAccount(single.DebitAccountId, shardBy), LoadAccount(single.CreditAccountId, shardBy));
                 return needs;
             case { } refused:
                 return refused;
             default:
-                return Move(single.Id, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex);
+                return Move(single.Id, single.FundedByHold, TransferKind.Single, single.DebitAccountId, single.CreditAccountId, single.Amount, single.Reference, null, batchIndex);
         }
     }
 
@@ -194,7 +197,7 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         }
 
         var timeoutAt = (now + timeout).ToUnixTimeMilliseconds();
-        var outcome = Move(pending.Id, TransferKind.Pending, pending.DebitAccountId, pending.CreditAccountId, pending.Amount, pending.Reference, timeoutAt, batchIndex);
+        var outcome = Move(pending.Id, fundedBy: null, TransferKind.Pending, pending.DebitAccountId, pending.CreditAccountId, pending.Amount, pending.Reference, timeoutAt, batchIndex);
         if (outcome is Evaluated.New)
         {
             set.Put(keys.Hold(pending.Id), new HoldRecord(pending.Id.Value, HoldStatus.Pending, timeoutAt, null));
@@ -204,9 +207,11 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         return outcome;
     }
 
-    /// <summary>A single transfer (money moves) or the first phase of a pending one (money is reserved).</summary>
+    /// <summary>A single transfer (money moves) or the first phase of a pending one (money is reserved); a payout
+    /// <paramref name="fundedBy"/> a hold uses that hold's system account shard, and its record names the hold so that
+    /// a replay (the standby's) uses it too.</summary>
     private Evaluated Move(
-        TransferId id, TransferKind kind, AccountId debitId, AccountId creditId, Money amount, string? reference, long? timeoutAt, int batchIndex)
+        TransferId id, TransferId? fundedBy, TransferKind kind, AccountId debitId, AccountId creditId, Money amount, string? reference, long? timeoutAt, int batchIndex)
     {
         if (amount.AmountMinor <= 0)
         {
@@ -218,8 +223,9 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
             return Reject(LedgerError.SameAccount, "Debit and credit account must differ.");
         }
 
-        var debit = LoadAccount(debitId, id);
-        var credit = LoadAccount(creditId, id);
+        var shardBy = fundedBy ?? id;
+        var debit = LoadAccount(debitId, shardBy);
+        var credit = LoadAccount(creditId, shardBy);
         if (debit.Outcome is not null || credit.Outcome is not null)
         {
             return debit.Outcome ?? credit.Outcome!;
@@ -237,7 +243,7 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
         }
 
         return new Evaluated.New(new TransferRecord(
-            id.Value, kind, debitId.Value, creditId.Value, amount.AmountMinor, amount.Currency.Code, null, timeoutAt, reference, now, batchIndex));
+            id.Value, kind, debitId.Value, creditId.Value, amount.AmountMinor, amount.Currency.Code, null, timeoutAt, reference, now, batchIndex, fundedBy?.Value));
     }
 
     /// <summary>Puts both accounts as the posting leaves them, or returns why it may not: the debtor would be

@@ -56,7 +56,8 @@ internal sealed class LedgerKeys(string prefix)
 
     public string SystemShardsPrefix(AccountId id) => $"{Prefix}sys/{id.Value}/";
 
-    /// <summary>The shard a transfer uses: chosen by the pending id for two-phase work, so a post or void meets its hold's shard.</summary>
+    /// <summary>The shard a transfer uses: chosen by the pending id for two-phase work, so a post or void meets its
+    /// hold's shard, and a payout out of a hold by that hold too (TransferRules.Payout).</summary>
     public string SystemShard(AccountId id, TransferId shardBy) =>
         $"{Prefix}sys/{id.Value}/{Fnv1a(shardBy.Value) % SystemAccountShards:D2}";
 

@@ -35,6 +35,7 @@ internal sealed record AccountRecord(
 }
 
 /// <summary>An applied transfer: the journal entry. Written once (create-only), never changed.</summary>
+/// <param name="FundedBy">A payout's funding hold, whose system account shard it used (absent: its own id's).</param>
 internal sealed record TransferRecord(
     string Id,
     TransferKind Kind,
@@ -46,7 +47,8 @@ internal sealed record TransferRecord(
     long? TimeoutAtUnixMs,
     string? Reference,
     DateTimeOffset AppliedAt,
-    int BatchIndex);
+    int BatchIndex,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? FundedBy = null);
 
 internal enum HoldStatus
 {
