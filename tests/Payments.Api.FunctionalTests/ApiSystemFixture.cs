@@ -35,6 +35,9 @@ public sealed class ApiSystemFixture : IAsyncLifetime
 
     public EtcdConnection Etcd => etcd.Connection;
 
+    /// <summary>The etcd cluster itself, for a test that starts an app of its own on it.</summary>
+    public Payments.LocalCluster.LocalEtcdCluster EtcdCluster => etcd.Cluster;
+
     public Payments.LocalCluster.LocalEtcdCluster Cluster => etcd.Cluster;
 
     /// <summary>The ledger service the API calls (its internal API, reached directly by the ledger-service tests).</summary>

@@ -356,4 +356,31 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
     private static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+    /// <summary>A fault probe: with the workflow engine's sidecar gone, a start was an unhandled exception with its stack
+    /// trace and a 500 (34 in a three-minute outage). It is a 503 problem the API retries or leaves to the sweeper.</summary>
+    [Fact]
+    public async Task AStart_WithTheWorkflowEngineAway_Is503Problem()
+    {
+        var sidecar = new SidecarProcess();
+        await sidecar.InitializeAsync();
+        var worker = await SagaWorker.StartAsync(sidecar, system.EtcdCluster, ApiSystemFixture.KeyPrefix, system.LedgerServiceAddress.ToString(), 1_000_000);
+        try
+        {
+            await sidecar.DisposeAsync(); // the engine away
+            using var client = Client(new Uri(InProcessApp.BaseUrl(worker)), Token(ServiceRoles.Orchestrator, ServiceRoles.Api), ServiceRoles.Api);
+            var input = new Payments.Orchestrator.Client.Models.PaymentInput(
+                new Payments.Orchestrator.Client.Models.PaymentOrder($"pay_{Guid.NewGuid():N}"[..28], "merchant-away", "acct-d", "acct-c", 100, "USD", null),
+                TimeSpan.FromMinutes(5), CreatedAt: DateTimeOffset.UtcNow);
+
+            using var response = await client.PostAsync(HttpPaymentWorkflows.Route, Json(System.Text.Json.JsonSerializer.Serialize(input, System.Text.Json.JsonSerializerOptions.Web)));
+
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal(ProblemTypes.ServiceUnavailable, (await response.JsonAsync()).GetProperty("type").GetString());
+        }
+        finally
+        {
+            await SagaWorker.StopAsync(worker);
+        }
+    }
+
 }

@@ -330,5 +330,10 @@ public static class ApiExtensions
         (error is OperationCanceledException && !context.RequestAborted.IsCancellationRequested) // a dependency's timeout
         || error is Payments.Etcd.EtcdContentionException or RegionNotWritableException or LedgerReplicationPendingException
             or LedgerUnavailableException or HttpRequestException
-        || error is Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled };
+        // Internal too: etcd's client reports a connection that stopped answering its keep-alive pings so (EtcdConnection
+        // retries it as transient), 14 traces in a fault probe's frozen etcd.
+        || error is Grpc.Core.RpcException
+        {
+            StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled or Grpc.Core.StatusCode.Internal,
+        };
 }
