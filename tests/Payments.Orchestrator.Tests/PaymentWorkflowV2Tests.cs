@@ -273,6 +273,32 @@ public sealed class PaymentWorkflowV2Tests
         Assert.Equal([nameof(AssessPaymentActivity), nameof(MoveMoneyActivity)], calls);
     }
 
+    /// <summary>A fault probe: with the ledger or the risk service away for four minutes, the 3-minute budget ended
+    /// payments seconds after it came back. The budget the orchestrator schedules sagas with (in their input) rides out
+    /// an outage of minutes; a saga scheduled without one (before it existed) keeps its three minutes.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RiskAwayForEightMinutes_IsRiddenOut_WithTheBudgetInTheInput(bool budgetInInput)
+    {
+        var input = budgetInInput ? Payment with { BeforePivotBudget = PaymentWorkflow.BeforePivotBudgetNow } : Payment;
+        var awayUntil = Start + TimeSpan.FromMinutes(8);
+        context.Setup(c => c.CallActivityAsync<PaymentAssessment>(nameof(AssessPaymentActivity), input, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(AssessPaymentActivity)))
+            .Returns(() => now < awayUntil ? Task.FromException<PaymentAssessment>(Failure("risk away")) : Task.FromResult(new PaymentAssessment(Approve, null)));
+        context.Setup(c => c.CallActivityAsync<MoveMoneyResult>(nameof(MoveMoneyActivity), input, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(MoveMoneyActivity)))
+            .ReturnsAsync(MoveMoneyResult.Completed(recorded: true));
+        context.Setup(c => c.CallActivityAsync<StepResult>(nameof(VoidHoldActivity), input, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(VoidHoldActivity)))
+            .ReturnsAsync(StepResult.Ok);
+
+        var outcome = await new PaymentWorkflowV4().RunAsync(context.Object, input);
+
+        Assert.Equal(budgetInInput ? PaymentOutcome.Completed() : PaymentOutcome.Failed(PaymentReasons.RiskUnavailable), outcome);
+        Assert.Equal(budgetInInput, calls.Contains(nameof(MoveMoneyActivity)));
+    }
+
     /// <summary>The first step answers <paramref name="risk"/> (and <paramref name="refusal"/>, the ledger's for a payment sent to review); the money activity answers <paramref name="moveMoney"/>, or faults
     /// when it is null.</summary>
     private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null, string? refusal = null)

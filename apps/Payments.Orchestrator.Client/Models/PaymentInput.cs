@@ -23,7 +23,11 @@ public sealed record PaymentOrder(
 /// payment is issued at this instant, however often a step is retried or the saga resumed, so the ledger's replay
 /// window (ADR 0004) can refuse a very late retry instead of applying it again. The workflow fills it from its own
 /// start time when a caller did not.</param>
-public sealed record PaymentInput(PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null)
+/// <param name="BeforePivotBudget">How long each step before the pivot rides out a fault of its dependency. The
+/// orchestrator sets it when it schedules a saga, so it is in the instance's history: a saga scheduled before it
+/// existed (none: 3 minutes) replays with the budget it had, and a later change never changes a running saga's steps.</param>
+public sealed record PaymentInput(
+    PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null, TimeSpan? BeforePivotBudget = null)
 {
     /// <summary>The longest approval deadline the API and the orchestrator accept. A payment's hold is issued at the
     /// payment's creation and the ledger refuses a transfer issued longer ago than its replay window (7 days by

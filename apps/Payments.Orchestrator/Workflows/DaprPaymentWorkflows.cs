@@ -39,7 +39,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         {
             if (await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token) is not { Exists: true })
             {
-                await workflows.ScheduleNewWorkflowAsync(workflow, input.PaymentId, input, null, timeout.Token);
+                await workflows.ScheduleNewWorkflowAsync(workflow, input.PaymentId, Scheduled(input), null, timeout.Token);
             }
         }
         finally
@@ -108,8 +108,12 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
             await workflows.PurgeInstanceAsync(input.PaymentId, timeout.Token);
         }
 
-        await workflows.ScheduleNewWorkflowAsync(ResumedWorkflow, input.PaymentId, input, null, timeout.Token);
+        await workflows.ScheduleNewWorkflowAsync(ResumedWorkflow, input.PaymentId, Scheduled(input), null, timeout.Token);
     }
+
+    /// <summary>The input a saga is scheduled with: this orchestrator's budget for the steps before the pivot, whatever
+    /// the caller sent (it is the orchestrator's to bound; see <see cref="PaymentInput.BeforePivotBudget"/>).</summary>
+    private static PaymentInput Scheduled(PaymentInput input) => input with { BeforePivotBudget = PaymentWorkflow.BeforePivotBudgetNow };
 
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)
     {

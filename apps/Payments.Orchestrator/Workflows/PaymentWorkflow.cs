@@ -28,8 +28,18 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
 {
     public const string ApprovalEventName = "approval";
 
-    /// <summary>Steps before the pivot ride out an outage of their dependency this long (a pod restart, a failover).</summary>
+    /// <summary>Steps before the pivot ride out an outage of their dependency this long (a pod restart, a failover): the
+    /// budget of sagas whose input names none (<see cref="PaymentInput.BeforePivotBudget"/>), scheduled before it did.</summary>
     public static readonly StepBudget BeforePivot = new(TimeSpan.FromMinutes(3), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
+
+    /// <summary>The budget the orchestrator gives the sagas it schedules now. Three minutes ended payments whose ledger or
+    /// risk service was away for four — compensated seconds after it came back (a fault probe: a frozen ledger for
+    /// 4 min, a lost etcd quorum for 2.5 min after a frozen ledger): an outage of minutes leaves them pending instead.</summary>
+    public static readonly TimeSpan BeforePivotBudgetNow = TimeSpan.FromMinutes(10);
+
+    /// <summary>The budget of the steps before the pivot of <paramref name="input"/>'s saga (see <see cref="BeforePivot"/>).</summary>
+    internal static StepBudget BeforePivotOf(PaymentInput input) =>
+        input.BeforePivotBudget is { } budget ? BeforePivot with { Budget = budget } : BeforePivot;
 
     /// <summary>The pivot keeps asking until the ledger answers for sure: past the hold's timeout its answer is
     /// definite either way (settled, or the hold expired and nothing moved). Beyond it the outcome stays open and the
@@ -52,7 +62,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
     private static async Task<PaymentOutcome> DecideAsync(WorkflowContext context, PaymentInput input, ILogger log)
     {
         context.SetCustomStatus(PaymentStep.Validating);
-        var validation = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(ValidatePaymentActivity), input, BeforePivot, input.PaymentId, log);
+        var validation = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(ValidatePaymentActivity), input, BeforePivotOf(input), input.PaymentId, log);
         if (validation.Value is not { } valid)
         {
             return PaymentOutcome.Failed(PaymentReasons.LedgerUnavailable);
@@ -64,7 +74,7 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         }
 
         context.SetCustomStatus(PaymentStep.RiskCheck);
-        var risk = await SagaCalls.UntilAnsweredAsync<RiskAssessment>(context, nameof(CheckRiskActivity), input, BeforePivot, input.PaymentId, log);
+        var risk = await SagaCalls.UntilAnsweredAsync<RiskAssessment>(context, nameof(CheckRiskActivity), input, BeforePivotOf(input), input.PaymentId, log);
         switch (risk.Value)
         {
             case null:
@@ -103,11 +113,11 @@ public sealed class PaymentWorkflow : Workflow<PaymentInput, PaymentOutcome>
         context.SetCustomStatus(PaymentStep.Holding);
         var compensations = new Stack<string>();
         compensations.Push(nameof(VoidHoldActivity)); // before the step: a faulted hold call may still have held
-        var hold = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(HoldFundsActivity), input, BeforePivot, input.PaymentId, log);
+        var hold = await SagaCalls.UntilAnsweredAsync<StepResult>(context, nameof(HoldFundsActivity), input, BeforePivotOf(input), input.PaymentId, log);
         if (hold.Value is not { } held)
         {
             log.LogError("Payment {PaymentId}: the ledger did not answer the hold within {Budget} ({Fault}); compensating",
-                input.PaymentId, BeforePivot.Budget, hold.LastFault);
+                input.PaymentId, BeforePivotOf(input).Budget, hold.LastFault);
             return await CompensateAsync(context, input, compensations, PaymentReasons.LedgerUnavailable, log, unansweredIsUndetermined: batchMayHaveSettled);
         }
 

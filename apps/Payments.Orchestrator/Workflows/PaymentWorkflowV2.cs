@@ -68,7 +68,7 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
     {
         context.SetCustomStatus(PaymentStep.RiskCheck);
         var assessed = await SagaCalls.UntilAnsweredAsync<PaymentAssessment>(
-            context, nameof(AssessPaymentActivity), input, PaymentWorkflow.BeforePivot, input.PaymentId, log);
+            context, nameof(AssessPaymentActivity), input, PaymentWorkflow.BeforePivotOf(input), input.PaymentId, log);
         switch (assessed.Value)
         {
             case null:

@@ -44,7 +44,7 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
     {
         context.SetCustomStatus(PaymentStep.Resuming);
         var facts = await SagaCalls.UntilAnsweredAsync<LedgerFacts>(
-            context, nameof(FindHoldActivity), input, PaymentWorkflow.BeforePivot, input.PaymentId, log);
+            context, nameof(FindHoldActivity), input, PaymentWorkflow.BeforePivotOf(input), input.PaymentId, log);
         switch (facts.Value)
         {
             case null:
