@@ -172,10 +172,8 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task ADepositAboveTheMaximum_AndAnOversizedReference_AreRefusedByTheLedgerItself_WithNothingWritten()
     {
-        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
-        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
-        var account = AccountId.Parse($"dl-{Guid.NewGuid():N}");
-        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var (client, account) = await LedgerClientWithAccountAsync(ServiceRoles.Api, "dl");
+        using var _ = client;
         var funding = AccountId.ExternalFunding(Currency.Eur).Value;
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var maximum = new MoneyLimits().For(Currency.Eur).MaxDepositMinor;
@@ -201,10 +199,8 @@ public sealed class LedgerServiceTests(ApiSystemFixture system)
     [Fact]
     public async Task ADepositAppliedBeforeItsMaximumWasLowered_IsReplayed_ButANewOneAboveItIsRefused()
     {
-        using var client = new HttpClient { BaseAddress = system.LedgerServiceAddress };
-        InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
-        var account = AccountId.Parse($"dr-{Guid.NewGuid():N}");
-        Assert.IsType<OpenAccountOutcome.Opened>(await system.Ledger.OpenAccountAsync(account, Currency.Eur, 0, CancellationToken.None));
+        var (client, account) = await LedgerClientWithAccountAsync(ServiceRoles.Api, "dr");
+        using var _ = client;
         var funding = AccountId.ExternalFunding(Currency.Eur);
         var now = DateTimeOffset.UtcNow;
         var above = new MoneyLimits().For(Currency.Eur).MaxDepositMinor + 1;
