@@ -11,24 +11,9 @@ public sealed partial class PaymentRecordStore
 {
     /// <summary>Creates the record (with its in-flight marker unless it is terminal), or returns the one already there
     /// with that id.</summary>
-    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(record);
-        var (request, fence) = CreateRequest(record, alongside: null);
-        var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
-        if (!response.Succeeded)
-        {
-            ThrowIfFencedOff(fence, response);
-            return Decode(response.Responses[0].ResponseRange.Kvs[0].Value);
-        }
-
-        if (record.IsTerminal)
-        {
-            PaymentRecordMetrics.CountTerminal(record);
-        }
-
-        return record;
-    }
+    public async Task<PaymentRecord> CreateAsync(PaymentRecord record, CancellationToken cancellationToken) =>
+        // Nothing alongside: no compare of its own to fail, no lease to lose, so there is always a record to return.
+        (await CreateWithAsync(record, new TxnRequest(), cancellationToken))!.Value.Record;
 
     /// <summary>Creates the record together with <paramref name="alongside"/>'s compares and writes (e.g. the request's
     /// idempotent answer, compared on its claim), all or nothing. The record and true when all was written; the record
