@@ -39,8 +39,11 @@ public sealed partial class ContainerSystem : IAsyncLifetime
     public const int AppPort = 8080;
     public const int SidecarPort = 50001;
     /// <summary>The bound on any container's start. This suite shares CI's 2 cores with the other suites: the failover
-    /// service, started mid-suite, once needed over 90 s to answer ready (its first lease ticks under that load).</summary>
-    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(180);
+    /// service, started mid-suite, once needed over 90 s to answer ready (its first lease ticks under that load), and
+    /// in one CI run the edge (1.7 s and one CPU second on an idle machine) wrote its first line 77 s after it started
+    /// and had not bound its port 185 s after (every process starved alike: its 1 s probe timer fired 74 s late).
+    /// A timeout says what the machine was doing (<see cref="MachineStateAsync"/>).</summary>
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(300);
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan ProbeTimeout = TimeSpan.FromSeconds(2);
     /// <summary><c>development</c> (default) or <c>daprd</c>.</summary>
@@ -703,7 +706,34 @@ public sealed partial class ContainerSystem : IAsyncLifetime
         var (stdout, stderr) = await container.GetLogsAsync();
         throw new TimeoutException(
             $"{container.Name} (started {container.StartedTime:O}) not ready at {path} within {ReadyTimeout.TotalSeconds} s, until {DateTime.UtcNow:O} ({last}). " +
-            $"Logs:\n{stdout}\n{stderr}");
+            $"{await MachineStateAsync(container)}\nLogs:\n{stdout}\n{stderr}");
+    }
+
+    /// <summary>What tells a starved machine from a stuck app: the host's load, the container's state as Docker
+    /// sees it (restarts, an OOM kill, its exit code) and the CPU each of this run's containers is taking.</summary>
+    private static async Task<string> MachineStateAsync(IContainer container)
+    {
+        static async Task<string> Try(Func<Task<string>> read)
+        {
+            try
+            {
+                return (await read()).Trim();
+            }
+            catch (Exception exception) when (exception is InvalidOperationException or TimeoutException or IOException)
+            {
+                return $"unknown ({exception.Message})";
+            }
+        }
+
+        var load = await Try(() => File.ReadAllTextAsync("/proc/loadavg"));
+        var state = await Try(() => DockerCli.RunAsync("inspect", "--format", "{{json .State}} restarts={{.RestartCount}}", container.Id));
+        var stats = await Try(async () =>
+        {
+            var ours = (await DockerCli.RunAsync("ps", "--quiet", "--filter", $"label={OwnerLabel}={OwnerPid}"))
+                .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            return await DockerCli.RunAsync(["stats", "--no-stream", "--format", "{{.Name}} cpu={{.CPUPerc}} mem={{.MemUsage}}", .. ours]);
+        });
+        return $"Load average: {load}. State: {state}.\nContainers:\n{stats}";
     }
 
     private static async Task WaitForTcpAsync(IContainer container, int port)
