@@ -55,12 +55,14 @@ internal sealed class ReconnectingTaskHubServer : TaskHubGrpcServer
     public override async Task GetWorkItems(GetWorkItemsRequest request, IServerStreamWriter<WorkItem> responseStream, ServerCallContext context)
     {
         logger.LogInformation("Workflow worker connected from {Peer}", context.Peer);
+        var stream = new WorkerStream(responseStream);
         try
         {
-            await base.GetWorkItems(request, responseStream, context);
+            await base.GetWorkItems(request, stream, context);
         }
         finally
         {
+            stream.Close();
             var failed = FailPending(PendingOrchestrators) + FailPending(PendingActivities);
             logger.LogWarning("Workflow worker {Peer} disconnected; {Count} in-flight work items handed back to the engine", context.Peer, failed);
         }
@@ -90,6 +92,48 @@ internal sealed class ReconnectingTaskHubServer : TaskHubGrpcServer
         }
 
         return count;
+    }
+
+    /// <summary>A worker's stream whose failures never read as "the request is complete". On that error the base
+    /// server forgets whichever worker is connected now and stops dispatching, even when the stream that failed is an
+    /// earlier worker's and a new one has connected since (a dispatcher took the old stream, the worker left, the new
+    /// one connected, the write failed): then every workflow waited until the worker reconnected ("No client is
+    /// connected" on each retry; fixed upstream after 0.2.3-preview.1, microsoft/durabletask-dotnet#709). Failing as
+    /// Unavailable instead, the write's work item is abandoned and dispatched again, to the worker connected then; a
+    /// worker that leaves already stops the dispatch (the base's GetWorkItems resets its signal when the call ends).</summary>
+    private sealed class WorkerStream(IServerStreamWriter<WorkItem> inner) : IServerStreamWriter<WorkItem>
+    {
+        private volatile bool closed;
+
+        public WriteOptions? WriteOptions
+        {
+            get => inner.WriteOptions;
+            set => inner.WriteOptions = value;
+        }
+
+        public void Close() => closed = true;
+
+        public Task WriteAsync(WorkItem message) => WriteAsync(message, CancellationToken.None);
+
+        public async Task WriteAsync(WorkItem message, CancellationToken cancellationToken)
+        {
+            if (closed)
+            {
+                throw Disconnected(null);
+            }
+
+            try
+            {
+                await inner.WriteAsync(message, cancellationToken);
+            }
+            catch (InvalidOperationException exception)
+            {
+                throw Disconnected(exception);
+            }
+        }
+
+        private static RpcException Disconnected(Exception? cause) =>
+            new(new Status(StatusCode.Unavailable, "The workflow worker disconnected.", cause));
     }
 
     private static FieldInfo RequireField(string name) =>
