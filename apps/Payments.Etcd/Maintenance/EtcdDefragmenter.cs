@@ -118,11 +118,13 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
     public async Task RunAsync(TimeProvider time, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(time);
+        var failures = new RecurringFailureLog(logger, "etcd maintenance pass", time);
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
                 await RunOnceAsync(cancellationToken);
+                failures.Succeeded();
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -131,7 +133,7 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             catch (Exception exception)
             {
                 // Maintenance must never take its host down: the next pass retries.
-                logger.LogError(exception, "etcd maintenance pass failed; the next pass retries");
+                failures.Failed(exception);
             }
 
             await Task.Delay(policy.Interval, time, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);

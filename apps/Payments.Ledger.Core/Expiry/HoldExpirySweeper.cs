@@ -36,17 +36,19 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
     /// <summary>Sweeps every <paramref name="interval"/> until cancelled; a failed pass is logged and the next one tries again.</summary>
     public async Task RunAsync(TimeSpan interval, CancellationToken cancellationToken)
     {
+        var failures = new RecurringFailureLog(logger, "Hold expiry pass", ledger.Time, exception => exception is LedgerUnavailableException or FencedOffException);
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
                 await SweepOnceAsync(cancellationToken);
+                failures.Succeeded();
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
             {
                 // Whatever failed — etcd away, the lock lost mid-pass (its token cancels the pass), a record that does
                 // not read — the next pass tries again: an exception leaving here stopped the ledger service.
-                logger.LogWarning(exception, "Hold expiry pass failed; retrying in {Interval}", interval);
+                failures.Failed(exception);
             }
 
             try

@@ -68,22 +68,21 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
     /// <summary>Archives until cancelled, a pass per interval; a failed pass is logged and the next one tries again.</summary>
     public async Task RunAsync(TimeSpan interval, CancellationToken cancellationToken)
     {
+        // The archive away (Cosmos DB answering 503, its client timing out) is an outage like etcd's.
+        var failures = new RecurringFailureLog(logger, "Journal archival pass", ledger.Time,
+            exception => exception is LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException or HttpRequestException);
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
                 await ArchiveOnceAsync(cancellationToken);
-            }
-            catch (Exception exception) when (exception is LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException
-                                              || (exception is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-            {
-                logger.LogWarning("Journal archival pass failed ({Error}); retrying in {Interval}", exception.Message, interval);
+                failures.Succeeded();
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
             {
-                // Anything else (an entry that does not read): every ledger pod runs the archiver, and an exception
+                // Anything (an entry that does not read, too): every ledger pod runs the archiver, and an exception
                 // leaving here stopped the ledger service in each — payments stopped for an archival fault.
-                logger.LogError(exception, "Journal archival pass failed unexpectedly; retrying in {Interval}", interval);
+                failures.Failed(exception);
             }
 
             try

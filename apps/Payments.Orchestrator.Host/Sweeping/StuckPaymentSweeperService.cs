@@ -1,3 +1,4 @@
+using Payments.Etcd;
 using Payments.Etcd.Regions;
 using Payments.Orchestrator.Sweeping;
 
@@ -14,6 +15,8 @@ internal sealed partial class StuckPaymentSweeperService(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var regional = configuration.IsRegional();
+        // The workflow engine's sidecar or the ledger away (answers over HTTP) is an outage like etcd's.
+        var failures = new RecurringFailureLog(logger, "Sweeper pass", time, exception => exception is HttpRequestException or Dapr.DaprException);
         while (!stoppingToken.IsCancellationRequested)
         {
             var report = SweepReport.Idle;
@@ -24,6 +27,7 @@ internal sealed partial class StuckPaymentSweeperService(
                     report = await sweeper.SweepOnceAsync(stoppingToken);
                 }
 
+                failures.Succeeded();
                 SweeperMetrics.Count(report);
                 if (report.Actions > 0 || report.Failed > 0 || report.StaleMarkers > 0)
                 {
@@ -33,7 +37,7 @@ internal sealed partial class StuckPaymentSweeperService(
             catch (Exception exception) when (exception is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
                 // Whatever went wrong, the sweeper must not take the orchestrator down with it: the next pass retries.
-                logger.LogError(exception, "Sweeper pass failed; the next pass retries");
+                failures.Failed(exception);
             }
 
             if (!(report.Takeover && !report.CycleCompleted))

@@ -1,0 +1,138 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Payments.Etcd;
+using Payments.Ledger.Core.Expiry;
+using Payments.Ledger.Core;
+using Payments.Ledger.IntegrationTests.Infrastructure;
+using Payments.Testing;
+
+namespace Payments.Ledger.IntegrationTests;
+
+[Collection(EtcdCollection.Name)]
+public sealed class RecurringFailureLogTests(EtcdClusterFixture etcd)
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public void AnOutage_IsOneWarningWhenItStarts_OneAMinuteWhileItLasts_AndOneWhenItEnds_NeverAStackTrace()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-12-07T12:00:00Z"));
+        var lines = new Lines();
+        var log = new RecurringFailureLog(lines, "Test pass", time);
+        var away = new RpcException(new Status(StatusCode.Unavailable, "connection refused"));
+
+        for (var pass = 0; pass < 60; pass++) // a pass a second for a minute
+        {
+            log.Failed(away);
+            time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        Assert.Single(lines.All);
+        log.Failed(away); // a minute after the first line
+        log.Failed(new TimeoutException("etcd did not answer")); // another kind of outage: said at once
+        log.Succeeded();
+        log.Succeeded(); // nothing more to say
+
+        Assert.Equal(4, lines.All.Count);
+        Assert.All(lines.All, line => Assert.Equal(LogLevel.Warning, line.Level));
+        Assert.All(lines.All, line => Assert.Null(line.Exception));
+        Assert.Contains("connection refused", lines.All[0].Message, StringComparison.Ordinal);
+        Assert.Contains("61 failed passes in 60 s", lines.All[1].Message, StringComparison.Ordinal);
+        Assert.Contains("succeeded again after 62 failed passes", lines.All[3].Message, StringComparison.Ordinal);
+        Assert.False(log.Failing);
+    }
+
+    [Fact]
+    public void AnUnexpectedFailure_IsAnErrorWithItsStackTrace_ButNotOneAPass()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-12-07T12:00:00Z"));
+        var lines = new Lines();
+        var log = new RecurringFailureLog(lines, "Test pass", time, exception => exception is IOException);
+        var defect = new InvalidOperationException("a record that does not read");
+
+        for (var pass = 0; pass < 10; pass++)
+        {
+            log.Failed(defect);
+            time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        log.Failed(new IOException("the archive is away")); // the caller's own outage: a warning, no trace
+
+        Assert.Equal(2, lines.All.Count);
+        Assert.Equal(LogLevel.Error, lines.All[0].Level);
+        Assert.Same(defect, lines.All[0].Exception);
+        Assert.Equal(LogLevel.Warning, lines.All[1].Level);
+        Assert.Null(lines.All[1].Exception);
+    }
+
+    /// <summary>What etcd away really raises through the hold-expiry sweeper's loop (its lock, its reads) is read as
+    /// an outage: a fault probe found that loop writing a stack trace every second while etcd was away.</summary>
+    [Fact]
+    public async Task TheHoldExpirySweeper_WithEtcdAway_WritesNoStackTrace_AndSaysWhenItRecovers()
+    {
+        await using var proxy = new TcpProxy(new Uri(etcd.Cluster.ClientEndpoints.Split(',')[0]).Port);
+        using var connection = EtcdConnection.Create($"https://127.0.0.1:{proxy.Port}", etcd.Cluster.RootTls);
+        var ledger = new EtcdLedger(connection, EtcdClusterFixture.NewPrefix(), TimeProvider.System, NullLogger<EtcdLedger>.Instance);
+        var lines = new Lines();
+        var sweeper = new HoldExpirySweeper(ledger, "sweeper-away", lines);
+        proxy.Cut();
+        using var stop = new CancellationTokenSource(Bound * 2);
+        var running = sweeper.RunAsync(TimeSpan.FromMilliseconds(20), stop.Token);
+
+        await PollAsync(() => lines.All.Count > 0, "the sweeper said nothing of etcd being away");
+        proxy.Restore();
+        await PollAsync(() => lines.All.Any(line => line.Message.Contains("succeeded again", StringComparison.Ordinal)), "the sweeper never said it recovered");
+        await stop.CancelAsync();
+        try
+        {
+            await running.WaitAsync(Bound);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // stopped mid-pass: the loop ends by its token, as a hosted service's does
+        }
+
+        Assert.All(lines.All, line => Assert.True(line.Exception is null, $"A stack trace: {line.Message}\n{line.Exception}"));
+        Assert.All(lines.All, line => Assert.Equal(LogLevel.Warning, line.Level));
+    }
+
+    private static async Task PollAsync(Func<bool> done, string failure)
+    {
+        using var timeout = new CancellationTokenSource(Bound);
+        while (!done())
+        {
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                Assert.Fail(failure);
+            }
+        }
+    }
+
+    private sealed record Line(LogLevel Level, string Message, Exception? Exception);
+
+    private sealed class Lines : ILogger<HoldExpirySweeper>
+    {
+        private readonly ConcurrentQueue<Line> lines = new();
+
+        public IReadOnlyList<Line> All => [.. lines];
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel))
+            {
+                lines.Enqueue(new Line(logLevel, formatter(state, exception), exception));
+            }
+        }
+    }
+}
