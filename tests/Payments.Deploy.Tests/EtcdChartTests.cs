@@ -160,9 +160,11 @@ public sealed partial class EtcdChartTests
     /// <summary>The rendered chart run for real, as far as this machine allows (no Kubernetes here): its etcd image
     /// with the StatefulSet's own arguments and the Secrets the chart generated, three members on a Docker network
     /// under the pods' DNS names, then the bootstrap Job's own script in its own image. After it: a client without a
-    /// certificate of the release's CA is refused, the ledger's certificate writes the ledger, the API's cannot.</summary>
+    /// certificate of the release's CA is refused, the ledger's certificate writes the ledger, the API's cannot. And a
+    /// member that lost its volume, removed and added again as the runbook says, joins and catches up (it started as a
+    /// new cluster's member before, and stopped at once in a loop).</summary>
     [Fact]
-    public async Task TheRenderedEtcdAndBootstrapJob_RunForReal_AndLimitEachAppToItsKeys()
+    public async Task TheRenderedEtcdAndBootstrapJob_RunForReal_LimitEachAppToItsKeys_AndTakeBackAMemberThatLostItsVolume()
     {
         var objects = await ChartTests.RenderAsync(valuesFile: null);
         var secrets = objects.OfType<V1Secret>().ToDictionary(secret => secret.Metadata.Name);
@@ -197,17 +199,25 @@ public sealed partial class EtcdChartTests
             await DockerAsync("network", "create", "--label", "daprpayments.tests.chart=" + run, network);
             var memberTls = SecretDirectory("dp-daprpayments-etcd-member");
             var hostPort = 0;
-            for (var index = 0; index < etcd.Spec.Replicas; index++)
+            Task<string> StartMemberAsync(int index)
             {
+                // As the kubelet runs the pod: its command and arguments, its environment ($(POD_NAME) expanded).
                 var pod = $"dp-daprpayments-etcd-{index}";
+                string Expand(string value) => value.Replace("$(POD_NAME)", pod, StringComparison.Ordinal);
                 string[] ports = index == 0 ? ["--publish", "127.0.0.1::2379"] : [];
-                await DockerAsync([
+                var environment = member.Env.Where(variable => variable.Value is not null).SelectMany(variable => new[] { "--env", $"{variable.Name}={Expand(variable.Value)}" });
+                return DockerAsync([
                     "run", "--detach", "--name", $"{network}-{pod}", "--network", network, "--network-alias", $"{pod}.dp-daprpayments-etcd-headless",
                     // The headless Service's own name resolves to every member, as in a cluster: etcd checks a peer's
                     // certificate by resolving its DNS names to the peer's address (wildcards cannot be resolved).
                     "--network-alias", "dp-daprpayments-etcd-headless",
-                    "--label", "daprpayments.tests.chart=" + run, "--env", $"POD_NAME={pod}", "--volume", $"{memberTls}:/etc/etcd/tls:ro", .. ports,
-                    "--entrypoint", member.Command.Single(), member.Image, .. member.Args.Select(arg => arg.Replace("$(POD_NAME)", pod, StringComparison.Ordinal))]);
+                    "--label", "daprpayments.tests.chart=" + run, "--env", $"POD_NAME={pod}", .. environment, "--volume", $"{memberTls}:/etc/etcd/tls:ro", .. ports,
+                    "--entrypoint", member.Command[0], member.Image, .. member.Command.Skip(1), .. member.Args.Select(Expand)]);
+            }
+
+            for (var index = 0; index < etcd.Spec.Replicas; index++)
+            {
+                await StartMemberAsync(index);
             }
 
             var published = await DockerAsync("port", $"{network}-dp-daprpayments-etcd-0", "2379/tcp");
@@ -265,6 +275,40 @@ public sealed partial class EtcdChartTests
             Assert.Equal(StatusCode.PermissionDenied, revoked.StatusCode);
             await PutAsync(api, KeyPrefix + "idempotency/chart-test", timeout.Token);
             await PutAsync(api, OtherRelease + "merchant", timeout.Token);
+
+            // A member loses its volume (its container and the data in it are gone): the runbook's commands, as the
+            // maintenance user (etcd-member-lost.md), then the pod started again with nothing: it joins, and catches up.
+            var maintenanceTls = SecretDirectory("dp-daprpayments-etcd-client-maintenance");
+            Task<string> EtcdctlAsync(int index, params string[] arguments) => DockerAsync([
+                "run", "--rm", "--network", network, "--label", "daprpayments.tests.chart=" + run, "--user", "10001:10001",
+                "--volume", $"{maintenanceTls}:/tls:ro", "--entrypoint", "etcdctl", member.Image,
+                $"--endpoints=https://dp-daprpayments-etcd-{index}.dp-daprpayments-etcd-headless:2379", "--cacert=/tls/ca.crt", "--cert=/tls/tls.crt",
+                "--key=/tls/tls.key", "--dial-timeout=5s", "--command-timeout=10s", .. arguments]);
+            const string Lost = "dp-daprpayments-etcd-2";
+            await DockerAsync("rm", "--force", $"{network}-{Lost}");
+            var lostId = (await EtcdctlAsync(0, "member", "list")).Split('\n').Single(line => line.Contains($", {Lost},", StringComparison.Ordinal)).Split(',')[0];
+            await EtcdctlAsync(0, "member", "remove", lostId);
+            await EtcdctlAsync(0, "member", "add", Lost, $"--peer-urls=https://{Lost}.dp-daprpayments-etcd-headless:2380");
+            await StartMemberAsync(2);
+            var caughtUp = "";
+            for (var attempt = 0; attempt < 45 && !caughtUp.Contains("chart-test", StringComparison.Ordinal); attempt++)
+            {
+                // Its own copy (a serializable read answers from the member asked): there once it has caught up.
+                var (_, answer) = await HelmTool.RunAsync("docker", [
+                    "run", "--rm", "--network", network, "--user", "10001:10001", "--volume", $"{maintenanceTls}:/tls:ro", "--entrypoint", "etcdctl", member.Image,
+                    $"--endpoints=https://{Lost}.dp-daprpayments-etcd-headless:2379", "--cacert=/tls/ca.crt", "--cert=/tls/tls.crt", "--key=/tls/tls.key",
+                    "--dial-timeout=2s", "--command-timeout=5s", "get", "--consistency=s", ledgerKey], Path.GetTempPath());
+                caughtUp = answer;
+                if (!caughtUp.Contains("chart-test", StringComparison.Ordinal))
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1)); // bounded by the attempts: a failure says what the member logged
+                }
+            }
+
+            var lostLog = await DockerAsync("logs", $"{network}-{Lost}");
+            Assert.True(caughtUp.Contains("chart-test", StringComparison.Ordinal), $"The member that lost its volume never caught up: {caughtUp}\n{lostLog}");
+            Assert.Contains($"etcd member {Lost} starts with --initial-cluster-state=existing", lostLog, StringComparison.Ordinal);
+            Assert.Contains($", started, {Lost},", await EtcdctlAsync(0, "member", "list"), StringComparison.Ordinal);
         }
         finally
         {

@@ -17,7 +17,7 @@ public sealed class MonitoringTests
     [
         "DaprPaymentsCompensationFailed", "DaprPaymentsFailedByPlatformFaults", "DaprPaymentsStuck", "DaprPaymentsRegionNotWritable",
         "DaprPaymentsNoWritableRegion", "DaprPaymentsReplicationLagHigh", "DaprPaymentsEtcdNearQuota",
-        "DaprPaymentsEtcdCertificateExpiring",
+        "DaprPaymentsEtcdCertificateExpiring", "DaprPaymentsEtcdMemberDown",
         "DaprPaymentsApiErrorBudgetBurnFast", "DaprPaymentsApiErrorBudgetBurnSlow",
     ];
 

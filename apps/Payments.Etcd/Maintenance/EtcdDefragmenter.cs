@@ -22,6 +22,7 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
 {
     private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(5);
     private readonly ConcurrentDictionary<int, (long Size, long InUse)> sizes = new();
+    private int answering = -1;
 
     /// <summary>What one pass saw and did.</summary>
     public sealed record Pass(int Members, int Defragmented, bool AlarmDisarmed, long LargestDbSizeBytes);
@@ -35,6 +36,12 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             description: "etcd database size in use per member (live data after compaction)");
         PaymentsTelemetry.Meter.CreateObservableGauge("payments.etcd.quota", () => policy.EffectiveQuotaBytes, unit: "By",
             description: "etcd backend quota (--quota-backend-bytes)");
+        // A member down leaves the cluster one failure from losing its majority, and a member whose volume was lost
+        // stays down until someone takes it back (docs/runbooks/etcd-member-lost.md): the alert compares these two.
+        PaymentsTelemetry.Meter.CreateObservableGauge("payments.etcd.members", () => etcd.MemberCount,
+            description: "etcd members the storage maintenance is configured with");
+        PaymentsTelemetry.Meter.CreateObservableGauge("payments.etcd.members_answering", MeasureAnswering,
+            description: "etcd members that answered the last pass's status call");
     }
 
     /// <summary>One pass, if this process gets the lock (else null) or etcd is out of space.</summary>
@@ -143,6 +150,12 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
     private bool Worthwhile(StatusResponse status) =>
         status.DbSize >= policy.MinDbSizeBytes && status.DbSize - status.DbSizeInUse >= status.DbSize * policy.MinFreeFraction;
 
+    private IEnumerable<Measurement<int>> MeasureAnswering()
+    {
+        var count = Volatile.Read(ref answering);
+        return count < 0 ? [] : [new Measurement<int>(count)];
+    }
+
     /// <summary>Every member that answers, by its index in the connection's endpoints (a member down is skipped).</summary>
     private async Task<Dictionary<int, StatusResponse>> StatusesAsync(CancellationToken cancellationToken)
     {
@@ -162,6 +175,7 @@ public sealed partial class EtcdDefragmenter(EtcdConnection etcd, string lockKey
             }
         }
 
+        Volatile.Write(ref answering, statuses.Count);
         return statuses;
     }
 
