@@ -215,9 +215,43 @@ public sealed partial class EtcdChartTests
                     "--entrypoint", member.Command[0], member.Image, .. member.Command.Skip(1), .. member.Args.Select(Expand)]);
             }
 
-            for (var index = 0; index < etcd.Spec.Replicas; index++)
+            // etcdctl in the member image, as the maintenance user (what the runbooks do); not asserting: polls use it.
+            var maintenanceTls = SecretDirectory("dp-daprpayments-etcd-client-maintenance");
+            Task<(int ExitCode, string Output)> TryEtcdctlAsync(int index, params string[] arguments) => HelmTool.RunAsync("docker", [
+                "run", "--rm", "--network", network, "--label", "daprpayments.tests.chart=" + run, "--user", "10001:10001",
+                "--volume", $"{maintenanceTls}:/tls:ro", "--entrypoint", "etcdctl", member.Image,
+                $"--endpoints=https://dp-daprpayments-etcd-{index}.dp-daprpayments-etcd-headless:2379", "--cacert=/tls/ca.crt", "--cert=/tls/tls.crt",
+                "--key=/tls/tls.key", "--dial-timeout=3s", "--command-timeout=10s", .. arguments], Path.GetTempPath());
+            async Task<string> PollEtcdctlAsync(int index, Func<string, bool> done, string what, params string[] arguments)
             {
-                await StartMemberAsync(index);
+                var last = "";
+                for (var attempt = 0; attempt < 45; attempt++)
+                {
+                    (_, last) = await TryEtcdctlAsync(index, arguments);
+                    if (done(last))
+                    {
+                        return last;
+                    }
+
+                    await Task.Delay(TimeSpan.FromSeconds(1)); // bounded by the attempts; a failure says what etcd answered
+                }
+
+                var log = (await HelmTool.RunAsync("docker", ["logs", $"{network}-dp-daprpayments-etcd-{index}"], Path.GetTempPath())).Output;
+                Assert.Fail($"{what}: {last}\n{log}");
+                return last;
+            }
+
+            // Two members first, the third once they run: a pod that starts late (its node slow, its image still
+            // pulling) finds the cluster running, but it is one of the members that cluster was created with (listed
+            // under its name, from --initial-cluster), not one added since: it starts as they did (new), and joins.
+            await StartMemberAsync(0);
+            await StartMemberAsync(1);
+            await PollEtcdctlAsync(0, answer => answer.Contains("dp-daprpayments-etcd-1.dp-daprpayments-etcd-headless:2379", StringComparison.Ordinal),
+                "the first two members never formed the cluster", "member", "list");
+            await StartMemberAsync(2);
+            foreach (var index in new[] { 0, 2 })
+            {
+                Assert.Contains("starts with --initial-cluster-state=new", await DockerAsync("logs", $"{network}-dp-daprpayments-etcd-{index}"), StringComparison.Ordinal);
             }
 
             var published = await DockerAsync("port", $"{network}-dp-daprpayments-etcd-0", "2379/tcp");
@@ -278,35 +312,23 @@ public sealed partial class EtcdChartTests
 
             // A member loses its volume (its container and the data in it are gone): the runbook's commands, as the
             // maintenance user (etcd-member-lost.md), then the pod started again with nothing: it joins, and catches up.
-            var maintenanceTls = SecretDirectory("dp-daprpayments-etcd-client-maintenance");
-            Task<string> EtcdctlAsync(int index, params string[] arguments) => DockerAsync([
-                "run", "--rm", "--network", network, "--label", "daprpayments.tests.chart=" + run, "--user", "10001:10001",
-                "--volume", $"{maintenanceTls}:/tls:ro", "--entrypoint", "etcdctl", member.Image,
-                $"--endpoints=https://dp-daprpayments-etcd-{index}.dp-daprpayments-etcd-headless:2379", "--cacert=/tls/ca.crt", "--cert=/tls/tls.crt",
-                "--key=/tls/tls.key", "--dial-timeout=5s", "--command-timeout=10s", .. arguments]);
+            async Task<string> EtcdctlAsync(int index, params string[] arguments)
+            {
+                var (exitCode, output) = await TryEtcdctlAsync(index, arguments);
+                Assert.True(exitCode == 0, $"etcdctl {string.Join(' ', arguments)} failed: {output}");
+                return output;
+            }
+
             const string Lost = "dp-daprpayments-etcd-2";
             await DockerAsync("rm", "--force", $"{network}-{Lost}");
             var lostId = (await EtcdctlAsync(0, "member", "list")).Split('\n').Single(line => line.Contains($", {Lost},", StringComparison.Ordinal)).Split(',')[0];
             await EtcdctlAsync(0, "member", "remove", lostId);
             await EtcdctlAsync(0, "member", "add", Lost, $"--peer-urls=https://{Lost}.dp-daprpayments-etcd-headless:2380");
             await StartMemberAsync(2);
-            var caughtUp = "";
-            for (var attempt = 0; attempt < 45 && !caughtUp.Contains("chart-test", StringComparison.Ordinal); attempt++)
-            {
-                // Its own copy (a serializable read answers from the member asked): there once it has caught up.
-                var (_, answer) = await HelmTool.RunAsync("docker", [
-                    "run", "--rm", "--network", network, "--user", "10001:10001", "--volume", $"{maintenanceTls}:/tls:ro", "--entrypoint", "etcdctl", member.Image,
-                    $"--endpoints=https://{Lost}.dp-daprpayments-etcd-headless:2379", "--cacert=/tls/ca.crt", "--cert=/tls/tls.crt", "--key=/tls/tls.key",
-                    "--dial-timeout=2s", "--command-timeout=5s", "get", "--consistency=s", ledgerKey], Path.GetTempPath());
-                caughtUp = answer;
-                if (!caughtUp.Contains("chart-test", StringComparison.Ordinal))
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(1)); // bounded by the attempts: a failure says what the member logged
-                }
-            }
-
+            // Its own copy (a serializable read answers from the member asked): there once it has caught up.
+            await PollEtcdctlAsync(2, answer => answer.Contains("chart-test", StringComparison.Ordinal), "the member that lost its volume never caught up",
+                "get", "--consistency=s", ledgerKey);
             var lostLog = await DockerAsync("logs", $"{network}-{Lost}");
-            Assert.True(caughtUp.Contains("chart-test", StringComparison.Ordinal), $"The member that lost its volume never caught up: {caughtUp}\n{lostLog}");
             Assert.Contains($"etcd member {Lost} starts with --initial-cluster-state=existing", lostLog, StringComparison.Ordinal);
             Assert.Contains($", started, {Lost},", await EtcdctlAsync(0, "member", "list"), StringComparison.Ordinal);
         }
