@@ -102,10 +102,13 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.Equal("nosniff", response.Headers.GetValues("X-Content-Type-Options").Single());
     }
 
-    /// <summary>The operator's surface is reached inside the cluster only: through the edge, even with the operator's
-    /// token, its routes and its OpenAPI document are not found; the merchants' document is served.</summary>
+    /// <summary>The operator's surface and the apps' metrics are reached inside the cluster only: through the edge, even
+    /// with the operator's token, its routes, its OpenAPI document and the scrape endpoint are not found; the
+    /// merchants' document is served.</summary>
     [Theory]
     [InlineData("/admin/v1/merchants/acme")]
+    [InlineData("/metrics")]
+    [InlineData("/Metrics/")]
     [InlineData("/openapi/admin.json")]
     [InlineData("/OpenAPI/admin.json")]
     public async Task TheOperatorsSurface_IsNotRoutedByTheEdge(string path)

@@ -68,7 +68,6 @@ public static class PaymentReads
     private static Dictionary<string, string> WaitErrors(IQueryCollection query)
     {
         var errors = new Dictionary<string, string>();
-        Validate.QueryParameters(query, ["wait", "status"], errors);
         if (query.TryGetValue("wait", out var wait)
             && (wait.Count != 1 || !int.TryParse(wait.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
                 || seconds > PaymentStatusWaits.MaxWaitSeconds))
@@ -81,6 +80,7 @@ public static class PaymentReads
             errors["status"] = "status must be one of " + string.Join(", ", PaymentStatus.All) + ".";
         }
 
+        Validate.QueryParameters(query, ["wait", "status"], errors);
         return errors;
     }
 

@@ -61,9 +61,10 @@ public static partial class PaymentsApi
             return problem.ToResult();
         }
 
-        // A request that cannot be valid is answered before its key is touched, as Stripe does (only a request that
-        // began to run has a result to replay): nothing is written for it, so a flood of bad bodies costs etcd nothing,
-        // and the client may fix the body and send it again with the same key.
+        // A request that cannot be valid is answered before its key is claimed, as Stripe does (only a request that
+        // began to run has a result to replay): nothing is written for it, so a flood of bad bodies costs etcd one read
+        // each (the key's answer, if this very request was accepted under rules that refuse it now), and the client
+        // may fix the body and send it again with the same key.
         var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes!);
         if (parseProblem is not null)
         {
@@ -72,7 +73,7 @@ public static partial class PaymentsApi
 
         if (Errors(request!) is { Count: > 0 } errors)
         {
-            return Reply.Invalid(errors).ToResult();
+            return (await idempotency.AnsweredOrAsync(merchant, key!, "POST", "/v1/payments", bytes!, Reply.Invalid(errors), context.RequestAborted)).ToResult();
         }
 
         // One payment per key and window: every retry within the key's window (after a failure, a release, a takeover

@@ -84,11 +84,18 @@ public static partial class RequestBody
     /// than its bytes read as UTF-8, which would store other text than the client sent.</summary>
     private static Reply? ContentTypeProblem(string? contentType)
     {
+        if (string.IsNullOrWhiteSpace(contentType))
+        {
+            // A probe: a POST sent with no body and no Content-Type was told only the type, which it had not given.
+            return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
+                "The request body must be application/json.", "The request names no Content-Type: send its JSON body with Content-Type: application/json.");
+        }
+
         if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var parsed)
             || !parsed.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase))
         {
             return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must be application/json.");
+                "The request body must be application/json.", $"Content-Type {Shortened(contentType)} is not application/json.");
         }
 
         // Every charset parameter, not the first alone: "charset=utf-8; charset=latin1" named two, and an empty one none.

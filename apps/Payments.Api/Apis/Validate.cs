@@ -44,6 +44,12 @@ internal static class Validate
             errors[field] = $"{field} must not contain control characters, line breaks, invisible formatting characters (e.g. U+200B, U+202E) "
                 + "or noncharacters (e.g. U+FFFF).";
         }
+        else if (string.IsNullOrWhiteSpace(value))
+        {
+            // Blank shows as nothing wherever it is read back (a list of endpoints, a statement line, a merchant's
+            // name); a probe found "" and "   " references taken and echoed while a blank description was refused.
+            errors[field] = $"{field} must not be blank; leave it out for none.";
+        }
         else if (value.Length > maxCharacters && new System.Globalization.StringInfo(value).LengthInTextElements > maxCharacters)
         {
             errors[field] = $"{field} must be at most {maxCharacters} characters.";
@@ -62,9 +68,17 @@ internal static class Validate
 
     /// <summary>Refuses query parameters the endpoint does not take, as bodies refuse unknown fields (and as Stripe
     /// does): a consumer paging events with <c>?starting_after=</c> got the first page again and again, and a
-    /// <c>?wiat=30</c> answered at once (a black-box probe). <paramref name="known"/> in the order the answer lists them.</summary>
+    /// <c>?wiat=30</c> answered at once (a black-box probe). A known one given more than once is refused as such (it
+    /// was answered with the rule for one value, "wait must be a whole number…", though each value kept it). Called
+    /// after the endpoint's own checks of each value, so that its answer for a repeated one is this.
+    /// <paramref name="known"/> in the order the answer lists them.</summary>
     public static void QueryParameters(Microsoft.AspNetCore.Http.IQueryCollection query, string[] known, Dictionary<string, string> errors)
     {
+        foreach (var name in known.Where(name => query.TryGetValue(name, out var values) && values.Count > 1))
+        {
+            errors[name] = $"{name} is given {query[name].Count} times; give it once.";
+        }
+
         var unknown = query.Keys.Where(name => !known.Contains(name, StringComparer.OrdinalIgnoreCase)).ToArray();
         if (unknown.Length == 0)
         {
@@ -76,6 +90,29 @@ internal static class Validate
             .Select(name => name.Length is > 0 and <= 32 && name.All(character => character is > ' ' and < '\u007f') ? $"'{name}'" : "a parameter with another name");
         errors["query"] = $"Unknown query parameter{(unknown.Length > 1 ? "s" : "")} {string.Join(", ", named)}{(unknown.Length > MaxUnknownQueryNamed ? " and more" : "")}; "
             + (known.Length == 0 ? "this endpoint takes none." : $"this endpoint takes {string.Join(", ", known)}.");
+    }
+
+    /// <summary>The merchants' and the operator's reads that take no query parameter (none documented: the two that
+    /// take some check their own, <see cref="QueryParameters"/>) refuse one: a probe's
+    /// <c>GET /v1/webhook-endpoints?limit=5</c> listed every endpoint, as if paged. Writes still ignore one: their
+    /// answer is kept under their Idempotency-Key, and a retry of a payment accepted before this rule, refused for a
+    /// parameter the write always ignored, would tell its client that the payment did not happen.</summary>
+    public static ValueTask<object?> RefuseQueryWhereNoneIsTakenAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        var http = context.HttpContext;
+        if (http.Request.Query.Count == 0
+            || !(HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method))
+            || !(http.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase) || http.Request.Path.StartsWithSegments("/admin", StringComparison.OrdinalIgnoreCase))
+            || http.GetEndpoint()?.Metadata.OfType<Payments.Api.OpenApi.DocumentedParameter>().Any(parameter => parameter.In == Microsoft.OpenApi.ParameterLocation.Query) != false)
+        {
+            return next(context);
+        }
+
+        var errors = new Dictionary<string, string>();
+        QueryParameters(http.Request.Query, [], errors);
+        return ValueTask.FromResult<object?>(Payments.Api.Problems.Reply.Invalid(errors).ToResult());
     }
 
     /// <summary>A rune a reader does not see, or a control (<see cref="HiddenText.IsHiddenOrControl"/>).</summary>

@@ -151,6 +151,7 @@ public static class ApiExtensions
         app.UseRateLimiter();
         app.UseMiddleware<Limits.RequestsInFlight>(); // after the key and its rate: see its remarks
         var routes = app.MapGroup(string.Empty).AnswerHeadLikeGet();
+        routes.AddEndpointFilter(Payments.Api.Apis.Validate.RefuseQueryWhereNoneIsTakenAsync);
         routes.MapOpenApi().AddEndpointFilter(Payments.Api.OpenApi.ApiDocumentation.AdminDocumentNeedsOperatorAsync);
         // Readiness: etcd reachable, the API keys loaded (a restarted replica knows every valid key before it takes a
         // request) and, in a region, the region active — the global load balancer routes clients to the region that is ready.

@@ -102,6 +102,32 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
         };
     }
 
+    /// <summary>The answer to a request its endpoint refuses as invalid before touching its key: the answer the key
+    /// already holds for this very request if there is one (one read, nothing written), else <paramref name="refusal"/>.
+    /// A rule added since (a blank reference refused) must not answer the retry of a payment accepted under the old
+    /// rules with a 400, which tells its client the payment did not happen while it goes on.</summary>
+    public async Task<Reply> AnsweredOrAsync(
+        string merchantId, IdempotencyKey key, string method, string path, byte[] body, Reply refusal, CancellationToken cancellationToken)
+    {
+        var fingerprint = IdempotencyStore.Fingerprint(method, path, Convert.ToBase64String(body));
+        IdempotencyBegin? held;
+        try
+        {
+            held = await store.PeekAsync(merchantId, key, fingerprint, cancellationToken);
+        }
+        catch (Exception exception) when (RecurringFailureLog.IsAway(exception) && !cancellationToken.IsCancellationRequested)
+        {
+            return refusal; // etcd away: the caller's mistake is still a 400, not a 503
+        }
+
+        return held switch
+        {
+            IdempotencyBegin.Replay replay => new Reply(replay.StatusCode, replay.Body, replay.ContentType ?? Reply.JsonContentType),
+            IdempotencyBegin.InProgress inProgress => InUse(inProgress.RetryAfter),
+            _ => refusal,
+        };
+    }
+
     /// <summary>409 <c>idempotency-key-in-use</c>, with when to retry (docs/api.md).</summary>
     public static Reply InUse(TimeSpan retryAfter) => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.IdempotencyKeyInUse,
         "A request with this Idempotency-Key is still being processed.", "Retry after a moment with the same key.",

@@ -290,7 +290,8 @@ public static class ApiDocumentation
                 break;
             case "reference":
                 member.MaxLength = PaymentsApi.MaxReferenceLength * Validate.MaxUnitsPerCharacter;
-                member.Description = $"At most {PaymentsApi.MaxReferenceLength} characters as a person counts them (an emoji is one), no control or invisible characters or noncharacters.";
+                // No minLength, as for description: payments accepted before blank ones were refused keep theirs.
+                member.Description = $"At most {PaymentsApi.MaxReferenceLength} characters as a person counts them (an emoji is one), not blank in a request (leave it out for none), no control or invisible characters or noncharacters.";
                 break;
             case "description":
                 // No minLength: the schema is the answer's too, and endpoints made before blank ones were refused keep theirs.

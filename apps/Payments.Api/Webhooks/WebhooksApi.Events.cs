@@ -20,7 +20,6 @@ public static partial class WebhooksApi
     {
         var query = context.Request.Query;
         var errors = new Dictionary<string, string>();
-        Payments.Api.Apis.Validate.QueryParameters(query, ["limit", "after", "since", "type"], errors);
         var limit = DefaultEventsPage;
         if (query.TryGetValue("limit", out var limitText)
             && (limitText.Count != 1 || !int.TryParse(limitText.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit is < 1 or > MaxEventsPage))
@@ -60,6 +59,7 @@ public static partial class WebhooksApi
             errors["type"] = "type must be one of: " + string.Join(", ", PaymentEvents.Types) + ".";
         }
 
+        Payments.Api.Apis.Validate.QueryParameters(query, ["limit", "after", "since", "type"], errors);
         if (errors.Count > 0)
         {
             return Reply.Invalid(errors).ToResult();

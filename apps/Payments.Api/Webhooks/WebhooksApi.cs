@@ -186,12 +186,7 @@ public static partial class WebhooksApi
             errors["events"] = "events must be a list of: " + string.Join(", ", PaymentEvents.Types) + " (empty or absent: all).";
         }
 
-        Validate.Text("description", request.Description, MaxDescriptionLength, errors);
-        if (request.Description is { } description && string.IsNullOrWhiteSpace(description))
-        {
-            // As a merchant's name: a blank one shows as nothing in a list of endpoints (a probe's finding).
-            errors["description"] = "description must not be blank; leave it out for none.";
-        }
+        Validate.Text("description", request.Description, MaxDescriptionLength, errors); // not blank either
 
         problem = errors.Count > 0 ? Reply.Invalid(errors) : null;
         return problem is null ? (request.Url!, events.Distinct(StringComparer.Ordinal).ToArray(), request.Description) : null;

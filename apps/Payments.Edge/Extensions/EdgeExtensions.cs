@@ -97,10 +97,12 @@ public static class EdgeExtensions
         app.Use(MethodNames.RefuseUnimplementedAsync);
         app.UseRequestTimeouts();
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
-        // The operator's admin API is reached inside the cluster, never from the internet: the public edge does not
-        // route it (defence in depth: it needs the operator's token anyway).
+        // The operator's admin API and the apps' metrics are reached inside the cluster, never from the internet: the
+        // public edge does not route them (defence in depth: each needs its token anyway, but a probe found the metrics'
+        // token guessable from outside without limit — its refusals are not the API's, which count them).
         app.Map("/admin/{**rest}", () => Results.Problem(title: "Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
         app.Map("/openapi/admin.json", () => Results.Problem(title: "Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
+        app.Map("/metrics/{**rest}", () => Results.Problem(title: "Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound));
         // A custom proxy pipeline replaces YARP's default one, so its steps are named here: without UseLoadBalancing
         // every request went to a random replica (ignoring the round robin), and without UsePassiveHealthChecks a
         // replica whose connections fail was not taken out until the next active probe.

@@ -1,0 +1,91 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Payments.Domain;
+using Payments.Etcd;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>What a black-box probe found in how requests are read: parameters given twice, parameters on reads that
+/// take none, a body without a type, and a rule added since a payment was accepted. Each fails on the code before it.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class RequestRulesTests(ApiSystemFixture system)
+{
+    [Theory]
+    [InlineData("/v1/payments/pay_000000000000000000000000?wait=1&wait=1", "wait")]
+    [InlineData("/v1/payments/pay_000000000000000000000000?status=pending&status=pending", "status")]
+    [InlineData("/v1/events?limit=1&limit=2", "limit")]
+    public async Task AParameterGivenTwice_IsRefusedAsSuch_NotWithTheRuleForItsValue(string path, string field)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync(path);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var message = (await response.JsonAsync()).GetProperty("errors").GetProperty(field).GetString();
+        Assert.Equal($"{field} is given 2 times; give it once.", message);
+    }
+
+    /// <summary>A read that takes no parameter refuses one (it listed every webhook endpoint for <c>?limit=5</c>, as if
+    /// paged); a write still ignores one (see Validate.RefuseQueryWhereNoneIsTakenAsync).</summary>
+    [Fact]
+    public async Task AReadThatTakesNoParameter_RefusesOne_AndAWriteIgnoresIt()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var opened = await client.PostAsync("/v1/accounts?label=x", Json("""{"accountId":"query-rules","currency":"EUR"}"""));
+        Assert.Equal(HttpStatusCode.Created, opened.StatusCode);
+        foreach (var path in new[] { "/v1/accounts/query-rules?x=1", "/v1/webhook-endpoints?limit=5" })
+        {
+            using var response = await client.GetAsync(path);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var problem = await response.JsonAsync();
+            Assert.EndsWith("/validation-failed", problem.GetProperty("type").GetString());
+            Assert.EndsWith("this endpoint takes none.", problem.GetProperty("errors").GetProperty("query").GetString());
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/accounts/query-rules")).StatusCode);
+    }
+
+    [Fact]
+    public async Task APostWithoutABodyOrItsType_IsToldWhatToSend()
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/accounts");
+        using var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, response.StatusCode);
+        Assert.Contains("Content-Type: application/json", (await response.JsonAsync()).GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>A payment accepted under rules that refuse its body now (here a blank reference, refused since a probe)
+    /// is answered again on its retry with its key, not refused: a 400 would tell the client that the payment did not
+    /// happen while it goes on. The key's record is written as the API wrote it then (its store, its fingerprint).</summary>
+    [Fact]
+    public async Task TheRetryOfAPaymentAcceptedBeforeARuleRefusedItsBody_GetsItsAnswerAgain()
+    {
+        var merchant = $"rules-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant);
+        var body = Encoding.UTF8.GetBytes("""{"debtorAccountId":"a","creditorAccountId":"b","amountMinor":5,"currency":"EUR","reference":""}""");
+        const string Accepted = """{"paymentId":"pay_0123456789abcdef01234567","status":"pending"}""";
+        var store = system.ApiServices.GetRequiredService<IdempotencyStore>();
+        var key = IdempotencyKey.Parse("accepted-before-the-rule");
+        var fingerprint = IdempotencyStore.Fingerprint("POST", "/v1/payments", Convert.ToBase64String(body));
+        var begun = Assert.IsType<IdempotencyBegin.Started>(await store.BeginAsync(merchant, key, fingerprint, CancellationToken.None));
+        Assert.True(await store.CompleteAsync(begun.Claim, 202, Accepted, "application/json", CancellationToken.None));
+
+        using var retry = await PostAsync(client, body, key.Value);
+        Assert.Equal(HttpStatusCode.Accepted, retry.StatusCode);
+        Assert.Equal(Accepted, await retry.Content.ReadAsStringAsync());
+        using var fresh = await PostAsync(client, body, "a-new-key");
+        Assert.Equal(HttpStatusCode.BadRequest, fresh.StatusCode);
+        Assert.Contains("blank", (await fresh.JsonAsync()).GetProperty("errors").GetProperty("reference").GetString(), StringComparison.Ordinal);
+    }
+
+    private static async Task<HttpResponseMessage> PostAsync(HttpClient client, byte[] body, string idempotencyKey)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/payments") { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        request.Headers.Add("Idempotency-Key", idempotencyKey);
+        return await client.SendAsync(request);
+    }
+
+    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
+}
