@@ -51,6 +51,43 @@ public sealed class EventPagesTests(ApiSystemFixture system)
         Assert.Equal(written.Skip(5), await PageThroughAsync(client, "/v1/events?limit=2&since=" + Uri.EscapeDataString((now - TimeSpan.FromHours(1)).ToString("O"))));
     }
 
+    /// <summary>An empty first page still has a cursor, the place it began (a probe: one read with <c>since</c> had
+    /// none, and a consumer polling had nothing to page on with): events written after it are on the page after it,
+    /// from that very time, and an event from just before that time is not.</summary>
+    [Fact]
+    public async Task AnEmptyFirstPage_HasACursor_FromWhichLaterEventsArePaged()
+    {
+        var merchant = $"merchant-{Guid.NewGuid():N}"[..20];
+        using var client = await system.ClientForAsync(merchant, ApiScopes.PaymentsRead);
+        var root = EtcdBytes.AsPrefix(new EtcdOptions { KeyPrefix = ApiSystemFixture.KeyPrefix }.PaymentsPrefix) + "~events/" + merchant + "/";
+        var since = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var cursors = new List<string>();
+        foreach (var url in new[] { "/v1/events?since=" + Uri.EscapeDataString(since.ToString("O")), "/v1/events" })
+        {
+            using var empty = await client.GetAsync(url);
+            var page = await empty.JsonAsync();
+            Assert.Empty(page.GetProperty("data").EnumerateArray());
+            cursors.Add(page.GetProperty("nextCursor").GetString()!);
+        }
+
+        var before = await WriteEventAsync(root, since.AddMilliseconds(-1), 1);
+        var at = await WriteEventAsync(root, since, 2);
+        var later = await WriteEventAsync(root, since.AddSeconds(1), 3);
+        Assert.Equal([at, later], await PageThroughAsync(client, "/v1/events?limit=1&after=" + Uri.EscapeDataString(cursors[0])));
+        Assert.Equal([before, at, later], await PageThroughAsync(client, "/v1/events?limit=1&after=" + Uri.EscapeDataString(cursors[1])));
+    }
+
+    private async Task<string> WriteEventAsync(string root, DateTimeOffset at, int index)
+    {
+        var id = $"evt_{index:x24}";
+        var paymentEvent = new PaymentEvent(id, PaymentEvents.Completed, at, new PaymentEventData($"pay_{index}", "completed", 100, "EUR", "a", "b", null, null, at, at));
+        await system.Etcd.Kv.PutAsync(new PutRequest
+        {
+            Key = EtcdBytes.Key(root + EtcdBytes.TimeKey(at) + "/" + id), Value = ByteString.CopyFrom(PaymentEvents.Serialize(paymentEvent)),
+        });
+        return id;
+    }
+
     private static async Task<List<string>> PageThroughAsync(HttpClient client, string first)
     {
         var ids = new List<string>();
@@ -66,7 +103,7 @@ public sealed class EventPagesTests(ApiSystemFixture system)
                 return ids;
             }
 
-            url = first.Split("&since=")[0] + "&after=" + Uri.EscapeDataString(body.GetProperty("nextCursor").GetString()!);
+            url = first.Split("&since=")[0].Split("&after=")[0] + "&after=" + Uri.EscapeDataString(body.GetProperty("nextCursor").GetString()!);
         }
 
         Assert.Fail($"Still more after {MaxPages} pages: {string.Join(", ", ids)}");

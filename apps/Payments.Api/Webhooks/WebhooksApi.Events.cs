@@ -79,9 +79,17 @@ public static partial class WebhooksApi
             .Select(kv => PaymentEvents.Deserialize(kv.Value.Span))
             .Where(paymentEvent => type is null || paymentEvent.Type == type)
             .ToArray();
-        var next = kvs.Count > 0 ? kvs[^1].Key.ToStringUtf8()[root.Length..] : after;
+        var next = kvs.Count > 0 ? kvs[^1].Key.ToStringUtf8()[root.Length..] : after ?? CursorBefore(since);
         return Reply.Json(StatusCodes.Status200OK, new EventPage(data, more, next)).ToResult();
     }
+
+    /// <summary>The cursor of an empty first page: the place just before <paramref name="since"/> (or before every
+    /// event), so that the page after it holds what <c>since</c> would. A probe: an empty page read with <c>since</c>
+    /// had no nextCursor, and a consumer had nothing to go on paging with.</summary>
+    private static string CursorBefore(DateTimeOffset? since) =>
+        since is { } time && time.ToUnixTimeMilliseconds() > 0
+            ? EtcdBytes.TimeKey(time.AddMilliseconds(-1)) + "/evt_" + new string('f', 24)
+            : EtcdBytes.TimeKey(DateTimeOffset.UnixEpoch) + "/evt_" + new string('0', 24);
 
     /// <summary>Ranges a page reads at most before its last, which runs to the merchant's last event.</summary>
     private const int MaxEventWindows = 8;
