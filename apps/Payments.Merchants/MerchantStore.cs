@@ -164,8 +164,10 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         for (var attempt = 1; attempt <= MaxKeyWriteAttempts; attempt++)
         {
             // Once only: a second rotation (a retry, a double click, parallel calls) made another live successor with
-            // the key's scopes each time, none of them expiring. The successor is the key to rotate.
-            if (await FindKeyAsync(merchantId, keyId, cancellationToken) is not { } old || (!old.Record.IsRotated && seenRevision is { } seen && old.Revision != seen))
+            // the key's scopes each time, none of them expiring. The successor is the key to rotate. Said so after
+            // its overlap too (a retry of a rotation with none was 404, naming no successor: a probe), while the
+            // rotated key's record is still indexed.
+            if (await FindKeyAsync(merchantId, keyId, cancellationToken, rotatedEvenIfEnded: true) is not { } old || (!old.Record.IsRotated && seenRevision is { } seen && old.Revision != seen))
             {
                 return (KeyAdminResult.KeyNotFound, null); // revoked meanwhile
             }
@@ -283,7 +285,8 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
         return (key, new ApiKeyRecord(keyId, merchantId, Mode, key[^4..], scopes, clock.GetUtcNow(), null, holderId));
     }
 
-    private async Task<(ApiKeyRecord Record, string Hash, long Revision)?> FindKeyAsync(string merchantId, string keyId, CancellationToken cancellationToken)
+    private async Task<(ApiKeyRecord Record, string Hash, long Revision)?> FindKeyAsync(
+        string merchantId, string keyId, CancellationToken cancellationToken, bool rotatedEvenIfEnded = false)
     {
         if (!MerchantRecord.IsValidId(merchantId) || !MerchantRecord.IsValidId(keyId)
             || await GetAsync(KeyIndexKey(merchantId, keyId), cancellationToken) is not { } index)
@@ -293,7 +296,8 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
 
         var hash = index.Value.ToStringUtf8();
         return await GetAsync(KeyRecordKey(hash), cancellationToken) is { } stored && DecodeKey(stored.Value) is { } record
-            && record.MerchantId == merchantId && !record.IsExpired(clock.GetUtcNow())
+            && record.MerchantId == merchantId
+            && (!record.IsExpired(clock.GetUtcNow()) || (rotatedEvenIfEnded && record.IsRotated && record.RevokedAt is null))
             ? (record, hash, stored.ModRevision)
             : null;
     }

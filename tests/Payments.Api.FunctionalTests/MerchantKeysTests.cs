@@ -245,6 +245,26 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         Assert.Equal(HttpStatusCode.Created, next.StatusCode); // the successor is the key to rotate
     }
 
+    /// <summary>Found by a probe: a rotation with no overlap ends the key at once, and its retry (an answer lost on the
+    /// way) was 404, naming no successor; it is 409 naming it, as within an overlap.</summary>
+    [Fact]
+    public async Task TheRetryOfARotationWithoutOverlap_Is409NamingTheSuccessor()
+    {
+        using var admin = Admin(system.BaseAddress);
+        var merchant = NewMerchantId();
+        await CreateMerchantAsync(admin, merchant);
+        var (_, keyId) = await IssueAsync(admin, merchant, ApiScopes.AccountsRead);
+        using var rotated = await admin.PostAsJsonAsync($"/admin/v1/merchants/{merchant}/keys/{keyId}/rotate", new { overlapSeconds = 0 });
+        Assert.Equal(HttpStatusCode.Created, rotated.StatusCode);
+        var successor = (await rotated.JsonAsync()).GetProperty("details").GetProperty("keyId").GetString()!;
+
+        using var retried = await admin.PostAsJsonAsync($"/admin/v1/merchants/{merchant}/keys/{keyId}/rotate", new { overlapSeconds = 0 });
+        Assert.Equal(HttpStatusCode.Conflict, retried.StatusCode);
+        var problem = await retried.JsonAsync();
+        Assert.EndsWith("/api-key-already-rotated", problem.GetProperty("type").GetString());
+        Assert.Contains(successor, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ATestKey_IsRefusedByALiveDeployment_WithAProblemThatSaysSo()
     {
