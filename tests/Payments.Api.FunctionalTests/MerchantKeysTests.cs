@@ -406,7 +406,9 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         Assert.Equal("funded", shown.GetProperty("accountId").GetString());
         Assert.False(shown.TryGetProperty("balanceMinor", out _), shown.ToString());
         Assert.False(shown.TryGetProperty("availableMinor", out _), shown.ToString());
+        Assert.False(shown.TryGetProperty("version", out _), shown.ToString()); // it counts the account's writes (a probe)
         Assert.Equal(5_000, (await byReader.JsonAsync()).GetProperty("balanceMinor").GetInt64());
+        Assert.True((await byReader.JsonAsync()).GetProperty("version").GetInt64() > 1);
     }
 
     private static async Task<HttpStatusCode> StatusWithAsync(WebApplicationFactory<Program> replica, string key)

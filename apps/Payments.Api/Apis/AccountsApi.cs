@@ -244,7 +244,7 @@ public static class AccountsApi
     private static AccountResponse OpenedResponse(Account account, HttpContext context) =>
         ApiKeyMiddleware.PrincipalOf(context).Has(ApiScopes.AccountsRead)
             ? ToResponse(account)
-            : ToResponse(account) with { BalanceMinor = null, PendingDebitMinor = null, AvailableMinor = null, OverdraftLimitMinor = null };
+            : ToResponse(account) with { BalanceMinor = null, PendingDebitMinor = null, AvailableMinor = null, OverdraftLimitMinor = null, Version = null };
 
     internal static AccountResponse ToResponse(Account account) => new(
         account.Id.PublicId, account.Currency.Code, account.BalanceMinor, account.PendingDebitMinor, account.AvailableMinor, account.OverdraftLimitMinor, account.Version);

@@ -6,15 +6,16 @@ namespace Payments.Api.Contracts;
 
 public sealed record OpenAccountRequest(string? AccountId, string? Currency, long? OverdraftLimitMinor = null);
 
-/// <summary>An account. The money fields are left out (null) in the answer to an open by a key without
-/// accounts:read: an open is idempotent, so the account may hold money, and balances are what that scope guards.</summary>
+/// <summary>An account. The money fields and the version are left out (null) in the answer to an open by a key without
+/// accounts:read: an open is idempotent, so the account may hold money, and balances are what that scope guards — the
+/// version too, which counts the account's transfers (a probe read a busy account's activity from it).</summary>
 public sealed record AccountResponse(
     string AccountId, string Currency,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? BalanceMinor,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? PendingDebitMinor,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? AvailableMinor,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? OverdraftLimitMinor,
-    long Version);
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? Version);
 
 public sealed record DepositRequest(long? AmountMinor, string? Currency);
 
