@@ -241,6 +241,25 @@ public sealed partial class EtcdChartTests
                 return last;
             }
 
+            async Task PollAsync(Func<Task<bool>> done, string what)
+            {
+                for (var attempt = 0; attempt < 45; attempt++)
+                {
+                    if (await done())
+                    {
+                        return;
+                    }
+
+                    await Task.Delay(TimeSpan.FromSeconds(1)); // bounded by the attempts
+                }
+
+                Assert.Fail(what);
+            }
+
+            Task PollLogAsync(int index, string line) => PollAsync(
+                async () => (await HelmTool.RunAsync("docker", ["logs", $"{network}-dp-daprpayments-etcd-{index}"], Path.GetTempPath())).Output.Contains(line, StringComparison.Ordinal),
+                $"etcd-{index} never logged '{line}'");
+
             // Two members first, the third once they run: a pod that starts late (its node slow, its image still
             // pulling) finds the cluster running, but it is one of the members that cluster was created with (listed
             // under its name, from --initial-cluster), not one added since: it starts as they did (new), and joins.
@@ -251,7 +270,7 @@ public sealed partial class EtcdChartTests
             await StartMemberAsync(2);
             foreach (var index in new[] { 0, 2 })
             {
-                Assert.Contains("starts with --initial-cluster-state=new", await DockerAsync("logs", $"{network}-dp-daprpayments-etcd-{index}"), StringComparison.Ordinal);
+                await PollLogAsync(index, "starts with --initial-cluster-state=new");
             }
 
             var published = await DockerAsync("port", $"{network}-dp-daprpayments-etcd-0", "2379/tcp");
@@ -319,17 +338,21 @@ public sealed partial class EtcdChartTests
                 return output;
             }
 
+            // The pod comes back on an empty volume before anyone acts: still a member by its name, it starts "new",
+            // etcd stops it (its identity was bootstrapped) and leaves a data directory without a write-ahead log.
             const string Lost = "dp-daprpayments-etcd-2";
             await DockerAsync("rm", "--force", $"{network}-{Lost}");
+            await StartMemberAsync(2);
+            await PollAsync(async () => (await DockerAsync("inspect", "--format", "{{.State.Running}}", $"{network}-{Lost}")) == "false",
+                "the member on an empty volume did not stop");
             var lostId = (await EtcdctlAsync(0, "member", "list")).Split('\n').Single(line => line.Contains($", {Lost},", StringComparison.Ordinal)).Split(',')[0];
             await EtcdctlAsync(0, "member", "remove", lostId);
             await EtcdctlAsync(0, "member", "add", Lost, $"--peer-urls=https://{Lost}.dp-daprpayments-etcd-headless:2380");
-            await StartMemberAsync(2);
+            await DockerAsync("start", $"{network}-{Lost}"); // the kubelet's next restart of that pod, on that volume
             // Its own copy (a serializable read answers from the member asked): there once it has caught up.
             await PollEtcdctlAsync(2, answer => answer.Contains("chart-test", StringComparison.Ordinal), "the member that lost its volume never caught up",
                 "get", "--consistency=s", ledgerKey);
-            var lostLog = await DockerAsync("logs", $"{network}-{Lost}");
-            Assert.Contains($"etcd member {Lost} starts with --initial-cluster-state=existing", lostLog, StringComparison.Ordinal);
+            await PollLogAsync(2, $"etcd member {Lost} starts with --initial-cluster-state=existing");
             Assert.Contains($", started, {Lost},", await EtcdctlAsync(0, "member", "list"), StringComparison.Ordinal);
         }
         finally
