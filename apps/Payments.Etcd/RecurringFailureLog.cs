@@ -20,7 +20,7 @@ public sealed class RecurringFailureLog(ILogger logger, string what, TimeProvide
     private DateTimeOffset? since;
     private DateTimeOffset lastLine;
     private int failures;
-    private Type? lastKind;
+    private string? lastKind;
 
     /// <summary>Whether the loop is failing now (a pass failed since the last that succeeded).</summary>
     public bool Failing => since is not null;
@@ -31,14 +31,22 @@ public sealed class RecurringFailureLog(ILogger logger, string what, TimeProvide
         exception is RpcException { StatusCode: StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Cancelled }
             or OperationCanceledException or TimeoutException or EtcdContentionException;
 
+    /// <summary>An HTTP call that got no answer, or the gateway's "not there" (502, 503, 504): a peer away, not one
+    /// that answered an error (a 500 is a defect and keeps its trace).</summary>
+    public static bool IsAwayOverHttp(Exception exception) =>
+        exception is HttpRequestException { StatusCode: null or System.Net.HttpStatusCode.BadGateway or System.Net.HttpStatusCode.ServiceUnavailable or System.Net.HttpStatusCode.GatewayTimeout };
+
     public void Failed(Exception exception)
     {
         ArgumentNullException.ThrowIfNull(exception);
         var now = time.GetUtcNow();
         failures++;
         var away = IsAway(exception) || alsoAway?.Invoke(exception) == true;
-        var changed = exception.GetType() != lastKind;
-        lastKind = exception.GetType();
+        // The kind: any outage is one (an outage alternating between two exception types is not a change each pass);
+        // a defect is its type and gRPC status (Unavailable turning into PermissionDenied is said at once).
+        var kind = away ? "away" : $"{exception.GetType().FullName}/{(exception as RpcException)?.StatusCode}";
+        var changed = kind != lastKind;
+        lastKind = kind;
         if (since is null)
         {
             since = now;

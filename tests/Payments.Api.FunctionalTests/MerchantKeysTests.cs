@@ -263,6 +263,7 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         var problem = await retried.JsonAsync();
         Assert.EndsWith("/api-key-already-rotated", problem.GetProperty("type").GetString());
         Assert.Contains(successor, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Contains("ended at", problem.GetProperty("detail").GetString(), StringComparison.Ordinal); // not "revoke this key": it is over
     }
 
     [Fact]

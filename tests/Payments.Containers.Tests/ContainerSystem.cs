@@ -725,13 +725,15 @@ public sealed partial class ContainerSystem : IAsyncLifetime
             }
         }
 
+        // Bounded short: on the starved machine this describes, the timeout it explains must not wait minutes more.
+        var bound = TimeSpan.FromSeconds(10);
         var load = await Try(() => File.ReadAllTextAsync("/proc/loadavg"));
-        var state = await Try(() => DockerCli.RunAsync("inspect", "--format", "{{json .State}} restarts={{.RestartCount}}", container.Id));
+        var state = await Try(() => DockerCli.RunAsync(bound, "inspect", "--format", "{{json .State}} restarts={{.RestartCount}}", container.Id));
         var stats = await Try(async () =>
         {
-            var ours = (await DockerCli.RunAsync("ps", "--quiet", "--filter", $"label={OwnerLabel}={OwnerPid}"))
+            var ours = (await DockerCli.RunAsync(bound, "ps", "--quiet", "--filter", $"label={OwnerLabel}={OwnerPid}"))
                 .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            return await DockerCli.RunAsync(["stats", "--no-stream", "--format", "{{.Name}} cpu={{.CPUPerc}} mem={{.MemUsage}}", .. ours]);
+            return ours.Length == 0 ? "none running" : await DockerCli.RunAsync(bound, ["stats", "--no-stream", "--format", "{{.Name}} cpu={{.CPUPerc}} mem={{.MemUsage}}", .. ours]);
         });
         return $"Load average: {load}. State: {state}.\nContainers:\n{stats}";
     }

@@ -32,7 +32,9 @@ public static class DockerCli
         }
     }
 
-    public static async Task<string> RunAsync(params string[] arguments)
+    public static Task<string> RunAsync(params string[] arguments) => RunAsync(CommandTimeout, arguments);
+
+    public static async Task<string> RunAsync(TimeSpan commandTimeout, params string[] arguments)
     {
         var start = new ProcessStartInfo("docker") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
@@ -41,7 +43,7 @@ public static class DockerCli
         }
 
         using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not run docker.");
-        using var timeout = new CancellationTokenSource(CommandTimeout);
+        using var timeout = new CancellationTokenSource(commandTimeout);
         var output = process.StandardOutput.ReadToEndAsync(timeout.Token);
         var error = process.StandardError.ReadToEndAsync(timeout.Token);
         try
@@ -51,7 +53,7 @@ public static class DockerCli
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"docker {string.Join(' ', arguments)} did not finish within {CommandTimeout.TotalSeconds} s.");
+            throw new TimeoutException($"docker {string.Join(' ', arguments)} did not finish within {commandTimeout.TotalSeconds} s.");
         }
 
         if (process.ExitCode != 0)

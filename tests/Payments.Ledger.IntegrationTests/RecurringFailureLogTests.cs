@@ -24,25 +24,44 @@ public sealed class RecurringFailureLogTests(EtcdClusterFixture etcd)
         var log = new RecurringFailureLog(lines, "Test pass", time);
         var away = new RpcException(new Status(StatusCode.Unavailable, "connection refused"));
 
-        for (var pass = 0; pass < 60; pass++) // a pass a second for a minute
+        for (var pass = 0; pass < 60; pass++) // a pass a second for a minute, the outage showing as two exception types
         {
-            log.Failed(away);
+            log.Failed(pass % 2 == 0 ? away : new TimeoutException("etcd did not answer"));
             time.Advance(TimeSpan.FromSeconds(1));
         }
 
         Assert.Single(lines.All);
         log.Failed(away); // a minute after the first line
-        log.Failed(new TimeoutException("etcd did not answer")); // another kind of outage: said at once
         log.Succeeded();
         log.Succeeded(); // nothing more to say
 
-        Assert.Equal(4, lines.All.Count);
+        Assert.Equal(3, lines.All.Count);
         Assert.All(lines.All, line => Assert.Equal(LogLevel.Warning, line.Level));
         Assert.All(lines.All, line => Assert.Null(line.Exception));
         Assert.Contains("connection refused", lines.All[0].Message, StringComparison.Ordinal);
         Assert.Contains("61 failed passes in 60 s", lines.All[1].Message, StringComparison.Ordinal);
-        Assert.Contains("succeeded again after 62 failed passes", lines.All[3].Message, StringComparison.Ordinal);
+        Assert.Contains("succeeded again after 61 failed passes", lines.All[2].Message, StringComparison.Ordinal);
         Assert.False(log.Failing);
+    }
+
+    /// <summary>An outage that turns into a refusal (etcd back, but this app's role changed) is said at once, with its
+    /// trace; an HTTP peer that answered 500 is a defect, one that did not answer or whose gateway said 503 an outage.</summary>
+    [Fact]
+    public void AnOutageTurningIntoARefusal_IsSaidAtOnce_AndOnlyAnHttpPeerAwayIsAnOutage()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-12-07T12:00:00Z"));
+        var lines = new Lines();
+        var log = new RecurringFailureLog(lines, "Test pass", time);
+        log.Failed(new RpcException(new Status(StatusCode.Unavailable, "connection refused")));
+        var refused = new RpcException(new Status(StatusCode.PermissionDenied, "etcdserver: permission denied"));
+        log.Failed(refused);
+
+        Assert.Equal(2, lines.All.Count);
+        Assert.Equal(LogLevel.Error, lines.All[1].Level);
+        Assert.Same(refused, lines.All[1].Exception);
+        Assert.True(RecurringFailureLog.IsAwayOverHttp(new HttpRequestException("connection refused")));
+        Assert.True(RecurringFailureLog.IsAwayOverHttp(new HttpRequestException("gateway", null, System.Net.HttpStatusCode.ServiceUnavailable)));
+        Assert.False(RecurringFailureLog.IsAwayOverHttp(new HttpRequestException("a defect", null, System.Net.HttpStatusCode.InternalServerError)));
     }
 
     [Fact]

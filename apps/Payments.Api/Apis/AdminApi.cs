@@ -182,7 +182,7 @@ public static class AdminApi
                 issued.Record.KeyId, merchantId, string.Join(' ', issued.Record.Scopes), OperatorAuthentication.CallerOf(context));
         }
 
-        return Issued(merchantId, null, result, issued).ToResult();
+        return Issued(merchantId, null, result, issued, DateTimeOffset.MaxValue).ToResult();
     }
 
     private static async Task<IResult> RotateKeyAsync(string merchantId, string keyId, HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
@@ -210,7 +210,7 @@ public static class AdminApi
                 keyId, merchantId, issued.Record.KeyId, overlap, OperatorAuthentication.CallerOf(context));
         }
 
-        return Issued(merchantId, keyId, result, issued).ToResult();
+        return Issued(merchantId, keyId, result, issued, context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow()).ToResult();
     }
 
     private static async Task<IResult> RevokeKeyAsync(string merchantId, string keyId, HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
@@ -233,15 +233,17 @@ public static class AdminApi
         return problem is not null ? (null, problem) : bytes is null ? (empty, null) : RequestBody.Parse<T>(bytes);
     }
 
-    private static Reply Issued(string merchantId, string? keyId, KeyAdminResult result, IssuedApiKey? issued) => result switch
+    private static Reply Issued(string merchantId, string? keyId, KeyAdminResult result, IssuedApiKey? issued, DateTimeOffset now) => result switch
     {
         KeyAdminResult.Done => Reply.Json(StatusCodes.Status201Created, new IssuedKeyResponse(issued!.Key, ToResponse(issued.Record, null))),
         KeyAdminResult.MerchantNotFound => MerchantNotFound(merchantId),
         KeyAdminResult.KeyLimitReached => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.ApiKeyLimitReached, "The merchant holds as many keys as it may.",
             $"A merchant holds at most {MerchantStore.MaxKeysPerMerchant} keys (rotated keys count until their overlap ends); revoke one first."),
         KeyAdminResult.KeyAlreadyRotated => Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.ApiKeyAlreadyRotated, "The key was rotated already.",
-            $"Key '{Reply.Echo(keyId ?? string.Empty)}' was rotated {(issued!.Record.SuccessorId is { } successor ? $"to '{successor}'" : "before")} and works until "
-            + $"{issued.Record.ExpiresAt:O}; rotate its successor instead, or revoke this key to end it now."),
+            $"Key '{Reply.Echo(keyId ?? string.Empty)}' was rotated {(issued!.Record.SuccessorId is { } successor ? $"to '{successor}'" : "before")} and "
+            + (issued.Record.ExpiresAt > now
+                ? $"works until {issued.Record.ExpiresAt:O}; rotate its successor instead, or revoke this key to end it now."
+                : $"ended at {issued.Record.ExpiresAt:O}; rotate its successor instead.")),
         _ => KeyNotFound(merchantId, keyId ?? string.Empty),
     };
 

@@ -92,11 +92,12 @@ internal static class Validate
             + (known.Length == 0 ? "this endpoint takes none." : $"this endpoint takes {string.Join(", ", known)}.");
     }
 
-    /// <summary>The merchants' and the operator's reads that take no query parameter (none documented: the two that
-    /// take some check their own, <see cref="QueryParameters"/>) refuse one: a probe's
+    /// <summary>The merchants' reads that take no query parameter (none documented: the two that take some check their
+    /// own, <see cref="QueryParameters"/>) refuse one: a probe's
     /// <c>GET /v1/webhook-endpoints?limit=5</c> listed every endpoint, as if paged. Writes still ignore one: their
     /// answer is kept under their Idempotency-Key, and a retry of a payment accepted before this rule, refused for a
-    /// parameter the write always ignored, would tell its client that the payment did not happen.</summary>
+    /// parameter the write always ignored, would tell its client that the payment did not happen. Not the operator's
+    /// routes: this filter runs before their authentication, and a 400 there would answer a caller without the token.</summary>
     public static ValueTask<object?> RefuseQueryWhereNoneIsTakenAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -104,7 +105,7 @@ internal static class Validate
         var http = context.HttpContext;
         if (http.Request.Query.Count == 0
             || !(HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method))
-            || !(http.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase) || http.Request.Path.StartsWithSegments("/admin", StringComparison.OrdinalIgnoreCase))
+            || !http.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase)
             || http.GetEndpoint()?.Metadata.OfType<Payments.Api.OpenApi.DocumentedParameter>().Any(parameter => parameter.In == Microsoft.OpenApi.ParameterLocation.Query) != false)
         {
             return next(context);

@@ -105,7 +105,9 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
     /// <summary>The answer to a request its endpoint refuses as invalid before touching its key: the answer the key
     /// already holds for this very request if there is one (one read, nothing written), else <paramref name="refusal"/>.
     /// A rule added since (a blank reference refused) must not answer the retry of a payment accepted under the old
-    /// rules with a 400, which tells its client the payment did not happen while it goes on.</summary>
+    /// rules with a 400, which tells its client the payment did not happen while it goes on. Not covered: a key whose
+    /// first request crashed mid-way (its claim ran out, no answer kept) or whose record is in the other region only;
+    /// those are refused, as before this read.</summary>
     public async Task<Reply> AnsweredOrAsync(
         string merchantId, IdempotencyKey key, string method, string path, byte[] body, Reply refusal, CancellationToken cancellationToken)
     {
@@ -117,7 +119,8 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
         }
         catch (Exception exception) when (RecurringFailureLog.IsAway(exception) && !cancellationToken.IsCancellationRequested)
         {
-            return refusal; // etcd away: the caller's mistake is still a 400, not a 503
+            // etcd away: whether this request was accepted before cannot be told, and a 400 would say it was not.
+            return Reply.Unavailable("Whether this request was answered before cannot be read now; retry with the same Idempotency-Key.");
         }
 
         return held switch

@@ -70,7 +70,7 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
     {
         // The archive away (Cosmos DB answering 503, its client timing out) is an outage like etcd's.
         var failures = new RecurringFailureLog(logger, "Journal archival pass", ledger.Time,
-            exception => exception is LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException or HttpRequestException);
+            exception => exception is LedgerUnavailableException or FencedOffException || RecurringFailureLog.IsAwayOverHttp(exception));
         while (!cancellationToken.IsCancellationRequested)
         {
             try

@@ -15,8 +15,10 @@ internal sealed partial class StuckPaymentSweeperService(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var regional = configuration.IsRegional();
-        // The workflow engine's sidecar or the ledger away (answers over HTTP) is an outage like etcd's.
-        var failures = new RecurringFailureLog(logger, "Sweeper pass", time, exception => exception is HttpRequestException or Dapr.DaprException);
+        // The workflow engine's sidecar or the ledger away (no answer over HTTP, a gateway's 502-504, the sidecar's gRPC
+        // unavailable) is an outage like etcd's; a 500 or an invalid argument is a defect and keeps its trace.
+        var failures = new RecurringFailureLog(logger, "Sweeper pass", time,
+            exception => RecurringFailureLog.IsAwayOverHttp(exception) || exception is Dapr.DaprException { InnerException: { } inner } && RecurringFailureLog.IsAway(inner));
         while (!stoppingToken.IsCancellationRequested)
         {
             var report = SweepReport.Idle;
