@@ -60,8 +60,7 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         await new ShippingProgress(journal, ledgerA, TimeProvider.System) { ServerErrorMeansMissing = fixture.Settings().ServerErrorMeansMissing }
             .WaitCaughtUpAsync("region-a", TimeSpan.FromMinutes(2), CancellationToken.None);
 
-        var handOver = await clientA.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" });
-        Assert.Equal(HttpStatusCode.OK, handOver.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, await SwitchOverAsync(clientA, "region-b"));
         Assert.Null(await mirrorA.ReadAsync(CancellationToken.None)); // A stopped writing before the record moved
         await WaitForAsync(clientB, status => status.GetProperty("role").GetString() == "active" && status.GetProperty("epoch").GetInt64() == 2);
         Assert.Equal(2, await mirrorB.ReadAsync(CancellationToken.None));
@@ -72,13 +71,39 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         Assert.Equal(ProblemTypes.NotTheActiveRegion, (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
 
         // Fail back.
-        Assert.Equal(HttpStatusCode.OK, (await clientB.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-a" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, await SwitchOverAsync(clientB, "region-a"));
         await WaitForAsync(clientA, status => status.GetProperty("role").GetString() == "active" && status.GetProperty("epoch").GetInt64() == 3);
         Assert.Null(await mirrorB.ReadAsync(CancellationToken.None));
         Assert.Equal(3, await mirrorA.ReadAsync(CancellationToken.None));
         Assert.Equal(paid, await BalanceAsync(ledgerA));
         await stopShipping.CancelAsync();
         await shipping;
+    }
+
+    /// <summary>Asks for a switchover as an operator would: a hand-over abandoned because shipping did not catch up
+    /// within the lease (the region resumes, nothing handed over: the documented "ask again") is asked again, a bounded
+    /// number of times, once the region is active again. Seen in CI with the container suite beside it on 2 cores: two
+    /// lease ticks over their 2 s and a drain cut by the lease.</summary>
+    private static async Task<HttpStatusCode> SwitchOverAsync(HttpClient from, string to)
+    {
+        const int MaxAsks = 3;
+        for (var ask = 1; ; ask++)
+        {
+            using var answer = await from.PostAsJsonAsync("/admin/v1/switchover", new { to });
+            if (answer.StatusCode != HttpStatusCode.Conflict || ask == MaxAsks)
+            {
+                return answer.StatusCode;
+            }
+
+            var problem = await answer.Content.ReadFromJsonAsync<JsonElement>();
+            if (problem.GetProperty("type").GetString() != ProblemTypes.SwitchoverNotNow
+                || !problem.GetProperty("detail").GetString()!.Contains("did not catch up", StringComparison.Ordinal))
+            {
+                return answer.StatusCode;
+            }
+
+            await WaitForAsync(from, status => status.GetProperty("role").GetString() == "active");
+        }
     }
 
     private static readonly AccountId Creditor = AccountId.Parse("switchover-creditor");
