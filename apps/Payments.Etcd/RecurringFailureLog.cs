@@ -11,7 +11,7 @@ namespace Payments.Etcd;
 /// <remarks>A dependency being away (<see cref="IsAway"/>, or what the caller adds) is logged as a warning with its
 /// message only: its stack trace says nothing the message does not. Anything else is a defect and is logged as an
 /// error with its stack trace, the first time it is seen in a streak and each time it changes (another exception
-/// type). Not thread-safe: one loop owns one.</remarks>
+/// type or gRPC status, or an outage turning into it). Not thread-safe: one loop owns one.</remarks>
 public sealed class RecurringFailureLog(ILogger logger, string what, TimeProvider time, Func<Exception, bool>? alsoAway = null)
 {
     /// <summary>At most one line per <see cref="RepeatEvery"/> while the same failure goes on.</summary>
