@@ -94,10 +94,14 @@ public sealed class EtcdOptions
     /// <see cref="KeyPrefix"/>: shipped, so that a deleted endpoint is deleted in the other region too.</summary>
     public const string WebhookRemovalsFamily = "webhooks/removed/";
 
+    /// <summary>Copies of the ledger's hold bars (a hold voided before it was placed), relative to <see cref="KeyPrefix"/>:
+    /// shipped, so that a region that takes a payment over knows the other region failed it, and refuses its hold too.</summary>
+    public const string HoldBarsFamily = "ledger/bars/";
+
     /// <summary>The families the active region ships beside its journal (relative to <see cref="KeyPrefix"/>). Not the
     /// webhook outbox nor the deliveries owed: those are the active region's work in progress (ADR 0005).</summary>
     public static IReadOnlyList<string> ReplicatedRecordFamilies { get; } =
-        [ApiFamily, PaymentsFamily, AccountSettingsFamily, WebhookEndpointsFamily, WebhookRemovalsFamily];
+        [ApiFamily, PaymentsFamily, AccountSettingsFamily, HoldBarsFamily, WebhookEndpointsFamily, WebhookRemovalsFamily];
 }
 
 /// <summary>Where etcd's storage maintenance (defragmentation, NOSPACE recovery, the size metrics) runs.</summary>

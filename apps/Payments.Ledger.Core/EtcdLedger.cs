@@ -337,6 +337,15 @@ public sealed class EtcdLedger : ILedger
         throw new LedgerUnavailableException($"Copying the settings of account {copy.Id} conflicted {MaxAttempts} times.");
     }
 
+    /// <summary>The standby's side of a hold bar the active region wrote (<see cref="HoldBars.ApplyCopyAsync"/>):
+    /// the same bar here, while this region holds no epoch (<paramref name="standbyFenceKey"/> absent).</summary>
+    public Task ApplyReplicatedBarAsync(Google.Protobuf.ByteString copy, string standbyFenceKey, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(copy);
+        ArgumentException.ThrowIfNullOrEmpty(standbyFenceKey);
+        return bars.ApplyCopyAsync(copy, standbyFenceKey, cancellationToken);
+    }
+
     private static Account ToAccount(AccountRecord record, long version) => new(
         AccountId.FromStorage(record.Id), Currency.FromCode(record.Currency), record.OverdraftLimitMinor, record.Closed,
         record.BalanceMinor, record.PendingDebitMinor, record.PendingCreditMinor, version);

@@ -472,6 +472,39 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         await AssertSameLedgerAsync(a, b);
     }
 
+    /// <summary>Found in review: a hold bar (a void that found no hold, written before a saga reports a payment failed)
+    /// stayed in its region. After a switchover that fenced off the payment's record write, the other region resumed
+    /// the payment, found no hold, decided again and settled it — and its hold, shipped back, met the bar: skipped, the
+    /// two ledgers apart for good. The bar travels with the records and bars the hold in the standby too; the copy's
+    /// own key is not copied (this region's expiry sweep removes the bar it applied).</summary>
+    [Fact]
+    public async Task AHoldBar_ReachesTheStandby_WhichRefusesTheHoldToo()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        var (debtor, _) = await OpenFundedAsync(a);
+        var payment = $"pay-{Guid.NewGuid():N}";
+        var holdId = TransferId.Parse(payment + ".hold");
+        var issued = DateTimeOffset.UtcNow;
+        var barred = await a.TransferAsync(new TransferRequest.VoidPending(TransferId.Parse(payment + ".void"), holdId) { IssuedAt = issued }, CancellationToken.None);
+        Assert.Equal(LedgerError.PendingTransferNotFound, Assert.IsType<TransferOutcome.Failed>(barred).Error.Code);
+
+        await ShipAndApplyAsync(shipper, replicator);
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None); // applied again: nothing changes
+
+        var hold = new TransferRequest.Pending(holdId, debtor, AccountId.InTransit(Currency.Eur), new Money(100, Currency.Eur), TimeSpan.FromMinutes(15))
+        {
+            IssuedAt = issued,
+        };
+        var refused = Assert.IsType<TransferOutcome.Failed>(await b.TransferAsync(hold, CancellationToken.None));
+        Assert.Equal(LedgerError.PendingTransferAlreadyVoided, refused.Error.Code);
+        Assert.Null(await GetAsync(prefixB + Payments.Etcd.EtcdOptions.HoldBarsFamily + holdId.Value));
+        Assert.Equal(0, (await b.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+        await AssertSameLedgerAsync(a, b);
+    }
+
     /// <summary>Merchants' webhook endpoints travel with the records (they did not: after a takeover no merchant was
     /// sent any event), and so do their deletions — shipping reads what is stored, so an endpoint the merchant deleted
     /// came back in the standby. A deletion travels as the removal record the API writes in its transaction; an endpoint

@@ -98,7 +98,8 @@ public sealed class HoldBarTests(EtcdClusterFixture etcd)
 
         time.Advance(ledger.Retention.ReplayWindow - TimeSpan.FromSeconds(1));
         await sweeper.SweepOnceAsync(CancellationToken.None);
-        Assert.Equal(2, await CountAsync(ledger, holdId)); // the bar and its index entry stay while a late hold could pass
+        // The bar, its index entry and its copy for the other region stay while a late hold could pass.
+        Assert.Equal(3, await CountAsync(ledger, holdId));
         var stillBarred = await ledger.TransferAsync(Hold(holdId, debtor, creditor, issued), CancellationToken.None);
         Assert.Equal(LedgerError.PendingTransferAlreadyVoided, Assert.IsType<TransferOutcome.Failed>(stillBarred).Error.Code);
 
@@ -141,12 +142,12 @@ public sealed class HoldBarTests(EtcdClusterFixture etcd)
     private static TransferRequest.Pending Hold(TransferId id, AccountId debtor, AccountId creditor, DateTimeOffset issued) =>
         new(id, debtor, creditor, new Money(250, Currency.Usd), HoldTimeout) { IssuedAt = issued };
 
-    /// <summary>The hold record and expiry index entries under the ledger's prefix that name <paramref name="holdId"/>.</summary>
+    /// <summary>The hold record, expiry index entries and bar copies under the ledger's prefix that name <paramref name="holdId"/>.</summary>
     private async Task<int> CountAsync(EtcdLedger ledger, TransferId holdId)
     {
         var keys = ledger.Keys;
         var count = 0;
-        foreach (var prefix in new[] { keys.HoldsPrefix, keys.ExpiryPrefix })
+        foreach (var prefix in new[] { keys.HoldsPrefix, keys.ExpiryPrefix, keys.Prefix + Payments.Ledger.Core.Storage.LedgerKeys.BarsFamily })
         {
             var range = await etcd.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest
             {

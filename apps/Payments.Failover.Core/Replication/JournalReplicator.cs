@@ -105,7 +105,8 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
     /// derived here: a payment record that arrives finished takes its in-flight marker with it, as the source's outcome
     /// transaction did — else every payment ever made left a marker here, counted against its merchant's payments in
     /// flight after a takeover (429 for any merchant past the cap) and walked by every sweep; and a webhook endpoint's
-    /// removal record deletes the endpoint (<see cref="WebhookEndpointRemovals"/>). The others need none:
+    /// removal record deletes the endpoint (<see cref="WebhookEndpointRemovals"/>). A hold bar's copy is not copied: it
+    /// bars the hold here (<see cref="EtcdLedger.ApplyReplicatedBarAsync"/>), and this region's expiry sweep removes it. The others need none:
     /// records archived and events trimmed at the source are archived and trimmed here by this region's own services,
     /// and a revoked API key is expired in place (a write), not deleted.
     /// <para>Every transaction compares the checkpoint with the revision this round last saw and moves it: the chart
@@ -121,6 +122,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         // The newest action on each key in the page (etcd refuses two writes of one key in a transaction); a null
         // value deletes.
         var latest = new Dictionary<string, (long Revision, Google.Protobuf.ByteString? Value)>(StringComparer.Ordinal);
+        var bars = new List<Google.Protobuf.ByteString>();
         void Keep(string key, long revision, Google.Protobuf.ByteString? value)
         {
             if (!latest.TryGetValue(key, out var kept) || kept.Revision < revision || (kept.Revision == revision && value is null))
@@ -138,6 +140,12 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             }
 
             var value = Google.Protobuf.ByteString.FromBase64(record.ValueBase64);
+            if (record.Key.StartsWith(EtcdOptions.HoldBarsFamily, StringComparison.Ordinal))
+            {
+                bars.Add(value); // applied as a bar, not copied as it is (the key is the source's copy of its bar)
+                continue;
+            }
+
             Keep(record.Key, record.Revision, value);
             if (record.Key.StartsWith(EtcdOptions.PaymentsFamily, StringComparison.Ordinal)
                 && PaymentRecordStore.FinishedMarker(record.Key[EtcdOptions.PaymentsFamily.Length..], value.Span) is { } marker)
@@ -153,15 +161,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             }
         }
 
-        // An account's settings reach its ledger record too (the journal applier keeps what it finds there), before the
-        // checkpoint moves: a replicator that dies in between applies the page again.
-        foreach (var (key, (_, value)) in latest.Where(entry => entry.Key.StartsWith(EtcdOptions.AccountSettingsFamily, StringComparison.Ordinal)))
-        {
-            if (value is not null)
-            {
-                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken, RegionEpochFence.KeyFor(prefix));
-            }
-        }
+        await ApplyToLedgerAsync(latest, bars, cancellationToken);
 
         // Two keys of each transaction are the checkpoint and the marker.
         var chunks = latest.OrderBy(entry => entry.Value.Revision).Chunk(EtcdLedger.MaxTxnOps - 2).ToArray();
@@ -180,6 +180,26 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
         }
 
         return checkpointRevision;
+    }
+
+    /// <summary>What of a page's records the ledger takes in, before the checkpoint moves (a replicator that dies in
+    /// between applies the page again): an account's settings reach its ledger record (the journal applier keeps what
+    /// it finds there), and a hold bar bars the hold here (a payment the source failed stays failed: its hold is refused).</summary>
+    private async Task ApplyToLedgerAsync(
+        Dictionary<string, (long Revision, Google.Protobuf.ByteString? Value)> latest, List<Google.Protobuf.ByteString> bars, CancellationToken cancellationToken)
+    {
+        foreach (var (_, (_, value)) in latest.Where(entry => entry.Key.StartsWith(EtcdOptions.AccountSettingsFamily, StringComparison.Ordinal)))
+        {
+            if (value is not null)
+            {
+                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken, RegionEpochFence.KeyFor(prefix));
+            }
+        }
+
+        foreach (var bar in bars)
+        {
+            await ledger.ApplyReplicatedBarAsync(bar, RegionEpochFence.KeyFor(prefix), cancellationToken);
+        }
     }
 
     /// <summary>Whether <paramref name="key"/> (relative to the key prefix) is in a family regions ship. Records are

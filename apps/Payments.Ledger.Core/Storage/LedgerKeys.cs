@@ -10,7 +10,8 @@ namespace Payments.Ledger.Core.Storage;
 /// <c>expiry/{timeoutUnixMs:D20}/{id}</c> index of pending transfers by timeout, for the sweep ·
 /// <c>age/{appliedUnixMs:D20}/{firstId}</c> index of applied transactions by time, for the archiver ·
 /// <c>archived/{id}</c> sums of an account's archived entries · <c>archive-horizon</c> ·
-/// <c>settings/{id}</c> an account's currency, overdraft limit and closing, for the other region.
+/// <c>settings/{id}</c> an account's currency, overdraft limit and closing, for the other region ·
+/// <c>bars/{id}</c> a hold bar's copy, for the other region.
 /// System accounts take part in every deposit and every payment; one key would make every transaction conflict
 /// with every other, so each is split into <see cref="SystemAccountShards"/> shards summed on read.
 /// </remarks>
@@ -50,6 +51,12 @@ internal sealed class LedgerKeys(string prefix)
     /// <summary>A replicated entry refused because it contradicts this region's decision on a hold (the entry as the
     /// other region applied it), kept for the operator: <c>ledger/conflicts/{transfer id}</c>.</summary>
     public string Conflict(TransferId id) => Prefix + "conflicts/" + id.Value;
+
+    /// <summary>A hold bar's copy for the other region (<see cref="Transfers.HoldBars"/>): <c>bars/{pending id}</c>.</summary>
+    public string Bar(TransferId pendingId) => Prefix + BarsFamily + pendingId.Value;
+
+    /// <summary>The bars' family, relative to the ledger's prefix.</summary>
+    public const string BarsFamily = "bars/";
 
     /// <summary>The settings' family, relative to the ledger's prefix.</summary>
     public const string SettingsFamily = "settings/";

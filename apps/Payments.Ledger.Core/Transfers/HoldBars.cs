@@ -16,8 +16,11 @@ namespace Payments.Ledger.Core.Transfers;
 /// transfer; <see cref="Rules.TransferRules"/> refuses a hold whose record exists
 /// (<c>pending-transfer-already-voided</c>), in the hold's own transaction. The bar lasts until a late hold would be
 /// refused anyway (issued before the replay window: <see cref="JournalRetentionOptions"/>); the expiry index then hands
-/// it to the hold-expiry sweep, which removes it (<see cref="ForgetAsync"/>). It is not a journal entry: nothing moved,
-/// and the standby region never sees this region's late holds (they carry this region's epoch fence).</remarks>
+/// it to the hold-expiry sweep, which removes it (<see cref="ForgetAsync"/>). It is not a journal entry (nothing
+/// moved), but a copy of it (<c>ledger/bars/{id}</c>, written in the same transaction) ships with the region's records,
+/// and the standby's replicator bars the hold there too (<see cref="ApplyCopyAsync"/>): after a switchover, a payment
+/// whose outcome (failed) the fence refused here is resumed by the other region, which would otherwise find no hold,
+/// decide again and settle it — and its hold, shipped back, met this bar here: skipped, the two ledgers apart for good.</remarks>
 internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRetentionOptions retention, Func<IWriteFence?>? regionFence)
 {
     /// <summary>Rounds of "bar it, or find what appeared meanwhile": each ends unless a hold was placed between the
@@ -39,8 +42,10 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
             var request = new TxnRequest();
             request.Compare.Add(EtcdBytes.ModRevisionIs(transferKey, 0));
             request.Compare.Add(EtcdBytes.ModRevisionIs(holdKey, 0));
-            request.Success.Add(EtcdBytes.Put(holdKey, LedgerJson.Encode(new HoldRecord(cancel.PendingId.Value, HoldStatus.Voided, until, cancel.Id.Value))));
+            var bar = LedgerJson.Encode(new HoldRecord(cancel.PendingId.Value, HoldStatus.Voided, until, cancel.Id.Value));
+            request.Success.Add(EtcdBytes.Put(holdKey, bar));
             request.Success.Add(EtcdBytes.Put(Keys.Expiry(until, cancel.PendingId), LedgerJson.Encode(string.Empty)));
+            request.Success.Add(EtcdBytes.Put(Keys.Bar(cancel.PendingId), bar));
             var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
             if (response.Succeeded)
             {
@@ -93,6 +98,7 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
         if (bar)
         {
             request.Success.Add(EtcdBytes.Delete(holdKey));
+            request.Success.Add(EtcdBytes.Delete(Keys.Bar(pendingId))); // absent for a bar copied from the other region
         }
 
         request.Success.Add(EtcdBytes.Delete(indexKey));
@@ -100,6 +106,32 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
         var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
         RegionFences.ThrowIfFencedOff(region, response);
         return response.Succeeded;
+    }
+
+    /// <summary>The standby's side of a bar's copy (<paramref name="copy"/>, as shipped): the same bar here, by
+    /// compare-and-swap that the hold and its transfer are still absent and that this region holds no epoch
+    /// (<paramref name="standbyFenceKey"/> absent: <see cref="JournalApplier"/>). A hold or transfer under that id here
+    /// already keeps what it is (the other region wrote no hold under an id it barred); applied again, it changes
+    /// nothing. Removed by this region's own expiry sweep when due (<see cref="ForgetAsync"/>).</summary>
+    public async Task ApplyCopyAsync(Google.Protobuf.ByteString copy, string standbyFenceKey, CancellationToken cancellationToken)
+    {
+        var bar = LedgerJson.DecodeHold(copy);
+        if (bar is not { Status: HoldStatus.Voided, TimeoutAtUnixMs: { } until } || !TransferId.TryParse(bar.PendingId, out var pendingId, out _))
+        {
+            throw new InvalidDataException($"A shipped hold bar does not read as one ({copy.Length} bytes).");
+        }
+
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(Keys.Transfer(pendingId), 0));
+        request.Compare.Add(EtcdBytes.ModRevisionIs(Keys.Hold(pendingId), 0));
+        request.Compare.Add(EtcdBytes.ModRevisionIs(standbyFenceKey, 0));
+        request.Success.Add(EtcdBytes.Put(Keys.Hold(pendingId), LedgerJson.Encode(bar)));
+        request.Success.Add(EtcdBytes.Put(Keys.Expiry(until, pendingId), LedgerJson.Encode(string.Empty)));
+        var response = await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken);
+        if (!response.Succeeded && (await store.RetryingAsync(token => store.GetAsync(standbyFenceKey, serializable: false, token), cancellationToken)).Exists)
+        {
+            throw new LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's hold bars.");
+        }
     }
 
     /// <summary>When a late hold would be refused as issued before the replay window: the hold carries the payment's

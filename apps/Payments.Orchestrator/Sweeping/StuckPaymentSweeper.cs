@@ -42,8 +42,11 @@ public sealed class StuckPaymentSweeper(
     /// saga the region had started since would count as left over and be run again.</summary>
     private sealed record SweeperState(string? Cursor, string? Serving, string? InFlight = null, DateTimeOffset? Since = null, string? Served = null);
 
-    /// <summary>During a takeover cycle, when it began: a saga run started before is this region's leftover from an
-    /// earlier epoch (<see cref="ResumeIfStuckAsync"/>). Null outside a takeover. Set per pass, under the lock.</summary>
+    /// <summary>When this region's last takeover cycle began: a saga run started before is this region's leftover from
+    /// an earlier epoch (<see cref="ResumeIfStuckAsync"/>), in the cycle and after it — a run whose restart failed in the
+    /// cycle (the engine slow, away) was otherwise left to itself once the flag was cleared: waiting for a reviewer who
+    /// had decided in the other region, it failed the payment at its deadline. Null before any takeover. Set per pass,
+    /// under the lock.</summary>
     private DateTimeOffset? staleBefore;
 
     /// <summary>One pass, if this process gets the lock (else <see cref="SweepReport.Idle"/>).</summary>
@@ -71,7 +74,7 @@ public sealed class StuckPaymentSweeper(
             await WriteStateAsync(held, state, null, linked.Token);
         }
 
-        staleBefore = since;
+        staleBefore = since ?? state.Since;
         var report = new SweepReport(0, 0, 0, 0, 0, false, takeover is not null);
         var examined = new HashSet<string>(StringComparer.Ordinal);
         var (inFlight, afterInFlight) = await WalkInFlightAsync(state.InFlight, report, examined, linked.Token);
