@@ -280,7 +280,9 @@ public sealed partial class LocalSystem : IAsyncDisposable
         // sending to one that fails (a replica can be killed; clients retry with their Idempotency-Keys).
         var port = apiPort == 0 || !IsFree(apiPort) ? LocalPorts.Free() : apiPort;
         ApiBaseAddress = new Uri($"http://127.0.0.1:{port}");
-        var edgeEnvironment = new Dictionary<string, string>(AppEnvironment(port, "edge")) { ["Edge__Backends"] = string.Join(',', replicas) };
+        // No scraper's token for the edge (it serves no metrics here): 401 to a wrong one, 404 to the right one was an oracle.
+        var edgeEnvironment = AppEnvironment(port, "edge").Where(variable => variable.Key != "Metrics__Token")
+            .Append(KeyValuePair.Create("Edge__Backends", string.Join(',', replicas))).ToDictionary();
         var edge = ChildProcess.Start("edge", "Payments.Edge.dll", [], edgeEnvironment, LogDirectory);
         children.Add(edge);
         await edge.WaitReadyAsync(new Uri(ApiBaseAddress, "/readyz"), tcpOnly: false, cancellationToken);

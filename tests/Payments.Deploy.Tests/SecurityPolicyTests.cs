@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using k8s;
 using k8s.Models;
 
 namespace Payments.Deploy.Tests;
@@ -171,10 +172,27 @@ public sealed partial class SecurityPolicyTests
 
         Assert.Equal(3, identities.Values.Distinct().Count()); // the ledger, the failover service and the API: three identities
 
-        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "cosmos.auth=key", "--kube-version", ChartTests.KubeVersion);
+        // With account keys, the API (which only reads the archive) gets the read-only key, and is not rendered without
+        // one: the account key writes every container (forged journal pages, the active-region record; a review).
+        var (refusedCode, refused) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "cosmos.auth=key", "--kube-version", ChartTests.KubeVersion);
+        Assert.True(refusedCode != 0, "rendered the API with the account key");
+        Assert.Contains("set cosmos.readOnlyKeySecretName", refused, StringComparison.Ordinal);
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "cosmos.auth=key",
+            "--set", "cosmos.readOnlyKeySecretName=cosmos-read-only", "--kube-version", ChartTests.KubeVersion);
         Assert.True(exitCode == 0, output);
-        Assert.Contains("name: Cosmos__Key", output, StringComparison.Ordinal);
         Assert.DoesNotContain("azure.workload.identity", output, StringComparison.Ordinal);
+        var keys = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var deployment in KubernetesYaml.LoadAllFromString(output, ChartTests.Kinds, strict: true).OfType<V1Deployment>())
+        {
+            if (deployment.Spec.Template.Spec.Containers[0].Env?.FirstOrDefault(variable => variable.Name == "Cosmos__Key") is { } key)
+            {
+                keys[deployment.Metadata.Name[(deployment.Metadata.Name.LastIndexOf('-') + 1)..]] = key.ValueFrom.SecretKeyRef.Name;
+            }
+        }
+
+        Assert.Equal("cosmos-read-only", keys["api"]);
+        Assert.Equal("daprpayments-cosmos", keys["ledger"]);
+        Assert.Equal("daprpayments-cosmos", keys["failover"]);
     }
 
     [Fact]

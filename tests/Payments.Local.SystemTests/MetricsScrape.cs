@@ -21,6 +21,16 @@ internal static partial class MetricsScrape
         var scraped = new List<string>();
         foreach (var system in systems)
         {
+            // The public entrance serves no metrics, and does not tell the scraper's token from another (a review).
+            foreach (var token in new[] { system.MetricsToken, "not-the-token" })
+            {
+                using var edge = new HttpClient { BaseAddress = system.ApiBaseAddress, Timeout = ScrapeTimeout };
+                using var probe = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+                probe.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+                using var answer = await edge.SendAsync(probe, cancellationToken);
+                Assert.True(answer.StatusCode == HttpStatusCode.NotFound, $"the edge answered {answer.StatusCode} to /metrics");
+            }
+
             foreach (var (app, address) in system.AppAddresses())
             {
                 using var client = new HttpClient { BaseAddress = address, Timeout = ScrapeTimeout };

@@ -55,6 +55,37 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         await host.StopAsync(timeout.Token);
     }
 
+    /// <summary>Found in review: without a token the sidecar only warned, on any address; on 0.0.0.0 (a container)
+    /// anyone on its network could approve or end payments' workflows. It now refuses to start there, and says why.</summary>
+    [Fact]
+    public async Task WithoutAToken_OnAnAddressBeyondLoopback_TheSidecarDoesNotStart()
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Payments.WorkflowSidecar.dll"));
+        foreach (var argument in new[] { "--port", Payments.LocalCluster.LocalPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture), "--host", "0.0.0.0" })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment.Remove("DAPR_API_TOKEN");
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(SidecarProcess.StartTimeout);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"The sidecar started on 0.0.0.0 without a token (still running after {SidecarProcess.StartTimeout}).");
+        }
+
+        Assert.NotEqual(0, process.ExitCode);
+        Assert.Contains("No DAPR_API_TOKEN, and listening on 0.0.0.0", await output + await errors);
+    }
+
     /// <summary>As daprd with <c>DAPR_API_TOKEN</c>: a client without the token, or with another, is refused
     /// (UNAUTHENTICATED) and starts nothing; the SDK with the right one goes through.</summary>
     [Theory]

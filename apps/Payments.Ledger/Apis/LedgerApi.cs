@@ -189,16 +189,22 @@ public static class LedgerApi
         }
         catch (LedgerUnavailableException exception)
         {
+            // The ledger's own words (contention, a region's state): what the caller's retry is for, nothing of etcd's.
             context.Response.Headers.RetryAfter = "1";
-            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable);
+            return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable,
+                title: "The ledger cannot answer now.");
         }
         catch (Grpc.Core.RpcException exception) when (exception.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded
             or Grpc.Core.StatusCode.Internal or Grpc.Core.StatusCode.Unknown)
         {
             // etcd still unavailable after the store's own retries: the caller's retry (same ids) is safe; a 500 said
-            // the ledger was broken.
+            // the ledger was broken. etcd's words (addresses, members) stay in this service's log, not in the answer.
+            context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.Api").LogWarning(
+                "Ledger answered 503 for {Method} {Path}: etcd {Status} ({Detail})", context.Request.Method,
+                Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Path.Value), exception.StatusCode, exception.Status.Detail);
             context.Response.Headers.RetryAfter = "1";
-            return Results.Problem("etcd is unavailable: " + exception.Status.Detail, statusCode: StatusCodes.Status503ServiceUnavailable);
+            return Results.Problem("The ledger's store is not answering; retry with the same ids.", statusCode: StatusCodes.Status503ServiceUnavailable,
+                type: ProblemTypes.ServiceUnavailable, title: "The ledger cannot answer now.");
         }
         catch (TimeoutException exception)
         {

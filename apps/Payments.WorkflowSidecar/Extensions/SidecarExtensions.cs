@@ -34,14 +34,20 @@ internal static class SidecarExtensions
             "Development workflow sidecar on {Host}:{Port}: in-memory, for development and tests only — production runs daprd.",
             options.Host, options.Port);
         // daprd's API token, from the same variable daprd reads: without one (a test's own throw-away sidecar) every
-        // local process may call, and it says so.
+        // local process may call, and it says so — on loopback only. Reachable from elsewhere (a container's 0.0.0.0)
+        // without a token, anyone on that network could approve or end payments' workflows: it does not start.
         if (app.Configuration["DAPR_API_TOKEN"] is { Length: > 0 } token)
         {
             app.Use(DaprApiTokenCheck.For(token));
         }
-        else
+        else if (System.Net.IPAddress.IsLoopback(options.Host))
         {
             app.Logger.LogWarning("No DAPR_API_TOKEN: any process that reaches {Host}:{Port} may drive workflows.", options.Host, options.Port);
+        }
+        else
+        {
+            throw new InvalidOperationException(
+                $"No DAPR_API_TOKEN, and listening on {options.Host}, not loopback: every caller there could drive workflows. Set DAPR_API_TOKEN, or listen on 127.0.0.1.");
         }
 
         app.Use(DaprWorkflowProtocolAdapter.RewriteAsync);
