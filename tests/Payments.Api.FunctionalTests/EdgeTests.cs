@@ -1,5 +1,6 @@
 extern alias Edge;
 
+using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -157,6 +158,56 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.Contains(ProblemTypes.MethodNotImplemented, answer, StringComparison.Ordinal);
         Assert.DoesNotContain("Retry-After", answer, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("Allow:", answer, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Found by a probe: an empty Host (allowed by RFC 9112 §3.2 for a target without an authority, and
+    /// answered by the API) was answered by the edge with a bare 400 — the proxy could not forward it. Every answer is
+    /// problem+json: forwarded, the API answers it as any other (here 401, no key).</summary>
+    [Fact]
+    public async Task AnEmptyHost_IsAnsweredWithAProblem_NotABare400()
+    {
+        var address = new Uri(InProcessApp.BaseUrl(edge!));
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port);
+        await using var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("GET /v1/accounts/alice HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n"));
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(answer.Contains("application/problem+json", StringComparison.Ordinal), answer);
+        Assert.StartsWith("HTTP/1.1 401", answer, StringComparison.Ordinal);
+    }
+
+    /// <summary>Found by a probe: a request within the documented header limits (100 lines, 32 KiB) passed the edge
+    /// and was refused by the replica with a bare 431 — the replica had the same limits, and the edge adds its
+    /// X-Forwarded-* headers. Within the limits, the API answers (here 401, no key).</summary>
+    [Theory]
+    [InlineData(98, 0)] // with Host and Connection: 100 header lines
+    [InlineData(0, 32_700)] // one header of 32,700 bytes: with Host and Connection, just under 32 KiB
+    public async Task ARequestWithinTheHeaderLimits_ReachesTheApi_ThroughTheEdge(int extraLines, int bigHeaderBytes)
+    {
+        var address = new Uri(InProcessApp.BaseUrl(edge!));
+        var headers = new StringBuilder($"GET /v1/accounts/alice HTTP/1.1\r\nHost: {address.Authority}\r\n");
+        for (var line = 0; line < extraLines; line++)
+        {
+            headers.Append(CultureInfo.InvariantCulture, $"X-H{line}: v\r\n");
+        }
+
+        if (bigHeaderBytes > 0)
+        {
+            headers.Append("X-Big: ").Append('a', bigHeaderBytes).Append("\r\n");
+        }
+
+        headers.Append("Connection: close\r\n\r\n");
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(address.Host, address.Port);
+        await using var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(headers.ToString()));
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        var answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(answer.StartsWith("HTTP/1.1 401", StringComparison.Ordinal), answer.Split("\r\n")[0]);
+        Assert.Contains("application/problem+json", answer, StringComparison.Ordinal);
     }
 
     /// <summary>A request no replica can take (none listening) is answered as every other answer: problem+json,

@@ -180,6 +180,36 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.EndsWith("/webhook-endpoint-limit-reached", (await refused.JsonAsync()).GetProperty("type").GetString());
     }
 
+    /// <summary>Found by a probe: a DELETE's body was not read, so one the API refuses everywhere else (text, a coding)
+    /// deleted the endpoint. It is read as any other: refused (415, 400 for a field), nothing deleted; none, or {}, is fine.</summary>
+    [Theory]
+    [InlineData("text/plain", null, "not json", HttpStatusCode.UnsupportedMediaType)]
+    [InlineData("application/json", "gzip", "{}", HttpStatusCode.UnsupportedMediaType)]
+    [InlineData("application/json", null, "{\"force\":true}", HttpStatusCode.BadRequest)]
+    [InlineData("application/json", null, "{}", HttpStatusCode.NoContent)]
+    [InlineData(null, null, null, HttpStatusCode.NoContent)]
+    public async Task ADeletionsBody_IsReadAsAnyOther_AndARefusedOneDeletesNothing(string? type, string? coding, string? body, HttpStatusCode expected)
+    {
+        using var owner = await system.NewMerchantClientAsync([.. ApiScopes.Default]);
+        var (id, _) = await WebhookDeliveryTests.RegisterAsync(owner, "https://hooks.example.com/deleted-or-not");
+        using var delete = new HttpRequestMessage(HttpMethod.Delete, $"/v1/webhook-endpoints/{id}");
+        if (body is not null)
+        {
+            delete.Content = new StringContent(body, System.Text.Encoding.UTF8);
+            delete.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue(type!);
+            if (coding is not null)
+            {
+                delete.Content.Headers.ContentEncoding.Add(coding);
+            }
+        }
+
+        using var answer = await owner.SendAsync(delete);
+
+        Assert.Equal(expected, answer.StatusCode);
+        using var after = await owner.GetAsync($"/v1/webhook-endpoints/{id}");
+        Assert.Equal(expected == HttpStatusCode.NoContent ? HttpStatusCode.NotFound : HttpStatusCode.OK, after.StatusCode);
+    }
+
     [Fact]
     public async Task ConcurrentRegistrations_NeverPassTheBound_AndEveryEndpointCreatedIsListed()
     {

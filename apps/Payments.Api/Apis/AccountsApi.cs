@@ -23,8 +23,8 @@ public static class AccountsApi
             .Produces<AccountResponse>().Problems(404)
             .WithDescription("Scope accounts:read. The merchant's own account (404 for any other).");
         accounts.MapPost("/{accountId}/deposits", Deposits.DepositAsync).WithName("Deposit").RequireScope(ApiScopes.AccountsWrite)
-            .JsonBody<DepositRequest>().IdempotencyKeyHeader().Produces<DepositResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415, 422)
-            .WithDescription("Scope accounts:write. Needs an Idempotency-Key (kept 24 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
+            .JsonBody<DepositRequest>().IdempotencyKeyHeader("it names its deposit until the end of the UTC day after its first use (24 to 48 h)").Produces<DepositResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415, 422)
+            .WithDescription("Scope accounts:write. Needs an Idempotency-Key (it names its deposit until the end of the UTC day after its first use: 24 to 48 h). Amount at most the currency's MaxDepositMinor (422 amount-limit-exceeded).");
     }
 
     private static async Task<IResult> OpenAsync(HttpContext context, MerchantStore store, ILedger ledger, ApiOptions options, AccountClaimTurns turns)

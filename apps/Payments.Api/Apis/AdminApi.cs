@@ -215,6 +215,11 @@ public static class AdminApi
 
     private static async Task<IResult> RevokeKeyAsync(string merchantId, string keyId, HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
     {
+        if (await RequestBody.NoFieldsProblemAsync(context) is { } refused)
+        {
+            return refused.ToResult();
+        }
+
         var result = await store.RevokeKeyAsync(merchantId, keyId, context.RequestAborted);
         if (result != KeyAdminResult.Done)
         {

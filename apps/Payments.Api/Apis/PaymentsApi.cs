@@ -31,8 +31,8 @@ public static partial class PaymentsApi
     {
         var payments = app.MapGroup("/v1/payments").WithTags("Payments");
         payments.MapPost("/", CreateAsync).WithName("CreatePayment").RequireScope(ApiScopes.PaymentsWrite)
-            .JsonBody<CreatePaymentRequest>().IdempotencyKeyHeader().Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415, 422)
-            .WithDescription("Scope payments:write. Needs an Idempotency-Key (kept 24 h; reused after that it is a new request). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
+            .JsonBody<CreatePaymentRequest>().IdempotencyKeyHeader("it names its payment for 24 to 25 h from its first use").Produces<PaymentAccepted>(StatusCodes.Status202Accepted).Problems(400, 404, 409, 413, 415, 422)
+            .WithDescription("Scope payments:write. Needs an Idempotency-Key (it names its payment for 24 to 25 h; reused after that it is a new payment). Amount at most the currency's MaxPaymentMinor (422 amount-limit-exceeded); at most MaxPaymentsInFlightPerMerchant unfinished payments per merchant (429 too-many-payments-in-flight with Retry-After).");
         payments.MapGet("/{paymentId}", PaymentReads.GetAsync).WithName(GetPaymentEndpoint).RequireScope(ApiScopes.PaymentsRead)
             .Produces<PaymentResponse>().Problems(400, 404)
             .QueryParameter("wait", "Seconds to wait for a change of status (0, the default, answers at once).",
@@ -265,21 +265,14 @@ public static partial class PaymentsApi
         return errors;
     }
 
-    /// <summary>A decision takes no fields, but a body sent is read as any other (415 for another type, 400 for a
-    /// field): ignored, {"decision":"reject"} sent to approve was approved.</summary>
-    private static async Task<Reply?> DecisionBodyProblemAsync(HttpContext context)
-    {
-        var (bytes, problem) = await RequestBody.ReadOptionalAsync(context);
-        return problem ?? (bytes is null ? null : RequestBody.Parse<PaymentDecisionRequest>(bytes).Problem);
-    }
-
-    /// <summary>Four eyes: the decision needs <see cref="ApiScopes.PaymentsApprove"/> and a key other than the one
+    /// <summary>A decision takes no fields, but a body sent is read: ignored, {"decision":"reject"} sent to approve
+    /// was approved. Four eyes: the decision needs <see cref="ApiScopes.PaymentsApprove"/> and a key other than the one
     /// that created the payment. It is recorded on the payment (who, when, what) before it goes to the saga, once: a
     /// second, different decision is refused, and the same decision from the same key again (a client's retry) is sent
     /// again, which the saga takes at most once.</summary>
     private static async Task<IResult> DecideAsync(string paymentId, bool approve, HttpContext context, PaymentServices services)
     {
-        if (await DecisionBodyProblemAsync(context) is { } refused)
+        if (await RequestBody.NoFieldsProblemAsync(context) is { } refused)
         {
             return refused.ToResult();
         }

@@ -36,6 +36,18 @@ public static partial class RequestBody
         return await ReadAsync(context);
     }
 
+    /// <summary>For a request that takes no fields (a decision, a deletion): a body sent is read as any other (415 for
+    /// another type or a coding, 400 for a field), so that nothing is done on a request the API would refuse elsewhere
+    /// (a probe: a DELETE with a gzip-coded text body deleted the endpoint). None, or an empty one, is fine.</summary>
+    public static async Task<Reply?> NoFieldsProblemAsync(HttpContext context)
+    {
+        var (bytes, problem) = await ReadOptionalAsync(context);
+        return problem ?? (bytes is null ? null : Parse<NoFields>(bytes).Problem);
+    }
+
+    /// <summary>A body with no fields: {} (or null).</summary>
+    private sealed record NoFields;
+
     public static async Task<(byte[]? Bytes, Reply? Problem)> ReadAsync(HttpContext context)
     {
         if (ContentTypeProblem(context.Request.ContentType) is { } wrongType)

@@ -24,6 +24,12 @@ namespace Payments.Api.Extensions;
 
 public static class ApiExtensions
 {
+    /// <summary>Header lines a proxy in front may add to a request within the public limits (the edge adds up to 5).</summary>
+    public const int ForwardingHeadersAllowance = 16;
+
+    /// <summary>Header bytes a proxy in front may add (an X-Forwarded-For chain, trace context).</summary>
+    public const int ForwardingBytesAllowance = 4 * 1024;
+
     /// <summary>Composition of the API: etcd-backed stores, the ledger and the orchestrator through bounded
     /// invocation clients, rate limits, OpenAPI.</summary>
     public static void AddPaymentsApi(this WebApplicationBuilder builder)
@@ -35,6 +41,11 @@ public static class ApiExtensions
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = RequestBody.MaxBytes * 4L; // RequestBody enforces the exact limit with a problem reply
+            // Clients' header limits are the edge's (Kestrel's defaults, docs/api.md); what reaches a replica also carries
+            // what the edge adds (X-Forwarded-*, traceparent). At the same limits a request within them was refused
+            // here with 431 (a probe: 98 lines, or 32.5 KB).
+            kestrel.Limits.MaxRequestHeaderCount += ForwardingHeadersAllowance;
+            kestrel.Limits.MaxRequestHeadersTotalSize += ForwardingBytesAllowance;
         });
 
         var services = builder.Services;

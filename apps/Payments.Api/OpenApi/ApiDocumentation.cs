@@ -60,11 +60,13 @@ public static class ApiDocumentation
     public static RouteHandlerBuilder JsonBody<TRequest>(this RouteHandlerBuilder builder, bool required = true) =>
         builder.WithMetadata(new JsonBody(typeof(TRequest), required));
 
-    /// <summary>Documents the Idempotency-Key header (see <see cref="IdempotencyKey"/> for its form).</summary>
-    public static RouteHandlerBuilder IdempotencyKeyHeader(this RouteHandlerBuilder builder, bool required = true) =>
+    /// <summary>Documents the Idempotency-Key header (see <see cref="IdempotencyKey"/> for its form); <paramref name="lives"/>
+    /// says how long a key names what it made (each endpoint's own rule, as docs/api.md gives it: a probe found one
+    /// "kept 24 h" for all, which said otherwise for deposits and webhook endpoints).</summary>
+    public static RouteHandlerBuilder IdempotencyKeyHeader(this RouteHandlerBuilder builder, string lives, bool required = true) =>
         builder.WithMetadata(new DocumentedParameter("Idempotency-Key", ParameterLocation.Header, required,
-            (required ? "Unique per new request" : "Optional; with one, a retry gets the first answer. Unique per new request")
-                + ", the same on every retry of it; kept 24 h. The same key with another body is 422 idempotency-key-reuse.",
+            (required ? "Unique per new request" : "Optional. Unique per new request")
+                + $", the same on every retry of it; {lives}. The same key with another body is 422 idempotency-key-reuse.",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = IdempotencyKey.MaxLength, Pattern = "^[!-~]+$" }));
 
     /// <summary>Documents a query parameter the handler reads itself.</summary>

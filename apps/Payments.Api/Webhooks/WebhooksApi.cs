@@ -41,8 +41,8 @@ public static partial class WebhooksApi
         // An endpoint is sent every payment event (amounts, accounts, references): what payments:read guards, so
         // registering one needs it too — a key with webhooks:manage alone could point them at any host.
         endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
-            .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
-            .WithDescription("Scopes webhooks:manage and payments:read (the events carry payment data). {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, the key names the endpoint, and a retry gets it again (with its current secret) instead of a second one.");
+            .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader("it names the endpoint until the endpoint is deleted", required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
+            .WithDescription("Scopes webhooks:manage and payments:read (the events carry payment data). {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, the key names the endpoint, and a retry gets that endpoint again instead of a second one (with its secret within 24 h of the creation and before any rotation, without it after).");
         endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage)
             .Produces<WebhookEndpointList>().Problems();
         endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
@@ -52,7 +52,7 @@ public static partial class WebhooksApi
         // The answer is the endpoint's signing secret, with which one can sign payment events the merchant's receiver
         // trusts: as much as registering an endpoint, so the same scopes.
         endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
-            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader(required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 409, 413, 415, 422)
+            .JsonBody<RotateWebhookSecretRequest>(required: false).IdempotencyKeyHeader("a retry of the last rotation gets its answer again (its secret within 24 h)", required: false).Produces<WebhookEndpointResponse>().Problems(400, 404, 409, 413, 415, 422)
             .WithDescription("Scopes webhooks:manage and payments:read (the secret signs payment events). {overlapSeconds? 0-86400, default 86400}: the old secret keeps signing (a second v1 signature) that long. Idempotency-Key optional: with one, a retry of the last rotation within 24 h gets its answer again instead of rotating twice (later, the endpoint without its secret); the same key with another overlapSeconds is 422 idempotency-key-reuse.");
         app.MapGet("/v1/events", ListEventsAsync).WithTags("Webhooks").WithName("ListEvents").RequireScope(ApiScopes.PaymentsRead)
             .Produces<EventPage>().Problems(400)
@@ -202,7 +202,8 @@ public static partial class WebhooksApi
             : NotFound(endpointId).ToResult();
 
     private static async Task<IResult> DeleteAsync(string endpointId, HttpContext context, WebhookEndpointStore store) =>
-        IsEndpointId(endpointId) && await store.DeleteAsync(ApiKeyMiddleware.MerchantOf(context), endpointId, context.RequestAborted)
+        await RequestBody.NoFieldsProblemAsync(context) is { } refused ? refused.ToResult()
+        : IsEndpointId(endpointId) && await store.DeleteAsync(ApiKeyMiddleware.MerchantOf(context), endpointId, context.RequestAborted)
             ? Results.NoContent()
             : NotFound(endpointId).ToResult();
 

@@ -110,6 +110,7 @@ public static class EdgeExtensions
         {
             proxy.Use(ProblemWhenNotForwardedAsync);
             proxy.Use(RefuseNonAsciiHeadersAsync);
+            proxy.Use(DropAnEmptyHost);
             proxy.Use(LimitBodyAsync);
             proxy.UseSessionAffinity();
             proxy.UseLoadBalancing();
@@ -178,6 +179,19 @@ public static class EdgeExtensions
         }
 
         await next();
+    }
+
+    /// <summary>An empty Host (RFC 9112 §3.2 allows it for a target without an authority) is not forwarded: YARP keeps
+    /// a copied Host it takes for modified — an empty one is never the original it compares with — so the replica got
+    /// an empty Host from the proxy and answered a bare 400 (a probe). Without it, the replica's own address is sent.</summary>
+    private static Task DropAnEmptyHost(HttpContext context, Func<Task> next)
+    {
+        if (context.Request.Headers.Host is [{ Length: 0 }])
+        {
+            context.Request.Headers.Remove(Microsoft.Net.Http.Headers.HeaderNames.Host);
+        }
+
+        return next();
     }
 
     /// <summary>How much of an oversized body without a declared length is read (and dropped) before the 413 goes out,
