@@ -26,6 +26,20 @@ public sealed class EtcdConnection : IDisposable
     /// <summary>Sends of one call whose connection could not be opened (see <see cref="CallAsync{T}"/>), at most.</summary>
     public const int MaxConnectAttempts = 3;
 
+    /// <summary>Sends of one call that etcd refused as "revision of auth store is old": users or roles changed between
+    /// the request's authentication and its apply (the chart's bootstrap Job at every upgrade), which applied nothing.
+    /// etcd's own client sends such a call again (client/v3 retry_interceptor.go, certificate authentication); refused,
+    /// it failed a payment's step or the storage maintenance's pass (logged as a defect).</summary>
+    public const int MaxAuthRevisionAttempts = 10;
+
+    /// <summary>The wait before the n-th send again of such a call is n times this (at most 0.9 s in all, within the
+    /// call's deadline).</summary>
+    public static readonly TimeSpan AuthRevisionBackoff = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>etcd's ErrGRPCAuthOldRevision (api/v3rpc/rpctypes/error.go).</summary>
+    public static bool IsAuthRevisionOld(RpcException exception) =>
+        exception is { StatusCode: StatusCode.InvalidArgument, Status.Detail: "etcdserver: revision of auth store is old" };
+
     private const string ConnectTimeoutDetail = "could not connect to the etcd member in time";
 
     private readonly GrpcChannel[] channels;
@@ -117,7 +131,7 @@ public sealed class EtcdConnection : IDisposable
         using var deadline = CallDeadline(cancellationToken);
         try
         {
-            for (var attempt = 1; ; attempt++)
+            for (int attempt = 1, authAttempt = 1; ; )
             {
                 try
                 {
@@ -126,7 +140,13 @@ public sealed class EtcdConnection : IDisposable
                 catch (RpcException exception) when (exception.StatusCode == StatusCode.Unavailable && exception.Status.Detail == ConnectTimeoutDetail
                                                      && attempt < MaxConnectAttempts && !deadline.IsCancellationRequested)
                 {
-                    // Not sent: try the next member.
+                    attempt++; // not sent: try the next member
+                }
+                catch (RpcException exception) when (IsAuthRevisionOld(exception) && authAttempt < MaxAuthRevisionAttempts && !deadline.IsCancellationRequested)
+                {
+                    // Refused before it was applied, as users or roles changed meanwhile: send it again, a little later
+                    // each time (a burst of changes, the bootstrap Job's, refused it again at once).
+                    await Task.Delay(AuthRevisionBackoff * authAttempt++, deadline.Token);
                 }
             }
         }
