@@ -7,7 +7,8 @@ namespace Payments.Webhooks;
 /// <summary>What a receiver learns from <see cref="WebhookSignature.Verify"/>.</summary>
 public enum WebhookVerification
 {
-    /// <summary>Signed by one of the secrets, within the tolerance: process it (once per event id).</summary>
+    /// <summary>Signed by one of the secrets, within the tolerance: process it, once per event id — the body's
+    /// (<see cref="WebhookSignature.EventIdOf"/>), which is signed.</summary>
     Valid,
 
     /// <summary>No signature header, or one that does not parse.</summary>
@@ -32,8 +33,43 @@ public static class WebhookSignature
     /// <summary>The header carrying timestamp and signatures.</summary>
     public const string Header = "DaprPayments-Signature";
 
-    /// <summary>The event's id (also in the body): receivers de-duplicate on it — delivery is at least once.</summary>
+    /// <summary>The event's id, a copy of the body's <c>id</c> for routing and logs. It is not signed: receivers
+    /// de-duplicate on the body's (<see cref="EventIdOf"/>) — delivery is at least once, and a captured delivery
+    /// replayed within the tolerance under a new header id still verifies.</summary>
     public const string IdHeader = "DaprPayments-Event-Id";
+
+    /// <summary>The event id in a delivery's body (its top-level <c>id</c>), which the signature covers: what a receiver
+    /// de-duplicates on after <see cref="Verify"/> said <see cref="WebhookVerification.Valid"/>. Null for a body
+    /// without one (never sent).</summary>
+    public static string? EventIdOf(ReadOnlySpan<byte> body)
+    {
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(body);
+            if (!reader.Read() || reader.TokenType != System.Text.Json.JsonTokenType.StartObject)
+            {
+                return null;
+            }
+
+            while (reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.PropertyName)
+            {
+                var isId = reader.ValueTextEquals("id"u8);
+                reader.Read();
+                if (isId)
+                {
+                    return reader.TokenType == System.Text.Json.JsonTokenType.String ? reader.GetString() : null;
+                }
+
+                reader.Skip();
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // not JSON: no id
+        }
+
+        return null;
+    }
 
     /// <summary>How far a delivery's timestamp may be from the receiver's clock when it checks: 5 minutes, as
     /// Stripe's libraries default. Each retry is signed afresh, so a late retry is not refused for its age.</summary>

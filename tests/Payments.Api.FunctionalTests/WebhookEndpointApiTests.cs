@@ -597,6 +597,11 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         // Re-signed with a changed timestamp but the old signature: the timestamp is part of what is signed.
         var replayed = "t=" + at.AddMinutes(10).ToUnixTimeSeconds() + header[header.IndexOf(',', StringComparison.Ordinal)..];
         Assert.Equal(WebhookVerification.BadSignature, WebhookSignature.Verify(replayed, body, [secret], at.AddMinutes(10)));
+        // The id a receiver de-duplicates on is the signed body's (the Event-Id header is not signed: a review).
+        Assert.Equal("evt_1", WebhookSignature.EventIdOf(body));
+        Assert.Equal("evt_2", WebhookSignature.EventIdOf("{\"data\":{\"id\":\"pay_1\",\"x\":[1,{\"id\":3}]},\"id\":\"evt_2\"}"u8));
+        Assert.Null(WebhookSignature.EventIdOf("not json"u8));
+        Assert.Null(WebhookSignature.EventIdOf("{\"id\":7}"u8));
     }
 
     [Fact]

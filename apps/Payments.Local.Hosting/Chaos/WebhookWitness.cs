@@ -102,7 +102,7 @@ public sealed class WebhookWitness : IAsyncDisposable
         var paymentEvent = JsonDocument.Parse(body).RootElement;
         if (accepted.Count < MaxRemembered)
         {
-            accepted[paymentEvent.GetProperty("id").GetString()!] = 0; // past the bound, MissingAsync reports them missing
+            accepted[WebhookSignature.EventIdOf(body)!] = 0; // the signed id; past the bound, MissingAsync reports them missing
         }
 
         onAccepted?.Invoke(paymentEvent);
