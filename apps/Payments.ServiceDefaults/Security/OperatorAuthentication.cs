@@ -61,12 +61,16 @@ public sealed class OperatorCredential
 
 /// <summary>Every admin request carries the operator's bearer token; it is compared in constant time (on SHA-256
 /// digests, so neither the length nor a prefix of the token leaks through timing). A refused request is answered 401
-/// problem+json and logged with where it came from; an accepted one names its caller for the audit log. Without a
+/// problem+json and logged with where it came from, and counted against its address's budget (past it, 429 for the
+/// rest of a minute: <see cref="OperatorFailureBudget"/>); an accepted one names its caller for the audit log. Without a
 /// configured credential every admin request is refused (404 <c>admin-not-configured</c>).</summary>
 /// <remarks><c>AddEndpointFilter&lt;T&gt;</c> builds the filter per request from the container, which refuses a missing
 /// service for a parameter without a default: hence the <c>= null</c>, which is the admin API switched off.</remarks>
-public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logger, OperatorCredential? credential = null) : IEndpointFilter
+public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logger, OperatorCredential? credential = null, OperatorFailureBudget? budget = null)
+    : IEndpointFilter
 {
+    private readonly OperatorFailureBudget failures = budget ?? OperatorFailureBudget.Shared;
+
     /// <summary>The <see cref="HttpContext.Items"/> key under which the caller's name is left for the audit log.</summary>
     public const string CallerItem = "admin.caller";
 
@@ -92,9 +96,19 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
                 statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AdminNotConfigured);
         }
 
+        var remote = http.Connection.RemoteIpAddress;
+        if (failures.RetryAfter(remote) is { } wait)
+        {
+            // Over its budget of refused tokens: nothing is compared until the window ends (a guesser gets no answer).
+            http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Results.Problem($"Too many requests with a wrong operator token from this address; retry after {Math.Ceiling(wait.TotalSeconds)} s.",
+                statusCode: StatusCodes.Status429TooManyRequests, type: ProblemTypes.RateLimited);
+        }
+
         var caller = credential.Authenticate(http.Request.Headers.Authorization.ToString());
         if (caller is null)
         {
+            failures.Failed(remote);
             if (Refusals.ShouldLog(out var refused))
             {
                 logger.LogWarning("Admin request refused: {Method} {Path} from {Remote} without a valid operator token ({Refused} refused since the last such line)",

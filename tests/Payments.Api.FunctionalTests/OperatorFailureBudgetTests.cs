@@ -1,0 +1,53 @@
+using System.Net;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Payments.ServiceDefaults.Security;
+
+namespace Payments.Api.FunctionalTests;
+
+/// <summary>Found in review: the operator's token (chosen by the operator, at least 32 characters) could be guessed
+/// without limit by anything that reaches an admin API. Past its budget of refused tokens an address is answered 429
+/// for the rest of the window, its token not compared (the right one included), and its budget comes back after it;
+/// other addresses keep theirs. The admin filter itself, on a request as Kestrel hands it over.</summary>
+public sealed class OperatorFailureBudgetTests
+{
+    private const string Token = "operator-token-of-at-least-32-characters";
+
+    [Fact]
+    public async Task PastItsBudgetOfWrongTokens_AnAddressIsRefused_UntilTheWindowEnds_AndOthersAreNot()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-12-07T10:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var filter = new OperatorAuthentication(NullLogger<OperatorAuthentication>.Instance, new OperatorCredential(Token, null), new OperatorFailureBudget(time));
+        var guesser = IPAddress.Parse("10.1.2.3");
+
+        for (var guess = 0; guess < OperatorFailureBudget.MaxFailures; guess++)
+        {
+            Assert.Equal(StatusCodes.Status401Unauthorized, await StatusAsync(filter, guesser, $"guess-{guess}"));
+        }
+
+        Assert.Equal(StatusCodes.Status429TooManyRequests, await StatusAsync(filter, guesser, "one-more-guess"));
+        Assert.Equal(StatusCodes.Status429TooManyRequests, await StatusAsync(filter, guesser, Token)); // not even compared
+        Assert.Equal(StatusCodes.Status429TooManyRequests, await StatusAsync(filter, IPAddress.Parse("::ffff:10.1.2.3"), Token)); // the same address
+        Assert.Equal(StatusCodes.Status200OK, await StatusAsync(filter, IPAddress.Parse("10.1.2.4"), Token));
+
+        time.Advance(OperatorFailureBudget.Window);
+        Assert.Equal(StatusCodes.Status200OK, await StatusAsync(filter, guesser, Token));
+    }
+
+    private static async Task<int> StatusAsync(OperatorAuthentication filter, IPAddress from, string token)
+    {
+        var http = new DefaultHttpContext { RequestServices = new EmptyServices() };
+        http.Connection.RemoteIpAddress = from;
+        http.Request.Path = "/admin/v1/merchants";
+        http.Request.Headers.Authorization = "Bearer " + token;
+        var result = await filter.InvokeAsync(EndpointFilterInvocationContext.Create(http), _ => ValueTask.FromResult<object?>(Results.Ok()));
+        return Assert.IsAssignableFrom<IStatusCodeHttpResult>(result).StatusCode ?? StatusCodes.Status200OK;
+    }
+
+    /// <summary>The filter asks for no service; a request needs a provider all the same.</summary>
+    private sealed class EmptyServices : IServiceProvider
+    {
+        public object? GetService(Type serviceType) => null;
+    }
+}
