@@ -36,11 +36,31 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
     /// etcd refuses every client — the alert <c>DaprPaymentsEtcdCertificateExpiring</c> reads this.</summary>
     private static readonly ObservableGauge<double> Expiry = PaymentsTelemetry.Meter.CreateObservableGauge(
         "payments.etcd.certificate_expiry", ObserveExpiry, unit: "s",
-        description: "seconds until the etcd client certificate (certificate=client) or the CA it trusts (certificate=ca) expires");
+        description: "seconds until the etcd client certificate (certificate=client), the CA it trusts (certificate=ca), or the state store's certificate the pod's Dapr sidecar holds (certificate=statestore) expires");
+
+    /// <summary>When the certificate a sidecar holds since it started expires (the Dapr etcd state store's: the Dapr
+    /// operator resolved it into the component at the pod's start and the sidecar never reads it again), reported as
+    /// <c>certificate=statestore</c>; null until <see cref="ReportSidecarCertificate"/>.</summary>
+    private static DateTimeOffset? sidecarCertificateExpiry;
+
+    /// <summary>Reads <paramref name="certificateFile"/> (PEM) once, now — as the pod's sidecar did at its start, not
+    /// again at a renewal — and reports its expiry beside this process's own certificates, so that the alert
+    /// <c>DaprPaymentsEtcdCertificateExpiring</c> fires for a renewal the sidecar never took.</summary>
+    public static void ReportSidecarCertificate(string certificateFile)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(certificateFile);
+        using var certificate = X509Certificate2.CreateFromPem(File.ReadAllText(certificateFile)); // its public part: no key here
+        sidecarCertificateExpiry = certificate.NotAfter.ToUniversalTime();
+    }
 
     private static IEnumerable<Measurement<double>> ObserveExpiry()
     {
         var now = DateTimeOffset.UtcNow; // a gauge of the wall clock's distance to a certificate's own date
+        if (sidecarCertificateExpiry is { } sidecar)
+        {
+            yield return new Measurement<double>((sidecar - now).TotalSeconds, new KeyValuePair<string, object?>("certificate", "statestore"));
+        }
+
         foreach (var files in Loaded.Values)
         {
             var (cas, client) = files.Current();

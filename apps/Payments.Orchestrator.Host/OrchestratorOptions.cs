@@ -19,6 +19,10 @@ public sealed class OrchestratorOptions
     /// <summary>The reviewer's deadline for a payment the sweeper resumes (the API's own setting, the same value).</summary>
     public TimeSpan ApprovalTimeout { get; set; } = TimeSpan.FromHours(24);
 
+    /// <summary>The Dapr workflow state store's client certificate (PEM), as mounted beside the app (the chart's, with
+    /// etcd TLS): read once at start, its expiry reported (<see cref="Payments.Etcd.EtcdTls.ReportSidecarCertificate"/>).</summary>
+    public string? StateStoreCertificateFile { get; set; }
+
     public OrchestratorOptions Validate()
     {
         if (string.IsNullOrWhiteSpace(LedgerUrl) || string.IsNullOrWhiteSpace(RiskUrl))

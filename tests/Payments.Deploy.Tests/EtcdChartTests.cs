@@ -81,7 +81,21 @@ public sealed partial class EtcdChartTests
             // Each pod mounts its own user's certificate alone; the maintenance user's (etcd's root role) only the
             // storage maintenance's pod, which serves no request and runs no sidecar.
             var user = component == "etcd-maintenance" ? "maintenance" : component;
-            Assert.Equal([$"dp-daprpayments-etcd-client-{user}"], mounted);
+            if (component == "orchestrator")
+            {
+                // And the public part of its sidecar's state-store certificate, whose expiry it reports (the sidecar
+                // holds the one the pod started with): the certificate alone, never its key.
+                Assert.Equal([$"dp-daprpayments-etcd-client-{user}", "dp-daprpayments-etcd-client-statestore"], mounted);
+                var sidecars = deployment.Spec.Template.Spec.Volumes.Single(volume => volume.Secret?.SecretName == "dp-daprpayments-etcd-client-statestore");
+                Assert.Equal(["tls.crt"], sidecars.Secret.Items.Select(item => item.Key));
+                Assert.Equal("/etc/daprpayments/statestore-tls/tls.crt", env["Payments__StateStoreCertificateFile"]);
+            }
+            else
+            {
+                Assert.Equal([$"dp-daprpayments-etcd-client-{user}"], mounted);
+                Assert.False(env.ContainsKey("Payments__StateStoreCertificateFile"), component);
+            }
+
             Assert.False(env.ContainsKey("Payments__EtcdMaintenanceCertFile"), $"{component}: a second etcd identity");
             Assert.Equal(component switch { "etcd-maintenance" => "Only", "ledger" => "Off", _ => null }, env.GetValueOrDefault("Payments__EtcdMaintenance"));
             if (component == "etcd-maintenance")

@@ -29,6 +29,53 @@ public sealed class EtcdTlsReloadTests : IDisposable
         Assert.Equal(renewed, files.Current().Client.Thumbprint);
     }
 
+    /// <summary>Found in review: the orchestrator's Dapr sidecar reads the workflow state store's certificate once, at
+    /// the pod's start (the Dapr operator resolves it into the component), so a renewal never reached it, and no gauge
+    /// watched it: the alert could not fire before it expired. The orchestrator reports it as certificate=statestore,
+    /// read once as the sidecar did — a renewal of the file afterwards does not change what it reports.</summary>
+    [Fact]
+    public void TheSidecarsCertificate_IsReportedAsItWasAtStart_NotAsRenewed()
+    {
+        var file = Path.Combine(directory, "statestore.crt");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=statestore", key, HashAlgorithmName.SHA256);
+        using (var held = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(10)))
+        {
+            File.WriteAllText(file, held.ExportCertificatePem());
+        }
+
+        EtcdTls.ReportSidecarCertificate(file);
+        using (var renewed = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(90)))
+        {
+            File.WriteAllText(file, renewed.ExportCertificatePem());
+        }
+
+        var reported = new List<double>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, meters) =>
+        {
+            if (instrument.Name == "payments.etcd.certificate_expiry")
+            {
+                meters.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag is { Key: "certificate", Value: "statestore" })
+                {
+                    reported.Add(value);
+                }
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        var seconds = Assert.Single(reported);
+        Assert.InRange(seconds, TimeSpan.FromDays(9).TotalSeconds, TimeSpan.FromDays(10).TotalSeconds);
+    }
+
     /// <summary>Found in review: only the CA file's first certificate was trusted, so the bundle of the old and new CA
     /// that rotates a CA without an outage refused every member serving a certificate of the new one.</summary>
     [Fact]

@@ -27,6 +27,11 @@ public static class OrchestratorExtensions
         var options = (builder.Configuration.GetSection(EtcdOptions.Section).Get<OrchestratorOptions>() ?? new OrchestratorOptions()).Validate();
         var etcd = builder.Configuration.GetSection(EtcdOptions.Section).Get<EtcdOptions>() ?? new EtcdOptions();
         builder.Services.AddSingleton(options);
+        if (options.StateStoreCertificateFile is { Length: > 0 } stateStoreCertificate)
+        {
+            EtcdTls.ReportSidecarCertificate(stateStoreCertificate); // unreadable: the start fails, as for the app's own
+        }
+
         var identity = builder.AddServiceIdentity();
         builder.Services.AddEtcd(etcd, builder.Configuration.IsRegional());
         // Each call is bounded; a timeout is a fault the workflow runtime retries (transfer ids make retries safe).
