@@ -45,12 +45,27 @@ public sealed record EtcdTls(string CaFile, string CertFile, string KeyFile)
 
     /// <summary>Reads <paramref name="certificateFile"/> (PEM) once, now — as the pod's sidecar did at its start, not
     /// again at a renewal — and reports its expiry beside this process's own certificates, so that the alert
-    /// <c>DaprPaymentsEtcdCertificateExpiring</c> fires for a renewal the sidecar never took.</summary>
-    public static void ReportSidecarCertificate(string certificateFile)
+    /// <c>DaprPaymentsEtcdCertificateExpiring</c> fires for a renewal the sidecar never took. The expiry first read is
+    /// kept in <paramref name="memoFile"/> (the pod's own emptyDir, which outlives a restart of the app's container):
+    /// the app restarted alone read the renewed file while the sidecar still held the old one, and the alert went
+    /// silent (a review). The earlier of the two is reported.</summary>
+    public static void ReportSidecarCertificate(string certificateFile, string memoFile)
     {
         ArgumentException.ThrowIfNullOrEmpty(certificateFile);
+        ArgumentException.ThrowIfNullOrEmpty(memoFile);
         using var certificate = X509Certificate2.CreateFromPem(File.ReadAllText(certificateFile)); // its public part: no key here
-        sidecarCertificateExpiry = certificate.NotAfter.ToUniversalTime();
+        var expiry = new DateTimeOffset(certificate.NotAfter.ToUniversalTime(), TimeSpan.Zero);
+        if (File.Exists(memoFile) && DateTimeOffset.TryParse(File.ReadAllText(memoFile).Trim(), System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.RoundtripKind, out var first))
+        {
+            expiry = first < expiry ? first : expiry;
+        }
+        else
+        {
+            File.WriteAllText(memoFile, expiry.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        sidecarCertificateExpiry = expiry;
     }
 
     private static IEnumerable<Measurement<double>> ObserveExpiry()

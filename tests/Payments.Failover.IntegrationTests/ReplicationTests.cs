@@ -478,12 +478,15 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     /// two ledgers apart for good. The bar travels with the records and bars the hold in the standby too; the copy's
     /// own key is not copied (this region's expiry sweep removes the bar it applied).</summary>
     [Fact]
-    public async Task AHoldBar_ReachesTheStandby_WhichRefusesTheHoldToo()
+    public async Task AHoldBar_ReachesTheStandby_WhichRefusesTheHoldToo_AndRemovesItWhenDue()
     {
         var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
-        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var a = fixture.NewLedger(prefix: prefixA + "ledger/");
+        // The standby as it runs: fenced off (it holds no epoch), its own clock.
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var standby = new EtcdLedger(fixture.Connection, prefixB + "ledger/", clock, NullLogger<EtcdLedger>.Instance, () => new Payments.Etcd.Regions.RegionEpochFence(prefixB, 1));
         var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
-        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        var replicator = new JournalReplicator(journal, standby, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
         var (debtor, _) = await OpenFundedAsync(a);
         var payment = $"pay-{Guid.NewGuid():N}";
         var holdId = TransferId.Parse(payment + ".hold");
@@ -492,17 +495,33 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(LedgerError.PendingTransferNotFound, Assert.IsType<TransferOutcome.Failed>(barred).Error.Code);
 
         await ShipAndApplyAsync(shipper, replicator);
-        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None); // applied again: nothing changes
+        // Applied again (a replicator that died before its checkpoint moved): nothing changes.
+        await standby.ApplyReplicatedBarAsync(
+            Google.Protobuf.ByteString.CopyFromUtf8((await GetAsync(prefixA + Payments.Etcd.EtcdOptions.HoldBarsFamily + holdId.Value))!),
+            Payments.Etcd.Regions.RegionEpochFence.KeyFor(prefixB), CancellationToken.None);
 
+        // The standby, once it takes over (its writes unfenced here), refuses the hold the active region barred.
+        var taken = fixture.NewLedger(prefix: prefixB + "ledger/");
         var hold = new TransferRequest.Pending(holdId, debtor, AccountId.InTransit(Currency.Eur), new Money(100, Currency.Eur), TimeSpan.FromMinutes(15))
         {
             IssuedAt = issued,
         };
-        var refused = Assert.IsType<TransferOutcome.Failed>(await b.TransferAsync(hold, CancellationToken.None));
+        var refused = Assert.IsType<TransferOutcome.Failed>(await taken.TransferAsync(hold, CancellationToken.None));
         Assert.Equal(LedgerError.PendingTransferAlreadyVoided, refused.Error.Code);
-        Assert.Null(await GetAsync(prefixB + Payments.Etcd.EtcdOptions.HoldBarsFamily + holdId.Value));
-        Assert.Equal(0, (await b.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
-        await AssertSameLedgerAsync(a, b);
+        Assert.Null(await GetAsync(prefixB + Payments.Etcd.EtcdOptions.HoldBarsFamily + holdId.Value)); // applied as a bar, not copied
+        Assert.Equal(0, (await taken.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
+        await AssertSameLedgerAsync(a, taken);
+
+        // Still the standby, past the bar's time: its own expiry sweep removes the bar it applied (refused by the
+        // region fence, the bars stayed for as long as the region was standby: a review).
+        clock.Advance(standby.Retention.ReplayWindow + standby.Retention.MaxIssuedAhead + TimeSpan.FromMinutes(1));
+        await new Payments.Ledger.Core.Expiry.HoldExpirySweeper(standby, "standby-sweeper", NullLogger<Payments.Ledger.Core.Expiry.HoldExpirySweeper>.Instance)
+            .SweepOnceAsync(CancellationToken.None);
+        Assert.Null(await GetAsync(prefixB + "ledger/hold/" + holdId.Value));
+        Assert.Equal(0, (await fixture.Connection.Kv.RangeAsync(new Etcdserverpb.RangeRequest
+        {
+            Key = Payments.Etcd.EtcdBytes.Key(prefixB + "ledger/expiry/"), RangeEnd = Payments.Etcd.EtcdBytes.PrefixEnd(prefixB + "ledger/expiry/"), CountOnly = true,
+        })).Count);
     }
 
     /// <summary>Merchants' webhook endpoints travel with the records (they did not: after a takeover no merchant was

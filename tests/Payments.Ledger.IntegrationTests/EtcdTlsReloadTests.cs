@@ -32,7 +32,8 @@ public sealed class EtcdTlsReloadTests : IDisposable
     /// <summary>Found in review: the orchestrator's Dapr sidecar reads the workflow state store's certificate once, at
     /// the pod's start (the Dapr operator resolves it into the component), so a renewal never reached it, and no gauge
     /// watched it: the alert could not fire before it expired. The orchestrator reports it as certificate=statestore,
-    /// read once as the sidecar did — a renewal of the file afterwards does not change what it reports.</summary>
+    /// read once as the sidecar did — a renewal of the file afterwards does not change what it reports, even after the
+    /// app's container restarted alone.</summary>
     [Fact]
     public void TheSidecarsCertificate_IsReportedAsItWasAtStart_NotAsRenewed()
     {
@@ -44,11 +45,16 @@ public sealed class EtcdTlsReloadTests : IDisposable
             File.WriteAllText(file, held.ExportCertificatePem());
         }
 
-        EtcdTls.ReportSidecarCertificate(file);
+        var memo = Path.Combine(directory, "statestore-expiry");
+        EtcdTls.ReportSidecarCertificate(file, memo);
         using (var renewed = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(90)))
         {
             File.WriteAllText(file, renewed.ExportCertificatePem());
         }
+
+        // The app's container restarted alone (its pod, and so its sidecar, did not): the renewed file is read, and the
+        // one the sidecar holds is still reported.
+        EtcdTls.ReportSidecarCertificate(file, memo);
 
         var reported = new List<double>();
         using var listener = new System.Diagnostics.Metrics.MeterListener();

@@ -36,7 +36,7 @@ public static class AdminApi
                 : MerchantNotFound(merchantId).ToResult()).WithName("ListApiKeys").Produces<ApiKeyList>().Problems(404);
         admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey")
             .JsonBody<RotateKeyRequest>(required: false).Produces<IssuedKeyResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415);
-        admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey").Produces(StatusCodes.Status204NoContent).Problems(404);
+        admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey").Produces(StatusCodes.Status204NoContent).Problems(400, 404, 413, 415);
         // By the merchant's own account id (two merchants may use the same one), or by the ledger id.
         admin.MapPut("/merchants/{merchantId}/accounts/{accountId}/overdraft", SetMerchantOverdraftAsync).WithName("SetMerchantOverdraftLimit")
             .JsonBody<SetOverdraftRequest>().Produces<AccountResponse>().Problems(400, 404, 413, 415, 422);

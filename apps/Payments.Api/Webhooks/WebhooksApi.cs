@@ -48,7 +48,7 @@ public static partial class WebhooksApi
         endpoints.MapGet("/{endpointId}", GetAsync).WithName("GetWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
             .Produces<WebhookEndpointResponse>().Problems(404);
         endpoints.MapDelete("/{endpointId}", DeleteAsync).WithName("DeleteWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage)
-            .Produces(StatusCodes.Status204NoContent).Problems(404);
+            .Produces(StatusCodes.Status204NoContent).Problems(400, 404, 413, 415);
         // The answer is the endpoint's signing secret, with which one can sign payment events the merchant's receiver
         // trusts: as much as registering an endpoint, so the same scopes.
         endpoints.MapPost("/{endpointId}/rotate-secret", RotateAsync).WithName("RotateWebhookSecret").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)

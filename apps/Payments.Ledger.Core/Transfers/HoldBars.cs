@@ -77,7 +77,11 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
     /// that has served its time, an entry left behind — one naming nothing at all, or a hold that is resolved or
     /// indexed at another time (a bar the standby's journal applier replaced with the other region's hold) — is removed:
     /// left, it came back first in every pass, and 256 of them stopped every expiry. Compared on the keys it read, so a
-    /// hold or transfer written meanwhile keeps it.</summary>
+    /// hold or transfer written meanwhile keeps it. Fenced by the sweep's lock, not by the region: in a standby
+    /// region (fenced off) the bars copied from the active one (<see cref="ApplyCopyAsync"/>) are removed when due too —
+    /// refused there, they stayed for as long as it was standby, two keys per payment the active region failed (a
+    /// review). Removing a due bar is safe in any role: a late hold would be refused as issued before the replay
+    /// window anyway; a stray index entry names nothing.</summary>
     /// <returns>Whether it removed anything.</returns>
     public async Task<bool> ForgetAsync(string indexKey, TransferId pendingId, IWriteFence fence, CancellationToken cancellationToken)
     {
@@ -103,22 +107,26 @@ internal sealed class HoldBars(LedgerStore store, TimeProvider time, JournalRete
 
         request.Success.Add(EtcdBytes.Delete(indexKey));
         fence.AddFence(request);
-        var (response, region) = await store.FencedTxnAsync(request, regionFence, cancellationToken);
-        RegionFences.ThrowIfFencedOff(region, response);
-        return response.Succeeded;
+        return (await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken)).Succeeded;
     }
 
     /// <summary>The standby's side of a bar's copy (<paramref name="copy"/>, as shipped): the same bar here, by
     /// compare-and-swap that the hold and its transfer are still absent and that this region holds no epoch
     /// (<paramref name="standbyFenceKey"/> absent: <see cref="JournalApplier"/>). A hold or transfer under that id here
     /// already keeps what it is (the other region wrote no hold under an id it barred); applied again, it changes
-    /// nothing. Removed by this region's own expiry sweep when due (<see cref="ForgetAsync"/>).</summary>
+    /// nothing; one already due is not applied. Removed by this region's own expiry sweep when due, standby or not
+    /// (<see cref="ForgetAsync"/>).</summary>
     public async Task ApplyCopyAsync(Google.Protobuf.ByteString copy, string standbyFenceKey, CancellationToken cancellationToken)
     {
         var bar = LedgerJson.DecodeHold(copy);
         if (bar is not { Status: HoldStatus.Voided, TimeoutAtUnixMs: { } until } || !TransferId.TryParse(bar.PendingId, out var pendingId, out _))
         {
             throw new InvalidDataException($"A shipped hold bar does not read as one ({copy.Length} bytes).");
+        }
+
+        if (IsDue(bar))
+        {
+            return; // served its time (a standby catching up): a late hold is refused as too old here as well
         }
 
         var request = new TxnRequest();

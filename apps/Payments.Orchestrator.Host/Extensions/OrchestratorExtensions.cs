@@ -29,7 +29,9 @@ public static class OrchestratorExtensions
         builder.Services.AddSingleton(options);
         if (options.StateStoreCertificateFile is { Length: > 0 } stateStoreCertificate)
         {
-            EtcdTls.ReportSidecarCertificate(stateStoreCertificate); // unreadable: the start fails, as for the app's own
+            // Unreadable: the start fails, as for the app's own. The memo in the pod's /tmp (an emptyDir) outlives a
+            // restart of this container alone, not of the pod (when the sidecar reads the certificate again too).
+            EtcdTls.ReportSidecarCertificate(stateStoreCertificate, Path.Combine(Path.GetTempPath(), "daprpayments-statestore-certificate-expiry"));
         }
 
         var identity = builder.AddServiceIdentity();

@@ -61,8 +61,8 @@ public sealed class OperatorCredential
 
 /// <summary>Every admin request carries the operator's bearer token; it is compared in constant time (on SHA-256
 /// digests, so neither the length nor a prefix of the token leaks through timing). A refused request is answered 401
-/// problem+json and logged with where it came from, and counted against its address's budget (past it, 429 for the
-/// rest of a minute: <see cref="OperatorFailureBudget"/>); an accepted one names its caller for the audit log. Without a
+/// problem+json and logged with where it came from, and counted against its address's budget (past it, wrong tokens
+/// are answered late and 429: <see cref="OperatorFailureBudget"/>); an accepted one names its caller for the audit log. Without a
 /// configured credential every admin request is refused (404 <c>admin-not-configured</c>).</summary>
 /// <remarks><c>AddEndpointFilter&lt;T&gt;</c> builds the filter per request from the container, which refuses a missing
 /// service for a parameter without a default: hence the <c>= null</c>, which is the admin API switched off.</remarks>
@@ -97,15 +97,19 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
         }
 
         var remote = http.Connection.RemoteIpAddress;
-        if (failures.RetryAfter(remote) is { } wait)
+        var caller = credential.Authenticate(http.Request.Headers.Authorization.ToString());
+        if (caller is null && failures.RetryAfter(remote) is { } wait)
         {
-            // Over its budget of refused tokens: nothing is compared until the window ends (a guesser gets no answer).
+            // Over its budget of refused tokens: each further wrong one is answered late (a sequential guesser gets a
+            // guess a second at most) and 429. The right token is never held back: operators behind one address
+            // (kubectl port-forward, a NAT) are not locked out by a script still sending a token rotated out.
+            failures.Failed(remote);
+            await failures.DelayRefusalAsync(http.RequestAborted);
             http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return Results.Problem($"Too many requests with a wrong operator token from this address; retry after {Math.Ceiling(wait.TotalSeconds)} s.",
+            return Results.Problem("Too many requests with a wrong operator token from this address; the admin API needs the operator's token.",
                 statusCode: StatusCodes.Status429TooManyRequests, type: ProblemTypes.RateLimited);
         }
 
-        var caller = credential.Authenticate(http.Request.Headers.Authorization.ToString());
         if (caller is null)
         {
             failures.Failed(remote);
