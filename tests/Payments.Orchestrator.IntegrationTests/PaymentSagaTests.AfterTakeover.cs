@@ -22,20 +22,7 @@ public sealed partial class PaymentSagaTests
     [Fact]
     public async Task Sweeper_AfterItsTakeoverCycle_StillRunsAgainASagaRunFromBeforeTheTakeover()
     {
-        var amount = SagaFixture.ReviewThresholdMinor + 1;
-        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: amount);
-        var payment = Payment(debtor, creditor, amount);
-        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1);
-        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, longAgo), CancellationToken.None);
-        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
-        await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
-        await PollAsync(async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status == PaymentStatus.AwaitingApproval);
-        var takeoverBegan = DateTimeOffset.UtcNow; // after the run started
-        // Approved in the other region while it held the payment, and shipped here: no longer awaiting review.
-        await saga.Records.ChangeAsync(payment.PaymentId, record => record with
-        {
-            Status = PaymentStatus.Pending, Review = new PaymentReview(PaymentReview.Approved, "reviewer-key", longAgo), UpdatedAt = longAgo,
-        }, CancellationToken.None);
+        var (payment, creditor, amount, takeoverBegan) = await AwaitingApprovalHereApprovedElsewhereAsync();
 
         var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
         var sweeper = Sweeper();
@@ -53,6 +40,27 @@ public sealed partial class PaymentSagaTests
 
         Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
         Assert.Equal(amount, await BalanceAsync(creditor));
+    }
+
+    /// <summary>A payment above the review threshold whose saga run here waits for a reviewer, while its record says
+    /// what the other region did while it held it (shipped here): approved there, no longer awaiting review. Returns
+    /// it, its creditor, its amount, and a time after the run started.</summary>
+    private async Task<(PaymentInput Payment, AccountId Creditor, long Amount, DateTimeOffset AfterTheRunStarted)> AwaitingApprovalHereApprovedElsewhereAsync()
+    {
+        var amount = SagaFixture.ReviewThresholdMinor + 1;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: amount);
+        var payment = Payment(debtor, creditor, amount);
+        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, longAgo), CancellationToken.None);
+        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
+        await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
+        await PollAsync(async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status == PaymentStatus.AwaitingApproval);
+        var afterTheRunStarted = DateTimeOffset.UtcNow;
+        await saga.Records.ChangeAsync(payment.PaymentId, record => record with
+        {
+            Status = PaymentStatus.Pending, Review = new PaymentReview(PaymentReview.Approved, "reviewer-key", longAgo), UpdatedAt = longAgo,
+        }, CancellationToken.None);
+        return (payment, creditor, amount, afterTheRunStarted);
     }
 
     /// <summary>The sweeper's state as it leaves it after a takeover cycle for a (test) epoch began at <paramref name="since"/>

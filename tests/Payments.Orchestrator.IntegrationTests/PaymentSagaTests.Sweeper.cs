@@ -224,19 +224,7 @@ public sealed partial class PaymentSagaTests
     [Fact]
     public async Task Sweeper_InATakeover_RunsAgainASagaRunFromBeforeIt_WhichHonoursWhatWasDecidedElsewhere()
     {
-        var amount = SagaFixture.ReviewThresholdMinor + 1;
-        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: amount);
-        var payment = Payment(debtor, creditor, amount);
-        var longAgo = DateTimeOffset.UtcNow.AddMinutes(-1);
-        await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, longAgo), CancellationToken.None);
-        await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV2), payment.PaymentId, payment);
-        await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
-        await PollAsync(async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status == PaymentStatus.AwaitingApproval);
-        // What the other region did while it held the payment, shipped here: approved there, no longer awaiting review.
-        await saga.Records.ChangeAsync(payment.PaymentId, record => record with
-        {
-            Status = PaymentStatus.Pending, Review = new PaymentReview(PaymentReview.Approved, "reviewer-key", longAgo), UpdatedAt = longAgo,
-        }, CancellationToken.None);
+        var (payment, creditor, amount, _) = await AwaitingApprovalHereApprovedElsewhereAsync();
         var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
         await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 7, CancellationToken.None); // this region holds the record again
         try
