@@ -325,14 +325,18 @@ public static class ApiExtensions
             context.Response.Headers.RetryAfter = "1";
         }
 
-        if (error is not null && IsExpected(error, context))
+        if (error is not null && IsExpected(error, context) && Unavailable.ShouldLog(out var answered))
         {
             context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Api.Problems")
-                .LogWarning("Answered 503 ({Kind}): {Reason}", error.GetType().Name, error.Message);
+                .LogWarning("Answered 503 ({Kind}): {Reason} ({Answered} such answers since the last such line)", error.GetType().Name, error.Message, answered);
         }
 
         await reply.ToResult().ExecuteAsync(context);
     }
+
+    /// <summary>The 503s written: one line a minute at most, with how many were answered (a fault probe: during an etcd
+    /// outage a line per retry, 2,700 a minute per replica, growing with the clients).</summary>
+    private static readonly Payments.ServiceDefaults.Security.RefusalLog Unavailable = new();
 
     /// <summary>Exceptions that are answers (503 and retry), not faults of ours: logged as one warning line each, not as
     /// "An unhandled exception" with a stack trace — a ledger restart or an etcd election wrote ~30 of those in 4 s,
