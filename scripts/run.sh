@@ -4,7 +4,12 @@
 # Extra arguments go to the demo (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/ensure-tools.sh
+# --help needs only the program, not etcd, the Docker engine or the other tools.
+wants_help=false
+for arg in "$@"; do
+  case "$arg" in -h|--help) wants_help=true ;; esac
+done
+if [ "$wants_help" = false ]; then scripts/ensure-tools.sh; fi
 echo "==> Building (Release)…"
 dotnet build apps/Payments.Local -c Release -nologo -v quiet
 # exec the program itself (not `dotnet run`), so Ctrl-C and SIGTERM reach it and it can stop every child process.
