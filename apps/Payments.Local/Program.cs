@@ -26,7 +26,7 @@ var options = DemoOptions.Parse(args);
 if (options is null)
 {
     AnsiConsole.WriteLine(DemoOptions.Usage);
-    return 2;
+    return args is ["--help"] or ["-h"] ? 0 : 2; // asked for: success; a wrong option: a usage error
 }
 
 try
