@@ -10,11 +10,19 @@ public sealed class RefusalLogTests
     [Fact]
     public void AFloodOfRefusals_WritesOneLine_AndCountsTheRest()
     {
-        var log = new RefusalLog();
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var log = new RefusalLog(clock);
         Assert.True(log.ShouldLog(out var first));
         Assert.Equal(1, first);
         var lines = Enumerable.Range(0, 1_000).Count(_ => log.ShouldLog(out long _));
-        Assert.Equal(0, lines); // well within the minute: the next line, when it comes, counts these 1,000
+        clock.Advance(RefusalLog.Interval - TimeSpan.FromMilliseconds(1));
+        Assert.False(log.ShouldLog(out long _)); // still within the minute
+        Assert.Equal(0, lines);
+
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.True(log.ShouldLog(out var counted)); // the minute is over: a line, with every refusal since the last one
+        Assert.Equal(1_002, counted);
+        Assert.False(log.ShouldLog(out long _)); // and the next minute starts
     }
 
     [Fact]

@@ -24,19 +24,21 @@ public sealed class TracingTests(ApiSystemFixture system)
 
         var ledger = spans.Where(span => span.OperationName == "ledger.apply" && (string?)span.GetTagItem("ledger.first_transfer_id") is { } id && id.StartsWith("dep_", StringComparison.Ordinal)).ToArray();
         var deposit = Assert.Single(ledger, span => (string?)span.GetTagItem("ledger.outcome") == "applied");
-        // The API's request span stops just after the response is sent: wait for it (bounded) instead of racing it.
+        // The API's and the ledger service's request spans stop just after their responses are sent: wait for both
+        // (bounded) instead of racing them.
         bool IsApiDeposit(Activity span) => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId
             && (span.DisplayName + span.GetTagItem("url.path")).Contains("/deposits", StringComparison.Ordinal);
+        bool IsLedgerTransfer(Activity span) => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId
+            && span.DisplayName.StartsWith("POST /ledger/v1/transfers", StringComparison.Ordinal); // not the reads of the key's candidate deposits
         var waited = Stopwatch.StartNew();
-        while (!spans.Any(IsApiDeposit) && waited.Elapsed < TimeSpan.FromSeconds(10))
+        while (!(spans.Any(IsApiDeposit) && spans.Any(IsLedgerTransfer)) && waited.Elapsed < TimeSpan.FromSeconds(30))
         {
             await Task.Delay(TimeSpan.FromMilliseconds(20));
         }
 
         // One trace from the client's request through the API, over HTTP into the ledger service, into the etcd transaction.
         var request = Assert.Single(spans, IsApiDeposit);
-        var ledgerRequest = Assert.Single(spans, span => span.Source.Name == "Microsoft.AspNetCore" && span.TraceId == deposit.TraceId
-            && span.DisplayName.StartsWith("POST /ledger/v1/transfers", StringComparison.Ordinal)); // not the reads of the key's candidate deposits
+        var ledgerRequest = Assert.Single(spans, IsLedgerTransfer);
         Assert.Equal(ledgerRequest.SpanId, deposit.ParentSpanId);
         Assert.NotEqual(request.SpanId, ledgerRequest.SpanId);
     }

@@ -103,7 +103,18 @@ public static class HelmTool
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(CommandTimeout);
-        await process.WaitForExitAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // Not left behind holding containers and ports for the rest of the run.
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            throw new TimeoutException($"{command} did not end within {CommandTimeout}:\n{await output + await error}");
+        }
+
         return (process.ExitCode, await output + await error);
     }
 

@@ -44,15 +44,20 @@ public sealed class FailoverFixture : EtcdClusterFixture, IAsyncLifetime
     /// <summary>One failover process of region <paramref name="name"/> on <paramref name="container"/> (its own Cosmos
     /// client); two calls with one name are two processes of one region, sharing its etcd prefix.</summary>
     /// <param name="etcd">The region's etcd connection (null: the fixture's, straight to the cluster).</param>
+    /// <param name="leaseDuration">The region's lease (null: the default). The epoch mirror's etcd lease runs on real
+    /// time for what is left of it on the fake clock: a test whose assertion must outlast calls through a cut proxy
+    /// takes a long one, so a slow machine does not expire the mirror under it.</param>
     public (RegionLeaseManager Manager, RegionEpochMirror Mirror) Region(
         Container container, List<IDisposable> disposables, string name, RegionRole role, TimeProvider clock, int? cosmosPort = null, string? peerRegion = null,
-        EtcdConnection? etcd = null)
+        EtcdConnection? etcd = null, TimeSpan? leaseDuration = null)
     {
         var client = Settings(cosmosPort).CreateClient();
         disposables.Add(client);
         var regionContainer = client.GetContainer(container.Database.Id, container.Id);
         var mirror = new RegionEpochMirror(etcd ?? Connection, $"/test/{container.Id}/{name}/");
-        var options = new RegionLeaseOptions { Name = name, Role = role }.Validate();
+        var options = new RegionLeaseOptions { Name = name, Role = role };
+        options.LeaseDuration = leaseDuration ?? options.LeaseDuration;
+        options.Validate();
         return (new RegionLeaseManager(options, new ActiveRegionStore(regionContainer, serverErrorMeansMissing: true), mirror, clock, NullLogger.Instance) { PeerRegion = peerRegion }, mirror);
     }
 }
@@ -501,14 +506,15 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
     {
         await using var proxy = new TcpProxy(fixture.Cosmos.Port);
         var clock = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-29T12:00:00Z"));
-        var first = Region("region-a", RegionRole.Active, clock, proxy.Port);
-        var second = Region("region-a", RegionRole.Active, clock);
+        var lease = TimeSpan.FromMinutes(2); // the second's hold (real etcd lease) outlasts the first's calls through the cut proxy
+        var first = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock, proxy.Port, leaseDuration: lease);
+        var second = fixture.Region(container, disposables, "region-a", RegionRole.Active, clock, leaseDuration: lease);
         await first.Manager.TickAsync(CancellationToken.None);
         await second.Manager.TickAsync(CancellationToken.None); // renewed, and the mirror put again on the second's lease
         Assert.True(first.Manager.IsWritable && second.Manager.IsWritable);
 
         proxy.Cut(); // the first process no longer reaches Cosmos DB
-        clock.Advance(Defaults.LeaseDuration - Defaults.DemoteMargin); // its deadline
+        clock.Advance(lease - Defaults.DemoteMargin); // its deadline
         await first.Manager.TickAsync(CancellationToken.None);
 
         Assert.Equal(RegionRole.Standby, first.Manager.Role);

@@ -77,7 +77,9 @@ public sealed class OrchestratorCrashTests(ITestOutputHelper output)
 
         var statuses = await Task.WhenAll(paymentIds.Select(id => TerminalStatusAsync(http, id, timeout.Token)));
 
-        Assert.All(statuses, status => Assert.Contains(status, new[] { "completed", "failed", "compensated" }));
+        // Every debtor has 100,000 and at most 60 payments of 100-159 leave it, under every risk limit: a crash is a fault,
+        // and a fault fails no payment (any terminal status passed, a crash reported failed with money moved too).
+        Assert.All(statuses, status => Assert.Equal(PaymentStatus.Completed, status));
         output.WriteLine(File.ReadLines(Path.Combine(system.LogDirectory, "workflow-sidecar.log")).FirstOrDefault(line => line.Contains("in-flight", StringComparison.Ordinal)) ?? "no disconnect logged");
         output.WriteLine(string.Join(", ", statuses.GroupBy(status => status).Select(group => $"{group.Key} {group.Count()}")));
         var report = await LedgerAssert.InvariantsHoldAsync(system.Ledger, timeout.Token); // includes: no transfer id twice

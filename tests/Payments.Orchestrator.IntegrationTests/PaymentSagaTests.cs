@@ -12,7 +12,8 @@ using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
-public sealed partial class PaymentSagaTests(SagaFixture saga) : IClassFixture<SagaFixture>
+[Collection(SagaCollection.Name)]
+public sealed partial class PaymentSagaTests(SagaFixture saga)
 {
     public static readonly TimeSpan SagaTimeout = TimeSpan.FromSeconds(90);
     private const long FundsMinor = 1_000_000;

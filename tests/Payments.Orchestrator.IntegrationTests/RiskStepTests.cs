@@ -8,7 +8,8 @@ namespace Payments.Orchestrator.IntegrationTests;
 
 /// <summary>The risk step run again (its answer lost, the activity retried) against a record on real etcd, with the
 /// real risk engine: what the record says decides over what risk now says.</summary>
-public sealed class RiskStepTests(SagaFixture saga) : IClassFixture<SagaFixture>
+[Collection(SagaCollection.Name)]
+public sealed class RiskStepTests(SagaFixture saga)
 {
     /// <summary>Found in review: sent to review, then rejected by a reviewer (the record pending again, the rejection
     /// waiting for the saga as an event), the step run again got Approve from risk — velocity is counted per replica —

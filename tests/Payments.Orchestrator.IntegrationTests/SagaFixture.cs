@@ -8,6 +8,15 @@ using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
+/// <summary>One <see cref="SagaFixture"/> for every class of this assembly, which run one after another: three ran
+/// side by side (three etcd clusters, sidecars and workers on CI's 2 cores), eating into every other suite's bounds.
+/// The tests keep apart by payment and account ids.</summary>
+[CollectionDefinition(Name)]
+public sealed class SagaCollection : ICollectionFixture<SagaFixture>
+{
+    public const string Name = "saga";
+}
+
 /// <summary>The saga on real parts: a 3-member etcd cluster with the ledger, the workflow sidecar in its own process,
 /// and the Dapr workflow worker and client as the orchestrator configures them.</summary>
 public sealed class SagaFixture : IAsyncLifetime

@@ -9,7 +9,8 @@ using Payments.Testing;
 
 namespace Payments.Orchestrator.IntegrationTests;
 
-public sealed class SagaTracingTests(SagaFixture saga) : IClassFixture<SagaFixture>
+[Collection(SagaCollection.Name)]
+public sealed class SagaTracingTests(SagaFixture saga)
 {
     [Fact]
     public async Task SagaSteps_AndTheirLedgerTransactions_JoinTheTraceOfTheRequestThatStartedThePayment()

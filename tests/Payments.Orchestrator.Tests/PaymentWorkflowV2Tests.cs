@@ -12,7 +12,11 @@ namespace Payments.Orchestrator.Tests;
 
 /// <summary>The saga new payments run (<see cref="PaymentWorkflowV2"/>) with a mocked <see cref="WorkflowContext"/>:
 /// two activities when nothing goes wrong, the steps one by one when the money activity faults, and every refusal
-/// and compensation as before. The sidecar integration tests run it for real.</summary>
+/// and compensation as before. The sidecar integration tests run it for real.
+/// Why a mock and not the sidecar: each case scripts what an activity answers (a ledger away for minutes, a void
+/// refused, a hold that an earlier run placed) and moves the workflow's clock by each timer, which a real engine can
+/// give only after real minutes and real outages; the cases the sidecar can run in seconds it runs for real
+/// (tests/Payments.Orchestrator.IntegrationTests).</summary>
 public sealed class PaymentWorkflowV2Tests
 {
     private readonly Mock<WorkflowContext> context = new(MockBehavior.Strict);

@@ -12,7 +12,11 @@ namespace Payments.Orchestrator.Tests;
 
 /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome
 /// (<see cref="ResumedPaymentWorkflow"/>), with a mocked <see cref="WorkflowContext"/>; the sidecar integration tests run
-/// it for real (Sweeper_ResumesAPaymentPastItsDecision_WithoutDecidingAgain).</summary>
+/// it for real (Sweeper_ResumesAPaymentPastItsDecision_WithoutDecidingAgain).
+/// Why a mock and not the sidecar: each case scripts what an activity answers (a ledger away for minutes, a void
+/// refused, a hold that an earlier run placed) and moves the workflow's clock by each timer, which a real engine can
+/// give only after real minutes and real outages; the cases the sidecar can run in seconds it runs for real
+/// (tests/Payments.Orchestrator.IntegrationTests).</summary>
 public sealed class ResumedPaymentWorkflowTests
 {
     private readonly Mock<WorkflowContext> context = new(MockBehavior.Strict);

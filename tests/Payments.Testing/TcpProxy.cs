@@ -62,31 +62,32 @@ public sealed class TcpProxy : IAsyncDisposable
         while (!stop.IsCancellationRequested)
         {
             var inbound = await listener.AcceptTcpClientAsync(stop.Token);
+            var outbound = new TcpClient();
             bool refuse;
             lock (open)
             {
+                // Checked and registered under one lock: a connection accepted as Cut runs is refused or dropped by it.
                 refuse = cut || open.Count >= MaxConnections;
+                if (!refuse)
+                {
+                    open.Add(inbound);
+                    open.Add(outbound);
+                }
             }
 
             if (refuse)
             {
                 inbound.Dispose();
+                outbound.Dispose();
                 continue;
             }
 
-            _ = ForwardAsync(inbound);
+            _ = ForwardAsync(inbound, outbound);
         }
     }
 
-    private async Task ForwardAsync(TcpClient inbound)
+    private async Task ForwardAsync(TcpClient inbound, TcpClient outbound)
     {
-        var outbound = new TcpClient();
-        lock (open)
-        {
-            open.Add(inbound);
-            open.Add(outbound);
-        }
-
         try
         {
             await outbound.ConnectAsync(IPAddress.Loopback, targetPort, stop.Token);
@@ -100,6 +101,13 @@ public sealed class TcpProxy : IAsyncDisposable
         }
         finally
         {
+            // Closed connections leave the count, else a proxy refused every connection after its 128th.
+            lock (open)
+            {
+                open.Remove(inbound);
+                open.Remove(outbound);
+            }
+
             inbound.Dispose();
             outbound.Dispose();
         }

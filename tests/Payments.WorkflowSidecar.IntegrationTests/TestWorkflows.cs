@@ -3,13 +3,20 @@ using Dapr.Workflow;
 namespace Payments.WorkflowSidecar.IntegrationTests;
 
 /// <summary>Exercises what the payment saga uses: chained activities, a durable timer, an external event with a
-/// deadline, and custom status.</summary>
+/// deadline, and custom status. An input ending in <see cref="Brief"/> waits for its event only briefly (a deadline
+/// that passes); any other waits long enough for an event raised on a loaded machine (a 2 s wait once lost a
+/// rejection raised three calls after its schedule).</summary>
 public sealed class ChainWorkflow : Workflow<string, string>
 {
     public const string ApprovalEvent = "approval";
+    public const string Brief = "|brief";
+    public static readonly TimeSpan BriefDeadline = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan LongDeadline = TimeSpan.FromMinutes(2);
 
     public override async Task<string> RunAsync(WorkflowContext context, string input)
     {
+        var brief = input.EndsWith(Brief, StringComparison.Ordinal);
+        input = brief ? input[..^Brief.Length] : input;
         context.SetCustomStatus("step-1");
         var first = await context.CallActivityAsync<string>(nameof(AppendActivity), input + "-1");
         await context.CreateTimer(TimeSpan.FromMilliseconds(50));
@@ -17,7 +24,7 @@ public sealed class ChainWorkflow : Workflow<string, string>
         bool approved;
         try
         {
-            approved = await context.WaitForExternalEventAsync<bool>(ApprovalEvent, TimeSpan.FromSeconds(2));
+            approved = await context.WaitForExternalEventAsync<bool>(ApprovalEvent, brief ? BriefDeadline : LongDeadline);
         }
         catch (TaskCanceledException)
         {

@@ -20,10 +20,9 @@ public sealed class WorkflowSidecarTests(SidecarProcess sidecar) : IClassFixture
         var rejected = $"wf-{Guid.NewGuid():N}";
         var unanswered = $"wf-{Guid.NewGuid():N}";
 
-        foreach (var id in new[] { approved, rejected, unanswered })
-        {
-            await client.ScheduleBoundedAsync(nameof(ChainWorkflow), id, "pay");
-        }
+        await client.ScheduleBoundedAsync(nameof(ChainWorkflow), approved, "pay");
+        await client.ScheduleBoundedAsync(nameof(ChainWorkflow), rejected, "pay");
+        await client.ScheduleBoundedAsync(nameof(ChainWorkflow), unanswered, "pay" + ChainWorkflow.Brief);
 
         await client.RaiseEventAsync(approved, ChainWorkflow.ApprovalEvent, true, timeout.Token);
         await client.RaiseEventAsync(rejected, ChainWorkflow.ApprovalEvent, false, timeout.Token);

@@ -6,14 +6,17 @@ namespace Payments.ServiceDefaults.Security;
 /// since, and what the caller sent shown cut to <see cref="MaxShown"/> characters. One line per request let anyone who
 /// reaches a port write the app's log at will: a probe sent 50 unauthenticated requests with a 30,000-character caller
 /// header to the ledger and grew its log by 1.5 MB.</summary>
-public sealed class RefusalLog
+/// <param name="time">The clock (null: the system's); a test moves a fake one past <see cref="Interval"/>.</param>
+public sealed class RefusalLog(TimeProvider? time = null)
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
 
     /// <summary>Characters of a caller's value a line repeats, at most.</summary>
     public const int MaxShown = 64;
 
-    private long lastLogAt;
+    private const long Never = long.MinValue;
+    private readonly TimeProvider time = time ?? TimeProvider.System;
+    private long lastLogAt = Never;
     private long refusedSinceLog;
 
     /// <summary>Counts a refusal; true (with the refusals since the last line, this one included) when it is time to
@@ -21,9 +24,9 @@ public sealed class RefusalLog
     public bool ShouldLog(out long refused)
     {
         Interlocked.Increment(ref refusedSinceLog);
-        var now = Environment.TickCount64;
+        var now = time.GetTimestamp();
         var last = Interlocked.Read(ref lastLogAt);
-        if ((last != 0 && now - last < (long)Interval.TotalMilliseconds) || Interlocked.CompareExchange(ref lastLogAt, now, last) != last)
+        if ((last != Never && time.GetElapsedTime(last, now) < Interval) || Interlocked.CompareExchange(ref lastLogAt, now, last) != last)
         {
             refused = 0;
             return false;
