@@ -79,3 +79,76 @@ public sealed class ReplicationPendingTests(ApiSystemFixture system)
         }
     }
 }
+
+/// <summary>Found in a failover review: a sync write committed just before the region's write deadline, with a slow
+/// shipper, was acknowledged when its page shipped up to the sync timeout (5 s) later — after the other region may have
+/// promoted (3 s after the deadline with the default timings) and read this region's journal head for its catch-up,
+/// so the page was one it never applied: an acknowledged write lost in the mode that promises none is. A page that
+/// ships only after the deadline is answered replication-pending. Real etcd, the local Cosmos-compatible server behind
+/// a proxy the test cuts, the region's view of its deadline on a fake clock.</summary>
+[Collection(ApiSystemCollection.Name)]
+public sealed class SyncAcknowledgementDeadlineTests(ApiSystemFixture system)
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromMinutes(2);
+
+    [Fact]
+    public async Task AWriteShippedOnlyAfterTheRegionsWriteDeadline_IsNotAcknowledged()
+    {
+        using var timeout = new CancellationTokenSource(Bound);
+        await using var cosmos = await LocalCosmosServer.StartAsync(timeout.Token);
+        await using var proxy = new TcpProxy(cosmos.Port);
+        var prefix = $"/functional-sync-deadline-{Guid.NewGuid():N}/";
+        Assert.True(await new RegionEpochMirror(system.Etcd, prefix).HoldAsync(1, TimeSpan.FromMinutes(5), timeout.Token));
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var region = new RegionEpochWatcher(system.Etcd, prefix, clock);
+        await region.RefreshAsync(timeout.Token);
+        Assert.True(region.IsWritable);
+
+        using var client = new Payments.Cosmos.CosmosSettings
+        {
+            Endpoint = new Uri($"https://127.0.0.1:{proxy.Port.ToString(CultureInfo.InvariantCulture)}/"),
+            Key = LocalCosmosServer.Key,
+            LimitToEndpoint = true,
+            AcceptAnyServerCertificate = true, // the local server's self-signed certificate; tests only
+        }.CreateClient();
+        var journal = await Payments.Cosmos.CosmosSettings.EnsureContainerAsync(client, "daprpayments-tests", $"journal-{Guid.NewGuid():N}", timeout.Token);
+        var ledger = new Payments.Ledger.Core.EtcdLedger(
+            system.Etcd, prefix + "ledger/", TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Payments.Ledger.Core.EtcdLedger>.Instance);
+        var shipper = new Payments.Failover.Core.Replication.JournalShipper(
+            "region-a", journal, ledger, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        using var stopShipping = new CancellationTokenSource();
+        var shipping = shipper.RunAsync(stopShipping.Token);
+        var acknowledger = new Payments.Ledger.Replication.ReplicationAcknowledger(
+            new Payments.Ledger.Replication.ReplicationOptions { Mode = Payments.Failover.Core.Replication.ReplicationMode.Sync, SyncTimeout = TimeSpan.FromSeconds(60) },
+            shipper, () => region.WriteDeadlinePassed);
+        var account = AccountId.Parse("deadline-account");
+        await ledger.OpenAccountAsync(account, Currency.Usd, 0, timeout.Token);
+        Task<Payments.Ledger.Contracts.TransferOutcome> Deposit(long amount) => ledger.TransferAsync(
+            new Payments.Ledger.Contracts.TransferRequest.Single(
+                TransferId.Parse($"t-{Guid.NewGuid():N}"), AccountId.ExternalFunding(Currency.Usd), account, new Money(amount, Currency.Usd))
+            {
+                IssuedAt = DateTimeOffset.UtcNow,
+            },
+            timeout.Token);
+
+        try
+        {
+            // Shipped before the deadline: acknowledged.
+            await acknowledger.WaitAsync(await Deposit(100), timeout.Token);
+
+            proxy.Cut();
+            var waiting = acknowledger.WaitAsync(await Deposit(200), timeout.Token); // committed before the deadline
+            Assert.False(waiting.IsCompleted);
+            clock.Advance(TimeSpan.FromMinutes(6)); // past the hold's deadline, by the region's clock
+            proxy.Restore(); // the page ships now, after it
+
+            var refused = await Assert.ThrowsAsync<TimeoutException>(() => waiting);
+            Assert.Contains("write deadline", refused.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await stopShipping.CancelAsync();
+            await shipping;
+        }
+    }
+}

@@ -31,6 +31,11 @@ public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeP
     /// (RegionLeaseOptions.Validate requires it), so this only bites when they fail.</summary>
     public static readonly TimeSpan DeadlineMargin = EtcdConnection.CallTimeout;
 
+    /// <summary>Whether the region's writable deadline itself (no margin) has passed by this app's clock, as far as the
+    /// last read knows: past it, the other region may take over (docs/adr/0003), so what ships from now on may be
+    /// after its catch-up read of this region's journal. A stale view holds an earlier deadline: this errs towards true.</summary>
+    public bool WriteDeadlinePassed => time.GetUtcNow().ToUnixTimeMilliseconds() >= Interlocked.Read(ref untilUnixMs);
+
     private bool PastDeadline =>
         time.GetUtcNow().ToUnixTimeMilliseconds() >= Interlocked.Read(ref untilUnixMs) - (long)DeadlineMargin.TotalMilliseconds;
 

@@ -1,5 +1,6 @@
 using Payments.Cosmos;
 using Payments.Etcd;
+using Payments.Etcd.Regions;
 using Payments.Failover.Core;
 using Payments.Failover.Core.Replication;
 using Payments.Ledger.Contracts;
@@ -29,7 +30,13 @@ public sealed class ReplicationOptions
 }
 
 /// <summary>What a ledger write waits for before it is acknowledged (nothing unless the mode is sync).</summary>
-public sealed class ReplicationAcknowledger(ReplicationOptions options, JournalShipper? shipper)
+/// <param name="writeDeadlinePassed">Whether the region's writable deadline has passed (null: no region). A write
+/// committed before the deadline whose page shipped after it is not acknowledged: the other region may by then have
+/// promoted and read this region's journal head for its catch-up, so the page can be one it never applies — an
+/// acknowledged write lost, in the mode that promises none is (a review: a slow shipper, 5 s of sync wait against
+/// 3 s between the deadline and the other region's promotion). Answered replication-pending instead, the caller's
+/// retry with the same ids finds the write where it is.</param>
+public sealed class ReplicationAcknowledger(ReplicationOptions options, JournalShipper? shipper, Func<bool>? writeDeadlinePassed = null)
 {
     public Task WaitAsync(TransferOutcome outcome, CancellationToken cancellationToken) =>
         outcome is TransferOutcome.Applied applied ? WaitAsync(applied.Entry.Sequence, cancellationToken) : Task.CompletedTask;
@@ -41,10 +48,20 @@ public sealed class ReplicationAcknowledger(ReplicationOptions options, JournalS
         return last < 0 ? Task.CompletedTask : WaitAsync(last, cancellationToken);
     }
 
-    private Task WaitAsync(long sequence, CancellationToken cancellationToken) =>
-        options.Mode == ReplicationMode.Sync && shipper is not null
-            ? shipper.WaitShippedAsync(sequence, options.SyncTimeout, cancellationToken)
-            : Task.CompletedTask;
+    private async Task WaitAsync(long sequence, CancellationToken cancellationToken)
+    {
+        if (options.Mode != ReplicationMode.Sync || shipper is null)
+        {
+            return;
+        }
+
+        await shipper.WaitShippedAsync(sequence, options.SyncTimeout, cancellationToken);
+        if (writeDeadlinePassed?.Invoke() == true)
+        {
+            throw new TimeoutException(
+                "The write was committed here but shipped only after this region's write deadline, when the other region may already have taken over without it; retry with the same ids.");
+        }
+    }
 }
 
 /// <summary>Runs the region's journal shipper for the life of the ledger service.</summary>
@@ -95,7 +112,11 @@ internal static class ReplicationRegistration
             ReplicationMetrics.ObserveLag(() => shipper.LagMilliseconds);
             return shipper;
         });
-        builder.Services.AddSingleton(provider => new ReplicationAcknowledger(options, provider.GetRequiredService<JournalShipper>()));
+        builder.Services.AddSingleton(provider =>
+        {
+            var region = provider.GetRequiredService<RegionEpochWatcher>();
+            return new ReplicationAcknowledger(options, provider.GetRequiredService<JournalShipper>(), () => region.WriteDeadlinePassed);
+        });
         builder.Services.AddHostedService<JournalShippingService>();
     }
 }
