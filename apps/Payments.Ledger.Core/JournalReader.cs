@@ -56,6 +56,14 @@ public sealed class JournalReader(EtcdLedger ledger)
             .ToArray();
     }
 
+    /// <summary>etcd's current revision, by a linearizable read of one key of the journal (the call is for its header).</summary>
+    public async Task<long> CurrentRevisionAsync(CancellationToken cancellationToken)
+    {
+        var prefix = ledger.Keys.TransfersPrefix;
+        var request = new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), KeysOnly = true, Limit = 1 };
+        return (await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken)).Header.Revision;
+    }
+
     /// <summary>Every journal entry, in order (bounded by <paramref name="maxEntries"/>).</summary>
     public async Task<IReadOnlyList<JournalEntry>> ReadAllAsync(int maxEntries, CancellationToken cancellationToken)
     {

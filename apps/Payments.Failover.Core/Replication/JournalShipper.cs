@@ -69,6 +69,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
     public async Task<int> ShipOnceAsync(CancellationToken cancellationToken)
     {
         var (head, etag) = await ReadHeadAsync(cancellationToken);
+        await EnsureHeadWithinHistoryAsync(head, cancellationToken);
         Publish(head.LastSequence);
         IReadOnlyList<JournalEntry> entries;
         IReadOnlyList<RecordDocument> records;
@@ -243,12 +244,14 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
 
     private async Task ShipUntilCancelledAsync(CancellationToken cancellationToken)
     {
+        var lastRoundAt = time.GetTimestamp();
         while (!cancellationToken.IsCancellationRequested)
         {
             var shipped = 0;
             try
             {
                 shipped = await ShipOnceAsync(cancellationToken);
+                lastRoundAt = time.GetTimestamp();
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -258,6 +261,13 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                                               or OperationCanceledException)
             {
                 logger.LogWarning("Region {Region}: journal shipping failed ({Error}); retrying", region, exception.Message);
+                LagAtLeast(time.GetElapsedTime(lastRoundAt));
+                await DelayAsync(FaultBackoff, cancellationToken);
+                continue;
+            }
+            catch (EtcdHistoryResetException reset)
+            {
+                LogHistoryReset(reset);
                 await DelayAsync(FaultBackoff, cancellationToken);
                 continue;
             }
@@ -267,6 +277,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                 // stopped the ledger service, and every ledger pod ships. The replication lag alert names what stays.
                 // The feeds start over (a fault of their own state used to be cleared by that restart).
                 logger.LogError(exception, "Region {Region}: journal shipping failed unexpectedly; retrying", region);
+                LagAtLeast(time.GetElapsedTime(lastRoundAt));
                 try
                 {
                     await DisposeAsync();

@@ -43,6 +43,13 @@ public sealed class ShippingProgress(Container journal, EtcdLedger ledger, TimeP
     private async Task<bool> IsCaughtUpAsync(string region, EtcdChangeFeed[] feeds, CancellationToken cancellationToken)
     {
         var head = await JournalStore.TryReadAsync<JournalHead>(journal, JournalHead.IdFor(region), cancellationToken, ServerErrorMeansMissing);
+        if (head is not null && JournalShipper.RevisionOf(head) > await new JournalReader(ledger).CurrentRevisionAsync(cancellationToken))
+        {
+            // The head names revisions this etcd has not reached: rebuilt or restored under it. What it wrote since sits
+            // below the head and never shipped (JournalShipper's EtcdHistoryResetException): not caught up.
+            return false;
+        }
+
         // The journal, as the records: asked of a watch from the head's revision when the head names one. The range
         // with MinModRevision reads every transfer key kept (8 days of them: millions at a payment a second), five
         // times a second, each past etcd's deadline at that size, and the switchover ran out of its drain budget.
