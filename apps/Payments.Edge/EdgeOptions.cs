@@ -28,6 +28,32 @@ public sealed class EdgeOptions
     /// of <see cref="RequestTimeout"/>.</summary>
     public static readonly TimeSpan MaxStatusWait = TimeSpan.FromSeconds(30);
 
+    /// <summary>Client connections open at once, over every address: past it Kestrel refuses new ones. Each costs the
+    /// edge up to two file descriptors (the client's and, while forwarding, one to a replica): this keeps it well within
+    /// the run command's limit and a container's, so the process never runs out of them (it crashed when it did).</summary>
+    public int MaxConnections { get; set; } = 6_000;
+
+    /// <summary>Client connections open at once from one address (an IPv6 client per /64): one client cannot take
+    /// <see cref="MaxConnections"/> alone. Far above what a well-behaved client opens (the run command's demo at most
+    /// 256 workers, a connection each).</summary>
+    public int MaxConnectionsPerAddress { get; set; } = 1_000;
+
+    /// <summary>How long an idle client connection is kept open (Kestrel's default is 130 s: an idle connection cost
+    /// an attacker nothing to keep).</summary>
+    public TimeSpan KeepAliveTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    public const int MaxMaxConnections = 100_000;
+
+    /// <summary>Refuses connection bounds that are none: every one has a limit.</summary>
+    public EdgeOptions Validate() =>
+        MaxConnections is < 1 or > MaxMaxConnections
+            ? throw new InvalidOperationException($"Edge:MaxConnections is {MaxConnections}; use 1 to {MaxMaxConnections}.")
+        : MaxConnectionsPerAddress < 1 || MaxConnectionsPerAddress > MaxConnections
+            ? throw new InvalidOperationException($"Edge:MaxConnectionsPerAddress is {MaxConnectionsPerAddress}; use 1 to Edge:MaxConnections ({MaxConnections}).")
+        : KeepAliveTimeout <= TimeSpan.Zero || KeepAliveTimeout > TimeSpan.FromMinutes(5)
+            ? throw new InvalidOperationException($"Edge:KeepAliveTimeout is {KeepAliveTimeout}; use more than 0 and at most 5 minutes.")
+        : this;
+
     public IReadOnlyList<Uri> ParseBackends()
     {
         var backends = Backends.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

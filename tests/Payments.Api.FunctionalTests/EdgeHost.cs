@@ -13,7 +13,11 @@ public static class EdgeHost
     public static Task<WebApplication> StartAsync(params Uri[] backends) => StartAsync(requestTimeout: null, backends);
 
     /// <param name="requestTimeout">The edge's bound per proxied request (its default otherwise).</param>
-    public static async Task<WebApplication> StartAsync(TimeSpan? requestTimeout, params Uri[] backends)
+    public static Task<WebApplication> StartAsync(TimeSpan? requestTimeout, params Uri[] backends) => StartAsync(requestTimeout, null, backends);
+
+    /// <param name="requestTimeout">The edge's bound per proxied request (its default otherwise).</param>
+    /// <param name="settings">More <c>Edge</c> settings (name without the section, value).</param>
+    public static async Task<WebApplication> StartAsync(TimeSpan? requestTimeout, IReadOnlyDictionary<string, string>? settings, params Uri[] backends)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -22,6 +26,11 @@ public static class EdgeHost
         if (requestTimeout is { } timeout)
         {
             builder.Configuration["Edge:RequestTimeout"] = timeout.ToString("c", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        foreach (var (name, value) in settings ?? new Dictionary<string, string>())
+        {
+            builder.Configuration["Edge:" + name] = value;
         }
 
         builder.AddEdge();

@@ -22,9 +22,17 @@ public static class EdgeExtensions
     public static void AddEdge(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var options = builder.Configuration.GetSection("Edge").Get<EdgeOptions>() ?? new EdgeOptions();
+        var options = (builder.Configuration.GetSection("Edge").Get<EdgeOptions>() ?? new EdgeOptions()).Validate();
         var backends = options.ParseBackends();
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // says nothing of what serves
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false; // says nothing of what serves
+            kestrel.Limits.MaxConcurrentConnections = options.MaxConnections;
+            kestrel.Limits.KeepAliveTimeout = options.KeepAliveTimeout;
+            var perAddress = new ConnectionsPerAddress(
+                options.MaxConnectionsPerAddress, kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Edge.Connections"));
+            kestrel.ConfigureEndpointDefaults(listen => listen.Use(perAddress.Middleware));
+        });
         builder.Services.AddSingleton(options);
         var route = new RouteConfig
         {
