@@ -106,6 +106,41 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
         Assert.Equal(0, system.Etcd.Kv.Range(new RangeRequest { Key = EtcdBytes.Key(dueRoot), RangeEnd = EtcdBytes.PrefixEnd(dueRoot), CountOnly = true }).Count);
     }
 
+    /// <summary>Found by a probe: the bound on owed deliveries was shared by all merchants, so one whose endpoints all
+    /// failed (4 here, with 27 payments, the bound scaled down to 40) filled it, and every other merchant's failed
+    /// deliveries were tried once and never again for as long as it kept it full. Each merchant keeps at most its
+    /// share (a quarter of the bound: 2 here, the bound 8): the fifth merchant's failed delivery is still kept.</summary>
+    [Fact]
+    public async Task OneMerchantPastItsShareOfOwedDeliveries_LeavesTheOthersTheirs()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        receiver.Behave = (_, _) => Task.FromResult((500, TimeSpan.Zero));
+        var layout = new EtcdOptions { KeyPrefix = $"/functional-owed-share-{Guid.NewGuid():N}/" };
+        var endpoints = new WebhookEndpointStore(system.Etcd, layout.WebhooksPrefix, TimeProvider.System);
+        var greedy = (await endpoints.CreateAsync("merchant-greedy", receiver.Url, [], null, CancellationToken.None))!.Value.Endpoint.Id;
+        var other = (await endpoints.CreateAsync("merchant-other", receiver.Url, [], null, CancellationToken.None))!.Value.Endpoint.Id;
+        var markers = new List<string>();
+        foreach (var (merchant, index) in Enumerable.Range(0, 4).Select(index => ("merchant-greedy", index)).Append(("merchant-other", 0)))
+        {
+            var now = DateTimeOffset.UtcNow;
+            var eventId = $"evt_{merchant}_{index}";
+            var logKey = Payments.Orchestrator.Client.Records.PaymentEvents.LogKey(EtcdBytes.AsPrefix(layout.PaymentsPrefix) + "~events/", merchant, now, eventId);
+            markers.Add(EtcdBytes.AsPrefix(layout.WebhookOutboxPrefix) + EtcdBytes.TimeKey(now) + "/" + merchant + "/" + eventId);
+            await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(logKey), Value = ByteString.CopyFromUtf8($"{{\"id\":\"{eventId}\"}}") });
+            await system.Etcd.Kv.PutAsync(new PutRequest { Key = EtcdBytes.Key(markers[^1]), Value = ByteString.CopyFromUtf8("payment.completed " + logKey) });
+        }
+
+        await using var replica = await system.StartReplicaAsync(layout.KeyPrefix, web => web.UseSetting("Webhooks:MaxOwedDeliveries", "8"));
+        await WebhookDeliveryTests.PollUntilAsync(() => markers.All(marker => !Exists(marker)), () => $"markers remain; {receiver.Received.Count} attempts received");
+
+        var dueRoot = EtcdBytes.AsPrefix(layout.WebhooksPrefix) + "due/";
+        var owed = system.Etcd.Kv.Range(new RangeRequest { Key = EtcdBytes.Key(dueRoot), RangeEnd = EtcdBytes.PrefixEnd(dueRoot), KeysOnly = true }).Kvs
+            .Select(kv => kv.Key.ToStringUtf8()[dueRoot.Length..].Split('/')[1]) // due/{ms}/{endpoint}/{event}
+            .ToArray();
+        Assert.Equal(2, owed.Count(endpoint => endpoint == greedy)); // its share, not its 4
+        Assert.Equal(1, owed.Count(endpoint => endpoint == other)); // kept although the other merchant failed first
+    }
+
     private bool Exists(string key) =>
         system.Etcd.Kv.Range(new RangeRequest { Key = EtcdBytes.Key(key), CountOnly = true }).Count > 0;
 }

@@ -104,6 +104,7 @@ public sealed partial class WebhookDispatcher
                 }
 
                 await deliveries.EndAsync(held, due, cancellationToken);
+                OwedEnded(delivery.MerchantId);
                 return;
             }
 
@@ -113,12 +114,14 @@ public sealed partial class WebhookDispatcher
             {
                 delivered.Enqueue(due); // ended in etcd by the next round, with the others; in flight till then
                 keep = true;
+                OwedEnded(delivery.MerchantId);
             }
             else if (time.GetUtcNow() - delivery.FirstAt >= options.RetryFor)
             {
                 Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "given_up"));
                 LogGivenUp(delivery.EventId, delivery.EndpointId, delivery.Attempt + 1, detail);
                 await deliveries.EndAsync(held, due, cancellationToken);
+                OwedEnded(delivery.MerchantId);
             }
             else
             {

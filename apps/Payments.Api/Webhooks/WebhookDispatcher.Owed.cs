@@ -10,7 +10,11 @@ namespace Payments.Api.Webhooks;
 /// weekend at 100 events a second owed ~26 million, several GB, past etcd's quota — and out of space, etcd refuses every
 /// write of the region, every merchant's payments with them. Past the bound, deliveries whose first attempt failed (or
 /// could not start, the endpoint busy) are not kept for retries; their events stay in <c>GET /v1/events</c> for
-/// merchants to catch up from. The bound is global, not per merchant: fairness gives way to keeping the region up.</summary>
+/// merchants to catch up from. Within the bound each merchant keeps at most its share
+/// (<see cref="WebhookOptions.OwedPerMerchant"/>): a probe's merchant with failing endpoints filled the bound and every
+/// other merchant's failed deliveries went unretried for as long as it kept it full. The share is counted in memory by
+/// the dispatcher in charge, from when it took charge (what an earlier one kept is counted in the global bound only):
+/// a count in etcd per merchant would be one more write per failed delivery and per ended one.</summary>
 public sealed partial class WebhookDispatcher
 {
     /// <summary>How often the owed deliveries are counted in etcd (a count-only range) while markers are settled;
@@ -20,6 +24,7 @@ public sealed partial class WebhookDispatcher
     private static readonly Counter<long> OwedDropped = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.webhooks.owed_dropped", description: "failed first deliveries not kept for retries: the owed deliveries were at Webhooks:MaxOwedDeliveries");
 
+    private readonly Dictionary<string, long> owedByMerchant = [];
     private long owedCount;
     private long owedCountedAt = long.MinValue;
     private long owedFullLoggedAt = long.MinValue;
@@ -52,8 +57,9 @@ public sealed partial class WebhookDispatcher
 
         if (owedCount + owing <= options.MaxOwedDeliveries)
         {
-            owedCount += owing; // written with the markers' settlement
-            return settled;
+            var kept = KeepMerchantShares(settled);
+            owedCount += kept.Sum(marker => marker.Owed.Count); // written with the markers' settlement
+            return kept;
         }
 
         OwedDropped.Add(owing);
@@ -64,5 +70,76 @@ public sealed partial class WebhookDispatcher
         }
 
         return [.. settled.Select(marker => marker with { Owed = [] })];
+    }
+
+    /// <summary><paramref name="settled"/> without the owed deliveries of a merchant past its share.</summary>
+    private List<SettledMarker> KeepMerchantShares(List<SettledMarker> settled)
+    {
+        var share = options.OwedPerMerchant;
+        var dropped = 0;
+        string? full = null;
+        var kept = new List<SettledMarker>(settled.Count);
+        lock (owedByMerchant)
+        {
+            foreach (var marker in settled)
+            {
+                var owed = new List<(WebhookDelivery Delivery, DateTimeOffset Due)>(marker.Owed.Count);
+                foreach (var item in marker.Owed)
+                {
+                    var merchant = item.Delivery.MerchantId;
+                    var count = owedByMerchant.GetValueOrDefault(merchant);
+                    if (count >= share)
+                    {
+                        (dropped, full) = (dropped + 1, merchant);
+                        continue;
+                    }
+
+                    owedByMerchant[merchant] = count + 1;
+                    owed.Add(item);
+                }
+
+                kept.Add(owed.Count == marker.Owed.Count ? marker : marker with { Owed = owed });
+            }
+        }
+
+        if (dropped > 0)
+        {
+            OwedDropped.Add(dropped);
+            if (owedFullLoggedAt == long.MinValue || time.GetElapsedTime(owedFullLoggedAt) >= OwedCountInterval)
+            {
+                owedFullLoggedAt = time.GetTimestamp();
+                LogFault($"merchant {full} owes {share} webhook deliveries, its share of Webhooks:MaxOwedDeliveries: its failed first attempts are not retried until it owes fewer (their events stay in GET /v1/events; metric payments.webhooks.owed_dropped)");
+            }
+        }
+
+        return kept;
+    }
+
+    /// <summary>An owed delivery ended (delivered, given up, or moot): its merchant owes one fewer.</summary>
+    private void OwedEnded(string merchantId)
+    {
+        lock (owedByMerchant)
+        {
+            if (owedByMerchant.TryGetValue(merchantId, out var count))
+            {
+                if (count > 1)
+                {
+                    owedByMerchant[merchantId] = count - 1;
+                }
+                else
+                {
+                    owedByMerchant.Remove(merchantId); // bounded by the merchants that owe something now
+                }
+            }
+        }
+    }
+
+    /// <summary>A dispatcher taking charge counts shares afresh: what it counted before it lost charge may have ended since.</summary>
+    private void ForgetOwedShares()
+    {
+        lock (owedByMerchant)
+        {
+            owedByMerchant.Clear();
+        }
     }
 }

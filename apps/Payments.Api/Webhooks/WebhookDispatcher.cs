@@ -155,6 +155,7 @@ public sealed partial class WebhookDispatcher(
     private async Task LeadAsync(EtcdFencedLock held, CancellationToken cancellationToken)
     {
         var running = new List<Task>();
+        ForgetOwedShares();
         // New markers come to the leader through its watch (WebhookDispatcher.Outbox.cs); only the leader watches (a
         // replica waiting for the lock would be sent every marker for nothing). The watch's start asks for a full read
         // of the outbox, so nothing committed before it is left waiting.

@@ -54,6 +54,14 @@ public sealed class WebhookOptions
     /// kept for retries (<see cref="WebhookDispatcher"/>, "owed"); its event stays in <c>GET /v1/events</c>.</summary>
     public int MaxOwedDeliveries { get; set; } = 1_000_000;
 
+    /// <summary>Deliveries one merchant may owe at most (null: a quarter of <see cref="MaxOwedDeliveries"/>, at least
+    /// 1), as the dispatcher in charge has counted them since it took charge: one merchant whose endpoints all fail
+    /// cannot take the whole bound and leave every other merchant's failed deliveries unretried (a probe).</summary>
+    public int? MaxOwedPerMerchant { get; set; }
+
+    /// <summary><see cref="MaxOwedPerMerchant"/> as it applies.</summary>
+    public int OwedPerMerchant => MaxOwedPerMerchant ?? Math.Max(1, MaxOwedDeliveries / 4);
+
     /// <summary><see cref="MaxInFlightPerMerchant"/> as it applies.</summary>
     public int InFlightPerMerchant => MaxInFlightPerMerchant ?? Math.Max(1, MaxInFlight / 4);
 
@@ -82,10 +90,10 @@ public sealed class WebhookOptions
 
         if (DeliveryTimeout <= TimeSpan.Zero || DeliveryTimeout > TimeSpan.FromSeconds(30) || MaxBackoff <= TimeSpan.Zero
             || MaxConcurrencyPerEndpoint is < 1 or > 64 || MaxInFlight is < 1 or > 1024 || InFlightPerMerchant < 1 || InFlightPerMerchant > MaxInFlight
-            || MaxOwedDeliveries < 0)
+            || MaxOwedDeliveries < 0 || OwedPerMerchant < 1)
         {
             throw new InvalidOperationException(
-                "Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024, MaxInFlightPerMerchant 1-MaxInFlight, MaxOwedDeliveries 0 or more.");
+                "Webhooks: DeliveryTimeout 0-30 s, MaxBackoff > 0, MaxConcurrencyPerEndpoint 1-64, MaxInFlight 1-1024, MaxInFlightPerMerchant 1-MaxInFlight, MaxOwedDeliveries 0 or more, MaxOwedPerMerchant 1 or more.");
         }
 
         return this;
