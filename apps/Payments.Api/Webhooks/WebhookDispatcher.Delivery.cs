@@ -103,8 +103,7 @@ public sealed partial class WebhookDispatcher
                     LogEventTrimmed(delivery.EventId, delivery.EndpointId, delivery.Attempt);
                 }
 
-                await deliveries.EndAsync(held, due, cancellationToken);
-                OwedEnded(delivery.MerchantId);
+                await EndOwedAsync(held, due, cancellationToken);
                 return;
             }
 
@@ -120,8 +119,7 @@ public sealed partial class WebhookDispatcher
             {
                 Attempts.Add(1, new KeyValuePair<string, object?>("outcome", "given_up"));
                 LogGivenUp(delivery.EventId, delivery.EndpointId, delivery.Attempt + 1, detail);
-                await deliveries.EndAsync(held, due, cancellationToken);
-                OwedEnded(delivery.MerchantId);
+                await EndOwedAsync(held, due, cancellationToken);
             }
             else
             {
@@ -152,6 +150,13 @@ public sealed partial class WebhookDispatcher
 
         WantDueScan();
         Wake(); // the endpoint has a free slot: start what waits for it
+    }
+
+    /// <summary>Ends an owed delivery in etcd, and in its merchant's share.</summary>
+    private async Task EndOwedAsync(EtcdFencedLock held, DueDelivery due, CancellationToken cancellationToken)
+    {
+        await deliveries.EndAsync(held, due, cancellationToken);
+        OwedEnded(due.Delivery.MerchantId);
     }
 
     /// <summary>The endpoint, or null (logged) if its record cannot be read — never a delivery retried forever.</summary>
