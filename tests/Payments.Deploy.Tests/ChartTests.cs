@@ -382,6 +382,29 @@ public sealed class ChartTests
         Assert.All(configs.Where(config => config != orchestrator), config => Assert.Null(config.Spec.Workflow));
     }
 
+    /// <summary>daprd reads its Configuration, Resiliency and Components only at start: a change to them alone restarts
+    /// every app's pods (their template carries the resources' checksum); the same values render the same checksum.</summary>
+    [Fact]
+    public async Task AChangeToTheDaprResourcesAlone_RestartsTheAppsPods()
+    {
+        static async Task<Dictionary<string, string>> ChecksumsAsync(params string[] set)
+        {
+            var (exitCode, output) = await HelmTool.HelmAsync(["template", "dp", ".", .. set.SelectMany(value => new[] { "--set", value }), "--kube-version", KubeVersion]);
+            Assert.True(exitCode == 0, output);
+            return KubernetesYaml.LoadAllFromString(output, Kinds, strict: true).OfType<V1Deployment>()
+                .Where(deployment => deployment.Spec.Template.Metadata.Annotations?.ContainsKey("dapr.io/enabled") == true)
+                .ToDictionary(deployment => deployment.Metadata.Name, deployment => deployment.Spec.Template.Metadata.Annotations["checksum/dapr"]);
+        }
+
+        var before = await ChecksumsAsync();
+        var again = await ChecksumsAsync();
+        var changed = await ChecksumsAsync("dapr.workflowStateRetention=2h");
+
+        Assert.Equal(4, before.Count); // api, orchestrator, ledger, risk: every app with a sidecar (no failover without regions)
+        Assert.Equal(before, again);
+        Assert.All(before, app => Assert.NotEqual(app.Value, changed[app.Key]));
+    }
+
     [Fact]
     public async Task Etcd_CompactsPeriodically_UnderASizedQuota_ThatTheAppsKnow()
     {
@@ -395,6 +418,7 @@ public sealed class ChartTests
         // Leases run out across leader changes (as Payments.LocalCluster.EtcdServerFlags.LeaseCheckpoints).
         Assert.Contains("--experimental-enable-lease-checkpoint=true", args);
         Assert.Contains("--experimental-enable-lease-checkpoint-persist=true", args);
+        Assert.Contains("--snapshot-count=10000", args); // etcd 3.6's default, not 3.5's 100,000 entries in memory
         var quota = Assert.Single(args, arg => arg.StartsWith("--quota-backend-bytes=", StringComparison.Ordinal));
         var quotaBytes = long.Parse(quota.Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(quotaBytes, 128L << 20, 8L << 30); // etcd's suggested maximum is 8 GiB
