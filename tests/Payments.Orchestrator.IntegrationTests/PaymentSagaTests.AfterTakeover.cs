@@ -72,7 +72,7 @@ public sealed partial class PaymentSagaTests
         var state = stored is null || stored.IsEmpty ? new JsonObject() : JsonNode.Parse(stored.ToStringUtf8())!.AsObject();
         state["serving"] = null;
         state["since"] = since;
-        state["served"] = "11";
+        state["served"] = NextTakeoverEpoch().ToString(System.Globalization.CultureInfo.InvariantCulture);
         await saga.Etcd.Kv.PutAsync(new PutRequest { Key = key, Value = ByteString.CopyFromUtf8(state.ToJsonString()) });
     }
 }

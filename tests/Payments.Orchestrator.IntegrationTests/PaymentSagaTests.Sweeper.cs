@@ -226,7 +226,7 @@ public sealed partial class PaymentSagaTests
     {
         var (payment, creditor, amount, _) = await AwaitingApprovalHereApprovedElsewhereAsync();
         var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
-        await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 7, CancellationToken.None); // this region holds the record again
+        await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, NextTakeoverEpoch(), CancellationToken.None); // this region holds the record again
         try
         {
             var sweeper = Sweeper();
@@ -274,7 +274,7 @@ public sealed partial class PaymentSagaTests
         };
         Assert.IsType<TransferOutcome.Applied>(await saga.Ledger.TransferAsync(funding, CancellationToken.None));
         var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
-        await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 9, CancellationToken.None);
+        await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, NextTakeoverEpoch(), CancellationToken.None);
         try
         {
             await SweepUntilAsync(Sweeper(), async () => (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal,
@@ -319,6 +319,12 @@ public sealed partial class PaymentSagaTests
         Assert.Equal(Amount, await BalanceAsync(creditor));
     }
 
+    /// <summary>Takeover epochs for these tests, each above every one asked for before in this fixture: the sweeper drops a
+    /// request for an epoch older than one it served (a region's epochs only grow).</summary>
+    private static long takeoverEpochs = 100;
+
+    private static long NextTakeoverEpoch() => Interlocked.Increment(ref takeoverEpochs);
+
     /// <summary>The system clock, <paramref name="ahead"/> of now: a sweeper that sees a bound as passed.</summary>
     private sealed class AheadClock(TimeSpan ahead) : TimeProvider
     {
@@ -327,15 +333,20 @@ public sealed partial class PaymentSagaTests
 
     /// <summary>Found in review: a failover process asks for the takeover sweep of its epoch at every start, and each
     /// request began a cycle with a new cut-off, so every saga the region had started since its takeover counted as
-    /// left over and was run again — at every rollout of the failover service. The same epoch keeps its cut-off.</summary>
-    [Fact]
-    public async Task Sweeper_TheSameTakeoverAskedAgain_RunsAgainNoSagaStartedSinceItsFirstCycle()
+    /// left over and was run again — at every rollout of the failover service. The same epoch keeps its cut-off. And a
+    /// review: a request for an older epoch (delayed: the failover service asks again for minutes) arriving after a newer
+    /// takeover was served began a cycle with a later cut-off; it is dropped.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Sweeper_TheSameTakeoverAskedAgain_RunsAgainNoSagaStartedSinceItsFirstCycle(bool olderAskedLate)
     {
         var layout = new EtcdOptions { KeyPrefix = saga.Prefix };
         var sweeper = Sweeper();
+        var epoch = NextTakeoverEpoch();
         try
         {
-            await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 8, CancellationToken.None);
+            await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch, CancellationToken.None);
             await SweepUntilTheTakeoverIsServedAsync(sweeper, layout);
             var amount = SagaFixture.ReviewThresholdMinor + 1;
             var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: amount);
@@ -345,7 +356,7 @@ public sealed partial class PaymentSagaTests
             await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.AwaitingApproval);
             var started = (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))!.CreatedAt;
 
-            await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, epoch: 8, CancellationToken.None); // a failover process restarted
+            await SweepRequests.RequestTakeoverSweepAsync(saga.Etcd, layout, olderAskedLate ? epoch - 1 : epoch, CancellationToken.None); // a failover process restarted, or a late request
             await SweepUntilTheTakeoverIsServedAsync(sweeper, layout);
 
             Assert.Equal(started, (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))!.CreatedAt);

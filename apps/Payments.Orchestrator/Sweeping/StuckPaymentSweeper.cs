@@ -61,6 +61,15 @@ public sealed class StuckPaymentSweeper(
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.LostToken);
         var (state, takeover) = await ReadStateAsync(linked.Token);
+        if (takeover is not null && OlderThan(takeover, state.Serving ?? state.Served))
+        {
+            // A request for an older epoch than one already served or being served: delayed (the failover service asks
+            // again for minutes) past a newer takeover's. Its cycle would start with a later cut-off, and every saga
+            // this region started since the newer takeover would count as left over and be run again (a review).
+            await WriteStateAsync(held, state, takeover, linked.Token); // clears the flag if it still holds that epoch
+            takeover = null;
+        }
+
         // A takeover not yet served starts its cycle from the first unfinished payment.
         var fresh = takeover is not null && state.Serving != takeover;
         // The cut-off of this epoch's cycle: kept from its first serving, and written before the walk, so a pass that
@@ -272,6 +281,13 @@ public sealed class StuckPaymentSweeper(
 
     /// <summary>The shortest wait a run again is given (a zero timeout is not a timer every workflow runtime starts).</summary>
     public static readonly TimeSpan MinApprovalWait = TimeSpan.FromSeconds(1);
+
+    /// <summary>Whether takeover epoch <paramref name="epoch"/> is older than <paramref name="than"/> (false if either is
+    /// not a number: an unknown flag is served as before).</summary>
+    private static bool OlderThan(string epoch, string? than) =>
+        long.TryParse(epoch, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var asked)
+        && long.TryParse(than, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var known)
+        && asked < known;
 
     private async Task<(SweeperState State, string? Takeover)> ReadStateAsync(CancellationToken cancellationToken)
     {
