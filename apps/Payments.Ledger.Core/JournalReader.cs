@@ -56,11 +56,11 @@ public sealed class JournalReader(EtcdLedger ledger)
             .ToArray();
     }
 
-    /// <summary>etcd's current revision, by a linearizable read of one key of the journal (the call is for its header).</summary>
+    /// <summary>etcd's current revision, by a linearizable read of one key (the call is for its header): the journal's
+    /// prefix itself, no range — a range with a limit counts every key it spans (docs/benchmarks.md).</summary>
     public async Task<long> CurrentRevisionAsync(CancellationToken cancellationToken)
     {
-        var prefix = ledger.Keys.TransfersPrefix;
-        var request = new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), KeysOnly = true, Limit = 1 };
+        var request = new RangeRequest { Key = EtcdBytes.Key(ledger.Keys.TransfersPrefix), KeysOnly = true };
         return (await ledger.Store.RetryingAsync(token => RangeAsync(request, token), cancellationToken)).Header.Revision;
     }
 

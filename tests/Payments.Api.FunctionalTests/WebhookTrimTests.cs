@@ -107,9 +107,10 @@ public sealed class WebhookTrimTests(ApiSystemFixture system)
     }
 
     /// <summary>Found by a probe: the bound on owed deliveries was shared by all merchants, so one whose endpoints all
-    /// failed (4 here, with 27 payments, the bound scaled down to 40) filled it, and every other merchant's failed
-    /// deliveries were tried once and never again for as long as it kept it full. Each merchant keeps at most its
-    /// share (a quarter of the bound: 2 here, the bound 8): the fifth merchant's failed delivery is still kept.</summary>
+    /// failed (the probe's: 4 endpoints, 27 payments, the bound scaled down to 40) filled it, and every other merchant's
+    /// failed deliveries were tried once and never again for as long as it kept it full. Each merchant keeps at most its
+    /// share (a quarter of the bound: 2 here, the bound 8): the greedy merchant's 4 events leave 2 owed, and the other
+    /// merchant's failed delivery, after them, is still kept.</summary>
     [Fact]
     public async Task OneMerchantPastItsShareOfOwedDeliveries_LeavesTheOthersTheirs()
     {

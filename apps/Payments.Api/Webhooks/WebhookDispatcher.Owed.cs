@@ -13,8 +13,9 @@ namespace Payments.Api.Webhooks;
 /// merchants to catch up from. Within the bound each merchant keeps at most its share
 /// (<see cref="WebhookOptions.OwedPerMerchant"/>): a probe's merchant with failing endpoints filled the bound and every
 /// other merchant's failed deliveries went unretried for as long as it kept it full. The share is counted in memory by
-/// the dispatcher in charge, from when it took charge (what an earlier one kept is counted in the global bound only):
-/// a count in etcd per merchant would be one more write per failed delivery and per ended one.</summary>
+/// the dispatcher in charge, from when it took charge: what a merchant owed before (kept by an earlier one) is counted
+/// in the global bound only, so each change of the dispatcher in charge (a rollout of the API) lets a merchant add up to
+/// another share; a count in etcd per merchant would be one more write per failed delivery and per ended one.</summary>
 public sealed partial class WebhookDispatcher
 {
     /// <summary>How often the owed deliveries are counted in etcd (a count-only range) while markers are settled;
@@ -131,6 +132,15 @@ public sealed partial class WebhookDispatcher
                     owedByMerchant.Remove(merchantId); // bounded by the merchants that owe something now
                 }
             }
+        }
+    }
+
+    /// <summary>Settled markers whose write may not have committed: their owed deliveries leave their merchants' shares.</summary>
+    private void OwedNotKept(List<SettledMarker> settled)
+    {
+        foreach (var item in settled.SelectMany(marker => marker.Owed))
+        {
+            OwedEnded(item.Delivery.MerchantId);
         }
     }
 

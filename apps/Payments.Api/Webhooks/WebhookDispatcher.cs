@@ -272,6 +272,7 @@ public sealed partial class WebhookDispatcher(
             }
 
             done = [];
+            OwedNotKept(settled); // read again and settled again, they would be counted twice in their merchants' shares
             Volatile.Write(ref fullReadWanted, 1);
             throw;
         }

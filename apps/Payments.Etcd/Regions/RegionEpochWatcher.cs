@@ -33,7 +33,9 @@ public sealed class RegionEpochWatcher(EtcdConnection etcd, string prefix, TimeP
 
     /// <summary>Whether the region's writable deadline itself (no margin) has passed by this app's clock, as far as the
     /// last read knows: past it, the other region may take over (docs/adr/0003), so what ships from now on may be
-    /// after its catch-up read of this region's journal. A stale view holds an earlier deadline: this errs towards true.</summary>
+    /// after its catch-up read of this region's journal. A stale view holds an earlier deadline: this errs towards true.
+    /// No deadline read yet (before the first read, or none written: a failover service older than the deadline key)
+    /// counts as not passed, as it does for writes.</summary>
     public bool WriteDeadlinePassed => time.GetUtcNow().ToUnixTimeMilliseconds() >= Interlocked.Read(ref untilUnixMs);
 
     private bool PastDeadline =>

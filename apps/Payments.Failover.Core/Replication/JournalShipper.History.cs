@@ -12,7 +12,8 @@ namespace Payments.Failover.Core.Replication;
 /// or whenever the head is past what this shipper last saw of etcd, that the head is within etcd's revisions; when it
 /// is not, nothing counts as shipped (sync writes answer replication-pending, the archiver keeps every entry), the lag
 /// grows from the moment it was found (the lag alert), and the shipper says what to do, until an operator restores
-/// the region's etcd past the head (docs/runbooks/etcd-member-lost.md).</summary>
+/// the region's etcd past the head (docs/runbooks/etcd-member-lost.md). After etcd did not answer, the head is checked
+/// before anything counts as shipped again.</summary>
 public sealed partial class JournalShipper
 {
     /// <summary>How often a round reads etcd's revision to check that the head is within it (one linearizable read of
@@ -30,6 +31,37 @@ public sealed partial class JournalShipper
     /// <summary>The highest etcd revision the head names.</summary>
     internal static long RevisionOf(JournalHead head) =>
         Math.Max(Math.Max(head.LastJournalRevision, head.LastRecordRevision), head.LastSequence / JournalEntry.SequencePerRevision);
+
+    /// <summary>A revision this shipper knows etcd has reached (read from its feeds, or a head it wrote from them): a
+    /// head within it needs no read of its own until the check is due, so a busy shipper, whose head moves every
+    /// round, does not read etcd's revision every round.</summary>
+    private void SeenInEtcd(long revision)
+    {
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref etcdRevisionSeen);
+        }
+        while (revision > seen && Interlocked.CompareExchange(ref etcdRevisionSeen, revision, seen) != seen);
+    }
+
+    /// <summary>A round failed: the lag is at least the time since one last completed (<see cref="LagAtLeast"/>). After
+    /// etcd did not answer (restored under a running shipper, it is away first): the next round checks the
+    /// head against it before anything counts as shipped, and nothing does until then — a write committed in an etcd
+    /// restored below the head had a sequence below the shipped one and was acknowledged at once.</summary>
+    private void RoundFailed(Exception fault, long lastRoundAt)
+    {
+        LagAtLeast(time.GetElapsedTime(lastRoundAt));
+        if (fault is Grpc.Core.RpcException or LedgerUnavailableException)
+        {
+            historyCheckedAt = long.MinValue;
+            Interlocked.Exchange(ref etcdRevisionSeen, 0);
+            lock (waiters)
+            {
+                Interlocked.Exchange(ref shippedSequence, -1);
+            }
+        }
+    }
 
     /// <summary>Throws <see cref="EtcdHistoryResetException"/> when the head names revisions this etcd has not reached.</summary>
     private async Task EnsureHeadWithinHistoryAsync(JournalHead head, CancellationToken cancellationToken)

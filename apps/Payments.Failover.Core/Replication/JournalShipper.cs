@@ -159,6 +159,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
         var complete = await Task.WhenAll(feeds.Select((feed, index) =>
             feed.RefreshAsync(index == 0 ? journalAfter : head.LastRecordRevision, ProgressWait, cancellationToken, enough: MaxChangesPerPage)));
         var through = complete.Min();
+        SeenInEtcd(through); // this etcd's, from feeds that start at a head found within its history
         var changes = feeds
             .SelectMany((feed, index) => feed.Held(through).Select(change => (Journal: index == 0, Feed: feed, Change: change)))
             .Where(item => item.Change.Revision > (item.Journal ? journalAfter : head.LastRecordRevision))
@@ -261,7 +262,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                                               or OperationCanceledException)
             {
                 logger.LogWarning("Region {Region}: journal shipping failed ({Error}); retrying", region, exception.Message);
-                LagAtLeast(time.GetElapsedTime(lastRoundAt));
+                RoundFailed(exception, lastRoundAt);
                 await DelayAsync(FaultBackoff, cancellationToken);
                 continue;
             }
@@ -277,7 +278,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
                 // stopped the ledger service, and every ledger pod ships. The replication lag alert names what stays.
                 // The feeds start over (a fault of their own state used to be cleared by that restart).
                 logger.LogError(exception, "Region {Region}: journal shipping failed unexpectedly; retrying", region);
-                LagAtLeast(time.GetElapsedTime(lastRoundAt));
+                RoundFailed(exception, lastRoundAt);
                 try
                 {
                     await DisposeAsync();
@@ -355,6 +356,7 @@ public sealed partial class JournalShipper(string region, Container journal, Etc
         try
         {
             await journal.ReplaceItemAsync(next, next.Id, new PartitionKey(next.Id), new ItemRequestOptions { IfMatchEtag = etag }, cancellationToken);
+            SeenInEtcd(RevisionOf(next)); // read from this etcd (by this shipper or another of the region)
             return true;
         }
         catch (CosmosException exception) when (exception.StatusCode == HttpStatusCode.PreconditionFailed)
