@@ -15,18 +15,6 @@ public sealed class ConnectionsPerAddress(int limit, ILogger logger)
     private readonly Dictionary<UInt128, int> open = [];
     private readonly RefusalLog refusals = new();
 
-    /// <summary>Connections open now, over every address (for tests).</summary>
-    public int Open
-    {
-        get
-        {
-            lock (open)
-            {
-                return open.Values.Sum();
-            }
-        }
-    }
-
     public ConnectionDelegate Middleware(ConnectionDelegate next) => async connection =>
     {
         var address = KeyOf(connection.RemoteEndPoint);
