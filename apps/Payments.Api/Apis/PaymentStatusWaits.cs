@@ -27,7 +27,7 @@ public sealed class PaymentStatusWaits(
     /// answered at once. Past it, that merchant's requests are answered at once.</summary>
     public const int MaxWaitersPerMerchant = MaxWaiters / 4;
 
-    private readonly Dictionary<string, int> waitingPerMerchant = new(StringComparer.Ordinal); // under its own lock
+    private readonly Payments.ServiceDefaults.BoundedCounts<string> waitingPerMerchant = new(StringComparer.Ordinal);
 
     /// <summary>How often a waiter re-reads without an event: only a safety net, since every restart of the watch
     /// wakes every waiter.</summary>
@@ -58,7 +58,7 @@ public sealed class PaymentStatusWaits(
     {
         ArgumentNullException.ThrowIfNull(read);
         ArgumentNullException.ThrowIfNull(visible);
-        var counted = wait > TimeSpan.Zero && merchant is not null && TryCountWaiter(merchant);
+        var counted = wait > TimeSpan.Zero && merchant is not null && waitingPerMerchant.TryTake(merchant, MaxWaitersPerMerchant);
         try
         {
             return await WaitCoreAsync(paymentId, from, merchant is null || counted ? wait : TimeSpan.Zero, read, visible, cancellationToken);
@@ -67,40 +67,8 @@ public sealed class PaymentStatusWaits(
         {
             if (counted)
             {
-                ReleaseWaiter(merchant!);
+                waitingPerMerchant.GiveBack(merchant!);
             }
-        }
-    }
-
-    private void ReleaseWaiter(string merchant)
-    {
-        lock (waitingPerMerchant)
-        {
-            var left = waitingPerMerchant[merchant] - 1;
-            if (left == 0)
-            {
-                waitingPerMerchant.Remove(merchant); // bounded by the merchants waiting now, not by all that ever waited
-            }
-            else
-            {
-                waitingPerMerchant[merchant] = left;
-            }
-        }
-    }
-
-    /// <summary>Counts a waiter of <paramref name="merchant"/> if it has fewer than <see cref="MaxWaitersPerMerchant"/>.</summary>
-    private bool TryCountWaiter(string merchant)
-    {
-        lock (waitingPerMerchant)
-        {
-            var waiting = waitingPerMerchant.GetValueOrDefault(merchant);
-            if (waiting >= MaxWaitersPerMerchant)
-            {
-                return false;
-            }
-
-            waitingPerMerchant[merchant] = waiting + 1;
-            return true;
         }
     }
 

@@ -25,7 +25,7 @@ public sealed partial class WebhookDispatcher
     private static readonly Counter<long> OwedDropped = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.webhooks.owed_dropped", description: "failed first deliveries not kept for retries: the owed deliveries were at Webhooks:MaxOwedDeliveries");
 
-    private readonly Dictionary<string, long> owedByMerchant = [];
+    private readonly Payments.ServiceDefaults.BoundedCounts<string> owedByMerchant = new(StringComparer.Ordinal);
     private long owedCount;
     private long owedCountedAt = long.MinValue;
     private long owedFullLoggedAt = long.MinValue;
@@ -80,27 +80,22 @@ public sealed partial class WebhookDispatcher
         var dropped = 0;
         string? full = null;
         var kept = new List<SettledMarker>(settled.Count);
-        lock (owedByMerchant)
+        foreach (var marker in settled)
         {
-            foreach (var marker in settled)
+            var owed = new List<(WebhookDelivery Delivery, DateTimeOffset Due)>(marker.Owed.Count);
+            foreach (var item in marker.Owed)
             {
-                var owed = new List<(WebhookDelivery Delivery, DateTimeOffset Due)>(marker.Owed.Count);
-                foreach (var item in marker.Owed)
+                if (owedByMerchant.TryTake(item.Delivery.MerchantId, share))
                 {
-                    var merchant = item.Delivery.MerchantId;
-                    var count = owedByMerchant.GetValueOrDefault(merchant);
-                    if (count >= share)
-                    {
-                        (dropped, full) = (dropped + 1, merchant);
-                        continue;
-                    }
-
-                    owedByMerchant[merchant] = count + 1;
                     owed.Add(item);
                 }
-
-                kept.Add(owed.Count == marker.Owed.Count ? marker : marker with { Owed = owed });
+                else
+                {
+                    (dropped, full) = (dropped + 1, item.Delivery.MerchantId);
+                }
             }
+
+            kept.Add(owed.Count == marker.Owed.Count ? marker : marker with { Owed = owed });
         }
 
         if (dropped > 0)
@@ -117,23 +112,7 @@ public sealed partial class WebhookDispatcher
     }
 
     /// <summary>An owed delivery ended (delivered, given up, or moot): its merchant owes one fewer.</summary>
-    private void OwedEnded(string merchantId)
-    {
-        lock (owedByMerchant)
-        {
-            if (owedByMerchant.TryGetValue(merchantId, out var count))
-            {
-                if (count > 1)
-                {
-                    owedByMerchant[merchantId] = count - 1;
-                }
-                else
-                {
-                    owedByMerchant.Remove(merchantId); // bounded by the merchants that owe something now
-                }
-            }
-        }
-    }
+    private void OwedEnded(string merchantId) => owedByMerchant.GiveBack(merchantId);
 
     /// <summary>Settled markers whose write may not have committed: their owed deliveries leave their merchants' shares.</summary>
     private void OwedNotKept(List<SettledMarker> settled)
@@ -145,11 +124,5 @@ public sealed partial class WebhookDispatcher
     }
 
     /// <summary>A dispatcher taking charge counts shares afresh: what it counted before it lost charge may have ended since.</summary>
-    private void ForgetOwedShares()
-    {
-        lock (owedByMerchant)
-        {
-            owedByMerchant.Clear();
-        }
-    }
+    private void ForgetOwedShares() => owedByMerchant.Clear();
 }

@@ -12,7 +12,7 @@ namespace Payments.Edge.Extensions;
 /// one address cannot lock the others out, and no number of addresses can take the process down.</summary>
 public sealed class ConnectionsPerAddress(int limit, ILogger logger)
 {
-    private readonly Dictionary<UInt128, int> open = [];
+    private readonly Payments.ServiceDefaults.BoundedCounts<UInt128> open = new();
     private readonly RefusalLog refusals = new();
 
     public ConnectionDelegate Middleware(ConnectionDelegate next) => async connection =>
@@ -24,7 +24,7 @@ public sealed class ConnectionsPerAddress(int limit, ILogger logger)
             return;
         }
 
-        if (!TryEnter(key))
+        if (!open.TryTake(key, limit))
         {
             if (refusals.ShouldLog(out var refused))
             {
@@ -42,7 +42,7 @@ public sealed class ConnectionsPerAddress(int limit, ILogger logger)
         }
         finally
         {
-            Leave(key);
+            open.GiveBack(key);
         }
     };
 
@@ -69,35 +69,5 @@ public sealed class ConnectionsPerAddress(int limit, ILogger logger)
 
         address.TryWriteBytes(bytes, out _);
         return new UInt128(System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(bytes), 1); // the /64; 1 tells it from any IPv4
-    }
-
-    private bool TryEnter(UInt128 key)
-    {
-        lock (open)
-        {
-            var count = open.GetValueOrDefault(key);
-            if (count >= limit)
-            {
-                return false;
-            }
-
-            open[key] = count + 1;
-            return true;
-        }
-    }
-
-    private void Leave(UInt128 key)
-    {
-        lock (open)
-        {
-            if (open.TryGetValue(key, out var count) && count > 1)
-            {
-                open[key] = count - 1;
-            }
-            else
-            {
-                open.Remove(key);
-            }
-        }
     }
 }
