@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Payments.Etcd;
@@ -76,6 +78,36 @@ public sealed class ApiKeyLookupTests(ApiSystemFixture system)
             await stop.CancelAsync();
             await running;
         }
+    }
+
+    /// <summary>A replica whose key watch is down looks every key up (holding it a second at a time): valid keys sent
+    /// all at once from one address — merchants behind one egress — past the four lookups in flight per address were
+    /// refused 429 "without a valid API key". They wait their turn now. The replica runs without its key upkeep (the
+    /// watch), which is what a watch that cannot reach etcd leaves.</summary>
+    [Fact]
+    public async Task ValidKeysAReplicaDoesNotHold_SentAllAtOnceFromOneAddress_AreAllAnswered()
+    {
+        const int Merchants = 48;
+        await using var replica = system.StartReplica(web => web.ConfigureServices(services =>
+        {
+            foreach (var upkeep in services.Where(service => service.ImplementationType?.Name == "ApiKeyUpkeep").ToArray())
+            {
+                services.Remove(upkeep);
+            }
+        }));
+        var keys = await Task.WhenAll(Enumerable.Range(0, Merchants).Select(_ =>
+            system.Store.IssueApiKeyAsync(MerchantKeysTests.NewMerchantId(), CancellationToken.None)));
+        using var direct = replica.CreateClient(); // one client address for all
+
+        var answers = await Task.WhenAll(keys.Select(async key =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/v1/accounts/any");
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+            using var response = await direct.SendAsync(request);
+            return response.StatusCode;
+        }));
+
+        Assert.All(answers, status => Assert.Equal(System.Net.HttpStatusCode.NotFound, status));
     }
 
     private static async Task<string> NewMerchantAsync(MerchantStore store)

@@ -34,8 +34,21 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     /// <summary>Lookups of keys this replica does not hold, in flight at once per address (see <see cref="AuthenticateLimitedAsync"/>).</summary>
     public const int MaxLookupsInFlightPerAddress = 4;
 
+    /// <summary>Lookups waiting for one of an address's <see cref="MaxLookupsInFlightPerAddress"/> turns. Without a queue
+    /// a fifth request at once was refused 429 "without a valid API key" though its key was valid: merchants behind one
+    /// egress, each with a key issued a moment ago, or every request from one address while the replica's key watch is
+    /// down (each key then looked up once a second).</summary>
+    public const int MaxLookupsQueuedPerAddress = 64;
+
+    /// <summary>Longest a lookup waits for its turn (per address, then among all); past it the request is refused with
+    /// Retry-After, so a lookup stalled on etcd holds no queue for long.</summary>
+    public static readonly TimeSpan MaxLookupQueueWait = TimeSpan.FromSeconds(5);
+
     private readonly PartitionedRateLimiter<string> lookupsInFlight = PartitionedRateLimiter.Create<string, string>(address =>
-        RateLimitPartition.GetConcurrencyLimiter(address, _ => new ConcurrencyLimiterOptions { PermitLimit = MaxLookupsInFlightPerAddress, QueueLimit = 0 }));
+        RateLimitPartition.GetConcurrencyLimiter(address, _ => new ConcurrencyLimiterOptions
+        {
+            PermitLimit = MaxLookupsInFlightPerAddress, QueueLimit = MaxLookupsQueuedPerAddress, QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+        }));
 
     /// <summary>Lookups of keys this replica does not hold, in flight at once from every address together. The budget
     /// per address bounds one address (an IPv6 client's /64), not many: a client with a routed /48 had 65,536 budgets,
@@ -43,7 +56,13 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     /// watch), so only a key issued a moment ago, or every key while the watch is down, comes here.</summary>
     public const int MaxLookupsInFlight = 64;
 
-    private readonly ConcurrencyLimiter allLookupsInFlight = new(new ConcurrencyLimiterOptions { PermitLimit = MaxLookupsInFlight, QueueLimit = 0 });
+    /// <summary>Lookups waiting for one of the <see cref="MaxLookupsInFlight"/> turns of every address together.</summary>
+    public const int MaxLookupsQueued = 256;
+
+    private readonly ConcurrencyLimiter allLookupsInFlight = new(new ConcurrencyLimiterOptions
+    {
+        PermitLimit = MaxLookupsInFlight, QueueLimit = MaxLookupsQueued, QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+    });
 
     public async Task InvokeAsync(HttpContext context, MerchantStore store)
     {
@@ -139,27 +158,40 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
 
     /// <summary>A key this replica does not know yet. An address that has spent its budget of requests without a valid
     /// key is refused before the lookup (no store access); otherwise the key is looked up — at most
-    /// <see cref="MaxLookupsInFlightPerAddress"/> at a time per address — and a request that turns out to have no
-    /// valid key, or whose lookup failed, spends a token. Valid keys spend nothing; and since every live key is held, a
-    /// valid key comes here only in the moments between its issue and the watch's delivery of it (or while the watch
-    /// is down). Without the bound on lookups in flight, many requests sent at once all passed the budget's check
-    /// before any spent, so the store reads grew with the requests in flight rather than with the budget.</summary>
+    /// <see cref="MaxLookupsInFlightPerAddress"/> at a time per address, the others waiting their turn (a bounded queue,
+    /// a bounded wait) and checking the budget again when it comes — and a request that turns out to have no valid key,
+    /// or whose lookup failed, spends a token. Valid keys spend nothing; and since every live key is held, a valid key
+    /// comes here only in the moments between its issue and the watch's delivery of it (or while the watch is down).
+    /// Without the bound on lookups in flight, many requests sent at once all passed the budget's check before any
+    /// spent, so the store reads grew with the requests in flight rather than with the budget.</summary>
     private async Task<ApiPrincipal?> AuthenticateLimitedAsync(HttpContext context, MerchantStore store, string? key)
     {
         var address = BudgetKey(context.Connection.RemoteIpAddress);
-        using var inFlight = lookupsInFlight.AttemptAcquire(address);
-        if (!inFlight.IsAcquired || perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 })
+        if (BudgetSpent(address))
         {
             await TooManyAsync(context);
             return null;
         }
 
+        using var inFlight = await TurnAsync(token => lookupsInFlight.AcquireAsync(address, 1, token), context.RequestAborted);
+        if (inFlight is null)
+        {
+            await TooManyLookupsAsync(context);
+            return null;
+        }
+
+        if (BudgetSpent(address))
+        {
+            await TooManyAsync(context); // spent by the requests ahead in the queue
+            return null;
+        }
+
         var lookup = !string.IsNullOrEmpty(key) && key.Length <= MaxKeyLength;
-        using var anyLookup = lookup ? allLookupsInFlight.AttemptAcquire() : null;
-        if (anyLookup is { IsAcquired: false })
+        using var anyLookup = lookup ? await TurnAsync(token => allLookupsInFlight.AcquireAsync(1, token), context.RequestAborted) : null;
+        if (lookup && anyLookup is null)
         {
             context.Response.Headers.RetryAfter = "1";
-            await Reply.Unavailable("Too many API keys this replica does not know are being looked up at once; retry after the time in Retry-After.")
+            await Reply.Unavailable("Too many API keys this replica does not hold are being looked up at once; retry after the time in Retry-After.")
                 .ToResult().ExecuteAsync(context);
             return null;
         }
@@ -187,6 +219,33 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         return principal;
     }
 
+    private bool BudgetSpent(string address) => perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 };
+
+    /// <summary>A lookup's turn, or null when its queue is full or the turn did not come within
+    /// <see cref="MaxLookupQueueWait"/>. The request's own abort still throws.</summary>
+    private static async Task<RateLimitLease?> TurnAsync(Func<CancellationToken, ValueTask<RateLimitLease>> acquire, CancellationToken aborted)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        wait.CancelAfter(MaxLookupQueueWait);
+        RateLimitLease lease;
+        try
+        {
+            lease = await acquire(wait.Token);
+        }
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+        {
+            return null;
+        }
+
+        if (lease.IsAcquired)
+        {
+            return lease;
+        }
+
+        lease.Dispose();
+        return null;
+    }
+
     /// <summary>Whose budget a request spends: an IPv4 address, or an IPv6 address's /64 — one client is usually given
     /// a whole /64, so per full address it would have a practically unlimited budget (and each made-up key costs a
     /// store lookup).</summary>
@@ -210,6 +269,14 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         var bytes = address.GetAddressBytes();
         Array.Clear(bytes, 8, 8);
         return new System.Net.IPAddress(bytes).ToString() + "/64";
+    }
+
+    private static Task TooManyLookupsAsync(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = "1";
+        return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited,
+            "Too many API keys this replica does not hold are being looked up for this address at once.",
+            "Retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
     }
 
     private static Task TooManyAsync(HttpContext context)
