@@ -67,6 +67,57 @@ public sealed class LoadSheddingTests(ApiSystemFixture system)
         Assert.Equal(HttpStatusCode.OK, again.StatusCode);
     }
 
+    /// <summary>A status read was exempt by its <c>wait</c> parameter alone: <c>?wait=0</c>, or a wait past the
+    /// merchant's waiter places, was an etcd read (and an archive read) that no bound counted. It is counted now; a
+    /// wait that takes a waiter's place gives its place among those in flight back (the waiters' bound holds it), so a
+    /// merchant's long waits do not take its share.</summary>
+    [Fact]
+    public async Task AStatusReadWithoutAWaitersPlace_IsCounted_AndAWaitThatTakesOne_GivesItsPlaceBack()
+    {
+        var merchant = MerchantKeysTests.NewMerchantId();
+        using var creator = await system.ClientForAsync(merchant);
+        await creator.OpenAccountAsync($"{merchant}-d", fundsMinor: ApiSystemFixture.ReviewThresholdMinor * 2);
+        await creator.OpenAccountAsync($"{merchant}-c");
+        var paymentId = (await (await creator.PayAsync($"{merchant}-d", $"{merchant}-c", ApiSystemFixture.ReviewThresholdMinor + 1)).JsonAsync())
+            .GetProperty("paymentId").GetString()!;
+        await creator.WaitForStatusAsync(paymentId, "awaiting_approval"); // it stays there: nobody reviews it
+
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:MaxRequestsInFlight", "2")); // a merchant's share: 1
+        var slots = replica.Services.GetRequiredService<Payments.Api.Limits.RequestsInFlight>();
+        var waits = replica.Services.GetRequiredService<Payments.Api.Apis.PaymentStatusWaits>();
+        var baseAddress = replica.ClientOptions.BaseAddress;
+        var key = await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None, ApiScopes.PaymentsRead, ApiScopes.AccountsWrite);
+
+        using (var held = await HoldAsync(baseAddress, key, slots, expected: 1))
+        {
+            using var read = await GetAsync(baseAddress, key, $"/v1/payments/{paymentId}?wait=0");
+            await AssertShedAsync(read, "its share");
+            Assert.StartsWith("HTTP/1.1 400", await held.FinishAsync(), StringComparison.Ordinal);
+        }
+
+        await PollAsync(() => slots.Count == 0, "the held request's place was never given back");
+        using var stop = new CancellationTokenSource();
+        var waiting = GetAsync(baseAddress, key, $"/v1/payments/{paymentId}?wait=30&status=awaiting_approval", stop.Token);
+        await PollAsync(() => waits.Waiting == 1 && slots.Count == 0, "the wait did not take a waiter's place, or kept its place in flight");
+        using (var events = await GetEventsAsync(baseAddress, key))
+        {
+            Assert.Equal(HttpStatusCode.OK, events.StatusCode); // the merchant's share is free while its wait goes on
+        }
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+    }
+
+    private static async Task PollAsync(Func<bool> condition, string failure)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(20), failure);
+            await Task.Delay(TimeSpan.FromMilliseconds(10));
+        }
+    }
+
     private static async Task AssertShedAsync(HttpResponseMessage refused, string why)
     {
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
@@ -79,11 +130,13 @@ public sealed class LoadSheddingTests(ApiSystemFixture system)
     private Task<string> KeyAsync() =>
         system.Store.IssueApiKeyAsync($"merchant-{Guid.NewGuid():N}"[..20], CancellationToken.None, ApiScopes.PaymentsRead, ApiScopes.AccountsWrite);
 
-    private static async Task<HttpResponseMessage> GetEventsAsync(Uri baseAddress, string key)
+    private static Task<HttpResponseMessage> GetEventsAsync(Uri baseAddress, string key) => GetAsync(baseAddress, key, "/v1/events");
+
+    private static async Task<HttpResponseMessage> GetAsync(Uri baseAddress, string key, string path, CancellationToken cancellationToken = default)
     {
-        using var client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        using var client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
-        return await client.GetAsync("/v1/events");
+        return await client.GetAsync(path, cancellationToken);
     }
 
     /// <summary>A request written by hand whose headers are on the wire and whose body's last byte is not, until

@@ -39,7 +39,7 @@ public static class PaymentReads
         }
 
         var current = await waits.WaitAsync(paymentId, wait.From, wait.Duration, ReadAsync,
-            record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted, merchant);
+            record => PaymentServices.VisibleTo(record, merchant), context.RequestAborted, merchant, () => Limits.RequestsInFlight.GiveBack(context));
         if (withdrawn || (wait.Duration > TimeSpan.Zero && !await ApiKeyMiddleware.StillAuthenticatedAsync(context, keys)))
         {
             return ApiKeyMiddleware.Withdrawn(context).ToResult();

@@ -52,15 +52,22 @@ public sealed class PaymentStatusWaits(
     /// the caller) in <paramref name="from"/>, unfinished: the client knows that status already, and what ends the
     /// wait is a change the watch delivers, or a read (a recheck, the end of the wait) — never the remembered value.</summary>
     /// <param name="merchant">Whose request this is (<see cref="MaxWaitersPerMerchant"/>); null: not counted.</param>
+    /// <param name="waiting">Called once the wait has taken one of the merchant's places (the request's place among
+    /// those in flight is then given back: this bound holds it).</param>
     public async Task<PaymentRecord?> WaitAsync(
         string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
-        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken, string? merchant = null)
+        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken, string? merchant = null, Action? waiting = null)
     {
         ArgumentNullException.ThrowIfNull(read);
         ArgumentNullException.ThrowIfNull(visible);
         var counted = wait > TimeSpan.Zero && merchant is not null && waitingPerMerchant.TryTake(merchant, MaxWaitersPerMerchant);
         try
         {
+            if (counted)
+            {
+                waiting?.Invoke();
+            }
+
             return await WaitCoreAsync(paymentId, from, merchant is null || counted ? wait : TimeSpan.Zero, read, visible, cancellationToken);
         }
         finally

@@ -14,9 +14,11 @@ namespace Payments.Api.Limits;
 /// key's rate limit, so that requests without a valid key (limited per address before any lookup) and over-rate ones
 /// never take a place, and a merchant's share keeps one merchant's slow requests (a body that trickles in, a wait on
 /// its own Idempotency-Key) from taking every place and locking out the others. Counted: merchants' <c>/v1</c>
-/// requests (the health probes, the operator's <c>/admin</c> and the OpenAPI document are not). Not counted: a payment status wait
-/// (<c>GET /v1/payments/{id}?wait=</c>), which holds its request for up to 30 s by design and is bounded by the
-/// waiters' own limit.</remarks>
+/// requests (the health probes, the operator's <c>/admin</c> and the OpenAPI document are not). A payment status wait
+/// (<c>GET /v1/payments/{id}?wait=</c>), which holds its request for up to 30 s by design, is counted until it takes a
+/// waiter's place (<see cref="GiveBack"/>): from then on the waiters' own limit bounds it. A status read that takes no
+/// such place (<c>wait=0</c>, or a merchant's waiter places all taken) stays counted: exempt by its parameter alone, it
+/// was an etcd read (and an archive read) that nothing bounded.</remarks>
 public sealed class RequestsInFlight(ApiOptions options) : IMiddleware
 {
     /// <summary>The most one merchant's requests take of <see cref="ApiOptions.MaxRequestsInFlight"/>: a quarter.</summary>
@@ -25,6 +27,8 @@ public sealed class RequestsInFlight(ApiOptions options) : IMiddleware
     private readonly Lock gate = new();
     private readonly Dictionary<string, int> perMerchant = new(StringComparer.Ordinal);
     private int inFlight;
+
+    private const string PlaceItem = "requests-in-flight.place";
 
     /// <summary>Requests this replica is serving now, the uncounted ones aside.</summary>
     public int Count => Volatile.Read(ref inFlight);
@@ -35,9 +39,9 @@ public sealed class RequestsInFlight(ApiOptions options) : IMiddleware
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(next);
-        if (context.Items[ApiKeyMiddleware.PrincipalItem] is not ApiPrincipal { MerchantId: var merchant } || IsStatusWait(context))
+        if (context.Items[ApiKeyMiddleware.PrincipalItem] is not ApiPrincipal { MerchantId: var merchant })
         {
-            await next(context); // not a merchant's /v1 request (probes, the operator's, the document), or a status wait
+            await next(context); // not a merchant's /v1 request (probes, the operator's, the document)
             return;
         }
 
@@ -48,14 +52,23 @@ public sealed class RequestsInFlight(ApiOptions options) : IMiddleware
             return;
         }
 
+        var place = new Place(this, merchant);
+        context.Items[PlaceItem] = place;
         try
         {
             await next(context);
         }
         finally
         {
-            Leave(merchant);
+            place.Leave();
         }
+    }
+
+    /// <summary>Gives back the request's place (a status wait that took a waiter's place); once, however often called.</summary>
+    public static void GiveBack(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        (context.Items[PlaceItem] as Place)?.Leave();
     }
 
     private bool TryEnter(string merchant, out string full)
@@ -94,8 +107,16 @@ public sealed class RequestsInFlight(ApiOptions options) : IMiddleware
         }
     }
 
-    /// <summary>The one route that holds a request on purpose (GET or HEAD, which answers like it).</summary>
-    private static bool IsStatusWait(HttpContext context) =>
-        context.Request.Query.ContainsKey("wait")
-        && context.GetEndpoint()?.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName == PaymentsApi.GetPaymentEndpoint;
+    private sealed class Place(RequestsInFlight owner, string merchant)
+    {
+        private int left;
+
+        public void Leave()
+        {
+            if (Interlocked.Exchange(ref left, 1) == 0)
+            {
+                owner.Leave(merchant);
+            }
+        }
+    }
 }
