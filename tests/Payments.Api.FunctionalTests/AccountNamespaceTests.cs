@@ -89,6 +89,39 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
         Assert.Equal(200, await legacy.BalanceAsync(debtor + "-c"));
     }
 
+    /// <summary>Such a key is in no merchant's index (the rewrite of legacy keys cannot index its merchant's id): the
+    /// operator's routes, which name a key by merchant and id, could neither list, rotate nor revoke it, and a leaked
+    /// one stayed valid for ever. The operator revokes it by the key itself, and the replica stops taking it.</summary>
+    [Fact]
+    public async Task AKeyInNoMerchantsIndex_IsRevokedByTheKeyItself_AndStopsWorking()
+    {
+        var legacyMerchant = $"legacy.{Guid.NewGuid():N}";
+        var key = $"dp_{Guid.NewGuid():N}{Guid.NewGuid():N}";
+        await system.Etcd.Client.PutAsync(ApiSystemFixture.KeyPrefix + "api/merchant-keys/" + MerchantStore.Hash(key), legacyMerchant);
+        using var legacy = system.AnonymousClient();
+        legacy.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        using var admin = MerchantKeysTests.Admin(system.BaseAddress);
+        Assert.Equal(HttpStatusCode.NotFound, (await legacy.GetAsync("/v1/accounts/any")).StatusCode); // the key works
+        var byMerchant = $"/admin/v1/merchants/{legacyMerchant}/keys/{MerchantStore.LegacyKeyId(MerchantStore.Hash(key))}";
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.DeleteAsync(byMerchant)).StatusCode);
+
+        using var revoked = await admin.PostAsJsonAsync("/admin/v1/keys/revoke", new { apiKey = key });
+
+        Assert.Equal(HttpStatusCode.NoContent, revoked.StatusCode);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while ((await legacy.GetAsync("/v1/accounts/any")).StatusCode != HttpStatusCode.Unauthorized)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(20), "the revoked key still works");
+            await Task.Delay(TimeSpan.FromMilliseconds(20));
+        }
+
+        using var again = await admin.PostAsJsonAsync("/admin/v1/keys/revoke", new { apiKey = key });
+        Assert.Equal(HttpStatusCode.NotFound, again.StatusCode);
+        Assert.Equal(Payments.Domain.ProblemTypes.ApiKeyNotFound, (await again.JsonAsync()).GetProperty("type").GetString());
+        using var none = await admin.PostAsJsonAsync("/admin/v1/keys/revoke", new { });
+        Assert.Equal(HttpStatusCode.BadRequest, none.StatusCode);
+    }
+
     [Fact]
     public async Task TheOperator_SetsAnOverdraft_ByMerchantAndItsOwnAccountId()
     {

@@ -37,6 +37,8 @@ public static class AdminApi
         admin.MapPost("/merchants/{merchantId}/keys/{keyId}/rotate", RotateKeyAsync).WithName("RotateApiKey")
             .JsonBody<RotateKeyRequest>(required: false).Produces<IssuedKeyResponse>(StatusCodes.Status201Created).Problems(400, 404, 409, 413, 415);
         admin.MapDelete("/merchants/{merchantId}/keys/{keyId}", RevokeKeyAsync).WithName("RevokeApiKey").Produces(StatusCodes.Status204NoContent).Problems(400, 404, 413, 415);
+        admin.MapPost("/keys/revoke", RevokePresentedKeyAsync).WithName("RevokePresentedApiKey")
+            .JsonBody<RevokePresentedKeyRequest>().Produces(StatusCodes.Status204NoContent).Problems(400, 404, 413, 415);
         // By the merchant's own account id (two merchants may use the same one), or by the ledger id.
         admin.MapPut("/merchants/{merchantId}/accounts/{accountId}/overdraft", SetMerchantOverdraftAsync).WithName("SetMerchantOverdraftLimit")
             .JsonBody<SetOverdraftRequest>().Produces<AccountResponse>().Problems(400, 404, 413, 415, 422);
@@ -229,6 +231,36 @@ public static class AdminApi
         audit.LogInformation("Admin: key {KeyId} of merchant {MerchantId} revoked by {Operator}", keyId, merchantId, OperatorAuthentication.CallerOf(context));
         return Results.NoContent();
     }
+
+    /// <summary>Revokes a key named by itself (<see cref="MerchantStore.RevokePresentedKeyAsync"/>): for a leaked key, and
+    /// the only way to end a key issued before keys had records to a merchant whose id predates the id check. The audit
+    /// log names the key's id and merchant, never the key.</summary>
+    private static async Task<IResult> RevokePresentedKeyAsync(HttpContext context, MerchantStore store, ILogger<MerchantStore> audit)
+    {
+        var (request, problem) = await ReadAsync(context, new RevokePresentedKeyRequest(null));
+        if (problem is not null)
+        {
+            return problem.ToResult();
+        }
+
+        if (request!.ApiKey is not { Length: > 0 and <= MaxPresentedKeyLength } key)
+        {
+            return Reply.Invalid(new Dictionary<string, string> { ["apiKey"] = $"apiKey must be the key to revoke, at most {MaxPresentedKeyLength} characters." }).ToResult();
+        }
+
+        if (await store.RevokePresentedKeyAsync(key, context.RequestAborted) is not { } revoked)
+        {
+            return Reply.Problem(StatusCodes.Status404NotFound, ProblemTypes.ApiKeyNotFound, "API key not found.",
+                "No live key is the one sent (it was never issued, or was revoked or has expired).").ToResult();
+        }
+
+        audit.LogInformation("Admin: key {KeyId} of merchant {MerchantId} revoked by the key itself by {Operator}",
+            revoked.KeyId, revoked.MerchantId, OperatorAuthentication.CallerOf(context));
+        return Results.NoContent();
+    }
+
+    /// <summary>Longer than any key issued (a prefix and 43 characters).</summary>
+    private const int MaxPresentedKeyLength = 200;
 
     /// <summary>An admin body is optional (an empty POST takes the defaults) but, when sent, strict JSON.</summary>
     private static async Task<(T? Value, Reply? Problem)> ReadAsync<T>(HttpContext context, T empty)

@@ -56,6 +56,9 @@ public sealed record IssueKeyRequest(IReadOnlyList<string>? Scopes = null);
 
 public sealed record RotateKeyRequest(long? OverlapSeconds = null);
 
+/// <summary>A key to revoke, named by itself (a leaked key, found wherever it leaked).</summary>
+public sealed record RevokePresentedKeyRequest(string? ApiKey);
+
 /// <summary>A key as listed: never the key itself, only what tells it apart.</summary>
 public sealed record ApiKeyResponse(
     string KeyId, string Prefix, string Last4, IReadOnlyList<string> Scopes, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt);
