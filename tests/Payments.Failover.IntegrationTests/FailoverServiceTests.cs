@@ -142,7 +142,7 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
     }
 
     /// <summary>The operator's mistakes are problem+json too: a malformed body was a bodiless 400, an unknown route a
-    /// bodiless 404.</summary>
+    /// bodiless 404; a body that names its target twice is malformed.</summary>
     [Fact]
     public async Task AMalformedBody_AndAnUnknownRoute_AreProblemJson()
     {
@@ -151,6 +151,10 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         foreach (var (response, status, type) in new[]
                  {
                      (await client.PostAsync("/admin/v1/switchover", new StringContent("{\"to\":", System.Text.Encoding.UTF8, "application/json")),
+                         HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
+                     // A field named twice was read as the last (a switchover to region-b), what another parser on the
+                     // way (a proxy that checks the target) reads as the first.
+                     (await client.PostAsync("/admin/v1/switchover", new StringContent("{\"to\":\"region-x\",\"to\":\"region-b\"}", System.Text.Encoding.UTF8, "application/json")),
                          HttpStatusCode.BadRequest, ProblemTypes.MalformedRequest),
                      (await client.GetAsync("/admin/v1/no-such-route"), HttpStatusCode.NotFound, ProblemTypes.NotFound),
                  })

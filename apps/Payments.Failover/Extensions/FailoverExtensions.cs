@@ -47,6 +47,13 @@ public static class FailoverExtensions
             kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
             kestrel.AddServerHeader = false;
         });
+        // Read as the other services read bodies (ServiceIdentityExtensions): {"to":"x","to":"region-b"} was a switchover
+        // to region-b, what a parser on the way that reads the first value took for a refused one.
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+            json.SerializerOptions.AllowDuplicateProperties = false;
+        });
         var client = cosmos.CreateClient();
         // The control container exists before any region decides anything (idempotent; bounded).
         var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer, cosmos.ArchiveContainer]);
