@@ -84,7 +84,9 @@ public sealed class EtcdFencedLock : IWriteFence, IAsyncDisposable
         // The put created the key in this transaction, so its create revision is the transaction's revision.
         var held = new EtcdFencedLock(etcd, key, lease.ID, response.Header.Revision, TimeSpan.FromSeconds(ttlSeconds), time, logger);
         held.keepAlive = Task.Run(held.KeepAliveLoopAsync, CancellationToken.None);
-        logger.LogInformation("Acquired lock {LockKey} with fencing token {FencingToken}", key, held.FencingToken);
+        // Debug: most holders take their lock for one pass (the hold-expiry sweeper's every second), and a line per pass
+        // was 86,400 a day of the ledger's log saying nothing; losing a lock is what is logged above Debug.
+        logger.LogDebug("Acquired lock {LockKey} with fencing token {FencingToken}", key, held.FencingToken);
         return held;
     }
 

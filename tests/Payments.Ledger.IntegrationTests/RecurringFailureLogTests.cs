@@ -118,6 +118,46 @@ public sealed class RecurringFailureLogTests(EtcdClusterFixture etcd)
         Assert.All(lines.All, line => Assert.Equal(LogLevel.Warning, line.Level));
     }
 
+    /// <summary>A region that does not write holds copies of the active region's holds, due as their deadlines pass
+    /// until the active region's expiries arrive: its sweeper tried each due hold every second and logged each refusal
+    /// as an error with its stack trace. A pass now stops at the first refusal, and says once that the region does not
+    /// write; once it writes again it says so and expires them.</summary>
+    [Fact]
+    public async Task TheHoldExpirySweeper_OfARegionThatDoesNotWrite_SaysSoOnce_AndExpiresOnceItWrites()
+    {
+        var prefix = EtcdClusterFixture.NewPrefix();
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var mirror = new Payments.Etcd.Regions.RegionEpochMirror(etcd.Connection, prefix);
+        Assert.True(await mirror.HoldAsync(4, TimeSpan.FromMinutes(1), CancellationToken.None));
+        var ledger = new EtcdLedger(etcd.Connection, prefix + "ledger/", time, NullLogger<EtcdLedger>.Instance, () => new Payments.Etcd.Regions.RegionEpochFence(prefix, 4));
+        var (debtor, creditor) = await TransferRetryTests.OpenPairAsync(ledger, fundsMinor: 1_000);
+        for (var hold = 0; hold < 3; hold++)
+        {
+            await ledger.TransferAsync(new Payments.Ledger.Contracts.TransferRequest.Pending(
+                Payments.Domain.TransferId.Parse($"hold-{hold}"), debtor, creditor, new Payments.Domain.Money(100, Payments.Domain.Currency.Usd), TimeSpan.FromMinutes(5)), CancellationToken.None);
+        }
+
+        time.Advance(TimeSpan.FromMinutes(6));
+        await mirror.ReleaseAsync(CancellationToken.None); // demoted
+        var lines = new Lines(LogLevel.Information);
+        var sweeper = new HoldExpirySweeper(ledger, "sweeper-standby", lines);
+
+        for (var pass = 0; pass < 3; pass++)
+        {
+            Assert.Equal(0, await sweeper.SweepOnceAsync(CancellationToken.None));
+        }
+
+        var said = Assert.Single(lines.All, line => line.Message.StartsWith("Hold expiry", StringComparison.Ordinal)); // its lock's lines aside
+        Assert.Equal(LogLevel.Information, said.Level);
+        Assert.Null(said.Exception);
+        Assert.Contains("Hold expiry paused", said.Message, StringComparison.Ordinal);
+
+        Assert.True(await mirror.HoldAsync(4, TimeSpan.FromMinutes(1), CancellationToken.None)); // it writes again
+        Assert.Equal(3, await sweeper.SweepOnceAsync(CancellationToken.None));
+        Assert.Contains(lines.All, line => line.Message.Contains("Hold expiry resumed", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines.All, line => line.Level >= LogLevel.Warning);
+    }
+
     private static async Task PollAsync(Func<bool> done, string failure)
     {
         using var timeout = new CancellationTokenSource(Bound);
@@ -136,7 +176,7 @@ public sealed class RecurringFailureLogTests(EtcdClusterFixture etcd)
 
     private sealed record Line(LogLevel Level, string Message, Exception? Exception);
 
-    private sealed class Lines : ILogger<HoldExpirySweeper>
+    private sealed class Lines(LogLevel least = LogLevel.Warning) : ILogger<HoldExpirySweeper>
     {
         private readonly ConcurrentQueue<Line> lines = new();
 
@@ -144,7 +184,7 @@ public sealed class RecurringFailureLogTests(EtcdClusterFixture etcd)
 
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= least;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {

@@ -21,6 +21,8 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
     public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
 
+    private bool notWriting; // the last pass met the region's fence (NotWriting): said once
+
     public string LockKey => ledger.Keys.Prefix + "locks/hold-expiry-sweeper";
 
     /// <summary>One pass: takes the lock if free, expires what is due (at most <see cref="MaxExpiriesPerPass"/>),
@@ -73,7 +75,17 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
         {
             var request = new RangeRequest { Key = from, RangeEnd = dueEnd, Limit = MaxExpiriesPerPass, KeysOnly = true };
             var due = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(request, token), linked.Token);
-            var (pageExpired, skipped) = await ExpirePageAsync(due.Kvs.Select(kv => kv.Key.ToStringUtf8()).ToArray(), held, linked.Token);
+            int pageExpired, skipped;
+            try
+            {
+                (pageExpired, skipped) = await ExpirePageAsync(due.Kvs.Select(kv => kv.Key.ToStringUtf8()).ToArray(), held, linked.Token);
+            }
+            catch (RegionNotWritableException exception)
+            {
+                NotWriting(exception);
+                return expired; // every other write of the pass would be refused alike
+            }
+
             expired += pageExpired;
             if (due.Kvs.Count < MaxExpiriesPerPass || skipped == 0)
             {
@@ -83,7 +95,29 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             from = Google.Protobuf.ByteString.CopyFrom([.. due.Kvs[^1].Key, 0]); // just after the page's last key
         }
 
+        Writing();
         return expired;
+    }
+
+    /// <summary>A region that does not write (the standby, or one demoted) holds copies of the active region's holds,
+    /// due as their deadlines pass until the active region's expiries arrive by replication: its passes stop at the
+    /// first refusal and say so once, not an error with its stack trace for every due hold, every second.</summary>
+    private void NotWriting(RegionNotWritableException exception)
+    {
+        if (!notWriting)
+        {
+            notWriting = true;
+            logger.LogInformation("Hold expiry paused: {Reason} Holds due here are left to the region that writes; said again when this one writes", exception.Message);
+        }
+    }
+
+    private void Writing()
+    {
+        if (notWriting)
+        {
+            notWriting = false;
+            logger.LogInformation("Hold expiry resumed: this region writes again");
+        }
     }
 
     /// <summary>Expires the holds a page of due index keys names; how many it expired, and how many it had to skip.</summary>
@@ -104,7 +138,7 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             {
                 outcome = await ledger.ExpireAsync(pendingId, held, cancellationToken);
             }
-            catch (Exception exception) when (exception is not (OperationCanceledException or LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException))
+            catch (Exception exception) when (exception is not (OperationCanceledException or LedgerUnavailableException or FencedOffException or Grpc.Core.RpcException or RegionNotWritableException))
             {
                 // One hold that cannot be expired must not stop the others: it sorts first among the due, so every
                 // pass would fail at it and no hold would ever expire again.
