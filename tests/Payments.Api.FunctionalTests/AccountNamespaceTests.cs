@@ -69,9 +69,7 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
     [Fact]
     public async Task AMerchantIdFromBeforeIdsWereChecked_KeepsFirstComeFirstServed()
     {
-        var legacyMerchant = $"legacy.{Guid.NewGuid():N}";
-        var key = $"dp_{Guid.NewGuid():N}{Guid.NewGuid():N}";
-        await system.Etcd.Client.PutAsync(ApiSystemFixture.KeyPrefix + "api/merchant-keys/" + MerchantStore.Hash(key), legacyMerchant);
+        var (_, key) = await LegacyKeyAsync();
         using var legacy = system.AnonymousClient();
         legacy.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
         var other = await system.NewMerchantClientAsync();
@@ -95,9 +93,7 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
     [Fact]
     public async Task AKeyInNoMerchantsIndex_IsRevokedByTheKeyItself_AndStopsWorking()
     {
-        var legacyMerchant = $"legacy.{Guid.NewGuid():N}";
-        var key = $"dp_{Guid.NewGuid():N}{Guid.NewGuid():N}";
-        await system.Etcd.Client.PutAsync(ApiSystemFixture.KeyPrefix + "api/merchant-keys/" + MerchantStore.Hash(key), legacyMerchant);
+        var (legacyMerchant, key) = await LegacyKeyAsync();
         using var legacy = system.AnonymousClient();
         legacy.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
         using var admin = MerchantKeysTests.Admin(system.BaseAddress);
@@ -120,6 +116,16 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
         Assert.Equal(Payments.Domain.ProblemTypes.ApiKeyNotFound, (await again.JsonAsync()).GetProperty("type").GetString());
         using var none = await admin.PostAsJsonAsync("/admin/v1/keys/revoke", new { });
         Assert.Equal(HttpStatusCode.BadRequest, none.StatusCode);
+    }
+
+    /// <summary>A key as versions before key records stored it (the merchant id alone under its hash), for a merchant
+    /// whose id predates the id check.</summary>
+    private async Task<(string Merchant, string Key)> LegacyKeyAsync()
+    {
+        var merchant = $"legacy.{Guid.NewGuid():N}";
+        var key = $"dp_{Guid.NewGuid():N}{Guid.NewGuid():N}";
+        await system.Etcd.Client.PutAsync(ApiSystemFixture.KeyPrefix + "api/merchant-keys/" + MerchantStore.Hash(key), merchant);
+        return (merchant, key);
     }
 
     [Fact]
