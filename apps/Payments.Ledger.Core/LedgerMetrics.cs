@@ -29,6 +29,28 @@ internal static class LedgerMetrics
     public static readonly Counter<long> QueueAbandoned = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.ledger.queue_abandoned", description: "queued transfers left unwritten: the caller gave up or the wait passed its bound");
 
+    /// <summary>How long past its retention the oldest journal entry still in etcd was at the last read of the age
+    /// index in this process (<see cref="Retention.JournalArchiver"/>); 0 when none was, and once that read is older than
+    /// <see cref="OverdueStaleAfter"/> (another pod's archiver holds the lock and reports). Normally under a minute; it
+    /// grows while archival is stalled — an entry that does not read, a hold that never resolves in a region that does
+    /// not write, the shipper's copy not confirmed — and the journal with it, until etcd's quota stops every write.</summary>
+    public static readonly ObservableGauge<double> ArchivalOverdue = PaymentsTelemetry.Meter.CreateObservableGauge(
+        "payments.ledger.archival_overdue", ObserveOverdue, unit: "s", description: "how long past its retention the oldest journal entry still in etcd is");
+
+    public static readonly TimeSpan OverdueStaleAfter = TimeSpan.FromMinutes(10);
+
+    private static double overdueSeconds;
+    private static long overdueReadAt = long.MinValue; // Environment.TickCount64 of the read
+
+    public static void RecordOverdue(TimeSpan overdue)
+    {
+        Volatile.Write(ref overdueSeconds, Math.Max(0, overdue.TotalSeconds));
+        Volatile.Write(ref overdueReadAt, Environment.TickCount64);
+    }
+
+    private static double ObserveOverdue() =>
+        Environment.TickCount64 - Volatile.Read(ref overdueReadAt) <= (long)OverdueStaleAfter.TotalMilliseconds ? Volatile.Read(ref overdueSeconds) : 0;
+
     /// <summary>Journal entries moved out of etcd after their retention (ADR 0004).</summary>
     public static readonly Counter<long> Archived = PaymentsTelemetry.Meter.CreateCounter<long>(
         "payments.ledger.archived_entries", description: "journal entries archived out of etcd");

@@ -16,7 +16,7 @@ public sealed class MonitoringTests
     private static readonly string[] RequiredAlerts =
     [
         "DaprPaymentsCompensationFailed", "DaprPaymentsFailedByPlatformFaults", "DaprPaymentsStuck", "DaprPaymentsRegionNotWritable",
-        "DaprPaymentsNoWritableRegion", "DaprPaymentsReplicationLagHigh", "DaprPaymentsEtcdNearQuota",
+        "DaprPaymentsNoWritableRegion", "DaprPaymentsReplicationLagHigh", "DaprPaymentsEtcdNearQuota", "DaprPaymentsJournalArchivalStalled",
         "DaprPaymentsEtcdCertificateExpiring", "DaprPaymentsEtcdMemberDown",
         "DaprPaymentsApiErrorBudgetBurnFast", "DaprPaymentsApiErrorBudgetBurnSlow",
     ];

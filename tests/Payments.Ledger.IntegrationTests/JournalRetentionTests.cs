@@ -76,6 +76,8 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         Assert.Equal(0, await archiver.ArchiveOnceAsync(CancellationToken.None));
         Assert.Contains("still open", archiver.LastStop, StringComparison.Ordinal);
         Assert.Equal(2, await JournalCountAsync(ledger)); // the hold, and the entry written since
+        // How far past its retention the entry it waits at is: what DaprPaymentsJournalArchivalStalled watches.
+        Assert.InRange(archiver.LastOverdue, Retention.ArrivalDisorderBound, Retention.ArrivalDisorderBound + TimeSpan.FromSeconds(2));
 
         var voided = new TransferRequest.VoidPending(TransferId.Parse("void-it"), open) { IssuedAt = time.GetUtcNow() };
         Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(voided, CancellationToken.None));
@@ -84,6 +86,8 @@ public sealed class JournalRetentionTests(EtcdClusterFixture etcd)
         var snapshot = await LedgerAssert.InvariantsHoldAsync(ledger, CancellationToken.None);
         Assert.Equal(0, (await ledger.GetAccountAsync(debtor, CancellationToken.None))!.PendingDebitMinor);
         Assert.Equal(10, snapshot.Archived[debtor].PendingDebitMinor); // the void, still in the journal, releases it
+        Assert.Equal(0, await archiver.ArchiveOnceAsync(CancellationToken.None));
+        Assert.Equal(TimeSpan.Zero, archiver.LastOverdue); // nothing past its retention is left
     }
 
     [Fact]

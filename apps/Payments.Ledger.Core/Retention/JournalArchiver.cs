@@ -30,6 +30,10 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
 
     public string LockKey => Keys.Prefix + "locks/journal-archiver";
 
+    /// <summary>How long past its retention the oldest journal entry in etcd was at this archiver's last read of the age
+    /// index (zero: none was); exported as <c>payments.ledger.archival_overdue</c>.</summary>
+    public TimeSpan LastOverdue { get; private set; }
+
     /// <summary>What stopped the last page short of the cut-off (null: it reached it, or archived a full page).</summary>
     public string? LastStop { get; private set; }
 
@@ -237,6 +241,11 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
             Limit = MaxIndexEntriesPerPage,
         };
         var response = await ledger.Store.RetryingAsync(token => ledger.Store.RangeAsync(request, token), cancellationToken);
+        // Measured before anything of the page is decoded: a value that does not read stalls archival here, every pass.
+        // A first key that names no time stops archival for an operator (below): reported a whole retention overdue.
+        LastOverdue = response.Kvs.Count == 0 ? TimeSpan.Zero
+            : LedgerKeys.TryAgeTimeOf(response.Kvs[0].Key.ToStringUtf8(), Keys.AgePrefix, out var oldest) ? cutoff - oldest : ledger.Retention.KeepFor;
+        LedgerMetrics.RecordOverdue(LastOverdue);
         return response.Kvs.Select(kv => (kv.Key.ToStringUtf8(), LedgerJson.DecodeAge(kv.Value))).ToArray();
     }
 
