@@ -222,6 +222,39 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         Assert.False(payment.TryGetProperty("review", out var review) && review.ValueKind != System.Text.Json.JsonValueKind.Null, payment.ToString());
     }
 
+    /// <summary>Each refusal was kept as its Idempotency-Key's answer, an etcd record for a day: a key at its rate
+    /// sending new keys with an unknown account filled etcd's quota within hours. A merchant's refusals are kept up to
+    /// a budget a minute; past it a refusal is answered alike and not kept, so its retry runs again — which, the
+    /// account opened since, goes through (the refusal moved nothing). A new minute, a new budget.</summary>
+    [Fact]
+    public async Task RefusalsPastTheMerchantsBudgetAMinute_AreAnsweredButNotKept_AndTheirRetryRunsAgain()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var replica = system.StartReplica(web => web.UseSetting("Payments:RefusalsKeptPerMerchantPerMinute", "2")
+            .ConfigureServices(services => services.AddSingleton<TimeProvider>(clock)));
+        var merchant = MerchantKeysTests.NewMerchantId();
+        using var client = replica.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await system.Store.IssueApiKeyAsync(merchant, CancellationToken.None));
+        var (debtor, creditor) = ($"{merchant}-d", $"{merchant}-later");
+        await client.OpenAccountAsync(debtor, fundsMinor: 1_000);
+
+        var refused = new List<HttpStatusCode>();
+        foreach (var key in new[] { "r1", "r2", "r3" })
+        {
+            refused.Add((await client.PayAsync(debtor, creditor, 10, key)).StatusCode);
+        }
+
+        Assert.All(refused, status => Assert.Equal(HttpStatusCode.NotFound, status));
+        await client.OpenAccountAsync(creditor);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.PayAsync(debtor, creditor, 10, "r1")).StatusCode); // kept: replayed
+        Assert.Equal(HttpStatusCode.Accepted, (await client.PayAsync(debtor, creditor, 10, "r3")).StatusCode); // not kept: ran again
+
+        clock.Advance(TimeSpan.FromMinutes(1)); // a new budget: kept again
+        Assert.Equal(HttpStatusCode.NotFound, (await client.PayAsync(debtor, $"{merchant}-never", 10, "r4")).StatusCode);
+        await client.OpenAccountAsync($"{merchant}-never");
+        Assert.Equal(HttpStatusCode.NotFound, (await client.PayAsync(debtor, $"{merchant}-never", 10, "r4")).StatusCode);
+    }
+
     [Fact]
     public async Task AMerchantsPaymentsInFlight_AreCapped_With429AndRetryAfter_AndTheRetryGoesThroughLater()
     {

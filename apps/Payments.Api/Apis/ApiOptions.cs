@@ -48,6 +48,10 @@ public sealed class ApiOptions
     /// payment gets 429 with Retry-After.</summary>
     public int MaxPaymentsInFlightPerMerchant { get; set; } = 1_000;
 
+    /// <summary>Refusals (4xx, nothing written) kept as their Idempotency-Key's answer per merchant per minute in each
+    /// replica, ten times that from all merchants together (<see cref="Idempotency.RefusalsKept"/>).</summary>
+    public int RefusalsKeptPerMerchantPerMinute { get; set; } = 60;
+
     /// <summary>Accounts one merchant may open at most; past it 409 <c>account-limit-reached</c>. Every account is a
     /// few etcd keys kept for good (docs/storage.md), so without a bound one merchant's key opening accounts in a loop
     /// (500 requests per second) filled etcd's quota within hours, and every tenant's payments stopped.</summary>
@@ -69,10 +73,10 @@ public sealed class ApiOptions
     public ApiOptions Validate()
     {
         if (Replicas < 1 || RequestsPerSecondPerKey < 1 || UnauthenticatedRequestsPerSecondPerAddress < 1 || MaxPaymentsInFlightPerMerchant < 1
-            || MaxAccountsPerMerchant < 1 || MaxRequestsInFlight < 1)
+            || MaxAccountsPerMerchant < 1 || MaxRequestsInFlight < 1 || RefusalsKeptPerMerchantPerMinute < 1)
         {
             throw new InvalidOperationException(
-                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress, MaxPaymentsInFlightPerMerchant, MaxAccountsPerMerchant and MaxRequestsInFlight must be at least 1.");
+                "Payments:Replicas, RequestsPerSecondPerKey, UnauthenticatedRequestsPerSecondPerAddress, MaxPaymentsInFlightPerMerchant, MaxAccountsPerMerchant, MaxRequestsInFlight and RefusalsKeptPerMerchantPerMinute must be at least 1.");
         }
 
         if (!ApiKeyModes.IsKnown(KeyMode))

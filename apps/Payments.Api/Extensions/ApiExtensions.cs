@@ -232,6 +232,7 @@ public static class ApiExtensions
         });
         services.AddSingleton(provider => new IdempotencyStore(
             provider.GetRequiredService<EtcdConnection>(), etcd.IdempotencyPrefix, provider.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<RefusalsKept>();
         services.AddSingleton<IdempotentExecutor>();
         // Under the idempotency family: leased, and not shipped to the other region (the API records are, without leases).
         services.AddSingleton(provider => new DepositVolume(

@@ -9,7 +9,7 @@ namespace Payments.Api.Idempotency;
 /// with the same body gets the first response again (same status, same body); with another body, 422. A request
 /// arriving while the first still runs waits for it (bounded, woken by <see cref="InFlightWaits"/>), then replays it.
 /// Once the key's record expired (<see cref="IdempotencyStore.Retention"/>) the key starts a new operation.</summary>
-public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits waits)
+public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits waits, RefusalsKept refusals)
 {
     public const string Header = "Idempotency-Key";
 
@@ -93,7 +93,7 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
 
         return begin switch
         {
-            IdempotencyBegin.Started started => await ExecuteAsync(started.Claim, handler, cancellationToken),
+            IdempotencyBegin.Started started => await ExecuteAsync(merchantId, started.Claim, handler, cancellationToken),
             IdempotencyBegin.Replay replay => new Reply(replay.StatusCode, replay.Body, replay.ContentType ?? Reply.JsonContentType),
             IdempotencyBegin.FingerprintMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
                 "This Idempotency-Key was used with a different request.", "Use a new Idempotency-Key for a different request."),
@@ -150,7 +150,7 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
         var unclaimed = await store.UnclaimedAsync(merchantId, key, fingerprint, cancellationToken);
         // A fault propagates: there is no claim to release, and a record the handler's transaction did write holds
         // the answer for the client's retry.
-        if (await handler(unclaimed) is { } reply && await KeptAsync(unclaimed, reply, cancellationToken))
+        if (await handler(unclaimed) is { } reply && await KeptAsync(merchantId, unclaimed, reply, cancellationToken))
         {
             return reply;
         }
@@ -160,11 +160,12 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
     }
 
     /// <summary>Whether an unclaimed attempt's answer stands: stored by its own transaction, not one to keep (a server
-    /// error, a 429: nothing was written), or stored now as the key's first record.</summary>
-    private async Task<bool> KeptAsync(IdempotencyClaim unclaimed, Reply reply, CancellationToken cancellationToken) =>
+    /// error, a 429, a refusal past <see cref="RefusalsKept"/>: nothing was written), or stored now as the key's first record.</summary>
+    private async Task<bool> KeptAsync(string merchantId, IdempotencyClaim unclaimed, Reply reply, CancellationToken cancellationToken) =>
         reply.Recorded
         || reply.IsServerError
         || reply.StatusCode == StatusCodes.Status429TooManyRequests
+        || !refusals.Keep(merchantId, reply)
         || await store.CompleteAsync(unclaimed, reply.StatusCode, reply.Body, reply.ContentType, cancellationToken);
 
     /// <summary>Waits (bounded) until the request holding the key finishes or lets it go, reading the record (no
@@ -209,7 +210,7 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
         return current;
     }
 
-    private async Task<Reply> ExecuteAsync(IdempotencyClaim claim, Func<IdempotencyClaim, Task<Reply>> handler, CancellationToken cancellationToken)
+    private async Task<Reply> ExecuteAsync(string merchantId, IdempotencyClaim claim, Func<IdempotencyClaim, Task<Reply>> handler, CancellationToken cancellationToken)
     {
         Reply reply;
         try
@@ -229,9 +230,10 @@ public sealed class IdempotentExecutor(IdempotencyStore store, InFlightWaits wai
             return reply;
         }
 
-        if (reply.IsServerError || reply.StatusCode == StatusCodes.Status429TooManyRequests)
+        if (reply.IsServerError || reply.StatusCode == StatusCodes.Status429TooManyRequests || !refusals.Keep(merchantId, reply))
         {
-            // Not an answer to keep: "retry later" must not be replayed to the retry.
+            // Not an answer to keep: "retry later" must not be replayed to the retry; a refusal past the budget moved
+            // nothing, and its retry may run again (the released claim keeps only the key's body fingerprint).
             await store.ReleaseAsync(claim, CancellationToken.None);
             return reply;
         }
