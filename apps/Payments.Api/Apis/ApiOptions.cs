@@ -14,6 +14,12 @@ public sealed class ApiOptions
 
     public static readonly TimeSpan OrchestratorCallTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>How long before its approval deadline a payment stops taking decisions: the bound of the call that hands
+    /// a decision to the saga (<see cref="OrchestratorCallTimeout"/>), or a quarter of a shorter deadline — so that a
+    /// decision answered 202 reaches the saga before its wait ends.</summary>
+    public static TimeSpan DecisionMargin(TimeSpan approvalTimeout) =>
+        approvalTimeout / 4 < OrchestratorCallTimeout ? approvalTimeout / 4 : OrchestratorCallTimeout;
+
     /// <summary>The ledger service's base URL, likewise.</summary>
     public string? LedgerUrl { get; set; }
 
