@@ -316,17 +316,9 @@ public static partial class PaymentsApi
                 $"Payment '{paymentId}' is {current.Status}.").ToResult();
         }
 
-        var margin = ApiOptions.DecisionMargin(services.ApprovalTimeout);
-        if (current.Review is null && current.CreatedAt + services.ApprovalTimeout is var deadline && services.Time.GetUtcNow() >= deadline - margin)
+        if (current.Review is null && PastDeadline(paymentId, current, services) is { } late)
         {
-            // The saga's wait ends at this deadline or a little later: a decision taken after it would be answered 202
-            // and then lost to approval-deadline-passed, or — recorded, its saga lost — honoured by a resumed run. So
-            // would one taken just before it whose event reached the saga after its timer (a probe: 7 in 160 decisions
-            // within 50 ms of the deadline were answered 202 and the payment failed as approval-deadline-passed, its
-            // record saying "approved"): a decision is taken until the margin before the deadline, in which the event
-            // is delivered (the call's own bound) or the request fails.
-            return Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment's approval deadline has passed.",
-                $"Payment '{paymentId}' took decisions until {deadline - margin:O}, {margin.TotalSeconds:0.#} s before its deadline; it fails as approval-deadline-passed.").ToResult();
+            return late.ToResult();
         }
 
         if (current.Review is null && await RecordReviewAsync(paymentId, new PaymentReview(decision, principal.KeyId, services.Time.GetUtcNow()), services, context.RequestAborted) is { } problem)
@@ -344,6 +336,17 @@ public static partial class PaymentsApi
         // The status the decision leaves (the record now says so), not the one it found: awaiting_approval was stale.
         var status = after?.Status ?? PaymentStatus.Pending;
         return Reply.Json(StatusCodes.Status202Accepted, new PaymentAccepted(paymentId, status, Links(paymentId, status))).ToResult();
+    }
+
+    /// <summary>The saga's wait ends at the deadline or later: a decision after it, or just before it whose event reached
+    /// the saga after its timer (a probe: answered 202, then failed as approval-deadline-passed), was lost. Decisions are
+    /// taken until a margin before the deadline, within which the event is delivered (the call's own bound) or fails.</summary>
+    private static Reply? PastDeadline(string paymentId, PaymentRecord current, PaymentServices services)
+    {
+        var (margin, deadline) = (ApiOptions.DecisionMargin(services.ApprovalTimeout), current.CreatedAt + services.ApprovalTimeout);
+        return services.Time.GetUtcNow() < deadline - margin ? null
+            : Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment's approval deadline has passed.",
+                $"Payment '{paymentId}' took decisions until {deadline - margin:O}, {margin.TotalSeconds:0.#} s before its deadline; it fails as approval-deadline-passed.");
     }
 
     internal static PaymentLinks Links(string paymentId, string status) =>
