@@ -40,7 +40,7 @@ internal static class LedgerMetrics
     public static readonly TimeSpan OverdueStaleAfter = TimeSpan.FromMinutes(10);
 
     private static double overdueSeconds;
-    private static long overdueReadAt = long.MinValue; // Environment.TickCount64 of the read
+    private static long overdueReadAt = -1; // Environment.TickCount64 of the read; -1: none yet
 
     public static void RecordOverdue(TimeSpan overdue)
     {
@@ -49,7 +49,8 @@ internal static class LedgerMetrics
     }
 
     private static double ObserveOverdue() =>
-        Environment.TickCount64 - Volatile.Read(ref overdueReadAt) <= (long)OverdueStaleAfter.TotalMilliseconds ? Volatile.Read(ref overdueSeconds) : 0;
+        Volatile.Read(ref overdueReadAt) is >= 0 and var readAt && Environment.TickCount64 - readAt <= (long)OverdueStaleAfter.TotalMilliseconds
+            ? Volatile.Read(ref overdueSeconds) : 0;
 
     /// <summary>Journal entries moved out of etcd after their retention (ADR 0004).</summary>
     public static readonly Counter<long> Archived = PaymentsTelemetry.Meter.CreateCounter<long>(

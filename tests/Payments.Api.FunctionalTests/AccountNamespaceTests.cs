@@ -101,7 +101,7 @@ public sealed class AccountNamespaceTests(ApiSystemFixture system)
         var byMerchant = $"/admin/v1/merchants/{legacyMerchant}/keys/{MerchantStore.LegacyKeyId(MerchantStore.Hash(key))}";
         Assert.Equal(HttpStatusCode.NotFound, (await admin.DeleteAsync(byMerchant)).StatusCode);
 
-        using var revoked = await admin.PostAsJsonAsync("/admin/v1/keys/revoke", new { apiKey = key });
+        using var revoked = await admin.PostAsJsonAsync("/admin/v1/keys/revoke", new { apiKey = key + "\n" }); // as pasted: read as a request's key is
 
         Assert.Equal(HttpStatusCode.NoContent, revoked.StatusCode);
         var waited = System.Diagnostics.Stopwatch.StartNew();

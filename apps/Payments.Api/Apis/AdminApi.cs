@@ -243,7 +243,7 @@ public static class AdminApi
             return problem.ToResult();
         }
 
-        if (request!.ApiKey is not { Length: > 0 and <= MaxPresentedKeyLength } key)
+        if (request!.ApiKey?.Trim() is not { Length: > 0 and <= MaxPresentedKeyLength } key) // trimmed, as a request's key is read
         {
             return Reply.Invalid(new Dictionary<string, string> { ["apiKey"] = $"apiKey must be the key to revoke, at most {MaxPresentedKeyLength} characters." }).ToResult();
         }

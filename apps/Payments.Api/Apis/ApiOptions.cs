@@ -54,9 +54,12 @@ public sealed class ApiOptions
     /// payment gets 429 with Retry-After.</summary>
     public int MaxPaymentsInFlightPerMerchant { get; set; } = 1_000;
 
-    /// <summary>Refusals (4xx, nothing written) kept as their Idempotency-Key's answer per merchant per minute in each
-    /// replica, ten times that from all merchants together (<see cref="Idempotency.RefusalsKept"/>).</summary>
+    /// <summary>Refusals (4xx, nothing written) kept as their Idempotency-Key's answer per merchant per minute across
+    /// the replicas, ten times that from all merchants together (<see cref="Idempotency.RefusalsKept"/>).</summary>
     public int RefusalsKeptPerMerchantPerMinute { get; set; } = 60;
+
+    /// <summary>This replica's share of <see cref="RefusalsKeptPerMerchantPerMinute"/> (at least 1).</summary>
+    public int RefusalsKeptPerMerchantPerMinutePerReplica => Math.Max(1, (int)Math.Ceiling(RefusalsKeptPerMerchantPerMinute / (double)Replicas));
 
     /// <summary>Accounts one merchant may open at most; past it 409 <c>account-limit-reached</c>. Every account is a
     /// few etcd keys kept for good (docs/storage.md), so without a bound one merchant's key opening accounts in a loop

@@ -52,8 +52,9 @@ public sealed class PaymentStatusWaits(
     /// the caller) in <paramref name="from"/>, unfinished: the client knows that status already, and what ends the
     /// wait is a change the watch delivers, or a read (a recheck, the end of the wait) — never the remembered value.</summary>
     /// <param name="merchant">Whose request this is (<see cref="MaxWaitersPerMerchant"/>); null: not counted.</param>
-    /// <param name="waiting">Called once the wait has taken one of the merchant's places (the request's place among
-    /// those in flight is then given back: this bound holds it).</param>
+    /// <param name="waiting">Called once, when the request, holding one of the merchant's places and one of the
+    /// replica's, begins to wait for a change (the request's place among those in flight is then given back: these
+    /// bounds hold it). A request that only reads — no place free, the payment finished or not in etcd — never calls it.</param>
     public async Task<PaymentRecord?> WaitAsync(
         string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
         Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken, string? merchant = null, Action? waiting = null)
@@ -63,12 +64,7 @@ public sealed class PaymentStatusWaits(
         var counted = wait > TimeSpan.Zero && merchant is not null && waitingPerMerchant.TryTake(merchant, MaxWaitersPerMerchant);
         try
         {
-            if (counted)
-            {
-                waiting?.Invoke();
-            }
-
-            return await WaitCoreAsync(paymentId, from, merchant is null || counted ? wait : TimeSpan.Zero, read, visible, cancellationToken);
+            return await WaitCoreAsync(paymentId, from, merchant is null || counted ? wait : TimeSpan.Zero, read, visible, cancellationToken, counted ? waiting : null);
         }
         finally
         {
@@ -81,7 +77,7 @@ public sealed class PaymentStatusWaits(
 
     private async Task<PaymentRecord?> WaitCoreAsync(
         string paymentId, string? from, TimeSpan wait, Func<CancellationToken, Task<PaymentRecord?>> read,
-        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken)
+        Func<PaymentRecord, PaymentRecord?> visible, CancellationToken cancellationToken, Action? waiting)
     {
         var deadline = time.GetUtcNow() + wait;
         using var place = wait > TimeSpan.Zero && !stopping.IsCancellationRequested ? changes.TryEnter() : null;
@@ -98,6 +94,8 @@ public sealed class PaymentStatusWaits(
                 return current;
             }
 
+            waiting?.Invoke();
+            waiting = null;
             try
             {
                 var changed = await change.WaitAsync(remaining < RecheckInterval ? remaining : RecheckInterval, time, ends!.Token);

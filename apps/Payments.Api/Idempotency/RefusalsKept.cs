@@ -6,7 +6,8 @@ namespace Payments.Api.Idempotency;
 
 /// <summary>Which refusals (a 4xx answer, nothing written) are kept as their Idempotency-Key's answer: at most
 /// <see cref="ApiOptions.RefusalsKeptPerMerchantPerMinute"/> in a minute per merchant and
-/// <see cref="AllMerchantsFactor"/> times that from every merchant together, per replica. Each kept answer is an etcd
+/// <see cref="AllMerchantsFactor"/> times that from every merchant together, each replica keeping its share (as with a
+/// key's rate: the etcd they fill is shared, and replicas are added under load). Each kept answer is an etcd
 /// record for a day: a key at its rate sending new Idempotency-Keys with an unknown account (404) wrote ~1 KB a request
 /// for 25 h — at 500 a second, etcd's quota within hours, and every merchant's payments stopped. Past the budget the
 /// refusal is answered and not kept; a retry with the key runs again, which is safe: the refusal moved nothing.</summary>
@@ -33,7 +34,7 @@ public sealed class RefusalsKept(ApiOptions options, TimeProvider time)
             return true;
         }
 
-        var limit = options.RefusalsKeptPerMerchantPerMinute;
+        var limit = options.RefusalsKeptPerMerchantPerMinutePerReplica;
         lock (gate)
         {
             var now = time.GetUtcNow().UtcTicks / Window.Ticks;

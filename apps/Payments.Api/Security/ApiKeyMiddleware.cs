@@ -173,7 +173,9 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
             return null;
         }
 
-        using var inFlight = await TurnAsync(token => lookupsInFlight.AcquireAsync(address, 1, token), context.RequestAborted);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        wait.CancelAfter(MaxLookupQueueWait); // one bound for both queues
+        using var inFlight = await TurnAsync(token => lookupsInFlight.AcquireAsync(address, 1, token), wait.Token, context.RequestAborted);
         if (inFlight is null)
         {
             await TooManyLookupsAsync(context);
@@ -187,7 +189,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
         }
 
         var lookup = !string.IsNullOrEmpty(key) && key.Length <= MaxKeyLength;
-        using var anyLookup = lookup ? await TurnAsync(token => allLookupsInFlight.AcquireAsync(1, token), context.RequestAborted) : null;
+        using var anyLookup = lookup ? await TurnAsync(token => allLookupsInFlight.AcquireAsync(1, token), wait.Token, context.RequestAborted) : null;
         if (lookup && anyLookup is null)
         {
             context.Response.Headers.RetryAfter = "1";
@@ -221,16 +223,14 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
 
     private bool BudgetSpent(string address) => perAddress.GetStatistics(address) is { CurrentAvailablePermits: <= 0 };
 
-    /// <summary>A lookup's turn, or null when its queue is full or the turn did not come within
-    /// <see cref="MaxLookupQueueWait"/>. The request's own abort still throws.</summary>
-    private static async Task<RateLimitLease?> TurnAsync(Func<CancellationToken, ValueTask<RateLimitLease>> acquire, CancellationToken aborted)
+    /// <summary>A lookup's turn, or null when its queue is full or the turn did not come before <paramref name="wait"/>
+    /// ended. The request's own abort still throws.</summary>
+    private static async Task<RateLimitLease?> TurnAsync(Func<CancellationToken, ValueTask<RateLimitLease>> acquire, CancellationToken wait, CancellationToken aborted)
     {
-        using var wait = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-        wait.CancelAfter(MaxLookupQueueWait);
         RateLimitLease lease;
         try
         {
-            lease = await acquire(wait.Token);
+            lease = await acquire(wait);
         }
         catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {

@@ -95,7 +95,11 @@ public sealed class HoldExpirySweeper(EtcdLedger ledger, string owner, ILogger<H
             from = Google.Protobuf.ByteString.CopyFrom([.. due.Kvs[^1].Key, 0]); // just after the page's last key
         }
 
-        Writing();
+        if (expired > 0)
+        {
+            Writing(); // a pass with nothing due wrote nothing: it says nothing of the fence
+        }
+
         return expired;
     }
 

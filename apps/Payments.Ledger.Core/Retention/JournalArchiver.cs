@@ -138,6 +138,10 @@ public sealed class JournalArchiver(EtcdLedger ledger, Func<long> replicatedThro
         var held = await FirstHeldFromAsync(times[^1] + bound, cancellationToken) ?? await FirstHeldFromAsync(times[0] + bound, cancellationToken);
         if (held is not { } newer)
         {
+            // What is left is the region's newest minutes, kept until a later entry comes: an idle region, not a stall
+            // (the journal does not grow), so nothing counts as overdue — else a region idle for days raised the alert.
+            LastOverdue = TimeSpan.Zero;
+            LedgerMetrics.RecordOverdue(TimeSpan.Zero);
             LastStop = $"waits for an entry applied {bound.TotalMinutes:0} minutes after the oldest (entries may arrive out of time order)";
             return ([], false);
         }
