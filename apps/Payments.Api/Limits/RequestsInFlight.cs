@@ -15,10 +15,10 @@ namespace Payments.Api.Limits;
 /// never take a place, and a merchant's share keeps one merchant's slow requests (a body that trickles in, a wait on
 /// its own Idempotency-Key) from taking every place and locking out the others. Counted: merchants' <c>/v1</c>
 /// requests (the health probes, the operator's <c>/admin</c> and the OpenAPI document are not). A payment status wait
-/// (<c>GET /v1/payments/{id}?wait=</c>), which holds its request for up to 30 s by design, is counted until it takes a
-/// waiter's place (<see cref="GiveBack"/>): from then on the waiters' own limit bounds it. A status read that takes no
-/// such place (<c>wait=0</c>, or a merchant's waiter places all taken) stays counted: exempt by its parameter alone, it
-/// was an etcd read (and an archive read) that nothing bounded.</remarks>
+/// (<c>GET /v1/payments/{id}?wait=</c>), which holds its request for up to 30 s by design, is counted until it begins
+/// to wait, holding a waiter's place (<see cref="GiveBack"/>): from then on the waiters' own limits bound it. A status
+/// read that does not wait (<c>wait=0</c>, the waiter places all taken, a payment finished or only in the archive)
+/// stays counted: exempt by its parameter alone, it was an etcd read (and an archive read) that nothing bounded.</remarks>
 public sealed class RequestsInFlight(ApiOptions options) : IMiddleware
 {
     /// <summary>The most one merchant's requests take of <see cref="ApiOptions.MaxRequestsInFlight"/>: a quarter.</summary>
