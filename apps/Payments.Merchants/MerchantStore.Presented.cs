@@ -1,6 +1,3 @@
-using Etcdserverpb;
-using Payments.Etcd;
-
 namespace Payments.Merchants;
 
 /// <summary>Revoking a key by the key itself, for the operator who holds a leaked one (found in a repository, sent by a
@@ -24,10 +21,7 @@ public sealed partial class MerchantStore
             }
 
             var named = IsLegacy(stored.Value) ? record with { KeyId = LegacyKeyId(hash) } : record;
-            var request = new TxnRequest();
-            request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(hash), stored.ModRevision));
-            request.Success.Add(EtcdBytes.Put(KeyRecordKey(hash), Encode(named with { ExpiresAt = clock.GetUtcNow(), RevokedAt = clock.GetUtcNow() })));
-            if ((await TxnAsync(request, cancellationToken)).Succeeded)
+            if (await TryRevokeAsync(hash, stored.ModRevision, named, cancellationToken))
             {
                 return named;
             }

@@ -222,16 +222,22 @@ public sealed partial class MerchantStore(EtcdConnection etcd, string prefix, Ti
                 return attempt == 0 ? KeyAdminResult.KeyNotFound : KeyAdminResult.Done; // gone meanwhile: ended either way
             }
 
-            var request = new TxnRequest();
-            request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(found.Hash), found.Revision));
-            request.Success.Add(EtcdBytes.Put(KeyRecordKey(found.Hash), Encode(found.Record with { ExpiresAt = clock.GetUtcNow(), RevokedAt = clock.GetUtcNow() })));
-            if ((await TxnAsync(request, cancellationToken)).Succeeded)
+            if (await TryRevokeAsync(found.Hash, found.Revision, found.Record, cancellationToken))
             {
                 return KeyAdminResult.Done;
             }
         }
 
         throw new InvalidOperationException($"Key {keyId} kept changing while it was revoked ({MaxRevokeAttempts} attempts); try again.");
+    }
+
+    /// <summary>Writes <paramref name="record"/> revoked now, if the key's record is still at <paramref name="revision"/>.</summary>
+    private async Task<bool> TryRevokeAsync(string hash, long revision, ApiKeyRecord record, CancellationToken cancellationToken)
+    {
+        var request = new TxnRequest();
+        request.Compare.Add(EtcdBytes.ModRevisionIs(KeyRecordKey(hash), revision));
+        request.Success.Add(EtcdBytes.Put(KeyRecordKey(hash), Encode(record with { ExpiresAt = clock.GetUtcNow(), RevokedAt = clock.GetUtcNow() })));
+        return (await TxnAsync(request, cancellationToken)).Succeeded;
     }
 
     /// <summary>Attempts of one revocation at most (each loses only to a concurrent rotation or revocation of the key).</summary>
