@@ -77,7 +77,7 @@ public sealed class EtcdOptions
 
     /// <summary>Markers of payment events the webhook dispatcher has not taken yet; written by whoever changes a
     /// payment record (<c>PaymentEvents</c>).</summary>
-    public string WebhookOutboxPrefix => WebhooksPrefix + "outbox/";
+    public string WebhookOutboxPrefix => KeyPrefix + WebhookOutboxFamily;
 
     /// <summary>Where the webhook dispatcher's lock lives (one API replica delivers at a time).</summary>
     public string WebhookLockKey => KeyPrefix + "locks/webhook-dispatcher";
@@ -85,6 +85,11 @@ public sealed class EtcdOptions
     /// <summary>Accounts' settings (currency, overdraft limit, closed), relative to <see cref="KeyPrefix"/>: the ledger
     /// writes them beside each account record, and they travel with the journal, which holds only transfers.</summary>
     public const string AccountSettingsFamily = "ledger/settings/";
+
+    /// <summary>The webhook outbox (<see cref="WebhookOutboxPrefix"/>) and the deliveries owed, relative to
+    /// <see cref="KeyPrefix"/>: a region's own work in progress, never shipped; the failover service drops a lost
+    /// epoch's before the region writes again (<c>RegionEpochMirror</c>).</summary>
+    public const string WebhookOutboxFamily = "webhooks/outbox/", WebhookDueFamily = "webhooks/due/";
 
     /// <summary>Merchants' webhook endpoints with their signing secrets, relative to <see cref="KeyPrefix"/> (under
     /// <see cref="WebhooksPrefix"/>): shipped, so that a takeover keeps delivering to them.</summary>

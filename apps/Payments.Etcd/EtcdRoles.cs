@@ -27,7 +27,8 @@ public static class EtcdRoles
     /// deliveries due, its lock);
     /// the orchestrator finishes payment records (and leaves each event's marker in the webhook outbox) and runs the payment sweeper (lock, cursor, takeover requests);
     /// the failover service writes the region epoch and, as the standby's applier, the ledger, the shipped records,
-    /// its replication checkpoints and the takeover sweep request.</summary>
+    /// its replication checkpoints and the takeover sweep request, and deletes a lost epoch's webhook outbox and owed
+    /// deliveries before the region writes again (<see cref="Regions.RegionEpochMirror"/>).</summary>
     public static IReadOnlyList<EtcdRole> For(string keyPrefix)
     {
         var root = EtcdBytes.AsPrefix(keyPrefix);
@@ -38,7 +39,8 @@ public static class EtcdRoles
             new EtcdRole(Ledger, Families("ledger/"), Families("region/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily, "replication/copied")),
             new EtcdRole(Api, Families("api/", "payments/", "idempotency/", "webhooks/", "locks/webhook-dispatcher"), region),
             new EtcdRole(Orchestrator, Families("payments/", "webhooks/outbox/", "locks/payment-sweeper", "sweeper/"), region),
-            new EtcdRole(Failover, Families("region/", "ledger/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily, "replication/", "sweeper/"), []),
+            new EtcdRole(Failover, Families("region/", "ledger/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily,
+                EtcdOptions.WebhookOutboxFamily, EtcdOptions.WebhookDueFamily, "replication/", "sweeper/"), []),
             new EtcdRole(StateStore, Families(StateStoreFamily), []),
         ];
     }

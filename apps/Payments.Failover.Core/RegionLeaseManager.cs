@@ -292,6 +292,12 @@ public sealed partial class RegionLeaseManager(
         }
 
         etcdRefusedHold = false;
+        if (mirror.LastDropped > 0)
+        {
+            logger.LogWarning("Region {Region}: dropped {Count} webhook outbox markers and owed deliveries of its lost epoch before taking epoch {Epoch} "
+                + "(another region served meanwhile and may have decided those payments otherwise); their events stay readable with GET /v1/events",
+                options.Name, mirror.LastDropped, epoch);
+        }
 
         if (!held)
         {

@@ -172,6 +172,50 @@ public sealed class RegionWriteGateTests(ApiSystemFixture system)
         Assert.False(await mirror.LastEpochHandedOverAsync(CancellationToken.None));
     }
 
+    /// <summary>Review finding: a region that was lost kept its webhook outbox and owed deliveries, not sent while
+    /// passive, and sent them all when it was made writable again (a fail-back): events of changes that may never have
+    /// reached the region that took over, which may have decided those payments otherwise. They go when it takes an
+    /// epoch after another region held one; a region that lapsed and took the record back (no other epoch between),
+    /// or whose last epoch was handed over, keeps them: they are its own, or were shipped first.</summary>
+    [Fact]
+    public async Task ALostRegion_TakingAnEpochAfterAnotherRegionHeldOne_DropsItsWebhookWork_AndOnlyThen()
+    {
+        var prefix = $"/functional-region-{Guid.NewGuid():N}/";
+        var mirror = new RegionEpochMirror(system.Etcd, prefix);
+        var hold = TimeSpan.FromSeconds(30);
+        var pending = new[] { "webhooks/outbox/1764000000000/pay_1/completed", "webhooks/outbox/1764000000001/pay_2/failed", "webhooks/due/1764000000500/we_1/evt_1" };
+        var kept = new[] { "webhooks/endpoints/m/we_1", "payments/pay_1" }; // shipped families: not the region's work in progress
+        async Task PutAllAsync()
+        {
+            foreach (var key in pending.Concat(kept))
+            {
+                await system.Etcd.Kv.PutAsync(new Etcdserverpb.PutRequest { Key = EtcdBytes.Key(prefix + key), Value = EtcdBytes.Key("{}") });
+            }
+        }
+
+        async Task<string[]> RemainingAsync() =>
+            [.. (await system.Etcd.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = EtcdBytes.Key(prefix + "webhooks/"), RangeEnd = EtcdBytes.PrefixEnd(prefix + "webhooks/"), KeysOnly = true }))
+                .Kvs.Select(kv => kv.Key.ToStringUtf8()[prefix.Length..])];
+
+        Assert.True(await mirror.HoldAsync(1, hold, CancellationToken.None));
+        await PutAllAsync();
+        await mirror.ReleaseAsync(CancellationToken.None); // lapsed
+        Assert.True(await mirror.HoldAsync(2, hold, CancellationToken.None)); // took the record back: nobody between
+        Assert.Equal((0L, 4), (mirror.LastDropped, (await RemainingAsync()).Length));
+
+        await mirror.BeginHandOverAsync(2, DateTimeOffset.UtcNow + hold, CancellationToken.None); // switched over
+        Assert.True(await mirror.HoldAsync(4, hold, CancellationToken.None)); // and back: everything was shipped first
+        Assert.Equal((0L, 4), (mirror.LastDropped, (await RemainingAsync()).Length));
+
+        await mirror.ReleaseAsync(CancellationToken.None); // lost; the other region held epoch 5
+        Assert.True(await mirror.HoldAsync(6, hold, CancellationToken.None)); // fail-back
+        Assert.Equal(3L, mirror.LastDropped);
+        Assert.Equal(["webhooks/endpoints/m/we_1"], await RemainingAsync());
+        Assert.NotNull((await system.Etcd.Kv.RangeAsync(new Etcdserverpb.RangeRequest { Key = EtcdBytes.Key(prefix + "payments/pay_1") })).Kvs.SingleOrDefault());
+        Assert.True(await mirror.HoldAsync(6, hold, CancellationToken.None)); // a renewal drops nothing
+        Assert.Equal(0L, mirror.LastDropped);
+    }
+
     private static StringContent Json(string json) => new(json, System.Text.Encoding.UTF8, "application/json");
 
     /// <summary>A region of its own prefix holding epoch 2, and a watcher that has seen it (writable).</summary>

@@ -83,9 +83,11 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             return false;
         }
 
+        LastDropped = await DropLostEpochDeliveriesAsync(current, epoch, cancellationToken);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
         request.Compare.Add(EtcdBytes.ModRevisionIs(HandOverKey, current.HandOver.ModRevision)); // no hand-over began since the read
+        request.Compare.Add(EtcdBytes.ModRevisionIs(LastEpochKey, current.LastEpochRevision)); // nor a hold, whose drop was not this one's
         request.Success.Add(EtcdBytes.Put(Key, RegionEpochFence.Encode(epoch), lease.ID));
         request.Success.Add(EtcdBytes.Put(UntilKey, ByteString.CopyFromUtf8(until.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)), lease.ID));
         request.Success.Add(EtcdBytes.Put(LastEpochKey, RegionEpochFence.Encode(epoch)));
@@ -106,6 +108,68 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         }
 
         return true;
+    }
+
+    /// <summary>Webhook work dropped by this instance's last <see cref="HoldUntilAsync"/> (see
+    /// <see cref="DropLostEpochDeliveriesAsync"/>): outbox markers and owed deliveries; 0 when none.</summary>
+    public long LastDropped { get; private set; }
+
+    /// <summary>Keys deleted per transaction when a lost epoch's webhook work is dropped.</summary>
+    public const int DropBatch = 1_000;
+
+    /// <summary>Batches per family at most in one hold: 10 million keys, far past any outbox or backlog of owed
+    /// deliveries etcd's quota can hold; past it the hold goes on and the rest stays (logged by the caller's count).</summary>
+    public const int MaxDropBatches = 10_000;
+
+    /// <summary>Before the region takes <paramref name="epoch"/>: when the last epoch it held was lost (not handed over)
+    /// and another region has held an epoch since (a gap: a region that lapses and takes the record back goes from N
+    /// to N + 1), its webhook outbox and owed deliveries are the lost epoch's, of changes that may never have reached
+    /// the region that took over and that it may have decided otherwise — a payment A recorded failed that B, resuming
+    /// it, completed. A passive lost region does not deliver them (ADR 0005); made writable again (a fail-back) it sent
+    /// them all, days late, signed and valid (a review finding). They go now, before the region can write: a passive
+    /// region writes no outbox marker (every such write carries the fence), so everything there is the lost epoch's.
+    /// Their events stay in the log (<c>GET /v1/events</c>). Each batch compares the last-epoch key and the mirror, so
+    /// nothing is deleted once another failover process of the region has taken the epoch.</summary>
+    private async Task<long> DropLostEpochDeliveriesAsync(MirrorState current, long epoch, CancellationToken cancellationToken)
+    {
+        var handedOver = current.HandOver.ModRevision != 0 && current.HandOver.Epoch == current.LastEpoch;
+        if (current.LastEpoch == 0 || epoch <= current.LastEpoch + 1 || handedOver)
+        {
+            return 0;
+        }
+
+        long dropped = 0;
+        foreach (var root in new[] { EtcdBytes.AsPrefix(prefix) + EtcdOptions.WebhookOutboxFamily, EtcdBytes.AsPrefix(prefix) + EtcdOptions.WebhookDueFamily })
+        {
+            for (var batch = 0; batch < MaxDropBatches; batch++)
+            {
+                var page = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
+                {
+                    Key = EtcdBytes.Key(root), RangeEnd = EtcdBytes.PrefixEnd(root), Limit = DropBatch, KeysOnly = true,
+                }, cancellationToken: token), cancellationToken);
+                if (page.Kvs.Count == 0)
+                {
+                    break;
+                }
+
+                var request = new TxnRequest();
+                request.Compare.Add(EtcdBytes.ModRevisionIs(LastEpochKey, current.LastEpochRevision));
+                request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
+                request.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest
+                {
+                    Key = EtcdBytes.Key(root), RangeEnd = ByteString.CopyFrom([.. page.Kvs[^1].Key.Span, 0]), // through the last key read
+                } });
+                var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
+                if (!response.Succeeded)
+                {
+                    return dropped; // held meanwhile by another process of the region, which dropped them first
+                }
+
+                dropped += response.Responses[0].ResponseDeleteRange.Deleted;
+            }
+        }
+
+        return dropped;
     }
 
     /// <summary>Demotion: the region stops accepting writes at once (in-flight ledger transactions fail their compare).</summary>
@@ -208,12 +272,15 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     /// there was one (the lease alone bounds it then).</summary>
     public async Task<(long? Epoch, DateTimeOffset? Until)> ReadHoldAsync(CancellationToken cancellationToken)
     {
-        var (epoch, modRevision, _, until, _, _) = await ReadWithRevisionAsync(cancellationToken);
+        var (epoch, modRevision, _, until, _, _, _) = await ReadWithRevisionAsync(cancellationToken);
         return (modRevision == 0 ? null : epoch, modRevision == 0 ? null : until);
     }
 
-    private async Task<(long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until, HandOverMarker HandOver, long LastEpoch)> ReadWithRevisionAsync(
-        CancellationToken cancellationToken)
+    /// <summary>The mirror's keys as read in one range; revisions 0 for keys that are not there.</summary>
+    private readonly record struct MirrorState(
+        long Epoch, long ModRevision, long LeaseId, DateTimeOffset? Until, HandOverMarker HandOver, long LastEpoch, long LastEpochRevision);
+
+    private async Task<MirrorState> ReadWithRevisionAsync(CancellationToken cancellationToken)
     {
         // The keys in one range: "region/active-epoch", "-until", "-handover" and "-last" are the only keys under "region/active-".
         var from = EtcdBytes.AsPrefix(prefix) + "region/active-";
@@ -228,9 +295,10 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         var handOver = HandOverMarker.From(response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(HandOverKey)));
         var lastKv = response.Kvs.FirstOrDefault(item => item.Key == EtcdBytes.Key(LastEpochKey));
         var last = lastKv is null ? 0 : long.Parse(lastKv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture);
+        var lastRevision = lastKv?.ModRevision ?? 0;
         return kv is null
-            ? (0, 0, 0, null, handOver, last)
-            : (long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until, handOver, last);
+            ? new MirrorState(0, 0, 0, null, handOver, last, lastRevision)
+            : new MirrorState(long.Parse(kv.Value.ToStringUtf8(), NumberStyles.None, CultureInfo.InvariantCulture), kv.ModRevision, kv.Lease, until, handOver, last, lastRevision);
     }
 
     /// <summary>The hand-over marker as read; epoch 0 and revision 0 when there is none.</summary>

@@ -124,7 +124,7 @@ root maintenance ledger api orchestrator failover statestore
 ledger: {rw: [ledger/], read: [region/, api/, payments/, webhooks/endpoints/, webhooks/removed/, replication/copied]}
 api: {rw: [api/, payments/, idempotency/, webhooks/, locks/webhook-dispatcher], read: [region/]}
 orchestrator: {rw: [payments/, webhooks/outbox/, locks/payment-sweeper, sweeper/], read: [region/]}
-failover: {rw: [region/, ledger/, api/, payments/, webhooks/endpoints/, webhooks/removed/, replication/, sweeper/], read: []}
+failover: {rw: [region/, ledger/, api/, payments/, webhooks/endpoints/, webhooks/removed/, webhooks/outbox/, webhooks/due/, replication/, sweeper/], read: []}
 statestore: {rw: [dapr], read: []}
 {{- end -}}
 
