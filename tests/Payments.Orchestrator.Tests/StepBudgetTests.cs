@@ -38,6 +38,22 @@ public sealed class StepBudgetTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Budget.DelayBefore(1, "pay-1", "hold")); // the first attempt does not wait
     }
 
+    /// <summary>Found in review: the sweeper restarts a run still going past <see cref="Sweeping.SweepPolicy.MaxRunning"/>,
+    /// which was the approval deadline plus an hour, while a reviewed payment's first run may legitimately take its risk
+    /// step, the wait, the hold, the settlement, the void of a refused settlement and its record, each to its budget
+    /// (over an hour since the budget before the pivot went to 10 minutes), each last attempt up to its activity's
+    /// 30 s timeouts: a run still making progress was terminated and decided again.</summary>
+    [Fact]
+    public void TheSweeper_LeavesARunAlone_UntilEveryStepItMayTakeHasHadItsBudget()
+    {
+        var approval = TimeSpan.FromHours(24);
+        var lastAttempts = 6 * TimeSpan.FromSeconds(30);
+        var longest = approval + PaymentWorkflow.BeforePivotBudgetNow /* risk */ + PaymentWorkflow.BeforePivotBudgetNow /* hold */
+            + PaymentWorkflow.Pivot.Budget + PaymentWorkflow.Forward.Budget /* void */ + PaymentWorkflow.Forward.Budget /* record */ + lastAttempts;
+
+        Assert.True(Sweeping.SweepPolicy.For(approval).MaxRunning > longest, $"{Sweeping.SweepPolicy.For(approval).MaxRunning} <= {longest}");
+    }
+
     /// <summary>Found in review: Dapr purges a workflow (retention, or the sweeper scheduling it again under its id) by
     /// deleting its whole history in one etcd transaction, refused past the store's maxTxnOps, which was 128 — a
     /// payment that rode out a few minutes of outage has more, and could then neither be purged nor resumed. Every

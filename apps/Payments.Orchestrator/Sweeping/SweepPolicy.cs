@@ -25,6 +25,20 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
     /// left a payment pending until MaxRunning — a day (seen in the DR drill under load).</summary>
     public static readonly TimeSpan StallBound = TimeSpan.FromMinutes(3);
 
+    /// <summary>Beyond the longest a first run can legitimately take: its steps' budgets end to end, each last attempt's
+    /// own timeout, and time spent waiting for a worker.</summary>
+    public static readonly TimeSpan RunningMargin = TimeSpan.FromMinutes(30);
+
+    /// <summary>The longest a saga run can legitimately go on: the risk step and the hold (each the budget before the
+    /// pivot), the approval wait, the settlement (<see cref="Workflows.PaymentWorkflow.Pivot"/>), then the void of a
+    /// refused settlement and the outcome's record (each <see cref="Workflows.PaymentWorkflow.Forward"/>), plus
+    /// <see cref="RunningMargin"/>: with the default budgets 90 minutes past the approval deadline. It was the deadline
+    /// plus an hour, set before the budget before the pivot went from 3 to 10 minutes: a reviewed payment approved late
+    /// whose ledger then stayed away was restarted while its run still made progress (a review finding).</summary>
+    public static TimeSpan LongestRun(TimeSpan approvalTimeout) =>
+        approvalTimeout + 2 * Workflows.PaymentWorkflow.BeforePivotBudgetNow + Workflows.PaymentWorkflow.Pivot.Budget
+        + 2 * Workflows.PaymentWorkflow.Forward.Budget + RunningMargin;
+
     public static SweepPolicy For(TimeSpan approvalTimeout) =>
-        new(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), approvalTimeout + TimeSpan.FromHours(1));
+        new(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(15), LongestRun(approvalTimeout));
 }
