@@ -158,6 +158,9 @@ public sealed class ChartTests
     [InlineData("etcd.storageSize=06Gi", "etcd.quotaBackendBytes")] // a leading zero still counts as 6 Gi
     [InlineData("apps.risk.port=3500", "apps.risk.port")] // daprd's HTTP port
     [InlineData("webhooks.retryHours=72,webhooks.eventRetentionHours=72", "webhooks.eventRetentionHours")] // the API would refuse to start
+    // The chart's etcd taking clients without a certificate, or every app's certificate keeping root's rights (review finding).
+    [InlineData("etcd.tls.enabled=false", "etcd.allowUnauthenticated")]
+    [InlineData("etcd.auth.bootstrap=false", "etcd.allowUnauthenticated")]
     // A front door without trusted proxy networks: every client shares the proxy's per-address budget (review finding).
     [InlineData("httpRoute.enabled=true,httpRoute.gatewayNamespace=gateway-system,httpRoute.parentRefs[0].name=public,httpRoute.hostnames[0]=p.example.com", "payments.publicApi.trustedProxyNetworks")]
     public async Task InconsistentValues_AreRefused_NamingTheValue(string values, string named)
