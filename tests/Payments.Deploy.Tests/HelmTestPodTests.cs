@@ -32,6 +32,18 @@ public sealed class HelmTestPodTests
         Assert.True(NetworkFlowTests.Allows(objects, pod.Metadata.Labels, api, port), $"{valuesFile}: the test pod cannot reach the API");
     }
 
+    /// <summary>Chart review: `helm test` leaves its merchant, accounts and deposit in the ledger; a live ledger that
+    /// must carry no test entries turns the payment off and keeps the readiness test.</summary>
+    [Fact]
+    public async Task ThePaymentTest_CanBeTurnedOff_LeavingTheReadinessTest()
+    {
+        var (exitCode, output) = await HelmTool.HelmAsync("template", "dp", ".", "-f", "values-region-a.yaml", "--set", "payments.publicApi.helmTestPayment=false",
+            "--kube-version", ChartTests.KubeVersion, "--namespace", "payments");
+        Assert.True(exitCode == 0, output);
+        var pod = Assert.Single(k8s.KubernetesYaml.LoadAllFromString(output, ChartTests.Kinds, strict: true).OfType<V1Pod>());
+        Assert.EndsWith("-test-readyz", pod.Metadata.Name, StringComparison.Ordinal);
+    }
+
     /// <summary>Both test pods run the API's own image, an override (Tilt's) included — they used to ignore
     /// apps.api.image and fail to pull under Tilt — and both have a deadline.</summary>
     [Fact]
