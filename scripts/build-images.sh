@@ -13,7 +13,7 @@ PREFIX=daprpayments
 APPS=(Payments.Api:api Payments.Orchestrator.Host:orchestrator Payments.Ledger:ledger Payments.Risk:risk Payments.Failover:failover
       Payments.WorkflowSidecar:workflow-sidecar Payments.Edge:edge)
 OFFLINE="${1:-}"
-SEED_VERSION=2 # of the seeded .NET images: 2 adds Microsoft's "app" user
+SEED_VERSION=3 # of the seeded .NET images: 2 adds Microsoft's "app" user; 3 keeps this machine's CAs out of the runtime
 export DOCKER_API_VERSION="${DOCKER_API_VERSION:-1.41}"
 
 ensure_docker() {
@@ -61,8 +61,11 @@ seed_base_images() {
     context=$(mktemp -d)
     if [ "$kind" = sdk ]; then cp -a /usr/share/dotnet "$context/dotnet"; else
       mkdir -p "$context/dotnet" && cp -a /usr/share/dotnet/dotnet /usr/share/dotnet/host /usr/share/dotnet/shared "$context/dotnet/"; fi
-    # Trust what this machine trusts: behind a corporate TLS proxy, NuGet restore inside the build needs its CA.
-    mkdir -p "$context/ca" && cp -a /usr/local/share/ca-certificates/. "$context/ca/" 2>/dev/null || true
+    # The SDK trusts what this machine trusts: behind a corporate TLS proxy, NuGet restore inside the build needs its
+    # CA. The runtime does not: the apps' own connections (Cosmos DB, Entra ID, webhook receivers) would trust a
+    # TLS-inspecting proxy's CA in production (a chart review).
+    mkdir -p "$context/ca"
+    if [ "$kind" = sdk ]; then cp -a /usr/local/share/ca-certificates/. "$context/ca/" 2>/dev/null || true; fi
     cat > "$context/Dockerfile" <<'DOCKERFILE'
 FROM daprpayments/base:bookworm
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends libicu72 libssl3 ca-certificates && rm -rf /var/lib/apt/lists/*
