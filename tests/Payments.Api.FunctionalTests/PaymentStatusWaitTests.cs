@@ -101,6 +101,18 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
         Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"No error for {field}: {problem}");
     }
 
+    /// <summary>A probe: <c>?=</c> was answered "Unknown query parameter a parameter with another name".</summary>
+    [Theory]
+    [InlineData("=", "Unknown query parameter: one with an empty name; this endpoint takes")]
+    [InlineData("wiat=30", "Unknown query parameter: 'wiat'; this endpoint takes")]
+    public async Task AnUnknownParameter_IsNamedInASentence(string query, string detail)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync($"/v1/payments/pay_000000000000000000000000?{query}");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith(detail, (await response.JsonAsync()).GetProperty("errors").GetProperty("query").GetString(), StringComparison.Ordinal);
+    }
+
     /// <summary>Asks with <c>?wait=</c> from each status seen until the payment is final: a few requests, not a poll.</summary>
     private static async Task<string> WaitUntilTerminalAsync(HttpClient client, string paymentId)
     {

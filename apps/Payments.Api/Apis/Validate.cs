@@ -85,10 +85,12 @@ internal static class Validate
             return;
         }
 
-        // Only a short, printable ASCII name is repeated back; any other is described.
+        // Only a short, printable ASCII name is repeated back; any other is described ("one with an empty name" read
+        // as a sentence; "Unknown query parameter a parameter with another name" did not, a probe).
         var named = unknown.Take(MaxUnknownQueryNamed)
-            .Select(name => name.Length is > 0 and <= 32 && name.All(character => character is > ' ' and < '\u007f') ? $"'{name}'" : "a parameter with another name");
-        errors["query"] = $"Unknown query parameter{(unknown.Length > 1 ? "s" : "")} {string.Join(", ", named)}{(unknown.Length > MaxUnknownQueryNamed ? " and more" : "")}; "
+            .Select(name => name.Length is > 0 and <= 32 && name.All(character => character is > ' ' and < '\u007f') ? $"'{name}'"
+                : name.Length == 0 ? "one with an empty name" : "one whose name is not short printable ASCII");
+        errors["query"] = $"Unknown query parameter{(unknown.Length > 1 ? "s" : "")}: {string.Join(", ", named)}{(unknown.Length > MaxUnknownQueryNamed ? " and more" : "")}; "
             + (known.Length == 0 ? "this endpoint takes none." : $"this endpoint takes {string.Join(", ", known)}.");
     }
 
