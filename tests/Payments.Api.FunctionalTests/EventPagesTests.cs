@@ -49,6 +49,20 @@ public sealed class EventPagesTests(ApiSystemFixture system)
 
         // From a time: the events at or after it.
         Assert.Equal(written.Skip(5), await PageThroughAsync(client, "/v1/events?limit=2&since=" + Uri.EscapeDataString((now - TimeSpan.FromHours(1)).ToString("O"))));
+
+        // A review: merchant ids from before ids were checked may hold a '/', and the last window ran to the end of the
+        // merchant's prefix: merchant/eu's events (and merchant/2026's) were on this merchant's last page.
+        foreach (var (legacy, index) in new[] { ("eu/", 100), ("2026/", 101) })
+        {
+            var at = now - TimeSpan.FromMinutes(1);
+            var paymentEvent = new PaymentEvent($"evt_{index:x24}", PaymentEvents.Completed, at, new PaymentEventData("pay_legacy", "completed", 100, "EUR", "a", "b", null, null, at, at));
+            await system.Etcd.Kv.PutAsync(new PutRequest
+            {
+                Key = EtcdBytes.Key(root + legacy + EtcdBytes.TimeKey(at) + "/" + paymentEvent.Id), Value = ByteString.CopyFrom(PaymentEvents.Serialize(paymentEvent)),
+            });
+        }
+
+        Assert.Equal(written, await PageThroughAsync(client, "/v1/events?limit=100"));
     }
 
     /// <summary>An empty first page still has a cursor, the place it began (a probe: one read with <c>since</c> had

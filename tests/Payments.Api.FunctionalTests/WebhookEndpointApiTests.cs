@@ -93,6 +93,30 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal(Clients * Rounds, counted);
     }
 
+    /// <summary>Review finding: a merchant id from before ids were checked may hold a '/', and the read of merchant
+    /// <c>acme</c>'s endpoints (a prefix) took <c>acme/eu</c>'s too: listed to acme, and sent acme's events signed with
+    /// acme/eu's secret. Its markers, split on '/', were deleted as unreadable: acme/eu was sent nothing.</summary>
+    [Fact]
+    public async Task AMerchantsEndpoints_AreNotThoseOfALegacyIdItBegins_AndThatOnesMarkersRead()
+    {
+        var prefix = $"/functional-legacy-{Guid.NewGuid():N}/";
+        var store = new WebhookEndpointStore(system.Etcd, prefix + "webhooks/", TimeProvider.System);
+        var (own, _) = (await store.CreateAsync("acme", "https://example.com/acme", [], null, CancellationToken.None))!.Value;
+        var (legacy, _) = (await store.CreateAsync("acme/eu", "https://example.com/eu", [], null, CancellationToken.None))!.Value;
+
+        Assert.Equal([own.Id], (await store.ListAsync("acme", CancellationToken.None)).Select(endpoint => endpoint.Id));
+        Assert.Equal([own.Id], (await store.ListManyAsync(["acme"], CancellationToken.None))["acme"].Select(endpoint => endpoint.Id));
+        Assert.Equal([legacy.Id], (await store.ListAsync("acme/eu", CancellationToken.None)).Select(endpoint => endpoint.Id));
+
+        var deliveries = new WebhookDeliveries(system.Etcd, prefix + "webhooks/", prefix + "webhooks/outbox/", prefix + "payments/~events/");
+        var logKey = prefix + "payments/~events/acme/eu/1764000000000/evt_000000000000000000000001";
+        var marker = deliveries.Marker(prefix + "webhooks/outbox/1764000000000/acme/eu/evt_000000000000000000000001",
+            Google.Protobuf.ByteString.CopyFromUtf8("payment.completed " + logKey));
+        Assert.Equal(("acme/eu", "evt_000000000000000000000001", logKey), (marker.MerchantId, marker.EventId, marker.LogKey));
+        Assert.Throws<InvalidDataException>(() => deliveries.Marker(prefix + "webhooks/outbox/1764000000000/acme/evt_000000000000000000000001",
+            Google.Protobuf.ByteString.CopyFromUtf8("payment.completed " + logKey))); // acme's marker naming acme/eu's event
+    }
+
     /// <summary>Shipping sends what changed since its checkpoint, so endpoints made before they were shipped reached the
     /// other region only when next rotated: each is now written once more, unchanged, page after page, and a marker of
     /// the region's own ends that for good.</summary>

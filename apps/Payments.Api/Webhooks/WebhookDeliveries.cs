@@ -91,16 +91,20 @@ public sealed class WebhookDeliveries(EtcdConnection etcd, string webhooksPrefix
         }
     }
 
-    /// <summary>The marker stored at <paramref name="key"/> (the full key, <c>{outbox}{ms}/{merchant}/{event id}</c>).</summary>
+    /// <summary>The marker stored at <paramref name="key"/> (the full key, <c>{outbox}{ms}/{merchant}/{event id}</c>).
+    /// The merchant is what lies between the first and the last '/': a merchant id from before ids were checked may
+    /// hold one, and its markers were deleted as unreadable, its events never sent (a review).</summary>
     public OutboxMarker Marker(string key, ByteString value)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
-        var parts = key.StartsWith(outboxRoot, StringComparison.Ordinal) ? key[outboxRoot.Length..].Split('/') : [];
-        if (parts.Length != 3)
+        var split = key.StartsWith(outboxRoot, StringComparison.Ordinal) ? key[outboxRoot.Length..].Split('/') : [];
+        if (split.Length < 3)
         {
             throw new InvalidDataException($"Not an outbox marker's key: '{key}'.");
         }
+
+        string[] parts = [split[0], string.Join('/', split[1..^1]), split[^1]];
 
         var (type, logKey) = PaymentEvents.ParseOutboxValue(value.ToStringUtf8());
         // The dispatcher reads the log key with the API's etcd rights and sends what it finds to the merchant's

@@ -113,10 +113,12 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public async Task<IReadOnlyList<WebhookEndpoint>> ListAsync(string merchantId, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(RangeOf(merchantId), cancellationToken: token), cancellationToken);
-        return response.Kvs.Select(kv => Decode(kv.Value)).ToArray();
+        return response.Kvs.Select(kv => Decode(kv.Value)).Where(endpoint => endpoint.MerchantId == merchantId).ToArray();
     }
 
-    /// <summary>The read of one merchant's endpoints (bounded: the limit is far above what a merchant may have).</summary>
+    /// <summary>The read of one merchant's endpoints (bounded: the limit is far above what a merchant may have). It also
+    /// takes those of a merchant whose id (from before ids were checked) begins with this one's and a '/': the lists
+    /// keep only the merchant's own (a review: merchant <c>acme</c> was listed, and sent events to, <c>acme/eu</c>'s).</summary>
     private RangeRequest RangeOf(string merchantId)
     {
         var prefix = root + merchantId + "/";
@@ -141,7 +143,8 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             {
                 // An endpoint record that does not read is left out (the dispatcher's round serves every merchant's
                 // events: one such record stopped them all).
-                endpointsOf[chunk[index]] = response.Responses[index].ResponseRange.Kvs.Select(kv => TryDecode(kv.Value)).OfType<WebhookEndpoint>().ToArray();
+                endpointsOf[chunk[index]] = response.Responses[index].ResponseRange.Kvs.Select(kv => TryDecode(kv.Value)).OfType<WebhookEndpoint>()
+                    .Where(endpoint => endpoint.MerchantId == chunk[index]).ToArray();
             }
         }
 

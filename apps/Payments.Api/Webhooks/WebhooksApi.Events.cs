@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using System.Text.RegularExpressions;
 using Etcdserverpb;
 using Payments.Api.Problems;
@@ -117,10 +118,14 @@ public static partial class WebhooksApi
             string? end = round < MaxEventWindows ? root + EtcdBytes.TimeKey(start + window) : null;
             var request = new RangeRequest
             {
-                Key = EtcdBytes.Key(from), RangeEnd = end is null ? EtcdBytes.PrefixEnd(root) : EtcdBytes.Key(end), Limit = limit - kvs.Count,
+                // The last window ends where keys stop starting with a digit (':' follows '9'): beyond are the events of
+                // a merchant whose id, from before ids were checked, is this one's and a '/' and more — a review found
+                // them on the last page of merchant acme's events (acme/eu's). The shape check below keeps a suffix
+                // that begins with a digit out too.
+                Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.Key(end ?? root + ":"), Limit = limit - kvs.Count,
             };
             var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-            kvs.AddRange(response.Kvs);
+            kvs.AddRange(response.Kvs.Where(kv => IsOwnEvent(kv.Key.Span[Encoding.UTF8.GetByteCount(root)..])));
             more = response.More || (kvs.Count >= limit && end is not null);
             from = end is not null && string.CompareOrdinal(end, from) > 0 ? end : from;
             (start, window) = (start + window, window * EventWindowGrowth);
@@ -128,6 +133,11 @@ public static partial class WebhooksApi
 
         return (kvs, more);
     }
+
+    /// <summary>Whether a key below a merchant's events root is one of its events (<c>{13 digits}/{id}</c>), not one of a
+    /// merchant whose id continues this one's past a '/'.</summary>
+    private static bool IsOwnEvent(ReadOnlySpan<byte> rest) =>
+        rest.Length > 14 && rest[13] == (byte)'/' && !rest[..13].ContainsAnyExceptInRange((byte)'0', (byte)'9') && !rest[14..].Contains((byte)'/');
 
     [GeneratedRegex(@"^[0-9]{13}/evt_[0-9a-f]{24}\z")] // \z: '$' would admit a trailing newline
     private static partial Regex CursorPattern();
