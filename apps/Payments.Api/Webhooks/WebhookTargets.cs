@@ -110,16 +110,18 @@ public static class WebhookTargets
         }
     }
 
-    /// <summary>A connection to the first public address the host resolves to (or loopback one, when
-    /// <paramref name="allowLoopback"/>); refuses the connection when there is none.</summary>
+    /// <summary>A connection to the first public IPv4 address the host resolves to (or loopback one, when
+    /// <paramref name="allowLoopback"/>); refuses the connection when there is none. IPv4 alone, as deliveries leave
+    /// (docs/api.md; the chart's NetworkPolicy opens IPv4 blocks): a dual-stack receiver whose AAAA came first had
+    /// every attempt spend its 10 s on an IPv6 connection the policy drops, and was never delivered to (a review).</summary>
     public static async ValueTask<Stream> ConnectAsync(DnsEndPoint endpoint, bool allowLoopback, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         var addresses = await Dns.GetHostAddressesAsync(LookupName(endpoint.Host), cancellationToken);
-        var allowed = addresses.Where(address => IsPublic(address) || (allowLoopback && IsLoopback(address))).ToArray();
+        var allowed = Deliverable(addresses, allowLoopback);
         if (allowed.Length == 0)
         {
-            throw new HttpRequestException($"Refused: {endpoint.Host} resolves to no public address.");
+            throw new HttpRequestException($"Refused: {endpoint.Host} resolves to no public IPv4 address.");
         }
 
         // An endpoint registered before the port rule is refused at delivery too (a public address on another port).
@@ -141,6 +143,11 @@ public static class WebhookTargets
             throw;
         }
     }
+
+    /// <summary>The addresses a delivery may connect to, in the resolver's order: public IPv4 ones (loopback ones, of
+    /// either family, too when <paramref name="allowLoopback"/>: development's receiver).</summary>
+    public static IPAddress[] Deliverable(IEnumerable<IPAddress> addresses, bool allowLoopback) =>
+        [.. addresses.Where(address => (address.AddressFamily == AddressFamily.InterNetwork && IsPublic(address)) || (allowLoopback && IsLoopback(address)))];
 
     /// <summary>The name to resolve for <paramref name="host"/>: absolute (a trailing dot), so the resolver never tries
     /// it under the pod's search domains first. Kubernetes sets ndots:5, so a relative "ledger.payments" would be tried
