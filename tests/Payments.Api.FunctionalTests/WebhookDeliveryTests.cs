@@ -282,6 +282,22 @@ public sealed class WebhookDeliveryTests(ApiSystemFixture system)
         await DeleteAsync(client, endpointId);
     }
 
+    /// <summary>A review: whether an owed delivery's endpoint is the one it was owed to compared the endpoint's creation
+    /// (the creating replica's clock) with the fan-out (the dispatcher's): an endpoint made just before the fan-out by a
+    /// replica whose clock ran ahead lost its retries, silently. The delivery now keeps the endpoint's own creation time.</summary>
+    [Fact]
+    public void AnOwedDelivery_KnowsItsEndpointByTheEndpointsOwnCreationTime_NotByAnotherClock()
+    {
+        var fannedOut = DateTimeOffset.Parse("2026-12-07T10:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+        var endpoint = new WebhookEndpoint("we_1", "m", "https://example.com/hooks", [], null, fannedOut.AddSeconds(2), []); // a clock 2 s ahead
+        var delivery = new WebhookDelivery("m", "we_1", "evt_1", "events/m/1/evt_1", 1, fannedOut, endpoint.CreatedAt);
+
+        Assert.True(delivery.IsOwedTo(endpoint));
+        Assert.False(delivery.IsOwedTo(endpoint with { CreatedAt = endpoint.CreatedAt.AddTicks(1) })); // made again under its id
+        Assert.False((delivery with { EndpointCreatedAt = null }).IsOwedTo(endpoint)); // owed before the time was kept: as before
+        Assert.True((delivery with { EndpointCreatedAt = null }).IsOwedTo(endpoint with { CreatedAt = fannedOut }));
+    }
+
     /// <summary>One merchant with its 16 endpoints (4 deliveries each at once) aimed at a slow receiver could hold all
     /// 64 of the dispatcher's slots, and every other merchant's deliveries waited. A merchant now has at most
     /// <see cref="WebhookOptions.InFlightPerMerchant"/> in flight, counted at its receiver.</summary>

@@ -9,7 +9,18 @@ namespace Payments.Api.Webhooks;
 /// <summary>One event owed to one endpoint.</summary>
 /// <param name="Attempt">Attempts made so far.</param>
 /// <param name="FirstAt">When the event was fanned out: retries end <see cref="WebhookOptions.RetryFor"/> after it.</param>
-public sealed record WebhookDelivery(string MerchantId, string EndpointId, string EventId, string EventKey, int Attempt, DateTimeOffset FirstAt);
+/// <param name="EndpointCreatedAt">The <see cref="WebhookEndpoint.CreatedAt"/> of the endpoint it is owed to, as read at
+/// the fan-out: an endpoint deleted and made again under its key's id (another URL, other events) has another, and is
+/// not sent it. Compared with itself, not with <paramref name="FirstAt"/>: the two are different replicas' clocks, and
+/// an endpoint made just before the fan-out by a replica whose clock ran ahead lost its retries (a review). Null in
+/// deliveries owed before it was kept: <paramref name="FirstAt"/> is compared as before.</param>
+public sealed record WebhookDelivery(
+    string MerchantId, string EndpointId, string EventId, string EventKey, int Attempt, DateTimeOffset FirstAt, DateTimeOffset? EndpointCreatedAt = null)
+{
+    /// <summary>Whether <paramref name="endpoint"/> is the one this delivery was owed to (see <see cref="EndpointCreatedAt"/>).</summary>
+    public bool IsOwedTo(WebhookEndpoint endpoint) =>
+        EndpointCreatedAt is { } created ? endpoint.CreatedAt == created : endpoint.CreatedAt <= FirstAt;
+}
 
 /// <summary>An outbox marker: an event not yet settled by the dispatcher.</summary>
 public sealed record OutboxMarker(string Key, string Type, string LogKey, string MerchantId, string EventId);

@@ -90,7 +90,7 @@ public sealed partial class WebhookDispatcher
         try
         {
             var (endpointValue, eventValue) = await deliveries.ReadAsync(endpoints.KeyOf(delivery.MerchantId, delivery.EndpointId), delivery.EventKey, cancellationToken);
-            if (endpointValue is null || eventValue is null || TryDecode(endpointValue) is not { } endpoint || endpoint.CreatedAt > delivery.FirstAt)
+            if (endpointValue is null || eventValue is null || TryDecode(endpointValue) is not { } endpoint || !delivery.IsOwedTo(endpoint))
             {
                 // The endpoint was deleted (or deleted and made again under its key's id: the new one was not there
                 // when this delivery began, and may want other events), the event trimmed, or the endpoint's record

@@ -75,7 +75,7 @@ public sealed partial class WebhookDispatcher
             var attempts = new List<Task<(WebhookDelivery Delivery, WebhookAttempt Outcome, string Detail)>>();
             foreach (var endpoint in wanting)
             {
-                var delivery = new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now);
+                var delivery = new WebhookDelivery(marker.MerchantId, endpoint.Id, marker.EventId, marker.LogKey, 0, now, endpoint.CreatedAt);
                 if (TryTakeSlot(marker.MerchantId, endpoint.Id))
                 {
                     attempts.Add(AttemptAsync(endpoint, delivery, body, cancellationToken));
