@@ -95,9 +95,10 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     {
         using var timeout = Bounded(cancellationToken);
         var state = await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token);
-        // Not only a running one: an instance no worker has begun yet (Pending) cannot be purged either, and its restart
-        // would fail at every pass.
-        if (state is { Exists: true, RuntimeStatus: WorkflowRuntimeStatus.Running or WorkflowRuntimeStatus.Pending or WorkflowRuntimeStatus.Suspended })
+        // Any instance not ended: one no worker has begun yet (Pending) cannot be purged either, nor one the runtime
+        // stalled (Dapr 1.17+'s Stalled: a version its workers do not know), and its restart failed at every pass.
+        if (state is { Exists: true, RuntimeStatus: not (WorkflowRuntimeStatus.Completed or WorkflowRuntimeStatus.Failed
+                or WorkflowRuntimeStatus.Canceled or WorkflowRuntimeStatus.Terminated) })
         {
             await workflows.TerminateWorkflowAsync(input.PaymentId, null, timeout.Token);
             await workflows.WaitForWorkflowCompletionAsync(input.PaymentId, false, timeout.Token);
