@@ -319,6 +319,67 @@ public sealed partial class PaymentSagaTests
         Assert.Equal(Amount, await BalanceAsync(creditor));
     }
 
+    /// <summary>A workflow review: many runs still at once are workers saturated (activities queued behind a ledger at
+    /// its timeout), not lost work items, and restarting each queued one more run behind them. A pass restarts at most
+    /// <see cref="SweepPolicy.MaxStallRestartsPerPass"/> stalled runs; the rest wait for later passes, and every one
+    /// still ends.</summary>
+    [Fact]
+    public async Task Sweeper_RestartsAtMostItsBudgetOfStalledRuns_InAPass_AndTheRestLater()
+    {
+        const long Amount = 10;
+        const int Stalled = SweepPolicy.MaxStallRestartsPerPass + 1;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: Stalled * Amount);
+        var payments = Enumerable.Range(0, Stalled).Select(_ => Payment(debtor, creditor, Amount)).ToArray();
+        var gates = payments.Select(payment => saga.Flaky.HoldNext(PaymentTransfers.Hold(payment))).ToArray();
+        try
+        {
+            foreach (var payment in payments)
+            {
+                await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, DateTimeOffset.UtcNow.AddMinutes(-1)), CancellationToken.None);
+                await saga.Workflows.ScheduleBoundedAsync(nameof(PaymentWorkflowV4), payment.PaymentId, payment);
+            }
+
+            foreach (var payment in payments)
+            {
+                await PollAsync(async () => (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId))?.ReadCustomStatusAs<string>() == PaymentStep.MovingMoney);
+            }
+
+            var later = Sweeper(new AheadClock(SweepPolicy.StallBound + TimeSpan.FromMinutes(1)));
+            var report = SweepReport.Idle;
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            while ((report = await later.SweepOnceAsync(CancellationToken.None)).StallRestarts == 0)
+            {
+                Assert.True(waited.Elapsed < SagaTimeout, "no pass restarted a stalled run");
+                await Task.Delay(TimeSpan.FromMilliseconds(250)); // the lock held by another sweeper of the fixture
+            }
+
+            Assert.Equal(SweepPolicy.MaxStallRestartsPerPass, report.StallRestarts);
+            Assert.True(report.StallsDeferred >= 1, $"{report.StallsDeferred} stalled runs deferred");
+            foreach (var gate in gates)
+            {
+                gate.TrySetResult(); // the old activities go on: their batches replay as applied
+            }
+
+            await SweepUntilAsync(later, async () => (await Task.WhenAll(payments.Select(async payment =>
+                    (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.IsTerminal))).All(done => done),
+                SagaTimeout, "a stalled run was never run again");
+        }
+        finally
+        {
+            foreach (var gate in gates)
+            {
+                gate.TrySetResult();
+            }
+        }
+
+        foreach (var payment in payments)
+        {
+            Assert.Equal(PaymentStatus.Completed, (await saga.Records.GetAsync(payment.PaymentId, CancellationToken.None))!.Value.Record.Status);
+        }
+
+        Assert.Equal((0L, Stalled * Amount), (await BalanceAsync(debtor), await BalanceAsync(creditor)));
+    }
+
     /// <summary>Takeover epochs for these tests, each above every one asked for before in this fixture: the sweeper drops a
     /// request for an epoch older than one it served (a region's epochs only grow).</summary>
     private static long takeoverEpochs = 100;

@@ -89,6 +89,13 @@ public sealed class StuckPaymentSweeper(
         var (inFlight, afterInFlight) = await WalkInFlightAsync(state.InFlight, report, examined, linked.Token);
         var (cursor, afterBackstop) = await WalkRecordsAsync(state.Cursor, afterInFlight, examined, linked.Token);
         report = afterBackstop;
+        if (report.StallsDeferred > 0)
+        {
+            logger.LogWarning("Sweeper: {Deferred} more sagas stopped progressing than a pass restarts ({Max}); left for later passes. "
+                + "Many at once usually means the workflow workers are saturated (a dependency answering at its timeout), not lost work",
+                report.StallsDeferred, SweepPolicy.MaxStallRestartsPerPass);
+        }
+
         var served = takeover is not null && report.CycleCompleted ? takeover : null;
         await WriteStateAsync(held, served is null
                 ? state with { Cursor = cursor, InFlight = inFlight }
@@ -236,11 +243,20 @@ public sealed class StuckPaymentSweeper(
                 return report with { Redelivered = report.Redelivered + 1 };
             case { Ended: true }:
             case { Ended: false } when runningFor > policy.MaxRunning:
-            case { Ended: false, LastProgressAt: { } progressed } when state.Step != PaymentStep.AwaitingApproval && now - progressed > SweepPolicy.StallBound:
-                logger.LogWarning("Sweeper: payment {PaymentId}'s saga ended without an outcome or stopped progressing ({Step}); running it again",
+                logger.LogWarning("Sweeper: payment {PaymentId}'s saga ended without an outcome or ran too long ({Step}); running it again",
                     record.PaymentId, state.Step);
                 await workflows.RestartAsync(input, cancellationToken);
                 return report with { Restarted = report.Restarted + 1 };
+            case { Ended: false, LastProgressAt: { } progressed } when state.Step != PaymentStep.AwaitingApproval && now - progressed > SweepPolicy.StallBound:
+                if (report.StallRestarts >= SweepPolicy.MaxStallRestartsPerPass)
+                {
+                    return report with { StallsDeferred = report.StallsDeferred + 1 };
+                }
+
+                logger.LogWarning("Sweeper: payment {PaymentId}'s saga stopped progressing ({Step}, last at {Progressed:O}); running it again",
+                    record.PaymentId, state.Step, progressed);
+                await workflows.RestartAsync(input, cancellationToken);
+                return report with { Restarted = report.Restarted + 1, StallRestarts = report.StallRestarts + 1 };
             default:
                 return report;
         }

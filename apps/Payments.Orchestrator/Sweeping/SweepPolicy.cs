@@ -17,6 +17,12 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
     /// <summary>Payments resumed, restarted or recorded per pass at most (each costs calls to the workflow engine).</summary>
     public const int MaxActionsPerPass = 200;
 
+    /// <summary>Runs restarted per pass because their history stopped moving (<see cref="StallBound"/>), at most. A lost
+    /// work item is one run's misfortune, and a few passes repair dozens; many runs still at once are workers saturated
+    /// (a ledger answering at its timeout, its activities queued for minutes behind the worker's concurrency), where each
+    /// restart queues one more run behind them while the old run's activities still run (a workflow review): those wait.</summary>
+    public const int MaxStallRestartsPerPass = 20;
+
     public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(15);
 
     /// <summary>A running saga (not waiting for a reviewer) whose history has not changed this long is run again: every

@@ -14,6 +14,12 @@ public sealed record SweepReport(int Scanned, int Resumed, int Restarted, int Re
     /// <summary>Reviewers' decisions recorded but never delivered to their waiting saga, sent to it again.</summary>
     public int Redelivered { get; init; }
 
+    /// <summary>Of <see cref="Restarted"/>, runs restarted because their history stopped moving.</summary>
+    public int StallRestarts { get; init; }
+
+    /// <summary>Runs whose history stopped moving left for a later pass: past <see cref="SweepPolicy.MaxStallRestartsPerPass"/>.</summary>
+    public int StallsDeferred { get; init; }
+
     public static SweepReport Idle { get; } = new(0, 0, 0, 0, 0, false, false);
 
     public int Actions => Resumed + Restarted + Recorded + Redelivered;
