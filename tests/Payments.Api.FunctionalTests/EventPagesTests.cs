@@ -52,7 +52,9 @@ public sealed class EventPagesTests(ApiSystemFixture system)
 
         // A review: merchant ids from before ids were checked may hold a '/', and the last window ran to the end of the
         // merchant's prefix: merchant/eu's events (and merchant/2026's) were on this merchant's last page.
-        foreach (var (legacy, index) in new[] { ("eu/", 100), ("2026/", 101) })
+        // And (a diff review) such keys can sort among the time keys ("1/" before every one): a range they cut short
+        // skipped the rest of its window, and a page of them alone was empty with more events said to follow, for ever.
+        foreach (var (legacy, index) in new[] { ("eu/", 100), ("2026/", 101), ("1/", 102), ("1/", 103), ("1/", 104) })
         {
             var at = now - TimeSpan.FromMinutes(1);
             var paymentEvent = new PaymentEvent($"evt_{index:x24}", PaymentEvents.Completed, at, new PaymentEventData("pay_legacy", "completed", 100, "EUR", "a", "b", null, null, at, at));
@@ -63,6 +65,7 @@ public sealed class EventPagesTests(ApiSystemFixture system)
         }
 
         Assert.Equal(written, await PageThroughAsync(client, "/v1/events?limit=100"));
+        Assert.Equal(written, await PageThroughAsync(client, "/v1/events?limit=1"));
     }
 
     /// <summary>An empty first page still has a cursor, the place it began (a probe: one read with <c>since</c> had

@@ -107,6 +107,14 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         Assert.Equal([own.Id], (await store.ListAsync("acme", CancellationToken.None)).Select(endpoint => endpoint.Id));
         Assert.Equal([own.Id], (await store.ListManyAsync(["acme"], CancellationToken.None))["acme"].Select(endpoint => endpoint.Id));
         Assert.Equal([legacy.Id], (await store.ListAsync("acme/eu", CancellationToken.None)).Select(endpoint => endpoint.Id));
+        // Nor are acme/eu's counted against acme's 16 (a diff review): acme fills its own.
+        for (var index = 1; index < WebhookEndpointStore.MaxEndpointsPerMerchant; index++)
+        {
+            Assert.True((await store.CreateAsync("acme", "https://example.com/acme", [], null, CancellationToken.None))!.Value.Created);
+        }
+
+        Assert.Null(await store.CreateAsync("acme", "https://example.com/acme", [], null, CancellationToken.None));
+        Assert.Equal(WebhookEndpointStore.MaxEndpointsPerMerchant, (await store.ListAsync("acme", CancellationToken.None)).Count);
 
         var deliveries = new WebhookDeliveries(system.Etcd, prefix + "webhooks/", prefix + "webhooks/outbox/", prefix + "payments/~events/");
         var logKey = prefix + "payments/~events/acme/eu/1764000000000/evt_000000000000000000000001";

@@ -57,7 +57,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         using var turn = await TurnAsync(merchantId, cancellationToken);
         for (var attempt = 1; attempt <= MaxCreateAttempts; attempt++)
         {
-            var id = endpointId ?? "we_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+            var id = endpointId ?? IdPrefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
             var key = Key(merchantId, id);
             var count = RangeOf(merchantId);
             count.CountOnly = true;
@@ -113,17 +113,26 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
     public async Task<IReadOnlyList<WebhookEndpoint>> ListAsync(string merchantId, CancellationToken cancellationToken)
     {
         var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(RangeOf(merchantId), cancellationToken: token), cancellationToken);
-        return response.Kvs.Select(kv => Decode(kv.Value)).Where(endpoint => endpoint.MerchantId == merchantId).ToArray();
+        return [.. Own(response.Kvs.Select(kv => Decode(kv.Value)), merchantId)];
     }
 
-    /// <summary>The read of one merchant's endpoints (bounded: the limit is far above what a merchant may have). It also
-    /// takes those of a merchant whose id (from before ids were checked) begins with this one's and a '/': the lists
-    /// keep only the merchant's own (a review: merchant <c>acme</c> was listed, and sent events to, <c>acme/eu</c>'s).</summary>
+    /// <summary>The read of one merchant's endpoints (bounded: the limit is far above what a merchant may have): the
+    /// keys of its ids (all "we_…"), so not those of a merchant whose id, from before ids were checked, is this one's, a
+    /// '/' and more — merchant <c>acme</c> was listed, and sent events to, <c>acme/eu</c>'s, and counted them against
+    /// its own 16 (reviews).</summary>
     private RangeRequest RangeOf(string merchantId)
     {
-        var prefix = root + merchantId + "/";
+        var prefix = root + merchantId + "/" + IdPrefix;
         return new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxEndpointsPerMerchant * 4 };
     }
+
+    /// <summary>The prefix of every endpoint id, generated or derived from an Idempotency-Key.</summary>
+    public const string IdPrefix = "we_";
+
+    /// <summary>The merchant's own among <paramref name="endpoints"/> (by the id each record names: a legacy merchant
+    /// whose id continues this one's with "/we_" would share the range).</summary>
+    private static IEnumerable<WebhookEndpoint> Own(IEnumerable<WebhookEndpoint> endpoints, string merchantId) =>
+        endpoints.Where(endpoint => endpoint.MerchantId == merchantId);
 
     /// <summary>The endpoints of each of <paramref name="merchantIds"/>, read in one transaction per
     /// <see cref="MaxMerchantsPerRead"/> merchants (etcd's default <c>--max-txn-ops</c> is 128) instead of one read
@@ -143,8 +152,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
             {
                 // An endpoint record that does not read is left out (the dispatcher's round serves every merchant's
                 // events: one such record stopped them all).
-                endpointsOf[chunk[index]] = response.Responses[index].ResponseRange.Kvs.Select(kv => TryDecode(kv.Value)).OfType<WebhookEndpoint>()
-                    .Where(endpoint => endpoint.MerchantId == chunk[index]).ToArray();
+                endpointsOf[chunk[index]] = [.. Own(response.Responses[index].ResponseRange.Kvs.Select(kv => TryDecode(kv.Value)).OfType<WebhookEndpoint>(), chunk[index])];
             }
         }
 

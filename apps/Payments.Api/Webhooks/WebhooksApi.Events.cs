@@ -95,6 +95,9 @@ public static partial class WebhooksApi
     /// <summary>Ranges a page reads at most before its last, which runs to the merchant's last event.</summary>
     private const int MaxEventWindows = 8;
 
+    /// <summary>Range reads per page at most: a read per window, and more only where another merchant's keys cut one.</summary>
+    private const int MaxEventReads = 4 * (MaxEventWindows + 1);
+
     /// <summary>How much later each window ends than the one before it begins: 1 min, 4, 16, … — eight windows span
     /// 15 days, past the longest retention a merchant's events are kept.</summary>
     private const int EventWindowGrowth = 4;
@@ -112,26 +115,39 @@ public static partial class WebhooksApi
         var kvs = new List<Mvccpb.KeyValue>(limit);
         var window = FirstEventWindow;
         var more = false;
-        for (var round = 0; round <= MaxEventWindows && kvs.Count < limit; round++)
+        var reads = 0;
+        var rootBytes = Encoding.UTF8.GetByteCount(root);
+        for (var round = 0; round <= MaxEventWindows && kvs.Count < limit && reads < MaxEventReads; round++)
         {
-            // Each window ends later than the cursor (start is never before the cursor's time), so from only grows.
-            string? end = round < MaxEventWindows ? root + EtcdBytes.TimeKey(start + window) : null;
-            var request = new RangeRequest
+            // Each window ends later than the cursor (start is never before the cursor's time), so from only grows. The
+            // last ends where keys stop starting with a digit (':' follows '9'): beyond are the events of a merchant whose
+            // id, from before ids were checked, is this one's, a '/' and more — a review found them on the last page of
+            // merchant acme's events (acme/eu's).
+            var end = round < MaxEventWindows ? root + EtcdBytes.TimeKey(start + window) : root + ":";
+            RangeResponse response;
+            do
             {
-                // The last window ends where keys stop starting with a digit (':' follows '9'): beyond are the events of
-                // a merchant whose id, from before ids were checked, is this one's and a '/' and more — a review found
-                // them on the last page of merchant acme's events (acme/eu's). The shape check below keeps a suffix
-                // that begins with a digit out too.
-                Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.Key(end ?? root + ":"), Limit = limit - kvs.Count,
-            };
-            var response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
-            kvs.AddRange(response.Kvs.Where(kv => IsOwnEvent(kv.Key.Span[Encoding.UTF8.GetByteCount(root)..])));
-            more = response.More || (kvs.Count >= limit && end is not null);
-            from = end is not null && string.CompareOrdinal(end, from) > 0 ? end : from;
+                var request = new RangeRequest { Key = EtcdBytes.Key(from), RangeEnd = EtcdBytes.Key(end), Limit = limit - kvs.Count };
+                response = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(request, cancellationToken: token), cancellationToken);
+                reads++;
+                // Such a merchant's keys can also sort among time keys (acme/17…): they are skipped, and a range they cut
+                // short is read on from its last key, so the window is read whole (a diff review: the rest was skipped).
+                kvs.AddRange(response.Kvs.Where(kv => IsOwnEvent(kv.Key.Span[rootBytes..])));
+                if (response.More && kvs.Count < limit)
+                {
+                    from = response.Kvs[^1].Key.ToStringUtf8() + "\0";
+                }
+            }
+            while (response.More && kvs.Count < limit && reads < MaxEventReads);
+
+            more = response.More || (kvs.Count >= limit && round < MaxEventWindows);
+            from = string.CompareOrdinal(end, from) > 0 ? end : from;
             (start, window) = (start + window, window * EventWindowGrowth);
         }
 
-        return (kvs, more);
+        // Out of reads on another merchant's keys (only such keys can make a page need more than its windows' reads):
+        // an empty page saying "more" from the same cursor would have its client ask for ever.
+        return (kvs, more && kvs.Count > 0);
     }
 
     /// <summary>Whether a key below a merchant's events root is one of its events (<c>{13 digits}/{id}</c>), not one of a

@@ -96,7 +96,7 @@ public static partial class WebhooksApi
         }
 
         var (url, events, description) = valid;
-        var endpointId = key is null ? null : IdempotencyStore.OperationId("we_", EndpointIdHexChars, merchant, key, variant: null);
+        var endpointId = key is null ? null : IdempotencyStore.OperationId(WebhookEndpointStore.IdPrefix, EndpointIdHexChars, merchant, key, variant: null);
         (WebhookEndpoint Endpoint, bool Created)? outcome;
         try
         {
