@@ -38,7 +38,7 @@ public static class EtcdRoles
         [
             new EtcdRole(Ledger, Families("ledger/"), Families("region/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily, "replication/copied")),
             new EtcdRole(Api, Families("api/", "payments/", "idempotency/", "webhooks/", "locks/webhook-dispatcher"), region),
-            new EtcdRole(Orchestrator, Families("payments/", "webhooks/outbox/", "locks/payment-sweeper", "sweeper/"), region),
+            new EtcdRole(Orchestrator, Families("payments/", EtcdOptions.WebhookOutboxFamily, "locks/payment-sweeper", "sweeper/"), region),
             new EtcdRole(Failover, Families("region/", "ledger/", "api/", "payments/", EtcdOptions.WebhookEndpointsFamily, EtcdOptions.WebhookRemovalsFamily,
                 EtcdOptions.WebhookOutboxFamily, EtcdOptions.WebhookDueFamily, "replication/", "sweeper/"), []),
             new EtcdRole(StateStore, Families(StateStoreFamily), []),

@@ -285,6 +285,7 @@ public sealed partial class RegionLeaseManager(
         }
         catch (Exception exception) when (exception is Grpc.Core.RpcException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
+            LogDropped(epoch);
             logger.LogWarning("Region {Region}: its etcd did not take the epoch mirror ({Error})", options.Name, exception.Message);
             etcdRefusedHold = true;
             await DemoteIfDueAsync(cancellationToken);
@@ -292,12 +293,7 @@ public sealed partial class RegionLeaseManager(
         }
 
         etcdRefusedHold = false;
-        if (mirror.LastDropped > 0)
-        {
-            logger.LogWarning("Region {Region}: dropped {Count} webhook outbox markers and owed deliveries of its lost epoch before taking epoch {Epoch} "
-                + "(another region served meanwhile and may have decided those payments otherwise); their events stay readable with GET /v1/events",
-                options.Name, mirror.LastDropped, epoch);
-        }
+        LogDropped(epoch);
 
         if (!held)
         {
@@ -316,6 +312,18 @@ public sealed partial class RegionLeaseManager(
         }
 
         return true;
+    }
+
+    /// <summary>Says what the hold's drop of a lost epoch's webhook work deleted, if anything (whether the hold then
+    /// succeeded or not: the deletion stands).</summary>
+    private void LogDropped(long epoch)
+    {
+        if (mirror.LastDropped > 0)
+        {
+            logger.LogWarning("Region {Region}: dropped {Count} webhook outbox markers and owed deliveries of its lost epoch before taking epoch {Epoch} "
+                + "(another region served meanwhile and may have decided those payments otherwise); their events stay readable with GET /v1/events",
+                options.Name, mirror.LastDropped, epoch);
+        }
     }
 
     /// <summary>Whether this region's etcd still mirrors an epoch; null when it does not answer.</summary>

@@ -48,7 +48,8 @@ public sealed class StepBudgetTests
     {
         var approval = TimeSpan.FromHours(24);
         var lastAttempts = 6 * TimeSpan.FromSeconds(30);
-        var longest = approval + PaymentWorkflow.BeforePivotBudgetNow /* risk */ + PaymentWorkflow.BeforePivotBudgetNow /* hold */
+        var longest = approval + PaymentWorkflow.BeforePivotBudgetNow /* validation (the first saga's) */ + PaymentWorkflow.BeforePivotBudgetNow /* risk */
+            + PaymentWorkflow.BeforePivotBudgetNow /* hold */
             + PaymentWorkflow.Pivot.Budget + PaymentWorkflow.Forward.Budget /* void */ + PaymentWorkflow.Forward.Budget /* record */ + lastAttempts;
 
         Assert.True(Sweeping.SweepPolicy.For(approval).MaxRunning > longest, $"{Sweeping.SweepPolicy.For(approval).MaxRunning} <= {longest}");

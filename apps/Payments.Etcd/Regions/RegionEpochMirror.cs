@@ -65,6 +65,21 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(epoch, 1);
         ArgumentNullException.ThrowIfNull(deadlineClock);
+        LastDropped = 0;
+        if (deadline - deadlineClock.GetUtcNow() < MinHold)
+        {
+            return false;
+        }
+
+        // Before the lease is granted: the drop takes as long as the lost epoch left work, and a lease granted first
+        // could end under it (a diff review).
+        var before = await ReadWithRevisionAsync(cancellationToken);
+        if (before.Epoch > epoch || before.HandOver.Epoch >= epoch)
+        {
+            return false;
+        }
+
+        LastDropped = await DropLostEpochDeliveriesAsync(before, epoch, cancellationToken);
         var hold = deadline - deadlineClock.GetUtcNow();
         if (hold < MinHold)
         {
@@ -83,7 +98,6 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             return false;
         }
 
-        LastDropped = await DropLostEpochDeliveriesAsync(current, epoch, cancellationToken);
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
         request.Compare.Add(EtcdBytes.ModRevisionIs(HandOverKey, current.HandOver.ModRevision)); // no hand-over began since the read
@@ -141,24 +155,25 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         long dropped = 0;
         foreach (var root in new[] { EtcdBytes.AsPrefix(prefix) + EtcdOptions.WebhookOutboxFamily, EtcdBytes.AsPrefix(prefix) + EtcdOptions.WebhookDueFamily })
         {
+            var from = EtcdBytes.Key(root);
             for (var batch = 0; batch < MaxDropBatches; batch++)
             {
+                // Each page from past the last one deleted: from the family's first key, etcd would visit every key
+                // deleted before it again (etcd-io/etcd#11057), a cost growing with the square of the backlog.
                 var page = await EtcdConnection.CallAsync(token => etcd.Kv.RangeAsync(new RangeRequest
                 {
-                    Key = EtcdBytes.Key(root), RangeEnd = EtcdBytes.PrefixEnd(root), Limit = DropBatch, KeysOnly = true,
+                    Key = from, RangeEnd = EtcdBytes.PrefixEnd(root), Limit = DropBatch, KeysOnly = true,
                 }, cancellationToken: token), cancellationToken);
                 if (page.Kvs.Count == 0)
                 {
                     break;
                 }
 
+                var through = ByteString.CopyFrom([.. page.Kvs[^1].Key.Span, 0]); // the last key read, included
                 var request = new TxnRequest();
                 request.Compare.Add(EtcdBytes.ModRevisionIs(LastEpochKey, current.LastEpochRevision));
                 request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
-                request.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest
-                {
-                    Key = EtcdBytes.Key(root), RangeEnd = ByteString.CopyFrom([.. page.Kvs[^1].Key.Span, 0]), // through the last key read
-                } });
+                request.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = from, RangeEnd = through } });
                 var response = await EtcdConnection.CallAsync(token => etcd.Kv.TxnAsync(request, cancellationToken: token), cancellationToken);
                 if (!response.Succeeded)
                 {
@@ -166,6 +181,7 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
                 }
 
                 dropped += response.Responses[0].ResponseDeleteRange.Deleted;
+                from = through;
             }
         }
 

@@ -35,14 +35,14 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
     /// own timeout, and time spent waiting for a worker.</summary>
     public static readonly TimeSpan RunningMargin = TimeSpan.FromMinutes(30);
 
-    /// <summary>The longest a saga run can legitimately go on: the risk step and the hold (each the budget before the
-    /// pivot), the approval wait, the settlement (<see cref="Workflows.PaymentWorkflow.Pivot"/>), then the void of a
+    /// <summary>The longest a saga run can legitimately go on: the steps before the pivot (validation, as the first
+    /// saga has it, the risk step and the hold: each the budget before the pivot), the approval wait, the settlement (<see cref="Workflows.PaymentWorkflow.Pivot"/>), then the void of a
     /// refused settlement and the outcome's record (each <see cref="Workflows.PaymentWorkflow.Forward"/>), plus
-    /// <see cref="RunningMargin"/>: with the default budgets 90 minutes past the approval deadline. It was the deadline
+    /// <see cref="RunningMargin"/>: with the default budgets 100 minutes past the approval deadline. It was the deadline
     /// plus an hour, set before the budget before the pivot went from 3 to 10 minutes: a reviewed payment approved late
     /// whose ledger then stayed away was restarted while its run still made progress (a review finding).</summary>
     public static TimeSpan LongestRun(TimeSpan approvalTimeout) =>
-        approvalTimeout + 2 * Workflows.PaymentWorkflow.BeforePivotBudgetNow + Workflows.PaymentWorkflow.Pivot.Budget
+        approvalTimeout + 3 * Workflows.PaymentWorkflow.BeforePivotBudgetNow + Workflows.PaymentWorkflow.Pivot.Budget
         + 2 * Workflows.PaymentWorkflow.Forward.Budget + RunningMargin;
 
     public static SweepPolicy For(TimeSpan approvalTimeout) =>

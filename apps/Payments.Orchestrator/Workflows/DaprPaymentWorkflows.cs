@@ -67,10 +67,16 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
         return state.RuntimeStatus switch
         {
             WorkflowRuntimeStatus.Completed => new PaymentWorkflowState(true, state.ReadCustomStatusAs<string>(), state.ReadOutputAs<PaymentOutcome>(), started),
-            WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null, started),
+            var status when Ended(status) => new PaymentWorkflowState(true, PaymentReasons.WorkflowFailed, null, started),
             _ => new PaymentWorkflowState(false, state.ReadCustomStatusAs<string>(), null, started, state.LastUpdatedAt == default ? null : state.LastUpdatedAt),
         };
     }
+
+    /// <summary>Whether a run has ended: completed, failed or terminated, the states a purge takes. Any other is
+    /// running or may run (pending, suspended, Dapr 1.17+'s stalled: a version its workers do not know), and a restart
+    /// terminates it first.</summary>
+    private static bool Ended(WorkflowRuntimeStatus status) =>
+        status is WorkflowRuntimeStatus.Completed or WorkflowRuntimeStatus.Failed or WorkflowRuntimeStatus.Terminated;
 
     /// <summary>Runs the payment's saga again, as <see cref="ResumedWorkflow"/>, with the same instance id: a finished
     /// run's state is purged first (a running one is terminated). It decides nothing decided before, and its transfers
@@ -95,10 +101,8 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     {
         using var timeout = Bounded(cancellationToken);
         var state = await workflows.GetWorkflowStateAsync(input.PaymentId, false, timeout.Token);
-        // Any instance not ended: one no worker has begun yet (Pending) cannot be purged either, nor one the runtime
-        // stalled (Dapr 1.17+'s Stalled: a version its workers do not know), and its restart failed at every pass.
-        if (state is { Exists: true, RuntimeStatus: not (WorkflowRuntimeStatus.Completed or WorkflowRuntimeStatus.Failed
-                or WorkflowRuntimeStatus.Canceled or WorkflowRuntimeStatus.Terminated) })
+        // Any instance not ended (a pending or stalled one cannot be purged either, and its restart failed at every pass).
+        if (state is { Exists: true } && !Ended(state.RuntimeStatus))
         {
             await workflows.TerminateWorkflowAsync(input.PaymentId, null, timeout.Token);
             await workflows.WaitForWorkflowCompletionAsync(input.PaymentId, false, timeout.Token);
