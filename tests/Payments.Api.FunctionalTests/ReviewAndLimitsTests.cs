@@ -50,7 +50,10 @@ public sealed class ReviewAndLimitsTests(ApiSystemFixture system) : IAsyncLifeti
         using var rotatedCreator = EdgeHost.Client(edge!, (await rotated.JsonAsync()).GetProperty("key").GetString()!);
         using var rotatedApproval = await rotatedCreator.SendJsonAsync($"/v1/payments/{paymentId}/approve", "{}", null);
         Assert.Equal(HttpStatusCode.Forbidden, rotatedApproval.StatusCode);
-        Assert.EndsWith("/same-key-review", (await rotatedApproval.JsonAsync()).GetProperty("type").GetString());
+        var refusal = await rotatedApproval.JsonAsync();
+        Assert.EndsWith("/same-key-review", refusal.GetProperty("type").GetString());
+        // A probe: the detail named the successor as the key that created the payment.
+        Assert.StartsWith($"Payment '{paymentId}' was created with API key {creatorKeyId}, which this key (", refusal.GetProperty("detail").GetString(), StringComparison.Ordinal);
 
         // The finding: a decision's body was never read — {"decision":"reject"} sent to approve was approved, and any
         // Content-Type passed. A body is read as any other: a field is 400, another type 415, and nothing is decided.

@@ -132,7 +132,7 @@ public static class AdminApi
         Validate.Text("name", request.Name, MerchantRecord.MaxNameLength, errors);
         if (request.Name is { Length: > MerchantRecord.MaxNameLength })
         {
-            errors["name"] = $"name must be at most {MerchantRecord.MaxNameLength} characters.";
+            errors["name"] = $"name must be at most {MerchantRecord.MaxNameLength} UTF-16 code units (an emoji counts two); this one has {request.Name.Length}.";
         }
         else if (request.Name is not null && string.IsNullOrWhiteSpace(request.Name))
         {
@@ -145,6 +145,9 @@ public static class AdminApi
             return Reply.Invalid(errors).ToResult();
         }
 
+        // Read first only to say in the audit log when an unnamed merchant is given its name (a probe: that change
+        // left no line, though every change of the operator's is logged).
+        var before = request.Name is null ? null : await store.GetMerchantAsync(request.MerchantId!, context.RequestAborted);
         var (merchant, created) = await store.CreateMerchantAsync(request.MerchantId!, request.Name, context.RequestAborted);
         if (!created && !string.Equals(merchant.Name, request.Name, StringComparison.Ordinal))
         {
@@ -155,6 +158,10 @@ public static class AdminApi
         if (created)
         {
             audit.LogInformation("Admin: merchant {MerchantId} created by {Operator}", merchant.MerchantId, OperatorAuthentication.CallerOf(context));
+        }
+        else if (before is { Name: null } && merchant.Name is not null)
+        {
+            audit.LogInformation("Admin: merchant {MerchantId} named by {Operator}", merchant.MerchantId, OperatorAuthentication.CallerOf(context));
         }
 
         return Reply.Json(created ? StatusCodes.Status201Created : StatusCodes.Status200OK, ToResponse(merchant)).ToResult();

@@ -292,8 +292,8 @@ public static partial class PaymentsApi
         if (current.CreatedBy(principal.KeyId, principal.Holder))
         {
             return Reply.Problem(StatusCodes.Status403Forbidden, ProblemTypes.SameKeyReview, "A payment is reviewed by another key than the one that created it.",
-                $"Payment '{paymentId}' was created with this API key ({principal.KeyId}) or one it was rotated from or to (holder {principal.Holder}); "
-                + "approve or reject it with a reviewer's key.").ToResult();
+                $"Payment '{paymentId}' was created with API key {current.CreatedByKeyId ?? "(unrecorded)"}, which this key ({principal.KeyId}) is or was rotated "
+                + $"from or to (holder {principal.Holder}); approve or reject it with a reviewer's key.").ToResult();
         }
 
         var decision = approve ? PaymentReview.Approved : PaymentReview.Rejected;

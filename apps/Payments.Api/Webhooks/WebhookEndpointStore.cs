@@ -13,11 +13,9 @@ namespace Payments.Api.Webhooks;
 /// other region (the failover service's there applies it): docs/security.md.</summary>
 public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPrefix, TimeProvider time)
 {
-    /// <summary>Endpoints one merchant may have (Stripe allows 16).</summary>
-    public const int MaxEndpointsPerMerchant = 16;
+    public const int MaxEndpointsPerMerchant = 16; // as Stripe allows
 
-    /// <summary>How long a replaced secret may keep signing, at most (and by default).</summary>
-    public static readonly TimeSpan MaxSecretOverlap = TimeSpan.FromHours(24);
+    public static readonly TimeSpan MaxSecretOverlap = TimeSpan.FromHours(24); // how long a replaced secret may keep signing, at most and by default
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
@@ -31,6 +29,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
 
     private Task<IDisposable> TurnAsync(string merchantId, CancellationToken cancellationToken) =>
         turns.TurnAsync(merchantId, TurnTimeout, $"The webhook endpoints of merchant {merchantId}", cancellationToken);
+
     private readonly string root = EtcdBytes.AsPrefix(webhooksPrefix) + "endpoints/";
     private readonly string removedRoot = EtcdBytes.AsPrefix(webhooksPrefix) + "removed/";
 
@@ -116,23 +115,18 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
         return [.. Own(response.Kvs.Select(kv => Decode(kv.Value)), merchantId)];
     }
 
-    /// <summary>The read of one merchant's endpoints (bounded: the limit is far above what a merchant may have): the
-    /// keys of its ids (all "we_…"), so not those of a merchant whose id, from before ids were checked, is this one's, a
-    /// '/' and more — merchant <c>acme</c> was listed, and sent events to, <c>acme/eu</c>'s, and counted them against
-    /// its own 16 (reviews).</summary>
+    /// <summary>One merchant's endpoints (bounded far above what a merchant may have), by its ids' prefix: a legacy
+    /// merchant id that continues this one's with a '/' had its endpoints listed to it, sent its events, and counted
+    /// against its 16 (reviews); <see cref="Own"/> keeps out one that continues it with "/we_".</summary>
     private RangeRequest RangeOf(string merchantId)
     {
         var prefix = root + merchantId + "/" + IdPrefix;
         return new RangeRequest { Key = EtcdBytes.Key(prefix), RangeEnd = EtcdBytes.PrefixEnd(prefix), Limit = MaxEndpointsPerMerchant * 4 };
     }
 
-    /// <summary>The prefix of every endpoint id, generated or derived from an Idempotency-Key.</summary>
-    public const string IdPrefix = "we_";
+    public const string IdPrefix = "we_"; // every endpoint id's, generated or derived from an Idempotency-Key
 
-    /// <summary>The merchant's own among <paramref name="endpoints"/> (by the id each record names: a legacy merchant
-    /// whose id continues this one's with "/we_" would share the range).</summary>
-    private static IEnumerable<WebhookEndpoint> Own(IEnumerable<WebhookEndpoint> endpoints, string merchantId) =>
-        endpoints.Where(endpoint => endpoint.MerchantId == merchantId);
+    private static IEnumerable<WebhookEndpoint> Own(IEnumerable<WebhookEndpoint> endpoints, string merchantId) => endpoints.Where(endpoint => endpoint.MerchantId == merchantId);
 
     /// <summary>The endpoints of each of <paramref name="merchantIds"/>, read in one transaction per
     /// <see cref="MaxMerchantsPerRead"/> merchants (etcd's default <c>--max-txn-ops</c> is 128) instead of one read
