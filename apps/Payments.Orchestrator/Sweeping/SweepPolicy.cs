@@ -36,8 +36,9 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
     public static readonly TimeSpan RunningMargin = TimeSpan.FromMinutes(30);
 
     /// <summary>The longest a saga run can legitimately go on: the steps before the pivot (validation, as the first
-    /// saga has it, the risk step and the hold: each the budget before the pivot), the approval wait, the settlement (<see cref="Workflows.PaymentWorkflow.Pivot"/>), then the void of a
-    /// refused settlement and the outcome's record (each <see cref="Workflows.PaymentWorkflow.Forward"/>), plus
+    /// saga has it, the risk step and the hold: each the budget before the pivot), the approval wait, the settlement
+    /// (<see cref="Workflows.PaymentWorkflow.Pivot"/>), then the void of a refused settlement and the outcome's record
+    /// (each <see cref="Workflows.PaymentWorkflow.Forward"/>), plus
     /// <see cref="RunningMargin"/>: with the default budgets 100 minutes past the approval deadline. It was the deadline
     /// plus an hour, set before the budget before the pivot went from 3 to 10 minutes: a reviewed payment approved late
     /// whose ledger then stayed away was restarted while its run still made progress (a review finding).</summary>
