@@ -89,28 +89,19 @@ public sealed class PaymentStatusWaitTests(ApiSystemFixture system)
     [InlineData("wait=1&wait=2", "wait")]
     [InlineData("wait=1&status=done", "status")]
     // A black-box probe: a misspelt parameter was ignored, and the read answered at once instead of waiting.
-    [InlineData("wiat=30", "query")]
+    [InlineData("wiat=30", "query", "Unknown query parameter: 'wiat'; this endpoint takes")]
     [InlineData("wait=5&timeout=5", "query")]
-    public async Task AnInvalidWait_IsRefusedWithTheFieldNamed(string query, string field)
+    // A probe: "?=" was answered "Unknown query parameter a parameter with another name".
+    [InlineData("=", "query", "Unknown query parameter: one with an empty name; this endpoint takes")]
+    public async Task AnInvalidWait_IsRefusedWithTheFieldNamed(string query, string field, string? saying = null)
     {
         using var client = await system.NewMerchantClientAsync();
         using var response = await client.GetAsync($"/v1/payments/pay_000000000000000000000000?{query}");
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         var problem = await response.JsonAsync();
         Assert.EndsWith("/validation-failed", problem.GetProperty("type").GetString());
-        Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"No error for {field}: {problem}");
-    }
-
-    /// <summary>A probe: <c>?=</c> was answered "Unknown query parameter a parameter with another name".</summary>
-    [Theory]
-    [InlineData("=", "Unknown query parameter: one with an empty name; this endpoint takes")]
-    [InlineData("wiat=30", "Unknown query parameter: 'wiat'; this endpoint takes")]
-    public async Task AnUnknownParameter_IsNamedInASentence(string query, string detail)
-    {
-        using var client = await system.NewMerchantClientAsync();
-        using var response = await client.GetAsync($"/v1/payments/pay_000000000000000000000000?{query}");
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.StartsWith(detail, (await response.JsonAsync()).GetProperty("errors").GetProperty("query").GetString(), StringComparison.Ordinal);
+        Assert.True(problem.GetProperty("errors").TryGetProperty(field, out var error), $"No error for {field}: {problem}");
+        Assert.StartsWith(saying ?? "", error.GetString(), StringComparison.Ordinal);
     }
 
     /// <summary>Asks with <c>?wait=</c> from each status seen until the payment is final: a few requests, not a poll.</summary>
