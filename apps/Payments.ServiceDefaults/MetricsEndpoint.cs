@@ -95,6 +95,6 @@ public static class MetricsEndpoint
         private readonly Security.RefusalLog refusals = new();
 
         private static IResult NotFound() =>
-            Results.Problem("Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound);
+            Results.Problem(title: "Not found.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound); // the title every not-found answer has (a probe: the detail had it)
     }
 }

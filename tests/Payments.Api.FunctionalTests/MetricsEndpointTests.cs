@@ -75,7 +75,9 @@ public sealed class MetricsEndpointTests
         Assert.Equal(HttpStatusCode.OK, (await metricsClient.SendAsync(Scrape(Token))).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await appClient.SendAsync(Scrape(Token))).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await appClient.SendAsync(Scrape(null, "/Metrics/"))).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await metricsClient.GetAsync("/healthz")).StatusCode);
+        using var elsewhere = await metricsClient.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.NotFound, elsewhere.StatusCode);
+        Assert.Equal("Not found.", (await elsewhere.JsonAsync()).GetProperty("title").GetString()); // a probe: "Not Found", its detail "Not found."
         Assert.Equal(HttpStatusCode.NotFound, (await metricsClient.PostAsync("/v1/assessments", new StringContent("{}"))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await appClient.GetAsync("/healthz")).StatusCode);
     }

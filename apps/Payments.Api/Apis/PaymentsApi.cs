@@ -345,7 +345,7 @@ public static partial class PaymentsApi
     {
         var (margin, deadline) = (ApiOptions.DecisionMargin(services.ApprovalTimeout), current.CreatedAt + services.ApprovalTimeout);
         return services.Time.GetUtcNow() < deadline - margin ? null
-            : Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment's approval deadline has passed.",
+            : Reply.Problem(StatusCodes.Status409Conflict, ProblemTypes.PaymentNotAwaitingApproval, "The payment is not awaiting approval.", // one title per type (a probe)
                 $"Payment '{paymentId}' took decisions until {deadline - margin:O}, {margin.TotalSeconds:0.#} s before its deadline; it fails as approval-deadline-passed.");
     }
 

@@ -87,7 +87,7 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
         {
             // Reached through dot segments (say "/v1/../admin/..."): Kestrel resolves them before routing, so a front
             // door that routes only /v1 by prefix and forwards the path as sent would let the admin API through it.
-            return Results.Problem("No such route.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound);
+            return Results.Problem(title: "Not found.", detail: "No such route.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.NotFound);
         }
 
         if (credential is null)
