@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using System.Text.RegularExpressions;
 using Etcdserverpb;
 using Payments.Api.Problems;
@@ -116,7 +115,6 @@ public static partial class WebhooksApi
         var window = FirstEventWindow;
         var more = false;
         var reads = 0;
-        var rootBytes = Encoding.UTF8.GetByteCount(root);
         for (var round = 0; round <= MaxEventWindows && kvs.Count < limit && reads < MaxEventReads; round++)
         {
             // Each window ends later than the cursor (start is never before the cursor's time), so from only grows. The
@@ -132,7 +130,7 @@ public static partial class WebhooksApi
                 reads++;
                 // Such a merchant's keys can also sort among time keys (acme/17…): they are skipped, and a range they cut
                 // short is read on from its last key, so the window is read whole (a diff review: the rest was skipped).
-                kvs.AddRange(response.Kvs.Where(kv => IsOwnEvent(kv.Key.Span[rootBytes..])));
+                kvs.AddRange(response.Kvs.Where(kv => CursorPattern().IsMatch(kv.Key.ToStringUtf8().AsSpan(root.Length)))); // an own event's key is a cursor
                 if (response.More && kvs.Count < limit)
                 {
                     from = response.Kvs[^1].Key.ToStringUtf8() + "\0";
@@ -149,11 +147,6 @@ public static partial class WebhooksApi
         // an empty page saying "more" from the same cursor would have its client ask for ever.
         return (kvs, more && kvs.Count > 0);
     }
-
-    /// <summary>Whether a key below a merchant's events root is one of its events (<c>{13 digits}/{id}</c>), not one of a
-    /// merchant whose id continues this one's past a '/'.</summary>
-    private static bool IsOwnEvent(ReadOnlySpan<byte> rest) =>
-        rest.Length > 14 && rest[13] == (byte)'/' && !rest[..13].ContainsAnyExceptInRange((byte)'0', (byte)'9') && !rest[14..].Contains((byte)'/');
 
     [GeneratedRegex(@"^[0-9]{13}/evt_[0-9a-f]{24}\z")] // \z: '$' would admit a trailing newline
     private static partial Regex CursorPattern();

@@ -71,15 +71,16 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
             return false;
         }
 
-        // Before the lease is granted: the drop takes as long as the lost epoch left work, and a lease granted first
-        // could end under it (a diff review).
-        var before = await ReadWithRevisionAsync(cancellationToken);
-        if (before.Epoch > epoch || before.HandOver.Epoch >= epoch)
+        // Read, and a lost epoch's work dropped, before the lease is granted: the drop takes as long as that work is
+        // large, and a lease granted first could end under it (a diff review). What was read is compared by the hold's
+        // own transaction, so a change since (another failover process's hold, a hand-over) fails it.
+        var current = await ReadWithRevisionAsync(cancellationToken);
+        if (current.Epoch > epoch || current.HandOver.Epoch >= epoch)
         {
             return false;
         }
 
-        LastDropped = await DropLostEpochDeliveriesAsync(before, epoch, cancellationToken);
+        LastDropped = await DropLostEpochDeliveriesAsync(current, epoch, cancellationToken);
         var hold = deadline - deadlineClock.GetUtcNow();
         if (hold < MinHold)
         {
@@ -91,13 +92,6 @@ public sealed class RegionEpochMirror(EtcdConnection etcd, string prefix, TimePr
         var lease = await EtcdConnection.CallAsync(
             token => etcd.Leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = (long)Math.Floor(hold.TotalSeconds) }, cancellationToken: token),
             cancellationToken);
-        var current = await ReadWithRevisionAsync(cancellationToken);
-        if (current.Epoch > epoch || current.HandOver.Epoch >= epoch)
-        {
-            await RevokeQuietlyAsync(lease.ID);
-            return false;
-        }
-
         var request = new TxnRequest();
         request.Compare.Add(EtcdBytes.ModRevisionIs(Key, current.ModRevision));
         request.Compare.Add(EtcdBytes.ModRevisionIs(HandOverKey, current.HandOver.ModRevision)); // no hand-over began since the read
