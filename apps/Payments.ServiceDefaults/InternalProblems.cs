@@ -31,11 +31,11 @@ public static class InternalProblems
             var status = pages.HttpContext.Response.StatusCode;
             var (type, title) = status switch
             {
-                StatusCodes.Status400BadRequest => (ProblemTypes.MalformedRequest, "The request body is malformed or not of the expected shape."),
+                StatusCodes.Status400BadRequest => (ProblemTypes.MalformedRequest, "The request is malformed."),
                 StatusCodes.Status404NotFound => (ProblemTypes.NotFound, "Not found."),
                 StatusCodes.Status405MethodNotAllowed => (ProblemTypes.MethodNotAllowed, "This method is not allowed here; the Allow header lists those that are."),
                 StatusCodes.Status413PayloadTooLarge => (ProblemTypes.PayloadTooLarge, "The request body is too large."),
-                StatusCodes.Status415UnsupportedMediaType => (ProblemTypes.UnsupportedMediaType, "Send the body as application/json."),
+                StatusCodes.Status415UnsupportedMediaType => (ProblemTypes.UnsupportedMediaType, "The request body must be application/json in UTF-8, uncompressed."),
                 _ => (ProblemTypes.Base + "http-" + status.ToString(CultureInfo.InvariantCulture), ReasonPhrases.GetReasonPhrase(status)),
             };
             await Results.Problem(title: title, statusCode: status, type: type).ExecuteAsync(pages.HttpContext);
@@ -49,7 +49,7 @@ public static class InternalProblems
             if (NamesAnotherCharset(context.Request.ContentType)
                 || context.Request.Headers.ContentEncoding.Any(coding => !string.IsNullOrWhiteSpace(coding) && !string.Equals(coding.Trim(), "identity", StringComparison.OrdinalIgnoreCase)))
             {
-                await Results.Problem(title: "Send the body as application/json in UTF-8, uncompressed.", statusCode: StatusCodes.Status415UnsupportedMediaType,
+                await Results.Problem(title: "The request body must be application/json in UTF-8, uncompressed.", statusCode: StatusCodes.Status415UnsupportedMediaType,
                     type: ProblemTypes.UnsupportedMediaType).ExecuteAsync(context);
                 return;
             }
@@ -72,8 +72,8 @@ public static class InternalProblems
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                 Results.Problem(title: "The request body is too large.", statusCode: StatusCodes.Status413PayloadTooLarge, type: ProblemTypes.PayloadTooLarge),
             { } unreadable when unreadable is JsonException || UnreadableBodies.IsCallers(unreadable) =>
-                Results.Problem(title: "The request body is malformed or not of the expected shape.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
-            _ => Results.Problem(title: "Something went wrong in this service.", detail: $"Trace id {context.TraceIdentifier}; the service's log has the cause.",
+                Results.Problem(title: "The request is malformed.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
+            _ => Results.Problem(title: "Something went wrong on our side.", detail: $"Trace id {context.TraceIdentifier}; the service's log has the cause.",
                 statusCode: StatusCodes.Status500InternalServerError, type: ProblemTypes.InternalError),
         };
         await result.ExecuteAsync(context);

@@ -202,19 +202,19 @@ public static class AccountsApi
         LedgerError.CurrencyMismatch => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.CurrencyMismatch, "The currency does not match the account.", error.Detail),
         LedgerError.AccountClosed => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AccountClosed, "The account is closed.", error.Detail),
         LedgerError.BalanceLimitExceeded => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.BalanceLimitExceeded,
-            "The ledger's limit for this currency is reached.", error.Detail),
+            "A ledger limit for this account is reached.", error.Detail),
         LedgerError.BalanceOverflow => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.BalanceLimitExceeded,
-            "The ledger's limit for this account is reached.", "The account's balance would pass the largest amount the ledger holds; nothing was changed."),
+            "A ledger limit for this account is reached.", "The account's balance would pass the largest amount the ledger holds; nothing was changed."),
         LedgerError.OverdraftInUse => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.OverdraftInUse,
             "The account already uses more overdraft than that.", error.Detail),
         // A deposit's id comes from merchant and key, and the ledger knows it for 7 days: the key reused after its own
         // 24 h with another body. It was answered with the ledger's own code (a type no document lists) and its detail.
         LedgerError.TransferIdReuse => Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse,
-            "This Idempotency-Key was used for another deposit.",
+            "This Idempotency-Key was used with a different request.",
             "A recent deposit with this Idempotency-Key (since the start of yesterday, UTC) had another account, amount or currency; use a new key. Nothing was deposited."),
         // Never a type of the ledger's own: those are not the API's contract. Nothing was changed, and it is not the caller's doing.
-        _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "The ledger refused the operation unexpectedly.",
-            $"Ledger code {error.Code}; nothing was changed."),
+        _ => Reply.Problem(StatusCodes.Status500InternalServerError, ProblemTypes.InternalError, "Something went wrong on our side.",
+            $"The ledger refused the operation unexpectedly (code {error.Code}); nothing was changed."),
     };
 
     /// <summary>422 amount-limit-exceeded when <paramref name="amountMinor"/> is above its currency's maximum, else null.</summary>

@@ -85,7 +85,7 @@ public static partial class PaymentsApi
     }
 
     private static Reply KeyExhausted() =>
-        Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key cannot start a payment now.",
+        Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReuse, "This Idempotency-Key was used with a different request.",
             "Today's payment of this Idempotency-Key is older than the idempotency window by this server's clock; use a new key.");
 
     /// <summary>Accepts the payment: its answer, or null (only with an unclaimed <paramref name="claim"/>) when the key

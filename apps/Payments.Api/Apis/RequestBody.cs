@@ -61,14 +61,14 @@ public static partial class RequestBody
         if (coding.Count > 0 && !(coding.Count == 1 && string.Equals(coding[0], "identity", StringComparison.OrdinalIgnoreCase)))
         {
             return (null, Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must not be compressed.", $"Content-Encoding {Shortened(coding.ToString())} is not accepted; send the JSON as it is."));
+                "The request body must be application/json in UTF-8, uncompressed.", $"Content-Encoding {Shortened(coding.ToString())} is not accepted; send the JSON as it is."));
         }
 
         // Kestrel undoes chunked framing only: "Transfer-Encoding: gzip, chunked" left the gzip bytes to be read as JSON.
         if (Payments.ServiceDefaults.TransferCodings.OtherThanChunked(context.Request.Headers.TransferEncoding) is { } transfer)
         {
             return (null, Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must not be compressed.", $"Transfer-Encoding {Shortened(transfer)} is not accepted; send the JSON as it is (chunked alone is fine)."));
+                "The request body must be application/json in UTF-8, uncompressed.", $"Transfer-Encoding {Shortened(transfer)} is not accepted; send the JSON as it is (chunked alone is fine)."));
         }
 
         if (context.Request.ContentLength > MaxBytes)
@@ -100,14 +100,14 @@ public static partial class RequestBody
         {
             // A probe: a POST sent with no body and no Content-Type was told only the type, which it had not given.
             return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must be application/json.", "The request names no Content-Type: send its JSON body with Content-Type: application/json.");
+                "The request body must be application/json in UTF-8, uncompressed.", "The request names no Content-Type: send its JSON body with Content-Type: application/json.");
         }
 
         if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var parsed)
             || !parsed.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase))
         {
             return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                "The request body must be application/json.", $"Content-Type {Shortened(contentType)} is not application/json.");
+                "The request body must be application/json in UTF-8, uncompressed.", $"Content-Type {Shortened(contentType)} is not application/json.");
         }
 
         // Every charset parameter, not the first alone: "charset=utf-8; charset=latin1" named two, and an empty one none.
@@ -117,7 +117,7 @@ public static partial class RequestBody
             if (!(charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)))
             {
                 return Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
-                    "The request body must be application/json.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={Shortened(charset.Value)} is not accepted.");
+                    "The request body must be application/json in UTF-8, uncompressed.", $"JSON request bodies are UTF-8 (RFC 8259 §8.1); charset={Shortened(charset.Value)} is not accepted.");
             }
         }
 
@@ -152,7 +152,7 @@ public static partial class RequestBody
     }
 
     private static Reply NotUtf8(string detail) =>
-        Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType, "The request body must be application/json in UTF-8.", detail);
+        Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType, "The request body must be application/json in UTF-8, uncompressed.", detail);
 
     public static (T? Value, Reply? Problem) Parse<T>(byte[] bytes)
         where T : class

@@ -284,8 +284,8 @@ public static class ApiExtensions
         limiter.OnRejected = async (rejected, cancellationToken) =>
         {
             rejected.HttpContext.Response.Headers.RetryAfter = "1";
-            await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many requests for this API key.",
-                "Slow down and retry after the time in Retry-After.").ToResult().ExecuteAsync(rejected.HttpContext);
+            await Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many requests.",
+                "Too many requests for this API key; slow down and retry after the time in Retry-After.").ToResult().ExecuteAsync(rejected.HttpContext);
         };
     }
 
@@ -314,7 +314,8 @@ public static class ApiExtensions
             // A body that did not arrive in time (Kestrel's minimum data rate) is no malformed request: http-408, as
             // docs/api.md says, not malformed-request (documented as 400).
             BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => Reply.Problem(
-                StatusCodes.Status408RequestTimeout, ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), "The request's body did not arrive in time."),
+                StatusCodes.Status408RequestTimeout, ProblemTypes.ForStatus(StatusCodes.Status408RequestTimeout), "Request Timeout",
+                "The request's body did not arrive in time."),
             BadHttpRequestException bad => Reply.Problem(bad.StatusCode, ProblemTypes.MalformedRequest, "The request is malformed."),
             { } unreadable when Payments.ServiceDefaults.UnreadableBodies.IsCallers(unreadable) => Reply.Problem(
                 StatusCodes.Status400BadRequest, ProblemTypes.MalformedRequest, "The request is malformed.", "The body's chunked framing is broken."),

@@ -41,7 +41,7 @@ public sealed record Reply(int StatusCode, string Body, string ContentType)
     }
 
     public static Reply Malformed(string detail) =>
-        Problem(StatusCodes.Status400BadRequest, ProblemTypes.MalformedRequest, "The request body is not valid JSON for this operation.", detail);
+        Problem(StatusCodes.Status400BadRequest, ProblemTypes.MalformedRequest, "The request is malformed.", detail);
 
     public static Reply Invalid(IReadOnlyDictionary<string, string> errors) =>
         Problem(StatusCodes.Status400BadRequest, ProblemTypes.ValidationFailed, "One or more fields are invalid.",

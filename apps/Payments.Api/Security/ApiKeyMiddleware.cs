@@ -275,16 +275,16 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     {
         context.Response.Headers.RetryAfter = "1";
         return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited,
-            "Too many API keys this replica does not hold are being looked up for this address at once.",
-            "Retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
+            "Too many requests.",
+            "Too many API keys this replica does not hold are being looked up for this address at once; retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
     }
 
     private static Task TooManyAsync(HttpContext context)
     {
         context.Response.Headers.RetryAfter = "1";
         return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited,
-            "Too many requests without a valid API key from this address.",
-            "Send a valid API key (Authorization: Bearer <api-key>); retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
+            "Too many requests.",
+            "Too many requests without a valid API key from this address. Send a valid API key (Authorization: Bearer <api-key>); retry after the time in Retry-After.").ToResult().ExecuteAsync(context);
     }
 
     private static string KeyProblem(string? key, string mode) =>

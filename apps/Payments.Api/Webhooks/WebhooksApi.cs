@@ -106,8 +106,8 @@ public static partial class WebhooksApi
         {
             var seconds = (long)Math.Ceiling(Math.Max(1, (spent.NextDay - time.GetUtcNow()).TotalSeconds));
             context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many webhook endpoints created today.",
-                $"A merchant may create {WebhookEndpointStore.MaxCreationsPerDay} webhook endpoints per UTC day; the next day starts in {seconds} s.").ToResult();
+            return Reply.Problem(StatusCodes.Status429TooManyRequests, ProblemTypes.RateLimited, "Too many requests.",
+                $"Too many webhook endpoints created today: a merchant may create {WebhookEndpointStore.MaxCreationsPerDay} webhook endpoints per UTC day; the next day starts in {seconds} s.").ToResult();
         }
 
         if (outcome is not { Endpoint: var endpoint, Created: var created })

@@ -157,7 +157,7 @@ public static class EdgeExtensions
                 timedOut
                     ? "No API replica answered in time; retry (writes with the same Idempotency-Key)."
                     : "No API replica could take the request; retry (writes with the same Idempotency-Key).",
-                statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable, title: "The service is unavailable.")
+                statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable, title: "The service is temporarily unavailable.")
                 .ExecuteAsync(context);
         }
         catch (IOException)
@@ -227,7 +227,7 @@ public static class EdgeExtensions
             // Read here and forwarded with a length, the header that named the coding was dropped: refused as the API
             // refuses a compressed body (docs/api.md).
             await Results.Problem("A Transfer-Encoding other than chunked is not accepted; send the JSON as it is.",
-                statusCode: StatusCodes.Status415UnsupportedMediaType, type: ProblemTypes.UnsupportedMediaType, title: "The request body must not be compressed.")
+                statusCode: StatusCodes.Status415UnsupportedMediaType, type: ProblemTypes.UnsupportedMediaType, title: "The request body must be application/json in UTF-8, uncompressed.")
                 .ExecuteAsync(context);
             return;
         }

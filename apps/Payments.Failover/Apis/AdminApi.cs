@@ -57,7 +57,7 @@ internal static class AdminApi
         // throws JsonException, answered 400 malformed-request (InternalProblems).
         if (!context.Request.HasJsonContentType())
         {
-            return Results.Problem(title: "Send the body as application/json.", statusCode: StatusCodes.Status415UnsupportedMediaType,
+            return Results.Problem(title: "The request body must be application/json in UTF-8, uncompressed.", statusCode: StatusCodes.Status415UnsupportedMediaType,
                 type: ProblemTypes.UnsupportedMediaType);
         }
 

@@ -192,7 +192,7 @@ public static class LedgerApi
             // The ledger's own words (contention, a region's state): what the caller's retry is for, nothing of etcd's.
             context.Response.Headers.RetryAfter = "1";
             return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ServiceUnavailable,
-                title: "The ledger cannot answer now.");
+                title: "The service is temporarily unavailable.");
         }
         catch (Grpc.Core.RpcException exception) when (exception.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded
             or Grpc.Core.StatusCode.Internal or Grpc.Core.StatusCode.Unknown)
@@ -204,7 +204,7 @@ public static class LedgerApi
                 Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Path.Value), exception.StatusCode, exception.Status.Detail);
             context.Response.Headers.RetryAfter = "1";
             return Results.Problem("The ledger's store is not answering; retry with the same ids.", statusCode: StatusCodes.Status503ServiceUnavailable,
-                type: ProblemTypes.ServiceUnavailable, title: "The ledger cannot answer now.");
+                type: ProblemTypes.ServiceUnavailable, title: "The service is temporarily unavailable.");
         }
         catch (TimeoutException exception)
         {
@@ -212,7 +212,7 @@ public static class LedgerApi
             // replays the write and waits for its shipping again.
             context.Response.Headers.RetryAfter = "1";
             return Results.Problem(exception.Message, statusCode: StatusCodes.Status503ServiceUnavailable, type: ProblemTypes.ReplicationPending,
-                title: "The write is not yet replicated.");
+                title: "The write is not yet replicated to the other region.");
         }
         catch (RegionNotWritableException exception)
         {
