@@ -4,7 +4,11 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 using Payments.Etcd;
 using Payments.Etcd.Maintenance;
+using Payments.Domain;
+using Payments.Ledger.Contracts;
 using Payments.LocalCluster;
+using Payments.ServiceDefaults.Security;
+using Payments.Testing;
 using Xunit.Abstractions;
 
 namespace Payments.Ledger.IntegrationTests;
@@ -47,6 +51,46 @@ public sealed class NoSpaceRecoveryTests(ITestOutputHelper output)
         Assert.Empty(alarms.Alarms);
         await EtcdConnection.CallAsync(call => etcd.Kv.PutAsync(put, cancellationToken: call), timeout.Token); // writes again
     }
+
+    /// <summary>The runbook (etcd-nospace.md) says the ledger answers 503 while the alarm is armed: it answered 500
+    /// "something went wrong on our side", its RpcException ResourceExhausted (not retried) mapped nowhere (ledger review).
+    /// A write answers 503 service-unavailable with Retry-After; a read still answers.</summary>
+    [Fact]
+    public async Task WhileNoSpaceIsArmed_TheLedgerServiceAnswers503ToAWrite_NotA500()
+    {
+        const string Prefix = "/nospace-service/";
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await using var cluster = await LocalEtcdCluster.StartAsync(1, output.WriteLine, timeout.Token);
+        var ledger = await InProcessApp.StartLedgerServiceAsync(cluster, Prefix);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri(InProcessApp.BaseUrl(ledger)) };
+            InProcessApp.Identity.Present(client, ServiceRoles.Api, ServiceRoles.Ledger);
+            using var opened = await client.PostAsync(LedgerRoutes.Prefix + "accounts", Json("""{"id":"nospace-before","currency":"EUR"}"""), timeout.Token);
+            Assert.True(opened.IsSuccessStatusCode, $"the account was not opened: {(int)opened.StatusCode}");
+
+            using var etcd = cluster.ConnectAsRoot();
+            var status = await etcd.MemberMaintenance(0).StatusAsync(new StatusRequest(), cancellationToken: timeout.Token);
+            await etcd.MemberMaintenance(0).AlarmAsync(new AlarmRequest
+            {
+                Action = AlarmRequest.Types.AlarmAction.Activate, MemberID = status.Header.MemberId, Alarm = AlarmType.Nospace,
+            }, cancellationToken: timeout.Token);
+
+            using var refused = await client.PostAsync(LedgerRoutes.Prefix + "accounts", Json("""{"id":"nospace-after","currency":"EUR"}"""), timeout.Token);
+            var body = await refused.Content.ReadAsStringAsync(timeout.Token);
+            Assert.True(refused.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable, $"{(int)refused.StatusCode}: {body}");
+            Assert.Equal(ProblemTypes.ServiceUnavailable, System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("type").GetString());
+            Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
+            using var read = await client.GetAsync(LedgerRoutes.Prefix + "accounts/nospace-before", timeout.Token);
+            Assert.True(read.IsSuccessStatusCode, $"a read while out of space: {(int)read.StatusCode}");
+        }
+        finally
+        {
+            await InProcessApp.StopAsync(ledger);
+        }
+    }
+
+    private static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
 
     /// <summary>A member that does not answer may be down: defragmenting another then leaves the last one without a
     /// quorum. The pass defragments nobody while a member is missing.</summary>

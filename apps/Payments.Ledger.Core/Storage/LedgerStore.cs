@@ -80,37 +80,54 @@ internal sealed class LedgerStore(EtcdConnection etcd, LedgerKeys keys)
     }
 
     /// <summary>Retries a call that is safe to repeat while etcd is unavailable.</summary>
-    public async Task<T> RetryingAsync<T>(Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken)
+    public Task<T> RetryingAsync<T>(Func<CancellationToken, Task<T>> call, CancellationToken cancellationToken) =>
+        RetryingAsync(call, OperationTimeout, cancellationToken);
+
+    /// <summary><see cref="RetryingAsync{T}(Func{CancellationToken, Task{T}}, CancellationToken)"/> within
+    /// <paramref name="operationTimeout"/>: once it has passed, whether in a call or in the back-off between two,
+    /// the answer is <see cref="LedgerUnavailableException"/> (a 503 to the ledger's callers). The timeout firing in
+    /// the back-off escaped as a bare TaskCanceledException: the ledger answered 500 to a frozen etcd member, and the
+    /// sweepers logged an unexpected failure (ledger review).</summary>
+    internal static async Task<T> RetryingAsync<T>(Func<CancellationToken, Task<T>> call, TimeSpan operationTimeout, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(OperationTimeout);
+        timeout.CancelAfter(operationTimeout);
         for (var attempt = 1; ; attempt++)
         {
             try
             {
                 return await call(timeout.Token);
             }
-            catch (Exception exception) when (attempt < MaxAttempts && !timeout.IsCancellationRequested
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested
                 && (exception is OperationCanceledException || (exception is RpcException rpc && IsTransient(rpc))))
             {
-                // Unavailable, or one call's own deadline passed (a frozen member): ask again, likely another member.
-                await BackoffAsync(attempt, timeout.Token);
+                if (timeout.IsCancellationRequested)
+                {
+                    throw new LedgerUnavailableException($"etcd did not answer within {operationTimeout.TotalSeconds} s.");
+                }
+
+                if (attempt >= MaxAttempts)
+                {
+                    throw;
+                }
             }
-            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                throw new LedgerUnavailableException($"etcd did not answer within {OperationTimeout.TotalSeconds} s.");
-            }
+
+            // Unavailable, or one call's own deadline passed (a frozen member): ask again, likely another member.
+            await BackoffAsync(attempt, timeout.Token);
         }
     }
 
     public static bool IsTransient(RpcException exception) =>
         exception.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown;
 
-    public static Task BackoffAsync(int attempt, CancellationToken cancellationToken)
+    /// <summary>The pause before attempt <paramref name="attempt"/> + 1. Cancelled, it ends early without throwing:
+    /// the loop's next step sees the token and answers as its own timeout or its caller's cancellation says.</summary>
+    public static async Task BackoffAsync(int attempt, CancellationToken cancellationToken)
     {
         // Full jitter: spreads conflicting writers apart; capped so a long outage is polled, not slept through.
         var ceiling = Math.Min(MaxBackoff.TotalMilliseconds, Math.Pow(2, Math.Min(attempt, 10)));
         // Real time on purpose: this paces calls to a real cluster, not business time (which tests may fake).
-        return Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling), cancellationToken);
+        await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling), cancellationToken)
+            .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 }

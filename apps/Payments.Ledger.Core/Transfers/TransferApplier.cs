@@ -84,7 +84,7 @@ internal sealed partial class TransferApplier(
                 lastProblem = "a concurrent write changed a key this transaction read";
                 LogConflict(logger, attempt);
             }
-            catch (RpcException exception) when (LedgerStore.IsTransient(exception) && !timeout.IsCancellationRequested)
+            catch (RpcException exception) when (LedgerStore.IsTransient(exception) && !cancellationToken.IsCancellationRequested)
             {
                 // Outcome unknown: the next attempt re-reads, and a transfer that did commit is then found and replayed.
                 lastProblem = $"etcd {exception.StatusCode}: {exception.Status.Detail}";
@@ -96,7 +96,12 @@ internal sealed partial class TransferApplier(
             }
 
             set.Reset();
-            await LedgerStore.BackoffAsync(attempt, timeout.Token);
+            await LedgerStore.BackoffAsync(attempt, timeout.Token); // ends early, without throwing, when the timeout fires
+            if (timeout.IsCancellationRequested)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                break; // the operation's time is spent, in a call or in the back-off: unavailable, as below
+            }
         }
 
         throw new LedgerUnavailableException(

@@ -195,10 +195,11 @@ public static class LedgerApi
                 title: "The service is temporarily unavailable.");
         }
         catch (Grpc.Core.RpcException exception) when (exception.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded
-            or Grpc.Core.StatusCode.Internal or Grpc.Core.StatusCode.Unknown)
+            or Grpc.Core.StatusCode.Internal or Grpc.Core.StatusCode.Unknown or Grpc.Core.StatusCode.ResourceExhausted)
         {
-            // etcd still unavailable after the store's own retries: the caller's retry (same ids) is safe; a 500 said
-            // the ledger was broken. etcd's words (addresses, members) stay in this service's log, not in the answer.
+            // etcd still unavailable after the store's own retries, or out of space (NOSPACE: ResourceExhausted, not
+            // retried; the storage maintenance recovers it, docs/runbooks/etcd-nospace.md): the caller's retry (same
+            // ids) is safe; a 500 said the ledger was broken. etcd's words (addresses, members) stay in this service's log, not in the answer.
             context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.Api").LogWarning(
                 "Ledger answered 503 for {Method} {Path}: etcd {Status} ({Detail})", context.Request.Method,
                 Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Path.Value), exception.StatusCode, exception.Status.Detail);
