@@ -300,8 +300,11 @@ public sealed class EtcdLedger : ILedger
     /// <summary>The standby's side of <see cref="AccountSettingsRecord"/>: the account as the active region set it up
     /// — opened (with no balance; its transfers bring that), its overdraft limit, closed — by compare-and-swap beside
     /// the journal applier's writes, with the same standby fence (<paramref name="standbyFenceKey"/>, compared absent:
-    /// <see cref="JournalApplier"/>). <paramref name="settings"/> is the record as shipped.</summary>
-    public async Task ApplyReplicatedSettingsAsync(Google.Protobuf.ByteString settings, CancellationToken cancellationToken, string? standbyFenceKey = null)
+    /// <see cref="JournalApplier"/>). <paramref name="settings"/> is the record as shipped. With <paramref name="checkpoint"/>
+    /// (the replicator's page checkpoint and the revision it last saw), only while that key is unchanged: a replicator
+    /// that fell behind put an older page's overdraft limit or open account over a newer one, for good.</summary>
+    public async Task ApplyReplicatedSettingsAsync(
+        Google.Protobuf.ByteString settings, CancellationToken cancellationToken, string? standbyFenceKey = null, (string Key, long ModRevision)? checkpoint = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         var copy = LedgerJson.DecodeSettings(settings);
@@ -322,6 +325,11 @@ public sealed class EtcdLedger : ILedger
                 request.Compare.Add(EtcdBytes.ModRevisionIs(standbyFenceKey, 0)); // only while the region holds no epoch (JournalApplier)
             }
 
+            if (checkpoint is { } guard)
+            {
+                request.Compare.Add(EtcdBytes.ModRevisionIs(guard.Key, guard.ModRevision));
+            }
+
             request.Success.Add(EtcdBytes.Put(key, LedgerJson.Encode(record with { OverdraftLimitMinor = copy.OverdraftLimitMinor, Closed = copy.Closed })));
             if ((await store.RetryingAsync(token => store.TxnAsync(request, token), cancellationToken)).Succeeded)
             {
@@ -331,6 +339,11 @@ public sealed class EtcdLedger : ILedger
             if (standbyFenceKey is not null && (await store.RetryingAsync(token => store.GetAsync(standbyFenceKey, serializable: false, token), cancellationToken)).Exists)
             {
                 throw new LedgerUnavailableException("This region holds an epoch (it writes): it applies no other region's account settings.");
+            }
+
+            if (checkpoint is { } moved && (await store.RetryingAsync(token => store.GetAsync(moved.Key, serializable: false, token), cancellationToken)).ModRevision != moved.ModRevision)
+            {
+                throw new InvalidOperationException($"Another replicator moved {moved.Key}; these settings are an older page's and are not applied.");
             }
         }
 

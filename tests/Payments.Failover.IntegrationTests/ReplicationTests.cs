@@ -379,6 +379,40 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Equal(500, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
     }
 
+    /// <summary>Two replicators per region (the chart's): one that read the checkpoint and a page, then stalled, while the
+    /// other applied that page and the next, put the older page's settings over the newer ones — an overdraft limit
+    /// the source lowered back up, for good (its checkpoint compare failed after the write; a failover review). The
+    /// settings compare the checkpoint the stalled one read: refused, and the newer limit stays.</summary>
+    [Fact]
+    public async Task AnOlderPagesSettings_FromAReplicatorThatFellBehind_NeverReplaceNewerOnes()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        var (debtor, _) = await OpenFundedAsync(a);
+        await ShipAndApplyAsync(shipper, replicator);
+        var checkpointKey = prefixB + "replication/region-a/pages";
+        var seenByTheStalledOne = (await fixture.Connection.Client.GetAsync(checkpointKey)).Kvs.Single().ModRevision;
+        Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 500, CancellationToken.None));
+        var olderSettings = (await fixture.Connection.Client.GetAsync(prefixA + Payments.Etcd.EtcdOptions.AccountSettingsFamily + debtor.Value)).Kvs.Single().Value;
+        await ShipAllAsync(shipper);
+        Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 0, CancellationToken.None));
+        await ShipAllAsync(shipper);
+        await replicator.DrainAsync("region-a", maxRounds: 10, CancellationToken.None); // the other replicator: both pages
+        Assert.Equal(0, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+
+        var fenceKey = Payments.Etcd.Regions.RegionEpochFence.KeyFor(prefixB);
+        await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            b.ApplyReplicatedSettingsAsync(olderSettings, CancellationToken.None, fenceKey, (checkpointKey, seenByTheStalledOne)));
+        Assert.Equal(0, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+
+        // With the checkpoint as it is, the same call applies (the guard is what refused it).
+        var current = (await fixture.Connection.Client.GetAsync(checkpointKey)).Kvs.Single().ModRevision;
+        await b.ApplyReplicatedSettingsAsync(olderSettings, CancellationToken.None, fenceKey, (checkpointKey, current));
+        Assert.Equal(500, (await b.GetAccountAsync(debtor, CancellationToken.None))!.OverdraftLimitMinor);
+    }
+
     /// <summary>What the source deletes, the standby must not keep (shipping reads what is stored, so no deletion is
     /// shipped): a finished payment's in-flight marker goes with its finished record — else after a takeover every
     /// payment ever made counted against its merchant's payments in flight — and a revoked API key, expired in place,

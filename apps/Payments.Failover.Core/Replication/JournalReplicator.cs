@@ -161,7 +161,7 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
             }
         }
 
-        await ApplyToLedgerAsync(latest, bars, cancellationToken);
+        await ApplyToLedgerAsync(latest, bars, (CheckpointKey(source), checkpointRevision), cancellationToken);
 
         // Two keys of each transaction are the checkpoint and the marker.
         var chunks = latest.OrderBy(entry => entry.Value.Revision).Chunk(EtcdLedger.MaxTxnOps - 2).ToArray();
@@ -184,15 +184,19 @@ public sealed class JournalReplicator(Container journal, EtcdLedger ledger, Etcd
 
     /// <summary>What of a page's records the ledger takes in, before the checkpoint moves (a replicator that dies in
     /// between applies the page again): an account's settings reach its ledger record (the journal applier keeps what
-    /// it finds there), and a hold bar bars the hold here (a payment the source failed stays failed: its hold is refused).</summary>
+    /// it finds there), and a hold bar bars the hold here (a payment the source failed stays failed: its hold is refused).
+    /// Settings compare <paramref name="checkpoint"/> as the records do: written by a replicator behind the other, an
+    /// older page's overdraft limit or open state replaced a newer one, and nothing applied the newer page again (a
+    /// failover review). A late bar needs no such guard: it only adds a bar, which the expiry sweep removes when due.</summary>
     private async Task ApplyToLedgerAsync(
-        Dictionary<string, (long Revision, Google.Protobuf.ByteString? Value)> latest, List<Google.Protobuf.ByteString> bars, CancellationToken cancellationToken)
+        Dictionary<string, (long Revision, Google.Protobuf.ByteString? Value)> latest, List<Google.Protobuf.ByteString> bars,
+        (string Key, long ModRevision) checkpoint, CancellationToken cancellationToken)
     {
         foreach (var (_, (_, value)) in latest.Where(entry => entry.Key.StartsWith(EtcdOptions.AccountSettingsFamily, StringComparison.Ordinal)))
         {
             if (value is not null)
             {
-                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken, RegionEpochFence.KeyFor(prefix));
+                await ledger.ApplyReplicatedSettingsAsync(value, cancellationToken, RegionEpochFence.KeyFor(prefix), checkpoint);
             }
         }
 
