@@ -25,13 +25,15 @@ internal static class Deposits
             return problem.ToResult();
         }
 
-        // Checked before the key is touched (as for payments): a body that cannot be valid is not stored as the key's
-        // answer, costs etcd nothing, and may be fixed and sent again with the same key.
-        // An account id no account can have gets the answer it gets later (404), with nothing stored either.
+        // Checked before the key is claimed (as for payments): a body that cannot be valid is not stored as the key's
+        // answer, and may be fixed and sent again with the same key. An account id no account can have gets the answer
+        // it gets later (404), with nothing stored either. Unless this very request was answered before, under rules
+        // that took it (a lower maximum or a currency dropped since): its retry gets that answer, not a refusal that
+        // says nothing was deposited while the money is in the account (a review; payments did this already).
         var (amount, currency, invalid) = ParseDeposit(bytes!);
         if ((invalid ?? (AccountId.TryParse(accountId, out _, out _) ? null : Reply.AccountNotFound(accountId))) is { } refused)
         {
-            return refused.ToResult();
+            return (await idempotency.AnsweredOrAsync(merchant, key!, "POST", $"/v1/accounts/{accountId}/deposits", bytes!, refused, context.RequestAborted)).ToResult();
         }
 
         var reply = await idempotency.RunAsync(merchant, key!, "POST", $"/v1/accounts/{accountId}/deposits", bytes!,

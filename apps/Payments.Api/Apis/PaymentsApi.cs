@@ -68,7 +68,7 @@ public static partial class PaymentsApi
         var (request, parseProblem) = RequestBody.Parse<CreatePaymentRequest>(bytes!);
         if (parseProblem is not null)
         {
-            return parseProblem.ToResult();
+            return (await idempotency.AnsweredOrAsync(merchant, key!, "POST", "/v1/payments", bytes!, parseProblem, context.RequestAborted)).ToResult();
         }
 
         if (Errors(request!) is { Count: > 0 } errors)
