@@ -79,6 +79,37 @@ public sealed class FundedPayoutTests(EtcdClusterFixture etcd)
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
     }
 
+    /// <summary>A review's finding: two payouts of one hold, under different ids, beside its post in one batch both
+    /// passed (each found the hold posted in the batch's writes), and in-transit paid the hold out twice. Refused in
+    /// one batch; and from two callers at once (group commit may write their units as one transaction), one payout
+    /// is applied, whichever way they were grouped.</summary>
+    [Fact]
+    public async Task TwoPayoutsOfOneHold_AreNeverBothApplied_InOneBatchOrFromTwoCallers()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        var ledger = etcd.NewLedger();
+        var (debtor, creditor, run) = await OpenFundedPairAsync(ledger, timeout.Token);
+        var hold = await HoldAsync(ledger, $"{run}-d", debtor, 100, timeout.Token);
+        var second = new TransferRequest.Single(TransferId.Parse($"{run}-d-twice"), InTransit, creditor, new Money(100, Currency.Usd)) { FundedByHold = hold };
+        await AssertUnfundedAsync(ledger, [Post($"{run}-d", hold), Payout($"{run}-d", creditor, 100, hold), second], timeout.Token);
+        Assert.Equal((1_000L, 100L, 0L), await StateAsync(ledger, debtor, creditor, timeout.Token));
+
+        const int Rounds = 8;
+        for (var round = 0; round < Rounds; round++)
+        {
+            var each = await HoldAsync(ledger, $"{run}-r{round}", debtor, 10, timeout.Token);
+            var other = new TransferRequest.Single(TransferId.Parse($"{run}-r{round}-other"), InTransit, creditor, new Money(10, Currency.Usd)) { FundedByHold = each };
+            var outcomes = await Task.WhenAll(
+                ledger.ApplyBatchAsync([Post($"{run}-r{round}", each), Payout($"{run}-r{round}", creditor, 10, each)], timeout.Token),
+                ledger.ApplyBatchAsync([other], timeout.Token));
+            Assert.True(outcomes[0].Succeeded, $"round {round}: the post and its payout: {outcomes[0].Error}");
+            Assert.Equal(LedgerError.UnfundedPayout, outcomes[1].Error?.Code);
+        }
+
+        Assert.Equal((1_000L - Rounds * 10, 100L, Rounds * 10L), await StateAsync(ledger, debtor, creditor, timeout.Token));
+        await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
+
     /// <summary>A review's finding: the payout used the in-transit shard of its own id while the hold and its post used
     /// the hold's, so each payment left +amount in one shard and -amount in another; the shards drifted without bound (a
     /// merchant choosing its keys could push one to its limit, and every payment whose hold fell there was refused). A

@@ -153,9 +153,11 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
     /// transaction to post that hold — before or after the payout in the batch. A hold still pending could yet be
     /// voided, and in-transit would have paid out what it never received; one posted earlier has paid out already
     /// (the saga posts and pays in one batch), so a second payout from it would be paid twice. The ledger service's
-    /// policy always sends the post along; this holds without relying on it. When another transfer of the batch is
-    /// refused, that refusal is the batch's reason (say the post's <c>pending-transfer-expired</c>), and the payout is
-    /// left as it is. Rejects such payouts in place.</summary>
+    /// policy always sends the post along; this holds without relying on it. One payout per hold in the transaction,
+    /// too: two under different ids beside the post both passed, each seeing the hold posted in the batch's writes, and
+    /// in-transit paid the hold out twice — in one batch, or in two callers' units that group commit wrote as one
+    /// transaction (ledger review). When another transfer of the batch is refused, that refusal is the batch's reason
+    /// (say the post's <c>pending-transfer-expired</c>), and the payout is left as it is. Rejects such payouts in place.</summary>
     public void RequirePostedFunding(IReadOnlyList<TransferRequest> batch, Evaluated[] evaluations)
     {
         if (evaluations.Any(evaluation => evaluation is Evaluated.Rejected))
@@ -163,12 +165,22 @@ internal sealed class TransferRules(LedgerKeys keys, WorkingSet set, DateTimeOff
             return;
         }
 
+        var paidOut = new Dictionary<TransferId, TransferId>();
         for (var index = 0; index < batch.Count; index++)
         {
-            if (batch[index] is TransferRequest.Single { FundedByHold: { } holdId } payout && evaluations[index] is Evaluated.New
-                && !(set.Writes.TryGetValue(keys.Hold(holdId), out var written) && written is HoldRecord { Status: HoldStatus.Posted }))
+            if (batch[index] is not TransferRequest.Single { FundedByHold: { } holdId } payout || evaluations[index] is not Evaluated.New)
+            {
+                continue;
+            }
+
+            if (!(set.Writes.TryGetValue(keys.Hold(holdId), out var written) && written is HoldRecord { Status: HoldStatus.Posted }))
             {
                 evaluations[index] = Reject(LedgerError.UnfundedPayout, $"Transfer {payout.Id} pays out of hold {holdId}, which this batch does not post.");
+            }
+            else if (!paidOut.TryAdd(holdId, payout.Id))
+            {
+                evaluations[index] = Reject(LedgerError.UnfundedPayout,
+                    $"Transfer {payout.Id} pays out of hold {holdId}, which transfer {paidOut[holdId]} in the same transaction pays out already.");
             }
         }
     }
