@@ -50,4 +50,36 @@ public sealed class LinkedHoldAndPostTests(EtcdClusterFixture etcd)
         Assert.Equal(0, (await ledger.GetAccountAsync(debtor, timeout.Token))!.PendingDebitMinor);
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
     }
+
+    /// <summary>A review's finding: the saga's batch retried after its hold was applied alone (the one-by-one path),
+    /// and refused at the credit (the creditor closed meanwhile), answered "Not applied" of the hold that is in the
+    /// ledger. A transfer applied earlier is reported applied, replayed, with its original entry (ILedger's contract);
+    /// the refusal is the credit's, and the post is linked to it.</summary>
+    [Fact]
+    public async Task ARefusedBatch_ReportsATransferAppliedEarlierAsApplied_NotAsNotApplied()
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        var ledger = etcd.NewLedger();
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var (debtor, creditor) = (AccountId.Parse($"lr-{run}-debtor"), AccountId.Parse($"lr-{run}-creditor"));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, timeout.Token));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, timeout.Token));
+        Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
+            TransferId.Parse($"lr-{run}-fund"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(100, Currency.Usd)), timeout.Token)).IsApplied);
+        var batch = HoldAndSettle.Batch($"lr-{run}", debtor, creditor, AmountMinor);
+        var held = Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(batch[0], timeout.Token));
+        Assert.IsType<CloseAccountOutcome.Closed>(await ledger.CloseAccountAsync(creditor, timeout.Token));
+
+        var outcome = await ledger.ApplyBatchAsync(batch, timeout.Token);
+
+        Assert.False(outcome.Succeeded);
+        Assert.Equal(LedgerError.AccountClosed, outcome.Error!.Code);
+        var hold = Assert.IsType<TransferOutcome.Applied>(outcome.Transfers[0]);
+        Assert.True(hold.Replayed);
+        Assert.Equal((held.Entry.Sequence, held.Entry.TransferId), (hold.Entry.Sequence, hold.Entry.TransferId));
+        Assert.Equal(LedgerError.AccountClosed, Assert.IsType<TransferOutcome.Failed>(outcome.Transfers[1]).Error.Code);
+        Assert.Equal(LedgerError.LinkedTransferFailed, Assert.IsType<TransferOutcome.Failed>(outcome.Transfers[2]).Error.Code);
+        Assert.Equal(AmountMinor, (await ledger.GetAccountAsync(debtor, timeout.Token))!.PendingDebitMinor); // held, nothing more
+        await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
 }

@@ -273,15 +273,21 @@ internal sealed partial class TransferApplier(
         throw new InvalidOperationException($"Evaluation still needed keys after {MaxReadRounds} read rounds.");
     }
 
+    /// <summary>A refused batch: each refusal with its reason, each transfer applied by an earlier call as applied
+    /// (its original entry, replayed: ILedger's contract; it said "Not applied" of a hold that was in the ledger — a
+    /// ledger review), and the rest linked to the first refusal.</summary>
     private static BatchOutcome Rejected(IReadOnlyList<TransferRequest> batch, Evaluated[] evaluations)
     {
         var first = evaluations.OfType<Evaluated.Rejected>().First();
         var firstId = batch[Array.IndexOf(evaluations, first)].Id;
-        return new BatchOutcome(batch.Select((transfer, index) => (TransferOutcome)new TransferOutcome.Failed(
-            transfer.Id,
-            evaluations[index] is Evaluated.Rejected rejected
-                ? rejected.Error
-                : new LedgerError(LedgerError.LinkedTransferFailed, $"Not applied: transfer {firstId} in the same batch failed ({first.Error.Code}).")))
+        return new BatchOutcome(batch.Select((transfer, index) => evaluations[index] switch
+            {
+                Evaluated.Rejected rejected => new TransferOutcome.Failed(transfer.Id, rejected.Error),
+                Evaluated.Replay replay => new TransferOutcome.Applied(
+                    TransferId.Parse(replay.Record.Id), JournalReader.ToEntry(replay.Record, replay.ModRevision), Replayed: true),
+                _ => (TransferOutcome)new TransferOutcome.Failed(
+                    transfer.Id, new LedgerError(LedgerError.LinkedTransferFailed, $"Not applied: transfer {firstId} in the same batch failed ({first.Error.Code}).")),
+            })
             .ToArray());
     }
 
