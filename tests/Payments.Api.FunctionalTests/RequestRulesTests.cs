@@ -25,6 +25,22 @@ public sealed class RequestRulesTests(ApiSystemFixture system)
         Assert.Equal($"{field} is given 2 times; give it once.", message);
     }
 
+    /// <summary>A probe: query names were matched ignoring case ("?WAIT=3" waited, "?Status=" was read as status), and
+    /// status without wait was ignored — a misspelt wait answered at once with the status the client named. Names match
+    /// exactly, as body fields do, and status alone is refused.</summary>
+    [Theory]
+    [InlineData("/v1/payments/pay_000000000000000000000000?WAIT=1", "query", "Unknown query parameter: 'WAIT'")]
+    [InlineData("/v1/payments/pay_000000000000000000000000?wait=1&Status=pending", "query", "Unknown query parameter: 'Status'")]
+    [InlineData("/v1/events?Limit=1", "query", "Unknown query parameter: 'Limit'")]
+    [InlineData("/v1/payments/pay_000000000000000000000000?status=pending", "status", "status is read only with wait")]
+    public async Task AQueryNameInAnotherCase_OrStatusWithoutWait_IsRefused(string path, string field, string message)
+    {
+        using var client = await system.NewMerchantClientAsync();
+        using var response = await client.GetAsync(path);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.StartsWith(message, (await response.JsonAsync()).GetProperty("errors").GetProperty(field).GetString(), StringComparison.Ordinal);
+    }
+
     /// <summary>A read that takes no parameter refuses one (it listed every webhook endpoint for <c>?limit=5</c>, as if
     /// paged); a write still ignores one (see Validate.RefuseQueryWhereNoneIsTakenAsync).</summary>
     [Fact]

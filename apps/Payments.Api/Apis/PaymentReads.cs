@@ -79,6 +79,12 @@ public static class PaymentReads
         {
             errors["status"] = "status must be one of " + string.Join(", ", PaymentStatus.All) + ".";
         }
+        else if (status.Count > 0 && !query.ContainsKey("wait"))
+        {
+            // Alone it changes nothing (the read answers at once): a client that meant to wait and misspelt wait
+            // was answered at once with the status it named, as if nothing had happened (a probe).
+            errors["status"] = "status is read only with wait (the status to wait for a change from); give wait too, or leave status out.";
+        }
 
         Validate.QueryParameters(query, ["wait", "status"], errors);
         return errors;

@@ -79,7 +79,9 @@ internal static class Validate
             errors[name] = $"{name} is given {query[name].Count} times; give it once.";
         }
 
-        var unknown = query.Keys.Where(name => !known.Contains(name, StringComparer.OrdinalIgnoreCase)).ToArray();
+        // Names match exactly, as body fields do: ASP.NET's query reads ignore case, so "?WAIT=3" waited and
+        // "?Status=" was read as status, a spelling no document gives (a probe). Another case is an unknown name.
+        var unknown = query.Keys.Where(name => !known.Contains(name, StringComparer.Ordinal)).ToArray();
         if (unknown.Length == 0)
         {
             return;

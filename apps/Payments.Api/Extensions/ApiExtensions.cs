@@ -294,6 +294,9 @@ public static class ApiExtensions
     private static async Task WriteUnhandledAsync(HttpContext context)
     {
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        // The operator's writes are not replayed by an Idempotency-Key (docs/api.md): telling the operator to retry with
+        // one sent them looking for a key the admin API ignores (a probe).
+        var retry = context.Request.Path.StartsWithSegments("/admin") ? "retry" : "retry (with the same Idempotency-Key for writes)";
         var reply = error switch
         {
             RegionNotWritableException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
@@ -303,12 +306,12 @@ public static class ApiExtensions
                 "The write is not yet replicated to the other region.",
                 "The write is committed but not yet replicated to the other region; retry with the same Idempotency-Key."),
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
-                "A service the API depends on is temporarily unavailable; retry (with the same Idempotency-Key for writes)."),
+                $"A service the API depends on is temporarily unavailable; {retry}."),
             Payments.Etcd.EtcdContentionException => Reply.Unavailable(
-                "Too many requests changed the same record at once; retry (with the same Idempotency-Key for writes)."),
+                $"Too many requests changed the same record at once; {(retry == "retry" ? "the write was not made: retry" : retry)}."),
             // A call to another service timed out (HttpClient's timeout), not the caller leaving.
             OperationCanceledException when !context.RequestAborted.IsCancellationRequested => Reply.Unavailable(
-                "A service the API depends on did not answer in time; retry (with the same Idempotency-Key for writes)."),
+                $"A service the API depends on did not answer in time; {retry}."),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => Reply.Problem(
                 StatusCodes.Status413PayloadTooLarge, ProblemTypes.PayloadTooLarge, "The request body is too large."),
             // A body that did not arrive in time (Kestrel's minimum data rate) is no malformed request: http-408, as
