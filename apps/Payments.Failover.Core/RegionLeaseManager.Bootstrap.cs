@@ -43,7 +43,7 @@ public sealed partial class RegionLeaseManager
             return null;
         }
 
-        var epoch = Math.Max(lastHeld, LastSeen?.Epoch ?? 0) + 1;
+        var epoch = Math.Max(Math.Max(lastHeld, highestEpochSeen), LastSeen?.Epoch ?? 0) + 1;
         logger.LogError("Region {Region}: the active-region record has been missing since {Since:O}; creating it again with epoch {Epoch}",
             options.Name, since, epoch);
         return epoch;

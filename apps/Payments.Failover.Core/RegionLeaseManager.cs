@@ -113,6 +113,12 @@ public sealed partial class RegionLeaseManager(
             return;
         }
 
+        if (await RegressedEpochAsync(record, cancellationToken) is { } known)
+        {
+            await RepairEpochAsync(record, etag, known, cancellationToken); // LastSeen stays the last record not regressed
+            return;
+        }
+
         var (previous, previousEpoch) = (LastSeen?.ActiveRegion, LastSeen?.Epoch);
         LastSeen = record;
         LastSeenAt = time.GetUtcNow();
@@ -264,7 +270,8 @@ public sealed partial class RegionLeaseManager(
     /// mirror it into etcd until this region's deadline, and only then count as active.</summary>
     private async Task<bool> HoldAsync(long epoch, DateTimeOffset sentAt, CancellationToken cancellationToken)
     {
-        if (!await CaughtUpAsync(epoch, cancellationToken))
+        // The wait first: a catch-up before it would miss what a region still writing under the older record adds.
+        if (!MayHoldNow() || !await CaughtUpAsync(epoch, cancellationToken))
         {
             return false;
         }
