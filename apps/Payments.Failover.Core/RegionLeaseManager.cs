@@ -113,12 +113,7 @@ public sealed partial class RegionLeaseManager(
             return;
         }
 
-        if (await RegressedEpochAsync(record, cancellationToken) is { } known)
-        {
-            await RepairEpochAsync(record, etag, known, cancellationToken); // LastSeen stays the last record not regressed
-            return;
-        }
-
+        await NoteRegressionAsync(record, cancellationToken);
         var (previous, previousEpoch) = (LastSeen?.ActiveRegion, LastSeen?.Epoch);
         LastSeen = record;
         LastSeenAt = time.GetUtcNow();
@@ -270,8 +265,7 @@ public sealed partial class RegionLeaseManager(
     /// mirror it into etcd until this region's deadline, and only then count as active.</summary>
     private async Task<bool> HoldAsync(long epoch, DateTimeOffset sentAt, CancellationToken cancellationToken)
     {
-        // The wait first: a catch-up before it would miss what a region still writing under the older record adds.
-        if (!MayHoldNow() || !await CaughtUpAsync(epoch, cancellationToken))
+        if (!await CaughtUpAsync(epoch, cancellationToken))
         {
             return false;
         }

@@ -319,14 +319,13 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
     }
 
-    /// <summary>A failover review: every guard assumed the record's epoch only goes up, and an older copy put back (a
-    /// backup, a restored account; the runbook once said "restore the document") was renewed by the region it named as
-    /// its own — with no catch-up (it had held that number) or refused at every hold, the other region never taking
-    /// over. A region that knows a higher epoch raises the record above it: here a fresh process of the region named
-    /// (its etcd says it held 3), while the other region writes under 4. That one stops on seeing the raised record;
-    /// the region named takes no epoch for a lease and its margin, then applies the other's journal and writes.</summary>
+    /// <summary>A failover review: every guard assumes the record's epoch only goes up, and an older copy put back (a
+    /// backup, a restored account; the runbook once said "restore the document") is renewed by the region it names as
+    /// its own. Raising the epoch by itself was not kept (RegionLeaseManager.Regression.cs says why); a region that
+    /// knows a higher epoch says so: here a fresh process of the region named (its etcd says it held 3) and the region
+    /// that writes under 4, each once per record epoch.</summary>
     [Fact]
-    public async Task AnOlderCopyOfTheRecordPutBack_IsRaisedAboveEveryKnownEpoch_AndItsRegionCatchesUpBeforeWriting()
+    public async Task AnOlderCopyOfTheRecordPutBack_IsReported_ByEveryRegionThatKnowsAHigherEpoch()
     {
         var (clock, a) = await RegionAActiveAsync();
         var store = new ActiveRegionStore(container, serverErrorMeansMissing: true);
@@ -340,67 +339,16 @@ public sealed class RegionLeaseTests(FailoverFixture fixture) : IAsyncLifetime
         }
 
         Assert.Equal((true, 4L), (b.Manager.IsWritable, b.Manager.Epoch));
+        Assert.Null(b.Manager.LastRegression);
         var (_, etag) = await store.ReadAsync(CancellationToken.None);
         Assert.NotNull(await store.TryReplaceAsync(copy, etag, CancellationToken.None));
 
-        var catchUps = new List<string>();
         var (restarted, _) = Region("region-a", RegionRole.Active, clock, peerRegion: "region-b");
-        restarted.CatchUp = (previous, _) =>
-        {
-            catchUps.Add(previous);
-            return Task.CompletedTask;
-        };
         await restarted.TickAsync(CancellationToken.None);
-        var (raised, _) = await store.ReadAsync(CancellationToken.None);
-        Assert.Equal(("region-a", 4L), (raised.ActiveRegion, raised.Epoch));
-        Assert.True(raised.LeaseUntil > clock.GetUtcNow()); // the copy's lease had ended: region-b would have taken it at once
-
         await b.Manager.TickAsync(CancellationToken.None);
-        Assert.False(b.Manager.IsWritable);
-        Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
 
-        clock.Advance(Defaults.RenewInterval);
-        await restarted.TickAsync(CancellationToken.None);
-        Assert.False(restarted.IsWritable); // renewed, but no epoch before a lease and its margin have passed
-        Assert.Empty(catchUps);
-
-        clock.Advance(Defaults.LeaseDuration + Defaults.PromotionMargin);
-        await restarted.TickAsync(CancellationToken.None);
-        Assert.Equal((true, 4L), (restarted.IsWritable, restarted.Epoch));
-        Assert.Equal(["region-b"], catchUps);
-    }
-
-    /// <summary>The same copy seen first by the region writing under a later epoch: it stops writing, then raises the
-    /// record, so the region named may catch up and write at once.</summary>
-    [Fact]
-    public async Task AnOlderCopyOfTheRecordSeenByTheRegionThatWrites_StopsItBeforeItRaisesTheEpoch()
-    {
-        var (clock, a) = await RegionAActiveAsync();
-        var store = new ActiveRegionStore(container, serverErrorMeansMissing: true);
-        var (copy, _) = await store.ReadAsync(CancellationToken.None);
-        var b = Region("region-b", RegionRole.Standby, clock, peerRegion: "region-a");
-        PastItsLease(clock, a.Manager);
-        await b.Manager.TickAsync(CancellationToken.None);
-        await a.Manager.TickAsync(CancellationToken.None);
-        Assert.Equal((true, 2L), (b.Manager.IsWritable, b.Manager.Epoch));
-        var (_, etag) = await store.ReadAsync(CancellationToken.None);
-        Assert.NotNull(await store.TryReplaceAsync(copy, etag, CancellationToken.None));
-
-        await b.Manager.TickAsync(CancellationToken.None);
-        Assert.False(b.Manager.IsWritable);
-        Assert.Null(await b.Mirror.ReadAsync(CancellationToken.None));
-        var (raised, _) = await store.ReadAsync(CancellationToken.None);
-        Assert.Equal(("region-a", 3L), (raised.ActiveRegion, raised.Epoch));
-
-        var catchUps = new List<string>();
-        a.Manager.CatchUp = (previous, _) =>
-        {
-            catchUps.Add(previous);
-            return Task.CompletedTask;
-        };
-        await a.Manager.TickAsync(CancellationToken.None);
-        Assert.Equal((true, 3L), (a.Manager.IsWritable, a.Manager.Epoch));
-        Assert.Equal(["region-b"], catchUps);
+        Assert.Equal((1L, 3L), restarted.LastRegression);
+        Assert.Equal((1L, 4L), b.Manager.LastRegression);
     }
 
     /// <summary>The mirror is held to the region's writable end, never past it: given as a duration, a process paused
