@@ -38,7 +38,8 @@ public static class InternalProblems
                 StatusCodes.Status415UnsupportedMediaType => (ProblemTypes.UnsupportedMediaType, "The request body must be application/json in UTF-8, uncompressed."),
                 _ => (ProblemTypes.Base + "http-" + status.ToString(CultureInfo.InvariantCulture), ReasonPhrases.GetReasonPhrase(status)),
             };
-            await Results.Problem(title: title, statusCode: status, type: type).ExecuteAsync(pages.HttpContext);
+            await Results.Problem(title: title, statusCode: status, type: type, detail: status == StatusCodes.Status400BadRequest ? ShapeDetail : null)
+                .ExecuteAsync(pages.HttpContext);
         });
         app.Use(MethodNames.RefuseUnimplementedAsync); // "post" is no POST: routing ignores case, the access policy does not
         app.Use(async (context, next) =>
@@ -58,6 +59,9 @@ public static class InternalProblems
         });
     }
 
+    /// <summary>What a 400 of the framework's binding means here (the title is the type's, the same everywhere).</summary>
+    private const string ShapeDetail = "The request body is malformed or not of the expected shape.";
+
     /// <summary>Whether a Content-Type names a charset other than UTF-8 (none named reads as UTF-8).</summary>
     internal static bool NamesAnotherCharset(string? contentType) =>
         Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var parsed)
@@ -72,7 +76,7 @@ public static class InternalProblems
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                 Results.Problem(title: "The request body is too large.", statusCode: StatusCodes.Status413PayloadTooLarge, type: ProblemTypes.PayloadTooLarge),
             { } unreadable when unreadable is JsonException || UnreadableBodies.IsCallers(unreadable) =>
-                Results.Problem(title: "The request is malformed.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
+                Results.Problem(title: "The request is malformed.", detail: ShapeDetail, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest),
             _ => Results.Problem(title: "Something went wrong on our side.", detail: $"Trace id {context.TraceIdentifier}; the service's log has the cause.",
                 statusCode: StatusCodes.Status500InternalServerError, type: ProblemTypes.InternalError),
         };
