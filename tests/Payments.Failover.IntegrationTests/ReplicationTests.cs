@@ -360,12 +360,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task ARegionHoldingAnEpoch_TakesNoAccountSettings_UntilItIsTheStandbyAgain()
     {
-        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
-        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
-        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
-        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
-        var (debtor, _) = await OpenFundedAsync(a);
-        await ShipAndApplyAsync(shipper, replicator);
+        var (a, b, prefixA, prefixB, shipper, replicator, debtor) = await StandbyOfAFundedAccountAsync();
         Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 500, CancellationToken.None));
         await ShipAllAsync(shipper); // a page of the account's settings alone
         var epochKey = Payments.Etcd.Regions.RegionEpochFence.KeyFor(prefixB);
@@ -386,12 +381,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     [Fact]
     public async Task AnOlderPagesSettings_FromAReplicatorThatFellBehind_NeverReplaceNewerOnes()
     {
-        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
-        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
-        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
-        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
-        var (debtor, _) = await OpenFundedAsync(a);
-        await ShipAndApplyAsync(shipper, replicator);
+        var (a, b, prefixA, prefixB, shipper, replicator, debtor) = await StandbyOfAFundedAccountAsync();
         var checkpointKey = prefixB + "replication/region-a/pages";
         var seenByTheStalledOne = (await fixture.Connection.Client.GetAsync(checkpointKey)).Kvs.Single().ModRevision;
         Assert.IsType<SetOverdraftOutcome.Set>(await a.SetOverdraftLimitAsync(debtor, 500, CancellationToken.None));
@@ -688,6 +678,19 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
 
     private static async Task<string[]> InFlightAsync(PaymentRecordStore records) =>
         [.. (await records.ListInFlightAsync(null, 10, CancellationToken.None)).Select(marker => marker.PaymentId).Order(StringComparer.Ordinal)];
+
+    /// <summary>Region A's ledger with a funded account, shipped with its settings and applied by region B's replicator.</summary>
+    private async Task<(EtcdLedger A, EtcdLedger B, string PrefixA, string PrefixB, JournalShipper Shipper, JournalReplicator Replicator, AccountId Debtor)>
+        StandbyOfAFundedAccountAsync()
+    {
+        var (prefixA, prefixB) = (EtcdClusterFixture.NewPrefix(), EtcdClusterFixture.NewPrefix());
+        var (a, b) = (fixture.NewLedger(prefix: prefixA + "ledger/"), fixture.NewLedger(prefix: prefixB + "ledger/"));
+        var shipper = RecordShipper("region-a", a, prefixA, Payments.Etcd.EtcdOptions.ReplicatedRecordFamilies);
+        var replicator = new JournalReplicator(journal, b, fixture.Connection, prefixB) { ServerErrorMeansMissing = true };
+        var (debtor, _) = await OpenFundedAsync(a);
+        await ShipAndApplyAsync(shipper, replicator);
+        return (a, b, prefixA, prefixB, shipper, replicator, debtor);
+    }
 
     private static async Task ShipAndApplyAsync(JournalShipper shipper, JournalReplicator replicator)
     {

@@ -22,24 +22,19 @@ public sealed class LinkedHoldAndPostTests(EtcdClusterFixture etcd)
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
         var ledger = etcd.NewLedger();
-        var run = Guid.NewGuid().ToString("N")[..8];
-        var (debtor, creditor) = (AccountId.Parse($"lh-{run}-debtor"), AccountId.Parse($"lh-{run}-creditor"));
-        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, timeout.Token));
-        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, timeout.Token));
         const long funds = (WarmUpBatches + MeasuredBatches) * AmountMinor;
-        Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
-            TransferId.Parse($"lh-{run}-fund"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(funds, Currency.Usd)), timeout.Token)).IsApplied);
+        var (run, debtor, creditor) = await OpenFundedPairAsync(ledger, "lh", funds, timeout.Token);
 
         // Warm-up: the accounts and most in-transit shards (16, chosen by transfer id) get into the ledger's cache.
         for (var index = 0; index < WarmUpBatches; index++)
         {
-            Assert.True((await ledger.ApplyBatchAsync(HoldAndSettle.Batch($"lh-{run}-{index}", debtor, creditor, AmountMinor), timeout.Token)).Succeeded);
+            Assert.True((await ledger.ApplyBatchAsync(HoldAndSettle.Batch($"{run}-{index}", debtor, creditor, AmountMinor), timeout.Token)).Succeeded);
         }
 
         var before = await etcd.Cluster.SumMetricAsync("grpc_server_handled_total", Txns, timeout.Token);
         for (var index = WarmUpBatches; index < WarmUpBatches + MeasuredBatches; index++)
         {
-            Assert.True((await ledger.ApplyBatchAsync(HoldAndSettle.Batch($"lh-{run}-{index}", debtor, creditor, AmountMinor), timeout.Token)).Succeeded);
+            Assert.True((await ledger.ApplyBatchAsync(HoldAndSettle.Batch($"{run}-{index}", debtor, creditor, AmountMinor), timeout.Token)).Succeeded);
         }
 
         var txns = await etcd.Cluster.SumMetricAsync("grpc_server_handled_total", Txns, timeout.Token) - before;
@@ -60,13 +55,8 @@ public sealed class LinkedHoldAndPostTests(EtcdClusterFixture etcd)
     {
         using var timeout = new CancellationTokenSource(TestTimeout);
         var ledger = etcd.NewLedger();
-        var run = Guid.NewGuid().ToString("N")[..8];
-        var (debtor, creditor) = (AccountId.Parse($"lr-{run}-debtor"), AccountId.Parse($"lr-{run}-creditor"));
-        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, timeout.Token));
-        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, timeout.Token));
-        Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
-            TransferId.Parse($"lr-{run}-fund"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(100, Currency.Usd)), timeout.Token)).IsApplied);
-        var batch = HoldAndSettle.Batch($"lr-{run}", debtor, creditor, AmountMinor);
+        var (run, debtor, creditor) = await OpenFundedPairAsync(ledger, "lr", 100, timeout.Token);
+        var batch = HoldAndSettle.Batch(run, debtor, creditor, AmountMinor);
         var held = Assert.IsType<TransferOutcome.Applied>(await ledger.TransferAsync(batch[0], timeout.Token));
         Assert.IsType<CloseAccountOutcome.Closed>(await ledger.CloseAccountAsync(creditor, timeout.Token));
 
@@ -81,5 +71,18 @@ public sealed class LinkedHoldAndPostTests(EtcdClusterFixture etcd)
         Assert.Equal(LedgerError.LinkedTransferFailed, Assert.IsType<TransferOutcome.Failed>(outcome.Transfers[2]).Error.Code);
         Assert.Equal(AmountMinor, (await ledger.GetAccountAsync(debtor, timeout.Token))!.PendingDebitMinor); // held, nothing more
         await LedgerAssert.InvariantsHoldAsync(ledger, timeout.Token);
+    }
+
+    /// <summary>A debtor funded with <paramref name="funds"/> and a creditor, both USD, under a new run id.</summary>
+    private static async Task<(string Run, AccountId Debtor, AccountId Creditor)> OpenFundedPairAsync(
+        Payments.Ledger.Core.EtcdLedger ledger, string prefix, long funds, CancellationToken cancellationToken)
+    {
+        var run = $"{prefix}-{Guid.NewGuid().ToString("N")[..8]}";
+        var (debtor, creditor) = (AccountId.Parse($"{run}-debtor"), AccountId.Parse($"{run}-creditor"));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(debtor, Currency.Usd, 0, cancellationToken));
+        Assert.IsType<OpenAccountOutcome.Opened>(await ledger.OpenAccountAsync(creditor, Currency.Usd, 0, cancellationToken));
+        Assert.True((await ledger.TransferAsync(new TransferRequest.Single(
+            TransferId.Parse($"{run}-fund"), AccountId.ExternalFunding(Currency.Usd), debtor, new Money(funds, Currency.Usd)), cancellationToken)).IsApplied);
+        return (run, debtor, creditor);
     }
 }
