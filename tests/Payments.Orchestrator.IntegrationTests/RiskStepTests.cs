@@ -30,4 +30,30 @@ public sealed class RiskStepTests(SagaFixture saga)
         Assert.Equal((RiskDecision.Review, RiskAssessment.ReviewAlreadyRequested), (assessment.Decision, assessment.Reasons.Single()));
         Assert.Equal(Payments.Domain.PaymentStatus.Pending, (await saga.Records.GetAsync(order.PaymentId, CancellationToken.None))!.Value.Record.Status); // not put back before the reviewers
     }
+
+    /// <summary>Found in review: the same step run again after the creditor was blocked (a blocklist changed since the
+    /// first run sent it to review) got Reject, and the saga failed the payment risk-rejected — one a reviewer may have
+    /// approved meanwhile, its approval recorded. Awaiting a reviewer or decided by one, the review stands.</summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData(PaymentReview.Approved)]
+    public async Task ARiskStepRunAgain_ThatRiskNowRejects_KeepsThePaymentInReview(string? decision)
+    {
+        var order = new PaymentOrder($"pay-{Guid.NewGuid():N}", "merchant-r", "acct-risk-d", "acct-risk-blocked", 100, "USD", null);
+        var accepted = PaymentRecord.Accepted(order, DateTimeOffset.UtcNow);
+        await saga.Records.CreateAsync(decision is null
+            ? accepted with { Status = Payments.Domain.PaymentStatus.AwaitingApproval }
+            : accepted with { Review = new PaymentReview(decision, "key_reviewer", DateTimeOffset.UtcNow) }, CancellationToken.None);
+        var blocked = RiskPolicy.Default with { BlockedAccounts = new HashSet<string>(["acct-risk-blocked"], StringComparer.Ordinal) };
+        var step = new CheckRiskActivity(new RiskEngine(blocked, TimeProvider.System), saga.Records, TimeProvider.System);
+
+        var assessment = await step.RunAsync(null!, new PaymentInput(order, TimeSpan.FromMinutes(5)));
+
+        Assert.Equal((RiskDecision.Review, RiskAssessment.ReviewAlreadyRequested), (assessment.Decision, assessment.Reasons.Single()));
+
+        // A payment risk rejects on its first run is rejected, as ever.
+        var fresh = order with { PaymentId = $"pay-{Guid.NewGuid():N}" };
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(fresh, DateTimeOffset.UtcNow), CancellationToken.None);
+        Assert.Equal(RiskDecision.Reject, (await step.RunAsync(null!, new PaymentInput(fresh, TimeSpan.FromMinutes(5)))).Decision);
+    }
 }

@@ -10,7 +10,9 @@ namespace Payments.Orchestrator.Activities;
 /// status a client or a reviewer sees is the saga's own.</summary>
 /// <remarks>Once sent to review a payment stays there: if this activity runs again (its answer was lost) and the risk
 /// service now approves — velocity is counted per replica and in memory — the recorded review stands, so a payment the
-/// record shows awaiting a reviewer never moves money unreviewed. A record that is missing (a saga started without the
+/// record shows awaiting a reviewer never moves money unreviewed. Nor is it failed by a rejection that came later (a
+/// blocklist or limit changed since): a reviewer may have approved it meanwhile, and the payment failed
+/// <c>risk-rejected</c> with its approval recorded (a review); the reviewer's decision is what the saga acts on. A record that is missing (a saga started without the
 /// API) or already terminal is left alone, and a terminal one is not approved: its first outcome stands (the record
 /// keeps it), and no money moves for it again.</remarks>
 public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore records, TimeProvider time) : PaymentActivity<RiskAssessment>
@@ -44,7 +46,7 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                     ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
                     : null, CancellationToken.None);
                 return (assessment, null);
-            case RiskDecision.Approve:
+            case RiskDecision.Approve or RiskDecision.Reject:
                 // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
                 return (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record switch
                 {
