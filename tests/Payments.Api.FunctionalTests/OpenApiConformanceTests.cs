@@ -143,15 +143,16 @@ public sealed class OpenApiConformanceTests(ApiSystemFixture system)
             {
                 var name = parameter.GetProperty("name").GetString()!;
                 var (allowed, refused) = Values(parameter.GetProperty("schema"));
+                var along = name == "status" ? "&wait=0" : string.Empty; // status is read only with wait (as documented)
                 foreach (var value in allowed)
                 {
-                    using var answer = await client.GetAsync($"{path}?{name}={Uri.EscapeDataString(value)}");
+                    using var answer = await client.GetAsync($"{path}?{name}={Uri.EscapeDataString(value)}{along}");
                     Assert.True(answer.StatusCode == HttpStatusCode.OK, $"{template} ?{name}={value}: {(int)answer.StatusCode} {await answer.Content.ReadAsStringAsync()}");
                 }
 
                 foreach (var value in refused)
                 {
-                    using var answer = await client.GetAsync($"{path}?{name}={Uri.EscapeDataString(value)}");
+                    using var answer = await client.GetAsync($"{path}?{name}={Uri.EscapeDataString(value)}{along}");
                     Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
                     Assert.True((await answer.JsonAsync()).GetProperty("errors").TryGetProperty(name, out _), $"{template} ?{name}={value}");
                 }

@@ -37,7 +37,7 @@ public static partial class PaymentsApi
             .Produces<PaymentResponse>().Problems(400, 404)
             .QueryParameter("wait", "Seconds to wait for a change of status (0, the default, answers at once).",
                 () => new OpenApiSchema { Type = JsonSchemaType.Integer, Minimum = "0", Maximum = PaymentStatusWaits.MaxWaitSeconds.ToString(CultureInfo.InvariantCulture) })
-            .QueryParameter("status", "With wait: the status the caller last saw; the answer comes as soon as the payment's differs.",
+            .QueryParameter("status", "Only with wait (alone it is refused): the status the caller last saw; the answer comes as soon as the payment's differs.",
                 () => new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. PaymentStatus.All.Select(status => (System.Text.Json.Nodes.JsonNode)status)] })
             .WithDescription("Scope payments:read. The payment's status and, once reviewed, review {decision, decidedBy (the reviewer's key id), decidedAt}. "
                 + "?wait=<seconds, at most 30> answers as soon as the status differs from ?status= (default: the status when the request arrived) or is final, or when the wait ends.");
