@@ -629,12 +629,12 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None)); // nothing shipped yet
         await ShipAllAsync(shipper);
 
-        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await AssertCaughtUpAsync(progress);
         await PutAsync(prefixA + "payments/pay_late", "pending"); // after the last page: not shipped yet
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
         await ShipAllAsync(shipper);
 
-        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await AssertCaughtUpAsync(progress);
     }
 
     /// <summary>A switchover waits for the journal too: asked of a watch from the head's journal revision (the range
@@ -649,11 +649,11 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
         await WorkloadAsync(a, transfers: 3);
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
         await ShipAllAsync(shipper);
-        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await AssertCaughtUpAsync(progress);
 
         var (debtor, creditor) = await OpenFundedAsync(a);
         await ShipAllAsync(shipper); // the new accounts' settings and funding shipped: only the next transfer is not
-        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await AssertCaughtUpAsync(progress);
         // Shipped from the feeds (the first round may have read the keys, etcd's history compacted by another test).
         var head = (await journal.ReadItemAsync<JournalHead>(JournalHead.IdFor("region-a"), new PartitionKey(JournalHead.IdFor("region-a")))).Resource;
         Assert.True(head.LastJournalRevision > 0, "the head names no journal revision: the watch is not what answers");
@@ -661,7 +661,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
             new TransferRequest.Single(TransferId.Parse($"t-{Guid.NewGuid():N}"), debtor, creditor, new Money(5, Currency.Eur)), CancellationToken.None));
         Assert.False(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
         await ShipAllAsync(shipper);
-        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await AssertCaughtUpAsync(progress);
 
         // A round that read the current keys (etcd's history past the head) moves the head's sequence alone: the
         // shipper reads on from the later of the two, and so does the wait (from the journal revision alone it saw
@@ -671,7 +671,7 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
             LastJournalRevision = 1,
         };
         await journal.UpsertItemAsync(lagging, new PartitionKey(lagging.Id));
-        Assert.True(await progress.IsCaughtUpAsync("region-a", CancellationToken.None));
+        await AssertCaughtUpAsync(progress);
     }
 
     private static PaymentOrder Order(string paymentId) => new(paymentId, "merchant-r", "debtor-1", "creditor-1", 100, "EUR", null);
@@ -708,6 +708,14 @@ public sealed class ReplicationTests(FailoverFixture fixture) : IAsyncLifetime
     }
 
     private const int MaxShipRounds = 100;
+
+    /// <summary>How long a caught-up check may take to say yes: one check waits at most a second for etcd's progress
+    /// answer and says "not yet" past it, which a loaded CI machine reached (what a switchover does too: it polls).</summary>
+    private static readonly TimeSpan CaughtUpWait = TimeSpan.FromSeconds(30);
+
+    /// <summary>Caught up, polled as a switchover polls (a <see cref="TimeoutException"/> past <see cref="CaughtUpWait"/>).</summary>
+    private static Task AssertCaughtUpAsync(ShippingProgress progress) =>
+        progress.WaitCaughtUpAsync("region-a", CaughtUpWait, CancellationToken.None);
 
     private Task PutAsync(string key, string value) => fixture.Connection.Client.PutAsync(key, value);
 
