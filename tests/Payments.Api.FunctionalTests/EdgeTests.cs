@@ -178,6 +178,29 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.StartsWith("HTTP/1.1 401", answer, StringComparison.Ordinal);
     }
 
+    /// <summary>Found by a probe: a field the request's Connection header names (for the edge alone, RFC 9110 §7.6.1)
+    /// reached the API. Here the caller's own Authorization, named there, is not forwarded: the API answers 401 where,
+    /// with the same key and no such option, it answers the payment's own 404. (Kestrel keeps only the standard option
+    /// of a Connection value that has one — "close, X" reads "close" — so what the edge can drop is what it is shown.)</summary>
+    [Theory]
+    [InlineData(null, HttpStatusCode.NotFound)]
+    [InlineData("Authorization", HttpStatusCode.Unauthorized)]
+    [InlineData("X-Other, authorization", HttpStatusCode.Unauthorized)]
+    public async Task AFieldTheConnectionHeaderNames_IsNotForwarded(string? connection, HttpStatusCode expected)
+    {
+        using var client = await MerchantClientAsync();
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/v1/payments/pay_{Guid.NewGuid():N}");
+        if (connection is not null)
+        {
+            Assert.True(request.Headers.TryAddWithoutValidation("Connection", connection));
+        }
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(expected, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+    }
+
     /// <summary>Found by a probe: a request within the documented header limits (100 lines, 32 KiB) passed the edge
     /// and was refused by the replica with a bare 431 — the replica had the same limits, and the edge adds its
     /// X-Forwarded-* headers. Within the limits, the API answers (here 401, no key).</summary>

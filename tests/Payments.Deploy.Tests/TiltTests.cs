@@ -75,6 +75,17 @@ public sealed partial class TiltTests
         Assert.All(apps, container => Assert.True(container.Command is null or { Count: 0 }, $"{container.Name} sets a command: the image's entrypoint would not run"));
     }
 
+    /// <summary>A docs review: docs/deploy.md says Tilt runs one replica of each app; the region values turn the failover
+    /// service on, and it ran at the chart's two.</summary>
+    [Fact]
+    public async Task TiltsRender_RunsOneReplicaOfEachApp()
+    {
+        var deployments = (await ChartTests.RenderAsync("values-region-a.yaml+../../tilt/values-dev.yaml")).OfType<k8s.Models.V1Deployment>().ToArray();
+
+        Assert.Contains(deployments, deployment => deployment.Metadata.Name.EndsWith("-failover", StringComparison.Ordinal));
+        Assert.All(deployments, deployment => Assert.True(deployment.Spec.Replicas == 1, $"{deployment.Metadata.Name}: {deployment.Spec.Replicas} replicas"));
+    }
+
     /// <summary>Issue 13 finding 4: every Secret the pods of Tilt's render read by name is one the chart renders or
     /// the Tiltfile creates, and the Cosmos endpoint is the local server the Tiltfile runs.</summary>
     [Fact]

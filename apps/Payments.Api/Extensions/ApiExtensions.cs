@@ -296,7 +296,8 @@ public static class ApiExtensions
         var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         // The operator's writes are not replayed by an Idempotency-Key (docs/api.md): telling the operator to retry with
         // one sent them looking for a key the admin API ignores (a probe).
-        var retry = context.Request.Path.StartsWithSegments("/admin") ? "retry" : "retry (with the same Idempotency-Key for writes)";
+        var admin = context.Request.Path.StartsWithSegments("/admin");
+        var retry = admin ? "retry" : "retry (with the same Idempotency-Key for writes)";
         var reply = error switch
         {
             RegionNotWritableException => Reply.Problem(StatusCodes.Status503ServiceUnavailable, ProblemTypes.RegionNotWritable,
@@ -308,7 +309,7 @@ public static class ApiExtensions
             LedgerUnavailableException or Grpc.Core.RpcException or HttpRequestException => Reply.Unavailable(
                 $"A service the API depends on is temporarily unavailable; {retry}."),
             Payments.Etcd.EtcdContentionException => Reply.Unavailable(
-                $"Too many requests changed the same record at once; {(retry == "retry" ? "the write was not made: retry" : retry)}."),
+                $"Too many requests changed the same record at once; {(admin ? "the write was not made: retry" : retry)}."),
             // A call to another service timed out (HttpClient's timeout), not the caller leaving.
             OperationCanceledException when !context.RequestAborted.IsCancellationRequested => Reply.Unavailable(
                 $"A service the API depends on did not answer in time; {retry}."),
@@ -346,8 +347,10 @@ public static class ApiExtensions
     /// <summary>Exceptions that are answers (503 and retry), not faults of ours: logged as one warning line each, not as
     /// "An unhandled exception" with a stack trace — a ledger restart or an etcd election wrote ~30 of those in 4 s,
     /// the line the api-errors runbook calls a defect of ours (a fault probe). An etcd refusal other than away or
-    /// slow (a malformed transaction, say) is a defect and keeps its trace.</summary>
-    private static bool IsExpected(Exception error, HttpContext context) =>
+    /// slow (a malformed transaction, say) is a defect and keeps its trace; out of space (ResourceExhausted: etcd's
+    /// NOSPACE alarm, which refuses every put and lease grant) is an outage with its own runbook (etcd-nospace.md), not
+    /// a defect — logged with a trace per write, it sent on-call to api-errors.md's "a defect of ours" (a docs review).</summary>
+    internal static bool IsExpected(Exception error, HttpContext context) =>
         (error is OperationCanceledException && !context.RequestAborted.IsCancellationRequested) // a dependency's timeout
         || error is Payments.Etcd.EtcdContentionException or RegionNotWritableException or LedgerReplicationPendingException
             or LedgerUnavailableException or HttpRequestException
@@ -355,6 +358,7 @@ public static class ApiExtensions
         // retries it as transient), 14 traces in a fault probe's frozen etcd.
         || error is Grpc.Core.RpcException
         {
-            StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled or Grpc.Core.StatusCode.Internal,
+            StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled or Grpc.Core.StatusCode.Internal
+                or Grpc.Core.StatusCode.ResourceExhausted,
         };
 }

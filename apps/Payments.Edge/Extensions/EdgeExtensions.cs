@@ -119,6 +119,7 @@ public static class EdgeExtensions
             proxy.Use(ProblemWhenNotForwardedAsync);
             proxy.Use(RefuseNonAsciiHeadersAsync);
             proxy.Use(DropAnEmptyHost);
+            proxy.Use(DropConnectionOptions);
             proxy.Use(LimitBodyAsync);
             proxy.UseSessionAffinity();
             proxy.UseLoadBalancing();
@@ -201,6 +202,33 @@ public static class EdgeExtensions
 
         return next();
     }
+
+    /// <summary>The fields a request's Connection header names are for the edge alone: a proxy removes them before it
+    /// forwards (RFC 9110 §7.6.1). YARP drops Connection itself and the standard hop-by-hop fields, not the fields it
+    /// names (dotnet/yarp#439), so they reached the API as if the client had sent them to it. The framing the edge
+    /// settles itself (Host, Content-Length, Transfer-Encoding) is kept: a client cannot unframe what is forwarded.
+    /// Kestrel keeps only the standard option of a value that has one ("close, X" reads "close"): X is not seen here.</summary>
+    private static Task DropConnectionOptions(HttpContext context, Func<Task> next)
+    {
+        var headers = context.Request.Headers;
+        foreach (var value in headers.Connection)
+        {
+            foreach (var option in (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (!FramingFields.Contains(option))
+                {
+                    headers.Remove(option);
+                }
+            }
+        }
+
+        return next();
+    }
+
+    private static readonly HashSet<string> FramingFields = new(StringComparer.OrdinalIgnoreCase)
+    {
+        Microsoft.Net.Http.Headers.HeaderNames.Host, Microsoft.Net.Http.Headers.HeaderNames.ContentLength, Microsoft.Net.Http.Headers.HeaderNames.TransferEncoding,
+    };
 
     /// <summary>How much of an oversized body without a declared length is read (and dropped) before the 413 goes out,
     /// so that its client, still sending, gets the answer instead of a broken pipe. Beyond it Kestrel cuts the
