@@ -57,9 +57,13 @@ public static partial class RequestBody
 
         // A coded body (gzip, br…) is not decoded here: ignoring the header read compressed bytes as JSON (400), or took
         // a plain body that claimed a coding. RFC 9110 §15.5.16: 415 for a content coding the server does not accept.
+        // The answer names what is accepted (Accept-Encoding, as §15.5.16 says it ought to); identity, however often it
+        // is named, is no coding at all.
         var coding = context.Request.Headers.ContentEncoding;
-        if (coding.Count > 0 && !(coding.Count == 1 && string.Equals(coding[0], "identity", StringComparison.OrdinalIgnoreCase)))
+        if (coding.Any(value => (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Any(token => !string.Equals(token, "identity", StringComparison.OrdinalIgnoreCase))))
         {
+            context.Response.Headers.AcceptEncoding = "identity";
             return (null, Reply.Problem(StatusCodes.Status415UnsupportedMediaType, ProblemTypes.UnsupportedMediaType,
                 "The request body must be application/json in UTF-8, uncompressed.", $"Content-Encoding {Shortened(coding.ToString())} is not accepted; send the JSON as it is."));
         }
@@ -187,7 +191,9 @@ public static partial class RequestBody
             return "The body holds no complete JSON value (it is empty, or it ends early).";
         }
 
-        var path = exception.Path ?? "$";
+        // The path holds the caller's property names: shown as any echo is, cut and with hidden characters escaped (a
+        // probe: a 10,000-character name came back whole, and a bidi override as it was).
+        var path = Reply.Echo(exception.Path ?? "$");
         if (exception.InnerException is InvalidOperationException { Message: var inner } && inner.Contains("UTF-16", StringComparison.Ordinal))
         {
             // "Cannot read invalid UTF-16 JSON text as string": an escape of half a surrogate pair (\ud800 alone).
@@ -212,7 +218,7 @@ public static partial class RequestBody
 
         if (UnknownProperty().Match(message) is { Success: true } unknown)
         {
-            return $"The property '{unknown.Groups["name"].Value}' is not part of this request.";
+            return $"The property '{Reply.Echo(unknown.Groups["name"].Value)}' is not part of this request.";
         }
 
         if (message.Contains("Duplicate", StringComparison.OrdinalIgnoreCase))
@@ -223,7 +229,9 @@ public static partial class RequestBody
         return $"The value at {path} is not of the field's type (amounts are whole numbers of minor units; ids, codes and texts are strings).";
     }
 
-    [System.Text.RegularExpressions.GeneratedRegex("The JSON property '(?<name>[^']{0,64})[^']*' could not be mapped")]
+    /// <summary>The name as the serializer quotes it, apostrophes included (one in the name made the match fail and the
+    /// answer call an unknown property a value of the wrong type).</summary>
+    [System.Text.RegularExpressions.GeneratedRegex("^The JSON property '(?<name>.*)' could not be mapped", System.Text.RegularExpressions.RegexOptions.Singleline)]
     private static partial System.Text.RegularExpressions.Regex UnknownProperty();
 
     private static Reply TooLarge() =>

@@ -19,8 +19,9 @@ internal static class Validate
 
         if (!Domain.Currency.TryFromCode(code, out var currency))
         {
-            // At most a few characters of the caller's value come back: an answer never grows with the input.
-            var shown = code.Length <= 8 ? code : code[..8] + "…";
+            // At most a few characters of the caller's value come back, hidden ones escaped: an answer never grows with
+            // the input, nor carries a line break or bidi override into a log or dashboard (a probe).
+            var shown = Payments.Api.Problems.Reply.Echo(code, 8);
             errors["currency"] = $"currency must be an active ISO 4217 code in upper case (e.g. USD); '{shown}' is not.";
         }
 
