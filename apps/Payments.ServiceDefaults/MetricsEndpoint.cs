@@ -74,7 +74,7 @@ public static class MetricsEndpoint
                     LogRefused(context.Connection.RemoteIpAddress);
                     context.Response.Headers.WWWAuthenticate = "Bearer";
                     await Results.Problem("Metrics are for the scraper: Authorization: Bearer <token>.",
-                        statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized).ExecuteAsync(context);
+                        statusCode: StatusCodes.Status401Unauthorized, title: "Valid credentials are required.", type: ProblemTypes.Unauthorized).ExecuteAsync(context);
                     return;
                 }
 

@@ -125,7 +125,20 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
             using var refused = await anonymous.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = NewMerchantId() });
             Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
             Assert.EndsWith("/unauthorized", (await refused.JsonAsync()).GetProperty("type").GetString());
+            // A probe: a method the route does not take (405, with its Allow header) and a path with no route (404)
+            // were answered before the token was checked, which mapped the routes for anyone.
+            foreach (var (method, path) in new[] { ("DELETE", "/admin/v1/merchants/x"), ("GET", "/admin/v1/nope"), ("PATCH", "/admin/v2") })
+            {
+                using var unmatched = await anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+                Assert.Equal(HttpStatusCode.Unauthorized, unmatched.StatusCode);
+                Assert.False(unmatched.Content.Headers.Contains("Allow"), $"{method} {path} says which methods it takes");
+            }
         }
+
+        // The operator is told what an unmatched request is.
+        using var admin = Admin(system.BaseAddress);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await admin.DeleteAsync("/admin/v1/merchants/x")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync("/admin/v1/nope")).StatusCode);
 
         using var throughEdge = Admin(EdgeHost.Address(edge!));
         using var notRouted = await throughEdge.GetAsync("/admin/v1/merchants/anyone/keys");

@@ -71,9 +71,24 @@ public sealed class ProblemTitleTests
     private static string? Title(SeparatedSyntaxList<ArgumentSyntax> list, int type)
     {
         var named = list.FirstOrDefault(argument => argument.NameColon?.Name.Identifier.Text == "title");
+        if (named is null && list[type].NameColon is not null && IsFrameworkProblem(list[type]))
+        {
+            // Results.Problem(…, type: …) without a title: ASP.NET Core writes the status's reason phrase ("Unauthorized"),
+            // which a probe found beside the same type's own title elsewhere.
+            var status = list.FirstOrDefault(argument => argument.NameColon?.Name.Identifier.Text == "statusCode")?.Expression.ToString() ?? "500";
+            return $"(the reason phrase of {status})";
+        }
+
         var argument = named ?? (type + 1 < list.Count && list[type + 1].NameColon is null ? list[type + 1] : null);
         return argument?.Expression is LiteralExpressionSyntax literal && literal.IsKind(SyntaxKind.StringLiteralExpression)
             ? literal.Token.ValueText
             : null;
     }
+
+    /// <summary>An argument of <c>Results.Problem</c> or <c>TypedResults.Problem</c> (whose title defaults to the reason phrase).</summary>
+    private static bool IsFrameworkProblem(ArgumentSyntax argument) =>
+        argument.Parent?.Parent is InvocationExpressionSyntax
+        {
+            Expression: MemberAccessExpressionSyntax { Name.Identifier.Text: "Problem", Expression: IdentifierNameSyntax { Identifier.Text: "Results" or "TypedResults" } },
+        };
 }

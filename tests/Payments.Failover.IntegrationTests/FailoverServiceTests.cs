@@ -187,6 +187,8 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
                      await client.GetAsync("/admin/v1/region"), await client.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" }),
                      await client.PostAsync("/admin/v1/switchover", new StringContent("{", System.Text.Encoding.UTF8, "application/json")),
                      await client.PostAsync("/admin/v1/switchover", new StringContent("region-b", System.Text.Encoding.UTF8, "text/plain")),
+                     // Unmatched: a method the route does not take (was 405 with Allow) and no route (was 404).
+                     await client.DeleteAsync("/admin/v1/region"), await client.GetAsync("/admin/v1/nope"),
                  })
         {
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);

@@ -156,6 +156,7 @@ public static class ApiExtensions
             app.Use(RefusePlainHttpAsync);
         }
 
+        OperatorAuthentication.UseOperatorAuthenticationForAdmin(app); // before routing answers an admin path 404/405
         app.UseMiddleware<ApiKeyMiddleware>();
         app.Use(Idempotency.IdempotentExecutor.RefuseInvalidKeyAsync);
         app.UseMiddleware<RegionWriteGate>();

@@ -94,7 +94,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
             // Two headers, or two credentials in one (a client joins repeated headers with ", "): they read as one
             // unknown key ("k, Bearer k"), and the caller was told its key was unknown. Keys have no comma.
             context.Response.Headers.WWWAuthenticate = "Bearer";
-            await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
+            await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "Valid credentials are required.",
                 "Send the Authorization header once, with one key.").ToResult().ExecuteAsync(context);
             return;
         }
@@ -108,7 +108,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
             if (!context.Response.HasStarted && context.Response.StatusCode is not (StatusCodes.Status429TooManyRequests or StatusCodes.Status503ServiceUnavailable))
             {
                 context.Response.Headers.WWWAuthenticate = "Bearer";
-                await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
+                await Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "Valid credentials are required.",
                     KeyProblem(key, store.Mode)).ToResult().ExecuteAsync(context);
             }
 
@@ -147,7 +147,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ApiOptions options) :
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Response.Headers.WWWAuthenticate = "Bearer";
-        return Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "A valid API key is required.",
+        return Reply.Problem(StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "Valid credentials are required.",
             "The API key was revoked or expired while the request waited.");
     }
 

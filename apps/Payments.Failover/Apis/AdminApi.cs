@@ -67,7 +67,7 @@ internal static class AdminApi
         {
             audit.LogWarning("Admin switchover by {Caller} refused: target {Target} is not the peer region {Peer}", caller, Payments.ServiceDefaults.Security.RefusalLog.Shown(body?.To), options.PeerRegion);
             return Results.Problem($"A switchover hands over to the peer region only: {{\"to\":\"{options.PeerRegion}\"}}.",
-                statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         if (!gate.TryEnter())

@@ -107,6 +107,7 @@ public static class FailoverExtensions
         var region = app.Services.GetRequiredService<RegionLeaseOptions>();
         // A malformed body, an unknown route, a wrong method: problem+json with our types, as the other services answer.
         app.UseInternalProblems();
+        Payments.ServiceDefaults.Security.OperatorAuthentication.UseOperatorAuthenticationForAdmin(app); // before routing answers an admin path 404/405
         app.MapAdminApi();
         // Ready while the lease loop completes ticks (Cosmos and etcd answer); the region's role is in /admin/v1/region.
         app.MapHealthEndpoints((services, _) =>

@@ -24,7 +24,7 @@ public static class LedgerApi
                 ? Refused(context, "An account is opened without an overdraft; the operator sets one through /accounts/{id}/overdraft.")
                 : AccountId.TryParseLedger(body.Id, out var id, out var problem) && Currency.TryFromCode(body.Currency, out var currency)
                 ? await Unavailable503(context, async () => Results.Ok(LedgerWire.ToWire(await etcdLedger.OpenAccountAsync(id, currency, 0, cancellationToken))))
-                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed))
+                : Results.Problem(problem ?? $"Unknown currency '{body.Currency}'.", statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed))
             .RequireCallers(ServiceRoles.Api);
         // Operator-only in the public API (its admin surface calls this through ILedger); the API alone may ask.
         ledger.MapPost("/accounts/{id}/overdraft", SetOverdraftAsync).RequireCallers(ServiceRoles.Api);
@@ -50,7 +50,7 @@ public static class LedgerApi
         }
         catch (ArgumentException exception)
         {
-            return Results.Problem(ProblemText.Reason(exception), statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            return Results.Problem(ProblemText.Reason(exception), statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         if (LedgerCallerPolicy.ReadRefusal(accountId) is { } refusal)
@@ -61,14 +61,14 @@ public static class LedgerApi
         // etcd away: 503 with Retry-After like every other route of the ledger (it was a 500).
         return await Unavailable503(context, async () => await etcdLedger.GetAccountAsync(accountId, cancellationToken) is { } account
             ? Results.Ok(LedgerWire.ToWire(account))
-            : Results.Problem($"The ledger has no account '{accountId.Value}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AccountNotFound));
+            : Results.Problem($"The ledger has no account '{accountId.Value}'.", statusCode: StatusCodes.Status404NotFound, title: "Account not found.", type: ProblemTypes.AccountNotFound));
     }
 
     private static async Task<IResult> GetTransferAsync(string id, EtcdLedger etcdLedger, HttpContext context, CancellationToken cancellationToken)
     {
         if (!TransferId.TryParse(id, out var transferId, out var problem))
         {
-            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         return await Unavailable503(context, async () => await etcdLedger.GetTransferAsync(transferId, cancellationToken) is { } entry
@@ -85,12 +85,12 @@ public static class LedgerApi
     {
         if (!AccountId.TryParseLedger(id, out var accountId, out var problem))
         {
-            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         if (body.OverdraftLimitMinor is not { } limit)
         {
-            return Results.Problem("overdraftLimitMinor is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            return Results.Problem("overdraftLimitMinor is required.", statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         // The maximum is judged on the record the write compares, not on a read before it (an account opened between
@@ -107,7 +107,7 @@ public static class LedgerApi
     {
         if (LedgerWire.FromWire(body, out var problem) is not { } request)
         {
-            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         if (LedgerCallerPolicy.SingleRefusal(context.CallerRole(), request) is { } refusal)
@@ -137,7 +137,7 @@ public static class LedgerApi
     {
         if (body.Transfers is not { } transfers)
         {
-            return Results.Problem("transfers is required (an empty list is the ledger's batch-empty outcome).", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+            return Results.Problem("transfers is required (an empty list is the ledger's batch-empty outcome).", statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
         var requests = new List<TransferRequest>();
@@ -145,12 +145,12 @@ public static class LedgerApi
         {
             if (wire is null)
             {
-                return Results.Problem("transfers must not contain null.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                return Results.Problem("transfers must not contain null.", statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
             }
 
             if (LedgerWire.FromWire(wire, out var problem) is not { } request)
             {
-                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
             }
 
             requests.Add(request);

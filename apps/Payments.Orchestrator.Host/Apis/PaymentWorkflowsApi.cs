@@ -18,7 +18,7 @@ internal static class PaymentWorkflowsApi
         {
             if (InputProblem(input, options, time) is { } problem)
             {
-                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
             }
 
             await workflows.StartAsync(input, cancellationToken);
@@ -29,7 +29,7 @@ internal static class PaymentWorkflowsApi
         {
             if ((InputProblem(input, options, time) ?? (input.Order.PaymentId == paymentId ? null : "The path's payment id is not the order's.")) is { } problem)
             {
-                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
             }
 
             await workflows.ResumeAsync(input, cancellationToken);
@@ -37,23 +37,23 @@ internal static class PaymentWorkflowsApi
         });
         payments.MapGet("/{paymentId}", async (string paymentId, IPaymentWorkflows workflows, CancellationToken cancellationToken) =>
             !TransferId.TryParse(paymentId, out _, out var problem)
-                ? Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed)
+                ? Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed)
                 : await workflows.GetAsync(paymentId, cancellationToken) is { } state
                     ? Results.Ok(state)
-                    : Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.PaymentNotFound));
+                    : Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, title: "Payment not found.", type: ProblemTypes.PaymentNotFound));
         payments.MapPost("/{paymentId}/approval", async (string paymentId, ApprovalWire decision, IPaymentWorkflows workflows, CancellationToken cancellationToken) =>
         {
             // A body without "approved" was read as false: a rejection nobody made.
             if (!TransferId.TryParse(paymentId, out _, out var problem) || decision.Approved is not { } approved)
             {
-                return Results.Problem(problem ?? "approved (true or false) is required.", statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                return Results.Problem(problem ?? "approved (true or false) is required.", statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
             }
 
             // The reviewer is the deciding key's id, kept in the saga's history: a 900 KB one was taken (a probe).
             if (decision.Reviewer is { } reviewer && (reviewer.Length > MaxReviewerLength || reviewer.Any(char.IsControl)))
             {
                 return Results.Problem($"reviewer is at most {MaxReviewerLength} characters, without control characters.",
-                    statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed);
+                    statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
             }
 
             // A decision for a saga that does not exist is raised nowhere: 404, as the read says (raised, it was 202 and
@@ -62,9 +62,9 @@ internal static class PaymentWorkflowsApi
             switch (await workflows.GetAsync(paymentId, cancellationToken))
             {
                 case null:
-                    return Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.PaymentNotFound);
+                    return Results.Problem($"No saga runs or ran for payment '{paymentId}'.", statusCode: StatusCodes.Status404NotFound, title: "Payment not found.", type: ProblemTypes.PaymentNotFound);
                 case { Ended: true }:
-                    return Results.Problem($"The saga of payment '{paymentId}' has ended; it waits for no decision.", statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.PaymentNotAwaitingApproval);
+                    return Results.Problem($"The saga of payment '{paymentId}' has ended; it waits for no decision.", statusCode: StatusCodes.Status409Conflict, title: "The payment is not awaiting approval.", type: ProblemTypes.PaymentNotAwaitingApproval);
             }
 
             await workflows.RaiseApprovalAsync(paymentId, new ApprovalDecision(approved, decision.Reviewer), cancellationToken);
@@ -86,7 +86,7 @@ internal static class PaymentWorkflowsApi
             context.HttpContext.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Orchestrator.Host.Apis")
                 .LogWarning("Answered 503: the workflow engine did not answer ({Error})", exception.Message);
             return Results.Problem("The workflow engine is not answering; retry.", statusCode: StatusCodes.Status503ServiceUnavailable,
-                type: ProblemTypes.ServiceUnavailable);
+                title: "The service is temporarily unavailable.", type: ProblemTypes.ServiceUnavailable);
         }
     }
 

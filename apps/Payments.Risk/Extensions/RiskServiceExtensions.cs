@@ -79,7 +79,7 @@ public static class RiskServiceExtensions
         app.MapPost("/" + RiskRoutes.Assess, async (RiskRequestWire body, IRiskAssessor risk, CancellationToken cancellationToken) =>
             body.ToInput(out var problem) is { } input
                 ? Results.Ok(await risk.AssessAsync(input, cancellationToken))
-                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.ValidationFailed))
+                : Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed))
             .RequireCallers(ServiceRoles.Orchestrator);
         app.MapHealthEndpoints(); // no dependency to check: the rules and the velocity window are in memory
         app.MapMetricsEndpoint();

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Payments.Domain;
 
@@ -82,7 +83,33 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(next);
-        var http = context.HttpContext;
+        return await RefusalAsync(context.HttpContext) is { } refusal ? refusal : await next(context);
+    }
+
+    /// <summary>Every request under <c>/admin</c>, matched or not, meets the operator's check before routing answers it
+    /// (<see cref="UseOperatorAuthenticationForAdmin"/>): a 405 with its Allow header or a 404 answered to a caller
+    /// without the token mapped the admin routes for anyone (a probe); now that caller is told 401, as on a route.</summary>
+    public static void UseOperatorAuthenticationForAdmin(Microsoft.AspNetCore.Builder.IApplicationBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        Microsoft.AspNetCore.Builder.UseExtensions.Use(app, async (HttpContext context, RequestDelegate next) =>
+        {
+            if (context.Request.Path.StartsWithSegments("/admin", StringComparison.OrdinalIgnoreCase)
+                && await context.RequestServices.GetRequiredService<OperatorAuthentication>().RefusalAsync(context) is { } refusal)
+            {
+                await refusal.ExecuteAsync(context);
+                return;
+            }
+
+            await next(context);
+        });
+    }
+
+    /// <summary>The answer to a request without the operator's token (or to the admin API switched off), or null when the
+    /// caller is the operator (named in <see cref="CallerItem"/>).</summary>
+    public async ValueTask<IResult?> RefusalAsync(HttpContext http)
+    {
+        ArgumentNullException.ThrowIfNull(http);
         if (!AskedForAdmin(http))
         {
             // Reached through dot segments (say "/v1/../admin/..."): Kestrel resolves them before routing, so a front
@@ -107,7 +134,7 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
             await failures.DelayRefusalAsync(http.RequestAborted);
             http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Results.Problem("Too many requests with a wrong operator token from this address; the admin API needs the operator's token.",
-                statusCode: StatusCodes.Status429TooManyRequests, type: ProblemTypes.RateLimited);
+                statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests.", type: ProblemTypes.RateLimited);
         }
 
         if (caller is null)
@@ -121,11 +148,11 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
 
             http.Response.Headers.WWWAuthenticate = "Bearer";
             return Results.Problem("The admin API needs the operator's token: Authorization: Bearer <token>.",
-                statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized);
+                statusCode: StatusCodes.Status401Unauthorized, title: "Valid credentials are required.", type: ProblemTypes.Unauthorized);
         }
 
         http.Items[CallerItem] = $"{caller} from {http.Connection.RemoteIpAddress}";
-        return await next(context);
+        return null;
     }
 
     /// <summary>Whether the request target, as sent, names an admin route (origin form, or absolute form's path), with

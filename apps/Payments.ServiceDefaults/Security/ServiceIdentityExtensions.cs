@@ -75,7 +75,7 @@ public static class ServiceIdentityExtensions
             {
                 Log.Refused(logger, "no valid app token", context.Request.Method, context.Request.Path.Value, $"unproven, claiming '{callerId}'", context.Connection.RemoteIpAddress?.ToString());
                 await Results.Problem("This internal endpoint needs the app token that its Dapr sidecar presents (dapr-api-token).",
-                    statusCode: StatusCodes.Status401Unauthorized, type: ProblemTypes.Unauthorized).ExecuteAsync(context);
+                    statusCode: StatusCodes.Status401Unauthorized, title: "Valid credentials are required.", type: ProblemTypes.Unauthorized).ExecuteAsync(context);
                 return;
             }
 
