@@ -27,8 +27,12 @@ public static partial class WebhooksApi
             errors["limit"] = $"limit must be a whole number from 1 to {MaxEventsPage}.";
         }
 
+        var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
         string? after = query.TryGetValue("after", out var afterText) ? afterText.ToString() : null;
-        if (after is not null && !CursorPattern().IsMatch(after))
+        // No page ends later than the clock allows an event to be written (a probe: a cursor edited to the year 2286 was
+        // an empty last page, and a consumer holding it saw no event until then).
+        if (after is not null && (!CursorPattern().IsMatch(after)
+                                  || long.Parse(after.AsSpan(0, 13), NumberStyles.None, CultureInfo.InvariantCulture) > (now + MaxSinceAhead).ToUnixTimeMilliseconds()))
         {
             errors["after"] = "after must be a nextCursor from an earlier page.";
         }
@@ -36,7 +40,6 @@ public static partial class WebhooksApi
         DateTimeOffset? since = null;
         if (query.TryGetValue("since", out var sinceText))
         {
-            var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
             if (sinceText.Count == 1 && Rfc3339(sinceText.ToString()) is { } parsed && parsed <= now + MaxSinceAhead)
             {
                 since = parsed;
