@@ -403,7 +403,8 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         using var client = await system.ClientForAsync(merchant, [.. ApiScopes.Default]);
         var (id, _) = await WebhookDeliveryTests.RegisterAsync(client, "https://hooks.example.com/swapped");
         var (first, second) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
-        async Task<HttpResponseMessage> RotateAsync(string? key) => await client.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", "{\"overlapSeconds\":3600}", key);
+        async Task<HttpResponseMessage> RotateAsync(string? key, int overlap = 3600) =>
+            await client.SendJsonAsync($"/v1/webhook-endpoints/{id}/rotate-secret", $"{{\"overlapSeconds\":{overlap}}}", key);
         using var byFirst = await RotateAsync(first);
         using var unkeyed = await RotateAsync(null); // a rotation without a key between counts as another too
         using var bySecond = await RotateAsync(second);
@@ -413,6 +414,10 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
         using var retriedFirst = await RotateAsync(first);
         Assert.Equal(HttpStatusCode.Conflict, retriedFirst.StatusCode);
         Assert.Equal(Payments.Domain.ProblemTypes.RotationSuperseded, (await retriedFirst.JsonAsync()).GetProperty("type").GetString());
+        // Its key with another overlap is no retry but another request (docs/api.md: 422), a probe found it 409.
+        using var reusedFirst = await RotateAsync(first, overlap: 60);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, reusedFirst.StatusCode);
+        Assert.Equal(Payments.Domain.ProblemTypes.IdempotencyKeyReuse, (await reusedFirst.JsonAsync()).GetProperty("type").GetString());
         // And the OpenAPI document says so (a review: it did not, so a generated client had no type for this answer).
         using var document = await system.AnonymousClient().GetAsync("/openapi/v1.json");
         Assert.True((await document.JsonAsync()).GetProperty("paths").GetProperty("/v1/webhook-endpoints/{endpointId}/rotate-secret").GetProperty("post")

@@ -4,8 +4,9 @@ namespace Payments.Api.Webhooks;
 /// which still signs deliveries until then so receivers can switch without dropping any.</summary>
 public sealed record WebhookSecret(string Secret, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt);
 
-/// <summary>A keyed rotation of an endpoint's secret: its key (as <see cref="WebhookEndpoint.RotatedBy"/>) and when.</summary>
-public sealed record RotationMark(string Key, DateTimeOffset At);
+/// <summary>A keyed rotation of an endpoint's secret: its key (as <see cref="WebhookEndpoint.RotatedBy"/>), when, and
+/// the overlap it asked for (null in marks written before it was kept): the key again with another is another request.</summary>
+public sealed record RotationMark(string Key, DateTimeOffset At, long? OverlapSeconds = null);
 
 /// <summary>Where a merchant wants its payment events sent.</summary>
 /// <param name="Events">The event types sent there; empty: all of them.</param>

@@ -324,13 +324,13 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                     : throw new IdempotencyKeyReusedException();
             }
 
-            // A retry of an earlier rotation, another one since: rotating again ended the secret the receiver had just
-            // switched to, and two clients each retrying their own rotation swapped secrets back and forth (a probe).
+            // A retry of an earlier rotation, another one since, is 409: rotating again ended the secret the receiver had
+            // just switched to (two clients retrying swapped secrets back and forth); its key with another overlap, 422.
             var now = time.GetUtcNow();
             var earlier = Earlier(endpoint, now);
-            if (rotationKey is not null && earlier.Any(mark => mark.Key == rotationKey))
+            if (rotationKey is not null && earlier.FirstOrDefault(mark => mark.Key == rotationKey) is { } made)
             {
-                throw new RotationSupersededException();
+                throw made.OverlapSeconds is { } asked && asked != overlapSeconds ? new IdempotencyKeyReusedException() : new RotationSupersededException();
             }
 
             var kept = endpoint.Secrets
@@ -340,7 +340,7 @@ public sealed class WebhookEndpointStore(EtcdConnection etcd, string webhooksPre
                 .Take(MaxSecrets - 1);
             if (endpoint.RotatedBy is { } last)
             {
-                earlier = [.. earlier.TakeLast(MaxEarlierRotations - 1), new RotationMark(last, endpoint.Secrets[0].CreatedAt)];
+                earlier = [.. earlier.TakeLast(MaxEarlierRotations - 1), new RotationMark(last, endpoint.Secrets[0].CreatedAt, endpoint.RotatedWithOverlapSeconds)];
             }
 
             var rotated = endpoint with
