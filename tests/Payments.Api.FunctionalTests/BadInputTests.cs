@@ -603,6 +603,14 @@ public sealed class BadInputTests(ApiSystemFixture system)
         // What a client retries by, and the members a problem carries besides RFC 9457's, are in the document too.
         Assert.True(create.GetProperty("responses").GetProperty("429").GetProperty("headers").TryGetProperty("Retry-After", out _));
         Assert.True(create.GetProperty("responses").GetProperty("503").GetProperty("headers").TryGetProperty("Retry-After", out _));
+        Assert.True(create.GetProperty("responses").GetProperty("401").GetProperty("headers").TryGetProperty("WWW-Authenticate", out _));
+        // A probe: the 201s' Location (docs/api.md: part of the contract) was not in the document.
+        foreach (var created in new[] { "/v1/accounts", "/v1/webhook-endpoints" })
+        {
+            Assert.True(document.GetProperty("paths").GetProperty(created).GetProperty("post").GetProperty("responses").GetProperty("201").GetProperty("headers")
+                .TryGetProperty("Location", out _), $"POST {created}: no Location on 201");
+        }
+
         var problem = document.GetProperty("components").GetProperty("schemas").GetProperty("ProblemDetails").GetProperty("properties");
         Assert.True(problem.TryGetProperty("errors", out _) && problem.TryGetProperty("requiredScope", out _));
         Assert.Equal("bearer", document.GetProperty("components").GetProperty("securitySchemes").GetProperty("merchantApiKey").GetProperty("scheme").GetString());

@@ -17,7 +17,7 @@ public static class AccountsApi
     {
         var accounts = app.MapGroup("/v1/accounts").WithTags("Accounts");
         accounts.MapPost("/", OpenAsync).WithName("OpenAccount").RequireScope(ApiScopes.AccountsWrite)
-            .JsonBody<OpenAccountRequest>().Produces<AccountResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415)
+            .JsonBody<OpenAccountRequest>().Produces<AccountResponse>(StatusCodes.Status201Created).LocationOfCreated("account").Problems(400, 409, 413, 415)
             .WithDescription("Scope accounts:write. Opens an account in one currency; overdraftLimitMinor must be 0 or absent (403 overdraft-set-by-operator: only the operator sets an overdraft).");
         accounts.MapGet("/{accountId}", GetAsync).WithName("GetAccount").RequireScope(ApiScopes.AccountsRead)
             .Produces<AccountResponse>().Problems(404)

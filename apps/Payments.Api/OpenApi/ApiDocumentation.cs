@@ -19,6 +19,9 @@ public sealed record JsonBody(Type Type, bool Required = true);
 /// Idempotency-Key header cannot make a payment at all.</summary>
 public sealed record DocumentedParameter(string Name, ParameterLocation In, bool Required, string Description, Func<OpenApiSchema> Schema);
 
+/// <summary>Endpoint metadata: its 201 answer carries Location, the path of what it created (RFC 9110 §15.3.2).</summary>
+public sealed record CreatedAtLocation(string Of);
+
 /// <summary>What the OpenAPI document says beyond the routes: request bodies (<see cref="JsonBody"/>), the answers
 /// with their types (each endpoint's <c>Produces</c>), and how a caller authenticates — so a client generated from
 /// <c>/openapi/v1.json</c> sends and expects what the API really does.</summary>
@@ -68,6 +71,9 @@ public static class ApiDocumentation
             (required ? "Unique per new request" : "Optional. Unique per new request")
                 + $", the same on every retry of it; {lives}. The same key with another body is 422 idempotency-key-reuse.",
             () => new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = IdempotencyKey.MaxLength, Pattern = "^[!-~]+$" }));
+
+    /// <summary>Documents the Location header of the endpoint's 201 (see <see cref="CreatedAtLocation"/>).</summary>
+    public static RouteHandlerBuilder LocationOfCreated(this RouteHandlerBuilder builder, string of) => builder.WithMetadata(new CreatedAtLocation(of));
 
     /// <summary>Documents a query parameter the handler reads itself.</summary>
     public static RouteHandlerBuilder QueryParameter(this RouteHandlerBuilder builder, string name, string description, Func<OpenApiSchema> schema) =>
@@ -127,8 +133,8 @@ public static class ApiDocumentation
         });
         options.AddOperationTransformer(async (operation, context, cancellationToken) =>
         {
-            RetryAfterHeaders(operation);
             var metadata = context.Description.ActionDescriptor.EndpointMetadata;
+            AnswerHeaders(operation, metadata.OfType<CreatedAtLocation>().FirstOrDefault());
             foreach (var parameter in metadata.OfType<DocumentedParameter>())
             {
                 operation.Parameters ??= [];
@@ -155,9 +161,29 @@ public static class ApiDocumentation
         });
     }
 
-    /// <summary>429 and 503 carry Retry-After (whole seconds): a generated client that knows it waits as told.</summary>
-    private static void RetryAfterHeaders(OpenApiOperation operation)
+    /// <summary>429 and 503 carry Retry-After (whole seconds): a generated client that knows it waits as told; 401
+    /// carries WWW-Authenticate, and a 201 the Location of what it created (a probe: docs/api.md promised them, the
+    /// document did not say so).</summary>
+    private static void AnswerHeaders(OpenApiOperation operation, CreatedAtLocation? created)
     {
+        if (operation.Responses?.TryGetValue("401", out var refused) == true && refused is OpenApiResponse unauthorized)
+        {
+            unauthorized.Headers ??= new Dictionary<string, IOpenApiHeader>();
+            unauthorized.Headers["WWW-Authenticate"] = new OpenApiHeader
+            {
+                Description = "Bearer: send Authorization: Bearer <key>.", Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+            };
+        }
+
+        if (created is not null && operation.Responses?.TryGetValue("201", out var made) == true && made is OpenApiResponse createdAnswer)
+        {
+            createdAnswer.Headers ??= new Dictionary<string, IOpenApiHeader>();
+            createdAnswer.Headers["Location"] = new OpenApiHeader
+            {
+                Description = $"The path of the {created.Of} created (percent-encoded).", Required = true, Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+            };
+        }
+
         foreach (var status in new[] { "429", "503" })
         {
             if (operation.Responses?.TryGetValue(status, out var answer) == true && answer is OpenApiResponse response)

@@ -41,7 +41,7 @@ public static partial class WebhooksApi
         // An endpoint is sent every payment event (amounts, accounts, references): what payments:read guards, so
         // registering one needs it too — a key with webhooks:manage alone could point them at any host.
         endpoints.MapPost("/", CreateAsync).WithName("CreateWebhookEndpoint").RequireScope(ApiScopes.WebhooksManage).RequireScope(ApiScopes.PaymentsRead)
-            .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader("it names the endpoint until the endpoint is deleted", required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).Problems(400, 409, 413, 415, 422)
+            .JsonBody<CreateWebhookEndpointRequest>().IdempotencyKeyHeader("it names the endpoint until the endpoint is deleted", required: false).Produces<WebhookEndpointResponse>(StatusCodes.Status201Created).LocationOfCreated("endpoint").Problems(400, 409, 413, 415, 422)
             .WithDescription("Scopes webhooks:manage and payments:read (the events carry payment data). {url (https, public host), events? (default all), description?}; 201 with the signing secret, shown this once. Idempotency-Key optional: with one, the key names the endpoint, and a retry gets that endpoint again instead of a second one (with its secret within 24 h of the creation and before any rotation, without it after).");
         endpoints.MapGet("/", ListAsync).WithName("ListWebhookEndpoints").RequireScope(ApiScopes.WebhooksManage)
             .Produces<WebhookEndpointList>().Problems();
