@@ -24,6 +24,9 @@ public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string>
 
     /// <summary>The payment's record is terminal already (a saga started for it again): nothing is decided anew.</summary>
     public const string AlreadyFinished = "payment-already-finished";
+
+    /// <summary>An earlier assessment of the payment rejected it (recorded in its record): it stays rejected.</summary>
+    public const string RejectedBefore = "rejected-before";
 }
 
 /// <summary>What the risk check looks at. <paramref name="CreatedAt"/>: when the payment was accepted (null: now) —

@@ -56,4 +56,32 @@ public sealed class RiskStepTests(SagaFixture saga)
         await saga.Records.CreateAsync(PaymentRecord.Accepted(fresh, DateTimeOffset.UtcNow), CancellationToken.None);
         Assert.Equal(RiskDecision.Reject, (await step.RunAsync(null!, new PaymentInput(fresh, TimeSpan.FromMinutes(5)))).Decision);
     }
+
+    /// <summary>A saga review: a payment risk rejected, whose saga could not finish (its hold's void unanswered for the
+    /// step's budget) and was resumed, was asked of risk again — and paid once a blocklist entry was removed. The
+    /// rejection is recorded before the saga acts on it and binds: this step run again (approved or sent to review now)
+    /// rejects it, and the resumed saga's first step reports it.</summary>
+    [Fact]
+    public async Task ARiskRejection_IsRecorded_AndBindsEveryLaterRun_ThoughRiskNowApproves()
+    {
+        var order = new PaymentOrder($"pay-{Guid.NewGuid():N}", "merchant-r", "acct-risk-d", "acct-risk-unblocked", 100, "USD", null);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+        var input = new PaymentInput(order, TimeSpan.FromMinutes(5));
+        var blocked = RiskPolicy.Default with { BlockedAccounts = new HashSet<string>(["acct-risk-unblocked"], StringComparer.Ordinal) };
+
+        var first = await new CheckRiskActivity(new RiskEngine(blocked, TimeProvider.System), saga.Records, TimeProvider.System).RunAsync(null!, input);
+
+        Assert.Equal(RiskDecision.Reject, first.Decision);
+        Assert.NotNull((await saga.Records.GetAsync(order.PaymentId, CancellationToken.None))!.Value.Record.RiskRejectedAt);
+        // The blocklist entry removed: risk approves now; and with a review threshold below the amount, it reviews.
+        foreach (var now in new[] { RiskPolicy.Default, RiskPolicy.Default with { ReviewThresholdMinor = 1 } })
+        {
+            var again = await new CheckRiskActivity(new RiskEngine(now, TimeProvider.System), saga.Records, TimeProvider.System).RunAsync(null!, input);
+            Assert.Equal((RiskDecision.Reject, RiskAssessment.RejectedBefore), (again.Decision, again.Reasons.Single()));
+        }
+
+        Assert.Equal(Payments.Domain.PaymentStatus.Pending, (await saga.Records.GetAsync(order.PaymentId, CancellationToken.None))!.Value.Record.Status); // never before the reviewers
+        var facts = await new FindHoldActivity(saga.Ledger, saga.Records).RunAsync(null!, input);
+        Assert.Equal(new LedgerFacts(false, null, RiskRejected: true), facts);
+    }
 }

@@ -44,9 +44,12 @@ public sealed class ResumedPaymentWorkflowTests
     [InlineData(false, PaymentReview.Approved, new[] { nameof(FindHoldActivity), nameof(MoveMoneyActivity) }, PaymentStatus.Completed, null)]
     [InlineData(false, PaymentReview.Rejected, new[] { nameof(FindHoldActivity), nameof(RecordOutcomeActivity) }, PaymentStatus.Failed, PaymentReasons.ReviewRejected)]
     [InlineData(false, null, new[] { nameof(FindHoldActivity), nameof(AssessPaymentActivity), nameof(MoveMoneyActivity) }, PaymentStatus.Completed, null)]
-    public async Task Resumed_AsksTheLedgerFirst_AndDecidesNothingDecidedBefore(bool holdExists, string? review, string[] expectedCalls, string status, string? reason)
+    // A saga review: risk's rejection, recorded, binds as a reviewer's does (asked again, risk may approve by then).
+    [InlineData(false, null, new[] { nameof(FindHoldActivity), nameof(RecordOutcomeActivity) }, PaymentStatus.Failed, PaymentReasons.RiskRejected, true)]
+    public async Task Resumed_AsksTheLedgerFirst_AndDecidesNothingDecidedBefore(
+        bool holdExists, string? review, string[] expectedCalls, string status, string? reason, bool riskRejected = false)
     {
-        ArrangeResumed(new LedgerFacts(holdExists, review));
+        ArrangeResumed(new LedgerFacts(holdExists, review, riskRejected));
 
         var outcome = await new ResumedPaymentWorkflow().RunAsync(context.Object, Payment);
 

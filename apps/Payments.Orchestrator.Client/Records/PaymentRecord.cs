@@ -11,6 +11,8 @@ namespace Payments.Orchestrator.Client.Records;
 /// <param name="Review">The reviewer's decision, recorded before it is sent to the saga; at most one.</param>
 /// <param name="CreatedByHolderId">The holder of that key (the first key of its rotation chain): no key of that chain
 /// may approve or reject it either. Null for records written before holders, which compare key ids only.</param>
+/// <param name="RiskRejectedAt">When the risk check rejected the payment, recorded before the saga acts on it: binding
+/// on any later run (a resumed saga does not ask risk again, which may approve once a blocklist or limit changed).</param>
 public sealed record PaymentRecord(
     PaymentOrder Order,
     string Status,
@@ -19,7 +21,8 @@ public sealed record PaymentRecord(
     DateTimeOffset UpdatedAt,
     string? CreatedByKeyId = null,
     PaymentReview? Review = null,
-    string? CreatedByHolderId = null)
+    string? CreatedByHolderId = null,
+    DateTimeOffset? RiskRejectedAt = null)
 {
     [JsonIgnore]
     public string PaymentId => Order.PaymentId;

@@ -12,7 +12,9 @@ namespace Payments.Orchestrator.Activities;
 /// service now approves — velocity is counted per replica and in memory — the recorded review stands, so a payment the
 /// record shows awaiting a reviewer never moves money unreviewed. Nor is it failed by a rejection that came later (a
 /// blocklist or limit changed since): a reviewer may have approved it meanwhile, and the payment failed
-/// <c>risk-rejected</c> with its approval recorded (a review); the reviewer's decision is what the saga acts on. A record that is missing (a saga started without the
+/// <c>risk-rejected</c> with its approval recorded (a review); the reviewer's decision is what the saga acts on. A
+/// rejection is recorded in the record before the saga acts on it and binds every later run, this step's and a resumed
+/// saga's: risk asked again may approve once a blocklist or limit changed. A record that is missing (a saga started without the
 /// API) or already terminal is left alone, and a terminal one is not approved: its first outcome stands (the record
 /// keeps it), and no money moves for it again.</remarks>
 public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore records, TimeProvider time) : PaymentActivity<RiskAssessment>
@@ -42,13 +44,17 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                 var now = time.GetUtcNow();
                 // Not once a reviewer decided (the API then set it pending again): this step run again would put a
                 // decided payment back before the reviewers, and announce it to the merchant a second time.
-                await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null
+                // Nor once an earlier run of this step rejected it: that rejection stands.
+                var after = await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null && record.RiskRejectedAt is null
                     ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
                     : null, CancellationToken.None);
-                return (assessment, null);
+                return after is { RiskRejectedAt: not null, Review: null }
+                    ? (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.RejectedBefore]), null)
+                    : (assessment, null);
             case RiskDecision.Approve or RiskDecision.Reject:
                 // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
-                return (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record switch
+                var found = (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record;
+                (RiskAssessment Risk, string? Refusal) decided = found switch
                 {
                     // Finished already: a saga started for it again (no caller should, the API does not) moves no money.
                     { } record when PaymentStatus.IsTerminal(record.Status) => (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.AlreadyFinished]), null),
@@ -56,8 +62,22 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                     // (the record is pending again, the decision waits for the saga as an event): the review stands,
                     // so the reviewer's decision, a rejection included, is what the saga acts on.
                     { Status: PaymentStatus.AwaitingApproval } or { Review: not null } => (new RiskAssessment(RiskDecision.Review, [RiskAssessment.ReviewAlreadyRequested]), null),
+                    // Rejected by an earlier run of this step: the rejection stands.
+                    { RiskRejectedAt: not null } => (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.RejectedBefore]), null),
                     _ => (assessment, null),
                 };
+                if (found is not null && decided.Risk == assessment && assessment.Decision == RiskDecision.Reject)
+                {
+                    // Recorded before the saga acts on it: if the saga cannot finish (its hold's void unanswered) and is
+                    // resumed, the resumed run keeps it instead of asking risk again, which may approve by then (a saga
+                    // review: a rejected payment was paid).
+                    var rejectedAt = time.GetUtcNow();
+                    await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null && record.RiskRejectedAt is null
+                        ? record with { RiskRejectedAt = rejectedAt }
+                        : null, CancellationToken.None);
+                }
+
+                return decided;
             default:
                 return (assessment, null);
         }

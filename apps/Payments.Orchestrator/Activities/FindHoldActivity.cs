@@ -6,15 +6,16 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary><see cref="Workflows.ResumedPaymentWorkflow"/>'s first step: what an earlier run decided. Whether the ledger
 /// holds the payment's hold (in any state) — a hold is placed only after risk or a reviewer approved the payment, so one
-/// that exists means the decision was taken — and the reviewer's decision the payment record holds now (read here, in
-/// the activity, so that a decision recorded just before the resume counts, and a replay sees the same answer).</summary>
+/// that exists means the decision was taken — and the reviewer's decision or risk's rejection the payment record holds
+/// now (read here, in the activity, so that a decision recorded just before the resume counts, and a replay sees the
+/// same answer).</summary>
 public sealed class FindHoldActivity(ILedger ledger, PaymentRecordStore records) : PaymentActivity<LedgerFacts>
 {
     protected override async Task<LedgerFacts> ExecuteAsync(PaymentInput input)
     {
         var hold = await ledger.GetTransferAsync(PaymentTransfers.Hold(input), CancellationToken.None);
-        var review = (await records.GetAsync(input.PaymentId, CancellationToken.None))?.Record.Review?.Decision;
-        return new LedgerFacts(IsThisPaymentsHold(hold, input), review);
+        var record = (await records.GetAsync(input.PaymentId, CancellationToken.None))?.Record;
+        return new LedgerFacts(IsThisPaymentsHold(hold, input), record?.Review?.Decision, record?.RiskRejectedAt is not null);
     }
 
     /// <summary>Only the payment's own hold proves the decision: a pending transfer of its amount from its debtor. Any
@@ -27,4 +28,6 @@ public sealed class FindHoldActivity(ILedger ledger, PaymentRecordStore records)
 
 /// <summary>What an earlier run of a payment's saga decided (<see cref="FindHoldActivity"/>).</summary>
 /// <param name="ReviewDecision">The record's review: <c>approved</c>, <c>rejected</c>, or null.</param>
-public sealed record LedgerFacts(bool HoldExists, string? ReviewDecision = null);
+/// <param name="RiskRejected">Whether the record holds a risk rejection (<see cref="Client.Records.PaymentRecord.RiskRejectedAt"/>):
+/// false in the answers of orchestrators from before it, whose resumed runs decide again as they did.</param>
+public sealed record LedgerFacts(bool HoldExists, string? ReviewDecision = null, bool RiskRejected = false);

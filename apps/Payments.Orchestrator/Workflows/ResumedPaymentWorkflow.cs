@@ -13,7 +13,7 @@ namespace Payments.Orchestrator.Workflows;
 /// nothing an earlier run decided: it asks first (<see cref="FindHoldActivity"/>). A hold that exists was placed after
 /// approval, so the money moves — hold and settlement replay if applied — where deciding again would check risk and the
 /// debtor's funds against a balance the settlement may already have taken, and record a payment whose money moved as
-/// failed. Without a hold, a reviewer's decision the record holds binds; otherwise the payment is decided as
+/// failed. Without a hold, a reviewer's decision, or risk's rejection, the record holds binds; otherwise the payment is decided as
 /// <see cref="PaymentWorkflowV2"/> decides it. Unanswered, the payment stays pending and the sweeper comes back.</summary>
 /// <remarks>A workflow of its own name, not a branch of <see cref="PaymentWorkflowV2"/> (ADR 0006: a changed sequence of
 /// steps gets a new name): instances of V2 replay unchanged. During a rolling upgrade an orchestrator that does not
@@ -60,6 +60,9 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
         {
             PaymentReview.Approved => await PaymentWorkflowV2.MoveMoneyAsync(context, input, log, batchMayHaveSettled),
             PaymentReview.Rejected => (PaymentOutcome.Failed(PaymentReasons.ReviewRejected), false),
+            // Risk's recorded rejection binds as a reviewer's does (a history from before the field reads false here
+            // and replays as it ran).
+            _ when facts.Value.RiskRejected => (PaymentOutcome.Failed(PaymentReasons.RiskRejected), false),
             _ => await PaymentWorkflowV2.DecideAsync(context, input, log, batchMayHaveSettled),
         };
     }
