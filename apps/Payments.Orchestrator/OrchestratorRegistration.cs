@@ -7,7 +7,7 @@ namespace Payments.Orchestrator;
 public static class OrchestratorRegistration
 {
     /// <summary>Registers the payment saga and its activities with the Dapr workflow runtime: new payments start
-    /// <see cref="PaymentWorkflowV4"/> and the sweeper <see cref="ResumedPaymentWorkflowV3"/>; the earlier versions stay
+    /// <see cref="PaymentWorkflowV4"/> and the sweeper <see cref="ResumedPaymentWorkflowV4"/>; the earlier versions stay
     /// for instances started before them.</summary>
     public static void RegisterPaymentSaga(this WorkflowRuntimeOptions options)
     {
@@ -16,6 +16,7 @@ public static class OrchestratorRegistration
         options.RegisterWorkflow<PaymentWorkflowV3>();
         options.RegisterWorkflow<ResumedPaymentWorkflowV2>();
         options.RegisterWorkflow<ResumedPaymentWorkflowV3>();
+        options.RegisterWorkflow<ResumedPaymentWorkflowV4>();
         options.RegisterWorkflow<PaymentWorkflowV2>();
         options.RegisterWorkflow<ResumedPaymentWorkflow>();
         options.RegisterWorkflow<PaymentWorkflow>();

@@ -69,13 +69,14 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
     /// trace): out of space (NOSPACE, ResourceExhausted) was logged with a trace per write, which api-errors.md calls a
     /// defect, while its own runbook is etcd-nospace.md (a docs review). A malformed request to etcd stays a defect.</summary>
     [Theory]
-    [InlineData(Grpc.Core.StatusCode.ResourceExhausted, true)]
-    [InlineData(Grpc.Core.StatusCode.Unavailable, true)]
-    [InlineData(Grpc.Core.StatusCode.InvalidArgument, false)]
-    [InlineData(Grpc.Core.StatusCode.PermissionDenied, false)]
-    public void AnEtcdRefusal_IsAnOutageOrADefect_ByItsCode(Grpc.Core.StatusCode code, bool outage) =>
+    [InlineData(Grpc.Core.StatusCode.ResourceExhausted, "etcdserver: mvcc: database space exceeded", true)]
+    [InlineData(Grpc.Core.StatusCode.ResourceExhausted, "Received message exceeds the maximum configured message size.", false)] // ours
+    [InlineData(Grpc.Core.StatusCode.Unavailable, "etcdserver: leader changed", true)]
+    [InlineData(Grpc.Core.StatusCode.InvalidArgument, "etcdserver: duplicate key given in txn request", false)]
+    [InlineData(Grpc.Core.StatusCode.PermissionDenied, "etcdserver: permission denied", false)]
+    public void AnEtcdRefusal_IsAnOutageOrADefect_ByItsCode(Grpc.Core.StatusCode code, string detail, bool outage) =>
         Assert.Equal(outage, Payments.Api.Extensions.ApiExtensions.IsExpected(
-            new Grpc.Core.RpcException(new Grpc.Core.Status(code, "etcdserver: refused")), new Microsoft.AspNetCore.Http.DefaultHttpContext()));
+            new Grpc.Core.RpcException(new Grpc.Core.Status(code, detail)), new Microsoft.AspNetCore.Http.DefaultHttpContext()));
 
     /// <summary>The same at an internal service (the risk service, called with the orchestrator's token).</summary>
     [Fact]

@@ -221,7 +221,7 @@ public static class AccountsApi
     internal static Reply? AboveLimit(string what, long amountMinor, long maxMinor, Currency currency) =>
         amountMinor <= maxMinor
             ? null
-            : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AmountLimitExceeded, $"The {what} is above the maximum for its currency.",
+            : Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.AmountLimitExceeded, "The amount is above the maximum for its currency.",
                 $"A {what} in {currency.Code} may be at most {maxMinor} minor units; {amountMinor} was asked.",
                 new Dictionary<string, object?> { ["maxAmountMinor"] = maxMinor });
 

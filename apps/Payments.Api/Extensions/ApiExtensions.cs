@@ -348,8 +348,8 @@ public static class ApiExtensions
     /// <summary>Exceptions that are answers (503 and retry), not faults of ours: logged as one warning line each, not as
     /// "An unhandled exception" with a stack trace — a ledger restart or an etcd election wrote ~30 of those in 4 s,
     /// the line the api-errors runbook calls a defect of ours (a fault probe). An etcd refusal other than away or
-    /// slow (a malformed transaction, say) is a defect and keeps its trace; out of space (ResourceExhausted: etcd's
-    /// NOSPACE alarm, which refuses every put and lease grant) is an outage with its own runbook (etcd-nospace.md), not
+    /// slow (a malformed transaction, say) is a defect and keeps its trace; out of space (ResourceExhausted "database
+    /// space exceeded": etcd's NOSPACE alarm, which refuses every put and lease grant) is an outage with its own runbook (etcd-nospace.md), not
     /// a defect — logged with a trace per write, it sent on-call to api-errors.md's "a defect of ours" (a docs review).</summary>
     internal static bool IsExpected(Exception error, HttpContext context) =>
         (error is OperationCanceledException && !context.RequestAborted.IsCancellationRequested) // a dependency's timeout
@@ -359,7 +359,9 @@ public static class ApiExtensions
         // retries it as transient), 14 traces in a fault probe's frozen etcd.
         || error is Grpc.Core.RpcException
         {
-            StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled or Grpc.Core.StatusCode.Internal
-                or Grpc.Core.StatusCode.ResourceExhausted,
-        };
+            StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled or Grpc.Core.StatusCode.Internal,
+        }
+        // NOSPACE alone: a message over gRPC's size limit is ResourceExhausted too, and that is a defect of ours.
+        || (error is Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.ResourceExhausted } exhausted
+            && exhausted.Status.Detail.Contains("database space exceeded", StringComparison.Ordinal));
 }

@@ -12,7 +12,8 @@ namespace Payments.Orchestrator.Client.Records;
 /// <param name="CreatedByHolderId">The holder of that key (the first key of its rotation chain): no key of that chain
 /// may approve or reject it either. Null for records written before holders, which compare key ids only.</param>
 /// <param name="RiskRejectedAt">When the risk check rejected the payment, recorded before the saga acts on it: binding
-/// on any later run (a resumed saga does not ask risk again, which may approve once a blocklist or limit changed).</param>
+/// on any later run (a resumed saga does not ask risk again, which may approve once a blocklist or limit changed).
+/// Left out of the JSON when null: rejections are rare, and every record would carry it.</param>
 public sealed record PaymentRecord(
     PaymentOrder Order,
     string Status,
@@ -22,7 +23,7 @@ public sealed record PaymentRecord(
     string? CreatedByKeyId = null,
     PaymentReview? Review = null,
     string? CreatedByHolderId = null,
-    DateTimeOffset? RiskRejectedAt = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] DateTimeOffset? RiskRejectedAt = null)
 {
     [JsonIgnore]
     public string PaymentId => Order.PaymentId;

@@ -36,6 +36,13 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
         switch (assessment.Decision)
         {
             case RiskDecision.Review:
+                // Rejected by an earlier run of this step: that stands, before the funds check (whose refusal would name
+                // the funds, not the rejection). The read is kept for the change below.
+                if ((await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record is { RiskRejectedAt: not null, Review: null })
+                {
+                    return (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.RejectedBefore]), null);
+                }
+
                 if (beforeReview is not null && await beforeReview() is { Succeeded: false } refused)
                 {
                     return (assessment, refused.ErrorCode);
@@ -44,13 +51,10 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                 var now = time.GetUtcNow();
                 // Not once a reviewer decided (the API then set it pending again): this step run again would put a
                 // decided payment back before the reviewers, and announce it to the merchant a second time.
-                // Nor once an earlier run of this step rejected it: that rejection stands.
-                var after = await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null && record.RiskRejectedAt is null
+                await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null && record.RiskRejectedAt is null
                     ? record with { Status = PaymentStatus.AwaitingApproval, UpdatedAt = now }
                     : null, CancellationToken.None);
-                return after is { RiskRejectedAt: not null, Review: null }
-                    ? (new RiskAssessment(RiskDecision.Reject, [RiskAssessment.RejectedBefore]), null)
-                    : (assessment, null);
+                return (assessment, null);
             case RiskDecision.Approve or RiskDecision.Reject:
                 // Kept: the outcome's compare-and-swap, next, starts from this read instead of reading the record again.
                 var found = (await records.GetAndKeepAsync(input.PaymentId, CancellationToken.None))?.Record;
@@ -70,7 +74,9 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
                 {
                     // Recorded before the saga acts on it: if the saga cannot finish (its hold's void unanswered) and is
                     // resumed, the resumed run keeps it instead of asking risk again, which may approve by then (a saga
-                    // review: a rejected payment was paid).
+                    // review: a rejected payment was paid). A duplicate run of this step (at least once) may record a
+                    // rejection after another run's approval was acted on: a payment whose hold is placed moves its
+                    // money whatever the record says, and one without a hold yet is refused — the later answer.
                     var rejectedAt = time.GetUtcNow();
                     await records.ChangeAsync(input.PaymentId, record => record.Status == PaymentStatus.Pending && record.Review is null && record.RiskRejectedAt is null
                         ? record with { RiskRejectedAt = rejectedAt }

@@ -20,7 +20,7 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     public const string CurrentWorkflow = nameof(PaymentWorkflowV4);
 
     /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome.</summary>
-    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV3);
+    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV4);
 
     private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
 

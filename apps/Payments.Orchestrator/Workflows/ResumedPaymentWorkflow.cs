@@ -24,14 +24,16 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) => RunAsync(context, input, batchMayHaveSettled: false);
 
     /// <summary>The resumed saga; <paramref name="batchMayHaveSettled"/> as <see cref="PaymentWorkflowV3"/> sets it;
-    /// <paramref name="barLateHold"/> as <see cref="ResumedPaymentWorkflowV3"/> sets it.</summary>
-    internal static async Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input, bool batchMayHaveSettled, bool barLateHold = false)
+    /// <paramref name="barLateHold"/> as <see cref="ResumedPaymentWorkflowV3"/> sets it; <paramref name="bindRiskRejection"/>
+    /// as <see cref="ResumedPaymentWorkflowV4"/> sets it.</summary>
+    internal static async Task<PaymentOutcome> RunAsync(
+        WorkflowContext context, PaymentInput input, bool batchMayHaveSettled, bool barLateHold = false, bool bindRiskRejection = false)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         input = input.CreatedAt is null ? input with { CreatedAt = context.CurrentUtcDateTime } : input;
         var log = context.CreateReplaySafeLogger<ResumedPaymentWorkflow>();
-        var decided = await ResumeAsync(context, input, log, batchMayHaveSettled);
+        var decided = await ResumeAsync(context, input, log, batchMayHaveSettled, bindRiskRejection);
         if (barLateHold && !decided.Recorded && decided.Outcome.Status == PaymentStatus.Failed)
         {
             decided = (await PaymentWorkflow.BarLateHoldAsync(context, input, decided.Outcome, log), false);
@@ -40,7 +42,8 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
         return await PaymentWorkflowV2.EndAsync(context, input, decided, log);
     }
 
-    private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled)
+    private static async Task<(PaymentOutcome Outcome, bool Recorded)> ResumeAsync(
+        WorkflowContext context, PaymentInput input, ILogger log, bool batchMayHaveSettled, bool bindRiskRejection)
     {
         context.SetCustomStatus(PaymentStep.Resuming);
         var facts = await SagaCalls.UntilAnsweredAsync<LedgerFacts>(
@@ -60,9 +63,8 @@ public sealed class ResumedPaymentWorkflow : Workflow<PaymentInput, PaymentOutco
         {
             PaymentReview.Approved => await PaymentWorkflowV2.MoveMoneyAsync(context, input, log, batchMayHaveSettled),
             PaymentReview.Rejected => (PaymentOutcome.Failed(PaymentReasons.ReviewRejected), false),
-            // Risk's recorded rejection binds as a reviewer's does (a history from before the field reads false here
-            // and replays as it ran).
-            _ when facts.Value.RiskRejected => (PaymentOutcome.Failed(PaymentReasons.RiskRejected), false),
+            // Risk's recorded rejection binds as a reviewer's does (V4 on: a step sequence of its own, ADR 0006).
+            _ when bindRiskRejection && facts.Value.RiskRejected => (PaymentOutcome.Failed(PaymentReasons.RiskRejected), false),
             _ => await PaymentWorkflowV2.DecideAsync(context, input, log, batchMayHaveSettled),
         };
     }
@@ -83,4 +85,15 @@ public sealed class ResumedPaymentWorkflowV3 : Workflow<PaymentInput, PaymentOut
 {
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
         ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true);
+}
+
+/// <summary><see cref="ResumedPaymentWorkflowV3"/> in which risk's rejection, recorded in the payment's record
+/// (<see cref="LedgerFacts.RiskRejected"/>), binds as a reviewer's decision does: asked again, risk may approve once a
+/// blocklist entry or a limit changed, and a rejected payment was paid. Another sequence of steps for the same answer
+/// of <see cref="FindHoldActivity"/>, so a name of its own (ADR 0006): V3's instances replay unchanged, and an
+/// orchestrator from before does not run it as V3.</summary>
+public sealed class ResumedPaymentWorkflowV4 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true, bindRiskRejection: true);
 }
