@@ -71,12 +71,38 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
     [Theory]
     [InlineData(Grpc.Core.StatusCode.ResourceExhausted, "etcdserver: mvcc: database space exceeded", true)]
     [InlineData(Grpc.Core.StatusCode.ResourceExhausted, "Received message exceeds the maximum configured message size.", false)] // ours
+    [InlineData(Grpc.Core.StatusCode.ResourceExhausted, "etcdserver: too many requests", true)]
     [InlineData(Grpc.Core.StatusCode.Unavailable, "etcdserver: leader changed", true)]
     [InlineData(Grpc.Core.StatusCode.InvalidArgument, "etcdserver: duplicate key given in txn request", false)]
     [InlineData(Grpc.Core.StatusCode.PermissionDenied, "etcdserver: permission denied", false)]
     public void AnEtcdRefusal_IsAnOutageOrADefect_ByItsCode(Grpc.Core.StatusCode code, string detail, bool outage) =>
         Assert.Equal(outage, Payments.Api.Extensions.ApiExtensions.IsExpected(
             new Grpc.Core.RpcException(new Grpc.Core.Status(code, detail)), new Microsoft.AspNetCore.Http.DefaultHttpContext()));
+
+    /// <summary>A probe: the admin API took X-Forwarded-For from a loopback caller (kubectl port-forward's) on trust: the
+    /// audit named any address the caller wrote, and a guesser reset its budget of wrong tokens with each new value. The
+    /// operator's check and its audit know the caller by the connection's own address.</summary>
+    [Fact]
+    public async Task TheOperatorsAudit_NamesTheConnectionsAddress_NotAForwardedOne()
+    {
+        var lines = new ConcurrentQueue<string>();
+        await using var replica = system.StartReplica(web => web.ConfigureLogging(logging => logging.AddProvider(new ErrorLines(lines, LogLevel.Information))
+            .AddFilter<ErrorLines>(null, LogLevel.Information))); // the audit's lines, past the configured default level
+        using var admin = MerchantKeysTests.Admin(replica.ClientOptions.BaseAddress);
+        var merchant = $"audit-{Guid.NewGuid():N}"[..20];
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/admin/v1/merchants")
+        {
+            Content = new StringContent($"{{\"merchantId\":\"{merchant}\"}}", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-Forwarded-For", "198.51.100.23");
+
+        using var created = await admin.SendAsync(request);
+
+        Assert.Equal(System.Net.HttpStatusCode.Created, created.StatusCode);
+        var audit = Assert.Single(lines, line => line.Contains($"merchant {merchant} created by", StringComparison.Ordinal));
+        Assert.Contains("from 127.0.0.1", audit, StringComparison.Ordinal);
+        Assert.DoesNotContain("198.51.100.23", audit, StringComparison.Ordinal);
+    }
 
     /// <summary>The same at an internal service (the risk service, called with the orchestrator's token).</summary>
     [Fact]
@@ -127,15 +153,15 @@ public sealed class BadRequestLogTests(ApiSystemFixture system)
         return answer.ToString();
     }
 
-    /// <summary>Keeps every line logged at error level or above.</summary>
-    private sealed class ErrorLines(ConcurrentQueue<string> lines) : ILoggerProvider, ILogger
+    /// <summary>Keeps every line logged at <paramref name="least"/> (error unless told) or above.</summary>
+    private sealed class ErrorLines(ConcurrentQueue<string> lines, LogLevel least = LogLevel.Error) : ILoggerProvider, ILogger
     {
         public ILogger CreateLogger(string categoryName) => this;
 
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
 
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Error;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= least;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {

@@ -36,7 +36,7 @@ public static class Overdrafts
         {
             return Reply.Problem(StatusCodes.Status422UnprocessableEntity, ProblemTypes.OverdraftLimitExceeded,
                 "The overdraft limit is above the maximum for its currency.",
-                $"An overdraft limit in {account.Currency.Code} may be at most {max} minor units; {(overdraftLimitMinor == long.MaxValue ? "a number past 64 bits" : overdraftLimitMinor)} was asked.",
+                $"An overdraft limit in {account.Currency.Code} may be at most {max} minor units; {(overdraftLimitMinor == long.MaxValue ? $"{long.MaxValue} or more" : overdraftLimitMinor)} was asked.",
                 new Dictionary<string, object?> { ["maxOverdraftMinor"] = max });
         }
 

@@ -101,8 +101,10 @@ internal static class Validate
     /// own, <see cref="QueryParameters"/>) refuse one: a probe's
     /// <c>GET /v1/webhook-endpoints?limit=5</c> listed every endpoint, as if paged. Writes still ignore one: their
     /// answer is kept under their Idempotency-Key, and a retry of a payment accepted before this rule, refused for a
-    /// parameter the write always ignored, would tell its client that the payment did not happen. Not the operator's
-    /// routes: this filter runs before their authentication, and a 400 there would answer a caller without the token.</summary>
+    /// parameter the write always ignored, would tell its client that the payment did not happen. The operator's reads
+    /// too (a probe: ?limit=5 listed every key): their caller is authenticated before routing
+    /// (<see cref="Payments.ServiceDefaults.Security.OperatorAuthentication.UseOperatorAuthenticationForAdmin"/>), so a 400
+    /// answers only the operator.</summary>
     public static ValueTask<object?> RefuseQueryWhereNoneIsTakenAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -110,7 +112,7 @@ internal static class Validate
         var http = context.HttpContext;
         if (http.Request.Query.Count == 0
             || !(HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method))
-            || !http.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase)
+            || !(http.Request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase) || http.Request.Path.StartsWithSegments("/admin", StringComparison.OrdinalIgnoreCase))
             || http.GetEndpoint()?.Metadata.OfType<Payments.Api.OpenApi.DocumentedParameter>().Any(parameter => parameter.In == Microsoft.OpenApi.ParameterLocation.Query) != false)
         {
             return next(context);

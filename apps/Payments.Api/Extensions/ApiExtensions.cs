@@ -150,6 +150,7 @@ public static class ApiExtensions
             await Reply.Problem(status, type, title).ToResult().ExecuteAsync(pages.HttpContext);
         });
         app.Use(Payments.ServiceDefaults.MethodNames.RefuseUnimplementedAsync); // "post" is no POST (routing ignores case)
+        OperatorAuthentication.KeepConnectionAddress(app); // for the operator's check: not what X-Forwarded-For says
         app.UseForwardedHeaders();
         if (app.Services.GetRequiredService<ApiOptions>().RequireHttps)
         {
@@ -361,7 +362,8 @@ public static class ApiExtensions
         {
             StatusCode: Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Cancelled or Grpc.Core.StatusCode.Internal,
         }
-        // NOSPACE alone: a message over gRPC's size limit is ResourceExhausted too, and that is a defect of ours.
+        // NOSPACE, or etcd shedding load: a message over gRPC's size limit is ResourceExhausted too, and that is ours.
         || (error is Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.ResourceExhausted } exhausted
-            && exhausted.Status.Detail.Contains("database space exceeded", StringComparison.Ordinal));
+            && (exhausted.Status.Detail.Contains("database space exceeded", StringComparison.Ordinal)
+                || exhausted.Status.Detail.Contains("too many requests", StringComparison.Ordinal)));
 }

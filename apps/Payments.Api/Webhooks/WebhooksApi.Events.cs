@@ -29,10 +29,7 @@ public static partial class WebhooksApi
 
         var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
         string? after = query.TryGetValue("after", out var afterText) ? afterText.ToString() : null;
-        // No page ends later than the clock allows an event to be written (a probe: a cursor edited to the year 2286 was
-        // an empty last page, and a consumer holding it saw no event until then).
-        if (after is not null && (!CursorPattern().IsMatch(after)
-                                  || long.Parse(after.AsSpan(0, 13), NumberStyles.None, CultureInfo.InvariantCulture) > (now + MaxSinceAhead).ToUnixTimeMilliseconds()))
+        if (after is not null && !IsCursor(after, now))
         {
             errors["after"] = "after must be a nextCursor from an earlier page.";
         }
@@ -85,6 +82,14 @@ public static partial class WebhooksApi
         var next = kvs.Count > 0 ? kvs[^1].Key.ToStringUtf8()[root.Length..] : after ?? CursorBefore(since);
         return Reply.Json(StatusCodes.Status200OK, new EventPage(data, more, next)).ToResult();
     }
+
+    /// <summary>Whether <paramref name="after"/> is a cursor a page can have given. No page ends later than the clock
+    /// allows an event to be written (a probe: a cursor edited to the year 2286 was an empty last page, and a consumer
+    /// holding it saw no event until then); an hour past since's own bound, so that a cursor one replica made from
+    /// since is not refused by another whose clock is a little behind.</summary>
+    private static bool IsCursor(string after, DateTimeOffset now) =>
+        CursorPattern().IsMatch(after)
+        && long.Parse(after.AsSpan(0, 13), NumberStyles.None, CultureInfo.InvariantCulture) <= (now + MaxSinceAhead + TimeSpan.FromHours(1)).ToUnixTimeMilliseconds();
 
     /// <summary>The cursor of an empty first page: the place just before <paramref name="since"/> (or before every
     /// event), so that the page after it holds what <c>since</c> would. A probe: an empty page read with <c>since</c>

@@ -88,13 +88,15 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
 
     /// <summary>Every request under <c>/admin</c>, matched or not, meets the operator's check before routing answers it
     /// (<see cref="UseOperatorAuthenticationForAdmin"/>): a 405 with its Allow header or a 404 answered to a caller
-    /// without the token mapped the admin routes for anyone (a probe); now that caller is told 401, as on a route.</summary>
+    /// without the token mapped the admin routes for anyone (a probe); now that caller is told 401, as on a route.
+    /// It knows the caller by the connection's own address (<see cref="KeepConnectionAddress"/>).</summary>
     public static void UseOperatorAuthenticationForAdmin(Microsoft.AspNetCore.Builder.IApplicationBuilder app)
     {
         ArgumentNullException.ThrowIfNull(app);
         Microsoft.AspNetCore.Builder.UseExtensions.Use(app, async (HttpContext context, RequestDelegate next) =>
         {
-            if (context.Request.Path.StartsWithSegments("/admin", StringComparison.OrdinalIgnoreCase)
+            if ((context.Request.Path.StartsWithSegments("/admin", StringComparison.OrdinalIgnoreCase)
+                 || string.Equals(context.Request.Path.Value, "/openapi/admin.json", StringComparison.OrdinalIgnoreCase))
                 && await context.RequestServices.GetRequiredService<OperatorAuthentication>().RefusalAsync(context) is { } refusal)
             {
                 await refusal.ExecuteAsync(context);
@@ -104,6 +106,25 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
             await next(context);
         });
     }
+
+    /// <summary>Keeps the connection's own address for the operator's check, before forwarded headers replace it: taken
+    /// from X-Forwarded-For, which a loopback caller (kubectl port-forward's) is trusted to send, a guesser reset its
+    /// budget of wrong tokens with each new value and the audit named whatever address it wrote (a probe). The admin
+    /// API is reached inside the cluster, never through the edge that would forward a client's address.</summary>
+    public static void KeepConnectionAddress(Microsoft.AspNetCore.Builder.IApplicationBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        Microsoft.AspNetCore.Builder.UseExtensions.Use(app, (HttpContext context, RequestDelegate next) =>
+        {
+            context.Items[ConnectionAddressItem] = context.Connection.RemoteIpAddress;
+            return next(context);
+        });
+    }
+
+    private const string ConnectionAddressItem = "operator.connection-address";
+
+    private static System.Net.IPAddress? ConnectionAddress(HttpContext http) =>
+        http.Items.TryGetValue(ConnectionAddressItem, out var kept) ? kept as System.Net.IPAddress : http.Connection.RemoteIpAddress;
 
     /// <summary>The answer to a request without the operator's token (or to the admin API switched off), or null when the
     /// caller is the operator (named in <see cref="CallerItem"/>).</summary>
@@ -123,7 +144,7 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
                 statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.AdminNotConfigured);
         }
 
-        var remote = http.Connection.RemoteIpAddress;
+        var remote = ConnectionAddress(http);
         var caller = credential.Authenticate(http.Request.Headers.Authorization.ToString());
         if (caller is null && failures.RetryAfter(remote) is { } wait)
         {
@@ -143,7 +164,7 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
             if (Refusals.ShouldLog(out var refused))
             {
                 logger.LogWarning("Admin request refused: {Method} {Path} from {Remote} without a valid operator token ({Refused} refused since the last such line)",
-                    RefusalLog.Shown(http.Request.Method), RefusalLog.Shown(http.Request.Path.Value), http.Connection.RemoteIpAddress, refused);
+                    RefusalLog.Shown(http.Request.Method), RefusalLog.Shown(http.Request.Path.Value), remote, refused);
             }
 
             http.Response.Headers.WWWAuthenticate = "Bearer";
@@ -151,7 +172,7 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
                 statusCode: StatusCodes.Status401Unauthorized, title: "Valid credentials are required.", type: ProblemTypes.Unauthorized);
         }
 
-        http.Items[CallerItem] = $"{caller} from {http.Connection.RemoteIpAddress}";
+        http.Items[CallerItem] = $"{caller} from {remote}";
         return null;
     }
 
@@ -165,10 +186,12 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
             return true; // no raw target (an in-memory test server): the routed path is all there is
         }
 
+        raw = raw.Split('?', 2)[0]; // "/admin?x=1" is /admin, which a caller without the token is refused (401) as any path under it
         var scheme = raw.StartsWith('/') ? -1 : raw.IndexOf("://", StringComparison.Ordinal);
         var path = raw.StartsWith('/') ? raw : scheme < 0 ? string.Empty : raw.IndexOf('/', scheme + 3) is var slash and >= 0 ? raw[slash..] : "/";
         // The admin routes, and the API's OpenAPI document of them (/openapi/admin.json), which this filter guards too.
-        return (path.StartsWith("/admin/", StringComparison.OrdinalIgnoreCase) || path.StartsWith("/openapi/", StringComparison.OrdinalIgnoreCase))
+        return (path.StartsWith("/admin/", StringComparison.OrdinalIgnoreCase) || string.Equals(path, "/admin", StringComparison.OrdinalIgnoreCase)
+                || path.StartsWith("/openapi/", StringComparison.OrdinalIgnoreCase))
             && !path.Contains("/.", StringComparison.Ordinal) && !path.Contains("%2e", StringComparison.OrdinalIgnoreCase);
     }
 
