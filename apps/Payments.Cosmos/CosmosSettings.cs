@@ -114,11 +114,12 @@ public sealed class CosmosSettings
     /// <summary>Returns the named containers in the order named — the one start-up step of every app that talks to
     /// Cosmos DB, within <see cref="SetupTimeout"/>. With a key it creates what is missing (idempotent); with Entra ID
     /// it only checks that each exists (a data-plane identity may not create them) and says how to provision it.</summary>
-    public async Task<IReadOnlyList<Container>> EnsureContainersAsync(CosmosClient client, IReadOnlyList<string> containers)
+    public async Task<IReadOnlyList<Container>> EnsureContainersAsync(CosmosClient client, IReadOnlyList<string> containers, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(containers);
-        using var setup = new CancellationTokenSource(SetupTimeout);
+        using var setup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        setup.CancelAfter(SetupTimeout);
         var account = await client.ReadAccountAsync().WaitAsync(setup.Token);
         if (AccountProblem(account.Consistency.DefaultConsistencyLevel, account.WritableRegions.Count()) is { } problem)
         {
@@ -150,6 +151,34 @@ public sealed class CosmosSettings
         }
 
         return ensured;
+    }
+
+    /// <summary>How long after a failed <see cref="WaitForContainersAsync"/> check the next one starts.</summary>
+    public static readonly TimeSpan SetupRetryInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary><see cref="EnsureContainersAsync"/> until it passes, for an app's first loop rather than its start-up: an
+    /// app that checked at start-up exited when Cosmos DB (or Entra ID) was away for a minute, and under Kubernetes'
+    /// growing back-off came back up to 5 minutes after Cosmos DB did (a review: the ledger and the failover service).
+    /// Each failed check (<paramref name="failed"/> is told) is retried after <see cref="SetupRetryInterval"/> until
+    /// <paramref name="cancellationToken"/> ends the wait; a misconfigured account (its consistency, a container Entra
+    /// ID may not create: <see cref="InvalidOperationException"/>) is no outage to wait out, and is thrown.</summary>
+    public async Task<IReadOnlyList<Container>> WaitForContainersAsync(
+        CosmosClient client, IReadOnlyList<string> containers, TimeProvider time, Action<int, Exception> failed, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(failed);
+        for (var attempt = 1; ; attempt++) // bounded by the caller's token: an outage is waited out, however long, and said
+        {
+            try
+            {
+                return await EnsureContainersAsync(client, containers, cancellationToken);
+            }
+            catch (Exception unreachable) when (unreachable is not InvalidOperationException && !cancellationToken.IsCancellationRequested)
+            {
+                failed(attempt, unreachable);
+                await Task.Delay(SetupRetryInterval, time, cancellationToken);
+            }
+        }
     }
 
     /// <summary>The consistency the account must default to: Strong, which the lease and RPO 0 rest on (below); the

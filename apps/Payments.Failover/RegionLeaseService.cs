@@ -7,13 +7,21 @@ namespace Payments.Failover;
 /// the interval, so a hung Cosmos or etcd call cannot hold up the next decision (the demotion deadline is enforced by
 /// time and by the mirror's own lease regardless).</summary>
 internal sealed class RegionLeaseService(
-    RegionLeaseManager manager, JournalReplicator replicator, RegionLeaseOptions options, TimeProvider time, ILogger<RegionLeaseService> logger)
+    RegionLeaseManager manager, JournalReplicator replicator, RegionLeaseOptions options, TimeProvider time, ILogger<RegionLeaseService> logger,
+    CosmosSetup? cosmos = null)
     : BackgroundService
 {
     public DateTimeOffset? LastTickCompletedAt { get; private set; }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (cosmos is not null)
+        {
+            // Before the first tick, not at start-up (CosmosSetup): an outage is waited out here, and said.
+            await cosmos.Settings.WaitForContainersAsync(cosmos.Client, cosmos.Containers, time, (attempt, unreachable) => logger.LogWarning(
+                "Region {Region}: the lease waits for Cosmos DB (check {Attempt} failed: {Reason})", options.Name, attempt, unreachable.Message), stoppingToken);
+        }
+
         using var timer = new PeriodicTimer(options.RenewInterval, time);
         do
         {
@@ -76,3 +84,9 @@ internal sealed class RegionLeaseService(
         }
     }
 }
+
+/// <summary>The Cosmos DB account and containers the failover service needs, checked (and, with a key, created) by the
+/// lease loop before its first tick — so before any region decides anything — rather than at start-up, which exited with
+/// Cosmos DB away and came back under Kubernetes' growing back-off up to 5 minutes after Cosmos DB did (a review;
+/// <see cref="Payments.Cosmos.CosmosSettings.WaitForContainersAsync"/>).</summary>
+internal sealed record CosmosSetup(Microsoft.Azure.Cosmos.CosmosClient Client, Payments.Cosmos.CosmosSettings Settings, IReadOnlyList<string> Containers);

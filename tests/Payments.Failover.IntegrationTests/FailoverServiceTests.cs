@@ -143,6 +143,26 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
 
     /// <summary>The operator's mistakes are problem+json too: a malformed body was a bodiless 400, an unknown route a
     /// bodiless 404; a body that names its target twice is malformed.</summary>
+    /// <summary>A review: the failover service checked its Cosmos DB containers at start-up, bounded at 60 s, and exited
+    /// when Cosmos DB was away — restarted during an outage it crash-looped, and came back under Kubernetes' growing
+    /// back-off up to 5 minutes after Cosmos DB did, its region's lease unrenewed meanwhile. It starts (its admin API
+    /// answers), and the lease loop takes the region once Cosmos DB is back.</summary>
+    [Fact]
+    public async Task AServiceStartedWithCosmosAway_Answers_AndTakesTheLeaseOnceCosmosIsBack()
+    {
+        await using var proxy = new TcpProxy(fixture.Cosmos.Endpoint.Port);
+        proxy.Cut();
+        var endpoint = new UriBuilder(fixture.Cosmos.Endpoint) { Port = proxy.Port }.Uri;
+        await using var a = await RegionAsync("region-a", "active", $"control-{Guid.NewGuid():N}", cosmosEndpoint: endpoint);
+        var client = OperatorClient(a);
+
+        var away = await client.GetFromJsonAsync<JsonElement>("/admin/v1/region"); // started, and answering
+        Assert.NotEqual("active", away.GetProperty("role").GetString());
+
+        proxy.Restore();
+        await WaitForAsync(client, status => status.GetProperty("role").GetString() == "active");
+    }
+
     [Fact]
     public async Task AMalformedBody_AndAnUnknownRoute_AreProblemJson()
     {
@@ -241,7 +261,8 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         return client;
     }
 
-    private async Task<WebApplicationFactory<Program>> RegionAsync(string name, string role, string control, TimeSpan? cooldown = null, string? nextToken = null)
+    private async Task<WebApplicationFactory<Program>> RegionAsync(
+        string name, string role, string control, TimeSpan? cooldown = null, string? nextToken = null, Uri? cosmosEndpoint = null)
     {
         await InProcessApp.GrantAsync(fixture.Cluster, Prefix(control, name));
         return new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
@@ -252,7 +273,7 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
             web.UseSetting("Admin:PeerRegion", name == "region-a" ? "region-b" : "region-a");
             web.UseSetting("Admin:SwitchoverCooldown", (cooldown ?? TimeSpan.Zero).ToString("c", System.Globalization.CultureInfo.InvariantCulture));
             web.UseSetting("Region:Role", role);
-            web.UseSetting("Cosmos:Endpoint", fixture.Cosmos.Endpoint.ToString());
+            web.UseSetting("Cosmos:Endpoint", (cosmosEndpoint ?? fixture.Cosmos.Endpoint).ToString());
             web.UseSetting("Cosmos:Key", LocalCosmosServer.Key);
             web.UseSetting("Cosmos:LimitToEndpoint", "true");
             web.UseSetting("Cosmos:AcceptAnyServerCertificate", "true"); // the local server's self-signed certificate

@@ -32,7 +32,7 @@ public static class FailoverExtensions
     /// <summary>The failover service of one region: the lease loop on the active-region record in Cosmos DB, the epoch
     /// mirror in this region's etcd, the warm standby (this region's ledger, written only by the journal applier while
     /// standby), reconciliation after a takeover, and the admin surface.</summary>
-    public static async Task AddFailoverServiceAsync(this WebApplicationBuilder builder)
+    public static Task AddFailoverServiceAsync(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         var region = (builder.Configuration.GetSection("Region").Get<RegionLeaseOptions>() ?? new RegionLeaseOptions()).Validate();
@@ -55,11 +55,12 @@ public static class FailoverExtensions
             json.SerializerOptions.AllowDuplicateProperties = false;
         });
         var client = cosmos.CreateClient();
-        // The control container exists before any region decides anything (idempotent; bounded).
-        var containers = await cosmos.EnsureContainersAsync(client, [cosmos.ControlContainer, cosmos.JournalContainer, cosmos.ArchiveContainer]);
-        var (control, journal, archive) = (containers[0], containers[1], containers[2]);
+        // Handles need no call; the lease loop checks the containers before its first tick, not start-up (CosmosSetup).
+        var (control, journal, archive) = (client.GetContainer(cosmos.Database, cosmos.ControlContainer),
+            client.GetContainer(cosmos.Database, cosmos.JournalContainer), client.GetContainer(cosmos.Database, cosmos.ArchiveContainer));
 
         var services = builder.Services;
+        services.AddSingleton(new CosmosSetup(client, cosmos, [cosmos.ControlContainer, cosmos.JournalContainer, cosmos.ArchiveContainer]));
         services.AddSingleton(region);
         services.AddSingleton(admin);
         services.AddSingleton(admin.Credential!);
@@ -99,6 +100,7 @@ public static class FailoverExtensions
         services.AddHostedService<ArchivingService>();
         services.AddSingleton<RegionLeaseService>();
         services.AddHostedService(provider => provider.GetRequiredService<RegionLeaseService>());
+        return Task.CompletedTask; // nothing is awaited at start-up: Cosmos DB is checked by the lease loop
     }
 
     public static void UseFailoverService(this WebApplication app)

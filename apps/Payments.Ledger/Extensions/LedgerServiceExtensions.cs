@@ -18,7 +18,7 @@ public static class LedgerServiceExtensions
     /// <summary>The ledger service: the etcd ledger (fenced by the region's epoch in a two-region deployment), its
     /// hold-expiry sweep, and journal shipping to Cosmos DB when <c>Replication:Mode</c> is sync or async — then also
     /// the archiving of settled entries past <c>Ledger:Retention:KeepFor</c> (ADR 0004).</summary>
-    public static async Task AddLedgerServiceAsync(this WebApplicationBuilder builder)
+    public static Task AddLedgerServiceAsync(this WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddServiceIdentity();
@@ -42,7 +42,7 @@ public static class LedgerServiceExtensions
         }
 
         var replication = (builder.Configuration.GetSection("Replication").Get<ReplicationOptions>() ?? new ReplicationOptions()).Validate();
-        await builder.AddJournalReplicationAsync(replication, etcd);
+        builder.AddJournalReplication(replication, etcd);
         if (replication.Enabled && retention.Enabled)
         {
             // Settled entries leave etcd only once the shipper has them in Cosmos DB; without replication the journal
@@ -51,6 +51,8 @@ public static class LedgerServiceExtensions
                 provider.GetRequiredService<EtcdLedger>(), () => provider.GetRequiredService<JournalShipper>().ShippedSequence,
                 provider.GetRequiredService<ILoggerFactory>()));
         }
+
+        return Task.CompletedTask; // nothing is awaited at start-up: Cosmos DB is checked by the shipping service
     }
 
     /// <summary>True when this process is only etcd's storage maintenance (<c>Payments:EtcdMaintenance=Only</c>: the

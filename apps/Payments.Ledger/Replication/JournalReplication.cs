@@ -64,17 +64,25 @@ public sealed class ReplicationAcknowledger(ReplicationOptions options, JournalS
     }
 }
 
-/// <summary>Runs the region's journal shipper for the life of the ledger service.</summary>
-internal sealed class JournalShippingService(JournalShipper shipper) : BackgroundService
+/// <summary>Runs the region's journal shipper for the life of the ledger service, once its Cosmos DB account and journal
+/// container are checked (<see cref="CosmosSettings.WaitForContainersAsync"/>): checked at start-up, the ledger exited
+/// when Cosmos DB was away and crash-looped, and once every replica had cycled the region had no ledger — in async mode
+/// too, whose writes never wait for Cosmos DB (a review). Meanwhile sync writes are answered replication-pending, as in
+/// any Cosmos DB outage.</summary>
+internal sealed class JournalShippingService(JournalShipper shipper, Func<CancellationToken, Task> ensureJournal) : BackgroundService
 {
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => shipper.RunAsync(stoppingToken);
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await ensureJournal(stoppingToken);
+        await shipper.RunAsync(stoppingToken);
+    }
 }
 
 internal static class ReplicationRegistration
 {
     /// <summary>With <c>Replication:Mode</c> sync or async: the Cosmos client, the journal container (created if
     /// missing, bounded), the shipper and its lag gauge.</summary>
-    public static async Task AddJournalReplicationAsync(this WebApplicationBuilder builder, ReplicationOptions options, EtcdOptions etcd)
+    public static void AddJournalReplication(this WebApplicationBuilder builder, ReplicationOptions options, EtcdOptions etcd)
     {
         builder.Services.AddSingleton(options);
         if (!options.Enabled)
@@ -91,12 +99,13 @@ internal static class ReplicationRegistration
 
         var cosmos = builder.Configuration.GetSection(CosmosSettings.Section).Get<CosmosSettings>() ?? new CosmosSettings();
         var client = cosmos.CreateClient();
-        var journal = await cosmos.EnsureContainersAsync(client, [cosmos.JournalContainer]);
+        // The container's handle needs no call; it is checked (and, with a key, created) by the shipping service.
+        var journal = client.GetContainer(cosmos.Database, cosmos.JournalContainer);
         builder.Services.AddSingleton(client);
         builder.Services.AddSingleton(provider =>
         {
             var shipper = new JournalShipper(
-                region, journal[0],
+                region, journal,
                 // The service's own ledger: the shipper only reads its journal (the region fence guards writes only).
                 provider.GetRequiredService<EtcdLedger>(),
                 provider.GetRequiredService<TimeProvider>(), provider.GetRequiredService<ILoggerFactory>().CreateLogger<JournalShipper>())
@@ -117,6 +126,15 @@ internal static class ReplicationRegistration
             var region = provider.GetRequiredService<RegionEpochWatcher>();
             return new ReplicationAcknowledger(options, provider.GetRequiredService<JournalShipper>(), () => region.WriteDeadlinePassed);
         });
-        builder.Services.AddHostedService<JournalShippingService>();
+        builder.Services.AddHostedService(provider =>
+        {
+            var logger = provider.GetRequiredService<ILogger<JournalShippingService>>();
+            return new JournalShippingService(provider.GetRequiredService<JournalShipper>(), token => cosmos.WaitForContainersAsync(
+                client, [cosmos.JournalContainer], provider.GetRequiredService<TimeProvider>(),
+                (attempt, unreachable) => logger.LogWarning(
+                    "Journal shipping waits for Cosmos DB (check {Attempt} failed: {Reason}); sync writes are answered replication-pending meanwhile",
+                    attempt, unreachable.Message),
+                token));
+        });
     }
 }
