@@ -22,7 +22,7 @@ public sealed class CosmosSettings
 {
     public const string Section = "Cosmos";
 
-    /// <summary>How long start-up may spend creating the database and containers.</summary>
+    /// <summary>How long one check of the account and containers (creating those missing, with a key) may take.</summary>
     public static readonly TimeSpan SetupTimeout = TimeSpan.FromSeconds(60);
 
     public Uri? Endpoint { get; set; }
@@ -111,8 +111,8 @@ public sealed class CosmosSettings
     /// could fall back to another identity.</summary>
     private static TokenCredential Credential() => new WorkloadIdentityCredential();
 
-    /// <summary>Returns the named containers in the order named — the one start-up step of every app that talks to
-    /// Cosmos DB, within <see cref="SetupTimeout"/>. With a key it creates what is missing (idempotent); with Entra ID
+    /// <summary>Returns the named containers in the order named — the check an app that talks to Cosmos DB makes before
+    /// its first use (<see cref="WaitForContainersAsync"/>), within <see cref="SetupTimeout"/>. With a key it creates what is missing (idempotent); with Entra ID
     /// it only checks that each exists (a data-plane identity may not create them) and says how to provision it.</summary>
     public async Task<IReadOnlyList<Container>> EnsureContainersAsync(CosmosClient client, IReadOnlyList<string> containers, CancellationToken cancellationToken = default)
     {
