@@ -17,9 +17,12 @@ public sealed partial class PaymentSagaTests
     /// <summary>Finished payments kept beside the stuck one: more than a pass's backstop page (<see cref="SweepPolicy.PageSize"/>).</summary>
     private const int FinishedRecords = 450;
 
-    private StuckPaymentSweeper Sweeper(TimeProvider? time = null) => new(
+    private StuckPaymentSweeper Sweeper(TimeProvider? time = null, TimeSpan? passBudget = null) => new(
         saga.Records, new DaprPaymentWorkflows(saga.Workflows), saga.Etcd, new EtcdOptions { KeyPrefix = saga.Prefix },
-        new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1)),
+        new SweepPolicy(Interval: TimeSpan.FromSeconds(5), MissingGrace: TimeSpan.FromSeconds(15), MaxRunning: TimeSpan.FromHours(1))
+        {
+            PassBudget = passBudget ?? TimeSpan.FromMinutes(1),
+        },
         SagaFixture.ApprovalTimeout, time ?? TimeProvider.System, NullLogger<StuckPaymentSweeper>.Instance);
 
     /// <summary>A pass reads the unfinished payments, not every finished record kept (it used to read them all, up to
@@ -56,6 +59,42 @@ public sealed partial class PaymentSagaTests
         Assert.True(report.Scanned < FinishedRecords, $"The pass read {report.Scanned} records: the finished ones too.");
         Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(stuck));
         Assert.Equal(300, await BalanceAsync(creditor));
+    }
+
+    /// <summary>A review of bounds: a pass asked the workflow engine about every payment past its grace (each call up to
+    /// 10 s) and saved its cursor only at its end — with the engine frozen, a pass took hours, and what it had walked was
+    /// lost with the lock. Past its budget a pass stops after what it examined (at least one) and saves its cursor there;
+    /// the next goes on from it, and every payment is reached in turn.</summary>
+    [Fact]
+    public async Task Sweeper_APassPastItsBudget_StopsWhereItGotTo_AndTheNextGoesOnFromThere()
+    {
+        const int Stuck = 3;
+        var (debtor, creditor) = await OpenAccountsAsync(fundsMinor: Stuck * 100);
+        var stuck = Enumerable.Range(0, Stuck).Select(_ => Payment(debtor, creditor, 100)).ToArray();
+        foreach (var payment in stuck)
+        {
+            await saga.Records.CreateAsync(PaymentRecord.Accepted(payment.Order, DateTimeOffset.UtcNow.AddMinutes(-1)), CancellationToken.None);
+        }
+
+        var sweeper = Sweeper(passBudget: TimeSpan.Zero); // out of time as soon as it has examined one
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        var report = SweepReport.Idle;
+        while ((report = await sweeper.SweepOnceAsync(CancellationToken.None)) == SweepReport.Idle)
+        {
+            Assert.True(waited.Elapsed < 2 * SweepPolicy.LockLeaseTtl, "no pass got the sweep lock"); // the fixture's sweeper may hold it
+            await Task.Delay(TimeSpan.FromMilliseconds(250));
+        }
+
+        Assert.Equal(1, report.Scanned); // neither the rest of the in-flight walk nor the backstop's page
+        await SweepUntilAsync(sweeper, async () => (await Task.WhenAll(stuck.Select(async payment =>
+                (await saga.Workflows.GetWorkflowStateAsync(payment.PaymentId, getInputsAndOutputs: false))?.Exists == true))).All(started => started),
+            SagaTimeout, "a stuck payment was never reached by the passes after the first");
+        foreach (var payment in stuck)
+        {
+            Assert.Equal(PaymentOutcome.Completed(), await WaitAsync(payment));
+        }
+
+        Assert.Equal(Stuck * 100, await BalanceAsync(creditor));
     }
 
     /// <summary>An unfinished record without its marker (written before markers existed) is still found: the records are

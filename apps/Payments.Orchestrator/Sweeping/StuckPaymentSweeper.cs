@@ -49,6 +49,9 @@ public sealed class StuckPaymentSweeper(
     /// under the lock.</summary>
     private DateTimeOffset? staleBefore;
 
+    /// <summary>When the current pass stops examining (<see cref="SweepPolicy.PassBudget"/>). Set per pass, under the lock.</summary>
+    private DateTimeOffset passEnds;
+
     /// <summary>One pass, if this process gets the lock (else <see cref="SweepReport.Idle"/>).</summary>
     public async Task<SweepReport> SweepOnceAsync(CancellationToken cancellationToken)
     {
@@ -84,6 +87,7 @@ public sealed class StuckPaymentSweeper(
         }
 
         staleBefore = since ?? state.Since;
+        passEnds = time.GetUtcNow() + policy.PassBudget;
         var report = new SweepReport(0, 0, 0, 0, 0, false, takeover is not null);
         var examined = new HashSet<string>(StringComparer.Ordinal);
         var (inFlight, afterInFlight) = await WalkInFlightAsync(state.InFlight, report, examined, linked.Token);
@@ -121,7 +125,7 @@ public sealed class StuckPaymentSweeper(
             var (lastExamined, capped) = (cursor, false);
             foreach (var (marker, paymentId) in markers)
             {
-                if (report.Actions >= SweepPolicy.MaxActionsPerPass)
+                if (report.Actions >= SweepPolicy.MaxActionsPerPass || OutOfTime(examined))
                 {
                     // The rest of the page waits for the next pass: passed over, it waited for the next cycle — one
                     // that is no takeover cycle any more, whose rules do not look for a run left over from before.
@@ -162,14 +166,32 @@ public sealed class StuckPaymentSweeper(
     private async Task<(string? Cursor, SweepReport Report)> WalkRecordsAsync(
         string? cursor, SweepReport report, HashSet<string> examined, CancellationToken cancellationToken)
     {
-        var batch = await records.ListAsync(cursor, SweepPolicy.PageSize, cancellationToken);
-        foreach (var record in batch.Where(record => examined.Add(record.PaymentId)))
+        if (OutOfTime(examined))
         {
-            report = await ExamineAsync(record, report, cancellationToken);
+            return (cursor, report); // the in-flight walk used the pass: the backstop goes on next pass
+        }
+
+        var batch = await records.ListAsync(cursor, SweepPolicy.PageSize, cancellationToken);
+        foreach (var record in batch)
+        {
+            if (OutOfTime(examined))
+            {
+                return (cursor, report); // from the last one examined, next pass
+            }
+
+            if (examined.Add(record.PaymentId))
+            {
+                report = await ExamineAsync(record, report, cancellationToken);
+            }
+
+            cursor = record.PaymentId;
         }
 
         return (batch.Count == 0 ? null : batch[^1].PaymentId, report);
     }
+
+    /// <summary>Past the pass's budget, once at least one payment was examined (each pass makes progress).</summary>
+    private bool OutOfTime(HashSet<string> examined) => examined.Count > 0 && time.GetUtcNow() >= passEnds;
 
     private async Task<SweepReport> ExamineAsync(PaymentRecord record, SweepReport report, CancellationToken cancellationToken)
     {

@@ -25,6 +25,13 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
 
     public static readonly TimeSpan LockLeaseTtl = TimeSpan.FromSeconds(15);
 
+    /// <summary>How long one pass examines payments at most; it then saves its cursor where it got to and the next pass
+    /// goes on from there. A pass asks the workflow engine about each payment past its grace, each call bounded at
+    /// <see cref="Workflows.DaprPaymentWorkflows.CallTimeout"/>: with the engine frozen, a pass over
+    /// <see cref="MaxPagesPerPass"/> pages took hours, and its cursor, saved only at its end, was lost with the lock or
+    /// the process (a review of bounds). At least one payment is examined per pass, so every pass makes progress.</summary>
+    public TimeSpan PassBudget { get; init; } = TimeSpan.FromMinutes(1);
+
     /// <summary>A running saga (not waiting for a reviewer) whose history has not changed this long is run again: every
     /// step it takes is an activity bounded by its HTTP timeouts (30 s at most) or a retry timer (30 s at most), so its
     /// history moves at least that often. A work item lost between the workflow engine and a worker that disconnected
