@@ -38,6 +38,7 @@ public sealed class MerchantKeysTests(ApiSystemFixture system, ITestOutputHelper
         using (var created = await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = merchant, name = "Keys Ltd" }))
         {
             Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            Assert.Equal($"/admin/v1/merchants/{merchant}", created.Headers.Location?.OriginalString); // a probe: a 201 without it
         }
 
         using (var again = await admin.PostAsJsonAsync("/admin/v1/merchants", new { merchantId = merchant, name = "Keys Ltd" }))

@@ -23,7 +23,7 @@ public static class AdminApi
             .AddEndpointFilter(Payments.Api.Regions.RegionWriteGate.AdminWritesAsync)
             .WithDescription("The operator's API (Authorization: Bearer <operator token>; merchant keys are refused). Not routed by the public edge.");
         admin.MapPost("/merchants", CreateMerchantAsync).WithName("CreateMerchant")
-            .JsonBody<CreateMerchantRequest>().Produces<MerchantResponse>(StatusCodes.Status201Created).Produces<MerchantResponse>().Problems(400, 409, 413, 415);
+            .JsonBody<CreateMerchantRequest>().Produces<MerchantResponse>(StatusCodes.Status201Created).LocationOfCreated("merchant").Produces<MerchantResponse>().Problems(400, 409, 413, 415);
         admin.MapGet("/merchants/{merchantId}", async (string merchantId, MerchantStore store, CancellationToken cancellationToken) =>
             await store.GetMerchantAsync(merchantId, cancellationToken) is { } merchant
                 ? Reply.Json(StatusCodes.Status200OK, ToResponse(merchant)).ToResult()
@@ -158,6 +158,7 @@ public static class AdminApi
         if (created)
         {
             audit.LogInformation("Admin: merchant {MerchantId} created by {Operator}", merchant.MerchantId, OperatorAuthentication.CallerOf(context));
+            context.Response.Headers.Location = "/admin/v1/merchants/" + Uri.EscapeDataString(merchant.MerchantId); // RFC 9110 15.3.2, as the public 201s
         }
         else if (before is { Name: null } && merchant.Name is not null)
         {
