@@ -31,8 +31,10 @@ public sealed record RiskAssessment(RiskDecision Decision, IReadOnlyList<string>
 
 /// <summary>What the risk check looks at. <paramref name="CreatedAt"/>: when the payment was accepted (null: now) —
 /// velocity counts a payment at that instant, so a saga run again long after (resumed, restarted) adds nothing to
-/// its debtor's window today.</summary>
-public sealed record RiskInput(string PaymentId, AccountId Debtor, AccountId Creditor, Money Amount, DateTimeOffset? CreatedAt = null);
+/// its debtor's window today. <paramref name="MerchantId"/>: whose payment it is (both accounts are that merchant's;
+/// null from an older caller, or a merchant whose id predates the id check), so that a blocklist entry
+/// <c>{merchantId}~{accountId}</c> finds the merchant's account whatever its ledger id.</summary>
+public sealed record RiskInput(string PaymentId, AccountId Debtor, AccountId Creditor, Money Amount, DateTimeOffset? CreatedAt = null, string? MerchantId = null);
 
 /// <summary>The amount limits of one currency, in its minor units.</summary>
 public sealed record RiskAmounts(long ReviewThresholdMinor, long RejectAboveMinor, long VelocityMaxSumMinor);

@@ -11,7 +11,10 @@ public static class RiskRoutes
 /// <summary>The risk service's request body.</summary>
 /// <param name="CreatedAtUnixMs">When the payment was accepted (<see cref="RiskInput.CreatedAt"/>); absent from a caller of
 /// an earlier version: now.</param>
-public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, string CreditorAccountId, long AmountMinor, string Currency, long? CreatedAtUnixMs = null)
+/// <param name="MerchantId">Whose payment it is (<see cref="RiskInput.MerchantId"/>); absent from a caller of an earlier
+/// version, or for a merchant whose id predates the id check.</param>
+public sealed record RiskRequestWire(
+    string PaymentId, string DebtorAccountId, string CreditorAccountId, long AmountMinor, string Currency, long? CreatedAtUnixMs = null, string? MerchantId = null)
 {
     /// <summary>The last millisecond DateTimeOffset holds (year 9999).</summary>
     private const long MaxUnixMs = 253_402_300_799_999;
@@ -49,7 +52,13 @@ public sealed record RiskRequestWire(string PaymentId, string DebtorAccountId, s
             return null;
         }
 
+        if (MerchantId is not null && !AccountId.IsMerchantId(MerchantId))
+        {
+            problem = "merchantId must be a merchant id when given.";
+            return null;
+        }
+
         return new RiskInput(PaymentId, debtor, creditor, new Money(AmountMinor, currency),
-            CreatedAtUnixMs is { } created ? DateTimeOffset.FromUnixTimeMilliseconds(created) : null);
+            CreatedAtUnixMs is { } created ? DateTimeOffset.FromUnixTimeMilliseconds(created) : null, MerchantId);
     }
 }

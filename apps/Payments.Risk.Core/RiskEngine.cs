@@ -6,7 +6,8 @@ namespace Payments.Risk.Core;
 /// <summary>The rules, evaluated in order of severity: blocklist and hard limits reject; velocity and the review
 /// threshold send a payment to a person. Velocity is counted per debtor over a sliding window, in memory.</summary>
 /// <remarks>Velocity here is per process: with several risk replicas each sees its share, so the limits are a floor
-/// of protection, not an exact count. Assessing the same payment id twice counts it once (activities may retry).
+/// of protection, not an exact count. Assessing the same payment id twice here counts it once (activities may retry;
+/// a retry on another replica, or after a restart, counts there).
 /// Memory is bounded by accounts and by payments remembered in all; past either bound the accounts furthest from both
 /// velocity limits (count and sum), the idlest among equals, are forgotten first — never all at
 /// once, as before, which let anyone who could pay from enough accounts reset every other account's window.</remarks>
@@ -34,12 +35,12 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
         ArgumentNullException.ThrowIfNull(input);
         var amounts = policy.AmountsFor(input.Amount.Currency);
         var reasons = new List<string>();
-        if (policy.BlockedAccounts.Contains(input.Debtor.Value))
+        if (Blocked(input.Debtor, input.MerchantId))
         {
             reasons.Add(RiskAssessment.DebtorBlocked);
         }
 
-        if (policy.BlockedAccounts.Contains(input.Creditor.Value))
+        if (Blocked(input.Creditor, input.MerchantId))
         {
             reasons.Add(RiskAssessment.CreditorBlocked);
         }
@@ -73,6 +74,13 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
         return Task.FromResult(new RiskAssessment(reasons.Count > 0 ? RiskDecision.Review : RiskDecision.Approve, reasons));
     }
 
+    /// <summary>Whether the blocklist names <paramref name="account"/>: by its ledger id, or as
+    /// <c>{merchantId}~{accountId}</c> — the merchant's account whatever its ledger id (the first merchant to open an id
+    /// has it plain, so an operator could not tell which form to write, and a plain id blocks whoever opened it first).</summary>
+    private bool Blocked(AccountId account, string? merchantId) =>
+        policy.BlockedAccounts.Contains(account.Value)
+        || (merchantId is not null && !account.IsNamespaced && policy.BlockedAccounts.Contains(merchantId + AccountId.MerchantSeparator + account.Value));
+
     /// <summary>Adds the payment to its debtor's window (once per payment id) and returns the window's count and sum.
     /// One lock for all accounts: an assessment is one call per payment, and the bounds need a consistent count.</summary>
     private (int Count, long Sum) Record(RiskInput input)
@@ -99,10 +107,13 @@ public sealed class RiskEngine(RiskPolicy policy, TimeProvider time, int maxTrac
             // Counted at the payment's acceptance, not at this assessment: a saga run again long after (resumed when
             // its workflow engine lost it, restarted by the sweeper) re-assessed a payment whose first count had left
             // the window, and its debtor's new payments went to review (a fault probe: a crashed workflow engine sent
-            // 191 parked payments through risk again). Older than the window, it is not counted; within it, counted
-            // no earlier than the window's last entry (the window is kept in time order).
-            var at = input.CreatedAt is { } created && created < now ? Max(created, window.LastCountedAt) : now;
-            if (now - at <= policy.VelocityWindow && window.PaymentIds.Add(input.PaymentId))
+            // 191 parked payments through risk again). Accepted longer ago than the window, it is not counted —
+            // judged by its acceptance, not by where it would sit: placed no earlier than the window's last entry (the
+            // window is kept in time order), an old payment re-assessed after one new payment of its debtor's was
+            // counted as new (a review).
+            var accepted = input.CreatedAt is { } created && created < now ? created : now;
+            var at = Max(accepted, window.LastCountedAt);
+            if (now - accepted <= policy.VelocityWindow && window.PaymentIds.Add(input.PaymentId))
             {
                 window.LastCountedAt = at;
                 window.Entries.Enqueue((at, input.PaymentId, input.Amount.AmountMinor));

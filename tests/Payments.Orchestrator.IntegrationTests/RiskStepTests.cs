@@ -57,6 +57,21 @@ public sealed class RiskStepTests(SagaFixture saga)
         Assert.Equal(RiskDecision.Reject, (await step.RunAsync(null!, new PaymentInput(fresh, TimeSpan.FromMinutes(5)))).Decision);
     }
 
+    /// <summary>The step tells risk whose payment it is: a blocklist entry <c>{merchantId}~{accountId}</c> rejects the
+    /// merchant's account though its ledger id is the plain one (the merchant opened the id first).</summary>
+    [Fact]
+    public async Task TheRiskStep_NamesTheMerchant_SoAnEntryByMerchantAndAccountBlocks()
+    {
+        var order = new PaymentOrder($"pay-{Guid.NewGuid():N}", "merchant-r", "acct-risk-d", "acct-risk-mule", 100, "USD", null);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+        var blocked = RiskPolicy.Default with { BlockedAccounts = new HashSet<string>(["merchant-r~acct-risk-mule"], StringComparer.Ordinal) };
+        var step = new CheckRiskActivity(new RiskEngine(blocked, TimeProvider.System), saga.Records, TimeProvider.System);
+
+        var assessment = await step.RunAsync(null!, new PaymentInput(order, TimeSpan.FromMinutes(5)));
+
+        Assert.Equal((RiskDecision.Reject, RiskAssessment.CreditorBlocked), (assessment.Decision, assessment.Reasons.Single()));
+    }
+
     /// <summary>A saga review: a payment risk rejected, whose saga could not finish (its hold's void unanswered for the
     /// step's budget) and was resumed, was asked of risk again — and paid once a blocklist entry was removed. The
     /// rejection is recorded before the saga acts on it and binds: this step run again (approved or sent to review now)

@@ -58,6 +58,30 @@ public sealed class RiskEngineTests
         Assert.Equal([RiskAssessment.VelocityCountExceeded], over.Reasons);
     }
 
+    /// <summary>A review: an old payment assessed again was placed no earlier than its debtor's last entry, and judged by
+    /// that place — so after one new payment of the debtor's, every old one re-assessed counted as new, and the debtor's
+    /// ordinary payments went to review. Judged by its acceptance, it counts nothing in whichever order it comes.</summary>
+    [Fact]
+    public async Task OldPaymentsAssessedAgain_AfterTheDebtorsNewOne_CountNothingEither()
+    {
+        var engine = new RiskEngine(Policy, time);
+        Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("new-0", Alice, Bob, 100), CancellationToken.None)).Decision);
+        var acceptedLongAgo = time.GetUtcNow() - Policy.VelocityWindow * 3;
+        for (var index = 0; index < 5; index++)
+        {
+            var again = await engine.AssessAsync(Input($"old-{index}", Alice, Bob, 100) with { CreatedAt = acceptedLongAgo }, CancellationToken.None);
+            Assert.Equal(RiskDecision.Approve, again.Decision);
+        }
+
+        for (var index = 1; index < Policy.VelocityMaxCount; index++)
+        {
+            Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input($"new-{index}", Alice, Bob, 100), CancellationToken.None)).Decision);
+        }
+
+        var over = await engine.AssessAsync(Input("new-over", Alice, Bob, 100), CancellationToken.None);
+        Assert.Equal([RiskAssessment.VelocityCountExceeded], over.Reasons);
+    }
+
     /// <summary>A currency with its own amount limits is assessed by them; the others by the general ones.</summary>
     [Theory]
     [InlineData("IDR", 5_000_000, RiskDecision.Approve)] // above the general review threshold, well under IDR's
@@ -105,6 +129,24 @@ public sealed class RiskEngineTests
         var mallory = AccountId.Parse("mallory");
         Assert.Equal([RiskAssessment.DebtorBlocked], (await engine.AssessAsync(Input("p1", mallory, Bob, 1), CancellationToken.None)).Reasons);
         Assert.Equal([RiskAssessment.CreditorBlocked], (await engine.AssessAsync(Input("p2", Alice, mallory, 1), CancellationToken.None)).Reasons);
+    }
+
+    /// <summary>A review: blocklist entries were ledger ids, and a merchant's account has its plain id there only if that
+    /// merchant opened the id first — the operator could not tell which form to write, and a plain id blocked whoever
+    /// opened it first. An entry <c>{merchantId}~{accountId}</c> names the merchant's account in either form, and no
+    /// other merchant's account of that id.</summary>
+    [Fact]
+    public async Task AMerchantsAccountIsBlocked_ByMerchantAndId_WhateverItsLedgerId_AndNoOtherMerchantsIs()
+    {
+        var engine = new RiskEngine(Policy with { BlockedAccounts = new HashSet<string>(["acme~mule-1"], StringComparer.Ordinal) }, time);
+        var plain = AccountId.Parse("mule-1"); // acme opened it first
+        var namespaced = AccountId.ParseLedger("acme~mule-1"); // another merchant opened it first
+
+        Assert.Equal([RiskAssessment.DebtorBlocked], (await engine.AssessAsync(Input("b1", plain, Bob, 1) with { MerchantId = "acme" }, CancellationToken.None)).Reasons);
+        Assert.Equal([RiskAssessment.CreditorBlocked], (await engine.AssessAsync(Input("b2", Alice, namespaced, 1) with { MerchantId = "acme" }, CancellationToken.None)).Reasons);
+        Assert.Equal([RiskAssessment.CreditorBlocked], (await engine.AssessAsync(Input("b3", Alice, namespaced, 1), CancellationToken.None)).Reasons); // an older caller
+        Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("b4", plain, Bob, 1) with { MerchantId = "globex" }, CancellationToken.None)).Decision);
+        Assert.Equal(RiskDecision.Approve, (await engine.AssessAsync(Input("b5", AccountId.ParseLedger("globex~mule-1"), Bob, 1) with { MerchantId = "globex" }, CancellationToken.None)).Decision);
     }
 
     [Fact]

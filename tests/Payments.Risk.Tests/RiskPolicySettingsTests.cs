@@ -75,13 +75,26 @@ public sealed class RiskPolicySettingsTests
 
     [Theory]
     [InlineData("Payments:VelocityMaxCount", "0")]
+    [InlineData("Payments:VelocityMaxCount", "10000")] // a review: the window remembers 10,000 payments, so the count rule never fired
+    [InlineData("Payments:BlockedAccounts:0", "mule 1")] // a review: a typo blocked nothing, unnoticed
+    [InlineData("Payments:BlockedAccounts:1", "")]
     [InlineData("Payments:VelocityMaxSumMinor", "-1")]
     [InlineData("Payments:VelocityWindow", "00:00:00")]
     [InlineData("Payments:RejectAboveMinor", "0")]
-    public void AVelocitySettingThatIsNotPositive_StopsTheStart_NamingIt(string setting, string value)
+    public void AVelocityOrBlocklistSettingOutOfRange_StopsTheStart_NamingIt(string setting, string value)
     {
         var refused = Assert.Throws<InvalidOperationException>(() => RiskServiceExtensions.PolicyFrom(Settings((setting, value))));
 
-        Assert.Contains(setting, refused.Message, StringComparison.Ordinal);
+        Assert.Contains(setting.StartsWith("Payments:BlockedAccounts", StringComparison.Ordinal) ? "Payments:BlockedAccounts" : setting, refused.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The largest count the engine can reach, and a namespaced ledger id (<c>{merchant}~{id}</c>), are taken.</summary>
+    [Fact]
+    public void TheLargestReachableCount_AndANamespacedLedgerId_AreTaken()
+    {
+        var policy = RiskServiceExtensions.PolicyFrom(Settings(("Payments:VelocityMaxCount", "9999"), ("Payments:BlockedAccounts:0", "acme~mule-1")));
+
+        Assert.Equal(9999, policy.VelocityMaxCount);
+        Assert.Contains("acme~mule-1", policy.BlockedAccounts);
     }
 }

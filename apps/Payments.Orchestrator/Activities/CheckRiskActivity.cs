@@ -31,7 +31,7 @@ public sealed class CheckRiskActivity(IRiskAssessor risk, PaymentRecordStore rec
         ArgumentNullException.ThrowIfNull(input);
         var assessment = await risk.AssessAsync(
             new RiskInput(input.PaymentId, AccountId.ParseLedger(input.Order.DebtorAccountId), AccountId.ParseLedger(input.Order.CreditorAccountId), PaymentTransfers.Amount(input),
-                input.CreatedAt),
+                input.CreatedAt, input.Order.MerchantId),
             CancellationToken.None);
         switch (assessment.Decision)
         {

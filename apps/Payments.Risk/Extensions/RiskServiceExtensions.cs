@@ -13,7 +13,8 @@ public static class RiskServiceExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddServiceIdentity();
-        builder.Services.AddSingleton<IRiskAssessor>(new RiskEngine(PolicyFrom(builder.Configuration), TimeProvider.System));
+        var policy = PolicyFrom(builder.Configuration); // at start-up: a bad setting stops it, naming the setting
+        builder.Services.AddSingleton<IRiskAssessor>(provider => new RiskEngine(policy, provider.GetService<TimeProvider>() ?? TimeProvider.System));
     }
 
     /// <summary>The rules with the configured review threshold (<c>Payments:ReviewThresholdMinor</c>), the amount above
@@ -22,17 +23,34 @@ public static class RiskServiceExtensions
     /// per debtor account (<c>Payments:VelocityMaxCount</c>, <c>Payments:VelocityMaxSumMinor</c> over
     /// <c>Payments:VelocityWindow</c>) and blocklist (<c>Payments:BlockedAccounts</c>); unset ones are
     /// <see cref="RiskPolicy.Default"/>'s. A velocity setting that is not positive stops the start: a limit of zero
-    /// would send every payment to a person.</summary>
+    /// would send every payment to a person; so does a count the engine cannot reach (it remembers
+    /// <see cref="RiskEngine.MaxRememberedPerAccount"/> payments per account: the rule would never fire), and a blocklist
+    /// entry that is no ledger account id (a typo would block nothing, unnoticed).</summary>
     public static RiskPolicy PolicyFrom(IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var defaults = RiskPolicy.Default;
         var blocked = configuration.GetSection("Payments:BlockedAccounts").Get<string[]>() ?? [];
+        foreach (var entry in blocked)
+        {
+            if (!AccountId.TryParseLedger(entry, out _, out var problem))
+            {
+                throw new InvalidOperationException($"Payments:BlockedAccounts has '{entry}', which is no ledger account id ({problem}).");
+            }
+        }
+
+        var maxCount = Positive(configuration.GetValue("Payments:VelocityMaxCount", defaults.VelocityMaxCount), "Payments:VelocityMaxCount");
+        if (maxCount >= RiskEngine.MaxRememberedPerAccount)
+        {
+            throw new InvalidOperationException(
+                $"Payments:VelocityMaxCount is {maxCount}; use at most {RiskEngine.MaxRememberedPerAccount - 1} (the payments one account's window remembers, less one).");
+        }
+
         var policy = defaults with
         {
             ReviewThresholdMinor = configuration.GetValue("Payments:ReviewThresholdMinor", defaults.ReviewThresholdMinor),
             RejectAboveMinor = Positive(configuration.GetValue("Payments:RejectAboveMinor", defaults.RejectAboveMinor), "Payments:RejectAboveMinor"),
-            VelocityMaxCount = Positive(configuration.GetValue("Payments:VelocityMaxCount", defaults.VelocityMaxCount), "Payments:VelocityMaxCount"),
+            VelocityMaxCount = maxCount,
             VelocityMaxSumMinor = Positive(configuration.GetValue("Payments:VelocityMaxSumMinor", defaults.VelocityMaxSumMinor), "Payments:VelocityMaxSumMinor"),
             VelocityWindow = Positive(configuration.GetValue("Payments:VelocityWindow", defaults.VelocityWindow), "Payments:VelocityWindow"),
             BlockedAccounts = new HashSet<string>(blocked, StringComparer.Ordinal),
