@@ -12,6 +12,8 @@ public static class OrchestratorRegistration
     public static void RegisterPaymentSaga(this WorkflowRuntimeOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.RegisterWorkflow<PaymentWorkflowV5>();
+        options.RegisterWorkflow<ResumedPaymentWorkflowV5>();
         options.RegisterWorkflow<PaymentWorkflowV4>();
         options.RegisterWorkflow<PaymentWorkflowV3>();
         options.RegisterWorkflow<ResumedPaymentWorkflowV2>();

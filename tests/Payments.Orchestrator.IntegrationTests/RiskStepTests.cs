@@ -99,4 +99,22 @@ public sealed class RiskStepTests(SagaFixture saga)
         var facts = await new FindHoldActivity(saga.Ledger, saga.Records).RunAsync(null!, input);
         Assert.Equal(new LedgerFacts(false, null, RiskRejected: true), facts);
     }
+
+    /// <summary>Every step's answer names the run that asked (<see cref="PaymentInput.Run"/>), so a saga can tell a
+    /// terminated run's late answer from its own; a run without a token gets answers without one, as before.</summary>
+    [Theory]
+    [InlineData("run-7f3a")]
+    [InlineData(null)]
+    public async Task AStepsAnswer_NamesTheRunThatAsked(string? run)
+    {
+        var order = new PaymentOrder($"pay-{Guid.NewGuid():N}", "merchant-r", "acct-risk-d", "acct-risk-c", 100, "USD", null);
+        await saga.Records.CreateAsync(PaymentRecord.Accepted(order, DateTimeOffset.UtcNow), CancellationToken.None);
+        var input = new PaymentInput(order, TimeSpan.FromMinutes(5)) { Run = run };
+
+        var facts = await new FindHoldActivity(saga.Ledger, saga.Records).RunAsync(null!, input);
+        var recorded = await new RecordOutcomeActivity(saga.Records, TimeProvider.System).RunAsync(null!, new RecordOutcomeInput(input, PaymentOutcome.Failed("test")));
+
+        Assert.Equal((run, run), (facts.Run, recorded.Run));
+        Assert.Equal(new LedgerFacts(false) { Run = run }, facts);
+    }
 }

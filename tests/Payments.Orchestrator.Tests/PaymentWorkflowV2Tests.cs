@@ -303,6 +303,41 @@ public sealed class PaymentWorkflowV2Tests
         Assert.Equal(budgetInInput, calls.Contains(nameof(MoveMoneyActivity)));
     }
 
+    /// <summary>Research (dapr/dapr 1.15–1.17): the sweeper runs a saga again under the same instance id after terminating
+    /// and purging the run before, and Dapr delivers an activity's answer by instance id and task number alone — a
+    /// terminated run's late answer reached the new run's task of the same number. A run with a token of its own
+    /// (<see cref="PaymentInput.Run"/>, V5) asks again when an answer names another run; a run without one (scheduled
+    /// before) takes it, as its history replays.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AnAnswerNamedForAnotherRun_IsAskedAgain_ByARunWithAToken(bool withToken)
+    {
+        var input = withToken ? Payment with { Run = "run-b" } : Payment;
+        var answers = new Queue<PaymentAssessment>([
+            new PaymentAssessment(new RiskAssessment(RiskDecision.Reject, [RiskAssessment.DebtorBlocked]), null) { Run = "run-a" }, // the old run's
+            new PaymentAssessment(Approve, null) { Run = input.Run }]);
+        context.Setup(c => c.CallActivityAsync<PaymentAssessment>(nameof(AssessPaymentActivity), input, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(AssessPaymentActivity)))
+            .ReturnsAsync(() => answers.Dequeue());
+        context.Setup(c => c.CallActivityAsync<MoveMoneyResult>(nameof(MoveMoneyActivity), input, It.IsAny<WorkflowTaskOptions>()))
+            .Callback(() => calls.Add(nameof(MoveMoneyActivity)))
+            .ReturnsAsync(MoveMoneyResult.Completed(recorded: true) with { Run = input.Run });
+
+        var outcome = await new PaymentWorkflowV5().RunAsync(context.Object, input);
+
+        if (withToken)
+        {
+            Assert.Equal(PaymentOutcome.Completed(), outcome);
+            Assert.Equal([nameof(AssessPaymentActivity), nameof(AssessPaymentActivity), nameof(MoveMoneyActivity)], calls);
+        }
+        else
+        {
+            Assert.Equal((Payments.Domain.PaymentStatus.Failed, PaymentReasons.RiskRejected), (outcome.Status, outcome.Reason)); // the old run's answer, taken
+            Assert.Equal([nameof(AssessPaymentActivity), nameof(VoidHoldActivity)], calls);
+        }
+    }
+
     /// <summary>The first step answers <paramref name="risk"/> (and <paramref name="refusal"/>, the ledger's for a payment sent to review); the money activity answers <paramref name="moveMoney"/>, or faults
     /// when it is null.</summary>
     private void Arrange(RiskAssessment risk, MoveMoneyResult? moveMoney, ApprovalDecision? approval = null, string? refusal = null)

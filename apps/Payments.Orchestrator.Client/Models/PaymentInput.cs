@@ -26,8 +26,16 @@ public sealed record PaymentOrder(
 /// <param name="BeforePivotBudget">How long each step before the pivot rides out a fault of its dependency. The
 /// orchestrator sets it when it schedules a saga, so it is in the instance's history: a saga scheduled before it
 /// existed (none: 3 minutes) replays with the budget it had, and a later change never changes a running saga's steps.</param>
+/// <param name="Run">A token of this run of the saga, drawn when it is scheduled (the sagas of ADR 0006's V5 on; none before):
+/// every activity's answer names it (<c>IRunAnswer</c>), and the saga takes an answer only if it names its own run. The
+/// sweeper runs a payment's saga again under the same instance id after terminating and purging the earlier run, and
+/// Dapr delivers an activity's answer by instance id and task id alone (dapr/dapr 1.15–1.17: purge resets the
+/// generation, and nothing checks which run scheduled the task): a terminated run's late answer reached the new run's
+/// task of the same number — another step's answer, read as this one's. Named by another run, it is a fault, and the
+/// step asks again.</param>
 public sealed record PaymentInput(
-    PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null, TimeSpan? BeforePivotBudget = null)
+    PaymentOrder Order, TimeSpan ApprovalTimeout, string? TraceParent = null, DateTimeOffset? CreatedAt = null, TimeSpan? BeforePivotBudget = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Run = null)
 {
     /// <summary>The longest approval deadline the API and the orchestrator accept. A payment's hold is issued at the
     /// payment's creation and the ledger refuses a transfer issued longer ago than its replay window (7 days by

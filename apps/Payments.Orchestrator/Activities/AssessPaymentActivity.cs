@@ -7,7 +7,14 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary>What <see cref="AssessPaymentActivity"/> decided: the risk assessment, and for a payment sent to review
 /// that the ledger could not make now, the ledger's refusal code (then nothing was written).</summary>
-public sealed record PaymentAssessment(RiskAssessment Risk, string? Refusal);
+public sealed record PaymentAssessment(RiskAssessment Risk, string? Refusal) : IRunAnswer<PaymentAssessment>
+{
+    /// <inheritdoc/>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Run { get; init; }
+
+    public PaymentAssessment ForRun(string? run) => this with { Run = run };
+}
 
 /// <summary><see cref="Workflows.PaymentWorkflowV2"/>'s first step: the risk check of <see cref="CheckRiskActivity"/>, and for a
 /// payment sent to review, the checks of <see cref="ValidatePaymentActivity"/> before it is recorded (and announced)

@@ -30,4 +30,11 @@ public sealed class FindHoldActivity(ILedger ledger, PaymentRecordStore records)
 /// <param name="ReviewDecision">The record's review: <c>approved</c>, <c>rejected</c>, or null.</param>
 /// <param name="RiskRejected">Whether the record holds a risk rejection (<see cref="Client.Records.PaymentRecord.RiskRejectedAt"/>):
 /// false in the answers of orchestrators from before it, whose resumed runs decide again as they did.</param>
-public sealed record LedgerFacts(bool HoldExists, string? ReviewDecision = null, bool RiskRejected = false);
+public sealed record LedgerFacts(bool HoldExists, string? ReviewDecision = null, bool RiskRejected = false) : IRunAnswer<LedgerFacts>
+{
+    /// <inheritdoc/>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Run { get; init; }
+
+    public LedgerFacts ForRun(string? run) => this with { Run = run };
+}

@@ -7,8 +7,14 @@ namespace Payments.Orchestrator.Activities;
 
 /// <summary>What <see cref="MoveMoneyActivity"/> got to: settled (and whether the record says so yet), or refused at
 /// the hold (nothing applied) or at the settlement (the hold stands and must be voided).</summary>
-public sealed record MoveMoneyResult(bool Settled, bool Recorded, string? HoldRefusal, string? SettleRefusal)
+public sealed record MoveMoneyResult(bool Settled, bool Recorded, string? HoldRefusal, string? SettleRefusal) : IRunAnswer<MoveMoneyResult>
 {
+    /// <inheritdoc/>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Run { get; init; }
+
+    public MoveMoneyResult ForRun(string? run) => this with { Run = run };
+
     public static MoveMoneyResult Completed(bool recorded) => new(true, recorded, null, null);
 
     public static MoveMoneyResult HoldRefused(string code) => new(false, false, code, null);

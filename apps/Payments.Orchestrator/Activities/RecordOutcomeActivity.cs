@@ -17,7 +17,7 @@ public sealed class RecordOutcomeActivity(PaymentRecordStore records, TimeProvid
         return SagaStep.TraceAsync(nameof(RecordOutcomeActivity), input.Payment, async () =>
         {
             await records.RecordOutcomeAsync(input.Payment.PaymentId, input.Outcome, time.GetUtcNow(), CancellationToken.None);
-            return StepResult.Ok;
+            return StepResult.Ok.ForRun(input.Payment.Run); // named for its run, as PaymentActivity's answers are
         });
     }
 }

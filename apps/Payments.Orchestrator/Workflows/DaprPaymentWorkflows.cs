@@ -17,10 +17,10 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
 
     /// <summary>The saga new payments (and restarted ones) run; older versions stay registered for instances started
     /// before (ADR 0006).</summary>
-    public const string CurrentWorkflow = nameof(PaymentWorkflowV4);
+    public const string CurrentWorkflow = nameof(PaymentWorkflowV5);
 
     /// <summary>The saga the sweeper runs for a payment an earlier run left without an outcome.</summary>
-    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV4);
+    public const string ResumedWorkflow = nameof(ResumedPaymentWorkflowV5);
 
     private readonly SemaphoreSlim[] startLocks = [.. Enumerable.Range(0, StartLockStripes).Select(_ => new SemaphoreSlim(1, 1))];
 
@@ -117,8 +117,10 @@ public sealed class DaprPaymentWorkflows(DaprWorkflowClient workflows) : IPaymen
     }
 
     /// <summary>The input a saga is scheduled with: this orchestrator's budget for the steps before the pivot, whatever
-    /// the caller sent (it is the orchestrator's to bound; see <see cref="PaymentInput.BeforePivotBudget"/>).</summary>
-    private static PaymentInput Scheduled(PaymentInput input) => input with { BeforePivotBudget = PaymentWorkflow.BeforePivotBudgetNow };
+    /// the caller sent (it is the orchestrator's to bound; see <see cref="PaymentInput.BeforePivotBudget"/>), and a
+    /// token of its own for this run (<see cref="PaymentInput.Run"/>), never the caller's.</summary>
+    private static PaymentInput Scheduled(PaymentInput input) =>
+        input with { BeforePivotBudget = PaymentWorkflow.BeforePivotBudgetNow, Run = Guid.NewGuid().ToString("N") };
 
     public async Task RaiseApprovalAsync(string paymentId, ApprovalDecision decision, CancellationToken cancellationToken)
     {

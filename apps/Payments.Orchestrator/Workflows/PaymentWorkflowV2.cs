@@ -136,3 +136,14 @@ public sealed class PaymentWorkflowV4 : Workflow<PaymentInput, PaymentOutcome>
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
         PaymentWorkflowV2.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true);
 }
+
+/// <summary><see cref="PaymentWorkflowV4"/> for runs scheduled with a token of their own (<see cref="PaymentInput.Run"/>):
+/// an answer named for another run — a terminated run's late answer, which Dapr delivers to the task of the same number
+/// in the run scheduled after it under the same instance id — is a fault, and the step asks again
+/// (<see cref="SagaCalls"/>). The steps are V4's; the name is its own (ADR 0006) so that an orchestrator from before,
+/// which would take such an answer, never runs these instances: a history with a refused answer replays only here.</summary>
+public sealed class PaymentWorkflowV5 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        PaymentWorkflowV2.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true);
+}

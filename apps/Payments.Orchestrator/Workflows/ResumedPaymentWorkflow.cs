@@ -97,3 +97,12 @@ public sealed class ResumedPaymentWorkflowV4 : Workflow<PaymentInput, PaymentOut
     public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
         ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true, bindRiskRejection: true);
 }
+
+/// <summary><see cref="ResumedPaymentWorkflowV4"/> for runs scheduled with a token of their own, as
+/// <see cref="PaymentWorkflowV5"/> is to V4: the sweeper's runs — each scheduled after terminating and purging the run
+/// before under the same instance id, whose late answers would otherwise be read as this run's.</summary>
+public sealed class ResumedPaymentWorkflowV5 : Workflow<PaymentInput, PaymentOutcome>
+{
+    public override Task<PaymentOutcome> RunAsync(WorkflowContext context, PaymentInput input) =>
+        ResumedPaymentWorkflow.RunAsync(context, input, batchMayHaveSettled: true, barLateHold: true, bindRiskRejection: true);
+}

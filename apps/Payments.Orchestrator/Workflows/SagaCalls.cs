@@ -1,5 +1,7 @@
 using Dapr.Workflow;
 using Microsoft.Extensions.Logging;
+using Payments.Orchestrator.Activities;
+using Payments.Orchestrator.Client.Models;
 
 namespace Payments.Orchestrator.Workflows;
 
@@ -16,10 +18,14 @@ public sealed record StepAnswer<T>(T? Value, string? LastFault)
 /// workflow: the caller decides what running out of budget means for its step.</summary>
 internal static class SagaCalls
 {
+    /// <summary>The fault an answer named by another run of the saga counts as (<see cref="PaymentInput.Run"/>).</summary>
+    public const string AnotherRunsAnswer = "AnotherRunsAnswer: the answer names another run of this payment's saga";
+
     public static async Task<StepAnswer<T>> UntilAnsweredAsync<T>(
         WorkflowContext context, string activity, object input, StepBudget budget, string paymentId, ILogger log)
         where T : class
     {
+        var run = input switch { PaymentInput payment => payment.Run, RecordOutcomeInput record => record.Payment.Run, _ => null };
         var started = context.CurrentUtcDateTime;
         string? lastFault = null;
         for (var attempt = 1; attempt <= budget.MaxAttempts; attempt++)
@@ -37,7 +43,18 @@ internal static class SagaCalls
 
             try
             {
-                return new StepAnswer<T>(await context.CallActivityAsync<T>(activity, input), null);
+                var answer = await context.CallActivityAsync<T>(activity, input);
+                // A run without a token (scheduled before V5) takes every answer, as it always did: its history replays so.
+                // An answer without one comes from an orchestrator of before, which names none: taken, as then.
+                if (run is not null && answer is IRunAnswer { Run: { } answeredFor } && !string.Equals(answeredFor, run, StringComparison.Ordinal))
+                {
+                    lastFault = AnotherRunsAnswer;
+                    log.LogWarning("Payment {PaymentId}: {Activity} attempt {Attempt} was answered for another run of the saga (a terminated run's "
+                        + "late answer, delivered by task number); asking again within {Budget}", paymentId, activity, attempt, budget.Budget);
+                    continue;
+                }
+
+                return new StepAnswer<T>(answer, null);
             }
             catch (WorkflowTaskFailedException exception)
             {
