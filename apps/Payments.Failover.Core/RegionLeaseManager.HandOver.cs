@@ -20,6 +20,10 @@ public enum HandOverOutcome
     /// <summary>Replication did not catch up within the lease, or the region's etcd did not take the hand-over marker:
     /// nothing handed over, and the region resumes writing on its next tick.</summary>
     Abandoned,
+
+    /// <summary>Cosmos DB did not answer before anything changed (the record's read, or the lease's renewal that
+    /// begins a hand-over, within a lease tick's time): nothing handed over; ask again.</summary>
+    Unavailable,
 }
 
 /// <summary>What a planned switchover did, why, and (for <see cref="HandOverOutcome.NotNow"/>) when to ask again.</summary>
@@ -44,7 +48,22 @@ public sealed partial class RegionLeaseManager
         await turn.WaitAsync(cancellationToken);
         try
         {
-            var (record, etag) = await store.ReadAsync(cancellationToken);
+            ActiveRegionRecord record;
+            string etag;
+            try
+            {
+                // Within a tick's time, as the lease loop reads it: with Cosmos DB away the SDK retried its connection
+                // until the switchover's 2-minute budget, the operator got a 500 after it, and the lease loop, whose
+                // turn this holds, stood still all along (a probe).
+                using var read = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                read.CancelAfter(options.RenewInterval);
+                (record, etag) = await store.ReadAsync(read.Token);
+            }
+            catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+            {
+                return Unavailable(exception);
+            }
+
             var now = time.GetUtcNow();
             if (record.HandedOverAt is { } at && now - at < cooldown)
             {
@@ -79,9 +98,10 @@ public sealed partial class RegionLeaseManager
         // let the other region take over by expiry, with the tail unshipped.
         var sentAt = time.GetUtcNow();
         var renewed = record with { LeaseUntilUnixMs = (sentAt + options.LeaseDuration).ToUnixTimeMilliseconds() };
-        if (await store.TryReplaceAsync(renewed, etag, cancellationToken) is not { } renewedEtag)
+        var (renewedEtag, notRenewed) = await RenewForHandOverAsync(renewed, etag, cancellationToken);
+        if (renewedEtag is null)
         {
-            return new(HandOverOutcome.Changed, "The active-region record changed meanwhile; nothing was handed over.");
+            return notRenewed!;
         }
 
         Role = RegionRole.Standby;
@@ -134,6 +154,36 @@ public sealed partial class RegionLeaseManager
             }
         }
     }
+
+    /// <summary>The lease renewed before a hand-over, bounded as the read before it; the new ETag, or what to answer.
+    /// Unanswered, it may have renewed the lease all the same: harmless (the region holds it anyway, and nothing else
+    /// changed), and the next tick renews it again.</summary>
+    private async Task<(string? ETag, HandOverResult? Refusal)> RenewForHandOverAsync(ActiveRegionRecord renewed, string etag, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var renewal = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            renewal.CancelAfter(options.RenewInterval);
+            return await store.TryReplaceAsync(renewed, etag, renewal.Token) is { } renewedEtag
+                ? (renewedEtag, null)
+                : (null, new(HandOverOutcome.Changed, "The active-region record changed meanwhile; nothing was handed over."));
+        }
+        catch (Exception exception) when (IsUnreachable(exception, cancellationToken))
+        {
+            return (null, Unavailable(exception));
+        }
+    }
+
+    /// <summary>Cosmos DB unanswered before anything changed: ask again in a little while.</summary>
+    private HandOverResult Unavailable(Exception exception)
+    {
+        logger.LogWarning("Region {Region}: switchover not begun, Cosmos DB did not answer ({Error})", options.Name, exception.Message);
+        return new(HandOverOutcome.Unavailable, "Cosmos DB did not answer in time; nothing was changed. Ask again once it answers (GET /admin/v1/region shows the record's age).",
+            UnavailableRetryAfter);
+    }
+
+    /// <summary>When an operator is told to ask again after Cosmos DB did not answer.</summary>
+    public static readonly TimeSpan UnavailableRetryAfter = TimeSpan.FromSeconds(10);
 
     /// <summary>Waits, within the lease renewed at <paramref name="sentAt"/>, until what this region wrote is shipped
     /// (<see cref="BeforeHandOver"/>); the outcome to return when it did not catch up, null when it did.</summary>

@@ -163,6 +163,28 @@ public sealed class FailoverServiceTests(FailoverFixture fixture)
         await WaitForAsync(client, status => status.GetProperty("role").GetString() == "active");
     }
 
+    /// <summary>A probe: with Cosmos DB unreachable, a switchover's first read retried until the switchover's 2-minute
+    /// budget, then answered 500 — the lease loop, whose turn it held, stood still meanwhile. Bounded by a lease tick,
+    /// it answers 503 service-unavailable with Retry-After, nothing changed.</summary>
+    [Fact]
+    public async Task ASwitchoverWithCosmosAway_Is503WithRetryAfter_NothingChanged()
+    {
+        await using var proxy = new TcpProxy(fixture.Cosmos.Endpoint.Port);
+        var endpoint = new UriBuilder(fixture.Cosmos.Endpoint) { Port = proxy.Port }.Uri;
+        await using var a = await RegionAsync("region-a", "active", $"control-{Guid.NewGuid():N}", cosmosEndpoint: endpoint);
+        var client = OperatorClient(a);
+        await WaitForAsync(client, status => status.GetProperty("role").GetString() == "active");
+
+        proxy.Cut();
+        using var refused = await client.PostAsJsonAsync("/admin/v1/switchover", new { to = "region-b" });
+        proxy.Restore();
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal(ProblemTypes.ServiceUnavailable, (await refused.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("type").GetString());
+        Assert.Equal(RegionLeaseManager.UnavailableRetryAfter, refused.Headers.RetryAfter?.Delta);
+        await WaitForAsync(client, status => status.GetProperty("role").GetString() == "active" && status.GetProperty("epoch").GetInt64() == 1);
+    }
+
     [Fact]
     public async Task AMalformedBody_AndAnUnknownRoute_AreProblemJson()
     {

@@ -20,6 +20,11 @@ internal static class AdminApi
     /// lease (the drain) and by each Cosmos DB and etcd call's own timeout; this only backstops them.</summary>
     private static readonly TimeSpan SwitchoverBudget = TimeSpan.FromMinutes(2);
 
+    /// <summary>Seconds after which an operator refused because a switchover is in progress here is told to look again.</summary>
+    private const string InProgressRetryAfter = "10";
+
+    private const string SwitchoverNotNowTitle = "A switchover cannot begin now.";
+
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
         // Every admin route needs the operator's token (OperatorAuthentication); the audit log names the caller.
@@ -53,16 +58,28 @@ internal static class AdminApi
         ILogger<SwitchoverGate> audit, CancellationToken cancellationToken)
     {
         // The body is read here, after the operator's token was checked: a bound parameter is read before any filter
-        // runs, so a caller without the token was told 400 or 415 about its body instead of 401. A malformed body
-        // throws JsonException, answered 400 malformed-request (InternalProblems).
+        // runs, so a caller without the token was told 400 or 415 about its body instead of 401.
         if (!context.Request.HasJsonContentType())
         {
             return Results.Problem(title: "The request body must be application/json in UTF-8, uncompressed.", statusCode: StatusCodes.Status415UnsupportedMediaType,
                 type: ProblemTypes.UnsupportedMediaType);
         }
 
-        var body = await context.Request.ReadFromJsonAsync<SwitchoverRequest>(cancellationToken);
         var caller = context.Items[OperatorAuthentication.CallerItem] as string ?? "unknown";
+        SwitchoverRequest? body;
+        try
+        {
+            body = await context.Request.ReadFromJsonAsync<SwitchoverRequest>(cancellationToken);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // The caller's mistake, answered and audited here: left to the exception handler it was logged as an
+            // unhandled exception with its stack trace, and no line named who sent it (a probe).
+            audit.LogWarning("Admin switchover by {Caller} refused: the body is not a JSON object {{\"to\":\"{Peer}\"}}", caller, options.PeerRegion);
+            return Results.Problem(title: "The request is malformed.", detail: "The request body is malformed or not of the expected shape.",
+                statusCode: StatusCodes.Status400BadRequest, type: ProblemTypes.MalformedRequest);
+        }
+
         if (body?.To is not { Length: > 0 } target || !string.Equals(target, options.PeerRegion, StringComparison.Ordinal))
         {
             audit.LogWarning("Admin switchover by {Caller} refused: target {Target} is not the peer region {Peer}", caller, Payments.ServiceDefaults.Security.RefusalLog.Shown(body?.To), options.PeerRegion);
@@ -73,7 +90,11 @@ internal static class AdminApi
         if (!gate.TryEnter())
         {
             audit.LogWarning("Admin switchover to {Target} by {Caller} refused: one is already in progress here", target, caller);
-            return Results.Problem("A switchover is already in progress on this region.", statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow);
+            // When to look again, as every switchover-not-now says (docs/runbooks/failover.md): one runs a lease at most
+            // once begun, and the status then shows where the record is.
+            context.Response.Headers.RetryAfter = InProgressRetryAfter;
+            return Results.Problem("A switchover is already in progress on this region.", statusCode: StatusCodes.Status409Conflict,
+                title: SwitchoverNotNowTitle, type: ProblemTypes.SwitchoverNotNow);
         }
 
         HandOverResult result;
@@ -92,6 +113,12 @@ internal static class AdminApi
         }
 
         audit.LogWarning("Admin switchover to {Target} by {Caller}: {Outcome} ({Reason})", target, caller, result.Outcome, result.Reason);
+        return Answer(result, target, context);
+    }
+
+    /// <summary>What the operator is told of a switchover's <paramref name="result"/>.</summary>
+    private static IResult Answer(HandOverResult result, string target, HttpContext context)
+    {
         if (result.RetryAfter > TimeSpan.Zero)
         {
             context.Response.Headers.RetryAfter = ((int)Math.Ceiling(result.RetryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -100,10 +127,12 @@ internal static class AdminApi
         return result.Outcome switch
         {
             HandOverOutcome.HandedOver => Results.Ok(new { handedOverTo = target, result.Epoch }),
-            HandOverOutcome.NotActive => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.NotTheActiveRegion),
-            HandOverOutcome.NotNow => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow),
+            HandOverOutcome.NotActive => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, title: "This region is not the active one.",
+                type: ProblemTypes.NotTheActiveRegion),
+            HandOverOutcome.Unavailable => Results.Problem(result.Reason, statusCode: StatusCodes.Status503ServiceUnavailable,
+                title: "The service is temporarily unavailable.", type: ProblemTypes.ServiceUnavailable),
             // Nothing changed and the region resumes: the operator may try again (after the peer catches up).
-            _ => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, type: ProblemTypes.SwitchoverNotNow),
+            _ => Results.Problem(result.Reason, statusCode: StatusCodes.Status409Conflict, title: SwitchoverNotNowTitle, type: ProblemTypes.SwitchoverNotNow),
         };
     }
 }

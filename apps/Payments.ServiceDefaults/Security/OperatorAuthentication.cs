@@ -152,6 +152,13 @@ public sealed class OperatorAuthentication(ILogger<OperatorAuthentication> logge
             // guess a second at most) and 429. The right token is never held back: operators behind one address
             // (kubectl port-forward, a NAT) are not locked out by a script still sending a token rotated out.
             failures.Failed(remote);
+            // Counted and said like any refusal: a guesser over its budget went unlogged, however many it sent (a probe).
+            if (Refusals.ShouldLog(out var over))
+            {
+                logger.LogWarning("Admin request refused: {Method} {Path} from {Remote} without a valid operator token, over its budget of wrong tokens ({Refused} refused since the last such line)",
+                    RefusalLog.Shown(http.Request.Method), RefusalLog.Shown(http.Request.Path.Value), remote, over);
+            }
+
             await failures.DelayRefusalAsync(http.RequestAborted);
             http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Results.Problem("Too many requests with a wrong operator token from this address; the admin API needs the operator's token.",
