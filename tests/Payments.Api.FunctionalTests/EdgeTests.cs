@@ -377,6 +377,37 @@ public sealed class EdgeTests(ApiSystemFixture system) : IAsyncLifetime
         Assert.Equal(ProblemTypes.MalformedRequest, JsonDocument.Parse(json).RootElement.GetProperty("type").GetString());
     }
 
+    /// <summary>A probe: framing RFC 9112 calls faulty was taken — an HTTP/1.0 request with Transfer-Encoding decoded as
+    /// chunked and its connection kept open, chunked named twice — and a front proxy that
+    /// frames by the rules reads such a connection otherwise (request smuggling). The edge and the API (which an ingress
+    /// reaches directly) refuse it, 400 malformed-request, and close the connection: the request sent after it on the
+    /// same connection is never answered.</summary>
+    [Theory]
+    [InlineData("edge", "HTTP/1.0", "Transfer-Encoding: chunked\r\n", true)]
+    [InlineData("edge", "HTTP/1.1", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", true)]
+    [InlineData("api", "HTTP/1.0", "Transfer-Encoding: chunked\r\n", true)]
+    [InlineData("api", "HTTP/1.1", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", true)]
+    public async Task FaultyFraming_Is400_AndTheConnectionCloses(string target, string version, string framing, bool chunked)
+    {
+        var address = target == "edge" ? new Uri(InProcessApp.BaseUrl(edge!)) : system.BaseAddress;
+        const string Json = "{\"accountId\":\"ff-1\",\"currency\":\"EUR\"}";
+        using var socket = new System.Net.Sockets.TcpClient();
+        await socket.ConnectAsync(IPAddress.Loopback, address.Port);
+        var stream = socket.GetStream();
+        var body = chunked ? $"{Json.Length:x}\r\n{Json}\r\n0\r\n\r\n" : Json;
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            $"POST /v1/accounts {version}\r\nHost: {address.Authority}\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n"
+            + string.Format(System.Globalization.CultureInfo.InvariantCulture, framing, Json.Length) + "\r\n" + body
+            + $"GET /healthz HTTP/1.1\r\nHost: {address.Authority}\r\n\r\n"));
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var answer = await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30)); // ends only if the server closes
+
+        Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(answer, "^HTTP/1\\.1 ", System.Text.RegularExpressions.RegexOptions.Multiline));
+        var json = answer[answer.IndexOf('{', StringComparison.Ordinal)..(answer.LastIndexOf('}') + 1)];
+        Assert.Equal(ProblemTypes.MalformedRequest, JsonDocument.Parse(json).RootElement.GetProperty("type").GetString());
+    }
+
     private async Task<HttpClient> MerchantClientAsync()
     {
         var direct = await system.NewMerchantClientAsync();

@@ -150,6 +150,7 @@ public static class ApiExtensions
             await Reply.Problem(status, type, title).ToResult().ExecuteAsync(pages.HttpContext);
         });
         app.Use(Payments.ServiceDefaults.MethodNames.RefuseUnimplementedAsync); // "post" is no POST (routing ignores case)
+        app.Use(Payments.ServiceDefaults.MessageFraming.RefuseFaultyAsync); // an ingress talks to the API directly
         OperatorAuthentication.KeepConnectionAddress(app); // for the operator's check: not what X-Forwarded-For says
         app.UseForwardedHeaders();
         if (app.Services.GetRequiredService<ApiOptions>().RequireHttps)

@@ -103,6 +103,7 @@ public static class EdgeExtensions
         // CONNECT (which the proxy cannot forward: it answered 503, retry, with a stack trace logged) and any method
         // not spelled as the standard defines it are answered here, for every path.
         app.Use(MethodNames.RefuseUnimplementedAsync);
+        app.Use(MessageFraming.RefuseFaultyAsync); // before any body is read or forwarded
         app.UseRequestTimeouts();
         app.MapHealthEndpoints(); // the edge's own liveness; matched before the catch-all route
         // The operator's admin API and the apps' metrics are reached inside the cluster, never from the internet: the
