@@ -152,10 +152,17 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}},{{Post(payment + ":post", "pay_other:hold")}}]}""")));
         await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Credit(payment + ":refund", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}""")));
+        // Nor void a hold in a batch: only alone does the ledger bar a hold that has not arrived yet (a review).
+        await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
+            $$"""{"transfers":[{{Void(payment + ":void", payment + ":hold")}}]}""")));
         // The saga's own shape passes: a hold into in-transit.
         Assert.Equal(HttpStatusCode.OK, (await asSaga.PostAsync(LedgerRoutes.Prefix + "transfers", Json(Hold(alice, InTransit, 100, payment + ":hold")))).StatusCode);
-        // The API reads deposits (to find a key's deposit), not the saga's transfers.
-        await AssertForbiddenAsync(await asApi.GetAsync(LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(payment + ":hold")));
+        // The API reads deposits (to find a key's deposit), not the saga's transfers — and learns not even whether one
+        // exists (a review: a 403 for an existing one, a 404 for a missing one, told a compromised API the saga's ids).
+        var sagas = await asApi.GetAsync(LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(payment + ":hold"));
+        var none = await asApi.GetAsync(LedgerRoutes.Prefix + "transfers/" + Uri.EscapeDataString(payment + ":nothing"));
+        Assert.Equal((HttpStatusCode.NotFound, HttpStatusCode.NotFound), (sagas.StatusCode, none.StatusCode));
+        Assert.Equal((await none.JsonAsync()).GetProperty("type").GetString(), (await sagas.JsonAsync()).GetProperty("type").GetString());
         // Its credit pays out exactly what its hold brought in: 400 out of a hold of 100 is refused with the batch.
         var overpaid = await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}"""));
@@ -339,6 +346,9 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
 
     private static string Post(string id, string hold) =>
         $$"""{"kind":"post","id":"{{id}}","pendingId":"{{hold}}","issuedAtUnixMs":{{Now}}}""";
+
+    private static string Void(string id, string hold) =>
+        $$"""{"kind":"void","id":"{{id}}","pendingId":"{{hold}}","issuedAtUnixMs":{{Now}}}""";
 
     private static string Hold(string debit, string credit, long amount, string? id = null) =>
         $$"""{"kind":"pending","id":"{{id ?? $"t-{Guid.NewGuid():N}"}}","debitAccountId":"{{debit}}","creditAccountId":"{{credit}}","amountMinor":{{amount}},"currency":"CHF","timeoutMs":60000,"issuedAtUnixMs":{{Now}}}""";

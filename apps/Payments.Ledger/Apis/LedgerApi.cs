@@ -71,10 +71,17 @@ public static class LedgerApi
             return Results.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "One or more fields are invalid.", type: ProblemTypes.ValidationFailed);
         }
 
+        var missing = Results.Problem($"The ledger has no transfer '{transferId.Value}' (never applied, or archived past the replay window).",
+            statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.TransferNotFound);
         return await Unavailable503(context, async () => await etcdLedger.GetTransferAsync(transferId, cancellationToken) is { } entry
-            ? LedgerCallerPolicy.TransferReadRefusal(context.CallerRole(), entry) is { } refusal ? Refused(context, refusal) : Results.Ok(LedgerWire.ToWire(entry))
-            : Results.Problem($"The ledger has no transfer '{transferId.Value}' (never applied, or archived past the replay window).",
-                statusCode: StatusCodes.Status404NotFound, type: ProblemTypes.TransferNotFound));
+            ? LedgerCallerPolicy.TransferReadRefusal(context.CallerRole(), entry) switch
+            {
+                null => Results.Ok(LedgerWire.ToWire(entry)),
+                // Logged as refused, answered as missing: whether a saga's transfer exists is not the API's to learn.
+                LedgerCallerPolicy.ApiReadsDepositsOnly => RefusedAs(context, LedgerCallerPolicy.ApiReadsDepositsOnly, missing),
+                var refusal => Refused(context, refusal),
+            }
+            : missing);
     }
 
     /// <summary>Within the currency's <c>MaxOverdraftMinor</c>, which the API checks first: a limit above it is no
@@ -170,12 +177,15 @@ public static class LedgerApi
     }
 
     /// <summary>403 problem+json, logged with the caller: an authenticated app asked for what its role may not do.</summary>
-    private static IResult Refused(HttpContext context, string reason)
+    private static IResult Refused(HttpContext context, string reason) => RefusedAs(context, reason, ServiceIdentityExtensions.Forbidden(reason));
+
+    /// <summary>A refusal logged with its reason, answered <paramref name="answer"/>.</summary>
+    private static IResult RefusedAs(HttpContext context, string reason, IResult answer)
     {
         context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Payments.Ledger.CallerPolicy").LogWarning(
             "Ledger refused {Method} {Path} for caller role {Role} (its caller header claims '{Caller}'): {Reason}", context.Request.Method, Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Path.Value),
             context.CallerRole(), Payments.ServiceDefaults.Security.RefusalLog.Shown(context.Request.Headers[ServiceIdentityExtensions.CallerHeader].ToString()), reason);
-        return ServiceIdentityExtensions.Forbidden(reason);
+        return answer;
     }
 
     /// <summary>The mode as the replication endpoint has always spelled it (lower case).</summary>

@@ -52,6 +52,14 @@ internal static class LedgerCallerPolicy
             return null;
         }
 
+        // A hold's void goes alone (/transfers): only there does the ledger bar a hold that has not arrived yet
+        // (HoldBars), and the saga takes "no such hold" from a void as "nothing to undo" — in a batch, a hold still on
+        // its way would land after the payment was compensated (a review; the saga never batches a void).
+        if (batch.Any(request => request is TransferRequest.VoidPending))
+        {
+            return "A hold's void goes alone, not in a batch: only alone does the ledger bar a hold that has not arrived yet.";
+        }
+
         var postedHolds = batch.OfType<TransferRequest.PostPending>().Select(post => post.PendingId.Value).ToHashSet(StringComparer.Ordinal);
         foreach (var credit in batch.OfType<TransferRequest.Single>().Where(single => single.DebitAccountId == AccountId.InTransit(single.Amount.Currency)))
         {
@@ -97,9 +105,13 @@ internal static class LedgerCallerPolicy
         ServiceRoles.Orchestrator => null,
         ServiceRoles.Api when entry.Kind == TransferKind.Single && entry.DebitAccountId == AccountId.ExternalFunding(entry.Amount.Currency)
             && !entry.CreditAccountId.IsSystem => null,
-        ServiceRoles.Api => "The API reads deposits only.",
+        ServiceRoles.Api => ApiReadsDepositsOnly,
         _ => $"Callers in role '{role}' may not read transfers.",
     };
+
+    /// <summary>The refusal of a transfer read to the API, which is answered as a missing transfer (404): a 403 for an
+    /// existing one told a compromised API which of the saga's transfer ids exist (a review).</summary>
+    public const string ApiReadsDepositsOnly = "The API reads deposits only.";
 
     /// <summary>A deposit above the currency's <c>MaxDepositMinor</c>, which the API checks first, is no request the
     /// API makes: refused as the caller's overreach. Only that bound keeps the external funding account of a currency
