@@ -561,6 +561,11 @@ public sealed class WebhookEndpointApiTests(ApiSystemFixture system)
     [InlineData("https://[2002:a9fe:a9fe::1]/p", false, false)]
     [InlineData("https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/p", false, false)]
     [InlineData("https://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/p", false, false)]
+    // A probe: compatibility forms IDNA maps to ASCII — circled letters (example.com), parenthesised and circled digits
+    // (an address) — were taken, and deliveries went to another name than the one shown. Lowercase letters of any script stay.
+    [InlineData("https://\u24d4\u24e7\u24d0\u24dc\u24df\u24db\u24d4.com/p", false, false)]
+    [InlineData("https://\u246f\u2468.\u2461\u2464\u2463.\u246f\u2468.\u2461\u2464\u2463/p", false, false)]
+    [InlineData("https://hooks.b\u00fccher.example/p", false, true)]
     [InlineData("https://[2606:4700::6810:84e5]/p", false, false)] // public, but deliveries leave over IPv4
     [InlineData("https://hooks.example.com/p\r\nX-Injected: 1", false, false)]
     [InlineData("https://hooks.example.com/a b", false, false)]

@@ -1,3 +1,5 @@
+using System.Text;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 
@@ -57,6 +59,16 @@ public static class WebhookTargets
         if (uri.Host.Any(c => c > '\x7f' && (char.IsDigit(c) || c is >= '\uff00' and <= '\uffef' or '\u3002')))
         {
             return "url's host must be written without fullwidth or non-ASCII digits and dots.";
+        }
+
+        // Likewise circled, parenthesised and other compatibility letters and numbers ("ⓔⓧⓐⓜⓟⓛⓔ.com" is example.com to
+        // IDNA, "⑯⑨.②⑤④.⑯⑨.②⑤④" an address), and capitals, which it lowers: a merchant was shown a host that reads as
+        // another than the one deliveries go to (a probe). A host's non-ASCII characters are lowercase or caseless
+        // letters and the marks that join them, as IDNA 2008 keeps them.
+        if (uri.Host.EnumerateRunes().Any(rune => rune.Value > 0x7f && Rune.GetUnicodeCategory(rune) is not (UnicodeCategory.LowercaseLetter
+                or UnicodeCategory.OtherLetter or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark)))
+        {
+            return "url's host must be written in lowercase letters: no capitals, symbols or compatibility forms outside ASCII.";
         }
 
         // Deliveries leave the cluster over IPv4 (the chart's NetworkPolicy); an IPv6 literal also hides IPv4
