@@ -122,6 +122,24 @@ public sealed partial class EtcdChartTests
         Assert.Equal(users.Select(user => $"dp-daprpayments-etcd-client-{user}").Append("dp-daprpayments-etcd-member").Append("dp-daprpayments-etcd-ca").Order(), certificates.Order());
     }
 
+    /// <summary>A review: the chart's CA was made with its certificates' lifetime and ended with all of them, so a
+    /// certificate re-signed before then (the documented rotation) ended then too, and every 825 days each region went
+    /// through a new CA, a planned interruption of writes. The CA outlives every certificate it signs by years.</summary>
+    [Fact]
+    public async Task TheGeneratedCa_OutlivesTheCertificatesItSigns()
+    {
+        var objects = await ChartTests.RenderAsync(valuesFile: null);
+        var secrets = objects.OfType<V1Secret>().Where(secret => secret.StringData?.ContainsKey("tls.crt") == true).ToArray();
+        using var ca = X509Certificate2.CreateFromPem(secrets.Single(secret => secret.Metadata.Name.EndsWith("-etcd-ca", StringComparison.Ordinal)).StringData["tls.crt"]);
+        var leaves = secrets.Where(secret => !secret.Metadata.Name.EndsWith("-etcd-ca", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(leaves);
+        foreach (var leaf in leaves)
+        {
+            using var certificate = X509Certificate2.CreateFromPem(leaf.StringData["tls.crt"]);
+            Assert.True(ca.NotAfter > certificate.NotAfter.AddYears(5), $"{leaf.Metadata.Name} ends {certificate.NotAfter:O}, its CA {ca.NotAfter:O}");
+        }
+    }
+
     /// <summary>Found in review: the member certificate named the pods only by the wildcard "*.&lt;headless&gt;", which Go
     /// accepts but .NET does not (it checks names with OpenSSL's X509_check_host, which refuses a wildcard with fewer
     /// than two labels after it), so every app would have failed its TLS handshake with etcd on a cluster, while the
