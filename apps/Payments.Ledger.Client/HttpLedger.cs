@@ -54,7 +54,7 @@ public sealed class HttpLedger(HttpClient http) : ILedger
             throw await FaultAsync(response, cancellationToken);
         }
 
-        response.EnsureSuccessStatusCode();
+        await EnsureAnsweredAsync(response, "GET transfers/{id}", cancellationToken);
         return LedgerWire.FromWire((await response.Content.ReadFromJsonAsync<JournalEntryWire>(cancellationToken))!);
     }
 
@@ -91,8 +91,9 @@ public sealed class HttpLedger(HttpClient http) : ILedger
                 throw await FaultAsync(response, cancellationToken);
             }
 
-            // A 4xx here is a bug on our side (the wire format), not a business outcome: those come back as 200 bodies.
-            response.EnsureSuccessStatusCode();
+            // A 4xx here is a bug on our side (the wire format) or services configured apart, not a business outcome:
+            // those come back as 200 bodies.
+            await EnsureAnsweredAsync(response, $"{method} {path}", cancellationToken);
             return await response.Content.ReadFromJsonAsync<T>(cancellationToken);
         }
     }
@@ -129,6 +130,42 @@ public sealed class HttpLedger(HttpClient http) : ILedger
         }
     }
 
+    /// <summary>A 2xx goes on; a 4xx is <see cref="LedgerRefusedRequestException"/> with the ledger's problem type and
+    /// detail (which name no secret: the ledger's refusals say what was refused and why).</summary>
+    private static async Task EnsureAnsweredAsync(HttpResponseMessage response, string call, CancellationToken cancellationToken)
+    {
+        var status = (int)response.StatusCode;
+        if (status is >= 200 and < 300)
+        {
+            return;
+        }
+
+        ProblemWire? problem = null;
+        if (response.Content.Headers.ContentType?.MediaType == "application/problem+json")
+        {
+            try
+            {
+                problem = await response.Content.ReadFromJsonAsync<ProblemWire>(cancellationToken);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                // not a problem document after all: the status alone
+            }
+        }
+
+        throw new LedgerRefusedRequestException(status, problem?.Type,
+            $"The ledger service refused {call}: {status} {problem?.Type ?? "(no problem type)"}: {Cut(problem?.Detail)}");
+    }
+
+    /// <summary>A detail for a log line: bounded, control characters shown as '?'.</summary>
+    private static string Cut(string? detail)
+    {
+        const int MaxShown = 300;
+        var text = detail ?? string.Empty;
+        text = text.Length > MaxShown ? text[..MaxShown] + "…" : text;
+        return string.Concat(text.Select(c => char.IsControl(c) ? '?' : c));
+    }
+
     /// <summary>A 5xx as the fault it reports: the ledger's problem type tells a write that is committed but not yet
     /// replicated, or refused because this region is passive, from a ledger that is simply unavailable.</summary>
     private static async Task<Exception> FaultAsync(HttpResponseMessage response, CancellationToken cancellationToken)
@@ -143,5 +180,5 @@ public sealed class HttpLedger(HttpClient http) : ILedger
         };
     }
 
-    private sealed record ProblemWire(string? Type);
+    private sealed record ProblemWire(string? Type, string? Detail = null);
 }

@@ -13,3 +13,14 @@ public sealed class LedgerReplicationPendingException(string message) : Exceptio
 /// Nothing was written; the caller should answer 503 with Retry-After, and clients retry (with the same ids) against
 /// the active region.</summary>
 public sealed class RegionNotWritableException(string message) : Exception(message);
+
+/// <summary>The ledger refused the request itself (a 4xx problem): not an outage, and no business outcome either — those
+/// come back as 200 bodies. A request the caller validated that the ledger refuses is a defect or a configuration that
+/// differs between services (the ledger's money limits stricter than the API's, say): answered as the API's own
+/// fault (500), with its trace, never as "unavailable, retry", which hid it behind an outage that never ended (a review).</summary>
+public sealed class LedgerRefusedRequestException(int status, string? problemType, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+
+    public string? ProblemType { get; } = problemType;
+}

@@ -152,6 +152,14 @@ public sealed class ServiceIdentityTests(ApiSystemFixture system)
             $$"""{"transfers":[{{Credit(payment + ":credit", bob, 400)}},{{Post(payment + ":post", "pay_other:hold")}}]}""")));
         await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Credit(payment + ":refund", bob, 400)}},{{Post(payment + ":post", payment + ":hold")}}]}""")));
+        // The client tells such a refusal from an outage (a review: every 4xx was "unavailable, retry", and a ledger
+        // stricter than the API, its limits set apart, answered merchants 503 for ever): refused, with the ledger's type.
+        var refusedByLedger = await Assert.ThrowsAsync<LedgerRefusedRequestException>(() => new Payments.Ledger.Client.HttpLedger(asApi).TransferAsync(
+            new TransferRequest.Single(TransferId.Parse("t-" + Guid.NewGuid().ToString("N")), AccountId.Parse(alice), AccountId.Parse(bob), new Money(400, Currency.FromCode("CHF")), null)
+            {
+                IssuedAt = DateTimeOffset.UtcNow,
+            }, CancellationToken.None));
+        Assert.Equal((403, ProblemTypes.Forbidden), (refusedByLedger.Status, refusedByLedger.ProblemType));
         // Nor void a hold in a batch: only alone does the ledger bar a hold that has not arrived yet (a review).
         await AssertForbiddenAsync(await asSaga.PostAsync(LedgerRoutes.Prefix + "batches", Json(
             $$"""{"transfers":[{{Void(payment + ":void", payment + ":hold")}}]}""")));
