@@ -178,7 +178,7 @@ public sealed partial class RegionLeaseManager
     private HandOverResult Unavailable(Exception exception)
     {
         logger.LogWarning("Region {Region}: switchover not begun, Cosmos DB did not answer ({Error})", options.Name, exception.Message);
-        return new(HandOverOutcome.Unavailable, "Cosmos DB did not answer in time; nothing was changed. Ask again once it answers (GET /admin/v1/region shows the record's age).",
+        return new(HandOverOutcome.Unavailable, "Cosmos DB did not answer in time, or refused (this service's log says which); nothing was changed. Ask again once it answers (GET /admin/v1/region shows the record's age).",
             UnavailableRetryAfter);
     }
 

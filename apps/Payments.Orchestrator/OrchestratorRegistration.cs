@@ -7,7 +7,7 @@ namespace Payments.Orchestrator;
 public static class OrchestratorRegistration
 {
     /// <summary>Registers the payment saga and its activities with the Dapr workflow runtime: new payments start
-    /// <see cref="PaymentWorkflowV4"/> and the sweeper <see cref="ResumedPaymentWorkflowV4"/>; the earlier versions stay
+    /// <see cref="PaymentWorkflowV5"/> and the sweeper <see cref="ResumedPaymentWorkflowV5"/>; the earlier versions stay
     /// for instances started before them.</summary>
     public static void RegisterPaymentSaga(this WorkflowRuntimeOptions options)
     {

@@ -61,12 +61,10 @@ public static class WebhookTargets
             return "url's host must be written without fullwidth or non-ASCII digits and dots.";
         }
 
-        // Likewise circled, parenthesised and other compatibility letters and numbers ("ⓔⓧⓐⓜⓟⓛⓔ.com" is example.com to
-        // IDNA, "⑯⑨.②⑤④.⑯⑨.②⑤④" an address), and capitals, which it lowers: a merchant was shown a host that reads as
-        // another than the one deliveries go to (a probe). A host's non-ASCII characters are lowercase or caseless
-        // letters and the marks that join them, as IDNA 2008 keeps them.
-        if (uri.Host.EnumerateRunes().Any(rune => rune.Value > 0x7f && Rune.GetUnicodeCategory(rune) is not (UnicodeCategory.LowercaseLetter
-                or UnicodeCategory.OtherLetter or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark)))
+        // Likewise compatibility forms IDNA maps elsewhere ("ⓔⓧⓐⓜⓟⓛⓔ.com", "𝐞𝐱𝐚𝐦𝐩𝐥𝐞.com": example.com; "⑯⑨.②⑤④…": an
+        // address) and capitals: the merchant was shown another host than deliveries go to (a probe). Neither Uri nor
+        // normalization maps them in invariant globalization mode, so they are refused by what they are (IsHostLetter).
+        if (uri.Host.EnumerateRunes().Any(rune => rune.Value > 0x7f && !IsHostLetter(rune)))
         {
             return "url's host must be written in lowercase letters: no capitals, symbols or compatibility forms outside ASCII.";
         }
@@ -93,6 +91,25 @@ public static class WebhookTargets
 
         return null;
     }
+
+    /// <summary>Unicode blocks (and single characters) of compatibility forms, which IDNA maps to other characters:
+    /// ª º ſ, spacing and phonetic modifier letters, super- and subscripts, letterlike symbols (ℓ ℯ), number forms,
+    /// enclosed alphanumerics, enclosed and compatibility CJK, Hangul compatibility jamo, compatibility ideographs,
+    /// presentation forms (ﬁ), small and half- or fullwidth forms, mathematical alphanumerics (𝐞).</summary>
+    private static readonly (int First, int Last)[] CompatibilityForms =
+    [
+        (0x00AA, 0x00AA), (0x00BA, 0x00BA), (0x017F, 0x017F), (0x02B0, 0x02FF), (0x1D2C, 0x1D6A), (0x1D78, 0x1D78), (0x1D9B, 0x1DBF),
+        (0x2070, 0x209F), (0x2100, 0x218F), (0x2460, 0x24FF), (0x3131, 0x318E), (0x3200, 0x33FF), (0xF900, 0xFAFF), (0xFB00, 0xFDFF),
+        (0xFE30, 0xFE4F), (0xFE50, 0xFEFF), (0xFF00, 0xFFEF), (0x1D400, 0x1D7FF), (0x1F100, 0x1F1FF), (0x2F800, 0x2FA1F),
+    ];
+
+    /// <summary>A non-ASCII character a host may hold: a lowercase, caseless or modifier letter (ー, 々) or a mark that
+    /// joins them, or a joiner IDNA 2008 allows in context (·, ・), outside the blocks of compatibility forms.</summary>
+    private static bool IsHostLetter(Rune rune) =>
+        (rune.Value is 0x00B7 or 0x30FB
+         || Rune.GetUnicodeCategory(rune) is UnicodeCategory.LowercaseLetter or UnicodeCategory.OtherLetter or UnicodeCategory.ModifierLetter
+             or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark)
+        && !CompatibilityForms.Any(range => rune.Value >= range.First && rune.Value <= range.Last);
 
     /// <summary>Whether <paramref name="host"/> (IDNA's ASCII form, no trailing dot) is a name a receiver can have: Uri
     /// took "-a.com", "exa_mple.com", "xn--.com", 70-character labels and 310-character names, which no resolver or

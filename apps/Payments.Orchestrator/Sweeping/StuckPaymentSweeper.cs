@@ -166,15 +166,13 @@ public sealed class StuckPaymentSweeper(
     private async Task<(string? Cursor, SweepReport Report)> WalkRecordsAsync(
         string? cursor, SweepReport report, HashSet<string> examined, CancellationToken cancellationToken)
     {
-        if (OutOfTime(examined))
-        {
-            return (cursor, report); // the in-flight walk used the pass: the backstop goes on next pass
-        }
-
+        // At least one record per pass, even when the in-flight walk used the pass's time (an engine slow at every call,
+        // a takeover's cycle): else the backstop's cursor never moved (a review).
         var batch = await records.ListAsync(cursor, SweepPolicy.PageSize, cancellationToken);
+        var walked = 0;
         foreach (var record in batch)
         {
-            if (OutOfTime(examined))
+            if (walked++ > 0 && OutOfTime(examined))
             {
                 return (cursor, report); // from the last one examined, next pass
             }

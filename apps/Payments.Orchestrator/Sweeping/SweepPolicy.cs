@@ -29,7 +29,8 @@ public sealed record SweepPolicy(TimeSpan Interval, TimeSpan MissingGrace, TimeS
     /// goes on from there. A pass asks the workflow engine about each payment past its grace, each call bounded at
     /// <see cref="Workflows.DaprPaymentWorkflows.CallTimeout"/>: with the engine frozen, a pass over
     /// <see cref="MaxPagesPerPass"/> pages took hours, and its cursor, saved only at its end, was lost with the lock or
-    /// the process (a review of bounds). At least one payment is examined per pass, so every pass makes progress.</summary>
+    /// the process (a review of bounds). At least one payment is examined per pass by each walk (the in-flight markers,
+    /// the records' backstop), so every pass makes progress.</summary>
     public TimeSpan PassBudget { get; init; } = TimeSpan.FromMinutes(1);
 
     /// <summary>A running saga (not waiting for a reviewer) whose history has not changed this long is run again: every

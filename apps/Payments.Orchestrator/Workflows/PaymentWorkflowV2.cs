@@ -92,6 +92,14 @@ public sealed class PaymentWorkflowV2 : Workflow<PaymentInput, PaymentOutcome>
         try
         {
             result = await context.CallActivityAsync<MoveMoneyResult>(nameof(MoveMoneyActivity), input);
+            if (SagaCalls.AnsweredForAnotherRun(input.Run, result))
+            {
+                // A terminated run's late answer under this task's number (ADR 0006 point 6): what this run's own
+                // money activity did is unknown, as after a fault — the steps one by one, each answering as applied.
+                log.LogWarning("Payment {PaymentId}: {Activity} was answered for another run of the saga; taking its steps one by one",
+                    input.PaymentId, nameof(MoveMoneyActivity));
+                result = null;
+            }
         }
         catch (WorkflowTaskFailedException exception)
         {

@@ -46,7 +46,7 @@ internal static class SagaCalls
                 var answer = await context.CallActivityAsync<T>(activity, input);
                 // A run without a token (scheduled before V5) takes every answer, as it always did: its history replays so.
                 // An answer without one comes from an orchestrator of before, which names none: taken, as then.
-                if (run is not null && answer is IRunAnswer { Run: { } answeredFor } && !string.Equals(answeredFor, run, StringComparison.Ordinal))
+                if (AnsweredForAnotherRun(run, answer))
                 {
                     lastFault = AnotherRunsAnswer;
                     log.LogWarning("Payment {PaymentId}: {Activity} attempt {Attempt} was answered for another run of the saga (a terminated run's "
@@ -66,4 +66,10 @@ internal static class SagaCalls
 
         return new StepAnswer<T>(null, lastFault);
     }
+
+    /// <summary>Whether <paramref name="answer"/> names another run than <paramref name="run"/>: never for a run without
+    /// a token (scheduled before V5: its history replays as it ran), nor for an answer without one (an orchestrator of
+    /// before, which names none: taken, as then).</summary>
+    public static bool AnsweredForAnotherRun(string? run, object? answer) =>
+        run is not null && answer is IRunAnswer { Run: { } answeredFor } && !string.Equals(answeredFor, run, StringComparison.Ordinal);
 }
