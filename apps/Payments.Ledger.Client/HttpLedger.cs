@@ -140,6 +140,13 @@ public sealed class HttpLedger(HttpClient http) : ILedger
             return;
         }
 
+        if (status is UnauthorizedStatus or RequestTimeoutStatus)
+        {
+            // Not a refusal of what was asked: this app's credentials mid-rotation, or a request cut short on the way —
+            // asked again, as an outage is.
+            throw new LedgerUnavailableException($"The ledger service answered {call} {status}.");
+        }
+
         ProblemWire? problem = null;
         if (response.Content.Headers.ContentType?.MediaType == "application/problem+json")
         {
@@ -179,6 +186,9 @@ public sealed class HttpLedger(HttpClient http) : ILedger
             _ => new LedgerUnavailableException($"The ledger service answered {status}."),
         };
     }
+
+    private const int UnauthorizedStatus = 401;
+    private const int RequestTimeoutStatus = 408;
 
     private sealed record ProblemWire(string? Type, string? Detail = null);
 }
