@@ -83,16 +83,70 @@ public sealed class HelmTestPodTests
         }
     }
 
-    /// <summary>The standby region takes no payment test, and its readiness test asks /healthz: its /readyz answers 503
-    /// by design (review: `helm test` always failed there, though NOTES.txt says to run it in both regions).</summary>
-    [Fact]
-    public async Task TheStandbyRegion_HasNoPaymentTest_AndItsReadinessTestPassesThere()
+    /// <summary>The script's own branch, run as the pod runs it (bash over /dev/tcp) against a real HTTP server that
+    /// answers as a standby region's API does: the first write's 503 region-not-writable ends the test, passing; any
+    /// other 503 fails it. (A stand-in server: the whole system as a standby needs a second region, which the local
+    /// run has not.)</summary>
+    [Theory]
+    [InlineData("https://daprpayments.dev/problems/region-not-writable", 0)]
+    [InlineData("https://daprpayments.dev/problems/service-unavailable", 1)]
+    public async Task ThePaymentScript_StopsPassingWhereTheRegionTakesNoWrites_AndOnlyThere(string type, int exitCode)
     {
-        var objects = await ChartTests.RenderAsync("values-region-b.yaml");
-        Assert.DoesNotContain(objects.OfType<V1Pod>(), candidate => candidate.Metadata.Name.EndsWith("-test-payment", StringComparison.Ordinal));
-        var standby = Assert.Single(objects.OfType<V1Pod>(), candidate => candidate.Metadata.Name.EndsWith("-test-readyz", StringComparison.Ordinal));
-        Assert.Contains("GET /healthz ", Assert.Single(Assert.Single(standby.Spec.Containers).Args), StringComparison.Ordinal);
-        var active = Assert.Single((await ChartTests.RenderAsync("values-region-a.yaml")).OfType<V1Pod>(), candidate => candidate.Metadata.Name.EndsWith("-test-readyz", StringComparison.Ordinal));
-        Assert.Contains("GET /readyz ", Assert.Single(Assert.Single(active.Spec.Containers).Args), StringComparison.Ordinal);
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var serving = Task.Run(async () =>
+        {
+            using var client = await listener.AcceptTcpClientAsync();
+            var stream = client.GetStream();
+            var buffer = new byte[8192];
+            var read = 0;
+            while (!System.Text.Encoding.ASCII.GetString(buffer, 0, read).Contains("helm test\"}", StringComparison.Ordinal) && read < buffer.Length)
+            {
+                var more = await stream.ReadAsync(buffer.AsMemory(read));
+                if (more == 0)
+                {
+                    break;
+                }
+
+                read += more;
+            }
+
+            var body = $$"""{"type":"{{type}}","title":"t","status":503}""";
+            await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(
+                $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}"));
+        });
+        var start = new System.Diagnostics.ProcessStartInfo("bash", [Path.Combine(HelmTool.ChartDirectory, "files", "test-payment.sh")])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            Environment = { ["API_HOST"] = "127.0.0.1", ["API_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture), ["ADMIN_TOKEN"] = "t", ["TIMEOUT_SECONDS"] = "10" },
+        };
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        await serving.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.True(process.ExitCode == exitCode, $"exit {process.ExitCode}: {await output} {await errors}");
+    }
+
+    /// <summary>A chart review: the tests followed the role a region was installed with, not the lease — after a
+    /// switchover the region installed active failed its readiness test (its /readyz is 503 as a standby) and the one
+    /// installed standby, active now, made no payment. Both regions render the same tests: the readiness test asks
+    /// /servingz (the kubelet's, which does not follow the region), and the payment test stops, passing, where the first
+    /// write answers 503 region-not-writable (the script's own branch).</summary>
+    [Fact]
+    public async Task BothRegions_RenderTheSameTests_WhicheverIsActiveNow()
+    {
+        var script = await File.ReadAllTextAsync(Path.Combine(HelmTool.ChartDirectory, "files", "test-payment.sh"));
+        Assert.Contains("region-not-writable", script, StringComparison.Ordinal);
+        foreach (var values in new[] { "values-region-a.yaml", "values-region-b.yaml" })
+        {
+            var pods = (await ChartTests.RenderAsync(values)).OfType<V1Pod>().ToArray();
+            Assert.Contains(pods, candidate => candidate.Metadata.Name.EndsWith("-test-payment", StringComparison.Ordinal));
+            var readiness = Assert.Single(pods, candidate => candidate.Metadata.Name.EndsWith("-test-readyz", StringComparison.Ordinal));
+            Assert.Contains("GET /servingz ", Assert.Single(Assert.Single(readiness.Spec.Containers).Args), StringComparison.Ordinal);
+        }
     }
 }
